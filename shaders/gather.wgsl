@@ -1,0 +1,40 @@
+// Gather rows of a dataset by index: the minibatch of a resident dataset.
+
+struct Gather {
+    n: u32,        // elements of dst
+    cols: u32,     // gather_rows: columns per row
+    src_rows: u32, // rows (gather_rows) or elements (gather_idx) of src; indices are clamped
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Gather;
+@group(0) @binding(2) var<storage, read> idx: array<u32>;
+// gather_rows: dst [rows, cols] = src [src_rows, cols][idx]
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+// gather_idx: dst [rows] = src [idx]
+@group(0) @binding(1) var<storage, read> isrc: array<u32>;
+@group(0) @binding(3) var<storage, read_write> idst: array<u32>;
+
+fn lin(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+@compute @workgroup_size(256)
+fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = lin(gid, nwg);
+    if (i < p.n) {
+        let r = i / p.cols;
+        let c = i - r * p.cols;
+        let s = min(idx[r], p.src_rows - 1u);
+        dst[i] = src[s * p.cols + c];
+    }
+}
+
+@compute @workgroup_size(256)
+fn gather_idx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = lin(gid, nwg);
+    if (i < p.n) {
+        idst[i] = isrc[min(idx[i], p.src_rows - 1u)];
+    }
+}

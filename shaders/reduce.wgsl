@@ -1,0 +1,99 @@
+// Deterministic reductions: no atomics. Pass 1 (`reduce_partial`): workgroup g sums the
+// elements i ≡ g*256 + t (mod groups*256) by a fixed tree into partials[g]. Pass 2
+// (`reduce_final`): one workgroup sums partials[0..groups] the same way into out[slot].
+// The order depends only on n and groups, so the same inputs give bitwise the same result.
+// `col_sum`: out[c] = alpha * Σ_r x[r, c] + beta * out[c], 8 row lanes per column, fixed tree.
+
+struct Red {
+    n: u32,       // elements (pass 1) or partials (pass 2); rows for col_sum
+    op: u32,      // 0 sum, 1 dot, 2 sum of squares
+    groups: u32,  // pass-1 workgroups; cols for col_sum
+    slot: u32,    // output index (pass 2)
+    alpha: f32,
+    beta: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Red;
+
+// reduce_partial: [x, y, partials]
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partials: array<f32>;
+// reduce_final: [partials_in, out]; col_sum: [x, out]
+@group(0) @binding(1) var<storage, read> pin: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+var<workgroup> tree: array<f32, 256>;
+
+fn term(i: u32) -> f32 {
+    switch p.op {
+        case 1u: { return x[i] * y[i]; }
+        case 2u: { let v = x[i]; return v * v; }
+        default: { return x[i]; }
+    }
+}
+
+fn tree_sum(t: u32) -> f32 {
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s = s >> 1u) {
+        if (t < s) { tree[t] = tree[t] + tree[t + s]; }
+        workgroupBarrier();
+    }
+    return tree[0];
+}
+
+@compute @workgroup_size(256)
+fn reduce_partial(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let t = lid.x;
+    let stride = p.groups * 256u;
+    var acc = 0.0;
+    for (var i = wid.x * 256u + t; i < p.n; i = i + stride) {
+        acc = acc + term(i);
+    }
+    tree[t] = acc;
+    let total = tree_sum(t);
+    if (t == 0u) { partials[wid.x] = total; }
+}
+
+@compute @workgroup_size(256)
+fn reduce_final(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = lid.x;
+    var acc = 0.0;
+    for (var i = t; i < p.n; i = i + 256u) {
+        acc = acc + pin[i];
+    }
+    tree[t] = acc;
+    let total = tree_sum(t);
+    if (t == 0u) { out[p.slot] = total; }
+}
+
+// Workgroup = 32 columns x 8 row lanes. Lane l sums rows r ≡ l (mod 8) in order.
+@compute @workgroup_size(32, 8)
+fn col_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let cols = p.groups;
+    let c = wid.x * 32u + lid.x;
+    let lane = lid.y;
+    var acc = 0.0;
+    if (c < cols) {
+        for (var r = lane; r < p.n; r = r + 8u) {
+            acc = acc + pin[r * cols + c];
+        }
+    }
+    let t = lid.y * 32u + lid.x;
+    tree[t] = acc;
+    workgroupBarrier();
+    for (var s = 4u; s > 0u; s = s >> 1u) {
+        if (lane < s) { tree[t] = tree[t] + tree[t + s * 32u]; }
+        workgroupBarrier();
+    }
+    if (lane == 0u && c < cols) {
+        let total = tree[lid.x];
+        if (p.beta == 0.0) {
+            out[c] = p.alpha * total;
+        } else {
+            out[c] = p.alpha * total + p.beta * out[c];
+        }
+    }
+}

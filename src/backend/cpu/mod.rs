@@ -1,0 +1,317 @@
+//! The CPU backend: the specification every GPU kernel must equal.
+//!
+//! Buffers are `Vec<f32>` / `Vec<u32>` and every op runs eagerly on the calling thread, using
+//! rayon's global pool for large ops. `matmul` calls a tuned SGEMM crate ([`gemm::DEFAULT_CRATE`]);
+//! losses and reductions accumulate in f64; all results are independent of the thread count.
+//! The slice-level functions of the submodules are public so GPU tests can use them as references.
+
+pub mod data;
+pub mod elementwise;
+pub mod gemm;
+pub mod loss;
+pub mod reduce;
+
+#[cfg(test)]
+mod tests;
+
+use super::{check_len, Activation, Backend, BackendKind, Gemm, Result};
+
+/// Eager CPU implementation of [`Backend`] on rayon's global thread pool.
+#[derive(Clone, Debug)]
+pub struct CpuBackend {
+    /// CPU model from `/proc/cpuinfo`, when it can be read.
+    model: Option<String>,
+}
+
+impl CpuBackend {
+    /// A backend on rayon's global pool (its size: `RAYON_NUM_THREADS`, default the core count).
+    pub fn new() -> Self {
+        CpuBackend { model: cpu_model() }
+    }
+
+    /// Threads of rayon's global pool that large ops are split over.
+    pub fn threads(&self) -> usize {
+        rayon::current_num_threads()
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `model name` line of `/proc/cpuinfo` (Linux), if any.
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+impl Backend for CpuBackend {
+    type Buf = Vec<f32>;
+    type IdxBuf = Vec<u32>;
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cpu
+    }
+
+    /// `"CPU (N threads, <model>)"`, or `"CPU (N threads)"` when the model is unknown.
+    fn device_name(&self) -> String {
+        match &self.model {
+            Some(m) => format!("CPU ({} threads, {m})", self.threads()),
+            None => format!("CPU ({} threads)", self.threads()),
+        }
+    }
+
+    // ---- memory -------------------------------------------------------------------------
+
+    /// A new `[len]` buffer of zeros.
+    fn zeros(&self, len: usize) -> Result<Vec<f32>> {
+        Ok(vec![0.0; len])
+    }
+
+    /// A new `[data.len()]` buffer holding `data`.
+    fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {
+        Ok(data.to_vec())
+    }
+
+    /// A new `[data.len()]` index buffer holding `data`.
+    fn upload_idx(&self, data: &[u32]) -> Result<Vec<u32>> {
+        Ok(data.to_vec())
+    }
+
+    /// `dst[..data.len()] = data`; `dst` must hold at least `data.len()` elements.
+    fn write(&self, dst: &mut Vec<f32>, data: &[f32]) -> Result<()> {
+        check_len("write", "dst", dst.len(), data.len())?;
+        dst[..data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    /// `dst[..data.len()] = data`; `dst` must hold at least `data.len()` elements.
+    fn write_idx(&self, dst: &mut Vec<u32>, data: &[u32]) -> Result<()> {
+        check_len("write_idx", "dst", dst.len(), data.len())?;
+        dst[..data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    /// A copy of the whole buffer.
+    fn read(&self, src: &Vec<f32>) -> Result<Vec<f32>> {
+        Ok(src.clone())
+    }
+
+    /// A copy of the whole index buffer.
+    fn read_idx(&self, src: &Vec<u32>) -> Result<Vec<u32>> {
+        Ok(src.clone())
+    }
+
+    fn len(&self, buf: &Vec<f32>) -> usize {
+        buf.len()
+    }
+
+    fn len_idx(&self, buf: &Vec<u32>) -> usize {
+        buf.len()
+    }
+
+    /// `dst[..src.len()] = src`; `dst` must hold at least `src.len()` elements.
+    fn copy(&self, src: &Vec<f32>, dst: &mut Vec<f32>) -> Result<()> {
+        check_len("copy", "dst", dst.len(), src.len())?;
+        dst[..src.len()].copy_from_slice(src);
+        Ok(())
+    }
+
+    /// `dst[i] = value` for every element.
+    fn fill(&self, dst: &mut Vec<f32>, value: f32) -> Result<()> {
+        dst.fill(value);
+        Ok(())
+    }
+
+    /// No-op: the CPU backend runs eagerly.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// No-op: the CPU backend runs eagerly.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    // ---- linear algebra -----------------------------------------------------------------
+
+    /// `C[m,n] = alpha * op(A) * op(B) + beta * C` with `A: [m,k]` (`[k,m]` if `trans_a`),
+    /// `B: [k,n]` (`[n,k]` if `trans_b`); see [`gemm::matmul`].
+    fn matmul(&self, g: &Gemm, a: &Vec<f32>, b: &Vec<f32>, c: &mut Vec<f32>) -> Result<()> {
+        gemm::matmul(g, a, b, c)
+    }
+
+    /// `x[r, c] += bias[c]` for `x: [rows, cols]`, `bias: [cols]`.
+    fn add_bias(&self, rows: usize, cols: usize, x: &mut Vec<f32>, bias: &Vec<f32>) -> Result<()> {
+        elementwise::add_bias(rows, cols, x, bias)
+    }
+
+    /// `out[c] = alpha * sum_r x[r, c] + beta * out[c]` for `x: [rows, cols]`, `out: [cols]`.
+    fn col_sum(
+        &self,
+        rows: usize,
+        cols: usize,
+        alpha: f32,
+        x: &Vec<f32>,
+        beta: f32,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        elementwise::col_sum(rows, cols, alpha, x, beta, out)
+    }
+
+    /// `y[i] = alpha * x[i] + y[i]` for `x, y: [n]`.
+    fn axpy(&self, n: usize, alpha: f32, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        elementwise::axpy(n, alpha, x, y)
+    }
+
+    /// `x[i] *= alpha` for `x: [n]`.
+    fn scale(&self, n: usize, alpha: f32, x: &mut Vec<f32>) -> Result<()> {
+        elementwise::scale(n, alpha, x)
+    }
+
+    // ---- activations --------------------------------------------------------------------
+
+    /// `y[i] = φ(z[i])` for `z, y: [n]`.
+    fn act_forward(&self, act: Activation, n: usize, z: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        elementwise::act_forward(act, n, z, y)
+    }
+
+    /// `dz[i] = dy[i] * φ'(z[i])` for `z, dy, dz: [n]`.
+    fn act_backward(
+        &self,
+        act: Activation,
+        n: usize,
+        z: &Vec<f32>,
+        dy: &Vec<f32>,
+        dz: &mut Vec<f32>,
+    ) -> Result<()> {
+        elementwise::act_backward(act, n, z, dy, dz)
+    }
+
+    /// `out[i] += dy[i] * φ''(z[i]) * rz[i]` for `z, dy, rz, out: [n]`.
+    fn act_second(
+        &self,
+        act: Activation,
+        n: usize,
+        z: &Vec<f32>,
+        dy: &Vec<f32>,
+        rz: &Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        elementwise::act_second(act, n, z, dy, rz, out)
+    }
+
+    // ---- losses -------------------------------------------------------------------------
+
+    /// Softmax cross-entropy: `logits, dlogits: [rows, classes]`, `labels, loss, correct: [rows]`.
+    fn softmax_xent(
+        &self,
+        rows: usize,
+        classes: usize,
+        logits: &Vec<f32>,
+        labels: &Vec<u32>,
+        grad_scale: f32,
+        loss: &mut Vec<f32>,
+        correct: &mut Vec<f32>,
+        dlogits: &mut Vec<f32>,
+    ) -> Result<()> {
+        loss::softmax_xent(rows, classes, logits, labels, grad_scale, loss, correct, dlogits)
+    }
+
+    /// `out[r] = grad_scale * p ⊙ (rl - p·rl)` for `logits, rlogits, out: [rows, classes]`.
+    fn softmax_xent_rop(
+        &self,
+        rows: usize,
+        classes: usize,
+        logits: &Vec<f32>,
+        rlogits: &Vec<f32>,
+        grad_scale: f32,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        loss::softmax_xent_rop(rows, classes, logits, rlogits, grad_scale, out)
+    }
+
+    /// Squared error: `pred, target, dpred: [rows, cols]`, `loss: [rows]`.
+    fn mse(
+        &self,
+        rows: usize,
+        cols: usize,
+        pred: &Vec<f32>,
+        target: &Vec<f32>,
+        grad_scale: f32,
+        loss: &mut Vec<f32>,
+        dpred: &mut Vec<f32>,
+    ) -> Result<()> {
+        loss::mse(rows, cols, pred, target, grad_scale, loss, dpred)
+    }
+
+    // ---- reductions ---------------------------------------------------------------------
+
+    /// `out[slot] = Σ_{i<n} x[i]` for `x: [n]` (deterministic, f64 accumulation).
+    fn sum(&self, n: usize, x: &Vec<f32>, out: &mut Vec<f32>, slot: usize) -> Result<()> {
+        reduce::sum(n, x, out, slot)
+    }
+
+    /// `out[slot] = Σ_{i<n} x[i] * y[i]` for `x, y: [n]` (deterministic, f64 accumulation).
+    fn dot(&self, n: usize, x: &Vec<f32>, y: &Vec<f32>, out: &mut Vec<f32>, slot: usize) -> Result<()> {
+        reduce::dot(n, x, y, out, slot)
+    }
+
+    /// `out[slot] = Σ_{i<n} x[i]²` for `x: [n]` (deterministic, f64 accumulation).
+    fn sum_sq(&self, n: usize, x: &Vec<f32>, out: &mut Vec<f32>, slot: usize) -> Result<()> {
+        reduce::sum_sq(n, x, out, slot)
+    }
+
+    // ---- optimizer updates --------------------------------------------------------------
+
+    /// `p -= lr * (g + wd * p)` for `grad, param: [n]`.
+    fn sgd_update(
+        &self,
+        n: usize,
+        lr: f32,
+        weight_decay: f32,
+        grad: &Vec<f32>,
+        param: &mut Vec<f32>,
+    ) -> Result<()> {
+        elementwise::sgd_update(n, lr, weight_decay, grad, param)
+    }
+
+    /// `v = mu * v + (g + wd * p)`, `p -= lr * v` for `grad, velocity, param: [n]`.
+    fn momentum_update(
+        &self,
+        n: usize,
+        lr: f32,
+        mu: f32,
+        weight_decay: f32,
+        grad: &Vec<f32>,
+        velocity: &mut Vec<f32>,
+        param: &mut Vec<f32>,
+    ) -> Result<()> {
+        elementwise::momentum_update(n, lr, mu, weight_decay, grad, velocity, param)
+    }
+
+    // ---- data movement ------------------------------------------------------------------
+
+    /// `dst[r, :] = src[idx[r], :]` for `src: [N, cols]`, `idx: [rows]`, `dst: [rows, cols]`.
+    fn gather_rows(
+        &self,
+        rows: usize,
+        cols: usize,
+        src: &Vec<f32>,
+        idx: &Vec<u32>,
+        dst: &mut Vec<f32>,
+    ) -> Result<()> {
+        data::gather_rows(rows, cols, src, idx, dst)
+    }
+
+    /// `dst[r] = src[idx[r]]` for `idx, dst: [rows]`.
+    fn gather_idx(&self, rows: usize, src: &Vec<u32>, idx: &Vec<u32>, dst: &mut Vec<u32>) -> Result<()> {
+        data::gather_idx(rows, src, idx, dst)
+    }
+}

@@ -1,0 +1,245 @@
+//! Adapter enumeration, choice and device creation.
+//!
+//! Choice order (DESIGN.md): discrete > integrated > virtual > software (lavapipe), with the
+//! Vulkan backend preferred over GL on equal type. `--adapter SUBSTRING` picks by name.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::backend::{BackendError, Result};
+
+/// What `batchscope devices` prints about one adapter.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub device_type: String,
+    pub backend: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub vendor: u32,
+    pub device: u32,
+    pub limits: LimitSummary,
+    pub features: Vec<String>,
+}
+
+/// The limits that bound batch size and kernel launch shapes.
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitSummary {
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_size_x: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub min_uniform_buffer_offset_alignment: u32,
+}
+
+impl LimitSummary {
+    pub fn from_limits(l: &wgpu::Limits) -> Self {
+        LimitSummary {
+            max_buffer_size: l.max_buffer_size,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+            max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_size_x: l.max_compute_workgroup_size_x,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            min_uniform_buffer_offset_alignment: l.min_uniform_buffer_offset_alignment,
+        }
+    }
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+/// The features batchscope uses when an adapter offers them.
+pub fn wanted_features() -> wgpu::Features {
+    wgpu::Features::TIMESTAMP_QUERY
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+        | wgpu::Features::SUBGROUP
+        | wgpu::Features::SHADER_F16
+}
+
+pub fn new_instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// All adapters, best first by the choice order.
+pub fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| {
+        let info = a.get_info();
+        (type_rank(info.device_type), backend_rank(info.backend))
+    });
+    adapters
+}
+
+pub fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    let features = adapter.features();
+    AdapterSummary {
+        index,
+        name: info.name,
+        device_type: format!("{:?}", info.device_type),
+        backend: format!("{:?}", info.backend),
+        driver: info.driver,
+        driver_info: info.driver_info,
+        vendor: info.vendor,
+        device: info.device,
+        limits: LimitSummary::from_limits(&limits),
+        features: features.iter_names().map(|(n, _)| n.to_string()).collect(),
+    }
+}
+
+/// Every adapter wgpu sees, best first.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let instance = new_instance();
+    enumerate(&instance).iter().enumerate().map(|(i, a)| summarize(i, a)).collect()
+}
+
+/// Errors raised outside any error scope, and device loss, land here; `check` turns them into
+/// typed errors at the next synchronisation point instead of a panic or a hang.
+#[derive(Default)]
+pub struct DeviceFaults {
+    pub uncaptured: Mutex<Option<String>>,
+    pub lost: Mutex<Option<String>>,
+}
+
+impl DeviceFaults {
+    pub fn check(&self) -> Result<()> {
+        if let Some(reason) = self.lost.lock().map(|g| g.clone()).unwrap_or(None) {
+            return Err(BackendError::DeviceLost(reason));
+        }
+        if let Some(msg) = self.uncaptured.lock().ok().and_then(|mut g| g.take()) {
+            return Err(BackendError::Validation { what: "recorded GPU work".into(), message: msg });
+        }
+        Ok(())
+    }
+}
+
+/// An open device with the adapter's own limits.
+pub struct GpuContext {
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub summary: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub faults: Arc<DeviceFaults>,
+}
+
+impl GpuContext {
+    /// Open the best adapter, or the first whose name contains `wanted` (case-insensitive).
+    pub fn open(wanted: Option<&str>) -> Result<Self> {
+        let instance = new_instance();
+        let adapters = enumerate(&instance);
+        if adapters.is_empty() {
+            return Err(BackendError::NoAdapter { detail: String::new() });
+        }
+        let (index, adapter) = match wanted {
+            None => (0, adapters[0].clone()),
+            Some(w) => {
+                let needle = w.to_lowercase();
+                adapters
+                    .iter()
+                    .enumerate()
+                    .find(|(_, a)| a.get_info().name.to_lowercase().contains(&needle))
+                    .map(|(i, a)| (i, a.clone()))
+                    .ok_or_else(|| BackendError::AdapterNotFound {
+                        wanted: w.to_string(),
+                        available: adapters
+                            .iter()
+                            .map(|a| {
+                                let i = a.get_info();
+                                format!("{} ({:?})", i.name, i.backend)
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?
+            }
+        };
+        Self::from_adapter(index, adapter)
+    }
+
+    pub fn from_adapter(index: usize, adapter: wgpu::Adapter) -> Result<Self> {
+        let summary = summarize(index, &adapter);
+        // Ask for the adapter's own limits: wgpu's defaults cap storage bindings at 128 MiB.
+        let limits = adapter.limits();
+        let features = adapter.features() & wanted_features();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("batchscope device"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            BackendError::DeviceRequest { adapter: summary.name.clone(), reason: e.to_string() }
+        })?;
+        let faults = Arc::new(DeviceFaults::default());
+        {
+            let faults = faults.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                log::error!("uncaptured GPU error: {e}");
+                if let Ok(mut g) = faults.uncaptured.lock() {
+                    g.get_or_insert_with(|| e.to_string());
+                }
+            }));
+        }
+        {
+            let faults = faults.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                if let Ok(mut g) = faults.lost.lock() {
+                    *g = Some(format!("{reason:?}: {msg}"));
+                }
+            });
+        }
+        Ok(GpuContext { adapter, device, queue, summary, limits, features, faults })
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    }
+
+    /// Peak resident memory of buffers is bounded by these; checked before allocating.
+    pub fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
+        if bytes > self.limits.max_buffer_size {
+            return Err(BackendError::ExceedsLimit {
+                what: what.to_string(),
+                bytes,
+                limit: self.limits.max_buffer_size,
+                limit_name: "max_buffer_size",
+            });
+        }
+        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        if bytes > binding {
+            return Err(BackendError::ExceedsLimit {
+                what: what.to_string(),
+                bytes,
+                limit: binding,
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,485 @@
+//! `GpuDevice`: buffers, the pipeline cache, and the command recorder.
+//!
+//! Ops are recorded into one command encoder; each dispatch's parameter block is appended to a
+//! host-side arena that is uploaded once per submit and bound with a dynamic offset, so a whole
+//! training step is one `queue.submit` with one parameter upload. Bind groups are cached by
+//! (kernel, buffer ids); pipelines are created once per kernel.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use super::context::GpuContext;
+use super::kernels::{Access, Kernel, Shader, PARAM_SLOT};
+use crate::backend::{BackendError, Result};
+
+/// Parameter slots per submit; a longer recording is submitted in pieces.
+const ARENA_SLOTS: u64 = 4096;
+/// Bind groups kept before the cache is cleared (they keep their buffers alive).
+const BIND_GROUP_CACHE_MAX: usize = 8192;
+
+static NEXT_BUFFER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A storage buffer with its element count. Cloning shares the same GPU memory.
+#[derive(Clone, Debug)]
+pub struct RawBuf {
+    pub(crate) buffer: Arc<wgpu::Buffer>,
+    pub(crate) id: u64,
+    pub(crate) len: usize,
+}
+
+impl RawBuf {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn bytes(&self) -> u64 {
+        self.buffer.size()
+    }
+}
+
+struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Default)]
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    /// Parameter blocks of the dispatches recorded since the last submit, `PARAM_SLOT` each.
+    params: Vec<u8>,
+    dispatches: u64,
+}
+
+/// GPU timestamps around recorded work (when the adapter supports them).
+pub struct Timestamps {
+    query_set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    capacity: u32,
+}
+
+pub struct GpuDevice {
+    pub ctx: GpuContext,
+    arena: wgpu::Buffer,
+    pipelines: RefCell<HashMap<&'static str, Arc<Pipeline>>>,
+    modules: RefCell<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
+    bind_groups: RefCell<HashMap<(&'static str, Vec<u64>), wgpu::BindGroup>>,
+    rec: RefCell<Recorder>,
+    timestamps: Option<Timestamps>,
+    submits: AtomicU64,
+    /// Per-workgroup partial sums of the two-pass reductions.
+    scratch: RefCell<Option<RawBuf>>,
+}
+
+impl GpuDevice {
+    pub fn new(ctx: GpuContext) -> Result<Self> {
+        let arena = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("param arena"),
+            size: ARENA_SLOTS * PARAM_SLOT,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let timestamps = if ctx.has_timestamps() {
+            let capacity = 64u32;
+            Some(Timestamps {
+                query_set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: capacity,
+                }),
+                resolve: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("timestamp resolve"),
+                    size: capacity as u64 * 8,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+                readback: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("timestamp readback"),
+                    size: capacity as u64 * 8,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                capacity,
+            })
+        } else {
+            None
+        };
+        Ok(GpuDevice {
+            ctx,
+            arena,
+            pipelines: RefCell::default(),
+            modules: RefCell::default(),
+            bind_groups: RefCell::default(),
+            rec: RefCell::default(),
+            timestamps,
+            submits: AtomicU64::new(0),
+            scratch: RefCell::new(None),
+        })
+    }
+
+    /// Number of `queue.submit` calls so far (tests check one submit per training step).
+    pub fn submit_count(&self) -> u64 {
+        self.submits.load(Ordering::Relaxed)
+    }
+
+    // ---- buffers --------------------------------------------------------------------------
+
+    /// A zeroed storage buffer of `len` 4-byte elements.
+    pub fn alloc(&self, what: &str, len: usize) -> Result<RawBuf> {
+        let bytes = ((len.max(1) * 4) as u64).next_multiple_of(16);
+        self.ctx.check_buffer_size(what, bytes)?;
+        let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            log::warn!("allocation of {what} failed: {e}");
+            return Err(BackendError::OutOfMemory { what: what.to_string(), bytes });
+        }
+        Ok(RawBuf {
+            buffer: Arc::new(buffer),
+            id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed),
+            len,
+        })
+    }
+
+    /// The reduction scratch buffer of at least `len` elements (made once, grown rarely).
+    pub fn scratch(&self, len: usize) -> Result<RawBuf> {
+        if let Some(b) = self.scratch.borrow().as_ref() {
+            if b.len >= len {
+                return Ok(b.clone());
+            }
+        }
+        let b = self.alloc("reduction scratch", len)?;
+        *self.scratch.borrow_mut() = Some(b.clone());
+        Ok(b)
+    }
+
+    /// Write host bytes at the start of `dst`, ordered after all recorded work.
+    pub fn write_bytes(&self, dst: &RawBuf, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if bytes.len() as u64 > dst.bytes() {
+            return Err(BackendError::Invalid {
+                op: "write",
+                message: format!("{} bytes into a {}-byte buffer", bytes.len(), dst.bytes()),
+            });
+        }
+        // Recorded work that reads or writes `dst` must run before this write lands.
+        self.flush()?;
+        if bytes.len() % 4 == 0 {
+            self.ctx.queue.write_buffer(&dst.buffer, 0, bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            self.ctx.queue.write_buffer(&dst.buffer, 0, &padded);
+        }
+        Ok(())
+    }
+
+    /// Copy `len` elements of `src` to the host (submits and waits).
+    pub fn read_bytes(&self, src: &RawBuf) -> Result<Vec<u8>> {
+        let size = (src.len * 4) as u64;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: size.next_multiple_of(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.with_encoder(|enc| enc.copy_buffer_to_buffer(&src.buffer, 0, &staging, 0, size));
+        self.flush()?;
+        let bytes = self.map_read(&staging, size)?;
+        Ok(bytes)
+    }
+
+    fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let slice = staging.slice(..size);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(BackendError::Readback(e.to_string())),
+            Err(_) => return Err(BackendError::Readback("map callback never ran".into())),
+        }
+        let bytes = {
+            let view = slice.get_mapped_range().map_err(|e| BackendError::Readback(e.to_string()))?;
+            view.to_vec()
+        };
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    // ---- recording ------------------------------------------------------------------------
+
+    fn with_encoder<T>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> T) -> T {
+        let mut rec = self.rec.borrow_mut();
+        let enc = rec.encoder.get_or_insert_with(|| {
+            self.ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") })
+        });
+        f(enc)
+    }
+
+    fn shader_module(&self, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
+        if let Some(m) = self.modules.borrow().get(&shader) {
+            return Ok(m.clone());
+        }
+        let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader.file_name()),
+            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(BackendError::Validation {
+                what: format!("shaders/{}", shader.file_name()),
+                message: e.to_string(),
+            });
+        }
+        let module = Arc::new(module);
+        self.modules.borrow_mut().insert(shader, module.clone());
+        Ok(module)
+    }
+
+    fn pipeline(&self, k: &Kernel) -> Result<Arc<Pipeline>> {
+        if let Some(p) = self.pipelines.borrow().get(k.name) {
+            return Ok(p.clone());
+        }
+        let module = self.shader_module(k.shader)?;
+        let device = &self.ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, access) in k.bindings.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(k.name),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(k.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(k.name),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(k.entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(BackendError::Validation {
+                what: format!("pipeline {}", k.name),
+                message: e.to_string(),
+            });
+        }
+        let p = Arc::new(Pipeline { pipeline, layout });
+        self.pipelines.borrow_mut().insert(k.name, p.clone());
+        Ok(p)
+    }
+
+    /// Create every pipeline now (so that later timings exclude compilation).
+    pub fn warm_up(&self) -> Result<()> {
+        for k in super::kernels::ALL_KERNELS {
+            self.pipeline(k)?;
+        }
+        Ok(())
+    }
+
+    /// Record one dispatch of `k` with parameter block `params` over `bufs` (in binding order).
+    pub fn dispatch<P: Pod>(
+        &self,
+        k: &Kernel,
+        params: &P,
+        bufs: &[&RawBuf],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        debug_assert_eq!(bufs.len(), k.bindings.len(), "{}", k.name);
+        if bufs.len() != k.bindings.len() {
+            return Err(BackendError::Invalid {
+                op: "dispatch",
+                message: format!("{} takes {} buffers, got {}", k.name, k.bindings.len(), bufs.len()),
+            });
+        }
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(BackendError::Invalid {
+                op: "dispatch",
+                message: format!("{}: grid {groups:?} exceeds {max} workgroups per dimension", k.name),
+            });
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let bytes = bytemuck::bytes_of(params);
+        debug_assert!(bytes.len() as u64 <= PARAM_SLOT);
+        let pipeline = self.pipeline(k)?;
+        if self.rec.borrow().dispatches >= ARENA_SLOTS {
+            self.flush()?;
+        }
+        let bind_group = self.bind_group(k, &pipeline, bufs);
+        let mut rec = self.rec.borrow_mut();
+        let offset = rec.dispatches * PARAM_SLOT;
+        rec.params.extend_from_slice(bytes);
+        let slot_end = ((rec.dispatches + 1) * PARAM_SLOT) as usize;
+        rec.params.resize(slot_end, 0);
+        rec.dispatches += 1;
+        let enc = rec.encoder.get_or_insert_with(|| {
+            self.ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") })
+        });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(k.name),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[offset as u32]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        Ok(())
+    }
+
+    fn bind_group(&self, k: &Kernel, pipeline: &Pipeline, bufs: &[&RawBuf]) -> wgpu::BindGroup {
+        let key = (k.name, bufs.iter().map(|b| b.id).collect::<Vec<_>>());
+        if let Some(bg) = self.bind_groups.borrow().get(&key) {
+            return bg.clone();
+        }
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.arena,
+                offset: 0,
+                size: std::num::NonZeroU64::new(PARAM_SLOT),
+            }),
+        }];
+        for (i, b) in bufs.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.buffer.as_entire_binding(),
+            });
+        }
+        let bg = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(k.name),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let mut cache = self.bind_groups.borrow_mut();
+        if cache.len() >= BIND_GROUP_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, bg.clone());
+        bg
+    }
+
+    /// Drop cached bind groups (and with them the last references to freed buffers).
+    pub fn clear_bind_groups(&self) {
+        self.bind_groups.borrow_mut().clear();
+    }
+
+    /// Submit everything recorded; returns without waiting.
+    pub fn flush(&self) -> Result<()> {
+        let (encoder, params) = {
+            let mut rec = self.rec.borrow_mut();
+            let enc = rec.encoder.take();
+            let params = std::mem::take(&mut rec.params);
+            rec.dispatches = 0;
+            (enc, params)
+        };
+        if !params.is_empty() {
+            self.ctx.queue.write_buffer(&self.arena, 0, &params);
+        }
+        if let Some(enc) = encoder {
+            self.ctx.queue.submit(Some(enc.finish()));
+            self.submits.fetch_add(1, Ordering::Relaxed);
+        }
+        self.ctx.faults.check()
+    }
+
+    /// Wait for all submitted work.
+    pub fn wait(&self) -> Result<()> {
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| BackendError::DeviceLost(e.to_string()))?;
+        self.ctx.faults.check()
+    }
+
+    // ---- timing ---------------------------------------------------------------------------
+
+    /// Whether [`GpuDevice::timestamp`] records real GPU timestamps.
+    pub fn has_timestamps(&self) -> bool {
+        self.timestamps.is_some()
+    }
+
+    /// Record a GPU timestamp into slot `index` (ignored without timestamp support).
+    pub fn timestamp(&self, index: u32) {
+        if let Some(ts) = &self.timestamps {
+            if index < ts.capacity {
+                self.with_encoder(|enc| enc.write_timestamp(&ts.query_set, index));
+            }
+        }
+    }
+
+    /// Resolve slots `0..count` and return them in nanoseconds (submits and waits).
+    pub fn read_timestamps_ns(&self, count: u32) -> Result<Option<Vec<f64>>> {
+        let Some(ts) = &self.timestamps else { return Ok(None) };
+        let count = count.min(ts.capacity);
+        if count == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        self.with_encoder(|enc| {
+            enc.resolve_query_set(&ts.query_set, 0..count, &ts.resolve, 0);
+            enc.copy_buffer_to_buffer(&ts.resolve, 0, &ts.readback, 0, count as u64 * 8);
+        });
+        self.flush()?;
+        let bytes = self.map_read(&ts.readback, count as u64 * 8)?;
+        let period = self.ctx.queue.get_timestamp_period() as f64;
+        let ns = bytes
+            .chunks_exact(8)
+            .map(|c| {
+                let mut t = [0u8; 8];
+                t.copy_from_slice(c);
+                u64::from_le_bytes(t) as f64 * period
+            })
+            .collect();
+        Ok(Some(ns))
+    }
+}

@@ -1,0 +1,360 @@
+//! The GPU backend: WGSL compute shaders through wgpu.
+//!
+//! [`context`] opens an adapter, [`device`] owns buffers, pipelines and the recorder,
+//! [`kernels`] lists every entry point, and one host wrapper per kernel family records
+//! dispatches ([`matmul`], [`ops`]).
+
+pub mod context;
+pub mod device;
+pub mod kernels;
+pub mod matmul;
+pub mod ops;
+
+use std::cell::Cell;
+
+pub use context::{list_adapters, AdapterSummary, GpuContext};
+pub use device::{GpuDevice, RawBuf};
+pub use matmul::MatmulVariant;
+
+use crate::backend::{
+    check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Gemm, Result,
+};
+
+/// A GPU buffer of `f32`.
+#[derive(Clone, Debug)]
+pub struct GpuBuf(pub RawBuf);
+/// A GPU buffer of `u32`.
+#[derive(Clone, Debug)]
+pub struct GpuIdxBuf(pub RawBuf);
+
+pub struct GpuBackend {
+    pub dev: GpuDevice,
+    matmul_variant: Cell<MatmulVariant>,
+}
+
+impl GpuBackend {
+    /// Open the best adapter, or the first whose name contains `adapter`.
+    pub fn new(adapter: Option<&str>) -> Result<Self> {
+        let ctx = GpuContext::open(adapter)?;
+        log::info!(
+            "GPU backend on {} ({}, {})",
+            ctx.summary.name,
+            ctx.summary.device_type,
+            ctx.summary.backend
+        );
+        Ok(GpuBackend { dev: GpuDevice::new(ctx)?, matmul_variant: Cell::new(MatmulVariant::Tiled) })
+    }
+
+    /// Choose the matmul kernel used by [`Backend::matmul`] (benches compare them).
+    pub fn set_matmul_variant(&self, v: MatmulVariant) {
+        self.matmul_variant.set(v);
+    }
+
+    pub fn matmul_variant(&self) -> MatmulVariant {
+        self.matmul_variant.get()
+    }
+
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.dev.ctx.summary
+    }
+}
+
+impl Backend for GpuBackend {
+    type Buf = GpuBuf;
+    type IdxBuf = GpuIdxBuf;
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Gpu
+    }
+
+    fn device_name(&self) -> String {
+        let s = &self.dev.ctx.summary;
+        format!("{} ({}, {})", s.name, s.device_type, s.backend)
+    }
+
+    fn zeros(&self, len: usize) -> Result<GpuBuf> {
+        Ok(GpuBuf(self.dev.alloc("f32 buffer", len)?))
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<GpuBuf> {
+        let b = self.dev.alloc("f32 buffer", data.len())?;
+        self.dev.write_bytes(&b, bytemuck::cast_slice(data))?;
+        Ok(GpuBuf(b))
+    }
+
+    fn upload_idx(&self, data: &[u32]) -> Result<GpuIdxBuf> {
+        let b = self.dev.alloc("u32 buffer", data.len())?;
+        self.dev.write_bytes(&b, bytemuck::cast_slice(data))?;
+        Ok(GpuIdxBuf(b))
+    }
+
+    fn write(&self, dst: &mut GpuBuf, data: &[f32]) -> Result<()> {
+        check_len("write", "dst", dst.0.len, data.len())?;
+        self.dev.write_bytes(&dst.0, bytemuck::cast_slice(data))
+    }
+
+    fn write_idx(&self, dst: &mut GpuIdxBuf, data: &[u32]) -> Result<()> {
+        check_len("write_idx", "dst", dst.0.len, data.len())?;
+        self.dev.write_bytes(&dst.0, bytemuck::cast_slice(data))
+    }
+
+    fn read(&self, src: &GpuBuf) -> Result<Vec<f32>> {
+        let bytes = self.dev.read_bytes(&src.0)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    fn read_idx(&self, src: &GpuIdxBuf) -> Result<Vec<u32>> {
+        let bytes = self.dev.read_bytes(&src.0)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    fn len(&self, buf: &GpuBuf) -> usize {
+        buf.0.len
+    }
+
+    fn len_idx(&self, buf: &GpuIdxBuf) -> usize {
+        buf.0.len
+    }
+
+    fn copy(&self, src: &GpuBuf, dst: &mut GpuBuf) -> Result<()> {
+        check_len("copy", "dst", dst.0.len, src.0.len)?;
+        ops::copy(&self.dev, src.0.len, &src.0, &dst.0)
+    }
+
+    fn fill(&self, dst: &mut GpuBuf, value: f32) -> Result<()> {
+        ops::fill(&self.dev, dst.0.len, value, &dst.0)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.dev.flush()
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.dev.flush()?;
+        self.dev.wait()
+    }
+
+    fn matmul(&self, g: &Gemm, a: &GpuBuf, b: &GpuBuf, c: &mut GpuBuf) -> Result<()> {
+        let (la, lb, lc) = gemm_lens(g);
+        check_len("matmul", "a", a.0.len, la)?;
+        check_len("matmul", "b", b.0.len, lb)?;
+        check_len("matmul", "c", c.0.len, lc)?;
+        matmul::record(&self.dev, self.matmul_variant.get(), g, &a.0, &b.0, &c.0)
+    }
+
+    fn add_bias(&self, rows: usize, cols: usize, x: &mut GpuBuf, bias: &GpuBuf) -> Result<()> {
+        check_len("add_bias", "x", x.0.len, rows * cols)?;
+        check_len("add_bias", "bias", bias.0.len, cols)?;
+        ops::add_bias(&self.dev, rows, cols, &bias.0, &x.0)
+    }
+
+    fn col_sum(
+        &self,
+        rows: usize,
+        cols: usize,
+        alpha: f32,
+        x: &GpuBuf,
+        beta: f32,
+        out: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("col_sum", "x", x.0.len, rows * cols)?;
+        check_len("col_sum", "out", out.0.len, cols)?;
+        ops::col_sum(&self.dev, rows, cols, alpha, &x.0, beta, &out.0)
+    }
+
+    fn axpy(&self, n: usize, alpha: f32, x: &GpuBuf, y: &mut GpuBuf) -> Result<()> {
+        check_len("axpy", "x", x.0.len, n)?;
+        check_len("axpy", "y", y.0.len, n)?;
+        ops::axpy(&self.dev, n, alpha, &x.0, &y.0)
+    }
+
+    fn scale(&self, n: usize, alpha: f32, x: &mut GpuBuf) -> Result<()> {
+        check_len("scale", "x", x.0.len, n)?;
+        ops::scale(&self.dev, n, alpha, &x.0)
+    }
+
+    fn act_forward(&self, act: Activation, n: usize, z: &GpuBuf, y: &mut GpuBuf) -> Result<()> {
+        check_len("act_forward", "z", z.0.len, n)?;
+        check_len("act_forward", "y", y.0.len, n)?;
+        ops::act_forward(&self.dev, act, n, &z.0, &y.0)
+    }
+
+    fn act_backward(
+        &self,
+        act: Activation,
+        n: usize,
+        z: &GpuBuf,
+        dy: &GpuBuf,
+        dz: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("act_backward", "z", z.0.len, n)?;
+        check_len("act_backward", "dy", dy.0.len, n)?;
+        check_len("act_backward", "dz", dz.0.len, n)?;
+        ops::act_backward(&self.dev, act, n, &z.0, &dy.0, &dz.0)
+    }
+
+    fn act_second(
+        &self,
+        act: Activation,
+        n: usize,
+        z: &GpuBuf,
+        dy: &GpuBuf,
+        rz: &GpuBuf,
+        out: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("act_second", "z", z.0.len, n)?;
+        check_len("act_second", "dy", dy.0.len, n)?;
+        check_len("act_second", "rz", rz.0.len, n)?;
+        check_len("act_second", "out", out.0.len, n)?;
+        ops::act_second(&self.dev, act, n, &z.0, &dy.0, &rz.0, &out.0)
+    }
+
+    fn softmax_xent(
+        &self,
+        rows: usize,
+        classes: usize,
+        logits: &GpuBuf,
+        labels: &GpuIdxBuf,
+        grad_scale: f32,
+        loss: &mut GpuBuf,
+        correct: &mut GpuBuf,
+        dlogits: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("softmax_xent", "logits", logits.0.len, rows * classes)?;
+        check_len("softmax_xent", "labels", labels.0.len, rows)?;
+        check_len("softmax_xent", "loss", loss.0.len, rows)?;
+        check_len("softmax_xent", "correct", correct.0.len, rows)?;
+        check_len("softmax_xent", "dlogits", dlogits.0.len, rows * classes)?;
+        if classes == 0 {
+            return Err(BackendError::Invalid { op: "softmax_xent", message: "0 classes".into() });
+        }
+        ops::softmax_xent(
+            &self.dev, rows, classes, &logits.0, &labels.0, grad_scale, &loss.0, &correct.0,
+            &dlogits.0,
+        )
+    }
+
+    fn softmax_xent_rop(
+        &self,
+        rows: usize,
+        classes: usize,
+        logits: &GpuBuf,
+        rlogits: &GpuBuf,
+        grad_scale: f32,
+        out: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("softmax_xent_rop", "logits", logits.0.len, rows * classes)?;
+        check_len("softmax_xent_rop", "rlogits", rlogits.0.len, rows * classes)?;
+        check_len("softmax_xent_rop", "out", out.0.len, rows * classes)?;
+        ops::softmax_xent_rop(&self.dev, rows, classes, &logits.0, &rlogits.0, grad_scale, &out.0)
+    }
+
+    fn mse(
+        &self,
+        rows: usize,
+        cols: usize,
+        pred: &GpuBuf,
+        target: &GpuBuf,
+        grad_scale: f32,
+        loss: &mut GpuBuf,
+        dpred: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("mse", "pred", pred.0.len, rows * cols)?;
+        check_len("mse", "target", target.0.len, rows * cols)?;
+        check_len("mse", "loss", loss.0.len, rows)?;
+        check_len("mse", "dpred", dpred.0.len, rows * cols)?;
+        ops::mse(&self.dev, rows, cols, &pred.0, &target.0, grad_scale, &loss.0, &dpred.0)
+    }
+
+    fn sum(&self, n: usize, x: &GpuBuf, out: &mut GpuBuf, slot: usize) -> Result<()> {
+        check_len("sum", "x", x.0.len, n)?;
+        check_len("sum", "out", out.0.len, slot + 1)?;
+        ops::reduce(&self.dev, ops::ReduceOp::Sum, n, &x.0, &x.0, &out.0, slot)
+    }
+
+    fn dot(&self, n: usize, x: &GpuBuf, y: &GpuBuf, out: &mut GpuBuf, slot: usize) -> Result<()> {
+        check_len("dot", "x", x.0.len, n)?;
+        check_len("dot", "y", y.0.len, n)?;
+        check_len("dot", "out", out.0.len, slot + 1)?;
+        ops::reduce(&self.dev, ops::ReduceOp::Dot, n, &x.0, &y.0, &out.0, slot)
+    }
+
+    fn sum_sq(&self, n: usize, x: &GpuBuf, out: &mut GpuBuf, slot: usize) -> Result<()> {
+        check_len("sum_sq", "x", x.0.len, n)?;
+        check_len("sum_sq", "out", out.0.len, slot + 1)?;
+        ops::reduce(&self.dev, ops::ReduceOp::SumSq, n, &x.0, &x.0, &out.0, slot)
+    }
+
+    fn sgd_update(
+        &self,
+        n: usize,
+        lr: f32,
+        weight_decay: f32,
+        grad: &GpuBuf,
+        param: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("sgd_update", "grad", grad.0.len, n)?;
+        check_len("sgd_update", "param", param.0.len, n)?;
+        ops::sgd_update(&self.dev, n, lr, weight_decay, &grad.0, &param.0)
+    }
+
+    fn momentum_update(
+        &self,
+        n: usize,
+        lr: f32,
+        mu: f32,
+        weight_decay: f32,
+        grad: &GpuBuf,
+        velocity: &mut GpuBuf,
+        param: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("momentum_update", "grad", grad.0.len, n)?;
+        check_len("momentum_update", "velocity", velocity.0.len, n)?;
+        check_len("momentum_update", "param", param.0.len, n)?;
+        ops::momentum_update(&self.dev, n, lr, mu, weight_decay, &grad.0, &velocity.0, &param.0)
+    }
+
+    fn gather_rows(
+        &self,
+        rows: usize,
+        cols: usize,
+        src: &GpuBuf,
+        idx: &GpuIdxBuf,
+        dst: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("gather_rows", "idx", idx.0.len, rows)?;
+        check_len("gather_rows", "dst", dst.0.len, rows * cols)?;
+        if cols == 0 || rows == 0 {
+            return Ok(());
+        }
+        let src_rows = src.0.len / cols;
+        if src_rows == 0 {
+            return Err(BackendError::Invalid { op: "gather_rows", message: "empty source".into() });
+        }
+        ops::gather_rows(&self.dev, rows, cols, src_rows, &src.0, &idx.0, &dst.0)
+    }
+
+    fn gather_idx(
+        &self,
+        rows: usize,
+        src: &GpuIdxBuf,
+        idx: &GpuIdxBuf,
+        dst: &mut GpuIdxBuf,
+    ) -> Result<()> {
+        check_len("gather_idx", "idx", idx.0.len, rows)?;
+        check_len("gather_idx", "dst", dst.0.len, rows)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        if src.0.len == 0 {
+            return Err(BackendError::Invalid { op: "gather_idx", message: "empty source".into() });
+        }
+        ops::gather_idx(&self.dev, rows, src.0.len, &src.0, &idx.0, &dst.0)
+    }
+}

@@ -1,0 +1,293 @@
+//! The `Backend` trait: every op a model needs, with its shapes.
+//!
+//! Two implementations: [`cpu::CpuBackend`] (the specification every kernel must equal) and
+//! [`gpu::GpuBackend`] (WGSL compute shaders through wgpu). Model code (forward, backward, R-op)
+//! is written once over this trait, so both backends run the same algorithm.
+//!
+//! Conventions:
+//! - Buffers are flat, row-major `f32` (`Buf`) or `u32` (`IdxBuf`); shapes are passed to each op
+//!   and documented as `[rows, cols]`. Every op checks the lengths it reads and writes.
+//! - GPU ops are *recorded*; nothing runs until [`Backend::flush`] (submit) or a read. Reading a
+//!   buffer to the host is an explicit synchronisation point. The CPU backend runs eagerly.
+//! - Reductions write their result into a device buffer slot (`out[slot]`) so a whole training
+//!   step, norms included, stays on the device; they are deterministic (tree + second pass).
+
+pub mod cpu;
+pub mod error;
+pub mod gpu;
+
+pub use error::BackendError;
+
+use serde::{Deserialize, Serialize};
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// Pointwise nonlinearity φ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Identity,
+    Relu,
+    Tanh,
+}
+
+impl Activation {
+    /// Index used in shader parameter blocks.
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::Identity => 0,
+            Activation::Relu => 1,
+            Activation::Tanh => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+        }
+    }
+}
+
+/// A general matrix product `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n]`.
+///
+/// `A` is stored `[m,k]` row-major, or `[k,m]` when `trans_a`; `B` is stored `[k,n]`, or `[n,k]`
+/// when `trans_b`. With `beta == 0` the old contents of `C` are ignored (NaN included).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl Gemm {
+    /// `C = A·B` with no transposes.
+    pub fn nn(m: usize, n: usize, k: usize) -> Self {
+        Gemm { m, n, k, trans_a: false, trans_b: false, alpha: 1.0, beta: 0.0 }
+    }
+    pub fn trans(mut self, trans_a: bool, trans_b: bool) -> Self {
+        self.trans_a = trans_a;
+        self.trans_b = trans_b;
+        self
+    }
+    pub fn scaled(mut self, alpha: f32, beta: f32) -> Self {
+        self.alpha = alpha;
+        self.beta = beta;
+        self
+    }
+    /// Multiply-adds counted as 2 FLOPs.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+}
+
+/// Which implementation a backend is, for reports and device choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    Cpu,
+    Gpu,
+}
+
+/// Every op a model needs. Shapes are in the doc comment of each op; lengths are checked.
+pub trait Backend {
+    /// A device buffer of `f32`.
+    type Buf;
+    /// A device buffer of `u32` (labels, indices).
+    type IdxBuf;
+
+    fn kind(&self) -> BackendKind;
+    /// Human-readable device name (adapter name, or CPU model and thread count).
+    fn device_name(&self) -> String;
+
+    // ---- memory -------------------------------------------------------------------------
+    /// A new buffer of `len` zeros.
+    fn zeros(&self, len: usize) -> Result<Self::Buf>;
+    /// A new buffer holding `data`.
+    fn upload(&self, data: &[f32]) -> Result<Self::Buf>;
+    /// A new index buffer holding `data`.
+    fn upload_idx(&self, data: &[u32]) -> Result<Self::IdxBuf>;
+    /// Overwrite `dst[..data.len()]` with `data` (ordered with recorded ops).
+    fn write(&self, dst: &mut Self::Buf, data: &[f32]) -> Result<()>;
+    /// Overwrite `dst[..data.len()]` with `data` (ordered with recorded ops).
+    fn write_idx(&self, dst: &mut Self::IdxBuf, data: &[u32]) -> Result<()>;
+    /// Copy the whole buffer to the host. A synchronisation point on the GPU.
+    fn read(&self, src: &Self::Buf) -> Result<Vec<f32>>;
+    /// Copy the whole index buffer to the host. A synchronisation point on the GPU.
+    fn read_idx(&self, src: &Self::IdxBuf) -> Result<Vec<u32>>;
+    /// Number of elements of a buffer.
+    fn len(&self, buf: &Self::Buf) -> usize;
+    /// Number of elements of an index buffer.
+    fn len_idx(&self, buf: &Self::IdxBuf) -> usize;
+    /// `dst[..src.len()] = src`.
+    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()>;
+    /// `dst[i] = value` for every element.
+    fn fill(&self, dst: &mut Self::Buf, value: f32) -> Result<()>;
+    /// Submit everything recorded so far (GPU); returns without waiting. No-op on the CPU.
+    fn flush(&self) -> Result<()>;
+    /// Submit and wait until the device is idle.
+    fn sync(&self) -> Result<()>;
+
+    // ---- linear algebra -----------------------------------------------------------------
+    /// See [`Gemm`]: `C[m,n] = alpha * op(A) * op(B) + beta * C`.
+    fn matmul(&self, g: &Gemm, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) -> Result<()>;
+    /// `x[r, c] += bias[c]` for `x: [rows, cols]`, `bias: [cols]`.
+    fn add_bias(&self, rows: usize, cols: usize, x: &mut Self::Buf, bias: &Self::Buf) -> Result<()>;
+    /// `out[c] = alpha * sum_r x[r, c] + beta * out[c]` for `x: [rows, cols]`, `out: [cols]`.
+    fn col_sum(
+        &self,
+        rows: usize,
+        cols: usize,
+        alpha: f32,
+        x: &Self::Buf,
+        beta: f32,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `y[i] = alpha * x[i] + y[i]` for `i < n`.
+    fn axpy(&self, n: usize, alpha: f32, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
+    /// `x[i] *= alpha` for `i < n`.
+    fn scale(&self, n: usize, alpha: f32, x: &mut Self::Buf) -> Result<()>;
+
+    // ---- activations --------------------------------------------------------------------
+    /// `y[i] = φ(z[i])` for `i < n`.
+    fn act_forward(&self, act: Activation, n: usize, z: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
+    /// `dz[i] = dy[i] * φ'(z[i])` for `i < n` (also the R-forward `Ry = φ'(z) ⊙ Rz`).
+    fn act_backward(
+        &self,
+        act: Activation,
+        n: usize,
+        z: &Self::Buf,
+        dy: &Self::Buf,
+        dz: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `out[i] += dy[i] * φ''(z[i]) * rz[i]` for `i < n`: the second-derivative term of the
+    /// R-backward pass, `R{dz} = R{dy} ⊙ φ'(z) + dy ⊙ φ''(z) ⊙ R{z}`.
+    fn act_second(
+        &self,
+        act: Activation,
+        n: usize,
+        z: &Self::Buf,
+        dy: &Self::Buf,
+        rz: &Self::Buf,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- losses -------------------------------------------------------------------------
+    /// Softmax cross-entropy over `logits: [rows, classes]` with `labels: [rows]`.
+    /// Writes `loss[r] = -log softmax(logits[r])[labels[r]]` (the surrogate NLL),
+    /// `correct[r] = 1` if the first argmax equals the label else `0` (so 0-1 loss is `1-correct`),
+    /// and `dlogits[r, c] = grad_scale * (softmax(logits[r])[c] - [c == labels[r]])`.
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_xent(
+        &self,
+        rows: usize,
+        classes: usize,
+        logits: &Self::Buf,
+        labels: &Self::IdxBuf,
+        grad_scale: f32,
+        loss: &mut Self::Buf,
+        correct: &mut Self::Buf,
+        dlogits: &mut Self::Buf,
+    ) -> Result<()>;
+    /// R-operator of softmax cross-entropy's gradient (the Gauss-Newton block of the loss):
+    /// `out[r] = grad_scale * (diag(p) - p pᵀ) rlogits[r]` with `p = softmax(logits[r])`,
+    /// for `logits, rlogits, out: [rows, classes]`.
+    fn softmax_xent_rop(
+        &self,
+        rows: usize,
+        classes: usize,
+        logits: &Self::Buf,
+        rlogits: &Self::Buf,
+        grad_scale: f32,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+    /// Squared error per example over `pred, target: [rows, cols]`:
+    /// `loss[r] = ½ Σ_c (pred - target)²`, `dpred = grad_scale * (pred - target)`.
+    #[allow(clippy::too_many_arguments)]
+    fn mse(
+        &self,
+        rows: usize,
+        cols: usize,
+        pred: &Self::Buf,
+        target: &Self::Buf,
+        grad_scale: f32,
+        loss: &mut Self::Buf,
+        dpred: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- reductions (deterministic, result stays on the device) -------------------------
+    /// `out[slot] = Σ_{i<n} x[i]`.
+    fn sum(&self, n: usize, x: &Self::Buf, out: &mut Self::Buf, slot: usize) -> Result<()>;
+    /// `out[slot] = Σ_{i<n} x[i] * y[i]`.
+    fn dot(
+        &self,
+        n: usize,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        out: &mut Self::Buf,
+        slot: usize,
+    ) -> Result<()>;
+    /// `out[slot] = Σ_{i<n} x[i]²`.
+    fn sum_sq(&self, n: usize, x: &Self::Buf, out: &mut Self::Buf, slot: usize) -> Result<()>;
+
+    // ---- optimizer updates --------------------------------------------------------------
+    /// Plain SGD with L2 weight decay: `p -= lr * (g + wd * p)` for `i < n`.
+    fn sgd_update(
+        &self,
+        n: usize,
+        lr: f32,
+        weight_decay: f32,
+        grad: &Self::Buf,
+        param: &mut Self::Buf,
+    ) -> Result<()>;
+    /// Heavy-ball momentum: `v = mu * v + (g + wd * p)`, then `p -= lr * v`, for `i < n`.
+    #[allow(clippy::too_many_arguments)]
+    fn momentum_update(
+        &self,
+        n: usize,
+        lr: f32,
+        mu: f32,
+        weight_decay: f32,
+        grad: &Self::Buf,
+        velocity: &mut Self::Buf,
+        param: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- data movement ------------------------------------------------------------------
+    /// `dst[r, :] = src[idx[r], :]` for `src: [N, cols]`, `idx: [rows]`, `dst: [rows, cols]`.
+    /// Every index must be `< N` (checked by the caller; the GPU clamps to stay in bounds).
+    fn gather_rows(
+        &self,
+        rows: usize,
+        cols: usize,
+        src: &Self::Buf,
+        idx: &Self::IdxBuf,
+        dst: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `dst[r] = src[idx[r]]` for `idx, dst: [rows]` (labels of a minibatch).
+    fn gather_idx(
+        &self,
+        rows: usize,
+        src: &Self::IdxBuf,
+        idx: &Self::IdxBuf,
+        dst: &mut Self::IdxBuf,
+    ) -> Result<()>;
+}
+
+/// Check that a buffer holds at least `need` elements; the error names the op and operand.
+pub fn check_len(op: &'static str, operand: &'static str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(BackendError::Shape { op, operand, have, need });
+    }
+    Ok(())
+}
+
+/// Elements of the stored operands of a [`Gemm`]: `(len A, len B, len C)`.
+pub fn gemm_lens(g: &Gemm) -> (usize, usize, usize) {
+    (g.m * g.k, g.k * g.n, g.m * g.n)
+}

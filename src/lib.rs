@@ -1,0 +1,5 @@
+//! batchscope: a GPU training engine (wgpu/WGSL) that makes the optimization chapter of deep
+//! learning measurable: batch size against throughput, surrogate vs 0-1 loss, curvature and
+//! gradient noise, on a GPU backend and its CPU twin.
+
+pub mod backend;

@@ -1,0 +1,69 @@
+//! Every shader parses and validates with naga (no GPU needed), and every registered kernel's
+//! entry point exists in its shader with a matching binding count.
+
+use batchscope::backend::gpu::kernels::{Shader, ALL_KERNELS};
+
+fn module_of(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
+    let src = shader.source();
+    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| {
+        panic!("shaders/{} does not parse:\n{}", shader.file_name(), e.emit_to_string(src))
+    });
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| {
+        panic!("shaders/{} does not validate:\n{}", shader.file_name(), e.emit_to_string(src))
+    });
+    (module, info)
+}
+
+#[test]
+fn every_shader_validates_with_naga() {
+    for shader in Shader::ALL {
+        let (module, _) = module_of(shader);
+        assert!(!module.entry_points.is_empty(), "shaders/{} has no entry point", shader.file_name());
+        println!("naga ok: shaders/{} ({} entry points)", shader.file_name(), module.entry_points.len());
+    }
+}
+
+#[test]
+fn every_kernel_entry_point_exists_with_its_bindings() {
+    for k in ALL_KERNELS {
+        let (module, info) = module_of(k.shader);
+        let (idx, ep) = module
+            .entry_points
+            .iter()
+            .enumerate()
+            .find(|(_, ep)| ep.name == k.entry)
+            .unwrap_or_else(|| panic!("{}: no entry point `{}`", k.name, k.entry));
+        assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}", k.name);
+        let ep_info = info.get_entry_point(idx);
+        // Bindings statically used by this entry point, by binding number.
+        let mut used: Vec<(u32, bool)> = module
+            .global_variables
+            .iter()
+            .filter(|(h, _)| !ep_info[*h].is_empty())
+            .filter_map(|(_, var)| {
+                let b = var.binding.as_ref()?;
+                let read_only = match var.space {
+                    naga::AddressSpace::Storage { access } => {
+                        !access.contains(naga::StorageAccess::STORE)
+                    }
+                    _ => true,
+                };
+                Some((b.binding, read_only))
+            })
+            .collect();
+        used.sort();
+        let expected: Vec<u32> = (0..=k.bindings.len() as u32).collect();
+        let got: Vec<u32> = used.iter().map(|u| u.0).collect();
+        assert_eq!(got, expected, "{}: bindings used by the shader vs the registry", k.name);
+        for (i, access) in k.bindings.iter().enumerate() {
+            let read_only = used[i + 1].1;
+            let want_read = *access == batchscope::backend::gpu::kernels::Access::Read;
+            assert_eq!(read_only, want_read, "{}: binding {} access", k.name, i + 1);
+        }
+    }
+}
