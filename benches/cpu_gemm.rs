@@ -1,1 +1,113 @@
-fn main(){}
+//! SGEMM crates compared on the shapes the CPU backend runs: `gemm` 0.19 vs `matrixmultiply` 0.3.
+//!
+//! Shapes: every product of an MLP 784-1024-1024-10 train step (weights stored `[out, in]`) at
+//! B = 32 and B = 512, the whole step, and square 1024³ / 2048³. Throughput is reported in
+//! "elements" = FLOPs (2·m·n·k), so criterion's `Gelem/s` reads as GFLOP/s.
+//!
+//! Run: `cargo bench --bench cpu_gemm` (rayon threads: `RAYON_NUM_THREADS`; matrixmultiply
+//! threads: `MATMUL_NUM_THREADS`, default the physical core count).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use batchscope::backend::cpu::gemm::{sgemm_with, SgemmCrate};
+use batchscope::backend::Gemm;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+
+const CRATES: [SgemmCrate; 2] = [SgemmCrate::Gemm, SgemmCrate::MatrixMultiply];
+const LAYERS: [(usize, usize); 3] = [(784, 1024), (1024, 1024), (1024, 10)];
+
+/// The products of one train step at batch `b`, named, for `Y = X Wᵀ`, `dW = dYᵀ X`, `dX = dY W`.
+fn mlp_step(b: usize) -> Vec<(String, Gemm)> {
+    let mut v = Vec::new();
+    for (l, &(fan_in, fan_out)) in LAYERS.iter().enumerate() {
+        // Forward: Y[B,out] = X[B,in] · W[out,in]ᵀ.
+        v.push((format!("fwd{}_NT_{b}x{fan_out}x{fan_in}", l + 1), Gemm::nn(b, fan_out, fan_in).trans(false, true)));
+    }
+    for (l, &(fan_in, fan_out)) in LAYERS.iter().enumerate() {
+        // Weight gradient: dW[out,in] = dY[B,out]ᵀ · X[B,in].
+        v.push((format!("dW{}_TN_{fan_out}x{fan_in}x{b}", l + 1), Gemm::nn(fan_out, fan_in, b).trans(true, false)));
+        // Input gradient (not needed for the first layer): dX[B,in] = dY[B,out] · W[out,in].
+        if l > 0 {
+            v.push((format!("dX{}_NN_{b}x{fan_in}x{fan_out}", l + 1), Gemm::nn(b, fan_in, fan_out)));
+        }
+    }
+    v
+}
+
+/// Deterministic operands in [-1, 1).
+fn operand(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+struct Bufs {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+}
+
+fn bufs(g: &Gemm) -> Bufs {
+    Bufs { a: operand(g.m * g.k, 1), b: operand(g.k * g.n, 2), c: vec![0.0; g.m * g.n] }
+}
+
+fn run(which: SgemmCrate, g: &Gemm, x: &mut Bufs) {
+    if let Err(e) = sgemm_with(which, g, black_box(&x.a), black_box(&x.b), &mut x.c) {
+        panic!("{e}");
+    }
+    black_box(&x.c);
+}
+
+fn bench_shapes(c: &mut Criterion) {
+    let mut shapes = Vec::new();
+    for b in [32, 512] {
+        shapes.extend(mlp_step(b).into_iter().map(|(name, g)| (format!("B{b}/{name}"), g)));
+    }
+    shapes.push(("square/1024".to_string(), Gemm::nn(1024, 1024, 1024)));
+    shapes.push(("square/2048".to_string(), Gemm::nn(2048, 2048, 2048)));
+
+    for (name, g) in &shapes {
+        let mut group = c.benchmark_group(format!("sgemm/{name}"));
+        group.throughput(Throughput::Elements(g.flops() as u64));
+        group.sample_size(10).warm_up_time(Duration::from_millis(500));
+        if g.flops() > 4e9 {
+            group.sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(4));
+        } else {
+            group.measurement_time(Duration::from_secs(2));
+        }
+        let mut x = bufs(g);
+        for which in CRATES {
+            group.bench_function(BenchmarkId::from_parameter(which.name()), |bch| bch.iter(|| run(which, g, &mut x)));
+        }
+        group.finish();
+    }
+}
+
+fn bench_steps(c: &mut Criterion) {
+    for b in [32, 512] {
+        let step = mlp_step(b);
+        let flops: f64 = step.iter().map(|(_, g)| g.flops()).sum();
+        let mut bufs: Vec<Bufs> = step.iter().map(|(_, g)| bufs(g)).collect();
+        let mut group = c.benchmark_group(format!("sgemm/B{b}/mlp_step_all_8"));
+        group.throughput(Throughput::Elements(flops as u64));
+        group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+        for which in CRATES {
+            group.bench_function(BenchmarkId::from_parameter(which.name()), |bch| {
+                bch.iter(|| {
+                    for ((_, g), x) in step.iter().zip(bufs.iter_mut()) {
+                        run(which, g, x);
+                    }
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_shapes, bench_steps);
+criterion_main!(benches);

@@ -1,0 +1,469 @@
+// matmul.wgsl: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n]
+//
+// A is stored [m,k] row-major, or [k,m] when trans_a; B is stored [k,n], or [n,k] when trans_b;
+// C is [m,n]. With beta == 0 the old C is never read (NaN in C does not propagate).
+//
+// Entry points (the host picks one, see src/backend/gpu/matmul.rs):
+// - matmul_naive: one invocation per C element, 16x16 workgroups; any shape, any flags.
+// - matmul_tiled: 128x128 C tile per 256-invocation workgroup, 8x8 outputs per invocation,
+//   BK = 8 slices of A and B double-buffered in workgroup memory (16 KiB); scalar global loads,
+//   so any shape and any flags (read from the parameter block).
+// - matmul_tiled_{nn,nt,tn,tt}4: the same tiling with vec4 global loads and stores; the
+//   transposes are fixed per entry point and the host guarantees that the contiguous dimension
+//   of each stored operand is a multiple of 4 and that n is a multiple of 4.
+//
+// Grids: x walks column blocks, y (+ z * num_workgroups.y when the row blocks exceed the
+// per-dimension limit) walks row blocks; whole workgroups past the last row block return.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    trans_a: u32,
+    trans_b: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+
+// Scalar views (naive and generic tiled kernels).
+@group(0) @binding(1) var<storage, read> a_s: array<f32>;
+@group(0) @binding(2) var<storage, read> b_s: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c_s: array<f32>;
+// vec4 views of the same bindings (the *4 kernels; no entry point uses both views).
+// Buffers are allocated in multiples of 16 bytes, so the vec4 view always fits.
+@group(0) @binding(1) var<storage, read> a_v: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b_v: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> c_v: array<vec4<f32>>;
+
+// ---- naive ------------------------------------------------------------------------------
+
+const NAIVE_WG: u32 = 16u;
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul_naive(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = (wid.y + wid.z * nwg.y) * NAIVE_WG + lid.y; // row of C
+    let j = wid.x * NAIVE_WG + lid.x; // column of C
+    if (i >= P.m || j >= P.n) {
+        return;
+    }
+    // op(A)[i,p] = A[i*k + p] or A[p*m + i]; op(B)[p,j] = B[p*n + j] or B[j*k + p].
+    var a_idx = i * P.k;
+    var a_step = 1u;
+    if (P.trans_a != 0u) {
+        a_idx = i;
+        a_step = P.m;
+    }
+    var b_idx = j;
+    var b_step = P.n;
+    if (P.trans_b != 0u) {
+        b_idx = j * P.k;
+        b_step = 1u;
+    }
+    var acc = 0.0;
+    for (var p = 0u; p < P.k; p++) {
+        acc = fma(a_s[a_idx], b_s[b_idx], acc);
+        a_idx += a_step;
+        b_idx += b_step;
+    }
+    let o = i * P.n + j;
+    var v = P.alpha * acc;
+    if (P.beta != 0.0) {
+        v = fma(P.beta, c_s[o], v);
+    }
+    c_s[o] = v;
+}
+
+// ---- tiled ------------------------------------------------------------------------------
+
+const BM: u32 = 128u; // rows of the C tile
+const BN: u32 = 128u; // columns of the C tile
+const BK: u32 = 8u; // depth of one A/B slice
+const BM4: u32 = 32u; // BM / 4
+const SLICE4: u32 = 256u; // BK * BM / 4 = BK * BN / 4: vec4s of one slice
+
+// Slices stored k-major, [buffer][p][row/4] and [buffer][p][col/4], so that one invocation
+// reads its 4+4 rows (and columns) of step p as two vec4s; 2 * 2 * 8 KiB = 16 KiB.
+var<workgroup> As: array<vec4<f32>, 512>;
+var<workgroup> Bs: array<vec4<f32>, 512>;
+
+// 8x8 accumulator of one invocation: row r in 0..8 (rows ty*4 + r, then 64 + ty*4 + r - 4),
+// halves h = 0, 1 (columns tx*4 .. +4 and 64 + tx*4 .. +4). Named fields stay in registers.
+struct Acc {
+    c00: vec4<f32>, c01: vec4<f32>,
+    c10: vec4<f32>, c11: vec4<f32>,
+    c20: vec4<f32>, c21: vec4<f32>,
+    c30: vec4<f32>, c31: vec4<f32>,
+    c40: vec4<f32>, c41: vec4<f32>,
+    c50: vec4<f32>, c51: vec4<f32>,
+    c60: vec4<f32>, c61: vec4<f32>,
+    c70: vec4<f32>, c71: vec4<f32>,
+}
+
+// The tile this workgroup owns, or ok == false for a padding workgroup past the last row block.
+struct Tile {
+    row0: u32,
+    col0: u32,
+    ok: bool,
+}
+
+fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> Tile {
+    let rb = wid.y + wid.z * nwg.y;
+    let row_blocks = (P.m + BM - 1u) / BM;
+    return Tile(rb * BM, wid.x * BN, rb < row_blocks);
+}
+
+// One invocation's share of a slice load: A slice [BM rows][BK], B slice [BK][BN cols], 256
+// vec4s each. k-contiguous operands (A plain, B transposed) are read as (row = t/2, p = 4*(t%2));
+// row-contiguous ones (A transposed, B plain) as (p = t/32, row = 4*(t%32)).
+
+// Store the A values loaded by invocation t into slice buffer `buf`.
+fn store_a(buf: u32, t: u32, ta: bool, v: vec4<f32>) {
+    let base = buf * SLICE4;
+    if (ta) {
+        As[base + t] = v; // [p = t/32][row4 = t%32]
+    } else {
+        let i = t >> 1u;
+        let p4 = (t & 1u) * 4u;
+        let o = base + p4 * BM4 + (i >> 2u);
+        let c = i & 3u;
+        As[o][c] = v.x;
+        As[o + BM4][c] = v.y;
+        As[o + 2u * BM4][c] = v.z;
+        As[o + 3u * BM4][c] = v.w;
+    }
+}
+
+fn store_b(buf: u32, t: u32, tb: bool, v: vec4<f32>) {
+    let base = buf * SLICE4;
+    if (!tb) {
+        Bs[base + t] = v; // [p = t/32][col4 = t%32]
+    } else {
+        let j = t >> 1u;
+        let p4 = (t & 1u) * 4u;
+        let o = base + p4 * BM4 + (j >> 2u);
+        let c = j & 3u;
+        Bs[o][c] = v.x;
+        Bs[o + BM4][c] = v.y;
+        Bs[o + 2u * BM4][c] = v.z;
+        Bs[o + 3u * BM4][c] = v.w;
+    }
+}
+
+// acc += A_slice[buf] * B_slice[buf] for invocation (tx, ty).
+fn mma_slice(buf: u32, tx: u32, ty: u32, acc_in: Acc) -> Acc {
+    var s = acc_in;
+    var o = buf * SLICE4;
+    for (var p = 0u; p < BK; p++) {
+        let a0 = As[o + ty];
+        let a1 = As[o + 16u + ty];
+        let b0 = Bs[o + tx];
+        let b1 = Bs[o + 16u + tx];
+        s.c00 = fma(vec4(a0.x), b0, s.c00);
+        s.c01 = fma(vec4(a0.x), b1, s.c01);
+        s.c10 = fma(vec4(a0.y), b0, s.c10);
+        s.c11 = fma(vec4(a0.y), b1, s.c11);
+        s.c20 = fma(vec4(a0.z), b0, s.c20);
+        s.c21 = fma(vec4(a0.z), b1, s.c21);
+        s.c30 = fma(vec4(a0.w), b0, s.c30);
+        s.c31 = fma(vec4(a0.w), b1, s.c31);
+        s.c40 = fma(vec4(a1.x), b0, s.c40);
+        s.c41 = fma(vec4(a1.x), b1, s.c41);
+        s.c50 = fma(vec4(a1.y), b0, s.c50);
+        s.c51 = fma(vec4(a1.y), b1, s.c51);
+        s.c60 = fma(vec4(a1.z), b0, s.c60);
+        s.c61 = fma(vec4(a1.z), b1, s.c61);
+        s.c70 = fma(vec4(a1.w), b0, s.c70);
+        s.c71 = fma(vec4(a1.w), b1, s.c71);
+        o += BM4;
+    }
+    return s;
+}
+
+fn zero_acc() -> Acc {
+    let z = vec4(0.0);
+    return Acc(z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z);
+}
+
+// Local row of accumulator row r for invocation row ty.
+fn acc_row(ty: u32, r: u32) -> u32 {
+    return select(64u + ty * 4u + r - 4u, ty * 4u + r, r < 4u);
+}
+
+// ---- generic tiled: scalar loads, runtime flags ------------------------------------------
+
+fn load_a_s(row0: u32, k0: u32, t: u32, ta: bool) -> vec4<f32> {
+    var v = vec4(0.0);
+    if (ta) {
+        // A stored [k,m]: rows row0 + 4*(t%32) .. +4 of depth k0 + t/32.
+        let p = k0 + (t >> 5u);
+        let i = row0 + (t & 31u) * 4u;
+        if (p < P.k) {
+            let o = p * P.m + i;
+            if (i < P.m) { v.x = a_s[o]; }
+            if (i + 1u < P.m) { v.y = a_s[o + 1u]; }
+            if (i + 2u < P.m) { v.z = a_s[o + 2u]; }
+            if (i + 3u < P.m) { v.w = a_s[o + 3u]; }
+        }
+    } else {
+        // A stored [m,k]: depths k0 + 4*(t%2) .. +4 of row row0 + t/2.
+        let i = row0 + (t >> 1u);
+        let p = k0 + (t & 1u) * 4u;
+        if (i < P.m) {
+            let o = i * P.k + p;
+            if (p < P.k) { v.x = a_s[o]; }
+            if (p + 1u < P.k) { v.y = a_s[o + 1u]; }
+            if (p + 2u < P.k) { v.z = a_s[o + 2u]; }
+            if (p + 3u < P.k) { v.w = a_s[o + 3u]; }
+        }
+    }
+    return v;
+}
+
+fn load_b_s(col0: u32, k0: u32, t: u32, tb: bool) -> vec4<f32> {
+    var v = vec4(0.0);
+    if (!tb) {
+        // B stored [k,n]: columns col0 + 4*(t%32) .. +4 of depth k0 + t/32.
+        let p = k0 + (t >> 5u);
+        let j = col0 + (t & 31u) * 4u;
+        if (p < P.k) {
+            let o = p * P.n + j;
+            if (j < P.n) { v.x = b_s[o]; }
+            if (j + 1u < P.n) { v.y = b_s[o + 1u]; }
+            if (j + 2u < P.n) { v.z = b_s[o + 2u]; }
+            if (j + 3u < P.n) { v.w = b_s[o + 3u]; }
+        }
+    } else {
+        // B stored [n,k]: depths k0 + 4*(t%2) .. +4 of column col0 + t/2.
+        let j = col0 + (t >> 1u);
+        let p = k0 + (t & 1u) * 4u;
+        if (j < P.n) {
+            let o = j * P.k + p;
+            if (p < P.k) { v.x = b_s[o]; }
+            if (p + 1u < P.k) { v.y = b_s[o + 1u]; }
+            if (p + 2u < P.k) { v.z = b_s[o + 2u]; }
+            if (p + 3u < P.k) { v.w = b_s[o + 3u]; }
+        }
+    }
+    return v;
+}
+
+// C[row, col .. col+4] = alpha * v + beta * C (columns past n skipped).
+fn write_c_s(row: u32, col: u32, v: vec4<f32>) {
+    if (row >= P.m) {
+        return;
+    }
+    let o = row * P.n + col;
+    for (var c = 0u; c < 4u; c++) {
+        if (col + c < P.n) {
+            var x = P.alpha * v[c];
+            if (P.beta != 0.0) {
+                x = fma(P.beta, c_s[o + c], x);
+            }
+            c_s[o + c] = x;
+        }
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn matmul_tiled(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let tile = tile_of(wid, nwg);
+    if (!tile.ok) {
+        return;
+    }
+    let ta = P.trans_a != 0u;
+    let tb = P.trans_b != 0u;
+    let tx = t & 15u;
+    let ty = t >> 4u;
+    let slices = (P.k + BK - 1u) / BK;
+
+    var acc = zero_acc();
+    var ra = load_a_s(tile.row0, 0u, t, ta);
+    var rb = load_b_s(tile.col0, 0u, t, tb);
+    store_a(0u, t, ta, ra);
+    store_b(0u, t, tb, rb);
+    workgroupBarrier();
+    for (var s = 0u; s < slices; s++) {
+        let cur = s & 1u;
+        let more = s + 1u < slices;
+        if (more) {
+            // Prefetch the next slice into registers while this one is multiplied.
+            ra = load_a_s(tile.row0, (s + 1u) * BK, t, ta);
+            rb = load_b_s(tile.col0, (s + 1u) * BK, t, tb);
+        }
+        acc = mma_slice(cur, tx, ty, acc);
+        if (more) {
+            store_a(1u - cur, t, ta, ra);
+            store_b(1u - cur, t, tb, rb);
+        }
+        workgroupBarrier();
+    }
+
+    let r0 = tile.row0;
+    let c0 = tile.col0 + tx * 4u;
+    let c1 = c0 + 64u;
+    write_c_s(r0 + acc_row(ty, 0u), c0, acc.c00);
+    write_c_s(r0 + acc_row(ty, 0u), c1, acc.c01);
+    write_c_s(r0 + acc_row(ty, 1u), c0, acc.c10);
+    write_c_s(r0 + acc_row(ty, 1u), c1, acc.c11);
+    write_c_s(r0 + acc_row(ty, 2u), c0, acc.c20);
+    write_c_s(r0 + acc_row(ty, 2u), c1, acc.c21);
+    write_c_s(r0 + acc_row(ty, 3u), c0, acc.c30);
+    write_c_s(r0 + acc_row(ty, 3u), c1, acc.c31);
+    write_c_s(r0 + acc_row(ty, 4u), c0, acc.c40);
+    write_c_s(r0 + acc_row(ty, 4u), c1, acc.c41);
+    write_c_s(r0 + acc_row(ty, 5u), c0, acc.c50);
+    write_c_s(r0 + acc_row(ty, 5u), c1, acc.c51);
+    write_c_s(r0 + acc_row(ty, 6u), c0, acc.c60);
+    write_c_s(r0 + acc_row(ty, 6u), c1, acc.c61);
+    write_c_s(r0 + acc_row(ty, 7u), c0, acc.c70);
+    write_c_s(r0 + acc_row(ty, 7u), c1, acc.c71);
+}
+
+// ---- vec4 tiled: aligned operands, transposes fixed per entry point ----------------------
+//
+// Preconditions (checked on the host): the contiguous dimension of each stored operand is a
+// multiple of 4 (k for A plain and B transposed, m for A transposed, n for B plain), and n is
+// a multiple of 4 (C rows). Then a vec4 is either wholly inside a matrix or wholly outside.
+
+fn load_a_v(row0: u32, k0: u32, t: u32, ta: bool) -> vec4<f32> {
+    if (ta) {
+        let p = k0 + (t >> 5u);
+        let i = row0 + (t & 31u) * 4u;
+        if (p < P.k && i < P.m) {
+            return a_v[(p * P.m + i) >> 2u];
+        }
+    } else {
+        let i = row0 + (t >> 1u);
+        let p = k0 + (t & 1u) * 4u;
+        if (i < P.m && p < P.k) {
+            return a_v[(i * P.k + p) >> 2u];
+        }
+    }
+    return vec4(0.0);
+}
+
+fn load_b_v(col0: u32, k0: u32, t: u32, tb: bool) -> vec4<f32> {
+    if (!tb) {
+        let p = k0 + (t >> 5u);
+        let j = col0 + (t & 31u) * 4u;
+        if (p < P.k && j < P.n) {
+            return b_v[(p * P.n + j) >> 2u];
+        }
+    } else {
+        let j = col0 + (t >> 1u);
+        let p = k0 + (t & 1u) * 4u;
+        if (j < P.n && p < P.k) {
+            return b_v[(j * P.k + p) >> 2u];
+        }
+    }
+    return vec4(0.0);
+}
+
+fn write_c_v(row: u32, col: u32, v: vec4<f32>) {
+    if (row < P.m && col < P.n) {
+        let o = (row * P.n + col) >> 2u;
+        var x = P.alpha * v;
+        if (P.beta != 0.0) {
+            x = fma(vec4(P.beta), c_v[o], x);
+        }
+        c_v[o] = x;
+    }
+}
+
+fn tiled_v4(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
+    let tile = tile_of(wid, nwg);
+    if (!tile.ok) {
+        return;
+    }
+    let tx = t & 15u;
+    let ty = t >> 4u;
+    let slices = (P.k + BK - 1u) / BK;
+
+    var acc = zero_acc();
+    var ra = load_a_v(tile.row0, 0u, t, ta);
+    var rb = load_b_v(tile.col0, 0u, t, tb);
+    store_a(0u, t, ta, ra);
+    store_b(0u, t, tb, rb);
+    workgroupBarrier();
+    for (var s = 0u; s < slices; s++) {
+        let cur = s & 1u;
+        let more = s + 1u < slices;
+        if (more) {
+            ra = load_a_v(tile.row0, (s + 1u) * BK, t, ta);
+            rb = load_b_v(tile.col0, (s + 1u) * BK, t, tb);
+        }
+        acc = mma_slice(cur, tx, ty, acc);
+        if (more) {
+            store_a(1u - cur, t, ta, ra);
+            store_b(1u - cur, t, tb, rb);
+        }
+        workgroupBarrier();
+    }
+
+    let r0 = tile.row0;
+    let c0 = tile.col0 + tx * 4u;
+    let c1 = c0 + 64u;
+    write_c_v(r0 + acc_row(ty, 0u), c0, acc.c00);
+    write_c_v(r0 + acc_row(ty, 0u), c1, acc.c01);
+    write_c_v(r0 + acc_row(ty, 1u), c0, acc.c10);
+    write_c_v(r0 + acc_row(ty, 1u), c1, acc.c11);
+    write_c_v(r0 + acc_row(ty, 2u), c0, acc.c20);
+    write_c_v(r0 + acc_row(ty, 2u), c1, acc.c21);
+    write_c_v(r0 + acc_row(ty, 3u), c0, acc.c30);
+    write_c_v(r0 + acc_row(ty, 3u), c1, acc.c31);
+    write_c_v(r0 + acc_row(ty, 4u), c0, acc.c40);
+    write_c_v(r0 + acc_row(ty, 4u), c1, acc.c41);
+    write_c_v(r0 + acc_row(ty, 5u), c0, acc.c50);
+    write_c_v(r0 + acc_row(ty, 5u), c1, acc.c51);
+    write_c_v(r0 + acc_row(ty, 6u), c0, acc.c60);
+    write_c_v(r0 + acc_row(ty, 6u), c1, acc.c61);
+    write_c_v(r0 + acc_row(ty, 7u), c0, acc.c70);
+    write_c_v(r0 + acc_row(ty, 7u), c1, acc.c71);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn matmul_tiled_nn4(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    tiled_v4(t, wid, nwg, false, false);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn matmul_tiled_nt4(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    tiled_v4(t, wid, nwg, false, true);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn matmul_tiled_tn4(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    tiled_v4(t, wid, nwg, true, false);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn matmul_tiled_tt4(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    tiled_v4(t, wid, nwg, true, true);
+}

@@ -21,8 +21,8 @@ struct Loss {
 @group(0) @binding(2) var<storage, read> rlogits: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rout: array<f32>;
 
-// mse: [pred (= binding 1), target, loss, dpred]
-@group(0) @binding(2) var<storage, read> target: array<f32>;
+// mse: [pred (= binding 1), targets, loss, dpred]
+@group(0) @binding(2) var<storage, read> targets: array<f32>;
 @group(0) @binding(3) var<storage, read_write> mloss: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dpred: array<f32>;
 
@@ -85,7 +85,7 @@ fn softmax_xent_rop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     }
 }
 
-// loss = ½ Σ (pred - target)²; dpred = s * (pred - target).
+// loss = ½ Σ (pred - targets)²; dpred = s * (pred - targets).
 @compute @workgroup_size(256)
 fn mse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = row_of(gid, nwg);
@@ -93,7 +93,7 @@ fn mse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     let base = r * p.cols;
     var acc = 0.0;
     for (var c = 0u; c < p.cols; c = c + 1u) {
-        let d = logits[base + c] - target[base + c];
+        let d = logits[base + c] - targets[base + c];
         acc = acc + d * d;
         dpred[base + c] = p.grad_scale * d;
     }

@@ -3,3 +3,5 @@
 //! gradient noise, on a GPU backend and its CPU twin.
 
 pub mod backend;
+pub mod model;
+pub mod train;

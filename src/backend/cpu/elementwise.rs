@@ -85,7 +85,8 @@ pub fn axpy(n: usize, alpha: f32, x: &[f32], y: &mut [f32]) -> Result<()> {
     check_len("axpy", "x", x.len(), n)?;
     check_len("axpy", "y", y.len(), n)?;
     for_chunks(&mut y[..n], |off, ys| {
-        ys.iter_mut().zip(&x[off..off + ys.len()]).for_each(|(y, &x)| *y += alpha * x);
+        let x = &x[off..off + ys.len()];
+        ys.iter_mut().zip(x).for_each(|(y, &x)| *y += alpha * x);
     });
     Ok(())
 }
@@ -149,7 +150,8 @@ pub fn act_forward(a: Activation, n: usize, z: &[f32], y: &mut [f32]) -> Result<
     check_len("act_forward", "z", z.len(), n)?;
     check_len("act_forward", "y", y.len(), n)?;
     for_chunks(&mut y[..n], |off, ys| {
-        ys.iter_mut().zip(&z[off..off + ys.len()]).for_each(|(y, &z)| *y = act(a, z));
+        let z = &z[off..off + ys.len()];
+        ys.iter_mut().zip(z).for_each(|(y, &z)| *y = act(a, z));
     });
     Ok(())
 }
@@ -200,7 +202,8 @@ pub fn sgd_update(n: usize, lr: f32, wd: f32, grad: &[f32], param: &mut [f32]) -
     check_len("sgd_update", "grad", grad.len(), n)?;
     check_len("sgd_update", "param", param.len(), n)?;
     for_chunks(&mut param[..n], |off, ps| {
-        ps.iter_mut().zip(&grad[off..off + ps.len()]).for_each(|(p, &g)| *p -= lr * (g + wd * *p));
+        let g = &grad[off..off + ps.len()];
+        ps.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * (g + wd * *p));
     });
     Ok(())
 }

@@ -92,6 +92,10 @@ macro_rules! kernel {
 // matmul.wgsl: C = alpha op(A) op(B) + beta C
 kernel!(MATMUL_NAIVE, Matmul, "matmul_naive", [R, R, W]);
 kernel!(MATMUL_TILED, Matmul, "matmul_tiled", [R, R, W]);
+kernel!(MATMUL_TILED_NN4, Matmul, "matmul_tiled_nn4", [R, R, W]);
+kernel!(MATMUL_TILED_NT4, Matmul, "matmul_tiled_nt4", [R, R, W]);
+kernel!(MATMUL_TILED_TN4, Matmul, "matmul_tiled_tn4", [R, R, W]);
+kernel!(MATMUL_TILED_TT4, Matmul, "matmul_tiled_tt4", [R, R, W]);
 // elementwise.wgsl
 kernel!(FILL, Elementwise, "fill", [W]);
 kernel!(COPY, Elementwise, "copy", [R, W]);
@@ -121,6 +125,10 @@ kernel!(GATHER_IDX, Gather, "gather_idx", [R, R, W]);
 pub const ALL_KERNELS: &[Kernel] = &[
     MATMUL_NAIVE,
     MATMUL_TILED,
+    MATMUL_TILED_NN4,
+    MATMUL_TILED_NT4,
+    MATMUL_TILED_TN4,
+    MATMUL_TILED_TT4,
     FILL,
     COPY,
     AXPY,

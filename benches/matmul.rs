@@ -1,0 +1,83 @@
+//! Matmul throughput: GPU naive vs tiled (and the CPU backend) on square n³ products.
+//!
+//! Throughput is reported as elements = FLOPs (2·n³), so criterion's "Gelem/s" reads GFLOP/s.
+//! Every GPU iteration records the product and waits for the device (`sync`).
+//!
+//! `cargo bench --bench matmul` runs everything; filter with criterion's name filter, e.g.
+//! `cargo bench --bench matmul -- gpu_tiled` or `-- /1024`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use batchscope::backend::cpu::CpuBackend;
+use batchscope::backend::gpu::{GpuBackend, MatmulVariant};
+use batchscope::backend::{Backend, Gemm};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const SIZES: [usize; 3] = [256, 1024, 2048];
+
+fn random(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn bench_matmul(c: &mut Criterion) {
+    let gpu = match GpuBackend::new(None) {
+        Ok(b) => {
+            eprintln!("GPU: {}", b.device_name());
+            Some(b)
+        }
+        Err(e) => {
+            eprintln!("skipping GPU matmul benches: {e}");
+            None
+        }
+    };
+    let cpu = CpuBackend::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+
+    for &n in &SIZES {
+        // A: [n,n], B: [n,n], C: [n,n]
+        let g = Gemm::nn(n, n, n);
+        let a = random(&mut rng, n * n);
+        let b = random(&mut rng, n * n);
+        let mut group = c.benchmark_group("matmul");
+        group.throughput(Throughput::Elements(g.flops() as u64));
+        if n >= 1024 {
+            // Seconds per iteration on a software device: few, flat samples.
+            group.sample_size(10);
+            group.sampling_mode(SamplingMode::Flat);
+            group.warm_up_time(Duration::from_secs(1));
+            group.measurement_time(Duration::from_secs(if n >= 2048 { 20 } else { 10 }));
+        }
+
+        if let Some(gpu) = &gpu {
+            let da = gpu.upload(&a).expect("upload A");
+            let db = gpu.upload(&b).expect("upload B");
+            let mut dc = gpu.zeros(n * n).expect("alloc C");
+            for v in MatmulVariant::ALL {
+                gpu.set_matmul_variant(v);
+                // Compile the pipeline and touch the buffers outside the timing.
+                gpu.matmul(&g, &da, &db, &mut dc).expect("matmul");
+                gpu.sync().expect("sync");
+                group.bench_function(BenchmarkId::new(format!("gpu_{}", v.name()), n), |bch| {
+                    bch.iter(|| {
+                        gpu.matmul(&g, &da, &db, &mut dc).expect("matmul");
+                        gpu.sync().expect("sync");
+                    })
+                });
+            }
+        }
+
+        let mut cc = vec![0.0f32; n * n];
+        group.bench_function(BenchmarkId::new("cpu", n), |bch| {
+            bch.iter(|| {
+                cpu.matmul(&g, black_box(&a), black_box(&b), &mut cc).expect("matmul");
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_matmul);
+criterion_main!(benches);

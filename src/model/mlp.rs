@@ -1,0 +1,256 @@
+//! A multilayer perceptron: forward and backward written once over `Backend`.
+//!
+//! Layer l maps `a_{l-1} [rows, in_l]` to `z_l = a_{l-1} W_lᵀ + b_l [rows, out_l]`, then
+//! `a_l = φ(z_l)` for hidden layers; the last layer's `z` are the logits (or predictions).
+//! `W_l: [out_l, in_l]`, `b_l: [out_l]` as in PyTorch's `nn.Linear`.
+
+use serde::{Deserialize, Serialize};
+
+use super::init::{init_std, normal_vec, rng};
+use super::params::ParamSet;
+use crate::backend::{Activation, Backend, BackendError, Gemm, Result};
+
+/// The surrogate loss minimised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Softmax cross-entropy over integer labels (classification; 0-1 error is reported too).
+    SoftmaxXent,
+    /// `½ Σ (pred - target)²` per example (regression).
+    Mse,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MlpSpec {
+    /// Layer widths, input first, output last: `[784, 1024, 1024, 10]`.
+    pub sizes: Vec<usize>,
+    /// φ of the hidden layers; the output layer is linear.
+    pub activation: Activation,
+    pub loss: LossKind,
+}
+
+/// What the loss compares the outputs with.
+pub enum Targets<'a, B: Backend> {
+    /// Labels `[rows]`, each `< classes`.
+    Classes(&'a B::IdxBuf),
+    /// Targets `[rows, outputs]`.
+    Values(&'a B::Buf),
+}
+
+/// Activations and their gradients for a batch of `rows` examples.
+pub struct Workspace<B: Backend> {
+    pub rows: usize,
+    /// Pre-activations `z_l [rows, out_l]`; the last one holds the logits.
+    pub z: Vec<B::Buf>,
+    /// Hidden activations `a_l = φ(z_l) [rows, out_l]`, one per hidden layer.
+    pub a: Vec<B::Buf>,
+    /// `∂L/∂z_l [rows, out_l]`; the last one is d logits.
+    pub dz: Vec<B::Buf>,
+    /// `∂L/∂a_l [rows, out_l]`, one per hidden layer.
+    pub da: Vec<B::Buf>,
+    /// Per-example surrogate loss `[rows]`.
+    pub loss: B::Buf,
+    /// Per-example correctness `[rows]` (1 = right, 0 = wrong; classification only).
+    pub correct: B::Buf,
+}
+
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    pub spec: MlpSpec,
+}
+
+impl Mlp {
+    pub fn new(spec: MlpSpec) -> Result<Self> {
+        if spec.sizes.len() < 2 {
+            return Err(BackendError::Invalid {
+                op: "Mlp::new",
+                message: format!("needs at least input and output sizes, got {:?}", spec.sizes),
+            });
+        }
+        if spec.sizes.contains(&0) {
+            return Err(BackendError::Invalid {
+                op: "Mlp::new",
+                message: format!("layer sizes must be positive, got {:?}", spec.sizes),
+            });
+        }
+        Ok(Mlp { spec })
+    }
+
+    /// Number of linear layers.
+    pub fn layers(&self) -> usize {
+        self.spec.sizes.len() - 1
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.spec.sizes[0]
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.spec.sizes[self.layers()]
+    }
+
+    /// Tensor names and shapes in [`ParamSet`] order: `layers.{i}.weight [out, in]`, `layers.{i}.bias [out]`.
+    pub fn param_layout(&self) -> (Vec<String>, Vec<Vec<usize>>) {
+        let mut names = Vec::new();
+        let mut shapes = Vec::new();
+        for l in 0..self.layers() {
+            let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
+            names.push(format!("layers.{l}.weight"));
+            shapes.push(vec![fan_out, fan_in]);
+            names.push(format!("layers.{l}.bias"));
+            shapes.push(vec![fan_out]);
+        }
+        (names, shapes)
+    }
+
+    /// Number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.param_layout().1.iter().map(|s| s.iter().product::<usize>()).sum()
+    }
+
+    /// FLOPs of one training step per example: forward 2·Σ in·out, backward twice that.
+    pub fn train_flops_per_example(&self) -> f64 {
+        let macs: f64 = (0..self.layers())
+            .map(|l| self.spec.sizes[l] as f64 * self.spec.sizes[l + 1] as f64)
+            .sum();
+        6.0 * macs
+    }
+
+    /// Seeded host initialisation: He for ReLU, Glorot otherwise; biases zero.
+    pub fn init_host(&self, seed: u64) -> Vec<Vec<f32>> {
+        let mut r = rng(seed);
+        let mut out = Vec::new();
+        for l in 0..self.layers() {
+            let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
+            // The output layer is linear: Glorot.
+            let act = if l + 1 == self.layers() { Activation::Identity } else { self.spec.activation };
+            out.push(normal_vec(&mut r, fan_in * fan_out, init_std(act, fan_in, fan_out)));
+            out.push(vec![0.0; fan_out]);
+        }
+        out
+    }
+
+    /// Parameters initialised from `seed`, on the backend.
+    pub fn init<B: Backend>(&self, b: &B, seed: u64) -> Result<ParamSet<B>> {
+        let (names, shapes) = self.param_layout();
+        ParamSet::from_host(b, &names, &shapes, &self.init_host(seed))
+    }
+
+    /// Buffers for batches of `rows` examples.
+    pub fn workspace<B: Backend>(&self, b: &B, rows: usize) -> Result<Workspace<B>> {
+        let l = self.layers();
+        let widths = &self.spec.sizes[1..];
+        Ok(Workspace {
+            rows,
+            z: widths.iter().map(|&w| b.zeros(rows * w)).collect::<Result<_>>()?,
+            a: widths[..l - 1].iter().map(|&w| b.zeros(rows * w)).collect::<Result<_>>()?,
+            dz: widths.iter().map(|&w| b.zeros(rows * w)).collect::<Result<_>>()?,
+            da: widths[..l - 1].iter().map(|&w| b.zeros(rows * w)).collect::<Result<_>>()?,
+            loss: b.zeros(rows)?,
+            correct: b.zeros(rows)?,
+        })
+    }
+
+    /// Bytes of a workspace of `rows` examples (activation memory, for the memory model).
+    pub fn workspace_bytes(&self, rows: usize) -> u64 {
+        let l = self.layers();
+        let widths = &self.spec.sizes[1..];
+        let out: usize = widths.iter().sum();
+        let hidden: usize = widths[..l - 1].iter().sum();
+        (4 * rows * (2 * out + 2 * hidden + 2)) as u64
+    }
+
+    /// Forward pass: `x [rows, inputs]` → `ws.z[last]` (logits or predictions).
+    pub fn forward<B: Backend>(&self, b: &B, p: &ParamSet<B>, x: &B::Buf, ws: &mut Workspace<B>) -> Result<()> {
+        let rows = ws.rows;
+        for l in 0..self.layers() {
+            let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
+            let input = if l == 0 { x } else { &ws.a[l - 1] };
+            // z [rows, out] = input [rows, in] · Wᵀ ([out, in] stored)
+            let g = Gemm::nn(rows, fan_out, fan_in).trans(false, true);
+            b.matmul(&g, input, &p.tensors[2 * l], &mut ws.z[l])?;
+            b.add_bias(rows, fan_out, &mut ws.z[l], &p.tensors[2 * l + 1])?;
+            if l + 1 < self.layers() {
+                b.act_forward(self.spec.activation, rows * fan_out, &ws.z[l], &mut ws.a[l])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-example loss (and correctness) of the forward's outputs, and `d logits` of the
+    /// minibatch *mean* loss into `ws.dz[last]`.
+    pub fn loss<B: Backend>(&self, b: &B, targets: &Targets<'_, B>, ws: &mut Workspace<B>) -> Result<()> {
+        let rows = ws.rows;
+        let last = self.layers() - 1;
+        let k = self.outputs();
+        let scale = 1.0 / rows.max(1) as f32;
+        match (self.spec.loss, targets) {
+            (LossKind::SoftmaxXent, Targets::Classes(labels)) => b.softmax_xent(
+                rows,
+                k,
+                &ws.z[last],
+                labels,
+                scale,
+                &mut ws.loss,
+                &mut ws.correct,
+                &mut ws.dz[last],
+            ),
+            (LossKind::Mse, Targets::Values(t)) => {
+                b.mse(rows, k, &ws.z[last], t, scale, &mut ws.loss, &mut ws.dz[last])
+            }
+            (LossKind::SoftmaxXent, Targets::Values(_)) => Err(BackendError::Invalid {
+                op: "Mlp::loss",
+                message: "softmax cross-entropy needs integer class labels".into(),
+            }),
+            (LossKind::Mse, Targets::Classes(_)) => Err(BackendError::Invalid {
+                op: "Mlp::loss",
+                message: "squared error needs real-valued targets".into(),
+            }),
+        }
+    }
+
+    /// Backward pass from `ws.dz[last]`: gradients of the mean loss into `grads`.
+    pub fn backward<B: Backend>(
+        &self,
+        b: &B,
+        p: &ParamSet<B>,
+        x: &B::Buf,
+        ws: &mut Workspace<B>,
+        grads: &mut ParamSet<B>,
+    ) -> Result<()> {
+        let rows = ws.rows;
+        for l in (0..self.layers()).rev() {
+            let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
+            let input = if l == 0 { x } else { &ws.a[l - 1] };
+            // gW [out, in] = dzᵀ ([rows, out] stored) · input [rows, in]
+            let g = Gemm::nn(fan_out, fan_in, rows).trans(true, false);
+            b.matmul(&g, &ws.dz[l], input, &mut grads.tensors[2 * l])?;
+            // gb [out] = Σ_rows dz
+            b.col_sum(rows, fan_out, 1.0, &ws.dz[l], 0.0, &mut grads.tensors[2 * l + 1])?;
+            if l > 0 {
+                // da [rows, in] = dz [rows, out] · W [out, in]
+                let g = Gemm::nn(rows, fan_in, fan_out);
+                b.matmul(&g, &ws.dz[l], &p.tensors[2 * l], &mut ws.da[l - 1])?;
+                // dz_{l-1} = da ⊙ φ'(z_{l-1})
+                let n = rows * fan_in;
+                b.act_backward(self.spec.activation, n, &ws.z[l - 1], &ws.da[l - 1], &mut ws.dz[l - 1])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward, loss and backward of one minibatch (all recorded; nothing is read back).
+    pub fn loss_and_grad<B: Backend>(
+        &self,
+        b: &B,
+        p: &ParamSet<B>,
+        x: &B::Buf,
+        targets: &Targets<'_, B>,
+        ws: &mut Workspace<B>,
+        grads: &mut ParamSet<B>,
+    ) -> Result<()> {
+        self.forward(b, p, x, ws)?;
+        self.loss(b, targets, ws)?;
+        self.backward(b, p, x, ws, grads)
+    }
+}

@@ -1,0 +1,112 @@
+//! One training step, recorded whole on the backend (one submit on the GPU): forward,
+//! per-example losses, backward, the minibatch metrics into a small device buffer, the update.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, Result};
+use crate::model::{Mlp, ParamSet, Targets, Workspace};
+
+/// The update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Optimizer {
+    Sgd { weight_decay: f32 },
+    Momentum { mu: f32, weight_decay: f32 },
+}
+
+/// Device-buffer slots of the per-step metrics.
+pub mod slot {
+    /// Σ over the minibatch of the surrogate loss (before the update).
+    pub const LOSS_SUM: usize = 0;
+    /// Σ over the minibatch of correctness (1 - 0-1 loss).
+    pub const CORRECT_SUM: usize = 1;
+    /// First of the per-tensor squared gradient norms.
+    pub const GRAD_SQ0: usize = 2;
+}
+
+/// Minibatch figures read back from the metrics buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct StepMetrics {
+    /// Mean surrogate loss of the minibatch before the update.
+    pub loss: f64,
+    /// Mean 0-1 error of the minibatch before the update.
+    pub error: f64,
+    /// ‖g‖ of the minibatch mean gradient.
+    pub grad_norm: f64,
+}
+
+/// Parameters, gradients, optimizer state and activations of a model at one batch size.
+pub struct TrainState<B: Backend> {
+    pub model: Mlp,
+    pub params: ParamSet<B>,
+    pub grads: ParamSet<B>,
+    pub velocity: Option<ParamSet<B>>,
+    pub ws: Workspace<B>,
+    /// `[2 + tensors]` slots, see [`slot`].
+    pub metrics: B::Buf,
+}
+
+impl<B: Backend> TrainState<B> {
+    pub fn new(b: &B, model: Mlp, params: ParamSet<B>, rows: usize, opt: &Optimizer) -> Result<Self> {
+        let grads = params.zeros_like(b)?;
+        let velocity = match opt {
+            Optimizer::Momentum { .. } => Some(params.zeros_like(b)?),
+            Optimizer::Sgd { .. } => None,
+        };
+        let ws = model.workspace(b, rows)?;
+        let metrics = b.zeros(slot::GRAD_SQ0 + params.tensors.len())?;
+        Ok(TrainState { model, params, grads, velocity, ws, metrics })
+    }
+
+    /// Record one step on the minibatch `x [rows, inputs]`, `targets`: forward, loss, backward,
+    /// metrics, update with learning rate `lr`. Nothing is read back or waited for.
+    pub fn record_step(
+        &mut self,
+        b: &B,
+        x: &B::Buf,
+        targets: &Targets<'_, B>,
+        opt: &Optimizer,
+        lr: f32,
+    ) -> Result<()> {
+        let rows = self.ws.rows;
+        self.model.loss_and_grad(b, &self.params, x, targets, &mut self.ws, &mut self.grads)?;
+        b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
+        b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
+        self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
+        self.apply_update(b, opt, lr)
+    }
+
+    /// `params ← update(params, grads)`.
+    pub fn apply_update(&mut self, b: &B, opt: &Optimizer, lr: f32) -> Result<()> {
+        for i in 0..self.params.tensors.len() {
+            let n = self.params.numel_of(i);
+            match (opt, self.velocity.as_mut()) {
+                (Optimizer::Momentum { mu, weight_decay }, Some(v)) => b.momentum_update(
+                    n,
+                    lr,
+                    *mu,
+                    *weight_decay,
+                    &self.grads.tensors[i],
+                    &mut v.tensors[i],
+                    &mut self.params.tensors[i],
+                )?,
+                (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
+                    b.sgd_update(n, lr, *weight_decay, &self.grads.tensors[i], &mut self.params.tensors[i])?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the metrics of the last recorded step (a sync on the GPU).
+    pub fn read_metrics(&self, b: &B) -> Result<StepMetrics> {
+        let m = b.read(&self.metrics)?;
+        let rows = self.ws.rows.max(1) as f64;
+        let grad_sq: f64 = m[slot::GRAD_SQ0..].iter().map(|&v| v as f64).sum();
+        Ok(StepMetrics {
+            loss: m[slot::LOSS_SUM] as f64 / rows,
+            error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
+            grad_norm: grad_sq.sqrt(),
+        })
+    }
+}

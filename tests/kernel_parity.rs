@@ -1,0 +1,241 @@
+//! Every GPU op equals its CPU twin on seeded random inputs, ragged shapes included.
+//! Each op is one generic body run on both backends; the CPU result is the reference.
+
+mod common;
+
+use batchscope::backend::{Activation, Backend, Gemm};
+use common::{assert_close, cpu, gpu, indices, uniform};
+
+/// Ragged sizes: not multiples of any tile.
+const SIZES: [usize; 6] = [1, 3, 17, 63, 65, 257];
+
+macro_rules! compare {
+    ($what:expr, $atol:expr, $rtol:expr, $body:ident $(, $arg:expr)*) => {{
+        let c = cpu();
+        let g = gpu();
+        let reference = $body(&c $(, $arg)*);
+        let out = $body(&g $(, $arg)*);
+        assert_eq!(reference.len(), out.len());
+        for ((name, r), (_, o)) in reference.iter().zip(&out) {
+            assert_close(&format!("{} {}", $what, name), r, o, $atol, $rtol);
+        }
+        println!("parity ok: {}", $what);
+    }};
+}
+
+type Outputs = Vec<(&'static str, Vec<f32>)>;
+
+fn matmul_case<B: Backend>(b: &B, g: Gemm, seed: u64, nan_c: bool) -> Outputs {
+    let a = b.upload(&uniform(seed, g.m * g.k, 1.0)).unwrap();
+    let bb = b.upload(&uniform(seed + 1, g.k * g.n, 1.0)).unwrap();
+    let c0 = if nan_c { vec![f32::NAN; g.m * g.n] } else { uniform(seed + 2, g.m * g.n, 1.0) };
+    let mut c = b.upload(&c0).unwrap();
+    b.matmul(&g, &a, &bb, &mut c).unwrap();
+    vec![("C", b.read(&c).unwrap())]
+}
+
+#[test]
+fn matmul_matches_cpu_on_ragged_shapes() {
+    let c = cpu();
+    let g = gpu();
+    let mut cases = 0;
+    for (i, &m) in SIZES.iter().enumerate() {
+        for (j, &n) in SIZES.iter().enumerate() {
+            let k = SIZES[(i + 2 * j) % SIZES.len()];
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (alpha, beta, nan_c) = if (i + j) % 2 == 0 { (1.0, 0.0, true) } else { (0.5, 0.25, false) };
+                let gm = Gemm::nn(m, n, k).trans(ta, tb).scaled(alpha, beta);
+                let seed = (i * 100 + j * 10) as u64;
+                for variant in [batchscope::backend::gpu::MatmulVariant::Naive, batchscope::backend::gpu::MatmulVariant::Tiled] {
+                    g.set_matmul_variant(variant);
+                    let r = matmul_case(&c, gm, seed, nan_c);
+                    let o = matmul_case(&g, gm, seed, nan_c);
+                    let tol = 1e-5 * (k as f32).sqrt() * 4.0;
+                    assert_close(&format!("matmul {variant:?} {m}x{n}x{k} ta={ta} tb={tb} α={alpha} β={beta}"), &r[0].1, &o[0].1, tol, 1e-4);
+                    cases += 1;
+                }
+            }
+        }
+    }
+    println!("parity ok: matmul naive+tiled, {cases} ragged cases");
+}
+
+fn elementwise<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
+    let n = rows * cols;
+    let x = b.upload(&uniform(1, n, 2.0)).unwrap();
+    let bias = b.upload(&uniform(2, cols, 1.0)).unwrap();
+    let mut y = b.upload(&uniform(3, n, 1.0)).unwrap();
+    b.axpy(n, -0.75, &x, &mut y).unwrap();
+    let axpy = b.read(&y).unwrap();
+    b.scale(n, 1.5, &mut y).unwrap();
+    let scale = b.read(&y).unwrap();
+    b.add_bias(rows, cols, &mut y, &bias).unwrap();
+    let bias_out = b.read(&y).unwrap();
+    let mut z = b.zeros(n).unwrap();
+    b.copy(&x, &mut z).unwrap();
+    let copy = b.read(&z).unwrap();
+    b.fill(&mut z, 0.125).unwrap();
+    let fill = b.read(&z).unwrap();
+    vec![("axpy", axpy), ("scale", scale), ("add_bias", bias_out), ("copy", copy), ("fill", fill)]
+}
+
+#[test]
+fn elementwise_ops_match_cpu() {
+    for &r in &SIZES {
+        for &c in &[1usize, 10, 65] {
+            compare!(format!("elementwise {r}x{c}"), 1e-6, 1e-6, elementwise, r, c);
+        }
+    }
+}
+
+fn activations<B: Backend>(b: &B, act: Activation, n: usize) -> Outputs {
+    // Include large |z| so tanh saturates, and exact zeros for relu's kink.
+    let mut zh = uniform(10, n, 4.0);
+    if n > 2 {
+        zh[0] = 0.0;
+        zh[1] = 40.0;
+        zh[2] = -40.0;
+    }
+    let z = b.upload(&zh).unwrap();
+    let dy = b.upload(&uniform(11, n, 1.0)).unwrap();
+    let rz = b.upload(&uniform(12, n, 1.0)).unwrap();
+    let mut y = b.zeros(n).unwrap();
+    b.act_forward(act, n, &z, &mut y).unwrap();
+    let mut dz = b.zeros(n).unwrap();
+    b.act_backward(act, n, &z, &dy, &mut dz).unwrap();
+    let mut acc = b.upload(&uniform(13, n, 1.0)).unwrap();
+    b.act_second(act, n, &z, &dy, &rz, &mut acc).unwrap();
+    vec![("forward", b.read(&y).unwrap()), ("backward", b.read(&dz).unwrap()), ("second", b.read(&acc).unwrap())]
+}
+
+#[test]
+fn activations_match_cpu() {
+    for act in [Activation::Identity, Activation::Relu, Activation::Tanh] {
+        for &n in &[1usize, 3, 17, 257, 70_001] {
+            compare!(format!("act {} n={n}", act.name()), 2e-6, 2e-6, activations, act, n);
+        }
+    }
+}
+
+fn losses<B: Backend>(b: &B, rows: usize, classes: usize) -> Outputs {
+    let logits_h = uniform(20, rows * classes, 6.0);
+    let logits = b.upload(&logits_h).unwrap();
+    let labels = b.upload_idx(&indices(21, rows, classes as u32)).unwrap();
+    let mut loss = b.zeros(rows).unwrap();
+    let mut correct = b.zeros(rows).unwrap();
+    let mut dl = b.zeros(rows * classes).unwrap();
+    let s = 1.0 / rows as f32;
+    b.softmax_xent(rows, classes, &logits, &labels, s, &mut loss, &mut correct, &mut dl).unwrap();
+    let rl = b.upload(&uniform(22, rows * classes, 1.0)).unwrap();
+    let mut rop = b.zeros(rows * classes).unwrap();
+    b.softmax_xent_rop(rows, classes, &logits, &rl, s, &mut rop).unwrap();
+    let target = b.upload(&uniform(23, rows * classes, 1.0)).unwrap();
+    let mut mloss = b.zeros(rows).unwrap();
+    let mut dpred = b.zeros(rows * classes).unwrap();
+    b.mse(rows, classes, &logits, &target, s, &mut mloss, &mut dpred).unwrap();
+    vec![
+        ("xent loss", b.read(&loss).unwrap()),
+        ("xent correct", b.read(&correct).unwrap()),
+        ("xent dlogits", b.read(&dl).unwrap()),
+        ("xent rop", b.read(&rop).unwrap()),
+        ("mse loss", b.read(&mloss).unwrap()),
+        ("mse dpred", b.read(&dpred).unwrap()),
+    ]
+}
+
+#[test]
+fn losses_match_cpu() {
+    for &rows in &SIZES {
+        for &classes in &[1usize, 2, 10, 17, 100] {
+            compare!(format!("losses rows={rows} classes={classes}"), 2e-5, 2e-5, losses, rows, classes);
+        }
+    }
+}
+
+fn reductions<B: Backend>(b: &B, n: usize) -> Outputs {
+    let x = b.upload(&uniform(30, n, 1.0)).unwrap();
+    let y = b.upload(&uniform(31, n, 1.0)).unwrap();
+    let mut out = b.zeros(4).unwrap();
+    b.sum(n, &x, &mut out, 0).unwrap();
+    b.dot(n, &x, &y, &mut out, 1).unwrap();
+    b.sum_sq(n, &x, &mut out, 3).unwrap();
+    vec![("sum/dot/sumsq", b.read(&out).unwrap())]
+}
+
+#[test]
+fn reductions_match_cpu() {
+    for &n in &[1usize, 3, 17, 255, 256, 257, 65_537, 1_000_003] {
+        let tol = 1e-6 * (n as f32).sqrt() * 4.0;
+        compare!(format!("reduce n={n}"), tol, 1e-5, reductions, n);
+    }
+}
+
+#[test]
+fn reductions_are_bitwise_deterministic_on_gpu() {
+    let g = gpu();
+    let a = reductions(&g, 1_000_003);
+    let b = reductions(&g, 1_000_003);
+    assert_eq!(
+        a[0].1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b[0].1.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}
+
+fn col_sums<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
+    let x = b.upload(&uniform(40, rows * cols, 1.0)).unwrap();
+    let mut out = b.upload(&uniform(41, cols, 1.0)).unwrap();
+    b.col_sum(rows, cols, 0.5, &x, 0.25, &mut out).unwrap();
+    let accum = b.read(&out).unwrap();
+    let mut fresh = b.upload(&vec![f32::NAN; cols]).unwrap();
+    b.col_sum(rows, cols, 1.0, &x, 0.0, &mut fresh).unwrap();
+    vec![("col_sum α=.5 β=.25", accum), ("col_sum β=0 over NaN", b.read(&fresh).unwrap())]
+}
+
+#[test]
+fn col_sum_matches_cpu() {
+    for &r in &SIZES {
+        for &c in &SIZES {
+            compare!(format!("col_sum {r}x{c}"), 1e-5 * (r as f32).sqrt() * 4.0, 1e-5, col_sums, r, c);
+        }
+    }
+}
+
+fn updates<B: Backend>(b: &B, n: usize) -> Outputs {
+    let g = b.upload(&uniform(50, n, 1.0)).unwrap();
+    let mut p = b.upload(&uniform(51, n, 1.0)).unwrap();
+    b.sgd_update(n, 0.1, 0.01, &g, &mut p).unwrap();
+    let sgd = b.read(&p).unwrap();
+    let mut v = b.upload(&uniform(52, n, 1.0)).unwrap();
+    b.momentum_update(n, 0.05, 0.9, 0.001, &g, &mut v, &mut p).unwrap();
+    vec![("sgd", sgd), ("momentum param", b.read(&p).unwrap()), ("momentum velocity", b.read(&v).unwrap())]
+}
+
+#[test]
+fn optimizer_updates_match_cpu() {
+    for &n in &[1usize, 3, 257, 100_003] {
+        compare!(format!("updates n={n}"), 1e-6, 1e-6, updates, n);
+    }
+}
+
+fn gathers<B: Backend>(b: &B, src_rows: usize, rows: usize, cols: usize) -> Outputs {
+    let src = b.upload(&uniform(60, src_rows * cols, 1.0)).unwrap();
+    let idx = b.upload_idx(&indices(61, rows, src_rows as u32)).unwrap();
+    let mut dst = b.zeros(rows * cols).unwrap();
+    b.gather_rows(rows, cols, &src, &idx, &mut dst).unwrap();
+    let labels = b.upload_idx(&indices(62, src_rows, 10)).unwrap();
+    let mut picked = b.upload_idx(&vec![0; rows]).unwrap();
+    b.gather_idx(rows, &labels, &idx, &mut picked).unwrap();
+    let picked = b.read_idx(&picked).unwrap().into_iter().map(|v| v as f32).collect();
+    vec![("gather_rows", b.read(&dst).unwrap()), ("gather_idx", picked)]
+}
+
+#[test]
+fn gathers_match_cpu_exactly() {
+    for &src_rows in &[1usize, 17, 257] {
+        for &rows in &SIZES {
+            for &cols in &[1usize, 3, 784] {
+                compare!(format!("gather {src_rows}->{rows}x{cols}"), 0.0, 0.0, gathers, src_rows, rows, cols);
+            }
+        }
+    }
+}
