@@ -4,7 +4,9 @@
 //! Every GPU iteration records the product and waits for the device (`sync`).
 //!
 //! `cargo bench --bench matmul` runs everything; filter with criterion's name filter, e.g.
-//! `cargo bench --bench matmul -- gpu_tiled` or `-- /1024`.
+//! `cargo bench --bench matmul -- gpu_tiled` or `-- /1024`. On a software adapter (lavapipe) the
+//! naive kernel needs minutes per 2048³ product, so it is skipped there unless
+//! `BATCHSCOPE_BENCH_SLOW=1`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -33,6 +35,8 @@ fn bench_matmul(c: &mut Criterion) {
             None
         }
     };
+    let software = gpu.as_ref().is_some_and(|g| g.adapter().device_type == "Cpu");
+    let run_slow = std::env::var("BATCHSCOPE_BENCH_SLOW").is_ok_and(|v| v == "1");
     let cpu = CpuBackend::new();
     let mut rng = ChaCha8Rng::seed_from_u64(42);
 
@@ -56,6 +60,10 @@ fn bench_matmul(c: &mut Criterion) {
             let db = gpu.upload(&b).expect("upload B");
             let mut dc = gpu.zeros(n * n).expect("alloc C");
             for v in MatmulVariant::ALL {
+                if v == MatmulVariant::Naive && n >= 2048 && software && !run_slow {
+                    eprintln!("skipping gpu_naive/{n} on a software adapter (BATCHSCOPE_BENCH_SLOW=1 runs it)");
+                    continue;
+                }
                 gpu.set_matmul_variant(v);
                 // Compile the pipeline and touch the buffers outside the timing.
                 gpu.matmul(&g, &da, &db, &mut dc).expect("matmul");

@@ -35,6 +35,13 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     if (i < p.n) { io[i] = p.alpha * io[i]; }
 }
 
+// io[i] = clamp(io[i], -alpha, alpha)
+@compute @workgroup_size(256)
+fn clamp_abs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = lin(gid, nwg);
+    if (i < p.n) { io[i] = clamp(io[i], -p.alpha, p.alpha); }
+}
+
 // y[i] = x[i]
 @compute @workgroup_size(256)
 fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

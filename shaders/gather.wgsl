@@ -4,7 +4,7 @@ struct Gather {
     n: u32,        // elements of dst
     cols: u32,     // gather_rows: columns per row
     src_rows: u32, // rows (gather_rows) or elements (gather_idx) of src; indices are clamped
-    _pad: u32,
+    first: u32,    // gather_rows_window: global index of src's first row
 }
 
 @group(0) @binding(0) var<uniform> p: Gather;
@@ -36,5 +36,20 @@ fn gather_idx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let i = lin(gid, nwg);
     if (i < p.n) {
         idst[i] = isrc[min(idx[i], p.src_rows - 1u)];
+    }
+}
+
+// Windowed gather for datasets larger than one binding: dst[r] = src[idx[r] - first] when
+// first <= idx[r] < first + src_rows; other rows are left untouched (another window has them).
+@compute @workgroup_size(256)
+fn gather_rows_window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = lin(gid, nwg);
+    if (i < p.n) {
+        let r = i / p.cols;
+        let c = i - r * p.cols;
+        let g = idx[r];
+        if (g >= p.first && g - p.first < p.src_rows) {
+            dst[i] = src[(g - p.first) * p.cols + c];
+        }
     }
 }

@@ -156,33 +156,45 @@ fn store_b(buf: u32, t: u32, tb: bool, v: vec4<f32>) {
     }
 }
 
-// acc += A_slice[buf] * B_slice[buf] for invocation (tx, ty).
-fn mma_slice(buf: u32, tx: u32, ty: u32, acc_in: Acc) -> Acc {
+// acc += A[p] x B[p] for one depth p of a slice: rows a0 (4 rows), a1 (4 rows) times columns
+// b0 (4 columns), b1 (4 columns); `o` is the vec4 offset of row p of the slice.
+fn mma_step(o: u32, tx: u32, ty: u32, acc_in: Acc) -> Acc {
     var s = acc_in;
-    var o = buf * SLICE4;
-    for (var p = 0u; p < BK; p++) {
-        let a0 = As[o + ty];
-        let a1 = As[o + 16u + ty];
-        let b0 = Bs[o + tx];
-        let b1 = Bs[o + 16u + tx];
-        s.c00 = fma(vec4(a0.x), b0, s.c00);
-        s.c01 = fma(vec4(a0.x), b1, s.c01);
-        s.c10 = fma(vec4(a0.y), b0, s.c10);
-        s.c11 = fma(vec4(a0.y), b1, s.c11);
-        s.c20 = fma(vec4(a0.z), b0, s.c20);
-        s.c21 = fma(vec4(a0.z), b1, s.c21);
-        s.c30 = fma(vec4(a0.w), b0, s.c30);
-        s.c31 = fma(vec4(a0.w), b1, s.c31);
-        s.c40 = fma(vec4(a1.x), b0, s.c40);
-        s.c41 = fma(vec4(a1.x), b1, s.c41);
-        s.c50 = fma(vec4(a1.y), b0, s.c50);
-        s.c51 = fma(vec4(a1.y), b1, s.c51);
-        s.c60 = fma(vec4(a1.z), b0, s.c60);
-        s.c61 = fma(vec4(a1.z), b1, s.c61);
-        s.c70 = fma(vec4(a1.w), b0, s.c70);
-        s.c71 = fma(vec4(a1.w), b1, s.c71);
-        o += BM4;
-    }
+    let a0 = As[o + ty];
+    let a1 = As[o + 16u + ty];
+    let b0 = Bs[o + tx];
+    let b1 = Bs[o + 16u + tx];
+    s.c00 = fma(vec4(a0.x), b0, s.c00);
+    s.c01 = fma(vec4(a0.x), b1, s.c01);
+    s.c10 = fma(vec4(a0.y), b0, s.c10);
+    s.c11 = fma(vec4(a0.y), b1, s.c11);
+    s.c20 = fma(vec4(a0.z), b0, s.c20);
+    s.c21 = fma(vec4(a0.z), b1, s.c21);
+    s.c30 = fma(vec4(a0.w), b0, s.c30);
+    s.c31 = fma(vec4(a0.w), b1, s.c31);
+    s.c40 = fma(vec4(a1.x), b0, s.c40);
+    s.c41 = fma(vec4(a1.x), b1, s.c41);
+    s.c50 = fma(vec4(a1.y), b0, s.c50);
+    s.c51 = fma(vec4(a1.y), b1, s.c51);
+    s.c60 = fma(vec4(a1.z), b0, s.c60);
+    s.c61 = fma(vec4(a1.z), b1, s.c61);
+    s.c70 = fma(vec4(a1.w), b0, s.c70);
+    s.c71 = fma(vec4(a1.w), b1, s.c71);
+    return s;
+}
+
+// acc += A_slice[buf] * B_slice[buf] for invocation (tx, ty); the BK = 8 steps are written out
+// (constant offsets, no loop for the shader compiler to unroll or bound).
+fn mma_slice(buf: u32, tx: u32, ty: u32, acc: Acc) -> Acc {
+    let o = buf * SLICE4;
+    var s = mma_step(o, tx, ty, acc);
+    s = mma_step(o + BM4, tx, ty, s);
+    s = mma_step(o + 2u * BM4, tx, ty, s);
+    s = mma_step(o + 3u * BM4, tx, ty, s);
+    s = mma_step(o + 4u * BM4, tx, ty, s);
+    s = mma_step(o + 5u * BM4, tx, ty, s);
+    s = mma_step(o + 6u * BM4, tx, ty, s);
+    s = mma_step(o + 7u * BM4, tx, ty, s);
     return s;
 }
 
@@ -198,76 +210,89 @@ fn acc_row(ty: u32, r: u32) -> u32 {
 
 // ---- generic tiled: scalar loads, runtime flags ------------------------------------------
 
+// Element `idx` of A (of B) if `ok`, else 0; branch-free (index 0 is read instead, and every
+// buffer holds at least 4 elements).
+fn ld_a(idx: u32, ok: bool) -> f32 {
+    return select(0.0, a_s[select(0u, idx, ok)], ok);
+}
+
+fn ld_b(idx: u32, ok: bool) -> f32 {
+    return select(0.0, b_s[select(0u, idx, ok)], ok);
+}
+
 fn load_a_s(row0: u32, k0: u32, t: u32, ta: bool) -> vec4<f32> {
-    var v = vec4(0.0);
     if (ta) {
-        // A stored [k,m]: rows row0 + 4*(t%32) .. +4 of depth k0 + t/32.
+        // A stored [k,m]: rows i .. i+4 (i = row0 + 4*(t%32)) of depth p = k0 + t/32.
         let p = k0 + (t >> 5u);
         let i = row0 + (t & 31u) * 4u;
-        if (p < P.k) {
-            let o = p * P.m + i;
-            if (i < P.m) { v.x = a_s[o]; }
-            if (i + 1u < P.m) { v.y = a_s[o + 1u]; }
-            if (i + 2u < P.m) { v.z = a_s[o + 2u]; }
-            if (i + 3u < P.m) { v.w = a_s[o + 3u]; }
-        }
-    } else {
-        // A stored [m,k]: depths k0 + 4*(t%2) .. +4 of row row0 + t/2.
-        let i = row0 + (t >> 1u);
-        let p = k0 + (t & 1u) * 4u;
-        if (i < P.m) {
-            let o = i * P.k + p;
-            if (p < P.k) { v.x = a_s[o]; }
-            if (p + 1u < P.k) { v.y = a_s[o + 1u]; }
-            if (p + 2u < P.k) { v.z = a_s[o + 2u]; }
-            if (p + 3u < P.k) { v.w = a_s[o + 3u]; }
-        }
+        let o = p * P.m + i;
+        let ok = p < P.k;
+        return vec4(
+            ld_a(o, ok && i < P.m),
+            ld_a(o + 1u, ok && i + 1u < P.m),
+            ld_a(o + 2u, ok && i + 2u < P.m),
+            ld_a(o + 3u, ok && i + 3u < P.m),
+        );
     }
-    return v;
+    // A stored [m,k]: depths p .. p+4 (p = k0 + 4*(t%2)) of row i = row0 + t/2.
+    let i = row0 + (t >> 1u);
+    let p = k0 + (t & 1u) * 4u;
+    let o = i * P.k + p;
+    let ok = i < P.m;
+    return vec4(
+        ld_a(o, ok && p < P.k),
+        ld_a(o + 1u, ok && p + 1u < P.k),
+        ld_a(o + 2u, ok && p + 2u < P.k),
+        ld_a(o + 3u, ok && p + 3u < P.k),
+    );
 }
 
 fn load_b_s(col0: u32, k0: u32, t: u32, tb: bool) -> vec4<f32> {
-    var v = vec4(0.0);
     if (!tb) {
-        // B stored [k,n]: columns col0 + 4*(t%32) .. +4 of depth k0 + t/32.
+        // B stored [k,n]: columns j .. j+4 (j = col0 + 4*(t%32)) of depth p = k0 + t/32.
         let p = k0 + (t >> 5u);
         let j = col0 + (t & 31u) * 4u;
-        if (p < P.k) {
-            let o = p * P.n + j;
-            if (j < P.n) { v.x = b_s[o]; }
-            if (j + 1u < P.n) { v.y = b_s[o + 1u]; }
-            if (j + 2u < P.n) { v.z = b_s[o + 2u]; }
-            if (j + 3u < P.n) { v.w = b_s[o + 3u]; }
-        }
-    } else {
-        // B stored [n,k]: depths k0 + 4*(t%2) .. +4 of column col0 + t/2.
-        let j = col0 + (t >> 1u);
-        let p = k0 + (t & 1u) * 4u;
-        if (j < P.n) {
-            let o = j * P.k + p;
-            if (p < P.k) { v.x = b_s[o]; }
-            if (p + 1u < P.k) { v.y = b_s[o + 1u]; }
-            if (p + 2u < P.k) { v.z = b_s[o + 2u]; }
-            if (p + 3u < P.k) { v.w = b_s[o + 3u]; }
-        }
+        let o = p * P.n + j;
+        let ok = p < P.k;
+        return vec4(
+            ld_b(o, ok && j < P.n),
+            ld_b(o + 1u, ok && j + 1u < P.n),
+            ld_b(o + 2u, ok && j + 2u < P.n),
+            ld_b(o + 3u, ok && j + 3u < P.n),
+        );
     }
-    return v;
+    // B stored [n,k]: depths p .. p+4 (p = k0 + 4*(t%2)) of column j = col0 + t/2.
+    let j = col0 + (t >> 1u);
+    let p = k0 + (t & 1u) * 4u;
+    let o = j * P.k + p;
+    let ok = j < P.n;
+    return vec4(
+        ld_b(o, ok && p < P.k),
+        ld_b(o + 1u, ok && p + 1u < P.k),
+        ld_b(o + 2u, ok && p + 2u < P.k),
+        ld_b(o + 3u, ok && p + 3u < P.k),
+    );
+}
+
+// C[row, col] = alpha * x + beta * C[row, col] when col < n (row < m checked by the caller).
+fn put_c(o: u32, col: u32, x: f32) {
+    if (col < P.n) {
+        var y = P.alpha * x;
+        if (P.beta != 0.0) {
+            y = fma(P.beta, c_s[o], y);
+        }
+        c_s[o] = y;
+    }
 }
 
 // C[row, col .. col+4] = alpha * v + beta * C (columns past n skipped).
 fn write_c_s(row: u32, col: u32, v: vec4<f32>) {
-    if (row >= P.m) {
-        return;
-    }
-    let o = row * P.n + col;
-    for (var c = 0u; c < 4u; c++) {
-        if (col + c < P.n) {
-            var x = P.alpha * v[c];
-            if (P.beta != 0.0) {
-                x = fma(P.beta, c_s[o + c], x);
-            }
-            c_s[o + c] = x;
-        }
+    if (row < P.m) {
+        let o = row * P.n + col;
+        put_c(o, col, v.x);
+        put_c(o + 1u, col + 1u, v.y);
+        put_c(o + 2u, col + 2u, v.z);
+        put_c(o + 3u, col + 3u, v.w);
     }
 }
 

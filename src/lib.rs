@@ -3,5 +3,10 @@
 //! gradient noise, on a GPU backend and its CPU twin.
 
 pub mod backend;
+pub mod commands;
+pub mod config;
+pub mod data;
 pub mod model;
+pub mod report;
+pub mod schedule;
 pub mod train;

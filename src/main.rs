@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use batchscope::backend::gpu::list_adapters;
+use batchscope::commands;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -31,6 +32,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Devices { json } => devices(json),
+        Command::Train { common, backend, init, resume } => {
+            commands::train(&common.run_args(), backend.into(), init, resume)
+        }
+        Command::Sweep { common, backend, min_batch, max_batch, policy } => {
+            commands::sweep(&common.run_args(), backend.into(), min_batch, max_batch, policy.as_deref())
+        }
+        Command::Compare { common, min_batch, max_batch } => {
+            commands::compare(&common.run_args(), min_batch, max_batch)
+        }
     }
 }
 

@@ -161,7 +161,7 @@ impl Submits for batchscope::backend::gpu::GpuBackend {
 
 #[test]
 fn training_steps_on_gpu_follow_cpu_and_take_one_submit_each() {
-    use batchscope::train::{Optimizer, TrainState};
+    use batchscope::train::{Clip, Optimizer, TrainState};
     let (c, g) = (cpu(), gpu());
     let s = MlpSpec { sizes: vec![20, 33, 10], activation: Activation::Relu, loss: LossKind::SoftmaxXent };
     let rows = 17;
@@ -180,7 +180,7 @@ fn training_steps_on_gpu_follow_cpu_and_take_one_submit_each() {
                 let yb = b.upload_idx(&y).unwrap();
                 for _ in 0..5 {
                     let before = b.submits();
-                    st.record_step(b, &xb, &Targets::Classes(&yb), &opt, 0.05).unwrap();
+                    st.record_step(b, &xb, &Targets::Classes(&yb), &opt, 0.05, &Clip::default()).unwrap();
                     b.flush().unwrap();
                     if let Some(n) = before {
                         assert_eq!(b.submits().unwrap() - n, 1, "a training step must be one queue.submit");

@@ -86,6 +86,36 @@ impl Gemm {
     }
 }
 
+/// Which synthetic stream [`GenSpec`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GenKind {
+    /// `x = μ_y + N(0, I)`, `y` uniform over classes (with label noise).
+    GaussianMixture,
+    /// `x ~ N(0, diag(s))`, `t = W* x + noise_std · N(0, I)`.
+    LinearRegression,
+}
+
+/// A counter-based synthetic data stream: example `i` is a pure function of `(seed, i)`, so the
+/// CPU and GPU generate the same examples, and a stream of any length needs no memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GenSpec {
+    pub kind: GenKind,
+    pub seed: u64,
+    /// Input dimension D.
+    pub dim: usize,
+    /// Classes (gaussian_mixture).
+    pub classes: usize,
+    /// Regression outputs K (linear_regression).
+    pub outputs: usize,
+    /// Probability that a label is replaced by a uniformly random class.
+    pub label_noise: f32,
+    /// Standard deviation of the target noise (linear_regression).
+    pub noise_std: f32,
+    /// Example `i` is distinct example `i / duplicates` (redundancy).
+    pub duplicates: u64,
+}
+
 /// Which implementation a backend is, for reports and device choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,6 +158,8 @@ pub trait Backend {
     fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()>;
     /// `dst[i] = value` for every element.
     fn fill(&self, dst: &mut Self::Buf, value: f32) -> Result<()>;
+    /// The largest buffer one op may bind, in bytes (GPU: `max_storage_buffer_binding_size`).
+    fn max_binding_bytes(&self) -> u64;
     /// Submit everything recorded so far (GPU); returns without waiting. No-op on the CPU.
     fn flush(&self) -> Result<()>;
     /// Submit and wait until the device is idle.
@@ -258,6 +290,42 @@ pub trait Backend {
         param: &mut Self::Buf,
     ) -> Result<()>;
 
+    // ---- clipping -----------------------------------------------------------------------
+    /// Global-norm clipping without a host round trip: with `s = Σ_{i<count} stats[first + i]`
+    /// (squared norms of all gradient tensors), `x[..n] *= min(1, max_norm / √s)`. When
+    /// `count_slot` is given (outside the norm slots) and the step is clipped, `stats[count_slot] += 1`.
+    #[allow(clippy::too_many_arguments)]
+    fn clip_by_global_norm(
+        &self,
+        n: usize,
+        max_norm: f32,
+        first: usize,
+        count: usize,
+        count_slot: Option<usize>,
+        stats: &mut Self::Buf,
+        x: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `x[i] = clamp(x[i], -limit, limit)` for `i < n` (clipping by value).
+    fn clamp(&self, n: usize, limit: f32, x: &mut Self::Buf) -> Result<()>;
+
+    // ---- synthetic data -----------------------------------------------------------------
+    /// Synthetic examples `first .. first + rows` of the counter-based stream `spec`:
+    /// `x [rows, spec.dim]`; `labels [rows]` (gaussian_mixture) or `targets [rows, spec.outputs]`
+    /// (linear_regression; `labels` untouched). `table` holds the stream's fixed tensors:
+    /// class means `[classes, dim]` (gaussian_mixture) or `W* [outputs, dim]` followed by the
+    /// per-dimension standard deviations `[dim]` (linear_regression).
+    #[allow(clippy::too_many_arguments)]
+    fn generate(
+        &self,
+        spec: &GenSpec,
+        first: u64,
+        rows: usize,
+        table: &Self::Buf,
+        x: &mut Self::Buf,
+        labels: &mut Self::IdxBuf,
+        targets: &mut Self::Buf,
+    ) -> Result<()>;
+
     // ---- data movement ------------------------------------------------------------------
     /// `dst[r, :] = src[idx[r], :]` for `src: [N, cols]`, `idx: [rows]`, `dst: [rows, cols]`.
     /// Every index must be `< N` (checked by the caller; the GPU clamps to stay in bounds).
@@ -266,6 +334,20 @@ pub trait Backend {
         rows: usize,
         cols: usize,
         src: &Self::Buf,
+        idx: &Self::IdxBuf,
+        dst: &mut Self::Buf,
+    ) -> Result<()>;
+    /// Windowed gather for datasets split into several buffers: `src: [src_rows, cols]` holds
+    /// global rows `first .. first + src_rows`; `dst[r, :] = src[idx[r] - first, :]` for every
+    /// `r < rows` whose index falls in the window, other rows of `dst` are left untouched.
+    #[allow(clippy::too_many_arguments)]
+    fn gather_rows_window(
+        &self,
+        rows: usize,
+        cols: usize,
+        src: &Self::Buf,
+        first: usize,
+        src_rows: usize,
         idx: &Self::IdxBuf,
         dst: &mut Self::Buf,
     ) -> Result<()>;

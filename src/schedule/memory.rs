@@ -106,7 +106,7 @@ impl DeviceLimits {
     pub fn from_wgpu(limits: &wgpu::Limits, memory_budget: Option<u64>) -> Self {
         DeviceLimits {
             max_buffer_size: limits.max_buffer_size,
-            max_storage_buffer_binding_size: u64::from(limits.max_storage_buffer_binding_size),
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
             memory_budget,
         }
@@ -132,18 +132,17 @@ impl DeviceLimits {
 
 /// Why a batch size is skipped before anything is dispatched.
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
-#[serde(tag = "limit", rename_all = "snake_case")]
+#[serde(tag = "reason", rename_all = "snake_case")]
 pub enum SkipReason {
     #[error("buffer `{buffer}` needs {bytes} bytes, more than max_buffer_size = {limit} bytes")]
     MaxBufferSize { buffer: String, bytes: u64, limit: u64 },
-    #[error(
-        "buffer `{buffer}` needs {bytes} bytes, more than max_storage_buffer_binding_size = {limit} bytes"
-    )]
+    #[error("buffer `{buffer}` needs {bytes} bytes, more than max_storage_buffer_binding_size = {limit} bytes")]
     MaxStorageBinding { buffer: String, bytes: u64, limit: u64 },
     #[error("buffers total {total} bytes, more than the memory budget of {budget} bytes")]
     MemoryBudget { total: u64, budget: u64 },
     #[error(
-        "an elementwise pass over `{buffer}` ({elements} elements) needs {workgroups} workgroups of 256, more than max_compute_workgroups_per_dimension² = {limit}"
+        "an elementwise pass over `{buffer}` ({elements} elements) needs {workgroups} workgroups of 256, \
+         more than max_compute_workgroups_per_dimension² = {limit}"
     )]
     Workgroups { buffer: String, elements: u64, workgroups: u64, limit: u64 },
 }
@@ -208,8 +207,7 @@ impl Builder {
                 largest = Some(b);
             }
         }
-        let (largest_buffer_bytes, largest_buffer) =
-            largest.map(|b| (b.bytes, b.name.clone())).unwrap_or_default();
+        let (largest_buffer_bytes, largest_buffer) = largest.map(|b| (b.bytes, b.name.clone())).unwrap_or_default();
         Ok(MemoryEstimate {
             batch: self.batch,
             buffers: self.buffers,
@@ -230,12 +228,7 @@ impl Builder {
 /// With P = Σ_l (in_l·out_l + out_l) parameters, H = Σ_hidden out_l, O = Σ_all out_l:
 /// bytes = 4·( P·(2 + momentum + 2·curvature) + B·(2·O + 2·H) + B·(4 + in)
 ///             + curvature·B·(2·O + 2·H) ).
-pub fn estimate(
-    sizes: &[usize],
-    momentum: bool,
-    curvature: bool,
-    batch: usize,
-) -> Result<MemoryEstimate, MemoryError> {
+pub fn estimate(sizes: &[usize], momentum: bool, curvature: bool, batch: usize) -> Result<MemoryEstimate, MemoryError> {
     if sizes.len() < 2 {
         return Err(MemoryError::TooFewLayers { sizes: sizes.to_vec() });
     }
@@ -338,11 +331,7 @@ mod tests {
     use super::*;
 
     fn find(est: &MemoryEstimate, name: &str) -> u64 {
-        est.buffers
-            .iter()
-            .find(|b| b.name == name)
-            .map(|b| b.bytes)
-            .unwrap_or_else(|| panic!("no buffer {name}"))
+        est.buffers.iter().find(|b| b.name == name).map(|b| b.bytes).unwrap_or_else(|| panic!("no buffer {name}"))
     }
 
     // MLP [2, 3, 1] at B = 4, all sizes in bytes (4 per element).
@@ -411,10 +400,7 @@ mod tests {
         assert!(matches!(estimate(&[5], false, false, 1), Err(MemoryError::TooFewLayers { .. })));
         assert!(matches!(estimate(&[5, 0, 1], false, false, 1), Err(MemoryError::ZeroLayerSize { .. })));
         assert_eq!(estimate(&[5, 1], false, false, 0), Err(MemoryError::ZeroBatch));
-        assert!(matches!(
-            estimate(&[usize::MAX, 2], false, false, usize::MAX),
-            Err(MemoryError::Overflow { .. })
-        ));
+        assert!(matches!(estimate(&[usize::MAX, 2], false, false, usize::MAX), Err(MemoryError::Overflow { .. })));
     }
 
     fn roomy() -> DeviceLimits {

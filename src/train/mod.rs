@@ -1,5 +1,8 @@
-//! Training: the optimizer step over a minibatch.
+//! Training: the optimizer step over a minibatch, the training loop, checkpoints.
 
+pub mod checkpoint;
+pub mod runner;
 pub mod step;
 
-pub use step::{Optimizer, StepMetrics, TrainState};
+pub use runner::{run_train, MetricsLine, TrainError, TrainOptions, TrainSummary};
+pub use step::{Clip, Optimizer, StepMetrics, TrainState};

@@ -14,14 +14,25 @@ pub enum Optimizer {
     Momentum { mu: f32, weight_decay: f32 },
 }
 
+/// Gradient clipping (0 = off for each).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Clip {
+    /// Rescale the whole gradient to at most this global norm.
+    pub norm: f32,
+    /// Clamp each component to `[-value, value]`.
+    pub value: f32,
+}
+
 /// Device-buffer slots of the per-step metrics.
 pub mod slot {
     /// Σ over the minibatch of the surrogate loss (before the update).
     pub const LOSS_SUM: usize = 0;
     /// Σ over the minibatch of correctness (1 - 0-1 loss).
     pub const CORRECT_SUM: usize = 1;
+    /// Steps whose gradient norm was clipped, accumulated over the run.
+    pub const CLIP_EVENTS: usize = 2;
     /// First of the per-tensor squared gradient norms.
-    pub const GRAD_SQ0: usize = 2;
+    pub const GRAD_SQ0: usize = 3;
 }
 
 /// Minibatch figures read back from the metrics buffer.
@@ -31,8 +42,10 @@ pub struct StepMetrics {
     pub loss: f64,
     /// Mean 0-1 error of the minibatch before the update.
     pub error: f64,
-    /// ‖g‖ of the minibatch mean gradient.
+    /// ‖g‖ of the minibatch mean gradient (before clipping).
     pub grad_norm: f64,
+    /// Steps clipped by global norm since this state was made.
+    pub clip_events: u64,
 }
 
 /// Parameters, gradients, optimizer state and activations of a model at one batch size.
@@ -67,13 +80,35 @@ impl<B: Backend> TrainState<B> {
         targets: &Targets<'_, B>,
         opt: &Optimizer,
         lr: f32,
+        clip: &Clip,
     ) -> Result<()> {
         let rows = self.ws.rows;
         self.model.loss_and_grad(b, &self.params, x, targets, &mut self.ws, &mut self.grads)?;
         b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
         b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
         self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
+        self.clip(b, clip)?;
         self.apply_update(b, opt, lr)
+    }
+
+    /// Clip the gradients in place: by global norm (from the squared norms already in the
+    /// metrics buffer; a clipped step counts one event), then by value.
+    pub fn clip(&mut self, b: &B, clip: &Clip) -> Result<()> {
+        let tensors = self.grads.tensors.len();
+        if clip.norm > 0.0 {
+            for i in 0..tensors {
+                let n = self.grads.numel_of(i);
+                let count = (i == 0).then_some(slot::CLIP_EVENTS);
+                b.clip_by_global_norm(n, clip.norm, slot::GRAD_SQ0, tensors, count, &mut self.metrics, &mut self.grads.tensors[i])?;
+            }
+        }
+        if clip.value > 0.0 {
+            for i in 0..tensors {
+                let n = self.grads.numel_of(i);
+                b.clamp(n, clip.value, &mut self.grads.tensors[i])?;
+            }
+        }
+        Ok(())
     }
 
     /// `params ← update(params, grads)`.
@@ -107,6 +142,7 @@ impl<B: Backend> TrainState<B> {
             loss: m[slot::LOSS_SUM] as f64 / rows,
             error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
             grad_norm: grad_sq.sqrt(),
+            clip_events: m[slot::CLIP_EVENTS].max(0.0) as u64,
         })
     }
 }

@@ -44,3 +44,31 @@ pub fn gather_idx(rows: usize, src: &[u32], idx: &[u32], dst: &mut [u32]) -> Res
     }
     Ok(())
 }
+
+/// `dst[r, :] = src[idx[r] - first, :]` for `r < rows` with `first <= idx[r] < first + src_rows`;
+/// other rows are untouched. `src: [src_rows, cols]`, `dst: [rows, cols]`.
+pub fn gather_rows_window(
+    rows: usize,
+    cols: usize,
+    src: &[f32],
+    first: usize,
+    src_rows: usize,
+    idx: &[u32],
+    dst: &mut [f32],
+) -> Result<()> {
+    const OP: &str = "gather_rows_window";
+    check_len(OP, "src", src.len(), src_rows * cols)?;
+    check_len(OP, "idx", idx.len(), rows)?;
+    check_len(OP, "dst", dst.len(), rows * cols)?;
+    if cols == 0 {
+        return Ok(());
+    }
+    for (d, &i) in dst[..rows * cols].chunks_mut(cols).zip(&idx[..rows]) {
+        let i = i as usize;
+        if i >= first && i - first < src_rows {
+            let s = i - first;
+            d.copy_from_slice(&src[s * cols..(s + 1) * cols]);
+        }
+    }
+    Ok(())
+}

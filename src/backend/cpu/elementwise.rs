@@ -190,7 +190,8 @@ pub fn act_second(
     }
     for_chunks(&mut out[..n], |off, os| {
         let end = off + os.len();
-        for (((o, &z), &g), &r) in os.iter_mut().zip(&z[off..end]).zip(&dy[off..end]).zip(&rz[off..end]) {
+        for (((o, &z), &g), &r) in os.iter_mut().zip(&z[off..end]).zip(&dy[off..end]).zip(&rz[off..end])
+        {
             *o += g * act_deriv2(a, z) * r;
         }
     });
@@ -236,6 +237,41 @@ pub fn momentum_update(
             .for_each(|((g, v), p)| step(g, v, p));
     } else {
         step(g, v, p);
+    }
+    Ok(())
+}
+
+/// Global-norm clipping: `x[..n] *= min(1, max_norm / √s)` with `s = Σ stats[first..first+count]`
+/// (f32 accumulation in slot order, as the GPU kernel); a clipped step adds 1 to
+/// `stats[count_slot]` when given (it must lie outside the norm slots).
+pub fn clip_by_global_norm(
+    n: usize,
+    max_norm: f32,
+    first: usize,
+    count: usize,
+    count_slot: Option<usize>,
+    stats: &mut [f32],
+    x: &mut [f32],
+) -> Result<()> {
+    const OP: &str = "clip_by_global_norm";
+    check_len(OP, "x", x.len(), n)?;
+    check_len(OP, "stats", stats.len(), first + count)?;
+    let mut s = 0.0f32;
+    for v in &stats[first..first + count] {
+        s += *v;
+    }
+    let norm = s.sqrt();
+    let clipped = norm > max_norm;
+    let f = if clipped { max_norm / norm } else { 1.0 };
+    x[..n].iter_mut().for_each(|v| *v *= f);
+    if let Some(slot) = count_slot {
+        check_len(OP, "stats", stats.len(), slot + 1)?;
+        if (first..first + count).contains(&slot) {
+            return Err(crate::backend::BackendError::Invalid { op: OP, message: "count_slot overlaps the norm slots".into() });
+        }
+        if clipped {
+            stats[slot] += 1.0;
+        }
     }
     Ok(())
 }

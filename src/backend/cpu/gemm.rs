@@ -79,7 +79,8 @@ pub fn sgemm_with(which: SgemmCrate, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f3
     match which {
         SgemmCrate::Gemm => {
             let threads = rayon::current_num_threads();
-            let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+            let par =
+                if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
             // SAFETY: the slices above hold exactly the elements the strides address:
             // A (i,p) at i*rsa + p*csa < m*k, B (p,j) at p*rsb + j*csb < k*n, C (i,j) at i*n + j < m*n;
             // C does not alias A or B (distinct borrows). `gemm` computes

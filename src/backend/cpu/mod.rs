@@ -6,6 +6,7 @@
 //! The slice-level functions of the submodules are public so GPU tests can use them as references.
 
 pub mod data;
+pub mod datagen;
 pub mod elementwise;
 pub mod gemm;
 pub mod loss;
@@ -14,7 +15,7 @@ pub mod reduce;
 #[cfg(test)]
 mod tests;
 
-use super::{check_len, Activation, Backend, BackendKind, Gemm, Result};
+use super::{check_len, Activation, Backend, BackendKind, Gemm, GenSpec, Result};
 
 /// Eager CPU implementation of [`Backend`] on rayon's global thread pool.
 #[derive(Clone, Debug)]
@@ -313,5 +314,58 @@ impl Backend for CpuBackend {
     /// `dst[r] = src[idx[r]]` for `idx, dst: [rows]`.
     fn gather_idx(&self, rows: usize, src: &Vec<u32>, idx: &Vec<u32>, dst: &mut Vec<u32>) -> Result<()> {
         data::gather_idx(rows, src, idx, dst)
+    }
+
+    /// Rows of `dst` whose index lies in `[first, first + src_rows)` copied from the window.
+    fn gather_rows_window(
+        &self,
+        rows: usize,
+        cols: usize,
+        src: &Vec<f32>,
+        first: usize,
+        src_rows: usize,
+        idx: &Vec<u32>,
+        dst: &mut Vec<f32>,
+    ) -> Result<()> {
+        data::gather_rows_window(rows, cols, src, first, src_rows, idx, dst)
+    }
+
+    /// `x *= min(1, max_norm / √Σ stats[first..first+count])`, counting a clipped step.
+    fn clip_by_global_norm(
+        &self,
+        n: usize,
+        max_norm: f32,
+        first: usize,
+        count: usize,
+        count_slot: Option<usize>,
+        stats: &mut Vec<f32>,
+        x: &mut Vec<f32>,
+    ) -> Result<()> {
+        elementwise::clip_by_global_norm(n, max_norm, first, count, count_slot, stats, x)
+    }
+
+    /// `x = clamp(x, -limit, limit)`.
+    fn clamp(&self, n: usize, limit: f32, x: &mut Vec<f32>) -> Result<()> {
+        check_len("clamp", "x", x.len(), n)?;
+        x[..n].iter_mut().for_each(|v| *v = v.clamp(-limit, limit));
+        Ok(())
+    }
+
+    /// The CPU twin of the counter-based stream generator.
+    fn generate(
+        &self,
+        spec: &GenSpec,
+        first: u64,
+        rows: usize,
+        table: &Vec<f32>,
+        x: &mut Vec<f32>,
+        labels: &mut Vec<u32>,
+        targets: &mut Vec<f32>,
+    ) -> Result<()> {
+        datagen::generate(spec, first, rows, table, x, labels, targets)
+    }
+
+    fn max_binding_bytes(&self) -> u64 {
+        u64::MAX
     }
 }

@@ -295,7 +295,16 @@ fn softmax_xent_bad_label_is_invalid_and_writes_nothing() {
     let r = cpu.softmax_xent(2, 3, &vec![0.0; 6], &vec![0, 3], 1.0, &mut loss, &mut correct, &mut d);
     assert!(matches!(r, Err(BackendError::Invalid { op: "softmax_xent", .. })), "{r:?}");
     assert_eq!((loss, correct, d), (vec![9.0; 2], vec![9.0; 2], vec![9.0; 6]));
-    let r = cpu.softmax_xent(2, 3, &vec![0.0; 5], &vec![0, 1], 1.0, &mut vec![0.0; 2], &mut vec![0.0; 2], &mut vec![0.0; 6]);
+    let r = cpu.softmax_xent(
+        2,
+        3,
+        &vec![0.0; 5],
+        &vec![0, 1],
+        1.0,
+        &mut vec![0.0; 2],
+        &mut vec![0.0; 2],
+        &mut vec![0.0; 6],
+    );
     assert!(matches!(r, Err(BackendError::Shape { operand: "logits", .. })), "{r:?}");
 }
 
@@ -332,8 +341,17 @@ fn softmax_xent_rop_matches_jacobian_and_differences() {
     let grad_at = |s: f32| {
         let z: Vec<f32> = logits.iter().zip(&rl).map(|(&z, &r)| z + s * r).collect();
         let mut d = vec![0.0; rows * classes];
-        cpu.softmax_xent(rows, classes, &z, &labels, 0.25, &mut vec![0.0; rows], &mut vec![0.0; rows], &mut d)
-            .unwrap();
+        cpu.softmax_xent(
+            rows,
+            classes,
+            &z,
+            &labels,
+            0.25,
+            &mut vec![0.0; rows],
+            &mut vec![0.0; rows],
+            &mut d,
+        )
+        .unwrap();
         d
     };
     let (dp, dm) = (grad_at(eps), grad_at(-eps));
@@ -387,9 +405,18 @@ fn reductions_match_f64_and_are_thread_independent() {
         assert_eq!(one[1..].to_vec(), three[1..].to_vec(), "n={n}: bitwise equal across thread counts");
     }
     let cpu = CpuBackend::new();
-    assert!(matches!(cpu.sum(2, &vec![1.0; 2], &mut vec![0.0; 2], 2), Err(BackendError::Shape { operand: "out", .. })));
-    assert!(matches!(cpu.dot(3, &vec![1.0; 3], &vec![1.0; 2], &mut vec![0.0], 0), Err(BackendError::Shape { operand: "y", .. })));
-    assert!(matches!(cpu.sum_sq(0, &vec![], &mut vec![0.0], usize::MAX), Err(BackendError::Shape { .. })));
+    assert!(matches!(
+        cpu.sum(2, &vec![1.0; 2], &mut vec![0.0; 2], 2),
+        Err(BackendError::Shape { operand: "out", .. })
+    ));
+    assert!(matches!(
+        cpu.dot(3, &vec![1.0; 3], &vec![1.0; 2], &mut vec![0.0], 0),
+        Err(BackendError::Shape { operand: "y", .. })
+    ));
+    assert!(matches!(
+        cpu.sum_sq(0, &vec![], &mut vec![0.0], usize::MAX),
+        Err(BackendError::Shape { .. })
+    ));
 }
 
 // ---- optimizer updates -------------------------------------------------------------------

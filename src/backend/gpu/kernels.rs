@@ -28,10 +28,11 @@ pub enum Shader {
     Reduce,
     Sgd,
     Gather,
+    Datagen,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 7] = [
+    pub const ALL: [Shader; 8] = [
         Shader::Matmul,
         Shader::Elementwise,
         Shader::Act,
@@ -39,6 +40,7 @@ impl Shader {
         Shader::Reduce,
         Shader::Sgd,
         Shader::Gather,
+        Shader::Datagen,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -50,6 +52,7 @@ impl Shader {
             Shader::Reduce => "reduce.wgsl",
             Shader::Sgd => "sgd.wgsl",
             Shader::Gather => "gather.wgsl",
+            Shader::Datagen => "datagen.wgsl",
         }
     }
 
@@ -63,6 +66,7 @@ impl Shader {
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Shader::Sgd => include_str!("../../../shaders/sgd.wgsl"),
             Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
+            Shader::Datagen => include_str!("../../../shaders/datagen.wgsl"),
         }
     }
 }
@@ -101,6 +105,7 @@ kernel!(FILL, Elementwise, "fill", [W]);
 kernel!(COPY, Elementwise, "copy", [R, W]);
 kernel!(AXPY, Elementwise, "axpy", [R, W]);
 kernel!(SCALE, Elementwise, "scale", [W]);
+kernel!(CLAMP, Elementwise, "clamp_abs", [W]);
 kernel!(ADD_BIAS, Elementwise, "add_bias", [R, W]);
 // act.wgsl
 kernel!(ACT_FORWARD, Act, "act_forward", [R, W]);
@@ -117,9 +122,15 @@ kernel!(COL_SUM, Reduce, "col_sum", [R, W]);
 // sgd.wgsl
 kernel!(SGD_UPDATE, Sgd, "sgd_update", [R, W]);
 kernel!(MOMENTUM_UPDATE, Sgd, "momentum_update", [R, W, W]);
+kernel!(CLIP_GLOBAL_NORM, Sgd, "clip_global_norm", [W, W]);
 // gather.wgsl
 kernel!(GATHER_ROWS, Gather, "gather_rows", [R, R, W]);
 kernel!(GATHER_IDX, Gather, "gather_idx", [R, R, W]);
+kernel!(GATHER_ROWS_WINDOW, Gather, "gather_rows_window", [R, R, W]);
+// datagen.wgsl: synthetic streams (table, x, labels / targets)
+kernel!(GEN_GAUSSIAN_MIXTURE, Datagen, "gen_gaussian_mixture", [R, W, W]);
+kernel!(GEN_LINEAR_X, Datagen, "gen_linear_x", [R, W]);
+kernel!(GEN_LINEAR_TARGETS, Datagen, "gen_linear_targets", [R, R, W]);
 
 /// Every kernel, for validation and warm-up.
 pub const ALL_KERNELS: &[Kernel] = &[
@@ -147,6 +158,12 @@ pub const ALL_KERNELS: &[Kernel] = &[
     MOMENTUM_UPDATE,
     GATHER_ROWS,
     GATHER_IDX,
+    GATHER_ROWS_WINDOW,
+    CLAMP,
+    CLIP_GLOBAL_NORM,
+    GEN_GAUSSIAN_MIXTURE,
+    GEN_LINEAR_X,
+    GEN_LINEAR_TARGETS,
 ];
 
 /// Workgroup grid for `n` invocations of a 1-D kernel of `WG_1D` threads, folded into two

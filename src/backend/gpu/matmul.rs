@@ -357,3 +357,35 @@ mod tests {
         assert_eq!(std::mem::size_of::<MatmulParams>(), 32);
     }
 }
+
+#[cfg(test)]
+mod tmp_timing {
+    use super::*;
+    use crate::backend::gpu::GpuBackend;
+    use crate::backend::Backend;
+    #[test]
+    #[ignore]
+    fn timing() {
+        let be = GpuBackend::new(None).unwrap();
+        let sizes: Vec<usize> = std::env::var("SIZES").unwrap_or("1,64,256,512".into()).split(',').map(|s| s.parse().unwrap()).collect();
+        for &n in &sizes {
+            let g = Gemm::nn(n, n, n);
+            let a = be.upload(&vec![0.5; n * n]).unwrap();
+            let b = be.upload(&vec![0.5; n * n]).unwrap();
+            let mut c = be.zeros(n * n).unwrap();
+            for v in MatmulVariant::ALL {
+                be.set_matmul_variant(v);
+                be.matmul(&g, &a, &b, &mut c).unwrap();
+                be.sync().unwrap();
+                let reps = 3;
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    be.matmul(&g, &a, &b, &mut c).unwrap();
+                    be.sync().unwrap();
+                }
+                let dt = t.elapsed().as_secs_f64() / reps as f64;
+                println!("n={n} {:?}: {:.3} ms  {:.3} GFLOP/s", v, dt * 1e3, g.flops() / dt / 1e9);
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! dispatches ([`matmul`], [`ops`]).
 
 pub mod context;
+pub mod datagen;
 pub mod device;
 pub mod kernels;
 pub mod matmul;
@@ -17,7 +18,7 @@ pub use device::{GpuDevice, RawBuf};
 pub use matmul::MatmulVariant;
 
 use crate::backend::{
-    check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Gemm, Result,
+    check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Gemm, GenSpec, Result,
 };
 
 /// A GPU buffer of `f32`.
@@ -129,6 +130,10 @@ impl Backend for GpuBackend {
 
     fn fill(&self, dst: &mut GpuBuf, value: f32) -> Result<()> {
         ops::fill(&self.dev, dst.0.len, value, &dst.0)
+    }
+
+    fn max_binding_bytes(&self) -> u64 {
+        (self.dev.ctx.limits.max_storage_buffer_binding_size as u64).min(self.dev.ctx.limits.max_buffer_size)
     }
 
     fn flush(&self) -> Result<()> {
@@ -356,5 +361,63 @@ impl Backend for GpuBackend {
             return Err(BackendError::Invalid { op: "gather_idx", message: "empty source".into() });
         }
         ops::gather_idx(&self.dev, rows, src.0.len, &src.0, &idx.0, &dst.0)
+    }
+
+    fn gather_rows_window(
+        &self,
+        rows: usize,
+        cols: usize,
+        src: &GpuBuf,
+        first: usize,
+        src_rows: usize,
+        idx: &GpuIdxBuf,
+        dst: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("gather_rows_window", "src", src.0.len, src_rows * cols)?;
+        check_len("gather_rows_window", "idx", idx.0.len, rows)?;
+        check_len("gather_rows_window", "dst", dst.0.len, rows * cols)?;
+        if rows == 0 || cols == 0 || src_rows == 0 {
+            return Ok(());
+        }
+        ops::gather_rows_window(&self.dev, rows, cols, first, src_rows, &src.0, &idx.0, &dst.0)
+    }
+
+    fn clip_by_global_norm(
+        &self,
+        n: usize,
+        max_norm: f32,
+        first: usize,
+        count: usize,
+        count_slot: Option<usize>,
+        stats: &mut GpuBuf,
+        x: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("clip_by_global_norm", "x", x.0.len, n)?;
+        check_len("clip_by_global_norm", "stats", stats.0.len, first + count)?;
+        if let Some(s) = count_slot {
+            check_len("clip_by_global_norm", "stats", stats.0.len, s + 1)?;
+            if (first..first + count).contains(&s) {
+                return Err(BackendError::Invalid { op: "clip_by_global_norm", message: "count_slot overlaps the norm slots".into() });
+            }
+        }
+        ops::clip_by_global_norm(&self.dev, n, max_norm, first, count, count_slot, &stats.0, &x.0)
+    }
+
+    fn clamp(&self, n: usize, limit: f32, x: &mut GpuBuf) -> Result<()> {
+        check_len("clamp", "x", x.0.len, n)?;
+        ops::clamp(&self.dev, n, limit, &x.0)
+    }
+
+    fn generate(
+        &self,
+        spec: &GenSpec,
+        first: u64,
+        rows: usize,
+        table: &GpuBuf,
+        x: &mut GpuBuf,
+        labels: &mut GpuIdxBuf,
+        targets: &mut GpuBuf,
+    ) -> Result<()> {
+        datagen::record(&self.dev, spec, first, rows, &table.0, &x.0, &labels.0, &targets.0)
     }
 }

@@ -63,7 +63,18 @@ struct GatherParams {
     n: u32,
     cols: u32,
     src_rows: u32,
-    _pad: u32,
+    first: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ClipParams {
+    n: u32,
+    max_norm: f32,
+    first: u32,
+    count: u32,
+    count_slot: u32,
+    _pad: [u32; 3],
 }
 
 fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
@@ -294,7 +305,7 @@ pub fn gather_rows(
         n: u32_of("gather_rows", "n", n)?,
         cols: u32_of("gather_rows", "cols", cols)?,
         src_rows: u32_of("gather_rows", "src_rows", src_rows)?,
-        _pad: 0,
+        first: 0,
     };
     launch_1d(dev, &k::GATHER_ROWS, n, &p, &[src, idx, dst])
 }
@@ -312,7 +323,61 @@ pub fn gather_idx(
         n: u32_of("gather_idx", "rows", rows)?,
         cols: 1,
         src_rows: u32_of("gather_idx", "src_len", src_len)?,
-        _pad: 0,
+        first: 0,
     };
     launch_1d(dev, &k::GATHER_IDX, rows, &p, &[src, idx, dst])
+}
+
+/// `dst[r] = src[idx[r] - first]` for rows whose index lies in `[first, first + src_rows)`.
+#[allow(clippy::too_many_arguments)]
+pub fn gather_rows_window(
+    dev: &GpuDevice,
+    rows: usize,
+    cols: usize,
+    first: usize,
+    src_rows: usize,
+    src: &RawBuf,
+    idx: &RawBuf,
+    dst: &RawBuf,
+) -> Result<()> {
+    let n = rows * cols;
+    let p = GatherParams {
+        n: u32_of("gather_rows_window", "n", n)?,
+        cols: u32_of("gather_rows_window", "cols", cols)?,
+        src_rows: u32_of("gather_rows_window", "src_rows", src_rows)?,
+        first: u32_of("gather_rows_window", "first", first)?,
+    };
+    launch_1d(dev, &k::GATHER_ROWS_WINDOW, n, &p, &[src, idx, dst])
+}
+
+/// `x[i] = clamp(x[i], -limit, limit)` over `n` elements.
+pub fn clamp(dev: &GpuDevice, n: usize, limit: f32, x: &RawBuf) -> Result<()> {
+    launch_1d(dev, &k::CLAMP, n, &ew("clamp", n, 1, limit)?, &[x])
+}
+
+/// Scale `x[..n]` by `min(1, max_norm / sqrt(Σ stats[first..first+count]))`; count a clip
+/// event in `stats[count_slot]` when given.
+#[allow(clippy::too_many_arguments)]
+pub fn clip_by_global_norm(
+    dev: &GpuDevice,
+    n: usize,
+    max_norm: f32,
+    first: usize,
+    count: usize,
+    count_slot: Option<usize>,
+    stats: &RawBuf,
+    x: &RawBuf,
+) -> Result<()> {
+    let p = ClipParams {
+        n: u32_of("clip_by_global_norm", "n", n)?,
+        max_norm,
+        first: u32_of("clip_by_global_norm", "first", first)?,
+        count: u32_of("clip_by_global_norm", "count", count)?,
+        count_slot: match count_slot {
+            Some(s) => u32_of("clip_by_global_norm", "count_slot", s)?,
+            None => u32::MAX,
+        },
+        _pad: [0; 3],
+    };
+    launch_1d(dev, &k::CLIP_GLOBAL_NORM, n.max(1), &p, &[stats, x])
 }

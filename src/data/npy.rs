@@ -1,0 +1,263 @@
+//! `.npy` files through the `npyz` crate: features f32 `[N, D]`, labels integer `[N]`
+//! (classification) or f32 `[N, K]` / `[N]` (regression), all little-endian, C order.
+//!
+//! Every problem (missing file, malformed header, wrong dtype or rank, truncated data, label out
+//! of range, row-count mismatch) is a [`DataError`] naming the file; nothing panics.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
+
+use npyz::{DType, Endianness, NpyFile, NpyHeader, Order, TypeChar, WriterBuilder};
+
+use super::{DataError, Dataset, Labels};
+
+/// A reader that counts the bytes taken from it (to know where the data starts).
+struct Counting<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// An opened `.npy` file: its header, a reader at the start of the data, and the data bytes
+/// the file actually holds.
+struct Opened {
+    path: PathBuf,
+    header: NpyHeader,
+    reader: Counting<BufReader<File>>,
+}
+
+impl Opened {
+    fn open(path: &Path) -> Result<Self, DataError> {
+        let io_err = |source| DataError::Io { path: path.to_path_buf(), source };
+        let file = File::open(path).map_err(io_err)?;
+        let file_len = file.metadata().map_err(io_err)?.len();
+        if file_len == 0 {
+            return Err(DataError::Format { path: path.to_path_buf(), message: "the file is empty".into() });
+        }
+        let mut reader = Counting { inner: BufReader::new(file), count: 0 };
+        let header = NpyHeader::from_reader(&mut reader).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => DataError::Truncated {
+                path: path.to_path_buf(),
+                what: "the header".into(),
+                expected: None,
+                found: file_len,
+            },
+            _ => DataError::Format { path: path.to_path_buf(), message: e.to_string() },
+        })?;
+        let opened = Opened { path: path.to_path_buf(), header, reader };
+        // The data must be all there before we read any of it.
+        let have = file_len.saturating_sub(opened.reader.count);
+        let item = opened.item_size()?;
+        let need = opened.header.len().checked_mul(item).ok_or_else(|| DataError::Format {
+            path: path.to_path_buf(),
+            message: format!("shape {:?} is too large", opened.header.shape()),
+        })?;
+        if have < need {
+            return Err(DataError::Truncated {
+                path: path.to_path_buf(),
+                what: "the data".into(),
+                expected: Some(need),
+                found: have,
+            });
+        }
+        if have > need {
+            log::warn!("{}: {} bytes after the array data are ignored", path.display(), have - need);
+        }
+        Ok(opened)
+    }
+
+    fn dtype_str(&self) -> String {
+        match self.header.dtype() {
+            DType::Plain(ts) => ts.to_string(),
+            other => other.descr(),
+        }
+    }
+
+    fn item_size(&self) -> Result<u64, DataError> {
+        match self.header.dtype() {
+            DType::Plain(ts) if !ts.uses_pickled_array() => match ts.num_bytes() {
+                Some(n) => Ok(n as u64),
+                None => Err(self.dtype_error("a fixed-size numeric dtype")),
+            },
+            _ => Err(self.dtype_error("a plain numeric dtype")),
+        }
+    }
+
+    fn dtype_error(&self, expected: &str) -> DataError {
+        DataError::Dtype { path: self.path.clone(), found: self.dtype_str(), expected: expected.to_string() }
+    }
+
+    /// `(type char, bytes)` of a little-endian (or endianness-free) plain dtype.
+    fn plain(&self, expected: &str) -> Result<(TypeChar, u64), DataError> {
+        match self.header.dtype() {
+            DType::Plain(ts) => {
+                if ts.endianness() == Endianness::Big {
+                    return Err(DataError::Layout {
+                        path: self.path.clone(),
+                        message: format!(
+                            "dtype {ts} is big-endian; save it little-endian (numpy: arr.astype('<{}{}'))",
+                            ts.type_char().to_str(),
+                            ts.size_field()
+                        ),
+                    });
+                }
+                Ok((ts.type_char(), ts.size_field()))
+            }
+            _ => Err(self.dtype_error(expected)),
+        }
+    }
+
+    fn shape(&self) -> Vec<u64> {
+        self.header.shape().to_vec()
+    }
+
+    /// Reject Fortran order when it differs from C order (more than one axis longer than 1).
+    fn check_c_order(&self) -> Result<(), DataError> {
+        let long_axes = self.header.shape().iter().filter(|&&s| s > 1).count();
+        if self.header.order() == Order::Fortran && long_axes > 1 {
+            return Err(DataError::Layout {
+                path: self.path.clone(),
+                message: "is stored in Fortran order; save it in C order (numpy: np.ascontiguousarray(arr))".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn read_vec<T: npyz::Deserialize>(self) -> Result<Vec<T>, DataError> {
+        let path = self.path;
+        let file = NpyFile::with_header(self.header, self.reader);
+        file.into_vec::<T>().map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => DataError::Truncated { path: path.clone(), what: "the data".into(), expected: None, found: 0 },
+            _ => DataError::Format { path: path.clone(), message: e.to_string() },
+        })
+    }
+}
+
+fn usize_of(path: &Path, v: u64) -> Result<usize, DataError> {
+    usize::try_from(v).map_err(|_| DataError::Format { path: path.to_path_buf(), message: format!("dimension {v} exceeds this platform") })
+}
+
+/// Features f32 `[N, D]`: `(x [N * D], N, D)`.
+pub fn read_features(path: &Path) -> Result<(Vec<f32>, usize, usize), DataError> {
+    let f = Opened::open(path)?;
+    let shape = f.shape();
+    const EXPECTED: &str = "features must be f32 [N, D] ('<f4')";
+    let (tc, size) = f.plain(EXPECTED)?;
+    if tc != TypeChar::Float || size != 4 {
+        return Err(f.dtype_error(EXPECTED));
+    }
+    if shape.len() != 2 {
+        return Err(DataError::Rank { path: path.to_path_buf(), shape, expected: "features must be f32 [N, D]" });
+    }
+    f.check_c_order()?;
+    let (n, d) = (usize_of(path, shape[0])?, usize_of(path, shape[1])?);
+    if n == 0 || d == 0 {
+        return Err(DataError::Format { path: path.to_path_buf(), message: format!("shape {shape:?} holds no examples") });
+    }
+    Ok((f.read_vec::<f32>()?, n, d))
+}
+
+/// Labels: integers `[N]` (any of i8/i16/i32/i64/u8/u16/u32/u64; every value `< classes`) give
+/// [`Labels::Classes`] with `classes = outputs`; f32 `[N, K]` (or `[N]`, K = 1) with
+/// `K == outputs` give [`Labels::Values`]. Returns the labels and N.
+pub fn read_labels(path: &Path, outputs: usize) -> Result<(Labels, usize), DataError> {
+    let f = Opened::open(path)?;
+    let shape = f.shape();
+    const EXPECTED: &str = "labels must be integers [N] (classification) or f32 [N, K] (regression)";
+    let (tc, size) = f.plain(EXPECTED)?;
+    match tc {
+        TypeChar::Int | TypeChar::Uint => {
+            if shape.len() != 1 {
+                return Err(DataError::Rank { path: path.to_path_buf(), shape, expected: "integer labels must be [N]" });
+            }
+            let n = usize_of(path, shape[0])?;
+            let values: Vec<i128> = match (tc, size) {
+                (TypeChar::Int, 1) => f.read_vec::<i8>()?.into_iter().map(i128::from).collect(),
+                (TypeChar::Int, 2) => f.read_vec::<i16>()?.into_iter().map(i128::from).collect(),
+                (TypeChar::Int, 4) => f.read_vec::<i32>()?.into_iter().map(i128::from).collect(),
+                (TypeChar::Int, 8) => f.read_vec::<i64>()?.into_iter().map(i128::from).collect(),
+                (TypeChar::Uint, 1) => f.read_vec::<u8>()?.into_iter().map(i128::from).collect(),
+                (TypeChar::Uint, 2) => f.read_vec::<u16>()?.into_iter().map(i128::from).collect(),
+                (TypeChar::Uint, 4) => f.read_vec::<u32>()?.into_iter().map(i128::from).collect(),
+                (TypeChar::Uint, 8) => f.read_vec::<u64>()?.into_iter().map(i128::from).collect(),
+                _ => return Err(f.dtype_error(EXPECTED)),
+            };
+            let mut labels = Vec::with_capacity(values.len());
+            for (index, &value) in values.iter().enumerate() {
+                if value < 0 || value >= outputs as i128 {
+                    return Err(DataError::LabelOutOfRange { path: path.to_path_buf(), index, value, classes: outputs });
+                }
+                labels.push(value as u32);
+            }
+            Ok((Labels::Classes { labels, classes: outputs }, n))
+        }
+        TypeChar::Float if size == 4 => {
+            let (n, k) = match shape.as_slice() {
+                [n] => (usize_of(path, *n)?, 1),
+                [n, k] => (usize_of(path, *n)?, usize_of(path, *k)?),
+                _ => {
+                    return Err(DataError::Rank { path: path.to_path_buf(), shape, expected: "regression targets must be f32 [N, K]" })
+                }
+            };
+            f.check_c_order()?;
+            if k != outputs {
+                return Err(DataError::Mismatch {
+                    path: path.to_path_buf(),
+                    message: format!("targets have K = {k} columns but the model has {outputs} outputs (data.outputs)"),
+                });
+            }
+            Ok((Labels::Values { targets: f.read_vec::<f32>()?, outputs: k }, n))
+        }
+        _ => Err(f.dtype_error(EXPECTED)),
+    }
+}
+
+/// Features and labels of one dataset, rows checked to agree.
+pub fn load(features: &Path, labels: &Path, outputs: usize) -> Result<Dataset, DataError> {
+    let (x, n, dim) = read_features(features)?;
+    let (targets, n_labels) = read_labels(labels, outputs)?;
+    if n_labels != n {
+        return Err(DataError::RowMismatch {
+            features: features.to_path_buf(),
+            labels: labels.to_path_buf(),
+            n_features: n,
+            n_labels,
+        });
+    }
+    Ok(Dataset { x, targets, n, dim })
+}
+
+fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data: &[T]) -> Result<(), DataError> {
+    let werr = |source| DataError::Write { path: path.to_path_buf(), source };
+    let elems = shape.iter().try_fold(1usize, |a, &s| a.checked_mul(s));
+    if elems != Some(data.len()) {
+        return Err(DataError::Write {
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, format!("shape {shape:?} does not hold {} elements", data.len())),
+        });
+    }
+    let file = File::create(path).map_err(werr)?;
+    let shape: Vec<u64> = shape.iter().map(|&s| s as u64).collect();
+    let mut w = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(BufWriter::new(file)).begin_nd().map_err(werr)?;
+    w.extend(data.iter().copied()).map_err(werr)?;
+    w.finish().map_err(werr)
+}
+
+/// Write `data` as a little-endian f32 `.npy` of `shape` (C order).
+pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), DataError> {
+    write_npy(path, shape, data)
+}
+
+/// Write class labels as an int64 `.npy` `[N]` (numpy's default integer dtype).
+pub fn write_npy_labels(path: &Path, labels: &[u32]) -> Result<(), DataError> {
+    let v: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    write_npy(path, &[v.len()], &v)
+}

@@ -1,0 +1,134 @@
+//! JSON Lines: one JSON object per line, each line written whole and flushed to the OS before
+//! `write` returns, so the metrics logged so far survive a crash of the process.
+//! Non-finite floats are written as `null` (JSON has no NaN).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::ReportError;
+
+pub struct JsonlWriter {
+    file: File,
+    path: PathBuf,
+    lines: u64,
+    line: Vec<u8>,
+}
+
+impl JsonlWriter {
+    /// Creates `path`; an existing file is an error, never truncated.
+    pub fn create(path: &Path) -> Result<Self, ReportError> {
+        let file = OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                ReportError::AlreadyExists { path: path.to_path_buf() }
+            } else {
+                ReportError::io("create", path, e)
+            }
+        })?;
+        Ok(Self::from_file(file, path))
+    }
+
+    /// Opens `path` for appending (`--resume`), creating it if missing. A last line cut short by
+    /// a crash is ended with a newline first, so the next record starts on its own line.
+    pub fn append(path: &Path) -> Result<Self, ReportError> {
+        let needs_newline = match std::fs::read(path) {
+            Ok(bytes) => bytes.last().is_some_and(|&b| b != b'\n'),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(ReportError::io("read", path, e)),
+        };
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| ReportError::io("open for appending", path, e))?;
+        if needs_newline {
+            file.write_all(b"\n").map_err(|e| ReportError::io("write", path, e))?;
+        }
+        Ok(Self::from_file(file, path))
+    }
+
+    fn from_file(file: File, path: &Path) -> Self {
+        JsonlWriter { file, path: path.to_path_buf(), lines: 0, line: Vec::with_capacity(512) }
+    }
+
+    /// Appends `record` as one line (compact JSON never contains a raw newline) with a single
+    /// `write` call of the whole line.
+    pub fn write<T: Serialize + ?Sized>(&mut self, record: &T) -> Result<(), ReportError> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, record)
+            .map_err(|source| ReportError::Json { path: self.path.clone(), source })?;
+        self.line.push(b'\n');
+        self.file
+            .write_all(&self.line)
+            .and_then(|()| self.file.flush())
+            .map_err(|e| ReportError::io("write", &self.path, e))?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Forces the lines written so far to disk (survives a power loss, not only a crash).
+    pub fn sync(&mut self) -> Result<(), ReportError> {
+        self.file.sync_data().map_err(|e| ReportError::io("sync", &self.path, e))
+    }
+
+    /// Lines written by this writer.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::TestDir;
+
+    #[derive(Serialize)]
+    struct Rec {
+        step: u64,
+        train_loss: f64,
+        note: &'static str,
+    }
+
+    #[test]
+    fn lines_parse_back_and_are_on_disk_after_each_write() {
+        let t = TestDir::new("jsonl");
+        let p = t.0.join("metrics.jsonl");
+        let mut w = JsonlWriter::create(&p).unwrap();
+        w.write(&Rec { step: 1, train_loss: 2.5, note: "a\nb \"q\"" }).unwrap();
+        // Flushed per line: visible to another reader before the writer is dropped.
+        assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 1);
+        w.write(&Rec { step: 2, train_loss: f64::NAN, note: "" }).unwrap();
+        w.write(&serde_json::json!({"step": 3, "val_error": 0.125})).unwrap();
+        assert_eq!(w.lines(), 3);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let v: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0]["step"], 1);
+        assert_eq!(v[0]["train_loss"], 2.5);
+        assert_eq!(v[0]["note"], "a\nb \"q\"");
+        assert!(v[1]["train_loss"].is_null());
+        assert_eq!(v[2]["val_error"], 0.125);
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn create_never_truncates_and_append_continues() {
+        let t = TestDir::new("jsonl-append");
+        let p = t.0.join("metrics.jsonl");
+        std::fs::write(&p, "{\"step\":1}\n{\"step\":2").unwrap(); // last line cut by a crash
+        let e = JsonlWriter::create(&p).err().expect("must refuse");
+        assert!(e.to_string().contains("metrics.jsonl"), "{e}");
+        let mut w = JsonlWriter::append(&p).unwrap();
+        w.write(&serde_json::json!({"step": 3})).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text, "{\"step\":1}\n{\"step\":2\n{\"step\":3}\n");
+        let e = JsonlWriter::create(&t.0.join("no/such/dir/m.jsonl")).err().unwrap();
+        assert!(e.to_string().contains("no/such/dir"), "{e}");
+    }
+}

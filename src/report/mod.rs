@@ -1,0 +1,66 @@
+//! Run outputs: the run directory, atomic file writes, JSONL metrics, CSV tables, terminal tables
+//! and SVG plots. Every error names the file or directory it is about.
+
+pub mod csv;
+pub mod jsonl;
+pub mod plot;
+pub mod rundir;
+pub mod table;
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+pub use self::csv::{csv_string, write_csv, Cell, CsvWriter};
+pub use self::jsonl::JsonlWriter;
+pub use self::plot::{
+    histogram_plot, line_plot, panels_plot, two_panel, HistSeries, Panel, PlotSpec, Series,
+};
+pub use self::rundir::{create_run_dir, create_run_dir_in, open_resume_dir, write_atomic};
+pub use self::table::{Align, Table};
+
+/// Errors of the report writers.
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("output directory {} is not writable: {source}", dir.display())]
+    NotWritable { dir: PathBuf, source: std::io::Error },
+    #[error("output path {} exists and is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("{} already exists; refusing to overwrite it", path.display())]
+    AlreadyExists { path: PathBuf },
+    #[error("cannot serialize a record for {}: {source}", path.display())]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("cannot draw plot {}: {message}", path.display())]
+    Plot { path: PathBuf, message: String },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl ReportError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ReportError::Io { action, path: path.into(), source }
+    }
+}
+
+/// A scratch directory for unit tests, unique per process and name, removed on drop.
+#[cfg(test)]
+pub(crate) struct TestDir(pub PathBuf);
+
+#[cfg(test)]
+impl TestDir {
+    pub(crate) fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("batchscope-report-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create test dir");
+        TestDir(p)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,383 @@
+//! The run directory (`runs/<command>-<YYYYmmdd-HHMMSS>` in UTC, or `--out DIR`) and atomic
+//! file writes (temp file in the same directory, fsync, rename).
+//!
+//! Nothing here deletes or overwrites a file it did not create: a run directory that already
+//! holds files is never reused for a new run; a suffixed sibling (`-1`, `-2`, ...) is made instead.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::ReportError;
+
+/// Where the default run directories go, relative to the working directory.
+pub const RUNS_ROOT: &str = "runs";
+
+/// How many suffixed names (`-1` ... `-999`) are tried before giving up.
+const MAX_SUFFIX: usize = 999;
+
+/// A failed atomic write: what was being done, to which path, and the OS error.
+#[derive(Debug)]
+pub(crate) struct AtomicWriteError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl From<AtomicWriteError> for ReportError {
+    fn from(e: AtomicWriteError) -> Self {
+        ReportError::Io { action: e.action, path: e.path, source: e.source }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside `path` is written, fsynced and
+/// renamed over `path`, then the directory is fsynced. On any failure the temporary file is
+/// removed and an existing `path` is left as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    write_atomic_io(path, bytes).map_err(ReportError::from)
+}
+
+pub(crate) fn write_atomic_io(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+    let fail = |action: &'static str, p: &Path, source: io::Error| AtomicWriteError {
+        action,
+        path: p.to_path_buf(),
+        source,
+    };
+    let Some(name) = path.file_name() else {
+        return Err(fail(
+            "write",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
+        ));
+    };
+    let parent = parent_dir(path);
+    let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), unique_suffix()));
+
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| fail("create a temporary file", &tmp, e))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(fail("write", &tmp, e));
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(fail("replace", path, e));
+    }
+    sync_dir(&parent);
+    Ok(())
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Makes the rename durable. Best effort: not every platform can open a directory.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// `<pid>-<nanos>-<counter>`: unique among concurrent writers in and across processes.
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{nanos}-{n}", std::process::id())
+}
+
+/// Creates the output directory of a new run and returns it.
+///
+/// - `base = None`: `runs/<command>-<YYYYmmdd-HHMMSS>` (UTC), a `-1`, `-2`, ... suffix if that
+///   name is taken (two runs in the same second).
+/// - `base = Some(DIR)` (`--out DIR`): DIR itself when it does not exist or is an empty
+///   directory; when it already holds files, `DIR-1`, `DIR-2`, ... (first free name), with a
+///   warning in the log. Existing files are never touched.
+///
+/// Errors name the directory: not writable, or a path that exists and is not a directory.
+pub fn create_run_dir(base: Option<&Path>, command: &str) -> Result<PathBuf, ReportError> {
+    match base {
+        None => create_run_dir_in(Path::new(RUNS_ROOT), command, SystemTime::now()),
+        Some(out) => claim_out_dir(out),
+    }
+}
+
+/// [`create_run_dir`] with `base = None` under a chosen root and clock (testable).
+pub fn create_run_dir_in(root: &Path, command: &str, now: SystemTime) -> Result<PathBuf, ReportError> {
+    ensure_dir_all(root)?;
+    let stem = format!("{}-{}", sanitize(command), utc_stamp(now));
+    for k in 0..=MAX_SUFFIX {
+        let dir = root.join(suffixed(&stem, k));
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                probe_writable(&dir)?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(dir_error(root, e, "create directory in")),
+        }
+    }
+    Err(ReportError::AlreadyExists { path: root.join(format!("{stem}-{MAX_SUFFIX}")) })
+}
+
+/// Checks that `dir` is an existing, writable run directory to continue (`--resume`).
+pub fn open_resume_dir(dir: &Path) -> Result<PathBuf, ReportError> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(ReportError::NotADirectory { path: dir.to_path_buf() }),
+        Err(e) => return Err(ReportError::io("open run directory", dir, e)),
+    }
+    probe_writable(dir)?;
+    Ok(dir.to_path_buf())
+}
+
+fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
+    match fs::metadata(out) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ensure_dir_all(out)?;
+            probe_writable(out)?;
+            return Ok(out.to_path_buf());
+        }
+        Err(e) => return Err(ReportError::io("inspect output directory", out, e)),
+        Ok(m) if !m.is_dir() => return Err(ReportError::NotADirectory { path: out.to_path_buf() }),
+        Ok(_) => {}
+    }
+    let empty =
+        fs::read_dir(out).map_err(|e| ReportError::io("read output directory", out, e))?.next().is_none();
+    if empty {
+        probe_writable(out)?;
+        return Ok(out.to_path_buf());
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let parent = parent_dir(out);
+    for k in 1..=MAX_SUFFIX {
+        let dir = parent.join(suffixed(&name, k));
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                probe_writable(&dir)?;
+                log::warn!(
+                    "output directory {} already holds files; writing this run to {}",
+                    out.display(),
+                    dir.display()
+                );
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(dir_error(&parent, e, "create directory in")),
+        }
+    }
+    Err(ReportError::AlreadyExists { path: parent.join(suffixed(&name, MAX_SUFFIX)) })
+}
+
+fn suffixed(stem: &str, k: usize) -> String {
+    if k == 0 {
+        stem.to_string()
+    } else {
+        format!("{stem}-{k}")
+    }
+}
+
+/// `create_dir_all` with errors that name the directory.
+fn ensure_dir_all(dir: &Path) -> Result<(), ReportError> {
+    if let Ok(m) = fs::metadata(dir) {
+        return if m.is_dir() { Ok(()) } else { Err(ReportError::NotADirectory { path: dir.to_path_buf() }) };
+    }
+    fs::create_dir_all(dir).map_err(|e| dir_error(dir, e, "create directory"))
+}
+
+fn dir_error(dir: &Path, e: io::Error, action: &'static str) -> ReportError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            ReportError::NotWritable { dir: dir.to_path_buf(), source: e }
+        }
+        io::ErrorKind::NotADirectory => ReportError::NotADirectory { path: dir.to_path_buf() },
+        _ => ReportError::io(action, dir, e),
+    }
+}
+
+/// Creates and removes a probe file, so an unwritable directory fails now and not after the run.
+fn probe_writable(dir: &Path) -> Result<(), ReportError> {
+    let probe = dir.join(format!(".batchscope-write-probe-{}", unique_suffix()));
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(f) => {
+            drop(f);
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(ReportError::NotWritable { dir: dir.to_path_buf(), source: e }),
+    }
+}
+
+/// Keeps `[A-Za-z0-9_-]`, replaces anything else by `_`.
+fn sanitize(command: &str) -> String {
+    let s: String = command
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if s.is_empty() {
+        "run".into()
+    } else {
+        s
+    }
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC (times before 1970 clamp to the epoch).
+pub fn utc_stamp(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Proleptic Gregorian date of `z` days since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::TestDir;
+    use std::time::Duration;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn utc_stamps_of_known_instants() {
+        assert_eq!(utc_stamp(at(0)), "19700101-000000");
+        assert_eq!(utc_stamp(at(951_782_400)), "20000229-000000"); // leap day
+        assert_eq!(utc_stamp(at(1_700_000_000)), "20231114-221320");
+        assert_eq!(utc_stamp(at(4_107_542_399)), "21000228-235959"); // 2100 is no leap year
+        assert_eq!(utc_stamp(at(4_107_542_400)), "21000301-000000");
+        assert_eq!(utc_stamp(UNIX_EPOCH - Duration::from_secs(5)), "19700101-000000");
+    }
+
+    #[test]
+    fn run_dirs_are_named_by_command_and_time_and_never_reused() {
+        let t = TestDir::new("rundir-names");
+        let root = t.0.join("runs");
+        let now = at(1_700_000_000);
+        let a = create_run_dir_in(&root, "sweep", now).unwrap();
+        assert_eq!(a, root.join("sweep-20231114-221320"));
+        assert!(a.is_dir());
+        // Same second: even an empty directory from another run is not shared.
+        let b = create_run_dir_in(&root, "sweep", now).unwrap();
+        assert_eq!(b, root.join("sweep-20231114-221320-1"));
+        let c = create_run_dir_in(&root, "sweep", now).unwrap();
+        assert_eq!(c, root.join("sweep-20231114-221320-2"));
+        let d = create_run_dir_in(&root, "a b/c", now).unwrap();
+        assert_eq!(d.file_name().unwrap(), "a_b_c-20231114-221320");
+        // No probe files are left behind.
+        assert_eq!(fs::read_dir(&a).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn out_dir_is_used_when_new_or_empty_and_suffixed_when_not() {
+        let t = TestDir::new("rundir-out");
+        let out = t.0.join("deep/er/out");
+        assert_eq!(create_run_dir(Some(&out), "train").unwrap(), out);
+        assert!(out.is_dir());
+        // Empty: reused.
+        assert_eq!(create_run_dir(Some(&out), "train").unwrap(), out);
+        // Holding a file: never clobbered, a sibling is made instead.
+        fs::write(out.join("metrics.jsonl"), b"{}\n").unwrap();
+        let next = create_run_dir(Some(&out), "train").unwrap();
+        assert_eq!(next, t.0.join("deep/er/out-1"));
+        fs::write(next.join("x"), b"x").unwrap();
+        assert_eq!(create_run_dir(Some(&out), "train").unwrap(), t.0.join("deep/er/out-2"));
+        assert_eq!(fs::read(out.join("metrics.jsonl")).unwrap(), b"{}\n");
+    }
+
+    #[test]
+    fn out_path_that_is_a_file_is_an_error_naming_it() {
+        let t = TestDir::new("rundir-file");
+        let f = t.0.join("occupied");
+        fs::write(&f, b"keep").unwrap();
+        let e = create_run_dir(Some(&f), "train").unwrap_err();
+        assert!(matches!(e, ReportError::NotADirectory { .. }), "{e}");
+        assert!(e.to_string().contains("occupied"), "{e}");
+        // Under a file: cannot be created, and the message names the directory.
+        let e = create_run_dir(Some(&f.join("sub")), "train").unwrap_err();
+        assert!(e.to_string().contains("occupied"), "{e}");
+        assert_eq!(fs::read(&f).unwrap(), b"keep");
+        assert!(open_resume_dir(&f).is_err());
+        assert!(open_resume_dir(&t.0.join("missing")).unwrap_err().to_string().contains("missing"));
+        assert_eq!(open_resume_dir(&t.0).unwrap(), t.0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unwritable_out_dir_is_reported_when_permissions_apply() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = TestDir::new("rundir-ro");
+        let ro = t.0.join("ro");
+        fs::create_dir(&ro).unwrap();
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+        // Root (CI) writes anywhere: then permissions cannot make this fail; say so.
+        let privileged = File::create(ro.join("probe")).is_ok();
+        if privileged {
+            let _ = fs::remove_file(ro.join("probe"));
+            eprintln!(
+                "note: running with privileges that bypass directory permissions; checked only the message"
+            );
+            let e =
+                ReportError::NotWritable { dir: ro.clone(), source: io::ErrorKind::PermissionDenied.into() };
+            assert!(e.to_string().contains("ro is not writable"));
+        } else {
+            let e = create_run_dir(Some(&ro), "train").unwrap_err();
+            assert!(matches!(e, ReportError::NotWritable { .. }), "{e}");
+            assert!(e.to_string().contains(&*ro.to_string_lossy()), "{e}");
+            let e = create_run_dir_in(&ro.join("runs"), "train", SystemTime::now()).unwrap_err();
+            assert!(e.to_string().contains("not writable"), "{e}");
+        }
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn write_atomic_replaces_whole_files_and_leaves_no_temporaries() {
+        let t = TestDir::new("rundir-atomic");
+        let p = t.0.join("summary.json");
+        write_atomic(&p, b"{\"a\":1}").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"{\"a\":1}");
+        write_atomic(&p, b"{\"a\":2}").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"{\"a\":2}");
+        assert_eq!(fs::read_dir(&t.0).unwrap().count(), 1);
+        // A directory at the target: the rename fails, the directory stays, no temp file is left.
+        let d = t.0.join("dir.json");
+        fs::create_dir(&d).unwrap();
+        fs::write(d.join("inner"), b"x").unwrap();
+        let e = write_atomic(&d, b"y").unwrap_err();
+        assert!(e.to_string().contains("dir.json"), "{e}");
+        assert_eq!(fs::read(d.join("inner")).unwrap(), b"x");
+        assert_eq!(fs::read_dir(&t.0).unwrap().count(), 2);
+        // A parent that is a file: the temporary file cannot be created.
+        let e = write_atomic(&p.join("x.toml"), b"y").unwrap_err();
+        assert!(e.to_string().contains("summary.json"), "{e}");
+        assert_eq!(fs::read(&p).unwrap(), b"{\"a\":2}");
+    }
+}

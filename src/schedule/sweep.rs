@@ -1,0 +1,290 @@
+//! The batch-size sweep: for each power of two, warm-up then timed steps of the real training
+//! step; GPU time from timestamp queries where the adapter has them, else host time around
+//! submit and wait. Batches the memory model predicts cannot fit are skipped before anything is
+//! dispatched; an allocation that still fails is recorded and the sweep goes on.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::knee::SweepPoint;
+use super::memory::{check_fit, estimate, DeviceLimits};
+use super::powers_of_two;
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::GpuBackend;
+use crate::backend::{Backend, BackendError, Gemm};
+use crate::config::{Config, OptimizerKind};
+use crate::model::{LossKind, Mlp, Targets};
+use crate::train::{Clip, Optimizer, TrainState};
+
+/// What a backend adds for timing: device timestamps and limits.
+pub trait Timed: Backend {
+    /// Record timestamp `slot` into the current recording (GPU); no-op on the CPU.
+    fn mark(&self, slot: u32);
+    /// Timestamps `0..count` in ns, or `None` without device timestamps (submits and waits).
+    fn read_marks(&self, count: u32) -> Result<Option<Vec<f64>>, BackendError>;
+    /// The limits the memory model checks against.
+    fn device_limits(&self, budget: Option<u64>) -> DeviceLimits;
+    /// Release cached state held for buffers of the previous batch size.
+    fn release_caches(&self) {}
+    /// A matmul size that takes well under a second here, for the peak measurement.
+    fn peak_probe_size(&self) -> usize;
+}
+
+impl Timed for GpuBackend {
+    fn mark(&self, slot: u32) {
+        self.dev.timestamp(slot);
+    }
+    fn read_marks(&self, count: u32) -> Result<Option<Vec<f64>>, BackendError> {
+        self.dev.read_timestamps_ns(count)
+    }
+    fn device_limits(&self, budget: Option<u64>) -> DeviceLimits {
+        DeviceLimits::from_wgpu(&self.dev.ctx.limits, budget)
+    }
+    fn release_caches(&self) {
+        self.dev.clear_bind_groups();
+    }
+    fn peak_probe_size(&self) -> usize {
+        if self.dev.ctx.summary.device_type == "Cpu" {
+            1024
+        } else {
+            4096
+        }
+    }
+}
+
+impl Timed for CpuBackend {
+    fn mark(&self, _slot: u32) {}
+    fn read_marks(&self, _count: u32) -> Result<Option<Vec<f64>>, BackendError> {
+        Ok(None)
+    }
+    fn device_limits(&self, budget: Option<u64>) -> DeviceLimits {
+        let mut l = DeviceLimits::unlimited();
+        l.memory_budget = budget;
+        l
+    }
+    fn peak_probe_size(&self) -> usize {
+        1024
+    }
+}
+
+/// One row of sweep.csv.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepRow {
+    pub backend: String,
+    pub batch: usize,
+    pub ms_per_step_median: f64,
+    pub ms_min: f64,
+    pub ms_max: f64,
+    pub examples_per_s: f64,
+    pub gflops: f64,
+    /// Achieved GFLOP/s over the peak measured by a large tiled matmul: the "utilization".
+    pub fraction_of_peak: f64,
+    /// Host time to record and submit one step, ms.
+    pub host_overhead_ms: f64,
+    pub bytes_predicted: u64,
+    /// `gpu_timestamps` or `host`.
+    pub timing: &'static str,
+    pub skipped: Option<String>,
+}
+
+impl SweepRow {
+    pub fn point(&self) -> SweepPoint {
+        match &self.skipped {
+            Some(r) => SweepPoint::skipped(self.batch, r),
+            None => SweepPoint::measured(self.batch, self.ms_per_step_median, self.ms_min, self.ms_max),
+        }
+    }
+}
+
+/// A whole sweep on one backend.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepReport {
+    pub backend: String,
+    pub device: String,
+    pub model: Vec<usize>,
+    pub peak_gflops: f64,
+    pub peak_probe: String,
+    pub rows: Vec<SweepRow>,
+}
+
+impl SweepReport {
+    pub fn points(&self) -> Vec<SweepPoint> {
+        self.rows.iter().map(SweepRow::point).collect()
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Time `f` (which records work and may sync) as GPU ns between marks 0 and 1 when available,
+/// else host time through `sync`. Returns (device-or-host ms, host record+submit ms).
+fn time_once<B: Timed>(b: &B, f: &mut dyn FnMut() -> Result<(), BackendError>) -> Result<(f64, f64, bool), BackendError> {
+    let t0 = Instant::now();
+    b.mark(0);
+    f()?;
+    b.mark(1);
+    b.flush()?;
+    let host_ms = t0.elapsed().as_secs_f64() * 1e3;
+    b.sync()?;
+    let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
+    match b.read_marks(2)? {
+        Some(ns) if ns.len() == 2 && ns[1] > ns[0] => Ok(((ns[1] - ns[0]) * 1e-6, host_ms, true)),
+        _ => Ok((wall_ms, host_ms, false)),
+    }
+}
+
+/// Peak GFLOP/s of this backend: the best of three n³ matmuls (the tiled kernel on a GPU).
+pub fn measure_peak<B: Timed>(b: &B) -> Result<(f64, String), BackendError> {
+    let n = b.peak_probe_size();
+    let mut r = ChaCha8Rng::seed_from_u64(9);
+    let host: Vec<f32> = (0..n * n).map(|_| r.random_range(-1.0..1.0)).collect();
+    let a = b.upload(&host)?;
+    let bb = b.upload(&host)?;
+    let mut c = b.zeros(n * n)?;
+    let g = Gemm::nn(n, n, n);
+    b.matmul(&g, &a, &bb, &mut c)?; // warm-up (pipeline creation, first touch)
+    b.sync()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let (ms, _, _) = time_once(b, &mut || b.matmul(&g, &a, &bb, &mut c))?;
+        best = best.min(ms);
+    }
+    Ok((g.flops() / (best * 1e-3) / 1e9, format!("matmul {n}x{n}x{n}")))
+}
+
+fn optimizer_of(cfg: &Config) -> Optimizer {
+    match cfg.train.optimizer {
+        OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: cfg.train.weight_decay },
+        OptimizerKind::Momentum => Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay },
+    }
+}
+
+/// Measure one batch size: `Ok(row)` with timings, or a row with the reason it was skipped.
+fn measure_batch<B: Timed>(b: &B, cfg: &Config, batch: usize, limits: &DeviceLimits, peak: f64) -> Result<SweepRow, BackendError> {
+    let spec = cfg.mlp_spec();
+    let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
+    let backend = format!("{:?}", b.kind()).to_lowercase();
+    let mut row = SweepRow {
+        backend,
+        batch,
+        ms_per_step_median: f64::NAN,
+        ms_min: f64::NAN,
+        ms_max: f64::NAN,
+        examples_per_s: f64::NAN,
+        gflops: f64::NAN,
+        fraction_of_peak: f64::NAN,
+        host_overhead_ms: f64::NAN,
+        bytes_predicted: 0,
+        timing: "host",
+        skipped: None,
+    };
+    let est = match estimate(&spec.sizes, momentum, cfg.monitor.curvature_every > 0, batch) {
+        Ok(e) => e,
+        Err(e) => {
+            row.skipped = Some(e.to_string());
+            return Ok(row);
+        }
+    };
+    row.bytes_predicted = est.total_bytes;
+    if let Err(reason) = check_fit(&est, limits) {
+        row.skipped = Some(format!("predicted not to fit: {reason}"));
+        return Ok(row);
+    }
+    let opt = optimizer_of(cfg);
+    let model = Mlp::new(spec.clone())?;
+    let flops = model.train_flops_per_example() * batch as f64;
+    let mut r = ChaCha8Rng::seed_from_u64(batch as u64);
+    let inputs = model.inputs();
+    let outputs = model.outputs();
+    let alloc = (|| -> Result<_, BackendError> {
+        let params = model.init(b, cfg.model.init_seed)?;
+        let st = TrainState::new(b, model.clone(), params, batch, &opt)?;
+        let x = b.upload(&(0..batch * inputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;
+        let labels = b.upload_idx(&(0..batch).map(|_| r.random_range(0..outputs as u32)).collect::<Vec<_>>())?;
+        let targets = b.upload(&(0..batch * outputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;
+        Ok((st, x, labels, targets))
+    })();
+    let (mut st, x, labels, targets) = match alloc {
+        Ok(v) => v,
+        Err(e @ (BackendError::OutOfMemory { .. } | BackendError::ExceedsLimit { .. })) => {
+            row.skipped = Some(format!("allocation failed: {e}"));
+            return Ok(row);
+        }
+        Err(e) => return Err(e),
+    };
+    let t = if spec.loss == LossKind::SoftmaxXent { Targets::Classes(&labels) } else { Targets::Values(&targets) };
+    // A tiny learning rate keeps the parameters (and so the work) steady across timed steps.
+    let lr = 1e-6;
+    let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
+    for _ in 0..cfg.sweep.warmup_steps.max(1) {
+        st.record_step(b, &x, &t, &opt, lr, &clip)?;
+    }
+    b.sync()?;
+    let mut ms = Vec::new();
+    let mut host = Vec::new();
+    let mut device_timed = true;
+    for _ in 0..cfg.sweep.timed_steps {
+        let (m, h, dev) = time_once(b, &mut || st.record_step(b, &x, &t, &opt, lr, &clip))?;
+        ms.push(m);
+        host.push(h);
+        device_timed &= dev;
+    }
+    let med = median(&mut ms.clone());
+    row.ms_min = ms.iter().cloned().fold(f64::INFINITY, f64::min);
+    row.ms_max = ms.iter().cloned().fold(0.0, f64::max);
+    row.ms_per_step_median = med;
+    row.examples_per_s = batch as f64 / (med * 1e-3);
+    row.gflops = flops / (med * 1e-3) / 1e9;
+    row.fraction_of_peak = row.gflops / peak;
+    row.host_overhead_ms = median(&mut host);
+    row.timing = if device_timed { "gpu_timestamps" } else { "host" };
+    Ok(row)
+}
+
+/// Sweep every power of two in `[min_batch, max_batch]` on `b`.
+pub fn run_sweep<B: Timed>(b: &B, cfg: &Config, on_row: &mut dyn FnMut(&SweepRow)) -> Result<SweepReport, BackendError> {
+    let budget = (cfg.sweep.memory_budget_mib > 0).then(|| cfg.sweep.memory_budget_mib * 1024 * 1024);
+    let limits = b.device_limits(budget);
+    let (peak, probe) = measure_peak(b)?;
+    b.release_caches();
+    let mut rows = Vec::new();
+    for batch in powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch) {
+        let row = measure_batch(b, cfg, batch, &limits, peak)?;
+        b.release_caches();
+        on_row(&row);
+        rows.push(row);
+    }
+    Ok(SweepReport {
+        backend: format!("{:?}", b.kind()).to_lowercase(),
+        device: b.device_name(),
+        model: cfg.mlp_spec().sizes,
+        peak_gflops: peak,
+        peak_probe: probe,
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
+}

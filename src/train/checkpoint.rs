@@ -1,0 +1,344 @@
+//! Checkpoints as safetensors files.
+//!
+//! Layout (DESIGN.md, "File contracts"):
+//! - `layers.{i}.weight` f32 `[out, in]` and `layers.{i}.bias` f32 `[out]` — PyTorch `nn.Linear`
+//!   convention, loadable by `safetensors.torch.load_file`;
+//! - optimizer state as `optimizer.<kind>.<param name>` (e.g. `optimizer.velocity.layers.0.weight`);
+//! - step, epoch, RNG state and the resolved config as string metadata (the header's
+//!   `__metadata__`), plus two reserved keys written by [`save`]:
+//!   `format = "batchscope-checkpoint-v1"` and `checksum = "crc32:xxxxxxxx"`.
+//!
+//! The checksum is CRC-32 (IEEE) over, in name order, every tensor's name, shape and
+//! little-endian bytes, then every metadata entry except `checksum` in key order. [`load`]
+//! verifies it, so a flipped byte in the data or in a metadata value is reported as corruption.
+//!
+//! [`save`] writes a temporary file in the target's directory, fsyncs it and renames it over the
+//! target: an existing checkpoint is either replaced whole or left untouched.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use thiserror::Error;
+
+use crate::report::rundir::write_atomic_io;
+
+/// Value of the `format` metadata key.
+pub const FORMAT: &str = "batchscope-checkpoint-v1";
+/// Metadata key of the format tag.
+pub const FORMAT_KEY: &str = "format";
+/// Metadata key of the checksum.
+pub const CHECKSUM_KEY: &str = "checksum";
+
+/// Checkpoint errors; every message names the file and the problem.
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error("checkpoint {} does not exist", path.display())]
+    NotFound { path: PathBuf },
+    #[error("cannot read checkpoint {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write checkpoint {}: cannot {action} {}: {source}", path.display(), at.display())]
+    Write { path: PathBuf, action: &'static str, at: PathBuf, source: io::Error },
+    #[error("{} is not a valid safetensors checkpoint (truncated or corrupted?): {detail}", path.display())]
+    Format { path: PathBuf, detail: String },
+    #[error("checkpoint {}: tensor `{name}` has dtype {dtype}, expected F32", path.display())]
+    Dtype { path: PathBuf, name: String, dtype: String },
+    #[error("checkpoint {}: unsupported format `{found}` (expected `{FORMAT}`)", path.display())]
+    UnsupportedFormat { path: PathBuf, found: String },
+    #[error("checkpoint {} has no `checksum` in its metadata, so it cannot be verified (not written by batchscope?)", path.display())]
+    MissingChecksum { path: PathBuf },
+    #[error("checkpoint {} is corrupted: checksum mismatch (stored {stored}, computed {computed})", path.display())]
+    ChecksumMismatch { path: PathBuf, stored: String, computed: String },
+    #[error("checkpoint {}: no tensor `{name}`", path_or_memory(.path))]
+    MissingTensor { path: Option<PathBuf>, name: String },
+    #[error("checkpoint {}: tensor `{name}` has shape {found:?}, expected {expected:?}", path_or_memory(.path))]
+    Shape { path: Option<PathBuf>, name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("cannot write checkpoint {}: tensor `{name}`: {problem}", path.display())]
+    InvalidTensor { path: PathBuf, name: String, problem: String },
+}
+
+fn path_or_memory(p: &Option<PathBuf>) -> String {
+    p.as_ref().map_or_else(|| "(in memory)".to_string(), |p| p.display().to_string())
+}
+
+/// A named f32 tensor, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl NamedTensor {
+    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
+        NamedTensor { name: name.into(), shape, data }
+    }
+
+    /// Elements implied by the shape (1 for a scalar `[]`).
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Tensors and string metadata of one checkpoint.
+#[derive(Clone, Debug, Default)]
+pub struct Checkpoint {
+    /// After [`load`]: sorted by name.
+    pub tensors: Vec<NamedTensor>,
+    /// User metadata. The reserved keys `format` and `checksum` are written by [`save`]
+    /// (overriding any given here) and removed again by [`load`] after verification.
+    pub metadata: BTreeMap<String, String>,
+    /// The file this was loaded from (`None` when built in memory); names it in errors.
+    /// Not saved.
+    pub source: Option<PathBuf>,
+}
+
+/// Tensors and metadata compared; `source` and tensor order are ignored.
+impl PartialEq for Checkpoint {
+    fn eq(&self, other: &Self) -> bool {
+        fn by_name(c: &Checkpoint) -> BTreeMap<&str, &NamedTensor> {
+            c.tensors.iter().map(|t| (t.name.as_str(), t)).collect()
+        }
+        self.tensors.len() == other.tensors.len()
+            && by_name(self) == by_name(other)
+            && self.metadata == other.metadata
+    }
+}
+
+impl Checkpoint {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a tensor (builder style).
+    pub fn with_tensor(mut self, name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
+        self.push(name, shape, data);
+        self
+    }
+
+    pub fn push(&mut self, name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) {
+        self.tensors.push(NamedTensor::new(name, shape, data));
+    }
+
+    /// Sets a metadata entry (builder style).
+    pub fn with_meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&NamedTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The tensor `name`, which must exist and have exactly `shape`.
+    pub fn expect_shape(&self, name: &str, shape: &[usize]) -> Result<&NamedTensor, CheckpointError> {
+        let t = self.get(name).ok_or_else(|| CheckpointError::MissingTensor {
+            path: self.source.clone(),
+            name: name.to_string(),
+        })?;
+        if t.shape != shape {
+            return Err(CheckpointError::Shape {
+                path: self.source.clone(),
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: t.shape.clone(),
+            });
+        }
+        Ok(t)
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
+    }
+}
+
+/// Little-endian bytes of `data`, borrowed where the host is little-endian.
+fn le_bytes(data: &[f32]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        Cow::Borrowed(bytemuck::cast_slice(data))
+    } else {
+        Cow::Owned(data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+}
+
+/// `crc32:xxxxxxxx` over `(name, shape, little-endian bytes)` of each tensor in name order, then
+/// the metadata entries (except `checksum`) in key order.
+fn checksum<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a [usize], Cow<'a, [u8]>)>,
+    metadata: &BTreeMap<String, String>,
+) -> String {
+    let mut sorted: Vec<_> = tensors.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = crc32fast::Hasher::new();
+    for (name, shape, bytes) in &sorted {
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(&(shape.len() as u64).to_le_bytes());
+        for d in *shape {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+        h.update(bytes);
+    }
+    for (k, v) in metadata.iter().filter(|(k, _)| k.as_str() != CHECKSUM_KEY) {
+        h.update(k.as_bytes());
+        h.update(&[0]);
+        h.update(v.as_bytes());
+        h.update(&[0]);
+    }
+    format!("crc32:{:08x}", h.finalize())
+}
+
+/// Writes `ck` to `path` atomically (temporary file, fsync, rename). On failure an existing
+/// file at `path` is left as it was and no temporary file remains.
+pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), CheckpointError> {
+    let invalid = |name: &str, problem: String| CheckpointError::InvalidTensor {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+        problem,
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &ck.tensors {
+        if !seen.insert(t.name.as_str()) {
+            return Err(invalid(&t.name, "appears twice".into()));
+        }
+        if t.name.is_empty() || t.name == "__metadata__" {
+            return Err(invalid(&t.name, "is not a valid tensor name".into()));
+        }
+        if t.data.len() != t.numel() {
+            return Err(invalid(
+                &t.name,
+                format!("shape {:?} needs {} values, the data has {}", t.shape, t.numel(), t.data.len()),
+            ));
+        }
+    }
+
+    let bytes: Vec<Cow<'_, [u8]>> = ck.tensors.iter().map(|t| le_bytes(&t.data)).collect();
+    let mut metadata = ck.metadata.clone();
+    metadata.insert(FORMAT_KEY.into(), FORMAT.into());
+    metadata.remove(CHECKSUM_KEY);
+    let sum = checksum(
+        ck.tensors
+            .iter()
+            .zip(&bytes)
+            .map(|(t, b)| (t.name.as_str(), t.shape.as_slice(), Cow::Borrowed(b.as_ref()))),
+        &metadata,
+    );
+    metadata.insert(CHECKSUM_KEY.into(), sum);
+
+    let mut views = Vec::with_capacity(ck.tensors.len());
+    for (t, b) in ck.tensors.iter().zip(&bytes) {
+        let v = TensorView::new(Dtype::F32, t.shape.clone(), b.as_ref())
+            .map_err(|e| invalid(&t.name, e.to_string()))?;
+        views.push((t.name.as_str(), v));
+    }
+    let header: HashMap<String, String> = metadata.into_iter().collect();
+    let file = safetensors::serialize(views, Some(header)).map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        detail: format!("serialization failed: {e}"),
+    })?;
+    write_atomic_io(path, &file).map_err(|e| CheckpointError::Write {
+        path: path.to_path_buf(),
+        action: e.action,
+        at: e.path,
+        source: e.source,
+    })
+}
+
+/// Reads and verifies a checkpoint written by [`save`]: safetensors structure, F32 dtypes,
+/// format tag and checksum. Tensors come back sorted by name; the reserved metadata keys are
+/// removed.
+pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    load_impl(path, true)
+}
+
+/// Like [`load`], but a file without a `checksum` (e.g. weights exported from PyTorch for
+/// `--init`) is accepted unverified. A checksum that is present is still verified.
+pub fn load_unverified(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    load_impl(path, false)
+}
+
+fn load_impl(path: &Path, require_checksum: bool) -> Result<Checkpoint, CheckpointError> {
+    let buf = std::fs::read(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => CheckpointError::NotFound { path: path.to_path_buf() },
+        _ => CheckpointError::Read { path: path.to_path_buf(), source: e },
+    })?;
+    let format_err = |detail: String| CheckpointError::Format { path: path.to_path_buf(), detail };
+    let (_, header) = SafeTensors::read_metadata(&buf).map_err(|e| format_err(e.to_string()))?;
+    let st = SafeTensors::deserialize(&buf).map_err(|e| format_err(e.to_string()))?;
+    let mut metadata: BTreeMap<String, String> = header
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+
+    let mut names: Vec<&str> = st.names();
+    names.sort_unstable();
+    let mut views = Vec::with_capacity(names.len());
+    for name in names {
+        let v = st.tensor(name).map_err(|e| format_err(e.to_string()))?;
+        if v.dtype() != Dtype::F32 {
+            return Err(CheckpointError::Dtype {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                dtype: format!("{:?}", v.dtype()),
+            });
+        }
+        views.push((name, v));
+    }
+
+    if let Some(found) = metadata.get(FORMAT_KEY) {
+        if found != FORMAT {
+            return Err(CheckpointError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                found: found.clone(),
+            });
+        }
+    }
+    match metadata.get(CHECKSUM_KEY) {
+        Some(stored) => {
+            let computed =
+                checksum(views.iter().map(|(n, v)| (*n, v.shape(), Cow::Borrowed(v.data()))), &metadata);
+            if *stored != computed {
+                return Err(CheckpointError::ChecksumMismatch {
+                    path: path.to_path_buf(),
+                    stored: stored.clone(),
+                    computed,
+                });
+            }
+        }
+        None if require_checksum => {
+            return Err(CheckpointError::MissingChecksum { path: path.to_path_buf() })
+        }
+        None => {}
+    }
+    metadata.remove(CHECKSUM_KEY);
+    metadata.remove(FORMAT_KEY);
+
+    let tensors = views
+        .into_iter()
+        .map(|(name, v)| NamedTensor {
+            name: name.to_string(),
+            shape: v.shape().to_vec(),
+            data: v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        })
+        .collect();
+    Ok(Checkpoint { tensors, metadata, source: Some(path.to_path_buf()) })
+}
+
+/// `layers.{i}.weight`
+pub fn weight_name(layer: usize) -> String {
+    format!("layers.{layer}.weight")
+}
+
+/// `layers.{i}.bias`
+pub fn bias_name(layer: usize) -> String {
+    format!("layers.{layer}.bias")
+}
+
+/// `optimizer.{state}.{param}`, e.g. `optimizer.velocity.layers.0.weight`.
+pub fn optimizer_name(state: &str, param: &str) -> String {
+    format!("optimizer.{state}.{param}")
+}
