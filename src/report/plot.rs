@@ -307,7 +307,7 @@ fn ticks(scale: Scale, lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
 /// About `target` ticks at multiples of 1, 2, 2.5 or 5 × 10^k inside `[lo, hi]`.
 fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     let span = hi - lo;
-    if span.is_nan() || span <= 0.0 || !span.is_finite() {
+    if !span.is_finite() || span <= 0.0 {
         return vec![lo];
     }
     let raw = span / target.max(1) as f64;

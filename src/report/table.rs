@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn significant_digits() {
         assert_eq!(fmt_sig(14000.4, 4), "14000");
-        assert_eq!(fmt_sig(2.71828, 3), "2.72");
+        assert_eq!(fmt_sig(1.23456, 3), "1.23");
         assert_eq!(fmt_sig(0.0012345, 3), "0.00123");
         assert_eq!(fmt_sig(1.5e9, 3), "1.50e9");
         assert_eq!(fmt_sig(0.0, 3), "0");

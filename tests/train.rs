@@ -1,0 +1,159 @@
+//! End-to-end training on both backends: accuracy, early stopping, bitwise resume, clipping,
+//! the NaN guard.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use batchscope::backend::{Activation, Backend};
+use batchscope::config::Config;
+use batchscope::model::{LossKind, Mlp, MlpSpec, Targets};
+use batchscope::train::{run_train, Clip, MetricsLine, Optimizer, TrainError, TrainOptions, TrainState};
+use common::{indices, uniform};
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("batchscope-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+const SMALL: &str = r#"
+[model]
+hidden = [32]
+activation = "relu"
+[data]
+kind = "gaussian_mixture"
+n_train = 4096
+n_val = 512
+dim = 16
+classes = 4
+separation = 4.0
+seed = 3
+[train]
+batch_size = 64
+optimizer = "momentum"
+lr = 0.05
+epochs = 3
+log_every = 8
+"#;
+
+fn cfg(extra: &[&str]) -> Config {
+    let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let dir = tmpdir("cfg");
+    let p = dir.join("c.toml");
+    std::fs::write(&p, SMALL).expect("write config");
+    Config::load(Some(&p), &sets).expect("config")
+}
+
+fn metrics(dir: &Path) -> Vec<MetricsLine> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("metrics line"))
+        .collect()
+}
+
+fn reaches_95_percent<B: Backend>(b: &B) {
+    let dir = tmpdir(&format!("acc-{:?}", b.kind()));
+    let s = run_train(b, &cfg(&[]), &TrainOptions::default(), &dir).expect("train");
+    let err = s.final_val_error.expect("val error");
+    println!("{}: validation accuracy {:.2}%", b.device_name(), 100.0 * (1.0 - err));
+    assert!(err <= 0.05, "validation error {err} > 5%");
+    for f in ["metrics.jsonl", "summary.json", "last.safetensors", "loss.svg", "error.svg"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let m = metrics(&dir);
+    assert!(m.iter().all(|l| l.train_loss.is_finite() && l.grad_norm.is_finite()));
+    assert!(m.iter().any(|l| l.val_error.is_some()));
+}
+both_backends!(gaussian_mixture_reaches_95_percent_validation_accuracy, reaches_95_percent);
+
+fn early_stopping_restores_best<B: Backend>(b: &B) {
+    let dir = tmpdir(&format!("es-{:?}", b.kind()));
+    // Noisy labels and a large step: validation error wanders, so patience 2 stops the run.
+    let c = cfg(&["data.label_noise=0.4", "train.lr=0.3", "train.epochs=30", "train.eval_every=16", "train.patience=2"]);
+    let s = run_train(b, &c, &TrainOptions::default(), &dir).expect("train");
+    assert!(s.stopped_reason.starts_with("early stopping"), "{}", s.stopped_reason);
+    assert!(s.restored_best);
+    // The final evaluation runs on the restored parameters: it equals the best one.
+    assert_eq!(s.final_val_error, s.best_val_error, "restored parameters must give the best validation error");
+    assert!(dir.join("best.safetensors").exists());
+    let m = metrics(&dir);
+    let last_eval = m.iter().rev().find_map(|l| l.val_error).expect("evaluations");
+    assert!(last_eval >= s.best_val_error.unwrap_or(0.0));
+}
+both_backends!(early_stopping_restores_the_best_parameters, early_stopping_restores_best);
+
+fn strip(m: Vec<MetricsLine>) -> Vec<String> {
+    m.into_iter()
+        .map(|mut l| {
+            l.elapsed_s = 0.0;
+            serde_json::to_string(&l).expect("json")
+        })
+        .collect()
+}
+
+fn resume_is_bitwise<B: Backend>(b: &B) {
+    let full = tmpdir(&format!("full-{:?}", b.kind()));
+    let part = tmpdir(&format!("part-{:?}", b.kind()));
+    let extra = ["train.epochs=0", "train.steps=100", "train.eval_every=10", "train.log_every=5", "train.clip_norm=0.5"];
+    let mut c = cfg(&extra);
+    c.train.steps = 100;
+    run_train(b, &c, &TrainOptions::default(), &full).expect("uninterrupted");
+    c.train.steps = 45;
+    run_train(b, &c, &TrainOptions::default(), &part).expect("first half");
+    c.train.steps = 100;
+    run_train(b, &c, &TrainOptions { resume: true, ..Default::default() }, &part).expect("resumed");
+    let (a, r) = (strip(metrics(&full)), strip(metrics(&part)));
+    assert_eq!(a.len(), r.len(), "same number of metric lines");
+    for (x, y) in a.iter().zip(&r) {
+        assert_eq!(x, y, "resumed run differs from the uninterrupted one");
+    }
+    println!("resume bitwise equal on {} over {} lines", b.device_name(), a.len());
+}
+both_backends!(resume_equals_uninterrupted_run_bitwise, resume_is_bitwise);
+
+/// With SGD, lr = 1 and clip_norm = c, the update of all parameters has norm ≤ c; with
+/// clip_value = v, no component moves by more than v.
+fn clipping_bounds_the_update<B: Backend>(b: &B) {
+    let spec = MlpSpec { sizes: vec![8, 16, 3], activation: Activation::Tanh, loss: LossKind::SoftmaxXent };
+    let rows = 32;
+    let x = b.upload(&uniform(1, rows * 8, 30.0)).expect("x");
+    let y = b.upload_idx(&indices(2, rows, 3)).expect("y");
+    let opt = Optimizer::Sgd { weight_decay: 0.0 };
+    for (clip, bound_norm) in [(Clip { norm: 0.01, value: 0.0 }, true), (Clip { norm: 0.0, value: 0.001 }, false)] {
+        let mlp = Mlp::new(spec.clone()).expect("mlp");
+        let p = mlp.init(b, 5).expect("init");
+        let mut st = TrainState::new(b, mlp, p, rows, &opt).expect("state");
+        let before = st.params.to_flat(b).expect("read");
+        st.record_step(b, &x, &Targets::Classes(&y), &opt, 1.0, &clip).expect("step");
+        let after = st.params.to_flat(b).expect("read");
+        let m = st.read_metrics(b).expect("metrics");
+        let delta: Vec<f64> = before.iter().zip(&after).map(|(a, c)| (*c - *a) as f64).collect();
+        if bound_norm {
+            let norm = delta.iter().map(|d| d * d).sum::<f64>().sqrt();
+            assert!(m.grad_norm > 0.01, "test needs a gradient larger than the clip");
+            assert!(norm <= 0.01 * (1.0 + 1e-4), "update norm {norm} > clip 0.01");
+            assert!(norm >= 0.01 * 0.99, "clipped update should have the clip norm, got {norm}");
+            assert_eq!(m.clip_events, 1);
+        } else {
+            let max = delta.iter().fold(0.0f64, |a, d| a.max(d.abs()));
+            assert!(max <= 0.001 * (1.0 + 1e-5), "largest component move {max} > 0.001");
+        }
+    }
+}
+both_backends!(clipping_bounds_the_update, clipping_bounds_the_update);
+
+fn nan_guard<B: Backend>(b: &B) {
+    let dir = tmpdir(&format!("nan-{:?}", b.kind()));
+    let c = cfg(&["train.lr=1e30", "train.optimizer=\"sgd\"", "train.log_every=1"]);
+    match run_train(b, &c, &TrainOptions::default(), &dir) {
+        Err(TrainError::Diverged { step, .. }) => assert!(step >= 1),
+        other => panic!("expected divergence, got {other:?}"),
+    }
+    let summary = std::fs::read_to_string(dir.join("summary.json")).expect("summary");
+    assert!(summary.contains("diverged"));
+    assert!(!dir.join("last.safetensors").exists(), "no checkpoint of diverged parameters");
+}
+both_backends!(nan_guard_stops_with_a_clear_error, nan_guard);
