@@ -1,0 +1,253 @@
+//! The binary: bad input gets one `error: ...` line and exit code 2 (never a panic, never a
+//! clobbered file); devices, sweep and compare run on the GPU adapter and the CPU backend.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
+    c.env("RUST_LOG", "error");
+    c
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("batchscope-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run batchscope")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit 2, an `error:` line naming `needle`, no panic.
+fn assert_clean_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "exit code for {needle}: stderr = {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains(needle), "error line `{line}` should name `{needle}`");
+}
+
+const TINY: &str = r#"
+[model]
+hidden = [8]
+[data]
+kind = "gaussian_mixture"
+n_train = 256
+n_val = 64
+dim = 4
+classes = 3
+separation = 4.0
+[train]
+batch_size = 32
+epochs = 1
+log_every = 2
+[sweep]
+min_batch = 1
+max_batch = 256
+warmup_steps = 1
+timed_steps = 2
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+#[test]
+fn bad_configs_are_one_line_errors() {
+    let d = tmpdir("configs");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--config".into(), d.join("missing.toml").display().to_string()], "missing.toml"),
+        (vec!["--config".into(), write(&d, "bad.toml", "[train\nlr = 1").display().to_string()], "bad.toml"),
+        (vec!["--config".into(), write(&d, "unknown.toml", "[train]\nlearning_rate = 0.1\n").display().to_string()], "learning_rate"),
+        (vec!["--config".into(), write(&d, "range.toml", "[train]\nlr = -0.5\n").display().to_string()], "train.lr"),
+        (vec!["--set".into(), "train.batch_size=0".into()], "train.batch_size"),
+        (vec!["--set".into(), "nonsense".into()], "nonsense"),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["train".to_string(), "--backend".into(), "cpu".into(), "--quiet".into(), "--out".into()];
+        full.push(d.join("out").display().to_string());
+        full.extend(args);
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        let o = run(&refs);
+        assert_clean_error(&o, needle);
+    }
+    assert!(!d.join("out").exists(), "a failed config must not create the run directory");
+}
+
+#[test]
+fn bad_npy_files_are_one_line_errors() {
+    use batchscope::data::npy::{write_npy_f32, write_npy_labels};
+    let d = tmpdir("npy");
+    let feats = d.join("x.npy");
+    write_npy_f32(&feats, &[10, 3], &vec![0.5; 30]).expect("x");
+    let labels = d.join("y.npy");
+    write_npy_labels(&labels, &[0, 1, 2, 0, 1, 2, 0, 1, 2, 7]).expect("y");
+    let wrong_dtype = d.join("x64.npy");
+    // A float64 .npy: header by hand (v1.0), 10x3 zeros.
+    let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (10, 3), }";
+    let mut h = header.to_string();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(h.as_bytes());
+    bytes.extend_from_slice(&[0u8; 240]);
+    std::fs::write(&wrong_dtype, bytes).expect("write f8");
+    let cfg = |f: &Path, l: &Path| {
+        format!(
+            "[model]\nhidden = [4]\n[data]\nkind = \"npy\"\ndim = 3\nclasses = 3\nfeatures = \"{}\"\nlabels = \"{}\"\nval_fraction = 0.2\n[train]\nbatch_size = 2\nepochs = 1\n",
+            f.display(),
+            l.display()
+        )
+    };
+    let c1 = write(&d, "range.toml", &cfg(&feats, &labels));
+    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--config", c1.to_str().unwrap_or_default(), "--out", d.join("o1").to_str().unwrap_or_default()]), "y.npy");
+    let c2 = write(&d, "dtype.toml", &cfg(&wrong_dtype, &labels));
+    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--config", c2.to_str().unwrap_or_default(), "--out", d.join("o2").to_str().unwrap_or_default()]), "x64.npy");
+}
+
+#[test]
+fn bad_checkpoints_and_dirs_are_one_line_errors() {
+    let d = tmpdir("ckpt");
+    let c = write(&d, "tiny.toml", TINY);
+    let cs = c.to_str().unwrap_or_default();
+    let run1 = d.join("run1");
+    let o = run(&["train", "--backend", "cpu", "--quiet", "--config", cs, "--out", run1.to_str().unwrap_or_default()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = run1.join("last.safetensors");
+    assert!(last.exists());
+    // A checkpoint of another model shape.
+    let o = run(&["train", "--backend", "cpu", "--quiet", "--config", cs, "--set", "model.hidden=[5]", "--init", last.to_str().unwrap_or_default(), "--out", d.join("r2").to_str().unwrap_or_default()]);
+    assert_clean_error(&o, "layers.0.weight");
+    // A corrupted checkpoint: flip a byte near the end (tensor data).
+    let mut bytes = std::fs::read(&last).expect("read");
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x5a;
+    let bad = d.join("corrupt.safetensors");
+    std::fs::write(&bad, &bytes).expect("write");
+    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--config", cs, "--init", bad.to_str().unwrap_or_default(), "--out", d.join("r3").to_str().unwrap_or_default()]), "corrupt.safetensors");
+    // A truncated checkpoint.
+    let trunc = d.join("trunc.safetensors");
+    std::fs::write(&trunc, &bytes[..n / 2]).expect("write");
+    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--config", cs, "--init", trunc.to_str().unwrap_or_default(), "--out", d.join("r4").to_str().unwrap_or_default()]), "trunc.safetensors");
+    // An output directory that cannot be created (its parent is a file).
+    let file = write(&d, "afile", "x");
+    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--config", cs, "--out", file.join("sub").to_str().unwrap_or_default()]), "afile");
+    // Resume of a directory that is not a run.
+    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--resume", d.join("nope").to_str().unwrap_or_default()]), "nope");
+    // The first run's files are untouched by all of the above.
+    assert_eq!(std::fs::read(&last).expect("read").len(), n);
+    let o = run(&["train", "--backend", "cpu", "--quiet", "--resume", run1.to_str().unwrap_or_default(), "--set", "train.epochs=2"]);
+    assert!(o.status.success(), "resume: {}", stderr(&o));
+}
+
+#[test]
+fn devices_lists_the_adapter_with_limits() {
+    let o = run(&["devices", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let list = v.as_array().expect("array");
+    assert!(!list.is_empty(), "no GPU adapter: install a Vulkan driver (apt-get install -y mesa-vulkan-drivers)");
+    for a in list {
+        assert!(a["limits"]["max_storage_buffer_binding_size"].as_u64().unwrap_or(0) > 0);
+        assert!(a["name"].as_str().is_some_and(|s| !s.is_empty()));
+    }
+    let o = run(&["devices"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("max_storage_buffer_binding_size"));
+}
+
+/// RFC 4180 fields of one line (quoted fields may hold commas and doubled quotes).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match (ch, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().map(|f| f.push('"'));
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(String::new()),
+            (c, _) => {
+                out.last_mut().map(|f| f.push(c));
+            }
+        }
+    }
+    out
+}
+
+fn read_csv(p: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(p).expect("csv");
+    let mut lines = text.lines();
+    let header = split_csv(lines.next().expect("header"));
+    let rows = lines.map(split_csv).collect();
+    (header, rows)
+}
+
+#[test]
+fn sweep_on_the_gpu_writes_sane_csv_and_plots() {
+    let d = tmpdir("sweep");
+    let c = write(&d, "tiny.toml", TINY);
+    let out = d.join("s");
+    let o = run(&["sweep", "--backend", "gpu", "--quiet", "--config", c.to_str().unwrap_or_default(), "--out", out.to_str().unwrap_or_default()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = read_csv(&out.join("sweep.csv"));
+    for col in ["batch", "ms_per_step_median", "ms_min", "ms_max", "examples_per_s", "gflops", "fraction_of_peak", "host_overhead_ms", "bytes_predicted", "timing"] {
+        assert!(header.iter().any(|h| h == col), "column {col} missing");
+    }
+    assert_eq!(rows.len(), 9, "B = 1..256");
+    let col = |name: &str| header.iter().position(|h| h == name).expect("column");
+    for r in &rows {
+        for name in ["ms_per_step_median", "examples_per_s", "gflops", "fraction_of_peak", "bytes_predicted"] {
+            let v: f64 = r[col(name)].parse().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v > 0.0, "{name} = {} in {r:?}", r[col(name)]);
+        }
+    }
+    for f in ["summary.json", "throughput.svg", "utilization.svg", "ms_per_step.svg", "config.toml"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+    assert!(s["chosen_batch"].as_u64().is_some(), "{s}");
+}
+
+#[test]
+fn tiny_memory_budget_skips_large_batches_with_a_reason() {
+    let d = tmpdir("budget");
+    let c = write(&d, "tiny.toml", TINY);
+    let out = d.join("s");
+    // 1 MiB: the model fits at small B, its activations do not at large B.
+    let o = run(&["sweep", "--backend", "cpu", "--quiet", "--config", c.to_str().unwrap_or_default(), "--set", "model.hidden=[512]", "--set", "sweep.memory_budget_mib=1", "--out", out.to_str().unwrap_or_default()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = read_csv(&out.join("sweep.csv"));
+    let skipped = header.iter().position(|h| h == "skipped").expect("skipped column");
+    let reasons: Vec<&String> = rows.iter().map(|r| &r[skipped]).filter(|s| !s.is_empty()).collect();
+    assert!(!reasons.is_empty(), "some batch sizes must be skipped");
+    assert!(reasons.iter().all(|r| r.contains("budget")), "{reasons:?}");
+    assert!(rows[0][skipped].is_empty(), "B = 1 fits");
+}
+
+#[test]
+fn compare_runs_both_backends() {
+    let d = tmpdir("compare");
+    let c = write(&d, "tiny.toml", TINY);
+    let out = d.join("c");
+    let o = run(&["compare", "--quiet", "--config", c.to_str().unwrap_or_default(), "--max-batch", "16", "--out", out.to_str().unwrap_or_default()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = read_csv(&out.join("sweep.csv"));
+    let b = header.iter().position(|h| h == "backend").expect("backend column");
+    assert!(rows.iter().any(|r| r[b] == "gpu") && rows.iter().any(|r| r[b] == "cpu"));
+    assert!(out.join("compare.svg").exists() && out.join("speedup.svg").exists());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("speedup"));
+}
