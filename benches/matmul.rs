@@ -14,7 +14,9 @@ use std::time::Duration;
 use batchscope::backend::cpu::CpuBackend;
 use batchscope::backend::gpu::{GpuBackend, MatmulVariant};
 use batchscope::backend::{Backend, Gemm};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -116,4 +116,68 @@ pub enum Command {
         #[arg(long)]
         max_batch: Option<usize>,
     },
+    /// Hessian of the training loss at initialization or a checkpoint, by Hessian-vector
+    /// products: λmax, λmin, top eigenvalues, trace, spectral density (SLQ), gᵀHg, 2/λmax.
+    Curvature {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+        #[command(flatten)]
+        args: CurvatureArgs,
+    },
+}
+
+/// Options of `batchscope curvature`.
+#[derive(Args, Debug, Clone)]
+pub struct CurvatureArgs {
+    /// Analyse these weights (safetensors) instead of the config's initialization.
+    #[arg(long, value_name = "CKPT.safetensors")]
+    pub checkpoint: Option<PathBuf>,
+    /// Average the loss over the first N training examples (default: all of them).
+    #[arg(long, value_name = "N")]
+    pub examples: Option<usize>,
+    /// Also estimate λmax, the trace and the gradient on random batches of N examples and report
+    /// their spread (repeatable: --batch 64 --batch 1024).
+    #[arg(long = "batch", value_name = "N")]
+    pub batch: Vec<usize>,
+    /// Random batches per --batch size.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// How many of the largest eigenvalues to report.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// Lanczos steps per run (at most the number of parameters).
+    #[arg(long, default_value_t = 64)]
+    pub lanczos_steps: usize,
+    /// Lanczos runs from random starts for the spectral density (SLQ).
+    #[arg(long, default_value_t = 4)]
+    pub slq_runs: usize,
+    /// Most power-iteration steps for λmax.
+    #[arg(long, default_value_t = 100)]
+    pub power_iters: usize,
+    /// Most Hutchinson probes for the trace (stops at a 1% relative standard error).
+    #[arg(long, default_value_t = 200)]
+    pub trace_samples: usize,
+    /// Seed of the random probes and batches.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl CurvatureArgs {
+    pub fn options(&self, progress: bool) -> batchscope::curvature::command::CurvatureOptions {
+        batchscope::curvature::command::CurvatureOptions {
+            checkpoint: self.checkpoint.clone(),
+            examples: self.examples,
+            batches: self.batch.clone(),
+            repeats: self.repeats,
+            top_k: self.top_k,
+            lanczos_steps: self.lanczos_steps,
+            slq_runs: self.slq_runs,
+            power_iters: self.power_iters,
+            trace_samples: self.trace_samples,
+            seed: self.seed,
+            progress,
+        }
+    }
 }

@@ -49,11 +49,14 @@ pub struct ModelConfig {
     pub loss: LossKind,
     /// Seed of the weight initialisation.
     pub init_seed: u64,
+    /// Every initial weight is multiplied by this (1 = He/Glorot; tiny values start a tanh net
+    /// next to the saddle point at the origin).
+    pub init_scale: f32,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { hidden: vec![1024, 1024], activation: Activation::Relu, loss: LossKind::SoftmaxXent, init_seed: 1 }
+        ModelConfig { hidden: vec![1024, 1024], activation: Activation::Relu, loss: LossKind::SoftmaxXent, init_seed: 1, init_scale: 1.0 }
     }
 }
 
@@ -228,6 +231,9 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Evaluate on the validation set every this many steps (0 = once per epoch).
     pub eval_every: u64,
+    /// At each evaluation also measure the loss and 0-1 error on the whole training set
+    /// (resident data), not only the current minibatch.
+    pub eval_train: bool,
     /// Read the step metrics back every this many steps.
     pub log_every: u64,
     /// Write a checkpoint every this many steps (0 = only at the end / best).
@@ -256,6 +262,7 @@ impl Default for TrainConfig {
             clip_value: 0.0,
             patience: 0,
             eval_every: 0,
+            eval_train: false,
             log_every: 10,
             checkpoint_every: 0,
             seed: 7,
@@ -370,6 +377,9 @@ impl Config {
         if self.model.hidden.contains(&0) {
             return Err(bad("model.hidden", "must hold positive widths".into()));
         }
+        if !(self.model.init_scale.is_finite() && self.model.init_scale >= 0.0) {
+            return Err(bad("model.init_scale", format!("must be finite and ≥ 0, got {}", self.model.init_scale)));
+        }
         if d.dim == 0 && d.kind != DataKind::Npy {
             return Err(bad("data.dim", "must be ≥ 1".into()));
         }
@@ -463,6 +473,9 @@ impl Config {
         }
         if t.log_every == 0 {
             return Err(bad("train.log_every", "must be ≥ 1".into()));
+        }
+        if t.eval_train && d.mode == DataMode::Stream {
+            return Err(bad("train.eval_train", "needs resident data (a stream has no training set to evaluate)".into()));
         }
         if t.sorted_by_label && t.shuffle != Shuffle::None {
             return Err(bad("train.sorted_by_label", "needs shuffle = \"none\"".into()));

@@ -5,7 +5,10 @@
 pub mod backend;
 pub mod commands;
 pub mod config;
+pub mod curvature;
 pub mod data;
+pub mod experiments;
+pub mod landscape;
 pub mod model;
 pub mod report;
 pub mod schedule;

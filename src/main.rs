@@ -41,6 +41,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare { common, min_batch, max_batch } => {
             commands::compare(&common.run_args(), min_batch, max_batch)
         }
+        Command::Curvature { common, backend, args } => batchscope::curvature::command::curvature(
+            &common.run_args(),
+            backend.into(),
+            &args.options(!common.quiet),
+        ),
     }
 }
 

@@ -14,6 +14,7 @@
 pub mod npy;
 pub mod order;
 pub mod rng;
+pub mod sequences;
 pub mod synth;
 
 use std::path::PathBuf;

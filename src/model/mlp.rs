@@ -118,13 +118,23 @@ impl Mlp {
 
     /// Seeded host initialisation: He for ReLU, Glorot otherwise; biases zero.
     pub fn init_host(&self, seed: u64) -> Vec<Vec<f32>> {
+        self.init_host_scaled(seed, 1.0)
+    }
+
+    /// [`Mlp::init_host`] with every weight multiplied by `scale` (`model.init_scale`): a tiny
+    /// scale starts a tanh net next to the saddle point at the origin.
+    pub fn init_host_scaled(&self, seed: u64, scale: f32) -> Vec<Vec<f32>> {
         let mut r = rng(seed);
         let mut out = Vec::new();
         for l in 0..self.layers() {
             let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
             // The output layer is linear: Glorot.
             let act = if l + 1 == self.layers() { Activation::Identity } else { self.spec.activation };
-            out.push(normal_vec(&mut r, fan_in * fan_out, init_std(act, fan_in, fan_out)));
+            let mut w = normal_vec(&mut r, fan_in * fan_out, init_std(act, fan_in, fan_out));
+            if scale != 1.0 {
+                w.iter_mut().for_each(|v| *v *= scale);
+            }
+            out.push(w);
             out.push(vec![0.0; fan_out]);
         }
         out
@@ -132,8 +142,13 @@ impl Mlp {
 
     /// Parameters initialised from `seed`, on the backend.
     pub fn init<B: Backend>(&self, b: &B, seed: u64) -> Result<ParamSet<B>> {
+        self.init_scaled(b, seed, 1.0)
+    }
+
+    /// Parameters initialised from `seed` with weights scaled by `scale`, on the backend.
+    pub fn init_scaled<B: Backend>(&self, b: &B, seed: u64, scale: f32) -> Result<ParamSet<B>> {
         let (names, shapes) = self.param_layout();
-        ParamSet::from_host(b, &names, &shapes, &self.init_host(seed))
+        ParamSet::from_host(b, &names, &shapes, &self.init_host_scaled(seed, scale))
     }
 
     /// Buffers for batches of `rows` examples.

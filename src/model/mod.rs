@@ -3,6 +3,10 @@
 pub mod init;
 pub mod mlp;
 pub mod params;
+pub mod rnn;
+pub mod rop;
 
 pub use mlp::{LossKind, Mlp, MlpSpec, Targets, Workspace};
 pub use params::ParamSet;
+pub use rnn::{Rnn, RnnInit, RnnSpec, RnnWorkspace, WInit};
+pub use rop::{hvp, RopWorkspace};

@@ -1,6 +1,8 @@
 //! Training: the optimizer step over a minibatch, the training loop, checkpoints.
 
 pub mod checkpoint;
+pub mod diagnostics;
+pub mod rnn;
 pub mod runner;
 pub mod step;
 

@@ -62,6 +62,12 @@ pub struct MetricsLine {
     pub train_error: Option<f64>,
     pub val_loss: Option<f64>,
     pub val_error: Option<f64>,
+    /// Loss over the whole training set (with `train.eval_train`).
+    #[serde(default)]
+    pub train_full_loss: Option<f64>,
+    /// 0-1 error over the whole training set (with `train.eval_train`).
+    #[serde(default)]
+    pub train_full_error: Option<f64>,
     /// ‖g‖ of the minibatch gradient before clipping.
     pub grad_norm: f64,
     pub lr: f64,
@@ -311,9 +317,13 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
 
     // ---- data ------------------------------------------------------------------------------
     let limits_binding = max_binding_bytes(b);
+    let mut train_eval: Option<ValSet<B>> = None;
     let (source, val_data, n_train, is_class) = match cfg.data.mode {
         DataMode::Resident => {
             let (train, val) = data::build_resident(&cfg.data, outputs)?;
+            if cfg.train.eval_train {
+                train_eval = val_set(b, &model, &train)?;
+            }
             if train.dim != model.inputs() {
                 return Err(TrainError::Setup(format!(
                     "data has {} features but the model expects {} (data.dim)",
@@ -364,7 +374,7 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
     drop(val_data);
 
     // ---- model state -----------------------------------------------------------------------
-    let params = model.init(b, cfg.model.init_seed)?;
+    let params = model.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
     let mut st = TrainState::new(b, model.clone(), params, batch, &opt)?;
     let mut prog = Progress::default();
     let mut best: Option<ParamSet<B>> = None;
@@ -460,6 +470,14 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                 });
             }
             let (mut val_loss, mut val_error) = (None, None);
+            let (mut train_full_loss, mut train_full_error) = (None, None);
+            if eval_now {
+                if let Some(t) = train_eval.as_mut() {
+                    let (l, e) = evaluate(b, &model, &st.params, t)?;
+                    train_full_loss = Some(l);
+                    train_full_error = is_class.then_some(e);
+                }
+            }
             let mut improved = false;
             if eval_now {
                 if let Some(v) = val.as_mut() {
@@ -499,6 +517,8 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                 train_error: is_class.then_some(m.error),
                 val_loss,
                 val_error,
+                train_full_loss,
+                train_full_error,
                 grad_norm: m.grad_norm,
                 lr: lr as f64,
                 clip_events,
@@ -703,20 +723,28 @@ pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
     let pts = |f: &dyn Fn(&MetricsLine) -> Option<f64>| -> Vec<(f64, f64)> {
         lines.iter().filter_map(|l| f(l).map(|y| (l.examples_seen as f64, y))).collect()
     };
-    let loss = [
+    let mut loss = vec![
         Series { name: "train (minibatch)".into(), points: pts(&|l| Some(l.train_loss)) },
         Series { name: "validation".into(), points: pts(&|l| l.val_loss) },
     ];
+    let full_loss = pts(&|l| l.train_full_loss);
+    if !full_loss.is_empty() {
+        loss.push(Series { name: "train (whole set)".into(), points: full_loss });
+    }
     line_plot(
         &run_dir.join("loss.svg"),
         &PlotSpec::new("Surrogate loss (NLL)", "examples seen", "loss").log_y(),
         &loss,
     )?;
     if is_class {
-        let err = [
+        let mut err = vec![
             Series { name: "train 0-1 (minibatch)".into(), points: pts(&|l| l.train_error) },
             Series { name: "validation 0-1".into(), points: pts(&|l| l.val_error) },
         ];
+        let full_err = pts(&|l| l.train_full_error);
+        if !full_err.is_empty() {
+            err.push(Series { name: "train 0-1 (whole set)".into(), points: full_err });
+        }
         line_plot(&run_dir.join("error.svg"), &PlotSpec::new("0-1 error", "examples seen", "error"), &err)?;
     }
     Ok(())

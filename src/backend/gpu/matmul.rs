@@ -60,11 +60,8 @@ const _: () = assert!(std::mem::size_of::<MatmulParams>() % 16 == 0);
 /// (the shader walks row blocks as `wid.y + wid.z * num_workgroups.y` and drops the excess).
 pub fn grid_2d(col_groups: u64, row_groups: u64, max_per_dim: u32) -> Result<[u32; 3]> {
     let max = max_per_dim.max(1) as u64;
-    let (gy, gz) = if row_groups <= max {
-        (row_groups, 1)
-    } else {
-        (max, row_groups.div_ceil(max))
-    };
+    let (gy, gz) =
+        if row_groups <= max { (row_groups, 1) } else { (max, row_groups.div_ceil(max)) };
     if col_groups > max || gz > max {
         return Err(BackendError::Invalid {
             op: "matmul",
@@ -140,11 +137,8 @@ pub fn record(
         MatmulVariant::Naive => (MATMUL_NAIVE, NAIVE_WG, NAIVE_WG),
         MatmulVariant::Tiled => (tiled_kernel(g), TILE_M, TILE_N),
     };
-    let grid = grid_2d(
-        g.n.div_ceil(tile_n as usize) as u64,
-        g.m.div_ceil(tile_m as usize) as u64,
-        max,
-    )?;
+    let grid =
+        grid_2d(g.n.div_ceil(tile_n as usize) as u64, g.m.div_ceil(tile_m as usize) as u64, max)?;
     dev.dispatch(&kernel, &params, &[a, b, c], grid)
 }
 
@@ -190,7 +184,13 @@ mod tests {
     }
 
     /// Run `g` with variant `v` on seeded data; `Err` describes the worst element.
-    fn check(be: &GpuBackend, v: MatmulVariant, g: &Gemm, nan_c: bool, seed: u64) -> std::result::Result<(), String> {
+    fn check(
+        be: &GpuBackend,
+        v: MatmulVariant,
+        g: &Gemm,
+        nan_c: bool,
+        seed: u64,
+    ) -> std::result::Result<(), String> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (la, lb, lc) = gemm_lens(g);
         let a = random(&mut rng, la);
@@ -241,16 +241,15 @@ mod tests {
             (257, 65, 3),
             (1, 257, 65),
             (257, 1, 17),
-            (64, 128, 32),   // aligned: vec4 kernels
-            (132, 68, 260),  // aligned, ragged against the 128 tile
-            (260, 136, 36),  // aligned, several tiles each way
+            (64, 128, 32),  // aligned: vec4 kernels
+            (132, 68, 260), // aligned, ragged against the 128 tile
+            (260, 136, 36), // aligned, several tiles each way
             (257, 257, 257),
         ];
         let mut out = Vec::new();
         for (si, &(m, n, k)) in shapes.iter().enumerate() {
-            for (ti, &(ta, tb)) in [(false, false), (false, true), (true, false), (true, true)]
-                .iter()
-                .enumerate()
+            for (ti, &(ta, tb)) in
+                [(false, false), (false, true), (true, false), (true, true)].iter().enumerate()
             {
                 let g = Gemm::nn(m, n, k).trans(ta, tb);
                 // Alternate the scaling so each shape sees both forms across the transposes.
@@ -287,7 +286,10 @@ mod tests {
 
     #[test]
     fn vec4_kernels_are_chosen_when_aligned() {
-        assert_eq!(kernel_for(MatmulVariant::Tiled, &Gemm::nn(64, 128, 32)).name, MATMUL_TILED_NN4.name);
+        assert_eq!(
+            kernel_for(MatmulVariant::Tiled, &Gemm::nn(64, 128, 32)).name,
+            MATMUL_TILED_NN4.name
+        );
         let tt = Gemm::nn(64, 128, 32).trans(true, true);
         assert_eq!(kernel_for(MatmulVariant::Tiled, &tt).name, MATMUL_TILED_TT4.name);
         // n = 10 (a 10-class output layer): generic.
@@ -347,7 +349,14 @@ mod tests {
         )
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
-        for k in [MATMUL_NAIVE, MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4, MATMUL_TILED_TN4, MATMUL_TILED_TT4] {
+        for k in [
+            MATMUL_NAIVE,
+            MATMUL_TILED,
+            MATMUL_TILED_NN4,
+            MATMUL_TILED_NT4,
+            MATMUL_TILED_TN4,
+            MATMUL_TILED_TT4,
+        ] {
             assert!(module.entry_points.iter().any(|e| e.name == k.entry), "{}", k.entry);
         }
     }
@@ -355,37 +364,5 @@ mod tests {
     #[test]
     fn params_layout_matches_wgsl() {
         assert_eq!(std::mem::size_of::<MatmulParams>(), 32);
-    }
-}
-
-#[cfg(test)]
-mod tmp_timing {
-    use super::*;
-    use crate::backend::gpu::GpuBackend;
-    use crate::backend::Backend;
-    #[test]
-    #[ignore]
-    fn timing() {
-        let be = GpuBackend::new(None).unwrap();
-        let sizes: Vec<usize> = std::env::var("SIZES").unwrap_or("1,64,256,512".into()).split(',').map(|s| s.parse().unwrap()).collect();
-        for &n in &sizes {
-            let g = Gemm::nn(n, n, n);
-            let a = be.upload(&vec![0.5; n * n]).unwrap();
-            let b = be.upload(&vec![0.5; n * n]).unwrap();
-            let mut c = be.zeros(n * n).unwrap();
-            for v in MatmulVariant::ALL {
-                be.set_matmul_variant(v);
-                be.matmul(&g, &a, &b, &mut c).unwrap();
-                be.sync().unwrap();
-                let reps = 3;
-                let t = std::time::Instant::now();
-                for _ in 0..reps {
-                    be.matmul(&g, &a, &b, &mut c).unwrap();
-                    be.sync().unwrap();
-                }
-                let dt = t.elapsed().as_secs_f64() / reps as f64;
-                println!("n={n} {:?}: {:.3} ms  {:.3} GFLOP/s", v, dt * 1e3, g.flops() / dt / 1e9);
-            }
-        }
     }
 }

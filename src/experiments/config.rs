@@ -1,0 +1,398 @@
+//! Config files of the `rnn`, `depth` and `landscape` commands.
+//!
+//! They are TOML like the `train` config, with unknown keys rejected and every value validated
+//! with a message naming the key. Two conventions on top:
+//! - `[[variant]]` tables (`name`, `set = ["section.key=value", ...]`) run the same experiment
+//!   several times with overrides, e.g. W scales 0.9 / 1.0 / 1.1 or clipping off / on;
+//! - a `[landscape]` section belongs to the `landscape` command and is split off before the
+//!   rest of the file is read as a model config (an RNN file or a `train` config).
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Activation;
+use crate::config::{apply_override, ConfigError, OptimizerKind};
+use crate::data::sequences::{SeqSpec, SeqTask};
+use crate::model::{RnnInit, RnnSpec, WInit};
+
+/// The embedded default of `batchscope rnn`.
+pub const RNN_DEFAULT_TOML: &str = include_str!("../../configs/long_term.toml");
+/// The embedded default of `batchscope depth`.
+pub const DEPTH_DEFAULT_TOML: &str = include_str!("../../configs/deep_tanh.toml");
+
+/// A TOML file (or embedded default) with `--set` overrides applied, and its name for errors.
+pub struct ConfigText {
+    pub table: toml::Table,
+    pub origin: String,
+}
+
+impl ConfigText {
+    /// Read `path` (or `default_toml` named `default_origin`) and apply `overrides`.
+    pub fn load(path: Option<&Path>, default_toml: &str, default_origin: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
+                p.display().to_string(),
+            ),
+            None => (default_toml.to_string(), format!("{default_origin} (embedded)")),
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse { origin: origin.clone(), message: e.message().to_string() })?;
+        for arg in overrides {
+            apply_override(&mut table, arg)?;
+        }
+        Ok(ConfigText { table, origin })
+    }
+
+    /// Remove and return section `name`.
+    pub fn take(&mut self, name: &str) -> Option<toml::Value> {
+        self.table.remove(name)
+    }
+
+    /// The `[[variant]]` tables, removed from the file: each variant's name and the file with its
+    /// overrides applied. No variants: one run named `default_name`.
+    pub fn variants(&mut self, default_name: &str) -> Result<Vec<(String, toml::Table)>, ConfigError> {
+        let list = match self.take("variant") {
+            None => return Ok(vec![(default_name.to_string(), self.table.clone())]),
+            Some(v) => v,
+        };
+        let variants: Vec<Variant> = list
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { origin: self.origin.clone(), message: format!("[[variant]]: {}", e.message()) })?;
+        if variants.is_empty() {
+            return Err(self.invalid("variant", "needs at least one [[variant]] table, or none at all".into()));
+        }
+        let mut out = Vec::new();
+        for v in variants {
+            if v.name.is_empty() || !v.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(self.invalid("variant.name", format!("`{}` must be non-empty letters, digits, `_` or `-` (it names a directory)", v.name)));
+            }
+            if out.iter().any(|(n, _): &(String, toml::Table)| *n == v.name) {
+                return Err(self.invalid("variant.name", format!("`{}` is used twice", v.name)));
+            }
+            let mut t = self.table.clone();
+            for arg in &v.set {
+                apply_override(&mut t, arg)?;
+            }
+            out.push((v.name, t));
+        }
+        Ok(out)
+    }
+
+    pub fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid { origin: self.origin.clone(), key: key.to_string(), message }
+    }
+}
+
+/// Deserialize a table (unknown keys are rejected by the target type).
+pub fn parse_table<T: DeserializeOwned>(table: toml::Table, origin: &str) -> Result<T, ConfigError> {
+    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse { origin: origin.to_string(), message: e.message().to_string() })
+}
+
+/// One run of an experiment with overrides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+// ---- RNN -----------------------------------------------------------------------------------
+
+/// A `batchscope rnn` config: model, sequence task, training and diagnostics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RnnConfig {
+    #[serde(default)]
+    pub rnn: RnnModelConfig,
+    #[serde(default)]
+    pub sequence: SequenceConfig,
+    #[serde(default)]
+    pub train: RnnTrainConfig,
+    #[serde(default)]
+    pub diagnostics: DiagnosticsConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RnnModelConfig {
+    /// Hidden units H.
+    pub hidden: usize,
+    /// φ of the recurrence: `tanh` or `identity`.
+    pub activation: Activation,
+    /// `orthogonal` (W = scale·Q), `diag` (W = scale·I) or `normal` (N(0, scale²/H)).
+    pub w_init: WInit,
+    /// Scale of W: its spectral radius for orthogonal and diag (≈ for normal).
+    pub w_scale: f32,
+    pub init_seed: u64,
+}
+
+impl Default for RnnModelConfig {
+    fn default() -> Self {
+        RnnModelConfig { hidden: 32, activation: Activation::Tanh, w_init: WInit::Orthogonal, w_scale: 1.0, init_seed: 1 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SequenceConfig {
+    /// `adding` (regression) or `copy` (classification).
+    pub task: SeqTask,
+    /// Sequence length T.
+    pub length: usize,
+    /// Classes of the copy task.
+    pub symbols: usize,
+    /// Copy task: random symbols between the cue and the recall marker.
+    pub distractors: bool,
+    pub n_train: usize,
+    pub n_val: usize,
+    pub seed: u64,
+}
+
+impl Default for SequenceConfig {
+    fn default() -> Self {
+        SequenceConfig { task: SeqTask::Adding, length: 20, symbols: 8, distractors: false, n_train: 4096, n_val: 512, seed: 42 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RnnTrainConfig {
+    pub batch_size: usize,
+    /// `sgd` or `momentum`.
+    pub optimizer: OptimizerKind,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    /// Training steps.
+    pub steps: u64,
+    /// Clip the gradient's global norm to this (0 = off).
+    pub clip_norm: f32,
+    /// Clip each gradient component to [-v, v] (0 = off).
+    pub clip_value: f32,
+    /// Read the metrics (loss, norms, per-step ‖∂L/∂h_t‖, spectrum of W) every this many steps.
+    pub log_every: u64,
+    /// Evaluate on the validation set every this many steps (0 = only at the end).
+    pub eval_every: u64,
+    /// Seed of the minibatch order.
+    pub seed: u64,
+}
+
+impl Default for RnnTrainConfig {
+    fn default() -> Self {
+        RnnTrainConfig {
+            batch_size: 64,
+            optimizer: OptimizerKind::Sgd,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            steps: 300,
+            clip_norm: 0.0,
+            clip_value: 0.0,
+            log_every: 10,
+            eval_every: 100,
+            seed: 7,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnosticsConfig {
+    /// A logged loss above this × the median of the recent logged losses is a spike.
+    pub spike_factor: f64,
+    /// How many recent logged losses the spike median uses.
+    pub spike_window: usize,
+    /// Power-iteration steps for ρ(W) and σ₁(W).
+    pub power_iters: usize,
+}
+
+impl Default for DiagnosticsConfig {
+    fn default() -> Self {
+        DiagnosticsConfig { spike_factor: 2.0, spike_window: 20, power_iters: 300 }
+    }
+}
+
+impl RnnConfig {
+    /// Parse and validate one (variant's) table.
+    pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: RnnConfig = parse_table(table, origin)?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    pub fn seq_spec(&self) -> SeqSpec {
+        let s = &self.sequence;
+        SeqSpec { task: s.task, length: s.length, symbols: s.symbols, distractors: s.distractors, seed: s.seed }
+    }
+
+    pub fn rnn_spec(&self) -> RnnSpec {
+        let q = self.seq_spec();
+        RnnSpec {
+            inputs: q.dim(),
+            hidden: self.rnn.hidden,
+            outputs: q.outputs(),
+            steps: q.length,
+            activation: self.rnn.activation,
+            loss: q.loss(),
+        }
+    }
+
+    pub fn rnn_init(&self) -> RnnInit {
+        RnnInit { w_init: self.rnn.w_init, w_scale: self.rnn.w_scale, seed: self.rnn.init_seed }
+    }
+
+    /// The resolved config as TOML (written to every run directory).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialise config: {e}\n"))
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid { origin: origin.to_string(), key: key.to_string(), message };
+        let (m, s, t, d) = (&self.rnn, &self.sequence, &self.train, &self.diagnostics);
+        if m.hidden == 0 {
+            return Err(bad("rnn.hidden", "must be ≥ 1".into()));
+        }
+        if m.activation == Activation::Relu {
+            return Err(bad("rnn.activation", "must be \"tanh\" or \"identity\"".into()));
+        }
+        if !(m.w_scale.is_finite() && m.w_scale >= 0.0) {
+            return Err(bad("rnn.w_scale", format!("must be finite and ≥ 0, got {}", m.w_scale)));
+        }
+        if s.task == SeqTask::Adding && s.length < 2 {
+            return Err(bad("sequence.length", format!("the adding problem needs length ≥ 2, got {}", s.length)));
+        }
+        if s.length == 0 || s.length > 10_000 {
+            return Err(bad("sequence.length", format!("must be in 1..=10000, got {}", s.length)));
+        }
+        if s.task == SeqTask::Copy && s.symbols < 2 {
+            return Err(bad("sequence.symbols", format!("must be ≥ 2, got {}", s.symbols)));
+        }
+        if s.n_train == 0 {
+            return Err(bad("sequence.n_train", "must be ≥ 1".into()));
+        }
+        if t.batch_size == 0 || t.batch_size > s.n_train {
+            return Err(bad("train.batch_size", format!("must be in 1..={} (sequence.n_train), got {}", s.n_train, t.batch_size)));
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return Err(bad("train.lr", format!("must be a positive number, got {}", t.lr)));
+        }
+        if !(0.0..1.0).contains(&t.momentum) {
+            return Err(bad("train.momentum", format!("must be in [0, 1), got {}", t.momentum)));
+        }
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+            return Err(bad("train.weight_decay", format!("must be ≥ 0, got {}", t.weight_decay)));
+        }
+        if t.steps == 0 {
+            return Err(bad("train.steps", "must be ≥ 1".into()));
+        }
+        if !(t.clip_norm.is_finite() && t.clip_norm >= 0.0) {
+            return Err(bad("train.clip_norm", format!("must be ≥ 0 (0 = off), got {}", t.clip_norm)));
+        }
+        if !(t.clip_value.is_finite() && t.clip_value >= 0.0) {
+            return Err(bad("train.clip_value", format!("must be ≥ 0 (0 = off), got {}", t.clip_value)));
+        }
+        if t.log_every == 0 {
+            return Err(bad("train.log_every", "must be ≥ 1".into()));
+        }
+        if !(d.spike_factor.is_finite() && d.spike_factor > 1.0) {
+            return Err(bad("diagnostics.spike_factor", format!("must be > 1, got {}", d.spike_factor)));
+        }
+        if d.power_iters == 0 {
+            return Err(bad("diagnostics.power_iters", "must be ≥ 1".into()));
+        }
+        Ok(())
+    }
+}
+
+// ---- deep MLP ------------------------------------------------------------------------------
+
+/// The `[depth]` section of a `batchscope depth` config (the rest is a `train` config, whose
+/// `train.steps` SGD steps follow the measurement at initialisation, logged every
+/// `train.log_every` steps).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DepthConfig {
+    /// Hidden layers of the MLP (replaces `model.hidden` by `[width; layers]` when > 0).
+    pub layers: usize,
+    /// Width of every hidden layer.
+    pub width: usize,
+}
+
+impl Default for DepthConfig {
+    fn default() -> Self {
+        DepthConfig { layers: 50, width: 64 }
+    }
+}
+
+impl DepthConfig {
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid { origin: origin.to_string(), key: key.to_string(), message };
+        if self.layers > 0 && self.width == 0 {
+            return Err(bad("depth.width", "must be ≥ 1".into()));
+        }
+        if self.layers > 1000 {
+            return Err(bad("depth.layers", format!("must be at most 1000, got {}", self.layers)));
+        }
+        Ok(())
+    }
+
+    /// `model.hidden` for this depth (the table's own when `layers` is 0).
+    pub fn hidden(&self) -> Option<Vec<usize>> {
+        (self.layers > 0).then(|| vec![self.width; self.layers])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, set: &[&str]) -> Result<ConfigText, ConfigError> {
+        let sets: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        let dir = std::env::temp_dir().join(format!("batchscope-expcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        ConfigText::load(Some(&p), "", "none", &sets)
+    }
+
+    #[test]
+    fn embedded_defaults_parse() {
+        let mut c = ConfigText::load(None, RNN_DEFAULT_TOML, "configs/long_term.toml", &[]).unwrap();
+        c.take("landscape");
+        for (name, t) in c.variants("run").unwrap() {
+            RnnConfig::from_table(t, &name).unwrap();
+        }
+    }
+
+    #[test]
+    fn variants_apply_their_overrides() {
+        let text = "[rnn]\nw_scale = 1.0\n[[variant]]\nname = \"a\"\nset = [\"rnn.w_scale=0.5\"]\n[[variant]]\nname = \"b\"\n";
+        let mut c = load(text, &["train.lr=0.5"]).unwrap();
+        let v = c.variants("run").unwrap();
+        let a = RnnConfig::from_table(v[0].1.clone(), "t").unwrap();
+        let b = RnnConfig::from_table(v[1].1.clone(), "t").unwrap();
+        assert_eq!((a.rnn.w_scale, b.rnn.w_scale), (0.5, 1.0));
+        assert_eq!((a.train.lr, b.train.lr), (0.5, 0.5));
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_name_the_key() {
+        for (text, key) in [
+            ("[rnn]\nactivation = \"relu\"\n", "rnn.activation"),
+            ("[train]\nbatch_size = 0\n", "train.batch_size"),
+            ("[sequence]\ntask = \"adding\"\nlength = 1\n", "sequence.length"),
+            ("[train]\nclip_norm = -1.0\n", "train.clip_norm"),
+            ("[rnn]\nhiden = 3\n", "hiden"),
+        ] {
+            let mut c = load(text, &[]).unwrap();
+            let (_, t) = c.variants("run").unwrap().remove(0);
+            let e = RnnConfig::from_table(t, "t.toml").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let mut c = load("[[variant]]\nname = \"a b\"\n", &[]).unwrap();
+        assert!(c.variants("run").is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! The `[landscape]` section of a `batchscope landscape` config.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::directions::Normalize;
+use crate::config::ConfigError;
+
+/// The embedded default of `batchscope landscape`.
+pub const LANDSCAPE_DEFAULT_TOML: &str = include_str!("../../configs/landscape.toml");
+
+/// What to evaluate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// `θ + α d` for each of `line_directions`, α ∈ [−range, range].
+    Line,
+    /// `θ + α d₁ + β d₂` over a `grid × grid` square, d₁, d₂ = `plane_directions`.
+    Plane,
+    /// `θ_start + α (θ_end − θ_start)`, α ∈ [−margin, 1 + margin] (8.2.7).
+    Path,
+    /// `θ + α (twin(θ) − θ)`, the twin with hidden units permuted / rescaled (8.2.2).
+    Symmetry,
+}
+
+/// A direction in parameter space.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DirSpec {
+    /// Minus the gradient of the mean training loss at θ.
+    Gradient,
+    /// A seeded Gaussian direction.
+    Random,
+    /// Tensors of a safetensors file with the model's names and shapes.
+    File(PathBuf),
+}
+
+impl DirSpec {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "gradient" => Ok(DirSpec::Gradient),
+            "random" => Ok(DirSpec::Random),
+            _ => match s.strip_prefix("file:") {
+                Some(p) if !p.is_empty() => Ok(DirSpec::File(PathBuf::from(p))),
+                _ => Err(format!("unknown direction `{s}`: use \"gradient\", \"random\" or \"file:PATH.safetensors\"")),
+            },
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            DirSpec::Gradient => "gradient".into(),
+            DirSpec::Random => "random".into(),
+            DirSpec::File(p) => format!("file {}", p.display()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LandscapeConfig {
+    pub modes: Vec<Mode>,
+    /// Directions of the line slices: "gradient", "random", "file:PATH".
+    pub line_directions: Vec<String>,
+    /// The two directions of the plane.
+    pub plane_directions: Vec<String>,
+    /// `filter` (per weight row, Li et al. 2018), `unit` or `none`.
+    pub normalize: Normalize,
+    /// Line and plane coefficients range over [−range, range].
+    pub range: f64,
+    /// Points per line, path and symmetry slice.
+    pub points: usize,
+    /// Points per axis of the plane.
+    pub grid: usize,
+    /// Path and symmetry slices extend this far beyond their ends: α ∈ [−margin, 1 + margin].
+    pub margin: f64,
+    /// Training examples evaluated (the first ones; 0 = all).
+    pub eval_train: usize,
+    /// Examples per forward pass.
+    pub chunk: usize,
+    /// Seed of random directions and of the twin.
+    pub seed: u64,
+    /// Start of the path (a checkpoint); default the config's initialisation.
+    pub start: Option<PathBuf>,
+    /// Contour levels of the plane heatmaps.
+    pub contours: usize,
+    /// Twin: permute the hidden units.
+    pub permute: bool,
+    /// Twin: per-unit scales log-uniform in [1/rescale, rescale] (1 = off; ReLU, identity).
+    pub rescale: f64,
+    /// Twin: flip the sign of a random half of the units (tanh, identity).
+    pub sign_flips: bool,
+    /// Apply this `[[variant]]`'s overrides to the model config ("" = the base config).
+    pub variant: String,
+}
+
+impl Default for LandscapeConfig {
+    fn default() -> Self {
+        LandscapeConfig {
+            modes: vec![Mode::Line, Mode::Plane, Mode::Path, Mode::Symmetry],
+            line_directions: vec!["gradient".into(), "random".into()],
+            plane_directions: vec!["random".into(), "random".into()],
+            normalize: Normalize::Filter,
+            range: 1.0,
+            points: 41,
+            grid: 21,
+            margin: 0.25,
+            eval_train: 2048,
+            chunk: 1024,
+            seed: 11,
+            start: None,
+            contours: 12,
+            permute: true,
+            rescale: 1.0,
+            sign_flips: false,
+            variant: String::new(),
+        }
+    }
+}
+
+impl LandscapeConfig {
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid { origin: origin.to_string(), key: key.to_string(), message };
+        if self.modes.is_empty() {
+            return Err(bad("landscape.modes", "needs at least one of \"line\", \"plane\", \"path\", \"symmetry\"".into()));
+        }
+        for d in self.line_directions.iter().chain(&self.plane_directions) {
+            DirSpec::parse(d).map_err(|m| bad("landscape.line_directions", m))?;
+        }
+        if self.modes.contains(&Mode::Line) && self.line_directions.is_empty() {
+            return Err(bad("landscape.line_directions", "needs at least one direction for mode \"line\"".into()));
+        }
+        if self.plane_directions.len() != 2 {
+            return Err(bad("landscape.plane_directions", format!("needs exactly two directions, got {}", self.plane_directions.len())));
+        }
+        if !(self.range.is_finite() && self.range > 0.0) {
+            return Err(bad("landscape.range", format!("must be positive, got {}", self.range)));
+        }
+        if !(3..=10_001).contains(&self.points) {
+            return Err(bad("landscape.points", format!("must be in 3..=10001, got {}", self.points)));
+        }
+        if !(3..=201).contains(&self.grid) {
+            return Err(bad("landscape.grid", format!("must be in 3..=201, got {}", self.grid)));
+        }
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return Err(bad("landscape.margin", format!("must be ≥ 0, got {}", self.margin)));
+        }
+        if self.chunk == 0 {
+            return Err(bad("landscape.chunk", "must be ≥ 1".into()));
+        }
+        if !(self.rescale.is_finite() && self.rescale >= 1.0) {
+            return Err(bad("landscape.rescale", format!("must be ≥ 1 (1 = off), got {}", self.rescale)));
+        }
+        Ok(())
+    }
+
+    pub fn line_dirs(&self) -> Vec<DirSpec> {
+        self.line_directions.iter().filter_map(|d| DirSpec::parse(d).ok()).collect()
+    }
+
+    pub fn plane_dirs(&self) -> Vec<DirSpec> {
+        self.plane_directions.iter().filter_map(|d| DirSpec::parse(d).ok()).collect()
+    }
+}

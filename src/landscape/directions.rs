@@ -1,0 +1,108 @@
+//! Directions in parameter space (host side, one `Vec<f32>` per tensor in ParamSet order) and
+//! their normalisation.
+//!
+//! Filter normalisation (Li et al., "Visualizing the Loss Landscape of Neural Nets", 2018):
+//! each row of a weight matrix (a unit's incoming weights, "filter") of the direction is rescaled
+//! to the norm of the same row of the parameters, so a step of α moves every unit by the same
+//! fraction of its own weights; this removes the scale invariance that makes raw random slices of
+//! different networks incomparable. Vectors (biases) are rescaled as a whole the same way.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::init::{normal_vec, rng};
+
+/// How a direction is scaled before `θ + α d` is evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Per row of every matrix (and per vector) to the parameters' norm there.
+    Filter,
+    /// To unit global norm: α is the Euclidean distance moved.
+    Unit,
+    /// As is (for the gradient: α is the learning rate of one step θ − α g).
+    None,
+}
+
+/// Standard-normal direction shaped like `shapes`, seeded.
+pub fn random_direction(shapes: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {
+    let mut r = rng(seed);
+    shapes.iter().map(|s| normal_vec(&mut r, s.iter().product(), 1.0)).collect()
+}
+
+/// `b - a`, tensor by tensor.
+pub fn difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    a.iter().zip(b).map(|(x, y)| x.iter().zip(y).map(|(p, q)| q - p).collect()).collect()
+}
+
+/// `‖v‖` over every tensor (f64).
+pub fn global_norm(v: &[Vec<f32>]) -> f64 {
+    v.iter().flatten().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt()
+}
+
+fn norm(x: &[f32]) -> f64 {
+    x.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt()
+}
+
+/// Scale `dir` in place per `how`, against the parameters `base` (same shapes).
+pub fn normalize(dir: &mut [Vec<f32>], base: &[Vec<f32>], shapes: &[Vec<usize>], how: Normalize) {
+    match how {
+        Normalize::None => {}
+        Normalize::Unit => {
+            let n = global_norm(dir);
+            if n > 0.0 {
+                dir.iter_mut().flatten().for_each(|v| *v = (*v as f64 / n) as f32);
+            }
+        }
+        Normalize::Filter => {
+            for ((d, p), s) in dir.iter_mut().zip(base).zip(shapes) {
+                // A matrix [rows, cols] is `rows` filters; a vector is one.
+                let cols = if s.len() >= 2 { s[1..].iter().product::<usize>().max(1) } else { d.len().max(1) };
+                for (dr, pr) in d.chunks_mut(cols).zip(p.chunks(cols)) {
+                    let (nd, np) = (norm(dr), norm(pr));
+                    let f = if nd > 0.0 { np / nd } else { 0.0 };
+                    dr.iter_mut().for_each(|v| *v = (*v as f64 * f) as f32);
+                }
+            }
+        }
+    }
+}
+
+/// `points` coefficients evenly spaced over `[lo, hi]`; when 0 lies on the grid it is exactly 0.
+pub fn coords(lo: f64, hi: f64, points: usize) -> Vec<f64> {
+    if points <= 1 {
+        return vec![0.0f64.clamp(lo, hi)];
+    }
+    let m = (points - 1) as f64;
+    // lo + (hi - lo) i / m written so that the i with lo·m + (hi − lo)·i = 0 gives exactly 0.
+    (0..points).map(|i| (lo * (m - i as f64) + hi * i as f64) / m).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_normalisation_matches_row_norms() {
+        let shapes = vec![vec![2, 3], vec![2]];
+        let base = vec![vec![3.0, 4.0, 0.0, 0.0, 0.0, 2.0], vec![0.0, 0.0]];
+        let mut d = vec![vec![1.0, 1.0, 1.0, 0.0, 5.0, 0.0], vec![1.0, 1.0]];
+        normalize(&mut d, &base, &shapes, Normalize::Filter);
+        assert!((norm(&d[0][..3]) - 5.0).abs() < 1e-6);
+        assert!((norm(&d[0][3..]) - 2.0).abs() < 1e-6);
+        assert_eq!(d[1], vec![0.0, 0.0], "zero biases give a zero bias direction");
+        let mut u = vec![vec![3.0, 4.0]];
+        normalize(&mut u, &[vec![0.0, 0.0]], &[vec![2]], Normalize::Unit);
+        assert!((global_norm(&u) - 1.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn symmetric_grids_hit_zero_exactly() {
+        for n in [3, 21, 41, 101] {
+            let c = coords(-0.7, 0.7, n);
+            assert_eq!(c[n / 2], 0.0);
+            assert_eq!((c[0], c[n - 1]), (-0.7, 0.7));
+        }
+        let p = coords(-0.25, 1.25, 31);
+        assert!(p.contains(&0.0) && p.contains(&1.0), "{p:?}");
+    }
+}

@@ -1,0 +1,489 @@
+//! Training a recurrent network by BPTT on a sequence task, with the diagnostics of 8.2.4–8.2.5
+//! logged as it goes: per-time-step gradient norms ‖∂L/∂h_t‖, the spectral radius and top
+//! singular value of W, clip events and loss spikes.
+//!
+//! One GPU submit per step: the T per-step row gathers of the minibatch, forward, loss, BPTT,
+//! the per-step and per-tensor squared norms into a small metrics buffer, clipping and the
+//! update are recorded together; the host reads the metrics (and W) back every `log_every` steps.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{self, Checkpoint};
+use super::diagnostics::{backward_growth_per_step, spectral_radius, top_singular_value, SpikeDetector};
+use super::step::{Clip, Optimizer};
+use super::TrainError;
+use crate::backend::{Backend, Result};
+use crate::config::{OptimizerKind, Shuffle};
+use crate::data::sequences::SeqData;
+use crate::data::{BatchOrder, Labels};
+use crate::experiments::config::RnnConfig;
+use crate::model::rnn::tensor;
+use crate::model::{ParamSet, Rnn, RnnWorkspace, Targets};
+use crate::report::jsonl::JsonlWriter;
+
+/// Device-buffer slots of the per-step metrics.
+pub mod slot {
+    /// Σ over the minibatch of the surrogate loss (before the update).
+    pub const LOSS_SUM: usize = 0;
+    /// Σ over the minibatch of correctness.
+    pub const CORRECT_SUM: usize = 1;
+    /// Steps whose gradient was clipped by global norm, accumulated.
+    pub const CLIP_EVENTS: usize = 2;
+    /// Per-tensor squared gradient norms, 5 tensors (W, U, b, V, c).
+    pub const GRAD_SQ0: usize = 3;
+    /// `‖∂L/∂h_t‖²`, t = 1..T.
+    pub const DH_SQ0: usize = 8;
+}
+
+/// Minibatch figures read back from the metrics buffer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RnnStepMetrics {
+    /// Mean surrogate loss of the minibatch before the update.
+    pub loss: f64,
+    /// Mean 0-1 error of the minibatch (classification).
+    pub error: f64,
+    /// ‖g‖ before clipping.
+    pub grad_norm: f64,
+    /// Steps clipped by global norm since this state was made.
+    pub clip_events: u64,
+    /// `‖∂L/∂h_t‖`, t = 1..T.
+    pub dh_norms: Vec<f64>,
+}
+
+/// Parameters, gradients, optimizer state and activations of an RNN at one batch size.
+pub struct RnnTrainState<B: Backend> {
+    pub model: Rnn,
+    pub params: ParamSet<B>,
+    pub grads: ParamSet<B>,
+    pub velocity: Option<ParamSet<B>>,
+    pub ws: RnnWorkspace<B>,
+    /// `[DH_SQ0 + T]` slots, see [`slot`].
+    pub metrics: B::Buf,
+}
+
+impl<B: Backend> RnnTrainState<B> {
+    pub fn new(b: &B, model: Rnn, params: ParamSet<B>, rows: usize, opt: &Optimizer) -> Result<Self> {
+        let grads = params.zeros_like(b)?;
+        let velocity = match opt {
+            Optimizer::Momentum { .. } => Some(params.zeros_like(b)?),
+            Optimizer::Sgd { .. } => None,
+        };
+        let ws = model.workspace(b, rows)?;
+        let metrics = b.zeros(slot::DH_SQ0 + model.spec.steps)?;
+        Ok(RnnTrainState { model, params, grads, velocity, ws, metrics })
+    }
+
+    /// Record one step on the minibatch `xs` (T buffers `[rows, D]`): forward, loss, BPTT with
+    /// per-step norms, metrics, clipping, update. Nothing is read back or waited for.
+    pub fn record_step(&mut self, b: &B, xs: &[B::Buf], targets: &Targets<'_, B>, opt: &Optimizer, lr: f32, clip: &Clip) -> Result<()> {
+        let rows = self.ws.rows;
+        let norms = Some((&mut self.metrics, slot::DH_SQ0));
+        self.model.loss_and_grad(b, &self.params, xs, targets, &mut self.ws, &mut self.grads, norms)?;
+        b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
+        b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
+        self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
+        clip_grads(b, &mut self.grads, &mut self.metrics, slot::GRAD_SQ0, slot::CLIP_EVENTS, clip)?;
+        apply_update(b, &mut self.params, &self.grads, self.velocity.as_mut(), opt, lr)
+    }
+
+    /// Read the metrics of the last recorded step (a sync on the GPU).
+    pub fn read_metrics(&self, b: &B) -> Result<RnnStepMetrics> {
+        let m = b.read(&self.metrics)?;
+        let rows = self.ws.rows.max(1) as f64;
+        let grad_sq: f64 = m[slot::GRAD_SQ0..slot::DH_SQ0].iter().map(|&v| v as f64).sum();
+        let steps = self.model.spec.steps;
+        Ok(RnnStepMetrics {
+            loss: m[slot::LOSS_SUM] as f64 / rows,
+            error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
+            grad_norm: grad_sq.sqrt(),
+            clip_events: m[slot::CLIP_EVENTS].max(0.0) as u64,
+            dh_norms: m[slot::DH_SQ0..slot::DH_SQ0 + steps].iter().map(|&v| (v as f64).sqrt()).collect(),
+        })
+    }
+}
+
+/// Clip `grads` in place: by global norm from the per-tensor squared norms in
+/// `stats[sq0 .. sq0 + tensors]` (a clipped step adds one to `stats[count_slot]`), then by value.
+pub fn clip_grads<B: Backend>(b: &B, grads: &mut ParamSet<B>, stats: &mut B::Buf, sq0: usize, count_slot: usize, clip: &Clip) -> Result<()> {
+    let tensors = grads.tensors.len();
+    if clip.norm > 0.0 {
+        for i in 0..tensors {
+            let n = grads.numel_of(i);
+            let count = (i == 0).then_some(count_slot);
+            b.clip_by_global_norm(n, clip.norm, sq0, tensors, count, stats, &mut grads.tensors[i])?;
+        }
+    }
+    if clip.value > 0.0 {
+        for i in 0..tensors {
+            let n = grads.numel_of(i);
+            b.clamp(n, clip.value, &mut grads.tensors[i])?;
+        }
+    }
+    Ok(())
+}
+
+/// `params ← update(params, grads)` with SGD or heavy-ball momentum.
+pub fn apply_update<B: Backend>(b: &B, params: &mut ParamSet<B>, grads: &ParamSet<B>, mut velocity: Option<&mut ParamSet<B>>, opt: &Optimizer, lr: f32) -> Result<()> {
+    for i in 0..params.tensors.len() {
+        let n = params.numel_of(i);
+        match (opt, velocity.as_mut()) {
+            (Optimizer::Momentum { mu, weight_decay }, Some(v)) => {
+                b.momentum_update(n, lr, *mu, *weight_decay, &grads.tensors[i], &mut v.tensors[i], &mut params.tensors[i])?
+            }
+            (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
+                b.sgd_update(n, lr, *weight_decay, &grads.tensors[i], &mut params.tensors[i])?
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A resident sequence set on the device: `xs[t]` is `x_t [n, D]`, targets `[n]` or `[n, K]`.
+pub struct DeviceSeqs<B: Backend> {
+    pub n: usize,
+    pub dim: usize,
+    pub xs: Vec<B::Buf>,
+    pub labels: B::IdxBuf,
+    pub values: B::Buf,
+    pub outputs: usize,
+    pub classification: bool,
+}
+
+impl<B: Backend> DeviceSeqs<B> {
+    pub fn upload(b: &B, d: &SeqData) -> Result<Self> {
+        let xs = d.xs.iter().map(|x| b.upload(x)).collect::<Result<Vec<_>>>()?;
+        let (labels, values, outputs, classification) = match &d.targets {
+            Labels::Classes { labels, classes } => (b.upload_idx(labels)?, b.zeros(1)?, *classes, true),
+            Labels::Values { targets, outputs } => (b.upload_idx(&[0])?, b.upload(targets)?, *outputs, false),
+        };
+        Ok(DeviceSeqs { n: d.n, dim: d.dim, xs, labels, values, outputs, classification })
+    }
+
+    pub fn targets(&self) -> Targets<'_, B> {
+        if self.classification {
+            Targets::Classes(&self.labels)
+        } else {
+            Targets::Values(&self.values)
+        }
+    }
+}
+
+/// A sequence set in chunks with their own workspaces, for evaluating the mean loss.
+pub struct RnnEvalSet<B: Backend> {
+    pub chunks: Vec<(DeviceSeqs<B>, RnnWorkspace<B>)>,
+    pub n: usize,
+}
+
+impl<B: Backend> RnnEvalSet<B> {
+    /// `d` split into chunks of at most `chunk` sequences.
+    pub fn new(b: &B, model: &Rnn, d: &SeqData, chunk: usize) -> Result<Self> {
+        let mut chunks = Vec::new();
+        let mut first = 0;
+        while first < d.n {
+            let rows = chunk.max(1).min(d.n - first);
+            chunks.push((DeviceSeqs::upload(b, &d.slice(first, rows))?, model.workspace(b, rows)?));
+            first += rows;
+        }
+        Ok(RnnEvalSet { chunks, n: d.n })
+    }
+
+    /// Slots [`Self::record`] writes.
+    pub fn slots(&self) -> usize {
+        2 * self.chunks.len()
+    }
+
+    /// Record the loss and correctness sums of every chunk at parameters `p` into
+    /// `out[slot0 + 2i]` and `out[slot0 + 2i + 1]` (nothing read back).
+    pub fn record(&mut self, b: &B, model: &Rnn, p: &ParamSet<B>, out: &mut B::Buf, slot0: usize) -> Result<()> {
+        for (i, (d, ws)) in self.chunks.iter_mut().enumerate() {
+            model.forward(b, p, &d.xs, ws)?;
+            model.loss(b, &d.targets(), ws)?;
+            b.sum(ws.rows, &ws.loss, out, slot0 + 2 * i)?;
+            b.sum(ws.rows, &ws.correct, out, slot0 + 2 * i + 1)?;
+        }
+        Ok(())
+    }
+
+    /// `(mean loss, mean 0-1 error)` from the slots written by [`Self::record`].
+    pub fn finish(&self, stats: &[f32], slot0: usize) -> (f64, f64) {
+        let k = self.chunks.len();
+        let loss: f64 = (0..k).map(|i| stats[slot0 + 2 * i] as f64).sum();
+        let correct: f64 = (0..k).map(|i| stats[slot0 + 2 * i + 1] as f64).sum();
+        let n = self.n.max(1) as f64;
+        (loss / n, 1.0 - correct / n)
+    }
+
+    /// Mean loss and 0-1 error at `p` (one read back).
+    pub fn evaluate(&mut self, b: &B, model: &Rnn, p: &ParamSet<B>) -> Result<(f64, f64)> {
+        let mut stats = b.zeros(self.slots())?;
+        self.record(b, model, p, &mut stats, 0)?;
+        let s = b.read(&stats)?;
+        Ok(self.finish(&s, 0))
+    }
+}
+
+/// One line of an RNN run's metrics.jsonl.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RnnMetricsLine {
+    pub step: u64,
+    pub epoch: u64,
+    pub examples_seen: u64,
+    /// Minibatch mean surrogate loss before the update.
+    pub train_loss: f64,
+    pub train_error: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_error: Option<f64>,
+    /// ‖g‖ of the minibatch gradient before clipping.
+    pub grad_norm: f64,
+    pub lr: f64,
+    /// Clip events (steps clipped by global norm) so far.
+    pub clip_events: u64,
+    /// Clip events since the previous logged step (with log_every = 1: whether this step was clipped).
+    pub clipped_since_last: u64,
+    /// The train loss exceeds `spike_factor` × the median of the recent logged losses.
+    pub loss_spike: bool,
+    /// ρ(W) and σ₁(W) of the parameters this step's gradient was taken at.
+    pub spectral_radius: f64,
+    pub top_singular: f64,
+    /// `‖∂L/∂h_t‖`, t = 1..T.
+    pub dh_norms: Vec<f64>,
+    /// `-d ln‖∂L/∂h_t‖ / dt` (least squares): ln λ for an identity RNN with W = λQ.
+    pub backward_growth: Option<f64>,
+    pub elapsed_s: f64,
+}
+
+/// What one RNN run measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RnnRunSummary {
+    pub name: String,
+    pub backend: String,
+    pub device: String,
+    pub params: usize,
+    pub steps: u64,
+    /// The step at which the loss or gradient became non-finite (training stopped there).
+    pub diverged_at: Option<u64>,
+    pub final_train_loss: Option<f64>,
+    pub final_val_loss: Option<f64>,
+    pub final_val_error: Option<f64>,
+    /// Loss of the best input-blind predictor (1/12 adding, ln K copy).
+    pub baseline_loss: f64,
+    pub clip_norm: f32,
+    pub clip_events: u64,
+    pub spikes: Vec<u64>,
+    /// Spikes at a logged step that was clipped, or within `log_every` steps after one.
+    pub spikes_near_clip: usize,
+    pub max_train_loss: f64,
+    pub w_init: String,
+    pub w_scale: f32,
+    pub activation: String,
+    pub spectral_radius_init: f64,
+    pub top_singular_init: f64,
+    pub spectral_radius_final: f64,
+    pub top_singular_final: f64,
+    /// Backward growth per step of ‖∂L/∂h_t‖ at the first logged step (the initialisation).
+    pub growth_init: Option<f64>,
+    pub growth_final: Option<f64>,
+    /// ln ρ(W at init): the growth an identity RNN must show.
+    pub growth_theory: f64,
+    pub dh_norms_init: Vec<f64>,
+    pub dh_norms_final: Vec<f64>,
+    pub elapsed_s: f64,
+    pub steps_per_s: f64,
+}
+
+fn optimizer_of(cfg: &RnnConfig) -> Optimizer {
+    match cfg.train.optimizer {
+        OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: cfg.train.weight_decay },
+        OptimizerKind::Momentum => Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay },
+    }
+}
+
+/// Parameters as checkpoint tensors (names `rnn.W`, ..., shapes from the ParamSet).
+pub fn params_checkpoint<B: Backend>(b: &B, p: &ParamSet<B>, meta: &[(&str, String)]) -> Result<Checkpoint> {
+    let mut ck = Checkpoint::new();
+    for (i, host) in p.to_host(b)?.into_iter().enumerate() {
+        ck.push(p.names[i].clone(), p.shapes[i].clone(), host);
+    }
+    for (k, v) in meta {
+        ck.metadata.insert(k.to_string(), v.clone());
+    }
+    Ok(ck)
+}
+
+/// Train the RNN of `cfg` into `run_dir` (metrics.jsonl, init/last checkpoints, summary.json).
+/// A run whose loss becomes non-finite stops there and says so in the summary (`diverged_at`):
+/// that is a result of the cliff experiment, not an error. Returns the summary and the lines.
+pub fn run_rnn<B: Backend>(b: &B, cfg: &RnnConfig, name: &str, run_dir: &Path, progress: bool) -> std::result::Result<(RnnRunSummary, Vec<RnnMetricsLine>), TrainError> {
+    let t0 = Instant::now();
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", run_dir.display())))?;
+    let seq = cfg.seq_spec();
+    let model = Rnn::new(cfg.rnn_spec())?;
+    let (h, steps_t) = (model.spec.hidden, model.spec.steps);
+    let (train, val) = seq.train_val(cfg.sequence.n_train, cfg.sequence.n_val)?;
+    let batch = cfg.train.batch_size;
+    let opt = optimizer_of(cfg);
+    let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
+    let lr = cfg.train.lr;
+    let iters = cfg.diagnostics.power_iters;
+    let cfg_toml = cfg.to_toml();
+
+    let data = DeviceSeqs::upload(b, &train)?;
+    let mut val_set = if val.n > 0 { Some(RnnEvalSet::new(b, &model, &val, 1024)?) } else { None };
+    drop((train, val));
+    let params = model.init(b, &cfg.rnn_init())?;
+    checkpoint::save(&run_dir.join("init.safetensors"), &params_checkpoint(b, &params, &[("step", "0".into()), ("config", cfg_toml.clone()), ("model", "rnn".into())])?)?;
+    let mut st = RnnTrainState::new(b, model.clone(), params, batch, &opt)?;
+
+    let mut xs: Vec<B::Buf> = (0..steps_t).map(|_| b.zeros(batch * data.dim)).collect::<Result<_>>()?;
+    let mut idx = b.upload_idx(&vec![0u32; batch])?;
+    let mut labels = b.upload_idx(&vec![0u32; batch])?;
+    let mut values = b.zeros(batch * data.outputs)?;
+    let mut order = BatchOrder::new(Shuffle::Epoch, false, cfg.train.seed, data.n, None);
+    let steps_per_epoch = (data.n / batch).max(1) as u64;
+
+    let w_of = |st: &RnnTrainState<B>| -> Result<Vec<f32>> {
+        let mut w = b.read(&st.params.tensors[tensor::W])?;
+        w.truncate(h * h);
+        Ok(w)
+    };
+    let w0 = w_of(&st)?;
+    let (rho0, sigma0) = (spectral_radius(&w0, h, iters), top_singular_value(&w0, h, iters));
+
+    let mut metrics = JsonlWriter::create(&run_dir.join("metrics.jsonl"))?;
+    let mut lines: Vec<RnnMetricsLine> = Vec::new();
+    let mut spikes = SpikeDetector::new(cfg.diagnostics.spike_factor, cfg.diagnostics.spike_window);
+    let mut last_clip_events = 0u64;
+    let mut diverged_at = None;
+    let bar = if progress { indicatif::ProgressBar::new(cfg.train.steps) } else { indicatif::ProgressBar::hidden() };
+    let run_start = Instant::now();
+    let mut step = 0u64;
+    while step < cfg.train.steps {
+        let (epoch, in_epoch) = (step / steps_per_epoch, (step % steps_per_epoch) as usize);
+        let next = step + 1;
+        let log_now = next == 1 || next % cfg.train.log_every == 0 || next == cfg.train.steps;
+        let eval_now = cfg.train.eval_every > 0 && next % cfg.train.eval_every == 0;
+        // W before the update: the spectrum belongs to the parameters the gradient is taken at.
+        let w_before = if log_now { Some(w_of(&st)?) } else { None };
+        let batch_idx = order
+            .batch(epoch, in_epoch, batch)
+            .ok_or_else(|| TrainError::Setup(format!("no minibatch {in_epoch} in epoch {epoch}")))?
+            .to_vec();
+        b.write_idx(&mut idx, &batch_idx)?;
+        for (t, x) in xs.iter_mut().enumerate() {
+            b.gather_rows(batch, data.dim, &data.xs[t], &idx, x)?;
+        }
+        if data.classification {
+            b.gather_idx(batch, &data.labels, &idx, &mut labels)?;
+        } else {
+            b.gather_rows(batch, data.outputs, &data.values, &idx, &mut values)?;
+        }
+        let targets = if data.classification { Targets::Classes(&labels) } else { Targets::Values(&values) };
+        st.record_step(b, &xs, &targets, &opt, lr, &clip)?;
+        b.flush()?;
+        step = next;
+        bar.set_position(step);
+        if !(log_now || eval_now) {
+            continue;
+        }
+        let m = st.read_metrics(b)?;
+        let finite = m.loss.is_finite() && m.grad_norm.is_finite();
+        let (val_loss, val_error) = match (eval_now && finite, val_set.as_mut()) {
+            (true, Some(v)) => {
+                let (l, e) = v.evaluate(b, &model, &st.params)?;
+                (Some(l), data.classification.then_some(e))
+            }
+            _ => (None, None),
+        };
+        let w = match w_before {
+            Some(w) => w,
+            None => w_of(&st)?,
+        };
+        let line = RnnMetricsLine {
+            step,
+            epoch,
+            examples_seen: step * batch as u64,
+            train_loss: m.loss,
+            train_error: data.classification.then_some(m.error),
+            val_loss,
+            val_error,
+            grad_norm: m.grad_norm,
+            lr: lr as f64,
+            clip_events: m.clip_events,
+            clipped_since_last: m.clip_events - last_clip_events.min(m.clip_events),
+            loss_spike: spikes.push(m.loss),
+            spectral_radius: spectral_radius(&w, h, iters),
+            top_singular: top_singular_value(&w, h, iters),
+            backward_growth: backward_growth_per_step(&m.dh_norms),
+            dh_norms: m.dh_norms,
+            elapsed_s: run_start.elapsed().as_secs_f64(),
+        };
+        last_clip_events = m.clip_events;
+        bar.set_message(format!("loss {:.4} |g| {:.3} clips {}", line.train_loss, line.grad_norm, line.clip_events));
+        metrics.write(&line)?;
+        lines.push(line);
+        if !finite {
+            diverged_at = Some(step);
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    metrics.sync()?;
+    drop(metrics);
+    b.sync()?;
+    let w_end = w_of(&st)?;
+    let last_meta = [("step", step.to_string()), ("config", cfg_toml), ("model", "rnn".to_string())];
+    checkpoint::save(&run_dir.join("last.safetensors"), &params_checkpoint(b, &st.params, &last_meta)?)?;
+    let (final_val_loss, final_val_error) = match (diverged_at, val_set.as_mut()) {
+        (None, Some(v)) => {
+            let (l, e) = v.evaluate(b, &model, &st.params)?;
+            (Some(l), data.classification.then_some(e))
+        }
+        _ => (None, None),
+    };
+    let elapsed = run_start.elapsed().as_secs_f64();
+    let spike_steps: Vec<u64> = lines.iter().filter(|l| l.loss_spike).map(|l| l.step).collect();
+    let clipped_steps: Vec<u64> = lines.iter().filter(|l| l.clipped_since_last > 0).map(|l| l.step).collect();
+    let window = cfg.train.log_every;
+    let near = spike_steps.iter().filter(|&&s| clipped_steps.iter().any(|&c| c <= s && s - c <= window)).count();
+    let first = lines.first();
+    let last = lines.iter().rev().find(|l| l.train_loss.is_finite());
+    let summary = RnnRunSummary {
+        name: name.to_string(),
+        backend: format!("{:?}", b.kind()).to_lowercase(),
+        device: b.device_name(),
+        params: model.num_params(),
+        steps: step,
+        diverged_at,
+        final_train_loss: last.map(|l| l.train_loss),
+        final_val_loss,
+        final_val_error,
+        baseline_loss: seq.baseline_loss(),
+        clip_norm: cfg.train.clip_norm,
+        clip_events: lines.last().map_or(0, |l| l.clip_events),
+        spikes: spike_steps,
+        spikes_near_clip: near,
+        max_train_loss: lines.iter().map(|l| l.train_loss).filter(|v| v.is_finite()).fold(0.0, f64::max),
+        w_init: cfg.rnn.w_init.name().to_string(),
+        w_scale: cfg.rnn.w_scale,
+        activation: cfg.rnn.activation.name().to_string(),
+        spectral_radius_init: rho0,
+        top_singular_init: sigma0,
+        spectral_radius_final: spectral_radius(&w_end, h, iters),
+        top_singular_final: top_singular_value(&w_end, h, iters),
+        growth_init: first.and_then(|l| l.backward_growth),
+        growth_final: last.and_then(|l| l.backward_growth),
+        growth_theory: rho0.ln(),
+        dh_norms_init: first.map(|l| l.dh_norms.clone()).unwrap_or_default(),
+        dh_norms_final: last.map(|l| l.dh_norms.clone()).unwrap_or_default(),
+        elapsed_s: elapsed,
+        steps_per_s: step as f64 / elapsed.max(1e-9),
+    };
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| TrainError::Setup(format!("serialising the summary: {e}")))?;
+    crate::report::rundir::write_atomic(&run_dir.join("summary.json"), text.as_bytes())?;
+    log::info!("rnn run {name} finished in {:.1}s", t0.elapsed().as_secs_f64());
+    Ok((summary, lines))
+}

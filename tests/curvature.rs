@@ -1,0 +1,390 @@
+//! Hessian-vector products by the R-operator and the eigen-solvers built on them, on both
+//! backends: HVPs equal f64 differences of gradients; H is symmetric; the GPU equals the CPU;
+//! on linear regression H is known and the solvers find its spectrum; power iteration and
+//! Lanczos agree with a dense eigen-decomposition of an explicit Hessian built from HVPs.
+
+mod common;
+
+use batchscope::backend::{Activation, Backend};
+use batchscope::config::Config;
+use batchscope::curvature::command::empirical_second_moment;
+use batchscope::curvature::{
+    dot, extreme_eigenvalues, hutchinson_trace, lanczos, random_unit, slq, top_k_deflation, DenseSym,
+    HutchinsonOptions, HvpOperator, HvpOptions, PowerOptions, SlqOptions, SymOp,
+};
+use batchscope::data::{self, Dataset, Labels};
+use batchscope::model::{hvp, LossKind, Mlp, MlpSpec, ParamSet, Targets};
+use common::{assert_close, cpu, gpu, indices, uniform};
+
+const ROWS: usize = 6;
+
+/// f64 reference: mean loss of the MLP with host params (W0, b0, W1, b1, ...).
+fn reference_loss(spec: &MlpSpec, params: &[Vec<f64>], x: &[f64], labels: &[u32], targets: &[f64]) -> f64 {
+    let l = spec.sizes.len() - 1;
+    let rows = x.len() / spec.sizes[0];
+    let mut a: Vec<f64> = x.to_vec();
+    for layer in 0..l {
+        let (fi, fo) = (spec.sizes[layer], spec.sizes[layer + 1]);
+        let (w, b) = (&params[2 * layer], &params[2 * layer + 1]);
+        let mut z = vec![0.0; rows * fo];
+        for r in 0..rows {
+            for o in 0..fo {
+                let mut s = b[o];
+                for i in 0..fi {
+                    s += a[r * fi + i] * w[o * fi + i];
+                }
+                z[r * fo + o] = if layer + 1 < l {
+                    match spec.activation {
+                        Activation::Identity => s,
+                        Activation::Relu => s.max(0.0),
+                        Activation::Tanh => s.tanh(),
+                    }
+                } else {
+                    s
+                };
+            }
+        }
+        a = z;
+    }
+    let k = spec.sizes[l];
+    let mut total = 0.0;
+    for r in 0..rows {
+        let row = &a[r * k..(r + 1) * k];
+        total += match spec.loss {
+            LossKind::SoftmaxXent => {
+                let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+                lse - row[labels[r] as usize]
+            }
+            LossKind::Mse => 0.5 * row.iter().zip(&targets[r * k..(r + 1) * k]).map(|(p, t)| (p - t) * (p - t)).sum::<f64>(),
+        };
+    }
+    total / rows as f64
+}
+
+/// A minibatch and a direction for a model.
+struct Case {
+    x: Vec<f32>,
+    labels: Vec<u32>,
+    targets: Vec<f32>,
+}
+
+fn case(mlp: &Mlp, rows: usize, seed: u64) -> Case {
+    Case {
+        x: uniform(seed, rows * mlp.inputs(), 1.5),
+        labels: indices(seed + 1, rows, mlp.outputs() as u32),
+        targets: uniform(seed + 2, rows * mlp.outputs(), 1.0),
+    }
+}
+
+fn dataset(mlp: &Mlp, c: &Case) -> Dataset {
+    let rows = c.labels.len();
+    let targets = match mlp.spec.loss {
+        LossKind::SoftmaxXent => Labels::Classes { labels: c.labels.clone(), classes: mlp.outputs() },
+        LossKind::Mse => Labels::Values { targets: c.targets.clone(), outputs: mlp.outputs() },
+    };
+    Dataset { x: c.x.clone(), targets, n: rows, dim: mlp.inputs() }
+}
+
+/// Flat host vector → per-tensor host vectors in the model's layout.
+fn split(mlp: &Mlp, flat: &[f32]) -> Vec<Vec<f32>> {
+    let (_, shapes) = mlp.param_layout();
+    let mut off = 0;
+    shapes
+        .iter()
+        .map(|s| {
+            let n: usize = s.iter().product();
+            off += n;
+            flat[off - n..off].to_vec()
+        })
+        .collect()
+}
+
+/// `H v` of the minibatch on backend `b` by the R-operator, flat.
+fn backend_hvp<B: Backend>(b: &B, mlp: &Mlp, params: &[Vec<f32>], v: &[f32], c: &Case) -> Vec<f32> {
+    let rows = c.labels.len();
+    let (names, shapes) = mlp.param_layout();
+    let p = ParamSet::from_host(b, &names, &shapes, params).unwrap();
+    let vs = ParamSet::from_host(b, &names, &shapes, &split(mlp, v)).unwrap();
+    let mut out = p.zeros_like(b).unwrap();
+    let mut ws = mlp.workspace(b, rows).unwrap();
+    let mut rws = mlp.rop_workspace(b, rows).unwrap();
+    let x = b.upload(&c.x).unwrap();
+    let labels = b.upload_idx(&c.labels).unwrap();
+    let t = b.upload(&c.targets).unwrap();
+    let targets = match mlp.spec.loss {
+        LossKind::SoftmaxXent => Targets::Classes(&labels),
+        LossKind::Mse => Targets::Values(&t),
+    };
+    hvp(b, mlp, &p, &vs, &x, &targets, &mut ws, &mut rws, &mut out).unwrap();
+    out.to_flat(b).unwrap()
+}
+
+fn specs() -> Vec<MlpSpec> {
+    let mut v = Vec::new();
+    for act in [Activation::Tanh, Activation::Relu] {
+        for loss in [LossKind::SoftmaxXent, LossKind::Mse] {
+            // Two hidden layers: the R-backward crosses a hidden layer's φ'' term twice.
+            v.push(MlpSpec { sizes: vec![4, 5, 4, 3], activation: act, loss });
+        }
+    }
+    v
+}
+
+/// `(H v)_i = ∂/∂θ_i (∇L · v)` by central differences of the f64 loss, i.e. the central
+/// difference of the gradient along v, each gradient component itself a central difference:
+/// `(L(θ+h e_i+h v) − L(θ−h e_i+h v) − L(θ+h e_i−h v) + L(θ−h e_i−h v)) / 4h²`.
+fn reference_hvp(spec: &MlpSpec, params: &[Vec<f32>], v: &[Vec<f32>], c: &Case) -> Vec<f32> {
+    let p64: Vec<Vec<f64>> = params.iter().map(|t| t.iter().map(|&x| x as f64).collect()).collect();
+    let x64: Vec<f64> = c.x.iter().map(|&x| x as f64).collect();
+    let t64: Vec<f64> = c.targets.iter().map(|&x| x as f64).collect();
+    let h = 1e-4;
+    let shifted = |ti: usize, j: usize, si: f64, sv: f64| {
+        let mut q = p64.clone();
+        for (qt, vt) in q.iter_mut().zip(v) {
+            for (a, &d) in qt.iter_mut().zip(vt) {
+                *a += sv * h * d as f64;
+            }
+        }
+        q[ti][j] += si * h;
+        reference_loss(spec, &q, &x64, &c.labels, &t64)
+    };
+    let mut out = Vec::new();
+    for (ti, t) in p64.iter().enumerate() {
+        for j in 0..t.len() {
+            let d = shifted(ti, j, 1.0, 1.0) - shifted(ti, j, -1.0, 1.0) - shifted(ti, j, 1.0, -1.0) + shifted(ti, j, -1.0, -1.0);
+            out.push((d / (4.0 * h * h)) as f32);
+        }
+    }
+    out
+}
+
+fn max_abs(v: &[f32]) -> f32 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// The R-operator's Hv equals differences of f64 gradients within 1e-4 of ‖Hv‖∞.
+fn hvp_matches_gradient_differences<B: Backend>(b: &B) {
+    for (si, spec) in specs().into_iter().enumerate() {
+        let mlp = Mlp::new(spec.clone()).unwrap();
+        let params = mlp.init_host(3 + si as u64);
+        let c = case(&mlp, ROWS, 40 + 10 * si as u64);
+        let v = uniform(90 + si as u64, mlp.num_params(), 1.0);
+        let got = backend_hvp(b, &mlp, &params, &v, &c);
+        let want = reference_hvp(&spec, &params, &split(&mlp, &v), &c);
+        let scale = max_abs(&want);
+        assert!(scale > 1e-3, "degenerate case: Hv ≈ 0");
+        assert_close(
+            &format!("{} Hv ({:?}, {:?}) vs f64 differences of gradients", b.device_name(), spec.activation, spec.loss),
+            &want,
+            &got,
+            1e-4 * scale,
+            1e-4,
+        );
+    }
+}
+both_backends!(hvp_equals_differences_of_gradients, hvp_matches_gradient_differences);
+
+/// uᵀHv = vᵀHu; the R-passes after a training step's `loss_and_grad` (the monitor's path, v = g)
+/// equal the full HVP, and gᵀHg read on the device equals the host dot product.
+fn hessian_is_symmetric_and_prepared_path_agrees<B: Backend>(b: &B) {
+    let spec = MlpSpec { sizes: vec![6, 8, 7, 4], activation: Activation::Tanh, loss: LossKind::SoftmaxXent };
+    let mlp = Mlp::new(spec).unwrap();
+    let params = mlp.init_host(21);
+    let c = case(&mlp, 11, 300);
+    let n = mlp.num_params();
+    let (u, v) = (uniform(301, n, 1.0), uniform(302, n, 1.0));
+    let hu = backend_hvp(b, &mlp, &params, &u, &c);
+    let hv = backend_hvp(b, &mlp, &params, &v, &c);
+    let (uhv, vhu) = (dot(&u, &hv), dot(&v, &hu));
+    assert!((uhv - vhu).abs() <= 1e-5 * uhv.abs().max(vhu.abs()).max(1e-3), "uᵀHv = {uhv} vs vᵀHu = {vhu}");
+
+    // Monitor path: gradient, then the R-passes on the same workspace with v = g.
+    let (names, shapes) = mlp.param_layout();
+    let p = ParamSet::from_host(b, &names, &shapes, &params).unwrap();
+    let mut grads = p.zeros_like(b).unwrap();
+    let mut hg = p.zeros_like(b).unwrap();
+    let mut ws = mlp.workspace(b, 11).unwrap();
+    let mut rws = mlp.rop_workspace(b, 11).unwrap();
+    let x = b.upload(&c.x).unwrap();
+    let labels = b.upload_idx(&c.labels).unwrap();
+    mlp.loss_and_grad(b, &p, &x, &Targets::Classes(&labels), &mut ws, &mut grads).unwrap();
+    mlp.hvp_prepared(b, &p, &grads, &x, &ws, &mut rws, &mut hg).unwrap();
+    let g = grads.to_flat(b).unwrap();
+    let full = backend_hvp(b, &mlp, &params, &g, &c);
+    assert_close("Hg after loss_and_grad vs full hvp", &full, &hg.to_flat(b).unwrap(), 1e-6 * max_abs(&full), 1e-5);
+    let device_gthg = hg.dot(b, &grads).unwrap();
+    let host_gthg = dot(&g, &full);
+    assert!((device_gthg - host_gthg).abs() <= 1e-5 * host_gthg.abs(), "gᵀHg device {device_gthg} vs host {host_gthg}");
+}
+both_backends!(hessian_is_symmetric, hessian_is_symmetric_and_prepared_path_agrees);
+
+#[test]
+fn gpu_hvp_equals_cpu_hvp() {
+    let (c, g) = (cpu(), gpu());
+    for (si, spec) in specs().into_iter().enumerate() {
+        let mlp = Mlp::new(MlpSpec { sizes: vec![9, 17, 12, 5], ..spec }).unwrap();
+        let params = mlp.init_host(50 + si as u64);
+        let data = case(&mlp, 23, 500 + si as u64);
+        let v = uniform(600 + si as u64, mlp.num_params(), 1.0);
+        let hc = backend_hvp(&c, &mlp, &params, &v, &data);
+        let hg = backend_hvp(&g, &mlp, &params, &v, &data);
+        assert_close(&format!("{:?}/{:?} Hv GPU vs CPU", mlp.spec.activation, mlp.spec.loss), &hc, &hg, 1e-5 * max_abs(&hc), 1e-4);
+    }
+}
+
+const LINEAR: &str = r#"
+[model]
+hidden = []
+activation = "identity"
+loss = "mse"
+[data]
+kind = "linear_regression"
+n_train = 300
+dim = 12
+outputs = 2
+condition_number = 50.0
+seed = 4
+"#;
+
+/// `I_K ⊗ M` in the flat layout `[W [K, D] row-major, b [K]]`, `M [D+1, D+1]` with the bias last.
+fn kron_identity(k: usize, m: &DenseSym) -> DenseSym {
+    let d = m.n - 1;
+    let p = k * d + k;
+    let idx = |out: usize, i: usize| if i < d { out * d + i } else { k * d + out };
+    let mut a = vec![0.0; p * p];
+    for out in 0..k {
+        for i in 0..=d {
+            for j in 0..=d {
+                a[idx(out, i) * p + idx(out, j)] = m.a[i * m.n + j];
+            }
+        }
+    }
+    DenseSym { n: p, a }
+}
+
+/// Linear model + squared error: H = I_K ⊗ E_batch[[x;1][x;1]ᵀ] exactly; the operator over the
+/// dataset in chunks (with and without cached activations) equals it, and λmax, λmin, the trace
+/// and the density's support match its eigen-decomposition.
+fn linear_regression_hessian_is_known<B: Backend>(b: &B) {
+    let cfg = Config::from_toml(LINEAR, "linear").unwrap();
+    let mlp = Mlp::new(cfg.mlp_spec()).unwrap();
+    assert_eq!(mlp.spec.sizes, vec![12, 2], "hidden = [] is a linear model");
+    let train = data::build_train(&cfg.data, cfg.data_outputs()).unwrap();
+    let exact = kron_identity(2, &empirical_second_moment(&train));
+    let eig = exact.eigenvalues().unwrap();
+    let (lmin, lmax) = (eig[0], eig[eig.len() - 1]);
+    // Population: eigenvalues in [1/50, 1] plus the bias's 1; the sample is near it.
+    assert!(lmax > 0.8 && lmax < 1.5 && lmin > 0.01 && lmin < 0.03, "{lmin} {lmax}");
+
+    for cache_bytes in [0u64, 1 << 30] {
+        // 300 rows in chunks of 128: 128 + 128 + 44, weighted by rows/N.
+        let params = mlp.init(b, 1).unwrap();
+        let mut op = HvpOperator::new(b, mlp.clone(), params, &train, HvpOptions { chunk_rows: 128, cache_bytes }).unwrap();
+        assert_eq!((op.chunks(), op.cached()), (3, cache_bytes > 0));
+        let h = DenseSym::from_op(&mut op).unwrap();
+        let scale = lmax as f32;
+        let want: Vec<f32> = exact.a.iter().map(|&x| x as f32).collect();
+        let got: Vec<f32> = h.a.iter().map(|&x| x as f32).collect();
+        assert_close(&format!("{} explicit H of the linear model (cache {cache_bytes})", b.device_name()), &want, &got, 2e-6 * scale, 1e-5);
+    }
+
+    let params = mlp.init(b, 1).unwrap();
+    let mut op = HvpOperator::new(b, mlp.clone(), params, &train, HvpOptions { chunk_rows: 128, cache_bytes: 1 << 30 }).unwrap();
+    let popts = PowerOptions { max_iters: 400, tol: 1e-9, seed: 1 };
+    let (hi, lo) = extreme_eigenvalues(&mut op, &popts).unwrap();
+    assert!((hi.eigenvalue - lmax).abs() < 1e-4 * lmax, "power λmax {} vs {lmax}", hi.eigenvalue);
+    // The shifted iteration converges slowly at the dense small end: a looser check.
+    assert!((lo.eigenvalue - lmin).abs() < 0.05 * lmax, "shifted power λmin {} vs {lmin}", lo.eigenvalue);
+
+    let n = op.dim();
+    let run = lanczos(&mut op, &random_unit(3, n), n).unwrap();
+    let ritz = run.ritz().unwrap();
+    assert!((ritz.values[ritz.values.len() - 1] - lmax).abs() < 1e-5 * lmax, "Lanczos λmax {:?} vs {lmax}", ritz.values.last());
+    assert!((ritz.values[0] - lmin).abs() < 1e-4 * lmax, "Lanczos λmin {} vs {lmin}", ritz.values[0]);
+
+    let t = hutchinson_trace(&mut op, &HutchinsonOptions { min_samples: 10, max_samples: 400, rel_tol: 0.005, seed: 5 }).unwrap();
+    let tr = exact.trace();
+    assert!((t.trace - tr).abs() < 4.0 * t.std_error + 1e-6 * tr, "trace {} ± {} vs {tr}", t.trace, t.std_error);
+    assert!((t.trace - tr).abs() < 0.02 * tr, "trace {} vs {tr}", t.trace);
+
+    let s = slq(&mut op, &SlqOptions { runs: 3, steps: 10, seed: 6 }, Some(&run)).unwrap();
+    let tol = 1e-4 * lmax;
+    assert!(s.nodes.iter().all(|&x| x >= lmin - tol && x <= lmax + tol), "SLQ nodes outside [{lmin}, {lmax}]: {:?}", s.nodes);
+    assert!(s.mass_below(1e-6) < 1e-9, "a PSD Hessian has no negative mass");
+    // The density's mean is tr(H)/P.
+    assert!((s.integrate(|x| x) - tr / n as f64).abs() < 0.1 * tr / n as f64, "SLQ mean {} vs {}", s.integrate(|x| x), tr / n as f64);
+    let d = batchscope::curvature::density_on_grid(&s.nodes, &s.weights, 200, 0.01);
+    let peak = d.density.iter().cloned().fold(0.0, f64::max);
+    for (&x, &p) in d.grid.iter().zip(&d.density) {
+        if x < lmin - 6.0 * d.sigma || x > lmax + 6.0 * d.sigma {
+            assert!(p < 1e-6 * peak, "density {p} at {x} outside the spectrum");
+        }
+    }
+}
+both_backends!(linear_regression_spectrum, linear_regression_hessian_is_known);
+
+/// The Hessian of a tiny tanh MLP, built column by column from HVPs, decomposed densely; power
+/// iteration (both ends, top-3 by deflation) and Lanczos agree with it.
+fn solvers_agree_with_dense_eigendecomposition<B: Backend>(b: &B) {
+    let mlp = Mlp::new(MlpSpec { sizes: vec![3, 4, 3], activation: Activation::Tanh, loss: LossKind::SoftmaxXent }).unwrap();
+    // A smaller init than usual puts the net near the saddle at the origin: both signs.
+    let (names, shapes) = mlp.param_layout();
+    let params = ParamSet::from_host(b, &names, &shapes, &mlp.init_host_scaled(8, 0.5)).unwrap();
+    let c = case(&mlp, 10, 700);
+    let mut op = HvpOperator::new(b, mlp.clone(), params, &dataset(&mlp, &c), HvpOptions { chunk_rows: 64, cache_bytes: 1 << 20 }).unwrap();
+    let h = DenseSym::from_op(&mut op).unwrap();
+    let eig = h.eigenvalues().unwrap();
+    let (lmin, lmax) = (eig[0], eig[eig.len() - 1]);
+    let scale = lmax.abs().max(lmin.abs());
+    assert!(lmin < -1e-3 * scale, "expected a saddle (a negative eigenvalue): {eig:?}");
+
+    let popts = PowerOptions { max_iters: 3000, tol: 1e-10, seed: 2 };
+    let (hi, lo) = extreme_eigenvalues(&mut op, &popts).unwrap();
+    assert!((hi.eigenvalue - lmax).abs() < 1e-3 * scale, "power λmax {} vs {lmax} ({eig:?})", hi.eigenvalue);
+    assert!((lo.eigenvalue - lmin).abs() < 1e-3 * scale, "power λmin {} vs {lmin} ({eig:?})", lo.eigenvalue);
+
+    let mut by_mag = eig.clone();
+    by_mag.sort_by(|a, b| b.abs().total_cmp(&a.abs()));
+    let top = top_k_deflation(&mut op, 2, &popts).unwrap();
+    for (r, want) in top.iter().zip(&by_mag) {
+        assert!((r.eigenvalue - want).abs() < 2e-3 * scale, "deflation {} vs {want} ({by_mag:?})", r.eigenvalue);
+    }
+
+    let n = op.dim();
+    let full = lanczos(&mut op, &random_unit(4, n), n).unwrap();
+    assert!(full.orthogonality_loss() < 1e-4, "orthogonality {}", full.orthogonality_loss());
+    let ritz = full.ritz().unwrap();
+    assert_eq!(ritz.values.len(), eig.len());
+    for (g, w) in ritz.values.iter().zip(&eig) {
+        assert!((g - w).abs() < 1e-4 * scale, "Lanczos Ritz values {:?} vs eigenvalues {eig:?}", ritz.values);
+    }
+    let short = lanczos(&mut op, &random_unit(5, n), 14).unwrap().ritz().unwrap();
+    assert!((short.values[short.values.len() - 1] - lmax).abs() < 1e-3 * scale, "14-step λmax {:?} vs {lmax}", short.values.last());
+    assert!((short.values[0] - lmin).abs() < 1e-3 * scale, "14-step λmin {} vs {lmin}", short.values[0]);
+}
+both_backends!(solvers_agree_with_dense_hessian, solvers_agree_with_dense_eigendecomposition);
+
+/// The whole-set gradient of the operator equals the mean of per-chunk gradients (chunk weights
+/// rows/N) — the same accumulation the HVP uses — and the loss is the mean loss.
+fn operator_gradient_is_the_mean_gradient<B: Backend>(b: &B) {
+    let mlp = Mlp::new(MlpSpec { sizes: vec![5, 6, 3], activation: Activation::Relu, loss: LossKind::SoftmaxXent }).unwrap();
+    let c = case(&mlp, 37, 800);
+    let data = dataset(&mlp, &c);
+    let params = mlp.init_host(9);
+    let (names, shapes) = mlp.param_layout();
+    let one = |chunk_rows: usize| {
+        let p = ParamSet::from_host(b, &names, &shapes, &params).unwrap();
+        let mut op = HvpOperator::new(b, mlp.clone(), p, &data, HvpOptions { chunk_rows, cache_bytes: 0 }).unwrap();
+        op.gradient().unwrap()
+    };
+    let (l1, g1) = one(37);
+    let (l3, g3) = one(16);
+    assert!((l1 - l3).abs() < 1e-6 * l1.abs(), "loss {l1} vs chunked {l3}");
+    let p64: Vec<Vec<f64>> = params.iter().map(|t| t.iter().map(|&x| x as f64).collect()).collect();
+    let x64: Vec<f64> = c.x.iter().map(|&x| x as f64).collect();
+    let want = reference_loss(&mlp.spec, &p64, &x64, &c.labels, &[]);
+    assert!((l1 - want).abs() < 1e-5 * want, "loss {l1} vs f64 {want}");
+    assert_close("chunked gradient vs one chunk", &g1, &g3, 1e-6 * max_abs(&g1), 1e-5);
+}
+both_backends!(operator_gradient, operator_gradient_is_the_mean_gradient);
