@@ -126,6 +126,32 @@ pub enum Command {
         #[command(flatten)]
         args: CurvatureArgs,
     },
+    /// Train a recurrent network by BPTT once per [[variant]]: per-time-step gradient norms
+    /// ‖∂L/∂h_t‖ against ρ(W)^(T−t), spectrum of W, loss spikes and clip events.
+    Rnn {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+    },
+    /// Per-layer gradient norms of a deep MLP (tanh or identity, weight gain per [[variant]]).
+    Depth {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+    },
+    /// Loss along lines and planes through the parameters, the straight path from init, and the
+    /// path to a permuted / rescaled twin (trains the config's model first without --checkpoint).
+    Landscape {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+        /// Slice through these weights (safetensors with the model's tensor names).
+        #[arg(long, value_name = "CKPT.safetensors")]
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 /// Options of `batchscope curvature`.

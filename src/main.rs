@@ -46,6 +46,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             backend.into(),
             &args.options(!common.quiet),
         ),
+        Command::Rnn { common, backend } => {
+            batchscope::experiments::rnn::rnn(&common.run_args(), backend.into())
+        }
+        Command::Depth { common, backend } => {
+            batchscope::experiments::depth::depth(&common.run_args(), backend.into())
+        }
+        Command::Landscape { common, backend, checkpoint } => {
+            batchscope::landscape::command::landscape(&common.run_args(), backend.into(), checkpoint)
+        }
     }
 }
 

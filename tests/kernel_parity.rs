@@ -239,3 +239,48 @@ fn gathers_match_cpu_exactly() {
         }
     }
 }
+
+fn clipping_ops<B: Backend>(b: &B, n: usize) -> Outputs {
+    // Norm slots 1..4 hold squared norms; slot 0 counts clip events.
+    let mut stats = b.upload(&[0.0, 0.5, 2.0, 1.5, 0.0]).unwrap();
+    let mut x = b.upload(&uniform(90, n, 3.0)).unwrap();
+    b.clip_by_global_norm(n, 1.0, 1, 4, Some(0), &mut stats, &mut x).unwrap();
+    let clipped = b.read(&x).unwrap();
+    let mut y = b.upload(&uniform(91, n, 3.0)).unwrap();
+    b.clip_by_global_norm(n, 100.0, 1, 4, Some(0), &mut stats, &mut y).unwrap();
+    let unclipped = b.read(&y).unwrap();
+    b.clamp(n, 0.5, &mut y).unwrap();
+    vec![("clip_by_global_norm", clipped), ("not clipped", unclipped), ("clamp", b.read(&y).unwrap()), ("clip events", b.read(&stats).unwrap())]
+}
+
+#[test]
+fn clipping_ops_match_cpu() {
+    for &n in &[1usize, 3, 257, 70_001] {
+        compare!(format!("clipping n={n}"), 1e-6, 1e-6, clipping_ops, n);
+    }
+}
+
+fn windowed_gathers<B: Backend>(b: &B, n: usize, window: usize, rows: usize, cols: usize) -> Outputs {
+    let host = uniform(95, n * cols, 1.0);
+    let idx = b.upload_idx(&indices(96, rows, n as u32)).unwrap();
+    let mut dst = b.upload(&vec![-7.0; rows * cols]).unwrap();
+    let mut first = 0;
+    while first < n {
+        let w = window.min(n - first);
+        let src = b.upload(&host[first * cols..(first + w) * cols]).unwrap();
+        b.gather_rows_window(rows, cols, &src, first, w, &idx, &mut dst).unwrap();
+        first += w;
+    }
+    vec![("gather_rows_window", b.read(&dst).unwrap())]
+}
+
+#[test]
+fn windowed_gather_matches_cpu_and_covers_every_row() {
+    for &(n, window) in &[(1usize, 1usize), (17, 5), (257, 64), (1000, 999)] {
+        for &(rows, cols) in &[(1usize, 1usize), (65, 3), (63, 784)] {
+            compare!(format!("gather window n={n} w={window} {rows}x{cols}"), 0.0, 0.0, windowed_gathers, n, window, rows, cols);
+            let out = windowed_gathers(&cpu(), n, window, rows, cols);
+            assert!(out[0].1.iter().all(|&v| v != -7.0), "every row is written by one window");
+        }
+    }
+}

@@ -171,6 +171,7 @@ pub trait Backend {
     /// `x[r, c] += bias[c]` for `x: [rows, cols]`, `bias: [cols]`.
     fn add_bias(&self, rows: usize, cols: usize, x: &mut Self::Buf, bias: &Self::Buf) -> Result<()>;
     /// `out[c] = alpha * sum_r x[r, c] + beta * out[c]` for `x: [rows, cols]`, `out: [cols]`.
+    /// With `beta == 0` the old contents of `out` are ignored (NaN included).
     fn col_sum(
         &self,
         rows: usize,

@@ -3,3 +3,5 @@
 //! of deep MLPs), with their config files.
 
 pub mod config;
+pub mod depth;
+pub mod rnn;

@@ -256,6 +256,12 @@ pub fn clip_by_global_norm(
     const OP: &str = "clip_by_global_norm";
     check_len(OP, "x", x.len(), n)?;
     check_len(OP, "stats", stats.len(), first + count)?;
+    if let Some(slot) = count_slot {
+        check_len(OP, "stats", stats.len(), slot + 1)?;
+        if (first..first + count).contains(&slot) {
+            return Err(crate::backend::BackendError::Invalid { op: OP, message: "count_slot overlaps the norm slots".into() });
+        }
+    }
     let mut s = 0.0f32;
     for v in &stats[first..first + count] {
         s += *v;
@@ -264,14 +270,8 @@ pub fn clip_by_global_norm(
     let clipped = norm > max_norm;
     let f = if clipped { max_norm / norm } else { 1.0 };
     x[..n].iter_mut().for_each(|v| *v *= f);
-    if let Some(slot) = count_slot {
-        check_len(OP, "stats", stats.len(), slot + 1)?;
-        if (first..first + count).contains(&slot) {
-            return Err(crate::backend::BackendError::Invalid { op: OP, message: "count_slot overlaps the norm slots".into() });
-        }
-        if clipped {
-            stats[slot] += 1.0;
-        }
+    if let (Some(slot), true) = (count_slot, clipped) {
+        stats[slot] += 1.0;
     }
     Ok(())
 }
