@@ -107,6 +107,25 @@ pub enum Command {
         #[arg(long)]
         policy: Option<String>,
     },
+    /// Gradient noise: minibatch error vs batch size (σ/√n), the noise scale B_simple.
+    Noise {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+        /// Measure at these parameters (safetensors) instead of the initialisation.
+        #[arg(long, value_name = "CKPT.safetensors")]
+        checkpoint: Option<PathBuf>,
+        /// Largest minibatch size (powers of two from 1).
+        #[arg(long, default_value_t = 1024)]
+        max_n: usize,
+        /// Minibatches drawn per size.
+        #[arg(long, default_value_t = 32)]
+        draws: usize,
+        /// Seed of the minibatch draws.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// The same sweep on the GPU and on the CPU backend, side by side, with the speedup.
     Compare {
         #[command(flatten)]

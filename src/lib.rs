@@ -10,6 +10,7 @@ pub mod data;
 pub mod experiments;
 pub mod landscape;
 pub mod model;
+pub mod noise;
 pub mod report;
 pub mod schedule;
 pub mod train;

@@ -38,6 +38,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sweep { common, backend, min_batch, max_batch, policy } => {
             commands::sweep(&common.run_args(), backend.into(), min_batch, max_batch, policy.as_deref())
         }
+        Command::Noise { common, backend, checkpoint, max_n, draws, seed } => batchscope::noise::command::run(
+            &common.run_args(),
+            backend.into(),
+            &batchscope::noise::command::NoiseArgs { checkpoint, max_n, draws, seed },
+        ),
         Command::Compare { common, min_batch, max_batch } => {
             commands::compare(&common.run_args(), min_batch, max_batch)
         }

@@ -355,9 +355,14 @@ fn solvers_agree_with_dense_eigendecomposition<B: Backend>(b: &B) {
     let full = lanczos(&mut op, &random_unit(4, n), n).unwrap();
     assert!(full.orthogonality_loss() < 1e-4, "orthogonality {}", full.orthogonality_loss());
     let ritz = full.ritz().unwrap();
-    assert_eq!(ritz.values.len(), eig.len());
-    for (g, w) in ritz.values.iter().zip(&eig) {
-        assert!((g - w).abs() < 1e-4 * scale, "Lanczos Ritz values {:?} vs eigenvalues {eig:?}", ritz.values);
+    // A Krylov space holds one vector per distinct eigenvalue (softmax's shift invariance gives
+    // H a null space of several dimensions), so it may stop before n steps: compare as sets.
+    let near = |x: f64, set: &[f64]| set.iter().any(|&y| (x - y).abs() < 1e-4 * scale);
+    for &g in &ritz.values {
+        assert!(near(g, &eig), "Ritz value {g} is no eigenvalue of {eig:?}");
+    }
+    for &w in &eig {
+        assert!(near(w, &ritz.values), "eigenvalue {w} missed by the Ritz values {:?}", ritz.values);
     }
     let short = lanczos(&mut op, &random_unit(5, n), 14).unwrap().ritz().unwrap();
     assert!((short.values[short.values.len() - 1] - lmax).abs() < 1e-3 * scale, "14-step λmax {:?} vs {lmax}", short.values.last());

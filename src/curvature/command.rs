@@ -255,7 +255,7 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
     let t0 = Instant::now();
     let note = |msg: String| {
         if opts.progress {
-            eprintln!("curvature: {msg}");
+            eprintln!("curvature [{:7.2} s]: {msg}", t0.elapsed().as_secs_f64());
         }
     };
     let mlp = Mlp::new(cfg.mlp_spec())?;

@@ -11,6 +11,7 @@
 //! gathered from a resident buffer or generated on the fly. Validation examples are stream
 //! examples `VAL_FIRST + k` (disjoint from training), with clean labels.
 
+pub mod device;
 pub mod npy;
 pub mod order;
 pub mod rng;

@@ -65,8 +65,12 @@ impl ConfigText {
         }
         let mut out = Vec::new();
         for v in variants {
-            if v.name.is_empty() || !v.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(self.invalid("variant.name", format!("`{}` must be non-empty letters, digits, `_` or `-` (it names a directory)", v.name)));
+            let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+            if !v.name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !v.name.chars().all(ok_char) {
+                return Err(self.invalid(
+                    "variant.name",
+                    format!("`{}` must start with a letter or digit and hold only letters, digits, `_`, `-`, `.` (it names a directory)", v.name),
+                ));
             }
             if out.iter().any(|(n, _): &(String, toml::Table)| *n == v.name) {
                 return Err(self.invalid("variant.name", format!("`{}` is used twice", v.name)));

@@ -203,14 +203,19 @@ fn events_panel(name: &str, s: &RnnRunSummary, lines: &[RnnMetricsLine]) -> Even
     }
     let spikes = lines.iter().filter(|l| l.loss_spike).map(|l| (l.step as f64, l.train_loss)).collect();
     let clips = lines.iter().filter(|l| l.clipped_since_last > 0).map(|l| (l.step as f64, l.train_loss)).collect();
+    let mut markers = vec![
+        Markers { name: format!("spike ({})", s.spikes.len()), points: spikes, shape: MarkerShape::Circle },
+        Markers { name: format!("clipped ({})", s.clip_events), points: clips, shape: MarkerShape::Cross },
+    ];
+    if let Some(step) = s.diverged_at {
+        // The loss is not finite there: mark the step at the top of the panel.
+        markers.push(Markers { name: format!("diverged (step {step})"), points: vec![(step as f64, s.max_train_loss)], shape: MarkerShape::Triangle });
+    }
     EventPanel {
         y_label: format!("loss ({name})"),
         log_y: true,
         lines: lines_s,
-        markers: vec![
-            Markers { name: format!("spike ({})", s.spikes.len()), points: spikes, shape: MarkerShape::Circle },
-            Markers { name: format!("clipped ({})", s.clip_events), points: clips, shape: MarkerShape::Cross },
-        ],
+        markers,
         hlines: vec![("baseline (input-blind)".into(), s.baseline_loss)],
     }
 }

@@ -137,15 +137,23 @@ fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
+/// A tick label with about three significant digits and no float noise: `0.79`, `1500`, `2.5e-5`.
 fn fmt_val(v: f64) -> String {
     let a = v.abs();
-    if v == 0.0 {
-        "0".into()
-    } else if (1e-3..1e4).contains(&a) {
-        let s = format!("{v:.4}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    if v == 0.0 || !v.is_finite() {
+        return if v == 0.0 { "0".into() } else { format!("{v}") };
+    }
+    if (1e-3..1e5).contains(&a) {
+        let decimals = (2 - a.log10().floor() as i32).max(0) as usize;
+        let s = format!("{v:.decimals$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
     } else {
-        format!("{v:.2e}")
+        let s = format!("{v:.1e}");
+        s.replace(".0e", "e")
     }
 }
 
@@ -361,10 +369,12 @@ fn render_events(title: &str, x_label: &str, panels: &[EventPanel]) -> Result<St
                 .map_err(err)?;
             let log = p.log_y;
             let fy = move |v: &f64| if log { fmt_val(10f64.powf(*v)) } else { fmt_val(*v) };
+            let fx = |v: &f64| fmt_val(*v);
             chart
                 .configure_mesh()
                 .x_desc(x_label)
                 .y_desc(if log { format!("{} (log scale)", p.y_label) } else { p.y_label.clone() })
+                .x_label_formatter(&fx)
                 .y_label_formatter(&fy)
                 .label_style((FONT, 13))
                 .axis_desc_style((FONT, 15))
@@ -377,6 +387,10 @@ fn render_events(title: &str, x_label: &str, panels: &[EventPanel]) -> Result<St
                 let color = COLORS[ci % COLORS.len()];
                 ci += 1;
                 let pts: Vec<(f64, f64)> = s.points.iter().filter_map(|&(x, y)| Some((x, ty(log, y)?))).collect();
+                if pts.len() <= 64 {
+                    // Few points (or a lone one, which a line cannot show): mark each.
+                    chart.draw_series(pts.iter().map(|&q| Circle::new(q, 2, color.filled()))).map_err(err)?;
+                }
                 chart
                     .draw_series(LineSeries::new(pts, color.stroke_width(2)))
                     .map_err(err)?

@@ -17,6 +17,7 @@ use super::checkpoint::{self, Checkpoint, CheckpointError, NamedTensor};
 use super::step::{Clip, Optimizer, TrainState};
 use crate::backend::{Backend, BackendError, GenSpec};
 use crate::config::{BatchSize, Config, DataMode, LrSchedule, OptimizerKind};
+use crate::data::device::{BatchBuffers, DeviceDataset};
 use crate::data::{self, BatchOrder, DataError, Dataset, Labels};
 use crate::model::{Mlp, ParamSet, Targets, Workspace};
 use crate::report::jsonl::JsonlWriter;
@@ -114,32 +115,12 @@ struct Progress {
 
 /// The training set on the device.
 enum Source<B: Backend> {
-    Resident {
-        /// Row windows `(first_row, rows, x [rows, dim])`, each within the binding limit.
-        windows: Vec<(usize, usize, B::Buf)>,
-        targets: DevTargets<B>,
-        order: BatchOrder,
-    },
+    Resident { data: DeviceDataset<B>, order: BatchOrder },
     Stream {
         spec: GenSpec,
         table: B::Buf,
         n: u64,
     },
-}
-
-/// Labels `[N]` or regression targets `[N, K]` of a resident training set.
-enum DevTargets<B: Backend> {
-    Classes(B::IdxBuf),
-    Values(B::Buf, usize),
-}
-
-/// A minibatch's device buffers.
-struct Batch<B: Backend> {
-    rows: usize,
-    idx: B::IdxBuf,
-    x: B::Buf,
-    labels: B::IdxBuf,
-    targets: B::Buf,
 }
 
 /// The validation set, in chunks with their own workspaces.
@@ -161,13 +142,6 @@ const VAL_CHUNK: usize = 1024;
 
 fn classification(labels: &Labels) -> bool {
     matches!(labels, Labels::Classes { .. })
-}
-
-fn upload_targets<B: Backend>(b: &B, d: &Dataset) -> Result<DevTargets<B>, TrainError> {
-    match &d.targets {
-        Labels::Classes { labels, .. } => Ok(DevTargets::Classes(b.upload_idx(labels)?)),
-        Labels::Values { targets, outputs } => Ok(DevTargets::Values(b.upload(targets)?, *outputs)),
-    }
 }
 
 fn val_set<B: Backend>(b: &B, model: &Mlp, val: &Dataset) -> Result<Option<ValSet<B>>, TrainError> {
@@ -288,7 +262,7 @@ fn meta<T: std::str::FromStr>(ck: &Checkpoint, key: &str, path: &Path) -> Result
 }
 
 /// Overwrite `params` from a checkpoint's `prefix + name` tensors (shapes checked).
-fn load_into<B: Backend>(b: &B, ck: &Checkpoint, path: &Path, prefix: &str, params: &mut ParamSet<B>) -> Result<(), TrainError> {
+pub fn load_into<B: Backend>(b: &B, ck: &Checkpoint, path: &Path, prefix: &str, params: &mut ParamSet<B>) -> Result<(), TrainError> {
     for i in 0..params.tensors.len() {
         let name = format!("{prefix}{}", params.names[i]);
         let t = ck.expect_shape(&name, &params.shapes[i])?;
@@ -316,7 +290,6 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
     let outputs = cfg.data_outputs();
 
     // ---- data ------------------------------------------------------------------------------
-    let limits_binding = max_binding_bytes(b);
     let mut train_eval: Option<ValSet<B>> = None;
     let (source, val_data, n_train, is_class) = match cfg.data.mode {
         DataMode::Resident => {
@@ -337,19 +310,9 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                 Labels::Values { .. } => None,
             };
             let order = BatchOrder::new(cfg.train.shuffle, cfg.train.sorted_by_label, cfg.train.seed, train.n, host_labels);
-            let row_bytes = (train.dim * 4).max(4);
-            let rows_per_window = (limits_binding / row_bytes as u64).max(1) as usize;
-            let mut windows = Vec::new();
-            let mut first = 0;
-            while first < train.n {
-                let rows = rows_per_window.min(train.n - first);
-                windows.push((first, rows, b.upload(&train.x[first * train.dim..(first + rows) * train.dim])?));
-                first += rows;
-            }
-            let targets = upload_targets(b, &train)?;
             let n = train.n as u64;
             (
-                Source::Resident { windows, targets, order },
+                Source::Resident { data: DeviceDataset::upload(b, &train)?, order },
                 val,
                 n,
                 is_class,
@@ -415,13 +378,7 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
     let mut last_good = if opts.resume { Some(last_path.clone()) } else { None };
 
     // ---- batch buffers ---------------------------------------------------------------------
-    let mut bt = Batch::<B> {
-        rows: batch,
-        idx: b.upload_idx(&vec![0u32; batch])?,
-        x: b.zeros(batch * model.inputs())?,
-        labels: b.upload_idx(&vec![0u32; batch])?,
-        targets: b.zeros(batch * outputs)?,
-    };
+    let mut bt = BatchBuffers::new(b, batch, model.inputs(), outputs)?;
     let mut source = source;
 
     let max_steps = if cfg.train.steps > 0 { cfg.train.steps } else { u64::MAX };
@@ -627,37 +584,21 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
     Ok(summary)
 }
 
-fn max_binding_bytes<B: Backend>(b: &B) -> u64 {
-    b.max_binding_bytes()
-}
-
 fn fill_batch<B: Backend>(
     b: &B,
     source: &mut Source<B>,
-    bt: &mut Batch<B>,
+    bt: &mut BatchBuffers<B>,
     epoch: u64,
     step_in_epoch: u64,
     steps_per_epoch: u64,
 ) -> Result<(), TrainError> {
     let rows = bt.rows;
     match source {
-        Source::Resident { windows, targets, order } => {
+        Source::Resident { data, order } => {
             let idx = order
                 .batch(epoch, step_in_epoch as usize, rows)
-                .ok_or_else(|| TrainError::Setup(format!("no minibatch {step_in_epoch} in epoch {epoch}")))?
-                .to_vec();
-            b.write_idx(&mut bt.idx, &idx)?;
-            let dim = b.len(&bt.x) / rows.max(1);
-            for (first, wrows, x) in windows.iter() {
-                b.gather_rows_window(rows, dim, x, *first, *wrows, &bt.idx, &mut bt.x)?;
-            }
-            match targets {
-                DevTargets::Classes(l) => b.gather_idx(rows, l, &bt.idx, &mut bt.labels)?,
-                DevTargets::Values(t, k) => {
-                    let n = b.len(t) / (*k).max(1);
-                    b.gather_rows_window(rows, *k, t, 0, n, &bt.idx, &mut bt.targets)?;
-                }
-            }
+                .ok_or_else(|| TrainError::Setup(format!("no minibatch {step_in_epoch} in epoch {epoch}")))?;
+            data.load_batch(b, idx, bt)?;
         }
         Source::Stream { spec, table, n } => {
             // Stream order: epoch e revisits the same examples (multi-pass over a finite stream).

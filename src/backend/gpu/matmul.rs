@@ -54,7 +54,7 @@ struct MatmulParams {
     _pad: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<MatmulParams>() % 16 == 0);
+const _: () = assert!(std::mem::size_of::<MatmulParams>() == 32);
 
 /// Grid for `col_groups x row_groups` workgroups: row groups beyond `max_per_dim` fold into z
 /// (the shader walks row blocks as `wid.y + wid.z * num_workgroups.y` and drops the excess).
@@ -78,7 +78,7 @@ pub fn grid_2d(col_groups: u64, row_groups: u64, max_per_dim: u32) -> Result<[u3
 fn tiled_kernel(g: &Gemm) -> Kernel {
     let a_contig = if g.trans_a { g.m } else { g.k };
     let b_contig = if g.trans_b { g.k } else { g.n };
-    if a_contig % 4 != 0 || b_contig % 4 != 0 || g.n % 4 != 0 {
+    if !(a_contig.is_multiple_of(4) && b_contig.is_multiple_of(4) && g.n.is_multiple_of(4)) {
         return MATMUL_TILED;
     }
     match (g.trans_a, g.trans_b) {

@@ -1,0 +1,217 @@
+//! `batchscope noise`: the minibatch gradient's error against the full-data gradient as a
+//! function of batch size (σ/√n), the noise scale B_simple, and what each halving of the error
+//! costs.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::estimators::{loglog_fit, two_batch_estimates};
+use super::probe::GradProbe;
+use crate::backend::Backend;
+use crate::commands::{open_backend, AnyBackend, BackendChoice, RunArgs};
+use crate::config::{Config, DataMode};
+use crate::data::device::DeviceDataset;
+use crate::model::Mlp;
+use crate::report::csv::{write_csv, Cell};
+use crate::report::plot::{line_plot, PlotSpec, Series};
+use crate::report::rundir::{create_run_dir, write_atomic};
+use crate::report::table::Table;
+use crate::train::checkpoint;
+
+/// Options of `batchscope noise`.
+#[derive(Clone, Debug)]
+pub struct NoiseArgs {
+    pub checkpoint: Option<PathBuf>,
+    /// Largest minibatch size measured.
+    pub max_n: usize,
+    /// Minibatches drawn per size.
+    pub draws: usize,
+    pub seed: u64,
+}
+
+/// One minibatch size of the experiment.
+#[derive(Clone, Debug, Serialize)]
+pub struct NoiseRow {
+    pub n: usize,
+    pub draws: usize,
+    /// `E‖g_n − G‖²` over the draws.
+    pub mean_sq_error: f64,
+    /// Standard deviation of `‖g_n − G‖²` over the draws.
+    pub sd_sq_error: f64,
+    /// `√E‖g_n − G‖²`: the standard error of the minibatch gradient.
+    pub std_error: f64,
+    /// `E‖g_n‖²` (for the unbiased two-batch estimators).
+    pub mean_sq_norm: f64,
+    /// Examples per gradient relative to n = 1.
+    pub relative_cost: f64,
+    /// Standard error at n = 1 over this one.
+    pub error_reduction: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NoiseSummary {
+    pub command: &'static str,
+    pub device: String,
+    pub examples: usize,
+    pub duplicates: usize,
+    pub params: usize,
+    pub full_grad_norm_sq: f64,
+    /// Fitted log-log slope of `E‖g_n − G‖²` against n (theory: −1).
+    pub variance_slope: f64,
+    /// tr Σ of the per-example gradient, from `n · E‖g_n − G‖²` averaged over n.
+    pub trace_sigma: f64,
+    /// `tr Σ / |G|²` with the measured G.
+    pub b_simple: f64,
+    /// The same from the unbiased two-batch estimators at the smallest and largest n.
+    pub b_simple_two_batch: Option<f64>,
+    pub rows: Vec<NoiseRow>,
+}
+
+fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Run the experiment on one backend.
+pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Result<NoiseSummary> {
+    if cfg.data.mode != DataMode::Resident {
+        bail!("noise needs resident data (data.mode = \"resident\"): the full-data gradient is computed over the training set");
+    }
+    let model = Mlp::new(cfg.mlp_spec())?;
+    let (train, _) = crate::data::build_resident(&cfg.data, cfg.data_outputs())?;
+    let n_total = train.n;
+    let mut params = model.init(b, cfg.model.init_seed)?;
+    if let Some(p) = &args.checkpoint {
+        let ck = checkpoint::load(p)?;
+        crate::train::runner::load_into(b, &ck, p, "", &mut params)?;
+    }
+    let data = DeviceDataset::upload(b, &train)?;
+    drop(train);
+    let mut probe = GradProbe::new(b, model.clone(), params, data);
+    let g = probe.full_grad(1024)?;
+    let g2: f64 = g.iter().map(|v| v * v).sum();
+    let mut r = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut rows = Vec::new();
+    let mut n = 1;
+    while n <= args.max_n.min(n_total) {
+        let mut errs = Vec::with_capacity(args.draws);
+        let mut norms = Vec::with_capacity(args.draws);
+        for _ in 0..args.draws {
+            // With replacement: the i.i.d. minibatch of the theory.
+            let idx: Vec<u32> = (0..n).map(|_| r.random_range(0..n_total as u32)).collect();
+            let gn = probe.grad(&idx)?;
+            errs.push(sq_dist(&gn, &g));
+            norms.push(gn.iter().map(|v| v * v).sum::<f64>());
+        }
+        let k = errs.len() as f64;
+        let mean = errs.iter().sum::<f64>() / k;
+        let sd = (errs.iter().map(|e| (e - mean) * (e - mean)).sum::<f64>() / (k - 1.0).max(1.0)).sqrt();
+        rows.push(NoiseRow {
+            n,
+            draws: args.draws,
+            mean_sq_error: mean,
+            sd_sq_error: sd,
+            std_error: mean.sqrt(),
+            mean_sq_norm: norms.iter().sum::<f64>() / k,
+            relative_cost: n as f64,
+            error_reduction: 0.0,
+        });
+        n *= 2;
+    }
+    if rows.is_empty() {
+        bail!("no minibatch size to measure (max_n = {}, {} examples)", args.max_n, n_total);
+    }
+    let se1 = rows[0].std_error;
+    for row in &mut rows {
+        row.error_reduction = se1 / row.std_error;
+    }
+    let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.n as f64, r.mean_sq_error)).collect();
+    let (slope, _) = loglog_fit(&pts).unwrap_or((f64::NAN, f64::NAN));
+    let trace_sigma = rows.iter().map(|r| r.n as f64 * r.mean_sq_error).sum::<f64>() / rows.len() as f64;
+    let two = match (rows.first(), rows.last()) {
+        (Some(s), Some(l)) if l.n > s.n => two_batch_estimates(s.n as f64, s.mean_sq_norm, l.n as f64, l.mean_sq_norm)
+            .and_then(|(g2e, tr)| (g2e > 0.0).then_some(tr / g2e)),
+        _ => None,
+    };
+    Ok(NoiseSummary {
+        command: "noise",
+        device: b.device_name(),
+        examples: n_total,
+        duplicates: cfg.data.duplicates,
+        params: model.num_params(),
+        full_grad_norm_sq: g2,
+        variance_slope: slope,
+        trace_sigma,
+        b_simple: trace_sigma / g2,
+        b_simple_two_batch: two,
+        rows,
+    })
+}
+
+/// `batchscope noise`.
+pub fn run(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyhow::Result<()> {
+    let cfg = Config::load(args.config.as_deref(), &args.set)?;
+    if noise.draws < 2 {
+        bail!("--draws must be at least 2 (got {})", noise.draws);
+    }
+    if let Some(p) = &noise.checkpoint {
+        checkpoint::load(p)?;
+    }
+    let b = open_backend(backend, args.adapter.as_deref())?;
+    let dir = create_run_dir(args.out.as_deref(), "noise")?;
+    write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let s = match &b {
+        AnyBackend::Cpu(c) => measure(c, &cfg, noise)?,
+        AnyBackend::Gpu(g) => measure(g.as_ref(), &cfg, noise)?,
+    };
+    let header = ["n", "draws", "mean_sq_error", "sd_sq_error", "std_error", "mean_sq_norm", "relative_cost", "error_reduction"];
+    let rows: Vec<Vec<Cell>> = s
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                Cell::Int(r.n as i64),
+                Cell::Int(r.draws as i64),
+                Cell::Num(r.mean_sq_error),
+                Cell::Num(r.sd_sq_error),
+                Cell::Num(r.std_error),
+                Cell::Num(r.mean_sq_norm),
+                Cell::Num(r.relative_cost),
+                Cell::Num(r.error_reduction),
+            ]
+        })
+        .collect();
+    write_csv(&dir.join("noise.csv"), &header, &rows)?;
+    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&s).context("summary")?.as_bytes())?;
+    let theory: Vec<(f64, f64)> = s.rows.iter().map(|r| (r.n as f64, s.trace_sigma / r.n as f64)).collect();
+    line_plot(
+        &dir.join("noise.svg"),
+        &PlotSpec::new("Minibatch gradient error vs batch size", "minibatch size n", "E‖g_n − G‖²").log2_x().log_y(),
+        &[
+            Series { name: "measured".into(), points: s.rows.iter().map(|r| (r.n as f64, r.mean_sq_error)).collect() },
+            Series { name: "tr Σ / n".into(), points: theory },
+        ],
+    )?;
+    let mut t = Table::new(["n", "E‖g_n−G‖²", "std error", "cost ×", "error ÷"]);
+    for r in &s.rows {
+        t.row([
+            r.n.to_string(),
+            format!("{:.4e}", r.mean_sq_error),
+            format!("{:.4e}", r.std_error),
+            format!("{:.0}", r.relative_cost),
+            format!("{:.2}", r.error_reduction),
+        ]);
+    }
+    println!("{} — {} examples (duplicates {}), {} parameters", s.device, s.examples, s.duplicates, s.params);
+    print!("{}", t.render());
+    println!("slope of E‖g_n−G‖² vs n (log-log): {:.3} (theory −1: standard error σ/√n)", s.variance_slope);
+    println!("|G|² = {:.4e}, tr Σ = {:.4e}, B_simple = tr Σ/|G|² = {:.1}", s.full_grad_norm_sq, s.trace_sigma, s.b_simple);
+    if let Some(bs) = s.b_simple_two_batch {
+        println!("B_simple from the unbiased two-batch estimators: {bs:.1}");
+    }
+    println!("wrote: {}", dir.display());
+    Ok(())
+}

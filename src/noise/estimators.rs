@@ -1,0 +1,141 @@
+//! Gradient-noise estimators (pure): the unbiased two-batch estimators of |G|² and tr Σ, their
+//! EMA-smoothed ratio B_simple (McCandlish et al. 2018, as gpt-neox smooths them), and the
+//! log-log slope of the minibatch error against batch size.
+
+/// Unbiased `(|G|², tr Σ)` from squared norms of mean gradients at two batch sizes
+/// `b_small < b_big`: `E|g_B|² = |G|² + tr Σ / B`, so
+/// `|G|² ≈ (B_b|g_b|² − B_s|g_s|²)/(B_b − B_s)` and `tr Σ ≈ (|g_s|² − |g_b|²)/(1/B_s − 1/B_b)`.
+pub fn two_batch_estimates(b_small: f64, g2_small: f64, b_big: f64, g2_big: f64) -> Option<(f64, f64)> {
+    if !(b_small > 0.0 && b_big > b_small) {
+        return None;
+    }
+    let g2 = (b_big * g2_big - b_small * g2_small) / (b_big - b_small);
+    let tr = (g2_small - g2_big) / (1.0 / b_small - 1.0 / b_big);
+    Some((g2, tr))
+}
+
+/// `B_simple = tr Σ / |G|²`, smoothed by separate EMAs of numerator and denominator (a ratio of
+/// noisy estimates is biased; the EMAs average first).
+#[derive(Clone, Debug)]
+pub struct NoiseScaleEma {
+    pub beta: f64,
+    g2: Option<f64>,
+    tr: Option<f64>,
+}
+
+impl NoiseScaleEma {
+    pub fn new(beta: f64) -> Self {
+        NoiseScaleEma { beta, g2: None, tr: None }
+    }
+
+    /// Fold in one pair of estimates; returns the current B_simple.
+    pub fn update(&mut self, g2: f64, tr_sigma: f64) -> Option<f64> {
+        let mix = |old: Option<f64>, new: f64, beta: f64| Some(old.map_or(new, |o| beta * o + (1.0 - beta) * new));
+        self.g2 = mix(self.g2, g2, self.beta);
+        self.tr = mix(self.tr, tr_sigma, self.beta);
+        self.b_simple()
+    }
+
+    pub fn b_simple(&self) -> Option<f64> {
+        match (self.g2, self.tr) {
+            (Some(g), Some(t)) if g > 0.0 => Some(t / g),
+            _ => None,
+        }
+    }
+}
+
+/// Least-squares slope and intercept of `log y` against `log x` (positive finite points only).
+pub fn loglog_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|(x, y)| *x > 0.0 && *y > 0.0 && x.is_finite() && y.is_finite())
+        .map(|(x, y)| (x.ln(), y.ln()))
+        .collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let slope = sxy / sxx;
+    Some((slope, my - slope * mx))
+}
+
+/// `ε_opt(B) = ε_max / (1 + B_noise / B)`: the best step size at batch B (McCandlish et al.).
+pub fn eps_opt(eps_max: f64, b_noise: f64, batch: f64) -> f64 {
+    eps_max / (1.0 + b_noise / batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Synthetic per-example gradients g_i = G + ξ_i with known Σ = diag(s²).
+    fn sample_mean(r: &mut ChaCha8Rng, g: &[f64], s: &[f64], batch: usize) -> Vec<f64> {
+        let mut m = vec![0.0; g.len()];
+        for _ in 0..batch {
+            for j in 0..g.len() {
+                // Uniform in [-√3 s, √3 s] has variance s².
+                let u: f64 = r.random_range(-1.0..1.0);
+                m[j] += g[j] + u * 3f64.sqrt() * s[j];
+            }
+        }
+        m.iter().map(|v| v / batch as f64).collect()
+    }
+
+    #[test]
+    fn two_batch_estimators_recover_known_moments() {
+        let mut r = ChaCha8Rng::seed_from_u64(1);
+        let g: Vec<f64> = (0..50).map(|j| 0.1 * (j as f64).sin()).collect();
+        let s: Vec<f64> = (0..50).map(|j| 0.5 + 0.01 * j as f64).collect();
+        let g2_true: f64 = g.iter().map(|v| v * v).sum();
+        let tr_true: f64 = s.iter().map(|v| v * v).sum();
+        let mut ema = NoiseScaleEma::new(0.0);
+        let (mut g2_sum, mut tr_sum) = (0.0, 0.0);
+        let reps = 400;
+        for _ in 0..reps {
+            let gs = sample_mean(&mut r, &g, &s, 8);
+            let gb = sample_mean(&mut r, &g, &s, 128);
+            let n2 = |v: &Vec<f64>| v.iter().map(|x| x * x).sum::<f64>();
+            let (g2, tr) = two_batch_estimates(8.0, n2(&gs), 128.0, n2(&gb)).unwrap();
+            g2_sum += g2;
+            tr_sum += tr;
+            ema.update(g2, tr);
+        }
+        let (g2, tr) = (g2_sum / reps as f64, tr_sum / reps as f64);
+        assert!((g2 - g2_true).abs() < 0.1 * g2_true, "|G|² {g2} vs {g2_true}");
+        assert!((tr - tr_true).abs() < 0.05 * tr_true, "tr Σ {tr} vs {tr_true}");
+        assert!(ema.b_simple().is_some());
+    }
+
+    #[test]
+    fn ema_smooths_numerator_and_denominator_separately() {
+        let mut e = NoiseScaleEma::new(0.5);
+        assert_eq!(e.update(1.0, 10.0), Some(10.0));
+        // g2: 0.5·1 + 0.5·3 = 2; tr: 0.5·10 + 0.5·30 = 20 → 10 (a mean of ratios would differ).
+        assert_eq!(e.update(3.0, 30.0), Some(10.0));
+        assert_eq!(e.update(-100.0, 1.0).is_none(), true);
+    }
+
+    #[test]
+    fn loglog_slope_of_power_law() {
+        let pts: Vec<(f64, f64)> = (0..10).map(|k| (2f64.powi(k), 3.0 * 2f64.powi(-k))).collect();
+        let (slope, icpt) = loglog_fit(&pts).unwrap();
+        assert!((slope + 1.0).abs() < 1e-12);
+        assert!((icpt - 3f64.ln()).abs() < 1e-12);
+        assert!(loglog_fit(&[(1.0, 1.0)]).is_none());
+    }
+
+    #[test]
+    fn eps_opt_limits() {
+        assert!((eps_opt(2.0, 100.0, 1e12) - 2.0).abs() < 1e-6);
+        assert!((eps_opt(2.0, 100.0, 100.0) - 1.0).abs() < 1e-12);
+    }
+}

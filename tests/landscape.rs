@@ -1,0 +1,263 @@
+//! Landscape slices on both backends: the point α = 0 of a line is the loss at θ; a network's
+//! permuted / rescaled twin has the same loss to rounding; the `landscape`, `rnn` and `depth`
+//! commands run end to end and their summaries hold the measured figures.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use batchscope::backend::{Activation, Backend};
+use batchscope::commands::{BackendChoice, RunArgs};
+use batchscope::config::Config;
+use batchscope::data::sequences::{SeqSpec, SeqTask};
+use batchscope::landscape::directions::{coords, difference, normalize, random_direction, Normalize};
+use batchscope::landscape::symmetry::{mlp_twin, rnn_twin, TwinSpec};
+use batchscope::landscape::{evaluate_points, upload_like, MlpObjective, Objective, RnnObjective, Split};
+use batchscope::model::{LossKind, Mlp, MlpSpec, ParamSet, Rnn, RnnInit, RnnSpec, WInit};
+
+const MLP_TOML: &str = r#"
+[model]
+hidden = [12, 10]
+activation = "relu"
+[data]
+kind = "gaussian_mixture"
+n_train = 200
+n_val = 100
+dim = 5
+classes = 3
+separation = 2.0
+seed = 4
+[train]
+batch_size = 20
+lr = 0.05
+epochs = 2
+log_every = 5
+"#;
+
+fn mlp_objective<B: Backend>(b: &B, act: Activation) -> (MlpObjective<B>, Mlp) {
+    let cfg = Config::from_toml(MLP_TOML, "test").unwrap();
+    let (train, val) = batchscope::data::build_resident(&cfg.data, cfg.data_outputs()).unwrap();
+    let mlp = Mlp::new(MlpSpec { activation: act, ..cfg.mlp_spec() }).unwrap();
+    // Chunks of 64 rows: the losses are sums over several chunks.
+    (MlpObjective::new(b, mlp.clone(), &train, &val, 64).unwrap(), mlp)
+}
+
+fn rnn_objective<B: Backend>(b: &B) -> (RnnObjective<B>, Rnn) {
+    let seq = SeqSpec { task: SeqTask::Adding, length: 7, symbols: 0, distractors: false, seed: 3 };
+    let (train, val) = seq.train_val(96, 40).unwrap();
+    let spec = RnnSpec { inputs: seq.dim(), hidden: 6, outputs: 1, steps: 7, activation: Activation::Tanh, loss: LossKind::Mse };
+    let rnn = Rnn::new(spec).unwrap();
+    (RnnObjective::new(b, rnn.clone(), &train, &val, 32).unwrap(), rnn)
+}
+
+/// Relative difference, for losses compared to rounding.
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / a.abs().max(1e-12)
+}
+
+fn line_centre_is_theta<B: Backend, O: Objective<B>>(b: &B, obj: &mut O, theta_host: &[Vec<f32>]) {
+    let (names, shapes) = obj.layout();
+    let theta = ParamSet::from_host(b, &names, &shapes, theta_host).unwrap();
+    let (l0, e0) = obj.evaluate(b, &theta, Split::Train).unwrap();
+    let (v0, _) = obj.evaluate(b, &theta, Split::Val).unwrap();
+    // −g, the steepest-descent direction.
+    let mut g = theta.zeros_like(b).unwrap();
+    obj.mean_grad(b, &theta, &mut g).unwrap();
+    g.scale(b, -1.0).unwrap();
+    let mut random = random_direction(&shapes, 9);
+    normalize(&mut random, theta_host, &shapes, Normalize::Filter);
+    let dirs = [g, upload_like(b, &theta, &random).unwrap()];
+    let alphas = coords(-0.5, 0.5, 5);
+    let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
+    for d in &dirs {
+        let res = evaluate_points(b, obj, &theta, &[d], &pts).unwrap();
+        assert_eq!(res[2].coords, vec![0.0]);
+        assert!(rel(l0, res[2].train_loss) < 1e-6, "{}: line at α = 0 gives {} but L(θ) = {l0}", b.device_name(), res[2].train_loss);
+        assert!(rel(v0, res[2].val_loss.unwrap()) < 1e-6);
+        if let Some(e) = res[2].train_error {
+            assert_eq!(e, e0);
+        }
+        assert!(res.iter().any(|r| rel(l0, r.train_loss) > 1e-4), "moving along the line must change the loss");
+    }
+    // The plane's centre, too.
+    let pts = vec![vec![0.0, 0.0], vec![0.1, -0.2]];
+    let res = evaluate_points(b, obj, &theta, &[&dirs[0], &dirs[1]], &pts).unwrap();
+    assert!(rel(l0, res[0].train_loss) < 1e-6);
+    // Minus the gradient is a descent direction: a small step lowers the loss.
+    let res = evaluate_points(b, obj, &theta, &[&dirs[0]], &[vec![1e-2]]).unwrap();
+    assert!(res[0].train_loss < l0, "a step along −g should lower the loss: {} vs {l0}", res[0].train_loss);
+}
+
+fn landscape_line_at_zero_is_the_loss_at_theta<B: Backend>(b: &B) {
+    let (mut obj, mlp) = mlp_objective(b, Activation::Relu);
+    line_centre_is_theta(b, &mut obj, &mlp.init_host(3));
+    let (mut robj, rnn) = rnn_objective(b);
+    line_centre_is_theta(b, &mut robj, &rnn.init_host(&RnnInit { w_init: WInit::Orthogonal, w_scale: 0.9, seed: 2 }));
+}
+both_backends!(line_at_alpha_zero_equals_loss_at_theta, landscape_line_at_zero_is_the_loss_at_theta);
+
+fn twins_have_equal_loss<B: Backend>(b: &B) {
+    let cases = [
+        (Activation::Relu, TwinSpec { seed: 1, permute: true, rescale: 3.0, sign_flips: false }),
+        (Activation::Tanh, TwinSpec { seed: 2, permute: true, rescale: 1.0, sign_flips: true }),
+        (Activation::Identity, TwinSpec { seed: 3, permute: true, rescale: 2.0, sign_flips: true }),
+    ];
+    for (act, ts) in cases {
+        let (mut obj, mlp) = mlp_objective(b, act);
+        let theta = mlp.init_host(5);
+        let twin = mlp_twin(&mlp.spec.sizes, act, &theta, &ts).unwrap();
+        let d = difference(&theta, &twin);
+        assert!(batchscope::landscape::directions::global_norm(&d) > 0.1, "{act:?}: the twin must be another point");
+        let (names, shapes) = mlp.param_layout();
+        let pa = ParamSet::from_host(b, &names, &shapes, &theta).unwrap();
+        let pb = ParamSet::from_host(b, &names, &shapes, &twin).unwrap();
+        for split in [Split::Train, Split::Val] {
+            let (la, ea) = obj.evaluate(b, &pa, split).unwrap();
+            let (lb, eb) = obj.evaluate(b, &pb, split).unwrap();
+            assert!(rel(la, lb) < 2e-6, "{} {act:?} {split:?}: model {la} vs twin {lb}", b.device_name());
+            assert_eq!(ea, eb, "{act:?}: the twin classifies every example the same way");
+        }
+    }
+    let (mut obj, rnn) = rnn_objective(b);
+    let theta = rnn.init_host(&RnnInit { w_init: WInit::Normal, w_scale: 1.2, seed: 4 });
+    let twin = rnn_twin(&rnn.spec, &theta, &TwinSpec { seed: 5, permute: true, rescale: 1.0, sign_flips: true }).unwrap();
+    let (names, shapes) = rnn.param_layout();
+    let pa = ParamSet::from_host(b, &names, &shapes, &theta).unwrap();
+    let pb = ParamSet::from_host(b, &names, &shapes, &twin).unwrap();
+    let (la, _) = obj.evaluate(b, &pa, Split::Train).unwrap();
+    let (lb, _) = obj.evaluate(b, &pb, Split::Train).unwrap();
+    assert!(rel(la, lb) < 2e-6, "{} RNN: model {la} vs twin {lb}", b.device_name());
+}
+both_backends!(permuted_and_rescaled_twins_have_equal_loss, twins_have_equal_loss);
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("batchscope-landscape-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn args(dir: &Path, config: &str) -> RunArgs {
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, config).unwrap();
+    RunArgs { config: Some(cfg), set: Vec::new(), adapter: None, out: Some(dir.join("out")), progress: false }
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("out").join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn landscape_command_trains_then_slices_an_mlp() {
+    let dir = tmpdir("mlp");
+    let text = format!("{MLP_TOML}\n[landscape]\npoints = 9\ngrid = 5\nrescale = 2.0\neval_train = 128\n");
+    batchscope::landscape::command::landscape(&args(&dir, &text), BackendChoice::Cpu, None).unwrap();
+    let s = summary(&dir);
+    let l0 = s["train_loss"].as_f64().unwrap();
+    for line in s["lines"].as_array().unwrap() {
+        assert!(rel(l0, line["loss_at_theta"].as_f64().unwrap()) < 1e-6, "{line}");
+    }
+    let sym = &s["symmetry"];
+    assert!(sym["relative_difference"].as_f64().unwrap() < 2e-6, "{sym}");
+    assert!(sym["relative_distance"].as_f64().unwrap() > 0.1);
+    let path = &s["path"];
+    assert!(rel(l0, path["loss_end"].as_f64().unwrap()) < 1e-3, "the path ends at θ: {path}");
+    assert!(path["loss_start"].as_f64().unwrap() > l0, "training lowered the loss: {path}");
+    for f in ["line.svg", "plane_train.svg", "plane_val.svg", "path.svg", "symmetry.svg", "plane.csv", "train/last.safetensors", "config.toml"] {
+        assert!(dir.join("out").join(f).exists(), "{f} missing");
+    }
+    // Slicing the saved checkpoint again gives the same loss at θ.
+    let dir2 = tmpdir("mlp-ckpt");
+    let text2 = format!("{MLP_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"random\"]\npoints = 3\neval_train = 128\n");
+    let ck = dir.join("out").join("train").join("last.safetensors");
+    batchscope::landscape::command::landscape(&args(&dir2, &text2), BackendChoice::Cpu, Some(ck)).unwrap();
+    assert!(rel(l0, summary(&dir2)["train_loss"].as_f64().unwrap()) < 1e-6);
+    let _ = (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&dir2));
+}
+
+const RNN_TOML: &str = r#"
+[rnn]
+hidden = 6
+activation = "identity"
+w_init = "diag"
+w_scale = 0.8
+[sequence]
+task = "adding"
+length = 8
+n_train = 128
+n_val = 32
+[train]
+batch_size = 32
+lr = 0.01
+steps = 8
+log_every = 4
+eval_every = 8
+"#;
+
+#[test]
+fn rnn_command_measures_growth_ln_lambda_and_landscape_slices_it() {
+    let dir = tmpdir("rnn");
+    let text = format!("{RNN_TOML}\n[[variant]]\nname = \"lambda_0.8\"\n[[variant]]\nname = \"lambda_1.25\"\nset = [\"rnn.w_scale=1.25\"]\n");
+    batchscope::experiments::rnn::rnn(&args(&dir, &text), BackendChoice::Cpu).unwrap();
+    let s = summary(&dir);
+    let v = s["variants"].as_array().unwrap();
+    assert_eq!(v.len(), 2);
+    for (run, lambda) in v.iter().zip([0.8f64, 1.25]) {
+        let g = run["growth_init"].as_f64().unwrap();
+        assert!((g - lambda.ln()).abs() < 1e-4, "growth {g} vs ln λ = {}", lambda.ln());
+        assert!((run["spectral_radius_init"].as_f64().unwrap() - lambda).abs() < 1e-5);
+    }
+    for f in ["dh_norms_init.svg", "growth.svg", "clipping.svg", "variants.csv", "lambda_0.8/loss.svg", "lambda_1.25/dh_norms.svg", "lambda_1.25/spectrum.svg"] {
+        assert!(dir.join("out").join(f).exists(), "{f} missing");
+    }
+    let dir2 = tmpdir("rnn-landscape");
+    let text = format!("{RNN_TOML}\n[landscape]\nmodes = [\"line\", \"path\", \"symmetry\"]\npoints = 5\nsign_flips = true\n");
+    batchscope::landscape::command::landscape(&args(&dir2, &text), BackendChoice::Cpu, None).unwrap();
+    let s = summary(&dir2);
+    assert_eq!(s["model"], "rnn");
+    assert!(s["symmetry"]["relative_difference"].as_f64().unwrap() < 2e-6, "{}", s["symmetry"]);
+    let _ = (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&dir2));
+}
+
+#[test]
+fn depth_command_measures_per_layer_norms() {
+    let dir = tmpdir("depth");
+    let text = r#"
+[depth]
+layers = 12
+width = 16
+[model]
+activation = "identity"
+[data]
+kind = "gaussian_mixture"
+n_train = 128
+n_val = 16
+dim = 8
+classes = 3
+[train]
+batch_size = 32
+optimizer = "sgd"
+lr = 0.001
+steps = 4
+log_every = 2
+[[variant]]
+name = "g0.7"
+set = ["model.init_scale=0.7"]
+[[variant]]
+name = "g1.4"
+set = ["model.init_scale=1.4"]
+"#;
+    batchscope::experiments::depth::depth(&args(&dir, text), BackendChoice::Cpu).unwrap();
+    let s = summary(&dir);
+    let v = s["variants"].as_array().unwrap();
+    for (run, gain) in v.iter().zip([0.7f64, 1.4]) {
+        assert_eq!(run["layers"], 13);
+        assert_eq!(run["points"].as_array().unwrap().len(), 3, "init, step 2, step 4");
+        // Back-propagated signal: about ln g per layer (random square layers of gain g).
+        let g = run["delta_growth_init"].as_f64().unwrap();
+        assert!((g - gain.ln()).abs() < 0.12, "δ growth {g} vs ln g = {}", gain.ln());
+    }
+    assert!(dir.join("out").join("layer_norms_init.svg").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,88 @@
+//! Gradient noise on both backends: the minibatch error falls as σ²/n (slope −1), and on
+//! linear regression B_simple matches its closed form.
+
+mod common;
+
+use batchscope::backend::Backend;
+use batchscope::config::Config;
+use batchscope::data::device::DeviceDataset;
+use batchscope::data::synth::{hessian_eigenvalues, w_star};
+use batchscope::model::{Mlp, ParamSet};
+use batchscope::noise::command::{measure, NoiseArgs};
+use batchscope::noise::GradProbe;
+
+fn slope_is_minus_one<B: Backend>(b: &B) {
+    let cfg = Config::load(
+        None,
+        &[
+            "model.hidden=[16]".into(),
+            "data.dim=8".into(),
+            "data.classes=3".into(),
+            "data.n_train=8192".into(),
+            "data.n_val=16".into(),
+        ],
+    )
+    .expect("config");
+    let s = measure(b, &cfg, &NoiseArgs { checkpoint: None, max_n: 128, draws: 24, seed: 3 }).expect("noise");
+    println!("{}: slope {:.3}, B_simple {:.1}", b.device_name(), s.variance_slope, s.b_simple);
+    assert!((s.variance_slope + 1.0).abs() < 0.1, "slope {} should be −1", s.variance_slope);
+    assert!(s.b_simple.is_finite() && s.b_simple > 0.0);
+}
+both_backends!(minibatch_error_falls_as_one_over_n, slope_is_minus_one);
+
+/// At W = 0 for `t = W* x + ε`, x ~ N(0, S), ε ~ N(0, σ²), loss ½‖Wx + b − t‖²:
+/// g = (Wx + b − t) xᵀ = −t xᵀ (weights) and −t (bias). With w_k the rows of W*:
+/// G_W = −W* S, G_b = 0, so |G|² = Σ_k w_kᵀ S² w_k;
+/// E‖t xᵀ‖² = Σ_k (w_kᵀ S w_k) tr S + 2 w_kᵀ S² w_k + σ² tr S  and  E‖t‖² = Σ_k w_kᵀ S w_k + σ²,
+/// so tr Σ = Σ_k [(w_kᵀ S w_k)(tr S + 1) + w_kᵀ S² w_k + σ² (tr S + 1)].
+fn b_simple_closed_form<B: Backend>(b: &B) {
+    let cfg = Config::load(
+        None,
+        &[
+            "model.hidden=[]".into(),
+            "model.loss=\"mse\"".into(),
+            "data.kind=\"linear_regression\"".into(),
+            "data.dim=6".into(),
+            "data.outputs=2".into(),
+            "data.condition_number=10".into(),
+            "data.noise_std=0.5".into(),
+            "data.n_train=65536".into(),
+            "data.n_val=16".into(),
+        ],
+    )
+    .expect("config");
+    let (train, _) = batchscope::data::build_resident(&cfg.data, cfg.data_outputs()).expect("data");
+    let model = Mlp::new(cfg.mlp_spec()).expect("model");
+    let (names, shapes) = model.param_layout();
+    let params = ParamSet::zeros(b, &names, &shapes).expect("params");
+    let data = DeviceDataset::upload(b, &train).expect("upload");
+    let mut probe = GradProbe::new(b, model, params, data);
+    let g = probe.full_grad(4096).expect("G");
+    let g2: f64 = g.iter().map(|v| v * v).sum();
+    // tr Σ from single-example gradients.
+    let n = 4096usize;
+    let mut tr = 0.0;
+    for i in 0..n {
+        let gi = probe.grad(&[(i * 13 % train.n) as u32]).expect("g_i");
+        tr += gi.iter().zip(&g).map(|(a, c)| (a - c) * (a - c)).sum::<f64>();
+    }
+    tr /= n as f64;
+    let s: Vec<f64> = hessian_eigenvalues(&cfg.data)[..6].to_vec();
+    let w = w_star(cfg.data.seed, 2, 6);
+    let tr_s: f64 = s.iter().sum();
+    let sigma2 = 0.25;
+    let (mut g2_cf, mut tr_cf) = (0.0, 0.0);
+    for k in 0..2 {
+        let wk: Vec<f64> = (0..6).map(|j| w[k * 6 + j] as f64).collect();
+        let wsw: f64 = (0..6).map(|j| wk[j] * s[j] * wk[j]).sum();
+        let ws2w: f64 = (0..6).map(|j| wk[j] * s[j] * s[j] * wk[j]).sum();
+        g2_cf += ws2w;
+        tr_cf += wsw * (tr_s + 1.0) + ws2w + sigma2 * (tr_s + 1.0);
+    }
+    let (bs, bs_cf) = (tr / g2, tr_cf / g2_cf);
+    println!("{}: |G|² {g2:.4} (closed form {g2_cf:.4}), tr Σ {tr:.4} ({tr_cf:.4}), B_simple {bs:.2} ({bs_cf:.2})", b.device_name());
+    assert!((g2 - g2_cf).abs() < 0.1 * g2_cf, "|G|²");
+    assert!((tr - tr_cf).abs() < 0.1 * tr_cf, "tr Σ");
+    assert!((bs - bs_cf).abs() < 0.15 * bs_cf, "B_simple {bs} vs closed form {bs_cf}");
+}
+both_backends!(b_simple_matches_closed_form_on_linear_regression, b_simple_closed_form);
