@@ -126,6 +126,24 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Plot one metrics.jsonl field of several train runs on one SVG (vs examples seen).
+    Overlay {
+        /// Train run directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The field: val_error, val_loss, train_loss, train_full_error, grad_norm, ...
+        #[arg(long, default_value = "val_error")]
+        field: String,
+        /// A legend label per run (in order).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Output SVG.
+        #[arg(long, default_value = "overlay.svg")]
+        out: PathBuf,
+        /// Logarithmic y axis.
+        #[arg(long)]
+        log_y: bool,
+    },
     /// The same sweep on the GPU and on the CPU backend, side by side, with the speedup.
     Compare {
         #[command(flatten)]
@@ -201,9 +219,12 @@ pub struct CurvatureArgs {
     /// Most power-iteration steps for λmax.
     #[arg(long, default_value_t = 100)]
     pub power_iters: usize,
-    /// Most Hutchinson probes for the trace (stops at a 1% relative standard error).
+    /// Most Hutchinson probes for the trace.
     #[arg(long, default_value_t = 200)]
     pub trace_samples: usize,
+    /// Stop the trace estimate once its relative standard error is below this.
+    #[arg(long, default_value_t = 0.005)]
+    pub trace_tol: f64,
     /// Seed of the random probes and batches.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -221,6 +242,7 @@ impl CurvatureArgs {
             slq_runs: self.slq_runs,
             power_iters: self.power_iters,
             trace_samples: self.trace_samples,
+            trace_tol: self.trace_tol,
             seed: self.seed,
             progress,
         }

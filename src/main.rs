@@ -43,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             backend.into(),
             &batchscope::noise::command::NoiseArgs { checkpoint, max_n, draws, seed },
         ),
+        Command::Overlay { runs, field, labels, out, log_y } => commands::overlay(&runs, &field, &labels, &out, log_y),
         Command::Compare { common, min_batch, max_batch } => {
             commands::compare(&common.run_args(), min_batch, max_batch)
         }

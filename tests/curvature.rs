@@ -393,3 +393,138 @@ fn operator_gradient_is_the_mean_gradient<B: Backend>(b: &B) {
     assert_close("chunked gradient vs one chunk", &g1, &g3, 1e-6 * max_abs(&g1), 1e-5);
 }
 both_backends!(operator_gradient, operator_gradient_is_the_mean_gradient);
+
+// ---- the command ---------------------------------------------------------------------------
+
+fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_batchscope"));
+    c.env("RUST_LOG", "error");
+    c
+}
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("batchscope-curvature-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let o = bin().args(args).output().expect("run batchscope");
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "batchscope {args:?} failed: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    out.into_owned()
+}
+
+fn summary(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json")).expect("json")
+}
+
+/// `batchscope curvature` on configs/ill_conditioned.toml (κ = 1000): λmax, λmin and the trace
+/// match the empirical Hessian of the examples used, and the closed form to sampling accuracy.
+fn check_ill_conditioned_summary(s: &serde_json::Value, dir: &std::path::Path) {
+    let f = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("summary.json `{k}` missing: {s}"));
+    let r = &s["reference"];
+    let rf = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("reference `{k}` missing: {r}"));
+    assert!(rf("lambda_max_rel_error_empirical") < 1e-4, "{r}");
+    assert!(rf("lambda_min_rel_error_empirical") < 1e-3, "{r}");
+    assert!(rf("trace_rel_error_empirical") < 0.03, "{r}");
+    assert!(rf("lambda_max_rel_error_closed_form") < 0.1, "{r}");
+    assert!((rf("closed_form_lambda_min") - 1e-3).abs() < 1e-9);
+    assert!((f("lr_stable_max") - 2.0 / f("lambda_max")).abs() < 1e-9);
+    assert_eq!(f("negative_mass"), 0.0);
+    assert!(f("condition_estimate") > 500.0 && f("condition_estimate") < 2000.0, "κ ≈ 1000: {}", f("condition_estimate"));
+    assert!(f("gTHg") > 0.0 && f("grad_norm_sq") > 0.0);
+    assert!(f("gTHg") <= f("lambda_max") * f("grad_norm_sq") * (1.0 + 1e-5), "gᵀHg ≤ λmax gᵀg");
+    assert!(f("hvp_over_grad_time") > 0.0);
+    assert_eq!(s["top_eigenvalues"].as_array().map(Vec::len), Some(5));
+    let csv = std::fs::read_to_string(dir.join("density.csv")).expect("density.csv");
+    assert!(csv.starts_with("eigenvalue,density\n") && csv.lines().count() > 100);
+    let svg = std::fs::read_to_string(dir.join("density.svg")).expect("density.svg");
+    assert!(svg.contains("<svg") && svg.contains("spectral density"));
+}
+
+#[test]
+fn curvature_command_on_ill_conditioned_cpu() {
+    let dir = tmpdir("ill-cpu");
+    let out = run_ok(&[
+        "curvature", "--config", "configs/ill_conditioned.toml", "--backend", "cpu", "--out", dir.to_str().unwrap(),
+        "--quiet", "--batch", "64", "--batch", "1024", "--repeats", "3",
+    ]);
+    assert!(out.contains("λmax") && out.contains("closed form"), "{out}");
+    let s = summary(&dir);
+    assert_eq!(s["examples"].as_u64(), Some(8192));
+    check_ill_conditioned_summary(&s, &dir);
+    // The spread over random batches shrinks with the batch size.
+    let b = s["batches"].as_array().expect("batches");
+    assert_eq!(b.len(), 2);
+    let e = |i: usize, k: &str| b[i][k].as_f64().unwrap();
+    assert!(e(1, "lambda_max_rel_rmse") < e(0, "lambda_max_rel_rmse"), "{s}");
+    assert!(e(1, "grad_rel_error_mean") < e(0, "grad_rel_error_mean"));
+    assert!(e(1, "newton_rel_error_mean") < e(0, "newton_rel_error_mean"));
+    assert!(std::fs::read_to_string(dir.join("batches.csv")).unwrap().lines().count() == 7);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn curvature_command_on_ill_conditioned_gpu() {
+    let _ = gpu(); // fails loudly without an adapter
+    let dir = tmpdir("ill-gpu");
+    run_ok(&[
+        "curvature", "--config", "configs/ill_conditioned.toml", "--backend", "gpu", "--out", dir.to_str().unwrap(),
+        "--quiet", "--examples", "1024", "--slq-runs", "2", "--trace-samples", "60", "--trace-tol", "0.01",
+    ]);
+    let s = summary(&dir);
+    assert_eq!(s["backend"].as_str(), Some("gpu"));
+    assert_eq!(s["examples"].as_u64(), Some(1024));
+    check_ill_conditioned_summary(&s, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// configs/saddle.toml starts next to a saddle: eigenvalues of both signs, negative mass.
+#[test]
+fn curvature_command_sees_the_saddle() {
+    let dir = tmpdir("saddle");
+    run_ok(&["curvature", "--config", "configs/saddle.toml", "--backend", "cpu", "--out", dir.to_str().unwrap(), "--quiet", "--slq-runs", "2"]);
+    let s = summary(&dir);
+    let f = |k: &str| s[k].as_f64().unwrap();
+    assert!(f("lambda_min") < -0.5 * f("lambda_max"), "λmin {} vs λmax {}", f("lambda_min"), f("lambda_max"));
+    assert!(f("negative_mass") > 0.02, "negative mass {}", f("negative_mass"));
+    assert!(s["power"]["converged"].as_bool().unwrap_or(false), "shifted power iteration: {}", s["power"]);
+    assert!((s["power"]["lambda_max"].as_f64().unwrap() - f("lambda_max")).abs() < 0.01 * f("lambda_max"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A checkpoint from `batchscope train` is analysed at its weights (lower loss than at init);
+/// a missing one is a clean error before any output is written.
+#[test]
+fn curvature_command_reads_a_checkpoint() {
+    let train_dir = tmpdir("train");
+    run_ok(&[
+        "train", "--config", "configs/ill_conditioned.toml", "--backend", "cpu", "--out", train_dir.to_str().unwrap(),
+        "--quiet", "--set", "train.epochs=1",
+    ]);
+    let ck = train_dir.join("last.safetensors");
+    let (at_init, trained) = (tmpdir("init"), tmpdir("ckpt"));
+    let common = ["curvature", "--config", "configs/ill_conditioned.toml", "--backend", "cpu", "--quiet", "--slq-runs", "1", "--out"];
+    run_ok(&[&common[..], &[at_init.to_str().unwrap()]].concat());
+    run_ok(&[&common[..], &[trained.to_str().unwrap(), "--checkpoint", ck.to_str().unwrap()]].concat());
+    let (a, b) = (summary(&at_init), summary(&trained));
+    assert!(b["loss"].as_f64().unwrap() < 0.5 * a["loss"].as_f64().unwrap(), "loss at init {} vs trained {}", a["loss"], b["loss"]);
+    // A quadratic: the Hessian does not depend on the weights.
+    let rel = (a["lambda_max"].as_f64().unwrap() - b["lambda_max"].as_f64().unwrap()).abs() / a["lambda_max"].as_f64().unwrap();
+    assert!(rel < 1e-4, "{rel}");
+
+    let missing = tmpdir("missing");
+    let o = bin()
+        .args(["curvature", "--config", "configs/ill_conditioned.toml", "--backend", "cpu", "--out", missing.to_str().unwrap(), "--checkpoint", "/nonexistent/x.safetensors"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("error:") && l.contains("x.safetensors")), "{err}");
+    assert!(!missing.exists(), "no run directory for a bad checkpoint");
+    for d in [train_dir, at_init, trained] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

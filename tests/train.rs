@@ -157,3 +157,40 @@ fn nan_guard<B: Backend>(b: &B) {
     assert!(!dir.join("last.safetensors").exists(), "no checkpoint of diverged parameters");
 }
 both_backends!(nan_guard_stops_with_a_clear_error, nan_guard);
+
+/// On a quadratic (linear model, squared error) eq. 8.10 is exact: the monitor's predicted
+/// ΔL̂ = −ε gᵀg + ½ε² gᵀHg equals the actual change of the minibatch loss under an SGD step.
+fn monitor_predicts_delta_loss<B: Backend>(b: &B) {
+    let dir = tmpdir(&format!("mon-{:?}", b.kind()));
+    let sets: Vec<String> = [
+        "model.hidden=[]",
+        "model.loss=\"mse\"",
+        "data.kind=\"linear_regression\"",
+        "data.dim=8",
+        "data.outputs=2",
+        "data.condition_number=50",
+        "data.n_train=1024",
+        "data.n_val=64",
+        "train.optimizer=\"sgd\"",
+        "train.lr=0.01",
+        "train.epochs=0",
+        "train.steps=30",
+        "monitor.curvature_every=3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let cfg = Config::load(None, &sets).expect("config");
+    run_train(b, &cfg, &TrainOptions::default(), &dir).expect("train");
+    let m = metrics(&dir);
+    let monitored: Vec<&MetricsLine> = m.iter().filter(|l| l.gthg.is_some()).collect();
+    assert_eq!(monitored.len(), 10, "every 3rd of 30 steps");
+    for l in monitored {
+        let (p, a) = (l.predicted_delta_loss.unwrap_or(f64::NAN), l.actual_delta_loss.unwrap_or(f64::NAN));
+        assert!(l.gthg.unwrap_or(-1.0) > 0.0, "a quadratic with positive definite Hessian");
+        assert!((p - a).abs() <= 2e-3 * p.abs() + 1e-6, "step {}: predicted {p} vs actual {a}", l.step);
+        assert_eq!(l.step_too_large, Some(false));
+    }
+    assert!(dir.join("curvature.svg").exists());
+}
+both_backends!(curvature_monitor_predicts_the_loss_change_on_a_quadratic, monitor_predicts_delta_loss);

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use super::hvp::HvpOptions;
 use super::{
-    extreme_eigenvalues, hutchinson_trace, lanczos, norm, power_iteration, random_unit, slq, time_hvp_vs_grad,
-    CurvatureError, DenseSym, HutchinsonOptions, HvpOperator, HvpTiming, PowerOptions, Result, SlqOptions, SymOp,
+    conjugate_gradient, hutchinson_trace, lanczos, norm, power_iteration, random_unit, slq, time_hvp_vs_grad, CurvatureError, DenseSym,
+    HutchinsonOptions, HvpOperator, HvpTiming, PowerOptions, Result, Shifted, SlqOptions, SymOp,
 };
 use crate::backend::Backend;
 use crate::commands::{open_backend, AnyBackend, BackendChoice, RunArgs};
@@ -41,6 +41,11 @@ const DENSITY_SIGMA: f64 = 0.01;
 /// Ritz values below `−NEGATIVE_TOL · max|λ|` count as negative eigen-mass (rounding leaves
 /// the null space of an over-parameterised model a little on both sides of 0).
 const NEGATIVE_TOL: f64 = 1e-4;
+/// Most conjugate-gradient steps for a Newton direction, and its tolerance.
+const CG_MAX_ITERS: usize = 500;
+const CG_TOL: f64 = 1e-6;
+/// Lanczos steps that bracket the spectrum of a random batch's Hessian before its power iteration.
+const BATCH_LANCZOS_STEPS: usize = 12;
 /// The empirical Hessian of a linear model is decomposed densely up to this many inputs.
 const DENSE_REFERENCE_MAX: usize = 2048;
 
@@ -62,8 +67,10 @@ pub struct CurvatureOptions {
     pub slq_runs: usize,
     /// Most power-iteration steps.
     pub power_iters: usize,
-    /// Most Hutchinson probes; it stops earlier at a 1 % relative standard error.
+    /// Most Hutchinson probes.
     pub trace_samples: usize,
+    /// Hutchinson stops earlier at this relative standard error of the mean.
+    pub trace_tol: f64,
     pub seed: u64,
     /// Stage notes on stderr.
     pub progress: bool,
@@ -81,6 +88,7 @@ impl Default for CurvatureOptions {
             slq_runs: 4,
             power_iters: 100,
             trace_samples: 200,
+            trace_tol: 0.005,
             seed: 0,
             progress: true,
         }
@@ -117,6 +125,9 @@ pub struct BatchSample {
     pub grad_norm_sq: f64,
     /// `‖g_B − g‖ / ‖g‖` against the whole set's gradient.
     pub grad_rel_error: f64,
+    /// `‖H_B⁻¹g_B − H⁻¹g‖ / ‖H⁻¹g‖` of the Newton direction (conjugate gradients), when the whole
+    /// set's Hessian is positive definite.
+    pub newton_rel_error: Option<f64>,
 }
 
 /// Spread of the estimates over the random batches of one size.
@@ -135,6 +146,9 @@ pub struct BatchSpread {
     pub trace_rel_rmse: f64,
     /// Mean `‖g_B − g‖ / ‖g‖`.
     pub grad_rel_error_mean: f64,
+    /// Mean `‖H_B⁻¹g_B − H⁻¹g‖ / ‖H⁻¹g‖` (positive definite Hessians only): second-order steps
+    /// need far larger batches than gradient steps (8.1.3).
+    pub newton_rel_error_mean: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -179,8 +193,8 @@ pub struct CurvatureSummary {
     pub init_scale: f32,
     /// Mean loss over the examples.
     pub loss: f64,
-    /// The larger of the power iteration's and Lanczos' estimates (both are Rayleigh quotients,
-    /// so both are lower bounds).
+    /// The larger of the (converged) power iteration's and Lanczos' estimates: both are Rayleigh
+    /// quotients, so both are lower bounds.
     pub lambda_max: f64,
     /// The smallest (most negative) Lanczos Ritz value.
     pub lambda_min: f64,
@@ -214,6 +228,8 @@ pub struct CurvatureSummary {
     pub hvp_products: u64,
     pub elapsed_s: f64,
     pub reference: Option<LinearReference>,
+    /// `‖H⁻¹ g‖` of the whole set by conjugate gradients (positive definite Hessians only).
+    pub newton_step_norm: Option<f64>,
     pub batches: Vec<BatchSpread>,
 }
 
@@ -228,6 +244,9 @@ pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions
     }
     if opts.batches.contains(&0) {
         bail!("--batch must be ≥ 1");
+    }
+    if !(opts.trace_tol > 0.0 && opts.trace_tol.is_finite()) {
+        bail!("--trace-tol must be a positive number, got {}", opts.trace_tol);
     }
     if opts.examples == Some(0) {
         bail!("--examples must be ≥ 1");
@@ -282,18 +301,7 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
     op.apply(&g, &mut hg)?;
     let g_t_h_g = super::dot(&g, &hg);
 
-    // ---- λmax by power iteration -------------------------------------------------------------
-    note(format!("power iteration (≤ {} steps)", opts.power_iters));
-    let popts = PowerOptions { max_iters: opts.power_iters, tol: 1e-4, seed: opts.seed };
-    let dom = power_iteration(&mut op, &popts)?;
-    let power = if dom.eigenvalue >= 0.0 {
-        dom
-    } else {
-        // The dominant eigenvalue is negative: λmax is the other end.
-        extreme_eigenvalues(&mut op, &popts)?.0
-    };
-
-    // ---- Lanczos: top-k, λmin; SLQ ------------------------------------------------------------
+    // ---- Lanczos: top-k, λmin ----------------------------------------------------------------
     let steps = opts.lanczos_steps.min(n_params);
     note(format!("Lanczos, {steps} steps with full reorthogonalization"));
     let run = lanczos(&mut op, &random_unit(opts.seed.wrapping_add(17), n_params), steps)?;
@@ -301,7 +309,14 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
     let lanczos_max = ritz.values.last().copied().unwrap_or(f64::NAN);
     let lambda_min = ritz.values.first().copied().unwrap_or(f64::NAN);
     let top_eigenvalues: Vec<f64> = ritz.values.iter().rev().take(opts.top_k).copied().collect();
-    let lambda_max = power.eigenvalue.max(lanczos_max);
+
+    // ---- λmax by power iteration -------------------------------------------------------------
+    // Near a saddle −λ can be as large as λmax (or larger): iterate on H − λmin·I, whose
+    // dominant eigenvalue is λmax − λmin (the Ritz λmin is within a hair of the true one).
+    note(format!("power iteration (≤ {} steps)", opts.power_iters));
+    let popts = PowerOptions { max_iters: opts.power_iters, tol: 1e-4, seed: opts.seed };
+    let power = max_by_power(&mut op, lambda_min, &popts)?;
+    let lambda_max = if power.converged { power.eigenvalue.max(lanczos_max) } else { lanczos_max };
     let min_abs = ritz.values.iter().map(|v| v.abs()).fold(f64::INFINITY, f64::min);
     note(format!("SLQ, {} runs", opts.slq_runs.max(1)));
     let sopts = SlqOptions { runs: opts.slq_runs.max(1), steps, seed: opts.seed };
@@ -320,8 +335,17 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
 
     // ---- trace -------------------------------------------------------------------------------
     note(format!("Hutchinson trace (≤ {} probes)", opts.trace_samples));
-    let hopts = HutchinsonOptions { min_samples: 8, max_samples: opts.trace_samples.max(2), rel_tol: 0.01, seed: opts.seed.wrapping_add(29) };
+    let hopts = HutchinsonOptions { min_samples: 8, max_samples: opts.trace_samples.max(2), rel_tol: opts.trace_tol, seed: opts.seed.wrapping_add(29) };
     let trace = hutchinson_trace(&mut op, &hopts)?;
+
+    // ---- Newton direction (positive definite only) ----------------------------------------------
+    let newton = if lambda_min > 0.0 {
+        note("Newton direction H⁻¹g by conjugate gradients".into());
+        let r = conjugate_gradient(&mut op, &g, CG_MAX_ITERS, CG_TOL)?;
+        (!r.negative_curvature).then_some(r.x)
+    } else {
+        None
+    };
 
     // ---- random batches ------------------------------------------------------------------------
     let mut samples = Vec::new();
@@ -332,7 +356,7 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
         }
         note(format!("{} random batches of {size}", opts.repeats));
         for r in 0..opts.repeats {
-            samples.push(batch_sample(b, &mlp, op.params(), &data, &g, size, r, opts)?);
+            samples.push(batch_sample(b, &mlp, op.params(), &data, (&g, newton.as_deref()), size, r, opts)?);
         }
     }
     let spreads = batch_spreads(&samples, lambda_max, trace.trace);
@@ -389,6 +413,7 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
         hvp_products: op.products,
         elapsed_s: t0.elapsed().as_secs_f64(),
         reference,
+        newton_step_norm: newton.as_deref().map(norm),
         batches: spreads,
     };
     write_outputs(dir, &summary, &density, &samples)?;
@@ -427,6 +452,17 @@ fn curvature_data(cfg: &Config, examples: Option<usize>, note: &dyn Fn(String)) 
     }
 }
 
+/// λmax by power iteration: on `H` when `lower ≥ 0` (λmax dominates), else on `H − lower·I`
+/// (all eigenvalues ≥ ~0, λmax − lower dominant). The result is shifted back.
+fn max_by_power<O: SymOp + ?Sized>(op: &mut O, lower: f64, opts: &PowerOptions) -> Result<super::PowerResult> {
+    if lower >= 0.0 || !lower.is_finite() {
+        return power_iteration(op, opts);
+    }
+    let mut r = power_iteration(&mut Shifted { op, shift: lower }, opts)?;
+    r.eigenvalue += lower;
+    Ok(r)
+}
+
 /// Overwrite `params` from a checkpoint's `layers.{i}.weight/bias` (shapes checked).
 fn load_params<B: Backend>(b: &B, path: &Path, params: &mut ParamSet<B>) -> Result<()> {
     let ck = checkpoint::load(path)?;
@@ -444,7 +480,7 @@ fn batch_sample<B: Backend>(
     mlp: &Mlp,
     params: &ParamSet<B>,
     data: &Dataset,
-    g_full: &[f32],
+    (g_full, newton_full): (&[f32], Option<&[f32]>),
     size: usize,
     repeat: usize,
     opts: &CurvatureOptions,
@@ -458,11 +494,26 @@ fn batch_sample<B: Backend>(
     let mut op = HvpOperator::new(b, mlp.clone(), p, &sub, HvpOptions::for_budget(mlp, CHUNK_BUDGET_BYTES))?;
     let (_, g) = op.gradient()?;
     let diff: Vec<f32> = g.iter().zip(g_full).map(|(a, c)| a - c).collect();
+    // λmax: a short Lanczos run brackets the spectrum, the power iteration shifted by its λmin
+    // refines the top (as for the whole set).
+    let start = random_unit(seed.wrapping_add(3), op.dim());
+    let short = lanczos(&mut op, &start, BATCH_LANCZOS_STEPS)?.ritz()?;
+    let lo = short.values.first().copied().unwrap_or(0.0);
+    let hi = short.values.last().copied().unwrap_or(0.0);
     let popts = PowerOptions { max_iters: opts.power_iters, tol: 1e-4, seed: seed.wrapping_add(1) };
-    let dom = power_iteration(&mut op, &popts)?;
-    let lambda_max = if dom.eigenvalue >= 0.0 { dom.eigenvalue } else { extreme_eigenvalues(&mut op, &popts)?.0.eigenvalue };
-    let hopts = HutchinsonOptions { min_samples: 8, max_samples: opts.trace_samples.max(2), rel_tol: 0.01, seed: seed.wrapping_add(2) };
+    let p = max_by_power(&mut op, lo, &popts)?;
+    let lambda_max = if p.converged { p.eigenvalue.max(hi) } else { hi };
+    let hopts = HutchinsonOptions { min_samples: 8, max_samples: opts.trace_samples.max(2), rel_tol: opts.trace_tol, seed: seed.wrapping_add(2) };
     let trace = hutchinson_trace(&mut op, &hopts)?;
+    let newton_rel_error = match newton_full {
+        Some(full) => {
+            let r = conjugate_gradient(&mut op, &g, CG_MAX_ITERS, CG_TOL)?;
+            let d: Vec<f32> = r.x.iter().zip(full).map(|(a, c)| a - c).collect();
+            // A batch Hessian with a direction of negative curvature has no Newton step.
+            Some(if r.negative_curvature { f64::INFINITY } else { norm(&d) / norm(full).max(f64::MIN_POSITIVE) })
+        }
+        None => None,
+    };
     let gn = norm(g_full);
     Ok(BatchSample {
         batch: size,
@@ -471,6 +522,7 @@ fn batch_sample<B: Backend>(
         trace: trace.trace,
         grad_norm_sq: super::dot(&g, &g),
         grad_rel_error: if gn > 0.0 { norm(&diff) / gn } else { f64::NAN },
+        newton_rel_error,
     })
 }
 
@@ -499,6 +551,7 @@ fn batch_spreads(samples: &[BatchSample], lambda_full: f64, trace_full: f64) -> 
                 trace_std: std_dev(&tr),
                 trace_rel_rmse: rel_rmse(&tr, trace_full),
                 grad_rel_error_mean: mean(&ge),
+                newton_rel_error_mean: s.iter().map(|x| x.newton_rel_error).collect::<Option<Vec<f64>>>().map(|v| mean(&v)),
             }
         })
         .collect()
@@ -615,19 +668,28 @@ fn write_outputs(dir: &Path, s: &CurvatureSummary, density: &super::Density, sam
                     Cell::Num(x.trace),
                     Cell::Num(x.grad_norm_sq),
                     Cell::Num(x.grad_rel_error),
+                    x.newton_rel_error.map_or(Cell::Empty, Cell::Num),
                 ]
             })
             .collect();
-        write_csv(&dir.join("batches.csv"), &["batch", "repeat", "lambda_max", "trace", "grad_norm_sq", "grad_rel_error"], &rows)?;
+        write_csv(
+            &dir.join("batches.csv"),
+            &["batch", "repeat", "lambda_max", "trace", "grad_norm_sq", "grad_rel_error", "newton_rel_error"],
+            &rows,
+        )?;
         let series = |name: &str, f: &dyn Fn(&BatchSpread) -> f64| Series::new(name, s.batches.iter().map(|x| (x.batch as f64, f(x))).collect());
+        let mut lines = vec![
+            series("λmax (rel. RMS error)", &|x| x.lambda_max_rel_rmse),
+            series("trace (rel. RMS error)", &|x| x.trace_rel_rmse),
+            series("gradient ‖g_B − g‖/‖g‖", &|x| x.grad_rel_error_mean),
+        ];
+        if s.batches.iter().any(|x| x.newton_rel_error_mean.is_some()) {
+            lines.push(series("Newton step ‖H_B⁻¹g_B − H⁻¹g‖/‖H⁻¹g‖", &|x| x.newton_rel_error_mean.unwrap_or(f64::NAN)));
+        }
         line_plot(
             &dir.join("batch_spread.svg"),
             &PlotSpec::new("Estimates on random batches vs the whole set", "batch size", "relative error").log2_x().log_y(),
-            &[
-                series("λmax (rel. RMS error)", &|x| x.lambda_max_rel_rmse),
-                series("trace (rel. RMS error)", &|x| x.trace_rel_rmse),
-                series("gradient ‖g_B − g‖/‖g‖", &|x| x.grad_rel_error_mean),
-            ],
+            &lines,
         )?;
     }
     Ok(())
@@ -673,7 +735,7 @@ pub fn terminal_summary(s: &CurvatureSummary) -> String {
         ));
     }
     if !s.batches.is_empty() {
-        let mut t = Table::new(["batch", "λmax mean", "λmax std", "λmax rel err", "trace mean", "trace rel err", "grad rel err"]);
+        let mut t = Table::new(["batch", "λmax mean", "λmax std", "λmax rel err", "trace mean", "trace rel err", "grad rel err", "Newton rel err"]);
         for x in &s.batches {
             t.row([
                 x.batch.to_string(),
@@ -683,6 +745,7 @@ pub fn terminal_summary(s: &CurvatureSummary) -> String {
                 f(x.trace_mean),
                 fmt_sig(x.trace_rel_rmse, 3),
                 fmt_sig(x.grad_rel_error_mean, 3),
+                x.newton_rel_error_mean.map_or_else(|| "-".to_string(), |v| fmt_sig(v, 3)),
             ]);
         }
         out.push_str(&t.render());

@@ -8,11 +8,13 @@
 //! - [`lanczos`]: Lanczos with full reorthogonalization; Ritz values, weights and residuals.
 //! - [`hutchinson`]: the trace by Rademacher probes, stopping when the running mean settles.
 //! - [`slq`]: the spectral density by stochastic Lanczos quadrature.
+//! - [`cg`]: conjugate gradients, for the Newton direction `H⁻¹ g` (Hessian-free).
 //! - [`command`]: `batchscope curvature`.
 //!
 //! The solvers are written against [`SymOp`] (any symmetric linear operator on `f32` vectors,
 //! accumulating in `f64`), so they are unit-tested on explicit matrices ([`DenseSym`]).
 
+pub mod cg;
 pub mod command;
 pub mod hutchinson;
 pub mod hvp;
@@ -29,6 +31,7 @@ use crate::data::DataError;
 use crate::report::ReportError;
 use crate::train::checkpoint::CheckpointError;
 
+pub use cg::{conjugate_gradient, CgResult};
 pub use hutchinson::{hutchinson_trace, HutchinsonOptions, TraceEstimate};
 pub use hvp::{time_hvp_vs_grad, HvpOperator, HvpOptions, HvpTiming};
 pub use lanczos::{lanczos, LanczosRun, Ritz};

@@ -13,7 +13,8 @@ use super::{dot, norm, random_unit, Deflated, Result, Shifted, SymOp};
 pub struct PowerOptions {
     /// Most operator applications per eigenvalue.
     pub max_iters: usize,
-    /// Stop when the Rayleigh quotient changes by less than `tol · |λ|` between iterations.
+    /// Stop when the Rayleigh quotient changes by less than `tol · |λ|` between iterations
+    /// and the residual `‖A v − λ v‖` is below `√tol · ‖A v‖`.
     pub tol: f64,
     pub seed: u64,
 }
@@ -64,7 +65,10 @@ pub fn power_iteration<O: SymOp + ?Sized>(op: &mut O, opts: &PowerOptions) -> Re
             converged = wn == 0.0;
             break;
         }
-        if change <= opts.tol * rq.abs() || residual <= 1e-7 * wn {
+        // A settled Rayleigh quotient alone is not convergence: with eigenvalues ±λ equally
+        // dominant (a saddle's coupling block) it stays put at any value in between while the
+        // iterate swings. The residual must be small too; an eigenvalue lies within it.
+        if (change <= opts.tol * rq.abs() && residual <= opts.tol.sqrt() * wn) || residual <= 1e-7 * wn {
             converged = true;
             break;
         }
@@ -122,6 +126,18 @@ mod tests {
         let (hi, lo) = extreme_eigenvalues(&mut m, &o).unwrap();
         assert!((hi.eigenvalue - 2.0).abs() < 1e-4, "{hi:?}");
         assert!((lo.eigenvalue + 4.0).abs() < 1e-4, "{lo:?}");
+    }
+
+    #[test]
+    fn a_plus_minus_pair_does_not_fake_convergence() {
+        // ±1 equally dominant: the Rayleigh quotient settles at once, the iterate never does.
+        let mut m = DenseSym::diag(&[1.0, -1.0, 0.1, 0.2]);
+        let r = power_iteration(&mut m, &PowerOptions { max_iters: 50, tol: 1e-4, seed: 7 }).unwrap();
+        assert!(!r.converged, "{r:?}");
+        assert!(r.residual > 0.1);
+        // Shifted by −0.5 (a lower bound from elsewhere), λmax = 1 becomes dominant.
+        let r = power_iteration(&mut Shifted { op: &mut m, shift: -0.5 }, &PowerOptions { max_iters: 500, tol: 1e-10, seed: 7 }).unwrap();
+        assert!(r.converged && (r.eigenvalue - 0.5 - 1.0).abs() < 1e-6, "{r:?}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 
 use super::config::{DirSpec, LandscapeConfig, Mode, LANDSCAPE_DEFAULT_TOML};
-use super::directions::{coords, difference, global_norm, normalize, random_direction, Normalize};
+use super::directions::{coords, difference, path_coords, global_norm, normalize, random_direction, Normalize};
 use super::objective::{MlpObjective, Objective, RnnObjective, Split};
 use super::symmetry::{mlp_twin, rnn_twin, TwinError, TwinSpec};
 use super::{centre_derivatives, evaluate_points, upload_like, PointLoss};
@@ -70,7 +70,11 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
         ModelCfg::Mlp(c) => c.to_toml(),
         ModelCfg::Rnn(c) => c.to_toml(),
     };
-    let section = toml::to_string_pretty(&json!({ "landscape": lc })).context("serialising [landscape]")?;
+    #[derive(serde::Serialize)]
+    struct Section<'a> {
+        landscape: &'a LandscapeConfig,
+    }
+    let section = toml::to_string_pretty(&Section { landscape: &lc }).context("serialising [landscape]")?;
     write_atomic(&dir.join("config.toml"), format!("{model_toml}\n{section}").as_bytes())?;
     eprintln!("run directory: {}", dir.display());
     let b = open_backend(backend, args.adapter.as_deref())?;
@@ -339,7 +343,7 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                 let dist = global_norm(&d);
                 let start = ParamSet::from_host(b, &names, &shapes, &p.start)?;
                 let dp = upload_like(b, &theta, &d)?;
-                let alphas = coords(-lc.margin, 1.0 + lc.margin, lc.points);
+                let alphas = path_coords(lc.margin, lc.points);
                 let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
                 let res = evaluate_points(b, p.obj.as_mut(), &start, &[&dp], &pts)?;
                 write_csv(&dir.join("path.csv"), &header(&["alpha"]), &rows(&res))?;
@@ -353,7 +357,7 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                 let rises = inside.windows(2).filter(|w| w[1] > w[0] * (1.0 + 1e-6)).count();
                 let max_inside = inside.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let (ls, le) = (inside.first().copied().unwrap_or(f64::NAN), inside.last().copied().unwrap_or(f64::NAN));
-                table.row(["path init→θ".to_string(), lc.points.to_string(), format!("{le:.5}"), format!("{:.5}", inside.iter().copied().fold(f64::INFINITY, f64::min)), "-".into(), format!("start {ls:.4}, max {max_inside:.4}, {rises} rises, ‖Δθ‖ {dist:.3}")]);
+                table.row(["path init→θ".to_string(), alphas.len().to_string(), format!("{le:.5}"), format!("{:.5}", inside.iter().copied().fold(f64::INFINITY, f64::min)), "-".into(), format!("start {ls:.4}, max {max_inside:.4}, {rises} rises, ‖Δθ‖ {dist:.3}")]);
                 out.insert("path".into(), json!({
                     "distance": dist, "relative_distance": dist / theta_norm.max(1e-30),
                     "loss_start": ls, "loss_end": le, "max_loss_on_path": max_inside,
@@ -368,7 +372,7 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                 let d = difference(&p.end, &twin_host);
                 let dist = global_norm(&d);
                 let dp = upload_like(b, &theta, &d)?;
-                let alphas = coords(-lc.margin, 1.0 + lc.margin, lc.points);
+                let alphas = path_coords(lc.margin, lc.points);
                 let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
                 let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&dp], &pts)?;
                 write_csv(&dir.join("symmetry.csv"), &header(&["alpha"]), &rows(&res))?;
@@ -381,7 +385,7 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                 let inside = alphas.iter().zip(&res).filter(|(a, _)| (0.0..=1.0).contains(*a)).map(|(_, r)| r.train_loss);
                 let barrier = inside.fold(f64::NEG_INFINITY, f64::max) - l0.max(lt);
                 let rel = (lt - l0).abs() / l0.abs().max(1e-30);
-                table.row([format!("twin ({what})"), lc.points.to_string(), format!("{l0:.5}"), format!("{lt:.5}"), "twin".into(), format!("|Δ| {:.1e} (rel {rel:.1e}), barrier {barrier:.4}, ‖Δθ‖ {dist:.3}", (lt - l0).abs())]);
+                table.row([format!("twin ({what})"), alphas.len().to_string(), format!("{l0:.5}"), format!("{lt:.5}"), "twin".into(), format!("|Δ| {:.1e} (rel {rel:.1e}), barrier {barrier:.4}, ‖Δθ‖ {dist:.3}", (lt - l0).abs())]);
                 out.insert("symmetry".into(), json!({
                     "twin": what, "loss_model": l0, "loss_twin": lt, "abs_difference": (lt - l0).abs(),
                     "relative_difference": rel, "barrier": barrier, "distance": dist,

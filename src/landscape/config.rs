@@ -81,6 +81,7 @@ pub struct LandscapeConfig {
     /// Seed of random directions and of the twin.
     pub seed: u64,
     /// Start of the path (a checkpoint); default the config's initialisation.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<PathBuf>,
     /// Contour levels of the plane heatmaps.
     pub contours: usize,

@@ -77,6 +77,19 @@ pub fn coords(lo: f64, hi: f64, points: usize) -> Vec<f64> {
     (0..points).map(|i| (lo * (m - i as f64) + hi * i as f64) / m).collect()
 }
 
+/// Coefficients of a path slice: `points` evenly spaced over `[−margin, 1 + margin]`, with the
+/// ends 0 and 1 added when the grid misses them (sorted, no duplicates).
+pub fn path_coords(margin: f64, points: usize) -> Vec<f64> {
+    let mut c = coords(-margin, 1.0 + margin, points);
+    for end in [0.0, 1.0] {
+        if !c.contains(&end) {
+            c.push(end);
+        }
+    }
+    c.sort_by(f64::total_cmp);
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +117,8 @@ mod tests {
         }
         let p = coords(-0.25, 1.25, 31);
         assert!(p.contains(&0.0) && p.contains(&1.0), "{p:?}");
+        let q = path_coords(0.25, 9);
+        assert_eq!(q.len(), 11);
+        assert!(q.contains(&0.0) && q.contains(&1.0) && q.windows(2).all(|w| w[0] < w[1]), "{q:?}");
     }
 }

@@ -74,6 +74,24 @@ pub struct MetricsLine {
     pub lr: f64,
     pub clip_events: u64,
     pub elapsed_s: f64,
+    /// Curvature monitor (every `monitor.curvature_every` steps): gᵀg of the minibatch gradient.
+    #[serde(default, rename = "gTg", skip_serializing_if = "Option::is_none")]
+    pub gtg: Option<f64>,
+    /// gᵀHg, the curvature along the gradient (exact Hessian, R-operator).
+    #[serde(default, rename = "gTHg", skip_serializing_if = "Option::is_none")]
+    pub gthg: Option<f64>,
+    /// ε* = gᵀg / gᵀHg: the step size that minimises the quadratic model along −g.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps_star: Option<f64>,
+    /// Eq. 8.10 for the step −lr·g: ΔL̂ = −lr gᵀg + ½ lr² gᵀHg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_delta_loss: Option<f64>,
+    /// The minibatch loss after the update minus before (same minibatch; the step taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual_delta_loss: Option<f64>,
+    /// ½ lr² gᵀHg > lr gᵀg: the step is too large for the curvature (it would raise the loss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_too_large: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -400,7 +418,13 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
             }
             fill_batch(b, &mut source, &mut bt, prog.epoch, prog.step_in_epoch, steps_per_epoch)?;
             let targets = if is_class { Targets::Classes(&bt.labels) } else { Targets::Values(&bt.targets) };
-            st.record_step(b, &bt.x, &targets, &opt, lr, &clip)?;
+            let k = cfg.monitor.curvature_every;
+            let monitor_now = k > 0 && (prog.step + 1) % k == 0;
+            if monitor_now {
+                st.record_step_monitored(b, &bt.x, &targets, &opt, lr, &clip)?;
+            } else {
+                st.record_step(b, &bt.x, &targets, &opt, lr, &clip)?;
+            }
             b.flush()?;
             prog.step += 1;
             prog.step_in_epoch += 1;
@@ -408,7 +432,7 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
             let epoch_end = prog.step_in_epoch == steps_per_epoch;
             let eval_now = val.is_some()
                 && if cfg.train.eval_every > 0 { prog.step % cfg.train.eval_every == 0 } else { epoch_end };
-            let log_now = prog.step % cfg.train.log_every == 0 || eval_now || prog.step == total_steps;
+            let log_now = prog.step % cfg.train.log_every == 0 || eval_now || monitor_now || prog.step == total_steps;
             if !log_now {
                 continue;
             }
@@ -466,7 +490,15 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                 }
             }
             let clip_events = clip_base + m.clip_events;
+            let curv = if monitor_now { Some(st.read_curvature(b)?) } else { None };
+            let eps = lr as f64;
             let line = MetricsLine {
+                gtg: curv.map(|c| c.gtg),
+                gthg: curv.map(|c| c.gthg),
+                eps_star: curv.map(|c| c.gtg / c.gthg),
+                predicted_delta_loss: curv.map(|c| -eps * c.gtg + 0.5 * eps * eps * c.gthg),
+                actual_delta_loss: curv.map(|c| c.loss_after - m.loss),
+                step_too_large: curv.map(|c| 0.5 * eps * eps * c.gthg > eps * c.gtg),
                 step: prog.step,
                 epoch: prog.epoch,
                 examples_seen: prog.examples_seen,
@@ -677,6 +709,14 @@ pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
         &PlotSpec::new("Surrogate loss (NLL)", "examples seen", "loss").log_y(),
         &loss,
     )?;
+    let gthg = pts(&|l| l.gthg);
+    if !gthg.is_empty() {
+        line_plot(
+            &run_dir.join("curvature.svg"),
+            &PlotSpec::new("Gradient norm vs curvature along the gradient (eq. 8.10)", "examples seen", "value").log_y(),
+            &[Series { name: "gᵀg".into(), points: pts(&|l| l.gtg) }, Series { name: "gᵀHg".into(), points: gthg }],
+        )?;
+    }
     if is_class {
         let mut err = vec![
             Series { name: "train 0-1 (minibatch)".into(), points: pts(&|l| l.train_error) },

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Result};
-use crate::model::{Mlp, ParamSet, Targets, Workspace};
+use crate::model::{Mlp, ParamSet, RopWorkspace, Targets, Workspace};
 
 /// The update rule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,29 @@ pub mod slot {
     pub const CLIP_EVENTS: usize = 2;
     /// First of the per-tensor squared gradient norms.
     pub const GRAD_SQ0: usize = 3;
+    /// First of the per-tensor gᵀHg terms (monitored steps), after the `tensors` norm slots.
+    pub fn gthg0(tensors: usize) -> usize {
+        GRAD_SQ0 + tensors
+    }
+    /// Σ of the minibatch loss after the update, on the same minibatch (monitored steps).
+    pub fn loss_after(tensors: usize) -> usize {
+        GRAD_SQ0 + 2 * tensors
+    }
+    /// Slots of the metrics buffer.
+    pub fn len(tensors: usize) -> usize {
+        GRAD_SQ0 + 2 * tensors + 1
+    }
+}
+
+/// What the curvature monitor measured on one step (eq. 8.10).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CurvatureMetrics {
+    /// gᵀg of the minibatch gradient.
+    pub gtg: f64,
+    /// gᵀHg: the curvature along the gradient (exact Hessian of the minibatch loss).
+    pub gthg: f64,
+    /// Mean minibatch loss after the update, same minibatch.
+    pub loss_after: f64,
 }
 
 /// Minibatch figures read back from the metrics buffer.
@@ -48,6 +71,13 @@ pub struct StepMetrics {
     pub clip_events: u64,
 }
 
+/// Buffers of the curvature monitor, made on first use.
+pub struct Monitor<B: Backend> {
+    pub rws: RopWorkspace<B>,
+    /// `H g`.
+    pub hg: ParamSet<B>,
+}
+
 /// Parameters, gradients, optimizer state and activations of a model at one batch size.
 pub struct TrainState<B: Backend> {
     pub model: Mlp,
@@ -55,8 +85,9 @@ pub struct TrainState<B: Backend> {
     pub grads: ParamSet<B>,
     pub velocity: Option<ParamSet<B>>,
     pub ws: Workspace<B>,
-    /// `[2 + tensors]` slots, see [`slot`].
+    /// `slot::len(tensors)` slots, see [`slot`].
     pub metrics: B::Buf,
+    pub monitor: Option<Monitor<B>>,
 }
 
 impl<B: Backend> TrainState<B> {
@@ -67,8 +98,8 @@ impl<B: Backend> TrainState<B> {
             Optimizer::Sgd { .. } => None,
         };
         let ws = model.workspace(b, rows)?;
-        let metrics = b.zeros(slot::GRAD_SQ0 + params.tensors.len())?;
-        Ok(TrainState { model, params, grads, velocity, ws, metrics })
+        let metrics = b.zeros(slot::len(params.tensors.len()))?;
+        Ok(TrainState { model, params, grads, velocity, ws, metrics, monitor: None })
     }
 
     /// Record one step on the minibatch `x [rows, inputs]`, `targets`: forward, loss, backward,
@@ -89,6 +120,50 @@ impl<B: Backend> TrainState<B> {
         self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
         self.clip(b, clip)?;
         self.apply_update(b, opt, lr)
+    }
+
+    /// [`TrainState::record_step`] with the curvature monitor: before the update, `H g` by the
+    /// R-operator on this minibatch (its forward pass is reused) and gᵀHg per tensor into the
+    /// metrics buffer; after the update, the same minibatch's loss again (the actual ΔL).
+    pub fn record_step_monitored(
+        &mut self,
+        b: &B,
+        x: &B::Buf,
+        targets: &Targets<'_, B>,
+        opt: &Optimizer,
+        lr: f32,
+        clip: &Clip,
+    ) -> Result<()> {
+        let rows = self.ws.rows;
+        let tensors = self.params.tensors.len();
+        self.model.loss_and_grad(b, &self.params, x, targets, &mut self.ws, &mut self.grads)?;
+        b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
+        b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
+        self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
+        if self.monitor.is_none() {
+            self.monitor = Some(Monitor { rws: self.model.rop_workspace(b, rows)?, hg: self.params.zeros_like(b)? });
+        }
+        if let Some(m) = self.monitor.as_mut() {
+            self.model.hvp_prepared(b, &self.params, &self.grads, x, &self.ws, &mut m.rws, &mut m.hg)?;
+            self.grads.dot_into(b, &m.hg, &mut self.metrics, slot::gthg0(tensors))?;
+        }
+        self.clip(b, clip)?;
+        self.apply_update(b, opt, lr)?;
+        self.model.forward(b, &self.params, x, &mut self.ws)?;
+        self.model.loss(b, targets, &mut self.ws)?;
+        b.sum(rows, &self.ws.loss, &mut self.metrics, slot::loss_after(tensors))
+    }
+
+    /// The monitor's figures of the last monitored step (a sync on the GPU).
+    pub fn read_curvature(&self, b: &B) -> Result<CurvatureMetrics> {
+        let m = b.read(&self.metrics)?;
+        let t = self.params.tensors.len();
+        let sum = |from: usize| m[from..from + t].iter().map(|&v| v as f64).sum::<f64>();
+        Ok(CurvatureMetrics {
+            gtg: sum(slot::GRAD_SQ0),
+            gthg: sum(slot::gthg0(t)),
+            loss_after: m[slot::loss_after(t)] as f64 / self.ws.rows.max(1) as f64,
+        })
     }
 
     /// Clip the gradients in place: by global norm (from the squared norms already in the
@@ -137,7 +212,8 @@ impl<B: Backend> TrainState<B> {
     pub fn read_metrics(&self, b: &B) -> Result<StepMetrics> {
         let m = b.read(&self.metrics)?;
         let rows = self.ws.rows.max(1) as f64;
-        let grad_sq: f64 = m[slot::GRAD_SQ0..].iter().map(|&v| v as f64).sum();
+        let t = self.params.tensors.len();
+        let grad_sq: f64 = m[slot::GRAD_SQ0..slot::GRAD_SQ0 + t].iter().map(|&v| v as f64).sum();
         Ok(StepMetrics {
             loss: m[slot::LOSS_SUM] as f64 / rows,
             error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
