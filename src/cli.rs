@@ -103,7 +103,7 @@ pub enum Command {
         /// Largest batch size.
         #[arg(long)]
         max_batch: Option<usize>,
-        /// max_throughput | knee | knee:F | largest_fit | time_to_target:B_NOISE
+        /// max_throughput | knee | knee:F | largest_fit | time_to_target:B_NOISE | time_to_target:auto
         #[arg(long)]
         policy: Option<String>,
     },
@@ -125,6 +125,17 @@ pub enum Command {
         /// Seed of the minibatch draws.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Skip the Hessian-vector products (GᵀHG, tr(HΣ), B_noise).
+        #[arg(long)]
+        no_curvature: bool,
+    },
+    /// Validate the time_to_target policy: train at each power-of-two B with ε_opt(B) to
+    /// train.target_val_error and plot measured against predicted wall time.
+    TimeToTarget {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
     },
     /// Plot one metrics.jsonl field of several train runs on one SVG (vs examples seen).
     Overlay {

@@ -233,6 +233,10 @@ fn sweep_args(cfg: &mut Config, min_batch: Option<usize>, max_batch: Option<usiz
     if cfg.sweep.min_batch == 0 || cfg.sweep.max_batch < cfg.sweep.min_batch {
         bail!("batch range {}..{} is empty (need 1 ≤ --min-batch ≤ --max-batch)", cfg.sweep.min_batch, cfg.sweep.max_batch);
     }
+    if cfg.sweep.policy == TIME_TO_TARGET_AUTO {
+        // Resolved after the backend opens (B_noise is measured there); validate the rest now.
+        return Ok(Policy::TimeToTarget { b_noise: 0.0 });
+    }
     let mut policy: Policy = cfg.sweep.policy.parse().map_err(|e| anyhow::anyhow!("sweep.policy: {e}"))?;
     if let Policy::Knee { fraction } = &mut policy {
         if cfg.sweep.policy == "knee" {
@@ -242,11 +246,30 @@ fn sweep_args(cfg: &mut Config, min_batch: Option<usize>, max_batch: Option<usiz
     Ok(policy)
 }
 
+/// `time_to_target` with B_noise measured at the config's initialisation by `noise`.
+const TIME_TO_TARGET_AUTO: &str = "time_to_target:auto";
+
+/// B_noise of the config's model at initialisation on backend `b` (gradient noise and
+/// full-data Hessian-vector products; see `batchscope noise`).
+fn measure_b_noise<B: crate::backend::Backend>(b: &B, cfg: &Config) -> anyhow::Result<f64> {
+    let args = crate::noise::command::NoiseArgs { checkpoint: None, max_n: 1, draws: 32, seed: 1, curvature: true };
+    let s = crate::noise::command::measure(b, cfg, &args)?;
+    s.b_noise.ok_or_else(|| anyhow::anyhow!("B_noise could not be measured (GᵀHG ≤ 0 at initialisation); give time_to_target:B_NOISE"))
+}
+
 /// `batchscope sweep`.
 pub fn sweep(args: &RunArgs, backend: BackendChoice, min_batch: Option<usize>, max_batch: Option<usize>, policy: Option<&str>) -> anyhow::Result<()> {
     let mut cfg = Config::load(args.config.as_deref(), &args.set)?;
-    let policy = sweep_args(&mut cfg, min_batch, max_batch, policy)?;
+    let mut policy = sweep_args(&mut cfg, min_batch, max_batch, policy)?;
     let b = open_backend(backend, args.adapter.as_deref())?;
+    if cfg.sweep.policy == TIME_TO_TARGET_AUTO {
+        let bn = match &b {
+            AnyBackend::Cpu(c) => measure_b_noise(c, &cfg)?,
+            AnyBackend::Gpu(g) => measure_b_noise(g.as_ref(), &cfg)?,
+        };
+        eprintln!("measured B_noise = {bn:.1} at initialisation");
+        policy = Policy::TimeToTarget { b_noise: bn };
+    }
     let dir = create_run_dir(args.out.as_deref(), "sweep")?;
     write_config(&dir, &cfg)?;
     let report = match &b {

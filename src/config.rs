@@ -229,6 +229,8 @@ pub struct TrainConfig {
     pub clip_value: f32,
     /// Early stopping on validation 0-1 error: evaluations without improvement (0 = off).
     pub patience: usize,
+    /// Stop as soon as the validation 0-1 error is at most this (0 = off): time-to-target runs.
+    pub target_val_error: f32,
     /// Evaluate on the validation set every this many steps (0 = once per epoch).
     pub eval_every: u64,
     /// At each evaluation also measure the loss and 0-1 error on the whole training set
@@ -261,6 +263,7 @@ impl Default for TrainConfig {
             clip_norm: 0.0,
             clip_value: 0.0,
             patience: 0,
+            target_val_error: 0.0,
             eval_every: 0,
             eval_train: false,
             log_every: 10,
@@ -470,6 +473,9 @@ impl Config {
         }
         if !(t.clip_value.is_finite() && t.clip_value >= 0.0) {
             return Err(bad("train.clip_value", format!("must be ≥ 0 (0 = off), got {}", t.clip_value)));
+        }
+        if !(0.0..1.0).contains(&t.target_val_error) {
+            return Err(bad("train.target_val_error", format!("must be in [0, 1) (0 = off), got {}", t.target_val_error)));
         }
         if t.log_every == 0 {
             return Err(bad("train.log_every", "must be ≥ 1".into()));

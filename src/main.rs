@@ -38,11 +38,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sweep { common, backend, min_batch, max_batch, policy } => {
             commands::sweep(&common.run_args(), backend.into(), min_batch, max_batch, policy.as_deref())
         }
-        Command::Noise { common, backend, checkpoint, max_n, draws, seed } => batchscope::noise::command::run(
-            &common.run_args(),
-            backend.into(),
-            &batchscope::noise::command::NoiseArgs { checkpoint, max_n, draws, seed },
-        ),
+        Command::Noise { common, backend, checkpoint, max_n, draws, seed, no_curvature } => {
+            batchscope::noise::command::run(
+                &common.run_args(),
+                backend.into(),
+                &batchscope::noise::command::NoiseArgs { checkpoint, max_n, draws, seed, curvature: !no_curvature },
+            )
+        }
+        Command::TimeToTarget { common, backend } => batchscope::noise::ttt::run(&common.run_args(), backend.into()),
         Command::Overlay { runs, field, labels, out, log_y } => commands::overlay(&runs, &field, &labels, &out, log_y),
         Command::Compare { common, min_batch, max_batch } => {
             commands::compare(&common.run_args(), min_batch, max_batch)

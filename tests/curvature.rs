@@ -308,7 +308,7 @@ fn linear_regression_hessian_is_known<B: Backend>(b: &B) {
     assert!((t.trace - tr).abs() < 4.0 * t.std_error + 1e-6 * tr, "trace {} ± {} vs {tr}", t.trace, t.std_error);
     assert!((t.trace - tr).abs() < 0.02 * tr, "trace {} vs {tr}", t.trace);
 
-    let s = slq(&mut op, &SlqOptions { runs: 3, steps: 10, seed: 6 }, Some(&run)).unwrap();
+    let s = slq(&mut op, &SlqOptions { runs: 3, steps: 10, seed: 6 }, Some(&ritz)).unwrap();
     let tol = 1e-4 * lmax;
     assert!(s.nodes.iter().all(|&x| x >= lmin - tol && x <= lmax + tol), "SLQ nodes outside [{lmin}, {lmax}]: {:?}", s.nodes);
     assert!(s.mass_below(1e-6) < 1e-9, "a PSD Hessian has no negative mass");
@@ -526,5 +526,24 @@ fn curvature_command_reads_a_checkpoint() {
     assert!(!missing.exists(), "no run directory for a bad checkpoint");
     for d in [train_dir, at_init, trained] {
         let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// `model.init_scale` multiplies every initial weight (biases stay 0); it is validated.
+#[test]
+fn init_scale_scales_the_weights_and_is_validated() {
+    let mlp = Mlp::new(MlpSpec { sizes: vec![3, 4, 2], activation: Activation::Tanh, loss: LossKind::SoftmaxXent }).unwrap();
+    let (one, small) = (mlp.init_host(5), mlp.init_host_scaled(5, 1e-3));
+    for (a, b) in one.iter().zip(&small) {
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(*y, x * 1e-3);
+        }
+    }
+    assert_eq!(Config::embedded_default().unwrap().model.init_scale, 1.0);
+    let saddle = Config::load(Some(std::path::Path::new("configs/saddle.toml")), &[]).unwrap();
+    assert_eq!(saddle.model.init_scale, 0.001);
+    for bad in ["-1.0", "nan", "inf"] {
+        let e = Config::from_toml(&format!("[model]\ninit_scale = {bad}\n"), "t.toml").unwrap_err().to_string();
+        assert!(e.contains("model.init_scale"), "{bad}: {e}");
     }
 }

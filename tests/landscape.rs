@@ -12,7 +12,9 @@ use batchscope::config::Config;
 use batchscope::data::sequences::{SeqSpec, SeqTask};
 use batchscope::landscape::directions::{coords, difference, normalize, random_direction, Normalize};
 use batchscope::landscape::symmetry::{mlp_twin, rnn_twin, TwinSpec};
-use batchscope::landscape::{evaluate_points, upload_like, MlpObjective, Objective, RnnObjective, Split};
+use batchscope::landscape::{
+    evaluate_points, upload_like, MlpObjective, Objective, RnnObjective, Split,
+};
 use batchscope::model::{LossKind, Mlp, MlpSpec, ParamSet, Rnn, RnnInit, RnnSpec, WInit};
 
 const MLP_TOML: &str = r#"
@@ -45,7 +47,14 @@ fn mlp_objective<B: Backend>(b: &B, act: Activation) -> (MlpObjective<B>, Mlp) {
 fn rnn_objective<B: Backend>(b: &B) -> (RnnObjective<B>, Rnn) {
     let seq = SeqSpec { task: SeqTask::Adding, length: 7, symbols: 0, distractors: false, seed: 3 };
     let (train, val) = seq.train_val(96, 40).unwrap();
-    let spec = RnnSpec { inputs: seq.dim(), hidden: 6, outputs: 1, steps: 7, activation: Activation::Tanh, loss: LossKind::Mse };
+    let spec = RnnSpec {
+        inputs: seq.dim(),
+        hidden: 6,
+        outputs: 1,
+        steps: 7,
+        activation: Activation::Tanh,
+        loss: LossKind::Mse,
+    };
     let rnn = Rnn::new(spec).unwrap();
     (RnnObjective::new(b, rnn.clone(), &train, &val, 32).unwrap(), rnn)
 }
@@ -72,12 +81,20 @@ fn line_centre_is_theta<B: Backend, O: Objective<B>>(b: &B, obj: &mut O, theta_h
     for d in &dirs {
         let res = evaluate_points(b, obj, &theta, &[d], &pts).unwrap();
         assert_eq!(res[2].coords, vec![0.0]);
-        assert!(rel(l0, res[2].train_loss) < 1e-6, "{}: line at α = 0 gives {} but L(θ) = {l0}", b.device_name(), res[2].train_loss);
+        assert!(
+            rel(l0, res[2].train_loss) < 1e-6,
+            "{}: line at α = 0 gives {} but L(θ) = {l0}",
+            b.device_name(),
+            res[2].train_loss
+        );
         assert!(rel(v0, res[2].val_loss.unwrap()) < 1e-6);
         if let Some(e) = res[2].train_error {
             assert_eq!(e, e0);
         }
-        assert!(res.iter().any(|r| rel(l0, r.train_loss) > 1e-4), "moving along the line must change the loss");
+        assert!(
+            res.iter().any(|r| rel(l0, r.train_loss) > 1e-4),
+            "moving along the line must change the loss"
+        );
     }
     // The plane's centre, too.
     let pts = vec![vec![0.0, 0.0], vec![0.1, -0.2]];
@@ -85,14 +102,22 @@ fn line_centre_is_theta<B: Backend, O: Objective<B>>(b: &B, obj: &mut O, theta_h
     assert!(rel(l0, res[0].train_loss) < 1e-6);
     // Minus the gradient is a descent direction: a small step lowers the loss.
     let res = evaluate_points(b, obj, &theta, &[&dirs[0]], &[vec![1e-2]]).unwrap();
-    assert!(res[0].train_loss < l0, "a step along −g should lower the loss: {} vs {l0}", res[0].train_loss);
+    assert!(
+        res[0].train_loss < l0,
+        "a step along −g should lower the loss: {} vs {l0}",
+        res[0].train_loss
+    );
 }
 
 fn landscape_line_at_zero_is_the_loss_at_theta<B: Backend>(b: &B) {
     let (mut obj, mlp) = mlp_objective(b, Activation::Relu);
     line_centre_is_theta(b, &mut obj, &mlp.init_host(3));
     let (mut robj, rnn) = rnn_objective(b);
-    line_centre_is_theta(b, &mut robj, &rnn.init_host(&RnnInit { w_init: WInit::Orthogonal, w_scale: 0.9, seed: 2 }));
+    line_centre_is_theta(
+        b,
+        &mut robj,
+        &rnn.init_host(&RnnInit { w_init: WInit::Orthogonal, w_scale: 0.9, seed: 2 }),
+    );
 }
 both_backends!(line_at_alpha_zero_equals_loss_at_theta, landscape_line_at_zero_is_the_loss_at_theta);
 
@@ -107,20 +132,32 @@ fn twins_have_equal_loss<B: Backend>(b: &B) {
         let theta = mlp.init_host(5);
         let twin = mlp_twin(&mlp.spec.sizes, act, &theta, &ts).unwrap();
         let d = difference(&theta, &twin);
-        assert!(batchscope::landscape::directions::global_norm(&d) > 0.1, "{act:?}: the twin must be another point");
+        assert!(
+            batchscope::landscape::directions::global_norm(&d) > 0.1,
+            "{act:?}: the twin must be another point"
+        );
         let (names, shapes) = mlp.param_layout();
         let pa = ParamSet::from_host(b, &names, &shapes, &theta).unwrap();
         let pb = ParamSet::from_host(b, &names, &shapes, &twin).unwrap();
         for split in [Split::Train, Split::Val] {
             let (la, ea) = obj.evaluate(b, &pa, split).unwrap();
             let (lb, eb) = obj.evaluate(b, &pb, split).unwrap();
-            assert!(rel(la, lb) < 2e-6, "{} {act:?} {split:?}: model {la} vs twin {lb}", b.device_name());
+            assert!(
+                rel(la, lb) < 2e-6,
+                "{} {act:?} {split:?}: model {la} vs twin {lb}",
+                b.device_name()
+            );
             assert_eq!(ea, eb, "{act:?}: the twin classifies every example the same way");
         }
     }
     let (mut obj, rnn) = rnn_objective(b);
     let theta = rnn.init_host(&RnnInit { w_init: WInit::Normal, w_scale: 1.2, seed: 4 });
-    let twin = rnn_twin(&rnn.spec, &theta, &TwinSpec { seed: 5, permute: true, rescale: 1.0, sign_flips: true }).unwrap();
+    let twin = rnn_twin(
+        &rnn.spec,
+        &theta,
+        &TwinSpec { seed: 5, permute: true, rescale: 1.0, sign_flips: true },
+    )
+    .unwrap();
     let (names, shapes) = rnn.param_layout();
     let pa = ParamSet::from_host(b, &names, &shapes, &theta).unwrap();
     let pb = ParamSet::from_host(b, &names, &shapes, &twin).unwrap();
@@ -140,7 +177,13 @@ fn tmpdir(name: &str) -> PathBuf {
 fn args(dir: &Path, config: &str) -> RunArgs {
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, config).unwrap();
-    RunArgs { config: Some(cfg), set: Vec::new(), adapter: None, out: Some(dir.join("out")), progress: false }
+    RunArgs {
+        config: Some(cfg),
+        set: Vec::new(),
+        adapter: None,
+        out: Some(dir.join("out")),
+        progress: false,
+    }
 }
 
 fn summary(dir: &Path) -> serde_json::Value {
@@ -151,7 +194,8 @@ fn summary(dir: &Path) -> serde_json::Value {
 #[test]
 fn landscape_command_trains_then_slices_an_mlp() {
     let dir = tmpdir("mlp");
-    let text = format!("{MLP_TOML}\n[landscape]\npoints = 9\ngrid = 5\nrescale = 2.0\neval_train = 128\n");
+    let text =
+        format!("{MLP_TOML}\n[landscape]\npoints = 9\ngrid = 5\nrescale = 2.0\neval_train = 128\n");
     batchscope::landscape::command::landscape(&args(&dir, &text), BackendChoice::Cpu, None).unwrap();
     let s = summary(&dir);
     let l0 = s["train_loss"].as_f64().unwrap();
@@ -164,14 +208,24 @@ fn landscape_command_trains_then_slices_an_mlp() {
     let path = &s["path"];
     assert!(rel(l0, path["loss_end"].as_f64().unwrap()) < 1e-3, "the path ends at θ: {path}");
     assert!(path["loss_start"].as_f64().unwrap() > l0, "training lowered the loss: {path}");
-    for f in ["line.svg", "plane_train.svg", "plane_val.svg", "path.svg", "symmetry.svg", "plane.csv", "train/last.safetensors", "config.toml"] {
+    for f in [
+        "line.svg",
+        "plane_train.svg",
+        "plane_val.svg",
+        "path.svg",
+        "symmetry.svg",
+        "plane.csv",
+        "train/last.safetensors",
+        "config.toml",
+    ] {
         assert!(dir.join("out").join(f).exists(), "{f} missing");
     }
     // Slicing the saved checkpoint again gives the same loss at θ.
     let dir2 = tmpdir("mlp-ckpt");
     let text2 = format!("{MLP_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"random\"]\npoints = 3\neval_train = 128\n");
     let ck = dir.join("out").join("train").join("last.safetensors");
-    batchscope::landscape::command::landscape(&args(&dir2, &text2), BackendChoice::Cpu, Some(ck)).unwrap();
+    batchscope::landscape::command::landscape(&args(&dir2, &text2), BackendChoice::Cpu, Some(ck))
+        .unwrap();
     assert!(rel(l0, summary(&dir2)["train_loss"].as_f64().unwrap()) < 1e-6);
     let _ = (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&dir2));
 }
@@ -208,7 +262,15 @@ fn rnn_command_measures_growth_ln_lambda_and_landscape_slices_it() {
         assert!((g - lambda.ln()).abs() < 1e-4, "growth {g} vs ln λ = {}", lambda.ln());
         assert!((run["spectral_radius_init"].as_f64().unwrap() - lambda).abs() < 1e-5);
     }
-    for f in ["dh_norms_init.svg", "growth.svg", "clipping.svg", "variants.csv", "lambda_0.8/loss.svg", "lambda_1.25/dh_norms.svg", "lambda_1.25/spectrum.svg"] {
+    for f in [
+        "dh_norms_init.svg",
+        "growth.svg",
+        "clipping.svg",
+        "variants.csv",
+        "lambda_0.8/loss.svg",
+        "lambda_1.25/dh_norms.svg",
+        "lambda_1.25/spectrum.svg",
+    ] {
         assert!(dir.join("out").join(f).exists(), "{f} missing");
     }
     let dir2 = tmpdir("rnn-landscape");

@@ -23,10 +23,14 @@ fn slope_is_minus_one<B: Backend>(b: &B) {
         ],
     )
     .expect("config");
-    let s = measure(b, &cfg, &NoiseArgs { checkpoint: None, max_n: 128, draws: 24, seed: 3 }).expect("noise");
+    let s = measure(b, &cfg, &NoiseArgs { checkpoint: None, max_n: 128, draws: 24, seed: 3, curvature: true }).expect("noise");
     println!("{}: slope {:.3}, B_simple {:.1}", b.device_name(), s.variance_slope, s.b_simple);
     assert!((s.variance_slope + 1.0).abs() < 0.1, "slope {} should be −1", s.variance_slope);
     assert!(s.b_simple.is_finite() && s.b_simple > 0.0);
+    let (bn, em) = (s.b_noise.expect("B_noise"), s.eps_max.expect("ε_max"));
+    println!("B_noise {bn:.2}, ε_max {em:.4}");
+    assert!(bn.is_finite() && bn > 0.0 && em.is_finite() && em > 0.0);
+    assert!(s.eps_opt.windows(2).all(|w| w[1].1 >= w[0].1), "ε_opt(B) grows with B");
 }
 both_backends!(minibatch_error_falls_as_one_over_n, slope_is_minus_one);
 

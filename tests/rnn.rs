@@ -55,7 +55,9 @@ fn reference_loss(s: &RnnSpec, p: &[Vec<f64>], c: &Case) -> f64 {
             // h_t = φ(W h_{t-1} + U x_t + b)
             hs = (0..h)
                 .map(|i| {
-                    let z = b[i] + (0..h).map(|j| w[i * h + j] * hs[j]).sum::<f64>() + (0..d).map(|j| u[i * d + j] * x[r * d + j] as f64).sum::<f64>();
+                    let z = b[i]
+                        + (0..h).map(|j| w[i * h + j] * hs[j]).sum::<f64>()
+                        + (0..d).map(|j| u[i * d + j] * x[r * d + j] as f64).sum::<f64>();
                     match s.activation {
                         Activation::Tanh => z.tanh(),
                         _ => z,
@@ -64,21 +66,29 @@ fn reference_loss(s: &RnnSpec, p: &[Vec<f64>], c: &Case) -> f64 {
                 .collect();
         }
         // y = V h_T + c
-        let y: Vec<f64> = (0..k).map(|o| cb[o] + (0..h).map(|j| v[o * h + j] * hs[j]).sum::<f64>()).collect();
+        let y: Vec<f64> =
+            (0..k).map(|o| cb[o] + (0..h).map(|j| v[o * h + j] * hs[j]).sum::<f64>()).collect();
         total += match s.loss {
             LossKind::SoftmaxXent => {
                 let m = y.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let lse = m + y.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
                 lse - y[c.labels[r] as usize]
             }
-            LossKind::Mse => 0.5 * (0..k).map(|o| (y[o] - c.targets[r * k + o] as f64).powi(2)).sum::<f64>(),
+            LossKind::Mse => {
+                0.5 * (0..k).map(|o| (y[o] - c.targets[r * k + o] as f64).powi(2)).sum::<f64>()
+            }
         };
     }
     total / ROWS as f64
 }
 
 /// Gradients, per-example losses and `‖∂L/∂h_t‖²` of one minibatch on `b`.
-fn backend_grads<B: Backend>(b: &B, rnn: &Rnn, params: &[Vec<f32>], c: &Case) -> (Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
+fn backend_grads<B: Backend>(
+    b: &B,
+    rnn: &Rnn,
+    params: &[Vec<f32>],
+    c: &Case,
+) -> (Vec<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let (names, shapes) = rnn.param_layout();
     let p = ParamSet::from_host(b, &names, &shapes, params).unwrap();
     let mut grads = p.zeros_like(b).unwrap();
@@ -125,7 +135,13 @@ fn gradients_match_finite_differences<B: Backend>(b: &B) {
                 })
                 .collect();
             assert_close(
-                &format!("{} grad of {} ({:?}, {:?}) vs f64 central differences", b.device_name(), rnn.param_layout().0[ti], s.activation, s.loss),
+                &format!(
+                    "{} grad of {} ({:?}, {:?}) vs f64 central differences",
+                    b.device_name(),
+                    rnn.param_layout().0[ti],
+                    s.activation,
+                    s.loss
+                ),
                 &fd,
                 &grads[ti],
                 2e-5,
@@ -170,10 +186,18 @@ fn step_norms_scale_as_lambda_power<B: Backend>(b: &B) {
             for (i, &n) in norms.iter().enumerate() {
                 let want = (lambda as f64).powi((steps - 1 - i) as i32);
                 let got = n / last;
-                assert!((got - want).abs() <= 2e-4 * want, "{w_init:?} λ = {lambda}: ‖∂L/∂h_{}‖/‖∂L/∂h_T‖ = {got}, want λ^(T−t) = {want}", i + 1);
+                assert!(
+                    (got - want).abs() <= 2e-4 * want,
+                    "{w_init:?} λ = {lambda}: ‖∂L/∂h_{}‖/‖∂L/∂h_T‖ = {got}, want λ^(T−t) = {want}",
+                    i + 1
+                );
             }
             let g = backward_growth_per_step(&norms).unwrap();
-            assert!((g - (lambda as f64).ln()).abs() < 2e-5, "{w_init:?} λ = {lambda}: growth {g} vs ln λ {}", (lambda as f64).ln());
+            assert!(
+                (g - (lambda as f64).ln()).abs() < 2e-5,
+                "{w_init:?} λ = {lambda}: growth {g} vs ln λ {}",
+                (lambda as f64).ln()
+            );
         }
     }
 }
@@ -200,14 +224,28 @@ fn clipping_bounds_the_update<B: Backend>(b: &B) {
         let m = st.read_metrics(b).unwrap();
         let after = st.params.to_flat(b).unwrap();
         let moved = before.iter().zip(&after).map(|(x, y)| ((y - x) as f64).powi(2)).sum::<f64>().sqrt();
-        assert!(m.grad_norm > 10.0 * max_norm as f64, "the cliff gradient should be large, got {}", m.grad_norm);
+        assert!(
+            m.grad_norm > 10.0 * max_norm as f64,
+            "the cliff gradient should be large, got {}",
+            m.grad_norm
+        );
         if clip.norm > 0.0 {
-            assert!(moved <= (lr * max_norm) as f64 * (1.0 + 1e-4), "clipped step moved {moved} > lr·c = {}", lr * max_norm);
-            assert!(moved >= (lr * max_norm) as f64 * (1.0 - 1e-3), "clipped step should move lr·c, moved {moved}");
+            assert!(
+                moved <= (lr * max_norm) as f64 * (1.0 + 1e-4),
+                "clipped step moved {moved} > lr·c = {}",
+                lr * max_norm
+            );
+            assert!(
+                moved >= (lr * max_norm) as f64 * (1.0 - 1e-3),
+                "clipped step should move lr·c, moved {moved}"
+            );
             assert_eq!(m.clip_events, 1);
         } else {
             let want = lr as f64 * m.grad_norm;
-            assert!((moved - want).abs() <= 1e-3 * want, "unclipped step moved {moved}, lr·‖g‖ = {want}");
+            assert!(
+                (moved - want).abs() <= 1e-3 * want,
+                "unclipped step moved {moved}, lr·‖g‖ = {want}"
+            );
             assert_eq!(m.clip_events, 0);
         }
     }
@@ -243,12 +281,26 @@ fn training_loop_logs_diagnostics_and_gpu_follows_cpu() {
         assert!(l.dh_norms.iter().all(|v| v.is_finite() && *v > 0.0));
         assert!(l.spectral_radius > 0.0 && l.top_singular >= l.spectral_radius * (1.0 - 1e-3));
     }
-    assert!((sc.spectral_radius_init - 1.0).abs() < 1e-4, "orthogonal W of scale 1: ρ = {}", sc.spectral_radius_init);
+    assert!(
+        (sc.spectral_radius_init - 1.0).abs() < 1e-4,
+        "orthogonal W of scale 1: ρ = {}",
+        sc.spectral_radius_init
+    );
     let first = lc[0].train_loss;
     assert!((first - 3f64.ln()).abs() < 0.3, "initial loss {first} should be near ln 3");
-    assert!(sc.final_val_loss.unwrap() < first, "validation loss {:?} should fall below {first}", sc.final_val_loss);
+    assert!(
+        sc.final_val_loss.unwrap() < first,
+        "validation loss {:?} should fall below {first}",
+        sc.final_val_loss
+    );
     for (a, b) in lc.iter().zip(&lg) {
-        assert!((a.train_loss - b.train_loss).abs() <= 2e-4 * a.train_loss.max(1.0), "cpu {} vs gpu {} at step {}", a.train_loss, b.train_loss, a.step);
+        assert!(
+            (a.train_loss - b.train_loss).abs() <= 2e-4 * a.train_loss.max(1.0),
+            "cpu {} vs gpu {} at step {}",
+            a.train_loss,
+            b.train_loss,
+            a.step
+        );
         assert_eq!(a.clip_events, b.clip_events);
     }
     assert_eq!(sc.clip_events, sg.clip_events);

@@ -38,7 +38,8 @@ pub fn conjugate_gradient<O: SymOp + ?Sized>(op: &mut O, b: &[f32], max_iters: u
         op.apply(&p32, &mut ap)?;
         iterations += 1;
         let pap: f64 = p.iter().zip(&ap).map(|(&a, &b)| a * b as f64).sum();
-        if !(pap > 0.0) {
+        // Also catches NaN.
+        if pap.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             negative_curvature = true;
             break;
         }

@@ -47,7 +47,7 @@ const CG_TOL: f64 = 1e-6;
 /// Lanczos steps that bracket the spectrum of a random batch's Hessian before its power iteration.
 const BATCH_LANCZOS_STEPS: usize = 12;
 /// The empirical Hessian of a linear model is decomposed densely up to this many inputs.
-const DENSE_REFERENCE_MAX: usize = 2048;
+const DENSE_REFERENCE_MAX: usize = 512;
 
 /// What `batchscope curvature` computes.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,7 +103,7 @@ pub struct LinearReference {
     pub closed_form_lambda_max: f64,
     pub closed_form_lambda_min: f64,
     pub closed_form_trace: f64,
-    /// Of the examples used: `(1/N) Σ [x;1][x;1]ᵀ`, decomposed densely (None above 2048 inputs).
+    /// Of the examples used: `(1/N) Σ [x;1][x;1]ᵀ`, decomposed densely (None above 512 inputs).
     pub empirical_lambda_max: Option<f64>,
     pub empirical_lambda_min: Option<f64>,
     pub empirical_trace: f64,
@@ -309,6 +309,15 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
     let lanczos_max = ritz.values.last().copied().unwrap_or(f64::NAN);
     let lambda_min = ritz.values.first().copied().unwrap_or(f64::NAN);
     let top_eigenvalues: Vec<f64> = ritz.values.iter().rev().take(opts.top_k).copied().collect();
+    let min_abs = ritz.values.iter().map(|v| v.abs()).fold(f64::INFINITY, f64::min);
+    let lanczos_summary = LanczosSummary {
+        steps: run.steps(),
+        ritz_values: ritz.values.clone(),
+        ritz_residuals: ritz.residuals.clone(),
+        orthogonality_loss: run.orthogonality_loss(),
+    };
+    // The basis (steps × parameters) is not needed past here.
+    drop(run);
 
     // ---- λmax by power iteration -------------------------------------------------------------
     // Near a saddle −λ can be as large as λmax (or larger): iterate on H − λmin·I, whose
@@ -317,17 +326,9 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
     let popts = PowerOptions { max_iters: opts.power_iters, tol: 1e-4, seed: opts.seed };
     let power = max_by_power(&mut op, lambda_min, &popts)?;
     let lambda_max = if power.converged { power.eigenvalue.max(lanczos_max) } else { lanczos_max };
-    let min_abs = ritz.values.iter().map(|v| v.abs()).fold(f64::INFINITY, f64::min);
     note(format!("SLQ, {} runs", opts.slq_runs.max(1)));
     let sopts = SlqOptions { runs: opts.slq_runs.max(1), steps, seed: opts.seed };
-    let sq = slq(&mut op, &sopts, Some(&run))?;
-    let lanczos_summary = LanczosSummary {
-        steps: run.steps(),
-        ritz_values: ritz.values.clone(),
-        ritz_residuals: ritz.residuals.clone(),
-        orthogonality_loss: run.orthogonality_loss(),
-    };
-    drop(run);
+    let sq = slq(&mut op, &sopts, Some(&ritz))?;
     let scale = lambda_max.abs().max(lambda_min.abs());
     let negative_threshold = NEGATIVE_TOL * scale;
     let negative_mass = sq.mass_below(negative_threshold);
@@ -579,10 +580,10 @@ fn linear_reference(cfg: &Config, mlp: &Mlp, data: &Dataset, lambda_max: f64, la
     let cf_max = eig.iter().copied().fold(1.0, f64::max);
     let cf_min = eig.iter().copied().fold(1.0, f64::min);
     let cf_trace = k * (eig.iter().sum::<f64>() + 1.0);
-    let m = empirical_second_moment(data);
-    let emp_trace = k * m.trace();
-    let (emp_max, emp_min) = if data.dim < DENSE_REFERENCE_MAX {
-        let e = m.eigenvalues()?;
+    // tr M = E‖x‖² + 1, without forming M.
+    let emp_trace = k * (data.x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / data.n.max(1) as f64 + 1.0);
+    let (emp_max, emp_min) = if data.dim <= DENSE_REFERENCE_MAX {
+        let e = empirical_second_moment(data).eigenvalues()?;
         (e.last().copied(), e.first().copied())
     } else {
         (None, None)

@@ -23,9 +23,11 @@ pub struct HvpOptions {
 }
 
 impl HvpOptions {
-    /// Chunks whose forward and R workspaces take about `budget_bytes` together.
+    /// Chunks whose inputs, targets, forward and R workspaces take about `budget_bytes`
+    /// together (so no single buffer comes near a binding limit).
     pub fn for_budget(mlp: &Mlp, budget_bytes: u64) -> Self {
-        let per_row = (mlp.workspace_bytes(1) + mlp.rop_workspace_bytes(1)).max(1);
+        let data_row = 4 * (mlp.inputs() + mlp.outputs()) as u64;
+        let per_row = (mlp.workspace_bytes(1) + mlp.rop_workspace_bytes(1) + data_row).max(1);
         let chunk_rows = (budget_bytes / per_row).clamp(1, 8192) as usize;
         HvpOptions { chunk_rows, cache_bytes: 4 * budget_bytes }
     }

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::lanczos::{lanczos, LanczosRun};
+use super::lanczos::{lanczos, LanczosRun, Ritz};
 use super::{random_unit, Result, SymOp};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,12 +48,16 @@ impl SlqResult {
 
     /// Add the nodes of one run (weights scaled by `1/runs` after all runs: see [`slq`]).
     pub fn push_run(&mut self, run: &LanczosRun) -> Result<()> {
-        let r = run.ritz()?;
+        self.push_ritz(&run.ritz()?);
+        Ok(())
+    }
+
+    /// Add the nodes of one run from its Ritz decomposition.
+    pub fn push_ritz(&mut self, r: &Ritz) {
         self.nodes.extend(&r.values);
         self.weights.extend(&r.weights);
         self.runs += 1;
-        self.steps.push(run.steps());
-        Ok(())
+        self.steps.push(r.values.len());
     }
 
     fn normalise(&mut self) {
@@ -73,12 +77,12 @@ pub struct Density {
     pub sigma: f64,
 }
 
-/// SLQ from `opts.runs` random starts; `first`, when given, is a run already made (its start
-/// random too) that counts as one of them.
-pub fn slq<O: SymOp + ?Sized>(op: &mut O, opts: &SlqOptions, first: Option<&LanczosRun>) -> Result<SlqResult> {
+/// SLQ from `opts.runs` random starts; `first`, when given, is the Ritz decomposition of a run
+/// already made (from a random start too) that counts as one of them.
+pub fn slq<O: SymOp + ?Sized>(op: &mut O, opts: &SlqOptions, first: Option<&Ritz>) -> Result<SlqResult> {
     let mut out = SlqResult::default();
-    if let Some(run) = first {
-        out.push_run(run)?;
+    if let Some(r) = first {
+        out.push_ritz(r);
     }
     let mut k = 0u64;
     while out.runs < opts.runs.max(1) {

@@ -93,13 +93,17 @@ impl SeqSpec {
 
     pub fn validate(&self) -> Result<(), DataError> {
         match self.task {
-            SeqTask::Adding if self.length < 2 => {
-                Err(DataError::Config { key: "length", message: format!("the adding problem needs T ≥ 2, got {}", self.length) })
+            SeqTask::Adding if self.length < 2 => Err(DataError::Config {
+                key: "length",
+                message: format!("the adding problem needs T ≥ 2, got {}", self.length),
+            }),
+            SeqTask::Copy if self.symbols < 2 => Err(DataError::Config {
+                key: "symbols",
+                message: format!("the copy task needs ≥ 2 symbols, got {}", self.symbols),
+            }),
+            _ if self.length == 0 => {
+                Err(DataError::Config { key: "length", message: "must be ≥ 1".into() })
             }
-            SeqTask::Copy if self.symbols < 2 => {
-                Err(DataError::Config { key: "symbols", message: format!("the copy task needs ≥ 2 symbols, got {}", self.symbols) })
-            }
-            _ if self.length == 0 => Err(DataError::Config { key: "length", message: "must be ≥ 1".into() }),
             _ => Ok(()),
         }
     }
@@ -108,7 +112,8 @@ impl SeqSpec {
     pub fn generate(&self, first: u64, n: usize) -> Result<SeqData, DataError> {
         self.validate()?;
         let (t_len, d) = (self.length, self.dim());
-        let mut xs: Vec<Vec<f32>> = (0..t_len).map(|_| super::alloc("sequence inputs", n, d)).collect::<Result<_, _>>()?;
+        let mut xs: Vec<Vec<f32>> =
+            (0..t_len).map(|_| super::alloc("sequence inputs", n, d)).collect::<Result<_, _>>()?;
         let mut labels = Vec::new();
         let mut values = Vec::new();
         for r in 0..n {
@@ -162,10 +167,13 @@ impl SeqData {
         let d = self.dim;
         let xs = self.xs.iter().map(|x| x[first * d..(first + rows) * d].to_vec()).collect();
         let targets = match &self.targets {
-            Labels::Classes { labels, classes } => Labels::Classes { labels: labels[first..first + rows].to_vec(), classes: *classes },
-            Labels::Values { targets, outputs } => {
-                Labels::Values { targets: targets[first * outputs..(first + rows) * outputs].to_vec(), outputs: *outputs }
+            Labels::Classes { labels, classes } => {
+                Labels::Classes { labels: labels[first..first + rows].to_vec(), classes: *classes }
             }
+            Labels::Values { targets, outputs } => Labels::Values {
+                targets: targets[first * outputs..(first + rows) * outputs].to_vec(),
+                outputs: *outputs,
+            },
         };
         SeqData { n: rows, steps: self.steps, dim: d, xs, targets }
     }
@@ -185,12 +193,12 @@ mod tests {
         let d = s.generate(0, 200).unwrap();
         let t = d.targets.clone();
         let Labels::Values { targets, outputs: 1 } = t else { panic!("adding targets are values") };
-        for r in 0..d.n {
+        for (r, &target) in targets.iter().enumerate() {
             let marked: Vec<usize> = (0..11).filter(|&t| d.xs[t][r * 2 + 1] == 1.0).collect();
             assert_eq!(marked.len(), 2, "row {r}: markers at {marked:?}");
             assert!(marked[0] < 5 && marked[1] >= 5, "row {r}: one marker per half, got {marked:?}");
             let sum: f32 = marked.iter().map(|&t| d.xs[t][r * 2]).sum();
-            assert_eq!(sum, targets[r]);
+            assert_eq!(sum, target);
             assert!((0..11).all(|t| d.xs[t][r * 2] > 0.0 && d.xs[t][r * 2] <= 1.0));
         }
         let mean = targets.iter().map(|&v| v as f64).sum::<f64>() / d.n as f64;
@@ -201,14 +209,20 @@ mod tests {
     fn copy_shows_the_label_at_t0_and_the_marker_at_the_end() {
         let s = spec(SeqTask::Copy, 6);
         let d = s.generate(0, 50).unwrap();
-        let Labels::Classes { labels, classes: 5 } = &d.targets else { panic!("copy targets are classes") };
+        let Labels::Classes { labels, classes: 5 } = &d.targets else {
+            panic!("copy targets are classes")
+        };
         for r in 0..d.n {
             let row0 = &d.xs[0][r * 6..r * 6 + 6];
             assert_eq!(row0[labels[r] as usize], 1.0);
             assert_eq!(row0.iter().sum::<f32>(), 1.0);
             assert_eq!(d.xs[5][r * 6 + 5], 1.0, "recall marker at the last step");
             for t in 1..5 {
-                assert_eq!(d.xs[t][r * 6..r * 6 + 5].iter().sum::<f32>(), 1.0, "one distractor per middle step");
+                assert_eq!(
+                    d.xs[t][r * 6..r * 6 + 5].iter().sum::<f32>(),
+                    1.0,
+                    "one distractor per middle step"
+                );
             }
         }
     }

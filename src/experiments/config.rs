@@ -30,15 +30,24 @@ pub struct ConfigText {
 
 impl ConfigText {
     /// Read `path` (or `default_toml` named `default_origin`) and apply `overrides`.
-    pub fn load(path: Option<&Path>, default_toml: &str, default_origin: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        default_toml: &str,
+        default_origin: &str,
+        overrides: &[String],
+    ) -> Result<Self, ConfigError> {
         let (text, origin) = match path {
             Some(p) => (
-                std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
+                std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
                 p.display().to_string(),
             ),
             None => (default_toml.to_string(), format!("{default_origin} (embedded)")),
         };
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse { origin: origin.clone(), message: e.message().to_string() })?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            origin: origin.clone(),
+            message: e.message().to_string(),
+        })?;
         for arg in overrides {
             apply_override(&mut table, arg)?;
         }
@@ -57,11 +66,15 @@ impl ConfigText {
             None => return Ok(vec![(default_name.to_string(), self.table.clone())]),
             Some(v) => v,
         };
-        let variants: Vec<Variant> = list
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse { origin: self.origin.clone(), message: format!("[[variant]]: {}", e.message()) })?;
+        let variants: Vec<Variant> =
+            list.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin: self.origin.clone(),
+                message: format!("[[variant]]: {}", e.message()),
+            })?;
         if variants.is_empty() {
-            return Err(self.invalid("variant", "needs at least one [[variant]] table, or none at all".into()));
+            return Err(
+                self.invalid("variant", "needs at least one [[variant]] table, or none at all".into())
+            );
         }
         let mut out = Vec::new();
         for v in variants {
@@ -91,7 +104,10 @@ impl ConfigText {
 
 /// Deserialize a table (unknown keys are rejected by the target type).
 pub fn parse_table<T: DeserializeOwned>(table: toml::Table, origin: &str) -> Result<T, ConfigError> {
-    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse { origin: origin.to_string(), message: e.message().to_string() })
+    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.message().to_string(),
+    })
 }
 
 /// One run of an experiment with overrides.
@@ -135,7 +151,13 @@ pub struct RnnModelConfig {
 
 impl Default for RnnModelConfig {
     fn default() -> Self {
-        RnnModelConfig { hidden: 32, activation: Activation::Tanh, w_init: WInit::Orthogonal, w_scale: 1.0, init_seed: 1 }
+        RnnModelConfig {
+            hidden: 32,
+            activation: Activation::Tanh,
+            w_init: WInit::Orthogonal,
+            w_scale: 1.0,
+            init_seed: 1,
+        }
     }
 }
 
@@ -157,7 +179,15 @@ pub struct SequenceConfig {
 
 impl Default for SequenceConfig {
     fn default() -> Self {
-        SequenceConfig { task: SeqTask::Adding, length: 20, symbols: 8, distractors: false, n_train: 4096, n_val: 512, seed: 42 }
+        SequenceConfig {
+            task: SeqTask::Adding,
+            length: 20,
+            symbols: 8,
+            distractors: false,
+            n_train: 4096,
+            n_val: 512,
+            seed: 42,
+        }
     }
 }
 
@@ -211,11 +241,14 @@ pub struct DiagnosticsConfig {
     pub spike_window: usize,
     /// Power-iteration steps for ρ(W) and σ₁(W).
     pub power_iters: usize,
+    /// A logged step whose ‖g‖ exceeds this is a large-gradient step (a cliff face); spikes are
+    /// matched to them, with or without clipping (0 = `train.clip_norm`).
+    pub grad_threshold: f64,
 }
 
 impl Default for DiagnosticsConfig {
     fn default() -> Self {
-        DiagnosticsConfig { spike_factor: 2.0, spike_window: 20, power_iters: 300 }
+        DiagnosticsConfig { spike_factor: 2.0, spike_window: 20, power_iters: 300, grad_threshold: 0.0 }
     }
 }
 
@@ -229,7 +262,13 @@ impl RnnConfig {
 
     pub fn seq_spec(&self) -> SeqSpec {
         let s = &self.sequence;
-        SeqSpec { task: s.task, length: s.length, symbols: s.symbols, distractors: s.distractors, seed: s.seed }
+        SeqSpec {
+            task: s.task,
+            length: s.length,
+            symbols: s.symbols,
+            distractors: s.distractors,
+            seed: s.seed,
+        }
     }
 
     pub fn rnn_spec(&self) -> RnnSpec {
@@ -254,7 +293,11 @@ impl RnnConfig {
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid { origin: origin.to_string(), key: key.to_string(), message };
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
         let (m, s, t, d) = (&self.rnn, &self.sequence, &self.train, &self.diagnostics);
         if m.hidden == 0 {
             return Err(bad("rnn.hidden", "must be ≥ 1".into()));
@@ -266,7 +309,10 @@ impl RnnConfig {
             return Err(bad("rnn.w_scale", format!("must be finite and ≥ 0, got {}", m.w_scale)));
         }
         if s.task == SeqTask::Adding && s.length < 2 {
-            return Err(bad("sequence.length", format!("the adding problem needs length ≥ 2, got {}", s.length)));
+            return Err(bad(
+                "sequence.length",
+                format!("the adding problem needs length ≥ 2, got {}", s.length),
+            ));
         }
         if s.length == 0 || s.length > 10_000 {
             return Err(bad("sequence.length", format!("must be in 1..=10000, got {}", s.length)));
@@ -278,7 +324,10 @@ impl RnnConfig {
             return Err(bad("sequence.n_train", "must be ≥ 1".into()));
         }
         if t.batch_size == 0 || t.batch_size > s.n_train {
-            return Err(bad("train.batch_size", format!("must be in 1..={} (sequence.n_train), got {}", s.n_train, t.batch_size)));
+            return Err(bad(
+                "train.batch_size",
+                format!("must be in 1..={} (sequence.n_train), got {}", s.n_train, t.batch_size),
+            ));
         }
         if !(t.lr.is_finite() && t.lr > 0.0) {
             return Err(bad("train.lr", format!("must be a positive number, got {}", t.lr)));
@@ -303,6 +352,12 @@ impl RnnConfig {
         }
         if !(d.spike_factor.is_finite() && d.spike_factor > 1.0) {
             return Err(bad("diagnostics.spike_factor", format!("must be > 1, got {}", d.spike_factor)));
+        }
+        if !(d.grad_threshold.is_finite() && d.grad_threshold >= 0.0) {
+            return Err(bad(
+                "diagnostics.grad_threshold",
+                format!("must be ≥ 0 (0 = train.clip_norm), got {}", d.grad_threshold),
+            ));
         }
         if d.power_iters == 0 {
             return Err(bad("diagnostics.power_iters", "must be ≥ 1".into()));
@@ -333,7 +388,11 @@ impl Default for DepthConfig {
 
 impl DepthConfig {
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid { origin: origin.to_string(), key: key.to_string(), message };
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
         if self.layers > 0 && self.width == 0 {
             return Err(bad("depth.width", "must be ≥ 1".into()));
         }

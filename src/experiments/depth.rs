@@ -26,7 +26,9 @@ use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
-use crate::train::diagnostics::{finish_layer_norms, fit_line, layer_norms, record_layer_norms, LayerNorms};
+use crate::train::diagnostics::{
+    finish_layer_norms, fit_line, layer_norms, record_layer_norms, LayerNorms,
+};
 use crate::train::{Clip, Optimizer, TrainState};
 
 /// Norms measured at one step.
@@ -57,7 +59,12 @@ pub struct DepthRun {
 
 /// `batchscope depth`.
 pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
-    let mut text = ConfigText::load(args.config.as_deref(), DEPTH_DEFAULT_TOML, "configs/deep_tanh.toml", &args.set)?;
+    let mut text = ConfigText::load(
+        args.config.as_deref(),
+        DEPTH_DEFAULT_TOML,
+        "configs/deep_tanh.toml",
+        &args.set,
+    )?;
     let origin = text.origin.clone();
     let dc: DepthConfig = match text.take("depth") {
         Some(toml::Value::Table(t)) => parse_table(t, &origin)?,
@@ -72,7 +79,10 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
         if let Some(hidden) = dc.hidden() {
             let model = t.entry("model").or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if let toml::Value::Table(m) = model {
-                m.insert("hidden".into(), toml::Value::Array(hidden.iter().map(|&w| toml::Value::Integer(w as i64)).collect()));
+                m.insert(
+                    "hidden".into(),
+                    toml::Value::Array(hidden.iter().map(|&w| toml::Value::Integer(w as i64)).collect()),
+                );
             }
         }
         let s = toml::to_string(&t).context("re-serialising the config")?;
@@ -81,12 +91,20 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let dir = create_run_dir(args.out.as_deref(), "depth")?;
     let mut all = resolved;
     all.insert("depth".into(), toml::Value::try_from(&dc).context("serialising [depth]")?);
-    write_atomic(&dir.join("config.toml"), toml::to_string_pretty(&all).context("serialising the config")?.as_bytes())?;
+    write_atomic(
+        &dir.join("config.toml"),
+        toml::to_string_pretty(&all).context("serialising the config")?.as_bytes(),
+    )?;
     eprintln!("run directory: {}", dir.display());
     let b = open_backend(backend, args.adapter.as_deref())?;
     let mut runs = Vec::new();
     for (name, cfg) in &cfgs {
-        eprintln!("variant {name}: {} layers, {}, init_scale {}", cfg.model.hidden.len() + 1, cfg.model.activation.name(), cfg.model.init_scale);
+        eprintln!(
+            "variant {name}: {} layers, {}, init_scale {}",
+            cfg.model.hidden.len() + 1,
+            cfg.model.activation.name(),
+            cfg.model.init_scale
+        );
         let r = match &b {
             AnyBackend::Cpu(c) => run_depth(c, cfg, name)?,
             AnyBackend::Gpu(g) => run_depth(g.as_ref(), cfg, name)?,
@@ -111,7 +129,9 @@ pub fn run_depth<B: Backend>(b: &B, cfg: &Config, name: &str) -> anyhow::Result<
     let layers = mlp.layers();
     let batch = match cfg.train.batch_size {
         crate::config::BatchSize::Fixed(n) => n,
-        crate::config::BatchSize::Auto => bail!("train.batch_size = \"auto\" is not supported by `depth`; give a number"),
+        crate::config::BatchSize::Auto => {
+            bail!("train.batch_size = \"auto\" is not supported by `depth`; give a number")
+        }
     };
     let train = crate::data::build_train(&cfg.data, cfg.data_outputs())?;
     if batch > train.n {
@@ -120,11 +140,15 @@ pub fn run_depth<B: Backend>(b: &B, cfg: &Config, name: &str) -> anyhow::Result<
     let x_all = b.upload(&train.x)?;
     let (labels_all, values_all, k, class) = match &train.targets {
         Labels::Classes { labels, .. } => (b.upload_idx(labels)?, b.zeros(1)?, 1, true),
-        Labels::Values { targets, outputs } => (b.upload_idx(&[0])?, b.upload(targets)?, *outputs, false),
+        Labels::Values { targets, outputs } => {
+            (b.upload_idx(&[0])?, b.upload(targets)?, *outputs, false)
+        }
     };
     let opt = match cfg.train.optimizer {
         OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: cfg.train.weight_decay },
-        OptimizerKind::Momentum => Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay },
+        OptimizerKind::Momentum => {
+            Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay }
+        }
     };
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
     let params = mlp.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
@@ -140,10 +164,8 @@ pub fn run_depth<B: Backend>(b: &B, cfg: &Config, name: &str) -> anyhow::Result<
     let mut diverged_at = None;
     let steps = cfg.train.steps;
     for step in 0..=steps {
-        let batch_idx = order
-            .batch(step / spe, (step % spe) as usize, batch)
-            .context("minibatch order")?
-            .to_vec();
+        let batch_idx =
+            order.batch(step / spe, (step % spe) as usize, batch).context("minibatch order")?.to_vec();
         b.write_idx(&mut idx, &batch_idx)?;
         b.gather_rows(batch, mlp.inputs(), &x_all, &idx, &mut x)?;
         if class {
@@ -162,7 +184,7 @@ pub fn run_depth<B: Backend>(b: &B, cfg: &Config, name: &str) -> anyhow::Result<
             continue;
         }
         st.record_step(b, &x, &t, &opt, cfg.train.lr, &clip)?;
-        if step % cfg.train.log_every == 0 || step == steps {
+        if step.is_multiple_of(cfg.train.log_every) || step == steps {
             // The workspace and gradients still hold this step's backward pass.
             record_layer_norms(b, &mlp, &st.ws, &st.grads, &mut stats, 0)?;
             let m = st.read_metrics(b)?;
@@ -180,7 +202,13 @@ pub fn run_depth<B: Backend>(b: &B, cfg: &Config, name: &str) -> anyhow::Result<
     let init = &points[0].norms;
     let growth = |v: &[f64]| -> Option<f64> {
         // Hidden layers only (the first and last layers have other shapes).
-        let hidden: Vec<(f64, f64)> = v.iter().enumerate().skip(1).take(layers.saturating_sub(2)).map(|(l, &n)| ((l + 1) as f64, n.ln())).collect();
+        let hidden: Vec<(f64, f64)> = v
+            .iter()
+            .enumerate()
+            .skip(1)
+            .take(layers.saturating_sub(2))
+            .map(|(l, &n)| ((l + 1) as f64, n.ln()))
+            .collect();
         let (xs, ys): (Vec<f64>, Vec<f64>) = hidden.into_iter().unzip();
         fit_line(&xs, &ys).map(|(s, _)| -s)
     };
@@ -191,27 +219,50 @@ pub fn run_depth<B: Backend>(b: &B, cfg: &Config, name: &str) -> anyhow::Result<
         layers,
         delta_growth_init: growth(&init.delta),
         weight_growth_init: growth(&init.weight),
-        first_over_last_init: init.weight.first().copied().unwrap_or(f64::NAN) / init.weight.last().copied().unwrap_or(f64::NAN),
+        first_over_last_init: init.weight.first().copied().unwrap_or(f64::NAN)
+            / init.weight.last().copied().unwrap_or(f64::NAN),
         points,
         diverged_at,
     })
 }
 
 fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
-    let per_layer = |v: &[f64]| -> Vec<(f64, f64)> { v.iter().enumerate().map(|(l, &n)| ((l + 1) as f64, n)).collect() };
+    let per_layer = |v: &[f64]| -> Vec<(f64, f64)> {
+        v.iter().enumerate().map(|(l, &n)| ((l + 1) as f64, n)).collect()
+    };
     let mut rows = Vec::new();
     let mut weight_init = Vec::new();
     let mut delta_init = Vec::new();
-    let mut table = Table::new(["variant", "layers", "‖∂L/∂W_1‖/‖∂L/∂W_L‖", "ln g", "δ growth/layer", "W growth/layer", "loss init", "loss end", "diverged"]);
+    let mut table = Table::new([
+        "variant",
+        "layers",
+        "‖∂L/∂W_1‖/‖∂L/∂W_L‖",
+        "ln g",
+        "δ growth/layer",
+        "W growth/layer",
+        "loss init",
+        "loss end",
+        "diverged",
+    ]);
     for r in runs {
         let init = &r.points[0];
         weight_init.push(Series::new(r.name.clone(), per_layer(&init.norms.weight)));
         delta_init.push(Series::new(r.name.clone(), per_layer(&init.norms.delta)));
-        let curves: Vec<Series> = r.points.iter().map(|p| Series::new(format!("step {}", p.step), per_layer(&p.norms.weight))).collect();
-        std::fs::create_dir_all(dir.join(&r.name)).with_context(|| format!("creating {}", dir.join(&r.name).display()))?;
+        let curves: Vec<Series> = r
+            .points
+            .iter()
+            .map(|p| Series::new(format!("step {}", p.step), per_layer(&p.norms.weight)))
+            .collect();
+        std::fs::create_dir_all(dir.join(&r.name))
+            .with_context(|| format!("creating {}", dir.join(&r.name).display()))?;
         line_plot(
             &dir.join(&r.name).join("layer_norms.svg"),
-            &PlotSpec::new(format!("{}: ‖∂L/∂W_l‖ during training", r.name), "layer l (1 = input)", "‖∂L/∂W_l‖").log_y(),
+            &PlotSpec::new(
+                format!("{}: ‖∂L/∂W_l‖ during training", r.name),
+                "layer l (1 = input)",
+                "‖∂L/∂W_l‖",
+            )
+            .log_y(),
             &curves,
         )?;
         for p in &r.points {
@@ -239,11 +290,32 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
             r.diverged_at.map_or("no".into(), |s| format!("step {s}")),
         ]);
     }
-    write_csv(&dir.join("layer_norms.csv"), &["variant", "step", "layer", "weight_grad_norm", "delta_norm", "loss"], &rows)?;
-    line_plot(&dir.join("layer_norms_init.svg"), &PlotSpec::new("‖∂L/∂W_l‖ by layer at initialisation", "layer l (1 = input)", "‖∂L/∂W_l‖").log_y(), &weight_init)?;
-    line_plot(&dir.join("delta_norms_init.svg"), &PlotSpec::new("Back-propagated signal ‖∂L/∂z_l‖ by layer at initialisation", "layer l (1 = input)", "‖∂L/∂z_l‖").log_y(), &delta_init)?;
+    write_csv(
+        &dir.join("layer_norms.csv"),
+        &["variant", "step", "layer", "weight_grad_norm", "delta_norm", "loss"],
+        &rows,
+    )?;
+    line_plot(
+        &dir.join("layer_norms_init.svg"),
+        &PlotSpec::new("‖∂L/∂W_l‖ by layer at initialisation", "layer l (1 = input)", "‖∂L/∂W_l‖")
+            .log_y(),
+        &weight_init,
+    )?;
+    line_plot(
+        &dir.join("delta_norms_init.svg"),
+        &PlotSpec::new(
+            "Back-propagated signal ‖∂L/∂z_l‖ by layer at initialisation",
+            "layer l (1 = input)",
+            "‖∂L/∂z_l‖",
+        )
+        .log_y(),
+        &delta_init,
+    )?;
     let summary = json!({ "command": "depth", "device": device, "variants": runs });
-    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary).context("serialising summary")?.as_bytes())?;
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).context("serialising summary")?.as_bytes(),
+    )?;
     println!("{device} — growth per layer = −d ln‖·‖/dl over the hidden layers (identity MLP theory for δ: ln g)");
     print!("{}", table.render());
     Ok(())

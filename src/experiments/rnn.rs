@@ -28,21 +28,27 @@ use crate::train::rnn::{run_rnn, RnnMetricsLine, RnnRunSummary};
 
 /// `batchscope rnn`.
 pub fn rnn(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
-    let mut text = ConfigText::load(args.config.as_deref(), RNN_DEFAULT_TOML, "configs/long_term.toml", &args.set)?;
+    let mut text =
+        ConfigText::load(args.config.as_deref(), RNN_DEFAULT_TOML, "configs/long_term.toml", &args.set)?;
     // A [landscape] section belongs to `batchscope landscape`.
     let landscape = text.take("landscape");
     let resolved = text.table.clone();
     let variants = text.variants("run")?;
     let cfgs: Vec<(String, RnnConfig)> = variants
         .into_iter()
-        .map(|(name, t)| Ok((name.clone(), RnnConfig::from_table(t, &format!("{} [[variant]] {name}", text.origin))?)))
+        .map(|(name, t)| {
+            Ok((name.clone(), RnnConfig::from_table(t, &format!("{} [[variant]] {name}", text.origin))?))
+        })
         .collect::<anyhow::Result<_>>()?;
     let dir = create_run_dir(args.out.as_deref(), "rnn")?;
     let mut all = resolved;
     if let Some(l) = landscape {
         all.insert("landscape".into(), l);
     }
-    write_atomic(&dir.join("config.toml"), toml::to_string_pretty(&all).context("serialising the config")?.as_bytes())?;
+    write_atomic(
+        &dir.join("config.toml"),
+        toml::to_string_pretty(&all).context("serialising the config")?.as_bytes(),
+    )?;
     eprintln!("run directory: {}", dir.display());
     let b = open_backend(backend, args.adapter.as_deref())?;
     let runs = match &b {
@@ -54,7 +60,12 @@ pub fn rnn(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_all<B: Backend>(b: &B, cfgs: &[(String, RnnConfig)], dir: &Path, progress: bool) -> anyhow::Result<Vec<(RnnRunSummary, Vec<RnnMetricsLine>)>> {
+fn run_all<B: Backend>(
+    b: &B,
+    cfgs: &[(String, RnnConfig)],
+    dir: &Path,
+    progress: bool,
+) -> anyhow::Result<Vec<(RnnRunSummary, Vec<RnnMetricsLine>)>> {
     let mut out = Vec::new();
     for (name, cfg) in cfgs {
         eprintln!(
@@ -82,28 +93,61 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 }
 
 /// Plots, CSV, summary.json and the terminal table of a finished `rnn` run.
-pub fn report(dir: &Path, cfgs: &[(String, RnnConfig)], runs: &[(RnnRunSummary, Vec<RnnMetricsLine>)]) -> anyhow::Result<()> {
+pub fn report(
+    dir: &Path,
+    cfgs: &[(String, RnnConfig)],
+    runs: &[(RnnRunSummary, Vec<RnnMetricsLine>)],
+) -> anyhow::Result<()> {
     let mut dh = Vec::new();
     let mut growth = Vec::new();
     let mut loss = Vec::new();
     let mut clip_panels = Vec::new();
     let mut rows = Vec::new();
-    let mut table = Table::new(["variant", "ρ(W₀)", "σ₁(W₀)", "ln ρ(W₀)", "growth/step init", "growth/step end", "final loss", "baseline", "clips", "spikes", "diverged"]);
+    let mut table = Table::new([
+        "variant",
+        "ρ(W₀)",
+        "σ₁(W₀)",
+        "ln ρ(W₀)",
+        "growth/step init",
+        "growth/step end",
+        "final loss",
+        "baseline",
+        "clips",
+        "‖g‖ > thr",
+        "spikes",
+        "diverged",
+    ]);
     for ((name, cfg), (s, lines)) in cfgs.iter().zip(runs) {
         let vdir = dir.join(name);
         let t_len = s.dh_norms_init.len();
         if let Some(&last) = s.dh_norms_init.last() {
             let rel = |v: f64| if last > 0.0 { v / last } else { f64::NAN };
-            dh.push(Series::new(format!("{name} measured"), s.dh_norms_init.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, rel(v))).collect()));
+            dh.push(Series::new(
+                format!("{name} measured"),
+                s.dh_norms_init.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, rel(v))).collect(),
+            ));
             let rho = s.spectral_radius_init;
-            dh.push(Series::new(format!("{name} ρ^(T−t), ρ = {rho:.3}"), (1..=t_len).map(|t| (t as f64, rho.powi((t_len - t) as i32))).collect()));
+            dh.push(Series::new(
+                format!("{name} ρ^(T−t), ρ = {rho:.3}"),
+                (1..=t_len).map(|t| (t as f64, rho.powi((t_len - t) as i32))).collect(),
+            ));
         }
-        growth.push(Series::new(format!("{name} measured"), lines.iter().filter_map(|l| l.backward_growth.map(|g| (l.step as f64, g))).collect()));
+        growth.push(Series::new(
+            format!("{name} measured"),
+            lines.iter().filter_map(|l| l.backward_growth.map(|g| (l.step as f64, g))).collect(),
+        ));
         growth.push(Series::new(
             format!("{name} ln ρ(W) of the step"),
-            lines.iter().filter(|l| l.spectral_radius > 0.0).map(|l| (l.step as f64, l.spectral_radius.ln())).collect(),
+            lines
+                .iter()
+                .filter(|l| l.spectral_radius > 0.0)
+                .map(|l| (l.step as f64, l.spectral_radius.ln()))
+                .collect(),
         ));
-        loss.push(Series::new(name.clone(), lines.iter().map(|l| (l.step as f64, l.train_loss)).collect()));
+        loss.push(Series::new(
+            name.clone(),
+            lines.iter().map(|l| (l.step as f64, l.train_loss)).collect(),
+        ));
         let panel = events_panel(name, s, lines);
         event_plot(
             &vdir.join("loss.svg"),
@@ -120,15 +164,31 @@ pub fn report(dir: &Path, cfgs: &[(String, RnnConfig)], runs: &[(RnnRunSummary, 
         };
         let curves: Vec<Series> = picks
             .iter()
-            .map(|l| Series::new(format!("step {}", l.step), l.dh_norms.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect()))
+            .map(|l| {
+                Series::new(
+                    format!("step {}", l.step),
+                    l.dh_norms.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect(),
+                )
+            })
             .collect();
-        line_plot(&vdir.join("dh_norms.svg"), &PlotSpec::new(format!("{name}: ‖∂L/∂h_t‖ during training"), "time step t", "‖∂L/∂h_t‖").log_y(), &curves)?;
+        line_plot(
+            &vdir.join("dh_norms.svg"),
+            &PlotSpec::new(format!("{name}: ‖∂L/∂h_t‖ during training"), "time step t", "‖∂L/∂h_t‖")
+                .log_y(),
+            &curves,
+        )?;
         line_plot(
             &vdir.join("spectrum.svg"),
             &PlotSpec::new(format!("{name}: spectrum of W (power iteration)"), "step", "value"),
             &[
-                Series::new("spectral radius ρ(W)", lines.iter().map(|l| (l.step as f64, l.spectral_radius)).collect()),
-                Series::new("top singular value σ₁(W)", lines.iter().map(|l| (l.step as f64, l.top_singular)).collect()),
+                Series::new(
+                    "spectral radius ρ(W)",
+                    lines.iter().map(|l| (l.step as f64, l.spectral_radius)).collect(),
+                ),
+                Series::new(
+                    "top singular value σ₁(W)",
+                    lines.iter().map(|l| (l.step as f64, l.top_singular)).collect(),
+                ),
             ],
         )?;
         rows.push(vec![
@@ -151,6 +211,9 @@ pub fn report(dir: &Path, cfgs: &[(String, RnnConfig)], runs: &[(RnnRunSummary, 
             Cell::Int(s.clip_events as i64),
             Cell::Int(s.spikes.len() as i64),
             Cell::Int(s.spikes_near_clip as i64),
+            Cell::Num(s.grad_threshold),
+            Cell::Int(s.large_grad_steps as i64),
+            Cell::Int(s.spikes_after_large_grad as i64),
             s.diverged_at.map_or(Cell::Empty, |v| Cell::Int(v as i64)),
             Cell::Num(s.steps_per_s),
         ]);
@@ -161,55 +224,138 @@ pub fn report(dir: &Path, cfgs: &[(String, RnnConfig)], runs: &[(RnnRunSummary, 
             format!("{:+.4}", s.growth_theory),
             fmt_opt(s.growth_init, 4),
             fmt_opt(s.growth_final, 4),
-            fmt_opt(s.final_val_loss.or(s.final_train_loss), 4),
+            if s.diverged_at.is_some() {
+                "diverged".into()
+            } else {
+                fmt_opt(s.final_val_loss.or(s.final_train_loss), 4)
+            },
             format!("{:.4}", s.baseline_loss),
             s.clip_events.to_string(),
-            format!("{} ({} near a clip)", s.spikes.len(), s.spikes_near_clip),
+            if s.grad_threshold > 0.0 {
+                format!("{} (thr {})", s.large_grad_steps, s.grad_threshold)
+            } else {
+                "-".into()
+            },
+            format!(
+                "{} ({} at/after ‖g‖ > thr, {} near a clip)",
+                s.spikes.len(),
+                s.spikes_after_large_grad,
+                s.spikes_near_clip
+            ),
             s.diverged_at.map_or("no".into(), |v| format!("step {v}")),
         ]);
     }
     let header = [
-        "variant", "activation", "w_init", "w_scale", "length", "spectral_radius_init", "top_singular_init", "growth_theory",
-        "growth_init", "growth_final", "spectral_radius_final", "final_train_loss", "final_val_loss", "final_val_error",
-        "baseline_loss", "clip_norm", "clip_events", "spikes", "spikes_near_clip", "diverged_at", "steps_per_s",
+        "variant",
+        "activation",
+        "w_init",
+        "w_scale",
+        "length",
+        "spectral_radius_init",
+        "top_singular_init",
+        "growth_theory",
+        "growth_init",
+        "growth_final",
+        "spectral_radius_final",
+        "final_train_loss",
+        "final_val_loss",
+        "final_val_error",
+        "baseline_loss",
+        "clip_norm",
+        "clip_events",
+        "spikes",
+        "spikes_near_clip",
+        "grad_threshold",
+        "large_grad_steps",
+        "spikes_after_large_grad",
+        "diverged_at",
+        "steps_per_s",
     ];
     write_csv(&dir.join("variants.csv"), &header, &rows)?;
     line_plot(
         &dir.join("dh_norms_init.svg"),
-        &PlotSpec::new("Gradient through time at initialisation: ‖∂L/∂h_t‖ / ‖∂L/∂h_T‖", "time step t", "relative norm").log_y(),
+        &PlotSpec::new(
+            "Gradient through time at initialisation: ‖∂L/∂h_t‖ / ‖∂L/∂h_T‖",
+            "time step t",
+            "relative norm",
+        )
+        .log_y(),
         &dh,
     )?;
-    line_plot(&dir.join("growth.svg"), &PlotSpec::new("Growth per step back in time, −d ln‖∂L/∂h_t‖/dt", "training step", "growth per step"), &growth)?;
-    line_plot(&dir.join("loss.svg"), &PlotSpec::new("Training loss (minibatch, before the update)", "step", "loss").log_y(), &loss)?;
-    event_plot(&dir.join("clipping.svg"), "Loss spikes (circles) and clip events (crosses)", "step", &clip_panels)?;
+    line_plot(
+        &dir.join("growth.svg"),
+        &PlotSpec::new(
+            "Growth per step back in time, −d ln‖∂L/∂h_t‖/dt",
+            "training step",
+            "growth per step",
+        ),
+        &growth,
+    )?;
+    line_plot(
+        &dir.join("loss.svg"),
+        &PlotSpec::new("Training loss (minibatch, before the update)", "step", "loss").log_y(),
+        &loss,
+    )?;
+    event_plot(
+        &dir.join("clipping.svg"),
+        "Loss spikes (circles) and clip events (crosses)",
+        "step",
+        &clip_panels,
+    )?;
     let summary = json!({
         "command": "rnn",
         "device": runs.first().map(|r| r.0.device.clone()),
         "variants": runs.iter().map(|r| &r.0).collect::<Vec<_>>(),
     });
-    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary).context("serialising summary")?.as_bytes())?;
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).context("serialising summary")?.as_bytes(),
+    )?;
     if let Some(r) = runs.first() {
-        println!("{} — growth per step = −d ln‖∂L/∂h_t‖/dt (theory for an identity RNN: ln ρ(W))", r.0.device);
+        println!(
+            "{} — growth per step = −d ln‖∂L/∂h_t‖/dt (theory for an identity RNN: ln ρ(W))",
+            r.0.device
+        );
     }
     print!("{}", table.render());
     Ok(())
 }
 
 fn events_panel(name: &str, s: &RnnRunSummary, lines: &[RnnMetricsLine]) -> EventPanel {
-    let mut lines_s = vec![Series::new(format!("{name} train loss"), lines.iter().map(|l| (l.step as f64, l.train_loss)).collect())];
-    let val: Vec<(f64, f64)> = lines.iter().filter_map(|l| l.val_loss.map(|v| (l.step as f64, v))).collect();
+    let mut lines_s = vec![Series::new(
+        format!("{name} train loss"),
+        lines.iter().map(|l| (l.step as f64, l.train_loss)).collect(),
+    )];
+    let val: Vec<(f64, f64)> =
+        lines.iter().filter_map(|l| l.val_loss.map(|v| (l.step as f64, v))).collect();
     if !val.is_empty() {
         lines_s.push(Series::new("validation", val));
     }
     let spikes = lines.iter().filter(|l| l.loss_spike).map(|l| (l.step as f64, l.train_loss)).collect();
-    let clips = lines.iter().filter(|l| l.clipped_since_last > 0).map(|l| (l.step as f64, l.train_loss)).collect();
+    let clips = lines
+        .iter()
+        .filter(|l| l.clipped_since_last > 0)
+        .map(|l| (l.step as f64, l.train_loss))
+        .collect();
     let mut markers = vec![
-        Markers { name: format!("spike ({})", s.spikes.len()), points: spikes, shape: MarkerShape::Circle },
-        Markers { name: format!("clipped ({})", s.clip_events), points: clips, shape: MarkerShape::Cross },
+        Markers {
+            name: format!("spike ({})", s.spikes.len()),
+            points: spikes,
+            shape: MarkerShape::Circle,
+        },
+        Markers {
+            name: format!("clipped ({})", s.clip_events),
+            points: clips,
+            shape: MarkerShape::Cross,
+        },
     ];
     if let Some(step) = s.diverged_at {
         // The loss is not finite there: mark the step at the top of the panel.
-        markers.push(Markers { name: format!("diverged (step {step})"), points: vec![(step as f64, s.max_train_loss)], shape: MarkerShape::Triangle });
+        markers.push(Markers {
+            name: format!("diverged (step {step})"),
+            points: vec![(step as f64, s.max_train_loss)],
+            shape: MarkerShape::Triangle,
+        });
     }
     EventPanel {
         y_label: format!("loss ({name})"),
@@ -221,15 +367,24 @@ fn events_panel(name: &str, s: &RnnRunSummary, lines: &[RnnMetricsLine]) -> Even
 }
 
 fn grad_panel(s: &RnnRunSummary, lines: &[RnnMetricsLine]) -> EventPanel {
-    let clips = lines.iter().filter(|l| l.clipped_since_last > 0).map(|l| (l.step as f64, l.grad_norm)).collect();
+    let clips = lines
+        .iter()
+        .filter(|l| l.clipped_since_last > 0)
+        .map(|l| (l.step as f64, l.grad_norm))
+        .collect();
     let mut hlines = Vec::new();
     if s.clip_norm > 0.0 {
         hlines.push((format!("clip_norm = {}", s.clip_norm), s.clip_norm as f64));
+    } else if s.grad_threshold > 0.0 {
+        hlines.push((format!("threshold {} (not clipped)", s.grad_threshold), s.grad_threshold));
     }
     EventPanel {
         y_label: "‖g‖ before clipping".into(),
         log_y: true,
-        lines: vec![Series::new("gradient norm", lines.iter().map(|l| (l.step as f64, l.grad_norm)).collect())],
+        lines: vec![Series::new(
+            "gradient norm",
+            lines.iter().map(|l| (l.step as f64, l.grad_norm)).collect(),
+        )],
         markers: vec![Markers { name: "clipped".into(), points: clips, shape: MarkerShape::Cross }],
         hlines,
     }

@@ -11,7 +11,9 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 
 use super::config::{DirSpec, LandscapeConfig, Mode, LANDSCAPE_DEFAULT_TOML};
-use super::directions::{coords, difference, path_coords, global_norm, normalize, random_direction, Normalize};
+use super::directions::{
+    coords, difference, global_norm, normalize, path_coords, random_direction, Normalize,
+};
 use super::objective::{MlpObjective, Objective, RnnObjective, Split};
 use super::symmetry::{mlp_twin, rnn_twin, TwinError, TwinSpec};
 use super::{centre_derivatives, evaluate_points, upload_like, PointLoss};
@@ -37,7 +39,12 @@ enum ModelCfg {
 
 /// `batchscope landscape`.
 pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut text = ConfigText::load(args.config.as_deref(), LANDSCAPE_DEFAULT_TOML, "configs/landscape.toml", &args.set)?;
+    let mut text = ConfigText::load(
+        args.config.as_deref(),
+        LANDSCAPE_DEFAULT_TOML,
+        "configs/landscape.toml",
+        &args.set,
+    )?;
     let origin = text.origin.clone();
     let lc: LandscapeConfig = match text.take("landscape") {
         Some(toml::Value::Table(t)) => parse_table(t, &origin)?,
@@ -52,7 +59,14 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
         let names: Vec<&str> = variants.iter().map(|v| v.0.as_str()).collect();
         match variants.iter().find(|v| v.0 == lc.variant) {
             Some(v) => v.1.clone(),
-            None => return Err(text.invalid("landscape.variant", format!("no [[variant]] named `{}` (have: {})", lc.variant, names.join(", "))).into()),
+            None => {
+                return Err(text
+                    .invalid(
+                        "landscape.variant",
+                        format!("no [[variant]] named `{}` (have: {})", lc.variant, names.join(", ")),
+                    )
+                    .into())
+            }
         }
     };
     let model = if table.contains_key("rnn") || table.contains_key("sequence") {
@@ -74,7 +88,8 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
     struct Section<'a> {
         landscape: &'a LandscapeConfig,
     }
-    let section = toml::to_string_pretty(&Section { landscape: &lc }).context("serialising [landscape]")?;
+    let section =
+        toml::to_string_pretty(&Section { landscape: &lc }).context("serialising [landscape]")?;
     write_atomic(&dir.join("config.toml"), format!("{model_toml}\n{section}").as_bytes())?;
     eprintln!("run directory: {}", dir.display());
     let b = open_backend(backend, args.adapter.as_deref())?;
@@ -89,7 +104,11 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
 }
 
 /// The tensors `names` with `shapes` of a checkpoint.
-pub fn load_tensors(path: &Path, names: &[String], shapes: &[Vec<usize>]) -> anyhow::Result<Vec<Vec<f32>>> {
+pub fn load_tensors(
+    path: &Path,
+    names: &[String],
+    shapes: &[Vec<usize>],
+) -> anyhow::Result<Vec<Vec<f32>>> {
     let ck = checkpoint::load(path)?;
     names
         .iter()
@@ -112,7 +131,14 @@ struct Prepared<'a, B: Backend> {
     origin: String,
 }
 
-fn prepare<'a, B: Backend>(b: &'a B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&Path>, dir: &Path, progress: bool) -> anyhow::Result<Prepared<'a, B>> {
+fn prepare<'a, B: Backend>(
+    b: &'a B,
+    model: &ModelCfg,
+    lc: &LandscapeConfig,
+    ckpt: Option<&Path>,
+    dir: &Path,
+    progress: bool,
+) -> anyhow::Result<Prepared<'a, B>> {
     match model {
         ModelCfg::Mlp(cfg) => {
             let mlp = Mlp::new(cfg.mlp_spec())?;
@@ -121,7 +147,8 @@ fn prepare<'a, B: Backend>(b: &'a B, model: &ModelCfg, lc: &LandscapeConfig, ckp
                 Some(p) => (load_tensors(p, &names, &shapes)?, format!("checkpoint {}", p.display())),
                 None => {
                     let tdir = dir.join("train");
-                    std::fs::create_dir_all(&tdir).with_context(|| format!("creating {}", tdir.display()))?;
+                    std::fs::create_dir_all(&tdir)
+                        .with_context(|| format!("creating {}", tdir.display()))?;
                     eprintln!("no --checkpoint: training the config's model first ({})", tdir.display());
                     let s = run_train(b, cfg, &TrainOptions { progress, ..Default::default() }, &tdir)?;
                     eprintln!("trained {} steps: {}", s.steps, s.stopped_reason);
@@ -218,7 +245,8 @@ fn direction<B: Backend>(
         DirSpec::Gradient => {
             let mut g = base.zeros_like(b)?;
             p.obj.mean_grad(b, base, &mut g)?;
-            let host: Vec<Vec<f32>> = g.to_host(b)?.into_iter().map(|t| t.into_iter().map(|v| -v).collect()).collect();
+            let host: Vec<Vec<f32>> =
+                g.to_host(b)?.into_iter().map(|t| t.into_iter().map(|v| -v).collect()).collect();
             let n = global_norm(&host);
             (host, Some(n))
         }
@@ -229,16 +257,28 @@ fn direction<B: Backend>(
     Ok((d, gnorm))
 }
 
-fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&Path>, dir: &Path, progress: bool) -> anyhow::Result<serde_json::Value> {
+fn run<B: Backend>(
+    b: &B,
+    model: &ModelCfg,
+    lc: &LandscapeConfig,
+    ckpt: Option<&Path>,
+    dir: &Path,
+    progress: bool,
+) -> anyhow::Result<serde_json::Value> {
     let mut p = prepare(b, model, lc, ckpt, dir, progress)?;
     let (names, shapes) = (p.names.clone(), p.shapes.clone());
     let theta = ParamSet::from_host(b, &names, &shapes, &p.end)?;
     let theta_host = p.end.clone();
     let (l0, e0) = p.obj.evaluate(b, &theta, Split::Train)?;
-    let val0 = if p.obj.examples(Split::Val) > 0 { Some(p.obj.evaluate(b, &theta, Split::Val)?) } else { None };
+    let val0 =
+        if p.obj.examples(Split::Val) > 0 { Some(p.obj.evaluate(b, &theta, Split::Val)?) } else { None };
     let class = p.obj.classification();
     let theta_norm = global_norm(&p.end);
-    eprintln!("θ: {} ({} parameters, ‖θ‖ = {theta_norm:.4}); train loss {l0:.5}", p.origin, p.end.iter().map(Vec::len).sum::<usize>());
+    eprintln!(
+        "θ: {} ({} parameters, ‖θ‖ = {theta_norm:.4}); train loss {l0:.5}",
+        p.origin,
+        p.end.iter().map(Vec::len).sum::<usize>()
+    );
     let mut table = Table::new(["slice", "points", "loss at θ", "min loss", "at", "note"]);
     let mut out = serde_json::Map::new();
     out.insert("command".into(), json!("landscape"));
@@ -267,12 +307,28 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                 let mut plot = Vec::new();
                 let mut lines = Vec::new();
                 for (i, spec) in lc.line_dirs().iter().enumerate() {
-                    let (d, gnorm) = direction(b, &mut p, &theta, &theta_host, spec, lc.seed + i as u64, lc.normalize)?;
+                    let (d, gnorm) = direction(
+                        b,
+                        &mut p,
+                        &theta,
+                        &theta_host,
+                        spec,
+                        lc.seed + i as u64,
+                        lc.normalize,
+                    )?;
                     let dp = upload_like(b, &theta, &d)?;
                     let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&dp], &pts)?;
                     let tag = match spec {
                         DirSpec::File(_) => format!("file{i}"),
-                        s => format!("{}{}", s.label(), if lc.line_dirs().iter().filter(|x| *x == s).count() > 1 { i.to_string() } else { String::new() }),
+                        s => format!(
+                            "{}{}",
+                            s.label(),
+                            if lc.line_dirs().iter().filter(|x| *x == s).count() > 1 {
+                                i.to_string()
+                            } else {
+                                String::new()
+                            }
+                        ),
                     };
                     write_csv(&dir.join(format!("line_{tag}.csv")), &header(&["alpha"]), &rows(&res))?;
                     let losses: Vec<f64> = res.iter().map(|r| r.train_loss).collect();
@@ -286,7 +342,14 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                         (Some(s), Some(c)) => format!("dL/dα {s:.3e}, d²L/dα² {c:.3e}"),
                         _ => String::new(),
                     };
-                    table.row([format!("line {tag}"), lc.points.to_string(), format!("{:.5}", losses[lc.points / 2]), format!("{lmin:.5}"), format!("α = {amin:.3}"), note]);
+                    table.row([
+                        format!("line {tag}"),
+                        lc.points.to_string(),
+                        format!("{:.5}", losses[lc.points / 2]),
+                        format!("{lmin:.5}"),
+                        format!("α = {amin:.3}"),
+                        note,
+                    ]);
                     lines.push(json!({
                         "direction": tag,
                         "direction_norm": global_norm(&d),
@@ -298,18 +361,26 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                         "points": res,
                     }));
                 }
-                let title = format!("Loss along lines through θ ({} normalised)", norm_name(lc.normalize));
-                line_plot(&dir.join("line.svg"), &PlotSpec::new(title, "α (θ + α d)", loss_label).log_y(), &plot)?;
+                let title =
+                    format!("Loss along lines through θ ({} normalised)", norm_name(lc.normalize));
+                line_plot(
+                    &dir.join("line.svg"),
+                    &PlotSpec::new(title, "α (θ + α d)", loss_label).log_y(),
+                    &plot,
+                )?;
                 out.insert("lines".into(), json!(lines));
             }
             Mode::Plane => {
                 let ds = lc.plane_dirs();
-                let (d1, _) = direction(b, &mut p, &theta, &theta_host, &ds[0], lc.seed + 100, lc.normalize)?;
-                let (d2, _) = direction(b, &mut p, &theta, &theta_host, &ds[1], lc.seed + 101, lc.normalize)?;
+                let (d1, _) =
+                    direction(b, &mut p, &theta, &theta_host, &ds[0], lc.seed + 100, lc.normalize)?;
+                let (d2, _) =
+                    direction(b, &mut p, &theta, &theta_host, &ds[1], lc.seed + 101, lc.normalize)?;
                 let cos = cosine(&d1, &d2);
                 let (p1, p2) = (upload_like(b, &theta, &d1)?, upload_like(b, &theta, &d2)?);
                 let axis = coords(-lc.range, lc.range, lc.grid);
-                let pts: Vec<Vec<f64>> = axis.iter().flat_map(|&y| axis.iter().map(move |&x| vec![x, y])).collect();
+                let pts: Vec<Vec<f64>> =
+                    axis.iter().flat_map(|&y| axis.iter().map(move |&x| vec![x, y])).collect();
                 let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&p1, &p2], &pts)?;
                 write_csv(&dir.join("plane.csv"), &header(&["alpha", "beta"]), &rows(&res))?;
                 let mark = [Mark { x: 0.0, y: 0.0, label: " θ".into() }];
@@ -317,7 +388,10 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                 let train: Vec<f64> = res.iter().map(|r| r.train_loss).collect();
                 let log_z = train.iter().all(|&v| v > 0.0 || !v.is_finite());
                 let spec = |what: &str| HeatmapSpec {
-                    title: format!("{what} loss over a plane through θ ({} normalised)", norm_name(lc.normalize)),
+                    title: format!(
+                        "{what} loss over a plane through θ ({} normalised)",
+                        norm_name(lc.normalize)
+                    ),
                     x_label: format!("α ({l1})"),
                     y_label: format!("β ({l2})"),
                     z_label: loss_label.into(),
@@ -331,12 +405,23 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                 }
                 let c = (lc.grid / 2) * lc.grid + lc.grid / 2;
                 let (lmin, _) = finite_min(&res, &vec![0.0; res.len()]);
-                let max = train.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
-                table.row(["plane".to_string(), (lc.grid * lc.grid).to_string(), format!("{:.5}", train[c]), format!("{lmin:.5}"), "-".into(), format!("max {max:.4}, cos(d1, d2) = {cos:.3}")]);
-                out.insert("plane".into(), json!({
-                    "directions": [l1, l2], "cosine_d1_d2": cos, "grid": lc.grid, "range": lc.range,
-                    "loss_at_theta": train[c], "min_loss": lmin, "max_loss": max,
-                }));
+                let max =
+                    train.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+                table.row([
+                    "plane".to_string(),
+                    (lc.grid * lc.grid).to_string(),
+                    format!("{:.5}", train[c]),
+                    format!("{lmin:.5}"),
+                    "-".into(),
+                    format!("max {max:.4}, cos(d1, d2) = {cos:.3}"),
+                ]);
+                out.insert(
+                    "plane".into(),
+                    json!({
+                        "directions": [l1, l2], "cosine_d1_d2": cos, "grid": lc.grid, "range": lc.range,
+                        "loss_at_theta": train[c], "min_loss": lmin, "max_loss": max,
+                    }),
+                );
             }
             Mode::Path => {
                 let d = difference(&p.start, &p.end);
@@ -352,20 +437,47 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                     plot.push(series("validation", &alphas, &res, true));
                 }
                 let title = "Loss on the straight path θ_init + α (θ_final − θ_init)";
-                line_plot(&dir.join("path.svg"), &PlotSpec::new(title, "α (0 = start, 1 = θ)", loss_label).log_y(), &plot)?;
-                let inside: Vec<f64> = alphas.iter().zip(&res).filter(|(a, _)| (0.0..=1.0).contains(*a)).map(|(_, r)| r.train_loss).collect();
+                line_plot(
+                    &dir.join("path.svg"),
+                    &PlotSpec::new(title, "α (0 = start, 1 = θ)", loss_label).log_y(),
+                    &plot,
+                )?;
+                let inside: Vec<f64> = alphas
+                    .iter()
+                    .zip(&res)
+                    .filter(|(a, _)| (0.0..=1.0).contains(*a))
+                    .map(|(_, r)| r.train_loss)
+                    .collect();
                 let rises = inside.windows(2).filter(|w| w[1] > w[0] * (1.0 + 1e-6)).count();
                 let max_inside = inside.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let (ls, le) = (inside.first().copied().unwrap_or(f64::NAN), inside.last().copied().unwrap_or(f64::NAN));
-                table.row(["path init→θ".to_string(), alphas.len().to_string(), format!("{le:.5}"), format!("{:.5}", inside.iter().copied().fold(f64::INFINITY, f64::min)), "-".into(), format!("start {ls:.4}, max {max_inside:.4}, {rises} rises, ‖Δθ‖ {dist:.3}")]);
-                out.insert("path".into(), json!({
-                    "distance": dist, "relative_distance": dist / theta_norm.max(1e-30),
-                    "loss_start": ls, "loss_end": le, "max_loss_on_path": max_inside,
-                    "monotone": rises == 0, "rises": rises, "points": res,
-                }));
+                let (ls, le) = (
+                    inside.first().copied().unwrap_or(f64::NAN),
+                    inside.last().copied().unwrap_or(f64::NAN),
+                );
+                table.row([
+                    "path init→θ".to_string(),
+                    alphas.len().to_string(),
+                    format!("{le:.5}"),
+                    format!("{:.5}", inside.iter().copied().fold(f64::INFINITY, f64::min)),
+                    "-".into(),
+                    format!("start {ls:.4}, max {max_inside:.4}, {rises} rises, ‖Δθ‖ {dist:.3}"),
+                ]);
+                out.insert(
+                    "path".into(),
+                    json!({
+                        "distance": dist, "relative_distance": dist / theta_norm.max(1e-30),
+                        "loss_start": ls, "loss_end": le, "max_loss_on_path": max_inside,
+                        "monotone": rises == 0, "rises": rises, "points": res,
+                    }),
+                );
             }
             Mode::Symmetry => {
-                let ts = TwinSpec { seed: lc.seed, permute: lc.permute, rescale: lc.rescale, sign_flips: lc.sign_flips };
+                let ts = TwinSpec {
+                    seed: lc.seed,
+                    permute: lc.permute,
+                    rescale: lc.rescale,
+                    sign_flips: lc.sign_flips,
+                };
                 let twin_host = (p.twin)(&p.end, &ts).map_err(|e| anyhow!("landscape symmetry: {e}"))?;
                 let twin = ParamSet::from_host(b, &names, &shapes, &twin_host)?;
                 let (lt, _) = p.obj.evaluate(b, &twin, Split::Train)?;
@@ -381,11 +493,34 @@ fn run<B: Backend>(b: &B, model: &ModelCfg, lc: &LandscapeConfig, ckpt: Option<&
                     plot.push(series("validation", &alphas, &res, true));
                 }
                 let what = twin_name(&ts);
-                line_plot(&dir.join("symmetry.svg"), &PlotSpec::new(format!("θ → its {what} twin (equal loss at both ends)"), "α (0 = θ, 1 = twin)", loss_label).log_y(), &plot)?;
-                let inside = alphas.iter().zip(&res).filter(|(a, _)| (0.0..=1.0).contains(*a)).map(|(_, r)| r.train_loss);
+                line_plot(
+                    &dir.join("symmetry.svg"),
+                    &PlotSpec::new(
+                        format!("θ → its {what} twin (equal loss at both ends)"),
+                        "α (0 = θ, 1 = twin)",
+                        loss_label,
+                    )
+                    .log_y(),
+                    &plot,
+                )?;
+                let inside = alphas
+                    .iter()
+                    .zip(&res)
+                    .filter(|(a, _)| (0.0..=1.0).contains(*a))
+                    .map(|(_, r)| r.train_loss);
                 let barrier = inside.fold(f64::NEG_INFINITY, f64::max) - l0.max(lt);
                 let rel = (lt - l0).abs() / l0.abs().max(1e-30);
-                table.row([format!("twin ({what})"), alphas.len().to_string(), format!("{l0:.5}"), format!("{lt:.5}"), "twin".into(), format!("|Δ| {:.1e} (rel {rel:.1e}), barrier {barrier:.4}, ‖Δθ‖ {dist:.3}", (lt - l0).abs())]);
+                table.row([
+                    format!("twin ({what})"),
+                    alphas.len().to_string(),
+                    format!("{l0:.5}"),
+                    format!("{lt:.5}"),
+                    "twin".into(),
+                    format!(
+                        "|Δ| {:.1e} (rel {rel:.1e}), barrier {barrier:.4}, ‖Δθ‖ {dist:.3}",
+                        (lt - l0).abs()
+                    ),
+                ]);
                 out.insert("symmetry".into(), json!({
                     "twin": what, "loss_model": l0, "loss_twin": lt, "abs_difference": (lt - l0).abs(),
                     "relative_difference": rel, "barrier": barrier, "distance": dist,

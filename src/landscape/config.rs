@@ -42,7 +42,9 @@ impl DirSpec {
             "random" => Ok(DirSpec::Random),
             _ => match s.strip_prefix("file:") {
                 Some(p) if !p.is_empty() => Ok(DirSpec::File(PathBuf::from(p))),
-                _ => Err(format!("unknown direction `{s}`: use \"gradient\", \"random\" or \"file:PATH.safetensors\"")),
+                _ => Err(format!(
+                    "unknown direction `{s}`: use \"gradient\", \"random\" or \"file:PATH.safetensors\""
+                )),
             },
         }
     }
@@ -121,18 +123,31 @@ impl Default for LandscapeConfig {
 
 impl LandscapeConfig {
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid { origin: origin.to_string(), key: key.to_string(), message };
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
         if self.modes.is_empty() {
-            return Err(bad("landscape.modes", "needs at least one of \"line\", \"plane\", \"path\", \"symmetry\"".into()));
+            return Err(bad(
+                "landscape.modes",
+                "needs at least one of \"line\", \"plane\", \"path\", \"symmetry\"".into(),
+            ));
         }
         for d in self.line_directions.iter().chain(&self.plane_directions) {
             DirSpec::parse(d).map_err(|m| bad("landscape.line_directions", m))?;
         }
         if self.modes.contains(&Mode::Line) && self.line_directions.is_empty() {
-            return Err(bad("landscape.line_directions", "needs at least one direction for mode \"line\"".into()));
+            return Err(bad(
+                "landscape.line_directions",
+                "needs at least one direction for mode \"line\"".into(),
+            ));
         }
         if self.plane_directions.len() != 2 {
-            return Err(bad("landscape.plane_directions", format!("needs exactly two directions, got {}", self.plane_directions.len())));
+            return Err(bad(
+                "landscape.plane_directions",
+                format!("needs exactly two directions, got {}", self.plane_directions.len()),
+            ));
         }
         if !(self.range.is_finite() && self.range > 0.0) {
             return Err(bad("landscape.range", format!("must be positive, got {}", self.range)));
@@ -150,7 +165,10 @@ impl LandscapeConfig {
             return Err(bad("landscape.chunk", "must be ≥ 1".into()));
         }
         if !(self.rescale.is_finite() && self.rescale >= 1.0) {
-            return Err(bad("landscape.rescale", format!("must be ≥ 1 (1 = off), got {}", self.rescale)));
+            return Err(bad(
+                "landscape.rescale",
+                format!("must be ≥ 1 (1 = off), got {}", self.rescale),
+            ));
         }
         Ok(())
     }

@@ -56,7 +56,8 @@ pub fn normalize(dir: &mut [Vec<f32>], base: &[Vec<f32>], shapes: &[Vec<usize>],
         Normalize::Filter => {
             for ((d, p), s) in dir.iter_mut().zip(base).zip(shapes) {
                 // A matrix [rows, cols] is `rows` filters; a vector is one.
-                let cols = if s.len() >= 2 { s[1..].iter().product::<usize>().max(1) } else { d.len().max(1) };
+                let cols =
+                    if s.len() >= 2 { s[1..].iter().product::<usize>().max(1) } else { d.len().max(1) };
                 for (dr, pr) in d.chunks_mut(cols).zip(p.chunks(cols)) {
                     let (nd, np) = (norm(dr), norm(pr));
                     let f = if nd > 0.0 { np / nd } else { 0.0 };

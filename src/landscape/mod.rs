@@ -105,7 +105,10 @@ pub fn centre_derivatives(alphas: &[f64], losses: &[f64]) -> Option<(f64, f64)> 
         return None;
     }
     let h = hp;
-    Some(((losses[c + 1] - losses[c - 1]) / (2.0 * h), (losses[c + 1] - 2.0 * losses[c] + losses[c - 1]) / (h * h)))
+    Some((
+        (losses[c + 1] - losses[c - 1]) / (2.0 * h),
+        (losses[c + 1] - 2.0 * losses[c] + losses[c - 1]) / (h * h),
+    ))
 }
 
 #[cfg(test)]

@@ -27,7 +27,14 @@ pub trait Objective<B: Backend> {
     /// Device slots [`Objective::record`] writes for `split`.
     fn slots(&self, split: Split) -> usize;
     /// Record the loss and correctness sums over `split` at `p` into `out[slot0 ..]`.
-    fn record(&mut self, b: &B, p: &ParamSet<B>, split: Split, out: &mut B::Buf, slot0: usize) -> Result<()>;
+    fn record(
+        &mut self,
+        b: &B,
+        p: &ParamSet<B>,
+        split: Split,
+        out: &mut B::Buf,
+        slot0: usize,
+    ) -> Result<()>;
     /// `(mean loss, mean 0-1 error)` of `split` from the slots [`Objective::record`] wrote.
     fn finish(&self, split: Split, stats: &[f32], slot0: usize) -> (f64, f64);
     /// The gradient of the mean training loss (over the whole training subset) at `p`.
@@ -137,7 +144,14 @@ impl<B: Backend> Objective<B> for MlpObjective<B> {
             Split::Val => self.val.len(),
         }
     }
-    fn record(&mut self, b: &B, p: &ParamSet<B>, split: Split, out: &mut B::Buf, slot0: usize) -> Result<()> {
+    fn record(
+        &mut self,
+        b: &B,
+        p: &ParamSet<B>,
+        split: Split,
+        out: &mut B::Buf,
+        slot0: usize,
+    ) -> Result<()> {
         let mlp = self.mlp.clone();
         let class = self.classification();
         for (i, c) in self.chunks(split).iter_mut().enumerate() {
@@ -212,7 +226,14 @@ impl<B: Backend> Objective<B> for RnnObjective<B> {
     fn slots(&self, split: Split) -> usize {
         self.set(split).slots()
     }
-    fn record(&mut self, b: &B, p: &ParamSet<B>, split: Split, out: &mut B::Buf, slot0: usize) -> Result<()> {
+    fn record(
+        &mut self,
+        b: &B,
+        p: &ParamSet<B>,
+        split: Split,
+        out: &mut B::Buf,
+        slot0: usize,
+    ) -> Result<()> {
         let rnn = &self.rnn;
         match split {
             Split::Train => self.train.record(b, rnn, p, out, slot0),

@@ -43,7 +43,12 @@ pub enum TwinError {
 }
 
 /// Permutation and scales of `n` units for layer `layer`.
-fn unit_map(spec: &TwinSpec, act: Activation, layer: u64, n: usize) -> Result<(Vec<usize>, Vec<f32>), TwinError> {
+fn unit_map(
+    spec: &TwinSpec,
+    act: Activation,
+    layer: u64,
+    n: usize,
+) -> Result<(Vec<usize>, Vec<f32>), TwinError> {
     if spec.rescale > 1.0 && act == Activation::Tanh {
         return Err(TwinError::Rescale { act: "tanh" });
     }
@@ -51,8 +56,11 @@ fn unit_map(spec: &TwinSpec, act: Activation, layer: u64, n: usize) -> Result<(V
         return Err(TwinError::SignFlip);
     }
     let mut s = Stream::new(spec.seed, STREAM_TWIN, layer);
-    let perm: Vec<usize> =
-        if spec.permute { s.permutation(n).into_iter().map(|i| i as usize).collect() } else { (0..n).collect() };
+    let perm: Vec<usize> = if spec.permute {
+        s.permutation(n).into_iter().map(|i| i as usize).collect()
+    } else {
+        (0..n).collect()
+    };
     let mut scales = vec![1.0f32; n];
     if spec.rescale > 1.0 {
         let ln_r = spec.rescale.ln();
@@ -73,12 +81,19 @@ fn unit_map(spec: &TwinSpec, act: Activation, layer: u64, n: usize) -> Result<(V
 
 fn check(params: &[Vec<f32>], shapes: &[Vec<usize>]) -> Result<(), TwinError> {
     if params.len() != shapes.len() {
-        return Err(TwinError::Shape(format!("{} tensors, the model has {}", params.len(), shapes.len())));
+        return Err(TwinError::Shape(format!(
+            "{} tensors, the model has {}",
+            params.len(),
+            shapes.len()
+        )));
     }
     for (i, (p, s)) in params.iter().zip(shapes).enumerate() {
         let n: usize = s.iter().product();
         if p.len() != n {
-            return Err(TwinError::Shape(format!("tensor {i} has {} values, shape {s:?} needs {n}", p.len())));
+            return Err(TwinError::Shape(format!(
+                "tensor {i} has {} values, shape {s:?} needs {n}",
+                p.len()
+            )));
         }
     }
     Ok(())
@@ -86,9 +101,15 @@ fn check(params: &[Vec<f32>], shapes: &[Vec<usize>]) -> Result<(), TwinError> {
 
 /// The twin of an MLP with layer sizes `sizes` (ParamSet order `W_0, b_0, W_1, b_1, ...`,
 /// `W_l [out, in]`): every hidden layer's units reordered and rescaled.
-pub fn mlp_twin(sizes: &[usize], act: Activation, params: &[Vec<f32>], spec: &TwinSpec) -> Result<Vec<Vec<f32>>, TwinError> {
+pub fn mlp_twin(
+    sizes: &[usize],
+    act: Activation,
+    params: &[Vec<f32>],
+    spec: &TwinSpec,
+) -> Result<Vec<Vec<f32>>, TwinError> {
     let layers = sizes.len().saturating_sub(1);
-    let shapes: Vec<Vec<usize>> = (0..layers).flat_map(|l| [vec![sizes[l + 1], sizes[l]], vec![sizes[l + 1]]]).collect();
+    let shapes: Vec<Vec<usize>> =
+        (0..layers).flat_map(|l| [vec![sizes[l + 1], sizes[l]], vec![sizes[l + 1]]]).collect();
     check(params, &shapes)?;
     let mut out = params.to_vec();
     for l in 0..layers.saturating_sub(1) {
@@ -116,7 +137,11 @@ pub fn mlp_twin(sizes: &[usize], act: Activation, params: &[Vec<f32>], spec: &Tw
 }
 
 /// The twin of an RNN (ParamSet order `W, U, b, V, c`): hidden units reordered and rescaled.
-pub fn rnn_twin(spec: &RnnSpec, params: &[Vec<f32>], twin: &TwinSpec) -> Result<Vec<Vec<f32>>, TwinError> {
+pub fn rnn_twin(
+    spec: &RnnSpec,
+    params: &[Vec<f32>],
+    twin: &TwinSpec,
+) -> Result<Vec<Vec<f32>>, TwinError> {
     let (d, h, k) = (spec.inputs, spec.hidden, spec.outputs);
     check(params, &[vec![h, h], vec![h, d], vec![h], vec![k, h], vec![k]])?;
     let (perm, s) = unit_map(twin, spec.activation, 0, h)?;
@@ -155,7 +180,11 @@ mod tests {
             a = (0..fo)
                 .map(|o| {
                     let z = p[2 * l + 1][o] + (0..fi).map(|i| p[2 * l][o * fi + i] * a[i]).sum::<f32>();
-                    if l + 1 < layers { z.max(0.0) } else { z }
+                    if l + 1 < layers {
+                        z.max(0.0)
+                    } else {
+                        z
+                    }
                 })
                 .collect();
         }
@@ -167,7 +196,12 @@ mod tests {
         let sizes = [3, 5, 4, 2];
         let mut r = crate::model::init::rng(1);
         let p: Vec<Vec<f32>> = (0..3)
-            .flat_map(|l| [crate::model::init::normal_vec(&mut r, sizes[l] * sizes[l + 1], 1.0), crate::model::init::normal_vec(&mut r, sizes[l + 1], 1.0)])
+            .flat_map(|l| {
+                [
+                    crate::model::init::normal_vec(&mut r, sizes[l] * sizes[l + 1], 1.0),
+                    crate::model::init::normal_vec(&mut r, sizes[l + 1], 1.0),
+                ]
+            })
             .collect();
         let spec = TwinSpec { seed: 4, permute: true, rescale: 3.0, sign_flips: false };
         let t = mlp_twin(&sizes, Activation::Relu, &p, &spec).unwrap();
@@ -184,9 +218,24 @@ mod tests {
 
     #[test]
     fn rnn_twin_is_a_similarity_transform_of_w() {
-        let spec = RnnSpec { inputs: 2, hidden: 4, outputs: 1, steps: 3, activation: Activation::Tanh, loss: LossKind::Mse };
-        let p: Vec<Vec<f32>> = vec![(0..16).map(|i| i as f32).collect(), (0..8).map(|i| i as f32).collect(), vec![1.0, 2.0, 3.0, 4.0], vec![1.0, -1.0, 2.0, -2.0], vec![0.5]];
-        let t = rnn_twin(&spec, &p, &TwinSpec { seed: 2, permute: true, rescale: 1.0, sign_flips: true }).unwrap();
+        let spec = RnnSpec {
+            inputs: 2,
+            hidden: 4,
+            outputs: 1,
+            steps: 3,
+            activation: Activation::Tanh,
+            loss: LossKind::Mse,
+        };
+        let p: Vec<Vec<f32>> = vec![
+            (0..16).map(|i| i as f32).collect(),
+            (0..8).map(|i| i as f32).collect(),
+            vec![1.0, 2.0, 3.0, 4.0],
+            vec![1.0, -1.0, 2.0, -2.0],
+            vec![0.5],
+        ];
+        let t =
+            rnn_twin(&spec, &p, &TwinSpec { seed: 2, permute: true, rescale: 1.0, sign_flips: true })
+                .unwrap();
         // The trace of W is invariant under W' = S P W Pᵀ S⁻¹.
         let tr = |w: &[f32]| (0..4).map(|i| w[i * 4 + i]).sum::<f32>();
         assert_eq!(tr(&p[0]), tr(&t[0]));

@@ -181,13 +181,19 @@ impl Rnn {
     }
 
     /// Forward pass over `xs` (T buffers `x_t [rows, D]`): fills `ws.z`, `ws.h` and `ws.y`.
-    pub fn forward<B: Backend>(&self, b: &B, p: &ParamSet<B>, xs: &[B::Buf], ws: &mut RnnWorkspace<B>) -> Result<()> {
+    pub fn forward<B: Backend>(
+        &self,
+        b: &B,
+        p: &ParamSet<B>,
+        xs: &[B::Buf],
+        ws: &mut RnnWorkspace<B>,
+    ) -> Result<()> {
         self.check_inputs::<B>(xs)?;
         let RnnSpec { inputs: d, hidden: h, outputs: k, steps, activation, .. } = self.spec;
         let rows = ws.rows;
-        for t in 0..steps {
+        for (t, x) in xs.iter().enumerate() {
             // z_t [rows, H] = x_t [rows, D] · Uᵀ ([H, D] stored)
-            b.matmul(&Gemm::nn(rows, h, d).trans(false, true), &xs[t], &p.tensors[tensor::U], &mut ws.z[t])?;
+            b.matmul(&Gemm::nn(rows, h, d).trans(false, true), x, &p.tensors[tensor::U], &mut ws.z[t])?;
             if t > 0 {
                 // z_t += h_{t-1} [rows, H] · Wᵀ ([H, H] stored)
                 let g = Gemm::nn(rows, h, h).trans(false, true).scaled(1.0, 1.0);
@@ -197,12 +203,22 @@ impl Rnn {
             b.act_forward(activation, rows * h, &ws.z[t], &mut ws.h[t])?;
         }
         // y [rows, K] = h_T [rows, H] · Vᵀ ([K, H] stored) + c
-        b.matmul(&Gemm::nn(rows, k, h).trans(false, true), &ws.h[steps - 1], &p.tensors[tensor::V], &mut ws.y)?;
+        b.matmul(
+            &Gemm::nn(rows, k, h).trans(false, true),
+            &ws.h[steps - 1],
+            &p.tensors[tensor::V],
+            &mut ws.y,
+        )?;
         b.add_bias(rows, k, &mut ws.y, &p.tensors[tensor::C])
     }
 
     /// Per-example loss (and correctness) of `ws.y`, and `∂L/∂y` of the minibatch *mean* loss.
-    pub fn loss<B: Backend>(&self, b: &B, targets: &Targets<'_, B>, ws: &mut RnnWorkspace<B>) -> Result<()> {
+    pub fn loss<B: Backend>(
+        &self,
+        b: &B,
+        targets: &Targets<'_, B>,
+        ws: &mut RnnWorkspace<B>,
+    ) -> Result<()> {
         let rows = ws.rows;
         let k = self.spec.outputs;
         let scale = 1.0 / rows.max(1) as f32;
@@ -210,7 +226,9 @@ impl Rnn {
             (LossKind::SoftmaxXent, Targets::Classes(labels)) => {
                 b.softmax_xent(rows, k, &ws.y, labels, scale, &mut ws.loss, &mut ws.correct, &mut ws.dy)
             }
-            (LossKind::Mse, Targets::Values(t)) => b.mse(rows, k, &ws.y, t, scale, &mut ws.loss, &mut ws.dy),
+            (LossKind::Mse, Targets::Values(t)) => {
+                b.mse(rows, k, &ws.y, t, scale, &mut ws.loss, &mut ws.dy)
+            }
             (LossKind::SoftmaxXent, Targets::Values(_)) => Err(BackendError::Invalid {
                 op: "Rnn::loss",
                 message: "softmax cross-entropy needs integer class labels".into(),
@@ -238,7 +256,12 @@ impl Rnn {
         let rows = ws.rows;
         let last = steps - 1;
         // gV [K, H] = dyᵀ ([rows, K] stored) · h_T [rows, H];  gc [K] = Σ_rows dy
-        b.matmul(&Gemm::nn(k, h, rows).trans(true, false), &ws.dy, &ws.h[last], &mut grads.tensors[tensor::V])?;
+        b.matmul(
+            &Gemm::nn(k, h, rows).trans(true, false),
+            &ws.dy,
+            &ws.h[last],
+            &mut grads.tensors[tensor::V],
+        )?;
         b.col_sum(rows, k, 1.0, &ws.dy, 0.0, &mut grads.tensors[tensor::C])?;
         // ∂L/∂h_T [rows, H] = dy [rows, K] · V [K, H]
         b.matmul(&Gemm::nn(rows, h, k), &ws.dy, &p.tensors[tensor::V], &mut ws.dh)?;
@@ -355,7 +378,14 @@ mod tests {
 
     #[test]
     fn relu_recurrence_and_empty_shapes_are_rejected() {
-        let s = RnnSpec { inputs: 2, hidden: 3, outputs: 1, steps: 4, activation: Activation::Relu, loss: LossKind::Mse };
+        let s = RnnSpec {
+            inputs: 2,
+            hidden: 3,
+            outputs: 1,
+            steps: 4,
+            activation: Activation::Relu,
+            loss: LossKind::Mse,
+        };
         assert!(Rnn::new(s.clone()).is_err());
         assert!(Rnn::new(RnnSpec { steps: 0, activation: Activation::Tanh, ..s }).is_err());
     }

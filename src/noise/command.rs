@@ -31,6 +31,8 @@ pub struct NoiseArgs {
     /// Minibatches drawn per size.
     pub draws: usize,
     pub seed: u64,
+    /// Also measure GᵀHG, tr(HΣ) and B_noise with full-data Hessian-vector products.
+    pub curvature: bool,
 }
 
 /// One minibatch size of the experiment.
@@ -68,6 +70,16 @@ pub struct NoiseSummary {
     pub b_simple: f64,
     /// The same from the unbiased two-batch estimators at the smallest and largest n.
     pub b_simple_two_batch: Option<f64>,
+    /// GᵀHG with the full-data Hessian (R-operator).
+    pub g_h_g: Option<f64>,
+    /// tr(HΣ), from per-example deviations `dᵀHd`, `d = g_1 − G`.
+    pub trace_h_sigma: Option<f64>,
+    /// `B_noise = tr(HΣ) / GᵀHG` (McCandlish et al. 2018).
+    pub b_noise: Option<f64>,
+    /// `ε_max = GᵀG / GᵀHG`: the best step size with the exact gradient.
+    pub eps_max: Option<f64>,
+    /// `ε_opt(B) = ε_max / (1 + B_noise/B)` at powers of two.
+    pub eps_opt: Vec<(usize, f64)>,
     pub rows: Vec<NoiseRow>,
 }
 
@@ -89,12 +101,35 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Res
         crate::train::runner::load_into(b, &ck, p, "", &mut params)?;
     }
     let data = DeviceDataset::upload(b, &train)?;
+    let mut hess = if args.curvature {
+        let mut hp = params.zeros_like(b)?;
+        hp.copy_from(b, &params)?;
+        let opts = crate::curvature::hvp::HvpOptions::for_budget(&model, 64 << 20);
+        Some(crate::curvature::hvp::HvpOperator::new(b, model.clone(), hp, &train, opts)?)
+    } else {
+        None
+    };
     drop(train);
     let mut probe = GradProbe::new(b, model.clone(), params, data);
     let g = probe.full_grad(1024)?;
     let g2: f64 = g.iter().map(|v| v * v).sum();
     let mut r = ChaCha8Rng::seed_from_u64(args.seed);
     let mut rows = Vec::new();
+    // dᵀHd over the single-example draws (tr(HΣ) estimate).
+    let mut dhd = Vec::new();
+    let mut apply_h = |v: &[f64]| -> anyhow::Result<Option<f64>> {
+        use crate::curvature::SymOp;
+        match hess.as_mut() {
+            Some(h) => {
+                let vf: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+                let mut out = vec![0f32; vf.len()];
+                h.apply(&vf, &mut out)?;
+                Ok(Some(v.iter().zip(&out).map(|(a, c)| a * *c as f64).sum()))
+            }
+            None => Ok(None),
+        }
+    };
+    let g_h_g = apply_h(&g)?;
     let mut n = 1;
     while n <= args.max_n.min(n_total) {
         let mut errs = Vec::with_capacity(args.draws);
@@ -104,6 +139,12 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Res
             let idx: Vec<u32> = (0..n).map(|_| r.random_range(0..n_total as u32)).collect();
             let gn = probe.grad(&idx)?;
             errs.push(sq_dist(&gn, &g));
+            if n == 1 {
+                let d: Vec<f64> = gn.iter().zip(&g).map(|(a, c)| a - c).collect();
+                if let Some(v) = apply_h(&d)? {
+                    dhd.push(v);
+                }
+            }
             norms.push(gn.iter().map(|v| v * v).sum::<f64>());
         }
         let k = errs.len() as f64;
@@ -136,7 +177,22 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Res
             .and_then(|(g2e, tr)| (g2e > 0.0).then_some(tr / g2e)),
         _ => None,
     };
+    let trace_h_sigma = (!dhd.is_empty()).then(|| dhd.iter().sum::<f64>() / dhd.len() as f64);
+    let b_noise = match (trace_h_sigma, g_h_g) {
+        (Some(t), Some(ghg)) if ghg > 0.0 => Some(t / ghg),
+        _ => None,
+    };
+    let eps_max = g_h_g.filter(|&ghg| ghg > 0.0).map(|ghg| g2 / ghg);
+    let eps_opt = match (eps_max, b_noise) {
+        (Some(e), Some(bn)) => (0..=12).map(|k| (1usize << k, super::estimators::eps_opt(e, bn, (1usize << k) as f64))).collect(),
+        _ => Vec::new(),
+    };
     Ok(NoiseSummary {
+        g_h_g,
+        trace_h_sigma,
+        b_noise,
+        eps_max,
+        eps_opt,
         command: "noise",
         device: b.device_name(),
         examples: n_total,
@@ -211,6 +267,10 @@ pub fn run(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyhow:
     println!("|G|² = {:.4e}, tr Σ = {:.4e}, B_simple = tr Σ/|G|² = {:.1}", s.full_grad_norm_sq, s.trace_sigma, s.b_simple);
     if let Some(bs) = s.b_simple_two_batch {
         println!("B_simple from the unbiased two-batch estimators: {bs:.1}");
+    }
+    if let (Some(ghg), Some(ths), Some(bn), Some(em)) = (s.g_h_g, s.trace_h_sigma, s.b_noise, s.eps_max) {
+        println!("GᵀHG = {ghg:.4e}, tr(HΣ) = {ths:.4e}, B_noise = tr(HΣ)/GᵀHG = {bn:.1}, ε_max = GᵀG/GᵀHG = {em:.4}");
+        println!("time_to_target policy: batchscope sweep --policy time_to_target:{bn:.1}");
     }
     println!("wrote: {}", dir.display());
     Ok(())

@@ -4,6 +4,7 @@
 pub mod command;
 pub mod estimators;
 pub mod probe;
+pub mod ttt;
 
 pub use estimators::{eps_opt, loglog_fit, two_batch_estimates, NoiseScaleEma};
 pub use probe::GradProbe;

@@ -111,7 +111,8 @@ pub fn contour_segments(xs: &[f64], ys: &[f64], v: &[f64], level: f64) -> Vec<[(
             }
             // Edge k joins corner k and corner k+1.
             let e = |k: usize| cross(c[k], c[(k + 1) % 4]);
-            let crossed: Vec<usize> = (0..4).filter(|&k| (c[k].2 > level) != (c[(k + 1) % 4].2 > level)).collect();
+            let crossed: Vec<usize> =
+                (0..4).filter(|&k| (c[k].2 > level) != (c[(k + 1) % 4].2 > level)).collect();
             match crossed.len() {
                 2 => out.push([e(crossed[0]), e(crossed[1])]),
                 4 => {
@@ -140,8 +141,8 @@ fn err<E: std::fmt::Display>(e: E) -> String {
 /// A tick label with about three significant digits and no float noise: `0.79`, `1500`, `2.5e-5`.
 fn fmt_val(v: f64) -> String {
     let a = v.abs();
-    if v == 0.0 || !v.is_finite() {
-        return if v == 0.0 { "0".into() } else { format!("{v}") };
+    if v == 0.0 || !v.is_finite() || a < 1e-12 {
+        return if v.is_finite() { "0".into() } else { format!("{v}") };
     }
     if (1e-3..1e5).contains(&a) {
         let decimals = (2 - a.log10().floor() as i32).max(0) as usize;
@@ -159,18 +160,32 @@ fn fmt_val(v: f64) -> String {
 
 /// A heatmap of `z` (row-major `[ys.len()][xs.len()]`, `z[j * nx + i]` at `(xs[i], ys[j])`) with
 /// contour lines, a colour bar and `marks`.
-pub fn heatmap(path: &Path, spec: &HeatmapSpec, xs: &[f64], ys: &[f64], z: &[f64], marks: &[Mark]) -> Result<(), ReportError> {
+pub fn heatmap(
+    path: &Path,
+    spec: &HeatmapSpec,
+    xs: &[f64],
+    ys: &[f64],
+    z: &[f64],
+    marks: &[Mark],
+) -> Result<(), ReportError> {
     if xs.is_empty() || ys.is_empty() || z.len() != xs.len() * ys.len() {
         return Err(ReportError::Invalid {
             path: path.to_path_buf(),
             message: format!("heatmap needs {} × {} values, got {}", xs.len(), ys.len(), z.len()),
         });
     }
-    let svg = render_heatmap(spec, xs, ys, z, marks).map_err(|message| ReportError::Plot { path: path.to_path_buf(), message })?;
+    let svg = render_heatmap(spec, xs, ys, z, marks)
+        .map_err(|message| ReportError::Plot { path: path.to_path_buf(), message })?;
     write_atomic(path, svg.as_bytes())
 }
 
-fn render_heatmap(spec: &HeatmapSpec, xs: &[f64], ys: &[f64], z: &[f64], marks: &[Mark]) -> Result<String, String> {
+fn render_heatmap(
+    spec: &HeatmapSpec,
+    xs: &[f64],
+    ys: &[f64],
+    z: &[f64],
+    marks: &[Mark],
+) -> Result<String, String> {
     let tf = |v: f64| -> Option<f64> {
         if !v.is_finite() {
             None
@@ -181,7 +196,10 @@ fn render_heatmap(spec: &HeatmapSpec, xs: &[f64], ys: &[f64], z: &[f64], marks: 
         }
     };
     let t: Vec<f64> = z.iter().map(|&v| tf(v).unwrap_or(f64::NAN)).collect();
-    let (mut lo, mut hi) = t.iter().filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let (mut lo, mut hi) = t
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
     if !lo.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
@@ -201,11 +219,14 @@ fn render_heatmap(spec: &HeatmapSpec, xs: &[f64], ys: &[f64], z: &[f64], marks: 
             .y_label_area_size(72)
             .build_cartesian_2d(ex[0]..ex[ex.len() - 1], ey[0]..ey[ey.len() - 1])
             .map_err(err)?;
+        let fmt = |v: &f64| fmt_val(*v);
         chart
             .configure_mesh()
             .disable_mesh()
             .x_desc(spec.x_label.as_str())
             .y_desc(spec.y_label.as_str())
+            .x_label_formatter(&fmt)
+            .y_label_formatter(&fmt)
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 16))
             .draw()
@@ -215,7 +236,8 @@ fn render_heatmap(spec: &HeatmapSpec, xs: &[f64], ys: &[f64], z: &[f64], marks: 
         chart
             .draw_series(cells.map(|(i, j)| {
                 let v = t[j * nx + i];
-                let color = if v.is_finite() { viridis((v - lo) / (hi - lo)) } else { RGBColor(190, 190, 190) };
+                let color =
+                    if v.is_finite() { viridis((v - lo) / (hi - lo)) } else { RGBColor(190, 190, 190) };
                 Rectangle::new([(ex[i], ey[j]), (ex[i + 1], ey[j + 1])], color.filled())
             }))
             .map_err(err)?;
@@ -223,13 +245,22 @@ fn render_heatmap(spec: &HeatmapSpec, xs: &[f64], ys: &[f64], z: &[f64], marks: 
             let level = lo + (hi - lo) * k as f64 / (spec.contours + 1) as f64;
             let segs = contour_segments(xs, ys, &t, level);
             chart
-                .draw_series(segs.into_iter().map(|s| PathElement::new(vec![s[0], s[1]], WHITE.mix(0.8).stroke_width(1))))
+                .draw_series(
+                    segs.into_iter()
+                        .map(|s| PathElement::new(vec![s[0], s[1]], WHITE.mix(0.8).stroke_width(1))),
+                )
                 .map_err(err)?;
         }
         for m in marks {
-            chart.draw_series(std::iter::once(Circle::new((m.x, m.y), 5, RGBColor(214, 39, 40).filled()))).map_err(err)?;
             chart
-                .draw_series(std::iter::once(Text::new(m.label.clone(), (m.x, m.y), (FONT, 15).into_font().color(&WHITE))))
+                .draw_series(std::iter::once(Circle::new((m.x, m.y), 5, RGBColor(214, 39, 40).filled())))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    m.label.clone(),
+                    (m.x, m.y),
+                    (FONT, 15).into_font().color(&WHITE),
+                )))
                 .map_err(err)?;
         }
         draw_colorbar(&bar, spec, lo, hi)?;
@@ -238,7 +269,12 @@ fn render_heatmap(spec: &HeatmapSpec, xs: &[f64], ys: &[f64], z: &[f64], marks: 
     Ok(svg)
 }
 
-fn draw_colorbar(area: &DrawingArea<SVGBackend<'_>, Shift>, spec: &HeatmapSpec, lo: f64, hi: f64) -> Result<(), String> {
+fn draw_colorbar(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    spec: &HeatmapSpec,
+    lo: f64,
+    hi: f64,
+) -> Result<(), String> {
     let mut chart = ChartBuilder::on(area)
         .margin_top(50)
         .margin_bottom(62)
@@ -261,7 +297,8 @@ fn draw_colorbar(area: &DrawingArea<SVGBackend<'_>, Shift>, spec: &HeatmapSpec, 
     let n = 64;
     chart
         .draw_series((0..n).map(|k| {
-            let (a, b) = (lo + (hi - lo) * k as f64 / n as f64, lo + (hi - lo) * (k + 1) as f64 / n as f64);
+            let (a, b) =
+                (lo + (hi - lo) * k as f64 / n as f64, lo + (hi - lo) * (k + 1) as f64 / n as f64);
             Rectangle::new([(0.0, a), (1.0, b)], viridis((k as f64 + 0.5) / n as f64).filled())
         }))
         .map_err(err)?;
@@ -307,11 +344,17 @@ const COLORS: [RGBColor; 6] = [
 ];
 
 /// Panels stacked vertically over a shared x axis, in one SVG file.
-pub fn event_plot(path: &Path, title: &str, x_label: &str, panels: &[EventPanel]) -> Result<(), ReportError> {
+pub fn event_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    panels: &[EventPanel],
+) -> Result<(), ReportError> {
     if panels.is_empty() {
         return Err(ReportError::Plot { path: path.to_path_buf(), message: "no panels to draw".into() });
     }
-    let svg = render_events(title, x_label, panels).map_err(|message| ReportError::Plot { path: path.to_path_buf(), message })?;
+    let svg = render_events(title, x_label, panels)
+        .map_err(|message| ReportError::Plot { path: path.to_path_buf(), message })?;
     write_atomic(path, svg.as_bytes())
 }
 
@@ -327,11 +370,17 @@ fn render_events(title: &str, x_label: &str, panels: &[EventPanel]) -> Result<St
     };
     let xs: Vec<f64> = panels
         .iter()
-        .flat_map(|p| p.lines.iter().flat_map(|s| s.points.iter()).chain(p.markers.iter().flat_map(|m| m.points.iter())))
+        .flat_map(|p| {
+            p.lines
+                .iter()
+                .flat_map(|s| s.points.iter())
+                .chain(p.markers.iter().flat_map(|m| m.points.iter()))
+        })
         .map(|p| p.0)
         .filter(|x| x.is_finite())
         .collect();
-    let (mut x0, mut x1) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let (mut x0, mut x1) =
+        xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     if !x0.is_finite() {
         (x0, x1) = (0.0, 1.0);
     }
@@ -355,7 +404,8 @@ fn render_events(title: &str, x_label: &str, panels: &[EventPanel]) -> Result<St
                 .chain(p.hlines.iter().map(|h| h.1))
                 .filter_map(|v| ty(p.log_y, v))
                 .collect();
-            let (mut y0, mut y1) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
+            let (mut y0, mut y1) =
+                ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
             if !y0.is_finite() {
                 (y0, y1) = (0.0, 1.0);
             }
@@ -386,29 +436,40 @@ fn render_events(title: &str, x_label: &str, panels: &[EventPanel]) -> Result<St
             for s in &p.lines {
                 let color = COLORS[ci % COLORS.len()];
                 ci += 1;
-                let pts: Vec<(f64, f64)> = s.points.iter().filter_map(|&(x, y)| Some((x, ty(log, y)?))).collect();
+                let pts: Vec<(f64, f64)> =
+                    s.points.iter().filter_map(|&(x, y)| Some((x, ty(log, y)?))).collect();
                 if pts.len() <= 64 {
                     // Few points (or a lone one, which a line cannot show): mark each.
-                    chart.draw_series(pts.iter().map(|&q| Circle::new(q, 2, color.filled()))).map_err(err)?;
+                    chart
+                        .draw_series(pts.iter().map(|&q| Circle::new(q, 2, color.filled())))
+                        .map_err(err)?;
                 }
                 chart
                     .draw_series(LineSeries::new(pts, color.stroke_width(2)))
                     .map_err(err)?
                     .label(s.name.as_str())
-                    .legend(move |(lx, ly)| PathElement::new(vec![(lx, ly), (lx + 22, ly)], color.stroke_width(2)));
+                    .legend(move |(lx, ly)| {
+                        PathElement::new(vec![(lx, ly), (lx + 22, ly)], color.stroke_width(2))
+                    });
             }
             for m in &p.markers {
                 let color = COLORS[ci % COLORS.len()];
                 ci += 1;
-                let pts: Vec<(f64, f64)> = m.points.iter().filter_map(|&(x, y)| Some((x, ty(log, y)?))).collect();
+                let pts: Vec<(f64, f64)> =
+                    m.points.iter().filter_map(|&(x, y)| Some((x, ty(log, y)?))).collect();
                 let style = color.stroke_width(2);
                 let shape = m.shape;
-                let anno = match shape {
-                    MarkerShape::Circle => chart.draw_series(pts.into_iter().map(|q| Circle::new(q, 5, style).into_dyn())),
-                    MarkerShape::Cross => chart.draw_series(pts.into_iter().map(|q| Cross::new(q, 5, style).into_dyn())),
-                    MarkerShape::Triangle => chart.draw_series(pts.into_iter().map(|q| TriangleMarker::new(q, 6, style).into_dyn())),
-                }
-                .map_err(err)?;
+                let anno =
+                    match shape {
+                        MarkerShape::Circle => chart
+                            .draw_series(pts.into_iter().map(|q| Circle::new(q, 5, style).into_dyn())),
+                        MarkerShape::Cross => chart
+                            .draw_series(pts.into_iter().map(|q| Cross::new(q, 5, style).into_dyn())),
+                        MarkerShape::Triangle => chart.draw_series(
+                            pts.into_iter().map(|q| TriangleMarker::new(q, 6, style).into_dyn()),
+                        ),
+                    }
+                    .map_err(err)?;
                 anno.label(m.name.as_str()).legend(move |(lx, ly)| match shape {
                     MarkerShape::Circle => Circle::new((lx + 11, ly), 5, style).into_dyn(),
                     MarkerShape::Cross => Cross::new((lx + 11, ly), 5, style).into_dyn(),
@@ -419,10 +480,16 @@ fn render_events(title: &str, x_label: &str, panels: &[EventPanel]) -> Result<St
                 if let Some(v) = ty(log, *y) {
                     let color = BLACK.mix(0.6);
                     chart
-                        .draw_series(dashes(x0, x1, v).into_iter().map(move |seg| PathElement::new(seg, color.stroke_width(1))))
+                        .draw_series(
+                            dashes(x0, x1, v)
+                                .into_iter()
+                                .map(move |seg| PathElement::new(seg, color.stroke_width(1))),
+                        )
                         .map_err(err)?
                         .label(name.as_str())
-                        .legend(move |(lx, ly)| PathElement::new(vec![(lx, ly), (lx + 22, ly)], color.stroke_width(1)));
+                        .legend(move |(lx, ly)| {
+                            PathElement::new(vec![(lx, ly), (lx + 22, ly)], color.stroke_width(1))
+                        });
                 }
             }
             chart
@@ -443,7 +510,15 @@ fn render_events(title: &str, x_label: &str, panels: &[EventPanel]) -> Result<St
 /// A dashed horizontal line at `y` from `x0` to `x1` as 60 segments.
 fn dashes(x0: f64, x1: f64, y: f64) -> Vec<Vec<(f64, f64)>> {
     let n = 60;
-    (0..n).step_by(2).map(|k| vec![(x0 + (x1 - x0) * k as f64 / n as f64, y), (x0 + (x1 - x0) * (k + 1) as f64 / n as f64, y)]).collect()
+    (0..n)
+        .step_by(2)
+        .map(|k| {
+            vec![
+                (x0 + (x1 - x0) * k as f64 / n as f64, y),
+                (x0 + (x1 - x0) * (k + 1) as f64 / n as f64, y),
+            ]
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -478,7 +553,11 @@ mod tests {
             y_label: "loss".into(),
             log_y: true,
             lines: vec![Series::new("loss", vec![(1.0, 1.0), (2.0, 0.5), (3.0, 4.0)])],
-            markers: vec![Markers { name: "spike".into(), points: vec![(3.0, 4.0)], shape: MarkerShape::Circle }],
+            markers: vec![Markers {
+                name: "spike".into(),
+                points: vec![(3.0, 4.0)],
+                shape: MarkerShape::Circle,
+            }],
             hlines: vec![("clip".into(), 2.0)],
         };
         let q = dir.0.join("e.svg");

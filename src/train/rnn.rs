@@ -78,7 +78,15 @@ impl<B: Backend> RnnTrainState<B> {
 
     /// Record one step on the minibatch `xs` (T buffers `[rows, D]`): forward, loss, BPTT with
     /// per-step norms, metrics, clipping, update. Nothing is read back or waited for.
-    pub fn record_step(&mut self, b: &B, xs: &[B::Buf], targets: &Targets<'_, B>, opt: &Optimizer, lr: f32, clip: &Clip) -> Result<()> {
+    pub fn record_step(
+        &mut self,
+        b: &B,
+        xs: &[B::Buf],
+        targets: &Targets<'_, B>,
+        opt: &Optimizer,
+        lr: f32,
+        clip: &Clip,
+    ) -> Result<()> {
         let rows = self.ws.rows;
         let norms = Some((&mut self.metrics, slot::DH_SQ0));
         self.model.loss_and_grad(b, &self.params, xs, targets, &mut self.ws, &mut self.grads, norms)?;
@@ -107,7 +115,14 @@ impl<B: Backend> RnnTrainState<B> {
 
 /// Clip `grads` in place: by global norm from the per-tensor squared norms in
 /// `stats[sq0 .. sq0 + tensors]` (a clipped step adds one to `stats[count_slot]`), then by value.
-pub fn clip_grads<B: Backend>(b: &B, grads: &mut ParamSet<B>, stats: &mut B::Buf, sq0: usize, count_slot: usize, clip: &Clip) -> Result<()> {
+pub fn clip_grads<B: Backend>(
+    b: &B,
+    grads: &mut ParamSet<B>,
+    stats: &mut B::Buf,
+    sq0: usize,
+    count_slot: usize,
+    clip: &Clip,
+) -> Result<()> {
     let tensors = grads.tensors.len();
     if clip.norm > 0.0 {
         for i in 0..tensors {
@@ -126,13 +141,26 @@ pub fn clip_grads<B: Backend>(b: &B, grads: &mut ParamSet<B>, stats: &mut B::Buf
 }
 
 /// `params ← update(params, grads)` with SGD or heavy-ball momentum.
-pub fn apply_update<B: Backend>(b: &B, params: &mut ParamSet<B>, grads: &ParamSet<B>, mut velocity: Option<&mut ParamSet<B>>, opt: &Optimizer, lr: f32) -> Result<()> {
+pub fn apply_update<B: Backend>(
+    b: &B,
+    params: &mut ParamSet<B>,
+    grads: &ParamSet<B>,
+    mut velocity: Option<&mut ParamSet<B>>,
+    opt: &Optimizer,
+    lr: f32,
+) -> Result<()> {
     for i in 0..params.tensors.len() {
         let n = params.numel_of(i);
         match (opt, velocity.as_mut()) {
-            (Optimizer::Momentum { mu, weight_decay }, Some(v)) => {
-                b.momentum_update(n, lr, *mu, *weight_decay, &grads.tensors[i], &mut v.tensors[i], &mut params.tensors[i])?
-            }
+            (Optimizer::Momentum { mu, weight_decay }, Some(v)) => b.momentum_update(
+                n,
+                lr,
+                *mu,
+                *weight_decay,
+                &grads.tensors[i],
+                &mut v.tensors[i],
+                &mut params.tensors[i],
+            )?,
             (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
                 b.sgd_update(n, lr, *weight_decay, &grads.tensors[i], &mut params.tensors[i])?
             }
@@ -157,7 +185,9 @@ impl<B: Backend> DeviceSeqs<B> {
         let xs = d.xs.iter().map(|x| b.upload(x)).collect::<Result<Vec<_>>>()?;
         let (labels, values, outputs, classification) = match &d.targets {
             Labels::Classes { labels, classes } => (b.upload_idx(labels)?, b.zeros(1)?, *classes, true),
-            Labels::Values { targets, outputs } => (b.upload_idx(&[0])?, b.upload(targets)?, *outputs, false),
+            Labels::Values { targets, outputs } => {
+                (b.upload_idx(&[0])?, b.upload(targets)?, *outputs, false)
+            }
         };
         Ok(DeviceSeqs { n: d.n, dim: d.dim, xs, labels, values, outputs, classification })
     }
@@ -197,7 +227,14 @@ impl<B: Backend> RnnEvalSet<B> {
 
     /// Record the loss and correctness sums of every chunk at parameters `p` into
     /// `out[slot0 + 2i]` and `out[slot0 + 2i + 1]` (nothing read back).
-    pub fn record(&mut self, b: &B, model: &Rnn, p: &ParamSet<B>, out: &mut B::Buf, slot0: usize) -> Result<()> {
+    pub fn record(
+        &mut self,
+        b: &B,
+        model: &Rnn,
+        p: &ParamSet<B>,
+        out: &mut B::Buf,
+        slot0: usize,
+    ) -> Result<()> {
         for (i, (d, ws)) in self.chunks.iter_mut().enumerate() {
             model.forward(b, p, &d.xs, ws)?;
             model.loss(b, &d.targets(), ws)?;
@@ -275,6 +312,12 @@ pub struct RnnRunSummary {
     pub spikes: Vec<u64>,
     /// Spikes at a logged step that was clipped, or within `log_every` steps after one.
     pub spikes_near_clip: usize,
+    /// `diagnostics.grad_threshold` (or `train.clip_norm`); 0 = not used.
+    pub grad_threshold: f64,
+    /// Logged steps with ‖g‖ above `grad_threshold` (what clipping at that norm would clip).
+    pub large_grad_steps: usize,
+    /// Spikes at, or one logged step after, a large-gradient step.
+    pub spikes_after_large_grad: usize,
     pub max_train_loss: f64,
     pub w_init: String,
     pub w_scale: f32,
@@ -297,12 +340,18 @@ pub struct RnnRunSummary {
 fn optimizer_of(cfg: &RnnConfig) -> Optimizer {
     match cfg.train.optimizer {
         OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: cfg.train.weight_decay },
-        OptimizerKind::Momentum => Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay },
+        OptimizerKind::Momentum => {
+            Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay }
+        }
     }
 }
 
 /// Parameters as checkpoint tensors (names `rnn.W`, ..., shapes from the ParamSet).
-pub fn params_checkpoint<B: Backend>(b: &B, p: &ParamSet<B>, meta: &[(&str, String)]) -> Result<Checkpoint> {
+pub fn params_checkpoint<B: Backend>(
+    b: &B,
+    p: &ParamSet<B>,
+    meta: &[(&str, String)],
+) -> Result<Checkpoint> {
     let mut ck = Checkpoint::new();
     for (i, host) in p.to_host(b)?.into_iter().enumerate() {
         ck.push(p.names[i].clone(), p.shapes[i].clone(), host);
@@ -316,7 +365,13 @@ pub fn params_checkpoint<B: Backend>(b: &B, p: &ParamSet<B>, meta: &[(&str, Stri
 /// Train the RNN of `cfg` into `run_dir` (metrics.jsonl, init/last checkpoints, summary.json).
 /// A run whose loss becomes non-finite stops there and says so in the summary (`diverged_at`):
 /// that is a result of the cliff experiment, not an error. Returns the summary and the lines.
-pub fn run_rnn<B: Backend>(b: &B, cfg: &RnnConfig, name: &str, run_dir: &Path, progress: bool) -> std::result::Result<(RnnRunSummary, Vec<RnnMetricsLine>), TrainError> {
+pub fn run_rnn<B: Backend>(
+    b: &B,
+    cfg: &RnnConfig,
+    name: &str,
+    run_dir: &Path,
+    progress: bool,
+) -> std::result::Result<(RnnRunSummary, Vec<RnnMetricsLine>), TrainError> {
     let t0 = Instant::now();
     std::fs::create_dir_all(run_dir)
         .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", run_dir.display())))?;
@@ -335,7 +390,14 @@ pub fn run_rnn<B: Backend>(b: &B, cfg: &RnnConfig, name: &str, run_dir: &Path, p
     let mut val_set = if val.n > 0 { Some(RnnEvalSet::new(b, &model, &val, 1024)?) } else { None };
     drop((train, val));
     let params = model.init(b, &cfg.rnn_init())?;
-    checkpoint::save(&run_dir.join("init.safetensors"), &params_checkpoint(b, &params, &[("step", "0".into()), ("config", cfg_toml.clone()), ("model", "rnn".into())])?)?;
+    checkpoint::save(
+        &run_dir.join("init.safetensors"),
+        &params_checkpoint(
+            b,
+            &params,
+            &[("step", "0".into()), ("config", cfg_toml.clone()), ("model", "rnn".into())],
+        )?,
+    )?;
     let mut st = RnnTrainState::new(b, model.clone(), params, batch, &opt)?;
 
     let mut xs: Vec<B::Buf> = (0..steps_t).map(|_| b.zeros(batch * data.dim)).collect::<Result<_>>()?;
@@ -358,14 +420,18 @@ pub fn run_rnn<B: Backend>(b: &B, cfg: &RnnConfig, name: &str, run_dir: &Path, p
     let mut spikes = SpikeDetector::new(cfg.diagnostics.spike_factor, cfg.diagnostics.spike_window);
     let mut last_clip_events = 0u64;
     let mut diverged_at = None;
-    let bar = if progress { indicatif::ProgressBar::new(cfg.train.steps) } else { indicatif::ProgressBar::hidden() };
+    let bar = if progress {
+        indicatif::ProgressBar::new(cfg.train.steps)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let run_start = Instant::now();
     let mut step = 0u64;
     while step < cfg.train.steps {
         let (epoch, in_epoch) = (step / steps_per_epoch, (step % steps_per_epoch) as usize);
         let next = step + 1;
-        let log_now = next == 1 || next % cfg.train.log_every == 0 || next == cfg.train.steps;
-        let eval_now = cfg.train.eval_every > 0 && next % cfg.train.eval_every == 0;
+        let log_now = next == 1 || next.is_multiple_of(cfg.train.log_every) || next == cfg.train.steps;
+        let eval_now = cfg.train.eval_every > 0 && next.is_multiple_of(cfg.train.eval_every);
         // W before the update: the spectrum belongs to the parameters the gradient is taken at.
         let w_before = if log_now { Some(w_of(&st)?) } else { None };
         let batch_idx = order
@@ -381,7 +447,8 @@ pub fn run_rnn<B: Backend>(b: &B, cfg: &RnnConfig, name: &str, run_dir: &Path, p
         } else {
             b.gather_rows(batch, data.outputs, &data.values, &idx, &mut values)?;
         }
-        let targets = if data.classification { Targets::Classes(&labels) } else { Targets::Values(&values) };
+        let targets =
+            if data.classification { Targets::Classes(&labels) } else { Targets::Values(&values) };
         st.record_step(b, &xs, &targets, &opt, lr, &clip)?;
         b.flush()?;
         step = next;
@@ -422,7 +489,10 @@ pub fn run_rnn<B: Backend>(b: &B, cfg: &RnnConfig, name: &str, run_dir: &Path, p
             elapsed_s: run_start.elapsed().as_secs_f64(),
         };
         last_clip_events = m.clip_events;
-        bar.set_message(format!("loss {:.4} |g| {:.3} clips {}", line.train_loss, line.grad_norm, line.clip_events));
+        bar.set_message(format!(
+            "loss {:.4} |g| {:.3} clips {}",
+            line.train_loss, line.grad_norm, line.clip_events
+        ));
         metrics.write(&line)?;
         lines.push(line);
         if !finite {
@@ -446,9 +516,22 @@ pub fn run_rnn<B: Backend>(b: &B, cfg: &RnnConfig, name: &str, run_dir: &Path, p
     };
     let elapsed = run_start.elapsed().as_secs_f64();
     let spike_steps: Vec<u64> = lines.iter().filter(|l| l.loss_spike).map(|l| l.step).collect();
-    let clipped_steps: Vec<u64> = lines.iter().filter(|l| l.clipped_since_last > 0).map(|l| l.step).collect();
+    let clipped_steps: Vec<u64> =
+        lines.iter().filter(|l| l.clipped_since_last > 0).map(|l| l.step).collect();
     let window = cfg.train.log_every;
-    let near = spike_steps.iter().filter(|&&s| clipped_steps.iter().any(|&c| c <= s && s - c <= window)).count();
+    let near = spike_steps
+        .iter()
+        .filter(|&&s| clipped_steps.iter().any(|&c| c <= s && s - c <= window))
+        .count();
+    let threshold = if cfg.diagnostics.grad_threshold > 0.0 {
+        cfg.diagnostics.grad_threshold
+    } else {
+        cfg.train.clip_norm as f64
+    };
+    let large: Vec<bool> = lines.iter().map(|l| threshold > 0.0 && l.grad_norm > threshold).collect();
+    let after_large = (0..lines.len())
+        .filter(|&i| lines[i].loss_spike && (large[i] || (i > 0 && large[i - 1])))
+        .count();
     let first = lines.first();
     let last = lines.iter().rev().find(|l| l.train_loss.is_finite());
     let summary = RnnRunSummary {
@@ -466,6 +549,9 @@ pub fn run_rnn<B: Backend>(b: &B, cfg: &RnnConfig, name: &str, run_dir: &Path, p
         clip_events: lines.last().map_or(0, |l| l.clip_events),
         spikes: spike_steps,
         spikes_near_clip: near,
+        grad_threshold: threshold,
+        large_grad_steps: large.iter().filter(|&&l| l).count(),
+        spikes_after_large_grad: after_large,
         max_train_loss: lines.iter().map(|l| l.train_loss).filter(|v| v.is_finite()).fold(0.0, f64::max),
         w_init: cfg.rnn.w_init.name().to_string(),
         w_scale: cfg.rnn.w_scale,
@@ -482,7 +568,8 @@ pub fn run_rnn<B: Backend>(b: &B, cfg: &RnnConfig, name: &str, run_dir: &Path, p
         elapsed_s: elapsed,
         steps_per_s: step as f64 / elapsed.max(1e-9),
     };
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| TrainError::Setup(format!("serialising the summary: {e}")))?;
+    let text = serde_json::to_string_pretty(&summary)
+        .map_err(|e| TrainError::Setup(format!("serialising the summary: {e}")))?;
     crate::report::rundir::write_atomic(&run_dir.join("summary.json"), text.as_bytes())?;
     log::info!("rnn run {name} finished in {:.1}s", t0.elapsed().as_secs_f64());
     Ok((summary, lines))

@@ -114,6 +114,8 @@ pub struct TrainSummary {
     pub restored_best: bool,
     pub clip_events: u64,
     pub elapsed_s: f64,
+    /// Wall time of the training steps alone (this session; evaluations and checkpoints excluded).
+    pub train_s: f64,
     pub examples_per_s: f64,
     pub peak_rss_mib: Option<f64>,
 }
@@ -404,6 +406,8 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
     let total_steps = max_steps.min(max_epochs.saturating_mul(steps_per_epoch));
     let bar = progress_bar(opts.progress, total_steps, prog.step);
     let run_start = Instant::now();
+    // Time spent evaluating and checkpointing, excluded from `train_s`.
+    let mut side_s = 0.0f64;
     let elapsed_before = prog.elapsed_s;
     let mut last_line: Option<MetricsLine> = None;
     let mut stopped_reason = String::new();
@@ -450,6 +454,7 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                         .unwrap_or_else(|| "none (it diverged before the first checkpoint)".into()),
                 });
             }
+            let side_start = Instant::now();
             let (mut val_loss, mut val_error) = (None, None);
             let (mut train_full_loss, mut train_full_error) = (None, None);
             if eval_now {
@@ -528,8 +533,13 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                 let ck = to_checkpoint(b, &st, best.as_ref().unwrap_or(&st.params), &prog, clip_events, &cfg_toml)?;
                 checkpoint::save(&best_path, &ck)?;
             }
-            let periodic = cfg.train.checkpoint_every > 0 && prog.step % cfg.train.checkpoint_every == 0;
-            if periodic || eval_now {
+            // Checkpoints: every `checkpoint_every` steps, or at each epoch's end by default.
+            let periodic = if cfg.train.checkpoint_every > 0 {
+                prog.step % cfg.train.checkpoint_every == 0
+            } else {
+                epoch_end
+            };
+            if periodic {
                 if epoch_end {
                     // Save the counters as they will be after the epoch rolls over.
                     let mut p2 = prog.clone();
@@ -540,6 +550,14 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                     checkpoint::save(&last_path, &to_checkpoint(b, &st, &st.params, &prog, clip_events, &cfg_toml)?)?;
                 }
                 last_good = Some(last_path.clone());
+            }
+            side_s += side_start.elapsed().as_secs_f64();
+            if let (true, Some(e)) = (cfg.train.target_val_error > 0.0, val_error) {
+                if e <= cfg.train.target_val_error as f64 {
+                    stopped_reason = format!("reached train.target_val_error = {} (validation 0-1 error {e:.4})", cfg.train.target_val_error);
+                    prog.step_in_epoch = steps_per_epoch;
+                    break 'outer;
+                }
             }
             if cfg.train.patience > 0 && is_class && prog.evals_since_best >= cfg.train.patience as u64 {
                 stopped_reason = format!(
@@ -574,6 +592,7 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
     }
     bar.finish_and_clear();
     b.sync()?;
+    let train_s = (run_start.elapsed().as_secs_f64() - side_s).max(0.0);
     let m = st.read_metrics(b)?;
     let clip_events = clip_base + m.clip_events;
     prog.elapsed_s = elapsed_before + run_start.elapsed().as_secs_f64();
@@ -607,6 +626,7 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
         restored_best,
         clip_events,
         elapsed_s: prog.elapsed_s,
+        train_s,
         examples_per_s: prog.examples_seen as f64 / prog.elapsed_s.max(1e-9),
         peak_rss_mib: peak_rss_mib(),
     };

@@ -1,0 +1,157 @@
+//! `batchscope time-to-target`: validates the `time_to_target` policy. Measures B_noise and
+//! ε_max at initialisation, the time per step t(B) by a sweep, predicts the wall time
+//! T(B) ∝ (1 + B_noise/B)·t(B), then trains at every power-of-two B with ε_opt(B) until the
+//! validation 0-1 error reaches `train.target_val_error`, and plots measured against predicted.
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use super::command::{measure, NoiseArgs};
+use super::estimators::eps_opt;
+use crate::backend::Backend;
+use crate::commands::{open_backend, AnyBackend, BackendChoice, RunArgs};
+use crate::config::{BatchSize, Config};
+use crate::report::csv::{write_csv, Cell};
+use crate::report::plot::{line_plot, PlotSpec, Series};
+use crate::report::rundir::{create_run_dir, write_atomic};
+use crate::report::table::Table;
+use crate::schedule::sweep::{run_sweep, Timed};
+use crate::schedule::{choose, predicted_time_curve, Policy};
+use crate::train::{run_train, TrainError, TrainOptions};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TttRow {
+    pub batch: usize,
+    pub ms_per_step: f64,
+    pub lr: f64,
+    /// Predicted wall time relative to the predicted best.
+    pub predicted_rel: f64,
+    pub steps: Option<u64>,
+    pub seconds: Option<f64>,
+    pub reached: bool,
+    /// Measured wall time relative to the best measured run that reached the target.
+    pub measured_rel: Option<f64>,
+    pub note: String,
+}
+
+fn experiment<B: Timed>(b: &B, cfg: &Config, dir: &std::path::Path) -> anyhow::Result<(f64, f64, Vec<TttRow>, usize)> {
+    let noise = measure(b, cfg, &NoiseArgs { checkpoint: None, max_n: 1, draws: 32, seed: 1, curvature: true })?;
+    let (bn, em) = match (noise.b_noise, noise.eps_max) {
+        (Some(bn), Some(em)) => (bn, em),
+        _ => bail!("B_noise and ε_max could not be measured at initialisation (GᵀHG ≤ 0)"),
+    };
+    eprintln!("B_noise = {bn:.1}, ε_max = {em:.4}");
+    let report = run_sweep(b, cfg, &mut |_| {})?;
+    let points = report.points();
+    let chosen = choose(&Policy::TimeToTarget { b_noise: bn }, &points)?.batch;
+    let curve = predicted_time_curve(&points, bn);
+    let mut rows = Vec::new();
+    for (batch, pred) in curve {
+        let ms = points.iter().find(|p| p.batch == batch).map(|p| p.ms_per_step_median).unwrap_or(f64::NAN);
+        let lr = eps_opt(em, bn, batch as f64);
+        let mut c = cfg.clone();
+        c.train.batch_size = BatchSize::Fixed(batch);
+        c.train.lr = lr as f32;
+        let run_dir = dir.join(format!("B{batch:05}"));
+        std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+        let mut row = TttRow { batch, ms_per_step: ms, lr, predicted_rel: pred, steps: None, seconds: None, reached: false, measured_rel: None, note: String::new() };
+        if (batch as u64) > c.data.n_train {
+            row.note = "batch larger than the training set".into();
+            rows.push(row);
+            continue;
+        }
+        match run_train(b, &c, &TrainOptions::default(), &run_dir) {
+            Ok(s) => {
+                row.steps = Some(s.steps);
+                row.seconds = Some(s.train_s);
+                row.reached = s.stopped_reason.starts_with("reached train.target_val_error");
+                row.note = s.stopped_reason;
+            }
+            Err(TrainError::Diverged { step, .. }) => row.note = format!("diverged at step {step}"),
+            Err(e) => return Err(e.into()),
+        }
+        eprintln!("B = {batch}: {}", row.note);
+        rows.push(row);
+    }
+    let best = rows.iter().filter(|r| r.reached).filter_map(|r| r.seconds).fold(f64::INFINITY, f64::min);
+    for r in &mut rows {
+        if r.reached {
+            r.measured_rel = r.seconds.map(|s| s / best);
+        }
+    }
+    Ok((bn, em, rows, chosen))
+}
+
+/// `batchscope time-to-target`.
+pub fn run(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
+    let cfg = Config::load(args.config.as_deref(), &args.set)?;
+    if cfg.train.target_val_error <= 0.0 {
+        bail!("time-to-target needs train.target_val_error > 0 (see configs/time_to_target.toml)");
+    }
+    let b = open_backend(backend, args.adapter.as_deref())?;
+    let dir = create_run_dir(args.out.as_deref(), "time-to-target")?;
+    write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let (bn, em, rows, chosen) = match &b {
+        AnyBackend::Cpu(c) => experiment(c, &cfg, &dir)?,
+        AnyBackend::Gpu(g) => experiment(g.as_ref(), &cfg, &dir)?,
+    };
+    let device = match &b {
+        AnyBackend::Cpu(c) => c.device_name(),
+        AnyBackend::Gpu(g) => g.device_name(),
+    };
+    let header = ["batch", "ms_per_step", "lr", "predicted_rel", "steps", "seconds", "reached", "measured_rel", "note"];
+    let cells: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                Cell::Int(r.batch as i64),
+                Cell::Num(r.ms_per_step),
+                Cell::Num(r.lr),
+                Cell::Num(r.predicted_rel),
+                r.steps.map(|s| Cell::Int(s as i64)).unwrap_or(Cell::Empty),
+                r.seconds.map(Cell::Num).unwrap_or(Cell::Empty),
+                Cell::Text(r.reached.to_string()),
+                r.measured_rel.map(Cell::Num).unwrap_or(Cell::Empty),
+                Cell::Text(r.note.clone()),
+            ]
+        })
+        .collect();
+    write_csv(&dir.join("time_to_target.csv"), &header, &cells)?;
+    let best_measured = rows.iter().filter(|r| r.reached).min_by(|a, c| a.seconds.unwrap_or(f64::INFINITY).total_cmp(&c.seconds.unwrap_or(f64::INFINITY))).map(|r| r.batch);
+    let summary = serde_json::json!({
+        "command": "time-to-target",
+        "device": device,
+        "b_noise": bn,
+        "eps_max": em,
+        "target_val_error": cfg.train.target_val_error,
+        "predicted_best_batch": chosen,
+        "measured_best_batch": best_measured,
+        "rows": rows,
+    });
+    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    line_plot(
+        &dir.join("time_to_target.svg"),
+        &PlotSpec::new(format!("Time to {:.0} % validation error: measured vs predicted", 100.0 * cfg.train.target_val_error), "batch size", "wall time / best").log2_x().log_y(),
+        &[
+            Series { name: format!("predicted (1 + {bn:.1}/B)·t(B)"), points: rows.iter().map(|r| (r.batch as f64, r.predicted_rel)).collect() },
+            Series { name: "measured".into(), points: rows.iter().filter_map(|r| r.measured_rel.map(|m| (r.batch as f64, m))).collect() },
+        ],
+    )?;
+    let mut t = Table::new(["B", "ms/step", "lr = ε_opt(B)", "predicted", "steps", "seconds", "measured"]);
+    for r in &rows {
+        t.row([
+            r.batch.to_string(),
+            format!("{:.3}", r.ms_per_step),
+            format!("{:.4}", r.lr),
+            format!("{:.2}", r.predicted_rel),
+            r.steps.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            r.seconds.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
+            r.measured_rel.map(|m| format!("{m:.2}")).unwrap_or_else(|| if r.note.is_empty() { "-".into() } else { r.note.clone() }),
+        ]);
+    }
+    println!("{device} — B_noise {bn:.1}, ε_max {em:.4}, target validation 0-1 error {}", cfg.train.target_val_error);
+    print!("{}", t.render());
+    println!("predicted best B: {chosen}; measured best B: {}", best_measured.map(|b| b.to_string()).unwrap_or_else(|| "none reached the target".into()));
+    println!("wrote: {}", dir.display());
+    Ok(())
+}
