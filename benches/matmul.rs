@@ -89,5 +89,40 @@ fn bench_matmul(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_matmul);
+/// Weight-gradient shaped products `dZᵀ·X` (A transposed, k = batch) with few output tiles: the
+/// split-k path. Compare against the plain tiled kernel with `BATCHSCOPE_SPLITK=0`.
+fn bench_splitk(c: &mut Criterion) {
+    let gpu = match GpuBackend::new(None) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("skipping split-k benches: {e}");
+            return;
+        }
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut group = c.benchmark_group("splitk");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    gpu.set_matmul_variant(MatmulVariant::Tiled);
+    for &(m, n, k) in &[(1usize, 50usize, 8192usize), (1024, 784, 4096)] {
+        let g = Gemm::nn(m, n, k).trans(true, false);
+        let da = gpu.upload(&random(&mut rng, k * m)).expect("upload A");
+        let db = gpu.upload(&random(&mut rng, k * n)).expect("upload B");
+        let mut dc = gpu.zeros(m * n).expect("alloc C");
+        gpu.matmul(&g, &da, &db, &mut dc).expect("matmul");
+        gpu.sync().expect("sync");
+        group.throughput(Throughput::Elements(g.flops() as u64));
+        group.bench_function(BenchmarkId::new("tn", format!("{m}x{n}x{k}")), |bch| {
+            bch.iter(|| {
+                gpu.matmul(&g, &da, &db, &mut dc).expect("matmul");
+                gpu.sync().expect("sync");
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_matmul, bench_splitk);
 criterion_main!(benches);

@@ -12,8 +12,11 @@
 //   transposes are fixed per entry point and the host guarantees that the contiguous dimension
 //   of each stored operand is a multiple of 4 and that n is a multiple of 4.
 //
+// - matmul_splitk_reduce: C = sum_s Partial[s] + beta * C in a fixed order (after split-k).
+//
 // Grids: x walks column blocks, y (+ z * num_workgroups.y when the row blocks exceed the
-// per-dimension limit) walks row blocks; whole workgroups past the last row block return.
+// per-dimension limit) walks row blocks; whole workgroups past the last row block return. With
+// split-k the z dimension is `splits` times the row fold: z = s * fold + zr.
 
 struct Params {
     m: u32,
@@ -23,7 +26,14 @@ struct Params {
     trans_b: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    // Split-k (tiled kernels): z holds `splits` groups of row-block folds; group s covers depths
+    // [s * kc, min(k, (s + 1) * kc)) and writes alpha * partial to C + s * m * n (the host binds
+    // a scratch buffer as C and passes beta = 0). splits = 1, kc = k: the plain product.
+    splits: u32,
+    kc: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -106,17 +116,26 @@ struct Acc {
     c70: vec4<f32>, c71: vec4<f32>,
 }
 
-// The tile this workgroup owns, or ok == false for a padding workgroup past the last row block.
+// The tile this workgroup owns, or ok == false for a padding workgroup past the last row block;
+// its depth range [k0, k1) and the element offset of its output (split-k partial s at s*m*n).
 struct Tile {
     row0: u32,
     col0: u32,
     ok: bool,
+    k0: u32,
+    k1: u32,
+    c_off: u32,
 }
 
 fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> Tile {
-    let rb = wid.y + wid.z * nwg.y;
+    let splits = max(P.splits, 1u);
+    let fold = max(nwg.z / splits, 1u);
+    let s = wid.z / fold;
+    let rb = wid.y + (wid.z % fold) * nwg.y;
     let row_blocks = (P.m + BM - 1u) / BM;
-    return Tile(rb * BM, wid.x * BN, rb < row_blocks);
+    let k0 = min(s * P.kc, P.k);
+    let k1 = min(k0 + P.kc, P.k);
+    return Tile(rb * BM, wid.x * BN, rb < row_blocks && s < splits, k0, k1, s * P.m * P.n);
 }
 
 // One invocation's share of a slice load: A slice [BM rows][BK], B slice [BK][BN cols], 256
@@ -220,13 +239,13 @@ fn ld_b(idx: u32, ok: bool) -> f32 {
     return select(0.0, b_s[select(0u, idx, ok)], ok);
 }
 
-fn load_a_s(row0: u32, k0: u32, t: u32, ta: bool) -> vec4<f32> {
+fn load_a_s(row0: u32, k0: u32, k1: u32, t: u32, ta: bool) -> vec4<f32> {
     if (ta) {
         // A stored [k,m]: rows i .. i+4 (i = row0 + 4*(t%32)) of depth p = k0 + t/32.
         let p = k0 + (t >> 5u);
         let i = row0 + (t & 31u) * 4u;
         let o = p * P.m + i;
-        let ok = p < P.k;
+        let ok = p < k1;
         return vec4(
             ld_a(o, ok && i < P.m),
             ld_a(o + 1u, ok && i + 1u < P.m),
@@ -240,20 +259,20 @@ fn load_a_s(row0: u32, k0: u32, t: u32, ta: bool) -> vec4<f32> {
     let o = i * P.k + p;
     let ok = i < P.m;
     return vec4(
-        ld_a(o, ok && p < P.k),
-        ld_a(o + 1u, ok && p + 1u < P.k),
-        ld_a(o + 2u, ok && p + 2u < P.k),
-        ld_a(o + 3u, ok && p + 3u < P.k),
+        ld_a(o, ok && p < k1),
+        ld_a(o + 1u, ok && p + 1u < k1),
+        ld_a(o + 2u, ok && p + 2u < k1),
+        ld_a(o + 3u, ok && p + 3u < k1),
     );
 }
 
-fn load_b_s(col0: u32, k0: u32, t: u32, tb: bool) -> vec4<f32> {
+fn load_b_s(col0: u32, k0: u32, k1: u32, t: u32, tb: bool) -> vec4<f32> {
     if (!tb) {
         // B stored [k,n]: columns j .. j+4 (j = col0 + 4*(t%32)) of depth p = k0 + t/32.
         let p = k0 + (t >> 5u);
         let j = col0 + (t & 31u) * 4u;
         let o = p * P.n + j;
-        let ok = p < P.k;
+        let ok = p < k1;
         return vec4(
             ld_b(o, ok && j < P.n),
             ld_b(o + 1u, ok && j + 1u < P.n),
@@ -267,10 +286,10 @@ fn load_b_s(col0: u32, k0: u32, t: u32, tb: bool) -> vec4<f32> {
     let o = j * P.k + p;
     let ok = j < P.n;
     return vec4(
-        ld_b(o, ok && p < P.k),
-        ld_b(o + 1u, ok && p + 1u < P.k),
-        ld_b(o + 2u, ok && p + 2u < P.k),
-        ld_b(o + 3u, ok && p + 3u < P.k),
+        ld_b(o, ok && p < k1),
+        ld_b(o + 1u, ok && p + 1u < k1),
+        ld_b(o + 2u, ok && p + 2u < k1),
+        ld_b(o + 3u, ok && p + 3u < k1),
     );
 }
 
@@ -286,9 +305,9 @@ fn put_c(o: u32, col: u32, x: f32) {
 }
 
 // C[row, col .. col+4] = alpha * v + beta * C (columns past n skipped).
-fn write_c_s(row: u32, col: u32, v: vec4<f32>) {
+fn write_c_s(c_off: u32, row: u32, col: u32, v: vec4<f32>) {
     if (row < P.m) {
-        let o = row * P.n + col;
+        let o = c_off + row * P.n + col;
         put_c(o, col, v.x);
         put_c(o + 1u, col + 1u, v.y);
         put_c(o + 2u, col + 2u, v.z);
@@ -310,11 +329,11 @@ fn matmul_tiled(
     let tb = P.trans_b != 0u;
     let tx = t & 15u;
     let ty = t >> 4u;
-    let slices = (P.k + BK - 1u) / BK;
+    let slices = (tile.k1 - tile.k0 + BK - 1u) / BK;
 
     var acc = zero_acc();
-    var ra = load_a_s(tile.row0, 0u, t, ta);
-    var rb = load_b_s(tile.col0, 0u, t, tb);
+    var ra = load_a_s(tile.row0, tile.k0, tile.k1, t, ta);
+    var rb = load_b_s(tile.col0, tile.k0, tile.k1, t, tb);
     store_a(0u, t, ta, ra);
     store_b(0u, t, tb, rb);
     workgroupBarrier();
@@ -323,8 +342,8 @@ fn matmul_tiled(
         let more = s + 1u < slices;
         if (more) {
             // Prefetch the next slice into registers while this one is multiplied.
-            ra = load_a_s(tile.row0, (s + 1u) * BK, t, ta);
-            rb = load_b_s(tile.col0, (s + 1u) * BK, t, tb);
+            ra = load_a_s(tile.row0, tile.k0 + (s + 1u) * BK, tile.k1, t, ta);
+            rb = load_b_s(tile.col0, tile.k0 + (s + 1u) * BK, tile.k1, t, tb);
         }
         acc = mma_slice(cur, tx, ty, acc);
         if (more) {
@@ -337,22 +356,22 @@ fn matmul_tiled(
     let r0 = tile.row0;
     let c0 = tile.col0 + tx * 4u;
     let c1 = c0 + 64u;
-    write_c_s(r0 + acc_row(ty, 0u), c0, acc.c00);
-    write_c_s(r0 + acc_row(ty, 0u), c1, acc.c01);
-    write_c_s(r0 + acc_row(ty, 1u), c0, acc.c10);
-    write_c_s(r0 + acc_row(ty, 1u), c1, acc.c11);
-    write_c_s(r0 + acc_row(ty, 2u), c0, acc.c20);
-    write_c_s(r0 + acc_row(ty, 2u), c1, acc.c21);
-    write_c_s(r0 + acc_row(ty, 3u), c0, acc.c30);
-    write_c_s(r0 + acc_row(ty, 3u), c1, acc.c31);
-    write_c_s(r0 + acc_row(ty, 4u), c0, acc.c40);
-    write_c_s(r0 + acc_row(ty, 4u), c1, acc.c41);
-    write_c_s(r0 + acc_row(ty, 5u), c0, acc.c50);
-    write_c_s(r0 + acc_row(ty, 5u), c1, acc.c51);
-    write_c_s(r0 + acc_row(ty, 6u), c0, acc.c60);
-    write_c_s(r0 + acc_row(ty, 6u), c1, acc.c61);
-    write_c_s(r0 + acc_row(ty, 7u), c0, acc.c70);
-    write_c_s(r0 + acc_row(ty, 7u), c1, acc.c71);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 0u), c0, acc.c00);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 0u), c1, acc.c01);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 1u), c0, acc.c10);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 1u), c1, acc.c11);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 2u), c0, acc.c20);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 2u), c1, acc.c21);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 3u), c0, acc.c30);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 3u), c1, acc.c31);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 4u), c0, acc.c40);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 4u), c1, acc.c41);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 5u), c0, acc.c50);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 5u), c1, acc.c51);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 6u), c0, acc.c60);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 6u), c1, acc.c61);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 7u), c0, acc.c70);
+    write_c_s(tile.c_off, r0 + acc_row(ty, 7u), c1, acc.c71);
 }
 
 // ---- vec4 tiled: aligned operands, transposes fixed per entry point ----------------------
@@ -361,43 +380,43 @@ fn matmul_tiled(
 // multiple of 4 (k for A plain and B transposed, m for A transposed, n for B plain), and n is
 // a multiple of 4 (C rows). Then a vec4 is either wholly inside a matrix or wholly outside.
 
-fn load_a_v(row0: u32, k0: u32, t: u32, ta: bool) -> vec4<f32> {
+fn load_a_v(row0: u32, k0: u32, k1: u32, t: u32, ta: bool) -> vec4<f32> {
     if (ta) {
         let p = k0 + (t >> 5u);
         let i = row0 + (t & 31u) * 4u;
-        if (p < P.k && i < P.m) {
+        if (p < k1 && i < P.m) {
             return a_v[(p * P.m + i) >> 2u];
         }
     } else {
         let i = row0 + (t >> 1u);
         let p = k0 + (t & 1u) * 4u;
-        if (i < P.m && p < P.k) {
+        if (i < P.m && p < k1) {
             return a_v[(i * P.k + p) >> 2u];
         }
     }
     return vec4(0.0);
 }
 
-fn load_b_v(col0: u32, k0: u32, t: u32, tb: bool) -> vec4<f32> {
+fn load_b_v(col0: u32, k0: u32, k1: u32, t: u32, tb: bool) -> vec4<f32> {
     if (!tb) {
         let p = k0 + (t >> 5u);
         let j = col0 + (t & 31u) * 4u;
-        if (p < P.k && j < P.n) {
+        if (p < k1 && j < P.n) {
             return b_v[(p * P.n + j) >> 2u];
         }
     } else {
         let j = col0 + (t >> 1u);
         let p = k0 + (t & 1u) * 4u;
-        if (j < P.n && p < P.k) {
+        if (j < P.n && p < k1) {
             return b_v[(j * P.k + p) >> 2u];
         }
     }
     return vec4(0.0);
 }
 
-fn write_c_v(row: u32, col: u32, v: vec4<f32>) {
+fn write_c_v(c_off: u32, row: u32, col: u32, v: vec4<f32>) {
     if (row < P.m && col < P.n) {
-        let o = (row * P.n + col) >> 2u;
+        let o = (c_off + row * P.n + col) >> 2u;
         var x = P.alpha * v;
         if (P.beta != 0.0) {
             x = fma(vec4(P.beta), c_v[o], x);
@@ -413,11 +432,11 @@ fn tiled_v4(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     }
     let tx = t & 15u;
     let ty = t >> 4u;
-    let slices = (P.k + BK - 1u) / BK;
+    let slices = (tile.k1 - tile.k0 + BK - 1u) / BK;
 
     var acc = zero_acc();
-    var ra = load_a_v(tile.row0, 0u, t, ta);
-    var rb = load_b_v(tile.col0, 0u, t, tb);
+    var ra = load_a_v(tile.row0, tile.k0, tile.k1, t, ta);
+    var rb = load_b_v(tile.col0, tile.k0, tile.k1, t, tb);
     store_a(0u, t, ta, ra);
     store_b(0u, t, tb, rb);
     workgroupBarrier();
@@ -425,8 +444,8 @@ fn tiled_v4(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
         let cur = s & 1u;
         let more = s + 1u < slices;
         if (more) {
-            ra = load_a_v(tile.row0, (s + 1u) * BK, t, ta);
-            rb = load_b_v(tile.col0, (s + 1u) * BK, t, tb);
+            ra = load_a_v(tile.row0, tile.k0 + (s + 1u) * BK, tile.k1, t, ta);
+            rb = load_b_v(tile.col0, tile.k0 + (s + 1u) * BK, tile.k1, t, tb);
         }
         acc = mma_slice(cur, tx, ty, acc);
         if (more) {
@@ -439,22 +458,22 @@ fn tiled_v4(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     let r0 = tile.row0;
     let c0 = tile.col0 + tx * 4u;
     let c1 = c0 + 64u;
-    write_c_v(r0 + acc_row(ty, 0u), c0, acc.c00);
-    write_c_v(r0 + acc_row(ty, 0u), c1, acc.c01);
-    write_c_v(r0 + acc_row(ty, 1u), c0, acc.c10);
-    write_c_v(r0 + acc_row(ty, 1u), c1, acc.c11);
-    write_c_v(r0 + acc_row(ty, 2u), c0, acc.c20);
-    write_c_v(r0 + acc_row(ty, 2u), c1, acc.c21);
-    write_c_v(r0 + acc_row(ty, 3u), c0, acc.c30);
-    write_c_v(r0 + acc_row(ty, 3u), c1, acc.c31);
-    write_c_v(r0 + acc_row(ty, 4u), c0, acc.c40);
-    write_c_v(r0 + acc_row(ty, 4u), c1, acc.c41);
-    write_c_v(r0 + acc_row(ty, 5u), c0, acc.c50);
-    write_c_v(r0 + acc_row(ty, 5u), c1, acc.c51);
-    write_c_v(r0 + acc_row(ty, 6u), c0, acc.c60);
-    write_c_v(r0 + acc_row(ty, 6u), c1, acc.c61);
-    write_c_v(r0 + acc_row(ty, 7u), c0, acc.c70);
-    write_c_v(r0 + acc_row(ty, 7u), c1, acc.c71);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 0u), c0, acc.c00);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 0u), c1, acc.c01);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 1u), c0, acc.c10);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 1u), c1, acc.c11);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 2u), c0, acc.c20);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 2u), c1, acc.c21);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 3u), c0, acc.c30);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 3u), c1, acc.c31);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 4u), c0, acc.c40);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 4u), c1, acc.c41);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 5u), c0, acc.c50);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 5u), c1, acc.c51);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 6u), c0, acc.c60);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 6u), c1, acc.c61);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 7u), c0, acc.c70);
+    write_c_v(tile.c_off, r0 + acc_row(ty, 7u), c1, acc.c71);
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -491,4 +510,33 @@ fn matmul_tiled_tt4(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     tiled_v4(t, wid, nwg, true, true);
+}
+
+// ---- split-k reduction ------------------------------------------------------------------
+
+// Bindings: 1 = partials [splits, m, n] (the a_s view), 2 = C [m, n].
+@group(0) @binding(2) var<storage, read_write> c_r: array<f32>;
+
+// C[o] = sum over s = 0, 1, .. of Partial[s, o] (fixed order: deterministic) + beta * C[o];
+// beta == 0 never reads C. One invocation per element, 1-D grid folded into y.
+@compute @workgroup_size(256, 1, 1)
+fn matmul_splitk_reduce(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let o = gid.x + gid.y * nwg.x * 256u;
+    let mn = P.m * P.n;
+    if (o >= mn) {
+        return;
+    }
+    var acc = a_s[o];
+    var idx = o;
+    for (var s = 1u; s < P.splits; s++) {
+        idx += mn;
+        acc += a_s[idx];
+    }
+    if (P.beta != 0.0) {
+        acc = fma(P.beta, c_r[o], acc);
+    }
+    c_r[o] = acc;
 }

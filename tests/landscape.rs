@@ -222,13 +222,66 @@ fn landscape_command_trains_then_slices_an_mlp() {
     }
     // Slicing the saved checkpoint again gives the same loss at θ.
     let dir2 = tmpdir("mlp-ckpt");
-    let text2 = format!("{MLP_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"random\"]\npoints = 3\neval_train = 128\n");
     let ck = dir.join("out").join("train").join("last.safetensors");
+    // A provided direction: θ itself (the line is the ray through the origin).
+    let text2 = format!(
+        "{MLP_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"random\", \"file:{}\"]\nnormalize = \"none\"\npoints = 3\neval_train = 128\n",
+        ck.display()
+    );
     batchscope::landscape::command::landscape(&args(&dir2, &text2), BackendChoice::Cpu, Some(ck))
         .unwrap();
-    assert!(rel(l0, summary(&dir2)["train_loss"].as_f64().unwrap()) < 1e-6);
+    let s2 = summary(&dir2);
+    assert!(rel(l0, s2["train_loss"].as_f64().unwrap()) < 1e-6);
+    let file_line = &s2["lines"][1];
+    assert!((file_line["direction_norm"].as_f64().unwrap() - s["theta_norm"].as_f64().unwrap()).abs() < 1e-3, "{file_line}");
+    assert!(rel(l0, file_line["loss_at_theta"].as_f64().unwrap()) < 1e-6);
     let _ = (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&dir2));
 }
+
+/// With unit directions, the slope of the line along −g at θ is −‖g‖ and the curvature along
+/// the top Hessian eigenvector is its eigenvalue λ (8.10 seen on the landscape).
+#[test]
+fn lines_along_gradient_and_hessian_agree_with_g_and_lambda() {
+    let dir = tmpdir("hessian");
+    let text = format!(
+        "{MLP_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"gradient\", \"hessian\"]\nnormalize = \"unit\"\nrange = 0.02\npoints = 5\neval_train = 0\n"
+    );
+    batchscope::landscape::command::landscape(&args(&dir, &text), BackendChoice::Cpu, None).unwrap();
+    let s = summary(&dir);
+    let (g, h) = (&s["lines"][0], &s["lines"][1]);
+    let gnorm = g["gradient_norm"].as_f64().unwrap();
+    let slope = g["slope_at_theta"].as_f64().unwrap();
+    assert!(rel(gnorm, -slope) < 0.02, "dL/dα along −g/‖g‖ = {slope}, ‖g‖ = {gnorm}");
+    let lambda = h["hessian_eigenvalue"].as_f64().unwrap();
+    let curv = h["curvature_at_theta"].as_f64().unwrap();
+    assert!(lambda > 0.0 && rel(lambda, curv) < 0.05, "d²L/dα² along the top eigenvector = {curv}, λ = {lambda}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `layer_grad_norms` is the per-layer norm of the weight gradients `loss_and_grad` computes.
+fn layer_norms_are_weight_gradient_norms<B: Backend>(b: &B) {
+    use batchscope::model::Targets;
+    use batchscope::train::diagnostics::{layer_grad_norms, layer_norms};
+    let mlp = Mlp::new(MlpSpec { sizes: vec![5, 7, 7, 7, 3], activation: Activation::Tanh, loss: LossKind::SoftmaxXent }).unwrap();
+    let p = mlp.init(b, 2).unwrap();
+    let rows = 6;
+    let x = b.upload(&common::uniform(1, rows * 5, 1.0)).unwrap();
+    let y = b.upload_idx(&common::indices(2, rows, 3)).unwrap();
+    let mut ws = mlp.workspace(b, rows).unwrap();
+    let mut grads = p.zeros_like(b).unwrap();
+    let norms = layer_grad_norms(b, &mlp, &p, &x, &Targets::Classes(&y), &mut ws, &mut grads).unwrap();
+    let host = grads.to_host(b).unwrap();
+    assert_eq!(norms.len(), 4);
+    for (l, n) in norms.iter().enumerate() {
+        let want = host[2 * l].iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+        assert!(rel(want, *n) < 1e-5, "layer {l}: {n} vs {want}");
+    }
+    let full = layer_norms(b, &mlp, &p, &x, &Targets::Classes(&y), &mut ws, &mut grads).unwrap();
+    let dz_last = b.read(&ws.dz[3]).unwrap();
+    let want = dz_last.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+    assert!(rel(want, full.delta[3]) < 1e-5, "‖∂L/∂logits‖ {} vs {want}", full.delta[3]);
+}
+both_backends!(layer_grad_norms_are_weight_gradient_norms, layer_norms_are_weight_gradient_norms);
 
 const RNN_TOML: &str = r#"
 [rnn]

@@ -422,12 +422,34 @@ mod tests {
     }
 
     #[test]
-    fn embedded_defaults_parse() {
-        let mut c = ConfigText::load(None, RNN_DEFAULT_TOML, "configs/long_term.toml", &[]).unwrap();
-        c.take("landscape");
-        for (name, t) in c.variants("run").unwrap() {
-            RnnConfig::from_table(t, &name).unwrap();
+    fn shipped_configs_parse() {
+        let cliff = include_str!("../../configs/cliff_rnn.toml");
+        for (origin, text) in [("long_term", RNN_DEFAULT_TOML), ("cliff_rnn", cliff)] {
+            let mut c = ConfigText::load(None, text, origin, &[]).unwrap();
+            if let Some(toml::Value::Table(l)) = c.take("landscape") {
+                let lc: crate::landscape::LandscapeConfig = parse_table(l, origin).unwrap();
+                lc.validate(origin).unwrap();
+            }
+            let variants = c.variants("run").unwrap();
+            assert!(variants.len() >= 2, "{origin}");
+            for (name, t) in variants {
+                RnnConfig::from_table(t, &name).unwrap();
+            }
         }
+        let mut c = ConfigText::load(None, DEPTH_DEFAULT_TOML, "deep_tanh", &[]).unwrap();
+        let Some(toml::Value::Table(d)) = c.take("depth") else { panic!("deep_tanh.toml has a [depth] section") };
+        let dc: DepthConfig = parse_table(d, "deep_tanh").unwrap();
+        for (name, mut t) in c.variants("run").unwrap() {
+            if let Some(toml::Value::Table(m)) = t.get_mut("model") {
+                m.insert("hidden".into(), toml::Value::try_from(dc.hidden().unwrap()).unwrap());
+            }
+            crate::config::Config::from_toml(&toml::to_string(&t).unwrap(), &name).unwrap();
+        }
+        let mut c = ConfigText::load(None, crate::landscape::config::LANDSCAPE_DEFAULT_TOML, "landscape", &[]).unwrap();
+        let Some(toml::Value::Table(l)) = c.take("landscape") else { panic!("landscape.toml has a [landscape] section") };
+        let lc: crate::landscape::LandscapeConfig = parse_table(l, "landscape").unwrap();
+        lc.validate("landscape").unwrap();
+        crate::config::Config::from_toml(&toml::to_string(&c.table).unwrap(), "landscape").unwrap();
     }
 
     #[test]

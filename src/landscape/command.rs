@@ -19,7 +19,8 @@ use super::symmetry::{mlp_twin, rnn_twin, TwinError, TwinSpec};
 use super::{centre_derivatives, evaluate_points, upload_like, PointLoss};
 use crate::backend::Backend;
 use crate::commands::{open_backend, AnyBackend, BackendChoice, RunArgs};
-use crate::config::Config;
+use crate::config::{Config, DataKind};
+use crate::curvature::{power_iteration, HvpOperator, HvpOptions, PowerOptions};
 use crate::experiments::config::{parse_table, ConfigText, RnnConfig};
 use crate::model::{Mlp, ParamSet, Rnn};
 use crate::report::csv::{write_csv, Cell};
@@ -123,6 +124,8 @@ type TwinFn = Box<dyn Fn(&[Vec<f32>], &TwinSpec) -> Result<Vec<Vec<f32>>, TwinEr
 /// A model ready for slicing: its objective, the end (current) and start parameters, its twin map.
 struct Prepared<'a, B: Backend> {
     obj: Box<dyn Objective<B> + 'a>,
+    /// The MLP and its evaluated training examples, for Hessian-vector products.
+    hessian: Option<(Mlp, crate::data::Dataset)>,
     end: Vec<Vec<f32>>,
     start: Vec<Vec<f32>>,
     twin: TwinFn,
@@ -160,13 +163,20 @@ fn prepare<'a, B: Backend>(
                 Some(p) => load_tensors(p, &names, &shapes)?,
                 None => mlp.init_host_scaled(cfg.model.init_seed, cfg.model.init_scale),
             };
-            let (train, val) = crate::data::build_resident(&cfg.data, cfg.data_outputs())?;
+            // Synthetic example i is a function of (seed, i): generate only the evaluated prefix.
+            let mut data = cfg.data.clone();
+            if data.kind != DataKind::Npy && lc.eval_train > 0 {
+                data.n_train = data.n_train.min(lc.eval_train as u64);
+            }
+            let train = crate::data::build_train(&data, cfg.data_outputs())?;
+            let val = crate::data::build_validation(&cfg.data, cfg.data_outputs())?;
             let m = if lc.eval_train == 0 { train.n } else { lc.eval_train.min(train.n) };
             let train = train.select(&(0..m).collect::<Vec<_>>());
             let obj = MlpObjective::new(b, mlp.clone(), &train, &val, lc.chunk)?;
             let (sizes, act) = (mlp.spec.sizes.clone(), mlp.spec.activation);
             let twin: TwinFn = Box::new(move |p, t| mlp_twin(&sizes, act, p, t));
-            Ok(Prepared { obj: Box::new(obj), end, start, twin, names, shapes, origin })
+            let hessian = Some((mlp, train));
+            Ok(Prepared { obj: Box::new(obj), hessian, end, start, twin, names, shapes, origin })
         }
         ModelCfg::Rnn(cfg) => {
             let rnn = Rnn::new(cfg.rnn_spec())?;
@@ -194,7 +204,7 @@ fn prepare<'a, B: Backend>(
             let obj = RnnObjective::new(b, rnn.clone(), &train, &val, lc.chunk)?;
             let spec = rnn.spec.clone();
             let twin: TwinFn = Box::new(move |p, t| rnn_twin(&spec, p, t));
-            Ok(Prepared { obj: Box::new(obj), end, start, twin, names, shapes, origin })
+            Ok(Prepared { obj: Box::new(obj), hessian: None, end, start, twin, names, shapes, origin })
         }
     }
 }
@@ -230,7 +240,14 @@ fn finite_min(points: &[PointLoss], xs: &[f64]) -> (f64, f64) {
         .fold((f64::INFINITY, f64::NAN), |a, b| if b.0 < a.0 { b } else { a })
 }
 
-/// A direction per `spec`, normalised against `base_host`; also `‖g‖` for the gradient.
+/// What a direction came with: `‖g‖` of the gradient, `λ` of the Hessian eigenvector.
+#[derive(Clone, Copy, Debug, Default)]
+struct DirInfo {
+    gradient_norm: Option<f64>,
+    eigenvalue: Option<f64>,
+}
+
+/// A direction per `spec`, normalised against `base_host`.
 #[allow(clippy::too_many_arguments)]
 fn direction<B: Backend>(
     b: &B,
@@ -240,21 +257,46 @@ fn direction<B: Backend>(
     spec: &DirSpec,
     seed: u64,
     how: Normalize,
-) -> anyhow::Result<(Vec<Vec<f32>>, Option<f64>)> {
-    let (mut d, gnorm) = match spec {
+) -> anyhow::Result<(Vec<Vec<f32>>, DirInfo)> {
+    let mut info = DirInfo::default();
+    let mut d = match spec {
         DirSpec::Gradient => {
             let mut g = base.zeros_like(b)?;
             p.obj.mean_grad(b, base, &mut g)?;
             let host: Vec<Vec<f32>> =
                 g.to_host(b)?.into_iter().map(|t| t.into_iter().map(|v| -v).collect()).collect();
-            let n = global_norm(&host);
-            (host, Some(n))
+            info.gradient_norm = Some(global_norm(&host));
+            host
         }
-        DirSpec::Random => (random_direction(&p.shapes, seed), None),
-        DirSpec::File(path) => (load_tensors(path, &p.names, &p.shapes)?, None),
+        DirSpec::Random => random_direction(&p.shapes, seed),
+        DirSpec::File(path) => load_tensors(path, &p.names, &p.shapes)?,
+        DirSpec::Hessian => {
+            let (mlp, data) = p.hessian.as_ref().ok_or_else(|| {
+                anyhow!("landscape: the \"hessian\" direction needs Hessian-vector products, which exist for the MLP only")
+            })?;
+            let params = ParamSet::from_host(b, &p.names, &p.shapes, base_host)?;
+            let mut op = HvpOperator::new(b, mlp.clone(), params, data, HvpOptions::for_budget(mlp, 256 << 20))?;
+            let r = power_iteration(&mut op, &PowerOptions { max_iters: 100, tol: 1e-4, seed })?;
+            eprintln!(
+                "top Hessian eigenvalue λ = {:.4e} ({} HVPs{})",
+                r.eigenvalue,
+                r.iterations,
+                if r.converged { "" } else { ", not converged" }
+            );
+            info.eigenvalue = Some(r.eigenvalue);
+            let mut off = 0;
+            p.shapes
+                .iter()
+                .map(|s| {
+                    let n: usize = s.iter().product();
+                    off += n;
+                    r.vector[off - n..off].to_vec()
+                })
+                .collect()
+        }
     };
     normalize(&mut d, base_host, &p.shapes, how);
-    Ok((d, gnorm))
+    Ok((d, info))
 }
 
 fn run<B: Backend>(
@@ -307,7 +349,7 @@ fn run<B: Backend>(
                 let mut plot = Vec::new();
                 let mut lines = Vec::new();
                 for (i, spec) in lc.line_dirs().iter().enumerate() {
-                    let (d, gnorm) = direction(
+                    let (d, info) = direction(
                         b,
                         &mut p,
                         &theta,
@@ -353,7 +395,8 @@ fn run<B: Backend>(
                     lines.push(json!({
                         "direction": tag,
                         "direction_norm": global_norm(&d),
-                        "gradient_norm": gnorm,
+                        "gradient_norm": info.gradient_norm,
+                        "hessian_eigenvalue": info.eigenvalue,
                         "loss_at_theta": losses[lc.points / 2],
                         "min_loss": lmin, "argmin_alpha": amin,
                         "loss_at_ends": [losses[0], losses[lc.points - 1]],

@@ -31,6 +31,9 @@ pub enum DirSpec {
     Gradient,
     /// A seeded Gaussian direction.
     Random,
+    /// The Hessian eigenvector of the eigenvalue largest in magnitude at θ (power iteration on
+    /// Hessian-vector products; MLP only).
+    Hessian,
     /// Tensors of a safetensors file with the model's names and shapes.
     File(PathBuf),
 }
@@ -40,10 +43,11 @@ impl DirSpec {
         match s {
             "gradient" => Ok(DirSpec::Gradient),
             "random" => Ok(DirSpec::Random),
+            "hessian" => Ok(DirSpec::Hessian),
             _ => match s.strip_prefix("file:") {
                 Some(p) if !p.is_empty() => Ok(DirSpec::File(PathBuf::from(p))),
                 _ => Err(format!(
-                    "unknown direction `{s}`: use \"gradient\", \"random\" or \"file:PATH.safetensors\""
+                    "unknown direction `{s}`: use \"gradient\", \"random\", \"hessian\" or \"file:PATH.safetensors\""
                 )),
             },
         }
@@ -53,6 +57,7 @@ impl DirSpec {
         match self {
             DirSpec::Gradient => "gradient".into(),
             DirSpec::Random => "random".into(),
+            DirSpec::Hessian => "hessian".into(),
             DirSpec::File(p) => format!("file {}", p.display()),
         }
     }
@@ -62,7 +67,7 @@ impl DirSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct LandscapeConfig {
     pub modes: Vec<Mode>,
-    /// Directions of the line slices: "gradient", "random", "file:PATH".
+    /// Directions of the line slices: "gradient", "random", "hessian" (MLP), "file:PATH".
     pub line_directions: Vec<String>,
     /// The two directions of the plane.
     pub plane_directions: Vec<String>,

@@ -226,6 +226,8 @@ fn measure_batch<B: Timed>(b: &B, cfg: &Config, batch: usize, limits: &DeviceLim
         Err(e) => return Err(e),
     };
     let t = if spec.loss == LossKind::SoftmaxXent { Targets::Classes(&labels) } else { Targets::Values(&targets) };
+    // As in training between log steps: no gradient-norm reduction unless clipping needs it.
+    st.measure_grad_norm = false;
     // A tiny learning rate keeps the parameters (and so the work) steady across timed steps.
     let lr = 1e-6;
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };

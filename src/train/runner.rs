@@ -424,6 +424,12 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
             let targets = if is_class { Targets::Classes(&bt.labels) } else { Targets::Values(&bt.targets) };
             let k = cfg.monitor.curvature_every;
             let monitor_now = k > 0 && (prog.step + 1) % k == 0;
+            // Whether this step's metrics will be read (then its gradient norm is needed).
+            let next = prog.step + 1;
+            let epoch_end_next = prog.step_in_epoch + 1 == steps_per_epoch;
+            let eval_next = val.is_some()
+                && if cfg.train.eval_every > 0 { next % cfg.train.eval_every == 0 } else { epoch_end_next };
+            st.measure_grad_norm = next % cfg.train.log_every == 0 || eval_next || monitor_now || next == total_steps;
             if monitor_now {
                 st.record_step_monitored(b, &bt.x, &targets, &opt, lr, &clip)?;
             } else {

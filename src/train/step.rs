@@ -88,6 +88,9 @@ pub struct TrainState<B: Backend> {
     /// `slot::len(tensors)` slots, see [`slot`].
     pub metrics: B::Buf,
     pub monitor: Option<Monitor<B>>,
+    /// Reduce ‖g‖² into the metrics buffer on every step (off: only when clipping by norm).
+    /// The training loop turns it on for the steps whose metrics it reads.
+    pub measure_grad_norm: bool,
 }
 
 impl<B: Backend> TrainState<B> {
@@ -99,7 +102,7 @@ impl<B: Backend> TrainState<B> {
         };
         let ws = model.workspace(b, rows)?;
         let metrics = b.zeros(slot::len(params.tensors.len()))?;
-        Ok(TrainState { model, params, grads, velocity, ws, metrics, monitor: None })
+        Ok(TrainState { model, params, grads, velocity, ws, metrics, monitor: None, measure_grad_norm: true })
     }
 
     /// Record one step on the minibatch `x [rows, inputs]`, `targets`: forward, loss, backward,
@@ -117,7 +120,10 @@ impl<B: Backend> TrainState<B> {
         self.model.loss_and_grad(b, &self.params, x, targets, &mut self.ws, &mut self.grads)?;
         b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
         b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
-        self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
+        // The gradient norm costs a pass over every parameter: only when it is read or clipped.
+        if self.measure_grad_norm || clip.norm > 0.0 {
+            self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
+        }
         self.clip(b, clip)?;
         self.apply_update(b, opt, lr)
     }

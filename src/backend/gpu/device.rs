@@ -75,6 +75,8 @@ pub struct GpuDevice {
     submits: AtomicU64,
     /// Per-workgroup partial sums of the two-pass reductions.
     scratch: RefCell<Option<RawBuf>>,
+    /// Split-k matmul partial products.
+    splitk_scratch: RefCell<Option<RawBuf>>,
 }
 
 impl GpuDevice {
@@ -120,6 +122,7 @@ impl GpuDevice {
             timestamps,
             submits: AtomicU64::new(0),
             scratch: RefCell::new(None),
+            splitk_scratch: RefCell::new(None),
         })
     }
 
@@ -163,6 +166,18 @@ impl GpuDevice {
         }
         let b = self.alloc("reduction scratch", len)?;
         *self.scratch.borrow_mut() = Some(b.clone());
+        Ok(b)
+    }
+
+    /// The split-k matmul partials buffer of at least `len` elements (grown as needed).
+    pub fn splitk_scratch(&self, len: usize) -> Result<RawBuf> {
+        if let Some(b) = self.splitk_scratch.borrow().as_ref() {
+            if b.len >= len {
+                return Ok(b.clone());
+            }
+        }
+        let b = self.alloc("split-k scratch", len)?;
+        *self.splitk_scratch.borrow_mut() = Some(b.clone());
         Ok(b)
     }
 

@@ -100,6 +100,8 @@ kernel!(MATMUL_TILED_NN4, Matmul, "matmul_tiled_nn4", [R, R, W]);
 kernel!(MATMUL_TILED_NT4, Matmul, "matmul_tiled_nt4", [R, R, W]);
 kernel!(MATMUL_TILED_TN4, Matmul, "matmul_tiled_tn4", [R, R, W]);
 kernel!(MATMUL_TILED_TT4, Matmul, "matmul_tiled_tt4", [R, R, W]);
+// split-k: C = sum_s partial[s] + beta C (partials, C)
+kernel!(MATMUL_SPLITK_REDUCE, Matmul, "matmul_splitk_reduce", [R, W]);
 // elementwise.wgsl
 kernel!(FILL, Elementwise, "fill", [W]);
 kernel!(COPY, Elementwise, "copy", [R, W]);
@@ -140,6 +142,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     MATMUL_TILED_NT4,
     MATMUL_TILED_TN4,
     MATMUL_TILED_TT4,
+    MATMUL_SPLITK_REDUCE,
     FILL,
     COPY,
     AXPY,

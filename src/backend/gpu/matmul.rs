@@ -6,12 +6,18 @@
 //!   A and B double-buffered in workgroup memory. When the contiguous dimension of each stored
 //!   operand and `n` are multiples of 4, a vec4 entry point specialised for the transposes is
 //!   used; otherwise the generic scalar-load one.
+//!
+//! Split-k ([`split_count`]): when the tiled grid has few workgroups and k is long (the weight
+//! gradients `dZᵀ·X` with k = batch), k is cut into `S` chunks dispatched as `S` groups of the
+//! z dimension, each writing `alpha · op(A) op(B)` over its chunk to a device scratch buffer
+//! `[S, m, n]`; `matmul_splitk_reduce` then sums the partials in a fixed order (deterministic)
+//! and adds `beta · C`. `BATCHSCOPE_SPLITK=0` in the environment disables it (for A/B timing).
 
 use bytemuck::{Pod, Zeroable};
 
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{
-    Kernel, MATMUL_NAIVE, MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4, MATMUL_TILED_TN4,
+    grid_1d, Kernel, MATMUL_NAIVE, MATMUL_SPLITK_REDUCE, MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4, MATMUL_TILED_TN4,
     MATMUL_TILED_TT4,
 };
 use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
@@ -40,7 +46,14 @@ const NAIVE_WG: u32 = 16;
 const TILE_M: u32 = 128;
 const TILE_N: u32 = 128;
 
-/// Mirrors `struct Params` in matmul.wgsl (32 bytes, a multiple of 16).
+/// Depth of one tiled slice (`BK` in the shader); split-k chunks are multiples of it.
+const TILE_K: usize = 8;
+/// Split-k aims for about this many workgroups (tiles x splits), ~2 per SM of a large GPU.
+const SPLITK_TARGET_GROUPS: usize = 256;
+/// Every split-k chunk covers at least this much of k.
+const SPLITK_MIN_CHUNK: usize = 256;
+
+/// Mirrors `struct Params` in matmul.wgsl (48 bytes, a multiple of 16).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 struct MatmulParams {
@@ -51,10 +64,14 @@ struct MatmulParams {
     trans_b: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    /// Split-k chunks in the z dimension (1: no split).
+    splits: u32,
+    /// Depth of one chunk (k when not split).
+    kc: u32,
+    _pad: [u32; 3],
 }
 
-const _: () = assert!(std::mem::size_of::<MatmulParams>() == 32);
+const _: () = assert!(std::mem::size_of::<MatmulParams>() == 48);
 
 /// Grid for `col_groups x row_groups` workgroups: row groups beyond `max_per_dim` fold into z
 /// (the shader walks row blocks as `wid.y + wid.z * num_workgroups.y` and drops the excess).
@@ -71,6 +88,48 @@ pub fn grid_2d(col_groups: u64, row_groups: u64, max_per_dim: u32) -> Result<[u3
         });
     }
     Ok([col_groups as u32, gy as u32, gz as u32])
+}
+
+/// Split-k plan for a tiled product: `(splits, chunk)` with `splits > 1`, or `None` to run the
+/// plain kernel. `tiles` is the number of 128x128 output tiles, `row_fold` the z extent of the
+/// plain grid; `max_binding` (bytes) bounds the `[splits, m, n]` partial buffer and `max_dim`
+/// the z extent `splits * row_fold`.
+pub fn split_count(
+    g: &Gemm,
+    tiles: usize,
+    row_fold: usize,
+    max_binding: u64,
+    max_dim: u32,
+) -> Option<(usize, usize)> {
+    if tiles == 0 || tiles * 2 > SPLITK_TARGET_GROUPS {
+        return None;
+    }
+    let mn = g.m.checked_mul(g.n)?;
+    let mut s = 1usize;
+    // Powers of two while the grid stays near the target and every chunk keeps >= 256 of k.
+    while tiles * s * 2 <= SPLITK_TARGET_GROUPS && g.k >= SPLITK_MIN_CHUNK * s * 2 {
+        s *= 2;
+    }
+    // Fewer splits while the partials exceed a binding, 32-bit indexing or the z limit.
+    let index_limit = u32::MAX as u64 - 4 * TILE_N as u64;
+    while s > 1
+        && ((s * mn) as u64 * 4 > max_binding
+            || (s * mn) as u64 > index_limit
+            || (s * row_fold) as u64 > max_dim as u64)
+    {
+        s /= 2;
+    }
+    if s < 2 || g.k < 4 * TILE_K * s {
+        return None;
+    }
+    let kc = g.k.div_ceil(s).next_multiple_of(TILE_K);
+    let s = g.k.div_ceil(kc);
+    (s > 1).then_some((s, kc))
+}
+
+fn splitk_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("BATCHSCOPE_SPLITK").map_or(true, |v| v != "0"))
 }
 
 /// The tiled entry point for `g`: a vec4 one when every vec4 the kernel touches is aligned and
@@ -122,7 +181,7 @@ pub fn record(
             message: format!("{}x{}x{} exceeds 32-bit shader indexing", g.m, g.n, g.k),
         });
     }
-    let params = MatmulParams {
+    let mut params = MatmulParams {
         m: g.m as u32,
         n: g.n as u32,
         k: g.k as u32,
@@ -130,15 +189,38 @@ pub fn record(
         trans_b: g.trans_b as u32,
         alpha: g.alpha,
         beta: g.beta,
-        _pad: 0,
+        splits: 1,
+        kc: g.k as u32,
+        _pad: [0; 3],
     };
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
     let (kernel, tile_m, tile_n) = match v {
         MatmulVariant::Naive => (MATMUL_NAIVE, NAIVE_WG, NAIVE_WG),
         MatmulVariant::Tiled => (tiled_kernel(g), TILE_M, TILE_N),
     };
-    let grid =
-        grid_2d(g.n.div_ceil(tile_n as usize) as u64, g.m.div_ceil(tile_m as usize) as u64, max)?;
+    let col_groups = g.n.div_ceil(tile_n as usize);
+    let row_groups = g.m.div_ceil(tile_m as usize);
+    let grid = grid_2d(col_groups as u64, row_groups as u64, max)?;
+    if v == MatmulVariant::Tiled && splitk_enabled() {
+        let limits = &dev.ctx.limits;
+        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let tiles = col_groups * row_groups;
+        if let Some((splits, kc)) = split_count(g, tiles, grid[2] as usize, max_binding, max) {
+            let partials = dev.splitk_scratch(splits * g.m * g.n)?;
+            params.splits = splits as u32;
+            params.kc = kc as u32;
+            params.beta = 0.0;
+            let split_grid = [grid[0], grid[1], grid[2] * splits as u32];
+            dev.dispatch(&kernel, &params, &[a, b, &partials], split_grid)?;
+            params.beta = g.beta;
+            return dev.dispatch(
+                &MATMUL_SPLITK_REDUCE,
+                &params,
+                &[&partials, c],
+                grid_1d(g.m * g.n, max),
+            );
+        }
+    }
     dev.dispatch(&kernel, &params, &[a, b, c], grid)
 }
 
@@ -356,6 +438,7 @@ mod tests {
             MATMUL_TILED_NT4,
             MATMUL_TILED_TN4,
             MATMUL_TILED_TT4,
+            MATMUL_SPLITK_REDUCE,
         ] {
             assert!(module.entry_points.iter().any(|e| e.name == k.entry), "{}", k.entry);
         }
@@ -363,6 +446,88 @@ mod tests {
 
     #[test]
     fn params_layout_matches_wgsl() {
-        assert_eq!(std::mem::size_of::<MatmulParams>(), 32);
+        assert_eq!(std::mem::size_of::<MatmulParams>(), 48);
+    }
+
+    /// Shapes with few output tiles and a long k: every one takes the split-k path.
+    fn splitk_cases() -> Vec<(Gemm, bool)> {
+        let shapes: &[(usize, usize, usize)] = &[
+            (1, 50, 8192),   // a 50-unit layer's bias-free weight gradient row
+            (64, 63, 4099),  // ragged k: the last chunk is short
+            (132, 68, 2048), // aligned: vec4 kernels, two row tiles
+            (50, 1, 1030),
+        ];
+        let mut out = Vec::new();
+        for (si, &(m, n, k)) in shapes.iter().enumerate() {
+            for (ti, &(ta, tb)) in
+                [(false, false), (false, true), (true, false), (true, true)].iter().enumerate()
+            {
+                let g = Gemm::nn(m, n, k).trans(ta, tb);
+                if (si + ti) % 2 == 0 {
+                    out.push((g.scaled(0.5, 0.25), false));
+                } else {
+                    out.push((g.scaled(1.0, 0.0), true));
+                }
+            }
+        }
+        out
+    }
+
+    fn plan(g: &Gemm) -> Option<(usize, usize)> {
+        let tiles = g.m.div_ceil(TILE_M as usize) * g.n.div_ceil(TILE_N as usize);
+        split_count(g, tiles, 1, 1 << 30, 65535)
+    }
+
+    #[test]
+    fn splitk_is_planned_for_small_grids_and_long_k() {
+        for (g, _) in splitk_cases() {
+            let (s, kc) = plan(&g).unwrap_or_else(|| panic!("{g:?}: no split"));
+            assert!(s >= 2 && kc % TILE_K == 0 && kc >= SPLITK_MIN_CHUNK, "{g:?}: {s} x {kc}");
+            assert!((s - 1) * kc < g.k && s * kc >= g.k, "{g:?}: {s} x {kc}");
+        }
+        let (s, kc) = plan(&Gemm::nn(1, 50, 8192)).unwrap();
+        assert_eq!((s, kc), (32, 256));
+        // 1024x784 (56 tiles), k = 4096: 4 splits of 1024.
+        assert_eq!(plan(&Gemm::nn(1024, 784, 4096)), Some((4, 1024)));
+        // Big grids, short k: no split.
+        assert_eq!(plan(&Gemm::nn(2048, 2048, 4096)), None);
+        assert_eq!(plan(&Gemm::nn(64, 64, 300)), None);
+        assert_eq!(plan(&Gemm::nn(64, 64, 0)), None);
+        // The partials must fit one binding; the z extent the per-dimension limit.
+        let g = Gemm::nn(1, 50, 8192);
+        assert_eq!(split_count(&g, 1, 1, 50 * 4 * 4, 65535), Some((4, 2048)));
+        assert_eq!(split_count(&g, 1, 1, 50 * 4, 65535), None);
+        assert_eq!(split_count(&g, 1, 10_000, 1 << 30, 65535), Some((4, 2048)));
+    }
+
+    #[test]
+    fn splitk_matches_f64_reference() {
+        let be = backend();
+        let mut failures = Vec::new();
+        for (idx, (g, nan_c)) in splitk_cases().iter().enumerate() {
+            if let Err(e) = check(&be, MatmulVariant::Tiled, g, *nan_c, 2000 + idx as u64) {
+                failures.push(e);
+            }
+        }
+        assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    }
+
+    #[test]
+    fn splitk_is_deterministic() {
+        let be = backend();
+        let g = Gemm::nn(64, 63, 4099).trans(true, false).scaled(0.5, 0.25);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (la, lb, lc) = gemm_lens(&g);
+        let a = be.upload(&random(&mut rng, la)).unwrap();
+        let b = be.upload(&random(&mut rng, lb)).unwrap();
+        let c0 = random(&mut rng, lc);
+        be.set_matmul_variant(MatmulVariant::Tiled);
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let mut c = be.upload(&c0).unwrap();
+            be.matmul(&g, &a, &b, &mut c).unwrap();
+            runs.push(be.read(&c).unwrap());
+        }
+        assert!(runs[0].iter().zip(&runs[1]).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 }
