@@ -233,7 +233,10 @@ fn landscape_command_trains_then_slices_an_mlp() {
     let s2 = summary(&dir2);
     assert!(rel(l0, s2["train_loss"].as_f64().unwrap()) < 1e-6);
     let file_line = &s2["lines"][1];
-    assert!((file_line["direction_norm"].as_f64().unwrap() - s["theta_norm"].as_f64().unwrap()).abs() < 1e-3, "{file_line}");
+    assert!(
+        (file_line["direction_norm"].as_f64().unwrap() - s["theta_norm"].as_f64().unwrap()).abs() < 1e-3,
+        "{file_line}"
+    );
     assert!(rel(l0, file_line["loss_at_theta"].as_f64().unwrap()) < 1e-6);
     let _ = (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&dir2));
 }
@@ -254,7 +257,10 @@ fn lines_along_gradient_and_hessian_agree_with_g_and_lambda() {
     assert!(rel(gnorm, -slope) < 0.02, "dL/dα along −g/‖g‖ = {slope}, ‖g‖ = {gnorm}");
     let lambda = h["hessian_eigenvalue"].as_f64().unwrap();
     let curv = h["curvature_at_theta"].as_f64().unwrap();
-    assert!(lambda > 0.0 && rel(lambda, curv) < 0.05, "d²L/dα² along the top eigenvector = {curv}, λ = {lambda}");
+    assert!(
+        lambda > 0.0 && rel(lambda, curv) < 0.05,
+        "d²L/dα² along the top eigenvector = {curv}, λ = {lambda}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -262,7 +268,12 @@ fn lines_along_gradient_and_hessian_agree_with_g_and_lambda() {
 fn layer_norms_are_weight_gradient_norms<B: Backend>(b: &B) {
     use batchscope::model::Targets;
     use batchscope::train::diagnostics::{layer_grad_norms, layer_norms};
-    let mlp = Mlp::new(MlpSpec { sizes: vec![5, 7, 7, 7, 3], activation: Activation::Tanh, loss: LossKind::SoftmaxXent }).unwrap();
+    let mlp = Mlp::new(MlpSpec {
+        sizes: vec![5, 7, 7, 7, 3],
+        activation: Activation::Tanh,
+        loss: LossKind::SoftmaxXent,
+    })
+    .unwrap();
     let p = mlp.init(b, 2).unwrap();
     let rows = 6;
     let x = b.upload(&common::uniform(1, rows * 5, 1.0)).unwrap();

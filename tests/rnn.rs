@@ -220,7 +220,7 @@ fn clipping_bounds_the_update<B: Backend>(b: &B) {
         let p = rnn.init(b, &init).unwrap();
         let before = p.to_flat(b).unwrap();
         let mut st = RnnTrainState::new(b, rnn.clone(), p, ROWS, &opt).unwrap();
-        st.record_step(b, &xs, &Targets::Values(&t), &opt, lr, &clip).unwrap();
+        st.record_step(b, &xs, &Targets::Values(&t), &opt, lr, &clip, true).unwrap();
         let m = st.read_metrics(b).unwrap();
         let after = st.params.to_flat(b).unwrap();
         let moved = before.iter().zip(&after).map(|(x, y)| ((y - x) as f64).powi(2)).sum::<f64>().sqrt();

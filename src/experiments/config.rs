@@ -44,9 +44,14 @@ impl ConfigText {
             ),
             None => (default_toml.to_string(), format!("{default_origin} (embedded)")),
         };
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            origin: origin.clone(),
-            message: e.message().to_string(),
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|r| {
+                format!(" (line {})", text[..r.start.min(text.len())].matches('\n').count() + 1)
+            });
+            ConfigError::Parse {
+                origin: origin.clone(),
+                message: e.message().to_string() + &line.unwrap_or_default(),
+            }
         })?;
         for arg in overrides {
             apply_override(&mut table, arg)?;
@@ -437,7 +442,9 @@ mod tests {
             }
         }
         let mut c = ConfigText::load(None, DEPTH_DEFAULT_TOML, "deep_tanh", &[]).unwrap();
-        let Some(toml::Value::Table(d)) = c.take("depth") else { panic!("deep_tanh.toml has a [depth] section") };
+        let Some(toml::Value::Table(d)) = c.take("depth") else {
+            panic!("deep_tanh.toml has a [depth] section")
+        };
         let dc: DepthConfig = parse_table(d, "deep_tanh").unwrap();
         for (name, mut t) in c.variants("run").unwrap() {
             if let Some(toml::Value::Table(m)) = t.get_mut("model") {
@@ -445,8 +452,12 @@ mod tests {
             }
             crate::config::Config::from_toml(&toml::to_string(&t).unwrap(), &name).unwrap();
         }
-        let mut c = ConfigText::load(None, crate::landscape::config::LANDSCAPE_DEFAULT_TOML, "landscape", &[]).unwrap();
-        let Some(toml::Value::Table(l)) = c.take("landscape") else { panic!("landscape.toml has a [landscape] section") };
+        let mut c =
+            ConfigText::load(None, crate::landscape::config::LANDSCAPE_DEFAULT_TOML, "landscape", &[])
+                .unwrap();
+        let Some(toml::Value::Table(l)) = c.take("landscape") else {
+            panic!("landscape.toml has a [landscape] section")
+        };
         let lc: crate::landscape::LandscapeConfig = parse_table(l, "landscape").unwrap();
         lc.validate("landscape").unwrap();
         crate::config::Config::from_toml(&toml::to_string(&c.table).unwrap(), "landscape").unwrap();

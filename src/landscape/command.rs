@@ -275,7 +275,8 @@ fn direction<B: Backend>(
                 anyhow!("landscape: the \"hessian\" direction needs Hessian-vector products, which exist for the MLP only")
             })?;
             let params = ParamSet::from_host(b, &p.names, &p.shapes, base_host)?;
-            let mut op = HvpOperator::new(b, mlp.clone(), params, data, HvpOptions::for_budget(mlp, 256 << 20))?;
+            let mut op =
+                HvpOperator::new(b, mlp.clone(), params, data, HvpOptions::for_budget(mlp, 256 << 20))?;
             let r = power_iteration(&mut op, &PowerOptions { max_iters: 100, tol: 1e-4, seed })?;
             eprintln!(
                 "top Hessian eigenvalue λ = {:.4e} ({} HVPs{})",

@@ -66,7 +66,7 @@ impl Timed for CpuBackend {
         l
     }
     fn peak_probe_size(&self) -> usize {
-        1024
+        2048
     }
 }
 
@@ -146,7 +146,7 @@ fn time_once<B: Timed>(b: &B, f: &mut dyn FnMut() -> Result<(), BackendError>) -
     }
 }
 
-/// Peak GFLOP/s of this backend: the best of three n³ matmuls (the tiled kernel on a GPU).
+/// Peak GFLOP/s of this backend: the best of five n³ matmuls (the tiled kernel on a GPU).
 pub fn measure_peak<B: Timed>(b: &B) -> Result<(f64, String), BackendError> {
     let n = b.peak_probe_size();
     let mut r = ChaCha8Rng::seed_from_u64(9);
@@ -158,7 +158,7 @@ pub fn measure_peak<B: Timed>(b: &B) -> Result<(f64, String), BackendError> {
     b.matmul(&g, &a, &bb, &mut c)?; // warm-up (pipeline creation, first touch)
     b.sync()?;
     let mut best = f64::INFINITY;
-    for _ in 0..3 {
+    for _ in 0..5 {
         let (ms, _, _) = time_once(b, &mut || b.matmul(&g, &a, &bb, &mut c))?;
         best = best.min(ms);
     }
@@ -268,6 +268,17 @@ pub fn run_sweep<B: Timed>(b: &B, cfg: &Config, on_row: &mut dyn FnMut(&SweepRow
         b.release_caches();
         on_row(&row);
         rows.push(row);
+    }
+    // A probe taken while the machine was busy can undershoot what the steps achieved: the
+    // peak is the better of the two, so the fraction of peak never exceeds 1.
+    let (mut peak, mut probe) = (peak, probe);
+    let best = rows.iter().filter(|r| r.skipped.is_none()).map(|r| r.gflops).fold(0.0, f64::max);
+    if best > peak {
+        probe = format!("{probe} measured {peak:.1} GFLOP/s; the sweep's best step reached more");
+        peak = best;
+        for r in rows.iter_mut().filter(|r| r.skipped.is_none()) {
+            r.fraction_of_peak = r.gflops / peak;
+        }
     }
     Ok(SweepReport {
         backend: format!("{:?}", b.kind()).to_lowercase(),

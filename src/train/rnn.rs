@@ -76,8 +76,11 @@ impl<B: Backend> RnnTrainState<B> {
         Ok(RnnTrainState { model, params, grads, velocity, ws, metrics })
     }
 
-    /// Record one step on the minibatch `xs` (T buffers `[rows, D]`): forward, loss, BPTT with
-    /// per-step norms, metrics, clipping, update. Nothing is read back or waited for.
+    /// Record one step on the minibatch `xs` (T buffers `[rows, D]`): forward, loss, BPTT,
+    /// metrics, clipping, update. Nothing is read back or waited for. The per-step norms
+    /// `‖∂L/∂h_t‖²` (2T reductions) are recorded only with `step_norms`, for the steps that are
+    /// read back; otherwise their slots keep the last recorded values.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_step(
         &mut self,
         b: &B,
@@ -86,9 +89,10 @@ impl<B: Backend> RnnTrainState<B> {
         opt: &Optimizer,
         lr: f32,
         clip: &Clip,
+        step_norms: bool,
     ) -> Result<()> {
         let rows = self.ws.rows;
-        let norms = Some((&mut self.metrics, slot::DH_SQ0));
+        let norms = step_norms.then_some((&mut self.metrics, slot::DH_SQ0));
         self.model.loss_and_grad(b, &self.params, xs, targets, &mut self.ws, &mut self.grads, norms)?;
         b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
         b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
@@ -433,7 +437,8 @@ pub fn run_rnn<B: Backend>(
         let log_now = next == 1 || next.is_multiple_of(cfg.train.log_every) || next == cfg.train.steps;
         let eval_now = cfg.train.eval_every > 0 && next.is_multiple_of(cfg.train.eval_every);
         // W before the update: the spectrum belongs to the parameters the gradient is taken at.
-        let w_before = if log_now { Some(w_of(&st)?) } else { None };
+        let read_now = log_now || eval_now;
+        let w_before = if read_now { Some(w_of(&st)?) } else { None };
         let batch_idx = order
             .batch(epoch, in_epoch, batch)
             .ok_or_else(|| TrainError::Setup(format!("no minibatch {in_epoch} in epoch {epoch}")))?
@@ -449,13 +454,11 @@ pub fn run_rnn<B: Backend>(
         }
         let targets =
             if data.classification { Targets::Classes(&labels) } else { Targets::Values(&values) };
-        st.record_step(b, &xs, &targets, &opt, lr, &clip)?;
+        st.record_step(b, &xs, &targets, &opt, lr, &clip, read_now)?;
         b.flush()?;
         step = next;
         bar.set_position(step);
-        if !(log_now || eval_now) {
-            continue;
-        }
+        let Some(w) = w_before else { continue };
         let m = st.read_metrics(b)?;
         let finite = m.loss.is_finite() && m.grad_norm.is_finite();
         let (val_loss, val_error) = match (eval_now && finite, val_set.as_mut()) {
@@ -464,10 +467,6 @@ pub fn run_rnn<B: Backend>(
                 (Some(l), data.classification.then_some(e))
             }
             _ => (None, None),
-        };
-        let w = match w_before {
-            Some(w) => w,
-            None => w_of(&st)?,
         };
         let line = RnnMetricsLine {
             step,
