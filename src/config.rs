@@ -307,11 +307,24 @@ impl Default for SweepConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorConfig {
     /// Every this many steps, measure gᵀg and gᵀHg (0 = off).
     pub curvature_every: u64,
+    /// Every this many steps, estimate the noise scale B_simple from the minibatch gradient and
+    /// the gradient of its first `noise_small_batch` examples (0 = off).
+    pub noise_every: u64,
+    /// The small batch of the two-batch estimator (0 = a quarter of the batch, at least 1).
+    pub noise_small_batch: usize,
+    /// EMA factor of the estimator's numerator and denominator.
+    pub noise_ema: f64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig { curvature_every: 0, noise_every: 0, noise_small_batch: 0, noise_ema: 0.9 }
+    }
 }
 
 impl Config {
@@ -485,6 +498,17 @@ impl Config {
         }
         if t.sorted_by_label && t.shuffle != Shuffle::None {
             return Err(bad("train.sorted_by_label", "needs shuffle = \"none\"".into()));
+        }
+        if !(0.0..1.0).contains(&self.monitor.noise_ema) {
+            return Err(bad("monitor.noise_ema", format!("must be in [0, 1), got {}", self.monitor.noise_ema)));
+        }
+        if let BatchSize::Fixed(bsz) = t.batch_size {
+            if self.monitor.noise_every > 0 && bsz < 2 {
+                return Err(bad("monitor.noise_every", "needs train.batch_size ≥ 2 (two batch sizes)".into()));
+            }
+            if self.monitor.noise_small_batch >= bsz && self.monitor.noise_every > 0 {
+                return Err(bad("monitor.noise_small_batch", format!("must be smaller than train.batch_size ({bsz})")));
+            }
         }
         if s.min_batch == 0 {
             return Err(bad("sweep.min_batch", "must be ≥ 1".into()));

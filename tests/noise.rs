@@ -90,3 +90,41 @@ fn b_simple_closed_form<B: Backend>(b: &B) {
     assert!((bs - bs_cf).abs() < 0.15 * bs_cf, "B_simple {bs} vs closed form {bs_cf}");
 }
 both_backends!(b_simple_matches_closed_form_on_linear_regression, b_simple_closed_form);
+
+/// The in-training estimate (`monitor.noise_every`) logs B_simple from the unbiased two-batch
+/// estimators on every k-th step, with tr Σ > 0 on average.
+fn noise_scale_during_training<B: Backend>(b: &B) {
+    let dir = std::env::temp_dir().join(format!("batchscope-noise-train-{}-{:?}", std::process::id(), b.kind()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = Config::load(
+        None,
+        &[
+            "model.hidden=[16]".into(),
+            "data.dim=8".into(),
+            "data.classes=3".into(),
+            "data.n_train=2048".into(),
+            "data.n_val=64".into(),
+            "train.batch_size=64".into(),
+            "train.epochs=2".into(),
+            "monitor.noise_every=4".into(),
+            "monitor.noise_small_batch=8".into(),
+        ],
+    )
+    .expect("config");
+    batchscope::train::run_train(b, &cfg, &Default::default(), &dir).expect("train");
+    let lines: Vec<batchscope::train::MetricsLine> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .collect();
+    let noisy: Vec<_> = lines.iter().filter(|l| l.noise_trace.is_some()).collect();
+    assert_eq!(noisy.len(), 16, "every 4th of 64 steps");
+    assert!(noisy.iter().all(|l| l.step % 4 == 0));
+    let mean_tr = noisy.iter().filter_map(|l| l.noise_trace).sum::<f64>() / noisy.len() as f64;
+    assert!(mean_tr > 0.0, "tr Σ estimates average positive: {mean_tr}");
+    let last = noisy.last().and_then(|l| l.b_simple).expect("B_simple");
+    println!("{}: B_simple during training {last:.2}", b.device_name());
+    assert!(last.is_finite());
+}
+both_backends!(noise_scale_is_estimated_during_training, noise_scale_during_training);

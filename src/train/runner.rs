@@ -92,6 +92,26 @@ pub struct MetricsLine {
     /// ½ lr² gᵀHg > lr gᵀg: the step is too large for the curvature (it would raise the loss).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_too_large: Option<bool>,
+    /// Noise monitor: B_simple = tr Σ / |G|² from EMAs of the unbiased two-batch estimators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_simple: Option<f64>,
+    /// This step's unbiased |G|² estimate (before smoothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_g2: Option<f64>,
+    /// This step's unbiased tr Σ estimate (before smoothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_trace: Option<f64>,
+}
+
+/// Buffers of the in-training noise-scale estimate: the gradient of the first `rows` examples
+/// of the minibatch, at the parameters before the update.
+struct NoiseProbe<B: Backend> {
+    bt: BatchBuffers<B>,
+    ws: Workspace<B>,
+    grads: ParamSet<B>,
+    /// `[tensors]` squared norms of the small-batch gradient.
+    stats: B::Buf,
+    ema: crate::noise::NoiseScaleEma,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -399,6 +419,18 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
 
     // ---- batch buffers ---------------------------------------------------------------------
     let mut bt = BatchBuffers::new(b, batch, model.inputs(), outputs)?;
+    let mut noise = if cfg.monitor.noise_every > 0 {
+        let rows = if cfg.monitor.noise_small_batch > 0 { cfg.monitor.noise_small_batch } else { (batch / 4).max(1) };
+        Some(NoiseProbe::<B> {
+            bt: BatchBuffers::new(b, rows, model.inputs(), outputs)?,
+            ws: model.workspace(b, rows)?,
+            grads: st.params.zeros_like(b)?,
+            stats: b.zeros(st.params.tensors.len())?,
+            ema: crate::noise::NoiseScaleEma::new(cfg.monitor.noise_ema),
+        })
+    } else {
+        None
+    };
     let mut source = source;
 
     let max_steps = if cfg.train.steps > 0 { cfg.train.steps } else { u64::MAX };
@@ -420,6 +452,14 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                 stopped_reason = format!("reached train.steps = {max_steps}");
                 break 'outer;
             }
+            let noise_now = cfg.monitor.noise_every > 0 && (prog.step + 1) % cfg.monitor.noise_every == 0;
+            if let (true, Some(np)) = (noise_now, noise.as_mut()) {
+                // The first rows of this minibatch, at the parameters before the update.
+                fill_batch_rows(b, &mut source, &mut np.bt, prog.epoch, prog.step_in_epoch, batch)?;
+                let t = if is_class { Targets::Classes(&np.bt.labels) } else { Targets::Values(&np.bt.targets) };
+                model.loss_and_grad(b, &st.params, &np.bt.x, &t, &mut np.ws, &mut np.grads)?;
+                np.grads.sum_sq_into(b, &mut np.stats, 0)?;
+            }
             fill_batch(b, &mut source, &mut bt, prog.epoch, prog.step_in_epoch, steps_per_epoch)?;
             let targets = if is_class { Targets::Classes(&bt.labels) } else { Targets::Values(&bt.targets) };
             let k = cfg.monitor.curvature_every;
@@ -429,7 +469,8 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
             let epoch_end_next = prog.step_in_epoch + 1 == steps_per_epoch;
             let eval_next = val.is_some()
                 && if cfg.train.eval_every > 0 { next % cfg.train.eval_every == 0 } else { epoch_end_next };
-            st.measure_grad_norm = next % cfg.train.log_every == 0 || eval_next || monitor_now || next == total_steps;
+            st.measure_grad_norm =
+                next % cfg.train.log_every == 0 || eval_next || monitor_now || noise_now || next == total_steps;
             if monitor_now {
                 st.record_step_monitored(b, &bt.x, &targets, &opt, lr, &clip)?;
             } else {
@@ -442,7 +483,8 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
             let epoch_end = prog.step_in_epoch == steps_per_epoch;
             let eval_now = val.is_some()
                 && if cfg.train.eval_every > 0 { prog.step % cfg.train.eval_every == 0 } else { epoch_end };
-            let log_now = prog.step % cfg.train.log_every == 0 || eval_now || monitor_now || prog.step == total_steps;
+            let log_now =
+                prog.step % cfg.train.log_every == 0 || eval_now || monitor_now || noise_now || prog.step == total_steps;
             if !log_now {
                 continue;
             }
@@ -502,6 +544,16 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
             }
             let clip_events = clip_base + m.clip_events;
             let curv = if monitor_now { Some(st.read_curvature(b)?) } else { None };
+            let (mut b_simple, mut noise_g2, mut noise_trace) = (None, None, None);
+            if let (true, Some(np)) = (noise_now, noise.as_mut()) {
+                let g2s: f64 = b.read(&np.stats)?.iter().map(|&v| v as f64).sum();
+                let g2b = m.grad_norm * m.grad_norm;
+                if let Some((g2, tr)) = crate::noise::two_batch_estimates(np.bt.rows as f64, g2s, batch as f64, g2b) {
+                    noise_g2 = Some(g2);
+                    noise_trace = Some(tr);
+                    b_simple = np.ema.update(g2, tr);
+                }
+            }
             let eps = lr as f64;
             let line = MetricsLine {
                 gtg: curv.map(|c| c.gtg),
@@ -510,6 +562,9 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                 predicted_delta_loss: curv.map(|c| -eps * c.gtg + 0.5 * eps * eps * c.gthg),
                 actual_delta_loss: curv.map(|c| c.loss_after - m.loss),
                 step_too_large: curv.map(|c| 0.5 * eps * eps * c.gthg > eps * c.gtg),
+                b_simple,
+                noise_g2,
+                noise_trace,
                 step: prog.step,
                 epoch: prog.epoch,
                 examples_seen: prog.examples_seen,
@@ -662,6 +717,31 @@ fn fill_batch<B: Backend>(
             // Stream order: epoch e revisits the same examples (multi-pass over a finite stream).
             let first = (step_in_epoch * rows as u64) % (*n).max(1);
             let _ = (epoch, steps_per_epoch);
+            b.generate(spec, first, rows, table, &mut bt.x, &mut bt.labels, &mut bt.targets)?;
+        }
+    }
+    Ok(())
+}
+
+/// The first `bt.rows` examples of the minibatch `fill_batch` would load for this step.
+fn fill_batch_rows<B: Backend>(
+    b: &B,
+    source: &mut Source<B>,
+    bt: &mut BatchBuffers<B>,
+    epoch: u64,
+    step_in_epoch: u64,
+    batch: usize,
+) -> Result<(), TrainError> {
+    let rows = bt.rows;
+    match source {
+        Source::Resident { data, order } => {
+            let idx = order
+                .batch(epoch, step_in_epoch as usize, batch)
+                .ok_or_else(|| TrainError::Setup(format!("no minibatch {step_in_epoch} in epoch {epoch}")))?;
+            data.load_batch(b, &idx[..rows.min(idx.len())], bt)?;
+        }
+        Source::Stream { spec, table, n } => {
+            let first = (step_in_epoch * batch as u64) % (*n).max(1);
             b.generate(spec, first, rows, table, &mut bt.x, &mut bt.labels, &mut bt.targets)?;
         }
     }
