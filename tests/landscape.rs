@@ -393,3 +393,56 @@ set = ["model.init_scale=1.4"]
     assert!(dir.join("out").join("layer_norms_init.svg").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The binary: bad configs and checkpoints give one `error:` line naming the problem, exit 2.
+#[test]
+fn new_commands_reject_bad_input_cleanly() {
+    let dir = tmpdir("cli");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_batchscope")).args(args).output().expect("run")
+    };
+    let bad_rnn = dir.join("bad_rnn.toml");
+    std::fs::write(&bad_rnn, "[rnn]\nhiden = 4\n").unwrap();
+    let bad_dir = dir.join("bad_dir.toml");
+    std::fs::write(&bad_dir, format!("{MLP_TOML}\n[landscape]\nline_directions = [\"sideways\"]\n"))
+        .unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, MLP_TOML).unwrap();
+    let missing = dir.join("nope.safetensors");
+    let out = dir.join("out");
+    let cases: [(Vec<&str>, &str); 4] = [
+        (vec!["rnn", "--backend", "cpu", "--config", bad_rnn.to_str().unwrap()], "hiden"),
+        (vec!["rnn", "--backend", "cpu", "--set", "train.lr=-1"], "train.lr"),
+        (
+            vec!["landscape", "--backend", "cpu", "--config", bad_dir.to_str().unwrap()],
+            "landscape.line_directions",
+        ),
+        (
+            vec![
+                "landscape",
+                "--backend",
+                "cpu",
+                "--config",
+                good.to_str().unwrap(),
+                "--checkpoint",
+                missing.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "nope.safetensors",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("no error line: {err}"));
+        assert!(line.contains(needle), "`{line}` should name `{needle}`");
+    }
+    assert!(!out.exists(), "a bad checkpoint must not leave a run directory");
+    let _ = std::fs::remove_dir_all(&dir);
+}

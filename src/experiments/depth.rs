@@ -183,8 +183,11 @@ pub fn run_depth<B: Backend>(b: &B, cfg: &Config, name: &str) -> anyhow::Result<
             points.push(DepthPoint { step: 0, loss, norms });
             continue;
         }
+        let log_now = step.is_multiple_of(cfg.train.log_every) || step == steps;
+        // ‖g‖ is read only on logged steps.
+        st.measure_grad_norm = log_now;
         st.record_step(b, &x, &t, &opt, cfg.train.lr, &clip)?;
-        if step.is_multiple_of(cfg.train.log_every) || step == steps {
+        if log_now {
             // The workspace and gradients still hold this step's backward pass.
             record_layer_norms(b, &mlp, &st.ws, &st.grads, &mut stats, 0)?;
             let m = st.read_metrics(b)?;
