@@ -29,11 +29,19 @@ fn batches() -> Vec<usize> {
 }
 
 fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, b: &B) {
-    let spec = MlpSpec { sizes: vec![784, 1024, 1024, 10], activation: Activation::Tanh, loss: LossKind::SoftmaxXent };
+    let spec = MlpSpec {
+        sizes: vec![784, 1024, 1024, 10],
+        activation: Activation::Tanh,
+        loss: LossKind::SoftmaxXent,
+    };
     let mlp = Mlp::new(spec).expect("model");
     let params = mlp.init(b, 1).expect("init");
     let mut group = c.benchmark_group(format!("hvp_784-1024-1024-10/{name}"));
-    group.sampling_mode(SamplingMode::Flat).sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     let mut ratios = Vec::new();
     for batch in batches() {
         let mut rng = ChaCha8Rng::seed_from_u64(batch as u64);
@@ -65,7 +73,8 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, b: &B) {
                 b.sync().expect("sync");
             })
         });
-        let data = Dataset { x, targets: Labels::Classes { labels: y, classes: 10 }, n: batch, dim: 784 };
+        let data =
+            Dataset { x, targets: Labels::Classes { labels: y, classes: 10 }, n: batch, dim: 784 };
         ratios.push(time_hvp_vs_grad(b, &mlp, &params, &data, batch, 5).expect("timing"));
     }
     group.finish();

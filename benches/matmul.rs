@@ -14,9 +14,7 @@ use std::time::Duration;
 use batchscope::backend::cpu::CpuBackend;
 use batchscope::backend::gpu::{GpuBackend, MatmulVariant};
 use batchscope::backend::{Backend, Gemm};
-use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
-};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -63,7 +61,9 @@ fn bench_matmul(c: &mut Criterion) {
             let mut dc = gpu.zeros(n * n).expect("alloc C");
             for v in MatmulVariant::ALL {
                 if v == MatmulVariant::Naive && n >= 2048 && software && !run_slow {
-                    eprintln!("skipping gpu_naive/{n} on a software adapter (BATCHSCOPE_BENCH_SLOW=1 runs it)");
+                    eprintln!(
+                        "skipping gpu_naive/{n} on a software adapter (BATCHSCOPE_BENCH_SLOW=1 runs it)"
+                    );
                     continue;
                 }
                 gpu.set_matmul_variant(v);

@@ -25,10 +25,18 @@ fn batches() -> Vec<usize> {
 }
 
 fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, b: &B) {
-    let spec = MlpSpec { sizes: vec![784, 1024, 1024, 10], activation: Activation::Relu, loss: LossKind::SoftmaxXent };
+    let spec = MlpSpec {
+        sizes: vec![784, 1024, 1024, 10],
+        activation: Activation::Relu,
+        loss: LossKind::SoftmaxXent,
+    };
     let opt = Optimizer::Momentum { mu: 0.9, weight_decay: 0.0 };
     let mut group = c.benchmark_group(format!("train_step_784-1024-1024-10/{name}"));
-    group.sampling_mode(SamplingMode::Flat).sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     for batch in batches() {
         let mlp = Mlp::new(spec.clone()).expect("model");
         let params = mlp.init(b, 1).expect("init");
@@ -43,7 +51,8 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, b: &B) {
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |bench, _| {
             bench.iter(|| {
-                st.record_step(b, &xb, &Targets::Classes(&yb), &opt, 1e-3, &Clip::default()).expect("step");
+                st.record_step(b, &xb, &Targets::Classes(&yb), &opt, 1e-3, &Clip::default())
+                    .expect("step");
                 b.sync().expect("sync");
             })
         });

@@ -71,7 +71,12 @@ fn write_json(path: &Path, v: &serde_json::Value) -> anyhow::Result<()> {
 // ---- train ------------------------------------------------------------------------------------
 
 /// `batchscope train`.
-pub fn train(args: &RunArgs, backend: BackendChoice, init: Option<PathBuf>, resume: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn train(
+    args: &RunArgs,
+    backend: BackendChoice,
+    init: Option<PathBuf>,
+    resume: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let (mut cfg, dir) = match &resume {
         Some(run) => {
             let dir = open_resume_dir(run)?;
@@ -96,8 +101,12 @@ pub fn train(args: &RunArgs, backend: BackendChoice, init: Option<PathBuf>, resu
     };
     let b = open_backend(backend, args.adapter.as_deref())?;
     if cfg.train.batch_size == BatchSize::Auto {
-        let policy: Policy = cfg.sweep.policy.parse().map_err(|e| anyhow::anyhow!("sweep.policy: {e}"))?;
-        eprintln!("train.batch_size = \"auto\": sweeping {}..{} with policy {policy}", cfg.sweep.min_batch, cfg.sweep.max_batch);
+        let policy: Policy =
+            cfg.sweep.policy.parse().map_err(|e| anyhow::anyhow!("sweep.policy: {e}"))?;
+        eprintln!(
+            "train.batch_size = \"auto\": sweeping {}..{} with policy {policy}",
+            cfg.sweep.min_batch, cfg.sweep.max_batch
+        );
         let report = match &b {
             AnyBackend::Cpu(c) => run_sweep(c, &cfg, &mut |_| {})?,
             AnyBackend::Gpu(g) => run_sweep(g.as_ref(), &cfg, &mut |_| {})?,
@@ -116,7 +125,10 @@ pub fn train(args: &RunArgs, backend: BackendChoice, init: Option<PathBuf>, resu
         AnyBackend::Gpu(g) => run_train(g.as_ref(), &cfg, &opts, &dir)?,
     };
     println!("device:          {}", summary.device);
-    println!("steps:           {} ({} examples, {} epochs)", summary.steps, summary.examples_seen, summary.epochs_completed);
+    println!(
+        "steps:           {} ({} examples, {} epochs)",
+        summary.steps, summary.examples_seen, summary.epochs_completed
+    );
     println!("stopped:         {}", summary.stopped_reason);
     if let Some(l) = summary.final_train_loss {
         println!("train loss:      {l:.4} (last logged minibatch)");
@@ -127,9 +139,16 @@ pub fn train(args: &RunArgs, backend: BackendChoice, init: Option<PathBuf>, resu
         println!("validation:      loss {l:.5}");
     }
     if let (Some(e), Some(s)) = (summary.best_val_error, summary.best_step) {
-        println!("best val error:  {:.2}% at step {s}{}", 100.0 * e, if summary.restored_best { " (restored)" } else { "" });
+        println!(
+            "best val error:  {:.2}% at step {s}{}",
+            100.0 * e,
+            if summary.restored_best { " (restored)" } else { "" }
+        );
     }
-    println!("throughput:      {:.0} examples/s over {:.1} s", summary.examples_per_s, summary.elapsed_s);
+    println!(
+        "throughput:      {:.0} examples/s over {:.1} s",
+        summary.examples_per_s, summary.elapsed_s
+    );
     println!("wrote:           {}", dir.display());
     Ok(())
 }
@@ -139,7 +158,9 @@ pub fn train(args: &RunArgs, backend: BackendChoice, init: Option<PathBuf>, resu
 fn sweep_on<B: Timed>(b: &B, cfg: &Config, progress: bool) -> anyhow::Result<SweepReport> {
     let n = crate::schedule::powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch).len() as u64;
     let bar = if progress { indicatif::ProgressBar::new(n) } else { indicatif::ProgressBar::hidden() };
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} batch sizes {msg}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} batch sizes {msg}")
+    {
         bar.set_style(style);
     }
     bar.set_prefix(format!("sweep {}", format!("{:?}", b.kind()).to_lowercase()));
@@ -188,11 +209,33 @@ const SWEEP_HEADER: [&str; 12] = [
 ];
 
 fn sweep_table(r: &SweepReport) -> String {
-    let mut t = Table::new(["B", "ms/step", "min", "max", "examples/s", "GFLOP/s", "% peak", "host ms", "MiB", "note"]);
+    let mut t = Table::new([
+        "B",
+        "ms/step",
+        "min",
+        "max",
+        "examples/s",
+        "GFLOP/s",
+        "% peak",
+        "host ms",
+        "MiB",
+        "note",
+    ]);
     for row in &r.rows {
         match &row.skipped {
             Some(reason) => {
-                t.row([row.batch.to_string(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), format!("{:.1}", row.bytes_predicted as f64 / 1048576.0), format!("skipped: {reason}")]);
+                t.row([
+                    row.batch.to_string(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    format!("{:.1}", row.bytes_predicted as f64 / 1048576.0),
+                    format!("skipped: {reason}"),
+                ]);
             }
             None => {
                 t.row([
@@ -216,11 +259,21 @@ fn sweep_table(r: &SweepReport) -> String {
 fn series_of(r: &SweepReport, name: &str, f: impl Fn(&SweepRow) -> f64) -> Series {
     Series {
         name: name.to_string(),
-        points: r.rows.iter().filter(|row| row.skipped.is_none()).map(|row| (row.batch as f64, f(row))).collect(),
+        points: r
+            .rows
+            .iter()
+            .filter(|row| row.skipped.is_none())
+            .map(|row| (row.batch as f64, f(row)))
+            .collect(),
     }
 }
 
-fn sweep_args(cfg: &mut Config, min_batch: Option<usize>, max_batch: Option<usize>, policy: Option<&str>) -> anyhow::Result<Policy> {
+fn sweep_args(
+    cfg: &mut Config,
+    min_batch: Option<usize>,
+    max_batch: Option<usize>,
+    policy: Option<&str>,
+) -> anyhow::Result<Policy> {
     if let Some(m) = min_batch {
         cfg.sweep.min_batch = m;
     }
@@ -231,13 +284,18 @@ fn sweep_args(cfg: &mut Config, min_batch: Option<usize>, max_batch: Option<usiz
         cfg.sweep.policy = p.to_string();
     }
     if cfg.sweep.min_batch == 0 || cfg.sweep.max_batch < cfg.sweep.min_batch {
-        bail!("batch range {}..{} is empty (need 1 ≤ --min-batch ≤ --max-batch)", cfg.sweep.min_batch, cfg.sweep.max_batch);
+        bail!(
+            "batch range {}..{} is empty (need 1 ≤ --min-batch ≤ --max-batch)",
+            cfg.sweep.min_batch,
+            cfg.sweep.max_batch
+        );
     }
     if cfg.sweep.policy == TIME_TO_TARGET_AUTO {
         // Resolved after the backend opens (B_noise is measured there); validate the rest now.
         return Ok(Policy::TimeToTarget { b_noise: 0.0 });
     }
-    let mut policy: Policy = cfg.sweep.policy.parse().map_err(|e| anyhow::anyhow!("sweep.policy: {e}"))?;
+    let mut policy: Policy =
+        cfg.sweep.policy.parse().map_err(|e| anyhow::anyhow!("sweep.policy: {e}"))?;
     if let Policy::Knee { fraction } = &mut policy {
         if cfg.sweep.policy == "knee" {
             *fraction = cfg.sweep.knee_fraction;
@@ -252,13 +310,29 @@ const TIME_TO_TARGET_AUTO: &str = "time_to_target:auto";
 /// B_noise of the config's model at initialisation on backend `b` (gradient noise and
 /// full-data Hessian-vector products; see `batchscope noise`).
 fn measure_b_noise<B: crate::backend::Backend>(b: &B, cfg: &Config) -> anyhow::Result<f64> {
-    let args = crate::noise::command::NoiseArgs { checkpoint: None, max_n: 1, draws: 32, seed: 1, curvature: true };
+    let args = crate::noise::command::NoiseArgs {
+        checkpoint: None,
+        max_n: 1,
+        draws: 32,
+        seed: 1,
+        curvature: true,
+    };
     let s = crate::noise::command::measure(b, cfg, &args)?;
-    s.b_noise.ok_or_else(|| anyhow::anyhow!("B_noise could not be measured (GᵀHG ≤ 0 at initialisation); give time_to_target:B_NOISE"))
+    s.b_noise.ok_or_else(|| {
+        anyhow::anyhow!(
+            "B_noise could not be measured (GᵀHG ≤ 0 at initialisation); give time_to_target:B_NOISE"
+        )
+    })
 }
 
 /// `batchscope sweep`.
-pub fn sweep(args: &RunArgs, backend: BackendChoice, min_batch: Option<usize>, max_batch: Option<usize>, policy: Option<&str>) -> anyhow::Result<()> {
+pub fn sweep(
+    args: &RunArgs,
+    backend: BackendChoice,
+    min_batch: Option<usize>,
+    max_batch: Option<usize>,
+    policy: Option<&str>,
+) -> anyhow::Result<()> {
     let mut cfg = Config::load(args.config.as_deref(), &args.set)?;
     let mut policy = sweep_args(&mut cfg, min_batch, max_batch, policy)?;
     let b = open_backend(backend, args.adapter.as_deref())?;
@@ -308,12 +382,19 @@ pub fn sweep(args: &RunArgs, backend: BackendChoice, min_batch: Option<usize>, m
     let dev = &report.device;
     line_plot(
         &dir.join("throughput.svg"),
-        &PlotSpec::new(format!("Throughput vs batch size — {dev}"), "batch size", "examples/s").log2_x().log_y(),
+        &PlotSpec::new(format!("Throughput vs batch size — {dev}"), "batch size", "examples/s")
+            .log2_x()
+            .log_y(),
         &[series_of(&report, "examples/s", |r| r.examples_per_s)],
     )?;
     line_plot(
         &dir.join("utilization.svg"),
-        &PlotSpec::new(format!("Fraction of measured peak ({:.1} GFLOP/s) — {dev}", report.peak_gflops), "batch size", "fraction of peak").log2_x(),
+        &PlotSpec::new(
+            format!("Fraction of measured peak ({:.1} GFLOP/s) — {dev}", report.peak_gflops),
+            "batch size",
+            "fraction of peak",
+        )
+        .log2_x(),
         &[series_of(&report, "achieved / peak", |r| r.fraction_of_peak)],
     )?;
     line_plot(
@@ -329,14 +410,28 @@ pub fn sweep(args: &RunArgs, backend: BackendChoice, min_batch: Option<usize>, m
         let curve = predicted_time_curve(&points, b_noise);
         line_plot(
             &dir.join("time_to_target.svg"),
-            &PlotSpec::new(format!("Predicted time to target, B_noise = {b_noise}"), "batch size", "relative time").log2_x(),
-            &[Series { name: "T(B) / min".into(), points: curve.iter().map(|&(b, t)| (b as f64, t)).collect() }],
+            &PlotSpec::new(
+                format!("Predicted time to target, B_noise = {b_noise}"),
+                "batch size",
+                "relative time",
+            )
+            .log2_x(),
+            &[Series {
+                name: "T(B) / min".into(),
+                points: curve.iter().map(|&(b, t)| (b as f64, t)).collect(),
+            }],
         )?;
     }
-    println!("{} — model {:?}, peak {:.1} GFLOP/s ({})", report.device, report.model, report.peak_gflops, report.peak_probe);
+    println!(
+        "{} — model {:?}, peak {:.1} GFLOP/s ({})",
+        report.device, report.model, report.peak_gflops, report.peak_probe
+    );
     print!("{}", sweep_table(&report));
     if let Some(k) = knee_b {
-        println!("knee: B = {k} (doubling past it gains < {:.0}% throughput)", 100.0 * cfg.sweep.knee_min_gain);
+        println!(
+            "knee: B = {k} (doubling past it gains < {:.0}% throughput)",
+            100.0 * cfg.sweep.knee_min_gain
+        );
     }
     match choice {
         Ok(c) => println!("chosen batch size ({policy}): {} — {}", c.batch, c.reason),
@@ -349,7 +444,11 @@ pub fn sweep(args: &RunArgs, backend: BackendChoice, min_batch: Option<usize>, m
 // ---- compare ----------------------------------------------------------------------------------
 
 /// `batchscope compare`: the same sweep on the GPU and the CPU backend, side by side.
-pub fn compare(args: &RunArgs, min_batch: Option<usize>, max_batch: Option<usize>) -> anyhow::Result<()> {
+pub fn compare(
+    args: &RunArgs,
+    min_batch: Option<usize>,
+    max_batch: Option<usize>,
+) -> anyhow::Result<()> {
     let mut cfg = Config::load(args.config.as_deref(), &args.set)?;
     sweep_args(&mut cfg, min_batch, max_batch, None)?;
     let gpu = GpuBackend::new(args.adapter.as_deref())?;
@@ -375,7 +474,13 @@ pub fn compare(args: &RunArgs, min_batch: Option<usize>, max_batch: Option<usize
         if ok {
             speedups.push((gr.batch as f64, s));
         }
-        let fmt = |r: &SweepRow, f: &dyn Fn(&SweepRow) -> String| if r.skipped.is_none() { f(r) } else { "skipped".into() };
+        let fmt = |r: &SweepRow, f: &dyn Fn(&SweepRow) -> String| {
+            if r.skipped.is_none() {
+                f(r)
+            } else {
+                "skipped".into()
+            }
+        };
         t.row([
             gr.batch.to_string(),
             fmt(gr, &|r| format!("{:.0}", r.examples_per_s)),
@@ -406,7 +511,8 @@ pub fn compare(args: &RunArgs, min_batch: Option<usize>, max_batch: Option<usize
     )?;
     line_plot(
         &dir.join("speedup.svg"),
-        &PlotSpec::new("GPU speedup over the CPU backend", "batch size", "GPU / CPU examples/s").log2_x(),
+        &PlotSpec::new("GPU speedup over the CPU backend", "batch size", "GPU / CPU examples/s")
+            .log2_x(),
         &[Series { name: "speedup".into(), points: speedups.clone() }],
     )?;
     println!("GPU: {} | CPU: {} | model {:?}", g.device, c.device, g.model);
@@ -423,7 +529,13 @@ pub fn compare(args: &RunArgs, min_batch: Option<usize>, max_batch: Option<usize
 
 /// `batchscope overlay`: one metrics.jsonl field of several train runs on one SVG, against
 /// examples seen (e.g. validation 0-1 error of three shuffle modes).
-pub fn overlay(runs: &[PathBuf], field: &str, labels: &[String], out: &Path, log_y: bool) -> anyhow::Result<()> {
+pub fn overlay(
+    runs: &[PathBuf],
+    field: &str,
+    labels: &[String],
+    out: &Path,
+    log_y: bool,
+) -> anyhow::Result<()> {
     if runs.is_empty() {
         bail!("overlay needs at least one run directory");
     }
@@ -433,10 +545,12 @@ pub fn overlay(runs: &[PathBuf], field: &str, labels: &[String], out: &Path, log
     let mut series = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let path = run.join("metrics.jsonl");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut points = Vec::new();
         for (n, line) in text.lines().enumerate() {
-            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
             let x = v.get("examples_seen").and_then(|x| x.as_f64());
             let y = v.get(field).and_then(|y| y.as_f64());
             if let (Some(x), Some(y)) = (x, y) {

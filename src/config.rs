@@ -56,7 +56,13 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { hidden: vec![1024, 1024], activation: Activation::Relu, loss: LossKind::SoftmaxXent, init_seed: 1, init_scale: 1.0 }
+        ModelConfig {
+            hidden: vec![1024, 1024],
+            activation: Activation::Relu,
+            loss: LossKind::SoftmaxXent,
+            init_seed: 1,
+            init_scale: 1.0,
+        }
     }
 }
 
@@ -198,7 +204,9 @@ impl<'de> Deserialize<'de> for BatchSize {
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(BatchSize::Fixed(n as usize)),
             Raw::S(s) if s == "auto" => Ok(BatchSize::Auto),
-            Raw::S(s) => Err(serde::de::Error::custom(format!("expected a positive integer or \"auto\", got \"{s}\""))),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "expected a positive integer or \"auto\", got \"{s}\""
+            ))),
         }
     }
 }
@@ -347,7 +355,8 @@ impl Config {
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
         let (text, origin) = match path {
             Some(p) => (
-                std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
+                std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
                 p.display().to_string(),
             ),
             None => (DEFAULT_TOML.to_string(), "configs/default.toml (embedded)".to_string()),
@@ -359,7 +368,8 @@ impl Config {
         for arg in overrides {
             apply_override(&mut doc, arg)?;
         }
-        let merged = toml::to_string(&doc).map_err(|e| ConfigError::Parse { origin: origin.clone(), message: e.to_string() })?;
+        let merged = toml::to_string(&doc)
+            .map_err(|e| ConfigError::Parse { origin: origin.clone(), message: e.to_string() })?;
         Self::from_toml(&merged, &origin)
     }
 
@@ -386,7 +396,11 @@ impl Config {
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid { origin: origin.to_string(), key: key.to_string(), message };
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
         let d = &self.data;
         let t = &self.train;
         let s = &self.sweep;
@@ -394,7 +408,10 @@ impl Config {
             return Err(bad("model.hidden", "must hold positive widths".into()));
         }
         if !(self.model.init_scale.is_finite() && self.model.init_scale >= 0.0) {
-            return Err(bad("model.init_scale", format!("must be finite and ≥ 0, got {}", self.model.init_scale)));
+            return Err(bad(
+                "model.init_scale",
+                format!("must be finite and ≥ 0, got {}", self.model.init_scale),
+            ));
         }
         if d.dim == 0 && d.kind != DataKind::Npy {
             return Err(bad("data.dim", "must be ≥ 1".into()));
@@ -402,18 +419,27 @@ impl Config {
         match d.kind {
             DataKind::LinearRegression => {
                 if self.model.loss != LossKind::Mse {
-                    return Err(bad("model.loss", "must be \"mse\" for data.kind = \"linear_regression\"".into()));
+                    return Err(bad(
+                        "model.loss",
+                        "must be \"mse\" for data.kind = \"linear_regression\"".into(),
+                    ));
                 }
                 if d.outputs == 0 {
                     return Err(bad("data.outputs", "must be ≥ 1".into()));
                 }
                 if !(d.condition_number >= 1.0 && d.condition_number.is_finite()) {
-                    return Err(bad("data.condition_number", format!("must be a finite number ≥ 1, got {}", d.condition_number)));
+                    return Err(bad(
+                        "data.condition_number",
+                        format!("must be a finite number ≥ 1, got {}", d.condition_number),
+                    ));
                 }
             }
             DataKind::GaussianMixture | DataKind::Teacher => {
                 if self.model.loss != LossKind::SoftmaxXent {
-                    return Err(bad("model.loss", format!("must be \"softmax_xent\" for data.kind = \"{}\"", kind_name(d.kind))));
+                    return Err(bad(
+                        "model.loss",
+                        format!("must be \"softmax_xent\" for data.kind = \"{}\"", kind_name(d.kind)),
+                    ));
                 }
                 if d.classes < 2 {
                     return Err(bad("data.classes", format!("must be ≥ 2, got {}", d.classes)));
@@ -427,21 +453,34 @@ impl Config {
                     return Err(bad("data.labels", "is required for data.kind = \"npy\"".into()));
                 }
                 if d.mode == DataMode::Stream {
-                    return Err(bad("data.mode", "\"stream\" needs a synthetic kind; npy data is resident".into()));
+                    return Err(bad(
+                        "data.mode",
+                        "\"stream\" needs a synthetic kind; npy data is resident".into(),
+                    ));
                 }
                 if !(0.0..1.0).contains(&d.val_fraction) {
-                    return Err(bad("data.val_fraction", format!("must be in [0, 1), got {}", d.val_fraction)));
+                    return Err(bad(
+                        "data.val_fraction",
+                        format!("must be in [0, 1), got {}", d.val_fraction),
+                    ));
                 }
             }
         }
         if d.kind == DataKind::Teacher && d.mode == DataMode::Stream {
-            return Err(bad("data.mode", "\"stream\" supports gaussian_mixture and linear_regression; teacher data is resident".into()));
+            return Err(bad(
+                "data.mode",
+                "\"stream\" supports gaussian_mixture and linear_regression; teacher data is resident"
+                    .into(),
+            ));
         }
         if d.n_train == 0 {
             return Err(bad("data.n_train", "must be ≥ 1".into()));
         }
         if d.mode == DataMode::Resident && d.n_train > u32::MAX as u64 {
-            return Err(bad("data.n_train", "a resident dataset holds at most 2^32-1 examples; use mode = \"stream\"".into()));
+            return Err(bad(
+                "data.n_train",
+                "a resident dataset holds at most 2^32-1 examples; use mode = \"stream\"".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&d.label_noise) {
             return Err(bad("data.label_noise", format!("must be in [0, 1], got {}", d.label_noise)));
@@ -479,7 +518,10 @@ impl Config {
             return Err(bad("train.lr_step_epochs", "must be ≥ 1 with lr_schedule = \"step\"".into()));
         }
         if t.epochs == 0 && t.steps == 0 && !t.one_pass {
-            return Err(bad("train.epochs", "epochs, steps and one_pass are all off: training would never stop".into()));
+            return Err(bad(
+                "train.epochs",
+                "epochs, steps and one_pass are all off: training would never stop".into(),
+            ));
         }
         if !(t.clip_norm.is_finite() && t.clip_norm >= 0.0) {
             return Err(bad("train.clip_norm", format!("must be ≥ 0 (0 = off), got {}", t.clip_norm)));
@@ -488,26 +530,41 @@ impl Config {
             return Err(bad("train.clip_value", format!("must be ≥ 0 (0 = off), got {}", t.clip_value)));
         }
         if !(0.0..1.0).contains(&t.target_val_error) {
-            return Err(bad("train.target_val_error", format!("must be in [0, 1) (0 = off), got {}", t.target_val_error)));
+            return Err(bad(
+                "train.target_val_error",
+                format!("must be in [0, 1) (0 = off), got {}", t.target_val_error),
+            ));
         }
         if t.log_every == 0 {
             return Err(bad("train.log_every", "must be ≥ 1".into()));
         }
         if t.eval_train && d.mode == DataMode::Stream {
-            return Err(bad("train.eval_train", "needs resident data (a stream has no training set to evaluate)".into()));
+            return Err(bad(
+                "train.eval_train",
+                "needs resident data (a stream has no training set to evaluate)".into(),
+            ));
         }
         if t.sorted_by_label && t.shuffle != Shuffle::None {
             return Err(bad("train.sorted_by_label", "needs shuffle = \"none\"".into()));
         }
         if !(0.0..1.0).contains(&self.monitor.noise_ema) {
-            return Err(bad("monitor.noise_ema", format!("must be in [0, 1), got {}", self.monitor.noise_ema)));
+            return Err(bad(
+                "monitor.noise_ema",
+                format!("must be in [0, 1), got {}", self.monitor.noise_ema),
+            ));
         }
         if let BatchSize::Fixed(bsz) = t.batch_size {
             if self.monitor.noise_every > 0 && bsz < 2 {
-                return Err(bad("monitor.noise_every", "needs train.batch_size ≥ 2 (two batch sizes)".into()));
+                return Err(bad(
+                    "monitor.noise_every",
+                    "needs train.batch_size ≥ 2 (two batch sizes)".into(),
+                ));
             }
             if self.monitor.noise_small_batch >= bsz && self.monitor.noise_every > 0 {
-                return Err(bad("monitor.noise_small_batch", format!("must be smaller than train.batch_size ({bsz})")));
+                return Err(bad(
+                    "monitor.noise_small_batch",
+                    format!("must be smaller than train.batch_size ({bsz})"),
+                ));
             }
         }
         if s.min_batch == 0 {
@@ -520,7 +577,10 @@ impl Config {
             return Err(bad("sweep.timed_steps", "must be ≥ 1".into()));
         }
         if !(s.knee_fraction > 0.0 && s.knee_fraction <= 1.0) {
-            return Err(bad("sweep.knee_fraction", format!("must be in (0, 1], got {}", s.knee_fraction)));
+            return Err(bad(
+                "sweep.knee_fraction",
+                format!("must be in (0, 1], got {}", s.knee_fraction),
+            ));
         }
         if !(s.knee_min_gain > 0.0 && s.knee_min_gain.is_finite()) {
             return Err(bad("sweep.knee_min_gain", format!("must be > 0, got {}", s.knee_min_gain)));
@@ -551,16 +611,16 @@ fn span_note(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 /// Apply `section.key=value` to a TOML table; the value is parsed as TOML (falling back to a
 /// bare string), so `--set train.lr=0.1`, `--set model.hidden=[64,64]`, `--set data.kind=teacher`.
 pub fn apply_override(doc: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
-    let err = |message: &str| ConfigError::Override { arg: arg.to_string(), message: message.to_string() };
+    let err =
+        |message: &str| ConfigError::Override { arg: arg.to_string(), message: message.to_string() };
     let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected section.key=value"))?;
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
         return Err(err("the key must be section.key, e.g. train.lr"));
     }
     let value = parse_value(raw.trim());
-    let section = doc
-        .entry(parts[0].to_string())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let section =
+        doc.entry(parts[0].to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     match section {
         toml::Value::Table(t) => {
             t.insert(parts[1].to_string(), value);
@@ -619,7 +679,11 @@ mod tests {
 
     #[test]
     fn overrides_apply_and_are_validated() {
-        let c = Config::load(None, &["train.lr=0.5".into(), "model.hidden=[8, 4]".into(), "data.kind=teacher".into()]).unwrap();
+        let c = Config::load(
+            None,
+            &["train.lr=0.5".into(), "model.hidden=[8, 4]".into(), "data.kind=teacher".into()],
+        )
+        .unwrap();
         assert_eq!(c.train.lr, 0.5);
         assert_eq!(c.model.hidden, vec![8, 4]);
         assert_eq!(c.data.kind, DataKind::Teacher);

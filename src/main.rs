@@ -42,11 +42,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             batchscope::noise::command::run(
                 &common.run_args(),
                 backend.into(),
-                &batchscope::noise::command::NoiseArgs { checkpoint, max_n, draws, seed, curvature: !no_curvature },
+                &batchscope::noise::command::NoiseArgs {
+                    checkpoint,
+                    max_n,
+                    draws,
+                    seed,
+                    curvature: !no_curvature,
+                },
             )
         }
-        Command::TimeToTarget { common, backend } => batchscope::noise::ttt::run(&common.run_args(), backend.into()),
-        Command::Overlay { runs, field, labels, out, log_y } => commands::overlay(&runs, &field, &labels, &out, log_y),
+        Command::TimeToTarget { common, backend } => {
+            batchscope::noise::ttt::run(&common.run_args(), backend.into())
+        }
+        Command::Overlay { runs, field, labels, out, log_y } => {
+            commands::overlay(&runs, &field, &labels, &out, log_y)
+        }
         Command::Compare { common, min_batch, max_batch } => {
             commands::compare(&common.run_args(), min_batch, max_batch)
         }
@@ -83,13 +93,20 @@ fn devices(json: bool) -> anyhow::Result<()> {
         let l = &a.limits;
         println!("[{}] {}  ({}, {})", a.index, a.name, a.device_type, a.backend);
         println!("    driver: {} {}", a.driver, a.driver_info);
-        println!("    max_buffer_size:                 {:>14} bytes ({:.1} MiB)", l.max_buffer_size, l.max_buffer_size as f64 / 1048576.0);
+        println!(
+            "    max_buffer_size:                 {:>14} bytes ({:.1} MiB)",
+            l.max_buffer_size,
+            l.max_buffer_size as f64 / 1048576.0
+        );
         println!(
             "    max_storage_buffer_binding_size: {:>14} bytes ({:.1} MiB)",
             l.max_storage_buffer_binding_size,
             l.max_storage_buffer_binding_size as f64 / 1048576.0
         );
-        println!("    max_compute_workgroup_storage:   {:>14} bytes", l.max_compute_workgroup_storage_size);
+        println!(
+            "    max_compute_workgroup_storage:   {:>14} bytes",
+            l.max_compute_workgroup_storage_size
+        );
         println!("    max_invocations_per_workgroup:   {:>14}", l.max_compute_invocations_per_workgroup);
         println!("    max_workgroups_per_dimension:    {:>14}", l.max_compute_workgroups_per_dimension);
         println!("    features: {}", a.features.join(", "));

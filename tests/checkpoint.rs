@@ -59,7 +59,11 @@ fn sample() -> Checkpoint {
         .with_tensor("layers.0.bias", vec![3], b0)
         .with_tensor("layers.1.weight", vec![2, 3], w1)
         .with_tensor("layers.1.bias", vec![2], vec![0.5, -0.5])
-        .with_tensor("optimizer.velocity.layers.0.weight", vec![3, 4], w0.iter().map(|v| v * 0.1).collect())
+        .with_tensor(
+            "optimizer.velocity.layers.0.weight",
+            vec![3, 4],
+            w0.iter().map(|v| v * 0.1).collect(),
+        )
         .with_tensor("rng.state", vec![], vec![42.0]) // a scalar
         .with_tensor("empty", vec![0, 5], vec![])
         .with_meta("step", "1234")
@@ -151,7 +155,10 @@ fn missing_file_and_non_safetensors_files_are_errors_naming_the_file() {
     let s = Scratch::new("bad-files");
     let e = expect_err(checkpoint::load(&s.path("nope.safetensors")));
     assert!(matches!(e, CheckpointError::NotFound { .. }), "{e}");
-    assert!(e.to_string().contains("nope.safetensors") && e.to_string().contains("does not exist"), "{e}");
+    assert!(
+        e.to_string().contains("nope.safetensors") && e.to_string().contains("does not exist"),
+        "{e}"
+    );
 
     for (name, bytes) in [
         ("empty.safetensors", Vec::new()),
@@ -207,7 +214,10 @@ fn corrupted_data_or_metadata_fails_the_checksum() {
         let mut b = full.clone();
         b[i] = !b[i];
         fs::write(&p, &b).unwrap();
-        assert!(matches!(checkpoint::load(&p), Err(CheckpointError::ChecksumMismatch { .. })), "byte {i}");
+        assert!(
+            matches!(checkpoint::load(&p), Err(CheckpointError::ChecksumMismatch { .. })),
+            "byte {i}"
+        );
     }
 
     // A metadata value changed in place (still valid JSON): "step":"1234" -> "1334".
@@ -278,7 +288,8 @@ fn expect_shape_reports_expected_and_found_with_the_file() {
     );
     let e = ck.expect_shape("layers.9.weight", &[1]).unwrap_err();
     assert!(
-        matches!(e, CheckpointError::MissingTensor { .. }) && e.to_string().contains("model.safetensors"),
+        matches!(e, CheckpointError::MissingTensor { .. })
+            && e.to_string().contains("model.safetensors"),
         "{e}"
     );
     // Built in memory: the message says so instead of naming a file.
@@ -295,7 +306,10 @@ fn invalid_checkpoints_are_refused_before_touching_the_disk() {
     let bad_len = sample().with_tensor("layers.2.weight", vec![2, 2], vec![1.0; 3]);
     let e = checkpoint::save(&p, &bad_len).unwrap_err();
     assert!(matches!(e, CheckpointError::InvalidTensor { .. }), "{e}");
-    assert!(e.to_string().contains("layers.2.weight") && e.to_string().contains("ck.safetensors"), "{e}");
+    assert!(
+        e.to_string().contains("layers.2.weight") && e.to_string().contains("ck.safetensors"),
+        "{e}"
+    );
     let mut dup = sample();
     dup.push("layers.0.bias", vec![1], vec![0.0]);
     assert!(matches!(checkpoint::save(&p, &dup), Err(CheckpointError::InvalidTensor { .. })));
@@ -311,7 +325,8 @@ fn overwrite_replaces_whole_and_failed_saves_leave_the_old_file_intact() {
     checkpoint::save(&p, &old).unwrap();
 
     // Success: replaced whole, no temporaries.
-    let new = Checkpoint::new().with_tensor("layers.0.weight", vec![1, 1], vec![9.0]).with_meta("step", "9");
+    let new =
+        Checkpoint::new().with_tensor("layers.0.weight", vec![1, 1], vec![9.0]).with_meta("step", "9");
     checkpoint::save(&p, &new).unwrap();
     assert_bitwise_equal(&new, &checkpoint::load(&p).unwrap());
     checkpoint::save(&p, &old).unwrap();
@@ -360,7 +375,9 @@ fn save_into_read_only_directory_fails_and_keeps_the_old_checkpoint() {
     if fs::File::create(&probe).is_ok() {
         let _ = fs::remove_file(&probe);
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        eprintln!("note: directory permissions do not bind this user (root); read-only case not exercised");
+        eprintln!(
+            "note: directory permissions do not bind this user (root); read-only case not exercised"
+        );
         return;
     }
     let new = Checkpoint::new().with_tensor("layers.0.weight", vec![1, 1], vec![9.0]);

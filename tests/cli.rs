@@ -30,7 +30,8 @@ fn assert_clean_error(o: &Output, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(2), "exit code for {needle}: stderr = {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
-    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
+    let line =
+        err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
     assert!(line.contains(needle), "error line `{line}` should name `{needle}`");
 }
 
@@ -66,14 +67,35 @@ fn bad_configs_are_one_line_errors() {
     let d = tmpdir("configs");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["--config".into(), d.join("missing.toml").display().to_string()], "missing.toml"),
-        (vec!["--config".into(), write(&d, "bad.toml", "[train\nlr = 1").display().to_string()], "bad.toml"),
-        (vec!["--config".into(), write(&d, "unknown.toml", "[train]\nlearning_rate = 0.1\n").display().to_string()], "learning_rate"),
-        (vec!["--config".into(), write(&d, "range.toml", "[train]\nlr = -0.5\n").display().to_string()], "train.lr"),
+        (
+            vec!["--config".into(), write(&d, "bad.toml", "[train\nlr = 1").display().to_string()],
+            "bad.toml",
+        ),
+        (
+            vec![
+                "--config".into(),
+                write(&d, "unknown.toml", "[train]\nlearning_rate = 0.1\n").display().to_string(),
+            ],
+            "learning_rate",
+        ),
+        (
+            vec![
+                "--config".into(),
+                write(&d, "range.toml", "[train]\nlr = -0.5\n").display().to_string(),
+            ],
+            "train.lr",
+        ),
         (vec!["--set".into(), "train.batch_size=0".into()], "train.batch_size"),
         (vec!["--set".into(), "nonsense".into()], "nonsense"),
     ];
     for (args, needle) in cases {
-        let mut full = vec!["train".to_string(), "--backend".into(), "cpu".into(), "--quiet".into(), "--out".into()];
+        let mut full = vec![
+            "train".to_string(),
+            "--backend".into(),
+            "cpu".into(),
+            "--quiet".into(),
+            "--out".into(),
+        ];
         full.push(d.join("out").display().to_string());
         full.extend(args);
         let refs: Vec<&str> = full.iter().map(String::as_str).collect();
@@ -112,9 +134,33 @@ fn bad_npy_files_are_one_line_errors() {
         )
     };
     let c1 = write(&d, "range.toml", &cfg(&feats, &labels));
-    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--config", c1.to_str().unwrap_or_default(), "--out", d.join("o1").to_str().unwrap_or_default()]), "y.npy");
+    assert_clean_error(
+        &run(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--config",
+            c1.to_str().unwrap_or_default(),
+            "--out",
+            d.join("o1").to_str().unwrap_or_default(),
+        ]),
+        "y.npy",
+    );
     let c2 = write(&d, "dtype.toml", &cfg(&wrong_dtype, &labels));
-    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--config", c2.to_str().unwrap_or_default(), "--out", d.join("o2").to_str().unwrap_or_default()]), "x64.npy");
+    assert_clean_error(
+        &run(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--config",
+            c2.to_str().unwrap_or_default(),
+            "--out",
+            d.join("o2").to_str().unwrap_or_default(),
+        ]),
+        "x64.npy",
+    );
 }
 
 #[test]
@@ -123,12 +169,34 @@ fn bad_checkpoints_and_dirs_are_one_line_errors() {
     let c = write(&d, "tiny.toml", TINY);
     let cs = c.to_str().unwrap_or_default();
     let run1 = d.join("run1");
-    let o = run(&["train", "--backend", "cpu", "--quiet", "--config", cs, "--out", run1.to_str().unwrap_or_default()]);
+    let o = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        cs,
+        "--out",
+        run1.to_str().unwrap_or_default(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let last = run1.join("last.safetensors");
     assert!(last.exists());
     // A checkpoint of another model shape.
-    let o = run(&["train", "--backend", "cpu", "--quiet", "--config", cs, "--set", "model.hidden=[5]", "--init", last.to_str().unwrap_or_default(), "--out", d.join("r2").to_str().unwrap_or_default()]);
+    let o = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        cs,
+        "--set",
+        "model.hidden=[5]",
+        "--init",
+        last.to_str().unwrap_or_default(),
+        "--out",
+        d.join("r2").to_str().unwrap_or_default(),
+    ]);
     assert_clean_error(&o, "layers.0.weight");
     // A corrupted checkpoint: flip a byte near the end (tensor data).
     let mut bytes = std::fs::read(&last).expect("read");
@@ -136,19 +204,78 @@ fn bad_checkpoints_and_dirs_are_one_line_errors() {
     bytes[n - 3] ^= 0x5a;
     let bad = d.join("corrupt.safetensors");
     std::fs::write(&bad, &bytes).expect("write");
-    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--config", cs, "--init", bad.to_str().unwrap_or_default(), "--out", d.join("r3").to_str().unwrap_or_default()]), "corrupt.safetensors");
+    assert_clean_error(
+        &run(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--config",
+            cs,
+            "--init",
+            bad.to_str().unwrap_or_default(),
+            "--out",
+            d.join("r3").to_str().unwrap_or_default(),
+        ]),
+        "corrupt.safetensors",
+    );
     // A truncated checkpoint.
     let trunc = d.join("trunc.safetensors");
     std::fs::write(&trunc, &bytes[..n / 2]).expect("write");
-    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--config", cs, "--init", trunc.to_str().unwrap_or_default(), "--out", d.join("r4").to_str().unwrap_or_default()]), "trunc.safetensors");
+    assert_clean_error(
+        &run(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--config",
+            cs,
+            "--init",
+            trunc.to_str().unwrap_or_default(),
+            "--out",
+            d.join("r4").to_str().unwrap_or_default(),
+        ]),
+        "trunc.safetensors",
+    );
     // An output directory that cannot be created (its parent is a file).
     let file = write(&d, "afile", "x");
-    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--config", cs, "--out", file.join("sub").to_str().unwrap_or_default()]), "afile");
+    assert_clean_error(
+        &run(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--config",
+            cs,
+            "--out",
+            file.join("sub").to_str().unwrap_or_default(),
+        ]),
+        "afile",
+    );
     // Resume of a directory that is not a run.
-    assert_clean_error(&run(&["train", "--backend", "cpu", "--quiet", "--resume", d.join("nope").to_str().unwrap_or_default()]), "nope");
+    assert_clean_error(
+        &run(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--resume",
+            d.join("nope").to_str().unwrap_or_default(),
+        ]),
+        "nope",
+    );
     // The first run's files are untouched by all of the above.
     assert_eq!(std::fs::read(&last).expect("read").len(), n);
-    let o = run(&["train", "--backend", "cpu", "--quiet", "--resume", run1.to_str().unwrap_or_default(), "--set", "train.epochs=2"]);
+    let o = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--resume",
+        run1.to_str().unwrap_or_default(),
+        "--set",
+        "train.epochs=2",
+    ]);
     assert!(o.status.success(), "resume: {}", stderr(&o));
 }
 
@@ -158,7 +285,10 @@ fn devices_lists_the_adapter_with_limits() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let list = v.as_array().expect("array");
-    assert!(!list.is_empty(), "no GPU adapter: install a Vulkan driver (apt-get install -y mesa-vulkan-drivers)");
+    assert!(
+        !list.is_empty(),
+        "no GPU adapter: install a Vulkan driver (apt-get install -y mesa-vulkan-drivers)"
+    );
     for a in list {
         assert!(a["limits"]["max_storage_buffer_binding_size"].as_u64().unwrap_or(0) > 0);
         assert!(a["name"].as_str().is_some_and(|s| !s.is_empty()));
@@ -201,16 +331,38 @@ fn sweep_on_the_gpu_writes_sane_csv_and_plots() {
     let d = tmpdir("sweep");
     let c = write(&d, "tiny.toml", TINY);
     let out = d.join("s");
-    let o = run(&["sweep", "--backend", "gpu", "--quiet", "--config", c.to_str().unwrap_or_default(), "--out", out.to_str().unwrap_or_default()]);
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "gpu",
+        "--quiet",
+        "--config",
+        c.to_str().unwrap_or_default(),
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (header, rows) = read_csv(&out.join("sweep.csv"));
-    for col in ["batch", "ms_per_step_median", "ms_min", "ms_max", "examples_per_s", "gflops", "fraction_of_peak", "host_overhead_ms", "bytes_predicted", "timing"] {
+    for col in [
+        "batch",
+        "ms_per_step_median",
+        "ms_min",
+        "ms_max",
+        "examples_per_s",
+        "gflops",
+        "fraction_of_peak",
+        "host_overhead_ms",
+        "bytes_predicted",
+        "timing",
+    ] {
         assert!(header.iter().any(|h| h == col), "column {col} missing");
     }
     assert_eq!(rows.len(), 9, "B = 1..256");
     let col = |name: &str| header.iter().position(|h| h == name).expect("column");
     for r in &rows {
-        for name in ["ms_per_step_median", "examples_per_s", "gflops", "fraction_of_peak", "bytes_predicted"] {
+        for name in
+            ["ms_per_step_median", "examples_per_s", "gflops", "fraction_of_peak", "bytes_predicted"]
+        {
             let v: f64 = r[col(name)].parse().unwrap_or(f64::NAN);
             assert!(v.is_finite() && v > 0.0, "{name} = {} in {r:?}", r[col(name)]);
         }
@@ -218,7 +370,9 @@ fn sweep_on_the_gpu_writes_sane_csv_and_plots() {
     for f in ["summary.json", "throughput.svg", "utilization.svg", "ms_per_step.svg", "config.toml"] {
         assert!(out.join(f).exists(), "{f}");
     }
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
     assert!(s["chosen_batch"].as_u64().is_some(), "{s}");
 }
 
@@ -228,7 +382,20 @@ fn tiny_memory_budget_skips_large_batches_with_a_reason() {
     let c = write(&d, "tiny.toml", TINY);
     let out = d.join("s");
     // 1 MiB: the model fits at small B, its activations do not at large B.
-    let o = run(&["sweep", "--backend", "cpu", "--quiet", "--config", c.to_str().unwrap_or_default(), "--set", "model.hidden=[512]", "--set", "sweep.memory_budget_mib=1", "--out", out.to_str().unwrap_or_default()]);
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        c.to_str().unwrap_or_default(),
+        "--set",
+        "model.hidden=[512]",
+        "--set",
+        "sweep.memory_budget_mib=1",
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (header, rows) = read_csv(&out.join("sweep.csv"));
     let skipped = header.iter().position(|h| h == "skipped").expect("skipped column");
@@ -243,7 +410,16 @@ fn compare_runs_both_backends() {
     let d = tmpdir("compare");
     let c = write(&d, "tiny.toml", TINY);
     let out = d.join("c");
-    let o = run(&["compare", "--quiet", "--config", c.to_str().unwrap_or_default(), "--max-batch", "16", "--out", out.to_str().unwrap_or_default()]);
+    let o = run(&[
+        "compare",
+        "--quiet",
+        "--config",
+        c.to_str().unwrap_or_default(),
+        "--max-batch",
+        "16",
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (header, rows) = read_csv(&out.join("sweep.csv"));
     let b = header.iter().position(|h| h == "backend").expect("backend column");

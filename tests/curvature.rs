@@ -19,7 +19,13 @@ use common::{assert_close, cpu, gpu, indices, uniform};
 const ROWS: usize = 6;
 
 /// f64 reference: mean loss of the MLP with host params (W0, b0, W1, b1, ...).
-fn reference_loss(spec: &MlpSpec, params: &[Vec<f64>], x: &[f64], labels: &[u32], targets: &[f64]) -> f64 {
+fn reference_loss(
+    spec: &MlpSpec,
+    params: &[Vec<f64>],
+    x: &[f64],
+    labels: &[u32],
+    targets: &[f64],
+) -> f64 {
     let l = spec.sizes.len() - 1;
     let rows = x.len() / spec.sizes[0];
     let mut a: Vec<f64> = x.to_vec();
@@ -56,7 +62,13 @@ fn reference_loss(spec: &MlpSpec, params: &[Vec<f64>], x: &[f64], labels: &[u32]
                 let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
                 lse - row[labels[r] as usize]
             }
-            LossKind::Mse => 0.5 * row.iter().zip(&targets[r * k..(r + 1) * k]).map(|(p, t)| (p - t) * (p - t)).sum::<f64>(),
+            LossKind::Mse => {
+                0.5 * row
+                    .iter()
+                    .zip(&targets[r * k..(r + 1) * k])
+                    .map(|(p, t)| (p - t) * (p - t))
+                    .sum::<f64>()
+            }
         };
     }
     total / rows as f64
@@ -152,7 +164,8 @@ fn reference_hvp(spec: &MlpSpec, params: &[Vec<f32>], v: &[Vec<f32>], c: &Case) 
     let mut out = Vec::new();
     for (ti, t) in p64.iter().enumerate() {
         for j in 0..t.len() {
-            let d = shifted(ti, j, 1.0, 1.0) - shifted(ti, j, -1.0, 1.0) - shifted(ti, j, 1.0, -1.0) + shifted(ti, j, -1.0, -1.0);
+            let d = shifted(ti, j, 1.0, 1.0) - shifted(ti, j, -1.0, 1.0) - shifted(ti, j, 1.0, -1.0)
+                + shifted(ti, j, -1.0, -1.0);
             out.push((d / (4.0 * h * h)) as f32);
         }
     }
@@ -175,7 +188,12 @@ fn hvp_matches_gradient_differences<B: Backend>(b: &B) {
         let scale = max_abs(&want);
         assert!(scale > 1e-3, "degenerate case: Hv ≈ 0");
         assert_close(
-            &format!("{} Hv ({:?}, {:?}) vs f64 differences of gradients", b.device_name(), spec.activation, spec.loss),
+            &format!(
+                "{} Hv ({:?}, {:?}) vs f64 differences of gradients",
+                b.device_name(),
+                spec.activation,
+                spec.loss
+            ),
             &want,
             &got,
             1e-4 * scale,
@@ -188,7 +206,8 @@ both_backends!(hvp_equals_differences_of_gradients, hvp_matches_gradient_differe
 /// uᵀHv = vᵀHu; the R-passes after a training step's `loss_and_grad` (the monitor's path, v = g)
 /// equal the full HVP, and gᵀHg read on the device equals the host dot product.
 fn hessian_is_symmetric_and_prepared_path_agrees<B: Backend>(b: &B) {
-    let spec = MlpSpec { sizes: vec![6, 8, 7, 4], activation: Activation::Tanh, loss: LossKind::SoftmaxXent };
+    let spec =
+        MlpSpec { sizes: vec![6, 8, 7, 4], activation: Activation::Tanh, loss: LossKind::SoftmaxXent };
     let mlp = Mlp::new(spec).unwrap();
     let params = mlp.init_host(21);
     let c = case(&mlp, 11, 300);
@@ -197,7 +216,10 @@ fn hessian_is_symmetric_and_prepared_path_agrees<B: Backend>(b: &B) {
     let hu = backend_hvp(b, &mlp, &params, &u, &c);
     let hv = backend_hvp(b, &mlp, &params, &v, &c);
     let (uhv, vhu) = (dot(&u, &hv), dot(&v, &hu));
-    assert!((uhv - vhu).abs() <= 1e-5 * uhv.abs().max(vhu.abs()).max(1e-3), "uᵀHv = {uhv} vs vᵀHu = {vhu}");
+    assert!(
+        (uhv - vhu).abs() <= 1e-5 * uhv.abs().max(vhu.abs()).max(1e-3),
+        "uᵀHv = {uhv} vs vᵀHu = {vhu}"
+    );
 
     // Monitor path: gradient, then the R-passes on the same workspace with v = g.
     let (names, shapes) = mlp.param_layout();
@@ -212,10 +234,19 @@ fn hessian_is_symmetric_and_prepared_path_agrees<B: Backend>(b: &B) {
     mlp.hvp_prepared(b, &p, &grads, &x, &ws, &mut rws, &mut hg).unwrap();
     let g = grads.to_flat(b).unwrap();
     let full = backend_hvp(b, &mlp, &params, &g, &c);
-    assert_close("Hg after loss_and_grad vs full hvp", &full, &hg.to_flat(b).unwrap(), 1e-6 * max_abs(&full), 1e-5);
+    assert_close(
+        "Hg after loss_and_grad vs full hvp",
+        &full,
+        &hg.to_flat(b).unwrap(),
+        1e-6 * max_abs(&full),
+        1e-5,
+    );
     let device_gthg = hg.dot(b, &grads).unwrap();
     let host_gthg = dot(&g, &full);
-    assert!((device_gthg - host_gthg).abs() <= 1e-5 * host_gthg.abs(), "gᵀHg device {device_gthg} vs host {host_gthg}");
+    assert!(
+        (device_gthg - host_gthg).abs() <= 1e-5 * host_gthg.abs(),
+        "gᵀHg device {device_gthg} vs host {host_gthg}"
+    );
 }
 both_backends!(hessian_is_symmetric, hessian_is_symmetric_and_prepared_path_agrees);
 
@@ -229,7 +260,13 @@ fn gpu_hvp_equals_cpu_hvp() {
         let v = uniform(600 + si as u64, mlp.num_params(), 1.0);
         let hc = backend_hvp(&c, &mlp, &params, &v, &data);
         let hg = backend_hvp(&g, &mlp, &params, &v, &data);
-        assert_close(&format!("{:?}/{:?} Hv GPU vs CPU", mlp.spec.activation, mlp.spec.loss), &hc, &hg, 1e-5 * max_abs(&hc), 1e-4);
+        assert_close(
+            &format!("{:?}/{:?} Hv GPU vs CPU", mlp.spec.activation, mlp.spec.loss),
+            &hc,
+            &hg,
+            1e-5 * max_abs(&hc),
+            1e-4,
+        );
     }
 }
 
@@ -280,40 +317,86 @@ fn linear_regression_hessian_is_known<B: Backend>(b: &B) {
     for cache_bytes in [0u64, 1 << 30] {
         // 300 rows in chunks of 128: 128 + 128 + 44, weighted by rows/N.
         let params = mlp.init(b, 1).unwrap();
-        let mut op = HvpOperator::new(b, mlp.clone(), params, &train, HvpOptions { chunk_rows: 128, cache_bytes }).unwrap();
+        let mut op = HvpOperator::new(
+            b,
+            mlp.clone(),
+            params,
+            &train,
+            HvpOptions { chunk_rows: 128, cache_bytes },
+        )
+        .unwrap();
         assert_eq!((op.chunks(), op.cached()), (3, cache_bytes > 0));
         let h = DenseSym::from_op(&mut op).unwrap();
         let scale = lmax as f32;
         let want: Vec<f32> = exact.a.iter().map(|&x| x as f32).collect();
         let got: Vec<f32> = h.a.iter().map(|&x| x as f32).collect();
-        assert_close(&format!("{} explicit H of the linear model (cache {cache_bytes})", b.device_name()), &want, &got, 2e-6 * scale, 1e-5);
+        assert_close(
+            &format!("{} explicit H of the linear model (cache {cache_bytes})", b.device_name()),
+            &want,
+            &got,
+            2e-6 * scale,
+            1e-5,
+        );
     }
 
     let params = mlp.init(b, 1).unwrap();
-    let mut op = HvpOperator::new(b, mlp.clone(), params, &train, HvpOptions { chunk_rows: 128, cache_bytes: 1 << 30 }).unwrap();
+    let mut op = HvpOperator::new(
+        b,
+        mlp.clone(),
+        params,
+        &train,
+        HvpOptions { chunk_rows: 128, cache_bytes: 1 << 30 },
+    )
+    .unwrap();
     let popts = PowerOptions { max_iters: 400, tol: 1e-9, seed: 1 };
     let (hi, lo) = extreme_eigenvalues(&mut op, &popts).unwrap();
     assert!((hi.eigenvalue - lmax).abs() < 1e-4 * lmax, "power λmax {} vs {lmax}", hi.eigenvalue);
     // The shifted iteration converges slowly at the dense small end: a looser check.
-    assert!((lo.eigenvalue - lmin).abs() < 0.05 * lmax, "shifted power λmin {} vs {lmin}", lo.eigenvalue);
+    assert!(
+        (lo.eigenvalue - lmin).abs() < 0.05 * lmax,
+        "shifted power λmin {} vs {lmin}",
+        lo.eigenvalue
+    );
 
     let n = op.dim();
     let run = lanczos(&mut op, &random_unit(3, n), n).unwrap();
     let ritz = run.ritz().unwrap();
-    assert!((ritz.values[ritz.values.len() - 1] - lmax).abs() < 1e-5 * lmax, "Lanczos λmax {:?} vs {lmax}", ritz.values.last());
+    assert!(
+        (ritz.values[ritz.values.len() - 1] - lmax).abs() < 1e-5 * lmax,
+        "Lanczos λmax {:?} vs {lmax}",
+        ritz.values.last()
+    );
     assert!((ritz.values[0] - lmin).abs() < 1e-4 * lmax, "Lanczos λmin {} vs {lmin}", ritz.values[0]);
 
-    let t = hutchinson_trace(&mut op, &HutchinsonOptions { min_samples: 10, max_samples: 400, rel_tol: 0.005, seed: 5 }).unwrap();
+    let t = hutchinson_trace(
+        &mut op,
+        &HutchinsonOptions { min_samples: 10, max_samples: 400, rel_tol: 0.005, seed: 5 },
+    )
+    .unwrap();
     let tr = exact.trace();
-    assert!((t.trace - tr).abs() < 4.0 * t.std_error + 1e-6 * tr, "trace {} ± {} vs {tr}", t.trace, t.std_error);
+    assert!(
+        (t.trace - tr).abs() < 4.0 * t.std_error + 1e-6 * tr,
+        "trace {} ± {} vs {tr}",
+        t.trace,
+        t.std_error
+    );
     assert!((t.trace - tr).abs() < 0.02 * tr, "trace {} vs {tr}", t.trace);
 
     let s = slq(&mut op, &SlqOptions { runs: 3, steps: 10, seed: 6 }, Some(&ritz)).unwrap();
     let tol = 1e-4 * lmax;
-    assert!(s.nodes.iter().all(|&x| x >= lmin - tol && x <= lmax + tol), "SLQ nodes outside [{lmin}, {lmax}]: {:?}", s.nodes);
+    assert!(
+        s.nodes.iter().all(|&x| x >= lmin - tol && x <= lmax + tol),
+        "SLQ nodes outside [{lmin}, {lmax}]: {:?}",
+        s.nodes
+    );
     assert!(s.mass_below(1e-6) < 1e-9, "a PSD Hessian has no negative mass");
     // The density's mean is tr(H)/P.
-    assert!((s.integrate(|x| x) - tr / n as f64).abs() < 0.1 * tr / n as f64, "SLQ mean {} vs {}", s.integrate(|x| x), tr / n as f64);
+    assert!(
+        (s.integrate(|x| x) - tr / n as f64).abs() < 0.1 * tr / n as f64,
+        "SLQ mean {} vs {}",
+        s.integrate(|x| x),
+        tr / n as f64
+    );
     let d = batchscope::curvature::density_on_grid(&s.nodes, &s.weights, 200, 0.01);
     let peak = d.density.iter().cloned().fold(0.0, f64::max);
     for (&x, &p) in d.grid.iter().zip(&d.density) {
@@ -327,12 +410,24 @@ both_backends!(linear_regression_spectrum, linear_regression_hessian_is_known);
 /// The Hessian of a tiny tanh MLP, built column by column from HVPs, decomposed densely; power
 /// iteration (both ends, top-3 by deflation) and Lanczos agree with it.
 fn solvers_agree_with_dense_eigendecomposition<B: Backend>(b: &B) {
-    let mlp = Mlp::new(MlpSpec { sizes: vec![3, 4, 3], activation: Activation::Tanh, loss: LossKind::SoftmaxXent }).unwrap();
+    let mlp = Mlp::new(MlpSpec {
+        sizes: vec![3, 4, 3],
+        activation: Activation::Tanh,
+        loss: LossKind::SoftmaxXent,
+    })
+    .unwrap();
     // A smaller init than usual puts the net near the saddle at the origin: both signs.
     let (names, shapes) = mlp.param_layout();
     let params = ParamSet::from_host(b, &names, &shapes, &mlp.init_host_scaled(8, 0.5)).unwrap();
     let c = case(&mlp, 10, 700);
-    let mut op = HvpOperator::new(b, mlp.clone(), params, &dataset(&mlp, &c), HvpOptions { chunk_rows: 64, cache_bytes: 1 << 20 }).unwrap();
+    let mut op = HvpOperator::new(
+        b,
+        mlp.clone(),
+        params,
+        &dataset(&mlp, &c),
+        HvpOptions { chunk_rows: 64, cache_bytes: 1 << 20 },
+    )
+    .unwrap();
     let h = DenseSym::from_op(&mut op).unwrap();
     let eig = h.eigenvalues().unwrap();
     let (lmin, lmax) = (eig[0], eig[eig.len() - 1]);
@@ -341,14 +436,26 @@ fn solvers_agree_with_dense_eigendecomposition<B: Backend>(b: &B) {
 
     let popts = PowerOptions { max_iters: 3000, tol: 1e-10, seed: 2 };
     let (hi, lo) = extreme_eigenvalues(&mut op, &popts).unwrap();
-    assert!((hi.eigenvalue - lmax).abs() < 1e-3 * scale, "power λmax {} vs {lmax} ({eig:?})", hi.eigenvalue);
-    assert!((lo.eigenvalue - lmin).abs() < 1e-3 * scale, "power λmin {} vs {lmin} ({eig:?})", lo.eigenvalue);
+    assert!(
+        (hi.eigenvalue - lmax).abs() < 1e-3 * scale,
+        "power λmax {} vs {lmax} ({eig:?})",
+        hi.eigenvalue
+    );
+    assert!(
+        (lo.eigenvalue - lmin).abs() < 1e-3 * scale,
+        "power λmin {} vs {lmin} ({eig:?})",
+        lo.eigenvalue
+    );
 
     let mut by_mag = eig.clone();
     by_mag.sort_by(|a, b| b.abs().total_cmp(&a.abs()));
     let top = top_k_deflation(&mut op, 2, &popts).unwrap();
     for (r, want) in top.iter().zip(&by_mag) {
-        assert!((r.eigenvalue - want).abs() < 2e-3 * scale, "deflation {} vs {want} ({by_mag:?})", r.eigenvalue);
+        assert!(
+            (r.eigenvalue - want).abs() < 2e-3 * scale,
+            "deflation {} vs {want} ({by_mag:?})",
+            r.eigenvalue
+        );
     }
 
     let n = op.dim();
@@ -365,7 +472,11 @@ fn solvers_agree_with_dense_eigendecomposition<B: Backend>(b: &B) {
         assert!(near(w, &ritz.values), "eigenvalue {w} missed by the Ritz values {:?}", ritz.values);
     }
     let short = lanczos(&mut op, &random_unit(5, n), 14).unwrap().ritz().unwrap();
-    assert!((short.values[short.values.len() - 1] - lmax).abs() < 1e-3 * scale, "14-step λmax {:?} vs {lmax}", short.values.last());
+    assert!(
+        (short.values[short.values.len() - 1] - lmax).abs() < 1e-3 * scale,
+        "14-step λmax {:?} vs {lmax}",
+        short.values.last()
+    );
     assert!((short.values[0] - lmin).abs() < 1e-3 * scale, "14-step λmin {} vs {lmin}", short.values[0]);
 }
 both_backends!(solvers_agree_with_dense_hessian, solvers_agree_with_dense_eigendecomposition);
@@ -373,14 +484,21 @@ both_backends!(solvers_agree_with_dense_hessian, solvers_agree_with_dense_eigend
 /// The whole-set gradient of the operator equals the mean of per-chunk gradients (chunk weights
 /// rows/N) — the same accumulation the HVP uses — and the loss is the mean loss.
 fn operator_gradient_is_the_mean_gradient<B: Backend>(b: &B) {
-    let mlp = Mlp::new(MlpSpec { sizes: vec![5, 6, 3], activation: Activation::Relu, loss: LossKind::SoftmaxXent }).unwrap();
+    let mlp = Mlp::new(MlpSpec {
+        sizes: vec![5, 6, 3],
+        activation: Activation::Relu,
+        loss: LossKind::SoftmaxXent,
+    })
+    .unwrap();
     let c = case(&mlp, 37, 800);
     let data = dataset(&mlp, &c);
     let params = mlp.init_host(9);
     let (names, shapes) = mlp.param_layout();
     let one = |chunk_rows: usize| {
         let p = ParamSet::from_host(b, &names, &shapes, &params).unwrap();
-        let mut op = HvpOperator::new(b, mlp.clone(), p, &data, HvpOptions { chunk_rows, cache_bytes: 0 }).unwrap();
+        let mut op =
+            HvpOperator::new(b, mlp.clone(), p, &data, HvpOptions { chunk_rows, cache_bytes: 0 })
+                .unwrap();
         op.gradient().unwrap()
     };
     let (l1, g1) = one(37);
@@ -417,7 +535,8 @@ fn run_ok(args: &[&str]) -> String {
 }
 
 fn summary(dir: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json")).expect("json")
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"))
+        .expect("json")
 }
 
 /// `batchscope curvature` on configs/ill_conditioned.toml (κ = 1000): λmax, λmin and the trace
@@ -433,7 +552,11 @@ fn check_ill_conditioned_summary(s: &serde_json::Value, dir: &std::path::Path) {
     assert!((rf("closed_form_lambda_min") - 1e-3).abs() < 1e-9);
     assert!((f("lr_stable_max") - 2.0 / f("lambda_max")).abs() < 1e-9);
     assert_eq!(f("negative_mass"), 0.0);
-    assert!(f("condition_estimate") > 500.0 && f("condition_estimate") < 2000.0, "κ ≈ 1000: {}", f("condition_estimate"));
+    assert!(
+        f("condition_estimate") > 500.0 && f("condition_estimate") < 2000.0,
+        "κ ≈ 1000: {}",
+        f("condition_estimate")
+    );
     assert!(f("gTHg") > 0.0 && f("grad_norm_sq") > 0.0);
     assert!(f("gTHg") <= f("lambda_max") * f("grad_norm_sq") * (1.0 + 1e-5), "gᵀHg ≤ λmax gᵀg");
     assert!(f("hvp_over_grad_time") > 0.0);
@@ -448,8 +571,20 @@ fn check_ill_conditioned_summary(s: &serde_json::Value, dir: &std::path::Path) {
 fn curvature_command_on_ill_conditioned_cpu() {
     let dir = tmpdir("ill-cpu");
     let out = run_ok(&[
-        "curvature", "--config", "configs/ill_conditioned.toml", "--backend", "cpu", "--out", dir.to_str().unwrap(),
-        "--quiet", "--batch", "64", "--batch", "1024", "--repeats", "3",
+        "curvature",
+        "--config",
+        "configs/ill_conditioned.toml",
+        "--backend",
+        "cpu",
+        "--out",
+        dir.to_str().unwrap(),
+        "--quiet",
+        "--batch",
+        "64",
+        "--batch",
+        "1024",
+        "--repeats",
+        "3",
     ]);
     assert!(out.contains("λmax") && out.contains("closed form"), "{out}");
     let s = summary(&dir);
@@ -471,8 +606,22 @@ fn curvature_command_on_ill_conditioned_gpu() {
     let _ = gpu(); // fails loudly without an adapter
     let dir = tmpdir("ill-gpu");
     run_ok(&[
-        "curvature", "--config", "configs/ill_conditioned.toml", "--backend", "gpu", "--out", dir.to_str().unwrap(),
-        "--quiet", "--examples", "1024", "--slq-runs", "2", "--trace-samples", "60", "--trace-tol", "0.01",
+        "curvature",
+        "--config",
+        "configs/ill_conditioned.toml",
+        "--backend",
+        "gpu",
+        "--out",
+        dir.to_str().unwrap(),
+        "--quiet",
+        "--examples",
+        "1024",
+        "--slq-runs",
+        "2",
+        "--trace-samples",
+        "60",
+        "--trace-tol",
+        "0.01",
     ]);
     let s = summary(&dir);
     assert_eq!(s["backend"].as_str(), Some("gpu"));
@@ -485,13 +634,35 @@ fn curvature_command_on_ill_conditioned_gpu() {
 #[test]
 fn curvature_command_sees_the_saddle() {
     let dir = tmpdir("saddle");
-    run_ok(&["curvature", "--config", "configs/saddle.toml", "--backend", "cpu", "--out", dir.to_str().unwrap(), "--quiet", "--slq-runs", "2"]);
+    run_ok(&[
+        "curvature",
+        "--config",
+        "configs/saddle.toml",
+        "--backend",
+        "cpu",
+        "--out",
+        dir.to_str().unwrap(),
+        "--quiet",
+        "--slq-runs",
+        "2",
+    ]);
     let s = summary(&dir);
     let f = |k: &str| s[k].as_f64().unwrap();
-    assert!(f("lambda_min") < -0.5 * f("lambda_max"), "λmin {} vs λmax {}", f("lambda_min"), f("lambda_max"));
+    assert!(
+        f("lambda_min") < -0.5 * f("lambda_max"),
+        "λmin {} vs λmax {}",
+        f("lambda_min"),
+        f("lambda_max")
+    );
     assert!(f("negative_mass") > 0.02, "negative mass {}", f("negative_mass"));
-    assert!(s["power"]["converged"].as_bool().unwrap_or(false), "shifted power iteration: {}", s["power"]);
-    assert!((s["power"]["lambda_max"].as_f64().unwrap() - f("lambda_max")).abs() < 0.01 * f("lambda_max"));
+    assert!(
+        s["power"]["converged"].as_bool().unwrap_or(false),
+        "shifted power iteration: {}",
+        s["power"]
+    );
+    assert!(
+        (s["power"]["lambda_max"].as_f64().unwrap() - f("lambda_max")).abs() < 0.01 * f("lambda_max")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -501,23 +672,57 @@ fn curvature_command_sees_the_saddle() {
 fn curvature_command_reads_a_checkpoint() {
     let train_dir = tmpdir("train");
     run_ok(&[
-        "train", "--config", "configs/ill_conditioned.toml", "--backend", "cpu", "--out", train_dir.to_str().unwrap(),
-        "--quiet", "--set", "train.epochs=1",
+        "train",
+        "--config",
+        "configs/ill_conditioned.toml",
+        "--backend",
+        "cpu",
+        "--out",
+        train_dir.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "train.epochs=1",
     ]);
     let ck = train_dir.join("last.safetensors");
     let (at_init, trained) = (tmpdir("init"), tmpdir("ckpt"));
-    let common = ["curvature", "--config", "configs/ill_conditioned.toml", "--backend", "cpu", "--quiet", "--slq-runs", "1", "--out"];
+    let common = [
+        "curvature",
+        "--config",
+        "configs/ill_conditioned.toml",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--slq-runs",
+        "1",
+        "--out",
+    ];
     run_ok(&[&common[..], &[at_init.to_str().unwrap()]].concat());
     run_ok(&[&common[..], &[trained.to_str().unwrap(), "--checkpoint", ck.to_str().unwrap()]].concat());
     let (a, b) = (summary(&at_init), summary(&trained));
-    assert!(b["loss"].as_f64().unwrap() < 0.5 * a["loss"].as_f64().unwrap(), "loss at init {} vs trained {}", a["loss"], b["loss"]);
+    assert!(
+        b["loss"].as_f64().unwrap() < 0.5 * a["loss"].as_f64().unwrap(),
+        "loss at init {} vs trained {}",
+        a["loss"],
+        b["loss"]
+    );
     // A quadratic: the Hessian does not depend on the weights.
-    let rel = (a["lambda_max"].as_f64().unwrap() - b["lambda_max"].as_f64().unwrap()).abs() / a["lambda_max"].as_f64().unwrap();
+    let rel = (a["lambda_max"].as_f64().unwrap() - b["lambda_max"].as_f64().unwrap()).abs()
+        / a["lambda_max"].as_f64().unwrap();
     assert!(rel < 1e-4, "{rel}");
 
     let missing = tmpdir("missing");
     let o = bin()
-        .args(["curvature", "--config", "configs/ill_conditioned.toml", "--backend", "cpu", "--out", missing.to_str().unwrap(), "--checkpoint", "/nonexistent/x.safetensors"])
+        .args([
+            "curvature",
+            "--config",
+            "configs/ill_conditioned.toml",
+            "--backend",
+            "cpu",
+            "--out",
+            missing.to_str().unwrap(),
+            "--checkpoint",
+            "/nonexistent/x.safetensors",
+        ])
         .output()
         .expect("run");
     let err = String::from_utf8_lossy(&o.stderr);
@@ -532,7 +737,12 @@ fn curvature_command_reads_a_checkpoint() {
 /// `model.init_scale` multiplies every initial weight (biases stay 0); it is validated.
 #[test]
 fn init_scale_scales_the_weights_and_is_validated() {
-    let mlp = Mlp::new(MlpSpec { sizes: vec![3, 4, 2], activation: Activation::Tanh, loss: LossKind::SoftmaxXent }).unwrap();
+    let mlp = Mlp::new(MlpSpec {
+        sizes: vec![3, 4, 2],
+        activation: Activation::Tanh,
+        loss: LossKind::SoftmaxXent,
+    })
+    .unwrap();
     let (one, small) = (mlp.init_host(5), mlp.init_host_scaled(5, 1e-3));
     for (a, b) in one.iter().zip(&small) {
         for (x, y) in a.iter().zip(b) {
@@ -543,7 +753,9 @@ fn init_scale_scales_the_weights_and_is_validated() {
     let saddle = Config::load(Some(std::path::Path::new("configs/saddle.toml")), &[]).unwrap();
     assert_eq!(saddle.model.init_scale, 0.001);
     for bad in ["-1.0", "nan", "inf"] {
-        let e = Config::from_toml(&format!("[model]\ninit_scale = {bad}\n"), "t.toml").unwrap_err().to_string();
+        let e = Config::from_toml(&format!("[model]\ninit_scale = {bad}\n"), "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("model.init_scale"), "{bad}: {e}");
     }
 }

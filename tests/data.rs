@@ -11,7 +11,8 @@ use batchscope::backend::{Backend, GenKind, GenSpec};
 use batchscope::config::{DataConfig, DataKind, Shuffle};
 use batchscope::data::npy::{read_features, read_labels, write_npy_f32, write_npy_labels};
 use batchscope::data::{
-    build_resident, gen_spec, gen_table, hessian_eigenvalues, val_spec, BatchOrder, DataError, Labels, VAL_FIRST,
+    build_resident, gen_spec, gen_table, hessian_eigenvalues, val_spec, BatchOrder, DataError, Labels,
+    VAL_FIRST,
 };
 use npyz::WriterBuilder;
 
@@ -44,7 +45,15 @@ fn lr_spec(dim: usize, outputs: usize, duplicates: u64) -> GenSpec {
 }
 
 fn cfg_of(kind: DataKind, dim: usize) -> DataConfig {
-    DataConfig { kind, dim, n_train: 512, n_val: 64, outputs: 3, label_noise: 0.1, ..DataConfig::default() }
+    DataConfig {
+        kind,
+        dim,
+        n_train: 512,
+        n_val: 64,
+        outputs: 3,
+        label_noise: 0.1,
+        ..DataConfig::default()
+    }
 }
 
 /// The table of a spec (via a config with the same fields).
@@ -73,7 +82,13 @@ fn cpu_gen(spec: &GenSpec, first: u64, rows: usize, table: &[f32]) -> (Vec<f32>,
 }
 
 /// The same from the GPU kernels.
-fn gpu_gen(g: &GpuBackend, spec: &GenSpec, first: u64, rows: usize, table: &[f32]) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
+fn gpu_gen(
+    g: &GpuBackend,
+    spec: &GenSpec,
+    first: u64,
+    rows: usize,
+    table: &[f32],
+) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
     let t = g.upload(table).expect("table");
     let x = g.upload(&vec![f32::NAN; rows * spec.dim]).expect("x");
     let labels = g.upload_idx(&vec![u32::MAX; rows]).expect("labels");
@@ -206,7 +221,12 @@ fn duplicates_repeat_examples_exactly() {
             let d = |r: usize| (2 + r) / 4;
             for r in 1..16 {
                 let same = d(r) == d(r - 1);
-                assert_eq!(x[r * 6..(r + 1) * 6] == x[(r - 1) * 6..r * 6], same, "{:?} x row {r}", spec.kind);
+                assert_eq!(
+                    x[r * 6..(r + 1) * 6] == x[(r - 1) * 6..r * 6],
+                    same,
+                    "{:?} x row {r}",
+                    spec.kind
+                );
                 if spec.kind == GenKind::GaussianMixture && same {
                     assert_eq!(labels[r], labels[r - 1]);
                 }
@@ -308,7 +328,8 @@ fn linear_regression_covariance_is_the_hessian_spectrum() {
             let c = cov[a][b] / n as f64;
             // Standard error of a second moment of independent normals: √2 λ/√n (diagonal),
             // √(λ_a λ_b / n) (off-diagonal).
-            let se = if a == b { 2f64.sqrt() * eig[a] } else { (eig[a] * eig[b]).sqrt() } / (n as f64).sqrt();
+            let se =
+                if a == b { 2f64.sqrt() * eig[a] } else { (eig[a] * eig[b]).sqrt() } / (n as f64).sqrt();
             let want = if a == b { eig[a] } else { 0.0 };
             assert!((c - want).abs() < 5.0 * se, "E[x{a} x{b}] = {c}, want {want} ± {se}");
         }
@@ -356,7 +377,8 @@ fn teacher_labels_are_balanced_deterministic_and_noisy_on_request() {
     cfg.label_noise = 0.5;
     let noisy = batchscope::data::build_train(&cfg, 5).unwrap();
     assert_eq!(noisy.x, train.x);
-    let changed = noisy.labels().unwrap().iter().zip(labels).filter(|(a, b)| a != b).count() as f64 / 1e4;
+    let changed =
+        noisy.labels().unwrap().iter().zip(labels).filter(|(a, b)| a != b).count() as f64 / 1e4;
     assert!((changed - 0.4).abs() < 0.025, "changed {changed}");
 }
 
@@ -383,7 +405,11 @@ fn shuffle_modes_give_the_documented_orders() {
     assert_ne!(e0, (0..n as u32).collect::<Vec<_>>());
     assert_eq!(o.batch(0, 3, b).unwrap(), &e0[30..40]);
     assert_eq!(BatchOrder::new(Shuffle::Epoch, false, 9, n, None).epoch_order(1), &e1[..], "resume");
-    assert_ne!(BatchOrder::new(Shuffle::Epoch, false, 10, n, None).epoch_order(0), &e0[..], "seed matters");
+    assert_ne!(
+        BatchOrder::new(Shuffle::Epoch, false, 10, n, None).epoch_order(0),
+        &e0[..],
+        "seed matters"
+    );
     // once: one permutation, the same every epoch.
     let mut o = BatchOrder::new(Shuffle::Once, false, 9, n, None);
     let p0 = o.epoch_order(0).to_vec();
@@ -411,7 +437,13 @@ fn shuffle_modes_give_the_documented_orders() {
 
 // ---- .npy ---------------------------------------------------------------------------------
 
-fn write_with<T: npyz::Serialize + Copy>(path: &Path, dtype: &str, shape: &[u64], fortran: bool, data: &[T]) {
+fn write_with<T: npyz::Serialize + Copy>(
+    path: &Path,
+    dtype: &str,
+    shape: &[u64],
+    fortran: bool,
+    data: &[T],
+) {
     let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let ts: npyz::TypeStr = dtype.parse().unwrap();
     let order = if fortran { npyz::Order::Fortran } else { npyz::Order::C };
@@ -457,16 +489,62 @@ fn npy_round_trip_and_split() {
     for dt in ["<i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8"] {
         let p = dir.join(format!("y{}.npy", &dt[1..]));
         match dt {
-            "<i1" => write_with(&p, dt, &[n as u64], false, &labels.iter().map(|&l| l as i8).collect::<Vec<_>>()),
-            "|u1" => write_with(&p, dt, &[n as u64], false, &labels.iter().map(|&l| l as u8).collect::<Vec<_>>()),
-            "<i2" => write_with(&p, dt, &[n as u64], false, &labels.iter().map(|&l| l as i16).collect::<Vec<_>>()),
-            "<u2" => write_with(&p, dt, &[n as u64], false, &labels.iter().map(|&l| l as u16).collect::<Vec<_>>()),
-            "<i4" => write_with(&p, dt, &[n as u64], false, &labels.iter().map(|&l| l as i32).collect::<Vec<_>>()),
+            "<i1" => write_with(
+                &p,
+                dt,
+                &[n as u64],
+                false,
+                &labels.iter().map(|&l| l as i8).collect::<Vec<_>>(),
+            ),
+            "|u1" => write_with(
+                &p,
+                dt,
+                &[n as u64],
+                false,
+                &labels.iter().map(|&l| l as u8).collect::<Vec<_>>(),
+            ),
+            "<i2" => write_with(
+                &p,
+                dt,
+                &[n as u64],
+                false,
+                &labels.iter().map(|&l| l as i16).collect::<Vec<_>>(),
+            ),
+            "<u2" => write_with(
+                &p,
+                dt,
+                &[n as u64],
+                false,
+                &labels.iter().map(|&l| l as u16).collect::<Vec<_>>(),
+            ),
+            "<i4" => write_with(
+                &p,
+                dt,
+                &[n as u64],
+                false,
+                &labels.iter().map(|&l| l as i32).collect::<Vec<_>>(),
+            ),
             "<u4" => write_with(&p, dt, &[n as u64], false, &labels),
-            "<i8" => write_with(&p, dt, &[n as u64], false, &labels.iter().map(|&l| l as i64).collect::<Vec<_>>()),
-            _ => write_with(&p, dt, &[n as u64], false, &labels.iter().map(|&l| l as u64).collect::<Vec<_>>()),
+            "<i8" => write_with(
+                &p,
+                dt,
+                &[n as u64],
+                false,
+                &labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+            ),
+            _ => write_with(
+                &p,
+                dt,
+                &[n as u64],
+                false,
+                &labels.iter().map(|&l| l as u64).collect::<Vec<_>>(),
+            ),
         }
-        assert_eq!(read_labels(&p, 4).unwrap().0, Labels::Classes { labels: labels.clone(), classes: 4 }, "{dt}");
+        assert_eq!(
+            read_labels(&p, 4).unwrap().0,
+            Labels::Classes { labels: labels.clone(), classes: 4 },
+            "{dt}"
+        );
     }
 
     // Regression targets f32 [N, K].
@@ -595,7 +673,10 @@ fn bad_npy_files_give_typed_errors_naming_the_file() {
     assert_names(&e, &oor);
     let neg = dir.join("negative_y.npy");
     write_with(&neg, "<i4", &[4], false, &[0i32, -1, 1, 2]);
-    assert!(matches!(read_labels(&neg, 3).unwrap_err(), DataError::LabelOutOfRange { index: 1, value: -1, .. }));
+    assert!(matches!(
+        read_labels(&neg, 3).unwrap_err(),
+        DataError::LabelOutOfRange { index: 1, value: -1, .. }
+    ));
 
     // Row-count mismatch between features and labels.
     let short_y = dir.join("short_y.npy");

@@ -43,15 +43,25 @@ fn matmul_matches_cpu_on_ragged_shapes() {
         for (j, &n) in SIZES.iter().enumerate() {
             let k = SIZES[(i + 2 * j) % SIZES.len()];
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let (alpha, beta, nan_c) = if (i + j) % 2 == 0 { (1.0, 0.0, true) } else { (0.5, 0.25, false) };
+                let (alpha, beta, nan_c) =
+                    if (i + j) % 2 == 0 { (1.0, 0.0, true) } else { (0.5, 0.25, false) };
                 let gm = Gemm::nn(m, n, k).trans(ta, tb).scaled(alpha, beta);
                 let seed = (i * 100 + j * 10) as u64;
-                for variant in [batchscope::backend::gpu::MatmulVariant::Naive, batchscope::backend::gpu::MatmulVariant::Tiled] {
+                for variant in [
+                    batchscope::backend::gpu::MatmulVariant::Naive,
+                    batchscope::backend::gpu::MatmulVariant::Tiled,
+                ] {
                     g.set_matmul_variant(variant);
                     let r = matmul_case(&c, gm, seed, nan_c);
                     let o = matmul_case(&g, gm, seed, nan_c);
                     let tol = 1e-5 * (k as f32).sqrt() * 4.0;
-                    assert_close(&format!("matmul {variant:?} {m}x{n}x{k} ta={ta} tb={tb} α={alpha} β={beta}"), &r[0].1, &o[0].1, tol, 1e-4);
+                    assert_close(
+                        &format!("matmul {variant:?} {m}x{n}x{k} ta={ta} tb={tb} α={alpha} β={beta}"),
+                        &r[0].1,
+                        &o[0].1,
+                        tol,
+                        1e-4,
+                    );
                     cases += 1;
                 }
             }
@@ -105,7 +115,11 @@ fn activations<B: Backend>(b: &B, act: Activation, n: usize) -> Outputs {
     b.act_backward(act, n, &z, &dy, &mut dz).unwrap();
     let mut acc = b.upload(&uniform(13, n, 1.0)).unwrap();
     b.act_second(act, n, &z, &dy, &rz, &mut acc).unwrap();
-    vec![("forward", b.read(&y).unwrap()), ("backward", b.read(&dz).unwrap()), ("second", b.read(&acc).unwrap())]
+    vec![
+        ("forward", b.read(&y).unwrap()),
+        ("backward", b.read(&dz).unwrap()),
+        ("second", b.read(&acc).unwrap()),
+    ]
 }
 
 #[test]
@@ -207,7 +221,11 @@ fn updates<B: Backend>(b: &B, n: usize) -> Outputs {
     let sgd = b.read(&p).unwrap();
     let mut v = b.upload(&uniform(52, n, 1.0)).unwrap();
     b.momentum_update(n, 0.05, 0.9, 0.001, &g, &mut v, &mut p).unwrap();
-    vec![("sgd", sgd), ("momentum param", b.read(&p).unwrap()), ("momentum velocity", b.read(&v).unwrap())]
+    vec![
+        ("sgd", sgd),
+        ("momentum param", b.read(&p).unwrap()),
+        ("momentum velocity", b.read(&v).unwrap()),
+    ]
 }
 
 #[test]
@@ -234,7 +252,15 @@ fn gathers_match_cpu_exactly() {
     for &src_rows in &[1usize, 17, 257] {
         for &rows in &SIZES {
             for &cols in &[1usize, 3, 784] {
-                compare!(format!("gather {src_rows}->{rows}x{cols}"), 0.0, 0.0, gathers, src_rows, rows, cols);
+                compare!(
+                    format!("gather {src_rows}->{rows}x{cols}"),
+                    0.0,
+                    0.0,
+                    gathers,
+                    src_rows,
+                    rows,
+                    cols
+                );
             }
         }
     }
@@ -250,7 +276,12 @@ fn clipping_ops<B: Backend>(b: &B, n: usize) -> Outputs {
     b.clip_by_global_norm(n, 100.0, 1, 4, Some(0), &mut stats, &mut y).unwrap();
     let unclipped = b.read(&y).unwrap();
     b.clamp(n, 0.5, &mut y).unwrap();
-    vec![("clip_by_global_norm", clipped), ("not clipped", unclipped), ("clamp", b.read(&y).unwrap()), ("clip events", b.read(&stats).unwrap())]
+    vec![
+        ("clip_by_global_norm", clipped),
+        ("not clipped", unclipped),
+        ("clamp", b.read(&y).unwrap()),
+        ("clip events", b.read(&stats).unwrap()),
+    ]
 }
 
 #[test]
@@ -278,7 +309,16 @@ fn windowed_gathers<B: Backend>(b: &B, n: usize, window: usize, rows: usize, col
 fn windowed_gather_matches_cpu_and_covers_every_row() {
     for &(n, window) in &[(1usize, 1usize), (17, 5), (257, 64), (1000, 999)] {
         for &(rows, cols) in &[(1usize, 1usize), (65, 3), (63, 784)] {
-            compare!(format!("gather window n={n} w={window} {rows}x{cols}"), 0.0, 0.0, windowed_gathers, n, window, rows, cols);
+            compare!(
+                format!("gather window n={n} w={window} {rows}x{cols}"),
+                0.0,
+                0.0,
+                windowed_gathers,
+                n,
+                window,
+                rows,
+                cols
+            );
             let out = windowed_gathers(&cpu(), n, window, rows, cols);
             assert!(out[0].1.iter().all(|&v| v != -7.0), "every row is written by one window");
         }

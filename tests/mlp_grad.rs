@@ -14,7 +14,13 @@ fn spec(act: Activation, loss: LossKind) -> MlpSpec {
 }
 
 /// f64 reference: mean loss of the MLP with flat host params (W0, b0, W1, b1, ...).
-fn reference_loss(spec: &MlpSpec, params: &[Vec<f64>], x: &[f64], labels: &[u32], targets: &[f64]) -> f64 {
+fn reference_loss(
+    spec: &MlpSpec,
+    params: &[Vec<f64>],
+    x: &[f64],
+    labels: &[u32],
+    targets: &[f64],
+) -> f64 {
     let l = spec.sizes.len() - 1;
     let mut a: Vec<f64> = x.to_vec();
     for layer in 0..l {
@@ -50,7 +56,13 @@ fn reference_loss(spec: &MlpSpec, params: &[Vec<f64>], x: &[f64], labels: &[u32]
                 let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
                 lse - row[labels[r] as usize]
             }
-            LossKind::Mse => 0.5 * row.iter().zip(&targets[r * k..(r + 1) * k]).map(|(p, t)| (p - t) * (p - t)).sum::<f64>(),
+            LossKind::Mse => {
+                0.5 * row
+                    .iter()
+                    .zip(&targets[r * k..(r + 1) * k])
+                    .map(|(p, t)| (p - t) * (p - t))
+                    .sum::<f64>()
+            }
         };
     }
     total / ROWS as f64
@@ -63,7 +75,11 @@ struct Case {
 }
 
 fn case() -> Case {
-    Case { x: uniform(70, ROWS * 5, 1.5), labels: indices(71, ROWS, 3), targets: uniform(72, ROWS * 3, 1.0) }
+    Case {
+        x: uniform(70, ROWS * 5, 1.5),
+        labels: indices(71, ROWS, 3),
+        targets: uniform(72, ROWS * 3, 1.0),
+    }
 }
 
 /// Backend gradients, per-example loss and correctness for one minibatch.
@@ -98,7 +114,8 @@ fn gradients_match_finite_differences<B: Backend>(b: &B) {
     for s in all_specs() {
         let mlp = Mlp::new(s.clone()).unwrap();
         let (grads, _, _) = backend_grads(b, &mlp, &c);
-        let params64: Vec<Vec<f64>> = mlp.init_host(7).iter().map(|t| t.iter().map(|&v| v as f64).collect()).collect();
+        let params64: Vec<Vec<f64>> =
+            mlp.init_host(7).iter().map(|t| t.iter().map(|&v| v as f64).collect()).collect();
         let x64: Vec<f64> = c.x.iter().map(|&v| v as f64).collect();
         let t64: Vec<f64> = c.targets.iter().map(|&v| v as f64).collect();
         let h = 1e-6;
@@ -109,11 +126,18 @@ fn gradients_match_finite_differences<B: Backend>(b: &B) {
                 plus[ti][j] += h;
                 let mut minus = params64.clone();
                 minus[ti][j] -= h;
-                let d = (reference_loss(&s, &plus, &x64, &c.labels, &t64) - reference_loss(&s, &minus, &x64, &c.labels, &t64)) / (2.0 * h);
+                let d = (reference_loss(&s, &plus, &x64, &c.labels, &t64)
+                    - reference_loss(&s, &minus, &x64, &c.labels, &t64))
+                    / (2.0 * h);
                 fd[j] = d as f32;
             }
             assert_close(
-                &format!("{} grad of tensor {ti} ({:?}, {:?}) vs f64 central differences", b.device_name(), s.activation, s.loss),
+                &format!(
+                    "{} grad of tensor {ti} ({:?}, {:?}) vs f64 central differences",
+                    b.device_name(),
+                    s.activation,
+                    s.loss
+                ),
                 &fd,
                 &grads[ti],
                 2e-5,
@@ -163,7 +187,8 @@ impl Submits for batchscope::backend::gpu::GpuBackend {
 fn training_steps_on_gpu_follow_cpu_and_take_one_submit_each() {
     use batchscope::train::{Clip, Optimizer, TrainState};
     let (c, g) = (cpu(), gpu());
-    let s = MlpSpec { sizes: vec![20, 33, 10], activation: Activation::Relu, loss: LossKind::SoftmaxXent };
+    let s =
+        MlpSpec { sizes: vec![20, 33, 10], activation: Activation::Relu, loss: LossKind::SoftmaxXent };
     let rows = 17;
     let x = uniform(80, rows * 20, 1.0);
     let y = indices(81, rows, 10);
@@ -180,10 +205,15 @@ fn training_steps_on_gpu_follow_cpu_and_take_one_submit_each() {
                 let yb = b.upload_idx(&y).unwrap();
                 for _ in 0..5 {
                     let before = b.submits();
-                    st.record_step(b, &xb, &Targets::Classes(&yb), &opt, 0.05, &Clip::default()).unwrap();
+                    st.record_step(b, &xb, &Targets::Classes(&yb), &opt, 0.05, &Clip::default())
+                        .unwrap();
                     b.flush().unwrap();
                     if let Some(n) = before {
-                        assert_eq!(b.submits().unwrap() - n, 1, "a training step must be one queue.submit");
+                        assert_eq!(
+                            b.submits().unwrap() - n,
+                            1,
+                            "a training step must be one queue.submit"
+                        );
                     }
                     losses.push(st.read_metrics(b).unwrap().loss);
                 }

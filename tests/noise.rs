@@ -23,7 +23,12 @@ fn slope_is_minus_one<B: Backend>(b: &B) {
         ],
     )
     .expect("config");
-    let s = measure(b, &cfg, &NoiseArgs { checkpoint: None, max_n: 128, draws: 24, seed: 3, curvature: true }).expect("noise");
+    let s = measure(
+        b,
+        &cfg,
+        &NoiseArgs { checkpoint: None, max_n: 128, draws: 24, seed: 3, curvature: true },
+    )
+    .expect("noise");
     println!("{}: slope {:.3}, B_simple {:.1}", b.device_name(), s.variance_slope, s.b_simple);
     assert!((s.variance_slope + 1.0).abs() < 0.1, "slope {} should be −1", s.variance_slope);
     assert!(s.b_simple.is_finite() && s.b_simple > 0.0);
@@ -94,7 +99,11 @@ both_backends!(b_simple_matches_closed_form_on_linear_regression, b_simple_close
 /// The in-training estimate (`monitor.noise_every`) logs B_simple from the unbiased two-batch
 /// estimators on every k-th step, with tr Σ > 0 on average.
 fn noise_scale_during_training<B: Backend>(b: &B) {
-    let dir = std::env::temp_dir().join(format!("batchscope-noise-train-{}-{:?}", std::process::id(), b.kind()));
+    let dir = std::env::temp_dir().join(format!(
+        "batchscope-noise-train-{}-{:?}",
+        std::process::id(),
+        b.kind()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let cfg = Config::load(

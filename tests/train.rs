@@ -72,12 +72,21 @@ both_backends!(gaussian_mixture_reaches_95_percent_validation_accuracy, reaches_
 fn early_stopping_restores_best<B: Backend>(b: &B) {
     let dir = tmpdir(&format!("es-{:?}", b.kind()));
     // Noisy labels and a large step: validation error wanders, so patience 2 stops the run.
-    let c = cfg(&["data.label_noise=0.4", "train.lr=0.3", "train.epochs=30", "train.eval_every=16", "train.patience=2"]);
+    let c = cfg(&[
+        "data.label_noise=0.4",
+        "train.lr=0.3",
+        "train.epochs=30",
+        "train.eval_every=16",
+        "train.patience=2",
+    ]);
     let s = run_train(b, &c, &TrainOptions::default(), &dir).expect("train");
     assert!(s.stopped_reason.starts_with("early stopping"), "{}", s.stopped_reason);
     assert!(s.restored_best);
     // The final evaluation runs on the restored parameters: it equals the best one.
-    assert_eq!(s.final_val_error, s.best_val_error, "restored parameters must give the best validation error");
+    assert_eq!(
+        s.final_val_error, s.best_val_error,
+        "restored parameters must give the best validation error"
+    );
     assert!(dir.join("best.safetensors").exists());
     let m = metrics(&dir);
     let last_eval = m.iter().rev().find_map(|l| l.val_error).expect("evaluations");
@@ -97,7 +106,13 @@ fn strip(m: Vec<MetricsLine>) -> Vec<String> {
 fn resume_is_bitwise<B: Backend>(b: &B) {
     let full = tmpdir(&format!("full-{:?}", b.kind()));
     let part = tmpdir(&format!("part-{:?}", b.kind()));
-    let extra = ["train.epochs=0", "train.steps=100", "train.eval_every=10", "train.log_every=5", "train.clip_norm=0.5"];
+    let extra = [
+        "train.epochs=0",
+        "train.steps=100",
+        "train.eval_every=10",
+        "train.log_every=5",
+        "train.clip_norm=0.5",
+    ];
     let mut c = cfg(&extra);
     c.train.steps = 100;
     run_train(b, &c, &TrainOptions::default(), &full).expect("uninterrupted");
@@ -117,12 +132,15 @@ both_backends!(resume_equals_uninterrupted_run_bitwise, resume_is_bitwise);
 /// With SGD, lr = 1 and clip_norm = c, the update of all parameters has norm ≤ c; with
 /// clip_value = v, no component moves by more than v.
 fn clipping_bounds_the_update<B: Backend>(b: &B) {
-    let spec = MlpSpec { sizes: vec![8, 16, 3], activation: Activation::Tanh, loss: LossKind::SoftmaxXent };
+    let spec =
+        MlpSpec { sizes: vec![8, 16, 3], activation: Activation::Tanh, loss: LossKind::SoftmaxXent };
     let rows = 32;
     let x = b.upload(&uniform(1, rows * 8, 30.0)).expect("x");
     let y = b.upload_idx(&indices(2, rows, 3)).expect("y");
     let opt = Optimizer::Sgd { weight_decay: 0.0 };
-    for (clip, bound_norm) in [(Clip { norm: 0.01, value: 0.0 }, true), (Clip { norm: 0.0, value: 0.001 }, false)] {
+    for (clip, bound_norm) in
+        [(Clip { norm: 0.01, value: 0.0 }, true), (Clip { norm: 0.0, value: 0.001 }, false)]
+    {
         let mlp = Mlp::new(spec.clone()).expect("mlp");
         let p = mlp.init(b, 5).expect("init");
         let mut st = TrainState::new(b, mlp, p, rows, &opt).expect("state");
@@ -186,7 +204,8 @@ fn monitor_predicts_delta_loss<B: Backend>(b: &B) {
     let monitored: Vec<&MetricsLine> = m.iter().filter(|l| l.gthg.is_some()).collect();
     assert_eq!(monitored.len(), 10, "every 3rd of 30 steps");
     for l in monitored {
-        let (p, a) = (l.predicted_delta_loss.unwrap_or(f64::NAN), l.actual_delta_loss.unwrap_or(f64::NAN));
+        let (p, a) =
+            (l.predicted_delta_loss.unwrap_or(f64::NAN), l.actual_delta_loss.unwrap_or(f64::NAN));
         assert!(l.gthg.unwrap_or(-1.0) > 0.0, "a quadratic with positive definite Hessian");
         assert!((p - a).abs() <= 2e-3 * p.abs() + 1e-6, "step {}: predicted {p} vs actual {a}", l.step);
         assert_eq!(l.step_too_large, Some(false));

@@ -20,7 +20,12 @@ pub struct CgResult {
 }
 
 /// Solve `A x = b` to `‖b − A x‖ ≤ rel_tol ‖b‖` in at most `max_iters` products.
-pub fn conjugate_gradient<O: SymOp + ?Sized>(op: &mut O, b: &[f32], max_iters: usize, rel_tol: f64) -> Result<CgResult> {
+pub fn conjugate_gradient<O: SymOp + ?Sized>(
+    op: &mut O,
+    b: &[f32],
+    max_iters: usize,
+    rel_tol: f64,
+) -> Result<CgResult> {
     let n = op.dim();
     check_dim("conjugate_gradient b", b.len(), n)?;
     let mut x = vec![0f64; n];
@@ -59,7 +64,13 @@ pub fn conjugate_gradient<O: SymOp + ?Sized>(op: &mut O, b: &[f32], max_iters: u
         }
     }
     let rel_residual = if bnorm > 0.0 { rr.sqrt() / bnorm } else { 0.0 };
-    Ok(CgResult { x: x.into_iter().map(|v| v as f32).collect(), iterations, rel_residual, converged, negative_curvature })
+    Ok(CgResult {
+        x: x.into_iter().map(|v| v as f32).collect(),
+        iterations,
+        rel_residual,
+        converged,
+        negative_curvature,
+    })
 }
 
 #[cfg(test)]
@@ -76,7 +87,11 @@ mod tests {
         assert!(r.converged && !r.negative_curvature, "{r:?}");
         for i in 0..20 {
             let want = b[i] as f64 / d[i];
-            assert!((r.x[i] as f64 - want).abs() < 1e-4 * want.abs().max(1.0), "x[{i}] = {} vs {want}", r.x[i]);
+            assert!(
+                (r.x[i] as f64 - want).abs() < 1e-4 * want.abs().max(1.0),
+                "x[{i}] = {} vs {want}",
+                r.x[i]
+            );
         }
     }
 

@@ -16,8 +16,9 @@ use serde::Serialize;
 
 use super::hvp::HvpOptions;
 use super::{
-    conjugate_gradient, hutchinson_trace, lanczos, norm, power_iteration, random_unit, slq, time_hvp_vs_grad, CurvatureError, DenseSym,
-    HutchinsonOptions, HvpOperator, HvpTiming, PowerOptions, Result, Shifted, SlqOptions, SymOp,
+    conjugate_gradient, hutchinson_trace, lanczos, norm, power_iteration, random_unit, slq,
+    time_hvp_vs_grad, CurvatureError, DenseSym, HutchinsonOptions, HvpOperator, HvpTiming, PowerOptions,
+    Result, Shifted, SlqOptions, SymOp,
 };
 use crate::backend::Backend;
 use crate::commands::{open_backend, AnyBackend, BackendChoice, RunArgs};
@@ -270,7 +271,12 @@ pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions
 }
 
 /// Everything `batchscope curvature` computes, on backend `b`, into `dir`.
-pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, dir: &Path) -> Result<CurvatureSummary> {
+pub fn run_curvature<B: Backend>(
+    b: &B,
+    cfg: &Config,
+    opts: &CurvatureOptions,
+    dir: &Path,
+) -> Result<CurvatureSummary> {
     let t0 = Instant::now();
     let note = |msg: String| {
         if opts.progress {
@@ -336,7 +342,12 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
 
     // ---- trace -------------------------------------------------------------------------------
     note(format!("Hutchinson trace (≤ {} probes)", opts.trace_samples));
-    let hopts = HutchinsonOptions { min_samples: 8, max_samples: opts.trace_samples.max(2), rel_tol: opts.trace_tol, seed: opts.seed.wrapping_add(29) };
+    let hopts = HutchinsonOptions {
+        min_samples: 8,
+        max_samples: opts.trace_samples.max(2),
+        rel_tol: opts.trace_tol,
+        seed: opts.seed.wrapping_add(29),
+    };
     let trace = hutchinson_trace(&mut op, &hopts)?;
 
     // ---- Newton direction (positive definite only) ----------------------------------------------
@@ -357,7 +368,16 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
         }
         note(format!("{} random batches of {size}", opts.repeats));
         for r in 0..opts.repeats {
-            samples.push(batch_sample(b, &mlp, op.params(), &data, (&g, newton.as_deref()), size, r, opts)?);
+            samples.push(batch_sample(
+                b,
+                &mlp,
+                op.params(),
+                &data,
+                (&g, newton.as_deref()),
+                size,
+                r,
+                opts,
+            )?);
         }
     }
     let spreads = batch_spreads(&samples, lambda_max, trace.trace);
@@ -407,7 +427,13 @@ pub fn run_curvature<B: Backend>(b: &B, cfg: &Config, opts: &CurvatureOptions, d
             residual: power.residual,
         },
         lanczos: lanczos_summary,
-        slq: SlqSummary { runs: sq.runs, steps: sq.steps.clone(), sigma: density.sigma, nodes: sq.nodes.clone(), weights: sq.weights.clone() },
+        slq: SlqSummary {
+            runs: sq.runs,
+            steps: sq.steps.clone(),
+            sigma: density.sigma,
+            nodes: sq.nodes.clone(),
+            weights: sq.weights.clone(),
+        },
         hvp_over_grad_time: timing.hvp_over_grad,
         hvp_prepared_over_grad_time: timing.prepared_over_grad,
         timing,
@@ -429,7 +455,9 @@ fn curvature_data(cfg: &Config, examples: Option<usize>, note: &dyn Fn(String)) 
         Some(spec) => {
             let n = match examples {
                 Some(n) if n > n_train => {
-                    return Err(CurvatureError::Setup(format!("--examples {n} exceeds the {n_train} training examples (data.n_train)")))
+                    return Err(CurvatureError::Setup(format!(
+                        "--examples {n} exceeds the {n_train} training examples (data.n_train)"
+                    )))
                 }
                 Some(n) => n,
                 None if cfg.data.mode == DataMode::Stream && n_train > STREAM_DEFAULT_EXAMPLES => {
@@ -443,9 +471,10 @@ fn curvature_data(cfg: &Config, examples: Option<usize>, note: &dyn Fn(String)) 
         None => {
             let train = data::build_train(&cfg.data, outputs)?;
             match examples {
-                Some(n) if n > train.n => {
-                    Err(CurvatureError::Setup(format!("--examples {n} exceeds the {} training examples", train.n)))
-                }
+                Some(n) if n > train.n => Err(CurvatureError::Setup(format!(
+                    "--examples {n} exceeds the {} training examples",
+                    train.n
+                ))),
                 Some(n) if n < train.n => Ok(train.select(&(0..n).collect::<Vec<_>>())),
                 _ => Ok(train),
             }
@@ -455,7 +484,11 @@ fn curvature_data(cfg: &Config, examples: Option<usize>, note: &dyn Fn(String)) 
 
 /// λmax by power iteration: on `H` when `lower ≥ 0` (λmax dominates), else on `H − lower·I`
 /// (all eigenvalues ≥ ~0, λmax − lower dominant). The result is shifted back.
-fn max_by_power<O: SymOp + ?Sized>(op: &mut O, lower: f64, opts: &PowerOptions) -> Result<super::PowerResult> {
+fn max_by_power<O: SymOp + ?Sized>(
+    op: &mut O,
+    lower: f64,
+    opts: &PowerOptions,
+) -> Result<super::PowerResult> {
     if lower >= 0.0 || !lower.is_finite() {
         return power_iteration(op, opts);
     }
@@ -486,13 +519,16 @@ fn batch_sample<B: Backend>(
     repeat: usize,
     opts: &CurvatureOptions,
 ) -> Result<BatchSample> {
-    let seed = opts.seed ^ (size as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (repeat as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let seed = opts.seed
+        ^ (size as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (repeat as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let idx = rand::seq::index::sample(&mut rng, data.n, size).into_vec();
     let sub = data.select(&idx);
     let mut p = params.zeros_like(b)?;
     p.copy_from(b, params)?;
-    let mut op = HvpOperator::new(b, mlp.clone(), p, &sub, HvpOptions::for_budget(mlp, CHUNK_BUDGET_BYTES))?;
+    let mut op =
+        HvpOperator::new(b, mlp.clone(), p, &sub, HvpOptions::for_budget(mlp, CHUNK_BUDGET_BYTES))?;
     let (_, g) = op.gradient()?;
     let diff: Vec<f32> = g.iter().zip(g_full).map(|(a, c)| a - c).collect();
     // λmax: a short Lanczos run brackets the spectrum, the power iteration shifted by its λmin
@@ -504,14 +540,23 @@ fn batch_sample<B: Backend>(
     let popts = PowerOptions { max_iters: opts.power_iters, tol: 1e-4, seed: seed.wrapping_add(1) };
     let p = max_by_power(&mut op, lo, &popts)?;
     let lambda_max = if p.converged { p.eigenvalue.max(hi) } else { hi };
-    let hopts = HutchinsonOptions { min_samples: 8, max_samples: opts.trace_samples.max(2), rel_tol: opts.trace_tol, seed: seed.wrapping_add(2) };
+    let hopts = HutchinsonOptions {
+        min_samples: 8,
+        max_samples: opts.trace_samples.max(2),
+        rel_tol: opts.trace_tol,
+        seed: seed.wrapping_add(2),
+    };
     let trace = hutchinson_trace(&mut op, &hopts)?;
     let newton_rel_error = match newton_full {
         Some(full) => {
             let r = conjugate_gradient(&mut op, &g, CG_MAX_ITERS, CG_TOL)?;
             let d: Vec<f32> = r.x.iter().zip(full).map(|(a, c)| a - c).collect();
             // A batch Hessian with a direction of negative curvature has no Newton step.
-            Some(if r.negative_curvature { f64::INFINITY } else { norm(&d) / norm(full).max(f64::MIN_POSITIVE) })
+            Some(if r.negative_curvature {
+                f64::INFINITY
+            } else {
+                norm(&d) / norm(full).max(f64::MIN_POSITIVE)
+            })
         }
         None => None,
     };
@@ -552,7 +597,11 @@ fn batch_spreads(samples: &[BatchSample], lambda_full: f64, trace_full: f64) -> 
                 trace_std: std_dev(&tr),
                 trace_rel_rmse: rel_rmse(&tr, trace_full),
                 grad_rel_error_mean: mean(&ge),
-                newton_rel_error_mean: s.iter().map(|x| x.newton_rel_error).collect::<Option<Vec<f64>>>().map(|v| mean(&v)),
+                newton_rel_error_mean: s
+                    .iter()
+                    .map(|x| x.newton_rel_error)
+                    .collect::<Option<Vec<f64>>>()
+                    .map(|v| mean(&v)),
             }
         })
         .collect()
@@ -571,7 +620,14 @@ fn std_dev(v: &[f64]) -> f64 {
 }
 
 /// The known Hessian of a linear model (`hidden = []`) with squared error on linear_regression.
-fn linear_reference(cfg: &Config, mlp: &Mlp, data: &Dataset, lambda_max: f64, lambda_min: f64, trace: f64) -> Result<Option<LinearReference>> {
+fn linear_reference(
+    cfg: &Config,
+    mlp: &Mlp,
+    data: &Dataset,
+    lambda_max: f64,
+    lambda_min: f64,
+    trace: f64,
+) -> Result<Option<LinearReference>> {
     if cfg.data.kind != DataKind::LinearRegression || mlp.layers() != 1 {
         return Ok(None);
     }
@@ -581,7 +637,8 @@ fn linear_reference(cfg: &Config, mlp: &Mlp, data: &Dataset, lambda_max: f64, la
     let cf_min = eig.iter().copied().fold(1.0, f64::min);
     let cf_trace = k * (eig.iter().sum::<f64>() + 1.0);
     // tr M = E‖x‖² + 1, without forming M.
-    let emp_trace = k * (data.x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / data.n.max(1) as f64 + 1.0);
+    let emp_trace =
+        k * (data.x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / data.n.max(1) as f64 + 1.0);
     let (emp_max, emp_min) = if data.dim <= DENSE_REFERENCE_MAX {
         let e = empirical_second_moment(data).eigenvalues()?;
         (e.last().copied(), e.first().copied())
@@ -633,23 +690,48 @@ pub fn empirical_second_moment(data: &Dataset) -> DenseSym {
     DenseSym { n: d, a }
 }
 
-fn write_outputs(dir: &Path, s: &CurvatureSummary, density: &super::Density, samples: &[BatchSample]) -> Result<()> {
-    let text = serde_json::to_string_pretty(s).map_err(|e| CurvatureError::Setup(format!("serialising summary.json: {e}")))?;
+fn write_outputs(
+    dir: &Path,
+    s: &CurvatureSummary,
+    density: &super::Density,
+    samples: &[BatchSample],
+) -> Result<()> {
+    let text = serde_json::to_string_pretty(s)
+        .map_err(|e| CurvatureError::Setup(format!("serialising summary.json: {e}")))?;
     write_atomic(&dir.join("summary.json"), text.as_bytes())?;
-    let rows: Vec<Vec<Cell>> = density.grid.iter().zip(&density.density).map(|(&t, &p)| vec![Cell::Num(t), Cell::Num(p)]).collect();
+    let rows: Vec<Vec<Cell>> = density
+        .grid
+        .iter()
+        .zip(&density.density)
+        .map(|(&t, &p)| vec![Cell::Num(t), Cell::Num(p)])
+        .collect();
     write_csv(&dir.join("density.csv"), &["eigenvalue", "density"], &rows)?;
     let peak = density.density.iter().copied().fold(0.0, f64::max);
     let floor = peak * 1e-8;
-    let pts: Vec<(f64, f64)> = density.grid.iter().copied().zip(density.density.iter().copied()).collect();
+    let pts: Vec<(f64, f64)> =
+        density.grid.iter().copied().zip(density.density.iter().copied()).collect();
     let logpts: Vec<(f64, f64)> = pts.iter().map(|&(t, p)| (t, p.max(floor))).collect();
-    let title = format!("Hessian spectral density (SLQ, {} runs × {} steps, σ = {})", s.slq.runs, s.lanczos.steps, fmt_sig(density.sigma, 2));
+    let title = format!(
+        "Hessian spectral density (SLQ, {} runs × {} steps, σ = {})",
+        s.slq.runs,
+        s.lanczos.steps,
+        fmt_sig(density.sigma, 2)
+    );
     panels_plot(
         &dir.join("density.svg"),
         &[
-            Panel { spec: PlotSpec::new(title, "eigenvalue", "density"), series: vec![Series::new("density", pts)] },
+            Panel {
+                spec: PlotSpec::new(title, "eigenvalue", "density"),
+                series: vec![Series::new("density", pts)],
+            },
             Panel {
                 spec: PlotSpec::new(
-                    format!("log scale: λmax {}, λmin {}, negative mass {}", fmt_sig(s.lambda_max, 3), fmt_sig(s.lambda_min, 3), fmt_sig(s.negative_mass, 2)),
+                    format!(
+                        "log scale: λmax {}, λmin {}, negative mass {}",
+                        fmt_sig(s.lambda_max, 3),
+                        fmt_sig(s.lambda_min, 3),
+                        fmt_sig(s.negative_mass, 2)
+                    ),
                     "eigenvalue",
                     "density",
                 )
@@ -675,21 +757,39 @@ fn write_outputs(dir: &Path, s: &CurvatureSummary, density: &super::Density, sam
             .collect();
         write_csv(
             &dir.join("batches.csv"),
-            &["batch", "repeat", "lambda_max", "trace", "grad_norm_sq", "grad_rel_error", "newton_rel_error"],
+            &[
+                "batch",
+                "repeat",
+                "lambda_max",
+                "trace",
+                "grad_norm_sq",
+                "grad_rel_error",
+                "newton_rel_error",
+            ],
             &rows,
         )?;
-        let series = |name: &str, f: &dyn Fn(&BatchSpread) -> f64| Series::new(name, s.batches.iter().map(|x| (x.batch as f64, f(x))).collect());
+        let series = |name: &str, f: &dyn Fn(&BatchSpread) -> f64| {
+            Series::new(name, s.batches.iter().map(|x| (x.batch as f64, f(x))).collect())
+        };
         let mut lines = vec![
             series("λmax (rel. RMS error)", &|x| x.lambda_max_rel_rmse),
             series("trace (rel. RMS error)", &|x| x.trace_rel_rmse),
             series("gradient ‖g_B − g‖/‖g‖", &|x| x.grad_rel_error_mean),
         ];
         if s.batches.iter().any(|x| x.newton_rel_error_mean.is_some()) {
-            lines.push(series("Newton step ‖H_B⁻¹g_B − H⁻¹g‖/‖H⁻¹g‖", &|x| x.newton_rel_error_mean.unwrap_or(f64::NAN)));
+            lines.push(series("Newton step ‖H_B⁻¹g_B − H⁻¹g‖/‖H⁻¹g‖", &|x| {
+                x.newton_rel_error_mean.unwrap_or(f64::NAN)
+            }));
         }
         line_plot(
             &dir.join("batch_spread.svg"),
-            &PlotSpec::new("Estimates on random batches vs the whole set", "batch size", "relative error").log2_x().log_y(),
+            &PlotSpec::new(
+                "Estimates on random batches vs the whole set",
+                "batch size",
+                "relative error",
+            )
+            .log2_x()
+            .log_y(),
             &lines,
         )?;
     }
@@ -702,19 +802,51 @@ pub fn terminal_summary(s: &CurvatureSummary) -> String {
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), f);
     let mut out = String::new();
     out.push_str(&format!("device:          {}\n", s.device));
-    out.push_str(&format!("model:           {:?} {} / {}, {} parameters\n", s.sizes, s.activation, s.loss_kind, s.params));
+    out.push_str(&format!(
+        "model:           {:?} {} / {}, {} parameters\n",
+        s.sizes, s.activation, s.loss_kind, s.params
+    ));
     out.push_str(&format!("examples:        {} (mean loss {})\n", s.examples, f(s.loss)));
     let mut t = Table::new(["quantity", "value", "note"]);
-    t.row(["λmax".to_string(), f(s.lambda_max), format!("power {} ({} steps), Lanczos top {}", f(s.power.lambda_max), s.power.iterations, opt(s.top_eigenvalues.first().copied()))]);
+    t.row([
+        "λmax".to_string(),
+        f(s.lambda_max),
+        format!(
+            "power {} ({} steps), Lanczos top {}",
+            f(s.power.lambda_max),
+            s.power.iterations,
+            opt(s.top_eigenvalues.first().copied())
+        ),
+    ]);
     t.row(["λmin".to_string(), f(s.lambda_min), "smallest Ritz value".to_string()]);
-    t.row(["top eigenvalues".to_string(), s.top_eigenvalues.iter().map(|&v| f(v)).collect::<Vec<_>>().join(" "), String::new()]);
-    t.row(["trace".to_string(), f(s.trace), format!("± {} ({} probes)", fmt_sig(s.trace_std_error, 2), s.trace_samples)]);
+    t.row([
+        "top eigenvalues".to_string(),
+        s.top_eigenvalues.iter().map(|&v| f(v)).collect::<Vec<_>>().join(" "),
+        String::new(),
+    ]);
+    t.row([
+        "trace".to_string(),
+        f(s.trace),
+        format!("± {} ({} probes)", fmt_sig(s.trace_std_error, 2), s.trace_samples),
+    ]);
     t.row(["gᵀg".to_string(), f(s.grad_norm_sq), String::new()]);
     t.row(["gᵀHg".to_string(), f(s.g_t_h_g), format!("ε* = gᵀg/gᵀHg = {}", opt(s.epsilon_star))]);
     t.row(["2/λmax".to_string(), opt(s.lr_stable_max), "largest stable SGD learning rate".to_string()]);
-    t.row(["negative mass".to_string(), f(s.negative_mass), format!("density below −{}", fmt_sig(s.negative_threshold, 2))]);
-    t.row(["condition".to_string(), opt(s.condition_estimate), "λmax / |λ| of smallest magnitude found".to_string()]);
-    t.row(["HVP / gradient".to_string(), format!("{:.2}×", s.hvp_over_grad_time), format!("R-passes alone {:.2}× (batch {})", s.hvp_prepared_over_grad_time, s.timing.rows)]);
+    t.row([
+        "negative mass".to_string(),
+        f(s.negative_mass),
+        format!("density below −{}", fmt_sig(s.negative_threshold, 2)),
+    ]);
+    t.row([
+        "condition".to_string(),
+        opt(s.condition_estimate),
+        "λmax / |λ| of smallest magnitude found".to_string(),
+    ]);
+    t.row([
+        "HVP / gradient".to_string(),
+        format!("{:.2}×", s.hvp_over_grad_time),
+        format!("R-passes alone {:.2}× (batch {})", s.hvp_prepared_over_grad_time, s.timing.rows),
+    ]);
     out.push_str(&t.render());
     if let Some(r) = &s.reference {
         out.push_str(&format!(
@@ -736,7 +868,16 @@ pub fn terminal_summary(s: &CurvatureSummary) -> String {
         ));
     }
     if !s.batches.is_empty() {
-        let mut t = Table::new(["batch", "λmax mean", "λmax std", "λmax rel err", "trace mean", "trace rel err", "grad rel err", "Newton rel err"]);
+        let mut t = Table::new([
+            "batch",
+            "λmax mean",
+            "λmax std",
+            "λmax rel err",
+            "trace mean",
+            "trace rel err",
+            "grad rel err",
+            "Newton rel err",
+        ]);
         for x in &s.batches {
             t.row([
                 x.batch.to_string(),

@@ -38,7 +38,10 @@ pub struct TraceEstimate {
 }
 
 /// Estimate `tr A` with seeded Rademacher probes.
-pub fn hutchinson_trace<O: SymOp + ?Sized>(op: &mut O, opts: &HutchinsonOptions) -> Result<TraceEstimate> {
+pub fn hutchinson_trace<O: SymOp + ?Sized>(
+    op: &mut O,
+    opts: &HutchinsonOptions,
+) -> Result<TraceEstimate> {
     let n = op.dim();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut az = vec![0f32; n];
@@ -93,14 +96,27 @@ mod tests {
         let mut a = vec![0.0; n * n];
         for i in 0..n {
             for j in 0..n {
-                a[i * n + j] = if i == j { 1.0 + i as f64 / n as f64 } else { 0.05 * ((i * 7 + j * 3) as f64).sin() };
+                a[i * n + j] = if i == j {
+                    1.0 + i as f64 / n as f64
+                } else {
+                    0.05 * ((i * 7 + j * 3) as f64).sin()
+                };
             }
         }
         let mut m = DenseSym::new(n, a).unwrap();
         let exact = m.trace();
-        let t = hutchinson_trace(&mut m, &HutchinsonOptions { min_samples: 10, max_samples: 2000, rel_tol: 0.002, seed: 9 }).unwrap();
+        let t = hutchinson_trace(
+            &mut m,
+            &HutchinsonOptions { min_samples: 10, max_samples: 2000, rel_tol: 0.002, seed: 9 },
+        )
+        .unwrap();
         assert!(t.converged, "{} samples", t.samples);
-        assert!((t.trace - exact).abs() < 4.0 * t.std_error + 1e-9, "{} vs {exact} ± {}", t.trace, t.std_error);
+        assert!(
+            (t.trace - exact).abs() < 4.0 * t.std_error + 1e-9,
+            "{} vs {exact} ± {}",
+            t.trace,
+            t.std_error
+        );
         assert_eq!(t.running_mean.len(), t.samples);
     }
 }

@@ -73,19 +73,39 @@ pub struct HvpOperator<'b, B: Backend> {
 
 impl<'b, B: Backend> HvpOperator<'b, B> {
     /// The operator of `mlp` at `params` over all examples of `data`.
-    pub fn new(b: &'b B, mlp: Mlp, params: ParamSet<B>, data: &Dataset, opts: HvpOptions) -> Result<Self> {
+    pub fn new(
+        b: &'b B,
+        mlp: Mlp,
+        params: ParamSet<B>,
+        data: &Dataset,
+        opts: HvpOptions,
+    ) -> Result<Self> {
         if data.n == 0 {
             return Err(CurvatureError::Setup("the Hessian needs at least one example".into()));
         }
         if data.dim != mlp.inputs() {
-            return Err(CurvatureError::Setup(format!("data has {} features, the model {} inputs", data.dim, mlp.inputs())));
+            return Err(CurvatureError::Setup(format!(
+                "data has {} features, the model {} inputs",
+                data.dim,
+                mlp.inputs()
+            )));
         }
         if data.outputs() != mlp.outputs() {
-            return Err(CurvatureError::Setup(format!("data has {} outputs, the model {}", data.outputs(), mlp.outputs())));
+            return Err(CurvatureError::Setup(format!(
+                "data has {} outputs, the model {}",
+                data.outputs(),
+                mlp.outputs()
+            )));
         }
         match (&data.targets, mlp.spec.loss) {
-            (Labels::Classes { .. }, LossKind::SoftmaxXent) | (Labels::Values { .. }, LossKind::Mse) => {}
-            _ => return Err(CurvatureError::Setup("the loss does not match the data's targets (classes need softmax_xent, values mse)".into())),
+            (Labels::Classes { .. }, LossKind::SoftmaxXent) | (Labels::Values { .. }, LossKind::Mse) => {
+            }
+            _ => {
+                return Err(CurvatureError::Setup(
+                    "the loss does not match the data's targets (classes need softmax_xent, values mse)"
+                        .into(),
+                ))
+            }
         }
         let mut total_ws = 0u64;
         let chunk_rows = opts.chunk_rows.max(1);
@@ -101,7 +121,9 @@ impl<'b, B: Backend> HvpOperator<'b, B> {
             let rows = chunk_rows.min(data.n - start);
             let x = b.upload(&data.x[start * data.dim..(start + rows) * data.dim])?;
             let (labels, targets) = match &data.targets {
-                Labels::Classes { labels, .. } => (b.upload_idx(&labels[start..start + rows])?, b.zeros(1)?),
+                Labels::Classes { labels, .. } => {
+                    (b.upload_idx(&labels[start..start + rows])?, b.zeros(1)?)
+                }
                 Labels::Values { targets, outputs } => {
                     (b.upload_idx(&[0])?, b.upload(&targets[start * outputs..(start + rows) * outputs])?)
                 }
@@ -129,7 +151,22 @@ impl<'b, B: Backend> HvpOperator<'b, B> {
         let out = params.zeros_like(b)?;
         let acc = params.zeros_like(b)?;
         let stats = b.zeros(chunks.len())?;
-        Ok(HvpOperator { b, mlp, params, chunks, wss, rwss, n: data.n, cached, prepared: false, v, out, acc, stats, products: 0 })
+        Ok(HvpOperator {
+            b,
+            mlp,
+            params,
+            chunks,
+            wss,
+            rwss,
+            n: data.n,
+            cached,
+            prepared: false,
+            v,
+            out,
+            acc,
+            stats,
+            products: 0,
+        })
     }
 
     /// Examples the loss averages over.
@@ -273,7 +310,9 @@ pub fn time_hvp_vs_grad<B: Backend>(
     let x = b.upload(&data.x[..rows * data.dim])?;
     let (labels, values) = match &data.targets {
         Labels::Classes { labels, .. } => (b.upload_idx(&labels[..rows])?, b.zeros(1)?),
-        Labels::Values { targets, outputs } => (b.upload_idx(&[0])?, b.upload(&targets[..rows * outputs])?),
+        Labels::Values { targets, outputs } => {
+            (b.upload_idx(&[0])?, b.upload(&targets[..rows * outputs])?)
+        }
     };
     let targets = match mlp.spec.loss {
         LossKind::SoftmaxXent => Targets::Classes(&labels),
@@ -306,7 +345,15 @@ pub fn time_hvp_vs_grad<B: Backend>(
         th.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let (g, h, p) = (median(&mut tg), median(&mut th), median(&mut tp));
-    Ok(HvpTiming { rows, reps, grad_ms: g, hvp_ms: h, hvp_prepared_ms: p, hvp_over_grad: h / g, prepared_over_grad: p / g })
+    Ok(HvpTiming {
+        rows,
+        reps,
+        grad_ms: g,
+        hvp_ms: h,
+        hvp_prepared_ms: p,
+        hvp_over_grad: h / g,
+        prepared_over_grad: p / g,
+    })
 }
 
 fn median(v: &mut [f64]) -> f64 {

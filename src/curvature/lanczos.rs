@@ -84,7 +84,9 @@ pub fn lanczos<O: SymOp + ?Sized>(op: &mut O, start: &[f32], steps: usize) -> Re
         }
         let b = w.iter().map(|x| x * x).sum::<f64>().sqrt();
         if !b.is_finite() || !a.is_finite() {
-            return Err(CurvatureError::Setup(format!("lanczos: step {j} produced a non-finite value (α = {a}, β = {b})")));
+            return Err(CurvatureError::Setup(format!(
+                "lanczos: step {j} produced a non-finite value (α = {a}, β = {b})"
+            )));
         }
         scale = scale.max(a.abs()).max(b);
         if j + 1 == steps || b <= 1e-10 * scale.max(f64::MIN_POSITIVE) {
@@ -114,10 +116,12 @@ impl LanczosRun {
                 t[(i + 1, i)] = self.beta[i];
             }
         }
-        let eig = SymmetricEigen::try_new(t, 1e-15, 100_000).ok_or(CurvatureError::Eigen("Lanczos T"))?;
+        let eig =
+            SymmetricEigen::try_new(t, 1e-15, 100_000).ok_or(CurvatureError::Eigen("Lanczos T"))?;
         let mut order: Vec<usize> = (0..m).collect();
         order.sort_by(|&a, &b| eig.eigenvalues[a].total_cmp(&eig.eigenvalues[b]));
-        let mut r = Ritz { values: Vec::new(), weights: Vec::new(), residuals: Vec::new(), vectors: Vec::new() };
+        let mut r =
+            Ritz { values: Vec::new(), weights: Vec::new(), residuals: Vec::new(), vectors: Vec::new() };
         for i in order {
             let s: Vec<f64> = eig.eigenvectors.column(i).iter().copied().collect();
             r.values.push(eig.eigenvalues[i]);

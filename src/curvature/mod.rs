@@ -118,7 +118,8 @@ impl DenseSym {
     /// All eigenvalues, ascending (dense symmetric eigen-decomposition).
     pub fn eigenvalues(&self) -> Result<Vec<f64>> {
         let m = nalgebra::DMatrix::from_row_slice(self.n, self.n, &self.a);
-        let eig = nalgebra::SymmetricEigen::try_new(m, 1e-15, 100_000).ok_or(CurvatureError::Eigen("DenseSym::eigenvalues"))?;
+        let eig = nalgebra::SymmetricEigen::try_new(m, 1e-15, 100_000)
+            .ok_or(CurvatureError::Eigen("DenseSym::eigenvalues"))?;
         let mut v: Vec<f64> = eig.eigenvalues.iter().copied().collect();
         v.sort_by(f64::total_cmp);
         Ok(v)
@@ -235,7 +236,8 @@ mod tests {
             assert!((a - b).abs() < 1e-6);
         }
         let e = m.eigenvalues().unwrap();
-        let shifted = DenseSym::from_op(&mut Shifted { op: &mut m, shift: 1.5 }).unwrap().eigenvalues().unwrap();
+        let shifted =
+            DenseSym::from_op(&mut Shifted { op: &mut m, shift: 1.5 }).unwrap().eigenvalues().unwrap();
         for (a, b) in e.iter().zip(&shifted) {
             assert!((a - 1.5 - b).abs() < 1e-5, "{e:?} vs {shifted:?}");
         }

@@ -50,13 +50,20 @@ pub fn power_iteration<O: SymOp + ?Sized>(op: &mut O, opts: &PowerOptions) -> Re
     let mut converged = false;
     let mut iterations = 0;
     if n == 0 {
-        return Ok(PowerResult { eigenvalue: 0.0, vector: v, iterations, converged: true, residual: 0.0 });
+        return Ok(PowerResult {
+            eigenvalue: 0.0,
+            vector: v,
+            iterations,
+            converged: true,
+            residual: 0.0,
+        });
     }
     while iterations < opts.max_iters.max(1) {
         op.apply(&v, &mut w)?;
         iterations += 1;
         let rq = dot(&v, &w);
-        residual = w.iter().zip(&v).map(|(&a, &x)| (a as f64 - rq * x as f64).powi(2)).sum::<f64>().sqrt();
+        residual =
+            w.iter().zip(&v).map(|(&a, &x)| (a as f64 - rq * x as f64).powi(2)).sum::<f64>().sqrt();
         let change = (rq - lambda).abs();
         lambda = rq;
         let wn = norm(&w);
@@ -80,7 +87,11 @@ pub fn power_iteration<O: SymOp + ?Sized>(op: &mut O, opts: &PowerOptions) -> Re
 }
 
 /// The `k` eigenvalues largest in magnitude by deflation, in the order found.
-pub fn top_k_deflation<O: SymOp + ?Sized>(op: &mut O, k: usize, opts: &PowerOptions) -> Result<Vec<PowerResult>> {
+pub fn top_k_deflation<O: SymOp + ?Sized>(
+    op: &mut O,
+    k: usize,
+    opts: &PowerOptions,
+) -> Result<Vec<PowerResult>> {
     let mut pairs: Vec<(f64, Vec<f32>)> = Vec::new();
     let mut out = Vec::new();
     for i in 0..k.min(op.dim()) {
@@ -95,7 +106,10 @@ pub fn top_k_deflation<O: SymOp + ?Sized>(op: &mut O, k: usize, opts: &PowerOpti
 /// Both ends of the spectrum: `(λmax, λmin)` with their runs. The dominant eigenvalue is one
 /// end; the power iteration on `A − λ_dom I` (all of whose eigenvalues share the sign opposite
 /// to λ_dom's, or are 0) finds the other.
-pub fn extreme_eigenvalues<O: SymOp + ?Sized>(op: &mut O, opts: &PowerOptions) -> Result<(PowerResult, PowerResult)> {
+pub fn extreme_eigenvalues<O: SymOp + ?Sized>(
+    op: &mut O,
+    opts: &PowerOptions,
+) -> Result<(PowerResult, PowerResult)> {
     let dom = power_iteration(op, opts)?;
     let shift = dom.eigenvalue;
     let o = PowerOptions { seed: opts.seed.wrapping_add(1_000_003), ..*opts };
@@ -136,7 +150,11 @@ mod tests {
         assert!(!r.converged, "{r:?}");
         assert!(r.residual > 0.1);
         // Shifted by −0.5 (a lower bound from elsewhere), λmax = 1 becomes dominant.
-        let r = power_iteration(&mut Shifted { op: &mut m, shift: -0.5 }, &PowerOptions { max_iters: 500, tol: 1e-10, seed: 7 }).unwrap();
+        let r = power_iteration(
+            &mut Shifted { op: &mut m, shift: -0.5 },
+            &PowerOptions { max_iters: 500, tol: 1e-10, seed: 7 },
+        )
+        .unwrap();
         assert!(r.converged && (r.eigenvalue - 0.5 - 1.0).abs() < 1e-6, "{r:?}");
     }
 
@@ -155,7 +173,8 @@ mod tests {
             }
         }
         let mut m = DenseSym::new(n, dense).unwrap();
-        let r = top_k_deflation(&mut m, 3, &PowerOptions { max_iters: 3000, tol: 1e-12, seed: 3 }).unwrap();
+        let r =
+            top_k_deflation(&mut m, 3, &PowerOptions { max_iters: 3000, tol: 1e-12, seed: 3 }).unwrap();
         let got: Vec<f64> = r.iter().map(|p| p.eigenvalue).collect();
         for (g, want) in got.iter().zip([5.0, -3.0, 2.0]) {
             assert!((g - want).abs() < 1e-3, "{got:?}");

@@ -111,7 +111,13 @@ pub fn density_on_grid(nodes: &[f64], weights: &[f64], points: usize, sigma_frac
     let grid: Vec<f64> = (0..points).map(|i| a + (b - a) * i as f64 / (points - 1) as f64).collect();
     let density = grid
         .iter()
-        .map(|&t| nodes.iter().zip(weights).map(|(&x, &w)| w * norm * (-0.5 * ((t - x) / sigma).powi(2)).exp()).sum())
+        .map(|&t| {
+            nodes
+                .iter()
+                .zip(weights)
+                .map(|(&x, &w)| w * norm * (-0.5 * ((t - x) / sigma).powi(2)).exp())
+                .sum()
+        })
         .collect();
     Density { grid, density, sigma }
 }
@@ -132,7 +138,11 @@ mod tests {
         let r = slq(&mut m, &SlqOptions { runs: 30, steps: 20, seed: 4 }, None).unwrap();
         let mean: f64 = d.iter().sum::<f64>() / 60.0;
         let m2: f64 = d.iter().map(|x| x * x).sum::<f64>() / 60.0;
-        assert!((r.integrate(|t| t) - mean).abs() < 0.05 * mean.abs() + 0.02, "{} vs {mean}", r.integrate(|t| t));
+        assert!(
+            (r.integrate(|t| t) - mean).abs() < 0.05 * mean.abs() + 0.02,
+            "{} vs {mean}",
+            r.integrate(|t| t)
+        );
         assert!((r.integrate(|t| t * t) - m2).abs() < 0.1 * m2, "{} vs {m2}", r.integrate(|t| t * t));
         let neg = r.mass_below(1e-6);
         assert!((neg - 3.0 / 60.0).abs() < 0.03, "negative mass {neg}");

@@ -76,7 +76,9 @@ impl<B: Backend> DeviceDataset<B> {
         }
         match &self.targets {
             DeviceTargets::Classes(l) => b.gather_idx(rows, l, &bt.idx, &mut bt.labels),
-            DeviceTargets::Values(t, k) => b.gather_rows_window(rows, *k, t, 0, self.n, &bt.idx, &mut bt.targets),
+            DeviceTargets::Values(t, k) => {
+                b.gather_rows_window(rows, *k, t, 0, self.n, &bt.idx, &mut bt.targets)
+            }
         }
     }
 

@@ -138,7 +138,11 @@ impl Dataset {
 }
 
 /// A zeroed `Vec` of `rows * cols` elements, or [`DataError::TooLarge`] instead of an abort.
-pub(crate) fn alloc<T: Clone + Default>(what: &'static str, rows: usize, cols: usize) -> Result<Vec<T>, DataError> {
+pub(crate) fn alloc<T: Clone + Default>(
+    what: &'static str,
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<T>, DataError> {
     let bytes = rows as u128 * cols as u128 * std::mem::size_of::<T>() as u128;
     let len = rows.checked_mul(cols).ok_or(DataError::TooLarge { what, bytes })?;
     let mut v = Vec::new();
@@ -148,8 +152,10 @@ pub(crate) fn alloc<T: Clone + Default>(what: &'static str, rows: usize, cols: u
 }
 
 fn n_train_of(cfg: &DataConfig) -> Result<usize, DataError> {
-    usize::try_from(cfg.n_train)
-        .map_err(|_| DataError::Config { key: "n_train", message: format!("{} exceeds this platform's memory", cfg.n_train) })
+    usize::try_from(cfg.n_train).map_err(|_| DataError::Config {
+        key: "n_train",
+        message: format!("{} exceeds this platform's memory", cfg.n_train),
+    })
 }
 
 /// The resident training and validation sets of `cfg`: `(train, val)`.
@@ -194,20 +200,34 @@ pub fn build_train(cfg: &DataConfig, outputs: usize) -> Result<Dataset, DataErro
         }
         DataKind::Teacher => {
             let t = Teacher::new(cfg.seed, cfg.dim, cfg.teacher_hidden, cfg.classes);
-            synth::teacher_dataset(&t, cfg.seed, 0, n_train_of(cfg)?, cfg.label_noise, cfg.duplicates.max(1) as u64)
+            synth::teacher_dataset(
+                &t,
+                cfg.seed,
+                0,
+                n_train_of(cfg)?,
+                cfg.label_noise,
+                cfg.duplicates.max(1) as u64,
+            )
         }
         DataKind::Npy => Ok(load_npy_split(cfg, outputs)?.0),
     }
 }
 
 fn spec_of(cfg: &DataConfig) -> Result<crate::backend::GenSpec, DataError> {
-    gen_spec(cfg).ok_or(DataError::Config { key: "kind", message: "is not a streamable synthetic kind".into() })
+    gen_spec(cfg)
+        .ok_or(DataError::Config { key: "kind", message: "is not a streamable synthetic kind".into() })
 }
 
 /// `.npy` features and labels split into `(train, val)` as documented at [`build_resident`].
 pub fn load_npy_split(cfg: &DataConfig, outputs: usize) -> Result<(Dataset, Dataset), DataError> {
-    let features = cfg.features.as_ref().ok_or(DataError::Config { key: "features", message: "is required for kind = \"npy\"".into() })?;
-    let labels = cfg.labels.as_ref().ok_or(DataError::Config { key: "labels", message: "is required for kind = \"npy\"".into() })?;
+    let features = cfg.features.as_ref().ok_or(DataError::Config {
+        key: "features",
+        message: "is required for kind = \"npy\"".into(),
+    })?;
+    let labels = cfg
+        .labels
+        .as_ref()
+        .ok_or(DataError::Config { key: "labels", message: "is required for kind = \"npy\"".into() })?;
     let all = npy::load(features, labels, outputs)?;
     if cfg.dim != 0 && cfg.dim != all.dim {
         return Err(DataError::Mismatch {
@@ -224,7 +244,8 @@ pub fn load_npy_split(cfg: &DataConfig, outputs: usize) -> Result<(Dataset, Data
         is_val[i as usize] = true;
     }
     let dup = cfg.duplicates.max(1);
-    let train_idx: Vec<usize> = (0..n).filter(|&i| !is_val[i]).flat_map(|i| std::iter::repeat_n(i, dup)).collect();
+    let train_idx: Vec<usize> =
+        (0..n).filter(|&i| !is_val[i]).flat_map(|i| std::iter::repeat_n(i, dup)).collect();
     let val_idx: Vec<usize> = (0..n).filter(|&i| is_val[i]).collect();
     Ok((all.select(&train_idx), all.select(&val_idx)))
 }

@@ -40,7 +40,10 @@ impl Opened {
         let file = File::open(path).map_err(io_err)?;
         let file_len = file.metadata().map_err(io_err)?.len();
         if file_len == 0 {
-            return Err(DataError::Format { path: path.to_path_buf(), message: "the file is empty".into() });
+            return Err(DataError::Format {
+                path: path.to_path_buf(),
+                message: "the file is empty".into(),
+            });
         }
         let mut reader = Counting { inner: BufReader::new(file), count: 0 };
         let header = NpyHeader::from_reader(&mut reader).map_err(|e| match e.kind() {
@@ -92,7 +95,11 @@ impl Opened {
     }
 
     fn dtype_error(&self, expected: &str) -> DataError {
-        DataError::Dtype { path: self.path.clone(), found: self.dtype_str(), expected: expected.to_string() }
+        DataError::Dtype {
+            path: self.path.clone(),
+            found: self.dtype_str(),
+            expected: expected.to_string(),
+        }
     }
 
     /// `(type char, bytes)` of a little-endian (or endianness-free) plain dtype.
@@ -125,7 +132,9 @@ impl Opened {
         if self.header.order() == Order::Fortran && long_axes > 1 {
             return Err(DataError::Layout {
                 path: self.path.clone(),
-                message: "is stored in Fortran order; save it in C order (numpy: np.ascontiguousarray(arr))".into(),
+                message:
+                    "is stored in Fortran order; save it in C order (numpy: np.ascontiguousarray(arr))"
+                        .into(),
             });
         }
         Ok(())
@@ -135,14 +144,22 @@ impl Opened {
         let path = self.path;
         let file = NpyFile::with_header(self.header, self.reader);
         file.into_vec::<T>().map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => DataError::Truncated { path: path.clone(), what: "the data".into(), expected: None, found: 0 },
+            io::ErrorKind::UnexpectedEof => DataError::Truncated {
+                path: path.clone(),
+                what: "the data".into(),
+                expected: None,
+                found: 0,
+            },
             _ => DataError::Format { path: path.clone(), message: e.to_string() },
         })
     }
 }
 
 fn usize_of(path: &Path, v: u64) -> Result<usize, DataError> {
-    usize::try_from(v).map_err(|_| DataError::Format { path: path.to_path_buf(), message: format!("dimension {v} exceeds this platform") })
+    usize::try_from(v).map_err(|_| DataError::Format {
+        path: path.to_path_buf(),
+        message: format!("dimension {v} exceeds this platform"),
+    })
 }
 
 /// Features f32 `[N, D]`: `(x [N * D], N, D)`.
@@ -155,12 +172,19 @@ pub fn read_features(path: &Path) -> Result<(Vec<f32>, usize, usize), DataError>
         return Err(f.dtype_error(EXPECTED));
     }
     if shape.len() != 2 {
-        return Err(DataError::Rank { path: path.to_path_buf(), shape, expected: "features must be f32 [N, D]" });
+        return Err(DataError::Rank {
+            path: path.to_path_buf(),
+            shape,
+            expected: "features must be f32 [N, D]",
+        });
     }
     f.check_c_order()?;
     let (n, d) = (usize_of(path, shape[0])?, usize_of(path, shape[1])?);
     if n == 0 || d == 0 {
-        return Err(DataError::Format { path: path.to_path_buf(), message: format!("shape {shape:?} holds no examples") });
+        return Err(DataError::Format {
+            path: path.to_path_buf(),
+            message: format!("shape {shape:?} holds no examples"),
+        });
     }
     Ok((f.read_vec::<f32>()?, n, d))
 }
@@ -176,7 +200,11 @@ pub fn read_labels(path: &Path, outputs: usize) -> Result<(Labels, usize), DataE
     match tc {
         TypeChar::Int | TypeChar::Uint => {
             if shape.len() != 1 {
-                return Err(DataError::Rank { path: path.to_path_buf(), shape, expected: "integer labels must be [N]" });
+                return Err(DataError::Rank {
+                    path: path.to_path_buf(),
+                    shape,
+                    expected: "integer labels must be [N]",
+                });
             }
             let n = usize_of(path, shape[0])?;
             let values: Vec<i128> = match (tc, size) {
@@ -193,7 +221,12 @@ pub fn read_labels(path: &Path, outputs: usize) -> Result<(Labels, usize), DataE
             let mut labels = Vec::with_capacity(values.len());
             for (index, &value) in values.iter().enumerate() {
                 if value < 0 || value >= outputs as i128 {
-                    return Err(DataError::LabelOutOfRange { path: path.to_path_buf(), index, value, classes: outputs });
+                    return Err(DataError::LabelOutOfRange {
+                        path: path.to_path_buf(),
+                        index,
+                        value,
+                        classes: outputs,
+                    });
                 }
                 labels.push(value as u32);
             }
@@ -204,7 +237,11 @@ pub fn read_labels(path: &Path, outputs: usize) -> Result<(Labels, usize), DataE
                 [n] => (usize_of(path, *n)?, 1),
                 [n, k] => (usize_of(path, *n)?, usize_of(path, *k)?),
                 _ => {
-                    return Err(DataError::Rank { path: path.to_path_buf(), shape, expected: "regression targets must be f32 [N, K]" })
+                    return Err(DataError::Rank {
+                        path: path.to_path_buf(),
+                        shape,
+                        expected: "regression targets must be f32 [N, K]",
+                    })
                 }
             };
             f.check_c_order()?;
@@ -235,18 +272,30 @@ pub fn load(features: &Path, labels: &Path, outputs: usize) -> Result<Dataset, D
     Ok(Dataset { x, targets, n, dim })
 }
 
-fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data: &[T]) -> Result<(), DataError> {
+fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[usize],
+    data: &[T],
+) -> Result<(), DataError> {
     let werr = |source| DataError::Write { path: path.to_path_buf(), source };
     let elems = shape.iter().try_fold(1usize, |a, &s| a.checked_mul(s));
     if elems != Some(data.len()) {
         return Err(DataError::Write {
             path: path.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, format!("shape {shape:?} does not hold {} elements", data.len())),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("shape {shape:?} does not hold {} elements", data.len()),
+            ),
         });
     }
     let file = File::create(path).map_err(werr)?;
     let shape: Vec<u64> = shape.iter().map(|&s| s as u64).collect();
-    let mut w = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(BufWriter::new(file)).begin_nd().map_err(werr)?;
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(BufWriter::new(file))
+        .begin_nd()
+        .map_err(werr)?;
     w.extend(data.iter().copied()).map_err(werr)?;
     w.finish().map_err(werr)
 }

@@ -29,7 +29,13 @@ pub struct BatchOrder {
 impl BatchOrder {
     /// `labels` (`[n]`) is used only by `Shuffle::None` with `sorted_by_label`; without labels
     /// (regression) the order stays the dataset order.
-    pub fn new(mode: Shuffle, sorted_by_label: bool, seed: u64, n: usize, labels: Option<&[u32]>) -> Self {
+    pub fn new(
+        mode: Shuffle,
+        sorted_by_label: bool,
+        seed: u64,
+        n: usize,
+        labels: Option<&[u32]>,
+    ) -> Self {
         let mut order: Vec<u32> = Vec::new();
         let mut cached_epoch = None;
         match mode {

@@ -4,7 +4,9 @@
 
 use rayon::prelude::*;
 
-use super::rng::{self, normal_at, STREAM_LABEL, STREAM_MEANS, STREAM_TEACHER_1, STREAM_TEACHER_2, STREAM_WSTAR};
+use super::rng::{
+    self, normal_at, STREAM_LABEL, STREAM_MEANS, STREAM_TEACHER_1, STREAM_TEACHER_2, STREAM_WSTAR,
+};
 use super::{alloc, DataError, Dataset, Labels};
 use crate::backend::cpu::datagen::{self, noise_threshold};
 use crate::backend::{GenKind, GenSpec};
@@ -100,7 +102,12 @@ pub fn hessian_eigenvalues(cfg: &DataConfig) -> Vec<f64> {
 }
 
 /// Examples `first .. first + rows` of a stream, as a host dataset (the CPU generator).
-pub fn generate_dataset(spec: &GenSpec, table: &[f32], first: u64, rows: usize) -> Result<Dataset, DataError> {
+pub fn generate_dataset(
+    spec: &GenSpec,
+    table: &[f32],
+    first: u64,
+    rows: usize,
+) -> Result<Dataset, DataError> {
     let mut x = alloc::<f32>("x", rows, spec.dim)?;
     let (mut labels, mut targets) = match spec.kind {
         GenKind::GaussianMixture => (alloc::<u32>("labels", rows, 1)?, Vec::new()),
@@ -152,11 +159,7 @@ impl Teacher {
 
     /// `h [hidden] = tanh(w1 x)` for `x [dim]`.
     pub fn hidden_of(&self, x: &[f32]) -> Vec<f32> {
-        self.w1
-            .chunks(self.dim.max(1))
-            .take(self.hidden)
-            .map(|w| dot(w, x).tanh())
-            .collect()
+        self.w1.chunks(self.dim.max(1)).take(self.hidden).map(|w| dot(w, x).tanh()).collect()
     }
 
     /// The first argmax of `w2 h + b2`.
@@ -243,7 +246,10 @@ pub fn teacher_dataset(
     if dim == 0 {
         labels.iter_mut().enumerate().for_each(|(r, l)| row(r, &mut [], l));
     } else {
-        x.par_chunks_mut(dim).zip(labels.par_iter_mut()).enumerate().for_each(|(r, (xr, l))| row(r, xr, l));
+        x.par_chunks_mut(dim)
+            .zip(labels.par_iter_mut())
+            .enumerate()
+            .for_each(|(r, (xr, l))| row(r, xr, l));
     }
     Ok(Dataset { x, targets: Labels::Classes { labels, classes: teacher.classes }, n: rows, dim })
 }

@@ -110,9 +110,8 @@ impl Mlp {
 
     /// FLOPs of one training step per example: forward 2·Σ in·out, backward twice that.
     pub fn train_flops_per_example(&self) -> f64 {
-        let macs: f64 = (0..self.layers())
-            .map(|l| self.spec.sizes[l] as f64 * self.spec.sizes[l + 1] as f64)
-            .sum();
+        let macs: f64 =
+            (0..self.layers()).map(|l| self.spec.sizes[l] as f64 * self.spec.sizes[l + 1] as f64).sum();
         6.0 * macs
     }
 
@@ -176,7 +175,13 @@ impl Mlp {
     }
 
     /// Forward pass: `x [rows, inputs]` → `ws.z[last]` (logits or predictions).
-    pub fn forward<B: Backend>(&self, b: &B, p: &ParamSet<B>, x: &B::Buf, ws: &mut Workspace<B>) -> Result<()> {
+    pub fn forward<B: Backend>(
+        &self,
+        b: &B,
+        p: &ParamSet<B>,
+        x: &B::Buf,
+        ws: &mut Workspace<B>,
+    ) -> Result<()> {
         let rows = ws.rows;
         for l in 0..self.layers() {
             let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
@@ -194,7 +199,12 @@ impl Mlp {
 
     /// Per-example loss (and correctness) of the forward's outputs, and `d logits` of the
     /// minibatch *mean* loss into `ws.dz[last]`.
-    pub fn loss<B: Backend>(&self, b: &B, targets: &Targets<'_, B>, ws: &mut Workspace<B>) -> Result<()> {
+    pub fn loss<B: Backend>(
+        &self,
+        b: &B,
+        targets: &Targets<'_, B>,
+        ws: &mut Workspace<B>,
+    ) -> Result<()> {
         let rows = ws.rows;
         let last = self.layers() - 1;
         let k = self.outputs();

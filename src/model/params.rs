@@ -14,10 +14,7 @@ pub struct ParamSet<B: Backend> {
 impl<B: Backend> ParamSet<B> {
     /// Zeros shaped like `shapes`.
     pub fn zeros(b: &B, names: &[String], shapes: &[Vec<usize>]) -> Result<Self> {
-        let tensors = shapes
-            .iter()
-            .map(|s| b.zeros(s.iter().product()))
-            .collect::<Result<Vec<_>>>()?;
+        let tensors = shapes.iter().map(|s| b.zeros(s.iter().product())).collect::<Result<Vec<_>>>()?;
         Ok(ParamSet { tensors, shapes: shapes.to_vec(), names: names.to_vec() })
     }
 

@@ -86,7 +86,13 @@ impl Mlp {
             // da_{l-1} [rows, in] = dz_l [rows, out] · W_l [out, in]
             b.matmul(&Gemm::nn(rows, fan_in, fan_out), &ws.dz[l], &p.tensors[2 * l], &mut ws.da[l - 1])?;
             // dz_{l-1} = φ'(z_{l-1}) ⊙ da_{l-1}
-            b.act_backward(self.spec.activation, rows * fan_in, &ws.z[l - 1], &ws.da[l - 1], &mut ws.dz[l - 1])?;
+            b.act_backward(
+                self.spec.activation,
+                rows * fan_in,
+                &ws.z[l - 1],
+                &ws.da[l - 1],
+                &mut ws.dz[l - 1],
+            )?;
         }
         Ok(())
     }
@@ -119,7 +125,11 @@ impl Mlp {
             if set.tensors.len() != 2 * layers {
                 return Err(BackendError::Invalid {
                     op: "Mlp::hvp",
-                    message: format!("{what} has {} tensors, the model {}", set.tensors.len(), 2 * layers),
+                    message: format!(
+                        "{what} has {} tensors, the model {}",
+                        set.tensors.len(),
+                        2 * layers
+                    ),
                 });
             }
         }
@@ -151,7 +161,9 @@ impl Mlp {
         let k = self.outputs();
         let scale = 1.0 / rows.max(1) as f32;
         match self.spec.loss {
-            LossKind::SoftmaxXent => b.softmax_xent_rop(rows, k, &ws.z[last], &rws.rz[last], scale, &mut rws.rdz[last])?,
+            LossKind::SoftmaxXent => {
+                b.softmax_xent_rop(rows, k, &ws.z[last], &rws.rz[last], scale, &mut rws.rdz[last])?
+            }
             LossKind::Mse => {
                 b.copy(&rws.rz[last], &mut rws.rdz[last])?;
                 b.scale(rows * k, scale, &mut rws.rdz[last])?;

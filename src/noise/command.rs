@@ -173,8 +173,10 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Res
     let (slope, _) = loglog_fit(&pts).unwrap_or((f64::NAN, f64::NAN));
     let trace_sigma = rows.iter().map(|r| r.n as f64 * r.mean_sq_error).sum::<f64>() / rows.len() as f64;
     let two = match (rows.first(), rows.last()) {
-        (Some(s), Some(l)) if l.n > s.n => two_batch_estimates(s.n as f64, s.mean_sq_norm, l.n as f64, l.mean_sq_norm)
-            .and_then(|(g2e, tr)| (g2e > 0.0).then_some(tr / g2e)),
+        (Some(s), Some(l)) if l.n > s.n => {
+            two_batch_estimates(s.n as f64, s.mean_sq_norm, l.n as f64, l.mean_sq_norm)
+                .and_then(|(g2e, tr)| (g2e > 0.0).then_some(tr / g2e))
+        }
         _ => None,
     };
     let trace_h_sigma = (!dhd.is_empty()).then(|| dhd.iter().sum::<f64>() / dhd.len() as f64);
@@ -184,7 +186,9 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Res
     };
     let eps_max = g_h_g.filter(|&ghg| ghg > 0.0).map(|ghg| g2 / ghg);
     let eps_opt = match (eps_max, b_noise) {
-        (Some(e), Some(bn)) => (0..=12).map(|k| (1usize << k, super::estimators::eps_opt(e, bn, (1usize << k) as f64))).collect(),
+        (Some(e), Some(bn)) => (0..=12)
+            .map(|k| (1usize << k, super::estimators::eps_opt(e, bn, (1usize << k) as f64)))
+            .collect(),
         _ => Vec::new(),
     };
     Ok(NoiseSummary {
@@ -223,7 +227,16 @@ pub fn run(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyhow:
         AnyBackend::Cpu(c) => measure(c, &cfg, noise)?,
         AnyBackend::Gpu(g) => measure(g.as_ref(), &cfg, noise)?,
     };
-    let header = ["n", "draws", "mean_sq_error", "sd_sq_error", "std_error", "mean_sq_norm", "relative_cost", "error_reduction"];
+    let header = [
+        "n",
+        "draws",
+        "mean_sq_error",
+        "sd_sq_error",
+        "std_error",
+        "mean_sq_norm",
+        "relative_cost",
+        "error_reduction",
+    ];
     let rows: Vec<Vec<Cell>> = s
         .rows
         .iter()
@@ -241,13 +254,22 @@ pub fn run(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyhow:
         })
         .collect();
     write_csv(&dir.join("noise.csv"), &header, &rows)?;
-    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&s).context("summary")?.as_bytes())?;
-    let theory: Vec<(f64, f64)> = s.rows.iter().map(|r| (r.n as f64, s.trace_sigma / r.n as f64)).collect();
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&s).context("summary")?.as_bytes(),
+    )?;
+    let theory: Vec<(f64, f64)> =
+        s.rows.iter().map(|r| (r.n as f64, s.trace_sigma / r.n as f64)).collect();
     line_plot(
         &dir.join("noise.svg"),
-        &PlotSpec::new("Minibatch gradient error vs batch size", "minibatch size n", "E‖g_n − G‖²").log2_x().log_y(),
+        &PlotSpec::new("Minibatch gradient error vs batch size", "minibatch size n", "E‖g_n − G‖²")
+            .log2_x()
+            .log_y(),
         &[
-            Series { name: "measured".into(), points: s.rows.iter().map(|r| (r.n as f64, r.mean_sq_error)).collect() },
+            Series {
+                name: "measured".into(),
+                points: s.rows.iter().map(|r| (r.n as f64, r.mean_sq_error)).collect(),
+            },
             Series { name: "tr Σ / n".into(), points: theory },
         ],
     )?;
@@ -261,14 +283,24 @@ pub fn run(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyhow:
             format!("{:.2}", r.error_reduction),
         ]);
     }
-    println!("{} — {} examples (duplicates {}), {} parameters", s.device, s.examples, s.duplicates, s.params);
+    println!(
+        "{} — {} examples (duplicates {}), {} parameters",
+        s.device, s.examples, s.duplicates, s.params
+    );
     print!("{}", t.render());
-    println!("slope of E‖g_n−G‖² vs n (log-log): {:.3} (theory −1: standard error σ/√n)", s.variance_slope);
-    println!("|G|² = {:.4e}, tr Σ = {:.4e}, B_simple = tr Σ/|G|² = {:.1}", s.full_grad_norm_sq, s.trace_sigma, s.b_simple);
+    println!(
+        "slope of E‖g_n−G‖² vs n (log-log): {:.3} (theory −1: standard error σ/√n)",
+        s.variance_slope
+    );
+    println!(
+        "|G|² = {:.4e}, tr Σ = {:.4e}, B_simple = tr Σ/|G|² = {:.1}",
+        s.full_grad_norm_sq, s.trace_sigma, s.b_simple
+    );
     if let Some(bs) = s.b_simple_two_batch {
         println!("B_simple from the unbiased two-batch estimators: {bs:.1}");
     }
-    if let (Some(ghg), Some(ths), Some(bn), Some(em)) = (s.g_h_g, s.trace_h_sigma, s.b_noise, s.eps_max) {
+    if let (Some(ghg), Some(ths), Some(bn), Some(em)) = (s.g_h_g, s.trace_h_sigma, s.b_noise, s.eps_max)
+    {
         println!("GᵀHG = {ghg:.4e}, tr(HΣ) = {ths:.4e}, B_noise = tr(HΣ)/GᵀHG = {bn:.1}, ε_max = GᵀG/GᵀHG = {em:.4}");
         println!("time_to_target policy: batchscope sweep --policy time_to_target:{bn:.1}");
     }

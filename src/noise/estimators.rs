@@ -30,7 +30,9 @@ impl NoiseScaleEma {
 
     /// Fold in one pair of estimates; returns the current B_simple.
     pub fn update(&mut self, g2: f64, tr_sigma: f64) -> Option<f64> {
-        let mix = |old: Option<f64>, new: f64, beta: f64| Some(old.map_or(new, |o| beta * o + (1.0 - beta) * new));
+        let mix = |old: Option<f64>, new: f64, beta: f64| {
+            Some(old.map_or(new, |o| beta * o + (1.0 - beta) * new))
+        };
         self.g2 = mix(self.g2, g2, self.beta);
         self.tr = mix(self.tr, tr_sigma, self.beta);
         self.b_simple()

@@ -46,9 +46,10 @@ impl<'a, B: Backend> GradProbe<'a, B> {
         let classes = self.data.is_classification();
         self.slot(rows)?;
         let GradProbe { model, params, data, slots, .. } = self;
-        let s = slots
-            .get_mut(&rows)
-            .ok_or(crate::backend::BackendError::Invalid { op: "GradProbe", message: "missing slot".into() })?;
+        let s = slots.get_mut(&rows).ok_or(crate::backend::BackendError::Invalid {
+            op: "GradProbe",
+            message: "missing slot".into(),
+        })?;
         data.load_batch(b, idx, &mut s.bt)?;
         let t = if classes { Targets::Classes(&s.bt.labels) } else { Targets::Values(&s.bt.targets) };
         model.loss_and_grad(b, params, &s.bt.x, &t, &mut s.ws, &mut s.grads)?;

@@ -34,8 +34,13 @@ pub struct TttRow {
     pub note: String,
 }
 
-fn experiment<B: Timed>(b: &B, cfg: &Config, dir: &std::path::Path) -> anyhow::Result<(f64, f64, Vec<TttRow>, usize)> {
-    let noise = measure(b, cfg, &NoiseArgs { checkpoint: None, max_n: 1, draws: 32, seed: 1, curvature: true })?;
+fn experiment<B: Timed>(
+    b: &B,
+    cfg: &Config,
+    dir: &std::path::Path,
+) -> anyhow::Result<(f64, f64, Vec<TttRow>, usize)> {
+    let noise =
+        measure(b, cfg, &NoiseArgs { checkpoint: None, max_n: 1, draws: 32, seed: 1, curvature: true })?;
     let (bn, em) = match (noise.b_noise, noise.eps_max) {
         (Some(bn), Some(em)) => (bn, em),
         _ => bail!("B_noise and ε_max could not be measured at initialisation (GᵀHG ≤ 0)"),
@@ -47,14 +52,26 @@ fn experiment<B: Timed>(b: &B, cfg: &Config, dir: &std::path::Path) -> anyhow::R
     let curve = predicted_time_curve(&points, bn);
     let mut rows = Vec::new();
     for (batch, pred) in curve {
-        let ms = points.iter().find(|p| p.batch == batch).map(|p| p.ms_per_step_median).unwrap_or(f64::NAN);
+        let ms =
+            points.iter().find(|p| p.batch == batch).map(|p| p.ms_per_step_median).unwrap_or(f64::NAN);
         let lr = eps_opt(em, bn, batch as f64);
         let mut c = cfg.clone();
         c.train.batch_size = BatchSize::Fixed(batch);
         c.train.lr = lr as f32;
         let run_dir = dir.join(format!("B{batch:05}"));
-        std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
-        let mut row = TttRow { batch, ms_per_step: ms, lr, predicted_rel: pred, steps: None, seconds: None, reached: false, measured_rel: None, note: String::new() };
+        std::fs::create_dir_all(&run_dir)
+            .with_context(|| format!("cannot create {}", run_dir.display()))?;
+        let mut row = TttRow {
+            batch,
+            ms_per_step: ms,
+            lr,
+            predicted_rel: pred,
+            steps: None,
+            seconds: None,
+            reached: false,
+            measured_rel: None,
+            note: String::new(),
+        };
         if (batch as u64) > c.data.n_train {
             row.note = "batch larger than the training set".into();
             rows.push(row);
@@ -99,7 +116,17 @@ pub fn run(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
         AnyBackend::Cpu(c) => c.device_name(),
         AnyBackend::Gpu(g) => g.device_name(),
     };
-    let header = ["batch", "ms_per_step", "lr", "predicted_rel", "steps", "seconds", "reached", "measured_rel", "note"];
+    let header = [
+        "batch",
+        "ms_per_step",
+        "lr",
+        "predicted_rel",
+        "steps",
+        "seconds",
+        "reached",
+        "measured_rel",
+        "note",
+    ];
     let cells: Vec<Vec<Cell>> = rows
         .iter()
         .map(|r| {
@@ -117,7 +144,11 @@ pub fn run(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
         })
         .collect();
     write_csv(&dir.join("time_to_target.csv"), &header, &cells)?;
-    let best_measured = rows.iter().filter(|r| r.reached).min_by(|a, c| a.seconds.unwrap_or(f64::INFINITY).total_cmp(&c.seconds.unwrap_or(f64::INFINITY))).map(|r| r.batch);
+    let best_measured = rows
+        .iter()
+        .filter(|r| r.reached)
+        .min_by(|a, c| a.seconds.unwrap_or(f64::INFINITY).total_cmp(&c.seconds.unwrap_or(f64::INFINITY)))
+        .map(|r| r.batch);
     let summary = serde_json::json!({
         "command": "time-to-target",
         "device": device,
@@ -131,13 +162,32 @@ pub fn run(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     line_plot(
         &dir.join("time_to_target.svg"),
-        &PlotSpec::new(format!("Time to {:.0} % validation error: measured vs predicted", 100.0 * cfg.train.target_val_error), "batch size", "wall time / best").log2_x().log_y(),
+        &PlotSpec::new(
+            format!(
+                "Time to {:.0} % validation error: measured vs predicted",
+                100.0 * cfg.train.target_val_error
+            ),
+            "batch size",
+            "wall time / best",
+        )
+        .log2_x()
+        .log_y(),
         &[
-            Series { name: format!("predicted (1 + {bn:.1}/B)·t(B)"), points: rows.iter().map(|r| (r.batch as f64, r.predicted_rel)).collect() },
-            Series { name: "measured".into(), points: rows.iter().filter_map(|r| r.measured_rel.map(|m| (r.batch as f64, m))).collect() },
+            Series {
+                name: format!("predicted (1 + {bn:.1}/B)·t(B)"),
+                points: rows.iter().map(|r| (r.batch as f64, r.predicted_rel)).collect(),
+            },
+            Series {
+                name: "measured".into(),
+                points: rows
+                    .iter()
+                    .filter_map(|r| r.measured_rel.map(|m| (r.batch as f64, m)))
+                    .collect(),
+            },
         ],
     )?;
-    let mut t = Table::new(["B", "ms/step", "lr = ε_opt(B)", "predicted", "steps", "seconds", "measured"]);
+    let mut t =
+        Table::new(["B", "ms/step", "lr = ε_opt(B)", "predicted", "steps", "seconds", "measured"]);
     for r in &rows {
         t.row([
             r.batch.to_string(),
@@ -146,12 +196,24 @@ pub fn run(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
             format!("{:.2}", r.predicted_rel),
             r.steps.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
             r.seconds.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
-            r.measured_rel.map(|m| format!("{m:.2}")).unwrap_or_else(|| if r.note.is_empty() { "-".into() } else { r.note.clone() }),
+            r.measured_rel.map(|m| format!("{m:.2}")).unwrap_or_else(|| {
+                if r.note.is_empty() {
+                    "-".into()
+                } else {
+                    r.note.clone()
+                }
+            }),
         ]);
     }
-    println!("{device} — B_noise {bn:.1}, ε_max {em:.4}, target validation 0-1 error {}", cfg.train.target_val_error);
+    println!(
+        "{device} — B_noise {bn:.1}, ε_max {em:.4}, target validation 0-1 error {}",
+        cfg.train.target_val_error
+    );
     print!("{}", t.render());
-    println!("predicted best B: {chosen}; measured best B: {}", best_measured.map(|b| b.to_string()).unwrap_or_else(|| "none reached the target".into()));
+    println!(
+        "predicted best B: {chosen}; measured best B: {}",
+        best_measured.map(|b| b.to_string()).unwrap_or_else(|| "none reached the target".into())
+    );
     println!("wrote: {}", dir.display());
     Ok(())
 }

@@ -30,8 +30,17 @@ pub struct PlotSpec {
 }
 
 impl PlotSpec {
-    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Self {
-        PlotSpec { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), ..Self::default() }
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> Self {
+        PlotSpec {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            ..Self::default()
+        }
     }
     pub fn log2_x(mut self) -> Self {
         self.log2_x = true;
@@ -204,7 +213,8 @@ struct Axis {
 impl Axis {
     /// The axis over the plotted coordinates `ts` (already transformed, all finite).
     fn fit(scale: Scale, ts: impl Iterator<Item = f64>, include_zero: bool) -> Self {
-        let (mut lo, mut hi) = ts.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), t| (a.min(t), b.max(t)));
+        let (mut lo, mut hi) =
+            ts.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), t| (a.min(t), b.max(t)));
         if include_zero && scale == Scale::Linear {
             lo = lo.min(0.0);
             hi = hi.max(0.0);
@@ -312,7 +322,8 @@ fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     }
     let raw = span / target.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let step =
+        [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
     let first = (lo / step).ceil() as i64;
     let last = (hi / step).floor() as i64;
     (first..=last).map(|k| k as f64 * step).collect()
@@ -415,7 +426,10 @@ fn legend_corner(points: &[(f64, f64)], x: &Axis, y: &Axis) -> SeriesLabelPositi
     }
 }
 
-fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, corner: SeriesLabelPosition) -> Result<(), String> {
+fn draw_legend<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    corner: SeriesLabelPosition,
+) -> Result<(), String> {
     chart
         .configure_series_labels()
         .position(corner)
@@ -479,11 +493,9 @@ fn draw_lines(
         let n: usize = parts.iter().map(Vec::len).sum();
         let first = parts.first().cloned().unwrap_or_default();
         // The first run carries the legend entry (an empty run still gets one).
-        chart
-            .draw_series(LineSeries::new(first, style))
-            .map_err(err)?
-            .label(s.name.as_str())
-            .legend(move |(lx, ly)| PathElement::new(vec![(lx, ly), (lx + 22, ly)], color.stroke_width(2)));
+        chart.draw_series(LineSeries::new(first, style)).map_err(err)?.label(s.name.as_str()).legend(
+            move |(lx, ly)| PathElement::new(vec![(lx, ly), (lx + 22, ly)], color.stroke_width(2)),
+        );
         for part in parts.iter().skip(1) {
             chart.draw_series(LineSeries::new(part.iter().copied(), style)).map_err(err)?;
         }
@@ -506,7 +518,9 @@ fn render_histogram(spec: &PlotSpec, hists: &[HistSeries], size: (u32, u32)) -> 
         .iter()
         .map(|h| {
             (0..h.values.len())
-                .filter_map(|i| Some((xs.fwd(h.edges[i])?, xs.fwd(h.edges[i + 1])?, ys.fwd(h.values[i])?)))
+                .filter_map(|i| {
+                    Some((xs.fwd(h.edges[i])?, xs.fwd(h.edges[i + 1])?, ys.fwd(h.values[i])?))
+                })
                 .filter(|(a, b, _)| b > a)
                 .collect()
         })
@@ -525,7 +539,8 @@ fn render_histogram(spec: &PlotSpec, hists: &[HistSeries], size: (u32, u32)) -> 
             let color = PALETTE[i % PALETTE.len()];
             chart
                 .draw_series(
-                    hb.iter().map(|&(a, b, v)| Rectangle::new([(a, base), (b, v)], color.mix(0.25).filled())),
+                    hb.iter()
+                        .map(|&(a, b, v)| Rectangle::new([(a, base), (b, v)], color.mix(0.25).filled())),
                 )
                 .map_err(err)?;
             // Step outline: down to the base wherever neighbouring bins do not touch.
@@ -612,7 +627,9 @@ mod tests {
         let t = TestDir::new("plot-log2");
         let p = t.0.join("sweep.svg");
         let pts: Vec<(f64, f64)> = (0..=12)
-            .map(|k| ((1u32 << k) as f64, 300.0 * (1u32 << k) as f64 / (1.0 + (1u32 << k) as f64 / 512.0)))
+            .map(|k| {
+                ((1u32 << k) as f64, 300.0 * (1u32 << k) as f64 / (1.0 + (1u32 << k) as f64 / 512.0))
+            })
             .collect();
         let spec = PlotSpec::new("Throughput", "batch size", "examples/s").log2_x().log_y();
         line_plot(
@@ -668,10 +685,15 @@ mod tests {
         let p = t.0.join("spectrum.svg");
         let edges: Vec<f64> = (0..=20).map(|i| i as f64 * 0.5).collect();
         let values: Vec<f64> = (0..20).map(|i| ((i as f64 - 8.0) / 3.0).powi(2).neg_exp()).collect();
-        let h = HistSeries { name: "Hessian spectrum".into(), edges: edges.clone(), values: values.clone() };
-        let h2 =
-            HistSeries { name: "at init".into(), edges, values: values.iter().map(|v| v * 0.5).collect() };
-        histogram_plot(&p, &PlotSpec::new("Spectral density", "eigenvalue", "density"), &[h, h2]).unwrap();
+        let h =
+            HistSeries { name: "Hessian spectrum".into(), edges: edges.clone(), values: values.clone() };
+        let h2 = HistSeries {
+            name: "at init".into(),
+            edges,
+            values: values.iter().map(|v| v * 0.5).collect(),
+        };
+        histogram_plot(&p, &PlotSpec::new("Spectral density", "eigenvalue", "density"), &[h, h2])
+            .unwrap();
         let svg = std::fs::read_to_string(&p).unwrap();
         let texts = text_elements(&svg);
         assert!(texts.iter().any(|t| t == "Hessian spectrum") && texts.iter().any(|t| t == "at init"));
@@ -701,7 +723,10 @@ mod tests {
     fn tick_helpers() {
         let nt = nice_ticks(0.0, 1.0, 5);
         assert_eq!(nt.len(), 6);
-        assert!(nt.iter().zip([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]).all(|(a, b)| (a - b).abs() < 1e-12), "{nt:?}");
+        assert!(
+            nt.iter().zip([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{nt:?}"
+        );
         assert_eq!(nice_ticks(3.0, 97.0, 5), vec![20.0, 40.0, 60.0, 80.0]);
         assert_eq!(fmt_tick(0.6000000000000001), "0.6");
         assert_eq!(fmt_tick(1500.0), "1500");

@@ -156,8 +156,10 @@ fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
         Ok(m) if !m.is_dir() => return Err(ReportError::NotADirectory { path: out.to_path_buf() }),
         Ok(_) => {}
     }
-    let empty =
-        fs::read_dir(out).map_err(|e| ReportError::io("read output directory", out, e))?.next().is_none();
+    let empty = fs::read_dir(out)
+        .map_err(|e| ReportError::io("read output directory", out, e))?
+        .next()
+        .is_none();
     if empty {
         probe_writable(out)?;
         return Ok(out.to_path_buf());
@@ -194,7 +196,11 @@ fn suffixed(stem: &str, k: usize) -> String {
 /// `create_dir_all` with errors that name the directory.
 fn ensure_dir_all(dir: &Path) -> Result<(), ReportError> {
     if let Ok(m) = fs::metadata(dir) {
-        return if m.is_dir() { Ok(()) } else { Err(ReportError::NotADirectory { path: dir.to_path_buf() }) };
+        return if m.is_dir() {
+            Ok(())
+        } else {
+            Err(ReportError::NotADirectory { path: dir.to_path_buf() })
+        };
     }
     fs::create_dir_all(dir).map_err(|e| dir_error(dir, e, "create directory"))
 }
@@ -345,8 +351,10 @@ mod tests {
             eprintln!(
                 "note: running with privileges that bypass directory permissions; checked only the message"
             );
-            let e =
-                ReportError::NotWritable { dir: ro.clone(), source: io::ErrorKind::PermissionDenied.into() };
+            let e = ReportError::NotWritable {
+                dir: ro.clone(),
+                source: io::ErrorKind::PermissionDenied.into(),
+            };
             assert!(e.to_string().contains("ro is not writable"));
         } else {
             let e = create_run_dir(Some(&ro), "train").unwrap_err();

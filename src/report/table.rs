@@ -143,15 +143,15 @@ fn classify(s: &str) -> Kind {
         return Kind::Text;
     }
     // Longest prefix that parses as a float (and has a digit), then a unit-like suffix.
-    let numeric_end = t
-        .char_indices()
-        .map(|(i, ch)| i + ch.len_utf8())
-        .rev()
-        .find(|&end| t[..end].parse::<f64>().is_ok() && t[..end].contains(|c: char| c.is_ascii_digit()));
+    let numeric_end =
+        t.char_indices().map(|(i, ch)| i + ch.len_utf8()).rev().find(|&end| {
+            t[..end].parse::<f64>().is_ok() && t[..end].contains(|c: char| c.is_ascii_digit())
+        });
     match numeric_end {
         Some(end) => {
             let rest = &t[end..];
-            if rest.chars().all(|c| c.is_alphabetic() || matches!(c, ' ' | '%' | '×' | '/' | '²' | '³')) {
+            if rest.chars().all(|c| c.is_alphabetic() || matches!(c, ' ' | '%' | '×' | '/' | '²' | '³'))
+            {
                 Kind::Number
             } else {
                 Kind::Text
@@ -209,7 +209,8 @@ mod tests {
         t.row(["7", "1e-3"]);
         t.row(["12", "2.5", "extra"]);
         t.row(["3"]);
-        let expected = ["id     v", "--  ----  -----", "7   1e-3", "12   2.5  extra", "3", ""].join("\n");
+        let expected =
+            ["id     v", "--  ----  -----", "7   1e-3", "12   2.5  extra", "3", ""].join("\n");
         assert_eq!(t.render(), expected);
     }
 

@@ -168,7 +168,12 @@ impl Builder {
     }
 
     /// One buffer per parameter tensor: `{prefix}.layers.{l}.weight [out, in]`, `.bias [out]`.
-    fn push_param_set(&mut self, prefix: &str, kind: BufferKind, sizes: &[usize]) -> Result<(), MemoryError> {
+    fn push_param_set(
+        &mut self,
+        prefix: &str,
+        kind: BufferKind,
+        sizes: &[usize],
+    ) -> Result<(), MemoryError> {
         for (l, w) in sizes.windows(2).enumerate() {
             let (fan_in, fan_out) = (w[0], w[1]);
             self.push(format!("{prefix}.layers.{l}.weight"), kind, &[fan_out, fan_in])?;
@@ -207,7 +212,8 @@ impl Builder {
                 largest = Some(b);
             }
         }
-        let (largest_buffer_bytes, largest_buffer) = largest.map(|b| (b.bytes, b.name.clone())).unwrap_or_default();
+        let (largest_buffer_bytes, largest_buffer) =
+            largest.map(|b| (b.bytes, b.name.clone())).unwrap_or_default();
         Ok(MemoryEstimate {
             batch: self.batch,
             buffers: self.buffers,
@@ -228,7 +234,12 @@ impl Builder {
 /// With P = Σ_l (in_l·out_l + out_l) parameters, H = Σ_hidden out_l, O = Σ_all out_l:
 /// bytes = 4·( P·(2 + momentum + 2·curvature) + B·(2·O + 2·H) + B·(4 + in)
 ///             + curvature·B·(2·O + 2·H) ).
-pub fn estimate(sizes: &[usize], momentum: bool, curvature: bool, batch: usize) -> Result<MemoryEstimate, MemoryError> {
+pub fn estimate(
+    sizes: &[usize],
+    momentum: bool,
+    curvature: bool,
+    batch: usize,
+) -> Result<MemoryEstimate, MemoryError> {
     if sizes.len() < 2 {
         return Err(MemoryError::TooFewLayers { sizes: sizes.to_vec() });
     }
@@ -271,7 +282,11 @@ pub fn check_fit(est: &MemoryEstimate, limits: &DeviceLimits) -> Result<(), Skip
     // Only the largest buffer can be the first to exceed a per-buffer limit.
     let (buffer, bytes) = (&est.largest_buffer, est.largest_buffer_bytes);
     if bytes > limits.max_buffer_size {
-        return Err(SkipReason::MaxBufferSize { buffer: buffer.clone(), bytes, limit: limits.max_buffer_size });
+        return Err(SkipReason::MaxBufferSize {
+            buffer: buffer.clone(),
+            bytes,
+            limit: limits.max_buffer_size,
+        });
     }
     if bytes > limits.max_storage_buffer_binding_size {
         return Err(SkipReason::MaxStorageBinding {
@@ -331,7 +346,11 @@ mod tests {
     use super::*;
 
     fn find(est: &MemoryEstimate, name: &str) -> u64 {
-        est.buffers.iter().find(|b| b.name == name).map(|b| b.bytes).unwrap_or_else(|| panic!("no buffer {name}"))
+        est.buffers
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| b.bytes)
+            .unwrap_or_else(|| panic!("no buffer {name}"))
     }
 
     // MLP [2, 3, 1] at B = 4, all sizes in bytes (4 per element).
@@ -400,7 +419,10 @@ mod tests {
         assert!(matches!(estimate(&[5], false, false, 1), Err(MemoryError::TooFewLayers { .. })));
         assert!(matches!(estimate(&[5, 0, 1], false, false, 1), Err(MemoryError::ZeroLayerSize { .. })));
         assert_eq!(estimate(&[5, 1], false, false, 0), Err(MemoryError::ZeroBatch));
-        assert!(matches!(estimate(&[usize::MAX, 2], false, false, usize::MAX), Err(MemoryError::Overflow { .. })));
+        assert!(matches!(
+            estimate(&[usize::MAX, 2], false, false, usize::MAX),
+            Err(MemoryError::Overflow { .. })
+        ));
     }
 
     fn roomy() -> DeviceLimits {

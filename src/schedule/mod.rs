@@ -10,8 +10,8 @@ pub mod sweep;
 
 pub use knee::{knee, usable_points, SweepPoint};
 pub use memory::{
-    check_fit, estimate, largest_fitting_batch, BufferEstimate, BufferKind, DeviceLimits, MemoryError, MemoryEstimate,
-    SkipReason,
+    check_fit, estimate, largest_fitting_batch, BufferEstimate, BufferKind, DeviceLimits, MemoryError,
+    MemoryEstimate, SkipReason,
 };
 pub use policy::{choose, predicted_time_curve, Choice, Policy, PolicyError, PolicyParseError};
 

@@ -36,7 +36,11 @@ impl Policy {
     pub fn validate(&self) -> Result<(), PolicyParseError> {
         match *self {
             Policy::Knee { fraction } if !(fraction > 0.0 && fraction <= 1.0) => {
-                Err(PolicyParseError::OutOfRange { policy: "knee", value: fraction, expected: "in (0, 1]" })
+                Err(PolicyParseError::OutOfRange {
+                    policy: "knee",
+                    value: fraction,
+                    expected: "in (0, 1]",
+                })
             }
             Policy::TimeToTarget { b_noise } if !(b_noise.is_finite() && b_noise >= 0.0) => {
                 Err(PolicyParseError::OutOfRange {
@@ -80,7 +84,9 @@ pub enum PolicyParseError {
     Unknown { input: String },
     #[error("policy `{policy}` takes no argument, got `{input}`")]
     UnexpectedArgument { policy: &'static str, input: String },
-    #[error("policy `time_to_target` needs the gradient noise scale in examples: time_to_target:<b_noise>")]
+    #[error(
+        "policy `time_to_target` needs the gradient noise scale in examples: time_to_target:<b_noise>"
+    )]
     MissingNoiseScale,
     #[error("policy `{policy}`: `{value}` is not a number")]
     BadNumber { policy: &'static str, value: String },
@@ -170,7 +176,8 @@ pub fn predicted_time_curve(points: &[SweepPoint], b_noise: f64) -> Vec<(usize, 
 
 /// `(1 + b_noise/B)·t_step(B)` for each point, divided by the smallest.
 fn relative_times(pts: &[&SweepPoint], b_noise: f64) -> Vec<f64> {
-    let raw: Vec<f64> = pts.iter().map(|p| (1.0 + b_noise / p.batch as f64) * p.ms_per_step_median).collect();
+    let raw: Vec<f64> =
+        pts.iter().map(|p| (1.0 + b_noise / p.batch as f64) * p.ms_per_step_median).collect();
     let min = raw.iter().copied().fold(f64::INFINITY, f64::min);
     raw.into_iter().map(|t| t / min).collect()
 }
@@ -181,13 +188,19 @@ pub fn choose(policy: &Policy, points: &[SweepPoint]) -> Result<Choice, PolicyEr
     policy.validate()?;
     let pts = usable_points(points);
     // The fastest point; usable points are sorted by B, so a strict `>` keeps the smaller B on ties.
-    let Some(best) = pts.iter().copied().reduce(|a, b| if b.examples_per_s > a.examples_per_s { b } else { a }) else {
+    let Some(best) =
+        pts.iter().copied().reduce(|a, b| if b.examples_per_s > a.examples_per_s { b } else { a })
+    else {
         return Err(PolicyError::NoUsablePoints {
             total: points.len(),
             skipped: points.iter().filter(|p| p.skipped.is_some()).count(),
         });
     };
-    let choice = |p: &SweepPoint, reason: String| Choice { batch: p.batch, examples_per_s: p.examples_per_s, reason };
+    let choice = |p: &SweepPoint, reason: String| Choice {
+        batch: p.batch,
+        examples_per_s: p.examples_per_s,
+        reason,
+    };
     Ok(match *policy {
         Policy::MaxThroughput => choice(
             best,
@@ -262,7 +275,15 @@ mod tests {
 
     /// Throughputs 100, 200, 400, 700, 900, 950, 940 at B = 1..64, and B = 128 skipped.
     fn sweep() -> Vec<SweepPoint> {
-        let mut pts = curve(&[(1, 100.0), (2, 200.0), (4, 400.0), (8, 700.0), (16, 900.0), (32, 950.0), (64, 940.0)]);
+        let mut pts = curve(&[
+            (1, 100.0),
+            (2, 200.0),
+            (4, 400.0),
+            (8, 700.0),
+            (16, 900.0),
+            (32, 950.0),
+            (64, 940.0),
+        ]);
         pts.push(SweepPoint::skipped(128, "exceeds the memory budget"));
         pts
     }
@@ -350,12 +371,20 @@ mod tests {
     #[test]
     fn no_usable_points() {
         let pts = vec![SweepPoint::skipped(8, "a"), SweepPoint::skipped(16, "b")];
-        for p in [Policy::MaxThroughput, Policy::default(), Policy::LargestFit, Policy::TimeToTarget { b_noise: 1.0 }] {
+        for p in [
+            Policy::MaxThroughput,
+            Policy::default(),
+            Policy::LargestFit,
+            Policy::TimeToTarget { b_noise: 1.0 },
+        ] {
             let e = choose(&p, &pts).unwrap_err();
             assert_eq!(e, PolicyError::NoUsablePoints { total: 2, skipped: 2 });
             assert!(e.to_string().contains("no usable sweep points"));
         }
-        assert!(matches!(choose(&Policy::MaxThroughput, &[]), Err(PolicyError::NoUsablePoints { total: 0, .. })));
+        assert!(matches!(
+            choose(&Policy::MaxThroughput, &[]),
+            Err(PolicyError::NoUsablePoints { total: 0, .. })
+        ));
     }
 
     #[test]
@@ -390,13 +419,22 @@ mod tests {
         assert!(matches!(e, PolicyParseError::Unknown { .. }));
         assert!(e.to_string().contains("max_throughput, knee"), "{e}");
         assert_eq!("time_to_target".parse::<Policy>(), Err(PolicyParseError::MissingNoiseScale));
-        assert!(matches!("knee:abc".parse::<Policy>(), Err(PolicyParseError::BadNumber { policy: "knee", .. })));
+        assert!(matches!(
+            "knee:abc".parse::<Policy>(),
+            Err(PolicyParseError::BadNumber { policy: "knee", .. })
+        ));
         assert!(matches!("knee:".parse::<Policy>(), Err(PolicyParseError::BadNumber { .. })));
         assert!(matches!("knee:0".parse::<Policy>(), Err(PolicyParseError::OutOfRange { .. })));
         assert!(matches!("knee:1.1".parse::<Policy>(), Err(PolicyParseError::OutOfRange { .. })));
         assert!(matches!("knee:NaN".parse::<Policy>(), Err(PolicyParseError::OutOfRange { .. })));
-        assert!(matches!("time_to_target:-5".parse::<Policy>(), Err(PolicyParseError::OutOfRange { .. })));
-        assert!(matches!("time_to_target:inf".parse::<Policy>(), Err(PolicyParseError::OutOfRange { .. })));
+        assert!(matches!(
+            "time_to_target:-5".parse::<Policy>(),
+            Err(PolicyParseError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            "time_to_target:inf".parse::<Policy>(),
+            Err(PolicyParseError::OutOfRange { .. })
+        ));
         let e = "largest_fit:3".parse::<Policy>().unwrap_err();
         assert!(matches!(e, PolicyParseError::UnexpectedArgument { policy: "largest_fit", .. }));
     }

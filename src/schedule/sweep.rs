@@ -131,7 +131,10 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Time `f` (which records work and may sync) as GPU ns between marks 0 and 1 when available,
 /// else host time through `sync`. Returns (device-or-host ms, host record+submit ms).
-fn time_once<B: Timed>(b: &B, f: &mut dyn FnMut() -> Result<(), BackendError>) -> Result<(f64, f64, bool), BackendError> {
+fn time_once<B: Timed>(
+    b: &B,
+    f: &mut dyn FnMut() -> Result<(), BackendError>,
+) -> Result<(f64, f64, bool), BackendError> {
     let t0 = Instant::now();
     b.mark(0);
     f()?;
@@ -168,12 +171,20 @@ pub fn measure_peak<B: Timed>(b: &B) -> Result<(f64, String), BackendError> {
 fn optimizer_of(cfg: &Config) -> Optimizer {
     match cfg.train.optimizer {
         OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: cfg.train.weight_decay },
-        OptimizerKind::Momentum => Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay },
+        OptimizerKind::Momentum => {
+            Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay }
+        }
     }
 }
 
 /// Measure one batch size: `Ok(row)` with timings, or a row with the reason it was skipped.
-fn measure_batch<B: Timed>(b: &B, cfg: &Config, batch: usize, limits: &DeviceLimits, peak: f64) -> Result<SweepRow, BackendError> {
+fn measure_batch<B: Timed>(
+    b: &B,
+    cfg: &Config,
+    batch: usize,
+    limits: &DeviceLimits,
+    peak: f64,
+) -> Result<SweepRow, BackendError> {
     let spec = cfg.mlp_spec();
     let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
     let backend = format!("{:?}", b.kind()).to_lowercase();
@@ -212,9 +223,12 @@ fn measure_batch<B: Timed>(b: &B, cfg: &Config, batch: usize, limits: &DeviceLim
     let alloc = (|| -> Result<_, BackendError> {
         let params = model.init(b, cfg.model.init_seed)?;
         let st = TrainState::new(b, model.clone(), params, batch, &opt)?;
-        let x = b.upload(&(0..batch * inputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;
-        let labels = b.upload_idx(&(0..batch).map(|_| r.random_range(0..outputs as u32)).collect::<Vec<_>>())?;
-        let targets = b.upload(&(0..batch * outputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;
+        let x =
+            b.upload(&(0..batch * inputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;
+        let labels =
+            b.upload_idx(&(0..batch).map(|_| r.random_range(0..outputs as u32)).collect::<Vec<_>>())?;
+        let targets =
+            b.upload(&(0..batch * outputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;
         Ok((st, x, labels, targets))
     })();
     let (mut st, x, labels, targets) = match alloc {
@@ -225,7 +239,11 @@ fn measure_batch<B: Timed>(b: &B, cfg: &Config, batch: usize, limits: &DeviceLim
         }
         Err(e) => return Err(e),
     };
-    let t = if spec.loss == LossKind::SoftmaxXent { Targets::Classes(&labels) } else { Targets::Values(&targets) };
+    let t = if spec.loss == LossKind::SoftmaxXent {
+        Targets::Classes(&labels)
+    } else {
+        Targets::Values(&targets)
+    };
     // As in training between log steps: no gradient-norm reduction unless clipping needs it.
     st.measure_grad_norm = false;
     // A tiny learning rate keeps the parameters (and so the work) steady across timed steps.
@@ -257,7 +275,11 @@ fn measure_batch<B: Timed>(b: &B, cfg: &Config, batch: usize, limits: &DeviceLim
 }
 
 /// Sweep every power of two in `[min_batch, max_batch]` on `b`.
-pub fn run_sweep<B: Timed>(b: &B, cfg: &Config, on_row: &mut dyn FnMut(&SweepRow)) -> Result<SweepReport, BackendError> {
+pub fn run_sweep<B: Timed>(
+    b: &B,
+    cfg: &Config,
+    on_row: &mut dyn FnMut(&SweepRow),
+) -> Result<SweepReport, BackendError> {
     let budget = (cfg.sweep.memory_budget_mib > 0).then(|| cfg.sweep.memory_budget_mib * 1024 * 1024);
     let limits = b.device_limits(budget);
     let (peak, probe) = measure_peak(b)?;

@@ -322,7 +322,11 @@ fn load_impl(path: &Path, require_checksum: bool) -> Result<Checkpoint, Checkpoi
         .map(|(name, v)| NamedTensor {
             name: name.to_string(),
             shape: v.shape().to_vec(),
-            data: v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            data: v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
         })
         .collect();
     Ok(Checkpoint { tensors, metadata, source: Some(path.to_path_buf()) })

@@ -156,11 +156,7 @@ struct Progress {
 /// The training set on the device.
 enum Source<B: Backend> {
     Resident { data: DeviceDataset<B>, order: BatchOrder },
-    Stream {
-        spec: GenSpec,
-        table: B::Buf,
-        n: u64,
-    },
+    Stream { spec: GenSpec, table: B::Buf, n: u64 },
 }
 
 /// The validation set, in chunks with their own workspaces.
@@ -207,7 +203,12 @@ fn val_set<B: Backend>(b: &B, model: &Mlp, val: &Dataset) -> Result<Option<ValSe
 }
 
 /// Mean validation loss and 0-1 error (one read back).
-fn evaluate<B: Backend>(b: &B, model: &Mlp, p: &ParamSet<B>, v: &mut ValSet<B>) -> Result<(f64, f64), TrainError> {
+fn evaluate<B: Backend>(
+    b: &B,
+    model: &Mlp,
+    p: &ParamSet<B>,
+    v: &mut ValSet<B>,
+) -> Result<(f64, f64), TrainError> {
     for (i, c) in v.chunks.iter_mut().enumerate() {
         model.forward(b, p, &c.x, &mut c.ws)?;
         let t = if model.spec.loss == crate::model::LossKind::SoftmaxXent {
@@ -229,7 +230,9 @@ fn evaluate<B: Backend>(b: &B, model: &Mlp, p: &ParamSet<B>, v: &mut ValSet<B>) 
 fn optimizer_of(cfg: &Config) -> Optimizer {
     match cfg.train.optimizer {
         OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: cfg.train.weight_decay },
-        OptimizerKind::Momentum => Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay },
+        OptimizerKind::Momentum => {
+            Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay }
+        }
     }
 }
 
@@ -262,7 +265,11 @@ fn to_checkpoint<B: Backend>(
 ) -> Result<Checkpoint, TrainError> {
     let mut tensors = Vec::new();
     for (i, host) in params.to_host(b)?.into_iter().enumerate() {
-        tensors.push(NamedTensor { name: params.names[i].clone(), shape: params.shapes[i].clone(), data: host });
+        tensors.push(NamedTensor {
+            name: params.names[i].clone(),
+            shape: params.shapes[i].clone(),
+            data: host,
+        });
     }
     if let Some(v) = &st.velocity {
         for (i, host) in v.to_host(b)?.into_iter().enumerate() {
@@ -288,21 +295,32 @@ fn to_checkpoint<B: Backend>(
         m.insert("best_step".into(), s.to_string());
     }
     // The batch order is a pure function of (train.seed, epoch): these restore the RNG state.
-    m.insert("rng".into(), "order = permutation(train.seed, epoch); stream = philox(data.seed, example)".into());
+    m.insert(
+        "rng".into(),
+        "order = permutation(train.seed, epoch); stream = philox(data.seed, example)".into(),
+    );
     m.insert("config".into(), cfg_toml.to_string());
     m.insert("backend".into(), b.device_name());
     Ok(Checkpoint { tensors, metadata: m, source: None })
 }
 
 fn meta<T: std::str::FromStr>(ck: &Checkpoint, key: &str, path: &Path) -> Result<T, TrainError> {
-    ck.metadata
-        .get(key)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| TrainError::Setup(format!("checkpoint {}: metadata `{key}` is missing or malformed", path.display())))
+    ck.metadata.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| {
+        TrainError::Setup(format!(
+            "checkpoint {}: metadata `{key}` is missing or malformed",
+            path.display()
+        ))
+    })
 }
 
 /// Overwrite `params` from a checkpoint's `prefix + name` tensors (shapes checked).
-pub fn load_into<B: Backend>(b: &B, ck: &Checkpoint, path: &Path, prefix: &str, params: &mut ParamSet<B>) -> Result<(), TrainError> {
+pub fn load_into<B: Backend>(
+    b: &B,
+    ck: &Checkpoint,
+    path: &Path,
+    prefix: &str,
+    params: &mut ParamSet<B>,
+) -> Result<(), TrainError> {
     for i in 0..params.tensors.len() {
         let name = format!("{prefix}{}", params.names[i]);
         let t = ck.expect_shape(&name, &params.shapes[i])?;
@@ -313,7 +331,12 @@ pub fn load_into<B: Backend>(b: &B, ck: &Checkpoint, path: &Path, prefix: &str, 
 }
 
 /// Train per `cfg` into `run_dir` on backend `b`.
-pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: &Path) -> Result<TrainSummary, TrainError> {
+pub fn run_train<B: Backend>(
+    b: &B,
+    cfg: &Config,
+    opts: &TrainOptions,
+    run_dir: &Path,
+) -> Result<TrainSummary, TrainError> {
     let t0 = Instant::now();
     let batch = match cfg.train.batch_size {
         BatchSize::Fixed(n) => n,
@@ -349,18 +372,20 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                 Labels::Classes { labels, .. } => Some(labels.as_slice()),
                 Labels::Values { .. } => None,
             };
-            let order = BatchOrder::new(cfg.train.shuffle, cfg.train.sorted_by_label, cfg.train.seed, train.n, host_labels);
+            let order = BatchOrder::new(
+                cfg.train.shuffle,
+                cfg.train.sorted_by_label,
+                cfg.train.seed,
+                train.n,
+                host_labels,
+            );
             let n = train.n as u64;
-            (
-                Source::Resident { data: DeviceDataset::upload(b, &train)?, order },
-                val,
-                n,
-                is_class,
-            )
+            (Source::Resident { data: DeviceDataset::upload(b, &train)?, order }, val, n, is_class)
         }
         DataMode::Stream => {
-            let spec = data::gen_spec(&cfg.data)
-                .ok_or_else(|| TrainError::Setup("data.mode = \"stream\" needs a synthetic data.kind".into()))?;
+            let spec = data::gen_spec(&cfg.data).ok_or_else(|| {
+                TrainError::Setup("data.mode = \"stream\" needs a synthetic data.kind".into())
+            })?;
             let table = b.upload(&data::gen_table(&cfg.data))?;
             let val = data::build_validation(&cfg.data, outputs)?;
             let is_class = cfg.model.loss == crate::model::LossKind::SoftmaxXent;
@@ -420,7 +445,11 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
     // ---- batch buffers ---------------------------------------------------------------------
     let mut bt = BatchBuffers::new(b, batch, model.inputs(), outputs)?;
     let mut noise = if cfg.monitor.noise_every > 0 {
-        let rows = if cfg.monitor.noise_small_batch > 0 { cfg.monitor.noise_small_batch } else { (batch / 4).max(1) };
+        let rows = if cfg.monitor.noise_small_batch > 0 {
+            cfg.monitor.noise_small_batch
+        } else {
+            (batch / 4).max(1)
+        };
         Some(NoiseProbe::<B> {
             bt: BatchBuffers::new(b, rows, model.inputs(), outputs)?,
             ws: model.workspace(b, rows)?,
@@ -434,7 +463,13 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
     let mut source = source;
 
     let max_steps = if cfg.train.steps > 0 { cfg.train.steps } else { u64::MAX };
-    let max_epochs = if cfg.train.one_pass { 1 } else if cfg.train.epochs > 0 { cfg.train.epochs as u64 } else { u64::MAX };
+    let max_epochs = if cfg.train.one_pass {
+        1
+    } else if cfg.train.epochs > 0 {
+        cfg.train.epochs as u64
+    } else {
+        u64::MAX
+    };
     let total_steps = max_steps.min(max_epochs.saturating_mul(steps_per_epoch));
     let bar = progress_bar(opts.progress, total_steps, prog.step);
     let run_start = Instant::now();
@@ -452,25 +487,38 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                 stopped_reason = format!("reached train.steps = {max_steps}");
                 break 'outer;
             }
-            let noise_now = cfg.monitor.noise_every > 0 && (prog.step + 1) % cfg.monitor.noise_every == 0;
+            let noise_now =
+                cfg.monitor.noise_every > 0 && (prog.step + 1) % cfg.monitor.noise_every == 0;
             if let (true, Some(np)) = (noise_now, noise.as_mut()) {
                 // The first rows of this minibatch, at the parameters before the update.
                 fill_batch_rows(b, &mut source, &mut np.bt, prog.epoch, prog.step_in_epoch, batch)?;
-                let t = if is_class { Targets::Classes(&np.bt.labels) } else { Targets::Values(&np.bt.targets) };
+                let t = if is_class {
+                    Targets::Classes(&np.bt.labels)
+                } else {
+                    Targets::Values(&np.bt.targets)
+                };
                 model.loss_and_grad(b, &st.params, &np.bt.x, &t, &mut np.ws, &mut np.grads)?;
                 np.grads.sum_sq_into(b, &mut np.stats, 0)?;
             }
             fill_batch(b, &mut source, &mut bt, prog.epoch, prog.step_in_epoch, steps_per_epoch)?;
-            let targets = if is_class { Targets::Classes(&bt.labels) } else { Targets::Values(&bt.targets) };
+            let targets =
+                if is_class { Targets::Classes(&bt.labels) } else { Targets::Values(&bt.targets) };
             let k = cfg.monitor.curvature_every;
             let monitor_now = k > 0 && (prog.step + 1) % k == 0;
             // Whether this step's metrics will be read (then its gradient norm is needed).
             let next = prog.step + 1;
             let epoch_end_next = prog.step_in_epoch + 1 == steps_per_epoch;
             let eval_next = val.is_some()
-                && if cfg.train.eval_every > 0 { next % cfg.train.eval_every == 0 } else { epoch_end_next };
-            st.measure_grad_norm =
-                next % cfg.train.log_every == 0 || eval_next || monitor_now || noise_now || next == total_steps;
+                && if cfg.train.eval_every > 0 {
+                    next % cfg.train.eval_every == 0
+                } else {
+                    epoch_end_next
+                };
+            st.measure_grad_norm = next % cfg.train.log_every == 0
+                || eval_next
+                || monitor_now
+                || noise_now
+                || next == total_steps;
             if monitor_now {
                 st.record_step_monitored(b, &bt.x, &targets, &opt, lr, &clip)?;
             } else {
@@ -482,16 +530,27 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
             prog.examples_seen += batch as u64;
             let epoch_end = prog.step_in_epoch == steps_per_epoch;
             let eval_now = val.is_some()
-                && if cfg.train.eval_every > 0 { prog.step % cfg.train.eval_every == 0 } else { epoch_end };
-            let log_now =
-                prog.step % cfg.train.log_every == 0 || eval_now || monitor_now || noise_now || prog.step == total_steps;
+                && if cfg.train.eval_every > 0 {
+                    prog.step % cfg.train.eval_every == 0
+                } else {
+                    epoch_end
+                };
+            let log_now = prog.step % cfg.train.log_every == 0
+                || eval_now
+                || monitor_now
+                || noise_now
+                || prog.step == total_steps;
             if !log_now {
                 continue;
             }
             let m = st.read_metrics(b)?;
             let elapsed = elapsed_before + run_start.elapsed().as_secs_f64();
             if !m.loss.is_finite() || !m.grad_norm.is_finite() {
-                let what = if !m.loss.is_finite() { format!("train_loss = {}", m.loss) } else { format!("grad_norm = {}", m.grad_norm) };
+                let what = if !m.loss.is_finite() {
+                    format!("train_loss = {}", m.loss)
+                } else {
+                    format!("grad_norm = {}", m.grad_norm)
+                };
                 bar.finish_and_clear();
                 write_summary_diverged(run_dir, b, &model, batch, &prog, &what)?;
                 return Err(TrainError::Diverged {
@@ -548,7 +607,9 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
             if let (true, Some(np)) = (noise_now, noise.as_mut()) {
                 let g2s: f64 = b.read(&np.stats)?.iter().map(|&v| v as f64).sum();
                 let g2b = m.grad_norm * m.grad_norm;
-                if let Some((g2, tr)) = crate::noise::two_batch_estimates(np.bt.rows as f64, g2s, batch as f64, g2b) {
+                if let Some((g2, tr)) =
+                    crate::noise::two_batch_estimates(np.bt.rows as f64, g2s, batch as f64, g2b)
+                {
                     noise_g2 = Some(g2);
                     noise_trace = Some(tr);
                     b_simple = np.ema.update(g2, tr);
@@ -591,7 +652,14 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
             last_line = Some(line);
             prog.elapsed_s = elapsed;
             if improved {
-                let ck = to_checkpoint(b, &st, best.as_ref().unwrap_or(&st.params), &prog, clip_events, &cfg_toml)?;
+                let ck = to_checkpoint(
+                    b,
+                    &st,
+                    best.as_ref().unwrap_or(&st.params),
+                    &prog,
+                    clip_events,
+                    &cfg_toml,
+                )?;
                 checkpoint::save(&best_path, &ck)?;
             }
             // Checkpoints: every `checkpoint_every` steps, or at each epoch's end by default.
@@ -606,16 +674,25 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
                     let mut p2 = prog.clone();
                     p2.epoch += 1;
                     p2.step_in_epoch = 0;
-                    checkpoint::save(&last_path, &to_checkpoint(b, &st, &st.params, &p2, clip_events, &cfg_toml)?)?;
+                    checkpoint::save(
+                        &last_path,
+                        &to_checkpoint(b, &st, &st.params, &p2, clip_events, &cfg_toml)?,
+                    )?;
                 } else {
-                    checkpoint::save(&last_path, &to_checkpoint(b, &st, &st.params, &prog, clip_events, &cfg_toml)?)?;
+                    checkpoint::save(
+                        &last_path,
+                        &to_checkpoint(b, &st, &st.params, &prog, clip_events, &cfg_toml)?,
+                    )?;
                 }
                 last_good = Some(last_path.clone());
             }
             side_s += side_start.elapsed().as_secs_f64();
             if let (true, Some(e)) = (cfg.train.target_val_error > 0.0, val_error) {
                 if e <= cfg.train.target_val_error as f64 {
-                    stopped_reason = format!("reached train.target_val_error = {} (validation 0-1 error {e:.4})", cfg.train.target_val_error);
+                    stopped_reason = format!(
+                        "reached train.target_val_error = {} (validation 0-1 error {e:.4})",
+                        cfg.train.target_val_error
+                    );
                     prog.step_in_epoch = steps_per_epoch;
                     break 'outer;
                 }
@@ -691,7 +768,10 @@ pub fn run_train<B: Backend>(b: &B, cfg: &Config, opts: &TrainOptions, run_dir: 
         examples_per_s: prog.examples_seen as f64 / prog.elapsed_s.max(1e-9),
         peak_rss_mib: peak_rss_mib(),
     };
-    crate::report::rundir::write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap_or_default().as_bytes())?;
+    crate::report::rundir::write_atomic(
+        &run_dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).unwrap_or_default().as_bytes(),
+    )?;
     plot_metrics(run_dir, is_class)?;
     log::info!("train finished in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(summary)
@@ -708,9 +788,9 @@ fn fill_batch<B: Backend>(
     let rows = bt.rows;
     match source {
         Source::Resident { data, order } => {
-            let idx = order
-                .batch(epoch, step_in_epoch as usize, rows)
-                .ok_or_else(|| TrainError::Setup(format!("no minibatch {step_in_epoch} in epoch {epoch}")))?;
+            let idx = order.batch(epoch, step_in_epoch as usize, rows).ok_or_else(|| {
+                TrainError::Setup(format!("no minibatch {step_in_epoch} in epoch {epoch}"))
+            })?;
             data.load_batch(b, idx, bt)?;
         }
         Source::Stream { spec, table, n } => {
@@ -735,9 +815,9 @@ fn fill_batch_rows<B: Backend>(
     let rows = bt.rows;
     match source {
         Source::Resident { data, order } => {
-            let idx = order
-                .batch(epoch, step_in_epoch as usize, batch)
-                .ok_or_else(|| TrainError::Setup(format!("no minibatch {step_in_epoch} in epoch {epoch}")))?;
+            let idx = order.batch(epoch, step_in_epoch as usize, batch).ok_or_else(|| {
+                TrainError::Setup(format!("no minibatch {step_in_epoch} in epoch {epoch}"))
+            })?;
             data.load_batch(b, &idx[..rows.min(idx.len())], bt)?;
         }
         Source::Stream { spec, table, n } => {
@@ -752,8 +832,14 @@ fn progress_bar(show: bool, total: u64, pos: u64) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = if total == u64::MAX { indicatif::ProgressBar::new_spinner() } else { indicatif::ProgressBar::new(total) };
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}") {
+    let bar = if total == u64::MAX {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::new(total)
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+    ) {
         bar.set_style(style);
     }
     bar.set_position(pos);
@@ -781,7 +867,14 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
     Ok(())
 }
 
-fn write_summary_diverged<B: Backend>(run_dir: &Path, b: &B, model: &Mlp, batch: usize, prog: &Progress, what: &str) -> Result<(), TrainError> {
+fn write_summary_diverged<B: Backend>(
+    run_dir: &Path,
+    b: &B,
+    model: &Mlp,
+    batch: usize,
+    prog: &Progress,
+    what: &str,
+) -> Result<(), TrainError> {
     let s = serde_json::json!({
         "command": "train",
         "device": b.device_name(),
@@ -819,8 +912,16 @@ pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
     if !gthg.is_empty() {
         line_plot(
             &run_dir.join("curvature.svg"),
-            &PlotSpec::new("Gradient norm vs curvature along the gradient (eq. 8.10)", "examples seen", "value").log_y(),
-            &[Series { name: "gᵀg".into(), points: pts(&|l| l.gtg) }, Series { name: "gᵀHg".into(), points: gthg }],
+            &PlotSpec::new(
+                "Gradient norm vs curvature along the gradient (eq. 8.10)",
+                "examples seen",
+                "value",
+            )
+            .log_y(),
+            &[
+                Series { name: "gᵀg".into(), points: pts(&|l| l.gtg) },
+                Series { name: "gᵀHg".into(), points: gthg },
+            ],
         )?;
     }
     if is_class {
@@ -832,7 +933,11 @@ pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
         if !full_err.is_empty() {
             err.push(Series { name: "train 0-1 (whole set)".into(), points: full_err });
         }
-        line_plot(&run_dir.join("error.svg"), &PlotSpec::new("0-1 error", "examples seen", "error"), &err)?;
+        line_plot(
+            &run_dir.join("error.svg"),
+            &PlotSpec::new("0-1 error", "examples seen", "error"),
+            &err,
+        )?;
     }
     Ok(())
 }

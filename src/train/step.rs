@@ -102,7 +102,16 @@ impl<B: Backend> TrainState<B> {
         };
         let ws = model.workspace(b, rows)?;
         let metrics = b.zeros(slot::len(params.tensors.len()))?;
-        Ok(TrainState { model, params, grads, velocity, ws, metrics, monitor: None, measure_grad_norm: true })
+        Ok(TrainState {
+            model,
+            params,
+            grads,
+            velocity,
+            ws,
+            metrics,
+            monitor: None,
+            measure_grad_norm: true,
+        })
     }
 
     /// Record one step on the minibatch `x [rows, inputs]`, `targets`: forward, loss, backward,
@@ -147,7 +156,10 @@ impl<B: Backend> TrainState<B> {
         b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
         self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
         if self.monitor.is_none() {
-            self.monitor = Some(Monitor { rws: self.model.rop_workspace(b, rows)?, hg: self.params.zeros_like(b)? });
+            self.monitor = Some(Monitor {
+                rws: self.model.rop_workspace(b, rows)?,
+                hg: self.params.zeros_like(b)?,
+            });
         }
         if let Some(m) = self.monitor.as_mut() {
             self.model.hvp_prepared(b, &self.params, &self.grads, x, &self.ws, &mut m.rws, &mut m.hg)?;
@@ -180,7 +192,15 @@ impl<B: Backend> TrainState<B> {
             for i in 0..tensors {
                 let n = self.grads.numel_of(i);
                 let count = (i == 0).then_some(slot::CLIP_EVENTS);
-                b.clip_by_global_norm(n, clip.norm, slot::GRAD_SQ0, tensors, count, &mut self.metrics, &mut self.grads.tensors[i])?;
+                b.clip_by_global_norm(
+                    n,
+                    clip.norm,
+                    slot::GRAD_SQ0,
+                    tensors,
+                    count,
+                    &mut self.metrics,
+                    &mut self.grads.tensors[i],
+                )?;
             }
         }
         if clip.value > 0.0 {
@@ -206,9 +226,14 @@ impl<B: Backend> TrainState<B> {
                     &mut v.tensors[i],
                     &mut self.params.tensors[i],
                 )?,
-                (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
-                    b.sgd_update(n, lr, *weight_decay, &self.grads.tensors[i], &mut self.params.tensors[i])?
-                }
+                (Optimizer::Sgd { weight_decay }, _)
+                | (Optimizer::Momentum { weight_decay, .. }, None) => b.sgd_update(
+                    n,
+                    lr,
+                    *weight_decay,
+                    &self.grads.tensors[i],
+                    &mut self.params.tensors[i],
+                )?,
             }
         }
         Ok(())

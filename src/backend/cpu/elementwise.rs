@@ -259,7 +259,10 @@ pub fn clip_by_global_norm(
     if let Some(slot) = count_slot {
         check_len(OP, "stats", stats.len(), slot + 1)?;
         if (first..first + count).contains(&slot) {
-            return Err(crate::backend::BackendError::Invalid { op: OP, message: "count_slot overlaps the norm slots".into() });
+            return Err(crate::backend::BackendError::Invalid {
+                op: OP,
+                message: "count_slot overlaps the norm slots".into(),
+            });
         }
     }
     let mut s = 0.0f32;

@@ -150,11 +150,7 @@ impl GpuDevice {
             log::warn!("allocation of {what} failed: {e}");
             return Err(BackendError::OutOfMemory { what: what.to_string(), bytes });
         }
-        Ok(RawBuf {
-            buffer: Arc::new(buffer),
-            id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed),
-            len,
-        })
+        Ok(RawBuf { buffer: Arc::new(buffer), id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed), len })
     }
 
     /// The reduction scratch buffer of at least `len` elements (made once, grown rarely).

@@ -17,8 +17,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{
-    grid_1d, Kernel, MATMUL_NAIVE, MATMUL_SPLITK_REDUCE, MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4, MATMUL_TILED_TN4,
-    MATMUL_TILED_TT4,
+    grid_1d, Kernel, MATMUL_NAIVE, MATMUL_SPLITK_REDUCE, MATMUL_TILED, MATMUL_TILED_NN4,
+    MATMUL_TILED_NT4, MATMUL_TILED_TN4, MATMUL_TILED_TT4,
 };
 use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
 
@@ -77,14 +77,11 @@ const _: () = assert!(std::mem::size_of::<MatmulParams>() == 48);
 /// (the shader walks row blocks as `wid.y + wid.z * num_workgroups.y` and drops the excess).
 pub fn grid_2d(col_groups: u64, row_groups: u64, max_per_dim: u32) -> Result<[u32; 3]> {
     let max = max_per_dim.max(1) as u64;
-    let (gy, gz) =
-        if row_groups <= max { (row_groups, 1) } else { (max, row_groups.div_ceil(max)) };
+    let (gy, gz) = if row_groups <= max { (row_groups, 1) } else { (max, row_groups.div_ceil(max)) };
     if col_groups > max || gz > max {
         return Err(BackendError::Invalid {
             op: "matmul",
-            message: format!(
-                "grid of {col_groups}x{row_groups} workgroups exceeds {max} per dimension"
-            ),
+            message: format!("grid of {col_groups}x{row_groups} workgroups exceeds {max} per dimension"),
         });
     }
     Ok([col_groups as u32, gy as u32, gz as u32])
@@ -368,10 +365,7 @@ mod tests {
 
     #[test]
     fn vec4_kernels_are_chosen_when_aligned() {
-        assert_eq!(
-            kernel_for(MatmulVariant::Tiled, &Gemm::nn(64, 128, 32)).name,
-            MATMUL_TILED_NN4.name
-        );
+        assert_eq!(kernel_for(MatmulVariant::Tiled, &Gemm::nn(64, 128, 32)).name, MATMUL_TILED_NN4.name);
         let tt = Gemm::nn(64, 128, 32).trans(true, true);
         assert_eq!(kernel_for(MatmulVariant::Tiled, &tt).name, MATMUL_TILED_TT4.name);
         // n = 10 (a 10-class output layer): generic.
@@ -423,8 +417,8 @@ mod tests {
     #[test]
     fn shader_validates_with_naga() {
         let src = crate::backend::gpu::kernels::Shader::Matmul.source();
-        let module = naga::front::wgsl::parse_str(src)
-            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        let module =
+            naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
         naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
             naga::valid::Capabilities::empty(),

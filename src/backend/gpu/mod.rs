@@ -101,18 +101,12 @@ impl Backend for GpuBackend {
 
     fn read(&self, src: &GpuBuf) -> Result<Vec<f32>> {
         let bytes = self.dev.read_bytes(&src.0)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     fn read_idx(&self, src: &GpuIdxBuf) -> Result<Vec<u32>> {
         let bytes = self.dev.read_bytes(&src.0)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     fn len(&self, buf: &GpuBuf) -> usize {
@@ -133,7 +127,8 @@ impl Backend for GpuBackend {
     }
 
     fn max_binding_bytes(&self) -> u64 {
-        (self.dev.ctx.limits.max_storage_buffer_binding_size as u64).min(self.dev.ctx.limits.max_buffer_size)
+        (self.dev.ctx.limits.max_storage_buffer_binding_size as u64)
+            .min(self.dev.ctx.limits.max_buffer_size)
     }
 
     fn flush(&self) -> Result<()> {
@@ -240,8 +235,7 @@ impl Backend for GpuBackend {
             return Err(BackendError::Invalid { op: "softmax_xent", message: "0 classes".into() });
         }
         ops::softmax_xent(
-            &self.dev, rows, classes, &logits.0, &labels.0, grad_scale, &loss.0, &correct.0,
-            &dlogits.0,
+            &self.dev, rows, classes, &logits.0, &labels.0, grad_scale, &loss.0, &correct.0, &dlogits.0,
         )
     }
 
@@ -397,7 +391,10 @@ impl Backend for GpuBackend {
         if let Some(s) = count_slot {
             check_len("clip_by_global_norm", "stats", stats.0.len, s + 1)?;
             if (first..first + count).contains(&s) {
-                return Err(BackendError::Invalid { op: "clip_by_global_norm", message: "count_slot overlaps the norm slots".into() });
+                return Err(BackendError::Invalid {
+                    op: "clip_by_global_norm",
+                    message: "count_slot overlaps the norm slots".into(),
+                });
             }
         }
         ops::clip_by_global_norm(&self.dev, n, max_norm, first, count, count_slot, &stats.0, &x.0)

@@ -157,7 +157,12 @@ pub fn act_second(
 }
 
 fn loss(op: &'static str, rows: usize, cols: usize, grad_scale: f32) -> Result<LossParams> {
-    Ok(LossParams { rows: u32_of(op, "rows", rows)?, cols: u32_of(op, "cols", cols)?, grad_scale, _pad: 0 })
+    Ok(LossParams {
+        rows: u32_of(op, "rows", rows)?,
+        cols: u32_of(op, "cols", cols)?,
+        grad_scale,
+        _pad: 0,
+    })
 }
 
 /// Softmax cross-entropy per row of `logits [rows, classes]`; see `Backend::softmax_xent`.
@@ -268,7 +273,14 @@ pub fn col_sum(
 }
 
 /// `p -= lr (g + wd p)` over `n` elements.
-pub fn sgd_update(dev: &GpuDevice, n: usize, lr: f32, wd: f32, grad: &RawBuf, param: &RawBuf) -> Result<()> {
+pub fn sgd_update(
+    dev: &GpuDevice,
+    n: usize,
+    lr: f32,
+    wd: f32,
+    grad: &RawBuf,
+    param: &RawBuf,
+) -> Result<()> {
     let p = OptParams { n: u32_of("sgd_update", "n", n)?, lr, mu: 0.0, wd };
     launch_1d(dev, &k::SGD_UPDATE, n, &p, &[grad, param])
 }
