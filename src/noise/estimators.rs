@@ -48,24 +48,12 @@ impl NoiseScaleEma {
 
 /// Least-squares slope and intercept of `log y` against `log x` (positive finite points only).
 pub fn loglog_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    let pts: Vec<(f64, f64)> = points
+    let (xs, ys): (Vec<f64>, Vec<f64>) = points
         .iter()
         .filter(|(x, y)| *x > 0.0 && *y > 0.0 && x.is_finite() && y.is_finite())
         .map(|(x, y)| (x.ln(), y.ln()))
-        .collect();
-    if pts.len() < 2 {
-        return None;
-    }
-    let n = pts.len() as f64;
-    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
-    if sxx == 0.0 {
-        return None;
-    }
-    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let slope = sxy / sxx;
-    Some((slope, my - slope * mx))
+        .unzip();
+    crate::train::diagnostics::fit_line(&xs, &ys)
 }
 
 /// `ε_opt(B) = ε_max / (1 + B_noise / B)`: the best step size at batch B (McCandlish et al.).

@@ -125,16 +125,30 @@ impl<B: Backend> TrainState<B> {
         lr: f32,
         clip: &Clip,
     ) -> Result<()> {
+        // The gradient norm costs a pass over every parameter: only when it is read or clipped.
+        let norm = self.measure_grad_norm || clip.norm > 0.0;
+        self.record_gradient(b, x, targets, norm)?;
+        self.clip(b, clip)?;
+        self.apply_update(b, opt, lr)
+    }
+
+    /// Forward, per-example losses, backward, and the minibatch sums (loss, correct and, when
+    /// `norm`, the per-tensor ‖g‖²) into the metrics buffer.
+    fn record_gradient(
+        &mut self,
+        b: &B,
+        x: &B::Buf,
+        targets: &Targets<'_, B>,
+        norm: bool,
+    ) -> Result<()> {
         let rows = self.ws.rows;
         self.model.loss_and_grad(b, &self.params, x, targets, &mut self.ws, &mut self.grads)?;
         b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
         b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
-        // The gradient norm costs a pass over every parameter: only when it is read or clipped.
-        if self.measure_grad_norm || clip.norm > 0.0 {
+        if norm {
             self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
         }
-        self.clip(b, clip)?;
-        self.apply_update(b, opt, lr)
+        Ok(())
     }
 
     /// [`TrainState::record_step`] with the curvature monitor: before the update, `H g` by the
@@ -151,10 +165,7 @@ impl<B: Backend> TrainState<B> {
     ) -> Result<()> {
         let rows = self.ws.rows;
         let tensors = self.params.tensors.len();
-        self.model.loss_and_grad(b, &self.params, x, targets, &mut self.ws, &mut self.grads)?;
-        b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
-        b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
-        self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
+        self.record_gradient(b, x, targets, true)?;
         if self.monitor.is_none() {
             self.monitor = Some(Monitor {
                 rws: self.model.rop_workspace(b, rows)?,
