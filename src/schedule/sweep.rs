@@ -168,15 +168,6 @@ pub fn measure_peak<B: Timed>(b: &B) -> Result<(f64, String), BackendError> {
     Ok((g.flops() / (best * 1e-3) / 1e9, format!("matmul {n}x{n}x{n}")))
 }
 
-fn optimizer_of(cfg: &Config) -> Optimizer {
-    match cfg.train.optimizer {
-        OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: cfg.train.weight_decay },
-        OptimizerKind::Momentum => {
-            Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay }
-        }
-    }
-}
-
 /// Measure one batch size: `Ok(row)` with timings, or a row with the reason it was skipped.
 fn measure_batch<B: Timed>(
     b: &B,
@@ -214,7 +205,7 @@ fn measure_batch<B: Timed>(
         row.skipped = Some(format!("predicted not to fit: {reason}"));
         return Ok(row);
     }
-    let opt = optimizer_of(cfg);
+    let opt = Optimizer::of(&cfg.train);
     let model = Mlp::new(spec.clone())?;
     let flops = model.train_flops_per_example() * batch as f64;
     let mut r = ChaCha8Rng::seed_from_u64(batch as u64);

@@ -16,7 +16,7 @@ use thiserror::Error;
 use super::checkpoint::{self, Checkpoint, CheckpointError, NamedTensor};
 use super::step::{Clip, Optimizer, TrainState};
 use crate::backend::{Backend, BackendError, GenSpec};
-use crate::config::{BatchSize, Config, DataMode, LrSchedule, OptimizerKind};
+use crate::config::{BatchSize, Config, DataMode, LrSchedule};
 use crate::data::device::{BatchBuffers, DeviceDataset};
 use crate::data::{self, BatchOrder, DataError, Dataset, Labels};
 use crate::model::{Mlp, ParamSet, Targets, Workspace};
@@ -227,15 +227,6 @@ fn evaluate<B: Backend>(
     Ok((loss / v.n as f64, 1.0 - correct / v.n as f64))
 }
 
-fn optimizer_of(cfg: &Config) -> Optimizer {
-    match cfg.train.optimizer {
-        OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: cfg.train.weight_decay },
-        OptimizerKind::Momentum => {
-            Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay }
-        }
-    }
-}
-
 fn lr_at(cfg: &Config, epoch: u64) -> f32 {
     match cfg.train.lr_schedule {
         LrSchedule::Constant => cfg.train.lr,
@@ -347,7 +338,7 @@ pub fn run_train<B: Backend>(
         }
     };
     let model = Mlp::new(cfg.mlp_spec())?;
-    let opt = optimizer_of(cfg);
+    let opt = Optimizer::of(&cfg.train);
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
     let cfg_toml = cfg.to_toml();
     let outputs = cfg.data_outputs();

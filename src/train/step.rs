@@ -14,6 +14,18 @@ pub enum Optimizer {
     Momentum { mu: f32, weight_decay: f32 },
 }
 
+impl Optimizer {
+    /// The update rule a `[train]` config section describes.
+    pub fn of(t: &crate::config::TrainConfig) -> Self {
+        match t.optimizer {
+            crate::config::OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: t.weight_decay },
+            crate::config::OptimizerKind::Momentum => {
+                Optimizer::Momentum { mu: t.momentum, weight_decay: t.weight_decay }
+            }
+        }
+    }
+}
+
 /// Gradient clipping (0 = off for each).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Clip {
