@@ -298,6 +298,9 @@ pub struct SweepConfig {
     pub knee_min_gain: f64,
     /// Device memory budget in MiB for the memory model (0 = the adapter's limits only).
     pub memory_budget_mib: u64,
+    /// Wall-time budget of the whole sweep in seconds (0 = none): a batch size whose predicted
+    /// time (twice the previous one's) would overrun it is skipped with the reason.
+    pub time_budget_s: f64,
 }
 
 impl Default for SweepConfig {
@@ -311,6 +314,7 @@ impl Default for SweepConfig {
             knee_fraction: 0.9,
             knee_min_gain: 0.1,
             memory_budget_mib: 0,
+            time_budget_s: 600.0,
         }
     }
 }
@@ -572,6 +576,12 @@ impl Config {
         }
         if s.max_batch < s.min_batch {
             return Err(bad("sweep.max_batch", format!("must be ≥ sweep.min_batch ({})", s.min_batch)));
+        }
+        if !(s.time_budget_s.is_finite() && s.time_budget_s >= 0.0) {
+            return Err(bad(
+                "sweep.time_budget_s",
+                format!("must be ≥ 0 seconds (0 = none), got {}", s.time_budget_s),
+            ));
         }
         if s.timed_steps == 0 {
             return Err(bad("sweep.timed_steps", "must be ≥ 1".into()));

@@ -427,3 +427,27 @@ fn compare_runs_both_backends() {
     assert!(out.join("compare.svg").exists() && out.join("speedup.svg").exists());
     assert!(String::from_utf8_lossy(&o.stdout).contains("speedup"));
 }
+
+#[test]
+fn sweep_time_budget_skips_what_would_overrun() {
+    let d = tmpdir("time-budget");
+    let c = write(&d, "tiny.toml", TINY);
+    let out = d.join("s");
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        c.to_str().unwrap_or_default(),
+        "--set",
+        "sweep.time_budget_s=0.000001",
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = read_csv(&out.join("sweep.csv"));
+    let skipped = header.iter().position(|h| h == "skipped").expect("skipped column");
+    assert!(rows[0][skipped].is_empty(), "the first batch size is always measured");
+    assert!(rows[1..].iter().all(|r| r[skipped].contains("time_budget_s")), "{rows:?}");
+}

@@ -168,19 +168,10 @@ pub fn measure_peak<B: Timed>(b: &B) -> Result<(f64, String), BackendError> {
     Ok((g.flops() / (best * 1e-3) / 1e9, format!("matmul {n}x{n}x{n}")))
 }
 
-/// Measure one batch size: `Ok(row)` with timings, or a row with the reason it was skipped.
-fn measure_batch<B: Timed>(
-    b: &B,
-    cfg: &Config,
-    batch: usize,
-    limits: &DeviceLimits,
-    peak: f64,
-) -> Result<SweepRow, BackendError> {
-    let spec = cfg.mlp_spec();
-    let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
-    let backend = format!("{:?}", b.kind()).to_lowercase();
-    let mut row = SweepRow {
-        backend,
+/// A row for a batch size that was not measured (the caller fills `skipped`).
+fn unmeasured_row<B: Timed>(b: &B, batch: usize) -> SweepRow {
+    SweepRow {
+        backend: format!("{:?}", b.kind()).to_lowercase(),
         batch,
         ms_per_step_median: f64::NAN,
         ms_min: f64::NAN,
@@ -192,7 +183,20 @@ fn measure_batch<B: Timed>(
         bytes_predicted: 0,
         timing: "host",
         skipped: None,
-    };
+    }
+}
+
+/// Measure one batch size: `Ok(row)` with timings, or a row with the reason it was skipped.
+fn measure_batch<B: Timed>(
+    b: &B,
+    cfg: &Config,
+    batch: usize,
+    limits: &DeviceLimits,
+    peak: f64,
+) -> Result<SweepRow, BackendError> {
+    let spec = cfg.mlp_spec();
+    let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
+    let mut row = unmeasured_row(b, batch);
     let est = match estimate(&spec.sizes, momentum, cfg.monitor.curvature_every > 0, batch) {
         Ok(e) => e,
         Err(e) => {
@@ -275,8 +279,27 @@ pub fn run_sweep<B: Timed>(
     let limits = b.device_limits(budget);
     let (peak, probe) = measure_peak(b)?;
     b.release_caches();
-    let mut rows = Vec::new();
+    let mut rows: Vec<SweepRow> = Vec::new();
+    let start = Instant::now();
+    let steps = (cfg.sweep.warmup_steps.max(1) + cfg.sweep.timed_steps) as f64;
     for batch in powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch) {
+        // A step at 2B takes at most about twice as long as at B: skip what would overrun.
+        let last_ms = rows.iter().rev().find(|r| r.skipped.is_none()).map(|r| r.ms_max);
+        let budget = cfg.sweep.time_budget_s;
+        if let (true, Some(ms)) = (budget > 0.0, last_ms) {
+            let predicted = 2.0 * ms * 1e-3 * steps;
+            let left = budget - start.elapsed().as_secs_f64();
+            if predicted > left {
+                let mut row = unmeasured_row(b, batch);
+                row.skipped = Some(format!(
+                    "sweep.time_budget_s = {budget} s: predicted {predicted:.1} s, {:.1} s left",
+                    left.max(0.0)
+                ));
+                on_row(&row);
+                rows.push(row);
+                continue;
+            }
+        }
         let row = measure_batch(b, cfg, batch, &limits, peak)?;
         b.release_caches();
         on_row(&row);
