@@ -39,8 +39,11 @@ log_every = 8
 "#;
 
 fn cfg(extra: &[&str]) -> Config {
+    // One directory per call: the tests run in parallel threads.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    let dir = tmpdir("cfg");
+    let dir = tmpdir(&format!("cfg{k}"));
     let p = dir.join("c.toml");
     std::fs::write(&p, SMALL).expect("write config");
     Config::load(Some(&p), &sets).expect("config")

@@ -419,9 +419,12 @@ mod tests {
 
     fn load(text: &str, set: &[&str]) -> Result<ConfigText, ConfigError> {
         let sets: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        // One file per call: the tests run in parallel threads.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("batchscope-expcfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("c.toml");
+        let p = dir.join(format!("c{k}.toml"));
         std::fs::write(&p, text).unwrap();
         ConfigText::load(Some(&p), "", "none", &sets)
     }
