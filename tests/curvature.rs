@@ -18,62 +18,6 @@ use common::{assert_close, cpu, gpu, indices, uniform};
 
 const ROWS: usize = 6;
 
-/// f64 reference: mean loss of the MLP with host params (W0, b0, W1, b1, ...).
-fn reference_loss(
-    spec: &MlpSpec,
-    params: &[Vec<f64>],
-    x: &[f64],
-    labels: &[u32],
-    targets: &[f64],
-) -> f64 {
-    let l = spec.sizes.len() - 1;
-    let rows = x.len() / spec.sizes[0];
-    let mut a: Vec<f64> = x.to_vec();
-    for layer in 0..l {
-        let (fi, fo) = (spec.sizes[layer], spec.sizes[layer + 1]);
-        let (w, b) = (&params[2 * layer], &params[2 * layer + 1]);
-        let mut z = vec![0.0; rows * fo];
-        for r in 0..rows {
-            for o in 0..fo {
-                let mut s = b[o];
-                for i in 0..fi {
-                    s += a[r * fi + i] * w[o * fi + i];
-                }
-                z[r * fo + o] = if layer + 1 < l {
-                    match spec.activation {
-                        Activation::Identity => s,
-                        Activation::Relu => s.max(0.0),
-                        Activation::Tanh => s.tanh(),
-                    }
-                } else {
-                    s
-                };
-            }
-        }
-        a = z;
-    }
-    let k = spec.sizes[l];
-    let mut total = 0.0;
-    for r in 0..rows {
-        let row = &a[r * k..(r + 1) * k];
-        total += match spec.loss {
-            LossKind::SoftmaxXent => {
-                let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-                lse - row[labels[r] as usize]
-            }
-            LossKind::Mse => {
-                0.5 * row
-                    .iter()
-                    .zip(&targets[r * k..(r + 1) * k])
-                    .map(|(p, t)| (p - t) * (p - t))
-                    .sum::<f64>()
-            }
-        };
-    }
-    total / rows as f64
-}
-
 /// A minibatch and a direction for a model.
 struct Case {
     x: Vec<f32>,
@@ -159,7 +103,7 @@ fn reference_hvp(spec: &MlpSpec, params: &[Vec<f32>], v: &[Vec<f32>], c: &Case) 
             }
         }
         q[ti][j] += si * h;
-        reference_loss(spec, &q, &x64, &c.labels, &t64)
+        common::reference_loss(spec, &q, &x64, &c.labels, &t64)
     };
     let mut out = Vec::new();
     for (ti, t) in p64.iter().enumerate() {
@@ -506,7 +450,7 @@ fn operator_gradient_is_the_mean_gradient<B: Backend>(b: &B) {
     assert!((l1 - l3).abs() < 1e-6 * l1.abs(), "loss {l1} vs chunked {l3}");
     let p64: Vec<Vec<f64>> = params.iter().map(|t| t.iter().map(|&x| x as f64).collect()).collect();
     let x64: Vec<f64> = c.x.iter().map(|&x| x as f64).collect();
-    let want = reference_loss(&mlp.spec, &p64, &x64, &c.labels, &[]);
+    let want = common::reference_loss(&mlp.spec, &p64, &x64, &c.labels, &[]);
     assert!((l1 - want).abs() < 1e-5 * want, "loss {l1} vs f64 {want}");
     assert_close("chunked gradient vs one chunk", &g1, &g3, 1e-6 * max_abs(&g1), 1e-5);
 }

@@ -13,61 +13,6 @@ fn spec(act: Activation, loss: LossKind) -> MlpSpec {
     MlpSpec { sizes: vec![5, 7, 4, 3], activation: act, loss }
 }
 
-/// f64 reference: mean loss of the MLP with flat host params (W0, b0, W1, b1, ...).
-fn reference_loss(
-    spec: &MlpSpec,
-    params: &[Vec<f64>],
-    x: &[f64],
-    labels: &[u32],
-    targets: &[f64],
-) -> f64 {
-    let l = spec.sizes.len() - 1;
-    let mut a: Vec<f64> = x.to_vec();
-    for layer in 0..l {
-        let (fi, fo) = (spec.sizes[layer], spec.sizes[layer + 1]);
-        let (w, b) = (&params[2 * layer], &params[2 * layer + 1]);
-        let mut z = vec![0.0; ROWS * fo];
-        for r in 0..ROWS {
-            for o in 0..fo {
-                let mut s = b[o];
-                for i in 0..fi {
-                    s += a[r * fi + i] * w[o * fi + i];
-                }
-                z[r * fo + o] = if layer + 1 < l {
-                    match spec.activation {
-                        Activation::Identity => s,
-                        Activation::Relu => s.max(0.0),
-                        Activation::Tanh => s.tanh(),
-                    }
-                } else {
-                    s
-                };
-            }
-        }
-        a = z;
-    }
-    let k = spec.sizes[l];
-    let mut total = 0.0;
-    for r in 0..ROWS {
-        let row = &a[r * k..(r + 1) * k];
-        total += match spec.loss {
-            LossKind::SoftmaxXent => {
-                let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-                lse - row[labels[r] as usize]
-            }
-            LossKind::Mse => {
-                0.5 * row
-                    .iter()
-                    .zip(&targets[r * k..(r + 1) * k])
-                    .map(|(p, t)| (p - t) * (p - t))
-                    .sum::<f64>()
-            }
-        };
-    }
-    total / ROWS as f64
-}
-
 struct Case {
     x: Vec<f32>,
     labels: Vec<u32>,
@@ -126,8 +71,8 @@ fn gradients_match_finite_differences<B: Backend>(b: &B) {
                 plus[ti][j] += h;
                 let mut minus = params64.clone();
                 minus[ti][j] -= h;
-                let d = (reference_loss(&s, &plus, &x64, &c.labels, &t64)
-                    - reference_loss(&s, &minus, &x64, &c.labels, &t64))
+                let d = (common::reference_loss(&s, &plus, &x64, &c.labels, &t64)
+                    - common::reference_loss(&s, &minus, &x64, &c.labels, &t64))
                     / (2.0 * h);
                 fd[j] = d as f32;
             }

@@ -4,6 +4,8 @@
 
 use batchscope::backend::cpu::CpuBackend;
 use batchscope::backend::gpu::GpuBackend;
+use batchscope::backend::Activation;
+use batchscope::model::{LossKind, MlpSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -77,4 +79,61 @@ macro_rules! both_backends {
             }
         }
     };
+}
+
+/// f64 reference: mean loss of the MLP with host params (W0, b0, W1, b1, ...), over the
+/// `x.len() / sizes[0]` examples of `x`; the gradient and HVP checks difference it.
+pub fn reference_loss(
+    spec: &MlpSpec,
+    params: &[Vec<f64>],
+    x: &[f64],
+    labels: &[u32],
+    targets: &[f64],
+) -> f64 {
+    let l = spec.sizes.len() - 1;
+    let rows = x.len() / spec.sizes[0];
+    let mut a: Vec<f64> = x.to_vec();
+    for layer in 0..l {
+        let (fi, fo) = (spec.sizes[layer], spec.sizes[layer + 1]);
+        let (w, b) = (&params[2 * layer], &params[2 * layer + 1]);
+        let mut z = vec![0.0; rows * fo];
+        for r in 0..rows {
+            for o in 0..fo {
+                let mut s = b[o];
+                for i in 0..fi {
+                    s += a[r * fi + i] * w[o * fi + i];
+                }
+                z[r * fo + o] = if layer + 1 < l {
+                    match spec.activation {
+                        Activation::Identity => s,
+                        Activation::Relu => s.max(0.0),
+                        Activation::Tanh => s.tanh(),
+                    }
+                } else {
+                    s
+                };
+            }
+        }
+        a = z;
+    }
+    let k = spec.sizes[l];
+    let mut total = 0.0;
+    for r in 0..rows {
+        let row = &a[r * k..(r + 1) * k];
+        total += match spec.loss {
+            LossKind::SoftmaxXent => {
+                let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+                lse - row[labels[r] as usize]
+            }
+            LossKind::Mse => {
+                0.5 * row
+                    .iter()
+                    .zip(&targets[r * k..(r + 1) * k])
+                    .map(|(p, t)| (p - t) * (p - t))
+                    .sum::<f64>()
+            }
+        };
+    }
+    total / rows as f64
 }
