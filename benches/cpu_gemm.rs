@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use batchscope::backend::cpu::gemm::{sgemm_with, SgemmCrate};
+use batchscope::backend::cpu::matmul::{sgemm_with, SgemmCrate};
 use batchscope::backend::Gemm;
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 

@@ -20,10 +20,6 @@ struct Act {
 @group(0) @binding(3) var<storage, read> rz: array<f32>;
 @group(0) @binding(4) var<storage, read_write> acc: array<f32>;
 
-fn lin(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
-
 // tanh without overflow for large |v|: sign(v) (1 - e^{-2|v|}) / (1 + e^{-2|v|}).
 fn stable_tanh(v: f32) -> f32 {
     let t = exp(-2.0 * abs(v));
@@ -55,19 +51,19 @@ fn d2phi(v: f32) -> f32 {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_1D)
 fn act_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i < p.n) { y[i] = phi(z[i]); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_1D)
 fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i < p.n) { dz[i] = dy[i] * dphi(z[i]); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_1D)
 fn act_second(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i < p.n) { acc[i] = acc[i] + dy[i] * d2phi(z[i]) * rz[i]; }

@@ -28,17 +28,13 @@ const STREAM_TARGET_NOISE: u32 = 2u;
 @group(0) @binding(0) var<uniform> p: Gen;
 // gaussian_mixture: means [classes, D]; linear_regression: W* [K, D] then std [D]
 @group(0) @binding(1) var<storage, read> table: array<f32>;
-// gen_gaussian_mixture, gen_linear_x: x [rows, D]
+// generate_gaussian_mixture, generate_linear_x: x [rows, D]
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;
-// gen_gaussian_mixture: labels [rows]
+// generate_gaussian_mixture: labels [rows]
 @group(0) @binding(3) var<storage, read_write> labels: array<u32>;
-// gen_linear_targets: x [rows, D] (written by gen_linear_x), targets [rows, K]
+// generate_linear_targets: x [rows, D] (written by generate_linear_x), targets [rows, K]
 @group(0) @binding(2) var<storage, read> xin: array<f32>;
 @group(0) @binding(3) var<storage, read_write> targets: array<f32>;
-
-fn lin(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
 
 // ---- Philox4x32-10 -------------------------------------------------------------------------
 
@@ -146,8 +142,8 @@ fn distinct(r: u32) -> vec2<u32> {
 // ---- kernels --------------------------------------------------------------------------------
 
 // One invocation per (row, group of 4 columns): x = means[y] + N(0, I); labels[row] by group 0.
-@compute @workgroup_size(256)
-fn gen_gaussian_mixture(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+@compute @workgroup_size(WG_1D)
+fn generate_gaussian_mixture(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i >= p.threads) {
         return;
@@ -180,8 +176,8 @@ fn gen_gaussian_mixture(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
 }
 
 // One invocation per (row, group of 4 columns): x = std ⊙ N(0, I).
-@compute @workgroup_size(256)
-fn gen_linear_x(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+@compute @workgroup_size(WG_1D)
+fn generate_linear_x(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i >= p.threads) {
         return;
@@ -202,8 +198,8 @@ fn gen_linear_x(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 }
 
 // One invocation per (row, output k): t = W*[k] · x[row] (sequential over j) + noise_std * N(0, 1).
-@compute @workgroup_size(256)
-fn gen_linear_targets(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+@compute @workgroup_size(WG_1D)
+fn generate_linear_targets(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i >= p.threads) {
         return;

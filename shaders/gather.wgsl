@@ -16,11 +16,7 @@ struct Gather {
 @group(0) @binding(1) var<storage, read> isrc: array<u32>;
 @group(0) @binding(3) var<storage, read_write> idst: array<u32>;
 
-fn lin(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_1D)
 fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i < p.n) {
@@ -31,7 +27,7 @@ fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_1D)
 fn gather_idx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i < p.n) {
@@ -41,7 +37,7 @@ fn gather_idx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 // Windowed gather for datasets larger than one binding: dst[r] = src[idx[r] - first] when
 // first <= idx[r] < first + src_rows; other rows are left untouched (another window has them).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_1D)
 fn gather_rows_window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i < p.n) {

@@ -519,12 +519,12 @@ fn matmul_tiled_tt4(
 
 // C[o] = sum over s = 0, 1, .. of Partial[s, o] (fixed order: deterministic) + beta * C[o];
 // beta == 0 never reads C. One invocation per element, 1-D grid folded into y.
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG_1D, 1, 1)
 fn matmul_splitk_reduce(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let o = gid.x + gid.y * nwg.x * 256u;
+    let o = lin(gid, nwg);
     let mn = P.m * P.n;
     if (o >= mn) {
         return;

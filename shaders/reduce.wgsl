@@ -1,5 +1,5 @@
-// Deterministic reductions: no atomics. Pass 1 (`reduce_partial`): workgroup g sums the
-// elements i ≡ g*256 + t (mod groups*256) by a fixed tree into partials[g]. Pass 2
+// Deterministic reductions (sum, dot, sum_sq): no atomics. Pass 1 (`reduce_partial`): workgroup g
+// sums the elements i ≡ g*WG_1D + t (mod groups*WG_1D) by a fixed tree into partials[g]. Pass 2
 // (`reduce_final`): one workgroup sums partials[0..groups] the same way into out[slot].
 // The order depends only on n and groups, so the same inputs give bitwise the same result.
 // `col_sum`: out[c] = alpha * Σ_r x[r, c] + beta * out[c], 8 row lanes per column, fixed tree.
@@ -25,7 +25,9 @@ struct Red {
 @group(0) @binding(1) var<storage, read> pin: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-var<workgroup> tree: array<f32, 256>;
+var<workgroup> tree: array<f32, WG_1D>;
+// col_sum: one slot per invocation of its 32 x 8 workgroup.
+var<workgroup> col_tree: array<f32, 256>;
 
 fn term(i: u32) -> f32 {
     switch p.op {
@@ -37,19 +39,19 @@ fn term(i: u32) -> f32 {
 
 fn tree_sum(t: u32) -> f32 {
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
+    for (var s = WG_1D / 2u; s > 0u; s = s >> 1u) {
         if (t < s) { tree[t] = tree[t] + tree[t + s]; }
         workgroupBarrier();
     }
     return tree[0];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_1D)
 fn reduce_partial(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let t = lid.x;
-    let stride = p.groups * 256u;
+    let stride = p.groups * WG_1D;
     var acc = 0.0;
-    for (var i = wid.x * 256u + t; i < p.n; i = i + stride) {
+    for (var i = wid.x * WG_1D + t; i < p.n; i = i + stride) {
         acc = acc + term(i);
     }
     tree[t] = acc;
@@ -57,11 +59,11 @@ fn reduce_partial(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
     if (t == 0u) { partials[wid.x] = total; }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_1D)
 fn reduce_final(@builtin(local_invocation_id) lid: vec3<u32>) {
     let t = lid.x;
     var acc = 0.0;
-    for (var i = t; i < p.n; i = i + 256u) {
+    for (var i = t; i < p.n; i = i + WG_1D) {
         acc = acc + pin[i];
     }
     tree[t] = acc;
@@ -82,14 +84,14 @@ fn col_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
         }
     }
     let t = lid.y * 32u + lid.x;
-    tree[t] = acc;
+    col_tree[t] = acc;
     workgroupBarrier();
     for (var s = 4u; s > 0u; s = s >> 1u) {
-        if (lane < s) { tree[t] = tree[t] + tree[t + s * 32u]; }
+        if (lane < s) { col_tree[t] = col_tree[t] + col_tree[t + s * 32u]; }
         workgroupBarrier();
     }
     if (lane == 0u && c < cols) {
-        let total = tree[lid.x];
+        let total = col_tree[lid.x];
         if (p.beta == 0.0) {
             out[c] = p.alpha * total;
         } else {

@@ -1,9 +1,9 @@
-// Per-example losses: softmax cross-entropy (surrogate NLL and 0-1), its R-operator, and
-// squared error. One invocation per example (row); rows are independent.
+// Softmax cross-entropy per example (surrogate NLL and 0-1 loss) and its R-operator.
+// One invocation per example (row); rows are independent.
 
 struct Loss {
     rows: u32,
-    cols: u32,        // classes (xent) or outputs (mse)
+    cols: u32,        // classes
     grad_scale: f32,  // 1/B for a minibatch mean
     _pad: u32,
 }
@@ -21,19 +21,10 @@ struct Loss {
 @group(0) @binding(2) var<storage, read> rlogits: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rout: array<f32>;
 
-// mse: [pred (= binding 1), targets, loss, dpred]
-@group(0) @binding(2) var<storage, read> targets: array<f32>;
-@group(0) @binding(3) var<storage, read_write> mloss: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dpred: array<f32>;
-
-fn row_of(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
-
 // loss = logsumexp(l) - l[y]; correct = [first argmax == y]; dl = s * (softmax(l) - onehot(y)).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_1D)
 fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = row_of(gid, nwg);
+    let r = lin(gid, nwg);
     if (r >= p.rows) { return; }
     let base = r * p.cols;
     var m = logits[base];
@@ -65,9 +56,9 @@ fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 }
 
 // out = s * (diag(q) - q qᵀ) rl = s * q ⊙ (rl - q·rl), q = softmax(l).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_1D)
 fn softmax_xent_rop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = row_of(gid, nwg);
+    let r = lin(gid, nwg);
     if (r >= p.rows) { return; }
     let base = r * p.cols;
     var m = logits[base];
@@ -83,19 +74,4 @@ fn softmax_xent_rop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
         let q = exp(logits[base + c] - m) * inv;
         rout[base + c] = p.grad_scale * q * (rlogits[base + c] - qr);
     }
-}
-
-// loss = ½ Σ (pred - targets)²; dpred = s * (pred - targets).
-@compute @workgroup_size(256)
-fn mse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = row_of(gid, nwg);
-    if (r >= p.rows) { return; }
-    let base = r * p.cols;
-    var acc = 0.0;
-    for (var c = 0u; c < p.cols; c = c + 1u) {
-        let d = logits[base + c] - targets[base + c];
-        acc = acc + d * d;
-        dpred[base + c] = p.grad_scale * d;
-    }
-    mloss[r] = 0.5 * acc;
 }

@@ -93,7 +93,8 @@ fn gpu_gen(
     let x = g.upload(&vec![f32::NAN; rows * spec.dim]).expect("x");
     let labels = g.upload_idx(&vec![u32::MAX; rows]).expect("labels");
     let targets = g.upload(&vec![f32::NAN; rows * spec.outputs]).expect("targets");
-    datagen::record(&g.dev, spec, first, rows, &t.0, &x.0, &labels.0, &targets.0).expect("gpu generate");
+    datagen::generate(&g.dev, spec, first, rows, &t.0, &x.0, &labels.0, &targets.0)
+        .expect("gpu generate");
     (g.read(&x).unwrap(), g.read_idx(&labels).unwrap(), g.read(&targets).unwrap())
 }
 
@@ -106,7 +107,7 @@ fn temp_dir(name: &str) -> PathBuf {
 // ---- CPU / GPU parity -------------------------------------------------------------------
 
 #[test]
-fn gpu_stream_equals_cpu_on_ragged_shapes() {
+fn datagen_matches_cpu_on_ragged_shapes() {
     let g = common::gpu();
     // `first` values cross the 2^32 boundary of the distinct index (carry into the high word).
     let firsts = [0u64, 12_345, (1u64 << 32) - 2, VAL_FIRST + 7];
@@ -153,7 +154,7 @@ fn gpu_stream_handles_odd_output_counts_and_bad_lengths() {
     let t = g.upload(&table).unwrap();
     let xb = g.zeros(7).unwrap();
     let lb = g.upload_idx(&[0; 2]).unwrap();
-    assert!(datagen::record(&g.dev, &spec, 0, 2, &t.0, &xb.0, &lb.0, &xb.0).is_err());
+    assert!(datagen::generate(&g.dev, &spec, 0, 2, &t.0, &xb.0, &lb.0, &xb.0).is_err());
     let bad = GenSpec { duplicates: 0, ..spec };
     assert!(generate(&bad, 0, 1, &table, &mut [0.0; 4], &mut [0; 1], &mut []).is_err());
 }

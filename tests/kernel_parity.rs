@@ -1,5 +1,7 @@
 //! Every GPU op equals its CPU twin on seeded random inputs, ragged shapes included.
 //! Each op is one generic body run on both backends; the CPU result is the reference.
+//! One test per kernel family, named `<family>_matches_cpu` after `shaders/<family>.wgsl`,
+//! `backend/gpu/<family>.rs` and `backend/cpu/<family>.rs` (datagen's is in tests/data.rs).
 
 mod common;
 
@@ -35,7 +37,7 @@ fn matmul_case<B: Backend>(b: &B, g: Gemm, seed: u64, nan_c: bool) -> Outputs {
 }
 
 #[test]
-fn matmul_matches_cpu_on_ragged_shapes() {
+fn matmul_matches_cpu() {
     let c = cpu();
     let g = gpu();
     let mut cases = 0;
@@ -70,7 +72,7 @@ fn matmul_matches_cpu_on_ragged_shapes() {
     println!("parity ok: matmul naive+tiled, {cases} ragged cases");
 }
 
-fn elementwise<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
+fn elementwise_case<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
     let n = rows * cols;
     let x = b.upload(&uniform(1, n, 2.0)).unwrap();
     let bias = b.upload(&uniform(2, cols, 1.0)).unwrap();
@@ -90,15 +92,15 @@ fn elementwise<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
 }
 
 #[test]
-fn elementwise_ops_match_cpu() {
+fn elementwise_matches_cpu() {
     for &r in &SIZES {
         for &c in &[1usize, 10, 65] {
-            compare!(format!("elementwise {r}x{c}"), 1e-6, 1e-6, elementwise, r, c);
+            compare!(format!("elementwise {r}x{c}"), 1e-6, 1e-6, elementwise_case, r, c);
         }
     }
 }
 
-fn activations<B: Backend>(b: &B, act: Activation, n: usize) -> Outputs {
+fn act_case<B: Backend>(b: &B, act: Activation, n: usize) -> Outputs {
     // Include large |z| so tanh saturates, and exact zeros for relu's kink.
     let mut zh = uniform(10, n, 4.0);
     if n > 2 {
@@ -123,15 +125,15 @@ fn activations<B: Backend>(b: &B, act: Activation, n: usize) -> Outputs {
 }
 
 #[test]
-fn activations_match_cpu() {
+fn act_matches_cpu() {
     for act in [Activation::Identity, Activation::Relu, Activation::Tanh] {
         for &n in &[1usize, 3, 17, 257, 70_001] {
-            compare!(format!("act {} n={n}", act.name()), 2e-6, 2e-6, activations, act, n);
+            compare!(format!("act {} n={n}", act.name()), 2e-6, 2e-6, act_case, act, n);
         }
     }
 }
 
-fn losses<B: Backend>(b: &B, rows: usize, classes: usize) -> Outputs {
+fn xent_case<B: Backend>(b: &B, rows: usize, classes: usize) -> Outputs {
     let logits_h = uniform(20, rows * classes, 6.0);
     let logits = b.upload(&logits_h).unwrap();
     let labels = b.upload_idx(&indices(21, rows, classes as u32)).unwrap();
@@ -143,30 +145,50 @@ fn losses<B: Backend>(b: &B, rows: usize, classes: usize) -> Outputs {
     let rl = b.upload(&uniform(22, rows * classes, 1.0)).unwrap();
     let mut rop = b.zeros(rows * classes).unwrap();
     b.softmax_xent_rop(rows, classes, &logits, &rl, s, &mut rop).unwrap();
-    let target = b.upload(&uniform(23, rows * classes, 1.0)).unwrap();
-    let mut mloss = b.zeros(rows).unwrap();
-    let mut dpred = b.zeros(rows * classes).unwrap();
-    b.mse(rows, classes, &logits, &target, s, &mut mloss, &mut dpred).unwrap();
     vec![
         ("xent loss", b.read(&loss).unwrap()),
         ("xent correct", b.read(&correct).unwrap()),
         ("xent dlogits", b.read(&dl).unwrap()),
         ("xent rop", b.read(&rop).unwrap()),
-        ("mse loss", b.read(&mloss).unwrap()),
-        ("mse dpred", b.read(&dpred).unwrap()),
     ]
 }
 
+fn mse_case<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
+    let pred = b.upload(&uniform(20, rows * cols, 6.0)).unwrap();
+    let target = b.upload(&uniform(23, rows * cols, 1.0)).unwrap();
+    let mut mloss = b.zeros(rows).unwrap();
+    let mut dpred = b.zeros(rows * cols).unwrap();
+    let s = 1.0 / rows as f32;
+    b.mse(rows, cols, &pred, &target, s, &mut mloss, &mut dpred).unwrap();
+    vec![("mse loss", b.read(&mloss).unwrap()), ("mse dpred", b.read(&dpred).unwrap())]
+}
+
 #[test]
-fn losses_match_cpu() {
+fn xent_matches_cpu() {
     for &rows in &SIZES {
         for &classes in &[1usize, 2, 10, 17, 100] {
-            compare!(format!("losses rows={rows} classes={classes}"), 2e-5, 2e-5, losses, rows, classes);
+            compare!(
+                format!("xent rows={rows} classes={classes}"),
+                2e-5,
+                2e-5,
+                xent_case,
+                rows,
+                classes
+            );
         }
     }
 }
 
-fn reductions<B: Backend>(b: &B, n: usize) -> Outputs {
+#[test]
+fn mse_matches_cpu() {
+    for &rows in &SIZES {
+        for &cols in &[1usize, 2, 10, 17, 100] {
+            compare!(format!("mse rows={rows} cols={cols}"), 2e-5, 2e-5, mse_case, rows, cols);
+        }
+    }
+}
+
+fn reduce_case<B: Backend>(b: &B, n: usize) -> Outputs {
     let x = b.upload(&uniform(30, n, 1.0)).unwrap();
     let y = b.upload(&uniform(31, n, 1.0)).unwrap();
     let mut out = b.zeros(4).unwrap();
@@ -177,25 +199,25 @@ fn reductions<B: Backend>(b: &B, n: usize) -> Outputs {
 }
 
 #[test]
-fn reductions_match_cpu() {
+fn reduce_matches_cpu() {
     for &n in &[1usize, 3, 17, 255, 256, 257, 65_537, 1_000_003] {
         let tol = 1e-6 * (n as f32).sqrt() * 4.0;
-        compare!(format!("reduce n={n}"), tol, 1e-5, reductions, n);
+        compare!(format!("reduce n={n}"), tol, 1e-5, reduce_case, n);
     }
 }
 
 #[test]
-fn reductions_are_bitwise_deterministic_on_gpu() {
+fn reduce_is_bitwise_deterministic_on_gpu() {
     let g = gpu();
-    let a = reductions(&g, 1_000_003);
-    let b = reductions(&g, 1_000_003);
+    let a = reduce_case(&g, 1_000_003);
+    let b = reduce_case(&g, 1_000_003);
     assert_eq!(
         a[0].1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         b[0].1.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
     );
 }
 
-fn col_sums<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
+fn col_sum_case<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
     let x = b.upload(&uniform(40, rows * cols, 1.0)).unwrap();
     let mut out = b.upload(&uniform(41, cols, 1.0)).unwrap();
     b.col_sum(rows, cols, 0.5, &x, 0.25, &mut out).unwrap();
@@ -206,15 +228,22 @@ fn col_sums<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
 }
 
 #[test]
-fn col_sum_matches_cpu() {
+fn reduce_col_sum_matches_cpu() {
     for &r in &SIZES {
         for &c in &SIZES {
-            compare!(format!("col_sum {r}x{c}"), 1e-5 * (r as f32).sqrt() * 4.0, 1e-5, col_sums, r, c);
+            compare!(
+                format!("col_sum {r}x{c}"),
+                1e-5 * (r as f32).sqrt() * 4.0,
+                1e-5,
+                col_sum_case,
+                r,
+                c
+            );
         }
     }
 }
 
-fn updates<B: Backend>(b: &B, n: usize) -> Outputs {
+fn update_case<B: Backend>(b: &B, n: usize) -> Outputs {
     let g = b.upload(&uniform(50, n, 1.0)).unwrap();
     let mut p = b.upload(&uniform(51, n, 1.0)).unwrap();
     b.sgd_update(n, 0.1, 0.01, &g, &mut p).unwrap();
@@ -229,13 +258,13 @@ fn updates<B: Backend>(b: &B, n: usize) -> Outputs {
 }
 
 #[test]
-fn optimizer_updates_match_cpu() {
+fn update_matches_cpu() {
     for &n in &[1usize, 3, 257, 100_003] {
-        compare!(format!("updates n={n}"), 1e-6, 1e-6, updates, n);
+        compare!(format!("updates n={n}"), 1e-6, 1e-6, update_case, n);
     }
 }
 
-fn gathers<B: Backend>(b: &B, src_rows: usize, rows: usize, cols: usize) -> Outputs {
+fn gather_case<B: Backend>(b: &B, src_rows: usize, rows: usize, cols: usize) -> Outputs {
     let src = b.upload(&uniform(60, src_rows * cols, 1.0)).unwrap();
     let idx = b.upload_idx(&indices(61, rows, src_rows as u32)).unwrap();
     let mut dst = b.zeros(rows * cols).unwrap();
@@ -248,7 +277,7 @@ fn gathers<B: Backend>(b: &B, src_rows: usize, rows: usize, cols: usize) -> Outp
 }
 
 #[test]
-fn gathers_match_cpu_exactly() {
+fn gather_matches_cpu_exactly() {
     for &src_rows in &[1usize, 17, 257] {
         for &rows in &SIZES {
             for &cols in &[1usize, 3, 784] {
@@ -256,7 +285,7 @@ fn gathers_match_cpu_exactly() {
                     format!("gather {src_rows}->{rows}x{cols}"),
                     0.0,
                     0.0,
-                    gathers,
+                    gather_case,
                     src_rows,
                     rows,
                     cols
@@ -266,7 +295,7 @@ fn gathers_match_cpu_exactly() {
     }
 }
 
-fn clipping_ops<B: Backend>(b: &B, n: usize) -> Outputs {
+fn clip_case<B: Backend>(b: &B, n: usize) -> Outputs {
     // Norm slots 1..4 hold squared norms; slot 0 counts clip events.
     let mut stats = b.upload(&[0.0, 0.5, 2.0, 1.5, 0.0]).unwrap();
     let mut x = b.upload(&uniform(90, n, 3.0)).unwrap();
@@ -275,23 +304,23 @@ fn clipping_ops<B: Backend>(b: &B, n: usize) -> Outputs {
     let mut y = b.upload(&uniform(91, n, 3.0)).unwrap();
     b.clip_by_global_norm(n, 100.0, 1, 4, Some(0), &mut stats, &mut y).unwrap();
     let unclipped = b.read(&y).unwrap();
-    b.clamp(n, 0.5, &mut y).unwrap();
+    b.clip_by_value(n, 0.5, &mut y).unwrap();
     vec![
         ("clip_by_global_norm", clipped),
         ("not clipped", unclipped),
-        ("clamp", b.read(&y).unwrap()),
+        ("clip_by_value", b.read(&y).unwrap()),
         ("clip events", b.read(&stats).unwrap()),
     ]
 }
 
 #[test]
-fn clipping_ops_match_cpu() {
+fn clip_matches_cpu() {
     for &n in &[1usize, 3, 257, 70_001] {
-        compare!(format!("clipping n={n}"), 1e-6, 1e-6, clipping_ops, n);
+        compare!(format!("clip n={n}"), 1e-6, 1e-6, clip_case, n);
     }
 }
 
-fn windowed_gathers<B: Backend>(b: &B, n: usize, window: usize, rows: usize, cols: usize) -> Outputs {
+fn gather_window_case<B: Backend>(b: &B, n: usize, window: usize, rows: usize, cols: usize) -> Outputs {
     let host = uniform(95, n * cols, 1.0);
     let idx = b.upload_idx(&indices(96, rows, n as u32)).unwrap();
     let mut dst = b.upload(&vec![-7.0; rows * cols]).unwrap();
@@ -306,20 +335,20 @@ fn windowed_gathers<B: Backend>(b: &B, n: usize, window: usize, rows: usize, col
 }
 
 #[test]
-fn windowed_gather_matches_cpu_and_covers_every_row() {
+fn gather_window_matches_cpu_and_covers_every_row() {
     for &(n, window) in &[(1usize, 1usize), (17, 5), (257, 64), (1000, 999)] {
         for &(rows, cols) in &[(1usize, 1usize), (65, 3), (63, 784)] {
             compare!(
                 format!("gather window n={n} w={window} {rows}x{cols}"),
                 0.0,
                 0.0,
-                windowed_gathers,
+                gather_window_case,
                 n,
                 window,
                 rows,
                 cols
             );
-            let out = windowed_gathers(&cpu(), n, window, rows, cols);
+            let out = gather_window_case(&cpu(), n, window, rows, cols);
             assert!(out[0].1.iter().all(|&v| v != -7.0), "every row is written by one window");
         }
     }

@@ -1,10 +1,11 @@
-//! Every shader parses and validates with naga (no GPU needed), and every registered kernel's
-//! entry point exists in its shader with a matching binding count.
+//! Every shader, as compiled (the WGSL prelude followed by the file), parses and validates with
+//! naga (no GPU needed); every registered kernel's entry point exists in its shader with its
+//! bindings; and the 1-D workgroup size comes from the one Rust constant.
 
-use batchscope::backend::gpu::kernels::{Shader, ALL_KERNELS};
+use batchscope::backend::gpu::kernels::{Shader, ALL_KERNELS, WG_1D};
 
 fn module_of(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    let src = shader.source();
+    let src = &shader.source();
     let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| {
         panic!("shaders/{} does not parse:\n{}", shader.file_name(), e.emit_to_string(src))
     });
@@ -65,5 +66,44 @@ fn every_kernel_entry_point_exists_with_its_bindings() {
             let want_read = *access == batchscope::backend::gpu::kernels::Access::Read;
             assert_eq!(read_only, want_read, "{}: binding {} access", k.name, i + 1);
         }
+    }
+}
+
+/// Entry points whose workgroup shape is not the 1-D `WG_1D` (2-D tiles and column blocks).
+const NOT_1D: &[&str] = &[
+    "matmul_naive",
+    "matmul_tiled",
+    "matmul_tiled_nn4",
+    "matmul_tiled_nt4",
+    "matmul_tiled_tn4",
+    "matmul_tiled_tt4",
+    "col_sum",
+];
+
+#[test]
+fn the_prelude_defines_wg_1d_and_lin_once() {
+    for shader in Shader::ALL {
+        let body = shader.body();
+        assert!(!body.contains("fn lin("), "shaders/{} redefines lin()", shader.file_name());
+        assert!(!body.contains("const WG_1D"), "shaders/{} redefines WG_1D", shader.file_name());
+        let (module, _) = module_of(shader);
+        let (_, c) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some("WG_1D"))
+            .unwrap_or_else(|| panic!("shaders/{}: no WG_1D", shader.file_name()));
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => assert_eq!(v, WG_1D),
+            ref e => panic!("shaders/{}: WG_1D = {e:?}", shader.file_name()),
+        }
+    }
+}
+
+#[test]
+fn every_1d_kernel_runs_wg_1d_invocations() {
+    for k in ALL_KERNELS.iter().filter(|k| !NOT_1D.contains(&k.entry)) {
+        let (module, _) = module_of(k.shader);
+        let ep = module.entry_points.iter().find(|ep| ep.name == k.entry).expect("entry point");
+        assert_eq!(ep.workgroup_size, [WG_1D, 1, 1], "{}", k.name);
     }
 }

@@ -307,7 +307,7 @@ pub trait Backend {
         x: &mut Self::Buf,
     ) -> Result<()>;
     /// `x[i] = clamp(x[i], -limit, limit)` for `i < n` (clipping by value).
-    fn clamp(&self, n: usize, limit: f32, x: &mut Self::Buf) -> Result<()>;
+    fn clip_by_value(&self, n: usize, limit: f32, x: &mut Self::Buf) -> Result<()>;
 
     // ---- synthetic data -----------------------------------------------------------------
     /// Synthetic examples `first .. first + rows` of the counter-based stream `spec`:
@@ -373,4 +373,29 @@ pub fn check_len(op: &'static str, operand: &'static str, have: usize, need: usi
 /// Elements of the stored operands of a [`Gemm`]: `(len A, len B, len C)`.
 pub fn gemm_lens(g: &Gemm) -> (usize, usize, usize) {
     (g.m * g.k, g.k * g.n, g.m * g.n)
+}
+
+/// The operand checks of [`Backend::clip_by_global_norm`]: `x` holds `n` elements, `stats` the
+/// norm slots `first .. first + count` and `count_slot`, which lies outside the norm slots.
+pub fn check_clip_slots(
+    x_len: usize,
+    n: usize,
+    stats_len: usize,
+    first: usize,
+    count: usize,
+    count_slot: Option<usize>,
+) -> Result<()> {
+    const OP: &str = "clip_by_global_norm";
+    check_len(OP, "x", x_len, n)?;
+    check_len(OP, "stats", stats_len, first + count)?;
+    if let Some(slot) = count_slot {
+        check_len(OP, "stats", stats_len, slot + 1)?;
+        if (first..first + count).contains(&slot) {
+            return Err(BackendError::Invalid {
+                op: OP,
+                message: "count_slot overlaps the norm slots".into(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -12,14 +12,13 @@ use serde::Serialize;
 use super::knee::SweepPoint;
 use super::memory::{check_fit, estimate, DeviceLimits};
 use super::powers_of_two;
-use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, BackendError, Gemm};
 use crate::config::{Config, OptimizerKind};
 use crate::model::{LossKind, Mlp, Targets};
 use crate::train::{Clip, Optimizer, TrainState};
 
-/// What a backend adds for timing: device timestamps and limits.
+/// What a backend adds for timing: device timestamps and limits. Implemented next to each
+/// backend (`backend/cpu/timed.rs`, `backend/gpu/timed.rs`).
 pub trait Timed: Backend {
     /// Record timestamp `slot` into the current recording (GPU); no-op on the CPU.
     fn mark(&self, slot: u32);
@@ -31,43 +30,6 @@ pub trait Timed: Backend {
     fn release_caches(&self) {}
     /// A matmul size that takes well under a second here, for the peak measurement.
     fn peak_probe_size(&self) -> usize;
-}
-
-impl Timed for GpuBackend {
-    fn mark(&self, slot: u32) {
-        self.dev.timestamp(slot);
-    }
-    fn read_marks(&self, count: u32) -> Result<Option<Vec<f64>>, BackendError> {
-        self.dev.read_timestamps_ns(count)
-    }
-    fn device_limits(&self, budget: Option<u64>) -> DeviceLimits {
-        DeviceLimits::from_wgpu(&self.dev.ctx.limits, budget)
-    }
-    fn release_caches(&self) {
-        self.dev.clear_bind_groups();
-    }
-    fn peak_probe_size(&self) -> usize {
-        if self.dev.ctx.summary.device_type == "Cpu" {
-            1024
-        } else {
-            4096
-        }
-    }
-}
-
-impl Timed for CpuBackend {
-    fn mark(&self, _slot: u32) {}
-    fn read_marks(&self, _count: u32) -> Result<Option<Vec<f64>>, BackendError> {
-        Ok(None)
-    }
-    fn device_limits(&self, budget: Option<u64>) -> DeviceLimits {
-        let mut l = DeviceLimits::unlimited();
-        l.memory_budget = budget;
-        l
-    }
-    fn peak_probe_size(&self) -> usize {
-        2048
-    }
 }
 
 /// One row of sweep.csv.

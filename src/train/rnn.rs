@@ -138,7 +138,7 @@ pub fn clip_grads<B: Backend>(
     if clip.value > 0.0 {
         for i in 0..tensors {
             let n = grads.numel_of(i);
-            b.clamp(n, clip.value, &mut grads.tensors[i])?;
+            b.clip_by_value(n, clip.value, &mut grads.tensors[i])?;
         }
     }
     Ok(())

@@ -229,7 +229,7 @@ impl<B: Backend> TrainState<B> {
         if clip.value > 0.0 {
             for i in 0..tensors {
                 let n = self.grads.numel_of(i);
-                b.clamp(n, clip.value, &mut self.grads.tensors[i])?;
+                b.clip_by_value(n, clip.value, &mut self.grads.tensors[i])?;
             }
         }
         Ok(())

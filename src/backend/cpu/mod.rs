@@ -1,16 +1,24 @@
 //! The CPU backend: the specification every GPU kernel must equal.
 //!
 //! Buffers are `Vec<f32>` / `Vec<u32>` and every op runs eagerly on the calling thread, using
-//! rayon's global pool for large ops. `matmul` calls a tuned SGEMM crate ([`gemm::DEFAULT_CRATE`]);
+//! rayon's global pool for large ops. `matmul` calls a tuned SGEMM crate ([`matmul::DEFAULT_CRATE`]);
 //! losses and reductions accumulate in f64; all results are independent of the thread count.
-//! The slice-level functions of the submodules are public so GPU tests can use them as references.
+//! One submodule per kernel family, named as its shader (`shaders/<family>.wgsl`) and its GPU
+//! host wrapper (`backend/gpu/<family>.rs`); their slice-level functions are public so GPU tests
+//! can use them as references.
 
-pub mod data;
+pub mod act;
+pub mod clip;
 pub mod datagen;
 pub mod elementwise;
-pub mod gemm;
-pub mod loss;
+pub mod gather;
+pub mod matmul;
+pub mod mse;
+mod par;
 pub mod reduce;
+mod timed;
+pub mod update;
+pub mod xent;
 
 #[cfg(test)]
 mod tests;
@@ -119,15 +127,12 @@ impl Backend for CpuBackend {
 
     /// `dst[..src.len()] = src`; `dst` must hold at least `src.len()` elements.
     fn copy(&self, src: &Vec<f32>, dst: &mut Vec<f32>) -> Result<()> {
-        check_len("copy", "dst", dst.len(), src.len())?;
-        dst[..src.len()].copy_from_slice(src);
-        Ok(())
+        elementwise::copy(src, dst)
     }
 
     /// `dst[i] = value` for every element.
     fn fill(&self, dst: &mut Vec<f32>, value: f32) -> Result<()> {
-        dst.fill(value);
-        Ok(())
+        elementwise::fill(dst, value)
     }
 
     /// No-op: the CPU backend runs eagerly.
@@ -143,9 +148,9 @@ impl Backend for CpuBackend {
     // ---- linear algebra -----------------------------------------------------------------
 
     /// `C[m,n] = alpha * op(A) * op(B) + beta * C` with `A: [m,k]` (`[k,m]` if `trans_a`),
-    /// `B: [k,n]` (`[n,k]` if `trans_b`); see [`gemm::matmul`].
+    /// `B: [k,n]` (`[n,k]` if `trans_b`); see [`matmul::matmul`].
     fn matmul(&self, g: &Gemm, a: &Vec<f32>, b: &Vec<f32>, c: &mut Vec<f32>) -> Result<()> {
-        gemm::matmul(g, a, b, c)
+        matmul::matmul(g, a, b, c)
     }
 
     /// `x[r, c] += bias[c]` for `x: [rows, cols]`, `bias: [cols]`.
@@ -163,7 +168,7 @@ impl Backend for CpuBackend {
         beta: f32,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        elementwise::col_sum(rows, cols, alpha, x, beta, out)
+        reduce::col_sum(rows, cols, alpha, x, beta, out)
     }
 
     /// `y[i] = alpha * x[i] + y[i]` for `x, y: [n]`.
@@ -180,7 +185,7 @@ impl Backend for CpuBackend {
 
     /// `y[i] = φ(z[i])` for `z, y: [n]`.
     fn act_forward(&self, act: Activation, n: usize, z: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
-        elementwise::act_forward(act, n, z, y)
+        act::act_forward(act, n, z, y)
     }
 
     /// `dz[i] = dy[i] * φ'(z[i])` for `z, dy, dz: [n]`.
@@ -192,7 +197,7 @@ impl Backend for CpuBackend {
         dy: &Vec<f32>,
         dz: &mut Vec<f32>,
     ) -> Result<()> {
-        elementwise::act_backward(act, n, z, dy, dz)
+        act::act_backward(act, n, z, dy, dz)
     }
 
     /// `out[i] += dy[i] * φ''(z[i]) * rz[i]` for `z, dy, rz, out: [n]`.
@@ -205,7 +210,7 @@ impl Backend for CpuBackend {
         rz: &Vec<f32>,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        elementwise::act_second(act, n, z, dy, rz, out)
+        act::act_second(act, n, z, dy, rz, out)
     }
 
     // ---- losses -------------------------------------------------------------------------
@@ -222,7 +227,7 @@ impl Backend for CpuBackend {
         correct: &mut Vec<f32>,
         dlogits: &mut Vec<f32>,
     ) -> Result<()> {
-        loss::softmax_xent(rows, classes, logits, labels, grad_scale, loss, correct, dlogits)
+        xent::softmax_xent(rows, classes, logits, labels, grad_scale, loss, correct, dlogits)
     }
 
     /// `out[r] = grad_scale * p ⊙ (rl - p·rl)` for `logits, rlogits, out: [rows, classes]`.
@@ -235,7 +240,7 @@ impl Backend for CpuBackend {
         grad_scale: f32,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        loss::softmax_xent_rop(rows, classes, logits, rlogits, grad_scale, out)
+        xent::softmax_xent_rop(rows, classes, logits, rlogits, grad_scale, out)
     }
 
     /// Squared error: `pred, target, dpred: [rows, cols]`, `loss: [rows]`.
@@ -249,7 +254,7 @@ impl Backend for CpuBackend {
         loss: &mut Vec<f32>,
         dpred: &mut Vec<f32>,
     ) -> Result<()> {
-        loss::mse(rows, cols, pred, target, grad_scale, loss, dpred)
+        mse::mse(rows, cols, pred, target, grad_scale, loss, dpred)
     }
 
     // ---- reductions ---------------------------------------------------------------------
@@ -280,7 +285,7 @@ impl Backend for CpuBackend {
         grad: &Vec<f32>,
         param: &mut Vec<f32>,
     ) -> Result<()> {
-        elementwise::sgd_update(n, lr, weight_decay, grad, param)
+        update::sgd_update(n, lr, weight_decay, grad, param)
     }
 
     /// `v = mu * v + (g + wd * p)`, `p -= lr * v` for `grad, velocity, param: [n]`.
@@ -294,7 +299,7 @@ impl Backend for CpuBackend {
         velocity: &mut Vec<f32>,
         param: &mut Vec<f32>,
     ) -> Result<()> {
-        elementwise::momentum_update(n, lr, mu, weight_decay, grad, velocity, param)
+        update::momentum_update(n, lr, mu, weight_decay, grad, velocity, param)
     }
 
     // ---- data movement ------------------------------------------------------------------
@@ -308,12 +313,12 @@ impl Backend for CpuBackend {
         idx: &Vec<u32>,
         dst: &mut Vec<f32>,
     ) -> Result<()> {
-        data::gather_rows(rows, cols, src, idx, dst)
+        gather::gather_rows(rows, cols, src, idx, dst)
     }
 
     /// `dst[r] = src[idx[r]]` for `idx, dst: [rows]`.
     fn gather_idx(&self, rows: usize, src: &Vec<u32>, idx: &Vec<u32>, dst: &mut Vec<u32>) -> Result<()> {
-        data::gather_idx(rows, src, idx, dst)
+        gather::gather_idx(rows, src, idx, dst)
     }
 
     /// Rows of `dst` whose index lies in `[first, first + src_rows)` copied from the window.
@@ -327,7 +332,7 @@ impl Backend for CpuBackend {
         idx: &Vec<u32>,
         dst: &mut Vec<f32>,
     ) -> Result<()> {
-        data::gather_rows_window(rows, cols, src, first, src_rows, idx, dst)
+        gather::gather_rows_window(rows, cols, src, first, src_rows, idx, dst)
     }
 
     /// `x *= min(1, max_norm / √Σ stats[first..first+count])`, counting a clipped step.
@@ -341,14 +346,12 @@ impl Backend for CpuBackend {
         stats: &mut Vec<f32>,
         x: &mut Vec<f32>,
     ) -> Result<()> {
-        elementwise::clip_by_global_norm(n, max_norm, first, count, count_slot, stats, x)
+        clip::clip_by_global_norm(n, max_norm, first, count, count_slot, stats, x)
     }
 
     /// `x = clamp(x, -limit, limit)`.
-    fn clamp(&self, n: usize, limit: f32, x: &mut Vec<f32>) -> Result<()> {
-        check_len("clamp", "x", x.len(), n)?;
-        x[..n].iter_mut().for_each(|v| *v = v.clamp(-limit, limit));
-        Ok(())
+    fn clip_by_value(&self, n: usize, limit: f32, x: &mut Vec<f32>) -> Result<()> {
+        clip::clip_by_value(n, limit, x)
     }
 
     /// The CPU twin of the counter-based stream generator.

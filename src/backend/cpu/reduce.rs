@@ -1,4 +1,5 @@
-//! Deterministic reductions: `sum`, `dot`, `sum_sq`, written into `out[slot]`.
+//! The reduce family (CPU twin of `shaders/reduce.wgsl`): deterministic reductions `sum`, `dot`,
+//! `sum_sq`, written into `out[slot]`, and `col_sum`.
 //!
 //! The input is cut into fixed blocks of [`BLOCK`] elements; each block is summed in f64 over
 //! [`LANES`] interleaved accumulators (lane `l` takes elements `i ≡ l mod LANES`), the lanes are
@@ -7,13 +8,15 @@
 
 use rayon::prelude::*;
 
-use super::elementwise::PAR_MIN;
+use super::par::PAR_MIN;
 use crate::backend::{check_len, Result};
 
 /// Elements per block (a multiple of [`LANES`]).
 pub const BLOCK: usize = 1 << 12;
 /// Independent accumulators per block, so the f64 adds vectorise.
 pub const LANES: usize = 8;
+/// Columns per rayon task in [`col_sum`].
+const COL_BLOCK: usize = 256;
 
 /// Σ f(i) over one block, `i` in `0..len`, in the fixed lane order.
 #[inline]
@@ -78,5 +81,44 @@ pub fn sum_sq(n: usize, x: &[f32], out: &mut [f32], slot: usize) -> Result<()> {
         let v = x[i] as f64;
         v * v
     }) as f32;
+    Ok(())
+}
+
+/// `out[c] = alpha * sum_r x[r, c] + beta * out[c]` for `x: [rows, cols]`, `out: [cols]`.
+///
+/// The sum over rows is accumulated in f64 in row order. With `beta == 0` the old `out` is not
+/// read (NaN included), as in `matmul`.
+pub fn col_sum(
+    rows: usize,
+    cols: usize,
+    alpha: f32,
+    x: &[f32],
+    beta: f32,
+    out: &mut [f32],
+) -> Result<()> {
+    check_len("col_sum", "x", x.len(), rows * cols)?;
+    check_len("col_sum", "out", out.len(), cols)?;
+    if cols == 0 {
+        return Ok(());
+    }
+    // Columns [c0, c0 + o.len()) of the result.
+    let block = |c0: usize, o: &mut [f32]| {
+        let w = o.len();
+        let mut acc = vec![0.0f64; w];
+        for r in 0..rows {
+            let xr = &x[r * cols + c0..r * cols + c0 + w];
+            acc.iter_mut().zip(xr).for_each(|(a, &v)| *a += v as f64);
+        }
+        for (o, a) in o.iter_mut().zip(&acc) {
+            let old = if beta == 0.0 { 0.0 } else { beta as f64 * *o as f64 };
+            *o = (alpha as f64 * a + old) as f32;
+        }
+    };
+    let out = &mut out[..cols];
+    if rows * cols > PAR_MIN && cols > COL_BLOCK {
+        out.par_chunks_mut(COL_BLOCK).enumerate().for_each(|(i, o)| block(i * COL_BLOCK, o));
+    } else {
+        block(0, out);
+    }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Unit tests of the CPU backend on small hand-computed cases and naive f64 references.
 
-use super::gemm::{matmul_naive, sgemm_with, SgemmCrate};
+use super::matmul::{matmul_naive, sgemm_with, SgemmCrate};
 use super::CpuBackend;
 use crate::backend::{Activation, Backend, BackendError, Gemm};
 

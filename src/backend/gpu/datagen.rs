@@ -4,7 +4,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::device::{GpuDevice, RawBuf};
-use super::kernels::{self as k, grid_1d};
+use super::kernels as k;
+use super::launch::launch_1d;
 use crate::backend::cpu::datagen::{check_spec, table_len};
 use crate::backend::{check_len, BackendError, GenKind, GenSpec, Result};
 
@@ -38,12 +39,9 @@ fn u32_of(what: &str, v: u64) -> Result<u32> {
     })
 }
 
+/// One dispatch of `p.threads` invocations (none when there are none).
 fn launch(dev: &GpuDevice, kern: &k::Kernel, p: &GenParams, bufs: &[&RawBuf]) -> Result<()> {
-    if p.threads == 0 {
-        return Ok(());
-    }
-    let grid = grid_1d(p.threads as usize, dev.ctx.limits.max_compute_workgroups_per_dimension);
-    dev.dispatch(kern, p, bufs, grid)
+    launch_1d(dev, kern, p.threads as usize, p, bufs)
 }
 
 /// Record the generation of examples `first .. first + rows` of `spec`: `x [rows, dim]`, and
@@ -51,7 +49,7 @@ fn launch(dev: &GpuDevice, kern: &k::Kernel, p: &GenParams, bufs: &[&RawBuf]) ->
 /// is not bound). `table` as in [`table_len`]. linear_regression records two dispatches
 /// (x, then targets from x).
 #[allow(clippy::too_many_arguments)]
-pub fn record(
+pub fn generate(
     dev: &GpuDevice,
     spec: &GenSpec,
     first: u64,
@@ -96,16 +94,16 @@ pub fn record(
             check_len(OP, "labels", labels.len(), rows)?;
             u32_of("rows * dim", (rows * dim) as u64)?;
             p.threads = u32_of("rows * ceil(dim / 4)", rows as u64 * quads.max(1))?;
-            launch(dev, &k::GEN_GAUSSIAN_MIXTURE, &p, &[table, x, labels])
+            launch(dev, &k::GENERATE_GAUSSIAN_MIXTURE, &p, &[table, x, labels])
         }
         GenKind::LinearRegression => {
             let k_out = spec.outputs;
             check_len(OP, "targets", targets.len(), rows * k_out)?;
             u32_of("rows * dim", (rows * dim) as u64)?;
             p.threads = u32_of("rows * ceil(dim / 4)", rows as u64 * quads)?;
-            launch(dev, &k::GEN_LINEAR_X, &p, &[table, x])?;
+            launch(dev, &k::GENERATE_LINEAR_X, &p, &[table, x])?;
             p.threads = u32_of("rows * outputs", (rows * k_out) as u64)?;
-            launch(dev, &k::GEN_LINEAR_TARGETS, &p, &[table, x, targets])
+            launch(dev, &k::GENERATE_LINEAR_TARGETS, &p, &[table, x, targets])
         }
     }
 }

@@ -155,25 +155,23 @@ impl GpuDevice {
 
     /// The reduction scratch buffer of at least `len` elements (made once, grown rarely).
     pub fn scratch(&self, len: usize) -> Result<RawBuf> {
-        if let Some(b) = self.scratch.borrow().as_ref() {
-            if b.len >= len {
-                return Ok(b.clone());
-            }
-        }
-        let b = self.alloc("reduction scratch", len)?;
-        *self.scratch.borrow_mut() = Some(b.clone());
-        Ok(b)
+        self.cached(&self.scratch, "reduction scratch", len)
     }
 
     /// The split-k matmul partials buffer of at least `len` elements (grown as needed).
     pub fn splitk_scratch(&self, len: usize) -> Result<RawBuf> {
-        if let Some(b) = self.splitk_scratch.borrow().as_ref() {
+        self.cached(&self.splitk_scratch, "split-k scratch", len)
+    }
+
+    /// The buffer held in `slot` if it has at least `len` elements, else a new one kept there.
+    fn cached(&self, slot: &RefCell<Option<RawBuf>>, what: &str, len: usize) -> Result<RawBuf> {
+        if let Some(b) = slot.borrow().as_ref() {
             if b.len >= len {
                 return Ok(b.clone());
             }
         }
-        let b = self.alloc("split-k scratch", len)?;
-        *self.splitk_scratch.borrow_mut() = Some(b.clone());
+        let b = self.alloc(what, len)?;
+        *slot.borrow_mut() = Some(b.clone());
         Ok(b)
     }
 
@@ -255,13 +253,14 @@ impl GpuDevice {
             return Ok(m.clone());
         }
         let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let label = shader.file_name();
         let module = self.ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(shader.file_name()),
+            label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(shader.source().into()),
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(BackendError::Validation {
-                what: format!("shaders/{}", shader.file_name()),
+                what: format!("shaders/{label}"),
                 message: e.to_string(),
             });
         }

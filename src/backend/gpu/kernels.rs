@@ -8,8 +8,23 @@
 /// Bytes reserved per dispatch for its parameter block (≥ every adapter's uniform alignment).
 pub const PARAM_SLOT: u64 = 256;
 
-/// Workgroup size of the 1-D kernels (elementwise, reductions, losses).
+/// Workgroup size of the 1-D kernels (elementwise, activations, losses, reductions, updates,
+/// clipping, gathers, datagen, split-k). The one definition: the WGSL prelude declares it as
+/// `const WG_1D` for every shader, and [`super::launch::grid_1d`] sizes grids with it.
 pub const WG_1D: u32 = 256;
+
+/// WGSL prepended to every shader: the 1-D workgroup size and `lin()`, the linear invocation
+/// index of a 1-D launch that [`super::launch::grid_1d`] folded into (x, y).
+pub fn prelude() -> String {
+    format!(
+        "// ---- prelude (src/backend/gpu/kernels.rs) ----\n\
+         const WG_1D: u32 = {WG_1D}u;\n\
+         fn lin(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {{\n    \
+         return gid.x + gid.y * nwg.x * WG_1D;\n\
+         }}\n\
+         // ---- end of prelude ----\n"
+    )
+}
 
 /// Access of a storage binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,56 +33,76 @@ pub enum Access {
     ReadWrite,
 }
 
-/// One kernel family per WGSL file.
+/// One kernel family per WGSL file; the family's name is also its host wrapper
+/// (`backend/gpu/<family>.rs`), its CPU twin (`backend/cpu/<family>.rs`) and its parity test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Matmul,
     Elementwise,
     Act,
     Xent,
+    Mse,
     Reduce,
-    Sgd,
+    Update,
+    Clip,
     Gather,
     Datagen,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 10] = [
         Shader::Matmul,
         Shader::Elementwise,
         Shader::Act,
         Shader::Xent,
+        Shader::Mse,
         Shader::Reduce,
-        Shader::Sgd,
+        Shader::Update,
+        Shader::Clip,
         Shader::Gather,
         Shader::Datagen,
     ];
 
-    pub fn file_name(self) -> &'static str {
+    /// The family name: `matmul`, `elementwise`, `act`, ...
+    pub fn family(self) -> &'static str {
         match self {
-            Shader::Matmul => "matmul.wgsl",
-            Shader::Elementwise => "elementwise.wgsl",
-            Shader::Act => "act.wgsl",
-            Shader::Xent => "xent.wgsl",
-            Shader::Reduce => "reduce.wgsl",
-            Shader::Sgd => "sgd.wgsl",
-            Shader::Gather => "gather.wgsl",
-            Shader::Datagen => "datagen.wgsl",
+            Shader::Matmul => "matmul",
+            Shader::Elementwise => "elementwise",
+            Shader::Act => "act",
+            Shader::Xent => "xent",
+            Shader::Mse => "mse",
+            Shader::Reduce => "reduce",
+            Shader::Update => "update",
+            Shader::Clip => "clip",
+            Shader::Gather => "gather",
+            Shader::Datagen => "datagen",
         }
     }
 
-    /// WGSL source, embedded at compile time.
-    pub fn source(self) -> &'static str {
+    /// `<family>.wgsl`, under `shaders/`.
+    pub fn file_name(self) -> String {
+        format!("{}.wgsl", self.family())
+    }
+
+    /// The WGSL file as stored, without the prelude (embedded at compile time).
+    pub fn body(self) -> &'static str {
         match self {
             Shader::Matmul => include_str!("../../../shaders/matmul.wgsl"),
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             Shader::Act => include_str!("../../../shaders/act.wgsl"),
             Shader::Xent => include_str!("../../../shaders/xent.wgsl"),
+            Shader::Mse => include_str!("../../../shaders/mse.wgsl"),
             Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
-            Shader::Sgd => include_str!("../../../shaders/sgd.wgsl"),
+            Shader::Update => include_str!("../../../shaders/update.wgsl"),
+            Shader::Clip => include_str!("../../../shaders/clip.wgsl"),
             Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
             Shader::Datagen => include_str!("../../../shaders/datagen.wgsl"),
         }
+    }
+
+    /// The WGSL source as compiled: [`prelude`] followed by [`Shader::body`].
+    pub fn source(self) -> String {
+        prelude() + self.body()
     }
 }
 
@@ -107,7 +142,6 @@ kernel!(FILL, Elementwise, "fill", [W]);
 kernel!(COPY, Elementwise, "copy", [R, W]);
 kernel!(AXPY, Elementwise, "axpy", [R, W]);
 kernel!(SCALE, Elementwise, "scale", [W]);
-kernel!(CLAMP, Elementwise, "clamp_abs", [W]);
 kernel!(ADD_BIAS, Elementwise, "add_bias", [R, W]);
 // act.wgsl
 kernel!(ACT_FORWARD, Act, "act_forward", [R, W]);
@@ -116,23 +150,26 @@ kernel!(ACT_SECOND, Act, "act_second", [R, R, R, W]);
 // xent.wgsl
 kernel!(SOFTMAX_XENT, Xent, "softmax_xent", [R, R, W, W, W]);
 kernel!(SOFTMAX_XENT_ROP, Xent, "softmax_xent_rop", [R, R, W]);
-kernel!(MSE, Xent, "mse", [R, R, W, W]);
+// mse.wgsl
+kernel!(MSE, Mse, "mse", [R, R, W, W]);
 // reduce.wgsl: pass 1 writes per-workgroup partials, pass 2 sums them in a fixed order.
 kernel!(REDUCE_PARTIAL, Reduce, "reduce_partial", [R, R, W]);
 kernel!(REDUCE_FINAL, Reduce, "reduce_final", [R, W]);
 kernel!(COL_SUM, Reduce, "col_sum", [R, W]);
-// sgd.wgsl
-kernel!(SGD_UPDATE, Sgd, "sgd_update", [R, W]);
-kernel!(MOMENTUM_UPDATE, Sgd, "momentum_update", [R, W, W]);
-kernel!(CLIP_GLOBAL_NORM, Sgd, "clip_global_norm", [W, W]);
+// update.wgsl
+kernel!(SGD_UPDATE, Update, "sgd_update", [R, W]);
+kernel!(MOMENTUM_UPDATE, Update, "momentum_update", [R, W, W]);
+// clip.wgsl
+kernel!(CLIP_BY_GLOBAL_NORM, Clip, "clip_by_global_norm", [W, W]);
+kernel!(CLIP_BY_VALUE, Clip, "clip_by_value", [W]);
 // gather.wgsl
 kernel!(GATHER_ROWS, Gather, "gather_rows", [R, R, W]);
 kernel!(GATHER_IDX, Gather, "gather_idx", [R, R, W]);
 kernel!(GATHER_ROWS_WINDOW, Gather, "gather_rows_window", [R, R, W]);
 // datagen.wgsl: synthetic streams (table, x, labels / targets)
-kernel!(GEN_GAUSSIAN_MIXTURE, Datagen, "gen_gaussian_mixture", [R, W, W]);
-kernel!(GEN_LINEAR_X, Datagen, "gen_linear_x", [R, W]);
-kernel!(GEN_LINEAR_TARGETS, Datagen, "gen_linear_targets", [R, R, W]);
+kernel!(GENERATE_GAUSSIAN_MIXTURE, Datagen, "generate_gaussian_mixture", [R, W, W]);
+kernel!(GENERATE_LINEAR_X, Datagen, "generate_linear_x", [R, W]);
+kernel!(GENERATE_LINEAR_TARGETS, Datagen, "generate_linear_targets", [R, R, W]);
 
 /// Every kernel, for validation and warm-up.
 pub const ALL_KERNELS: &[Kernel] = &[
@@ -162,39 +199,16 @@ pub const ALL_KERNELS: &[Kernel] = &[
     GATHER_ROWS,
     GATHER_IDX,
     GATHER_ROWS_WINDOW,
-    CLAMP,
-    CLIP_GLOBAL_NORM,
-    GEN_GAUSSIAN_MIXTURE,
-    GEN_LINEAR_X,
-    GEN_LINEAR_TARGETS,
+    CLIP_BY_VALUE,
+    CLIP_BY_GLOBAL_NORM,
+    GENERATE_GAUSSIAN_MIXTURE,
+    GENERATE_LINEAR_X,
+    GENERATE_LINEAR_TARGETS,
 ];
-
-/// Workgroup grid for `n` invocations of a 1-D kernel of `WG_1D` threads, folded into two
-/// dimensions when it exceeds `max_per_dim` groups. Shaders recover the linear index as
-/// `gid.x + gid.y * num_workgroups.x * WG_1D`.
-pub fn grid_1d(n: usize, max_per_dim: u32) -> [u32; 3] {
-    let groups = n.div_ceil(WG_1D as usize).max(1) as u64;
-    let max = max_per_dim.max(1) as u64;
-    if groups <= max {
-        [groups as u32, 1, 1]
-    } else {
-        [max as u32, groups.div_ceil(max) as u32, 1]
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grid_covers_every_element() {
-        for &n in &[0usize, 1, 255, 256, 257, 65535 * 256, 65535 * 256 + 1, 1 << 30] {
-            let g = grid_1d(n, 65535);
-            let total = g[0] as u64 * g[1] as u64 * WG_1D as u64;
-            assert!(total >= n as u64, "n={n} grid={g:?}");
-            assert!(g[0] <= 65535 && g[1] <= 65535);
-        }
-    }
 
     #[test]
     fn kernel_names_are_unique() {

@@ -1,15 +1,26 @@
 //! The GPU backend: WGSL compute shaders through wgpu.
 //!
 //! [`context`] opens an adapter, [`device`] owns buffers, pipelines and the recorder,
-//! [`kernels`] lists every entry point, and one host wrapper per kernel family records
-//! dispatches ([`matmul`], [`ops`]).
+//! [`kernels`] lists every entry point (and the WGSL prelude), [`launch`] sizes 1-D grids, and
+//! one host wrapper per kernel family records its dispatches. A family has one name in every
+//! layer: `shaders/<family>.wgsl`, `backend/gpu/<family>.rs`, `backend/cpu/<family>.rs` and
+//! `<family>_matches_cpu` in `tests/kernel_parity.rs`.
 
+pub mod act;
+pub mod clip;
 pub mod context;
 pub mod datagen;
 pub mod device;
+pub mod elementwise;
+pub mod gather;
 pub mod kernels;
+pub mod launch;
 pub mod matmul;
-pub mod ops;
+pub mod mse;
+pub mod reduce;
+mod timed;
+pub mod update;
+pub mod xent;
 
 use std::cell::Cell;
 
@@ -18,7 +29,8 @@ pub use device::{GpuDevice, RawBuf};
 pub use matmul::MatmulVariant;
 
 use crate::backend::{
-    check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Gemm, GenSpec, Result,
+    check_clip_slots, check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Gemm,
+    GenSpec, Result,
 };
 
 /// A GPU buffer of `f32`.
@@ -119,11 +131,11 @@ impl Backend for GpuBackend {
 
     fn copy(&self, src: &GpuBuf, dst: &mut GpuBuf) -> Result<()> {
         check_len("copy", "dst", dst.0.len, src.0.len)?;
-        ops::copy(&self.dev, src.0.len, &src.0, &dst.0)
+        elementwise::copy(&self.dev, src.0.len, &src.0, &dst.0)
     }
 
     fn fill(&self, dst: &mut GpuBuf, value: f32) -> Result<()> {
-        ops::fill(&self.dev, dst.0.len, value, &dst.0)
+        elementwise::fill(&self.dev, dst.0.len, value, &dst.0)
     }
 
     fn max_binding_bytes(&self) -> u64 {
@@ -145,13 +157,13 @@ impl Backend for GpuBackend {
         check_len("matmul", "a", a.0.len, la)?;
         check_len("matmul", "b", b.0.len, lb)?;
         check_len("matmul", "c", c.0.len, lc)?;
-        matmul::record(&self.dev, self.matmul_variant.get(), g, &a.0, &b.0, &c.0)
+        matmul::matmul(&self.dev, self.matmul_variant.get(), g, &a.0, &b.0, &c.0)
     }
 
     fn add_bias(&self, rows: usize, cols: usize, x: &mut GpuBuf, bias: &GpuBuf) -> Result<()> {
         check_len("add_bias", "x", x.0.len, rows * cols)?;
         check_len("add_bias", "bias", bias.0.len, cols)?;
-        ops::add_bias(&self.dev, rows, cols, &bias.0, &x.0)
+        elementwise::add_bias(&self.dev, rows, cols, &bias.0, &x.0)
     }
 
     fn col_sum(
@@ -165,24 +177,24 @@ impl Backend for GpuBackend {
     ) -> Result<()> {
         check_len("col_sum", "x", x.0.len, rows * cols)?;
         check_len("col_sum", "out", out.0.len, cols)?;
-        ops::col_sum(&self.dev, rows, cols, alpha, &x.0, beta, &out.0)
+        reduce::col_sum(&self.dev, rows, cols, alpha, &x.0, beta, &out.0)
     }
 
     fn axpy(&self, n: usize, alpha: f32, x: &GpuBuf, y: &mut GpuBuf) -> Result<()> {
         check_len("axpy", "x", x.0.len, n)?;
         check_len("axpy", "y", y.0.len, n)?;
-        ops::axpy(&self.dev, n, alpha, &x.0, &y.0)
+        elementwise::axpy(&self.dev, n, alpha, &x.0, &y.0)
     }
 
     fn scale(&self, n: usize, alpha: f32, x: &mut GpuBuf) -> Result<()> {
         check_len("scale", "x", x.0.len, n)?;
-        ops::scale(&self.dev, n, alpha, &x.0)
+        elementwise::scale(&self.dev, n, alpha, &x.0)
     }
 
     fn act_forward(&self, act: Activation, n: usize, z: &GpuBuf, y: &mut GpuBuf) -> Result<()> {
         check_len("act_forward", "z", z.0.len, n)?;
         check_len("act_forward", "y", y.0.len, n)?;
-        ops::act_forward(&self.dev, act, n, &z.0, &y.0)
+        act::act_forward(&self.dev, act, n, &z.0, &y.0)
     }
 
     fn act_backward(
@@ -196,7 +208,7 @@ impl Backend for GpuBackend {
         check_len("act_backward", "z", z.0.len, n)?;
         check_len("act_backward", "dy", dy.0.len, n)?;
         check_len("act_backward", "dz", dz.0.len, n)?;
-        ops::act_backward(&self.dev, act, n, &z.0, &dy.0, &dz.0)
+        act::act_backward(&self.dev, act, n, &z.0, &dy.0, &dz.0)
     }
 
     fn act_second(
@@ -212,7 +224,7 @@ impl Backend for GpuBackend {
         check_len("act_second", "dy", dy.0.len, n)?;
         check_len("act_second", "rz", rz.0.len, n)?;
         check_len("act_second", "out", out.0.len, n)?;
-        ops::act_second(&self.dev, act, n, &z.0, &dy.0, &rz.0, &out.0)
+        act::act_second(&self.dev, act, n, &z.0, &dy.0, &rz.0, &out.0)
     }
 
     fn softmax_xent(
@@ -234,7 +246,7 @@ impl Backend for GpuBackend {
         if classes == 0 {
             return Err(BackendError::Invalid { op: "softmax_xent", message: "0 classes".into() });
         }
-        ops::softmax_xent(
+        xent::softmax_xent(
             &self.dev, rows, classes, &logits.0, &labels.0, grad_scale, &loss.0, &correct.0, &dlogits.0,
         )
     }
@@ -251,7 +263,7 @@ impl Backend for GpuBackend {
         check_len("softmax_xent_rop", "logits", logits.0.len, rows * classes)?;
         check_len("softmax_xent_rop", "rlogits", rlogits.0.len, rows * classes)?;
         check_len("softmax_xent_rop", "out", out.0.len, rows * classes)?;
-        ops::softmax_xent_rop(&self.dev, rows, classes, &logits.0, &rlogits.0, grad_scale, &out.0)
+        xent::softmax_xent_rop(&self.dev, rows, classes, &logits.0, &rlogits.0, grad_scale, &out.0)
     }
 
     fn mse(
@@ -268,26 +280,26 @@ impl Backend for GpuBackend {
         check_len("mse", "target", target.0.len, rows * cols)?;
         check_len("mse", "loss", loss.0.len, rows)?;
         check_len("mse", "dpred", dpred.0.len, rows * cols)?;
-        ops::mse(&self.dev, rows, cols, &pred.0, &target.0, grad_scale, &loss.0, &dpred.0)
+        mse::mse(&self.dev, rows, cols, &pred.0, &target.0, grad_scale, &loss.0, &dpred.0)
     }
 
     fn sum(&self, n: usize, x: &GpuBuf, out: &mut GpuBuf, slot: usize) -> Result<()> {
         check_len("sum", "x", x.0.len, n)?;
         check_len("sum", "out", out.0.len, slot + 1)?;
-        ops::reduce(&self.dev, ops::ReduceOp::Sum, n, &x.0, &x.0, &out.0, slot)
+        reduce::sum(&self.dev, n, &x.0, &out.0, slot)
     }
 
     fn dot(&self, n: usize, x: &GpuBuf, y: &GpuBuf, out: &mut GpuBuf, slot: usize) -> Result<()> {
         check_len("dot", "x", x.0.len, n)?;
         check_len("dot", "y", y.0.len, n)?;
         check_len("dot", "out", out.0.len, slot + 1)?;
-        ops::reduce(&self.dev, ops::ReduceOp::Dot, n, &x.0, &y.0, &out.0, slot)
+        reduce::dot(&self.dev, n, &x.0, &y.0, &out.0, slot)
     }
 
     fn sum_sq(&self, n: usize, x: &GpuBuf, out: &mut GpuBuf, slot: usize) -> Result<()> {
         check_len("sum_sq", "x", x.0.len, n)?;
         check_len("sum_sq", "out", out.0.len, slot + 1)?;
-        ops::reduce(&self.dev, ops::ReduceOp::SumSq, n, &x.0, &x.0, &out.0, slot)
+        reduce::sum_sq(&self.dev, n, &x.0, &out.0, slot)
     }
 
     fn sgd_update(
@@ -300,7 +312,7 @@ impl Backend for GpuBackend {
     ) -> Result<()> {
         check_len("sgd_update", "grad", grad.0.len, n)?;
         check_len("sgd_update", "param", param.0.len, n)?;
-        ops::sgd_update(&self.dev, n, lr, weight_decay, &grad.0, &param.0)
+        update::sgd_update(&self.dev, n, lr, weight_decay, &grad.0, &param.0)
     }
 
     fn momentum_update(
@@ -316,7 +328,7 @@ impl Backend for GpuBackend {
         check_len("momentum_update", "grad", grad.0.len, n)?;
         check_len("momentum_update", "velocity", velocity.0.len, n)?;
         check_len("momentum_update", "param", param.0.len, n)?;
-        ops::momentum_update(&self.dev, n, lr, mu, weight_decay, &grad.0, &velocity.0, &param.0)
+        update::momentum_update(&self.dev, n, lr, mu, weight_decay, &grad.0, &velocity.0, &param.0)
     }
 
     fn gather_rows(
@@ -336,7 +348,7 @@ impl Backend for GpuBackend {
         if src_rows == 0 {
             return Err(BackendError::Invalid { op: "gather_rows", message: "empty source".into() });
         }
-        ops::gather_rows(&self.dev, rows, cols, src_rows, &src.0, &idx.0, &dst.0)
+        gather::gather_rows(&self.dev, rows, cols, src_rows, &src.0, &idx.0, &dst.0)
     }
 
     fn gather_idx(
@@ -354,7 +366,7 @@ impl Backend for GpuBackend {
         if src.0.len == 0 {
             return Err(BackendError::Invalid { op: "gather_idx", message: "empty source".into() });
         }
-        ops::gather_idx(&self.dev, rows, src.0.len, &src.0, &idx.0, &dst.0)
+        gather::gather_idx(&self.dev, rows, src.0.len, &src.0, &idx.0, &dst.0)
     }
 
     fn gather_rows_window(
@@ -373,7 +385,7 @@ impl Backend for GpuBackend {
         if rows == 0 || cols == 0 || src_rows == 0 {
             return Ok(());
         }
-        ops::gather_rows_window(&self.dev, rows, cols, first, src_rows, &src.0, &idx.0, &dst.0)
+        gather::gather_rows_window(&self.dev, rows, cols, first, src_rows, &src.0, &idx.0, &dst.0)
     }
 
     fn clip_by_global_norm(
@@ -386,23 +398,13 @@ impl Backend for GpuBackend {
         stats: &mut GpuBuf,
         x: &mut GpuBuf,
     ) -> Result<()> {
-        check_len("clip_by_global_norm", "x", x.0.len, n)?;
-        check_len("clip_by_global_norm", "stats", stats.0.len, first + count)?;
-        if let Some(s) = count_slot {
-            check_len("clip_by_global_norm", "stats", stats.0.len, s + 1)?;
-            if (first..first + count).contains(&s) {
-                return Err(BackendError::Invalid {
-                    op: "clip_by_global_norm",
-                    message: "count_slot overlaps the norm slots".into(),
-                });
-            }
-        }
-        ops::clip_by_global_norm(&self.dev, n, max_norm, first, count, count_slot, &stats.0, &x.0)
+        check_clip_slots(x.0.len, n, stats.0.len, first, count, count_slot)?;
+        clip::clip_by_global_norm(&self.dev, n, max_norm, first, count, count_slot, &stats.0, &x.0)
     }
 
-    fn clamp(&self, n: usize, limit: f32, x: &mut GpuBuf) -> Result<()> {
-        check_len("clamp", "x", x.0.len, n)?;
-        ops::clamp(&self.dev, n, limit, &x.0)
+    fn clip_by_value(&self, n: usize, limit: f32, x: &mut GpuBuf) -> Result<()> {
+        check_len("clip_by_value", "x", x.0.len, n)?;
+        clip::clip_by_value(&self.dev, n, limit, &x.0)
     }
 
     fn generate(
@@ -415,6 +417,6 @@ impl Backend for GpuBackend {
         labels: &mut GpuIdxBuf,
         targets: &mut GpuBuf,
     ) -> Result<()> {
-        datagen::record(&self.dev, spec, first, rows, &table.0, &x.0, &labels.0, &targets.0)
+        datagen::generate(&self.dev, spec, first, rows, &table.0, &x.0, &labels.0, &targets.0)
     }
 }

@@ -1,4 +1,4 @@
-//! Data movement: gathering the rows and labels of a minibatch.
+//! The gather family (CPU twin of `shaders/gather.wgsl`): the rows and labels of a minibatch.
 
 use crate::backend::{check_len, BackendError, Result};
 

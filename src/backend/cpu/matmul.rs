@@ -1,4 +1,4 @@
-//! Matrix products on the CPU: `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n]`.
+//! The matmul family (CPU twin of `shaders/matmul.wgsl`): `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n]`.
 //!
 //! The main path calls a tuned SGEMM crate; transposes are expressed as strides, never copied.
 //! Both candidate crates stay callable through [`sgemm_with`] so `benches/cpu_gemm.rs` can compare

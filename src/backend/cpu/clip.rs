@@ -1,0 +1,37 @@
+//! The clip family: clip_by_global_norm and clip_by_value (CPU twin of `shaders/clip.wgsl`).
+
+use crate::backend::{check_clip_slots, check_len, Result};
+
+/// Global-norm clipping: `x[..n] *= min(1, max_norm / √s)` with `s = Σ stats[first..first+count]`
+/// (f32 accumulation in slot order, as the GPU kernel); a clipped step adds 1 to
+/// `stats[count_slot]` when given (it must lie outside the norm slots).
+pub fn clip_by_global_norm(
+    n: usize,
+    max_norm: f32,
+    first: usize,
+    count: usize,
+    count_slot: Option<usize>,
+    stats: &mut [f32],
+    x: &mut [f32],
+) -> Result<()> {
+    check_clip_slots(x.len(), n, stats.len(), first, count, count_slot)?;
+    let mut s = 0.0f32;
+    for v in &stats[first..first + count] {
+        s += *v;
+    }
+    let norm = s.sqrt();
+    let clipped = norm > max_norm;
+    let f = if clipped { max_norm / norm } else { 1.0 };
+    x[..n].iter_mut().for_each(|v| *v *= f);
+    if let (Some(slot), true) = (count_slot, clipped) {
+        stats[slot] += 1.0;
+    }
+    Ok(())
+}
+
+/// Clipping by value: `x[i] = clamp(x[i], -limit, limit)` for `x: [n]`.
+pub fn clip_by_value(n: usize, limit: f32, x: &mut [f32]) -> Result<()> {
+    check_len("clip_by_value", "x", x.len(), n)?;
+    x[..n].iter_mut().for_each(|v| *v = v.clamp(-limit, limit));
+    Ok(())
+}

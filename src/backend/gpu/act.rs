@@ -1,0 +1,52 @@
+//! Host wrapper of `shaders/act.wgsl`: act_forward, act_backward, act_second.
+//! Each function records one dispatch; lengths were checked by the caller.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::device::{GpuDevice, RawBuf};
+use super::kernels as k;
+use super::launch::{launch_1d, u32_of};
+use crate::backend::{Activation, Result};
+
+/// Mirrors `struct Act` in act.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ActParams {
+    n: u32,
+    act: u32,
+    _pad: [u32; 2],
+}
+
+fn params(op: &'static str, a: Activation, n: usize) -> Result<ActParams> {
+    Ok(ActParams { n: u32_of(op, "n", n)?, act: a.code(), _pad: [0; 2] })
+}
+
+/// `y = φ(z)` over `n` elements.
+pub fn act_forward(dev: &GpuDevice, a: Activation, n: usize, z: &RawBuf, y: &RawBuf) -> Result<()> {
+    launch_1d(dev, &k::ACT_FORWARD, n, &params("act_forward", a, n)?, &[z, y])
+}
+
+/// `dz = dy ⊙ φ'(z)` over `n` elements.
+pub fn act_backward(
+    dev: &GpuDevice,
+    a: Activation,
+    n: usize,
+    z: &RawBuf,
+    dy: &RawBuf,
+    dz: &RawBuf,
+) -> Result<()> {
+    launch_1d(dev, &k::ACT_BACKWARD, n, &params("act_backward", a, n)?, &[z, dy, dz])
+}
+
+/// `out += dy ⊙ φ''(z) ⊙ rz` over `n` elements.
+pub fn act_second(
+    dev: &GpuDevice,
+    a: Activation,
+    n: usize,
+    z: &RawBuf,
+    dy: &RawBuf,
+    rz: &RawBuf,
+    out: &RawBuf,
+) -> Result<()> {
+    launch_1d(dev, &k::ACT_SECOND, n, &params("act_second", a, n)?, &[z, dy, rz, out])
+}

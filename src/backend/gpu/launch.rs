@@ -1,0 +1,59 @@
+//! Launch helpers shared by the host wrappers: 1-D grids of [`WG_1D`] invocations and the
+//! 32-bit range checks of kernel parameters.
+
+use bytemuck::Pod;
+
+use super::device::{GpuDevice, RawBuf};
+use super::kernels::{Kernel, WG_1D};
+use crate::backend::{BackendError, Result};
+
+/// Workgroup grid for `n` invocations of a 1-D kernel of `WG_1D` threads, folded into two
+/// dimensions when it exceeds `max_per_dim` groups. Shaders recover the linear index with the
+/// prelude's `lin()`: `gid.x + gid.y * num_workgroups.x * WG_1D`.
+pub fn grid_1d(n: usize, max_per_dim: u32) -> [u32; 3] {
+    let groups = n.div_ceil(WG_1D as usize).max(1) as u64;
+    let max = max_per_dim.max(1) as u64;
+    if groups <= max {
+        [groups as u32, 1, 1]
+    } else {
+        [max as u32, groups.div_ceil(max) as u32, 1]
+    }
+}
+
+/// Record one dispatch of `kern` over `n` invocations (nothing when `n == 0`).
+pub fn launch_1d<P: Pod>(
+    dev: &GpuDevice,
+    kern: &Kernel,
+    n: usize,
+    p: &P,
+    bufs: &[&RawBuf],
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let grid = grid_1d(n, dev.ctx.limits.max_compute_workgroups_per_dimension);
+    dev.dispatch(kern, p, bufs, grid)
+}
+
+/// `v` as a kernel's `u32` parameter, or an error naming the op and the quantity.
+pub fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| BackendError::Invalid {
+        op,
+        message: format!("{what} = {v} exceeds the 32-bit index range of the kernels"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_covers_every_element() {
+        for &n in &[0usize, 1, 255, 256, 257, 65535 * 256, 65535 * 256 + 1, 1 << 30] {
+            let g = grid_1d(n, 65535);
+            let total = g[0] as u64 * g[1] as u64 * WG_1D as u64;
+            assert!(total >= n as u64, "n={n} grid={g:?}");
+            assert!(g[0] <= 65535 && g[1] <= 65535);
+        }
+    }
+}
