@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use batchscope::commands::{BackendChoice as Choice, RunArgs};
+use batchscope::app::{BackendChoice as Choice, RunArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -242,8 +242,8 @@ pub struct CurvatureArgs {
 }
 
 impl CurvatureArgs {
-    pub fn options(&self, progress: bool) -> batchscope::curvature::command::CurvatureOptions {
-        batchscope::curvature::command::CurvatureOptions {
+    pub fn options(&self, progress: bool) -> batchscope::curvature::CurvatureOptions {
+        batchscope::curvature::CurvatureOptions {
             checkpoint: self.checkpoint.clone(),
             examples: self.examples,
             batches: self.batch.clone(),

@@ -2,8 +2,8 @@
 //! learning measurable: batch size against throughput, surrogate vs 0-1 loss, curvature and
 //! gradient noise, on a GPU backend and its CPU twin.
 
+pub mod app;
 pub mod backend;
-pub mod commands;
 pub mod config;
 pub mod curvature;
 pub mod data;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use batchscope::backend::gpu::list_adapters;
-use batchscope::commands;
+use batchscope::app;
+use batchscope::noise::NoiseArgs;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -31,85 +31,37 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Devices { json } => devices(json),
+        Command::Devices { json } => app::devices::devices(json),
         Command::Train { common, backend, init, resume } => {
-            commands::train(&common.run_args(), backend.into(), init, resume)
+            app::train::train(&common.run_args(), backend.into(), init, resume)
         }
-        Command::Sweep { common, backend, min_batch, max_batch, policy } => {
-            commands::sweep(&common.run_args(), backend.into(), min_batch, max_batch, policy.as_deref())
-        }
-        Command::Noise { common, backend, checkpoint, max_n, draws, seed, no_curvature } => {
-            batchscope::noise::command::run(
-                &common.run_args(),
-                backend.into(),
-                &batchscope::noise::command::NoiseArgs {
-                    checkpoint,
-                    max_n,
-                    draws,
-                    seed,
-                    curvature: !no_curvature,
-                },
-            )
-        }
-        Command::TimeToTarget { common, backend } => {
-            batchscope::noise::ttt::run(&common.run_args(), backend.into())
-        }
-        Command::Overlay { runs, field, labels, out, log_y } => {
-            commands::overlay(&runs, &field, &labels, &out, log_y)
-        }
-        Command::Compare { common, min_batch, max_batch } => {
-            commands::compare(&common.run_args(), min_batch, max_batch)
-        }
-        Command::Curvature { common, backend, args } => batchscope::curvature::command::curvature(
+        Command::Sweep { common, backend, min_batch, max_batch, policy } => app::sweep::sweep(
             &common.run_args(),
             backend.into(),
-            &args.options(!common.quiet),
+            min_batch,
+            max_batch,
+            policy.as_deref(),
         ),
-        Command::Rnn { common, backend } => {
-            batchscope::experiments::rnn::rnn(&common.run_args(), backend.into())
+        Command::Noise { common, backend, checkpoint, max_n, draws, seed, no_curvature } => {
+            let noise = NoiseArgs { checkpoint, max_n, draws, seed, curvature: !no_curvature };
+            app::noise::noise(&common.run_args(), backend.into(), &noise)
         }
-        Command::Depth { common, backend } => {
-            batchscope::experiments::depth::depth(&common.run_args(), backend.into())
+        Command::TimeToTarget { common, backend } => {
+            app::time_to_target::time_to_target(&common.run_args(), backend.into())
         }
+        Command::Overlay { runs, field, labels, out, log_y } => {
+            app::overlay::overlay(&runs, &field, &labels, &out, log_y)
+        }
+        Command::Compare { common, min_batch, max_batch } => {
+            app::compare::compare(&common.run_args(), min_batch, max_batch)
+        }
+        Command::Curvature { common, backend, args } => {
+            app::curvature::curvature(&common.run_args(), backend.into(), &args.options(!common.quiet))
+        }
+        Command::Rnn { common, backend } => app::rnn::rnn(&common.run_args(), backend.into()),
+        Command::Depth { common, backend } => app::depth::depth(&common.run_args(), backend.into()),
         Command::Landscape { common, backend, checkpoint } => {
-            batchscope::landscape::command::landscape(&common.run_args(), backend.into(), checkpoint)
+            app::landscape::landscape(&common.run_args(), backend.into(), checkpoint)
         }
     }
-}
-
-fn devices(json: bool) -> anyhow::Result<()> {
-    let adapters = list_adapters();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&adapters)?);
-        return Ok(());
-    }
-    if adapters.is_empty() {
-        println!(
-            "no GPU adapter found. Install a Vulkan driver (Debian/Ubuntu: apt-get install -y mesa-vulkan-drivers) or use --backend cpu."
-        );
-        return Ok(());
-    }
-    for a in &adapters {
-        let l = &a.limits;
-        println!("[{}] {}  ({}, {})", a.index, a.name, a.device_type, a.backend);
-        println!("    driver: {} {}", a.driver, a.driver_info);
-        println!(
-            "    max_buffer_size:                 {:>14} bytes ({:.1} MiB)",
-            l.max_buffer_size,
-            l.max_buffer_size as f64 / 1048576.0
-        );
-        println!(
-            "    max_storage_buffer_binding_size: {:>14} bytes ({:.1} MiB)",
-            l.max_storage_buffer_binding_size,
-            l.max_storage_buffer_binding_size as f64 / 1048576.0
-        );
-        println!(
-            "    max_compute_workgroup_storage:   {:>14} bytes",
-            l.max_compute_workgroup_storage_size
-        );
-        println!("    max_invocations_per_workgroup:   {:>14}", l.max_compute_invocations_per_workgroup);
-        println!("    max_workgroups_per_dimension:    {:>14}", l.max_compute_workgroups_per_dimension);
-        println!("    features: {}", a.features.join(", "));
-    }
-    Ok(())
 }

@@ -7,7 +7,7 @@ mod common;
 
 use batchscope::backend::{Activation, Backend};
 use batchscope::config::Config;
-use batchscope::curvature::command::empirical_second_moment;
+use batchscope::curvature::empirical_second_moment;
 use batchscope::curvature::{
     dot, extreme_eigenvalues, hutchinson_trace, lanczos, random_unit, slq, top_k_deflation, DenseSym,
     HutchinsonOptions, HvpOperator, HvpOptions, PowerOptions, SlqOptions, SymOp,

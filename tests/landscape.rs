@@ -6,8 +6,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use batchscope::app::{BackendChoice, RunArgs};
 use batchscope::backend::{Activation, Backend};
-use batchscope::commands::{BackendChoice, RunArgs};
 use batchscope::config::Config;
 use batchscope::data::sequences::{SeqSpec, SeqTask};
 use batchscope::landscape::directions::{coords, difference, normalize, random_direction, Normalize};
@@ -196,7 +196,7 @@ fn landscape_command_trains_then_slices_an_mlp() {
     let dir = tmpdir("mlp");
     let text =
         format!("{MLP_TOML}\n[landscape]\npoints = 9\ngrid = 5\nrescale = 2.0\neval_train = 128\n");
-    batchscope::landscape::command::landscape(&args(&dir, &text), BackendChoice::Cpu, None).unwrap();
+    batchscope::app::landscape::landscape(&args(&dir, &text), BackendChoice::Cpu, None).unwrap();
     let s = summary(&dir);
     let l0 = s["train_loss"].as_f64().unwrap();
     for line in s["lines"].as_array().unwrap() {
@@ -228,8 +228,7 @@ fn landscape_command_trains_then_slices_an_mlp() {
         "{MLP_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"random\", \"file:{}\"]\nnormalize = \"none\"\npoints = 3\neval_train = 128\n",
         ck.display()
     );
-    batchscope::landscape::command::landscape(&args(&dir2, &text2), BackendChoice::Cpu, Some(ck))
-        .unwrap();
+    batchscope::app::landscape::landscape(&args(&dir2, &text2), BackendChoice::Cpu, Some(ck)).unwrap();
     let s2 = summary(&dir2);
     assert!(rel(l0, s2["train_loss"].as_f64().unwrap()) < 1e-6);
     let file_line = &s2["lines"][1];
@@ -249,7 +248,7 @@ fn lines_along_gradient_and_hessian_agree_with_g_and_lambda() {
     let text = format!(
         "{MLP_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"gradient\", \"hessian\"]\nnormalize = \"unit\"\nrange = 0.02\npoints = 5\neval_train = 0\n"
     );
-    batchscope::landscape::command::landscape(&args(&dir, &text), BackendChoice::Cpu, None).unwrap();
+    batchscope::app::landscape::landscape(&args(&dir, &text), BackendChoice::Cpu, None).unwrap();
     let s = summary(&dir);
     let (g, h) = (&s["lines"][0], &s["lines"][1]);
     let gnorm = g["gradient_norm"].as_f64().unwrap();
@@ -317,7 +316,7 @@ eval_every = 8
 fn rnn_command_measures_growth_ln_lambda_and_landscape_slices_it() {
     let dir = tmpdir("rnn");
     let text = format!("{RNN_TOML}\n[[variant]]\nname = \"lambda_0.8\"\n[[variant]]\nname = \"lambda_1.25\"\nset = [\"rnn.w_scale=1.25\"]\n");
-    batchscope::experiments::rnn::rnn(&args(&dir, &text), BackendChoice::Cpu).unwrap();
+    batchscope::app::rnn::rnn(&args(&dir, &text), BackendChoice::Cpu).unwrap();
     let s = summary(&dir);
     let v = s["variants"].as_array().unwrap();
     assert_eq!(v.len(), 2);
@@ -339,7 +338,7 @@ fn rnn_command_measures_growth_ln_lambda_and_landscape_slices_it() {
     }
     let dir2 = tmpdir("rnn-landscape");
     let text = format!("{RNN_TOML}\n[landscape]\nmodes = [\"line\", \"path\", \"symmetry\"]\npoints = 5\nsign_flips = true\n");
-    batchscope::landscape::command::landscape(&args(&dir2, &text), BackendChoice::Cpu, None).unwrap();
+    batchscope::app::landscape::landscape(&args(&dir2, &text), BackendChoice::Cpu, None).unwrap();
     let s = summary(&dir2);
     assert_eq!(s["model"], "rnn");
     assert!(s["symmetry"]["relative_difference"].as_f64().unwrap() < 2e-6, "{}", s["symmetry"]);
@@ -374,7 +373,7 @@ set = ["model.init_scale=0.7"]
 name = "g1.4"
 set = ["model.init_scale=1.4"]
 "#;
-    batchscope::experiments::depth::depth(&args(&dir, text), BackendChoice::Cpu).unwrap();
+    batchscope::app::depth::depth(&args(&dir, text), BackendChoice::Cpu).unwrap();
     let s = summary(&dir);
     let v = s["variants"].as_array().unwrap();
     let mut growth = Vec::new();

@@ -8,8 +8,8 @@ use batchscope::config::Config;
 use batchscope::data::device::DeviceDataset;
 use batchscope::data::synth::{hessian_eigenvalues, w_star};
 use batchscope::model::{Mlp, ParamSet};
-use batchscope::noise::command::{measure, NoiseArgs};
 use batchscope::noise::GradProbe;
+use batchscope::noise::{measure, NoiseArgs};
 
 fn slope_is_minus_one<B: Backend>(b: &B) {
     let cfg = Config::load(

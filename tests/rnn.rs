@@ -5,8 +5,8 @@
 mod common;
 
 use batchscope::backend::{Activation, Backend};
+use batchscope::config::RnnConfig;
 use batchscope::data::sequences::SeqTask;
-use batchscope::experiments::config::RnnConfig;
 use batchscope::model::rnn::tensor;
 use batchscope::model::{LossKind, ParamSet, Rnn, RnnInit, RnnSpec, Targets, WInit};
 use batchscope::train::diagnostics::backward_growth_per_step;

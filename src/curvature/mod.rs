@@ -9,18 +9,22 @@
 //! - [`hutchinson`]: the trace by Rademacher probes, stopping when the running mean settles.
 //! - [`slq`]: the spectral density by stochastic Lanczos quadrature.
 //! - [`cg`]: conjugate gradients, for the Newton direction `H⁻¹ g` (Hessian-free).
-//! - [`command`]: `batchscope curvature`.
+//! - [`analysis`]: everything `batchscope curvature` measures ([`run_curvature`]), with
+//!   [`linear_reference`] (the closed form of a linear model) and the random-batch spread.
 //!
 //! The solvers are written against [`SymOp`] (any symmetric linear operator on `f32` vectors,
 //! accumulating in `f64`), so they are unit-tested on explicit matrices ([`DenseSym`]).
 
+pub mod analysis;
+mod batches;
 pub mod cg;
-pub mod command;
 pub mod hutchinson;
 pub mod hvp;
 pub mod lanczos;
+pub mod linear_reference;
 pub mod power;
 pub mod slq;
+mod summary;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,12 +35,16 @@ use crate::data::DataError;
 use crate::report::ReportError;
 use crate::train::checkpoint::CheckpointError;
 
+pub use analysis::{run_curvature, CurvatureOptions, CurvatureReport};
+pub use batches::{BatchSample, BatchSpread};
 pub use cg::{conjugate_gradient, CgResult};
 pub use hutchinson::{hutchinson_trace, HutchinsonOptions, TraceEstimate};
 pub use hvp::{time_hvp_vs_grad, HvpOperator, HvpOptions, HvpTiming};
 pub use lanczos::{lanczos, LanczosRun, Ritz};
+pub use linear_reference::{empirical_second_moment, linear_reference, LinearReference};
 pub use power::{extreme_eigenvalues, power_iteration, top_k_deflation, PowerOptions, PowerResult};
 pub use slq::{density_on_grid, slq, Density, SlqOptions, SlqResult};
+pub use summary::{CurvatureSummary, LanczosSummary, PowerSummary, SlqSummary};
 
 /// Errors of the curvature code; each names what failed.
 #[derive(Debug, Error)]

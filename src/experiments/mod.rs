@@ -1,7 +1,4 @@
-//! Experiment drivers of chapter 8.2.4–8.2.5: `batchscope rnn` (exploding and vanishing
-//! gradients through time, cliffs and clipping) and `batchscope depth` (per-layer gradient norms
-//! of deep MLPs), with their config files.
+//! Experiment drivers of chapter 8.2.5: per-layer gradient norms of deep MLPs (`depth`).
+//! (The RNN experiment of 8.2.4 is `train::rnn`; the commands live in `app`.)
 
-pub mod config;
 pub mod depth;
-pub mod rnn;

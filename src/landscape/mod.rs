@@ -6,8 +6,7 @@
 //! evaluation sets are run forward and their loss sums land in device slots: a whole line or
 //! grid is recorded and read back once.
 
-pub mod command;
-pub mod config;
+pub mod direction;
 pub mod directions;
 pub mod objective;
 pub mod symmetry;
@@ -15,8 +14,9 @@ pub mod symmetry;
 use serde::Serialize;
 
 use crate::backend::{Backend, Result};
+pub use crate::config::landscape::{DirSpec, LandscapeConfig, Mode};
 use crate::model::ParamSet;
-pub use config::{LandscapeConfig, Mode};
+pub use direction::{DirInfo, LandscapeError};
 pub use objective::{MlpObjective, Objective, RnnObjective, Split};
 
 /// Losses at one point of a slice.

@@ -16,10 +16,10 @@ use super::diagnostics::{backward_growth_per_step, spectral_radius, top_singular
 use super::step::{Clip, Optimizer};
 use super::TrainError;
 use crate::backend::{Backend, Result};
+use crate::config::RnnConfig;
 use crate::config::{OptimizerKind, Shuffle};
 use crate::data::sequences::SeqData;
 use crate::data::{BatchOrder, Labels};
-use crate::experiments::config::RnnConfig;
 use crate::model::rnn::tensor;
 use crate::model::{ParamSet, Rnn, RnnWorkspace, Targets};
 use crate::report::jsonl::JsonlWriter;

@@ -16,14 +16,14 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::json;
 
-use super::config::{ConfigText, RnnConfig, RNN_DEFAULT_TOML};
-use crate::backend::Backend;
-use crate::commands::{open_backend, AnyBackend, BackendChoice, RunArgs};
+use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::config::{ConfigText, RnnConfig, RNN_DEFAULT_TOML};
 use crate::report::csv::{write_csv, Cell};
 use crate::report::heatmap::{event_plot, EventPanel, MarkerShape, Markers};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
+use crate::schedule::sweep::Timed;
 use crate::train::rnn::{run_rnn, RnnMetricsLine, RnnRunSummary};
 
 /// `batchscope rnn`.
@@ -50,38 +50,45 @@ pub fn rnn(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
         toml::to_string_pretty(&all).context("serialising the config")?.as_bytes(),
     )?;
     eprintln!("run directory: {}", dir.display());
-    let b = open_backend(backend, args.adapter.as_deref())?;
-    let runs = match &b {
-        AnyBackend::Cpu(c) => run_all(c, &cfgs, &dir, args.progress)?,
-        AnyBackend::Gpu(g) => run_all(g.as_ref(), &cfgs, &dir, args.progress)?,
-    };
+    let runs = with_backend(
+        backend,
+        args.adapter.as_deref(),
+        RunAll { cfgs: &cfgs, dir: &dir, progress: args.progress },
+    )?;
     report(&dir, &cfgs, &runs)?;
     println!("wrote: {}", dir.display());
     Ok(())
 }
 
-fn run_all<B: Backend>(
-    b: &B,
-    cfgs: &[(String, RnnConfig)],
-    dir: &Path,
+/// One BPTT run per variant, each into `dir/<name>`.
+struct RunAll<'a> {
+    cfgs: &'a [(String, RnnConfig)],
+    dir: &'a Path,
     progress: bool,
-) -> anyhow::Result<Vec<(RnnRunSummary, Vec<RnnMetricsLine>)>> {
-    let mut out = Vec::new();
-    for (name, cfg) in cfgs {
-        eprintln!(
-            "variant {name}: {} RNN, H = {}, W = {} × {}, {:?} T = {}, {} steps, clip_norm {}",
-            cfg.rnn.activation.name(),
-            cfg.rnn.hidden,
-            cfg.rnn.w_scale,
-            cfg.rnn.w_init.name(),
-            cfg.sequence.task,
-            cfg.sequence.length,
-            cfg.train.steps,
-            cfg.train.clip_norm
-        );
-        out.push(run_rnn(b, cfg, name, &dir.join(name), progress)?);
+}
+
+impl BackendTask for RunAll<'_> {
+    type Output = Vec<(RnnRunSummary, Vec<RnnMetricsLine>)>;
+
+    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Self::Output> {
+        let RunAll { cfgs, dir, progress } = self;
+        let mut out = Vec::new();
+        for (name, cfg) in cfgs {
+            eprintln!(
+                "variant {name}: {} RNN, H = {}, W = {} × {}, {:?} T = {}, {} steps, clip_norm {}",
+                cfg.rnn.activation.name(),
+                cfg.rnn.hidden,
+                cfg.rnn.w_scale,
+                cfg.rnn.w_init.name(),
+                cfg.sequence.task,
+                cfg.sequence.length,
+                cfg.train.steps,
+                cfg.train.clip_norm
+            );
+            out.push(run_rnn(b, cfg, name, &dir.join(name), progress)?);
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 fn opt(v: Option<f64>) -> Cell {

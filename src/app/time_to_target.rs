@@ -6,14 +6,13 @@
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::command::{measure, NoiseArgs};
-use super::estimators::eps_opt;
-use crate::backend::Backend;
-use crate::commands::{open_backend, AnyBackend, BackendChoice, RunArgs};
+use super::output::{write_config, write_json};
+use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::{BatchSize, Config};
+use crate::noise::{eps_opt, measure, NoiseArgs};
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
-use crate::report::rundir::{create_run_dir, write_atomic};
+use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 use crate::schedule::sweep::{run_sweep, Timed};
 use crate::schedule::{choose, predicted_time_curve, Policy};
@@ -32,6 +31,33 @@ pub struct TttRow {
     /// Measured wall time relative to the best measured run that reached the target.
     pub measured_rel: Option<f64>,
     pub note: String,
+}
+
+/// The experiment's results: B_noise, ε_max, the rows, the predicted best B and the device.
+struct Outcome {
+    b_noise: f64,
+    eps_max: f64,
+    rows: Vec<TttRow>,
+    chosen: usize,
+    device: String,
+    dir: std::path::PathBuf,
+}
+
+/// Measure B_noise and ε_max, sweep t(B), then train at every B of the sweep.
+struct Experiment<'a> {
+    cfg: &'a Config,
+    args: &'a RunArgs,
+}
+
+impl BackendTask for Experiment<'_> {
+    type Output = Outcome;
+
+    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Outcome> {
+        let dir = create_run_dir(self.args.out.as_deref(), "time-to-target")?;
+        write_config(&dir, &self.cfg.to_toml())?;
+        let (b_noise, eps_max, rows, chosen) = experiment(b, self.cfg, &dir)?;
+        Ok(Outcome { b_noise, eps_max, rows, chosen, device: b.device_name(), dir })
+    }
 }
 
 fn experiment<B: Timed>(
@@ -100,22 +126,13 @@ fn experiment<B: Timed>(
 }
 
 /// `batchscope time-to-target`.
-pub fn run(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
+pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref(), &args.set)?;
     if cfg.train.target_val_error <= 0.0 {
         bail!("time-to-target needs train.target_val_error > 0 (see configs/time_to_target.toml)");
     }
-    let b = open_backend(backend, args.adapter.as_deref())?;
-    let dir = create_run_dir(args.out.as_deref(), "time-to-target")?;
-    write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-    let (bn, em, rows, chosen) = match &b {
-        AnyBackend::Cpu(c) => experiment(c, &cfg, &dir)?,
-        AnyBackend::Gpu(g) => experiment(g.as_ref(), &cfg, &dir)?,
-    };
-    let device = match &b {
-        AnyBackend::Cpu(c) => c.device_name(),
-        AnyBackend::Gpu(g) => g.device_name(),
-    };
+    let Outcome { b_noise: bn, eps_max: em, rows, chosen, device, dir } =
+        with_backend(backend, args.adapter.as_deref(), Experiment { cfg: &cfg, args })?;
     let header = [
         "batch",
         "ms_per_step",
@@ -159,7 +176,7 @@ pub fn run(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
         "measured_best_batch": best_measured,
         "rows": rows,
     });
-    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    write_json(&dir.join("summary.json"), &summary)?;
     line_plot(
         &dir.join("time_to_target.svg"),
         &PlotSpec::new(

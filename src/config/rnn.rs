@@ -1,19 +1,17 @@
-//! Config files of the `rnn`, `depth` and `landscape` commands.
+//! Config files of the `rnn` and `depth` commands.
 //!
 //! They are TOML like the `train` config, with unknown keys rejected and every value validated
-//! with a message naming the key. Two conventions on top:
+//! with a message naming the key. Two conventions on top (see `loader`):
 //! - `[[variant]]` tables (`name`, `set = ["section.key=value", ...]`) run the same experiment
 //!   several times with overrides, e.g. W scales 0.9 / 1.0 / 1.1 or clipping off / on;
 //! - a `[landscape]` section belongs to the `landscape` command and is split off before the
 //!   rest of the file is read as a model config (an RNN file or a `train` config).
 
-use std::path::Path;
-
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::loader::deserialize;
+use super::{ConfigError, OptimizerKind};
 use crate::backend::Activation;
-use crate::config::{apply_override, ConfigError, OptimizerKind};
 use crate::data::sequences::{SeqSpec, SeqTask};
 use crate::model::{RnnInit, RnnSpec, WInit};
 
@@ -21,108 +19,6 @@ use crate::model::{RnnInit, RnnSpec, WInit};
 pub const RNN_DEFAULT_TOML: &str = include_str!("../../configs/long_term.toml");
 /// The embedded default of `batchscope depth`.
 pub const DEPTH_DEFAULT_TOML: &str = include_str!("../../configs/deep_tanh.toml");
-
-/// A TOML file (or embedded default) with `--set` overrides applied, and its name for errors.
-pub struct ConfigText {
-    pub table: toml::Table,
-    pub origin: String,
-}
-
-impl ConfigText {
-    /// Read `path` (or `default_toml` named `default_origin`) and apply `overrides`.
-    pub fn load(
-        path: Option<&Path>,
-        default_toml: &str,
-        default_origin: &str,
-        overrides: &[String],
-    ) -> Result<Self, ConfigError> {
-        let (text, origin) = match path {
-            Some(p) => (
-                std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
-                p.display().to_string(),
-            ),
-            None => (default_toml.to_string(), format!("{default_origin} (embedded)")),
-        };
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|r| {
-                format!(" (line {})", text[..r.start.min(text.len())].matches('\n').count() + 1)
-            });
-            ConfigError::Parse {
-                origin: origin.clone(),
-                message: e.message().to_string() + &line.unwrap_or_default(),
-            }
-        })?;
-        for arg in overrides {
-            apply_override(&mut table, arg)?;
-        }
-        Ok(ConfigText { table, origin })
-    }
-
-    /// Remove and return section `name`.
-    pub fn take(&mut self, name: &str) -> Option<toml::Value> {
-        self.table.remove(name)
-    }
-
-    /// The `[[variant]]` tables, removed from the file: each variant's name and the file with its
-    /// overrides applied. No variants: one run named `default_name`.
-    pub fn variants(&mut self, default_name: &str) -> Result<Vec<(String, toml::Table)>, ConfigError> {
-        let list = match self.take("variant") {
-            None => return Ok(vec![(default_name.to_string(), self.table.clone())]),
-            Some(v) => v,
-        };
-        let variants: Vec<Variant> =
-            list.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-                origin: self.origin.clone(),
-                message: format!("[[variant]]: {}", e.message()),
-            })?;
-        if variants.is_empty() {
-            return Err(
-                self.invalid("variant", "needs at least one [[variant]] table, or none at all".into())
-            );
-        }
-        let mut out = Vec::new();
-        for v in variants {
-            let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
-            if !v.name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !v.name.chars().all(ok_char) {
-                return Err(self.invalid(
-                    "variant.name",
-                    format!("`{}` must start with a letter or digit and hold only letters, digits, `_`, `-`, `.` (it names a directory)", v.name),
-                ));
-            }
-            if out.iter().any(|(n, _): &(String, toml::Table)| *n == v.name) {
-                return Err(self.invalid("variant.name", format!("`{}` is used twice", v.name)));
-            }
-            let mut t = self.table.clone();
-            for arg in &v.set {
-                apply_override(&mut t, arg)?;
-            }
-            out.push((v.name, t));
-        }
-        Ok(out)
-    }
-
-    pub fn invalid(&self, key: &str, message: String) -> ConfigError {
-        ConfigError::Invalid { origin: self.origin.clone(), key: key.to_string(), message }
-    }
-}
-
-/// Deserialize a table (unknown keys are rejected by the target type).
-pub fn parse_table<T: DeserializeOwned>(table: toml::Table, origin: &str) -> Result<T, ConfigError> {
-    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-        origin: origin.to_string(),
-        message: e.message().to_string(),
-    })
-}
-
-/// One run of an experiment with overrides.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Variant {
-    pub name: String,
-    #[serde(default)]
-    pub set: Vec<String>,
-}
 
 // ---- RNN -----------------------------------------------------------------------------------
 
@@ -260,7 +156,7 @@ impl Default for DiagnosticsConfig {
 impl RnnConfig {
     /// Parse and validate one (variant's) table.
     pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
-        let cfg: RnnConfig = parse_table(table, origin)?;
+        let cfg: RnnConfig = deserialize(table, origin)?;
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -416,6 +312,7 @@ impl DepthConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, ConfigText, LandscapeConfig, LANDSCAPE_DEFAULT_TOML};
 
     fn load(text: &str, set: &[&str]) -> Result<ConfigText, ConfigError> {
         let sets: Vec<String> = set.iter().map(|s| s.to_string()).collect();
@@ -435,7 +332,7 @@ mod tests {
         for (origin, text) in [("long_term", RNN_DEFAULT_TOML), ("cliff_rnn", cliff)] {
             let mut c = ConfigText::load(None, text, origin, &[]).unwrap();
             if let Some(toml::Value::Table(l)) = c.take("landscape") {
-                let lc: crate::landscape::LandscapeConfig = parse_table(l, origin).unwrap();
+                let lc: LandscapeConfig = deserialize(l, origin).unwrap();
                 lc.validate(origin).unwrap();
             }
             let variants = c.variants("run").unwrap();
@@ -448,22 +345,20 @@ mod tests {
         let Some(toml::Value::Table(d)) = c.take("depth") else {
             panic!("deep_tanh.toml has a [depth] section")
         };
-        let dc: DepthConfig = parse_table(d, "deep_tanh").unwrap();
+        let dc: DepthConfig = deserialize(d, "deep_tanh").unwrap();
         for (name, mut t) in c.variants("run").unwrap() {
             if let Some(toml::Value::Table(m)) = t.get_mut("model") {
                 m.insert("hidden".into(), toml::Value::try_from(dc.hidden().unwrap()).unwrap());
             }
-            crate::config::Config::from_toml(&toml::to_string(&t).unwrap(), &name).unwrap();
+            Config::from_table(t, &name).unwrap();
         }
-        let mut c =
-            ConfigText::load(None, crate::landscape::config::LANDSCAPE_DEFAULT_TOML, "landscape", &[])
-                .unwrap();
+        let mut c = ConfigText::load(None, LANDSCAPE_DEFAULT_TOML, "landscape", &[]).unwrap();
         let Some(toml::Value::Table(l)) = c.take("landscape") else {
             panic!("landscape.toml has a [landscape] section")
         };
-        let lc: crate::landscape::LandscapeConfig = parse_table(l, "landscape").unwrap();
+        let lc: LandscapeConfig = deserialize(l, "landscape").unwrap();
         lc.validate("landscape").unwrap();
-        crate::config::Config::from_toml(&toml::to_string(&c.table).unwrap(), "landscape").unwrap();
+        Config::from_table(c.table.clone(), "landscape").unwrap();
     }
 
     #[test]

@@ -1,26 +1,43 @@
-//! `batchscope noise`: the minibatch gradient's error against the full-data gradient as a
-//! function of batch size (σ/√n), the noise scale B_simple, and what each halving of the error
-//! costs.
+//! The gradient-noise experiment behind `batchscope noise`: the minibatch gradient's error
+//! against the full-data gradient as a function of batch size (σ/√n), the noise scale B_simple,
+//! and with curvature B_noise and ε_max.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use thiserror::Error;
 
-use super::estimators::{loglog_fit, two_batch_estimates};
+use super::estimators::{eps_opt, loglog_fit, two_batch_estimates};
 use super::probe::GradProbe;
-use crate::backend::Backend;
-use crate::commands::{open_backend, AnyBackend, BackendChoice, RunArgs};
+use crate::backend::{Backend, BackendError};
 use crate::config::{Config, DataMode};
+use crate::curvature::CurvatureError;
 use crate::data::device::DeviceDataset;
+use crate::data::DataError;
 use crate::model::Mlp;
-use crate::report::csv::{write_csv, Cell};
-use crate::report::plot::{line_plot, PlotSpec, Series};
-use crate::report::rundir::{create_run_dir, write_atomic};
-use crate::report::table::Table;
-use crate::train::checkpoint;
+use crate::train::checkpoint::{self, CheckpointError};
+use crate::train::TrainError;
+
+/// Why the noise experiment could not run.
+#[derive(Debug, Error)]
+pub enum NoiseError {
+    #[error("noise needs resident data (data.mode = \"resident\"): the full-data gradient is computed over the training set")]
+    NotResident,
+    #[error("no minibatch size to measure (max_n = {max_n}, {examples} examples)")]
+    NoSizes { max_n: usize, examples: usize },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Curvature(#[from] CurvatureError),
+}
 
 /// Options of `batchscope noise`.
 #[derive(Clone, Debug)]
@@ -88,9 +105,9 @@ fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Run the experiment on one backend.
-pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Result<NoiseSummary> {
+pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> Result<NoiseSummary, NoiseError> {
     if cfg.data.mode != DataMode::Resident {
-        bail!("noise needs resident data (data.mode = \"resident\"): the full-data gradient is computed over the training set");
+        return Err(NoiseError::NotResident);
     }
     let model = Mlp::new(cfg.mlp_spec())?;
     let (train, _) = crate::data::build_resident(&cfg.data, cfg.data_outputs())?;
@@ -117,7 +134,7 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Res
     let mut rows = Vec::new();
     // dᵀHd over the single-example draws (tr(HΣ) estimate).
     let mut dhd = Vec::new();
-    let mut apply_h = |v: &[f64]| -> anyhow::Result<Option<f64>> {
+    let mut apply_h = |v: &[f64]| -> Result<Option<f64>, CurvatureError> {
         use crate::curvature::SymOp;
         match hess.as_mut() {
             Some(h) => {
@@ -163,7 +180,7 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Res
         n *= 2;
     }
     if rows.is_empty() {
-        bail!("no minibatch size to measure (max_n = {}, {} examples)", args.max_n, n_total);
+        return Err(NoiseError::NoSizes { max_n: args.max_n, examples: n_total });
     }
     let se1 = rows[0].std_error;
     for row in &mut rows {
@@ -186,9 +203,9 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Res
     };
     let eps_max = g_h_g.filter(|&ghg| ghg > 0.0).map(|ghg| g2 / ghg);
     let eps_opt = match (eps_max, b_noise) {
-        (Some(e), Some(bn)) => (0..=12)
-            .map(|k| (1usize << k, super::estimators::eps_opt(e, bn, (1usize << k) as f64)))
-            .collect(),
+        (Some(e), Some(bn)) => {
+            (0..=12).map(|k| (1usize << k, eps_opt(e, bn, (1usize << k) as f64))).collect()
+        }
         _ => Vec::new(),
     };
     Ok(NoiseSummary {
@@ -209,101 +226,4 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> anyhow::Res
         b_simple_two_batch: two,
         rows,
     })
-}
-
-/// `batchscope noise`.
-pub fn run(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyhow::Result<()> {
-    let cfg = Config::load(args.config.as_deref(), &args.set)?;
-    if noise.draws < 2 {
-        bail!("--draws must be at least 2 (got {})", noise.draws);
-    }
-    if let Some(p) = &noise.checkpoint {
-        checkpoint::load(p)?;
-    }
-    let b = open_backend(backend, args.adapter.as_deref())?;
-    let dir = create_run_dir(args.out.as_deref(), "noise")?;
-    write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-    let s = match &b {
-        AnyBackend::Cpu(c) => measure(c, &cfg, noise)?,
-        AnyBackend::Gpu(g) => measure(g.as_ref(), &cfg, noise)?,
-    };
-    let header = [
-        "n",
-        "draws",
-        "mean_sq_error",
-        "sd_sq_error",
-        "std_error",
-        "mean_sq_norm",
-        "relative_cost",
-        "error_reduction",
-    ];
-    let rows: Vec<Vec<Cell>> = s
-        .rows
-        .iter()
-        .map(|r| {
-            vec![
-                Cell::Int(r.n as i64),
-                Cell::Int(r.draws as i64),
-                Cell::Num(r.mean_sq_error),
-                Cell::Num(r.sd_sq_error),
-                Cell::Num(r.std_error),
-                Cell::Num(r.mean_sq_norm),
-                Cell::Num(r.relative_cost),
-                Cell::Num(r.error_reduction),
-            ]
-        })
-        .collect();
-    write_csv(&dir.join("noise.csv"), &header, &rows)?;
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&s).context("summary")?.as_bytes(),
-    )?;
-    let theory: Vec<(f64, f64)> =
-        s.rows.iter().map(|r| (r.n as f64, s.trace_sigma / r.n as f64)).collect();
-    line_plot(
-        &dir.join("noise.svg"),
-        &PlotSpec::new("Minibatch gradient error vs batch size", "minibatch size n", "E‖g_n − G‖²")
-            .log2_x()
-            .log_y(),
-        &[
-            Series {
-                name: "measured".into(),
-                points: s.rows.iter().map(|r| (r.n as f64, r.mean_sq_error)).collect(),
-            },
-            Series { name: "tr Σ / n".into(), points: theory },
-        ],
-    )?;
-    let mut t = Table::new(["n", "E‖g_n−G‖²", "std error", "cost ×", "error ÷"]);
-    for r in &s.rows {
-        t.row([
-            r.n.to_string(),
-            format!("{:.4e}", r.mean_sq_error),
-            format!("{:.4e}", r.std_error),
-            format!("{:.0}", r.relative_cost),
-            format!("{:.2}", r.error_reduction),
-        ]);
-    }
-    println!(
-        "{} — {} examples (duplicates {}), {} parameters",
-        s.device, s.examples, s.duplicates, s.params
-    );
-    print!("{}", t.render());
-    println!(
-        "slope of E‖g_n−G‖² vs n (log-log): {:.3} (theory −1: standard error σ/√n)",
-        s.variance_slope
-    );
-    println!(
-        "|G|² = {:.4e}, tr Σ = {:.4e}, B_simple = tr Σ/|G|² = {:.1}",
-        s.full_grad_norm_sq, s.trace_sigma, s.b_simple
-    );
-    if let Some(bs) = s.b_simple_two_batch {
-        println!("B_simple from the unbiased two-batch estimators: {bs:.1}");
-    }
-    if let (Some(ghg), Some(ths), Some(bn), Some(em)) = (s.g_h_g, s.trace_h_sigma, s.b_noise, s.eps_max)
-    {
-        println!("GᵀHG = {ghg:.4e}, tr(HΣ) = {ths:.4e}, B_noise = tr(HΣ)/GᵀHG = {bn:.1}, ε_max = GᵀG/GᵀHG = {em:.4}");
-        println!("time_to_target policy: batchscope sweep --policy time_to_target:{bn:.1}");
-    }
-    println!("wrote: {}", dir.display());
-    Ok(())
 }

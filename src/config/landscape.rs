@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::directions::Normalize;
-use crate::config::ConfigError;
+use super::ConfigError;
+use crate::landscape::directions::Normalize;
 
 /// The embedded default of `batchscope landscape`.
 pub const LANDSCAPE_DEFAULT_TOML: &str = include_str!("../../configs/landscape.toml");

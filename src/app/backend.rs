@@ -1,0 +1,61 @@
+//! The one place a backend is opened: `--backend auto|gpu|cpu` (and `--adapter`) become a CPU
+//! or GPU backend, and a command's generic work (`BackendTask`) runs on it.
+
+use std::path::PathBuf;
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::GpuBackend;
+use crate::backend::BackendError;
+use crate::schedule::sweep::Timed;
+
+/// Which backend to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// The best GPU adapter, or the CPU backend (with a notice) when none exists.
+    Auto,
+    /// A GPU adapter through wgpu; an error when none exists.
+    Gpu,
+    /// The CPU backend (the reference implementation).
+    Cpu,
+}
+
+/// Shared options of the commands that take a config.
+#[derive(Clone, Debug, Default)]
+pub struct RunArgs {
+    pub config: Option<PathBuf>,
+    pub set: Vec<String>,
+    pub adapter: Option<String>,
+    pub out: Option<PathBuf>,
+    pub progress: bool,
+}
+
+/// A command's work, generic over the backend it runs on.
+pub trait BackendTask {
+    type Output;
+    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Self::Output>;
+}
+
+/// Open the backend `choice` names and run `task` on it. `auto` falls back to the CPU with a
+/// notice when no GPU is usable (but not when `--adapter` names one that does not exist).
+pub fn with_backend<T: BackendTask>(
+    choice: BackendChoice,
+    adapter: Option<&str>,
+    task: T,
+) -> anyhow::Result<T::Output> {
+    let gpu = match choice {
+        BackendChoice::Cpu => None,
+        BackendChoice::Gpu => Some(GpuBackend::new(adapter)?),
+        BackendChoice::Auto => match GpuBackend::new(adapter) {
+            Ok(g) => Some(g),
+            Err(e @ BackendError::AdapterNotFound { .. }) => return Err(e.into()),
+            Err(e) => {
+                eprintln!("notice: no usable GPU ({e}); running on the CPU backend");
+                None
+            }
+        },
+    };
+    match gpu {
+        Some(g) => task.run(&g),
+        None => task.run(&CpuBackend::new()),
+    }
+}

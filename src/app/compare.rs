@@ -1,0 +1,97 @@
+//! `batchscope compare`: the same sweep on the GPU and the CPU backend, side by side, with the
+//! speedup and the crossover batch size.
+
+use super::output::{write_config, write_json};
+use super::sweep::{row_cells, series_of, sweep_args, sweep_on, SWEEP_HEADER};
+use super::RunArgs;
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::GpuBackend;
+use crate::config::Config;
+use crate::report::csv::{write_csv, Cell};
+use crate::report::plot::{line_plot, PlotSpec, Series};
+use crate::report::rundir::create_run_dir;
+use crate::report::table::Table;
+use crate::schedule::sweep::SweepRow;
+
+/// `batchscope compare`: the same sweep on the GPU and the CPU backend, side by side.
+pub fn compare(
+    args: &RunArgs,
+    min_batch: Option<usize>,
+    max_batch: Option<usize>,
+) -> anyhow::Result<()> {
+    let mut cfg = Config::load(args.config.as_deref(), &args.set)?;
+    sweep_args(&mut cfg, min_batch, max_batch, None)?;
+    // Both backends by construction: this command is the one that does not pick one.
+    let gpu = GpuBackend::new(args.adapter.as_deref())?;
+    let cpu = CpuBackend::new();
+    let dir = create_run_dir(args.out.as_deref(), "compare")?;
+    write_config(&dir, &cfg.to_toml())?;
+    let g = sweep_on(&gpu, &cfg, args.progress)?;
+    drop(gpu);
+    let c = sweep_on(&cpu, &cfg, args.progress)?;
+    let mut rows: Vec<Vec<Cell>> = g.rows.iter().map(row_cells).collect();
+    rows.extend(c.rows.iter().map(row_cells));
+    write_csv(&dir.join("sweep.csv"), &SWEEP_HEADER, &rows)?;
+
+    let mut t = Table::new(["B", "GPU ex/s", "CPU ex/s", "speedup", "GPU ms", "CPU ms"]);
+    let mut speedups = Vec::new();
+    let mut crossover = None;
+    for (gr, cr) in g.rows.iter().zip(&c.rows) {
+        let ok = gr.skipped.is_none() && cr.skipped.is_none();
+        let s = if ok { gr.examples_per_s / cr.examples_per_s } else { f64::NAN };
+        if ok && s > 1.0 && crossover.is_none() {
+            crossover = Some(gr.batch);
+        }
+        if ok {
+            speedups.push((gr.batch as f64, s));
+        }
+        let fmt = |r: &SweepRow, f: &dyn Fn(&SweepRow) -> String| {
+            if r.skipped.is_none() {
+                f(r)
+            } else {
+                "skipped".into()
+            }
+        };
+        t.row([
+            gr.batch.to_string(),
+            fmt(gr, &|r| format!("{:.0}", r.examples_per_s)),
+            fmt(cr, &|r| format!("{:.0}", r.examples_per_s)),
+            if ok { format!("{s:.2}x") } else { "-".into() },
+            fmt(gr, &|r| format!("{:.3}", r.ms_per_step_median)),
+            fmt(cr, &|r| format!("{:.3}", r.ms_per_step_median)),
+        ]);
+    }
+    let summary = serde_json::json!({
+        "command": "compare",
+        "gpu": {"device": g.device, "peak_gflops": g.peak_gflops},
+        "cpu": {"device": c.device, "peak_gflops": c.peak_gflops},
+        "model": g.model,
+        "crossover_batch": crossover,
+        "speedup": speedups.iter().map(|&(b, s)| serde_json::json!({"batch": b as usize, "gpu_over_cpu": s})).collect::<Vec<_>>(),
+        "gpu_rows": g.rows,
+        "cpu_rows": c.rows,
+    });
+    write_json(&dir.join("summary.json"), &summary)?;
+    line_plot(
+        &dir.join("compare.svg"),
+        &PlotSpec::new("GPU vs CPU throughput", "batch size", "examples/s").log2_x().log_y(),
+        &[
+            series_of(&g, &format!("GPU: {}", g.device), |r| r.examples_per_s),
+            series_of(&c, &format!("CPU: {}", c.device), |r| r.examples_per_s),
+        ],
+    )?;
+    line_plot(
+        &dir.join("speedup.svg"),
+        &PlotSpec::new("GPU speedup over the CPU backend", "batch size", "GPU / CPU examples/s")
+            .log2_x(),
+        &[Series { name: "speedup".into(), points: speedups.clone() }],
+    )?;
+    println!("GPU: {} | CPU: {} | model {:?}", g.device, c.device, g.model);
+    print!("{}", t.render());
+    match crossover {
+        Some(b) => println!("crossover: the GPU is faster from B = {b}"),
+        None => println!("crossover: the GPU is not faster than the CPU at any measured B"),
+    }
+    println!("wrote: {}", dir.display());
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! `batchscope curvature`: check the options, analyse the Hessian, write `config.toml`,
+//! `summary.json`, `density.csv` and `density.svg` (SLQ spectral density), `batches.csv` and
+//! `batch_spread.svg` with `--batch`, and print the summary.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::output::write_config;
+use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::config::Config;
+use crate::curvature::{
+    run_curvature, BatchSample, BatchSpread, CurvatureOptions, CurvatureReport, CurvatureSummary,
+    Density,
+};
+use crate::report::csv::{write_csv, Cell};
+use crate::report::plot::{line_plot, panels_plot, Panel, PlotSpec, Series};
+use crate::report::rundir::{create_run_dir, write_atomic};
+use crate::report::table::{fmt_sig, Table};
+use crate::schedule::sweep::Timed;
+use crate::train::checkpoint;
+
+/// `batchscope curvature`.
+pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions) -> anyhow::Result<()> {
+    let cfg = Config::load(args.config.as_deref(), &args.set)?;
+    if opts.repeats == 0 {
+        bail!("--repeats must be ≥ 1");
+    }
+    if opts.lanczos_steps == 0 {
+        bail!("--lanczos-steps must be ≥ 1");
+    }
+    if opts.batches.contains(&0) {
+        bail!("--batch must be ≥ 1");
+    }
+    if !(opts.trace_tol > 0.0 && opts.trace_tol.is_finite()) {
+        bail!("--trace-tol must be a positive number, got {}", opts.trace_tol);
+    }
+    if opts.examples == Some(0) {
+        bail!("--examples must be ≥ 1");
+    }
+    if let Some(p) = &opts.checkpoint {
+        // Fail on a bad checkpoint before creating the run directory.
+        checkpoint::load(p)?;
+    }
+    let opts = CurvatureOptions { progress: opts.progress && args.progress, ..opts.clone() };
+    let (s, dir) =
+        with_backend(backend, args.adapter.as_deref(), Curvature { cfg: &cfg, opts: &opts, args })?;
+    print!("{}", terminal_summary(&s));
+    println!("wrote:           {}", dir.display());
+    Ok(())
+}
+
+/// The run directory, the analysis and its files.
+struct Curvature<'a> {
+    cfg: &'a Config,
+    opts: &'a CurvatureOptions,
+    args: &'a RunArgs,
+}
+
+impl BackendTask for Curvature<'_> {
+    type Output = (CurvatureSummary, PathBuf);
+
+    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Self::Output> {
+        let dir = create_run_dir(self.args.out.as_deref(), "curvature")?;
+        write_config(&dir, &self.cfg.to_toml())?;
+        let analyse = || -> anyhow::Result<CurvatureSummary> {
+            let CurvatureReport { summary, density, samples } = run_curvature(b, self.cfg, self.opts)?;
+            write_outputs(&dir, &summary, &density, &samples)?;
+            Ok(summary)
+        };
+        let s = analyse().with_context(|| format!("curvature (run directory {})", dir.display()))?;
+        Ok((s, dir))
+    }
+}
+
+fn write_outputs(
+    dir: &Path,
+    s: &CurvatureSummary,
+    density: &Density,
+    samples: &[BatchSample],
+) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(s).context("serialising summary.json")?;
+    write_atomic(&dir.join("summary.json"), text.as_bytes())?;
+    let rows: Vec<Vec<Cell>> = density
+        .grid
+        .iter()
+        .zip(&density.density)
+        .map(|(&t, &p)| vec![Cell::Num(t), Cell::Num(p)])
+        .collect();
+    write_csv(&dir.join("density.csv"), &["eigenvalue", "density"], &rows)?;
+    let peak = density.density.iter().copied().fold(0.0, f64::max);
+    let floor = peak * 1e-8;
+    let pts: Vec<(f64, f64)> =
+        density.grid.iter().copied().zip(density.density.iter().copied()).collect();
+    let logpts: Vec<(f64, f64)> = pts.iter().map(|&(t, p)| (t, p.max(floor))).collect();
+    let title = format!(
+        "Hessian spectral density (SLQ, {} runs × {} steps, σ = {})",
+        s.slq.runs,
+        s.lanczos.steps,
+        fmt_sig(density.sigma, 2)
+    );
+    panels_plot(
+        &dir.join("density.svg"),
+        &[
+            Panel {
+                spec: PlotSpec::new(title, "eigenvalue", "density"),
+                series: vec![Series::new("density", pts)],
+            },
+            Panel {
+                spec: PlotSpec::new(
+                    format!(
+                        "log scale: λmax {}, λmin {}, negative mass {}",
+                        fmt_sig(s.lambda_max, 3),
+                        fmt_sig(s.lambda_min, 3),
+                        fmt_sig(s.negative_mass, 2)
+                    ),
+                    "eigenvalue",
+                    "density",
+                )
+                .log_y(),
+                series: vec![Series::new("density", logpts)],
+            },
+        ],
+    )?;
+    if !samples.is_empty() {
+        let rows: Vec<Vec<Cell>> = samples
+            .iter()
+            .map(|x| {
+                vec![
+                    Cell::from(x.batch),
+                    Cell::from(x.repeat),
+                    Cell::Num(x.lambda_max),
+                    Cell::Num(x.trace),
+                    Cell::Num(x.grad_norm_sq),
+                    Cell::Num(x.grad_rel_error),
+                    x.newton_rel_error.map_or(Cell::Empty, Cell::Num),
+                ]
+            })
+            .collect();
+        write_csv(
+            &dir.join("batches.csv"),
+            &[
+                "batch",
+                "repeat",
+                "lambda_max",
+                "trace",
+                "grad_norm_sq",
+                "grad_rel_error",
+                "newton_rel_error",
+            ],
+            &rows,
+        )?;
+        let series = |name: &str, f: &dyn Fn(&BatchSpread) -> f64| {
+            Series::new(name, s.batches.iter().map(|x| (x.batch as f64, f(x))).collect())
+        };
+        let mut lines = vec![
+            series("λmax (rel. RMS error)", &|x| x.lambda_max_rel_rmse),
+            series("trace (rel. RMS error)", &|x| x.trace_rel_rmse),
+            series("gradient ‖g_B − g‖/‖g‖", &|x| x.grad_rel_error_mean),
+        ];
+        if s.batches.iter().any(|x| x.newton_rel_error_mean.is_some()) {
+            lines.push(series("Newton step ‖H_B⁻¹g_B − H⁻¹g‖/‖H⁻¹g‖", &|x| {
+                x.newton_rel_error_mean.unwrap_or(f64::NAN)
+            }));
+        }
+        line_plot(
+            &dir.join("batch_spread.svg"),
+            &PlotSpec::new(
+                "Estimates on random batches vs the whole set",
+                "batch size",
+                "relative error",
+            )
+            .log2_x()
+            .log_y(),
+            &lines,
+        )?;
+    }
+    Ok(())
+}
+
+/// The terminal summary.
+pub fn terminal_summary(s: &CurvatureSummary) -> String {
+    let f = |v: f64| fmt_sig(v, 4);
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), f);
+    let mut out = String::new();
+    out.push_str(&format!("device:          {}\n", s.device));
+    out.push_str(&format!(
+        "model:           {:?} {} / {}, {} parameters\n",
+        s.sizes, s.activation, s.loss_kind, s.params
+    ));
+    out.push_str(&format!("examples:        {} (mean loss {})\n", s.examples, f(s.loss)));
+    let mut t = Table::new(["quantity", "value", "note"]);
+    t.row([
+        "λmax".to_string(),
+        f(s.lambda_max),
+        format!(
+            "power {} ({} steps), Lanczos top {}",
+            f(s.power.lambda_max),
+            s.power.iterations,
+            opt(s.top_eigenvalues.first().copied())
+        ),
+    ]);
+    t.row(["λmin".to_string(), f(s.lambda_min), "smallest Ritz value".to_string()]);
+    t.row([
+        "top eigenvalues".to_string(),
+        s.top_eigenvalues.iter().map(|&v| f(v)).collect::<Vec<_>>().join(" "),
+        String::new(),
+    ]);
+    t.row([
+        "trace".to_string(),
+        f(s.trace),
+        format!("± {} ({} probes)", fmt_sig(s.trace_std_error, 2), s.trace_samples),
+    ]);
+    t.row(["gᵀg".to_string(), f(s.grad_norm_sq), String::new()]);
+    t.row(["gᵀHg".to_string(), f(s.g_t_h_g), format!("ε* = gᵀg/gᵀHg = {}", opt(s.epsilon_star))]);
+    t.row(["2/λmax".to_string(), opt(s.lr_stable_max), "largest stable SGD learning rate".to_string()]);
+    t.row([
+        "negative mass".to_string(),
+        f(s.negative_mass),
+        format!("density below −{}", fmt_sig(s.negative_threshold, 2)),
+    ]);
+    t.row([
+        "condition".to_string(),
+        opt(s.condition_estimate),
+        "λmax / |λ| of smallest magnitude found".to_string(),
+    ]);
+    t.row([
+        "HVP / gradient".to_string(),
+        format!("{:.2}×", s.hvp_over_grad_time),
+        format!("R-passes alone {:.2}× (batch {})", s.hvp_prepared_over_grad_time, s.timing.rows),
+    ]);
+    out.push_str(&t.render());
+    if let Some(r) = &s.reference {
+        out.push_str(&format!(
+            "closed form:     λmax {} (rel. error {}), λmin {}, trace {} (rel. error {})\n",
+            f(r.closed_form_lambda_max),
+            fmt_sig(r.lambda_max_rel_error_closed_form, 2),
+            f(r.closed_form_lambda_min),
+            f(r.closed_form_trace),
+            fmt_sig(r.trace_rel_error_closed_form, 2)
+        ));
+        out.push_str(&format!(
+            "empirical H:     λmax {} (rel. error {}), λmin {} (rel. error {}), trace {} (rel. error {})\n",
+            opt(r.empirical_lambda_max),
+            opt(r.lambda_max_rel_error_empirical),
+            opt(r.empirical_lambda_min),
+            opt(r.lambda_min_rel_error_empirical),
+            f(r.empirical_trace),
+            fmt_sig(r.trace_rel_error_empirical, 2)
+        ));
+    }
+    if !s.batches.is_empty() {
+        let mut t = Table::new([
+            "batch",
+            "λmax mean",
+            "λmax std",
+            "λmax rel err",
+            "trace mean",
+            "trace rel err",
+            "grad rel err",
+            "Newton rel err",
+        ]);
+        for x in &s.batches {
+            t.row([
+                x.batch.to_string(),
+                f(x.lambda_max_mean),
+                f(x.lambda_max_std),
+                fmt_sig(x.lambda_max_rel_rmse, 3),
+                f(x.trace_mean),
+                fmt_sig(x.trace_rel_rmse, 3),
+                fmt_sig(x.grad_rel_error_mean, 3),
+                x.newton_rel_error_mean.map_or_else(|| "-".to_string(), |v| fmt_sig(v, 3)),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out
+}

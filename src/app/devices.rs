@@ -1,0 +1,41 @@
+//! `batchscope devices`: every GPU adapter wgpu sees, with the limits that bound batch size.
+
+use crate::backend::gpu::list_adapters;
+
+/// `batchscope devices`.
+pub fn devices(json: bool) -> anyhow::Result<()> {
+    let adapters = list_adapters();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&adapters)?);
+        return Ok(());
+    }
+    if adapters.is_empty() {
+        println!(
+            "no GPU adapter found. Install a Vulkan driver (Debian/Ubuntu: apt-get install -y mesa-vulkan-drivers) or use --backend cpu."
+        );
+        return Ok(());
+    }
+    for a in &adapters {
+        let l = &a.limits;
+        println!("[{}] {}  ({}, {})", a.index, a.name, a.device_type, a.backend);
+        println!("    driver: {} {}", a.driver, a.driver_info);
+        println!(
+            "    max_buffer_size:                 {:>14} bytes ({:.1} MiB)",
+            l.max_buffer_size,
+            l.max_buffer_size as f64 / 1048576.0
+        );
+        println!(
+            "    max_storage_buffer_binding_size: {:>14} bytes ({:.1} MiB)",
+            l.max_storage_buffer_binding_size,
+            l.max_storage_buffer_binding_size as f64 / 1048576.0
+        );
+        println!(
+            "    max_compute_workgroup_storage:   {:>14} bytes",
+            l.max_compute_workgroup_storage_size
+        );
+        println!("    max_invocations_per_workgroup:   {:>14}", l.max_compute_invocations_per_workgroup);
+        println!("    max_workgroups_per_dimension:    {:>14}", l.max_compute_workgroups_per_dimension);
+        println!("    features: {}", a.features.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! `batchscope landscape --config FILE [--checkpoint CKPT] [--out DIR]`.
+//!
+//! The config is a `train` config (MLP) or an `rnn` config, plus a `[landscape]` section. The
+//! parameters θ come from `--checkpoint`, or, without one, from training the config's model first
+//! (into `<run>/train/`), so one command shows the slice through a trained model and the path
+//! from its initialisation. Writes CSV tables, SVG plots and summary.json.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::backend::Backend;
+use crate::config::{Config, ConfigText, DataKind, LandscapeConfig, RnnConfig, LANDSCAPE_DEFAULT_TOML};
+use crate::landscape::direction;
+use crate::landscape::objective::{MlpObjective, Objective, RnnObjective};
+use crate::landscape::symmetry::{mlp_twin, rnn_twin, TwinError, TwinSpec};
+use crate::model::{Mlp, Rnn};
+use crate::report::rundir::{create_run_dir, write_atomic};
+use crate::schedule::sweep::Timed;
+use crate::train::checkpoint;
+use crate::train::rnn::run_rnn;
+use crate::train::{run_train, TrainOptions};
+
+mod slices;
+
+/// The model a landscape config describes.
+enum ModelCfg {
+    Mlp(Box<Config>),
+    Rnn(Box<RnnConfig>),
+}
+
+/// `batchscope landscape`.
+pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut text = ConfigText::load(
+        args.config.as_deref(),
+        LANDSCAPE_DEFAULT_TOML,
+        "configs/landscape.toml",
+        &args.set,
+    )?;
+    let origin = text.origin.clone();
+    let lc: LandscapeConfig = text.take_section("landscape")?;
+    lc.validate(&origin)?;
+    let variants = text.variants("base")?;
+    let table = if lc.variant.is_empty() {
+        text.table.clone()
+    } else {
+        let names: Vec<&str> = variants.iter().map(|v| v.0.as_str()).collect();
+        match variants.iter().find(|v| v.0 == lc.variant) {
+            Some(v) => v.1.clone(),
+            None => {
+                return Err(text
+                    .invalid(
+                        "landscape.variant",
+                        format!("no [[variant]] named `{}` (have: {})", lc.variant, names.join(", ")),
+                    )
+                    .into())
+            }
+        }
+    };
+    let model = if table.contains_key("rnn") || table.contains_key("sequence") {
+        ModelCfg::Rnn(Box::new(RnnConfig::from_table(table, &origin)?))
+    } else {
+        ModelCfg::Mlp(Box::new(Config::from_table(table, &origin)?))
+    };
+    // Fail on a bad checkpoint before creating the run directory.
+    for p in ckpt.iter().chain(lc.start.iter()) {
+        checkpoint::load(p)?;
+    }
+    let dir = create_run_dir(args.out.as_deref(), "landscape")?;
+    let model_toml = match &model {
+        ModelCfg::Mlp(c) => c.to_toml(),
+        ModelCfg::Rnn(c) => c.to_toml(),
+    };
+    #[derive(serde::Serialize)]
+    struct Section<'a> {
+        landscape: &'a LandscapeConfig,
+    }
+    let section =
+        toml::to_string_pretty(&Section { landscape: &lc }).context("serialising [landscape]")?;
+    write_atomic(&dir.join("config.toml"), format!("{model_toml}\n{section}").as_bytes())?;
+    eprintln!("run directory: {}", dir.display());
+    let task =
+        Landscape { model: &model, lc: &lc, ckpt: ckpt.as_deref(), dir: &dir, progress: args.progress };
+    let summary = with_backend(backend, args.adapter.as_deref(), task)?;
+    let text = serde_json::to_string_pretty(&summary).context("serialising summary")?;
+    write_atomic(&dir.join("summary.json"), text.as_bytes())?;
+    println!("wrote: {}", dir.display());
+    Ok(())
+}
+
+/// The tensors `names` with `shapes` of a checkpoint.
+pub fn load_tensors(
+    path: &Path,
+    names: &[String],
+    shapes: &[Vec<usize>],
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    Ok(direction::load_tensors(path, names, shapes)?)
+}
+
+type TwinFn = Box<dyn Fn(&[Vec<f32>], &TwinSpec) -> Result<Vec<Vec<f32>>, TwinError>>;
+
+/// A model ready for slicing: its objective, the end (current) and start parameters, its twin map.
+pub(super) struct Prepared<'a, B: Backend> {
+    pub(super) obj: Box<dyn Objective<B> + 'a>,
+    /// The MLP and its evaluated training examples, for Hessian-vector products.
+    pub(super) hessian: Option<(Mlp, crate::data::Dataset)>,
+    pub(super) end: Vec<Vec<f32>>,
+    pub(super) start: Vec<Vec<f32>>,
+    pub(super) twin: TwinFn,
+    pub(super) names: Vec<String>,
+    pub(super) shapes: Vec<Vec<usize>>,
+    pub(super) origin: String,
+}
+
+/// Every slice of the config on backend `b`; the table on stdout, summary.json's value back.
+struct Landscape<'a> {
+    model: &'a ModelCfg,
+    lc: &'a LandscapeConfig,
+    ckpt: Option<&'a Path>,
+    dir: &'a Path,
+    progress: bool,
+}
+
+impl BackendTask for Landscape<'_> {
+    type Output = serde_json::Value;
+
+    fn run<B: Timed>(self, b: &B) -> anyhow::Result<serde_json::Value> {
+        let p = prepare(b, self.model, self.lc, self.ckpt, self.dir, self.progress)?;
+        slices::run(b, p, self.lc, self.dir)
+    }
+}
+
+fn prepare<'a, B: Backend>(
+    b: &'a B,
+    model: &ModelCfg,
+    lc: &LandscapeConfig,
+    ckpt: Option<&Path>,
+    dir: &Path,
+    progress: bool,
+) -> anyhow::Result<Prepared<'a, B>> {
+    match model {
+        ModelCfg::Mlp(cfg) => {
+            let mlp = Mlp::new(cfg.mlp_spec())?;
+            let (names, shapes) = mlp.param_layout();
+            let (end, origin) = match ckpt {
+                Some(p) => (load_tensors(p, &names, &shapes)?, format!("checkpoint {}", p.display())),
+                None => {
+                    let tdir = dir.join("train");
+                    std::fs::create_dir_all(&tdir)
+                        .with_context(|| format!("creating {}", tdir.display()))?;
+                    eprintln!("no --checkpoint: training the config's model first ({})", tdir.display());
+                    let s = run_train(b, cfg, &TrainOptions { progress, ..Default::default() }, &tdir)?;
+                    eprintln!("trained {} steps: {}", s.steps, s.stopped_reason);
+                    let last = tdir.join("last.safetensors");
+                    (load_tensors(&last, &names, &shapes)?, format!("trained here ({})", last.display()))
+                }
+            };
+            let start = match &lc.start {
+                Some(p) => load_tensors(p, &names, &shapes)?,
+                None => mlp.init_host_scaled(cfg.model.init_seed, cfg.model.init_scale),
+            };
+            // Synthetic example i is a function of (seed, i): generate only the evaluated prefix.
+            let mut data = cfg.data.clone();
+            if data.kind != DataKind::Npy && lc.eval_train > 0 {
+                data.n_train = data.n_train.min(lc.eval_train as u64);
+            }
+            let train = crate::data::build_train(&data, cfg.data_outputs())?;
+            let val = crate::data::build_validation(&cfg.data, cfg.data_outputs())?;
+            let m = if lc.eval_train == 0 { train.n } else { lc.eval_train.min(train.n) };
+            let train = train.select(&(0..m).collect::<Vec<_>>());
+            let obj = MlpObjective::new(b, mlp.clone(), &train, &val, lc.chunk)?;
+            let (sizes, act) = (mlp.spec.sizes.clone(), mlp.spec.activation);
+            let twin: TwinFn = Box::new(move |p, t| mlp_twin(&sizes, act, p, t));
+            let hessian = Some((mlp, train));
+            Ok(Prepared { obj: Box::new(obj), hessian, end, start, twin, names, shapes, origin })
+        }
+        ModelCfg::Rnn(cfg) => {
+            let rnn = Rnn::new(cfg.rnn_spec())?;
+            let (names, shapes) = rnn.param_layout();
+            let (end, origin) = match ckpt {
+                Some(p) => (load_tensors(p, &names, &shapes)?, format!("checkpoint {}", p.display())),
+                None => {
+                    let tdir = dir.join("train");
+                    eprintln!("no --checkpoint: training the config's RNN first ({})", tdir.display());
+                    let (s, _) = run_rnn(b, cfg, "train", &tdir, progress)?;
+                    if let Some(step) = s.diverged_at {
+                        bail!("training diverged at step {step}: there is no finite θ to slice through (lower train.lr or enable train.clip_norm)");
+                    }
+                    let last = tdir.join("last.safetensors");
+                    (load_tensors(&last, &names, &shapes)?, format!("trained here ({})", last.display()))
+                }
+            };
+            let start = match &lc.start {
+                Some(p) => load_tensors(p, &names, &shapes)?,
+                None => rnn.init_host(&cfg.rnn_init()),
+            };
+            let n_train = cfg.sequence.n_train;
+            let m = if lc.eval_train == 0 { n_train } else { lc.eval_train.min(n_train) };
+            let (train, val) = cfg.seq_spec().train_val(m, cfg.sequence.n_val)?;
+            let obj = RnnObjective::new(b, rnn.clone(), &train, &val, lc.chunk)?;
+            let spec = rnn.spec.clone();
+            let twin: TwinFn = Box::new(move |p, t| rnn_twin(&spec, p, t));
+            Ok(Prepared { obj: Box::new(obj), hessian: None, end, start, twin, names, shapes, origin })
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The application layer: one file per command. Each turns its options into a config, calls
+//! the domain modules (which never import this layer) and writes the outputs: the run
+//! directory, its files and the terminal text. Errors are `anyhow` here and nowhere below.
+
+pub mod backend;
+pub mod compare;
+pub mod curvature;
+pub mod depth;
+pub mod devices;
+pub mod landscape;
+pub mod noise;
+pub mod overlay;
+pub mod rnn;
+pub mod sweep;
+pub mod time_to_target;
+pub mod train;
+
+mod output;
+
+pub use backend::{with_backend, BackendChoice, BackendTask, RunArgs};

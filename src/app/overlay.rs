@@ -1,0 +1,52 @@
+//! `batchscope overlay`: one metrics.jsonl field of several train runs on one SVG.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::report::plot::{line_plot, PlotSpec, Series};
+
+/// `batchscope overlay`: one metrics.jsonl field of several train runs on one SVG, against
+/// examples seen (e.g. validation 0-1 error of three shuffle modes).
+pub fn overlay(
+    runs: &[PathBuf],
+    field: &str,
+    labels: &[String],
+    out: &Path,
+    log_y: bool,
+) -> anyhow::Result<()> {
+    if runs.is_empty() {
+        bail!("overlay needs at least one run directory");
+    }
+    if !labels.is_empty() && labels.len() != runs.len() {
+        bail!("--label given {} times for {} runs", labels.len(), runs.len());
+    }
+    let mut series = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let path = run.join("metrics.jsonl");
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut points = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
+            let x = v.get("examples_seen").and_then(|x| x.as_f64());
+            let y = v.get(field).and_then(|y| y.as_f64());
+            if let (Some(x), Some(y)) = (x, y) {
+                points.push((x, y));
+            }
+        }
+        if points.is_empty() {
+            bail!("{}: no values of `{field}`", path.display());
+        }
+        let name = labels.get(i).cloned().unwrap_or_else(|| run.display().to_string());
+        series.push(Series { name, points });
+    }
+    let mut spec = PlotSpec::new(field.replace('_', " "), "examples seen", field);
+    if log_y {
+        spec = spec.log_y();
+    }
+    line_plot(out, &spec, &series)?;
+    println!("wrote: {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! `batchscope sweep`: time power-of-two batch sizes, pick one by policy, write the CSV, the
+//! summary and the plots.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use super::output::{write_config, write_json};
+use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::config::Config;
+use crate::report::csv::{write_csv, Cell};
+use crate::report::plot::{line_plot, PlotSpec, Series};
+use crate::report::rundir::create_run_dir;
+use crate::report::table::Table;
+use crate::schedule::sweep::{run_sweep, SweepReport, SweepRow, Timed};
+use crate::schedule::{choose, knee, predicted_time_curve, Policy};
+
+/// `batchscope sweep`.
+pub fn sweep(
+    args: &RunArgs,
+    backend: BackendChoice,
+    min_batch: Option<usize>,
+    max_batch: Option<usize>,
+    policy: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut cfg = Config::load(args.config.as_deref(), &args.set)?;
+    sweep_args(&mut cfg, min_batch, max_batch, policy)?;
+    let (report, policy, dir) =
+        with_backend(backend, args.adapter.as_deref(), Sweep { cfg: &cfg, args })?;
+    let points = report.points();
+    let choice = choose(&policy, &points);
+    let knee_b = knee(&points, cfg.sweep.knee_min_gain);
+    let rows: Vec<Vec<Cell>> = report.rows.iter().map(row_cells).collect();
+    write_csv(&dir.join("sweep.csv"), &SWEEP_HEADER, &rows)?;
+    let by_policy: Vec<serde_json::Value> = ["max_throughput", "knee", "largest_fit"]
+        .iter()
+        .filter_map(|p| {
+            let pol: Policy = p.parse().ok()?;
+            let c = choose(&pol, &points).ok()?;
+            Some(serde_json::json!({"policy": p, "batch": c.batch, "examples_per_s": c.examples_per_s, "reason": c.reason}))
+        })
+        .collect();
+    let summary = serde_json::json!({
+        "command": "sweep",
+        "backend": report.backend,
+        "device": report.device,
+        "model": report.model,
+        "peak_gflops": report.peak_gflops,
+        "peak_probe": report.peak_probe,
+        "policy": policy.to_string(),
+        "chosen_batch": choice.as_ref().ok().map(|c| c.batch),
+        "chosen_reason": choice.as_ref().map(|c| c.reason.clone()).unwrap_or_else(|e| e.to_string()),
+        "knee_batch": knee_b,
+        "knee_min_gain": cfg.sweep.knee_min_gain,
+        "by_policy": by_policy,
+        "rows": report.rows,
+    });
+    write_json(&dir.join("summary.json"), &summary)?;
+    plots(&report, &points, policy, &dir)?;
+    println!(
+        "{} — model {:?}, peak {:.1} GFLOP/s ({})",
+        report.device, report.model, report.peak_gflops, report.peak_probe
+    );
+    print!("{}", sweep_table(&report));
+    if let Some(k) = knee_b {
+        println!(
+            "knee: B = {k} (doubling past it gains < {:.0}% throughput)",
+            100.0 * cfg.sweep.knee_min_gain
+        );
+    }
+    match choice {
+        Ok(c) => println!("chosen batch size ({policy}): {} — {}", c.batch, c.reason),
+        Err(e) => println!("no batch size chosen: {e}"),
+    }
+    println!("wrote: {}", dir.display());
+    Ok(())
+}
+
+/// B_noise for `time_to_target:auto`, the run directory, and the sweep.
+struct Sweep<'a> {
+    cfg: &'a Config,
+    args: &'a RunArgs,
+}
+
+impl BackendTask for Sweep<'_> {
+    type Output = (SweepReport, Policy, PathBuf);
+
+    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Self::Output> {
+        let cfg = self.cfg;
+        let policy = match cfg.sweep.policy.resolve(cfg.sweep.knee_fraction) {
+            Some(p) => p,
+            None => {
+                let bn = measure_b_noise(b, cfg)?;
+                eprintln!("measured B_noise = {bn:.1} at initialisation");
+                Policy::TimeToTarget { b_noise: bn }
+            }
+        };
+        let dir = create_run_dir(self.args.out.as_deref(), "sweep")?;
+        write_config(&dir, &cfg.to_toml())?;
+        let report = sweep_on(b, cfg, self.args.progress)?;
+        Ok((report, policy, dir))
+    }
+}
+
+/// B_noise of the config's model at initialisation on backend `b` (gradient noise and
+/// full-data Hessian-vector products; see `batchscope noise`).
+fn measure_b_noise<B: Timed>(b: &B, cfg: &Config) -> anyhow::Result<f64> {
+    let args =
+        crate::noise::NoiseArgs { checkpoint: None, max_n: 1, draws: 32, seed: 1, curvature: true };
+    let s = crate::noise::measure(b, cfg, &args)?;
+    s.b_noise.ok_or_else(|| {
+        anyhow::anyhow!(
+            "B_noise could not be measured (GᵀHG ≤ 0 at initialisation); give time_to_target:B_NOISE"
+        )
+    })
+}
+
+fn plots(
+    report: &SweepReport,
+    points: &[crate::schedule::SweepPoint],
+    policy: Policy,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let dev = &report.device;
+    line_plot(
+        &dir.join("throughput.svg"),
+        &PlotSpec::new(format!("Throughput vs batch size — {dev}"), "batch size", "examples/s")
+            .log2_x()
+            .log_y(),
+        &[series_of(report, "examples/s", |r| r.examples_per_s)],
+    )?;
+    line_plot(
+        &dir.join("utilization.svg"),
+        &PlotSpec::new(
+            format!("Fraction of measured peak ({:.1} GFLOP/s) — {dev}", report.peak_gflops),
+            "batch size",
+            "fraction of peak",
+        )
+        .log2_x(),
+        &[series_of(report, "achieved / peak", |r| r.fraction_of_peak)],
+    )?;
+    line_plot(
+        &dir.join("ms_per_step.svg"),
+        &PlotSpec::new(format!("Time per step — {dev}"), "batch size", "ms / step").log2_x().log_y(),
+        &[
+            series_of(report, "median", |r| r.ms_per_step_median),
+            series_of(report, "min", |r| r.ms_min),
+            series_of(report, "max", |r| r.ms_max),
+        ],
+    )?;
+    if let Policy::TimeToTarget { b_noise } = policy {
+        let curve = predicted_time_curve(points, b_noise);
+        line_plot(
+            &dir.join("time_to_target.svg"),
+            &PlotSpec::new(
+                format!("Predicted time to target, B_noise = {b_noise}"),
+                "batch size",
+                "relative time",
+            )
+            .log2_x(),
+            &[Series {
+                name: "T(B) / min".into(),
+                points: curve.iter().map(|&(b, t)| (b as f64, t)).collect(),
+            }],
+        )?;
+    }
+    Ok(())
+}
+
+/// Apply `--min-batch`, `--max-batch` and `--policy` to the config.
+pub(super) fn sweep_args(
+    cfg: &mut Config,
+    min_batch: Option<usize>,
+    max_batch: Option<usize>,
+    policy: Option<&str>,
+) -> anyhow::Result<()> {
+    if let Some(m) = min_batch {
+        cfg.sweep.min_batch = m;
+    }
+    if let Some(m) = max_batch {
+        cfg.sweep.max_batch = m;
+    }
+    if cfg.sweep.min_batch == 0 || cfg.sweep.max_batch < cfg.sweep.min_batch {
+        bail!(
+            "batch range {}..{} is empty (need 1 ≤ --min-batch ≤ --max-batch)",
+            cfg.sweep.min_batch,
+            cfg.sweep.max_batch
+        );
+    }
+    if let Some(p) = policy {
+        cfg.sweep.policy = p.parse().map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+/// The sweep with a progress bar.
+pub(super) fn sweep_on<B: Timed>(b: &B, cfg: &Config, progress: bool) -> anyhow::Result<SweepReport> {
+    let n = crate::schedule::powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch).len() as u64;
+    let bar = if progress { indicatif::ProgressBar::new(n) } else { indicatif::ProgressBar::hidden() };
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} batch sizes {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_prefix(format!("sweep {}", format!("{:?}", b.kind()).to_lowercase()));
+    let report = run_sweep(b, cfg, &mut |row| {
+        bar.inc(1);
+        match &row.skipped {
+            None => bar.set_message(format!("B={} {:.0} ex/s", row.batch, row.examples_per_s)),
+            Some(_) => bar.set_message(format!("B={} skipped", row.batch)),
+        }
+    })?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+pub(super) fn row_cells(r: &SweepRow) -> Vec<Cell> {
+    let num = |v: f64| if v.is_finite() { Cell::Num(v) } else { Cell::Empty };
+    vec![
+        Cell::Text(r.backend.clone()),
+        Cell::Int(r.batch as i64),
+        num(r.ms_per_step_median),
+        num(r.ms_min),
+        num(r.ms_max),
+        num(r.examples_per_s),
+        num(r.gflops),
+        num(r.fraction_of_peak),
+        num(r.host_overhead_ms),
+        Cell::Int(r.bytes_predicted as i64),
+        Cell::Text(r.timing.into()),
+        Cell::Text(r.skipped.clone().unwrap_or_default()),
+    ]
+}
+
+pub(super) const SWEEP_HEADER: [&str; 12] = [
+    "backend",
+    "batch",
+    "ms_per_step_median",
+    "ms_min",
+    "ms_max",
+    "examples_per_s",
+    "gflops",
+    "fraction_of_peak",
+    "host_overhead_ms",
+    "bytes_predicted",
+    "timing",
+    "skipped",
+];
+
+fn sweep_table(r: &SweepReport) -> String {
+    let mut t = Table::new([
+        "B",
+        "ms/step",
+        "min",
+        "max",
+        "examples/s",
+        "GFLOP/s",
+        "% peak",
+        "host ms",
+        "MiB",
+        "note",
+    ]);
+    for row in &r.rows {
+        let mib = format!("{:.1}", row.bytes_predicted as f64 / 1048576.0);
+        match &row.skipped {
+            Some(reason) => {
+                let mut cells = vec![row.batch.to_string()];
+                cells.extend(std::iter::repeat_n("-".to_string(), 7));
+                cells.extend([mib, format!("skipped: {reason}")]);
+                t.row(cells);
+            }
+            None => {
+                t.row([
+                    row.batch.to_string(),
+                    format!("{:.3}", row.ms_per_step_median),
+                    format!("{:.3}", row.ms_min),
+                    format!("{:.3}", row.ms_max),
+                    format!("{:.0}", row.examples_per_s),
+                    format!("{:.1}", row.gflops),
+                    format!("{:.1}", 100.0 * row.fraction_of_peak),
+                    format!("{:.3}", row.host_overhead_ms),
+                    mib,
+                    row.timing.to_string(),
+                ]);
+            }
+        }
+    }
+    t.render()
+}
+
+pub(super) fn series_of(r: &SweepReport, name: &str, f: impl Fn(&SweepRow) -> f64) -> Series {
+    Series {
+        name: name.to_string(),
+        points: r
+            .rows
+            .iter()
+            .filter(|row| row.skipped.is_none())
+            .map(|row| (row.batch as f64, f(row)))
+            .collect(),
+    }
+}

@@ -1,0 +1,121 @@
+//! `batchscope train`: resolve the config (or a run to resume), pick the batch size by a sweep
+//! when it is `"auto"`, train, and print the run's summary.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+
+use super::output::write_config;
+use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::config::{BatchSize, Config, SweepPolicy};
+use crate::report::rundir::{create_run_dir, open_resume_dir};
+use crate::schedule::sweep::{run_sweep, Timed};
+use crate::schedule::{choose, Policy};
+use crate::train::{run_train, TrainOptions, TrainSummary};
+
+/// `batchscope train`.
+pub fn train(
+    args: &RunArgs,
+    backend: BackendChoice,
+    init: Option<PathBuf>,
+    resume: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let (cfg, dir) = match &resume {
+        Some(run) => {
+            let dir = open_resume_dir(run)?;
+            let cfg_path = dir.join("config.toml");
+            if !cfg_path.exists() {
+                bail!("--resume {}: no config.toml there (is it a train run directory?)", dir.display());
+            }
+            if !dir.join("last.safetensors").exists() {
+                bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
+            }
+            (Config::load(Some(&cfg_path), &args.set)?, dir)
+        }
+        None => {
+            let cfg = Config::load(args.config.as_deref(), &args.set)?;
+            if let Some(p) = &init {
+                // Fail on a bad --init before creating the run directory.
+                crate::train::checkpoint::load(p)?;
+            }
+            let dir = create_run_dir(args.out.as_deref(), "train")?;
+            (cfg, dir)
+        }
+    };
+    let opts = TrainOptions { init, resume: resume.is_some(), progress: args.progress };
+    let summary = with_backend(backend, args.adapter.as_deref(), Train { cfg, opts: &opts, dir: &dir })?;
+    print_summary(&summary, &dir);
+    Ok(())
+}
+
+/// Auto batch size (a sweep), config.toml, then the training run.
+struct Train<'a> {
+    cfg: Config,
+    opts: &'a TrainOptions,
+    dir: &'a Path,
+}
+
+impl BackendTask for Train<'_> {
+    type Output = TrainSummary;
+
+    fn run<B: Timed>(self, b: &B) -> anyhow::Result<TrainSummary> {
+        let Train { mut cfg, opts, dir } = self;
+        if cfg.train.batch_size == BatchSize::Auto {
+            let policy = auto_policy(&cfg.sweep.policy)?;
+            eprintln!(
+                "train.batch_size = \"auto\": sweeping {}..{} with policy {policy}",
+                cfg.sweep.min_batch, cfg.sweep.max_batch
+            );
+            let report = run_sweep(b, &cfg, &mut |_| {})?;
+            let choice = choose(&policy, &report.points())?;
+            eprintln!("chosen batch size {} ({})", choice.batch, choice.reason);
+            cfg.train.batch_size = BatchSize::Fixed(choice.batch);
+        }
+        if !opts.resume {
+            write_config(dir, &cfg.to_toml())?;
+        }
+        eprintln!("run directory: {}", dir.display());
+        Ok(run_train(b, &cfg, opts, dir)?)
+    }
+}
+
+/// The policy that picks an automatic batch size. `knee` here is `knee:0.9` whatever
+/// `sweep.knee_fraction` says (as before the config parsed the policy), and `time_to_target:auto`
+/// is resolved by `batchscope sweep` only.
+fn auto_policy(p: &SweepPolicy) -> anyhow::Result<Policy> {
+    match p.resolve(Policy::DEFAULT_KNEE_FRACTION) {
+        Some(policy) => Ok(policy),
+        None => bail!(
+            "sweep.policy: `{p}` is resolved by `batchscope sweep` only; give time_to_target:B_NOISE"
+        ),
+    }
+}
+
+fn print_summary(summary: &TrainSummary, dir: &Path) {
+    println!("device:          {}", summary.device);
+    println!(
+        "steps:           {} ({} examples, {} epochs)",
+        summary.steps, summary.examples_seen, summary.epochs_completed
+    );
+    println!("stopped:         {}", summary.stopped_reason);
+    if let Some(l) = summary.final_train_loss {
+        println!("train loss:      {l:.4} (last logged minibatch)");
+    }
+    if let (Some(l), Some(e)) = (summary.final_val_loss, summary.final_val_error) {
+        println!("validation:      loss {l:.4}, 0-1 error {:.2}%", 100.0 * e);
+    } else if let Some(l) = summary.final_val_loss {
+        println!("validation:      loss {l:.5}");
+    }
+    if let (Some(e), Some(s)) = (summary.best_val_error, summary.best_step) {
+        println!(
+            "best val error:  {:.2}% at step {s}{}",
+            100.0 * e,
+            if summary.restored_best { " (restored)" } else { "" }
+        );
+    }
+    println!(
+        "throughput:      {:.0} examples/s over {:.1} s",
+        summary.examples_per_s, summary.elapsed_s
+    );
+    println!("wrote:           {}", dir.display());
+}

@@ -1,0 +1,164 @@
+//! The one config loader: read a file (or an embedded default) into a `toml::Table` (parse
+//! errors carry the line), apply `--set section.key=value` overrides, split off sections and
+//! `[[variant]]` tables, and deserialize typed sections straight from the table (unknown keys
+//! are rejected by the target types).
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// A TOML file (or embedded default) with `--set` overrides applied, and its name for errors.
+#[derive(Clone, Debug)]
+pub struct ConfigText {
+    pub table: toml::Table,
+    pub origin: String,
+}
+
+impl ConfigText {
+    /// Read `path` (or `default_toml`, named `"{default_origin} (embedded)"`) and apply
+    /// `overrides`.
+    pub fn load(
+        path: Option<&Path>,
+        default_toml: &str,
+        default_origin: &str,
+        overrides: &[String],
+    ) -> Result<Self, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
+                p.display().to_string(),
+            ),
+            None => (default_toml.to_string(), format!("{default_origin} (embedded)")),
+        };
+        let mut table = parse_text(&text, &origin)?;
+        for arg in overrides {
+            apply_override(&mut table, arg)?;
+        }
+        Ok(ConfigText { table, origin })
+    }
+
+    /// Remove and return section `name`.
+    pub fn take(&mut self, name: &str) -> Option<toml::Value> {
+        self.table.remove(name)
+    }
+
+    /// Remove section `[name]` and deserialize it; its defaults when the file has none.
+    pub fn take_section<T: DeserializeOwned + Default>(&mut self, name: &str) -> Result<T, ConfigError> {
+        match self.take(name) {
+            Some(toml::Value::Table(t)) => deserialize(t, &self.origin),
+            Some(_) => Err(self.invalid(name, format!("must be a table ([{name}])"))),
+            None => Ok(T::default()),
+        }
+    }
+
+    /// The `[[variant]]` tables, removed from the file: each variant's name and the file with its
+    /// overrides applied. No variants: one run named `default_name`.
+    pub fn variants(&mut self, default_name: &str) -> Result<Vec<(String, toml::Table)>, ConfigError> {
+        let list = match self.take("variant") {
+            None => return Ok(vec![(default_name.to_string(), self.table.clone())]),
+            Some(v) => v,
+        };
+        let variants: Vec<Variant> =
+            list.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin: self.origin.clone(),
+                message: format!("[[variant]]: {}", e.message()),
+            })?;
+        if variants.is_empty() {
+            return Err(
+                self.invalid("variant", "needs at least one [[variant]] table, or none at all".into())
+            );
+        }
+        let mut out = Vec::new();
+        for v in variants {
+            let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+            if !v.name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !v.name.chars().all(ok_char) {
+                return Err(self.invalid(
+                    "variant.name",
+                    format!("`{}` must start with a letter or digit and hold only letters, digits, `_`, `-`, `.` (it names a directory)", v.name),
+                ));
+            }
+            if out.iter().any(|(n, _): &(String, toml::Table)| *n == v.name) {
+                return Err(self.invalid("variant.name", format!("`{}` is used twice", v.name)));
+            }
+            let mut t = self.table.clone();
+            for arg in &v.set {
+                apply_override(&mut t, arg)?;
+            }
+            out.push((v.name, t));
+        }
+        Ok(out)
+    }
+
+    pub fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid { origin: self.origin.clone(), key: key.to_string(), message }
+    }
+}
+
+/// One run of an experiment with overrides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+/// Parse TOML text into a table; a syntax error names the line.
+pub fn parse_text(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.message().to_string() + &span_note(text, e.span()),
+    })
+}
+
+/// Deserialize a table into a typed config (unknown keys are rejected by the target type).
+pub fn deserialize<T: DeserializeOwned>(table: toml::Table, origin: &str) -> Result<T, ConfigError> {
+    T::deserialize(toml::Value::Table(table)).map_err(|e: toml::de::Error| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.message().to_string(),
+    })
+}
+
+fn span_note(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(r) => {
+            let line = text[..r.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+/// Apply `section.key=value` to a TOML table; the value is parsed as TOML (falling back to a
+/// bare string), so `--set train.lr=0.1`, `--set model.hidden=[64,64]`, `--set data.kind=teacher`.
+pub fn apply_override(doc: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
+    let err =
+        |message: &str| ConfigError::Override { arg: arg.to_string(), message: message.to_string() };
+    let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected section.key=value"))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+        return Err(err("the key must be section.key, e.g. train.lr"));
+    }
+    let value = parse_value(raw.trim());
+    let section =
+        doc.entry(parts[0].to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match section {
+        toml::Value::Table(t) => {
+            t.insert(parts[1].to_string(), value);
+            Ok(())
+        }
+        _ => Err(err("that section is not a table")),
+    }
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&probe) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}

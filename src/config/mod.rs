@@ -1,0 +1,116 @@
+//! Run configuration: TOML with unknown keys rejected, defaults for every key, validation that
+//! names the key, and `--set section.key=value` overrides.
+//!
+//! One loader (`loader::ConfigText`) reads every command's file: the `train` config
+//! (`Config`: model, data, train, sweep, monitor), the `rnn` and `depth` configs
+//! (`rnn::RnnConfig`, `rnn::DepthConfig`) and the `[landscape]` section
+//! (`landscape::LandscapeConfig`), with `[[variant]]` tables for experiments run several times.
+
+pub mod landscape;
+pub mod loader;
+mod model;
+pub mod rnn;
+mod sweep;
+mod train;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::model::{LossKind, MlpSpec};
+
+pub use landscape::{DirSpec, LandscapeConfig, Mode, LANDSCAPE_DEFAULT_TOML};
+pub use loader::{apply_override, deserialize, ConfigText, Variant};
+pub use model::{DataConfig, DataKind, DataMode, ModelConfig};
+pub use rnn::{
+    DepthConfig, DiagnosticsConfig, RnnConfig, RnnModelConfig, RnnTrainConfig, SequenceConfig,
+    DEPTH_DEFAULT_TOML, RNN_DEFAULT_TOML,
+};
+pub use sweep::{SweepConfig, SweepPolicy};
+pub use train::{BatchSize, LrSchedule, MonitorConfig, OptimizerKind, Shuffle, TrainConfig};
+
+/// The embedded default: `batchscope sweep` with no config runs this.
+pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
+/// How errors name the embedded default.
+const DEFAULT_ORIGIN: &str = "configs/default.toml";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("config {origin}: `{key}` {message}")]
+    Invalid { origin: String, key: String, message: String },
+    #[error("--set {arg}: {message}")]
+    Override { arg: String, message: String },
+}
+
+/// The config of `train`, `sweep`, `compare`, `noise`, `curvature`, `time-to-target` (and the
+/// model part of `depth` and `landscape`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub sweep: SweepConfig,
+    #[serde(default)]
+    pub monitor: MonitorConfig,
+}
+
+impl Config {
+    /// Parse TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::from_table(loader::parse_text(text, origin)?, origin)
+    }
+
+    /// Deserialize and validate a table (a file with its overrides applied).
+    pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = deserialize(table, origin)?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// The embedded default config.
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::load(None, &[])
+    }
+
+    /// Load a file (or the embedded default when `path` is `None`) and apply `--set` overrides.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = ConfigText::load(path, DEFAULT_TOML, DEFAULT_ORIGIN, overrides)?;
+        Self::from_table(text.table, &text.origin)
+    }
+
+    /// The resolved config as TOML (written to every run directory).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialise config: {e}\n"))
+    }
+
+    /// Layer sizes of the model: data inputs, hidden widths, data outputs.
+    pub fn mlp_spec(&self) -> MlpSpec {
+        let mut sizes = vec![self.data.dim];
+        sizes.extend(&self.model.hidden);
+        sizes.push(self.data_outputs());
+        MlpSpec { sizes, activation: self.model.activation, loss: self.model.loss }
+    }
+
+    /// Model outputs implied by the data: classes, or regression outputs.
+    pub fn data_outputs(&self) -> usize {
+        match self.data.kind {
+            DataKind::LinearRegression => self.data.outputs,
+            DataKind::Npy if self.model.loss == LossKind::Mse => self.data.outputs,
+            _ => self.data.classes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

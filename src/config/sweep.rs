@@ -1,0 +1,117 @@
+//! The `[sweep]` section: batch sizes, timing and the batch-size policy.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schedule::Policy;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepConfig {
+    pub min_batch: usize,
+    pub max_batch: usize,
+    /// Untimed steps before timing each batch size.
+    pub warmup_steps: usize,
+    /// Timed steps per batch size.
+    pub timed_steps: usize,
+    /// `max_throughput`, `knee`, `knee:F`, `largest_fit`, `time_to_target:B_NOISE`,
+    /// `time_to_target:auto`.
+    pub policy: SweepPolicy,
+    /// Fraction of the best throughput the `knee` policy must reach.
+    pub knee_fraction: f64,
+    /// A doubling of B that gains less than this fraction of throughput marks the knee.
+    pub knee_min_gain: f64,
+    /// Device memory budget in MiB for the memory model (0 = the adapter's limits only).
+    pub memory_budget_mib: u64,
+    /// Wall-time budget of the whole sweep in seconds (0 = none): a batch size whose predicted
+    /// time (twice the previous one's) would overrun it is skipped with the reason.
+    pub time_budget_s: f64,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        SweepConfig {
+            min_batch: 1,
+            max_batch: 4096,
+            warmup_steps: 2,
+            timed_steps: 8,
+            policy: SweepPolicy::Knee,
+            knee_fraction: 0.9,
+            knee_min_gain: 0.1,
+            memory_budget_mib: 0,
+            time_budget_s: 600.0,
+        }
+    }
+}
+
+/// `sweep.policy`, parsed when the config is loaded. It serialises back to the text it was read
+/// from, so the config.toml of a run directory is the file's own spelling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum SweepPolicy {
+    /// `knee` without a fraction: the knee at `sweep.knee_fraction`.
+    Knee,
+    /// Any other policy of `schedule::Policy`, with its text as written.
+    Fixed { policy: Policy, text: String },
+    /// `time_to_target:auto`: B_noise is measured at the initialisation (as by `noise`) before
+    /// the sweep.
+    TimeToTargetAuto,
+}
+
+impl SweepPolicy {
+    const TIME_TO_TARGET_AUTO: &'static str = "time_to_target:auto";
+
+    /// The policy with `knee` at `knee_fraction`; `None` for `time_to_target:auto` (its B_noise
+    /// is measured first).
+    pub fn resolve(&self, knee_fraction: f64) -> Option<Policy> {
+        match self {
+            SweepPolicy::Knee => Some(Policy::Knee { fraction: knee_fraction }),
+            SweepPolicy::Fixed { policy, .. } => Some(*policy),
+            SweepPolicy::TimeToTargetAuto => None,
+        }
+    }
+
+    /// The text as written in the config or on the command line.
+    pub fn as_str(&self) -> &str {
+        match self {
+            SweepPolicy::Knee => "knee",
+            SweepPolicy::Fixed { text, .. } => text,
+            SweepPolicy::TimeToTargetAuto => Self::TIME_TO_TARGET_AUTO,
+        }
+    }
+}
+
+impl std::str::FromStr for SweepPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "knee" => Ok(SweepPolicy::Knee),
+            Self::TIME_TO_TARGET_AUTO => Ok(SweepPolicy::TimeToTargetAuto),
+            _ => match s.parse::<Policy>() {
+                Ok(policy) => Ok(SweepPolicy::Fixed { policy, text: s.to_string() }),
+                Err(e) => Err(format!("sweep.policy: {e}")),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for SweepPolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<SweepPolicy> for String {
+    fn from(p: SweepPolicy) -> String {
+        p.as_str().to_string()
+    }
+}
+
+impl fmt::Display for SweepPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

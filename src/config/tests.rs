@@ -1,0 +1,101 @@
+use super::*;
+
+#[test]
+fn embedded_default_is_valid() {
+    let c = Config::embedded_default().expect("default config");
+    assert_eq!(c.mlp_spec().sizes.first(), Some(&c.data.dim));
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_name() {
+    let e = Config::from_toml("[train]\nlearning_rate = 0.1\n", "t.toml").unwrap_err().to_string();
+    assert!(e.contains("learning_rate"), "{e}");
+    let e = Config::from_toml("[trian]\n", "t.toml").unwrap_err().to_string();
+    assert!(e.contains("trian"), "{e}");
+}
+
+#[test]
+fn out_of_range_values_name_the_key() {
+    for (toml, key) in [
+        ("[train]\nlr = -1.0\n", "train.lr"),
+        ("[train]\nbatch_size = 0\n", "train.batch_size"),
+        ("[data]\nlabel_noise = 2.0\n", "data.label_noise"),
+        ("[sweep]\nmin_batch = 8\nmax_batch = 4\n", "sweep.max_batch"),
+        ("[data]\nkind = \"linear_regression\"\n", "model.loss"),
+    ] {
+        let e = Config::from_toml(toml, "t.toml").unwrap_err().to_string();
+        assert!(e.contains(key), "{toml}: {e}");
+    }
+}
+
+#[test]
+fn batch_size_accepts_auto() {
+    let c = Config::from_toml("[train]\nbatch_size = \"auto\"\n", "t").unwrap();
+    assert_eq!(c.train.batch_size, BatchSize::Auto);
+    assert!(Config::from_toml("[train]\nbatch_size = \"big\"\n", "t").is_err());
+}
+
+#[test]
+fn overrides_apply_and_are_validated() {
+    let c = Config::load(
+        None,
+        &["train.lr=0.5".into(), "model.hidden=[8, 4]".into(), "data.kind=teacher".into()],
+    )
+    .unwrap();
+    assert_eq!(c.train.lr, 0.5);
+    assert_eq!(c.model.hidden, vec![8, 4]);
+    assert_eq!(c.data.kind, DataKind::Teacher);
+    assert!(Config::load(None, &["train.lr".into()]).is_err());
+    assert!(Config::load(None, &["lr=0.1".into()]).is_err());
+    let e = Config::load(None, &["train.nope=1".into()]).unwrap_err().to_string();
+    assert!(e.contains("nope"), "{e}");
+}
+
+#[test]
+fn resolved_config_round_trips() {
+    let c = Config::embedded_default().unwrap();
+    let again = Config::from_toml(&c.to_toml(), "resolved").unwrap();
+    assert_eq!(c, again);
+}
+
+#[test]
+fn sweep_policy_is_parsed_at_load_and_written_back_as_given() {
+    use crate::schedule::Policy;
+    for (text, resolved) in [
+        ("knee", Some(Policy::Knee { fraction: 0.75 })),
+        ("knee:0.80", Some(Policy::Knee { fraction: 0.8 })),
+        ("max_throughput", Some(Policy::MaxThroughput)),
+        ("time_to_target:12.5", Some(Policy::TimeToTarget { b_noise: 12.5 })),
+        ("time_to_target:auto", None),
+    ] {
+        let toml = format!("[sweep]\npolicy = \"{text}\"\nknee_fraction = 0.75\n");
+        let c = Config::from_toml(&toml, "t").unwrap();
+        assert_eq!(c.sweep.policy.resolve(c.sweep.knee_fraction), resolved, "{text}");
+        assert!(c.to_toml().contains(&format!("policy = \"{text}\"")), "{text}: {}", c.to_toml());
+        assert_eq!(Config::from_toml(&c.to_toml(), "again").unwrap(), c);
+    }
+    let e = Config::load(None, &["sweep.policy=fastest".into()]).unwrap_err().to_string();
+    assert!(e.contains("sweep.policy") && e.contains("fastest"), "{e}");
+}
+
+#[test]
+fn type_errors_and_overrides_from_one_loader() {
+    let e = Config::from_toml("[train]\nlr = \"fast\"\n", "t.toml").unwrap_err().to_string();
+    assert!(e.contains("t.toml"), "{e}");
+    let e = Config::from_toml("[train\nlr = 1", "t.toml").unwrap_err().to_string();
+    assert!(e.contains("line 1"), "{e}");
+    let mut text = ConfigText::load(
+        None,
+        "[train]\nlr = 0.5\n[depth]\nlayers = 3\n",
+        "x",
+        &["train.steps=9".into()],
+    )
+    .unwrap();
+    assert_eq!(text.origin, "x (embedded)");
+    let d: DepthConfig = text.take_section("depth").unwrap();
+    assert_eq!(d.layers, 3);
+    let l: LandscapeConfig = text.take_section("landscape").unwrap();
+    assert_eq!(l, LandscapeConfig::default());
+    let c = Config::from_table(text.table, &text.origin).unwrap();
+    assert_eq!((c.train.lr, c.train.steps), (0.5, 9));
+}

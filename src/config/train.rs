@@ -1,0 +1,153 @@
+//! The train and monitor sections of a `train` config.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Sgd,
+    Momentum,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shuffle {
+    /// A new permutation every epoch.
+    Epoch,
+    /// One permutation drawn at the start, then kept.
+    Once,
+    /// Dataset order (see `sorted_by_label`).
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    Constant,
+    /// Multiply by `lr_decay` every `lr_step_epochs` epochs.
+    Step,
+}
+
+/// A batch size, or `"auto"` (chosen by a sweep with the configured policy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchSize {
+    Fixed(usize),
+    Auto,
+}
+
+impl Serialize for BatchSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BatchSize::Fixed(n) => s.serialize_u64(*n as u64),
+            BatchSize::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(BatchSize::Fixed(n as usize)),
+            Raw::S(s) if s == "auto" => Ok(BatchSize::Auto),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "expected a positive integer or \"auto\", got \"{s}\""
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub batch_size: BatchSize,
+    pub optimizer: OptimizerKind,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub lr_schedule: LrSchedule,
+    pub lr_decay: f32,
+    pub lr_step_epochs: usize,
+    /// Stop after this many epochs (0 = no epoch limit).
+    pub epochs: usize,
+    /// Stop after this many steps (0 = no step limit).
+    pub steps: u64,
+    /// Use every training example exactly once (the online case), then stop.
+    pub one_pass: bool,
+    pub shuffle: Shuffle,
+    /// With `shuffle = "none"`: order the training set by label (correlated minibatches).
+    pub sorted_by_label: bool,
+    /// Clip the gradient's global norm to this (0 = off).
+    pub clip_norm: f32,
+    /// Clip each gradient component to [-v, v] (0 = off).
+    pub clip_value: f32,
+    /// Early stopping on validation 0-1 error: evaluations without improvement (0 = off).
+    pub patience: usize,
+    /// Stop as soon as the validation 0-1 error is at most this (0 = off): time-to-target runs.
+    pub target_val_error: f32,
+    /// Evaluate on the validation set every this many steps (0 = once per epoch).
+    pub eval_every: u64,
+    /// At each evaluation also measure the loss and 0-1 error on the whole training set
+    /// (resident data), not only the current minibatch.
+    pub eval_train: bool,
+    /// Read the step metrics back every this many steps.
+    pub log_every: u64,
+    /// Write a checkpoint every this many steps (0 = only at the end / best).
+    pub checkpoint_every: u64,
+    /// Seed of shuffling and other training randomness.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            batch_size: BatchSize::Fixed(128),
+            optimizer: OptimizerKind::Momentum,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            lr_schedule: LrSchedule::Constant,
+            lr_decay: 0.1,
+            lr_step_epochs: 10,
+            epochs: 3,
+            steps: 0,
+            one_pass: false,
+            shuffle: Shuffle::Epoch,
+            sorted_by_label: false,
+            clip_norm: 0.0,
+            clip_value: 0.0,
+            patience: 0,
+            target_val_error: 0.0,
+            eval_every: 0,
+            eval_train: false,
+            log_every: 10,
+            checkpoint_every: 0,
+            seed: 7,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Every this many steps, measure gᵀg and gᵀHg (0 = off).
+    pub curvature_every: u64,
+    /// Every this many steps, estimate the noise scale B_simple from the minibatch gradient and
+    /// the gradient of its first `noise_small_batch` examples (0 = off).
+    pub noise_every: u64,
+    /// The small batch of the two-batch estimator (0 = a quarter of the batch, at least 1).
+    pub noise_small_batch: usize,
+    /// EMA factor of the estimator's numerator and denominator.
+    pub noise_ema: f64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig { curvature_every: 0, noise_every: 0, noise_small_batch: 0, noise_ema: 0.9 }
+    }
+}

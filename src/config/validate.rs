@@ -1,0 +1,214 @@
+//! Range checks of a `train` config; every message names its key.
+
+use super::{BatchSize, Config, ConfigError, DataKind, DataMode, LrSchedule, Shuffle};
+use crate::model::LossKind;
+
+impl Config {
+    pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let d = &self.data;
+        let t = &self.train;
+        let s = &self.sweep;
+        if self.model.hidden.contains(&0) {
+            return Err(bad("model.hidden", "must hold positive widths".into()));
+        }
+        if !(self.model.init_scale.is_finite() && self.model.init_scale >= 0.0) {
+            return Err(bad(
+                "model.init_scale",
+                format!("must be finite and ≥ 0, got {}", self.model.init_scale),
+            ));
+        }
+        if d.dim == 0 && d.kind != DataKind::Npy {
+            return Err(bad("data.dim", "must be ≥ 1".into()));
+        }
+        match d.kind {
+            DataKind::LinearRegression => {
+                if self.model.loss != LossKind::Mse {
+                    return Err(bad(
+                        "model.loss",
+                        "must be \"mse\" for data.kind = \"linear_regression\"".into(),
+                    ));
+                }
+                if d.outputs == 0 {
+                    return Err(bad("data.outputs", "must be ≥ 1".into()));
+                }
+                if !(d.condition_number >= 1.0 && d.condition_number.is_finite()) {
+                    return Err(bad(
+                        "data.condition_number",
+                        format!("must be a finite number ≥ 1, got {}", d.condition_number),
+                    ));
+                }
+            }
+            DataKind::GaussianMixture | DataKind::Teacher => {
+                if self.model.loss != LossKind::SoftmaxXent {
+                    return Err(bad(
+                        "model.loss",
+                        format!("must be \"softmax_xent\" for data.kind = \"{}\"", kind_name(d.kind)),
+                    ));
+                }
+                if d.classes < 2 {
+                    return Err(bad("data.classes", format!("must be ≥ 2, got {}", d.classes)));
+                }
+            }
+            DataKind::Npy => {
+                if d.features.is_none() {
+                    return Err(bad("data.features", "is required for data.kind = \"npy\"".into()));
+                }
+                if d.labels.is_none() {
+                    return Err(bad("data.labels", "is required for data.kind = \"npy\"".into()));
+                }
+                if d.mode == DataMode::Stream {
+                    return Err(bad(
+                        "data.mode",
+                        "\"stream\" needs a synthetic kind; npy data is resident".into(),
+                    ));
+                }
+                if !(0.0..1.0).contains(&d.val_fraction) {
+                    return Err(bad(
+                        "data.val_fraction",
+                        format!("must be in [0, 1), got {}", d.val_fraction),
+                    ));
+                }
+            }
+        }
+        if d.kind == DataKind::Teacher && d.mode == DataMode::Stream {
+            return Err(bad(
+                "data.mode",
+                "\"stream\" supports gaussian_mixture and linear_regression; teacher data is resident"
+                    .into(),
+            ));
+        }
+        if d.n_train == 0 {
+            return Err(bad("data.n_train", "must be ≥ 1".into()));
+        }
+        if d.mode == DataMode::Resident && d.n_train > u32::MAX as u64 {
+            return Err(bad(
+                "data.n_train",
+                "a resident dataset holds at most 2^32-1 examples; use mode = \"stream\"".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&d.label_noise) {
+            return Err(bad("data.label_noise", format!("must be in [0, 1], got {}", d.label_noise)));
+        }
+        if !(d.separation.is_finite() && d.separation >= 0.0) {
+            return Err(bad("data.separation", format!("must be finite and ≥ 0, got {}", d.separation)));
+        }
+        if !(d.noise_std.is_finite() && d.noise_std >= 0.0) {
+            return Err(bad("data.noise_std", format!("must be finite and ≥ 0, got {}", d.noise_std)));
+        }
+        if d.duplicates == 0 {
+            return Err(bad("data.duplicates", "must be ≥ 1".into()));
+        }
+        if d.teacher_hidden == 0 {
+            return Err(bad("data.teacher_hidden", "must be ≥ 1".into()));
+        }
+        if let BatchSize::Fixed(b) = t.batch_size {
+            if b == 0 {
+                return Err(bad("train.batch_size", "must be ≥ 1 or \"auto\"".into()));
+            }
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return Err(bad("train.lr", format!("must be a positive number, got {}", t.lr)));
+        }
+        if !(0.0..1.0).contains(&t.momentum) {
+            return Err(bad("train.momentum", format!("must be in [0, 1), got {}", t.momentum)));
+        }
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+            return Err(bad("train.weight_decay", format!("must be ≥ 0, got {}", t.weight_decay)));
+        }
+        if !(t.lr_decay > 0.0 && t.lr_decay <= 1.0) {
+            return Err(bad("train.lr_decay", format!("must be in (0, 1], got {}", t.lr_decay)));
+        }
+        if t.lr_schedule == LrSchedule::Step && t.lr_step_epochs == 0 {
+            return Err(bad("train.lr_step_epochs", "must be ≥ 1 with lr_schedule = \"step\"".into()));
+        }
+        if t.epochs == 0 && t.steps == 0 && !t.one_pass {
+            return Err(bad(
+                "train.epochs",
+                "epochs, steps and one_pass are all off: training would never stop".into(),
+            ));
+        }
+        if !(t.clip_norm.is_finite() && t.clip_norm >= 0.0) {
+            return Err(bad("train.clip_norm", format!("must be ≥ 0 (0 = off), got {}", t.clip_norm)));
+        }
+        if !(t.clip_value.is_finite() && t.clip_value >= 0.0) {
+            return Err(bad("train.clip_value", format!("must be ≥ 0 (0 = off), got {}", t.clip_value)));
+        }
+        if !(0.0..1.0).contains(&t.target_val_error) {
+            return Err(bad(
+                "train.target_val_error",
+                format!("must be in [0, 1) (0 = off), got {}", t.target_val_error),
+            ));
+        }
+        if t.log_every == 0 {
+            return Err(bad("train.log_every", "must be ≥ 1".into()));
+        }
+        if t.eval_train && d.mode == DataMode::Stream {
+            return Err(bad(
+                "train.eval_train",
+                "needs resident data (a stream has no training set to evaluate)".into(),
+            ));
+        }
+        if t.sorted_by_label && t.shuffle != Shuffle::None {
+            return Err(bad("train.sorted_by_label", "needs shuffle = \"none\"".into()));
+        }
+        if !(0.0..1.0).contains(&self.monitor.noise_ema) {
+            return Err(bad(
+                "monitor.noise_ema",
+                format!("must be in [0, 1), got {}", self.monitor.noise_ema),
+            ));
+        }
+        if let BatchSize::Fixed(bsz) = t.batch_size {
+            if self.monitor.noise_every > 0 && bsz < 2 {
+                return Err(bad(
+                    "monitor.noise_every",
+                    "needs train.batch_size ≥ 2 (two batch sizes)".into(),
+                ));
+            }
+            if self.monitor.noise_small_batch >= bsz && self.monitor.noise_every > 0 {
+                return Err(bad(
+                    "monitor.noise_small_batch",
+                    format!("must be smaller than train.batch_size ({bsz})"),
+                ));
+            }
+        }
+        if s.min_batch == 0 {
+            return Err(bad("sweep.min_batch", "must be ≥ 1".into()));
+        }
+        if s.max_batch < s.min_batch {
+            return Err(bad("sweep.max_batch", format!("must be ≥ sweep.min_batch ({})", s.min_batch)));
+        }
+        if !(s.time_budget_s.is_finite() && s.time_budget_s >= 0.0) {
+            return Err(bad(
+                "sweep.time_budget_s",
+                format!("must be ≥ 0 seconds (0 = none), got {}", s.time_budget_s),
+            ));
+        }
+        if s.timed_steps == 0 {
+            return Err(bad("sweep.timed_steps", "must be ≥ 1".into()));
+        }
+        if !(s.knee_fraction > 0.0 && s.knee_fraction <= 1.0) {
+            return Err(bad(
+                "sweep.knee_fraction",
+                format!("must be in (0, 1], got {}", s.knee_fraction),
+            ));
+        }
+        if !(s.knee_min_gain > 0.0 && s.knee_min_gain.is_finite()) {
+            return Err(bad("sweep.knee_min_gain", format!("must be > 0, got {}", s.knee_min_gain)));
+        }
+        Ok(())
+    }
+}
+
+fn kind_name(k: DataKind) -> &'static str {
+    match k {
+        DataKind::GaussianMixture => "gaussian_mixture",
+        DataKind::Teacher => "teacher",
+        DataKind::LinearRegression => "linear_regression",
+        DataKind::Npy => "npy",
+    }
+}

@@ -1,0 +1,328 @@
+//! The Hessian of the mean training loss at initialization or at a checkpoint, through
+//! Hessian-vector products only: λmax, λmin, top eigenvalues, trace, gᵀg, gᵀHg, 2/λmax,
+//! negative eigen-mass, condition estimate, HVP/gradient time, the closed form where one
+//! exists, and the spread over random batches (what `batchscope curvature` reports).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::batches::{batch_sample, batch_spreads, BatchSample};
+use super::hvp::HvpOptions;
+use super::linear_reference::linear_reference;
+use super::summary::{CurvatureSummary, LanczosSummary, PowerSummary, SlqSummary};
+use super::{
+    conjugate_gradient, hutchinson_trace, lanczos, norm, power_iteration, random_unit, slq,
+    time_hvp_vs_grad, CurvatureError, Density, HutchinsonOptions, HvpOperator, PowerOptions, Result,
+    Shifted, SlqOptions, SymOp,
+};
+use crate::backend::Backend;
+use crate::config::{BatchSize, Config, DataMode};
+use crate::data::{self, Dataset};
+use crate::model::{Mlp, ParamSet};
+use crate::train::checkpoint;
+
+/// Without `--examples`, a streamed dataset is analysed on this many examples.
+const STREAM_DEFAULT_EXAMPLES: usize = 65_536;
+/// Device memory for one chunk's forward and R workspaces.
+pub(super) const CHUNK_BUDGET_BYTES: u64 = 64 << 20;
+/// Grid points of the density.
+const DENSITY_POINTS: usize = 400;
+/// Gaussian width of the density, as a fraction of the spectrum's span.
+const DENSITY_SIGMA: f64 = 0.01;
+/// Ritz values below `−NEGATIVE_TOL · max|λ|` count as negative eigen-mass (rounding leaves
+/// the null space of an over-parameterised model a little on both sides of 0).
+const NEGATIVE_TOL: f64 = 1e-4;
+/// Most conjugate-gradient steps for a Newton direction, and its tolerance.
+pub(super) const CG_MAX_ITERS: usize = 500;
+pub(super) const CG_TOL: f64 = 1e-6;
+/// Lanczos steps that bracket the spectrum of a random batch's Hessian before its power iteration.
+pub(super) const BATCH_LANCZOS_STEPS: usize = 12;
+/// What `batchscope curvature` computes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurvatureOptions {
+    /// Weights to analyse; the config's initialization when `None`.
+    pub checkpoint: Option<PathBuf>,
+    /// The first N training examples (all by default).
+    pub examples: Option<usize>,
+    /// Batch sizes whose random batches are compared with the whole set (`--batch`).
+    pub batches: Vec<usize>,
+    /// Random batches per batch size.
+    pub repeats: usize,
+    pub top_k: usize,
+    /// Lanczos steps per run (capped at the number of parameters).
+    pub lanczos_steps: usize,
+    /// SLQ runs (the main Lanczos run is the first).
+    pub slq_runs: usize,
+    /// Most power-iteration steps.
+    pub power_iters: usize,
+    /// Most Hutchinson probes.
+    pub trace_samples: usize,
+    /// Hutchinson stops earlier at this relative standard error of the mean.
+    pub trace_tol: f64,
+    pub seed: u64,
+    /// Stage notes on stderr.
+    pub progress: bool,
+}
+
+impl Default for CurvatureOptions {
+    fn default() -> Self {
+        CurvatureOptions {
+            checkpoint: None,
+            examples: None,
+            batches: Vec::new(),
+            repeats: 5,
+            top_k: 5,
+            lanczos_steps: 64,
+            slq_runs: 4,
+            power_iters: 100,
+            trace_samples: 200,
+            trace_tol: 0.005,
+            seed: 0,
+            progress: true,
+        }
+    }
+}
+
+/// What `run_curvature` measured: the summary, the SLQ density on its grid and the random
+/// batches of `--batch`.
+#[derive(Clone, Debug)]
+pub struct CurvatureReport {
+    pub summary: CurvatureSummary,
+    pub density: Density,
+    pub samples: Vec<BatchSample>,
+}
+
+/// Everything `batchscope curvature` computes, on backend `b`.
+pub fn run_curvature<B: Backend>(
+    b: &B,
+    cfg: &Config,
+    opts: &CurvatureOptions,
+) -> Result<CurvatureReport> {
+    let t0 = Instant::now();
+    let note = |msg: String| {
+        if opts.progress {
+            eprintln!("curvature [{:7.2} s]: {msg}", t0.elapsed().as_secs_f64());
+        }
+    };
+    let mlp = Mlp::new(cfg.mlp_spec())?;
+    let data = curvature_data(cfg, opts.examples, &note)?;
+    let mut params = mlp.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
+    if let Some(p) = &opts.checkpoint {
+        load_params(b, p, &mut params)?;
+    }
+    let n_params = params.numel();
+    let hvp_opts = HvpOptions::for_budget(&mlp, CHUNK_BUDGET_BYTES);
+    let mut op = HvpOperator::new(b, mlp.clone(), params, &data, hvp_opts)?;
+    note(format!(
+        "{} parameters, {} examples in {} chunk(s) on {}",
+        n_params,
+        data.n,
+        op.chunks(),
+        b.device_name()
+    ));
+
+    // ---- gradient, gᵀg, gᵀHg ---------------------------------------------------------------
+    let (loss, g) = op.gradient()?;
+    let g_norm_sq = super::dot(&g, &g);
+    let mut hg = vec![0f32; n_params];
+    op.apply(&g, &mut hg)?;
+    let g_t_h_g = super::dot(&g, &hg);
+
+    // ---- Lanczos: top-k, λmin ----------------------------------------------------------------
+    let steps = opts.lanczos_steps.min(n_params);
+    note(format!("Lanczos, {steps} steps with full reorthogonalization"));
+    let run = lanczos(&mut op, &random_unit(opts.seed.wrapping_add(17), n_params), steps)?;
+    let ritz = run.ritz()?;
+    let lanczos_max = ritz.values.last().copied().unwrap_or(f64::NAN);
+    let lambda_min = ritz.values.first().copied().unwrap_or(f64::NAN);
+    let top_eigenvalues: Vec<f64> = ritz.values.iter().rev().take(opts.top_k).copied().collect();
+    let min_abs = ritz.values.iter().map(|v| v.abs()).fold(f64::INFINITY, f64::min);
+    let lanczos_summary = LanczosSummary {
+        steps: run.steps(),
+        ritz_values: ritz.values.clone(),
+        ritz_residuals: ritz.residuals.clone(),
+        orthogonality_loss: run.orthogonality_loss(),
+    };
+    // The basis (steps × parameters) is not needed past here.
+    drop(run);
+
+    // ---- λmax by power iteration -------------------------------------------------------------
+    // Near a saddle −λ can be as large as λmax (or larger): iterate on H − λmin·I, whose
+    // dominant eigenvalue is λmax − λmin (the Ritz λmin is within a hair of the true one).
+    note(format!("power iteration (≤ {} steps)", opts.power_iters));
+    let popts = PowerOptions { max_iters: opts.power_iters, tol: 1e-4, seed: opts.seed };
+    let power = max_by_power(&mut op, lambda_min, &popts)?;
+    let lambda_max = if power.converged { power.eigenvalue.max(lanczos_max) } else { lanczos_max };
+    note(format!("SLQ, {} runs", opts.slq_runs.max(1)));
+    let sopts = SlqOptions { runs: opts.slq_runs.max(1), steps, seed: opts.seed };
+    let sq = slq(&mut op, &sopts, Some(&ritz))?;
+    let scale = lambda_max.abs().max(lambda_min.abs());
+    let negative_threshold = NEGATIVE_TOL * scale;
+    let negative_mass = sq.mass_below(negative_threshold);
+    let density = super::density_on_grid(&sq.nodes, &sq.weights, DENSITY_POINTS, DENSITY_SIGMA);
+
+    // ---- trace -------------------------------------------------------------------------------
+    note(format!("Hutchinson trace (≤ {} probes)", opts.trace_samples));
+    let hopts = HutchinsonOptions {
+        min_samples: 8,
+        max_samples: opts.trace_samples.max(2),
+        rel_tol: opts.trace_tol,
+        seed: opts.seed.wrapping_add(29),
+    };
+    let trace = hutchinson_trace(&mut op, &hopts)?;
+
+    // ---- Newton direction (positive definite only) ----------------------------------------------
+    let newton = if lambda_min > 0.0 {
+        note("Newton direction H⁻¹g by conjugate gradients".into());
+        let r = conjugate_gradient(&mut op, &g, CG_MAX_ITERS, CG_TOL)?;
+        (!r.negative_curvature).then_some(r.x)
+    } else {
+        None
+    };
+
+    // ---- random batches ------------------------------------------------------------------------
+    let mut samples = Vec::new();
+    for &size in &opts.batches {
+        if size > data.n {
+            note(format!("--batch {size} skipped: only {} examples", data.n));
+            continue;
+        }
+        note(format!("{} random batches of {size}", opts.repeats));
+        for r in 0..opts.repeats {
+            samples.push(batch_sample(
+                b,
+                &mlp,
+                op.params(),
+                &data,
+                (&g, newton.as_deref()),
+                size,
+                r,
+                opts,
+            )?);
+        }
+    }
+    let spreads = batch_spreads(&samples, lambda_max, trace.trace);
+
+    // ---- HVP vs gradient time ----------------------------------------------------------------
+    let timing_rows = match cfg.train.batch_size {
+        BatchSize::Fixed(n) => n,
+        BatchSize::Auto => 128,
+    }
+    .min(data.n);
+    note(format!("timing one HVP against one gradient at batch {timing_rows}"));
+    let timing = time_hvp_vs_grad(b, &mlp, op.params(), &data, timing_rows, 5)?;
+
+    let reference = linear_reference(&cfg.data, &mlp, &data, lambda_max, lambda_min, trace.trace)?;
+    let summary = CurvatureSummary {
+        command: "curvature",
+        backend: format!("{:?}", b.kind()).to_lowercase(),
+        device: b.device_name(),
+        sizes: mlp.spec.sizes.clone(),
+        activation: mlp.spec.activation.name().to_string(),
+        loss_kind: format!("{:?}", mlp.spec.loss),
+        params: n_params,
+        examples: data.n,
+        chunks: op.chunks(),
+        activations_cached: op.cached(),
+        checkpoint: opts.checkpoint.as_ref().map(|p| p.display().to_string()),
+        init_scale: cfg.model.init_scale,
+        loss,
+        lambda_max,
+        lambda_min,
+        top_eigenvalues,
+        trace: trace.trace,
+        trace_std_error: trace.std_error,
+        trace_samples: trace.samples,
+        trace_converged: trace.converged,
+        grad_norm_sq: g_norm_sq,
+        g_t_h_g,
+        epsilon_star: (g_t_h_g > 0.0).then(|| g_norm_sq / g_t_h_g),
+        lr_stable_max: (lambda_max > 0.0).then(|| 2.0 / lambda_max),
+        negative_mass,
+        negative_threshold,
+        condition_estimate: (min_abs > 0.0 && min_abs.is_finite()).then(|| lambda_max / min_abs),
+        power: PowerSummary {
+            lambda_max: power.eigenvalue,
+            iterations: power.iterations,
+            converged: power.converged,
+            residual: power.residual,
+        },
+        lanczos: lanczos_summary,
+        slq: SlqSummary {
+            runs: sq.runs,
+            steps: sq.steps.clone(),
+            sigma: density.sigma,
+            nodes: sq.nodes.clone(),
+            weights: sq.weights.clone(),
+        },
+        hvp_over_grad_time: timing.hvp_over_grad,
+        hvp_prepared_over_grad_time: timing.prepared_over_grad,
+        timing,
+        hvp_products: op.products,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+        reference,
+        newton_step_norm: newton.as_deref().map(norm),
+        batches: spreads,
+    };
+    Ok(CurvatureReport { summary, density, samples })
+}
+
+/// The examples the Hessian averages over: the first N training examples.
+fn curvature_data(cfg: &Config, examples: Option<usize>, note: &dyn Fn(String)) -> Result<Dataset> {
+    let outputs = cfg.data_outputs();
+    let n_train = usize::try_from(cfg.data.n_train).unwrap_or(usize::MAX);
+    match data::gen_spec(&cfg.data) {
+        Some(spec) => {
+            let n = match examples {
+                Some(n) if n > n_train => {
+                    return Err(CurvatureError::Setup(format!(
+                        "--examples {n} exceeds the {n_train} training examples (data.n_train)"
+                    )))
+                }
+                Some(n) => n,
+                None if cfg.data.mode == DataMode::Stream && n_train > STREAM_DEFAULT_EXAMPLES => {
+                    note(format!("streamed data: using the first {STREAM_DEFAULT_EXAMPLES} examples (set --examples)"));
+                    STREAM_DEFAULT_EXAMPLES
+                }
+                None => n_train,
+            };
+            Ok(data::synth::generate_dataset(&spec, &data::gen_table(&cfg.data), 0, n)?)
+        }
+        None => {
+            let train = data::build_train(&cfg.data, outputs)?;
+            match examples {
+                Some(n) if n > train.n => Err(CurvatureError::Setup(format!(
+                    "--examples {n} exceeds the {} training examples",
+                    train.n
+                ))),
+                Some(n) if n < train.n => Ok(train.select(&(0..n).collect::<Vec<_>>())),
+                _ => Ok(train),
+            }
+        }
+    }
+}
+
+/// λmax by power iteration: on `H` when `lower ≥ 0` (λmax dominates), else on `H − lower·I`
+/// (all eigenvalues ≥ ~0, λmax − lower dominant). The result is shifted back.
+pub(super) fn max_by_power<O: SymOp + ?Sized>(
+    op: &mut O,
+    lower: f64,
+    opts: &PowerOptions,
+) -> Result<super::PowerResult> {
+    if lower >= 0.0 || !lower.is_finite() {
+        return power_iteration(op, opts);
+    }
+    let mut r = power_iteration(&mut Shifted { op, shift: lower }, opts)?;
+    r.eigenvalue += lower;
+    Ok(r)
+}
+
+/// Overwrite `params` from a checkpoint's `layers.{i}.weight/bias` (shapes checked).
+fn load_params<B: Backend>(b: &B, path: &Path, params: &mut ParamSet<B>) -> Result<()> {
+    let ck = checkpoint::load(path)?;
+    for i in 0..params.tensors.len() {
+        let t = ck.expect_shape(&params.names[i], &params.shapes[i])?;
+        b.write(&mut params.tensors[i], &t.data)?;
+    }
+    Ok(())
+}
