@@ -1,10 +1,24 @@
-//! Training: the optimizer step over a minibatch, the training loop, checkpoints.
+//! Training, in phases: the batch source (`batches`), the model state and one recorded step
+//! ([`step`]) with the update rule, clipping and lr schedule of [`optimizer`], the evaluator
+//! (`eval`), the checkpointer (`checkpointer`, on the file format of [`checkpoint`]), the
+//! monitors (`monitors`), the divergence guard (`guard`), the outputs (`metrics`), and the
+//! loops that call them: [`runner`] for the MLP, [`rnn`] for the recurrent network.
 
+mod batches;
 pub mod checkpoint;
+mod checkpointer;
 pub mod diagnostics;
+mod error;
+mod eval;
+mod guard;
+mod metrics;
+mod monitors;
+pub mod optimizer;
 pub mod rnn;
 pub mod runner;
 pub mod step;
 
-pub use runner::{run_train, MetricsLine, TrainError, TrainOptions, TrainSummary};
+pub use error::TrainError;
+pub use metrics::{peak_rss_mib, plot_metrics, MetricsLine, TrainOptions, TrainSummary};
+pub use runner::{load_into, run_train};
 pub use step::{Clip, Optimizer, StepMetrics, TrainState};

@@ -13,258 +13,21 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, Checkpoint};
 use super::diagnostics::{backward_growth_per_step, spectral_radius, top_singular_value, SpikeDetector};
-use super::step::{Clip, Optimizer};
+use super::optimizer::{Clip, Optimizer};
 use super::TrainError;
 use crate::backend::{Backend, Result};
+use crate::config::Shuffle;
+use crate::data::BatchOrder;
 use crate::config::RnnConfig;
-use crate::config::{OptimizerKind, Shuffle};
-use crate::data::sequences::SeqData;
-use crate::data::{BatchOrder, Labels};
 use crate::model::rnn::tensor;
-use crate::model::{ParamSet, Rnn, RnnWorkspace, Targets};
+use crate::model::{ParamSet, Rnn, Targets};
 use crate::report::jsonl::JsonlWriter;
 
-/// Device-buffer slots of the per-step metrics.
-pub mod slot {
-    /// Σ over the minibatch of the surrogate loss (before the update).
-    pub const LOSS_SUM: usize = 0;
-    /// Σ over the minibatch of correctness.
-    pub const CORRECT_SUM: usize = 1;
-    /// Steps whose gradient was clipped by global norm, accumulated.
-    pub const CLIP_EVENTS: usize = 2;
-    /// Per-tensor squared gradient norms, 5 tensors (W, U, b, V, c).
-    pub const GRAD_SQ0: usize = 3;
-    /// `‖∂L/∂h_t‖²`, t = 1..T.
-    pub const DH_SQ0: usize = 8;
-}
+mod seqs;
+mod state;
 
-/// Minibatch figures read back from the metrics buffer.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct RnnStepMetrics {
-    /// Mean surrogate loss of the minibatch before the update.
-    pub loss: f64,
-    /// Mean 0-1 error of the minibatch (classification).
-    pub error: f64,
-    /// ‖g‖ before clipping.
-    pub grad_norm: f64,
-    /// Steps clipped by global norm since this state was made.
-    pub clip_events: u64,
-    /// `‖∂L/∂h_t‖`, t = 1..T.
-    pub dh_norms: Vec<f64>,
-}
-
-/// Parameters, gradients, optimizer state and activations of an RNN at one batch size.
-pub struct RnnTrainState<B: Backend> {
-    pub model: Rnn,
-    pub params: ParamSet<B>,
-    pub grads: ParamSet<B>,
-    pub velocity: Option<ParamSet<B>>,
-    pub ws: RnnWorkspace<B>,
-    /// `[DH_SQ0 + T]` slots, see [`slot`].
-    pub metrics: B::Buf,
-}
-
-impl<B: Backend> RnnTrainState<B> {
-    pub fn new(b: &B, model: Rnn, params: ParamSet<B>, rows: usize, opt: &Optimizer) -> Result<Self> {
-        let grads = params.zeros_like(b)?;
-        let velocity = match opt {
-            Optimizer::Momentum { .. } => Some(params.zeros_like(b)?),
-            Optimizer::Sgd { .. } => None,
-        };
-        let ws = model.workspace(b, rows)?;
-        let metrics = b.zeros(slot::DH_SQ0 + model.spec.steps)?;
-        Ok(RnnTrainState { model, params, grads, velocity, ws, metrics })
-    }
-
-    /// Record one step on the minibatch `xs` (T buffers `[rows, D]`): forward, loss, BPTT,
-    /// metrics, clipping, update. Nothing is read back or waited for. The per-step norms
-    /// `‖∂L/∂h_t‖²` (2T reductions) are recorded only with `step_norms`, for the steps that are
-    /// read back; otherwise their slots keep the last recorded values.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_step(
-        &mut self,
-        b: &B,
-        xs: &[B::Buf],
-        targets: &Targets<'_, B>,
-        opt: &Optimizer,
-        lr: f32,
-        clip: &Clip,
-        step_norms: bool,
-    ) -> Result<()> {
-        let rows = self.ws.rows;
-        let norms = step_norms.then_some((&mut self.metrics, slot::DH_SQ0));
-        self.model.loss_and_grad(b, &self.params, xs, targets, &mut self.ws, &mut self.grads, norms)?;
-        b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
-        b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
-        self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
-        clip_grads(b, &mut self.grads, &mut self.metrics, slot::GRAD_SQ0, slot::CLIP_EVENTS, clip)?;
-        apply_update(b, &mut self.params, &self.grads, self.velocity.as_mut(), opt, lr)
-    }
-
-    /// Read the metrics of the last recorded step (a sync on the GPU).
-    pub fn read_metrics(&self, b: &B) -> Result<RnnStepMetrics> {
-        let m = b.read(&self.metrics)?;
-        let rows = self.ws.rows.max(1) as f64;
-        let grad_sq: f64 = m[slot::GRAD_SQ0..slot::DH_SQ0].iter().map(|&v| v as f64).sum();
-        let steps = self.model.spec.steps;
-        Ok(RnnStepMetrics {
-            loss: m[slot::LOSS_SUM] as f64 / rows,
-            error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
-            grad_norm: grad_sq.sqrt(),
-            clip_events: m[slot::CLIP_EVENTS].max(0.0) as u64,
-            dh_norms: m[slot::DH_SQ0..slot::DH_SQ0 + steps].iter().map(|&v| (v as f64).sqrt()).collect(),
-        })
-    }
-}
-
-/// Clip `grads` in place: by global norm from the per-tensor squared norms in
-/// `stats[sq0 .. sq0 + tensors]` (a clipped step adds one to `stats[count_slot]`), then by value.
-pub fn clip_grads<B: Backend>(
-    b: &B,
-    grads: &mut ParamSet<B>,
-    stats: &mut B::Buf,
-    sq0: usize,
-    count_slot: usize,
-    clip: &Clip,
-) -> Result<()> {
-    let tensors = grads.tensors.len();
-    if clip.norm > 0.0 {
-        for i in 0..tensors {
-            let n = grads.numel_of(i);
-            let count = (i == 0).then_some(count_slot);
-            b.clip_by_global_norm(n, clip.norm, sq0, tensors, count, stats, &mut grads.tensors[i])?;
-        }
-    }
-    if clip.value > 0.0 {
-        for i in 0..tensors {
-            let n = grads.numel_of(i);
-            b.clip_by_value(n, clip.value, &mut grads.tensors[i])?;
-        }
-    }
-    Ok(())
-}
-
-/// `params ← update(params, grads)` with SGD or heavy-ball momentum.
-pub fn apply_update<B: Backend>(
-    b: &B,
-    params: &mut ParamSet<B>,
-    grads: &ParamSet<B>,
-    mut velocity: Option<&mut ParamSet<B>>,
-    opt: &Optimizer,
-    lr: f32,
-) -> Result<()> {
-    for i in 0..params.tensors.len() {
-        let n = params.numel_of(i);
-        match (opt, velocity.as_mut()) {
-            (Optimizer::Momentum { mu, weight_decay }, Some(v)) => b.momentum_update(
-                n,
-                lr,
-                *mu,
-                *weight_decay,
-                &grads.tensors[i],
-                &mut v.tensors[i],
-                &mut params.tensors[i],
-            )?,
-            (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
-                b.sgd_update(n, lr, *weight_decay, &grads.tensors[i], &mut params.tensors[i])?
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A resident sequence set on the device: `xs[t]` is `x_t [n, D]`, targets `[n]` or `[n, K]`.
-pub struct DeviceSeqs<B: Backend> {
-    pub n: usize,
-    pub dim: usize,
-    pub xs: Vec<B::Buf>,
-    pub labels: B::IdxBuf,
-    pub values: B::Buf,
-    pub outputs: usize,
-    pub classification: bool,
-}
-
-impl<B: Backend> DeviceSeqs<B> {
-    pub fn upload(b: &B, d: &SeqData) -> Result<Self> {
-        let xs = d.xs.iter().map(|x| b.upload(x)).collect::<Result<Vec<_>>>()?;
-        let (labels, values, outputs, classification) = match &d.targets {
-            Labels::Classes { labels, classes } => (b.upload_idx(labels)?, b.zeros(1)?, *classes, true),
-            Labels::Values { targets, outputs } => {
-                (b.upload_idx(&[0])?, b.upload(targets)?, *outputs, false)
-            }
-        };
-        Ok(DeviceSeqs { n: d.n, dim: d.dim, xs, labels, values, outputs, classification })
-    }
-
-    pub fn targets(&self) -> Targets<'_, B> {
-        if self.classification {
-            Targets::Classes(&self.labels)
-        } else {
-            Targets::Values(&self.values)
-        }
-    }
-}
-
-/// A sequence set in chunks with their own workspaces, for evaluating the mean loss.
-pub struct RnnEvalSet<B: Backend> {
-    pub chunks: Vec<(DeviceSeqs<B>, RnnWorkspace<B>)>,
-    pub n: usize,
-}
-
-impl<B: Backend> RnnEvalSet<B> {
-    /// `d` split into chunks of at most `chunk` sequences.
-    pub fn new(b: &B, model: &Rnn, d: &SeqData, chunk: usize) -> Result<Self> {
-        let mut chunks = Vec::new();
-        let mut first = 0;
-        while first < d.n {
-            let rows = chunk.max(1).min(d.n - first);
-            chunks.push((DeviceSeqs::upload(b, &d.slice(first, rows))?, model.workspace(b, rows)?));
-            first += rows;
-        }
-        Ok(RnnEvalSet { chunks, n: d.n })
-    }
-
-    /// Slots [`Self::record`] writes.
-    pub fn slots(&self) -> usize {
-        2 * self.chunks.len()
-    }
-
-    /// Record the loss and correctness sums of every chunk at parameters `p` into
-    /// `out[slot0 + 2i]` and `out[slot0 + 2i + 1]` (nothing read back).
-    pub fn record(
-        &mut self,
-        b: &B,
-        model: &Rnn,
-        p: &ParamSet<B>,
-        out: &mut B::Buf,
-        slot0: usize,
-    ) -> Result<()> {
-        for (i, (d, ws)) in self.chunks.iter_mut().enumerate() {
-            model.forward(b, p, &d.xs, ws)?;
-            model.loss(b, &d.targets(), ws)?;
-            b.sum(ws.rows, &ws.loss, out, slot0 + 2 * i)?;
-            b.sum(ws.rows, &ws.correct, out, slot0 + 2 * i + 1)?;
-        }
-        Ok(())
-    }
-
-    /// `(mean loss, mean 0-1 error)` from the slots written by [`Self::record`].
-    pub fn finish(&self, stats: &[f32], slot0: usize) -> (f64, f64) {
-        let k = self.chunks.len();
-        let loss: f64 = (0..k).map(|i| stats[slot0 + 2 * i] as f64).sum();
-        let correct: f64 = (0..k).map(|i| stats[slot0 + 2 * i + 1] as f64).sum();
-        let n = self.n.max(1) as f64;
-        (loss / n, 1.0 - correct / n)
-    }
-
-    /// Mean loss and 0-1 error at `p` (one read back).
-    pub fn evaluate(&mut self, b: &B, model: &Rnn, p: &ParamSet<B>) -> Result<(f64, f64)> {
-        let mut stats = b.zeros(self.slots())?;
-        self.record(b, model, p, &mut stats, 0)?;
-        let s = b.read(&stats)?;
-        Ok(self.finish(&s, 0))
-    }
-}
+pub use seqs::{DeviceSeqs, RnnEvalSet};
+pub use state::{slot, RnnStepMetrics, RnnTrainState};
 
 /// One line of an RNN run's metrics.jsonl.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -341,15 +104,6 @@ pub struct RnnRunSummary {
     pub steps_per_s: f64,
 }
 
-fn optimizer_of(cfg: &RnnConfig) -> Optimizer {
-    match cfg.train.optimizer {
-        OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: cfg.train.weight_decay },
-        OptimizerKind::Momentum => {
-            Optimizer::Momentum { mu: cfg.train.momentum, weight_decay: cfg.train.weight_decay }
-        }
-    }
-}
-
 /// Parameters as checkpoint tensors (names `rnn.W`, ..., shapes from the ParamSet).
 pub fn params_checkpoint<B: Backend>(
     b: &B,
@@ -384,7 +138,7 @@ pub fn run_rnn<B: Backend>(
     let (h, steps_t) = (model.spec.hidden, model.spec.steps);
     let (train, val) = seq.train_val(cfg.sequence.n_train, cfg.sequence.n_val)?;
     let batch = cfg.train.batch_size;
-    let opt = optimizer_of(cfg);
+    let opt = Optimizer::new(cfg.train.optimizer, cfg.train.momentum, cfg.train.weight_decay);
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
     let lr = cfg.train.lr;
     let iters = cfg.diagnostics.power_iters;

@@ -1,39 +1,12 @@
 //! One training step, recorded whole on the backend (one submit on the GPU): forward,
 //! per-example losses, backward, the minibatch metrics into a small device buffer, the update.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::optimizer::{apply_update, clip_grads};
+pub use super::optimizer::{Clip, Optimizer};
 use crate::backend::{Backend, Result};
 use crate::model::{Mlp, ParamSet, RopWorkspace, Targets, Workspace};
-
-/// The update rule.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Optimizer {
-    Sgd { weight_decay: f32 },
-    Momentum { mu: f32, weight_decay: f32 },
-}
-
-impl Optimizer {
-    /// The update rule a `[train]` config section describes.
-    pub fn of(t: &crate::config::TrainConfig) -> Self {
-        match t.optimizer {
-            crate::config::OptimizerKind::Sgd => Optimizer::Sgd { weight_decay: t.weight_decay },
-            crate::config::OptimizerKind::Momentum => {
-                Optimizer::Momentum { mu: t.momentum, weight_decay: t.weight_decay }
-            }
-        }
-    }
-}
-
-/// Gradient clipping (0 = off for each).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Clip {
-    /// Rescale the whole gradient to at most this global norm.
-    pub norm: f32,
-    /// Clamp each component to `[-value, value]`.
-    pub value: f32,
-}
 
 /// Device-buffer slots of the per-step metrics.
 pub mod slot {
@@ -108,10 +81,7 @@ pub struct TrainState<B: Backend> {
 impl<B: Backend> TrainState<B> {
     pub fn new(b: &B, model: Mlp, params: ParamSet<B>, rows: usize, opt: &Optimizer) -> Result<Self> {
         let grads = params.zeros_like(b)?;
-        let velocity = match opt {
-            Optimizer::Momentum { .. } => Some(params.zeros_like(b)?),
-            Optimizer::Sgd { .. } => None,
-        };
+        let velocity = opt.velocity(b, &params)?;
         let ws = model.workspace(b, rows)?;
         let metrics = b.zeros(slot::len(params.tensors.len()))?;
         Ok(TrainState {
@@ -210,56 +180,12 @@ impl<B: Backend> TrainState<B> {
     /// Clip the gradients in place: by global norm (from the squared norms already in the
     /// metrics buffer; a clipped step counts one event), then by value.
     pub fn clip(&mut self, b: &B, clip: &Clip) -> Result<()> {
-        let tensors = self.grads.tensors.len();
-        if clip.norm > 0.0 {
-            for i in 0..tensors {
-                let n = self.grads.numel_of(i);
-                let count = (i == 0).then_some(slot::CLIP_EVENTS);
-                b.clip_by_global_norm(
-                    n,
-                    clip.norm,
-                    slot::GRAD_SQ0,
-                    tensors,
-                    count,
-                    &mut self.metrics,
-                    &mut self.grads.tensors[i],
-                )?;
-            }
-        }
-        if clip.value > 0.0 {
-            for i in 0..tensors {
-                let n = self.grads.numel_of(i);
-                b.clip_by_value(n, clip.value, &mut self.grads.tensors[i])?;
-            }
-        }
-        Ok(())
+        clip_grads(b, &mut self.grads, &mut self.metrics, slot::GRAD_SQ0, slot::CLIP_EVENTS, clip)
     }
 
     /// `params ← update(params, grads)`.
     pub fn apply_update(&mut self, b: &B, opt: &Optimizer, lr: f32) -> Result<()> {
-        for i in 0..self.params.tensors.len() {
-            let n = self.params.numel_of(i);
-            match (opt, self.velocity.as_mut()) {
-                (Optimizer::Momentum { mu, weight_decay }, Some(v)) => b.momentum_update(
-                    n,
-                    lr,
-                    *mu,
-                    *weight_decay,
-                    &self.grads.tensors[i],
-                    &mut v.tensors[i],
-                    &mut self.params.tensors[i],
-                )?,
-                (Optimizer::Sgd { weight_decay }, _)
-                | (Optimizer::Momentum { weight_decay, .. }, None) => b.sgd_update(
-                    n,
-                    lr,
-                    *weight_decay,
-                    &self.grads.tensors[i],
-                    &mut self.params.tensors[i],
-                )?,
-            }
-        }
-        Ok(())
+        apply_update(b, &mut self.params, &self.grads, self.velocity.as_mut(), opt, lr)
     }
 
     /// Read the metrics of the last recorded step (a sync on the GPU).

@@ -1,0 +1,281 @@
+//! The checkpointer: where a run starts from (`--init` weights, `--resume` from
+//! `last.safetensors` with its counters, best parameters and metrics.jsonl cut back to the
+//! checkpoint), the best parameters so far by validation 0-1 error, and when to save
+//! `last.safetensors` / `best.safetensors`. The file format is [`super::checkpoint`]'s.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::checkpoint::{self, Checkpoint, NamedTensor};
+use super::step::TrainState;
+use super::{TrainError, TrainOptions};
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::model::ParamSet;
+use crate::report::jsonl::JsonlWriter;
+
+/// Counters that a checkpoint carries so a resumed run continues exactly.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub step: u64,
+    pub epoch: u64,
+    pub step_in_epoch: u64,
+    pub examples_seen: u64,
+    pub best_val_error: Option<f64>,
+    pub best_step: Option<u64>,
+    pub evals_since_best: u64,
+    pub elapsed_s: f64,
+}
+
+/// Checkpoints of one run directory, and the best parameters so far.
+pub struct Checkpointer<B: Backend> {
+    last_path: PathBuf,
+    best_path: PathBuf,
+    metrics_path: PathBuf,
+    cfg_toml: String,
+    /// Save `last` every this many steps (0 = at each epoch's end).
+    every: u64,
+    /// A copy of the parameters of the best validation 0-1 error so far.
+    pub best: Option<ParamSet<B>>,
+    /// Clip events of the run before this session (resume).
+    pub clip_base: u64,
+    /// The last checkpoint written (or resumed from), named in a divergence error.
+    pub last_good: Option<PathBuf>,
+}
+
+impl<B: Backend> Checkpointer<B> {
+    pub fn new(cfg: &Config, run_dir: &Path) -> Self {
+        Checkpointer {
+            last_path: run_dir.join("last.safetensors"),
+            best_path: run_dir.join("best.safetensors"),
+            metrics_path: run_dir.join("metrics.jsonl"),
+            cfg_toml: cfg.to_toml(),
+            every: cfg.train.checkpoint_every,
+            best: None,
+            clip_base: 0,
+            last_good: None,
+        }
+    }
+
+    /// Load `--init` weights, or with `--resume` the state and counters of `last.safetensors`
+    /// (and `best.safetensors` if there is one) with metrics.jsonl cut back to its step.
+    /// Returns the metrics writer (appending on resume).
+    pub fn start(
+        &mut self,
+        b: &B,
+        opts: &TrainOptions,
+        st: &mut TrainState<B>,
+        prog: &mut Progress,
+    ) -> Result<JsonlWriter, TrainError> {
+        if let Some(init) = &opts.init {
+            let ck = checkpoint::load(init)?;
+            load_into(b, &ck, init, "", &mut st.params)?;
+        }
+        if !opts.resume {
+            return Ok(JsonlWriter::create(&self.metrics_path)?);
+        }
+        let path = &self.last_path;
+        let ck = checkpoint::load(path)?;
+        load_into(b, &ck, path, "", &mut st.params)?;
+        if let Some(v) = st.velocity.as_mut() {
+            load_into(b, &ck, path, "optimizer.velocity.", v)?;
+        }
+        prog.step = meta(&ck, "step", path)?;
+        prog.epoch = meta(&ck, "epoch", path)?;
+        prog.step_in_epoch = meta(&ck, "step_in_epoch", path)?;
+        prog.examples_seen = meta(&ck, "examples_seen", path)?;
+        prog.evals_since_best = meta(&ck, "evals_since_best", path)?;
+        prog.elapsed_s = meta(&ck, "elapsed_s", path)?;
+        prog.best_val_error = ck.metadata.get("best_val_error").and_then(|v| v.parse().ok());
+        prog.best_step = ck.metadata.get("best_step").and_then(|v| v.parse().ok());
+        self.clip_base = meta(&ck, "clip_events", path)?;
+        if self.best_path.exists() {
+            let bk = checkpoint::load(&self.best_path)?;
+            let mut bp = st.params.zeros_like(b)?;
+            load_into(b, &bk, &self.best_path, "", &mut bp)?;
+            self.best = Some(bp);
+        }
+        truncate_metrics(&self.metrics_path, prog.step)?;
+        self.last_good = Some(self.last_path.clone());
+        Ok(JsonlWriter::append(&self.metrics_path)?)
+    }
+
+    /// After an evaluation with validation 0-1 error `val_error`: on a new best, keep a copy of
+    /// `params` and reset the patience count. Returns whether it improved.
+    pub fn track_best(
+        &mut self,
+        b: &B,
+        params: &ParamSet<B>,
+        prog: &mut Progress,
+        val_error: Option<f64>,
+    ) -> Result<bool, TrainError> {
+        let Some(e) = val_error else { return Ok(false) };
+        if !prog.best_val_error.is_none_or(|best| e < best) {
+            prog.evals_since_best += 1;
+            return Ok(false);
+        }
+        prog.best_val_error = Some(e);
+        prog.best_step = Some(prog.step);
+        prog.evals_since_best = 0;
+        let mut bp = match self.best.take() {
+            Some(bp) => bp,
+            None => params.zeros_like(b)?,
+        };
+        bp.copy_from(b, params)?;
+        self.best = Some(bp);
+        Ok(true)
+    }
+
+    /// The saves after a logged step: `best` when it `improved`; `last` every `checkpoint_every`
+    /// steps, or at each epoch's end by default (then with the counters of the next epoch).
+    pub fn save_after_log(
+        &mut self,
+        b: &B,
+        st: &TrainState<B>,
+        prog: &Progress,
+        clip_events: u64,
+        improved: bool,
+        epoch_end: bool,
+    ) -> Result<(), TrainError> {
+        if improved {
+            let params = self.best.as_ref().unwrap_or(&st.params);
+            let ck = to_checkpoint(b, st, params, prog, clip_events, &self.cfg_toml)?;
+            checkpoint::save(&self.best_path, &ck)?;
+        }
+        let periodic = if self.every > 0 { prog.step % self.every == 0 } else { epoch_end };
+        if periodic {
+            if epoch_end {
+                // Save the counters as they will be after the epoch rolls over.
+                let mut p2 = prog.clone();
+                p2.epoch += 1;
+                p2.step_in_epoch = 0;
+                self.save_last(b, st, &p2, clip_events)?;
+            } else {
+                self.save_last(b, st, prog, clip_events)?;
+            }
+            self.last_good = Some(self.last_path.clone());
+        }
+        Ok(())
+    }
+
+    /// Write `last.safetensors`: `st`'s parameters and optimizer state with `prog`.
+    pub fn save_last(
+        &self,
+        b: &B,
+        st: &TrainState<B>,
+        prog: &Progress,
+        clip_events: u64,
+    ) -> Result<(), TrainError> {
+        let ck = to_checkpoint(b, st, &st.params, prog, clip_events, &self.cfg_toml)?;
+        Ok(checkpoint::save(&self.last_path, &ck)?)
+    }
+
+    /// Put the best parameters back into `st` (early stopping). Returns whether there were any.
+    pub fn restore_best(&self, b: &B, st: &mut TrainState<B>) -> Result<bool, TrainError> {
+        match &self.best {
+            Some(bp) => {
+                st.params.copy_from(b, bp)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Tensors and counters of a checkpoint.
+fn to_checkpoint<B: Backend>(
+    b: &B,
+    st: &TrainState<B>,
+    params: &ParamSet<B>,
+    prog: &Progress,
+    clip_events: u64,
+    cfg_toml: &str,
+) -> Result<Checkpoint, TrainError> {
+    let mut tensors = Vec::new();
+    for (i, host) in params.to_host(b)?.into_iter().enumerate() {
+        tensors.push(NamedTensor {
+            name: params.names[i].clone(),
+            shape: params.shapes[i].clone(),
+            data: host,
+        });
+    }
+    if let Some(v) = &st.velocity {
+        for (i, host) in v.to_host(b)?.into_iter().enumerate() {
+            tensors.push(NamedTensor {
+                name: format!("optimizer.velocity.{}", v.names[i]),
+                shape: v.shapes[i].clone(),
+                data: host,
+            });
+        }
+    }
+    let mut m = BTreeMap::new();
+    m.insert("step".into(), prog.step.to_string());
+    m.insert("epoch".into(), prog.epoch.to_string());
+    m.insert("step_in_epoch".into(), prog.step_in_epoch.to_string());
+    m.insert("examples_seen".into(), prog.examples_seen.to_string());
+    m.insert("evals_since_best".into(), prog.evals_since_best.to_string());
+    m.insert("elapsed_s".into(), format!("{:.6}", prog.elapsed_s));
+    m.insert("clip_events".into(), clip_events.to_string());
+    if let Some(e) = prog.best_val_error {
+        m.insert("best_val_error".into(), format!("{e:e}"));
+    }
+    if let Some(s) = prog.best_step {
+        m.insert("best_step".into(), s.to_string());
+    }
+    // The batch order is a pure function of (train.seed, epoch): these restore the RNG state.
+    m.insert(
+        "rng".into(),
+        "order = permutation(train.seed, epoch); stream = philox(data.seed, example)".into(),
+    );
+    m.insert("config".into(), cfg_toml.to_string());
+    m.insert("backend".into(), b.device_name());
+    Ok(Checkpoint { tensors, metadata: m, source: None })
+}
+
+/// A counter from a checkpoint's metadata.
+fn meta<T: std::str::FromStr>(ck: &Checkpoint, key: &str, path: &Path) -> Result<T, TrainError> {
+    ck.metadata.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| {
+        TrainError::Setup(format!(
+            "checkpoint {}: metadata `{key}` is missing or malformed",
+            path.display()
+        ))
+    })
+}
+
+/// Overwrite `params` from a checkpoint's `prefix + name` tensors (shapes checked).
+pub fn load_into<B: Backend>(
+    b: &B,
+    ck: &Checkpoint,
+    path: &Path,
+    prefix: &str,
+    params: &mut ParamSet<B>,
+) -> Result<(), TrainError> {
+    for i in 0..params.tensors.len() {
+        let name = format!("{prefix}{}", params.names[i]);
+        let t = ck.expect_shape(&name, &params.shapes[i])?;
+        b.write(&mut params.tensors[i], &t.data)?;
+    }
+    let _ = path;
+    Ok(())
+}
+
+/// Drop metrics lines after `step` (a resumed run rewrites what came after its checkpoint).
+fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TrainError::Setup(format!("cannot read {} to resume: {e}", path.display())))?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s <= step)
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    crate::report::rundir::write_atomic(path, out.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! What a training run writes: the options it starts from, one [`MetricsLine`] per logged step
+//! (metrics.jsonl), the [`TrainSummary`] (summary.json) and the plots of metrics.jsonl.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::checkpointer::Progress;
+use super::eval::Evaluation;
+use super::step::StepMetrics;
+use super::TrainError;
+use crate::report::plot::{line_plot, PlotSpec, Series};
+
+/// Where a run starts from and what it shows.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    /// Start from these weights (`layers.{i}.weight/bias`).
+    pub init: Option<PathBuf>,
+    /// Continue the run in this directory from its `last.safetensors`.
+    pub resume: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// One line of metrics.jsonl.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct MetricsLine {
+    pub step: u64,
+    pub epoch: u64,
+    pub examples_seen: u64,
+    /// Minibatch mean surrogate loss before the update.
+    pub train_loss: f64,
+    /// Minibatch mean 0-1 error before the update (classification).
+    pub train_error: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_error: Option<f64>,
+    /// Loss over the whole training set (with `train.eval_train`).
+    #[serde(default)]
+    pub train_full_loss: Option<f64>,
+    /// 0-1 error over the whole training set (with `train.eval_train`).
+    #[serde(default)]
+    pub train_full_error: Option<f64>,
+    /// ‖g‖ of the minibatch gradient before clipping.
+    pub grad_norm: f64,
+    pub lr: f64,
+    pub clip_events: u64,
+    pub elapsed_s: f64,
+    /// Curvature monitor (every `monitor.curvature_every` steps): gᵀg of the minibatch gradient.
+    #[serde(default, rename = "gTg", skip_serializing_if = "Option::is_none")]
+    pub gtg: Option<f64>,
+    /// gᵀHg, the curvature along the gradient (exact Hessian, R-operator).
+    #[serde(default, rename = "gTHg", skip_serializing_if = "Option::is_none")]
+    pub gthg: Option<f64>,
+    /// ε* = gᵀg / gᵀHg: the step size that minimises the quadratic model along −g.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps_star: Option<f64>,
+    /// Eq. 8.10 for the step −lr·g: ΔL̂ = −lr gᵀg + ½ lr² gᵀHg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_delta_loss: Option<f64>,
+    /// The minibatch loss after the update minus before (same minibatch; the step taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual_delta_loss: Option<f64>,
+    /// ½ lr² gᵀHg > lr gᵀg: the step is too large for the curvature (it would raise the loss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_too_large: Option<bool>,
+    /// Noise monitor: B_simple = tr Σ / |G|² from EMAs of the unbiased two-batch estimators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_simple: Option<f64>,
+    /// This step's unbiased |G|² estimate (before smoothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_g2: Option<f64>,
+    /// This step's unbiased tr Σ estimate (before smoothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_trace: Option<f64>,
+}
+
+impl MetricsLine {
+    /// The line of a logged step at `prog` (monitor fields empty): minibatch figures `m` of the
+    /// step taken at learning rate `lr`, and the evaluation `ev` if there was one.
+    pub fn new(
+        prog: &Progress,
+        m: &StepMetrics,
+        is_class: bool,
+        ev: &Evaluation,
+        lr: f32,
+        clip_events: u64,
+        elapsed_s: f64,
+    ) -> Self {
+        MetricsLine {
+            step: prog.step,
+            epoch: prog.epoch,
+            examples_seen: prog.examples_seen,
+            train_loss: m.loss,
+            train_error: is_class.then_some(m.error),
+            val_loss: ev.val_loss,
+            val_error: ev.val_error,
+            train_full_loss: ev.train_full_loss,
+            train_full_error: ev.train_full_error,
+            grad_norm: m.grad_norm,
+            lr: lr as f64,
+            clip_events,
+            elapsed_s,
+            gtg: None,
+            gthg: None,
+            eps_star: None,
+            predicted_delta_loss: None,
+            actual_delta_loss: None,
+            step_too_large: None,
+            b_simple: None,
+            noise_g2: None,
+            noise_trace: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    pub command: &'static str,
+    pub backend: String,
+    pub device: String,
+    pub params: usize,
+    pub batch_size: usize,
+    pub steps: u64,
+    pub epochs_completed: u64,
+    pub examples_seen: u64,
+    pub stopped_reason: String,
+    pub final_train_loss: Option<f64>,
+    pub final_train_error: Option<f64>,
+    pub final_val_loss: Option<f64>,
+    pub final_val_error: Option<f64>,
+    pub best_val_error: Option<f64>,
+    pub best_step: Option<u64>,
+    pub restored_best: bool,
+    pub clip_events: u64,
+    pub elapsed_s: f64,
+    /// Wall time of the training steps alone (this session; evaluations and checkpoints excluded).
+    pub train_s: f64,
+    pub examples_per_s: f64,
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Peak resident set size of this process (Linux), MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Read metrics.jsonl back (all of a resumed run's lines) and plot loss and 0-1 error.
+pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap_or_default();
+    let lines: Vec<MetricsLine> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let pts = |f: &dyn Fn(&MetricsLine) -> Option<f64>| -> Vec<(f64, f64)> {
+        lines.iter().filter_map(|l| f(l).map(|y| (l.examples_seen as f64, y))).collect()
+    };
+    let mut loss = vec![
+        Series { name: "train (minibatch)".into(), points: pts(&|l| Some(l.train_loss)) },
+        Series { name: "validation".into(), points: pts(&|l| l.val_loss) },
+    ];
+    let full_loss = pts(&|l| l.train_full_loss);
+    if !full_loss.is_empty() {
+        loss.push(Series { name: "train (whole set)".into(), points: full_loss });
+    }
+    line_plot(
+        &run_dir.join("loss.svg"),
+        &PlotSpec::new("Surrogate loss (NLL)", "examples seen", "loss").log_y(),
+        &loss,
+    )?;
+    let gthg = pts(&|l| l.gthg);
+    if !gthg.is_empty() {
+        line_plot(
+            &run_dir.join("curvature.svg"),
+            &PlotSpec::new(
+                "Gradient norm vs curvature along the gradient (eq. 8.10)",
+                "examples seen",
+                "value",
+            )
+            .log_y(),
+            &[
+                Series { name: "gᵀg".into(), points: pts(&|l| l.gtg) },
+                Series { name: "gᵀHg".into(), points: gthg },
+            ],
+        )?;
+    }
+    if is_class {
+        let mut err = vec![
+            Series { name: "train 0-1 (minibatch)".into(), points: pts(&|l| l.train_error) },
+            Series { name: "validation 0-1".into(), points: pts(&|l| l.val_error) },
+        ];
+        let full_err = pts(&|l| l.train_full_error);
+        if !full_err.is_empty() {
+            err.push(Series { name: "train 0-1 (whole set)".into(), points: full_err });
+        }
+        line_plot(
+            &run_dir.join("error.svg"),
+            &PlotSpec::new("0-1 error", "examples seen", "error"),
+            &err,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Monitors of a training run, read on the steps they are due: the curvature monitor
+//! (gᵀg, gᵀHg and the predicted vs actual loss change of the step, eq. 8.10, measured inside
+//! [`TrainState::record_step_monitored`]) and the noise probe (the gradient of the first rows
+//! of the minibatch before the update, for the two-batch estimate of B_simple).
+
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::data::device::BatchBuffers;
+use crate::model::{Mlp, ParamSet, Targets, Workspace};
+use crate::noise::NoiseScaleEma;
+
+use super::batches::BatchSource;
+use super::metrics::MetricsLine;
+use super::step::{StepMetrics, TrainState};
+use super::TrainError;
+
+/// Buffers of the in-training noise-scale estimate: the gradient of the first `rows` examples
+/// of the minibatch, at the parameters before the update.
+pub struct NoiseProbe<B: Backend> {
+    bt: BatchBuffers<B>,
+    ws: Workspace<B>,
+    grads: ParamSet<B>,
+    /// `[tensors]` squared norms of the small-batch gradient.
+    stats: B::Buf,
+    ema: NoiseScaleEma,
+}
+
+/// Which monitors are due on a step.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Due {
+    pub curvature: bool,
+    pub noise: bool,
+}
+
+/// The curvature monitor's cadence and the noise probe.
+pub struct Monitors<B: Backend> {
+    curvature_every: u64,
+    noise_every: u64,
+    noise: Option<NoiseProbe<B>>,
+    /// Rows of the full minibatch.
+    batch: usize,
+}
+
+impl<B: Backend> Monitors<B> {
+    pub fn new(
+        b: &B,
+        cfg: &Config,
+        model: &Mlp,
+        params: &ParamSet<B>,
+        batch: usize,
+    ) -> Result<Self, TrainError> {
+        let m = &cfg.monitor;
+        let noise = if m.noise_every > 0 {
+            let rows = if m.noise_small_batch > 0 { m.noise_small_batch } else { (batch / 4).max(1) };
+            Some(NoiseProbe {
+                bt: BatchBuffers::new(b, rows, model.inputs(), cfg.data_outputs())?,
+                ws: model.workspace(b, rows)?,
+                grads: params.zeros_like(b)?,
+                stats: b.zeros(params.tensors.len())?,
+                ema: NoiseScaleEma::new(m.noise_ema),
+            })
+        } else {
+            None
+        };
+        Ok(Monitors { curvature_every: m.curvature_every, noise_every: m.noise_every, noise, batch })
+    }
+
+    /// The monitors due on the step that makes `next` steps.
+    pub fn due(&self, next: u64) -> Due {
+        let every = |k: u64| k > 0 && next % k == 0;
+        Due { curvature: every(self.curvature_every), noise: every(self.noise_every) }
+    }
+
+    /// Before the step (when the noise probe is due): the gradient of the first rows of this
+    /// step's minibatch at the current parameters, and its squared norms.
+    #[allow(clippy::too_many_arguments)]
+    pub fn probe(
+        &mut self,
+        b: &B,
+        due: Due,
+        model: &Mlp,
+        params: &ParamSet<B>,
+        source: &mut BatchSource<B>,
+        epoch: u64,
+        step_in_epoch: u64,
+        is_class: bool,
+    ) -> Result<(), TrainError> {
+        let Some(np) = self.noise.as_mut().filter(|_| due.noise) else { return Ok(()) };
+        source.fill_head(b, &mut np.bt, epoch, step_in_epoch, self.batch)?;
+        let t = if is_class { Targets::Classes(&np.bt.labels) } else { Targets::Values(&np.bt.targets) };
+        model.loss_and_grad(b, params, &np.bt.x, &t, &mut np.ws, &mut np.grads)?;
+        np.grads.sum_sq_into(b, &mut np.stats, 0)?;
+        Ok(())
+    }
+
+    /// After the step: the readings of the monitors that were `due` into `line` (taken at
+    /// learning rate `lr`, minibatch figures `m`).
+    pub fn read(
+        &mut self,
+        b: &B,
+        due: Due,
+        st: &TrainState<B>,
+        m: &StepMetrics,
+        lr: f32,
+        line: &mut MetricsLine,
+    ) -> Result<(), TrainError> {
+        if due.curvature {
+            let c = st.read_curvature(b)?;
+            let eps = lr as f64;
+            line.gtg = Some(c.gtg);
+            line.gthg = Some(c.gthg);
+            line.eps_star = Some(c.gtg / c.gthg);
+            line.predicted_delta_loss = Some(-eps * c.gtg + 0.5 * eps * eps * c.gthg);
+            line.actual_delta_loss = Some(c.loss_after - m.loss);
+            line.step_too_large = Some(0.5 * eps * eps * c.gthg > eps * c.gtg);
+        }
+        if let (true, Some(np)) = (due.noise, self.noise.as_mut()) {
+            let g2s: f64 = b.read(&np.stats)?.iter().map(|&v| v as f64).sum();
+            let g2b = m.grad_norm * m.grad_norm;
+            if let Some((g2, tr)) =
+                crate::noise::two_batch_estimates(np.bt.rows as f64, g2s, self.batch as f64, g2b)
+            {
+                line.noise_g2 = Some(g2);
+                line.noise_trace = Some(tr);
+                line.b_simple = np.ema.update(g2, tr);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! The optimizer, shared by the MLP loop ([`super::step`]) and the RNN loop ([`super::rnn`]):
+//! the update rule (SGD or heavy-ball momentum, with weight decay), gradient clipping (by global
+//! norm, then by value) and the learning-rate schedule.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, Result};
+use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
+use crate::model::ParamSet;
+
+/// The update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Optimizer {
+    Sgd { weight_decay: f32 },
+    Momentum { mu: f32, weight_decay: f32 },
+}
+
+impl Optimizer {
+    /// The update rule of kind `kind` (`momentum` is used by [`OptimizerKind::Momentum`] only).
+    pub fn new(kind: OptimizerKind, momentum: f32, weight_decay: f32) -> Self {
+        match kind {
+            OptimizerKind::Sgd => Optimizer::Sgd { weight_decay },
+            OptimizerKind::Momentum => Optimizer::Momentum { mu: momentum, weight_decay },
+        }
+    }
+
+    /// The update rule a `[train]` config section describes.
+    pub fn of(t: &TrainConfig) -> Self {
+        Optimizer::new(t.optimizer, t.momentum, t.weight_decay)
+    }
+
+    /// The optimizer state for `params`: a zero velocity for momentum, none for SGD.
+    pub fn velocity<B: Backend>(&self, b: &B, params: &ParamSet<B>) -> Result<Option<ParamSet<B>>> {
+        match self {
+            Optimizer::Momentum { .. } => Ok(Some(params.zeros_like(b)?)),
+            Optimizer::Sgd { .. } => Ok(None),
+        }
+    }
+}
+
+/// Gradient clipping (0 = off for each).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Clip {
+    /// Rescale the whole gradient to at most this global norm.
+    pub norm: f32,
+    /// Clamp each component to `[-value, value]`.
+    pub value: f32,
+}
+
+/// Clip `grads` in place: by global norm from the per-tensor squared norms in
+/// `stats[sq0 .. sq0 + tensors]` (a clipped step adds one to `stats[count_slot]`), then by value.
+pub fn clip_grads<B: Backend>(
+    b: &B,
+    grads: &mut ParamSet<B>,
+    stats: &mut B::Buf,
+    sq0: usize,
+    count_slot: usize,
+    clip: &Clip,
+) -> Result<()> {
+    let tensors = grads.tensors.len();
+    if clip.norm > 0.0 {
+        for i in 0..tensors {
+            let n = grads.numel_of(i);
+            let count = (i == 0).then_some(count_slot);
+            b.clip_by_global_norm(n, clip.norm, sq0, tensors, count, stats, &mut grads.tensors[i])?;
+        }
+    }
+    if clip.value > 0.0 {
+        for i in 0..tensors {
+            let n = grads.numel_of(i);
+            b.clip_by_value(n, clip.value, &mut grads.tensors[i])?;
+        }
+    }
+    Ok(())
+}
+
+/// `params ← update(params, grads)` with SGD or heavy-ball momentum (`velocity` from
+/// [`Optimizer::velocity`]; without one, momentum falls back to plain SGD).
+pub fn apply_update<B: Backend>(
+    b: &B,
+    params: &mut ParamSet<B>,
+    grads: &ParamSet<B>,
+    mut velocity: Option<&mut ParamSet<B>>,
+    opt: &Optimizer,
+    lr: f32,
+) -> Result<()> {
+    for i in 0..params.tensors.len() {
+        let n = params.numel_of(i);
+        match (opt, velocity.as_mut()) {
+            (Optimizer::Momentum { mu, weight_decay }, Some(v)) => b.momentum_update(
+                n,
+                lr,
+                *mu,
+                *weight_decay,
+                &grads.tensors[i],
+                &mut v.tensors[i],
+                &mut params.tensors[i],
+            )?,
+            (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
+                b.sgd_update(n, lr, *weight_decay, &grads.tensors[i], &mut params.tensors[i])?
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The learning rate of epoch `epoch` under `t.lr_schedule`.
+pub fn lr_at(t: &TrainConfig, epoch: u64) -> f32 {
+    match t.lr_schedule {
+        LrSchedule::Constant => t.lr,
+        LrSchedule::Step => {
+            let k = epoch / t.lr_step_epochs.max(1) as u64;
+            t.lr * t.lr_decay.powi(k.min(i32::MAX as u64) as i32)
+        }
+    }
+}
