@@ -5,11 +5,11 @@
 //! Rust writes `5e-5`, so cells are formatted here and handed to the crate as text.
 
 use std::borrow::Cow;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::rundir::write_atomic;
+use super::rundir::{create_new, write_atomic};
 use super::ReportError;
 
 /// One CSV cell.
@@ -131,14 +131,7 @@ pub struct CsvWriter {
 impl CsvWriter {
     /// Creates `path` and writes the header; an existing file is an error, never truncated.
     pub fn create(path: &Path, header: &[&str]) -> Result<Self, ReportError> {
-        let file = OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                ReportError::AlreadyExists { path: path.to_path_buf() }
-            } else {
-                ReportError::io("create", path, e)
-            }
-        })?;
-        let mut w = writer(file);
+        let mut w = writer(create_new(path)?);
         w.write_record(header).map_err(|e| csv_error(path, e))?;
         w.flush().map_err(|e| ReportError::io("write", path, e))?;
         Ok(CsvWriter { w, path: path.to_path_buf(), width: header.len() })
