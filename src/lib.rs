@@ -13,4 +13,5 @@ pub mod model;
 pub mod noise;
 pub mod report;
 pub mod schedule;
+pub mod stats;
 pub mod train;

@@ -2,6 +2,8 @@
 //! file can be bad (missing, truncated, corrupted, wrong dtype, unverifiable, wrong shape), plus
 //! atomic replacement: a failed save never damages the checkpoint already on disk.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,10 +16,7 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("batchscope-ckpt-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Scratch(p)
+        Scratch(common::tmpdir(name))
     }
     fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)

@@ -1,20 +1,17 @@
 //! The binary: bad input gets one `error: ...` line and exit code 2 (never a panic, never a
 //! clobbered file); devices, sweep and compare run on the GPU adapter and the CPU backend.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{read_csv, tmpdir};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
     c.env("RUST_LOG", "error");
     c
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("batchscope-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
 }
 
 fn run(args: &[&str]) -> Output {
@@ -295,35 +292,6 @@ fn devices_lists_the_adapter_with_limits() {
     }
     let o = run(&["devices"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("max_storage_buffer_binding_size"));
-}
-
-/// RFC 4180 fields of one line (quoted fields may hold commas and doubled quotes).
-fn split_csv(line: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(ch) = chars.next() {
-        match (ch, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                out.last_mut().map(|f| f.push('"'));
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(String::new()),
-            (c, _) => {
-                out.last_mut().map(|f| f.push(c));
-            }
-        }
-    }
-    out
-}
-
-fn read_csv(p: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let text = std::fs::read_to_string(p).expect("csv");
-    let mut lines = text.lines();
-    let header = split_csv(lines.next().expect("header"));
-    let rows = lines.map(split_csv).collect();
-    (header, rows)
 }
 
 #[test]

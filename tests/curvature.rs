@@ -14,7 +14,7 @@ use batchscope::curvature::{
 };
 use batchscope::data::{self, Dataset, Labels};
 use batchscope::model::{hvp, LossKind, Mlp, MlpSpec, ParamSet, Targets};
-use common::{assert_close, cpu, gpu, indices, uniform};
+use common::{assert_close, cpu, gpu, indices, tmpdir, uniform};
 
 const ROWS: usize = 6;
 
@@ -464,12 +464,6 @@ fn bin() -> std::process::Command {
     c
 }
 
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("batchscope-curvature-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 fn run_ok(args: &[&str]) -> String {
     let o = bin().args(args).output().expect("run batchscope");
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
@@ -654,7 +648,8 @@ fn curvature_command_reads_a_checkpoint() {
         / a["lambda_max"].as_f64().unwrap();
     assert!(rel < 1e-4, "{rel}");
 
-    let missing = tmpdir("missing");
+    let missing_parent = tmpdir("missing");
+    let missing = missing_parent.join("run");
     let o = bin()
         .args([
             "curvature",
@@ -673,7 +668,7 @@ fn curvature_command_reads_a_checkpoint() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.lines().any(|l| l.starts_with("error:") && l.contains("x.safetensors")), "{err}");
     assert!(!missing.exists(), "no run directory for a bad checkpoint");
-    for d in [train_dir, at_init, trained] {
+    for d in [train_dir, at_init, trained, missing_parent] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use batchscope::backend::cpu::datagen::generate;
 use batchscope::backend::gpu::{datagen, GpuBackend};
@@ -14,6 +14,7 @@ use batchscope::data::{
     build_resident, gen_spec, gen_table, hessian_eigenvalues, val_spec, BatchOrder, DataError, Labels,
     VAL_FIRST,
 };
+use common::tmpdir;
 use npyz::WriterBuilder;
 
 // ---- helpers ----------------------------------------------------------------------------
@@ -96,12 +97,6 @@ fn gpu_gen(
     datagen::generate(&g.dev, spec, first, rows, &t.0, &x.0, &labels.0, &targets.0)
         .expect("gpu generate");
     (g.read(&x).unwrap(), g.read_idx(&labels).unwrap(), g.read(&targets).unwrap())
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("batchscope-data-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
 }
 
 // ---- CPU / GPU parity -------------------------------------------------------------------
@@ -472,7 +467,7 @@ fn npy_cfg(features: &Path, labels: &Path) -> DataConfig {
 
 #[test]
 fn npy_round_trip_and_split() {
-    let dir = temp_dir("roundtrip");
+    let dir = tmpdir("roundtrip");
     let (n, d) = (40usize, 3usize);
     let x: Vec<f32> = (0..n * d).map(|i| i as f32 * 0.5 - 7.0).collect();
     let labels: Vec<u32> = (0..n as u32).map(|i| i % 4).collect();
@@ -587,7 +582,7 @@ fn assert_names(e: &DataError, p: &Path) {
 
 #[test]
 fn bad_npy_files_give_typed_errors_naming_the_file() {
-    let dir = temp_dir("bad");
+    let dir = tmpdir("bad");
     let good_x = dir.join("good_x.npy");
     write_npy_f32(&good_x, &[4, 2], &[0.0; 8]).unwrap();
     let good_y = dir.join("good_y.npy");

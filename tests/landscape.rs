@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use batchscope::app::{BackendChoice, RunArgs};
 use batchscope::backend::{Activation, Backend};
@@ -16,6 +16,7 @@ use batchscope::landscape::{
     evaluate_points, upload_like, MlpObjective, Objective, RnnObjective, Split,
 };
 use batchscope::model::{LossKind, Mlp, MlpSpec, ParamSet, Rnn, RnnInit, RnnSpec, WInit};
+use common::tmpdir;
 
 const MLP_TOML: &str = r#"
 [model]
@@ -166,13 +167,6 @@ fn twins_have_equal_loss<B: Backend>(b: &B) {
     assert!(rel(la, lb) < 2e-6, "{} RNN: model {la} vs twin {lb}", b.device_name());
 }
 both_backends!(permuted_and_rescaled_twins_have_equal_loss, twins_have_equal_loss);
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("batchscope-landscape-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
 
 fn args(dir: &Path, config: &str) -> RunArgs {
     let cfg = dir.join("config.toml");

@@ -99,13 +99,7 @@ both_backends!(b_simple_matches_closed_form_on_linear_regression, b_simple_close
 /// The in-training estimate (`monitor.noise_every`) logs B_simple from the unbiased two-batch
 /// estimators on every k-th step, with tr Σ > 0 on average.
 fn noise_scale_during_training<B: Backend>(b: &B) {
-    let dir = std::env::temp_dir().join(format!(
-        "batchscope-noise-train-{}-{:?}",
-        std::process::id(),
-        b.kind()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = common::tmpdir(&format!("train-{:?}", b.kind()));
     let cfg = Config::load(
         None,
         &[

@@ -12,7 +12,7 @@ use batchscope::model::{LossKind, ParamSet, Rnn, RnnInit, RnnSpec, Targets, WIni
 use batchscope::train::diagnostics::backward_growth_per_step;
 use batchscope::train::rnn::{run_rnn, RnnTrainState};
 use batchscope::train::{Clip, Optimizer};
-use common::{assert_close, cpu, gpu, indices, uniform};
+use common::{assert_close, cpu, gpu, indices, tmpdir, uniform};
 
 const ROWS: usize = 4;
 
@@ -258,12 +258,6 @@ fn tiny_config(task: &str, extra: &str) -> RnnConfig {
          [train]\nbatch_size = 32\noptimizer = \"momentum\"\nlr = 0.05\nsteps = 24\nlog_every = 4\neval_every = 12\n{extra}"
     );
     RnnConfig::from_table(toml::from_str(&text).unwrap(), "test").unwrap()
-}
-
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("batchscope-rnn-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 /// The training loop logs per-step norms and the spectrum, learns the copy task, and leaves

@@ -3,20 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use batchscope::backend::{Activation, Backend};
 use batchscope::config::Config;
 use batchscope::model::{LossKind, Mlp, MlpSpec, Targets};
 use batchscope::train::{run_train, Clip, MetricsLine, Optimizer, TrainError, TrainOptions, TrainState};
-use common::{indices, uniform};
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("batchscope-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
+use common::{indices, tmpdir, uniform};
 
 const SMALL: &str = r#"
 [model]

@@ -1,6 +1,7 @@
 //! λmax, trace, gradient and Newton direction on random batches, against the whole set
 //! (`batchscope curvature --batch N`): second-order quantities need far larger batches (8.1.3).
 
+use crate::stats::{mean, std_dev};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -155,16 +156,4 @@ pub(super) fn batch_spreads(
             }
         })
         .collect()
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
-}
-
-fn std_dev(v: &[f64]) -> f64 {
-    if v.len() < 2 {
-        return 0.0;
-    }
-    let m = mean(v);
-    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
 }

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::{check_dim, Result, SymOp};
+use crate::stats::norm_f64;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CgResult {
@@ -31,7 +32,7 @@ pub fn conjugate_gradient<O: SymOp + ?Sized>(
     let mut x = vec![0f64; n];
     let mut r: Vec<f64> = b.iter().map(|&v| v as f64).collect();
     let mut p = r.clone();
-    let bnorm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let bnorm = norm_f64(&r);
     let mut rr = bnorm * bnorm;
     let mut ap = vec![0f32; n];
     let mut p32 = vec![0f32; n];

@@ -12,6 +12,7 @@ use super::{check_dim, CurvatureError, Result, SymOp};
 use crate::backend::Backend;
 use crate::data::{Dataset, Labels};
 use crate::model::{LossKind, Mlp, ParamSet, RopWorkspace, Targets, Workspace};
+use crate::stats::median;
 
 /// How the examples are split and whether activations are kept between products.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -354,17 +355,4 @@ pub fn time_hvp_vs_grad<B: Backend>(
         hvp_over_grad: h / g,
         prepared_over_grad: p / g,
     })
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
 }

@@ -15,6 +15,7 @@
 use nalgebra::{DMatrix, SymmetricEigen};
 
 use super::{check_dim, dot, norm, CurvatureError, Result, SymOp};
+use crate::stats::norm_f64;
 
 /// The outcome of one Lanczos run.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +83,7 @@ pub fn lanczos<O: SymOp + ?Sized>(op: &mut O, start: &[f32], steps: usize) -> Re
                 }
             }
         }
-        let b = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let b = norm_f64(&w);
         if !b.is_finite() || !a.is_finite() {
             return Err(CurvatureError::Setup(format!(
                 "lanczos: step {j} produced a non-finite value (α = {a}, β = {b})"

@@ -35,8 +35,10 @@ use crate::data::DataError;
 use crate::report::ReportError;
 use crate::train::checkpoint::CheckpointError;
 
+pub use crate::stats::{dot, norm};
 pub use analysis::{run_curvature, CurvatureOptions, CurvatureReport};
 pub use batches::{BatchSample, BatchSpread};
+
 pub use cg::{conjugate_gradient, CgResult};
 pub use hutchinson::{hutchinson_trace, HutchinsonOptions, TraceEstimate};
 pub use hvp::{time_hvp_vs_grad, HvpOperator, HvpOptions, HvpTiming};
@@ -199,16 +201,6 @@ pub(crate) fn check_dim(what: &'static str, have: usize, need: usize) -> Result<
         return Err(CurvatureError::Dim { what, have, need });
     }
     Ok(())
-}
-
-/// `Σ a_i b_i`, accumulated in `f64`.
-pub fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
-}
-
-/// `‖a‖₂`, accumulated in `f64`.
-pub fn norm(a: &[f32]) -> f64 {
-    dot(a, a).sqrt()
 }
 
 /// `n` independent ±1 values, seeded.

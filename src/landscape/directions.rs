@@ -10,6 +10,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::init::{normal_vec, rng};
+pub use crate::stats::global_norm;
+use crate::stats::norm;
 
 /// How a direction is scaled before `θ + α d` is evaluated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,15 +34,6 @@ pub fn random_direction(shapes: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {
 /// `b - a`, tensor by tensor.
 pub fn difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> Vec<Vec<f32>> {
     a.iter().zip(b).map(|(x, y)| x.iter().zip(y).map(|(p, q)| q - p).collect()).collect()
-}
-
-/// `‖v‖` over every tensor (f64).
-pub fn global_norm(v: &[Vec<f32>]) -> f64 {
-    v.iter().flatten().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt()
-}
-
-fn norm(x: &[f32]) -> f64 {
-    x.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt()
 }
 
 /// Scale `dir` in place per `how`, against the parameters `base` (same shapes).

@@ -2,6 +2,8 @@
 //! EMA-smoothed ratio B_simple (McCandlish et al. 2018, as gpt-neox smooths them), and the
 //! log-log slope of the minibatch error against batch size.
 
+pub use crate::stats::loglog_fit;
+
 /// Unbiased `(|G|², tr Σ)` from squared norms of mean gradients at two batch sizes
 /// `b_small < b_big`: `E|g_B|² = |G|² + tr Σ / B`, so
 /// `|G|² ≈ (B_b|g_b|² − B_s|g_s|²)/(B_b − B_s)` and `tr Σ ≈ (|g_s|² − |g_b|²)/(1/B_s − 1/B_b)`.
@@ -44,16 +46,6 @@ impl NoiseScaleEma {
             _ => None,
         }
     }
-}
-
-/// Least-squares slope and intercept of `log y` against `log x` (positive finite points only).
-pub fn loglog_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    let (xs, ys): (Vec<f64>, Vec<f64>) = points
-        .iter()
-        .filter(|(x, y)| *x > 0.0 && *y > 0.0 && x.is_finite() && y.is_finite())
-        .map(|(x, y)| (x.ln(), y.ln()))
-        .unzip();
-    crate::train::diagnostics::fit_line(&xs, &ys)
 }
 
 /// `ε_opt(B) = ε_max / (1 + B_noise / B)`: the best step size at batch B (McCandlish et al.).

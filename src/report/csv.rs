@@ -1,13 +1,15 @@
-//! A small CSV writer (RFC 4180): a header, then rows of cells. Text is quoted when it holds a
-//! comma, a quote, a line break or edge spaces; quotes are doubled. Floats are written in Rust's
-//! shortest round-trip form (`0.125`, `1e-7`, `NaN`, `inf`), which pandas and Python read back.
+//! CSV tables through the `csv` crate: a header, then rows of cells, `\n` line ends. Text is
+//! quoted only where RFC 4180 needs it (a comma, a quote or a line break; quotes doubled).
+//! Floats are written in Rust's shortest round-trip form (`0.125`, `1e-7`, `NaN`, `inf`), which
+//! pandas and Python read back; the crate's own float format (ryu) would write `0.00005` where
+//! Rust writes `5e-5`, so cells are formatted here and handed to the crate as text.
 
-use std::fmt::Write as _;
-use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::borrow::Cow;
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use super::rundir::write_atomic;
+use super::rundir::{create_new, write_atomic};
 use super::ReportError;
 
 /// One CSV cell.
@@ -19,31 +21,20 @@ pub enum Cell {
     Empty,
 }
 
-impl From<f64> for Cell {
-    fn from(v: f64) -> Self {
-        Cell::Num(v)
-    }
+/// `From<$t> for Cell` for types that widen losslessly into the variant's payload `$wide`.
+macro_rules! cell_from_lossless {
+    ($variant:ident($wide:ty): $($t:ty),+) => {
+        $(impl From<$t> for Cell {
+            fn from(v: $t) -> Self {
+                Cell::$variant(<$wide>::from(v))
+            }
+        })+
+    };
 }
-impl From<f32> for Cell {
-    fn from(v: f32) -> Self {
-        Cell::Num(f64::from(v))
-    }
-}
-impl From<i64> for Cell {
-    fn from(v: i64) -> Self {
-        Cell::Int(v)
-    }
-}
-impl From<i32> for Cell {
-    fn from(v: i32) -> Self {
-        Cell::Int(i64::from(v))
-    }
-}
-impl From<u32> for Cell {
-    fn from(v: u32) -> Self {
-        Cell::Int(i64::from(v))
-    }
-}
+cell_from_lossless!(Num(f64): f64, f32);
+cell_from_lossless!(Int(i64): i64, i32, u32);
+cell_from_lossless!(Text(String): &str, String);
+
 impl From<u64> for Cell {
     fn from(v: u64) -> Self {
         i64::try_from(v).map(Cell::Int).unwrap_or(Cell::Text(v.to_string()))
@@ -59,16 +50,6 @@ impl From<bool> for Cell {
         Cell::Text(if v { "true" } else { "false" }.into())
     }
 }
-impl From<&str> for Cell {
-    fn from(v: &str) -> Self {
-        Cell::Text(v.to_string())
-    }
-}
-impl From<String> for Cell {
-    fn from(v: String) -> Self {
-        Cell::Text(v)
-    }
-}
 impl<T: Into<Cell>> From<Option<T>> for Cell {
     fn from(v: Option<T>) -> Self {
         v.map_or(Cell::Empty, Into::into)
@@ -76,72 +57,62 @@ impl<T: Into<Cell>> From<Option<T>> for Cell {
 }
 
 impl Cell {
-    fn write_to(&self, out: &mut String) {
+    /// The cell's field text before quoting.
+    fn field(&self) -> Cow<'_, str> {
         match self {
-            Cell::Num(v) => {
-                let _ = write!(out, "{v:?}");
-            }
-            Cell::Int(v) => {
-                let _ = write!(out, "{v}");
-            }
-            Cell::Text(s) => write_text(s, out),
-            Cell::Empty => {}
+            Cell::Num(v) => Cow::Owned(format!("{v:?}")),
+            Cell::Int(v) => Cow::Owned(v.to_string()),
+            Cell::Text(s) => Cow::Borrowed(s),
+            Cell::Empty => Cow::Borrowed(""),
         }
     }
 }
 
-fn write_text(s: &str, out: &mut String) {
-    let quote = s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ');
-    if quote {
-        out.push('"');
-        for c in s.chars() {
-            if c == '"' {
-                out.push('"');
-            }
-            out.push(c);
-        }
-        out.push('"');
-    } else {
-        out.push_str(s);
+/// A `csv` writer with this module's dialect: `,`, `"` doubled, minimal quoting, `\n` ends.
+fn writer<W: io::Write>(out: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Necessary)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(out)
+}
+
+/// A `csv` error on `path` as a report error (I/O errors keep their source).
+fn csv_error(path: &Path, e: csv::Error) -> ReportError {
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => ReportError::io("write", path, source),
+        other => ReportError::Invalid { path: path.to_path_buf(), message: format!("{other:?}") },
     }
 }
 
-fn header_line(header: &[&str]) -> String {
-    let mut s = String::new();
-    for (i, h) in header.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        write_text(h, &mut s);
-    }
-    s.push('\n');
-    s
-}
-
-fn row_line(path: &Path, width: usize, row: &[Cell], out: &mut String) -> Result<(), ReportError> {
+/// Writes one row of `width` cells; a row of another width is an error naming `path`.
+fn write_row<W: io::Write>(
+    w: &mut csv::Writer<W>,
+    path: &Path,
+    width: usize,
+    row: &[Cell],
+) -> Result<(), ReportError> {
     if row.len() != width {
         return Err(ReportError::Invalid {
             path: path.to_path_buf(),
             message: format!("CSV row has {} cells, the header has {width}", row.len()),
         });
     }
-    for (i, c) in row.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        c.write_to(out);
+    for c in row {
+        w.write_field(c.field().as_bytes()).map_err(|e| csv_error(path, e))?;
     }
-    out.push('\n');
-    Ok(())
+    w.write_record(None::<&[u8]>).map_err(|e| csv_error(path, e))
 }
 
 /// The whole table as CSV text (`\n` line ends). `path` only names the table in errors.
 pub fn csv_string(path: &Path, header: &[&str], rows: &[Vec<Cell>]) -> Result<String, ReportError> {
-    let mut s = header_line(header);
+    let mut w = writer(Vec::new());
+    w.write_record(header).map_err(|e| csv_error(path, e))?;
     for r in rows {
-        row_line(path, header.len(), r, &mut s)?;
+        write_row(&mut w, path, header.len(), r)?;
     }
-    Ok(s)
+    let bytes = w.into_inner().map_err(|e| ReportError::io("write", path, e.into_error()))?;
+    String::from_utf8(bytes)
+        .map_err(|e| ReportError::Invalid { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// Writes a whole table atomically (temp file + rename).
@@ -152,33 +123,23 @@ pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<Cell>]) -> Result<(),
 
 /// A CSV file written row by row, each row flushed (a sweep's rows survive a crash).
 pub struct CsvWriter {
-    file: std::fs::File,
+    w: csv::Writer<File>,
     path: PathBuf,
     width: usize,
-    buf: String,
 }
 
 impl CsvWriter {
     /// Creates `path` and writes the header; an existing file is an error, never truncated.
     pub fn create(path: &Path, header: &[&str]) -> Result<Self, ReportError> {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                ReportError::AlreadyExists { path: path.to_path_buf() }
-            } else {
-                ReportError::io("create", path, e)
-            }
-        })?;
-        file.write_all(header_line(header).as_bytes()).map_err(|e| ReportError::io("write", path, e))?;
-        Ok(CsvWriter { file, path: path.to_path_buf(), width: header.len(), buf: String::new() })
+        let mut w = writer(create_new(path)?);
+        w.write_record(header).map_err(|e| csv_error(path, e))?;
+        w.flush().map_err(|e| ReportError::io("write", path, e))?;
+        Ok(CsvWriter { w, path: path.to_path_buf(), width: header.len() })
     }
 
     pub fn write_row(&mut self, row: &[Cell]) -> Result<(), ReportError> {
-        self.buf.clear();
-        row_line(&self.path, self.width, row, &mut self.buf)?;
-        self.file
-            .write_all(self.buf.as_bytes())
-            .and_then(|()| self.file.flush())
-            .map_err(|e| ReportError::io("write", &self.path, e))
+        write_row(&mut self.w, &self.path, self.width, row)?;
+        self.w.flush().map_err(|e| ReportError::io("write", &self.path, e))
     }
 
     pub fn path(&self) -> &Path {
@@ -201,13 +162,19 @@ mod tests {
             vec![Cell::from(" padded"), Cell::from(2.0f32), Cell::from(None::<f64>)],
         ];
         let s = csv_string(Path::new("t.csv"), &["name", "value, units", "n"], &rows).unwrap();
+        // Edge spaces are data, not a reason to quote (RFC 4180; the csv crate's rule).
         let expected = "name,\"value, units\",n\n\
                         plain,1.5,3\n\
                         \"a,b\",NaN,\n\
                         \"say \"\"hi\"\"\",1e-7,-2\n\
                         \"two\nlines\",inf,7\n\
-                        \" padded\",2.0,\n";
+                        \x20padded,2.0,\n";
         assert_eq!(s, expected);
+        let names: Vec<String> = csv::Reader::from_reader(s.as_bytes())
+            .records()
+            .map(|r| r.unwrap()[0].to_string())
+            .collect();
+        assert_eq!(names, ["plain", "a,b", "say \"hi\"", "two\nlines", " padded"]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Two SVG figures the line plots cannot draw: a heatmap with contour lines (a loss surface over
-//! a plane in parameter space) and stacked panels of lines with event markers (loss spikes and
-//! clip events over training steps).
+//! A figure the line plots cannot draw: a heatmap with contour lines (a loss surface over a plane
+//! in parameter space) and a colour bar. (The event plots once here live in `report::events` and
+//! are re-exported.)
 //!
 //! Contours are traced by marching squares on the grid values (in the colour scale, so log-spaced
 //! levels on a log colour scale); saddle cells are split by the cell-centre average. Non-finite
@@ -11,11 +11,11 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::plot::Series;
-use super::rundir::write_atomic;
+pub use super::events::{event_plot, EventPanel, MarkerShape, Markers};
+use super::plot::axes::{value_range, Scale, TickFormat};
+use super::plot::style::{err, FONT, PALETTE};
+use super::plot::write_svg;
 use super::ReportError;
-
-const FONT: &str = "sans-serif";
 
 /// Titles and scales of a heatmap.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -134,30 +134,6 @@ pub fn contour_segments(xs: &[f64], ys: &[f64], v: &[f64], level: f64) -> Vec<[(
     out
 }
 
-fn err<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-/// A tick label with about three significant digits and no float noise: `0.79`, `1500`, `2.5e-5`.
-fn fmt_val(v: f64) -> String {
-    let a = v.abs();
-    if v == 0.0 || !v.is_finite() || a < 1e-12 {
-        return if v.is_finite() { "0".into() } else { format!("{v}") };
-    }
-    if (1e-3..1e5).contains(&a) {
-        let decimals = (2 - a.log10().floor() as i32).max(0) as usize;
-        let s = format!("{v:.decimals$}");
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s
-        }
-    } else {
-        let s = format!("{v:.1e}");
-        s.replace(".0e", "e")
-    }
-}
-
 /// A heatmap of `z` (row-major `[ys.len()][xs.len()]`, `z[j * nx + i]` at `(xs[i], ys[j])`) with
 /// contour lines, a colour bar and `marks`.
 pub fn heatmap(
@@ -174,9 +150,7 @@ pub fn heatmap(
             message: format!("heatmap needs {} × {} values, got {}", xs.len(), ys.len(), z.len()),
         });
     }
-    let svg = render_heatmap(spec, xs, ys, z, marks)
-        .map_err(|message| ReportError::Plot { path: path.to_path_buf(), message })?;
-    write_atomic(path, svg.as_bytes())
+    write_svg(path, render_heatmap(spec, xs, ys, z, marks))
 }
 
 fn render_heatmap(
@@ -186,26 +160,9 @@ fn render_heatmap(
     z: &[f64],
     marks: &[Mark],
 ) -> Result<String, String> {
-    let tf = |v: f64| -> Option<f64> {
-        if !v.is_finite() {
-            None
-        } else if spec.log_z {
-            (v > 0.0).then(|| v.log10())
-        } else {
-            Some(v)
-        }
-    };
-    let t: Vec<f64> = z.iter().map(|&v| tf(v).unwrap_or(f64::NAN)).collect();
-    let (mut lo, mut hi) = t
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-    if !lo.is_finite() {
-        (lo, hi) = (0.0, 1.0);
-    }
-    if hi - lo < 1e-12 {
-        hi = lo + 1.0;
-    }
+    let scale = Scale::log10_if(spec.log_z);
+    let t: Vec<f64> = z.iter().map(|&v| scale.fwd(v).unwrap_or(f64::NAN)).collect();
+    let (lo, hi) = value_range(t.iter().copied().filter(|v| v.is_finite()));
     let (ex, ey) = (edges(xs), edges(ys));
     let mut svg = String::new();
     {
@@ -219,7 +176,7 @@ fn render_heatmap(
             .y_label_area_size(72)
             .build_cartesian_2d(ex[0]..ex[ex.len() - 1], ey[0]..ey[ey.len() - 1])
             .map_err(err)?;
-        let fmt = |v: &f64| fmt_val(*v);
+        let fmt = |v: &f64| TickFormat::SHORT.format(*v);
         chart
             .configure_mesh()
             .disable_mesh()
@@ -253,7 +210,7 @@ fn render_heatmap(
         }
         for m in marks {
             chart
-                .draw_series(std::iter::once(Circle::new((m.x, m.y), 5, RGBColor(214, 39, 40).filled())))
+                .draw_series(std::iter::once(Circle::new((m.x, m.y), 5, PALETTE[3].filled())))
                 .map_err(err)?;
             chart
                 .draw_series(std::iter::once(Text::new(
@@ -283,7 +240,7 @@ fn draw_colorbar(
         .build_cartesian_2d(0.0..1.0, lo..hi)
         .map_err(err)?;
     let log = spec.log_z;
-    let fy = move |v: &f64| if log { fmt_val(10f64.powf(*v)) } else { fmt_val(*v) };
+    let fy = move |v: &f64| TickFormat::SHORT.format(if log { 10f64.powf(*v) } else { *v });
     chart
         .configure_mesh()
         .disable_mesh()
@@ -305,225 +262,10 @@ fn draw_colorbar(
     Ok(())
 }
 
-// ---- lines with events -------------------------------------------------------------------------
-
-/// Marker shape of an event series.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MarkerShape {
-    Circle,
-    Cross,
-    Triangle,
-}
-
-/// Points drawn as markers, not joined.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Markers {
-    pub name: String,
-    pub points: Vec<(f64, f64)>,
-    pub shape: MarkerShape,
-}
-
-/// One panel: lines, event markers and horizontal reference lines, sharing the figure's x axis.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct EventPanel {
-    pub y_label: String,
-    pub log_y: bool,
-    pub lines: Vec<Series>,
-    pub markers: Vec<Markers>,
-    /// `(name, y)` dashed reference lines (e.g. the clipping threshold).
-    pub hlines: Vec<(String, f64)>,
-}
-
-const COLORS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(127, 127, 127),
-];
-
-/// Panels stacked vertically over a shared x axis, in one SVG file.
-pub fn event_plot(
-    path: &Path,
-    title: &str,
-    x_label: &str,
-    panels: &[EventPanel],
-) -> Result<(), ReportError> {
-    if panels.is_empty() {
-        return Err(ReportError::Plot { path: path.to_path_buf(), message: "no panels to draw".into() });
-    }
-    let svg = render_events(title, x_label, panels)
-        .map_err(|message| ReportError::Plot { path: path.to_path_buf(), message })?;
-    write_atomic(path, svg.as_bytes())
-}
-
-fn render_events(title: &str, x_label: &str, panels: &[EventPanel]) -> Result<String, String> {
-    let ty = |log: bool, v: f64| -> Option<f64> {
-        if !v.is_finite() {
-            None
-        } else if log {
-            (v > 0.0).then(|| v.log10())
-        } else {
-            Some(v)
-        }
-    };
-    let xs: Vec<f64> = panels
-        .iter()
-        .flat_map(|p| {
-            p.lines
-                .iter()
-                .flat_map(|s| s.points.iter())
-                .chain(p.markers.iter().flat_map(|m| m.points.iter()))
-        })
-        .map(|p| p.0)
-        .filter(|x| x.is_finite())
-        .collect();
-    let (mut x0, mut x1) =
-        xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
-    if !x0.is_finite() {
-        (x0, x1) = (0.0, 1.0);
-    }
-    if x1 - x0 < 1e-12 {
-        x1 = x0 + 1.0;
-    }
-    let mut svg = String::new();
-    {
-        let height = 60 + 330 * panels.len() as u32;
-        let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let root = root.titled(title, (FONT, 22)).map_err(err)?;
-        let areas = root.split_evenly((panels.len(), 1));
-        for (area, p) in areas.iter().zip(panels) {
-            let ys: Vec<f64> = p
-                .lines
-                .iter()
-                .flat_map(|s| s.points.iter())
-                .chain(p.markers.iter().flat_map(|m| m.points.iter()))
-                .map(|q| q.1)
-                .chain(p.hlines.iter().map(|h| h.1))
-                .filter_map(|v| ty(p.log_y, v))
-                .collect();
-            let (mut y0, mut y1) =
-                ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
-            if !y0.is_finite() {
-                (y0, y1) = (0.0, 1.0);
-            }
-            let pad = ((y1 - y0) * 0.05).max(1e-9);
-            let (y0, y1) = (y0 - pad, y1 + pad);
-            let mut chart = ChartBuilder::on(area)
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(72)
-                .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(err)?;
-            let log = p.log_y;
-            let fy = move |v: &f64| if log { fmt_val(10f64.powf(*v)) } else { fmt_val(*v) };
-            let fx = |v: &f64| fmt_val(*v);
-            chart
-                .configure_mesh()
-                .x_desc(x_label)
-                .y_desc(if log { format!("{} (log scale)", p.y_label) } else { p.y_label.clone() })
-                .x_label_formatter(&fx)
-                .y_label_formatter(&fy)
-                .label_style((FONT, 13))
-                .axis_desc_style((FONT, 15))
-                .bold_line_style(BLACK.mix(0.12))
-                .light_line_style(BLACK.mix(0.04))
-                .draw()
-                .map_err(err)?;
-            let mut ci = 0;
-            for s in &p.lines {
-                let color = COLORS[ci % COLORS.len()];
-                ci += 1;
-                let pts: Vec<(f64, f64)> =
-                    s.points.iter().filter_map(|&(x, y)| Some((x, ty(log, y)?))).collect();
-                if pts.len() <= 64 {
-                    // Few points (or a lone one, which a line cannot show): mark each.
-                    chart
-                        .draw_series(pts.iter().map(|&q| Circle::new(q, 2, color.filled())))
-                        .map_err(err)?;
-                }
-                chart
-                    .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                    .map_err(err)?
-                    .label(s.name.as_str())
-                    .legend(move |(lx, ly)| {
-                        PathElement::new(vec![(lx, ly), (lx + 22, ly)], color.stroke_width(2))
-                    });
-            }
-            for m in &p.markers {
-                let color = COLORS[ci % COLORS.len()];
-                ci += 1;
-                let pts: Vec<(f64, f64)> =
-                    m.points.iter().filter_map(|&(x, y)| Some((x, ty(log, y)?))).collect();
-                let style = color.stroke_width(2);
-                let shape = m.shape;
-                let anno =
-                    match shape {
-                        MarkerShape::Circle => chart
-                            .draw_series(pts.into_iter().map(|q| Circle::new(q, 5, style).into_dyn())),
-                        MarkerShape::Cross => chart
-                            .draw_series(pts.into_iter().map(|q| Cross::new(q, 5, style).into_dyn())),
-                        MarkerShape::Triangle => chart.draw_series(
-                            pts.into_iter().map(|q| TriangleMarker::new(q, 6, style).into_dyn()),
-                        ),
-                    }
-                    .map_err(err)?;
-                anno.label(m.name.as_str()).legend(move |(lx, ly)| match shape {
-                    MarkerShape::Circle => Circle::new((lx + 11, ly), 5, style).into_dyn(),
-                    MarkerShape::Cross => Cross::new((lx + 11, ly), 5, style).into_dyn(),
-                    MarkerShape::Triangle => TriangleMarker::new((lx + 11, ly), 6, style).into_dyn(),
-                });
-            }
-            for (name, y) in &p.hlines {
-                if let Some(v) = ty(log, *y) {
-                    let color = BLACK.mix(0.6);
-                    chart
-                        .draw_series(
-                            dashes(x0, x1, v)
-                                .into_iter()
-                                .map(move |seg| PathElement::new(seg, color.stroke_width(1))),
-                        )
-                        .map_err(err)?
-                        .label(name.as_str())
-                        .legend(move |(lx, ly)| {
-                            PathElement::new(vec![(lx, ly), (lx + 22, ly)], color.stroke_width(1))
-                        });
-                }
-            }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .margin(8)
-                .label_font((FONT, 13))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.4))
-                .draw()
-                .map_err(err)?;
-        }
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
-}
-
-/// A dashed horizontal line at `y` from `x0` to `x1` as 60 segments.
-fn dashes(x0: f64, x1: f64, y: f64) -> Vec<Vec<(f64, f64)>> {
-    let n = 60;
-    (0..n)
-        .step_by(2)
-        .map(|k| {
-            vec![
-                (x0 + (x1 - x0) * k as f64 / n as f64, y),
-                (x0 + (x1 - x0) * (k + 1) as f64 / n as f64, y),
-            ]
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::plot::Series;
 
     #[test]
     fn contours_of_a_bowl_are_closed_rings_at_the_level() {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::rundir::create_new;
 use super::ReportError;
 
 pub struct JsonlWriter {
@@ -20,14 +21,7 @@ pub struct JsonlWriter {
 impl JsonlWriter {
     /// Creates `path`; an existing file is an error, never truncated.
     pub fn create(path: &Path) -> Result<Self, ReportError> {
-        let file = OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                ReportError::AlreadyExists { path: path.to_path_buf() }
-            } else {
-                ReportError::io("create", path, e)
-            }
-        })?;
-        Ok(Self::from_file(file, path))
+        Ok(Self::from_file(create_new(path)?, path))
     }
 
     /// Opens `path` for appending (`--resume`), creating it if missing. A last line cut short by

@@ -2,6 +2,7 @@
 //! and SVG plots. Every error names the file or directory it is about.
 
 pub mod csv;
+pub mod events;
 pub mod heatmap;
 pub mod jsonl;
 pub mod plot;

@@ -39,6 +39,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     write_atomic_io(path, bytes).map_err(ReportError::from)
 }
 
+/// Creates `path` for writing; an existing file is [`ReportError::AlreadyExists`], never truncated.
+pub(crate) fn create_new(path: &Path) -> Result<File, ReportError> {
+    OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            ReportError::AlreadyExists { path: path.to_path_buf() }
+        } else {
+            ReportError::io("create", path, e)
+        }
+    })
+}
+
 pub(crate) fn write_atomic_io(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     let fail = |action: &'static str, p: &Path, source: io::Error| AtomicWriteError {
         action,

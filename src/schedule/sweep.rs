@@ -15,6 +15,7 @@ use super::powers_of_two;
 use crate::backend::{Backend, BackendError, Gemm};
 use crate::config::{Config, OptimizerKind};
 use crate::model::{LossKind, Mlp, Targets};
+use crate::stats::median;
 use crate::train::{Clip, Optimizer, TrainState};
 
 /// What a backend adds for timing: device timestamps and limits. Implemented next to each
@@ -75,19 +76,6 @@ pub struct SweepReport {
 impl SweepReport {
     pub fn points(&self) -> Vec<SweepPoint> {
         self.rows.iter().map(SweepRow::point).collect()
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
     }
 }
 
@@ -286,16 +274,4 @@ pub fn run_sweep<B: Timed>(
         peak_probe: probe,
         rows,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(&mut []).is_nan());
-    }
 }

@@ -4,6 +4,8 @@
 
 use crate::backend::{Backend, Result};
 use crate::model::{Mlp, ParamSet, Targets, Workspace};
+pub use crate::stats::fit_line;
+use crate::stats::norm_f64 as norm;
 
 /// Spectral radius ρ(W) of `w [h, h]` (row-major) by power iteration in f64, from Gelfand's
 /// formula ρ = lim ‖Wᵏv‖^(1/k): the mean log growth `ln(‖W v‖ / ‖v‖)` over the second half of
@@ -68,34 +70,6 @@ fn start_vector(h: usize) -> Vec<f64> {
 
 fn matvec(w: &[f32], h: usize, v: &[f64]) -> Vec<f64> {
     (0..h).map(|r| (0..h).map(|c| w[r * h + c] as f64 * v[c]).sum()).collect()
-}
-
-fn norm(v: &[f64]) -> f64 {
-    v.iter().map(|x| x * x).sum::<f64>().sqrt()
-}
-
-/// Least-squares slope and intercept of `ys` against `xs` (points with a non-finite y skipped);
-/// `None` with fewer than two usable points.
-pub fn fit_line(xs: &[f64], ys: &[f64]) -> Option<(f64, f64)> {
-    let pts: Vec<(f64, f64)> = xs
-        .iter()
-        .zip(ys)
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .map(|(&x, &y)| (x, y))
-        .collect();
-    if pts.len() < 2 {
-        return None;
-    }
-    let n = pts.len() as f64;
-    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
-    if sxx == 0.0 {
-        return None;
-    }
-    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let slope = sxy / sxx;
-    Some((slope, my - slope * mx))
 }
 
 /// Growth per step *backwards in time* of per-step gradient norms `norms[t-1] = ‖∂L/∂h_t‖`,

@@ -16,9 +16,9 @@ use super::diagnostics::{backward_growth_per_step, spectral_radius, top_singular
 use super::optimizer::{Clip, Optimizer};
 use super::TrainError;
 use crate::backend::{Backend, Result};
+use crate::config::RnnConfig;
 use crate::config::Shuffle;
 use crate::data::BatchOrder;
-use crate::config::RnnConfig;
 use crate::model::rnn::tensor;
 use crate::model::{ParamSet, Rnn, Targets};
 use crate::report::jsonl::JsonlWriter;

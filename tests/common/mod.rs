@@ -1,6 +1,8 @@
-//! Shared test helpers: the GPU under test, seeded inputs, and tolerance checks that print the
-//! worst element.
+//! Shared test helpers: the GPU under test, seeded inputs, scratch directories, CSV reading, and
+//! the tolerance check that prints the worst element.
 #![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
 
 use batchscope::backend::cpu::CpuBackend;
 use batchscope::backend::gpu::GpuBackend;
@@ -8,6 +10,32 @@ use batchscope::backend::Activation;
 use batchscope::model::{LossKind, MlpSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+mod close;
+#[allow(unused_imports)] // not every test file compares slices
+pub use close::assert_close;
+
+/// A fresh scratch directory `batchscope-<test file>-<pid>-<name>` under the system temp dir:
+/// any leftover from an earlier run is removed, then the directory is created (empty).
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "batchscope-{}-{}-{name}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A CSV file as its header and rows of fields (read with the `csv` crate).
+pub fn read_csv(p: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let header = r.headers().expect("csv header").iter().map(String::from).collect();
+    let rows =
+        r.records().map(|rec| rec.expect("csv record").iter().map(String::from).collect()).collect();
+    (header, rows)
+}
 
 /// The GPU under test: the best adapter, or `BATCHSCOPE_ADAPTER` (a name substring).
 /// Without an adapter this fails with the fix in the message; GPU tests never pass silently.
@@ -33,34 +61,6 @@ pub fn uniform(seed: u64, n: usize, scale: f32) -> Vec<f32> {
 pub fn indices(seed: u64, n: usize, hi: u32) -> Vec<u32> {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     (0..n).map(|_| r.random_range(0..hi)).collect()
-}
-
-/// `|ref - out| <= atol + rtol * |ref|` for every element; panics naming the worst one.
-pub fn assert_close(what: &str, reference: &[f32], out: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(reference.len(), out.len(), "{what}: lengths differ");
-    let mut worst: Option<(usize, f32)> = None;
-    let mut failures = 0usize;
-    for (i, (&r, &o)) in reference.iter().zip(out).enumerate() {
-        let err = (r - o).abs();
-        let tol = atol + rtol * r.abs();
-        let excess = if err.is_nan() || (r.is_nan() != o.is_nan()) { f32::INFINITY } else { err - tol };
-        if excess > 0.0 {
-            failures += 1;
-        }
-        if worst.is_none_or(|(_, w)| excess > w) {
-            worst = Some((i, excess));
-        }
-    }
-    if failures > 0 {
-        let (i, _) = worst.unwrap_or((0, 0.0));
-        panic!(
-            "{what}: {failures}/{} elements out of tolerance (atol {atol}, rtol {rtol}); worst at [{i}]: ref {} vs out {} (|diff| {})",
-            reference.len(),
-            reference[i],
-            out[i],
-            (reference[i] - out[i]).abs()
-        );
-    }
 }
 
 /// One test body, one `#[test]` per backend: `both_backends!(name, body)` where

@@ -15,13 +15,9 @@ fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// `|want - got| <= atol + rtol * |want|` elementwise, with the first mismatch in the message.
-fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}: [{i}] got {g}, want {w}");
-    }
-}
+#[path = "../../../tests/common/close.rs"]
+mod close;
+use close::assert_close;
 
 /// Stored `[rows, cols]` row-major matrix transposed to `[cols, rows]`.
 fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -83,7 +79,7 @@ fn matmul_ragged_shapes_match_naive_for_both_crates() {
                             let mut c = c0.clone();
                             sgemm_with(which, &g, &a, &b, &mut c).unwrap();
                             let what = format!("{} {g:?}", which.name());
-                            assert_close(&c, &want, 1e-5 * k as f32, 1e-5, &what);
+                            assert_close(&what, &want, &c, 1e-5 * k as f32, 1e-5);
                         }
                     }
                 }
@@ -225,7 +221,7 @@ fn activations_forward_backward() {
     assert_eq!(y, want);
     // tanh'(z) = 1 - tanh²(z): tanh(0.5) = 0.46211716, so 1 - 0.21355227 = 0.78644773.
     cpu.act_backward(Activation::Tanh, 4, &z, &dy, &mut dz).unwrap();
-    assert_close(&dz[2..3], &[3.0 * 0.786_447_7], 1e-6, 1e-6, "tanh'");
+    assert_close("tanh'", &[3.0 * 0.786_447_7], &dz[2..3], 1e-6, 1e-6);
     assert!(matches!(
         cpu.act_backward(Activation::Tanh, 5, &z, &dy, &mut dz),
         Err(BackendError::Shape { .. })
@@ -267,11 +263,11 @@ fn softmax_xent_known_row() {
     let labels = vec![2u32, 0];
     let (mut loss, mut correct, mut d) = (vec![0.0; 2], vec![0.0; 2], vec![0.0; 6]);
     cpu.softmax_xent(2, 3, &logits, &labels, 0.5, &mut loss, &mut correct, &mut d).unwrap();
-    assert_close(&loss, &[0.407_605_96, 2.407_606], 1e-6, 1e-6, "loss");
+    assert_close("loss", &[0.407_605_96, 2.407_606], &loss, 1e-6, 1e-6);
     assert_eq!(correct, [1.0, 0.0]);
     let p = [0.090_030_57, 0.244_728_47, 0.665_240_96];
     let want = [0.5 * p[0], 0.5 * p[1], 0.5 * (p[2] - 1.0), 0.5 * (p[0] - 1.0), 0.5 * p[1], 0.5 * p[2]];
-    assert_close(&d, &want, 1e-7, 1e-6, "dlogits");
+    assert_close("dlogits", &want, &d, 1e-7, 1e-6);
 }
 
 #[test]
@@ -283,7 +279,7 @@ fn softmax_xent_is_stable_and_takes_first_argmax() {
     // Two rows of three: row 0 = [1000, 1000, 5], row 1 = [7, 7, -1e4].
     let labels = vec![1u32, 0];
     cpu.softmax_xent(2, 3, &logits, &labels, 1.0, &mut loss, &mut correct, &mut d).unwrap();
-    assert_close(&loss, &[std::f32::consts::LN_2, std::f32::consts::LN_2], 1e-6, 1e-6, "loss");
+    assert_close("loss", &[std::f32::consts::LN_2, std::f32::consts::LN_2], &loss, 1e-6, 1e-6);
     assert_eq!(correct, [0.0, 1.0], "row 0 argmax is index 0, row 1 argmax is index 0");
     assert!(d.iter().all(|v| v.is_finite()));
 }
@@ -356,7 +352,7 @@ fn softmax_xent_rop_matches_jacobian_and_differences() {
     };
     let (dp, dm) = (grad_at(eps), grad_at(-eps));
     let fd: Vec<f32> = dp.iter().zip(&dm).map(|(a, b)| (a - b) / (2.0 * eps)).collect();
-    assert_close(&out, &fd, 1e-3, 1e-2, "R-op vs differences");
+    assert_close("R-op vs differences", &fd, &out, 1e-3, 1e-2);
 }
 
 #[test]
@@ -427,13 +423,13 @@ fn sgd_and_momentum_updates() {
     // p = 1 - 0.1 * (0.5 + 0.2 * 1) = 0.93; p = 2 - 0.1 * (-1 + 0.2 * 2) = 2.06.
     let mut p = vec![1.0, 2.0];
     cpu.sgd_update(2, 0.1, 0.2, &vec![0.5, -1.0], &mut p).unwrap();
-    assert_close(&p, &[0.93, 2.06], 1e-7, 1e-6, "sgd");
+    assert_close("sgd", &[0.93, 2.06], &p, 1e-7, 1e-6);
     // v = 0.9 * 1 + (0.5 + 0.2 * 1) = 1.6, p = 1 - 0.1 * 1.6 = 0.84;
     // v = 0.9 * 0 + (-1 + 0.2 * 2) = -0.6, p = 2 + 0.06 = 2.06.
     let (mut v, mut p) = (vec![1.0, 0.0], vec![1.0, 2.0]);
     cpu.momentum_update(2, 0.1, 0.9, 0.2, &vec![0.5, -1.0], &mut v, &mut p).unwrap();
-    assert_close(&v, &[1.6, -0.6], 1e-7, 1e-6, "velocity");
-    assert_close(&p, &[0.84, 2.06], 1e-7, 1e-6, "param");
+    assert_close("velocity", &[1.6, -0.6], &v, 1e-7, 1e-6);
+    assert_close("param", &[0.84, 2.06], &p, 1e-7, 1e-6);
     assert!(matches!(
         cpu.momentum_update(2, 0.1, 0.9, 0.0, &vec![0.0; 2], &mut vec![0.0; 1], &mut p),
         Err(BackendError::Shape { operand: "velocity", .. })
