@@ -46,6 +46,36 @@ impl SlqResult {
         self.integrate(|t| if t < -threshold { 1.0 } else { 0.0 })
     }
 
+    /// Cell-interpolated mass below `-threshold` (experiment).
+    pub fn negative_mass_of(&self, threshold: f64) -> f64 {
+        let t = -threshold;
+        let mut total = 0.0;
+        let mut start = 0;
+        for &m in &self.steps {
+            let mut run: Vec<(f64, f64)> = self.nodes[start..start + m]
+                .iter()
+                .copied()
+                .zip(self.weights[start..start + m].iter().copied())
+                .collect();
+            start += m;
+            run.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for k in 0..run.len() {
+                let (x, w) = run[k];
+                let a = if k > 0 { 0.5 * (run[k - 1].0 + x) } else { x };
+                let b = if k + 1 < run.len() { 0.5 * (x + run[k + 1].0) } else { x };
+                let f = if b > a {
+                    ((t - a) / (b - a)).clamp(0.0, 1.0)
+                } else if x < t {
+                    1.0
+                } else {
+                    0.0
+                };
+                total += w * f;
+            }
+        }
+        total
+    }
+
     /// Add the nodes of one run (weights scaled by `1/runs` after all runs: see [`slq`]).
     pub fn push_run(&mut self, run: &LanczosRun) -> Result<()> {
         self.push_ritz(&run.ritz()?);
