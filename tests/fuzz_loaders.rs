@@ -112,6 +112,9 @@ const DTYPES: [&str; 12] =
 /// One mutation of `seed` (never the seed unchanged, except by chance of a no-op edit).
 fn mutate(seed: &[u8], r: &mut ChaCha8Rng) -> Vec<u8> {
     let mut b = seed.to_vec();
+    if b.is_empty() {
+        return vec![r.random()];
+    }
     match r.random_range(0..9) {
         // Bit flips.
         0 | 1 => {

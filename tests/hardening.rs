@@ -318,7 +318,7 @@ fn npy_shapes_whose_element_count_overflows_are_one_line_errors() {
             "(0, 4611686018427387904, 4)",
             "(0,)",
             "<i8",
-            "dim = 0\nclasses = 3\n",
+            "dim = 4\nclasses = 3\n",
             "[model]\nhidden = [4]\n",
         ),
     ];
@@ -367,6 +367,10 @@ fn npy_shapes_whose_element_count_overflows_are_one_line_errors() {
                 continue; // no GPU here: the CPU run covers the loader
             }
             assert_clean_error(&o, &[]);
+            println!(
+                "case {k} on {backend}: {}",
+                err.lines().find(|l| l.starts_with("error:")).unwrap_or_default()
+            );
             assert!(err.contains(&format!("x{k}.npy")) || err.contains("dim"), "{err}");
         }
     }

@@ -39,9 +39,7 @@ const CHUNK_BUDGET_BYTES: u64 = 64 << 20;
 const DENSITY_POINTS: usize = 400;
 /// Gaussian width of the density, as a fraction of the spectrum's span.
 const DENSITY_SIGMA: f64 = 0.01;
-/// Ritz values below `−NEGATIVE_TOL · max|λ|` count as negative eigen-mass (rounding leaves
-/// the null space of an over-parameterised model a little on both sides of 0).
-const NEGATIVE_TOL: f64 = 1e-4;
+use super::slq::NEGATIVE_TOL;
 /// Most conjugate-gradient steps for a Newton direction, and its tolerance.
 const CG_MAX_ITERS: usize = 500;
 const CG_TOL: f64 = 1e-6;
@@ -216,7 +214,8 @@ pub struct CurvatureSummary {
     /// Fraction of the spectral density below `−negative_threshold` (SLQ).
     pub negative_mass: f64,
     pub negative_threshold: f64,
-    /// `λmax / |θ|` for the Ritz value θ of smallest magnitude found.
+    /// `λmax / |θ|` for the Ritz value θ of smallest magnitude found; `None` (printed ∞) when
+    /// the Hessian is singular within `negative_threshold` ([`super::slq::condition_estimate`]).
     pub condition_estimate: Option<f64>,
     pub power: PowerSummary,
     pub lanczos: LanczosSummary,
@@ -315,7 +314,6 @@ pub fn run_curvature<B: Backend>(
     let lanczos_max = ritz.values.last().copied().unwrap_or(f64::NAN);
     let lambda_min = ritz.values.first().copied().unwrap_or(f64::NAN);
     let top_eigenvalues: Vec<f64> = ritz.values.iter().rev().take(opts.top_k).copied().collect();
-    let min_abs = ritz.values.iter().map(|v| v.abs()).fold(f64::INFINITY, f64::min);
     let lanczos_summary = LanczosSummary {
         steps: run.steps(),
         ritz_values: ritz.values.clone(),
@@ -419,7 +417,12 @@ pub fn run_curvature<B: Backend>(
         lr_stable_max: (lambda_max > 0.0).then(|| 2.0 / lambda_max),
         negative_mass,
         negative_threshold,
-        condition_estimate: (min_abs > 0.0 && min_abs.is_finite()).then(|| lambda_max / min_abs),
+        condition_estimate: super::slq::condition_estimate(
+            &ritz.values,
+            &ritz.residuals,
+            lambda_max,
+            negative_threshold,
+        ),
         power: PowerSummary {
             lambda_max: power.eigenvalue,
             iterations: power.iterations,
@@ -835,11 +838,14 @@ pub fn terminal_summary(s: &CurvatureSummary) -> String {
     t.row([
         "negative mass".to_string(),
         f(s.negative_mass),
-        format!("density below −{}", fmt_sig(s.negative_threshold, 2)),
+        format!(
+            "eigenvalues below −{} = −1e-4·max|λ| (Ritz nodes within 10× that of 0 count as 0)",
+            fmt_sig(s.negative_threshold, 2)
+        ),
     ]);
     t.row([
         "condition".to_string(),
-        opt(s.condition_estimate),
+        s.condition_estimate.map_or_else(|| "∞ (singular within tolerance)".to_string(), f),
         "λmax / |λ| of smallest magnitude found".to_string(),
     ]);
     t.row([
