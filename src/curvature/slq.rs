@@ -237,8 +237,10 @@ mod tests {
         };
         assert_eq!(r.mass_below(1e-4), 0.2 + 0.5, "−2e-3 is outside the band of 1e-3");
         assert_eq!(r.mass_below(1e-3), 0.2, "−2e-3 is inside the band of 1e-2");
+        // Below −1e-3: 0.7, without the node just below (−2e-3) 0.2, with the one just above
+        // (1.0) 1.0.
         let (lo, hi) = r.mass_bracket(1e-3);
-        assert!((lo - 0.2).abs() < 1e-12 && (hi - 0.7).abs() < 1e-12, "{lo} {hi}");
+        assert!((lo - 0.2).abs() < 1e-12 && (hi - 1.0).abs() < 1e-12, "{lo} {hi}");
     }
 
     #[test]
