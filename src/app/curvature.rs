@@ -217,11 +217,14 @@ pub fn terminal_summary(s: &CurvatureSummary) -> String {
     t.row([
         "negative mass".to_string(),
         f(s.negative_mass),
-        format!("density below −{}", fmt_sig(s.negative_threshold, 2)),
+        format!(
+            "eigenvalues below −{} = −1e-4·max|λ| (Ritz nodes within 10× that of 0 count as 0)",
+            fmt_sig(s.negative_threshold, 2)
+        ),
     ]);
     t.row([
         "condition".to_string(),
-        opt(s.condition_estimate),
+        s.condition_estimate.map_or_else(|| "∞ (singular within tolerance)".to_string(), f),
         "λmax / |λ| of smallest magnitude found".to_string(),
     ]);
     t.row([

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::slq::NEGATIVE_TOL;
 use super::batches::{batch_sample, batch_spreads, BatchSample};
 use super::hvp::HvpOptions;
 use super::linear_reference::linear_reference;
@@ -29,9 +30,6 @@ pub(super) const CHUNK_BUDGET_BYTES: u64 = 64 << 20;
 const DENSITY_POINTS: usize = 400;
 /// Gaussian width of the density, as a fraction of the spectrum's span.
 const DENSITY_SIGMA: f64 = 0.01;
-/// Ritz values below `−NEGATIVE_TOL · max|λ|` count as negative eigen-mass (rounding leaves
-/// the null space of an over-parameterised model a little on both sides of 0).
-const NEGATIVE_TOL: f64 = 1e-4;
 /// Most conjugate-gradient steps for a Newton direction, and its tolerance.
 pub(super) const CG_MAX_ITERS: usize = 500;
 pub(super) const CG_TOL: f64 = 1e-6;
@@ -136,7 +134,6 @@ pub fn run_curvature<B: Backend>(
     let lanczos_max = ritz.values.last().copied().unwrap_or(f64::NAN);
     let lambda_min = ritz.values.first().copied().unwrap_or(f64::NAN);
     let top_eigenvalues: Vec<f64> = ritz.values.iter().rev().take(opts.top_k).copied().collect();
-    let min_abs = ritz.values.iter().map(|v| v.abs()).fold(f64::INFINITY, f64::min);
     let lanczos_summary = LanczosSummary {
         steps: run.steps(),
         ritz_values: ritz.values.clone(),
@@ -240,7 +237,12 @@ pub fn run_curvature<B: Backend>(
         lr_stable_max: (lambda_max > 0.0).then(|| 2.0 / lambda_max),
         negative_mass,
         negative_threshold,
-        condition_estimate: (min_abs > 0.0 && min_abs.is_finite()).then(|| lambda_max / min_abs),
+        condition_estimate: super::slq::condition_estimate(
+            &ritz.values,
+            &ritz.residuals,
+            lambda_max,
+            negative_threshold,
+        ),
         power: PowerSummary {
             lambda_max: power.eigenvalue,
             iterations: power.iterations,

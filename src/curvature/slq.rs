@@ -9,6 +9,29 @@ use serde::Serialize;
 use super::lanczos::{lanczos, LanczosRun, Ritz};
 use super::{random_unit, Result, SymOp};
 
+/// Eigenvalues below `−NEGATIVE_TOL · max|λ|` count as negative eigen-mass, and a Ritz value
+/// whose residual interval reaches within `NEGATIVE_TOL · max|λ|` of 0 makes the Hessian
+/// singular within tolerance (rounding leaves a null space a little on both sides of 0).
+pub const NEGATIVE_TOL: f64 = 1e-4;
+/// Nodes within this many thresholds of 0 stand for the near-null cluster ([`SlqResult::mass_below`]).
+pub const ZERO_BAND_FACTOR: f64 = 10.0;
+
+/// `λmax / min|θ|` over the Ritz `values` (with their `residuals` `‖A y − θ y‖`), or `None`
+/// when the Hessian is singular within `tol`: some `θ` has `|θ| − r ≤ tol`, i.e. an eigenvalue
+/// within `tol` of 0 cannot be ruled out (`[θ − r, θ + r]` holds an eigenvalue), so the
+/// condition number is unbounded as far as Lanczos resolved it.
+pub fn condition_estimate(values: &[f64], residuals: &[f64], lambda_max: f64, tol: f64) -> Option<f64> {
+    let mut min_abs = f64::INFINITY;
+    for (i, &v) in values.iter().enumerate() {
+        let r = residuals.get(i).copied().unwrap_or(0.0);
+        if v.abs() - r <= tol {
+            return None;
+        }
+        min_abs = min_abs.min(v.abs());
+    }
+    (min_abs.is_finite() && lambda_max.is_finite()).then(|| lambda_max / min_abs)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SlqOptions {
     /// Lanczos runs from independent random starts.
@@ -41,9 +64,52 @@ impl SlqResult {
         self.nodes.iter().zip(&self.weights).map(|(&t, &w)| w * f(t)).sum()
     }
 
-    /// The fraction of eigenvalues below `−threshold` (the negative eigen-mass of a saddle).
+    /// The fraction of eigenvalues below `−threshold` (the negative eigen-mass of a saddle;
+    /// [`NEGATIVE_TOL`]` · max|λ|` in `batchscope curvature`).
+    ///
+    /// An m-step Lanczos run resolves the spectrum only to about its span / m: eigenvalues
+    /// closer to 0 than that (the null space of an over-parameterised model and its
+    /// neighbours on both sides) merge into one node a little off 0 carrying all their weight,
+    /// which counted by its sign over-counts one side by that whole weight. So a node within
+    /// `ZERO_BAND_FACTOR · threshold` of 0 is taken as the near-null cluster and counts as
+    /// zero; every other node counts by its sign. The error of this rule is bounded by the
+    /// weights of the nodes next to the threshold ([`SlqResult::mass_bracket`]).
     pub fn mass_below(&self, threshold: f64) -> f64 {
-        self.integrate(|t| if t < -threshold { 1.0 } else { 0.0 })
+        let band = ZERO_BAND_FACTOR * threshold;
+        self.integrate(|t| if t < -threshold && t.abs() > band { 1.0 } else { 0.0 })
+    }
+
+    /// `(lower, upper)` bounds on the fraction of eigenvalues below `−threshold` under each
+    /// run's quadrature measure (Chebyshev–Markov–Stieltjes: the distribution function at a
+    /// point lies between the node-weight sums without the node just below it and with the
+    /// node just above it), averaged over the runs.
+    pub fn mass_bracket(&self, threshold: f64) -> (f64, f64) {
+        let t = -threshold;
+        let (mut lower, mut upper) = (0.0, 0.0);
+        let mut start = 0;
+        for &m in &self.steps {
+            let end = (start + m).min(self.nodes.len());
+            let run: Vec<(f64, f64)> = self.nodes[start..end]
+                .iter()
+                .copied()
+                .zip(self.weights[start..end].iter().copied())
+                .collect();
+            start = end;
+            let below: f64 = run.iter().filter(|(x, _)| *x < t).map(|(_, w)| w).sum();
+            let just_below = run
+                .iter()
+                .filter(|(x, _)| *x < t)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map_or(0.0, |n| n.1);
+            let just_above = run
+                .iter()
+                .filter(|(x, _)| *x >= t)
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map_or(0.0, |n| n.1);
+            lower += below - just_below;
+            upper += below + just_above;
+        }
+        (lower.max(0.0), upper.min(1.0))
     }
 
     /// Add the nodes of one run (weights scaled by `1/runs` after all runs: see [`slq`]).
@@ -149,6 +215,32 @@ mod tests {
         assert!((r.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         // Every node lies in the spectrum's hull.
         assert!(r.nodes.iter().all(|&t| (-1.0 - 1e-6..=2.0 + 1e-6).contains(&t)));
+    }
+
+    #[test]
+    fn condition_is_infinite_when_an_eigenvalue_may_be_zero() {
+        // Converged Ritz values 1e-3 .. 1: κ = 1000.
+        assert_eq!(condition_estimate(&[1e-3, 0.5, 1.0], &[1e-9; 3], 1.0, 1e-4), Some(1000.0));
+        // A Ritz value 2e-3 ± 5e-3 may hide an eigenvalue at 0.
+        assert_eq!(condition_estimate(&[2e-3, 0.5, 1.0], &[5e-3, 0.0, 0.0], 1.0, 1e-4), None);
+        assert_eq!(condition_estimate(&[-5e-5, 1.0], &[0.0, 0.0], 1.0, 1e-4), None);
+    }
+
+    #[test]
+    fn nodes_near_zero_count_as_the_null_space() {
+        // One run: a node at −2e-3 (weight 0.5) standing for a cluster around 0.
+        let r = SlqResult {
+            nodes: vec![-1.0, -2e-3, 1.0],
+            weights: vec![0.2, 0.5, 0.3],
+            runs: 1,
+            steps: vec![3],
+        };
+        assert_eq!(r.mass_below(1e-4), 0.2 + 0.5, "−2e-3 is outside the band of 1e-3");
+        assert_eq!(r.mass_below(1e-3), 0.2, "−2e-3 is inside the band of 1e-2");
+        // Below −1e-3: 0.7, without the node just below (−2e-3) 0.2, with the one just above
+        // (1.0) 1.0.
+        let (lo, hi) = r.mass_bracket(1e-3);
+        assert!((lo - 0.2).abs() < 1e-12 && (hi - 1.0).abs() < 1e-12, "{lo} {hi}");
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub struct CurvatureSummary {
     /// Fraction of the spectral density below `−negative_threshold` (SLQ).
     pub negative_mass: f64,
     pub negative_threshold: f64,
-    /// `λmax / |θ|` for the Ritz value θ of smallest magnitude found.
+    /// `λmax / |θ|` for the Ritz value θ of smallest magnitude found; `None` (printed ∞) when
+    /// the Hessian is singular within `negative_threshold` ([`super::slq::condition_estimate`]).
     pub condition_estimate: Option<f64>,
     pub power: PowerSummary,
     pub lanczos: LanczosSummary,

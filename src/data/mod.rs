@@ -13,6 +13,7 @@
 
 pub mod device;
 pub mod npy;
+mod npy_header;
 pub mod order;
 pub mod rng;
 pub mod sequences;
@@ -236,6 +237,13 @@ pub fn load_npy_split(cfg: &DataConfig, outputs: usize) -> Result<(Dataset, Data
         });
     }
     let n = all.n;
+    if u32::try_from(n).is_err() {
+        // Rows are numbered in u32 (the split and shuffle permutations).
+        return Err(DataError::Mismatch {
+            path: features.clone(),
+            message: format!("{n} rows are more than the {} a dataset may hold", u32::MAX),
+        });
+    }
     let frac = if cfg.val_fraction.is_finite() { cfg.val_fraction.clamp(0.0, 1.0) as f64 } else { 0.0 };
     let n_val = ((n as f64 * frac).round() as usize).min(n.saturating_sub(1));
     let perm = rng::Stream::new(cfg.seed, rng::STREAM_SPLIT, 0).permutation(n);

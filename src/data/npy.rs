@@ -5,33 +5,19 @@
 //! of range, row-count mismatch) is a [`DataError`] naming the file; nothing panics.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read};
+use std::io::{self, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use npyz::{DType, Endianness, NpyFile, NpyHeader, Order, TypeChar, WriterBuilder};
 
-use super::{DataError, Dataset, Labels};
+use super::{npy_header, DataError, Dataset, Labels};
 
-/// A reader that counts the bytes taken from it (to know where the data starts).
-struct Counting<R> {
-    inner: R,
-    count: u64,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-/// An opened `.npy` file: its header, a reader at the start of the data, and the data bytes
-/// the file actually holds.
+/// An opened `.npy` file: its header and a reader at the start of the data. [`Opened::open`]
+/// has checked that the file holds all the data the header declares.
 struct Opened {
     path: PathBuf,
     header: NpyHeader,
-    reader: Counting<BufReader<File>>,
+    reader: BufReader<File>,
 }
 
 impl Opened {
@@ -45,21 +31,25 @@ impl Opened {
                 message: "the file is empty".into(),
             });
         }
-        let mut reader = Counting { inner: BufReader::new(file), count: 0 };
-        let header = NpyHeader::from_reader(&mut reader).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => DataError::Truncated {
-                path: path.to_path_buf(),
-                what: "the header".into(),
-                expected: None,
-                found: file_len,
-            },
-            _ => DataError::Format { path: path.to_path_buf(), message: e.to_string() },
-        })?;
+        let mut reader = BufReader::new(file);
+        // Header length and shape checked against the file before npyz parses them.
+        let preamble = npy_header::read_preamble(&mut reader, path, file_len)?;
+        let header =
+            NpyHeader::from_reader(&mut io::Cursor::new(&preamble)).map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => DataError::Truncated {
+                    path: path.to_path_buf(),
+                    what: "the header".into(),
+                    expected: None,
+                    found: file_len,
+                },
+                _ => DataError::Format { path: path.to_path_buf(), message: e.to_string() },
+            })?;
         let opened = Opened { path: path.to_path_buf(), header, reader };
         // The data must be all there before we read any of it.
-        let have = file_len.saturating_sub(opened.reader.count);
+        let have = file_len.saturating_sub(preamble.len() as u64);
         let item = opened.item_size()?;
-        let need = opened.header.len().checked_mul(item).ok_or_else(|| DataError::Format {
+        let count = npy_header::element_count(path, opened.header.shape())?;
+        let need = count.checked_mul(item).ok_or_else(|| DataError::Format {
             path: path.to_path_buf(),
             message: format!("shape {:?} is too large", opened.header.shape()),
         })?;

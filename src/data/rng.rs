@@ -218,10 +218,12 @@ impl Stream {
         box_muller(a, b).0
     }
 
-    /// A uniformly random permutation of `0..n` (Fisher-Yates).
+    /// A uniformly random permutation of `0..n` (Fisher-Yates); `n` must be at most `u32::MAX`
+    /// (a larger `n` gives a permutation of `0..u32::MAX` rather than an out-of-bounds swap).
     pub fn permutation(&mut self, n: usize) -> Vec<u32> {
-        let mut p: Vec<u32> = (0..n as u32).collect();
-        for i in (1..n).rev() {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let mut p: Vec<u32> = (0..n).collect();
+        for i in (1..p.len()).rev() {
             let j = self.below(i as u32 + 1) as usize;
             p.swap(i, j);
         }

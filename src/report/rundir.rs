@@ -3,6 +3,8 @@
 //!
 //! Nothing here deletes or overwrites a file it did not create: a run directory that already
 //! holds files is never reused for a new run; a suffixed sibling (`-1`, `-2`, ...) is made instead.
+//! The one deletion: resuming a run removes the temporary files (`.<name>.tmp-<pid>-<nanos>-<n>`)
+//! that [`write_atomic`] left there when its process was killed mid-write.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -153,7 +155,44 @@ pub fn open_resume_dir(dir: &Path) -> Result<PathBuf, ReportError> {
         Err(e) => return Err(ReportError::io("open run directory", dir, e)),
     }
     probe_writable(dir)?;
+    remove_stale_temporaries(dir);
     Ok(dir.to_path_buf())
+}
+
+/// Removes `dir`'s temporary files of [`write_atomic`] whose writer is gone (a process killed
+/// during a write leaves one behind). Best effort: a file that cannot be removed is logged.
+/// Where `/proc` exists, files of a live process other than this one are kept.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = temporary_writer(&name.to_string_lossy()) else { continue };
+        let proc_dir = Path::new("/proc");
+        if pid != std::process::id() && proc_dir.is_dir() && proc_dir.join(pid.to_string()).exists() {
+            continue;
+        }
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            match fs::remove_file(e.path()) {
+                Ok(()) => log::info!("removed the stale temporary file {}", e.path().display()),
+                Err(err) => {
+                    log::warn!("cannot remove the stale temporary file {}: {err}", e.path().display())
+                }
+            }
+        }
+    }
+}
+
+/// The writer's pid of a temporary file name `.<name>.tmp-<pid>-<nanos>-<n>` (see
+/// [`write_atomic_io`]), or `None` for any other name.
+fn temporary_writer(file_name: &str) -> Option<u32> {
+    let rest = file_name.strip_prefix('.')?;
+    let (_, suffix) = rest.rsplit_once(".tmp-")?;
+    let parts: Vec<&str> = suffix.split('-').collect();
+    let digits = |p: &&str| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit());
+    if parts.len() != 3 || !parts.iter().all(digits) {
+        return None;
+    }
+    parts[0].parse().ok()
 }
 
 fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
@@ -375,6 +414,23 @@ mod tests {
             assert!(e.to_string().contains("not writable"), "{e}");
         }
         fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn resume_removes_stale_temporaries_only() {
+        let t = TestDir::new("rundir-stale");
+        let stale = t.0.join(format!(".last.safetensors.tmp-{}-123-0", u32::MAX - 7));
+        let other = [".last.safetensors.tmp-x", "a.tmp-1-2-3", ".notes.tmp-1-2", "last.safetensors"];
+        fs::write(&stale, b"partial").unwrap();
+        for o in other {
+            fs::write(t.0.join(o), b"keep").unwrap();
+        }
+        assert_eq!(temporary_writer(".metrics.jsonl.tmp-42-17-3"), Some(42));
+        open_resume_dir(&t.0).unwrap();
+        assert!(!stale.exists(), "the stale temporary file is removed");
+        for o in other {
+            assert!(t.0.join(o).exists(), "{o} is kept");
+        }
     }
 
     #[test]

@@ -14,11 +14,19 @@
 //!
 //! [`save`] writes a temporary file in the target's directory, fsyncs it and renames it over the
 //! target: an existing checkpoint is either replaced whole or left untouched.
+//!
+//! [`load`] also reads files written by other tools (no `format` and no `checksum` metadata,
+//! e.g. `safetensors.torch.save_file`): it says once that such a file is unverified, converts
+//! F16 / BF16 / F64 tensors and maps PyTorch `nn.Sequential` names (see [`foreign`]). Every
+//! tensor loaded must be finite: NaN or infinite values are refused, naming the tensor.
+
+mod foreign;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use thiserror::Error;
@@ -43,7 +51,7 @@ pub enum CheckpointError {
     Write { path: PathBuf, action: &'static str, at: PathBuf, source: io::Error },
     #[error("{} is not a valid safetensors checkpoint (truncated or corrupted?): {detail}", path.display())]
     Format { path: PathBuf, detail: String },
-    #[error("checkpoint {}: tensor `{name}` has dtype {dtype}, expected F32", path.display())]
+    #[error("checkpoint {}: tensor `{name}` has dtype {dtype}, expected F32 (F16, BF16 and F64 are converted in files without batchscope metadata)", path.display())]
     Dtype { path: PathBuf, name: String, dtype: String },
     #[error("checkpoint {}: unsupported format `{found}` (expected `{FORMAT}`)", path.display())]
     UnsupportedFormat { path: PathBuf, found: String },
@@ -51,12 +59,22 @@ pub enum CheckpointError {
     MissingChecksum { path: PathBuf },
     #[error("checkpoint {} is corrupted: checksum mismatch (stored {stored}, computed {computed})", path.display())]
     ChecksumMismatch { path: PathBuf, stored: String, computed: String },
-    #[error("checkpoint {}: no tensor `{name}`", path_or_memory(.path))]
-    MissingTensor { path: Option<PathBuf>, name: String },
+    #[error("checkpoint {}: no tensor `{name}` (expected `layers.{{i}}.weight` [out, in] and `layers.{{i}}.bias` [out] per layer, or PyTorch nn.Sequential `{{k}}.weight` / `{{k}}.bias`; the file holds: {holds})", path_or_memory(.path))]
+    MissingTensor { path: Option<PathBuf>, name: String, holds: String },
     #[error("checkpoint {}: tensor `{name}` has shape {found:?}, expected {expected:?}", path_or_memory(.path))]
     Shape { path: Option<PathBuf>, name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("cannot write checkpoint {}: tensor `{name}`: {problem}", path.display())]
     InvalidTensor { path: PathBuf, name: String, problem: String },
+    #[error("checkpoint {}: tensor `{name}` holds {count} non-finite value(s) (NaN or ±inf) among {total}; refusing to load it", path.display())]
+    NonFinite { path: PathBuf, name: String, count: usize, total: usize },
+    #[error("checkpoint {}: tensor `{name}` ({dtype}) cannot be converted to f32: {problem}", path.display())]
+    Conversion { path: PathBuf, name: String, dtype: String, problem: String },
+    #[error("checkpoint {}: unexpected tensor(s) {}: an MLP checkpoint holds `layers.{{i}}.weight` [out, in] and `layers.{{i}}.bias` [out] (or PyTorch nn.Sequential `{{k}}.weight` / `{{k}}.bias` of Linear layers), and optionally `optimizer.*` state; save only the Linear layers' parameters", path.display(), quoted(names))]
+    Unexpected { path: PathBuf, names: Vec<String> },
+}
+
+fn quoted(names: &[String]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 fn path_or_memory(p: &Option<PathBuf>) -> String {
@@ -76,9 +94,10 @@ impl NamedTensor {
         NamedTensor { name: name.into(), shape, data }
     }
 
-    /// Elements implied by the shape (1 for a scalar `[]`).
+    /// Elements implied by the shape (1 for a scalar `[]`; `usize::MAX` when the product
+    /// overflows, which no data can match).
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX)
     }
 }
 
@@ -137,6 +156,7 @@ impl Checkpoint {
         let t = self.get(name).ok_or_else(|| CheckpointError::MissingTensor {
             path: self.source.clone(),
             name: name.to_string(),
+            holds: self.holds(),
         })?;
         if t.shape != shape {
             return Err(CheckpointError::Shape {
@@ -147,6 +167,14 @@ impl Checkpoint {
             });
         }
         Ok(t)
+    }
+
+    /// `name [shape], ...` of every tensor (for messages).
+    fn holds(&self) -> String {
+        if self.tensors.is_empty() {
+            return "no tensors".into();
+        }
+        self.tensors.iter().map(|t| format!("{} {:?}", t.name, t.shape)).collect::<Vec<_>>().join(", ")
     }
 
     /// A metadata value.
@@ -247,20 +275,15 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), CheckpointError> {
     })
 }
 
-/// Reads and verifies a checkpoint written by [`save`]: safetensors structure, F32 dtypes,
-/// format tag and checksum. Tensors come back sorted by name; the reserved metadata keys are
-/// removed.
+/// Reads a checkpoint and verifies it: safetensors structure, the format tag and the checksum
+/// when the file has them, finite values everywhere. Tensors come back sorted by name; the
+/// reserved metadata keys are removed.
+///
+/// A file without a `checksum` (written by another tool) is loaded unverified, with a notice
+/// the first time it is read in this process; when it has no `format` tag either, F16 / BF16 /
+/// F64 tensors are converted to f32, PyTorch `nn.Sequential` names are mapped to
+/// `layers.{i}.*` and tensors that are no MLP parameters are refused by name ([`foreign`]).
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    load_impl(path, true)
-}
-
-/// Like [`load`], but a file without a `checksum` (e.g. weights exported from PyTorch for
-/// `--init`) is accepted unverified. A checksum that is present is still verified.
-pub fn load_unverified(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    load_impl(path, false)
-}
-
-fn load_impl(path: &Path, require_checksum: bool) -> Result<Checkpoint, CheckpointError> {
     let buf = std::fs::read(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => CheckpointError::NotFound { path: path.to_path_buf() },
         _ => CheckpointError::Read { path: path.to_path_buf(), source: e },
@@ -273,13 +296,16 @@ fn load_impl(path: &Path, require_checksum: bool) -> Result<Checkpoint, Checkpoi
         .as_ref()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
+    // Neither tag: written by another tool (batchscope writes both).
+    let foreign = !metadata.contains_key(FORMAT_KEY) && !metadata.contains_key(CHECKSUM_KEY);
 
     let mut names: Vec<&str> = st.names();
     names.sort_unstable();
     let mut views = Vec::with_capacity(names.len());
     for name in names {
         let v = st.tensor(name).map_err(|e| format_err(e.to_string()))?;
-        if v.dtype() != Dtype::F32 {
+        let convertible = matches!(v.dtype(), Dtype::F16 | Dtype::BF16 | Dtype::F64);
+        if v.dtype() != Dtype::F32 && !(foreign && convertible) {
             return Err(CheckpointError::Dtype {
                 path: path.to_path_buf(),
                 name: name.to_string(),
@@ -309,27 +335,54 @@ fn load_impl(path: &Path, require_checksum: bool) -> Result<Checkpoint, Checkpoi
                 });
             }
         }
-        None if require_checksum => {
-            return Err(CheckpointError::MissingChecksum { path: path.to_path_buf() })
-        }
-        None => {}
+        None => notice_once(path, "has no checksum (not written by batchscope?): loaded unverified"),
     }
     metadata.remove(CHECKSUM_KEY);
     metadata.remove(FORMAT_KEY);
 
-    let tensors = views
-        .into_iter()
-        .map(|(name, v)| NamedTensor {
-            name: name.to_string(),
-            shape: v.shape().to_vec(),
-            data: v
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        })
-        .collect();
+    let mut tensors = Vec::with_capacity(views.len());
+    for (name, v) in views {
+        let data = foreign::to_f32(path, name, v.dtype(), v.data())?;
+        let count = data.iter().filter(|x| !x.is_finite()).count();
+        if count > 0 {
+            return Err(CheckpointError::NonFinite {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                count,
+                total: data.len(),
+            });
+        }
+        tensors.push(NamedTensor { name: name.to_string(), shape: v.shape().to_vec(), data });
+    }
+    if foreign {
+        let renames = foreign::normalise(path, &mut tensors)?;
+        if !renames.is_empty() {
+            let list: Vec<String> = renames.iter().map(|(a, b)| format!("{a} → {b}")).collect();
+            notice_once(path, &format!("PyTorch nn.Sequential names mapped: {}", list.join(", ")));
+            tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
     Ok(Checkpoint { tensors, metadata, source: Some(path.to_path_buf()) })
+}
+
+/// The same as [`load`] (which now accepts files without a checksum, with a notice); kept for
+/// callers that load weights exported from other tools.
+pub fn load_unverified(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    load(path)
+}
+
+/// Logs `what` about `path` once per process (a file is often loaded twice: checked before the
+/// run directory is made, then read for its weights).
+fn notice_once(path: &Path, what: &str) {
+    static SEEN: OnceLock<Mutex<std::collections::BTreeSet<(PathBuf, String)>>> = OnceLock::new();
+    let first = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .map(|mut seen| seen.insert((path.to_path_buf(), what.to_string())))
+        .unwrap_or(true);
+    if first {
+        log::warn!("checkpoint {}: {what}", path.display());
+    }
 }
 
 /// `layers.{i}.weight`

@@ -1,0 +1,126 @@
+//! `kill -9` at seeded random moments of `batchscope train --backend cpu` (checkpoints every few
+//! steps, so some kills land mid-write), then `--resume`: the final checkpoint's tensors and the
+//! metrics lines (elapsed_s aside) are bitwise those of an uninterrupted run, and no temporary
+//! file of an interrupted write is left in the run directory.
+
+mod common;
+use common::tmpdir;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use batchscope::train::checkpoint;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A small MLP, 192 steps, a checkpoint every 2 steps.
+const CONFIG: &str = "[model]\nhidden = [24]\nactivation = \"tanh\"\n[data]\nkind = \"gaussian_mixture\"\nn_train = 1536\nn_val = 256\ndim = 12\nclasses = 4\nseed = 5\n[train]\nbatch_size = 16\nepochs = 2\nlog_every = 2\neval_every = 24\ncheckpoint_every = 2\n";
+
+const KILLS: usize = 10;
+
+fn train(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
+    c.args(["train", "--backend", "cpu", "--quiet"]).args(args).env("RUST_LOG", "error");
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    c
+}
+
+fn run_ok(mut c: Command) {
+    let o = c.output().expect("run batchscope");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("panicked"), "{err}");
+}
+
+/// metrics.jsonl lines without `elapsed_s`.
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            v.as_object_mut().expect("object").remove("elapsed_s");
+            v
+        })
+        .collect()
+}
+
+/// `(name, shape, bits)` of every tensor of `dir/last.safetensors`.
+fn last_tensors(dir: &Path) -> Vec<(String, Vec<usize>, Vec<u32>)> {
+    checkpoint::load(&dir.join("last.safetensors"))
+        .expect("last.safetensors")
+        .tensors
+        .into_iter()
+        .map(|t| (t.name, t.shape, t.data.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read run dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
+#[test]
+fn kill_9_then_resume_equals_the_uninterrupted_run() {
+    let t0 = Instant::now();
+    let d = tmpdir("runs");
+    let cfg = d.join("config.toml");
+    std::fs::write(&cfg, CONFIG).expect("config");
+    let cs = cfg.to_str().expect("utf-8");
+    let full = d.join("full");
+    let start = Instant::now();
+    run_ok(train(&["--config", cs, "--out", full.to_str().expect("utf-8")]));
+    let full_s = start.elapsed().as_secs_f64();
+    let (want_metrics, want_tensors) = (metrics(&full), last_tensors(&full));
+    assert!(want_metrics.len() > 50, "{} metric lines", want_metrics.len());
+
+    let mut r = ChaCha8Rng::seed_from_u64(0x6b11);
+    let (mut left_temporaries, mut finished_first) = (0, 0);
+    for k in 0..KILLS {
+        let dir = d.join(format!("kill{k}"));
+        let mut child =
+            train(&["--config", cs, "--out", dir.to_str().expect("utf-8")]).spawn().expect("spawn");
+        // Resuming needs a first checkpoint: wait for it, then a seeded random share of the run.
+        let last = dir.join("last.safetensors");
+        let waited = Instant::now();
+        while !last.exists() && waited.elapsed() < Duration::from_secs(30) {
+            if child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_secs_f64(r.random_range(0.0..0.9) * full_s));
+        if child.try_wait().expect("try_wait").is_some() {
+            finished_first += 1;
+        } else {
+            child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on unix
+        }
+        let _ = child.wait();
+        left_temporaries += temporaries(&dir).len();
+        run_ok(train(&["--resume", dir.to_str().expect("utf-8")]));
+        assert_eq!(
+            temporaries(&dir),
+            Vec::<String>::new(),
+            "kill {k}: temporary files left after resume"
+        );
+        let got = metrics(&dir);
+        assert_eq!(got.len(), want_metrics.len(), "kill {k}: metric lines");
+        for (i, (a, b)) in want_metrics.iter().zip(&got).enumerate() {
+            assert_eq!(a, b, "kill {k}: metrics line {i} differs");
+        }
+        assert!(
+            last_tensors(&dir) == want_tensors,
+            "kill {k}: last.safetensors differs from the uninterrupted run"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!(
+        "{KILLS} kills ({finished_first} after the run had finished, {left_temporaries} temporary files left by them) \
+         in {:.1} s; uninterrupted run {full_s:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
