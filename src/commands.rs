@@ -9,11 +9,12 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::GpuBackend;
 use crate::backend::BackendError;
 use crate::config::{BatchSize, Config};
+use crate::profile::{sweep_util, Profilable};
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, open_resume_dir, write_atomic};
 use crate::report::table::Table;
-use crate::schedule::sweep::{run_sweep, SweepReport, SweepRow, Timed};
+use crate::schedule::sweep::{run_sweep, run_sweep_monitored, SweepReport, SweepRow};
 use crate::schedule::{choose, knee, predicted_time_curve, Policy};
 use crate::train::{run_train, TrainOptions};
 
@@ -155,7 +156,12 @@ pub fn train(
 
 // ---- sweep ------------------------------------------------------------------------------------
 
-fn sweep_on<B: Timed>(b: &B, cfg: &Config, progress: bool) -> anyhow::Result<SweepReport> {
+fn sweep_on<B: Profilable>(b: &B, cfg: &Config, progress: bool) -> anyhow::Result<SweepReport> {
+    // NVML utilization columns (issue #12): one notice line where NVML is absent.
+    let (mut monitor, notice) = sweep_util::open_monitor(b);
+    if let Some(n) = notice {
+        eprintln!("{n}");
+    }
     let n = crate::schedule::powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch).len() as u64;
     let bar = if progress { indicatif::ProgressBar::new(n) } else { indicatif::ProgressBar::hidden() };
     if let Ok(style) =
@@ -164,13 +170,18 @@ fn sweep_on<B: Timed>(b: &B, cfg: &Config, progress: bool) -> anyhow::Result<Swe
         bar.set_style(style);
     }
     bar.set_prefix(format!("sweep {}", format!("{:?}", b.kind()).to_lowercase()));
-    let report = run_sweep(b, cfg, &mut |row| {
-        bar.inc(1);
-        match &row.skipped {
-            None => bar.set_message(format!("B={} {:.0} ex/s", row.batch, row.examples_per_s)),
-            Some(_) => bar.set_message(format!("B={} skipped", row.batch)),
-        }
-    })?;
+    let report = run_sweep_monitored(
+        b,
+        cfg,
+        &mut |row| {
+            bar.inc(1);
+            match &row.skipped {
+                None => bar.set_message(format!("B={} {:.0} ex/s", row.batch, row.examples_per_s)),
+                Some(_) => bar.set_message(format!("B={} skipped", row.batch)),
+            }
+        },
+        &mut monitor,
+    )?;
     bar.finish_and_clear();
     Ok(report)
 }
@@ -191,9 +202,12 @@ fn row_cells(r: &SweepRow) -> Vec<Cell> {
         Cell::Text(r.timing.into()),
         Cell::Text(r.skipped.clone().unwrap_or_default()),
     ]
+    .into_iter()
+    .chain(sweep_util::util_cells(r))
+    .collect()
 }
 
-const SWEEP_HEADER: [&str; 12] = [
+const SWEEP_HEADER: [&str; 17] = [
     "backend",
     "batch",
     "ms_per_step_median",
@@ -206,50 +220,57 @@ const SWEEP_HEADER: [&str; 12] = [
     "bytes_predicted",
     "timing",
     "skipped",
+    // sweep_util::UTIL_HEADER
+    "gpu_util_pct",
+    "sm_clock_mhz",
+    "power_w",
+    "mem_used_mib",
+    "mem_predicted_mib",
 ];
 
 fn sweep_table(r: &SweepReport) -> String {
-    let mut t = Table::new([
-        "B",
-        "ms/step",
-        "min",
-        "max",
-        "examples/s",
-        "GFLOP/s",
-        "% peak",
-        "host ms",
-        "MiB",
-        "note",
-    ]);
+    let mut t = Table::new(
+        ["B", "ms/step", "min", "max", "examples/s", "GFLOP/s", "% peak", "host ms", "MiB", "note"]
+            .into_iter()
+            .chain(sweep_util::UTIL_TABLE_HEADER),
+    );
     for row in &r.rows {
         match &row.skipped {
             Some(reason) => {
-                t.row([
-                    row.batch.to_string(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    format!("{:.1}", row.bytes_predicted as f64 / 1048576.0),
-                    format!("skipped: {reason}"),
-                ]);
+                t.row(
+                    [
+                        row.batch.to_string(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        format!("{:.1}", row.bytes_predicted as f64 / 1048576.0),
+                        format!("skipped: {reason}"),
+                    ]
+                    .into_iter()
+                    .chain(sweep_util::util_table_cells(row)),
+                );
             }
             None => {
-                t.row([
-                    row.batch.to_string(),
-                    format!("{:.3}", row.ms_per_step_median),
-                    format!("{:.3}", row.ms_min),
-                    format!("{:.3}", row.ms_max),
-                    format!("{:.0}", row.examples_per_s),
-                    format!("{:.1}", row.gflops),
-                    format!("{:.1}", 100.0 * row.fraction_of_peak),
-                    format!("{:.3}", row.host_overhead_ms),
-                    format!("{:.1}", row.bytes_predicted as f64 / 1048576.0),
-                    row.timing.to_string(),
-                ]);
+                t.row(
+                    [
+                        row.batch.to_string(),
+                        format!("{:.3}", row.ms_per_step_median),
+                        format!("{:.3}", row.ms_min),
+                        format!("{:.3}", row.ms_max),
+                        format!("{:.0}", row.examples_per_s),
+                        format!("{:.1}", row.gflops),
+                        format!("{:.1}", 100.0 * row.fraction_of_peak),
+                        format!("{:.3}", row.host_overhead_ms),
+                        format!("{:.1}", row.bytes_predicted as f64 / 1048576.0),
+                        row.timing.to_string(),
+                    ]
+                    .into_iter()
+                    .chain(sweep_util::util_table_cells(row)),
+                );
             }
         }
     }
@@ -406,6 +427,7 @@ pub fn sweep(
             series_of(&report, "max", |r| r.ms_max),
         ],
     )?;
+    sweep_util::util_plot(&dir.join("gpu_utilization.svg"), dev, &report.rows)?;
     if let Policy::TimeToTarget { b_noise } = policy {
         let curve = predicted_time_curve(&points, b_noise);
         line_plot(

@@ -301,6 +301,17 @@ pub struct SweepConfig {
     /// Wall-time budget of the whole sweep in seconds (0 = none): a batch size whose predicted
     /// time (twice the previous one's) would overrun it is skipped with the reason.
     pub time_budget_s: f64,
+    /// The device's fp32 peak in GFLOP/s for "% of peak" columns (0 = NVML, the adapter
+    /// table, or the measured matmul probe).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub peak_gflops: f64,
+    /// The device's memory bandwidth in GB/s (0 = NVML, the adapter table, or a measured copy).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub peak_gbps: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for SweepConfig {
@@ -315,6 +326,8 @@ impl Default for SweepConfig {
             knee_min_gain: 0.1,
             memory_budget_mib: 0,
             time_budget_s: 600.0,
+            peak_gflops: 0.0,
+            peak_gbps: 0.0,
         }
     }
 }
@@ -585,6 +598,11 @@ impl Config {
         }
         if s.timed_steps == 0 {
             return Err(bad("sweep.timed_steps", "must be ≥ 1".into()));
+        }
+        for (key, v) in [("sweep.peak_gflops", s.peak_gflops), ("sweep.peak_gbps", s.peak_gbps)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(key, format!("must be ≥ 0 (0 = look the peak up), got {v}")));
+            }
         }
         if !(s.knee_fraction > 0.0 && s.knee_fraction <= 1.0) {
             return Err(bad(

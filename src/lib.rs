@@ -2,6 +2,7 @@
 //! learning measurable: batch size against throughput, surrogate vs 0-1 loss, curvature and
 //! gradient noise, on a GPU backend and its CPU twin.
 
+pub mod app;
 pub mod backend;
 pub mod commands;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod experiments;
 pub mod landscape;
 pub mod model;
 pub mod noise;
+pub mod profile;
 pub mod report;
 pub mod schedule;
 pub mod train;

@@ -38,6 +38,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sweep { common, backend, min_batch, max_batch, policy } => {
             commands::sweep(&common.run_args(), backend.into(), min_batch, max_batch, policy.as_deref())
         }
+        Command::Profile { common, backend, batch } => {
+            batchscope::app::profile::profile(&common.run_args(), backend.into(), &batch)
+        }
         Command::Noise { common, backend, checkpoint, max_n, draws, seed, no_curvature } => {
             batchscope::noise::command::run(
                 &common.run_args(),

@@ -7,6 +7,7 @@
 pub mod context;
 pub mod datagen;
 pub mod device;
+pub mod dispatch_timing;
 pub mod kernels;
 pub mod matmul;
 pub mod ops;
@@ -15,6 +16,7 @@ use std::cell::Cell;
 
 pub use context::{list_adapters, AdapterSummary, GpuContext};
 pub use device::{GpuDevice, RawBuf};
+pub use dispatch_timing::{DeviceCounters, DispatchTime};
 pub use matmul::MatmulVariant;
 
 use crate::backend::{

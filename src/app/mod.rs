@@ -1,0 +1,3 @@
+//! The application layer: one file per command (options → config → domain calls → outputs).
+
+pub mod profile;
