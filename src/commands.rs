@@ -229,48 +229,47 @@ const SWEEP_HEADER: [&str; 17] = [
 ];
 
 fn sweep_table(r: &SweepReport) -> String {
-    let mut t = Table::new(
-        ["B", "ms/step", "min", "max", "examples/s", "GFLOP/s", "% peak", "host ms", "MiB", "note"]
-            .into_iter()
-            .chain(sweep_util::UTIL_TABLE_HEADER),
-    );
+    let mut t = Table::new([
+        "B",
+        "ms/step",
+        "min",
+        "max",
+        "examples/s",
+        "GFLOP/s",
+        "% peak",
+        "host ms",
+        "MiB",
+        "note",
+    ]);
     for row in &r.rows {
         match &row.skipped {
             Some(reason) => {
-                t.row(
-                    [
-                        row.batch.to_string(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        format!("{:.1}", row.bytes_predicted as f64 / 1048576.0),
-                        format!("skipped: {reason}"),
-                    ]
-                    .into_iter()
-                    .chain(sweep_util::util_table_cells(row)),
-                );
+                t.row([
+                    row.batch.to_string(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    format!("{:.1}", row.bytes_predicted as f64 / 1048576.0),
+                    format!("skipped: {reason}"),
+                ]);
             }
             None => {
-                t.row(
-                    [
-                        row.batch.to_string(),
-                        format!("{:.3}", row.ms_per_step_median),
-                        format!("{:.3}", row.ms_min),
-                        format!("{:.3}", row.ms_max),
-                        format!("{:.0}", row.examples_per_s),
-                        format!("{:.1}", row.gflops),
-                        format!("{:.1}", 100.0 * row.fraction_of_peak),
-                        format!("{:.3}", row.host_overhead_ms),
-                        format!("{:.1}", row.bytes_predicted as f64 / 1048576.0),
-                        row.timing.to_string(),
-                    ]
-                    .into_iter()
-                    .chain(sweep_util::util_table_cells(row)),
-                );
+                t.row([
+                    row.batch.to_string(),
+                    format!("{:.3}", row.ms_per_step_median),
+                    format!("{:.3}", row.ms_min),
+                    format!("{:.3}", row.ms_max),
+                    format!("{:.0}", row.examples_per_s),
+                    format!("{:.1}", row.gflops),
+                    format!("{:.1}", 100.0 * row.fraction_of_peak),
+                    format!("{:.3}", row.host_overhead_ms),
+                    format!("{:.1}", row.bytes_predicted as f64 / 1048576.0),
+                    row.timing.to_string(),
+                ]);
             }
         }
     }
@@ -449,6 +448,7 @@ pub fn sweep(
         report.device, report.model, report.peak_gflops, report.peak_probe
     );
     print!("{}", sweep_table(&report));
+    print!("{}", sweep_util::util_table(&report.rows));
     if let Some(k) = knee_b {
         println!(
             "knee: B = {k} (doubling past it gains < {:.0}% throughput)",

@@ -73,12 +73,13 @@ pub fn table(p: &BatchProfile, peaks: &Peaks) -> String {
     let step_us = p.ops_ms * 1e3;
     let _ = writeln!(
         s,
-        "B = {}: step {:.3} ms without queries, {:.3} ms with them ({:+.1} %), per-op sum {:.3} ms ({} timing; {})",
+        "B = {}: step {:.3} ms without queries, {:.3} ms with them ({:+.1} %; medians); per-op sum {:.3} of {:.3} ms (means) ({} timing; {})",
         p.batch,
         p.step_ms_plain,
         p.step_ms_profiled,
         100.0 * p.query_overhead(),
         p.ops_ms,
+        p.step_ms_profiled_mean,
         p.step_timing,
         p.op_timing
     );

@@ -51,6 +51,8 @@ pub struct BatchProfile {
     pub step_ms_plain: f64,
     /// Median step time with per-dispatch queries (or per-op timers), ms.
     pub step_ms_profiled: f64,
+    /// Mean step time of the profiled steps, ms (what the per-op times add up to).
+    pub step_ms_profiled_mean: f64,
     /// Σ of the per-op times of a profiled step (mean over steps), ms.
     pub ops_ms: f64,
     /// Median host time to record and submit a plain step, µs.
@@ -227,6 +229,7 @@ pub fn profile_batch<B: Profilable>(
         step_timing: if device_timed { "gpu_timestamps" } else { "host" },
         steps,
         step_ms_plain: median(&mut plain),
+        step_ms_profiled_mean: profiled.iter().sum::<f64>() / n,
         step_ms_profiled: median(&mut profiled),
         ops_ms: ops_ns / n * 1e-6,
         host_record_submit_us: median(&mut host) * 1e3,

@@ -9,6 +9,7 @@ use super::telemetry::{open_nvml, Telemetry};
 use crate::backend::BackendKind;
 use crate::report::csv::Cell;
 use crate::report::plot::{panels_plot, Panel, PlotSpec, Series};
+use crate::report::table::Table;
 use crate::report::ReportError;
 use crate::schedule::sweep::SweepRow;
 
@@ -16,8 +17,8 @@ use crate::schedule::sweep::SweepRow;
 pub const UTIL_HEADER: [&str; 5] =
     ["gpu_util_pct", "sm_clock_mhz", "power_w", "mem_used_mib", "mem_predicted_mib"];
 
-/// Columns appended to the sweep's terminal table.
-pub const UTIL_TABLE_HEADER: [&str; 4] = ["GPU %", "SM MHz", "W", "MiB used"];
+/// Columns of the sweep's utilization table.
+pub const UTIL_TABLE_HEADER: [&str; 6] = ["B", "GPU %", "SM MHz", "W", "MiB used", "MiB model"];
 
 /// The monitor for `b`'s adapter and, when NVML cannot be used, the notice line to print.
 pub fn open_monitor<B: Profilable>(b: &B) -> (UtilMonitor, Option<String>) {
@@ -50,7 +51,7 @@ pub fn util_cells(r: &SweepRow) -> Vec<Cell> {
     cells
 }
 
-/// `UTIL_TABLE_HEADER` cells of one row.
+/// NVML's figures of one row: GPU %, SM MHz, W, MiB used (`n/a` each without readings).
 pub fn util_table_cells(r: &SweepRow) -> Vec<String> {
     match &r.util {
         Some(u) => fields(u)
@@ -59,6 +60,22 @@ pub fn util_table_cells(r: &SweepRow) -> Vec<String> {
             .collect(),
         None => vec!["n/a".to_string(); 4],
     }
+}
+
+/// The sweep's utilization table (NVML readings beside the memory model's prediction), or
+/// nothing when no row has readings (the notice line said so).
+pub fn util_table(rows: &[SweepRow]) -> String {
+    if rows.iter().all(|r| r.util.is_none()) {
+        return String::new();
+    }
+    let mut t = Table::new(UTIL_TABLE_HEADER);
+    for r in rows {
+        let mut cells = vec![r.batch.to_string()];
+        cells.extend(util_table_cells(r));
+        cells.push(format!("{:.1}", r.bytes_predicted as f64 / 1048576.0));
+        t.row(cells);
+    }
+    t.render()
 }
 
 /// `gpu_utilization.svg`: NVML utilization, SM clock and power against batch size (written
@@ -136,5 +153,7 @@ mod tests {
         assert_eq!(&cells[..3], &[Cell::Num(87.0), Cell::Num(1980.0), Cell::Num(410.0)]);
         assert_eq!(cells[3], Cell::Text("n/a".into()));
         assert_eq!(util_table_cells(&row(Some(u)))[0], "87");
+        assert!(util_table(&[row(Some(u))]).contains("1980"));
+        assert_eq!(util_table(&[row(None)]), "");
     }
 }
