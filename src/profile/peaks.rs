@@ -3,7 +3,7 @@
 //! Each peak is taken from the first source that has it: the config keys `sweep.peak_gflops` /
 //! `sweep.peak_gbps` (a user's figure overrides every lookup), NVML (CUDA cores × max SM clock × 2;
 //! bus width × max memory clock × 2), the table below keyed by adapter name, and last the
-//! measured probes (the tiled matmul for FLOP/s, a buffer copy for bandwidth), labelled so.
+//! measured probes (the tiled matmul for FLOP/s, an axpy for bandwidth), labelled so.
 
 use std::fmt;
 
@@ -226,7 +226,7 @@ pub fn resolve<E>(
             };
             Ok(Peaks {
                 gflops: flops.unwrap_or_else(|| measured(pf, "matmul")),
-                gbps: bw.unwrap_or_else(|| measured(pb, "copy")),
+                gbps: bw.unwrap_or_else(|| measured(pb, "axpy")),
             })
         }
     }
@@ -275,7 +275,7 @@ mod tests {
             .unwrap();
         assert_eq!(p.gflops.value, 50.0);
         assert_eq!(p.gflops.source, PeakSource::Measured("matmul (1024³)".into()));
-        assert!(p.gbps.source.to_string().starts_with("measured probe: copy"));
+        assert!(p.gbps.source.to_string().starts_with("measured probe: axpy"));
         // One figure from the config, the other from the probe.
         let p =
             resolve(0.0, 20.0, None, "llvmpipe", || Ok::<_, String>((50.0, 8.0, "x".into()))).unwrap();
