@@ -107,6 +107,17 @@ pub enum Command {
         #[arg(long)]
         policy: Option<String>,
     },
+    /// Where a training step's time goes: every dispatch timed and named by op and layer, with
+    /// FLOPs, bytes and the roof that bounds it (profile.csv, profile.svg).
+    Profile {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+        /// Batch size to profile (repeatable; default 1, 64 and 4096).
+        #[arg(long = "batch", value_name = "N")]
+        batch: Vec<usize>,
+    },
     /// Gradient noise: minibatch error vs batch size (σ/√n), the noise scale B_simple.
     Noise {
         #[command(flatten)]

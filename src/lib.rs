@@ -11,6 +11,7 @@ pub mod experiments;
 pub mod landscape;
 pub mod model;
 pub mod noise;
+pub mod profile;
 pub mod report;
 pub mod schedule;
 pub mod stats;

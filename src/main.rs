@@ -35,6 +35,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train { common, backend, init, resume } => {
             app::train::train(&common.run_args(), backend.into(), init, resume)
         }
+        Command::Profile { common, backend, batch } => {
+            app::profile::profile(&common.run_args(), backend.into(), &batch)
+        }
         Command::Sweep { common, backend, min_batch, max_batch, policy } => app::sweep::sweep(
             &common.run_args(),
             backend.into(),

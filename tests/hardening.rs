@@ -6,7 +6,7 @@
 mod common;
 use common::tmpdir;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use safetensors::tensor::{Dtype, TensorView};

@@ -5,7 +5,7 @@
 
 mod common;
 use common::tmpdir;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

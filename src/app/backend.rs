@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::GpuBackend;
 use crate::backend::BackendError;
-use crate::schedule::sweep::Timed;
+use crate::profile::Profilable;
 
 /// Which backend to run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct RunArgs {
 /// A command's work, generic over the backend it runs on.
 pub trait BackendTask {
     type Output;
-    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Self::Output>;
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output>;
 }
 
 /// Open the backend `choice` names and run `task` on it. `auto` falls back to the CPU with a

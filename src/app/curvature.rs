@@ -13,11 +13,11 @@ use crate::curvature::{
     run_curvature, BatchSample, BatchSpread, CurvatureOptions, CurvatureReport, CurvatureSummary,
     Density,
 };
+use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, panels_plot, Panel, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::{fmt_sig, Table};
-use crate::schedule::sweep::Timed;
 use crate::train::checkpoint;
 
 /// `batchscope curvature`.
@@ -60,7 +60,7 @@ struct Curvature<'a> {
 impl BackendTask for Curvature<'_> {
     type Output = (CurvatureSummary, PathBuf);
 
-    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Self::Output> {
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
         let dir = create_run_dir(self.args.out.as_deref(), "curvature")?;
         write_config(&dir, &self.cfg.to_toml())?;
         let analyse = || -> anyhow::Result<CurvatureSummary> {

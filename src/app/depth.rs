@@ -12,11 +12,11 @@ use serde_json::json;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::{Config, ConfigText, DepthConfig, DEPTH_DEFAULT_TOML};
 use crate::experiments::depth::{run_depth, DepthRun};
+use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
-use crate::schedule::sweep::Timed;
 
 /// `batchscope depth`.
 pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
@@ -66,7 +66,7 @@ struct DepthRuns<'a> {
 impl BackendTask for DepthRuns<'_> {
     type Output = (Vec<DepthRun>, String);
 
-    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Self::Output> {
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
         let mut runs = Vec::new();
         for (name, cfg) in self.cfgs {
             eprintln!(

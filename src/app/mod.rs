@@ -10,6 +10,7 @@ pub mod devices;
 pub mod landscape;
 pub mod noise;
 pub mod overlay;
+pub mod profile;
 pub mod rnn;
 pub mod sweep;
 pub mod time_to_target;

@@ -7,11 +7,11 @@ use super::output::write_config;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::Config;
 use crate::noise::{measure, NoiseArgs, NoiseSummary};
+use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
-use crate::schedule::sweep::Timed;
 use crate::train::checkpoint;
 
 /// `batchscope noise`.
@@ -40,7 +40,7 @@ struct Noise<'a> {
 impl BackendTask for Noise<'_> {
     type Output = (NoiseSummary, std::path::PathBuf);
 
-    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Self::Output> {
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
         let dir = create_run_dir(self.args.out.as_deref(), "noise")?;
         write_config(&dir, &self.cfg.to_toml())?;
         Ok((measure(b, self.cfg, self.noise)?, dir))

@@ -18,12 +18,12 @@ use serde_json::json;
 
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::{ConfigText, RnnConfig, RNN_DEFAULT_TOML};
+use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::heatmap::{event_plot, EventPanel, MarkerShape, Markers};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
-use crate::schedule::sweep::Timed;
 use crate::train::rnn::{run_rnn, RnnMetricsLine, RnnRunSummary};
 
 /// `batchscope rnn`.
@@ -70,7 +70,7 @@ struct RunAll<'a> {
 impl BackendTask for RunAll<'_> {
     type Output = Vec<(RnnRunSummary, Vec<RnnMetricsLine>)>;
 
-    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Self::Output> {
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
         let RunAll { cfgs, dir, progress } = self;
         let mut out = Vec::new();
         for (name, cfg) in cfgs {

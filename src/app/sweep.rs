@@ -8,11 +8,12 @@ use anyhow::bail;
 use super::output::{write_config, write_json};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::Config;
+use crate::profile::{sweep_util, Profilable};
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
-use crate::schedule::sweep::{run_sweep, SweepReport, SweepRow, Timed};
+use crate::schedule::sweep::{run_sweep_monitored, SweepReport, SweepRow, Timed};
 use crate::schedule::{choose, knee, predicted_time_curve, Policy};
 
 /// `batchscope sweep`.
@@ -62,6 +63,7 @@ pub fn sweep(
         report.device, report.model, report.peak_gflops, report.peak_probe
     );
     print!("{}", sweep_table(&report));
+    print!("{}", sweep_util::util_table(&report.rows));
     if let Some(k) = knee_b {
         println!(
             "knee: B = {k} (doubling past it gains < {:.0}% throughput)",
@@ -85,7 +87,7 @@ struct Sweep<'a> {
 impl BackendTask for Sweep<'_> {
     type Output = (SweepReport, Policy, PathBuf);
 
-    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Self::Output> {
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
         let cfg = self.cfg;
         let policy = match cfg.sweep.policy.resolve(cfg.sweep.knee_fraction) {
             Some(p) => p,
@@ -148,6 +150,7 @@ fn plots(
             series_of(report, "max", |r| r.ms_max),
         ],
     )?;
+    sweep_util::util_plot(&dir.join("gpu_utilization.svg"), dev, &report.rows)?;
     if let Policy::TimeToTarget { b_noise } = policy {
         let curve = predicted_time_curve(points, b_noise);
         line_plot(
@@ -194,7 +197,16 @@ pub(super) fn sweep_args(
 }
 
 /// The sweep with a progress bar.
-pub(super) fn sweep_on<B: Timed>(b: &B, cfg: &Config, progress: bool) -> anyhow::Result<SweepReport> {
+pub(super) fn sweep_on<B: Profilable>(
+    b: &B,
+    cfg: &Config,
+    progress: bool,
+) -> anyhow::Result<SweepReport> {
+    // NVML utilization columns: one notice line where NVML is absent.
+    let (mut monitor, notice) = sweep_util::open_monitor(b);
+    if let Some(n) = notice {
+        eprintln!("{n}");
+    }
     let n = crate::schedule::powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch).len() as u64;
     let bar = if progress { indicatif::ProgressBar::new(n) } else { indicatif::ProgressBar::hidden() };
     if let Ok(style) =
@@ -203,13 +215,14 @@ pub(super) fn sweep_on<B: Timed>(b: &B, cfg: &Config, progress: bool) -> anyhow:
         bar.set_style(style);
     }
     bar.set_prefix(format!("sweep {}", format!("{:?}", b.kind()).to_lowercase()));
-    let report = run_sweep(b, cfg, &mut |row| {
+    let mut on_row = |row: &SweepRow| {
         bar.inc(1);
         match &row.skipped {
             None => bar.set_message(format!("B={} {:.0} ex/s", row.batch, row.examples_per_s)),
             Some(_) => bar.set_message(format!("B={} skipped", row.batch)),
         }
-    })?;
+    };
+    let report = run_sweep_monitored(b, cfg, &mut on_row, &mut monitor)?;
     bar.finish_and_clear();
     Ok(report)
 }
@@ -230,9 +243,12 @@ pub(super) fn row_cells(r: &SweepRow) -> Vec<Cell> {
         Cell::Text(r.timing.into()),
         Cell::Text(r.skipped.clone().unwrap_or_default()),
     ]
+    .into_iter()
+    .chain(sweep_util::util_cells(r))
+    .collect()
 }
 
-pub(super) const SWEEP_HEADER: [&str; 12] = [
+pub(super) const SWEEP_HEADER: [&str; 17] = [
     "backend",
     "batch",
     "ms_per_step_median",
@@ -245,6 +261,12 @@ pub(super) const SWEEP_HEADER: [&str; 12] = [
     "bytes_predicted",
     "timing",
     "skipped",
+    // sweep_util::UTIL_HEADER
+    "gpu_util_pct",
+    "sm_clock_mhz",
+    "power_w",
+    "mem_used_mib",
+    "mem_predicted_mib",
 ];
 
 fn sweep_table(r: &SweepReport) -> String {

@@ -10,11 +10,12 @@ use super::output::{write_config, write_json};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::{BatchSize, Config};
 use crate::noise::{eps_opt, measure, NoiseArgs};
+use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
-use crate::schedule::sweep::{run_sweep, Timed};
+use crate::schedule::sweep::run_sweep;
 use crate::schedule::{choose, predicted_time_curve, Policy};
 use crate::train::{run_train, TrainError, TrainOptions};
 
@@ -52,7 +53,7 @@ struct Experiment<'a> {
 impl BackendTask for Experiment<'_> {
     type Output = Outcome;
 
-    fn run<B: Timed>(self, b: &B) -> anyhow::Result<Outcome> {
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Outcome> {
         let dir = create_run_dir(self.args.out.as_deref(), "time-to-target")?;
         write_config(&dir, &self.cfg.to_toml())?;
         let (b_noise, eps_max, rows, chosen) = experiment(b, self.cfg, &dir)?;
@@ -60,7 +61,7 @@ impl BackendTask for Experiment<'_> {
     }
 }
 
-fn experiment<B: Timed>(
+fn experiment<B: Profilable>(
     b: &B,
     cfg: &Config,
     dir: &std::path::Path,

@@ -8,8 +8,9 @@ use anyhow::bail;
 use super::output::write_config;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::{BatchSize, Config, SweepPolicy};
+use crate::profile::Profilable;
 use crate::report::rundir::{create_run_dir, open_resume_dir};
-use crate::schedule::sweep::{run_sweep, Timed};
+use crate::schedule::sweep::run_sweep;
 use crate::schedule::{choose, Policy};
 use crate::train::{run_train, TrainOptions, TrainSummary};
 
@@ -58,7 +59,7 @@ struct Train<'a> {
 impl BackendTask for Train<'_> {
     type Output = TrainSummary;
 
-    fn run<B: Timed>(self, b: &B) -> anyhow::Result<TrainSummary> {
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<TrainSummary> {
         let Train { mut cfg, opts, dir } = self;
         if cfg.train.batch_size == BatchSize::Auto {
             let policy = auto_policy(&cfg.sweep.policy)?;

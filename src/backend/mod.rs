@@ -15,8 +15,10 @@
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod scope;
 
 pub use error::BackendError;
+pub use scope::Scope;
 
 use serde::{Deserialize, Serialize};
 
@@ -134,6 +136,8 @@ pub trait Backend {
     fn kind(&self) -> BackendKind;
     /// Human-readable device name (adapter name, or CPU model and thread count).
     fn device_name(&self) -> String;
+    /// Name the model context of the ops recorded next (read by profilers; a no-op otherwise).
+    fn scope(&self, _scope: Scope) {}
 
     // ---- memory -------------------------------------------------------------------------
     /// A new buffer of `len` zeros.

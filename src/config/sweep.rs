@@ -27,6 +27,17 @@ pub struct SweepConfig {
     /// Wall-time budget of the whole sweep in seconds (0 = none): a batch size whose predicted
     /// time (twice the previous one's) would overrun it is skipped with the reason.
     pub time_budget_s: f64,
+    /// The device's fp32 peak in GFLOP/s for "% of peak" columns (0 = NVML, the adapter
+    /// table, or the measured matmul probe).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub peak_gflops: f64,
+    /// The device's memory bandwidth in GB/s (0 = NVML, the adapter table, or a measured probe).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub peak_gbps: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for SweepConfig {
@@ -41,6 +52,8 @@ impl Default for SweepConfig {
             knee_min_gain: 0.1,
             memory_budget_mib: 0,
             time_budget_s: 600.0,
+            peak_gflops: 0.0,
+            peak_gbps: 0.0,
         }
     }
 }

@@ -191,6 +191,11 @@ impl Config {
         if s.timed_steps == 0 {
             return Err(bad("sweep.timed_steps", "must be ≥ 1".into()));
         }
+        for (key, v) in [("sweep.peak_gflops", s.peak_gflops), ("sweep.peak_gbps", s.peak_gbps)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(key, format!("must be ≥ 0 (0 = look the peak up), got {v}")));
+            }
+        }
         if !(s.knee_fraction > 0.0 && s.knee_fraction <= 1.0) {
             return Err(bad(
                 "sweep.knee_fraction",

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::slq::NEGATIVE_TOL;
 use super::batches::{batch_sample, batch_spreads, BatchSample};
 use super::hvp::HvpOptions;
 use super::linear_reference::linear_reference;
+use super::slq::NEGATIVE_TOL;
 use super::summary::{CurvatureSummary, LanczosSummary, PowerSummary, SlqSummary};
 use super::{
     conjugate_gradient, hutchinson_trace, lanczos, norm, power_iteration, random_unit, slq,

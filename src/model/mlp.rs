@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::init::{init_std, normal_vec, rng};
 use super::params::ParamSet;
-use crate::backend::{Activation, Backend, BackendError, Gemm, Result};
+use crate::backend::{Activation, Backend, BackendError, Gemm, Result, Scope};
 
 /// The surrogate loss minimised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +186,7 @@ impl Mlp {
         for l in 0..self.layers() {
             let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
             let input = if l == 0 { x } else { &ws.a[l - 1] };
+            b.scope(Scope::Forward(l));
             // z [rows, out] = input [rows, in] · Wᵀ ([out, in] stored)
             let g = Gemm::nn(rows, fan_out, fan_in).trans(false, true);
             b.matmul(&g, input, &p.tensors[2 * l], &mut ws.z[l])?;
@@ -194,6 +195,7 @@ impl Mlp {
                 b.act_forward(self.spec.activation, rows * fan_out, &ws.z[l], &mut ws.a[l])?;
             }
         }
+        b.scope(Scope::None);
         Ok(())
     }
 
@@ -247,6 +249,7 @@ impl Mlp {
         for l in (0..self.layers()).rev() {
             let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
             let input = if l == 0 { x } else { &ws.a[l - 1] };
+            b.scope(Scope::Backward(l));
             // gW [out, in] = dzᵀ ([rows, out] stored) · input [rows, in]
             let g = Gemm::nn(fan_out, fan_in, rows).trans(true, false);
             b.matmul(&g, &ws.dz[l], input, &mut grads.tensors[2 * l])?;
@@ -257,10 +260,12 @@ impl Mlp {
                 let g = Gemm::nn(rows, fan_in, fan_out);
                 b.matmul(&g, &ws.dz[l], &p.tensors[2 * l], &mut ws.da[l - 1])?;
                 // dz_{l-1} = da ⊙ φ'(z_{l-1})
+                b.scope(Scope::Backward(l - 1));
                 let n = rows * fan_in;
                 b.act_backward(self.spec.activation, n, &ws.z[l - 1], &ws.da[l - 1], &mut ws.dz[l - 1])?;
             }
         }
+        b.scope(Scope::None);
         Ok(())
     }
 

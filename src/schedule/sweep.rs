@@ -15,6 +15,7 @@ use super::powers_of_two;
 use crate::backend::{Backend, BackendError, Gemm};
 use crate::config::{Config, OptimizerKind};
 use crate::model::{LossKind, Mlp, Targets};
+use crate::profile::sampler::{UtilMonitor, UtilSummary};
 use crate::stats::median;
 use crate::train::{Clip, Optimizer, TrainState};
 
@@ -51,6 +52,8 @@ pub struct SweepRow {
     /// `gpu_timestamps` or `host`.
     pub timing: &'static str,
     pub skipped: Option<String>,
+    /// NVML readings while the timed steps ran (`None` without NVML or when skipped).
+    pub util: Option<UtilSummary>,
 }
 
 impl SweepRow {
@@ -133,6 +136,7 @@ fn unmeasured_row<B: Timed>(b: &B, batch: usize) -> SweepRow {
         bytes_predicted: 0,
         timing: "host",
         skipped: None,
+        util: None,
     }
 }
 
@@ -143,6 +147,7 @@ fn measure_batch<B: Timed>(
     batch: usize,
     limits: &DeviceLimits,
     peak: f64,
+    monitor: &mut UtilMonitor,
 ) -> Result<SweepRow, BackendError> {
     let spec = cfg.mlp_spec();
     let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
@@ -201,12 +206,14 @@ fn measure_batch<B: Timed>(
     let mut ms = Vec::new();
     let mut host = Vec::new();
     let mut device_timed = true;
+    monitor.begin();
     for _ in 0..cfg.sweep.timed_steps {
         let (m, h, dev) = time_once(b, &mut || st.record_step(b, &x, &t, &opt, lr, &clip))?;
         ms.push(m);
         host.push(h);
         device_timed &= dev;
     }
+    row.util = monitor.end();
     let med = median(&mut ms.clone());
     row.ms_min = ms.iter().cloned().fold(f64::INFINITY, f64::min);
     row.ms_max = ms.iter().cloned().fold(0.0, f64::max);
@@ -224,6 +231,16 @@ pub fn run_sweep<B: Timed>(
     b: &B,
     cfg: &Config,
     on_row: &mut dyn FnMut(&SweepRow),
+) -> Result<SweepReport, BackendError> {
+    run_sweep_monitored(b, cfg, on_row, &mut UtilMonitor::new(None))
+}
+
+/// [`run_sweep`], sampling `monitor` (NVML) while each batch size's timed steps run.
+pub fn run_sweep_monitored<B: Timed>(
+    b: &B,
+    cfg: &Config,
+    on_row: &mut dyn FnMut(&SweepRow),
+    monitor: &mut UtilMonitor,
 ) -> Result<SweepReport, BackendError> {
     let budget = (cfg.sweep.memory_budget_mib > 0).then(|| cfg.sweep.memory_budget_mib * 1024 * 1024);
     let limits = b.device_limits(budget);
@@ -250,7 +267,7 @@ pub fn run_sweep<B: Timed>(
                 continue;
             }
         }
-        let row = measure_batch(b, cfg, batch, &limits, peak)?;
+        let row = measure_batch(b, cfg, batch, &limits, peak, monitor)?;
         b.release_caches();
         on_row(&row);
         rows.push(row);

@@ -16,8 +16,8 @@ use crate::landscape::direction;
 use crate::landscape::objective::{MlpObjective, Objective, RnnObjective};
 use crate::landscape::symmetry::{mlp_twin, rnn_twin, TwinError, TwinSpec};
 use crate::model::{Mlp, Rnn};
+use crate::profile::Profilable;
 use crate::report::rundir::{create_run_dir, write_atomic};
-use crate::schedule::sweep::Timed;
 use crate::train::checkpoint;
 use crate::train::rnn::run_rnn;
 use crate::train::{run_train, TrainOptions};
@@ -125,7 +125,7 @@ struct Landscape<'a> {
 impl BackendTask for Landscape<'_> {
     type Output = serde_json::Value;
 
-    fn run<B: Timed>(self, b: &B) -> anyhow::Result<serde_json::Value> {
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<serde_json::Value> {
         let p = prepare(b, self.model, self.lc, self.ckpt, self.dir, self.progress)?;
         slices::run(b, p, self.lc, self.dir)
     }

@@ -5,7 +5,7 @@
 //! training step is one `queue.submit` with one parameter upload. Bind groups are cached by
 //! (kernel, buffer ids); pipelines are created once per kernel.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytemuck::Pod;
 
 use super::context::GpuContext;
+use super::dispatch_timing::{Counters, DispatchTiming};
 use super::kernels::{Access, Kernel, Shader, PARAM_SLOT};
 use crate::backend::{BackendError, Result};
 
@@ -77,6 +78,10 @@ pub struct GpuDevice {
     scratch: RefCell<Option<RawBuf>>,
     /// Split-k matmul partial products.
     splitk_scratch: RefCell<Option<RawBuf>>,
+    /// Per-dispatch pass timestamps for the profiler (see `dispatch_timing`), when on.
+    pub(super) dispatch_timing: RefCell<Option<DispatchTiming>>,
+    pub(super) dispatch_timing_on: Cell<bool>,
+    pub(super) counters: Counters,
 }
 
 impl GpuDevice {
@@ -123,6 +128,9 @@ impl GpuDevice {
             submits: AtomicU64::new(0),
             scratch: RefCell::new(None),
             splitk_scratch: RefCell::new(None),
+            dispatch_timing: RefCell::new(None),
+            dispatch_timing_on: Cell::new(false),
+            counters: Counters::default(),
         })
     }
 
@@ -188,6 +196,7 @@ impl GpuDevice {
         }
         // Recorded work that reads or writes `dst` must run before this write lands.
         self.flush()?;
+        self.counters.bytes_uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if bytes.len() % 4 == 0 {
             self.ctx.queue.write_buffer(&dst.buffer, 0, bytes);
         } else {
@@ -216,7 +225,27 @@ impl GpuDevice {
         Ok(bytes)
     }
 
+    /// Map `staging[..size]` and copy it out (waits for the device).
+    pub(super) fn map_readback(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        self.map_read(staging, size)
+    }
+
+    /// Record resolving queries `0..count` of `set` into `resolve`, then a copy to `readback`.
+    pub(super) fn record_resolve(
+        &self,
+        set: &wgpu::QuerySet,
+        count: u32,
+        resolve: &wgpu::Buffer,
+        readback: &wgpu::Buffer,
+    ) {
+        self.with_encoder(|enc| {
+            enc.resolve_query_set(set, 0..count, resolve, 0);
+            enc.copy_buffer_to_buffer(resolve, 0, readback, 0, count as u64 * 8);
+        });
+    }
+
     fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        self.counters.bytes_read_back.fetch_add(size, Ordering::Relaxed);
         let slice = staging.slice(..size);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -372,6 +401,11 @@ impl GpuDevice {
         let slot_end = ((rec.dispatches + 1) * PARAM_SLOT) as usize;
         rec.params.resize(slot_end, 0);
         rec.dispatches += 1;
+        self.counters.dispatches.fetch_add(1, Ordering::Relaxed);
+        let timed = match self.dispatch_timing_on.get() {
+            true => self.dispatch_timing.borrow_mut().as_mut().and_then(|t| t.next(k.name)),
+            false => None,
+        };
         let enc = rec.encoder.get_or_insert_with(|| {
             self.ctx
                 .device
@@ -379,7 +413,11 @@ impl GpuDevice {
         });
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(k.name),
-            timestamp_writes: None,
+            timestamp_writes: timed.as_ref().map(|(set, first)| wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(*first),
+                end_of_pass_write_index: Some(*first + 1),
+            }),
         });
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[offset as u32]);
@@ -434,6 +472,7 @@ impl GpuDevice {
             (enc, params)
         };
         if !params.is_empty() {
+            self.counters.bytes_uploaded.fetch_add(params.len() as u64, Ordering::Relaxed);
             self.ctx.queue.write_buffer(&self.arena, 0, &params);
         }
         if let Some(enc) = encoder {

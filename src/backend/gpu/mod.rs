@@ -11,6 +11,7 @@ pub mod clip;
 pub mod context;
 pub mod datagen;
 pub mod device;
+pub mod dispatch_timing;
 pub mod elementwise;
 pub mod gather;
 pub mod kernels;
@@ -26,6 +27,7 @@ use std::cell::Cell;
 
 pub use context::{list_adapters, AdapterSummary, GpuContext};
 pub use device::{GpuDevice, RawBuf};
+pub use dispatch_timing::{DeviceCounters, DispatchTime};
 pub use matmul::MatmulVariant;
 
 use crate::backend::{

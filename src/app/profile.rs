@@ -1,0 +1,103 @@
+//! `batchscope profile`: where the training step's time goes, per op group, at a few batch
+//! sizes: terminal tables, `profile.csv`, `profile.svg`, `summary.json`.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::config::Config;
+use crate::profile::peaks::resolve;
+use crate::profile::probe::measure_peaks;
+use crate::profile::report::{csv_rows, peaks_line, stacked_bars, table, CSV_HEADER};
+use crate::profile::telemetry::{open_nvml, Telemetry};
+use crate::profile::{profile_batch, BatchProfile, Peaks, Profilable};
+use crate::report::csv::write_csv;
+use crate::report::rundir::{create_run_dir, write_atomic};
+
+/// Batch sizes profiled when none is given.
+pub const DEFAULT_BATCHES: [usize; 3] = [1, 64, 4096];
+
+/// `batchscope profile`.
+pub fn profile(args: &RunArgs, backend: BackendChoice, batches: &[usize]) -> anyhow::Result<()> {
+    let cfg = Config::load(args.config.as_deref(), &args.set)?;
+    let batches = if batches.is_empty() { DEFAULT_BATCHES.to_vec() } else { batches.to_vec() };
+    if let Some(b) = batches.iter().find(|&&b| b == 0) {
+        anyhow::bail!("--batch {b}: a batch size must be ≥ 1");
+    }
+    with_backend(backend, args.adapter.as_deref(), Profile { cfg: &cfg, batches: &batches, args })
+}
+
+/// The run directory and the profiles, on the opened backend.
+struct Profile<'a> {
+    cfg: &'a Config,
+    batches: &'a [usize],
+    args: &'a RunArgs,
+}
+
+impl BackendTask for Profile<'_> {
+    type Output = ();
+
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<()> {
+        let dir = create_run_dir(self.args.out.as_deref(), "profile")?;
+        write_atomic(&dir.join("config.toml"), self.cfg.to_toml().as_bytes())?;
+        profile_on(b, self.cfg, self.batches, &dir)
+    }
+}
+
+/// The device's peaks (NVML where it exists on a GPU; a notice line when it does not).
+fn peaks_of<B: Profilable>(b: &B, cfg: &Config) -> anyhow::Result<Peaks> {
+    let nvml = match b.kind() {
+        crate::backend::BackendKind::Gpu => match open_nvml(&b.pci_bus_id(), &b.adapter_name()) {
+            Ok(t) => t.peaks(),
+            Err(e) => {
+                eprintln!("notice: {e}; peaks from the adapter table, the config or a probe");
+                None
+            }
+        },
+        crate::backend::BackendKind::Cpu => None,
+    };
+    let peaks = resolve(cfg.sweep.peak_gflops, cfg.sweep.peak_gbps, nvml, &b.adapter_name(), || {
+        measure_peaks(b)
+    })?;
+    b.release_caches();
+    Ok(peaks)
+}
+
+fn profile_on<B: Profilable>(b: &B, cfg: &Config, batches: &[usize], dir: &Path) -> anyhow::Result<()> {
+    let backend = format!("{:?}", b.kind()).to_lowercase();
+    let device = b.device_name();
+    let peaks = peaks_of(b, cfg)?;
+    println!("{device} — model {:?}", cfg.mlp_spec().sizes);
+    println!("{}", peaks_line(&peaks));
+    let mut profiles: Vec<BatchProfile> = Vec::new();
+    let mut rows = Vec::new();
+    for &batch in batches {
+        let p = profile_batch(b, cfg, batch).with_context(|| format!("profiling B = {batch}"))?;
+        b.release_caches();
+        print!("{}", table(&p, &peaks));
+        rows.extend(csv_rows(&backend, &p, &peaks));
+        profiles.push(p);
+    }
+    write_csv(&dir.join("profile.csv"), &CSV_HEADER, &rows)?;
+    stacked_bars(
+        &dir.join("profile.svg"),
+        &format!("Share of step time per op group — {device}"),
+        &profiles,
+    )?;
+    let summary = serde_json::json!({
+        "command": "profile",
+        "backend": backend,
+        "device": device,
+        "model": cfg.mlp_spec().sizes,
+        "peak_gflops": peaks.gflops.value,
+        "peak_gflops_source": peaks.gflops.source.to_string(),
+        "peak_gbps": peaks.gbps.value,
+        "peak_gbps_source": peaks.gbps.source.to_string(),
+        "batches": profiles,
+    });
+    let text = serde_json::to_string_pretty(&summary).context("serialising summary")?;
+    write_atomic(&dir.join("summary.json"), text.as_bytes())?;
+    println!("wrote: {}", dir.display());
+    Ok(())
+}

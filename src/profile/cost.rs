@@ -1,0 +1,189 @@
+//! Analytic cost of each Backend op from its shapes, and the group that names it in a profile.
+//!
+//! FLOPs count a multiply-add as 2 and every other arithmetic operation as 1 (an exp or a
+//! compare is 1). Bytes are the compulsory traffic: every operand element read once and every
+//! result element written once, 4 bytes each (f32 and u32). Real kernels move more (tiles
+//! re-read from cache, two-pass reductions), so achieved GB/s from these counts is a lower bound.
+
+use crate::backend::{Activation, Gemm, Scope};
+
+/// Which reduction ([`crate::backend::Backend::sum`] and friends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceKind {
+    Sum,
+    Dot,
+    SumSq,
+}
+
+/// One Backend op with the shapes that fix its cost.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Op {
+    Matmul(Gemm),
+    AddBias { rows: usize, cols: usize },
+    ColSum { rows: usize, cols: usize, accumulate: bool },
+    Axpy { n: usize },
+    Scale { n: usize },
+    Copy { n: usize },
+    Fill { n: usize },
+    ActForward { act: Activation, n: usize },
+    ActBackward { n: usize },
+    ActSecond { n: usize },
+    SoftmaxXent { rows: usize, classes: usize },
+    SoftmaxXentRop { rows: usize, classes: usize },
+    Mse { rows: usize, cols: usize },
+    Reduce { kind: ReduceKind, n: usize },
+    Sgd { n: usize },
+    Momentum { n: usize },
+    ClipNorm { n: usize, count: usize },
+    ClipByValue { n: usize },
+    Generate { rows: usize, dim: usize },
+    GatherRows { rows: usize, cols: usize },
+    GatherIdx { rows: usize },
+}
+
+const F32: f64 = 4.0;
+
+impl Op {
+    /// Floating-point operations of one call.
+    pub fn flops(&self) -> f64 {
+        let f = |v: usize| v as f64;
+        match *self {
+            // 2mnk, plus α·(…) and β·C per output element when they are not 1 and 0.
+            Op::Matmul(g) => {
+                let extra = (g.alpha != 1.0) as usize + 2 * (g.beta != 0.0) as usize;
+                g.flops() + f(g.m * g.n * extra)
+            }
+            Op::AddBias { rows, cols } => f(rows * cols),
+            // Σ over rows, α·s, and + β·out when accumulating.
+            Op::ColSum { rows, cols, accumulate } => {
+                f(rows * cols + cols * (1 + 2 * accumulate as usize))
+            }
+            Op::Axpy { n } => f(2 * n),
+            Op::Scale { n } | Op::ClipByValue { n } | Op::ActBackward { n } => f(n),
+            Op::Copy { .. } | Op::Fill { .. } | Op::GatherRows { .. } | Op::GatherIdx { .. } => 0.0,
+            // relu: one compare; tanh: counted as one operation too (a transcendental).
+            Op::ActForward { n, .. } => f(n),
+            // out += dy·φ''(z)·rz.
+            Op::ActSecond { n } => f(3 * n),
+            // Per element: max, subtract, exp, sum, divide, subtract the one-hot, scale.
+            Op::SoftmaxXent { rows, classes } => f(7 * rows * classes),
+            // Per element: exp-normalise (4), p·r and its sum (2), p(r - s)·scale (3).
+            Op::SoftmaxXentRop { rows, classes } => f(9 * rows * classes),
+            // Per element: difference, square, sum, scaled gradient.
+            Op::Mse { rows, cols } => f(4 * rows * cols),
+            Op::Reduce { kind: ReduceKind::Sum, n } => f(n),
+            Op::Reduce { n, .. } => f(2 * n),
+            // g + wd·p (2), p -= lr·(…) (2).
+            Op::Sgd { n } => f(4 * n),
+            // g + wd·p (2), v = μv + (…) (2), p -= lr·v (2).
+            Op::Momentum { n } => f(6 * n),
+            // Σ of the norm slots, √, min, then one multiply per element.
+            Op::ClipNorm { n, count } => f(n + count + 2),
+            // Counter-based normals: counted as data movement only.
+            Op::Generate { .. } => 0.0,
+        }
+    }
+
+    /// Compulsory bytes moved by one call.
+    pub fn bytes(&self) -> f64 {
+        let b = |v: usize| v as f64 * F32;
+        match *self {
+            Op::Matmul(g) => {
+                let (a, bb, c) = (g.m * g.k, g.k * g.n, g.m * g.n);
+                b(a + bb + c + c * (g.beta != 0.0) as usize)
+            }
+            // x read and written, bias read.
+            Op::AddBias { rows, cols } => b(2 * rows * cols + cols),
+            Op::ColSum { rows, cols, accumulate } => b(rows * cols + cols * (1 + accumulate as usize)),
+            Op::Axpy { n } => b(3 * n),
+            Op::Scale { n } | Op::Copy { n } | Op::ClipByValue { n } | Op::ActForward { n, .. } => {
+                b(2 * n)
+            }
+            Op::Fill { n } => b(n),
+            Op::ActBackward { n } => b(3 * n),
+            Op::ActSecond { n } => b(5 * n),
+            // logits, labels in; loss, correct, dlogits out.
+            Op::SoftmaxXent { rows, classes } => b(2 * rows * classes + 3 * rows),
+            Op::SoftmaxXentRop { rows, classes } => b(3 * rows * classes),
+            // pred, target in; loss, dpred out.
+            Op::Mse { rows, cols } => b(3 * rows * cols + rows),
+            Op::Reduce { kind: ReduceKind::Dot, n } => b(2 * n + 1),
+            Op::Reduce { n, .. } => b(n + 1),
+            // grad, param in; param out.
+            Op::Sgd { n } => b(3 * n),
+            // grad, velocity, param in; velocity, param out.
+            Op::Momentum { n } => b(5 * n),
+            Op::ClipNorm { n, count } => b(2 * n + count),
+            // x and labels (or targets) out, the table read once per example's class.
+            Op::Generate { rows, dim } => b(rows * dim + rows),
+            // idx in, row read and written.
+            Op::GatherRows { rows, cols } => b(rows + 2 * rows * cols),
+            Op::GatherIdx { rows } => b(3 * rows),
+        }
+    }
+
+    /// The profile group: the op named by what it does in the model (`fwd matmul L0`,
+    /// `wgrad L1`, `bias+act L0`, `xent+dlogits`, `momentum update`, ...).
+    pub fn group(&self, scope: Scope) -> String {
+        let layer = |name: &str| match scope {
+            Scope::Forward(l) | Scope::Backward(l) => format!("{name} L{l}"),
+            Scope::None => name.to_string(),
+        };
+        match (*self, scope) {
+            (Op::Matmul(_), Scope::Forward(l)) => format!("fwd matmul L{l}"),
+            (Op::Matmul(g), Scope::Backward(l)) if g.trans_a => format!("wgrad L{l}"),
+            (Op::Matmul(_), Scope::Backward(l)) => format!("dgrad L{l}"),
+            (Op::Matmul(_), Scope::None) => "matmul".into(),
+            (Op::AddBias { .. } | Op::ActForward { .. }, Scope::Forward(l)) => format!("bias+act L{l}"),
+            (Op::AddBias { .. }, _) => layer("bias"),
+            (Op::ActForward { .. }, _) => layer("act"),
+            (Op::ActBackward { .. }, _) => layer("act bwd"),
+            (Op::ColSum { .. }, _) => layer("col_sum"),
+            (Op::SoftmaxXent { .. }, _) => "xent+dlogits".into(),
+            (Op::SoftmaxXentRop { .. }, _) => "xent R-op".into(),
+            (Op::Mse { .. }, _) => "mse+dpred".into(),
+            (Op::ActSecond { .. }, _) => layer("act second"),
+            (Op::Reduce { .. }, _) => "reduce".into(),
+            (Op::Sgd { .. }, _) => "sgd update".into(),
+            (Op::Momentum { .. }, _) => "momentum update".into(),
+            (Op::ClipNorm { .. }, _) => "clip norm".into(),
+            (Op::ClipByValue { .. }, _) => "clip value".into(),
+            (Op::Axpy { .. }, _) => layer("axpy"),
+            (Op::Scale { .. }, _) => layer("scale"),
+            (Op::Copy { .. }, _) => layer("copy"),
+            (Op::Fill { .. }, _) => layer("fill"),
+            (Op::Generate { .. }, _) => "datagen".into(),
+            (Op::GatherRows { .. } | Op::GatherIdx { .. }, _) => "gather".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_counts_include_alpha_beta_and_c() {
+        // C [2,3] = A [2,4] · B [4,3]: 2·2·3·4 = 48 FLOPs; 8 + 12 + 6 floats.
+        let g = Gemm::nn(2, 3, 4);
+        assert_eq!((Op::Matmul(g).flops(), Op::Matmul(g).bytes()), (48.0, 4.0 * 26.0));
+        // β ≠ 0 reads C too and adds 2 per output; α ≠ 1 one more.
+        let g = g.scaled(0.5, 1.0);
+        assert_eq!((Op::Matmul(g).flops(), Op::Matmul(g).bytes()), (48.0 + 3.0 * 6.0, 4.0 * 32.0));
+    }
+
+    #[test]
+    fn groups_name_ops_by_layer_and_direction() {
+        let g = Gemm::nn(8, 4, 2);
+        assert_eq!(Op::Matmul(g).group(Scope::Forward(0)), "fwd matmul L0");
+        assert_eq!(Op::Matmul(g.trans(true, false)).group(Scope::Backward(1)), "wgrad L1");
+        assert_eq!(Op::Matmul(g).group(Scope::Backward(1)), "dgrad L1");
+        assert_eq!(Op::Matmul(g).group(Scope::None), "matmul");
+        assert_eq!(Op::AddBias { rows: 1, cols: 1 }.group(Scope::Forward(2)), "bias+act L2");
+        assert_eq!(Op::Momentum { n: 3 }.group(Scope::Backward(0)), "momentum update");
+        assert_eq!(Op::Reduce { kind: ReduceKind::Dot, n: 3 }.group(Scope::None), "reduce");
+        // Dot reads two vectors, sum of squares one.
+        assert_eq!(Op::Reduce { kind: ReduceKind::Dot, n: 3 }.bytes(), 28.0);
+        assert_eq!(Op::Reduce { kind: ReduceKind::SumSq, n: 3 }.flops(), 6.0);
+    }
+}

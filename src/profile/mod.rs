@@ -1,0 +1,23 @@
+//! Where a training step's time goes: every dispatch of the real step timed (GPU pass
+//! timestamps, or host timers on the CPU backend) and named by op and model layer, with its
+//! analytic FLOPs and bytes, against the device's peaks; NVML telemetry for sweeps.
+//!
+//! [`wrapper::Profiled`] wraps a backend so the model and training code run unchanged;
+//! [`cost`] names and costs each op; [`run::profile_batch`] profiles one batch size;
+//! [`peaks`] finds the peaks; [`telemetry`] and [`sampler`] read NVML where it exists.
+
+pub mod cost;
+pub mod hooks;
+pub mod peaks;
+pub mod probe;
+pub mod report;
+pub mod run;
+pub mod sampler;
+pub mod sweep_util;
+pub mod telemetry;
+pub mod wrapper;
+
+pub use hooks::{Profilable, TimingMethod};
+pub use peaks::{Bound, Peak, PeakSource, Peaks};
+pub use run::{profile_batch, BatchProfile, GroupStats};
+pub use wrapper::Profiled;

@@ -1,0 +1,151 @@
+//! The profiler on the real training step: per-op times add up to the step, every dispatch is
+//! named, and the analytic FLOP and byte counts equal hand-computed ones.
+
+mod common;
+
+use batchscope::config::Config;
+use batchscope::profile::{profile_batch, BatchProfile, TimingMethod};
+
+/// A small MLP 16-32-24-5 with momentum, timed like the sweep (2 warm-up, 4 timed steps).
+fn config(extra: &[&str]) -> Config {
+    let mut set: Vec<String> = [
+        "model.hidden=[32, 24]",
+        "data.dim=16",
+        "data.classes=5",
+        "sweep.warmup_steps=2",
+        "sweep.timed_steps=4",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    set.extend(extra.iter().map(|s| s.to_string()));
+    Config::load(None, &set).expect("config")
+}
+
+fn group<'a>(p: &'a BatchProfile, name: &str) -> &'a batchscope::profile::GroupStats {
+    p.groups.iter().find(|g| g.group == name).unwrap_or_else(|| panic!("no group {name} in {p:#?}"))
+}
+
+/// The groups of one momentum step of a 3-layer MLP, in recording order.
+const GROUPS: [&str; 15] = [
+    "fwd matmul L0",
+    "bias+act L0",
+    "fwd matmul L1",
+    "bias+act L1",
+    "fwd matmul L2",
+    "bias+act L2",
+    "xent+dlogits",
+    "wgrad L2",
+    "col_sum L2",
+    "dgrad L2",
+    "act bwd L1",
+    "wgrad L1",
+    "col_sum L1",
+    "dgrad L1",
+    "act bwd L0",
+];
+
+fn check_names(p: &BatchProfile) {
+    let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
+    let mut expected: Vec<&str> = GROUPS.to_vec();
+    expected.extend(["wgrad L0", "col_sum L0", "reduce", "momentum update"]);
+    assert_eq!(names, expected, "every op of the step named, in order");
+    assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
+    // 8 forward (3 matmul, 3 bias, 2 act) + xent + 10 backward (5 matmul, 3 col_sum,
+    // 2 act bwd) + 2 sums + 6 updates.
+    assert_eq!(p.ops_per_step, 27.0);
+}
+
+fn check_sum(p: &BatchProfile, tol: f64) {
+    // Both are means over the same profiled steps.
+    let rel = (p.ops_ms - p.step_ms_profiled_mean).abs() / p.step_ms_profiled_mean;
+    assert!(
+        rel < tol,
+        "per-op sum {:.4} ms vs step {:.4} ms ({:.1} %)",
+        p.ops_ms,
+        p.step_ms_profiled_mean,
+        100.0 * rel
+    );
+}
+
+#[test]
+fn cpu_profile_adds_up_and_names_every_op() {
+    let b = common::cpu();
+    let cfg = config(&["model.hidden=[256, 256]", "data.dim=256"]);
+    let p = profile_batch(&b, &cfg, 256).expect("profile");
+    assert_eq!(p.timing, TimingMethod::HostTimers);
+    check_sum(&p, 0.10);
+    let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
+    assert_eq!(names.len(), 19, "{names:?}");
+    assert!(names.iter().all(|n| *n != "other"));
+    assert!(p.groups.iter().all(|g| g.us_per_step > 0.0));
+}
+
+#[test]
+fn analytic_counts_equal_hand_computed_values() {
+    // MLP 16-32-24-5, B = 8, momentum.
+    let p = profile_batch(&common::cpu(), &config(&[]), 8).expect("profile");
+    check_names(&p);
+    let (b, d, h1, h2, k) = (8.0, 16.0, 32.0, 24.0, 5.0);
+    // z0 [8,32] = x [8,16] · W0ᵀ: 2·8·32·16 FLOPs; reads x, W0, writes z0.
+    let g = group(&p, "fwd matmul L0");
+    assert_eq!((g.calls_per_step, g.flops_per_step), (1.0, 2.0 * b * h1 * d));
+    assert_eq!(g.bytes_per_step, 4.0 * (b * d + h1 * d + b * h1));
+    // bias (8·32 adds; z read+write, bias read) + relu (8·32; z read, a write).
+    let g = group(&p, "bias+act L0");
+    assert_eq!(g.flops_per_step, 2.0 * b * h1);
+    assert_eq!(g.bytes_per_step, 4.0 * (2.0 * b * h1 + h1) + 4.0 * 2.0 * b * h1);
+    // The output layer has a bias and no activation.
+    assert_eq!(group(&p, "bias+act L2").flops_per_step, b * k);
+    // Softmax cross-entropy: 7 per logit; logits + dlogits, labels + loss + correct.
+    let g = group(&p, "xent+dlogits");
+    assert_eq!((g.flops_per_step, g.bytes_per_step), (7.0 * b * k, 4.0 * (2.0 * b * k + 3.0 * b)));
+    // gW1 [24,32] = dz1ᵀ [24,8] · a0 [8,32].
+    let g = group(&p, "wgrad L1");
+    assert_eq!(g.flops_per_step, 2.0 * h2 * h1 * b);
+    assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + b * h1 + h2 * h1));
+    // da0 [8,32] = dz1 [8,24] · W1 [24,32].
+    assert_eq!(group(&p, "dgrad L1").flops_per_step, 2.0 * b * h1 * h2);
+    // gb2 = Σ_rows dz2: 8·5 adds + 5 scalings.
+    let g = group(&p, "col_sum L2");
+    assert_eq!((g.flops_per_step, g.bytes_per_step), (b * k + k, 4.0 * (b * k + k)));
+    // relu': one multiply per element; z, da read, dz written.
+    let g = group(&p, "act bwd L0");
+    assert_eq!((g.flops_per_step, g.bytes_per_step), (b * h1, 4.0 * 3.0 * b * h1));
+    // Two sums of [8] (loss, correct) into one slot each.
+    let g = group(&p, "reduce");
+    assert_eq!(
+        (g.calls_per_step, g.flops_per_step, g.bytes_per_step),
+        (2.0, 2.0 * b, 2.0 * 4.0 * (b + 1.0))
+    );
+    // Momentum over all 16·32+32 + 32·24+24 + 24·5+5 = 1461 parameters: 6 FLOPs, 5 floats each.
+    let n = d * h1 + h1 + h1 * h2 + h2 + h2 * k + k;
+    let g = group(&p, "momentum update");
+    assert_eq!((g.calls_per_step, g.flops_per_step, g.bytes_per_step), (6.0, 6.0 * n, 20.0 * n));
+}
+
+#[test]
+fn gpu_profile_adds_up_and_times_every_dispatch() {
+    let b = common::gpu();
+    let cfg = config(&["model.hidden=[256, 256]", "data.dim=256"]);
+    let p = profile_batch(&b, &cfg, 256).expect("profile");
+    assert_eq!(p.timing, TimingMethod::PassTimestamps, "lavapipe has TIMESTAMP_QUERY");
+    // Without NVML (lavapipe, or no driver) the sweep prints one notice and says n/a.
+    let (m, notice) = batchscope::profile::sweep_util::open_monitor(&b);
+    if !m.is_available() {
+        assert!(notice.is_some_and(|n| n.starts_with("notice:") && n.contains("n/a")));
+    }
+    assert_eq!(p.step_timing, "gpu_timestamps");
+    check_sum(&p, 0.10);
+    assert_eq!(p.untimed_dispatches, 0);
+    // Every dispatch of the step is tagged with its op: the groups' calls are all of them.
+    let calls: f64 = p.groups.iter().map(|g| g.calls_per_step).sum();
+    assert_eq!(calls, p.dispatches_per_step);
+    assert!(p.dispatches_per_step >= p.ops_per_step);
+    assert_eq!(p.submits_per_step, 1.0, "one submit per step");
+    assert!(p.bytes_uploaded_per_step > 0.0, "the parameter arena");
+    assert_eq!(p.bytes_read_back_per_step, 0.0);
+    // Small model: names in order, as on the CPU.
+    let p = profile_batch(&b, &config(&[]), 8).expect("profile");
+    check_names(&p);
+}
