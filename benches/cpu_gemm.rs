@@ -1,24 +1,25 @@
-//! SGEMM crates compared on the shapes the CPU backend runs: `gemm` 0.19 vs `matrixmultiply` 0.3.
+//! The CPU matmul kernels compared on the shapes the CPU backend runs: the `gemm` crate
+//! (AVX-512 kernels, rayon pool), `matrixmultiply` (single-threaded), and the hand-written thin
+//! kernels `rows` and `dot` — each where it supports the layout — beside the kernel the shape
+//! table picks (`choose`).
 //!
 //! Shapes: every product of an MLP 784-1024-1024-10 train step (weights stored `[out, in]`) at
-//! B = 32 and B = 512, the whole step, and square 1024³ / 2048³. Throughput is reported in
-//! "elements" = FLOPs (2·m·n·k), so criterion's `Gelem/s` reads as GFLOP/s.
+//! every power-of-two batch 1..4096. Throughput is in GFLOP/s (2·m·n·k per product).
 //!
-//! After criterion, a summary table times the two crates interleaved (round-robin, best of
-//! [`ROUNDS`]) so that load from other processes hits both alike; on a shared machine that table
-//! is the fairer comparison.
+//! Criterion benches (B = 32 and 512) come first; then a summary table times the kernels
+//! interleaved (round-robin, best of [`ROUNDS`]) so that load from other processes hits all
+//! alike — on a shared machine that table is the fairer comparison. `-- nomatch` skips criterion
+//! and prints only the summary; `CPU_GEMM_BATCHES=1,8,512` restricts it to some batches.
 //!
-//! Run: `cargo bench --bench cpu_gemm` (rayon threads: `RAYON_NUM_THREADS`; matrixmultiply
-//! threads: `MATMUL_NUM_THREADS`, default the physical core count).
+//! Run: `cargo bench --bench cpu_gemm [-- nomatch]` (threads: `RAYON_NUM_THREADS`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use batchscope::backend::cpu::matmul::{sgemm_with, SgemmCrate};
+use batchscope::backend::cpu::matmul::{choose, sgemm_with, Kernel};
 use batchscope::backend::Gemm;
-use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 
-const CRATES: [SgemmCrate; 2] = [SgemmCrate::Gemm, SgemmCrate::MatrixMultiply];
 const LAYERS: [(usize, usize); 3] = [(784, 1024), (1024, 1024), (1024, 10)];
 
 /// The products of one train step at batch `b`, named, for `Y = X Wᵀ`, `dW = dYᵀ X`, `dX = dY W`.
@@ -66,74 +67,40 @@ fn bufs(g: &Gemm) -> Bufs {
     Bufs { a: operand(g.m * g.k, 1), b: operand(g.k * g.n, 2), c: vec![0.0; g.m * g.n] }
 }
 
-fn run(which: SgemmCrate, g: &Gemm, x: &mut Bufs) {
-    if let Err(e) = sgemm_with(which, g, black_box(&x.a), black_box(&x.b), &mut x.c) {
+/// One product with `which`, or with the table's choice when `which` is `None`.
+fn run(which: Option<Kernel>, g: &Gemm, x: &mut Bufs) {
+    let k = which.unwrap_or_else(|| choose(g));
+    if let Err(e) = sgemm_with(k, g, black_box(&x.a), black_box(&x.b), &mut x.c) {
         panic!("{e}");
     }
     black_box(&x.c);
 }
 
 fn bench_shapes(c: &mut Criterion) {
-    let mut shapes = Vec::new();
     for b in [32, 512] {
-        shapes.extend(mlp_step(b).into_iter().map(|(name, g)| (format!("B{b}/{name}"), g)));
-    }
-    shapes.push(("square/1024".to_string(), Gemm::nn(1024, 1024, 1024)));
-    shapes.push(("square/2048".to_string(), Gemm::nn(2048, 2048, 2048)));
-
-    for (name, g) in &shapes {
-        let mut group = c.benchmark_group(format!("sgemm/{name}"));
-        group.throughput(Throughput::Elements(g.flops() as u64));
-        group.sample_size(10).warm_up_time(Duration::from_millis(500));
-        if g.flops() > 4e9 {
-            group.sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(4));
-        } else {
-            group.measurement_time(Duration::from_secs(2));
+        for (name, g) in mlp_step(b) {
+            let mut group = c.benchmark_group(format!("sgemm/B{b}/{name}"));
+            group.throughput(Throughput::Elements(g.flops() as u64));
+            group.sample_size(10).warm_up_time(Duration::from_millis(300));
+            group.measurement_time(Duration::from_secs(1));
+            let mut x = bufs(&g);
+            for which in Kernel::ALL.into_iter().filter(|k| k.supports(&g)) {
+                group.bench_function(BenchmarkId::from_parameter(which.name()), |bch| {
+                    bch.iter(|| run(Some(which), &g, &mut x))
+                });
+            }
+            group.finish();
         }
-        let mut x = bufs(g);
-        for which in CRATES {
-            group.bench_function(BenchmarkId::from_parameter(which.name()), |bch| {
-                bch.iter(|| run(which, g, &mut x))
-            });
-        }
-        group.finish();
-    }
-}
-
-fn bench_steps(c: &mut Criterion) {
-    for b in [32, 512] {
-        let step = mlp_step(b);
-        let flops: f64 = step.iter().map(|(_, g)| g.flops()).sum();
-        let mut bufs: Vec<Bufs> = step.iter().map(|(_, g)| bufs(g)).collect();
-        let mut group = c.benchmark_group(format!("sgemm/B{b}/mlp_step_all_8"));
-        group.throughput(Throughput::Elements(flops as u64));
-        group
-            .sample_size(10)
-            .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(3));
-        for which in CRATES {
-            group.bench_function(BenchmarkId::from_parameter(which.name()), |bch| {
-                bch.iter(|| {
-                    for ((_, g), x) in step.iter().zip(bufs.iter_mut()) {
-                        run(which, g, x);
-                    }
-                })
-            });
-        }
-        group.finish();
     }
 }
 
 /// Interleaved rounds per shape in the summary table.
-const ROUNDS: usize = 15;
+const ROUNDS: usize = 7;
 /// Target duration of one timed batch of calls in the summary table.
-const BATCH: Duration = Duration::from_millis(25);
+const BATCH: Duration = Duration::from_millis(20);
 
-/// Named list of products; a "step" runs all of them back to back.
-type Work = (String, Vec<Gemm>);
-
-/// Seconds per run of `work` with `which`, averaged over one batch of `reps` runs.
-fn time_batch(which: SgemmCrate, work: &[Gemm], bufs: &mut [Bufs], reps: usize) -> f64 {
+/// Seconds per run of `work` with `which` (`None`: the table), over one batch of `reps` runs.
+fn time_batch(which: Option<Kernel>, work: &[Gemm], bufs: &mut [Bufs], reps: usize) -> f64 {
     let t = Instant::now();
     for _ in 0..reps {
         for (g, x) in work.iter().zip(bufs.iter_mut()) {
@@ -143,42 +110,72 @@ fn time_batch(which: SgemmCrate, work: &[Gemm], bufs: &mut [Bufs], reps: usize) 
     t.elapsed().as_secs_f64() / reps as f64
 }
 
-/// GFLOP/s of both crates per shape, measured round-robin, best of `ROUNDS`.
-fn summary() {
-    let mut works: Vec<Work> = Vec::new();
-    for b in [32, 512] {
-        let step = mlp_step(b);
-        works.extend(step.iter().map(|(n, g)| (format!("B{b}/{n}"), vec![*g])));
-        works.push((format!("B{b}/mlp_step_all_8"), step.into_iter().map(|(_, g)| g).collect()));
-    }
-    works.push(("square/1024".into(), vec![Gemm::nn(1024, 1024, 1024)]));
-    works.push(("square/2048".into(), vec![Gemm::nn(2048, 2048, 2048)]));
-
-    println!(
-        "\nsummary: GFLOP/s, interleaved, best of {ROUNDS} (rayon threads {})",
-        rayon::current_num_threads()
-    );
-    println!("{:<34} {:>10} {:>15} {:>8}", "shape", "gemm", "matrixmultiply", "ratio");
-    for (name, work) in &works {
-        let flops: f64 = work.iter().map(|g| g.flops()).sum();
-        let mut bufs: Vec<Bufs> = work.iter().map(bufs).collect();
-        // Warm up both, and size a batch to about BATCH.
-        let once = CRATES.map(|w| time_batch(w, work, &mut bufs, 1));
-        let reps = (BATCH.as_secs_f64() / once[0].min(once[1])).clamp(1.0, 10_000.0) as usize;
-        let mut best = [f64::INFINITY; 2];
-        for round in 0..ROUNDS {
-            for i in 0..2 {
-                // Alternate which crate goes first.
-                let j = (i + round) % 2;
-                best[j] = best[j].min(time_batch(CRATES[j], work, &mut bufs, reps));
-            }
+/// Best seconds per run of `work` for each candidate, measured round-robin.
+fn race(cands: &[Option<Kernel>], work: &[Gemm]) -> Vec<f64> {
+    let mut bufs: Vec<Bufs> = work.iter().map(bufs).collect();
+    let once: Vec<f64> = cands.iter().map(|&w| time_batch(w, work, &mut bufs, 1)).collect();
+    let fastest = once.iter().cloned().fold(f64::INFINITY, f64::min);
+    let reps = (BATCH.as_secs_f64() / fastest).clamp(1.0, 10_000.0) as usize;
+    let mut best = vec![f64::INFINITY; cands.len()];
+    for round in 0..ROUNDS {
+        for i in 0..cands.len() {
+            let j = (i + round) % cands.len();
+            best[j] = best[j].min(time_batch(cands[j], work, &mut bufs, reps));
         }
-        let gf = best.map(|t| flops / t / 1e9);
-        println!("{name:<34} {:>10.1} {:>15.1} {:>8.2}", gf[0], gf[1], gf[0] / gf[1]);
+    }
+    best
+}
+
+/// Batches of the summary: `CPU_GEMM_BATCHES` (comma-separated) or every power of two to 4096.
+fn batches() -> Vec<usize> {
+    match std::env::var("CPU_GEMM_BATCHES") {
+        Ok(s) => s.split(',').filter_map(|t| t.trim().parse().ok()).collect(),
+        Err(_) => (0..=12).map(|e| 1usize << e).collect(),
     }
 }
 
-criterion_group!(benches, bench_shapes, bench_steps);
+/// GFLOP/s of every kernel per shape, and the whole step with the table vs `gemm` alone.
+fn summary() {
+    println!(
+        "\nsummary: GFLOP/s, interleaved, best of {ROUNDS} (rayon threads {}); * = table's choice",
+        rayon::current_num_threads()
+    );
+    let names: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+    println!("{:<30} {:>9} {:>14} {:>9} {:>9}", "shape", names[0], names[1], names[2], names[3]);
+    for b in batches() {
+        let step = mlp_step(b);
+        for (name, g) in &step {
+            let cands: Vec<Kernel> = Kernel::ALL.into_iter().filter(|k| k.supports(g)).collect();
+            let t = race(&cands.iter().map(|&k| Some(k)).collect::<Vec<_>>(), &[*g]);
+            let mut cells = Vec::new();
+            for k in Kernel::ALL {
+                let cell = match cands.iter().position(|&c| c == k) {
+                    Some(i) => {
+                        let mark = if choose(g) == k { "*" } else { " " };
+                        format!("{:.1}{mark}", g.flops() / t[i] / 1e9)
+                    }
+                    None => "-".to_string(),
+                };
+                cells.push(cell);
+            }
+            println!(
+                "B{b:<5}{name:<25} {:>9} {:>14} {:>9} {:>9}",
+                cells[0], cells[1], cells[2], cells[3]
+            );
+        }
+        let work: Vec<Gemm> = step.iter().map(|(_, g)| *g).collect();
+        let t = race(&[None, Some(Kernel::Gemm)], &work);
+        println!(
+            "B{b:<5}{:<25} table {:.3} ms, gemm only {:.3} ms ({:.2}x)",
+            "whole step (8 products)",
+            t[0] * 1e3,
+            t[1] * 1e3,
+            t[1] / t[0]
+        );
+    }
+}
+
+criterion_group!(benches, bench_shapes);
 
 fn main() {
     benches();

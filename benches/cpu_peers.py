@@ -4,7 +4,8 @@
 One training step of the MLP 784-1024-1024-10 (ReLU, softmax cross-entropy, plain SGD unless
 --momentum), examples/s. batchscope is timed by its own sweep (`sweep --backend cpu`, median of
 the timed steps); the peers by wall time (median over >= 0.5 s after warm-up), each with the
-threads this process is given (RAYON_NUM_THREADS / torch.set_num_threads / XLA's default).
+threads this process is given (RAYON_NUM_THREADS / torch.set_num_threads / XLA's default, or
+XLA's single-threaded Eigen with --threads 1).
 A peer that is not importable is said so on its row and skipped; nothing is estimated.
 
 Usage: python3 benches/cpu_peers.py [--bin target/release/batchscope] [--max-batch 4096]
@@ -71,7 +72,12 @@ def torch_rows(batches, momentum, threads):
     return rows, f"PyTorch {torch.__version__} CPU eager, {torch.get_num_threads()} threads"
 
 
-def jax_rows(batches, momentum):
+def jax_rows(batches, momentum, threads):
+    # XLA's CPU client sizes its pools from the core count; with one thread asked for, keep its
+    # Eigen matmuls on one thread too (the flag must be set before jax is imported).
+    if threads == 1:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     try:
         import jax, jax.numpy as jnp
     except Exception as e:
@@ -129,7 +135,7 @@ def main():
     batches = [1 << k for k in range(0, 17) if (1 << k) <= a.max_batch]
     bs = batchscope(a.bin, a.max_batch, a.momentum, a.threads)
     pt, pt_note = torch_rows(batches, a.momentum, a.threads)
-    jx, jx_note = jax_rows(batches, a.momentum)
+    jx, jx_note = jax_rows(batches, a.momentum, a.threads)
     print(f"# MLP {'-'.join(map(str, SIZES))}, {'momentum 0.9' if a.momentum else 'plain SGD'}, "
           f"{a.threads} threads; examples/s")
     print(f"# peers: {pt_note}; {jx_note}")

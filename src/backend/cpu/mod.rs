@@ -1,8 +1,8 @@
 //! The CPU backend: the specification every GPU kernel must equal.
 //!
 //! Buffers are `Vec<f32>` / `Vec<u32>` and every op runs eagerly on the calling thread, using
-//! rayon's global pool for large ops. `matmul` calls a tuned SGEMM crate ([`matmul::DEFAULT_CRATE`]);
-//! losses and reductions accumulate in f64; all results are independent of the thread count.
+//! rayon's global pool for large ops. `matmul` runs the kernel a fixed shape table picks
+//! ([`matmul::choose`]: hand-written thin kernels or the `gemm` crate); losses and reductions accumulate in f64; all results are independent of the thread count.
 //! One submodule per kernel family, named as its shader (`shaders/<family>.wgsl`) and its GPU
 //! host wrapper (`backend/gpu/<family>.rs`); their slice-level functions are public so GPU tests
 //! can use them as references.
@@ -20,6 +20,8 @@ mod timed;
 pub mod update;
 pub mod xent;
 
+#[cfg(test)]
+mod matmul_tests;
 #[cfg(test)]
 mod tests;
 

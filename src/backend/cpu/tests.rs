@@ -1,11 +1,10 @@
 //! Unit tests of the CPU backend on small hand-computed cases and naive f64 references.
 
-use super::matmul::{matmul_naive, sgemm_with, SgemmCrate};
 use super::CpuBackend;
-use crate::backend::{Activation, Backend, BackendError, Gemm};
+use crate::backend::{Activation, Backend, BackendError};
 
 /// Deterministic values in [-1, 1) (64-bit LCG, top bits).
-fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+pub(super) fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
@@ -15,12 +14,16 @@ fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-#[path = "../../../tests/common/close.rs"]
-mod close;
-use close::assert_close;
+/// `|want - got| <= atol + rtol * |want|` elementwise, with the first mismatch in the message.
+pub(super) fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= atol + rtol * w.abs(), "{what}: [{i}] got {g}, want {w}");
+    }
+}
 
 /// Stored `[rows, cols]` row-major matrix transposed to `[cols, rows]`.
-fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(super) fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0; x.len()];
     for r in 0..rows {
         for c in 0..cols {
@@ -30,7 +33,7 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
-fn with_threads<T: Send>(n: usize, f: impl FnOnce() -> T + Send) -> T {
+pub(super) fn with_threads<T: Send>(n: usize, f: impl FnOnce() -> T + Send) -> T {
     match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
         Ok(pool) => pool.install(f),
         Err(e) => panic!("thread pool: {e}"),
@@ -38,98 +41,6 @@ fn with_threads<T: Send>(n: usize, f: impl FnOnce() -> T + Send) -> T {
 }
 
 // ---- matmul ------------------------------------------------------------------------------
-
-#[test]
-fn matmul_2x3_every_transpose() {
-    // A = [[1,2,3],[4,5,6]] (2x3), B = [[7,8],[9,10],[11,12]] (3x2):
-    // A·B = [[1*7+2*9+3*11, 1*8+2*10+3*12], [4*7+5*9+6*11, 4*8+5*10+6*12]] = [[58,64],[139,154]].
-    let a = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-    let b = vec![7.0, 8.0, 9.0, 10.0, 11.0, 12.0];
-    let want = [58.0, 64.0, 139.0, 154.0];
-    let cpu = CpuBackend::new();
-    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-        let sa = if ta { transpose(&a, 2, 3) } else { a.clone() };
-        let sb = if tb { transpose(&b, 3, 2) } else { b.clone() };
-        let mut c = vec![f32::NAN; 4];
-        cpu.matmul(&Gemm::nn(2, 2, 3).trans(ta, tb), &sa, &sb, &mut c).unwrap();
-        assert_eq!(c, want, "trans_a={ta} trans_b={tb}");
-        // alpha = 2, beta = -1 on C = want: 2*AB - AB = AB.
-        cpu.matmul(&Gemm::nn(2, 2, 3).trans(ta, tb).scaled(2.0, -1.0), &sa, &sb, &mut c).unwrap();
-        assert_eq!(c, want, "alpha/beta, trans_a={ta} trans_b={tb}");
-    }
-}
-
-#[test]
-fn matmul_ragged_shapes_match_naive_for_both_crates() {
-    let dims = [1usize, 3, 17, 65];
-    let mut seed = 1;
-    for &m in &dims {
-        for &n in &dims {
-            for &k in &dims {
-                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                    for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-1.5, 0.25)] {
-                        seed += 1;
-                        let g = Gemm::nn(m, n, k).trans(ta, tb).scaled(alpha, beta);
-                        let a = rand_vec(m * k, seed);
-                        let b = rand_vec(k * n, seed + 1000);
-                        let c0 = rand_vec(m * n, seed + 2000);
-                        let mut want = c0.clone();
-                        matmul_naive(&g, &a, &b, &mut want).unwrap();
-                        for which in [SgemmCrate::Gemm, SgemmCrate::MatrixMultiply] {
-                            let mut c = c0.clone();
-                            sgemm_with(which, &g, &a, &b, &mut c).unwrap();
-                            let what = format!("{} {g:?}", which.name());
-                            assert_close(&what, &want, &c, 1e-5 * k as f32, 1e-5);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn matmul_beta_zero_ignores_nan_and_empty_dims() {
-    for which in [SgemmCrate::Gemm, SgemmCrate::MatrixMultiply] {
-        let (m, n, k) = (17, 65, 3);
-        let g = Gemm::nn(m, n, k).trans(true, false);
-        let (a, b) = (rand_vec(m * k, 1), rand_vec(k * n, 2));
-        let mut c = vec![f32::NAN; m * n];
-        sgemm_with(which, &g, &a, &b, &mut c).unwrap();
-        assert!(c.iter().all(|v| v.is_finite()), "{}", which.name());
-
-        // k == 0: C = beta * C; beta == 0 overwrites NaN with 0.
-        let mut c = vec![f32::NAN, 2.0];
-        sgemm_with(which, &Gemm::nn(1, 2, 0), &[], &[], &mut c).unwrap();
-        assert_eq!(c, [0.0, 0.0]);
-        let mut c = vec![1.0, 2.0];
-        sgemm_with(which, &Gemm::nn(1, 2, 0).scaled(1.0, 3.0), &[], &[], &mut c).unwrap();
-        assert_eq!(c, [3.0, 6.0]);
-        // m == 0 or n == 0: nothing to do, nothing to check but the lengths.
-        sgemm_with(which, &Gemm::nn(0, 5, 7), &[], &rand_vec(35, 3), &mut []).unwrap();
-        sgemm_with(which, &Gemm::nn(5, 0, 7), &rand_vec(35, 3), &[], &mut []).unwrap();
-    }
-}
-
-#[test]
-fn matmul_short_operands_are_shape_errors() {
-    let cpu = CpuBackend::new();
-    let g = Gemm::nn(2, 3, 4);
-    let (a, b, c) = (vec![0.0; 8], vec![0.0; 12], vec![0.0; 6]);
-    for (la, lb, lc, operand) in [(7, 12, 6, "a"), (8, 11, 6, "b"), (8, 12, 5, "c")] {
-        let mut cc = c[..lc].to_vec();
-        match cpu.matmul(&g, &a[..la].to_vec(), &b[..lb].to_vec(), &mut cc) {
-            Err(BackendError::Shape { op: "matmul", operand: o, .. }) => assert_eq!(o, operand),
-            other => panic!("short {operand}: {other:?}"),
-        }
-    }
-    // Longer buffers are fine: only the prefix is used.
-    let mut long_c = vec![7.0; 10];
-    cpu.matmul(&g, &vec![1.0; 9], &vec![1.0; 13], &mut long_c).unwrap();
-    assert_eq!(long_c, [4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 7.0, 7.0, 7.0, 7.0]);
-}
-
-// ---- bias, column sums, BLAS-1 -----------------------------------------------------------
 
 #[test]
 fn add_bias_and_col_sum() {
@@ -221,7 +132,7 @@ fn activations_forward_backward() {
     assert_eq!(y, want);
     // tanh'(z) = 1 - tanh²(z): tanh(0.5) = 0.46211716, so 1 - 0.21355227 = 0.78644773.
     cpu.act_backward(Activation::Tanh, 4, &z, &dy, &mut dz).unwrap();
-    assert_close("tanh'", &[3.0 * 0.786_447_7], &dz[2..3], 1e-6, 1e-6);
+    assert_close(&dz[2..3], &[3.0 * 0.786_447_7], 1e-6, 1e-6, "tanh'");
     assert!(matches!(
         cpu.act_backward(Activation::Tanh, 5, &z, &dy, &mut dz),
         Err(BackendError::Shape { .. })
@@ -263,11 +174,11 @@ fn softmax_xent_known_row() {
     let labels = vec![2u32, 0];
     let (mut loss, mut correct, mut d) = (vec![0.0; 2], vec![0.0; 2], vec![0.0; 6]);
     cpu.softmax_xent(2, 3, &logits, &labels, 0.5, &mut loss, &mut correct, &mut d).unwrap();
-    assert_close("loss", &[0.407_605_96, 2.407_606], &loss, 1e-6, 1e-6);
+    assert_close(&loss, &[0.407_605_96, 2.407_606], 1e-6, 1e-6, "loss");
     assert_eq!(correct, [1.0, 0.0]);
     let p = [0.090_030_57, 0.244_728_47, 0.665_240_96];
     let want = [0.5 * p[0], 0.5 * p[1], 0.5 * (p[2] - 1.0), 0.5 * (p[0] - 1.0), 0.5 * p[1], 0.5 * p[2]];
-    assert_close("dlogits", &want, &d, 1e-7, 1e-6);
+    assert_close(&d, &want, 1e-7, 1e-6, "dlogits");
 }
 
 #[test]
@@ -279,7 +190,7 @@ fn softmax_xent_is_stable_and_takes_first_argmax() {
     // Two rows of three: row 0 = [1000, 1000, 5], row 1 = [7, 7, -1e4].
     let labels = vec![1u32, 0];
     cpu.softmax_xent(2, 3, &logits, &labels, 1.0, &mut loss, &mut correct, &mut d).unwrap();
-    assert_close("loss", &[std::f32::consts::LN_2, std::f32::consts::LN_2], &loss, 1e-6, 1e-6);
+    assert_close(&loss, &[std::f32::consts::LN_2, std::f32::consts::LN_2], 1e-6, 1e-6, "loss");
     assert_eq!(correct, [0.0, 1.0], "row 0 argmax is index 0, row 1 argmax is index 0");
     assert!(d.iter().all(|v| v.is_finite()));
 }
@@ -352,7 +263,7 @@ fn softmax_xent_rop_matches_jacobian_and_differences() {
     };
     let (dp, dm) = (grad_at(eps), grad_at(-eps));
     let fd: Vec<f32> = dp.iter().zip(&dm).map(|(a, b)| (a - b) / (2.0 * eps)).collect();
-    assert_close("R-op vs differences", &fd, &out, 1e-3, 1e-2);
+    assert_close(&out, &fd, 1e-3, 1e-2, "R-op vs differences");
 }
 
 #[test]
@@ -423,13 +334,13 @@ fn sgd_and_momentum_updates() {
     // p = 1 - 0.1 * (0.5 + 0.2 * 1) = 0.93; p = 2 - 0.1 * (-1 + 0.2 * 2) = 2.06.
     let mut p = vec![1.0, 2.0];
     cpu.sgd_update(2, 0.1, 0.2, &vec![0.5, -1.0], &mut p).unwrap();
-    assert_close("sgd", &[0.93, 2.06], &p, 1e-7, 1e-6);
+    assert_close(&p, &[0.93, 2.06], 1e-7, 1e-6, "sgd");
     // v = 0.9 * 1 + (0.5 + 0.2 * 1) = 1.6, p = 1 - 0.1 * 1.6 = 0.84;
     // v = 0.9 * 0 + (-1 + 0.2 * 2) = -0.6, p = 2 + 0.06 = 2.06.
     let (mut v, mut p) = (vec![1.0, 0.0], vec![1.0, 2.0]);
     cpu.momentum_update(2, 0.1, 0.9, 0.2, &vec![0.5, -1.0], &mut v, &mut p).unwrap();
-    assert_close("velocity", &[1.6, -0.6], &v, 1e-7, 1e-6);
-    assert_close("param", &[0.84, 2.06], &p, 1e-7, 1e-6);
+    assert_close(&v, &[1.6, -0.6], 1e-7, 1e-6, "velocity");
+    assert_close(&p, &[0.84, 2.06], 1e-7, 1e-6, "param");
     assert!(matches!(
         cpu.momentum_update(2, 0.1, 0.9, 0.0, &vec![0.0; 2], &mut vec![0.0; 1], &mut p),
         Err(BackendError::Shape { operand: "velocity", .. })

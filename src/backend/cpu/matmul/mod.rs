@@ -1,0 +1,167 @@
+//! The matmul family (CPU twin of `shaders/matmul.wgsl`): `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n]`.
+//!
+//! [`matmul`] picks one [`Kernel`] per shape from a fixed table ([`choose`]), never by timing at
+//! run time, so a given shape always runs the same code and the CPU results are bitwise
+//! reproducible for a given thread count (the hand-written kernels do not even depend on it).
+//! The table was set on `cargo bench --bench cpu_gemm` (the MLP's products at every power-of-two
+//! batch; numbers in `docs/CPU_PERF.md`):
+//!
+//! * [`Kernel::Dot`] for `A · Bᵀ` with 2..=32 rows — a layer's forward product at small batch,
+//!   where `gemm`'s packing of the whole weight matrix for a few rows dominates — and for the
+//!   10-class output layer's forward product from batch 32 up;
+//! * [`Kernel::Rows`] for the weight gradient `dYᵀ · X` at batch 2..=4;
+//! * [`Kernel::Gemm`] (the `gemm` crate with its AVX-512 kernels, packed, on rayon's pool)
+//!   for everything else, including batch 1 (its matrix-vector path).
+//!
+//! Transposes are expressed as strides, never copied. Every kernel stays callable through
+//! [`sgemm_with`] for benches and cross-checks. [`matmul_naive`] is the plain triple loop in f64,
+//! the reference for tests only.
+
+mod crates;
+mod dot;
+mod rows;
+mod tasks;
+
+use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
+
+/// One implementation of the product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// `gemm` 0.19 (sarah-quinones), packed micro-kernels, threaded through rayon's pool.
+    Gemm,
+    /// `matrixmultiply` 0.3, single-threaded (benches and cross-checks only).
+    MatrixMultiply,
+    /// Unpacked row combinations `C[i,:] = Σ_p op(A)[i,p] B[p,:]`; needs `!trans_b`.
+    Rows,
+    /// Unpacked dot products of rows `C[i,j] = A[i,:] · B[j,:]`; needs `!trans_a && trans_b`.
+    Dot,
+}
+
+impl Kernel {
+    /// Every kernel, for benches and tests.
+    pub const ALL: [Kernel; 4] = [Kernel::Gemm, Kernel::MatrixMultiply, Kernel::Rows, Kernel::Dot];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Gemm => "gemm",
+            Kernel::MatrixMultiply => "matrixmultiply",
+            Kernel::Rows => "rows",
+            Kernel::Dot => "dot",
+        }
+    }
+
+    /// Whether the kernel can compute products of `g`'s layout.
+    pub fn supports(self, g: &Gemm) -> bool {
+        match self {
+            Kernel::Gemm | Kernel::MatrixMultiply => true,
+            Kernel::Rows => !g.trans_b,
+            Kernel::Dot => !g.trans_a && g.trans_b,
+        }
+    }
+}
+
+/// [`Kernel::Dot`] for `A · Bᵀ` with `2 ..= DOT_MAX_M` rows (a forward product at small batch;
+/// at batch 1 the `gemm` crate's matrix-vector path streams the weights faster)...
+pub const DOT_MAX_M: usize = 32;
+/// ...and for at most this many columns from [`DOT_MAX_M`] rows up (a narrow output layer at
+/// larger batch; below that, `gemm` is faster on the bench).
+pub const DOT_MAX_N: usize = 16;
+/// [`Kernel::Rows`] for `op(A)ᵀ · B` with `2 ..= ROWS_MAX_K` inner length and at least
+/// [`ROWS_MIN_M`] rows: the weight gradient `dYᵀ · X` at a tiny batch.
+pub const ROWS_MAX_K: usize = 4;
+/// See [`ROWS_MAX_K`].
+pub const ROWS_MIN_M: usize = 16;
+
+/// The kernel [`matmul`] runs for `g`: a pure function of the shape and layout.
+pub fn choose(g: &Gemm) -> Kernel {
+    let dot = (2..=DOT_MAX_M).contains(&g.m) || (g.n <= DOT_MAX_N && g.m >= DOT_MAX_M);
+    let rows = g.trans_a && (2..=ROWS_MAX_K).contains(&g.k) && g.m >= ROWS_MIN_M;
+    if Kernel::Dot.supports(g) && dot {
+        Kernel::Dot
+    } else if Kernel::Rows.supports(g) && rows {
+        Kernel::Rows
+    } else {
+        Kernel::Gemm
+    }
+}
+
+/// Checks the operand lengths of `g`: `a >= m*k`, `b >= k*n`, `c >= m*n`.
+pub fn check_gemm(g: &Gemm, a: usize, b: usize, c: usize) -> Result<()> {
+    let (la, lb, lc) = gemm_lens(g);
+    check_len("matmul", "a", a, la)?;
+    check_len("matmul", "b", b, lb)?;
+    check_len("matmul", "c", c, lc)
+}
+
+/// `C = alpha * op(A) * op(B) + beta * C` with the kernel [`choose`] picks for the shape.
+///
+/// `a: [m,k]` (or `[k,m]` with `trans_a`), `b: [k,n]` (or `[n,k]` with `trans_b`), `c: [m,n]`;
+/// longer buffers are fine, only the prefix is used. With `beta == 0` the old `C` is not read.
+pub fn matmul(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+    sgemm_with(choose(g), g, a, b, c)
+}
+
+/// Same as [`matmul`] with an explicit kernel (for benches and cross-checks); an `Invalid` error
+/// when the kernel does not support `g`'s layout ([`Kernel::supports`]).
+pub fn sgemm_with(which: Kernel, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+    check_gemm(g, a.len(), b.len(), c.len())?;
+    if !which.supports(g) {
+        return Err(BackendError::Invalid {
+            op: "matmul",
+            message: format!("kernel `{}` does not support {g:?}", which.name()),
+        });
+    }
+    let (m, n, k) = (g.m, g.n, g.k);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let c = &mut c[..m * n];
+    if k == 0 {
+        // op(A)·op(B) is the zero matrix: C = beta * C, and beta == 0 overwrites (NaN included).
+        if g.beta == 0.0 {
+            c.fill(0.0);
+        } else {
+            c.iter_mut().for_each(|x| *x *= g.beta);
+        }
+        return Ok(());
+    }
+    let (a, b) = (&a[..m * k], &b[..k * n]);
+    match which {
+        Kernel::Gemm => crates::gemm_crate(g, a, b, c),
+        Kernel::MatrixMultiply => crates::matrixmultiply_crate(g, a, b, c),
+        Kernel::Rows => {
+            let ((rsa, csa), _) = crates::strides(g);
+            let (a, b) = (a.as_ptr(), b.as_ptr());
+            let (alpha, beta) = (g.alpha, g.beta);
+            let c = tasks::RawC::new(c);
+            rows::Rows { m, n, k, a, rsa, csa, b, c, alpha, beta }.run();
+        }
+        Kernel::Dot => {
+            let (a, b) = (a.as_ptr(), b.as_ptr());
+            let (alpha, beta) = (g.alpha, g.beta);
+            let c = tasks::RawC::new(c);
+            dot::Dot { m, n, k, a, b, c, alpha, beta }.run();
+        }
+    }
+    Ok(())
+}
+
+/// Reference product by the triple loop, accumulated in f64 (tests and kernel validation only).
+///
+/// Same shapes and semantics as [`matmul`], including `beta == 0` ignoring the old `C`.
+pub fn matmul_naive(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+    check_gemm(g, a.len(), b.len(), c.len())?;
+    let (m, n, k) = (g.m, g.n, g.k);
+    let ((rsa, csa), (rsb, csb)) = crates::strides(g);
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f64;
+            for p in 0..k {
+                acc += a[i * rsa + p * csa] as f64 * b[p * rsb + j * csb] as f64;
+            }
+            let old = if g.beta == 0.0 { 0.0 } else { g.beta as f64 * c[i * n + j] as f64 };
+            c[i * n + j] = (g.alpha as f64 * acc + old) as f32;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Unit tests of the matmul family: every kernel against the f64 triple loop, the shape table,
+//! and thread-count independence of the hand-written kernels.
+
+use super::matmul::{choose, matmul_naive, sgemm_with, Kernel};
+use super::tests::{assert_close, rand_vec, transpose, with_threads};
+use super::CpuBackend;
+use crate::backend::{Backend, BackendError, Gemm};
+
+#[test]
+fn matmul_2x3_every_transpose() {
+    // A = [[1,2,3],[4,5,6]] (2x3), B = [[7,8],[9,10],[11,12]] (3x2):
+    // A·B = [[1*7+2*9+3*11, 1*8+2*10+3*12], [4*7+5*9+6*11, 4*8+5*10+6*12]] = [[58,64],[139,154]].
+    let a = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let b = vec![7.0, 8.0, 9.0, 10.0, 11.0, 12.0];
+    let want = [58.0, 64.0, 139.0, 154.0];
+    let cpu = CpuBackend::new();
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let sa = if ta { transpose(&a, 2, 3) } else { a.clone() };
+        let sb = if tb { transpose(&b, 3, 2) } else { b.clone() };
+        let mut c = vec![f32::NAN; 4];
+        cpu.matmul(&Gemm::nn(2, 2, 3).trans(ta, tb), &sa, &sb, &mut c).unwrap();
+        assert_eq!(c, want, "trans_a={ta} trans_b={tb}");
+        // alpha = 2, beta = -1 on C = want: 2*AB - AB = AB.
+        cpu.matmul(&Gemm::nn(2, 2, 3).trans(ta, tb).scaled(2.0, -1.0), &sa, &sb, &mut c).unwrap();
+        assert_eq!(c, want, "alpha/beta, trans_a={ta} trans_b={tb}");
+    }
+}
+
+#[test]
+fn matmul_ragged_shapes_match_naive_for_every_kernel() {
+    let dims = [1usize, 3, 17, 65];
+    let mut seed = 1;
+    for &m in &dims {
+        for &n in &dims {
+            for &k in &dims {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (-1.5, 0.25)] {
+                        seed += 1;
+                        let g = Gemm::nn(m, n, k).trans(ta, tb).scaled(alpha, beta);
+                        let a = rand_vec(m * k, seed);
+                        let b = rand_vec(k * n, seed + 1000);
+                        let c0 = rand_vec(m * n, seed + 2000);
+                        let mut want = c0.clone();
+                        matmul_naive(&g, &a, &b, &mut want).unwrap();
+                        for which in Kernel::ALL.into_iter().filter(|w| w.supports(&g)) {
+                            let mut c = c0.clone();
+                            sgemm_with(which, &g, &a, &b, &mut c).unwrap();
+                            let what = format!("{} {g:?}", which.name());
+                            assert_close(&c, &want, 1e-5 * k as f32, 1e-5, &what);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `g` in a layout `which` supports (`Dot` needs `A · Bᵀ`, the others take `op(A) · B`).
+fn layout_for(which: Kernel, g: Gemm) -> Gemm {
+    if which == Kernel::Dot {
+        g.trans(false, true)
+    } else {
+        g.trans(which == Kernel::Gemm || which == Kernel::Rows, false)
+    }
+}
+
+#[test]
+fn matmul_beta_zero_ignores_nan_and_empty_dims() {
+    for which in Kernel::ALL {
+        let (m, n, k) = (17, 65, 3);
+        let g = layout_for(which, Gemm::nn(m, n, k));
+        let (a, b) = (rand_vec(m * k, 1), rand_vec(k * n, 2));
+        let mut c = vec![f32::NAN; m * n];
+        sgemm_with(which, &g, &a, &b, &mut c).unwrap();
+        assert!(c.iter().all(|v| v.is_finite()), "{}", which.name());
+
+        // k == 0: C = beta * C; beta == 0 overwrites NaN with 0.
+        let mut c = vec![f32::NAN, 2.0];
+        sgemm_with(which, &layout_for(which, Gemm::nn(1, 2, 0)), &[], &[], &mut c).unwrap();
+        assert_eq!(c, [0.0, 0.0]);
+        let mut c = vec![1.0, 2.0];
+        let g = layout_for(which, Gemm::nn(1, 2, 0).scaled(1.0, 3.0));
+        sgemm_with(which, &g, &[], &[], &mut c).unwrap();
+        assert_eq!(c, [3.0, 6.0]);
+        // m == 0 or n == 0: nothing to do, nothing to check but the lengths.
+        sgemm_with(which, &layout_for(which, Gemm::nn(0, 5, 7)), &[], &rand_vec(35, 3), &mut [])
+            .unwrap();
+        sgemm_with(which, &layout_for(which, Gemm::nn(5, 0, 7)), &rand_vec(35, 3), &[], &mut [])
+            .unwrap();
+    }
+}
+
+#[test]
+fn matmul_kernel_rejects_unsupported_layout() {
+    let (a, b, mut c) = (rand_vec(6, 1), rand_vec(6, 2), vec![0.0; 4]);
+    let nt = Gemm::nn(2, 2, 3).trans(false, true);
+    assert!(matches!(sgemm_with(Kernel::Rows, &nt, &a, &b, &mut c), Err(BackendError::Invalid { .. })));
+    let tn = Gemm::nn(2, 2, 3).trans(true, false);
+    assert!(matches!(sgemm_with(Kernel::Dot, &tn, &a, &b, &mut c), Err(BackendError::Invalid { .. })));
+}
+
+/// The shape table on the products of an MLP 784-1024-1024-10 train step.
+#[test]
+fn matmul_table_picks_thin_kernels_for_thin_products() {
+    let fwd = |b: usize, o: usize, i: usize| choose(&Gemm::nn(b, o, i).trans(false, true));
+    let dw = |b: usize, o: usize, i: usize| choose(&Gemm::nn(o, i, b).trans(true, false));
+    let dx = |b: usize, o: usize, i: usize| choose(&Gemm::nn(b, i, o));
+    for b in [2, 8, 32] {
+        assert_eq!(fwd(b, 1024, 784), Kernel::Dot, "fwd B={b}");
+        assert_eq!(dx(b, 1024, 1024), Kernel::Gemm, "dX B={b}");
+    }
+    for b in [2, 4] {
+        assert_eq!(dw(b, 1024, 784), Kernel::Rows, "dW B={b}");
+    }
+    for b in [32, 512, 4096] {
+        assert_eq!(fwd(b, 10, 1024), Kernel::Dot, "output layer fwd B={b}");
+    }
+    for b in [1, 64, 4096] {
+        assert_eq!(fwd(b, 1024, 784), Kernel::Gemm, "fwd B={b}");
+        assert_eq!(dw(b, 1024, 784), Kernel::Gemm, "dW B={b}");
+        assert_eq!(dx(b, 1024, 1024), Kernel::Gemm, "dX B={b}");
+    }
+}
+
+/// The hand-written kernels give bitwise the same product on 1 and 3 pool threads (each
+/// element is one fixed chain of operations whatever the split).
+#[test]
+fn matmul_thin_kernels_do_not_depend_on_thread_count() {
+    let cases = [
+        (Kernel::Rows, Gemm::nn(8, 1000, 300)),
+        (Kernel::Rows, Gemm::nn(500, 300, 8).trans(true, false).scaled(0.5, 1.0)),
+        (Kernel::Dot, Gemm::nn(8, 1000, 301).trans(false, true)),
+        (Kernel::Dot, Gemm::nn(1000, 10, 300).trans(false, true).scaled(2.0, -1.0)),
+    ];
+    for (which, g) in cases {
+        let (a, b, c0) = (rand_vec(g.m * g.k, 1), rand_vec(g.k * g.n, 2), rand_vec(g.m * g.n, 3));
+        let run = |threads: usize| {
+            let mut c = c0.clone();
+            with_threads(threads, || sgemm_with(which, &g, &a, &b, &mut c)).unwrap();
+            c
+        };
+        let one = run(1);
+        assert_eq!(one, run(3), "{} {g:?}", which.name());
+        let mut want = c0.clone();
+        matmul_naive(&g, &a, &b, &mut want).unwrap();
+        assert_close(&one, &want, 1e-5 * g.k as f32, 1e-5, which.name());
+    }
+}
+
+#[test]
+fn matmul_short_operands_are_shape_errors() {
+    let cpu = CpuBackend::new();
+    let g = Gemm::nn(2, 3, 4);
+    let (a, b, c) = (vec![0.0; 8], vec![0.0; 12], vec![0.0; 6]);
+    for (la, lb, lc, operand) in [(7, 12, 6, "a"), (8, 11, 6, "b"), (8, 12, 5, "c")] {
+        let mut cc = c[..lc].to_vec();
+        match cpu.matmul(&g, &a[..la].to_vec(), &b[..lb].to_vec(), &mut cc) {
+            Err(BackendError::Shape { op: "matmul", operand: o, .. }) => assert_eq!(o, operand),
+            other => panic!("short {operand}: {other:?}"),
+        }
+    }
+    // Longer buffers are fine: only the prefix is used.
+    let mut long_c = vec![7.0; 10];
+    cpu.matmul(&g, &vec![1.0; 9], &vec![1.0; 13], &mut long_c).unwrap();
+    assert_eq!(long_c, [4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 7.0, 7.0, 7.0, 7.0]);
+}
+
+// ---- bias, column sums, BLAS-1 -----------------------------------------------------------
