@@ -85,7 +85,7 @@ impl GpuDevice {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let timestamps = ctx.has_timestamps().then(|| Timestamps::new(&ctx.device, 64));
+        let timestamps = ctx.has_timestamps().then(|| Timestamps::new(&ctx.device, "timestamp", 64));
         Ok(GpuDevice {
             ctx,
             arena,
@@ -192,25 +192,6 @@ impl GpuDevice {
         self.flush()?;
         let bytes = self.map_read(&staging, size)?;
         Ok(bytes)
-    }
-
-    /// Map `staging[..size]` and copy it out (waits for the device).
-    pub(super) fn map_readback(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
-        self.map_read(staging, size)
-    }
-
-    /// Record resolving queries `0..count` of `set` into `resolve`, then a copy to `readback`.
-    pub(super) fn record_resolve(
-        &self,
-        set: &wgpu::QuerySet,
-        count: u32,
-        resolve: &wgpu::Buffer,
-        readback: &wgpu::Buffer,
-    ) {
-        self.with_encoder(|enc| {
-            enc.resolve_query_set(set, 0..count, resolve, 0);
-            enc.copy_buffer_to_buffer(resolve, 0, readback, 0, count as u64 * 8);
-        });
     }
 
     pub(super) fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
