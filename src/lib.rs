@@ -7,6 +7,7 @@ pub mod backend;
 pub mod config;
 pub mod curvature;
 pub mod data;
+mod error;
 pub mod experiments;
 pub mod landscape;
 pub mod model;

@@ -257,10 +257,10 @@ fn lines_along_gradient_and_hessian_agree_with_g_and_lambda() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `layer_grad_norms` is the per-layer norm of the weight gradients `loss_and_grad` computes.
+/// `layer_norms(..).weight` is the per-layer norm of the weight gradients `loss_and_grad` computes.
 fn layer_norms_are_weight_gradient_norms<B: Backend>(b: &B) {
     use batchscope::model::Targets;
-    use batchscope::train::diagnostics::{layer_grad_norms, layer_norms};
+    use batchscope::train::diagnostics::layer_norms;
     let mlp = Mlp::new(MlpSpec {
         sizes: vec![5, 7, 7, 7, 3],
         activation: Activation::Tanh,
@@ -273,7 +273,7 @@ fn layer_norms_are_weight_gradient_norms<B: Backend>(b: &B) {
     let y = b.upload_idx(&common::indices(2, rows, 3)).unwrap();
     let mut ws = mlp.workspace(b, rows).unwrap();
     let mut grads = p.zeros_like(b).unwrap();
-    let norms = layer_grad_norms(b, &mlp, &p, &x, &Targets::Classes(&y), &mut ws, &mut grads).unwrap();
+    let norms = layer_norms(b, &mlp, &p, &x, &Targets::Classes(&y), &mut ws, &mut grads).unwrap().weight;
     let host = grads.to_host(b).unwrap();
     assert_eq!(norms.len(), 4);
     for (l, n) in norms.iter().enumerate() {

@@ -63,16 +63,18 @@ fn write_outputs(s: &NoiseSummary, dir: &std::path::Path) -> anyhow::Result<()> 
         .rows
         .iter()
         .map(|r| {
-            vec![
-                Cell::Int(r.n as i64),
-                Cell::Int(r.draws as i64),
-                Cell::Num(r.mean_sq_error),
-                Cell::Num(r.sd_sq_error),
-                Cell::Num(r.std_error),
-                Cell::Num(r.mean_sq_norm),
-                Cell::Num(r.relative_cost),
-                Cell::Num(r.error_reduction),
-            ]
+            let nums = [
+                r.mean_sq_error,
+                r.sd_sq_error,
+                r.std_error,
+                r.mean_sq_norm,
+                r.relative_cost,
+                r.error_reduction,
+            ];
+            [Cell::Int(r.n as i64), Cell::Int(r.draws as i64)]
+                .into_iter()
+                .chain(nums.map(Cell::Num))
+                .collect()
         })
         .collect();
     write_csv(&dir.join("noise.csv"), &header, &rows)?;

@@ -28,12 +28,8 @@ mod summary;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use thiserror::Error;
 
-use crate::backend::BackendError;
-use crate::data::DataError;
-use crate::report::ReportError;
-use crate::train::checkpoint::CheckpointError;
+use crate::error::domain_error;
 
 pub use crate::stats::{dot, norm};
 pub use analysis::{run_curvature, CurvatureOptions, CurvatureReport};
@@ -48,23 +44,17 @@ pub use power::{extreme_eigenvalues, power_iteration, top_k_deflation, PowerOpti
 pub use slq::{density_on_grid, slq, Density, SlqOptions, SlqResult};
 pub use summary::{CurvatureSummary, LanczosSummary, PowerSummary, SlqSummary};
 
-/// Errors of the curvature code; each names what failed.
-#[derive(Debug, Error)]
-pub enum CurvatureError {
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error(transparent)]
-    Data(#[from] DataError),
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    #[error(transparent)]
-    Report(#[from] ReportError),
-    #[error("{0}")]
-    Setup(String),
-    #[error("{what}: vector has {have} elements, the operator acts on {need}")]
-    Dim { what: &'static str, have: usize, need: usize },
-    #[error("{0}: the tridiagonal eigen-decomposition did not converge")]
-    Eigen(&'static str),
+domain_error! {
+    /// Errors of the curvature code; each names what failed (and the shared `Backend`, `Data`,
+    /// `Checkpoint` and `Report` sources).
+    pub enum CurvatureError {
+        #[error("{0}")]
+        Setup(String),
+        #[error("{what}: vector has {have} elements, the operator acts on {need}")]
+        Dim { what: &'static str, have: usize, need: usize },
+        #[error("{0}: the tridiagonal eigen-decomposition did not converge")]
+        Eigen(&'static str),
+    }
 }
 
 pub type Result<T> = std::result::Result<T, CurvatureError>;

@@ -7,36 +7,28 @@ use std::path::PathBuf;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use thiserror::Error;
 
 use super::estimators::{eps_opt, loglog_fit, two_batch_estimates};
 use super::probe::GradProbe;
-use crate::backend::{Backend, BackendError};
+use crate::backend::Backend;
 use crate::config::{Config, DataMode};
 use crate::curvature::CurvatureError;
 use crate::data::device::DeviceDataset;
-use crate::data::DataError;
+use crate::error::domain_error;
 use crate::model::Mlp;
-use crate::train::checkpoint::{self, CheckpointError};
+use crate::train::checkpoint;
 use crate::train::TrainError;
 
-/// Why the noise experiment could not run.
-#[derive(Debug, Error)]
-pub enum NoiseError {
-    #[error("noise needs resident data (data.mode = \"resident\"): the full-data gradient is computed over the training set")]
-    NotResident,
-    #[error("no minibatch size to measure (max_n = {max_n}, {examples} examples)")]
-    NoSizes { max_n: usize, examples: usize },
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error(transparent)]
-    Data(#[from] DataError),
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    #[error(transparent)]
-    Train(#[from] TrainError),
-    #[error(transparent)]
-    Curvature(#[from] CurvatureError),
+domain_error! {
+    /// Why the noise experiment could not run (and the shared `Backend`, `Data`,
+    /// `Checkpoint` and `Report` sources).
+    pub enum NoiseError {
+        #[error("noise needs resident data (data.mode = \"resident\"): the full-data gradient is computed over the training set")]
+        NotResident,
+        #[error("no minibatch size to measure (max_n = {max_n}, {examples} examples)")]
+        NoSizes { max_n: usize, examples: usize },
+    }
+    also_from { Train(TrainError), Curvature(CurvatureError) }
 }
 
 /// Options of `batchscope noise`.

@@ -109,71 +109,41 @@ pub struct TableEntry {
     pub reference: &'static str,
 }
 
+/// One row of [`TABLE`]: `(key, GFLOP/s, GB/s, reference)`.
+const fn entry(key: &'static str, gflops: f64, gbps: f64, reference: &'static str) -> TableEntry {
+    TableEntry { key, gflops, gbps, reference }
+}
+
 /// FP32 (non-tensor) FLOP/s and memory bandwidth from the vendors' datasheets. More specific
 /// keys come first (`H100 PCIe` before `H100`, `L40S` before `L40`).
 pub const TABLE: &[TableEntry] = &[
     // NVIDIA H200 Tensor Core GPU datasheet (2024): H200 SXM 67 TFLOPS FP32, 4.8 TB/s HBM3e.
-    TableEntry { key: "H200", gflops: 67_000.0, gbps: 4_800.0, reference: "NVIDIA H200 datasheet, SXM" },
+    entry("H200", 67_000.0, 4_800.0, "NVIDIA H200 datasheet, SXM"),
     // NVIDIA H100 datasheet (2023): PCIe 51 TFLOPS, 2.0 TB/s; NVL 60 TFLOPS, 3.9 TB/s;
     // SXM 67 TFLOPS, 3.35 TB/s.
-    TableEntry {
-        key: "H100 PCIe",
-        gflops: 51_000.0,
-        gbps: 2_000.0,
-        reference: "NVIDIA H100 datasheet, PCIe",
-    },
-    TableEntry {
-        key: "H100 NVL",
-        gflops: 60_000.0,
-        gbps: 3_900.0,
-        reference: "NVIDIA H100 datasheet, NVL",
-    },
-    TableEntry { key: "H100", gflops: 67_000.0, gbps: 3_350.0, reference: "NVIDIA H100 datasheet, SXM" },
+    entry("H100 PCIe", 51_000.0, 2_000.0, "NVIDIA H100 datasheet, PCIe"),
+    entry("H100 NVL", 60_000.0, 3_900.0, "NVIDIA H100 datasheet, NVL"),
+    entry("H100", 67_000.0, 3_350.0, "NVIDIA H100 datasheet, SXM"),
     // NVIDIA A100 datasheet (2021): 19.5 TFLOPS FP32; 80 GB SXM 2,039 GB/s, 40 GB PCIe 1,555 GB/s.
-    TableEntry {
-        key: "A100-SXM4-80GB",
-        gflops: 19_500.0,
-        gbps: 2_039.0,
-        reference: "NVIDIA A100 datasheet, 80GB SXM",
-    },
-    TableEntry {
-        key: "A100 80GB",
-        gflops: 19_500.0,
-        gbps: 1_935.0,
-        reference: "NVIDIA A100 datasheet, 80GB PCIe",
-    },
-    TableEntry {
-        key: "A100",
-        gflops: 19_500.0,
-        gbps: 1_555.0,
-        reference: "NVIDIA A100 datasheet, 40GB PCIe",
-    },
+    entry("A100-SXM4-80GB", 19_500.0, 2_039.0, "NVIDIA A100 datasheet, 80GB SXM"),
+    entry("A100 80GB", 19_500.0, 1_935.0, "NVIDIA A100 datasheet, 80GB PCIe"),
+    entry("A100", 19_500.0, 1_555.0, "NVIDIA A100 datasheet, 40GB PCIe"),
     // NVIDIA L40S / L40 / L4 datasheets (2023): 91.6 / 90.5 / 30.3 TFLOPS; 864 / 864 / 300 GB/s.
-    TableEntry { key: "L40S", gflops: 91_600.0, gbps: 864.0, reference: "NVIDIA L40S datasheet" },
-    TableEntry { key: "L40", gflops: 90_500.0, gbps: 864.0, reference: "NVIDIA L40 datasheet" },
-    TableEntry { key: "L4", gflops: 30_300.0, gbps: 300.0, reference: "NVIDIA L4 datasheet" },
+    entry("L40S", 91_600.0, 864.0, "NVIDIA L40S datasheet"),
+    entry("L40", 90_500.0, 864.0, "NVIDIA L40 datasheet"),
+    entry("L4", 30_300.0, 300.0, "NVIDIA L4 datasheet"),
     // NVIDIA A10 datasheet (2021): 31.2 TFLOPS, 600 GB/s (AWS's A10G: 31.2 TFLOPS, 600 GB/s).
-    TableEntry {
-        key: "A10G",
-        gflops: 31_200.0,
-        gbps: 600.0,
-        reference: "AWS G5 / NVIDIA A10 datasheet",
-    },
-    TableEntry { key: "A10", gflops: 31_200.0, gbps: 600.0, reference: "NVIDIA A10 datasheet" },
+    entry("A10G", 31_200.0, 600.0, "AWS G5 / NVIDIA A10 datasheet"),
+    entry("A10", 31_200.0, 600.0, "NVIDIA A10 datasheet"),
     // NVIDIA T4 datasheet: 8.1 TFLOPS, 320 GB/s. V100 SXM2 datasheet: 15.7 TFLOPS, 900 GB/s.
-    TableEntry { key: "T4", gflops: 8_100.0, gbps: 320.0, reference: "NVIDIA T4 datasheet" },
-    TableEntry { key: "V100", gflops: 15_700.0, gbps: 900.0, reference: "NVIDIA V100 datasheet, SXM2" },
+    entry("T4", 8_100.0, 320.0, "NVIDIA T4 datasheet"),
+    entry("V100", 15_700.0, 900.0, "NVIDIA V100 datasheet, SXM2"),
     // NVIDIA Ada Lovelace whitepaper (2022): RTX 4090 82.6 TFLOPS, 1,008 GB/s; RTX 4080 48.7, 716.8.
-    TableEntry { key: "RTX 4090", gflops: 82_600.0, gbps: 1_008.0, reference: "NVIDIA Ada whitepaper" },
-    TableEntry { key: "RTX 4080", gflops: 48_700.0, gbps: 716.8, reference: "NVIDIA Ada whitepaper" },
+    entry("RTX 4090", 82_600.0, 1_008.0, "NVIDIA Ada whitepaper"),
+    entry("RTX 4080", 48_700.0, 716.8, "NVIDIA Ada whitepaper"),
     // NVIDIA Ampere GA102 whitepaper (2020): RTX 3090 35.6 TFLOPS, 936 GB/s; RTX A6000 38.7, 768.
-    TableEntry { key: "RTX 3090", gflops: 35_600.0, gbps: 936.0, reference: "NVIDIA GA102 whitepaper" },
-    TableEntry {
-        key: "RTX A6000",
-        gflops: 38_700.0,
-        gbps: 768.0,
-        reference: "NVIDIA RTX A6000 datasheet",
-    },
+    entry("RTX 3090", 35_600.0, 936.0, "NVIDIA GA102 whitepaper"),
+    entry("RTX A6000", 38_700.0, 768.0, "NVIDIA RTX A6000 datasheet"),
 ];
 
 /// Whether `key` occurs in `name` as whole words (case-insensitive): `L4` matches

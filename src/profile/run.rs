@@ -2,18 +2,16 @@
 //! learning rate, no gradient-norm reduction), warm-up, then timed steps alternating plain
 //! (no per-dispatch queries) and profiled (every dispatch timed and named).
 
-use std::time::Instant;
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::hooks::{Profilable, TimingMethod};
 use super::wrapper::{OpCall, Profiled};
-use crate::backend::gpu::DeviceCounters;
 use crate::backend::{Backend, BackendError};
 use crate::config::Config;
 use crate::model::{LossKind, Mlp, Targets};
+use crate::schedule::sweep::time_once;
 use crate::train::{Clip, Optimizer, TrainState};
 
 /// One op group of a profiled step, averaged over the profiled steps.
@@ -82,30 +80,6 @@ fn median(v: &mut [f64]) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => v[n / 2],
         n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
-    }
-}
-
-/// One step timed like the sweep times it: encoder timestamps around the recording when the
-/// device has them, else host wall time through a sync. Returns (ms, host record+submit ms,
-/// device-timed, the device's counters right after the submit).
-fn time_step<B: Profilable>(
-    b: &B,
-    f: &mut dyn FnMut() -> Result<(), BackendError>,
-) -> Result<(f64, f64, bool, DeviceCounters), BackendError> {
-    let t0 = Instant::now();
-    b.mark(0);
-    f()?;
-    b.mark(1);
-    b.flush()?;
-    let host_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let counters = b.counters();
-    b.sync()?;
-    let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
-    match b.read_marks(2)? {
-        Some(ns) if ns.len() == 2 && ns[1] > ns[0] => {
-            Ok(((ns[1] - ns[0]) * 1e-6, host_ms, true, counters))
-        }
-        _ => Ok((wall_ms, host_ms, false, counters)),
     }
 }
 
@@ -194,7 +168,8 @@ pub fn profile_batch<B: Profilable>(
     let mut device_timed = true;
     for _ in 0..steps {
         let c0 = b.counters();
-        let (ms, host_ms, dev, c1) = time_step(b, &mut || st.record_step(&p, &x, &t, &opt, lr, &clip))?;
+        let (ms, host_ms, dev, c1) =
+            time_once(b, &mut || st.record_step(&p, &x, &t, &opt, lr, &clip), || b.counters())?;
         // Up to the step's submit: the timing readback after it is not part of the step.
         counts[0] += (c1.dispatches - c0.dispatches) as f64;
         counts[1] += (c1.submits - c0.submits) as f64;
@@ -206,7 +181,8 @@ pub fn profile_batch<B: Profilable>(
 
         p.start();
         b.begin_dispatch_timing()?;
-        let (ms, _, _, _) = time_step(b, &mut || st.record_step(&p, &x, &t, &opt, lr, &clip))?;
+        let (ms, _, _, _) =
+            time_once(b, &mut || st.record_step(&p, &x, &t, &opt, lr, &clip), || b.counters())?;
         let calls = p.stop();
         op_calls += calls.len();
         let times = call_times(b, &calls, &mut untimed)?;

@@ -275,15 +275,8 @@ mod tests {
 
     /// Throughputs 100, 200, 400, 700, 900, 950, 940 at B = 1..64, and B = 128 skipped.
     fn sweep() -> Vec<SweepPoint> {
-        let mut pts = curve(&[
-            (1, 100.0),
-            (2, 200.0),
-            (4, 400.0),
-            (8, 700.0),
-            (16, 900.0),
-            (32, 950.0),
-            (64, 940.0),
-        ]);
+        let (bs, xs) = ([1, 2, 4, 8, 16, 32, 64], [100.0, 200.0, 400.0, 700.0, 900.0, 950.0, 940.0]);
+        let mut pts = curve(&bs.into_iter().zip(xs).collect::<Vec<_>>());
         pts.push(SweepPoint::skipped(128, "exceeds the memory budget"));
         pts
     }

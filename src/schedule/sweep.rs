@@ -83,22 +83,25 @@ impl SweepReport {
 }
 
 /// Time `f` (which records work and may sync) as GPU ns between marks 0 and 1 when available,
-/// else host time through `sync`. Returns (device-or-host ms, host record+submit ms).
-fn time_once<B: Timed>(
+/// else host time through `sync`; `after_submit` runs between the submit and the sync. Returns
+/// (device-or-host ms, host record+submit ms, device-timed, what `after_submit` returned).
+pub(crate) fn time_once<B: Timed, T>(
     b: &B,
     f: &mut dyn FnMut() -> Result<(), BackendError>,
-) -> Result<(f64, f64, bool), BackendError> {
+    after_submit: impl FnOnce() -> T,
+) -> Result<(f64, f64, bool, T), BackendError> {
     let t0 = Instant::now();
     b.mark(0);
     f()?;
     b.mark(1);
     b.flush()?;
     let host_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let after = after_submit();
     b.sync()?;
     let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
     match b.read_marks(2)? {
-        Some(ns) if ns.len() == 2 && ns[1] > ns[0] => Ok(((ns[1] - ns[0]) * 1e-6, host_ms, true)),
-        _ => Ok((wall_ms, host_ms, false)),
+        Some(ns) if ns.len() == 2 && ns[1] > ns[0] => Ok(((ns[1] - ns[0]) * 1e-6, host_ms, true, after)),
+        _ => Ok((wall_ms, host_ms, false, after)),
     }
 }
 
@@ -115,7 +118,7 @@ pub fn measure_peak<B: Timed>(b: &B) -> Result<(f64, String), BackendError> {
     b.sync()?;
     let mut best = f64::INFINITY;
     for _ in 0..5 {
-        let (ms, _, _) = time_once(b, &mut || b.matmul(&g, &a, &bb, &mut c))?;
+        let (ms, ..) = time_once(b, &mut || b.matmul(&g, &a, &bb, &mut c), || ())?;
         best = best.min(ms);
     }
     Ok((g.flops() / (best * 1e-3) / 1e9, format!("matmul {n}x{n}x{n}")))
@@ -208,7 +211,7 @@ fn measure_batch<B: Timed>(
     let mut device_timed = true;
     monitor.begin();
     for _ in 0..cfg.sweep.timed_steps {
-        let (m, h, dev) = time_once(b, &mut || st.record_step(b, &x, &t, &opt, lr, &clip))?;
+        let (m, h, dev, ()) = time_once(b, &mut || st.record_step(b, &x, &t, &opt, lr, &clip), || ())?;
         ms.push(m);
         host.push(h);
         device_timed &= dev;

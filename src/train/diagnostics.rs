@@ -171,20 +171,6 @@ pub fn layer_norms<B: Backend>(
     Ok(finish_layer_norms(mlp.layers(), &sq, 0))
 }
 
-/// Per-layer gradient norms `‖∂L/∂W_l‖` (Frobenius, weights only, input layer first) of the
-/// mean loss of one minibatch (see [`layer_norms`]).
-pub fn layer_grad_norms<B: Backend>(
-    b: &B,
-    mlp: &Mlp,
-    p: &ParamSet<B>,
-    x: &B::Buf,
-    targets: &Targets<'_, B>,
-    ws: &mut Workspace<B>,
-    grads: &mut ParamSet<B>,
-) -> Result<Vec<f64>> {
-    Ok(layer_norms(b, mlp, p, x, targets, ws, grads)?.weight)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,7 +132,6 @@ impl Backend for CpuBackend {
         elementwise::copy(src, dst)
     }
 
-    /// `dst[i] = value` for every element.
     fn fill(&self, dst: &mut Vec<f32>, value: f32) -> Result<()> {
         elementwise::fill(dst, value)
     }
@@ -155,7 +154,6 @@ impl Backend for CpuBackend {
         matmul::matmul(g, a, b, c)
     }
 
-    /// `x[r, c] += bias[c]` for `x: [rows, cols]`, `bias: [cols]`.
     fn add_bias(&self, rows: usize, cols: usize, x: &mut Vec<f32>, bias: &Vec<f32>) -> Result<()> {
         elementwise::add_bias(rows, cols, x, bias)
     }

@@ -15,6 +15,7 @@ use bytemuck::Pod;
 use super::context::GpuContext;
 use super::dispatch_timing::{Counters, DispatchTiming};
 use super::kernels::{Access, Kernel, Shader, PARAM_SLOT};
+use super::timestamps::Timestamps;
 use crate::backend::{BackendError, Result};
 
 /// Parameter slots per submit; a longer recording is submitted in pieces.
@@ -57,14 +58,6 @@ struct Recorder {
     dispatches: u64,
 }
 
-/// GPU timestamps around recorded work (when the adapter supports them).
-pub struct Timestamps {
-    query_set: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
-    readback: wgpu::Buffer,
-    capacity: u32,
-}
-
 pub struct GpuDevice {
     pub ctx: GpuContext,
     arena: wgpu::Buffer,
@@ -72,7 +65,7 @@ pub struct GpuDevice {
     modules: RefCell<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
     bind_groups: RefCell<HashMap<(&'static str, Vec<u64>), wgpu::BindGroup>>,
     rec: RefCell<Recorder>,
-    timestamps: Option<Timestamps>,
+    pub(super) timestamps: Option<Timestamps>,
     submits: AtomicU64,
     /// Per-workgroup partial sums of the two-pass reductions.
     scratch: RefCell<Option<RawBuf>>,
@@ -92,31 +85,7 @@ impl GpuDevice {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let timestamps = if ctx.has_timestamps() {
-            let capacity = 64u32;
-            Some(Timestamps {
-                query_set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("timestamps"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count: capacity,
-                }),
-                resolve: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("timestamp resolve"),
-                    size: capacity as u64 * 8,
-                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                }),
-                readback: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("timestamp readback"),
-                    size: capacity as u64 * 8,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                }),
-                capacity,
-            })
-        } else {
-            None
-        };
+        let timestamps = ctx.has_timestamps().then(|| Timestamps::new(&ctx.device, "timestamp", 64));
         Ok(GpuDevice {
             ctx,
             arena,
@@ -225,26 +194,7 @@ impl GpuDevice {
         Ok(bytes)
     }
 
-    /// Map `staging[..size]` and copy it out (waits for the device).
-    pub(super) fn map_readback(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
-        self.map_read(staging, size)
-    }
-
-    /// Record resolving queries `0..count` of `set` into `resolve`, then a copy to `readback`.
-    pub(super) fn record_resolve(
-        &self,
-        set: &wgpu::QuerySet,
-        count: u32,
-        resolve: &wgpu::Buffer,
-        readback: &wgpu::Buffer,
-    ) {
-        self.with_encoder(|enc| {
-            enc.resolve_query_set(set, 0..count, resolve, 0);
-            enc.copy_buffer_to_buffer(resolve, 0, readback, 0, count as u64 * 8);
-        });
-    }
-
-    fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+    pub(super) fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
         self.counters.bytes_read_back.fetch_add(size, Ordering::Relaxed);
         let slice = staging.slice(..size);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -267,7 +217,7 @@ impl GpuDevice {
 
     // ---- recording ------------------------------------------------------------------------
 
-    fn with_encoder<T>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> T) -> T {
+    pub(super) fn with_encoder<T>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> T) -> T {
         let mut rec = self.rec.borrow_mut();
         let enc = rec.encoder.get_or_insert_with(|| {
             self.ctx
@@ -492,43 +442,4 @@ impl GpuDevice {
     }
 
     // ---- timing ---------------------------------------------------------------------------
-
-    /// Whether [`GpuDevice::timestamp`] records real GPU timestamps.
-    pub fn has_timestamps(&self) -> bool {
-        self.timestamps.is_some()
-    }
-
-    /// Record a GPU timestamp into slot `index` (ignored without timestamp support).
-    pub fn timestamp(&self, index: u32) {
-        if let Some(ts) = &self.timestamps {
-            if index < ts.capacity {
-                self.with_encoder(|enc| enc.write_timestamp(&ts.query_set, index));
-            }
-        }
-    }
-
-    /// Resolve slots `0..count` and return them in nanoseconds (submits and waits).
-    pub fn read_timestamps_ns(&self, count: u32) -> Result<Option<Vec<f64>>> {
-        let Some(ts) = &self.timestamps else { return Ok(None) };
-        let count = count.min(ts.capacity);
-        if count == 0 {
-            return Ok(Some(Vec::new()));
-        }
-        self.with_encoder(|enc| {
-            enc.resolve_query_set(&ts.query_set, 0..count, &ts.resolve, 0);
-            enc.copy_buffer_to_buffer(&ts.resolve, 0, &ts.readback, 0, count as u64 * 8);
-        });
-        self.flush()?;
-        let bytes = self.map_read(&ts.readback, count as u64 * 8)?;
-        let period = self.ctx.queue.get_timestamp_period() as f64;
-        let ns = bytes
-            .chunks_exact(8)
-            .map(|c| {
-                let mut t = [0u8; 8];
-                t.copy_from_slice(c);
-                u64::from_le_bytes(t) as f64 * period
-            })
-            .collect();
-        Ok(Some(ns))
-    }
 }

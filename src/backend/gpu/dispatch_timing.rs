@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::device::GpuDevice;
+use super::timestamps::Timestamps;
 use crate::backend::{BackendError, Result};
 
 /// Timestamps one query set holds (wgpu's maximum query set size): 2 per dispatch.
@@ -45,9 +46,7 @@ pub struct DispatchTime {
 
 /// The query set and the dispatches recorded since timing began.
 pub(crate) struct DispatchTiming {
-    query_set: Arc<wgpu::QuerySet>,
-    resolve: wgpu::Buffer,
-    readback: wgpu::Buffer,
+    queries: Timestamps,
     tag: u32,
     /// (tag, kernel) of each timed dispatch; dispatch `i` wrote queries `2i` and `2i + 1`.
     recorded: Vec<(u32, &'static str)>,
@@ -58,23 +57,7 @@ pub(crate) struct DispatchTiming {
 impl DispatchTiming {
     fn new(device: &wgpu::Device) -> Self {
         DispatchTiming {
-            query_set: Arc::new(device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("dispatch timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: QUERIES,
-            })),
-            resolve: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("dispatch timestamp resolve"),
-                size: QUERIES as u64 * 8,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            readback: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("dispatch timestamp readback"),
-                size: QUERIES as u64 * 8,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
+            queries: Timestamps::new(device, "dispatch timestamp", QUERIES),
             tag: 0,
             recorded: Vec::new(),
             dropped: 0,
@@ -89,7 +72,7 @@ impl DispatchTiming {
             return None;
         }
         self.recorded.push((self.tag, kernel));
-        Some((self.query_set.clone(), 2 * i))
+        Some((self.queries.query_set.clone(), 2 * i))
     }
 }
 
@@ -143,25 +126,14 @@ impl GpuDevice {
             return Ok((Vec::new(), dropped));
         }
         let count = 2 * recorded.len() as u32;
-        {
-            let t = self.dispatch_timing.borrow();
-            if let Some(t) = t.as_ref() {
-                self.record_resolve(&t.query_set, count, &t.resolve, &t.readback);
-            }
-        }
-        self.flush()?;
-        let bytes = {
+        let ticks = {
             let t = self.dispatch_timing.borrow();
             match t.as_ref() {
-                Some(t) => self.map_readback(&t.readback, count as u64 * 8)?,
+                Some(t) => self.read_ticks(&t.queries, count)?,
                 None => return Ok((Vec::new(), dropped)),
             }
         };
         let period = self.ctx.queue.get_timestamp_period() as f64;
-        let ticks: Vec<u64> = bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect();
         let times = recorded
             .iter()
             .enumerate()

@@ -20,6 +20,7 @@ pub mod matmul;
 pub mod mse;
 pub mod reduce;
 mod timed;
+pub mod timestamps;
 pub mod update;
 pub mod xent;
 
