@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod error;
 pub mod gpu;
 pub mod scope;
+pub mod timed;
 
 pub use error::BackendError;
 pub use scope::Scope;
