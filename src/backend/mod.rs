@@ -15,6 +15,7 @@
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod rng;
 pub mod scope;
 pub mod timed;
 
