@@ -9,6 +9,7 @@
 pub mod landscape;
 pub mod loader;
 mod model;
+pub mod policy;
 pub mod rnn;
 mod sweep;
 mod train;
