@@ -11,6 +11,7 @@ pub mod loader;
 mod model;
 pub mod policy;
 pub mod rnn;
+pub mod sequences;
 mod sweep;
 mod train;
 mod validate;
