@@ -15,4 +15,5 @@ pub mod profile;
 pub mod report;
 pub mod schedule;
 pub mod stats;
+pub mod telemetry;
 pub mod train;

@@ -15,8 +15,8 @@ use super::powers_of_two;
 use crate::backend::{BackendError, Gemm};
 use crate::config::{Config, OptimizerKind};
 use crate::model::{LossKind, Mlp, Targets};
-use crate::profile::sampler::{UtilMonitor, UtilSummary};
 use crate::stats::median;
+use crate::telemetry::sampler::{UtilMonitor, UtilSummary};
 use crate::train::{Clip, Optimizer, TrainState};
 
 pub use crate::backend::timed::Timed;
