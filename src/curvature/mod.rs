@@ -31,9 +31,9 @@ use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
 use crate::backend::BackendError;
+use crate::checkpoint::CheckpointError;
 use crate::data::DataError;
 use crate::report::ReportError;
-use crate::train::checkpoint::CheckpointError;
 
 pub use crate::stats::{dot, norm};
 pub use analysis::{run_curvature, CurvatureOptions, CurvatureReport};

@@ -12,13 +12,12 @@ use thiserror::Error;
 use super::estimators::{eps_opt, loglog_fit, two_batch_estimates};
 use super::probe::GradProbe;
 use crate::backend::{Backend, BackendError};
+use crate::checkpoint::{self, CheckpointError};
 use crate::config::{Config, DataMode};
 use crate::curvature::CurvatureError;
 use crate::data::device::DeviceDataset;
 use crate::data::DataError;
 use crate::model::Mlp;
-use crate::train::checkpoint::{self, CheckpointError};
-use crate::train::TrainError;
 
 /// Why the noise experiment could not run.
 #[derive(Debug, Error)]
@@ -33,8 +32,6 @@ pub enum NoiseError {
     Data(#[from] DataError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error(transparent)]
-    Train(#[from] TrainError),
     #[error(transparent)]
     Curvature(#[from] CurvatureError),
 }
@@ -115,7 +112,7 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> Result<Nois
     let mut params = model.init(b, cfg.model.init_seed)?;
     if let Some(p) = &args.checkpoint {
         let ck = checkpoint::load(p)?;
-        crate::train::runner::load_into(b, &ck, p, "", &mut params)?;
+        checkpoint::load_into::<B, NoiseError>(b, &ck, p, "", &mut params)?;
     }
     let data = DeviceDataset::upload(b, &train)?;
     let mut hess = if args.curvature {
