@@ -1,5 +1,5 @@
 // Counter-based synthetic data: example i is a pure function of (seed, i / duplicates).
-// Twin of src/data/rng.rs (Philox4x32-10, Box-Muller with fixed polynomials) and
+// Twin of src/backend/rng.rs (Philox4x32-10, Box-Muller with fixed polynomials) and
 // src/backend/cpu/datagen.rs (the generators); keep the three in step.
 
 struct Gen {

@@ -24,7 +24,7 @@ macro_rules! domain_error {
             #[error(transparent)]
             Data(#[from] $crate::data::DataError),
             #[error(transparent)]
-            Checkpoint(#[from] $crate::train::checkpoint::CheckpointError),
+            Checkpoint(#[from] $crate::checkpoint::CheckpointError),
             #[error(transparent)]
             Report(#[from] $crate::report::ReportError),
         }

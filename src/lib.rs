@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod checkpoint;
 pub mod config;
 pub mod curvature;
 pub mod data;
@@ -16,4 +17,5 @@ pub mod profile;
 pub mod report;
 pub mod schedule;
 pub mod stats;
+pub mod telemetry;
 pub mod train;

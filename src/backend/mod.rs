@@ -15,7 +15,9 @@
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod rng;
 pub mod scope;
+pub mod timed;
 
 pub use error::BackendError;
 pub use scope::Scope;

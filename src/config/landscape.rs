@@ -5,7 +5,18 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
-use crate::landscape::directions::Normalize;
+
+/// How a direction is scaled before `θ + α d` is evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Per row of every matrix (and per vector) to the parameters' norm there.
+    Filter,
+    /// To unit global norm: α is the Euclidean distance moved.
+    Unit,
+    /// As is (for the gradient: α is the learning rate of one step θ − α g).
+    None,
+}
 
 /// The embedded default of `batchscope landscape`.
 pub const LANDSCAPE_DEFAULT_TOML: &str = include_str!("../../configs/landscape.toml");

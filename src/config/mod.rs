@@ -9,7 +9,9 @@
 pub mod landscape;
 pub mod loader;
 mod model;
+pub mod policy;
 pub mod rnn;
+pub mod sequences;
 mod sweep;
 mod train;
 mod validate;

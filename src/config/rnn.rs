@@ -10,9 +10,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::loader::deserialize;
+use super::sequences::{SeqSpec, SeqTask};
 use super::{ConfigError, OptimizerKind};
 use crate::backend::Activation;
-use crate::data::sequences::{SeqSpec, SeqTask};
 use crate::model::{RnnInit, RnnSpec, WInit};
 
 /// The embedded default of `batchscope rnn`.

@@ -60,7 +60,7 @@ fn resolved_config_round_trips() {
 
 #[test]
 fn sweep_policy_is_parsed_at_load_and_written_back_as_given() {
-    use crate::schedule::Policy;
+    use crate::config::policy::Policy;
     for (text, resolved) in [
         ("knee", Some(Policy::Knee { fraction: 0.75 })),
         ("knee:0.80", Some(Policy::Knee { fraction: 0.8 })),

@@ -17,10 +17,10 @@ use super::{
     Shifted, SlqOptions, SymOp,
 };
 use crate::backend::Backend;
+use crate::checkpoint;
 use crate::config::{BatchSize, Config, DataMode};
 use crate::data::{self, Dataset};
 use crate::model::{Mlp, ParamSet};
-use crate::train::checkpoint;
 
 /// Without `--examples`, a streamed dataset is analysed on this many examples.
 const STREAM_DEFAULT_EXAMPLES: usize = 65_536;

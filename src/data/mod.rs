@@ -1,7 +1,7 @@
 //! Datasets: synthetic generators (CPU twin of the GPU streams), `.npy` files, the train /
 //! validation split and minibatch order.
 //!
-//! - [`rng`]: Philox4x32-10 counter-based random numbers (identical in `shaders/datagen.wgsl`).
+//! - [`rng`]: Philox4x32-10 counter-based random numbers (`backend::rng`, identical in `shaders/datagen.wgsl`).
 //! - [`synth`]: class means, `W*`, the teacher MLP, resident synthetic datasets.
 //! - [`npy`]: `.npy` features and labels.
 //! - [`order`]: minibatch order for the shuffle modes.
@@ -15,7 +15,7 @@ pub mod device;
 pub mod npy;
 mod npy_header;
 pub mod order;
-pub mod rng;
+pub use crate::backend::rng;
 pub mod sequences;
 pub mod synth;
 

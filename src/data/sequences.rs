@@ -13,8 +13,6 @@
 //! is reproducible; validation examples are `VAL_FIRST + k`, disjoint from training. Inputs are
 //! stored time-major, one `[n, D]` tensor per step, so a minibatch of step t is one row gather.
 
-use serde::{Deserialize, Serialize};
-
 use super::rng::{uniform_open, Stream};
 use super::synth::VAL_FIRST;
 use super::{DataError, Labels};
@@ -23,26 +21,7 @@ use crate::model::LossKind;
 /// Philox stream of the sequence tasks (`sub` = example index).
 pub const STREAM_SEQUENCE: u32 = 48;
 
-/// Which task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SeqTask {
-    Adding,
-    Copy,
-}
-
-/// A sequence task of length T.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SeqSpec {
-    pub task: SeqTask,
-    /// Sequence length T.
-    pub length: usize,
-    /// Classes K of the copy task.
-    pub symbols: usize,
-    /// Copy task: fill the steps between the symbol and the marker with random symbols.
-    pub distractors: bool,
-    pub seed: u64,
-}
+pub use crate::config::sequences::{SeqSpec, SeqTask};
 
 /// A resident set of sequences.
 #[derive(Clone, Debug, PartialEq)]

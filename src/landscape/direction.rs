@@ -9,11 +9,11 @@ use thiserror::Error;
 use super::directions::{global_norm, normalize, random_direction, Normalize};
 use super::Objective;
 use crate::backend::{Backend, BackendError};
+use crate::checkpoint::{self, CheckpointError};
 use crate::config::DirSpec;
 use crate::curvature::{power_iteration, CurvatureError, HvpOperator, HvpOptions, PowerOptions};
 use crate::data::Dataset;
 use crate::model::{Mlp, ParamSet};
-use crate::train::checkpoint::{self, CheckpointError};
 
 /// Why a direction (or the tensors of a checkpoint) could not be made.
 #[derive(Debug, Error)]

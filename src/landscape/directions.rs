@@ -7,23 +7,11 @@
 //! fraction of its own weights; this removes the scale invariance that makes raw random slices of
 //! different networks incomparable. Vectors (biases) are rescaled as a whole the same way.
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::init::{normal_vec, rng};
 pub use crate::stats::global_norm;
 use crate::stats::norm;
 
-/// How a direction is scaled before `θ + α d` is evaluated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Normalize {
-    /// Per row of every matrix (and per vector) to the parameters' norm there.
-    Filter,
-    /// To unit global norm: α is the Euclidean distance moved.
-    Unit,
-    /// As is (for the gradient: α is the learning rate of one step θ − α g).
-    None,
-}
+pub use crate::config::landscape::Normalize;
 
 /// Standard-normal direction shaped like `shapes`, seeded.
 pub fn random_direction(shapes: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {

@@ -11,13 +11,12 @@ use serde::Serialize;
 use super::estimators::{eps_opt, loglog_fit, two_batch_estimates};
 use super::probe::GradProbe;
 use crate::backend::Backend;
+use crate::checkpoint;
 use crate::config::{Config, DataMode};
 use crate::curvature::CurvatureError;
 use crate::data::device::DeviceDataset;
 use crate::error::domain_error;
 use crate::model::Mlp;
-use crate::train::checkpoint;
-use crate::train::TrainError;
 
 domain_error! {
     /// Why the noise experiment could not run (and the shared `Backend`, `Data`,
@@ -28,7 +27,7 @@ domain_error! {
         #[error("no minibatch size to measure (max_n = {max_n}, {examples} examples)")]
         NoSizes { max_n: usize, examples: usize },
     }
-    also_from { Train(TrainError), Curvature(CurvatureError) }
+    also_from { Curvature(CurvatureError) }
 }
 
 /// Options of `batchscope noise`.
@@ -107,7 +106,7 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> Result<Nois
     let mut params = model.init(b, cfg.model.init_seed)?;
     if let Some(p) = &args.checkpoint {
         let ck = checkpoint::load(p)?;
-        crate::train::runner::load_into(b, &ck, p, "", &mut params)?;
+        checkpoint::load_into::<B, NoiseError>(b, &ck, p, "", &mut params)?;
     }
     let data = DeviceDataset::upload(b, &train)?;
     let mut hess = if args.curvature {

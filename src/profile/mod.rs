@@ -12,9 +12,9 @@ pub mod peaks;
 pub mod probe;
 pub mod report;
 pub mod run;
-pub mod sampler;
+pub use crate::telemetry::sampler;
 pub mod sweep_util;
-pub mod telemetry;
+pub use crate::telemetry;
 pub mod wrapper;
 
 pub use hooks::{Profilable, TimingMethod};

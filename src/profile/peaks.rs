@@ -81,23 +81,7 @@ impl Peaks {
     }
 }
 
-/// Peaks computed from NVML's device figures.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NvmlPeaks {
-    pub gflops: f64,
-    pub gbps: f64,
-}
-
-impl NvmlPeaks {
-    /// `cores × sm_mhz × 2` FLOP/s (an FMA per core per clock); `bus_bits / 8 × mem_mhz × 2`
-    /// bytes/s (double data rate; NVML reports GDDR6X at half its effective rate too).
-    pub fn from_device(cores: u32, sm_mhz: u32, bus_bits: u32, mem_mhz: u32) -> Self {
-        NvmlPeaks {
-            gflops: cores as f64 * sm_mhz as f64 * 2.0 / 1e3,
-            gbps: bus_bits as f64 / 8.0 * mem_mhz as f64 * 2.0 / 1e3,
-        }
-    }
-}
+pub use crate::telemetry::NvmlPeaks;
 
 /// A row of the peak table.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -88,47 +88,7 @@ pub enum MemoryError {
     Overflow { what: String, batch: usize },
 }
 
-/// The adapter limits (and the configured budget) a training step must fit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceLimits {
-    /// Largest buffer the device can create, bytes.
-    pub max_buffer_size: u64,
-    /// Largest storage-buffer binding, bytes.
-    pub max_storage_buffer_binding_size: u64,
-    /// Workgroups per dispatch dimension.
-    pub max_workgroups_per_dim: u32,
-    /// Total device memory the run may use, bytes (`None`: no budget).
-    pub memory_budget: Option<u64>,
-}
-
-impl DeviceLimits {
-    /// The limits an adapter reports, with an optional budget in bytes.
-    pub fn from_wgpu(limits: &wgpu::Limits, memory_budget: Option<u64>) -> Self {
-        DeviceLimits {
-            max_buffer_size: limits.max_buffer_size,
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
-            max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
-            memory_budget,
-        }
-    }
-
-    /// No limits at all (the CPU backend): everything fits.
-    pub fn unlimited() -> Self {
-        DeviceLimits {
-            max_buffer_size: u64::MAX,
-            max_storage_buffer_binding_size: u64::MAX,
-            max_workgroups_per_dim: u32::MAX,
-            memory_budget: None,
-        }
-    }
-
-    /// Workgroups a 1-D elementwise launch may use when folded onto a 2-D grid:
-    /// `max_workgroups_per_dim²`.
-    pub fn max_elementwise_workgroups(&self) -> u64 {
-        let m = u64::from(self.max_workgroups_per_dim);
-        m.saturating_mul(m)
-    }
-}
+pub use crate::backend::timed::DeviceLimits;
 
 /// Why a batch size is skipped before anything is dispatched.
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]

@@ -12,27 +12,14 @@ use serde::Serialize;
 use super::knee::SweepPoint;
 use super::memory::{check_fit, estimate, DeviceLimits};
 use super::powers_of_two;
-use crate::backend::{Backend, BackendError, Gemm};
+use crate::backend::{BackendError, Gemm};
 use crate::config::{Config, OptimizerKind};
 use crate::model::{LossKind, Mlp, Targets};
-use crate::profile::sampler::{UtilMonitor, UtilSummary};
 use crate::stats::median;
+use crate::telemetry::sampler::{UtilMonitor, UtilSummary};
 use crate::train::{Clip, Optimizer, TrainState};
 
-/// What a backend adds for timing: device timestamps and limits. Implemented next to each
-/// backend (`backend/cpu/timed.rs`, `backend/gpu/timed.rs`).
-pub trait Timed: Backend {
-    /// Record timestamp `slot` into the current recording (GPU); no-op on the CPU.
-    fn mark(&self, slot: u32);
-    /// Timestamps `0..count` in ns, or `None` without device timestamps (submits and waits).
-    fn read_marks(&self, count: u32) -> Result<Option<Vec<f64>>, BackendError>;
-    /// The limits the memory model checks against.
-    fn device_limits(&self, budget: Option<u64>) -> DeviceLimits;
-    /// Release cached state held for buffers of the previous batch size.
-    fn release_caches(&self) {}
-    /// A matmul size that takes well under a second here, for the peak measurement.
-    fn peak_probe_size(&self) -> usize;
-}
+pub use crate::backend::timed::Timed;
 
 /// One row of sweep.csv.
 #[derive(Clone, Debug, Serialize)]

@@ -250,13 +250,7 @@ pub fn load_into<B: Backend>(
     prefix: &str,
     params: &mut ParamSet<B>,
 ) -> Result<(), TrainError> {
-    for i in 0..params.tensors.len() {
-        let name = format!("{prefix}{}", params.names[i]);
-        let t = ck.expect_shape(&name, &params.shapes[i])?;
-        b.write(&mut params.tensors[i], &t.data)?;
-    }
-    let _ = path;
-    Ok(())
+    checkpoint::load_into(b, ck, path, prefix, params)
 }
 
 /// Drop metrics lines after `step` (a resumed run rewrites what came after its checkpoint).

@@ -5,7 +5,7 @@
 //! loops that call them: [`runner`] for the MLP, [`rnn`] for the recurrent network.
 
 mod batches;
-pub mod checkpoint;
+pub use crate::checkpoint;
 mod checkpointer;
 pub mod diagnostics;
 mod error;

@@ -2,7 +2,7 @@
 //! resident synthetic datasets (so resident and streamed training see the same examples).
 //!
 //! Example `i` of a stream is distinct example `d = i / duplicates`; every value of it is a
-//! pure function of `(seed, d)` through [`crate::data::rng`]:
+//! pure function of `(seed, d)` through [`crate::backend::rng`]:
 //! - gaussian_mixture: block 0 of `STREAM_LABEL` gives `w`; the true class is
 //!   `y = below(w0, classes)`; the label is `below(w2, classes)` when `(w1 >> 8) < noise_threshold`
 //!   (probability `label_noise`), else `y`; `x[j] = means[y, j] + normal_j` (`STREAM_X`).
@@ -15,8 +15,8 @@
 
 use rayon::prelude::*;
 
+use crate::backend::rng::{self, below, block, normals4, STREAM_LABEL, STREAM_TARGET_NOISE, STREAM_X};
 use crate::backend::{check_len, BackendError, GenKind, GenSpec, Result};
-use crate::data::rng::{self, below, block, normals4, STREAM_LABEL, STREAM_TARGET_NOISE, STREAM_X};
 
 const OP: &str = "generate";
 

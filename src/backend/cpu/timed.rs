@@ -1,9 +1,8 @@
 //! [`Timed`] for the CPU: no device timestamps (host time), no limits but the memory budget.
 
 use super::CpuBackend;
+use crate::backend::timed::{DeviceLimits, Timed};
 use crate::backend::BackendError;
-use crate::schedule::memory::DeviceLimits;
-use crate::schedule::sweep::Timed;
 
 impl Timed for CpuBackend {
     fn mark(&self, _slot: u32) {}

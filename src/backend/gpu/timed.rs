@@ -1,9 +1,8 @@
 //! [`Timed`] for the GPU: timestamp queries, wgpu limits, bind-group cache release.
 
 use super::GpuBackend;
+use crate::backend::timed::{DeviceLimits, Timed};
 use crate::backend::BackendError;
-use crate::schedule::memory::DeviceLimits;
-use crate::schedule::sweep::Timed;
 
 impl Timed for GpuBackend {
     fn mark(&self, slot: u32) {

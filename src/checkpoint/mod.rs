@@ -21,6 +21,7 @@
 //! tensor loaded must be finite: NaN or infinite values are refused, naming the tensor.
 
 mod foreign;
+mod load;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +33,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use thiserror::Error;
 
 use crate::report::rundir::write_atomic_io;
+pub use load::load_into;
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "batchscope-checkpoint-v1";

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::telemetry::{Telemetry, UtilSample};
+use super::{Telemetry, UtilSample};
 
 /// Time between readings (NVML's utilization counter itself averages over 1/6 s to 1 s).
 pub const SAMPLE_PERIOD: Duration = Duration::from_millis(20);
@@ -97,7 +97,7 @@ impl UtilMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::peaks::NvmlPeaks;
+    use crate::telemetry::NvmlPeaks;
 
     struct Fixed(u32);
     impl Telemetry for Fixed {

@@ -1,6 +1,8 @@
 //! GPU telemetry (NVML) behind a trait, so the sweep and the profiler run the same code with
 //! and without an NVIDIA driver. `nvml-wrapper` loads `libnvidia-ml` at run time: where it is
-//! absent, [`open_nvml`] returns the reason and callers print one notice line.
+//! absent, [`open_nvml`] returns the reason and callers print one notice line. [`sampler`] reads a
+//! source in a background thread during a sweep. Below `schedule` and `profile`, which both use
+//! it (re-exported at `profile::telemetry` and `profile::sampler`).
 
 use std::ffi::OsStr;
 
@@ -8,10 +10,28 @@ use nvml_wrapper::enum_wrappers::device::Clock;
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::Nvml;
 
-use super::peaks::NvmlPeaks;
+pub mod sampler;
 
 /// The NVML shared library's default name (nvml-wrapper's own default).
 const NVML_LIB: &str = "libnvidia-ml.so";
+
+/// Peaks computed from NVML's device figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NvmlPeaks {
+    pub gflops: f64,
+    pub gbps: f64,
+}
+
+impl NvmlPeaks {
+    /// `cores × sm_mhz × 2` FLOP/s (an FMA per core per clock); `bus_bits / 8 × mem_mhz × 2`
+    /// bytes/s (double data rate; NVML reports GDDR6X at half its effective rate too).
+    pub fn from_device(cores: u32, sm_mhz: u32, bus_bits: u32, mem_mhz: u32) -> Self {
+        NvmlPeaks {
+            gflops: cores as f64 * sm_mhz as f64 * 2.0 / 1e3,
+            gbps: bus_bits as f64 / 8.0 * mem_mhz as f64 * 2.0 / 1e3,
+        }
+    }
+}
 
 /// One reading of the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
