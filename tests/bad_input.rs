@@ -43,6 +43,15 @@ const OWN_CONFIG_COMMANDS: [&str; 3] = ["rnn", "depth", "landscape"];
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
     c.env("RUST_LOG", "error");
+    // The Vulkan loader prints its own `error:` line without a runtime dir.
+    let xdg = std::env::temp_dir().join("batchscope-bad-input-xdg");
+    let _ = std::fs::create_dir_all(&xdg);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700));
+    }
+    c.env("XDG_RUNTIME_DIR", &xdg);
     c
 }
 
@@ -149,8 +158,14 @@ fn check(cases: &[Case]) {
 
 /// `cmd --backend cpu --quiet` plus the small-model flags of `cmd`.
 fn base(cmd: &str) -> Vec<String> {
-    let mut a = args(&[cmd, "--backend", "cpu", "--quiet"]);
+    // compare runs both backends: no --backend.
+    let mut a = if cmd == "compare" {
+        args(&[cmd, "--quiet"])
+    } else {
+        args(&[cmd, "--backend", "cpu", "--quiet"])
+    };
     match cmd {
+        "time-to-target" => a.extend(args(&["--set", "train.target_val_error=0.5"])),
         "profile" => a.extend(args(&["--batch", "4"])),
         "noise" => a.extend(args(&["--max-n", "4", "--draws", "2", "--no-curvature"])),
         "curvature" => {
@@ -264,7 +279,7 @@ fn bad_flag_values_are_errors() {
         case(
             "sweep --min-batch 0",
             with(base("sweep"), &["--config", t, "--min-batch", "0", "--out", &out("a")]),
-            "min_batch",
+            "batch range",
         ),
         case(
             "sweep --max-batch < min",
@@ -272,7 +287,7 @@ fn bad_flag_values_are_errors() {
                 base("sweep"),
                 &["--config", t, "--min-batch", "16", "--max-batch", "4", "--out", &out("b")],
             ),
-            "max_batch",
+            "batch range",
         ),
         case(
             "sweep --policy nonsense",
@@ -282,7 +297,7 @@ fn bad_flag_values_are_errors() {
         case(
             "compare --min-batch 0",
             with(base("compare"), &["--config", t, "--min-batch", "0", "--out", &out("d")]),
-            "min_batch",
+            "batch range",
         ),
         case(
             "profile --batch 0",
