@@ -21,6 +21,10 @@ pub fn overlay(
     if !labels.is_empty() && labels.len() != runs.len() {
         bail!("--label given {} times for {} runs", labels.len(), runs.len());
     }
+    // Never write over a file: `--out RUN/metrics.jsonl` would replace a run's metrics.
+    if std::fs::symlink_metadata(out).is_ok() {
+        bail!("--out {}: the file exists; refusing to overwrite it (choose a new name)", out.display());
+    }
     let mut series = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let path = run.join("metrics.jsonl");

@@ -12,7 +12,7 @@ use crate::profile::Profilable;
 use crate::report::rundir::{create_run_dir, open_resume_dir};
 use crate::schedule::sweep::run_sweep;
 use crate::schedule::{choose, Policy};
-use crate::train::{run_train, TrainOptions, TrainSummary};
+use crate::train::{run_train, TrainError, TrainOptions, TrainSummary};
 
 /// `batchscope train`.
 pub fn train(
@@ -44,7 +44,16 @@ pub fn train(
         }
     };
     let opts = TrainOptions { init, resume: resume.is_some(), progress: args.progress };
-    let summary = with_backend(backend, args.adapter.as_deref(), Train { cfg, opts: &opts, dir: &dir })?;
+    let summary =
+        match with_backend(backend, args.adapter.as_deref(), Train { cfg, opts: &opts, dir: &dir }) {
+            Ok(s) => s,
+            // A resume with no steps left changes nothing (summary.json stays as it is).
+            Err(e) if matches!(e.downcast_ref(), Some(TrainError::AlreadyComplete { .. })) => {
+                eprintln!("{}: {e}", dir.display());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
     print_summary(&summary, &dir);
     Ok(())
 }

@@ -195,7 +195,46 @@ fn temporary_writer(file_name: &str) -> Option<u32> {
     parts[0].parse().ok()
 }
 
+/// `path` with its `..` components resolved the way the directory tree will resolve them once
+/// the missing components exist: the existing prefix is canonicalised (symlinks followed), the
+/// rest is applied lexically. So `RUN/sub/..` is `RUN` even while `sub` does not exist (the
+/// kernel would fail to resolve it now, and `create_dir_all` would then write into `RUN`).
+pub fn resolve_path(path: &Path) -> Result<PathBuf, ReportError> {
+    use std::path::Component;
+    let mut cur = if path.is_absolute() {
+        PathBuf::new()
+    } else {
+        std::env::current_dir().map_err(|e| ReportError::io("resolve the path", path, e))?
+    };
+    for c in path.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => cur.push(c.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                cur.pop();
+            }
+            Component::Normal(n) => {
+                cur.push(n);
+                if fs::symlink_metadata(&cur).is_ok() {
+                    if let Ok(c) = fs::canonicalize(&cur) {
+                        cur = c;
+                    }
+                }
+            }
+        }
+    }
+    Ok(cur)
+}
+
 fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
+    // `..` through a missing component must not let a new run land in an existing one.
+    let resolved;
+    let out = if out.components().any(|c| c == std::path::Component::ParentDir) {
+        resolved = resolve_path(out)?;
+        resolved.as_path()
+    } else {
+        out
+    };
     match fs::metadata(out) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             ensure_dir_all(out)?;
@@ -367,6 +406,22 @@ mod tests {
         fs::write(next.join("x"), b"x").unwrap();
         assert_eq!(create_run_dir(Some(&out), "train").unwrap(), t.0.join("deep/er/out-2"));
         assert_eq!(fs::read(out.join("metrics.jsonl")).unwrap(), b"{}\n");
+    }
+
+    #[test]
+    fn out_dir_through_a_missing_component_and_dotdot_is_the_existing_run() {
+        let t = TestDir::new("rundir-dotdot");
+        let run = t.0.join("run");
+        fs::create_dir(&run).unwrap();
+        fs::write(run.join("config.toml"), b"keep").unwrap();
+        let got = create_run_dir(Some(&run.join("sub/..")), "train").unwrap();
+        assert_eq!(got.file_name().unwrap(), "run-1", "{}", got.display());
+        assert!(!run.join("sub").exists(), "no stray directory inside the existing run");
+        assert_eq!(fs::read(run.join("config.toml")).unwrap(), b"keep");
+        assert_eq!(
+            resolve_path(&t.0.join("a/b/../c/./..")).unwrap(),
+            resolve_path(&t.0.join("a")).unwrap()
+        );
     }
 
     #[test]

@@ -58,21 +58,21 @@ impl<B: Backend> Checkpointer<B> {
     }
 
     /// Load `--init` weights, or with `--resume` the state and counters of `last.safetensors`
-    /// (and `best.safetensors` if there is one) with metrics.jsonl cut back to its step.
-    /// Returns the metrics writer (appending on resume).
+    /// (and `best.safetensors` if there is one). Nothing is written: [`Checkpointer::open_metrics`]
+    /// then opens metrics.jsonl.
     pub fn start(
         &mut self,
         b: &B,
         opts: &TrainOptions,
         st: &mut TrainState<B>,
         prog: &mut Progress,
-    ) -> Result<JsonlWriter, TrainError> {
+    ) -> Result<(), TrainError> {
         if let Some(init) = &opts.init {
             let ck = checkpoint::load(init)?;
             load_into(b, &ck, init, "", &mut st.params)?;
         }
         if !opts.resume {
-            return Ok(JsonlWriter::create(&self.metrics_path)?);
+            return Ok(());
         }
         let path = &self.last_path;
         let ck = checkpoint::load(path)?;
@@ -95,8 +95,17 @@ impl<B: Backend> Checkpointer<B> {
             load_into(b, &bk, &self.best_path, "", &mut bp)?;
             self.best = Some(bp);
         }
-        truncate_metrics(&self.metrics_path, prog.step)?;
         self.last_good = Some(self.last_path.clone());
+        Ok(())
+    }
+
+    /// The metrics writer: a new metrics.jsonl, or on resume the existing one cut back to the
+    /// checkpoint's step and appended to.
+    pub fn open_metrics(&self, opts: &TrainOptions, prog: &Progress) -> Result<JsonlWriter, TrainError> {
+        if !opts.resume {
+            return Ok(JsonlWriter::create(&self.metrics_path)?);
+        }
+        truncate_metrics(&self.metrics_path, prog.step)?;
         Ok(JsonlWriter::append(&self.metrics_path)?)
     }
 
@@ -142,8 +151,7 @@ impl<B: Backend> Checkpointer<B> {
             let ck = to_checkpoint(b, st, params, prog, clip_events, &self.cfg_toml)?;
             checkpoint::save(&self.best_path, &ck)?;
         }
-        let periodic = if self.every > 0 { prog.step % self.every == 0 } else { epoch_end };
-        if periodic {
+        if checkpoint_due(self.every, prog.step, epoch_end) {
             if epoch_end {
                 // Save the counters as they will be after the epoch rolls over.
                 let mut p2 = prog.clone();
@@ -182,7 +190,18 @@ impl<B: Backend> Checkpointer<B> {
     }
 }
 
-/// Tensors and counters of a checkpoint.
+/// Whether `last.safetensors` is saved after step `step`: every `every` steps (counting every
+/// step, not only logged ones), or at each epoch's end when `every` is 0.
+pub fn checkpoint_due(every: u64, step: u64, epoch_end: bool) -> bool {
+    if every > 0 {
+        step % every == 0
+    } else {
+        epoch_end
+    }
+}
+
+/// Tensors and counters of a checkpoint; [`TrainError::NonFinite`] (nothing saved) when a
+/// parameter or optimizer value is not finite, so every checkpoint on disk is a good one.
 fn to_checkpoint<B: Backend>(
     b: &B,
     st: &TrainState<B>,
@@ -192,7 +211,12 @@ fn to_checkpoint<B: Backend>(
     cfg_toml: &str,
 ) -> Result<Checkpoint, TrainError> {
     let mut tensors = Vec::new();
+    let finite = |name: &str, data: &[f32]| match data.iter().find(|v| !v.is_finite()) {
+        Some(v) => Err(TrainError::NonFinite { step: prog.step, what: format!("{name} holds {v}") }),
+        None => Ok(()),
+    };
     for (i, host) in params.to_host(b)?.into_iter().enumerate() {
+        finite(&params.names[i], &host)?;
         tensors.push(NamedTensor {
             name: params.names[i].clone(),
             shape: params.shapes[i].clone(),
@@ -201,6 +225,7 @@ fn to_checkpoint<B: Backend>(
     }
     if let Some(v) = &st.velocity {
         for (i, host) in v.to_host(b)?.into_iter().enumerate() {
+            finite(&format!("optimizer.velocity.{}", v.names[i]), &host)?;
             tensors.push(NamedTensor {
                 name: format!("optimizer.velocity.{}", v.names[i]),
                 shape: v.shapes[i].clone(),
@@ -272,4 +297,18 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
     }
     crate::report::rundir::write_atomic(path, out.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checkpoint_due;
+
+    #[test]
+    fn checkpoints_count_every_step_not_only_logged_ones() {
+        // checkpoint_every = 25 with log_every = 10: 25, 50, 75, ... (not only 50, 100).
+        let due: Vec<u64> = (1..=100).filter(|&s| checkpoint_due(25, s, false)).collect();
+        assert_eq!(due, [25, 50, 75, 100]);
+        assert!(checkpoint_due(0, 7, true));
+        assert!(!checkpoint_due(0, 10, false));
+    }
 }

@@ -10,5 +10,11 @@ domain_error! {
         Setup(String),
         #[error("training diverged at step {step} ({what} is not finite); the last good checkpoint is {last_good}")]
         Diverged { step: u64, what: String, last_good: String },
+        /// A checkpoint would hold a non-finite value (it is not saved).
+        #[error("training diverged: after step {step} {what}")]
+        NonFinite { step: u64, what: String },
+        /// `--resume` of a run that has no steps left under its config.
+        #[error("the run is already complete at step {step} ({reason}); give more train.steps or train.epochs with --set to extend it")]
+        AlreadyComplete { step: u64, reason: String },
     }
 }

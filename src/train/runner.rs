@@ -17,12 +17,12 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 
 use super::batches::{BatchSource, TrainData};
-use super::checkpointer::{Checkpointer, Progress};
+use super::checkpointer::{checkpoint_due, Checkpointer, Progress};
 use super::eval::{Evaluation, Evaluator};
 use super::guard;
 use super::monitors::{Due, Monitors};
 use super::optimizer::{lr_at, Clip, Optimizer};
-use super::step::TrainState;
+use super::step::{slot, GuardedMetrics, TrainState};
 use crate::backend::Backend;
 use crate::config::{BatchSize, Config};
 use crate::data::device::BatchBuffers;
@@ -50,14 +50,20 @@ pub fn run_train<B: Backend>(
     // Model state, then where it starts from (--init weights, --resume from last.safetensors).
     let params = model.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
     let mut st = TrainState::new(b, model.clone(), params, batch, &opt)?;
+    st.guard_ring(b, plan.ring)?;
     let mut prog = Progress::default();
     let mut ckpt = Checkpointer::new(cfg, run_dir);
-    let metrics = ckpt.start(b, opts, &mut st, &mut prog)?;
+    ckpt.start(b, opts, &mut st, &mut prog)?;
+    if opts.resume && !plan.has_steps_after(&prog) {
+        return Err(TrainError::AlreadyComplete { step: prog.step, reason: plan.end_reason(&prog) });
+    }
+    let metrics = ckpt.open_metrics(opts, &prog)?;
     // Minibatch buffers and monitors.
     let bt = BatchBuffers::new(b, batch, model.inputs(), cfg.data_outputs())?;
     let monitors = Monitors::new(b, cfg, &model, &st.params, batch)?;
     let bar = progress_bar(opts.progress, plan.total_steps, prog.step);
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
+    let last_read = prog.step;
     let mut run = Run {
         b,
         cfg,
@@ -76,6 +82,7 @@ pub fn run_train<B: Backend>(
         monitors,
         metrics,
         bar,
+        last_read,
         run_start: Instant::now(),
         side_s: 0.0,
         last_line: None,
@@ -95,6 +102,8 @@ pub fn run_train<B: Backend>(
                 if stopped.is_some() {
                     break 'outer;
                 }
+            } else if sp.read {
+                run.check(&sp)?;
             }
         }
         run.prog.epoch += 1;
@@ -130,6 +139,10 @@ struct Plan {
     has_val: bool,
     one_pass: bool,
     n_train: u64,
+    /// Save `last.safetensors` every this many steps (0 = at each epoch's end).
+    checkpoint_every: u64,
+    /// Slots of the divergence guard's ring; the metrics are read at least this often.
+    ring: usize,
 }
 
 impl Plan {
@@ -156,6 +169,24 @@ impl Plan {
             has_val,
             one_pass: t.one_pass,
             n_train,
+            checkpoint_every: t.checkpoint_every,
+            ring: guard::ring_len(t.log_every),
+        }
+    }
+
+    /// Whether a run at `prog` has steps left (a resumed run may be complete already).
+    fn has_steps_after(&self, prog: &Progress) -> bool {
+        self.steps_per_epoch > 0 && prog.step < self.max_steps && prog.epoch < self.max_epochs
+    }
+
+    /// Why a run that made its last step stopped (no early stop).
+    fn end_reason(&self, prog: &Progress) -> String {
+        if self.one_pass {
+            format!("one pass over {} examples done", self.n_train)
+        } else if prog.step >= self.max_steps {
+            format!("reached train.steps = {}", self.max_steps)
+        } else {
+            format!("reached train.epochs = {}", self.max_epochs)
         }
     }
 
@@ -169,7 +200,11 @@ impl Plan {
         // A logged step's metrics are read back (then its gradient norm is needed).
         let log =
             next % self.log_every == 0 || eval || due.curvature || due.noise || next == self.total_steps;
-        StepPlan { due, epoch_end, eval, log }
+        // Other steps are read back (a sync) to save a checkpoint, or for the guard's ring.
+        let read = log
+            || checkpoint_due(self.checkpoint_every, next, epoch_end)
+            || next % self.ring as u64 == 0;
+        StepPlan { due, epoch_end, eval, log, read }
     }
 }
 
@@ -180,6 +215,8 @@ struct StepPlan {
     epoch_end: bool,
     eval: bool,
     log: bool,
+    /// The metrics are read back (always when `log`).
+    read: bool,
 }
 
 /// The phases of a run and the state the loop carries between steps.
@@ -208,6 +245,8 @@ struct Run<'a, B: Backend> {
     side_s: f64,
     last_line: Option<MetricsLine>,
     restored_best: bool,
+    /// The step of the last metrics read (the guard checks the steps after it).
+    last_read: u64,
 }
 
 impl<B: Backend> Run<'_, B> {
@@ -232,6 +271,8 @@ impl<B: Backend> Run<'_, B> {
         let bt = &self.bt;
         let targets = if is_class { Targets::Classes(&bt.labels) } else { Targets::Values(&bt.targets) };
         self.st.measure_grad_norm = sp.log;
+        let tensors = self.st.params.tensors.len();
+        self.st.guard_slot = Some(slot::guard(tensors, self.plan.ring, self.prog.step + 1));
         if sp.due.curvature {
             self.st.record_step_monitored(b, &bt.x, &targets, &self.opt, lr, &self.clip)?;
         } else {
@@ -249,21 +290,10 @@ impl<B: Backend> Run<'_, B> {
     /// it does (target error reached, early stopping).
     fn log(&mut self, lr: f32, sp: &StepPlan) -> Result<Option<String>, TrainError> {
         let b = self.b;
-        let m = self.st.read_metrics(b)?;
+        let g = self.st.read_guarded(b)?;
         let elapsed = self.elapsed_before + self.run_start.elapsed().as_secs_f64();
-        if let Some(what) = guard::non_finite(&m) {
-            self.bar.finish_and_clear();
-            let last_good = self.ckpt.last_good.as_deref();
-            return Err(guard::diverged(
-                self.run_dir,
-                b,
-                &self.model,
-                self.plan.batch,
-                &self.prog,
-                what,
-                last_good,
-            ));
-        }
+        self.guard(&g, true)?;
+        let m = g.step;
         let side_start = Instant::now();
         let ev = if sp.eval {
             self.eval.evaluate(b, &self.model, &self.st.params)?
@@ -286,9 +316,68 @@ impl<B: Backend> Run<'_, B> {
         log::debug!("step {} loss {:.5} grad_norm {:.4}", self.prog.step, m.loss, m.grad_norm);
         self.last_line = Some(line);
         self.prog.elapsed_s = elapsed;
-        self.ckpt.save_after_log(b, &self.st, &self.prog, clip_events, improved, sp.epoch_end)?;
+        let saved =
+            self.ckpt.save_after_log(b, &self.st, &self.prog, clip_events, improved, sp.epoch_end);
+        self.saved(saved)?;
         self.side_s += side_start.elapsed().as_secs_f64();
         self.stop_reason(ev.val_error)
+    }
+
+    /// A step that is read back but not logged: the guard, then `last.safetensors` if due.
+    fn check(&mut self, sp: &StepPlan) -> Result<(), TrainError> {
+        let b = self.b;
+        let g = self.st.read_guarded(b)?;
+        self.guard(&g, false)?;
+        let side_start = Instant::now();
+        self.prog.elapsed_s = self.elapsed_before + self.run_start.elapsed().as_secs_f64();
+        let clip_events = self.ckpt.clip_base + g.step.clip_events;
+        let saved = self.ckpt.save_after_log(b, &self.st, &self.prog, clip_events, false, sp.epoch_end);
+        self.saved(saved)?;
+        self.side_s += side_start.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// The divergence guard on a read: the first step since the last read whose loss sum is not
+    /// finite, then (`logged`) this step's loss and gradient norm.
+    fn guard(&mut self, g: &GuardedMetrics, logged: bool) -> Result<(), TrainError> {
+        let (from, to) = (self.last_read + 1, self.prog.step);
+        if let Some(s) = guard::first_non_finite(&g.ring, from, to) {
+            let v = g.ring[((s - 1) % g.ring.len() as u64) as usize];
+            return Err(self.diverge(s, format!("train_loss = {v}")));
+        }
+        if logged {
+            if let Some(what) = guard::non_finite(&g.step) {
+                return Err(self.diverge(self.prog.step, what));
+            }
+        }
+        self.last_read = self.prog.step;
+        Ok(())
+    }
+
+    /// A checkpoint that would hold non-finite values ends the run as a divergence.
+    fn saved(&mut self, r: Result<(), TrainError>) -> Result<(), TrainError> {
+        match r {
+            Err(TrainError::NonFinite { step, what }) => Err(self.diverge(step, what)),
+            r => r,
+        }
+    }
+
+    /// The error (and summary.json) of a run whose step `step` is the first non-finite one.
+    fn diverge(&mut self, step: u64, what: String) -> TrainError {
+        self.bar.finish_and_clear();
+        let mut at = self.prog.clone();
+        at.examples_seen = at.examples_seen.saturating_sub((at.step - step) * self.plan.batch as u64);
+        at.step = step;
+        let last_good = self.ckpt.last_good.clone();
+        guard::diverged(
+            self.run_dir,
+            self.b,
+            &self.model,
+            self.plan.batch,
+            &at,
+            what,
+            last_good.as_deref(),
+        )
     }
 
     /// Whether to stop after an evaluation with validation 0-1 error `val_error`: the target
@@ -321,33 +410,27 @@ impl<B: Backend> Run<'_, B> {
     /// After the loop: the final checkpoint, the final validation figures, summary.json and
     /// the plots.
     fn finish(mut self, stopped: Option<String>) -> Result<TrainSummary, TrainError> {
-        let (b, plan) = (self.b, &self.plan);
-        let stopped_reason = stopped.unwrap_or_else(|| {
-            if plan.one_pass {
-                format!("one pass over {} examples done", plan.n_train)
-            } else if self.prog.step >= plan.max_steps {
-                format!("reached train.steps = {}", plan.max_steps)
-            } else {
-                format!("reached train.epochs = {}", plan.max_epochs)
-            }
-        });
-        if self.prog.step_in_epoch >= plan.steps_per_epoch {
+        let b = self.b;
+        let stopped_reason = stopped.unwrap_or_else(|| self.plan.end_reason(&self.prog));
+        if self.prog.step_in_epoch >= self.plan.steps_per_epoch {
             self.prog.epoch += 1;
             self.prog.step_in_epoch = 0;
         }
         self.bar.finish_and_clear();
         b.sync()?;
         let train_s = (self.run_start.elapsed().as_secs_f64() - self.side_s).max(0.0);
-        let m = self.st.read_metrics(b)?;
-        let clip_events = self.ckpt.clip_base + m.clip_events;
+        let g = self.st.read_guarded(b)?;
+        self.guard(&g, false)?;
+        let clip_events = self.ckpt.clip_base + g.step.clip_events;
         self.prog.elapsed_s = self.elapsed_before + self.run_start.elapsed().as_secs_f64();
-        self.ckpt.save_last(b, &self.st, &self.prog, clip_events)?;
+        let saved = self.ckpt.save_last(b, &self.st, &self.prog, clip_events);
+        self.saved(saved)?;
         self.metrics.sync()?;
         drop(self.metrics);
 
         let (final_val_loss, final_val_error) =
             self.eval.evaluate_val(b, &self.model, &self.st.params)?;
-        let prog = &self.prog;
+        let (prog, plan) = (&self.prog, &self.plan);
         let last_line = self.last_line.as_ref();
         let summary = TrainSummary {
             command: "train",

@@ -26,9 +26,13 @@ pub mod slot {
     pub fn loss_after(tensors: usize) -> usize {
         GRAD_SQ0 + 2 * tensors
     }
-    /// Slots of the metrics buffer.
+    /// Slots of the metrics buffer (without the divergence guard's ring, which follows them).
     pub fn len(tensors: usize) -> usize {
         GRAD_SQ0 + 2 * tensors + 1
+    }
+    /// The guard ring's slot of step `step` (1-based): `len(tensors) + (step - 1) % ring`.
+    pub fn guard(tensors: usize, ring: usize, step: u64) -> usize {
+        len(tensors) + (step.saturating_sub(1) % ring.max(1) as u64) as usize
     }
 }
 
@@ -76,6 +80,17 @@ pub struct TrainState<B: Backend> {
     /// Reduce ‖g‖² into the metrics buffer on every step (off: only when clipping by norm).
     /// The training loop turns it on for the steps whose metrics it reads.
     pub measure_grad_norm: bool,
+    /// The divergence guard's ring of per-step loss sums (0 = none; see [`TrainState::guard_ring`]).
+    pub ring: usize,
+    /// The ring slot the next recorded step writes its loss sum to (set by the training loop).
+    pub guard_slot: Option<usize>,
+}
+
+/// The metrics read back with the divergence guard's ring (loss sum of each recent step).
+pub struct GuardedMetrics {
+    pub step: StepMetrics,
+    /// `ring` slots: the loss sum of step `s` is at `(s - 1) % ring`.
+    pub ring: Vec<f32>,
 }
 
 impl<B: Backend> TrainState<B> {
@@ -93,7 +108,19 @@ impl<B: Backend> TrainState<B> {
             metrics,
             monitor: None,
             measure_grad_norm: true,
+            ring: 0,
+            guard_slot: None,
         })
+    }
+
+    /// Give the metrics buffer `ring` more slots after [`slot::len`]: each recorded step also sums
+    /// its minibatch loss into its own slot there (a second, identical reduction), so a
+    /// non-finite step is found at the next read without a readback per step. The other slots
+    /// and their values are unchanged.
+    pub fn guard_ring(&mut self, b: &B, ring: usize) -> Result<()> {
+        self.metrics = b.zeros(slot::len(self.params.tensors.len()) + ring)?;
+        self.ring = ring;
+        Ok(())
     }
 
     /// Record one step on the minibatch `x [rows, inputs]`, `targets`: forward, loss, backward,
@@ -127,6 +154,9 @@ impl<B: Backend> TrainState<B> {
         self.model.loss_and_grad(b, &self.params, x, targets, &mut self.ws, &mut self.grads)?;
         b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
         b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
+        if let Some(g) = self.guard_slot {
+            b.sum(rows, &self.ws.loss, &mut self.metrics, g)?;
+        }
         if norm {
             self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
         }
@@ -190,15 +220,26 @@ impl<B: Backend> TrainState<B> {
 
     /// Read the metrics of the last recorded step (a sync on the GPU).
     pub fn read_metrics(&self, b: &B) -> Result<StepMetrics> {
+        Ok(self.read_guarded(b)?.step)
+    }
+
+    /// [`TrainState::read_metrics`] with the guard ring (one read of the metrics buffer).
+    pub fn read_guarded(&self, b: &B) -> Result<GuardedMetrics> {
         let m = b.read(&self.metrics)?;
+        let step = self.metrics_of(&m);
+        let from = slot::len(self.params.tensors.len());
+        Ok(GuardedMetrics { step, ring: m.get(from..).unwrap_or_default().to_vec() })
+    }
+
+    fn metrics_of(&self, m: &[f32]) -> StepMetrics {
         let rows = self.ws.rows.max(1) as f64;
         let t = self.params.tensors.len();
         let grad_sq: f64 = m[slot::GRAD_SQ0..slot::GRAD_SQ0 + t].iter().map(|&v| v as f64).sum();
-        Ok(StepMetrics {
+        StepMetrics {
             loss: m[slot::LOSS_SUM] as f64 / rows,
             error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
             grad_norm: grad_sq.sqrt(),
             clip_events: m[slot::CLIP_EVENTS].max(0.0) as u64,
-        })
+        }
     }
 }

@@ -1,0 +1,594 @@
+//! Bad input to the binary, table-driven: every case exits 2 with exactly one `error:` line on
+//! stderr, never panics, and leaves an existing run directory (one tiny CPU train, made once)
+//! byte for byte as it was. Plus the run-directory safety fixes that are not errors: `--out`
+//! through `..` lands beside the run, a resume of a finished run changes nothing, and the
+//! divergence guard's step and checkpoint.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::tmpdir;
+
+const TINY: &str = r#"
+[model]
+hidden = [8]
+[data]
+kind = "gaussian_mixture"
+n_train = 256
+n_val = 64
+dim = 4
+classes = 3
+separation = 4.0
+[train]
+batch_size = 32
+epochs = 1
+log_every = 2
+[sweep]
+min_batch = 8
+max_batch = 16
+warmup_steps = 1
+timed_steps = 1
+"#;
+
+/// The MLP commands (the ones that read a `Config`), with flags that keep them small.
+const MLP_COMMANDS: [&str; 7] =
+    ["train", "sweep", "compare", "profile", "curvature", "noise", "time-to-target"];
+/// The commands with their own config schema (embedded defaults).
+const OWN_CONFIG_COMMANDS: [&str; 3] = ["rnn", "depth", "landscape"];
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
+    c.env("RUST_LOG", "error");
+    // The Vulkan loader prints its own `error:` line without a runtime dir.
+    let xdg = std::env::temp_dir().join("batchscope-bad-input-xdg");
+    let _ = std::fs::create_dir_all(&xdg);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700));
+    }
+    c.env("XDG_RUNTIME_DIR", &xdg);
+    c
+}
+
+fn run(args: &[String]) -> Output {
+    bin().args(args).output().expect("run batchscope")
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The shared fixture: a scratch directory, the tiny config and one finished run in `run`.
+struct Fixture {
+    dir: PathBuf,
+    tiny: String,
+    run: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tmpdir("fixture");
+        let tiny = dir.join("tiny.toml");
+        std::fs::write(&tiny, TINY).expect("write tiny.toml");
+        let run_dir = dir.join("run");
+        let o = run(&args(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--config",
+            &s(&tiny),
+            "--out",
+            &s(&run_dir),
+        ]));
+        assert!(o.status.success(), "fixture train: {}", String::from_utf8_lossy(&o.stderr));
+        Fixture { dir, tiny: s(&tiny), run: run_dir }
+    })
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|x| x.to_string()).collect()
+}
+
+/// Every file under `dir` (recursively) and its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read run dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).expect("read file"));
+            }
+        }
+    }
+    out
+}
+
+/// One bad invocation and a substring its error line must hold (`""`: any).
+struct Case {
+    name: String,
+    args: Vec<String>,
+    needle: &'static str,
+}
+
+fn case(name: impl Into<String>, a: Vec<String>, needle: &'static str) -> Case {
+    Case { name: name.into(), args: a, needle }
+}
+
+/// Exit 2, exactly one `error:` line (holding the needle), no panic, the run untouched.
+fn check(cases: &[Case]) {
+    let f = fixture();
+    let before = snapshot(&f.run);
+    let mut failures = Vec::new();
+    for c in cases {
+        let o = run(&c.args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        let ok = o.status.code() == Some(2)
+            && !err.contains("panicked")
+            && errors.len() == 1
+            && errors[0].contains(c.needle);
+        if !ok {
+            failures.push(format!(
+                "{}: exit {:?}, stderr:\n{err}\nargs: {:?}",
+                c.name,
+                o.status.code(),
+                c.args
+            ));
+        }
+        assert!(snapshot(&f.run) == before, "{}: the existing run directory changed", c.name);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// `cmd --backend cpu --quiet` plus the small-model flags of `cmd`.
+fn base(cmd: &str) -> Vec<String> {
+    // compare runs both backends: no --backend.
+    let mut a = if cmd == "compare" {
+        args(&[cmd, "--quiet"])
+    } else {
+        args(&[cmd, "--backend", "cpu", "--quiet"])
+    };
+    match cmd {
+        "time-to-target" => a.extend(args(&["--set", "train.target_val_error=0.5"])),
+        "profile" => a.extend(args(&["--batch", "4"])),
+        "noise" => a.extend(args(&["--max-n", "4", "--draws", "2", "--no-curvature"])),
+        "curvature" => {
+            a.extend(args(&["--lanczos-steps", "4", "--slq-runs", "1", "--power-iters", "4"]))
+        }
+        _ => {}
+    }
+    a
+}
+
+fn with(mut a: Vec<String>, more: &[&str]) -> Vec<String> {
+    a.extend(args(more));
+    a
+}
+
+#[test]
+fn every_command_rejects_missing_configs_unknown_keys_bad_sets_and_out_in_a_run() {
+    let f = fixture();
+    let d = tmpdir("commands");
+    let missing = s(&d.join("missing.toml"));
+    let unknown = d.join("unknown.toml");
+    std::fs::write(&unknown, "[train]\nlearning_rate = 0.1\n").expect("write");
+    let unknown = s(&unknown);
+    let into_run = s(&f.run.join("metrics.jsonl"));
+    let mut cases = Vec::new();
+    for cmd in MLP_COMMANDS.iter().chain(&OWN_CONFIG_COMMANDS) {
+        let out = s(&d.join(format!("out-{cmd}")));
+        let tiny: Vec<&str> =
+            if MLP_COMMANDS.contains(cmd) { vec!["--config", &f.tiny] } else { vec![] };
+        cases.push(case(
+            format!("{cmd}: missing config"),
+            with(base(cmd), &["--config", &missing, "--out", &out]),
+            "missing.toml",
+        ));
+        cases.push(case(
+            format!("{cmd}: unknown key"),
+            with(base(cmd), &["--config", &unknown, "--out", &out]),
+            "learning_rate",
+        ));
+        cases.push(case(
+            format!("{cmd}: bad --set"),
+            with(with(base(cmd), &tiny), &["--set", "nonsense", "--out", &out]),
+            "nonsense",
+        ));
+        cases.push(case(
+            format!("{cmd}: --set of an unknown key"),
+            with(with(base(cmd), &tiny), &["--set", "train.no_such_key=1", "--out", &out]),
+            "no_such_key",
+        ));
+        cases.push(case(
+            format!("{cmd}: --out is a file inside an existing run"),
+            with(with(base(cmd), &tiny), &["--out", &into_run]),
+            "metrics.jsonl",
+        ));
+    }
+    check(&cases);
+    for cmd in MLP_COMMANDS.iter().chain(&OWN_CONFIG_COMMANDS) {
+        assert!(!d.join(format!("out-{cmd}")).exists(), "{cmd}: a failed config made its run directory");
+    }
+}
+
+#[test]
+fn missing_checkpoints_resumes_and_inits_are_errors() {
+    let f = fixture();
+    let d = tmpdir("missing-ckpt");
+    let nope = s(&d.join("nope.safetensors"));
+    let out = |n: &str| s(&d.join(n));
+    let cases = vec![
+        case(
+            "train --init missing",
+            with(base("train"), &["--config", &f.tiny, "--init", &nope, "--out", &out("a")]),
+            "nope.safetensors",
+        ),
+        case("train --resume missing dir", with(base("train"), &["--resume", &out("no-run")]), "no-run"),
+        case(
+            "train --resume of a non-run dir",
+            with(base("train"), &["--resume", &s(&d)]),
+            "config.toml",
+        ),
+        case(
+            "noise --checkpoint missing",
+            with(base("noise"), &["--config", &f.tiny, "--checkpoint", &nope, "--out", &out("b")]),
+            "nope.safetensors",
+        ),
+        case(
+            "curvature --checkpoint missing",
+            with(base("curvature"), &["--config", &f.tiny, "--checkpoint", &nope, "--out", &out("c")]),
+            "nope.safetensors",
+        ),
+        case(
+            "landscape --checkpoint missing",
+            with(base("landscape"), &["--checkpoint", &nope, "--out", &out("e")]),
+            "nope.safetensors",
+        ),
+        case(
+            "train --resume with --out",
+            with(base("train"), &["--resume", &s(&f.run), "--out", &out("f")]),
+            "--out",
+        ),
+    ];
+    check(&cases);
+}
+
+#[test]
+fn bad_flag_values_are_errors() {
+    let f = fixture();
+    let d = tmpdir("flags");
+    let out = |n: &str| s(&d.join(n));
+    let t = &f.tiny;
+    let cases = vec![
+        case(
+            "sweep --min-batch 0",
+            with(base("sweep"), &["--config", t, "--min-batch", "0", "--out", &out("a")]),
+            "batch range",
+        ),
+        case(
+            "sweep --max-batch < min",
+            with(
+                base("sweep"),
+                &["--config", t, "--min-batch", "16", "--max-batch", "4", "--out", &out("b")],
+            ),
+            "batch range",
+        ),
+        case(
+            "sweep --policy nonsense",
+            with(base("sweep"), &["--config", t, "--policy", "nonsense", "--out", &out("c")]),
+            "nonsense",
+        ),
+        case(
+            "compare --min-batch 0",
+            with(base("compare"), &["--config", t, "--min-batch", "0", "--out", &out("d")]),
+            "batch range",
+        ),
+        case(
+            "profile --batch 0",
+            with(base("profile"), &["--config", t, "--batch", "0", "--out", &out("e")]),
+            "batch",
+        ),
+        case(
+            "train --backend nonsense",
+            args(&["train", "--backend", "nonsense", "--config", t]),
+            "nonsense",
+        ),
+        case(
+            "sweep --adapter no-such",
+            args(&[
+                "sweep",
+                "--backend",
+                "gpu",
+                "--quiet",
+                "--adapter",
+                "no-such-adapter",
+                "--config",
+                t,
+                "--out",
+                &out("f"),
+            ]),
+            "no-such-adapter",
+        ),
+        case(
+            "train out-of-range value",
+            with(base("train"), &["--config", t, "--set", "train.lr=-0.5", "--out", &out("g")]),
+            "train.lr",
+        ),
+        case(
+            "train batch_size 0",
+            with(base("train"), &["--config", t, "--set", "train.batch_size=0", "--out", &out("h")]),
+            "train.batch_size",
+        ),
+        case(
+            "overlay --out RUN/metrics.jsonl",
+            args(&[
+                "overlay",
+                &s(&f.run),
+                "--field",
+                "train_loss",
+                "--out",
+                &s(&f.run.join("metrics.jsonl")),
+            ]),
+            "metrics.jsonl",
+        ),
+        case(
+            "overlay --out RUN/loss.svg",
+            args(&[
+                "overlay",
+                &s(&f.run),
+                "--field",
+                "train_loss",
+                "--out",
+                &s(&f.run.join("loss.svg")),
+            ]),
+            "loss.svg",
+        ),
+        case(
+            "overlay of a non-run",
+            args(&["overlay", &s(&d), "--out", &out("o.svg")]),
+            "metrics.jsonl",
+        ),
+    ];
+    check(&cases);
+    assert!(f.run.join("loss.svg").exists(), "the fixture run has a loss.svg to protect");
+}
+
+#[test]
+fn bad_configs_npy_and_checkpoints_are_errors() {
+    use batchscope::data::npy::{write_npy_f32, write_npy_labels};
+    let f = fixture();
+    let d = tmpdir("files");
+    let out = |n: &str| s(&d.join(n));
+    let t = &f.tiny;
+    let malformed = d.join("bad.toml");
+    std::fs::write(&malformed, "[train\nlr = 1").expect("write");
+    // .npy inputs: good features, labels with one out of range, float64, rank 3, short rows.
+    let feats = d.join("x.npy");
+    write_npy_f32(&feats, &[10, 3], &[0.5; 30]).expect("x");
+    let labels = d.join("y.npy");
+    write_npy_labels(&labels, &[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]).expect("y");
+    let bad_labels = d.join("yrange.npy");
+    write_npy_labels(&bad_labels, &[0, 1, 2, 0, 1, 2, 0, 1, 2, 7]).expect("y");
+    let rank3 = d.join("x3.npy");
+    write_npy_f32(&rank3, &[10, 3, 1], &[0.5; 30]).expect("x3");
+    let short = d.join("x9.npy");
+    write_npy_f32(&short, &[9, 3], &[0.5; 27]).expect("x9");
+    let f8 = d.join("x64.npy");
+    let mut h = "{'descr': '<f8', 'fortran_order': False, 'shape': (10, 3), }".to_string();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(h.as_bytes());
+    bytes.extend_from_slice(&[0u8; 240]);
+    std::fs::write(&f8, bytes).expect("write f8");
+    let npy_cfg = |name: &str, x: &Path, y: &Path| {
+        let p = d.join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "[model]\nhidden = [4]\n[data]\nkind = \"npy\"\ndim = 3\nclasses = 3\nfeatures = \"{}\"\nlabels = \"{}\"\nval_fraction = 0.2\n[train]\nbatch_size = 2\nepochs = 1\n",
+                x.display(),
+                y.display()
+            ),
+        )
+        .expect("write npy config");
+        s(&p)
+    };
+    // Checkpoints: another shape (the fixture's with hidden = [5]), corrupted, truncated.
+    let last = f.run.join("last.safetensors");
+    let mut ck = std::fs::read(&last).expect("read last");
+    let n = ck.len();
+    ck[n - 3] ^= 0x5a;
+    let corrupt = d.join("corrupt.safetensors");
+    std::fs::write(&corrupt, &ck).expect("write");
+    let trunc = d.join("trunc.safetensors");
+    std::fs::write(&trunc, &ck[..n / 2]).expect("write");
+    let afile = d.join("afile");
+    std::fs::write(&afile, "x").expect("write");
+    let train = |extra: &[&str]| with(base("train"), extra);
+    let cases = vec![
+        case("malformed config", train(&["--config", &s(&malformed), "--out", &out("a")]), "bad.toml"),
+        case(
+            "npy label out of range",
+            train(&["--config", &npy_cfg("r.toml", &feats, &bad_labels), "--out", &out("b")]),
+            "yrange.npy",
+        ),
+        case(
+            "npy float64",
+            train(&["--config", &npy_cfg("f8.toml", &f8, &labels), "--out", &out("c")]),
+            "x64.npy",
+        ),
+        case(
+            "npy rank 3",
+            train(&["--config", &npy_cfg("r3.toml", &rank3, &labels), "--out", &out("d")]),
+            "x3.npy",
+        ),
+        case(
+            "npy rows disagree",
+            train(&["--config", &npy_cfg("rows.toml", &short, &labels), "--out", &out("e")]),
+            "",
+        ),
+        case(
+            "npy missing file",
+            train(&[
+                "--config",
+                &npy_cfg("miss.toml", &d.join("none.npy"), &labels),
+                "--out",
+                &out("f"),
+            ]),
+            "none.npy",
+        ),
+        case(
+            "checkpoint of another shape",
+            train(&[
+                "--config",
+                t,
+                "--set",
+                "model.hidden=[5]",
+                "--init",
+                &s(&last),
+                "--out",
+                &out("g"),
+            ]),
+            "layers.0.weight",
+        ),
+        case(
+            "corrupted checkpoint",
+            train(&["--config", t, "--init", &s(&corrupt), "--out", &out("h")]),
+            "corrupt.safetensors",
+        ),
+        case(
+            "truncated checkpoint",
+            train(&["--config", t, "--init", &s(&trunc), "--out", &out("i")]),
+            "trunc.safetensors",
+        ),
+        case(
+            "curvature on a truncated checkpoint",
+            with(base("curvature"), &["--config", t, "--checkpoint", &s(&trunc), "--out", &out("j")]),
+            "trunc.safetensors",
+        ),
+        case(
+            "unwritable --out (parent is a file)",
+            train(&["--config", t, "--out", &s(&afile.join("sub"))]),
+            "afile",
+        ),
+        case("--resume of a file", train(&["--resume", &s(&afile)]), "afile"),
+    ];
+    check(&cases);
+}
+
+#[test]
+fn out_through_a_missing_dir_and_dotdot_never_writes_into_the_run() {
+    let f = fixture();
+    let before = snapshot(&f.run);
+    for (cmd, sub) in [("train", "sub"), ("sweep", "sub2")] {
+        let out = format!("{}/{sub}/..", s(&f.run));
+        let o = run(&with(base(cmd), &["--config", &f.tiny, "--out", &out]));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{cmd}: {err}");
+        assert!(snapshot(&f.run) == before, "{cmd} --out RUN/{sub}/.. changed the run");
+        assert!(!f.run.join(sub).exists(), "{cmd}: made {sub} inside the run");
+    }
+    // The runs went beside it, each to a fresh suffixed directory.
+    let siblings = std::fs::read_dir(&f.dir)
+        .expect("read")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("run-"))
+        .count();
+    assert!(siblings >= 2, "expected run-1 and run-2 beside the run");
+    // A resume still trains the original config (it was not replaced).
+    assert!(std::fs::read_to_string(f.run.join("config.toml"))
+        .expect("config")
+        .contains("hidden = [8]"));
+}
+
+#[test]
+fn resume_of_a_finished_run_changes_nothing() {
+    let f = fixture();
+    let d = tmpdir("resume-done");
+    let r = d.join("run");
+    let o = run(&with(base("train"), &["--config", &f.tiny, "--out", &s(&r)]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let before = snapshot(&r);
+    let o = run(&with(base("train"), &["--resume", &s(&r)]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("already complete"), "{err}");
+    assert!(snapshot(&r) == before, "a resume of a finished run rewrote files");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.join("summary.json")).expect("summary")).expect("json");
+    assert!(summary["final_train_loss"].as_f64().is_some(), "{summary}");
+    // More epochs extend it, and summary.json keeps a final train loss.
+    let o = run(&with(base("train"), &["--resume", &s(&r), "--set", "train.epochs=2"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.join("summary.json")).expect("summary")).expect("json");
+    assert!(summary["final_train_loss"].as_f64().is_some(), "{summary}");
+    assert_eq!(summary["epochs_completed"].as_u64(), Some(2), "{summary}");
+}
+
+/// `lr = 1e37`: the guard names the first non-finite step (not the next logged one) and a
+/// checkpoint that is finite, or none; no checkpoint on disk holds a non-finite value.
+#[test]
+fn divergence_is_reported_at_its_step_with_a_finite_checkpoint() {
+    let f = fixture();
+    let d = tmpdir("diverge");
+    for (i, every) in ["1", "25"].iter().enumerate() {
+        let r = d.join(format!("run{i}"));
+        let o = run(&with(
+            base("train"),
+            &[
+                "--config",
+                &f.tiny,
+                "--set",
+                "train.lr=1e37",
+                "--set",
+                "train.log_every=10",
+                "--set",
+                &format!("train.checkpoint_every={every}"),
+                "--out",
+                &s(&r),
+            ],
+        ));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+        assert!(line.contains("diverged"), "{line}");
+        let step: u64 = line
+            .split("step ")
+            .nth(1)
+            .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!((1..=2).contains(&step), "reported step {step}, not the blow-up's: {line}");
+        let last = r.join("last.safetensors");
+        if last.exists() {
+            let ck = batchscope::train::checkpoint::load(&last).expect("load");
+            for t in &ck.tensors {
+                assert!(t.data.iter().all(|v| v.is_finite()), "{} holds a non-finite value", t.name);
+            }
+            assert!(line.contains("last.safetensors"), "{line}");
+        } else {
+            assert!(line.contains("none"), "{line}");
+        }
+    }
+}
