@@ -62,7 +62,7 @@ impl BackendTask for Train<'_> {
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<TrainSummary> {
         let Train { mut cfg, opts, dir } = self;
         if cfg.train.batch_size == BatchSize::Auto {
-            let policy = auto_policy(&cfg.sweep.policy)?;
+            let policy = auto_policy(&cfg.sweep.policy, cfg.sweep.knee_fraction)?;
             eprintln!(
                 "train.batch_size = \"auto\": sweeping {}..{} with policy {policy}",
                 cfg.sweep.min_batch, cfg.sweep.max_batch
@@ -80,11 +80,11 @@ impl BackendTask for Train<'_> {
     }
 }
 
-/// The policy that picks an automatic batch size. `knee` here is `knee:0.9` whatever
-/// `sweep.knee_fraction` says (as before the config parsed the policy), and `time_to_target:auto`
-/// is resolved by `batchscope sweep` only.
-fn auto_policy(p: &SweepPolicy) -> anyhow::Result<Policy> {
-    match p.resolve(Policy::DEFAULT_KNEE_FRACTION) {
+/// The policy that picks an automatic batch size: `sweep.policy`, with `knee` at
+/// `sweep.knee_fraction` as in `batchscope sweep`; `time_to_target:auto` is resolved by
+/// `batchscope sweep` only.
+fn auto_policy(p: &SweepPolicy, knee_fraction: f64) -> anyhow::Result<Policy> {
+    match p.resolve(knee_fraction) {
         Some(policy) => Ok(policy),
         None => bail!(
             "sweep.policy: `{p}` is resolved by `batchscope sweep` only; give time_to_target:B_NOISE"
