@@ -7,6 +7,7 @@ use anyhow::bail;
 
 use super::output::write_config;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::backend::BackendKind;
 use crate::config::{BatchSize, Config, SweepPolicy};
 use crate::profile::Profilable;
 use crate::report::rundir::{create_run_dir, open_resume_dir};
@@ -71,6 +72,9 @@ impl BackendTask for Train<'_> {
             let choice = choose(&policy, &report.points())?;
             eprintln!("chosen batch size {} ({})", choice.batch, choice.reason);
             cfg.train.batch_size = BatchSize::Fixed(choice.batch);
+        }
+        if let (BackendKind::Cpu, BatchSize::Fixed(batch)) = (b.kind(), cfg.train.batch_size) {
+            cfg.check_cpu_step(batch)?;
         }
         if !opts.resume {
             write_config(dir, &cfg.to_toml())?;

@@ -109,4 +109,15 @@ impl Config {
         let (what, bytes) = self.host_bytes().map_err(fail)?;
         check_host(&what, bytes, host_limit()).map_err(fail)
     }
+
+    /// On the CPU backend the whole training step at `batch` lives in host memory: fail when
+    /// it cannot fit (checked before the dataset or workspace is allocated).
+    pub fn check_cpu_step(&self, batch: usize) -> Result<(), HostMemoryError> {
+        let spec = self.mlp_spec();
+        let momentum = self.train.optimizer == super::OptimizerKind::Momentum;
+        let bytes = step_bytes(&spec.sizes, momentum, self.monitor.curvature_every > 0, batch)?;
+        let what =
+            format!("a CPU training step of model {:?} at train.batch_size = {batch}", spec.sizes);
+        check_host(&what, bytes, host_limit())
+    }
 }
