@@ -4,7 +4,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use batchscope::app;
 use batchscope::noise::NoiseArgs;
@@ -12,6 +12,11 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    if std::env::args_os().len() <= 1 {
+        eprintln!("{}", Cli::command().render_usage());
+        eprintln!("error: no command given; try 'batchscope --help'");
+        return ExitCode::from(2);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

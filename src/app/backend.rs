@@ -45,6 +45,13 @@ pub fn with_backend<T: BackendTask>(
     let gpu = match choice {
         BackendChoice::Cpu => None,
         BackendChoice::Gpu => Some(GpuBackend::new(adapter)?),
+        BackendChoice::Auto if adapter.is_none() && only_software_adapters() => {
+            eprintln!(
+                "notice: the only GPU adapter is a software rasteriser; running on the CPU backend \
+                 (--backend gpu forces the software adapter)"
+            );
+            None
+        }
         BackendChoice::Auto => match GpuBackend::new(adapter) {
             Ok(g) => Some(g),
             Err(e @ BackendError::AdapterNotFound { .. }) => return Err(e.into()),
@@ -58,4 +65,12 @@ pub fn with_backend<T: BackendTask>(
         Some(g) => task.run(&g),
         None => task.run(&CpuBackend::new()),
     }
+}
+
+/// Adapters exist but every one is a software rasteriser (llvmpipe / lavapipe, wgpu
+/// `DeviceType::Cpu`): the CPU backend is the faster choice (DESIGN.md "Device choice").
+fn only_software_adapters() -> bool {
+    let adapters = crate::backend::gpu::list_adapters();
+    !adapters.is_empty()
+        && adapters.iter().all(|a| a.device_type == format!("{:?}", wgpu::DeviceType::Cpu))
 }

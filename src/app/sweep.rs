@@ -51,7 +51,9 @@ pub fn sweep(
         "policy": policy.to_string(),
         "chosen_batch": choice.as_ref().ok().map(|c| c.batch),
         "chosen_reason": choice.as_ref().map(|c| c.reason.clone()).unwrap_or_else(|e| e.to_string()),
+        // `knee_batch` is the old name of `diminishing_returns_batch` (kept for readers of v1).
         "knee_batch": knee_b,
+        "diminishing_returns_batch": knee_b,
         "knee_min_gain": cfg.sweep.knee_min_gain,
         "by_policy": by_policy,
         "rows": report.rows,
@@ -66,7 +68,7 @@ pub fn sweep(
     print!("{}", sweep_util::util_table(&report.rows));
     if let Some(k) = knee_b {
         println!(
-            "knee: B = {k} (doubling past it gains < {:.0}% throughput)",
+            "diminishing returns from B = {k} (doubling past it gains < {:.0}% throughput)",
             100.0 * cfg.sweep.knee_min_gain
         );
     }

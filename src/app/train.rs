@@ -7,6 +7,7 @@ use anyhow::bail;
 
 use super::output::write_config;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::backend::BackendKind;
 use crate::config::{BatchSize, Config, SweepPolicy};
 use crate::profile::Profilable;
 use crate::report::rundir::{create_run_dir, open_resume_dir};
@@ -71,7 +72,7 @@ impl BackendTask for Train<'_> {
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<TrainSummary> {
         let Train { mut cfg, opts, dir } = self;
         if cfg.train.batch_size == BatchSize::Auto {
-            let policy = auto_policy(&cfg.sweep.policy)?;
+            let policy = auto_policy(&cfg.sweep.policy, cfg.sweep.knee_fraction)?;
             eprintln!(
                 "train.batch_size = \"auto\": sweeping {}..{} with policy {policy}",
                 cfg.sweep.min_batch, cfg.sweep.max_batch
@@ -81,6 +82,9 @@ impl BackendTask for Train<'_> {
             eprintln!("chosen batch size {} ({})", choice.batch, choice.reason);
             cfg.train.batch_size = BatchSize::Fixed(choice.batch);
         }
+        if let (BackendKind::Cpu, BatchSize::Fixed(batch)) = (b.kind(), cfg.train.batch_size) {
+            cfg.check_cpu_step(batch)?;
+        }
         if !opts.resume {
             write_config(dir, &cfg.to_toml())?;
         }
@@ -89,11 +93,11 @@ impl BackendTask for Train<'_> {
     }
 }
 
-/// The policy that picks an automatic batch size. `knee` here is `knee:0.9` whatever
-/// `sweep.knee_fraction` says (as before the config parsed the policy), and `time_to_target:auto`
-/// is resolved by `batchscope sweep` only.
-fn auto_policy(p: &SweepPolicy) -> anyhow::Result<Policy> {
-    match p.resolve(Policy::DEFAULT_KNEE_FRACTION) {
+/// The policy that picks an automatic batch size: `sweep.policy`, with `knee` at
+/// `sweep.knee_fraction` as in `batchscope sweep`; `time_to_target:auto` is resolved by
+/// `batchscope sweep` only.
+fn auto_policy(p: &SweepPolicy, knee_fraction: f64) -> anyhow::Result<Policy> {
+    match p.resolve(knee_fraction) {
         Some(policy) => Ok(policy),
         None => bail!(
             "sweep.policy: `{p}` is resolved by `batchscope sweep` only; give time_to_target:B_NOISE"

@@ -10,6 +10,7 @@ pub mod landscape;
 pub mod loader;
 mod model;
 pub mod policy;
+mod resolve;
 pub mod rnn;
 pub mod sequences;
 mod sweep;
@@ -48,6 +49,8 @@ pub enum ConfigError {
     Invalid { origin: String, key: String, message: String },
     #[error("--set {arg}: {message}")]
     Override { arg: String, message: String },
+    #[error("config {origin}: {message}")]
+    TooLarge { origin: String, message: String },
 }
 
 /// The config of `train`, `sweep`, `compare`, `noise`, `curvature`, `time-to-target` (and the
@@ -75,8 +78,12 @@ impl Config {
 
     /// Deserialize and validate a table (a file with its overrides applied).
     pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = deserialize(table, origin)?;
+        let classes_given =
+            table.get("data").and_then(|d| d.as_table()).is_some_and(|d| d.contains_key("classes"));
+        let mut cfg: Config = deserialize(table, origin)?;
         cfg.validate(origin)?;
+        cfg.resolve_npy(classes_given, origin)?;
+        cfg.check_host_memory(origin)?;
         Ok(cfg)
     }
 

@@ -152,6 +152,33 @@ fn usize_of(path: &Path, v: u64) -> Result<usize, DataError> {
     })
 }
 
+/// The shape `(N, D)` of a features file, from its header only (nothing else is read).
+pub fn features_shape(path: &Path) -> Result<(usize, usize), DataError> {
+    let f = Opened::open(path)?;
+    match f.shape().as_slice() {
+        &[n, d] => Ok((usize_of(path, n)?, usize_of(path, d)?)),
+        _ => Err(DataError::Rank {
+            path: path.to_path_buf(),
+            shape: f.shape(),
+            expected: "features must be f32 [N, D]",
+        }),
+    }
+}
+
+/// Classes implied by integer labels: max + 1 (`None` for f32 regression targets or no rows).
+pub fn label_classes(path: &Path) -> Result<Option<usize>, DataError> {
+    let tc = Opened::open(path)?.plain("labels must be integers [N] or f32 [N, K]")?.0;
+    if !matches!(tc, TypeChar::Int | TypeChar::Uint) {
+        return Ok(None);
+    }
+    match read_labels(path, u32::MAX as usize)?.0 {
+        Labels::Classes { labels, .. } => {
+            Ok(labels.iter().max().map(|&m| m as usize).and_then(|m| m.checked_add(1)))
+        }
+        Labels::Values { .. } => Ok(None),
+    }
+}
+
 /// Features f32 `[N, D]`: `(x [N * D], N, D)`.
 pub fn read_features(path: &Path) -> Result<(Vec<f32>, usize, usize), DataError> {
     let f = Opened::open(path)?;

@@ -3,6 +3,7 @@
 //! that choose a batch size from a sweep (all pure), and the sweep runner ([`sweep`]) that
 //! measures real training steps on a backend.
 
+pub mod host_memory;
 pub mod knee;
 pub mod memory;
 pub mod policy;

@@ -9,10 +9,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::host_memory::host_limit;
 use super::knee::SweepPoint;
 use super::memory::{check_fit, estimate, DeviceLimits};
 use super::powers_of_two;
-use crate::backend::{BackendError, Gemm};
+use crate::backend::{BackendError, BackendKind, Gemm};
 use crate::config::{Config, OptimizerKind};
 use crate::model::{LossKind, Mlp, Targets};
 use crate::stats::median;
@@ -232,7 +233,17 @@ pub fn run_sweep_monitored<B: Timed>(
     on_row: &mut dyn FnMut(&SweepRow),
     monitor: &mut UtilMonitor,
 ) -> Result<SweepReport, BackendError> {
-    let budget = (cfg.sweep.memory_budget_mib > 0).then(|| cfg.sweep.memory_budget_mib * 1024 * 1024);
+    let budget = (cfg.sweep.memory_budget_mib > 0)
+        .then(|| cfg.sweep.memory_budget_mib.checked_mul(1024 * 1024).unwrap_or(u64::MAX));
+    // The CPU backend's buffers are host memory: bound them by what the OS lets us allocate.
+    let host = match b.kind() {
+        BackendKind::Cpu => host_limit().map(|l| l.bytes),
+        BackendKind::Gpu => None,
+    };
+    let budget = match (budget, host) {
+        (Some(a), Some(h)) => Some(a.min(h)),
+        (a, h) => a.or(h),
+    };
     let limits = b.device_limits(budget);
     let (peak, probe) = measure_peak(b)?;
     b.release_caches();

@@ -1,0 +1,272 @@
+//! Requests that cannot fit (huge widths, dimensions, classes, batch sizes), `.npy` shapes to
+//! infer, and a bare `batchscope`, through the binary. Each impossible request is exit 2 with
+//! exactly one `error:` line and no panic, is refused before anything big is allocated (the
+//! child's peak RSS stays under 200 MiB), and leaves an existing run directory byte-identical.
+
+mod common;
+use common::tmpdir;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const TINY: &str = r#"
+[model]
+hidden = [8]
+[data]
+kind = "gaussian_mixture"
+n_train = 256
+n_val = 64
+dim = 4
+classes = 3
+separation = 4.0
+[train]
+batch_size = 32
+epochs = 1
+log_every = 2
+[sweep]
+min_batch = 1
+max_batch = 64
+warmup_steps = 1
+timed_steps = 2
+"#;
+
+const MAX_RSS_KIB: u64 = 200 * 1024;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
+    c.env("RUST_LOG", "error");
+    c
+}
+
+/// VmHWM (peak resident set) of a running process, KiB.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Run to completion, polling the child's peak RSS: `(output, peak KiB seen)`.
+fn run_measured(args: &[&str]) -> (Output, u64) {
+    let mut child = bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn batchscope");
+    let pid = child.id();
+    let mut peak = 0;
+    // Pipes are small and errors are one line, so polling before reading cannot deadlock here;
+    // a child still running after two minutes is a failure in itself.
+    for _ in 0..24_000 {
+        if let Some(k) = vm_hwm_kib(pid) {
+            peak = peak.max(k);
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out, peak)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit 2, exactly one `error:` line naming every needle, no panic.
+fn assert_clean_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr = {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "`{}` does not name {n}", lines[0]);
+    }
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+/// A tiny CPU train run: its directory and config path.
+fn existing_run(d: &Path) -> (PathBuf, PathBuf) {
+    let cfg = d.join("tiny.toml");
+    std::fs::write(&cfg, TINY).expect("write config");
+    let run = d.join("run");
+    let o = bin()
+        .args(["train", "--backend", "cpu", "--quiet", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .expect("train");
+    assert!(o.status.success(), "{}", stderr(&o));
+    (run, cfg)
+}
+
+#[test]
+fn no_command_is_one_error_line() {
+    let o = bin().output().expect("run");
+    assert_clean_error(&o, &["no command", "--help"]);
+    assert!(stderr(&o).lines().count() <= 4, "short usage only: {}", stderr(&o));
+}
+
+#[test]
+fn impossible_sizes_are_refused_before_allocating() {
+    let d = tmpdir("huge");
+    let (run, cfg) = existing_run(&d);
+    let before = snapshot(&run);
+    let cfg = cfg.to_str().unwrap_or_default();
+    let out = run.to_str().unwrap_or_default();
+    let cases: &[(&[&str], &str, &[&str])] = &[
+        (&["train"], "model.hidden=[1000000000]", &["1000000000", "bytes"]),
+        (&["train"], "model.hidden=[100000,100000]", &["100000", "bytes"]),
+        (&["train"], "data.dim=1000000000", &["1000000000", "bytes"]),
+        (&["train"], "data.classes=1000000000", &["1000000000", "bytes"]),
+        (&["sweep"], "model.hidden=[1000000000]", &["bytes"]),
+        (&["noise"], "model.hidden=[1000000000]", &["bytes"]),
+        (&["curvature"], "model.hidden=[1000000000]", &["bytes"]),
+        (&["time-to-target"], "model.hidden=[1000000000]", &["bytes"]),
+        (&["profile"], "model.hidden=[1000000000]", &["bytes"]),
+        (&["compare"], "model.hidden=[1000000000]", &["bytes"]),
+    ];
+    for (cmd, set, needles) in cases {
+        let mut args: Vec<&str> = cmd.to_vec();
+        if cmd[0] != "compare" {
+            args.extend(["--backend", "cpu"]);
+        }
+        args.extend(["--quiet", "--config", cfg, "--set", set, "--out", out]);
+        let (o, peak) = run_measured(&args);
+        assert_clean_error(&o, needles);
+        assert!(peak < MAX_RSS_KIB, "{cmd:?} {set}: peak RSS {peak} KiB");
+        assert_eq!(snapshot(&run), before, "{cmd:?} {set} changed the run directory");
+    }
+}
+
+#[test]
+fn cpu_sweep_skips_batches_past_host_memory() {
+    let d = tmpdir("sweep-host");
+    let cfg = d.join("tiny.toml");
+    std::fs::write(&cfg, TINY).expect("write config");
+    let out = d.join("s");
+    let o = bin()
+        .args(["sweep", "--backend", "cpu", "--quiet", "--config"])
+        .arg(&cfg)
+        .args(["--max-batch", "1099511627776", "--set", "sweep.time_budget_s=2", "--out"])
+        .arg(&out)
+        .output()
+        .expect("sweep");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = common::read_csv(&out.join("sweep.csv"));
+    let skipped = header.iter().position(|h| h == "skipped").expect("skipped column");
+    let batch = header.iter().position(|h| h == "batch").expect("batch column");
+    let last = rows.last().expect("rows");
+    assert_eq!(last[batch], "1099511627776");
+    // Skipped before anything is allocated (the time budget, checked first, or host memory).
+    assert!(!last[skipped].is_empty(), "{last:?}");
+}
+
+fn write_npy(d: &Path, n: usize, dim: usize, classes: u32) -> (PathBuf, PathBuf) {
+    let x: Vec<f32> = (0..n * dim).map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0).collect();
+    let y: Vec<u32> = (0..n as u32).map(|i| i % classes).collect();
+    let (fx, fy) = (d.join("x.npy"), d.join("y.npy"));
+    batchscope::data::npy::write_npy_f32(&fx, &[n, dim], &x).expect("features");
+    batchscope::data::npy::write_npy_labels(&fy, &y).expect("labels");
+    (fx, fy)
+}
+
+#[test]
+fn npy_dim_and_classes_are_inferred_and_the_split_printed() {
+    let d = tmpdir("npy-infer");
+    let (fx, fy) = write_npy(&d, 128, 5, 3);
+    let cfg = d.join("npy.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\nhidden = [8]\n[data]\nkind = \"npy\"\ndim = 0\nfeatures = {:?}\nlabels = {:?}\n\
+             [train]\nbatch_size = 16\nepochs = 1\n",
+            fx.to_str().unwrap_or_default(),
+            fy.to_str().unwrap_or_default()
+        ),
+    )
+    .expect("write config");
+    let out = d.join("run");
+    let o = bin()
+        .args(["train", "--backend", "cpu", "--quiet", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("train");
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let split: Vec<&str> = err.lines().filter(|l| l.starts_with("data: 128 rows from")).collect();
+    assert_eq!(split.len(), 1, "{err}");
+    assert!(split[0].contains("115 train / 13 validation (data.val_fraction = 0.1)"), "{}", split[0]);
+    let written = std::fs::read_to_string(out.join("config.toml")).expect("config.toml");
+    assert!(written.contains("dim = 5"), "{written}");
+    assert!(written.contains("classes = 3"), "{written}");
+}
+
+#[test]
+fn npy_labels_past_given_classes_still_fail_cleanly() {
+    let d = tmpdir("npy-classes");
+    let (fx, fy) = write_npy(&d, 32, 4, 5);
+    let cfg = d.join("npy.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\nhidden = [8]\n[data]\nkind = \"npy\"\ndim = 0\nclasses = 3\nfeatures = {:?}\nlabels = {:?}\n\
+             [train]\nbatch_size = 8\nepochs = 1\n",
+            fx.to_str().unwrap_or_default(),
+            fy.to_str().unwrap_or_default()
+        ),
+    )
+    .expect("write config");
+    let o = bin()
+        .args(["train", "--backend", "cpu", "--quiet", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(d.join("run"))
+        .output()
+        .expect("train");
+    assert_clean_error(&o, &["y.npy"]);
+}
+
+#[test]
+fn cpu_train_batch_past_host_memory_is_refused() {
+    let d = tmpdir("big-batch");
+    let cfg = d.join("tiny.toml");
+    std::fs::write(&cfg, TINY).expect("write config");
+    let out = d.join("run");
+    let (o, peak) = run_measured(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        cfg.to_str().unwrap_or_default(),
+        "--set",
+        "train.batch_size=1000000000000",
+        "--out",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert_clean_error(&o, &["1000000000000", "bytes"]);
+    assert!(peak < MAX_RSS_KIB, "peak RSS {peak} KiB");
+}
