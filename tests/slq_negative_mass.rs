@@ -59,7 +59,10 @@ fn negative_mass_and_condition_match_the_exact_spectrum() {
         let (lo, hi) = sq.mass_bracket(thr);
         println!("scale {scale} seed {seed}: exact {exact:.3} estimate {mass:.3} bracket [{lo:.3}, {hi:.3}] sign count {sign_count:.3}");
         assert!((mass - exact).abs() <= 0.15, "seed {seed}: negative mass {mass} vs exact {exact}");
-        assert!(lo <= mass && mass <= hi, "seed {seed}: {mass} outside [{lo}, {hi}]");
+        // The estimate and the bracket sum the same node weights in different orders: allow
+        // their rounding (a few ulps), nothing more.
+        let ulps = 1e-12;
+        assert!(lo - ulps <= mass && mass <= hi + ulps, "seed {seed}: {mass} outside [{lo}, {hi}]");
         assert!(lo <= exact && exact <= hi, "seed {seed}: exact {exact} outside [{lo}, {hi}]");
         if seed == 1 {
             assert!((mass - exact).abs() < (sign_count - exact).abs(), "better than counting signs");
