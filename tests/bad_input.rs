@@ -13,26 +13,9 @@ use std::sync::OnceLock;
 
 use common::tmpdir;
 
-const TINY: &str = r#"
-[model]
-hidden = [8]
-[data]
-kind = "gaussian_mixture"
-n_train = 256
-n_val = 64
-dim = 4
-classes = 3
-separation = 4.0
-[train]
-batch_size = 32
-epochs = 1
-log_every = 2
-[sweep]
-min_batch = 8
-max_batch = 16
-warmup_steps = 1
-timed_steps = 1
-"#;
+fn tiny_toml() -> String {
+    common::tiny_config(8, 16, 1)
+}
 
 /// The MLP commands (the ones that read a `Config`), with flags that keep them small.
 const MLP_COMMANDS: [&str; 7] =
@@ -75,7 +58,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let dir = tmpdir("fixture");
         let tiny = dir.join("tiny.toml");
-        std::fs::write(&tiny, TINY).expect("write tiny.toml");
+        std::fs::write(&tiny, tiny_toml()).expect("write tiny.toml");
         let run_dir = dir.join("run");
         let o = run(&args(&[
             "train",

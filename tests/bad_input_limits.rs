@@ -10,26 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const TINY: &str = r#"
-[model]
-hidden = [8]
-[data]
-kind = "gaussian_mixture"
-n_train = 256
-n_val = 64
-dim = 4
-classes = 3
-separation = 4.0
-[train]
-batch_size = 32
-epochs = 1
-log_every = 2
-[sweep]
-min_batch = 1
-max_batch = 64
-warmup_steps = 1
-timed_steps = 2
-"#;
+fn tiny() -> String {
+    common::tiny_config(1, 64, 2)
+}
 
 const MAX_RSS_KIB: u64 = 200 * 1024;
 
@@ -107,7 +90,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// A tiny CPU train run: its directory and config path.
 fn existing_run(d: &Path) -> (PathBuf, PathBuf) {
     let cfg = d.join("tiny.toml");
-    std::fs::write(&cfg, TINY).expect("write config");
+    std::fs::write(&cfg, tiny()).expect("write config");
     let run = d.join("run");
     let o = bin()
         .args(["train", "--backend", "cpu", "--quiet", "--config"])
@@ -163,7 +146,7 @@ fn impossible_sizes_are_refused_before_allocating() {
 fn cpu_sweep_skips_batches_past_host_memory() {
     let d = tmpdir("sweep-host");
     let cfg = d.join("tiny.toml");
-    std::fs::write(&cfg, TINY).expect("write config");
+    std::fs::write(&cfg, tiny()).expect("write config");
     let out = d.join("s");
     let o = bin()
         .args(["sweep", "--backend", "cpu", "--quiet", "--config"])
@@ -253,7 +236,7 @@ fn npy_labels_past_given_classes_still_fail_cleanly() {
 fn cpu_train_batch_past_host_memory_is_refused() {
     let d = tmpdir("big-batch");
     let cfg = d.join("tiny.toml");
-    std::fs::write(&cfg, TINY).expect("write config");
+    std::fs::write(&cfg, tiny()).expect("write config");
     let out = d.join("run");
     let (o, peak) = run_measured(&[
         "train",

@@ -32,26 +32,9 @@ fn assert_clean_error(o: &Output, needle: &str) {
     assert!(line.contains(needle), "error line `{line}` should name `{needle}`");
 }
 
-const TINY: &str = r#"
-[model]
-hidden = [8]
-[data]
-kind = "gaussian_mixture"
-n_train = 256
-n_val = 64
-dim = 4
-classes = 3
-separation = 4.0
-[train]
-batch_size = 32
-epochs = 1
-log_every = 2
-[sweep]
-min_batch = 1
-max_batch = 256
-warmup_steps = 1
-timed_steps = 2
-"#;
+fn tiny() -> String {
+    common::tiny_config(1, 256, 2)
+}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -163,7 +146,7 @@ fn bad_npy_files_are_one_line_errors() {
 #[test]
 fn bad_checkpoints_and_dirs_are_one_line_errors() {
     let d = tmpdir("ckpt");
-    let c = write(&d, "tiny.toml", TINY);
+    let c = write(&d, "tiny.toml", &tiny());
     let cs = c.to_str().unwrap_or_default();
     let run1 = d.join("run1");
     let o = run(&[
@@ -297,7 +280,7 @@ fn devices_lists_the_adapter_with_limits() {
 #[test]
 fn sweep_on_the_gpu_writes_sane_csv_and_plots() {
     let d = tmpdir("sweep");
-    let c = write(&d, "tiny.toml", TINY);
+    let c = write(&d, "tiny.toml", &tiny());
     let out = d.join("s");
     let o = run(&[
         "sweep",
@@ -347,7 +330,7 @@ fn sweep_on_the_gpu_writes_sane_csv_and_plots() {
 #[test]
 fn tiny_memory_budget_skips_large_batches_with_a_reason() {
     let d = tmpdir("budget");
-    let c = write(&d, "tiny.toml", TINY);
+    let c = write(&d, "tiny.toml", &tiny());
     let out = d.join("s");
     // 1 MiB: the model fits at small B, its activations do not at large B.
     let o = run(&[
@@ -376,7 +359,7 @@ fn tiny_memory_budget_skips_large_batches_with_a_reason() {
 #[test]
 fn compare_runs_both_backends() {
     let d = tmpdir("compare");
-    let c = write(&d, "tiny.toml", TINY);
+    let c = write(&d, "tiny.toml", &tiny());
     let out = d.join("c");
     let o = run(&[
         "compare",
@@ -399,7 +382,7 @@ fn compare_runs_both_backends() {
 #[test]
 fn sweep_time_budget_skips_what_would_overrun() {
     let d = tmpdir("time-budget");
-    let c = write(&d, "tiny.toml", TINY);
+    let c = write(&d, "tiny.toml", &tiny());
     let out = d.join("s");
     let o = run(&[
         "sweep",

@@ -137,3 +137,29 @@ pub fn reference_loss(
     }
     total / rows as f64
 }
+
+/// A tiny MLP config (4-8-3 on a Gaussian mixture, one epoch of B = 32) whose sweep section
+/// spans `min_batch..=max_batch` with one warm-up and `timed_steps` timed steps.
+pub fn tiny_config(min_batch: usize, max_batch: usize, timed_steps: usize) -> String {
+    format!(
+        r#"[model]
+hidden = [8]
+[data]
+kind = "gaussian_mixture"
+n_train = 256
+n_val = 64
+dim = 4
+classes = 3
+separation = 4.0
+[train]
+batch_size = 32
+epochs = 1
+log_every = 2
+[sweep]
+min_batch = {min_batch}
+max_batch = {max_batch}
+warmup_steps = 1
+timed_steps = {timed_steps}
+"#
+    )
+}
