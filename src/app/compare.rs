@@ -6,11 +6,11 @@ use super::sweep::{row_cells, series_of, sweep_args, sweep_on, SWEEP_HEADER};
 use super::RunArgs;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::GpuBackend;
-use crate::config::Config;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
+use crate::schedule::admit;
 use crate::schedule::sweep::SweepRow;
 
 /// `batchscope compare`: the same sweep on the GPU and the CPU backend, side by side.
@@ -19,7 +19,7 @@ pub fn compare(
     min_batch: Option<usize>,
     max_batch: Option<usize>,
 ) -> anyhow::Result<()> {
-    let mut cfg = Config::load(args.config.as_deref(), &args.set)?;
+    let mut cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     sweep_args(&mut cfg, min_batch, max_batch, None)?;
     // Both backends by construction: this command is the one that does not pick one.
     let gpu = GpuBackend::new(args.adapter.as_deref())?;

@@ -18,11 +18,12 @@ use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, panels_plot, Panel, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::{fmt_sig, Table};
+use crate::schedule::admit;
 use crate::train::checkpoint;
 
 /// `batchscope curvature`.
 pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions) -> anyhow::Result<()> {
-    let cfg = Config::load(args.config.as_deref(), &args.set)?;
+    let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     if opts.repeats == 0 {
         bail!("--repeats must be ≥ 1");
     }

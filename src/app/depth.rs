@@ -17,6 +17,7 @@ use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
+use crate::schedule::admit;
 
 /// `batchscope depth`.
 pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
@@ -42,7 +43,7 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
                 );
             }
         }
-        cfgs.push((name.clone(), Config::from_table(t, &format!("{origin} [[variant]] {name}"))?));
+        cfgs.push((name.clone(), admit::config_from_table(t, &format!("{origin} [[variant]] {name}"))?));
     }
     let dir = create_run_dir(args.out.as_deref(), "depth")?;
     let mut all = resolved;

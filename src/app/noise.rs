@@ -12,11 +12,12 @@ use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
+use crate::schedule::admit;
 use crate::train::checkpoint;
 
 /// `batchscope noise`.
 pub fn noise(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyhow::Result<()> {
-    let cfg = Config::load(args.config.as_deref(), &args.set)?;
+    let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     if noise.draws < 2 {
         bail!("--draws must be at least 2 (got {})", noise.draws);
     }

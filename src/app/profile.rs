@@ -14,13 +14,14 @@ use crate::profile::telemetry::{open_nvml, Telemetry};
 use crate::profile::{profile_batch, BatchProfile, Peaks, Profilable};
 use crate::report::csv::write_csv;
 use crate::report::rundir::{create_run_dir, write_atomic};
+use crate::schedule::admit;
 
 /// Batch sizes profiled when none is given.
 pub const DEFAULT_BATCHES: [usize; 3] = [1, 64, 4096];
 
 /// `batchscope profile`.
 pub fn profile(args: &RunArgs, backend: BackendChoice, batches: &[usize]) -> anyhow::Result<()> {
-    let cfg = Config::load(args.config.as_deref(), &args.set)?;
+    let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     let batches = if batches.is_empty() { DEFAULT_BATCHES.to_vec() } else { batches.to_vec() };
     if let Some(b) = batches.iter().find(|&&b| b == 0) {
         anyhow::bail!("--batch {b}: a batch size must be ≥ 1");

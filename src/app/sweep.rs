@@ -13,6 +13,7 @@ use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
+use crate::schedule::admit;
 use crate::schedule::sweep::{run_sweep_monitored, SweepReport, SweepRow, Timed};
 use crate::schedule::{choose, knee, predicted_time_curve, Policy};
 
@@ -24,7 +25,7 @@ pub fn sweep(
     max_batch: Option<usize>,
     policy: Option<&str>,
 ) -> anyhow::Result<()> {
-    let mut cfg = Config::load(args.config.as_deref(), &args.set)?;
+    let mut cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     sweep_args(&mut cfg, min_batch, max_batch, policy)?;
     let (report, policy, dir) =
         with_backend(backend, args.adapter.as_deref(), Sweep { cfg: &cfg, args })?;

@@ -15,6 +15,7 @@ use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
+use crate::schedule::admit;
 use crate::schedule::sweep::run_sweep;
 use crate::schedule::{choose, predicted_time_curve, Policy};
 use crate::train::{run_train, TrainError, TrainOptions};
@@ -128,7 +129,7 @@ fn experiment<B: Profilable>(
 
 /// `batchscope time-to-target`.
 pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
-    let cfg = Config::load(args.config.as_deref(), &args.set)?;
+    let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     if cfg.train.target_val_error <= 0.0 {
         bail!("time-to-target needs train.target_val_error > 0 (see configs/time_to_target.toml)");
     }

@@ -12,6 +12,7 @@ use crate::config::{BatchSize, Config, SweepPolicy};
 use crate::profile::Profilable;
 use crate::report::rundir::{create_run_dir, open_resume_dir};
 use crate::schedule::sweep::run_sweep;
+use crate::schedule::{admit, run_memory};
 use crate::schedule::{choose, Policy};
 use crate::train::{run_train, TrainError, TrainOptions, TrainSummary};
 
@@ -32,10 +33,10 @@ pub fn train(
             if !dir.join("last.safetensors").exists() {
                 bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
             }
-            (Config::load(Some(&cfg_path), &args.set)?, dir)
+            (admit::load_config(Some(&cfg_path), &args.set)?, dir)
         }
         None => {
-            let cfg = Config::load(args.config.as_deref(), &args.set)?;
+            let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
             if let Some(p) = &init {
                 // Fail on a bad --init before creating the run directory.
                 crate::train::checkpoint::load(p)?;
@@ -83,7 +84,7 @@ impl BackendTask for Train<'_> {
             cfg.train.batch_size = BatchSize::Fixed(choice.batch);
         }
         if let (BackendKind::Cpu, BatchSize::Fixed(batch)) = (b.kind(), cfg.train.batch_size) {
-            cfg.check_cpu_step(batch)?;
+            run_memory::check_cpu_step(&cfg, batch)?;
         }
         if !opts.resume {
             write_config(dir, &cfg.to_toml())?;

@@ -32,7 +32,7 @@ use std::sync::{Mutex, OnceLock};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use thiserror::Error;
 
-use crate::report::rundir::write_atomic_io;
+use crate::report::atomic::write_atomic_io;
 pub use load::load_into;
 
 /// Value of the `format` metadata key.

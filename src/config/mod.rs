@@ -10,7 +10,6 @@ pub mod landscape;
 pub mod loader;
 mod model;
 pub mod policy;
-mod resolve;
 pub mod rnn;
 pub mod sequences;
 mod sweep;
@@ -76,15 +75,17 @@ impl Config {
         Self::from_table(loader::parse_text(text, origin)?, origin)
     }
 
-    /// Deserialize and validate a table (a file with its overrides applied).
+    /// Deserialize and validate a table (a file with its overrides applied). Pure: what data
+    /// files imply and the host memory check come after, in [`crate::schedule::admit`].
     pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
-        let classes_given =
-            table.get("data").and_then(|d| d.as_table()).is_some_and(|d| d.contains_key("classes"));
-        let mut cfg: Config = deserialize(table, origin)?;
+        let cfg: Config = deserialize(table, origin)?;
         cfg.validate(origin)?;
-        cfg.resolve_npy(classes_given, origin)?;
-        cfg.check_host_memory(origin)?;
         Ok(cfg)
+    }
+
+    /// Whether the table sets `data.classes` (absent means "infer it from `.npy` labels").
+    pub fn sets_classes(table: &toml::Table) -> bool {
+        table.get("data").and_then(|d| d.as_table()).is_some_and(|d| d.contains_key("classes"))
     }
 
     /// The embedded default config.
@@ -92,9 +93,15 @@ impl Config {
         Self::load(None, &[])
     }
 
-    /// Load a file (or the embedded default when `path` is `None`) and apply `--set` overrides.
+    /// The text of a file (or of the embedded default when `path` is `None`) with `--set`
+    /// overrides applied, as a table.
+    pub fn load_text(path: Option<&Path>, overrides: &[String]) -> Result<ConfigText, ConfigError> {
+        ConfigText::load(path, DEFAULT_TOML, DEFAULT_ORIGIN, overrides)
+    }
+
+    /// Load a file (or the embedded default) and apply `--set` overrides; parse and validate.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let text = ConfigText::load(path, DEFAULT_TOML, DEFAULT_ORIGIN, overrides)?;
+        let text = Self::load_text(path, overrides)?;
         Self::from_table(text.table, &text.origin)
     }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::loader::deserialize;
 use super::sequences::{SeqSpec, SeqTask};
+use super::validate::Check;
 use super::{ConfigError, OptimizerKind};
 use crate::backend::Activation;
 use crate::model::{RnnInit, RnnSpec, WInit};
@@ -194,21 +195,14 @@ impl RnnConfig {
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid {
-            origin: origin.to_string(),
-            key: key.to_string(),
-            message,
-        };
+        let check = Check(origin);
+        let bad = |key: &str, message: String| check.bad(key, message);
         let (m, s, t, d) = (&self.rnn, &self.sequence, &self.train, &self.diagnostics);
-        if m.hidden == 0 {
-            return Err(bad("rnn.hidden", "must be ≥ 1".into()));
-        }
+        check.at_least_one("rnn.hidden", m.hidden)?;
         if m.activation == Activation::Relu {
             return Err(bad("rnn.activation", "must be \"tanh\" or \"identity\"".into()));
         }
-        if !(m.w_scale.is_finite() && m.w_scale >= 0.0) {
-            return Err(bad("rnn.w_scale", format!("must be finite and ≥ 0, got {}", m.w_scale)));
-        }
+        check.non_negative("rnn.w_scale", m.w_scale, "must be finite and ≥ 0")?;
         if s.task == SeqTask::Adding && s.length < 2 {
             return Err(bad(
                 "sequence.length",
@@ -221,9 +215,7 @@ impl RnnConfig {
         if s.task == SeqTask::Copy && s.symbols < 2 {
             return Err(bad("sequence.symbols", format!("must be ≥ 2, got {}", s.symbols)));
         }
-        if s.n_train == 0 {
-            return Err(bad("sequence.n_train", "must be ≥ 1".into()));
-        }
+        check.at_least_one("sequence.n_train", s.n_train)?;
         if t.batch_size == 0 || t.batch_size > s.n_train {
             return Err(bad(
                 "train.batch_size",
@@ -236,33 +228,20 @@ impl RnnConfig {
         if !(0.0..1.0).contains(&t.momentum) {
             return Err(bad("train.momentum", format!("must be in [0, 1), got {}", t.momentum)));
         }
-        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
-            return Err(bad("train.weight_decay", format!("must be ≥ 0, got {}", t.weight_decay)));
-        }
-        if t.steps == 0 {
-            return Err(bad("train.steps", "must be ≥ 1".into()));
-        }
-        if !(t.clip_norm.is_finite() && t.clip_norm >= 0.0) {
-            return Err(bad("train.clip_norm", format!("must be ≥ 0 (0 = off), got {}", t.clip_norm)));
-        }
-        if !(t.clip_value.is_finite() && t.clip_value >= 0.0) {
-            return Err(bad("train.clip_value", format!("must be ≥ 0 (0 = off), got {}", t.clip_value)));
-        }
-        if t.log_every == 0 {
-            return Err(bad("train.log_every", "must be ≥ 1".into()));
-        }
+        check.non_negative("train.weight_decay", t.weight_decay, "must be ≥ 0")?;
+        check.at_least_one("train.steps", t.steps)?;
+        check.non_negative("train.clip_norm", t.clip_norm, "must be ≥ 0 (0 = off)")?;
+        check.non_negative("train.clip_value", t.clip_value, "must be ≥ 0 (0 = off)")?;
+        check.at_least_one("train.log_every", t.log_every)?;
         if !(d.spike_factor.is_finite() && d.spike_factor > 1.0) {
             return Err(bad("diagnostics.spike_factor", format!("must be > 1, got {}", d.spike_factor)));
         }
-        if !(d.grad_threshold.is_finite() && d.grad_threshold >= 0.0) {
-            return Err(bad(
-                "diagnostics.grad_threshold",
-                format!("must be ≥ 0 (0 = train.clip_norm), got {}", d.grad_threshold),
-            ));
-        }
-        if d.power_iters == 0 {
-            return Err(bad("diagnostics.power_iters", "must be ≥ 1".into()));
-        }
+        check.non_negative(
+            "diagnostics.grad_threshold",
+            d.grad_threshold,
+            "must be ≥ 0 (0 = train.clip_norm)",
+        )?;
+        check.at_least_one("diagnostics.power_iters", d.power_iters)?;
         Ok(())
     }
 }
@@ -289,11 +268,8 @@ impl Default for DepthConfig {
 
 impl DepthConfig {
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid {
-            origin: origin.to_string(),
-            key: key.to_string(),
-            message,
-        };
+        let check = Check(origin);
+        let bad = |key: &str, message: String| check.bad(key, message);
         if self.layers > 0 && self.width == 0 {
             return Err(bad("depth.width", "must be ≥ 1".into()));
         }

@@ -5,23 +5,15 @@ use crate::model::LossKind;
 
 impl Config {
     pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid {
-            origin: origin.to_string(),
-            key: key.to_string(),
-            message,
-        };
+        let check = Check(origin);
+        let bad = |key: &str, message: String| check.bad(key, message);
         let d = &self.data;
         let t = &self.train;
         let s = &self.sweep;
         if self.model.hidden.contains(&0) {
             return Err(bad("model.hidden", "must hold positive widths".into()));
         }
-        if !(self.model.init_scale.is_finite() && self.model.init_scale >= 0.0) {
-            return Err(bad(
-                "model.init_scale",
-                format!("must be finite and ≥ 0, got {}", self.model.init_scale),
-            ));
-        }
+        check.non_negative("model.init_scale", self.model.init_scale, "must be finite and ≥ 0")?;
         if d.dim == 0 && d.kind != DataKind::Npy {
             return Err(bad("data.dim", "must be ≥ 1".into()));
         }
@@ -33,9 +25,7 @@ impl Config {
                         "must be \"mse\" for data.kind = \"linear_regression\"".into(),
                     ));
                 }
-                if d.outputs == 0 {
-                    return Err(bad("data.outputs", "must be ≥ 1".into()));
-                }
+                check.at_least_one("data.outputs", d.outputs)?;
                 if !(d.condition_number >= 1.0 && d.condition_number.is_finite()) {
                     return Err(bad(
                         "data.condition_number",
@@ -82,9 +72,7 @@ impl Config {
                     .into(),
             ));
         }
-        if d.n_train == 0 {
-            return Err(bad("data.n_train", "must be ≥ 1".into()));
-        }
+        check.at_least_one("data.n_train", d.n_train)?;
         if d.mode == DataMode::Resident && d.n_train > u32::MAX as u64 {
             return Err(bad(
                 "data.n_train",
@@ -94,18 +82,10 @@ impl Config {
         if !(0.0..=1.0).contains(&d.label_noise) {
             return Err(bad("data.label_noise", format!("must be in [0, 1], got {}", d.label_noise)));
         }
-        if !(d.separation.is_finite() && d.separation >= 0.0) {
-            return Err(bad("data.separation", format!("must be finite and ≥ 0, got {}", d.separation)));
-        }
-        if !(d.noise_std.is_finite() && d.noise_std >= 0.0) {
-            return Err(bad("data.noise_std", format!("must be finite and ≥ 0, got {}", d.noise_std)));
-        }
-        if d.duplicates == 0 {
-            return Err(bad("data.duplicates", "must be ≥ 1".into()));
-        }
-        if d.teacher_hidden == 0 {
-            return Err(bad("data.teacher_hidden", "must be ≥ 1".into()));
-        }
+        check.non_negative("data.separation", d.separation, "must be finite and ≥ 0")?;
+        check.non_negative("data.noise_std", d.noise_std, "must be finite and ≥ 0")?;
+        check.at_least_one("data.duplicates", d.duplicates)?;
+        check.at_least_one("data.teacher_hidden", d.teacher_hidden)?;
         if let BatchSize::Fixed(b) = t.batch_size {
             if b == 0 {
                 return Err(bad("train.batch_size", "must be ≥ 1 or \"auto\"".into()));
@@ -117,9 +97,7 @@ impl Config {
         if !(0.0..1.0).contains(&t.momentum) {
             return Err(bad("train.momentum", format!("must be in [0, 1), got {}", t.momentum)));
         }
-        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
-            return Err(bad("train.weight_decay", format!("must be ≥ 0, got {}", t.weight_decay)));
-        }
+        check.non_negative("train.weight_decay", t.weight_decay, "must be ≥ 0")?;
         if !(t.lr_decay > 0.0 && t.lr_decay <= 1.0) {
             return Err(bad("train.lr_decay", format!("must be in (0, 1], got {}", t.lr_decay)));
         }
@@ -132,21 +110,15 @@ impl Config {
                 "epochs, steps and one_pass are all off: training would never stop".into(),
             ));
         }
-        if !(t.clip_norm.is_finite() && t.clip_norm >= 0.0) {
-            return Err(bad("train.clip_norm", format!("must be ≥ 0 (0 = off), got {}", t.clip_norm)));
-        }
-        if !(t.clip_value.is_finite() && t.clip_value >= 0.0) {
-            return Err(bad("train.clip_value", format!("must be ≥ 0 (0 = off), got {}", t.clip_value)));
-        }
+        check.non_negative("train.clip_norm", t.clip_norm, "must be ≥ 0 (0 = off)")?;
+        check.non_negative("train.clip_value", t.clip_value, "must be ≥ 0 (0 = off)")?;
         if !(0.0..1.0).contains(&t.target_val_error) {
             return Err(bad(
                 "train.target_val_error",
                 format!("must be in [0, 1) (0 = off), got {}", t.target_val_error),
             ));
         }
-        if t.log_every == 0 {
-            return Err(bad("train.log_every", "must be ≥ 1".into()));
-        }
+        check.at_least_one("train.log_every", t.log_every)?;
         if t.eval_train && d.mode == DataMode::Stream {
             return Err(bad(
                 "train.eval_train",
@@ -176,25 +148,14 @@ impl Config {
                 ));
             }
         }
-        if s.min_batch == 0 {
-            return Err(bad("sweep.min_batch", "must be ≥ 1".into()));
-        }
+        check.at_least_one("sweep.min_batch", s.min_batch)?;
         if s.max_batch < s.min_batch {
             return Err(bad("sweep.max_batch", format!("must be ≥ sweep.min_batch ({})", s.min_batch)));
         }
-        if !(s.time_budget_s.is_finite() && s.time_budget_s >= 0.0) {
-            return Err(bad(
-                "sweep.time_budget_s",
-                format!("must be ≥ 0 seconds (0 = none), got {}", s.time_budget_s),
-            ));
-        }
-        if s.timed_steps == 0 {
-            return Err(bad("sweep.timed_steps", "must be ≥ 1".into()));
-        }
+        check.non_negative("sweep.time_budget_s", s.time_budget_s, "must be ≥ 0 seconds (0 = none)")?;
+        check.at_least_one("sweep.timed_steps", s.timed_steps)?;
         for (key, v) in [("sweep.peak_gflops", s.peak_gflops), ("sweep.peak_gbps", s.peak_gbps)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(bad(key, format!("must be ≥ 0 (0 = look the peak up), got {v}")));
-            }
+            check.non_negative(key, v, "must be ≥ 0 (0 = look the peak up)")?;
         }
         if !(s.knee_fraction > 0.0 && s.knee_fraction <= 1.0) {
             return Err(bad(
@@ -215,5 +176,34 @@ fn kind_name(k: DataKind) -> &'static str {
         DataKind::Teacher => "teacher",
         DataKind::LinearRegression => "linear_regression",
         DataKind::Npy => "npy",
+    }
+}
+
+/// Checks that name the failing key and the config's origin in their error.
+pub(super) struct Check<'a>(pub &'a str);
+
+impl Check<'_> {
+    pub fn bad(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid { origin: self.0.to_string(), key: key.to_string(), message }
+    }
+
+    /// A count that must be ≥ 1.
+    pub fn at_least_one<T: Default + PartialEq>(&self, key: &str, value: T) -> Result<(), ConfigError> {
+        if value == T::default() {
+            return Err(self.bad(key, "must be ≥ 1".into()));
+        }
+        Ok(())
+    }
+
+    /// A finite value ≥ 0; `rule` is the message's start ("must be ≥ 0 (0 = off)").
+    pub fn non_negative<T>(&self, key: &str, value: T, rule: &str) -> Result<(), ConfigError>
+    where
+        T: Copy + std::fmt::Display + Into<f64>,
+    {
+        let v: f64 = value.into();
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(self.bad(key, format!("{rule}, got {value}")));
+        }
+        Ok(())
     }
 }

@@ -15,6 +15,7 @@ pub mod device;
 pub mod npy;
 mod npy_header;
 pub mod order;
+pub mod resolve;
 pub use crate::backend::rng;
 pub mod sequences;
 pub mod synth;

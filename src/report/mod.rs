@@ -1,6 +1,7 @@
 //! Run outputs: the run directory, atomic file writes, JSONL metrics, CSV tables, terminal tables
 //! and SVG plots. Every error names the file or directory it is about.
 
+pub mod atomic;
 pub mod csv;
 pub mod events;
 pub mod heatmap;

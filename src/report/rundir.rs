@@ -6,12 +6,14 @@
 //! The one deletion: resuming a run removes the temporary files (`.<name>.tmp-<pid>-<nanos>-<n>`)
 //! that [`write_atomic`] left there when its process was killed mid-write.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub(crate) use super::atomic::create_new;
+pub use super::atomic::write_atomic;
+use super::atomic::{parent_dir, temporary_writer, unique_suffix};
 use super::ReportError;
 
 /// Where the default run directories go, relative to the working directory.
@@ -19,99 +21,6 @@ pub const RUNS_ROOT: &str = "runs";
 
 /// How many suffixed names (`-1` ... `-999`) are tried before giving up.
 const MAX_SUFFIX: usize = 999;
-
-/// A failed atomic write: what was being done, to which path, and the OS error.
-#[derive(Debug)]
-pub(crate) struct AtomicWriteError {
-    pub action: &'static str,
-    pub path: PathBuf,
-    pub source: io::Error,
-}
-
-impl From<AtomicWriteError> for ReportError {
-    fn from(e: AtomicWriteError) -> Self {
-        ReportError::Io { action: e.action, path: e.path, source: e.source }
-    }
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file beside `path` is written, fsynced and
-/// renamed over `path`, then the directory is fsynced. On any failure the temporary file is
-/// removed and an existing `path` is left as it was.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    write_atomic_io(path, bytes).map_err(ReportError::from)
-}
-
-/// Creates `path` for writing; an existing file is [`ReportError::AlreadyExists`], never truncated.
-pub(crate) fn create_new(path: &Path) -> Result<File, ReportError> {
-    OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::AlreadyExists {
-            ReportError::AlreadyExists { path: path.to_path_buf() }
-        } else {
-            ReportError::io("create", path, e)
-        }
-    })
-}
-
-pub(crate) fn write_atomic_io(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
-    let fail = |action: &'static str, p: &Path, source: io::Error| AtomicWriteError {
-        action,
-        path: p.to_path_buf(),
-        source,
-    };
-    let Some(name) = path.file_name() else {
-        return Err(fail(
-            "write",
-            path,
-            io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
-        ));
-    };
-    let parent = parent_dir(path);
-    let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), unique_suffix()));
-
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| fail("create a temporary file", &tmp, e))?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    drop(file);
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(fail("write", &tmp, e));
-    }
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(fail("replace", path, e));
-    }
-    sync_dir(&parent);
-    Ok(())
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Makes the rename durable. Best effort: not every platform can open a directory.
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
-
-/// `<pid>-<nanos>-<counter>`: unique among concurrent writers in and across processes.
-fn unique_suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{}-{nanos}-{n}", std::process::id())
-}
 
 /// Creates the output directory of a new run and returns it.
 ///
@@ -180,19 +89,6 @@ fn remove_stale_temporaries(dir: &Path) {
             }
         }
     }
-}
-
-/// The writer's pid of a temporary file name `.<name>.tmp-<pid>-<nanos>-<n>` (see
-/// [`write_atomic_io`]), or `None` for any other name.
-fn temporary_writer(file_name: &str) -> Option<u32> {
-    let rest = file_name.strip_prefix('.')?;
-    let (_, suffix) = rest.rsplit_once(".tmp-")?;
-    let parts: Vec<&str> = suffix.split('-').collect();
-    let digits = |p: &&str| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit());
-    if parts.len() != 3 || !parts.iter().all(digits) {
-        return None;
-    }
-    parts[0].parse().ok()
 }
 
 /// `path` with its `..` components resolved the way the directory tree will resolve them once
@@ -356,6 +252,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use crate::report::TestDir;
+    use std::fs::File;
     use std::time::Duration;
 
     fn at(secs: u64) -> SystemTime {

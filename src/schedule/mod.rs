@@ -3,10 +3,12 @@
 //! that choose a batch size from a sweep (all pure), and the sweep runner ([`sweep`]) that
 //! measures real training steps on a backend.
 
+pub mod admit;
 pub mod host_memory;
 pub mod knee;
 pub mod memory;
 pub mod policy;
+pub mod run_memory;
 pub mod sweep;
 
 pub use knee::{knee, usable_points, SweepPoint};

@@ -18,6 +18,7 @@ use crate::landscape::symmetry::{mlp_twin, rnn_twin, TwinError, TwinSpec};
 use crate::model::{Mlp, Rnn};
 use crate::profile::Profilable;
 use crate::report::rundir::{create_run_dir, write_atomic};
+use crate::schedule::admit;
 use crate::train::checkpoint;
 use crate::train::rnn::run_rnn;
 use crate::train::{run_train, TrainOptions};
@@ -61,7 +62,7 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
     let model = if table.contains_key("rnn") || table.contains_key("sequence") {
         ModelCfg::Rnn(Box::new(RnnConfig::from_table(table, &origin)?))
     } else {
-        ModelCfg::Mlp(Box::new(Config::from_table(table, &origin)?))
+        ModelCfg::Mlp(Box::new(admit::config_from_table(table, &origin)?))
     };
     // Fail on a bad checkpoint before creating the run directory.
     for p in ckpt.iter().chain(lc.start.iter()) {

@@ -54,40 +54,26 @@ pub(super) fn run<B: Backend>(
     out.insert("val_loss".into(), json!(val0.map(|v| v.0)));
     out.insert("val_error".into(), json!(val0.and_then(|v| class.then_some(v.1))));
     let loss_label = if class { "loss (NLL)" } else { "loss (½ squared error)" };
-    let mut s = Slicer {
-        b,
-        lc,
-        dir,
-        p,
-        names,
-        shapes,
-        theta,
-        theta_host,
-        l0,
-        theta_norm,
-        loss_label,
-        table,
-        out,
-    };
+    let at = At { b, lc, dir, names, shapes, theta, theta_host, l0, theta_norm, loss_label };
+    let mut rec = Record { table, out };
     for mode in &lc.modes {
         match mode {
-            Mode::Line => s.lines()?,
-            Mode::Plane => s.plane()?,
-            Mode::Path => s.path()?,
-            Mode::Symmetry => s.symmetry()?,
+            Mode::Line => lines(&at, &mut p, &mut rec)?,
+            Mode::Plane => plane(&at, &mut p, &mut rec)?,
+            Mode::Path => path(&at, &mut p, &mut rec)?,
+            Mode::Symmetry => symmetry(&at, &mut p, &mut rec)?,
         }
         eprintln!("landscape: {mode:?} done");
     }
-    print!("{}", s.table.render());
-    Ok(serde_json::Value::Object(s.out))
+    print!("{}", rec.table.render());
+    Ok(serde_json::Value::Object(rec.out))
 }
 
-/// What every slice needs: the model at θ, the config, and the table and summary it adds to.
-struct Slicer<'a, B: Backend> {
+/// What every slice reads: the model at θ and the config.
+struct At<'a, B: Backend> {
     b: &'a B,
     lc: &'a LandscapeConfig,
     dir: &'a Path,
-    p: Prepared<'a, B>,
     names: Vec<String>,
     shapes: Vec<Vec<usize>>,
     theta: ParamSet<B>,
@@ -96,273 +82,234 @@ struct Slicer<'a, B: Backend> {
     l0: f64,
     theta_norm: f64,
     loss_label: &'static str,
+}
+
+/// What every slice adds to: the printed table and the summary.json entries.
+struct Record {
     table: Table,
     out: serde_json::Map<String, serde_json::Value>,
 }
 
-impl<B: Backend> Slicer<'_, B> {
-    /// `θ + α d` for each line direction: line_<tag>.csv, line.svg.
-    fn lines(&mut self) -> anyhow::Result<()> {
-        let b = self.b;
-        let lc = self.lc;
-        let dir = self.dir;
-        let loss_label = self.loss_label;
-        let theta = &self.theta;
-        let theta_host = &self.theta_host;
-        let p = &mut self.p;
-        let table = &mut self.table;
-        let out = &mut self.out;
-        let alphas = coords(-lc.range, lc.range, lc.points);
-        let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
-        let mut plot = Vec::new();
-        let mut lines = Vec::new();
-        for (i, spec) in lc.line_dirs().iter().enumerate() {
-            let (d, info) = dir_of(b, p, &theta, &theta_host, spec, lc.seed + i as u64, lc.normalize)?;
-            let dp = upload_like(b, &theta, &d)?;
-            let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&dp], &pts)?;
-            let tag = match spec {
-                DirSpec::File(_) => format!("file{i}"),
-                s => format!(
-                    "{}{}",
-                    s.label(),
-                    if lc.line_dirs().iter().filter(|x| *x == s).count() > 1 {
-                        i.to_string()
-                    } else {
-                        String::new()
-                    }
-                ),
-            };
-            write_csv(&dir.join(format!("line_{tag}.csv")), &header(&["alpha"]), &rows(&res))?;
-            let losses: Vec<f64> = res.iter().map(|r| r.train_loss).collect();
-            let (slope, curv) = centre_derivatives(&alphas, &losses).unzip();
-            let (lmin, amin) = finite_min(&res, &alphas);
-            plot.push(series(&format!("{tag} (train)"), &alphas, &res, false));
-            if res.iter().any(|r| r.val_loss.is_some()) {
-                plot.push(series(&format!("{tag} (validation)"), &alphas, &res, true));
-            }
-            let note = match (slope, curv) {
-                (Some(s), Some(c)) => format!("dL/dα {s:.3e}, d²L/dα² {c:.3e}"),
-                _ => String::new(),
-            };
-            table.row([
-                format!("line {tag}"),
-                lc.points.to_string(),
-                format!("{:.5}", losses[lc.points / 2]),
-                format!("{lmin:.5}"),
-                format!("α = {amin:.3}"),
-                note,
-            ]);
-            lines.push(json!({
-                "direction": tag,
-                "direction_norm": global_norm(&d),
-                "gradient_norm": info.gradient_norm,
-                "hessian_eigenvalue": info.eigenvalue,
-                "loss_at_theta": losses[lc.points / 2],
-                "min_loss": lmin, "argmin_alpha": amin,
-                "loss_at_ends": [losses[0], losses[lc.points - 1]],
-                "slope_at_theta": slope, "curvature_at_theta": curv,
-                "points": res,
-            }));
-        }
-        let title = format!("Loss along lines through θ ({} normalised)", norm_name(lc.normalize));
-        line_plot(
-            &dir.join("line.svg"),
-            &PlotSpec::new(title, "α (θ + α d)", loss_label).log_y(),
-            &plot,
-        )?;
-        out.insert("lines".into(), json!(lines));
-        Ok(())
-    }
-
-    /// `θ + α d₁ + β d₂` over the grid: plane.csv, plane_train.svg, plane_val.svg.
-    fn plane(&mut self) -> anyhow::Result<()> {
-        let b = self.b;
-        let lc = self.lc;
-        let dir = self.dir;
-        let loss_label = self.loss_label;
-        let theta = &self.theta;
-        let theta_host = &self.theta_host;
-        let p = &mut self.p;
-        let table = &mut self.table;
-        let out = &mut self.out;
-        let ds = lc.plane_dirs();
-        let (d1, _) = dir_of(b, p, &theta, &theta_host, &ds[0], lc.seed + 100, lc.normalize)?;
-        let (d2, _) = dir_of(b, p, &theta, &theta_host, &ds[1], lc.seed + 101, lc.normalize)?;
-        let cos = cosine(&d1, &d2);
-        let (p1, p2) = (upload_like(b, &theta, &d1)?, upload_like(b, &theta, &d2)?);
-        let axis = coords(-lc.range, lc.range, lc.grid);
-        let pts: Vec<Vec<f64>> =
-            axis.iter().flat_map(|&y| axis.iter().map(move |&x| vec![x, y])).collect();
-        let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&p1, &p2], &pts)?;
-        write_csv(&dir.join("plane.csv"), &header(&["alpha", "beta"]), &rows(&res))?;
-        let mark = [Mark { x: 0.0, y: 0.0, label: " θ".into() }];
-        let (l1, l2) = (ds[0].label(), ds[1].label());
-        let train: Vec<f64> = res.iter().map(|r| r.train_loss).collect();
-        let log_z = train.iter().all(|&v| v > 0.0 || !v.is_finite());
-        let spec = |what: &str| HeatmapSpec {
-            title: format!(
-                "{what} loss over a plane through θ ({} normalised)",
-                norm_name(lc.normalize)
-            ),
-            x_label: format!("α ({l1})"),
-            y_label: format!("β ({l2})"),
-            z_label: loss_label.into(),
-            log_z,
-            contours: lc.contours,
-        };
-        heatmap(&dir.join("plane_train.svg"), &spec("Training"), &axis, &axis, &train, &mark)?;
-        if res.iter().all(|r| r.val_loss.is_some()) {
-            let val: Vec<f64> = res.iter().map(|r| r.val_loss.unwrap_or(f64::NAN)).collect();
-            heatmap(&dir.join("plane_val.svg"), &spec("Validation"), &axis, &axis, &val, &mark)?;
-        }
-        let c = (lc.grid / 2) * lc.grid + lc.grid / 2;
-        let (lmin, _) = finite_min(&res, &vec![0.0; res.len()]);
-        let max = train.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
-        table.row([
-            "plane".to_string(),
-            (lc.grid * lc.grid).to_string(),
-            format!("{:.5}", train[c]),
-            format!("{lmin:.5}"),
-            "-".into(),
-            format!("max {max:.4}, cos(d1, d2) = {cos:.3}"),
-        ]);
-        out.insert(
-            "plane".into(),
-            json!({
-                "directions": [l1, l2], "cosine_d1_d2": cos, "grid": lc.grid, "range": lc.range,
-                "loss_at_theta": train[c], "min_loss": lmin, "max_loss": max,
-            }),
-        );
-        Ok(())
-    }
-
-    /// The straight path from the start to θ: path.csv, path.svg.
-    fn path(&mut self) -> anyhow::Result<()> {
-        let b = self.b;
-        let lc = self.lc;
-        let dir = self.dir;
-        let loss_label = self.loss_label;
-        let theta_norm = self.theta_norm;
-        let names = &self.names;
-        let shapes = &self.shapes;
-        let theta = &self.theta;
-        let p = &mut self.p;
-        let table = &mut self.table;
-        let out = &mut self.out;
-        let d = difference(&p.start, &p.end);
-        let dist = global_norm(&d);
-        let start = ParamSet::from_host(b, &names, &shapes, &p.start)?;
+/// `θ + α d` for each line direction: line_<tag>.csv, line.svg.
+fn lines<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) -> anyhow::Result<()> {
+    let At { b, lc, dir, loss_label, ref theta, ref theta_host, .. } = *at;
+    let Record { table, out } = rec;
+    let alphas = coords(-lc.range, lc.range, lc.points);
+    let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
+    let mut plot = Vec::new();
+    let mut lines = Vec::new();
+    for (i, spec) in lc.line_dirs().iter().enumerate() {
+        let (d, info) = dir_of(b, p, &theta, &theta_host, spec, lc.seed + i as u64, lc.normalize)?;
         let dp = upload_like(b, &theta, &d)?;
-        let alphas = path_coords(lc.margin, lc.points);
-        let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
-        let res = evaluate_points(b, p.obj.as_mut(), &start, &[&dp], &pts)?;
-        write_csv(&dir.join("path.csv"), &header(&["alpha"]), &rows(&res))?;
-        let mut plot = vec![series("train", &alphas, &res, false)];
-        if res.iter().any(|r| r.val_loss.is_some()) {
-            plot.push(series("validation", &alphas, &res, true));
-        }
-        let title = "Loss on the straight path θ_init + α (θ_final − θ_init)";
-        line_plot(
-            &dir.join("path.svg"),
-            &PlotSpec::new(title, "α (0 = start, 1 = θ)", loss_label).log_y(),
-            &plot,
-        )?;
-        let inside: Vec<f64> = alphas
-            .iter()
-            .zip(&res)
-            .filter(|(a, _)| (0.0..=1.0).contains(*a))
-            .map(|(_, r)| r.train_loss)
-            .collect();
-        let rises = inside.windows(2).filter(|w| w[1] > w[0] * (1.0 + 1e-6)).count();
-        let max_inside = inside.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let (ls, le) =
-            (inside.first().copied().unwrap_or(f64::NAN), inside.last().copied().unwrap_or(f64::NAN));
-        table.row([
-            "path init→θ".to_string(),
-            alphas.len().to_string(),
-            format!("{le:.5}"),
-            format!("{:.5}", inside.iter().copied().fold(f64::INFINITY, f64::min)),
-            "-".into(),
-            format!("start {ls:.4}, max {max_inside:.4}, {rises} rises, ‖Δθ‖ {dist:.3}"),
-        ]);
-        out.insert(
-            "path".into(),
-            json!({
-                "distance": dist, "relative_distance": dist / theta_norm.max(1e-30),
-                "loss_start": ls, "loss_end": le, "max_loss_on_path": max_inside,
-                "monotone": rises == 0, "rises": rises, "points": res,
-            }),
-        );
-        Ok(())
-    }
-
-    /// θ to its permuted / rescaled twin: symmetry.csv, symmetry.svg.
-    fn symmetry(&mut self) -> anyhow::Result<()> {
-        let b = self.b;
-        let lc = self.lc;
-        let dir = self.dir;
-        let loss_label = self.loss_label;
-        let l0 = self.l0;
-        let theta_norm = self.theta_norm;
-        let names = &self.names;
-        let shapes = &self.shapes;
-        let theta = &self.theta;
-        let p = &mut self.p;
-        let table = &mut self.table;
-        let out = &mut self.out;
-        let ts = TwinSpec {
-            seed: lc.seed,
-            permute: lc.permute,
-            rescale: lc.rescale,
-            sign_flips: lc.sign_flips,
-        };
-        let twin_host = (p.twin)(&p.end, &ts).map_err(|e| anyhow!("landscape symmetry: {e}"))?;
-        let twin = ParamSet::from_host(b, &names, &shapes, &twin_host)?;
-        let (lt, _) = p.obj.evaluate(b, &twin, Split::Train)?;
-        let d = difference(&p.end, &twin_host);
-        let dist = global_norm(&d);
-        let dp = upload_like(b, &theta, &d)?;
-        let alphas = path_coords(lc.margin, lc.points);
-        let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
         let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&dp], &pts)?;
-        write_csv(&dir.join("symmetry.csv"), &header(&["alpha"]), &rows(&res))?;
-        let mut plot = vec![series("train", &alphas, &res, false)];
+        let tag = match spec {
+            DirSpec::File(_) => format!("file{i}"),
+            s => format!(
+                "{}{}",
+                s.label(),
+                if lc.line_dirs().iter().filter(|x| *x == s).count() > 1 {
+                    i.to_string()
+                } else {
+                    String::new()
+                }
+            ),
+        };
+        write_csv(&dir.join(format!("line_{tag}.csv")), &header(&["alpha"]), &rows(&res))?;
+        let losses: Vec<f64> = res.iter().map(|r| r.train_loss).collect();
+        let (slope, curv) = centre_derivatives(&alphas, &losses).unzip();
+        let (lmin, amin) = finite_min(&res, &alphas);
+        plot.push(series(&format!("{tag} (train)"), &alphas, &res, false));
         if res.iter().any(|r| r.val_loss.is_some()) {
-            plot.push(series("validation", &alphas, &res, true));
+            plot.push(series(&format!("{tag} (validation)"), &alphas, &res, true));
         }
-        let what = twin_name(&ts);
-        line_plot(
-            &dir.join("symmetry.svg"),
-            &PlotSpec::new(
-                format!("θ → its {what} twin (equal loss at both ends)"),
-                "α (0 = θ, 1 = twin)",
-                loss_label,
-            )
-            .log_y(),
-            &plot,
-        )?;
-        let inside =
-            alphas.iter().zip(&res).filter(|(a, _)| (0.0..=1.0).contains(*a)).map(|(_, r)| r.train_loss);
-        let barrier = inside.fold(f64::NEG_INFINITY, f64::max) - l0.max(lt);
-        let rel = (lt - l0).abs() / l0.abs().max(1e-30);
+        let note = match (slope, curv) {
+            (Some(s), Some(c)) => format!("dL/dα {s:.3e}, d²L/dα² {c:.3e}"),
+            _ => String::new(),
+        };
         table.row([
-            format!("twin ({what})"),
-            alphas.len().to_string(),
-            format!("{l0:.5}"),
-            format!("{lt:.5}"),
-            "twin".into(),
-            format!("|Δ| {:.1e} (rel {rel:.1e}), barrier {barrier:.4}, ‖Δθ‖ {dist:.3}", (lt - l0).abs()),
+            format!("line {tag}"),
+            lc.points.to_string(),
+            format!("{:.5}", losses[lc.points / 2]),
+            format!("{lmin:.5}"),
+            format!("α = {amin:.3}"),
+            note,
         ]);
-        out.insert(
-            "symmetry".into(),
-            json!({
-                "twin": what, "loss_model": l0, "loss_twin": lt, "abs_difference": (lt - l0).abs(),
-                "relative_difference": rel, "barrier": barrier, "distance": dist,
-                "relative_distance": dist / theta_norm.max(1e-30), "points": res,
-            }),
-        );
-        Ok(())
+        lines.push(json!({
+            "direction": tag,
+            "direction_norm": global_norm(&d),
+            "gradient_norm": info.gradient_norm,
+            "hessian_eigenvalue": info.eigenvalue,
+            "loss_at_theta": losses[lc.points / 2],
+            "min_loss": lmin, "argmin_alpha": amin,
+            "loss_at_ends": [losses[0], losses[lc.points - 1]],
+            "slope_at_theta": slope, "curvature_at_theta": curv,
+            "points": res,
+        }));
     }
+    let title = format!("Loss along lines through θ ({} normalised)", norm_name(lc.normalize));
+    line_plot(&dir.join("line.svg"), &PlotSpec::new(title, "α (θ + α d)", loss_label).log_y(), &plot)?;
+    out.insert("lines".into(), json!(lines));
+    Ok(())
+}
+
+/// `θ + α d₁ + β d₂` over the grid: plane.csv, plane_train.svg, plane_val.svg.
+fn plane<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) -> anyhow::Result<()> {
+    let At { b, lc, dir, loss_label, ref theta, ref theta_host, .. } = *at;
+    let Record { table, out } = rec;
+    let ds = lc.plane_dirs();
+    let (d1, _) = dir_of(b, p, &theta, &theta_host, &ds[0], lc.seed + 100, lc.normalize)?;
+    let (d2, _) = dir_of(b, p, &theta, &theta_host, &ds[1], lc.seed + 101, lc.normalize)?;
+    let cos = cosine(&d1, &d2);
+    let (p1, p2) = (upload_like(b, &theta, &d1)?, upload_like(b, &theta, &d2)?);
+    let axis = coords(-lc.range, lc.range, lc.grid);
+    let pts: Vec<Vec<f64>> = axis.iter().flat_map(|&y| axis.iter().map(move |&x| vec![x, y])).collect();
+    let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&p1, &p2], &pts)?;
+    write_csv(&dir.join("plane.csv"), &header(&["alpha", "beta"]), &rows(&res))?;
+    let mark = [Mark { x: 0.0, y: 0.0, label: " θ".into() }];
+    let (l1, l2) = (ds[0].label(), ds[1].label());
+    let train: Vec<f64> = res.iter().map(|r| r.train_loss).collect();
+    let log_z = train.iter().all(|&v| v > 0.0 || !v.is_finite());
+    let spec = |what: &str| HeatmapSpec {
+        title: format!("{what} loss over a plane through θ ({} normalised)", norm_name(lc.normalize)),
+        x_label: format!("α ({l1})"),
+        y_label: format!("β ({l2})"),
+        z_label: loss_label.into(),
+        log_z,
+        contours: lc.contours,
+    };
+    heatmap(&dir.join("plane_train.svg"), &spec("Training"), &axis, &axis, &train, &mark)?;
+    if res.iter().all(|r| r.val_loss.is_some()) {
+        let val: Vec<f64> = res.iter().map(|r| r.val_loss.unwrap_or(f64::NAN)).collect();
+        heatmap(&dir.join("plane_val.svg"), &spec("Validation"), &axis, &axis, &val, &mark)?;
+    }
+    let c = (lc.grid / 2) * lc.grid + lc.grid / 2;
+    let (lmin, _) = finite_min(&res, &vec![0.0; res.len()]);
+    let max = train.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    table.row([
+        "plane".to_string(),
+        (lc.grid * lc.grid).to_string(),
+        format!("{:.5}", train[c]),
+        format!("{lmin:.5}"),
+        "-".into(),
+        format!("max {max:.4}, cos(d1, d2) = {cos:.3}"),
+    ]);
+    out.insert(
+        "plane".into(),
+        json!({
+            "directions": [l1, l2], "cosine_d1_d2": cos, "grid": lc.grid, "range": lc.range,
+            "loss_at_theta": train[c], "min_loss": lmin, "max_loss": max,
+        }),
+    );
+    Ok(())
+}
+
+/// The straight path from the start to θ: path.csv, path.svg.
+fn path<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) -> anyhow::Result<()> {
+    let At { b, lc, dir, loss_label, theta_norm, ref names, ref shapes, ref theta, .. } = *at;
+    let Record { table, out } = rec;
+    let d = difference(&p.start, &p.end);
+    let dist = global_norm(&d);
+    let start = ParamSet::from_host(b, &names, &shapes, &p.start)?;
+    let dp = upload_like(b, &theta, &d)?;
+    let alphas = path_coords(lc.margin, lc.points);
+    let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
+    let res = evaluate_points(b, p.obj.as_mut(), &start, &[&dp], &pts)?;
+    write_csv(&dir.join("path.csv"), &header(&["alpha"]), &rows(&res))?;
+    let mut plot = vec![series("train", &alphas, &res, false)];
+    if res.iter().any(|r| r.val_loss.is_some()) {
+        plot.push(series("validation", &alphas, &res, true));
+    }
+    let title = "Loss on the straight path θ_init + α (θ_final − θ_init)";
+    line_plot(
+        &dir.join("path.svg"),
+        &PlotSpec::new(title, "α (0 = start, 1 = θ)", loss_label).log_y(),
+        &plot,
+    )?;
+    let inside: Vec<f64> = alphas
+        .iter()
+        .zip(&res)
+        .filter(|(a, _)| (0.0..=1.0).contains(*a))
+        .map(|(_, r)| r.train_loss)
+        .collect();
+    let rises = inside.windows(2).filter(|w| w[1] > w[0] * (1.0 + 1e-6)).count();
+    let max_inside = inside.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (ls, le) =
+        (inside.first().copied().unwrap_or(f64::NAN), inside.last().copied().unwrap_or(f64::NAN));
+    table.row([
+        "path init→θ".to_string(),
+        alphas.len().to_string(),
+        format!("{le:.5}"),
+        format!("{:.5}", inside.iter().copied().fold(f64::INFINITY, f64::min)),
+        "-".into(),
+        format!("start {ls:.4}, max {max_inside:.4}, {rises} rises, ‖Δθ‖ {dist:.3}"),
+    ]);
+    out.insert(
+        "path".into(),
+        json!({
+            "distance": dist, "relative_distance": dist / theta_norm.max(1e-30),
+            "loss_start": ls, "loss_end": le, "max_loss_on_path": max_inside,
+            "monotone": rises == 0, "rises": rises, "points": res,
+        }),
+    );
+    Ok(())
+}
+
+/// θ to its permuted / rescaled twin: symmetry.csv, symmetry.svg.
+fn symmetry<B: Backend>(
+    at: &At<'_, B>,
+    p: &mut Prepared<'_, B>,
+    rec: &mut Record,
+) -> anyhow::Result<()> {
+    let At { b, lc, dir, loss_label, l0, theta_norm, ref names, ref shapes, ref theta, .. } = *at;
+    let Record { table, out } = rec;
+    let ts =
+        TwinSpec { seed: lc.seed, permute: lc.permute, rescale: lc.rescale, sign_flips: lc.sign_flips };
+    let twin_host = (p.twin)(&p.end, &ts).map_err(|e| anyhow!("landscape symmetry: {e}"))?;
+    let twin = ParamSet::from_host(b, &names, &shapes, &twin_host)?;
+    let (lt, _) = p.obj.evaluate(b, &twin, Split::Train)?;
+    let d = difference(&p.end, &twin_host);
+    let dist = global_norm(&d);
+    let dp = upload_like(b, &theta, &d)?;
+    let alphas = path_coords(lc.margin, lc.points);
+    let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
+    let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&dp], &pts)?;
+    write_csv(&dir.join("symmetry.csv"), &header(&["alpha"]), &rows(&res))?;
+    let mut plot = vec![series("train", &alphas, &res, false)];
+    if res.iter().any(|r| r.val_loss.is_some()) {
+        plot.push(series("validation", &alphas, &res, true));
+    }
+    let what = twin_name(&ts);
+    line_plot(
+        &dir.join("symmetry.svg"),
+        &PlotSpec::new(
+            format!("θ → its {what} twin (equal loss at both ends)"),
+            "α (0 = θ, 1 = twin)",
+            loss_label,
+        )
+        .log_y(),
+        &plot,
+    )?;
+    let inside =
+        alphas.iter().zip(&res).filter(|(a, _)| (0.0..=1.0).contains(*a)).map(|(_, r)| r.train_loss);
+    let barrier = inside.fold(f64::NEG_INFINITY, f64::max) - l0.max(lt);
+    let rel = (lt - l0).abs() / l0.abs().max(1e-30);
+    table.row([
+        format!("twin ({what})"),
+        alphas.len().to_string(),
+        format!("{l0:.5}"),
+        format!("{lt:.5}"),
+        "twin".into(),
+        format!("|Δ| {:.1e} (rel {rel:.1e}), barrier {barrier:.4}, ‖Δθ‖ {dist:.3}", (lt - l0).abs()),
+    ]);
+    out.insert(
+        "symmetry".into(),
+        json!({
+            "twin": what, "loss_model": l0, "loss_twin": lt, "abs_difference": (lt - l0).abs(),
+            "relative_difference": rel, "barrier": barrier, "distance": dist,
+            "relative_distance": dist / theta_norm.max(1e-30), "points": res,
+        }),
+    );
+    Ok(())
 }
 
 /// The CSV header of a slice with these coordinates.

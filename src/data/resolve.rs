@@ -1,0 +1,54 @@
+//! What `.npy` data implies for a loaded config (`data.dim = 0`: D from the features file;
+//! `data.classes` absent or 0: max label + 1), and the train/validation split line. Called by
+//! [`crate::schedule::admit`] after the config is parsed, before anything is allocated.
+
+use crate::config::{Config, ConfigError, DataKind};
+use crate::model::LossKind;
+
+use super::npy;
+
+/// Fill `data.dim` / `data.classes` from `.npy` files; print the split. `classes_given`: the
+/// table set `data.classes` (a nonzero value is kept).
+pub fn resolve_npy(cfg: &mut Config, classes_given: bool, origin: &str) -> Result<(), ConfigError> {
+    if cfg.data.kind != DataKind::Npy {
+        return Ok(());
+    }
+    let (Some(features), Some(labels)) = (cfg.data.features.clone(), cfg.data.labels.clone()) else {
+        return Ok(());
+    };
+    let bad = |key: &str, message: String| ConfigError::Invalid {
+        origin: origin.to_string(),
+        key: key.to_string(),
+        message,
+    };
+    let (n, d) = npy::features_shape(&features).map_err(|e| bad("data.features", e.to_string()))?;
+    if cfg.data.dim == 0 {
+        cfg.data.dim = d;
+    }
+    let infer = !classes_given || cfg.data.classes == 0;
+    if infer && cfg.model.loss == LossKind::SoftmaxXent {
+        match npy::label_classes(&labels).map_err(|e| bad("data.labels", e.to_string()))? {
+            Some(c) => cfg.data.classes = c,
+            None => {
+                return Err(bad(
+                    "data.classes",
+                    "cannot be inferred from these labels (not integers); set data.classes".into(),
+                ))
+            }
+        }
+    }
+    if cfg.data.classes == 0 && cfg.model.loss == LossKind::SoftmaxXent {
+        return Err(bad("data.classes", "must be ≥ 1".into()));
+    }
+    let frac = cfg.data.val_fraction.clamp(0.0, 1.0) as f64;
+    let n_val = ((n as f64 * frac).round() as usize).min(n.saturating_sub(1));
+    let dup = cfg.data.duplicates.max(1);
+    let dups = if dup > 1 { format!(" (each repeated {dup}×)") } else { String::new() };
+    eprintln!(
+        "data: {n} rows from {} → {} train{dups} / {n_val} validation (data.val_fraction = {})",
+        features.display(),
+        n - n_val,
+        cfg.data.val_fraction
+    );
+    Ok(())
+}

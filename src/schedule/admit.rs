@@ -1,0 +1,28 @@
+//! Admission of an MLP run: parse the config (pure, in [`crate::config`]), then fill in what the
+//! data files imply ([`crate::data::resolve`]) and check that the model and data fit the host
+//! ([`super::run_memory`]), all before any model, dataset or workspace is allocated. Every
+//! command that runs an MLP loads its config through here.
+
+use std::path::Path;
+
+use crate::config::{Config, ConfigError};
+use crate::data::resolve::resolve_npy;
+
+use super::run_memory::check_host_memory;
+
+/// Load a file (or the embedded default when `path` is `None`), apply `--set` overrides, and
+/// admit it.
+pub fn load_config(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+    let text = Config::load_text(path, overrides)?;
+    config_from_table(text.table, &text.origin)
+}
+
+/// Parse and validate a table (a file with its overrides applied, or one `[[variant]]`), resolve
+/// it against its data files and check it against host memory.
+pub fn config_from_table(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
+    let classes_given = Config::sets_classes(&table);
+    let mut cfg = Config::from_table(table, origin)?;
+    resolve_npy(&mut cfg, classes_given, origin)?;
+    check_host_memory(&cfg, origin)?;
+    Ok(cfg)
+}
