@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{source_map, ConfigError};
 
 /// A TOML file (or embedded default) with `--set` overrides applied, and its name for errors.
 #[derive(Clone, Debug)]
@@ -37,6 +37,9 @@ impl ConfigText {
         let mut table = parse_text(&text, &origin)?;
         for arg in overrides {
             apply_override(&mut table, arg)?;
+            if let Some((key, _)) = arg.split_once('=') {
+                source_map::overridden(&origin, key);
+            }
         }
         Ok(ConfigText { table, origin })
     }
@@ -109,6 +112,7 @@ pub struct Variant {
 
 /// Parse TOML text into a table; a syntax error names the line.
 pub fn parse_text(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    source_map::remember(origin, text);
     toml::from_str(text).map_err(|e| ConfigError::Parse {
         origin: origin.to_string(),
         message: e.message().to_string() + &span_note(text, e.span()),
@@ -116,11 +120,36 @@ pub fn parse_text(text: &str, origin: &str) -> Result<toml::Table, ConfigError> 
 }
 
 /// Deserialize a table into a typed config (unknown keys are rejected by the target type).
+/// A wrong type or an unknown key names its dotted key and, where the key is written in the
+/// file (not set by `--set`), its line.
 pub fn deserialize<T: DeserializeOwned>(table: toml::Table, origin: &str) -> Result<T, ConfigError> {
-    T::deserialize(toml::Value::Table(table)).map_err(|e: toml::de::Error| ConfigError::Parse {
-        origin: origin.to_string(),
-        message: e.message().to_string(),
+    T::deserialize(toml::Value::Table(table)).map_err(|e: toml::de::Error| {
+        let keys = error_keys(&e);
+        let mut message = e.message().to_string();
+        if !keys.is_empty() {
+            message = format!("`{}`: {message}", keys.join("."));
+        }
+        if let Some(line) = source_map::locate(origin, &keys) {
+            message.push_str(&format!(" (line {line})"));
+        }
+        ConfigError::Parse { origin: origin.to_string(), message }
     })
+}
+
+/// The dotted key an error is about: the path the deserializer was in (its display ends with
+/// "in `a.b`"), plus the field an "unknown field `x`" error names.
+fn error_keys(e: &toml::de::Error) -> Vec<String> {
+    let shown = e.to_string();
+    let mut keys: Vec<String> = shown
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `").and_then(|k| k.strip_suffix('`')))
+        .map(|k| k.split('.').map(str::to_string).collect())
+        .unwrap_or_default();
+    if let Some(field) = e.message().strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+        keys.push(field.to_string());
+    }
+    keys
 }
 
 fn span_note(text: &str, span: Option<std::ops::Range<usize>>) -> String {

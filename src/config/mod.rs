@@ -12,6 +12,7 @@ mod model;
 pub mod policy;
 pub mod rnn;
 pub mod sequences;
+mod source_map;
 mod sweep;
 mod train;
 mod validate;

@@ -81,7 +81,12 @@ fn sweep_policy_is_parsed_at_load_and_written_back_as_given() {
 #[test]
 fn type_errors_and_overrides_from_one_loader() {
     let e = Config::from_toml("[train]\nlr = \"fast\"\n", "t.toml").unwrap_err().to_string();
-    assert!(e.contains("t.toml"), "{e}");
+    assert!(e.contains("t.toml") && e.contains("`train.lr`") && e.contains("(line 2)"), "{e}");
+    let e =
+        Config::from_toml("[model]\n\n[train]\nsteps = 3\nlrr = 1\n", "u.toml").unwrap_err().to_string();
+    assert!(e.contains("`train.lrr`") && e.contains("(line 5)"), "{e}");
+    let e = Config::load(None, &["train.lr=\"x\"".into()]).unwrap_err().to_string();
+    assert!(e.contains("`train.lr`") && !e.contains("line"), "{e}");
     let e = Config::from_toml("[train\nlr = 1", "t.toml").unwrap_err().to_string();
     assert!(e.contains("line 1"), "{e}");
     let mut text = ConfigText::load(

@@ -8,7 +8,7 @@
 //! `k8`), combined by a fixed tree, then the `k % LANES` tail is added in order: the same on
 //! every path and for every split, so the result does not depend on the thread count.
 
-use super::tasks::{for_tasks, Grid, RawC};
+use super::tasks::{run_blocks, Grid, RawC};
 
 /// Partial sums per dot product (one 8-lane vector).
 const LANES: usize = 8;
@@ -102,22 +102,13 @@ impl Dot {
     pub fn run(&self) {
         let (rows, cols) = (self.task_rows(), self.task_cols());
         let grid = Grid::new(self.m, self.n, MR, rows, cols, self.m * self.n * self.k);
-        #[cfg(target_arch = "x86_64")]
-        let simd = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-        #[cfg(not(target_arch = "x86_64"))]
-        let simd = false;
-        for_tasks(&grid, |i0, i1, j0, j1| {
-            // SAFETY: the grid's rectangles are disjoint and inside C.
-            unsafe {
-                #[cfg(target_arch = "x86_64")]
-                if simd {
-                    self.block_avx2(i0, i1, j0, j1);
-                    return;
-                }
-                let _ = simd;
-                self.block_scalar(i0, i1, j0, j1);
-            }
-        });
+        run_blocks(
+            &grid,
+            self,
+            Dot::block_scalar,
+            #[cfg(target_arch = "x86_64")]
+            Dot::block_avx2,
+        );
     }
 }
 

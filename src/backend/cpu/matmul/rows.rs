@@ -8,7 +8,7 @@
 //! order, whatever the tiling or task split, so the result does not depend on the thread count,
 //! and the AVX2 path equals the portable one bitwise.
 
-use super::tasks::{for_tasks, Grid, RawC};
+use super::tasks::{run_blocks, Grid, RawC};
 
 /// Rows of `C` per register tile.
 const MR: usize = 4;
@@ -77,22 +77,13 @@ impl Rows {
     /// Runs the whole product over rayon's pool.
     pub fn run(&self) {
         let grid = Grid::new(self.m, self.n, MR, self.m, self.task_cols(), self.m * self.n * self.k);
-        #[cfg(target_arch = "x86_64")]
-        let simd = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-        #[cfg(not(target_arch = "x86_64"))]
-        let simd = false;
-        for_tasks(&grid, |i0, i1, j0, j1| {
-            // SAFETY: the grid's rectangles are disjoint and inside C.
-            unsafe {
-                #[cfg(target_arch = "x86_64")]
-                if simd {
-                    self.block_avx2(i0, i1, j0, j1);
-                    return;
-                }
-                let _ = simd;
-                self.block_scalar(i0, i1, j0, j1);
-            }
-        });
+        run_blocks(
+            &grid,
+            self,
+            Rows::block_scalar,
+            #[cfg(target_arch = "x86_64")]
+            Rows::block_avx2,
+        );
     }
 }
 

@@ -73,3 +73,31 @@ pub(super) fn for_tasks(g: &Grid, f: impl Fn(usize, usize, usize, usize) + Sync 
         (0..rb * cb).for_each(one);
     }
 }
+
+/// A kernel over one rectangle of `C` (rows `i0..i1`, columns `j0..j1`).
+///
+/// # Safety (of calling one)
+/// The rectangle lies inside `C` and no other running call writes it; an AVX2 kernel also needs
+/// a CPU with AVX2 and FMA.
+pub(super) type Block<K> = unsafe fn(&K, usize, usize, usize, usize);
+
+/// Runs `kernel` on every task of `grid` over rayon's pool: its AVX2+FMA block where the CPU has
+/// both (checked once), its scalar twin elsewhere.
+pub(super) fn run_blocks<K: Sync>(
+    grid: &Grid,
+    kernel: &K,
+    scalar: Block<K>,
+    #[cfg(target_arch = "x86_64")] avx2: Block<K>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    let block = if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        avx2
+    } else {
+        scalar
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let block = scalar;
+    // SAFETY: the grid's rectangles are disjoint and inside C; the AVX2 block is only chosen on
+    // a CPU that has AVX2 and FMA.
+    for_tasks(grid, |i0, i1, j0, j1| unsafe { block(kernel, i0, i1, j0, j1) });
+}
