@@ -51,9 +51,9 @@ fn check_names(p: &BatchProfile) {
     expected.extend(["wgrad L0", "col_sum L0", "reduce", "momentum update"]);
     assert_eq!(names, expected, "every op of the step named, in order");
     assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
-    // 8 forward (3 matmul, 3 bias, 2 act) + xent + 10 backward (5 matmul, 3 col_sum,
-    // 2 act bwd) + 2 sums + 6 updates.
-    assert_eq!(p.ops_per_step, 27.0);
+    // 6 forward (3 matmul, 2 fused bias+act, 1 bias) + xent + 10 backward (5 matmul,
+    // 3 col_sum, 2 act bwd) + 2 sums + 6 updates.
+    assert_eq!(p.ops_per_step, 25.0);
 }
 
 fn check_sum(p: &BatchProfile, tol: f64) {
@@ -91,10 +91,10 @@ fn analytic_counts_equal_hand_computed_values() {
     let g = group(&p, "fwd matmul L0");
     assert_eq!((g.calls_per_step, g.flops_per_step), (1.0, 2.0 * b * h1 * d));
     assert_eq!(g.bytes_per_step, 4.0 * (b * d + h1 * d + b * h1));
-    // bias (8·32 adds; z read+write, bias read) + relu (8·32; z read, a write).
+    // Fused bias (8·32 adds) + relu (8·32): z read and written, bias read, a written.
     let g = group(&p, "bias+act L0");
     assert_eq!(g.flops_per_step, 2.0 * b * h1);
-    assert_eq!(g.bytes_per_step, 4.0 * (2.0 * b * h1 + h1) + 4.0 * 2.0 * b * h1);
+    assert_eq!(g.bytes_per_step, 4.0 * (3.0 * b * h1 + h1));
     // The output layer has a bias and no activation.
     assert_eq!(group(&p, "bias+act L2").flops_per_step, b * k);
     // Softmax cross-entropy: 7 per logit; logits + dlogits, labels + loss + correct.
@@ -143,6 +143,7 @@ fn gpu_profile_adds_up_and_times_every_dispatch() {
     assert_eq!(calls, p.dispatches_per_step);
     assert!(p.dispatches_per_step >= p.ops_per_step);
     assert_eq!(p.submits_per_step, 1.0, "one submit per step");
+    assert_eq!(p.passes_per_step, 1.0, "a plain step records all its dispatches in one pass");
     assert!(p.bytes_uploaded_per_step > 0.0, "the parameter arena");
     assert_eq!(p.bytes_read_back_per_step, 0.0);
     // Small model: names in order, as on the CPU.
