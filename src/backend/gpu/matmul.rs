@@ -59,11 +59,14 @@ pub const SKINNY_MAX_M: usize = 32;
 /// Depth up to which [`choose`] takes the skinny kernel (8 lanes walk at most 8192 steps).
 pub const SKINNY_MAX_K: usize = 65536;
 
-/// The kernel [`MatmulVariant::Auto`] runs for `g`: Skinny for few rows of C (m ≤ 32) and a
-/// depth one workgroup can walk, else Tiled. A pure function of the shape, so a run is
-/// deterministic and the same on every device.
+/// The kernel [`MatmulVariant::Auto`] runs for `g`: Skinny for few rows of C (m ≤ 32) of a
+/// plain A (the batch-row products `X·Wᵀ` and `dZ·W`) and a depth one workgroup can walk, else
+/// Tiled. Transposed-A products are the weight gradients `dZᵀ·X`, whose m is a layer width and
+/// whose k is the batch: they stay on the tiled kernel (with split-k), so a run at a batch above
+/// 32 computes the same bits as before the skinny path existed. A pure function of the shape:
+/// a run is deterministic and the same on every device.
 pub fn choose(g: &Gemm) -> MatmulVariant {
-    if g.m <= SKINNY_MAX_M && g.k <= SKINNY_MAX_K {
+    if g.m <= SKINNY_MAX_M && !g.trans_a && g.k <= SKINNY_MAX_K {
         MatmulVariant::Skinny
     } else {
         MatmulVariant::Tiled

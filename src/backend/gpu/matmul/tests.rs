@@ -182,6 +182,8 @@ fn auto_chooses_skinny_for_few_rows() {
     assert_eq!(choose(&Gemm::nn(33, 1024, 1024)), MatmulVariant::Tiled);
     // Weight gradients dZᵀ·X have m = fan-out rows: tiled (k = batch is short).
     assert_eq!(choose(&Gemm::nn(1024, 784, 8).trans(true, false)), MatmulVariant::Tiled);
+    // ... also for a 10-class output layer (m = 10): its bits do not depend on the batch path.
+    assert_eq!(choose(&Gemm::nn(10, 128, 64).trans(true, false)), MatmulVariant::Tiled);
     // A depth one workgroup should not walk alone: tiled (with split-k).
     assert_eq!(choose(&Gemm::nn(1, 50, SKINNY_MAX_K + 1)), MatmulVariant::Tiled);
     assert_eq!(kernel_for(MatmulVariant::Auto, &Gemm::nn(1, 64, 64)).name, MATMUL_SKINNY1.name);
