@@ -124,6 +124,21 @@ fn analytic_counts_equal_hand_computed_values() {
     assert_eq!((g.calls_per_step, g.flops_per_step, g.bytes_per_step), (6.0, 6.0 * n, 20.0 * n));
 }
 
+/// What a GPU step records, device-independently: dispatches, passes and submits per step of
+/// the 3-layer MLP at a small batch (skinny products) and a large one (tiled products). 27 =
+/// 3 forward matmuls + 2 fused bias+act + 1 bias + xent + 3 wgrad + 3 col_sum + 2 dgrad +
+/// 2 act bwd + 2 two-pass sums (4) + 6 momentum updates; one pass; one submit.
+#[test]
+fn gpu_step_dispatches_passes_and_submits() {
+    let b = common::gpu();
+    for batch in [4usize, 256] {
+        let p = profile_batch(&b, &config(&[]), batch).expect("profile");
+        assert_eq!(p.dispatches_per_step, 27.0, "B = {batch}");
+        assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
+        assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
+    }
+}
+
 #[test]
 fn gpu_profile_adds_up_and_times_every_dispatch() {
     let b = common::gpu();
