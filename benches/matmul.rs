@@ -60,6 +60,10 @@ fn bench_matmul(c: &mut Criterion) {
             let db = gpu.upload(&b).expect("upload B");
             let mut dc = gpu.zeros(n * n).expect("alloc C");
             for v in MatmulVariant::ALL {
+                // The skinny kernel is for few rows (the small-batch path), not square products.
+                if v == MatmulVariant::Skinny {
+                    continue;
+                }
                 if v == MatmulVariant::Naive && n >= 2048 && software && !run_slow {
                     eprintln!(
                         "skipping gpu_naive/{n} on a software adapter (BATCHSCOPE_BENCH_SLOW=1 runs it)"

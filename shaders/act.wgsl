@@ -1,10 +1,11 @@
 // Activations φ ∈ {identity (0), relu (1), tanh (2)}: forward, backward (φ'), and the
-// second-derivative term of the R-backward pass (φ'').
+// second-derivative term of the R-backward pass (φ''); bias_act fuses the forward's bias add
+// with φ (the same float operations as add_bias then act_forward, in one dispatch).
 
 struct Act {
     n: u32,
     act: u32,
-    _pad0: u32,
+    cols: u32, // bias_act: columns of z [rows, cols]
     _pad1: u32,
 }
 
@@ -19,6 +20,10 @@ struct Act {
 // act_second: out += dy * φ''(z) * rz
 @group(0) @binding(3) var<storage, read> rz: array<f32>;
 @group(0) @binding(4) var<storage, read_write> acc: array<f32>;
+// bias_act: z[r, c] += bias[c]; y = φ(z)
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<storage, read_write> zb: array<f32>;
+@group(0) @binding(3) var<storage, read_write> yb: array<f32>;
 
 // tanh without overflow for large |v|: sign(v) (1 - e^{-2|v|}) / (1 + e^{-2|v|}).
 fn stable_tanh(v: f32) -> f32 {
@@ -67,4 +72,14 @@ fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn act_second(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i < p.n) { acc[i] = acc[i] + dy[i] * d2phi(z[i]) * rz[i]; }
+}
+
+@compute @workgroup_size(WG_1D)
+fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = lin(gid, nwg);
+    if (i < p.n) {
+        let v = zb[i] + bias[i % p.cols];
+        zb[i] = v;
+        yb[i] = phi(v);
+    }
 }

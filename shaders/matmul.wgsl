@@ -13,6 +13,8 @@
 //   of each stored operand is a multiple of 4 and that n is a multiple of 4.
 //
 // - matmul_splitk_reduce: C = sum_s Partial[s] + beta * C in a fixed order (after split-k).
+// - matmul_skinny{8,4,1}: few rows of C (the small-batch products); 8, 4 or 1 rows x a block
+//   of columns per workgroup, k walked by several lanes per column and summed in a fixed order (see below).
 //
 // Grids: x walks column blocks, y (+ z * num_workgroups.y when the row blocks exceed the
 // per-dimension limit) walks row blocks; whole workgroups past the last row block return. With
@@ -539,4 +541,120 @@ fn matmul_splitk_reduce(
         acc = fma(P.beta, c_r[o], acc);
     }
     c_r[o] = acc;
+}
+
+// ---- skinny (small m) -------------------------------------------------------------------
+
+// `rm` rows of C per workgroup (8, 4 or 1: entry points matmul_skinny{8,4,1}); the 256
+// invocations are cw columns x kl k-lanes. With B stored [k,n] (row-contiguous) lanes run
+// along columns: 32 columns x 8 k-lanes, invocation t = lane * 32 + column. With B stored
+// [n,k] (trans_b, k-contiguous) lanes run along k: 8 columns x 32 k-lanes, t = column * 32 +
+// lane. k-lane l accumulates depths l, l + kl, .. in order for each row; the kl partial sums
+// of an output are then added in lane order 0, 1, .. kl-1. Every output's float operations
+// are the same whatever rm is, so the entry points agree bit for bit, and the result does not
+// depend on the device. Rows past m repeat row m-1 (loads stay in bounds, loops keep a
+// constant trip count) and are never stored. Grid: x walks column blocks of cw, y (+ z fold)
+// row blocks of rm.
+var<workgroup> sk_red: array<f32, 2048>; // [rm rows][256 invocations]
+
+fn skinny(t: u32, wid: vec3<u32>, nwg: vec3<u32>, rm: u32) {
+    let tb = P.trans_b != 0u;
+    let ta = P.trans_a != 0u;
+    var kl_n = 8u; // k-lanes
+    var cw = 32u; // columns per workgroup
+    var lane = t / 32u;
+    var cl = t % 32u;
+    if (tb) {
+        kl_n = 32u;
+        cw = 8u;
+        lane = t % 32u;
+        cl = t / 32u;
+    }
+    let row0 = (wid.y + wid.z * nwg.y) * rm;
+    let col = wid.x * cw + cl;
+    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    if (row0 < P.m && col < P.n) {
+        // A row offsets (plain) or column indices (transposed) of this block's rows.
+        var a_at = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
+        var a_step = 1u;
+        for (var i = 0u; i < rm; i++) {
+            let r = min(row0 + i, P.m - 1u);
+            if (ta) {
+                a_at[i] = r;
+            } else {
+                a_at[i] = r * P.k;
+            }
+        }
+        if (ta) {
+            a_step = P.m;
+        }
+        var b_at = col;
+        var b_step = P.n;
+        if (tb) {
+            b_at = col * P.k;
+            b_step = 1u;
+        }
+        for (var p = lane; p < P.k; p += kl_n) {
+            let bv = b_s[b_at + p * b_step];
+            for (var i = 0u; i < rm; i++) {
+                acc[i] = fma(a_s[a_at[i] + p * a_step], bv, acc[i]);
+            }
+        }
+    }
+    for (var i = 0u; i < rm; i++) {
+        sk_red[i * 256u + t] = acc[i];
+    }
+    workgroupBarrier();
+    // Output (row i, column c) of this workgroup: invocation t < rm * cw.
+    if (t >= rm * cw) {
+        return;
+    }
+    let i = t / cw;
+    let c = t % cw;
+    let row = row0 + i;
+    let oc = wid.x * cw + c;
+    if (row >= P.m || oc >= P.n) {
+        return;
+    }
+    var sum = 0.0;
+    for (var l = 0u; l < kl_n; l++) {
+        var src = l * 32u + c;
+        if (tb) {
+            src = c * 32u + l;
+        }
+        sum += sk_red[i * 256u + src];
+    }
+    let o = row * P.n + oc;
+    var v = P.alpha * sum;
+    if (P.beta != 0.0) {
+        v = fma(P.beta, c_s[o], v);
+    }
+    c_s[o] = v;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn matmul_skinny8(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    skinny(t, wid, nwg, 8u);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn matmul_skinny4(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    skinny(t, wid, nwg, 4u);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn matmul_skinny1(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    skinny(t, wid, nwg, 1u);
 }

@@ -52,6 +52,8 @@ fn matmul_matches_cpu() {
                 for variant in [
                     batchscope::backend::gpu::MatmulVariant::Naive,
                     batchscope::backend::gpu::MatmulVariant::Tiled,
+                    batchscope::backend::gpu::MatmulVariant::Skinny,
+                    batchscope::backend::gpu::MatmulVariant::Auto,
                 ] {
                     g.set_matmul_variant(variant);
                     let r = matmul_case(&c, gm, seed, nan_c);
@@ -69,7 +71,7 @@ fn matmul_matches_cpu() {
             }
         }
     }
-    println!("parity ok: matmul naive+tiled, {cases} ragged cases");
+    println!("parity ok: matmul naive+tiled+skinny+auto, {cases} ragged cases");
 }
 
 fn elementwise_case<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
@@ -122,6 +124,40 @@ fn act_case<B: Backend>(b: &B, act: Activation, n: usize) -> Outputs {
         ("backward", b.read(&dz).unwrap()),
         ("second", b.read(&acc).unwrap()),
     ]
+}
+
+fn bias_act_case<B: Backend>(b: &B, act: Activation, rows: usize, cols: usize) -> Outputs {
+    let n = rows * cols;
+    let mut z = b.upload(&uniform(14, n, 4.0)).unwrap();
+    let bias = b.upload(&uniform(15, cols, 1.0)).unwrap();
+    let mut y = b.upload(&uniform(16, n, 1.0)).unwrap();
+    b.add_bias_act(act, rows, cols, &mut z, &bias, &mut y).unwrap();
+    vec![("z", b.read(&z).unwrap()), ("y", b.read(&y).unwrap())]
+}
+
+/// The fused bias + activation (one GPU dispatch) equals the CPU's add_bias then act_forward,
+/// and on the GPU it equals its own two-dispatch form bit for bit.
+#[test]
+fn bias_act_matches_cpu() {
+    for act in [Activation::Identity, Activation::Relu, Activation::Tanh] {
+        for &(r, c) in &[(1usize, 1usize), (3, 17), (17, 257), (65, 63), (257, 3)] {
+            compare!(format!("bias_act {} {r}x{c}", act.name()), 2e-6, 2e-6, bias_act_case, act, r, c);
+            let g = gpu();
+            let fused = bias_act_case(&g, act, r, c);
+            let mut z = g.upload(&uniform(14, r * c, 4.0)).unwrap();
+            let bias = g.upload(&uniform(15, c, 1.0)).unwrap();
+            let mut y = g.upload(&uniform(16, r * c, 1.0)).unwrap();
+            g.add_bias(r, c, &mut z, &bias).unwrap();
+            g.act_forward(act, r * c, &z, &mut y).unwrap();
+            let parts = [g.read(&z).unwrap(), g.read(&y).unwrap()];
+            for ((name, f), p) in fused.iter().zip(&parts) {
+                assert!(
+                    f.iter().zip(p).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "bias_act {name} {r}x{c}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

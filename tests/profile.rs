@@ -51,9 +51,9 @@ fn check_names(p: &BatchProfile) {
     expected.extend(["wgrad L0", "col_sum L0", "reduce", "momentum update"]);
     assert_eq!(names, expected, "every op of the step named, in order");
     assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
-    // 8 forward (3 matmul, 3 bias, 2 act) + xent + 10 backward (5 matmul, 3 col_sum,
-    // 2 act bwd) + 2 sums + 6 updates.
-    assert_eq!(p.ops_per_step, 27.0);
+    // 6 forward (3 matmul, 2 fused bias+act, 1 bias) + xent + 10 backward (5 matmul,
+    // 3 col_sum, 2 act bwd) + 2 sums + 6 updates.
+    assert_eq!(p.ops_per_step, 25.0);
 }
 
 fn check_sum(p: &BatchProfile, tol: f64) {
@@ -91,10 +91,10 @@ fn analytic_counts_equal_hand_computed_values() {
     let g = group(&p, "fwd matmul L0");
     assert_eq!((g.calls_per_step, g.flops_per_step), (1.0, 2.0 * b * h1 * d));
     assert_eq!(g.bytes_per_step, 4.0 * (b * d + h1 * d + b * h1));
-    // bias (8·32 adds; z read+write, bias read) + relu (8·32; z read, a write).
+    // Fused bias (8·32 adds) + relu (8·32): z read and written, bias read, a written.
     let g = group(&p, "bias+act L0");
     assert_eq!(g.flops_per_step, 2.0 * b * h1);
-    assert_eq!(g.bytes_per_step, 4.0 * (2.0 * b * h1 + h1) + 4.0 * 2.0 * b * h1);
+    assert_eq!(g.bytes_per_step, 4.0 * (3.0 * b * h1 + h1));
     // The output layer has a bias and no activation.
     assert_eq!(group(&p, "bias+act L2").flops_per_step, b * k);
     // Softmax cross-entropy: 7 per logit; logits + dlogits, labels + loss + correct.
@@ -124,6 +124,21 @@ fn analytic_counts_equal_hand_computed_values() {
     assert_eq!((g.calls_per_step, g.flops_per_step, g.bytes_per_step), (6.0, 6.0 * n, 20.0 * n));
 }
 
+/// What a GPU step records, device-independently: dispatches, passes and submits per step of
+/// the 3-layer MLP at a small batch (skinny products) and a large one (tiled products). 27 =
+/// 3 forward matmuls + 2 fused bias+act + 1 bias + xent + 3 wgrad + 3 col_sum + 2 dgrad +
+/// 2 act bwd + 2 two-pass sums (4) + 6 momentum updates; one pass; one submit.
+#[test]
+fn gpu_step_dispatches_passes_and_submits() {
+    let b = common::gpu();
+    for batch in [4usize, 256] {
+        let p = profile_batch(&b, &config(&[]), batch).expect("profile");
+        assert_eq!(p.dispatches_per_step, 27.0, "B = {batch}");
+        assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
+        assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
+    }
+}
+
 #[test]
 fn gpu_profile_adds_up_and_times_every_dispatch() {
     let b = common::gpu();
@@ -143,6 +158,7 @@ fn gpu_profile_adds_up_and_times_every_dispatch() {
     assert_eq!(calls, p.dispatches_per_step);
     assert!(p.dispatches_per_step >= p.ops_per_step);
     assert_eq!(p.submits_per_step, 1.0, "one submit per step");
+    assert_eq!(p.passes_per_step, 1.0, "a plain step records all its dispatches in one pass");
     assert!(p.bytes_uploaded_per_step > 0.0, "the parameter arena");
     assert_eq!(p.bytes_read_back_per_step, 0.0);
     // Small model: names in order, as on the CPU.

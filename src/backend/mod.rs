@@ -193,6 +193,22 @@ pub trait Backend {
     fn scale(&self, n: usize, alpha: f32, x: &mut Self::Buf) -> Result<()>;
 
     // ---- activations --------------------------------------------------------------------
+    /// `x[r, c] += bias[c]`, then `y = φ(x)`, for `x, y: [rows, cols]`: [`Backend::add_bias`]
+    /// followed by [`Backend::act_forward`] (the default); a backend may fuse the two as long
+    /// as every element sees the same float operations.
+    #[allow(clippy::too_many_arguments)]
+    fn add_bias_act(
+        &self,
+        act: Activation,
+        rows: usize,
+        cols: usize,
+        x: &mut Self::Buf,
+        bias: &Self::Buf,
+        y: &mut Self::Buf,
+    ) -> Result<()> {
+        self.add_bias(rows, cols, x, bias)?;
+        self.act_forward(act, rows * cols, x, y)
+    }
     /// `y[i] = φ(z[i])` for `i < n`.
     fn act_forward(&self, act: Activation, n: usize, z: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
     /// `dz[i] = dy[i] * φ'(z[i])` for `i < n` (also the R-forward `Ry = φ'(z) ⊙ Rz`).

@@ -190,9 +190,13 @@ impl Mlp {
             // z [rows, out] = input [rows, in] · Wᵀ ([out, in] stored)
             let g = Gemm::nn(rows, fan_out, fan_in).trans(false, true);
             b.matmul(&g, input, &p.tensors[2 * l], &mut ws.z[l])?;
-            b.add_bias(rows, fan_out, &mut ws.z[l], &p.tensors[2 * l + 1])?;
+            let bias = &p.tensors[2 * l + 1];
             if l + 1 < self.layers() {
-                b.act_forward(self.spec.activation, rows * fan_out, &ws.z[l], &mut ws.a[l])?;
+                // z += b; a = φ(z) (one fused dispatch on the GPU)
+                let act = self.spec.activation;
+                b.add_bias_act(act, rows, fan_out, &mut ws.z[l], bias, &mut ws.a[l])?;
+            } else {
+                b.add_bias(rows, fan_out, &mut ws.z[l], bias)?;
             }
         }
         b.scope(Scope::None);

@@ -19,26 +19,83 @@ pub enum ReduceKind {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
     Matmul(Gemm),
-    AddBias { rows: usize, cols: usize },
-    ColSum { rows: usize, cols: usize, accumulate: bool },
-    Axpy { n: usize },
-    Scale { n: usize },
-    Copy { n: usize },
-    Fill { n: usize },
-    ActForward { act: Activation, n: usize },
-    ActBackward { n: usize },
-    ActSecond { n: usize },
-    SoftmaxXent { rows: usize, classes: usize },
-    SoftmaxXentRop { rows: usize, classes: usize },
-    Mse { rows: usize, cols: usize },
-    Reduce { kind: ReduceKind, n: usize },
-    Sgd { n: usize },
-    Momentum { n: usize },
-    ClipNorm { n: usize, count: usize },
-    ClipByValue { n: usize },
-    Generate { rows: usize, dim: usize },
-    GatherRows { rows: usize, cols: usize },
-    GatherIdx { rows: usize },
+    AddBias {
+        rows: usize,
+        cols: usize,
+    },
+    ColSum {
+        rows: usize,
+        cols: usize,
+        accumulate: bool,
+    },
+    Axpy {
+        n: usize,
+    },
+    Scale {
+        n: usize,
+    },
+    Copy {
+        n: usize,
+    },
+    Fill {
+        n: usize,
+    },
+    ActForward {
+        act: Activation,
+        n: usize,
+    },
+    /// The fused bias add and activation of a forward layer.
+    BiasAct {
+        act: Activation,
+        rows: usize,
+        cols: usize,
+    },
+    ActBackward {
+        n: usize,
+    },
+    ActSecond {
+        n: usize,
+    },
+    SoftmaxXent {
+        rows: usize,
+        classes: usize,
+    },
+    SoftmaxXentRop {
+        rows: usize,
+        classes: usize,
+    },
+    Mse {
+        rows: usize,
+        cols: usize,
+    },
+    Reduce {
+        kind: ReduceKind,
+        n: usize,
+    },
+    Sgd {
+        n: usize,
+    },
+    Momentum {
+        n: usize,
+    },
+    ClipNorm {
+        n: usize,
+        count: usize,
+    },
+    ClipByValue {
+        n: usize,
+    },
+    Generate {
+        rows: usize,
+        dim: usize,
+    },
+    GatherRows {
+        rows: usize,
+        cols: usize,
+    },
+    GatherIdx {
+        rows: usize,
+    },
 }
 
 const F32: f64 = 4.0;
@@ -63,6 +120,8 @@ impl Op {
             Op::Copy { .. } | Op::Fill { .. } | Op::GatherRows { .. } | Op::GatherIdx { .. } => 0.0,
             // relu: one compare; tanh: counted as one operation too (a transcendental).
             Op::ActForward { n, .. } => f(n),
+            // + bias, then φ.
+            Op::BiasAct { rows, cols, .. } => f(2 * rows * cols),
             // out += dy·φ''(z)·rz.
             Op::ActSecond { n } => f(3 * n),
             // Per element: max, subtract, exp, sum, divide, subtract the one-hot, scale.
@@ -100,6 +159,8 @@ impl Op {
                 b(2 * n)
             }
             Op::Fill { n } => b(n),
+            // z read and written, bias read, y written.
+            Op::BiasAct { rows, cols, .. } => b(3 * rows * cols + cols),
             Op::ActBackward { n } => b(3 * n),
             Op::ActSecond { n } => b(5 * n),
             // logits, labels in; loss, correct, dlogits out.
@@ -134,7 +195,10 @@ impl Op {
             (Op::Matmul(g), Scope::Backward(l)) if g.trans_a => format!("wgrad L{l}"),
             (Op::Matmul(_), Scope::Backward(l)) => format!("dgrad L{l}"),
             (Op::Matmul(_), Scope::None) => "matmul".into(),
-            (Op::AddBias { .. } | Op::ActForward { .. }, Scope::Forward(l)) => format!("bias+act L{l}"),
+            (Op::AddBias { .. } | Op::ActForward { .. } | Op::BiasAct { .. }, Scope::Forward(l)) => {
+                format!("bias+act L{l}")
+            }
+            (Op::BiasAct { .. }, _) => layer("bias+act"),
             (Op::AddBias { .. }, _) => layer("bias"),
             (Op::ActForward { .. }, _) => layer("act"),
             (Op::ActBackward { .. }, _) => layer("act bwd"),
@@ -180,6 +244,13 @@ mod tests {
         assert_eq!(Op::Matmul(g).group(Scope::Backward(1)), "dgrad L1");
         assert_eq!(Op::Matmul(g).group(Scope::None), "matmul");
         assert_eq!(Op::AddBias { rows: 1, cols: 1 }.group(Scope::Forward(2)), "bias+act L2");
+        let fused = Op::BiasAct { act: Activation::Relu, rows: 2, cols: 3 };
+        assert_eq!(fused.group(Scope::Forward(1)), "bias+act L1");
+        // The fused op costs what its two parts cost, less the activation's re-read of z.
+        let parts = Op::AddBias { rows: 2, cols: 3 }.bytes()
+            + Op::ActForward { act: Activation::Relu, n: 6 }.bytes();
+        assert_eq!(fused.bytes(), parts - 6.0 * 4.0);
+        assert_eq!(fused.flops(), 12.0);
         assert_eq!(Op::Momentum { n: 3 }.group(Scope::Backward(0)), "momentum update");
         assert_eq!(Op::Reduce { kind: ReduceKind::Dot, n: 3 }.group(Scope::None), "reduce");
         // Dot reads two vectors, sum of squares one.

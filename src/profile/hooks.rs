@@ -8,7 +8,8 @@ use crate::schedule::sweep::Timed;
 /// How the per-op times of a profile are measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimingMethod {
-    /// GPU timestamps at the beginning and end of each dispatch's own compute pass.
+    /// GPU timestamps at the beginning and end of each dispatch's own compute pass (a
+    /// profiled step gives every dispatch a pass; a plain step shares passes).
     PassTimestamps,
     /// Host timers around each op of an eager backend (the CPU backend).
     HostTimers,
@@ -21,7 +22,7 @@ impl TimingMethod {
     pub fn describe(self) -> &'static str {
         match self {
             TimingMethod::PassTimestamps => {
-                "GPU pass timestamps (TIMESTAMP_QUERY; one compute pass per dispatch)"
+                "GPU pass timestamps (TIMESTAMP_QUERY; one compute pass per dispatch while profiled)"
             }
             TimingMethod::HostTimers => "host timers around each op (eager CPU backend)",
             TimingMethod::HostTimersSynced => {

@@ -85,9 +85,10 @@ pub fn table(p: &BatchProfile, peaks: &Peaks) -> String {
     );
     let _ = writeln!(
         s,
-        "  per step: {:.0} ops, {:.0} dispatches, {:.0} submits, {:.0} B uploaded, {:.0} B read back, {:.1} µs host to record and submit",
+        "  per step: {:.0} ops, {:.0} dispatches, {:.0} compute passes, {:.0} submits, {:.0} B uploaded, {:.0} B read back, {:.1} µs host to record and submit",
         p.ops_per_step,
         p.dispatches_per_step,
+        p.passes_per_step,
         p.submits_per_step,
         p.bytes_uploaded_per_step,
         p.bytes_read_back_per_step,

@@ -58,6 +58,9 @@ pub struct BatchProfile {
     /// Backend op calls per step (each records one or more dispatches on the GPU).
     pub ops_per_step: f64,
     pub dispatches_per_step: f64,
+    /// Compute passes of a plain step (its dispatches share passes; a profiled step has one
+    /// pass per dispatch).
+    pub passes_per_step: f64,
     pub submits_per_step: f64,
     pub bytes_uploaded_per_step: f64,
     pub bytes_read_back_per_step: f64,
@@ -163,7 +166,7 @@ pub fn profile_batch<B: Profilable>(
 
     let steps = cfg.sweep.timed_steps.max(1);
     let (mut plain, mut profiled, mut host) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut counts, mut ops_ns, mut untimed, mut op_calls) = ([0.0; 4], 0.0, 0, 0);
+    let (mut counts, mut ops_ns, mut untimed, mut op_calls) = ([0.0; 5], 0.0, 0, 0);
     let mut groups = Vec::new();
     let mut device_timed = true;
     for _ in 0..steps {
@@ -175,6 +178,7 @@ pub fn profile_batch<B: Profilable>(
         counts[1] += (c1.submits - c0.submits) as f64;
         counts[2] += (c1.bytes_uploaded - c0.bytes_uploaded) as f64;
         counts[3] += (c1.bytes_read_back - c0.bytes_read_back) as f64;
+        counts[4] += (c1.passes - c0.passes) as f64;
         plain.push(ms);
         host.push(host_ms);
         device_timed &= dev;
@@ -211,6 +215,7 @@ pub fn profile_batch<B: Profilable>(
         host_record_submit_us: median(&mut host) * 1e3,
         ops_per_step: op_calls as f64 / n,
         dispatches_per_step: counts[0] / n,
+        passes_per_step: counts[4] / n,
         submits_per_step: counts[1] / n,
         bytes_uploaded_per_step: counts[2] / n,
         bytes_read_back_per_step: counts[3] / n,

@@ -157,6 +157,17 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
     fn scale(&self, n: usize, alpha: f32, x: &mut B::Buf) -> Result<()> {
         self.op(Op::Scale { n }, || self.inner.scale(n, alpha, x))
     }
+    fn add_bias_act(
+        &self,
+        act: Activation,
+        rows: usize,
+        cols: usize,
+        x: &mut B::Buf,
+        bias: &B::Buf,
+        y: &mut B::Buf,
+    ) -> Result<()> {
+        self.op(Op::BiasAct { act, rows, cols }, || self.inner.add_bias_act(act, rows, cols, x, bias, y))
+    }
     fn act_forward(&self, act: Activation, n: usize, z: &B::Buf, y: &mut B::Buf) -> Result<()> {
         self.op(Op::ActForward { act, n }, || self.inner.act_forward(act, n, z, y))
     }

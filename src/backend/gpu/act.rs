@@ -1,4 +1,4 @@
-//! Host wrapper of `shaders/act.wgsl`: act_forward, act_backward, act_second.
+//! Host wrapper of `shaders/act.wgsl`: act_forward, act_backward, act_second, bias_act.
 //! Each function records one dispatch; lengths were checked by the caller.
 
 use bytemuck::{Pod, Zeroable};
@@ -14,11 +14,30 @@ use crate::backend::{Activation, Result};
 struct ActParams {
     n: u32,
     act: u32,
-    _pad: [u32; 2],
+    cols: u32,
+    _pad: u32,
 }
 
 fn params(op: &'static str, a: Activation, n: usize) -> Result<ActParams> {
-    Ok(ActParams { n: u32_of(op, "n", n)?, act: a.code(), _pad: [0; 2] })
+    Ok(ActParams { n: u32_of(op, "n", n)?, act: a.code(), cols: 1, _pad: 0 })
+}
+
+/// `z[r, c] += bias[c]`, then `y = φ(z)`, for `z, y: [rows, cols]` (one dispatch).
+pub fn bias_act(
+    dev: &GpuDevice,
+    a: Activation,
+    rows: usize,
+    cols: usize,
+    bias: &RawBuf,
+    z: &RawBuf,
+    y: &RawBuf,
+) -> Result<()> {
+    if cols == 0 {
+        return Ok(());
+    }
+    let n = rows * cols;
+    let p = ActParams { cols: u32_of("bias_act", "cols", cols)?, ..params("bias_act", a, n)? };
+    launch_1d(dev, &k::BIAS_ACT, n, &p, &[bias, z, y])
 }
 
 /// `y = φ(z)` over `n` elements.

@@ -2,8 +2,12 @@
 //!
 //! Ops are recorded into one command encoder; each dispatch's parameter block is appended to a
 //! host-side arena that is uploaded once per submit and bound with a dynamic offset, so a whole
-//! training step is one `queue.submit` with one parameter upload. Bind groups are cached by
-//! (kernel, buffer ids); pipelines are created once per kernel.
+//! training step is one `queue.submit` with one parameter upload. Consecutive dispatches share
+//! one open compute pass (wgpu tracks storage-buffer hazards per dispatch and puts a barrier
+//! between two dispatches only where one writes what the other touches); the pass is ended
+//! only by encoder-level work (copies, timestamps, query resolves) or the submit. While the
+//! profiler times dispatches, each timed dispatch gets its own pass with begin/end timestamps.
+//! Bind groups are cached by (kernel, buffer ids); pipelines are created once per kernel.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -52,6 +56,9 @@ struct Pipeline {
 
 #[derive(Default)]
 struct Recorder {
+    /// The open compute pass on `encoder` (declared first: it must end before the encoder
+    /// is finished or used for anything else).
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     /// Parameter blocks of the dispatches recorded since the last submit, `PARAM_SLOT` each.
     params: Vec<u8>,
@@ -219,6 +226,8 @@ impl GpuDevice {
 
     pub(super) fn with_encoder<T>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> T) -> T {
         let mut rec = self.rec.borrow_mut();
+        // Encoder-level commands cannot be recorded while a pass is open: end it.
+        rec.pass = None;
         let enc = rec.encoder.get_or_insert_with(|| {
             self.ctx
                 .device
@@ -356,22 +365,36 @@ impl GpuDevice {
             true => self.dispatch_timing.borrow_mut().as_mut().and_then(|t| t.next(k.name)),
             false => None,
         };
-        let enc = rec.encoder.get_or_insert_with(|| {
-            self.ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") })
-        });
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(k.name),
-            timestamp_writes: timed.as_ref().map(|(set, first)| wgpu::ComputePassTimestampWrites {
-                query_set: set,
-                beginning_of_pass_write_index: Some(*first),
-                end_of_pass_write_index: Some(*first + 1),
-            }),
-        });
-        pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bind_group, &[offset as u32]);
-        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        let rec = &mut *rec;
+        if timed.is_some() {
+            // A timed dispatch runs alone in its own pass, between its two timestamps.
+            rec.pass = None;
+        }
+        if rec.pass.is_none() {
+            let enc = rec.encoder.get_or_insert_with(|| {
+                self.ctx
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") })
+            });
+            let pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(if timed.is_some() { k.name } else { "step" }),
+                timestamp_writes: timed.as_ref().map(|(set, first)| wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(*first),
+                    end_of_pass_write_index: Some(*first + 1),
+                }),
+            });
+            rec.pass = Some(pass.forget_lifetime());
+            self.counters.passes.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(pass) = rec.pass.as_mut() {
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[offset as u32]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        if timed.is_some() {
+            rec.pass = None;
+        }
         Ok(())
     }
 
@@ -416,6 +439,7 @@ impl GpuDevice {
     pub fn flush(&self) -> Result<()> {
         let (encoder, params) = {
             let mut rec = self.rec.borrow_mut();
+            rec.pass = None;
             let enc = rec.encoder.take();
             let params = std::mem::take(&mut rec.params);
             rec.dispatches = 0;

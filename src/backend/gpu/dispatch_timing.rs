@@ -1,6 +1,7 @@
-//! Per-dispatch GPU timing for the profiler: every dispatch already opens its own compute
-//! pass (see `GpuDevice::dispatch`), so the pass's beginning and end timestamps
-//! (`Features::TIMESTAMP_QUERY`) time exactly that dispatch. Each dispatch carries the tag the
+//! Per-dispatch GPU timing for the profiler: while timing is on, every dispatch opens its own
+//! compute pass (see `GpuDevice::dispatch`; a plain step shares one pass between dispatches),
+//! so the pass's beginning and end timestamps (`Features::TIMESTAMP_QUERY`) time exactly that
+//! dispatch. Each dispatch carries the tag the
 //! profiler set before the op that recorded it. Off unless [`GpuDevice::begin_dispatch_timing`]
 //! was called, so the normal step records no queries.
 
@@ -18,6 +19,7 @@ const QUERIES: u32 = 4096;
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) dispatches: AtomicU64,
+    pub(crate) passes: AtomicU64,
     pub(crate) bytes_uploaded: AtomicU64,
     pub(crate) bytes_read_back: AtomicU64,
 }
@@ -26,6 +28,8 @@ pub(crate) struct Counters {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct DeviceCounters {
     pub dispatches: u64,
+    /// Compute passes begun (a plain step shares one pass between its dispatches).
+    pub passes: u64,
     pub submits: u64,
     /// Host → device bytes (buffer writes and the per-submit parameter arena).
     pub bytes_uploaded: u64,
@@ -81,6 +85,7 @@ impl GpuDevice {
     pub fn counters(&self) -> DeviceCounters {
         DeviceCounters {
             dispatches: self.counters.dispatches.load(Ordering::Relaxed),
+            passes: self.counters.passes.load(Ordering::Relaxed),
             submits: self.submit_count(),
             bytes_uploaded: self.counters.bytes_uploaded.load(Ordering::Relaxed),
             bytes_read_back: self.counters.bytes_read_back.load(Ordering::Relaxed),

@@ -137,6 +137,10 @@ kernel!(MATMUL_TILED_TN4, Matmul, "matmul_tiled_tn4", [R, R, W]);
 kernel!(MATMUL_TILED_TT4, Matmul, "matmul_tiled_tt4", [R, R, W]);
 // split-k: C = sum_s partial[s] + beta C (partials, C)
 kernel!(MATMUL_SPLITK_REDUCE, Matmul, "matmul_splitk_reduce", [R, W]);
+// skinny: few rows of C (small batches), k summed by lanes in a fixed order
+kernel!(MATMUL_SKINNY8, Matmul, "matmul_skinny8", [R, R, W]);
+kernel!(MATMUL_SKINNY4, Matmul, "matmul_skinny4", [R, R, W]);
+kernel!(MATMUL_SKINNY1, Matmul, "matmul_skinny1", [R, R, W]);
 // elementwise.wgsl
 kernel!(FILL, Elementwise, "fill", [W]);
 kernel!(COPY, Elementwise, "copy", [R, W]);
@@ -147,6 +151,7 @@ kernel!(ADD_BIAS, Elementwise, "add_bias", [R, W]);
 kernel!(ACT_FORWARD, Act, "act_forward", [R, W]);
 kernel!(ACT_BACKWARD, Act, "act_backward", [R, R, W]);
 kernel!(ACT_SECOND, Act, "act_second", [R, R, R, W]);
+kernel!(BIAS_ACT, Act, "bias_act", [R, W, W]);
 // xent.wgsl
 kernel!(SOFTMAX_XENT, Xent, "softmax_xent", [R, R, W, W, W]);
 kernel!(SOFTMAX_XENT_ROP, Xent, "softmax_xent_rop", [R, R, W]);
@@ -180,6 +185,9 @@ pub const ALL_KERNELS: &[Kernel] = &[
     MATMUL_TILED_TN4,
     MATMUL_TILED_TT4,
     MATMUL_SPLITK_REDUCE,
+    MATMUL_SKINNY8,
+    MATMUL_SKINNY4,
+    MATMUL_SKINNY1,
     FILL,
     COPY,
     AXPY,
@@ -188,6 +196,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     ACT_FORWARD,
     ACT_BACKWARD,
     ACT_SECOND,
+    BIAS_ACT,
     SOFTMAX_XENT,
     SOFTMAX_XENT_ROP,
     MSE,

@@ -1,11 +1,17 @@
 //! Host side of `shaders/matmul.wgsl`: `C[m,n] = alpha * op(A) * op(B) + beta * C`.
 //!
-//! Two versions, both tested against an f64 reference and benched (`benches/matmul.rs`):
+//! Three kernels, all tested against an f64 reference and benched (`benches/matmul.rs`):
 //! - [`MatmulVariant::Naive`]: one invocation per element of C.
 //! - [`MatmulVariant::Tiled`]: 128x128 tiles of C per workgroup, 8x8 per invocation, slices of
 //!   A and B double-buffered in workgroup memory. When the contiguous dimension of each stored
 //!   operand and `n` are multiples of 4, a vec4 entry point specialised for the transposes is
 //!   used; otherwise the generic scalar-load one.
+//! - [`MatmulVariant::Skinny`]: for few rows of C (the small-batch products `X·Wᵀ` and
+//!   `dZ·W`): 8, 4 or 1 rows (by m) x a block of columns per workgroup, k walked by 8 or 32
+//!   lanes per column whose partial sums are added in a fixed lane order (deterministic, one
+//!   pass, the same bits for every row count). A 128x128 tile would compute 128 rows for the
+//!   few real ones.
+//! - [`MatmulVariant::Auto`] (the default) picks Skinny or Tiled by shape with [`choose`].
 //!
 //! Split-k ([`split_count`]): when the tiled grid has few workgroups and k is long (the weight
 //! gradients `dZᵀ·X` with k = batch), k is cut into `S` chunks dispatched as `S` groups of the
@@ -17,8 +23,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{
-    Kernel, MATMUL_NAIVE, MATMUL_SPLITK_REDUCE, MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4,
-    MATMUL_TILED_TN4, MATMUL_TILED_TT4,
+    Kernel, MATMUL_NAIVE, MATMUL_SKINNY1, MATMUL_SKINNY4, MATMUL_SKINNY8, MATMUL_SPLITK_REDUCE,
+    MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4, MATMUL_TILED_TN4, MATMUL_TILED_TT4,
 };
 use super::launch::grid_1d;
 use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
@@ -28,16 +34,62 @@ use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
 pub enum MatmulVariant {
     Naive,
     Tiled,
+    Skinny,
+    /// Skinny or Tiled by shape ([`choose`]).
+    Auto,
 }
 
 impl MatmulVariant {
-    pub const ALL: [MatmulVariant; 2] = [MatmulVariant::Naive, MatmulVariant::Tiled];
+    /// The kernels themselves (what `Auto` chooses between, plus the naive reference).
+    pub const ALL: [MatmulVariant; 3] =
+        [MatmulVariant::Naive, MatmulVariant::Tiled, MatmulVariant::Skinny];
 
     pub fn name(self) -> &'static str {
         match self {
             MatmulVariant::Naive => "naive",
             MatmulVariant::Tiled => "tiled",
+            MatmulVariant::Skinny => "skinny",
+            MatmulVariant::Auto => "auto",
         }
+    }
+}
+
+/// Rows of C up to which [`choose`] takes the skinny kernel (a batch of at most 32 examples).
+pub const SKINNY_MAX_M: usize = 32;
+/// Depth up to which [`choose`] takes the skinny kernel (8 lanes walk at most 8192 steps).
+pub const SKINNY_MAX_K: usize = 65536;
+
+/// The kernel [`MatmulVariant::Auto`] runs for `g`: Skinny for few rows of C (m ≤ 32) of a
+/// plain A (the batch-row products `X·Wᵀ` and `dZ·W`) and a depth one workgroup can walk, else
+/// Tiled. Transposed-A products are the weight gradients `dZᵀ·X`, whose m is a layer width and
+/// whose k is the batch: they stay on the tiled kernel (with split-k), so a run at a batch above
+/// 32 computes the same bits as before the skinny path existed. A pure function of the shape:
+/// a run is deterministic and the same on every device.
+pub fn choose(g: &Gemm) -> MatmulVariant {
+    if g.m <= SKINNY_MAX_M && !g.trans_a && g.k <= SKINNY_MAX_K {
+        MatmulVariant::Skinny
+    } else {
+        MatmulVariant::Tiled
+    }
+}
+
+/// The skinny entry point for `m` rows of C and its rows per workgroup (`rm` in the shader):
+/// 1 for a single row, 4 up to 4, else 8 (fewer rows computed past m).
+fn skinny_kernel(m: usize) -> (Kernel, u32) {
+    match m {
+        0 | 1 => (MATMUL_SKINNY1, 1),
+        2..=4 => (MATMUL_SKINNY4, 4),
+        _ => (MATMUL_SKINNY8, 8),
+    }
+}
+
+/// Columns of C per skinny workgroup: 32 when B is stored [k,n], 8 when stored [n,k]
+/// (`cw` in the shader).
+fn skinny_cols(g: &Gemm) -> u32 {
+    if g.trans_b {
+        8
+    } else {
+        32
     }
 }
 
@@ -151,6 +203,8 @@ pub fn kernel_for(v: MatmulVariant, g: &Gemm) -> Kernel {
     match v {
         MatmulVariant::Naive => MATMUL_NAIVE,
         MatmulVariant::Tiled => tiled_kernel(g),
+        MatmulVariant::Skinny => skinny_kernel(g.m).0,
+        MatmulVariant::Auto => kernel_for(choose(g), g),
     }
 }
 
@@ -192,9 +246,14 @@ pub fn matmul(
         _pad: [0; 3],
     };
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
+    let v = if v == MatmulVariant::Auto { choose(g) } else { v };
     let (kernel, tile_m, tile_n) = match v {
         MatmulVariant::Naive => (MATMUL_NAIVE, NAIVE_WG, NAIVE_WG),
-        MatmulVariant::Tiled => (tiled_kernel(g), TILE_M, TILE_N),
+        MatmulVariant::Tiled | MatmulVariant::Auto => (tiled_kernel(g), TILE_M, TILE_N),
+        MatmulVariant::Skinny => {
+            let (kernel, rm) = skinny_kernel(g.m);
+            (kernel, rm, skinny_cols(g))
+        }
     };
     let col_groups = g.n.div_ceil(tile_n as usize);
     let row_groups = g.m.div_ceil(tile_m as usize);

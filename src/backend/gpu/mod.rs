@@ -58,7 +58,7 @@ impl GpuBackend {
             ctx.summary.device_type,
             ctx.summary.backend
         );
-        Ok(GpuBackend { dev: GpuDevice::new(ctx)?, matmul_variant: Cell::new(MatmulVariant::Tiled) })
+        Ok(GpuBackend { dev: GpuDevice::new(ctx)?, matmul_variant: Cell::new(MatmulVariant::Auto) })
     }
 
     /// Choose the matmul kernel used by [`Backend::matmul`] (benches compare them).
@@ -192,6 +192,21 @@ impl Backend for GpuBackend {
     fn scale(&self, n: usize, alpha: f32, x: &mut GpuBuf) -> Result<()> {
         check_len("scale", "x", x.0.len, n)?;
         elementwise::scale(&self.dev, n, alpha, &x.0)
+    }
+
+    fn add_bias_act(
+        &self,
+        act: Activation,
+        rows: usize,
+        cols: usize,
+        x: &mut GpuBuf,
+        bias: &GpuBuf,
+        y: &mut GpuBuf,
+    ) -> Result<()> {
+        check_len("add_bias_act", "x", x.0.len, rows * cols)?;
+        check_len("add_bias_act", "bias", bias.0.len, cols)?;
+        check_len("add_bias_act", "y", y.0.len, rows * cols)?;
+        act::bias_act(&self.dev, act, rows, cols, &bias.0, &x.0, &y.0)
     }
 
     fn act_forward(&self, act: Activation, n: usize, z: &GpuBuf, y: &mut GpuBuf) -> Result<()> {

@@ -146,6 +146,101 @@ fn tiled_matches_f64_reference() {
 }
 
 #[test]
+fn skinny_matches_f64_reference() {
+    run_cases(MatmulVariant::Skinny);
+}
+
+/// The small-batch products of an MLP step (and ragged neighbours) on the skinny kernel.
+fn skinny_cases() -> Vec<(Gemm, bool)> {
+    let shapes: &[(usize, usize, usize)] = &[
+        (1, 1024, 784),  // forward L0 at B = 1
+        (8, 1024, 1024), // forward L1 / data gradient at B = 8
+        (32, 10, 1024),  // output layer at B = 32
+        (31, 1001, 777), // ragged rows, columns and depth
+        (9, 33, 5),      // a second, partly empty row block
+    ];
+    every_transpose(shapes)
+}
+
+#[test]
+fn skinny_matches_f64_reference_on_step_shapes() {
+    let be = backend();
+    let mut failures = Vec::new();
+    for (idx, (g, nan_c)) in skinny_cases().iter().enumerate() {
+        if let Err(e) = check(&be, MatmulVariant::Skinny, g, *nan_c, 3000 + idx as u64) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn auto_chooses_skinny_for_few_rows() {
+    // The small-batch products of 784-1024-1024-10: forward X·Wᵀ and data gradient dZ·W.
+    assert_eq!(choose(&Gemm::nn(1, 1024, 784).trans(false, true)), MatmulVariant::Skinny);
+    assert_eq!(choose(&Gemm::nn(32, 1024, 1024)), MatmulVariant::Skinny);
+    assert_eq!(choose(&Gemm::nn(33, 1024, 1024)), MatmulVariant::Tiled);
+    // Weight gradients dZᵀ·X have m = fan-out rows: tiled (k = batch is short).
+    assert_eq!(choose(&Gemm::nn(1024, 784, 8).trans(true, false)), MatmulVariant::Tiled);
+    // ... also for a 10-class output layer (m = 10): its bits do not depend on the batch path.
+    assert_eq!(choose(&Gemm::nn(10, 128, 64).trans(true, false)), MatmulVariant::Tiled);
+    // A depth one workgroup should not walk alone: tiled (with split-k).
+    assert_eq!(choose(&Gemm::nn(1, 50, SKINNY_MAX_K + 1)), MatmulVariant::Tiled);
+    assert_eq!(kernel_for(MatmulVariant::Auto, &Gemm::nn(1, 64, 64)).name, MATMUL_SKINNY1.name);
+    assert_eq!(kernel_for(MatmulVariant::Auto, &Gemm::nn(4, 64, 64)).name, MATMUL_SKINNY4.name);
+    assert_eq!(kernel_for(MatmulVariant::Auto, &Gemm::nn(5, 64, 64)).name, MATMUL_SKINNY8.name);
+    assert_eq!(kernel_for(MatmulVariant::Auto, &Gemm::nn(64, 128, 32)).name, MATMUL_TILED_NN4.name);
+}
+
+/// Every output's float operations are the same whatever the rows per workgroup: the three
+/// entry points agree bit for bit with each other on the rows they share.
+#[test]
+fn skinny_row_counts_agree_bitwise() {
+    let be = backend();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    for tb in [false, true] {
+        let g = Gemm::nn(9, 70, 301).trans(false, tb);
+        let (la, lb, _) = gemm_lens(&g);
+        let a = random(&mut rng, la);
+        let b = random(&mut rng, lb);
+        let db = be.upload(&b).unwrap();
+        be.set_matmul_variant(MatmulVariant::Skinny);
+        let mut rows = Vec::new();
+        for m in [9usize, 4, 1] {
+            // The first m rows of A: m = 9 runs skinny8, 4 skinny4, 1 skinny1.
+            let gm = Gemm::nn(m, g.n, g.k).trans(false, tb);
+            let da = be.upload(&a[..m * g.k]).unwrap();
+            let mut dc = be.zeros(m * g.n).unwrap();
+            be.matmul(&gm, &da, &db, &mut dc).unwrap();
+            rows.push(be.read(&dc).unwrap());
+        }
+        for r in &rows[1..] {
+            let same = r.iter().zip(&rows[0]).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "tb={tb}: rows differ between skinny8 and a smaller row count");
+        }
+    }
+}
+
+#[test]
+fn skinny_is_deterministic() {
+    let be = backend();
+    let g = Gemm::nn(7, 1001, 777).trans(false, true).scaled(0.5, 0.25);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let (la, lb, lc) = gemm_lens(&g);
+    let a = be.upload(&random(&mut rng, la)).unwrap();
+    let b = be.upload(&random(&mut rng, lb)).unwrap();
+    let c0 = random(&mut rng, lc);
+    be.set_matmul_variant(MatmulVariant::Skinny);
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut c = be.upload(&c0).unwrap();
+        be.matmul(&g, &a, &b, &mut c).unwrap();
+        runs.push(be.read(&c).unwrap());
+    }
+    assert!(runs[0].iter().zip(&runs[1]).all(|(x, y)| x.to_bits() == y.to_bits()));
+}
+
+#[test]
 fn vec4_kernels_are_chosen_when_aligned() {
     assert_eq!(kernel_for(MatmulVariant::Tiled, &Gemm::nn(64, 128, 32)).name, MATMUL_TILED_NN4.name);
     let tt = Gemm::nn(64, 128, 32).trans(true, true);
