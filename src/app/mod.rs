@@ -15,6 +15,7 @@ pub mod rnn;
 pub mod sweep;
 pub mod time_to_target;
 pub mod train;
+pub mod workers;
 
 mod output;
 

@@ -23,6 +23,7 @@ pub fn sweep(
     min_batch: Option<usize>,
     max_batch: Option<usize>,
     policy: Option<&str>,
+    workers: &[usize],
 ) -> anyhow::Result<()> {
     let mut cfg = Config::load(args.config.as_deref(), &args.set)?;
     sweep_args(&mut cfg, min_batch, max_batch, policy)?;

@@ -176,6 +176,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_parallel(&bad)?;
         if s.min_batch == 0 {
             return Err(bad("sweep.min_batch", "must be ≥ 1".into()));
         }

@@ -137,6 +137,10 @@ pub struct TrainSummary {
     pub train_s: f64,
     pub examples_per_s: f64,
     pub peak_rss_mib: Option<f64>,
+    /// Replicas, accumulation and the reduction's cost (runs with `train.workers` or
+    /// `train.accumulate` above 1 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_parallel: Option<super::parallel::DataParallelSummary>,
 }
 
 /// Peak resident set size of this process (Linux), MiB.
