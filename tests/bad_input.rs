@@ -347,6 +347,11 @@ fn bad_flag_values_are_errors() {
             "train.accumulate",
         ),
         case(
+            "sweep --workers 0",
+            with(base("sweep"), &["--config", t, "--workers", "1,0", "--out", &out("dp6")]),
+            "--workers",
+        ),
+        case(
             "overlay --out RUN/metrics.jsonl",
             args(&[
                 "overlay",

@@ -19,6 +19,7 @@
 mod exec;
 mod reducer;
 mod replica;
+pub mod scaling;
 
 use std::time::Instant;
 
@@ -187,6 +188,15 @@ impl<'a, B: Backend> Parallel<'a, B> {
         Ok(())
     }
 
+    /// Wait until every replica's device is idle.
+    pub fn sync_all(&self, b0: &B) -> Result<(), TrainError> {
+        b0.sync()?;
+        for r in &self.others {
+            r.b.sync()?;
+        }
+        Ok(())
+    }
+
     /// Whether every replica's parameters equal replica 0's bitwise (a read of each).
     pub fn replicas_identical(&self, b0: &B, st0: &TrainState<B>) -> Result<bool, TrainError> {
         let p0 = st0.params.to_flat(b0)?;
@@ -238,18 +248,27 @@ impl<'a, B: Backend> Parallel<'a, B> {
         let parts: Vec<&[f32]> = reps.iter().map(|r| r.acc.host.as_slice()).collect();
         self.reducer.all_reduce(&parts, &mut self.sum).map_err(|e| TrainError::Setup(e.to_string()))?;
         let down: usize = parts.iter().map(|p| p.len()).sum();
-        let sum = &self.sum;
-        self.exec.each(&mut reps, &|r| r.write_reduced(sum, ctx))?;
         let t2 = Instant::now();
-        self.exec.each(&mut reps, &|r| r.update(ctx))?;
+        // Write back (reduction) and update (compute), one phase.
+        let sum = &self.sum;
+        let writes = std::sync::Mutex::new(0.0f64);
+        self.exec.each(&mut reps, &|r| {
+            let t = Instant::now();
+            r.write_reduced(sum, ctx)?;
+            if let Ok(mut w) = writes.lock() {
+                *w += t.elapsed().as_secs_f64();
+            }
+            r.update(ctx)
+        })?;
         let t3 = Instant::now();
         let wait = waits.into_inner().unwrap_or(0.0);
+        let write = writes.into_inner().unwrap_or(0.0);
         let c = &mut self.cost;
         c.steps += 1;
         let up = self.split.workers * (sum.len() + usize::from(ctx.guard_slot.is_some()));
         c.bytes += 4 * (down + up) as u64;
-        c.reduce_s += (t2 - t1).as_secs_f64() - wait;
-        c.compute_s += (t1 - t0).as_secs_f64() + wait + (t3 - t2).as_secs_f64();
+        c.reduce_s += (t2 - t1).as_secs_f64() - wait + write;
+        c.compute_s += (t1 - t0).as_secs_f64() + wait + (t3 - t2).as_secs_f64() - write;
         Ok(())
     }
 
