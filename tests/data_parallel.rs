@@ -58,6 +58,7 @@ fn strip(m: &[MetricsLine]) -> Vec<String> {
         .map(|l| {
             let mut l = l.clone();
             l.elapsed_s = 0.0;
+            l.allreduce_us = None;
             serde_json::to_string(&l).expect("json")
         })
         .collect()
@@ -137,6 +138,8 @@ fn workers<B: Backend>(k: Kind<B>) {
             dp.reduce_bytes_per_step
         );
         assert!(dp.reduce_us_per_step > 0.0 && dp.compute_us_per_step > 0.0);
+        let bytes = m.last().and_then(|l| l.allreduce_bytes).expect("allreduce_bytes in metrics.jsonl");
+        assert_eq!(bytes as f64, dp.reduce_bytes_per_step, "bytes per step: metrics vs summary");
         if n == 2 && acc == 1 {
             let (again, _, _) = run(&k, "w2-again", &sets, &TrainOptions::default(), None);
             assert_eq!(strip(&m), strip(&again), "2 workers run twice differs");

@@ -269,6 +269,9 @@ impl<B: Backend> Run<'_, B> {
         let mut line =
             MetricsLine::new(&self.prog, &m, self.eval.is_class, &ev, lr, clip_events, elapsed);
         self.monitors.read(b, sp.due, &self.st, &m, lr, &mut line)?;
+        if let Some(dp) = self.dp.as_mut() {
+            dp.annotate(&mut line);
+        }
         self.metrics.write(&line)?;
         self.bar.set_position(self.prog.step);
         self.bar.set_message(format!(

@@ -32,7 +32,7 @@ pub use replica::{Accum, Replica, ReplicaMut, StepCtx};
 use super::batches::{BatchSource, TrainData};
 use super::optimizer::Optimizer;
 use super::step::TrainState;
-use super::TrainError;
+use super::{MetricsLine, TrainError};
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::data::device::BatchBuffers;
@@ -130,6 +130,8 @@ pub struct Parallel<'a, B: Backend> {
     reducer: Box<dyn GradientReducer + 'a>,
     sum: Vec<f32>,
     pub cost: ReduceCost,
+    /// `cost` at the last logged line.
+    logged: ReduceCost,
 }
 
 impl<'a, B: Backend> Parallel<'a, B> {
@@ -167,7 +169,8 @@ impl<'a, B: Backend> Parallel<'a, B> {
             let acc = Accum::new(b, &st.grads, split.micro)?;
             others.push(Replica { b, st, bt, source, acc });
         }
-        Ok(Parallel { split, others, acc0, exec, reducer, sum: Vec::new(), cost: ReduceCost::default() })
+        let cost = ReduceCost::default();
+        Ok(Parallel { split, others, acc0, exec, reducer, sum: Vec::new(), cost, logged: cost })
     }
 
     /// Copy replica 0's parameters and optimizer state to every other replica (after an
@@ -270,6 +273,19 @@ impl<'a, B: Backend> Parallel<'a, B> {
         c.reduce_s += (t2 - t1).as_secs_f64() - wait + write;
         c.compute_s += (t1 - t0).as_secs_f64() + wait + (t3 - t2).as_secs_f64() - write;
         Ok(())
+    }
+
+    /// A logged line's all-reduce figures (N > 1): bytes per step, and the mean µs per step
+    /// since the previous logged line.
+    pub fn annotate(&mut self, line: &mut MetricsLine) {
+        if self.split.workers < 2 {
+            return;
+        }
+        let (c, last) = (&self.cost, &self.logged);
+        let steps = c.steps.saturating_sub(last.steps).max(1);
+        line.allreduce_bytes = Some((c.bytes - last.bytes) / steps);
+        line.allreduce_us = Some(1e6 * (c.reduce_s - last.reduce_s) / steps as f64);
+        self.logged = *c;
     }
 
     /// summary.json's `data_parallel` object.
