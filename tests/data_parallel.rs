@@ -184,3 +184,51 @@ macro_rules! both {
 both!(accumulation_equals_one_full_batch_step, accumulation);
 both!(workers_equal_one_worker, workers);
 both!(resume_with_workers_is_bitwise, resume);
+
+/// `batchscope sweep --workers 1,2` on the CPU: workers.csv with its columns, the plots, and
+/// summary.json's `data_parallel` answer next to the unchanged sweep keys.
+#[test]
+fn sweep_workers_writes_the_scaling_table() {
+    let dir = tmpdir("sweep-workers");
+    let cfg = dir.join("tiny.toml");
+    std::fs::write(&cfg, common::tiny_config(8, 16, 2)).expect("write config");
+    let out = dir.join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_batchscope"))
+        .args([
+            "sweep",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--policy",
+            "time_to_target:50",
+            "--workers",
+            "1,2",
+        ])
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run batchscope");
+    assert!(o.status.success(), "sweep --workers: {}", String::from_utf8_lossy(&o.stderr));
+    let (header, rows) = common::read_csv(&out.join("workers.csv"));
+    for col in
+        ["workers", "per_worker_batch", "speedup", "efficiency", "reduce_share", "time_to_target_rel"]
+    {
+        assert!(header.iter().any(|h| h == col), "workers.csv lacks {col}: {header:?}");
+    }
+    assert_eq!(rows.len(), 4, "2 worker counts × 2 per-worker batches");
+    for f in ["speedup.svg", "time_to_target_workers.svg", "sweep.csv"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("summary json");
+    assert!(summary["chosen_batch"].is_u64(), "sweep keys kept");
+    let dp = &summary["data_parallel"];
+    assert_eq!(dp["b_noise"].as_f64(), Some(50.0));
+    assert_eq!(dp["best"].as_array().map(Vec::len), Some(2));
+    assert!(dp.get("stop_paying_after").is_some());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("B_noise = 50.0"), "terminal answer: {stdout}");
+}
