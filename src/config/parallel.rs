@@ -19,14 +19,14 @@ impl Config {
             return Err(bad("train.workers", "must be ≥ 1 (1 = one replica)".into()));
         }
         if let BatchSize::Fixed(b) = t.batch_size {
-            if b % t.workers != 0 {
+            if !b.is_multiple_of(t.workers) {
                 return Err(bad(
                     "train.workers",
                     format!("must divide train.batch_size ({b}), got {}", t.workers),
                 ));
             }
             let per_worker = b / t.workers;
-            if per_worker % t.accumulate != 0 {
+            if !per_worker.is_multiple_of(t.accumulate) {
                 return Err(bad(
                     "train.accumulate",
                     format!(

@@ -53,7 +53,7 @@ impl Split {
     /// `train.workers` and `train.accumulate` of `cfg` at global batch `batch`.
     pub fn of(cfg: &Config, batch: usize) -> Result<Self, TrainError> {
         let (workers, micro) = (cfg.train.workers.max(1), cfg.train.accumulate.max(1));
-        if batch % (workers * micro) != 0 {
+        if !batch.is_multiple_of(workers * micro) {
             return Err(TrainError::Setup(format!(
                 "train.batch_size ({batch}) must be a multiple of train.workers ({workers}) × train.accumulate ({micro})"
             )));
