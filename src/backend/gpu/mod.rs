@@ -68,7 +68,10 @@ impl GpuBackend {
         let n = adapters.len();
         let adapter = adapters.into_iter().nth(index).ok_or_else(|| BackendError::AdapterNotFound {
             wanted: format!("adapter index {index}"),
-            available: format!("{n} adapters (indices 0..{n})"),
+            available: match n {
+                0 => "no adapters".to_string(),
+                _ => format!("{n} adapters, indices 0 to {}", n - 1),
+            },
         })?;
         let ctx = GpuContext::from_adapter(index, adapter)?;
         Ok(GpuBackend { dev: GpuDevice::new(ctx)?, matmul_variant: Cell::new(MatmulVariant::Tiled) })
