@@ -90,6 +90,10 @@ pub enum Command {
         /// Continue the run in RUN_DIR from its last checkpoint (its config.toml, plus --set).
         #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "init", "out"])]
         resume: Option<PathBuf>,
+        /// Data-parallel replicas (train.workers), each on batch_size/N rows of every batch; with
+        /// --adapter a,b,... one adapter (index or name) per worker.
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
     },
     /// Sweep power-of-two batch sizes, measure throughput, and pick a batch size by policy.
     Sweep {
@@ -106,6 +110,10 @@ pub enum Command {
         /// max_throughput | knee | knee:F | largest_fit | time_to_target:B_NOISE | time_to_target:auto
         #[arg(long)]
         policy: Option<String>,
+        /// Also measure data-parallel scaling at these worker counts (`1,2,4`): throughput,
+        /// efficiency, all-reduce share and time to target per worker count (workers.csv).
+        #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+        workers: Vec<usize>,
     },
     /// Where a training step's time goes: every dispatch timed and named by op and layer, with
     /// FLOPs, bytes and the roof that bounds it (profile.csv, profile.svg).

@@ -37,18 +37,19 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Devices { json } => app::devices::devices(json),
-        Command::Train { common, backend, init, resume } => {
-            app::train::train(&common.run_args(), backend.into(), init, resume)
+        Command::Train { common, backend, init, resume, workers } => {
+            app::train::train(&common.run_args(), backend.into(), init, resume, workers)
         }
         Command::Profile { common, backend, batch } => {
             app::profile::profile(&common.run_args(), backend.into(), &batch)
         }
-        Command::Sweep { common, backend, min_batch, max_batch, policy } => app::sweep::sweep(
+        Command::Sweep { common, backend, min_batch, max_batch, policy, workers } => app::sweep::sweep(
             &common.run_args(),
             backend.into(),
             min_batch,
             max_batch,
             policy.as_deref(),
+            &workers,
         ),
         Command::Noise { common, backend, checkpoint, max_n, draws, seed, no_curvature } => {
             let noise = NoiseArgs { checkpoint, max_n, draws, seed, curvature: !no_curvature };

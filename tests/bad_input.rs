@@ -319,6 +319,39 @@ fn bad_flag_values_are_errors() {
             "train.batch_size",
         ),
         case(
+            "train accumulate 0",
+            with(base("train"), &["--config", t, "--set", "train.accumulate=0", "--out", &out("dp1")]),
+            "train.accumulate",
+        ),
+        case(
+            "train accumulate not dividing the batch",
+            with(base("train"), &["--config", t, "--set", "train.accumulate=5", "--out", &out("dp2")]),
+            "train.accumulate",
+        ),
+        case(
+            "train --workers 0",
+            with(base("train"), &["--config", t, "--workers", "0", "--out", &out("dp3")]),
+            "train.workers",
+        ),
+        case(
+            "train --workers not dividing the batch",
+            with(base("train"), &["--config", t, "--workers", "3", "--out", &out("dp4")]),
+            "train.workers",
+        ),
+        case(
+            "train --workers with accumulate not dividing the share",
+            with(
+                base("train"),
+                &["--config", t, "--workers", "4", "--set", "train.accumulate=16", "--out", &out("dp5")],
+            ),
+            "train.accumulate",
+        ),
+        case(
+            "sweep --workers 0",
+            with(base("sweep"), &["--config", t, "--workers", "1,0", "--out", &out("dp6")]),
+            "--workers",
+        ),
+        case(
             "overlay --out RUN/metrics.jsonl",
             args(&[
                 "overlay",

@@ -13,8 +13,10 @@ pub mod overlay;
 pub mod profile;
 pub mod rnn;
 pub mod sweep;
+mod sweep_workers;
 pub mod time_to_target;
 pub mod train;
+pub mod workers;
 
 mod output;
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 
 use super::output::{write_config, write_json};
+use super::sweep_workers::{print_workers, sweep_workers};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::Config;
 use crate::profile::{sweep_util, Profilable};
@@ -24,9 +25,13 @@ pub fn sweep(
     min_batch: Option<usize>,
     max_batch: Option<usize>,
     policy: Option<&str>,
+    workers: &[usize],
 ) -> anyhow::Result<()> {
     let mut cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     sweep_args(&mut cfg, min_batch, max_batch, policy)?;
+    if workers.contains(&0) {
+        bail!("--workers: worker counts must be ≥ 1, got {workers:?}");
+    }
     let (report, policy, dir) =
         with_backend(backend, args.adapter.as_deref(), Sweep { cfg: &cfg, args })?;
     let points = report.points();
@@ -59,6 +64,14 @@ pub fn sweep(
         "by_policy": by_policy,
         "rows": report.rows,
     });
+    let scaling = match workers.is_empty() {
+        true => None,
+        false => Some(sweep_workers(&cfg, args, backend, workers, &policy, &dir)?),
+    };
+    let mut summary = summary;
+    if let (Some(s), Some(obj)) = (&scaling, summary.as_object_mut()) {
+        obj.insert("data_parallel".into(), serde_json::to_value(s)?);
+    }
     write_json(&dir.join("summary.json"), &summary)?;
     plots(&report, &points, policy, &dir)?;
     println!(
@@ -76,6 +89,9 @@ pub fn sweep(
     match choice {
         Ok(c) => println!("chosen batch size ({policy}): {} — {}", c.batch, c.reason),
         Err(e) => println!("no batch size chosen: {e}"),
+    }
+    if let Some(s) = &scaling {
+        print_workers(s);
     }
     println!("wrote: {}", dir.display());
     Ok(())
@@ -109,7 +125,7 @@ impl BackendTask for Sweep<'_> {
 
 /// B_noise of the config's model at initialisation on backend `b` (gradient noise and
 /// full-data Hessian-vector products; see `batchscope noise`).
-fn measure_b_noise<B: Timed>(b: &B, cfg: &Config) -> anyhow::Result<f64> {
+pub(super) fn measure_b_noise<B: Timed>(b: &B, cfg: &Config) -> anyhow::Result<f64> {
     let args =
         crate::noise::NoiseArgs { checkpoint: None, max_n: 1, draws: 32, seed: 1, curvature: true };
     let s = crate::noise::measure(b, cfg, &args)?;

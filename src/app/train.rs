@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 
 use super::output::write_config;
+use super::workers::{adapter_list, open_workers, Workers};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::GpuBackend;
 use crate::backend::BackendKind;
 use crate::config::{BatchSize, Config, SweepPolicy};
 use crate::profile::Profilable;
@@ -14,15 +17,24 @@ use crate::report::rundir::{create_run_dir, open_resume_dir};
 use crate::schedule::sweep::run_sweep;
 use crate::schedule::{admit, run_memory};
 use crate::schedule::{choose, Policy};
-use crate::train::{run_train, TrainError, TrainOptions, TrainSummary};
+use crate::train::parallel::{Sequential, Threads};
+use crate::train::{run_train, run_train_workers, TrainError, TrainOptions, TrainSummary};
 
-/// `batchscope train`.
+/// `batchscope train`; `workers` (`--workers`) overrides `train.workers`, and an `--adapter`
+/// list of several adapters implies one worker per adapter.
 pub fn train(
     args: &RunArgs,
     backend: BackendChoice,
     init: Option<PathBuf>,
     resume: Option<PathBuf>,
+    workers: Option<usize>,
 ) -> anyhow::Result<()> {
+    let mut args = args.clone();
+    let adapters = adapter_list(args.adapter.as_deref());
+    if let Some(n) = workers.or((adapters.len() > 1).then_some(adapters.len())) {
+        args.set.push(format!("train.workers={n}"));
+    }
+    let args = &args;
     let (cfg, dir) = match &resume {
         Some(run) => {
             let dir = open_resume_dir(run)?;
@@ -46,16 +58,21 @@ pub fn train(
         }
     };
     let opts = TrainOptions { init, resume: resume.is_some(), progress: args.progress };
-    let summary =
-        match with_backend(backend, args.adapter.as_deref(), Train { cfg, opts: &opts, dir: &dir }) {
-            Ok(s) => s,
-            // A resume with no steps left changes nothing (summary.json stays as it is).
-            Err(e) if matches!(e.downcast_ref(), Some(TrainError::AlreadyComplete { .. })) => {
-                eprintln!("{}: {e}", dir.display());
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
+    let parallel = cfg.train.workers > 1 || adapters.len() > 1;
+    let result = if parallel {
+        train_workers(cfg, &opts, &dir, backend, &adapters)
+    } else {
+        with_backend(backend, args.adapter.as_deref(), Train { cfg, opts: &opts, dir: &dir })
+    };
+    let summary = match result {
+        Ok(s) => s,
+        // A resume with no steps left changes nothing (summary.json stays as it is).
+        Err(e) if matches!(e.downcast_ref(), Some(TrainError::AlreadyComplete { .. })) => {
+            eprintln!("{}: {e}", dir.display());
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     print_summary(&summary, &dir);
     Ok(())
 }
@@ -72,13 +89,50 @@ impl BackendTask for Train<'_> {
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<TrainSummary> {
         let Train { mut cfg, opts, dir } = self;
+        prepare(&mut cfg, b, opts, dir)?;
+        Ok(run_train(b, &cfg, opts, dir)?)
+    }
+}
+
+/// `train.workers` replicas on the backends [`open_workers`] opens: CPU replicas on threads, GPU
+/// replicas recorded in turn (each device runs its share at once).
+fn train_workers(
+    mut cfg: Config,
+    opts: &TrainOptions,
+    dir: &Path,
+    choice: BackendChoice,
+    adapters: &[String],
+) -> anyhow::Result<TrainSummary> {
+    let n = cfg.train.workers.max(1);
+    match open_workers(choice, adapters, n)? {
+        Workers::Cpu(v) => {
+            prepare(&mut cfg, &v[0], opts, dir)?;
+            let refs: Vec<&CpuBackend> = v.iter().collect();
+            Ok(run_train_workers(&refs, Box::new(Threads), &cfg, opts, dir)?)
+        }
+        Workers::Gpu(v) => {
+            prepare(&mut cfg, &v[0], opts, dir)?;
+            let refs: Vec<&GpuBackend> = v.iter().collect();
+            Ok(run_train_workers(&refs, Box::new(Sequential), &cfg, opts, dir)?)
+        }
+    }
+}
+
+/// Before training: the automatic batch size (a sweep), the CPU memory check, config.toml.
+fn prepare<B: Profilable>(
+    cfg: &mut Config,
+    b: &B,
+    opts: &TrainOptions,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    {
         if cfg.train.batch_size == BatchSize::Auto {
             let policy = auto_policy(&cfg.sweep.policy, cfg.sweep.knee_fraction)?;
             eprintln!(
                 "train.batch_size = \"auto\": sweeping {}..{} with policy {policy}",
                 cfg.sweep.min_batch, cfg.sweep.max_batch
             );
-            let report = run_sweep(b, &cfg, &mut |_| {})?;
+            let report = run_sweep(b, cfg, &mut |_| {})?;
             let choice = choose(&policy, &report.points())?;
             eprintln!("chosen batch size {} ({})", choice.batch, choice.reason);
             cfg.train.batch_size = BatchSize::Fixed(choice.batch);
@@ -90,7 +144,7 @@ impl BackendTask for Train<'_> {
             write_config(dir, &cfg.to_toml())?;
         }
         eprintln!("run directory: {}", dir.display());
-        Ok(run_train(b, &cfg, opts, dir)?)
+        Ok(())
     }
 }
 
@@ -132,5 +186,20 @@ fn print_summary(summary: &TrainSummary, dir: &Path) {
         "throughput:      {:.0} examples/s over {:.1} s",
         summary.examples_per_s, summary.elapsed_s
     );
+    if let Some(d) = &summary.data_parallel {
+        println!(
+            "replicas:        {} ({}), accumulate {}, micro-batch {} rows",
+            d.workers, d.executor, d.accumulate, d.micro_batch
+        );
+        if d.workers > 1 {
+            println!(
+                "all-reduce:      {:.1} KiB/step, {:.0} µs/step ({:.1}% of the step; compute {:.0} µs/step)",
+                d.reduce_bytes_per_step / 1024.0,
+                d.reduce_us_per_step,
+                100.0 * d.reduce_share,
+                d.compute_us_per_step
+            );
+        }
+    }
     println!("wrote:           {}", dir.display());
 }

@@ -9,6 +9,7 @@
 pub mod landscape;
 pub mod loader;
 mod model;
+mod parallel;
 pub mod policy;
 pub mod rnn;
 pub mod sequences;

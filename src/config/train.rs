@@ -101,6 +101,19 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Seed of shuffling and other training randomness.
     pub seed: u64,
+    /// Gradient accumulation: each step runs this many micro-batches of `batch_size /
+    /// (accumulate · workers)` rows and makes one update (1 = off). Written to config.toml only
+    /// when not 1.
+    #[serde(skip_serializing_if = "is_one")]
+    pub accumulate: usize,
+    /// Data-parallel replicas in this host, each on `batch_size / workers` rows of every global
+    /// batch (1 = off; `--workers` sets it). Written to config.toml only when not 1.
+    #[serde(skip_serializing_if = "is_one")]
+    pub workers: usize,
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 impl Default for TrainConfig {
@@ -128,6 +141,8 @@ impl Default for TrainConfig {
             log_every: 10,
             checkpoint_every: 0,
             seed: 7,
+            accumulate: 1,
+            workers: 1,
         }
     }
 }

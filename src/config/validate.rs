@@ -148,6 +148,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_parallel(&bad)?;
         check.at_least_one("sweep.min_batch", s.min_batch)?;
         if s.max_batch < s.min_batch {
             return Err(bad("sweep.max_batch", format!("must be ≥ sweep.min_batch ({})", s.min_batch)));

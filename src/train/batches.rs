@@ -103,17 +103,33 @@ impl<B: Backend> BatchSource<B> {
         step_in_epoch: u64,
         batch: usize,
     ) -> Result<(), TrainError> {
+        self.fill_slice(b, bt, epoch, step_in_epoch, batch, 0)
+    }
+
+    /// Rows `offset .. offset + bt.rows` of the `batch`-row minibatch [`Self::fill`] would load
+    /// for this step (a data-parallel replica's or a micro-batch's share of it).
+    pub fn fill_slice(
+        &mut self,
+        b: &B,
+        bt: &mut BatchBuffers<B>,
+        epoch: u64,
+        step_in_epoch: u64,
+        batch: usize,
+        offset: usize,
+    ) -> Result<(), TrainError> {
         let rows = bt.rows;
         match self {
             BatchSource::Resident { data, order } => {
                 let idx = order.batch(epoch, step_in_epoch as usize, batch).ok_or_else(|| {
                     TrainError::Setup(format!("no minibatch {step_in_epoch} in epoch {epoch}"))
                 })?;
-                data.load_batch(b, &idx[..rows.min(idx.len())], bt)?;
+                let from = offset.min(idx.len());
+                let to = (offset + rows).min(idx.len());
+                data.load_batch(b, &idx[from..to], bt)?;
             }
             BatchSource::Stream { spec, table, n } => {
                 // Stream order: epoch e revisits the same examples (multi-pass over a finite stream).
-                let first = (step_in_epoch * batch as u64) % (*n).max(1);
+                let first = (step_in_epoch * batch as u64) % (*n).max(1) + offset as u64;
                 b.generate(spec, first, rows, table, &mut bt.x, &mut bt.labels, &mut bt.targets)?;
             }
         }

@@ -72,6 +72,12 @@ pub struct MetricsLine {
     /// This step's unbiased tr Σ estimate (before smoothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise_trace: Option<f64>,
+    /// Data parallel (`train.workers` > 1): bytes staged per step for the gradient all-reduce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allreduce_bytes: Option<u64>,
+    /// Data parallel: mean wall µs per step of the all-reduce since the previous line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allreduce_us: Option<f64>,
 }
 
 impl MetricsLine {
@@ -109,6 +115,8 @@ impl MetricsLine {
             b_simple: None,
             noise_g2: None,
             noise_trace: None,
+            allreduce_bytes: None,
+            allreduce_us: None,
         }
     }
 }
@@ -137,6 +145,10 @@ pub struct TrainSummary {
     pub train_s: f64,
     pub examples_per_s: f64,
     pub peak_rss_mib: Option<f64>,
+    /// Replicas, accumulation and the reduction's cost (runs with `train.workers` or
+    /// `train.accumulate` above 1 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_parallel: Option<super::parallel::DataParallelSummary>,
 }
 
 /// Peak resident set size of this process (Linux), MiB.

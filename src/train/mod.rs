@@ -14,11 +14,13 @@ mod guard;
 mod metrics;
 mod monitors;
 pub mod optimizer;
+pub mod parallel;
+mod plan;
 pub mod rnn;
 pub mod runner;
 pub mod step;
 
 pub use error::TrainError;
 pub use metrics::{peak_rss_mib, plot_metrics, MetricsLine, TrainOptions, TrainSummary};
-pub use runner::{load_into, run_train};
+pub use runner::{load_into, run_train, run_train_workers};
 pub use step::{Clip, Optimizer, StepMetrics, TrainState};

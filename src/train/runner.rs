@@ -17,11 +17,13 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 
 use super::batches::{BatchSource, TrainData};
-use super::checkpointer::{checkpoint_due, Checkpointer, Progress};
+use super::checkpointer::{Checkpointer, Progress};
 use super::eval::{Evaluation, Evaluator};
 use super::guard;
-use super::monitors::{Due, Monitors};
+use super::monitors::Monitors;
 use super::optimizer::{lr_at, Clip, Optimizer};
+use super::parallel::{HostReducer, Parallel, ReplicaExec, Sequential, Split, StepCtx};
+use super::plan::{Plan, StepPlan};
 use super::step::{slot, GuardedMetrics, TrainState};
 use crate::backend::Backend;
 use crate::config::{BatchSize, Config};
@@ -33,15 +35,33 @@ pub use super::checkpointer::load_into;
 pub use super::error::TrainError;
 pub use super::metrics::{peak_rss_mib, plot_metrics, MetricsLine, TrainOptions, TrainSummary};
 
-/// Train per `cfg` into `run_dir` on backend `b`.
+/// Train per `cfg` into `run_dir` on backend `b` (`train.workers` replicas all on `b`, one
+/// after another).
 pub fn run_train<B: Backend>(
     b: &B,
     cfg: &Config,
     opts: &TrainOptions,
     run_dir: &Path,
 ) -> Result<TrainSummary, TrainError> {
+    let backends = vec![b; cfg.train.workers.max(1)];
+    run_train_workers(&backends, Box::new(Sequential), cfg, opts, run_dir)
+}
+
+/// Train per `cfg` into `run_dir` with replica `r` of `train.workers` on `backends[r]`, the
+/// replicas' phases run by `exec` (see [`super::parallel`]). Replica 0 is the run's: its
+/// metrics, checkpoints and evaluations.
+pub fn run_train_workers<'a, B: Backend>(
+    backends: &[&'a B],
+    exec: Box<dyn ReplicaExec<B> + 'a>,
+    cfg: &Config,
+    opts: &TrainOptions,
+    run_dir: &Path,
+) -> Result<TrainSummary, TrainError> {
     let t0 = Instant::now();
+    let b: &'a B =
+        backends.first().copied().ok_or_else(|| TrainError::Setup("no backend to train on".into()))?;
     let batch = fixed_batch_size(cfg)?;
+    let split = Split::of(cfg, batch)?;
     let model = Mlp::new(cfg.mlp_spec())?;
     let opt = Optimizer::of(&cfg.train);
     // Batch source and evaluator.
@@ -49,17 +69,28 @@ pub fn run_train<B: Backend>(
     let plan = Plan::new(cfg, batch, n_train, eval.val.is_some());
     // Model state, then where it starts from (--init weights, --resume from last.safetensors).
     let params = model.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
-    let mut st = TrainState::new(b, model.clone(), params, batch, &opt)?;
+    let mut st = TrainState::new(b, model.clone(), params, split.rows(), &opt)?;
+    st.batch = batch;
     st.guard_ring(b, plan.ring)?;
     let mut prog = Progress::default();
     let mut ckpt = Checkpointer::new(cfg, run_dir);
     ckpt.start(b, opts, &mut st, &mut prog)?;
+    let dp = match split.is_plain() {
+        true => None,
+        false => {
+            let reducer = Box::new(HostReducer);
+            let mut dp =
+                Parallel::new(backends, cfg, &model, &opt, split, plan.ring, &st, exec, reducer)?;
+            dp.broadcast(b, &st)?;
+            Some(dp)
+        }
+    };
     if opts.resume && !plan.has_steps_after(&prog) {
         return Err(TrainError::AlreadyComplete { step: prog.step, reason: plan.end_reason(&prog) });
     }
     let metrics = ckpt.open_metrics(opts, &prog)?;
     // Minibatch buffers and monitors.
-    let bt = BatchBuffers::new(b, batch, model.inputs(), cfg.data_outputs())?;
+    let bt = BatchBuffers::new(b, split.rows(), model.inputs(), cfg.data_outputs())?;
     let monitors = Monitors::new(b, cfg, &model, &st.params, batch)?;
     let bar = progress_bar(opts.progress, plan.total_steps, prog.step);
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
@@ -87,6 +118,7 @@ pub fn run_train<B: Backend>(
         side_s: 0.0,
         last_line: None,
         restored_best: false,
+        dp,
     };
     let mut stopped = None;
     'outer: while run.prog.epoch < run.plan.max_epochs {
@@ -125,103 +157,11 @@ fn fixed_batch_size(cfg: &Config) -> Result<usize, TrainError> {
     }
 }
 
-/// The run's length and the cadence of evaluations and metric reads.
-struct Plan {
-    batch: usize,
-    steps_per_epoch: u64,
-    max_steps: u64,
-    max_epochs: u64,
-    /// Steps the run makes unless it stops early (`u64::MAX`: unbounded).
-    total_steps: u64,
-    log_every: u64,
-    /// Evaluate every this many steps (0 = at each epoch's end).
-    eval_every: u64,
-    has_val: bool,
-    one_pass: bool,
-    n_train: u64,
-    /// Save `last.safetensors` every this many steps (0 = at each epoch's end).
-    checkpoint_every: u64,
-    /// Slots of the divergence guard's ring; the metrics are read at least this often.
-    ring: usize,
-}
-
-impl Plan {
-    fn new(cfg: &Config, batch: usize, n_train: u64, has_val: bool) -> Self {
-        let t = &cfg.train;
-        let steps_per_epoch = n_train / batch as u64;
-        let max_steps = if t.steps > 0 { t.steps } else { u64::MAX };
-        let max_epochs = if t.one_pass {
-            1
-        } else if t.epochs > 0 {
-            t.epochs as u64
-        } else {
-            u64::MAX
-        };
-        let total_steps = max_steps.min(max_epochs.saturating_mul(steps_per_epoch));
-        Plan {
-            batch,
-            steps_per_epoch,
-            max_steps,
-            max_epochs,
-            total_steps,
-            log_every: t.log_every,
-            eval_every: t.eval_every,
-            has_val,
-            one_pass: t.one_pass,
-            n_train,
-            checkpoint_every: t.checkpoint_every,
-            ring: guard::ring_len(t.log_every),
-        }
-    }
-
-    /// Whether a run at `prog` has steps left (a resumed run may be complete already).
-    fn has_steps_after(&self, prog: &Progress) -> bool {
-        self.steps_per_epoch > 0 && prog.step < self.max_steps && prog.epoch < self.max_epochs
-    }
-
-    /// Why a run that made its last step stopped (no early stop).
-    fn end_reason(&self, prog: &Progress) -> String {
-        if self.one_pass {
-            format!("one pass over {} examples done", self.n_train)
-        } else if prog.step >= self.max_steps {
-            format!("reached train.steps = {}", self.max_steps)
-        } else {
-            format!("reached train.epochs = {}", self.max_epochs)
-        }
-    }
-
-    /// What the next step at `prog` does besides the update.
-    fn step_at(&self, prog: &Progress, monitors: &Monitors<impl Backend>) -> StepPlan {
-        let next = prog.step + 1;
-        let due = monitors.due(next);
-        let epoch_end = prog.step_in_epoch + 1 == self.steps_per_epoch;
-        let eval =
-            self.has_val && if self.eval_every > 0 { next % self.eval_every == 0 } else { epoch_end };
-        // A logged step's metrics are read back (then its gradient norm is needed).
-        let log =
-            next % self.log_every == 0 || eval || due.curvature || due.noise || next == self.total_steps;
-        // Other steps are read back (a sync) to save a checkpoint, or for the guard's ring.
-        let read = log
-            || checkpoint_due(self.checkpoint_every, next, epoch_end)
-            || next % self.ring as u64 == 0;
-        StepPlan { due, epoch_end, eval, log, read }
-    }
-}
-
-/// What one step does besides the update.
-struct StepPlan {
-    due: Due,
-    /// The step ends its epoch.
-    epoch_end: bool,
-    eval: bool,
-    log: bool,
-    /// The metrics are read back (always when `log`).
-    read: bool,
-}
-
 /// The phases of a run and the state the loop carries between steps.
 struct Run<'a, B: Backend> {
     b: &'a B,
+    /// Replicas beyond replica 0 and micro-batches (`None`: the plain one-state step).
+    dp: Option<Parallel<'a, B>>,
     cfg: &'a Config,
     run_dir: &'a Path,
     model: Mlp,
@@ -267,22 +207,46 @@ impl<B: Backend> Run<'_, B> {
             in_epoch,
             is_class,
         )?;
+        let tensors = self.st.params.tensors.len();
+        let guard_slot = Some(slot::guard(tensors, self.plan.ring, self.prog.step + 1));
+        if let Some(dp) = self.dp.as_mut() {
+            let ctx = StepCtx {
+                epoch,
+                step_in_epoch: in_epoch,
+                batch: self.plan.batch,
+                workers: dp.split.workers,
+                micro: dp.split.micro,
+                is_class,
+                measure_norm: sp.log,
+                guard_slot,
+                opt: &self.opt,
+                lr,
+                clip: &self.clip,
+            };
+            dp.step(b, &mut self.st, &mut self.bt, &mut self.source, &ctx)?;
+            self.advance();
+            return Ok(sp);
+        }
         self.source.fill(b, &mut self.bt, epoch, in_epoch)?;
         let bt = &self.bt;
         let targets = if is_class { Targets::Classes(&bt.labels) } else { Targets::Values(&bt.targets) };
         self.st.measure_grad_norm = sp.log;
-        let tensors = self.st.params.tensors.len();
-        self.st.guard_slot = Some(slot::guard(tensors, self.plan.ring, self.prog.step + 1));
+        self.st.guard_slot = guard_slot;
         if sp.due.curvature {
             self.st.record_step_monitored(b, &bt.x, &targets, &self.opt, lr, &self.clip)?;
         } else {
             self.st.record_step(b, &bt.x, &targets, &self.opt, lr, &self.clip)?;
         }
         b.flush()?;
+        self.advance();
+        Ok(sp)
+    }
+
+    /// Count the step just recorded.
+    fn advance(&mut self) {
         self.prog.step += 1;
         self.prog.step_in_epoch += 1;
         self.prog.examples_seen += self.plan.batch as u64;
-        Ok(sp)
     }
 
     /// A logged step: read its metrics back, guard against divergence, evaluate, read the
@@ -305,6 +269,9 @@ impl<B: Backend> Run<'_, B> {
         let mut line =
             MetricsLine::new(&self.prog, &m, self.eval.is_class, &ev, lr, clip_events, elapsed);
         self.monitors.read(b, sp.due, &self.st, &m, lr, &mut line)?;
+        if let Some(dp) = self.dp.as_mut() {
+            dp.annotate(&mut line);
+        }
         self.metrics.write(&line)?;
         self.bar.set_position(self.prog.step);
         self.bar.set_message(format!(
@@ -428,6 +395,16 @@ impl<B: Backend> Run<'_, B> {
         self.metrics.sync()?;
         drop(self.metrics);
 
+        let data_parallel = match &self.dp {
+            Some(dp) => Some(dp.summary(b, &self.st)?),
+            None => None,
+        };
+        if let Some(d) = data_parallel.as_ref().filter(|d| !d.replicas_identical) {
+            return Err(TrainError::Setup(format!(
+                "data-parallel replicas diverged: their parameters differ from replica 0's after step {} ({} workers)",
+                self.prog.step, d.workers
+            )));
+        }
         let (final_val_loss, final_val_error) =
             self.eval.evaluate_val(b, &self.model, &self.st.params)?;
         let (prog, plan) = (&self.prog, &self.plan);
@@ -454,6 +431,7 @@ impl<B: Backend> Run<'_, B> {
             train_s,
             examples_per_s: prog.examples_seen as f64 / prog.elapsed_s.max(1e-9),
             peak_rss_mib: peak_rss_mib(),
+            data_parallel,
         };
         crate::report::rundir::write_atomic(
             &self.run_dir.join("summary.json"),

@@ -74,6 +74,9 @@ pub struct TrainState<B: Backend> {
     pub grads: ParamSet<B>,
     pub velocity: Option<ParamSet<B>>,
     pub ws: Workspace<B>,
+    /// Rows of the whole step's minibatch, the divisor of its mean loss and error: `ws.rows`,
+    /// or the global batch when the step spans micro-batches or replicas (`train::parallel`).
+    pub batch: usize,
     /// `slot::len(tensors)` slots, see [`slot`].
     pub metrics: B::Buf,
     pub monitor: Option<Monitor<B>>,
@@ -105,6 +108,7 @@ impl<B: Backend> TrainState<B> {
             grads,
             velocity,
             ws,
+            batch: rows,
             metrics,
             monitor: None,
             measure_grad_norm: true,
@@ -232,7 +236,7 @@ impl<B: Backend> TrainState<B> {
     }
 
     fn metrics_of(&self, m: &[f32]) -> StepMetrics {
-        let rows = self.ws.rows.max(1) as f64;
+        let rows = self.batch.max(1) as f64;
         let t = self.params.tensors.len();
         let grad_sq: f64 = m[slot::GRAD_SQ0..slot::GRAD_SQ0 + t].iter().map(|&v| v as f64).sum();
         StepMetrics {

@@ -61,6 +61,22 @@ impl GpuBackend {
         Ok(GpuBackend { dev: GpuDevice::new(ctx)?, matmul_variant: Cell::new(MatmulVariant::Auto) })
     }
 
+    /// Open adapter `index` of `batchscope devices` (best first), so that two adapters with the
+    /// same name can both be opened (data-parallel workers).
+    pub fn open_index(index: usize) -> Result<Self> {
+        let adapters = context::enumerate(&context::new_instance());
+        let n = adapters.len();
+        let adapter = adapters.into_iter().nth(index).ok_or_else(|| BackendError::AdapterNotFound {
+            wanted: format!("adapter index {index}"),
+            available: match n {
+                0 => "no adapters".to_string(),
+                _ => format!("{n} adapters, indices 0 to {}", n - 1),
+            },
+        })?;
+        let ctx = GpuContext::from_adapter(index, adapter)?;
+        Ok(GpuBackend { dev: GpuDevice::new(ctx)?, matmul_variant: Cell::new(MatmulVariant::Tiled) })
+    }
+
     /// Choose the matmul kernel used by [`Backend::matmul`] (benches compare them).
     pub fn set_matmul_variant(&self, v: MatmulVariant) {
         self.matmul_variant.set(v);

@@ -1,0 +1,58 @@
+//! Opening the backends of a data-parallel run: `--workers N` replicas, each on an adapter of
+//! `--adapter a,b,...` (indices or name substrings from `batchscope devices`), or the chosen
+//! adapter opened N times; CPU replicas are CPU backends run on threads.
+
+use anyhow::bail;
+
+use super::BackendChoice;
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::{list_adapters, GpuBackend};
+
+/// The backends of the replicas, one per worker.
+pub enum Workers {
+    Cpu(Vec<CpuBackend>),
+    Gpu(Vec<GpuBackend>),
+}
+
+/// `--adapter` split at commas (one entry: the same adapter for every worker).
+pub fn adapter_list(adapter: Option<&str>) -> Vec<String> {
+    adapter
+        .map(|a| a.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+/// Open `n` backends per `choice` and the `--adapter` list (empty, one entry for all, or one
+/// per worker). `auto` runs on the CPU when no adapter or only software adapters exist and no
+/// adapter is named, as the single-worker commands do.
+pub fn open_workers(choice: BackendChoice, adapters: &[String], n: usize) -> anyhow::Result<Workers> {
+    if adapters.len() > 1 && adapters.len() != n {
+        bail!("--adapter lists {} adapters but --workers is {n}", adapters.len());
+    }
+    let gpu = match choice {
+        BackendChoice::Cpu => false,
+        BackendChoice::Gpu => true,
+        BackendChoice::Auto => {
+            let found = list_adapters();
+            !adapters.is_empty()
+                || (!found.is_empty()
+                    && !found.iter().all(|a| a.device_type == format!("{:?}", wgpu::DeviceType::Cpu)))
+        }
+    };
+    if !gpu {
+        if !adapters.is_empty() && choice == BackendChoice::Cpu {
+            bail!("--adapter names GPU adapters; drop it or use --backend gpu");
+        }
+        return Ok(Workers::Cpu((0..n).map(|_| CpuBackend::new()).collect()));
+    }
+    let mut out = Vec::with_capacity(n);
+    for w in 0..n {
+        let wanted = adapters.get(if adapters.len() > 1 { w } else { 0 });
+        let g = match wanted {
+            Some(a) if a.chars().all(|c| c.is_ascii_digit()) => GpuBackend::open_index(a.parse()?)?,
+            Some(a) => GpuBackend::new(Some(a))?,
+            None => GpuBackend::new(None)?,
+        };
+        out.push(g);
+    }
+    Ok(Workers::Gpu(out))
+}

@@ -1,0 +1,102 @@
+//! The run's plan: its length, and what each step does besides the update (log, evaluate,
+//! read back, monitors due).
+
+use super::checkpointer::{checkpoint_due, Progress};
+use super::guard;
+use super::monitors::{Due, Monitors};
+use crate::backend::Backend;
+use crate::config::Config;
+
+/// The run's length and the cadence of evaluations and metric reads.
+pub(super) struct Plan {
+    pub(super) batch: usize,
+    pub(super) steps_per_epoch: u64,
+    pub(super) max_steps: u64,
+    pub(super) max_epochs: u64,
+    /// Steps the run makes unless it stops early (`u64::MAX`: unbounded).
+    pub(super) total_steps: u64,
+    pub(super) log_every: u64,
+    /// Evaluate every this many steps (0 = at each epoch's end).
+    pub(super) eval_every: u64,
+    pub(super) has_val: bool,
+    pub(super) one_pass: bool,
+    pub(super) n_train: u64,
+    /// Save `last.safetensors` every this many steps (0 = at each epoch's end).
+    pub(super) checkpoint_every: u64,
+    /// Slots of the divergence guard's ring; the metrics are read at least this often.
+    pub(super) ring: usize,
+}
+
+impl Plan {
+    pub(super) fn new(cfg: &Config, batch: usize, n_train: u64, has_val: bool) -> Self {
+        let t = &cfg.train;
+        let steps_per_epoch = n_train / batch as u64;
+        let max_steps = if t.steps > 0 { t.steps } else { u64::MAX };
+        let max_epochs = if t.one_pass {
+            1
+        } else if t.epochs > 0 {
+            t.epochs as u64
+        } else {
+            u64::MAX
+        };
+        let total_steps = max_steps.min(max_epochs.saturating_mul(steps_per_epoch));
+        Plan {
+            batch,
+            steps_per_epoch,
+            max_steps,
+            max_epochs,
+            total_steps,
+            log_every: t.log_every,
+            eval_every: t.eval_every,
+            has_val,
+            one_pass: t.one_pass,
+            n_train,
+            checkpoint_every: t.checkpoint_every,
+            ring: guard::ring_len(t.log_every),
+        }
+    }
+
+    /// Whether a run at `prog` has steps left (a resumed run may be complete already).
+    pub(super) fn has_steps_after(&self, prog: &Progress) -> bool {
+        self.steps_per_epoch > 0 && prog.step < self.max_steps && prog.epoch < self.max_epochs
+    }
+
+    /// Why a run that made its last step stopped (no early stop).
+    pub(super) fn end_reason(&self, prog: &Progress) -> String {
+        if self.one_pass {
+            format!("one pass over {} examples done", self.n_train)
+        } else if prog.step >= self.max_steps {
+            format!("reached train.steps = {}", self.max_steps)
+        } else {
+            format!("reached train.epochs = {}", self.max_epochs)
+        }
+    }
+
+    /// What the next step at `prog` does besides the update.
+    pub(super) fn step_at(&self, prog: &Progress, monitors: &Monitors<impl Backend>) -> StepPlan {
+        let next = prog.step + 1;
+        let due = monitors.due(next);
+        let epoch_end = prog.step_in_epoch + 1 == self.steps_per_epoch;
+        let eval =
+            self.has_val && if self.eval_every > 0 { next % self.eval_every == 0 } else { epoch_end };
+        // A logged step's metrics are read back (then its gradient norm is needed).
+        let log =
+            next % self.log_every == 0 || eval || due.curvature || due.noise || next == self.total_steps;
+        // Other steps are read back (a sync) to save a checkpoint, or for the guard's ring.
+        let read = log
+            || checkpoint_due(self.checkpoint_every, next, epoch_end)
+            || next % self.ring as u64 == 0;
+        StepPlan { due, epoch_end, eval, log, read }
+    }
+}
+
+/// What one step does besides the update.
+pub(super) struct StepPlan {
+    pub(super) due: Due,
+    /// The step ends its epoch.
+    pub(super) epoch_end: bool,
+    pub(super) eval: bool,
+    pub(super) log: bool,
+    /// The metrics are read back (always when `log`).
+    pub(super) read: bool,
+}
