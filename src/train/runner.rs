@@ -95,7 +95,7 @@ pub fn run_train_workers<'a, B: Backend>(
     let bar = progress_bar(opts.progress, plan.total_steps, prog.step);
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
     let last_read = prog.step;
-    let mut run = Run {
+    let run = Run {
         b,
         cfg,
         run_dir,
@@ -120,28 +120,7 @@ pub fn run_train_workers<'a, B: Backend>(
         restored_best: false,
         dp,
     };
-    let mut stopped = None;
-    'outer: while run.prog.epoch < run.plan.max_epochs {
-        let lr = lr_at(&cfg.train, run.prog.epoch);
-        while run.prog.step_in_epoch < run.plan.steps_per_epoch {
-            if run.prog.step >= run.plan.max_steps {
-                stopped = Some(format!("reached train.steps = {}", run.plan.max_steps));
-                break 'outer;
-            }
-            let sp = run.step(lr)?;
-            if sp.log {
-                stopped = run.log(lr, &sp)?;
-                if stopped.is_some() {
-                    break 'outer;
-                }
-            } else if sp.read {
-                run.check(&sp)?;
-            }
-        }
-        run.prog.epoch += 1;
-        run.prog.step_in_epoch = 0;
-    }
-    let summary = run.finish(stopped)?;
+    let summary = run.to_end()?;
     log::info!("train finished in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(summary)
 }
@@ -190,6 +169,32 @@ struct Run<'a, B: Backend> {
 }
 
 impl<B: Backend> Run<'_, B> {
+    /// Epochs of steps until the plan ends or a check stops the run, then the summary.
+    fn to_end(mut self) -> Result<TrainSummary, TrainError> {
+        let mut stopped = None;
+        'outer: while self.prog.epoch < self.plan.max_epochs {
+            let lr = lr_at(&self.cfg.train, self.prog.epoch);
+            while self.prog.step_in_epoch < self.plan.steps_per_epoch {
+                if self.prog.step >= self.plan.max_steps {
+                    stopped = Some(format!("reached train.steps = {}", self.plan.max_steps));
+                    break 'outer;
+                }
+                let sp = self.step(lr)?;
+                if sp.log {
+                    stopped = self.log(lr, &sp)?;
+                    if stopped.is_some() {
+                        break 'outer;
+                    }
+                } else if sp.read {
+                    self.check(&sp)?;
+                }
+            }
+            self.prog.epoch += 1;
+            self.prog.step_in_epoch = 0;
+        }
+        self.finish(stopped)
+    }
+
     /// One step at learning rate `lr`: the noise probe if due, the minibatch, the update
     /// (with the curvature monitor if due), recorded and submitted; nothing is read back.
     fn step(&mut self, lr: f32) -> Result<StepPlan, TrainError> {
