@@ -90,20 +90,7 @@ impl<B: Backend> BatchSource<B> {
         step_in_epoch: u64,
     ) -> Result<(), TrainError> {
         let rows = bt.rows;
-        self.fill_head(b, bt, epoch, step_in_epoch, rows)
-    }
-
-    /// The first `bt.rows` examples of the `batch`-row minibatch [`Self::fill`] would load for
-    /// this step.
-    pub fn fill_head(
-        &mut self,
-        b: &B,
-        bt: &mut BatchBuffers<B>,
-        epoch: u64,
-        step_in_epoch: u64,
-        batch: usize,
-    ) -> Result<(), TrainError> {
-        self.fill_slice(b, bt, epoch, step_in_epoch, batch, 0)
+        self.fill_slice(b, bt, epoch, step_in_epoch, rows, 0)
     }
 
     /// Rows `offset .. offset + bt.rows` of the `batch`-row minibatch [`Self::fill`] would load

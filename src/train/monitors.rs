@@ -86,7 +86,7 @@ impl<B: Backend> Monitors<B> {
         is_class: bool,
     ) -> Result<(), TrainError> {
         let Some(np) = self.noise.as_mut().filter(|_| due.noise) else { return Ok(()) };
-        source.fill_head(b, &mut np.bt, epoch, step_in_epoch, self.batch)?;
+        source.fill_slice(b, &mut np.bt, epoch, step_in_epoch, self.batch, 0)?;
         let t = if is_class { Targets::Classes(&np.bt.labels) } else { Targets::Values(&np.bt.targets) };
         model.loss_and_grad(b, params, &np.bt.x, &t, &mut np.ws, &mut np.grads)?;
         np.grads.sum_sq_into(b, &mut np.stats, 0)?;
