@@ -5,7 +5,7 @@
 
 mod common;
 
-use batchscope::backend::{Activation, Backend, Gemm};
+use batchscope::backend::{Activation, Backend, Gemm, GlobalNorm};
 use common::{assert_close, cpu, gpu, indices, uniform};
 
 /// Ragged sizes: not multiples of any tile.
@@ -335,10 +335,11 @@ fn clip_case<B: Backend>(b: &B, n: usize) -> Outputs {
     // Norm slots 1..4 hold squared norms; slot 0 counts clip events.
     let mut stats = b.upload(&[0.0, 0.5, 2.0, 1.5, 0.0]).unwrap();
     let mut x = b.upload(&uniform(90, n, 3.0)).unwrap();
-    b.clip_by_global_norm(n, 1.0, 1, 4, Some(0), &mut stats, &mut x).unwrap();
+    let norm = |max_norm| GlobalNorm { max_norm, first: 1, count: 4, count_slot: Some(0) };
+    b.clip_by_global_norm(n, &norm(1.0), &mut stats, &mut x).unwrap();
     let clipped = b.read(&x).unwrap();
     let mut y = b.upload(&uniform(91, n, 3.0)).unwrap();
-    b.clip_by_global_norm(n, 100.0, 1, 4, Some(0), &mut stats, &mut y).unwrap();
+    b.clip_by_global_norm(n, &norm(100.0), &mut stats, &mut y).unwrap();
     let unclipped = b.read(&y).unwrap();
     b.clip_by_value(n, 0.5, &mut y).unwrap();
     vec![

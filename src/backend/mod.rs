@@ -315,16 +315,12 @@ pub trait Backend {
 
     // ---- clipping -----------------------------------------------------------------------
     /// Global-norm clipping without a host round trip: with `s = Σ_{i<count} stats[first + i]`
-    /// (squared norms of all gradient tensors), `x[..n] *= min(1, max_norm / √s)`. When
-    /// `count_slot` is given (outside the norm slots) and the step is clipped, `stats[count_slot] += 1`.
-    #[allow(clippy::too_many_arguments)]
+    /// (squared norms of all gradient tensors, see [`GlobalNorm`]), `x[..n] *= min(1,
+    /// max_norm / √s)`. When `count_slot` is given and the step is clipped, `stats[count_slot] += 1`.
     fn clip_by_global_norm(
         &self,
         n: usize,
-        max_norm: f32,
-        first: usize,
-        count: usize,
-        count_slot: Option<usize>,
+        norm: &GlobalNorm,
         stats: &mut Self::Buf,
         x: &mut Self::Buf,
     ) -> Result<()>;
@@ -397,27 +393,34 @@ pub fn gemm_lens(g: &Gemm) -> (usize, usize, usize) {
     (g.m * g.k, g.k * g.n, g.m * g.n)
 }
 
-/// The operand checks of [`Backend::clip_by_global_norm`]: `x` holds `n` elements, `stats` the
-/// norm slots `first .. first + count` and `count_slot`, which lies outside the norm slots.
-pub fn check_clip_slots(
-    x_len: usize,
-    n: usize,
-    stats_len: usize,
-    first: usize,
-    count: usize,
-    count_slot: Option<usize>,
-) -> Result<()> {
-    const OP: &str = "clip_by_global_norm";
-    check_len(OP, "x", x_len, n)?;
-    check_len(OP, "stats", stats_len, first + count)?;
-    if let Some(slot) = count_slot {
-        check_len(OP, "stats", stats_len, slot + 1)?;
-        if (first..first + count).contains(&slot) {
-            return Err(BackendError::Invalid {
-                op: OP,
-                message: "count_slot overlaps the norm slots".into(),
-            });
+/// The clipping threshold of [`Backend::clip_by_global_norm`] and where its inputs lie in the
+/// stats buffer: the squared norms of all gradient tensors in slots `first .. first + count`, and
+/// the clip-event counter in `count_slot` (outside the norm slots) when given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GlobalNorm {
+    pub max_norm: f32,
+    pub first: usize,
+    pub count: usize,
+    pub count_slot: Option<usize>,
+}
+
+impl GlobalNorm {
+    /// The operand checks: `x` holds `n` elements, `stats` the norm slots and `count_slot`,
+    /// which lies outside them.
+    pub fn check(&self, x_len: usize, n: usize, stats_len: usize) -> Result<()> {
+        const OP: &str = "clip_by_global_norm";
+        let (first, count) = (self.first, self.count);
+        check_len(OP, "x", x_len, n)?;
+        check_len(OP, "stats", stats_len, first + count)?;
+        if let Some(slot) = self.count_slot {
+            check_len(OP, "stats", stats_len, slot + 1)?;
+            if (first..first + count).contains(&slot) {
+                return Err(BackendError::Invalid {
+                    op: OP,
+                    message: "count_slot overlaps the norm slots".into(),
+                });
+            }
         }
+        Ok(())
     }
-    Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::cost::{Op, ReduceKind};
 use super::hooks::{Profilable, TimingMethod};
-use crate::backend::{Activation, Backend, BackendKind, Gemm, GenSpec, Result, Scope};
+use crate::backend::{Activation, Backend, BackendKind, Gemm, GenSpec, GlobalNorm, Result, Scope};
 
 /// One op call of a profiled recording.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -270,16 +270,12 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
     fn clip_by_global_norm(
         &self,
         n: usize,
-        max_norm: f32,
-        first: usize,
-        count: usize,
-        count_slot: Option<usize>,
+        norm: &GlobalNorm,
         stats: &mut B::Buf,
         x: &mut B::Buf,
     ) -> Result<()> {
-        self.op(Op::ClipNorm { n, count }, || {
-            self.inner.clip_by_global_norm(n, max_norm, first, count, count_slot, stats, x)
-        })
+        let count = norm.count;
+        self.op(Op::ClipNorm { n, count }, || self.inner.clip_by_global_norm(n, norm, stats, x))
     }
     fn clip_by_value(&self, n: usize, limit: f32, x: &mut B::Buf) -> Result<()> {
         self.op(Op::ClipByValue { n }, || self.inner.clip_by_value(n, limit, x))

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, Result};
+use crate::backend::{Backend, GlobalNorm, Result};
 use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
 use crate::model::ParamSet;
 
@@ -62,8 +62,13 @@ pub fn clip_grads<B: Backend>(
     if clip.norm > 0.0 {
         for i in 0..tensors {
             let n = grads.numel_of(i);
-            let count = (i == 0).then_some(count_slot);
-            b.clip_by_global_norm(n, clip.norm, sq0, tensors, count, stats, &mut grads.tensors[i])?;
+            let norm = GlobalNorm {
+                max_norm: clip.norm,
+                first: sq0,
+                count: tensors,
+                count_slot: (i == 0).then_some(count_slot),
+            };
+            b.clip_by_global_norm(n, &norm, stats, &mut grads.tensors[i])?;
         }
     }
     if clip.value > 0.0 {

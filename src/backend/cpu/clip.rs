@@ -1,20 +1,13 @@
 //! The clip family: clip_by_global_norm and clip_by_value (CPU twin of `shaders/clip.wgsl`).
 
-use crate::backend::{check_clip_slots, check_len, Result};
+use crate::backend::{check_len, GlobalNorm, Result};
 
 /// Global-norm clipping: `x[..n] *= min(1, max_norm / √s)` with `s = Σ stats[first..first+count]`
 /// (f32 accumulation in slot order, as the GPU kernel); a clipped step adds 1 to
 /// `stats[count_slot]` when given (it must lie outside the norm slots).
-pub fn clip_by_global_norm(
-    n: usize,
-    max_norm: f32,
-    first: usize,
-    count: usize,
-    count_slot: Option<usize>,
-    stats: &mut [f32],
-    x: &mut [f32],
-) -> Result<()> {
-    check_clip_slots(x.len(), n, stats.len(), first, count, count_slot)?;
+pub fn clip_by_global_norm(n: usize, norm: &GlobalNorm, stats: &mut [f32], x: &mut [f32]) -> Result<()> {
+    norm.check(x.len(), n, stats.len())?;
+    let GlobalNorm { max_norm, first, count, count_slot } = *norm;
     let mut s = 0.0f32;
     for v in &stats[first..first + count] {
         s += *v;

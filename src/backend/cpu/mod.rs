@@ -25,7 +25,7 @@ mod matmul_tests;
 #[cfg(test)]
 mod tests;
 
-use super::{check_len, Activation, Backend, BackendKind, Gemm, GenSpec, Result};
+use super::{check_len, Activation, Backend, BackendKind, Gemm, GenSpec, GlobalNorm, Result};
 
 /// Eager CPU implementation of [`Backend`] on rayon's global thread pool.
 #[derive(Clone, Debug)]
@@ -339,14 +339,11 @@ impl Backend for CpuBackend {
     fn clip_by_global_norm(
         &self,
         n: usize,
-        max_norm: f32,
-        first: usize,
-        count: usize,
-        count_slot: Option<usize>,
+        norm: &GlobalNorm,
         stats: &mut Vec<f32>,
         x: &mut Vec<f32>,
     ) -> Result<()> {
-        clip::clip_by_global_norm(n, max_norm, first, count, count_slot, stats, x)
+        clip::clip_by_global_norm(n, norm, stats, x)
     }
 
     /// `x = clamp(x, -limit, limit)`.

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::device::{GpuDevice, RawBuf};
 use super::kernels as k;
 use super::launch::{launch_1d, u32_of};
-use crate::backend::Result;
+use crate::backend::{GlobalNorm, Result};
 
 /// Mirrors `struct ClipP` in clip.wgsl.
 #[repr(C)]
@@ -31,18 +31,15 @@ struct ValueParams {
 
 /// Scale `x[..n]` by `min(1, max_norm / sqrt(Σ stats[first..first+count]))`; count a clip
 /// event in `stats[count_slot]` when given.
-#[allow(clippy::too_many_arguments)]
 pub fn clip_by_global_norm(
     dev: &GpuDevice,
     n: usize,
-    max_norm: f32,
-    first: usize,
-    count: usize,
-    count_slot: Option<usize>,
+    norm: &GlobalNorm,
     stats: &RawBuf,
     x: &RawBuf,
 ) -> Result<()> {
     const OP: &str = "clip_by_global_norm";
+    let GlobalNorm { max_norm, first, count, count_slot } = *norm;
     let p = ClipParams {
         n: u32_of(OP, "n", n)?,
         max_norm,

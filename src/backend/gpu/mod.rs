@@ -32,8 +32,8 @@ pub use dispatch_timing::{DeviceCounters, DispatchTime};
 pub use matmul::MatmulVariant;
 
 use crate::backend::{
-    check_clip_slots, check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Gemm,
-    GenSpec, Result,
+    check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Gemm, GenSpec, GlobalNorm,
+    Result,
 };
 
 /// A GPU buffer of `f32`.
@@ -425,15 +425,12 @@ impl Backend for GpuBackend {
     fn clip_by_global_norm(
         &self,
         n: usize,
-        max_norm: f32,
-        first: usize,
-        count: usize,
-        count_slot: Option<usize>,
+        norm: &GlobalNorm,
         stats: &mut GpuBuf,
         x: &mut GpuBuf,
     ) -> Result<()> {
-        check_clip_slots(x.0.len, n, stats.0.len, first, count, count_slot)?;
-        clip::clip_by_global_norm(&self.dev, n, max_norm, first, count, count_slot, &stats.0, &x.0)
+        norm.check(x.0.len, n, stats.0.len)?;
+        clip::clip_by_global_norm(&self.dev, n, norm, &stats.0, &x.0)
     }
 
     fn clip_by_value(&self, n: usize, limit: f32, x: &mut GpuBuf) -> Result<()> {
