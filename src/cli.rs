@@ -58,6 +58,25 @@ pub struct Common {
     pub quiet: bool,
 }
 
+/// The options of a command that runs on one backend: [`Common`] and `--backend`.
+#[derive(Args, Debug, Clone)]
+pub struct OnBackend {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+}
+
+impl OnBackend {
+    pub fn run_args(&self) -> RunArgs {
+        self.common.run_args()
+    }
+
+    pub fn backend(&self) -> Choice {
+        self.backend.into()
+    }
+}
+
 impl Common {
     pub fn run_args(&self) -> RunArgs {
         RunArgs {
@@ -81,9 +100,7 @@ pub enum Command {
     /// Train a model: minibatch SGD, surrogate and 0-1 loss, early stopping, checkpoints.
     Train {
         #[command(flatten)]
-        common: Common,
-        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-        backend: BackendChoice,
+        on: OnBackend,
         /// Start from these weights (safetensors, `layers.{i}.weight` [out, in]).
         #[arg(long, value_name = "CKPT.safetensors")]
         init: Option<PathBuf>,
@@ -98,9 +115,7 @@ pub enum Command {
     /// Sweep power-of-two batch sizes, measure throughput, and pick a batch size by policy.
     Sweep {
         #[command(flatten)]
-        common: Common,
-        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-        backend: BackendChoice,
+        on: OnBackend,
         /// Smallest batch size (rounded up to a power of two).
         #[arg(long)]
         min_batch: Option<usize>,
@@ -119,9 +134,7 @@ pub enum Command {
     /// FLOPs, bytes and the roof that bounds it (profile.csv, profile.svg).
     Profile {
         #[command(flatten)]
-        common: Common,
-        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-        backend: BackendChoice,
+        on: OnBackend,
         /// Batch size to profile (repeatable; default 1, 64 and 4096).
         #[arg(long = "batch", value_name = "N")]
         batch: Vec<usize>,
@@ -129,9 +142,7 @@ pub enum Command {
     /// Gradient noise: minibatch error vs batch size (σ/√n), the noise scale B_simple.
     Noise {
         #[command(flatten)]
-        common: Common,
-        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-        backend: BackendChoice,
+        on: OnBackend,
         /// Measure at these parameters (safetensors) instead of the initialisation.
         #[arg(long, value_name = "CKPT.safetensors")]
         checkpoint: Option<PathBuf>,
@@ -152,9 +163,7 @@ pub enum Command {
     /// train.target_val_error and plot measured against predicted wall time.
     TimeToTarget {
         #[command(flatten)]
-        common: Common,
-        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-        backend: BackendChoice,
+        on: OnBackend,
     },
     /// Plot one metrics.jsonl field of several train runs on one SVG (vs examples seen).
     Overlay {
@@ -187,9 +196,7 @@ pub enum Command {
     /// products: λmax, λmin, top eigenvalues, trace, spectral density (SLQ), gᵀHg, 2/λmax.
     Curvature {
         #[command(flatten)]
-        common: Common,
-        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-        backend: BackendChoice,
+        on: OnBackend,
         #[command(flatten)]
         args: CurvatureArgs,
     },
@@ -197,24 +204,18 @@ pub enum Command {
     /// ‖∂L/∂h_t‖ against ρ(W)^(T−t), spectrum of W, loss spikes and clip events.
     Rnn {
         #[command(flatten)]
-        common: Common,
-        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-        backend: BackendChoice,
+        on: OnBackend,
     },
     /// Per-layer gradient norms of a deep MLP (tanh or identity, weight gain per [[variant]]).
     Depth {
         #[command(flatten)]
-        common: Common,
-        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-        backend: BackendChoice,
+        on: OnBackend,
     },
     /// Loss along lines and planes through the parameters, the straight path from init, and the
     /// path to a permuted / rescaled twin (trains the config's model first without --checkpoint).
     Landscape {
         #[command(flatten)]
-        common: Common,
-        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-        backend: BackendChoice,
+        on: OnBackend,
         /// Slice through these weights (safetensors with the model's tensor names).
         #[arg(long, value_name = "CKPT.safetensors")]
         checkpoint: Option<PathBuf>,

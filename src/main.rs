@@ -37,26 +37,24 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Devices { json } => app::devices::devices(json),
-        Command::Train { common, backend, init, resume, workers } => {
-            app::train::train(&common.run_args(), backend.into(), init, resume, workers)
+        Command::Train { on, init, resume, workers } => {
+            app::train::train(&on.run_args(), on.backend(), init, resume, workers)
         }
-        Command::Profile { common, backend, batch } => {
-            app::profile::profile(&common.run_args(), backend.into(), &batch)
-        }
-        Command::Sweep { common, backend, min_batch, max_batch, policy, workers } => app::sweep::sweep(
-            &common.run_args(),
-            backend.into(),
+        Command::Profile { on, batch } => app::profile::profile(&on.run_args(), on.backend(), &batch),
+        Command::Sweep { on, min_batch, max_batch, policy, workers } => app::sweep::sweep(
+            &on.run_args(),
+            on.backend(),
             min_batch,
             max_batch,
             policy.as_deref(),
             &workers,
         ),
-        Command::Noise { common, backend, checkpoint, max_n, draws, seed, no_curvature } => {
+        Command::Noise { on, checkpoint, max_n, draws, seed, no_curvature } => {
             let noise = NoiseArgs { checkpoint, max_n, draws, seed, curvature: !no_curvature };
-            app::noise::noise(&common.run_args(), backend.into(), &noise)
+            app::noise::noise(&on.run_args(), on.backend(), &noise)
         }
-        Command::TimeToTarget { common, backend } => {
-            app::time_to_target::time_to_target(&common.run_args(), backend.into())
+        Command::TimeToTarget { on } => {
+            app::time_to_target::time_to_target(&on.run_args(), on.backend())
         }
         Command::Overlay { runs, field, labels, out, log_y } => {
             app::overlay::overlay(&runs, &field, &labels, &out, log_y)
@@ -64,13 +62,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare { common, min_batch, max_batch } => {
             app::compare::compare(&common.run_args(), min_batch, max_batch)
         }
-        Command::Curvature { common, backend, args } => {
-            app::curvature::curvature(&common.run_args(), backend.into(), &args.options(!common.quiet))
+        Command::Curvature { on, args } => {
+            app::curvature::curvature(&on.run_args(), on.backend(), &args.options(!on.common.quiet))
         }
-        Command::Rnn { common, backend } => app::rnn::rnn(&common.run_args(), backend.into()),
-        Command::Depth { common, backend } => app::depth::depth(&common.run_args(), backend.into()),
-        Command::Landscape { common, backend, checkpoint } => {
-            app::landscape::landscape(&common.run_args(), backend.into(), checkpoint)
+        Command::Rnn { on } => app::rnn::rnn(&on.run_args(), on.backend()),
+        Command::Depth { on } => app::depth::depth(&on.run_args(), on.backend()),
+        Command::Landscape { on, checkpoint } => {
+            app::landscape::landscape(&on.run_args(), on.backend(), checkpoint)
         }
     }
 }
