@@ -223,21 +223,8 @@ fn skinny_row_counts_agree_bitwise() {
 
 #[test]
 fn skinny_is_deterministic() {
-    let be = backend();
     let g = Gemm::nn(7, 1001, 777).trans(false, true).scaled(0.5, 0.25);
-    let mut rng = ChaCha8Rng::seed_from_u64(6);
-    let (la, lb, lc) = gemm_lens(&g);
-    let a = be.upload(&random(&mut rng, la)).unwrap();
-    let b = be.upload(&random(&mut rng, lb)).unwrap();
-    let c0 = random(&mut rng, lc);
-    be.set_matmul_variant(MatmulVariant::Skinny);
-    let mut runs = Vec::new();
-    for _ in 0..2 {
-        let mut c = be.upload(&c0).unwrap();
-        be.matmul(&g, &a, &b, &mut c).unwrap();
-        runs.push(be.read(&c).unwrap());
-    }
-    assert!(runs[0].iter().zip(&runs[1]).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert_deterministic(MatmulVariant::Skinny, &g, 6);
 }
 
 #[test]
@@ -348,19 +335,27 @@ fn splitk_matches_f64_reference() {
 
 #[test]
 fn splitk_is_deterministic() {
-    let be = backend();
     let g = Gemm::nn(64, 63, 4099).trans(true, false).scaled(0.5, 0.25);
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let (la, lb, lc) = gemm_lens(&g);
+    assert_deterministic(MatmulVariant::Tiled, &g, 5);
+}
+
+/// Two runs of `g` with `variant` on the same seeded operands give the same bits.
+fn assert_deterministic(variant: MatmulVariant, g: &Gemm, seed: u64) {
+    let be = backend();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (la, lb, lc) = gemm_lens(g);
     let a = be.upload(&random(&mut rng, la)).unwrap();
     let b = be.upload(&random(&mut rng, lb)).unwrap();
     let c0 = random(&mut rng, lc);
-    be.set_matmul_variant(MatmulVariant::Tiled);
+    be.set_matmul_variant(variant);
     let mut runs = Vec::new();
     for _ in 0..2 {
         let mut c = be.upload(&c0).unwrap();
-        be.matmul(&g, &a, &b, &mut c).unwrap();
+        be.matmul(g, &a, &b, &mut c).unwrap();
         runs.push(be.read(&c).unwrap());
     }
-    assert!(runs[0].iter().zip(&runs[1]).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(
+        runs[0].iter().zip(&runs[1]).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "{variant:?} differs run to run"
+    );
 }
