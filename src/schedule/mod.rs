@@ -7,6 +7,7 @@ pub mod host_memory;
 pub mod knee;
 pub mod memory;
 pub mod policy;
+pub mod rnn_memory;
 pub mod sweep;
 
 pub use knee::{knee, usable_points, SweepPoint};
