@@ -184,6 +184,7 @@ mod tests {
         vocab.inputs = None;
         assert!(matches!(check_rnn(&vocab, true, limit), Err(HostMemoryError::Overflow { .. })));
         assert_eq!(check_rnn(&sizes(32, 50), true, limit), Ok(()));
-        assert_eq!(check_rnn(&sizes(1_000_000_000, 50), true, None), Ok(()));
+        // No limit known: whatever does not overflow fits.
+        assert_eq!(check_rnn(&sizes(1_000_000, 50), true, None), Ok(()));
     }
 }
