@@ -253,3 +253,41 @@ fn cpu_train_batch_past_host_memory_is_refused() {
     assert_clean_error(&o, &["1000000000000", "bytes"]);
     assert!(peak < MAX_RSS_KIB, "peak RSS {peak} KiB");
 }
+
+#[test]
+fn impossible_rnn_sizes_are_refused_before_allocating() {
+    let d = tmpdir("rnn-huge");
+    let (run, _) = existing_run(&d);
+    let before = snapshot(&run);
+    let out = run.to_str().unwrap_or_default();
+    let fresh = d.join("fresh");
+    let fresh_out = fresh.to_str().unwrap_or_default();
+    // The embedded rnn default (4 variants), with one size made impossible. A product that
+    // overflows 64 bits says so ("byte count"); the others name the bytes and the limit.
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["rnn.hidden=1000000000"], &["rnn.hidden = 1000000000", "byte"]),
+        (&["rnn.hidden=100000000"], &["rnn.hidden = 100000000", "bytes"]),
+        (&["rnn.hidden=4000000000"], &["rnn.hidden = 4000000000", "byte"]),
+        (
+            &["sequence.length=10000", "sequence.n_train=1000000000"],
+            &["sequence.length = 10000", "bytes"],
+        ),
+        (&["sequence.task=\"copy\"", "sequence.symbols=1000000000"], &["1000000001 inputs", "bytes"]),
+        (&["train.batch_size=1000000000000", "sequence.n_train=1000000000000"], &["bytes"]),
+    ];
+    for backend in ["cpu", "gpu"] {
+        for (sets, needles) in cases {
+            for target in [out, fresh_out] {
+                let mut args = vec!["rnn", "--backend", backend, "--quiet", "--out", target];
+                for s in *sets {
+                    args.extend(["--set", s]);
+                }
+                let (o, peak) = run_measured(&args);
+                assert_clean_error(&o, needles);
+                assert!(peak < MAX_RSS_KIB, "{backend} {sets:?}: peak RSS {peak} KiB");
+                assert_eq!(snapshot(&run), before, "{sets:?} changed the run directory");
+                assert!(!fresh.exists(), "{sets:?} created {}", fresh.display());
+            }
+        }
+    }
+}

@@ -13,6 +13,30 @@ use crate::report::table::Table;
 use crate::schedule::admit;
 use crate::schedule::sweep::SweepRow;
 
+/// Wall-time budget of the GPU half of `compare` on a software rasteriser (llvmpipe runs the
+/// default sweep at 1–90 examples/s: unbounded, that half alone takes the 600 s of
+/// `sweep.time_budget_s`).
+const SOFTWARE_SWEEP_BUDGET_S: f64 = 60.0;
+
+/// The config of the GPU sweep: with the embedded default on a software adapter, and no
+/// `sweep.time_budget_s` given, its time budget is cut to [`SOFTWARE_SWEEP_BUDGET_S`] (said in
+/// one line); otherwise `cfg` as it is.
+fn software_budget(gpu: &GpuBackend, cfg: &Config, args: &RunArgs) -> Config {
+    let given = args.config.is_some()
+        || args.set.iter().any(|s| s.trim_start().starts_with("sweep.time_budget_s"));
+    let software = gpu.dev.ctx.summary.device_type == format!("{:?}", wgpu::DeviceType::Cpu);
+    let mut c = cfg.clone();
+    if software && !given && c.sweep.time_budget_s > SOFTWARE_SWEEP_BUDGET_S {
+        eprintln!(
+            "notice: {} is a software rasteriser; its sweep is cut to {SOFTWARE_SWEEP_BUDGET_S} s \
+             (--set sweep.time_budget_s=S for more)",
+            gpu.dev.ctx.summary.name
+        );
+        c.sweep.time_budget_s = SOFTWARE_SWEEP_BUDGET_S;
+    }
+    c
+}
+
 /// `batchscope compare`: the same sweep on the GPU and the CPU backend, side by side.
 pub fn compare(
     args: &RunArgs,
@@ -26,7 +50,7 @@ pub fn compare(
     let cpu = CpuBackend::new();
     let dir = create_run_dir(args.out.as_deref(), "compare")?;
     write_config(&dir, &cfg.to_toml())?;
-    let g = sweep_on(&gpu, &cfg, args.progress)?;
+    let g = sweep_on(&gpu, &software_budget(&gpu, &cfg, args), args.progress)?;
     drop(gpu);
     let c = sweep_on(&cpu, &cfg, args.progress)?;
     let mut rows: Vec<Vec<Cell>> = g.rows.iter().map(row_cells).collect();

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use super::output::write_config;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::Config;
-use crate::noise::{measure, NoiseArgs, NoiseSummary};
+use crate::noise::{measure_with, NoiseArgs, NoiseSummary};
 use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
@@ -44,7 +44,7 @@ impl BackendTask for Noise<'_> {
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
         let dir = create_run_dir(self.args.out.as_deref(), "noise")?;
         write_config(&dir, &self.cfg.to_toml())?;
-        Ok((measure(b, self.cfg, self.noise)?, dir))
+        Ok((measure_with(b, self.cfg, self.noise, self.args.progress)?, dir))
     }
 }
 

@@ -13,6 +13,7 @@ use crate::profile::report::{csv_rows, peaks_line, stacked_bars, table, CSV_HEAD
 use crate::profile::telemetry::{open_nvml, Telemetry};
 use crate::profile::{profile_batch, BatchProfile, Peaks, Profilable};
 use crate::report::csv::write_csv;
+use crate::report::progress::batch_work;
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::schedule::admit;
 
@@ -42,7 +43,7 @@ impl BackendTask for Profile<'_> {
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<()> {
         let dir = create_run_dir(self.args.out.as_deref(), "profile")?;
         write_atomic(&dir.join("config.toml"), self.cfg.to_toml().as_bytes())?;
-        profile_on(b, self.cfg, self.batches, &dir)
+        profile_on(b, self.cfg, self.batches, &dir, self.args.progress)
     }
 }
 
@@ -65,7 +66,13 @@ fn peaks_of<B: Profilable>(b: &B, cfg: &Config) -> anyhow::Result<Peaks> {
     Ok(peaks)
 }
 
-fn profile_on<B: Profilable>(b: &B, cfg: &Config, batches: &[usize], dir: &Path) -> anyhow::Result<()> {
+fn profile_on<B: Profilable>(
+    b: &B,
+    cfg: &Config,
+    batches: &[usize],
+    dir: &Path,
+    progress: bool,
+) -> anyhow::Result<()> {
     let backend = format!("{:?}", b.kind()).to_lowercase();
     let device = b.device_name();
     let peaks = peaks_of(b, cfg)?;
@@ -73,13 +80,18 @@ fn profile_on<B: Profilable>(b: &B, cfg: &Config, batches: &[usize], dir: &Path)
     println!("{}", peaks_line(&peaks));
     let mut profiles: Vec<BatchProfile> = Vec::new();
     let mut rows = Vec::new();
+    let work = batches.iter().map(|&s| batch_work(s)).sum();
+    let bar = crate::report::progress::work_bar(progress, work, "profile");
     for &batch in batches {
+        bar.set_message(format!("B = {batch}"));
         let p = profile_batch(b, cfg, batch).with_context(|| format!("profiling B = {batch}"))?;
         b.release_caches();
-        print!("{}", table(&p, &peaks));
+        bar.inc(batch_work(batch));
+        bar.suspend(|| print!("{}", table(&p, &peaks)));
         rows.extend(csv_rows(&backend, &p, &peaks));
         profiles.push(p);
     }
+    bar.finish_and_clear();
     write_csv(&dir.join("profile.csv"), &CSV_HEADER, &rows)?;
     stacked_bars(
         &dir.join("profile.svg"),

@@ -17,13 +17,16 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
-use crate::config::{ConfigText, RnnConfig, RNN_DEFAULT_TOML};
+use crate::config::sequences::SeqTask;
+use crate::config::{ConfigText, OptimizerKind, RnnConfig, RNN_DEFAULT_TOML};
 use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::heatmap::{event_plot, EventPanel, MarkerShape, Markers};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
+use crate::schedule::host_memory::host_limit;
+use crate::schedule::rnn_memory::{check_rnn, RnnSizes};
 use crate::train::rnn::{run_rnn, RnnMetricsLine, RnnRunSummary};
 
 /// `batchscope rnn`.
@@ -40,6 +43,7 @@ pub fn rnn(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
             Ok((name.clone(), RnnConfig::from_table(t, &format!("{} [[variant]] {name}", text.origin))?))
         })
         .collect::<anyhow::Result<_>>()?;
+    check_memory(&cfgs, backend)?;
     let dir = create_run_dir(args.out.as_deref(), "rnn")?;
     let mut all = resolved;
     if let Some(l) = landscape {
@@ -57,6 +61,31 @@ pub fn rnn(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     )?;
     report(&dir, &cfgs, &runs)?;
     println!("wrote: {}", dir.display());
+    Ok(())
+}
+
+/// Refuse, before anything is allocated, a variant whose sequences, parameters and BPTT
+/// workspace cannot fit the host's memory (on the CPU backend, which `auto` may fall back to,
+/// the device side counts too).
+fn check_memory(cfgs: &[(String, RnnConfig)], backend: BackendChoice) -> anyhow::Result<()> {
+    let limit = host_limit();
+    for (name, c) in cfgs {
+        let (s, t) = (&c.sequence, &c.train);
+        let copy = s.task == SeqTask::Copy;
+        let sizes = RnnSizes {
+            hidden: c.rnn.hidden,
+            length: s.length,
+            batch: t.batch_size,
+            inputs: if copy { s.symbols.checked_add(1) } else { Some(2) },
+            outputs: if copy { s.symbols } else { 1 },
+            classification: copy,
+            n_train: s.n_train,
+            n_val: s.n_val,
+            momentum: t.optimizer == OptimizerKind::Momentum,
+        };
+        check_rnn(&sizes, backend != BackendChoice::Gpu, limit)
+            .with_context(|| format!("variant {name}"))?;
+    }
     Ok(())
 }
 

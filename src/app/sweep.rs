@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::profile::{sweep_util, Profilable};
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
+use crate::report::progress::batch_work;
 use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 use crate::schedule::admit;
@@ -226,16 +227,11 @@ pub(super) fn sweep_on<B: Profilable>(
     if let Some(n) = notice {
         eprintln!("{n}");
     }
-    let n = crate::schedule::powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch).len() as u64;
-    let bar = if progress { indicatif::ProgressBar::new(n) } else { indicatif::ProgressBar::hidden() };
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} batch sizes {msg}")
-    {
-        bar.set_style(style);
-    }
-    bar.set_prefix(format!("sweep {}", format!("{:?}", b.kind()).to_lowercase()));
+    let sizes = crate::schedule::powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch);
+    let (work, prefix) = (sizes.iter().map(|&s| batch_work(s)).sum(), format!("sweep {:?}", b.kind()));
+    let bar = crate::report::progress::work_bar(progress, work, &prefix.to_lowercase());
     let mut on_row = |row: &SweepRow| {
-        bar.inc(1);
+        bar.inc(batch_work(row.batch));
         match &row.skipped {
             None => bar.set_message(format!("B={} {:.0} ex/s", row.batch, row.examples_per_s)),
             Some(_) => bar.set_message(format!("B={} skipped", row.batch)),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::output::{write_config, write_json};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::{BatchSize, Config};
-use crate::noise::{eps_opt, measure, NoiseArgs};
+use crate::noise::{eps_opt, measure_with, NoiseArgs};
 use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
@@ -57,7 +57,7 @@ impl BackendTask for Experiment<'_> {
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Outcome> {
         let dir = create_run_dir(self.args.out.as_deref(), "time-to-target")?;
         write_config(&dir, &self.cfg.to_toml())?;
-        let (b_noise, eps_max, rows, chosen) = experiment(b, self.cfg, &dir)?;
+        let (b_noise, eps_max, rows, chosen) = experiment(b, self.cfg, &dir, self.args.progress)?;
         Ok(Outcome { b_noise, eps_max, rows, chosen, device: b.device_name(), dir })
     }
 }
@@ -66,9 +66,10 @@ fn experiment<B: Profilable>(
     b: &B,
     cfg: &Config,
     dir: &std::path::Path,
+    progress: bool,
 ) -> anyhow::Result<(f64, f64, Vec<TttRow>, usize)> {
-    let noise =
-        measure(b, cfg, &NoiseArgs { checkpoint: None, max_n: 1, draws: 32, seed: 1, curvature: true })?;
+    let args = NoiseArgs { checkpoint: None, max_n: 1, draws: 32, seed: 1, curvature: true };
+    let noise = measure_with(b, cfg, &args, progress)?;
     let (bn, em) = match (noise.b_noise, noise.eps_max) {
         (Some(bn), Some(em)) => (bn, em),
         _ => bail!("B_noise and ε_max could not be measured at initialisation (GᵀHG ≤ 0)"),
@@ -105,7 +106,7 @@ fn experiment<B: Profilable>(
             rows.push(row);
             continue;
         }
-        match run_train(b, &c, &TrainOptions::default(), &run_dir) {
+        match run_train(b, &c, &TrainOptions { progress, ..Default::default() }, &run_dir) {
             Ok(s) => {
                 row.steps = Some(s.steps);
                 row.seconds = Some(s.train_s);

@@ -7,20 +7,22 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::batches::{batch_sample, batch_spreads, BatchSample};
+use super::budget::{budget_examples, budget_note, CURVATURE_WORK_BUDGET};
 use super::hvp::HvpOptions;
 use super::linear_reference::linear_reference;
 use super::slq::NEGATIVE_TOL;
 use super::summary::{CurvatureSummary, LanczosSummary, PowerSummary, SlqSummary};
 use super::{
     conjugate_gradient, hutchinson_trace, lanczos, norm, power_iteration, random_unit, slq,
-    time_hvp_vs_grad, CurvatureError, Density, HutchinsonOptions, HvpOperator, PowerOptions, Result,
-    Shifted, SlqOptions, SymOp,
+    time_hvp_vs_grad, Counted, CurvatureError, Density, HutchinsonOptions, HvpOperator, PowerOptions,
+    Result, Shifted, SlqOptions, SymOp,
 };
 use crate::backend::Backend;
 use crate::checkpoint;
 use crate::config::{BatchSize, Config, DataMode};
 use crate::data::{self, Dataset};
 use crate::model::{Mlp, ParamSet};
+use crate::report::progress;
 
 /// Without `--examples`, a streamed dataset is analysed on this many examples.
 const STREAM_DEFAULT_EXAMPLES: usize = 65_536;
@@ -97,13 +99,28 @@ pub fn run_curvature<B: Backend>(
     opts: &CurvatureOptions,
 ) -> Result<CurvatureReport> {
     let t0 = Instant::now();
+    // One bar over the Hessian-vector products of the phases below, each counted at its most
+    // (power iteration and the trace may stop early: the bar then jumps to the phase's end).
+    let steps_max = opts.lanczos_steps as u64;
+    let phases = [
+        1 + steps_max,
+        opts.power_iters as u64,
+        steps_max * (opts.slq_runs.max(1) as u64 - 1),
+        opts.trace_samples.max(2) as u64,
+    ];
+    let bar = progress::bar(opts.progress, phases.iter().sum(), "curvature", "Hessian-vector products");
+    let tick = || bar.inc(1);
+    let end_of = |k: usize| bar.set_position(phases[..=k].iter().sum());
+    let say = |msg: String| {
+        bar.suspend(|| eprintln!("curvature [{:7.2} s]: {msg}", t0.elapsed().as_secs_f64()))
+    };
     let note = |msg: String| {
         if opts.progress {
-            eprintln!("curvature [{:7.2} s]: {msg}", t0.elapsed().as_secs_f64());
+            say(msg);
         }
     };
     let mlp = Mlp::new(cfg.mlp_spec())?;
-    let data = curvature_data(cfg, opts.examples, &note)?;
+    let data = curvature_data(cfg, opts.examples, mlp.num_params(), &note, &say)?;
     let mut params = mlp.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
     if let Some(p) = &opts.checkpoint {
         load_params(b, p, &mut params)?;
@@ -124,12 +141,15 @@ pub fn run_curvature<B: Backend>(
     let g_norm_sq = super::dot(&g, &g);
     let mut hg = vec![0f32; n_params];
     op.apply(&g, &mut hg)?;
+    tick();
     let g_t_h_g = super::dot(&g, &hg);
 
     // ---- Lanczos: top-k, λmin ----------------------------------------------------------------
     let steps = opts.lanczos_steps.min(n_params);
     note(format!("Lanczos, {steps} steps with full reorthogonalization"));
-    let run = lanczos(&mut op, &random_unit(opts.seed.wrapping_add(17), n_params), steps)?;
+    let start = random_unit(opts.seed.wrapping_add(17), n_params);
+    let run = lanczos(&mut Counted { op: &mut op, tick: &tick }, &start, steps)?;
+    end_of(0);
     let ritz = run.ritz()?;
     let lanczos_max = ritz.values.last().copied().unwrap_or(f64::NAN);
     let lambda_min = ritz.values.first().copied().unwrap_or(f64::NAN);
@@ -148,11 +168,13 @@ pub fn run_curvature<B: Backend>(
     // dominant eigenvalue is λmax − λmin (the Ritz λmin is within a hair of the true one).
     note(format!("power iteration (≤ {} steps)", opts.power_iters));
     let popts = PowerOptions { max_iters: opts.power_iters, tol: 1e-4, seed: opts.seed };
-    let power = max_by_power(&mut op, lambda_min, &popts)?;
+    let power = max_by_power(&mut Counted { op: &mut op, tick: &tick }, lambda_min, &popts)?;
+    end_of(1);
     let lambda_max = if power.converged { power.eigenvalue.max(lanczos_max) } else { lanczos_max };
     note(format!("SLQ, {} runs", opts.slq_runs.max(1)));
     let sopts = SlqOptions { runs: opts.slq_runs.max(1), steps, seed: opts.seed };
-    let sq = slq(&mut op, &sopts, Some(&ritz))?;
+    let sq = slq(&mut Counted { op: &mut op, tick: &tick }, &sopts, Some(&ritz))?;
+    end_of(2);
     let scale = lambda_max.abs().max(lambda_min.abs());
     let negative_threshold = NEGATIVE_TOL * scale;
     let negative_mass = sq.mass_below(negative_threshold);
@@ -166,12 +188,15 @@ pub fn run_curvature<B: Backend>(
         rel_tol: opts.trace_tol,
         seed: opts.seed.wrapping_add(29),
     };
-    let trace = hutchinson_trace(&mut op, &hopts)?;
+    let trace = hutchinson_trace(&mut Counted { op: &mut op, tick: &tick }, &hopts)?;
+    end_of(3);
 
     // ---- Newton direction (positive definite only) ----------------------------------------------
     let newton = if lambda_min > 0.0 {
         note("Newton direction H⁻¹g by conjugate gradients".into());
-        let r = conjugate_gradient(&mut op, &g, CG_MAX_ITERS, CG_TOL)?;
+        bar.inc_length(CG_MAX_ITERS as u64);
+        let r = conjugate_gradient(&mut Counted { op: &mut op, tick: &tick }, &g, CG_MAX_ITERS, CG_TOL)?;
+        bar.set_position(bar.length().unwrap_or(0));
         (!r.negative_curvature).then_some(r.x)
     } else {
         None
@@ -208,6 +233,7 @@ pub fn run_curvature<B: Backend>(
     .min(data.n);
     note(format!("timing one HVP against one gradient at batch {timing_rows}"));
     let timing = time_hvp_vs_grad(b, &mlp, op.params(), &data, timing_rows, 5)?;
+    bar.finish_and_clear();
 
     let reference = linear_reference(&cfg.data, &mlp, &data, lambda_max, lambda_min, trace.trace)?;
     let summary = CurvatureSummary {
@@ -269,8 +295,22 @@ pub fn run_curvature<B: Backend>(
     Ok(CurvatureReport { summary, density, samples })
 }
 
-/// The examples the Hessian averages over: the first N training examples.
-fn curvature_data(cfg: &Config, examples: Option<usize>, note: &dyn Fn(String)) -> Result<Dataset> {
+/// The examples the Hessian averages over: the first N training examples (`--examples`, or all
+/// of them within the work budget of `budget_examples`, said in one line when it applies).
+fn curvature_data(
+    cfg: &Config,
+    examples: Option<usize>,
+    params: usize,
+    note: &dyn Fn(String),
+    say: &dyn Fn(String),
+) -> Result<Dataset> {
+    let budget = |n: usize| {
+        let k = budget_examples(params, n, CURVATURE_WORK_BUDGET);
+        if k < n {
+            say(budget_note(k, n, CURVATURE_WORK_BUDGET, "--examples N for more"));
+        }
+        k
+    };
     let outputs = cfg.data_outputs();
     let n_train = usize::try_from(cfg.data.n_train).unwrap_or(usize::MAX);
     match data::gen_spec(&cfg.data) {
@@ -284,9 +324,9 @@ fn curvature_data(cfg: &Config, examples: Option<usize>, note: &dyn Fn(String)) 
                 Some(n) => n,
                 None if cfg.data.mode == DataMode::Stream && n_train > STREAM_DEFAULT_EXAMPLES => {
                     note(format!("streamed data: using the first {STREAM_DEFAULT_EXAMPLES} examples (set --examples)"));
-                    STREAM_DEFAULT_EXAMPLES
+                    budget(STREAM_DEFAULT_EXAMPLES)
                 }
-                None => n_train,
+                None => budget(n_train),
             };
             Ok(data::synth::generate_dataset(&spec, &data::gen_table(&cfg.data), 0, n)?)
         }
@@ -298,7 +338,11 @@ fn curvature_data(cfg: &Config, examples: Option<usize>, note: &dyn Fn(String)) 
                     train.n
                 ))),
                 Some(n) if n < train.n => Ok(train.select(&(0..n).collect::<Vec<_>>())),
-                _ => Ok(train),
+                Some(_) => Ok(train),
+                None => match budget(train.n) {
+                    k if k < train.n => Ok(train.select(&(0..k).collect::<Vec<_>>())),
+                    _ => Ok(train),
+                },
             }
         }
     }

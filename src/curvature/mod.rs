@@ -17,6 +17,7 @@
 
 pub mod analysis;
 mod batches;
+pub mod budget;
 pub mod cg;
 pub mod hutchinson;
 pub mod hvp;
@@ -160,6 +161,23 @@ impl<O: SymOp + ?Sized> SymOp for Shifted<'_, O> {
         for (o, &x) in out.iter_mut().zip(v) {
             *o = (*o as f64 - self.shift * x as f64) as f32;
         }
+        Ok(())
+    }
+}
+
+/// `A` itself, calling `tick` after every product (a progress bar counts them).
+pub struct Counted<'a, O: SymOp + ?Sized> {
+    pub op: &'a mut O,
+    pub tick: &'a dyn Fn(),
+}
+
+impl<O: SymOp + ?Sized> SymOp for Counted<'_, O> {
+    fn dim(&self) -> usize {
+        self.op.dim()
+    }
+    fn apply(&mut self, v: &[f32], out: &mut [f32]) -> Result<()> {
+        self.op.apply(v, out)?;
+        (self.tick)();
         Ok(())
     }
 }

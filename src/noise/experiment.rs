@@ -13,6 +13,7 @@ use super::probe::GradProbe;
 use crate::backend::Backend;
 use crate::checkpoint;
 use crate::config::{Config, DataMode};
+use crate::curvature::budget::{budget_examples, budget_note, HESSIAN_WORK_BUDGET};
 use crate::curvature::CurvatureError;
 use crate::data::device::DeviceDataset;
 use crate::error::domain_error;
@@ -91,12 +92,33 @@ pub struct NoiseSummary {
     pub rows: Vec<NoiseRow>,
 }
 
+/// The largest minibatch size measured: `max_n`, at most the number of examples.
+fn cap(args: &NoiseArgs, n_total: usize) -> u64 {
+    args.max_n.min(n_total) as u64
+}
+
 fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
-/// Run the experiment on one backend.
+/// Run the experiment on one backend (no progress bar).
 pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> Result<NoiseSummary, NoiseError> {
+    measure_with(b, cfg, args, false)
+}
+
+/// Fixed cost of one minibatch gradient (dispatch and read-back), in examples, for the bar.
+const GRAD_OVERHEAD: u64 = 8;
+/// One Hessian-vector product costs about this many gradients per example (R-op), for the bar.
+const HVP_COST: u64 = 3;
+
+/// Run the experiment on one backend; `progress`: a bar over the gradient and Hessian work with
+/// an estimate of what remains.
+pub fn measure_with<B: Backend>(
+    b: &B,
+    cfg: &Config,
+    args: &NoiseArgs,
+    progress: bool,
+) -> Result<NoiseSummary, NoiseError> {
     if cfg.data.mode != DataMode::Resident {
         return Err(NoiseError::NotResident);
     }
@@ -113,13 +135,44 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> Result<Nois
         let mut hp = params.zeros_like(b)?;
         hp.copy_from(b, &params)?;
         let opts = crate::curvature::hvp::HvpOptions::for_budget(&model, 64 << 20);
-        Some(crate::curvature::hvp::HvpOperator::new(b, model.clone(), hp, &train, opts)?)
+        // The Hessian over the first examples within the work budget (G and the draws use all).
+        let k = budget_examples(model.num_params(), train.n, HESSIAN_WORK_BUDGET);
+        let subset;
+        let hdata = if k < train.n {
+            eprintln!(
+                "noise: {}",
+                budget_note(
+                    k,
+                    train.n,
+                    HESSIAN_WORK_BUDGET,
+                    "G and the minibatch draws use all of them"
+                )
+            );
+            subset = train.select(&(0..k).collect::<Vec<_>>());
+            &subset
+        } else {
+            &train
+        };
+        Some(crate::curvature::hvp::HvpOperator::new(b, model.clone(), hp, hdata, opts)?)
     } else {
         None
     };
+    // Work in example-gradients: G, GᵀHG, the draws at every n and one dᵀHd per draw at n = 1.
+    let sizes: Vec<u64> = std::iter::successors(Some(1u64), |n| n.checked_mul(2))
+        .take_while(|&n| n <= cap(args, n_total))
+        .collect();
+    let draws = args.draws as u64;
+    let hvp = hess.as_ref().map_or(0, |h| HVP_COST * h.examples() as u64);
+    let work = n_total as u64
+        + hvp * (1 + draws)
+        + sizes.iter().map(|n| draws * (n + GRAD_OVERHEAD)).sum::<u64>();
+    let bar = crate::report::progress::work_bar(progress, work, "noise");
+    bar.set_message("full-data gradient G");
     drop(train);
     let mut probe = GradProbe::new(b, model.clone(), params, data);
     let g = probe.full_grad(1024)?;
+    bar.inc(n_total as u64);
+    bar.set_message("GᵀHG");
     let g2: f64 = g.iter().map(|v| v * v).sum();
     let mut r = ChaCha8Rng::seed_from_u64(args.seed);
     let mut rows = Vec::new();
@@ -138,8 +191,10 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> Result<Nois
         }
     };
     let g_h_g = apply_h(&g)?;
+    bar.inc(hvp);
     let mut n = 1;
-    while n <= args.max_n.min(n_total) {
+    while n <= cap(args, n_total) as usize {
+        bar.set_message(format!("minibatch size n = {n}, {} draws", args.draws));
         let mut errs = Vec::with_capacity(args.draws);
         let mut norms = Vec::with_capacity(args.draws);
         for _ in 0..args.draws {
@@ -152,7 +207,9 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> Result<Nois
                 if let Some(v) = apply_h(&d)? {
                     dhd.push(v);
                 }
+                bar.inc(hvp);
             }
+            bar.inc(n as u64 + GRAD_OVERHEAD);
             norms.push(gn.iter().map(|v| v * v).sum::<f64>());
         }
         let k = errs.len() as f64;
@@ -170,6 +227,7 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> Result<Nois
         });
         n *= 2;
     }
+    bar.finish_and_clear();
     if rows.is_empty() {
         return Err(NoiseError::NoSizes { max_n: args.max_n, examples: n_total });
     }

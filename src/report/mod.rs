@@ -7,6 +7,7 @@ pub mod events;
 pub mod heatmap;
 pub mod jsonl;
 pub mod plot;
+pub mod progress;
 pub mod rundir;
 pub mod table;
 

@@ -8,6 +8,7 @@ pub mod host_memory;
 pub mod knee;
 pub mod memory;
 pub mod policy;
+pub mod rnn_memory;
 pub mod run_memory;
 pub mod sweep;
 

@@ -178,11 +178,7 @@ pub fn run_rnn<B: Backend>(
     let mut spikes = SpikeDetector::new(cfg.diagnostics.spike_factor, cfg.diagnostics.spike_window);
     let mut last_clip_events = 0u64;
     let mut diverged_at = None;
-    let bar = if progress {
-        indicatif::ProgressBar::new(cfg.train.steps)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = crate::report::progress::bar(progress, cfg.train.steps, name, "steps");
     let run_start = Instant::now();
     let mut step = 0u64;
     while step < cfg.train.steps {
