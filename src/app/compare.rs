@@ -6,6 +6,7 @@ use super::sweep::{row_cells, series_of, sweep_args, sweep_on, SWEEP_HEADER};
 use super::RunArgs;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::GpuBackend;
+use crate::config::Config;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::create_run_dir;
