@@ -160,7 +160,8 @@ pub enum Command {
         no_curvature: bool,
     },
     /// Validate the time_to_target policy: train at each power-of-two B with ε_opt(B) to
-    /// train.target_val_error and plot measured against predicted wall time.
+    /// train.target_val_error and plot measured against predicted wall time (embedded default:
+    /// configs/time_to_target.toml).
     TimeToTarget {
         #[command(flatten)]
         on: OnBackend,

@@ -12,7 +12,7 @@
 use batchscope::app::profile::DEFAULT_BATCHES;
 use batchscope::config::{
     deserialize, BatchSize, Config, ConfigText, DepthConfig, LandscapeConfig, RnnConfig,
-    DEPTH_DEFAULT_TOML, LANDSCAPE_DEFAULT_TOML, RNN_DEFAULT_TOML,
+    DEPTH_DEFAULT_TOML, LANDSCAPE_DEFAULT_TOML, RNN_DEFAULT_TOML, TIME_TO_TARGET_DEFAULT_TOML,
 };
 use batchscope::curvature::budget::{budget_examples, CURVATURE_WORK_BUDGET, HESSIAN_WORK_BUDGET};
 use batchscope::curvature::CurvatureOptions;
@@ -186,4 +186,15 @@ fn the_hessian_budget_is_what_cut_curvature_and_noise() {
     assert!(budget_examples(p as usize, n, HESSIAN_WORK_BUDGET) < n);
     assert!(budget_examples(p as usize, n, CURVATURE_WORK_BUDGET) < n);
     assert!(64.0 * all * HVP * p > BUDGET_FLOPS);
+}
+
+#[test]
+fn time_to_target_has_an_embedded_default_with_a_target() {
+    // Its runs stop when they reach the target (80–2 600 steps of a 9.6 k-parameter MLP; 11 s
+    // on two CPU cores), so a step count bounds nothing useful: check that the default exists,
+    // loads and sets a target, which the MLP default does not.
+    let cfg = Config::from_toml(TIME_TO_TARGET_DEFAULT_TOML, "time_to_target.toml").expect("config");
+    assert!(cfg.train.target_val_error > 0.0);
+    assert!(params(&cfg) < 1e5, "{}", params(&cfg));
+    assert!(Config::embedded_default().expect("default").train.target_val_error <= 0.0);
 }

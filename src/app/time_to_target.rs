@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::output::{write_config, write_json};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::config::TIME_TO_TARGET_DEFAULT_TOML;
 use crate::config::{BatchSize, Config};
 use crate::noise::{eps_opt, measure_with, NoiseArgs};
 use crate::profile::Profilable;
@@ -130,7 +131,9 @@ fn experiment<B: Profilable>(
 
 /// `batchscope time-to-target`.
 pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
-    let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
+    let (path, set) = (args.config.as_deref(), &args.set);
+    let cfg =
+        admit::load_config_or(path, set, TIME_TO_TARGET_DEFAULT_TOML, "configs/time_to_target.toml")?;
     if cfg.train.target_val_error <= 0.0 {
         bail!("time-to-target needs train.target_val_error > 0 (see configs/time_to_target.toml)");
     }

@@ -37,6 +37,8 @@ pub use train::{BatchSize, LrSchedule, MonitorConfig, OptimizerKind, Shuffle, Tr
 
 /// The embedded default: `batchscope sweep` with no config runs this.
 pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
+/// The embedded default of `batchscope time-to-target` (the MLP default sets no target).
+pub const TIME_TO_TARGET_DEFAULT_TOML: &str = include_str!("../../configs/time_to_target.toml");
 /// How errors name the embedded default.
 const DEFAULT_ORIGIN: &str = "configs/default.toml";
 
@@ -99,6 +101,16 @@ impl Config {
     /// overrides applied, as a table.
     pub fn load_text(path: Option<&Path>, overrides: &[String]) -> Result<ConfigText, ConfigError> {
         ConfigText::load(path, DEFAULT_TOML, DEFAULT_ORIGIN, overrides)
+    }
+
+    /// [`Config::load_text`] with another embedded default (`default_toml`, named `origin`).
+    pub fn load_text_or(
+        path: Option<&Path>,
+        overrides: &[String],
+        default_toml: &str,
+        origin: &str,
+    ) -> Result<ConfigText, ConfigError> {
+        ConfigText::load(path, default_toml, origin, overrides)
     }
 
     /// Load a file (or the embedded default) and apply `--set` overrides; parse and validate.

@@ -17,6 +17,18 @@ pub fn load_config(path: Option<&Path>, overrides: &[String]) -> Result<Config, 
     config_from_table(text.table, &text.origin)
 }
 
+/// [`load_config`] with another embedded default for `path = None` (`default_toml`, named
+/// `origin` in errors).
+pub fn load_config_or(
+    path: Option<&Path>,
+    overrides: &[String],
+    default_toml: &str,
+    origin: &str,
+) -> Result<Config, ConfigError> {
+    let text = Config::load_text_or(path, overrides, default_toml, origin)?;
+    config_from_table(text.table, &text.origin)
+}
+
 /// Parse and validate a table (a file with its overrides applied, or one `[[variant]]`), resolve
 /// it against its data files and check it against host memory.
 pub fn config_from_table(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
