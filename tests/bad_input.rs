@@ -407,7 +407,7 @@ fn bad_configs_npy_and_checkpoints_are_errors() {
     write_npy_f32(&short, &[9, 3], &[0.5; 27]).expect("x9");
     let f8 = d.join("x64.npy");
     let mut h = "{'descr': '<f8', 'fortran_order': False, 'shape': (10, 3), }".to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

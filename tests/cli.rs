@@ -90,14 +90,14 @@ fn bad_npy_files_are_one_line_errors() {
     use batchscope::data::npy::{write_npy_f32, write_npy_labels};
     let d = tmpdir("npy");
     let feats = d.join("x.npy");
-    write_npy_f32(&feats, &[10, 3], &vec![0.5; 30]).expect("x");
+    write_npy_f32(&feats, &[10, 3], &[0.5; 30]).expect("x");
     let labels = d.join("y.npy");
     write_npy_labels(&labels, &[0, 1, 2, 0, 1, 2, 0, 1, 2, 7]).expect("y");
     let wrong_dtype = d.join("x64.npy");
     // A float64 .npy: header by hand (v1.0), 10x3 zeros.
     let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (10, 3), }";
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

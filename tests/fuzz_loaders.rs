@@ -20,7 +20,7 @@ use safetensors::tensor::{Dtype, TensorView};
 /// A `.npy` v1.0 file with header text `dict` and `data`.
 fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut h = dict.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

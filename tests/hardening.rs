@@ -278,7 +278,7 @@ fn nan_weights_are_refused_naming_the_tensor_and_count() {
 /// A `.npy` file with header text `dict` (v1.0) followed by `data`.
 pub fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut h = dict.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

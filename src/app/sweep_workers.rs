@@ -75,6 +75,7 @@ fn b_noise_of<B: Timed>(b: &B, cfg: &Config) -> Option<f64> {
 }
 
 /// Every (N, b) that fits, timed; the ones that do not are named on stderr.
+#[allow(clippy::needless_lifetimes)] // 'a also bounds the replicas `exec` makes
 fn time_all<'a, B: Backend>(
     backends: &[&'a B],
     exec: impl Fn() -> Box<dyn ReplicaExec<B> + 'a>,

@@ -138,7 +138,7 @@ fn prepare<B: Profilable>(
             cfg.train.batch_size = BatchSize::Fixed(choice.batch);
         }
         if let (BackendKind::Cpu, BatchSize::Fixed(batch)) = (b.kind(), cfg.train.batch_size) {
-            run_memory::check_cpu_step(&cfg, batch)?;
+            run_memory::check_cpu_step(cfg, batch)?;
         }
         if !opts.resume {
             write_config(dir, &cfg.to_toml())?;

@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(e.update(1.0, 10.0), Some(10.0));
         // g2: 0.5·1 + 0.5·3 = 2; tr: 0.5·10 + 0.5·30 = 20 → 10 (a mean of ratios would differ).
         assert_eq!(e.update(3.0, 30.0), Some(10.0));
-        assert_eq!(e.update(-100.0, 1.0).is_none(), true);
+        assert!(e.update(-100.0, 1.0).is_none());
     }
 
     #[test]

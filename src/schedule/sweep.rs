@@ -234,7 +234,7 @@ pub fn run_sweep_monitored<B: Timed>(
     monitor: &mut UtilMonitor,
 ) -> Result<SweepReport, BackendError> {
     let budget = (cfg.sweep.memory_budget_mib > 0)
-        .then(|| cfg.sweep.memory_budget_mib.checked_mul(1024 * 1024).unwrap_or(u64::MAX));
+        .then(|| cfg.sweep.memory_budget_mib.saturating_mul(1024 * 1024));
     // The CPU backend's buffers are host memory: bound them by what the OS lets us allocate.
     let host = match b.kind() {
         BackendKind::Cpu => host_limit().map(|l| l.bytes),

@@ -194,7 +194,7 @@ impl<B: Backend> Checkpointer<B> {
 /// step, not only logged ones), or at each epoch's end when `every` is 0.
 pub fn checkpoint_due(every: u64, step: u64, epoch_end: bool) -> bool {
     if every > 0 {
-        step % every == 0
+        step.is_multiple_of(every)
     } else {
         epoch_end
     }

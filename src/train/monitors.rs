@@ -67,7 +67,7 @@ impl<B: Backend> Monitors<B> {
 
     /// The monitors due on the step that makes `next` steps.
     pub fn due(&self, next: u64) -> Due {
-        let every = |k: u64| k > 0 && next % k == 0;
+        let every = |k: u64| k > 0 && next.is_multiple_of(k);
         Due { curvature: every(self.curvature_every), noise: every(self.noise_every) }
     }
 

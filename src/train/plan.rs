@@ -77,15 +77,18 @@ impl Plan {
         let next = prog.step + 1;
         let due = monitors.due(next);
         let epoch_end = prog.step_in_epoch + 1 == self.steps_per_epoch;
-        let eval =
-            self.has_val && if self.eval_every > 0 { next % self.eval_every == 0 } else { epoch_end };
+        let eval = self.has_val
+            && if self.eval_every > 0 { next.is_multiple_of(self.eval_every) } else { epoch_end };
         // A logged step's metrics are read back (then its gradient norm is needed).
-        let log =
-            next % self.log_every == 0 || eval || due.curvature || due.noise || next == self.total_steps;
+        let log = next.is_multiple_of(self.log_every)
+            || eval
+            || due.curvature
+            || due.noise
+            || next == self.total_steps;
         // Other steps are read back (a sync) to save a checkpoint, or for the guard's ring.
         let read = log
             || checkpoint_due(self.checkpoint_every, next, epoch_end)
-            || next % self.ring as u64 == 0;
+            || next.is_multiple_of(self.ring as u64);
         StepPlan { due, epoch_end, eval, log, read }
     }
 }

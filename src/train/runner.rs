@@ -120,7 +120,7 @@ pub fn run_train_workers<'a, B: Backend>(
         restored_best: false,
         dp,
     };
-    let summary = run.to_end()?;
+    let summary = run.run_to_end()?;
     log::info!("train finished in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(summary)
 }
@@ -170,7 +170,7 @@ struct Run<'a, B: Backend> {
 
 impl<B: Backend> Run<'_, B> {
     /// Epochs of steps until the plan ends or a check stops the run, then the summary.
-    fn to_end(mut self) -> Result<TrainSummary, TrainError> {
+    fn run_to_end(mut self) -> Result<TrainSummary, TrainError> {
         let mut stopped = None;
         'outer: while self.prog.epoch < self.plan.max_epochs {
             let lr = lr_at(&self.cfg.train, self.prog.epoch);

@@ -99,9 +99,9 @@ fn lines<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) 
     let mut plot = Vec::new();
     let mut lines = Vec::new();
     for (i, spec) in lc.line_dirs().iter().enumerate() {
-        let (d, info) = dir_of(b, p, &theta, &theta_host, spec, lc.seed + i as u64, lc.normalize)?;
-        let dp = upload_like(b, &theta, &d)?;
-        let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&dp], &pts)?;
+        let (d, info) = dir_of(b, p, theta, theta_host, spec, lc.seed + i as u64, lc.normalize)?;
+        let dp = upload_like(b, theta, &d)?;
+        let res = evaluate_points(b, p.obj.as_mut(), theta, &[&dp], &pts)?;
         let tag = match spec {
             DirSpec::File(_) => format!("file{i}"),
             s => format!(
@@ -157,13 +157,13 @@ fn plane<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) 
     let At { b, lc, dir, loss_label, ref theta, ref theta_host, .. } = *at;
     let Record { table, out } = rec;
     let ds = lc.plane_dirs();
-    let (d1, _) = dir_of(b, p, &theta, &theta_host, &ds[0], lc.seed + 100, lc.normalize)?;
-    let (d2, _) = dir_of(b, p, &theta, &theta_host, &ds[1], lc.seed + 101, lc.normalize)?;
+    let (d1, _) = dir_of(b, p, theta, theta_host, &ds[0], lc.seed + 100, lc.normalize)?;
+    let (d2, _) = dir_of(b, p, theta, theta_host, &ds[1], lc.seed + 101, lc.normalize)?;
     let cos = cosine(&d1, &d2);
-    let (p1, p2) = (upload_like(b, &theta, &d1)?, upload_like(b, &theta, &d2)?);
+    let (p1, p2) = (upload_like(b, theta, &d1)?, upload_like(b, theta, &d2)?);
     let axis = coords(-lc.range, lc.range, lc.grid);
     let pts: Vec<Vec<f64>> = axis.iter().flat_map(|&y| axis.iter().map(move |&x| vec![x, y])).collect();
-    let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&p1, &p2], &pts)?;
+    let res = evaluate_points(b, p.obj.as_mut(), theta, &[&p1, &p2], &pts)?;
     write_csv(&dir.join("plane.csv"), &header(&["alpha", "beta"]), &rows(&res))?;
     let mark = [Mark { x: 0.0, y: 0.0, label: " θ".into() }];
     let (l1, l2) = (ds[0].label(), ds[1].label());
@@ -209,8 +209,8 @@ fn path<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) -
     let Record { table, out } = rec;
     let d = difference(&p.start, &p.end);
     let dist = global_norm(&d);
-    let start = ParamSet::from_host(b, &names, &shapes, &p.start)?;
-    let dp = upload_like(b, &theta, &d)?;
+    let start = ParamSet::from_host(b, names, shapes, &p.start)?;
+    let dp = upload_like(b, theta, &d)?;
     let alphas = path_coords(lc.margin, lc.points);
     let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
     let res = evaluate_points(b, p.obj.as_mut(), &start, &[&dp], &pts)?;
@@ -265,14 +265,14 @@ fn symmetry<B: Backend>(
     let ts =
         TwinSpec { seed: lc.seed, permute: lc.permute, rescale: lc.rescale, sign_flips: lc.sign_flips };
     let twin_host = (p.twin)(&p.end, &ts).map_err(|e| anyhow!("landscape symmetry: {e}"))?;
-    let twin = ParamSet::from_host(b, &names, &shapes, &twin_host)?;
+    let twin = ParamSet::from_host(b, names, shapes, &twin_host)?;
     let (lt, _) = p.obj.evaluate(b, &twin, Split::Train)?;
     let d = difference(&p.end, &twin_host);
     let dist = global_norm(&d);
-    let dp = upload_like(b, &theta, &d)?;
+    let dp = upload_like(b, theta, &d)?;
     let alphas = path_coords(lc.margin, lc.points);
     let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
-    let res = evaluate_points(b, p.obj.as_mut(), &theta, &[&dp], &pts)?;
+    let res = evaluate_points(b, p.obj.as_mut(), theta, &[&dp], &pts)?;
     write_csv(&dir.join("symmetry.csv"), &header(&["alpha"]), &rows(&res))?;
     let mut plot = vec![series("train", &alphas, &res, false)];
     if res.iter().any(|r| r.val_loss.is_some()) {

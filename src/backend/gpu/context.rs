@@ -41,7 +41,7 @@ impl LimitSummary {
     pub fn from_limits(l: &wgpu::Limits) -> Self {
         LimitSummary {
             max_buffer_size: l.max_buffer_size,
-            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
             max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
@@ -231,7 +231,7 @@ impl GpuContext {
                 limit_name: "max_buffer_size",
             });
         }
-        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        let binding = self.limits.max_storage_buffer_binding_size;
         if bytes > binding {
             return Err(BackendError::ExceedsLimit {
                 what: what.to_string(),

@@ -173,7 +173,7 @@ impl GpuDevice {
         // Recorded work that reads or writes `dst` must run before this write lands.
         self.flush()?;
         self.counters.bytes_uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             self.ctx.queue.write_buffer(&dst.buffer, 0, bytes);
         } else {
             let mut padded = bytes.to_vec();

@@ -158,8 +158,7 @@ impl Backend for GpuBackend {
     }
 
     fn max_binding_bytes(&self) -> u64 {
-        (self.dev.ctx.limits.max_storage_buffer_binding_size as u64)
-            .min(self.dev.ctx.limits.max_buffer_size)
+        self.dev.ctx.limits.max_storage_buffer_binding_size.min(self.dev.ctx.limits.max_buffer_size)
     }
 
     fn flush(&self) -> Result<()> {
