@@ -5,7 +5,7 @@
 
 mod common;
 
-use batchscope::backend::{Activation, Backend, Gemm, GlobalNorm};
+use batchscope::backend::{Activation, Backend, Gemm, GlobalNorm, MomentumStep};
 use common::{assert_close, cpu, gpu, indices, uniform};
 
 /// Ragged sizes: not multiples of any tile.
@@ -285,7 +285,8 @@ fn update_case<B: Backend>(b: &B, n: usize) -> Outputs {
     b.sgd_update(n, 0.1, 0.01, &g, &mut p).unwrap();
     let sgd = b.read(&p).unwrap();
     let mut v = b.upload(&uniform(52, n, 1.0)).unwrap();
-    b.momentum_update(n, 0.05, 0.9, 0.001, &g, &mut v, &mut p).unwrap();
+    b.momentum_update(n, &MomentumStep { lr: 0.05, mu: 0.9, weight_decay: 0.001 }, &g, &mut v, &mut p)
+        .unwrap();
     vec![
         ("sgd", sgd),
         ("momentum param", b.read(&p).unwrap()),

@@ -301,13 +301,10 @@ pub trait Backend {
         param: &mut Self::Buf,
     ) -> Result<()>;
     /// Heavy-ball momentum: `v = mu * v + (g + wd * p)`, then `p -= lr * v`, for `i < n`.
-    #[allow(clippy::too_many_arguments)]
     fn momentum_update(
         &self,
         n: usize,
-        lr: f32,
-        mu: f32,
-        weight_decay: f32,
+        step: &MomentumStep,
         grad: &Self::Buf,
         velocity: &mut Self::Buf,
         param: &mut Self::Buf,
@@ -391,6 +388,15 @@ pub fn check_len(op: &'static str, operand: &'static str, have: usize, need: usi
 /// Elements of the stored operands of a [`Gemm`]: `(len A, len B, len C)`.
 pub fn gemm_lens(g: &Gemm) -> (usize, usize, usize) {
     (g.m * g.k, g.k * g.n, g.m * g.n)
+}
+
+/// The hyperparameters of one [`Backend::momentum_update`]: `v = mu * v + (g + weight_decay *
+/// p)`, then `p -= lr * v`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MomentumStep {
+    pub lr: f32,
+    pub mu: f32,
+    pub weight_decay: f32,
 }
 
 /// The clipping threshold of [`Backend::clip_by_global_norm`] and where its inputs lie in the

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use super::cost::{Op, ReduceKind};
 use super::hooks::{Profilable, TimingMethod};
-use crate::backend::{Activation, Backend, BackendKind, Gemm, GenSpec, GlobalNorm, Result, Scope};
+use crate::backend::{
+    Activation, Backend, BackendKind, Gemm, GenSpec, GlobalNorm, MomentumStep, Result, Scope,
+};
 
 /// One op call of a profiled recording.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -256,16 +258,12 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
     fn momentum_update(
         &self,
         n: usize,
-        lr: f32,
-        mu: f32,
-        weight_decay: f32,
+        step: &MomentumStep,
         grad: &B::Buf,
         velocity: &mut B::Buf,
         param: &mut B::Buf,
     ) -> Result<()> {
-        self.op(Op::Momentum { n }, || {
-            self.inner.momentum_update(n, lr, mu, weight_decay, grad, velocity, param)
-        })
+        self.op(Op::Momentum { n }, || self.inner.momentum_update(n, step, grad, velocity, param))
     }
     fn clip_by_global_norm(
         &self,

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, GlobalNorm, Result};
+use crate::backend::{Backend, GlobalNorm, MomentumStep, Result};
 use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
 use crate::model::ParamSet;
 
@@ -95,9 +95,7 @@ pub fn apply_update<B: Backend>(
         match (opt, velocity.as_mut()) {
             (Optimizer::Momentum { mu, weight_decay }, Some(v)) => b.momentum_update(
                 n,
-                lr,
-                *mu,
-                *weight_decay,
+                &MomentumStep { lr, mu: *mu, weight_decay: *weight_decay },
                 &grads.tensors[i],
                 &mut v.tensors[i],
                 &mut params.tensors[i],

@@ -25,7 +25,9 @@ mod matmul_tests;
 #[cfg(test)]
 mod tests;
 
-use super::{check_len, Activation, Backend, BackendKind, Gemm, GenSpec, GlobalNorm, Result};
+use super::{
+    check_len, Activation, Backend, BackendKind, Gemm, GenSpec, GlobalNorm, MomentumStep, Result,
+};
 
 /// Eager CPU implementation of [`Backend`] on rayon's global thread pool.
 #[derive(Clone, Debug)]
@@ -292,14 +294,12 @@ impl Backend for CpuBackend {
     fn momentum_update(
         &self,
         n: usize,
-        lr: f32,
-        mu: f32,
-        weight_decay: f32,
+        step: &MomentumStep,
         grad: &Vec<f32>,
         velocity: &mut Vec<f32>,
         param: &mut Vec<f32>,
     ) -> Result<()> {
-        update::momentum_update(n, lr, mu, weight_decay, grad, velocity, param)
+        update::momentum_update(n, step, grad, velocity, param)
     }
 
     // ---- data movement ------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! Unit tests of the CPU backend on small hand-computed cases and naive f64 references.
 
 use super::CpuBackend;
-use crate::backend::{Activation, Backend, BackendError};
+use crate::backend::{Activation, Backend, BackendError, MomentumStep};
 
 /// Deterministic values in [-1, 1) (64-bit LCG, top bits).
 pub(super) fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -338,11 +338,12 @@ fn sgd_and_momentum_updates() {
     // v = 0.9 * 1 + (0.5 + 0.2 * 1) = 1.6, p = 1 - 0.1 * 1.6 = 0.84;
     // v = 0.9 * 0 + (-1 + 0.2 * 2) = -0.6, p = 2 + 0.06 = 2.06.
     let (mut v, mut p) = (vec![1.0, 0.0], vec![1.0, 2.0]);
-    cpu.momentum_update(2, 0.1, 0.9, 0.2, &vec![0.5, -1.0], &mut v, &mut p).unwrap();
+    let step = |lr, mu, weight_decay| MomentumStep { lr, mu, weight_decay };
+    cpu.momentum_update(2, &step(0.1, 0.9, 0.2), &vec![0.5, -1.0], &mut v, &mut p).unwrap();
     assert_close(&v, &[1.6, -0.6], 1e-7, 1e-6, "velocity");
     assert_close(&p, &[0.84, 2.06], 1e-7, 1e-6, "param");
     assert!(matches!(
-        cpu.momentum_update(2, 0.1, 0.9, 0.0, &vec![0.0; 2], &mut vec![0.0; 1], &mut p),
+        cpu.momentum_update(2, &step(0.1, 0.9, 0.0), &vec![0.0; 2], &mut vec![0.0; 1], &mut p),
         Err(BackendError::Shape { operand: "velocity", .. })
     ));
 
@@ -351,7 +352,8 @@ fn sgd_and_momentum_updates() {
     let g = rand_vec(n, 31);
     let (mut v, mut p) = (rand_vec(n, 32), rand_vec(n, 33));
     let (v0, p0) = (v.clone(), p.clone());
-    with_threads(3, || cpu.momentum_update(n, 0.01, 0.9, 1e-4, &g, &mut v, &mut p)).unwrap();
+    let step = MomentumStep { lr: 0.01, mu: 0.9, weight_decay: 1e-4 };
+    with_threads(3, || cpu.momentum_update(n, &step, &g, &mut v, &mut p)).unwrap();
     for i in 0..n {
         let vi = 0.9 * v0[i] + (g[i] + 1e-4 * p0[i]);
         assert_eq!((v[i], p[i]), (vi, p0[i] - 0.01 * vi), "[{i}]");

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::par::{for_chunks, CHUNK, PAR_MIN};
-use crate::backend::{check_len, Result};
+use crate::backend::{check_len, MomentumStep, Result};
 
 /// Plain SGD with L2 weight decay: `p -= lr * (g + wd * p)` for `grad, param: [n]`.
 pub fn sgd_update(n: usize, lr: f32, wd: f32, grad: &[f32], param: &mut [f32]) -> Result<()> {
@@ -21,13 +21,12 @@ pub fn sgd_update(n: usize, lr: f32, wd: f32, grad: &[f32], param: &mut [f32]) -
 /// `grad, velocity, param: [n]`.
 pub fn momentum_update(
     n: usize,
-    lr: f32,
-    mu: f32,
-    wd: f32,
+    step: &MomentumStep,
     grad: &[f32],
     velocity: &mut [f32],
     param: &mut [f32],
 ) -> Result<()> {
+    let MomentumStep { lr, mu, weight_decay: wd } = *step;
     check_len("momentum_update", "grad", grad.len(), n)?;
     check_len("momentum_update", "velocity", velocity.len(), n)?;
     check_len("momentum_update", "param", param.len(), n)?;

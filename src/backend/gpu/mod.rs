@@ -33,7 +33,7 @@ pub use matmul::MatmulVariant;
 
 use crate::backend::{
     check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Gemm, GenSpec, GlobalNorm,
-    Result,
+    MomentumStep, Result,
 };
 
 /// A GPU buffer of `f32`.
@@ -351,9 +351,7 @@ impl Backend for GpuBackend {
     fn momentum_update(
         &self,
         n: usize,
-        lr: f32,
-        mu: f32,
-        weight_decay: f32,
+        step: &MomentumStep,
         grad: &GpuBuf,
         velocity: &mut GpuBuf,
         param: &mut GpuBuf,
@@ -361,7 +359,7 @@ impl Backend for GpuBackend {
         check_len("momentum_update", "grad", grad.0.len, n)?;
         check_len("momentum_update", "velocity", velocity.0.len, n)?;
         check_len("momentum_update", "param", param.0.len, n)?;
-        update::momentum_update(&self.dev, n, lr, mu, weight_decay, &grad.0, &velocity.0, &param.0)
+        update::momentum_update(&self.dev, n, step, &grad.0, &velocity.0, &param.0)
     }
 
     fn gather_rows(

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::device::{GpuDevice, RawBuf};
 use super::kernels as k;
 use super::launch::{launch_1d, u32_of};
-use crate::backend::Result;
+use crate::backend::{MomentumStep, Result};
 
 /// Mirrors `struct Opt` in update.wgsl.
 #[repr(C)]
@@ -32,17 +32,15 @@ pub fn sgd_update(
 }
 
 /// `v = mu v + (g + wd p); p -= lr v` over `n` elements.
-#[allow(clippy::too_many_arguments)]
 pub fn momentum_update(
     dev: &GpuDevice,
     n: usize,
-    lr: f32,
-    mu: f32,
-    wd: f32,
+    step: &MomentumStep,
     grad: &RawBuf,
     vel: &RawBuf,
     param: &RawBuf,
 ) -> Result<()> {
+    let MomentumStep { lr, mu, weight_decay: wd } = *step;
     let p = OptParams { n: u32_of("momentum_update", "n", n)?, lr, mu, wd };
     launch_1d(dev, &k::MOMENTUM_UPDATE, n, &p, &[grad, vel, param])
 }
