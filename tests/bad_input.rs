@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use common::cli::snapshot;
 use common::tmpdir;
 
 fn tiny_toml() -> String {
@@ -77,23 +77,6 @@ fn fixture() -> &'static Fixture {
 
 fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|x| x.to_string()).collect()
-}
-
-/// Every file under `dir` (recursively) and its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read run dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).expect("read file"));
-            }
-        }
-    }
-    out
 }
 
 /// One bad invocation and a substring its error line must hold (`""`: any).
@@ -406,16 +389,7 @@ fn bad_configs_npy_and_checkpoints_are_errors() {
     let short = d.join("x9.npy");
     write_npy_f32(&short, &[9, 3], &[0.5; 27]).expect("x9");
     let f8 = d.join("x64.npy");
-    let mut h = "{'descr': '<f8', 'fortran_order': False, 'shape': (10, 3), }".to_string();
-    while !(10 + h.len() + 1).is_multiple_of(64) {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(h.as_bytes());
-    bytes.extend_from_slice(&[0u8; 240]);
-    std::fs::write(&f8, bytes).expect("write f8");
+    common::cli::write_f64_npy(&f8);
     let npy_cfg = |name: &str, x: &Path, y: &Path| {
         let p = d.join(name);
         std::fs::write(

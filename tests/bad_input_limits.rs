@@ -4,8 +4,8 @@
 //! child's peak RSS stays under 200 MiB), and leaves an existing run directory byte-identical.
 
 mod common;
+use common::cli::{assert_clean_error, snapshot, stderr};
 use common::tmpdir;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -52,39 +52,6 @@ fn run_measured(args: &[&str]) -> (Output, u64) {
     }
     let out = child.wait_with_output().expect("output");
     (out, peak)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Exit 2, exactly one `error:` line naming every needle, no panic.
-fn assert_clean_error(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "stderr = {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "one error line: {err}");
-    for n in needles {
-        assert!(lines[0].contains(n), "`{}` does not name {n}", lines[0]);
-    }
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).expect("read"));
-            }
-        }
-    }
-    out
 }
 
 /// A tiny CPU train run: its directory and config path.

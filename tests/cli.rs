@@ -94,18 +94,7 @@ fn bad_npy_files_are_one_line_errors() {
     let labels = d.join("y.npy");
     write_npy_labels(&labels, &[0, 1, 2, 0, 1, 2, 0, 1, 2, 7]).expect("y");
     let wrong_dtype = d.join("x64.npy");
-    // A float64 .npy: header by hand (v1.0), 10x3 zeros.
-    let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (10, 3), }";
-    let mut h = header.to_string();
-    while !(10 + h.len() + 1).is_multiple_of(64) {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(h.as_bytes());
-    bytes.extend_from_slice(&[0u8; 240]);
-    std::fs::write(&wrong_dtype, bytes).expect("write f8");
+    common::cli::write_f64_npy(&wrong_dtype); // float64, 10x3 zeros
     let cfg = |f: &Path, l: &Path| {
         format!(
             "[model]\nhidden = [4]\n[data]\nkind = \"npy\"\ndim = 3\nclasses = 3\nfeatures = \"{}\"\nlabels = \"{}\"\nval_fraction = 0.2\n[train]\nbatch_size = 2\nepochs = 1\n",

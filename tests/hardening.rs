@@ -4,6 +4,7 @@
 //! line and no panic; each good one trains or is analysed.
 
 mod common;
+use common::cli::{assert_clean_error, stderr};
 use common::tmpdir;
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,22 +20,6 @@ fn bin() -> std::process::Command {
 
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run batchscope")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Exit 2, exactly one `error:` line, naming every needle; no panic.
-fn assert_clean_error(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "stderr = {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "one error line: {err}");
-    for n in needles {
-        assert!(lines[0].contains(n), "`{}` does not name {n}", lines[0]);
-    }
 }
 
 fn assert_ok(o: &Output) -> String {

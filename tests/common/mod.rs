@@ -11,6 +11,7 @@ use batchscope::model::{LossKind, MlpSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub mod cli;
 mod close;
 #[allow(unused_imports)] // not every test file compares slices
 pub use close::assert_close;

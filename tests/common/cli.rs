@@ -1,0 +1,55 @@
+//! Helpers for tests that run the binary on bad input: its stderr, the one-error-line check,
+//! a byte snapshot of a run directory, and a `.npy` file of a dtype batchscope refuses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The child's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit 2, exactly one `error:` line naming every needle, no panic.
+pub fn assert_clean_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr = {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "`{}` does not name {n}", lines[0]);
+    }
+}
+
+/// Every file under `dir` with its bytes (to assert a run directory is left byte-identical).
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read run dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).expect("read file"));
+            }
+        }
+    }
+    out
+}
+
+/// A float64 `.npy` of 10×3 zeros (v1.0 header written by hand): a valid file of a dtype the
+/// loaders refuse.
+pub fn write_f64_npy(path: &Path) {
+    let mut h = "{'descr': '<f8', 'fortran_order': False, 'shape': (10, 3), }".to_string();
+    while !(10 + h.len() + 1).is_multiple_of(64) {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(h.as_bytes());
+    bytes.extend_from_slice(&[0u8; 240]);
+    std::fs::write(path, bytes).expect("write f64 .npy");
+}
