@@ -5,6 +5,7 @@
 //! exactly one `error:` line on failure.
 
 mod common;
+use common::cli::npy_bytes;
 use common::tmpdir;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,20 +17,6 @@ use batchscope::train::checkpoint::{self, Checkpoint};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, TensorView};
-
-/// A `.npy` v1.0 file with header text `dict` and `data`.
-fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
-    let mut h = dict.to_string();
-    while !(10 + h.len() + 1).is_multiple_of(64) {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(h.as_bytes());
-    bytes.extend_from_slice(data);
-    bytes
-}
 
 /// Valid `.npy` seeds: f32 features, int64 labels, f32 targets, a v2.0 header, u8 labels.
 fn npy_seeds(dir: &Path) -> Vec<Vec<u8>> {

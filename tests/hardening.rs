@@ -4,7 +4,7 @@
 //! line and no panic; each good one trains or is analysed.
 
 mod common;
-use common::cli::{assert_clean_error, stderr};
+use common::cli::{assert_clean_error, npy_bytes, stderr};
 use common::tmpdir;
 use std::collections::HashMap;
 use std::path::Path;
@@ -258,20 +258,6 @@ fn nan_weights_are_refused_naming_the_tensor_and_count() {
     ]);
     assert_clean_error(&o, &["layers.0.weight", "1 non-finite"]);
     let _ = std::fs::remove_dir_all(&d);
-}
-
-/// A `.npy` file with header text `dict` (v1.0) followed by `data`.
-pub fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
-    let mut h = dict.to_string();
-    while !(10 + h.len() + 1).is_multiple_of(64) {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(h.as_bytes());
-    bytes.extend_from_slice(data);
-    bytes
 }
 
 #[test]

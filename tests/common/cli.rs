@@ -1,5 +1,5 @@
 //! Helpers for tests that run the binary on bad input: its stderr, the one-error-line check,
-//! a byte snapshot of a run directory, and a `.npy` file of a dtype batchscope refuses.
+//! a byte snapshot of a run directory, and hand-written `.npy` files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,10 +39,9 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-/// A float64 `.npy` of 10×3 zeros (v1.0 header written by hand): a valid file of a dtype the
-/// loaders refuse.
-pub fn write_f64_npy(path: &Path) {
-    let mut h = "{'descr': '<f8', 'fortran_order': False, 'shape': (10, 3), }".to_string();
+/// A `.npy` v1.0 file with header text `dict` followed by `data`.
+pub fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = dict.to_string();
     while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
@@ -50,6 +49,12 @@ pub fn write_f64_npy(path: &Path) {
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
     bytes.extend_from_slice(h.as_bytes());
-    bytes.extend_from_slice(&[0u8; 240]);
-    std::fs::write(path, bytes).expect("write f64 .npy");
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+/// A float64 `.npy` of 10×3 zeros: a valid file of a dtype the loaders refuse.
+pub fn write_f64_npy(path: &Path) {
+    let dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (10, 3), }";
+    std::fs::write(path, npy_bytes(dict, &[0u8; 240])).expect("write f64 .npy");
 }
