@@ -141,7 +141,8 @@ fn summary() {
         rayon::current_num_threads()
     );
     let names: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
-    println!("{:<30} {:>9} {:>14} {:>9} {:>9}", "shape", names[0], names[1], names[2], names[3]);
+    let header: Vec<String> = names.iter().map(|n| format!("{n:>14}")).collect();
+    println!("{:<30} {}", "shape", header.join(" "));
     for b in batches() {
         let step = mlp_step(b);
         for (name, g) in &step {
@@ -158,10 +159,8 @@ fn summary() {
                 };
                 cells.push(cell);
             }
-            println!(
-                "B{b:<5}{name:<25} {:>9} {:>14} {:>9} {:>9}",
-                cells[0], cells[1], cells[2], cells[3]
-            );
+            let cells: Vec<String> = cells.iter().map(|c| format!("{c:>14}")).collect();
+            println!("B{b:<5}{name:<25} {}", cells.join(" "));
         }
         let work: Vec<Gemm> = step.iter().map(|(_, g)| *g).collect();
         let t = race(&[None, Some(Kernel::Gemm)], &work);

@@ -8,8 +8,14 @@ threads this process is given (RAYON_NUM_THREADS / torch.set_num_threads / XLA's
 XLA's single-threaded Eigen with --threads 1).
 A peer that is not importable is said so on its row and skipped; nothing is estimated.
 
+The three are interleaved: for each round, for each B, batchscope (one `sweep` at that B), then
+PyTorch, then JAX, and each keeps its best round. On a shared VM whose speed drifts by 2x over
+minutes (seen on this project's machines), running the three minutes apart would measure the
+drift; interleaving puts the three figures of one B seconds apart.
+
 Usage: python3 benches/cpu_peers.py [--bin target/release/batchscope] [--max-batch 4096]
                                     [--threads N] [--momentum] [--csv OUT.csv]
+                                    [--rounds 3]
 """
 import argparse, csv, os, statistics, subprocess, sys, tempfile, time
 
@@ -29,23 +35,25 @@ def wall_ms(fn, sync, seconds=0.5, warmup=3):
     return statistics.median(ts)
 
 
-def batchscope(bin_path, max_batch, momentum, threads):
+def batchscope(bin_path, B, momentum, threads):
+    """examples/s of batchscope's CPU step at batch B (one `sweep` over that batch alone)."""
     out = tempfile.mkdtemp(prefix="cpu_peers_")
     opt = "momentum" if momentum else "sgd"
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    cmd = [bin_path, "sweep", "--backend", "cpu", "--quiet", "--max-batch", str(max_batch),
-           "--set", f'train.optimizer="{opt}"', "--set", "sweep.time_budget_s=0",
-           "--set", f"data.n_train={max(8192, max_batch)}", "--out", os.path.join(out, "sweep")]
+    cmd = [bin_path, "sweep", "--backend", "cpu", "--quiet", "--min-batch", str(B),
+           "--max-batch", str(B), "--set", f'train.optimizer="{opt}"',
+           "--set", "sweep.time_budget_s=0", "--set", f"data.n_train={max(8192, B)}",
+           "--out", os.path.join(out, "sweep")]
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-    rows = {}
     with open(os.path.join(out, "sweep", "sweep.csv")) as f:
         for r in csv.DictReader(f):
-            if not r["skipped"]:
-                rows[int(r["batch"])] = float(r["examples_per_s"])
-    return rows
+            if not r["skipped"] and int(r["batch"]) == B:
+                return float(r["examples_per_s"])
+    return None
 
 
-def torch_rows(batches, momentum, threads):
+def torch_peer(momentum, threads):
+    """A function B -> examples/s of PyTorch's step, or None and why."""
     try:
         import torch
     except Exception as e:  # not installed, or a build that cannot load here
@@ -58,8 +66,8 @@ def torch_rows(batches, momentum, threads):
             layers.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*layers)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9 if momentum else 0.0)
-    rows = {}
-    for B in batches:
+
+    def rate(B):
         x = torch.randn(B, SIZES[0])
         y = torch.randint(0, SIZES[-1], (B,))
 
@@ -68,11 +76,12 @@ def torch_rows(batches, momentum, threads):
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
 
-        rows[B] = B / wall_ms(step, lambda: None) * 1e3
-    return rows, f"PyTorch {torch.__version__} CPU eager, {torch.get_num_threads()} threads"
+        return B / wall_ms(step, lambda: None) * 1e3
+    return rate, f"PyTorch {torch.__version__} CPU eager, {torch.get_num_threads()} threads"
 
 
-def jax_rows(batches, momentum, threads):
+def jax_peer(momentum, threads):
+    """A function B -> examples/s of JAX's jitted step, or None and why."""
     # XLA's CPU client sizes its pools from the core count; with one thread asked for, keep its
     # Eigen matmuls on one thread too (the flag must be set before jax is imported).
     if threads == 1:
@@ -108,20 +117,19 @@ def jax_rows(batches, momentum, threads):
         ps = jax.tree_util.tree_map(lambda p, v: p - 0.01 * v, ps, vs)
         return ps, vs
 
-    rows = {}
-    with jax.default_matmul_precision("float32"):
-        ps = init(jax.random.PRNGKey(0))
-        vs = jax.tree_util.tree_map(jnp.zeros_like, ps)
-        for B in batches:
+    ps = init(jax.random.PRNGKey(0))
+    st = [ps, jax.tree_util.tree_map(jnp.zeros_like, ps)]
+
+    def rate(B):
+        with jax.default_matmul_precision("float32"):
             x = jax.random.normal(jax.random.PRNGKey(1), (B, SIZES[0]))
             y = jax.random.randint(jax.random.PRNGKey(2), (B,), 0, SIZES[-1])
-            st = [ps, vs]
 
             def f():
                 st[0], st[1] = jstep(st[0], st[1], x, y)
 
-            rows[B] = B / wall_ms(f, lambda: jax.block_until_ready(st[0])) * 1e3
-    return rows, f"JAX {jax.__version__} jit on {jax.devices()[0].platform}"
+            return B / wall_ms(f, lambda: jax.block_until_ready(st[0])) * 1e3
+    return rate, f"JAX {jax.__version__} jit on {jax.devices()[0].platform}"
 
 
 def main():
@@ -131,13 +139,23 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--momentum", action="store_true")
     ap.add_argument("--csv")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each keeps its best")
+    ap.add_argument("--min-batch", type=int, default=1)
     a = ap.parse_args()
-    batches = [1 << k for k in range(0, 17) if (1 << k) <= a.max_batch]
-    bs = batchscope(a.bin, a.max_batch, a.momentum, a.threads)
-    pt, pt_note = torch_rows(batches, a.momentum, a.threads)
-    jx, jx_note = jax_rows(batches, a.momentum, a.threads)
+    batches = [1 << k for k in range(0, 17) if a.min_batch <= (1 << k) <= a.max_batch]
+    pt_rate, pt_note = torch_peer(a.momentum, a.threads)
+    jx_rate, jx_note = jax_peer(a.momentum, a.threads)
+    bs, pt, jx = {}, ({} if pt_rate else None), ({} if jx_rate else None)
+    best = lambda d, B, v: d.__setitem__(B, max(d.get(B) or 0.0, v or 0.0) or None)
+    for _ in range(a.rounds):
+        for B in batches:
+            best(bs, B, batchscope(a.bin, B, a.momentum, a.threads))
+            if pt_rate:
+                best(pt, B, pt_rate(B))
+            if jx_rate:
+                best(jx, B, jx_rate(B))
     print(f"# MLP {'-'.join(map(str, SIZES))}, {'momentum 0.9' if a.momentum else 'plain SGD'}, "
-          f"{a.threads} threads; examples/s")
+          f"{a.threads} threads; examples/s, best of {a.rounds} interleaved rounds")
     print(f"# peers: {pt_note}; {jx_note}")
     header = ["B", "batchscope", "pytorch", "ratio_pt", "jax", "ratio_jax", "ratio_best"]
     print("| " + " | ".join(header) + " |")

@@ -1,7 +1,7 @@
 //! Unit tests of the matmul family: every kernel against the f64 triple loop, the shape table,
 //! and thread-count independence of the hand-written kernels.
 
-use super::matmul::{choose, matmul_naive, sgemm_with, Kernel};
+use super::matmul::{choose_with, matmul_naive, openblas, sgemm_with, Kernel};
 use super::tests::{assert_close, rand_vec, transpose, with_threads};
 use super::CpuBackend;
 use crate::backend::{Backend, BackendError, Gemm};
@@ -66,7 +66,8 @@ fn layout_for(which: Kernel, g: Gemm) -> Gemm {
 
 #[test]
 fn matmul_beta_zero_ignores_nan_and_empty_dims() {
-    for which in Kernel::ALL {
+    for which in Kernel::ALL.into_iter().filter(|&w| w != Kernel::OpenBlas || openblas::get().is_some())
+    {
         let (m, n, k) = (17, 65, 3);
         let g = layout_for(which, Gemm::nn(m, n, k));
         let (a, b) = (rand_vec(m * k, 1), rand_vec(k * n, 2));
@@ -99,12 +100,12 @@ fn matmul_kernel_rejects_unsupported_layout() {
     assert!(matches!(sgemm_with(Kernel::Dot, &tn, &a, &b, &mut c), Err(BackendError::Invalid { .. })));
 }
 
-/// The shape table on the products of an MLP 784-1024-1024-10 train step.
+/// The shape table on the products of an MLP 784-1024-1024-10 train step, without OpenBLAS.
 #[test]
 fn matmul_table_picks_thin_kernels_for_thin_products() {
-    let fwd = |b: usize, o: usize, i: usize| choose(&Gemm::nn(b, o, i).trans(false, true));
-    let dw = |b: usize, o: usize, i: usize| choose(&Gemm::nn(o, i, b).trans(true, false));
-    let dx = |b: usize, o: usize, i: usize| choose(&Gemm::nn(b, i, o));
+    let fwd = |b: usize, o: usize, i: usize| choose_with(&Gemm::nn(b, o, i).trans(false, true), false);
+    let dw = |b: usize, o: usize, i: usize| choose_with(&Gemm::nn(o, i, b).trans(true, false), false);
+    let dx = |b: usize, o: usize, i: usize| choose_with(&Gemm::nn(b, i, o), false);
     for b in [2, 8, 32] {
         assert_eq!(fwd(b, 1024, 784), Kernel::Dot, "fwd B={b}");
         assert_eq!(dx(b, 1024, 1024), Kernel::Gemm, "dX B={b}");
@@ -122,8 +123,51 @@ fn matmul_table_picks_thin_kernels_for_thin_products() {
     }
 }
 
+/// With OpenBLAS loaded, the mid-batch batch-row products move to it; the rest stay.
+#[test]
+fn matmul_table_with_openblas_takes_mid_batch_row_products() {
+    let fwd = |b: usize| choose_with(&Gemm::nn(b, 1024, 784).trans(false, true), true);
+    let dw = |b: usize| choose_with(&Gemm::nn(1024, 784, b).trans(true, false), true);
+    let dx = |b: usize| choose_with(&Gemm::nn(b, 1024, 1024), true);
+    for b in [64, 128, 256] {
+        assert_eq!(fwd(b), Kernel::OpenBlas, "fwd B={b}");
+    }
+    for b in [1, 8, 32, 512, 4096] {
+        assert_ne!(fwd(b), Kernel::OpenBlas, "fwd B={b}");
+    }
+    for b in [32, 64] {
+        assert_eq!(dx(b), Kernel::OpenBlas, "dX B={b}");
+    }
+    for b in [1, 8, 128, 4096] {
+        assert_eq!(dx(b), Kernel::Gemm, "dX B={b}");
+    }
+    for b in [1, 2, 64, 4096] {
+        assert_ne!(dw(b), Kernel::OpenBlas, "dW B={b}");
+    }
+    // The narrow output layer stays on the dot kernel.
+    assert_eq!(choose_with(&Gemm::nn(64, 10, 1024).trans(false, true), true), Kernel::Dot);
+}
+
+/// Where Debian's or Ubuntu's `libopenblas0` is installed (CI installs it), it loads, so the
+/// OpenBLAS kernel's tests above run instead of skipping it.
+#[test]
+fn openblas_loads_where_installed() {
+    let installed =
+        ["/usr/lib/x86_64-linux-gnu/libopenblas.so.0", "/usr/lib/aarch64-linux-gnu/libopenblas.so.0"]
+            .iter()
+            .any(|p| std::path::Path::new(p).exists());
+    let switched_off = matches!(std::env::var(openblas::ENV).as_deref(), Ok("builtin" | "off" | "none"));
+    if installed && !switched_off {
+        let blas = openblas::get().expect("libopenblas.so.0 is installed but did not load");
+        assert!(!blas.core.is_empty(), "openblas_get_corename() gave nothing");
+    } else {
+        eprintln!("openblas_loads_where_installed: libopenblas.so.0 not installed (or switched off); the OpenBLAS kernel is not tested here");
+    }
+}
+
 /// The hand-written kernels give bitwise the same product on 1 and 3 pool threads (each
-/// element is one fixed chain of operations whatever the split).
+/// element is one fixed chain of operations whatever the split); so does OpenBLAS, whose split
+/// into blocks is a function of the shape alone.
 #[test]
 fn matmul_thin_kernels_do_not_depend_on_thread_count() {
     let cases = [
@@ -131,8 +175,11 @@ fn matmul_thin_kernels_do_not_depend_on_thread_count() {
         (Kernel::Rows, Gemm::nn(500, 300, 8).trans(true, false).scaled(0.5, 1.0)),
         (Kernel::Dot, Gemm::nn(8, 1000, 301).trans(false, true)),
         (Kernel::Dot, Gemm::nn(1000, 10, 300).trans(false, true).scaled(2.0, -1.0)),
+        (Kernel::OpenBlas, Gemm::nn(200, 1000, 300).trans(false, true)),
+        (Kernel::OpenBlas, Gemm::nn(64, 1000, 999).scaled(0.5, 1.0)),
+        (Kernel::OpenBlas, Gemm::nn(1000, 500, 64).trans(true, false)),
     ];
-    for (which, g) in cases {
+    for (which, g) in cases.into_iter().filter(|(w, g)| w.supports(g)) {
         let (a, b, c0) = (rand_vec(g.m * g.k, 1), rand_vec(g.k * g.n, 2), rand_vec(g.m * g.n, 3));
         let run = |threads: usize| {
             let mut c = c0.clone();

@@ -74,9 +74,13 @@ impl Backend for CpuBackend {
 
     /// `"CPU (N threads, <model>)"`, or `"CPU (N threads)"` when the model is unknown.
     fn device_name(&self) -> String {
+        let blas = match matmul::openblas::get() {
+            Some(b) => format!(", OpenBLAS {}", b.core),
+            None => String::new(),
+        };
         match &self.model {
-            Some(m) => format!("CPU ({} threads, {m})", self.threads()),
-            None => format!("CPU ({} threads)", self.threads()),
+            Some(m) => format!("CPU ({} threads, {m}{blas})", self.threads()),
+            None => format!("CPU ({} threads{blas})", self.threads()),
         }
     }
 

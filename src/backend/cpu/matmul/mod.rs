@@ -10,15 +10,21 @@
 //!   where `gemm`'s packing of the whole weight matrix for a few rows dominates — and for the
 //!   10-class output layer's forward product from batch 32 up;
 //! * [`Kernel::Rows`] for the weight gradient `dYᵀ · X` at batch 2..=4;
+//! * [`Kernel::OpenBlas`] (the system's OpenBLAS, loaded at run time, split over rayon's pool by
+//!   shape) for the batch-row products at mid batch: the forward `X · Wᵀ` at 33..=256 rows and
+//!   the input gradient `dY · W` at 17..=64 rows, where it measured 1.2–1.8× `gemm`;
 //! * [`Kernel::Gemm`] (the `gemm` crate with its AVX-512 kernels, packed, on rayon's pool)
-//!   for everything else, including batch 1 (its matrix-vector path).
+//!   for everything else, including batch 1 (its matrix-vector path), and for the OpenBLAS rows
+//!   where no `libopenblas.so.0` is installed (or `BATCHSCOPE_BLAS=builtin`).
 //!
 //! Transposes are expressed as strides, never copied. Every kernel stays callable through
 //! [`sgemm_with`] for benches and cross-checks. [`matmul_naive`] is the plain triple loop in f64,
 //! the reference for tests only.
 
+mod blas_blocks;
 mod crates;
 mod dot;
+pub mod openblas;
 mod rows;
 mod tasks;
 
@@ -31,6 +37,8 @@ pub enum Kernel {
     Gemm,
     /// `matrixmultiply` 0.3, single-threaded (benches and cross-checks only).
     MatrixMultiply,
+    /// OpenBLAS's `cblas_sgemm` (loaded at run time), split over rayon's pool by shape.
+    OpenBlas,
     /// Unpacked row combinations `C[i,:] = Σ_p op(A)[i,p] B[p,:]`; needs `!trans_b`.
     Rows,
     /// Unpacked dot products of rows `C[i,j] = A[i,:] · B[j,:]`; needs `!trans_a && trans_b`.
@@ -39,12 +47,14 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for benches and tests.
-    pub const ALL: [Kernel; 4] = [Kernel::Gemm, Kernel::MatrixMultiply, Kernel::Rows, Kernel::Dot];
+    pub const ALL: [Kernel; 5] =
+        [Kernel::Gemm, Kernel::OpenBlas, Kernel::MatrixMultiply, Kernel::Rows, Kernel::Dot];
 
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Gemm => "gemm",
             Kernel::MatrixMultiply => "matrixmultiply",
+            Kernel::OpenBlas => "openblas",
             Kernel::Rows => "rows",
             Kernel::Dot => "dot",
         }
@@ -54,6 +64,7 @@ impl Kernel {
     pub fn supports(self, g: &Gemm) -> bool {
         match self {
             Kernel::Gemm | Kernel::MatrixMultiply => true,
+            Kernel::OpenBlas => openblas::get().is_some() && g.m.max(g.n).max(g.k) <= i32::MAX as usize,
             Kernel::Rows => !g.trans_b,
             Kernel::Dot => !g.trans_a && g.trans_b,
         }
@@ -72,14 +83,33 @@ pub const ROWS_MAX_K: usize = 4;
 /// See [`ROWS_MAX_K`].
 pub const ROWS_MIN_M: usize = 16;
 
-/// The kernel [`matmul`] runs for `g`: a pure function of the shape and layout.
+/// Rows of `C` for which the forward product `X · Wᵀ` runs on OpenBLAS (above them `gemm`'s
+/// packed kernels win; below, [`Kernel::Dot`]).
+pub const BLAS_NT_ROWS: std::ops::RangeInclusive<usize> = (DOT_MAX_M + 1)..=256;
+/// Rows of `C` for which the input gradient `dY · W` (no transposes) runs on OpenBLAS.
+pub const BLAS_NN_ROWS: std::ops::RangeInclusive<usize> = 17..=64;
+
+/// The kernel [`matmul`] runs for `g`: a pure function of the shape and layout, and of whether
+/// OpenBLAS is loaded ([`openblas::get`]); without it the OpenBLAS rows fall back to `gemm`.
 pub fn choose(g: &Gemm) -> Kernel {
+    choose_with(g, openblas::get().is_some())
+}
+
+/// [`choose`] with OpenBLAS's presence given (`blas`), for tests of both tables.
+pub fn choose_with(g: &Gemm, blas: bool) -> Kernel {
     let dot = (2..=DOT_MAX_M).contains(&g.m) || (g.n <= DOT_MAX_N && g.m >= DOT_MAX_M);
     let rows = g.trans_a && (2..=ROWS_MAX_K).contains(&g.k) && g.m >= ROWS_MIN_M;
+    let blas_rows = match (g.trans_a, g.trans_b) {
+        (false, true) => BLAS_NT_ROWS.contains(&g.m),
+        (false, false) => BLAS_NN_ROWS.contains(&g.m),
+        _ => false,
+    };
     if Kernel::Dot.supports(g) && dot {
         Kernel::Dot
     } else if Kernel::Rows.supports(g) && rows {
         Kernel::Rows
+    } else if blas && blas_rows && g.m.max(g.n).max(g.k) <= i32::MAX as usize {
+        Kernel::OpenBlas
     } else {
         Kernel::Gemm
     }
@@ -129,6 +159,15 @@ pub fn sgemm_with(which: Kernel, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) 
     match which {
         Kernel::Gemm => crates::gemm_crate(g, a, b, c),
         Kernel::MatrixMultiply => crates::matrixmultiply_crate(g, a, b, c),
+        Kernel::OpenBlas => match openblas::get() {
+            Some(blas) => blas_blocks::run(blas, g, a, b, c),
+            None => {
+                return Err(BackendError::Invalid {
+                    op: "matmul",
+                    message: "kernel `openblas`: libopenblas is not loaded".into(),
+                })
+            }
+        },
         Kernel::Rows => {
             let ((rsa, csa), _) = crates::strides(g);
             let (a, b) = (a.as_ptr(), b.as_ptr());
