@@ -1,7 +1,9 @@
 //! The act family: activations φ, their derivatives, and act_forward / act_backward /
 //! act_second (CPU twin of `shaders/act.wgsl`).
 
-use super::par::for_chunks;
+use rayon::prelude::*;
+
+use super::par::{for_chunks, CHUNK, PAR_MIN};
 use crate::backend::{check_len, Activation, Result};
 
 /// φ(z).
@@ -51,14 +53,61 @@ pub fn act_deriv2(act: Activation, z: f32) -> f32 {
     }
 }
 
+/// `y[i] = φ(z[i])` over one chunk, with the activation's match outside the loop so that each
+/// arm's loop vectorises (the same expression per element as [`act`]).
+#[inline]
+fn forward_chunk(a: Activation, z: &[f32], ys: &mut [f32]) {
+    fn each(z: &[f32], ys: &mut [f32], f: impl Fn(f32) -> f32) {
+        ys.iter_mut().zip(z).for_each(|(y, &z)| *y = f(z));
+    }
+    match a {
+        Activation::Identity => each(z, ys, |z| act(Activation::Identity, z)),
+        Activation::Relu => each(z, ys, |z| act(Activation::Relu, z)),
+        Activation::Tanh => each(z, ys, |z| act(Activation::Tanh, z)),
+    }
+}
+
 /// `y[i] = φ(z[i])` for `z, y: [n]`.
 pub fn act_forward(a: Activation, n: usize, z: &[f32], y: &mut [f32]) -> Result<()> {
     check_len("act_forward", "z", z.len(), n)?;
     check_len("act_forward", "y", y.len(), n)?;
-    for_chunks(&mut y[..n], |off, ys| {
-        let z = &z[off..off + ys.len()];
-        ys.iter_mut().zip(z).for_each(|(y, &z)| *y = act(a, z));
-    });
+    for_chunks(&mut y[..n], |off, ys| forward_chunk(a, &z[off..off + ys.len()], ys));
+    Ok(())
+}
+
+/// `z[r, c] += bias[c]`, then `y[r, c] = φ(z[r, c])`, for `z, y: [rows, cols]`, `bias: [cols]`,
+/// in one pass over memory (each element sees the same float operations as `add_bias` followed
+/// by [`act_forward`]).
+pub fn add_bias_act(
+    a: Activation,
+    rows: usize,
+    cols: usize,
+    z: &mut [f32],
+    bias: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    let n = rows * cols;
+    check_len("add_bias_act", "x", z.len(), n)?;
+    check_len("add_bias_act", "bias", bias.len(), cols)?;
+    check_len("add_bias_act", "y", y.len(), n)?;
+    if cols == 0 {
+        return Ok(());
+    }
+    let bias = &bias[..cols];
+    // Whole rows per task, about CHUNK elements each.
+    let rows_per = (CHUNK / cols).max(1);
+    let task = |(zs, ys): (&mut [f32], &mut [f32])| {
+        for (zr, yr) in zs.chunks_mut(cols).zip(ys.chunks_mut(cols)) {
+            zr.iter_mut().zip(bias).for_each(|(z, b)| *z += b);
+            forward_chunk(a, zr, yr);
+        }
+    };
+    let (z, y) = (&mut z[..n], &mut y[..n]);
+    if n > PAR_MIN {
+        z.par_chunks_mut(rows_per * cols).zip(y.par_chunks_mut(rows_per * cols)).for_each(task);
+    } else {
+        task((z, y));
+    }
     Ok(())
 }
 
@@ -67,10 +116,18 @@ pub fn act_backward(a: Activation, n: usize, z: &[f32], dy: &[f32], dz: &mut [f3
     check_len("act_backward", "z", z.len(), n)?;
     check_len("act_backward", "dy", dy.len(), n)?;
     check_len("act_backward", "dz", dz.len(), n)?;
+    fn each(z: &[f32], dy: &[f32], dzs: &mut [f32], f: impl Fn(f32) -> f32) {
+        for ((d, &z), &g) in dzs.iter_mut().zip(z).zip(dy) {
+            *d = g * f(z);
+        }
+    }
     for_chunks(&mut dz[..n], |off, dzs| {
-        let end = off + dzs.len();
-        for ((d, &z), &g) in dzs.iter_mut().zip(&z[off..end]).zip(&dy[off..end]) {
-            *d = g * act_deriv(a, z);
+        let (z, dy) = (&z[off..off + dzs.len()], &dy[off..off + dzs.len()]);
+        // The match outside the loop, so that each arm's loop vectorises.
+        match a {
+            Activation::Identity => each(z, dy, dzs, |z| act_deriv(Activation::Identity, z)),
+            Activation::Relu => each(z, dy, dzs, |z| act_deriv(Activation::Relu, z)),
+            Activation::Tanh => each(z, dy, dzs, |z| act_deriv(Activation::Tanh, z)),
         }
     });
     Ok(())

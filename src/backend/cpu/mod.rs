@@ -164,6 +164,19 @@ impl Backend for CpuBackend {
         elementwise::add_bias(rows, cols, x, bias)
     }
 
+    /// `x[r, c] += bias[c]`, `y = φ(x)` in one pass (see [`act::add_bias_act`]).
+    fn add_bias_act(
+        &self,
+        act: Activation,
+        rows: usize,
+        cols: usize,
+        x: &mut Vec<f32>,
+        bias: &Vec<f32>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        act::add_bias_act(act, rows, cols, x, bias, y)
+    }
+
     /// `out[c] = alpha * sum_r x[r, c] + beta * out[c]` for `x: [rows, cols]`, `out: [cols]`.
     fn col_sum(
         &self,

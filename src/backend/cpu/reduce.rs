@@ -15,8 +15,6 @@ use crate::backend::{check_len, Result};
 pub const BLOCK: usize = 1 << 12;
 /// Independent accumulators per block, so the f64 adds vectorise.
 pub const LANES: usize = 8;
-/// Columns per rayon task in [`col_sum`].
-const COL_BLOCK: usize = 256;
 
 /// Σ f(i) over one block, `i` in `0..len`, in the fixed lane order.
 #[inline]
@@ -84,10 +82,17 @@ pub fn sum_sq(n: usize, x: &[f32], out: &mut [f32], slot: usize) -> Result<()> {
     Ok(())
 }
 
+/// Rows per block of [`col_sum`]: each block's column sums are accumulated in f64 in row order,
+/// then the blocks are added in block order.
+pub const COL_SUM_ROWS: usize = 64;
+
 /// `out[c] = alpha * sum_r x[r, c] + beta * out[c]` for `x: [rows, cols]`, `out: [cols]`.
 ///
-/// The sum over rows is accumulated in f64 in row order. With `beta == 0` the old `out` is not
-/// read (NaN included), as in `matmul`.
+/// The sum over rows is accumulated in f64: in row order within fixed blocks of
+/// [`COL_SUM_ROWS`] rows (one contiguous stretch of memory each, which the pool reads in
+/// parallel), then the block sums in block order. The blocks depend on the shape alone, so the
+/// result does not depend on the thread count. With `beta == 0` the old `out` is not read
+/// (NaN included), as in `matmul`.
 pub fn col_sum(
     rows: usize,
     cols: usize,
@@ -101,24 +106,28 @@ pub fn col_sum(
     if cols == 0 {
         return Ok(());
     }
-    // Columns [c0, c0 + o.len()) of the result.
-    let block = |c0: usize, o: &mut [f32]| {
-        let w = o.len();
-        let mut acc = vec![0.0f64; w];
-        for r in 0..rows {
-            let xr = &x[r * cols + c0..r * cols + c0 + w];
+    let x = &x[..rows * cols];
+    // Column sums of one block of whole rows, in row order.
+    let block = |xb: &[f32]| {
+        let mut acc = vec![0.0f64; cols];
+        for xr in xb.chunks_exact(cols) {
             acc.iter_mut().zip(xr).for_each(|(a, &v)| *a += v as f64);
         }
-        for (o, a) in o.iter_mut().zip(&acc) {
-            let old = if beta == 0.0 { 0.0 } else { beta as f64 * *o as f64 };
-            *o = (alpha as f64 * a + old) as f32;
-        }
+        acc
     };
-    let out = &mut out[..cols];
-    if rows * cols > PAR_MIN && cols > COL_BLOCK {
-        out.par_chunks_mut(COL_BLOCK).enumerate().for_each(|(i, o)| block(i * COL_BLOCK, o));
+    let span = COL_SUM_ROWS * cols;
+    let partial: Vec<Vec<f64>> = if rows * cols > PAR_MIN {
+        x.par_chunks(span).map(block).collect()
     } else {
-        block(0, out);
+        x.chunks(span).map(block).collect()
+    };
+    let mut total = vec![0.0f64; cols];
+    for p in &partial {
+        total.iter_mut().zip(p).for_each(|(t, &v)| *t += v);
+    }
+    for (o, a) in out[..cols].iter_mut().zip(&total) {
+        let old = if beta == 0.0 { 0.0 } else { beta as f64 * *o as f64 };
+        *o = (alpha as f64 * a + old) as f32;
     }
     Ok(())
 }

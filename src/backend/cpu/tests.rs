@@ -397,3 +397,32 @@ fn gathers_and_memory_ops() {
     cpu.sync().unwrap();
     assert!(cpu.device_name().starts_with("CPU ("), "{}", cpu.device_name());
 }
+
+/// The fused `add_bias_act` equals `add_bias` then `act_forward` bitwise (same float operations
+/// per element), on ragged shapes on both sides of the parallel threshold, on 1 and 3 threads.
+#[test]
+fn add_bias_act_fused_equals_two_passes() {
+    let cpu = CpuBackend::new();
+    for act in [Activation::Identity, Activation::Relu, Activation::Tanh] {
+        for (rows, cols) in [(1, 1), (3, 17), (65, 1000), (300, 257), (1, 70_001)] {
+            let n = rows * cols;
+            let (x, bias) = (rand_vec(n, 5), rand_vec(cols, 6));
+            let mut z_two = x.clone();
+            let mut y_two = vec![f32::NAN; n];
+            cpu.add_bias(rows, cols, &mut z_two, &bias).unwrap();
+            cpu.act_forward(act, n, &z_two, &mut y_two).unwrap();
+            for threads in [1, 3] {
+                let (mut z, mut y) = (x.clone(), vec![f32::NAN; n]);
+                with_threads(threads, || cpu.add_bias_act(act, rows, cols, &mut z, &bias, &mut y))
+                    .unwrap();
+                assert_eq!(z, z_two, "{act:?} {rows}x{cols} z, {threads} threads");
+                assert_eq!(y, y_two, "{act:?} {rows}x{cols} y, {threads} threads");
+            }
+        }
+    }
+    let (mut z, mut y) = (vec![0.0; 6], vec![0.0; 5]);
+    assert!(matches!(
+        cpu.add_bias_act(Activation::Relu, 2, 3, &mut z, &vec![0.0; 3], &mut y),
+        Err(BackendError::Shape { .. })
+    ));
+}
