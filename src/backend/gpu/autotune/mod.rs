@@ -165,8 +165,14 @@ impl Autotuner {
         let allowed = candidates(g, &dev.ctx.limits);
         let mut choice = self.cache.choice(&device, shape, &allowed);
         if choice.is_none() && self.mode == AutotuneMode::On {
-            choice = Some(self.tune(dev, g)?.choice);
-            self.save_or_warn();
+            // A shape that cannot be timed (no memory for scratch operands, say) keeps `choose`.
+            match self.tune(dev, g) {
+                Ok(r) => {
+                    choice = Some(r.choice);
+                    self.save_or_warn();
+                }
+                Err(e) => log::warn!("autotune: cannot time {}: {e}; using the default", shape.label()),
+            }
         }
         self.resolved.insert(shape, choice);
         Ok(choice)
