@@ -139,6 +139,17 @@ pub enum Command {
         #[arg(long = "batch", value_name = "N")]
         batch: Vec<usize>,
     },
+    /// Time every matmul kernel candidate for the products of the config's training step at
+    /// these batch sizes on the GPU, keep the fastest per shape in the autotune cache
+    /// (BATCHSCOPE_AUTOTUNE_CACHE, else ~/.cache/batchscope/autotune.json) that runs with
+    /// gpu.autotune = "cached" or "on" use; a table per shape, tune.csv with --out.
+    Tune {
+        #[command(flatten)]
+        common: Common,
+        /// Batch sizes whose step shapes are tuned (default 1,64,4096).
+        #[arg(long = "batch-sizes", value_delimiter = ',', value_name = "N,N,...")]
+        batch_sizes: Vec<usize>,
+    },
     /// Gradient noise: minibatch error vs batch size (σ/√n), the noise scale B_simple.
     Noise {
         #[command(flatten)]

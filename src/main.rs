@@ -40,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train { on, init, resume, workers } => {
             app::train::train(&on.run_args(), on.backend(), init, resume, workers)
         }
+        Command::Tune { common, batch_sizes } => app::tune::tune(&common.run_args(), &batch_sizes),
         Command::Profile { on, batch } => app::profile::profile(&on.run_args(), on.backend(), &batch),
         Command::Sweep { on, min_batch, max_batch, policy, workers } => app::sweep::sweep(
             &on.run_args(),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::gpu::GpuBackend;
+use crate::backend::gpu::{AutotuneMode, GpuBackend};
 use crate::backend::BackendError;
 use crate::profile::Profilable;
 
@@ -32,6 +32,10 @@ pub struct RunArgs {
 /// A command's work, generic over the backend it runs on.
 pub trait BackendTask {
     type Output;
+    /// The GPU matmul autotuning the task asks for (its config's `gpu.autotune`).
+    fn autotune(&self) -> AutotuneMode {
+        AutotuneMode::Off
+    }
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output>;
 }
 
@@ -62,9 +66,18 @@ pub fn with_backend<T: BackendTask>(
         },
     };
     match gpu {
-        Some(g) => task.run(&g),
+        Some(g) => {
+            g.set_autotune(task.autotune());
+            task.run(&g)
+        }
         None => task.run(&CpuBackend::new()),
     }
+}
+
+/// Open a GPU adapter for a GPU-only command (`batchscope tune`): the best one, or the first
+/// whose name contains `adapter`.
+pub fn open_gpu(adapter: Option<&str>) -> anyhow::Result<GpuBackend> {
+    Ok(GpuBackend::new(adapter)?)
 }
 
 /// Adapters exist but every one is a software rasteriser (llvmpipe / lavapipe, wgpu

@@ -16,6 +16,7 @@ pub mod sweep;
 mod sweep_workers;
 pub mod time_to_target;
 pub mod train;
+pub mod tune;
 pub mod workers;
 
 mod output;

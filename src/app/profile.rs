@@ -40,6 +40,10 @@ struct Profile<'a> {
 impl BackendTask for Profile<'_> {
     type Output = ();
 
+    fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
+        self.cfg.gpu.autotune
+    }
+
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<()> {
         let dir = create_run_dir(self.args.out.as_deref(), "profile")?;
         write_atomic(&dir.join("config.toml"), self.cfg.to_toml().as_bytes())?;

@@ -107,6 +107,10 @@ struct Sweep<'a> {
 impl BackendTask for Sweep<'_> {
     type Output = (SweepReport, Policy, PathBuf);
 
+    fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
+        self.cfg.gpu.autotune
+    }
+
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
         let cfg = self.cfg;
         let policy = match cfg.sweep.policy.resolve(cfg.sweep.knee_fraction) {

@@ -87,6 +87,10 @@ struct Train<'a> {
 impl BackendTask for Train<'_> {
     type Output = TrainSummary;
 
+    fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
+        self.cfg.gpu.autotune
+    }
+
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<TrainSummary> {
         let Train { mut cfg, opts, dir } = self;
         prepare(&mut cfg, b, opts, dir)?;

@@ -6,6 +6,7 @@
 //! (`rnn::RnnConfig`, `rnn::DepthConfig`) and the `[landscape]` section
 //! (`landscape::LandscapeConfig`), with `[[variant]]` tables for experiments run several times.
 
+mod gpu;
 pub mod landscape;
 pub mod loader;
 mod model;
@@ -25,6 +26,7 @@ use thiserror::Error;
 
 use crate::model::{LossKind, MlpSpec};
 
+pub use gpu::GpuConfig;
 pub use landscape::{DirSpec, LandscapeConfig, Mode, LANDSCAPE_DEFAULT_TOML};
 pub use loader::{apply_override, deserialize, ConfigText, Variant};
 pub use model::{DataConfig, DataKind, DataMode, ModelConfig};
@@ -71,6 +73,9 @@ pub struct Config {
     pub sweep: SweepConfig,
     #[serde(default)]
     pub monitor: MonitorConfig,
+    /// GPU kernel choice (`[gpu]`); omitted from config.toml while it is the default.
+    #[serde(default, skip_serializing_if = "GpuConfig::is_default")]
+    pub gpu: GpuConfig,
 }
 
 impl Config {

@@ -47,6 +47,9 @@ pub enum Shader {
     Clip,
     Gather,
     Datagen,
+    /// One configuration of the tiled matmul's tile family (`matmul_tile.wgsl` with the
+    /// configuration's constants; see `super::tile`).
+    MatmulTile(super::tile::TileCfg),
 }
 
 impl Shader {
@@ -76,6 +79,7 @@ impl Shader {
             Shader::Clip => "clip",
             Shader::Gather => "gather",
             Shader::Datagen => "datagen",
+            Shader::MatmulTile(_) => "matmul_tile",
         }
     }
 
@@ -97,12 +101,17 @@ impl Shader {
             Shader::Clip => include_str!("../../../shaders/clip.wgsl"),
             Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
             Shader::Datagen => include_str!("../../../shaders/datagen.wgsl"),
+            Shader::MatmulTile(_) => include_str!("../../../shaders/matmul_tile.wgsl"),
         }
     }
 
-    /// The WGSL source as compiled: [`prelude`] followed by [`Shader::body`].
+    /// The WGSL source as compiled: [`prelude`] followed by [`Shader::body`] (and, for a tile
+    /// configuration, its constants in between).
     pub fn source(self) -> String {
-        prelude() + self.body()
+        match self {
+            Shader::MatmulTile(cfg) => prelude() + &cfg.constants() + self.body(),
+            _ => prelude() + self.body(),
+        }
     }
 }
 

@@ -12,6 +12,9 @@
 //!   pass, the same bits for every row count). A 128x128 tile would compute 128 rows for the
 //!   few real ones.
 //! - [`MatmulVariant::Auto`] (the default) picks Skinny or Tiled by shape with [`choose`].
+//! - The tile family ([`tile_launch`], `shaders/matmul_tile.wgsl`, [`super::tile`]): the tiled
+//!   kernel at other tile sizes and depths, which the autotuner ([`super::autotune`]) may pick
+//!   per shape instead of `choose`. Every launch is a [`Launch`] recorded by [`record`].
 //!
 //! Split-k ([`split_count`]): when the tiled grid has few workgroups and k is long (the weight
 //! gradients `dZᵀ·X` with k = batch), k is cut into `S` chunks dispatched as `S` groups of the
@@ -27,6 +30,7 @@ use super::kernels::{
     MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4, MATMUL_TILED_TN4, MATMUL_TILED_TT4,
 };
 use super::launch::grid_1d;
+use super::tile::TileCfg;
 use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
 
 /// Which matmul kernel [`matmul`] dispatches.
@@ -182,20 +186,22 @@ fn splitk_enabled() -> bool {
     *ON.get_or_init(|| std::env::var("BATCHSCOPE_SPLITK").map_or(true, |v| v != "0"))
 }
 
-/// The tiled entry point for `g`: a vec4 one when every vec4 the kernel touches is aligned and
-/// wholly inside or outside its matrix, else the generic one.
-fn tiled_kernel(g: &Gemm) -> Kernel {
+/// Which of the five tiled entry points (generic, nn4, nt4, tn4, tt4) runs `g`: a vec4 one when
+/// every vec4 the kernel touches is aligned and wholly inside or outside its matrix, else the
+/// generic one (index 0).
+fn tiled_entry(g: &Gemm) -> usize {
     let a_contig = if g.trans_a { g.m } else { g.k };
     let b_contig = if g.trans_b { g.k } else { g.n };
     if !(a_contig.is_multiple_of(4) && b_contig.is_multiple_of(4) && g.n.is_multiple_of(4)) {
-        return MATMUL_TILED;
+        return 0;
     }
-    match (g.trans_a, g.trans_b) {
-        (false, false) => MATMUL_TILED_NN4,
-        (false, true) => MATMUL_TILED_NT4,
-        (true, false) => MATMUL_TILED_TN4,
-        (true, true) => MATMUL_TILED_TT4,
-    }
+    1 + 2 * g.trans_a as usize + g.trans_b as usize
+}
+
+/// The tiled entry point of `matmul.wgsl` for `g` (see [`tiled_entry`]).
+fn tiled_kernel(g: &Gemm) -> Kernel {
+    [MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4, MATMUL_TILED_TN4, MATMUL_TILED_TT4]
+        [tiled_entry(g)]
 }
 
 /// The entry point [`matmul`] would dispatch (for reports and tests).
@@ -208,11 +214,59 @@ pub fn kernel_for(v: MatmulVariant, g: &Gemm) -> Kernel {
     }
 }
 
+/// How one product is launched: the kernel, the block of C one workgroup computes (rows x
+/// columns), and whether the split-k plan may apply (the tiled kernels).
+#[derive(Clone, Copy, Debug)]
+pub struct Launch {
+    pub kernel: Kernel,
+    pub tile_m: u32,
+    pub tile_n: u32,
+    pub splitk: bool,
+}
+
+/// The launch of variant `v` (`Auto` resolved by [`choose`]) for `g`.
+pub fn launch_of(v: MatmulVariant, g: &Gemm) -> Launch {
+    match v {
+        MatmulVariant::Naive => {
+            Launch { kernel: MATMUL_NAIVE, tile_m: NAIVE_WG, tile_n: NAIVE_WG, splitk: false }
+        }
+        MatmulVariant::Tiled => {
+            Launch { kernel: tiled_kernel(g), tile_m: TILE_M, tile_n: TILE_N, splitk: true }
+        }
+        MatmulVariant::Skinny => {
+            let (kernel, rm) = skinny_kernel(g.m);
+            Launch { kernel, tile_m: rm, tile_n: skinny_cols(g), splitk: false }
+        }
+        MatmulVariant::Auto => launch_of(choose(g), g),
+    }
+}
+
+/// The launch of tile configuration `cfg` of the autotuner's family for `g`, or `None` for a
+/// configuration outside [`super::tile::TILES`].
+pub fn tile_launch(cfg: TileCfg, g: &Gemm) -> Option<Launch> {
+    let kernels = super::tile::kernels(cfg)?;
+    Some(Launch { kernel: kernels[tiled_entry(g)], tile_m: cfg.bm, tile_n: cfg.bn, splitk: true })
+}
+
 /// Record `c = alpha * op(a) * op(b) + beta * c` (see [`Gemm`]); `a: [m,k]` (or `[k,m]`),
 /// `b: [k,n]` (or `[n,k]`), `c: [m,n]`. `m == 0 || n == 0` records nothing; `k == 0` scales C.
 pub fn matmul(
     dev: &GpuDevice,
     v: MatmulVariant,
+    g: &Gemm,
+    a: &RawBuf,
+    b: &RawBuf,
+    c: &RawBuf,
+) -> Result<()> {
+    let v = if v == MatmulVariant::Auto { choose(g) } else { v };
+    record(dev, &launch_of(v, g), g, a, b, c)
+}
+
+/// Record the product `g` with `launch` (from [`launch_of`] or [`tile_launch`]); the split-k
+/// plan applies to tiled launches unless `BATCHSCOPE_SPLITK=0`.
+pub fn record(
+    dev: &GpuDevice,
+    launch: &Launch,
     g: &Gemm,
     a: &RawBuf,
     b: &RawBuf,
@@ -246,19 +300,11 @@ pub fn matmul(
         _pad: [0; 3],
     };
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
-    let v = if v == MatmulVariant::Auto { choose(g) } else { v };
-    let (kernel, tile_m, tile_n) = match v {
-        MatmulVariant::Naive => (MATMUL_NAIVE, NAIVE_WG, NAIVE_WG),
-        MatmulVariant::Tiled | MatmulVariant::Auto => (tiled_kernel(g), TILE_M, TILE_N),
-        MatmulVariant::Skinny => {
-            let (kernel, rm) = skinny_kernel(g.m);
-            (kernel, rm, skinny_cols(g))
-        }
-    };
-    let col_groups = g.n.div_ceil(tile_n as usize);
-    let row_groups = g.m.div_ceil(tile_m as usize);
+    let kernel = launch.kernel;
+    let col_groups = g.n.div_ceil(launch.tile_n as usize);
+    let row_groups = g.m.div_ceil(launch.tile_m as usize);
     let grid = grid_2d(col_groups as u64, row_groups as u64, max)?;
-    if v == MatmulVariant::Tiled && splitk_enabled() {
+    if launch.splitk && splitk_enabled() {
         let limits = &dev.ctx.limits;
         let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let tiles = col_groups * row_groups;
@@ -283,3 +329,5 @@ pub fn matmul(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tile_tests;

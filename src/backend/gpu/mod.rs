@@ -7,6 +7,7 @@
 //! `<family>_matches_cpu` in `tests/kernel_parity.rs`.
 
 pub mod act;
+pub mod autotune;
 pub mod clip;
 pub mod context;
 pub mod datagen;
@@ -19,13 +20,15 @@ pub mod launch;
 pub mod matmul;
 pub mod mse;
 pub mod reduce;
+pub mod tile;
 mod timed;
 pub mod timestamps;
 pub mod update;
 pub mod xent;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
+pub use autotune::AutotuneMode;
 pub use context::{list_adapters, AdapterSummary, GpuContext};
 pub use device::{GpuDevice, RawBuf};
 pub use dispatch_timing::{DeviceCounters, DispatchTime};
@@ -46,6 +49,8 @@ pub struct GpuIdxBuf(pub RawBuf);
 pub struct GpuBackend {
     pub dev: GpuDevice,
     matmul_variant: Cell<MatmulVariant>,
+    /// Matmul autotuning (off unless [`GpuBackend::set_autotune`]; see [`autotune`]).
+    tuner: RefCell<autotune::Autotuner>,
 }
 
 impl GpuBackend {
@@ -58,7 +63,11 @@ impl GpuBackend {
             ctx.summary.device_type,
             ctx.summary.backend
         );
-        Ok(GpuBackend { dev: GpuDevice::new(ctx)?, matmul_variant: Cell::new(MatmulVariant::Auto) })
+        Ok(GpuBackend {
+            dev: GpuDevice::new(ctx)?,
+            matmul_variant: Cell::new(MatmulVariant::Auto),
+            tuner: RefCell::default(),
+        })
     }
 
     /// Open adapter `index` of `batchscope devices` (best first), so that two adapters with the
@@ -74,7 +83,11 @@ impl GpuBackend {
             },
         })?;
         let ctx = GpuContext::from_adapter(index, adapter)?;
-        Ok(GpuBackend { dev: GpuDevice::new(ctx)?, matmul_variant: Cell::new(MatmulVariant::Tiled) })
+        Ok(GpuBackend {
+            dev: GpuDevice::new(ctx)?,
+            matmul_variant: Cell::new(MatmulVariant::Tiled),
+            tuner: RefCell::default(),
+        })
     }
 
     /// Choose the matmul kernel used by [`Backend::matmul`] (benches compare them).
@@ -175,6 +188,9 @@ impl Backend for GpuBackend {
         check_len("matmul", "a", a.0.len, la)?;
         check_len("matmul", "b", b.0.len, lb)?;
         check_len("matmul", "c", c.0.len, lc)?;
+        if let Some(launch) = self.tuned_launch(g)? {
+            return matmul::record(&self.dev, &launch, g, &a.0, &b.0, &c.0);
+        }
         matmul::matmul(&self.dev, self.matmul_variant.get(), g, &a.0, &b.0, &c.0)
     }
 

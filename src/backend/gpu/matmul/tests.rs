@@ -6,14 +6,14 @@ use crate::backend::Backend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn backend() -> GpuBackend {
+pub(super) fn backend() -> GpuBackend {
     match GpuBackend::new(None) {
         Ok(b) => b,
         Err(e) => panic!("no GPU backend for the matmul tests: {e}"),
     }
 }
 
-fn random(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
+pub(super) fn random(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
@@ -47,6 +47,20 @@ fn check(
     nan_c: bool,
     seed: u64,
 ) -> std::result::Result<(), String> {
+    be.set_matmul_variant(v);
+    let run = |a: &RawBuf, b: &RawBuf, c: &RawBuf| matmul(&be.dev, v, g, a, b, c);
+    check_with(be, kernel_for(v, g).name, &run, g, nan_c, seed)
+}
+
+/// Run `g` through `run` (a, b, c) on seeded data; `Err` describes the worst element.
+pub(super) fn check_with(
+    be: &GpuBackend,
+    kernel: &str,
+    run: &dyn Fn(&RawBuf, &RawBuf, &RawBuf) -> Result<()>,
+    g: &Gemm,
+    nan_c: bool,
+    seed: u64,
+) -> std::result::Result<(), String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (la, lb, lc) = gemm_lens(g);
     let a = random(&mut rng, la);
@@ -55,11 +69,9 @@ fn check(
     let want = reference(g, &a, &b, &c);
     let da = be.upload(&a).map_err(|e| e.to_string())?;
     let db = be.upload(&b).map_err(|e| e.to_string())?;
-    let mut dc = be.upload(&c).map_err(|e| e.to_string())?;
-    be.set_matmul_variant(v);
-    be.matmul(g, &da, &db, &mut dc).map_err(|e| e.to_string())?;
+    let dc = be.upload(&c).map_err(|e| e.to_string())?;
+    run(&da.0, &db.0, &dc.0).map_err(|e| e.to_string())?;
     let got = be.read(&dc).map_err(|e| e.to_string())?;
-    let kernel = kernel_for(v, g).name;
     if got.len() != lc {
         return Err(format!("{kernel} {g:?}: read {} elements, want {lc}", got.len()));
     }
@@ -87,7 +99,7 @@ fn check(
 
 /// The shapes: every transpose combination on ragged and aligned sizes, alpha/beta both set
 /// and beta = 0 over a NaN-filled C.
-fn cases() -> Vec<(Gemm, bool)> {
+pub(super) fn cases() -> Vec<(Gemm, bool)> {
     let shapes: &[(usize, usize, usize)] = &[
         (1, 1, 1),
         (3, 17, 63),
@@ -107,7 +119,7 @@ fn cases() -> Vec<(Gemm, bool)> {
 
 /// Every shape under every transpose combination, alternating the scaling so each shape sees
 /// both forms (alpha/beta set, and beta = 0 over a NaN-filled C) across the transposes.
-fn every_transpose(shapes: &[(usize, usize, usize)]) -> Vec<(Gemm, bool)> {
+pub(super) fn every_transpose(shapes: &[(usize, usize, usize)]) -> Vec<(Gemm, bool)> {
     let mut out = Vec::new();
     for (si, &(m, n, k)) in shapes.iter().enumerate() {
         for (ti, &(ta, tb)) in
@@ -284,7 +296,7 @@ fn params_layout_matches_wgsl() {
 }
 
 /// Shapes with few output tiles and a long k: every one takes the split-k path.
-fn splitk_cases() -> Vec<(Gemm, bool)> {
+pub(super) fn splitk_cases() -> Vec<(Gemm, bool)> {
     let shapes: &[(usize, usize, usize)] = &[
         (1, 50, 8192),   // a 50-unit layer's bias-free weight gradient row
         (64, 63, 4099),  // ragged k: the last chunk is short

@@ -1,0 +1,224 @@
+//! The autotune cache file: the chosen matmul candidate per (adapter, driver, backend, shape),
+//! with the timings that chose it. JSON, version-stamped, written atomically (a temporary file
+//! renamed over the old one). A corrupt or stale file is reported once and rebuilt, never an
+//! error: tuning only ever changes which kernel runs.
+//!
+//! Location: `$BATCHSCOPE_AUTOTUNE_CACHE`, else `$XDG_CACHE_HOME/batchscope/autotune.json`, else
+//! `~/.cache/batchscope/autotune.json` (`%LOCALAPPDATA%` on Windows).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::Candidate;
+use crate::backend::gpu::context::AdapterSummary;
+use crate::backend::Gemm;
+
+/// Bumped when the meaning of an entry changes (older files are rebuilt).
+pub const CACHE_VERSION: u32 = 1;
+
+/// Environment variable naming the cache file (tests point it at a temporary directory).
+pub const CACHE_ENV: &str = "BATCHSCOPE_AUTOTUNE_CACHE";
+
+#[derive(Debug, Error)]
+pub enum AutotuneError {
+    #[error("cannot write the autotune cache {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("no autotune cache location: set {CACHE_ENV}, XDG_CACHE_HOME or HOME")]
+    NoLocation,
+}
+
+/// The adapter a choice was measured on: a new driver or another device re-tunes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceKey {
+    pub name: String,
+    pub vendor: u32,
+    pub device: u32,
+    pub driver: String,
+    pub driver_info: String,
+    pub backend: String,
+}
+
+impl DeviceKey {
+    pub fn of(s: &AdapterSummary) -> Self {
+        DeviceKey {
+            name: s.name.clone(),
+            vendor: s.vendor,
+            device: s.device,
+            driver: s.driver.clone(),
+            driver_info: s.driver_info.clone(),
+            backend: s.backend.clone(),
+        }
+    }
+}
+
+/// A product's shape: C [m,n] = op(A) [m,k] · op(B) [k,n] with its transposes (alpha and beta
+/// do not change which kernel is fastest enough to key on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ShapeKey {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+impl ShapeKey {
+    pub fn of(g: &Gemm) -> Self {
+        ShapeKey { m: g.m, n: g.n, k: g.k, trans_a: g.trans_a, trans_b: g.trans_b }
+    }
+
+    /// The product `C = op(A) op(B)` of this shape (alpha 1, beta 0).
+    pub fn gemm(self) -> Gemm {
+        Gemm::nn(self.m, self.n, self.k).trans(self.trans_a, self.trans_b)
+    }
+
+    /// `m x n x k NT` (N: stored as used, T: transposed; A then B).
+    pub fn label(self) -> String {
+        let t = |x: bool| if x { 'T' } else { 'N' };
+        format!("{}x{}x{} {}{}", self.m, self.n, self.k, t(self.trans_a), t(self.trans_b))
+    }
+}
+
+/// One candidate's measured time, ms per product.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CandidateTime {
+    pub candidate: String,
+    pub ms: f64,
+}
+
+/// The choice for one (device, shape).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub device: DeviceKey,
+    pub shape: ShapeKey,
+    pub choice: String,
+    /// `gpu_timestamps` or `wall_clock`.
+    pub method: String,
+    pub timings: Vec<CandidateTime>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    entries: Vec<Entry>,
+}
+
+/// The entries of a cache file, by (device, shape).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TuneCache {
+    entries: BTreeMap<(DeviceKey, ShapeKey), Entry>,
+}
+
+/// A loaded cache and, when the file was unreadable, corrupt or stale, why it was dropped.
+pub struct Loaded {
+    pub cache: TuneCache,
+    pub warning: Option<String>,
+}
+
+impl TuneCache {
+    /// Parse a cache file's text; `Err` says why it cannot be used (rebuild it).
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let file: CacheFile =
+            serde_json::from_str(text).map_err(|e| format!("not a cache file: {e}"))?;
+        if file.version != CACHE_VERSION {
+            return Err(format!("version {} (this build writes {CACHE_VERSION})", file.version));
+        }
+        let mut cache = TuneCache::default();
+        for e in file.entries {
+            cache.insert(e);
+        }
+        Ok(cache)
+    }
+
+    /// The file text: entries sorted by device and shape (the same cache, the same bytes).
+    pub fn to_json(&self) -> String {
+        let file =
+            CacheFile { version: CACHE_VERSION, entries: self.entries.values().cloned().collect() };
+        let mut text = serde_json::to_string_pretty(&file).unwrap_or_else(|_| String::from("{}"));
+        text.push('\n');
+        text
+    }
+
+    /// Read `path`: a missing file is an empty cache; an unreadable, corrupt or stale one is an
+    /// empty cache with a warning (the next save rebuilds the file).
+    pub fn load(path: &Path) -> Loaded {
+        match std::fs::read_to_string(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Loaded { cache: TuneCache::default(), warning: None }
+            }
+            Err(e) => Loaded {
+                cache: TuneCache::default(),
+                warning: Some(format!("cannot read {}: {e}; rebuilding it", path.display())),
+            },
+            Ok(text) => match TuneCache::from_json(&text) {
+                Ok(cache) => Loaded { cache, warning: None },
+                Err(why) => Loaded {
+                    cache: TuneCache::default(),
+                    warning: Some(format!("ignoring {} ({why}); rebuilding it", path.display())),
+                },
+            },
+        }
+    }
+
+    /// Write the cache to `path` atomically (creating its directory).
+    pub fn save(&self, path: &Path) -> Result<(), AutotuneError> {
+        let err = |source| AutotuneError::Write { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        if let Err(e) = std::fs::write(&tmp, self.to_json()) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(e));
+        }
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            err(e)
+        })
+    }
+
+    pub fn insert(&mut self, e: Entry) {
+        self.entries.insert((e.device.clone(), e.shape), e);
+    }
+
+    pub fn get(&self, device: &DeviceKey, shape: ShapeKey) -> Option<&Entry> {
+        self.entries.get(&(device.clone(), shape))
+    }
+
+    /// The cached choice for (device, shape) if it names a candidate this build has and that
+    /// is in `allowed` (what this adapter can run for the shape); anything else is ignored.
+    pub fn choice(
+        &self,
+        device: &DeviceKey,
+        shape: ShapeKey,
+        allowed: &[Candidate],
+    ) -> Option<Candidate> {
+        let c = Candidate::parse(&self.get(device, shape)?.choice)?;
+        allowed.contains(&c).then_some(c)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Where the cache lives (see the module doc), or `None` when no location is known.
+pub fn default_path() -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(p) = var(CACHE_ENV) {
+        return Some(p);
+    }
+    let base = var("XDG_CACHE_HOME")
+        .or_else(|| var("HOME").map(|h| h.join(".cache")))
+        .or_else(|| var("LOCALAPPDATA"))?;
+    Some(base.join("batchscope").join("autotune.json"))
+}

@@ -1,0 +1,275 @@
+//! Matmul autotuning: for each product shape a step uses, time the candidate kernels on the
+//! device, keep the fastest, and cache the choice per adapter, driver, backend and shape
+//! ([`cache`]), like CubeCL's autotune. The choice logic is pure ([`candidates`], [`pick`]);
+//! [`timing`] measures on the device.
+//!
+//! Modes (`gpu.autotune` in the config): `off` (the default) runs the pure
+//! [`super::matmul::choose`], the same kernels on every machine; `cached` runs the cache's
+//! choices where it has them and `choose` elsewhere, never timing anything; `on` also times a
+//! shape the cache lacks on first use (one extra submit and some milliseconds) and saves the
+//! cache. Given the cache file, the kernels and so the bits of a run are fixed.
+
+pub mod cache;
+pub mod shapes;
+mod timing;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::matmul::{choose, launch_of, tile_launch, Launch, MatmulVariant, SKINNY_MAX_K};
+use super::tile::{TileCfg, TILES};
+use super::{GpuBackend, GpuDevice};
+use crate::backend::{Gemm, Result};
+pub use cache::{default_path, AutotuneError, CandidateTime, DeviceKey, Entry, ShapeKey, TuneCache};
+
+/// How the GPU backend picks matmul kernels (`gpu.autotune`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutotuneMode {
+    /// The pure shape rule [`choose`]: deterministic everywhere, no cache file.
+    #[default]
+    Off,
+    /// The cache's choices where it has one for this adapter and shape, else `choose`.
+    Cached,
+    /// As `cached`, and time the candidates of a shape the cache lacks on first use.
+    On,
+}
+
+/// A matmul kernel the autotuner can choose for a shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Candidate {
+    /// `matmul.wgsl`'s 128x128, BK = 8 tiled kernel (with split-k): `choose`'s large-m pick.
+    Tiled,
+    /// The skinny kernels (8, 4 or 1 rows of C per workgroup by m).
+    Skinny,
+    /// A configuration of the tile family (`matmul_tile.wgsl`, with split-k).
+    Tile(TileCfg),
+}
+
+/// Rows of C up to which the skinny kernel is a candidate (it computes at most 8 rows per
+/// workgroup with k walked by lanes: past a few dozen rows a tile wins).
+pub const SKINNY_TUNE_MAX_M: usize = 64;
+
+/// A candidate must beat the shape's default ([`Candidate::default_for`]) by this fraction to
+/// be chosen: timing noise alone does not move a shape off the default.
+pub const MARGIN: f64 = 0.03;
+
+impl Candidate {
+    /// `tiled`, `skinny`, or the tile name `t{bm}x{bn}k{bk}`.
+    pub fn name(self) -> String {
+        match self {
+            Candidate::Tiled => "tiled".into(),
+            Candidate::Skinny => "skinny".into(),
+            Candidate::Tile(t) => t.name(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Candidate> {
+        match s {
+            "tiled" => Some(Candidate::Tiled),
+            "skinny" => Some(Candidate::Skinny),
+            _ => TileCfg::parse(s).map(Candidate::Tile),
+        }
+    }
+
+    /// What `choose` runs for `g` (the default the others must beat).
+    pub fn default_for(g: &Gemm) -> Candidate {
+        match choose(g) {
+            MatmulVariant::Skinny => Candidate::Skinny,
+            _ => Candidate::Tiled,
+        }
+    }
+
+    /// How this candidate launches `g`.
+    pub fn launch(self, g: &Gemm) -> Option<Launch> {
+        match self {
+            Candidate::Tiled => Some(launch_of(MatmulVariant::Tiled, g)),
+            Candidate::Skinny => Some(launch_of(MatmulVariant::Skinny, g)),
+            Candidate::Tile(t) => tile_launch(t, g),
+        }
+    }
+}
+
+/// The candidates for `g` on an adapter with `limits`, the default first: the base tiled
+/// kernel, the skinny kernel for few rows (m ≤ [`SKINNY_TUNE_MAX_M`]), and every tile of the
+/// family the adapter can run ([`TileCfg::fits`]).
+pub fn candidates(g: &Gemm, limits: &wgpu::Limits) -> Vec<Candidate> {
+    let mut out = vec![Candidate::default_for(g)];
+    let mut push = |c: Candidate| {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    };
+    push(Candidate::Tiled);
+    if g.m <= SKINNY_TUNE_MAX_M && g.k <= SKINNY_MAX_K {
+        push(Candidate::Skinny);
+    }
+    for t in TILES.into_iter().filter(|t| t.fits(limits)) {
+        push(Candidate::Tile(t));
+    }
+    out
+}
+
+/// The choice among timed candidates (ms per product; `None`: failed or not run): the fastest,
+/// unless it is within [`MARGIN`] of `default`, which then stays. Ties go to the earlier
+/// candidate. `None` when nothing was timed.
+pub fn pick(default: Candidate, times: &[(Candidate, Option<f64>)]) -> Option<Candidate> {
+    let timed = || times.iter().filter_map(|&(c, t)| t.filter(|t| t.is_finite()).map(|t| (c, t)));
+    let (best, best_ms) = timed().fold(None, |acc: Option<(Candidate, f64)>, (c, t)| match acc {
+        Some((_, bt)) if bt <= t => acc,
+        _ => Some((c, t)),
+    })?;
+    match timed().find(|&(c, _)| c == default) {
+        Some((_, d)) if best_ms >= d * (1.0 - MARGIN) => Some(default),
+        _ => Some(best),
+    }
+}
+
+/// A shape's timings and choice, as `batchscope tune` reports them.
+#[derive(Clone, Debug)]
+pub struct TuneResult {
+    pub shape: ShapeKey,
+    pub times: Vec<(Candidate, Option<f64>)>,
+    pub choice: Candidate,
+    pub method: &'static str,
+}
+
+/// The backend's tuning state: the mode, the cache and the choices made this session.
+#[derive(Default)]
+pub struct Autotuner {
+    mode: AutotuneMode,
+    path: Option<PathBuf>,
+    cache: TuneCache,
+    device: Option<DeviceKey>,
+    resolved: HashMap<ShapeKey, Option<Candidate>>,
+    warned_save: bool,
+}
+
+impl Autotuner {
+    pub fn mode(&self) -> AutotuneMode {
+        self.mode
+    }
+
+    /// The candidate to run for `g`, or `None` for the pure `choose` path.
+    fn resolve(&mut self, dev: &GpuDevice, g: &Gemm) -> Result<Option<Candidate>> {
+        if self.mode == AutotuneMode::Off {
+            return Ok(None);
+        }
+        let shape = ShapeKey::of(g);
+        if let Some(&c) = self.resolved.get(&shape) {
+            return Ok(c);
+        }
+        let device = self.device.clone().unwrap_or_else(|| DeviceKey::of(&dev.ctx.summary));
+        let allowed = candidates(g, &dev.ctx.limits);
+        let mut choice = self.cache.choice(&device, shape, &allowed);
+        if choice.is_none() && self.mode == AutotuneMode::On {
+            // A shape that cannot be timed (no memory for scratch operands, say) keeps `choose`.
+            match self.tune(dev, g) {
+                Ok(r) => {
+                    choice = Some(r.choice);
+                    self.save_or_warn();
+                }
+                Err(e) => log::warn!("autotune: cannot time {}: {e}; using the default", shape.label()),
+            }
+        }
+        self.resolved.insert(shape, choice);
+        Ok(choice)
+    }
+
+    /// Time every candidate of `g`'s shape now, store the choice in the cache (not saved).
+    fn tune(&mut self, dev: &GpuDevice, g: &Gemm) -> Result<TuneResult> {
+        let shape = ShapeKey::of(g);
+        let device = DeviceKey::of(&dev.ctx.summary);
+        let cands = candidates(g, &dev.ctx.limits);
+        let (times, method) =
+            timing::time_candidates(dev, &shape.gemm().scaled(g.alpha, g.beta), &cands)?;
+        let default = Candidate::default_for(g);
+        let choice = pick(default, &times).unwrap_or(default);
+        let timings = times
+            .iter()
+            .filter_map(|&(c, t)| t.map(|ms| CandidateTime { candidate: c.name(), ms }))
+            .collect();
+        self.cache.insert(Entry {
+            device: device.clone(),
+            shape,
+            choice: choice.name(),
+            method: method.to_string(),
+            timings,
+        });
+        self.device = Some(device);
+        self.resolved.insert(shape, Some(choice));
+        Ok(TuneResult { shape, times, choice, method })
+    }
+
+    fn save_or_warn(&mut self) {
+        let Some(path) = self.path.clone() else { return };
+        if let Err(e) = self.cache.save(&path) {
+            if !self.warned_save {
+                log::warn!("{e}; the choices hold for this run only");
+                self.warned_save = true;
+            }
+        }
+    }
+}
+
+impl GpuBackend {
+    /// Set the matmul autotuning mode with the cache at [`default_path`] (see the module doc).
+    pub fn set_autotune(&self, mode: AutotuneMode) {
+        self.set_autotune_at(mode, default_path());
+    }
+
+    /// Set the mode with the cache file at `path` (`None`: an in-memory cache). Loads the file
+    /// for `cached` and `on`; a corrupt or stale one gives one warning and is rebuilt.
+    pub fn set_autotune_at(&self, mode: AutotuneMode, path: Option<PathBuf>) {
+        let mut cache = TuneCache::default();
+        if mode != AutotuneMode::Off {
+            if let Some(p) = &path {
+                let loaded = TuneCache::load(p);
+                if let Some(w) = loaded.warning {
+                    log::warn!("autotune cache: {w}");
+                }
+                cache = loaded.cache;
+            }
+        }
+        let device = Some(DeviceKey::of(&self.dev.ctx.summary));
+        *self.tuner.borrow_mut() = Autotuner { mode, path, cache, device, ..Autotuner::default() };
+    }
+
+    pub fn autotune_mode(&self) -> AutotuneMode {
+        self.tuner.borrow().mode
+    }
+
+    /// The launch the tuner picked for `g`, or `None` for the plain variant path.
+    pub(super) fn tuned_launch(&self, g: &Gemm) -> Result<Option<Launch>> {
+        if self.matmul_variant() != MatmulVariant::Auto {
+            return Ok(None);
+        }
+        let choice = self.tuner.borrow_mut().resolve(&self.dev, g)?;
+        Ok(choice.and_then(|c| c.launch(g)))
+    }
+
+    /// Re-time every candidate for `g`'s shape and store the choice (`batchscope tune`); call
+    /// [`GpuBackend::save_autotune`] to write the file.
+    pub fn tune_shape(&self, g: &Gemm) -> Result<TuneResult> {
+        self.tuner.borrow_mut().tune(&self.dev, g)
+    }
+
+    /// Write the cache to its file; the path written, or `None` for an in-memory cache.
+    pub fn save_autotune(&self) -> std::result::Result<Option<PathBuf>, AutotuneError> {
+        let t = self.tuner.borrow();
+        match &t.path {
+            Some(p) => t.cache.save(p).map(|()| Some(p.clone())),
+            None => Ok(None),
+        }
+    }
+
+    /// The cache as the tuner holds it.
+    pub fn autotune_cache(&self) -> TuneCache {
+        self.tuner.borrow().cache.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

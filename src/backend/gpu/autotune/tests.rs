@@ -1,0 +1,200 @@
+//! The choice logic without a device: candidates by limits, the pick from fake timings, the
+//! cache key, file round trip, corrupt and stale files, unknown candidates, step shapes.
+
+use super::shapes::mlp_step_gemms;
+use super::*;
+
+fn lavapipe() -> wgpu::Limits {
+    wgpu::Limits {
+        max_compute_workgroup_storage_size: 32 * 1024,
+        max_compute_invocations_per_workgroup: 1024,
+        max_compute_workgroup_size_x: 1024,
+        ..wgpu::Limits::default()
+    }
+}
+
+fn device(driver_info: &str) -> DeviceKey {
+    DeviceKey {
+        name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+        vendor: 0x10005,
+        device: 0,
+        driver: "llvmpipe".into(),
+        driver_info: driver_info.into(),
+        backend: "Vulkan".into(),
+    }
+}
+
+fn entry(dev: &DeviceKey, g: &Gemm, choice: &str) -> Entry {
+    Entry {
+        device: dev.clone(),
+        shape: ShapeKey::of(g),
+        choice: choice.into(),
+        method: "wall_clock".into(),
+        timings: vec![CandidateTime { candidate: choice.into(), ms: 0.25 }],
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("batchscope-autotune-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d.join("autotune.json")
+}
+
+#[test]
+fn candidates_start_with_the_default_and_respect_the_limits() {
+    let small = Gemm::nn(8, 1024, 784).trans(false, true);
+    let c = candidates(&small, &lavapipe());
+    assert_eq!(c[0], Candidate::Skinny, "choose's pick comes first");
+    assert!(c.contains(&Candidate::Tiled));
+    assert_eq!(c.len(), 2 + TILES.len(), "{c:?}");
+    let wgrad = Gemm::nn(1024, 784, 8).trans(true, false);
+    let c = candidates(&wgrad, &lavapipe());
+    assert_eq!(c[0], Candidate::Tiled);
+    assert!(c.contains(&Candidate::Skinny) == false, "m = 1024 is not skinny");
+    let tight = wgpu::Limits { max_compute_workgroup_storage_size: 16 * 1024, ..lavapipe() };
+    let c = candidates(&wgrad, &tight);
+    assert!(!c.contains(&Candidate::Tile(TileCfg { bm: 128, bn: 128, bk: 16 })), "32 KiB > 16 KiB");
+    assert!(c.contains(&Candidate::Tile(TileCfg { bm: 64, bn: 64, bk: 16 })), "16 KiB fits");
+    for c in c {
+        assert_eq!(Candidate::parse(&c.name()), Some(c));
+    }
+}
+
+#[test]
+fn pick_takes_the_fastest_beyond_the_margin_and_ignores_failures() {
+    let t64 = Candidate::Tile(TileCfg { bm: 64, bn: 64, bk: 8 });
+    let t128 = Candidate::Tile(TileCfg { bm: 128, bn: 64, bk: 8 });
+    let d = Candidate::Tiled;
+    assert_eq!(pick(d, &[(d, Some(1.0)), (t64, Some(0.5)), (t128, Some(0.7))]), Some(t64));
+    // Within 3 % of the default: the default stays.
+    assert_eq!(pick(d, &[(d, Some(1.0)), (t64, Some(0.98))]), Some(d));
+    assert_eq!(pick(d, &[(d, Some(1.0)), (t64, Some(0.96))]), Some(t64));
+    // A failed default: the fastest that ran.
+    assert_eq!(pick(d, &[(d, None), (t64, Some(2.0)), (t128, Some(1.5))]), Some(t128));
+    // Ties go to the earlier candidate; NaN and nothing timed are no choice.
+    assert_eq!(pick(d, &[(t64, Some(0.5)), (t128, Some(0.5))]), Some(t64));
+    assert_eq!(pick(d, &[(d, None), (t64, Some(f64::NAN))]), None);
+    assert_eq!(pick(d, &[]), None);
+}
+
+#[test]
+fn the_cache_key_holds_adapter_driver_and_shape() {
+    let g = Gemm::nn(64, 128, 64).trans(false, true);
+    let (a, b) = (device("Mesa 22.3.6"), device("Mesa 23.0.0"));
+    let mut cache = TuneCache::default();
+    cache.insert(entry(&a, &g, "t64x64k8"));
+    let all = candidates(&g, &lavapipe());
+    let t64 = Candidate::Tile(TileCfg { bm: 64, bn: 64, bk: 8 });
+    assert_eq!(cache.choice(&a, ShapeKey::of(&g), &all), Some(t64));
+    assert_eq!(cache.choice(&b, ShapeKey::of(&g), &all), None, "another driver re-tunes");
+    let nn = Gemm::nn(64, 128, 64);
+    assert_eq!(cache.choice(&a, ShapeKey::of(&nn), &all), None, "the transposes are in the key");
+    let other_k = Gemm::nn(64, 128, 65).trans(false, true);
+    assert_eq!(cache.choice(&a, ShapeKey::of(&other_k), &all), None);
+    // alpha and beta are not.
+    assert_eq!(cache.choice(&a, ShapeKey::of(&g.scaled(0.5, 1.0)), &all), Some(t64));
+    let mut name = a.clone();
+    name.name = "NVIDIA H200".into();
+    assert_eq!(cache.choice(&name, ShapeKey::of(&g), &all), None);
+}
+
+#[test]
+fn the_file_round_trips_byte_for_byte() {
+    let path = tmp("roundtrip");
+    let mut cache = TuneCache::default();
+    let d = device("Mesa 22.3.6");
+    for g in mlp_step_gemms(&[64, 128, 10], 64) {
+        cache.insert(entry(&d, &g, "tiled"));
+    }
+    cache.save(&path).expect("save");
+    let loaded = TuneCache::load(&path);
+    assert!(loaded.warning.is_none(), "{:?}", loaded.warning);
+    assert_eq!(loaded.cache, cache);
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), cache.to_json());
+    let dir = path.parent().expect("parent");
+    assert_eq!(std::fs::read_dir(dir).expect("dir").count(), 1, "no temporary file is left");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn corrupt_stale_and_missing_files_are_rebuilt_without_error() {
+    let path = tmp("corrupt");
+    let missing = TuneCache::load(&path);
+    assert!(missing.cache.is_empty() && missing.warning.is_none(), "a missing file is no news");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    for (text, why) in [
+        ("{\"version\": 1, \"entries\": [", "not a cache file"),
+        ("\u{0}\u{1}garbage", "not a cache file"),
+        ("{\"version\": 0, \"entries\": []}", "version 0"),
+        ("[]", "not a cache file"),
+    ] {
+        std::fs::write(&path, text).expect("write");
+        let loaded = TuneCache::load(&path);
+        assert!(loaded.cache.is_empty());
+        let w = loaded.warning.expect("one warning");
+        assert!(w.contains(why) && w.contains("rebuilding"), "{w}");
+    }
+    // Rebuilt: the next save replaces the corrupt file with a valid one.
+    let mut cache = TuneCache::default();
+    cache.insert(entry(&device("x"), &Gemm::nn(1, 2, 3), "skinny"));
+    cache.save(&path).expect("save");
+    assert_eq!(TuneCache::load(&path).cache, cache);
+    let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+}
+
+#[test]
+fn unknown_or_unrunnable_choices_are_ignored() {
+    let d = device("Mesa 22.3.6");
+    let g = Gemm::nn(1024, 784, 64).trans(true, false);
+    let mut cache = TuneCache::default();
+    cache.insert(entry(&d, &g, "t256x256k32"));
+    let all = candidates(&g, &lavapipe());
+    assert_eq!(cache.choice(&d, ShapeKey::of(&g), &all), None, "a name this build lacks");
+    cache.insert(entry(&d, &g, "t128x128k16"));
+    let tight = wgpu::Limits { max_compute_workgroup_storage_size: 16 * 1024, ..lavapipe() };
+    let small = candidates(&g, &tight);
+    assert_eq!(cache.choice(&d, ShapeKey::of(&g), &small), None, "too big for this adapter");
+    assert_eq!(
+        cache.choice(&d, ShapeKey::of(&g), &all),
+        Some(Candidate::Tile(TileCfg { bm: 128, bn: 128, bk: 16 }))
+    );
+    // An entry of a file written by a newer build with unknown fields still parses.
+    let text = cache.to_json().replace("\"method\"", "\"extra\": 1, \"method\"");
+    assert_eq!(TuneCache::from_json(&text).map(|c| c.len()), Ok(1));
+}
+
+#[test]
+fn step_shapes_follow_the_mlp() {
+    let s = mlp_step_gemms(&[784, 1024, 1024, 10], 32);
+    let labels: Vec<String> = s.iter().map(|g| ShapeKey::of(g).label()).collect();
+    assert_eq!(
+        labels,
+        [
+            "32x1024x784 NT",
+            "32x1024x1024 NT",
+            "32x10x1024 NT",
+            "10x1024x32 TN",
+            "32x1024x10 NN",
+            "1024x1024x32 TN",
+            "32x1024x1024 NN",
+            "1024x784x32 TN",
+        ]
+    );
+    assert!(mlp_step_gemms(&[5], 4).is_empty());
+}
+
+#[test]
+fn mode_parses_from_the_config_spelling() {
+    #[derive(serde::Deserialize)]
+    struct T {
+        m: AutotuneMode,
+    }
+    for (s, m) in
+        [("off", AutotuneMode::Off), ("cached", AutotuneMode::Cached), ("on", AutotuneMode::On)]
+    {
+        let t: T = toml::from_str(&format!("m = \"{s}\"")).expect("parse");
+        assert_eq!(t.m, m);
+    }
+    assert!(toml::from_str::<T>("m = \"always\"").is_err());
+    assert_eq!(AutotuneMode::default(), AutotuneMode::Off);
+}

@@ -1,0 +1,134 @@
+//! The matmul autotuner end to end on the software adapter: `batchscope tune` writes the cache,
+//! its table and tune.csv; a corrupt cache gives one warning and is rebuilt; a training run is
+//! bitwise reproducible given the cache, and `off` (the default) is the untuned path. Timings on
+//! lavapipe are CPU figures: these tests check plumbing and determinism, not which kernel wins.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use batchscope::backend::gpu::autotune::shapes::mlp_step_gemms;
+use batchscope::backend::gpu::autotune::{Candidate, DeviceKey, ShapeKey, TuneCache};
+use batchscope::backend::gpu::{AutotuneMode, GpuBackend};
+use batchscope::config::Config;
+use batchscope::train::{run_train, MetricsLine, TrainOptions};
+use common::{read_csv, tmpdir};
+
+const QUICKSTART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/quickstart.toml");
+
+fn tune(cache: &Path, extra: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
+    c.env("RUST_LOG", "warn").env("BATCHSCOPE_AUTOTUNE_CACHE", cache);
+    c.args(["tune", "--config", QUICKSTART, "--quiet"]).args(extra);
+    c.output().expect("run batchscope tune")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn tune_writes_the_cache_a_table_and_tune_csv() {
+    let dir = tmpdir("cli");
+    let cache = dir.join("cache").join("autotune.json");
+    let out = dir.join("run");
+    let o = tune(&cache, &["--batch-sizes", "8,64", "--out", out.to_str().expect("utf-8")]);
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "stdout = {stdout}\nstderr = {stderr}");
+    assert!(!stderr.contains("autotune cache"), "no cache yet is no warning: {stderr}");
+    // quickstart is 64-128-10: 5 products per step, none shared between B = 8 and B = 64.
+    let want: Vec<ShapeKey> = [8, 64]
+        .iter()
+        .flat_map(|&b| mlp_step_gemms(&[64, 128, 10], b))
+        .map(|g| ShapeKey::of(&g))
+        .collect();
+    assert_eq!(want.len(), 10);
+    assert_eq!(stdout.matches("← chosen").count(), 10, "{stdout}");
+    assert!(stdout.contains("8x128x64 NT") && stdout.contains("GFLOP/s"), "{stdout}");
+    assert!(stdout.contains("not a GPU's"), "lavapipe timings are labelled: {stdout}");
+    let loaded = TuneCache::load(&cache);
+    assert!(loaded.warning.is_none(), "{:?}", loaded.warning);
+    assert_eq!(loaded.cache.len(), 10);
+    let (header, rows) = read_csv(&out.join("tune.csv"));
+    assert_eq!(
+        header,
+        ["shape", "m", "n", "k", "trans_a", "trans_b", "candidate", "ms", "gflops", "chosen"]
+    );
+    assert_eq!(rows.iter().filter(|r| r[9] == "1").count(), 10, "one choice per shape");
+    for r in &rows {
+        assert!(Candidate::parse(&r[6]).is_some(), "{r:?}");
+        let ms: f64 = r[7].parse().expect("ms");
+        assert!(ms > 0.0, "{r:?}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["shapes"].as_array().map(|a| a.len()), Some(10));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_corrupt_cache_warns_once_and_is_rebuilt() {
+    let dir = tmpdir("corrupt");
+    let cache = dir.join("autotune.json");
+    std::fs::write(&cache, "{\"version\": 1, \"entries\": [ {\"device\": ").expect("write");
+    let o = tune(&cache, &["--batch-sizes", "4"]);
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.matches("autotune cache").count(), 1, "one warning: {stderr}");
+    assert!(stderr.contains("rebuilding"), "{stderr}");
+    let loaded = TuneCache::load(&cache);
+    assert!(loaded.warning.is_none(), "rebuilt: {:?}", loaded.warning);
+    assert_eq!(loaded.cache.len(), 5);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn quickstart(steps: usize) -> Config {
+    let sets = [
+        "train.epochs=0".to_string(),
+        format!("train.steps={steps}"),
+        "train.eval_every=8".to_string(),
+        "train.log_every=4".to_string(),
+    ];
+    Config::load(Some(Path::new(QUICKSTART)), &sets).expect("quickstart config")
+}
+
+fn train(mode: AutotuneMode, cache: &Path, name: &str) -> Vec<String> {
+    let gpu = GpuBackend::new(None).expect("GPU backend (lavapipe)");
+    gpu.set_autotune_at(mode, Some(cache.to_path_buf()));
+    let dir = tmpdir(name);
+    run_train(&gpu, &quickstart(24), &TrainOptions::default(), &dir).expect("train");
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    let _ = std::fs::remove_dir_all(&dir);
+    text.lines()
+        .map(|l| {
+            let mut m: MetricsLine = serde_json::from_str(l).expect("metrics line");
+            m.elapsed_s = 0.0;
+            serde_json::to_string(&m).expect("json")
+        })
+        .collect()
+}
+
+/// `on` tunes every product the run uses (the step's shapes among them) and saves them;
+/// `cached` then reproduces the run bit for bit; `off` and an empty cache are the plain path.
+#[test]
+fn training_is_bitwise_reproducible_given_the_cache() {
+    let dir = tmpdir("train");
+    let cache = dir.join("autotune.json");
+    let tuned = train(AutotuneMode::On, &cache, "on");
+    let loaded = TuneCache::load(&cache).cache;
+    let gpu = GpuBackend::new(None).expect("GPU backend");
+    let device = DeviceKey::of(gpu.adapter());
+    for g in mlp_step_gemms(&[64, 128, 10], 64) {
+        assert!(loaded.get(&device, ShapeKey::of(&g)).is_some(), "{g:?} was not tuned");
+    }
+    let again = train(AutotuneMode::Cached, &cache, "cached");
+    assert_eq!(tuned, again, "the same cache must give the same bits");
+    let off = train(AutotuneMode::Off, &cache, "off");
+    let empty = train(AutotuneMode::Cached, &dir.join("absent.json"), "empty");
+    assert_eq!(off, empty, "no cache entry: the pure choose path");
+    assert!(!dir.join("absent.json").exists(), "`cached` never writes the file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
