@@ -45,7 +45,7 @@ eval_every = 50
 "#;
 
 /// Collective timeout of the tests' jobs, seconds.
-const TIMEOUT_S: u64 = 10;
+const TIMEOUT_S: u64 = 30;
 
 fn config(d: &Path, text: &str) -> String {
     let p = d.join("c.toml");

@@ -117,14 +117,14 @@ impl Mpi {
         }
     }
 
-    /// Rank `from` failed with `text`: print this rank's line, acknowledge, and wait for the
-    /// failed rank's `MPI_Abort` to end the job (or abort after the grace period).
+    /// Rank `from` failed with `text`: print this rank's line, acknowledge, and wait briefly for
+    /// the failed rank's `MPI_Abort` to end the job (then abort from here).
     fn stop(&self, from: usize, text: &str) -> ! {
         let w = SimpleCommunicator::world();
         self.line(&format!("stopping because rank {from} failed: {text}"));
         w.process_at_rank(from as i32).send_with_tag(&[1u8][..], ACK);
         let start = Instant::now();
-        while start.elapsed() < self.grace() + Duration::from_secs(5) {
+        while start.elapsed() < self.grace().min(Duration::from_secs(2)) {
             self.ack_notices();
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -141,9 +141,10 @@ impl Mpi {
         if REPORTED.swap(true, Ordering::SeqCst) {
             return;
         }
-        let one_line = msg.replace('\n', "; ");
+        // One write: lines of ranks that share mpirun's stderr must not interleave.
+        let line = format!("error: rank {}: {}\n", self.rank, msg.replace('\n', "; "));
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "error: rank {}: {one_line}", self.rank);
+        let _ = err.write_all(line.as_bytes());
         let _ = err.flush();
     }
 
