@@ -298,6 +298,21 @@ fn a_rank_whose_device_fails_ends_every_rank_with_one_line() {
 }
 
 #[test]
+fn a_plain_train_started_by_mpirun_is_refused() {
+    let d = tmpdir("plain");
+    let c = config(&d, SMALL);
+    let o = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-np", "2", BIN, "train", "--backend", "cpu"])
+        .args(["--quiet", "--config", &c, "--out", d.join("run").to_str().expect("utf-8")])
+        .output()
+        .expect("mpirun");
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("started by mpirun as one of 2 processes without --mpi"), "{out}");
+    assert!(!d.join("run").exists(), "a run directory was created");
+}
+
+#[test]
 fn two_lavapipe_ranks_equal_two_workers_bitwise() {
     let d = tmpdir("gpu");
     let c = config(&d, &SMALL.replace("steps = 100", "steps = 20"));

@@ -222,3 +222,15 @@ mod rank {
         }
     }
 }
+
+#[cfg(all(test, not(feature = "mpi")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mpi_without_the_feature_names_the_rebuild() {
+        let e = train(&RunArgs::default(), BackendChoice::Cpu, None, None, None).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("--features mpi") && !msg.contains('\n'), "{msg}");
+    }
+}
