@@ -111,6 +111,11 @@ pub enum Command {
         /// --adapter a,b,... one adapter (index or name) per worker.
         #[arg(long, value_name = "N")]
         workers: Option<usize>,
+        /// Train as one rank of an MPI job (`mpirun -np N batchscope train ... --mpi`): the global
+        /// batch is split across ranks (train.workers each), rank 0 writes the run directory.
+        /// Needs a build with `--features mpi`.
+        #[arg(long)]
+        mpi: bool,
     },
     /// Sweep power-of-two batch sizes, measure throughput, and pick a batch size by policy.
     Sweep {

@@ -37,7 +37,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Devices { json } => app::devices::devices(json),
-        Command::Train { on, init, resume, workers } => {
+        Command::Train { on, init, resume, workers, mpi: true } => {
+            app::mpi::train(&on.run_args(), on.backend(), init, resume, workers)
+        }
+        Command::Train { on, init, resume, workers, mpi: false } => {
+            app::mpi::refuse_under_mpirun()?;
             app::train::train(&on.run_args(), on.backend(), init, resume, workers)
         }
         Command::Tune { common, batch_sizes } => app::tune::tune(&common.run_args(), &batch_sizes),

@@ -8,6 +8,7 @@ pub mod curvature;
 pub mod depth;
 pub mod devices;
 pub mod landscape;
+pub mod mpi;
 pub mod noise;
 pub mod overlay;
 pub mod profile;

@@ -123,7 +123,7 @@ fn train_workers(
 }
 
 /// Before training: the automatic batch size (a sweep), the CPU memory check, config.toml.
-fn prepare<B: Profilable>(
+pub(super) fn prepare<B: Profilable>(
     cfg: &mut Config,
     b: &B,
     opts: &TrainOptions,
@@ -164,7 +164,7 @@ fn auto_policy(p: &SweepPolicy, knee_fraction: f64) -> anyhow::Result<Policy> {
     }
 }
 
-fn print_summary(summary: &TrainSummary, dir: &Path) {
+pub(super) fn print_summary(summary: &TrainSummary, dir: &Path) {
     println!("device:          {}", summary.device);
     println!(
         "steps:           {} ({} examples, {} epochs)",
@@ -195,6 +195,9 @@ fn print_summary(summary: &TrainSummary, dir: &Path) {
             "replicas:        {} ({}), accumulate {}, micro-batch {} rows",
             d.workers, d.executor, d.accumulate, d.micro_batch
         );
+        if let Some(r) = d.ranks {
+            println!("mpi:             {r} ranks, reducer {}", d.reducer);
+        }
         if d.workers > 1 {
             println!(
                 "all-reduce:      {:.1} KiB/step, {:.0} µs/step ({:.1}% of the step; compute {:.0} µs/step)",

@@ -41,6 +41,9 @@ pub struct Checkpointer<B: Backend> {
     pub clip_base: u64,
     /// The last checkpoint written (or resumed from), named in a divergence error.
     pub last_good: Option<PathBuf>,
+    /// MPI ranks of the run: recorded in its checkpoints (`mpi_ranks`, when more than one) and
+    /// required to match at `--resume`.
+    pub ranks: usize,
 }
 
 impl<B: Backend> Checkpointer<B> {
@@ -54,6 +57,7 @@ impl<B: Backend> Checkpointer<B> {
             best: None,
             clip_base: 0,
             last_good: None,
+            ranks: 1,
         }
     }
 
@@ -76,6 +80,19 @@ impl<B: Backend> Checkpointer<B> {
         }
         let path = &self.last_path;
         let ck = checkpoint::load(path)?;
+        let ranks: usize = ck.metadata.get("mpi_ranks").and_then(|v| v.parse().ok()).unwrap_or(1);
+        if ranks != self.ranks {
+            let job = |n: usize| match n {
+                1 => "one process (no --mpi)".to_string(),
+                n => format!("{n} MPI ranks"),
+            };
+            return Err(TrainError::Setup(format!(
+                "--resume {}: the run was trained on {}, this job has {}; resume it with the same number of ranks",
+                path.display(),
+                job(ranks),
+                job(self.ranks)
+            )));
+        }
         load_into(b, &ck, path, "", &mut st.params)?;
         if let Some(v) = st.velocity.as_mut() {
             load_into(b, &ck, path, "optimizer.velocity.", v)?;
@@ -148,7 +165,7 @@ impl<B: Backend> Checkpointer<B> {
     ) -> Result<(), TrainError> {
         if improved {
             let params = self.best.as_ref().unwrap_or(&st.params);
-            let ck = to_checkpoint(b, st, params, prog, clip_events, &self.cfg_toml)?;
+            let ck = to_checkpoint(b, st, params, prog, clip_events, &self.cfg_toml, self.ranks)?;
             checkpoint::save(&self.best_path, &ck)?;
         }
         if checkpoint_due(self.every, prog.step, epoch_end) {
@@ -174,7 +191,7 @@ impl<B: Backend> Checkpointer<B> {
         prog: &Progress,
         clip_events: u64,
     ) -> Result<(), TrainError> {
-        let ck = to_checkpoint(b, st, &st.params, prog, clip_events, &self.cfg_toml)?;
+        let ck = to_checkpoint(b, st, &st.params, prog, clip_events, &self.cfg_toml, self.ranks)?;
         Ok(checkpoint::save(&self.last_path, &ck)?)
     }
 
@@ -209,6 +226,7 @@ fn to_checkpoint<B: Backend>(
     prog: &Progress,
     clip_events: u64,
     cfg_toml: &str,
+    ranks: usize,
 ) -> Result<Checkpoint, TrainError> {
     let mut tensors = Vec::new();
     let finite = |name: &str, data: &[f32]| match data.iter().find(|v| !v.is_finite()) {
@@ -253,6 +271,9 @@ fn to_checkpoint<B: Backend>(
         "order = permutation(train.seed, epoch); stream = philox(data.seed, example)".into(),
     );
     m.insert("config".into(), cfg_toml.to_string());
+    if ranks > 1 {
+        m.insert("mpi_ranks".into(), ranks.to_string());
+    }
     m.insert("backend".into(), b.device_name());
     Ok(Checkpoint { tensors, metadata: m, source: None })
 }

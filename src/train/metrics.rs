@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::checkpointer::Progress;
@@ -211,4 +212,19 @@ pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
         )?;
     }
     Ok(())
+}
+
+/// The run's progress bar on stderr (hidden unless `show`).
+pub fn progress_bar(show: bool, total: u64, pos: u64) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = if total == u64::MAX { ProgressBar::new_spinner() } else { ProgressBar::new(total) };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_position(pos);
+    bar
 }

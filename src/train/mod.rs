@@ -16,11 +16,12 @@ mod monitors;
 pub mod optimizer;
 pub mod parallel;
 mod plan;
+mod ranked;
 pub mod rnn;
 pub mod runner;
 pub mod step;
 
 pub use error::TrainError;
 pub use metrics::{peak_rss_mib, plot_metrics, MetricsLine, TrainOptions, TrainSummary};
-pub use runner::{load_into, run_train, run_train_workers};
+pub use runner::{load_into, run_train, run_train_ranks, run_train_workers};
 pub use step::{Clip, Optimizer, StepMetrics, TrainState};

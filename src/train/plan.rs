@@ -4,8 +4,9 @@
 use super::checkpointer::{checkpoint_due, Progress};
 use super::guard;
 use super::monitors::{Due, Monitors};
+use super::TrainError;
 use crate::backend::Backend;
-use crate::config::Config;
+use crate::config::{BatchSize, Config};
 
 /// The run's length and the cadence of evaluations and metric reads.
 pub(super) struct Plan {
@@ -102,4 +103,45 @@ pub(super) struct StepPlan {
     pub(super) log: bool,
     /// The metrics are read back (always when `log`).
     pub(super) read: bool,
+}
+
+/// `train.batch_size`, which must be fixed by now.
+pub fn fixed_batch_size(cfg: &Config) -> Result<usize, TrainError> {
+    match cfg.train.batch_size {
+        BatchSize::Fixed(n) => Ok(n),
+        BatchSize::Auto => Err(TrainError::Setup(
+            "train.batch_size = \"auto\" must be resolved by a sweep before training (the CLI does this)"
+                .into(),
+        )),
+    }
+}
+
+/// Why a run stops after an evaluation with validation 0-1 error `val_error`, if it does: the
+/// target error is reached, or early stopping (`true`: restore the best parameters).
+pub(super) fn stop_after_eval(
+    cfg: &Config,
+    prog: &Progress,
+    is_class: bool,
+    val_error: Option<f64>,
+) -> Option<(String, bool)> {
+    let t = &cfg.train;
+    if let (true, Some(e)) = (t.target_val_error > 0.0, val_error) {
+        if e <= t.target_val_error as f64 {
+            let why = format!(
+                "reached train.target_val_error = {} (validation 0-1 error {e:.4})",
+                t.target_val_error
+            );
+            return Some((why, false));
+        }
+    }
+    if t.patience > 0 && is_class && prog.evals_since_best >= t.patience as u64 {
+        let reason = format!(
+            "early stopping: validation 0-1 error did not improve in {} evaluations (best {:.4} at step {})",
+            t.patience,
+            prog.best_val_error.unwrap_or(f64::NAN),
+            prog.best_step.unwrap_or(0)
+        );
+        return Some((reason, true));
+    }
+    None
 }

@@ -20,13 +20,15 @@ use super::batches::{BatchSource, TrainData};
 use super::checkpointer::{Checkpointer, Progress};
 use super::eval::{Evaluation, Evaluator};
 use super::guard;
+use super::metrics::progress_bar;
 use super::monitors::Monitors;
 use super::optimizer::{lr_at, Clip, Optimizer};
-use super::parallel::{HostReducer, Parallel, ReplicaExec, Sequential, Split, StepCtx};
-use super::plan::{Plan, StepPlan};
+use super::parallel::{HostReducer, Parallel, Ranks, ReplicaExec, Sequential, Split, StepCtx};
+use super::plan::{fixed_batch_size, stop_after_eval, Plan, StepPlan};
+use super::ranked::{self, is_root};
 use super::step::{slot, GuardedMetrics, TrainState};
 use crate::backend::Backend;
-use crate::config::{BatchSize, Config};
+use crate::config::Config;
 use crate::data::device::BatchBuffers;
 use crate::model::{Mlp, Targets};
 use crate::report::jsonl::JsonlWriter;
@@ -57,11 +59,28 @@ pub fn run_train_workers<'a, B: Backend>(
     opts: &TrainOptions,
     run_dir: &Path,
 ) -> Result<TrainSummary, TrainError> {
+    run_train_ranks(backends, exec, None, cfg, opts, run_dir)
+}
+
+/// [`run_train_workers`] as one rank of a multi-process job (`ranks`, MPI): this rank's
+/// replicas take their share of every global batch (`train.workers` per rank), gradients are
+/// summed across ranks by `ranks`' reducer, and rank 0 alone reads `--init` / `--resume` files
+/// and writes `run_dir` (the other ranks' summaries are not written).
+pub fn run_train_ranks<'a, B: Backend>(
+    backends: &[&'a B],
+    exec: Box<dyn ReplicaExec<B> + 'a>,
+    mut ranks: Option<Box<dyn Ranks + 'a>>,
+    cfg: &Config,
+    opts: &TrainOptions,
+    run_dir: &Path,
+) -> Result<TrainSummary, TrainError> {
     let t0 = Instant::now();
     let b: &'a B =
         backends.first().copied().ok_or_else(|| TrainError::Setup("no backend to train on".into()))?;
     let batch = fixed_batch_size(cfg)?;
-    let split = Split::of(cfg, batch)?;
+    let (size, rank) = ranks.as_ref().map_or((1, 0), |r| (r.size(), r.rank()));
+    let root = rank == 0;
+    let split = Split::across(cfg, batch, size, rank)?;
     let model = Mlp::new(cfg.mlp_spec())?;
     let opt = Optimizer::of(&cfg.train);
     // Batch source and evaluator.
@@ -74,11 +93,20 @@ pub fn run_train_workers<'a, B: Backend>(
     st.guard_ring(b, plan.ring)?;
     let mut prog = Progress::default();
     let mut ckpt = Checkpointer::new(cfg, run_dir);
-    ckpt.start(b, opts, &mut st, &mut prog)?;
+    ckpt.ranks = size;
+    if root {
+        ckpt.start(b, opts, &mut st, &mut prog)?;
+    }
+    if let Some(r) = ranks.as_deref_mut() {
+        ranked::sync_start(r, b, &mut st, &mut prog, &mut ckpt.clip_base)?;
+    }
     let dp = match split.is_plain() {
         true => None,
         false => {
-            let reducer = Box::new(HostReducer);
+            let reducer = match &ranks {
+                Some(r) => r.reducer(),
+                None => Box::new(HostReducer),
+            };
             let mut dp =
                 Parallel::new(backends, cfg, &model, &opt, split, plan.ring, &st, exec, reducer)?;
             dp.broadcast(b, &st)?;
@@ -88,11 +116,11 @@ pub fn run_train_workers<'a, B: Backend>(
     if opts.resume && !plan.has_steps_after(&prog) {
         return Err(TrainError::AlreadyComplete { step: prog.step, reason: plan.end_reason(&prog) });
     }
-    let metrics = ckpt.open_metrics(opts, &prog)?;
+    let metrics = if root { Some(ckpt.open_metrics(opts, &prog)?) } else { None };
     // Minibatch buffers and monitors.
     let bt = BatchBuffers::new(b, split.rows(), model.inputs(), cfg.data_outputs())?;
     let monitors = Monitors::new(b, cfg, &model, &st.params, batch)?;
-    let bar = progress_bar(opts.progress, plan.total_steps, prog.step);
+    let bar = progress_bar(opts.progress && root, plan.total_steps, prog.step);
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
     let last_read = prog.step;
     let run = Run {
@@ -119,21 +147,11 @@ pub fn run_train_workers<'a, B: Backend>(
         last_line: None,
         restored_best: false,
         dp,
+        ranks,
     };
     let summary = run.run_to_end()?;
     log::info!("train finished in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(summary)
-}
-
-/// `train.batch_size`, which must be fixed by now.
-fn fixed_batch_size(cfg: &Config) -> Result<usize, TrainError> {
-    match cfg.train.batch_size {
-        BatchSize::Fixed(n) => Ok(n),
-        BatchSize::Auto => Err(TrainError::Setup(
-            "train.batch_size = \"auto\" must be resolved by a sweep before training (the CLI does this)"
-                .into(),
-        )),
-    }
 }
 
 /// The phases of a run and the state the loop carries between steps.
@@ -141,6 +159,8 @@ struct Run<'a, B: Backend> {
     b: &'a B,
     /// Replicas beyond replica 0 and micro-batches (`None`: the plain one-state step).
     dp: Option<Parallel<'a, B>>,
+    /// The other processes of an MPI job (`None`: this process is the run).
+    ranks: Option<Box<dyn Ranks + 'a>>,
     cfg: &'a Config,
     run_dir: &'a Path,
     model: Mlp,
@@ -155,7 +175,8 @@ struct Run<'a, B: Backend> {
     prog: Progress,
     ckpt: Checkpointer<B>,
     monitors: Monitors<B>,
-    metrics: JsonlWriter,
+    /// metrics.jsonl (rank 0 only).
+    metrics: Option<JsonlWriter>,
     bar: ProgressBar,
     run_start: Instant,
     /// Run time before this session (resume).
@@ -169,6 +190,11 @@ struct Run<'a, B: Backend> {
 }
 
 impl<B: Backend> Run<'_, B> {
+    /// This process writes the run directory (one process, or MPI rank 0).
+    fn root(&self) -> bool {
+        is_root(self.ranks.as_deref())
+    }
+
     /// Epochs of steps until the plan ends or a check stops the run, then the summary.
     fn run_to_end(mut self) -> Result<TrainSummary, TrainError> {
         let mut stopped = None;
@@ -264,12 +290,13 @@ impl<B: Backend> Run<'_, B> {
         self.guard(&g, true)?;
         let m = g.step;
         let side_start = Instant::now();
-        let ev = if sp.eval {
+        let root = self.root();
+        let ev = if sp.eval && root {
             self.eval.evaluate(b, &self.model, &self.st.params)?
         } else {
             Evaluation::default()
         };
-        let improved = self.ckpt.track_best(b, &self.st.params, &mut self.prog, ev.val_error)?;
+        let improved = root && self.ckpt.track_best(b, &self.st.params, &mut self.prog, ev.val_error)?;
         let clip_events = self.ckpt.clip_base + m.clip_events;
         let mut line =
             MetricsLine::new(&self.prog, &m, self.eval.is_class, &ev, lr, clip_events, elapsed);
@@ -277,7 +304,9 @@ impl<B: Backend> Run<'_, B> {
         if let Some(dp) = self.dp.as_mut() {
             dp.annotate(&mut line);
         }
-        self.metrics.write(&line)?;
+        if let Some(w) = self.metrics.as_mut() {
+            w.write(&line)?;
+        }
         self.bar.set_position(self.prog.step);
         self.bar.set_message(format!(
             "loss {:.4} | {:.0} ex/s{}",
@@ -288,11 +317,20 @@ impl<B: Backend> Run<'_, B> {
         log::debug!("step {} loss {:.5} grad_norm {:.4}", self.prog.step, m.loss, m.grad_norm);
         self.last_line = Some(line);
         self.prog.elapsed_s = elapsed;
-        let saved =
-            self.ckpt.save_after_log(b, &self.st, &self.prog, clip_events, improved, sp.epoch_end);
-        self.saved(saved)?;
+        if root {
+            let saved =
+                self.ckpt.save_after_log(b, &self.st, &self.prog, clip_events, improved, sp.epoch_end);
+            self.saved(saved)?;
+        }
         self.side_s += side_start.elapsed().as_secs_f64();
-        self.stop_reason(ev.val_error)
+        let stop = self.stop_reason(ev.val_error)?;
+        let Some(r) = self.ranks.as_deref_mut() else { return Ok(stop) };
+        let (stop, restored) = ranked::stop_decision(r, stop, self.restored_best);
+        if stop.is_some() {
+            self.prog.step_in_epoch = self.plan.steps_per_epoch;
+        }
+        self.restored_best = restored;
+        Ok(stop)
     }
 
     /// A step that is read back but not logged: the guard, then `last.safetensors` if due.
@@ -303,8 +341,11 @@ impl<B: Backend> Run<'_, B> {
         let side_start = Instant::now();
         self.prog.elapsed_s = self.elapsed_before + self.run_start.elapsed().as_secs_f64();
         let clip_events = self.ckpt.clip_base + g.step.clip_events;
-        let saved = self.ckpt.save_after_log(b, &self.st, &self.prog, clip_events, false, sp.epoch_end);
-        self.saved(saved)?;
+        if self.root() {
+            let saved =
+                self.ckpt.save_after_log(b, &self.st, &self.prog, clip_events, false, sp.epoch_end);
+            self.saved(saved)?;
+        }
         self.side_s += side_start.elapsed().as_secs_f64();
         Ok(())
     }
@@ -341,6 +382,10 @@ impl<B: Backend> Run<'_, B> {
         at.examples_seen = at.examples_seen.saturating_sub((at.step - step) * self.plan.batch as u64);
         at.step = step;
         let last_good = self.ckpt.last_good.clone();
+        if !self.root() {
+            let last_good = "rank 0's".to_string();
+            return TrainError::Diverged { step, what, last_good };
+        }
         guard::diverged(
             self.run_dir,
             self.b,
@@ -355,28 +400,15 @@ impl<B: Backend> Run<'_, B> {
     /// Whether to stop after an evaluation with validation 0-1 error `val_error`: the target
     /// error is reached, or early stopping (then the best parameters are restored).
     fn stop_reason(&mut self, val_error: Option<f64>) -> Result<Option<String>, TrainError> {
-        let t = &self.cfg.train;
-        if let (true, Some(e)) = (t.target_val_error > 0.0, val_error) {
-            if e <= t.target_val_error as f64 {
-                self.prog.step_in_epoch = self.plan.steps_per_epoch;
-                return Ok(Some(format!(
-                    "reached train.target_val_error = {} (validation 0-1 error {e:.4})",
-                    t.target_val_error
-                )));
-            }
-        }
-        if t.patience > 0 && self.eval.is_class && self.prog.evals_since_best >= t.patience as u64 {
-            let reason = format!(
-                "early stopping: validation 0-1 error did not improve in {} evaluations (best {:.4} at step {})",
-                t.patience,
-                self.prog.best_val_error.unwrap_or(f64::NAN),
-                self.prog.best_step.unwrap_or(0)
-            );
+        let is_class = self.eval.is_class;
+        let Some((reason, restore)) = stop_after_eval(self.cfg, &self.prog, is_class, val_error) else {
+            return Ok(None);
+        };
+        if restore {
             self.restored_best = self.ckpt.restore_best(self.b, &mut self.st)?;
-            self.prog.step_in_epoch = self.plan.steps_per_epoch;
-            return Ok(Some(reason));
         }
-        Ok(None)
+        self.prog.step_in_epoch = self.plan.steps_per_epoch;
+        Ok(Some(reason))
     }
 
     /// After the loop: the final checkpoint, the final validation figures, summary.json and
@@ -395,23 +427,34 @@ impl<B: Backend> Run<'_, B> {
         self.guard(&g, false)?;
         let clip_events = self.ckpt.clip_base + g.step.clip_events;
         self.prog.elapsed_s = self.elapsed_before + self.run_start.elapsed().as_secs_f64();
-        let saved = self.ckpt.save_last(b, &self.st, &self.prog, clip_events);
-        self.saved(saved)?;
-        self.metrics.sync()?;
-        drop(self.metrics);
-
-        let data_parallel = match &self.dp {
+        let root = self.root();
+        if root {
+            let saved = self.ckpt.save_last(b, &self.st, &self.prog, clip_events);
+            self.saved(saved)?;
+        }
+        if let Some(mut w) = self.metrics.take() {
+            w.sync()?;
+        }
+        let mut data_parallel = match &self.dp {
             Some(dp) => Some(dp.summary(b, &self.st)?),
             None => None,
         };
+        if let Some(r) = self.ranks.as_deref_mut() {
+            if !self.restored_best {
+                ranked::check_params_agree(r, b, &self.st)?;
+            }
+            data_parallel.iter_mut().for_each(|d| d.ranks = Some(r.size()));
+        }
         if let Some(d) = data_parallel.as_ref().filter(|d| !d.replicas_identical) {
             return Err(TrainError::Setup(format!(
                 "data-parallel replicas diverged: their parameters differ from replica 0's after step {} ({} workers)",
                 self.prog.step, d.workers
             )));
         }
-        let (final_val_loss, final_val_error) =
-            self.eval.evaluate_val(b, &self.model, &self.st.params)?;
+        let (final_val_loss, final_val_error) = match root {
+            true => self.eval.evaluate_val(b, &self.model, &self.st.params)?,
+            false => (None, None),
+        };
         let (prog, plan) = (&self.prog, &self.plan);
         let last_line = self.last_line.as_ref();
         let summary = TrainSummary {
@@ -438,25 +481,13 @@ impl<B: Backend> Run<'_, B> {
             peak_rss_mib: peak_rss_mib(),
             data_parallel,
         };
-        crate::report::rundir::write_atomic(
-            &self.run_dir.join("summary.json"),
-            serde_json::to_string_pretty(&summary).unwrap_or_default().as_bytes(),
-        )?;
-        plot_metrics(self.run_dir, self.eval.is_class)?;
+        if root {
+            crate::report::rundir::write_atomic(
+                &self.run_dir.join("summary.json"),
+                serde_json::to_string_pretty(&summary).unwrap_or_default().as_bytes(),
+            )?;
+            plot_metrics(self.run_dir, self.eval.is_class)?;
+        }
         Ok(summary)
     }
-}
-
-fn progress_bar(show: bool, total: u64, pos: u64) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = if total == u64::MAX { ProgressBar::new_spinner() } else { ProgressBar::new(total) };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_position(pos);
-    bar
 }

@@ -12,11 +12,17 @@
 //! reduction's cost (bytes and wall time per step) is measured apart from compute
 //! ([`ReduceCost`]).
 //!
+//! Across processes (MPI ranks, [`ranks`]) the replicas are numbered globally: rank r holds
+//! replicas `r·n .. (r+1)·n` of `ranks·n` and a [`Ranks`] reducer sums all of them in that order.
+//!
 //! Replica 0's state is the training loop's own (`runner.rs`): its metrics, checkpoints and
 //! monitors are the run's. Replicas run one after another ([`Sequential`], GPU: the work is
 //! recorded, then runs on all devices at once) or on threads ([`Threads`], CPU).
 
 mod exec;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub mod ranks;
 mod reducer;
 mod replica;
 pub mod scaling;
@@ -26,6 +32,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub use exec::{ReplicaExec, Sequential, Threads};
+pub use ranks::{RankError, Ranks};
 pub use reducer::{GradientReducer, HostReducer, ReduceError};
 pub use replica::{Accum, Replica, ReplicaMut, StepCtx};
 
@@ -43,22 +50,39 @@ use crate::model::Mlp;
 pub struct Split {
     /// Global batch B.
     pub batch: usize,
-    /// Replicas N.
+    /// Replicas N, over all processes.
     pub workers: usize,
     /// Micro-batches k per replica.
     pub micro: usize,
+    /// Replicas in this process (N in one process; N / ranks per MPI rank).
+    pub local: usize,
+    /// Global index of this process's first replica.
+    pub first: usize,
 }
 
 impl Split {
+    /// N replicas, all in this process, k micro-batches each, at global batch `batch`.
+    pub fn new(batch: usize, workers: usize, micro: usize) -> Self {
+        Split { batch, workers, micro, local: workers, first: 0 }
+    }
+
     /// `train.workers` and `train.accumulate` of `cfg` at global batch `batch`.
     pub fn of(cfg: &Config, batch: usize) -> Result<Self, TrainError> {
-        let (workers, micro) = (cfg.train.workers.max(1), cfg.train.accumulate.max(1));
+        Self::across(cfg, batch, 1, 0)
+    }
+
+    /// `train.workers` replicas on each of `ranks` processes, this one rank `rank`: replicas
+    /// `rank·n .. (rank+1)·n` of `ranks·n`.
+    pub fn across(cfg: &Config, batch: usize, ranks: usize, rank: usize) -> Result<Self, TrainError> {
+        let (local, micro) = (cfg.train.workers.max(1), cfg.train.accumulate.max(1));
+        let workers = local * ranks.max(1);
         if !batch.is_multiple_of(workers * micro) {
+            let by = if ranks > 1 { format!(" × ranks ({ranks})") } else { String::new() };
             return Err(TrainError::Setup(format!(
-                "train.batch_size ({batch}) must be a multiple of train.workers ({workers}) × train.accumulate ({micro})"
+                "train.batch_size ({batch}) must be a multiple of train.workers ({local}){by} × train.accumulate ({micro})"
             )));
         }
-        Ok(Split { batch, workers, micro })
+        Ok(Split { batch, workers, micro, local, first: rank * local })
     }
 
     /// Rows of one micro-batch, B/(N·k).
@@ -118,6 +142,9 @@ pub struct DataParallelSummary {
     pub reduce_share: f64,
     /// Every replica's parameters equal replica 0's bitwise at the end of the run.
     pub replicas_identical: bool,
+    /// MPI ranks (absent in one process); `workers` counts the replicas of all ranks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<usize>,
 }
 
 /// The replicas beyond replica 0 and what the step needs to split, reduce and measure.
@@ -149,16 +176,16 @@ impl<'a, B: Backend> Parallel<'a, B> {
         exec: Box<dyn ReplicaExec<B> + 'a>,
         reducer: Box<dyn GradientReducer + 'a>,
     ) -> Result<Self, TrainError> {
-        if backends.len() != split.workers {
+        if backends.len() != split.local {
             return Err(TrainError::Setup(format!(
                 "train.workers = {} but {} backends were opened",
-                split.workers,
+                split.local,
                 backends.len()
             )));
         }
         let b0 = backends[0];
         let acc0 = Accum::new(b0, &st0.grads, split.micro)?;
-        let mut others = Vec::with_capacity(split.workers.saturating_sub(1));
+        let mut others = Vec::with_capacity(split.local.saturating_sub(1));
         for &b in &backends[1..] {
             let source = TrainData::load(b, cfg, model, split.batch)?.source;
             let params = model.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
@@ -221,10 +248,18 @@ impl<'a, B: Backend> Parallel<'a, B> {
         source0: &mut BatchSource<B>,
         ctx: &StepCtx<'_>,
     ) -> Result<(), TrainError> {
-        let mut reps = Vec::with_capacity(self.split.workers);
-        reps.push(ReplicaMut { rank: 0, b: b0, st: st0, bt: bt0, source: source0, acc: &mut self.acc0 });
+        let first = self.split.first;
+        let mut reps = Vec::with_capacity(self.split.local);
+        reps.push(ReplicaMut {
+            rank: first,
+            b: b0,
+            st: st0,
+            bt: bt0,
+            source: source0,
+            acc: &mut self.acc0,
+        });
         for (i, r) in self.others.iter_mut().enumerate() {
-            reps.push(r.as_mut(i + 1));
+            reps.push(r.as_mut(first + i + 1));
         }
         if self.split.workers == 1 {
             let r = &mut reps[0];
@@ -268,7 +303,7 @@ impl<'a, B: Backend> Parallel<'a, B> {
         let write = writes.into_inner().unwrap_or(0.0);
         let c = &mut self.cost;
         c.steps += 1;
-        let up = self.split.workers * (sum.len() + usize::from(ctx.guard_slot.is_some()));
+        let up = self.split.local * (sum.len() + usize::from(ctx.guard_slot.is_some()));
         c.bytes += 4 * (down + up) as u64;
         c.reduce_s += (t2 - t1).as_secs_f64() - wait + write;
         c.compute_s += (t1 - t0).as_secs_f64() + wait + (t3 - t2).as_secs_f64() - write;
@@ -305,6 +340,7 @@ impl<'a, B: Backend> Parallel<'a, B> {
             compute_us_per_step: c.compute_us_per_step(),
             reduce_share: c.share(),
             replicas_identical: self.replicas_identical(b0, st0)?,
+            ranks: None,
         })
     }
 }

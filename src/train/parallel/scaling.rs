@@ -49,7 +49,7 @@ pub fn time_point<'a, B: Backend>(
     let mut c = cfg.clone();
     c.train.batch_size = BatchSize::Fixed(batch);
     (c.train.workers, c.train.accumulate) = (n, 1);
-    let split = Split { batch, workers: n, micro: 1 };
+    let split = Split::new(batch, n, 1);
     let model = Mlp::new(c.mlp_spec())?;
     let opt = Optimizer::of(&c.train);
     let data = TrainData::load(b0, &c, &model, batch)?;
