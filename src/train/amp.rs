@@ -124,9 +124,16 @@ pub fn setup<B: Backend>(
             "model.precision = \"f16\" trains one replica without accumulation (train.workers = 1, train.accumulate = 1)".into(),
         ));
     }
-    let t = &cfg.train;
-    st.mixed =
-        Some(MixedState::new(b, &st.model, st.ws.rows, t.loss_scale, t.loss_scale_growth_interval)?);
+    Ok(for_config(b, cfg, st)?)
+}
+
+/// A timing state (sweep, profile) in the precision of `cfg.model.precision`.
+pub fn for_config<B: Backend>(b: &B, cfg: &Config, st: &mut TrainState<B>) -> Result<()> {
+    if cfg.model.precision == Precision::F16 {
+        let t = &cfg.train;
+        st.mixed =
+            Some(MixedState::new(b, &st.model, st.ws.rows, t.loss_scale, t.loss_scale_growth_interval)?);
+    }
     Ok(())
 }
 
