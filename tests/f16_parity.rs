@@ -159,7 +159,9 @@ fn matmul_f16_matches_cpu() {
                 );
                 assert_eq!(
                     matmul_f16::choose(&gp.dev, &g) == HalfKernel::Coop,
-                    matmul_coop::available(&gp.dev.ctx) && matmul_coop::eligible(&g, &gp.dev)
+                    matmul_f16::coop_enabled()
+                        && matmul_coop::available(&gp.dev.ctx)
+                        && matmul_coop::eligible(&g, &gp.dev)
                 );
                 check_half_gemm(
                     &format!("gpu {what}"),
@@ -280,7 +282,8 @@ fn cooperative_matrix_availability() {
                  f16_parity -- --ignored` for matmul_coop_matches_cpu ***\n",
                 g.adapter().name
             );
-            assert_eq!(matmul_f16::choose(&g.dev, &shape), HalfKernel::Coop);
+            let want = if matmul_f16::coop_enabled() { HalfKernel::Coop } else { HalfKernel::Packed };
+            assert_eq!(matmul_f16::choose(&g.dev, &shape), want, "BATCHSCOPE_COOP=0 turns it off");
         }
     }
 }

@@ -78,9 +78,17 @@ pub enum HalfKernel {
     Coop,
 }
 
-/// Coop where the adapter has it and the shape fits it, else the packed kernel.
+/// Whether the cooperative kernel may be chosen: `BATCHSCOPE_COOP=0` in the environment
+/// keeps every product on the packed kernel (A/B timing, or a device where coop misbehaves).
+pub fn coop_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP").map_or(true, |v| v != "0"))
+}
+
+/// Coop where the adapter has it, the shape fits it and `BATCHSCOPE_COOP` is not `0`, else the
+/// packed kernel.
 pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
-    match matmul_coop::available(&dev.ctx) && matmul_coop::eligible(g, dev) {
+    match coop_enabled() && matmul_coop::available(&dev.ctx) && matmul_coop::eligible(g, dev) {
         true => HalfKernel::Coop,
         false => HalfKernel::Packed,
     }
