@@ -56,6 +56,10 @@ pub struct Common {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Arithmetic of the MLP step: `f32`, or `f16` (mixed precision, dynamic loss scaling);
+    /// the same as `--set model.precision="f16"`.
+    #[arg(long, value_parser = ["f32", "f16"])]
+    pub precision: Option<String>,
 }
 
 /// The options of a command that runs on one backend: [`Common`] and `--backend`.
@@ -81,7 +85,12 @@ impl Common {
     pub fn run_args(&self) -> RunArgs {
         RunArgs {
             config: self.config.clone(),
-            set: self.set.clone(),
+            set: self
+                .set
+                .iter()
+                .cloned()
+                .chain(self.precision.iter().map(|p| format!("model.precision=\"{p}\"")))
+                .collect(),
             adapter: self.adapter.clone(),
             out: self.out.clone(),
             progress: !self.quiet,

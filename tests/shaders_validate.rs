@@ -2,7 +2,15 @@
 //! naga (no GPU needed); every registered kernel's entry point exists in its shader with its
 //! bindings; and the 1-D workgroup size comes from the one Rust constant.
 
-use batchscope::backend::gpu::kernels::{Shader, ALL_KERNELS, WG_1D};
+use batchscope::backend::gpu::kernels::{
+    Kernel, Shader, ALL_KERNELS, COOP_KERNELS, MIXED_KERNELS, WG_1D,
+};
+
+/// Every registered kernel: the f32 ones, the mixed-precision ones and the cooperative-matrix
+/// ones (validated here even where no adapter could run them).
+fn every_kernel() -> impl Iterator<Item = &'static Kernel> {
+    ALL_KERNELS.iter().chain(MIXED_KERNELS).chain(COOP_KERNELS)
+}
 
 fn module_of(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let src = &shader.source();
@@ -31,7 +39,7 @@ fn every_shader_validates_with_naga() {
 
 #[test]
 fn every_kernel_entry_point_exists_with_its_bindings() {
-    for k in ALL_KERNELS {
+    for k in every_kernel() {
         let (module, info) = module_of(k.shader);
         let (idx, ep) = module
             .entry_points
@@ -78,6 +86,11 @@ const NOT_1D: &[&str] = &[
     "matmul_tiled_tn4",
     "matmul_tiled_tt4",
     "col_sum",
+    "matmul_f16",
+    "matmul_coop_nn",
+    "matmul_coop_nt",
+    "matmul_coop_tn",
+    "matmul_coop_tt",
 ];
 
 #[test]
@@ -101,7 +114,7 @@ fn the_prelude_defines_wg_1d_and_lin_once() {
 
 #[test]
 fn every_1d_kernel_runs_wg_1d_invocations() {
-    for k in ALL_KERNELS.iter().filter(|k| !NOT_1D.contains(&k.entry)) {
+    for k in every_kernel().filter(|k| !NOT_1D.contains(&k.entry)) {
         let (module, _) = module_of(k.shader);
         let ep = module.entry_points.iter().find(|ep| ep.name == k.entry).expect("entry point");
         assert_eq!(ep.workgroup_size, [WG_1D, 1, 1], "{}", k.name);

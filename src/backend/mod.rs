@@ -15,6 +15,7 @@
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod half;
 pub mod rng;
 pub mod scope;
 pub mod timed;
@@ -140,6 +141,10 @@ pub trait Backend {
     fn device_name(&self) -> String;
     /// Name the model context of the ops recorded next (read by profilers; a no-op otherwise).
     fn scope(&self, _scope: Scope) {}
+    /// The mixed-precision ops ([`half::HalfOps`]), when this backend has them.
+    fn half_ops(&self) -> Option<&dyn half::HalfOps<Buf = Self::Buf>> {
+        None
+    }
 
     // ---- memory -------------------------------------------------------------------------
     /// A new buffer of `len` zeros.

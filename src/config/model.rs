@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Activation;
-use crate::model::LossKind;
+use crate::model::{LossKind, Precision};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +20,10 @@ pub struct ModelConfig {
     /// Every initial weight is multiplied by this (1 = He/Glorot; tiny values start a tanh net
     /// next to the saddle point at the origin).
     pub init_scale: f32,
+    /// `f32`, or `f16`: activations and weight copies in f16, products summed in f32, f32
+    /// master weights with dynamic loss scaling. Written to config.toml only when not f32.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Default for ModelConfig {
@@ -30,6 +34,7 @@ impl Default for ModelConfig {
             loss: LossKind::SoftmaxXent,
             init_seed: 1,
             init_scale: 1.0,
+            precision: Precision::F32,
         }
     }
 }

@@ -110,6 +110,25 @@ pub struct TrainConfig {
     /// batch (1 = off; `--workers` sets it). Written to config.toml only when not 1.
     #[serde(skip_serializing_if = "is_one")]
     pub workers: usize,
+    /// Initial loss scale of `model.precision = "f16"` (GradScaler's `init_scale`). Written to
+    /// config.toml only when not the default.
+    #[serde(skip_serializing_if = "is_default_loss_scale")]
+    pub loss_scale: f32,
+    /// Clean f16 steps after which the loss scale doubles (GradScaler's `growth_interval`).
+    #[serde(skip_serializing_if = "is_default_growth_interval")]
+    pub loss_scale_growth_interval: u32,
+}
+
+/// GradScaler's defaults.
+pub const DEFAULT_LOSS_SCALE: f32 = 65536.0;
+pub const DEFAULT_GROWTH_INTERVAL: u32 = 2000;
+
+fn is_default_loss_scale(v: &f32) -> bool {
+    *v == DEFAULT_LOSS_SCALE
+}
+
+fn is_default_growth_interval(v: &u32) -> bool {
+    *v == DEFAULT_GROWTH_INTERVAL
 }
 
 fn is_one(v: &usize) -> bool {
@@ -143,6 +162,8 @@ impl Default for TrainConfig {
             seed: 7,
             accumulate: 1,
             workers: 1,
+            loss_scale: DEFAULT_LOSS_SCALE,
+            loss_scale_growth_interval: DEFAULT_GROWTH_INTERVAL,
         }
     }
 }

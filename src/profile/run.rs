@@ -148,6 +148,7 @@ pub fn profile_batch<B: Profilable>(
     let (inputs, outputs) = (model.inputs(), model.outputs());
     let params = model.init(&p, cfg.model.init_seed)?;
     let mut st = TrainState::new(&p, model, params, batch, &opt)?;
+    crate::train::amp::for_config(&p, cfg, &mut st)?;
     let x = p.upload(&(0..batch * inputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;
     let labels =
         p.upload_idx(&(0..batch).map(|_| r.random_range(0..outputs as u32)).collect::<Vec<_>>())?;

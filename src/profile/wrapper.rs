@@ -91,6 +91,9 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
     fn scope(&self, scope: Scope) {
         self.scope.set(scope);
     }
+    fn half_ops(&self) -> Option<&dyn crate::backend::half::HalfOps<Buf = B::Buf>> {
+        self.inner.half_ops()
+    }
     fn zeros(&self, len: usize) -> Result<B::Buf> {
         self.inner.zeros(len)
     }

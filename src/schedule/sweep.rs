@@ -163,7 +163,8 @@ fn measure_batch<B: Timed>(
     let outputs = model.outputs();
     let alloc = (|| -> Result<_, BackendError> {
         let params = model.init(b, cfg.model.init_seed)?;
-        let st = TrainState::new(b, model.clone(), params, batch, &opt)?;
+        let mut st = TrainState::new(b, model.clone(), params, batch, &opt)?;
+        crate::train::amp::for_config(b, cfg, &mut st)?;
         let x =
             b.upload(&(0..batch * inputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;
         let labels =

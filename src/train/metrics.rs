@@ -79,6 +79,12 @@ pub struct MetricsLine {
     /// Data parallel: mean wall µs per step of the all-reduce since the previous line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allreduce_us: Option<f64>,
+    /// `model.precision = "f16"`: the loss scale after this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// `model.precision = "f16"`: steps skipped for a non-finite gradient so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_steps: Option<u64>,
 }
 
 impl MetricsLine {
@@ -118,6 +124,8 @@ impl MetricsLine {
             noise_trace: None,
             allreduce_bytes: None,
             allreduce_us: None,
+            loss_scale: None,
+            skipped_steps: None,
         }
     }
 }

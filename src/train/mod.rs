@@ -4,6 +4,7 @@
 //! monitors (`monitors`), the divergence guard (`guard`), the outputs (`metrics`), and the
 //! loops that call them: [`runner`] for the MLP, [`rnn`] for the recurrent network.
 
+pub mod amp;
 mod batches;
 pub use crate::checkpoint;
 mod checkpointer;

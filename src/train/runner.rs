@@ -91,6 +91,7 @@ pub fn run_train_ranks<'a, B: Backend>(
     let mut st = TrainState::new(b, model.clone(), params, split.rows(), &opt)?;
     st.batch = batch;
     st.guard_ring(b, plan.ring)?;
+    super::amp::setup(b, cfg, &mut st, split.is_plain())?;
     let mut prog = Progress::default();
     let mut ckpt = Checkpointer::new(cfg, run_dir);
     ckpt.ranks = size;
@@ -301,6 +302,7 @@ impl<B: Backend> Run<'_, B> {
         let mut line =
             MetricsLine::new(&self.prog, &m, self.eval.is_class, &ev, lr, clip_events, elapsed);
         self.monitors.read(b, sp.due, &self.st, &m, lr, &mut line)?;
+        super::amp::annotate(b, &self.st, &mut line)?;
         if let Some(dp) = self.dp.as_mut() {
             dp.annotate(&mut line);
         }

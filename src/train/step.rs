@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::amp::{self, MixedState};
 use super::optimizer::{apply_update, clip_grads};
 pub use super::optimizer::{Clip, Optimizer};
 use crate::backend::{Backend, Result};
@@ -87,6 +88,8 @@ pub struct TrainState<B: Backend> {
     pub ring: usize,
     /// The ring slot the next recorded step writes its loss sum to (set by the training loop).
     pub guard_slot: Option<usize>,
+    /// `model.precision = "f16"`: the f16 buffers and the loss scaler (`None`: f32).
+    pub mixed: Option<MixedState<B>>,
 }
 
 /// The metrics read back with the divergence guard's ring (loss sum of each recent step).
@@ -114,6 +117,7 @@ impl<B: Backend> TrainState<B> {
             measure_grad_norm: true,
             ring: 0,
             guard_slot: None,
+            mixed: None,
         })
     }
 
@@ -155,7 +159,15 @@ impl<B: Backend> TrainState<B> {
         norm: bool,
     ) -> Result<()> {
         let rows = self.ws.rows;
-        self.model.loss_and_grad(b, &self.params, x, targets, &mut self.ws, &mut self.grads)?;
+        match self.mixed.as_mut() {
+            None => {
+                self.model.loss_and_grad(b, &self.params, x, targets, &mut self.ws, &mut self.grads)?
+            }
+            Some(m) => {
+                let (ws, grads) = (&mut self.ws, &mut self.grads);
+                amp::record_gradient(b, &self.model, &self.params, x, targets, ws, m, grads)?
+            }
+        }
         b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
         b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
         if let Some(g) = self.guard_slot {
@@ -219,7 +231,11 @@ impl<B: Backend> TrainState<B> {
 
     /// `params ← update(params, grads)`.
     pub fn apply_update(&mut self, b: &B, opt: &Optimizer, lr: f32) -> Result<()> {
-        apply_update(b, &mut self.params, &self.grads, self.velocity.as_mut(), opt, lr)
+        let (params, velocity) = (&mut self.params, self.velocity.as_mut());
+        match self.mixed.as_mut() {
+            None => apply_update(b, params, &self.grads, velocity, opt, lr),
+            Some(m) => amp::apply_update(b, params, &self.grads, velocity, opt, lr, m),
+        }
     }
 
     /// Read the metrics of the last recorded step (a sync on the GPU).
@@ -239,10 +255,16 @@ impl<B: Backend> TrainState<B> {
         let rows = self.batch.max(1) as f64;
         let t = self.params.tensors.len();
         let grad_sq: f64 = m[slot::GRAD_SQ0..slot::GRAD_SQ0 + t].iter().map(|&v| v as f64).sum();
+        // f16: a non-finite gradient is an overflow the loss scaler skipped, not a divergence;
+        // its norm is reported as 0 (metrics.jsonl counts it in `skipped_steps`).
+        let grad_norm = match self.mixed.is_some() && !grad_sq.is_finite() {
+            true => 0.0,
+            false => grad_sq.sqrt(),
+        };
         StepMetrics {
             loss: m[slot::LOSS_SUM] as f64 / rows,
             error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
-            grad_norm: grad_sq.sqrt(),
+            grad_norm,
             clip_events: m[slot::CLIP_EVENTS].max(0.0) as u64,
         }
     }

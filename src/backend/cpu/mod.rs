@@ -8,9 +8,11 @@
 //! can use them as references.
 
 pub mod act;
+pub mod amp;
 pub mod clip;
 pub mod datagen;
 pub mod elementwise;
+pub mod f16;
 pub mod gather;
 pub mod matmul;
 pub mod mse;
@@ -70,6 +72,10 @@ impl Backend for CpuBackend {
 
     fn kind(&self) -> BackendKind {
         BackendKind::Cpu
+    }
+
+    fn half_ops(&self) -> Option<&dyn super::half::HalfOps<Buf = Vec<f32>>> {
+        Some(self)
     }
 
     /// `"CPU (N threads, <model>)"`, or `"CPU (N threads)"` when the model is unknown.

@@ -76,6 +76,7 @@ pub fn wanted_features() -> wgpu::Features {
         | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
         | wgpu::Features::SUBGROUP
         | wgpu::Features::SHADER_F16
+        | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
 }
 
 pub fn new_instance() -> wgpu::Instance {
@@ -185,11 +186,19 @@ impl GpuContext {
         // Ask for the adapter's own limits: wgpu's defaults cap storage bindings at 128 MiB.
         let limits = adapter.limits();
         let features = adapter.features() & wanted_features();
+        // Cooperative matrices are an experimental wgpu feature: opted into only where offered.
+        let coop = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        let experimental_features = match coop {
+            // SAFETY: wgpu's experimental token; the feature is used only by the
+            // cooperative-matrix kernel, whose results a parity test checks wherever it runs.
+            true => unsafe { wgpu::ExperimentalFeatures::enabled() },
+            false => wgpu::ExperimentalFeatures::disabled(),
+        };
         let desc = wgpu::DeviceDescriptor {
             label: Some("batchscope device"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };

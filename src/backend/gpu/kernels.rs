@@ -50,10 +50,13 @@ pub enum Shader {
     /// One configuration of the tiled matmul's tile family (`matmul_tile.wgsl` with the
     /// configuration's constants; see `super::tile`).
     MatmulTile(super::tile::TileCfg),
+    MatmulF16,
+    Amp,
+    MatmulCoop,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 13] = [
         Shader::Matmul,
         Shader::Elementwise,
         Shader::Act,
@@ -64,6 +67,9 @@ impl Shader {
         Shader::Clip,
         Shader::Gather,
         Shader::Datagen,
+        Shader::MatmulF16,
+        Shader::Amp,
+        Shader::MatmulCoop,
     ];
 
     /// The family name: `matmul`, `elementwise`, `act`, ...
@@ -80,6 +86,9 @@ impl Shader {
             Shader::Gather => "gather",
             Shader::Datagen => "datagen",
             Shader::MatmulTile(_) => "matmul_tile",
+            Shader::MatmulF16 => "matmul_f16",
+            Shader::Amp => "amp",
+            Shader::MatmulCoop => "matmul_coop",
         }
     }
 
@@ -102,16 +111,29 @@ impl Shader {
             Shader::Gather => include_str!("../../../shaders/gather.wgsl"),
             Shader::Datagen => include_str!("../../../shaders/datagen.wgsl"),
             Shader::MatmulTile(_) => include_str!("../../../shaders/matmul_tile.wgsl"),
+            Shader::MatmulF16 => include_str!("../../../shaders/matmul_f16.wgsl"),
+            Shader::Amp => include_str!("../../../shaders/amp.wgsl"),
+            Shader::MatmulCoop => include_str!("../../../shaders/matmul_coop.wgsl"),
         }
     }
 
     /// The WGSL source as compiled: [`prelude`] followed by [`Shader::body`] (and, for a tile
-    /// configuration, its constants in between).
+    /// configuration, its constants in between), except that the body's leading `enable`
+    /// directives (which WGSL wants before any declaration) go first.
     pub fn source(self) -> String {
-        match self {
-            Shader::MatmulTile(cfg) => prelude() + &cfg.constants() + self.body(),
-            _ => prelude() + self.body(),
-        }
+        let body = self.body();
+        let split = body
+            .lines()
+            .take_while(|l| l.starts_with("enable ") || l.trim().is_empty())
+            .map(|l| l.len() + 1)
+            .sum::<usize>()
+            .min(body.len());
+        let (enables, rest) = body.split_at(split);
+        let constants = match self {
+            Shader::MatmulTile(cfg) => cfg.constants(),
+            _ => String::new(),
+        };
+        format!("{enables}{}{constants}{rest}", prelude())
     }
 }
 
@@ -185,6 +207,29 @@ kernel!(GENERATE_GAUSSIAN_MIXTURE, Datagen, "generate_gaussian_mixture", [R, W, 
 kernel!(GENERATE_LINEAR_X, Datagen, "generate_linear_x", [R, W]);
 kernel!(GENERATE_LINEAR_TARGETS, Datagen, "generate_linear_targets", [R, R, W]);
 
+// matmul_f16.wgsl: f32 -> packed f16 (x, words); C = alpha op(A) op(B) + beta C, A and B half
+kernel!(TO_HALF, MatmulF16, "to_half", [R, W]);
+kernel!(MATMUL_F16, MatmulF16, "matmul_f16", [R, R, W]);
+// amp.wgsl: loss scaling (scaler state first)
+kernel!(AMP_SCALE, Amp, "amp_scale", [R, W]);
+kernel!(AMP_UNSCALE, Amp, "amp_unscale", [W, W]);
+kernel!(AMP_SGD, Amp, "amp_sgd", [R, R, W]);
+kernel!(AMP_MOMENTUM, Amp, "amp_momentum", [R, R, W, W]);
+kernel!(AMP_UPDATE_SCALE, Amp, "amp_update_scale", [W]);
+// matmul_coop.wgsl: C = op(A) op(B) on cooperative matrices (needs adapter features)
+kernel!(MATMUL_COOP_NN, MatmulCoop, "matmul_coop_nn", [R, R, W]);
+kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W]);
+kernel!(MATMUL_COOP_TN, MatmulCoop, "matmul_coop_tn", [R, R, W]);
+kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W]);
+
+/// The mixed-precision kernels (no adapter feature needed; compiled on first use, so f32 runs
+/// and their warm-up are unchanged).
+pub const MIXED_KERNELS: &[Kernel] =
+    &[TO_HALF, MATMUL_F16, AMP_SCALE, AMP_UNSCALE, AMP_SGD, AMP_MOMENTUM, AMP_UPDATE_SCALE];
+
+/// The cooperative-matrix kernels: only where `matmul_coop::available` says so.
+pub const COOP_KERNELS: &[Kernel] = &[MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT];
+
 /// Every kernel, for validation and warm-up.
 pub const ALL_KERNELS: &[Kernel] = &[
     MATMUL_NAIVE,
@@ -230,7 +275,8 @@ mod tests {
 
     #[test]
     fn kernel_names_are_unique() {
-        let mut names: Vec<_> = ALL_KERNELS.iter().map(|k| k.name).collect();
+        let all = ALL_KERNELS.iter().chain(MIXED_KERNELS).chain(COOP_KERNELS);
+        let mut names: Vec<_> = all.map(|k| k.name).collect();
         names.sort();
         let before = names.len();
         names.dedup();

@@ -7,6 +7,7 @@
 //! `<family>_matches_cpu` in `tests/kernel_parity.rs`.
 
 pub mod act;
+pub mod amp;
 pub mod autotune;
 pub mod clip;
 pub mod context;
@@ -15,9 +16,12 @@ pub mod device;
 pub mod dispatch_timing;
 pub mod elementwise;
 pub mod gather;
+mod half;
 pub mod kernels;
 pub mod launch;
 pub mod matmul;
+pub mod matmul_coop;
+pub mod matmul_f16;
 pub mod mse;
 pub mod reduce;
 pub mod tile;
@@ -110,6 +114,10 @@ impl Backend for GpuBackend {
 
     fn kind(&self) -> BackendKind {
         BackendKind::Gpu
+    }
+
+    fn half_ops(&self) -> Option<&dyn crate::backend::half::HalfOps<Buf = GpuBuf>> {
+        Some(self)
     }
 
     fn device_name(&self) -> String {

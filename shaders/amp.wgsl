@@ -1,0 +1,112 @@
+// amp.wgsl: dynamic loss scaling on the device (PyTorch GradScaler's semantics).
+//
+// The scaler state is a 4-slot f32 buffer S (src/train/amp.rs names the slots):
+//   S[0] scale, S[1] found_inf (0 or 1, set during this step), S[2] clean steps since the last
+//   growth or overflow, S[3] skipped steps over the run.
+// A step: amp_scale multiplies d logits by S[0]; backward; amp_unscale multiplies every
+// gradient by 1 / S[0] and sets S[1] when a gradient element is inf or NaN (tested on the bits:
+// WGSL lets compilers assume floats are finite); amp_sgd / amp_momentum are update.wgsl's
+// updates that do nothing when S[1] != 0; amp_update_scale halves the scale on overflow (and
+// counts a skipped step) or doubles it after `interval` clean steps, then clears S[1].
+// Nothing is read back: the flag never leaves the device.
+
+struct Amp {
+    n: u32,
+    lr: f32,
+    mu: f32,
+    wd: f32,
+    // amp_update_scale: clean steps before the scale grows, growth and backoff factors.
+    interval: u32,
+    growth: f32,
+    backoff: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Amp;
+
+// Float view of the state (amp_scale, the updates, amp_update_scale).
+@group(0) @binding(1) var<storage, read> s_r: array<f32>;
+@group(0) @binding(1) var<storage, read_write> s_w: array<f32>;
+// Atomic view (amp_unscale: many invocations may raise the flag).
+@group(0) @binding(1) var<storage, read_write> s_a: array<atomic<u32>>;
+
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> param: array<f32>;
+@group(0) @binding(3) var<storage, read_write> vel: array<f32>;
+@group(0) @binding(4) var<storage, read_write> mparam: array<f32>;
+
+fn is_finite_bits(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
+}
+
+// x[i] *= S[0], i < n
+@compute @workgroup_size(WG_1D)
+fn amp_scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = lin(gid, nwg);
+    if (i < p.n) {
+        x[i] = x[i] * s_r[0];
+    }
+}
+
+// x[i] *= 1 / S[0], i < n; S[1] = 1 when some x[i] is not finite.
+@compute @workgroup_size(WG_1D)
+fn amp_unscale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = lin(gid, nwg);
+    if (i < p.n) {
+        let v = x[i];
+        if (!is_finite_bits(v)) {
+            atomicOr(&s_a[1], 0x3f800000u); // 1.0f
+        }
+        let inv = 1.0 / bitcast<f32>(atomicLoad(&s_a[0]));
+        x[i] = v * inv;
+    }
+}
+
+// p -= lr * (g + wd * p) unless S[1] != 0
+@compute @workgroup_size(WG_1D)
+fn amp_sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = lin(gid, nwg);
+    if (i < p.n && s_r[1] == 0.0) {
+        let w = param[i];
+        param[i] = w - p.lr * (grad[i] + p.wd * w);
+    }
+}
+
+// v = mu * v + (g + wd * p); p -= lr * v; unless S[1] != 0
+@compute @workgroup_size(WG_1D)
+fn amp_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = lin(gid, nwg);
+    if (i < p.n && s_r[1] == 0.0) {
+        let w = mparam[i];
+        let v = p.mu * vel[i] + (grad[i] + p.wd * w);
+        vel[i] = v;
+        mparam[i] = w - p.lr * v;
+    }
+}
+
+// One invocation: the scale update of the step, then the flag is cleared.
+@compute @workgroup_size(WG_1D)
+fn amp_update_scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (lin(gid, nwg) != 0u) {
+        return;
+    }
+    let scale = s_w[0];
+    if (s_w[1] != 0.0) {
+        s_w[0] = scale * p.backoff;
+        s_w[2] = 0.0;
+        s_w[3] = s_w[3] + 1.0;
+    } else {
+        let clean = s_w[2] + 1.0;
+        if (clean >= f32(p.interval)) {
+            let grown = scale * p.growth;
+            if (is_finite_bits(grown)) {
+                s_w[0] = grown;
+            }
+            s_w[2] = 0.0;
+        } else {
+            s_w[2] = clean;
+        }
+    }
+    s_w[1] = 0.0;
+}

@@ -1,0 +1,155 @@
+enable f16;
+enable wgpu_cooperative_matrix;
+
+// matmul_coop.wgsl: C[m,n] = op(A)[m,k] * op(B)[k,n] on cooperative matrices (tensor cores):
+// 16x16 f16 tiles of A and B, f32 accumulators, f32 C.
+//
+// Needs wgpu's EXPERIMENTAL_COOPERATIVE_MATRIX and SHADER_F16 and an adapter whose
+// cooperative_matrix_properties() list 16x16x16 f16 x f16 -> f32 (src/backend/gpu/matmul_coop.rs
+// checks; lavapipe has none, so this file is only validated by naga in CI). The same packed half
+// buffers as matmul_f16.wgsl are read here as `array<f16>` (the same bytes).
+//
+// Preconditions (the host checks): m, n, k multiples of 16; alpha = 1, beta = 0 (C is
+// overwritten). Transposes are free: a row-major load (coopLoadT) of a stored [m,k] A is a
+// column-major load (coopLoad) of a stored [k,m] one. One entry point per transpose pair.
+//
+// A workgroup is one subgroup of 32 invocations (the host requires subgroup size 32) and owns
+// a 32x32 block of C: 2x2 tiles. Control flow may not depend on the workgroup id (naga's
+// uniformity rules for cooperative ops), so there are no bounds branches: the grid is exactly
+// ceil(m/32) x ceil(n/32) (no folding into z), and when m (or n) is an odd multiple of 16 the
+// second tile row (column) of the last block is clamped onto its first one, which is then
+// computed twice and stored twice with the same values.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    trans_a: u32,
+    trans_b: u32,
+    alpha: f32,
+    beta: f32,
+    len: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> a: array<f16>;
+@group(0) @binding(2) var<storage, read> b: array<f16>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+
+// op(A) tile at rows i, depths p: A stored [m,k] (row-major) or [k,m] (transposed).
+fn a_n(i: u32, p: u32) -> coop_mat16x16<f16, A> {
+    return coopLoadT<coop_mat16x16<f16, A>>(&a[i * P.k + p], P.k);
+}
+fn a_t(i: u32, p: u32) -> coop_mat16x16<f16, A> {
+    return coopLoad<coop_mat16x16<f16, A>>(&a[p * P.m + i], P.m);
+}
+// op(B) tile at depths p, columns j: B stored [k,n] or [n,k] (transposed).
+fn b_n(p: u32, j: u32) -> coop_mat16x16<f16, B> {
+    return coopLoadT<coop_mat16x16<f16, B>>(&b[p * P.n + j], P.n);
+}
+fn b_t(p: u32, j: u32) -> coop_mat16x16<f16, B> {
+    return coopLoad<coop_mat16x16<f16, B>>(&b[j * P.k + p], P.k);
+}
+
+fn store(acc: coop_mat16x16<f32, C>, i: u32, j: u32) {
+    coopStoreT(acc, &c[i * P.n + j], P.n);
+}
+
+// The block's tile origins: rows i0, i1 and columns j0, j1 (i1 == i0 on a clamped last block).
+fn origins(wid: vec3<u32>) -> vec4<u32> {
+    let i0 = wid.y * 32u;
+    let j0 = wid.x * 32u;
+    return vec4<u32>(i0, min(i0 + 16u, P.m - 16u), j0, min(j0 + 16u, P.n - 16u));
+}
+
+@compute @workgroup_size(32, 1, 1)
+fn matmul_coop_nn(@builtin(workgroup_id) wid: vec3<u32>) {
+    let o = origins(wid);
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    for (var p = 0u; p < P.k; p = p + 16u) {
+        let a0 = a_n(o.x, p);
+        let a1 = a_n(o.y, p);
+        let b0 = b_n(p, o.z);
+        let b1 = b_n(p, o.w);
+        c00 = coopMultiplyAdd(a0, b0, c00);
+        c01 = coopMultiplyAdd(a0, b1, c01);
+        c10 = coopMultiplyAdd(a1, b0, c10);
+        c11 = coopMultiplyAdd(a1, b1, c11);
+    }
+    store(c00, o.x, o.z);
+    store(c01, o.x, o.w);
+    store(c10, o.y, o.z);
+    store(c11, o.y, o.w);
+}
+
+@compute @workgroup_size(32, 1, 1)
+fn matmul_coop_nt(@builtin(workgroup_id) wid: vec3<u32>) {
+    let o = origins(wid);
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    for (var p = 0u; p < P.k; p = p + 16u) {
+        let a0 = a_n(o.x, p);
+        let a1 = a_n(o.y, p);
+        let b0 = b_t(p, o.z);
+        let b1 = b_t(p, o.w);
+        c00 = coopMultiplyAdd(a0, b0, c00);
+        c01 = coopMultiplyAdd(a0, b1, c01);
+        c10 = coopMultiplyAdd(a1, b0, c10);
+        c11 = coopMultiplyAdd(a1, b1, c11);
+    }
+    store(c00, o.x, o.z);
+    store(c01, o.x, o.w);
+    store(c10, o.y, o.z);
+    store(c11, o.y, o.w);
+}
+
+@compute @workgroup_size(32, 1, 1)
+fn matmul_coop_tn(@builtin(workgroup_id) wid: vec3<u32>) {
+    let o = origins(wid);
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    for (var p = 0u; p < P.k; p = p + 16u) {
+        let a0 = a_t(o.x, p);
+        let a1 = a_t(o.y, p);
+        let b0 = b_n(p, o.z);
+        let b1 = b_n(p, o.w);
+        c00 = coopMultiplyAdd(a0, b0, c00);
+        c01 = coopMultiplyAdd(a0, b1, c01);
+        c10 = coopMultiplyAdd(a1, b0, c10);
+        c11 = coopMultiplyAdd(a1, b1, c11);
+    }
+    store(c00, o.x, o.z);
+    store(c01, o.x, o.w);
+    store(c10, o.y, o.z);
+    store(c11, o.y, o.w);
+}
+
+@compute @workgroup_size(32, 1, 1)
+fn matmul_coop_tt(@builtin(workgroup_id) wid: vec3<u32>) {
+    let o = origins(wid);
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    for (var p = 0u; p < P.k; p = p + 16u) {
+        let a0 = a_t(o.x, p);
+        let a1 = a_t(o.y, p);
+        let b0 = b_t(p, o.z);
+        let b1 = b_t(p, o.w);
+        c00 = coopMultiplyAdd(a0, b0, c00);
+        c01 = coopMultiplyAdd(a0, b1, c01);
+        c10 = coopMultiplyAdd(a1, b0, c10);
+        c11 = coopMultiplyAdd(a1, b1, c11);
+    }
+    store(c00, o.x, o.z);
+    store(c01, o.x, o.w);
+    store(c10, o.y, o.z);
+    store(c11, o.y, o.w);
+}

@@ -1,0 +1,208 @@
+// matmul_f16.wgsl: f16 storage, f32 products and accumulation.
+//
+// Half tensors are stored packed, two binary16 values per u32 word (element 2w in the low 16
+// bits of word w, element 2w + 1 in the high bits: the byte layout of `array<f16>`), so this
+// file needs no `enable f16;` and runs on every adapter. Loads widen with unpack2x16float,
+// which is exact; the only rounding is f32 -> f16 in `to_half`, done with integer operations
+// (round to nearest even, overflow to ±inf, NaN to the quiet NaN 0x7e00 with its sign) because
+// WGSL leaves pack2x16float's rounding and overflow implementation-defined. The CPU twin
+// (src/backend/cpu/f16.rs) rounds the same way, bit for bit.
+//
+// Entry points (host: src/backend/gpu/matmul_f16.rs):
+// - to_half: words[w] = f16(x[2w]) | f16(x[2w + 1]) << 16 for 2w < n (the upper half of the last
+//   word is 0 when n is odd). One invocation per word: no two invocations share a word.
+// - matmul_f16: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n] with A, B half and C
+//   f32; A stored [m,k] (or [k,m] when trans_a), B stored [k,n] (or [n,k] when trans_b). 64x64
+//   tile of C per 256-invocation workgroup, 4x4 outputs per invocation, BK = 16 slices of A and B
+//   widened to f32 in workgroup memory (8 KiB). Any shape; beta == 0 never reads C.
+//
+// Grid of matmul_f16: x walks column blocks, y (+ z * num_workgroups.y) row blocks.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    trans_a: u32,
+    trans_b: u32,
+    alpha: f32,
+    beta: f32,
+    // to_half: number of f32 elements.
+    len: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+
+// ---- f32 -> f16 ------------------------------------------------------------------------
+
+// The binary16 bits of x, rounded to nearest even (see the header).
+fn f16_bits(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    let sign = (b >> 16u) & 0x8000u;
+    let e = (b >> 23u) & 0xffu;
+    let man = b & 0x7fffffu;
+    if (e == 255u) {
+        if (man != 0u) {
+            return sign | 0x7e00u;
+        }
+        return sign | 0x7c00u;
+    }
+    if (e >= 143u) {
+        // |x| >= 2^16: beyond the largest half (65504) even before rounding.
+        return sign | 0x7c00u;
+    }
+    if (e >= 113u) {
+        // A normal half: biased exponent e - 112 in [1, 30]; a carry out of the mantissa
+        // moves to the next exponent (up to 0x7c00 = inf), as round-to-nearest requires.
+        var h = ((e - 112u) << 10u) | (man >> 13u);
+        let rest = man & 0x1fffu;
+        if (rest > 0x1000u || (rest == 0x1000u && (h & 1u) == 1u)) {
+            h = h + 1u;
+        }
+        return sign | h;
+    }
+    if (e < 102u) {
+        // |x| < 2^-25: rounds to a signed zero.
+        return sign;
+    }
+    // A subnormal half: the value in units of 2^-24 is m >> (126 - e), m with its hidden bit.
+    let m = man | 0x800000u;
+    let shift = 126u - e;
+    var h = m >> shift;
+    let rest = m & ((1u << shift) - 1u);
+    let halfway = 1u << (shift - 1u);
+    if (rest > halfway || (rest == halfway && (h & 1u) == 1u)) {
+        h = h + 1u;
+    }
+    return sign | h;
+}
+
+@group(0) @binding(1) var<storage, read> th_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> th_words: array<u32>;
+
+@compute @workgroup_size(WG_1D)
+fn to_half(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = lin(gid, nwg);
+    let i = 2u * w;
+    if (i >= P.len) {
+        return;
+    }
+    var hi = 0u;
+    if (i + 1u < P.len) {
+        hi = f16_bits(th_x[i + 1u]);
+    }
+    th_words[w] = f16_bits(th_x[i]) | (hi << 16u);
+}
+
+// ---- matmul -----------------------------------------------------------------------------
+
+@group(0) @binding(1) var<storage, read> a_w: array<u32>;
+@group(0) @binding(2) var<storage, read> b_w: array<u32>;
+@group(0) @binding(3) var<storage, read_write> c_s: array<f32>;
+
+const TM: u32 = 64u;
+const TN: u32 = 64u;
+const TK: u32 = 16u;
+
+// Slices of op(A) [TK, TM] and op(B) [TK, TN], widened to f32.
+var<workgroup> As: array<f32, 1024>;
+var<workgroup> Bs: array<f32, 1024>;
+
+// Half element `idx` of a packed buffer, widened.
+fn half_a(idx: u32) -> f32 {
+    let pair = unpack2x16float(a_w[idx >> 1u]);
+    return select(pair.x, pair.y, (idx & 1u) == 1u);
+}
+
+fn half_b(idx: u32) -> f32 {
+    let pair = unpack2x16float(b_w[idx >> 1u]);
+    return select(pair.x, pair.y, (idx & 1u) == 1u);
+}
+
+// op(A)[i, p], 0 outside the matrix.
+fn load_a(i: u32, p: u32) -> f32 {
+    if (i >= P.m || p >= P.k) {
+        return 0.0;
+    }
+    if (P.trans_a != 0u) {
+        return half_a(p * P.m + i);
+    }
+    return half_a(i * P.k + p);
+}
+
+// op(B)[p, j], 0 outside the matrix.
+fn load_b(p: u32, j: u32) -> f32 {
+    if (p >= P.k || j >= P.n) {
+        return 0.0;
+    }
+    if (P.trans_b != 0u) {
+        return half_b(j * P.k + p);
+    }
+    return half_b(p * P.n + j);
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul_f16(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) lidx: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row0 = (wid.y + wid.z * nwg.y) * TM;
+    let col0 = wid.x * TN;
+    if (row0 >= P.m) {
+        return; // the whole workgroup: uniform
+    }
+    // Invocation (tx, ty) owns rows ty + 16 r and columns tx + 16 c of the tile, r, c < 4.
+    let tx = lid.x;
+    let ty = lid.y;
+    var acc: array<vec4<f32>, 4>;
+    for (var p0 = 0u; p0 < P.k; p0 = p0 + TK) {
+        for (var t = 0u; t < 4u; t = t + 1u) {
+            let e = lidx + 256u * t; // 0 .. 1023
+            // Neighbouring invocations read neighbouring stored elements.
+            var ia = e % TM;
+            var pa = e / TM;
+            if (P.trans_a == 0u) {
+                ia = e / TK;
+                pa = e % TK;
+            }
+            As[pa * TM + ia] = load_a(row0 + ia, p0 + pa);
+            var jb = e % TN;
+            var pb = e / TN;
+            if (P.trans_b != 0u) {
+                jb = e / TK;
+                pb = e % TK;
+            }
+            Bs[pb * TN + jb] = load_b(p0 + pb, col0 + jb);
+        }
+        workgroupBarrier();
+        for (var p = 0u; p < TK; p = p + 1u) {
+            let bo = p * TN + tx;
+            let bv = vec4<f32>(Bs[bo], Bs[bo + 16u], Bs[bo + 32u], Bs[bo + 48u]);
+            let ao = p * TM + ty;
+            acc[0] = fma(vec4<f32>(As[ao]), bv, acc[0]);
+            acc[1] = fma(vec4<f32>(As[ao + 16u]), bv, acc[1]);
+            acc[2] = fma(vec4<f32>(As[ao + 32u]), bv, acc[2]);
+            acc[3] = fma(vec4<f32>(As[ao + 48u]), bv, acc[3]);
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let i = row0 + ty + 16u * r;
+        if (i >= P.m) {
+            continue;
+        }
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let j = col0 + tx + 16u * c;
+            if (j >= P.n) {
+                continue;
+            }
+            let idx = i * P.n + j;
+            var v = P.alpha * acc[r][c];
+            if (P.beta != 0.0) {
+                v = v + P.beta * c_s[idx];
+            }
+            c_s[idx] = v;
+        }
+    }
+}

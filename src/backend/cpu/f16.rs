@@ -1,0 +1,166 @@
+//! The f16 family (CPU twin of `shaders/matmul_f16.wgsl`): rounding f32 → binary16 with the
+//! `half` crate, packing two halves per word, and products of half operands in f32.
+//!
+//! [`f16_bits`] is `half::f16::from_f32` (round to nearest even, overflow to ±inf) with every
+//! NaN mapped to the quiet NaN `0x7e00` with its sign, which is what the shader's integer
+//! conversion gives: the GPU and this twin store the same bits. [`matmul_half`] widens the
+//! operands exactly and multiplies them with the f32 [`super::matmul::matmul`], so the only
+//! difference from the GPU is the f32 summation order.
+
+use half::f16;
+
+use super::amp;
+use super::CpuBackend;
+use crate::backend::half::{half_words, HalfBuf, HalfOps, ScaleGrowth};
+use crate::backend::{check_len, gemm_lens, Backend, Gemm, MomentumStep, Result};
+
+/// The binary16 bits the GPU stores for `x` (see the module doc).
+pub fn f16_bits(x: f32) -> u16 {
+    let h = f16::from_f32(x);
+    if h.is_nan() {
+        (h.to_bits() & 0x8000) | 0x7e00
+    } else {
+        h.to_bits()
+    }
+}
+
+/// `x` rounded to f16 and widened back: the value the GPU reads after storing `x` as half.
+pub fn round_f16(x: f32) -> f32 {
+    f16::from_bits(f16_bits(x)).to_f32()
+}
+
+/// Pack `x: [n]` into `ceil(n / 2)` words (as f32 bit patterns), the upper half of a last odd
+/// word 0.
+pub fn pack(x: &[f32], words: &mut [f32]) -> Result<()> {
+    check_len("to_half", "out", words.len(), half_words(x.len()))?;
+    for (w, pair) in words.iter_mut().zip(x.chunks(2)) {
+        let lo = f16_bits(pair[0]) as u32;
+        let hi = pair.get(1).map_or(0, |&v| f16_bits(v) as u32);
+        *w = f32::from_bits(lo | (hi << 16));
+    }
+    Ok(())
+}
+
+/// The first `len` halves of `words`, widened.
+pub fn unpack(words: &[f32], len: usize) -> Result<Vec<f32>> {
+    check_len("read_half", "words", words.len(), half_words(len))?;
+    let mut out = Vec::with_capacity(len);
+    for w in &words[..half_words(len)] {
+        let bits = w.to_bits();
+        out.push(f16::from_bits(bits as u16).to_f32());
+        out.push(f16::from_bits((bits >> 16) as u16).to_f32());
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
+/// `C[m,n] = alpha * op(A) op(B) + beta * C` with `a`, `b` packed halves (`[m,k]` / `[k,m]`
+/// and `[k,n]` / `[n,k]`) and `c: [m,n]` f32.
+pub fn matmul_half(g: &Gemm, a: &HalfBuf<Vec<f32>>, b: &HalfBuf<Vec<f32>>, c: &mut [f32]) -> Result<()> {
+    let (la, lb, _) = gemm_lens(g);
+    check_len("matmul_half", "a", a.len, la)?;
+    check_len("matmul_half", "b", b.len, lb)?;
+    let a32 = unpack(&a.words, la)?;
+    let b32 = unpack(&b.words, lb)?;
+    super::matmul::matmul(g, &a32, &b32, c)
+}
+
+impl HalfOps for CpuBackend {
+    type Buf = Vec<f32>;
+
+    fn zeros_half(&self, len: usize) -> Result<HalfBuf<Vec<f32>>> {
+        Ok(HalfBuf { words: vec![0.0; half_words(len)], len })
+    }
+
+    fn to_half(&self, n: usize, x: &Vec<f32>, out: &mut HalfBuf<Vec<f32>>) -> Result<()> {
+        check_len("to_half", "x", x.len(), n)?;
+        check_len("to_half", "out", out.len, n)?;
+        pack(&x[..n], &mut out.words)
+    }
+
+    fn read_half(&self, src: &HalfBuf<Vec<f32>>) -> Result<Vec<f32>> {
+        unpack(&src.words, src.len)
+    }
+
+    fn matmul_half(
+        &self,
+        g: &Gemm,
+        a: &HalfBuf<Vec<f32>>,
+        b: &HalfBuf<Vec<f32>>,
+        c: &mut Vec<f32>,
+    ) -> Result<()> {
+        matmul_half(g, a, b, c)
+    }
+
+    fn amp_scale(&self, n: usize, state: &Vec<f32>, x: &mut Vec<f32>) -> Result<()> {
+        amp::amp_scale(n, state, x)
+    }
+
+    fn amp_unscale(&self, n: usize, state: &mut Vec<f32>, x: &mut Vec<f32>) -> Result<()> {
+        amp::amp_unscale(n, state, x)
+    }
+
+    fn amp_sgd(
+        &self,
+        n: usize,
+        lr: f32,
+        weight_decay: f32,
+        state: &Vec<f32>,
+        grad: &Vec<f32>,
+        param: &mut Vec<f32>,
+    ) -> Result<()> {
+        match amp::found_inf(state)? {
+            true => Ok(()),
+            false => self.sgd_update(n, lr, weight_decay, grad, param),
+        }
+    }
+
+    fn amp_momentum(
+        &self,
+        n: usize,
+        step: &MomentumStep,
+        state: &Vec<f32>,
+        grad: &Vec<f32>,
+        velocity: &mut Vec<f32>,
+        param: &mut Vec<f32>,
+    ) -> Result<()> {
+        match amp::found_inf(state)? {
+            true => Ok(()),
+            false => self.momentum_update(n, step, grad, velocity, param),
+        }
+    }
+
+    fn amp_update_scale(&self, growth: &ScaleGrowth, state: &mut Vec<f32>) -> Result<()> {
+        amp::amp_update_scale(growth, state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_nearest_even_with_overflow_to_inf() {
+        // 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to the even 1.
+        assert_eq!(f16_bits(1.0 + 2f32.powi(-11)), 0x3c00);
+        assert_eq!(f16_bits(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+        assert_eq!(f16_bits(65504.0), 0x7bff);
+        assert_eq!(f16_bits(65519.0), 0x7bff);
+        assert_eq!(f16_bits(65520.0), 0x7c00);
+        assert_eq!(f16_bits(-1e9), 0xfc00);
+        assert_eq!(f16_bits(2f32.powi(-24)), 0x0001);
+        assert_eq!(f16_bits(2f32.powi(-25)), 0x0000);
+        assert_eq!(f16_bits(-f32::NAN), 0xfe00);
+    }
+
+    #[test]
+    fn pack_and_unpack_round_trip_odd_lengths() {
+        let x = [1.0, -2.5, 3.0e-3, 7.0, 0.1];
+        let mut w = vec![0.0; 3];
+        pack(&x, &mut w).unwrap();
+        assert_eq!(w[2].to_bits() >> 16, 0, "the upper half of an odd last word is 0");
+        let back = unpack(&w, 5).unwrap();
+        let want: Vec<f32> = x.iter().map(|&v| round_f16(v)).collect();
+        assert_eq!(back, want);
+    }
+}

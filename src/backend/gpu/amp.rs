@@ -1,0 +1,91 @@
+//! Host wrapper of `shaders/amp.wgsl`: dynamic loss scaling on the device. Each function
+//! records one dispatch; the scaler state is a `[scaler::LEN]` buffer (`backend::half::scaler`).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::device::{GpuDevice, RawBuf};
+use super::kernels as k;
+use super::launch::{launch_1d, u32_of};
+use crate::backend::half::{scaler, ScaleGrowth};
+use crate::backend::{check_len, MomentumStep, Result};
+
+/// Mirrors `struct Amp` in amp.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AmpParams {
+    n: u32,
+    lr: f32,
+    mu: f32,
+    wd: f32,
+    interval: u32,
+    growth: f32,
+    backoff: f32,
+    _pad: u32,
+}
+
+fn params(op: &'static str, n: usize, state: &RawBuf) -> Result<AmpParams> {
+    check_len(op, "state", state.len(), scaler::LEN)?;
+    Ok(AmpParams { n: u32_of(op, "n", n)?, ..AmpParams::zeroed() })
+}
+
+/// `x[i] *= S`, `i < n`.
+pub fn amp_scale(dev: &GpuDevice, n: usize, state: &RawBuf, x: &RawBuf) -> Result<()> {
+    check_len("amp_scale", "x", x.len(), n)?;
+    launch_1d(dev, &k::AMP_SCALE, n, &params("amp_scale", n, state)?, &[state, x])
+}
+
+/// `x[i] *= 1 / S`, `i < n`, raising the found-inf flag on a non-finite element.
+pub fn amp_unscale(dev: &GpuDevice, n: usize, state: &RawBuf, x: &RawBuf) -> Result<()> {
+    check_len("amp_unscale", "x", x.len(), n)?;
+    launch_1d(dev, &k::AMP_UNSCALE, n, &params("amp_unscale", n, state)?, &[state, x])
+}
+
+/// `p -= lr (g + wd p)` over `n` elements unless the flag is set.
+#[allow(clippy::too_many_arguments)]
+pub fn amp_sgd(
+    dev: &GpuDevice,
+    n: usize,
+    lr: f32,
+    wd: f32,
+    state: &RawBuf,
+    grad: &RawBuf,
+    param: &RawBuf,
+) -> Result<()> {
+    check_len("amp_sgd", "grad", grad.len(), n)?;
+    check_len("amp_sgd", "param", param.len(), n)?;
+    let p = AmpParams { lr, wd, ..params("amp_sgd", n, state)? };
+    launch_1d(dev, &k::AMP_SGD, n, &p, &[state, grad, param])
+}
+
+/// `v = mu v + (g + wd p); p -= lr v` over `n` elements unless the flag is set.
+pub fn amp_momentum(
+    dev: &GpuDevice,
+    n: usize,
+    step: &MomentumStep,
+    state: &RawBuf,
+    grad: &RawBuf,
+    vel: &RawBuf,
+    param: &RawBuf,
+) -> Result<()> {
+    check_len("amp_momentum", "grad", grad.len(), n)?;
+    check_len("amp_momentum", "velocity", vel.len(), n)?;
+    check_len("amp_momentum", "param", param.len(), n)?;
+    let p = AmpParams {
+        lr: step.lr,
+        mu: step.mu,
+        wd: step.weight_decay,
+        ..params("amp_momentum", n, state)?
+    };
+    launch_1d(dev, &k::AMP_MOMENTUM, n, &p, &[state, grad, vel, param])
+}
+
+/// The end-of-step scale update (one invocation).
+pub fn amp_update_scale(dev: &GpuDevice, growth: &ScaleGrowth, state: &RawBuf) -> Result<()> {
+    let p = AmpParams {
+        interval: growth.interval,
+        growth: growth.growth,
+        backoff: growth.backoff,
+        ..params("amp_update_scale", 1, state)?
+    };
+    launch_1d(dev, &k::AMP_UPDATE_SCALE, 1, &p, &[state])
+}

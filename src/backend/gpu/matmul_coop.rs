@@ -1,0 +1,100 @@
+//! Host side of `shaders/matmul_coop.wgsl`: the f16 GEMM on cooperative matrices (tensor
+//! cores), used by [`super::matmul_f16::matmul_half`] where [`available`] and [`eligible`].
+
+use super::context::GpuContext;
+use super::device::{GpuDevice, RawBuf};
+use super::kernels::{Kernel, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT};
+use super::matmul_f16::HalfParams;
+use crate::backend::{BackendError, Gemm, Result};
+
+/// Side of one cooperative tile, and of a workgroup's block of C (2x2 tiles).
+const TILE: usize = 16;
+const BLOCK: usize = 32;
+
+/// The device features the kernel needs.
+pub fn features() -> wgpu::Features {
+    wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP
+}
+
+/// Whether `props` hold the configuration the kernel uses: 16x16x16, f16 x f16 → f32.
+pub fn has_f16_16x16(props: &[wgpu::CooperativeMatrixProperties]) -> bool {
+    props.iter().any(|p| {
+        (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+            && p.ab_type == wgpu::CooperativeScalarType::F16
+            && p.cr_type == wgpu::CooperativeScalarType::F32
+    })
+}
+
+/// Why the cooperative kernel cannot run on this device, or `None` when it can: the features
+/// on the device, a 16x16 f16→f32 configuration, and subgroups of exactly 32 (one subgroup per
+/// workgroup).
+pub fn unavailable_reason(ctx: &GpuContext) -> Option<String> {
+    let missing = features() - ctx.features;
+    if !missing.is_empty() {
+        return Some(format!("device lacks {missing:?}"));
+    }
+    if !has_f16_16x16(&ctx.adapter.cooperative_matrix_properties()) {
+        return Some("no 16x16x16 f16 x f16 -> f32 cooperative matrix configuration".into());
+    }
+    let info = ctx.adapter.get_info();
+    if (info.subgroup_min_size, info.subgroup_max_size) != (32, 32) {
+        return Some(format!(
+            "subgroup size {}..{} is not exactly 32",
+            info.subgroup_min_size, info.subgroup_max_size
+        ));
+    }
+    None
+}
+
+/// Whether the kernel can run on this device (a feature test first, so cheap where it cannot).
+pub fn available(ctx: &GpuContext) -> bool {
+    unavailable_reason(ctx).is_none()
+}
+
+/// Whether `g` fits the kernel: m, n, k multiples of 16, `alpha = 1`, `beta = 0`, and a grid
+/// within the per-dimension limit (no folding).
+pub fn eligible(g: &Gemm, dev: &GpuDevice) -> bool {
+    let max = dev.ctx.limits.max_compute_workgroups_per_dimension as usize;
+    [g.m, g.n, g.k].iter().all(|&d| d > 0 && d.is_multiple_of(TILE))
+        && g.alpha == 1.0
+        && g.beta == 0.0
+        && g.m.div_ceil(BLOCK) <= max
+        && g.n.div_ceil(BLOCK) <= max
+}
+
+/// The entry point for `g`'s transposes.
+pub fn kernel_for(g: &Gemm) -> Kernel {
+    match (g.trans_a, g.trans_b) {
+        (false, false) => MATMUL_COOP_NN,
+        (false, true) => MATMUL_COOP_NT,
+        (true, false) => MATMUL_COOP_TN,
+        (true, true) => MATMUL_COOP_TT,
+    }
+}
+
+/// Record the cooperative product (the caller checked lengths; this checks eligibility).
+pub(super) fn dispatch(
+    dev: &GpuDevice,
+    g: &Gemm,
+    p: &HalfParams,
+    a: &RawBuf,
+    b: &RawBuf,
+    c: &RawBuf,
+) -> Result<()> {
+    if let Some(why) = unavailable_reason(&dev.ctx) {
+        return Err(BackendError::Invalid { op: "matmul_coop", message: why });
+    }
+    if !eligible(g, dev) {
+        return Err(BackendError::Invalid {
+            op: "matmul_coop",
+            message: format!(
+                "{}x{}x{} (alpha {}, beta {}) does not fit",
+                g.m, g.n, g.k, g.alpha, g.beta
+            ),
+        });
+    }
+    let grid = [g.n.div_ceil(BLOCK) as u32, g.m.div_ceil(BLOCK) as u32, 1];
+    dev.dispatch(&kernel_for(g), p, &[a, b, c], grid)
+}

@@ -1,0 +1,126 @@
+//! Host side of `shaders/matmul_f16.wgsl`: f32 → packed f16 (`to_half`) and the f16 GEMM with
+//! f32 accumulation (`matmul_f16`), plus the choice between it and the cooperative-matrix
+//! kernel ([`super::matmul_coop`]).
+//!
+//! Storage: halves packed two per u32 word, read with `unpack2x16float`. Products are summed in
+//! f32 either way, so f16 *arithmetic* (`enable f16;`, `SHADER_F16`) would buy nothing on this
+//! path, while packed words halve the bytes moved like `array<f16>` does and run on every
+//! adapter (lavapipe emulates f16 arithmetic slowly). The cooperative-matrix kernel reads the
+//! same bytes as `array<f16>`.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::device::{GpuDevice, RawBuf};
+use super::kernels::{MATMUL_F16, TO_HALF};
+use super::launch::{launch_1d, u32_of};
+use super::matmul::grid_2d;
+use super::matmul_coop;
+use crate::backend::half::half_words;
+use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
+
+/// Mirrors `struct Params` in matmul_f16.wgsl and matmul_coop.wgsl (32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(super) struct HalfParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub trans_a: u32,
+    pub trans_b: u32,
+    pub alpha: f32,
+    pub beta: f32,
+    /// `to_half`: number of f32 elements.
+    pub len: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<HalfParams>() == 32);
+
+/// Rows and columns of C per `matmul_f16` workgroup.
+const TILE: usize = 64;
+
+/// Record `words = f16(x[..n])` (packed; `words` holds `ceil(n / 2)` words).
+pub fn to_half(dev: &GpuDevice, n: usize, x: &RawBuf, words: &RawBuf) -> Result<()> {
+    check_len("to_half", "x", x.len(), n)?;
+    check_len("to_half", "out", words.len(), half_words(n))?;
+    let p = HalfParams { len: u32_of("to_half", "n", n)?, ..HalfParams::zeroed() };
+    launch_1d(dev, &TO_HALF, half_words(n), &p, &[x, words])
+}
+
+/// The parameter block of `g`, after the 32-bit range checks.
+pub(super) fn params_of(g: &Gemm) -> Result<HalfParams> {
+    let (la, lb, lc) = gemm_lens(g);
+    // Half indices are u32 in the shader, plus the overhang of a tile.
+    let limit = u32::MAX as usize - 4 * TILE;
+    if [la, lb, lc, g.m, g.n, g.k].iter().any(|&x| x > limit) {
+        return Err(BackendError::Invalid {
+            op: "matmul_half",
+            message: format!("{}x{}x{} exceeds 32-bit shader indexing", g.m, g.n, g.k),
+        });
+    }
+    Ok(HalfParams {
+        m: g.m as u32,
+        n: g.n as u32,
+        k: g.k as u32,
+        trans_a: g.trans_a as u32,
+        trans_b: g.trans_b as u32,
+        alpha: g.alpha,
+        beta: g.beta,
+        len: 0,
+    })
+}
+
+/// Which kernel [`matmul_half`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HalfKernel {
+    /// `matmul_f16`: packed loads, f32 FMA; any shape, any adapter.
+    Packed,
+    /// `matmul_coop_*`: cooperative matrices (see [`matmul_coop::eligible`]).
+    Coop,
+}
+
+/// Whether the cooperative kernel may be chosen: `BATCHSCOPE_COOP=0` in the environment
+/// keeps every product on the packed kernel (A/B timing, or a device where coop misbehaves).
+pub fn coop_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP").map_or(true, |v| v != "0"))
+}
+
+/// Coop where the adapter has it, the shape fits it and `BATCHSCOPE_COOP` is not `0`, else the
+/// packed kernel.
+pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
+    match coop_enabled() && matmul_coop::available(&dev.ctx) && matmul_coop::eligible(g, dev) {
+        true => HalfKernel::Coop,
+        false => HalfKernel::Packed,
+    }
+}
+
+/// Record `c = alpha * op(a) op(b) + beta * c` with `a`, `b` packed halves holding `la`, `lb`
+/// elements (at least `gemm_lens(g)`) and `c: [m,n]` f32. `m == 0 || n == 0` records nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_half(
+    dev: &GpuDevice,
+    kernel: HalfKernel,
+    g: &Gemm,
+    a: &RawBuf,
+    la: usize,
+    b: &RawBuf,
+    lb: usize,
+    c: &RawBuf,
+) -> Result<()> {
+    let (need_a, need_b, lc) = gemm_lens(g);
+    check_len("matmul_half", "a", la, need_a)?;
+    check_len("matmul_half", "b", lb, need_b)?;
+    check_len("matmul_half", "a words", a.len(), half_words(need_a))?;
+    check_len("matmul_half", "b words", b.len(), half_words(need_b))?;
+    check_len("matmul_half", "c", c.len(), lc)?;
+    if g.m == 0 || g.n == 0 {
+        return Ok(());
+    }
+    let p = params_of(g)?;
+    if kernel == HalfKernel::Coop {
+        return matmul_coop::dispatch(dev, g, &p, a, b, c);
+    }
+    let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
+    let grid = grid_2d(g.n.div_ceil(TILE) as u64, g.m.div_ceil(TILE) as u64, max)?;
+    dev.dispatch(&MATMUL_F16, &p, &[a, b, c], grid)
+}

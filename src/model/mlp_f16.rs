@@ -1,0 +1,161 @@
+//! The MLP's mixed-precision forward and backward (`model.precision = "f16"`).
+//!
+//! Every matrix product takes f16 operands and sums in f32 ([`HalfOps::matmul_half`]): the
+//! input minibatch, the hidden activations `a_l`, the weight copies `W_l` and the (loss-scaled)
+//! `∂L/∂z_l` are rounded to f16 once each, right before the products that read them. Products
+//! land in the f32 workspace (`z_l`, `∂L/∂a_l`, the weight gradients); bias, activation,
+//! per-example losses, `∂L/∂b` (column sums) and every reduction stay f32, as do the master
+//! weights the optimizer updates. The f16 copies live in a [`HalfWorkspace`].
+
+use serde::{Deserialize, Serialize};
+
+use super::mlp::{Mlp, Targets, Workspace};
+use super::params::ParamSet;
+use crate::backend::half::{HalfBuf, HalfOps};
+use crate::backend::{Backend, BackendError, Gemm, Result, Scope};
+
+/// The arithmetic of the MLP train step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+}
+
+impl Precision {
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+/// The f16 copies of a mixed-precision step for batches of `rows` examples.
+pub struct HalfWorkspace<B: Backend> {
+    /// `W_l [out_l, in_l]` in f16, refreshed from the master weights each forward.
+    pub w: Vec<HalfBuf<B::Buf>>,
+    /// The minibatch `[rows, inputs]` in f16.
+    pub x: HalfBuf<B::Buf>,
+    /// Hidden activations `a_l [rows, out_l]` in f16, one per hidden layer.
+    pub a: Vec<HalfBuf<B::Buf>>,
+    /// `∂L/∂z_l [rows, out_l]` (times the loss scale) in f16.
+    pub dz: Vec<HalfBuf<B::Buf>>,
+}
+
+/// The backend's mixed-precision ops, or the error that says it has none.
+pub fn half_ops<B: Backend>(b: &B) -> Result<&dyn HalfOps<Buf = B::Buf>> {
+    b.half_ops().ok_or_else(|| BackendError::Invalid {
+        op: "model.precision = \"f16\"",
+        message: format!("the {:?} backend has no f16 ops", b.kind()),
+    })
+}
+
+impl Mlp {
+    /// f16 buffers for batches of `rows` examples.
+    pub fn half_workspace<B: Backend>(&self, b: &B, rows: usize) -> Result<HalfWorkspace<B>> {
+        let h = half_ops(b)?;
+        let s = &self.spec.sizes;
+        let l = self.layers();
+        Ok(HalfWorkspace {
+            w: (0..l).map(|i| h.zeros_half(s[i] * s[i + 1])).collect::<Result<_>>()?,
+            x: h.zeros_half(rows * self.inputs())?,
+            a: s[1..l].iter().map(|&w| h.zeros_half(rows * w)).collect::<Result<_>>()?,
+            dz: s[1..].iter().map(|&w| h.zeros_half(rows * w)).collect::<Result<_>>()?,
+        })
+    }
+
+    /// [`Mlp::forward`] with f16 operands: `x [rows, inputs]` → `ws.z[last]` (f32).
+    pub fn forward_half<B: Backend>(
+        &self,
+        b: &B,
+        p: &ParamSet<B>,
+        x: &B::Buf,
+        ws: &mut Workspace<B>,
+        hw: &mut HalfWorkspace<B>,
+    ) -> Result<()> {
+        let h = half_ops(b)?;
+        let rows = ws.rows;
+        h.to_half(rows * self.inputs(), x, &mut hw.x)?;
+        for l in 0..self.layers() {
+            let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
+            b.scope(Scope::Forward(l));
+            h.to_half(fan_in * fan_out, &p.tensors[2 * l], &mut hw.w[l])?;
+            // z [rows, out] = input [rows, in] · Wᵀ ([out, in] stored), summed in f32
+            let g = Gemm::nn(rows, fan_out, fan_in).trans(false, true);
+            let input = if l == 0 { &hw.x } else { &hw.a[l - 1] };
+            h.matmul_half(&g, input, &hw.w[l], &mut ws.z[l])?;
+            let bias = &p.tensors[2 * l + 1];
+            if l + 1 < self.layers() {
+                let act = self.spec.activation;
+                b.add_bias_act(act, rows, fan_out, &mut ws.z[l], bias, &mut ws.a[l])?;
+                h.to_half(rows * fan_out, &ws.a[l], &mut hw.a[l])?;
+            } else {
+                b.add_bias(rows, fan_out, &mut ws.z[l], bias)?;
+            }
+        }
+        b.scope(Scope::None);
+        Ok(())
+    }
+
+    /// [`Mlp::backward`] with f16 operands, from `ws.dz[last]` (already times the loss scale):
+    /// gradients of the scaled mean loss into `grads` (f32). Needs [`Mlp::forward_half`]'s
+    /// f16 copies of the same minibatch.
+    pub fn backward_half<B: Backend>(
+        &self,
+        b: &B,
+        ws: &mut Workspace<B>,
+        hw: &mut HalfWorkspace<B>,
+        grads: &mut ParamSet<B>,
+    ) -> Result<()> {
+        let h = half_ops(b)?;
+        let rows = ws.rows;
+        for l in (0..self.layers()).rev() {
+            let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
+            b.scope(Scope::Backward(l));
+            h.to_half(rows * fan_out, &ws.dz[l], &mut hw.dz[l])?;
+            // gW [out, in] = dzᵀ ([rows, out] stored) · input [rows, in]
+            let g = Gemm::nn(fan_out, fan_in, rows).trans(true, false);
+            let input = if l == 0 { &hw.x } else { &hw.a[l - 1] };
+            h.matmul_half(&g, &hw.dz[l], input, &mut grads.tensors[2 * l])?;
+            // gb [out] = Σ_rows dz (f32)
+            b.col_sum(rows, fan_out, 1.0, &ws.dz[l], 0.0, &mut grads.tensors[2 * l + 1])?;
+            if l > 0 {
+                // da [rows, in] = dz [rows, out] · W [out, in]
+                let g = Gemm::nn(rows, fan_in, fan_out);
+                h.matmul_half(&g, &hw.dz[l], &hw.w[l], &mut ws.da[l - 1])?;
+                b.scope(Scope::Backward(l - 1));
+                let n = rows * fan_in;
+                b.act_backward(self.spec.activation, n, &ws.z[l - 1], &ws.da[l - 1], &mut ws.dz[l - 1])?;
+            }
+        }
+        b.scope(Scope::None);
+        Ok(())
+    }
+
+    /// Forward, loss (d logits times the loss scale `state[SCALE]`) and backward of one
+    /// minibatch in mixed precision; the gradients stay scaled (see `train::amp`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_and_grad_half<B: Backend>(
+        &self,
+        b: &B,
+        p: &ParamSet<B>,
+        x: &B::Buf,
+        targets: &Targets<'_, B>,
+        ws: &mut Workspace<B>,
+        hw: &mut HalfWorkspace<B>,
+        scaler: &B::Buf,
+        grads: &mut ParamSet<B>,
+    ) -> Result<()> {
+        self.forward_half(b, p, x, ws, hw)?;
+        self.loss(b, targets, ws)?;
+        let last = self.layers() - 1;
+        half_ops(b)?.amp_scale(ws.rows * self.outputs(), scaler, &mut ws.dz[last])?;
+        self.backward_half(b, ws, hw, grads)
+    }
+}

@@ -1,0 +1,148 @@
+//! Mixed-precision training (`model.precision = "f16"`): the f16 step of [`TrainState`] and
+//! dynamic loss scaling with GradScaler's semantics, all on the device.
+//!
+//! A step: the mixed forward/backward of [`Mlp::loss_and_grad_half`] with d logits times the
+//! scale S; every gradient unscaled (×1/S) while a non-finite element raises the found-inf flag
+//! of the scaler state; the optimizer update of every tensor skipped when the flag is up; then
+//! S halves (overflow: a skipped step) or doubles after `train.loss_scale_growth_interval` clean
+//! steps, and the flag clears. The flag and S never leave the device during a step; the scale and
+//! the skipped-step count are read with the step metrics and written to metrics.jsonl (only by
+//! f16 runs, so f32 output is unchanged).
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::MetricsLine;
+use super::optimizer::Optimizer;
+use super::step::TrainState;
+use super::TrainError;
+use crate::backend::half::{scaler, ScaleGrowth};
+use crate::backend::{Backend, MomentumStep, Result};
+use crate::config::Config;
+use crate::model::mlp_f16::half_ops;
+use crate::model::{HalfWorkspace, Mlp, ParamSet, Precision, Targets};
+
+/// The f16 buffers and the loss-scaler state of a mixed-precision [`TrainState`].
+pub struct MixedState<B: Backend> {
+    pub hw: HalfWorkspace<B>,
+    /// `[scaler::LEN]`: scale, found-inf flag, clean steps, skipped steps.
+    pub scaler: B::Buf,
+    pub growth: ScaleGrowth,
+}
+
+/// What an f16 run adds to a metrics line.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AmpMetrics {
+    /// The loss scale after the last recorded step.
+    pub loss_scale: f64,
+    /// Steps skipped for a non-finite gradient, over the run (this session).
+    pub skipped_steps: u64,
+}
+
+impl<B: Backend> MixedState<B> {
+    /// f16 buffers for `model` at `rows` examples, the scale starting at `init_scale`.
+    pub fn new(b: &B, model: &Mlp, rows: usize, init_scale: f32, interval: u32) -> Result<Self> {
+        let mut state = vec![0.0; scaler::LEN];
+        state[scaler::SCALE] = init_scale;
+        Ok(MixedState {
+            hw: model.half_workspace(b, rows)?,
+            scaler: b.upload(&state)?,
+            growth: ScaleGrowth::every(interval),
+        })
+    }
+
+    /// The scale and skipped-step count (a read of the 4-slot state: a sync on the GPU).
+    pub fn read(&self, b: &B) -> Result<AmpMetrics> {
+        let s = b.read(&self.scaler)?;
+        Ok(AmpMetrics {
+            loss_scale: s[scaler::SCALE] as f64,
+            skipped_steps: s[scaler::SKIPPED].max(0.0) as u64,
+        })
+    }
+}
+
+/// Forward, loss, backward in mixed precision, then every gradient unscaled and checked.
+#[allow(clippy::too_many_arguments)]
+pub fn record_gradient<B: Backend>(
+    b: &B,
+    model: &Mlp,
+    params: &ParamSet<B>,
+    x: &B::Buf,
+    targets: &Targets<'_, B>,
+    ws: &mut crate::model::Workspace<B>,
+    m: &mut MixedState<B>,
+    grads: &mut ParamSet<B>,
+) -> Result<()> {
+    model.loss_and_grad_half(b, params, x, targets, ws, &mut m.hw, &m.scaler, grads)?;
+    let h = half_ops(b)?;
+    for i in 0..grads.tensors.len() {
+        let n = grads.numel_of(i);
+        h.amp_unscale(n, &mut m.scaler, &mut grads.tensors[i])?;
+    }
+    Ok(())
+}
+
+/// [`super::optimizer::apply_update`] that leaves every tensor (and the velocity) untouched when
+/// the step found a non-finite gradient, then the scale update.
+pub fn apply_update<B: Backend>(
+    b: &B,
+    params: &mut ParamSet<B>,
+    grads: &ParamSet<B>,
+    mut velocity: Option<&mut ParamSet<B>>,
+    opt: &Optimizer,
+    lr: f32,
+    m: &mut MixedState<B>,
+) -> Result<()> {
+    let h = half_ops(b)?;
+    for i in 0..params.tensors.len() {
+        let n = params.numel_of(i);
+        let (g, p) = (&grads.tensors[i], &mut params.tensors[i]);
+        match (opt, velocity.as_mut()) {
+            (Optimizer::Momentum { mu, weight_decay }, Some(v)) => {
+                let step = MomentumStep { lr, mu: *mu, weight_decay: *weight_decay };
+                h.amp_momentum(n, &step, &m.scaler, g, &mut v.tensors[i], p)?
+            }
+            (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
+                h.amp_sgd(n, lr, *weight_decay, &m.scaler, g, p)?
+            }
+        }
+    }
+    h.amp_update_scale(&m.growth, &mut m.scaler)
+}
+
+/// Make `st` train in f16 when `cfg.model.precision` says so (one replica, no accumulation).
+pub fn setup<B: Backend>(
+    b: &B,
+    cfg: &Config,
+    st: &mut TrainState<B>,
+    plain: bool,
+) -> std::result::Result<(), TrainError> {
+    if cfg.model.precision == Precision::F32 {
+        return Ok(());
+    }
+    if !plain {
+        return Err(TrainError::Setup(
+            "model.precision = \"f16\" trains one replica without accumulation (train.workers = 1, train.accumulate = 1)".into(),
+        ));
+    }
+    Ok(for_config(b, cfg, st)?)
+}
+
+/// A timing state (sweep, profile) in the precision of `cfg.model.precision`.
+pub fn for_config<B: Backend>(b: &B, cfg: &Config, st: &mut TrainState<B>) -> Result<()> {
+    if cfg.model.precision == Precision::F16 {
+        let t = &cfg.train;
+        st.mixed =
+            Some(MixedState::new(b, &st.model, st.ws.rows, t.loss_scale, t.loss_scale_growth_interval)?);
+    }
+    Ok(())
+}
+
+/// The f16 fields of a metrics line (nothing for an f32 run).
+pub fn annotate<B: Backend>(b: &B, st: &TrainState<B>, line: &mut MetricsLine) -> Result<()> {
+    if let Some(m) = st.mixed.as_ref() {
+        let a = m.read(b)?;
+        line.loss_scale = Some(a.loss_scale);
+        line.skipped_steps = Some(a.skipped_steps);
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Mixed-precision kernels equal their CPU twins: `to_half` bit for bit (specials included), the
+//! f16 GEMM within tolerances derived from f16 and f32 epsilon and k on ragged shapes, and the
+//! loss-scaling kernels bit for bit over a run with an injected inf gradient. The
+//! cooperative-matrix GEMM has its own hardware-gated test (see `matmul_coop_matches_cpu`).
+
+mod common;
+
+use batchscope::backend::cpu::f16::round_f16;
+use batchscope::backend::gpu::matmul_coop;
+use batchscope::backend::gpu::matmul_f16::{self, HalfKernel};
+use batchscope::backend::half::{scaler, HalfBuf, HalfOps, ScaleGrowth};
+use batchscope::backend::{Backend, Gemm, MomentumStep};
+use common::{cpu, gpu, uniform};
+
+/// Ragged sizes: not multiples of any tile.
+const SIZES: [usize; 6] = [1, 3, 17, 63, 65, 130];
+
+/// Unit roundoff of f16 and f32.
+const U16: f64 = 1.0 / 2048.0;
+const U32: f64 = 1.0 / 16_777_216.0;
+
+fn ops<B: Backend>(b: &B) -> &dyn HalfOps<Buf = B::Buf> {
+    b.half_ops().expect("this backend has mixed-precision ops")
+}
+
+/// `x` stored as half on `b`.
+fn half_of<B: Backend>(b: &B, x: &[f32]) -> HalfBuf<B::Buf> {
+    let h = ops(b);
+    let mut out = h.zeros_half(x.len()).unwrap();
+    h.to_half(x.len(), &b.upload(x).unwrap(), &mut out).unwrap();
+    out
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn to_half_matches_cpu() {
+    let (c, g) = (cpu(), gpu());
+    let mut x = uniform(7, 1001, 70000.0);
+    x.extend(uniform(8, 300, 1e-4)); // subnormal halves
+    let specials = [
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        65504.0,
+        65519.99,
+        65520.0,
+        1.0 + 2f32.powi(-11),
+        1.0 + 3.0 * 2f32.powi(-11),
+        2f32.powi(-24),
+        2f32.powi(-25),
+        3.0 * 2f32.powi(-26),
+        f32::MIN_POSITIVE,
+        1e-30,
+        -3.0e38,
+    ];
+    x.extend(specials);
+    for n in [1, 2, 5, x.len()] {
+        let words = |b: &dyn Fn() -> Vec<f32>| bits(&b());
+        let rc = words(&|| c.read(&half_of(&c, &x[..n]).words).unwrap());
+        let rg = words(&|| g.read(&half_of(&g, &x[..n]).words).unwrap());
+        assert_eq!(rc, rg, "to_half bits, n = {n}");
+    }
+    let back = ops(&g).read_half(&half_of(&g, &x)).unwrap();
+    for (i, (&v, &w)) in x.iter().zip(&back).enumerate() {
+        let want = round_f16(v);
+        assert!(want.to_bits() == w.to_bits() || (want.is_nan() && w.is_nan()), "[{i}] {v}: {w}");
+    }
+    println!("parity ok: to_half, {} values bit for bit", x.len());
+}
+
+/// `(f64 reference of the f16-rounded operands, Σ_p |a||b| per element)` for `g`, and the f64
+/// product of the unrounded f32 operands.
+fn references(g: &Gemm, a: &[f32], b: &[f32], c0: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (m, n, k) = (g.m, g.n, g.k);
+    let at = |i: usize, p: usize| if g.trans_a { a[p * m + i] } else { a[i * k + p] };
+    let bt = |p: usize, j: usize| if g.trans_b { b[j * k + p] } else { b[p * n + j] };
+    let (mut rounded, mut mag, mut exact) = (vec![0.0; m * n], vec![0.0; m * n], vec![0.0; m * n]);
+    for i in 0..m {
+        for j in 0..n {
+            let (mut s, mut s_abs, mut s_exact) = (0.0f64, 0.0f64, 0.0f64);
+            for p in 0..k {
+                let (x, y) = (at(i, p), bt(p, j));
+                let (xh, yh) = (round_f16(x) as f64, round_f16(y) as f64);
+                s += xh * yh;
+                s_abs += (xh * yh).abs();
+                s_exact += x as f64 * y as f64;
+            }
+            let beta_c = if g.beta == 0.0 { 0.0 } else { g.beta as f64 * c0[i * n + j] as f64 };
+            let alpha = g.alpha as f64;
+            rounded[i * n + j] = alpha * s + beta_c;
+            exact[i * n + j] = alpha * s_exact + beta_c;
+            mag[i * n + j] = alpha.abs() * s_abs + beta_c.abs();
+        }
+    }
+    (rounded, mag, exact)
+}
+
+/// Checks `out` of a half GEMM: (1) against the same f16 operands summed in f64, within
+/// `2 γ_k(f32) Σ|a||b|` (both backends sum f32 products of exact halves); (2) against the
+/// unrounded f32 operands, within `(2 u16 + u16²) Σ|a||b|` more (each operand rounded once).
+fn check_half_gemm(what: &str, g: &Gemm, a: &[f32], b: &[f32], c0: &[f32], out: &[f32]) {
+    let (rounded, mag, exact) = references(g, a, b, c0);
+    let kf = g.k as f64 + 2.0;
+    let gamma = 2.0 * kf * U32 / (1.0 - kf * U32);
+    for (idx, &o) in out.iter().enumerate() {
+        let o = o as f64;
+        let tol1 = gamma * mag[idx] + 1e-30;
+        assert!(
+            (o - rounded[idx]).abs() <= tol1,
+            "{what} [{idx}]: {o} vs {} (tol {tol1})",
+            rounded[idx]
+        );
+        // Σ|a||b| of the rounded operands bounds the unrounded ones' within (1 + u16)².
+        let tol2 = (2.0 * U16 + U16 * U16) * mag[idx] * (1.0 + U16).powi(2) + tol1;
+        assert!(
+            (o - exact[idx]).abs() <= tol2,
+            "{what} [{idx}]: {o} vs exact {} (tol {tol2})",
+            exact[idx]
+        );
+    }
+}
+
+fn half_gemm_case<B: Backend>(b: &B, g: &Gemm, a: &[f32], bm: &[f32], c0: &[f32]) -> Vec<f32> {
+    let (ha, hb) = (half_of(b, a), half_of(b, bm));
+    let mut c = b.upload(c0).unwrap();
+    ops(b).matmul_half(g, &ha, &hb, &mut c).unwrap();
+    b.read(&c).unwrap()
+}
+
+#[test]
+fn matmul_f16_matches_cpu() {
+    let (c, gp) = (cpu(), gpu());
+    let mut cases = 0;
+    for (i, &m) in SIZES.iter().enumerate() {
+        for (j, &n) in SIZES.iter().enumerate() {
+            let k = SIZES[(i + 2 * j) % SIZES.len()];
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (alpha, beta, nan_c) =
+                    if (i + j) % 2 == 0 { (1.0, 0.0, true) } else { (0.5, 0.25, false) };
+                let g = Gemm::nn(m, n, k).trans(ta, tb).scaled(alpha, beta);
+                let seed = (i * 100 + j * 10) as u64;
+                let a = uniform(seed, m * k, 1.0);
+                let bm = uniform(seed + 1, k * n, 4.0);
+                let c0 = if nan_c { vec![f32::NAN; m * n] } else { uniform(seed + 2, m * n, 1.0) };
+                let what = format!("{m}x{n}x{k} ta={ta} tb={tb}");
+                check_half_gemm(
+                    &format!("cpu {what}"),
+                    &g,
+                    &a,
+                    &bm,
+                    &c0,
+                    &half_gemm_case(&c, &g, &a, &bm, &c0),
+                );
+                assert_eq!(
+                    matmul_f16::choose(&gp.dev, &g) == HalfKernel::Coop,
+                    matmul_f16::coop_enabled()
+                        && matmul_coop::available(&gp.dev.ctx)
+                        && matmul_coop::eligible(&g, &gp.dev)
+                );
+                check_half_gemm(
+                    &format!("gpu {what}"),
+                    &g,
+                    &a,
+                    &bm,
+                    &c0,
+                    &half_gemm_case(&gp, &g, &a, &bm, &c0),
+                );
+                cases += 1;
+            }
+        }
+    }
+    println!("parity ok: matmul_f16, {cases} ragged cases on both backends");
+}
+
+/// A run of 6 loss-scaled steps on two tensors with momentum, an inf injected into tensor 1's
+/// gradient at step `inf_step`; returns the scaler state and both parameter tensors after each
+/// step. Gradients are multiples of 2^-8 scaled by S, so every value is exact in f32.
+fn amp_run<B: Backend>(b: &B, inf_step: usize, interval: u32) -> Vec<Vec<f32>> {
+    let h = ops(b);
+    let growth = ScaleGrowth::every(interval);
+    let mut state = b.upload(&[1024.0, 0.0, 0.0, 0.0]).unwrap();
+    let sizes = [37usize, 300];
+    let mut params: Vec<_> = sizes.iter().map(|&n| b.upload(&vec![1.0; n]).unwrap()).collect();
+    let mut vel: Vec<_> = sizes.iter().map(|&n| b.zeros(n).unwrap()).collect();
+    let step = MomentumStep { lr: 0.125, mu: 0.5, weight_decay: 0.0 };
+    let mut trace = Vec::new();
+    for s in 0..6 {
+        // The backward pass of a scaled loss leaves every gradient times S; all of them are
+        // unscaled (and checked) before any tensor is updated.
+        let mut grads = Vec::new();
+        for (t, &n) in sizes.iter().enumerate() {
+            let g: Vec<f32> =
+                (0..n).map(|i| ((i * 7 + s * 3 + t) % 17) as f32 / 256.0 - 0.03125).collect();
+            let mut gb = b.upload(&g).unwrap();
+            h.amp_scale(n, &state, &mut gb).unwrap();
+            if s == inf_step && t == 1 {
+                let mut scaled = b.read(&gb).unwrap();
+                scaled[5] = f32::INFINITY;
+                b.write(&mut gb, &scaled).unwrap();
+            }
+            h.amp_unscale(n, &mut state, &mut gb).unwrap();
+            grads.push(gb);
+        }
+        for (t, &n) in sizes.iter().enumerate() {
+            h.amp_momentum(n, &step, &state, &grads[t], &mut vel[t], &mut params[t]).unwrap();
+        }
+        h.amp_update_scale(&growth, &mut state).unwrap();
+        trace.push(b.read(&state).unwrap());
+        for p in &params {
+            trace.push(b.read(p).unwrap());
+        }
+    }
+    trace
+}
+
+#[test]
+fn amp_matches_cpu() {
+    let (c, g) = (cpu(), gpu());
+    let interval = 2;
+    let rc = amp_run(&c, 3, interval);
+    let rg = amp_run(&g, 3, interval);
+    for (i, (x, y)) in rc.iter().zip(&rg).enumerate() {
+        assert_eq!(bits(x), bits(y), "amp trace entry {i}: CPU and GPU differ");
+    }
+    // Per step: state, tensor 0, tensor 1.
+    let state = |s: usize| &rc[3 * s];
+    let tensors = |s: usize| (&rc[3 * s + 1], &rc[3 * s + 2]);
+    // Clean steps 0, 1: the scale doubles after `interval` of them.
+    assert_eq!(state(0)[..], [1024.0, 0.0, 1.0, 0.0]);
+    assert_eq!(state(1)[..], [2048.0, 0.0, 0.0, 0.0]);
+    assert_eq!(state(2)[..], [2048.0, 0.0, 1.0, 0.0]);
+    // Step 3 saw an inf: skipped (no tensor moved, momentum included), the scale halved.
+    assert_eq!(state(3)[..], [1024.0, 0.0, 0.0, 1.0]);
+    assert_eq!(tensors(3), tensors(2), "the overflowed step must not update any tensor");
+    assert_ne!(tensors(4), tensors(3), "the next step updates again");
+    assert_eq!(state(5)[..], [2048.0, 0.0, 0.0, 1.0], "growth resumes after {interval} clean steps");
+    println!("parity ok: amp, 6 steps bit for bit with an inf at step 3");
+}
+
+/// A long clean run grows the scale once per interval, never past f32's range.
+#[test]
+fn amp_scale_growth_after_n_clean_steps() {
+    let c = cpu();
+    let h = ops(&c);
+    let mut state = vec![2f32.powi(120), 0.0, 0.0, 0.0];
+    let growth = ScaleGrowth::every(3);
+    let mut scales = Vec::new();
+    for _ in 0..30 {
+        h.amp_update_scale(&growth, &mut state).unwrap();
+        scales.push(state[scaler::SCALE]);
+    }
+    assert_eq!(scales[1], 2f32.powi(120));
+    assert_eq!(scales[2], 2f32.powi(121), "doubles on the 3rd clean step");
+    assert_eq!(scales[5], 2f32.powi(122));
+    assert_eq!(*scales.last().unwrap(), 2f32.powi(127), "a grown scale that is inf is not kept");
+}
+
+/// Always runs: says loudly whether the cooperative-matrix parity test can run here, and checks
+/// that where it cannot, the f16 GEMM takes the packed kernel for a shape coop would take.
+#[test]
+fn cooperative_matrix_availability() {
+    let g = gpu();
+    let shape = Gemm::nn(64, 64, 64);
+    match matmul_coop::unavailable_reason(&g.dev.ctx) {
+        Some(why) => {
+            println!(
+                "\n*** COOPERATIVE-MATRIX PARITY NOT RUN on {}: {why}. `matmul_coop_matches_cpu` \
+                 is ignored here; it is NOT a pass. ***\n",
+                g.adapter().name
+            );
+            assert_eq!(matmul_f16::choose(&g.dev, &shape), HalfKernel::Packed);
+        }
+        None => {
+            println!(
+                "\n*** cooperative matrices available on {}: run `cargo test --release --test \
+                 f16_parity -- --ignored` for matmul_coop_matches_cpu ***\n",
+                g.adapter().name
+            );
+            let want = if matmul_f16::coop_enabled() { HalfKernel::Coop } else { HalfKernel::Packed };
+            assert_eq!(matmul_f16::choose(&g.dev, &shape), want, "BATCHSCOPE_COOP=0 turns it off");
+        }
+    }
+}
+
+/// The cooperative-matrix GEMM against the CPU twin, every transpose pair, on shapes with
+/// odd multiples of 16 (the clamped last blocks). Fails where the adapter lacks the feature.
+#[test]
+#[ignore = "needs an adapter with 16x16 f16 cooperative matrices (see cooperative_matrix_availability)"]
+fn matmul_coop_matches_cpu() {
+    let (c, gp) = (cpu(), gpu());
+    if let Some(why) = matmul_coop::unavailable_reason(&gp.dev.ctx) {
+        panic!("matmul_coop_matches_cpu cannot run on {}: {why}", gp.adapter().name);
+    }
+    let mut cases = 0;
+    for &(m, n, k) in &[(16, 16, 16), (48, 80, 32), (96, 64, 784), (256, 1024, 512)] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let g = Gemm::nn(m, n, k).trans(ta, tb);
+            let seed = (m + 3 * n + 7 * k) as u64;
+            let (a, bm) = (uniform(seed, m * k, 1.0), uniform(seed + 1, k * n, 1.0));
+            let c0 = vec![f32::NAN; m * n];
+            let (ha, hb) = (half_of(&gp, &a), half_of(&gp, &bm));
+            let out = gp.upload(&c0).unwrap();
+            let (wa, wb) = (&ha.words.0, &hb.words.0);
+            matmul_f16::matmul_half(&gp.dev, HalfKernel::Coop, &g, wa, ha.len, wb, hb.len, &out.0)
+                .unwrap();
+            let what = format!("coop {m}x{n}x{k} ta={ta} tb={tb}");
+            check_half_gemm(&what, &g, &a, &bm, &c0, &gp.read(&out).unwrap());
+            let cpu_out = half_gemm_case(&c, &g, &a, &bm, &c0);
+            check_half_gemm(&format!("cpu {what}"), &g, &a, &bm, &c0, &cpu_out);
+            cases += 1;
+        }
+    }
+    println!("parity ok: matmul_coop, {cases} cases");
+}

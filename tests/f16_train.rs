@@ -1,0 +1,104 @@
+//! Mixed-precision training on both backends: the f16 quickstart reaches the f32 run's
+//! validation error, f16 runs log the loss scale and skipped steps (f32 runs do not), and an
+//! overflowing step is skipped exactly, halving the scale.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use batchscope::backend::half::scaler;
+use batchscope::backend::Backend;
+use batchscope::config::Config;
+use batchscope::model::{Mlp, Targets};
+use batchscope::train::amp::MixedState;
+use batchscope::train::{run_train, Clip, Optimizer, TrainOptions, TrainState};
+use common::{indices, tmpdir, uniform};
+
+fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml")
+}
+
+fn lines(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("metrics line"))
+        .collect()
+}
+
+fn f16_quickstart<B: Backend>(b: &B) {
+    let mut errors = Vec::new();
+    for precision in ["f32", "f16"] {
+        let dir = tmpdir(&format!("qs-{precision}-{:?}", b.kind()));
+        let sets = vec![format!("model.precision=\"{precision}\"")];
+        let cfg = Config::load(Some(&quickstart()), &sets).expect("config");
+        let s = run_train(b, &cfg, &TrainOptions::default(), &dir).expect("train");
+        let err = s.final_val_error.expect("val error");
+        let m = lines(&dir);
+        let last = m.last().expect("a metrics line");
+        match precision {
+            "f32" => assert!(last.get("loss_scale").is_none() && last.get("skipped_steps").is_none()),
+            _ => {
+                let scale = last["loss_scale"].as_f64().expect("loss_scale");
+                let skipped = last["skipped_steps"].as_u64().expect("skipped_steps");
+                println!("{precision}: loss scale {scale}, {skipped} skipped steps");
+                assert!(scale > 0.0 && scale.is_finite());
+            }
+        }
+        // config.toml names the precision only when it is not the default f32.
+        assert_eq!(cfg.to_toml().contains("precision = \"f16\""), precision == "f16");
+        assert!(!cfg.to_toml().contains("loss_scale"));
+        println!("{} {precision}: validation error {:.2}%", b.device_name(), 100.0 * err);
+        errors.push(err);
+    }
+    let gap = 100.0 * (errors[1] - errors[0]);
+    assert!(gap <= 0.5, "f16 validation error is {gap:.2} points above f32's");
+}
+both_backends!(f16_quickstart_reaches_the_f32_validation_error, f16_quickstart);
+
+/// Two classes of a small MLP: one clean step at scale 1024, then the scale is forced to 2^100
+/// (d logits × S overflow f16, so the gradients are inf/NaN): that step alone is skipped —
+/// parameters and velocity untouched — and the scale halves; the next clean step updates again.
+fn overflow_skips_exactly_that_step<B: Backend>(b: &B) {
+    let cfg = Config::load(Some(&quickstart()), &[]).expect("config");
+    let model = Mlp::new(cfg.mlp_spec()).expect("model");
+    let rows = 32;
+    let opt = Optimizer::of(&cfg.train);
+    let params = model.init(b, 5).expect("init");
+    let mut st = TrainState::new(b, model.clone(), params, rows, &opt).expect("state");
+    st.mixed = Some(MixedState::new(b, &model, rows, 1024.0, 1000).expect("f16 state"));
+    let x = b.upload(&uniform(3, rows * model.inputs(), 2.0)).expect("x");
+    let labels = b.upload_idx(&indices(4, rows, model.outputs() as u32)).expect("labels");
+    let t = Targets::Classes(&labels);
+    let snapshot = |st: &TrainState<B>| -> Vec<Vec<f32>> {
+        let mut v: Vec<Vec<f32>> = st.params.tensors.iter().map(|p| b.read(p).unwrap()).collect();
+        if let Some(vel) = &st.velocity {
+            v.extend(vel.tensors.iter().map(|p| b.read(p).unwrap()));
+        }
+        v
+    };
+    let state = |st: &TrainState<B>| b.read(&st.mixed.as_ref().unwrap().scaler).unwrap();
+    let clip = Clip::default();
+    st.record_step(b, &x, &t, &opt, 0.05, &clip).expect("step 1");
+    assert_eq!(state(&st), vec![1024.0, 0.0, 1.0, 0.0]);
+    let after1 = snapshot(&st);
+    // Inject an overflow: a loss scale no f16 gradient survives.
+    let mut s = state(&st);
+    s[scaler::SCALE] = 2f32.powi(100);
+    b.write(&mut st.mixed.as_mut().unwrap().scaler, &s).expect("write scale");
+    st.record_step(b, &x, &t, &opt, 0.05, &clip).expect("step 2");
+    assert_eq!(state(&st), vec![2f32.powi(99), 0.0, 0.0, 1.0], "halved, one skipped step");
+    assert_eq!(snapshot(&st), after1, "the overflowed step must not change any parameter");
+    let mut s = state(&st);
+    s[scaler::SCALE] = 1024.0;
+    b.write(&mut st.mixed.as_mut().unwrap().scaler, &s).expect("write scale");
+    st.record_step(b, &x, &t, &opt, 0.05, &clip).expect("step 3");
+    assert_eq!(state(&st), vec![1024.0, 0.0, 1.0, 1.0]);
+    let after3 = snapshot(&st);
+    assert_ne!(after3, after1, "a clean step updates again");
+    assert!(after3.iter().flatten().all(|v| v.is_finite()));
+}
+both_backends!(
+    an_overflowing_f16_step_is_skipped_and_halves_the_scale,
+    overflow_skips_exactly_that_step
+);
