@@ -13,27 +13,7 @@ use batchscope::train::parallel::{ReplicaExec, Sequential, Threads};
 use batchscope::train::{run_train_workers, MetricsLine, TrainOptions, TrainSummary};
 use common::tmpdir;
 
-const SMALL: &str = r#"
-[model]
-hidden = [16]
-activation = "tanh"
-[data]
-kind = "gaussian_mixture"
-n_train = 4096
-n_val = 256
-dim = 8
-classes = 4
-separation = 2.0
-seed = 5
-[train]
-batch_size = 32
-optimizer = "momentum"
-lr = 0.05
-epochs = 0
-steps = 100
-log_every = 1
-eval_every = 50
-"#;
+use common::SMALL_PARALLEL_TOML as SMALL;
 
 fn cfg(extra: &[String]) -> Config {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

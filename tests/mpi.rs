@@ -21,28 +21,7 @@ use common::tmpdir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_batchscope");
 
-/// A small MLP on a Gaussian mixture, 100 logged steps (as tests/data_parallel.rs).
-const SMALL: &str = r#"
-[model]
-hidden = [16]
-activation = "tanh"
-[data]
-kind = "gaussian_mixture"
-n_train = 4096
-n_val = 256
-dim = 8
-classes = 4
-separation = 2.0
-seed = 5
-[train]
-batch_size = 32
-optimizer = "momentum"
-lr = 0.05
-epochs = 0
-steps = 100
-log_every = 1
-eval_every = 50
-"#;
+use common::SMALL_PARALLEL_TOML as SMALL;
 
 /// Collective timeout of the tests' jobs, seconds.
 const TIMEOUT_S: u64 = 30;

@@ -2,6 +2,8 @@
 //! naga (no GPU needed); every registered kernel's entry point exists in its shader with its
 //! bindings; and the 1-D workgroup size comes from the one Rust constant.
 
+mod common;
+
 use batchscope::backend::gpu::kernels::{
     Kernel, Shader, ALL_KERNELS, COOP_KERNELS, MIXED_KERNELS, WG_1D,
 };
@@ -48,24 +50,8 @@ fn every_kernel_entry_point_exists_with_its_bindings() {
             .find(|(_, ep)| ep.name == k.entry)
             .unwrap_or_else(|| panic!("{}: no entry point `{}`", k.name, k.entry));
         assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}", k.name);
-        let ep_info = info.get_entry_point(idx);
         // Bindings statically used by this entry point, by binding number.
-        let mut used: Vec<(u32, bool)> = module
-            .global_variables
-            .iter()
-            .filter(|(h, _)| !ep_info[*h].is_empty())
-            .filter_map(|(_, var)| {
-                let b = var.binding.as_ref()?;
-                let read_only = match var.space {
-                    naga::AddressSpace::Storage { access } => {
-                        !access.contains(naga::StorageAccess::STORE)
-                    }
-                    _ => true,
-                };
-                Some((b.binding, read_only))
-            })
-            .collect();
-        used.sort();
+        let used = common::naga_use::used_bindings(&module, &info, idx);
         let expected: Vec<u32> = (0..=k.bindings.len() as u32).collect();
         let got: Vec<u32> = used.iter().map(|u| u.0).collect();
         assert_eq!(got, expected, "{}: bindings used by the shader vs the registry", k.name);

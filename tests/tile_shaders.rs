@@ -2,6 +2,8 @@
 //! parses and validates with naga (no GPU needed); each has the five tiled entry points with the
 //! registry's bindings and a workgroup of `(bm / 8) * (bn / 8)` invocations.
 
+mod common;
+
 use batchscope::backend::gpu::kernels::{Access, Shader};
 use batchscope::backend::gpu::tile::{kernels, TILES};
 
@@ -32,24 +34,7 @@ fn every_tile_configuration_validates_with_naga() {
                 .find(|(_, ep)| ep.name == k.entry)
                 .unwrap_or_else(|| panic!("{}: no entry point", k.name));
             assert_eq!(ep.workgroup_size, [cfg.invocations(), 1, 1], "{}", k.name);
-            let used = info.get_entry_point(idx);
-            let mut bindings: Vec<(u32, bool)> = module
-                .global_variables
-                .iter()
-                .filter(|(h, _)| !used[*h].is_empty())
-                .filter_map(|(_, var)| {
-                    let b = var.binding.as_ref()?;
-                    let read_only = match var.space {
-                        naga::AddressSpace::Storage { access } => {
-                            !access.contains(naga::StorageAccess::STORE)
-                        }
-                        _ => true,
-                    };
-                    Some((b.binding, read_only))
-                })
-                .collect();
-            bindings.sort();
-            bindings.dedup();
+            let bindings = common::naga_use::used_bindings(&module, &info, idx);
             let want: Vec<(u32, bool)> = std::iter::once((0, true))
                 .chain(k.bindings.iter().enumerate().map(|(i, a)| (i as u32 + 1, *a == Access::Read)))
                 .collect();

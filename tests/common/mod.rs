@@ -13,8 +13,33 @@ use rand_chacha::ChaCha8Rng;
 
 pub mod cli;
 mod close;
+pub mod naga_use;
 #[allow(unused_imports)] // not every test file compares slices
 pub use close::assert_close;
+
+/// A small MLP on a Gaussian mixture, 100 logged steps: the data-parallel and MPI trajectory
+/// tests' run.
+pub const SMALL_PARALLEL_TOML: &str = r#"
+[model]
+hidden = [16]
+activation = "tanh"
+[data]
+kind = "gaussian_mixture"
+n_train = 4096
+n_val = 256
+dim = 8
+classes = 4
+separation = 2.0
+seed = 5
+[train]
+batch_size = 32
+optimizer = "momentum"
+lr = 0.05
+epochs = 0
+steps = 100
+log_every = 1
+eval_every = 50
+"#;
 
 /// A fresh scratch directory `batchscope-<test file>-<pid>-<name>` under the system temp dir:
 /// any leftover from an earlier run is removed, then the directory is created (empty).
