@@ -50,7 +50,7 @@ fn candidates_start_with_the_default_and_respect_the_limits() {
     let wgrad = Gemm::nn(1024, 784, 8).trans(true, false);
     let c = candidates(&wgrad, &lavapipe());
     assert_eq!(c[0], Candidate::Tiled);
-    assert!(c.contains(&Candidate::Skinny) == false, "m = 1024 is not skinny");
+    assert!(!c.contains(&Candidate::Skinny), "m = 1024 is not skinny");
     let tight = wgpu::Limits { max_compute_workgroup_storage_size: 16 * 1024, ..lavapipe() };
     let c = candidates(&wgrad, &tight);
     assert!(!c.contains(&Candidate::Tile(TileCfg { bm: 128, bn: 128, bk: 16 })), "32 KiB > 16 KiB");

@@ -54,13 +54,12 @@ impl Clock {
     }
 }
 
+/// ms per product of each candidate (`None`: it failed or has no launch), and the clock's name.
+pub type Timings = (Vec<(Candidate, Option<f64>)>, &'static str);
+
 /// ms per product of every candidate (`None` for one that failed to build or run, or has no
 /// launch for the shape), and the clock used.
-pub fn time_candidates(
-    dev: &GpuDevice,
-    g: &Gemm,
-    cands: &[Candidate],
-) -> Result<(Vec<(Candidate, Option<f64>)>, &'static str)> {
+pub fn time_candidates(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
     dev.flush()?;
     let timing_was = dev.dispatch_timing_on.replace(false);
     let out = time_all(dev, g, cands);
@@ -70,11 +69,7 @@ pub fn time_candidates(
     out
 }
 
-fn time_all(
-    dev: &GpuDevice,
-    g: &Gemm,
-    cands: &[Candidate],
-) -> Result<(Vec<(Candidate, Option<f64>)>, &'static str)> {
+fn time_all(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
     let ops = Operands::new(dev, g)?;
     let clock = match dev.ctx.has_timestamps() {
         true => Clock::Gpu(Timestamps::new(&dev.ctx.device, "autotune timestamp", 2)),
