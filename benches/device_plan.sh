@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The GPU-step and mixed-precision stages of a device run (issues 13 and 16), added to the run
+# that ../shared/device/prepare.sh writes. From the project root on your own machine:
+#   bash ../shared/device/prepare.sh && bash benches/device_plan.sh
+# then one device `run` with  command: bash .device/run.sh  carry: [".gl", ".device"]  timeout_s: 480.
+#
+# It replaces the prepared run's `compare` and `stream` stages (lavapipe-era checks that issue 13
+# does not need) with, in order of value:
+#   1. `tune` of the default model's step shapes (cache in results), then the same sweep and
+#      profile with gpu.autotune = "cached", so one run has the off/cached pair side by side;
+#   2. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
+#      at 1024, 2048 and 4096 (every dispatch named and timed: which one doubles);
+#   3. mixed precision: the tensor-core parity test (ignored on lavapipe), and a sweep of both
+#      precisions in one table (PyTorch AMP is in the peers stage's mlp_torch_amp rows).
+# Every stage is bounded by `timeout` (these add at most 330 s, typically about 90); the prepared
+# part takes about 3 minutes, so the run fits the 480 s limit.
+set -euo pipefail
+root=$(git rev-parse --show-toplevel); cd "$root"
+run=.device/run.sh
+[ -f "$run" ] || { echo "error: $run missing: run ../shared/device/prepare.sh first" >&2; exit 2; }
+grep -q '^t done' "$run" || { echo "error: $run has no 't done' line to insert before" >&2; exit 2; }
+extra=$(mktemp)
+cat > "$extra" <<'EXTRA'
+export BATCHSCOPE_AUTOTUNE_CACHE=$R/autotune.json
+t tune; timeout 60 $B tune --batch-sizes 1,32,512,4096,65536 --out $R/tune 2>&1 | tail -30
+t sweep_tuned; timeout 45 $B sweep --max-batch 65536 --set data.n_train=65536 --set 'gpu.autotune="cached"' --out $R/sweep_tuned 2>&1 | tail -24
+t profile_tuned; timeout 40 $B profile --set 'gpu.autotune="cached"' --batch 1 --batch 32 --batch 4096 --out $R/profile_tuned 2>&1 | tail -40
+t wide_sweep; timeout 45 $B sweep --set 'model.hidden=[4096, 4096]' --min-batch 256 --max-batch 16384 --set data.n_train=16384 --out $R/sweep_wide 2>&1 | tail -16
+t wide_profile; timeout 40 $B profile --set 'model.hidden=[4096, 4096]' --batch 1024 --batch 2048 --batch 4096 --out $R/profile_wide 2>&1 | tail -60
+t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20)
+t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision 2>&1 | tail -40
+EXTRA
+python3 - "$run" "$extra" <<'PY'
+import sys
+run, extra = sys.argv[1], open(sys.argv[2]).read()
+lines = open(run).read().splitlines(keepends=True)
+out = []
+for line in lines:
+    if line.startswith("t compare;") or line.startswith("t stream;"):
+        continue
+    if line.startswith("t done"):
+        out.append(extra)
+    out.append(line)
+open(run, "w").writelines(out)
+PY
+rm -f "$extra"
+echo "ready: $run runs the prepared stages plus tune, the wide model and mixed precision"
