@@ -9,6 +9,8 @@
 //! the skipped-step count are read with the step metrics and written to metrics.jsonl (only by
 //! f16 runs, so f32 output is unchanged).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::metrics::MetricsLine;
@@ -57,6 +59,40 @@ impl<B: Backend> MixedState<B> {
             loss_scale: s[scaler::SCALE] as f64,
             skipped_steps: s[scaler::SKIPPED].max(0.0) as u64,
         })
+    }
+}
+
+/// Checkpoint metadata keys of the scaler state: the scale S (f32, shortest round-trip
+/// decimal), the clean steps since the last growth or overflow, and the steps skipped so far.
+pub const META_KEYS: [&str; 3] = ["amp.loss_scale", "amp.clean_steps", "amp.skipped_steps"];
+
+impl<B: Backend> MixedState<B> {
+    /// The scaler state as checkpoint metadata ([`META_KEYS`]; a read of 4 floats). The
+    /// found-inf flag is clear between steps and not saved.
+    pub fn save_meta(&self, b: &B, meta: &mut BTreeMap<String, String>) -> Result<()> {
+        let s = b.read(&self.scaler)?;
+        let slots = [s[scaler::SCALE], s[scaler::CLEAN], s[scaler::SKIPPED]];
+        for (key, v) in META_KEYS.iter().zip(slots) {
+            meta.insert(key.to_string(), v.to_string());
+        }
+        Ok(())
+    }
+
+    /// Restore the scaler state from checkpoint metadata. `false` (state untouched, the scale
+    /// fresh from the config) when the checkpoint predates the saved state or any key is
+    /// malformed.
+    pub fn load_meta(&mut self, b: &B, meta: &BTreeMap<String, String>) -> Result<bool> {
+        let parsed: Option<Vec<f32>> = META_KEYS
+            .iter()
+            .map(|k| meta.get(*k).and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite()))
+            .collect();
+        let Some(v) = parsed else { return Ok(false) };
+        let mut state = vec![0.0; scaler::LEN];
+        state[scaler::SCALE] = v[0];
+        state[scaler::CLEAN] = v[1];
+        state[scaler::SKIPPED] = v[2];
+        b.write(&mut self.scaler, &state)?;
+        Ok(true)
     }
 }
 
