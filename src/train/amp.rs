@@ -109,6 +109,13 @@ pub fn record_gradient<B: Backend>(
     grads: &mut ParamSet<B>,
 ) -> Result<()> {
     model.loss_and_grad_half(b, params, x, targets, ws, &mut m.hw, &m.scaler, grads)?;
+    unscale(b, m, grads)
+}
+
+/// Every gradient × 1/S, raising the found-inf flag on an inf or NaN element. Data-parallel
+/// and accumulated steps call it once, on the reduced (summed) loss-scaled gradient, so one
+/// flag decides the skip for every replica.
+pub fn unscale<B: Backend>(b: &B, m: &mut MixedState<B>, grads: &mut ParamSet<B>) -> Result<()> {
     let h = half_ops(b)?;
     for i in 0..grads.tensors.len() {
         let n = grads.numel_of(i);
@@ -145,19 +152,21 @@ pub fn apply_update<B: Backend>(
     h.amp_update_scale(&m.growth, &mut m.scaler)
 }
 
-/// Make `st` train in f16 when `cfg.model.precision` says so (one replica, no accumulation).
+/// Make `st` train in f16 when `cfg.model.precision` says so (in one process: replicas and
+/// micro-batches of `train.workers` / `train.accumulate` share one scale, but the scaler state
+/// is not exchanged between MPI ranks).
 pub fn setup<B: Backend>(
     b: &B,
     cfg: &Config,
     st: &mut TrainState<B>,
-    plain: bool,
+    ranks: usize,
 ) -> std::result::Result<(), TrainError> {
     if cfg.model.precision == Precision::F32 {
         return Ok(());
     }
-    if !plain {
+    if ranks > 1 {
         return Err(TrainError::Setup(
-            "model.precision = \"f16\" trains one replica without accumulation (train.workers = 1, train.accumulate = 1)".into(),
+            "model.precision = \"f16\" trains in one process (no --mpi across ranks); train.workers and train.accumulate may be above 1".into(),
         ));
     }
     Ok(for_config(b, cfg, st)?)
