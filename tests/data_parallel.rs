@@ -166,6 +166,15 @@ fn f16_split<B: Backend>(k: Kind<B>) {
         let dp = s.data_parallel.expect("data_parallel summary");
         assert!(dp.replicas_identical, "{what}: replicas' parameters differ");
     }
+    // Resume with 2 workers: the checkpoint's scaler state reaches every replica.
+    let w = [f16[0], f16[1], f16[2], "train.workers=2", "train.checkpoint_every=10"];
+    let (full, _, _) = run(&k, "f16-full", &w, &TrainOptions::default(), None);
+    let part = tmpdir(&format!("{}-f16-part", k.name));
+    let half = [w[0], w[1], w[2], w[3], w[4], "train.steps=45"];
+    run(&k, "f16-part", &half, &TrainOptions::default(), Some(&part));
+    let resumed = TrainOptions { resume: true, ..Default::default() };
+    let (again, _, _) = run(&k, "f16-part", &w, &resumed, Some(&part));
+    assert_eq!(strip(&full), strip(&again), "resumed 2-worker f16 run differs");
 }
 
 fn cpu_kind() -> Kind<batchscope::backend::cpu::CpuBackend> {
