@@ -57,9 +57,10 @@ pub struct Common {
     #[arg(long)]
     pub quiet: bool,
     /// Arithmetic of the MLP step: `f32`, or `f16` (mixed precision, dynamic loss scaling);
-    /// the same as `--set model.precision="f16"`.
-    #[arg(long, value_parser = ["f32", "f16"])]
-    pub precision: Option<String>,
+    /// the same as `--set model.precision="f16"`. `sweep` also takes both, `f32,f16`: one
+    /// sweep per precision in one table, CSV and plot.
+    #[arg(long, value_parser = ["f32", "f16"], value_delimiter = ',', value_name = "P[,P]")]
+    pub precision: Vec<String>,
 }
 
 /// The options of a command that runs on one backend: [`Common`] and `--backend`.
@@ -89,12 +90,32 @@ impl Common {
                 .set
                 .iter()
                 .cloned()
-                .chain(self.precision.iter().map(|p| format!("model.precision=\"{p}\"")))
+                .chain(
+                    (self.precision.len() == 1)
+                        .then(|| format!("model.precision=\"{}\"", self.precision[0])),
+                )
                 .collect(),
             adapter: self.adapter.clone(),
             out: self.out.clone(),
             progress: !self.quiet,
         }
+    }
+}
+
+impl Common {
+    /// `--precision` checked: no value twice, and a list only where `list_ok` (the sweep).
+    pub fn precisions(&self, command: &str, list_ok: bool) -> Result<&[String], String> {
+        let p = &self.precision;
+        if let Some(i) = (1..p.len()).find(|&i| p[..i].contains(&p[i])) {
+            return Err(format!("--precision {} names {} twice", p.join(","), p[i]));
+        }
+        if p.len() > 1 && !list_ok {
+            return Err(format!(
+                "--precision {}: `{command}` takes one precision; only `sweep` takes a list",
+                p.join(",")
+            ));
+        }
+        Ok(p)
     }
 }
 
@@ -246,6 +267,26 @@ pub enum Command {
         #[arg(long, value_name = "CKPT.safetensors")]
         checkpoint: Option<PathBuf>,
     },
+}
+
+impl Command {
+    /// The command's name and its shared options, for the commands that run a model.
+    pub fn common(&self) -> Option<(&'static str, &Common)> {
+        match self {
+            Command::Devices { .. } | Command::Overlay { .. } => None,
+            Command::Train { on, .. } => Some(("train", &on.common)),
+            Command::Sweep { on, .. } => Some(("sweep", &on.common)),
+            Command::Profile { on, .. } => Some(("profile", &on.common)),
+            Command::Noise { on, .. } => Some(("noise", &on.common)),
+            Command::TimeToTarget { on } => Some(("time-to-target", &on.common)),
+            Command::Curvature { on, .. } => Some(("curvature", &on.common)),
+            Command::Rnn { on } => Some(("rnn", &on.common)),
+            Command::Depth { on } => Some(("depth", &on.common)),
+            Command::Landscape { on, .. } => Some(("landscape", &on.common)),
+            Command::Tune { common, .. } => Some(("tune", common)),
+            Command::Compare { common, .. } => Some(("compare", common)),
+        }
+    }
 }
 
 /// Options of `batchscope curvature`.

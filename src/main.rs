@@ -35,6 +35,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let precisions = match cli.command.common() {
+        Some((name, common)) => {
+            common.precisions(name, name == "sweep").map_err(anyhow::Error::msg)?.to_vec()
+        }
+        None => Vec::new(),
+    };
     match cli.command {
         Command::Devices { json } => app::devices::devices(json),
         Command::Train { on, init, resume, workers, mpi: true } => {
@@ -53,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_batch,
             policy.as_deref(),
             &workers,
+            &precisions,
         ),
         Command::Noise { on, checkpoint, max_n, draws, seed, no_curvature } => {
             let noise = NoiseArgs { checkpoint, max_n, draws, seed, curvature: !no_curvature };

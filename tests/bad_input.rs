@@ -330,6 +330,34 @@ fn bad_flag_values_are_errors() {
             "train.accumulate",
         ),
         case(
+            "sweep --precision f8",
+            with(base("sweep"), &["--config", t, "--precision", "f8", "--out", &out("p1")]),
+            "f8",
+        ),
+        case(
+            "sweep --precision f16,f16",
+            with(base("sweep"), &["--config", t, "--precision", "f16,f16", "--out", &out("p2")]),
+            "twice",
+        ),
+        case(
+            "train --precision f32,f16",
+            with(base("train"), &["--config", t, "--precision", "f32,f16", "--out", &out("p3")]),
+            "takes one precision",
+        ),
+        case(
+            "compare --precision f32,f16",
+            with(base("compare"), &["--config", t, "--precision", "f32,f16", "--out", &out("p4")]),
+            "takes one precision",
+        ),
+        case(
+            "sweep --precision f32,f16 --workers 1,2",
+            with(
+                base("sweep"),
+                &["--config", t, "--precision", "f32,f16", "--workers", "1,2", "--out", &out("p5")],
+            ),
+            "--workers",
+        ),
+        case(
             "sweep --workers 0",
             with(base("sweep"), &["--config", t, "--workers", "1,0", "--out", &out("dp6")]),
             "--workers",

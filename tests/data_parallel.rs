@@ -138,6 +138,45 @@ fn resume<B: Backend>(k: Kind<B>) {
     assert_eq!(strip(&full), strip(&again), "resumed 2-worker run differs from the uninterrupted one");
 }
 
+/// f16 (issue 16): 2 workers and 2 micro-batches equal one worker at the same global batch,
+/// from a loss scale that overflows (2^100: the first steps are skipped on every replica, the
+/// scale halving until the f16 gradients are finite) and growth every 4 clean steps, so the
+/// scaler moves all run long. Each micro-batch's loss is scaled by S/(N·k), so its f16 ∂L/∂z
+/// rounds as the one-worker step's rows do, and one found-inf flag over the reduced gradient
+/// skips a step everywhere: the skipped steps and scales are equal, the losses within 1e-6.
+fn f16_split<B: Backend>(k: Kind<B>) {
+    let f16 = [
+        "model.precision=\"f16\"",
+        "train.loss_scale=1.2676506e30",
+        "train.loss_scale_growth_interval=4",
+    ];
+    let (one, _, _) = run(&k, "f16-w1", &f16, &TrainOptions::default(), None);
+    let skipped = one.last().and_then(|l| l.skipped_steps).expect("skipped_steps");
+    assert!(skipped >= 10, "2^100 overflows f16 for many halvings: {skipped} skipped");
+    for (n, acc) in [(1, 2), (2, 1), (2, 2)] {
+        let sets = [format!("train.workers={n}"), format!("train.accumulate={acc}")];
+        let mut sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        sets.extend(f16);
+        let (m, s, _) = run(&k, &format!("f16-w{n}a{acc}"), &sets, &TrainOptions::default(), None);
+        let what = format!("{} f16 workers {n} accumulate {acc}", k.name);
+        assert_same_trajectory(&what, &one, &m);
+        for (a, b) in one.iter().zip(&m) {
+            assert_eq!((a.skipped_steps, a.loss_scale), (b.skipped_steps, b.loss_scale), "{what}");
+        }
+        let dp = s.data_parallel.expect("data_parallel summary");
+        assert!(dp.replicas_identical, "{what}: replicas' parameters differ");
+    }
+    // Resume with 2 workers: the checkpoint's scaler state reaches every replica.
+    let w = [f16[0], f16[1], f16[2], "train.workers=2", "train.checkpoint_every=10"];
+    let (full, _, _) = run(&k, "f16-full", &w, &TrainOptions::default(), None);
+    let part = tmpdir(&format!("{}-f16-part", k.name));
+    let half = [w[0], w[1], w[2], w[3], w[4], "train.steps=45"];
+    run(&k, "f16-part", &half, &TrainOptions::default(), Some(&part));
+    let resumed = TrainOptions { resume: true, ..Default::default() };
+    let (again, _, _) = run(&k, "f16-part", &w, &resumed, Some(&part));
+    assert_eq!(strip(&full), strip(&again), "resumed 2-worker f16 run differs");
+}
+
 fn cpu_kind() -> Kind<batchscope::backend::cpu::CpuBackend> {
     Kind { open: common::cpu, exec: || Box::new(Threads), name: "cpu" }
 }
@@ -164,6 +203,7 @@ macro_rules! both {
 both!(accumulation_equals_one_full_batch_step, accumulation);
 both!(workers_equal_one_worker, workers);
 both!(resume_with_workers_is_bitwise, resume);
+both!(f16_workers_and_accumulation_equal_one_worker, f16_split);
 
 /// `batchscope sweep --workers 1,2` on the CPU: workers.csv with its columns, the plots, and
 /// summary.json's `data_parallel` answer next to the unchanged sweep keys.

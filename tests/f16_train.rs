@@ -102,3 +102,66 @@ both_backends!(
     an_overflowing_f16_step_is_skipped_and_halves_the_scale,
     overflow_skips_exactly_that_step
 );
+
+/// metrics.jsonl without `elapsed_s`.
+fn stripped(dir: &Path) -> Vec<serde_json::Value> {
+    let mut m = lines(dir);
+    for l in &mut m {
+        l.as_object_mut().expect("object").remove("elapsed_s");
+    }
+    m
+}
+
+/// An f16 run whose scaler moves (an initial scale that overflows, growth every 3 clean
+/// steps) stopped at step 45 and resumed equals the uninterrupted run bitwise: the scale, the
+/// clean-step counter and the skipped steps travel in the checkpoint. A checkpoint without
+/// them (written before they were saved) still resumes, with a fresh scale.
+fn f16_resume_is_bitwise<B: Backend>(b: &B) {
+    use batchscope::train::{amp, checkpoint};
+    let sets: Vec<String> = [
+        "model.precision=\"f16\"",
+        "train.epochs=0",
+        "train.steps=100",
+        "train.eval_every=20",
+        "train.log_every=5",
+        "train.loss_scale=16777216",
+        "train.loss_scale_growth_interval=3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut c = Config::load(Some(&quickstart()), &sets).expect("config");
+    let (full, part, old) = (
+        tmpdir(&format!("f16-full-{:?}", b.kind())),
+        tmpdir(&format!("f16-part-{:?}", b.kind())),
+        tmpdir(&format!("f16-old-{:?}", b.kind())),
+    );
+    let resume = TrainOptions { resume: true, ..Default::default() };
+    c.train.steps = 100;
+    run_train(b, &c, &TrainOptions::default(), &full).expect("uninterrupted");
+    c.train.steps = 45;
+    run_train(b, &c, &TrainOptions::default(), &part).expect("first part");
+    run_train(b, &c, &TrainOptions::default(), &old).expect("first part, old format");
+    let last = old.join("last.safetensors");
+    let mut ck = checkpoint::load(&last).expect("checkpoint");
+    for k in amp::META_KEYS {
+        assert!(ck.metadata.remove(k).is_some(), "{k} saved");
+    }
+    checkpoint::save(&last, &ck).expect("save without the scaler state");
+    c.train.steps = 100;
+    run_train(b, &c, &resume, &part).expect("resumed");
+    run_train(b, &c, &resume, &old).expect("resumed from an old checkpoint");
+    let (a, r, o) = (stripped(&full), stripped(&part), stripped(&old));
+    let skipped = a.last().and_then(|l| l["skipped_steps"].as_u64()).expect("skipped_steps");
+    let scales: Vec<f64> = a.iter().filter_map(|l| l["loss_scale"].as_f64()).collect();
+    assert!(skipped > 0, "the initial scale overflows");
+    assert!(scales.windows(2).any(|w| w[1] > w[0]), "the scale grows: {scales:?}");
+    assert_eq!(a.len(), r.len(), "same number of metric lines");
+    for (x, y) in a.iter().zip(&r) {
+        assert_eq!(x, y, "the resumed f16 run differs from the uninterrupted one");
+    }
+    assert_eq!(o.len(), a.len());
+    assert_ne!(o, a, "a fresh scale at step 45 changes the rest of the run");
+    println!("f16 resume bitwise on {} ({skipped} skipped steps)", b.device_name());
+}
+both_backends!(f16_resume_equals_uninterrupted_run_bitwise, f16_resume_is_bitwise);

@@ -132,3 +132,45 @@ fn training_is_bitwise_reproducible_given_the_cache() {
     assert!(!dir.join("absent.json").exists(), "`cached` never writes the file");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// f16 products under `on`: where the adapter has no cooperative matrices (lavapipe) the
+/// packed kernel is the only candidate, nothing is timed or cached for f16, and the run equals
+/// `off` bit for bit; where it has them, the f16 step shapes get their own (`f16`) entries.
+#[test]
+fn f16_products_tune_only_where_there_is_a_choice() {
+    let dir = tmpdir("f16");
+    let cache = dir.join("autotune.json");
+    let run = |mode: AutotuneMode, name: &str| {
+        let gpu = GpuBackend::new(None).expect("GPU backend (lavapipe)");
+        gpu.set_autotune_at(mode, Some(cache.clone()));
+        let out = tmpdir(name);
+        let mut c = quickstart(12);
+        c.model.precision = batchscope::model::Precision::F16;
+        run_train(&gpu, &c, &TrainOptions::default(), &out).expect("train f16");
+        let text = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics.jsonl");
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let mut m: MetricsLine = serde_json::from_str(l).expect("metrics line");
+                m.elapsed_s = 0.0;
+                serde_json::to_string(&m).expect("json")
+            })
+            .collect();
+        (lines, gpu.autotune_cache(), batchscope::profile::Profilable::tensor_f16(&gpu))
+    };
+    let (on, tuned, coop) = run(AutotuneMode::On, "f16-on");
+    let (off, _, _) = run(AutotuneMode::Off, "f16-off");
+    let gpu = GpuBackend::new(None).expect("GPU backend");
+    let device = DeviceKey::of(gpu.adapter());
+    let f16_entries = mlp_step_gemms(&[64, 128, 10], 64)
+        .iter()
+        .filter(|g| tuned.get(&device, ShapeKey::of_half(g)).is_some())
+        .count();
+    if coop {
+        assert!(f16_entries > 0, "an adapter with cooperative matrices tunes f16 shapes");
+    } else {
+        assert_eq!(f16_entries, 0, "one candidate: nothing to time");
+        assert_eq!(on, off, "the packed kernel either way");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

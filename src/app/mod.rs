@@ -14,6 +14,7 @@ pub mod overlay;
 pub mod profile;
 pub mod rnn;
 pub mod sweep;
+mod sweep_precision;
 mod sweep_workers;
 pub mod time_to_target;
 pub mod train;

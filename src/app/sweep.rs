@@ -16,7 +16,7 @@ use crate::report::progress::batch_work;
 use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 use crate::schedule::admit;
-use crate::schedule::sweep::{run_sweep_monitored, SweepReport, SweepRow, Timed};
+use crate::schedule::sweep::{run_sweep_at_peak, SweepReport, SweepRow, Timed};
 use crate::schedule::{choose, knee, predicted_time_curve, Policy};
 
 /// `batchscope sweep`.
@@ -27,7 +27,15 @@ pub fn sweep(
     max_batch: Option<usize>,
     policy: Option<&str>,
     workers: &[usize],
+    precisions: &[String],
 ) -> anyhow::Result<()> {
+    if precisions.len() > 1 {
+        if !workers.is_empty() {
+            bail!("--workers with --precision {}: sweep one precision at a time", precisions.join(","));
+        }
+        let range = (min_batch, max_batch);
+        return super::sweep_precision::sweep_precisions(args, backend, range, policy, precisions);
+    }
     let mut cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     sweep_args(&mut cfg, min_batch, max_batch, policy)?;
     if workers.contains(&0) {
@@ -113,19 +121,24 @@ impl BackendTask for Sweep<'_> {
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
         let cfg = self.cfg;
-        let policy = match cfg.sweep.policy.resolve(cfg.sweep.knee_fraction) {
-            Some(p) => p,
-            None => {
-                let bn = measure_b_noise(b, cfg)?;
-                eprintln!("measured B_noise = {bn:.1} at initialisation");
-                Policy::TimeToTarget { b_noise: bn }
-            }
-        };
+        let policy = resolve_policy(b, cfg)?;
         let dir = create_run_dir(self.args.out.as_deref(), "sweep")?;
         write_config(&dir, &cfg.to_toml())?;
         let report = sweep_on(b, cfg, self.args.progress)?;
         Ok((report, policy, dir))
     }
+}
+
+/// The config's policy, with `time_to_target:auto`'s B_noise measured on `b`.
+pub(super) fn resolve_policy<B: Timed>(b: &B, cfg: &Config) -> anyhow::Result<Policy> {
+    Ok(match cfg.sweep.policy.resolve(cfg.sweep.knee_fraction) {
+        Some(p) => p,
+        None => {
+            let bn = measure_b_noise(b, cfg)?;
+            eprintln!("measured B_noise = {bn:.1} at initialisation");
+            Policy::TimeToTarget { b_noise: bn }
+        }
+    })
 }
 
 /// B_noise of the config's model at initialisation on backend `b` (gradient noise and
@@ -241,7 +254,8 @@ pub(super) fn sweep_on<B: Profilable>(
             Some(_) => bar.set_message(format!("B={} skipped", row.batch)),
         }
     };
-    let report = run_sweep_monitored(b, cfg, &mut on_row, &mut monitor)?;
+    let peak = sweep_util::tensor_peak(b, cfg.model.precision);
+    let report = run_sweep_at_peak(b, cfg, &mut on_row, &mut monitor, peak)?;
     bar.finish_and_clear();
     Ok(report)
 }

@@ -47,6 +47,10 @@ pub trait Profilable: Timed {
     fn pci_bus_id(&self) -> String;
     /// The adapter's name as the peak table matches it.
     fn adapter_name(&self) -> String;
+    /// Whether f16 products may run on tensor cores here (the cooperative-matrix kernel).
+    fn tensor_f16(&self) -> bool {
+        false
+    }
 }
 
 impl Profilable for GpuBackend {
@@ -77,6 +81,10 @@ impl Profilable for GpuBackend {
     }
     fn adapter_name(&self) -> String {
         self.dev.ctx.summary.name.clone()
+    }
+    fn tensor_f16(&self) -> bool {
+        crate::backend::gpu::matmul_f16::coop_enabled()
+            && crate::backend::gpu::matmul_coop::available(&self.dev.ctx)
     }
 }
 

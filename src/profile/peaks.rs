@@ -130,6 +130,35 @@ pub const TABLE: &[TableEntry] = &[
     entry("RTX A6000", 38_700.0, 768.0, "NVIDIA RTX A6000 datasheet"),
 ];
 
+/// A row of the f16 tensor-core peak table: dense FP16 × FP16 → FP32 tensor TFLOP/s as GFLOP/s.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TensorEntry {
+    pub key: &'static str,
+    pub gflops: f64,
+    pub reference: &'static str,
+}
+
+/// Dense (no sparsity) FP16 tensor-core peaks with FP32 accumulation, from the vendors'
+/// datasheets (which print the sparse figure, twice these, for Hopper and Ampere). Used for the
+/// `% peak` of f16 sweep rows where the adapter offers cooperative matrices.
+pub const F16_TENSOR_TABLE: &[TensorEntry] = &[
+    // NVIDIA H200 datasheet (2024): FP16 Tensor Core 1,979 TFLOPS with sparsity (SXM).
+    TensorEntry { key: "H200", gflops: 989_500.0, reference: "NVIDIA H200 datasheet, SXM, dense" },
+    // NVIDIA H100 datasheet (2023): FP16 Tensor Core 1,513 (PCIe) / 1,979 (SXM) TFLOPS sparse.
+    TensorEntry { key: "H100 PCIe", gflops: 756_500.0, reference: "NVIDIA H100 datasheet, PCIe, dense" },
+    TensorEntry { key: "H100", gflops: 989_500.0, reference: "NVIDIA H100 datasheet, SXM, dense" },
+    // NVIDIA A100 datasheet (2021): FP16 Tensor Core 312 TFLOPS dense (624 sparse).
+    TensorEntry { key: "A100", gflops: 312_000.0, reference: "NVIDIA A100 datasheet, dense" },
+    // NVIDIA V100 datasheet: 125 tensor TFLOPS (SXM2). T4 datasheet: 65 TFLOPS mixed FP16/FP32.
+    TensorEntry { key: "V100", gflops: 125_000.0, reference: "NVIDIA V100 datasheet, SXM2" },
+    TensorEntry { key: "T4", gflops: 65_000.0, reference: "NVIDIA T4 datasheet" },
+];
+
+/// The f16 tensor-core table entry for an adapter name, if any.
+pub fn f16_tensor_lookup(adapter: &str) -> Option<&'static TensorEntry> {
+    F16_TENSOR_TABLE.iter().find(|e| matches_words(adapter, e.key))
+}
+
 /// Whether `key` occurs in `name` as whole words (case-insensitive): `L4` matches
 /// `NVIDIA L4` but not `NVIDIA L40S`.
 fn matches_words(name: &str, key: &str) -> bool {
@@ -205,6 +234,19 @@ mod tests {
         assert_eq!(table_lookup("NVIDIA GeForce RTX 4090").map(|e| e.gflops), Some(82_600.0));
         assert_eq!(table_lookup("llvmpipe (LLVM 15.0.6, 256 bits)"), None);
         assert_eq!(table_lookup("NVIDIA H2000"), None);
+    }
+
+    #[test]
+    fn f16_tensor_entries_are_dense_figures() {
+        assert_eq!(f16_tensor_lookup("NVIDIA H200").map(|e| e.gflops), Some(989_500.0));
+        assert_eq!(f16_tensor_lookup("NVIDIA H100 PCIe").map(|e| e.gflops), Some(756_500.0));
+        assert_eq!(f16_tensor_lookup("NVIDIA H100 80GB HBM3").map(|e| e.key), Some("H100"));
+        assert_eq!(f16_tensor_lookup("llvmpipe (LLVM 15.0.6, 256 bits)"), None);
+        // Every tensor figure is above the same chip's fp32 FMA figure.
+        for e in F16_TENSOR_TABLE {
+            let fp32 = table_lookup(e.key).map(|t| t.gflops).unwrap_or(0.0);
+            assert!(e.gflops > fp32, "{}", e.key);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::hooks::Profilable;
 use super::sampler::{UtilMonitor, UtilSummary};
 use super::telemetry::{open_nvml, Telemetry};
 use crate::backend::BackendKind;
+use crate::model::Precision;
 use crate::report::csv::Cell;
 use crate::report::plot::{panels_plot, Panel, PlotSpec, Series};
 use crate::report::table::Table;
@@ -34,6 +35,18 @@ pub fn open_monitor<B: Profilable>(b: &B) -> (UtilMonitor, Option<String>) {
             (UtilMonitor::new(None), Some(format!("notice: {e}; the utilization columns say n/a")))
         }
     }
+}
+
+/// The peak an f16 sweep is divided by when it is a hardware figure: the dense f16 tensor-core
+/// peak of [`super::peaks::F16_TENSOR_TABLE`] where the adapter runs f16 products on
+/// cooperative matrices and the table knows it. `None`: the sweep measures its own probe (the
+/// fp32 matmul for f32, the f16 product the step runs for f16).
+pub fn tensor_peak<B: Profilable>(b: &B, precision: Precision) -> Option<(f64, String)> {
+    if precision != Precision::F16 || !b.tensor_f16() {
+        return None;
+    }
+    let e = super::peaks::f16_tensor_lookup(&b.adapter_name())?;
+    Some((e.gflops, format!("f16 tensor-core peak, table entry {} ({})", e.key, e.reference)))
 }
 
 fn fields(u: &UtilSummary) -> [f64; 4] {

@@ -15,7 +15,7 @@ use super::memory::{check_fit, estimate, DeviceLimits};
 use super::powers_of_two;
 use crate::backend::{BackendError, BackendKind, Gemm};
 use crate::config::{Config, OptimizerKind};
-use crate::model::{LossKind, Mlp, Targets};
+use crate::model::{LossKind, Mlp, Precision, Targets};
 use crate::stats::median;
 use crate::telemetry::sampler::{UtilMonitor, UtilSummary};
 use crate::train::{Clip, Optimizer, TrainState};
@@ -110,6 +110,38 @@ pub fn measure_peak<B: Timed>(b: &B) -> Result<(f64, String), BackendError> {
         best = best.min(ms);
     }
     Ok((g.flops() / (best * 1e-3) / 1e9, format!("matmul {n}x{n}x{n}")))
+}
+
+/// Peak GFLOP/s of this backend's f16 product (the best of five n³ `matmul_half`, half
+/// operands summed in f32: the kernel the f16 step runs, cooperative matrices where chosen).
+pub fn measure_peak_f16<B: Timed>(b: &B) -> Result<(f64, String), BackendError> {
+    let h = crate::model::mlp_f16::half_ops(b)?;
+    let n = b.peak_probe_size();
+    let mut r = ChaCha8Rng::seed_from_u64(9);
+    let host: Vec<f32> = (0..n * n).map(|_| r.random_range(-1.0..1.0)).collect();
+    let x = b.upload(&host)?;
+    let (mut a, mut bb) = (h.zeros_half(n * n)?, h.zeros_half(n * n)?);
+    h.to_half(n * n, &x, &mut a)?;
+    h.to_half(n * n, &x, &mut bb)?;
+    let mut c = b.zeros(n * n)?;
+    let g = Gemm::nn(n, n, n);
+    h.matmul_half(&g, &a, &bb, &mut c)?; // warm-up (pipeline creation, first touch)
+    b.sync()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let (ms, ..) = time_once(b, &mut || h.matmul_half(&g, &a, &bb, &mut c), || ())?;
+        best = best.min(ms);
+    }
+    Ok((g.flops() / (best * 1e-3) / 1e9, format!("f16 matmul {n}x{n}x{n}, f16 operands, f32 sums")))
+}
+
+/// The peak the rows of a sweep in `cfg`'s precision are divided by, measured here: the fp32
+/// matmul probe for f32, the f16 product probe for f16.
+pub fn measure_precision_peak<B: Timed>(b: &B, cfg: &Config) -> Result<(f64, String), BackendError> {
+    match cfg.model.precision {
+        Precision::F32 => measure_peak(b),
+        Precision::F16 => measure_peak_f16(b),
+    }
 }
 
 /// A row for a batch size that was not measured (the caller fills `skipped`).
@@ -234,6 +266,18 @@ pub fn run_sweep_monitored<B: Timed>(
     on_row: &mut dyn FnMut(&SweepRow),
     monitor: &mut UtilMonitor,
 ) -> Result<SweepReport, BackendError> {
+    run_sweep_at_peak(b, cfg, on_row, monitor, None)
+}
+
+/// [`run_sweep_monitored`] against `peak` (GFLOP/s, where it came from) when given, else
+/// against [`measure_precision_peak`].
+pub fn run_sweep_at_peak<B: Timed>(
+    b: &B,
+    cfg: &Config,
+    on_row: &mut dyn FnMut(&SweepRow),
+    monitor: &mut UtilMonitor,
+    peak: Option<(f64, String)>,
+) -> Result<SweepReport, BackendError> {
     let budget = (cfg.sweep.memory_budget_mib > 0)
         .then(|| cfg.sweep.memory_budget_mib.saturating_mul(1024 * 1024));
     // The CPU backend's buffers are host memory: bound them by what the OS lets us allocate.
@@ -246,7 +290,10 @@ pub fn run_sweep_monitored<B: Timed>(
         (a, h) => a.or(h),
     };
     let limits = b.device_limits(budget);
-    let (peak, probe) = measure_peak(b)?;
+    let (peak, probe) = match peak {
+        Some(p) => p,
+        None => measure_precision_peak(b, cfg)?,
+    };
     b.release_caches();
     let mut rows: Vec<SweepRow> = Vec::new();
     let start = Instant::now();

@@ -9,6 +9,8 @@
 //! the skipped-step count are read with the step metrics and written to metrics.jsonl (only by
 //! f16 runs, so f32 output is unchanged).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::metrics::MetricsLine;
@@ -60,6 +62,40 @@ impl<B: Backend> MixedState<B> {
     }
 }
 
+/// Checkpoint metadata keys of the scaler state: the scale S (f32, shortest round-trip
+/// decimal), the clean steps since the last growth or overflow, and the steps skipped so far.
+pub const META_KEYS: [&str; 3] = ["amp.loss_scale", "amp.clean_steps", "amp.skipped_steps"];
+
+impl<B: Backend> MixedState<B> {
+    /// The scaler state as checkpoint metadata ([`META_KEYS`]; a read of 4 floats). The
+    /// found-inf flag is clear between steps and not saved.
+    pub fn save_meta(&self, b: &B, meta: &mut BTreeMap<String, String>) -> Result<()> {
+        let s = b.read(&self.scaler)?;
+        let slots = [s[scaler::SCALE], s[scaler::CLEAN], s[scaler::SKIPPED]];
+        for (key, v) in META_KEYS.iter().zip(slots) {
+            meta.insert(key.to_string(), v.to_string());
+        }
+        Ok(())
+    }
+
+    /// Restore the scaler state from checkpoint metadata. `false` (state untouched, the scale
+    /// fresh from the config) when the checkpoint predates the saved state or any key is
+    /// malformed.
+    pub fn load_meta(&mut self, b: &B, meta: &BTreeMap<String, String>) -> Result<bool> {
+        let parsed: Option<Vec<f32>> = META_KEYS
+            .iter()
+            .map(|k| meta.get(*k).and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite()))
+            .collect();
+        let Some(v) = parsed else { return Ok(false) };
+        let mut state = vec![0.0; scaler::LEN];
+        state[scaler::SCALE] = v[0];
+        state[scaler::CLEAN] = v[1];
+        state[scaler::SKIPPED] = v[2];
+        b.write(&mut self.scaler, &state)?;
+        Ok(true)
+    }
+}
+
 /// Forward, loss, backward in mixed precision, then every gradient unscaled and checked.
 #[allow(clippy::too_many_arguments)]
 pub fn record_gradient<B: Backend>(
@@ -73,6 +109,13 @@ pub fn record_gradient<B: Backend>(
     grads: &mut ParamSet<B>,
 ) -> Result<()> {
     model.loss_and_grad_half(b, params, x, targets, ws, &mut m.hw, &m.scaler, grads)?;
+    unscale(b, m, grads)
+}
+
+/// Every gradient × 1/S, raising the found-inf flag on an inf or NaN element. Data-parallel
+/// and accumulated steps call it once, on the reduced (summed) loss-scaled gradient, so one
+/// flag decides the skip for every replica.
+pub fn unscale<B: Backend>(b: &B, m: &mut MixedState<B>, grads: &mut ParamSet<B>) -> Result<()> {
     let h = half_ops(b)?;
     for i in 0..grads.tensors.len() {
         let n = grads.numel_of(i);
@@ -109,19 +152,21 @@ pub fn apply_update<B: Backend>(
     h.amp_update_scale(&m.growth, &mut m.scaler)
 }
 
-/// Make `st` train in f16 when `cfg.model.precision` says so (one replica, no accumulation).
+/// Make `st` train in f16 when `cfg.model.precision` says so (in one process: replicas and
+/// micro-batches of `train.workers` / `train.accumulate` share one scale, but the scaler state
+/// is not exchanged between MPI ranks).
 pub fn setup<B: Backend>(
     b: &B,
     cfg: &Config,
     st: &mut TrainState<B>,
-    plain: bool,
+    ranks: usize,
 ) -> std::result::Result<(), TrainError> {
     if cfg.model.precision == Precision::F32 {
         return Ok(());
     }
-    if !plain {
+    if ranks > 1 {
         return Err(TrainError::Setup(
-            "model.precision = \"f16\" trains one replica without accumulation (train.workers = 1, train.accumulate = 1)".into(),
+            "model.precision = \"f16\" trains in one process (no --mpi across ranks); train.workers and train.accumulate may be above 1".into(),
         ));
     }
     Ok(for_config(b, cfg, st)?)

@@ -97,6 +97,14 @@ impl<B: Backend> Checkpointer<B> {
         if let Some(v) = st.velocity.as_mut() {
             load_into(b, &ck, path, "optimizer.velocity.", v)?;
         }
+        if let Some(m) = st.mixed.as_mut() {
+            if !m.load_meta(b, &ck.metadata)? {
+                log::warn!(
+                    "notice: {} holds no loss-scaler state (written before it was saved); the f16 run resumes with a fresh scale (train.loss_scale)",
+                    path.display()
+                );
+            }
+        }
         prog.step = meta(&ck, "step", path)?;
         prog.epoch = meta(&ck, "epoch", path)?;
         prog.step_in_epoch = meta(&ck, "step_in_epoch", path)?;
@@ -275,6 +283,9 @@ fn to_checkpoint<B: Backend>(
         m.insert("mpi_ranks".into(), ranks.to_string());
     }
     m.insert("backend".into(), b.device_name());
+    if let Some(mx) = &st.mixed {
+        mx.save_meta(b, &mut m)?;
+    }
     Ok(Checkpoint { tensors, metadata: m, source: None })
 }
 

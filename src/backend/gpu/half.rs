@@ -1,5 +1,6 @@
 //! [`HalfOps`] on the GPU: packed half buffers, [`super::matmul_f16`], [`super::amp`].
 
+use super::autotune::Candidate;
 use super::{amp, matmul_f16, GpuBackend, GpuBuf};
 use crate::backend::half::{half_words, HalfBuf, HalfOps, ScaleGrowth};
 use crate::backend::{check_len, Gemm, MomentumStep, Result};
@@ -33,7 +34,11 @@ impl HalfOps for GpuBackend {
         b: &HalfBuf<GpuBuf>,
         c: &mut GpuBuf,
     ) -> Result<()> {
-        let kernel = matmul_f16::choose(&self.dev, g);
+        let kernel = match self.tuned_half(g)? {
+            Some(Candidate::HalfCoop) => matmul_f16::HalfKernel::Coop,
+            Some(Candidate::HalfPacked) => matmul_f16::HalfKernel::Packed,
+            _ => matmul_f16::choose(&self.dev, g),
+        };
         matmul_f16::matmul_half(&self.dev, kernel, g, &a.words.0, a.len, &b.words.0, b.len, &c.0)
     }
 

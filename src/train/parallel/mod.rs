@@ -184,16 +184,17 @@ impl<'a, B: Backend> Parallel<'a, B> {
             )));
         }
         let b0 = backends[0];
-        let acc0 = Accum::new(b0, &st0.grads, split.micro)?;
+        let acc0 = Accum::new(b0, st0, split.micro)?;
         let mut others = Vec::with_capacity(split.local.saturating_sub(1));
         for &b in &backends[1..] {
             let source = TrainData::load(b, cfg, model, split.batch)?.source;
             let params = model.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
             let mut st = TrainState::new(b, model.clone(), params, split.rows(), opt)?;
+            crate::train::amp::for_config(b, cfg, &mut st)?;
             st.batch = split.batch;
             st.guard_ring(b, ring)?;
             let bt = BatchBuffers::new(b, split.rows(), model.inputs(), cfg.data_outputs())?;
-            let acc = Accum::new(b, &st.grads, split.micro)?;
+            let acc = Accum::new(b, &st, split.micro)?;
             others.push(Replica { b, st, bt, source, acc });
         }
         let cost = ReduceCost::default();
@@ -208,7 +209,12 @@ impl<'a, B: Backend> Parallel<'a, B> {
         }
         let params = st0.params.to_flat(b0)?;
         let velocity = st0.velocity.as_ref().map(|v| v.to_flat(b0)).transpose()?;
+        // f16: the loss-scaler state (a resumed scale) too.
+        let scaler = st0.mixed.as_ref().map(|m| b0.read(&m.scaler)).transpose()?;
         for r in &mut self.others {
+            if let (Some(m), Some(host)) = (r.st.mixed.as_mut(), scaler.as_ref()) {
+                r.b.write(&mut m.scaler, host)?;
+            }
             r.st.params.write_flat(r.b, &params)?;
             if let (Some(v), Some(host)) = (r.st.velocity.as_mut(), velocity.as_ref()) {
                 v.write_flat(r.b, host)?;

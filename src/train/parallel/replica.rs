@@ -2,9 +2,11 @@
 //! backend, and the two halves of its step — the (accumulated) gradient of its share of the
 //! global batch, and the update from the reduced gradient.
 
+use crate::backend::half::scaler;
 use crate::backend::Backend;
 use crate::data::device::BatchBuffers;
-use crate::model::{ParamSet, Targets};
+use crate::model::{Mlp, ParamSet, Targets, Workspace};
+use crate::train::amp::{self, MixedState};
 use crate::train::batches::BatchSource;
 use crate::train::optimizer::{Clip, Optimizer};
 use crate::train::step::{slot, TrainState};
@@ -45,17 +47,26 @@ pub struct Accum<B: Backend> {
     one: B::Buf,
     /// This replica's host buffer: its gradient (flat, [`ParamSet`] order) then Σ loss, Σ correct.
     pub host: Vec<f32>,
+    /// f16: `[scaler::LEN]`, the scaler state times `1/(N·k)`: each micro-batch's loss is
+    /// scaled by `S/(N·k)`, so its f16 `∂L/∂z` rounds exactly as the one-worker step's rows do.
+    micro_scaler: Option<B::Buf>,
 }
 
 impl<B: Backend> Accum<B> {
-    pub fn new(b: &B, grads: &ParamSet<B>, micro: usize) -> Result<Self, TrainError> {
-        let scratch = if micro > 1 { Some(grads.zeros_like(b)?) } else { None };
+    /// The accumulator of a replica whose state is `st` (f16 when `st.mixed` is set).
+    pub fn new(b: &B, st: &TrainState<B>, micro: usize) -> Result<Self, TrainError> {
+        let scratch = if micro > 1 { Some(st.grads.zeros_like(b)?) } else { None };
+        let micro_scaler = match st.mixed {
+            Some(_) => Some(b.zeros(scaler::LEN)?),
+            None => None,
+        };
         Ok(Accum {
             scratch,
             loss: b.zeros(micro)?,
             correct: b.zeros(micro)?,
             one: b.zeros(1)?,
             host: Vec::new(),
+            micro_scaler,
         })
     }
 }
@@ -101,8 +112,14 @@ impl<B: Backend> ReplicaMut<'_, B> {
     pub fn gradient(&mut self, ctx: &StepCtx<'_>) -> Result<(), TrainError> {
         let b = self.b;
         let rows = self.bt.rows;
-        let alpha = 1.0 / (ctx.workers * ctx.micro) as f32;
+        let mut alpha = 1.0 / (ctx.workers * ctx.micro) as f32;
         let first_row = self.rank * (ctx.batch / ctx.workers);
+        // f16: 1/(N·k) moves into the loss scale of every micro-batch (S/(N·k)).
+        if let (Some(m), Some(ms)) = (self.st.mixed.as_ref(), self.acc.micro_scaler.as_mut()) {
+            b.copy(&m.scaler, ms)?;
+            b.scale(scaler::LEN, alpha, ms)?;
+            alpha = 1.0;
+        }
         for i in 0..ctx.micro {
             let offset = first_row + i * rows;
             self.source.fill_slice(b, self.bt, ctx.epoch, ctx.step_in_epoch, ctx.batch, offset)?;
@@ -110,15 +127,17 @@ impl<B: Backend> ReplicaMut<'_, B> {
             let targets =
                 if ctx.is_class { Targets::Classes(&bt.labels) } else { Targets::Values(&bt.targets) };
             let st = &mut *self.st;
+            let (model, params, ws) = (&st.model, &st.params, &mut st.ws);
+            let mixed = st.mixed.as_mut().zip(self.acc.micro_scaler.as_ref());
             match (i, self.acc.scratch.as_mut()) {
                 (0, _) | (_, None) => {
-                    st.model.loss_and_grad(b, &st.params, &bt.x, &targets, &mut st.ws, &mut st.grads)?;
+                    micro_gradient(b, model, params, &bt.x, &targets, ws, mixed, &mut st.grads)?;
                     if alpha != 1.0 {
                         st.grads.scale(b, alpha)?;
                     }
                 }
                 (_, Some(sc)) => {
-                    st.model.loss_and_grad(b, &st.params, &bt.x, &targets, &mut st.ws, sc)?;
+                    micro_gradient(b, model, params, &bt.x, &targets, ws, mixed, sc)?;
                     st.grads.axpy(b, alpha, sc)?;
                 }
             }
@@ -175,10 +194,14 @@ impl<B: Backend> ReplicaMut<'_, B> {
         Ok(())
     }
 
-    /// ‖g‖² if read or clipped, clipping, the update, and the submit.
+    /// f16: the reduced gradient unscaled (one found-inf flag over it); then ‖g‖² if read or
+    /// clipped, clipping, the update, and the submit.
     pub fn update(&mut self, ctx: &StepCtx<'_>) -> Result<(), TrainError> {
         let b = self.b;
         let st = &mut *self.st;
+        if let Some(m) = st.mixed.as_mut() {
+            amp::unscale(b, m, &mut st.grads)?;
+        }
         if ctx.measure_norm || ctx.clip.norm > 0.0 {
             st.grads.sum_sq_into(b, &mut st.metrics, slot::GRAD_SQ0)?;
         }
@@ -187,4 +210,25 @@ impl<B: Backend> ReplicaMut<'_, B> {
         b.flush()?;
         Ok(())
     }
+}
+
+/// One micro-batch's mean-loss gradient into `out`: f32, or under f16 the mixed-precision
+/// backward with the loss times `micro_scaler`'s scale, S/(N·k) (the reduced gradient is
+/// unscaled by S once, in [`ReplicaMut::update`]).
+#[allow(clippy::too_many_arguments)]
+fn micro_gradient<B: Backend>(
+    b: &B,
+    model: &Mlp,
+    params: &ParamSet<B>,
+    x: &B::Buf,
+    targets: &Targets<'_, B>,
+    ws: &mut Workspace<B>,
+    mixed: Option<(&mut MixedState<B>, &B::Buf)>,
+    out: &mut ParamSet<B>,
+) -> Result<(), TrainError> {
+    match mixed {
+        None => model.loss_and_grad(b, params, x, targets, ws, out)?,
+        Some((m, ms)) => model.loss_and_grad_half(b, params, x, targets, ws, &mut m.hw, ms, out)?,
+    }
+    Ok(())
 }

@@ -63,11 +63,20 @@ pub struct ShapeKey {
     pub k: usize,
     pub trans_a: bool,
     pub trans_b: bool,
+    /// An f16 product (half operands, f32 sums): its own entry, with the f16 candidates.
+    /// Written only when set, so f32 entries read and write as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub f16: bool,
 }
 
 impl ShapeKey {
     pub fn of(g: &Gemm) -> Self {
-        ShapeKey { m: g.m, n: g.n, k: g.k, trans_a: g.trans_a, trans_b: g.trans_b }
+        ShapeKey { m: g.m, n: g.n, k: g.k, trans_a: g.trans_a, trans_b: g.trans_b, f16: false }
+    }
+
+    /// The key of `g` as an f16 product.
+    pub fn of_half(g: &Gemm) -> Self {
+        ShapeKey { f16: true, ..ShapeKey::of(g) }
     }
 
     /// The product `C = op(A) op(B)` of this shape (alpha 1, beta 0).
@@ -78,7 +87,8 @@ impl ShapeKey {
     /// `m x n x k NT` (N: stored as used, T: transposed; A then B).
     pub fn label(self) -> String {
         let t = |x: bool| if x { 'T' } else { 'N' };
-        format!("{}x{}x{} {}{}", self.m, self.n, self.k, t(self.trans_a), t(self.trans_b))
+        let half = if self.f16 { " f16" } else { "" };
+        format!("{}x{}x{} {}{}{half}", self.m, self.n, self.k, t(self.trans_a), t(self.trans_b))
     }
 }
 

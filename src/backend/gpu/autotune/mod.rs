@@ -46,6 +46,10 @@ pub enum Candidate {
     Skinny,
     /// A configuration of the tile family (`matmul_tile.wgsl`, with split-k).
     Tile(TileCfg),
+    /// f16 products: `matmul_f16.wgsl`, packed halves and f32 FMA.
+    HalfPacked,
+    /// f16 products: `matmul_coop.wgsl`, cooperative matrices (tensor cores).
+    HalfCoop,
 }
 
 /// Rows of C up to which the skinny kernel is a candidate (it computes at most 8 rows per
@@ -63,6 +67,8 @@ impl Candidate {
             Candidate::Tiled => "tiled".into(),
             Candidate::Skinny => "skinny".into(),
             Candidate::Tile(t) => t.name(),
+            Candidate::HalfPacked => "f16_packed".into(),
+            Candidate::HalfCoop => "f16_coop".into(),
         }
     }
 
@@ -70,6 +76,8 @@ impl Candidate {
         match s {
             "tiled" => Some(Candidate::Tiled),
             "skinny" => Some(Candidate::Skinny),
+            "f16_packed" => Some(Candidate::HalfPacked),
+            "f16_coop" => Some(Candidate::HalfCoop),
             _ => TileCfg::parse(s).map(Candidate::Tile),
         }
     }
@@ -88,6 +96,8 @@ impl Candidate {
             Candidate::Tiled => Some(launch_of(MatmulVariant::Tiled, g)),
             Candidate::Skinny => Some(launch_of(MatmulVariant::Skinny, g)),
             Candidate::Tile(t) => tile_launch(t, g),
+            // f16 kernels launch through `matmul_f16::matmul_half`, not as f32 products.
+            Candidate::HalfPacked | Candidate::HalfCoop => None,
         }
     }
 }
@@ -136,6 +146,17 @@ pub struct TuneResult {
     pub method: &'static str,
 }
 
+/// The candidates of an f16 product, the default first: what `gpu.autotune = off` runs
+/// ([`super::matmul_f16::choose`]: the cooperative-matrix kernel where `coop`, that is where the
+/// adapter offers it, the shape fits it and `BATCHSCOPE_COOP` is not `0`), then the other.
+/// Without `coop` the packed kernel is the only candidate and nothing is timed.
+pub fn half_candidates(coop: bool) -> Vec<Candidate> {
+    match coop {
+        true => vec![Candidate::HalfCoop, Candidate::HalfPacked],
+        false => vec![Candidate::HalfPacked],
+    }
+}
+
 /// The backend's tuning state: the mode, the cache and the choices made this session.
 #[derive(Default)]
 pub struct Autotuner {
@@ -178,14 +199,59 @@ impl Autotuner {
         Ok(choice)
     }
 
+    /// The kernel of the f16 product `g`: `None` for the pure rule (`off`), else the cache's
+    /// choice, timed on first use under `on` when there is more than one candidate.
+    fn resolve_half(&mut self, dev: &GpuDevice, g: &Gemm) -> Result<Option<Candidate>> {
+        if self.mode == AutotuneMode::Off {
+            return Ok(None);
+        }
+        let shape = ShapeKey::of_half(g);
+        if let Some(&c) = self.resolved.get(&shape) {
+            return Ok(c);
+        }
+        let device = self.device.clone().unwrap_or_else(|| DeviceKey::of(&dev.ctx.summary));
+        let allowed = half_candidates(half_coop(dev, g));
+        let mut choice = match allowed.len() {
+            1 => allowed.first().copied(),
+            _ => self.cache.choice(&device, shape, &allowed),
+        };
+        if choice.is_none() && self.mode == AutotuneMode::On {
+            match self.tune_at(dev, g, shape, &allowed) {
+                Ok(r) => {
+                    choice = Some(r.choice);
+                    self.save_or_warn();
+                }
+                Err(e) => log::warn!("autotune: cannot time {}: {e}; using the default", shape.label()),
+            }
+        }
+        self.resolved.insert(shape, choice);
+        Ok(choice)
+    }
+
     /// Time every candidate of `g`'s shape now, store the choice in the cache (not saved).
     fn tune(&mut self, dev: &GpuDevice, g: &Gemm) -> Result<TuneResult> {
-        let shape = ShapeKey::of(g);
-        let device = DeviceKey::of(&dev.ctx.summary);
         let cands = candidates(g, &dev.ctx.limits);
-        let (times, method) =
-            timing::time_candidates(dev, &shape.gemm().scaled(g.alpha, g.beta), &cands)?;
-        let default = Candidate::default_for(g);
+        self.tune_at(dev, g, ShapeKey::of(g), &cands)
+    }
+
+    /// [`Autotuner::tune`] of `shape` (f32 or f16) among `cands`, the default first.
+    fn tune_at(
+        &mut self,
+        dev: &GpuDevice,
+        g: &Gemm,
+        shape: ShapeKey,
+        cands: &[Candidate],
+    ) -> Result<TuneResult> {
+        let device = DeviceKey::of(&dev.ctx.summary);
+        let gs = shape.gemm().scaled(g.alpha, g.beta);
+        let (times, method) = match shape.f16 {
+            true => timing::time_half_candidates(dev, &gs, cands)?,
+            false => timing::time_candidates(dev, &gs, cands)?,
+        };
+        let default = match shape.f16 {
+            true => cands.first().copied().unwrap_or(Candidate::HalfPacked),
+            false => Candidate::default_for(g),
+        };
         let choice = pick(default, &times).unwrap_or(default);
         let timings = times
             .iter()
@@ -250,6 +316,11 @@ impl GpuBackend {
         Ok(choice.and_then(|c| c.launch(g)))
     }
 
+    /// The kernel the tuner picked for the f16 product `g`, or `None` for the pure rule.
+    pub(super) fn tuned_half(&self, g: &Gemm) -> Result<Option<Candidate>> {
+        self.tuner.borrow_mut().resolve_half(&self.dev, g)
+    }
+
     /// Re-time every candidate for `g`'s shape and store the choice (`batchscope tune`); call
     /// [`GpuBackend::save_autotune`] to write the file.
     pub fn tune_shape(&self, g: &Gemm) -> Result<TuneResult> {
@@ -269,6 +340,11 @@ impl GpuBackend {
     pub fn autotune_cache(&self) -> TuneCache {
         self.tuner.borrow().cache.clone()
     }
+}
+
+/// Whether the cooperative-matrix kernel may run the f16 product `g` here.
+fn half_coop(dev: &GpuDevice, g: &Gemm) -> bool {
+    super::matmul_f16::choose(dev, g) == super::matmul_f16::HalfKernel::Coop
 }
 
 #[cfg(test)]

@@ -198,3 +198,54 @@ fn mode_parses_from_the_config_spelling() {
     assert!(toml::from_str::<T>("m = \"always\"").is_err());
     assert_eq!(AutotuneMode::default(), AutotuneMode::Off);
 }
+
+#[test]
+fn f16_candidates_are_coop_and_packed_only_where_coop_runs() {
+    // lavapipe (no cooperative matrices): the packed kernel alone, nothing to time.
+    assert_eq!(half_candidates(false), vec![Candidate::HalfPacked]);
+    // Where coop runs, today's rule (coop) is the default, first.
+    assert_eq!(half_candidates(true), vec![Candidate::HalfCoop, Candidate::HalfPacked]);
+    for c in half_candidates(true) {
+        assert_eq!(Candidate::parse(&c.name()), Some(c));
+        assert!(c.launch(&Gemm::nn(64, 64, 64)).is_none(), "no f32 launch");
+    }
+    // The f32 candidates never include an f16 kernel.
+    let g = Gemm::nn(64, 128, 64);
+    let f32_cands = candidates(&g, &lavapipe());
+    assert!(!f32_cands.iter().any(|c| matches!(c, Candidate::HalfPacked | Candidate::HalfCoop)));
+    // The pick: coop is the default, so packed must beat it by the margin to be chosen.
+    let t = |coop: Option<f64>, packed: Option<f64>| {
+        pick(Candidate::HalfCoop, &[(Candidate::HalfCoop, coop), (Candidate::HalfPacked, packed)])
+    };
+    assert_eq!(t(Some(1.0), Some(0.5)), Some(Candidate::HalfPacked));
+    assert_eq!(t(Some(1.0), Some(0.99)), Some(Candidate::HalfCoop), "within the margin");
+    assert_eq!(t(None, Some(2.0)), Some(Candidate::HalfPacked), "coop failed");
+    assert_eq!(t(None, None), None);
+}
+
+#[test]
+fn f16_entries_have_their_own_key_and_f32_files_are_unchanged() {
+    let dev = device("Mesa 23.2.1");
+    let g = Gemm::nn(256, 128, 64);
+    let mut cache = TuneCache::default();
+    cache.insert(entry(&dev, &g, "tiled"));
+    let half = Entry { shape: ShapeKey::of_half(&g), ..entry(&dev, &g, "f16_coop") };
+    cache.insert(half);
+    assert_eq!(cache.len(), 2, "one entry per precision");
+    assert_eq!(
+        cache.choice(&dev, ShapeKey::of(&g), &candidates(&g, &lavapipe())),
+        Some(Candidate::Tiled)
+    );
+    let coop = half_candidates(true);
+    assert_eq!(cache.choice(&dev, ShapeKey::of_half(&g), &coop), Some(Candidate::HalfCoop));
+    // An adapter without coop ignores a cached coop choice.
+    assert_eq!(cache.choice(&dev, ShapeKey::of_half(&g), &half_candidates(false)), None);
+    assert!(ShapeKey::of_half(&g).label().ends_with(" f16"));
+    // f32 keys serialize as before (no `f16` field); files without it load as f32 keys.
+    let f32_json = serde_json::to_string(&ShapeKey::of(&g)).expect("json");
+    assert!(!f32_json.contains("f16"), "{f32_json}");
+    let back: ShapeKey = serde_json::from_str(&f32_json).expect("parse");
+    assert_eq!(back, ShapeKey::of(&g));
+    let text = cache.to_json();
+    assert_eq!(TuneCache::from_json(&text).expect("round trip"), cache);
+}

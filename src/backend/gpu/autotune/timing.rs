@@ -9,8 +9,10 @@ use std::time::Instant;
 use super::Candidate;
 use crate::backend::gpu::elementwise::fill;
 use crate::backend::gpu::matmul::record;
+use crate::backend::gpu::matmul_f16::{matmul_half, HalfKernel};
 use crate::backend::gpu::timestamps::Timestamps;
 use crate::backend::gpu::{GpuDevice, RawBuf};
+use crate::backend::half::half_words;
 use crate::backend::{gemm_lens, Gemm, Result};
 
 /// Aim for about this much device time per sample.
@@ -89,6 +91,51 @@ fn time_all(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
     Ok((times, clock.name()))
 }
 
+/// [`time_candidates`] for an f16 product: scratch half operands (words of 0.5f32, finite
+/// halves), each candidate through [`matmul_half`] with its kernel.
+pub fn time_half_candidates(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
+    dev.flush()?;
+    let timing_was = dev.dispatch_timing_on.replace(false);
+    let out = time_all_half(dev, g, cands);
+    dev.dispatch_timing_on.set(timing_was);
+    dev.clear_bind_groups();
+    out
+}
+
+fn time_all_half(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
+    let (la, lb, lc) = gemm_lens(g);
+    let a = dev.alloc("autotune f16 a", half_words(la))?;
+    let b = dev.alloc("autotune f16 b", half_words(lb))?;
+    let c = dev.alloc("autotune f16 c", lc)?;
+    fill(dev, half_words(la), 0.5, &a)?;
+    fill(dev, half_words(lb), 0.5, &b)?;
+    let clock = match dev.ctx.has_timestamps() {
+        true => Clock::Gpu(Timestamps::new(&dev.ctx.device, "autotune timestamp", 2)),
+        false => Clock::Wall,
+    };
+    let mut times = Vec::with_capacity(cands.len());
+    for &cand in cands {
+        let kernel = match cand {
+            Candidate::HalfCoop => HalfKernel::Coop,
+            Candidate::HalfPacked => HalfKernel::Packed,
+            _ => {
+                times.push((cand, None));
+                continue;
+            }
+        };
+        let run = || matmul_half(dev, kernel, g, &a, la, &b, lb, &c);
+        let t = match time_run(dev, &clock, &run) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log::warn!("autotune: {} on {g:?} failed: {e}", cand.name());
+                None
+            }
+        };
+        times.push((cand, t));
+    }
+    Ok((times, clock.name()))
+}
+
 /// Median ms per product of `c`, after a warm-up run.
 fn time_one(
     dev: &GpuDevice,
@@ -99,20 +146,25 @@ fn time_one(
 ) -> Result<Option<f64>> {
     let Some(launch) = c.launch(g) else { return Ok(None) };
     let run = || record(dev, &launch, g, &ops.a, &ops.b, &ops.c);
+    time_run(dev, clock, &run).map(Some)
+}
+
+/// Median ms per call of `run` (which records one product), after a warm-up call.
+fn time_run(dev: &GpuDevice, clock: &Clock, run: &dyn Fn() -> Result<()>) -> Result<f64> {
     run()?;
     dev.flush()?;
     dev.wait()?;
-    let once = measure(dev, clock, 1, &run)?;
+    let once = measure(dev, clock, 1, run)?;
     let reps = match once > 0.0 {
         true => ((SAMPLE_MS / once).ceil() as usize).clamp(1, MAX_REPS),
         false => MAX_REPS,
     };
     let mut samples = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
-        samples.push(measure(dev, clock, reps, &run)?);
+        samples.push(measure(dev, clock, reps, run)?);
     }
     samples.sort_by(f64::total_cmp);
-    Ok(Some(samples[SAMPLES / 2]))
+    Ok(samples[SAMPLES / 2])
 }
 
 /// ms per product over `reps` back-to-back products.
