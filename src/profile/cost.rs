@@ -15,10 +15,21 @@ pub enum ReduceKind {
     SumSq,
 }
 
+/// The element-wise op a fused product applies at its store
+/// ([`crate::backend::Backend::matmul_epilogue`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fusion {
+    Bias,
+    BiasAct(Activation),
+    ActGrad(Activation),
+}
+
 /// One Backend op with the shapes that fix its cost.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
     Matmul(Gemm),
+    /// A product with its epilogue fused into the store.
+    MatmulFused(Gemm, Fusion),
     AddBias {
         rows: usize,
         cols: usize,
@@ -110,6 +121,14 @@ impl Op {
                 let extra = (g.alpha != 1.0) as usize + 2 * (g.beta != 0.0) as usize;
                 g.flops() + f(g.m * g.n * extra)
             }
+            // The product, then + bias (and φ), or · φ'(z), per output element.
+            Op::MatmulFused(g, fusion) => {
+                let per = match fusion {
+                    Fusion::Bias | Fusion::ActGrad(_) => 1,
+                    Fusion::BiasAct(_) => 2,
+                };
+                Op::Matmul(g).flops() + f(g.m * g.n * per)
+            }
             Op::AddBias { rows, cols } => f(rows * cols),
             // Σ over rows, α·s, and + β·out when accumulating.
             Op::ColSum { rows, cols, accumulate } => {
@@ -150,6 +169,15 @@ impl Op {
             Op::Matmul(g) => {
                 let (a, bb, c) = (g.m * g.k, g.k * g.n, g.m * g.n);
                 b(a + bb + c + c * (g.beta != 0.0) as usize)
+            }
+            // The product's operands and C, plus bias read (and y written), or z read.
+            Op::MatmulFused(g, fusion) => {
+                let extra = match fusion {
+                    Fusion::Bias => g.n,
+                    Fusion::BiasAct(_) => g.n + g.m * g.n,
+                    Fusion::ActGrad(_) => g.m * g.n,
+                };
+                Op::Matmul(g).bytes() + b(extra)
             }
             // x read and written, bias read.
             Op::AddBias { rows, cols } => b(2 * rows * cols + cols),
@@ -195,6 +223,18 @@ impl Op {
             (Op::Matmul(g), Scope::Backward(l)) if g.trans_a => format!("wgrad L{l}"),
             (Op::Matmul(_), Scope::Backward(l)) => format!("dgrad L{l}"),
             (Op::Matmul(_), Scope::None) => "matmul".into(),
+            (Op::MatmulFused(_, fusion), _) => {
+                let what = match fusion {
+                    Fusion::Bias => "matmul+bias".to_string(),
+                    Fusion::BiasAct(act) => format!("matmul+bias+{}", act.name()),
+                    Fusion::ActGrad(act) => format!("matmul+{}'", act.name()),
+                };
+                match scope {
+                    Scope::Forward(l) => format!("fwd L{l} ({what})"),
+                    Scope::Backward(l) => format!("dgrad L{l} ({what})"),
+                    Scope::None => what,
+                }
+            }
             (Op::AddBias { .. } | Op::ActForward { .. } | Op::BiasAct { .. }, Scope::Forward(l)) => {
                 format!("bias+act L{l}")
             }
@@ -251,6 +291,15 @@ mod tests {
             + Op::ActForward { act: Activation::Relu, n: 6 }.bytes();
         assert_eq!(fused.bytes(), parts - 6.0 * 4.0);
         assert_eq!(fused.flops(), 12.0);
+        // Fused products: the product plus the element-wise op, without C's re-read and rewrite.
+        let fwd = Op::MatmulFused(g, Fusion::BiasAct(Activation::Tanh));
+        assert_eq!(fwd.group(Scope::Forward(0)), "fwd L0 (matmul+bias+tanh)");
+        assert_eq!(fwd.flops(), Op::Matmul(g).flops() + 2.0 * 32.0);
+        assert_eq!(fwd.bytes(), Op::Matmul(g).bytes() + 4.0 * (4.0 + 32.0));
+        assert_eq!(Op::MatmulFused(g, Fusion::Bias).group(Scope::Forward(2)), "fwd L2 (matmul+bias)");
+        let bwd = Op::MatmulFused(g, Fusion::ActGrad(Activation::Relu));
+        assert_eq!(bwd.group(Scope::Backward(1)), "dgrad L1 (matmul+relu')");
+        assert_eq!(bwd.bytes(), Op::Matmul(g).bytes() + 4.0 * 32.0);
         assert_eq!(Op::Momentum { n: 3 }.group(Scope::Backward(0)), "momentum update");
         assert_eq!(Op::Reduce { kind: ReduceKind::Dot, n: 3 }.group(Scope::None), "reduce");
         // Dot reads two vectors, sum of squares one.

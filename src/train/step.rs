@@ -103,7 +103,9 @@ impl<B: Backend> TrainState<B> {
     pub fn new(b: &B, model: Mlp, params: ParamSet<B>, rows: usize, opt: &Optimizer) -> Result<Self> {
         let grads = params.zeros_like(b)?;
         let velocity = opt.velocity(b, &params)?;
-        let ws = model.workspace(b, rows)?;
+        let mut ws = model.workspace(b, rows)?;
+        // The plain step fuses `⊙ φ'(z)` into the dgrad products; the monitored step keeps `da`.
+        ws.keep_da = false;
         let metrics = b.zeros(slot::len(params.tensors.len()))?;
         Ok(TrainState {
             model,
@@ -193,7 +195,11 @@ impl<B: Backend> TrainState<B> {
     ) -> Result<()> {
         let rows = self.ws.rows;
         let tensors = self.params.tensors.len();
-        self.record_gradient(b, x, targets, true)?;
+        // hvp_prepared reads the `da` of this gradient.
+        self.ws.keep_da = true;
+        let recorded = self.record_gradient(b, x, targets, true);
+        self.ws.keep_da = false;
+        recorded?;
         if self.monitor.is_none() {
             self.monitor = Some(Monitor {
                 rws: self.model.rop_workspace(b, rows)?,
