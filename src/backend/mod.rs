@@ -298,6 +298,12 @@ pub trait Backend {
     // ---- reductions (deterministic, result stays on the device) -------------------------
     /// `out[slot] = Σ_{i<n} x[i]`.
     fn sum(&self, n: usize, x: &Self::Buf, out: &mut Self::Buf, slot: usize) -> Result<()>;
+    /// `out[slot] = Σ_{i<n} x[i]` for every `(x, slot)` of `terms` ([`Backend::sum`] each, the
+    /// default); a backend may reduce several vectors at once when every sum keeps the bits of
+    /// [`Backend::sum`].
+    fn sums(&self, n: usize, terms: &[(&Self::Buf, usize)], out: &mut Self::Buf) -> Result<()> {
+        terms.iter().try_for_each(|&(x, slot)| self.sum(n, x, out, slot))
+    }
     /// `out[slot] = Σ_{i<n} x[i] * y[i]`.
     fn dot(
         &self,

@@ -83,6 +83,11 @@ pub enum Op {
         kind: ReduceKind,
         n: usize,
     },
+    /// Several sums of `[n]` vectors at once ([`crate::backend::Backend::sums`]), one per term.
+    Sums {
+        n: usize,
+        terms: usize,
+    },
     Sgd {
         n: usize,
     },
@@ -150,6 +155,7 @@ impl Op {
             // Per element: difference, square, sum, scaled gradient.
             Op::Mse { rows, cols } => f(4 * rows * cols),
             Op::Reduce { kind: ReduceKind::Sum, n } => f(n),
+            Op::Sums { n, terms } => f(n * terms),
             Op::Reduce { n, .. } => f(2 * n),
             // g + wd·p (2), p -= lr·(…) (2).
             Op::Sgd { n } => f(4 * n),
@@ -198,6 +204,7 @@ impl Op {
             Op::Mse { rows, cols } => b(3 * rows * cols + rows),
             Op::Reduce { kind: ReduceKind::Dot, n } => b(2 * n + 1),
             Op::Reduce { n, .. } => b(n + 1),
+            Op::Sums { n, terms } => b((n + 1) * terms),
             // grad, param in; param out.
             Op::Sgd { n } => b(3 * n),
             // grad, velocity, param in; velocity, param out.
@@ -247,7 +254,7 @@ impl Op {
             (Op::SoftmaxXentRop { .. }, _) => "xent R-op".into(),
             (Op::Mse { .. }, _) => "mse+dpred".into(),
             (Op::ActSecond { .. }, _) => layer("act second"),
-            (Op::Reduce { .. }, _) => "reduce".into(),
+            (Op::Reduce { .. } | Op::Sums { .. }, _) => "reduce".into(),
             (Op::Sgd { .. }, _) => "sgd update".into(),
             (Op::Momentum { .. }, _) => "momentum update".into(),
             (Op::ClipNorm { .. }, _) => "clip norm".into(),
@@ -305,5 +312,10 @@ mod tests {
         // Dot reads two vectors, sum of squares one.
         assert_eq!(Op::Reduce { kind: ReduceKind::Dot, n: 3 }.bytes(), 28.0);
         assert_eq!(Op::Reduce { kind: ReduceKind::SumSq, n: 3 }.flops(), 6.0);
+        // Several sums cost what the single sums cost.
+        let one = Op::Reduce { kind: ReduceKind::Sum, n: 3 };
+        assert_eq!(Op::Sums { n: 3, terms: 2 }.group(Scope::None), "reduce");
+        assert_eq!(Op::Sums { n: 3, terms: 2 }.bytes(), 2.0 * one.bytes());
+        assert_eq!(Op::Sums { n: 3, terms: 2 }.flops(), 2.0 * one.flops());
     }
 }

@@ -257,6 +257,9 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
     fn sum(&self, n: usize, x: &B::Buf, out: &mut B::Buf, slot: usize) -> Result<()> {
         self.op(Op::Reduce { kind: ReduceKind::Sum, n }, || self.inner.sum(n, x, out, slot))
     }
+    fn sums(&self, n: usize, terms: &[(&B::Buf, usize)], out: &mut B::Buf) -> Result<()> {
+        self.op(Op::Sums { n, terms: terms.len() }, || self.inner.sums(n, terms, out))
+    }
     fn dot(&self, n: usize, x: &B::Buf, y: &B::Buf, out: &mut B::Buf, slot: usize) -> Result<()> {
         self.op(Op::Reduce { kind: ReduceKind::Dot, n }, || self.inner.dot(n, x, y, out, slot))
     }

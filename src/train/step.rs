@@ -170,11 +170,14 @@ impl<B: Backend> TrainState<B> {
                 amp::record_gradient(b, &self.model, &self.params, x, targets, ws, m, grads)?
             }
         }
-        b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
-        b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
+        // The loss and correct sums (and the divergence guard's copy of the loss sum) in one
+        // reduction where the backend can.
+        let (loss, correct) = (&self.ws.loss, &self.ws.correct);
+        let mut terms = vec![(loss, slot::LOSS_SUM), (correct, slot::CORRECT_SUM)];
         if let Some(g) = self.guard_slot {
-            b.sum(rows, &self.ws.loss, &mut self.metrics, g)?;
+            terms.push((loss, g));
         }
+        b.sums(rows, &terms, &mut self.metrics)?;
         if norm {
             self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
         }

@@ -1,9 +1,13 @@
-//! [`Backend::matmul_epilogue`] on the GPU: the product's launch (tuned or by variant) with the
-//! epilogue fused into its store (`matmul.wgsl`'s epilogue section), one dispatch where the
-//! unfused path records two; the naive kernel, which has no epilogue, runs the unfused default.
+//! The GPU's fused ops: [`Backend::matmul_epilogue`], the product's launch (tuned or by
+//! variant) with the epilogue fused into its store (`matmul.wgsl`'s epilogue section), one
+//! dispatch where the unfused path records two (the naive kernel, which has no epilogue, runs
+//! the unfused default); and [`Backend::sums`], two vectors per two-pass reduction.
+//!
+//! [`Backend::matmul_epilogue`]: crate::backend::Backend::matmul_epilogue
+//! [`Backend::sums`]: crate::backend::Backend::sums
 
 use super::matmul::{self, fuses, launch_of, record_epi, Epilogue as Store, Launch, MatmulVariant};
-use super::{GpuBackend, GpuBuf};
+use super::{reduce, GpuBackend, GpuBuf};
 use crate::backend::{check_len, epilogue, gemm_lens, Epilogue, Gemm, Result};
 
 impl GpuBackend {
@@ -45,8 +49,23 @@ impl GpuBackend {
         record_epi(&self.dev, &launch, g, &a.0, &b.0, &c.0, store)
     }
 
-    /// Whether [`Backend::matmul_epilogue`] fuses for `g` (else it records the unfused ops).
+    /// Whether `Backend::matmul_epilogue` fuses for `g` (else it records the unfused ops).
     pub fn fuses_epilogue(&self, g: &Gemm) -> Result<bool> {
         Ok(fuses(&self.launch_for(g)?))
+    }
+
+    /// `out[slot] = Σ_{i<n} x[i]` for every `(x, slot)` of `terms`, two vectors per reduction.
+    pub(super) fn sums_fused(
+        &self,
+        n: usize,
+        terms: &[(&GpuBuf, usize)],
+        out: &mut GpuBuf,
+    ) -> Result<()> {
+        for &(x, slot) in terms {
+            check_len("sums", "x", x.0.len, n)?;
+            check_len("sums", "out", out.0.len, slot + 1)?;
+        }
+        let raw: Vec<_> = terms.iter().map(|&(x, slot)| (&x.0, slot)).collect();
+        reduce::sums(&self.dev, n, &raw, &out.0)
     }
 }

@@ -192,6 +192,9 @@ kernel!(MSE, Mse, "mse", [R, R, W, W]);
 kernel!(REDUCE_PARTIAL, Reduce, "reduce_partial", [R, R, W]);
 kernel!(REDUCE_FINAL, Reduce, "reduce_final", [R, W]);
 kernel!(COL_SUM, Reduce, "col_sum", [R, W]);
+// two sums of n-vectors at once (x, y, partials), (partials, out)
+kernel!(SUMS_PARTIAL, Reduce, "sums_partial", [R, R, W]);
+kernel!(SUMS_FINAL, Reduce, "sums_final", [R, W]);
 // update.wgsl
 kernel!(SGD_UPDATE, Update, "sgd_update", [R, W]);
 kernel!(MOMENTUM_UPDATE, Update, "momentum_update", [R, W, W]);
@@ -257,6 +260,8 @@ pub const ALL_KERNELS: &[Kernel] = &[
     REDUCE_PARTIAL,
     REDUCE_FINAL,
     COL_SUM,
+    SUMS_PARTIAL,
+    SUMS_FINAL,
     SGD_UPDATE,
     MOMENTUM_UPDATE,
     GATHER_ROWS,

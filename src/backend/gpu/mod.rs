@@ -358,6 +358,10 @@ impl Backend for GpuBackend {
         reduce::sum(&self.dev, n, &x.0, &out.0, slot)
     }
 
+    fn sums(&self, n: usize, terms: &[(&GpuBuf, usize)], out: &mut GpuBuf) -> Result<()> {
+        self.sums_fused(n, terms, out)
+    }
+
     fn dot(&self, n: usize, x: &GpuBuf, y: &GpuBuf, out: &mut GpuBuf, slot: usize) -> Result<()> {
         check_len("dot", "x", x.0.len, n)?;
         check_len("dot", "y", y.0.len, n)?;
