@@ -59,7 +59,7 @@ fn cases(shapes: &[(usize, usize, usize)]) -> Vec<(Gemm, Kind)> {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             for kind in kinds() {
                 i += 1;
-                let (alpha, beta) = if i % 2 == 0 { (1.0, 0.0) } else { (0.5, 0.25) };
+                let (alpha, beta) = if i.is_multiple_of(2) { (1.0, 0.0) } else { (0.5, 0.25) };
                 let beta = if matches!(kind, Kind::ActGrad(_)) { 0.0 } else { beta };
                 out.push((Gemm::nn(m, n, k).trans(ta, tb).scaled(alpha, beta), kind));
             }
@@ -157,7 +157,7 @@ fn fused_epilogues_equal_the_unfused_ops_bitwise() {
 fn fused_epilogues_of_the_tile_family_equal_the_unfused_ops_bitwise() {
     let be = backend();
     let mut failures = Vec::new();
-    let shapes = [(65, 129, 17), SPLIT[0], SPLIT[1]];
+    let shapes = [(65, 129, 17), SPLIT[0]];
     for cfg in TILES.into_iter().filter(|t| t.fits(&be.dev.ctx.limits)) {
         let launch = |g: &Gemm| tile_launch(cfg, g).expect("in the family");
         // The step's transposes (forward NT, dgrad NN) with every epilogue.
@@ -192,7 +192,11 @@ fn matmul_epilogue_matches_the_cpu_twin() {
         let (want, got) = (through_trait(&cpu, g, *kind, &d), through_trait(&gpu, g, *kind, &d));
         let tol = 1e-4 * (g.k as f32).sqrt();
         for (what, w, o) in [("C", &want[0], &got[0]), ("y", &want[1], &got[1])] {
-            let bad = w.iter().zip(o.iter()).position(|(w, o)| !((w - o).abs() <= tol + 1e-4 * w.abs()));
+            let far = |(w, o): (&f32, &f32)| {
+                let err = (w - o).abs();
+                err.is_nan() || err > tol + 1e-4 * w.abs()
+            };
+            let bad = w.iter().zip(o.iter()).position(far);
             if let Some(at) = bad {
                 failures.push(format!("{g:?} {kind:?}: {what}[{at}] gpu {} cpu {}", o[at], w[at]));
             }
