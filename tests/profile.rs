@@ -48,8 +48,8 @@ fn check_names(p: &BatchProfile) {
     assert_eq!(names, expected, "every op of the step named, in order");
     assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
     // 3 forward (matmul + bias (+ φ)) + xent + 8 backward (3 wgrad, 3 col_sum, 2 dgrad + φ')
-    // + the loss and correct sums (one op) + 3 updates (weight and bias of a layer together).
-    assert_eq!(p.ops_per_step, 16.0);
+    // + the loss and correct sums (one op) + 6 updates.
+    assert_eq!(p.ops_per_step, 19.0);
 }
 
 fn check_sum(p: &BatchProfile, tol: f64) {
@@ -113,25 +113,24 @@ fn analytic_counts_equal_hand_computed_values() {
         (g.calls_per_step, g.flops_per_step, g.bytes_per_step),
         (1.0, 2.0 * b, 2.0 * 4.0 * (b + 1.0))
     );
-    // Momentum over all 16·32+32 + 32·24+24 + 24·5+5 = 1461 parameters: 6 FLOPs, 5 floats each,
-    // a layer's weight and bias in one call.
+    // Momentum over all 16·32+32 + 32·24+24 + 24·5+5 = 1461 parameters: 6 FLOPs, 5 floats each.
     let n = d * h1 + h1 + h1 * h2 + h2 + h2 * k + k;
     let g = group(&p, "momentum update");
-    assert_eq!((g.calls_per_step, g.flops_per_step, g.bytes_per_step), (3.0, 6.0 * n, 20.0 * n));
+    assert_eq!((g.calls_per_step, g.flops_per_step, g.bytes_per_step), (6.0, 6.0 * n, 20.0 * n));
 }
 
 /// What a GPU step records, device-independently: dispatches, passes and submits per step of
-/// the 3-layer MLP at a small batch (skinny products) and a large one (tiled products). 17 =
+/// the 3-layer MLP at a small batch (skinny products) and a large one (tiled products). 20 =
 /// 3 forward matmuls with bias (+ φ) fused into their store + xent + 3 wgrad + 3 col_sum +
-/// 2 dgrad with φ' fused into their store + 1 two-pass reduction of both sums (2) + 3 momentum
-/// updates (a layer's weight and bias each); one pass; one submit. (27 before the fusions:
-/// 3 bias / bias+act and 2 act bwd dispatches, a second two-pass sum, 3 more updates.)
+/// 2 dgrad with φ' fused into their store + 1 two-pass reduction of both sums (2) + 6 momentum
+/// updates; one pass; one submit. (27 before the fusions: 3 bias / bias+act and 2 act bwd
+/// dispatches, and a second two-pass sum.)
 #[test]
 fn gpu_step_dispatches_passes_and_submits() {
     let b = common::gpu();
     for batch in [4usize, 256] {
         let p = profile_batch(&b, &config(&[]), batch).expect("profile");
-        assert_eq!(p.dispatches_per_step, 17.0, "B = {batch}");
+        assert_eq!(p.dispatches_per_step, 20.0, "B = {batch}");
         assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
         assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
     }

@@ -337,16 +337,6 @@ pub trait Backend {
     ) -> Result<()>;
 
     // ---- clipping -----------------------------------------------------------------------
-    /// [`Backend::momentum_update`] of two tensors (a layer's weight and bias), one after the
-    /// other (the default); a backend may update both in one dispatch (element-wise: the same
-    /// bits).
-    fn momentum_update_pair(
-        &self,
-        step: &MomentumStep,
-        pair: [MomentumTensor<'_, Self>; 2],
-    ) -> Result<()> {
-        pair.into_iter().try_for_each(|t| self.momentum_update(t.n, step, t.grad, t.velocity, t.param))
-    }
     /// Global-norm clipping without a host round trip: with `s = Σ_{i<count} stats[first + i]`
     /// (squared norms of all gradient tensors, see [`GlobalNorm`]), `x[..n] *= min(1,
     /// max_norm / √s)`. When `count_slot` is given and the step is clipped, `stats[count_slot] += 1`.
@@ -433,15 +423,6 @@ pub struct MomentumStep {
     pub lr: f32,
     pub mu: f32,
     pub weight_decay: f32,
-}
-
-/// One tensor of [`Backend::momentum_update_pair`]: `n` elements of its gradient, velocity and
-/// parameter.
-pub struct MomentumTensor<'a, B: Backend + ?Sized> {
-    pub n: usize,
-    pub grad: &'a B::Buf,
-    pub velocity: &'a mut B::Buf,
-    pub param: &'a mut B::Buf,
 }
 
 /// The clipping threshold of [`Backend::clip_by_global_norm`] and where its inputs lie in the

@@ -9,8 +9,7 @@ use std::time::Instant;
 use super::cost::{Fusion, Op, ReduceKind};
 use super::hooks::{Profilable, TimingMethod};
 use crate::backend::{
-    Activation, Backend, BackendKind, Epilogue, Gemm, GenSpec, GlobalNorm, MomentumStep, MomentumTensor,
-    Result, Scope,
+    Activation, Backend, BackendKind, Epilogue, Gemm, GenSpec, GlobalNorm, MomentumStep, Result, Scope,
 };
 
 /// One op call of a profiled recording.
@@ -286,16 +285,6 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
         param: &mut B::Buf,
     ) -> Result<()> {
         self.op(Op::Momentum { n }, || self.inner.momentum_update(n, step, grad, velocity, param))
-    }
-    fn momentum_update_pair(
-        &self,
-        step: &MomentumStep,
-        pair: [MomentumTensor<'_, Self>; 2],
-    ) -> Result<()> {
-        let n = pair[0].n + pair[1].n;
-        let inner =
-            pair.map(|t| MomentumTensor { n: t.n, grad: t.grad, velocity: t.velocity, param: t.param });
-        self.op(Op::Momentum { n }, || self.inner.momentum_update_pair(step, inner))
     }
     fn clip_by_global_norm(
         &self,

@@ -1,18 +1,14 @@
 //! The GPU's fused ops: [`Backend::matmul_epilogue`], the product's launch (tuned or by
 //! variant) with the epilogue fused into its store (`matmul.wgsl`'s epilogue section), one
 //! dispatch where the unfused path records two (the naive kernel, which has no epilogue, runs
-//! the unfused default); [`Backend::sums`], two vectors per two-pass reduction; and
-//! [`Backend::momentum_update_pair`], a layer's weight and bias in one update dispatch.
+//! the unfused default); and [`Backend::sums`], two vectors per two-pass reduction.
 //!
 //! [`Backend::matmul_epilogue`]: crate::backend::Backend::matmul_epilogue
 //! [`Backend::sums`]: crate::backend::Backend::sums
-//! [`Backend::momentum_update_pair`]: crate::backend::Backend::momentum_update_pair
 
 use super::matmul::{self, fuses, launch_of, record_epi, Epilogue as Store, Launch, MatmulVariant};
-use super::{reduce, update, GpuBackend, GpuBuf};
-use crate::backend::{
-    check_len, epilogue, gemm_lens, Epilogue, Gemm, MomentumStep, MomentumTensor, Result,
-};
+use super::{reduce, GpuBackend, GpuBuf};
+use crate::backend::{check_len, epilogue, gemm_lens, Epilogue, Gemm, Result};
 
 impl GpuBackend {
     /// The launch [`Backend::matmul`] records for `g`: the autotuner's choice, else the variant's.
@@ -71,21 +67,5 @@ impl GpuBackend {
         }
         let raw: Vec<_> = terms.iter().map(|&(x, slot)| (&x.0, slot)).collect();
         reduce::sums(&self.dev, n, &raw, &out.0)
-    }
-
-    /// Momentum on both tensors of `pair` in one dispatch.
-    pub(super) fn momentum_pair(
-        &self,
-        step: &MomentumStep,
-        pair: [MomentumTensor<'_, Self>; 2],
-    ) -> Result<()> {
-        for t in &pair {
-            check_len("momentum_update", "grad", t.grad.0.len, t.n)?;
-            check_len("momentum_update", "velocity", t.velocity.0.len, t.n)?;
-            check_len("momentum_update", "param", t.param.0.len, t.n)?;
-        }
-        let [a, b] = &pair;
-        let bufs = [[&a.grad.0, &a.velocity.0, &a.param.0], [&b.grad.0, &b.velocity.0, &b.param.0]];
-        update::momentum_update_pair(&self.dev, [a.n, b.n], step, bufs)
     }
 }

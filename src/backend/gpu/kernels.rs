@@ -198,8 +198,6 @@ kernel!(SUMS_FINAL, Reduce, "sums_final", [R, W]);
 // update.wgsl
 kernel!(SGD_UPDATE, Update, "sgd_update", [R, W]);
 kernel!(MOMENTUM_UPDATE, Update, "momentum_update", [R, W, W]);
-// two tensors at once: (grad, velocity, param) of each
-kernel!(MOMENTUM_UPDATE2, Update, "momentum_update2", [R, W, W, R, W, W]);
 // clip.wgsl
 kernel!(CLIP_BY_GLOBAL_NORM, Clip, "clip_by_global_norm", [W, W]);
 kernel!(CLIP_BY_VALUE, Clip, "clip_by_value", [W]);
@@ -266,7 +264,6 @@ pub const ALL_KERNELS: &[Kernel] = &[
     SUMS_FINAL,
     SGD_UPDATE,
     MOMENTUM_UPDATE,
-    MOMENTUM_UPDATE2,
     GATHER_ROWS,
     GATHER_IDX,
     GATHER_ROWS_WINDOW,

@@ -41,7 +41,7 @@ pub use matmul::MatmulVariant;
 
 use crate::backend::{
     check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Epilogue, Gemm, GenSpec,
-    GlobalNorm, MomentumStep, MomentumTensor, Result,
+    GlobalNorm, MomentumStep, Result,
 };
 
 /// A GPU buffer of `f32`.
@@ -400,14 +400,6 @@ impl Backend for GpuBackend {
         check_len("momentum_update", "velocity", velocity.0.len, n)?;
         check_len("momentum_update", "param", param.0.len, n)?;
         update::momentum_update(&self.dev, n, step, &grad.0, &velocity.0, &param.0)
-    }
-
-    fn momentum_update_pair(
-        &self,
-        step: &MomentumStep,
-        pair: [MomentumTensor<'_, Self>; 2],
-    ) -> Result<()> {
-        self.momentum_pair(step, pair)
     }
 
     fn gather_rows(
