@@ -54,14 +54,17 @@ struct Params {
 
 // ---- fused epilogue (tiled and skinny kernels, split-k reduce) ----------------------------
 //
-// P.epi selects what the store of C does with v = alpha * acc (+ beta * C), the same float
-// operations as the unfused kernels that would follow the product (act.wgsl):
+// The pipeline constant EPI (P.epi mirrors it) selects what the store of C does with
+// v = alpha * acc (+ beta * C), the same float operations as the unfused kernels that would
+// follow the product (act.wgsl); each epilogue is its own pipeline, so the others compile out:
 //   0: C = v
 //   1: C = v + bias[col]                         (elementwise.wgsl add_bias)
-//   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = P.act)
-//   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = P.act)
+//   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = ACT)
+//   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = ACT)
 // Bindings 4 (bias [n] or Z [m, n], read) and 5 (Y [m, n]) of the tiled and skinny kernels;
 // the host binds placeholders where the epilogue does not read or write them.
+override EPI: u32 = 0u;
+override ACT: u32 = 0u;
 @group(0) @binding(4) var<storage, read> e_in: array<f32>;
 @group(0) @binding(5) var<storage, read_write> e_out: array<f32>;
 
@@ -82,7 +85,7 @@ fn epi_tanh(v: f32) -> f32 {
 }
 
 fn epi_phi(v: f32) -> f32 {
-    switch P.act {
+    switch ACT {
         case 1u: { return max(v, 0.0); }
         case 2u: { return epi_tanh(v); }
         default: { return v; }
@@ -90,16 +93,16 @@ fn epi_phi(v: f32) -> f32 {
 }
 
 fn epi_dphi(v: f32) -> f32 {
-    switch P.act {
+    switch ACT {
         case 1u: { return select(0.0, 1.0, v > 0.0); }
         case 2u: { let t = epi_tanh(v); return 1.0 - t * t; }
         default: { return 1.0; }
     }
 }
 
-// The value stored at C[o] (column col) for v; writes Y[o] when P.epi == 2.
+// The value stored at C[o] (column col) for v; writes Y[o] when EPI == 2.
 fn epilogue(o: u32, col: u32, v: f32) -> f32 {
-    switch P.epi {
+    switch EPI {
         case 1u: { return v + e_in[col]; }
         case 2u: {
             let z = v + e_in[col];
@@ -113,7 +116,7 @@ fn epilogue(o: u32, col: u32, v: f32) -> f32 {
 
 // The same for C[o .. o+4] (columns col .. col+4, all inside C).
 fn epilogue4(o: u32, col: u32, v: vec4<f32>) -> vec4<f32> {
-    if (P.epi == 0u) {
+    if (EPI == 0u) {
         return v;
     }
     return vec4(
@@ -599,7 +602,7 @@ fn matmul_tiled_tt4(
 
 // epilogue() over the reduce's bindings.
 fn reduce_epilogue(o: u32, col: u32, v: f32) -> f32 {
-    switch P.epi {
+    switch EPI {
         case 1u: { return v + r_in[col]; }
         case 2u: {
             let z = v + r_in[col];

@@ -68,9 +68,9 @@ struct Recorder {
 pub struct GpuDevice {
     pub ctx: GpuContext,
     arena: wgpu::Buffer,
-    pipelines: RefCell<HashMap<&'static str, Arc<Pipeline>>>,
+    pipelines: RefCell<HashMap<(&'static str, u32), Arc<Pipeline>>>,
     modules: RefCell<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
-    bind_groups: RefCell<HashMap<(&'static str, Vec<u64>), wgpu::BindGroup>>,
+    bind_groups: RefCell<HashMap<(&'static str, u32, Vec<u64>), wgpu::BindGroup>>,
     rec: RefCell<Recorder>,
     pub(super) timestamps: Option<Timestamps>,
     submits: AtomicU64,
@@ -266,7 +266,7 @@ impl GpuDevice {
     }
 
     fn pipeline(&self, k: &Kernel) -> Result<Arc<Pipeline>> {
-        if let Some(p) = self.pipelines.borrow().get(k.name) {
+        if let Some(p) = self.pipelines.borrow().get(&(k.name, k.spec)) {
             return Ok(p.clone());
         }
         let module = self.shader_module(k.shader)?;
@@ -303,12 +303,17 @@ impl GpuDevice {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        // The matmul epilogue's `override EPI, ACT` (dead branches compiled out).
+        let constants = [("EPI", (k.spec >> 2) as f64), ("ACT", (k.spec & 3) as f64)];
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(k.name),
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some(k.entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: if k.spec == 0 { &[] } else { &constants },
+                ..Default::default()
+            },
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -318,7 +323,7 @@ impl GpuDevice {
             });
         }
         let p = Arc::new(Pipeline { pipeline, layout });
-        self.pipelines.borrow_mut().insert(k.name, p.clone());
+        self.pipelines.borrow_mut().insert((k.name, k.spec), p.clone());
         Ok(p)
     }
 
@@ -407,7 +412,7 @@ impl GpuDevice {
     }
 
     fn bind_group(&self, k: &Kernel, pipeline: &Pipeline, bufs: &[&RawBuf]) -> wgpu::BindGroup {
-        let key = (k.name, bufs.iter().map(|b| b.id).collect::<Vec<_>>());
+        let key = (k.name, k.spec, bufs.iter().map(|b| b.id).collect::<Vec<_>>());
         if let Some(bg) = self.bind_groups.borrow().get(&key) {
             return bg.clone();
         }

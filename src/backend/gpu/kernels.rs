@@ -144,6 +144,9 @@ pub struct Kernel {
     pub shader: Shader,
     pub entry: &'static str,
     pub bindings: &'static [Access],
+    /// Pipeline specialisation: 0 compiles the module's `override` defaults; else the fused
+    /// matmul epilogue `EPI * 4 + ACT` (see `super::matmul::Epilogue`), one pipeline each.
+    pub spec: u32,
 }
 
 use Access::{Read as R, ReadWrite as W};
@@ -155,6 +158,7 @@ macro_rules! kernel {
             shader: Shader::$shader,
             entry: $entry,
             bindings: &[$($acc),*],
+            spec: 0,
         };
     };
 }

@@ -410,7 +410,7 @@ pub fn record_epi(
             params.kc = kc as u32;
             let (e_in, e_out) = epi.bindings(dev, &partials)?;
             return dev.dispatch(
-                &MATMUL_SPLITK_REDUCE,
+                &Kernel { spec: epi_code * 4 + act, ..MATMUL_SPLITK_REDUCE },
                 &params,
                 &[&partials, c, &e_in, &e_out],
                 grid_1d(g.m * g.n, max),
@@ -421,6 +421,7 @@ pub fn record_epi(
         return dev.dispatch(&kernel, &params, &[a, b, c], grid);
     }
     let (e_in, e_out) = epi.bindings(dev, a)?;
+    let kernel = Kernel { spec: epi_code * 4 + act, ..kernel };
     dev.dispatch(&kernel, &params, &[a, b, c, &e_in, &e_out], grid)
 }
 
