@@ -163,14 +163,15 @@ macro_rules! kernel {
     };
 }
 
-// matmul.wgsl: C = alpha op(A) op(B) + beta C
+// matmul.wgsl: C = alpha op(A) op(B) + beta C; (a, b, c) then the fused epilogue's input
+// (bias or z) and output (y), see matmul::Epilogue
 kernel!(MATMUL_NAIVE, Matmul, "matmul_naive", [R, R, W]);
 kernel!(MATMUL_TILED, Matmul, "matmul_tiled", [R, R, W, R, W]);
 kernel!(MATMUL_TILED_NN4, Matmul, "matmul_tiled_nn4", [R, R, W, R, W]);
 kernel!(MATMUL_TILED_NT4, Matmul, "matmul_tiled_nt4", [R, R, W, R, W]);
 kernel!(MATMUL_TILED_TN4, Matmul, "matmul_tiled_tn4", [R, R, W, R, W]);
 kernel!(MATMUL_TILED_TT4, Matmul, "matmul_tiled_tt4", [R, R, W, R, W]);
-// split-k: C = sum_s partial[s] + beta C (partials, C)
+// split-k: C = sum_s partial[s] + beta C, then the epilogue (partials, C, bias or z, y)
 kernel!(MATMUL_SPLITK_REDUCE, Matmul, "matmul_splitk_reduce", [R, W, R, W]);
 // skinny: few rows of C (small batches), k summed by lanes in a fixed order
 kernel!(MATMUL_SKINNY8, Matmul, "matmul_skinny8", [R, R, W, R, W]);

@@ -21,6 +21,11 @@
 //! z dimension, each writing `alpha · op(A) op(B)` over its chunk to a device scratch buffer
 //! `[S, m, n]`; `matmul_splitk_reduce` then sums the partials in a fixed order (deterministic)
 //! and adds `beta · C`. `BATCHSCOPE_SPLITK=0` in the environment disables it (for A/B timing).
+//!
+//! Fused epilogues ([`Epilogue`], [`record_epi`]): every kernel but the naive one can apply
+//! `+ bias`, `+ bias` then `y = φ(·)`, or `⊙ φ'(z)` in its store of C (in the split-k reduce
+//! when split-k runs), with the float operations of the element-wise kernels they replace; the
+//! epilogue is a pipeline constant (`override EPI, ACT`), one pipeline per epilogue.
 
 use bytemuck::{Pod, Zeroable};
 
