@@ -29,6 +29,9 @@ const BIND_GROUP_CACHE_MAX: usize = 8192;
 
 static NEXT_BUFFER_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A cached bind group: kernel name, pipeline specialisation, buffer ids.
+type BindGroupKey = (&'static str, u32, Vec<u64>);
+
 /// A storage buffer with its element count. Cloning shares the same GPU memory.
 #[derive(Clone, Debug)]
 pub struct RawBuf {
@@ -70,7 +73,7 @@ pub struct GpuDevice {
     arena: wgpu::Buffer,
     pipelines: RefCell<HashMap<(&'static str, u32), Arc<Pipeline>>>,
     modules: RefCell<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
-    bind_groups: RefCell<HashMap<(&'static str, u32, Vec<u64>), wgpu::BindGroup>>,
+    bind_groups: RefCell<HashMap<BindGroupKey, wgpu::BindGroup>>,
     rec: RefCell<Recorder>,
     pub(super) timestamps: Option<Timestamps>,
     submits: AtomicU64,
