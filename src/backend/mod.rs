@@ -13,6 +13,7 @@
 //!   step, norms included, stays on the device; they are deterministic (tree + second pass).
 
 pub mod cpu;
+pub mod epilogue;
 pub mod error;
 pub mod gpu;
 pub mod half;
@@ -20,6 +21,7 @@ pub mod rng;
 pub mod scope;
 pub mod timed;
 
+pub use epilogue::Epilogue;
 pub use error::BackendError;
 pub use scope::Scope;
 
@@ -179,6 +181,19 @@ pub trait Backend {
     // ---- linear algebra -----------------------------------------------------------------
     /// See [`Gemm`]: `C[m,n] = alpha * op(A) * op(B) + beta * C`.
     fn matmul(&self, g: &Gemm, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) -> Result<()>;
+    /// [`Backend::matmul`], then `epi` on `C [m, n]` ([`epilogue::unfused`], the default); a
+    /// backend may fuse `epi` into the product's store when every element sees the same float
+    /// operations.
+    fn matmul_epilogue(
+        &self,
+        g: &Gemm,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        c: &mut Self::Buf,
+        epi: Epilogue<'_, Self>,
+    ) -> Result<()> {
+        epilogue::unfused(self, g, a, b, c, epi)
+    }
     /// `x[r, c] += bias[c]` for `x: [rows, cols]`, `bias: [cols]`.
     fn add_bias(&self, rows: usize, cols: usize, x: &mut Self::Buf, bias: &Self::Buf) -> Result<()>;
     /// `out[c] = alpha * sum_r x[r, c] + beta * out[c]` for `x: [rows, cols]`, `out: [cols]`.
@@ -283,6 +298,12 @@ pub trait Backend {
     // ---- reductions (deterministic, result stays on the device) -------------------------
     /// `out[slot] = Σ_{i<n} x[i]`.
     fn sum(&self, n: usize, x: &Self::Buf, out: &mut Self::Buf, slot: usize) -> Result<()>;
+    /// `out[slot] = Σ_{i<n} x[i]` for every `(x, slot)` of `terms` ([`Backend::sum`] each, the
+    /// default); a backend may reduce several vectors at once when every sum keeps the bits of
+    /// [`Backend::sum`].
+    fn sums(&self, n: usize, terms: &[(&Self::Buf, usize)], out: &mut Self::Buf) -> Result<()> {
+        terms.iter().try_for_each(|&(x, slot)| self.sum(n, x, out, slot))
+    }
     /// `out[slot] = Σ_{i<n} x[i] * y[i]`.
     fn dot(
         &self,

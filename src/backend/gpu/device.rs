@@ -29,6 +29,9 @@ const BIND_GROUP_CACHE_MAX: usize = 8192;
 
 static NEXT_BUFFER_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A cached bind group: kernel name, pipeline specialisation, buffer ids.
+type BindGroupKey = (&'static str, u32, Vec<u64>);
+
 /// A storage buffer with its element count. Cloning shares the same GPU memory.
 #[derive(Clone, Debug)]
 pub struct RawBuf {
@@ -68,9 +71,9 @@ struct Recorder {
 pub struct GpuDevice {
     pub ctx: GpuContext,
     arena: wgpu::Buffer,
-    pipelines: RefCell<HashMap<&'static str, Arc<Pipeline>>>,
+    pipelines: RefCell<HashMap<(&'static str, u32), Arc<Pipeline>>>,
     modules: RefCell<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
-    bind_groups: RefCell<HashMap<(&'static str, Vec<u64>), wgpu::BindGroup>>,
+    bind_groups: RefCell<HashMap<BindGroupKey, wgpu::BindGroup>>,
     rec: RefCell<Recorder>,
     pub(super) timestamps: Option<Timestamps>,
     submits: AtomicU64,
@@ -78,6 +81,7 @@ pub struct GpuDevice {
     scratch: RefCell<Option<RawBuf>>,
     /// Split-k matmul partial products.
     splitk_scratch: RefCell<Option<RawBuf>>,
+    epilogue_placeholder: RefCell<Option<RawBuf>>,
     /// Per-dispatch pass timestamps for the profiler (see `dispatch_timing`), when on.
     pub(super) dispatch_timing: RefCell<Option<DispatchTiming>>,
     pub(super) dispatch_timing_on: Cell<bool>,
@@ -104,6 +108,7 @@ impl GpuDevice {
             submits: AtomicU64::new(0),
             scratch: RefCell::new(None),
             splitk_scratch: RefCell::new(None),
+            epilogue_placeholder: RefCell::new(None),
             dispatch_timing: RefCell::new(None),
             dispatch_timing_on: Cell::new(false),
             counters: Counters::default(),
@@ -145,6 +150,12 @@ impl GpuDevice {
     /// The split-k matmul partials buffer of at least `len` elements (grown as needed).
     pub fn splitk_scratch(&self, len: usize) -> Result<RawBuf> {
         self.cached(&self.splitk_scratch, "split-k scratch", len)
+    }
+
+    /// A small buffer bound where a matmul's fused epilogue writes nothing (see
+    /// `super::matmul::Epilogue`).
+    pub fn epilogue_placeholder(&self) -> Result<RawBuf> {
+        self.cached(&self.epilogue_placeholder, "epilogue placeholder", 4)
     }
 
     /// The buffer held in `slot` if it has at least `len` elements, else a new one kept there.
@@ -258,7 +269,7 @@ impl GpuDevice {
     }
 
     fn pipeline(&self, k: &Kernel) -> Result<Arc<Pipeline>> {
-        if let Some(p) = self.pipelines.borrow().get(k.name) {
+        if let Some(p) = self.pipelines.borrow().get(&(k.name, k.spec)) {
             return Ok(p.clone());
         }
         let module = self.shader_module(k.shader)?;
@@ -295,12 +306,17 @@ impl GpuDevice {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        // The matmul epilogue's `override EPI, ACT` (dead branches compiled out).
+        let constants = [("EPI", (k.spec >> 2) as f64), ("ACT", (k.spec & 3) as f64)];
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(k.name),
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some(k.entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: if k.spec == 0 { &[] } else { &constants },
+                ..Default::default()
+            },
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -310,7 +326,7 @@ impl GpuDevice {
             });
         }
         let p = Arc::new(Pipeline { pipeline, layout });
-        self.pipelines.borrow_mut().insert(k.name, p.clone());
+        self.pipelines.borrow_mut().insert((k.name, k.spec), p.clone());
         Ok(p)
     }
 
@@ -399,7 +415,7 @@ impl GpuDevice {
     }
 
     fn bind_group(&self, k: &Kernel, pipeline: &Pipeline, bufs: &[&RawBuf]) -> wgpu::BindGroup {
-        let key = (k.name, bufs.iter().map(|b| b.id).collect::<Vec<_>>());
+        let key = (k.name, k.spec, bufs.iter().map(|b| b.id).collect::<Vec<_>>());
         if let Some(bg) = self.bind_groups.borrow().get(&key) {
             return bg.clone();
         }

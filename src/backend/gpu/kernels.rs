@@ -144,6 +144,9 @@ pub struct Kernel {
     pub shader: Shader,
     pub entry: &'static str,
     pub bindings: &'static [Access],
+    /// Pipeline specialisation: 0 compiles the module's `override` defaults; else the fused
+    /// matmul epilogue `EPI * 4 + ACT` (see `super::matmul::Epilogue`), one pipeline each.
+    pub spec: u32,
 }
 
 use Access::{Read as R, ReadWrite as W};
@@ -155,23 +158,25 @@ macro_rules! kernel {
             shader: Shader::$shader,
             entry: $entry,
             bindings: &[$($acc),*],
+            spec: 0,
         };
     };
 }
 
-// matmul.wgsl: C = alpha op(A) op(B) + beta C
+// matmul.wgsl: C = alpha op(A) op(B) + beta C; (a, b, c) then the fused epilogue's input
+// (bias or z) and output (y), see matmul::Epilogue
 kernel!(MATMUL_NAIVE, Matmul, "matmul_naive", [R, R, W]);
-kernel!(MATMUL_TILED, Matmul, "matmul_tiled", [R, R, W]);
-kernel!(MATMUL_TILED_NN4, Matmul, "matmul_tiled_nn4", [R, R, W]);
-kernel!(MATMUL_TILED_NT4, Matmul, "matmul_tiled_nt4", [R, R, W]);
-kernel!(MATMUL_TILED_TN4, Matmul, "matmul_tiled_tn4", [R, R, W]);
-kernel!(MATMUL_TILED_TT4, Matmul, "matmul_tiled_tt4", [R, R, W]);
-// split-k: C = sum_s partial[s] + beta C (partials, C)
-kernel!(MATMUL_SPLITK_REDUCE, Matmul, "matmul_splitk_reduce", [R, W]);
+kernel!(MATMUL_TILED, Matmul, "matmul_tiled", [R, R, W, R, W]);
+kernel!(MATMUL_TILED_NN4, Matmul, "matmul_tiled_nn4", [R, R, W, R, W]);
+kernel!(MATMUL_TILED_NT4, Matmul, "matmul_tiled_nt4", [R, R, W, R, W]);
+kernel!(MATMUL_TILED_TN4, Matmul, "matmul_tiled_tn4", [R, R, W, R, W]);
+kernel!(MATMUL_TILED_TT4, Matmul, "matmul_tiled_tt4", [R, R, W, R, W]);
+// split-k: C = sum_s partial[s] + beta C, then the epilogue (partials, C, bias or z, y)
+kernel!(MATMUL_SPLITK_REDUCE, Matmul, "matmul_splitk_reduce", [R, W, R, W]);
 // skinny: few rows of C (small batches), k summed by lanes in a fixed order
-kernel!(MATMUL_SKINNY8, Matmul, "matmul_skinny8", [R, R, W]);
-kernel!(MATMUL_SKINNY4, Matmul, "matmul_skinny4", [R, R, W]);
-kernel!(MATMUL_SKINNY1, Matmul, "matmul_skinny1", [R, R, W]);
+kernel!(MATMUL_SKINNY8, Matmul, "matmul_skinny8", [R, R, W, R, W]);
+kernel!(MATMUL_SKINNY4, Matmul, "matmul_skinny4", [R, R, W, R, W]);
+kernel!(MATMUL_SKINNY1, Matmul, "matmul_skinny1", [R, R, W, R, W]);
 // elementwise.wgsl
 kernel!(FILL, Elementwise, "fill", [W]);
 kernel!(COPY, Elementwise, "copy", [R, W]);
@@ -192,6 +197,9 @@ kernel!(MSE, Mse, "mse", [R, R, W, W]);
 kernel!(REDUCE_PARTIAL, Reduce, "reduce_partial", [R, R, W]);
 kernel!(REDUCE_FINAL, Reduce, "reduce_final", [R, W]);
 kernel!(COL_SUM, Reduce, "col_sum", [R, W]);
+// two sums of n-vectors at once (x, y, partials), (partials, out)
+kernel!(SUMS_PARTIAL, Reduce, "sums_partial", [R, R, W]);
+kernel!(SUMS_FINAL, Reduce, "sums_final", [R, W]);
 // update.wgsl
 kernel!(SGD_UPDATE, Update, "sgd_update", [R, W]);
 kernel!(MOMENTUM_UPDATE, Update, "momentum_update", [R, W, W]);
@@ -257,6 +265,8 @@ pub const ALL_KERNELS: &[Kernel] = &[
     REDUCE_PARTIAL,
     REDUCE_FINAL,
     COL_SUM,
+    SUMS_PARTIAL,
+    SUMS_FINAL,
     SGD_UPDATE,
     MOMENTUM_UPDATE,
     GATHER_ROWS,
