@@ -33,8 +33,10 @@ struct Params {
     // a scratch buffer as C and passes beta = 0). splits = 1, kc = k: the plain product.
     splits: u32,
     kc: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Fused epilogue of the store (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z).
+    epi: u32,
+    // φ of epilogues 2 and 3: 0 identity, 1 relu, 2 tanh (act.wgsl's codes).
+    act: u32,
     _pad2: u32,
 }
 
@@ -49,6 +51,78 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a_v: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b_v: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c_v: array<vec4<f32>>;
+
+// ---- fused epilogue (tiled and skinny kernels, split-k reduce) ----------------------------
+//
+// P.epi selects what the store of C does with v = alpha * acc (+ beta * C), the same float
+// operations as the unfused kernels that would follow the product (act.wgsl):
+//   0: C = v
+//   1: C = v + bias[col]                         (elementwise.wgsl add_bias)
+//   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = P.act)
+//   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = P.act)
+// Bindings 4 (bias [n] or Z [m, n], read) and 5 (Y [m, n]) of the tiled and skinny kernels;
+// the host binds placeholders where the epilogue does not read or write them.
+@group(0) @binding(4) var<storage, read> e_in: array<f32>;
+@group(0) @binding(5) var<storage, read_write> e_out: array<f32>;
+
+// alpha * x, with alpha == 1 exactly x: a later `+ bias` is never contracted with the product.
+fn alpha_times(x: f32) -> f32 {
+    return select(P.alpha * x, x, P.alpha == 1.0);
+}
+
+fn alpha_times4(x: vec4<f32>) -> vec4<f32> {
+    return select(P.alpha * x, x, P.alpha == 1.0);
+}
+
+// tanh without overflow for large |v| (as in act.wgsl).
+fn epi_tanh(v: f32) -> f32 {
+    let t = exp(-2.0 * abs(v));
+    let r = (1.0 - t) / (1.0 + t);
+    return select(r, -r, v < 0.0);
+}
+
+fn epi_phi(v: f32) -> f32 {
+    switch P.act {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return epi_tanh(v); }
+        default: { return v; }
+    }
+}
+
+fn epi_dphi(v: f32) -> f32 {
+    switch P.act {
+        case 1u: { return select(0.0, 1.0, v > 0.0); }
+        case 2u: { let t = epi_tanh(v); return 1.0 - t * t; }
+        default: { return 1.0; }
+    }
+}
+
+// The value stored at C[o] (column col) for v; writes Y[o] when P.epi == 2.
+fn epilogue(o: u32, col: u32, v: f32) -> f32 {
+    switch P.epi {
+        case 1u: { return v + e_in[col]; }
+        case 2u: {
+            let z = v + e_in[col];
+            e_out[o] = epi_phi(z);
+            return z;
+        }
+        case 3u: { return v * epi_dphi(e_in[o]); }
+        default: { return v; }
+    }
+}
+
+// The same for C[o .. o+4] (columns col .. col+4, all inside C).
+fn epilogue4(o: u32, col: u32, v: vec4<f32>) -> vec4<f32> {
+    if (P.epi == 0u) {
+        return v;
+    }
+    return vec4(
+        epilogue(o, col, v.x),
+        epilogue(o + 1u, col + 1u, v.y),
+        epilogue(o + 2u, col + 2u, v.z),
+        epilogue(o + 3u, col + 3u, v.w),
+    );
+}
 
 // ---- naive ------------------------------------------------------------------------------
 
@@ -298,11 +372,11 @@ fn load_b_s(col0: u32, k0: u32, k1: u32, t: u32, tb: bool) -> vec4<f32> {
 // C[row, col] = alpha * x + beta * C[row, col] when col < n (row < m checked by the caller).
 fn put_c(o: u32, col: u32, x: f32) {
     if (col < P.n) {
-        var y = P.alpha * x;
+        var y = alpha_times(x);
         if (P.beta != 0.0) {
             y = fma(P.beta, c_s[o], y);
         }
-        c_s[o] = y;
+        c_s[o] = epilogue(o, col, y);
     }
 }
 
@@ -418,12 +492,13 @@ fn load_b_v(col0: u32, k0: u32, k1: u32, t: u32, tb: bool) -> vec4<f32> {
 
 fn write_c_v(c_off: u32, row: u32, col: u32, v: vec4<f32>) {
     if (row < P.m && col < P.n) {
-        let o = (c_off + row * P.n + col) >> 2u;
-        var x = P.alpha * v;
+        let e = c_off + row * P.n + col;
+        let o = e >> 2u;
+        var x = alpha_times4(v);
         if (P.beta != 0.0) {
             x = fma(vec4(P.beta), c_v[o], x);
         }
-        c_v[o] = x;
+        c_v[o] = epilogue4(e, col, x);
     }
 }
 
@@ -516,11 +591,29 @@ fn matmul_tiled_tt4(
 
 // ---- split-k reduction ------------------------------------------------------------------
 
-// Bindings: 1 = partials [splits, m, n] (the a_s view), 2 = C [m, n].
+// Bindings: 1 = partials [splits, m, n] (the a_s view), 2 = C [m, n], then the epilogue's
+// input (3: bias [n] or Z [m, n]) and output (4: Y [m, n]), as bindings 4 and 5 of the others.
 @group(0) @binding(2) var<storage, read_write> c_r: array<f32>;
+@group(0) @binding(3) var<storage, read> r_in: array<f32>;
+@group(0) @binding(4) var<storage, read_write> r_out: array<f32>;
 
-// C[o] = sum over s = 0, 1, .. of Partial[s, o] (fixed order: deterministic) + beta * C[o];
-// beta == 0 never reads C. One invocation per element, 1-D grid folded into y.
+// epilogue() over the reduce's bindings.
+fn reduce_epilogue(o: u32, col: u32, v: f32) -> f32 {
+    switch P.epi {
+        case 1u: { return v + r_in[col]; }
+        case 2u: {
+            let z = v + r_in[col];
+            r_out[o] = epi_phi(z);
+            return z;
+        }
+        case 3u: { return v * epi_dphi(r_in[o]); }
+        default: { return v; }
+    }
+}
+
+// C[o] = sum over s = 0, 1, .. of Partial[s, o] (fixed order: deterministic) + beta * C[o],
+// then the epilogue; beta == 0 never reads C. One invocation per element, 1-D grid folded
+// into y.
 @compute @workgroup_size(WG_1D, 1, 1)
 fn matmul_splitk_reduce(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -540,7 +633,7 @@ fn matmul_splitk_reduce(
     if (P.beta != 0.0) {
         acc = fma(P.beta, c_r[o], acc);
     }
-    c_r[o] = acc;
+    c_r[o] = reduce_epilogue(o, o % P.n, acc);
 }
 
 // ---- skinny (small m) -------------------------------------------------------------------
@@ -625,11 +718,11 @@ fn skinny(t: u32, wid: vec3<u32>, nwg: vec3<u32>, rm: u32) {
         sum += sk_red[i * 256u + src];
     }
     let o = row * P.n + oc;
-    var v = P.alpha * sum;
+    var v = alpha_times(sum);
     if (P.beta != 0.0) {
         v = fma(P.beta, c_s[o], v);
     }
-    c_s[o] = v;
+    c_s[o] = epilogue(o, oc, v);
 }
 
 @compute @workgroup_size(256, 1, 1)

@@ -30,8 +30,10 @@ struct Params {
     beta: f32,
     splits: u32,
     kc: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Fused epilogue of the store (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z).
+    epi: u32,
+    // φ of epilogues 2 and 3: 0 identity, 1 relu, 2 tanh (act.wgsl's codes).
+    act: u32,
     _pad2: u32,
 }
 
@@ -43,6 +45,78 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a_v: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b_v: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c_v: array<vec4<f32>>;
+
+// ---- fused epilogue (tiled and skinny kernels, split-k reduce) ----------------------------
+//
+// P.epi selects what the store of C does with v = alpha * acc (+ beta * C), the same float
+// operations as the unfused kernels that would follow the product (act.wgsl):
+//   0: C = v
+//   1: C = v + bias[col]                         (elementwise.wgsl add_bias)
+//   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = P.act)
+//   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = P.act)
+// Bindings 4 (bias [n] or Z [m, n], read) and 5 (Y [m, n]) of the tiled and skinny kernels;
+// the host binds placeholders where the epilogue does not read or write them.
+@group(0) @binding(4) var<storage, read> e_in: array<f32>;
+@group(0) @binding(5) var<storage, read_write> e_out: array<f32>;
+
+// alpha * x, with alpha == 1 exactly x: a later `+ bias` is never contracted with the product.
+fn alpha_times(x: f32) -> f32 {
+    return select(P.alpha * x, x, P.alpha == 1.0);
+}
+
+fn alpha_times4(x: vec4<f32>) -> vec4<f32> {
+    return select(P.alpha * x, x, P.alpha == 1.0);
+}
+
+// tanh without overflow for large |v| (as in act.wgsl).
+fn epi_tanh(v: f32) -> f32 {
+    let t = exp(-2.0 * abs(v));
+    let r = (1.0 - t) / (1.0 + t);
+    return select(r, -r, v < 0.0);
+}
+
+fn epi_phi(v: f32) -> f32 {
+    switch P.act {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return epi_tanh(v); }
+        default: { return v; }
+    }
+}
+
+fn epi_dphi(v: f32) -> f32 {
+    switch P.act {
+        case 1u: { return select(0.0, 1.0, v > 0.0); }
+        case 2u: { let t = epi_tanh(v); return 1.0 - t * t; }
+        default: { return 1.0; }
+    }
+}
+
+// The value stored at C[o] (column col) for v; writes Y[o] when P.epi == 2.
+fn epilogue(o: u32, col: u32, v: f32) -> f32 {
+    switch P.epi {
+        case 1u: { return v + e_in[col]; }
+        case 2u: {
+            let z = v + e_in[col];
+            e_out[o] = epi_phi(z);
+            return z;
+        }
+        case 3u: { return v * epi_dphi(e_in[o]); }
+        default: { return v; }
+    }
+}
+
+// The same for C[o .. o+4] (columns col .. col+4, all inside C).
+fn epilogue4(o: u32, col: u32, v: vec4<f32>) -> vec4<f32> {
+    if (P.epi == 0u) {
+        return v;
+    }
+    return vec4(
+        epilogue(o, col, v.x),
+        epilogue(o + 1u, col + 1u, v.y),
+        epilogue(o + 2u, col + 2u, v.z),
+        epilogue(o + 3u, col + 3u, v.w),
+    );
+}
 
 // [buffer][p][row/4] and [buffer][p][col/4].
 var<workgroup> As: array<vec4<f32>, SA2>;
@@ -252,11 +326,11 @@ fn acc_row(ty: u32, r: u32) -> u32 {
 
 fn put_c(o: u32, col: u32, x: f32) {
     if (col < P.n) {
-        var y = P.alpha * x;
+        var y = alpha_times(x);
         if (P.beta != 0.0) {
             y = fma(P.beta, c_s[o], y);
         }
-        c_s[o] = y;
+        c_s[o] = epilogue(o, col, y);
     }
 }
 
@@ -274,12 +348,13 @@ fn write_c_s(c_off: u32, row: u32, col: u32, v: vec4<f32>) {
 // The same by one vec4 store (n is a multiple of 4).
 fn write_c_v(c_off: u32, row: u32, col: u32, v: vec4<f32>) {
     if (row < P.m && col < P.n) {
-        let o = (c_off + row * P.n + col) >> 2u;
-        var x = P.alpha * v;
+        let e = c_off + row * P.n + col;
+        let o = e >> 2u;
+        var x = alpha_times4(v);
         if (P.beta != 0.0) {
             x = fma(vec4(P.beta), c_v[o], x);
         }
-        c_v[o] = x;
+        c_v[o] = epilogue4(e, col, x);
     }
 }
 

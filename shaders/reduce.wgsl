@@ -2,6 +2,9 @@
 // sums the elements i ≡ g*WG_1D + t (mod groups*WG_1D) by a fixed tree into partials[g]. Pass 2
 // (`reduce_final`): one workgroup sums partials[0..groups] the same way into out[slot].
 // The order depends only on n and groups, so the same inputs give bitwise the same result.
+// `sums_partial` / `sums_final`: the same two passes for two vectors x, y of n elements at
+// once (workgroup row v = 0 for x, 1 for y), each total written to up to two slots: per vector
+// the same float operations as `reduce_partial` / `reduce_final` with op = sum.
 // `col_sum`: out[c] = alpha * Σ_r x[r, c] + beta * out[c], 8 row lanes per column, fixed tree.
 
 struct Red {
@@ -24,6 +27,19 @@ struct Red {
 // reduce_final: [partials_in, out]; col_sum: [x, out]
 @group(0) @binding(1) var<storage, read> pin: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+// sums_partial: [x, y, partials], sums_final: [partials_in, out], with this parameter block.
+struct Sums {
+    n: u32,      // elements of each vector (pass 1)
+    groups: u32, // pass-1 workgroups per vector
+    vectors: u32, // 1 (x only) or 2 (x and y)
+    _pad: u32,
+    slots: vec4<u32>, // x's slots (.x, .y), y's slots (.z, .w); NO_SLOT = none
+}
+
+const NO_SLOT: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> ps: Sums;
 
 var<workgroup> tree: array<f32, WG_1D>;
 // col_sum: one slot per invocation of its 32 x 8 workgroup.
@@ -69,6 +85,40 @@ fn reduce_final(@builtin(local_invocation_id) lid: vec3<u32>) {
     tree[t] = acc;
     let total = tree_sum(t);
     if (t == 0u) { out[p.slot] = total; }
+}
+
+// Workgroup (g, v) sums vector v's elements i ≡ g*WG_1D + t (mod groups*WG_1D) into
+// partials[v * groups + g], as reduce_partial does.
+@compute @workgroup_size(WG_1D)
+fn sums_partial(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let t = lid.x;
+    let stride = ps.groups * WG_1D;
+    var acc = 0.0;
+    for (var i = wid.x * WG_1D + t; i < ps.n; i = i + stride) {
+        acc = acc + select(x[i], y[i], wid.y == 1u);
+    }
+    tree[t] = acc;
+    let total = tree_sum(t);
+    if (t == 0u) { partials[wid.y * ps.groups + wid.x] = total; }
+}
+
+// Workgroup v sums vector v's partials as reduce_final does, into its one or two slots.
+@compute @workgroup_size(WG_1D)
+fn sums_final(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let t = lid.x;
+    let base = wid.x * ps.groups;
+    var acc = 0.0;
+    for (var i = t; i < ps.groups; i = i + WG_1D) {
+        acc = acc + pin[base + i];
+    }
+    tree[t] = acc;
+    let total = tree_sum(t);
+    let first = select(ps.slots.x, ps.slots.z, wid.x == 1u);
+    let second = select(ps.slots.y, ps.slots.w, wid.x == 1u);
+    if (t == 0u) {
+        out[first] = total;
+        if (second != NO_SLOT) { out[second] = total; }
+    }
 }
 
 // Workgroup = 32 columns x 8 row lanes. Lane l sums rows r ≡ l (mod 8) in order.

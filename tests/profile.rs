@@ -26,23 +26,19 @@ fn group<'a>(p: &'a BatchProfile, name: &str) -> &'a batchscope::profile::GroupS
     p.groups.iter().find(|g| g.group == name).unwrap_or_else(|| panic!("no group {name} in {p:#?}"))
 }
 
-/// The groups of one momentum step of a 3-layer MLP, in recording order.
-const GROUPS: [&str; 15] = [
-    "fwd matmul L0",
-    "bias+act L0",
-    "fwd matmul L1",
-    "bias+act L1",
-    "fwd matmul L2",
-    "bias+act L2",
+/// The groups of one momentum step of a 3-layer MLP, in recording order: bias and φ are fused
+/// into the forward products, `⊙ φ'(z)` into the dgrad products.
+const GROUPS: [&str; 10] = [
+    "fwd L0 (matmul+bias+relu)",
+    "fwd L1 (matmul+bias+relu)",
+    "fwd L2 (matmul+bias)",
     "xent+dlogits",
     "wgrad L2",
     "col_sum L2",
-    "dgrad L2",
-    "act bwd L1",
+    "dgrad L2 (matmul+relu')",
     "wgrad L1",
     "col_sum L1",
-    "dgrad L1",
-    "act bwd L0",
+    "dgrad L1 (matmul+relu')",
 ];
 
 fn check_names(p: &BatchProfile) {
@@ -51,9 +47,9 @@ fn check_names(p: &BatchProfile) {
     expected.extend(["wgrad L0", "col_sum L0", "reduce", "momentum update"]);
     assert_eq!(names, expected, "every op of the step named, in order");
     assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
-    // 6 forward (3 matmul, 2 fused bias+act, 1 bias) + xent + 10 backward (5 matmul,
-    // 3 col_sum, 2 act bwd) + 2 sums + 6 updates.
-    assert_eq!(p.ops_per_step, 25.0);
+    // 3 forward (matmul + bias (+ φ)) + xent + 8 backward (3 wgrad, 3 col_sum, 2 dgrad + φ')
+    // + the loss and correct sums (one op) + 3 updates (weight and bias of a layer together).
+    assert_eq!(p.ops_per_step, 16.0);
 }
 
 fn check_sum(p: &BatchProfile, tol: f64) {
@@ -76,7 +72,7 @@ fn cpu_profile_adds_up_and_names_every_op() {
     assert_eq!(p.timing, TimingMethod::HostTimers);
     check_sum(&p, 0.10);
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
-    assert_eq!(names.len(), 19, "{names:?}");
+    assert_eq!(names.len(), 14, "{names:?}");
     assert!(names.iter().all(|n| *n != "other"));
     assert!(p.groups.iter().all(|g| g.us_per_step > 0.0));
 }
@@ -87,16 +83,15 @@ fn analytic_counts_equal_hand_computed_values() {
     let p = profile_batch(&common::cpu(), &config(&[]), 8).expect("profile");
     check_names(&p);
     let (b, d, h1, h2, k) = (8.0, 16.0, 32.0, 24.0, 5.0);
-    // z0 [8,32] = x [8,16] · W0ᵀ: 2·8·32·16 FLOPs; reads x, W0, writes z0.
-    let g = group(&p, "fwd matmul L0");
-    assert_eq!((g.calls_per_step, g.flops_per_step), (1.0, 2.0 * b * h1 * d));
-    assert_eq!(g.bytes_per_step, 4.0 * (b * d + h1 * d + b * h1));
-    // Fused bias (8·32 adds) + relu (8·32): z read and written, bias read, a written.
-    let g = group(&p, "bias+act L0");
-    assert_eq!(g.flops_per_step, 2.0 * b * h1);
-    assert_eq!(g.bytes_per_step, 4.0 * (3.0 * b * h1 + h1));
+    // z0 [8,32] = x [8,16] · W0ᵀ + b0: 2·8·32·16 FLOPs + 8·32 adds, then relu (8·32); reads
+    // x, W0, b0, writes z0 and a0.
+    let g = group(&p, "fwd L0 (matmul+bias+relu)");
+    assert_eq!((g.calls_per_step, g.flops_per_step), (1.0, 2.0 * b * h1 * d + 2.0 * b * h1));
+    assert_eq!(g.bytes_per_step, 4.0 * (b * d + h1 * d + b * h1 + h1 + b * h1));
     // The output layer has a bias and no activation.
-    assert_eq!(group(&p, "bias+act L2").flops_per_step, b * k);
+    let g = group(&p, "fwd L2 (matmul+bias)");
+    assert_eq!(g.flops_per_step, 2.0 * b * k * h2 + b * k);
+    assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + k * h2 + b * k + k));
     // Softmax cross-entropy: 7 per logit; logits + dlogits, labels + loss + correct.
     let g = group(&p, "xent+dlogits");
     assert_eq!((g.flops_per_step, g.bytes_per_step), (7.0 * b * k, 4.0 * (2.0 * b * k + 3.0 * b)));
@@ -104,36 +99,39 @@ fn analytic_counts_equal_hand_computed_values() {
     let g = group(&p, "wgrad L1");
     assert_eq!(g.flops_per_step, 2.0 * h2 * h1 * b);
     assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + b * h1 + h2 * h1));
-    // da0 [8,32] = dz1 [8,24] · W1 [24,32].
-    assert_eq!(group(&p, "dgrad L1").flops_per_step, 2.0 * b * h1 * h2);
+    // dz0 [8,32] = (dz1 [8,24] · W1 [24,32]) ⊙ relu'(z0): one multiply per element more;
+    // reads dz1, W1, z0, writes dz0.
+    let g = group(&p, "dgrad L1 (matmul+relu')");
+    assert_eq!(g.flops_per_step, 2.0 * b * h1 * h2 + b * h1);
+    assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + h2 * h1 + 2.0 * b * h1));
     // gb2 = Σ_rows dz2: 8·5 adds + 5 scalings.
     let g = group(&p, "col_sum L2");
     assert_eq!((g.flops_per_step, g.bytes_per_step), (b * k + k, 4.0 * (b * k + k)));
-    // relu': one multiply per element; z, da read, dz written.
-    let g = group(&p, "act bwd L0");
-    assert_eq!((g.flops_per_step, g.bytes_per_step), (b * h1, 4.0 * 3.0 * b * h1));
-    // Two sums of [8] (loss, correct) into one slot each.
+    // Two sums of [8] (loss, correct) into one slot each, in one call.
     let g = group(&p, "reduce");
     assert_eq!(
         (g.calls_per_step, g.flops_per_step, g.bytes_per_step),
-        (2.0, 2.0 * b, 2.0 * 4.0 * (b + 1.0))
+        (1.0, 2.0 * b, 2.0 * 4.0 * (b + 1.0))
     );
-    // Momentum over all 16·32+32 + 32·24+24 + 24·5+5 = 1461 parameters: 6 FLOPs, 5 floats each.
+    // Momentum over all 16·32+32 + 32·24+24 + 24·5+5 = 1461 parameters: 6 FLOPs, 5 floats each,
+    // a layer's weight and bias in one call.
     let n = d * h1 + h1 + h1 * h2 + h2 + h2 * k + k;
     let g = group(&p, "momentum update");
-    assert_eq!((g.calls_per_step, g.flops_per_step, g.bytes_per_step), (6.0, 6.0 * n, 20.0 * n));
+    assert_eq!((g.calls_per_step, g.flops_per_step, g.bytes_per_step), (3.0, 6.0 * n, 20.0 * n));
 }
 
 /// What a GPU step records, device-independently: dispatches, passes and submits per step of
-/// the 3-layer MLP at a small batch (skinny products) and a large one (tiled products). 27 =
-/// 3 forward matmuls + 2 fused bias+act + 1 bias + xent + 3 wgrad + 3 col_sum + 2 dgrad +
-/// 2 act bwd + 2 two-pass sums (4) + 6 momentum updates; one pass; one submit.
+/// the 3-layer MLP at a small batch (skinny products) and a large one (tiled products). 17 =
+/// 3 forward matmuls with bias (+ φ) fused into their store + xent + 3 wgrad + 3 col_sum +
+/// 2 dgrad with φ' fused into their store + 1 two-pass reduction of both sums (2) + 3 momentum
+/// updates (a layer's weight and bias each); one pass; one submit. (27 before the fusions:
+/// 3 bias / bias+act and 2 act bwd dispatches, a second two-pass sum, 3 more updates.)
 #[test]
 fn gpu_step_dispatches_passes_and_submits() {
     let b = common::gpu();
     for batch in [4usize, 256] {
         let p = profile_batch(&b, &config(&[]), batch).expect("profile");
-        assert_eq!(p.dispatches_per_step, 27.0, "B = {batch}");
+        assert_eq!(p.dispatches_per_step, 17.0, "B = {batch}");
         assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
         assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
     }

@@ -13,6 +13,7 @@
 //!   step, norms included, stays on the device; they are deterministic (tree + second pass).
 
 pub mod cpu;
+pub mod epilogue;
 pub mod error;
 pub mod gpu;
 pub mod half;
@@ -20,6 +21,7 @@ pub mod rng;
 pub mod scope;
 pub mod timed;
 
+pub use epilogue::Epilogue;
 pub use error::BackendError;
 pub use scope::Scope;
 
@@ -179,6 +181,19 @@ pub trait Backend {
     // ---- linear algebra -----------------------------------------------------------------
     /// See [`Gemm`]: `C[m,n] = alpha * op(A) * op(B) + beta * C`.
     fn matmul(&self, g: &Gemm, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) -> Result<()>;
+    /// [`Backend::matmul`], then `epi` on `C [m, n]` ([`epilogue::unfused`], the default); a
+    /// backend may fuse `epi` into the product's store when every element sees the same float
+    /// operations.
+    fn matmul_epilogue(
+        &self,
+        g: &Gemm,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        c: &mut Self::Buf,
+        epi: Epilogue<'_, Self>,
+    ) -> Result<()> {
+        epilogue::unfused(self, g, a, b, c, epi)
+    }
     /// `x[r, c] += bias[c]` for `x: [rows, cols]`, `bias: [cols]`.
     fn add_bias(&self, rows: usize, cols: usize, x: &mut Self::Buf, bias: &Self::Buf) -> Result<()>;
     /// `out[c] = alpha * sum_r x[r, c] + beta * out[c]` for `x: [rows, cols]`, `out: [cols]`.
@@ -283,6 +298,12 @@ pub trait Backend {
     // ---- reductions (deterministic, result stays on the device) -------------------------
     /// `out[slot] = Σ_{i<n} x[i]`.
     fn sum(&self, n: usize, x: &Self::Buf, out: &mut Self::Buf, slot: usize) -> Result<()>;
+    /// `out[slot] = Σ_{i<n} x[i]` for every `(x, slot)` of `terms` ([`Backend::sum`] each, the
+    /// default); a backend may reduce several vectors at once when every sum keeps the bits of
+    /// [`Backend::sum`].
+    fn sums(&self, n: usize, terms: &[(&Self::Buf, usize)], out: &mut Self::Buf) -> Result<()> {
+        terms.iter().try_for_each(|&(x, slot)| self.sum(n, x, out, slot))
+    }
     /// `out[slot] = Σ_{i<n} x[i] * y[i]`.
     fn dot(
         &self,
@@ -316,6 +337,16 @@ pub trait Backend {
     ) -> Result<()>;
 
     // ---- clipping -----------------------------------------------------------------------
+    /// [`Backend::momentum_update`] of two tensors (a layer's weight and bias), one after the
+    /// other (the default); a backend may update both in one dispatch (element-wise: the same
+    /// bits).
+    fn momentum_update_pair(
+        &self,
+        step: &MomentumStep,
+        pair: [MomentumTensor<'_, Self>; 2],
+    ) -> Result<()> {
+        pair.into_iter().try_for_each(|t| self.momentum_update(t.n, step, t.grad, t.velocity, t.param))
+    }
     /// Global-norm clipping without a host round trip: with `s = Σ_{i<count} stats[first + i]`
     /// (squared norms of all gradient tensors, see [`GlobalNorm`]), `x[..n] *= min(1,
     /// max_norm / √s)`. When `count_slot` is given and the step is clipped, `stats[count_slot] += 1`.
@@ -402,6 +433,15 @@ pub struct MomentumStep {
     pub lr: f32,
     pub mu: f32,
     pub weight_decay: f32,
+}
+
+/// One tensor of [`Backend::momentum_update_pair`]: `n` elements of its gradient, velocity and
+/// parameter.
+pub struct MomentumTensor<'a, B: Backend + ?Sized> {
+    pub n: usize,
+    pub grad: &'a B::Buf,
+    pub velocity: &'a mut B::Buf,
+    pub param: &'a mut B::Buf,
 }
 
 /// The clipping threshold of [`Backend::clip_by_global_norm`] and where its inputs lie in the

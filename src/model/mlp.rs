@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::init::{init_std, normal_vec, rng};
 use super::params::ParamSet;
-use crate::backend::{Activation, Backend, BackendError, Gemm, Result, Scope};
+use crate::backend::{Activation, Backend, BackendError, Epilogue, Gemm, Result, Scope};
 
 /// The surrogate loss minimised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,8 +46,13 @@ pub struct Workspace<B: Backend> {
     pub a: Vec<B::Buf>,
     /// `∂L/∂z_l [rows, out_l]`; the last one is d logits.
     pub dz: Vec<B::Buf>,
-    /// `∂L/∂a_l [rows, out_l]`, one per hidden layer.
+    /// `∂L/∂a_l [rows, out_l]`, one per hidden layer; written by [`Mlp::backward`] only when
+    /// `keep_da` (the R-passes of [`Mlp::hvp_prepared`] read it).
     pub da: Vec<B::Buf>,
+    /// Whether [`Mlp::backward`] writes `da` (true, the default), or fuses `⊙ φ'(z)` into the
+    /// product that computes it (`dz_{l-1}` without `da`: one dispatch fewer per hidden layer
+    /// on the GPU, the same bits).
+    pub keep_da: bool,
     /// Per-example surrogate loss `[rows]`.
     pub loss: B::Buf,
     /// Per-example correctness `[rows]` (1 = right, 0 = wrong; classification only).
@@ -160,6 +165,7 @@ impl Mlp {
             a: widths[..l - 1].iter().map(|&w| b.zeros(rows * w)).collect::<Result<_>>()?,
             dz: widths.iter().map(|&w| b.zeros(rows * w)).collect::<Result<_>>()?,
             da: widths[..l - 1].iter().map(|&w| b.zeros(rows * w)).collect::<Result<_>>()?,
+            keep_da: true,
             loss: b.zeros(rows)?,
             correct: b.zeros(rows)?,
         })
@@ -185,19 +191,18 @@ impl Mlp {
         let rows = ws.rows;
         for l in 0..self.layers() {
             let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
-            let input = if l == 0 { x } else { &ws.a[l - 1] };
+            let (before, after) = ws.a.split_at_mut(l);
+            let input = if l == 0 { x } else { &before[l - 1] };
             b.scope(Scope::Forward(l));
-            // z [rows, out] = input [rows, in] · Wᵀ ([out, in] stored)
+            // z [rows, out] = input [rows, in] · Wᵀ ([out, in] stored) + b; a = φ(z) for
+            // hidden layers (fused into the product's store on the GPU)
             let g = Gemm::nn(rows, fan_out, fan_in).trans(false, true);
-            b.matmul(&g, input, &p.tensors[2 * l], &mut ws.z[l])?;
             let bias = &p.tensors[2 * l + 1];
-            if l + 1 < self.layers() {
-                // z += b; a = φ(z) (one fused dispatch on the GPU)
-                let act = self.spec.activation;
-                b.add_bias_act(act, rows, fan_out, &mut ws.z[l], bias, &mut ws.a[l])?;
-            } else {
-                b.add_bias(rows, fan_out, &mut ws.z[l], bias)?;
-            }
+            let epi = match after.first_mut() {
+                Some(a) => Epilogue::BiasAct(self.spec.activation, bias, a),
+                None => Epilogue::Bias(bias),
+            };
+            b.matmul_epilogue(&g, input, &p.tensors[2 * l], &mut ws.z[l], epi)?;
         }
         b.scope(Scope::None);
         Ok(())
@@ -262,11 +267,18 @@ impl Mlp {
             if l > 0 {
                 // da [rows, in] = dz [rows, out] · W [out, in]
                 let g = Gemm::nn(rows, fan_in, fan_out);
-                b.matmul(&g, &ws.dz[l], &p.tensors[2 * l], &mut ws.da[l - 1])?;
-                // dz_{l-1} = da ⊙ φ'(z_{l-1})
-                b.scope(Scope::Backward(l - 1));
-                let n = rows * fan_in;
-                b.act_backward(self.spec.activation, n, &ws.z[l - 1], &ws.da[l - 1], &mut ws.dz[l - 1])?;
+                let act = self.spec.activation;
+                let (dz, dz_prev) = split_pair(&mut ws.dz, l);
+                if ws.keep_da {
+                    b.matmul(&g, dz, &p.tensors[2 * l], &mut ws.da[l - 1])?;
+                    // dz_{l-1} = da ⊙ φ'(z_{l-1})
+                    b.scope(Scope::Backward(l - 1));
+                    b.act_backward(act, rows * fan_in, &ws.z[l - 1], &ws.da[l - 1], dz_prev)?;
+                } else {
+                    // dz_{l-1} = (dz · W) ⊙ φ'(z_{l-1}) in one fused product
+                    let epi = Epilogue::ActGrad { act, z: &ws.z[l - 1], scratch: &mut ws.da[l - 1] };
+                    b.matmul_epilogue(&g, dz, &p.tensors[2 * l], dz_prev, epi)?;
+                }
             }
         }
         b.scope(Scope::None);
@@ -287,4 +299,10 @@ impl Mlp {
         self.loss(b, targets, ws)?;
         self.backward(b, p, x, ws, grads)
     }
+}
+
+/// `(&v[l], &mut v[l - 1])` for `l ≥ 1`.
+fn split_pair<T>(v: &mut [T], l: usize) -> (&T, &mut T) {
+    let (lo, hi) = v.split_at_mut(l);
+    (&hi[0], &mut lo[l - 1])
 }

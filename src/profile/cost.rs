@@ -15,10 +15,21 @@ pub enum ReduceKind {
     SumSq,
 }
 
+/// The element-wise op a fused product applies at its store
+/// ([`crate::backend::Backend::matmul_epilogue`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fusion {
+    Bias,
+    BiasAct(Activation),
+    ActGrad(Activation),
+}
+
 /// One Backend op with the shapes that fix its cost.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
     Matmul(Gemm),
+    /// A product with its epilogue fused into the store.
+    MatmulFused(Gemm, Fusion),
     AddBias {
         rows: usize,
         cols: usize,
@@ -72,6 +83,11 @@ pub enum Op {
         kind: ReduceKind,
         n: usize,
     },
+    /// Several sums of `[n]` vectors at once ([`crate::backend::Backend::sums`]), one per term.
+    Sums {
+        n: usize,
+        terms: usize,
+    },
     Sgd {
         n: usize,
     },
@@ -110,6 +126,14 @@ impl Op {
                 let extra = (g.alpha != 1.0) as usize + 2 * (g.beta != 0.0) as usize;
                 g.flops() + f(g.m * g.n * extra)
             }
+            // The product, then + bias (and φ), or · φ'(z), per output element.
+            Op::MatmulFused(g, fusion) => {
+                let per = match fusion {
+                    Fusion::Bias | Fusion::ActGrad(_) => 1,
+                    Fusion::BiasAct(_) => 2,
+                };
+                Op::Matmul(g).flops() + f(g.m * g.n * per)
+            }
             Op::AddBias { rows, cols } => f(rows * cols),
             // Σ over rows, α·s, and + β·out when accumulating.
             Op::ColSum { rows, cols, accumulate } => {
@@ -131,6 +155,7 @@ impl Op {
             // Per element: difference, square, sum, scaled gradient.
             Op::Mse { rows, cols } => f(4 * rows * cols),
             Op::Reduce { kind: ReduceKind::Sum, n } => f(n),
+            Op::Sums { n, terms } => f(n * terms),
             Op::Reduce { n, .. } => f(2 * n),
             // g + wd·p (2), p -= lr·(…) (2).
             Op::Sgd { n } => f(4 * n),
@@ -151,6 +176,15 @@ impl Op {
                 let (a, bb, c) = (g.m * g.k, g.k * g.n, g.m * g.n);
                 b(a + bb + c + c * (g.beta != 0.0) as usize)
             }
+            // The product's operands and C, plus bias read (and y written), or z read.
+            Op::MatmulFused(g, fusion) => {
+                let extra = match fusion {
+                    Fusion::Bias => g.n,
+                    Fusion::BiasAct(_) => g.n + g.m * g.n,
+                    Fusion::ActGrad(_) => g.m * g.n,
+                };
+                Op::Matmul(g).bytes() + b(extra)
+            }
             // x read and written, bias read.
             Op::AddBias { rows, cols } => b(2 * rows * cols + cols),
             Op::ColSum { rows, cols, accumulate } => b(rows * cols + cols * (1 + accumulate as usize)),
@@ -170,6 +204,7 @@ impl Op {
             Op::Mse { rows, cols } => b(3 * rows * cols + rows),
             Op::Reduce { kind: ReduceKind::Dot, n } => b(2 * n + 1),
             Op::Reduce { n, .. } => b(n + 1),
+            Op::Sums { n, terms } => b((n + 1) * terms),
             // grad, param in; param out.
             Op::Sgd { n } => b(3 * n),
             // grad, velocity, param in; velocity, param out.
@@ -195,6 +230,18 @@ impl Op {
             (Op::Matmul(g), Scope::Backward(l)) if g.trans_a => format!("wgrad L{l}"),
             (Op::Matmul(_), Scope::Backward(l)) => format!("dgrad L{l}"),
             (Op::Matmul(_), Scope::None) => "matmul".into(),
+            (Op::MatmulFused(_, fusion), _) => {
+                let what = match fusion {
+                    Fusion::Bias => "matmul+bias".to_string(),
+                    Fusion::BiasAct(act) => format!("matmul+bias+{}", act.name()),
+                    Fusion::ActGrad(act) => format!("matmul+{}'", act.name()),
+                };
+                match scope {
+                    Scope::Forward(l) => format!("fwd L{l} ({what})"),
+                    Scope::Backward(l) => format!("dgrad L{l} ({what})"),
+                    Scope::None => what,
+                }
+            }
             (Op::AddBias { .. } | Op::ActForward { .. } | Op::BiasAct { .. }, Scope::Forward(l)) => {
                 format!("bias+act L{l}")
             }
@@ -207,7 +254,7 @@ impl Op {
             (Op::SoftmaxXentRop { .. }, _) => "xent R-op".into(),
             (Op::Mse { .. }, _) => "mse+dpred".into(),
             (Op::ActSecond { .. }, _) => layer("act second"),
-            (Op::Reduce { .. }, _) => "reduce".into(),
+            (Op::Reduce { .. } | Op::Sums { .. }, _) => "reduce".into(),
             (Op::Sgd { .. }, _) => "sgd update".into(),
             (Op::Momentum { .. }, _) => "momentum update".into(),
             (Op::ClipNorm { .. }, _) => "clip norm".into(),
@@ -251,10 +298,24 @@ mod tests {
             + Op::ActForward { act: Activation::Relu, n: 6 }.bytes();
         assert_eq!(fused.bytes(), parts - 6.0 * 4.0);
         assert_eq!(fused.flops(), 12.0);
+        // Fused products: the product plus the element-wise op, without C's re-read and rewrite.
+        let fwd = Op::MatmulFused(g, Fusion::BiasAct(Activation::Tanh));
+        assert_eq!(fwd.group(Scope::Forward(0)), "fwd L0 (matmul+bias+tanh)");
+        assert_eq!(fwd.flops(), Op::Matmul(g).flops() + 2.0 * 32.0);
+        assert_eq!(fwd.bytes(), Op::Matmul(g).bytes() + 4.0 * (4.0 + 32.0));
+        assert_eq!(Op::MatmulFused(g, Fusion::Bias).group(Scope::Forward(2)), "fwd L2 (matmul+bias)");
+        let bwd = Op::MatmulFused(g, Fusion::ActGrad(Activation::Relu));
+        assert_eq!(bwd.group(Scope::Backward(1)), "dgrad L1 (matmul+relu')");
+        assert_eq!(bwd.bytes(), Op::Matmul(g).bytes() + 4.0 * 32.0);
         assert_eq!(Op::Momentum { n: 3 }.group(Scope::Backward(0)), "momentum update");
         assert_eq!(Op::Reduce { kind: ReduceKind::Dot, n: 3 }.group(Scope::None), "reduce");
         // Dot reads two vectors, sum of squares one.
         assert_eq!(Op::Reduce { kind: ReduceKind::Dot, n: 3 }.bytes(), 28.0);
         assert_eq!(Op::Reduce { kind: ReduceKind::SumSq, n: 3 }.flops(), 6.0);
+        // Several sums cost what the single sums cost.
+        let one = Op::Reduce { kind: ReduceKind::Sum, n: 3 };
+        assert_eq!(Op::Sums { n: 3, terms: 2 }.group(Scope::None), "reduce");
+        assert_eq!(Op::Sums { n: 3, terms: 2 }.bytes(), 2.0 * one.bytes());
+        assert_eq!(Op::Sums { n: 3, terms: 2 }.flops(), 2.0 * one.flops());
     }
 }

@@ -94,15 +94,17 @@ pub fn table(p: &BatchProfile, peaks: &Peaks) -> String {
         p.bytes_read_back_per_step,
         p.host_record_submit_us
     );
+    // The group column as wide as its longest name (fused ops: `fwd L0 (matmul+bias+relu)`).
+    let w = p.groups.iter().map(|g| g.group.chars().count()).max().unwrap_or(0).max(18);
     let _ = writeln!(
         s,
-        "  {:<18} {:>6} {:>10} {:>6} {:>10} {:>10} {:>9} {:>8} {:>8} {:>7}",
+        "  {:<w$} {:>6} {:>10} {:>6} {:>10} {:>10} {:>9} {:>8} {:>8} {:>7}",
         "group", "calls", "µs/step", "% step", "MFLOP", "MB", "GFLOP/s", "GB/s", "bound", "% roof"
     );
     for g in &p.groups {
         let _ = writeln!(
             s,
-            "  {:<18} {:>6.0} {:>10.1} {:>6.1} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>8} {:>7.1}",
+            "  {:<w$} {:>6.0} {:>10.1} {:>6.1} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>8} {:>7.1}",
             g.group,
             g.calls_per_step,
             g.us_per_step,

@@ -6,10 +6,11 @@
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
-use super::cost::{Op, ReduceKind};
+use super::cost::{Fusion, Op, ReduceKind};
 use super::hooks::{Profilable, TimingMethod};
 use crate::backend::{
-    Activation, Backend, BackendKind, Gemm, GenSpec, GlobalNorm, MomentumStep, Result, Scope,
+    Activation, Backend, BackendKind, Epilogue, Gemm, GenSpec, GlobalNorm, MomentumStep, MomentumTensor,
+    Result, Scope,
 };
 
 /// One op call of a profiled recording.
@@ -141,6 +142,21 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
     fn matmul(&self, g: &Gemm, a: &B::Buf, b: &B::Buf, c: &mut B::Buf) -> Result<()> {
         self.op(Op::Matmul(*g), || self.inner.matmul(g, a, b, c))
     }
+    fn matmul_epilogue(
+        &self,
+        g: &Gemm,
+        a: &B::Buf,
+        b: &B::Buf,
+        c: &mut B::Buf,
+        epi: Epilogue<'_, Self>,
+    ) -> Result<()> {
+        let fusion = match &epi {
+            Epilogue::Bias(_) => Fusion::Bias,
+            Epilogue::BiasAct(act, ..) => Fusion::BiasAct(*act),
+            Epilogue::ActGrad { act, .. } => Fusion::ActGrad(*act),
+        };
+        self.op(Op::MatmulFused(*g, fusion), || self.inner.matmul_epilogue(g, a, b, c, epi.cast()))
+    }
     fn add_bias(&self, rows: usize, cols: usize, x: &mut B::Buf, bias: &B::Buf) -> Result<()> {
         self.op(Op::AddBias { rows, cols }, || self.inner.add_bias(rows, cols, x, bias))
     }
@@ -242,6 +258,9 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
     fn sum(&self, n: usize, x: &B::Buf, out: &mut B::Buf, slot: usize) -> Result<()> {
         self.op(Op::Reduce { kind: ReduceKind::Sum, n }, || self.inner.sum(n, x, out, slot))
     }
+    fn sums(&self, n: usize, terms: &[(&B::Buf, usize)], out: &mut B::Buf) -> Result<()> {
+        self.op(Op::Sums { n, terms: terms.len() }, || self.inner.sums(n, terms, out))
+    }
     fn dot(&self, n: usize, x: &B::Buf, y: &B::Buf, out: &mut B::Buf, slot: usize) -> Result<()> {
         self.op(Op::Reduce { kind: ReduceKind::Dot, n }, || self.inner.dot(n, x, y, out, slot))
     }
@@ -267,6 +286,16 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
         param: &mut B::Buf,
     ) -> Result<()> {
         self.op(Op::Momentum { n }, || self.inner.momentum_update(n, step, grad, velocity, param))
+    }
+    fn momentum_update_pair(
+        &self,
+        step: &MomentumStep,
+        pair: [MomentumTensor<'_, Self>; 2],
+    ) -> Result<()> {
+        let n = pair[0].n + pair[1].n;
+        let inner =
+            pair.map(|t| MomentumTensor { n: t.n, grad: t.grad, velocity: t.velocity, param: t.param });
+        self.op(Op::Momentum { n }, || self.inner.momentum_update_pair(step, inner))
     }
     fn clip_by_global_norm(
         &self,

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, GlobalNorm, MomentumStep, Result};
+use crate::backend::{Backend, GlobalNorm, MomentumStep, MomentumTensor, Result};
 use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
 use crate::model::ParamSet;
 
@@ -90,6 +90,10 @@ pub fn apply_update<B: Backend>(
     opt: &Optimizer,
     lr: f32,
 ) -> Result<()> {
+    if let (Optimizer::Momentum { mu, weight_decay }, Some(v)) = (opt, velocity.as_mut()) {
+        let step = MomentumStep { lr, mu: *mu, weight_decay: *weight_decay };
+        return momentum_by_layer(b, params, grads, v, &step);
+    }
     for i in 0..params.tensors.len() {
         let n = params.numel_of(i);
         match (opt, velocity.as_mut()) {
@@ -103,6 +107,32 @@ pub fn apply_update<B: Backend>(
             (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
                 b.sgd_update(n, lr, *weight_decay, &grads.tensors[i], &mut params.tensors[i])?
             }
+        }
+    }
+    Ok(())
+}
+
+/// Momentum on every tensor, a layer's weight and bias (tensors `2l`, `2l + 1`) in one
+/// [`Backend::momentum_update_pair`] (element-wise: the same bits as one tensor at a time).
+fn momentum_by_layer<B: Backend>(
+    b: &B,
+    params: &mut ParamSet<B>,
+    grads: &ParamSet<B>,
+    velocity: &mut ParamSet<B>,
+    step: &MomentumStep,
+) -> Result<()> {
+    let numel: Vec<usize> = (0..params.tensors.len()).map(|i| params.numel_of(i)).collect();
+    let chunks =
+        grads.tensors.chunks(2).zip(velocity.tensors.chunks_mut(2)).zip(params.tensors.chunks_mut(2));
+    for (l, ((g, v), p)) in chunks.enumerate() {
+        if let ([g0, g1], [v0, v1], [p0, p1]) = (g, &mut *v, &mut *p) {
+            let t0 = MomentumTensor { n: numel[2 * l], grad: g0, velocity: v0, param: p0 };
+            let t1 = MomentumTensor { n: numel[2 * l + 1], grad: g1, velocity: v1, param: p1 };
+            b.momentum_update_pair(step, [t0, t1])?;
+            continue;
+        }
+        for (i, ((g, v), p)) in g.iter().zip(v.iter_mut()).zip(p.iter_mut()).enumerate() {
+            b.momentum_update(numel[2 * l + i], step, g, v, p)?;
         }
     }
     Ok(())

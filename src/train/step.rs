@@ -103,7 +103,9 @@ impl<B: Backend> TrainState<B> {
     pub fn new(b: &B, model: Mlp, params: ParamSet<B>, rows: usize, opt: &Optimizer) -> Result<Self> {
         let grads = params.zeros_like(b)?;
         let velocity = opt.velocity(b, &params)?;
-        let ws = model.workspace(b, rows)?;
+        let mut ws = model.workspace(b, rows)?;
+        // The plain step fuses `⊙ φ'(z)` into the dgrad products; the monitored step keeps `da`.
+        ws.keep_da = false;
         let metrics = b.zeros(slot::len(params.tensors.len()))?;
         Ok(TrainState {
             model,
@@ -168,11 +170,14 @@ impl<B: Backend> TrainState<B> {
                 amp::record_gradient(b, &self.model, &self.params, x, targets, ws, m, grads)?
             }
         }
-        b.sum(rows, &self.ws.loss, &mut self.metrics, slot::LOSS_SUM)?;
-        b.sum(rows, &self.ws.correct, &mut self.metrics, slot::CORRECT_SUM)?;
+        // The loss and correct sums (and the divergence guard's copy of the loss sum) in one
+        // reduction where the backend can.
+        let (loss, correct) = (&self.ws.loss, &self.ws.correct);
+        let mut terms = vec![(loss, slot::LOSS_SUM), (correct, slot::CORRECT_SUM)];
         if let Some(g) = self.guard_slot {
-            b.sum(rows, &self.ws.loss, &mut self.metrics, g)?;
+            terms.push((loss, g));
         }
+        b.sums(rows, &terms, &mut self.metrics)?;
         if norm {
             self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
         }
@@ -193,7 +198,11 @@ impl<B: Backend> TrainState<B> {
     ) -> Result<()> {
         let rows = self.ws.rows;
         let tensors = self.params.tensors.len();
-        self.record_gradient(b, x, targets, true)?;
+        // hvp_prepared reads the `da` of this gradient.
+        self.ws.keep_da = true;
+        let recorded = self.record_gradient(b, x, targets, true);
+        self.ws.keep_da = false;
+        recorded?;
         if self.monitor.is_none() {
             self.monitor = Some(Monitor {
                 rws: self.model.rop_workspace(b, rows)?,

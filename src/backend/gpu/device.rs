@@ -78,6 +78,7 @@ pub struct GpuDevice {
     scratch: RefCell<Option<RawBuf>>,
     /// Split-k matmul partial products.
     splitk_scratch: RefCell<Option<RawBuf>>,
+    epilogue_placeholder: RefCell<Option<RawBuf>>,
     /// Per-dispatch pass timestamps for the profiler (see `dispatch_timing`), when on.
     pub(super) dispatch_timing: RefCell<Option<DispatchTiming>>,
     pub(super) dispatch_timing_on: Cell<bool>,
@@ -104,6 +105,7 @@ impl GpuDevice {
             submits: AtomicU64::new(0),
             scratch: RefCell::new(None),
             splitk_scratch: RefCell::new(None),
+            epilogue_placeholder: RefCell::new(None),
             dispatch_timing: RefCell::new(None),
             dispatch_timing_on: Cell::new(false),
             counters: Counters::default(),
@@ -145,6 +147,12 @@ impl GpuDevice {
     /// The split-k matmul partials buffer of at least `len` elements (grown as needed).
     pub fn splitk_scratch(&self, len: usize) -> Result<RawBuf> {
         self.cached(&self.splitk_scratch, "split-k scratch", len)
+    }
+
+    /// A small buffer bound where a matmul's fused epilogue writes nothing (see
+    /// `super::matmul::Epilogue`).
+    pub fn epilogue_placeholder(&self) -> Result<RawBuf> {
+        self.cached(&self.epilogue_placeholder, "epilogue placeholder", 4)
     }
 
     /// The buffer held in `slot` if it has at least `len` elements, else a new one kept there.

@@ -161,17 +161,17 @@ macro_rules! kernel {
 
 // matmul.wgsl: C = alpha op(A) op(B) + beta C
 kernel!(MATMUL_NAIVE, Matmul, "matmul_naive", [R, R, W]);
-kernel!(MATMUL_TILED, Matmul, "matmul_tiled", [R, R, W]);
-kernel!(MATMUL_TILED_NN4, Matmul, "matmul_tiled_nn4", [R, R, W]);
-kernel!(MATMUL_TILED_NT4, Matmul, "matmul_tiled_nt4", [R, R, W]);
-kernel!(MATMUL_TILED_TN4, Matmul, "matmul_tiled_tn4", [R, R, W]);
-kernel!(MATMUL_TILED_TT4, Matmul, "matmul_tiled_tt4", [R, R, W]);
+kernel!(MATMUL_TILED, Matmul, "matmul_tiled", [R, R, W, R, W]);
+kernel!(MATMUL_TILED_NN4, Matmul, "matmul_tiled_nn4", [R, R, W, R, W]);
+kernel!(MATMUL_TILED_NT4, Matmul, "matmul_tiled_nt4", [R, R, W, R, W]);
+kernel!(MATMUL_TILED_TN4, Matmul, "matmul_tiled_tn4", [R, R, W, R, W]);
+kernel!(MATMUL_TILED_TT4, Matmul, "matmul_tiled_tt4", [R, R, W, R, W]);
 // split-k: C = sum_s partial[s] + beta C (partials, C)
-kernel!(MATMUL_SPLITK_REDUCE, Matmul, "matmul_splitk_reduce", [R, W]);
+kernel!(MATMUL_SPLITK_REDUCE, Matmul, "matmul_splitk_reduce", [R, W, R, W]);
 // skinny: few rows of C (small batches), k summed by lanes in a fixed order
-kernel!(MATMUL_SKINNY8, Matmul, "matmul_skinny8", [R, R, W]);
-kernel!(MATMUL_SKINNY4, Matmul, "matmul_skinny4", [R, R, W]);
-kernel!(MATMUL_SKINNY1, Matmul, "matmul_skinny1", [R, R, W]);
+kernel!(MATMUL_SKINNY8, Matmul, "matmul_skinny8", [R, R, W, R, W]);
+kernel!(MATMUL_SKINNY4, Matmul, "matmul_skinny4", [R, R, W, R, W]);
+kernel!(MATMUL_SKINNY1, Matmul, "matmul_skinny1", [R, R, W, R, W]);
 // elementwise.wgsl
 kernel!(FILL, Elementwise, "fill", [W]);
 kernel!(COPY, Elementwise, "copy", [R, W]);
@@ -192,9 +192,14 @@ kernel!(MSE, Mse, "mse", [R, R, W, W]);
 kernel!(REDUCE_PARTIAL, Reduce, "reduce_partial", [R, R, W]);
 kernel!(REDUCE_FINAL, Reduce, "reduce_final", [R, W]);
 kernel!(COL_SUM, Reduce, "col_sum", [R, W]);
+// two sums of n-vectors at once (x, y, partials), (partials, out)
+kernel!(SUMS_PARTIAL, Reduce, "sums_partial", [R, R, W]);
+kernel!(SUMS_FINAL, Reduce, "sums_final", [R, W]);
 // update.wgsl
 kernel!(SGD_UPDATE, Update, "sgd_update", [R, W]);
 kernel!(MOMENTUM_UPDATE, Update, "momentum_update", [R, W, W]);
+// two tensors at once: (grad, velocity, param) of each
+kernel!(MOMENTUM_UPDATE2, Update, "momentum_update2", [R, W, W, R, W, W]);
 // clip.wgsl
 kernel!(CLIP_BY_GLOBAL_NORM, Clip, "clip_by_global_norm", [W, W]);
 kernel!(CLIP_BY_VALUE, Clip, "clip_by_value", [W]);
@@ -257,8 +262,11 @@ pub const ALL_KERNELS: &[Kernel] = &[
     REDUCE_PARTIAL,
     REDUCE_FINAL,
     COL_SUM,
+    SUMS_PARTIAL,
+    SUMS_FINAL,
     SGD_UPDATE,
     MOMENTUM_UPDATE,
+    MOMENTUM_UPDATE2,
     GATHER_ROWS,
     GATHER_IDX,
     GATHER_ROWS_WINDOW,

@@ -31,7 +31,7 @@ use super::kernels::{
 };
 use super::launch::grid_1d;
 use super::tile::TileCfg;
-use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
+use crate::backend::{check_len, gemm_lens, Activation, BackendError, Gemm, Result};
 
 /// Which matmul kernel [`matmul`] dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -125,7 +125,10 @@ struct MatmulParams {
     splits: u32,
     /// Depth of one chunk (k when not split).
     kc: u32,
-    _pad: [u32; 3],
+    /// The store's fused epilogue ([`Epilogue::codes`]).
+    epi: u32,
+    act: u32,
+    _pad: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<MatmulParams>() == 48);
@@ -262,6 +265,63 @@ pub fn matmul(
     record(dev, &launch_of(v, g), g, a, b, c)
 }
 
+/// What the store of a product does after `v = alpha * acc + beta * C` (the epilogue section
+/// of `matmul.wgsl`), with the same float operations as the element-wise kernels it replaces.
+#[derive(Clone, Copy)]
+pub enum Epilogue<'a> {
+    /// `C = v`.
+    None,
+    /// `C[r, j] = v + bias[j]` (`add_bias`), `bias: [n]`.
+    Bias(&'a RawBuf),
+    /// `C[r, j] = v + bias[j]`, then `y = φ(C)` (`bias_act`), `bias: [n]`, `y: [m, n]`.
+    BiasAct(Activation, &'a RawBuf, &'a RawBuf),
+    /// `C = v ⊙ φ'(z)` (`act_backward` with `dy = v`), `z: [m, n]`.
+    ActGrad(Activation, &'a RawBuf),
+}
+
+impl Epilogue<'_> {
+    /// `(epi, act)` of the parameter block.
+    fn codes(&self) -> (u32, u32) {
+        match self {
+            Epilogue::None => (0, 0),
+            Epilogue::Bias(_) => (1, 0),
+            Epilogue::BiasAct(act, ..) => (2, act.code()),
+            Epilogue::ActGrad(act, _) => (3, act.code()),
+        }
+    }
+
+    /// Check the epilogue's operands against `g`'s output `[m, n]`.
+    fn check(&self, g: &Gemm) -> Result<()> {
+        let op = "matmul epilogue";
+        match self {
+            Epilogue::None => Ok(()),
+            Epilogue::Bias(bias) => check_len(op, "bias", bias.len(), g.n),
+            Epilogue::BiasAct(_, bias, y) => {
+                check_len(op, "bias", bias.len(), g.n)?;
+                check_len(op, "y", y.len(), g.m * g.n)
+            }
+            Epilogue::ActGrad(_, z) => check_len(op, "z", z.len(), g.m * g.n),
+        }
+    }
+
+    /// The epilogue's input and output bindings; `read` and `dev`'s placeholder stand in for
+    /// those it does not use.
+    fn bindings(&self, dev: &GpuDevice, read: &'_ RawBuf) -> Result<(RawBuf, RawBuf)> {
+        let spare = || dev.epilogue_placeholder();
+        Ok(match self {
+            Epilogue::None => (read.clone(), spare()?),
+            Epilogue::Bias(bias) => ((*bias).clone(), spare()?),
+            Epilogue::BiasAct(_, bias, y) => ((*bias).clone(), (*y).clone()),
+            Epilogue::ActGrad(_, z) => ((*z).clone(), spare()?),
+        })
+    }
+}
+
+/// Whether `launch` can fuse an epilogue into its store (every kernel but the naive one).
+pub fn fuses(launch: &Launch) -> bool {
+    launch.kernel.name != MATMUL_NAIVE.name
+}
+
 /// Record the product `g` with `launch` (from [`launch_of`] or [`tile_launch`]); the split-k
 /// plan applies to tiled launches unless `BATCHSCOPE_SPLITK=0`.
 pub fn record(
@@ -272,10 +332,32 @@ pub fn record(
     b: &RawBuf,
     c: &RawBuf,
 ) -> Result<()> {
+    record_epi(dev, launch, g, a, b, c, Epilogue::None)
+}
+
+/// [`record`] with `epi` fused into the store of C (into the split-k reduce when split-k
+/// runs). The naive kernel has no epilogue: `epi` must then be [`Epilogue::None`].
+pub fn record_epi(
+    dev: &GpuDevice,
+    launch: &Launch,
+    g: &Gemm,
+    a: &RawBuf,
+    b: &RawBuf,
+    c: &RawBuf,
+    epi: Epilogue<'_>,
+) -> Result<()> {
     let (la, lb, lc) = gemm_lens(g);
     check_len("matmul", "a", a.len(), la)?;
     check_len("matmul", "b", b.len(), lb)?;
     check_len("matmul", "c", c.len(), lc)?;
+    epi.check(g)?;
+    let (epi_code, act) = epi.codes();
+    if epi_code != 0 && !fuses(launch) {
+        return Err(BackendError::Invalid {
+            op: "matmul",
+            message: format!("{} has no fused epilogue", launch.kernel.name),
+        });
+    }
     if g.m == 0 || g.n == 0 {
         return Ok(());
     }
@@ -297,7 +379,9 @@ pub fn record(
         beta: g.beta,
         splits: 1,
         kc: g.k as u32,
-        _pad: [0; 3],
+        epi: epi_code,
+        act,
+        _pad: 0,
     };
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
     let kernel = launch.kernel;
@@ -310,23 +394,38 @@ pub fn record(
         let tiles = col_groups * row_groups;
         if let Some((splits, kc)) = split_count(g, tiles, grid[2] as usize, max_binding, max) {
             let partials = dev.splitk_scratch(splits * g.m * g.n)?;
+            let plain = MatmulParams {
+                splits: splits as u32,
+                kc: kc as u32,
+                beta: 0.0,
+                epi: 0,
+                act: 0,
+                ..params
+            };
+            let split_grid = [grid[0], grid[1], grid[2] * splits as u32];
+            let spare = dev.epilogue_placeholder()?;
+            dev.dispatch(&kernel, &plain, &[a, b, &partials, a, &spare], split_grid)?;
+            // The reduce adds beta * C and applies the epilogue.
             params.splits = splits as u32;
             params.kc = kc as u32;
-            params.beta = 0.0;
-            let split_grid = [grid[0], grid[1], grid[2] * splits as u32];
-            dev.dispatch(&kernel, &params, &[a, b, &partials], split_grid)?;
-            params.beta = g.beta;
+            let (e_in, e_out) = epi.bindings(dev, &partials)?;
             return dev.dispatch(
                 &MATMUL_SPLITK_REDUCE,
                 &params,
-                &[&partials, c],
+                &[&partials, c, &e_in, &e_out],
                 grid_1d(g.m * g.n, max),
             );
         }
     }
-    dev.dispatch(&kernel, &params, &[a, b, c], grid)
+    if kernel.bindings.len() == 3 {
+        return dev.dispatch(&kernel, &params, &[a, b, c], grid);
+    }
+    let (e_in, e_out) = epi.bindings(dev, a)?;
+    dev.dispatch(&kernel, &params, &[a, b, c, &e_in, &e_out], grid)
 }
 
+#[cfg(test)]
+mod epilogue_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

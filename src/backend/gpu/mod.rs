@@ -15,6 +15,7 @@ pub mod datagen;
 pub mod device;
 pub mod dispatch_timing;
 pub mod elementwise;
+mod fused;
 pub mod gather;
 mod half;
 pub mod kernels;
@@ -39,8 +40,8 @@ pub use dispatch_timing::{DeviceCounters, DispatchTime};
 pub use matmul::MatmulVariant;
 
 use crate::backend::{
-    check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Gemm, GenSpec, GlobalNorm,
-    MomentumStep, Result,
+    check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Epilogue, Gemm, GenSpec,
+    GlobalNorm, MomentumStep, MomentumTensor, Result,
 };
 
 /// A GPU buffer of `f32`.
@@ -202,6 +203,17 @@ impl Backend for GpuBackend {
         matmul::matmul(&self.dev, self.matmul_variant.get(), g, &a.0, &b.0, &c.0)
     }
 
+    fn matmul_epilogue(
+        &self,
+        g: &Gemm,
+        a: &GpuBuf,
+        b: &GpuBuf,
+        c: &mut GpuBuf,
+        epi: Epilogue<'_, Self>,
+    ) -> Result<()> {
+        self.matmul_fused(g, a, b, c, epi)
+    }
+
     fn add_bias(&self, rows: usize, cols: usize, x: &mut GpuBuf, bias: &GpuBuf) -> Result<()> {
         check_len("add_bias", "x", x.0.len, rows * cols)?;
         check_len("add_bias", "bias", bias.0.len, cols)?;
@@ -346,6 +358,10 @@ impl Backend for GpuBackend {
         reduce::sum(&self.dev, n, &x.0, &out.0, slot)
     }
 
+    fn sums(&self, n: usize, terms: &[(&GpuBuf, usize)], out: &mut GpuBuf) -> Result<()> {
+        self.sums_fused(n, terms, out)
+    }
+
     fn dot(&self, n: usize, x: &GpuBuf, y: &GpuBuf, out: &mut GpuBuf, slot: usize) -> Result<()> {
         check_len("dot", "x", x.0.len, n)?;
         check_len("dot", "y", y.0.len, n)?;
@@ -384,6 +400,14 @@ impl Backend for GpuBackend {
         check_len("momentum_update", "velocity", velocity.0.len, n)?;
         check_len("momentum_update", "param", param.0.len, n)?;
         update::momentum_update(&self.dev, n, step, &grad.0, &velocity.0, &param.0)
+    }
+
+    fn momentum_update_pair(
+        &self,
+        step: &MomentumStep,
+        pair: [MomentumTensor<'_, Self>; 2],
+    ) -> Result<()> {
+        self.momentum_pair(step, pair)
     }
 
     fn gather_rows(

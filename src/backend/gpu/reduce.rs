@@ -1,5 +1,6 @@
 //! Host wrapper of `shaders/reduce.wgsl`: the deterministic reductions sum, dot, sum_sq (two
-//! passes: `reduce_partial`, `reduce_final`) and col_sum. Lengths were checked by the caller.
+//! passes: `reduce_partial`, `reduce_final`), several sums at once ([`sums`]: `sums_partial`,
+//! `sums_final`) and col_sum. Lengths were checked by the caller.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -58,6 +59,52 @@ fn reduce(
     dev.dispatch(&k::REDUCE_FINAL, &p2, &[&scratch, out], [1, 1, 1])
 }
 
+/// Mirrors `struct Sums` in reduce.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SumsParams {
+    n: u32,
+    groups: u32,
+    vectors: u32,
+    _pad: u32,
+    slots: [u32; 4],
+}
+
+/// `NO_SLOT` in the shader.
+const NO_SLOT: u32 = u32::MAX;
+
+/// `out[slot] = Σ_{i<n} x[i]` for every `(x, slot)` of `terms`, each with the bits of [`sum`]:
+/// the distinct vectors two at a time, each total written to up to two slots, by one
+/// `sums_partial` and one `sums_final` dispatch per pair.
+pub fn sums(dev: &GpuDevice, n: usize, terms: &[(&RawBuf, usize)], out: &RawBuf) -> Result<()> {
+    // (vector, up to two slots) jobs, a vector with more slots split over several.
+    let mut jobs: Vec<(&RawBuf, [u32; 2])> = Vec::new();
+    for &(x, slot) in terms {
+        let slot = u32_of("sums", "slot", slot)?;
+        match jobs.iter_mut().find(|(v, s)| v.id == x.id && s[1] == NO_SLOT) {
+            Some((_, s)) => s[1] = slot,
+            None => jobs.push((x, [slot, NO_SLOT])),
+        }
+    }
+    let groups = n.div_ceil(WG_1D as usize).clamp(1, REDUCE_GROUPS_MAX);
+    let scratch = dev.scratch(2 * REDUCE_GROUPS_MAX)?;
+    for pair in jobs.chunks(2) {
+        let (x, sx) = pair[0];
+        let (y, sy) = pair.get(1).copied().unwrap_or((x, [NO_SLOT; 2]));
+        let p = SumsParams {
+            n: u32_of("sums", "n", n)?,
+            groups: groups as u32,
+            vectors: pair.len() as u32,
+            _pad: 0,
+            slots: [sx[0], sx[1], sy[0], sy[1]],
+        };
+        let v = pair.len() as u32;
+        dev.dispatch(&k::SUMS_PARTIAL, &p, &[x, y, &scratch], [groups as u32, v, 1])?;
+        dev.dispatch(&k::SUMS_FINAL, &p, &[&scratch, out], [v, 1, 1])?;
+    }
+    Ok(())
+}
+
 /// `out[slot] = Σ_{i<n} x[i]`.
 pub fn sum(dev: &GpuDevice, n: usize, x: &RawBuf, out: &RawBuf, slot: usize) -> Result<()> {
     reduce(dev, ReduceOp::Sum, n, x, x, out, slot)
@@ -97,4 +144,47 @@ pub fn col_sum(
     };
     let gx = u32_of("col_sum", "column blocks", cols.div_ceil(32))?;
     dev.dispatch(&k::COL_SUM, &p, &[x, out], [gx, 1, 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::gpu::GpuBackend;
+    use crate::backend::Backend;
+
+    /// Several sums at once give each sum the bits of its own two-pass [`Backend::sum`]: one
+    /// and two vectors, a vector in two and three slots, lengths around the workgroup size and
+    /// past the cap on pass-1 workgroups.
+    #[test]
+    fn sums_equal_single_sums_bitwise() {
+        let be = match GpuBackend::new(None) {
+            Ok(b) => b,
+            Err(e) => panic!("no GPU backend: {e}"),
+        };
+        for (i, n) in [0usize, 1, 255, 256, 257, 5000, 300_001].into_iter().enumerate() {
+            // Values of mixed magnitude, so the summation order shows in the bits.
+            let vals = |s: usize| -> Vec<f32> {
+                (0..n).map(|j| ((j * 7919 + s * 104_729 + i) % 1000) as f32 * 1.37e-3 - 0.61).collect()
+            };
+            let (x, y) = (be.upload(&vals(1)).expect("x"), be.upload(&vals(2)).expect("y"));
+            let mut want = be.zeros(8).expect("zeros");
+            for (v, slot) in [(&x, 0), (&y, 1), (&x, 2), (&y, 3), (&x, 4)] {
+                be.sum(n, v, &mut want, slot).expect("sum");
+            }
+            let want = be.read(&want).expect("read");
+            let cases: [&[(&_, usize)]; 4] = [
+                &[(&x, 0)],
+                &[(&x, 0), (&y, 1)],
+                &[(&x, 0), (&y, 1), (&x, 2)],
+                &[(&x, 0), (&y, 1), (&x, 2), (&y, 3), (&x, 4)],
+            ];
+            for terms in cases {
+                let mut got = be.upload(&[f32::NAN; 8]).expect("got");
+                be.sums(n, terms, &mut got).expect("sums");
+                let got = be.read(&got).expect("read");
+                for &(_, slot) in terms {
+                    assert_eq!(got[slot].to_bits(), want[slot].to_bits(), "n = {n}, slot {slot}");
+                }
+            }
+        }
+    }
 }

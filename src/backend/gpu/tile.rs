@@ -128,7 +128,7 @@ pub fn kernels(cfg: TileCfg) -> Option<TileKernels> {
         name: names[i],
         shader: Shader::MatmulTile(cfg),
         entry: ENTRIES[i],
-        bindings: &[R, R, W],
+        bindings: &[R, R, W, R, W],
     };
     Some([k(0), k(1), k(2), k(3), k(4)])
 }

@@ -1,0 +1,91 @@
+//! The GPU's fused ops: [`Backend::matmul_epilogue`], the product's launch (tuned or by
+//! variant) with the epilogue fused into its store (`matmul.wgsl`'s epilogue section), one
+//! dispatch where the unfused path records two (the naive kernel, which has no epilogue, runs
+//! the unfused default); [`Backend::sums`], two vectors per two-pass reduction; and
+//! [`Backend::momentum_update_pair`], a layer's weight and bias in one update dispatch.
+//!
+//! [`Backend::matmul_epilogue`]: crate::backend::Backend::matmul_epilogue
+//! [`Backend::sums`]: crate::backend::Backend::sums
+//! [`Backend::momentum_update_pair`]: crate::backend::Backend::momentum_update_pair
+
+use super::matmul::{self, fuses, launch_of, record_epi, Epilogue as Store, Launch, MatmulVariant};
+use super::{reduce, update, GpuBackend, GpuBuf};
+use crate::backend::{
+    check_len, epilogue, gemm_lens, Epilogue, Gemm, MomentumStep, MomentumTensor, Result,
+};
+
+impl GpuBackend {
+    /// The launch [`Backend::matmul`] records for `g`: the autotuner's choice, else the variant's.
+    fn launch_for(&self, g: &Gemm) -> Result<Launch> {
+        if let Some(launch) = self.tuned_launch(g)? {
+            return Ok(launch);
+        }
+        let v = match self.matmul_variant() {
+            MatmulVariant::Auto => matmul::choose(g),
+            v => v,
+        };
+        Ok(launch_of(v, g))
+    }
+
+    /// `C = alpha * op(a) * op(b) + beta * C`, then `epi`, fused where the launch can.
+    pub(super) fn matmul_fused(
+        &self,
+        g: &Gemm,
+        a: &GpuBuf,
+        b: &GpuBuf,
+        c: &mut GpuBuf,
+        epi: Epilogue<'_, GpuBackend>,
+    ) -> Result<()> {
+        let (la, lb, lc) = gemm_lens(g);
+        check_len("matmul", "a", a.0.len, la)?;
+        check_len("matmul", "b", b.0.len, lb)?;
+        check_len("matmul", "c", c.0.len, lc)?;
+        epi.check(g)?;
+        let launch = self.launch_for(g)?;
+        if !fuses(&launch) {
+            return epilogue::unfused(self, g, a, b, c, epi);
+        }
+        let store = match &epi {
+            Epilogue::Bias(bias) => Store::Bias(&bias.0),
+            Epilogue::BiasAct(act, bias, y) => Store::BiasAct(*act, &bias.0, &y.0),
+            Epilogue::ActGrad { act, z, .. } => Store::ActGrad(*act, &z.0),
+        };
+        record_epi(&self.dev, &launch, g, &a.0, &b.0, &c.0, store)
+    }
+
+    /// Whether `Backend::matmul_epilogue` fuses for `g` (else it records the unfused ops).
+    pub fn fuses_epilogue(&self, g: &Gemm) -> Result<bool> {
+        Ok(fuses(&self.launch_for(g)?))
+    }
+
+    /// `out[slot] = Σ_{i<n} x[i]` for every `(x, slot)` of `terms`, two vectors per reduction.
+    pub(super) fn sums_fused(
+        &self,
+        n: usize,
+        terms: &[(&GpuBuf, usize)],
+        out: &mut GpuBuf,
+    ) -> Result<()> {
+        for &(x, slot) in terms {
+            check_len("sums", "x", x.0.len, n)?;
+            check_len("sums", "out", out.0.len, slot + 1)?;
+        }
+        let raw: Vec<_> = terms.iter().map(|&(x, slot)| (&x.0, slot)).collect();
+        reduce::sums(&self.dev, n, &raw, &out.0)
+    }
+
+    /// Momentum on both tensors of `pair` in one dispatch.
+    pub(super) fn momentum_pair(
+        &self,
+        step: &MomentumStep,
+        pair: [MomentumTensor<'_, Self>; 2],
+    ) -> Result<()> {
+        for t in &pair {
+            check_len("momentum_update", "grad", t.grad.0.len, t.n)?;
+            check_len("momentum_update", "velocity", t.velocity.0.len, t.n)?;
+            check_len("momentum_update", "param", t.param.0.len, t.n)?;
+        }
+        let [a, b] = &pair;
+        let bufs = [[&a.grad.0, &a.velocity.0, &a.param.0], [&b.grad.0, &b.velocity.0, &b.param.0]];
+        update::momentum_update_pair(&self.dev, [a.n, b.n], step, bufs)
+    }
+}
