@@ -29,6 +29,10 @@ struct Params {
     alpha: f32,
     beta: f32,
     len: u32,
+    epi: u32,
+    act: u32,
+    half_out: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;

@@ -214,7 +214,7 @@ kernel!(GENERATE_LINEAR_TARGETS, Datagen, "generate_linear_targets", [R, R, W]);
 
 // matmul_f16.wgsl: f32 -> packed f16 (x, words); C = alpha op(A) op(B) + beta C, A and B half
 kernel!(TO_HALF, MatmulF16, "to_half", [R, W]);
-kernel!(MATMUL_F16, MatmulF16, "matmul_f16", [R, R, W]);
+kernel!(MATMUL_F16, MatmulF16, "matmul_f16", [R, R, W, R, W, W]);
 // amp.wgsl: loss scaling (scaler state first)
 kernel!(AMP_SCALE, Amp, "amp_scale", [R, W]);
 kernel!(AMP_UNSCALE, Amp, "amp_unscale", [W, W]);
