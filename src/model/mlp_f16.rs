@@ -5,7 +5,9 @@
 //! `∂L/∂z_l` are rounded to f16 once each, right before the products that read them. Products
 //! land in the f32 workspace (`z_l`, `∂L/∂a_l`, the weight gradients); bias, activation,
 //! per-example losses, `∂L/∂b` (column sums) and every reduction stay f32, as do the master
-//! weights the optimizer updates. The f16 copies live in a [`HalfWorkspace`].
+//! weights the optimizer updates. The f16 copies live in a [`HalfWorkspace`]; those of `a_l` and
+//! of the hidden layers' `∂L/∂z_l` come out of the store of the product that makes them
+//! ([`Backend::matmul_half_epilogue`], fused on the GPU's packed kernel).
 
 use serde::{Deserialize, Serialize};
 

@@ -166,8 +166,14 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
         epi: Epilogue<'_, Self>,
         half: Option<&mut HalfBuf<B::Buf>>,
     ) -> Result<()> {
-        // f16 ops are not timed per op (half_ops goes to the inner backend): neither is this.
-        self.inner.matmul_half_epilogue(g, ab, c, epi.cast(), half)
+        // Named like the f32 fused product (its byte count is the f32 one: an upper bound).
+        let fusion = match &epi {
+            Epilogue::Bias(_) => Fusion::Bias,
+            Epilogue::BiasAct(act, ..) => Fusion::BiasAct(*act),
+            Epilogue::ActGrad { act, .. } => Fusion::ActGrad(*act),
+        };
+        let op = Op::MatmulFused(*g, fusion);
+        self.op(op, || self.inner.matmul_half_epilogue(g, ab, c, epi.cast(), half))
     }
     fn add_bias(&self, rows: usize, cols: usize, x: &mut B::Buf, bias: &B::Buf) -> Result<()> {
         self.op(Op::AddBias { rows, cols }, || self.inner.add_bias(rows, cols, x, bias))

@@ -222,10 +222,10 @@ kernel!(AMP_SGD, Amp, "amp_sgd", [R, R, W]);
 kernel!(AMP_MOMENTUM, Amp, "amp_momentum", [R, R, W, W]);
 kernel!(AMP_UPDATE_SCALE, Amp, "amp_update_scale", [W]);
 // matmul_coop.wgsl: C = op(A) op(B) on cooperative matrices (needs adapter features)
-kernel!(MATMUL_COOP_NN, MatmulCoop, "matmul_coop_nn", [R, R, W]);
-kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W]);
-kernel!(MATMUL_COOP_TN, MatmulCoop, "matmul_coop_tn", [R, R, W]);
-kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W]);
+kernel!(MATMUL_COOP_NN, MatmulCoop, "matmul_coop_nn", [R, R, W, R, W, W]);
+kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W, R, W, W]);
+kernel!(MATMUL_COOP_TN, MatmulCoop, "matmul_coop_tn", [R, R, W, R, W, W]);
+kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W, R, W, W]);
 
 /// The mixed-precision kernels (no adapter feature needed; compiled on first use, so f32 runs
 /// and their warm-up are unchanged).

@@ -172,14 +172,14 @@ pub fn matmul_half(
     matmul_half_store(dev, kernel, g, [(a, la), (b, lb)], c, HalfStore::NONE)
 }
 
-/// Whether `kernel` runs a [`HalfStore`] in its store (the packed kernel; the cooperative one
-/// stores whole tiles and takes only [`HalfStore::NONE`]).
+/// Whether `kernel` runs a [`HalfStore`] in its store: both do (the cooperative kernel stores
+/// its tiles, then reads each element of its block back once through the same epilogue).
 pub fn fuses(kernel: HalfKernel) -> bool {
-    kernel == HalfKernel::Packed
+    matches!(kernel, HalfKernel::Packed | HalfKernel::Coop)
 }
 
 /// [`matmul_half`] with `store` fused into the store of C (`ab`: the packed operands with their
-/// lengths in halves). An epilogue needs a kernel that [`fuses`].
+/// lengths in halves).
 pub fn matmul_half_store(
     dev: &GpuDevice,
     kernel: HalfKernel,
@@ -201,17 +201,12 @@ pub fn matmul_half_store(
     store.check(g)?;
     let (epi, act, half_out) = store.codes();
     let p = HalfParams { epi, act, half_out, ..params_of(g)? };
+    let epi_bindings = store.bindings(dev, a)?;
     if kernel == HalfKernel::Coop {
-        if epi != 0 || half_out != 0 {
-            return Err(BackendError::Invalid {
-                op: "matmul_half",
-                message: "the cooperative kernel has no fused epilogue".to_string(),
-            });
-        }
-        return matmul_coop::dispatch(dev, g, &p, a, b, c);
+        return matmul_coop::dispatch(dev, g, &p, [a, b, c], &epi_bindings);
     }
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
     let grid = grid_2d(g.n.div_ceil(TILE) as u64, g.m.div_ceil(TILE) as u64, max)?;
-    let [e_in, e_out, h] = store.bindings(dev, a)?;
-    dev.dispatch(&MATMUL_F16, &p, &[a, b, c, &e_in, &e_out, &h], grid)
+    let [e_in, e_out, h] = &epi_bindings;
+    dev.dispatch(&MATMUL_F16, &p, &[a, b, c, e_in, e_out, h], grid)
 }
