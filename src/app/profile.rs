@@ -9,7 +9,7 @@ use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::Config;
 use crate::profile::peaks::resolve;
 use crate::profile::probe::{measure_peaks, precision_peaks, RoofKind};
-use crate::profile::report::{csv_rows, peaks_line, stacked_bars, table, CSV_HEADER};
+use crate::profile::report::{csv_rows, peaks_line_of, stacked_bars, table, CSV_HEADER};
 use crate::profile::telemetry::{open_nvml, Telemetry};
 use crate::profile::{profile_batch, BatchProfile, Peaks, Profilable};
 use crate::report::csv::write_csv;
@@ -89,7 +89,7 @@ fn profile_on<B: Profilable>(
         }
         false => println!("{device} — model {:?}", cfg.mlp_spec().sizes),
     }
-    println!("{}", peaks_line(&peaks));
+    println!("{}", peaks_line_of(&peaks, if f16 { "f16" } else { "fp32" }));
     let mut profiles: Vec<BatchProfile> = Vec::new();
     let mut rows = Vec::new();
     let work = batches.iter().map(|&s| batch_work(s)).sum();
