@@ -14,7 +14,8 @@
 // - matmul_f16: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n] with A, B half and C
 //   f32; A stored [m,k] (or [k,m] when trans_a), B stored [k,n] (or [n,k] when trans_b). 64x64
 //   tile of C per 256-invocation workgroup, 4x4 outputs per invocation, BK = 16 slices of A and B
-//   widened to f32 in workgroup memory (8 KiB). Any shape; beta == 0 never reads C.
+//   widened to f32 in workgroup memory (8 KiB). Any shape; beta == 0 never reads C. The store
+//   runs the fused epilogue below (P.epi, P.half_out).
 //
 // Grid of matmul_f16: x walks column blocks, y (+ z * num_workgroups.y) row blocks.
 
@@ -28,6 +29,13 @@ struct Params {
     beta: f32,
     // to_half: number of f32 elements.
     len: u32,
+    // matmul_f16's fused epilogue (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z).
+    epi: u32,
+    // φ of epilogues 2 and 3: 0 identity, 1 relu, 2 tanh (act.wgsl's codes).
+    act: u32,
+    // 1: the epilogue's result (Y for epilogue 2, else C) is also rounded to f16 into H.
+    half_out: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -140,6 +148,79 @@ fn load_b(p: u32, j: u32) -> f32 {
     return half_b(p * P.n + j);
 }
 
+// ---- fused epilogue (the store of matmul_f16) -------------------------------------------
+//
+// P.epi selects what the store of C does with v = alpha * acc (+ beta * C), the same float
+// operations as the unfused kernels that would follow the product (act.wgsl, elementwise.wgsl,
+// to_half; matmul.wgsl's epilogue section is the f32 twin):
+//   0: C = v
+//   1: C = v + bias[col]                         (elementwise.wgsl add_bias)
+//   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = P.act)
+//   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = P.act)
+// and with P.half_out = 1, H = f16(Y) (epilogue 2) or f16(C) (others), as to_half rounds.
+// Bindings 4 (bias [n] or Z [m, n], read), 5 (Y [m, n]) and 6 (H, packed halves); the host binds
+// placeholders where the epilogue does not read or write them. Two neighbouring halves share a
+// word of H and may belong to different invocations (or workgroups, when n is odd), so each
+// store clears and sets only its own 16 bits, atomically.
+@group(0) @binding(4) var<storage, read> e_in: array<f32>;
+@group(0) @binding(5) var<storage, read_write> e_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> h_out: array<atomic<u32>>;
+
+// alpha * x, with alpha == 1 exactly x: a later `+ bias` is never contracted with the product.
+fn alpha_times(x: f32) -> f32 {
+    return select(P.alpha * x, x, P.alpha == 1.0);
+}
+
+// tanh without overflow for large |v| (as in act.wgsl).
+fn epi_tanh(v: f32) -> f32 {
+    let t = exp(-2.0 * abs(v));
+    let r = (1.0 - t) / (1.0 + t);
+    return select(r, -r, v < 0.0);
+}
+
+fn epi_phi(v: f32) -> f32 {
+    switch P.act {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return epi_tanh(v); }
+        default: { return v; }
+    }
+}
+
+fn epi_dphi(v: f32) -> f32 {
+    switch P.act {
+        case 1u: { return select(0.0, 1.0, v > 0.0); }
+        case 2u: { let t = epi_tanh(v); return 1.0 - t * t; }
+        default: { return 1.0; }
+    }
+}
+
+// H[o] = f16(x): only this element's 16 bits of its word change.
+fn store_half(o: u32, x: f32) {
+    let shift = (o & 1u) * 16u;
+    atomicAnd(&h_out[o >> 1u], ~(0xffffu << shift));
+    atomicOr(&h_out[o >> 1u], f16_bits(x) << shift);
+}
+
+// The value stored at C[o] (column col) for v; writes Y[o] and H[o] as P says.
+fn epilogue(o: u32, col: u32, v: f32) -> f32 {
+    var out = v;
+    var rounded = v;
+    switch P.epi {
+        case 1u: { out = v + e_in[col]; rounded = out; }
+        case 2u: {
+            out = v + e_in[col];
+            rounded = epi_phi(out);
+            e_out[o] = rounded;
+        }
+        case 3u: { out = v * epi_dphi(e_in[o]); rounded = out; }
+        default: {}
+    }
+    if (P.half_out != 0u) {
+        store_half(o, rounded);
+    }
+    return out;
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn matmul_f16(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -198,11 +279,11 @@ fn matmul_f16(
                 continue;
             }
             let idx = i * P.n + j;
-            var v = P.alpha * acc[r][c];
+            var v = alpha_times(acc[r][c]);
             if (P.beta != 0.0) {
                 v = v + P.beta * c_s[idx];
             }
-            c_s[idx] = v;
+            c_s[idx] = epilogue(idx, j, v);
         }
     }
 }

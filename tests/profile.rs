@@ -136,6 +136,24 @@ fn gpu_step_dispatches_passes_and_submits() {
     }
 }
 
+/// The same for the f16 step (lavapipe: the packed kernel, which fuses). 33 = 1 `to_half` of
+/// the minibatch + per layer 1 `to_half` of W and 1 forward product with bias (+ φ and the f16
+/// copy of a) fused into its store (3 × 2) + xent + 1 loss-scale + 1 `to_half` of the scaled
+/// d logits + 3 wgrad + 3 col_sum + 2 dgrad with φ' and the f16 copy of dz fused into their
+/// store + 1 two-pass reduction (2) + 6 unscale (a layer's weight and bias each) + 6 momentum
+/// updates + 1 scale update. (42 before the f16 fusions: 3 bias / bias+act, 2 `to_half` of a,
+/// 2 act bwd and 2 `to_half` of dz dispatches.)
+#[test]
+fn gpu_f16_step_dispatches_passes_and_submits() {
+    let b = common::gpu();
+    for batch in [4usize, 256] {
+        let p = profile_batch(&b, &config(&["model.precision=\"f16\""]), batch).expect("profile");
+        assert_eq!(p.dispatches_per_step, 33.0, "B = {batch}");
+        assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
+        assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
+    }
+}
+
 #[test]
 fn gpu_profile_adds_up_and_times_every_dispatch() {
     let b = common::gpu();
@@ -161,4 +179,34 @@ fn gpu_profile_adds_up_and_times_every_dispatch() {
     // Small model: names in order, as on the CPU.
     let p = profile_batch(&b, &config(&[]), 8).expect("profile");
     check_names(&p);
+}
+
+/// `profile --precision f16` divides by the f16 roof the sweep uses: on lavapipe (no
+/// cooperative matrices, no tensor table entry) the f16 product probe, named as such; f32 keeps
+/// the fp32 peaks; a configured `sweep.peak_gflops` is taken as given.
+#[test]
+fn f16_profile_roof_is_the_f16_product_probe_on_lavapipe() {
+    use batchscope::model::Precision;
+    use batchscope::profile::peaks::resolve;
+    use batchscope::profile::probe::{precision_peaks, RoofKind};
+    use batchscope::profile::{Peak, PeakSource, Peaks};
+    let b = common::gpu();
+    let fp32 = |config: f64| -> Peaks {
+        resolve(config, 0.0, None, "no such adapter", || -> Result<_, ()> {
+            Ok((7.0, 9.0, "stub".into()))
+        })
+        .expect("peaks")
+    };
+    let (p, kind) = precision_peaks(&b, Precision::F32, fp32(0.0)).expect("f32");
+    assert_eq!((p, kind), (fp32(0.0), RoofKind::Fp32));
+    let (p, kind) = precision_peaks(&b, Precision::F16, fp32(0.0)).expect("f16");
+    assert_eq!(kind, RoofKind::F16Probe, "lavapipe has no cooperative matrices");
+    assert!(p.gflops.value > 0.0 && p.gflops.value.is_finite(), "{p:?}");
+    assert_ne!(p.gflops.value, 7.0, "not the fp32 probe");
+    let what = p.gflops.source.to_string();
+    assert!(what.starts_with("measured probe: f16 matmul") && what.contains("f32 sums"), "{what}");
+    assert_eq!(p.gbps, fp32(0.0).gbps, "bandwidth is the same roof");
+    let (p, kind) = precision_peaks(&b, Precision::F16, fp32(1234.0)).expect("config");
+    assert_eq!(kind, RoofKind::Config);
+    assert_eq!(p.gflops, Peak { value: 1234.0, source: PeakSource::Config("sweep.peak_gflops") });
 }

@@ -8,8 +8,8 @@ use anyhow::Context;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::Config;
 use crate::profile::peaks::resolve;
-use crate::profile::probe::measure_peaks;
-use crate::profile::report::{csv_rows, peaks_line, stacked_bars, table, CSV_HEADER};
+use crate::profile::probe::{measure_peaks, precision_peaks, RoofKind};
+use crate::profile::report::{csv_rows, peaks_line_of, stacked_bars, table, CSV_HEADER};
 use crate::profile::telemetry::{open_nvml, Telemetry};
 use crate::profile::{profile_batch, BatchProfile, Peaks, Profilable};
 use crate::report::csv::write_csv;
@@ -51,8 +51,9 @@ impl BackendTask for Profile<'_> {
     }
 }
 
-/// The device's peaks (NVML where it exists on a GPU; a notice line when it does not).
-fn peaks_of<B: Profilable>(b: &B, cfg: &Config) -> anyhow::Result<Peaks> {
+/// The device's peaks (NVML where it exists on a GPU; a notice line when it does not), the
+/// FLOP/s one in the config's precision ([`precision_peaks`]).
+fn peaks_of<B: Profilable>(b: &B, cfg: &Config) -> anyhow::Result<(Peaks, RoofKind)> {
     let nvml = match b.kind() {
         crate::backend::BackendKind::Gpu => match open_nvml(&b.pci_bus_id(), &b.adapter_name()) {
             Ok(t) => t.peaks(),
@@ -66,6 +67,7 @@ fn peaks_of<B: Profilable>(b: &B, cfg: &Config) -> anyhow::Result<Peaks> {
     let peaks = resolve(cfg.sweep.peak_gflops, cfg.sweep.peak_gbps, nvml, &b.adapter_name(), || {
         measure_peaks(b)
     })?;
+    let peaks = precision_peaks(b, cfg.model.precision, peaks)?;
     b.release_caches();
     Ok(peaks)
 }
@@ -79,9 +81,15 @@ fn profile_on<B: Profilable>(
 ) -> anyhow::Result<()> {
     let backend = format!("{:?}", b.kind()).to_lowercase();
     let device = b.device_name();
-    let peaks = peaks_of(b, cfg)?;
-    println!("{device} — model {:?}", cfg.mlp_spec().sizes);
-    println!("{}", peaks_line(&peaks));
+    let (peaks, roof) = peaks_of(b, cfg)?;
+    let f16 = !cfg.model.precision.is_f32();
+    match f16 {
+        true => {
+            println!("{device} — model {:?}, f16 step (roof: {})", cfg.mlp_spec().sizes, roof.name())
+        }
+        false => println!("{device} — model {:?}", cfg.mlp_spec().sizes),
+    }
+    println!("{}", peaks_line_of(&peaks, if f16 { "f16" } else { "fp32" }));
     let mut profiles: Vec<BatchProfile> = Vec::new();
     let mut rows = Vec::new();
     let work = batches.iter().map(|&s| batch_work(s)).sum();
@@ -102,7 +110,7 @@ fn profile_on<B: Profilable>(
         &format!("Share of step time per op group — {device}"),
         &profiles,
     )?;
-    let summary = serde_json::json!({
+    let mut summary = serde_json::json!({
         "command": "profile",
         "backend": backend,
         "device": device,
@@ -113,6 +121,11 @@ fn profile_on<B: Profilable>(
         "peak_gbps_source": peaks.gbps.source.to_string(),
         "batches": profiles,
     });
+    if f16 {
+        // Only f16 runs carry these (f32 summaries stay as they were).
+        summary["precision"] = "f16".into();
+        summary["peak_gflops_roof"] = roof.name().into();
+    }
     let text = serde_json::to_string_pretty(&summary).context("serialising summary")?;
     write_atomic(&dir.join("summary.json"), text.as_bytes())?;
     println!("wrote: {}", dir.display());

@@ -17,6 +17,7 @@ pub mod epilogue;
 pub mod error;
 pub mod gpu;
 pub mod half;
+pub mod half_epilogue;
 pub mod rng;
 pub mod scope;
 pub mod timed;
@@ -193,6 +194,18 @@ pub trait Backend {
         epi: Epilogue<'_, Self>,
     ) -> Result<()> {
         epilogue::unfused(self, g, a, b, c, epi)
+    }
+    /// [`half::HalfOps::matmul_half`], then `epi` and, with `half`, the f16 rounding of the
+    /// epilogue's result ([`half_epilogue::unfused`], the default; a backend may fuse).
+    fn matmul_half_epilogue(
+        &self,
+        g: &Gemm,
+        ab: [&half::HalfBuf<Self::Buf>; 2],
+        c: &mut Self::Buf,
+        epi: Epilogue<'_, Self>,
+        half: Option<&mut half::HalfBuf<Self::Buf>>,
+    ) -> Result<()> {
+        half_epilogue::unfused(self, g, ab, c, epi, half)
     }
     /// `x[r, c] += bias[c]` for `x: [rows, cols]`, `bias: [cols]`.
     fn add_bias(&self, rows: usize, cols: usize, x: &mut Self::Buf, bias: &Self::Buf) -> Result<()>;

@@ -5,14 +5,16 @@
 //! `∂L/∂z_l` are rounded to f16 once each, right before the products that read them. Products
 //! land in the f32 workspace (`z_l`, `∂L/∂a_l`, the weight gradients); bias, activation,
 //! per-example losses, `∂L/∂b` (column sums) and every reduction stay f32, as do the master
-//! weights the optimizer updates. The f16 copies live in a [`HalfWorkspace`].
+//! weights the optimizer updates. The f16 copies live in a [`HalfWorkspace`]; those of `a_l` and
+//! of the hidden layers' `∂L/∂z_l` come out of the store of the product that makes them
+//! ([`Backend::matmul_half_epilogue`], fused on the GPU's packed kernel).
 
 use serde::{Deserialize, Serialize};
 
 use super::mlp::{Mlp, Targets, Workspace};
 use super::params::ParamSet;
 use crate::backend::half::{HalfBuf, HalfOps};
-use crate::backend::{Backend, BackendError, Gemm, Result, Scope};
+use crate::backend::{Backend, BackendError, Epilogue, Gemm, Result, Scope};
 
 /// The arithmetic of the MLP train step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,15 +90,16 @@ impl Mlp {
             h.to_half(fan_in * fan_out, &p.tensors[2 * l], &mut hw.w[l])?;
             // z [rows, out] = input [rows, in] · Wᵀ ([out, in] stored), summed in f32
             let g = Gemm::nn(rows, fan_out, fan_in).trans(false, true);
-            let input = if l == 0 { &hw.x } else { &hw.a[l - 1] };
-            h.matmul_half(&g, input, &hw.w[l], &mut ws.z[l])?;
             let bias = &p.tensors[2 * l + 1];
-            if l + 1 < self.layers() {
-                let act = self.spec.activation;
-                b.add_bias_act(act, rows, fan_out, &mut ws.z[l], bias, &mut ws.a[l])?;
-                h.to_half(rows * fan_out, &ws.a[l], &mut hw.a[l])?;
+            let (done, rest) = hw.a.split_at_mut(l);
+            let input = if l == 0 { &hw.x } else { &done[l - 1] };
+            if let Some(a_half) = rest.first_mut() {
+                // z = product + b, a = φ(z) (f32) and f16(a), the next product's input: one store
+                let epi = Epilogue::BiasAct(self.spec.activation, bias, &mut ws.a[l]);
+                b.matmul_half_epilogue(&g, [input, &hw.w[l]], &mut ws.z[l], epi, Some(a_half))?;
             } else {
-                b.add_bias(rows, fan_out, &mut ws.z[l], bias)?;
+                let epi = Epilogue::Bias(bias);
+                b.matmul_half_epilogue(&g, [input, &hw.w[l]], &mut ws.z[l], epi, None)?;
             }
         }
         b.scope(Scope::None);
@@ -115,10 +118,15 @@ impl Mlp {
     ) -> Result<()> {
         let h = half_ops(b)?;
         let rows = ws.rows;
+        let act = self.spec.activation;
+        let last = self.layers() - 1;
         for l in (0..self.layers()).rev() {
             let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
             b.scope(Scope::Backward(l));
-            h.to_half(rows * fan_out, &ws.dz[l], &mut hw.dz[l])?;
+            if l == last {
+                // The other layers' f16 dz come from the store of the dgrad product below.
+                h.to_half(rows * fan_out, &ws.dz[l], &mut hw.dz[l])?;
+            }
             // gW [out, in] = dzᵀ ([rows, out] stored) · input [rows, in]
             let g = Gemm::nn(fan_out, fan_in, rows).trans(true, false);
             let input = if l == 0 { &hw.x } else { &hw.a[l - 1] };
@@ -126,12 +134,22 @@ impl Mlp {
             // gb [out] = Σ_rows dz (f32)
             b.col_sum(rows, fan_out, 1.0, &ws.dz[l], 0.0, &mut grads.tensors[2 * l + 1])?;
             if l > 0 {
-                // da [rows, in] = dz [rows, out] · W [out, in]
+                // da [rows, in] = dz [rows, out] · W [out, in]; dz_{l-1} = da ⊙ φ'(z_{l-1})
                 let g = Gemm::nn(rows, fan_in, fan_out);
-                h.matmul_half(&g, &hw.dz[l], &hw.w[l], &mut ws.da[l - 1])?;
-                b.scope(Scope::Backward(l - 1));
+                let (lower, upper) = hw.dz.split_at_mut(l);
+                let (dz_half, dz_prev_half) = (&upper[0], &mut lower[l - 1]);
                 let n = rows * fan_in;
-                b.act_backward(self.spec.activation, n, &ws.z[l - 1], &ws.da[l - 1], &mut ws.dz[l - 1])?;
+                if ws.keep_da {
+                    h.matmul_half(&g, dz_half, &hw.w[l], &mut ws.da[l - 1])?;
+                    b.scope(Scope::Backward(l - 1));
+                    b.act_backward(act, n, &ws.z[l - 1], &ws.da[l - 1], &mut ws.dz[l - 1])?;
+                    h.to_half(n, &ws.dz[l - 1], dz_prev_half)?;
+                } else {
+                    // ... and f16(dz_{l-1}), the next wgrad's operand, in one fused store
+                    let epi = Epilogue::ActGrad { act, z: &ws.z[l - 1], scratch: &mut ws.da[l - 1] };
+                    let ab = [dz_half, &hw.w[l]];
+                    b.matmul_half_epilogue(&g, ab, &mut ws.dz[l - 1], epi, Some(dz_prev_half))?;
+                }
             }
         }
         b.scope(Scope::None);

@@ -19,6 +19,8 @@ pub enum PeakSource {
     },
     /// A probe run here (what it ran).
     Measured(String),
+    /// The f16 tensor-core figure of the adapter table (its description).
+    F16Tensor(String),
 }
 
 impl fmt::Display for PeakSource {
@@ -28,6 +30,7 @@ impl fmt::Display for PeakSource {
             PeakSource::Nvml => write!(f, "NVML (cores × max clock × 2 / bus width × memory clock × 2)"),
             PeakSource::Table { key, reference } => write!(f, "table entry {key} ({reference})"),
             PeakSource::Measured(what) => write!(f, "measured probe: {what}"),
+            PeakSource::F16Tensor(what) => write!(f, "{what}"),
         }
     }
 }

@@ -4,8 +4,11 @@
 
 use std::time::Instant;
 
+use super::hooks::Profilable;
+use super::peaks::{Peak, PeakSource, Peaks};
 use crate::backend::BackendError;
-use crate::schedule::sweep::{measure_peak, Timed};
+use crate::model::Precision;
+use crate::schedule::sweep::{measure_peak, measure_peak_f16, Timed};
 
 /// Best of five axpys over `n` floats: GB/s counting two reads and a write per element.
 pub fn measure_bandwidth<B: Timed>(b: &B, n: usize) -> Result<f64, BackendError> {
@@ -36,4 +39,57 @@ pub fn measure_peaks<B: Timed>(b: &B) -> Result<(f64, f64, String), BackendError
     let n = 4 << 20;
     let gbps = measure_bandwidth(b, n)?;
     Ok((gflops, gbps, format!("{what}; axpy over 2 × {} MiB", (4 * n) >> 20)))
+}
+
+/// Which FLOP/s roof a profile in some precision divides by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoofKind {
+    /// The fp32 peak (NVML, the adapter table, the config or the fp32 probe).
+    Fp32,
+    /// The f16 tensor-core peak of the adapter table, where the cooperative kernel runs.
+    F16Tensor,
+    /// The f16 product probe (packed f16 operands, f32 sums), measured here.
+    F16Probe,
+    /// `sweep.peak_gflops` of the config, taken as given.
+    Config,
+}
+
+impl RoofKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RoofKind::Fp32 => "fp32",
+            RoofKind::F16Tensor => "f16_tensor",
+            RoofKind::F16Probe => "f16_probe",
+            RoofKind::Config => "config",
+        }
+    }
+}
+
+/// The peaks a profile in `precision` is measured against: `peaks` (fp32) for f32; for f16 the
+/// FLOP/s roof the sweep uses ([`super::sweep_util::tensor_peak`] where the cooperative kernel
+/// runs, else the f16 product probe), unless the config set `sweep.peak_gflops`. Bandwidth
+/// stays `peaks.gbps`.
+pub fn precision_peaks<B: Profilable>(
+    b: &B,
+    precision: Precision,
+    peaks: Peaks,
+) -> Result<(Peaks, RoofKind), BackendError> {
+    let is_config = matches!(peaks.gflops.source, PeakSource::Config(_));
+    match precision {
+        Precision::F32 if is_config => Ok((peaks, RoofKind::Config)),
+        Precision::F32 => Ok((peaks, RoofKind::Fp32)),
+        Precision::F16 if is_config => Ok((peaks, RoofKind::Config)),
+        Precision::F16 => {
+            let (gflops, kind) = match super::sweep_util::tensor_peak(b, precision) {
+                Some((value, what)) => {
+                    (Peak { value, source: PeakSource::F16Tensor(what) }, RoofKind::F16Tensor)
+                }
+                None => {
+                    let (value, what) = measure_peak_f16(b)?;
+                    (Peak { value, source: PeakSource::Measured(what) }, RoofKind::F16Probe)
+                }
+            };
+            Ok((Peaks { gflops, ..peaks }, kind))
+        }
+    }
 }

@@ -122,8 +122,13 @@ pub fn table(p: &BatchProfile, peaks: &Peaks) -> String {
 
 /// What the "% roof" and "bound" columns divide by.
 pub fn peaks_line(peaks: &Peaks) -> String {
+    peaks_line_of(peaks, "fp32")
+}
+
+/// [`peaks_line`] with the FLOP/s roof called `what` (`f16` for an f16 profile's roof).
+pub fn peaks_line_of(peaks: &Peaks, what: &str) -> String {
     format!(
-        "peaks: {:.1} GFLOP/s fp32 from {}; {:.1} GB/s from {}. bound = the roof an op's FLOP/byte meets first (ridge {:.2} FLOP/byte); % roof = its time at that roof ÷ its measured time",
+        "peaks: {:.1} GFLOP/s {what} from {}; {:.1} GB/s from {}. bound = the roof an op's FLOP/byte meets first (ridge {:.2} FLOP/byte); % roof = its time at that roof ÷ its measured time",
         peaks.gflops.value,
         peaks.gflops.source,
         peaks.gbps.value,

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::cost::{Fusion, Op, ReduceKind};
 use super::hooks::{Profilable, TimingMethod};
+use crate::backend::half::HalfBuf;
 use crate::backend::{
     Activation, Backend, BackendKind, Epilogue, Gemm, GenSpec, GlobalNorm, MomentumStep, Result, Scope,
 };
@@ -155,6 +156,23 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
             Epilogue::ActGrad { act, .. } => Fusion::ActGrad(*act),
         };
         self.op(Op::MatmulFused(*g, fusion), || self.inner.matmul_epilogue(g, a, b, c, epi.cast()))
+    }
+    fn matmul_half_epilogue(
+        &self,
+        g: &Gemm,
+        ab: [&HalfBuf<B::Buf>; 2],
+        c: &mut B::Buf,
+        epi: Epilogue<'_, Self>,
+        half: Option<&mut HalfBuf<B::Buf>>,
+    ) -> Result<()> {
+        // Named like the f32 fused product (its byte count is the f32 one: an upper bound).
+        let fusion = match &epi {
+            Epilogue::Bias(_) => Fusion::Bias,
+            Epilogue::BiasAct(act, ..) => Fusion::BiasAct(*act),
+            Epilogue::ActGrad { act, .. } => Fusion::ActGrad(*act),
+        };
+        let op = Op::MatmulFused(*g, fusion);
+        self.op(op, || self.inner.matmul_half_epilogue(g, ab, c, epi.cast(), half))
     }
     fn add_bias(&self, rows: usize, cols: usize, x: &mut B::Buf, bias: &B::Buf) -> Result<()> {
         self.op(Op::AddBias { rows, cols }, || self.inner.add_bias(rows, cols, x, bias))

@@ -1,9 +1,10 @@
 //! [`HalfOps`] on the GPU: packed half buffers, [`super::matmul_f16`], [`super::amp`].
 
 use super::autotune::Candidate;
+use super::matmul::Epilogue as Store;
 use super::{amp, matmul_f16, GpuBackend, GpuBuf};
 use crate::backend::half::{half_words, HalfBuf, HalfOps, ScaleGrowth};
-use crate::backend::{check_len, Gemm, MomentumStep, Result};
+use crate::backend::{check_len, half_epilogue, Epilogue, Gemm, MomentumStep, Result};
 
 impl HalfOps for GpuBackend {
     type Buf = GpuBuf;
@@ -34,11 +35,7 @@ impl HalfOps for GpuBackend {
         b: &HalfBuf<GpuBuf>,
         c: &mut GpuBuf,
     ) -> Result<()> {
-        let kernel = match self.tuned_half(g)? {
-            Some(Candidate::HalfCoop) => matmul_f16::HalfKernel::Coop,
-            Some(Candidate::HalfPacked) => matmul_f16::HalfKernel::Packed,
-            _ => matmul_f16::choose(&self.dev, g),
-        };
+        let kernel = self.half_kernel(g)?;
         matmul_f16::matmul_half(&self.dev, kernel, g, &a.words.0, a.len, &b.words.0, b.len, &c.0)
     }
 
@@ -76,5 +73,52 @@ impl HalfOps for GpuBackend {
 
     fn amp_update_scale(&self, growth: &ScaleGrowth, state: &mut GpuBuf) -> Result<()> {
         amp::amp_update_scale(&self.dev, growth, &state.0)
+    }
+}
+
+impl GpuBackend {
+    /// The f16 kernel for `g`: the autotuner's choice, else [`matmul_f16::choose`].
+    fn half_kernel(&self, g: &Gemm) -> Result<matmul_f16::HalfKernel> {
+        Ok(match self.tuned_half(g)? {
+            Some(Candidate::HalfCoop) => matmul_f16::HalfKernel::Coop,
+            Some(Candidate::HalfPacked) => matmul_f16::HalfKernel::Packed,
+            _ => matmul_f16::choose(&self.dev, g),
+        })
+    }
+
+    /// Whether `Backend::matmul_half_epilogue` fuses for `g` (else it records the unfused ops).
+    pub fn fuses_half_epilogue(&self, g: &Gemm) -> Result<bool> {
+        Ok(matmul_f16::fuses(self.half_kernel(g)?))
+    }
+
+    /// `Backend::matmul_half_epilogue`: one `matmul_f16` dispatch with the epilogue and the f16
+    /// rounding in its store, where the chosen kernel [`matmul_f16::fuses`]; else unfused.
+    pub(super) fn matmul_half_fused(
+        &self,
+        g: &Gemm,
+        ab: [&HalfBuf<GpuBuf>; 2],
+        c: &mut GpuBuf,
+        epi: Epilogue<'_, GpuBackend>,
+        half: Option<&mut HalfBuf<GpuBuf>>,
+    ) -> Result<()> {
+        epi.check(g)?;
+        let kernel = self.half_kernel(g)?;
+        if !matmul_f16::fuses(kernel) {
+            return half_epilogue::unfused(self, g, ab, c, epi, half);
+        }
+        if let Some(h) = &half {
+            check_len("matmul_half_epilogue", "half", h.len, g.m * g.n)?;
+        }
+        let store = matmul_f16::HalfStore {
+            epi: match &epi {
+                Epilogue::Bias(bias) => Store::Bias(&bias.0),
+                Epilogue::BiasAct(act, bias, y) => Store::BiasAct(*act, &bias.0, &y.0),
+                Epilogue::ActGrad { act, z, .. } => Store::ActGrad(*act, &z.0),
+            },
+            half: half.as_ref().map(|h| &h.words.0),
+        };
+        let [a, b] = ab;
+        let ops = [(&a.words.0, a.len), (&b.words.0, b.len)];
+        matmul_f16::matmul_half_store(&self.dev, kernel, g, ops, &c.0, store)
     }
 }

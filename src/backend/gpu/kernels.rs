@@ -217,7 +217,7 @@ kernel!(GENERATE_LINEAR_TARGETS, Datagen, "generate_linear_targets", [R, R, W]);
 
 // matmul_f16.wgsl: f32 -> packed f16 (x, words); C = alpha op(A) op(B) + beta C, A and B half
 kernel!(TO_HALF, MatmulF16, "to_half", [R, W]);
-kernel!(MATMUL_F16, MatmulF16, "matmul_f16", [R, R, W]);
+kernel!(MATMUL_F16, MatmulF16, "matmul_f16", [R, R, W, R, W, W]);
 // amp.wgsl: loss scaling (scaler state first)
 kernel!(AMP_SCALE, Amp, "amp_scale", [R, W]);
 kernel!(AMP_UNSCALE, Amp, "amp_unscale", [W, W]);
@@ -225,10 +225,10 @@ kernel!(AMP_SGD, Amp, "amp_sgd", [R, R, W]);
 kernel!(AMP_MOMENTUM, Amp, "amp_momentum", [R, R, W, W]);
 kernel!(AMP_UPDATE_SCALE, Amp, "amp_update_scale", [W]);
 // matmul_coop.wgsl: C = op(A) op(B) on cooperative matrices (needs adapter features)
-kernel!(MATMUL_COOP_NN, MatmulCoop, "matmul_coop_nn", [R, R, W]);
-kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W]);
-kernel!(MATMUL_COOP_TN, MatmulCoop, "matmul_coop_tn", [R, R, W]);
-kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W]);
+kernel!(MATMUL_COOP_NN, MatmulCoop, "matmul_coop_nn", [R, R, W, R, W, W]);
+kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W, R, W, W]);
+kernel!(MATMUL_COOP_TN, MatmulCoop, "matmul_coop_tn", [R, R, W, R, W, W]);
+kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W, R, W, W]);
 
 /// The mixed-precision kernels (no adapter feature needed; compiled on first use, so f32 runs
 /// and their warm-up are unchanged).

@@ -430,6 +430,23 @@ pub fn record_epi(
     dev.dispatch(&kernel, &params, &[a, b, c, &e_in, &e_out], grid)
 }
 
+impl super::GpuBackend {
+    /// Choose the matmul kernel used by [`Backend::matmul`] (benches compare them).
+    ///
+    /// [`Backend::matmul`]: crate::backend::Backend::matmul
+    pub fn set_matmul_variant(&self, v: MatmulVariant) {
+        self.matmul_variant.set(v);
+    }
+
+    pub fn matmul_variant(&self) -> MatmulVariant {
+        self.matmul_variant.get()
+    }
+
+    pub fn adapter(&self) -> &super::AdapterSummary {
+        &self.dev.ctx.summary
+    }
+}
+
 #[cfg(test)]
 mod epilogue_tests;
 #[cfg(test)]

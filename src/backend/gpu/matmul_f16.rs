@@ -13,12 +13,12 @@ use bytemuck::{Pod, Zeroable};
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{MATMUL_F16, TO_HALF};
 use super::launch::{launch_1d, u32_of};
-use super::matmul::grid_2d;
+use super::matmul::{grid_2d, Epilogue as Store};
 use super::matmul_coop;
 use crate::backend::half::half_words;
 use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
 
-/// Mirrors `struct Params` in matmul_f16.wgsl and matmul_coop.wgsl (32 bytes).
+/// Mirrors `struct Params` in matmul_f16.wgsl and matmul_coop.wgsl (48 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub(super) struct HalfParams {
@@ -31,9 +31,71 @@ pub(super) struct HalfParams {
     pub beta: f32,
     /// `to_half`: number of f32 elements.
     pub len: u32,
+    /// `matmul_f16`'s fused epilogue: 0 none, 1 bias, 2 bias + φ, 3 `⊙ φ'(z)`.
+    pub epi: u32,
+    /// φ of epilogues 2 and 3 ([`crate::backend::Activation::code`]).
+    pub act: u32,
+    /// 1: the epilogue's result is also rounded to f16 (see [`HalfStore`]).
+    pub half_out: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<HalfParams>() == 32);
+const _: () = assert!(std::mem::size_of::<HalfParams>() == 48);
+
+/// The fused store of `matmul_f16` (the epilogue section of matmul_f16.wgsl): the f32
+/// epilogue `epi` of the GPU's f32 kernels, then, with `half`, the f16 rounding of its result
+/// (`y` of a bias + φ epilogue, else C) into `half` (packed halves, `[m, n]`).
+#[derive(Clone, Copy)]
+pub struct HalfStore<'a> {
+    pub epi: Store<'a>,
+    pub half: Option<&'a RawBuf>,
+}
+
+impl HalfStore<'_> {
+    /// The plain product: no epilogue, no f16 copy.
+    pub const NONE: HalfStore<'static> = HalfStore { epi: Store::None, half: None };
+
+    /// `(epi, act, half_out)` of the parameter block.
+    fn codes(&self) -> (u32, u32, u32) {
+        let (epi, act) = match self.epi {
+            Store::None => (0, 0),
+            Store::Bias(_) => (1, 0),
+            Store::BiasAct(act, ..) => (2, act.code()),
+            Store::ActGrad(act, _) => (3, act.code()),
+        };
+        (epi, act, self.half.is_some() as u32)
+    }
+
+    /// Check the operands against `g`'s output `[m, n]`.
+    fn check(&self, g: &Gemm) -> Result<()> {
+        let op = "matmul_half epilogue";
+        match self.epi {
+            Store::None => {}
+            Store::Bias(bias) => check_len(op, "bias", bias.len(), g.n)?,
+            Store::BiasAct(_, bias, y) => {
+                check_len(op, "bias", bias.len(), g.n)?;
+                check_len(op, "y", y.len(), g.m * g.n)?;
+            }
+            Store::ActGrad(_, z) => check_len(op, "z", z.len(), g.m * g.n)?,
+        }
+        match self.half {
+            Some(h) => check_len(op, "half words", h.len(), half_words(g.m * g.n)),
+            None => Ok(()),
+        }
+    }
+
+    /// Bindings 4, 5 and 6 of `matmul_f16`; `read` and the placeholder stand in for unused ones.
+    fn bindings(&self, dev: &GpuDevice, read: &RawBuf) -> Result<[RawBuf; 3]> {
+        let spare = dev.epilogue_placeholder()?;
+        let (e_in, e_out) = match self.epi {
+            Store::None => (read.clone(), spare.clone()),
+            Store::Bias(bias) => (bias.clone(), spare.clone()),
+            Store::BiasAct(_, bias, y) => (bias.clone(), y.clone()),
+            Store::ActGrad(_, z) => (z.clone(), spare.clone()),
+        };
+        Ok([e_in, e_out, self.half.cloned().unwrap_or(spare)])
+    }
+}
 
 /// Rows and columns of C per `matmul_f16` workgroup.
 const TILE: usize = 64;
@@ -65,7 +127,7 @@ pub(super) fn params_of(g: &Gemm) -> Result<HalfParams> {
         trans_b: g.trans_b as u32,
         alpha: g.alpha,
         beta: g.beta,
-        len: 0,
+        ..HalfParams::zeroed()
     })
 }
 
@@ -107,6 +169,26 @@ pub fn matmul_half(
     lb: usize,
     c: &RawBuf,
 ) -> Result<()> {
+    matmul_half_store(dev, kernel, g, [(a, la), (b, lb)], c, HalfStore::NONE)
+}
+
+/// Whether `kernel` runs a [`HalfStore`] in its store: both do (the cooperative kernel stores
+/// its tiles, then reads each element of its block back once through the same epilogue).
+pub fn fuses(kernel: HalfKernel) -> bool {
+    matches!(kernel, HalfKernel::Packed | HalfKernel::Coop)
+}
+
+/// [`matmul_half`] with `store` fused into the store of C (`ab`: the packed operands with their
+/// lengths in halves).
+pub fn matmul_half_store(
+    dev: &GpuDevice,
+    kernel: HalfKernel,
+    g: &Gemm,
+    ab: [(&RawBuf, usize); 2],
+    c: &RawBuf,
+    store: HalfStore<'_>,
+) -> Result<()> {
+    let [(a, la), (b, lb)] = ab;
     let (need_a, need_b, lc) = gemm_lens(g);
     check_len("matmul_half", "a", la, need_a)?;
     check_len("matmul_half", "b", lb, need_b)?;
@@ -116,11 +198,15 @@ pub fn matmul_half(
     if g.m == 0 || g.n == 0 {
         return Ok(());
     }
-    let p = params_of(g)?;
+    store.check(g)?;
+    let (epi, act, half_out) = store.codes();
+    let p = HalfParams { epi, act, half_out, ..params_of(g)? };
+    let epi_bindings = store.bindings(dev, a)?;
     if kernel == HalfKernel::Coop {
-        return matmul_coop::dispatch(dev, g, &p, a, b, c);
+        return matmul_coop::dispatch(dev, g, &p, [a, b, c], &epi_bindings);
     }
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
     let grid = grid_2d(g.n.div_ceil(TILE) as u64, g.m.div_ceil(TILE) as u64, max)?;
-    dev.dispatch(&MATMUL_F16, &p, &[a, b, c], grid)
+    let [e_in, e_out, h] = &epi_bindings;
+    dev.dispatch(&MATMUL_F16, &p, &[a, b, c, e_in, e_out, h], grid)
 }

@@ -39,6 +39,7 @@ pub use device::{GpuDevice, RawBuf};
 pub use dispatch_timing::{DeviceCounters, DispatchTime};
 pub use matmul::MatmulVariant;
 
+use crate::backend::half::HalfBuf;
 use crate::backend::{
     check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Epilogue, Gemm, GenSpec,
     GlobalNorm, MomentumStep, Result,
@@ -93,19 +94,6 @@ impl GpuBackend {
             matmul_variant: Cell::new(MatmulVariant::Tiled),
             tuner: RefCell::default(),
         })
-    }
-
-    /// Choose the matmul kernel used by [`Backend::matmul`] (benches compare them).
-    pub fn set_matmul_variant(&self, v: MatmulVariant) {
-        self.matmul_variant.set(v);
-    }
-
-    pub fn matmul_variant(&self) -> MatmulVariant {
-        self.matmul_variant.get()
-    }
-
-    pub fn adapter(&self) -> &AdapterSummary {
-        &self.dev.ctx.summary
     }
 }
 
@@ -212,6 +200,17 @@ impl Backend for GpuBackend {
         epi: Epilogue<'_, Self>,
     ) -> Result<()> {
         self.matmul_fused(g, a, b, c, epi)
+    }
+
+    fn matmul_half_epilogue(
+        &self,
+        g: &Gemm,
+        ab: [&HalfBuf<GpuBuf>; 2],
+        c: &mut GpuBuf,
+        epi: Epilogue<'_, Self>,
+        half: Option<&mut HalfBuf<GpuBuf>>,
+    ) -> Result<()> {
+        self.matmul_half_fused(g, ab, c, epi, half)
     }
 
     fn add_bias(&self, rows: usize, cols: usize, x: &mut GpuBuf, bias: &GpuBuf) -> Result<()> {
