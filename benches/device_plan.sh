@@ -10,7 +10,8 @@
 #      profile with gpu.autotune = "cached", so one run has the off/cached pair side by side;
 #   2. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
 #      at 1024, 2048 and 4096 (every dispatch named and timed: which one doubles);
-#   3. mixed precision: the tensor-core parity test (ignored on lavapipe), and a sweep of both
+#   3. mixed precision: the tensor-core parity tests, plain and with the fused epilogues (ignored
+#      on lavapipe), and a sweep of both
 #      precisions in one table (PyTorch AMP is in the peers stage's mlp_torch_amp rows).
 # Every stage is bounded by `timeout` (these add at most 330 s, typically about 90); the prepared
 # part takes about 3 minutes, so the run fits the 480 s limit.
@@ -27,7 +28,7 @@ t sweep_tuned; timeout 45 $B sweep --max-batch 65536 --set data.n_train=65536 --
 t profile_tuned; timeout 40 $B profile --set 'gpu.autotune="cached"' --batch 1 --batch 32 --batch 4096 --out $R/profile_tuned 2>&1 | tail -40
 t wide_sweep; timeout 45 $B sweep --set 'model.hidden=[4096, 4096]' --min-batch 256 --max-batch 16384 --set data.n_train=16384 --out $R/sweep_wide 2>&1 | tail -16
 t wide_profile; timeout 40 $B profile --set 'model.hidden=[4096, 4096]' --batch 1024 --batch 2048 --batch 4096 --out $R/profile_wide 2>&1 | tail -60
-t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20)
+t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20; timeout 40 /tmp/tests/f16_epilogue --ignored --nocapture 2>&1 | tail -12)
 t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision 2>&1 | tail -40
 EXTRA
 python3 - "$run" "$extra" <<'PY'
