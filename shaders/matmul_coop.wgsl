@@ -41,10 +41,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f16>;
 @group(0) @binding(2) var<storage, read> b: array<f16>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-// The fused epilogue's operands, as in matmul_f16.wgsl.
-@group(0) @binding(4) var<storage, read> e_in: array<f32>;
-@group(0) @binding(5) var<storage, read_write> e_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> h_out: array<atomic<u32>>;
+// Bindings 4 (e_in), 5 (e_out), 6 (h_out), f16_bits and the fused epilogue: shaders/include/epilogue_f16.wgsl.
 
 // op(A) tile at rows i, depths p: A stored [m,k] (row-major) or [k,m] (transposed).
 fn a_n(i: u32, p: u32) -> coop_mat16x16<f16, A> {
@@ -67,97 +64,6 @@ fn store(acc: coop_mat16x16<f32, C>, i: u32, j: u32) {
 
 // ---- fused epilogue: a copy of matmul_f16.wgsl's (keep the two identical) ---------------
 
-// The binary16 bits of x, rounded to nearest even (see the header).
-fn f16_bits(x: f32) -> u32 {
-    let b = bitcast<u32>(x);
-    let sign = (b >> 16u) & 0x8000u;
-    let e = (b >> 23u) & 0xffu;
-    let man = b & 0x7fffffu;
-    if (e == 255u) {
-        if (man != 0u) {
-            return sign | 0x7e00u;
-        }
-        return sign | 0x7c00u;
-    }
-    if (e >= 143u) {
-        // |x| >= 2^16: beyond the largest half (65504) even before rounding.
-        return sign | 0x7c00u;
-    }
-    if (e >= 113u) {
-        // A normal half: biased exponent e - 112 in [1, 30]; a carry out of the mantissa
-        // moves to the next exponent (up to 0x7c00 = inf), as round-to-nearest requires.
-        var h = ((e - 112u) << 10u) | (man >> 13u);
-        let rest = man & 0x1fffu;
-        if (rest > 0x1000u || (rest == 0x1000u && (h & 1u) == 1u)) {
-            h = h + 1u;
-        }
-        return sign | h;
-    }
-    if (e < 102u) {
-        // |x| < 2^-25: rounds to a signed zero.
-        return sign;
-    }
-    // A subnormal half: the value in units of 2^-24 is m >> (126 - e), m with its hidden bit.
-    let m = man | 0x800000u;
-    let shift = 126u - e;
-    var h = m >> shift;
-    let rest = m & ((1u << shift) - 1u);
-    let halfway = 1u << (shift - 1u);
-    if (rest > halfway || (rest == halfway && (h & 1u) == 1u)) {
-        h = h + 1u;
-    }
-    return sign | h;
-}
-
-// tanh without overflow for large |v| (as in act.wgsl).
-fn epi_tanh(v: f32) -> f32 {
-    let t = exp(-2.0 * abs(v));
-    let r = (1.0 - t) / (1.0 + t);
-    return select(r, -r, v < 0.0);
-}
-
-fn epi_phi(v: f32) -> f32 {
-    switch P.act {
-        case 1u: { return max(v, 0.0); }
-        case 2u: { return epi_tanh(v); }
-        default: { return v; }
-    }
-}
-
-fn epi_dphi(v: f32) -> f32 {
-    switch P.act {
-        case 1u: { return select(0.0, 1.0, v > 0.0); }
-        case 2u: { let t = epi_tanh(v); return 1.0 - t * t; }
-        default: { return 1.0; }
-    }
-}
-
-// H[o] = f16(x): only this element's 16 bits of its word change.
-fn store_half(o: u32, x: f32) {
-    let shift = (o & 1u) * 16u;
-    atomicAnd(&h_out[o >> 1u], ~(0xffffu << shift));
-    atomicOr(&h_out[o >> 1u], f16_bits(x) << shift);
-}
-
-// The value stored at C[o] (column col) for v; writes Y[o] and H[o] as P says.
-fn epilogue(o: u32, col: u32, v: f32) -> f32 {
-    var out = v;
-    var rounded = v;
-    switch P.epi {
-        case 1u: { out = v + e_in[col]; rounded = out; }
-        case 2u: {
-            out = v + e_in[col];
-            rounded = epi_phi(out);
-            e_out[o] = rounded;
-        }
-        case 3u: { out = v * epi_dphi(e_in[o]); rounded = out; }
-        default: {}
-    }
-    if (P.half_out != 0u) {
-        store_half(o, rounded);
-    }
-    return out;
-}
 
 // After the block's tiles are stored: C = epilogue(C) over the block's distinct elements (a
 // clamped tile row or column, i1 == i0 or j1 == j0, is visited once). Invocation t walks column

@@ -40,49 +40,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> P: Params;
 
-// ---- f32 -> f16 ------------------------------------------------------------------------
-
-// The binary16 bits of x, rounded to nearest even (see the header).
-fn f16_bits(x: f32) -> u32 {
-    let b = bitcast<u32>(x);
-    let sign = (b >> 16u) & 0x8000u;
-    let e = (b >> 23u) & 0xffu;
-    let man = b & 0x7fffffu;
-    if (e == 255u) {
-        if (man != 0u) {
-            return sign | 0x7e00u;
-        }
-        return sign | 0x7c00u;
-    }
-    if (e >= 143u) {
-        // |x| >= 2^16: beyond the largest half (65504) even before rounding.
-        return sign | 0x7c00u;
-    }
-    if (e >= 113u) {
-        // A normal half: biased exponent e - 112 in [1, 30]; a carry out of the mantissa
-        // moves to the next exponent (up to 0x7c00 = inf), as round-to-nearest requires.
-        var h = ((e - 112u) << 10u) | (man >> 13u);
-        let rest = man & 0x1fffu;
-        if (rest > 0x1000u || (rest == 0x1000u && (h & 1u) == 1u)) {
-            h = h + 1u;
-        }
-        return sign | h;
-    }
-    if (e < 102u) {
-        // |x| < 2^-25: rounds to a signed zero.
-        return sign;
-    }
-    // A subnormal half: the value in units of 2^-24 is m >> (126 - e), m with its hidden bit.
-    let m = man | 0x800000u;
-    let shift = 126u - e;
-    var h = m >> shift;
-    let rest = m & ((1u << shift) - 1u);
-    let halfway = 1u << (shift - 1u);
-    if (rest > halfway || (rest == halfway && (h & 1u) == 1u)) {
-        h = h + 1u;
-    }
-    return sign | h;
-}
+// ---- f32 -> f16 (f16_bits: shaders/include/epilogue_f16.wgsl) ------------------------
 
 @group(0) @binding(1) var<storage, read> th_x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> th_words: array<u32>;
@@ -148,78 +106,8 @@ fn load_b(p: u32, j: u32) -> f32 {
     return half_b(p * P.n + j);
 }
 
-// ---- fused epilogue (the store of matmul_f16) -------------------------------------------
-//
-// P.epi selects what the store of C does with v = alpha * acc (+ beta * C), the same float
-// operations as the unfused kernels that would follow the product (act.wgsl, elementwise.wgsl,
-// to_half; matmul.wgsl's epilogue section is the f32 twin):
-//   0: C = v
-//   1: C = v + bias[col]                         (elementwise.wgsl add_bias)
-//   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = P.act)
-//   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = P.act)
-// and with P.half_out = 1, H = f16(Y) (epilogue 2) or f16(C) (others), as to_half rounds.
-// Bindings 4 (bias [n] or Z [m, n], read), 5 (Y [m, n]) and 6 (H, packed halves); the host binds
-// placeholders where the epilogue does not read or write them. Two neighbouring halves share a
-// word of H and may belong to different invocations (or workgroups, when n is odd), so each
-// store clears and sets only its own 16 bits, atomically.
-@group(0) @binding(4) var<storage, read> e_in: array<f32>;
-@group(0) @binding(5) var<storage, read_write> e_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> h_out: array<atomic<u32>>;
-
-// alpha * x, with alpha == 1 exactly x: a later `+ bias` is never contracted with the product.
-fn alpha_times(x: f32) -> f32 {
-    return select(P.alpha * x, x, P.alpha == 1.0);
-}
-
-// tanh without overflow for large |v| (as in act.wgsl).
-fn epi_tanh(v: f32) -> f32 {
-    let t = exp(-2.0 * abs(v));
-    let r = (1.0 - t) / (1.0 + t);
-    return select(r, -r, v < 0.0);
-}
-
-fn epi_phi(v: f32) -> f32 {
-    switch P.act {
-        case 1u: { return max(v, 0.0); }
-        case 2u: { return epi_tanh(v); }
-        default: { return v; }
-    }
-}
-
-fn epi_dphi(v: f32) -> f32 {
-    switch P.act {
-        case 1u: { return select(0.0, 1.0, v > 0.0); }
-        case 2u: { let t = epi_tanh(v); return 1.0 - t * t; }
-        default: { return 1.0; }
-    }
-}
-
-// H[o] = f16(x): only this element's 16 bits of its word change.
-fn store_half(o: u32, x: f32) {
-    let shift = (o & 1u) * 16u;
-    atomicAnd(&h_out[o >> 1u], ~(0xffffu << shift));
-    atomicOr(&h_out[o >> 1u], f16_bits(x) << shift);
-}
-
-// The value stored at C[o] (column col) for v; writes Y[o] and H[o] as P says.
-fn epilogue(o: u32, col: u32, v: f32) -> f32 {
-    var out = v;
-    var rounded = v;
-    switch P.epi {
-        case 1u: { out = v + e_in[col]; rounded = out; }
-        case 2u: {
-            out = v + e_in[col];
-            rounded = epi_phi(out);
-            e_out[o] = rounded;
-        }
-        case 3u: { out = v * epi_dphi(e_in[o]); rounded = out; }
-        default: {}
-    }
-    if (P.half_out != 0u) {
-        store_half(o, rounded);
-    }
-    return out;
-}
+// ---- f32 -> f16 rounding (f16_bits) and the fused epilogue (bindings 4, 5, 6, alpha_times,
+// store_half, epilogue): shaders/include/epilogue_f16.wgsl, added by src/backend/gpu/kernels.rs ----
 
 @compute @workgroup_size(16, 16, 1)
 fn matmul_f16(

@@ -117,8 +117,23 @@ impl Shader {
         }
     }
 
+    /// The files under `shaders/include/` this shader uses (WGSL has no `#include`): the fused
+    /// epilogue shared by the f32 products and the one shared by the f16 products, each with
+    /// the activations φ, φ' of act.wgsl.
+    pub fn includes(self) -> &'static [&'static str] {
+        const ACTIVATION: &str = include_str!("../../../shaders/include/activation.wgsl");
+        const EPILOGUE: &str = include_str!("../../../shaders/include/epilogue.wgsl");
+        const EPILOGUE_F16: &str = include_str!("../../../shaders/include/epilogue_f16.wgsl");
+        match self {
+            Shader::Matmul | Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE],
+            Shader::MatmulF16 | Shader::MatmulCoop => &[ACTIVATION, EPILOGUE_F16],
+            _ => &[],
+        }
+    }
+
     /// The WGSL source as compiled: [`prelude`] followed by [`Shader::body`] (and, for a tile
-    /// configuration, its constants in between), except that the body's leading `enable`
+    /// configuration, its constants in between) and its [`Shader::includes`] (module-scope
+    /// declarations may come in any order), except that the body's leading `enable`
     /// directives (which WGSL wants before any declaration) go first.
     pub fn source(self) -> String {
         let body = self.body();
@@ -133,7 +148,8 @@ impl Shader {
             Shader::MatmulTile(cfg) => cfg.constants(),
             _ => String::new(),
         };
-        format!("{enables}{}{constants}{rest}", prelude())
+        let included = self.includes().concat();
+        format!("{enables}{}{constants}{rest}\n{included}", prelude())
     }
 }
 

@@ -1,0 +1,54 @@
+// Included by src/backend/gpu/kernels.rs into matmul.wgsl and matmul_tile.wgsl (every tile
+// configuration); φ and φ' come from include/activation.wgsl.
+
+// ---- fused epilogue (tiled and skinny kernels, split-k reduce) ----------------------------
+//
+// The pipeline constant EPI (P.epi mirrors it) selects what the store of C does with
+// v = alpha * acc (+ beta * C), the same float operations as the unfused kernels that would
+// follow the product (act.wgsl); each epilogue is its own pipeline, so the others compile out:
+//   0: C = v
+//   1: C = v + bias[col]                         (elementwise.wgsl add_bias)
+//   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = ACT)
+//   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = ACT)
+// Bindings 4 (bias [n] or Z [m, n], read) and 5 (Y [m, n]) of the tiled and skinny kernels;
+// the host binds placeholders where the epilogue does not read or write them.
+override EPI: u32 = 0u;
+override ACT: u32 = 0u;
+@group(0) @binding(4) var<storage, read> e_in: array<f32>;
+@group(0) @binding(5) var<storage, read_write> e_out: array<f32>;
+
+// alpha * x, with alpha == 1 exactly x: a later `+ bias` is never contracted with the product.
+fn alpha_times(x: f32) -> f32 {
+    return select(P.alpha * x, x, P.alpha == 1.0);
+}
+
+fn alpha_times4(x: vec4<f32>) -> vec4<f32> {
+    return select(P.alpha * x, x, P.alpha == 1.0);
+}
+
+// The value stored at C[o] (column col) for v; writes Y[o] when EPI == 2.
+fn epilogue(o: u32, col: u32, v: f32) -> f32 {
+    switch EPI {
+        case 1u: { return v + e_in[col]; }
+        case 2u: {
+            let z = v + e_in[col];
+            e_out[o] = epi_phi(z, ACT);
+            return z;
+        }
+        case 3u: { return v * epi_dphi(e_in[o], ACT); }
+        default: { return v; }
+    }
+}
+
+// The same for C[o .. o+4] (columns col .. col+4, all inside C).
+fn epilogue4(o: u32, col: u32, v: vec4<f32>) -> vec4<f32> {
+    if (EPI == 0u) {
+        return v;
+    }
+    return vec4(
+        epilogue(o, col, v.x),
+        epilogue(o + 1u, col + 1u, v.y),
+        epilogue(o + 2u, col + 2u, v.z),
+        epilogue(o + 3u, col + 3u, v.w),
+    );
+}
