@@ -3,7 +3,8 @@
 // The scaler state is a 4-slot f32 buffer S (src/train/amp.rs names the slots):
 //   S[0] scale, S[1] found_inf (0 or 1, set during this step), S[2] clean steps since the last
 //   growth or overflow, S[3] skipped steps over the run.
-// A step: amp_scale multiplies d logits by S[0]; backward; amp_unscale multiplies every
+// A step: amp_scale multiplies d logits by S[0] (amp_scale_half also writes their f16 copy, the
+// last layer's wgrad operand, as to_half does); backward; amp_unscale multiplies every
 // gradient by 1 / S[0] and sets S[1] when a gradient element is inf or NaN (tested on the bits:
 // WGSL lets compilers assume floats are finite); amp_sgd / amp_momentum are update.wgsl's
 // updates that do nothing when S[1] != 0; amp_update_scale halves the scale on overflow (and
@@ -35,6 +36,8 @@ struct Amp {
 @group(0) @binding(3) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read_write> vel: array<f32>;
 @group(0) @binding(4) var<storage, read_write> mparam: array<f32>;
+// amp_scale_half: f16(x) packed two to a word (f16_bits: shaders/include/f16_bits.wgsl).
+@group(0) @binding(3) var<storage, read_write> x_half: array<u32>;
 
 fn is_finite_bits(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
@@ -47,6 +50,26 @@ fn amp_scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (i < p.n) {
         x[i] = x[i] * s_r[0];
     }
+}
+
+// x[i] *= S[0] for i = 2w, 2w + 1 < n; x_half[w] = f16(x[2w]) | f16(x[2w + 1]) << 16 (the upper
+// half 0 past n). One invocation per word, as to_half: no two invocations share a word.
+@compute @workgroup_size(WG_1D)
+fn amp_scale_half(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = lin(gid, nwg);
+    let i = 2u * w;
+    if (i >= p.n) {
+        return;
+    }
+    let lo = x[i] * s_r[0];
+    x[i] = lo;
+    var hi = 0u;
+    if (i + 1u < p.n) {
+        let v = x[i + 1u] * s_r[0];
+        x[i + 1u] = v;
+        hi = f16_bits(v);
+    }
+    x_half[w] = f16_bits(lo) | (hi << 16u);
 }
 
 // x[i] *= 1 / S[0], i < n; S[1] = 1 when some x[i] is not finite.

@@ -5,6 +5,8 @@
 // `sums_partial` / `sums_final`: the same two passes for two vectors x, y of n elements at
 // once (workgroup row v = 0 for x, 1 for y), each total written to up to two slots: per vector
 // the same float operations as `reduce_partial` / `reduce_final` with op = sum.
+// `sums_small`: both passes in one dispatch when one pass-1 workgroup covers n (n <= WG_1D):
+// the same float operations as `sums_partial` then `sums_final`, so the same bits.
 // `col_sum`: out[c] = alpha * Σ_r x[r, c] + beta * out[c], 8 row lanes per column, fixed tree.
 
 struct Red {
@@ -28,7 +30,8 @@ struct Red {
 @group(0) @binding(1) var<storage, read> pin: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-// sums_partial: [x, y, partials], sums_final: [partials_in, out], with this parameter block.
+// sums_partial: [x, y, partials], sums_final: [partials_in, out], sums_small: [x, y, sums_out],
+// with this parameter block.
 struct Sums {
     n: u32,      // elements of each vector (pass 1)
     groups: u32, // pass-1 workgroups per vector
@@ -40,6 +43,7 @@ struct Sums {
 const NO_SLOT: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> ps: Sums;
+@group(0) @binding(3) var<storage, read_write> sums_out: array<f32>;
 
 var<workgroup> tree: array<f32, WG_1D>;
 // col_sum: one slot per invocation of its 32 x 8 workgroup.
@@ -118,6 +122,26 @@ fn sums_final(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     if (t == 0u) {
         out[first] = total;
         if (second != NO_SLOT) { out[second] = total; }
+    }
+}
+
+// Workgroup v sums vector v (n <= WG_1D elements) by sums_partial's tree into partial p, then
+// writes 0 + p to its slots, as sums_final does with one partial (its other lanes add zeros).
+@compute @workgroup_size(WG_1D)
+fn sums_small(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let t = lid.x;
+    var acc = 0.0;
+    if (t < ps.n) {
+        acc = acc + select(x[t], y[t], wid.x == 1u);
+    }
+    tree[t] = acc;
+    let partial = tree_sum(t);
+    let total = 0.0 + partial;
+    let first = select(ps.slots.x, ps.slots.z, wid.x == 1u);
+    let second = select(ps.slots.y, ps.slots.w, wid.x == 1u);
+    if (t == 0u) {
+        sums_out[first] = total;
+        if (second != NO_SLOT) { sums_out[second] = total; }
     }
 }
 

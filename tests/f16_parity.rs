@@ -74,6 +74,45 @@ fn to_half_matches_cpu() {
     println!("parity ok: to_half, {} values bit for bit", x.len());
 }
 
+/// `amp_scale_to_half` (one fused kernel on the GPU; `amp_scale` then `to_half` on the CPU):
+/// the scaled vector and its packed halves, bit for bit on both backends, for odd and even
+/// lengths, with scales that overflow f16 (65504 · 2 = inf) and push values into subnormals.
+#[test]
+fn amp_scale_to_half_matches_cpu() {
+    let (c, g) = (cpu(), gpu());
+    let mut x = uniform(11, 777, 40.0);
+    x.extend([0.0, -0.0, 1e-6, -3e-7, 65504.0, f32::NAN]);
+    fn fused<B: Backend>(b: &B, x: &[f32], n: usize, scale: f32) -> (Vec<f32>, Vec<f32>) {
+        let state = b.upload(&[scale, 0.0, 0.0, 0.0]).unwrap();
+        let mut xb = b.upload(&x[..n]).unwrap();
+        let mut out = ops(b).zeros_half(n).unwrap();
+        ops(b).amp_scale_to_half(n, &state, &mut xb, &mut out).unwrap();
+        let mut scaled = b.read(&xb).unwrap();
+        scaled.truncate(n);
+        (scaled, b.read(&out.words).unwrap())
+    }
+    let mut cases = 0;
+    for n in [1usize, 2, 5, 256, 513, x.len()] {
+        for scale in [1.0f32, 2.0, 1024.0, 2f32.powi(-20)] {
+            let (xc, hc) = fused(&c, &x, n, scale);
+            let (xg, hg) = fused(&g, &x, n, scale);
+            assert_eq!(bits(&xc), bits(&xg), "scaled x, n = {n}, S = {scale}");
+            assert_eq!(bits(&hc), bits(&hg), "f16 words, n = {n}, S = {scale}");
+            // The halves are the scaled values, rounded: the twin of the unfused pair.
+            let back = ops(&g).read_half(&HalfBuf { words: g.upload(&hg).unwrap(), len: n }).unwrap();
+            for (i, (&v, &w)) in xg.iter().zip(&back).enumerate() {
+                let want = round_f16(v);
+                assert!(
+                    want.to_bits() == w.to_bits() || (want.is_nan() && w.is_nan()),
+                    "[{i}] {v}: {w}"
+                );
+            }
+            cases += 1;
+        }
+    }
+    println!("parity ok: amp_scale_to_half, {cases} cases bit for bit");
+}
+
 /// `(f64 reference of the f16-rounded operands, Σ_p |a||b| per element)` for `g`, and the f64
 /// product of the unrounded f32 operands.
 fn references(g: &Gemm, a: &[f32], b: &[f32], c0: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {

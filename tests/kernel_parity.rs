@@ -5,7 +5,9 @@
 
 mod common;
 
-use batchscope::backend::{Activation, Backend, Gemm, GlobalNorm, MomentumStep};
+use batchscope::backend::{
+    Activation, Backend, Gemm, GlobalNorm, MomentumStep, ParamUpdate, UpdateRule,
+};
 use common::{assert_close, cpu, gpu, indices, uniform};
 
 /// Ragged sizes: not multiples of any tile.
@@ -299,6 +301,85 @@ fn update_matches_cpu() {
     for &n in &[1usize, 3, 257, 100_003] {
         compare!(format!("updates n={n}"), 1e-6, 1e-6, update_case, n);
     }
+}
+
+/// Three steps of `rule` over tensors of `lens` through [`Backend::update_params`] (the GPU: two
+/// tensors per dispatch) and through one update per tensor; both results, per tensor.
+fn update_params_case<B: Backend>(b: &B, lens: &[usize], rule: &UpdateRule) -> (Outputs, Outputs) {
+    let run = |many: bool| -> Outputs {
+        let seeded = |s: u64, n: usize| b.upload(&uniform(s, n.max(1), 1.0)).unwrap();
+        let grads: Vec<_> = lens.iter().enumerate().map(|(i, &n)| seeded(60 + i as u64, n)).collect();
+        let mut params: Vec<_> =
+            lens.iter().enumerate().map(|(i, &n)| seeded(80 + i as u64, n)).collect();
+        let mut vels: Vec<_> =
+            lens.iter().enumerate().map(|(i, &n)| seeded(100 + i as u64, n)).collect();
+        for _ in 0..3 {
+            if many {
+                let mut ts: Vec<ParamUpdate<'_, B::Buf>> = params
+                    .iter_mut()
+                    .zip(vels.iter_mut())
+                    .zip(&grads)
+                    .zip(lens)
+                    .map(|(((param, v), grad), &n)| ParamUpdate { n, grad, velocity: Some(v), param })
+                    .collect();
+                b.update_params(rule, &mut ts).unwrap();
+            } else {
+                for (i, &n) in lens.iter().enumerate() {
+                    match rule {
+                        UpdateRule::Sgd { lr, weight_decay } => {
+                            b.sgd_update(n, *lr, *weight_decay, &grads[i], &mut params[i]).unwrap()
+                        }
+                        UpdateRule::Momentum(step) => {
+                            b.momentum_update(n, step, &grads[i], &mut vels[i], &mut params[i]).unwrap()
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (p, v) in params.iter().zip(&vels) {
+            out.push(("param", b.read(p).unwrap()));
+            out.push(("velocity", b.read(v).unwrap()));
+        }
+        out
+    };
+    (run(true), run(false))
+}
+
+/// `update_params` (two tensors per dispatch on the GPU, the workgroups of a dispatch split
+/// between them) gives each tensor the bits of its own update, on ragged lengths, an odd tensor
+/// count and empty tensors; and it equals the CPU.
+#[test]
+fn update_params_match_per_tensor_updates_and_cpu() {
+    let rules = [
+        UpdateRule::Sgd { lr: 0.1, weight_decay: 0.01 },
+        UpdateRule::Momentum(MomentumStep { lr: 0.05, mu: 0.9, weight_decay: 0.001 }),
+    ];
+    let shapes: [&[usize]; 5] = [&[], &[5], &[300, 17], &[1, 0, 257, 3, 65], &[100_003, 256, 255, 1024]];
+    let (paired, single) = (gpu(), gpu());
+    paired.set_update_pairs(true);
+    single.set_update_pairs(false);
+    for rule in &rules {
+        for lens in shapes {
+            let runs = [
+                ("gpu, two tensors per dispatch", update_params_case(&paired, lens, rule)),
+                ("gpu, one tensor per dispatch", update_params_case(&single, lens, rule)),
+                ("cpu", update_params_case(&cpu(), lens, rule)),
+            ];
+            for (what, (many, single)) in runs {
+                for ((name, m), (_, s)) in many.iter().zip(&single) {
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(m), bits(s), "{what} {rule:?} lens {lens:?}: {name}");
+                }
+            }
+            let c = update_params_case(&cpu(), lens, rule).0;
+            let g = update_params_case(&paired, lens, rule).0;
+            for ((name, r), (_, o)) in c.iter().zip(&g) {
+                assert_close(&format!("update_params {rule:?} {lens:?} {name}"), r, o, 1e-6, 1e-6);
+            }
+        }
+    }
+    println!("parity ok: update_params");
 }
 
 fn gather_case<B: Backend>(b: &B, src_rows: usize, rows: usize, cols: usize) -> Outputs {

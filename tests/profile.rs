@@ -48,8 +48,8 @@ fn check_names(p: &BatchProfile) {
     assert_eq!(names, expected, "every op of the step named, in order");
     assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
     // 3 forward (matmul + bias (+ φ)) + xent + 8 backward (3 wgrad, 3 col_sum, 2 dgrad + φ')
-    // + the loss and correct sums (one op) + 6 updates.
-    assert_eq!(p.ops_per_step, 19.0);
+    // + the loss and correct sums (one op) + the update of all 6 tensors (one op).
+    assert_eq!(p.ops_per_step, 14.0);
 }
 
 fn check_sum(p: &BatchProfile, tol: f64) {
@@ -116,39 +116,48 @@ fn analytic_counts_equal_hand_computed_values() {
     // Momentum over all 16·32+32 + 32·24+24 + 24·5+5 = 1461 parameters: 6 FLOPs, 5 floats each.
     let n = d * h1 + h1 + h1 * h2 + h2 + h2 * k + k;
     let g = group(&p, "momentum update");
-    assert_eq!((g.calls_per_step, g.flops_per_step, g.bytes_per_step), (6.0, 6.0 * n, 20.0 * n));
+    assert_eq!((g.calls_per_step, g.flops_per_step, g.bytes_per_step), (1.0, 6.0 * n, 20.0 * n));
 }
 
 /// What a GPU step records, device-independently: dispatches, passes and submits per step of
-/// the 3-layer MLP at a small batch (skinny products) and a large one (tiled products). 20 =
+/// the 3-layer MLP at a small batch (skinny products) and a large one (tiled products). 16 =
 /// 3 forward matmuls with bias (+ φ) fused into their store + xent + 3 wgrad + 3 col_sum +
-/// 2 dgrad with φ' fused into their store + 1 two-pass reduction of both sums (2) + 6 momentum
-/// updates; one pass; one submit. (27 before the fusions: 3 bias / bias+act and 2 act bwd
-/// dispatches, and a second two-pass sum.)
+/// 2 dgrad with φ' fused into their store + 1 one-pass reduction of both sums (B ≤ 256; two
+/// passes above) + 3 momentum updates (a layer's weight and bias per dispatch; 6 where the
+/// adapter runs on the CPU, see `GpuBackend::set_update_pairs`); one pass; one submit. (27
+/// before the fusions: 3 bias / bias+act and 2 act bwd dispatches, a second two-pass sum; 20
+/// before the one-pass sums and the paired updates.)
 #[test]
 fn gpu_step_dispatches_passes_and_submits() {
     let b = common::gpu();
-    for batch in [4usize, 256] {
-        let p = profile_batch(&b, &config(&[]), batch).expect("profile");
-        assert_eq!(p.dispatches_per_step, 20.0, "B = {batch}");
-        assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
-        assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
+    for pairs in [true, false] {
+        b.set_update_pairs(pairs);
+        let updates = if pairs { 3.0 } else { 6.0 };
+        for batch in [4usize, 256, 257] {
+            // One more dispatch past B = 256: the sums take two passes.
+            let sums = if batch <= 256 { 1.0 } else { 2.0 };
+            let p = profile_batch(&b, &config(&[]), batch).expect("profile");
+            assert_eq!(p.dispatches_per_step, 12.0 + sums + updates, "B = {batch}, pairs {pairs}");
+            assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
+            assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
+        }
     }
 }
 
-/// The same for the f16 step (lavapipe: the packed kernel, which fuses). 33 = 1 `to_half` of
+/// The same for the f16 step (lavapipe: the packed kernel, which fuses). 31 = 1 `to_half` of
 /// the minibatch + per layer 1 `to_half` of W and 1 forward product with bias (+ φ and the f16
-/// copy of a) fused into its store (3 × 2) + xent + 1 loss-scale + 1 `to_half` of the scaled
-/// d logits + 3 wgrad + 3 col_sum + 2 dgrad with φ' and the f16 copy of dz fused into their
-/// store + 1 two-pass reduction (2) + 6 unscale (a layer's weight and bias each) + 6 momentum
+/// copy of a) fused into its store (3 × 2) + xent + 1 loss-scale with the f16 copy of the
+/// scaled d logits + 3 wgrad + 3 col_sum + 2 dgrad with φ' and the f16 copy of dz fused into
+/// their store + 1 one-pass reduction + 6 unscale (a layer's weight and bias each) + 6 momentum
 /// updates + 1 scale update. (42 before the f16 fusions: 3 bias / bias+act, 2 `to_half` of a,
-/// 2 act bwd and 2 `to_half` of dz dispatches.)
+/// 2 act bwd and 2 `to_half` of dz dispatches; 33 before the one-pass sums and the fused
+/// loss-scale and `to_half`.)
 #[test]
 fn gpu_f16_step_dispatches_passes_and_submits() {
     let b = common::gpu();
     for batch in [4usize, 256] {
         let p = profile_batch(&b, &config(&["model.precision=\"f16\""]), batch).expect("profile");
-        assert_eq!(p.dispatches_per_step, 33.0, "B = {batch}");
+        assert_eq!(p.dispatches_per_step, 31.0, "B = {batch}");
         assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
         assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
     }

@@ -80,6 +80,18 @@ pub trait HalfOps {
     // ---- dynamic loss scaling (state: `scaler [scaler::LEN]`) ----------------------------
     /// `x[i] *= S` for `x: [n]` (scales d logits: the loss times S).
     fn amp_scale(&self, n: usize, state: &Self::Buf, x: &mut Self::Buf) -> Result<()>;
+    /// [`HalfOps::amp_scale`] then [`HalfOps::to_half`] of the scaled `x` into `out: [n]`: the
+    /// scaled d logits and the last layer's f16 wgrad operand (one dispatch on the GPU).
+    fn amp_scale_to_half(
+        &self,
+        n: usize,
+        state: &Self::Buf,
+        x: &mut Self::Buf,
+        out: &mut HalfBuf<Self::Buf>,
+    ) -> Result<()> {
+        self.amp_scale(n, state, x)?;
+        self.to_half(n, x, out)
+    }
     /// `x[i] *= 1 / S` for `x: [n]`; the found-inf flag is set when some `x[i]` is inf or NaN.
     fn amp_unscale(&self, n: usize, state: &mut Self::Buf, x: &mut Self::Buf) -> Result<()>;
     /// [`super::Backend::sgd_update`] unless the found-inf flag is set.

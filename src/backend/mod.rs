@@ -348,6 +348,27 @@ pub trait Backend {
         velocity: &mut Self::Buf,
         param: &mut Self::Buf,
     ) -> Result<()>;
+    /// `rule` applied to every tensor of `tensors` (a model's whole update): the same float
+    /// operations as one [`Backend::sgd_update`] or [`Backend::momentum_update`] per tensor,
+    /// which is what this default does; the GPU records two tensors per dispatch.
+    fn update_params(
+        &self,
+        rule: &UpdateRule,
+        tensors: &mut [ParamUpdate<'_, Self::Buf>],
+    ) -> Result<()> {
+        for t in tensors.iter_mut() {
+            match (rule, t.velocity.as_deref_mut()) {
+                (UpdateRule::Sgd { lr, weight_decay }, _) => {
+                    self.sgd_update(t.n, *lr, *weight_decay, t.grad, t.param)?
+                }
+                (UpdateRule::Momentum(step), Some(v)) => {
+                    self.momentum_update(t.n, step, t.grad, v, t.param)?
+                }
+                (UpdateRule::Momentum(_), None) => return Err(ParamUpdate::<Self::Buf>::no_velocity()),
+            }
+        }
+        Ok(())
+    }
 
     // ---- clipping -----------------------------------------------------------------------
     /// Global-norm clipping without a host round trip: with `s = Σ_{i<count} stats[first + i]`
@@ -436,6 +457,34 @@ pub struct MomentumStep {
     pub lr: f32,
     pub mu: f32,
     pub weight_decay: f32,
+}
+
+/// The rule of [`Backend::update_params`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UpdateRule {
+    /// [`Backend::sgd_update`].
+    Sgd { lr: f32, weight_decay: f32 },
+    /// [`Backend::momentum_update`]: every tensor needs its velocity.
+    Momentum(MomentumStep),
+}
+
+/// One tensor of [`Backend::update_params`]: `n` elements of its gradient, its parameter and,
+/// under [`UpdateRule::Momentum`], its velocity.
+pub struct ParamUpdate<'a, Buf> {
+    pub n: usize,
+    pub grad: &'a Buf,
+    pub velocity: Option<&'a mut Buf>,
+    pub param: &'a mut Buf,
+}
+
+impl<Buf> ParamUpdate<'_, Buf> {
+    /// The error of a momentum update given a tensor without a velocity.
+    pub fn no_velocity() -> BackendError {
+        BackendError::Invalid {
+            op: "update_params",
+            message: "a momentum update needs every tensor's velocity".into(),
+        }
+    }
 }
 
 /// The clipping threshold of [`Backend::clip_by_global_norm`] and where its inputs lie in the

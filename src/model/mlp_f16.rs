@@ -106,9 +106,10 @@ impl Mlp {
         Ok(())
     }
 
-    /// [`Mlp::backward`] with f16 operands, from `ws.dz[last]` (already times the loss scale):
-    /// gradients of the scaled mean loss into `grads` (f32). Needs [`Mlp::forward_half`]'s
-    /// f16 copies of the same minibatch.
+    /// [`Mlp::backward`] with f16 operands, from `ws.dz[last]` (already times the loss scale)
+    /// and its f16 copy `hw.dz[last]`: gradients of the scaled mean loss into `grads` (f32).
+    /// Needs [`Mlp::forward_half`]'s f16 copies of the same minibatch; the other layers' f16
+    /// dz come from the store of each dgrad product.
     pub fn backward_half<B: Backend>(
         &self,
         b: &B,
@@ -119,14 +120,9 @@ impl Mlp {
         let h = half_ops(b)?;
         let rows = ws.rows;
         let act = self.spec.activation;
-        let last = self.layers() - 1;
         for l in (0..self.layers()).rev() {
             let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
             b.scope(Scope::Backward(l));
-            if l == last {
-                // The other layers' f16 dz come from the store of the dgrad product below.
-                h.to_half(rows * fan_out, &ws.dz[l], &mut hw.dz[l])?;
-            }
             // gW [out, in] = dzᵀ ([rows, out] stored) · input [rows, in]
             let g = Gemm::nn(fan_out, fan_in, rows).trans(true, false);
             let input = if l == 0 { &hw.x } else { &hw.a[l - 1] };
@@ -173,7 +169,9 @@ impl Mlp {
         self.forward_half(b, p, x, ws, hw)?;
         self.loss(b, targets, ws)?;
         let last = self.layers() - 1;
-        half_ops(b)?.amp_scale(ws.rows * self.outputs(), scaler, &mut ws.dz[last])?;
+        // d logits × S, and their f16 copy (the last wgrad's operand), in one op.
+        let n = ws.rows * self.outputs();
+        half_ops(b)?.amp_scale_to_half(n, scaler, &mut ws.dz[last], &mut hw.dz[last])?;
         self.backward_half(b, ws, hw, grads)
     }
 }

@@ -10,7 +10,8 @@ use super::cost::{Fusion, Op, ReduceKind};
 use super::hooks::{Profilable, TimingMethod};
 use crate::backend::half::HalfBuf;
 use crate::backend::{
-    Activation, Backend, BackendKind, Epilogue, Gemm, GenSpec, GlobalNorm, MomentumStep, Result, Scope,
+    Activation, Backend, BackendKind, Epilogue, Gemm, GenSpec, GlobalNorm, MomentumStep, ParamUpdate,
+    Result, Scope, UpdateRule,
 };
 
 /// One op call of a profiled recording.
@@ -303,6 +304,14 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
         param: &mut B::Buf,
     ) -> Result<()> {
         self.op(Op::Momentum { n }, || self.inner.momentum_update(n, step, grad, velocity, param))
+    }
+    fn update_params(&self, rule: &UpdateRule, tensors: &mut [ParamUpdate<'_, B::Buf>]) -> Result<()> {
+        let n = tensors.iter().map(|t| t.n).sum();
+        let op = match rule {
+            UpdateRule::Sgd { .. } => Op::Sgd { n },
+            UpdateRule::Momentum(_) => Op::Momentum { n },
+        };
+        self.op(op, || self.inner.update_params(rule, tensors))
     }
     fn clip_by_global_norm(
         &self,

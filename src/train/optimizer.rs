@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, GlobalNorm, MomentumStep, Result};
+use crate::backend::{Backend, GlobalNorm, MomentumStep, ParamUpdate, Result, UpdateRule};
 use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
 use crate::model::ParamSet;
 
@@ -81,31 +81,36 @@ pub fn clip_grads<B: Backend>(
 }
 
 /// `params ← update(params, grads)` with SGD or heavy-ball momentum (`velocity` from
-/// [`Optimizer::velocity`]; without one, momentum falls back to plain SGD).
+/// [`Optimizer::velocity`]; without one, momentum falls back to plain SGD), every tensor in
+/// one [`Backend::update_params`].
 pub fn apply_update<B: Backend>(
     b: &B,
     params: &mut ParamSet<B>,
     grads: &ParamSet<B>,
-    mut velocity: Option<&mut ParamSet<B>>,
+    velocity: Option<&mut ParamSet<B>>,
     opt: &Optimizer,
     lr: f32,
 ) -> Result<()> {
-    for i in 0..params.tensors.len() {
-        let n = params.numel_of(i);
-        match (opt, velocity.as_mut()) {
-            (Optimizer::Momentum { mu, weight_decay }, Some(v)) => b.momentum_update(
-                n,
-                &MomentumStep { lr, mu: *mu, weight_decay: *weight_decay },
-                &grads.tensors[i],
-                &mut v.tensors[i],
-                &mut params.tensors[i],
-            )?,
-            (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
-                b.sgd_update(n, lr, *weight_decay, &grads.tensors[i], &mut params.tensors[i])?
-            }
+    let (rule, mut velocities) = match (opt, velocity) {
+        (Optimizer::Momentum { mu, weight_decay }, Some(v)) => (
+            UpdateRule::Momentum(MomentumStep { lr, mu: *mu, weight_decay: *weight_decay }),
+            v.tensors.iter_mut().map(Some).collect::<Vec<_>>(),
+        ),
+        (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
+            (UpdateRule::Sgd { lr, weight_decay: *weight_decay }, Vec::new())
         }
-    }
-    Ok(())
+    };
+    velocities.resize_with(params.tensors.len(), || None);
+    let lens: Vec<usize> = (0..params.tensors.len()).map(|i| params.numel_of(i)).collect();
+    let mut tensors: Vec<ParamUpdate<'_, B::Buf>> = params
+        .tensors
+        .iter_mut()
+        .zip(&grads.tensors)
+        .zip(velocities)
+        .zip(lens)
+        .map(|(((param, grad), velocity), n)| ParamUpdate { n, grad, velocity, param })
+        .collect();
+    b.update_params(&rule, &mut tensors)
 }
 
 /// The learning rate of epoch `epoch` under `t.lr_schedule`.

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::device::{GpuDevice, RawBuf};
 use super::kernels as k;
 use super::launch::{launch_1d, u32_of};
-use crate::backend::half::{scaler, ScaleGrowth};
+use crate::backend::half::{half_words, scaler, ScaleGrowth};
 use crate::backend::{check_len, MomentumStep, Result};
 
 /// Mirrors `struct Amp` in amp.wgsl.
@@ -32,6 +32,20 @@ fn params(op: &'static str, n: usize, state: &RawBuf) -> Result<AmpParams> {
 pub fn amp_scale(dev: &GpuDevice, n: usize, state: &RawBuf, x: &RawBuf) -> Result<()> {
     check_len("amp_scale", "x", x.len(), n)?;
     launch_1d(dev, &k::AMP_SCALE, n, &params("amp_scale", n, state)?, &[state, x])
+}
+
+/// `x[i] *= S`, `i < n`, and `words = f16(x[..n])` packed (`ceil(n / 2)` words), in one dispatch.
+pub fn amp_scale_half(
+    dev: &GpuDevice,
+    n: usize,
+    state: &RawBuf,
+    x: &RawBuf,
+    words: &RawBuf,
+) -> Result<()> {
+    check_len("amp_scale_half", "x", x.len(), n)?;
+    check_len("amp_scale_half", "out", words.len(), half_words(n))?;
+    let p = params("amp_scale_half", n, state)?;
+    launch_1d(dev, &k::AMP_SCALE_HALF, half_words(n), &p, &[state, x, words])
 }
 
 /// `x[i] *= 1 / S`, `i < n`, raising the found-inf flag on a non-finite element.

@@ -24,6 +24,14 @@ pub struct AdapterSummary {
     pub features: Vec<String>,
 }
 
+impl AdapterSummary {
+    /// Whether the adapter runs shaders on the CPU (lavapipe, SwiftShader): there an
+    /// invocation runs both sides of a branch under masks, even one uniform over a workgroup.
+    pub fn runs_on_cpu(&self) -> bool {
+        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
+    }
+}
+
 /// The limits that bound batch size and kernel launch shapes.
 #[derive(Clone, Debug, Serialize)]
 pub struct LimitSummary {

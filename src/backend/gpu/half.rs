@@ -43,6 +43,17 @@ impl HalfOps for GpuBackend {
         amp::amp_scale(&self.dev, n, &state.0, &x.0)
     }
 
+    fn amp_scale_to_half(
+        &self,
+        n: usize,
+        state: &GpuBuf,
+        x: &mut GpuBuf,
+        out: &mut HalfBuf<GpuBuf>,
+    ) -> Result<()> {
+        check_len("amp_scale_to_half", "out", out.len, n)?;
+        amp::amp_scale_half(&self.dev, n, &state.0, &x.0, &out.words.0)
+    }
+
     fn amp_unscale(&self, n: usize, state: &mut GpuBuf, x: &mut GpuBuf) -> Result<()> {
         amp::amp_unscale(&self.dev, n, &state.0, &x.0)
     }

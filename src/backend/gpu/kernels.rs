@@ -119,14 +119,16 @@ impl Shader {
 
     /// The files under `shaders/include/` this shader uses (WGSL has no `#include`): the fused
     /// epilogue shared by the f32 products and the one shared by the f16 products, each with
-    /// the activations φ, φ' of act.wgsl.
+    /// the activations φ, φ' of act.wgsl, and the f32 → f16 rounding of every f16 store.
     pub fn includes(self) -> &'static [&'static str] {
         const ACTIVATION: &str = include_str!("../../../shaders/include/activation.wgsl");
         const EPILOGUE: &str = include_str!("../../../shaders/include/epilogue.wgsl");
         const EPILOGUE_F16: &str = include_str!("../../../shaders/include/epilogue_f16.wgsl");
+        const F16_BITS: &str = include_str!("../../../shaders/include/f16_bits.wgsl");
         match self {
             Shader::Matmul | Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE],
-            Shader::MatmulF16 | Shader::MatmulCoop => &[ACTIVATION, EPILOGUE_F16],
+            Shader::MatmulF16 | Shader::MatmulCoop => &[ACTIVATION, EPILOGUE_F16, F16_BITS],
+            Shader::Amp => &[F16_BITS],
             _ => &[],
         }
     }
@@ -216,9 +218,13 @@ kernel!(COL_SUM, Reduce, "col_sum", [R, W]);
 // two sums of n-vectors at once (x, y, partials), (partials, out)
 kernel!(SUMS_PARTIAL, Reduce, "sums_partial", [R, R, W]);
 kernel!(SUMS_FINAL, Reduce, "sums_final", [R, W]);
+// both passes in one when n <= WG_1D (x, y, out)
+kernel!(SUMS_SMALL, Reduce, "sums_small", [R, R, W]);
 // update.wgsl
 kernel!(SGD_UPDATE, Update, "sgd_update", [R, W]);
 kernel!(MOMENTUM_UPDATE, Update, "momentum_update", [R, W, W]);
+kernel!(SGD_UPDATE2, Update, "sgd_update2", [R, W, R, W]);
+kernel!(MOMENTUM_UPDATE2, Update, "momentum_update2", [R, W, W, R, W, W]);
 // clip.wgsl
 kernel!(CLIP_BY_GLOBAL_NORM, Clip, "clip_by_global_norm", [W, W]);
 kernel!(CLIP_BY_VALUE, Clip, "clip_by_value", [W]);
@@ -236,6 +242,7 @@ kernel!(TO_HALF, MatmulF16, "to_half", [R, W]);
 kernel!(MATMUL_F16, MatmulF16, "matmul_f16", [R, R, W, R, W, W]);
 // amp.wgsl: loss scaling (scaler state first)
 kernel!(AMP_SCALE, Amp, "amp_scale", [R, W]);
+kernel!(AMP_SCALE_HALF, Amp, "amp_scale_half", [R, W, W]);
 kernel!(AMP_UNSCALE, Amp, "amp_unscale", [W, W]);
 kernel!(AMP_SGD, Amp, "amp_sgd", [R, R, W]);
 kernel!(AMP_MOMENTUM, Amp, "amp_momentum", [R, R, W, W]);
@@ -248,8 +255,16 @@ kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W, R, W, W]);
 
 /// The mixed-precision kernels (no adapter feature needed; compiled on first use, so f32 runs
 /// and their warm-up are unchanged).
-pub const MIXED_KERNELS: &[Kernel] =
-    &[TO_HALF, MATMUL_F16, AMP_SCALE, AMP_UNSCALE, AMP_SGD, AMP_MOMENTUM, AMP_UPDATE_SCALE];
+pub const MIXED_KERNELS: &[Kernel] = &[
+    TO_HALF,
+    MATMUL_F16,
+    AMP_SCALE,
+    AMP_SCALE_HALF,
+    AMP_UNSCALE,
+    AMP_SGD,
+    AMP_MOMENTUM,
+    AMP_UPDATE_SCALE,
+];
 
 /// The cooperative-matrix kernels: only where `matmul_coop::available` says so.
 pub const COOP_KERNELS: &[Kernel] = &[MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT];
@@ -283,8 +298,11 @@ pub const ALL_KERNELS: &[Kernel] = &[
     COL_SUM,
     SUMS_PARTIAL,
     SUMS_FINAL,
+    SUMS_SMALL,
     SGD_UPDATE,
     MOMENTUM_UPDATE,
+    SGD_UPDATE2,
+    MOMENTUM_UPDATE2,
     GATHER_ROWS,
     GATHER_IDX,
     GATHER_ROWS_WINDOW,

@@ -75,7 +75,8 @@ const NO_SLOT: u32 = u32::MAX;
 
 /// `out[slot] = Σ_{i<n} x[i]` for every `(x, slot)` of `terms`, each with the bits of [`sum`]:
 /// the distinct vectors two at a time, each total written to up to two slots, by one
-/// `sums_partial` and one `sums_final` dispatch per pair.
+/// `sums_partial` and one `sums_final` dispatch per pair, or one `sums_small` dispatch per pair
+/// when `n <= WG_1D` (the small-batch step's loss and correct sums).
 pub fn sums(dev: &GpuDevice, n: usize, terms: &[(&RawBuf, usize)], out: &RawBuf) -> Result<()> {
     // (vector, up to two slots) jobs, a vector with more slots split over several.
     let mut jobs: Vec<(&RawBuf, [u32; 2])> = Vec::new();
@@ -99,6 +100,11 @@ pub fn sums(dev: &GpuDevice, n: usize, terms: &[(&RawBuf, usize)], out: &RawBuf)
             slots: [sx[0], sx[1], sy[0], sy[1]],
         };
         let v = pair.len() as u32;
+        if groups == 1 {
+            // One pass-1 workgroup: both passes in one dispatch, the same bits.
+            dev.dispatch(&k::SUMS_SMALL, &p, &[x, y, out], [v, 1, 1])?;
+            continue;
+        }
         dev.dispatch(&k::SUMS_PARTIAL, &p, &[x, y, &scratch], [groups as u32, v, 1])?;
         dev.dispatch(&k::SUMS_FINAL, &p, &[&scratch, out], [v, 1, 1])?;
     }
