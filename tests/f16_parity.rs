@@ -9,7 +9,7 @@ use batchscope::backend::cpu::f16::round_f16;
 use batchscope::backend::gpu::matmul_coop;
 use batchscope::backend::gpu::matmul_f16::{self, HalfKernel};
 use batchscope::backend::half::{scaler, HalfBuf, HalfOps, ScaleGrowth};
-use batchscope::backend::{Backend, Gemm, MomentumStep};
+use batchscope::backend::{Backend, Gemm, MomentumStep, ParamUpdate, UpdateRule};
 use common::{cpu, gpu, uniform};
 
 /// Ragged sizes: not multiples of any tile.
@@ -221,12 +221,23 @@ fn matmul_f16_matches_cpu() {
 /// gradient at step `inf_step`; returns the scaler state and both parameter tensors after each
 /// step. Gradients are multiples of 2^-8 scaled by S, so every value is exact in f32.
 fn amp_run<B: Backend>(b: &B, inf_step: usize, interval: u32) -> Vec<Vec<f32>> {
+    amp_run_on(b, inf_step, interval, &[37, 300], false)
+}
+
+/// [`amp_run`] on tensors of `sizes`, with `many`: unscaled and updated by the multi-tensor ops
+/// (`amp_unscale_all`, `amp_update_params`), else one op per tensor.
+fn amp_run_on<B: Backend>(
+    b: &B,
+    inf_step: usize,
+    interval: u32,
+    sizes: &[usize],
+    many: bool,
+) -> Vec<Vec<f32>> {
     let h = ops(b);
     let growth = ScaleGrowth::every(interval);
     let mut state = b.upload(&[1024.0, 0.0, 0.0, 0.0]).unwrap();
-    let sizes = [37usize, 300];
-    let mut params: Vec<_> = sizes.iter().map(|&n| b.upload(&vec![1.0; n]).unwrap()).collect();
-    let mut vel: Vec<_> = sizes.iter().map(|&n| b.zeros(n).unwrap()).collect();
+    let mut params: Vec<_> = sizes.iter().map(|&n| b.upload(&vec![1.0; n.max(1)]).unwrap()).collect();
+    let mut vel: Vec<_> = sizes.iter().map(|&n| b.zeros(n.max(1)).unwrap()).collect();
     let step = MomentumStep { lr: 0.125, mu: 0.5, weight_decay: 0.0 };
     let mut trace = Vec::new();
     for s in 0..6 {
@@ -235,7 +246,7 @@ fn amp_run<B: Backend>(b: &B, inf_step: usize, interval: u32) -> Vec<Vec<f32>> {
         let mut grads = Vec::new();
         for (t, &n) in sizes.iter().enumerate() {
             let g: Vec<f32> =
-                (0..n).map(|i| ((i * 7 + s * 3 + t) % 17) as f32 / 256.0 - 0.03125).collect();
+                (0..n.max(1)).map(|i| ((i * 7 + s * 3 + t) % 17) as f32 / 256.0 - 0.03125).collect();
             let mut gb = b.upload(&g).unwrap();
             h.amp_scale(n, &state, &mut gb).unwrap();
             if s == inf_step && t == 1 {
@@ -243,11 +254,27 @@ fn amp_run<B: Backend>(b: &B, inf_step: usize, interval: u32) -> Vec<Vec<f32>> {
                 scaled[5] = f32::INFINITY;
                 b.write(&mut gb, &scaled).unwrap();
             }
-            h.amp_unscale(n, &mut state, &mut gb).unwrap();
+            if !many {
+                h.amp_unscale(n, &mut state, &mut gb).unwrap();
+            }
             grads.push(gb);
         }
-        for (t, &n) in sizes.iter().enumerate() {
-            h.amp_momentum(n, &step, &state, &grads[t], &mut vel[t], &mut params[t]).unwrap();
+        if many {
+            let mut xs: Vec<(usize, &mut B::Buf)> =
+                sizes.iter().copied().zip(grads.iter_mut()).collect();
+            h.amp_unscale_all(&mut state, &mut xs).unwrap();
+            let mut ts: Vec<ParamUpdate<'_, B::Buf>> = params
+                .iter_mut()
+                .zip(vel.iter_mut())
+                .zip(&grads)
+                .zip(sizes)
+                .map(|(((param, v), grad), &n)| ParamUpdate { n, grad, velocity: Some(v), param })
+                .collect();
+            h.amp_update_params(&UpdateRule::Momentum(step), &state, &mut ts).unwrap();
+        } else {
+            for (t, &n) in sizes.iter().enumerate() {
+                h.amp_momentum(n, &step, &state, &grads[t], &mut vel[t], &mut params[t]).unwrap();
+            }
         }
         h.amp_update_scale(&growth, &mut state).unwrap();
         trace.push(b.read(&state).unwrap());
@@ -256,6 +283,37 @@ fn amp_run<B: Backend>(b: &B, inf_step: usize, interval: u32) -> Vec<Vec<f32>> {
         }
     }
     trace
+}
+
+/// The multi-tensor loss-scaling ops (`amp_unscale_all`, `amp_update_params`: on a GPU two
+/// tensors per dispatch, a layer's weight and bias) give the bits of one op per tensor, on both
+/// backends, through an overflow (skipped step) and a growth, with an odd tensor count and an
+/// empty tensor.
+#[test]
+fn amp_multi_tensor_ops_match_per_tensor_ops() {
+    let (c, paired, single) = (cpu(), gpu(), gpu());
+    paired.set_update_pairs(true);
+    single.set_update_pairs(false);
+    let sizes = [37usize, 300, 5, 0, 1000];
+    let want = amp_run_on(&c, 3, 2, &sizes, false);
+    let runs = [
+        ("cpu, multi-tensor ops", amp_run_on(&c, 3, 2, &sizes, true)),
+        ("gpu, two tensors per dispatch", amp_run_on(&paired, 3, 2, &sizes, true)),
+        ("gpu, one tensor per dispatch", amp_run_on(&single, 3, 2, &sizes, true)),
+        ("gpu, per-tensor ops", amp_run_on(&paired, 3, 2, &sizes, false)),
+    ];
+    for (what, got) in runs {
+        for (i, (x, y)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(
+                bits(x),
+                bits(y),
+                "{what}: trace entry {i} differs from the CPU's per-tensor ops"
+            );
+        }
+    }
+    // Step 3 overflowed: skipped everywhere (state: scale halved, one skipped step).
+    assert_eq!(want[3 * (sizes.len() + 1)][..], [1024.0, 0.0, 0.0, 1.0]);
+    println!("parity ok: amp multi-tensor ops, {} trace entries bit for bit", want.len());
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Mixed-precision training on both backends: the f16 quickstart reaches the f32 run's
-//! validation error, f16 runs log the loss scale and skipped steps (f32 runs do not), and an
-//! overflowing step is skipped exactly, halving the scale.
+//! validation error, f16 runs log the loss scale and skipped steps (f32 runs do not), an
+//! overflowing step is skipped exactly, halving the scale, and the GPU's paired updates train
+//! bit for bit like one update per tensor, in both precisions.
 
 mod common;
 
@@ -165,3 +166,54 @@ fn f16_resume_is_bitwise<B: Backend>(b: &B) {
     println!("f16 resume bitwise on {} ({skipped} skipped steps)", b.device_name());
 }
 both_backends!(f16_resume_equals_uninterrupted_run_bitwise, f16_resume_is_bitwise);
+
+/// The GPU's paired updates (a layer's weight and bias per dispatch: `update_params`,
+/// `amp_unscale_all`, `amp_update_params`) train bit for bit like one dispatch per tensor, in
+/// f32 and in f16 through overflows (skipped steps) and growths, with momentum and weight decay:
+/// the same metrics and the same checkpoint bytes.
+#[test]
+fn paired_gpu_updates_train_bitwise_like_one_tensor_updates() {
+    for precision in ["f32", "f16"] {
+        let sets: Vec<String> = [
+            format!("model.precision=\"{precision}\""),
+            "train.epochs=0".into(),
+            "train.steps=40".into(),
+            "train.eval_every=20".into(),
+            "train.log_every=5".into(),
+            "train.weight_decay=0.001".into(),
+            "train.loss_scale=16777216".into(),
+            "train.loss_scale_growth_interval=3".into(),
+        ]
+        .into();
+        let cfg = Config::load(Some(&quickstart()), &sets).expect("config");
+        let mut runs = Vec::new();
+        for pairs in [true, false] {
+            let b = common::gpu();
+            b.set_update_pairs(pairs);
+            let dir = tmpdir(&format!("pairs-{precision}-{pairs}"));
+            run_train(&b, &cfg, &TrainOptions::default(), &dir).expect("train");
+            let ck = batchscope::checkpoint::load(&dir.join("last.safetensors")).expect("checkpoint");
+            let mut meta = ck.metadata.clone();
+            meta.remove("elapsed_s");
+            let tensors: Vec<(String, Vec<u32>)> = ck
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.data.iter().map(|v| v.to_bits()).collect()))
+                .collect();
+            runs.push((stripped(&dir), (tensors, meta)));
+        }
+        assert!(!runs[0].0.is_empty());
+        assert_eq!(
+            runs[0].0, runs[1].0,
+            "{precision}: metrics differ between paired and one-tensor updates"
+        );
+        assert!(
+            runs[0].1 == runs[1].1,
+            "{precision}: checkpoints differ between paired and one-tensor updates"
+        );
+        if precision == "f16" {
+            let skipped = runs[0].0.last().and_then(|l| l["skipped_steps"].as_u64()).expect("skipped");
+            assert!(skipped > 0, "the initial scale overflows");
+        }
+    }
+}

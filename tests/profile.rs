@@ -144,22 +144,27 @@ fn gpu_step_dispatches_passes_and_submits() {
     }
 }
 
-/// The same for the f16 step (lavapipe: the packed kernel, which fuses). 31 = 1 `to_half` of
+/// The same for the f16 step (lavapipe: the packed kernel, which fuses). 25 = 1 `to_half` of
 /// the minibatch + per layer 1 `to_half` of W and 1 forward product with bias (+ φ and the f16
 /// copy of a) fused into its store (3 × 2) + xent + 1 loss-scale with the f16 copy of the
 /// scaled d logits + 3 wgrad + 3 col_sum + 2 dgrad with φ' and the f16 copy of dz fused into
-/// their store + 1 one-pass reduction + 6 unscale (a layer's weight and bias each) + 6 momentum
-/// updates + 1 scale update. (42 before the f16 fusions: 3 bias / bias+act, 2 `to_half` of a,
-/// 2 act bwd and 2 `to_half` of dz dispatches; 33 before the one-pass sums and the fused
+/// their store + 1 one-pass reduction + 3 unscale + 3 momentum updates (a layer's weight and
+/// bias per dispatch; 6 + 6 where the adapter runs on the CPU) + 1 scale update. (42 before the f16 fusions: 3 bias / bias+act, 2 `to_half` of a,
+/// 2 act bwd and 2 `to_half` of dz dispatches; 33 before the one-pass sums, the paired unscale and updates, and the fused
 /// loss-scale and `to_half`.)
 #[test]
 fn gpu_f16_step_dispatches_passes_and_submits() {
     let b = common::gpu();
-    for batch in [4usize, 256] {
-        let p = profile_batch(&b, &config(&["model.precision=\"f16\""]), batch).expect("profile");
-        assert_eq!(p.dispatches_per_step, 31.0, "B = {batch}");
-        assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
-        assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
+    for pairs in [true, false] {
+        b.set_update_pairs(pairs);
+        // Unscale and guarded update: a layer's weight and bias per dispatch, or one each.
+        let per_tensor = if pairs { 3.0 + 3.0 } else { 6.0 + 6.0 };
+        for batch in [4usize, 256] {
+            let p = profile_batch(&b, &config(&["model.precision=\"f16\""]), batch).expect("profile");
+            assert_eq!(p.dispatches_per_step, 19.0 + per_tensor, "B = {batch}, pairs {pairs}");
+            assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
+            assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! - The loss-scaler state is a `[SCALER_LEN]` f32 device buffer, slots in [`scaler`]: the flag
 //!   of a non-finite gradient never leaves the device.
 
-use super::{Gemm, MomentumStep, Result};
+use super::{Gemm, MomentumStep, ParamUpdate, Result, UpdateRule};
 
 /// `len` binary16 values packed into `words` (`ceil(len / 2)` f32-sized elements).
 #[derive(Clone, Debug)]
@@ -94,6 +94,35 @@ pub trait HalfOps {
     }
     /// `x[i] *= 1 / S` for `x: [n]`; the found-inf flag is set when some `x[i]` is inf or NaN.
     fn amp_unscale(&self, n: usize, state: &mut Self::Buf, x: &mut Self::Buf) -> Result<()>;
+    /// [`HalfOps::amp_unscale`] of every `(n, x)` of `xs` (a model's gradients; the GPU records
+    /// two tensors per dispatch).
+    fn amp_unscale_all(&self, state: &mut Self::Buf, xs: &mut [(usize, &mut Self::Buf)]) -> Result<()> {
+        for (n, x) in xs.iter_mut() {
+            self.amp_unscale(*n, state, x)?;
+        }
+        Ok(())
+    }
+    /// [`super::Backend::update_params`] unless the found-inf flag is set: [`HalfOps::amp_sgd`]
+    /// or [`HalfOps::amp_momentum`] per tensor (the GPU records two tensors per dispatch).
+    fn amp_update_params(
+        &self,
+        rule: &UpdateRule,
+        state: &Self::Buf,
+        tensors: &mut [ParamUpdate<'_, Self::Buf>],
+    ) -> Result<()> {
+        for t in tensors.iter_mut() {
+            match (rule, t.velocity.as_deref_mut()) {
+                (UpdateRule::Sgd { lr, weight_decay }, _) => {
+                    self.amp_sgd(t.n, *lr, *weight_decay, state, t.grad, t.param)?
+                }
+                (UpdateRule::Momentum(step), Some(v)) => {
+                    self.amp_momentum(t.n, step, state, t.grad, v, t.param)?
+                }
+                (UpdateRule::Momentum(_), None) => return Err(ParamUpdate::<Self::Buf>::no_velocity()),
+            }
+        }
+        Ok(())
+    }
     /// [`super::Backend::sgd_update`] unless the found-inf flag is set.
     #[allow(clippy::too_many_arguments)]
     fn amp_sgd(

@@ -18,7 +18,7 @@ use super::optimizer::Optimizer;
 use super::step::TrainState;
 use super::TrainError;
 use crate::backend::half::{scaler, ScaleGrowth};
-use crate::backend::{Backend, MomentumStep, Result};
+use crate::backend::{Backend, Result};
 use crate::config::Config;
 use crate::model::mlp_f16::half_ops;
 use crate::model::{HalfWorkspace, Mlp, ParamSet, Precision, Targets};
@@ -116,12 +116,9 @@ pub fn record_gradient<B: Backend>(
 /// and accumulated steps call it once, on the reduced (summed) loss-scaled gradient, so one
 /// flag decides the skip for every replica.
 pub fn unscale<B: Backend>(b: &B, m: &mut MixedState<B>, grads: &mut ParamSet<B>) -> Result<()> {
-    let h = half_ops(b)?;
-    for i in 0..grads.tensors.len() {
-        let n = grads.numel_of(i);
-        h.amp_unscale(n, &mut m.scaler, &mut grads.tensors[i])?;
-    }
-    Ok(())
+    let lens: Vec<usize> = (0..grads.tensors.len()).map(|i| grads.numel_of(i)).collect();
+    let mut xs: Vec<(usize, &mut B::Buf)> = lens.into_iter().zip(grads.tensors.iter_mut()).collect();
+    half_ops(b)?.amp_unscale_all(&mut m.scaler, &mut xs)
 }
 
 /// [`super::optimizer::apply_update`] that leaves every tensor (and the velocity) untouched when
@@ -130,25 +127,14 @@ pub fn apply_update<B: Backend>(
     b: &B,
     params: &mut ParamSet<B>,
     grads: &ParamSet<B>,
-    mut velocity: Option<&mut ParamSet<B>>,
+    velocity: Option<&mut ParamSet<B>>,
     opt: &Optimizer,
     lr: f32,
     m: &mut MixedState<B>,
 ) -> Result<()> {
     let h = half_ops(b)?;
-    for i in 0..params.tensors.len() {
-        let n = params.numel_of(i);
-        let (g, p) = (&grads.tensors[i], &mut params.tensors[i]);
-        match (opt, velocity.as_mut()) {
-            (Optimizer::Momentum { mu, weight_decay }, Some(v)) => {
-                let step = MomentumStep { lr, mu: *mu, weight_decay: *weight_decay };
-                h.amp_momentum(n, &step, &m.scaler, g, &mut v.tensors[i], p)?
-            }
-            (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
-                h.amp_sgd(n, lr, *weight_decay, &m.scaler, g, p)?
-            }
-        }
-    }
+    let (rule, mut tensors) = super::optimizer::update_list(params, grads, velocity, opt, lr);
+    h.amp_update_params(&rule, &m.scaler, &mut tensors)?;
     h.amp_update_scale(&m.growth, &mut m.scaler)
 }
 

@@ -91,6 +91,18 @@ pub fn apply_update<B: Backend>(
     opt: &Optimizer,
     lr: f32,
 ) -> Result<()> {
+    let (rule, mut tensors) = update_list(params, grads, velocity, opt, lr);
+    b.update_params(&rule, &mut tensors)
+}
+
+/// The rule and the per-tensor operands of a whole-model update (see [`apply_update`]).
+pub fn update_list<'a, B: Backend>(
+    params: &'a mut ParamSet<B>,
+    grads: &'a ParamSet<B>,
+    velocity: Option<&'a mut ParamSet<B>>,
+    opt: &Optimizer,
+    lr: f32,
+) -> (UpdateRule, Vec<ParamUpdate<'a, B::Buf>>) {
     let (rule, mut velocities) = match (opt, velocity) {
         (Optimizer::Momentum { mu, weight_decay }, Some(v)) => (
             UpdateRule::Momentum(MomentumStep { lr, mu: *mu, weight_decay: *weight_decay }),
@@ -102,7 +114,7 @@ pub fn apply_update<B: Backend>(
     };
     velocities.resize_with(params.tensors.len(), || None);
     let lens: Vec<usize> = (0..params.tensors.len()).map(|i| params.numel_of(i)).collect();
-    let mut tensors: Vec<ParamUpdate<'_, B::Buf>> = params
+    let tensors = params
         .tensors
         .iter_mut()
         .zip(&grads.tensors)
@@ -110,7 +122,7 @@ pub fn apply_update<B: Backend>(
         .zip(lens)
         .map(|(((param, grad), velocity), n)| ParamUpdate { n, grad, velocity, param })
         .collect();
-    b.update_params(&rule, &mut tensors)
+    (rule, tensors)
 }
 
 /// The learning rate of epoch `epoch` under `t.lr_schedule`.

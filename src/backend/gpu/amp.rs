@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::device::{GpuDevice, RawBuf};
 use super::kernels as k;
 use super::launch::{launch_1d, u32_of};
+use super::update;
 use crate::backend::half::{half_words, scaler, ScaleGrowth};
 use crate::backend::{check_len, MomentumStep, Result};
 
@@ -52,6 +53,32 @@ pub fn amp_scale_half(
 pub fn amp_unscale(dev: &GpuDevice, n: usize, state: &RawBuf, x: &RawBuf) -> Result<()> {
     check_len("amp_unscale", "x", x.len(), n)?;
     launch_1d(dev, &k::AMP_UNSCALE, n, &params("amp_unscale", n, state)?, &[state, x])
+}
+
+/// [`amp_unscale`] of every `(n, x)` of `xs`: with `pairs`, two tensors per dispatch
+/// (`amp_unscale2`: a layer's weight and bias together), else one.
+pub fn amp_unscale_all(
+    dev: &GpuDevice,
+    state: &RawBuf,
+    xs: &[(usize, &RawBuf)],
+    pairs: bool,
+) -> Result<()> {
+    check_len("amp_unscale", "state", state.len(), scaler::LEN)?;
+    for &(n, x) in xs {
+        check_len("amp_unscale", "x", x.len(), n)?;
+    }
+    let live: Vec<(usize, &RawBuf)> = xs.iter().copied().filter(|&(n, _)| n > 0).collect();
+    for chunk in live.chunks(if pairs { 2 } else { 1 }) {
+        match chunk {
+            [(na, a), (nb, b)] => {
+                let p = update::pair_params("amp_unscale2", *na, *nb, 0.0, 0.0, 0.0)?;
+                update::launch_pair(dev, &k::AMP_UNSCALE2, &p, &[state, a, b])?;
+            }
+            [(n, x)] => amp_unscale(dev, *n, state, x)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// `p -= lr (g + wd p)` over `n` elements unless the flag is set.

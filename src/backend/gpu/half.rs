@@ -1,10 +1,13 @@
 //! [`HalfOps`] on the GPU: packed half buffers, [`super::matmul_f16`], [`super::amp`].
 
 use super::autotune::Candidate;
+use super::device::RawBuf;
 use super::matmul::Epilogue as Store;
-use super::{amp, matmul_f16, GpuBackend, GpuBuf};
+use super::{amp, matmul_f16, update, GpuBackend, GpuBuf};
 use crate::backend::half::{half_words, HalfBuf, HalfOps, ScaleGrowth};
-use crate::backend::{check_len, half_epilogue, Epilogue, Gemm, MomentumStep, Result};
+use crate::backend::{
+    check_len, half_epilogue, Epilogue, Gemm, MomentumStep, ParamUpdate, Result, UpdateRule,
+};
 
 impl HalfOps for GpuBackend {
     type Buf = GpuBuf;
@@ -80,6 +83,21 @@ impl HalfOps for GpuBackend {
         param: &mut GpuBuf,
     ) -> Result<()> {
         amp::amp_momentum(&self.dev, n, step, &state.0, &grad.0, &velocity.0, &param.0)
+    }
+
+    fn amp_unscale_all(&self, state: &mut GpuBuf, xs: &mut [(usize, &mut GpuBuf)]) -> Result<()> {
+        let xs: Vec<(usize, &RawBuf)> = xs.iter().map(|(n, x)| (*n, &x.0)).collect();
+        amp::amp_unscale_all(&self.dev, &state.0, &xs, self.update_pairs())
+    }
+
+    fn amp_update_params(
+        &self,
+        rule: &UpdateRule,
+        state: &GpuBuf,
+        tensors: &mut [ParamUpdate<'_, GpuBuf>],
+    ) -> Result<()> {
+        let guard = update::Guard::UnlessFoundInf(&state.0);
+        update::update_params(&self.dev, rule, tensors, self.update_pairs(), guard)
     }
 
     fn amp_update_scale(&self, growth: &ScaleGrowth, state: &mut GpuBuf) -> Result<()> {

@@ -247,6 +247,9 @@ kernel!(AMP_UNSCALE, Amp, "amp_unscale", [W, W]);
 kernel!(AMP_SGD, Amp, "amp_sgd", [R, R, W]);
 kernel!(AMP_MOMENTUM, Amp, "amp_momentum", [R, R, W, W]);
 kernel!(AMP_UPDATE_SCALE, Amp, "amp_update_scale", [W]);
+kernel!(AMP_UNSCALE2, Amp, "amp_unscale2", [W, W, W]);
+kernel!(AMP_SGD2, Amp, "amp_sgd2", [R, R, W, R, W]);
+kernel!(AMP_MOMENTUM2, Amp, "amp_momentum2", [R, R, W, W, R, W, W]);
 // matmul_coop.wgsl: C = op(A) op(B) on cooperative matrices (needs adapter features)
 kernel!(MATMUL_COOP_NN, MatmulCoop, "matmul_coop_nn", [R, R, W, R, W, W]);
 kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W, R, W, W]);

@@ -72,7 +72,7 @@ impl GpuBackend {
             ctx.summary.device_type,
             ctx.summary.backend
         );
-        let update_pairs = Cell::new(!ctx.summary.runs_on_cpu());
+        let update_pairs = Cell::new(update_pairs_default(&ctx.summary));
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Auto),
@@ -94,7 +94,7 @@ impl GpuBackend {
             },
         })?;
         let ctx = GpuContext::from_adapter(index, adapter)?;
-        let update_pairs = Cell::new(!ctx.summary.runs_on_cpu());
+        let update_pairs = Cell::new(update_pairs_default(&ctx.summary));
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Tiled),
@@ -103,13 +103,30 @@ impl GpuBackend {
         })
     }
 
-    /// Record [`Backend::update_params`] two tensors per dispatch (`true`, the default on a GPU:
+    /// Record [`Backend::update_params`] (and the f16 step's [`HalfOps::amp_unscale_all`] and
+    /// [`HalfOps::amp_update_params`]) two tensors per dispatch (`true`, the default on a GPU:
     /// a step's update in half the dispatches) or one per dispatch (the default where the
     /// adapter runs on the CPU: lavapipe runs both sides of the kernel's per-workgroup branch
     /// under masks, and the paired update took 1.4-1.8× the time of the single ones there).
     /// The same bits either way.
     pub fn set_update_pairs(&self, on: bool) {
         self.update_pairs.set(on);
+    }
+
+    /// See [`GpuBackend::set_update_pairs`] (also the f16 step's unscale and guarded update).
+    pub(crate) fn update_pairs(&self) -> bool {
+        self.update_pairs.get()
+    }
+}
+
+/// Whether [`Backend::update_params`] pairs tensors on this adapter: `BATCHSCOPE_UPDATE_PAIRS=1`
+/// or `0` in the environment decides (A/B timing on a device), else pairs everywhere but on an
+/// adapter that runs on the CPU (see [`GpuBackend::set_update_pairs`]).
+fn update_pairs_default(adapter: &context::AdapterSummary) -> bool {
+    match std::env::var("BATCHSCOPE_UPDATE_PAIRS").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => !adapter.runs_on_cpu(),
     }
 }
 
@@ -418,7 +435,8 @@ impl Backend for GpuBackend {
     }
 
     fn update_params(&self, rule: &UpdateRule, tensors: &mut [ParamUpdate<'_, GpuBuf>]) -> Result<()> {
-        update::update_params(&self.dev, rule, tensors, self.update_pairs.get())
+        let pairs = self.update_pairs.get();
+        update::update_params(&self.dev, rule, tensors, pairs, update::Guard::Always)
     }
 
     fn gather_rows(

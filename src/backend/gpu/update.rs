@@ -9,7 +9,7 @@ use super::device::{GpuDevice, RawBuf};
 use super::kernels as k;
 use super::kernels::WG_1D;
 use super::launch::{launch_1d, u32_of};
-use super::GpuBuf;
+use super::{amp, GpuBuf};
 use crate::backend::{check_len, MomentumStep, ParamUpdate, Result, UpdateRule};
 
 /// Mirrors `struct Opt` in update.wgsl.
@@ -49,10 +49,11 @@ pub fn momentum_update(
     launch_1d(dev, &k::MOMENTUM_UPDATE, n, &p, &[grad, vel, param])
 }
 
-/// Mirrors `struct Opt2` in update.wgsl.
+/// Mirrors `struct Opt2` in update.wgsl and `struct Amp2` in amp.wgsl: the parameter block of
+/// every two-tensor kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Opt2Params {
+pub(super) struct PairParams {
     n_a: u32,
     n_b: u32,
     groups_a: u32,
@@ -63,14 +64,24 @@ struct Opt2Params {
     _pad1: u32,
 }
 
-/// `rule` on every tensor of `tensors`: with `pairs`, two per dispatch (`sgd_update2` /
-/// `momentum_update2`: a layer's weight and bias together) and an odd last one alone, else one
-/// per dispatch; lengths checked here.
+/// Whether an update is unconditional (update.wgsl) or skipped when the found-inf flag of the
+/// loss-scaler state is set (amp.wgsl's amp_sgd, amp_momentum and their pairs; the state is
+/// bound first).
+#[derive(Clone, Copy)]
+pub enum Guard<'a> {
+    Always,
+    UnlessFoundInf(&'a RawBuf),
+}
+
+/// `rule` on every tensor of `tensors` (under `guard`): with `pairs`, two per dispatch
+/// (`sgd_update2` / `momentum_update2` or the amp twins: a layer's weight and bias together)
+/// and an odd last one alone, else one per dispatch; lengths checked here.
 pub fn update_params(
     dev: &GpuDevice,
     rule: &UpdateRule,
     tensors: &mut [ParamUpdate<'_, GpuBuf>],
     pairs: bool,
+    guard: Guard<'_>,
 ) -> Result<()> {
     for t in tensors.iter() {
         check_len("update_params", "grad", t.grad.0.len, t.n)?;
@@ -81,28 +92,47 @@ pub fn update_params(
             (UpdateRule::Sgd { .. }, _) => {}
         }
     }
+    let (lr, mu, wd, pair_kernel) = match (rule, guard) {
+        (UpdateRule::Sgd { lr, weight_decay }, Guard::Always) => {
+            (*lr, 0.0, *weight_decay, &k::SGD_UPDATE2)
+        }
+        (UpdateRule::Sgd { lr, weight_decay }, _) => (*lr, 0.0, *weight_decay, &k::AMP_SGD2),
+        (UpdateRule::Momentum(s), Guard::Always) => (s.lr, s.mu, s.weight_decay, &k::MOMENTUM_UPDATE2),
+        (UpdateRule::Momentum(s), _) => (s.lr, s.mu, s.weight_decay, &k::AMP_MOMENTUM2),
+    };
     // Empty tensors record nothing, as the one-tensor updates.
     let live: Vec<&ParamUpdate<'_, GpuBuf>> = tensors.iter().filter(|t| t.n > 0).collect();
-    for pair in live.chunks(if pairs { 2 } else { 1 }) {
-        match (pair, rule) {
-            ([a, b], UpdateRule::Sgd { lr, weight_decay }) => {
-                let p = pair_params("sgd_update2", a.n, b.n, *lr, 0.0, *weight_decay)?;
-                let bufs = [&a.grad.0, &a.param.0, &b.grad.0, &b.param.0];
-                launch_pair(dev, &k::SGD_UPDATE2, &p, &bufs)?;
+    for chunk in live.chunks(if pairs { 2 } else { 1 }) {
+        if let [a, b] = chunk {
+            let p = pair_params(pair_kernel.name, a.n, b.n, lr, mu, wd)?;
+            let mut bufs: Vec<&RawBuf> = Vec::with_capacity(7);
+            if let Guard::UnlessFoundInf(state) = guard {
+                bufs.push(state);
             }
-            ([a, b], UpdateRule::Momentum(step)) => {
-                let p = pair_params("momentum_update2", a.n, b.n, step.lr, step.mu, step.weight_decay)?;
-                let (va, vb) = (velocity(a)?, velocity(b)?);
-                let bufs = [&a.grad.0, va, &a.param.0, &b.grad.0, vb, &b.param.0];
-                launch_pair(dev, &k::MOMENTUM_UPDATE2, &p, &bufs)?;
+            for t in [a, b] {
+                bufs.push(&t.grad.0);
+                if let UpdateRule::Momentum(_) = rule {
+                    bufs.push(velocity(t)?);
+                }
+                bufs.push(&t.param.0);
             }
-            ([a], UpdateRule::Sgd { lr, weight_decay }) => {
-                sgd_update(dev, a.n, *lr, *weight_decay, &a.grad.0, &a.param.0)?
+            launch_pair(dev, pair_kernel, &p, &bufs)?;
+            continue;
+        }
+        for t in chunk {
+            let (g, p) = (&t.grad.0, &t.param.0);
+            match (rule, guard) {
+                (UpdateRule::Sgd { .. }, Guard::Always) => sgd_update(dev, t.n, lr, wd, g, p)?,
+                (UpdateRule::Sgd { .. }, Guard::UnlessFoundInf(s)) => {
+                    amp::amp_sgd(dev, t.n, lr, wd, s, g, p)?
+                }
+                (UpdateRule::Momentum(step), Guard::Always) => {
+                    momentum_update(dev, t.n, step, g, velocity(t)?, p)?
+                }
+                (UpdateRule::Momentum(step), Guard::UnlessFoundInf(s)) => {
+                    amp::amp_momentum(dev, t.n, step, s, g, velocity(t)?, p)?
+                }
             }
-            ([a], UpdateRule::Momentum(step)) => {
-                momentum_update(dev, a.n, step, &a.grad.0, velocity(a)?, &a.param.0)?
-            }
-            _ => {}
         }
     }
     Ok(())
@@ -112,17 +142,18 @@ fn velocity<'a>(t: &'a ParamUpdate<'_, GpuBuf>) -> Result<&'a RawBuf> {
     t.velocity.as_ref().map(|v| &v.0).ok_or_else(ParamUpdate::<GpuBuf>::no_velocity)
 }
 
-fn pair_params(
+/// The parameter block of a two-tensor kernel over `n_a` then `n_b` elements.
+pub(super) fn pair_params(
     op: &'static str,
     n_a: usize,
     n_b: usize,
     lr: f32,
     mu: f32,
     wd: f32,
-) -> Result<Opt2Params> {
+) -> Result<PairParams> {
     let groups_a = n_a.div_ceil(WG_1D as usize);
     u32_of(op, "groups", groups_a + n_b.div_ceil(WG_1D as usize))?;
-    Ok(Opt2Params {
+    Ok(PairParams {
         n_a: u32_of(op, "n", n_a)?,
         n_b: u32_of(op, "n", n_b)?,
         groups_a: groups_a as u32,
@@ -134,8 +165,13 @@ fn pair_params(
     })
 }
 
-/// One dispatch of ceil(n_a / WG_1D) + ceil(n_b / WG_1D) workgroups.
-fn launch_pair(dev: &GpuDevice, kern: &k::Kernel, p: &Opt2Params, bufs: &[&RawBuf]) -> Result<()> {
+/// One dispatch of `kern` over ceil(n_a / WG_1D) + ceil(n_b / WG_1D) workgroups.
+pub(super) fn launch_pair(
+    dev: &GpuDevice,
+    kern: &k::Kernel,
+    p: &PairParams,
+    bufs: &[&RawBuf],
+) -> Result<()> {
     let groups = p.groups_a as usize + (p.n_b as usize).div_ceil(WG_1D as usize);
     launch_1d(dev, kern, groups * WG_1D as usize, p, bufs)
 }
