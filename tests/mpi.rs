@@ -336,39 +336,49 @@ fn skipped(v: &serde_json::Value) -> u64 {
     v["skipped_steps"].as_u64().expect("skipped_steps in an f16 metrics line")
 }
 
-/// f16 on 2 ranks: the loss-scaled gradients of both ranks are gathered and summed in replica
-/// order as `--workers 2` sums them, every rank unscales the same sum (one found-inf decision)
-/// from the same scale, so the run equals the in-process one bitwise, skips and all.
+/// f16 on 2 ranks × n workers × k micro-batches: every micro-batch's loss is scaled by
+/// S/(2·n·k), the loss-scaled gradients of both ranks are gathered and summed in replica order
+/// as `--workers 2n` sums them, and every rank unscales the same sum from the same scale (one
+/// found-inf decision), so the run equals the in-process one bitwise, skips and all.
 #[test]
 fn f16_two_ranks_equal_two_workers_bitwise_through_overflow() {
     let d = tmpdir("f16");
     let c = config(&d, &f16_small());
     let out = |n: &str| d.join(n).to_str().expect("utf-8").to_string();
-    assert_ok("f16 --workers 2", &train(&["--config", &c, "--workers", "2", "--out", &out("w2")]));
-    let o = two_ranks(&["--config", &c, "--out", &out("mpi")]).output().expect("mpirun");
-    assert_ok("f16 on 2 ranks", &o);
-    let (w2, mpi) = (metrics(&d.join("w2")), metrics(&d.join("mpi")));
-    assert_eq!(mpi.len(), 100, "100 logged steps");
-    let last = mpi.last().expect("a line");
-    assert!(skipped(last) >= 10, "2^40 overflows f16 for many halvings: {last}");
-    let scales: Vec<f64> = mpi.iter().filter_map(|v| loss(v, "loss_scale")).collect();
-    assert_eq!(scales.len(), mpi.len(), "every f16 line has loss_scale");
-    assert!(scales.windows(2).any(|w| w[1] < w[0]), "the scale halves");
-    assert!(scales.windows(2).any(|w| w[1] > w[0]), "the scale grows");
-    for (a, b) in w2.iter().zip(&mpi) {
-        assert_eq!(
-            (&a["step"], &a["train_loss"], &a["loss_scale"], &a["skipped_steps"]),
-            (&b["step"], &b["train_loss"], &b["loss_scale"], &b["skipped_steps"]),
+    for (n, k) in [(1, 1), (2, 2)] {
+        let (local, acc) = (n.to_string(), format!("train.accumulate={k}"));
+        let (tag, total) = (format!("n{n}k{k}"), (2 * n).to_string());
+        let (w, r) = (format!("w-{tag}"), format!("mpi-{tag}"));
+        let one = ["--config", &c, "--workers", &total, "--set", &acc, "--out", &out(&w)];
+        assert_ok(&format!("f16 --workers {total}, {acc}"), &train(&one));
+        let o = two_ranks(&["--config", &c, "--workers", &local, "--set", &acc, "--out", &out(&r)])
+            .output()
+            .expect("mpirun");
+        assert_ok(&format!("f16 on 2 ranks × {n} workers, {acc}"), &o);
+        let (inproc, mpi) = (metrics(&d.join(&w)), metrics(&d.join(&r)));
+        assert_eq!(mpi.len(), 100, "100 logged steps");
+        let last = mpi.last().expect("a line");
+        assert!(skipped(last) >= 10, "2^40 overflows f16 for many halvings: {last}");
+        let scales: Vec<f64> = mpi.iter().filter_map(|v| loss(v, "loss_scale")).collect();
+        assert_eq!(scales.len(), mpi.len(), "every f16 line has loss_scale");
+        assert!(scales.windows(2).any(|w| w[1] < w[0]), "the scale halves");
+        assert!(scales.windows(2).any(|w| w[1] > w[0]), "the scale grows");
+        for (a, b) in inproc.iter().zip(&mpi) {
+            assert_eq!(
+                (&a["step"], &a["train_loss"], &a["loss_scale"], &a["skipped_steps"]),
+                (&b["step"], &b["train_loss"], &b["loss_scale"], &b["skipped_steps"]),
+                "{tag}"
+            );
+        }
+        assert_eq!(mpi, inproc, "f16 on 2 ranks ({tag}) differs from --workers {total} in one process");
+        assert_eq!(last_tensors(&d.join(&r)), last_tensors(&d.join(&w)), "{tag}: parameters differ");
+        assert_eq!(scaler_meta(&d.join(&r)), scaler_meta(&d.join(&w)), "{tag}: scaler state differs");
+        println!(
+            "f16 2 ranks × {n} workers × {k} = --workers {total} bitwise: {} skipped steps, final scale {}",
+            skipped(last),
+            last["loss_scale"]
         );
     }
-    assert_eq!(mpi, w2, "f16 on 2 ranks differs from --workers 2 in one process");
-    assert_eq!(last_tensors(&d.join("mpi")), last_tensors(&d.join("w2")), "parameters differ");
-    assert_eq!(scaler_meta(&d.join("mpi")), scaler_meta(&d.join("w2")), "scaler state differs");
-    println!(
-        "f16 2 ranks = --workers 2 bitwise: {} skipped steps, final scale {}",
-        skipped(last),
-        last["loss_scale"]
-    );
 }
 
 /// An f16 run stopped at step 45 and resumed on 2 ranks: rank 0 reads the checkpoint's scaler
