@@ -5,7 +5,10 @@
 //!   same twice, and equal `--workers 2` in one process bitwise (same summation order);
 //! - `kill -9` of one rank ends the job on every rank within the timeout, a resume with another
 //!   rank count is refused, and `--resume` with 2 ranks is bitwise the uninterrupted run;
-//! - a rank on a different config, or whose device fails, ends every rank with one error line.
+//! - a rank on a different config, or whose device fails, ends every rank with one error line;
+//! - f16 (issue 16) from an overflowing loss scale: 2 ranks equal `--workers 2` in one process
+//!   bitwise (losses, scales, skipped steps, parameters, scaler state), and `--resume` with 2
+//!   ranks is bitwise the uninterrupted 2-rank run.
 //!
 //! Run with `cargo test --release --locked --features mpi --test mpi` (needs Open MPI's mpirun).
 #![cfg(feature = "mpi")]
@@ -311,4 +314,97 @@ fn two_lavapipe_ranks_equal_two_workers_bitwise() {
     let o = mpirun(&[a.clone(), a]).output().expect("mpirun");
     assert_ok("2 lavapipe ranks", &o);
     assert_eq!(metrics(&mpi), metrics(&w2), "2 lavapipe ranks differ from --workers 2");
+}
+
+/// SMALL in f16 from a loss scale of 2^40 (every f16 gradient overflows: the first steps are
+/// skipped, the scale halving) with growth every 4 clean steps, so the scaler moves all run long.
+fn f16_small() -> String {
+    SMALL.replace("[model]\n", "[model]\nprecision = \"f16\"\n")
+        + "loss_scale = 1099511627776.0\nloss_scale_growth_interval = 4\ncheckpoint_every = 10\n"
+}
+
+/// The loss-scaler state in `dir/last.safetensors`' metadata.
+fn scaler_meta(dir: &Path) -> Vec<String> {
+    let ck = checkpoint::load(&dir.join("last.safetensors")).expect("last.safetensors");
+    ["amp.loss_scale", "amp.clean_steps", "amp.skipped_steps"]
+        .iter()
+        .map(|k| ck.metadata.get(*k).cloned().unwrap_or_else(|| panic!("{k} in the checkpoint")))
+        .collect()
+}
+
+fn skipped(v: &serde_json::Value) -> u64 {
+    v["skipped_steps"].as_u64().expect("skipped_steps in an f16 metrics line")
+}
+
+/// f16 on 2 ranks × n workers × k micro-batches: every micro-batch's loss is scaled by
+/// S/(2·n·k), the loss-scaled gradients of both ranks are gathered and summed in replica order
+/// as `--workers 2n` sums them, and every rank unscales the same sum from the same scale (one
+/// found-inf decision), so the run equals the in-process one bitwise, skips and all.
+#[test]
+fn f16_two_ranks_equal_two_workers_bitwise_through_overflow() {
+    let d = tmpdir("f16");
+    let c = config(&d, &f16_small());
+    let out = |n: &str| d.join(n).to_str().expect("utf-8").to_string();
+    for (n, k) in [(1, 1), (2, 2)] {
+        let (local, acc) = (n.to_string(), format!("train.accumulate={k}"));
+        let (tag, total) = (format!("n{n}k{k}"), (2 * n).to_string());
+        let (w, r) = (format!("w-{tag}"), format!("mpi-{tag}"));
+        let one = ["--config", &c, "--workers", &total, "--set", &acc, "--out", &out(&w)];
+        assert_ok(&format!("f16 --workers {total}, {acc}"), &train(&one));
+        let o = two_ranks(&["--config", &c, "--workers", &local, "--set", &acc, "--out", &out(&r)])
+            .output()
+            .expect("mpirun");
+        assert_ok(&format!("f16 on 2 ranks × {n} workers, {acc}"), &o);
+        let (inproc, mpi) = (metrics(&d.join(&w)), metrics(&d.join(&r)));
+        assert_eq!(mpi.len(), 100, "100 logged steps");
+        let last = mpi.last().expect("a line");
+        assert!(skipped(last) >= 10, "2^40 overflows f16 for many halvings: {last}");
+        let scales: Vec<f64> = mpi.iter().filter_map(|v| loss(v, "loss_scale")).collect();
+        assert_eq!(scales.len(), mpi.len(), "every f16 line has loss_scale");
+        assert!(scales.windows(2).any(|w| w[1] < w[0]), "the scale halves");
+        assert!(scales.windows(2).any(|w| w[1] > w[0]), "the scale grows");
+        for (a, b) in inproc.iter().zip(&mpi) {
+            assert_eq!(
+                (&a["step"], &a["train_loss"], &a["loss_scale"], &a["skipped_steps"]),
+                (&b["step"], &b["train_loss"], &b["loss_scale"], &b["skipped_steps"]),
+                "{tag}"
+            );
+        }
+        assert_eq!(mpi, inproc, "f16 on 2 ranks ({tag}) differs from --workers {total} in one process");
+        assert_eq!(last_tensors(&d.join(&r)), last_tensors(&d.join(&w)), "{tag}: parameters differ");
+        assert_eq!(scaler_meta(&d.join(&r)), scaler_meta(&d.join(&w)), "{tag}: scaler state differs");
+        println!(
+            "f16 2 ranks × {n} workers × {k} = --workers {total} bitwise: {} skipped steps, final scale {}",
+            skipped(last),
+            last["loss_scale"]
+        );
+    }
+}
+
+/// An f16 run stopped at step 45 and resumed on 2 ranks: rank 0 reads the checkpoint's scaler
+/// state (a scale far below the configured 2^40, which would overflow again) and every rank
+/// takes it, so the run continues bitwise as the uninterrupted 2-rank run.
+#[test]
+fn f16_resume_with_2_ranks_is_bitwise() {
+    let d = tmpdir("f16-resume");
+    let c = config(&d, &f16_small());
+    let (full, part) = (d.join("full"), d.join("part"));
+    let o =
+        two_ranks(&["--config", &c, "--out", full.to_str().expect("utf-8")]).output().expect("mpirun");
+    assert_ok("uninterrupted f16 on 2 ranks", &o);
+    let o =
+        two_ranks(&["--config", &c, "--set", "train.steps=45", "--out", part.to_str().expect("utf-8")])
+            .output()
+            .expect("mpirun");
+    assert_ok("f16 on 2 ranks to step 45", &o);
+    let at45 = scaler_meta(&part);
+    let scale: f64 = at45[0].parse().expect("amp.loss_scale");
+    assert!(scale < 1e9 && at45[2] != "0", "step 45's scaler has moved: {at45:?}");
+    let o = two_ranks(&["--resume", part.to_str().expect("utf-8"), "--set", "train.steps=100"])
+        .output()
+        .expect("mpirun");
+    assert_ok("f16 resume with 2 ranks", &o);
+    assert_eq!(metrics(&part), metrics(&full), "resumed f16 metrics differ");
+    assert_eq!(last_tensors(&part), last_tensors(&full), "resumed f16 parameters differ");
+    assert_eq!(scaler_meta(&part), scaler_meta(&full), "resumed f16 scaler state differs");
 }

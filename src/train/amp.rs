@@ -7,7 +7,8 @@
 //! S halves (overflow: a skipped step) or doubles after `train.loss_scale_growth_interval` clean
 //! steps, and the flag clears. The flag and S never leave the device during a step; the scale and
 //! the skipped-step count are read with the step metrics and written to metrics.jsonl (only by
-//! f16 runs, so f32 output is unchanged).
+//! f16 runs, so f32 output is unchanged). The same holds over replicas, micro-batches and MPI
+//! ranks: see [`unscale`].
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use super::metrics::MetricsLine;
 use super::optimizer::Optimizer;
 use super::step::TrainState;
-use super::TrainError;
 use crate::backend::half::{scaler, ScaleGrowth};
 use crate::backend::{Backend, Result};
 use crate::config::Config;
@@ -114,7 +114,10 @@ pub fn record_gradient<B: Backend>(
 
 /// Every gradient × 1/S, raising the found-inf flag on an inf or NaN element. Data-parallel
 /// and accumulated steps call it once, on the reduced (summed) loss-scaled gradient, so one
-/// flag decides the skip for every replica.
+/// flag decides the skip for every replica. Across MPI ranks the flag travels with the
+/// gradient: an inf or NaN in any replica's gradient leaves the sum non-finite (inf + x = inf,
+/// inf − inf = NaN), and every rank unscales the same summed bits, so no rank needs another
+/// exchange to skip the same steps.
 pub fn unscale<B: Backend>(b: &B, m: &mut MixedState<B>, grads: &mut ParamSet<B>) -> Result<()> {
     let lens: Vec<usize> = (0..grads.tensors.len()).map(|i| grads.numel_of(i)).collect();
     let mut xs: Vec<(usize, &mut B::Buf)> = lens.into_iter().zip(grads.tensors.iter_mut()).collect();
@@ -138,27 +141,10 @@ pub fn apply_update<B: Backend>(
     h.amp_update_scale(&m.growth, &mut m.scaler)
 }
 
-/// Make `st` train in f16 when `cfg.model.precision` says so (in one process: replicas and
-/// micro-batches of `train.workers` / `train.accumulate` share one scale, but the scaler state
-/// is not exchanged between MPI ranks).
-pub fn setup<B: Backend>(
-    b: &B,
-    cfg: &Config,
-    st: &mut TrainState<B>,
-    ranks: usize,
-) -> std::result::Result<(), TrainError> {
-    if cfg.model.precision == Precision::F32 {
-        return Ok(());
-    }
-    if ranks > 1 {
-        return Err(TrainError::Setup(
-            "model.precision = \"f16\" trains in one process (no --mpi across ranks); train.workers and train.accumulate may be above 1".into(),
-        ));
-    }
-    Ok(for_config(b, cfg, st)?)
-}
-
-/// A timing state (sweep, profile) in the precision of `cfg.model.precision`.
+/// Make `st` train in the precision of `cfg.model.precision` (a training run, or a timing state
+/// of sweep and profile). Replicas, micro-batches and MPI ranks share one scale: every rank
+/// starts from rank 0's scaler state (`ranked::sync_start`) and unscales the same reduced
+/// gradient, so the found-inf flag, the skip and the scale update are the same everywhere.
 pub fn for_config<B: Backend>(b: &B, cfg: &Config, st: &mut TrainState<B>) -> Result<()> {
     if cfg.model.precision == Precision::F16 {
         let t = &cfg.train;

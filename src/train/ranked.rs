@@ -19,7 +19,7 @@ pub fn is_root(ranks: Option<&(dyn Ranks + '_)>) -> bool {
 const NONE: u64 = u64::MAX;
 
 /// After rank 0 loaded `--init` weights or a `--resume` checkpoint: its parameters, optimizer
-/// state, counters and clip-event base on every rank.
+/// state, counters, clip-event base and (f16) loss-scaler state on every rank.
 pub fn sync_start<B: Backend>(
     r: &mut dyn Ranks,
     b: &B,
@@ -60,6 +60,13 @@ pub fn sync_start<B: Backend>(
         r.broadcast_f32(&mut host);
         v.write_flat(b, &host)?;
     }
+    // f16: rank 0's loss-scaler state (a resumed scale, clean and skipped steps) on every rank,
+    // so every rank starts from the same S (the flag is clear between steps).
+    if let Some(m) = st.mixed.as_mut() {
+        let mut host = b.read(&m.scaler)?;
+        r.broadcast_f32(&mut host);
+        b.write(&mut m.scaler, &host)?;
+    }
     b.flush()?;
     Ok(())
 }
@@ -77,14 +84,18 @@ pub fn stop_decision(r: &mut dyn Ranks, stop: Option<String>, restored: bool) ->
     (stop, flags[1] != 0)
 }
 
-/// At the end of a run: every rank's parameters equal rank 0's bitwise (a hash of each).
+/// At the end of a run: every rank's parameters (and f16 loss-scaler state) equal rank 0's
+/// bitwise (a hash of each).
 pub fn check_params_agree<B: Backend>(
     r: &mut dyn Ranks,
     b: &B,
     st: &TrainState<B>,
 ) -> Result<(), TrainError> {
-    let hash = hash_f32(&st.params.to_flat(b)?);
-    r.agree(&[("the parameters at the end of the run", hash)]).map_err(|e| {
+    let mut values = vec![("the parameters at the end of the run", hash_f32(&st.params.to_flat(b)?))];
+    if let Some(m) = st.mixed.as_ref() {
+        values.push(("the loss-scaler state at the end of the run", hash_f32(&b.read(&m.scaler)?)));
+    }
+    r.agree(&values).map_err(|e| {
         TrainError::Setup(format!(
             "data-parallel ranks diverged (rank {} of {}): {e}",
             r.rank(),

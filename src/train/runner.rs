@@ -91,7 +91,7 @@ pub fn run_train_ranks<'a, B: Backend>(
     let mut st = TrainState::new(b, model.clone(), params, split.rows(), &opt)?;
     st.batch = batch;
     st.guard_ring(b, plan.ring)?;
-    super::amp::setup(b, cfg, &mut st, size)?;
+    super::amp::for_config(b, cfg, &mut st)?;
     let mut prog = Progress::default();
     let mut ckpt = Checkpointer::new(cfg, run_dir);
     ckpt.ranks = size;

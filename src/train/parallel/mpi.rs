@@ -5,7 +5,9 @@
 //! split, pipeline or tree-reduce). Every rank's replica buffers are gathered to rank 0
 //! (`MPI_Igather`), rank 0 adds them in global replica order exactly as [`HostReducer`] does in
 //! one process, and broadcasts the sum (`MPI_Ibcast`). So 2 ranks of one replica each compute
-//! bitwise what `--workers 2` computes in one process.
+//! bitwise what `--workers 2` computes in one process. f16 runs send their loss-scaled
+//! gradients the same way: every rank unscales the same sum, so a non-finite element from any
+//! rank skips the step on all of them (`train::amp::unscale`), with no exchange of its own.
 //!
 //! No hangs: every collective is started non-blocking and polled against a deadline
 //! (`BATCHSCOPE_MPI_TIMEOUT`, see the app), and while polling a rank also looks for a failure
