@@ -33,7 +33,8 @@ struct Params {
     // a scratch buffer as C and passes beta = 0). splits = 1, kc = k: the plain product.
     splits: u32,
     kc: u32,
-    // Fused epilogue of the store (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z).
+    // Fused epilogue of the store (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z), 4 bias
+    // gradient.
     epi: u32,
     // φ of epilogues 2 and 3: 0 identity, 1 relu, 2 tanh (act.wgsl's codes).
     act: u32,
@@ -528,7 +529,8 @@ fn matmul_tiled_tt4(
 @group(0) @binding(3) var<storage, read> r_in: array<f32>;
 @group(0) @binding(4) var<storage, read_write> r_out: array<f32>;
 
-// epilogue() over the reduce's bindings.
+// epilogue() over the reduce's bindings (the bias-gradient epilogue 4 is not fused here: the
+// host records the reduce without it, then col_sum).
 fn reduce_epilogue(o: u32, col: u32, v: f32) -> f32 {
     switch EPI {
         case 1u: { return v + r_in[col]; }

@@ -29,7 +29,8 @@ struct Params {
     beta: f32,
     // to_half: number of f32 elements.
     len: u32,
-    // matmul_f16's fused epilogue (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z).
+    // matmul_f16's fused epilogue (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z),
+    // 4 bias gradient (shaders/include/epilogue*.wgsl).
     epi: u32,
     // φ of epilogues 2 and 3: 0 identity, 1 relu, 2 tanh (act.wgsl's codes).
     act: u32,

@@ -30,7 +30,8 @@ struct Params {
     beta: f32,
     splits: u32,
     kc: u32,
-    // Fused epilogue of the store (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z).
+    // Fused epilogue of the store (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z),
+    // 4 bias gradient (shaders/include/epilogue*.wgsl).
     epi: u32,
     // φ of epilogues 2 and 3: 0 identity, 1 relu, 2 tanh (act.wgsl's codes).
     act: u32,

@@ -1,4 +1,5 @@
-//! The fused f16 epilogues of `Backend::matmul_half_epilogue` (bias, bias + φ, `⊙ φ'(z)`, each
+//! The fused f16 epilogues of `Backend::matmul_half_epilogue` (bias, bias + φ, `⊙ φ'(z)`, the
+//! bias gradient, each
 //! with and without the f16 copy of its result): on the GPU bit for bit against the unfused ops
 //! (`half_epilogue::unfused`: the same product, then the element-wise kernels and `to_half`),
 //! and against the CPU twin: the epilogue exactly on the same product, the whole op within the
@@ -18,6 +19,7 @@ enum Kind {
     Bias,
     BiasAct(Activation),
     ActGrad(Activation),
+    BiasGrad,
 }
 
 const ACTS: [Activation; 3] = [Activation::Identity, Activation::Relu, Activation::Tanh];
@@ -26,11 +28,13 @@ fn kinds() -> Vec<Kind> {
     let mut out = vec![Kind::Bias];
     out.extend(ACTS.map(Kind::BiasAct));
     out.extend(ACTS.map(Kind::ActGrad));
+    out.push(Kind::BiasGrad);
     out
 }
 
-/// Ragged shapes (m, n, k): odd and even n, not multiples of the 64x64 tile.
-const SHAPES: [(usize, usize, usize); 4] = [(1, 37, 67), (5, 130, 33), (63, 65, 17), (70, 129, 100)];
+/// Ragged shapes (m, n, k): odd and even n, not multiples of the 64x64 tile; the bias gradient
+/// is fused where k ≤ 32 (the second and third).
+const SHAPES: [(usize, usize, usize); 4] = [(1, 37, 67), (5, 130, 31), (63, 65, 17), (70, 129, 100)];
 
 /// Every transpose of every shape with every epilogue, with and without the f16 copy; scaling
 /// alternates between (1, 0) and (0.5, 0.25) (beta = 0 for the activation gradient).
@@ -51,13 +55,15 @@ fn cases() -> Vec<(Gemm, Kind, bool)> {
     out
 }
 
-/// Host operands of a case: A, B, C, bias [n], z [m, n] (in [-2, 2), with exact zeros).
+/// Host operands of a case: A, B, C, bias [n], z [m, n] (in [-2, 2), with exact zeros), s [k, m]
+/// (the bias gradient's input).
 struct Data {
     a: Vec<f32>,
     b: Vec<f32>,
     c: Vec<f32>,
     bias: Vec<f32>,
     z: Vec<f32>,
+    s: Vec<f32>,
 }
 
 fn data(g: &Gemm, seed: u64) -> Data {
@@ -70,6 +76,7 @@ fn data(g: &Gemm, seed: u64) -> Data {
         c: uniform(seed + 2, m * n, 1.0),
         bias: uniform(seed + 3, n, 1.0),
         z,
+        s: uniform(seed + 5, k * m, 1.0),
     }
 }
 
@@ -95,13 +102,15 @@ fn run<B: Backend>(
 ) -> [Vec<f32>; 3] {
     let up = |v: &[f32]| b.upload(v).expect("upload");
     let (ha, hb) = (half_of(b, &d.a), half_of(b, &d.b));
-    let (bias, z) = (up(&d.bias), up(&d.z));
+    let (bias, z, s) = (up(&d.bias), up(&d.z), up(&d.s));
     let (mut c, mut y, mut scratch) = (up(&d.c), up(&vec![0.0; g.m * g.n]), up(&vec![0.0; g.m * g.n]));
     let mut half = ops(b).zeros_half(g.m * g.n).expect("zeros_half");
     let epi = match kind {
         Kind::Bias => Epilogue::Bias(&bias),
         Kind::BiasAct(f) => Epilogue::BiasAct(f, &bias, &mut y),
         Kind::ActGrad(f) => Epilogue::ActGrad { act: f, z: &z, scratch: &mut scratch },
+        // The bias gradient [m] in y's first m elements.
+        Kind::BiasGrad => Epilogue::BiasGrad { s: &s, bias_grad: &mut y },
     };
     let h = with_half.then_some(&mut half);
     let r = match fused {
@@ -153,6 +162,7 @@ fn cpu_epilogue_on(gpu: &GpuBackend, cpu: &CpuBackend, g: &Gemm, kind: Kind, d: 
             let dy = c.clone();
             cpu.act_backward(f, n, &d.z, &dy, &mut c).expect("act_backward")
         }
+        Kind::BiasGrad => cpu.col_sum(g.k, g.m, 1.0, &d.s, 0.0, &mut y).expect("col_sum"),
     }
     let src = if matches!(kind, Kind::BiasAct(_)) { &y } else { &c };
     let mut half = ops(cpu).zeros_half(n).expect("zeros_half");
@@ -172,9 +182,13 @@ fn fused_f16_epilogues_match_the_cpu_twin() {
         // (1) The epilogue is exact: the CPU twin's element-wise ops on the GPU's product. tanh
         // is the one exception: the GPU's `exp` (WGSL leaves its ulps to the adapter) and the
         // CPU's differ in the last bits; 1 - t² (φ') amplifies that near |t| = 1, and the f16
-        // copy may then round one half ulp apart.
+        // copy may then round one half ulp apart. The bias gradient's column sums run in the
+        // GPU's order (reduce.wgsl col_sum's), not the CPU's: within f32 rounding too.
         let exact = cpu_epilogue_on(&gp, &cp, &g, kind, &d);
-        let tanh = matches!(kind, Kind::BiasAct(Activation::Tanh) | Kind::ActGrad(Activation::Tanh));
+        let tanh = matches!(
+            kind,
+            Kind::BiasAct(Activation::Tanh) | Kind::ActGrad(Activation::Tanh) | Kind::BiasGrad
+        );
         for (what, o, w, rel) in [
             ("C", &got[0], &exact[0], 1e-4),
             ("y", &got[1], &exact[1], 1e-4),
@@ -230,8 +244,10 @@ fn coop_fused_f16_epilogues_match_the_cpu_twin() {
                 let d = data(&g, 31 * i as u64 + 5);
                 let got = run(&gp, &g, kind, true, &d, true);
                 let want = cpu_epilogue_on(&gp, &cp, &g, kind, &d);
-                let tanh =
-                    matches!(kind, Kind::BiasAct(Activation::Tanh) | Kind::ActGrad(Activation::Tanh));
+                let tanh = matches!(
+                    kind,
+                    Kind::BiasAct(Activation::Tanh) | Kind::ActGrad(Activation::Tanh) | Kind::BiasGrad
+                );
                 for (what, o, w) in
                     [("C", &got[0], &want[0]), ("y", &got[1], &want[1]), ("f16", &got[2], &want[2])]
                 {

@@ -27,29 +27,28 @@ fn group<'a>(p: &'a BatchProfile, name: &str) -> &'a batchscope::profile::GroupS
 }
 
 /// The groups of one momentum step of a 3-layer MLP, in recording order: bias and φ are fused
-/// into the forward products, `⊙ φ'(z)` into the dgrad products.
-const GROUPS: [&str; 10] = [
+/// into the forward products, the bias gradient into the wgrad products, `⊙ φ'(z)` into the
+/// dgrad products (ops as the model records them; a backend may run one as two dispatches).
+const GROUPS: [&str; 8] = [
     "fwd L0 (matmul+bias+relu)",
     "fwd L1 (matmul+bias+relu)",
     "fwd L2 (matmul+bias)",
     "xent+dlogits",
-    "wgrad L2",
-    "col_sum L2",
+    "wgrad L2 (matmul+bias grad)",
     "dgrad L2 (matmul+relu')",
-    "wgrad L1",
-    "col_sum L1",
+    "wgrad L1 (matmul+bias grad)",
     "dgrad L1 (matmul+relu')",
 ];
 
 fn check_names(p: &BatchProfile) {
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
     let mut expected: Vec<&str> = GROUPS.to_vec();
-    expected.extend(["wgrad L0", "col_sum L0", "reduce", "momentum update"]);
+    expected.extend(["wgrad L0 (matmul+bias grad)", "reduce", "momentum update"]);
     assert_eq!(names, expected, "every op of the step named, in order");
     assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
-    // 3 forward (matmul + bias (+ φ)) + xent + 8 backward (3 wgrad, 3 col_sum, 2 dgrad + φ')
+    // 3 forward (matmul + bias (+ φ)) + xent + 5 backward (3 wgrad + bias grad, 2 dgrad + φ')
     // + the loss and correct sums (one op) + the update of all 6 tensors (one op).
-    assert_eq!(p.ops_per_step, 14.0);
+    assert_eq!(p.ops_per_step, 11.0);
 }
 
 fn check_sum(p: &BatchProfile, tol: f64) {
@@ -72,7 +71,7 @@ fn cpu_profile_adds_up_and_names_every_op() {
     assert_eq!(p.timing, TimingMethod::HostTimers);
     check_sum(&p, 0.10);
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
-    assert_eq!(names.len(), 14, "{names:?}");
+    assert_eq!(names.len(), 11, "{names:?}");
     assert!(names.iter().all(|n| *n != "other"));
     assert!(p.groups.iter().all(|g| g.us_per_step > 0.0));
 }
@@ -95,18 +94,20 @@ fn analytic_counts_equal_hand_computed_values() {
     // Softmax cross-entropy: 7 per logit; logits + dlogits, labels + loss + correct.
     let g = group(&p, "xent+dlogits");
     assert_eq!((g.flops_per_step, g.bytes_per_step), (7.0 * b * k, 4.0 * (2.0 * b * k + 3.0 * b)));
-    // gW1 [24,32] = dz1ᵀ [24,8] · a0 [8,32].
-    let g = group(&p, "wgrad L1");
-    assert_eq!(g.flops_per_step, 2.0 * h2 * h1 * b);
-    assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + b * h1 + h2 * h1));
+    // gW1 [24,32] = dz1ᵀ [24,8] · a0 [8,32], and gb1 [24] = Σ_rows dz1 (8·24 adds; dz1 is
+    // the product's operand, gb1 one more write).
+    let g = group(&p, "wgrad L1 (matmul+bias grad)");
+    assert_eq!(g.flops_per_step, 2.0 * h2 * h1 * b + b * h2);
+    assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + b * h1 + h2 * h1 + h2));
     // dz0 [8,32] = (dz1 [8,24] · W1 [24,32]) ⊙ relu'(z0): one multiply per element more;
     // reads dz1, W1, z0, writes dz0.
     let g = group(&p, "dgrad L1 (matmul+relu')");
     assert_eq!(g.flops_per_step, 2.0 * b * h1 * h2 + b * h1);
     assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + h2 * h1 + 2.0 * b * h1));
-    // gb2 = Σ_rows dz2: 8·5 adds + 5 scalings.
-    let g = group(&p, "col_sum L2");
-    assert_eq!((g.flops_per_step, g.bytes_per_step), (b * k + k, 4.0 * (b * k + k)));
+    // gW2 [5,24] = dz2ᵀ [5,8] · a1 [8,24], gb2 = Σ_rows dz2: 8·5 adds.
+    let g = group(&p, "wgrad L2 (matmul+bias grad)");
+    assert_eq!(g.flops_per_step, 2.0 * k * h2 * b + b * k);
+    assert_eq!(g.bytes_per_step, 4.0 * (b * k + b * h2 + k * h2 + k));
     // Two sums of [8] (loss, correct) into one slot each, in one call.
     let g = group(&p, "reduce");
     assert_eq!(
@@ -120,38 +121,43 @@ fn analytic_counts_equal_hand_computed_values() {
 }
 
 /// What a GPU step records, device-independently: dispatches, passes and submits per step of
-/// the 3-layer MLP at a small batch (skinny products) and a large one (tiled products). 16 =
-/// 3 forward matmuls with bias (+ φ) fused into their store + xent + 3 wgrad + 3 col_sum +
-/// 2 dgrad with φ' fused into their store + 1 one-pass reduction of both sums (B ≤ 256; two
-/// passes above) + 3 momentum updates (a layer's weight and bias per dispatch; 6 where the
-/// adapter runs on the CPU, see `GpuBackend::set_update_pairs`); one pass; one submit. (27
-/// before the fusions: 3 bias / bias+act and 2 act bwd dispatches, a second two-pass sum; 20
-/// before the one-pass sums and the paired updates.)
+/// the 3-layer MLP at small batches (skinny products) and large ones (tiled products). 13 at
+/// B ≤ 32 = 3 forward matmuls with bias (+ φ) fused into their store + xent + 3 wgrad with the
+/// bias gradient fused into their store + 2 dgrad with φ' fused into their store + 1 one-pass
+/// reduction of both sums + 3 momentum updates (a layer's weight and bias per dispatch); one
+/// pass; one submit. Past B = 32 the bias gradients are 3 col_sum dispatches, past B = 256 the
+/// sums take two passes, and where the adapter runs on the CPU the updates are 6 (see
+/// `GpuBackend::set_update_pairs`). (27 before the epilogue fusions, 20 before the fused bias
+/// gradients, one-pass sums and paired updates.)
 #[test]
 fn gpu_step_dispatches_passes_and_submits() {
     let b = common::gpu();
     for pairs in [true, false] {
         b.set_update_pairs(pairs);
         let updates = if pairs { 3.0 } else { 6.0 };
-        for batch in [4usize, 256, 257] {
+        for batch in [4usize, 32, 33, 256, 257] {
+            // The bias gradients in the wgrad products' store up to B = 32, 3 col_sum past it.
+            let col_sums = if batch <= 32 { 0.0 } else { 3.0 };
             // One more dispatch past B = 256: the sums take two passes.
             let sums = if batch <= 256 { 1.0 } else { 2.0 };
             let p = profile_batch(&b, &config(&[]), batch).expect("profile");
-            assert_eq!(p.dispatches_per_step, 12.0 + sums + updates, "B = {batch}, pairs {pairs}");
+            let want = 9.0 + col_sums + sums + updates;
+            assert_eq!(p.dispatches_per_step, want, "B = {batch}, pairs {pairs}");
             assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
             assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
         }
     }
 }
 
-/// The same for the f16 step (lavapipe: the packed kernel, which fuses). 25 = 1 `to_half` of
-/// the minibatch + per layer 1 `to_half` of W and 1 forward product with bias (+ φ and the f16
-/// copy of a) fused into its store (3 × 2) + xent + 1 loss-scale with the f16 copy of the
-/// scaled d logits + 3 wgrad + 3 col_sum + 2 dgrad with φ' and the f16 copy of dz fused into
-/// their store + 1 one-pass reduction + 3 unscale + 3 momentum updates (a layer's weight and
-/// bias per dispatch; 6 + 6 where the adapter runs on the CPU) + 1 scale update. (42 before the f16 fusions: 3 bias / bias+act, 2 `to_half` of a,
-/// 2 act bwd and 2 `to_half` of dz dispatches; 33 before the one-pass sums, the paired unscale and updates, and the fused
-/// loss-scale and `to_half`.)
+/// The same for the f16 step (lavapipe: the packed kernel, which fuses). 22 at B ≤ 32 = 1
+/// `to_half` of the minibatch + per layer 1 `to_half` of W and 1 forward product with bias (+ φ
+/// and the f16 copy of a) fused into its store (3 × 2) + xent + 1 loss-scale with the f16 copy
+/// of the scaled d logits + 3 wgrad with the bias gradient fused into their store + 2 dgrad
+/// with φ' and the f16 copy of dz fused into their store + 1 one-pass reduction + 3 unscale + 3
+/// momentum updates (a layer's weight and bias per dispatch) + 1 scale update; 3 col_sum more
+/// past B = 32, and 6 + 6 unscale and updates where the adapter runs on the CPU. (42 before the
+/// f16 epilogue fusions, 33 before the fused loss-scale copy and bias gradients, the one-pass
+/// sums and the paired unscale and updates.)
 #[test]
 fn gpu_f16_step_dispatches_passes_and_submits() {
     let b = common::gpu();
@@ -160,8 +166,10 @@ fn gpu_f16_step_dispatches_passes_and_submits() {
         // Unscale and guarded update: a layer's weight and bias per dispatch, or one each.
         let per_tensor = if pairs { 3.0 + 3.0 } else { 6.0 + 6.0 };
         for batch in [4usize, 256] {
+            let col_sums = if batch <= 32 { 0.0 } else { 3.0 };
             let p = profile_batch(&b, &config(&["model.precision=\"f16\""]), batch).expect("profile");
-            assert_eq!(p.dispatches_per_step, 19.0 + per_tensor, "B = {batch}, pairs {pairs}");
+            let want = 16.0 + col_sums + per_tensor;
+            assert_eq!(p.dispatches_per_step, want, "B = {batch}, pairs {pairs}");
             assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
             assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
         }

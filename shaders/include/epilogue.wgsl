@@ -10,8 +10,11 @@
 //   1: C = v + bias[col]                         (elementwise.wgsl add_bias)
 //   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = ACT)
 //   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = ACT)
-// Bindings 4 (bias [n] or Z [m, n], read) and 5 (Y [m, n]) of the tiled and skinny kernels;
-// the host binds placeholders where the epilogue does not read or write them.
+//   4: C = v; G[r] = Σ_{i<k} S[i, r] for row r    (reduce.wgsl col_sum, S [k, m] read)
+// Bindings 4 (bias [n], Z [m, n] or S [k, m], read) and 5 (Y [m, n] or G [m]) of the tiled and
+// skinny kernels; the host binds placeholders where the epilogue does not read or write them.
+// Epilogue 4 is the bias gradient of a weight-gradient product gW = dzᵀ·x (S = dz [k = rows,
+// m = out]): the invocation that stores C[r, 0] also sums S's column r, in col_sum's order.
 override EPI: u32 = 0u;
 override ACT: u32 = 0u;
 @group(0) @binding(4) var<storage, read> e_in: array<f32>;
@@ -36,6 +39,13 @@ fn epilogue(o: u32, col: u32, v: f32) -> f32 {
             return z;
         }
         case 3u: { return v * epi_dphi(e_in[o], ACT); }
+        case 4u: {
+            if (col == 0u) {
+                let r = o / P.n;
+                e_out[r] = col_sum_of(r);
+            }
+            return v;
+        }
         default: { return v; }
     }
 }

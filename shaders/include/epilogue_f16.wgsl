@@ -10,6 +10,7 @@
 //   1: C = v + bias[col]                         (elementwise.wgsl add_bias)
 //   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = P.act)
 //   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = P.act)
+//   4: C = v; G[r] = Σ_{i<k} S[i, r] for row r    (reduce.wgsl col_sum; S [k, m] f32, read)
 // and with P.half_out = 1, H = f16(Y) (epilogue 2) or f16(C) (others), as to_half rounds.
 // Bindings 4 (bias [n] or Z [m, n], read), 5 (Y [m, n]) and 6 (H, packed halves); the host binds
 // placeholders where the epilogue does not read or write them. Two neighbouring halves share a
@@ -43,6 +44,12 @@ fn epilogue(o: u32, col: u32, v: f32) -> f32 {
             e_out[o] = rounded;
         }
         case 3u: { out = v * epi_dphi(e_in[o], P.act); rounded = out; }
+        case 4u: {
+            if (col == 0u) {
+                let r = o / P.n;
+                e_out[r] = col_sum_of(r);
+            }
+        }
         default: {}
     }
     if (P.half_out != 0u) {

@@ -15,6 +15,11 @@ pub enum Epilogue<'a, B: Backend + ?Sized> {
     /// computes the product into `scratch [m, n]`, then [`Backend::act_backward`]; a fused
     /// backend leaves `scratch` untouched.
     ActGrad { act: Activation, z: &'a B::Buf, scratch: &'a mut B::Buf },
+    /// `C` as the product leaves it, and `bias_grad[j] = Σ_{i<k} s[i, j]` ([`Backend::col_sum`]
+    /// with alpha 1, beta 0), `s: [k, m]`, `bias_grad: [m]`: the weight gradient
+    /// `gW [out, in] = dzᵀ · x` with its bias gradient `gb = Σ_rows dz` (`s = dz [rows, out]`,
+    /// cuBLASLt's BGRADA epilogue).
+    BiasGrad { s: &'a B::Buf, bias_grad: &'a mut B::Buf },
 }
 
 impl<'a, B: Backend + ?Sized> Epilogue<'a, B> {
@@ -24,6 +29,7 @@ impl<'a, B: Backend + ?Sized> Epilogue<'a, B> {
             Epilogue::Bias(bias) => Epilogue::Bias(bias),
             Epilogue::BiasAct(act, bias, y) => Epilogue::BiasAct(act, bias, y),
             Epilogue::ActGrad { act, z, scratch } => Epilogue::ActGrad { act, z, scratch },
+            Epilogue::BiasGrad { s, bias_grad } => Epilogue::BiasGrad { s, bias_grad },
         }
     }
 
@@ -62,6 +68,10 @@ pub fn unfused<B: Backend + ?Sized>(
             check_len("matmul_epilogue", "scratch", b.len(scratch), g.m * g.n)?;
             b.matmul(g, x, w, scratch)?;
             b.act_backward(act, g.m * g.n, z, scratch, c)
+        }
+        Epilogue::BiasGrad { s, bias_grad } => {
+            b.matmul(g, x, w, c)?;
+            b.col_sum(g.k, g.m, 1.0, s, 0.0, bias_grad)
         }
     }
 }

@@ -43,6 +43,11 @@ pub fn unfused<B: Backend + ?Sized>(
             b.act_backward(act, n, z, scratch, c)?;
             None
         }
+        Epilogue::BiasGrad { s, bias_grad } => {
+            h.matmul_half(g, ab[0], ab[1], c)?;
+            b.col_sum(g.k, g.m, 1.0, s, 0.0, bias_grad)?;
+            None
+        }
     };
     match (half, y) {
         (Some(out), Some(y)) => h.to_half(n, y, out),

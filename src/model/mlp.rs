@@ -259,11 +259,12 @@ impl Mlp {
             let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
             let input = if l == 0 { x } else { &ws.a[l - 1] };
             b.scope(Scope::Backward(l));
-            // gW [out, in] = dzᵀ ([rows, out] stored) · input [rows, in]
+            // gW [out, in] = dzᵀ ([rows, out] stored) · input [rows, in], and gb [out] = Σ_rows dz
+            // in the product's store where the backend fuses it
             let g = Gemm::nn(fan_out, fan_in, rows).trans(true, false);
-            b.matmul(&g, &ws.dz[l], input, &mut grads.tensors[2 * l])?;
-            // gb [out] = Σ_rows dz
-            b.col_sum(rows, fan_out, 1.0, &ws.dz[l], 0.0, &mut grads.tensors[2 * l + 1])?;
+            let (gw, gb) = weight_and_bias(&mut grads.tensors, l);
+            let epi = Epilogue::BiasGrad { s: &ws.dz[l], bias_grad: gb };
+            b.matmul_epilogue(&g, &ws.dz[l], input, gw, epi)?;
             if l > 0 {
                 // da [rows, in] = dz [rows, out] · W [out, in]
                 let g = Gemm::nn(rows, fan_in, fan_out);
@@ -299,6 +300,12 @@ impl Mlp {
         self.loss(b, targets, ws)?;
         self.backward(b, p, x, ws, grads)
     }
+}
+
+/// Layer `l`'s weight and bias of a `[W0, b0, W1, b1, ...]` tensor list, both mutable.
+pub(super) fn weight_and_bias<T>(tensors: &mut [T], l: usize) -> (&mut T, &mut T) {
+    let (w, b) = tensors[2 * l..].split_at_mut(1);
+    (&mut w[0], &mut b[0])
 }
 
 /// `(&v[l], &mut v[l - 1])` for `l ≥ 1`.

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mlp::{Mlp, Targets, Workspace};
+use super::mlp::{weight_and_bias, Mlp, Targets, Workspace};
 use super::params::ParamSet;
 use crate::backend::half::{HalfBuf, HalfOps};
 use crate::backend::{Backend, BackendError, Epilogue, Gemm, Result, Scope};
@@ -126,9 +126,10 @@ impl Mlp {
             // gW [out, in] = dzᵀ ([rows, out] stored) · input [rows, in]
             let g = Gemm::nn(fan_out, fan_in, rows).trans(true, false);
             let input = if l == 0 { &hw.x } else { &hw.a[l - 1] };
-            h.matmul_half(&g, &hw.dz[l], input, &mut grads.tensors[2 * l])?;
-            // gb [out] = Σ_rows dz (f32)
-            b.col_sum(rows, fan_out, 1.0, &ws.dz[l], 0.0, &mut grads.tensors[2 * l + 1])?;
+            // and gb [out] = Σ_rows dz (f32) in its store where the backend fuses it
+            let (gw, gb) = weight_and_bias(&mut grads.tensors, l);
+            let epi = Epilogue::BiasGrad { s: &ws.dz[l], bias_grad: gb };
+            b.matmul_half_epilogue(&g, [&hw.dz[l], input], gw, epi, None)?;
             if l > 0 {
                 // da [rows, in] = dz [rows, out] · W [out, in]; dz_{l-1} = da ⊙ φ'(z_{l-1})
                 let g = Gemm::nn(rows, fan_in, fan_out);

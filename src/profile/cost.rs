@@ -22,6 +22,9 @@ pub enum Fusion {
     Bias,
     BiasAct(Activation),
     ActGrad(Activation),
+    /// The weight gradient's product with the bias gradient (the column sums of its `[k, m]`
+    /// operand dz) in its store.
+    BiasGrad,
 }
 
 /// One Backend op with the shapes that fix its cost.
@@ -131,8 +134,11 @@ impl Op {
                 let per = match fusion {
                     Fusion::Bias | Fusion::ActGrad(_) => 1,
                     Fusion::BiasAct(_) => 2,
+                    Fusion::BiasGrad => 0,
                 };
-                Op::Matmul(g).flops() + f(g.m * g.n * per)
+                // The bias gradient: Σ over the k rows of each of the m columns.
+                let bias_grad = if fusion == Fusion::BiasGrad { g.k * g.m } else { 0 };
+                Op::Matmul(g).flops() + f(g.m * g.n * per + bias_grad)
             }
             Op::AddBias { rows, cols } => f(rows * cols),
             // Σ over rows, α·s, and + β·out when accumulating.
@@ -182,6 +188,8 @@ impl Op {
                     Fusion::Bias => g.n,
                     Fusion::BiasAct(_) => g.n + g.m * g.n,
                     Fusion::ActGrad(_) => g.m * g.n,
+                    // gb written; its input dz is the product's operand A, already counted.
+                    Fusion::BiasGrad => g.m,
                 };
                 Op::Matmul(g).bytes() + b(extra)
             }
@@ -235,8 +243,10 @@ impl Op {
                     Fusion::Bias => "matmul+bias".to_string(),
                     Fusion::BiasAct(act) => format!("matmul+bias+{}", act.name()),
                     Fusion::ActGrad(act) => format!("matmul+{}'", act.name()),
+                    Fusion::BiasGrad => "matmul+bias grad".to_string(),
                 };
                 match scope {
+                    Scope::Backward(l) if fusion == Fusion::BiasGrad => format!("wgrad L{l} ({what})"),
                     Scope::Forward(l) => format!("fwd L{l} ({what})"),
                     Scope::Backward(l) => format!("dgrad L{l} ({what})"),
                     Scope::None => what,

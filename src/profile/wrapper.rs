@@ -155,6 +155,7 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
             Epilogue::Bias(_) => Fusion::Bias,
             Epilogue::BiasAct(act, ..) => Fusion::BiasAct(*act),
             Epilogue::ActGrad { act, .. } => Fusion::ActGrad(*act),
+            Epilogue::BiasGrad { .. } => Fusion::BiasGrad,
         };
         self.op(Op::MatmulFused(*g, fusion), || self.inner.matmul_epilogue(g, a, b, c, epi.cast()))
     }
@@ -171,6 +172,7 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
             Epilogue::Bias(_) => Fusion::Bias,
             Epilogue::BiasAct(act, ..) => Fusion::BiasAct(*act),
             Epilogue::ActGrad { act, .. } => Fusion::ActGrad(*act),
+            Epilogue::BiasGrad { .. } => Fusion::BiasGrad,
         };
         let op = Op::MatmulFused(*g, fusion);
         self.op(op, || self.inner.matmul_half_epilogue(g, ab, c, epi.cast(), half))

@@ -6,7 +6,9 @@
 //! [`Backend::matmul_epilogue`]: crate::backend::Backend::matmul_epilogue
 //! [`Backend::sums`]: crate::backend::Backend::sums
 
-use super::matmul::{self, fuses, launch_of, record_epi, Epilogue as Store, Launch, MatmulVariant};
+use super::matmul::{
+    self, fuses, fuses_at_depth, launch_of, record_epi, Epilogue as Store, Launch, MatmulVariant,
+};
 use super::{reduce, GpuBackend, GpuBuf};
 use crate::backend::{check_len, epilogue, gemm_lens, Epilogue, Gemm, Result};
 
@@ -38,13 +40,14 @@ impl GpuBackend {
         check_len("matmul", "c", c.0.len, lc)?;
         epi.check(g)?;
         let launch = self.launch_for(g)?;
-        if !fuses(&launch) {
+        if !fuses(&launch) || !fuses_at_depth(&epi, g.k) {
             return epilogue::unfused(self, g, a, b, c, epi);
         }
         let store = match &epi {
             Epilogue::Bias(bias) => Store::Bias(&bias.0),
             Epilogue::BiasAct(act, bias, y) => Store::BiasAct(*act, &bias.0, &y.0),
             Epilogue::ActGrad { act, z, .. } => Store::ActGrad(*act, &z.0),
+            Epilogue::BiasGrad { s, bias_grad } => Store::BiasGrad(&s.0, &bias_grad.0),
         };
         record_epi(&self.dev, &launch, g, &a.0, &b.0, &c.0, store)
     }

@@ -132,7 +132,7 @@ impl GpuBackend {
     ) -> Result<()> {
         epi.check(g)?;
         let kernel = self.half_kernel(g)?;
-        if !matmul_f16::fuses(kernel) {
+        if !matmul_f16::fuses(kernel) || !super::matmul::fuses_at_depth(&epi, g.k) {
             return half_epilogue::unfused(self, g, ab, c, epi, half);
         }
         if let Some(h) = &half {
@@ -143,6 +143,7 @@ impl GpuBackend {
                 Epilogue::Bias(bias) => Store::Bias(&bias.0),
                 Epilogue::BiasAct(act, bias, y) => Store::BiasAct(*act, &bias.0, &y.0),
                 Epilogue::ActGrad { act, z, .. } => Store::ActGrad(*act, &z.0),
+                Epilogue::BiasGrad { s, bias_grad } => Store::BiasGrad(&s.0, &bias_grad.0),
             },
             half: half.as_ref().map(|h| &h.words.0),
         };

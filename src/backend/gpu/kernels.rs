@@ -119,15 +119,17 @@ impl Shader {
 
     /// The files under `shaders/include/` this shader uses (WGSL has no `#include`): the fused
     /// epilogue shared by the f32 products and the one shared by the f16 products, each with
-    /// the activations φ, φ' of act.wgsl, and the f32 → f16 rounding of every f16 store.
+    /// the activations φ, φ' of act.wgsl and the bias-gradient column sum, and the f32 → f16
+    /// rounding of every f16 store.
     pub fn includes(self) -> &'static [&'static str] {
         const ACTIVATION: &str = include_str!("../../../shaders/include/activation.wgsl");
         const EPILOGUE: &str = include_str!("../../../shaders/include/epilogue.wgsl");
         const EPILOGUE_F16: &str = include_str!("../../../shaders/include/epilogue_f16.wgsl");
         const F16_BITS: &str = include_str!("../../../shaders/include/f16_bits.wgsl");
+        const COL_SUM_OF: &str = include_str!("../../../shaders/include/col_sum_of.wgsl");
         match self {
-            Shader::Matmul | Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE],
-            Shader::MatmulF16 | Shader::MatmulCoop => &[ACTIVATION, EPILOGUE_F16, F16_BITS],
+            Shader::Matmul | Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE, COL_SUM_OF],
+            Shader::MatmulF16 | Shader::MatmulCoop => &[ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF],
             Shader::Amp => &[F16_BITS],
             _ => &[],
         }

@@ -282,6 +282,8 @@ pub enum Epilogue<'a> {
     BiasAct(Activation, &'a RawBuf, &'a RawBuf),
     /// `C = v ⊙ φ'(z)` (`act_backward` with `dy = v`), `z: [m, n]`.
     ActGrad(Activation, &'a RawBuf),
+    /// `C = v` and `g[r] = Σ_{i<k} s[i, r]` (`col_sum`), `s: [k, m]`, `g: [m]`.
+    BiasGrad(&'a RawBuf, &'a RawBuf),
 }
 
 impl Epilogue<'_> {
@@ -292,6 +294,7 @@ impl Epilogue<'_> {
             Epilogue::Bias(_) => (1, 0),
             Epilogue::BiasAct(act, ..) => (2, act.code()),
             Epilogue::ActGrad(act, _) => (3, act.code()),
+            Epilogue::BiasGrad(..) => (4, 0),
         }
     }
 
@@ -306,6 +309,10 @@ impl Epilogue<'_> {
                 check_len(op, "y", y.len(), g.m * g.n)
             }
             Epilogue::ActGrad(_, z) => check_len(op, "z", z.len(), g.m * g.n),
+            Epilogue::BiasGrad(s, bias_grad) => {
+                check_len(op, "s", s.len(), g.k * g.m)?;
+                check_len(op, "bias_grad", bias_grad.len(), g.m)
+            }
         }
     }
 
@@ -318,8 +325,24 @@ impl Epilogue<'_> {
             Epilogue::Bias(bias) => ((*bias).clone(), spare()?),
             Epilogue::BiasAct(_, bias, y) => ((*bias).clone(), (*y).clone()),
             Epilogue::ActGrad(_, z) => ((*z).clone(), spare()?),
+            Epilogue::BiasGrad(s, bias_grad) => ((*s).clone(), (*bias_grad).clone()),
         })
     }
+}
+
+/// The largest depth k (the minibatch rows of a weight-gradient product) at which the bias
+/// gradient is fused into the product's store. The invocation that stores C[r, 0] sums k values
+/// alone; past a few dozen that serial sum would outlast the product's own tile, and the
+/// separate col_sum (one dispatch, every column in parallel) is the better deal.
+pub const BIAS_GRAD_FUSE_MAX_K: usize = 32;
+
+/// Whether `epi` is fused into the store of a product of depth `k` (every epilogue but the bias
+/// gradient past [`BIAS_GRAD_FUSE_MAX_K`]).
+pub fn fuses_at_depth<B: crate::backend::Backend + ?Sized>(
+    epi: &crate::backend::Epilogue<'_, B>,
+    k: usize,
+) -> bool {
+    !matches!(epi, crate::backend::Epilogue::BiasGrad { .. }) || k <= BIAS_GRAD_FUSE_MAX_K
 }
 
 /// Whether `launch` can fuse an epilogue into its store (every kernel but the naive one).
@@ -410,16 +433,27 @@ pub fn record_epi(
             let split_grid = [grid[0], grid[1], grid[2] * splits as u32];
             let spare = dev.epilogue_placeholder()?;
             dev.dispatch(&kernel, &plain, &[a, b, &partials, a, &spare], split_grid)?;
-            // The reduce adds beta * C and applies the epilogue.
+            // The reduce adds beta * C and applies the epilogue (the bias gradient after it:
+            // the reduce has no column sum).
             params.splits = splits as u32;
             params.kc = kc as u32;
-            let (e_in, e_out) = epi.bindings(dev, &partials)?;
-            return dev.dispatch(
+            let (reduce_epi, bias_grad) = match epi {
+                Epilogue::BiasGrad(s, gb) => (Epilogue::None, Some((s, gb))),
+                other => (other, None),
+            };
+            let (epi_code, act) = reduce_epi.codes();
+            params.epi = epi_code;
+            let (e_in, e_out) = reduce_epi.bindings(dev, &partials)?;
+            dev.dispatch(
                 &Kernel { spec: epi_code * 4 + act, ..MATMUL_SPLITK_REDUCE },
                 &params,
                 &[&partials, c, &e_in, &e_out],
                 grid_1d(g.m * g.n, max),
-            );
+            )?;
+            if let Some((s, gb)) = bias_grad {
+                super::reduce::col_sum(dev, g.k, g.m, 1.0, s, 0.0, gb)?;
+            }
+            return Ok(());
         }
     }
     if kernel.bindings.len() == 3 {

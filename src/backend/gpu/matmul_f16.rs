@@ -62,6 +62,7 @@ impl HalfStore<'_> {
             Store::Bias(_) => (1, 0),
             Store::BiasAct(act, ..) => (2, act.code()),
             Store::ActGrad(act, _) => (3, act.code()),
+            Store::BiasGrad(..) => (4, 0),
         };
         (epi, act, self.half.is_some() as u32)
     }
@@ -77,6 +78,10 @@ impl HalfStore<'_> {
                 check_len(op, "y", y.len(), g.m * g.n)?;
             }
             Store::ActGrad(_, z) => check_len(op, "z", z.len(), g.m * g.n)?,
+            Store::BiasGrad(s, bias_grad) => {
+                check_len(op, "s", s.len(), g.k * g.m)?;
+                check_len(op, "bias_grad", bias_grad.len(), g.m)?;
+            }
         }
         match self.half {
             Some(h) => check_len(op, "half words", h.len(), half_words(g.m * g.n)),
@@ -92,6 +97,7 @@ impl HalfStore<'_> {
             Store::Bias(bias) => (bias.clone(), spare.clone()),
             Store::BiasAct(_, bias, y) => (bias.clone(), y.clone()),
             Store::ActGrad(_, z) => (z.clone(), spare.clone()),
+            Store::BiasGrad(s, bias_grad) => (s.clone(), bias_grad.clone()),
         };
         Ok([e_in, e_out, self.half.cloned().unwrap_or(spare)])
     }

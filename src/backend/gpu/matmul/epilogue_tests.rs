@@ -1,4 +1,4 @@
-//! The fused epilogues (bias, bias + φ, · φ'(z)) bit for bit against the unfused path (the
+//! The fused epilogues (bias, bias + φ, · φ'(z), the bias gradient) bit for bit against the unfused path (the
 //! same launch's product, then the element-wise kernel) on the skinny, tiled and tile-family
 //! kernels, with and without split-k; and the GPU against the CPU twin through
 //! `Backend::matmul_epilogue`, both from one test body.
@@ -18,6 +18,7 @@ enum Kind {
     Bias,
     BiasAct(Activation),
     ActGrad(Activation),
+    BiasGrad,
 }
 
 const ACTS: [Activation; 3] = [Activation::Identity, Activation::Relu, Activation::Tanh];
@@ -26,16 +27,19 @@ fn kinds() -> Vec<Kind> {
     let mut out = vec![Kind::Bias];
     out.extend(ACTS.map(Kind::BiasAct));
     out.extend(ACTS.map(Kind::ActGrad));
+    out.push(Kind::BiasGrad);
     out
 }
 
-/// Host operands of one case: A, B, C (random, or NaN when beta = 0), bias [n], z [m, n].
+/// Host operands of one case: A, B, C (random, or NaN when beta = 0), bias [n], z [m, n],
+/// s [k, m] (the bias gradient's input).
 struct Data {
     a: Vec<f32>,
     b: Vec<f32>,
     c: Vec<f32>,
     bias: Vec<f32>,
     z: Vec<f32>,
+    s: Vec<f32>,
 }
 
 fn data(g: &Gemm, seed: u64) -> Data {
@@ -47,7 +51,8 @@ fn data(g: &Gemm, seed: u64) -> Data {
     // z in [-2, 2) with exact zeros (relu's kink) sprinkled in.
     let mut z: Vec<f32> = random(&mut rng, lc).iter().map(|v| 2.0 * v).collect();
     z.iter_mut().step_by(7).for_each(|v| *v = 0.0);
-    Data { a, b, c, bias, z }
+    let s = random(&mut rng, g.k * g.m);
+    Data { a, b, c, bias, z, s }
 }
 
 /// Every transpose of every shape, each with every epilogue; scaling alternates between
@@ -79,7 +84,8 @@ fn run_gpu(
     fused: bool,
 ) -> [Vec<u32>; 2] {
     let up = |v: &[f32]| be.upload(v).expect("upload").0;
-    let (a, b, c, bias, z) = (up(&d.a), up(&d.b), up(&d.c), up(&d.bias), up(&d.z));
+    let (a, b, c, bias, z, s) = (up(&d.a), up(&d.b), up(&d.c), up(&d.bias), up(&d.z), up(&d.s));
+    // y [m, n], or the bias gradient [m] in its first m elements.
     let y = up(&vec![f32::NAN; g.m * g.n]);
     let scratch = up(&vec![0.0; g.m * g.n]);
     let dev = &be.dev;
@@ -89,6 +95,7 @@ fn run_gpu(
             Kind::Bias => Epilogue::Bias(&bias),
             Kind::BiasAct(f) => Epilogue::BiasAct(f, &bias, &y),
             Kind::ActGrad(f) => Epilogue::ActGrad(f, &z),
+            Kind::BiasGrad => Epilogue::BiasGrad(&s, &y),
         };
         record_epi(dev, launch, g, &a, &b, &c, store)
     } else {
@@ -99,6 +106,8 @@ fn run_gpu(
                 .and_then(|()| act::bias_act(dev, f, rows, cols, &bias, &c, &y)),
             Kind::ActGrad(f) => record(dev, launch, g, &a, &b, &scratch)
                 .and_then(|()| act::act_backward(dev, f, rows * cols, &z, &scratch, &c)),
+            Kind::BiasGrad => record(dev, launch, g, &a, &b, &c)
+                .and_then(|()| crate::backend::gpu::reduce::col_sum(dev, g.k, g.m, 1.0, &s, 0.0, &y)),
         }
     };
     r.unwrap_or_else(|e| panic!("{} {g:?} {kind:?}: {e}", launch.kernel.name));
@@ -170,13 +179,14 @@ fn fused_epilogues_of_the_tile_family_equal_the_unfused_ops_bitwise() {
 /// `matmul_epilogue` on `be`: `(C, y)`.
 fn through_trait<B: Backend>(be: &B, g: &Gemm, kind: Kind, d: &Data) -> [Vec<f32>; 2] {
     let up = |v: &[f32]| be.upload(v).expect("upload");
-    let (a, b, bias, z) = (up(&d.a), up(&d.b), up(&d.bias), up(&d.z));
+    let (a, b, bias, z, s) = (up(&d.a), up(&d.b), up(&d.bias), up(&d.z), up(&d.s));
     let (mut c, mut y, mut scratch) =
         (up(&d.c), up(&vec![0.0; g.m * g.n]), be.zeros(g.m * g.n).expect("zeros"));
     let epi = match kind {
         Kind::Bias => Epi::Bias(&bias),
         Kind::BiasAct(f) => Epi::BiasAct(f, &bias, &mut y),
         Kind::ActGrad(f) => Epi::ActGrad { act: f, z: &z, scratch: &mut scratch },
+        Kind::BiasGrad => Epi::BiasGrad { s: &s, bias_grad: &mut y },
     };
     be.matmul_epilogue(g, &a, &b, &mut c, epi).expect("matmul_epilogue");
     [be.read(&c).expect("read"), be.read(&y).expect("read")]
@@ -186,7 +196,9 @@ fn through_trait<B: Backend>(be: &B, g: &Gemm, kind: Kind, d: &Data) -> [Vec<f32
 fn matmul_epilogue_matches_the_cpu_twin() {
     let (gpu, cpu) = (backend(), CpuBackend::new());
     let mut failures = Vec::new();
-    let shapes = [(3, 33, 70), (40, 65, 19), SPLIT[0]];
+    // (40, 65, 19) and (5, 7, 32) fuse the bias gradient (k ≤ BIAS_GRAD_FUSE_MAX_K); the others
+    // record it unfused.
+    let shapes = [(3, 33, 70), (40, 65, 19), (5, 7, 32), SPLIT[0]];
     for (i, (g, kind)) in cases(&shapes).iter().enumerate() {
         let d = data(g, 9000 + i as u64);
         let (want, got) = (through_trait(&cpu, g, *kind, &d), through_trait(&gpu, g, *kind, &d));
