@@ -380,6 +380,7 @@ fn matmul_tiled(
     write_c_s(tile.c_off, r0 + acc_row(ty, 6u), c1, acc.c61);
     write_c_s(tile.c_off, r0 + acc_row(ty, 7u), c0, acc.c70);
     write_c_s(tile.c_off, r0 + acc_row(ty, 7u), c1, acc.c71);
+    bias_grad_block(tile.row0, BM, tile.col0, t, 256u);
 }
 
 // ---- vec4 tiled: aligned operands, transposes fixed per entry point ----------------------
@@ -483,6 +484,7 @@ fn tiled_v4(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     write_c_v(tile.c_off, r0 + acc_row(ty, 6u), c1, acc.c61);
     write_c_v(tile.c_off, r0 + acc_row(ty, 7u), c0, acc.c70);
     write_c_v(tile.c_off, r0 + acc_row(ty, 7u), c1, acc.c71);
+    bias_grad_block(tile.row0, BM, tile.col0, t, 256u);
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -631,6 +633,7 @@ fn skinny(t: u32, wid: vec3<u32>, nwg: vec3<u32>, rm: u32) {
         sk_red[i * 256u + t] = acc[i];
     }
     workgroupBarrier();
+    bias_grad_block(row0, rm, wid.x * cw, t, 256u);
     // Output (row i, column c) of this workgroup: invocation t < rm * cw.
     if (t >= rm * cw) {
         return;

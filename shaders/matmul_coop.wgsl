@@ -73,6 +73,8 @@ fn finish(o: vec4<u32>, t: u32) {
         return;
     }
     storageBarrier();
+    // The block's rows are [i0, i0 + 32) within m (i1 = i0 + 16, or i0 when clamped).
+    bias_grad_block(o.x, 32u, o.z, t, 32u);
     if (t >= 16u && o.w == o.z) {
         return;
     }

@@ -175,4 +175,5 @@ fn matmul_f16(
             c_s[idx] = epilogue(idx, j, v);
         }
     }
+    bias_grad_block(row0, TM, col0, lidx, 256u);
 }

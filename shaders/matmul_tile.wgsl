@@ -355,6 +355,7 @@ fn tiled_s(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     write_c_s(o, r0 + acc_row(ty, 6u), c1, acc.c61);
     write_c_s(o, r0 + acc_row(ty, 7u), c0, acc.c70);
     write_c_s(o, r0 + acc_row(ty, 7u), c1, acc.c71);
+    bias_grad_block(tile.row0, BM, tile.col0, t, NT);
 }
 
 // vec4 loads and stores: aligned operands (see the header), transposes per entry point.
@@ -422,6 +423,7 @@ fn tiled_v(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     write_c_v(o, r0 + acc_row(ty, 6u), c1, acc.c61);
     write_c_v(o, r0 + acc_row(ty, 7u), c0, acc.c70);
     write_c_v(o, r0 + acc_row(ty, 7u), c1, acc.c71);
+    bias_grad_block(tile.row0, BM, tile.col0, t, NT);
 }
 
 @compute @workgroup_size(WG_TILE, 1, 1)

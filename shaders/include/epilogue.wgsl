@@ -10,11 +10,14 @@
 //   1: C = v + bias[col]                         (elementwise.wgsl add_bias)
 //   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = ACT)
 //   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = ACT)
-//   4: C = v; G[r] = Σ_{i<k} S[i, r] for row r    (reduce.wgsl col_sum, S [k, m] read)
+//   4: C = v; G[r] = Σ_{i<k} S[i, r] for row r    (reduce.wgsl col_sum, S [k, m] read;
+//      bias_grad_block below, not epilogue())
 // Bindings 4 (bias [n], Z [m, n] or S [k, m], read) and 5 (Y [m, n] or G [m]) of the tiled and
 // skinny kernels; the host binds placeholders where the epilogue does not read or write them.
 // Epilogue 4 is the bias gradient of a weight-gradient product gW = dzᵀ·x (S = dz [k = rows,
-// m = out]): the invocation that stores C[r, 0] also sums S's column r, in col_sum's order.
+// m = out]): the workgroups of the first column block sum S's columns for their rows, one per
+// invocation, in col_sum's order (a branch uniform over the workgroup, taken once, not per
+// stored element: llvmpipe runs a per-element branch under masks for every element).
 override EPI: u32 = 0u;
 override ACT: u32 = 0u;
 @group(0) @binding(4) var<storage, read> e_in: array<f32>;
@@ -39,14 +42,21 @@ fn epilogue(o: u32, col: u32, v: f32) -> f32 {
             return z;
         }
         case 3u: { return v * epi_dphi(e_in[o], ACT); }
-        case 4u: {
-            if (col == 0u) {
-                let r = o / P.n;
-                e_out[r] = col_sum_of(r);
-            }
-            return v;
-        }
         default: { return v; }
+    }
+}
+
+// Epilogue 4 for a workgroup whose block of C starts at (row0, col0) and has `rows` rows:
+// nothing unless col0 == 0; then invocation t of `threads` writes G[r] for r = row0 + t,
+// row0 + t + threads, ... below row0 + rows and m. Called after the block's stores, before any
+// early return.
+fn bias_grad_block(row0: u32, rows: u32, col0: u32, t: u32, threads: u32) {
+    if (EPI != 4u || col0 != 0u) {
+        return;
+    }
+    let end = min(row0 + rows, P.m);
+    for (var r = row0 + t; r < end; r += threads) {
+        e_out[r] = col_sum_of(r);
     }
 }
 

@@ -10,7 +10,8 @@
 //   1: C = v + bias[col]                         (elementwise.wgsl add_bias)
 //   2: C = v + bias[col]; Y = φ(C)               (act.wgsl bias_act, φ = P.act)
 //   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = P.act)
-//   4: C = v; G[r] = Σ_{i<k} S[i, r] for row r    (reduce.wgsl col_sum; S [k, m] f32, read)
+//   4: C = v; G[r] = Σ_{i<k} S[i, r] for row r    (reduce.wgsl col_sum; S [k, m] f32, read;
+//      bias_grad_block below, once per workgroup of the first column block)
 // and with P.half_out = 1, H = f16(Y) (epilogue 2) or f16(C) (others), as to_half rounds.
 // Bindings 4 (bias [n] or Z [m, n], read), 5 (Y [m, n]) and 6 (H, packed halves); the host binds
 // placeholders where the epilogue does not read or write them. Two neighbouring halves share a
@@ -32,6 +33,19 @@ fn store_half(o: u32, x: f32) {
     atomicOr(&h_out[o >> 1u], f16_bits(x) << shift);
 }
 
+// Epilogue 4 for a workgroup whose block of C starts at (row0, col0) and has `rows` rows:
+// nothing unless col0 == 0; then invocation t of `threads` writes G[r] for r = row0 + t,
+// row0 + t + threads, ... below row0 + rows and m (include/epilogue.wgsl's twin).
+fn bias_grad_block(row0: u32, rows: u32, col0: u32, t: u32, threads: u32) {
+    if (P.epi != 4u || col0 != 0u) {
+        return;
+    }
+    let end = min(row0 + rows, P.m);
+    for (var r = row0 + t; r < end; r += threads) {
+        e_out[r] = col_sum_of(r);
+    }
+}
+
 // The value stored at C[o] (column col) for v; writes Y[o] and H[o] as P says.
 fn epilogue(o: u32, col: u32, v: f32) -> f32 {
     var out = v;
@@ -44,12 +58,6 @@ fn epilogue(o: u32, col: u32, v: f32) -> f32 {
             e_out[o] = rounded;
         }
         case 3u: { out = v * epi_dphi(e_in[o], P.act); rounded = out; }
-        case 4u: {
-            if (col == 0u) {
-                let r = o / P.n;
-                e_out[r] = col_sum_of(r);
-            }
-        }
         default: {}
     }
     if (P.half_out != 0u) {
