@@ -610,3 +610,148 @@ fn divergence_is_reported_at_its_step_with_a_finite_checkpoint() {
         }
     }
 }
+
+/// Counts with no other bound (replicas, contour levels) past their limit: refused by name
+/// before any backend or replica is opened (`sweep --workers 18446744073709551615` panicked
+/// with a capacity overflow after the sweep, `--workers 1000000` opened a million backends).
+#[test]
+fn counts_past_their_limits_are_errors() {
+    let f = fixture();
+    let d = tmpdir("counts");
+    let out = |n: &str| s(&d.join(n));
+    let t = &f.tiny;
+    let cases = vec![
+        case(
+            "sweep --workers u64::MAX",
+            with(
+                base("sweep"),
+                &["--config", t, "--workers", "18446744073709551615", "--out", &out("a")],
+            ),
+            "1..=1024",
+        ),
+        case(
+            "sweep --workers 1000000",
+            with(base("sweep"), &["--config", t, "--workers", "1,1000000", "--out", &out("b")]),
+            "1000000",
+        ),
+        case(
+            "train --workers 2048",
+            with(
+                base("train"),
+                &[
+                    "--config",
+                    t,
+                    "--workers",
+                    "2048",
+                    "--set",
+                    "train.batch_size=2048",
+                    "--out",
+                    &out("c"),
+                ],
+            ),
+            "train.workers",
+        ),
+        case(
+            "train --workers past the limit with an automatic batch",
+            with(
+                base("train"),
+                &[
+                    "--config",
+                    t,
+                    "--workers",
+                    "1048576",
+                    "--set",
+                    "train.batch_size=\"auto\"",
+                    "--out",
+                    &out("d"),
+                ],
+            ),
+            "train.workers",
+        ),
+        case(
+            "landscape.contours huge",
+            with(
+                base("landscape"),
+                &["--config", t, "--set", "landscape.contours=4294967296", "--out", &out("e")],
+            ),
+            "landscape.contours",
+        ),
+    ];
+    check(&cases);
+    for n in ["a", "b", "c", "d", "e"] {
+        assert!(!d.join(n).exists(), "{n}: a refused request made its run directory");
+    }
+}
+
+/// Iteration counts that are merely huge (`noise --draws`, `curvature --slq-runs`) start and
+/// run (they reserved `draws` slots up front, an abort, or overflowed the progress total) until
+/// killed: no panic, no abort in the first seconds.
+#[test]
+fn huge_iteration_counts_run_without_panicking() {
+    let f = fixture();
+    let d = tmpdir("iterations");
+    let runs: [(&str, Vec<String>); 2] = [
+        (
+            "noise --draws u64::MAX",
+            with(
+                args(&["noise", "--backend", "cpu", "--quiet", "--no-curvature", "--max-n", "2"]),
+                &["--config", &f.tiny, "--draws", "18446744073709551615", "--out", &s(&d.join("n"))],
+            ),
+        ),
+        (
+            "curvature --slq-runs u64::MAX",
+            with(
+                args(&["curvature", "--backend", "cpu", "--lanczos-steps", "4", "--power-iters", "4"]),
+                &["--config", &f.tiny, "--slq-runs", "18446744073709551615", "--out", &s(&d.join("c"))],
+            ),
+        ),
+    ];
+    for (name, a) in runs {
+        let mut child = bin()
+            .args(&a)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut exited = None;
+        for _ in 0..60 {
+            if let Some(st) = child.try_wait().expect("wait") {
+                exited = Some(st);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if exited.is_none() {
+            let _ = child.kill();
+        }
+        let o = child.wait_with_output().expect("output");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked") && !err.contains("memory allocation"), "{name}: {err}");
+        if let Some(st) = exited {
+            assert!(st.success(), "{name}: exit {st:?}: {err}");
+        }
+    }
+}
+
+/// An error whose message already ends with its cause prints the cause once (`cannot read
+/// checkpoint X: Is a directory (os error 21)`, not the OS message twice).
+#[test]
+fn error_lines_name_their_cause_once() {
+    let f = fixture();
+    let d = tmpdir("cause-once");
+    let dir_ckpt = d.join("ckpt.safetensors");
+    std::fs::create_dir_all(&dir_ckpt).expect("mkdir");
+    let bad_utf8 = d.join("bad.toml");
+    std::fs::write(&bad_utf8, b"\xff\xfe[model]\n").expect("write");
+    for a in [
+        with(base("train"), &["--config", &f.tiny, "--init", &s(&dir_ckpt), "--out", &s(&d.join("a"))]),
+        with(base("train"), &["--config", &s(&bad_utf8), "--out", &s(&d.join("b"))]),
+    ] {
+        let o = run(&a);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+        let cause = line.rsplit(": ").next().unwrap_or_default();
+        assert!(!cause.is_empty() && line.matches(cause).count() == 1, "cause repeated: {line}");
+    }
+}

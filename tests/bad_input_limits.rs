@@ -258,3 +258,37 @@ fn impossible_rnn_sizes_are_refused_before_allocating() {
         }
     }
 }
+
+/// `profile --batch N` past what the device (here the host: the CPU backend) holds: one error
+/// naming the flag before anything is allocated or the run directory made (it panicked with a
+/// capacity overflow, or aborted allocating 137 GB).
+#[test]
+fn profile_batches_that_cannot_fit_are_refused_before_allocating() {
+    let d = tmpdir("profile-huge");
+    let (run, cfg) = existing_run(&d);
+    let before = snapshot(&run);
+    let cfg = cfg.to_str().unwrap_or_default();
+    let fresh = d.join("fresh");
+    for batch in ["1099511627776", "4294967296", "18446744073709551615"] {
+        for target in [&run, &fresh] {
+            let (o, peak) = run_measured(&[
+                "profile",
+                "--backend",
+                "cpu",
+                "--quiet",
+                "--config",
+                cfg,
+                "--batch",
+                "4",
+                "--batch",
+                batch,
+                "--out",
+                target.to_str().unwrap_or_default(),
+            ]);
+            assert_clean_error(&o, &["--batch", batch]);
+            assert!(peak < MAX_RSS_KIB, "--batch {batch}: peak RSS {peak} KiB");
+            assert_eq!(snapshot(&run), before, "--batch {batch} changed the run directory");
+            assert!(!fresh.exists(), "--batch {batch} created {}", fresh.display());
+        }
+    }
+}

@@ -16,6 +16,7 @@ use crate::report::csv::write_csv;
 use crate::report::progress::batch_work;
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::schedule::admit;
+use crate::schedule::sweep::check_step_fits;
 
 /// Batch sizes profiled when none is given.
 pub const DEFAULT_BATCHES: [usize; 3] = [1, 64, 4096];
@@ -45,6 +46,10 @@ impl BackendTask for Profile<'_> {
     }
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<()> {
+        // Refuse a batch that cannot fit before the run directory or any buffer is made.
+        for &batch in self.batches {
+            check_step_fits(b, self.cfg, batch).map_err(|e| anyhow::anyhow!("--batch {batch}: {e}"))?;
+        }
         let dir = create_run_dir(self.args.out.as_deref(), "profile")?;
         write_atomic(&dir.join("config.toml"), self.cfg.to_toml().as_bytes())?;
         profile_on(b, self.cfg, self.batches, &dir, self.args.progress)
@@ -92,7 +97,7 @@ fn profile_on<B: Profilable>(
     println!("{}", peaks_line_of(&peaks, if f16 { "f16" } else { "fp32" }));
     let mut profiles: Vec<BatchProfile> = Vec::new();
     let mut rows = Vec::new();
-    let work = batches.iter().map(|&s| batch_work(s)).sum();
+    let work = batches.iter().fold(0u64, |w, &s| w.saturating_add(batch_work(s)));
     let bar = crate::report::progress::work_bar(progress, work, "profile");
     for &batch in batches {
         bar.set_message(format!("B = {batch}"));

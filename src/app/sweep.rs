@@ -8,7 +8,7 @@ use anyhow::bail;
 use super::output::{write_config, write_json};
 use super::sweep_workers::{print_workers, sweep_workers};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
-use crate::config::Config;
+use crate::config::{check_worker_counts, Config};
 use crate::profile::{sweep_util, Profilable};
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
@@ -38,9 +38,7 @@ pub fn sweep(
     }
     let mut cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     sweep_args(&mut cfg, min_batch, max_batch, policy)?;
-    if workers.contains(&0) {
-        bail!("--workers: worker counts must be ≥ 1, got {workers:?}");
-    }
+    check_worker_counts(workers).map_err(anyhow::Error::msg)?;
     let (report, policy, dir) =
         with_backend(backend, args.adapter.as_deref(), Sweep { cfg: &cfg, args })?;
     let points = report.points();

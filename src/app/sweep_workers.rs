@@ -5,16 +5,15 @@
 
 use std::path::Path;
 
-use anyhow::bail;
-
 use super::workers::{adapter_list, open_workers, Workers};
 use super::{BackendChoice, RunArgs};
 use crate::backend::timed::Timed;
-use crate::backend::Backend;
-use crate::config::Config;
+use crate::backend::{Backend, BackendKind};
+use crate::config::{check_worker_counts, BatchSize, Config};
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::table::Table;
+use crate::schedule::run_memory::check_cpu_step;
 use crate::schedule::{powers_of_two, Policy};
 use crate::train::parallel::scaling::{analyse, time_point, ScalingPoint, ScalingReport};
 use crate::train::parallel::{ReplicaExec, Sequential, Threads};
@@ -29,9 +28,7 @@ pub(super) fn sweep_workers(
     policy: &Policy,
     dir: &Path,
 ) -> anyhow::Result<ScalingReport> {
-    if counts.contains(&0) {
-        bail!("--workers: worker counts must be ≥ 1, got {counts:?}");
-    }
+    check_worker_counts(counts).map_err(anyhow::Error::msg)?;
     let mut counts: Vec<usize> = counts.iter().copied().chain([1]).collect();
     counts.sort_unstable();
     counts.dedup();
@@ -86,6 +83,11 @@ fn time_all<'a, B: Backend>(
     let mut out = Vec::new();
     for &n in counts {
         for b in powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch) {
+            // CPU replicas live in host memory: skip what cannot fit before allocating it.
+            if let Err(e) = cpu_replicas_fit(backends[0], cfg, n, b) {
+                eprintln!("workers {n}, per-worker batch {b}: skipped ({e})");
+                continue;
+            }
             match time_point(&backends[..n], exec(), cfg, b, warmup, timed) {
                 Ok(p) => out.push(p),
                 Err(e) => eprintln!("workers {n}, per-worker batch {b}: skipped ({e})"),
@@ -93,6 +95,19 @@ fn time_all<'a, B: Backend>(
         }
     }
     out
+}
+
+/// On the CPU backend, whether `n` replicas at `per_worker` rows each fit host memory.
+fn cpu_replicas_fit<B: Backend>(b: &B, cfg: &Config, n: usize, per_worker: usize) -> anyhow::Result<()> {
+    if b.kind() != BackendKind::Cpu {
+        return Ok(());
+    }
+    let batch =
+        n.checked_mul(per_worker).ok_or_else(|| anyhow::anyhow!("the global batch overflows"))?;
+    let mut c = cfg.clone();
+    c.train.batch_size = BatchSize::Fixed(batch);
+    (c.train.workers, c.train.accumulate) = (n, 1);
+    Ok(check_cpu_step(&c, batch)?)
 }
 
 const HEADER: [&str; 13] = [

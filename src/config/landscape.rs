@@ -18,6 +18,9 @@ pub enum Normalize {
     None,
 }
 
+/// The most contour levels a plane heatmap draws (each is a marching-squares pass and a path).
+pub const MAX_CONTOURS: usize = 1000;
+
 /// The embedded default of `batchscope landscape`.
 pub const LANDSCAPE_DEFAULT_TOML: &str = include_str!("../../configs/landscape.toml");
 
@@ -176,6 +179,12 @@ impl LandscapeConfig {
         }
         if !(self.margin.is_finite() && self.margin >= 0.0) {
             return Err(bad("landscape.margin", format!("must be ≥ 0, got {}", self.margin)));
+        }
+        if self.contours > MAX_CONTOURS {
+            return Err(bad(
+                "landscape.contours",
+                format!("must be in 0..={MAX_CONTOURS}, got {}", self.contours),
+            ));
         }
         if self.chunk == 0 {
             return Err(bad("landscape.chunk", "must be ≥ 1".into()));

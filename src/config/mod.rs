@@ -30,6 +30,7 @@ pub use gpu::GpuConfig;
 pub use landscape::{DirSpec, LandscapeConfig, Mode, LANDSCAPE_DEFAULT_TOML};
 pub use loader::{apply_override, deserialize, ConfigText, Variant};
 pub use model::{DataConfig, DataKind, DataMode, ModelConfig};
+pub use parallel::{check_worker_counts, MAX_WORKERS};
 pub use rnn::{
     DepthConfig, DiagnosticsConfig, RnnConfig, RnnModelConfig, RnnTrainConfig, SequenceConfig,
     DEPTH_DEFAULT_TOML, RNN_DEFAULT_TOML,

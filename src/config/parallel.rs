@@ -3,6 +3,18 @@
 
 use super::{BatchSize, Config, ConfigError};
 
+/// The most data-parallel replicas one process runs (`train.workers`, `sweep --workers`): each
+/// is a backend of its own with a full model state and copy of the data.
+pub const MAX_WORKERS: usize = 1024;
+
+/// `sweep --workers` counts: each in `1..=MAX_WORKERS`.
+pub fn check_worker_counts(counts: &[usize]) -> Result<(), String> {
+    match counts.iter().find(|&&n| n == 0 || n > MAX_WORKERS) {
+        Some(n) => Err(format!("--workers: worker counts must be in 1..={MAX_WORKERS}, got {n}")),
+        None => Ok(()),
+    }
+}
+
 impl Config {
     /// `train.accumulate` and `train.workers` are ≥ 1, their product divides a fixed
     /// `train.batch_size`, and the curvature monitor (one whole-batch R-operator pass) is off
@@ -15,8 +27,11 @@ impl Config {
         if t.accumulate == 0 {
             return Err(bad("train.accumulate", "must be ≥ 1 (1 = no accumulation)".into()));
         }
-        if t.workers == 0 {
-            return Err(bad("train.workers", "must be ≥ 1 (1 = one replica)".into()));
+        if t.workers == 0 || t.workers > MAX_WORKERS {
+            return Err(bad(
+                "train.workers",
+                format!("must be in 1..={MAX_WORKERS} (1 = one replica), got {}", t.workers),
+            ));
         }
         if let BatchSize::Fixed(b) = t.batch_size {
             if !b.is_multiple_of(t.workers) {

@@ -102,15 +102,18 @@ pub fn run_curvature<B: Backend>(
     // One bar over the Hessian-vector products of the phases below, each counted at its most
     // (power iteration and the trace may stop early: the bar then jumps to the phase's end).
     let steps_max = opts.lanczos_steps as u64;
+    // Saturating: the options are any usize (the bar only shows progress).
     let phases = [
-        1 + steps_max,
+        steps_max.saturating_add(1),
         opts.power_iters as u64,
-        steps_max * (opts.slq_runs.max(1) as u64 - 1),
+        steps_max.saturating_mul(opts.slq_runs.max(1) as u64 - 1),
         opts.trace_samples.max(2) as u64,
     ];
-    let bar = progress::bar(opts.progress, phases.iter().sum(), "curvature", "Hessian-vector products");
+    let total = |k: usize| phases[..=k].iter().fold(0u64, |a, &p| a.saturating_add(p));
+    let bar =
+        progress::bar(opts.progress, total(phases.len() - 1), "curvature", "Hessian-vector products");
     let tick = || bar.inc(1);
-    let end_of = |k: usize| bar.set_position(phases[..=k].iter().sum());
+    let end_of = |k: usize| bar.set_position(total(k));
     let say = |msg: String| {
         bar.suspend(|| eprintln!("curvature [{:7.2} s]: {msg}", t0.elapsed().as_secs_f64()))
     };

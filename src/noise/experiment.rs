@@ -163,9 +163,12 @@ pub fn measure_with<B: Backend>(
         .collect();
     let draws = args.draws as u64;
     let hvp = hess.as_ref().map_or(0, |h| HVP_COST * h.examples() as u64);
-    let work = n_total as u64
-        + hvp * (1 + draws)
-        + sizes.iter().map(|n| draws * (n + GRAD_OVERHEAD)).sum::<u64>();
+    // Saturating: `--draws` is any usize (the bar only shows progress).
+    let work =
+        sizes.iter().map(|n| draws.saturating_mul(n.saturating_add(GRAD_OVERHEAD))).fold(
+            (n_total as u64).saturating_add(hvp.saturating_mul(draws.saturating_add(1))),
+            |w, d| w.saturating_add(d),
+        );
     let bar = crate::report::progress::work_bar(progress, work, "noise");
     bar.set_message("full-data gradient G");
     drop(train);
@@ -195,8 +198,8 @@ pub fn measure_with<B: Backend>(
     let mut n = 1;
     while n <= cap(args, n_total) as usize {
         bar.set_message(format!("minibatch size n = {n}, {} draws", args.draws));
-        let mut errs = Vec::with_capacity(args.draws);
-        let mut norms = Vec::with_capacity(args.draws);
+        // Grown as the draws come (a huge `--draws` runs long; it must not reserve up front).
+        let (mut errs, mut norms) = (Vec::new(), Vec::new());
         for _ in 0..args.draws {
             // With replacement: the i.i.d. minibatch of the theory.
             let idx: Vec<u32> = (0..n).map(|_| r.random_range(0..n_total as u32)).collect();

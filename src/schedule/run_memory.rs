@@ -65,11 +65,63 @@ pub fn check_host_memory(cfg: &Config, origin: &str) -> Result<(), ConfigError> 
 }
 
 /// On the CPU backend the whole training step at `batch` lives in host memory: fail when
-/// it cannot fit (checked before the dataset or workspace is allocated).
+/// it cannot fit (checked before the dataset or workspace is allocated). With `train.workers`
+/// = N > 1 every replica holds its own state at `batch / N` rows and its own copy of the data.
 pub fn check_cpu_step(cfg: &Config, batch: usize) -> Result<(), HostMemoryError> {
+    let (what, bytes) = cpu_step_bytes(cfg, batch)?;
+    check_host(&what, bytes, host_limit())
+}
+
+/// Host bytes of the CPU training step at `batch` with its replicas: `(description, bytes)`.
+pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostMemoryError> {
     let spec = cfg.mlp_spec();
     let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
-    let bytes = step_bytes(&spec.sizes, momentum, cfg.monitor.curvature_every > 0, batch)?;
-    let what = format!("a CPU training step of model {:?} at train.batch_size = {batch}", spec.sizes);
-    check_host(&what, bytes, host_limit())
+    let curvature = cfg.monitor.curvature_every > 0;
+    let workers = cfg.train.workers.max(1);
+    if workers == 1 {
+        let bytes = step_bytes(&spec.sizes, momentum, curvature, batch)?;
+        let what =
+            format!("a CPU training step of model {:?} at train.batch_size = {batch}", spec.sizes);
+        return Ok((what, bytes));
+    }
+    let what = format!(
+        "a CPU training step of model {:?} at train.batch_size = {batch} on train.workers = {workers} \
+         replicas (each with its own state and copy of the data)",
+        spec.sizes
+    );
+    let replica = step_bytes(&spec.sizes, momentum, curvature, (batch / workers).max(1))?;
+    let (_, copy) = host_bytes(cfg)?;
+    let w = workers as u64;
+    let overflow = || HostMemoryError::Overflow { what: what.clone() };
+    let states = replica.checked_mul(w).ok_or_else(overflow)?;
+    let copies = copy.checked_mul(w - 1).ok_or_else(overflow)?;
+    let bytes = sum_bytes(&what, &[states, copies])?;
+    Ok((what, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BatchSize;
+
+    /// `train.workers = N`: N replica states at batch / N rows plus N − 1 more copies of the data
+    /// (the check counted one state at the whole batch, so N replicas of a large model passed it
+    /// and then aborted allocating).
+    #[test]
+    fn cpu_step_counts_every_replica() {
+        let mut cfg = Config::embedded_default().expect("default");
+        cfg.train.batch_size = BatchSize::Fixed(256);
+        let (_, one) = cpu_step_bytes(&cfg, 256).expect("one worker");
+        let (_, data) = host_bytes(&cfg).expect("host bytes");
+        cfg.train.workers = 256;
+        let (what, many) = cpu_step_bytes(&cfg, 256).expect("256 workers");
+        assert!(what.contains("train.workers = 256"), "{what}");
+        let spec = cfg.mlp_spec();
+        let replica = step_bytes(&spec.sizes, true, false, 1).expect("replica");
+        assert_eq!(many, 256 * replica + 255 * data);
+        assert!(many > 100 * one, "{many} vs {one}");
+        cfg.train.workers = 1024;
+        cfg.model.hidden = vec![1 << 44];
+        assert!(matches!(cpu_step_bytes(&cfg, 1024), Err(HostMemoryError::Overflow { .. })));
+    }
 }

@@ -163,6 +163,41 @@ fn unmeasured_row<B: Timed>(b: &B, batch: usize) -> SweepRow {
     }
 }
 
+/// The limits a training step on `b` is checked against: the adapter's, `sweep.memory_budget_mib`
+/// and, on the CPU backend (whose buffers are host memory), what the OS lets us allocate.
+pub fn step_limits<B: Timed>(b: &B, cfg: &Config) -> DeviceLimits {
+    let budget = (cfg.sweep.memory_budget_mib > 0)
+        .then(|| cfg.sweep.memory_budget_mib.saturating_mul(1024 * 1024));
+    let host = match b.kind() {
+        BackendKind::Cpu => host_limit().map(|l| l.bytes),
+        BackendKind::Gpu => None,
+    };
+    let budget = match (budget, host) {
+        (Some(a), Some(h)) => Some(a.min(h)),
+        (a, h) => a.or(h),
+    };
+    b.device_limits(budget)
+}
+
+/// A batch size the memory model predicts cannot run on the device (or the host).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("batch size {batch} cannot fit: {reason}")]
+pub struct BatchDoesNotFit {
+    pub batch: usize,
+    pub reason: String,
+}
+
+/// `Ok` when the training step of `cfg`'s model at `batch` is predicted to fit `b`
+/// ([`step_limits`]); checked before anything of that size is allocated.
+pub fn check_step_fits<B: Timed>(b: &B, cfg: &Config, batch: usize) -> Result<(), BatchDoesNotFit> {
+    let spec = cfg.mlp_spec();
+    let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
+    let fail = |reason: String| BatchDoesNotFit { batch, reason };
+    let est = estimate(&spec.sizes, momentum, cfg.monitor.curvature_every > 0, batch)
+        .map_err(|e| fail(e.to_string()))?;
+    check_fit(&est, &step_limits(b, cfg)).map_err(|e| fail(e.to_string()))
+}
+
 /// Measure one batch size: `Ok(row)` with timings, or a row with the reason it was skipped.
 fn measure_batch<B: Timed>(
     b: &B,
@@ -278,18 +313,7 @@ pub fn run_sweep_at_peak<B: Timed>(
     monitor: &mut UtilMonitor,
     peak: Option<(f64, String)>,
 ) -> Result<SweepReport, BackendError> {
-    let budget = (cfg.sweep.memory_budget_mib > 0)
-        .then(|| cfg.sweep.memory_budget_mib.saturating_mul(1024 * 1024));
-    // The CPU backend's buffers are host memory: bound them by what the OS lets us allocate.
-    let host = match b.kind() {
-        BackendKind::Cpu => host_limit().map(|l| l.bytes),
-        BackendKind::Gpu => None,
-    };
-    let budget = match (budget, host) {
-        (Some(a), Some(h)) => Some(a.min(h)),
-        (a, h) => a.or(h),
-    };
-    let limits = b.device_limits(budget);
+    let limits = step_limits(b, cfg);
     let (peak, probe) = match peak {
         Some(p) => p,
         None => measure_precision_peak(b, cfg)?,

@@ -45,7 +45,9 @@ pub fn time_point<'a, B: Backend>(
 ) -> Result<ScalingPoint, TrainError> {
     let n = backends.len().max(1);
     let b0 = *backends.first().ok_or_else(|| TrainError::Setup("no backend to time".into()))?;
-    let batch = n * per_worker;
+    let batch = n.checked_mul(per_worker).ok_or_else(|| {
+        TrainError::Setup(format!("{n} workers × {per_worker} rows overflows the batch size"))
+    })?;
     let mut c = cfg.clone();
     c.train.batch_size = BatchSize::Fixed(batch);
     (c.train.workers, c.train.accumulate) = (n, 1);
@@ -62,7 +64,7 @@ pub fn time_point<'a, B: Backend>(
     let reducer = Box::new(HostReducer);
     let mut dp = Parallel::new(backends, &c, &model, &opt, split, 0, &st, exec, reducer)?;
     let clip = Clip { norm: c.train.clip_norm, value: c.train.clip_value };
-    let mut times = Vec::with_capacity(timed);
+    let mut times = Vec::new();
     for s in 0..(warmup + timed.max(1)) as u64 {
         if s == warmup as u64 {
             dp.cost = ReduceCost::default();
