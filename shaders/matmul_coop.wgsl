@@ -72,9 +72,13 @@ fn finish(o: vec4<u32>, t: u32) {
     if (P.epi == 0u && P.half_out == 0u) {
         return;
     }
-    storageBarrier();
-    // The block's rows are [i0, i0 + 32) within m (i1 = i0 + 16, or i0 when clamped).
+    // The block's rows are [i0, i0 + 32) within m (i1 = i0 + 16, or i0 when clamped); the bias
+    // gradient reads dz only, and leaves C as stored.
     bias_grad_block(o.x, 32u, o.z, t, 32u);
+    if (P.epi == 4u && P.half_out == 0u) {
+        return;
+    }
+    storageBarrier();
     if (t >= 16u && o.w == o.z) {
         return;
     }

@@ -50,6 +50,10 @@ fn run_measured(args: &[&str]) -> (Output, u64) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    if child.try_wait().expect("wait").is_none() {
+        let _ = child.kill();
+        panic!("batchscope {args:?} still running after two minutes");
+    }
     let out = child.wait_with_output().expect("output");
     (out, peak)
 }

@@ -48,8 +48,8 @@ fn epilogue(o: u32, col: u32, v: f32) -> f32 {
 
 // Epilogue 4 for a workgroup whose block of C starts at (row0, col0) and has `rows` rows:
 // nothing unless col0 == 0; then invocation t of `threads` writes G[r] for r = row0 + t,
-// row0 + t + threads, ... below row0 + rows and m. Called after the block's stores, before any
-// early return.
+// row0 + t + threads, ... below row0 + rows and m. Called after the block's stores by every
+// invocation of a workgroup that owns a block (no invocation returns before it).
 fn bias_grad_block(row0: u32, rows: u32, col0: u32, t: u32, threads: u32) {
     if (EPI != 4u || col0 != 0u) {
         return;

@@ -15,8 +15,8 @@ pub enum Epilogue<'a, B: Backend + ?Sized> {
     /// computes the product into `scratch [m, n]`, then [`Backend::act_backward`]; a fused
     /// backend leaves `scratch` untouched.
     ActGrad { act: Activation, z: &'a B::Buf, scratch: &'a mut B::Buf },
-    /// `C` as the product leaves it, and `bias_grad[j] = Σ_{i<k} s[i, j]` ([`Backend::col_sum`]
-    /// with alpha 1, beta 0), `s: [k, m]`, `bias_grad: [m]`: the weight gradient
+    /// `C` as the product leaves it, and `bias_grad[r] = Σ_{i<k} s[i, r]` for `r < m`
+    /// ([`Backend::col_sum`] with alpha 1, beta 0), `s: [k, m]`, `bias_grad: [m]`: the weight gradient
     /// `gW [out, in] = dzᵀ · x` with its bias gradient `gb = Σ_rows dz` (`s = dz [rows, out]`,
     /// cuBLASLt's BGRADA epilogue).
     BiasGrad { s: &'a B::Buf, bias_grad: &'a mut B::Buf },

@@ -21,10 +21,12 @@ pub mod half_epilogue;
 pub mod rng;
 pub mod scope;
 pub mod timed;
+pub mod update;
 
 pub use epilogue::Epilogue;
 pub use error::BackendError;
 pub use scope::Scope;
+pub use update::{ParamUpdate, UpdateRule};
 
 use serde::{Deserialize, Serialize};
 
@@ -356,18 +358,7 @@ pub trait Backend {
         rule: &UpdateRule,
         tensors: &mut [ParamUpdate<'_, Self::Buf>],
     ) -> Result<()> {
-        for t in tensors.iter_mut() {
-            match (rule, t.velocity.as_deref_mut()) {
-                (UpdateRule::Sgd { lr, weight_decay }, _) => {
-                    self.sgd_update(t.n, *lr, *weight_decay, t.grad, t.param)?
-                }
-                (UpdateRule::Momentum(step), Some(v)) => {
-                    self.momentum_update(t.n, step, t.grad, v, t.param)?
-                }
-                (UpdateRule::Momentum(_), None) => return Err(ParamUpdate::<Self::Buf>::no_velocity()),
-            }
-        }
-        Ok(())
+        update::per_tensor(self, rule, tensors)
     }
 
     // ---- clipping -----------------------------------------------------------------------
@@ -457,34 +448,6 @@ pub struct MomentumStep {
     pub lr: f32,
     pub mu: f32,
     pub weight_decay: f32,
-}
-
-/// The rule of [`Backend::update_params`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum UpdateRule {
-    /// [`Backend::sgd_update`].
-    Sgd { lr: f32, weight_decay: f32 },
-    /// [`Backend::momentum_update`]: every tensor needs its velocity.
-    Momentum(MomentumStep),
-}
-
-/// One tensor of [`Backend::update_params`]: `n` elements of its gradient, its parameter and,
-/// under [`UpdateRule::Momentum`], its velocity.
-pub struct ParamUpdate<'a, Buf> {
-    pub n: usize,
-    pub grad: &'a Buf,
-    pub velocity: Option<&'a mut Buf>,
-    pub param: &'a mut Buf,
-}
-
-impl<Buf> ParamUpdate<'_, Buf> {
-    /// The error of a momentum update given a tensor without a velocity.
-    pub fn no_velocity() -> BackendError {
-        BackendError::Invalid {
-            op: "update_params",
-            message: "a momentum update needs every tensor's velocity".into(),
-        }
-    }
 }
 
 /// The clipping threshold of [`Backend::clip_by_global_norm`] and where its inputs lie in the

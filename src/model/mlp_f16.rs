@@ -110,7 +110,7 @@ impl Mlp {
     /// and its f16 copy `hw.dz[last]`: gradients of the scaled mean loss into `grads` (f32).
     /// Needs [`Mlp::forward_half`]'s f16 copies of the same minibatch; the other layers' f16
     /// dz come from the store of each dgrad product.
-    pub fn backward_half<B: Backend>(
+    pub(crate) fn backward_half<B: Backend>(
         &self,
         b: &B,
         ws: &mut Workspace<B>,

@@ -136,7 +136,7 @@ pub fn apply_update<B: Backend>(
     m: &mut MixedState<B>,
 ) -> Result<()> {
     let h = half_ops(b)?;
-    let (rule, mut tensors) = super::optimizer::update_list(params, grads, velocity, opt, lr);
+    let (rule, mut tensors) = super::optimizer::update_list(params, grads, velocity, opt, lr)?;
     h.amp_update_params(&rule, &m.scaler, &mut tensors)?;
     h.amp_update_scale(&m.growth, &mut m.scaler)
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, GlobalNorm, MomentumStep, ParamUpdate, Result, UpdateRule};
+use crate::backend::{Backend, BackendError, GlobalNorm, MomentumStep, ParamUpdate, Result, UpdateRule};
 use crate::config::{LrSchedule, OptimizerKind, TrainConfig};
 use crate::model::ParamSet;
 
@@ -91,18 +91,30 @@ pub fn apply_update<B: Backend>(
     opt: &Optimizer,
     lr: f32,
 ) -> Result<()> {
-    let (rule, mut tensors) = update_list(params, grads, velocity, opt, lr);
+    let (rule, mut tensors) = update_list(params, grads, velocity, opt, lr)?;
     b.update_params(&rule, &mut tensors)
 }
 
-/// The rule and the per-tensor operands of a whole-model update (see [`apply_update`]).
+/// The rule and the per-tensor operands of a whole-model update (see [`apply_update`]); the
+/// gradient (and velocity) sets must hold a tensor per parameter tensor.
 pub fn update_list<'a, B: Backend>(
     params: &'a mut ParamSet<B>,
     grads: &'a ParamSet<B>,
     velocity: Option<&'a mut ParamSet<B>>,
     opt: &Optimizer,
     lr: f32,
-) -> (UpdateRule, Vec<ParamUpdate<'a, B::Buf>>) {
+) -> Result<(UpdateRule, Vec<ParamUpdate<'a, B::Buf>>)> {
+    let count = params.tensors.len();
+    let velocity_count = velocity.as_ref().map_or(count, |v| v.tensors.len());
+    if grads.tensors.len() != count || velocity_count != count {
+        return Err(BackendError::Invalid {
+            op: "update_params",
+            message: format!(
+                "{count} parameter tensors, {} gradients, {velocity_count} velocities",
+                grads.tensors.len()
+            ),
+        });
+    }
     let (rule, mut velocities) = match (opt, velocity) {
         (Optimizer::Momentum { mu, weight_decay }, Some(v)) => (
             UpdateRule::Momentum(MomentumStep { lr, mu: *mu, weight_decay: *weight_decay }),
@@ -122,7 +134,7 @@ pub fn update_list<'a, B: Backend>(
         .zip(lens)
         .map(|(((param, grad), velocity), n)| ParamUpdate { n, grad, velocity, param })
         .collect();
-    (rule, tensors)
+    Ok((rule, tensors))
 }
 
 /// The learning rate of epoch `epoch` under `t.lr_schedule`.

@@ -69,13 +69,13 @@ pub fn amp_unscale_all(
     }
     let live: Vec<(usize, &RawBuf)> = xs.iter().copied().filter(|&(n, _)| n > 0).collect();
     for chunk in live.chunks(if pairs { 2 } else { 1 }) {
-        match chunk {
-            [(na, a), (nb, b)] => {
-                let p = update::pair_params("amp_unscale2", *na, *nb, 0.0, 0.0, 0.0)?;
-                update::launch_pair(dev, &k::AMP_UNSCALE2, &p, &[state, a, b])?;
-            }
-            [(n, x)] => amp_unscale(dev, *n, state, x)?,
-            _ => {}
+        if let [(na, a), (nb, b)] = chunk {
+            let p = update::pair_params("amp_unscale2", *na, *nb, 0.0, 0.0, 0.0)?;
+            update::launch_pair(dev, &k::AMP_UNSCALE2, &p, &[state, a, b])?;
+            continue;
+        }
+        for &(n, x) in chunk {
+            amp_unscale(dev, n, state, x)?;
         }
     }
     Ok(())

@@ -22,13 +22,16 @@ pub struct AdapterSummary {
     pub device: u32,
     pub limits: LimitSummary,
     pub features: Vec<String>,
+    /// `device_type` is `wgpu::DeviceType::Cpu` (see [`AdapterSummary::runs_on_cpu`]).
+    #[serde(skip)]
+    pub on_cpu: bool,
 }
 
 impl AdapterSummary {
     /// Whether the adapter runs shaders on the CPU (lavapipe, SwiftShader): there an
     /// invocation runs both sides of a branch under masks, even one uniform over a workgroup.
     pub fn runs_on_cpu(&self) -> bool {
-        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
+        self.on_cpu
     }
 }
 
@@ -116,6 +119,7 @@ pub fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         device: info.device,
         limits: LimitSummary::from_limits(&limits),
         features: features.iter_names().map(|(n, _)| n.to_string()).collect(),
+        on_cpu: info.device_type == wgpu::DeviceType::Cpu,
     }
 }
 

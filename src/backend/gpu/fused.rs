@@ -7,7 +7,7 @@
 //! [`Backend::sums`]: crate::backend::Backend::sums
 
 use super::matmul::{
-    self, fuses, fuses_at_depth, launch_of, record_epi, Epilogue as Store, Launch, MatmulVariant,
+    self, fuses, fuses_bias_grad, launch_of, record_epi, Epilogue as Store, Launch, MatmulVariant,
 };
 use super::{reduce, GpuBackend, GpuBuf};
 use crate::backend::{check_len, epilogue, gemm_lens, Epilogue, Gemm, Result};
@@ -40,7 +40,8 @@ impl GpuBackend {
         check_len("matmul", "c", c.0.len, lc)?;
         epi.check(g)?;
         let launch = self.launch_for(g)?;
-        if !fuses(&launch) || !fuses_at_depth(&epi, g.k) {
+        let bias_grad = matches!(epi, Epilogue::BiasGrad { .. });
+        if !fuses(&launch) || (bias_grad && !fuses_bias_grad(g)) {
             return epilogue::unfused(self, g, a, b, c, epi);
         }
         let store = match &epi {
@@ -52,7 +53,8 @@ impl GpuBackend {
         record_epi(&self.dev, &launch, g, &a.0, &b.0, &c.0, store)
     }
 
-    /// Whether `Backend::matmul_epilogue` fuses for `g` (else it records the unfused ops).
+    /// Whether `Backend::matmul_epilogue` fuses for `g` (else it records the unfused ops); the
+    /// bias gradient also needs [`matmul::fuses_bias_grad`].
     pub fn fuses_epilogue(&self, g: &Gemm) -> Result<bool> {
         Ok(fuses(&self.launch_for(g)?))
     }

@@ -115,7 +115,8 @@ impl GpuBackend {
         })
     }
 
-    /// Whether `Backend::matmul_half_epilogue` fuses for `g` (else it records the unfused ops).
+    /// Whether `Backend::matmul_half_epilogue` fuses for `g` (else it records the unfused ops);
+    /// the bias gradient also needs [`super::matmul::fuses_bias_grad`].
     pub fn fuses_half_epilogue(&self, g: &Gemm) -> Result<bool> {
         Ok(matmul_f16::fuses(self.half_kernel(g)?))
     }
@@ -132,7 +133,8 @@ impl GpuBackend {
     ) -> Result<()> {
         epi.check(g)?;
         let kernel = self.half_kernel(g)?;
-        if !matmul_f16::fuses(kernel) || !super::matmul::fuses_at_depth(&epi, g.k) {
+        let bias_grad = matches!(epi, Epilogue::BiasGrad { .. });
+        if !matmul_f16::fuses(kernel) || (bias_grad && !super::matmul::fuses_bias_grad(g)) {
             return half_epilogue::unfused(self, g, ab, c, epi, half);
         }
         if let Some(h) = &half {

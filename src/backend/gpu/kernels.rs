@@ -269,6 +269,9 @@ pub const MIXED_KERNELS: &[Kernel] = &[
     AMP_SGD,
     AMP_MOMENTUM,
     AMP_UPDATE_SCALE,
+    AMP_UNSCALE2,
+    AMP_SGD2,
+    AMP_MOMENTUM2,
 ];
 
 /// The cooperative-matrix kernels: only where `matmul_coop::available` says so.

@@ -331,18 +331,15 @@ impl Epilogue<'_> {
 }
 
 /// The largest depth k (the minibatch rows of a weight-gradient product) at which the bias
-/// gradient is fused into the product's store. The invocation that stores C[r, 0] sums k values
-/// alone; past a few dozen that serial sum would outlast the product's own tile, and the
-/// separate col_sum (one dispatch, every column in parallel) is the better deal.
+/// gradient is fused into the product's store: there each invocation of the first column block's
+/// workgroups sums one column of k values alone; past a few dozen that serial sum would outlast
+/// the tile, and the separate col_sum (one dispatch, every column in parallel) is the better deal.
 pub const BIAS_GRAD_FUSE_MAX_K: usize = 32;
 
-/// Whether `epi` is fused into the store of a product of depth `k` (every epilogue but the bias
-/// gradient past [`BIAS_GRAD_FUSE_MAX_K`]).
-pub fn fuses_at_depth<B: crate::backend::Backend + ?Sized>(
-    epi: &crate::backend::Epilogue<'_, B>,
-    k: usize,
-) -> bool {
-    !matches!(epi, crate::backend::Epilogue::BiasGrad { .. }) || k <= BIAS_GRAD_FUSE_MAX_K
+/// Whether a product `g` fuses the bias gradient into its store (`k ≤ BIAS_GRAD_FUSE_MAX_K`, and
+/// `n > 0`: an empty C records no dispatch, while the bias gradient still has its m sums).
+pub fn fuses_bias_grad(g: &Gemm) -> bool {
+    g.k <= BIAS_GRAD_FUSE_MAX_K && g.n > 0
 }
 
 /// Whether `launch` can fuse an epilogue into its store (every kernel but the naive one).

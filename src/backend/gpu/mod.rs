@@ -57,8 +57,7 @@ pub struct GpuBackend {
     matmul_variant: Cell<MatmulVariant>,
     /// Matmul autotuning (off unless [`GpuBackend::set_autotune`]; see [`autotune`]).
     tuner: RefCell<autotune::Autotuner>,
-    /// Whether [`Backend::update_params`] records two tensors per dispatch (see
-    /// [`GpuBackend::set_update_pairs`]).
+    /// Two tensors per update dispatch (see [`GpuBackend::set_update_pairs`]).
     update_pairs: Cell<bool>,
 }
 
@@ -72,7 +71,7 @@ impl GpuBackend {
             ctx.summary.device_type,
             ctx.summary.backend
         );
-        let update_pairs = Cell::new(update_pairs_default(&ctx.summary));
+        let update_pairs = Cell::new(update::pairs_default(&ctx.summary));
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Auto),
@@ -94,39 +93,13 @@ impl GpuBackend {
             },
         })?;
         let ctx = GpuContext::from_adapter(index, adapter)?;
-        let update_pairs = Cell::new(update_pairs_default(&ctx.summary));
+        let update_pairs = Cell::new(update::pairs_default(&ctx.summary));
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Tiled),
             tuner: RefCell::default(),
             update_pairs,
         })
-    }
-
-    /// Record [`Backend::update_params`] (and the f16 step's [`HalfOps::amp_unscale_all`] and
-    /// [`HalfOps::amp_update_params`]) two tensors per dispatch (`true`, the default on a GPU:
-    /// a step's update in half the dispatches) or one per dispatch (the default where the
-    /// adapter runs on the CPU: lavapipe runs both sides of the kernel's per-workgroup branch
-    /// under masks, and the paired update took 1.4-1.8× the time of the single ones there).
-    /// The same bits either way.
-    pub fn set_update_pairs(&self, on: bool) {
-        self.update_pairs.set(on);
-    }
-
-    /// See [`GpuBackend::set_update_pairs`] (also the f16 step's unscale and guarded update).
-    pub(crate) fn update_pairs(&self) -> bool {
-        self.update_pairs.get()
-    }
-}
-
-/// Whether [`Backend::update_params`] pairs tensors on this adapter: `BATCHSCOPE_UPDATE_PAIRS=1`
-/// or `0` in the environment decides (A/B timing on a device), else pairs everywhere but on an
-/// adapter that runs on the CPU (see [`GpuBackend::set_update_pairs`]).
-fn update_pairs_default(adapter: &context::AdapterSummary) -> bool {
-    match std::env::var("BATCHSCOPE_UPDATE_PAIRS").as_deref() {
-        Ok("1") => true,
-        Ok("0") => false,
-        _ => !adapter.runs_on_cpu(),
     }
 }
 

@@ -9,7 +9,8 @@ use super::device::{GpuDevice, RawBuf};
 use super::kernels as k;
 use super::kernels::WG_1D;
 use super::launch::{launch_1d, u32_of};
-use super::{amp, GpuBuf};
+use super::{amp, AdapterSummary, GpuBackend, GpuBuf};
+use crate::backend::half::scaler;
 use crate::backend::{check_len, MomentumStep, ParamUpdate, Result, UpdateRule};
 
 /// Mirrors `struct Opt` in update.wgsl.
@@ -83,6 +84,9 @@ pub fn update_params(
     pairs: bool,
     guard: Guard<'_>,
 ) -> Result<()> {
+    if let Guard::UnlessFoundInf(state) = guard {
+        check_len("update_params", "state", state.len(), scaler::LEN)?;
+    }
     for t in tensors.iter() {
         check_len("update_params", "grad", t.grad.0.len, t.n)?;
         check_len("update_params", "param", t.param.0.len, t.n)?;
@@ -174,4 +178,35 @@ pub(super) fn launch_pair(
 ) -> Result<()> {
     let groups = p.groups_a as usize + (p.n_b as usize).div_ceil(WG_1D as usize);
     launch_1d(dev, kern, groups * WG_1D as usize, p, bufs)
+}
+
+impl GpuBackend {
+    /// Record [`update_params`] (the f32 step's update, and the f16 step's unscale and guarded
+    /// update) two tensors per dispatch (`true`, the default on a GPU: a step's update in half
+    /// the dispatches) or one per dispatch (the default where the adapter runs on the CPU:
+    /// lavapipe runs both sides of the kernel's per-workgroup branch under masks, and the paired
+    /// update took 1.4-1.8× the time of the single ones there). The same bits either way.
+    pub fn set_update_pairs(&self, on: bool) {
+        self.update_pairs.set(on);
+    }
+
+    /// See [`GpuBackend::set_update_pairs`] (also the f16 step's unscale and guarded update).
+    pub(crate) fn update_pairs(&self) -> bool {
+        self.update_pairs.get()
+    }
+}
+
+/// Whether [`update_params`] pairs tensors on this adapter: `BATCHSCOPE_UPDATE_PAIRS=1` or `0`
+/// in the environment decides (A/B timing on a device), else pairs everywhere but on an adapter
+/// that runs on the CPU (see [`GpuBackend::set_update_pairs`]).
+pub(super) fn pairs_default(adapter: &AdapterSummary) -> bool {
+    match std::env::var("BATCHSCOPE_UPDATE_PAIRS").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        Ok(other) => {
+            log::warn!("BATCHSCOPE_UPDATE_PAIRS={other:?} is neither 0 nor 1: ignored");
+            !adapter.runs_on_cpu()
+        }
+        Err(_) => !adapter.runs_on_cpu(),
+    }
 }
