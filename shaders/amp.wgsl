@@ -77,12 +77,7 @@ fn amp_scale_half(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 fn amp_unscale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i < p.n) {
-        let v = x[i];
-        if (!is_finite_bits(v)) {
-            atomicOr(&s_a[1], 0x3f800000u); // 1.0f
-        }
-        let inv = 1.0 / bitcast<f32>(atomicLoad(&s_a[0]));
-        x[i] = v * inv;
+        x[i] = unscale_one(x[i]);
     }
 }
 
@@ -134,38 +129,25 @@ fn amp_update_scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     s_w[1] = 0.0;
 }
 
-// ---- two tensors per dispatch (a layer's weight and bias), as update.wgsl's sgd_update2 and
-// momentum_update2: workgroups [0, groups_a) work on tensor a, the rest on tensor b; each
-// element gets the float operations of the one-tensor kernel above, so the same bits.
+// ---- two tensors per dispatch (a layer's weight and bias), as update.wgsl's pair kernels
+// (which also run the guarded updates amp_sgd / amp_momentum of two tensors): workgroups
+// [0, groups_a) unscale tensor a, the rest tensor b; each element gets amp_unscale's float
+// operations, so the same bits and the same flag.
 
 struct Amp2 {
     n_a: u32,
     n_b: u32,
     groups_a: u32, // ceil(n_a / WG_1D)
-    _pad: u32,
-    lr: f32,
-    mu: f32,
-    wd: f32,
-    _pad1: u32,
+    _pad0: u32,
+    _pad1: vec4<u32>,
 }
 
 @group(0) @binding(0) var<uniform> p2: Amp2;
 // amp_unscale2: [S, x_a, x_b]
 @group(0) @binding(2) var<storage, read_write> u_x_a: array<f32>;
 @group(0) @binding(3) var<storage, read_write> u_x_b: array<f32>;
-// amp_sgd2: [S, grad_a, param_a, grad_b, param_b]
-@group(0) @binding(2) var<storage, read> s_grad_a: array<f32>;
-@group(0) @binding(3) var<storage, read_write> s_param_a: array<f32>;
-@group(0) @binding(4) var<storage, read> s_grad_b: array<f32>;
-@group(0) @binding(5) var<storage, read_write> s_param_b: array<f32>;
-// amp_momentum2: [S, grad_a, vel_a, param_a, grad_b, vel_b, param_b]
-@group(0) @binding(2) var<storage, read> m_grad_a: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m_vel_a: array<f32>;
-@group(0) @binding(4) var<storage, read_write> m_param_a: array<f32>;
-@group(0) @binding(5) var<storage, read> m_grad_b: array<f32>;
-@group(0) @binding(6) var<storage, read_write> m_vel_b: array<f32>;
-@group(0) @binding(7) var<storage, read_write> m_param_b: array<f32>;
 
+// v / S[0] (as v * (1 / S[0])), raising S[1] when v is inf or NaN.
 fn unscale_one(v: f32) -> f32 {
     if (!is_finite_bits(v)) {
         atomicOr(&s_a[1], 0x3f800000u); // 1.0f
@@ -190,60 +172,6 @@ fn amp_unscale2(
         let i = (g - p2.groups_a) * WG_1D + t;
         if (i < p2.n_b) {
             u_x_b[i] = unscale_one(u_x_b[i]);
-        }
-    }
-}
-
-@compute @workgroup_size(WG_1D)
-fn amp_sgd2(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if (s_r[1] != 0.0) {
-        return;
-    }
-    let g = wid.x + wid.y * nwg.x;
-    if (g < p2.groups_a) {
-        let i = g * WG_1D + t;
-        if (i < p2.n_a) {
-            let w = s_param_a[i];
-            s_param_a[i] = w - p2.lr * (s_grad_a[i] + p2.wd * w);
-        }
-    } else {
-        let i = (g - p2.groups_a) * WG_1D + t;
-        if (i < p2.n_b) {
-            let w = s_param_b[i];
-            s_param_b[i] = w - p2.lr * (s_grad_b[i] + p2.wd * w);
-        }
-    }
-}
-
-@compute @workgroup_size(WG_1D)
-fn amp_momentum2(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if (s_r[1] != 0.0) {
-        return;
-    }
-    let g = wid.x + wid.y * nwg.x;
-    if (g < p2.groups_a) {
-        let i = g * WG_1D + t;
-        if (i < p2.n_a) {
-            let w = m_param_a[i];
-            let v = p2.mu * m_vel_a[i] + (m_grad_a[i] + p2.wd * w);
-            m_vel_a[i] = v;
-            m_param_a[i] = w - p2.lr * v;
-        }
-    } else {
-        let i = (g - p2.groups_a) * WG_1D + t;
-        if (i < p2.n_b) {
-            let w = m_param_b[i];
-            let v = p2.mu * m_vel_b[i] + (m_grad_b[i] + p2.wd * w);
-            m_vel_b[i] = v;
-            m_param_b[i] = w - p2.lr * v;
         }
     }
 }

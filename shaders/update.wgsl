@@ -40,33 +40,61 @@ fn momentum_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 
 // ---- two tensors per dispatch (a layer's weight and bias: the step's updates in half the
 // dispatches). Workgroups [0, groups_a) update tensor a, the rest tensor b, so the choice of
-// tensor is uniform over a workgroup (no invocation runs both sides of the branch). Each
-// element gets the float operations of sgd_update / momentum_update above, so the same bits.
+// tensor is uniform over a workgroup (on a GPU no invocation runs both sides of the branch).
+// Each element gets the float operations of sgd_update / momentum_update above (or amp.wgsl's
+// amp_sgd / amp_momentum when guarded), so the same bits.
 
 struct Opt2 {
     n_a: u32,
     n_b: u32,
     groups_a: u32, // ceil(n_a / WG_1D)
-    _pad: u32,
+    guarded: u32,  // 1: the f16 step's update, skipped when the loss scaler's found-inf is set
     lr: f32,
     mu: f32,
     wd: f32,
-    _pad1: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p2: Opt2;
-// sgd_update2: [grad_a, param_a, grad_b, param_b]
-@group(0) @binding(1) var<storage, read> s_grad_a: array<f32>;
-@group(0) @binding(2) var<storage, read_write> s_param_a: array<f32>;
-@group(0) @binding(3) var<storage, read> s_grad_b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> s_param_b: array<f32>;
-// momentum_update2: [grad_a, vel_a, param_a, grad_b, vel_b, param_b]
-@group(0) @binding(1) var<storage, read> m_grad_a: array<f32>;
-@group(0) @binding(2) var<storage, read_write> m_vel_a: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m_param_a: array<f32>;
-@group(0) @binding(4) var<storage, read> m_grad_b: array<f32>;
-@group(0) @binding(5) var<storage, read_write> m_vel_b: array<f32>;
-@group(0) @binding(6) var<storage, read_write> m_param_b: array<f32>;
+// Both: binding 1 is the loss scaler's state S (amp.wgsl; S[1] != 0: found inf), read only when
+// guarded (the host binds a placeholder otherwise).
+@group(0) @binding(1) var<storage, read> scaler_state: array<f32>;
+// sgd_update2: [S, grad_a, param_a, grad_b, param_b]
+@group(0) @binding(2) var<storage, read> s_grad_a: array<f32>;
+@group(0) @binding(3) var<storage, read_write> s_param_a: array<f32>;
+@group(0) @binding(4) var<storage, read> s_grad_b: array<f32>;
+@group(0) @binding(5) var<storage, read_write> s_param_b: array<f32>;
+// momentum_update2: [S, grad_a, vel_a, param_a, grad_b, vel_b, param_b]
+@group(0) @binding(2) var<storage, read> m_grad_a: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m_vel_a: array<f32>;
+@group(0) @binding(4) var<storage, read_write> m_param_a: array<f32>;
+@group(0) @binding(5) var<storage, read> m_grad_b: array<f32>;
+@group(0) @binding(6) var<storage, read_write> m_vel_b: array<f32>;
+@group(0) @binding(7) var<storage, read_write> m_param_b: array<f32>;
+
+// Whether this step's update is skipped (uniform: the whole dispatch).
+fn skipped() -> bool {
+    return p2.guarded != 0u && scaler_state[1] != 0.0;
+}
+
+// (tensor, index) of invocation t of workgroup g: tensor 0 = a, 1 = b.
+fn pair_at(t: u32, wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+    let g = wid.x + wid.y * nwg.x;
+    if (g < p2.groups_a) {
+        return vec2(0u, g * WG_1D + t);
+    }
+    return vec2(1u, (g - p2.groups_a) * WG_1D + t);
+}
+
+// p - lr (g + wd p)
+fn sgd_value(w: f32, g: f32) -> f32 {
+    return w - p2.lr * (g + p2.wd * w);
+}
+
+// mu v + (g + wd p)
+fn momentum_velocity(v: f32, g: f32, w: f32) -> f32 {
+    return p2.mu * v + (g + p2.wd * w);
+}
 
 @compute @workgroup_size(WG_1D)
 fn sgd_update2(
@@ -74,19 +102,15 @@ fn sgd_update2(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g < p2.groups_a) {
-        let i = g * WG_1D + t;
-        if (i < p2.n_a) {
-            let w = s_param_a[i];
-            s_param_a[i] = w - p2.lr * (s_grad_a[i] + p2.wd * w);
-        }
-    } else {
-        let i = (g - p2.groups_a) * WG_1D + t;
-        if (i < p2.n_b) {
-            let w = s_param_b[i];
-            s_param_b[i] = w - p2.lr * (s_grad_b[i] + p2.wd * w);
-        }
+    if (skipped()) {
+        return;
+    }
+    let at = pair_at(t, wid, nwg);
+    let i = at.y;
+    if (at.x == 0u) {
+        if (i < p2.n_a) { s_param_a[i] = sgd_value(s_param_a[i], s_grad_a[i]); }
+    } else if (i < p2.n_b) {
+        s_param_b[i] = sgd_value(s_param_b[i], s_grad_b[i]);
     }
 }
 
@@ -96,22 +120,22 @@ fn momentum_update2(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g < p2.groups_a) {
-        let i = g * WG_1D + t;
+    if (skipped()) {
+        return;
+    }
+    let at = pair_at(t, wid, nwg);
+    let i = at.y;
+    if (at.x == 0u) {
         if (i < p2.n_a) {
             let w = m_param_a[i];
-            let v = p2.mu * m_vel_a[i] + (m_grad_a[i] + p2.wd * w);
+            let v = momentum_velocity(m_vel_a[i], m_grad_a[i], w);
             m_vel_a[i] = v;
             m_param_a[i] = w - p2.lr * v;
         }
-    } else {
-        let i = (g - p2.groups_a) * WG_1D + t;
-        if (i < p2.n_b) {
-            let w = m_param_b[i];
-            let v = p2.mu * m_vel_b[i] + (m_grad_b[i] + p2.wd * w);
-            m_vel_b[i] = v;
-            m_param_b[i] = w - p2.lr * v;
-        }
+    } else if (i < p2.n_b) {
+        let w = m_param_b[i];
+        let v = momentum_velocity(m_vel_b[i], m_grad_b[i], w);
+        m_vel_b[i] = v;
+        m_param_b[i] = w - p2.lr * v;
     }
 }

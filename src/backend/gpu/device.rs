@@ -152,8 +152,9 @@ impl GpuDevice {
         self.cached(&self.splitk_scratch, "split-k scratch", len)
     }
 
-    /// A small buffer bound where a matmul's fused epilogue writes nothing (see
-    /// `super::matmul::Epilogue`).
+    /// A small buffer (4 elements) bound where a kernel does not use a binding: a matmul's
+    /// fused epilogue that writes nothing (`super::matmul::Epilogue`), an unguarded pair
+    /// update's scaler state (`super::update`).
     pub fn epilogue_placeholder(&self) -> Result<RawBuf> {
         self.cached(&self.epilogue_placeholder, "epilogue placeholder", 4)
     }

@@ -225,8 +225,9 @@ kernel!(SUMS_SMALL, Reduce, "sums_small", [R, R, W]);
 // update.wgsl
 kernel!(SGD_UPDATE, Update, "sgd_update", [R, W]);
 kernel!(MOMENTUM_UPDATE, Update, "momentum_update", [R, W, W]);
-kernel!(SGD_UPDATE2, Update, "sgd_update2", [R, W, R, W]);
-kernel!(MOMENTUM_UPDATE2, Update, "momentum_update2", [R, W, W, R, W, W]);
+// two tensors per dispatch, optionally guarded by the loss scaler: (state, then the tensors')
+kernel!(SGD_UPDATE2, Update, "sgd_update2", [R, R, W, R, W]);
+kernel!(MOMENTUM_UPDATE2, Update, "momentum_update2", [R, R, W, W, R, W, W]);
 // clip.wgsl
 kernel!(CLIP_BY_GLOBAL_NORM, Clip, "clip_by_global_norm", [W, W]);
 kernel!(CLIP_BY_VALUE, Clip, "clip_by_value", [W]);
@@ -250,8 +251,6 @@ kernel!(AMP_SGD, Amp, "amp_sgd", [R, R, W]);
 kernel!(AMP_MOMENTUM, Amp, "amp_momentum", [R, R, W, W]);
 kernel!(AMP_UPDATE_SCALE, Amp, "amp_update_scale", [W]);
 kernel!(AMP_UNSCALE2, Amp, "amp_unscale2", [W, W, W]);
-kernel!(AMP_SGD2, Amp, "amp_sgd2", [R, R, W, R, W]);
-kernel!(AMP_MOMENTUM2, Amp, "amp_momentum2", [R, R, W, W, R, W, W]);
 // matmul_coop.wgsl: C = op(A) op(B) on cooperative matrices (needs adapter features)
 kernel!(MATMUL_COOP_NN, MatmulCoop, "matmul_coop_nn", [R, R, W, R, W, W]);
 kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W, R, W, W]);
@@ -270,8 +269,6 @@ pub const MIXED_KERNELS: &[Kernel] = &[
     AMP_MOMENTUM,
     AMP_UPDATE_SCALE,
     AMP_UNSCALE2,
-    AMP_SGD2,
-    AMP_MOMENTUM2,
 ];
 
 /// The cooperative-matrix kernels: only where `matmul_coop::available` says so.

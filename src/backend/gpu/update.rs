@@ -50,24 +50,24 @@ pub fn momentum_update(
     launch_1d(dev, &k::MOMENTUM_UPDATE, n, &p, &[grad, vel, param])
 }
 
-/// Mirrors `struct Opt2` in update.wgsl and `struct Amp2` in amp.wgsl: the parameter block of
-/// every two-tensor kernel.
+/// Mirrors `struct Opt2` in update.wgsl (and `struct Amp2` in amp.wgsl, which reads the first
+/// three fields): the parameter block of every two-tensor kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(super) struct PairParams {
     n_a: u32,
     n_b: u32,
     groups_a: u32,
-    _pad: u32,
+    guarded: u32,
     lr: f32,
     mu: f32,
     wd: f32,
     _pad1: u32,
 }
 
-/// Whether an update is unconditional (update.wgsl) or skipped when the found-inf flag of the
-/// loss-scaler state is set (amp.wgsl's amp_sgd, amp_momentum and their pairs; the state is
-/// bound first).
+/// Whether an update is unconditional (update.wgsl's kernels) or skipped when the found-inf
+/// flag of the loss-scaler state is set (amp.wgsl's amp_sgd, amp_momentum; update.wgsl's pair
+/// kernels with `guarded`, the state bound first: a placeholder when unguarded).
 #[derive(Clone, Copy)]
 pub enum Guard<'a> {
     Always,
@@ -75,7 +75,7 @@ pub enum Guard<'a> {
 }
 
 /// `rule` on every tensor of `tensors` (under `guard`): with `pairs`, two per dispatch
-/// (`sgd_update2` / `momentum_update2` or the amp twins: a layer's weight and bias together)
+/// (`sgd_update2` / `momentum_update2`: a layer's weight and bias together)
 /// and an odd last one alone, else one per dispatch; lengths checked here.
 pub fn update_params(
     dev: &GpuDevice,
@@ -96,23 +96,27 @@ pub fn update_params(
             (UpdateRule::Sgd { .. }, _) => {}
         }
     }
-    let (lr, mu, wd, pair_kernel) = match (rule, guard) {
-        (UpdateRule::Sgd { lr, weight_decay }, Guard::Always) => {
-            (*lr, 0.0, *weight_decay, &k::SGD_UPDATE2)
-        }
-        (UpdateRule::Sgd { lr, weight_decay }, _) => (*lr, 0.0, *weight_decay, &k::AMP_SGD2),
-        (UpdateRule::Momentum(s), Guard::Always) => (s.lr, s.mu, s.weight_decay, &k::MOMENTUM_UPDATE2),
-        (UpdateRule::Momentum(s), _) => (s.lr, s.mu, s.weight_decay, &k::AMP_MOMENTUM2),
+    let (lr, mu, wd, pair_kernel) = match rule {
+        UpdateRule::Sgd { lr, weight_decay } => (*lr, 0.0, *weight_decay, &k::SGD_UPDATE2),
+        UpdateRule::Momentum(s) => (s.lr, s.mu, s.weight_decay, &k::MOMENTUM_UPDATE2),
     };
     // Empty tensors record nothing, as the one-tensor updates.
     let live: Vec<&ParamUpdate<'_, GpuBuf>> = tensors.iter().filter(|t| t.n > 0).collect();
     for chunk in live.chunks(if pairs { 2 } else { 1 }) {
         if let [a, b] = chunk {
-            let p = pair_params(pair_kernel.name, a.n, b.n, lr, mu, wd)?;
-            let mut bufs: Vec<&RawBuf> = Vec::with_capacity(7);
-            if let Guard::UnlessFoundInf(state) = guard {
-                bufs.push(state);
-            }
+            let p = PairParams {
+                guarded: matches!(guard, Guard::UnlessFoundInf(_)) as u32,
+                ..pair_params(pair_kernel.name, a.n, b.n, lr, mu, wd)?
+            };
+            let placeholder;
+            let state = match guard {
+                Guard::UnlessFoundInf(state) => state,
+                Guard::Always => {
+                    placeholder = dev.epilogue_placeholder()?;
+                    &placeholder
+                }
+            };
+            let mut bufs: Vec<&RawBuf> = vec![state];
             for t in [a, b] {
                 bufs.push(&t.grad.0);
                 if let UpdateRule::Momentum(_) = rule {
@@ -161,7 +165,7 @@ pub(super) fn pair_params(
         n_a: u32_of(op, "n", n_a)?,
         n_b: u32_of(op, "n", n_b)?,
         groups_a: groups_a as u32,
-        _pad: 0,
+        guarded: 0,
         lr,
         mu,
         wd,
