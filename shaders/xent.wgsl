@@ -1,11 +1,16 @@
 // Softmax cross-entropy per example (surrogate NLL and 0-1 loss) and its R-operator.
-// One invocation per example (row); rows are independent.
+// One invocation per example (row); rows are independent. softmax_xent_sums is softmax_xent
+// for at most WG_1D rows in one workgroup that then also sums the losses and the 0-1 values
+// into the step's metrics slots, with the float operations of reduce.wgsl's sums_small.
 
 struct Loss {
     rows: u32,
     cols: u32,        // classes
     grad_scale: f32,  // 1/B for a minibatch mean
     _pad: u32,
+    // softmax_xent_sums only: the loss sum's slots of out (.x, and .y unless NO_SLOT), the 0-1
+    // sum's slot (.z).
+    slots: vec4<u32>,
 }
 
 @group(0) @binding(0) var<uniform> p: Loss;
@@ -21,11 +26,44 @@ struct Loss {
 @group(0) @binding(2) var<storage, read> rlogits: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rout: array<f32>;
 
+// softmax_xent_sums: [logits, labels, loss, correct, dlogits, out] (p.slots name out's slots).
+const NO_SLOT: u32 = 0xffffffffu;
+@group(0) @binding(6) var<storage, read_write> sums_out: array<f32>;
+
+var<workgroup> sum_tree: array<vec2<f32>, WG_1D>;
+
 // loss = logsumexp(l) - l[y]; correct = [first argmax == y]; dl = s * (softmax(l) - onehot(y)).
 @compute @workgroup_size(WG_1D)
 fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = lin(gid, nwg);
     if (r >= p.rows) { return; }
+    xent_row(r);
+}
+
+// Row t < rows of one workgroup as softmax_xent; then Σ loss and Σ correct by sums_small's
+// tree (each lane 0 + its value, pairs added at strides 128 .. 1, then 0 + the total).
+@compute @workgroup_size(WG_1D)
+fn softmax_xent_sums(@builtin(local_invocation_index) t: u32) {
+    var acc = vec2(0.0, 0.0);
+    if (t < p.rows) {
+        acc = acc + xent_row(t);
+    }
+    sum_tree[t] = acc;
+    workgroupBarrier();
+    for (var s = WG_1D / 2u; s > 0u; s = s >> 1u) {
+        if (t < s) { sum_tree[t] = sum_tree[t] + sum_tree[t + s]; }
+        workgroupBarrier();
+    }
+    if (t == 0u) {
+        let total = vec2(0.0, 0.0) + sum_tree[0];
+        sums_out[p.slots.x] = total.x;
+        if (p.slots.y != NO_SLOT) { sums_out[p.slots.y] = total.x; }
+        sums_out[p.slots.z] = total.y;
+    }
+}
+
+// Row r's loss, 0-1 value and d logits written; returns (loss, correct).
+fn xent_row(r: u32) -> vec2<f32> {
     let base = r * p.cols;
     var m = logits[base];
     var arg = 0u;
@@ -40,19 +78,23 @@ fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let y = labels[r];
     if (y >= p.cols) {
         // Out-of-range label: poison the loss so the host's NaN guard sees it.
-        loss[r] = bitcast<f32>(0x7fc00000u);
+        let nan = bitcast<f32>(0x7fc00000u);
+        loss[r] = nan;
         correct[r] = 0.0;
         for (var c = 0u; c < p.cols; c = c + 1u) { dlogits[base + c] = 0.0; }
-        return;
+        return vec2(nan, 0.0);
     }
     let lse = m + log(s);
-    loss[r] = lse - logits[base + y];
-    correct[r] = select(0.0, 1.0, arg == y);
+    let l = lse - logits[base + y];
+    let ok = select(0.0, 1.0, arg == y);
+    loss[r] = l;
+    correct[r] = ok;
     let inv = 1.0 / s;
     for (var c = 0u; c < p.cols; c = c + 1u) {
         let q = exp(logits[base + c] - m) * inv;
         dlogits[base + c] = p.grad_scale * (q - select(0.0, 1.0, c == y));
     }
+    return vec2(l, ok);
 }
 
 // out = s * (diag(q) - q qᵀ) rl = s * q ⊙ (rl - q·rl), q = softmax(l).

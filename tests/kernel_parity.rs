@@ -6,7 +6,7 @@
 mod common;
 
 use batchscope::backend::{
-    Activation, Backend, Gemm, GlobalNorm, MomentumStep, ParamUpdate, UpdateRule,
+    Activation, Backend, Gemm, GlobalNorm, MomentumStep, ParamUpdate, StepSums, UpdateRule,
 };
 use common::{assert_close, cpu, gpu, indices, uniform};
 
@@ -189,6 +189,74 @@ fn xent_case<B: Backend>(b: &B, rows: usize, classes: usize) -> Outputs {
         ("xent dlogits", b.read(&dl).unwrap()),
         ("xent rop", b.read(&rop).unwrap()),
     ]
+}
+
+/// `softmax_xent_sums` (fused or not) on `b`, or with `fused == false` its definition:
+/// `softmax_xent`, then `sums` of the losses into `slots[..n_loss]` and of the 0-1 values into
+/// the last slot. With `poison`, row 1 has an out-of-range label (its loss is NaN, and so is
+/// the loss sum).
+fn xent_sums_case<B: Backend>(b: &B, rows: usize, n_loss: usize, fused: bool, poison: bool) -> Outputs {
+    let classes = 10;
+    let logits = b.upload(&uniform(30, rows * classes, 6.0)).unwrap();
+    let mut lab = indices(31, rows, classes as u32);
+    if poison && rows > 1 {
+        lab[1] = classes as u32;
+    }
+    let labels = b.upload_idx(&lab).unwrap();
+    let (mut loss, mut correct) = (b.zeros(rows).unwrap(), b.zeros(rows).unwrap());
+    let mut dl = b.zeros(rows * classes).unwrap();
+    let mut out = b.upload(&[-1.0; 6]).unwrap();
+    let loss_slots = &[4usize, 1][..n_loss];
+    let s = 1.0 / rows as f32;
+    if fused {
+        let mut sums = StepSums { out: &mut out, loss_slots, correct_slot: 2 };
+        b.softmax_xent_sums(
+            rows,
+            classes,
+            &logits,
+            &labels,
+            s,
+            &mut loss,
+            &mut correct,
+            &mut dl,
+            &mut sums,
+        )
+        .unwrap();
+    } else {
+        b.softmax_xent(rows, classes, &logits, &labels, s, &mut loss, &mut correct, &mut dl).unwrap();
+        let mut terms: Vec<_> = loss_slots.iter().map(|&k| (&loss, k)).collect();
+        terms.push((&correct, 2));
+        b.sums(rows, &terms, &mut out).unwrap();
+    }
+    vec![
+        ("loss", b.read(&loss).unwrap()),
+        ("correct", b.read(&correct).unwrap()),
+        ("dlogits", b.read(&dl).unwrap()),
+        ("sums", b.read(&out).unwrap()),
+    ]
+}
+
+/// The loss with the step's sums: on the GPU one dispatch up to 256 rows (the loss's float
+/// operations, then `sums_small`'s), bit for bit equal to `softmax_xent` followed by `sums`, for
+/// one and two loss slots, and past 256 rows (the unfused pair); and equal to the CPU's.
+#[test]
+fn xent_sums_equal_xent_then_sums_bitwise() {
+    let g = gpu();
+    for rows in [1usize, 3, 64, 255, 256, 257, 1000] {
+        for (n_loss, poison) in [(1, false), (2, false), (2, true)] {
+            let fused = xent_sums_case(&g, rows, n_loss, true, poison);
+            let plain = xent_sums_case(&g, rows, n_loss, false, poison);
+            for ((name, f), (_, p)) in fused.iter().zip(&plain) {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(f),
+                    bits(p),
+                    "rows {rows}, {n_loss} loss slots, poison {poison}: {name}"
+                );
+            }
+        }
+        compare!(format!("xent sums rows={rows}"), 2e-5, 2e-5, xent_sums_case, rows, 2, true, false);
+    }
 }
 
 fn mse_case<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {

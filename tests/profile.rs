@@ -33,7 +33,7 @@ const GROUPS: [&str; 8] = [
     "fwd L0 (matmul+bias+relu)",
     "fwd L1 (matmul+bias+relu)",
     "fwd L2 (matmul+bias)",
-    "xent+dlogits",
+    "xent+dlogits+sums",
     "wgrad L2 (matmul+bias grad)",
     "dgrad L2 (matmul+relu')",
     "wgrad L1 (matmul+bias grad)",
@@ -43,12 +43,12 @@ const GROUPS: [&str; 8] = [
 fn check_names(p: &BatchProfile) {
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
     let mut expected: Vec<&str> = GROUPS.to_vec();
-    expected.extend(["wgrad L0 (matmul+bias grad)", "reduce", "momentum update"]);
+    expected.extend(["wgrad L0 (matmul+bias grad)", "momentum update"]);
     assert_eq!(names, expected, "every op of the step named, in order");
     assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
-    // 3 forward (matmul + bias (+ φ)) + xent + 5 backward (3 wgrad + bias grad, 2 dgrad + φ')
-    // + the loss and correct sums (one op) + the update of all 6 tensors (one op).
-    assert_eq!(p.ops_per_step, 11.0);
+    // 3 forward (matmul + bias (+ φ)) + xent with the loss and correct sums + 5 backward (3
+    // wgrad + bias grad, 2 dgrad + φ') + the update of all 6 tensors (one op).
+    assert_eq!(p.ops_per_step, 10.0);
 }
 
 fn check_sum(p: &BatchProfile, tol: f64) {
@@ -71,7 +71,7 @@ fn cpu_profile_adds_up_and_names_every_op() {
     assert_eq!(p.timing, TimingMethod::HostTimers);
     check_sum(&p, 0.10);
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
-    assert_eq!(names.len(), 11, "{names:?}");
+    assert_eq!(names.len(), 10, "{names:?}");
     assert!(names.iter().all(|n| *n != "other"));
     assert!(p.groups.iter().all(|g| g.us_per_step > 0.0));
 }
@@ -91,9 +91,12 @@ fn analytic_counts_equal_hand_computed_values() {
     let g = group(&p, "fwd L2 (matmul+bias)");
     assert_eq!(g.flops_per_step, 2.0 * b * k * h2 + b * k);
     assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + k * h2 + b * k + k));
-    // Softmax cross-entropy: 7 per logit; logits + dlogits, labels + loss + correct.
-    let g = group(&p, "xent+dlogits");
-    assert_eq!((g.flops_per_step, g.bytes_per_step), (7.0 * b * k, 4.0 * (2.0 * b * k + 3.0 * b)));
+    // Softmax cross-entropy: 7 per logit; logits + dlogits, labels + loss + correct; then two
+    // sums of [8] (loss, correct) into one slot each, in the same op.
+    let g = group(&p, "xent+dlogits+sums");
+    assert_eq!(g.calls_per_step, 1.0);
+    assert_eq!(g.flops_per_step, 7.0 * b * k + 2.0 * b);
+    assert_eq!(g.bytes_per_step, 4.0 * (2.0 * b * k + 3.0 * b) + 2.0 * 4.0 * (b + 1.0));
     // gW1 [24,32] = dz1ᵀ [24,8] · a0 [8,32], and gb1 [24] = Σ_rows dz1 (8·24 adds; dz1 is
     // the product's operand, gb1 one more write).
     let g = group(&p, "wgrad L1 (matmul+bias grad)");
@@ -108,12 +111,6 @@ fn analytic_counts_equal_hand_computed_values() {
     let g = group(&p, "wgrad L2 (matmul+bias grad)");
     assert_eq!(g.flops_per_step, 2.0 * k * h2 * b + b * k);
     assert_eq!(g.bytes_per_step, 4.0 * (b * k + b * h2 + k * h2 + k));
-    // Two sums of [8] (loss, correct) into one slot each, in one call.
-    let g = group(&p, "reduce");
-    assert_eq!(
-        (g.calls_per_step, g.flops_per_step, g.bytes_per_step),
-        (1.0, 2.0 * b, 2.0 * 4.0 * (b + 1.0))
-    );
     // Momentum over all 16·32+32 + 32·24+24 + 24·5+5 = 1461 parameters: 6 FLOPs, 5 floats each.
     let n = d * h1 + h1 + h1 * h2 + h2 + h2 * k + k;
     let g = group(&p, "momentum update");
@@ -121,14 +118,14 @@ fn analytic_counts_equal_hand_computed_values() {
 }
 
 /// What a GPU step records, device-independently: dispatches, passes and submits per step of
-/// the 3-layer MLP at small batches (skinny products) and large ones (tiled products). 13 at
-/// B ≤ 32 = 3 forward matmuls with bias (+ φ) fused into their store + xent + 3 wgrad with the
-/// bias gradient fused into their store + 2 dgrad with φ' fused into their store + 1 one-pass
-/// reduction of both sums + 3 momentum updates (a layer's weight and bias per dispatch); one
-/// pass; one submit. Past B = 32 the bias gradients are 3 col_sum dispatches, past B = 256 the
-/// sums take two passes, and where the adapter runs on the CPU the updates are 6 (see
-/// `GpuBackend::set_update_pairs`). (27 before the epilogue fusions, 20 before the fused bias
-/// gradients, one-pass sums and paired updates.)
+/// the 3-layer MLP at small batches (skinny products) and large ones (tiled products). 12 at
+/// B ≤ 32 = 3 forward matmuls with bias (+ φ) fused into their store + xent with the loss and
+/// correct sums in the same dispatch + 3 wgrad with the bias gradient fused into their store +
+/// 2 dgrad with φ' fused into their store + 3 momentum updates (a layer's weight and bias per
+/// dispatch); one pass; one submit. Past B = 32 the bias gradients are 3 col_sum dispatches,
+/// past B = 256 the sums are two dispatches of their own, and where the adapter runs on the CPU
+/// the updates are 6 (see `GpuBackend::set_update_pairs`). (27 before the epilogue fusions, 20
+/// before the fused bias gradients and sums and the paired updates.)
 #[test]
 fn gpu_step_dispatches_passes_and_submits() {
     let b = common::gpu();
@@ -138,8 +135,8 @@ fn gpu_step_dispatches_passes_and_submits() {
         for batch in [4usize, 32, 33, 256, 257] {
             // The bias gradients in the wgrad products' store up to B = 32, 3 col_sum past it.
             let col_sums = if batch <= 32 { 0.0 } else { 3.0 };
-            // One more dispatch past B = 256: the sums take two passes.
-            let sums = if batch <= 256 { 1.0 } else { 2.0 };
+            // The sums in the loss's dispatch up to B = 256, two passes of their own past it.
+            let sums = if batch <= 256 { 0.0 } else { 2.0 };
             let p = profile_batch(&b, &config(&[]), batch).expect("profile");
             let want = 9.0 + col_sums + sums + updates;
             assert_eq!(p.dispatches_per_step, want, "B = {batch}, pairs {pairs}");
@@ -149,15 +146,15 @@ fn gpu_step_dispatches_passes_and_submits() {
     }
 }
 
-/// The same for the f16 step (lavapipe: the packed kernel, which fuses). 22 at B ≤ 32 = 1
+/// The same for the f16 step (lavapipe: the packed kernel, which fuses). 21 at B ≤ 32 = 1
 /// `to_half` of the minibatch + per layer 1 `to_half` of W and 1 forward product with bias (+ φ
-/// and the f16 copy of a) fused into its store (3 × 2) + xent + 1 loss-scale with the f16 copy
-/// of the scaled d logits + 3 wgrad with the bias gradient fused into their store + 2 dgrad
-/// with φ' and the f16 copy of dz fused into their store + 1 one-pass reduction + 3 unscale + 3
-/// momentum updates (a layer's weight and bias per dispatch) + 1 scale update; 3 col_sum more
-/// past B = 32, and 6 + 6 unscale and updates where the adapter runs on the CPU. (42 before the
-/// f16 epilogue fusions, 33 before the fused loss-scale copy and bias gradients, the one-pass
-/// sums and the paired unscale and updates.)
+/// and the f16 copy of a) fused into its store (3 × 2) + xent with the sums + 1 loss-scale with
+/// the f16 copy of the scaled d logits + 3 wgrad with the bias gradient fused into their store
+/// + 2 dgrad with φ' and the f16 copy of dz fused into their store + 3 unscale + 3 momentum
+/// updates (a layer's weight and bias per dispatch) + 1 scale update; 3 col_sum more past
+/// B = 32, and 6 + 6 unscale and updates where the adapter runs on the CPU. (42 before the f16
+/// epilogue fusions, 33 before the fused loss-scale copy, bias gradients and sums and the
+/// paired unscale and updates.)
 #[test]
 fn gpu_f16_step_dispatches_passes_and_submits() {
     let b = common::gpu();
@@ -168,7 +165,7 @@ fn gpu_f16_step_dispatches_passes_and_submits() {
         for batch in [4usize, 256] {
             let col_sums = if batch <= 32 { 0.0 } else { 3.0 };
             let p = profile_batch(&b, &config(&["model.precision=\"f16\""]), batch).expect("profile");
-            let want = 16.0 + col_sums + per_tensor;
+            let want = 15.0 + col_sums + per_tensor;
             assert_eq!(p.dispatches_per_step, want, "B = {batch}, pairs {pairs}");
             assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
             assert_eq!(p.submits_per_step, 1.0, "B = {batch}");

@@ -15,17 +15,21 @@
 pub mod cpu;
 pub mod epilogue;
 pub mod error;
+pub mod global_norm;
 pub mod gpu;
 pub mod half;
 pub mod half_epilogue;
 pub mod rng;
 pub mod scope;
+pub mod step_sums;
 pub mod timed;
 pub mod update;
 
 pub use epilogue::Epilogue;
 pub use error::BackendError;
+pub use global_norm::GlobalNorm;
 pub use scope::Scope;
+pub use step_sums::StepSums;
 pub use update::{ParamUpdate, UpdateRule};
 
 use serde::{Deserialize, Serialize};
@@ -284,6 +288,25 @@ pub trait Backend {
         correct: &mut Self::Buf,
         dlogits: &mut Self::Buf,
     ) -> Result<()>;
+    /// [`Backend::softmax_xent`], then the step's minibatch sums of `loss` and `correct`
+    /// ([`StepSums::record`], the default); the GPU does both in one dispatch when one
+    /// workgroup covers the rows, with the bits of the two ops.
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_xent_sums(
+        &self,
+        rows: usize,
+        classes: usize,
+        logits: &Self::Buf,
+        labels: &Self::IdxBuf,
+        grad_scale: f32,
+        loss: &mut Self::Buf,
+        correct: &mut Self::Buf,
+        dlogits: &mut Self::Buf,
+        sums: &mut StepSums<'_, Self::Buf>,
+    ) -> Result<()> {
+        self.softmax_xent(rows, classes, logits, labels, grad_scale, loss, correct, dlogits)?;
+        sums.record(self, rows, loss, correct)
+    }
     /// R-operator of softmax cross-entropy's gradient (the Gauss-Newton block of the loss):
     /// `out[r] = grad_scale * (diag(p) - p pᵀ) rlogits[r]` with `p = softmax(logits[r])`,
     /// for `logits, rlogits, out: [rows, classes]`.
@@ -448,36 +471,4 @@ pub struct MomentumStep {
     pub lr: f32,
     pub mu: f32,
     pub weight_decay: f32,
-}
-
-/// The clipping threshold of [`Backend::clip_by_global_norm`] and where its inputs lie in the
-/// stats buffer: the squared norms of all gradient tensors in slots `first .. first + count`, and
-/// the clip-event counter in `count_slot` (outside the norm slots) when given.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct GlobalNorm {
-    pub max_norm: f32,
-    pub first: usize,
-    pub count: usize,
-    pub count_slot: Option<usize>,
-}
-
-impl GlobalNorm {
-    /// The operand checks: `x` holds `n` elements, `stats` the norm slots and `count_slot`,
-    /// which lies outside them.
-    pub fn check(&self, x_len: usize, n: usize, stats_len: usize) -> Result<()> {
-        const OP: &str = "clip_by_global_norm";
-        let (first, count) = (self.first, self.count);
-        check_len(OP, "x", x_len, n)?;
-        check_len(OP, "stats", stats_len, first + count)?;
-        if let Some(slot) = self.count_slot {
-            check_len(OP, "stats", stats_len, slot + 1)?;
-            if (first..first + count).contains(&slot) {
-                return Err(BackendError::Invalid {
-                    op: OP,
-                    message: "count_slot overlaps the norm slots".into(),
-                });
-            }
-        }
-        Ok(())
-    }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::init::{init_std, normal_vec, rng};
 use super::params::ParamSet;
-use crate::backend::{Activation, Backend, BackendError, Epilogue, Gemm, Result, Scope};
+use crate::backend::{Activation, Backend, BackendError, Epilogue, Gemm, Result, Scope, StepSums};
 
 /// The surrogate loss minimised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,29 +216,39 @@ impl Mlp {
         targets: &Targets<'_, B>,
         ws: &mut Workspace<B>,
     ) -> Result<()> {
+        self.loss_into(b, targets, ws, None)
+    }
+
+    /// [`Mlp::loss`], and with `sums` the training step's minibatch sums of the losses and 0-1
+    /// values (with softmax cross-entropy one op, [`Backend::softmax_xent_sums`]).
+    pub fn loss_into<B: Backend>(
+        &self,
+        b: &B,
+        targets: &Targets<'_, B>,
+        ws: &mut Workspace<B>,
+        sums: Option<&mut StepSums<'_, B::Buf>>,
+    ) -> Result<()> {
         let rows = ws.rows;
         let last = self.layers() - 1;
         let k = self.outputs();
         let scale = 1.0 / rows.max(1) as f32;
-        match (self.spec.loss, targets) {
-            (LossKind::SoftmaxXent, Targets::Classes(labels)) => b.softmax_xent(
-                rows,
-                k,
-                &ws.z[last],
-                labels,
-                scale,
-                &mut ws.loss,
-                &mut ws.correct,
-                &mut ws.dz[last],
-            ),
-            (LossKind::Mse, Targets::Values(t)) => {
-                b.mse(rows, k, &ws.z[last], t, scale, &mut ws.loss, &mut ws.dz[last])
+        let (loss, correct, dz) = (&mut ws.loss, &mut ws.correct, &mut ws.dz[last]);
+        match (self.spec.loss, targets, sums) {
+            (LossKind::SoftmaxXent, Targets::Classes(labels), None) => {
+                b.softmax_xent(rows, k, &ws.z[last], labels, scale, loss, correct, dz)
             }
-            (LossKind::SoftmaxXent, Targets::Values(_)) => Err(BackendError::Invalid {
+            (LossKind::SoftmaxXent, Targets::Classes(labels), Some(s)) => {
+                b.softmax_xent_sums(rows, k, &ws.z[last], labels, scale, loss, correct, dz, s)
+            }
+            (LossKind::Mse, Targets::Values(t), sums) => {
+                b.mse(rows, k, &ws.z[last], t, scale, loss, dz)?;
+                sums.map_or(Ok(()), |s| s.record(b, rows, loss, correct))
+            }
+            (LossKind::SoftmaxXent, Targets::Values(_), _) => Err(BackendError::Invalid {
                 op: "Mlp::loss",
                 message: "softmax cross-entropy needs integer class labels".into(),
             }),
-            (LossKind::Mse, Targets::Classes(_)) => Err(BackendError::Invalid {
+            (LossKind::Mse, Targets::Classes(_), _) => Err(BackendError::Invalid {
                 op: "Mlp::loss",
                 message: "squared error needs real-valued targets".into(),
             }),
@@ -296,8 +306,23 @@ impl Mlp {
         ws: &mut Workspace<B>,
         grads: &mut ParamSet<B>,
     ) -> Result<()> {
+        self.loss_and_grad_into(b, p, x, targets, ws, grads, None)
+    }
+
+    /// [`Mlp::loss_and_grad`] with the step's minibatch sums (see [`Mlp::loss_into`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_and_grad_into<B: Backend>(
+        &self,
+        b: &B,
+        p: &ParamSet<B>,
+        x: &B::Buf,
+        targets: &Targets<'_, B>,
+        ws: &mut Workspace<B>,
+        grads: &mut ParamSet<B>,
+        sums: Option<&mut StepSums<'_, B::Buf>>,
+    ) -> Result<()> {
         self.forward(b, p, x, ws)?;
-        self.loss(b, targets, ws)?;
+        self.loss_into(b, targets, ws, sums)?;
         self.backward(b, p, x, ws, grads)
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::mlp::{weight_and_bias, Mlp, Targets, Workspace};
 use super::params::ParamSet;
 use crate::backend::half::{HalfBuf, HalfOps};
-use crate::backend::{Backend, BackendError, Epilogue, Gemm, Result, Scope};
+use crate::backend::{Backend, BackendError, Epilogue, Gemm, Result, Scope, StepSums};
 
 /// The arithmetic of the MLP train step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -154,7 +154,8 @@ impl Mlp {
     }
 
     /// Forward, loss (d logits times the loss scale `state[SCALE]`) and backward of one
-    /// minibatch in mixed precision; the gradients stay scaled (see `train::amp`).
+    /// minibatch in mixed precision, with the step's minibatch sums when given (see
+    /// [`Mlp::loss_into`]); the gradients stay scaled (see `train::amp`).
     #[allow(clippy::too_many_arguments)]
     pub fn loss_and_grad_half<B: Backend>(
         &self,
@@ -166,9 +167,10 @@ impl Mlp {
         hw: &mut HalfWorkspace<B>,
         scaler: &B::Buf,
         grads: &mut ParamSet<B>,
+        sums: Option<&mut StepSums<'_, B::Buf>>,
     ) -> Result<()> {
         self.forward_half(b, p, x, ws, hw)?;
-        self.loss(b, targets, ws)?;
+        self.loss_into(b, targets, ws, sums)?;
         let last = self.layers() - 1;
         // d logits × S, and their f16 copy (the last wgrad's operand), in one op.
         let n = ws.rows * self.outputs();

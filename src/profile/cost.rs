@@ -74,6 +74,13 @@ pub enum Op {
         rows: usize,
         classes: usize,
     },
+    /// Softmax cross-entropy with the step's sums of its `rows` losses and 0-1 values into
+    /// `terms` slots ([`crate::backend::Backend::softmax_xent_sums`]).
+    SoftmaxXentSums {
+        rows: usize,
+        classes: usize,
+        terms: usize,
+    },
     SoftmaxXentRop {
         rows: usize,
         classes: usize,
@@ -156,6 +163,9 @@ impl Op {
             Op::ActSecond { n } => f(3 * n),
             // Per element: max, subtract, exp, sum, divide, subtract the one-hot, scale.
             Op::SoftmaxXent { rows, classes } => f(7 * rows * classes),
+            Op::SoftmaxXentSums { rows, classes, terms } => {
+                Op::SoftmaxXent { rows, classes }.flops() + Op::Sums { n: rows, terms }.flops()
+            }
             // Per element: exp-normalise (4), p·r and its sum (2), p(r - s)·scale (3).
             Op::SoftmaxXentRop { rows, classes } => f(9 * rows * classes),
             // Per element: difference, square, sum, scaled gradient.
@@ -209,6 +219,10 @@ impl Op {
             Op::ActSecond { n } => b(5 * n),
             // logits, labels in; loss, correct, dlogits out.
             Op::SoftmaxXent { rows, classes } => b(2 * rows * classes + 3 * rows),
+            // The unfused pair's traffic: what the loss writes is what the sums read.
+            Op::SoftmaxXentSums { rows, classes, terms } => {
+                Op::SoftmaxXent { rows, classes }.bytes() + Op::Sums { n: rows, terms }.bytes()
+            }
             Op::SoftmaxXentRop { rows, classes } => b(3 * rows * classes),
             // pred, target in; loss, dpred out.
             Op::Mse { rows, cols } => b(3 * rows * cols + rows),
@@ -263,6 +277,7 @@ impl Op {
             (Op::ActBackward { .. }, _) => layer("act bwd"),
             (Op::ColSum { .. }, _) => layer("col_sum"),
             (Op::SoftmaxXent { .. }, _) => "xent+dlogits".into(),
+            (Op::SoftmaxXentSums { .. }, _) => "xent+dlogits+sums".into(),
             (Op::SoftmaxXentRop { .. }, _) => "xent R-op".into(),
             (Op::Mse { .. }, _) => "mse+dpred".into(),
             (Op::ActSecond { .. }, _) => layer("act second"),

@@ -11,7 +11,7 @@ use super::hooks::{Profilable, TimingMethod};
 use crate::backend::half::HalfBuf;
 use crate::backend::{
     Activation, Backend, BackendKind, Epilogue, Gemm, GenSpec, GlobalNorm, MomentumStep, ParamUpdate,
-    Result, Scope, UpdateRule,
+    Result, Scope, StepSums, UpdateRule,
 };
 
 /// One op call of a profiled recording.
@@ -246,6 +246,24 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
     ) -> Result<()> {
         self.op(Op::SoftmaxXent { rows, classes }, || {
             self.inner.softmax_xent(rows, classes, logits, labels, grad_scale, loss, correct, dlogits)
+        })
+    }
+    fn softmax_xent_sums(
+        &self,
+        rows: usize,
+        classes: usize,
+        logits: &B::Buf,
+        labels: &B::IdxBuf,
+        grad_scale: f32,
+        loss: &mut B::Buf,
+        correct: &mut B::Buf,
+        dlogits: &mut B::Buf,
+        sums: &mut StepSums<'_, B::Buf>,
+    ) -> Result<()> {
+        let op = Op::SoftmaxXentSums { rows, classes, terms: sums.loss_slots.len() + 1 };
+        self.op(op, || {
+            let (l, c, d) = (loss, correct, dlogits);
+            self.inner.softmax_xent_sums(rows, classes, logits, labels, grad_scale, l, c, d, sums)
         })
     }
     fn softmax_xent_rop(

@@ -18,7 +18,7 @@ use super::metrics::MetricsLine;
 use super::optimizer::Optimizer;
 use super::step::TrainState;
 use crate::backend::half::{scaler, ScaleGrowth};
-use crate::backend::{Backend, Result};
+use crate::backend::{Backend, Result, StepSums};
 use crate::config::Config;
 use crate::model::mlp_f16::half_ops;
 use crate::model::{HalfWorkspace, Mlp, ParamSet, Precision, Targets};
@@ -96,7 +96,8 @@ impl<B: Backend> MixedState<B> {
     }
 }
 
-/// Forward, loss, backward in mixed precision, then every gradient unscaled and checked.
+/// Forward, loss (and the step's minibatch sums), backward in mixed precision, then every
+/// gradient unscaled and checked.
 #[allow(clippy::too_many_arguments)]
 pub fn record_gradient<B: Backend>(
     b: &B,
@@ -107,8 +108,10 @@ pub fn record_gradient<B: Backend>(
     ws: &mut crate::model::Workspace<B>,
     m: &mut MixedState<B>,
     grads: &mut ParamSet<B>,
+    sums: &mut StepSums<'_, B::Buf>,
 ) -> Result<()> {
-    model.loss_and_grad_half(b, params, x, targets, ws, &mut m.hw, &m.scaler, grads)?;
+    let (hw, scaler) = (&mut m.hw, &m.scaler);
+    model.loss_and_grad_half(b, params, x, targets, ws, hw, scaler, grads, Some(sums))?;
     unscale(b, m, grads)
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::amp::{self, MixedState};
 use super::optimizer::{apply_update, clip_grads};
 pub use super::optimizer::{Clip, Optimizer};
-use crate::backend::{Backend, Result};
+use crate::backend::{Backend, Result, StepSums};
 use crate::model::{Mlp, ParamSet, RopWorkspace, Targets, Workspace};
 
 /// Device-buffer slots of the per-step metrics.
@@ -151,8 +151,9 @@ impl<B: Backend> TrainState<B> {
         self.apply_update(b, opt, lr)
     }
 
-    /// Forward, per-example losses, backward, and the minibatch sums (loss, correct and, when
-    /// `norm`, the per-tensor ‖g‖²) into the metrics buffer.
+    /// Forward, per-example losses with the minibatch sums (loss, correct: one op where the
+    /// backend fuses them), backward, and when `norm` the per-tensor ‖g‖², into the metrics
+    /// buffer.
     fn record_gradient(
         &mut self,
         b: &B,
@@ -160,24 +161,23 @@ impl<B: Backend> TrainState<B> {
         targets: &Targets<'_, B>,
         norm: bool,
     ) -> Result<()> {
-        let rows = self.ws.rows;
+        // The loss sum (and the divergence guard's copy of it) and the correct sum.
+        let mut loss_slots = vec![slot::LOSS_SUM];
+        loss_slots.extend(self.guard_slot);
+        let mut sums = StepSums {
+            out: &mut self.metrics,
+            loss_slots: &loss_slots,
+            correct_slot: slot::CORRECT_SUM,
+        };
+        let (ws, grads) = (&mut self.ws, &mut self.grads);
         match self.mixed.as_mut() {
             None => {
-                self.model.loss_and_grad(b, &self.params, x, targets, &mut self.ws, &mut self.grads)?
+                self.model.loss_and_grad_into(b, &self.params, x, targets, ws, grads, Some(&mut sums))?
             }
             Some(m) => {
-                let (ws, grads) = (&mut self.ws, &mut self.grads);
-                amp::record_gradient(b, &self.model, &self.params, x, targets, ws, m, grads)?
+                amp::record_gradient(b, &self.model, &self.params, x, targets, ws, m, grads, &mut sums)?
             }
         }
-        // The loss and correct sums (and the divergence guard's copy of the loss sum) in one
-        // reduction where the backend can.
-        let (loss, correct) = (&self.ws.loss, &self.ws.correct);
-        let mut terms = vec![(loss, slot::LOSS_SUM), (correct, slot::CORRECT_SUM)];
-        if let Some(g) = self.guard_slot {
-            terms.push((loss, g));
-        }
-        b.sums(rows, &terms, &mut self.metrics)?;
         if norm {
             self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
         }

@@ -210,6 +210,8 @@ kernel!(ACT_SECOND, Act, "act_second", [R, R, R, W]);
 kernel!(BIAS_ACT, Act, "bias_act", [R, W, W]);
 // xent.wgsl
 kernel!(SOFTMAX_XENT, Xent, "softmax_xent", [R, R, W, W, W]);
+// softmax_xent for rows <= WG_1D with the step's sums (logits, labels, loss, correct, dlogits, out)
+kernel!(SOFTMAX_XENT_SUMS, Xent, "softmax_xent_sums", [R, R, W, W, W, W]);
 kernel!(SOFTMAX_XENT_ROP, Xent, "softmax_xent_rop", [R, R, W]);
 // mse.wgsl
 kernel!(MSE, Mse, "mse", [R, R, W, W]);
@@ -296,6 +298,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     ACT_SECOND,
     BIAS_ACT,
     SOFTMAX_XENT,
+    SOFTMAX_XENT_SUMS,
     SOFTMAX_XENT_ROP,
     MSE,
     REDUCE_PARTIAL,

@@ -24,6 +24,7 @@ pub mod matmul;
 pub mod matmul_coop;
 pub mod matmul_f16;
 pub mod mse;
+mod open;
 pub mod reduce;
 pub mod tile;
 mod timed;
@@ -42,7 +43,7 @@ pub use matmul::MatmulVariant;
 use crate::backend::half::HalfBuf;
 use crate::backend::{
     check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Epilogue, Gemm, GenSpec,
-    GlobalNorm, MomentumStep, ParamUpdate, Result, UpdateRule,
+    GlobalNorm, MomentumStep, ParamUpdate, Result, StepSums, UpdateRule,
 };
 
 /// A GPU buffer of `f32`.
@@ -59,48 +60,6 @@ pub struct GpuBackend {
     tuner: RefCell<autotune::Autotuner>,
     /// Two tensors per update dispatch (see [`GpuBackend::set_update_pairs`]).
     update_pairs: Cell<bool>,
-}
-
-impl GpuBackend {
-    /// Open the best adapter, or the first whose name contains `adapter`.
-    pub fn new(adapter: Option<&str>) -> Result<Self> {
-        let ctx = GpuContext::open(adapter)?;
-        log::info!(
-            "GPU backend on {} ({}, {})",
-            ctx.summary.name,
-            ctx.summary.device_type,
-            ctx.summary.backend
-        );
-        let update_pairs = Cell::new(update::pairs_default(&ctx.summary));
-        Ok(GpuBackend {
-            dev: GpuDevice::new(ctx)?,
-            matmul_variant: Cell::new(MatmulVariant::Auto),
-            tuner: RefCell::default(),
-            update_pairs,
-        })
-    }
-
-    /// Open adapter `index` of `batchscope devices` (best first), so that two adapters with the
-    /// same name can both be opened (data-parallel workers).
-    pub fn open_index(index: usize) -> Result<Self> {
-        let adapters = context::enumerate(&context::new_instance());
-        let n = adapters.len();
-        let adapter = adapters.into_iter().nth(index).ok_or_else(|| BackendError::AdapterNotFound {
-            wanted: format!("adapter index {index}"),
-            available: match n {
-                0 => "no adapters".to_string(),
-                _ => format!("{n} adapters, indices 0 to {}", n - 1),
-            },
-        })?;
-        let ctx = GpuContext::from_adapter(index, adapter)?;
-        let update_pairs = Cell::new(update::pairs_default(&ctx.summary));
-        Ok(GpuBackend {
-            dev: GpuDevice::new(ctx)?,
-            matmul_variant: Cell::new(MatmulVariant::Tiled),
-            tuner: RefCell::default(),
-            update_pairs,
-        })
-    }
 }
 
 impl Backend for GpuBackend {
@@ -312,17 +271,25 @@ impl Backend for GpuBackend {
         correct: &mut GpuBuf,
         dlogits: &mut GpuBuf,
     ) -> Result<()> {
-        check_len("softmax_xent", "logits", logits.0.len, rows * classes)?;
-        check_len("softmax_xent", "labels", labels.0.len, rows)?;
-        check_len("softmax_xent", "loss", loss.0.len, rows)?;
-        check_len("softmax_xent", "correct", correct.0.len, rows)?;
-        check_len("softmax_xent", "dlogits", dlogits.0.len, rows * classes)?;
-        if classes == 0 {
-            return Err(BackendError::Invalid { op: "softmax_xent", message: "0 classes".into() });
-        }
         xent::softmax_xent(
             &self.dev, rows, classes, &logits.0, &labels.0, grad_scale, &loss.0, &correct.0, &dlogits.0,
         )
+    }
+
+    fn softmax_xent_sums(
+        &self,
+        rows: usize,
+        classes: usize,
+        logits: &GpuBuf,
+        labels: &GpuIdxBuf,
+        grad_scale: f32,
+        loss: &mut GpuBuf,
+        correct: &mut GpuBuf,
+        dlogits: &mut GpuBuf,
+        sums: &mut StepSums<'_, GpuBuf>,
+    ) -> Result<()> {
+        let (l, c, d) = (loss, correct, dlogits);
+        self.softmax_xent_sums_fused(rows, classes, logits, labels, grad_scale, l, c, d, sums)
     }
 
     fn softmax_xent_rop(

@@ -1,12 +1,14 @@
-//! Host wrapper of `shaders/xent.wgsl`: softmax_xent and its R-operator softmax_xent_rop.
-//! One invocation per row; lengths were checked by the caller.
+//! Host wrapper of `shaders/xent.wgsl`: softmax_xent, its R-operator softmax_xent_rop, and
+//! softmax_xent_sums (the loss and the step's minibatch sums in one dispatch). One invocation
+//! per row; softmax_xent's lengths are checked here, softmax_xent_rop's by the caller.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::device::{GpuDevice, RawBuf};
-use super::kernels as k;
+use super::kernels::{self as k, WG_1D};
 use super::launch::{launch_1d, u32_of};
-use crate::backend::Result;
+use super::{GpuBackend, GpuBuf, GpuIdxBuf};
+use crate::backend::{check_len, Backend, BackendError, Result, StepSums};
 
 /// Mirrors `struct Loss` in xent.wgsl and mse.wgsl.
 #[repr(C)]
@@ -30,6 +32,31 @@ impl LossParams {
     }
 }
 
+/// `LossParams` with the slots of `softmax_xent_sums` (`struct Loss` of xent.wgsl in full).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LossSumsParams {
+    loss: LossParams,
+    slots: [u32; 4],
+}
+
+/// `NO_SLOT` in xent.wgsl.
+const NO_SLOT: u32 = u32::MAX;
+
+/// The operand checks of softmax_xent.
+fn check(rows: usize, classes: usize, bufs: [&RawBuf; 5]) -> Result<()> {
+    let [logits, labels, loss, correct, dlogits] = bufs;
+    check_len("softmax_xent", "logits", logits.len(), rows * classes)?;
+    check_len("softmax_xent", "labels", labels.len(), rows)?;
+    check_len("softmax_xent", "loss", loss.len(), rows)?;
+    check_len("softmax_xent", "correct", correct.len(), rows)?;
+    check_len("softmax_xent", "dlogits", dlogits.len(), rows * classes)?;
+    if classes == 0 {
+        return Err(BackendError::Invalid { op: "softmax_xent", message: "0 classes".into() });
+    }
+    Ok(())
+}
+
 /// Softmax cross-entropy per row of `logits [rows, classes]`; see `Backend::softmax_xent`.
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_xent(
@@ -43,8 +70,49 @@ pub fn softmax_xent(
     correct: &RawBuf,
     dlogits: &RawBuf,
 ) -> Result<()> {
+    check(rows, classes, [logits, labels, loss, correct, dlogits])?;
     let p = LossParams::new("softmax_xent", rows, classes, grad_scale)?;
     launch_1d(dev, &k::SOFTMAX_XENT, rows, &p, &[logits, labels, loss, correct, dlogits])
+}
+
+impl GpuBackend {
+    /// `Backend::softmax_xent_sums`: one `softmax_xent_sums` dispatch when one workgroup covers
+    /// the rows and the loss has at most two slots, else softmax_xent and the sums.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn softmax_xent_sums_fused(
+        &self,
+        rows: usize,
+        classes: usize,
+        logits: &GpuBuf,
+        labels: &GpuIdxBuf,
+        grad_scale: f32,
+        loss: &mut GpuBuf,
+        correct: &mut GpuBuf,
+        dlogits: &mut GpuBuf,
+        sums: &mut StepSums<'_, GpuBuf>,
+    ) -> Result<()> {
+        let one_pass = (1..=WG_1D as usize).contains(&rows) && (1..=2).contains(&sums.loss_slots.len());
+        if !one_pass {
+            self.softmax_xent(rows, classes, logits, labels, grad_scale, loss, correct, dlogits)?;
+            return sums.record(self, rows, loss, correct);
+        }
+        let bufs = [&logits.0, &labels.0, &loss.0, &correct.0, &dlogits.0];
+        check(rows, classes, bufs)?;
+        let slot = |s: usize| -> Result<u32> {
+            check_len("softmax_xent_sums", "out", sums.out.0.len, s + 1)?;
+            u32_of("softmax_xent_sums", "slot", s)
+        };
+        let second = match sums.loss_slots.get(1) {
+            Some(&s) => slot(s)?,
+            None => NO_SLOT,
+        };
+        let p = LossSumsParams {
+            loss: LossParams::new("softmax_xent_sums", rows, classes, grad_scale)?,
+            slots: [slot(sums.loss_slots[0])?, second, slot(sums.correct_slot)?, 0],
+        };
+        let [lg, lb, ls, cr, dl] = bufs;
+        self.dev.dispatch(&k::SOFTMAX_XENT_SUMS, &p, &[lg, lb, ls, cr, dl, &sums.out.0], [1, 1, 1])
+    }
 }
 
 /// `out = s (diag(q) - q qᵀ) rlogits` per row; see `Backend::softmax_xent_rop`.

@@ -228,7 +228,9 @@ fn micro_gradient<B: Backend>(
 ) -> Result<(), TrainError> {
     match mixed {
         None => model.loss_and_grad(b, params, x, targets, ws, out)?,
-        Some((m, ms)) => model.loss_and_grad_half(b, params, x, targets, ws, &mut m.hw, ms, out)?,
+        Some((m, ms)) => {
+            model.loss_and_grad_half(b, params, x, targets, ws, &mut m.hw, ms, out, None)?
+        }
     }
     Ok(())
 }
