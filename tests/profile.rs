@@ -149,9 +149,9 @@ fn gpu_step_dispatches_passes_and_submits() {
 /// The same for the f16 step (lavapipe: the packed kernel, which fuses). 21 at B ≤ 32 = 1
 /// `to_half` of the minibatch + per layer 1 `to_half` of W and 1 forward product with bias (+ φ
 /// and the f16 copy of a) fused into its store (3 × 2) + xent with the sums + 1 loss-scale with
-/// the f16 copy of the scaled d logits + 3 wgrad with the bias gradient fused into their store
-/// + 2 dgrad with φ' and the f16 copy of dz fused into their store + 3 unscale + 3 momentum
-/// updates (a layer's weight and bias per dispatch) + 1 scale update; 3 col_sum more past
+/// the f16 copy of the scaled d logits + 3 wgrad with the bias gradient fused into their
+/// store + 2 dgrad with φ' and the f16 copy of dz fused into their store + 3 unscale + 3
+/// momentum updates (a layer's weight and bias per dispatch) + 1 scale update; 3 col_sum more past
 /// B = 32, and 6 + 6 unscale and updates where the adapter runs on the CPU. (42 before the f16
 /// epilogue fusions, 33 before the fused loss-scale copy, bias gradients and sums and the
 /// paired unscale and updates.)
