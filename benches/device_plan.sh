@@ -8,9 +8,9 @@
 # does not need) with, in order of value:
 #   1. `tune` of the default model's step shapes (cache in results), then the same sweep and
 #      profile with gpu.autotune = "cached", so one run has the off/cached pair side by side;
-#      A profile at B = 1 and 32 with BATCHSCOPE_UPDATE_PAIRS=0 (one update dispatch per
-#      tensor) beside the prepared profile (a layer's weight and bias per dispatch): what the
-#      3 dispatches saved per step are worth on the device;
+#      a profile at B = 1 and 32 with BATCHSCOPE_FUSED_UPDATE=0 (each layer's wgrad product,
+#      then its paired update: 12 dispatches) beside the prepared profile (the update in the
+#      wgrad dispatch: 9): what the fused optimizer step is worth on the device;
 #   2. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
 #      at 1024, 2048 and 4096 (every dispatch named and timed: which one doubles);
 #   3. mixed precision: the tensor-core parity tests, plain and with the fused epilogues (ignored
@@ -29,7 +29,7 @@ export BATCHSCOPE_AUTOTUNE_CACHE=$R/autotune.json
 t tune; timeout 60 $B tune --batch-sizes 1,32,512,4096,65536 --out $R/tune 2>&1 | tail -30
 t sweep_tuned; timeout 45 $B sweep --max-batch 65536 --set data.n_train=65536 --set 'gpu.autotune="cached"' --out $R/sweep_tuned 2>&1 | tail -24
 t profile_tuned; timeout 40 $B profile --set 'gpu.autotune="cached"' --batch 1 --batch 32 --batch 4096 --out $R/profile_tuned 2>&1 | tail -40
-t unpaired_profile; timeout 30 env BATCHSCOPE_UPDATE_PAIRS=0 $B profile --batch 1 --batch 32 --out $R/profile_unpaired 2>&1 | tail -30
+t unfused_update_profile; timeout 30 env BATCHSCOPE_FUSED_UPDATE=0 $B profile --batch 1 --batch 32 --out $R/profile_unfused_update 2>&1 | tail -30
 t wide_sweep; timeout 45 $B sweep --set 'model.hidden=[4096, 4096]' --min-batch 256 --max-batch 16384 --set data.n_train=16384 --out $R/sweep_wide 2>&1 | tail -16
 t wide_profile; timeout 40 $B profile --set 'model.hidden=[4096, 4096]' --batch 1024 --batch 2048 --batch 4096 --out $R/profile_wide 2>&1 | tail -60
 t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20; timeout 40 /tmp/tests/f16_epilogue --ignored --nocapture 2>&1 | tail -12)

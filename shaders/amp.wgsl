@@ -86,8 +86,7 @@ fn amp_unscale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 fn amp_sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i < p.n && s_r[1] == 0.0) {
-        let w = param[i];
-        param[i] = w - p.lr * (grad[i] + p.wd * w);
+        param[i] = sgd_value(param[i], grad[i], p.lr, p.wd);
     }
 }
 
@@ -97,9 +96,9 @@ fn amp_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let i = lin(gid, nwg);
     if (i < p.n && s_r[1] == 0.0) {
         let w = mparam[i];
-        let v = p.mu * vel[i] + (grad[i] + p.wd * w);
+        let v = momentum_velocity(vel[i], grad[i], w, p.mu, p.wd);
         vel[i] = v;
-        mparam[i] = w - p.lr * v;
+        mparam[i] = momentum_param(w, v, p.lr);
     }
 }
 

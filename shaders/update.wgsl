@@ -1,5 +1,6 @@
 // Optimizer updates (sgd_update, momentum_update; sgd_update2, momentum_update2 for two tensors
-// per dispatch). Weight decay is L2: the gradient used is g + wd * p.
+// per dispatch). The per-element math (sgd_value, momentum_velocity, momentum_param) is
+// shaders/include/update_rule.wgsl, added to this source by src/backend/gpu/kernels.rs.
 
 struct Opt {
     n: u32,
@@ -21,8 +22,7 @@ struct Opt {
 fn sgd_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
     if (i < p.n) {
-        let w = param[i];
-        param[i] = w - p.lr * (grad[i] + p.wd * w);
+        param[i] = sgd_value(param[i], grad[i], p.lr, p.wd);
     }
 }
 
@@ -32,9 +32,9 @@ fn momentum_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let i = lin(gid, nwg);
     if (i < p.n) {
         let w = mparam[i];
-        let v = p.mu * vel[i] + (grad[i] + p.wd * w);
+        let v = momentum_velocity(vel[i], grad[i], w, p.mu, p.wd);
         vel[i] = v;
-        mparam[i] = w - p.lr * v;
+        mparam[i] = momentum_param(w, v, p.lr);
     }
 }
 
@@ -86,16 +86,6 @@ fn pair_at(t: u32, wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
     return vec2(1u, (g - p2.groups_a) * WG_1D + t);
 }
 
-// p - lr (g + wd p)
-fn sgd_value(w: f32, g: f32) -> f32 {
-    return w - p2.lr * (g + p2.wd * w);
-}
-
-// mu v + (g + wd p)
-fn momentum_velocity(v: f32, g: f32, w: f32) -> f32 {
-    return p2.mu * v + (g + p2.wd * w);
-}
-
 @compute @workgroup_size(WG_1D)
 fn sgd_update2(
     @builtin(local_invocation_index) t: u32,
@@ -108,9 +98,9 @@ fn sgd_update2(
     let at = pair_at(t, wid, nwg);
     let i = at.y;
     if (at.x == 0u) {
-        if (i < p2.n_a) { s_param_a[i] = sgd_value(s_param_a[i], s_grad_a[i]); }
+        if (i < p2.n_a) { s_param_a[i] = sgd_value(s_param_a[i], s_grad_a[i], p2.lr, p2.wd); }
     } else if (i < p2.n_b) {
-        s_param_b[i] = sgd_value(s_param_b[i], s_grad_b[i]);
+        s_param_b[i] = sgd_value(s_param_b[i], s_grad_b[i], p2.lr, p2.wd);
     }
 }
 
@@ -128,14 +118,14 @@ fn momentum_update2(
     if (at.x == 0u) {
         if (i < p2.n_a) {
             let w = m_param_a[i];
-            let v = momentum_velocity(m_vel_a[i], m_grad_a[i], w);
+            let v = momentum_velocity(m_vel_a[i], m_grad_a[i], w, p2.mu, p2.wd);
             m_vel_a[i] = v;
-            m_param_a[i] = w - p2.lr * v;
+            m_param_a[i] = momentum_param(w, v, p2.lr);
         }
     } else if (i < p2.n_b) {
         let w = m_param_b[i];
-        let v = momentum_velocity(m_vel_b[i], m_grad_b[i], w);
+        let v = momentum_velocity(m_vel_b[i], m_grad_b[i], w, p2.mu, p2.wd);
         m_vel_b[i] = v;
-        m_param_b[i] = w - p2.lr * v;
+        m_param_b[i] = momentum_param(w, v, p2.lr);
     }
 }

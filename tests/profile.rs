@@ -27,28 +27,28 @@ fn group<'a>(p: &'a BatchProfile, name: &str) -> &'a batchscope::profile::GroupS
 }
 
 /// The groups of one momentum step of a 3-layer MLP, in recording order: bias and φ are fused
-/// into the forward products, the bias gradient into the wgrad products, `⊙ φ'(z)` into the
-/// dgrad products (ops as the model records them; a backend may run one as two dispatches).
-const GROUPS: [&str; 8] = [
+/// into the forward products, `⊙ φ'(z)` into the dgrad products, and the bias gradient and the
+/// optimizer step into the wgrad products (a layer's dgrad reads its weight before its wgrad
+/// op updates it; ops as the model records them: a backend may run one as several dispatches).
+const GROUPS: [&str; 9] = [
     "fwd L0 (matmul+bias+relu)",
     "fwd L1 (matmul+bias+relu)",
     "fwd L2 (matmul+bias)",
     "xent+dlogits+sums",
-    "wgrad L2 (matmul+bias grad)",
     "dgrad L2 (matmul+relu')",
-    "wgrad L1 (matmul+bias grad)",
+    "wgrad L2 (matmul+bias grad+momentum)",
     "dgrad L1 (matmul+relu')",
+    "wgrad L1 (matmul+bias grad+momentum)",
+    "wgrad L0 (matmul+bias grad+momentum)",
 ];
 
 fn check_names(p: &BatchProfile) {
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
-    let mut expected: Vec<&str> = GROUPS.to_vec();
-    expected.extend(["wgrad L0 (matmul+bias grad)", "momentum update"]);
-    assert_eq!(names, expected, "every op of the step named, in order");
+    assert_eq!(names, GROUPS.to_vec(), "every op of the step named, in order");
     assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
-    // 3 forward (matmul + bias (+ φ)) + xent with the loss and correct sums + 5 backward (3
-    // wgrad + bias grad, 2 dgrad + φ') + the update of all 6 tensors (one op).
-    assert_eq!(p.ops_per_step, 10.0);
+    // 3 forward (matmul + bias (+ φ)) + xent with the loss and correct sums + 2 dgrad + φ' + 3
+    // wgrad + bias grad + the layer's momentum step.
+    assert_eq!(p.ops_per_step, 9.0);
 }
 
 fn check_sum(p: &BatchProfile, tol: f64) {
@@ -71,7 +71,7 @@ fn cpu_profile_adds_up_and_names_every_op() {
     assert_eq!(p.timing, TimingMethod::HostTimers);
     check_sum(&p, 0.10);
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
-    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(names.len(), 9, "{names:?}");
     assert!(names.iter().all(|n| *n != "other"));
     assert!(p.groups.iter().all(|g| g.us_per_step > 0.0));
 }
@@ -98,52 +98,72 @@ fn analytic_counts_equal_hand_computed_values() {
     assert_eq!(g.flops_per_step, 7.0 * b * k + 2.0 * b);
     assert_eq!(g.bytes_per_step, 4.0 * (2.0 * b * k + 3.0 * b) + 2.0 * 4.0 * (b + 1.0));
     // gW1 [24,32] = dz1ᵀ [24,8] · a0 [8,32], and gb1 [24] = Σ_rows dz1 (8·24 adds; dz1 is
-    // the product's operand, gb1 one more write).
-    let g = group(&p, "wgrad L1 (matmul+bias grad)");
-    assert_eq!(g.flops_per_step, 2.0 * h2 * h1 * b + b * h2);
-    assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + b * h1 + h2 * h1 + h2));
+    // the product's operand, gb1 one more write), then momentum on W1 and b1: 6 FLOPs per
+    // parameter, reading and writing the parameter and its velocity (the gradient is not read
+    // back).
+    let g = group(&p, "wgrad L1 (matmul+bias grad+momentum)");
+    let step = |params: f64| (6.0 * params, 4.0 * 4.0 * params);
+    let (flops, bytes) = step(h2 * h1 + h2);
+    assert_eq!(g.flops_per_step, 2.0 * h2 * h1 * b + b * h2 + flops);
+    assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + b * h1 + h2 * h1 + h2) + bytes);
     // dz0 [8,32] = (dz1 [8,24] · W1 [24,32]) ⊙ relu'(z0): one multiply per element more;
     // reads dz1, W1, z0, writes dz0.
     let g = group(&p, "dgrad L1 (matmul+relu')");
     assert_eq!(g.flops_per_step, 2.0 * b * h1 * h2 + b * h1);
     assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + h2 * h1 + 2.0 * b * h1));
     // gW2 [5,24] = dz2ᵀ [5,8] · a1 [8,24], gb2 = Σ_rows dz2: 8·5 adds.
-    let g = group(&p, "wgrad L2 (matmul+bias grad)");
-    assert_eq!(g.flops_per_step, 2.0 * k * h2 * b + b * k);
-    assert_eq!(g.bytes_per_step, 4.0 * (b * k + b * h2 + k * h2 + k));
-    // Momentum over all 16·32+32 + 32·24+24 + 24·5+5 = 1461 parameters: 6 FLOPs, 5 floats each.
+    let g = group(&p, "wgrad L2 (matmul+bias grad+momentum)");
+    let (flops, bytes) = step(k * h2 + k);
+    assert_eq!(g.flops_per_step, 2.0 * k * h2 * b + b * k + flops);
+    assert_eq!(g.bytes_per_step, 4.0 * (b * k + b * h2 + k * h2 + k) + bytes);
+    // The three steps together: momentum over all 16·32+32 + 32·24+24 + 24·5+5 = 1461
+    // parameters, 6 FLOPs each, as the one update op of the unfused step counted them.
     let n = d * h1 + h1 + h1 * h2 + h2 + h2 * k + k;
-    let g = group(&p, "momentum update");
-    assert_eq!((g.calls_per_step, g.flops_per_step, g.bytes_per_step), (1.0, 6.0 * n, 20.0 * n));
+    let wgrad_flops: f64 =
+        p.groups.iter().filter(|g| g.group.starts_with("wgrad")).map(|g| g.flops_per_step).sum();
+    let products = 2.0 * b * (h1 * d + h2 * h1 + k * h2) + b * (h1 + h2 + k);
+    assert_eq!(wgrad_flops - products, 6.0 * n);
 }
 
 /// What a GPU step records, device-independently: dispatches, passes and submits per step of
-/// the 3-layer MLP at small batches (skinny products) and large ones (tiled products). 12 at
-/// B ≤ 32 = 3 forward matmuls with bias (+ φ) fused into their store + xent with the loss and
-/// correct sums in the same dispatch + 3 wgrad with the bias gradient fused into their store +
-/// 2 dgrad with φ' fused into their store + 3 momentum updates (a layer's weight and bias per
-/// dispatch); one pass; one submit. Past B = 32 the bias gradients are 3 col_sum dispatches,
-/// past B = 256 the sums are two dispatches of their own, and where the adapter runs on the CPU
-/// the updates are 6 (see `GpuBackend::set_update_pairs`). (27 before the epilogue fusions, 20
-/// before the fused bias gradients and sums and the paired updates.)
+/// the momentum MLP. With the fused update (the default on a GPU) B ≤ 32 = 3 forward matmuls
+/// with bias (+ φ) fused into their store + xent with the loss and correct sums in the same
+/// dispatch + 2 dgrad with φ' fused into their store + 3 wgrad with the bias gradient and the
+/// layer's momentum step in their store: 9 dispatches, one pass, one submit. Past B = 32 (and
+/// without the fused update) each layer's step is its wgrad product, then the paired update (a
+/// layer's weight and bias per dispatch; one per tensor where the adapter runs on the CPU, see
+/// `GpuBackend::set_update_pairs`); past B = 32 the bias gradients are 3 col_sum dispatches,
+/// past B = 256 the sums two dispatches of their own. (27 before the epilogue fusions, 20 before
+/// the fused bias gradients and sums and the paired updates, 12 before the fused update.)
 #[test]
 fn gpu_step_dispatches_passes_and_submits() {
     let b = common::gpu();
-    for pairs in [true, false] {
+    for (fused, pairs) in [(true, true), (true, false), (false, true), (false, false)] {
+        b.set_fused_update(fused);
         b.set_update_pairs(pairs);
-        let updates = if pairs { 3.0 } else { 6.0 };
-        for batch in [4usize, 32, 33, 256, 257] {
+        for batch in [1usize, 4, 32, 33, 256, 257] {
+            let updates = match (fused && batch <= 32, pairs) {
+                (true, _) => 0.0,
+                (false, true) => 3.0,
+                (false, false) => 6.0,
+            };
             // The bias gradients in the wgrad products' store up to B = 32, 3 col_sum past it.
             let col_sums = if batch <= 32 { 0.0 } else { 3.0 };
             // The sums in the loss's dispatch up to B = 256, two passes of their own past it.
             let sums = if batch <= 256 { 0.0 } else { 2.0 };
             let p = profile_batch(&b, &config(&[]), batch).expect("profile");
             let want = 9.0 + col_sums + sums + updates;
-            assert_eq!(p.dispatches_per_step, want, "B = {batch}, pairs {pairs}");
-            assert_eq!(p.passes_per_step, 1.0, "B = {batch}");
-            assert_eq!(p.submits_per_step, 1.0, "B = {batch}");
+            let case = format!("B = {batch}, fused update {fused}, pairs {pairs}");
+            assert_eq!(p.dispatches_per_step, want, "{case}");
+            assert_eq!(p.passes_per_step, 1.0, "{case}");
+            assert_eq!(p.submits_per_step, 1.0, "{case}");
         }
     }
+    // Plain SGD fuses too.
+    b.set_fused_update(true);
+    let p = profile_batch(&b, &config(&["train.optimizer=\"sgd\""]), 8).expect("profile");
+    assert_eq!(p.dispatches_per_step, 9.0);
+    assert!(p.groups.iter().any(|g| g.group == "wgrad L1 (matmul+bias grad+sgd)"), "{:#?}", p.groups);
 }
 
 /// The same for the f16 step (lavapipe: the packed kernel, which fuses). 21 at B ≤ 32 = 1

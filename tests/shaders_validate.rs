@@ -77,6 +77,8 @@ const NOT_1D: &[&str] = &[
     "matmul_coop_nt",
     "matmul_coop_tn",
     "matmul_coop_tt",
+    "wgrad_update_sgd",
+    "wgrad_update_momentum",
 ];
 
 #[test]

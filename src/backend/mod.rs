@@ -19,6 +19,7 @@ pub mod global_norm;
 pub mod gpu;
 pub mod half;
 pub mod half_epilogue;
+pub mod layer_step;
 pub mod rng;
 pub mod scope;
 pub mod step_sums;
@@ -28,6 +29,7 @@ pub mod update;
 pub use epilogue::Epilogue;
 pub use error::BackendError;
 pub use global_norm::GlobalNorm;
+pub use layer_step::{LayerStep, ParamState};
 pub use scope::Scope;
 pub use step_sums::StepSums;
 pub use update::{ParamUpdate, UpdateRule};
@@ -382,6 +384,24 @@ pub trait Backend {
         tensors: &mut [ParamUpdate<'_, Self::Buf>],
     ) -> Result<()> {
         update::per_tensor(self, rule, tensors)
+    }
+    /// A dense layer's backward-and-update: `gW [m, n] = dzᵀ · x` (`g` with `trans_a`; `dz`
+    /// stored `[k, m]`, `x: [k, n]`), `gb [m] = Σ_rows dz`, then `step` of the layer's weight
+    /// with `gW` and of its bias with `gb`. Both gradients are written. The default is
+    /// [`layer_step::unfused`] ([`Backend::matmul_epilogue`] with the bias gradient, then
+    /// [`Backend::update_params`]); the GPU does all of it in one dispatch at small k, with the
+    /// same bits.
+    #[allow(clippy::too_many_arguments)]
+    fn wgrad_update(
+        &self,
+        g: &Gemm,
+        dz: &Self::Buf,
+        x: &Self::Buf,
+        gw: &mut Self::Buf,
+        gb: &mut Self::Buf,
+        step: LayerStep<'_, Self::Buf>,
+    ) -> Result<()> {
+        layer_step::unfused(self, g, dz, x, gw, gb, step)
     }
 
     // ---- clipping -----------------------------------------------------------------------

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::init::{init_std, normal_vec, rng};
 use super::params::ParamSet;
-use crate::backend::{Activation, Backend, BackendError, Epilogue, Gemm, Result, Scope, StepSums};
+use crate::backend::{
+    Activation, Backend, BackendError, Epilogue, Gemm, LayerStep, ParamState, Result, Scope, StepSums,
+    UpdateRule,
+};
 
 /// The surrogate loss minimised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,36 +267,104 @@ impl Mlp {
         ws: &mut Workspace<B>,
         grads: &mut ParamSet<B>,
     ) -> Result<()> {
-        let rows = ws.rows;
         for l in (0..self.layers()).rev() {
-            let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
-            let input = if l == 0 { x } else { &ws.a[l - 1] };
             b.scope(Scope::Backward(l));
             // gW [out, in] = dzᵀ ([rows, out] stored) · input [rows, in], and gb [out] = Σ_rows dz
             // in the product's store where the backend fuses it
-            let g = Gemm::nn(fan_out, fan_in, rows).trans(true, false);
+            let g = self.wgrad_gemm(l, ws.rows);
+            let input = if l == 0 { x } else { &ws.a[l - 1] };
             let (gw, gb) = weight_and_bias(&mut grads.tensors, l);
             let epi = Epilogue::BiasGrad { s: &ws.dz[l], bias_grad: gb };
             b.matmul_epilogue(&g, &ws.dz[l], input, gw, epi)?;
             if l > 0 {
-                // da [rows, in] = dz [rows, out] · W [out, in]
-                let g = Gemm::nn(rows, fan_in, fan_out);
-                let act = self.spec.activation;
-                let (dz, dz_prev) = split_pair(&mut ws.dz, l);
-                if ws.keep_da {
-                    b.matmul(&g, dz, &p.tensors[2 * l], &mut ws.da[l - 1])?;
-                    // dz_{l-1} = da ⊙ φ'(z_{l-1})
-                    b.scope(Scope::Backward(l - 1));
-                    b.act_backward(act, rows * fan_in, &ws.z[l - 1], &ws.da[l - 1], dz_prev)?;
-                } else {
-                    // dz_{l-1} = (dz · W) ⊙ φ'(z_{l-1}) in one fused product
-                    let epi = Epilogue::ActGrad { act, z: &ws.z[l - 1], scratch: &mut ws.da[l - 1] };
-                    b.matmul_epilogue(&g, dz, &p.tensors[2 * l], dz_prev, epi)?;
-                }
+                self.dgrad(b, p, l, ws)?;
             }
         }
         b.scope(Scope::None);
         Ok(())
+    }
+
+    /// [`Mlp::backward`] with the optimizer step of each layer recorded right after its gradient
+    /// ([`Backend::wgrad_update`]: one dispatch per layer on the GPU at small batches). A layer's
+    /// dgrad reads its weights, so it runs before their update. `grads` are written as by
+    /// [`Mlp::backward`], and `p` and `velocity` end as after it and [`Backend::update_params`]
+    /// with `rule`, bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_update<B: Backend>(
+        &self,
+        b: &B,
+        p: &mut ParamSet<B>,
+        x: &B::Buf,
+        ws: &mut Workspace<B>,
+        grads: &mut ParamSet<B>,
+        rule: UpdateRule,
+        mut velocity: Option<&mut ParamSet<B>>,
+    ) -> Result<()> {
+        let want = 2 * self.layers();
+        let counts =
+            [p.tensors.len(), grads.tensors.len(), velocity.as_ref().map_or(want, |v| v.tensors.len())];
+        if counts.iter().any(|&c| c != want) {
+            return Err(BackendError::Invalid {
+                op: "Mlp::backward_update",
+                message: format!(
+                    "{want} tensors expected; parameters, gradients, velocities: {counts:?}"
+                ),
+            });
+        }
+        for l in (0..self.layers()).rev() {
+            b.scope(Scope::Backward(l));
+            if l > 0 {
+                self.dgrad(b, p, l, ws)?;
+            }
+            let g = self.wgrad_gemm(l, ws.rows);
+            let input = if l == 0 { x } else { &ws.a[l - 1] };
+            let (gw, gb) = weight_and_bias(&mut grads.tensors, l);
+            let (w, bias) = weight_and_bias(&mut p.tensors, l);
+            let (vw, vb) = match velocity.as_deref_mut() {
+                Some(v) => {
+                    let (vw, vb) = weight_and_bias(&mut v.tensors, l);
+                    (Some(vw), Some(vb))
+                }
+                None => (None, None),
+            };
+            let step = LayerStep {
+                rule,
+                weight: ParamState { param: w, velocity: vw },
+                bias: ParamState { param: bias, velocity: vb },
+            };
+            b.wgrad_update(&g, &ws.dz[l], input, gw, gb, step)?;
+        }
+        b.scope(Scope::None);
+        Ok(())
+    }
+
+    /// Layer `l`'s weight-gradient product for `rows` examples: `gW [out, in] = dzᵀ · input`.
+    fn wgrad_gemm(&self, l: usize, rows: usize) -> Gemm {
+        let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
+        Gemm::nn(fan_out, fan_in, rows).trans(true, false)
+    }
+
+    /// `dz_{l-1} = (dz_l · W_l) ⊙ φ'(z_{l-1})` for `l ≥ 1`: one fused product, or with
+    /// `ws.keep_da` the product into `da_{l-1}` and then `⊙ φ'`.
+    fn dgrad<B: Backend>(&self, b: &B, p: &ParamSet<B>, l: usize, ws: &mut Workspace<B>) -> Result<()> {
+        let rows = ws.rows;
+        let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
+        // da [rows, in] = dz [rows, out] · W [out, in]
+        let g = Gemm::nn(rows, fan_in, fan_out);
+        let act = self.spec.activation;
+        let (dz, dz_prev) = split_pair(&mut ws.dz, l);
+        if ws.keep_da {
+            b.matmul(&g, dz, &p.tensors[2 * l], &mut ws.da[l - 1])?;
+            // dz_{l-1} = da ⊙ φ'(z_{l-1})
+            b.scope(Scope::Backward(l - 1));
+            b.act_backward(act, rows * fan_in, &ws.z[l - 1], &ws.da[l - 1], dz_prev)?;
+            b.scope(Scope::Backward(l));
+            Ok(())
+        } else {
+            // dz_{l-1} = (dz · W) ⊙ φ'(z_{l-1}) in one fused product
+            let epi = Epilogue::ActGrad { act, z: &ws.z[l - 1], scratch: &mut ws.da[l - 1] };
+            b.matmul_epilogue(&g, dz, &p.tensors[2 * l], dz_prev, epi)
+        }
     }
 
     /// Forward, loss and backward of one minibatch (all recorded; nothing is read back).
@@ -324,6 +395,26 @@ impl Mlp {
         self.forward(b, p, x, ws)?;
         self.loss_into(b, targets, ws, sums)?;
         self.backward(b, p, x, ws, grads)
+    }
+
+    /// [`Mlp::loss_and_grad_into`] with the update fused into the backward pass
+    /// ([`Mlp::backward_update`]): the training step's forward, loss, backward and update.
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_step_into<B: Backend>(
+        &self,
+        b: &B,
+        p: &mut ParamSet<B>,
+        x: &B::Buf,
+        targets: &Targets<'_, B>,
+        ws: &mut Workspace<B>,
+        grads: &mut ParamSet<B>,
+        sums: Option<&mut StepSums<'_, B::Buf>>,
+        rule: UpdateRule,
+        velocity: Option<&mut ParamSet<B>>,
+    ) -> Result<()> {
+        self.forward(b, p, x, ws)?;
+        self.loss_into(b, targets, ws, sums)?;
+        self.backward_update(b, p, x, ws, grads, rule, velocity)
     }
 }
 

@@ -25,6 +25,18 @@ pub enum Fusion {
     /// The weight gradient's product with the bias gradient (the column sums of its `[k, m]`
     /// operand dz) in its store.
     BiasGrad,
+    /// [`Fusion::BiasGrad`], then the optimizer step of the layer's weight and bias with the
+    /// two gradients ([`crate::backend::Backend::wgrad_update`]): heavy-ball momentum or SGD.
+    BiasGradStep {
+        momentum: bool,
+    },
+}
+
+impl Fusion {
+    /// Whether the fused op computes the bias gradient.
+    fn bias_grad(self) -> bool {
+        matches!(self, Fusion::BiasGrad | Fusion::BiasGradStep { .. })
+    }
 }
 
 /// One Backend op with the shapes that fix its cost.
@@ -141,11 +153,17 @@ impl Op {
                 let per = match fusion {
                     Fusion::Bias | Fusion::ActGrad(_) => 1,
                     Fusion::BiasAct(_) => 2,
-                    Fusion::BiasGrad => 0,
+                    Fusion::BiasGrad | Fusion::BiasGradStep { .. } => 0,
                 };
                 // The bias gradient: Σ over the k rows of each of the m columns.
-                let bias_grad = if fusion == Fusion::BiasGrad { g.k * g.m } else { 0 };
-                Op::Matmul(g).flops() + f(g.m * g.n * per + bias_grad)
+                let bias_grad = if fusion.bias_grad() { g.k * g.m } else { 0 };
+                // The step of the m·n weights and m biases (Op::Momentum / Op::Sgd per element).
+                let step = match fusion {
+                    Fusion::BiasGradStep { momentum: true } => 6 * (g.m * g.n + g.m),
+                    Fusion::BiasGradStep { momentum: false } => 4 * (g.m * g.n + g.m),
+                    _ => 0,
+                };
+                Op::Matmul(g).flops() + f(g.m * g.n * per + bias_grad + step)
             }
             Op::AddBias { rows, cols } => f(rows * cols),
             // Σ over rows, α·s, and + β·out when accumulating.
@@ -202,6 +220,11 @@ impl Op {
                     // f16 step reads dz's f32 copy too, and past k = 32 a separate col_sum
                     // reads it again: this is the fused f32 step's compulsory traffic).
                     Fusion::BiasGrad => g.m,
+                    // gb written, then the parameters (and velocities) read and written; the
+                    // gradients are not read back (the unfused fallback past k = 32 reads them).
+                    Fusion::BiasGradStep { momentum } => {
+                        g.m + (2 + 2 * momentum as usize) * (g.m * g.n + g.m)
+                    }
                 };
                 Op::Matmul(g).bytes() + b(extra)
             }
@@ -260,9 +283,11 @@ impl Op {
                     Fusion::BiasAct(act) => format!("matmul+bias+{}", act.name()),
                     Fusion::ActGrad(act) => format!("matmul+{}'", act.name()),
                     Fusion::BiasGrad => "matmul+bias grad".to_string(),
+                    Fusion::BiasGradStep { momentum: true } => "matmul+bias grad+momentum".to_string(),
+                    Fusion::BiasGradStep { momentum: false } => "matmul+bias grad+sgd".to_string(),
                 };
                 match scope {
-                    Scope::Backward(l) if fusion == Fusion::BiasGrad => format!("wgrad L{l} ({what})"),
+                    Scope::Backward(l) if fusion.bias_grad() => format!("wgrad L{l} ({what})"),
                     Scope::Forward(l) => format!("fwd L{l} ({what})"),
                     Scope::Backward(l) => format!("dgrad L{l} ({what})"),
                     Scope::None => what,
@@ -344,5 +369,24 @@ mod tests {
         assert_eq!(Op::Sums { n: 3, terms: 2 }.group(Scope::None), "reduce");
         assert_eq!(Op::Sums { n: 3, terms: 2 }.bytes(), 2.0 * one.bytes());
         assert_eq!(Op::Sums { n: 3, terms: 2 }.flops(), 2.0 * one.flops());
+    }
+
+    #[test]
+    fn fused_step_costs_the_product_and_the_update_without_the_gradient_reread() {
+        // gW [8, 4] = dzᵀ · x over k = 2 rows, gb [8], then the step of 32 + 8 parameters.
+        let g = Gemm::nn(8, 4, 2).trans(true, false);
+        let product = Op::MatmulFused(g, Fusion::BiasGrad);
+        let params = 8 * 4 + 8;
+        for (momentum, update) in [(true, Op::Momentum { n: params }), (false, Op::Sgd { n: params })] {
+            let fused = Op::MatmulFused(g, Fusion::BiasGradStep { momentum });
+            assert_eq!(fused.flops(), product.flops() + update.flops());
+            // The update alone reads the gradients back: 4 bytes per parameter the fused op
+            // does not move.
+            assert_eq!(fused.bytes(), product.bytes() + update.bytes() - 4.0 * params as f64);
+        }
+        let name =
+            |momentum| Op::MatmulFused(g, Fusion::BiasGradStep { momentum }).group(Scope::Backward(2));
+        assert_eq!(name(true), "wgrad L2 (matmul+bias grad+momentum)");
+        assert_eq!(name(false), "wgrad L2 (matmul+bias grad+sgd)");
     }
 }

@@ -48,6 +48,14 @@ pub struct Clip {
     pub value: f32,
 }
 
+impl Clip {
+    /// Whether [`clip_grads`] leaves the gradients as they are (neither bound is positive).
+    pub fn is_off(&self) -> bool {
+        self.norm.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+            && self.value.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+    }
+}
+
 /// Clip `grads` in place: by global norm from the per-tensor squared norms in
 /// `stats[sq0 .. sq0 + tensors]` (a clipped step adds one to `stats[count_slot]`), then by value.
 pub fn clip_grads<B: Backend>(
@@ -115,14 +123,10 @@ pub fn update_list<'a, B: Backend>(
             ),
         });
     }
-    let (rule, mut velocities) = match (opt, velocity) {
-        (Optimizer::Momentum { mu, weight_decay }, Some(v)) => (
-            UpdateRule::Momentum(MomentumStep { lr, mu: *mu, weight_decay: *weight_decay }),
-            v.tensors.iter_mut().map(Some).collect::<Vec<_>>(),
-        ),
-        (Optimizer::Sgd { weight_decay }, _) | (Optimizer::Momentum { weight_decay, .. }, None) => {
-            (UpdateRule::Sgd { lr, weight_decay: *weight_decay }, Vec::new())
-        }
+    let rule = rule_of(opt, velocity.is_some(), lr);
+    let mut velocities = match (&rule, velocity) {
+        (UpdateRule::Momentum(_), Some(v)) => v.tensors.iter_mut().map(Some).collect::<Vec<_>>(),
+        _ => Vec::new(),
     };
     velocities.resize_with(params.tensors.len(), || None);
     let lens: Vec<usize> = (0..params.tensors.len()).map(|i| params.numel_of(i)).collect();
@@ -135,6 +139,19 @@ pub fn update_list<'a, B: Backend>(
         .map(|(((param, grad), velocity), n)| ParamUpdate { n, grad, velocity, param })
         .collect();
     Ok((rule, tensors))
+}
+
+/// The rule of a step with `opt` at learning rate `lr`: momentum needs a velocity (without one,
+/// [`apply_update`] falls back to plain SGD).
+pub fn rule_of(opt: &Optimizer, has_velocity: bool, lr: f32) -> UpdateRule {
+    match *opt {
+        Optimizer::Momentum { mu, weight_decay } if has_velocity => {
+            UpdateRule::Momentum(MomentumStep { lr, mu, weight_decay })
+        }
+        Optimizer::Sgd { weight_decay } | Optimizer::Momentum { weight_decay, .. } => {
+            UpdateRule::Sgd { lr, weight_decay }
+        }
+    }
 }
 
 /// The learning rate of epoch `epoch` under `t.lr_schedule`.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::amp::{self, MixedState};
-use super::optimizer::{apply_update, clip_grads};
+use super::optimizer::{apply_update, clip_grads, rule_of};
 pub use super::optimizer::{Clip, Optimizer};
 use crate::backend::{Backend, Result, StepSums};
 use crate::model::{Mlp, ParamSet, RopWorkspace, Targets, Workspace};
@@ -90,6 +90,10 @@ pub struct TrainState<B: Backend> {
     pub guard_slot: Option<usize>,
     /// `model.precision = "f16"`: the f16 buffers and the loss scaler (`None`: f32).
     pub mixed: Option<MixedState<B>>,
+    /// Record the update inside the backward pass where the step allows it (f32, no clipping,
+    /// not monitored: [`Mlp::train_step_into`]); the same bits as backward then update. On by
+    /// default; off records them apart (tests compare the two).
+    pub fuse_update: bool,
 }
 
 /// The metrics read back with the divergence guard's ring (loss sum of each recent step).
@@ -120,6 +124,7 @@ impl<B: Backend> TrainState<B> {
             ring: 0,
             guard_slot: None,
             mixed: None,
+            fuse_update: true,
         })
     }
 
@@ -146,9 +151,47 @@ impl<B: Backend> TrainState<B> {
     ) -> Result<()> {
         // The gradient norm costs a pass over every parameter: only when it is read or clipped.
         let norm = self.measure_grad_norm || clip.norm > 0.0;
+        if self.fuses_update(clip) {
+            return self.record_fused_step(b, x, targets, opt, lr, norm);
+        }
         self.record_gradient(b, x, targets, norm)?;
         self.clip(b, clip)?;
         self.apply_update(b, opt, lr)
+    }
+
+    /// Whether [`TrainState::record_step`] fuses the update into the backward pass: f32, and no
+    /// clipping (which needs every gradient before any update).
+    pub fn fuses_update(&self, clip: &Clip) -> bool {
+        self.fuse_update && self.mixed.is_none() && clip.is_off()
+    }
+
+    /// Forward, loss with the minibatch sums, backward with each layer's update right after its
+    /// gradient ([`Mlp::train_step_into`]), then when `norm` the per-tensor ‖g‖² of the
+    /// gradients (still written) into the metrics buffer.
+    fn record_fused_step(
+        &mut self,
+        b: &B,
+        x: &B::Buf,
+        targets: &Targets<'_, B>,
+        opt: &Optimizer,
+        lr: f32,
+        norm: bool,
+    ) -> Result<()> {
+        let mut loss_slots = vec![slot::LOSS_SUM];
+        loss_slots.extend(self.guard_slot);
+        let mut sums = StepSums {
+            out: &mut self.metrics,
+            loss_slots: &loss_slots,
+            correct_slot: slot::CORRECT_SUM,
+        };
+        let rule = rule_of(opt, self.velocity.is_some(), lr);
+        let (ws, grads, velocity) = (&mut self.ws, &mut self.grads, self.velocity.as_mut());
+        let p = &mut self.params;
+        self.model.train_step_into(b, p, x, targets, ws, grads, Some(&mut sums), rule, velocity)?;
+        if norm {
+            self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
+        }
+        Ok(())
     }
 
     /// Forward, per-example losses with the minibatch sums (loss, correct: one op where the

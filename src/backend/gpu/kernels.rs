@@ -53,10 +53,11 @@ pub enum Shader {
     MatmulF16,
     Amp,
     MatmulCoop,
+    WgradUpdate,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 13] = [
+    pub const ALL: [Shader; 14] = [
         Shader::Matmul,
         Shader::Elementwise,
         Shader::Act,
@@ -70,6 +71,7 @@ impl Shader {
         Shader::MatmulF16,
         Shader::Amp,
         Shader::MatmulCoop,
+        Shader::WgradUpdate,
     ];
 
     /// The family name: `matmul`, `elementwise`, `act`, ...
@@ -89,6 +91,7 @@ impl Shader {
             Shader::MatmulF16 => "matmul_f16",
             Shader::Amp => "amp",
             Shader::MatmulCoop => "matmul_coop",
+            Shader::WgradUpdate => "wgrad_update",
         }
     }
 
@@ -114,23 +117,27 @@ impl Shader {
             Shader::MatmulF16 => include_str!("../../../shaders/matmul_f16.wgsl"),
             Shader::Amp => include_str!("../../../shaders/amp.wgsl"),
             Shader::MatmulCoop => include_str!("../../../shaders/matmul_coop.wgsl"),
+            Shader::WgradUpdate => include_str!("../../../shaders/wgrad_update.wgsl"),
         }
     }
 
     /// The files under `shaders/include/` this shader uses (WGSL has no `#include`): the fused
     /// epilogue shared by the f32 products and the one shared by the f16 products, each with
-    /// the activations φ, φ' of act.wgsl and the bias-gradient column sum, and the f32 → f16
-    /// rounding of every f16 store.
+    /// the activations φ, φ' of act.wgsl and the bias-gradient column sum, the f32 → f16
+    /// rounding of every f16 store, and the optimizer's per-element update.
     pub fn includes(self) -> &'static [&'static str] {
         const ACTIVATION: &str = include_str!("../../../shaders/include/activation.wgsl");
         const EPILOGUE: &str = include_str!("../../../shaders/include/epilogue.wgsl");
         const EPILOGUE_F16: &str = include_str!("../../../shaders/include/epilogue_f16.wgsl");
         const F16_BITS: &str = include_str!("../../../shaders/include/f16_bits.wgsl");
         const COL_SUM_OF: &str = include_str!("../../../shaders/include/col_sum_of.wgsl");
+        const UPDATE_RULE: &str = include_str!("../../../shaders/include/update_rule.wgsl");
         match self {
             Shader::Matmul | Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE, COL_SUM_OF],
             Shader::MatmulF16 | Shader::MatmulCoop => &[ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF],
-            Shader::Amp => &[F16_BITS],
+            Shader::Amp => &[F16_BITS, UPDATE_RULE],
+            Shader::Update => &[UPDATE_RULE],
+            Shader::WgradUpdate => &[COL_SUM_OF, UPDATE_RULE],
             _ => &[],
         }
     }
@@ -230,6 +237,10 @@ kernel!(MOMENTUM_UPDATE, Update, "momentum_update", [R, W, W]);
 // two tensors per dispatch, optionally guarded by the loss scaler: (state, then the tensors')
 kernel!(SGD_UPDATE2, Update, "sgd_update2", [R, R, W, R, W]);
 kernel!(MOMENTUM_UPDATE2, Update, "momentum_update2", [R, R, W, W, R, W, W]);
+// wgrad_update.wgsl: a layer's gW, gb and optimizer step in one pass (dz, x, gW, gb, W, vW, b, vb;
+// placeholders for the velocities under SGD)
+kernel!(WGRAD_UPDATE_SGD, WgradUpdate, "wgrad_update_sgd", [R, R, W, W, W, W, W, W]);
+kernel!(WGRAD_UPDATE_MOMENTUM, WgradUpdate, "wgrad_update_momentum", [R, R, W, W, W, W, W, W]);
 // clip.wgsl
 kernel!(CLIP_BY_GLOBAL_NORM, Clip, "clip_by_global_norm", [W, W]);
 kernel!(CLIP_BY_VALUE, Clip, "clip_by_value", [W]);
@@ -311,6 +322,8 @@ pub const ALL_KERNELS: &[Kernel] = &[
     MOMENTUM_UPDATE,
     SGD_UPDATE2,
     MOMENTUM_UPDATE2,
+    WGRAD_UPDATE_SGD,
+    WGRAD_UPDATE_MOMENTUM,
     GATHER_ROWS,
     GATHER_IDX,
     GATHER_ROWS_WINDOW,

@@ -30,6 +30,7 @@ pub mod tile;
 mod timed;
 pub mod timestamps;
 pub mod update;
+pub mod wgrad_update;
 pub mod xent;
 
 use std::cell::{Cell, RefCell};
@@ -43,7 +44,7 @@ pub use matmul::MatmulVariant;
 use crate::backend::half::HalfBuf;
 use crate::backend::{
     check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Epilogue, Gemm, GenSpec,
-    GlobalNorm, MomentumStep, ParamUpdate, Result, StepSums, UpdateRule,
+    GlobalNorm, LayerStep, MomentumStep, ParamUpdate, Result, StepSums, UpdateRule,
 };
 
 /// A GPU buffer of `f32`.
@@ -60,6 +61,8 @@ pub struct GpuBackend {
     tuner: RefCell<autotune::Autotuner>,
     /// Two tensors per update dispatch (see [`GpuBackend::set_update_pairs`]).
     update_pairs: Cell<bool>,
+    /// A layer's weight gradient and step in one dispatch (see [`GpuBackend::set_fused_update`]).
+    fused_update: Cell<bool>,
 }
 
 impl Backend for GpuBackend {
@@ -377,6 +380,18 @@ impl Backend for GpuBackend {
     fn update_params(&self, rule: &UpdateRule, tensors: &mut [ParamUpdate<'_, GpuBuf>]) -> Result<()> {
         let pairs = self.update_pairs.get();
         update::update_params(&self.dev, rule, tensors, pairs, update::Guard::Always)
+    }
+
+    fn wgrad_update(
+        &self,
+        g: &Gemm,
+        dz: &GpuBuf,
+        x: &GpuBuf,
+        gw: &mut GpuBuf,
+        gb: &mut GpuBuf,
+        step: LayerStep<'_, GpuBuf>,
+    ) -> Result<()> {
+        self.wgrad_step(g, dz, x, gw, gb, step)
     }
 
     fn gather_rows(

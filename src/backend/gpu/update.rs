@@ -204,11 +204,17 @@ impl GpuBackend {
 /// in the environment decides (A/B timing on a device), else pairs everywhere but on an adapter
 /// that runs on the CPU (see [`GpuBackend::set_update_pairs`]).
 pub(super) fn pairs_default(adapter: &AdapterSummary) -> bool {
-    match std::env::var("BATCHSCOPE_UPDATE_PAIRS").as_deref() {
+    on_unless_cpu("BATCHSCOPE_UPDATE_PAIRS", adapter)
+}
+
+/// A kernel choice that pays on a GPU but not on a CPU adapter (lavapipe): `var=1` or `0` in the
+/// environment decides, else on everywhere but on an adapter that runs on the CPU.
+pub(super) fn on_unless_cpu(var: &str, adapter: &AdapterSummary) -> bool {
+    match std::env::var(var).as_deref() {
         Ok("1") => true,
         Ok("0") => false,
         Ok(other) => {
-            log::warn!("BATCHSCOPE_UPDATE_PAIRS={other:?} is neither 0 nor 1: ignored");
+            log::warn!("{var}={other:?} is neither 0 nor 1: ignored");
             !adapter.runs_on_cpu()
         }
         Err(_) => !adapter.runs_on_cpu(),

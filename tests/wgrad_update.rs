@@ -1,0 +1,222 @@
+//! `Backend::wgrad_update`, the optimizer step fused into the backward pass: the GPU's one
+//! dispatch (gW, gb and the step of W and b) equals the unfused product and update bit for bit
+//! and the CPU within float tolerance, on ragged shapes; bad operands are typed errors; and a
+//! training step with the fused update equals the unfused step bit for bit on both backends.
+
+mod common;
+
+use batchscope::backend::gpu::wgrad_update::{fuses, WGRAD_UPDATE_MAX_K};
+use batchscope::backend::{Activation, Backend, Gemm, LayerStep, MomentumStep, ParamState, UpdateRule};
+use batchscope::model::{LossKind, Mlp, MlpSpec, Targets};
+use batchscope::train::{Clip, Optimizer, TrainState};
+use common::{assert_close, indices, uniform};
+
+/// Every output of one `wgrad_update` call, named: gW, gb, W, b and (momentum) vW, vb.
+type Outputs = Vec<(&'static str, Vec<f32>)>;
+
+/// `gW [m, n] = alpha · dzᵀ · x` over k rows, `gb = Σ dz`, then `rule` on W and b (seeded).
+fn wgrad_update_case<B: Backend>(
+    b: &B,
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    rule: &UpdateRule,
+) -> Outputs {
+    let seed = (m * 1000 + n * 10 + k) as u64;
+    let dz = b.upload(&uniform(seed, k * m, 1.0)).unwrap();
+    let x = b.upload(&uniform(seed + 1, k * n, 1.0)).unwrap();
+    // Garbage in the gradients: the op overwrites them.
+    let mut gw = b.upload(&uniform(seed + 2, m * n, 9.0)).unwrap();
+    let mut gb = b.upload(&uniform(seed + 3, m, 9.0)).unwrap();
+    let mut w = b.upload(&uniform(seed + 4, m * n, 0.5)).unwrap();
+    let mut bias = b.upload(&uniform(seed + 5, m, 0.5)).unwrap();
+    let mut vw = b.upload(&uniform(seed + 6, m * n, 0.1)).unwrap();
+    let mut vb = b.upload(&uniform(seed + 7, m, 0.1)).unwrap();
+    let momentum = matches!(rule, UpdateRule::Momentum(_));
+    let g = Gemm::nn(m, n, k).trans(true, false).scaled(alpha, 0.0);
+    let step = LayerStep {
+        rule: *rule,
+        weight: ParamState { param: &mut w, velocity: momentum.then_some(&mut vw) },
+        bias: ParamState { param: &mut bias, velocity: momentum.then_some(&mut vb) },
+    };
+    b.wgrad_update(&g, &dz, &x, &mut gw, &mut gb, step).unwrap();
+    let mut out = vec![
+        ("gW", b.read(&gw).unwrap()),
+        ("gb", b.read(&gb).unwrap()),
+        ("W", b.read(&w).unwrap()),
+        ("b", b.read(&bias).unwrap()),
+    ];
+    if momentum {
+        out.push(("vW", b.read(&vw).unwrap()));
+        out.push(("vb", b.read(&vb).unwrap()));
+    }
+    out
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+const RULES: [UpdateRule; 3] = [
+    UpdateRule::Sgd { lr: 0.1, weight_decay: 0.01 },
+    UpdateRule::Sgd { lr: 0.05, weight_decay: 0.0 },
+    UpdateRule::Momentum(MomentumStep { lr: 0.05, mu: 0.9, weight_decay: 0.001 }),
+];
+
+/// Shapes `(m, n, k)`: one element, ragged edges of the 64x64 blocks and of the 4x4 per
+/// invocation, depths 1, 7, 8, 31 and 32 (the last of one dispatch; 33 and 64 take the unfused
+/// path), and the MLP's skinny layer shapes.
+const SHAPES: [(usize, usize, usize); 10] = [
+    (1, 1, 1),
+    (5, 3, 7),
+    (65, 130, 8),
+    (64, 64, 31),
+    (130, 67, 32),
+    (10, 784, 1),
+    (257, 19, 16),
+    (3, 200, 9),
+    (70, 70, 33),
+    (33, 40, 64),
+];
+
+/// The fused GPU dispatch equals the unfused GPU path bit for bit, and the CPU (the reference)
+/// within float tolerance, for every shape, rule and alpha.
+#[test]
+fn fused_wgrad_update_matches_unfused_and_cpu_on_ragged_shapes() {
+    let (fused, unfused, cpu) = (common::gpu(), common::gpu(), common::cpu());
+    fused.set_fused_update(true);
+    unfused.set_fused_update(false);
+    for shape in SHAPES {
+        let (m, n, k) = shape;
+        assert_eq!(fuses(&Gemm::nn(m, n, k).trans(true, false)), k <= WGRAD_UPDATE_MAX_K, "{shape:?}");
+        for rule in &RULES {
+            for alpha in [1.0, 0.5] {
+                let case = format!("{shape:?} {rule:?} alpha {alpha}");
+                let f = wgrad_update_case(&fused, shape, alpha, rule);
+                let u = wgrad_update_case(&unfused, shape, alpha, rule);
+                let c = wgrad_update_case(&cpu, shape, alpha, rule);
+                assert_eq!(f.len(), u.len());
+                for ((name, fv), (_, uv)) in f.iter().zip(&u) {
+                    assert_eq!(bits(fv), bits(uv), "{case}: {name}, fused vs unfused on the GPU");
+                }
+                for ((name, cv), (_, fv)) in c.iter().zip(&f) {
+                    assert_close(&format!("{case}: {name}, cpu vs gpu"), cv, fv, 1e-5, 1e-5);
+                }
+            }
+        }
+    }
+    println!("parity ok: wgrad_update, {} shapes x {} rules x 2 alphas", SHAPES.len(), RULES.len());
+}
+
+/// Operands the op cannot take are typed errors on both backends, fused or not: momentum
+/// without a velocity, a wrong-length operand, and a product that is not a weight gradient.
+fn bad_operands_are_errors<B: Backend>(b: &B) {
+    let (m, n, k) = (6, 5, 4);
+    let dz = b.upload(&uniform(1, k * m, 1.0)).unwrap();
+    let x = b.upload(&uniform(2, k * n, 1.0)).unwrap();
+    let (mut gw, mut gb) = (b.zeros(m * n).unwrap(), b.zeros(m).unwrap());
+    let (mut w, mut bias, mut short) =
+        (b.zeros(m * n).unwrap(), b.zeros(m).unwrap(), b.zeros(m - 1).unwrap());
+    let g = Gemm::nn(m, n, k).trans(true, false);
+    let momentum = UpdateRule::Momentum(MomentumStep { lr: 0.1, mu: 0.9, weight_decay: 0.0 });
+    let no_velocity = LayerStep {
+        rule: momentum,
+        weight: ParamState { param: &mut w, velocity: None },
+        bias: ParamState { param: &mut bias, velocity: None },
+    };
+    let e = b.wgrad_update(&g, &dz, &x, &mut gw, &mut gb, no_velocity).unwrap_err().to_string();
+    assert!(e.contains("velocity"), "{e}");
+    let sgd = UpdateRule::Sgd { lr: 0.1, weight_decay: 0.0 };
+    let short_bias = LayerStep {
+        rule: sgd,
+        weight: ParamState { param: &mut w, velocity: None },
+        bias: ParamState { param: &mut short, velocity: None },
+    };
+    assert!(b.wgrad_update(&g, &dz, &x, &mut gw, &mut gb, short_bias).is_err(), "bias of m - 1");
+    let not_wgrad = LayerStep {
+        rule: sgd,
+        weight: ParamState { param: &mut w, velocity: None },
+        bias: ParamState { param: &mut bias, velocity: None },
+    };
+    let e = b.wgrad_update(&Gemm::nn(m, n, k), &dz, &x, &mut gw, &mut gb, not_wgrad).unwrap_err();
+    assert!(e.to_string().contains("trans_a"), "{e}");
+}
+
+#[test]
+fn bad_operands_are_errors_on_cpu() {
+    bad_operands_are_errors(&common::cpu());
+}
+
+#[test]
+fn bad_operands_are_errors_on_gpu_fused_and_unfused() {
+    let g = common::gpu();
+    for on in [true, false] {
+        g.set_fused_update(on);
+        bad_operands_are_errors(&g);
+    }
+}
+
+/// Everything a training run keeps after `steps` steps: parameters, velocity, gradients, and
+/// each step's metrics (loss, error, gradient norm) as bits.
+fn train_bits<B: Backend>(b: &B, rows: usize, opt: &Optimizer, fuse: bool) -> Vec<Vec<u32>> {
+    let spec = MlpSpec {
+        sizes: vec![20, 70, 33, 10],
+        activation: Activation::Tanh,
+        loss: LossKind::SoftmaxXent,
+    };
+    let mlp = Mlp::new(spec).unwrap();
+    let p = mlp.init(b, 3).unwrap();
+    let mut st = TrainState::new(b, mlp, p, rows, opt).unwrap();
+    st.fuse_update = fuse;
+    st.measure_grad_norm = true;
+    assert_eq!(st.fuses_update(&Clip::default()), fuse);
+    let x = b.upload(&uniform(80, rows * 20, 1.0)).unwrap();
+    let y = b.upload_idx(&indices(81, rows, 10)).unwrap();
+    let mut out = Vec::new();
+    for step in 0..4 {
+        let lr = 0.05 / (1 + step) as f32;
+        st.record_step(b, &x, &Targets::Classes(&y), opt, lr, &Clip::default()).unwrap();
+        let m = st.read_metrics(b).unwrap();
+        let f64_bits = |v: f64| [v.to_bits() as u32, (v.to_bits() >> 32) as u32];
+        out.push([m.loss, m.error, m.grad_norm].into_iter().flat_map(f64_bits).collect());
+    }
+    out.push(bits(&st.params.to_flat(b).unwrap()));
+    out.push(bits(&st.grads.to_flat(b).unwrap()));
+    if let Some(v) = &st.velocity {
+        out.push(bits(&v.to_flat(b).unwrap()));
+    }
+    out
+}
+
+/// The fused step (each layer's update right after its gradient, inside the backward pass)
+/// equals backward-then-update bit for bit: parameters, velocities, gradients and metrics, at a
+/// batch the GPU fuses into one dispatch per layer (17 rows) and one it does not (40).
+fn fused_step_equals_unfused_step<B: Backend>(b: &B) {
+    let opts =
+        [Optimizer::Momentum { mu: 0.9, weight_decay: 1e-4 }, Optimizer::Sgd { weight_decay: 1e-3 }];
+    for opt in &opts {
+        for rows in [17, 40] {
+            let (fused, unfused) = (train_bits(b, rows, opt, true), train_bits(b, rows, opt, false));
+            assert_eq!(fused.len(), unfused.len());
+            for (i, (f, u)) in fused.iter().zip(&unfused).enumerate() {
+                assert_eq!(
+                    f, u,
+                    "{opt:?} rows {rows}: record {i} (4 steps' metrics, params, grads, velocity)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_step_equals_unfused_step_on_cpu() {
+    fused_step_equals_unfused_step(&common::cpu());
+}
+
+/// On the GPU with the one-dispatch kernel on (lavapipe's default is off: see
+/// `GpuBackend::set_fused_update`).
+#[test]
+fn fused_step_equals_unfused_step_on_gpu() {
+    let g = common::gpu();
+    g.set_fused_update(true);
+    fused_step_equals_unfused_step(&g);
+}
