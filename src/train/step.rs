@@ -177,13 +177,8 @@ impl<B: Backend> TrainState<B> {
         lr: f32,
         norm: bool,
     ) -> Result<()> {
-        let mut loss_slots = vec![slot::LOSS_SUM];
-        loss_slots.extend(self.guard_slot);
-        let mut sums = StepSums {
-            out: &mut self.metrics,
-            loss_slots: &loss_slots,
-            correct_slot: slot::CORRECT_SUM,
-        };
+        let loss_slots = self.loss_slots();
+        let mut sums = metric_sums(&mut self.metrics, &loss_slots);
         let rule = rule_of(opt, self.velocity.is_some(), lr);
         let (ws, grads, velocity) = (&mut self.ws, &mut self.grads, self.velocity.as_mut());
         let p = &mut self.params;
@@ -192,6 +187,14 @@ impl<B: Backend> TrainState<B> {
             self.grads.sum_sq_into(b, &mut self.metrics, slot::GRAD_SQ0)?;
         }
         Ok(())
+    }
+
+    /// The metrics slots the step's loss sum goes to: the loss sum, and the divergence guard's
+    /// copy of it when a ring is kept.
+    fn loss_slots(&self) -> Vec<usize> {
+        let mut slots = vec![slot::LOSS_SUM];
+        slots.extend(self.guard_slot);
+        slots
     }
 
     /// Forward, per-example losses with the minibatch sums (loss, correct: one op where the
@@ -204,14 +207,8 @@ impl<B: Backend> TrainState<B> {
         targets: &Targets<'_, B>,
         norm: bool,
     ) -> Result<()> {
-        // The loss sum (and the divergence guard's copy of it) and the correct sum.
-        let mut loss_slots = vec![slot::LOSS_SUM];
-        loss_slots.extend(self.guard_slot);
-        let mut sums = StepSums {
-            out: &mut self.metrics,
-            loss_slots: &loss_slots,
-            correct_slot: slot::CORRECT_SUM,
-        };
+        let loss_slots = self.loss_slots();
+        let mut sums = metric_sums(&mut self.metrics, &loss_slots);
         let (ws, grads) = (&mut self.ws, &mut self.grads);
         match self.mixed.as_mut() {
             None => {
@@ -320,4 +317,9 @@ impl<B: Backend> TrainState<B> {
             clip_events: m[slot::CLIP_EVENTS].max(0.0) as u64,
         }
     }
+}
+
+/// The step's loss sum into `loss_slots` and correct sum into its slot of `metrics`.
+fn metric_sums<'a, Buf>(metrics: &'a mut Buf, loss_slots: &'a [usize]) -> StepSums<'a, Buf> {
+    StepSums { out: metrics, loss_slots, correct_slot: slot::CORRECT_SUM }
 }
