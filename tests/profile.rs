@@ -159,6 +159,14 @@ fn gpu_step_dispatches_passes_and_submits() {
             assert_eq!(p.submits_per_step, 1.0, "{case}");
         }
     }
+    // Fused past the default depth (`set_fused_update_max_k`, for A/B timing on a device): the
+    // product, its col_sum and the update of each layer are one dispatch up to B = 256.
+    b.set_fused_update_max_k(256);
+    b.set_update_pairs(true);
+    for (batch, want) in [(33usize, 9.0), (256, 9.0), (257, 9.0 + 3.0 + 2.0 + 3.0)] {
+        let p = profile_batch(&b, &config(&[]), batch).expect("profile");
+        assert_eq!(p.dispatches_per_step, want, "B = {batch}, fused up to k = 256");
+    }
     // Plain SGD fuses too.
     b.set_fused_update(true);
     let p = profile_batch(&b, &config(&["train.optimizer=\"sgd\""]), 8).expect("profile");

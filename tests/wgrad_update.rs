@@ -87,7 +87,11 @@ fn fused_wgrad_update_matches_unfused_and_cpu_on_ragged_shapes() {
     unfused.set_fused_update(false);
     for shape in SHAPES {
         let (m, n, k) = shape;
-        assert_eq!(fuses(&Gemm::nn(m, n, k).trans(true, false)), k <= WGRAD_UPDATE_MAX_K, "{shape:?}");
+        assert_eq!(
+            fuses(&Gemm::nn(m, n, k).trans(true, false), WGRAD_UPDATE_MAX_K),
+            k <= WGRAD_UPDATE_MAX_K,
+            "{shape:?}"
+        );
         for rule in &RULES {
             for alpha in [1.0, 0.5] {
                 let case = format!("{shape:?} {rule:?} alpha {alpha}");
@@ -105,6 +109,28 @@ fn fused_wgrad_update_matches_unfused_and_cpu_on_ragged_shapes() {
         }
     }
     println!("parity ok: wgrad_update, {} shapes x {} rules x 2 alphas", SHAPES.len(), RULES.len());
+}
+
+/// Past [`WGRAD_UPDATE_MAX_K`] (where the unfused path is product, `col_sum` and update) the
+/// kernel computes the same bits when told to fuse (`set_fused_update_max_k`, for A/B timing on
+/// a device): k = 33 to 300 on ragged shapes, every rule.
+#[test]
+fn fused_wgrad_update_is_exact_past_the_default_depth() {
+    let (fused, unfused) = (common::gpu(), common::gpu());
+    fused.set_fused_update_max_k(512);
+    unfused.set_fused_update(false);
+    let shapes = [(70, 70, 33), (33, 40, 64), (129, 65, 100), (64, 200, 256), (10, 31, 300)];
+    for shape in shapes {
+        let (m, n, k) = shape;
+        assert!(fuses(&Gemm::nn(m, n, k).trans(true, false), fused.fused_update_max_k()));
+        for rule in &RULES {
+            let f = wgrad_update_case(&fused, shape, 1.0, rule);
+            let u = wgrad_update_case(&unfused, shape, 1.0, rule);
+            for ((name, fv), (_, uv)) in f.iter().zip(&u) {
+                assert_eq!(bits(fv), bits(uv), "{shape:?} {rule:?}: {name}, fused vs unfused");
+            }
+        }
+    }
 }
 
 /// Operands the op cannot take are typed errors on both backends, fused or not: momentum

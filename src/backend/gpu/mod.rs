@@ -61,8 +61,9 @@ pub struct GpuBackend {
     tuner: RefCell<autotune::Autotuner>,
     /// Two tensors per update dispatch (see [`GpuBackend::set_update_pairs`]).
     update_pairs: Cell<bool>,
-    /// A layer's weight gradient and step in one dispatch (see [`GpuBackend::set_fused_update`]).
-    fused_update: Cell<bool>,
+    /// The depth up to which a layer's weight gradient and step are one dispatch (0: never;
+    /// see [`GpuBackend::set_fused_update`]).
+    fused_update_max_k: Cell<usize>,
 }
 
 impl Backend for GpuBackend {

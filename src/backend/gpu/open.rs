@@ -17,13 +17,13 @@ impl GpuBackend {
             ctx.summary.backend
         );
         let update_pairs = Cell::new(update::pairs_default(&ctx.summary));
-        let fused_update = Cell::new(wgrad_update::fused_default(&ctx.summary));
+        let fused_update_max_k = Cell::new(wgrad_update::fused_default(&ctx.summary));
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Auto),
             tuner: RefCell::default(),
             update_pairs,
-            fused_update,
+            fused_update_max_k,
         })
     }
 
@@ -41,13 +41,13 @@ impl GpuBackend {
         })?;
         let ctx = GpuContext::from_adapter(index, adapter)?;
         let update_pairs = Cell::new(update::pairs_default(&ctx.summary));
-        let fused_update = Cell::new(wgrad_update::fused_default(&ctx.summary));
+        let fused_update_max_k = Cell::new(wgrad_update::fused_default(&ctx.summary));
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Tiled),
             tuner: RefCell::default(),
             update_pairs,
-            fused_update,
+            fused_update_max_k,
         })
     }
 }

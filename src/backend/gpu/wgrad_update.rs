@@ -23,8 +23,11 @@ use crate::backend::{
 };
 
 /// Depth (the minibatch rows of the weight gradient) up to which [`Backend::wgrad_update`] is
-/// one dispatch: where the tiled product also fuses the bias gradient, so the unfused path it
-/// replaces is the product plus one update dispatch.
+/// one dispatch by default on a GPU: where the tiled product also fuses the bias gradient, so
+/// the unfused path it replaces is the product plus one update dispatch. Past it the unfused
+/// path is three dispatches (product, `col_sum`, update); the kernel is exact at any depth, and
+/// [`GpuBackend::set_fused_update_max_k`] (or `BATCHSCOPE_FUSED_UPDATE=<max k>`) moves the limit
+/// for A/B timing on a device.
 ///
 /// [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
 pub const WGRAD_UPDATE_MAX_K: usize = super::matmul::BIAS_GRAD_FUSE_MAX_K;
@@ -46,26 +49,37 @@ struct Params {
     _pad: u32,
 }
 
-/// Whether `g` runs as one dispatch: a weight gradient (`trans_a`, not `trans_b`) that
-/// overwrites its output (`beta = 0`), k ≤ [`WGRAD_UPDATE_MAX_K`], a non-empty output whose
-/// indices fit 32 bits.
-pub fn fuses(g: &Gemm) -> bool {
+/// Whether `g` runs as one dispatch with depths up to `max_k` fused: a weight gradient
+/// (`trans_a`, not `trans_b`) that overwrites its output (`beta = 0`), `1 ≤ k ≤ max_k`, a
+/// non-empty output, and indices that fit 32 bits.
+pub fn fuses(g: &Gemm, max_k: usize) -> bool {
     let index_limit = u32::MAX as usize - 4 * BLOCK;
     g.trans_a
         && !g.trans_b
         && g.beta == 0.0
-        && g.k <= WGRAD_UPDATE_MAX_K
+        && (1..=max_k).contains(&g.k)
         && g.m > 0
         && g.n > 0
         && g.m.checked_mul(g.n).is_some_and(|mn| mn <= index_limit)
         && g.k.checked_mul(g.m.max(g.n)).is_some_and(|km| km <= index_limit)
 }
 
-/// Whether [`GpuBackend::wgrad_step`] fuses on this adapter unless told otherwise:
-/// `BATCHSCOPE_FUSED_UPDATE=1` or `0` in the environment decides (A/B timing on a device), else
-/// on everywhere but on an adapter that runs on the CPU (see [`GpuBackend::set_fused_update`]).
-pub(super) fn fused_default(adapter: &AdapterSummary) -> bool {
-    super::update::on_unless_cpu("BATCHSCOPE_FUSED_UPDATE", adapter)
+/// The depth up to which [`GpuBackend::wgrad_step`] fuses on this adapter unless told otherwise
+/// (0: never). `BATCHSCOPE_FUSED_UPDATE` in the environment decides for A/B timing on a device:
+/// `0` off, `1` on ([`WGRAD_UPDATE_MAX_K`]), a larger number that depth. Without it: on
+/// everywhere but on an adapter that runs on the CPU (see [`GpuBackend::set_fused_update`]).
+pub(super) fn fused_default(adapter: &AdapterSummary) -> usize {
+    let default = if adapter.runs_on_cpu() { 0 } else { WGRAD_UPDATE_MAX_K };
+    match std::env::var("BATCHSCOPE_FUSED_UPDATE").as_deref().map(str::parse::<usize>) {
+        Ok(Ok(0)) => 0,
+        Ok(Ok(1)) => WGRAD_UPDATE_MAX_K,
+        Ok(Ok(k)) => k,
+        Ok(Err(_)) => {
+            log::warn!("BATCHSCOPE_FUSED_UPDATE is neither 0, 1 nor a depth: ignored");
+            default
+        }
+        Err(_) => default,
+    }
 }
 
 impl GpuBackend {
@@ -78,12 +92,21 @@ impl GpuBackend {
     ///
     /// [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
     pub fn set_fused_update(&self, on: bool) {
-        self.fused_update.set(on);
+        self.fused_update_max_k.set(if on { WGRAD_UPDATE_MAX_K } else { 0 });
     }
 
-    /// See [`GpuBackend::set_fused_update`].
-    pub fn fused_update(&self) -> bool {
-        self.fused_update.get()
+    /// [`GpuBackend::set_fused_update`] up to depth `max_k` (0: off): past
+    /// [`WGRAD_UPDATE_MAX_K`] the fused dispatch replaces three (product, `col_sum`, update),
+    /// whether it pays there is the device's to say. The same bits at every depth.
+    pub fn set_fused_update_max_k(&self, max_k: usize) {
+        self.fused_update_max_k.set(max_k);
+    }
+
+    /// The depth up to which [`Backend::wgrad_update`] is one dispatch (0: never).
+    ///
+    /// [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
+    pub fn fused_update_max_k(&self) -> usize {
+        self.fused_update_max_k.get()
     }
 
     /// [`Backend::wgrad_update`]: one dispatch where [`fuses`] says so, else the unfused default.
@@ -99,7 +122,7 @@ impl GpuBackend {
         gb: &mut GpuBuf,
         step: LayerStep<'_, GpuBuf>,
     ) -> Result<()> {
-        if !(self.fused_update.get() && fuses(g)) {
+        if !fuses(g, self.fused_update_max_k.get()) {
             return layer_step::unfused(self, g, dz, x, gw, gb, step);
         }
         let op = "wgrad_update";
