@@ -1,12 +1,16 @@
 //! `Backend::wgrad_update`, the optimizer step fused into the backward pass: the GPU's one
 //! dispatch (gW, gb and the step of W and b) equals the unfused product and update bit for bit
-//! and the CPU within float tolerance, on ragged shapes; bad operands are typed errors; and a
-//! training step with the fused update equals the unfused step bit for bit on both backends.
+//! and the CPU within float tolerance, on ragged shapes; the CPU's blocked version (product and
+//! step a block of rows at a time) equals its unfused path bit for bit; bad operands are typed
+//! errors; and a training step with the fused update equals the unfused step bit for bit on both
+//! backends.
 
 mod common;
 
 use batchscope::backend::gpu::wgrad_update::{fuses, WGRAD_UPDATE_MAX_K};
-use batchscope::backend::{Activation, Backend, Gemm, LayerStep, MomentumStep, ParamState, UpdateRule};
+use batchscope::backend::{
+    layer_step, Activation, Backend, Gemm, LayerStep, MomentumStep, ParamState, UpdateRule,
+};
 use batchscope::model::{LossKind, Mlp, MlpSpec, Targets};
 use batchscope::train::{Clip, Optimizer, TrainState};
 use common::{assert_close, indices, uniform};
@@ -14,12 +18,14 @@ use common::{assert_close, indices, uniform};
 /// Every output of one `wgrad_update` call, named: gW, gb, W, b and (momentum) vW, vb.
 type Outputs = Vec<(&'static str, Vec<f32>)>;
 
-/// `gW [m, n] = alpha · dzᵀ · x` over k rows, `gb = Σ dz`, then `rule` on W and b (seeded).
-fn wgrad_update_case<B: Backend>(
+/// `gW [m, n] = alpha · dzᵀ · x` over k rows, `gb = Σ dz`, then `rule` on W and b (seeded):
+/// by `Backend::wgrad_update`, or (`unfused`) by the default every implementation must equal.
+fn wgrad_update_on<B: Backend>(
     b: &B,
     (m, n, k): (usize, usize, usize),
     alpha: f32,
     rule: &UpdateRule,
+    unfused: bool,
 ) -> Outputs {
     let seed = (m * 1000 + n * 10 + k) as u64;
     let dz = b.upload(&uniform(seed, k * m, 1.0)).unwrap();
@@ -38,7 +44,10 @@ fn wgrad_update_case<B: Backend>(
         weight: ParamState { param: &mut w, velocity: momentum.then_some(&mut vw) },
         bias: ParamState { param: &mut bias, velocity: momentum.then_some(&mut vb) },
     };
-    b.wgrad_update(&g, &dz, &x, &mut gw, &mut gb, step).unwrap();
+    match unfused {
+        false => b.wgrad_update(&g, &dz, &x, &mut gw, &mut gb, step).unwrap(),
+        true => layer_step::unfused(b, &g, &dz, &x, &mut gw, &mut gb, step).unwrap(),
+    }
     let mut out = vec![
         ("gW", b.read(&gw).unwrap()),
         ("gb", b.read(&gb).unwrap()),
@@ -50,6 +59,15 @@ fn wgrad_update_case<B: Backend>(
         out.push(("vb", b.read(&vb).unwrap()));
     }
     out
+}
+
+fn wgrad_update_case<B: Backend>(
+    b: &B,
+    shape: (usize, usize, usize),
+    alpha: f32,
+    rule: &UpdateRule,
+) -> Outputs {
+    wgrad_update_on(b, shape, alpha, rule, false)
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -111,18 +129,60 @@ fn fused_wgrad_update_matches_unfused_and_cpu_on_ragged_shapes() {
     println!("parity ok: wgrad_update, {} shapes x {} rules x 2 alphas", SHAPES.len(), RULES.len());
 }
 
+/// The CPU fuses where its weight gradient runs on the rows kernel (k = 1 to 4, at least 16
+/// rows): each block of gW's rows and the step of the same rows of W in one task. Bit for bit
+/// the unfused default, serial and parallel (past 65 536 elements), every rule and alpha.
+#[test]
+fn cpu_fused_wgrad_update_equals_unfused() {
+    use batchscope::backend::cpu::layer_step::fuses as cpu_fuses;
+    let cpu = common::cpu();
+    let shapes = [
+        (16, 3, 2),
+        (37, 50, 3),
+        (100, 17, 4),
+        (300, 257, 3),
+        (1024, 784, 4),
+        (33, 1, 2),
+        (50, 40, 1),
+        (1024, 1024, 1),
+    ];
+    for shape in shapes {
+        let (m, n, k) = shape;
+        assert!(cpu_fuses(&Gemm::nn(m, n, k).trans(true, false)), "{shape:?}");
+        for rule in &RULES {
+            for alpha in [1.0, 0.5] {
+                let f = wgrad_update_on(&cpu, shape, alpha, rule, false);
+                let u = wgrad_update_on(&cpu, shape, alpha, rule, true);
+                assert_eq!(f.len(), u.len());
+                for ((name, fv), (_, uv)) in f.iter().zip(&u) {
+                    assert_eq!(bits(fv), bits(uv), "{shape:?} {rule:?} alpha {alpha}: {name}");
+                }
+            }
+        }
+    }
+    // k = 5 and fewer than 16 rows run the unfused path (gemm).
+    for (m, n, k) in [(64, 64, 5), (15, 64, 3)] {
+        assert!(!cpu_fuses(&Gemm::nn(m, n, k).trans(true, false)), "{:?}", (m, n, k));
+    }
+}
+
 /// Past [`WGRAD_UPDATE_MAX_K`] (where the unfused path is product, `col_sum` and update) the
 /// kernel computes the same bits when told to fuse (`set_fused_update_max_k`, for A/B timing on
-/// a device): k = 33 to 300 on ragged shapes, every rule.
+/// a device): k = 33 to 300 on ragged shapes, every rule. Where the unfused product would run
+/// split-k (k ≥ 512 on few tiles: partial sums in another order) it does not fuse, and the
+/// results are still the unfused path's.
 #[test]
 fn fused_wgrad_update_is_exact_past_the_default_depth() {
     let (fused, unfused) = (common::gpu(), common::gpu());
-    fused.set_fused_update_max_k(512);
+    fused.set_fused_update_max_k(4096);
     unfused.set_fused_update(false);
-    let shapes = [(70, 70, 33), (33, 40, 64), (129, 65, 100), (64, 200, 256), (10, 31, 300)];
-    for shape in shapes {
+    let fusing = [(70, 70, 33), (33, 40, 64), (129, 65, 100), (64, 200, 256), (10, 31, 300)];
+    let split = [(64, 200, 512), (70, 70, 1024), (10, 784, 600)];
+    for shape in fusing.into_iter().chain(split) {
         let (m, n, k) = shape;
-        assert!(fuses(&Gemm::nn(m, n, k).trans(true, false), fused.fused_update_max_k()));
+        let g = Gemm::nn(m, n, k).trans(true, false);
+        assert!(fuses(&g, fused.fused_update_max_k()), "{shape:?}");
+        assert_eq!(fused.fuses_wgrad_update(&g).unwrap(), !split.contains(&shape), "{shape:?}");
         for rule in &RULES {
             let f = wgrad_update_case(&fused, shape, 1.0, rule);
             let u = wgrad_update_case(&unfused, shape, 1.0, rule);
@@ -133,10 +193,35 @@ fn fused_wgrad_update_is_exact_past_the_default_depth() {
     }
 }
 
+/// A product the backend runs in another summation order (the skinny kernel, chosen here as
+/// the autotuner may choose it for a thin weight gradient) keeps its kernel: the step does not
+/// fuse, so turning the fused update on never changes a bit; with the default choice (the tiled
+/// kernel for a weight gradient) the same shape fuses.
+#[test]
+fn fused_wgrad_update_keeps_a_product_summed_in_another_order() {
+    use batchscope::backend::gpu::MatmulVariant;
+    let (fused, unfused) = (common::gpu(), common::gpu());
+    fused.set_fused_update(true);
+    unfused.set_fused_update(false);
+    let shape = (10, 70, 17);
+    let g = Gemm::nn(10, 70, 17).trans(true, false);
+    for (variant, fuses_there) in [(MatmulVariant::Skinny, false), (MatmulVariant::Auto, true)] {
+        fused.set_matmul_variant(variant);
+        unfused.set_matmul_variant(variant);
+        assert_eq!(fused.fuses_wgrad_update(&g).unwrap(), fuses_there, "{variant:?}");
+        for rule in &RULES {
+            let f = wgrad_update_case(&fused, shape, 1.0, rule);
+            let u = wgrad_update_case(&unfused, shape, 1.0, rule);
+            for ((name, fv), (_, uv)) in f.iter().zip(&u) {
+                assert_eq!(bits(fv), bits(uv), "{variant:?} {rule:?}: {name}, fused vs unfused");
+            }
+        }
+    }
+}
+
 /// Operands the op cannot take are typed errors on both backends, fused or not: momentum
 /// without a velocity, a wrong-length operand, and a product that is not a weight gradient.
-fn bad_operands_are_errors<B: Backend>(b: &B) {
-    let (m, n, k) = (6, 5, 4);
+fn bad_operands_are_errors<B: Backend>(b: &B, (m, n, k): (usize, usize, usize)) {
     let dz = b.upload(&uniform(1, k * m, 1.0)).unwrap();
     let x = b.upload(&uniform(2, k * n, 1.0)).unwrap();
     let (mut gw, mut gb) = (b.zeros(m * n).unwrap(), b.zeros(m).unwrap());
@@ -169,7 +254,10 @@ fn bad_operands_are_errors<B: Backend>(b: &B) {
 
 #[test]
 fn bad_operands_are_errors_on_cpu() {
-    bad_operands_are_errors(&common::cpu());
+    // Unfused (6 rows) and fused (20 rows at k = 2: the rows kernel).
+    for shape in [(6, 5, 4), (20, 5, 2)] {
+        bad_operands_are_errors(&common::cpu(), shape);
+    }
 }
 
 #[test]
@@ -177,7 +265,7 @@ fn bad_operands_are_errors_on_gpu_fused_and_unfused() {
     let g = common::gpu();
     for on in [true, false] {
         g.set_fused_update(on);
-        bad_operands_are_errors(&g);
+        bad_operands_are_errors(&g, (6, 5, 4));
     }
 }
 
@@ -214,13 +302,14 @@ fn train_bits<B: Backend>(b: &B, rows: usize, opt: &Optimizer, fuse: bool) -> Ve
 }
 
 /// The fused step (each layer's update right after its gradient, inside the backward pass)
-/// equals backward-then-update bit for bit: parameters, velocities, gradients and metrics, at a
-/// batch the GPU fuses into one dispatch per layer (17 rows) and one it does not (40).
+/// equals backward-then-update bit for bit: parameters, velocities, gradients and metrics, at
+/// batches the GPU fuses into one dispatch per layer (1, 3 and 17 rows; the CPU fuses at 1 and
+/// 3) and one neither fuses (40).
 fn fused_step_equals_unfused_step<B: Backend>(b: &B) {
     let opts =
         [Optimizer::Momentum { mu: 0.9, weight_decay: 1e-4 }, Optimizer::Sgd { weight_decay: 1e-3 }];
     for opt in &opts {
-        for rows in [17, 40] {
+        for rows in [1, 3, 17, 40] {
             let (fused, unfused) = (train_bits(b, rows, opt, true), train_bits(b, rows, opt, false));
             assert_eq!(fused.len(), unfused.len());
             for (i, (f, u)) in fused.iter().zip(&unfused).enumerate() {

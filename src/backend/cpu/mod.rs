@@ -14,6 +14,7 @@ pub mod datagen;
 pub mod elementwise;
 pub mod f16;
 pub mod gather;
+pub mod layer_step;
 pub mod matmul;
 pub mod mse;
 mod par;
@@ -28,7 +29,8 @@ mod matmul_tests;
 mod tests;
 
 use super::{
-    check_len, Activation, Backend, BackendKind, Gemm, GenSpec, GlobalNorm, MomentumStep, Result,
+    check_len, Activation, Backend, BackendKind, Gemm, GenSpec, GlobalNorm, LayerStep, MomentumStep,
+    Result,
 };
 
 /// Eager CPU implementation of [`Backend`] on rayon's global thread pool.
@@ -314,6 +316,18 @@ impl Backend for CpuBackend {
     }
 
     /// `v = mu * v + (g + wd * p)`, `p -= lr * v` for `grad, velocity, param: [n]`.
+    fn wgrad_update(
+        &self,
+        g: &Gemm,
+        dz: &Vec<f32>,
+        x: &Vec<f32>,
+        gw: &mut Vec<f32>,
+        gb: &mut Vec<f32>,
+        step: LayerStep<'_, Vec<f32>>,
+    ) -> Result<()> {
+        layer_step::wgrad_update(self, g, dz, x, gw, gb, step)
+    }
+
     fn momentum_update(
         &self,
         n: usize,

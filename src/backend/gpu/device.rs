@@ -82,6 +82,7 @@ pub struct GpuDevice {
     /// Split-k matmul partial products.
     splitk_scratch: RefCell<Option<RawBuf>>,
     epilogue_placeholder: RefCell<Option<RawBuf>>,
+    second_placeholder: RefCell<Option<RawBuf>>,
     /// Per-dispatch pass timestamps for the profiler (see `dispatch_timing`), when on.
     pub(super) dispatch_timing: RefCell<Option<DispatchTiming>>,
     pub(super) dispatch_timing_on: Cell<bool>,
@@ -109,6 +110,7 @@ impl GpuDevice {
             scratch: RefCell::new(None),
             splitk_scratch: RefCell::new(None),
             epilogue_placeholder: RefCell::new(None),
+            second_placeholder: RefCell::new(None),
             dispatch_timing: RefCell::new(None),
             dispatch_timing_on: Cell::new(false),
             counters: Counters::default(),
@@ -157,6 +159,12 @@ impl GpuDevice {
     /// update's scaler state (`super::update`).
     pub fn epilogue_placeholder(&self) -> Result<RawBuf> {
         self.cached(&self.epilogue_placeholder, "epilogue placeholder", 4)
+    }
+
+    /// Another buffer like [`GpuDevice::epilogue_placeholder`], for a kernel with two unused
+    /// writable bindings (WebGPU forbids one buffer in two writable bindings of a dispatch).
+    pub fn second_placeholder(&self) -> Result<RawBuf> {
+        self.cached(&self.second_placeholder, "second placeholder", 4)
     }
 
     /// The buffer held in `slot` if it has at least `len` elements, else a new one kept there.

@@ -14,7 +14,7 @@ use crate::backend::{check_len, epilogue, gemm_lens, Epilogue, Gemm, Result};
 
 impl GpuBackend {
     /// The launch [`Backend::matmul`] records for `g`: the autotuner's choice, else the variant's.
-    fn launch_for(&self, g: &Gemm) -> Result<Launch> {
+    pub(super) fn launch_for(&self, g: &Gemm) -> Result<Launch> {
         if let Some(launch) = self.tuned_launch(g)? {
             return Ok(launch);
         }

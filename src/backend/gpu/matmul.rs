@@ -110,10 +110,6 @@ const TILE_N: u32 = 128;
 
 /// Depth of one tiled slice (`BK` in the shader); split-k chunks are multiples of it.
 const TILE_K: usize = 8;
-/// Split-k aims for about this many workgroups (tiles x splits), ~2 per SM of a large GPU.
-const SPLITK_TARGET_GROUPS: usize = 256;
-/// Every split-k chunk covers at least this much of k.
-const SPLITK_MIN_CHUNK: usize = 256;
 
 /// Mirrors `struct Params` in matmul.wgsl (48 bytes, a multiple of 16).
 #[repr(C)]
@@ -150,48 +146,6 @@ pub fn grid_2d(col_groups: u64, row_groups: u64, max_per_dim: u32) -> Result<[u3
         });
     }
     Ok([col_groups as u32, gy as u32, gz as u32])
-}
-
-/// Split-k plan for a tiled product: `(splits, chunk)` with `splits > 1`, or `None` to run the
-/// plain kernel. `tiles` is the number of 128x128 output tiles, `row_fold` the z extent of the
-/// plain grid; `max_binding` (bytes) bounds the `[splits, m, n]` partial buffer and `max_dim`
-/// the z extent `splits * row_fold`.
-pub fn split_count(
-    g: &Gemm,
-    tiles: usize,
-    row_fold: usize,
-    max_binding: u64,
-    max_dim: u32,
-) -> Option<(usize, usize)> {
-    if tiles == 0 || tiles * 2 > SPLITK_TARGET_GROUPS {
-        return None;
-    }
-    let mn = g.m.checked_mul(g.n)?;
-    let mut s = 1usize;
-    // Powers of two while the grid stays near the target and every chunk keeps >= 256 of k.
-    while tiles * s * 2 <= SPLITK_TARGET_GROUPS && g.k >= SPLITK_MIN_CHUNK * s * 2 {
-        s *= 2;
-    }
-    // Fewer splits while the partials exceed a binding, 32-bit indexing or the z limit.
-    let index_limit = u32::MAX as u64 - 4 * TILE_N as u64;
-    while s > 1
-        && ((s * mn) as u64 * 4 > max_binding
-            || (s * mn) as u64 > index_limit
-            || (s * row_fold) as u64 > max_dim as u64)
-    {
-        s /= 2;
-    }
-    if s < 2 || g.k < 4 * TILE_K * s {
-        return None;
-    }
-    let kc = g.k.div_ceil(s).next_multiple_of(TILE_K);
-    let s = g.k.div_ceil(kc);
-    (s > 1).then_some((s, kc))
-}
-
-fn splitk_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("BATCHSCOPE_SPLITK").map_or(true, |v| v != "0"))
 }
 
 /// Which of the five tiled entry points (generic, nn4, nt4, tn4, tt4) runs `g`: a vec4 one when
@@ -410,14 +364,9 @@ pub fn record_epi(
     };
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
     let kernel = launch.kernel;
-    let col_groups = g.n.div_ceil(launch.tile_n as usize);
-    let row_groups = g.m.div_ceil(launch.tile_m as usize);
-    let grid = grid_2d(col_groups as u64, row_groups as u64, max)?;
+    let grid = launch_grid(dev, launch, g)?;
     if launch.splitk && splitk_enabled() {
-        let limits = &dev.ctx.limits;
-        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        let tiles = col_groups * row_groups;
-        if let Some((splits, kc)) = split_count(g, tiles, grid[2] as usize, max_binding, max) {
+        if let Some((splits, kc)) = split_plan(dev, launch, g, grid) {
             let partials = dev.splitk_scratch(splits * g.m * g.n)?;
             let plain = MatmulParams {
                 splits: splits as u32,
@@ -477,6 +426,12 @@ impl super::GpuBackend {
         &self.dev.ctx.summary
     }
 }
+
+mod split;
+#[cfg(test)]
+use split::SPLITK_MIN_CHUNK;
+pub use split::{is_whole_tiled, split_count};
+use split::{launch_grid, split_plan, splitk_enabled};
 
 #[cfg(test)]
 mod epilogue_tests;

@@ -16,7 +16,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::device::RawBuf;
 use super::kernels::{WGRAD_UPDATE_MOMENTUM, WGRAD_UPDATE_SGD};
-use super::matmul::grid_2d;
+use super::matmul::{self, grid_2d};
 use super::{AdapterSummary, GpuBackend, GpuBuf};
 use crate::backend::{
     check_len, layer_step, BackendError, Gemm, LayerStep, ParamUpdate, Result, UpdateRule,
@@ -109,6 +109,30 @@ impl GpuBackend {
         self.fused_update_max_k.get()
     }
 
+    /// Whether [`Backend::wgrad_update`] of `g` is one dispatch on this backend: [`fuses`] up
+    /// to [`GpuBackend::fused_update_max_k`], a grid within the adapter's limits, and an
+    /// unfused product that is one fma chain per element ([`matmul::is_whole_tiled`]: not the
+    /// skinny kernel, a tile the autotuner picked, or split-k, which sum in their own orders), so
+    /// that fusing never changes a bit.
+    ///
+    /// [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
+    pub fn fuses_wgrad_update(&self, g: &Gemm) -> Result<bool> {
+        Ok(fuses(g, self.fused_update_max_k.get())
+            && self.wgrad_update_grid(g).is_ok()
+            && matmul::is_whole_tiled(&self.dev, &self.launch_for(g)?, g))
+    }
+
+    /// The fused dispatch's grid: column blocks in x, row blocks in y (and z past the limit).
+    fn wgrad_update_grid(&self, g: &Gemm) -> Result<[u32; 3]> {
+        let max = self.dev.ctx.limits.max_compute_workgroups_per_dimension;
+        grid_2d(g.n.div_ceil(BLOCK) as u64, g.m.div_ceil(BLOCK) as u64, max).map_err(|_| {
+            BackendError::Invalid {
+                op: "wgrad_update",
+                message: format!("{}x{} exceeds the grid's {max} workgroups per dimension", g.m, g.n),
+            }
+        })
+    }
+
     /// [`Backend::wgrad_update`]: one dispatch where [`fuses`] says so, else the unfused default.
     ///
     /// [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
@@ -122,7 +146,7 @@ impl GpuBackend {
         gb: &mut GpuBuf,
         step: LayerStep<'_, GpuBuf>,
     ) -> Result<()> {
-        if !fuses(g, self.fused_update_max_k.get()) {
+        if !self.fuses_wgrad_update(g)? {
             return layer_step::unfused(self, g, dz, x, gw, gb, step);
         }
         let op = "wgrad_update";
@@ -137,7 +161,7 @@ impl GpuBackend {
             UpdateRule::Sgd { lr, weight_decay } => (lr, 0.0, weight_decay, WGRAD_UPDATE_SGD),
             UpdateRule::Momentum(s) => (s.lr, s.mu, s.weight_decay, WGRAD_UPDATE_MOMENTUM),
         };
-        let placeholder = self.dev.epilogue_placeholder()?;
+        let (spare_w, spare_b) = (self.dev.epilogue_placeholder()?, self.dev.second_placeholder()?);
         let (vw, vb): (&RawBuf, &RawBuf) = match (&step.rule, &step.weight.velocity, &step.bias.velocity)
         {
             (UpdateRule::Momentum(_), Some(vw), Some(vb)) => {
@@ -146,17 +170,11 @@ impl GpuBackend {
                 (&vw.0, &vb.0)
             }
             (UpdateRule::Momentum(_), ..) => return Err(ParamUpdate::<GpuBuf>::no_velocity()),
-            (UpdateRule::Sgd { .. }, ..) => (&placeholder, &placeholder),
+            (UpdateRule::Sgd { .. }, ..) => (&spare_w, &spare_b),
         };
         let params =
             Params { m: m as u32, n: n as u32, k: k as u32, alpha: g.alpha, lr, mu, wd, _pad: 0 };
-        let max = self.dev.ctx.limits.max_compute_workgroups_per_dimension;
-        let grid = grid_2d(n.div_ceil(BLOCK) as u64, m.div_ceil(BLOCK) as u64, max).map_err(|_| {
-            BackendError::Invalid {
-                op: "wgrad_update",
-                message: format!("{m}x{n} exceeds the grid's {max} workgroups per dimension"),
-            }
-        })?;
+        let grid = self.wgrad_update_grid(g)?;
         let bufs = [&dz.0, &x.0, &gw.0, &gb.0, &step.weight.param.0, vw, &step.bias.param.0, vb];
         self.dev.dispatch(&kernel, &params, &bufs, grid)
     }

@@ -77,8 +77,9 @@ pub const DOT_MAX_M: usize = 32;
 /// ...and for at most this many columns from [`DOT_MAX_M`] rows up (a narrow output layer at
 /// larger batch; below that, `gemm` is faster on the bench).
 pub const DOT_MAX_N: usize = 16;
-/// [`Kernel::Rows`] for `op(A)ᵀ · B` with `2 ..= ROWS_MAX_K` inner length and at least
-/// [`ROWS_MIN_M`] rows: the weight gradient `dYᵀ · X` at a tiny batch.
+/// [`Kernel::Rows`] for `op(A)ᵀ · B` with `1 ..= ROWS_MAX_K` inner length and at least
+/// [`ROWS_MIN_M`] rows: the weight gradient `dYᵀ · X` at a tiny batch (where the CPU also fuses
+/// the optimizer step into it, `cpu::layer_step`).
 pub const ROWS_MAX_K: usize = 4;
 /// See [`ROWS_MAX_K`].
 pub const ROWS_MIN_M: usize = 16;
@@ -98,7 +99,7 @@ pub fn choose(g: &Gemm) -> Kernel {
 /// [`choose`] with OpenBLAS's presence given (`blas`), for tests of both tables.
 pub fn choose_with(g: &Gemm, blas: bool) -> Kernel {
     let dot = (2..=DOT_MAX_M).contains(&g.m) || (g.n <= DOT_MAX_N && g.m >= DOT_MAX_M);
-    let rows = g.trans_a && (2..=ROWS_MAX_K).contains(&g.k) && g.m >= ROWS_MIN_M;
+    let rows = g.trans_a && (1..=ROWS_MAX_K).contains(&g.k) && g.m >= ROWS_MIN_M;
     let blas_rows = match (g.trans_a, g.trans_b) {
         (false, true) => BLAS_NT_ROWS.contains(&g.m),
         (false, false) => BLAS_NN_ROWS.contains(&g.m),
@@ -182,6 +183,37 @@ pub fn sgemm_with(which: Kernel, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) 
             dot::Dot { m, n, k, a, b, c, alpha, beta }.run();
         }
     }
+    Ok(())
+}
+
+/// Rows `i0 .. i0 + out.len() / n` of the weight gradient `C [m, n] = alpha · dzᵀ · x` (`g`
+/// with `trans_a`, `beta = 0`; `dz: [k, m]`, `x: [k, n]`) into `out`, on the calling thread,
+/// with [`Kernel::Rows`]'s arithmetic: where [`choose`] picks that kernel for `g`, the bits
+/// [`matmul`] writes to those rows. The CPU's fused weight-gradient step (`cpu::layer_step`)
+/// computes a block of rows and updates the same rows of the weights while they are in cache.
+pub fn weight_grad_rows(g: &Gemm, i0: usize, dz: &[f32], x: &[f32], out: &mut [f32]) -> Result<()> {
+    let (m, n, k) = (g.m, g.n, g.k);
+    let rows = out.len() / n.max(1);
+    if !g.trans_a || g.trans_b || g.beta != 0.0 || rows * n != out.len() || i0 + rows > m {
+        return Err(BackendError::Invalid {
+            op: "weight_grad_rows",
+            message: format!(
+                "rows {i0}.. of {} into {} elements: not a weight gradient's rows",
+                m,
+                out.len()
+            ),
+        });
+    }
+    check_len("weight_grad_rows", "dz", dz.len(), k * m)?;
+    check_len("weight_grad_rows", "x", x.len(), k * n)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    // Column i0 of dz [k, m]: op(A)[i, p] = dz[p * m + i0 + i].
+    let a = dz[i0..].as_ptr();
+    let c = tasks::RawC::new(out);
+    rows::Rows { m: rows, n, k, a, rsa: 1, csa: m, b: x.as_ptr(), c, alpha: g.alpha, beta: 0.0 }
+        .run_here();
     Ok(())
 }
 

@@ -74,6 +74,20 @@ impl Rows {
         fit.max(NR).min(self.n.div_ceil(NR) * NR)
     }
 
+    /// Runs the whole product on the calling thread (AVX2 and FMA where the CPU has them): the
+    /// same bits as [`Rows::run`], whose elements do not depend on the split.
+    pub fn run_here(&self) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the whole of C, which the caller borrows mutably for the call; the CPU has
+            // AVX2 and FMA.
+            unsafe { self.block_avx2(0, self.m, 0, self.n) };
+            return;
+        }
+        // SAFETY: the whole of C, borrowed mutably by the caller for the call.
+        unsafe { self.block_scalar(0, self.m, 0, self.n) }
+    }
+
     /// Runs the whole product over rayon's pool.
     pub fn run(&self) {
         let grid = Grid::new(self.m, self.n, MR, self.m, self.task_cols(), self.m * self.n * self.k);
