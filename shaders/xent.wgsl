@@ -27,10 +27,10 @@ struct Loss {
 @group(0) @binding(3) var<storage, read_write> rout: array<f32>;
 
 // softmax_xent_sums: [logits, labels, loss, correct, dlogits, out] (p.slots name out's slots).
-const NO_SLOT: u32 = 0xffffffffu;
 @group(0) @binding(6) var<storage, read_write> sums_out: array<f32>;
 
-var<workgroup> sum_tree: array<vec2<f32>, WG_1D>;
+// ---- xent_row (each row's loss, 0-1 value and d logits) and store_step_sums (the sums tree):
+// shaders/include/xent_row.wgsl, added to this source by src/backend/gpu/kernels.rs ----
 
 // loss = logsumexp(l) - l[y]; correct = [first argmax == y]; dl = s * (softmax(l) - onehot(y)).
 @compute @workgroup_size(WG_1D)
@@ -40,61 +40,14 @@ fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     xent_row(r);
 }
 
-// Row t < rows of one workgroup as softmax_xent; then Σ loss and Σ correct by sums_small's
-// tree (each lane 0 + its value, pairs added at strides 128 .. 1, then 0 + the total).
+// Row t < rows of one workgroup as softmax_xent; then Σ loss and Σ correct into the slots.
 @compute @workgroup_size(WG_1D)
 fn softmax_xent_sums(@builtin(local_invocation_index) t: u32) {
     var acc = vec2(0.0, 0.0);
     if (t < p.rows) {
         acc = acc + xent_row(t);
     }
-    sum_tree[t] = acc;
-    workgroupBarrier();
-    for (var s = WG_1D / 2u; s > 0u; s = s >> 1u) {
-        if (t < s) { sum_tree[t] = sum_tree[t] + sum_tree[t + s]; }
-        workgroupBarrier();
-    }
-    if (t == 0u) {
-        let total = vec2(0.0, 0.0) + sum_tree[0];
-        sums_out[p.slots.x] = total.x;
-        if (p.slots.y != NO_SLOT) { sums_out[p.slots.y] = total.x; }
-        sums_out[p.slots.z] = total.y;
-    }
-}
-
-// Row r's loss, 0-1 value and d logits written; returns (loss, correct).
-fn xent_row(r: u32) -> vec2<f32> {
-    let base = r * p.cols;
-    var m = logits[base];
-    var arg = 0u;
-    for (var c = 1u; c < p.cols; c = c + 1u) {
-        let v = logits[base + c];
-        if (v > m) { m = v; arg = c; }
-    }
-    var s = 0.0;
-    for (var c = 0u; c < p.cols; c = c + 1u) {
-        s = s + exp(logits[base + c] - m);
-    }
-    let y = labels[r];
-    if (y >= p.cols) {
-        // Out-of-range label: poison the loss so the host's NaN guard sees it.
-        let nan = bitcast<f32>(0x7fc00000u);
-        loss[r] = nan;
-        correct[r] = 0.0;
-        for (var c = 0u; c < p.cols; c = c + 1u) { dlogits[base + c] = 0.0; }
-        return vec2(nan, 0.0);
-    }
-    let lse = m + log(s);
-    let l = lse - logits[base + y];
-    let ok = select(0.0, 1.0, arg == y);
-    loss[r] = l;
-    correct[r] = ok;
-    let inv = 1.0 / s;
-    for (var c = 0u; c < p.cols; c = c + 1u) {
-        let q = exp(logits[base + c] - m) * inv;
-        dlogits[base + c] = p.grad_scale * (q - select(0.0, 1.0, c == y));
-    }
-    return vec2(l, ok);
+    store_step_sums(t, acc);
 }
 
 // out = s * (diag(q) - q qᵀ) rl = s * q ⊙ (rl - q·rl), q = softmax(l).

@@ -27,14 +27,14 @@ fn group<'a>(p: &'a BatchProfile, name: &str) -> &'a batchscope::profile::GroupS
 }
 
 /// The groups of one momentum step of a 3-layer MLP, in recording order: bias and φ are fused
-/// into the forward products, `⊙ φ'(z)` into the dgrad products, and the bias gradient and the
-/// optimizer step into the wgrad products (a layer's dgrad reads its weight before its wgrad
-/// op updates it; ops as the model records them: a backend may run one as several dispatches).
-const GROUPS: [&str; 9] = [
+/// into the forward products, the loss with its sums into the output layer's, `⊙ φ'(z)` into
+/// the dgrad products, and the bias gradient and the optimizer step into the wgrad products (a
+/// layer's dgrad reads its weight before its wgrad op updates it; ops as the model records
+/// them: a backend may run one as several dispatches).
+const GROUPS: [&str; 8] = [
     "fwd L0 (matmul+bias+relu)",
     "fwd L1 (matmul+bias+relu)",
-    "fwd L2 (matmul+bias)",
-    "xent+dlogits+sums",
+    "fwd L2 (matmul+bias+xent+dlogits+sums)",
     "dgrad L2 (matmul+relu')",
     "wgrad L2 (matmul+bias grad+momentum)",
     "dgrad L1 (matmul+relu')",
@@ -46,9 +46,9 @@ fn check_names(p: &BatchProfile) {
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
     assert_eq!(names, GROUPS.to_vec(), "every op of the step named, in order");
     assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
-    // 3 forward (matmul + bias (+ φ)) + xent with the loss and correct sums + 2 dgrad + φ' + 3
-    // wgrad + bias grad + the layer's momentum step.
-    assert_eq!(p.ops_per_step, 9.0);
+    // 3 forward (matmul + bias (+ φ); the last with xent and the loss and correct sums) + 2
+    // dgrad + φ' + 3 wgrad + bias grad + the layer's momentum step.
+    assert_eq!(p.ops_per_step, 8.0);
 }
 
 fn check_sum(p: &BatchProfile, tol: f64) {
@@ -71,7 +71,7 @@ fn cpu_profile_adds_up_and_names_every_op() {
     assert_eq!(p.timing, TimingMethod::HostTimers);
     check_sum(&p, 0.10);
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
-    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(names.len(), 8, "{names:?}");
     assert!(names.iter().all(|n| *n != "other"));
     assert!(p.groups.iter().all(|g| g.us_per_step > 0.0));
 }
@@ -87,16 +87,14 @@ fn analytic_counts_equal_hand_computed_values() {
     let g = group(&p, "fwd L0 (matmul+bias+relu)");
     assert_eq!((g.calls_per_step, g.flops_per_step), (1.0, 2.0 * b * h1 * d + 2.0 * b * h1));
     assert_eq!(g.bytes_per_step, 4.0 * (b * d + h1 * d + b * h1 + h1 + b * h1));
-    // The output layer has a bias and no activation.
-    let g = group(&p, "fwd L2 (matmul+bias)");
-    assert_eq!(g.flops_per_step, 2.0 * b * k * h2 + b * k);
-    assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + k * h2 + b * k + k));
-    // Softmax cross-entropy: 7 per logit; logits + dlogits, labels + loss + correct; then two
-    // sums of [8] (loss, correct) into one slot each, in the same op.
-    let g = group(&p, "xent+dlogits+sums");
+    // The output layer has a bias and no activation; then softmax cross-entropy in the same op:
+    // 7 per logit; dlogits, labels + loss + correct (the logits are written by the product and
+    // not read back); then two sums of [8] (loss, correct) into one slot each.
+    let g = group(&p, "fwd L2 (matmul+bias+xent+dlogits+sums)");
     assert_eq!(g.calls_per_step, 1.0);
-    assert_eq!(g.flops_per_step, 7.0 * b * k + 2.0 * b);
-    assert_eq!(g.bytes_per_step, 4.0 * (2.0 * b * k + 3.0 * b) + 2.0 * 4.0 * (b + 1.0));
+    assert_eq!(g.flops_per_step, 2.0 * b * k * h2 + b * k + 7.0 * b * k + 2.0 * b);
+    let (product, loss) = (b * h2 + k * h2 + b * k + k, b * k + 3.0 * b);
+    assert_eq!(g.bytes_per_step, 4.0 * (product + loss) + 2.0 * 4.0 * (b + 1.0));
     // gW1 [24,32] = dz1ᵀ [24,8] · a0 [8,32], and gb1 [24] = Σ_rows dz1 (8·24 adds; dz1 is
     // the product's operand, gb1 one more write), then momentum on W1 and b1: 6 FLOPs per
     // parameter, reading and writing the parameter and its velocity (the gradient is not read
@@ -126,19 +124,23 @@ fn analytic_counts_equal_hand_computed_values() {
 }
 
 /// What a GPU step records, device-independently: dispatches, passes and submits per step of
-/// the momentum MLP. With the fused update (the default on a GPU) B ≤ 32 = 3 forward matmuls
-/// with bias (+ φ) fused into their store + xent with the loss and correct sums in the same
-/// dispatch + 2 dgrad with φ' fused into their store + 3 wgrad with the bias gradient and the
-/// layer's momentum step in their store: 9 dispatches, one pass, one submit. Past B = 32 (and
-/// without the fused update) each layer's step is its wgrad product, then the paired update (a
-/// layer's weight and bias per dispatch; one per tensor where the adapter runs on the CPU, see
-/// `GpuBackend::set_update_pairs`); past B = 32 the bias gradients are 3 col_sum dispatches,
-/// past B = 256 the sums two dispatches of their own. (27 before the epilogue fusions, 20 before
-/// the fused bias gradients and sums and the paired updates, 12 before the fused update.)
+/// the momentum MLP. With the fused head and update (the defaults on a GPU) B ≤ 32 = 2 forward
+/// matmuls with bias + φ fused into their store + the output layer's matmul with its bias, the
+/// loss and the loss and correct sums in one dispatch + 2 dgrad with φ' fused into their store
+/// + 3 wgrad with the bias gradient and the layer's momentum step in their store: 8 dispatches,
+/// one pass, one submit. Without the fused head (and past B = 32) the output layer's product and
+/// the loss are 2 dispatches; past B = 32 (and without the fused update) each layer's step is
+/// its wgrad product, then the paired update (a layer's weight and bias per dispatch; one per
+/// tensor where the adapter runs on the CPU, see `GpuBackend::set_update_pairs`); past B = 32
+/// the bias gradients are 3 col_sum dispatches, past B = 256 the sums two dispatches of their
+/// own. (27 before the epilogue fusions, 20 before the fused bias gradients and sums and the
+/// paired updates, 12 before the fused update, 9 before the fused head.)
 #[test]
 fn gpu_step_dispatches_passes_and_submits() {
     let b = common::gpu();
-    for (fused, pairs) in [(true, true), (true, false), (false, true), (false, false)] {
+    let settings = [(true, true, true), (true, true, false), (true, false, true), (false, false, false)];
+    for (head, fused, pairs) in settings.into_iter().chain([(false, true, true), (true, false, false)]) {
+        b.set_fused_head(head);
         b.set_fused_update(fused);
         b.set_update_pairs(pairs);
         for batch in [1usize, 4, 32, 33, 256, 257] {
@@ -147,13 +149,15 @@ fn gpu_step_dispatches_passes_and_submits() {
                 (false, true) => 3.0,
                 (false, false) => 6.0,
             };
+            // The output layer's product and the loss in one dispatch up to B = 32.
+            let head_split = if head && batch <= 32 { 0.0 } else { 1.0 };
             // The bias gradients in the wgrad products' store up to B = 32, 3 col_sum past it.
             let col_sums = if batch <= 32 { 0.0 } else { 3.0 };
             // The sums in the loss's dispatch up to B = 256, two passes of their own past it.
             let sums = if batch <= 256 { 0.0 } else { 2.0 };
             let p = profile_batch(&b, &config(&[]), batch).expect("profile");
-            let want = 9.0 + col_sums + sums + updates;
-            let case = format!("B = {batch}, fused update {fused}, pairs {pairs}");
+            let want = 8.0 + head_split + col_sums + sums + updates;
+            let case = format!("B = {batch}, fused head {head}, fused update {fused}, pairs {pairs}");
             assert_eq!(p.dispatches_per_step, want, "{case}");
             assert_eq!(p.passes_per_step, 1.0, "{case}");
             assert_eq!(p.submits_per_step, 1.0, "{case}");
@@ -161,6 +165,7 @@ fn gpu_step_dispatches_passes_and_submits() {
     }
     // Fused past the default depth (`set_fused_update_max_k`, for A/B timing on a device): the
     // product, its col_sum and the update of each layer are one dispatch up to B = 256.
+    b.set_fused_head(true);
     b.set_fused_update_max_k(256);
     b.set_update_pairs(true);
     for (batch, want) in [(33usize, 9.0), (256, 9.0), (257, 9.0 + 3.0 + 2.0 + 3.0)] {
@@ -170,7 +175,7 @@ fn gpu_step_dispatches_passes_and_submits() {
     // Plain SGD fuses too.
     b.set_fused_update(true);
     let p = profile_batch(&b, &config(&["train.optimizer=\"sgd\""]), 8).expect("profile");
-    assert_eq!(p.dispatches_per_step, 9.0);
+    assert_eq!(p.dispatches_per_step, 8.0);
     assert!(p.groups.iter().any(|g| g.group == "wgrad L1 (matmul+bias grad+sgd)"), "{:#?}", p.groups);
 }
 

@@ -20,125 +20,25 @@ pub mod gpu;
 pub mod half;
 pub mod half_epilogue;
 pub mod layer_step;
+pub mod linear_xent;
 pub mod rng;
 pub mod scope;
 pub mod step_sums;
 pub mod timed;
+pub mod types;
 pub mod update;
 
 pub use epilogue::Epilogue;
 pub use error::BackendError;
 pub use global_norm::GlobalNorm;
 pub use layer_step::{LayerStep, ParamState};
+pub use linear_xent::XentOutputs;
 pub use scope::Scope;
 pub use step_sums::StepSums;
+pub use types::{check_len, gemm_lens, Activation, BackendKind, Gemm, GenKind, GenSpec, MomentumStep};
 pub use update::{ParamUpdate, UpdateRule};
 
-use serde::{Deserialize, Serialize};
-
 pub type Result<T> = std::result::Result<T, BackendError>;
-
-/// Pointwise nonlinearity φ.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    Identity,
-    Relu,
-    Tanh,
-}
-
-impl Activation {
-    /// Index used in shader parameter blocks.
-    pub fn code(self) -> u32 {
-        match self {
-            Activation::Identity => 0,
-            Activation::Relu => 1,
-            Activation::Tanh => 2,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::Identity => "identity",
-            Activation::Relu => "relu",
-            Activation::Tanh => "tanh",
-        }
-    }
-}
-
-/// A general matrix product `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n]`.
-///
-/// `A` is stored `[m,k]` row-major, or `[k,m]` when `trans_a`; `B` is stored `[k,n]`, or `[n,k]`
-/// when `trans_b`. With `beta == 0` the old contents of `C` are ignored (NaN included).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Gemm {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub trans_a: bool,
-    pub trans_b: bool,
-    pub alpha: f32,
-    pub beta: f32,
-}
-
-impl Gemm {
-    /// `C = A·B` with no transposes.
-    pub fn nn(m: usize, n: usize, k: usize) -> Self {
-        Gemm { m, n, k, trans_a: false, trans_b: false, alpha: 1.0, beta: 0.0 }
-    }
-    pub fn trans(mut self, trans_a: bool, trans_b: bool) -> Self {
-        self.trans_a = trans_a;
-        self.trans_b = trans_b;
-        self
-    }
-    pub fn scaled(mut self, alpha: f32, beta: f32) -> Self {
-        self.alpha = alpha;
-        self.beta = beta;
-        self
-    }
-    /// Multiply-adds counted as 2 FLOPs.
-    pub fn flops(&self) -> f64 {
-        2.0 * self.m as f64 * self.n as f64 * self.k as f64
-    }
-}
-
-/// Which synthetic stream [`GenSpec`] describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GenKind {
-    /// `x = μ_y + N(0, I)`, `y` uniform over classes (with label noise).
-    GaussianMixture,
-    /// `x ~ N(0, diag(s))`, `t = W* x + noise_std · N(0, I)`.
-    LinearRegression,
-}
-
-/// A counter-based synthetic data stream: example `i` is a pure function of `(seed, i)`, so the
-/// CPU and GPU generate the same examples, and a stream of any length needs no memory.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct GenSpec {
-    pub kind: GenKind,
-    pub seed: u64,
-    /// Input dimension D.
-    pub dim: usize,
-    /// Classes (gaussian_mixture).
-    pub classes: usize,
-    /// Regression outputs K (linear_regression).
-    pub outputs: usize,
-    /// Probability that a label is replaced by a uniformly random class.
-    pub label_noise: f32,
-    /// Standard deviation of the target noise (linear_regression).
-    pub noise_std: f32,
-    /// Example `i` is distinct example `i / duplicates` (redundancy).
-    pub duplicates: u64,
-}
-
-/// Which implementation a backend is, for reports and device choice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendKind {
-    Cpu,
-    Gpu,
-}
 
 /// Every op a model needs. Shapes are in the doc comment of each op; lengths are checked.
 pub trait Backend {
@@ -309,6 +209,21 @@ pub trait Backend {
         self.softmax_xent(rows, classes, logits, labels, grad_scale, loss, correct, dlogits)?;
         sums.record(self, rows, loss, correct)
     }
+    /// A classifier's output layer and loss: `logits [m, n] = op(x) · op(w) + bias` (`g`; the
+    /// forward `x [rows, in] · Wᵀ` with `W [classes, in]` stored, `trans_b`), then
+    /// [`Backend::softmax_xent_sums`] of the `m` rows of `n` classes with `xent`'s operands.
+    /// The logits are written. The default is [`linear_xent::unfused`]; the GPU does all of it
+    /// in one dispatch at small batches, with the same bits.
+    fn linear_xent_sums(
+        &self,
+        g: &Gemm,
+        x_w_bias: [&Self::Buf; 3],
+        logits: &mut Self::Buf,
+        xent: XentOutputs<'_, Self::Buf, Self::IdxBuf>,
+        sums: &mut StepSums<'_, Self::Buf>,
+    ) -> Result<()> {
+        linear_xent::unfused(self, g, x_w_bias, logits, xent, sums)
+    }
     /// R-operator of softmax cross-entropy's gradient (the Gauss-Newton block of the loss):
     /// `out[r] = grad_scale * (diag(p) - p pᵀ) rlogits[r]` with `p = softmax(logits[r])`,
     /// for `logits, rlogits, out: [rows, classes]`.
@@ -469,26 +384,4 @@ pub trait Backend {
         idx: &Self::IdxBuf,
         dst: &mut Self::IdxBuf,
     ) -> Result<()>;
-}
-
-/// Check that a buffer holds at least `need` elements; the error names the op and operand.
-pub fn check_len(op: &'static str, operand: &'static str, have: usize, need: usize) -> Result<()> {
-    if have < need {
-        return Err(BackendError::Shape { op, operand, have, need });
-    }
-    Ok(())
-}
-
-/// Elements of the stored operands of a [`Gemm`]: `(len A, len B, len C)`.
-pub fn gemm_lens(g: &Gemm) -> (usize, usize, usize) {
-    (g.m * g.k, g.k * g.n, g.m * g.n)
-}
-
-/// The hyperparameters of one [`Backend::momentum_update`]: `v = mu * v + (g + weight_decay *
-/// p)`, then `p -= lr * v`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MomentumStep {
-    pub lr: f32,
-    pub mu: f32,
-    pub weight_decay: f32,
 }

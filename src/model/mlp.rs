@@ -10,7 +10,7 @@ use super::init::{init_std, normal_vec, rng};
 use super::params::ParamSet;
 use crate::backend::{
     Activation, Backend, BackendError, Epilogue, Gemm, LayerStep, ParamState, Result, Scope, StepSums,
-    UpdateRule,
+    UpdateRule, XentOutputs,
 };
 
 /// The surrogate loss minimised.
@@ -191,8 +191,20 @@ impl Mlp {
         x: &B::Buf,
         ws: &mut Workspace<B>,
     ) -> Result<()> {
+        self.forward_layers(b, p, x, ws, self.layers())
+    }
+
+    /// The first `upto` layers of [`Mlp::forward`].
+    fn forward_layers<B: Backend>(
+        &self,
+        b: &B,
+        p: &ParamSet<B>,
+        x: &B::Buf,
+        ws: &mut Workspace<B>,
+        upto: usize,
+    ) -> Result<()> {
         let rows = ws.rows;
-        for l in 0..self.layers() {
+        for l in 0..upto {
             let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
             let (before, after) = ws.a.split_at_mut(l);
             let input = if l == 0 { x } else { &before[l - 1] };
@@ -207,6 +219,45 @@ impl Mlp {
             };
             b.matmul_epilogue(&g, input, &p.tensors[2 * l], &mut ws.z[l], epi)?;
         }
+        b.scope(Scope::None);
+        Ok(())
+    }
+
+    /// [`Mlp::forward`], then [`Mlp::loss_into`]; for a classifier with the step's sums the
+    /// output layer and the loss are one op ([`Backend::linear_xent_sums`]: one dispatch at
+    /// small batches on the GPU, the same bits).
+    fn forward_loss<B: Backend>(
+        &self,
+        b: &B,
+        p: &ParamSet<B>,
+        x: &B::Buf,
+        targets: &Targets<'_, B>,
+        ws: &mut Workspace<B>,
+        sums: Option<&mut StepSums<'_, B::Buf>>,
+    ) -> Result<()> {
+        let (labels, sums) = match (self.spec.loss, targets, sums) {
+            (LossKind::SoftmaxXent, Targets::Classes(labels), Some(sums)) => (*labels, sums),
+            (.., sums) => {
+                self.forward(b, p, x, ws)?;
+                return self.loss_into(b, targets, ws, sums);
+            }
+        };
+        let last = self.layers() - 1;
+        self.forward_layers(b, p, x, ws, last)?;
+        let rows = ws.rows;
+        let input = if last == 0 { x } else { &ws.a[last - 1] };
+        // logits [rows, classes] = input [rows, in] · Wᵀ ([classes, in] stored) + b, then the loss
+        let g = Gemm::nn(rows, self.outputs(), self.spec.sizes[last]).trans(false, true);
+        let xent = XentOutputs {
+            labels,
+            grad_scale: 1.0 / rows.max(1) as f32,
+            loss: &mut ws.loss,
+            correct: &mut ws.correct,
+            dlogits: &mut ws.dz[last],
+        };
+        let weights = [input, &p.tensors[2 * last], &p.tensors[2 * last + 1]];
+        b.scope(Scope::Forward(last));
+        b.linear_xent_sums(&g, weights, &mut ws.z[last], xent, sums)?;
         b.scope(Scope::None);
         Ok(())
     }
@@ -392,8 +443,7 @@ impl Mlp {
         grads: &mut ParamSet<B>,
         sums: Option<&mut StepSums<'_, B::Buf>>,
     ) -> Result<()> {
-        self.forward(b, p, x, ws)?;
-        self.loss_into(b, targets, ws, sums)?;
+        self.forward_loss(b, p, x, targets, ws, sums)?;
         self.backward(b, p, x, ws, grads)
     }
 
@@ -412,8 +462,7 @@ impl Mlp {
         rule: UpdateRule,
         velocity: Option<&mut ParamSet<B>>,
     ) -> Result<()> {
-        self.forward(b, p, x, ws)?;
-        self.loss_into(b, targets, ws, sums)?;
+        self.forward_loss(b, p, x, targets, ws, sums)?;
         self.backward_update(b, p, x, ws, grads, rule, velocity)
     }
 }

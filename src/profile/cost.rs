@@ -30,6 +30,12 @@ pub enum Fusion {
     BiasGradStep {
         momentum: bool,
     },
+    /// A classifier's output layer `x·Wᵀ + b`, then softmax cross-entropy with d logits and the
+    /// step's sums of its losses and 0-1 values into `terms` slots
+    /// ([`crate::backend::Backend::linear_xent_sums`]).
+    BiasXentSums {
+        terms: usize,
+    },
 }
 
 impl Fusion {
@@ -151,7 +157,7 @@ impl Op {
             // The product, then + bias (and φ), or · φ'(z), per output element.
             Op::MatmulFused(g, fusion) => {
                 let per = match fusion {
-                    Fusion::Bias | Fusion::ActGrad(_) => 1,
+                    Fusion::Bias | Fusion::ActGrad(_) | Fusion::BiasXentSums { .. } => 1,
                     Fusion::BiasAct(_) => 2,
                     Fusion::BiasGrad | Fusion::BiasGradStep { .. } => 0,
                 };
@@ -163,7 +169,7 @@ impl Op {
                     Fusion::BiasGradStep { momentum: false } => 4 * (g.m * g.n + g.m),
                     _ => 0,
                 };
-                Op::Matmul(g).flops() + f(g.m * g.n * per + bias_grad + step)
+                Op::Matmul(g).flops() + f(g.m * g.n * per + bias_grad + step) + fusion_loss(g, fusion).0
             }
             Op::AddBias { rows, cols } => f(rows * cols),
             // Σ over rows, α·s, and + β·out when accumulating.
@@ -225,8 +231,9 @@ impl Op {
                     Fusion::BiasGradStep { momentum } => {
                         g.m + (2 + 2 * momentum as usize) * (g.m * g.n + g.m)
                     }
+                    Fusion::BiasXentSums { .. } => g.n,
                 };
-                Op::Matmul(g).bytes() + b(extra)
+                Op::Matmul(g).bytes() + b(extra) + fusion_loss(g, fusion).1
             }
             // x read and written, bias read.
             Op::AddBias { rows, cols } => b(2 * rows * cols + cols),
@@ -285,6 +292,7 @@ impl Op {
                     Fusion::BiasGrad => "matmul+bias grad".to_string(),
                     Fusion::BiasGradStep { momentum: true } => "matmul+bias grad+momentum".to_string(),
                     Fusion::BiasGradStep { momentum: false } => "matmul+bias grad+sgd".to_string(),
+                    Fusion::BiasXentSums { .. } => "matmul+bias+xent+dlogits+sums".to_string(),
                 };
                 match scope {
                     Scope::Backward(l) if fusion.bias_grad() => format!("wgrad L{l} ({what})"),
@@ -318,6 +326,18 @@ impl Op {
             (Op::Generate { .. }, _) => "datagen".into(),
             (Op::GatherRows { .. } | Op::GatherIdx { .. }, _) => "gather".into(),
         }
+    }
+}
+
+/// The FLOPs and bytes a fused product's loss adds ([`Fusion::BiasXentSums`]: the loss and
+/// sums of its `m` rows of `n` logits, which it does not read back from memory).
+fn fusion_loss(g: Gemm, fusion: Fusion) -> (f64, f64) {
+    match fusion {
+        Fusion::BiasXentSums { terms } => {
+            let loss = Op::SoftmaxXentSums { rows: g.m, classes: g.n, terms };
+            (loss.flops(), loss.bytes() - F32 * (g.m * g.n) as f64)
+        }
+        _ => (0.0, 0.0),
     }
 }
 
@@ -388,5 +408,17 @@ mod tests {
             |momentum| Op::MatmulFused(g, Fusion::BiasGradStep { momentum }).group(Scope::Backward(2));
         assert_eq!(name(true), "wgrad L2 (matmul+bias grad+momentum)");
         assert_eq!(name(false), "wgrad L2 (matmul+bias grad+sgd)");
+    }
+
+    #[test]
+    fn the_fused_output_layer_costs_the_product_and_the_loss_without_the_logits_read_back() {
+        // logits [4, 10] = x [4, 32] · Wᵀ + b, then the loss with two sums.
+        let g = Gemm::nn(4, 10, 32).trans(false, true);
+        let fused = Op::MatmulFused(g, Fusion::BiasXentSums { terms: 2 });
+        let (product, loss) =
+            (Op::MatmulFused(g, Fusion::Bias), Op::SoftmaxXentSums { rows: 4, classes: 10, terms: 2 });
+        assert_eq!(fused.flops(), product.flops() + loss.flops());
+        assert_eq!(fused.bytes(), product.bytes() + loss.bytes() - 4.0 * 40.0);
+        assert_eq!(fused.group(Scope::Forward(2)), "fwd L2 (matmul+bias+xent+dlogits+sums)");
     }
 }

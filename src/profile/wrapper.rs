@@ -11,7 +11,7 @@ use super::hooks::{Profilable, TimingMethod};
 use crate::backend::half::HalfBuf;
 use crate::backend::{
     Activation, Backend, BackendKind, Epilogue, Gemm, GenSpec, GlobalNorm, LayerStep, MomentumStep,
-    ParamUpdate, Result, Scope, StepSums, UpdateRule,
+    ParamUpdate, Result, Scope, StepSums, UpdateRule, XentOutputs,
 };
 
 /// One op call of a profiled recording.
@@ -265,6 +265,17 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
             let (l, c, d) = (loss, correct, dlogits);
             self.inner.softmax_xent_sums(rows, classes, logits, labels, grad_scale, l, c, d, sums)
         })
+    }
+    fn linear_xent_sums(
+        &self,
+        g: &Gemm,
+        x_w_bias: [&B::Buf; 3],
+        logits: &mut B::Buf,
+        xent: XentOutputs<'_, B::Buf, B::IdxBuf>,
+        sums: &mut StepSums<'_, B::Buf>,
+    ) -> Result<()> {
+        let op = Op::MatmulFused(*g, Fusion::BiasXentSums { terms: sums.loss_slots.len() + 1 });
+        self.op(op, || self.inner.linear_xent_sums(g, x_w_bias, logits, xent, sums))
     }
     fn softmax_xent_rop(
         &self,

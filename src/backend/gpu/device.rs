@@ -339,9 +339,11 @@ impl GpuDevice {
         Ok(p)
     }
 
-    /// Create every pipeline now (so that later timings exclude compilation).
+    /// Create every pipeline now (so that later timings exclude compilation), but those with
+    /// more storage bindings than the adapter allows, which are never dispatched there.
     pub fn warm_up(&self) -> Result<()> {
-        for k in super::kernels::ALL_KERNELS {
+        let max = self.ctx.limits.max_storage_buffers_per_shader_stage as usize;
+        for k in super::kernels::ALL_KERNELS.iter().filter(|k| k.bindings.len() <= max) {
             self.pipeline(k)?;
         }
         Ok(())

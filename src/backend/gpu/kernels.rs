@@ -54,10 +54,11 @@ pub enum Shader {
     Amp,
     MatmulCoop,
     WgradUpdate,
+    LinearXent,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 14] = [
+    pub const ALL: [Shader; 15] = [
         Shader::Matmul,
         Shader::Elementwise,
         Shader::Act,
@@ -72,6 +73,7 @@ impl Shader {
         Shader::Amp,
         Shader::MatmulCoop,
         Shader::WgradUpdate,
+        Shader::LinearXent,
     ];
 
     /// The family name: `matmul`, `elementwise`, `act`, ...
@@ -92,6 +94,7 @@ impl Shader {
             Shader::Amp => "amp",
             Shader::MatmulCoop => "matmul_coop",
             Shader::WgradUpdate => "wgrad_update",
+            Shader::LinearXent => "linear_xent",
         }
     }
 
@@ -118,13 +121,15 @@ impl Shader {
             Shader::Amp => include_str!("../../../shaders/amp.wgsl"),
             Shader::MatmulCoop => include_str!("../../../shaders/matmul_coop.wgsl"),
             Shader::WgradUpdate => include_str!("../../../shaders/wgrad_update.wgsl"),
+            Shader::LinearXent => include_str!("../../../shaders/linear_xent.wgsl"),
         }
     }
 
     /// The files under `shaders/include/` this shader uses (WGSL has no `#include`): the fused
     /// epilogue shared by the f32 products and the one shared by the f16 products, each with
     /// the activations φ, φ' of act.wgsl and the bias-gradient column sum, the f32 → f16
-    /// rounding of every f16 store, and the optimizer's per-element update.
+    /// rounding of every f16 store, the optimizer's per-element update, and softmax
+    /// cross-entropy's row and minibatch sums.
     pub fn includes(self) -> &'static [&'static str] {
         const ACTIVATION: &str = include_str!("../../../shaders/include/activation.wgsl");
         const EPILOGUE: &str = include_str!("../../../shaders/include/epilogue.wgsl");
@@ -132,12 +137,14 @@ impl Shader {
         const F16_BITS: &str = include_str!("../../../shaders/include/f16_bits.wgsl");
         const COL_SUM_OF: &str = include_str!("../../../shaders/include/col_sum_of.wgsl");
         const UPDATE_RULE: &str = include_str!("../../../shaders/include/update_rule.wgsl");
+        const XENT_ROW: &str = include_str!("../../../shaders/include/xent_row.wgsl");
         match self {
             Shader::Matmul | Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE, COL_SUM_OF],
             Shader::MatmulF16 | Shader::MatmulCoop => &[ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF],
             Shader::Amp => &[F16_BITS, UPDATE_RULE],
             Shader::Update => &[UPDATE_RULE],
             Shader::WgradUpdate => &[COL_SUM_OF, UPDATE_RULE],
+            Shader::Xent | Shader::LinearXent => &[XENT_ROW],
             _ => &[],
         }
     }
@@ -220,6 +227,9 @@ kernel!(SOFTMAX_XENT, Xent, "softmax_xent", [R, R, W, W, W]);
 // softmax_xent for rows <= WG_1D with the step's sums (logits, labels, loss, correct, dlogits, out)
 kernel!(SOFTMAX_XENT_SUMS, Xent, "softmax_xent_sums", [R, R, W, W, W, W]);
 kernel!(SOFTMAX_XENT_ROP, Xent, "softmax_xent_rop", [R, R, W]);
+// linear_xent.wgsl: the output layer's product and bias, then softmax_xent_sums, in one
+// workgroup (x, W, b, labels, logits, loss, correct, dlogits, out)
+kernel!(LINEAR_XENT_SUMS, LinearXent, "linear_xent_sums", [R, R, R, R, W, W, W, W, W]);
 // mse.wgsl
 kernel!(MSE, Mse, "mse", [R, R, W, W]);
 // reduce.wgsl: pass 1 writes per-workgroup partials, pass 2 sums them in a fixed order.
@@ -311,6 +321,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     SOFTMAX_XENT,
     SOFTMAX_XENT_SUMS,
     SOFTMAX_XENT_ROP,
+    LINEAR_XENT_SUMS,
     MSE,
     REDUCE_PARTIAL,
     REDUCE_FINAL,

@@ -92,6 +92,12 @@ fn skinny_kernel(m: usize) -> (Kernel, u32) {
     }
 }
 
+/// Whether `launch` runs one of the skinny entry points (k summed in lanes: see matmul.wgsl),
+/// whose float operations `shaders/linear_xent.wgsl` repeats.
+pub fn is_skinny(launch: &Launch) -> bool {
+    [MATMUL_SKINNY8, MATMUL_SKINNY4, MATMUL_SKINNY1].iter().any(|k| k.name == launch.kernel.name)
+}
+
 /// Columns of C per skinny workgroup: 32 when B is stored [k,n], 8 when stored [n,k]
 /// (`cw` in the shader).
 fn skinny_cols(g: &Gemm) -> u32 {

@@ -20,6 +20,7 @@ pub mod gather;
 mod half;
 pub mod kernels;
 pub mod launch;
+pub mod linear_xent;
 pub mod matmul;
 pub mod matmul_coop;
 pub mod matmul_f16;
@@ -44,7 +45,7 @@ pub use matmul::MatmulVariant;
 use crate::backend::half::HalfBuf;
 use crate::backend::{
     check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Epilogue, Gemm, GenSpec,
-    GlobalNorm, LayerStep, MomentumStep, ParamUpdate, Result, StepSums, UpdateRule,
+    GlobalNorm, LayerStep, MomentumStep, ParamUpdate, Result, StepSums, UpdateRule, XentOutputs,
 };
 
 /// A GPU buffer of `f32`.
@@ -64,6 +65,8 @@ pub struct GpuBackend {
     /// The depth up to which a layer's weight gradient and step are one dispatch (0: never;
     /// see [`GpuBackend::set_fused_update`]).
     fused_update_max_k: Cell<usize>,
+    /// The output layer and its loss in one dispatch (see [`GpuBackend::set_fused_head`]).
+    fused_head: Cell<bool>,
 }
 
 impl Backend for GpuBackend {
@@ -294,6 +297,17 @@ impl Backend for GpuBackend {
     ) -> Result<()> {
         let (l, c, d) = (loss, correct, dlogits);
         self.softmax_xent_sums_fused(rows, classes, logits, labels, grad_scale, l, c, d, sums)
+    }
+
+    fn linear_xent_sums(
+        &self,
+        g: &Gemm,
+        x_w_bias: [&GpuBuf; 3],
+        logits: &mut GpuBuf,
+        xent: XentOutputs<'_, GpuBuf, GpuIdxBuf>,
+        sums: &mut StepSums<'_, GpuBuf>,
+    ) -> Result<()> {
+        self.linear_xent_step(g, x_w_bias, logits, xent, sums)
     }
 
     fn softmax_xent_rop(

@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use super::{context, update, wgrad_update, GpuBackend, GpuContext, GpuDevice, MatmulVariant};
+use super::{context, linear_xent, update, wgrad_update, GpuBackend, GpuContext, GpuDevice, MatmulVariant};
 use crate::backend::{BackendError, Result};
 
 impl GpuBackend {
@@ -18,12 +18,14 @@ impl GpuBackend {
         );
         let update_pairs = Cell::new(update::pairs_default(&ctx.summary));
         let fused_update_max_k = Cell::new(wgrad_update::fused_default(&ctx.summary));
+        let fused_head = Cell::new(linear_xent::fused_default(&ctx.summary));
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Auto),
             tuner: RefCell::default(),
             update_pairs,
             fused_update_max_k,
+            fused_head,
         })
     }
 
@@ -42,12 +44,14 @@ impl GpuBackend {
         let ctx = GpuContext::from_adapter(index, adapter)?;
         let update_pairs = Cell::new(update::pairs_default(&ctx.summary));
         let fused_update_max_k = Cell::new(wgrad_update::fused_default(&ctx.summary));
+        let fused_head = Cell::new(linear_xent::fused_default(&ctx.summary));
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Tiled),
             tuner: RefCell::default(),
             update_pairs,
             fused_update_max_k,
+            fused_head,
         })
     }
 }

@@ -40,11 +40,31 @@ struct LossSumsParams {
     slots: [u32; 4],
 }
 
-/// `NO_SLOT` in xent.wgsl.
+/// `NO_SLOT` in shaders/include/xent_row.wgsl.
 const NO_SLOT: u32 = u32::MAX;
 
+/// `p.slots` of shaders/include/xent_row.wgsl's `store_step_sums` for `sums` (one or two loss
+/// slots, checked against the length of `sums.out`).
+pub(super) fn step_slots(op: &'static str, sums: &StepSums<'_, GpuBuf>) -> Result<[u32; 4]> {
+    let slot = |s: usize| -> Result<u32> {
+        check_len(op, "out", sums.out.0.len, s + 1)?;
+        u32_of(op, "slot", s)
+    };
+    let (first, second) = match sums.loss_slots {
+        [first] => (slot(*first)?, NO_SLOT),
+        [first, second] => (slot(*first)?, slot(*second)?),
+        other => {
+            return Err(BackendError::Invalid {
+                op,
+                message: format!("one or two loss slots, got {}", other.len()),
+            })
+        }
+    };
+    Ok([first, second, slot(sums.correct_slot)?, 0])
+}
+
 /// The operand checks of softmax_xent.
-fn check(rows: usize, classes: usize, bufs: [&RawBuf; 5]) -> Result<()> {
+pub(super) fn check(rows: usize, classes: usize, bufs: [&RawBuf; 5]) -> Result<()> {
     let [logits, labels, loss, correct, dlogits] = bufs;
     check_len("softmax_xent", "logits", logits.len(), rows * classes)?;
     check_len("softmax_xent", "labels", labels.len(), rows)?;
@@ -98,17 +118,9 @@ impl GpuBackend {
         }
         let bufs = [&logits.0, &labels.0, &loss.0, &correct.0, &dlogits.0];
         check(rows, classes, bufs)?;
-        let slot = |s: usize| -> Result<u32> {
-            check_len("softmax_xent_sums", "out", sums.out.0.len, s + 1)?;
-            u32_of("softmax_xent_sums", "slot", s)
-        };
-        let second = match sums.loss_slots.get(1) {
-            Some(&s) => slot(s)?,
-            None => NO_SLOT,
-        };
         let p = LossSumsParams {
             loss: LossParams::new("softmax_xent_sums", rows, classes, grad_scale)?,
-            slots: [slot(sums.loss_slots[0])?, second, slot(sums.correct_slot)?, 0],
+            slots: step_slots("softmax_xent_sums", sums)?,
         };
         let [lg, lb, ls, cr, dl] = bufs;
         self.dev.dispatch(&k::SOFTMAX_XENT_SUMS, &p, &[lg, lb, ls, cr, dl, &sums.out.0], [1, 1, 1])
