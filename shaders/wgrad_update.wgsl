@@ -57,28 +57,7 @@ fn scaled(x: f32) -> f32 {
     return select(P.alpha * x, x, P.alpha == 1.0);
 }
 
-// The optimizer step of parameter `o` of W (bias: false) or b (true) with gradient g.
-fn step_param(o: u32, g: f32, bias: bool, momentum: bool) {
-    if (bias) {
-        let w = param_b[o];
-        if (momentum) {
-            let v = momentum_velocity(vel_b[o], g, w, P.mu, P.wd);
-            vel_b[o] = v;
-            param_b[o] = momentum_param(w, v, P.lr);
-        } else {
-            param_b[o] = sgd_value(w, g, P.lr, P.wd);
-        }
-    } else {
-        let w = param_w[o];
-        if (momentum) {
-            let v = momentum_velocity(vel_w[o], g, w, P.mu, P.wd);
-            vel_w[o] = v;
-            param_w[o] = momentum_param(w, v, P.lr);
-        } else {
-            param_w[o] = sgd_value(w, g, P.lr, P.wd);
-        }
-    }
-}
+// step_param (the optimizer step of one element of W or b): shaders/include/step_param.wgsl.
 
 fn wgrad_update(t: u32, wid: vec3<u32>, nwg: vec3<u32>, momentum: bool) {
     let rb = wid.y + wid.z * nwg.y;

@@ -171,7 +171,10 @@ fn linear_xent_falls_back_with_the_same_bits() {
         (Case { rows: 100, classes: 7, k: 20, loss_slots: &[4], poison: false }, MatmulVariant::Auto),
         (Case { rows: 8, classes: 10, k: 64, loss_slots: &[4, 1], poison: false }, MatmulVariant::Tiled),
         (Case { rows: 8, classes: 10, k: 64, loss_slots: &[4, 1], poison: false }, MatmulVariant::Naive),
-        (Case { rows: 8, classes: 10, k: 64, loss_slots: &[4, 1, 3], poison: false }, MatmulVariant::Auto),
+        (
+            Case { rows: 8, classes: 10, k: 64, loss_slots: &[4, 1, 3], poison: false },
+            MatmulVariant::Auto,
+        ),
     ];
     for (c, variant) in cases {
         fused.set_matmul_variant(variant);
@@ -203,17 +206,13 @@ fn bad_operands_are_errors<B: Backend>(b: &B) {
     let full = |n: usize| b.upload(&uniform(n as u64, n, 1.0)).unwrap();
     let labels = b.upload_idx(&indices(9, rows, classes as u32)).unwrap();
     let few_labels = b.upload_idx(&[0, 1]).unwrap();
-    // (x, w, bias, logits, dlogits, labels, correct slot) lengths; one of them wrong per case.
-    let cases: [(usize, usize, usize, usize, usize, bool, usize, &str); 7] = [
-        (rows * k - 1, classes * k, classes, rows * classes, rows * classes, true, 2, "x"),
-        (rows * k, classes * k - 1, classes, rows * classes, rows * classes, true, 2, "w"),
-        (rows * k, classes * k, classes - 1, rows * classes, rows * classes, true, 2, "bias"),
-        (rows * k, classes * k, classes, rows * classes - 1, rows * classes, true, 2, "logits"),
-        (rows * k, classes * k, classes, rows * classes, rows * classes - 1, true, 2, "dlogits"),
-        (rows * k, classes * k, classes, rows * classes, rows * classes, false, 2, "labels"),
-        (rows * k, classes * k, classes, rows * classes, rows * classes, true, 9, "out"),
-    ];
-    for (nx, nw, nb, nl, nd, enough_labels, correct_slot, what) in cases {
+    // One operand wrong per case: one element short, two labels, or the 0-1 sum's slot past
+    // the sums' three.
+    for what in ["x", "w", "bias", "logits", "dlogits", "labels", "out"] {
+        let len = |name: &str, n: usize| if what == name { n - 1 } else { n };
+        let (nx, nw, nb) = (len("x", rows * k), len("w", classes * k), len("bias", classes));
+        let (nl, nd) = (len("logits", rows * classes), len("dlogits", rows * classes));
+        let (enough_labels, correct_slot) = (what != "labels", if what == "out" { 9 } else { 2 });
         let (x, w, bias) = (full(nx), full(nw), full(nb));
         let (mut logits, mut dl) = (b.zeros(nl).unwrap(), b.zeros(nd).unwrap());
         let (mut loss, mut correct, mut out) =

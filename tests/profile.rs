@@ -27,18 +27,16 @@ fn group<'a>(p: &'a BatchProfile, name: &str) -> &'a batchscope::profile::GroupS
 }
 
 /// The groups of one momentum step of a 3-layer MLP, in recording order: bias and φ are fused
-/// into the forward products, the loss with its sums into the output layer's, `⊙ φ'(z)` into
-/// the dgrad products, and the bias gradient and the optimizer step into the wgrad products (a
-/// layer's dgrad reads its weight before its wgrad op updates it; ops as the model records
-/// them: a backend may run one as several dispatches).
-const GROUPS: [&str; 8] = [
+/// into the forward products, the loss with its sums into the output layer's, and a layer's
+/// backward (the dgrad product with `⊙ φ'(z)`, which reads the old weight, then the weight
+/// gradient with the bias gradient and the optimizer step) is one op; the first layer has no
+/// dgrad (ops as the model records them: a backend may run one as several dispatches).
+const GROUPS: [&str; 6] = [
     "fwd L0 (matmul+bias+relu)",
     "fwd L1 (matmul+bias+relu)",
     "fwd L2 (matmul+bias+xent+dlogits+sums)",
-    "dgrad L2 (matmul+relu')",
-    "wgrad L2 (matmul+bias grad+momentum)",
-    "dgrad L1 (matmul+relu')",
-    "wgrad L1 (matmul+bias grad+momentum)",
+    "backward L2 (dgrad+relu', wgrad+bias grad+momentum)",
+    "backward L1 (dgrad+relu', wgrad+bias grad+momentum)",
     "wgrad L0 (matmul+bias grad+momentum)",
 ];
 
@@ -47,8 +45,9 @@ fn check_names(p: &BatchProfile) {
     assert_eq!(names, GROUPS.to_vec(), "every op of the step named, in order");
     assert!(names.iter().all(|n| !n.is_empty() && *n != "other"));
     // 3 forward (matmul + bias (+ φ); the last with xent and the loss and correct sums) + 2
-    // dgrad + φ' + 3 wgrad + bias grad + the layer's momentum step.
-    assert_eq!(p.ops_per_step, 8.0);
+    // backward (dgrad + φ', wgrad + bias grad + the layer's momentum step) + the first layer's
+    // wgrad + bias grad + momentum step.
+    assert_eq!(p.ops_per_step, 6.0);
 }
 
 fn check_sum(p: &BatchProfile, tol: f64) {
@@ -71,7 +70,7 @@ fn cpu_profile_adds_up_and_names_every_op() {
     assert_eq!(p.timing, TimingMethod::HostTimers);
     check_sum(&p, 0.10);
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
     assert!(names.iter().all(|n| *n != "other"));
     assert!(p.groups.iter().all(|g| g.us_per_step > 0.0));
 }
@@ -95,53 +94,72 @@ fn analytic_counts_equal_hand_computed_values() {
     assert_eq!(g.flops_per_step, 2.0 * b * k * h2 + b * k + 7.0 * b * k + 2.0 * b);
     let (product, loss) = (b * h2 + k * h2 + b * k + k, b * k + 3.0 * b);
     assert_eq!(g.bytes_per_step, 4.0 * (product + loss) + 2.0 * 4.0 * (b + 1.0));
-    // gW1 [24,32] = dz1ᵀ [24,8] · a0 [8,32], and gb1 [24] = Σ_rows dz1 (8·24 adds; dz1 is
-    // the product's operand, gb1 one more write), then momentum on W1 and b1: 6 FLOPs per
-    // parameter, reading and writing the parameter and its velocity (the gradient is not read
-    // back).
-    let g = group(&p, "wgrad L1 (matmul+bias grad+momentum)");
+    // dz0 [8,32] = (dz1 [8,24] · W1 [24,32]) ⊙ relu'(z0): one multiply per element more;
+    // reads dz1, W1 (once for the op), z0, writes dz0. Then gW1 [24,32] = dz1ᵀ [24,8] · a0 [8,32], and gb1 [24] =
+    // Σ_rows dz1 (8·24 adds; dz1 and W1 already read, gb1 one more write), then momentum on W1
+    // and b1: 6 FLOPs per parameter, reading and writing the parameter and its velocity (the
+    // gradient is not read back).
+    let g = group(&p, "backward L1 (dgrad+relu', wgrad+bias grad+momentum)");
     let step = |params: f64| (6.0 * params, 4.0 * 4.0 * params);
     let (flops, bytes) = step(h2 * h1 + h2);
-    assert_eq!(g.flops_per_step, 2.0 * h2 * h1 * b + b * h2 + flops);
-    assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + b * h1 + h2 * h1 + h2) + bytes);
-    // dz0 [8,32] = (dz1 [8,24] · W1 [24,32]) ⊙ relu'(z0): one multiply per element more;
-    // reads dz1, W1, z0, writes dz0.
-    let g = group(&p, "dgrad L1 (matmul+relu')");
-    assert_eq!(g.flops_per_step, 2.0 * b * h1 * h2 + b * h1);
-    assert_eq!(g.bytes_per_step, 4.0 * (b * h2 + h2 * h1 + 2.0 * b * h1));
-    // gW2 [5,24] = dz2ᵀ [5,8] · a1 [8,24], gb2 = Σ_rows dz2: 8·5 adds.
-    let g = group(&p, "wgrad L2 (matmul+bias grad+momentum)");
+    assert_eq!(g.calls_per_step, 1.0);
+    assert_eq!(g.flops_per_step, 2.0 * b * h1 * h2 + b * h1 + 2.0 * h2 * h1 * b + b * h2 + flops);
+    // The weight gradient's traffic (dz1, a0, gW1, gb1; W1 and its velocity in the step), and
+    // the dgrad's own: z0 read, dz0 written.
+    let wgrad_bytes = 4.0 * (b * h2 + b * h1 + h2 * h1 + h2) + bytes;
+    assert_eq!(g.bytes_per_step, wgrad_bytes + 4.0 * 2.0 * b * h1);
+    // The output layer: dz1 [8,24] = dz2 [8,5] · W2 [5,24] ⊙ relu'(z1); gW2 [5,24] = dz2ᵀ [5,8]
+    // · a1 [8,24], gb2 = Σ_rows dz2: 8·5 adds.
+    let g = group(&p, "backward L2 (dgrad+relu', wgrad+bias grad+momentum)");
     let (flops, bytes) = step(k * h2 + k);
-    assert_eq!(g.flops_per_step, 2.0 * k * h2 * b + b * k + flops);
-    assert_eq!(g.bytes_per_step, 4.0 * (b * k + b * h2 + k * h2 + k) + bytes);
+    assert_eq!(g.flops_per_step, 2.0 * b * h2 * k + b * h2 + 2.0 * k * h2 * b + b * k + flops);
+    let wgrad_bytes = 4.0 * (b * k + b * h2 + k * h2 + k) + bytes;
+    assert_eq!(g.bytes_per_step, wgrad_bytes + 4.0 * 2.0 * b * h2);
     // The three steps together: momentum over all 16·32+32 + 32·24+24 + 24·5+5 = 1461
     // parameters, 6 FLOPs each, as the one update op of the unfused step counted them.
     let n = d * h1 + h1 + h1 * h2 + h2 + h2 * k + k;
-    let wgrad_flops: f64 =
-        p.groups.iter().filter(|g| g.group.starts_with("wgrad")).map(|g| g.flops_per_step).sum();
+    let backward_flops: f64 = p
+        .groups
+        .iter()
+        .filter(|g| g.group.starts_with("wgrad") || g.group.starts_with("backward"))
+        .map(|g| g.flops_per_step)
+        .sum();
     let products = 2.0 * b * (h1 * d + h2 * h1 + k * h2) + b * (h1 + h2 + k);
-    assert_eq!(wgrad_flops - products, 6.0 * n);
+    let dgrads = 2.0 * b * (h1 * h2 + h2 * k) + b * (h1 + h2);
+    assert_eq!(backward_flops - products - dgrads, 6.0 * n);
 }
 
 /// What a GPU step records, device-independently: dispatches, passes and submits per step of
-/// the momentum MLP. With the fused head and update (the defaults on a GPU) B ≤ 32 = 2 forward
-/// matmuls with bias + φ fused into their store + the output layer's matmul with its bias, the
-/// loss and the loss and correct sums in one dispatch + 2 dgrad with φ' fused into their store
-/// + 3 wgrad with the bias gradient and the layer's momentum step in their store: 8 dispatches,
-/// one pass, one submit. Without the fused head (and past B = 32) the output layer's product and
-/// the loss are 2 dispatches; past B = 32 (and without the fused update) each layer's step is
-/// its wgrad product, then the paired update (a layer's weight and bias per dispatch; one per
-/// tensor where the adapter runs on the CPU, see `GpuBackend::set_update_pairs`); past B = 32
-/// the bias gradients are 3 col_sum dispatches, past B = 256 the sums two dispatches of their
-/// own. (27 before the epilogue fusions, 20 before the fused bias gradients and sums and the
-/// paired updates, 12 before the fused update, 9 before the fused head.)
+/// the momentum MLP. With the fused head, update and backward (the defaults on a GPU) B ≤ 32 is
+/// 6 dispatches, one pass, one submit: 2 forward matmuls with bias and φ fused into their
+/// store; the output layer's matmul with its bias, the loss and the loss and correct sums in
+/// one dispatch; per hidden-input layer (2) its dgrad with φ', its wgrad with the bias gradient
+/// and the layer's momentum step in one dispatch; the first layer's wgrad with its bias gradient
+/// and step. Without the fused backward a layer's dgrad is a dispatch of its own (it needs the
+/// fused update); without the fused head (and past B = 32) the output layer's product and the
+/// loss are 2 dispatches; past B = 32 (and without the fused update) each layer's step is its
+/// wgrad product, then the paired update (a layer's weight and bias per dispatch; one per tensor
+/// where the adapter runs on the CPU, see `GpuBackend::set_update_pairs`); past B = 32 the bias
+/// gradients are 3 col_sum dispatches, past B = 256 the sums two dispatches of their own. (27
+/// before the epilogue fusions, 20 before the fused bias gradients and sums and the paired
+/// updates, 12 before the fused update, 9 before the fused head, 8 before the fused backward.)
 #[test]
 fn gpu_step_dispatches_passes_and_submits() {
     let b = common::gpu();
-    let settings = [(true, true, true), (true, true, false), (true, false, true), (false, false, false)];
-    for (head, fused, pairs) in settings.into_iter().chain([(false, true, true), (true, false, false)]) {
+    // (head, update, backward, pairs)
+    let settings = [
+        (true, true, true, true),
+        (true, true, false, true),
+        (true, true, true, false),
+        (true, false, true, true),
+        (false, true, true, true),
+        (false, false, false, false),
+        (true, false, false, false),
+    ];
+    for (head, fused, backward, pairs) in settings {
         b.set_fused_head(head);
         b.set_fused_update(fused);
+        b.set_fused_backward(backward);
         b.set_update_pairs(pairs);
         for batch in [1usize, 4, 32, 33, 256, 257] {
             let updates = match (fused && batch <= 32, pairs) {
@@ -151,13 +169,17 @@ fn gpu_step_dispatches_passes_and_submits() {
             };
             // The output layer's product and the loss in one dispatch up to B = 32.
             let head_split = if head && batch <= 32 { 0.0 } else { 1.0 };
+            // The 2 dgrad products in their layers' fused wgrad and step up to B = 32.
+            let dgrads = if backward && fused && batch <= 32 { 0.0 } else { 2.0 };
             // The bias gradients in the wgrad products' store up to B = 32, 3 col_sum past it.
             let col_sums = if batch <= 32 { 0.0 } else { 3.0 };
             // The sums in the loss's dispatch up to B = 256, two passes of their own past it.
             let sums = if batch <= 256 { 0.0 } else { 2.0 };
             let p = profile_batch(&b, &config(&[]), batch).expect("profile");
-            let want = 8.0 + head_split + col_sums + sums + updates;
-            let case = format!("B = {batch}, fused head {head}, fused update {fused}, pairs {pairs}");
+            let want = 6.0 + dgrads + head_split + col_sums + sums + updates;
+            let case = format!(
+                "B = {batch}, fused head {head}, update {fused}, backward {backward}, pairs {pairs}"
+            );
             assert_eq!(p.dispatches_per_step, want, "{case}");
             assert_eq!(p.passes_per_step, 1.0, "{case}");
             assert_eq!(p.submits_per_step, 1.0, "{case}");
@@ -165,7 +187,9 @@ fn gpu_step_dispatches_passes_and_submits() {
     }
     // Fused past the default depth (`set_fused_update_max_k`, for A/B timing on a device): the
     // product, its col_sum and the update of each layer are one dispatch up to B = 256.
+    // (The dgrads stay on their own past B = 32: the tiled kernel's, not the skinny one's.)
     b.set_fused_head(true);
+    b.set_fused_backward(true);
     b.set_fused_update_max_k(256);
     b.set_update_pairs(true);
     for (batch, want) in [(33usize, 9.0), (256, 9.0), (257, 9.0 + 3.0 + 2.0 + 3.0)] {
@@ -175,8 +199,9 @@ fn gpu_step_dispatches_passes_and_submits() {
     // Plain SGD fuses too.
     b.set_fused_update(true);
     let p = profile_batch(&b, &config(&["train.optimizer=\"sgd\""]), 8).expect("profile");
-    assert_eq!(p.dispatches_per_step, 8.0);
-    assert!(p.groups.iter().any(|g| g.group == "wgrad L1 (matmul+bias grad+sgd)"), "{:#?}", p.groups);
+    assert_eq!(p.dispatches_per_step, 6.0);
+    let sgd = "backward L1 (dgrad+relu', wgrad+bias grad+sgd)";
+    assert!(p.groups.iter().any(|g| g.group == sgd), "{:#?}", p.groups);
 }
 
 /// The same for the f16 step (lavapipe: the packed kernel, which fuses). 21 at B ≤ 32 = 1

@@ -31,7 +31,7 @@ pub mod update;
 pub use epilogue::Epilogue;
 pub use error::BackendError;
 pub use global_norm::GlobalNorm;
-pub use layer_step::{LayerStep, ParamState};
+pub use layer_step::{Dgrad, LayerStep, ParamState};
 pub use linear_xent::XentOutputs;
 pub use scope::Scope;
 pub use step_sums::StepSums;
@@ -317,6 +317,26 @@ pub trait Backend {
         step: LayerStep<'_, Self::Buf>,
     ) -> Result<()> {
         layer_step::unfused(self, g, dz, x, gw, gb, step)
+    }
+
+    /// A hidden-input layer's whole backward-and-update: `dz_prev [k, n] = (dz · W) ⊙ φ'(z)`
+    /// (`dgrad`; `W [m, n]` the layer's weight before the step), then [`Backend::wgrad_update`]
+    /// of `g` (`gW [m, n] = dzᵀ · x`, `gb`, and `step`). The default is
+    /// [`layer_step::unfused_with_dgrad`]; the GPU does all of it in one dispatch at small
+    /// batches (a workgroup owns a block of W's columns: it reads them for `dz_prev`, then
+    /// updates them), with the same bits.
+    #[allow(clippy::too_many_arguments)]
+    fn dgrad_wgrad_update(
+        &self,
+        g: &Gemm,
+        dz: &Self::Buf,
+        x: &Self::Buf,
+        dgrad: Dgrad<'_, Self::Buf>,
+        gw: &mut Self::Buf,
+        gb: &mut Self::Buf,
+        step: LayerStep<'_, Self::Buf>,
+    ) -> Result<()> {
+        layer_step::unfused_with_dgrad(self, g, dz, x, dgrad, gw, gb, step)
     }
 
     // ---- clipping -----------------------------------------------------------------------

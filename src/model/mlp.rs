@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::init::{init_std, normal_vec, rng};
 use super::params::ParamSet;
 use crate::backend::{
-    Activation, Backend, BackendError, Epilogue, Gemm, LayerStep, ParamState, Result, Scope, StepSums,
-    UpdateRule, XentOutputs,
+    Activation, Backend, BackendError, Dgrad, Epilogue, Gemm, LayerStep, ParamState, Result, Scope,
+    StepSums, UpdateRule, XentOutputs,
 };
 
 /// The surrogate loss minimised.
@@ -364,10 +364,13 @@ impl Mlp {
         }
         for l in (0..self.layers()).rev() {
             b.scope(Scope::Backward(l));
-            if l > 0 {
+            // With `keep_da` the dgrad writes `da` too: its own op, then the weight's.
+            let fused_dgrad = l > 0 && !ws.keep_da;
+            if l > 0 && !fused_dgrad {
                 self.dgrad(b, p, l, ws)?;
             }
             let g = self.wgrad_gemm(l, ws.rows);
+            let (below, here) = ws.dz.split_at_mut(l);
             let input = if l == 0 { x } else { &ws.a[l - 1] };
             let (gw, gb) = weight_and_bias(&mut grads.tensors, l);
             let (w, bias) = weight_and_bias(&mut p.tensors, l);
@@ -383,7 +386,18 @@ impl Mlp {
                 weight: ParamState { param: w, velocity: vw },
                 bias: ParamState { param: bias, velocity: vb },
             };
-            b.wgrad_update(&g, &ws.dz[l], input, gw, gb, step)?;
+            if fused_dgrad {
+                // dz_{l-1} = (dz_l · W_l) ⊙ φ'(z_{l-1}) with the old W_l, then W_l's step
+                let dgrad = Dgrad {
+                    act: self.spec.activation,
+                    z: &ws.z[l - 1],
+                    scratch: &mut ws.da[l - 1],
+                    dz_prev: &mut below[l - 1],
+                };
+                b.dgrad_wgrad_update(&g, &here[0], input, dgrad, gw, gb, step)?;
+            } else {
+                b.wgrad_update(&g, &here[0], input, gw, gb, step)?;
+            }
         }
         b.scope(Scope::None);
         Ok(())

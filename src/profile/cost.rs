@@ -36,12 +36,19 @@ pub enum Fusion {
     BiasXentSums {
         terms: usize,
     },
+    /// [`Fusion::BiasGradStep`] of a weight gradient `gW [m, n] = dzᵀ·x` over k rows, after the
+    /// dgrad product `dz [k, m] · W [m, n]` with `⊙ φ'(z)` that reads the old `W`
+    /// ([`crate::backend::Backend::dgrad_wgrad_update`]).
+    DgradBiasGradStep {
+        act: Activation,
+        momentum: bool,
+    },
 }
 
 impl Fusion {
     /// Whether the fused op computes the bias gradient.
     fn bias_grad(self) -> bool {
-        matches!(self, Fusion::BiasGrad | Fusion::BiasGradStep { .. })
+        matches!(self, Fusion::BiasGrad | Fusion::BiasGradStep { .. } | Fusion::DgradBiasGradStep { .. })
     }
 }
 
@@ -159,14 +166,18 @@ impl Op {
                 let per = match fusion {
                     Fusion::Bias | Fusion::ActGrad(_) | Fusion::BiasXentSums { .. } => 1,
                     Fusion::BiasAct(_) => 2,
-                    Fusion::BiasGrad | Fusion::BiasGradStep { .. } => 0,
+                    Fusion::BiasGrad
+                    | Fusion::BiasGradStep { .. }
+                    | Fusion::DgradBiasGradStep { .. } => 0,
                 };
                 // The bias gradient: Σ over the k rows of each of the m columns.
                 let bias_grad = if fusion.bias_grad() { g.k * g.m } else { 0 };
                 // The step of the m·n weights and m biases (Op::Momentum / Op::Sgd per element).
                 let step = match fusion {
-                    Fusion::BiasGradStep { momentum: true } => 6 * (g.m * g.n + g.m),
-                    Fusion::BiasGradStep { momentum: false } => 4 * (g.m * g.n + g.m),
+                    Fusion::BiasGradStep { momentum: true }
+                    | Fusion::DgradBiasGradStep { momentum: true, .. } => 6 * (g.m * g.n + g.m),
+                    Fusion::BiasGradStep { momentum: false }
+                    | Fusion::DgradBiasGradStep { momentum: false, .. } => 4 * (g.m * g.n + g.m),
                     _ => 0,
                 };
                 Op::Matmul(g).flops() + f(g.m * g.n * per + bias_grad + step) + fusion_loss(g, fusion).0
@@ -228,7 +239,7 @@ impl Op {
                     Fusion::BiasGrad => g.m,
                     // gb written, then the parameters (and velocities) read and written; the
                     // gradients are not read back (the unfused fallback past k = 32 reads them).
-                    Fusion::BiasGradStep { momentum } => {
+                    Fusion::BiasGradStep { momentum } | Fusion::DgradBiasGradStep { momentum, .. } => {
                         g.m + (2 + 2 * momentum as usize) * (g.m * g.n + g.m)
                     }
                     Fusion::BiasXentSums { .. } => g.n,
@@ -293,8 +304,16 @@ impl Op {
                     Fusion::BiasGradStep { momentum: true } => "matmul+bias grad+momentum".to_string(),
                     Fusion::BiasGradStep { momentum: false } => "matmul+bias grad+sgd".to_string(),
                     Fusion::BiasXentSums { .. } => "matmul+bias+xent+dlogits+sums".to_string(),
+                    Fusion::DgradBiasGradStep { act, momentum } => format!(
+                        "dgrad+{}', wgrad+bias grad+{}",
+                        act.name(),
+                        if momentum { "momentum" } else { "sgd" }
+                    ),
                 };
                 match scope {
+                    Scope::Backward(l) if matches!(fusion, Fusion::DgradBiasGradStep { .. }) => {
+                        format!("backward L{l} ({what})")
+                    }
                     Scope::Backward(l) if fusion.bias_grad() => format!("wgrad L{l} ({what})"),
                     Scope::Forward(l) => format!("fwd L{l} ({what})"),
                     Scope::Backward(l) => format!("dgrad L{l} ({what})"),
@@ -329,13 +348,20 @@ impl Op {
     }
 }
 
-/// The FLOPs and bytes a fused product's loss adds ([`Fusion::BiasXentSums`]: the loss and
-/// sums of its `m` rows of `n` logits, which it does not read back from memory).
+/// The FLOPs and bytes a fused product's loss or dgrad adds ([`Fusion::BiasXentSums`]: the
+/// loss and sums of its `m` rows of `n` logits, which it does not read back from memory;
+/// [`Fusion::DgradBiasGradStep`]: the dgrad product).
 fn fusion_loss(g: Gemm, fusion: Fusion) -> (f64, f64) {
     match fusion {
         Fusion::BiasXentSums { terms } => {
             let loss = Op::SoftmaxXentSums { rows: g.m, classes: g.n, terms };
             (loss.flops(), loss.bytes() - F32 * (g.m * g.n) as f64)
+        }
+        // The dgrad product with φ' (dz_prev [k, n] = dz · W ⊙ φ'(z)), whose reads of dz and W
+        // the weight gradient and the step already count.
+        Fusion::DgradBiasGradStep { act, .. } => {
+            let dgrad = Op::MatmulFused(Gemm::nn(g.k, g.n, g.m), Fusion::ActGrad(act));
+            (dgrad.flops(), dgrad.bytes() - F32 * (g.k * g.m + g.m * g.n) as f64)
         }
         _ => (0.0, 0.0),
     }
@@ -420,5 +446,24 @@ mod tests {
         assert_eq!(fused.flops(), product.flops() + loss.flops());
         assert_eq!(fused.bytes(), product.bytes() + loss.bytes() - 4.0 * 40.0);
         assert_eq!(fused.group(Scope::Forward(2)), "fwd L2 (matmul+bias+xent+dlogits+sums)");
+    }
+
+    #[test]
+    fn the_fused_layer_backward_costs_both_products_and_the_step_reading_dz_and_w_once() {
+        // gW [6, 5] = dzᵀ [6, 4] · x [4, 5] after dz_prev [4, 5] = dz [4, 6] · W [6, 5] ⊙ tanh'.
+        let g = Gemm::nn(6, 5, 4).trans(true, false);
+        let act = Activation::Tanh;
+        let dgrad = Op::MatmulFused(Gemm::nn(4, 5, 6), Fusion::ActGrad(act));
+        for momentum in [true, false] {
+            let wgrad = Op::MatmulFused(g, Fusion::BiasGradStep { momentum });
+            let fused = Op::MatmulFused(g, Fusion::DgradBiasGradStep { act, momentum });
+            assert_eq!(fused.flops(), dgrad.flops() + wgrad.flops());
+            assert_eq!(fused.bytes(), dgrad.bytes() + wgrad.bytes() - 4.0 * (4.0 * 6.0 + 6.0 * 5.0));
+        }
+        let fused = Op::MatmulFused(g, Fusion::DgradBiasGradStep { act, momentum: true });
+        assert_eq!(
+            fused.group(Scope::Backward(1)),
+            "backward L1 (dgrad+tanh', wgrad+bias grad+momentum)"
+        );
     }
 }

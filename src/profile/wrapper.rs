@@ -10,8 +10,8 @@ use super::cost::{Fusion, Op, ReduceKind};
 use super::hooks::{Profilable, TimingMethod};
 use crate::backend::half::HalfBuf;
 use crate::backend::{
-    Activation, Backend, BackendKind, Epilogue, Gemm, GenSpec, GlobalNorm, LayerStep, MomentumStep,
-    ParamUpdate, Result, Scope, StepSums, UpdateRule, XentOutputs,
+    Activation, Backend, BackendKind, Dgrad, Epilogue, Gemm, GenSpec, GlobalNorm, LayerStep,
+    MomentumStep, ParamUpdate, Result, Scope, StepSums, UpdateRule, XentOutputs,
 };
 
 /// One op call of a profiled recording.
@@ -356,6 +356,20 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
         let momentum = matches!(step.rule, UpdateRule::Momentum(_));
         let op = Op::MatmulFused(*g, Fusion::BiasGradStep { momentum });
         self.op(op, || self.inner.wgrad_update(g, dz, x, gw, gb, step))
+    }
+    fn dgrad_wgrad_update(
+        &self,
+        g: &Gemm,
+        dz: &B::Buf,
+        x: &B::Buf,
+        dgrad: Dgrad<'_, B::Buf>,
+        gw: &mut B::Buf,
+        gb: &mut B::Buf,
+        step: LayerStep<'_, B::Buf>,
+    ) -> Result<()> {
+        let momentum = matches!(step.rule, UpdateRule::Momentum(_));
+        let op = Op::MatmulFused(*g, Fusion::DgradBiasGradStep { act: dgrad.act, momentum });
+        self.op(op, || self.inner.dgrad_wgrad_update(g, dz, x, dgrad, gw, gb, step))
     }
     fn clip_by_global_norm(
         &self,

@@ -54,6 +54,7 @@ pub fn act_backward(
     dy: &RawBuf,
     dz: &RawBuf,
 ) -> Result<()> {
+    check_lens("act_backward", n, &[("z", z), ("dy", dy), ("dz", dz)])?;
     launch_1d(dev, &k::ACT_BACKWARD, n, &params("act_backward", a, n)?, &[z, dy, dz])
 }
 
@@ -67,5 +68,11 @@ pub fn act_second(
     rz: &RawBuf,
     out: &RawBuf,
 ) -> Result<()> {
+    check_lens("act_second", n, &[("z", z), ("dy", dy), ("rz", rz), ("out", out)])?;
     launch_1d(dev, &k::ACT_SECOND, n, &params("act_second", a, n)?, &[z, dy, rz, out])
+}
+
+/// Every named operand holds at least `n` elements.
+fn check_lens(op: &'static str, n: usize, operands: &[(&'static str, &RawBuf)]) -> Result<()> {
+    operands.iter().try_for_each(|&(name, buf)| crate::backend::check_len(op, name, buf.len, n))
 }

@@ -25,6 +25,19 @@ impl GpuBackend {
         Ok(launch_of(v, g))
     }
 
+    /// `C = alpha * op(a) * op(b) + beta * C` ([`crate::backend::Backend::matmul`]): the
+    /// autotuner's launch where it has one, else the backend's variant.
+    pub(super) fn matmul_plain(&self, g: &Gemm, a: &GpuBuf, b: &GpuBuf, c: &GpuBuf) -> Result<()> {
+        let (la, lb, lc) = gemm_lens(g);
+        check_len("matmul", "a", a.0.len, la)?;
+        check_len("matmul", "b", b.0.len, lb)?;
+        check_len("matmul", "c", c.0.len, lc)?;
+        if let Some(launch) = self.tuned_launch(g)? {
+            return matmul::record(&self.dev, &launch, g, &a.0, &b.0, &c.0);
+        }
+        matmul::matmul(&self.dev, self.matmul_variant(), g, &a.0, &b.0, &c.0)
+    }
+
     /// `C = alpha * op(a) * op(b) + beta * C`, then `epi`, fused where the launch can.
     pub(super) fn matmul_fused(
         &self,

@@ -55,10 +55,11 @@ pub enum Shader {
     MatmulCoop,
     WgradUpdate,
     LinearXent,
+    DgradWgradUpdate,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 15] = [
+    pub const ALL: [Shader; 16] = [
         Shader::Matmul,
         Shader::Elementwise,
         Shader::Act,
@@ -74,6 +75,7 @@ impl Shader {
         Shader::MatmulCoop,
         Shader::WgradUpdate,
         Shader::LinearXent,
+        Shader::DgradWgradUpdate,
     ];
 
     /// The family name: `matmul`, `elementwise`, `act`, ...
@@ -95,6 +97,7 @@ impl Shader {
             Shader::MatmulCoop => "matmul_coop",
             Shader::WgradUpdate => "wgrad_update",
             Shader::LinearXent => "linear_xent",
+            Shader::DgradWgradUpdate => "dgrad_wgrad_update",
         }
     }
 
@@ -122,6 +125,7 @@ impl Shader {
             Shader::MatmulCoop => include_str!("../../../shaders/matmul_coop.wgsl"),
             Shader::WgradUpdate => include_str!("../../../shaders/wgrad_update.wgsl"),
             Shader::LinearXent => include_str!("../../../shaders/linear_xent.wgsl"),
+            Shader::DgradWgradUpdate => include_str!("../../../shaders/dgrad_wgrad_update.wgsl"),
         }
     }
 
@@ -138,12 +142,14 @@ impl Shader {
         const COL_SUM_OF: &str = include_str!("../../../shaders/include/col_sum_of.wgsl");
         const UPDATE_RULE: &str = include_str!("../../../shaders/include/update_rule.wgsl");
         const XENT_ROW: &str = include_str!("../../../shaders/include/xent_row.wgsl");
+        const STEP_PARAM: &str = include_str!("../../../shaders/include/step_param.wgsl");
         match self {
             Shader::Matmul | Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE, COL_SUM_OF],
             Shader::MatmulF16 | Shader::MatmulCoop => &[ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF],
             Shader::Amp => &[F16_BITS, UPDATE_RULE],
             Shader::Update => &[UPDATE_RULE],
-            Shader::WgradUpdate => &[COL_SUM_OF, UPDATE_RULE],
+            Shader::WgradUpdate => &[COL_SUM_OF, UPDATE_RULE, STEP_PARAM],
+            Shader::DgradWgradUpdate => &[ACTIVATION, COL_SUM_OF, UPDATE_RULE, STEP_PARAM],
             Shader::Xent | Shader::LinearXent => &[XENT_ROW],
             _ => &[],
         }
@@ -251,6 +257,21 @@ kernel!(MOMENTUM_UPDATE2, Update, "momentum_update2", [R, R, W, W, R, W, W]);
 // placeholders for the velocities under SGD)
 kernel!(WGRAD_UPDATE_SGD, WgradUpdate, "wgrad_update_sgd", [R, R, W, W, W, W, W, W]);
 kernel!(WGRAD_UPDATE_MOMENTUM, WgradUpdate, "wgrad_update_momentum", [R, R, W, W, W, W, W, W]);
+// dgrad_wgrad_update.wgsl: a layer's dz_prev, gW, gb and optimizer step in one pass (dz, x,
+// z_prev, dz_prev, gW, gb, W, vW, b, vb; placeholders for the velocities under SGD; φ' by the
+// pipeline constant ACT)
+kernel!(
+    DGRAD_WGRAD_UPDATE_SGD,
+    DgradWgradUpdate,
+    "dgrad_wgrad_update_sgd",
+    [R, R, R, W, W, W, W, W, W, W]
+);
+kernel!(
+    DGRAD_WGRAD_UPDATE_MOMENTUM,
+    DgradWgradUpdate,
+    "dgrad_wgrad_update_momentum",
+    [R, R, R, W, W, W, W, W, W, W]
+);
 // clip.wgsl
 kernel!(CLIP_BY_GLOBAL_NORM, Clip, "clip_by_global_norm", [W, W]);
 kernel!(CLIP_BY_VALUE, Clip, "clip_by_value", [W]);
@@ -335,6 +356,8 @@ pub const ALL_KERNELS: &[Kernel] = &[
     MOMENTUM_UPDATE2,
     WGRAD_UPDATE_SGD,
     WGRAD_UPDATE_MOMENTUM,
+    DGRAD_WGRAD_UPDATE_SGD,
+    DGRAD_WGRAD_UPDATE_MOMENTUM,
     GATHER_ROWS,
     GATHER_IDX,
     GATHER_ROWS_WINDOW,

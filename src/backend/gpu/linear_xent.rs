@@ -60,12 +60,12 @@ impl GpuBackend {
     ///
     /// [`Backend::linear_xent_sums`]: crate::backend::Backend::linear_xent_sums
     pub fn set_fused_head(&self, on: bool) {
-        self.fused_head.set(on);
+        self.choices.fused_head.set(on);
     }
 
     /// See [`GpuBackend::set_fused_head`].
     pub fn fused_head(&self) -> bool {
-        self.fused_head.get()
+        self.choices.fused_head.get()
     }
 
     /// Whether [`Backend::linear_xent_sums`] of `g` with `loss_slots` loss sums is one dispatch
@@ -77,7 +77,7 @@ impl GpuBackend {
     /// [`Backend::linear_xent_sums`]: crate::backend::Backend::linear_xent_sums
     pub fn fuses_linear_xent(&self, g: &Gemm, loss_slots: usize) -> Result<bool> {
         let bindings = self.dev.ctx.limits.max_storage_buffers_per_shader_stage as usize;
-        Ok(self.fused_head.get()
+        Ok(self.choices.fused_head.get()
             && fuses_shape(g)
             && (1..=2).contains(&loss_slots)
             && LINEAR_XENT_SUMS.bindings.len() <= bindings

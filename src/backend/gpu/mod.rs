@@ -9,10 +9,12 @@
 pub mod act;
 pub mod amp;
 pub mod autotune;
+mod choices;
 pub mod clip;
 pub mod context;
 pub mod datagen;
 pub mod device;
+pub mod dgrad_wgrad_update;
 pub mod dispatch_timing;
 pub mod elementwise;
 mod fused;
@@ -44,7 +46,7 @@ pub use matmul::MatmulVariant;
 
 use crate::backend::half::HalfBuf;
 use crate::backend::{
-    check_len, gemm_lens, Activation, Backend, BackendError, BackendKind, Epilogue, Gemm, GenSpec,
+    check_len, Activation, Backend, BackendError, BackendKind, Dgrad, Epilogue, Gemm, GenSpec,
     GlobalNorm, LayerStep, MomentumStep, ParamUpdate, Result, StepSums, UpdateRule, XentOutputs,
 };
 
@@ -60,13 +62,8 @@ pub struct GpuBackend {
     matmul_variant: Cell<MatmulVariant>,
     /// Matmul autotuning (off unless [`GpuBackend::set_autotune`]; see [`autotune`]).
     tuner: RefCell<autotune::Autotuner>,
-    /// Two tensors per update dispatch (see [`GpuBackend::set_update_pairs`]).
-    update_pairs: Cell<bool>,
-    /// The depth up to which a layer's weight gradient and step are one dispatch (0: never;
-    /// see [`GpuBackend::set_fused_update`]).
-    fused_update_max_k: Cell<usize>,
-    /// The output layer and its loss in one dispatch (see [`GpuBackend::set_fused_head`]).
-    fused_head: Cell<bool>,
+    /// Fused or unfused kernels (see [`choices`]).
+    choices: choices::KernelChoices,
 }
 
 impl Backend for GpuBackend {
@@ -153,14 +150,7 @@ impl Backend for GpuBackend {
     }
 
     fn matmul(&self, g: &Gemm, a: &GpuBuf, b: &GpuBuf, c: &mut GpuBuf) -> Result<()> {
-        let (la, lb, lc) = gemm_lens(g);
-        check_len("matmul", "a", a.0.len, la)?;
-        check_len("matmul", "b", b.0.len, lb)?;
-        check_len("matmul", "c", c.0.len, lc)?;
-        if let Some(launch) = self.tuned_launch(g)? {
-            return matmul::record(&self.dev, &launch, g, &a.0, &b.0, &c.0);
-        }
-        matmul::matmul(&self.dev, self.matmul_variant.get(), g, &a.0, &b.0, &c.0)
+        self.matmul_plain(g, a, b, c)
     }
 
     fn matmul_epilogue(
@@ -245,9 +235,6 @@ impl Backend for GpuBackend {
         dy: &GpuBuf,
         dz: &mut GpuBuf,
     ) -> Result<()> {
-        check_len("act_backward", "z", z.0.len, n)?;
-        check_len("act_backward", "dy", dy.0.len, n)?;
-        check_len("act_backward", "dz", dz.0.len, n)?;
         act::act_backward(&self.dev, act, n, &z.0, &dy.0, &dz.0)
     }
 
@@ -260,10 +247,6 @@ impl Backend for GpuBackend {
         rz: &GpuBuf,
         out: &mut GpuBuf,
     ) -> Result<()> {
-        check_len("act_second", "z", z.0.len, n)?;
-        check_len("act_second", "dy", dy.0.len, n)?;
-        check_len("act_second", "rz", rz.0.len, n)?;
-        check_len("act_second", "out", out.0.len, n)?;
         act::act_second(&self.dev, act, n, &z.0, &dy.0, &rz.0, &out.0)
     }
 
@@ -393,7 +376,7 @@ impl Backend for GpuBackend {
     }
 
     fn update_params(&self, rule: &UpdateRule, tensors: &mut [ParamUpdate<'_, GpuBuf>]) -> Result<()> {
-        let pairs = self.update_pairs.get();
+        let pairs = self.choices.update_pairs.get();
         update::update_params(&self.dev, rule, tensors, pairs, update::Guard::Always)
     }
 
@@ -407,6 +390,19 @@ impl Backend for GpuBackend {
         step: LayerStep<'_, GpuBuf>,
     ) -> Result<()> {
         self.wgrad_step(g, dz, x, gw, gb, step)
+    }
+
+    fn dgrad_wgrad_update(
+        &self,
+        g: &Gemm,
+        dz: &GpuBuf,
+        x: &GpuBuf,
+        dgrad: Dgrad<'_, GpuBuf>,
+        gw: &mut GpuBuf,
+        gb: &mut GpuBuf,
+        step: LayerStep<'_, GpuBuf>,
+    ) -> Result<()> {
+        self.dgrad_wgrad_step(g, dz, x, dgrad, gw, gb, step)
     }
 
     fn gather_rows(

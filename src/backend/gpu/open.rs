@@ -3,7 +3,8 @@
 
 use std::cell::{Cell, RefCell};
 
-use super::{context, linear_xent, update, wgrad_update, GpuBackend, GpuContext, GpuDevice, MatmulVariant};
+use super::choices::KernelChoices;
+use super::{context, GpuBackend, GpuContext, GpuDevice, MatmulVariant};
 use crate::backend::{BackendError, Result};
 
 impl GpuBackend {
@@ -16,16 +17,12 @@ impl GpuBackend {
             ctx.summary.device_type,
             ctx.summary.backend
         );
-        let update_pairs = Cell::new(update::pairs_default(&ctx.summary));
-        let fused_update_max_k = Cell::new(wgrad_update::fused_default(&ctx.summary));
-        let fused_head = Cell::new(linear_xent::fused_default(&ctx.summary));
+        let choices = KernelChoices::for_adapter(&ctx.summary);
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Auto),
             tuner: RefCell::default(),
-            update_pairs,
-            fused_update_max_k,
-            fused_head,
+            choices,
         })
     }
 
@@ -42,16 +39,12 @@ impl GpuBackend {
             },
         })?;
         let ctx = GpuContext::from_adapter(index, adapter)?;
-        let update_pairs = Cell::new(update::pairs_default(&ctx.summary));
-        let fused_update_max_k = Cell::new(wgrad_update::fused_default(&ctx.summary));
-        let fused_head = Cell::new(linear_xent::fused_default(&ctx.summary));
+        let choices = KernelChoices::for_adapter(&ctx.summary);
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Tiled),
             tuner: RefCell::default(),
-            update_pairs,
-            fused_update_max_k,
-            fused_head,
+            choices,
         })
     }
 }

@@ -191,12 +191,12 @@ impl GpuBackend {
     /// lavapipe runs both sides of the kernel's per-workgroup branch under masks, and the paired
     /// update took 1.4-1.8× the time of the single ones there). The same bits either way.
     pub fn set_update_pairs(&self, on: bool) {
-        self.update_pairs.set(on);
+        self.choices.update_pairs.set(on);
     }
 
     /// See [`GpuBackend::set_update_pairs`] (also the f16 step's unscale and guarded update).
     pub(crate) fn update_pairs(&self) -> bool {
-        self.update_pairs.get()
+        self.choices.update_pairs.get()
     }
 }
 

@@ -92,21 +92,21 @@ impl GpuBackend {
     ///
     /// [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
     pub fn set_fused_update(&self, on: bool) {
-        self.fused_update_max_k.set(if on { WGRAD_UPDATE_MAX_K } else { 0 });
+        self.choices.fused_update_max_k.set(if on { WGRAD_UPDATE_MAX_K } else { 0 });
     }
 
     /// [`GpuBackend::set_fused_update`] up to depth `max_k` (0: off): past
     /// [`WGRAD_UPDATE_MAX_K`] the fused dispatch replaces three (product, `col_sum`, update),
     /// whether it pays there is the device's to say. The same bits at every depth.
     pub fn set_fused_update_max_k(&self, max_k: usize) {
-        self.fused_update_max_k.set(max_k);
+        self.choices.fused_update_max_k.set(max_k);
     }
 
     /// The depth up to which [`Backend::wgrad_update`] is one dispatch (0: never).
     ///
     /// [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
     pub fn fused_update_max_k(&self) -> usize {
-        self.fused_update_max_k.get()
+        self.choices.fused_update_max_k.get()
     }
 
     /// Whether [`Backend::wgrad_update`] of `g` is one dispatch on this backend: [`fuses`] up
@@ -117,7 +117,7 @@ impl GpuBackend {
     ///
     /// [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
     pub fn fuses_wgrad_update(&self, g: &Gemm) -> Result<bool> {
-        Ok(fuses(g, self.fused_update_max_k.get())
+        Ok(fuses(g, self.choices.fused_update_max_k.get())
             && self.wgrad_update_grid(g).is_ok()
             && matmul::is_whole_tiled(&self.dev, &self.launch_for(g)?, g))
     }

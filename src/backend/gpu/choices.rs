@@ -1,0 +1,32 @@
+//! [`KernelChoices`]: the per-adapter switches between kernels that compute the same bits (a
+//! fused kernel or its unfused pieces), with their defaults: on a GPU the fused kernels, where
+//! the adapter runs on the CPU (lavapipe) the ones llvmpipe runs faster; each can be set from
+//! the environment for A/B timing on a device, and from code (`GpuBackend::set_*`).
+
+use std::cell::Cell;
+
+use super::{dgrad_wgrad_update, linear_xent, update, wgrad_update, AdapterSummary};
+
+pub(super) struct KernelChoices {
+    /// Two tensors per update dispatch (see `GpuBackend::set_update_pairs`).
+    pub update_pairs: Cell<bool>,
+    /// The depth up to which a layer's weight gradient and step are one dispatch (0: never;
+    /// see `GpuBackend::set_fused_update`).
+    pub fused_update_max_k: Cell<usize>,
+    /// The output layer and its loss in one dispatch (see `GpuBackend::set_fused_head`).
+    pub fused_head: Cell<bool>,
+    /// A hidden-input layer's backward and step in one dispatch (`set_fused_backward`).
+    pub fused_backward: Cell<bool>,
+}
+
+impl KernelChoices {
+    /// The defaults for `adapter`, or what the environment says.
+    pub fn for_adapter(adapter: &AdapterSummary) -> Self {
+        KernelChoices {
+            update_pairs: Cell::new(update::pairs_default(adapter)),
+            fused_update_max_k: Cell::new(wgrad_update::fused_default(adapter)),
+            fused_head: Cell::new(linear_xent::fused_default(adapter)),
+            fused_backward: Cell::new(dgrad_wgrad_update::fused_default(adapter)),
+        }
+    }
+}

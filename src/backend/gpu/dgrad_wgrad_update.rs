@@ -1,0 +1,161 @@
+//! Host side of `shaders/dgrad_wgrad_update.wgsl`: [`Backend::dgrad_wgrad_update`] in one
+//! dispatch, a hidden-input layer's dgrad product with φ', its weight and bias gradients and the
+//! optimizer step, where both unfused halves are one dispatch each with float operations the
+//! kernel repeats: the dgrad product on the skinny kernel (B ≤ 32) and the weight gradient on
+//! the one-dispatch `wgrad_update` ([`GpuBackend::fuses_wgrad_update`]). Elsewhere the unfused
+//! default runs (the dgrad product, then [`Backend::wgrad_update`]).
+//!
+//! Why the two products can share a dispatch: a workgroup that owns a block of W's columns
+//! reads only those columns for its block of `dz_prev` and updates only those columns, so the
+//! dispatch boundary between the dgrad (which reads the old W) and the step is not needed. A
+//! small-batch step of the 3-layer MLP drops from 8 dispatches to 6.
+//!
+//! [`Backend::dgrad_wgrad_update`]: crate::backend::Backend::dgrad_wgrad_update
+//! [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
+
+use bytemuck::{Pod, Zeroable};
+
+use super::device::RawBuf;
+use super::kernels::{Kernel, DGRAD_WGRAD_UPDATE_MOMENTUM, DGRAD_WGRAD_UPDATE_SGD};
+use super::matmul::{self, grid_2d};
+use super::{update, AdapterSummary, GpuBackend, GpuBuf};
+use crate::backend::layer_step::{self, dgrad_gemm, Dgrad};
+use crate::backend::{check_len, BackendError, Gemm, LayerStep, ParamUpdate, Result, UpdateRule};
+
+/// Columns of W per workgroup (`CW` in the shader).
+const COLUMNS: usize = 8;
+
+/// Mirrors `struct Params` in dgrad_wgrad_update.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    alpha: f32,
+    lr: f32,
+    mu: f32,
+    wd: f32,
+    _pad: u32,
+}
+
+/// Whether [`GpuBackend::dgrad_wgrad_step`] fuses on this adapter unless told otherwise:
+/// `BATCHSCOPE_FUSED_BACKWARD=1` or `0` in the environment decides (A/B timing on a device),
+/// else on everywhere but on an adapter that runs on the CPU (see
+/// [`GpuBackend::set_fused_backward`]).
+pub(super) fn fused_default(adapter: &AdapterSummary) -> bool {
+    update::on_unless_cpu("BATCHSCOPE_FUSED_BACKWARD", adapter)
+}
+
+impl GpuBackend {
+    /// Record [`Backend::dgrad_wgrad_update`] as one dispatch where both halves would be one
+    /// dispatch each (`true`, the default on a GPU: a dispatch and a barrier fewer per hidden
+    /// layer) or as the two (`false`, the default where the adapter runs on the CPU, whose
+    /// cores run the dgrad's many workgroups faster than this kernel's column blocks). The same
+    /// bits either way.
+    ///
+    /// [`Backend::dgrad_wgrad_update`]: crate::backend::Backend::dgrad_wgrad_update
+    pub fn set_fused_backward(&self, on: bool) {
+        self.choices.fused_backward.set(on);
+    }
+
+    /// See [`GpuBackend::set_fused_backward`].
+    pub fn fused_backward(&self) -> bool {
+        self.choices.fused_backward.get()
+    }
+
+    /// Whether [`Backend::dgrad_wgrad_update`] of weight gradient `g` is one dispatch here: the
+    /// fusion on, a dgrad product with alpha 1 on the skinny kernel, a weight gradient that
+    /// [`GpuBackend::fuses_wgrad_update`] (its own one-dispatch kernel's bits: the base tiled
+    /// kernel's, k ≤ the fused depth), indices within 32 bits, an adapter with the ten storage
+    /// bindings the kernel takes, and a grid within its limits.
+    ///
+    /// [`Backend::dgrad_wgrad_update`]: crate::backend::Backend::dgrad_wgrad_update
+    pub fn fuses_dgrad_wgrad_update(&self, g: &Gemm) -> Result<bool> {
+        let bindings = self.dev.ctx.limits.max_storage_buffers_per_shader_stage as usize;
+        let index_limit = u32::MAX as usize;
+        let dgrad = dgrad_gemm(g);
+        Ok(self.choices.fused_backward.get()
+            && DGRAD_WGRAD_UPDATE_SGD.bindings.len() <= bindings
+            && g.k.checked_mul(g.m.max(g.n)).is_some_and(|len| len < index_limit)
+            && self.dgrad_wgrad_grid(g).is_ok()
+            && self.fuses_wgrad_update(g)?
+            && matmul::is_skinny(&self.launch_for(&dgrad)?))
+    }
+
+    /// The fused dispatch's grid: column blocks of W, folded into y past the limit.
+    fn dgrad_wgrad_grid(&self, g: &Gemm) -> Result<[u32; 3]> {
+        let max = self.dev.ctx.limits.max_compute_workgroups_per_dimension;
+        let blocks = g.n.div_ceil(COLUMNS) as u64;
+        let [_, y, z] = grid_2d(1, blocks, max).map_err(|_| BackendError::Invalid {
+            op: "dgrad_wgrad_update",
+            message: format!("{} columns exceed the grid's {max} workgroups per dimension", g.n),
+        })?;
+        // grid_2d folds the blocks into (y, z); the shader walks x + y * num_workgroups.x.
+        Ok([y, z, 1])
+    }
+
+    /// [`Backend::dgrad_wgrad_update`]: one dispatch where
+    /// [`GpuBackend::fuses_dgrad_wgrad_update`] says so, else the unfused default.
+    ///
+    /// [`Backend::dgrad_wgrad_update`]: crate::backend::Backend::dgrad_wgrad_update
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn dgrad_wgrad_step(
+        &self,
+        g: &Gemm,
+        dz: &GpuBuf,
+        x: &GpuBuf,
+        dgrad: Dgrad<'_, GpuBuf>,
+        gw: &mut GpuBuf,
+        gb: &mut GpuBuf,
+        step: LayerStep<'_, GpuBuf>,
+    ) -> Result<()> {
+        if !self.fuses_dgrad_wgrad_update(g)? {
+            return layer_step::unfused_with_dgrad(self, g, dz, x, dgrad, gw, gb, step);
+        }
+        layer_step::check(g)?;
+        let op = "dgrad_wgrad_update";
+        let (m, n, k) = (g.m, g.n, g.k);
+        check_len(op, "dz", dz.0.len, k * m)?;
+        check_len(op, "x", x.0.len, k * n)?;
+        check_len(op, "z", dgrad.z.0.len, k * n)?;
+        check_len(op, "dz_prev", dgrad.dz_prev.0.len, k * n)?;
+        check_len(op, "gw", gw.0.len, m * n)?;
+        check_len(op, "gb", gb.0.len, m)?;
+        check_len(op, "weight", step.weight.param.0.len, m * n)?;
+        check_len(op, "bias", step.bias.param.0.len, m)?;
+        let (lr, mu, wd, base) = match step.rule {
+            UpdateRule::Sgd { lr, weight_decay } => (lr, 0.0, weight_decay, DGRAD_WGRAD_UPDATE_SGD),
+            UpdateRule::Momentum(s) => (s.lr, s.mu, s.weight_decay, DGRAD_WGRAD_UPDATE_MOMENTUM),
+        };
+        // The φ' epilogue's pipeline constants, as matmul.wgsl's (EPI 3, ACT).
+        let kernel = Kernel { spec: 3 * 4 + dgrad.act.code(), ..base };
+        let (spare_w, spare_b) = (self.dev.epilogue_placeholder()?, self.dev.second_placeholder()?);
+        let (vw, vb): (&RawBuf, &RawBuf) = match (&step.rule, &step.weight.velocity, &step.bias.velocity)
+        {
+            (UpdateRule::Momentum(_), Some(vw), Some(vb)) => {
+                check_len(op, "weight velocity", vw.0.len, m * n)?;
+                check_len(op, "bias velocity", vb.0.len, m)?;
+                (&vw.0, &vb.0)
+            }
+            (UpdateRule::Momentum(_), ..) => return Err(ParamUpdate::<GpuBuf>::no_velocity()),
+            (UpdateRule::Sgd { .. }, ..) => (&spare_w, &spare_b),
+        };
+        let params =
+            Params { m: m as u32, n: n as u32, k: k as u32, alpha: g.alpha, lr, mu, wd, _pad: 0 };
+        let grid = self.dgrad_wgrad_grid(g)?;
+        let bufs = [
+            &dz.0,
+            &x.0,
+            &dgrad.z.0,
+            &dgrad.dz_prev.0,
+            &gw.0,
+            &gb.0,
+            &step.weight.param.0,
+            vw,
+            &step.bias.param.0,
+            vb,
+        ];
+        self.dev.dispatch(&kernel, &params, &bufs, grid)
+    }
+}
