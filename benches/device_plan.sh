@@ -8,11 +8,13 @@
 # does not need) with, in order of value:
 #   1. `tune` of the default model's step shapes (cache in results), then the same sweep and
 #      profile with gpu.autotune = "cached", so one run has the off/cached pair side by side;
-#      a profile at B = 1 and 32 with BATCHSCOPE_FUSED_UPDATE=0 (each layer's wgrad product,
-#      then its paired update: 12 dispatches) beside the prepared profile (the update in the
-#      wgrad dispatch: 9, 8 with the fused head): what the fused optimizer step is worth on the
-#      device; the same with BATCHSCOPE_FUSED_HEAD=0 (the output layer's product, then the loss
-#      with its sums: 9 dispatches) for what the fused head is worth; and B = 64,
+#      a profile at B = 1 and 32 with BATCHSCOPE_FUSED_UPDATE=0 (each layer's dgrad, wgrad
+#      product, then its paired update: 11 dispatches) beside the prepared profile (6: the
+#      output layer with the loss, each hidden-input layer's dgrad, wgrad and step in one
+#      dispatch): what the fused optimizer step is worth on the device; the same with
+#      BATCHSCOPE_FUSED_HEAD=0 (7: the output layer's product, then the loss with its sums) and
+#      BATCHSCOPE_FUSED_BACKWARD=0 (8: the dgrads on their own) for what each of those fusions
+#      is worth; and B = 64,
 #      128, 256 with the fusion extended to k = 256 (BATCHSCOPE_FUSED_UPDATE=256: 15 -> 9
 #      dispatches) beside the default there: whether WGRAD_UPDATE_MAX_K should grow;
 #   2. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
@@ -20,7 +22,7 @@
 #   3. mixed precision: the tensor-core parity tests, plain and with the fused epilogues (ignored
 #      on lavapipe), and a sweep of both
 #      precisions in one table (PyTorch AMP is in the peers stage's mlp_torch_amp rows).
-# Every stage is bounded by `timeout` (these add at most 465 s, typically about 140); the prepared
+# Every stage is bounded by `timeout` (these add at most 490 s, typically about 150); the prepared
 # part takes about 3 minutes, so the run fits the 480 s limit.
 set -euo pipefail
 root=$(git rev-parse --show-toplevel); cd "$root"
@@ -35,6 +37,7 @@ t sweep_tuned; timeout 45 $B sweep --max-batch 65536 --set data.n_train=65536 --
 t profile_tuned; timeout 40 $B profile --set 'gpu.autotune="cached"' --batch 1 --batch 32 --batch 4096 --out $R/profile_tuned 2>&1 | tail -40
 t unfused_update_profile; timeout 30 env BATCHSCOPE_FUSED_UPDATE=0 $B profile --batch 1 --batch 32 --out $R/profile_unfused_update 2>&1 | tail -30
 t unfused_head_profile; timeout 25 env BATCHSCOPE_FUSED_HEAD=0 $B profile --batch 1 --batch 32 --out $R/profile_unfused_head 2>&1 | tail -30
+t unfused_backward_profile; timeout 25 env BATCHSCOPE_FUSED_BACKWARD=0 $B profile --batch 1 --batch 32 --out $R/profile_unfused_backward 2>&1 | tail -30
 t fused_depth_profile; timeout 40 env BATCHSCOPE_FUSED_UPDATE=256 $B profile --batch 64 --batch 128 --batch 256 --out $R/profile_fused256 2>&1 | tail -30
 t default_depth_profile; timeout 40 $B profile --batch 64 --batch 128 --batch 256 --out $R/profile_fused32 2>&1 | tail -30
 t wide_sweep; timeout 45 $B sweep --set 'model.hidden=[4096, 4096]' --min-batch 256 --max-batch 16384 --set data.n_train=16384 --out $R/sweep_wide 2>&1 | tail -16

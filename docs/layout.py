@@ -50,7 +50,7 @@ def section():
     lines.append("Cargo.toml  README.md  rustfmt.toml  .ci/run  docs/ARCHITECTURE.md")
     lines.append("shaders/    " + " ".join(n + ".wgsl" for n in names("shaders", ".wgsl")))
     lines.append("shaders/include/  " + " ".join(n + ".wgsl" for n in names("shaders/include", ".wgsl"))
-                 + "  (added to the source of the matmul and amp shaders by src/backend/gpu/kernels.rs)")
+                 + "  (added to the source of the shaders that use them by src/backend/gpu/kernels.rs)")
     lines.append("configs/    " + " ".join(n + ".toml" for n in names("configs", ".toml")))
     lines.append("tests/      " + " ".join(n + ".rs" for n in names("tests", ".rs")))
     lines.append("benches/    " + " ".join(sorted(os.listdir(os.path.join(ROOT, "benches")))))
