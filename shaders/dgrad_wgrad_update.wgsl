@@ -18,11 +18,13 @@
 // padded with zero products to a multiple of 8 (the tiled kernels' BK), then alpha_times; gb is
 // col_sum's order (include/col_sum_of.wgsl); the step is include/step_param.wgsl.
 //
-// Launch: one workgroup of 256 invocations per block of 8 columns of W (x + y * num_workgroups.x
-// past the per-dimension limit). Phase 1, dz_prev for every row: invocation t is column t % 8,
-// k-lane (t / 8) % 8 and row slot t / 64, walking rows slot, slot + 4, .. of each group of 32
-// rows. Phase 2, after a barrier: gW and the step for the block's m x 8 elements, invocation t
-// taking column t % 8 and rows t / 8, t / 8 + 32, ..; the first block's workgroup also does gb
+// Launch: one workgroup of 256 invocations per block of 4 columns of W (x + y * num_workgroups.x
+// past the per-dimension limit): for a 1024-wide layer 256 workgroups, as many as the skinny
+// dgrad's and wgrad_update's grids, each invocation with the work of theirs. Phase 1, dz_prev
+// for every row: invocation t is column t % 4, k-lane (t / 4) % 8 and row slot t / 32, walking
+// rows slot, slot + 8, .. of each group of 32 rows. Phase 2, after a barrier: gW and the step
+// for the block's m x 4 elements, invocation t taking column t % 4 and rows t / 4, t / 4 + 64,
+// .. (8 at a time, one x load per depth for the 8); the first block's workgroup also does gb
 // and the bias's step.
 
 struct Params {
@@ -55,14 +57,14 @@ struct Params {
 override EPI: u32 = 3u;
 override ACT: u32 = 0u;
 
-const CW: u32 = 8u; // columns of W per workgroup
+const CW: u32 = 4u; // columns of W per workgroup
 const LANES: u32 = 8u; // k-lanes per dz_prev element (the skinny kernel's for a plain B)
-const SLOTS: u32 = 4u; // row slots of phase 1 (WG_1D = CW * LANES * SLOTS)
-const RG: u32 = 32u; // rows per group of phase 1 (8 per slot)
+const SLOTS: u32 = 8u; // row slots of phase 1 (WG_1D = CW * LANES * SLOTS)
+const RG: u32 = 32u; // rows per group of phase 1 (4 per slot)
 const PAD: u32 = 8u; // the tiled kernels' slice depth: gW's fma chain is padded to a multiple
 
-// Phase 1's partial sums of one group of rows: [row][column][lane].
-var<workgroup> partial: array<f32, 2048>;
+// Phase 1's partial sums of one group of rows: [row][column][lane] (RG * CW * LANES).
+var<workgroup> partial: array<f32, 1024>;
 
 // alpha * x, with alpha == 1 exactly x (include/epilogue.wgsl's alpha_times).
 fn scaled(x: f32) -> f32 {
@@ -80,24 +82,28 @@ fn dgrad_wgrad_update(t: u32, wid: vec3<u32>, nwg: vec3<u32>, momentum: bool) {
     let lane = (t / CW) % LANES;
     let slot = t / (CW * LANES);
     for (var g0 = 0u; g0 < P.k; g0 += RG) {
-        var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        // This slot's rows of the group: slot, slot + 4, .. below the group's end.
+        let rows = (min(RG, P.k - g0) + SLOTS - 1u - slot) / SLOTS;
+        var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+        var dz_at = array<u32, 4>(0u, 0u, 0u, 0u);
+        for (var i = 0u; i < rows; i++) {
+            dz_at[i] = (g0 + slot + SLOTS * i) * P.m;
+        }
         if (col < P.n) {
             for (var p = lane; p < P.m; p += LANES) {
                 let wv = param_w[p * P.n + col];
-                for (var i = 0u; i < RG / SLOTS; i++) {
-                    // Rows past the last repeat it (loads stay in bounds; never stored).
-                    let r = min(g0 + slot + SLOTS * i, P.k - 1u);
-                    acc[i] = fma(e_in[r * P.m + p], wv, acc[i]);
+                for (var i = 0u; i < rows; i++) {
+                    acc[i] = fma(e_in[dz_at[i] + p], wv, acc[i]);
                 }
             }
         }
-        for (var i = 0u; i < RG / SLOTS; i++) {
+        for (var i = 0u; i < rows; i++) {
             partial[((slot + SLOTS * i) * CW + c) * LANES + lane] = acc[i];
         }
         workgroupBarrier();
-        // Element (g0 + t / 8, column c): one per invocation.
+        // Element (g0 + t / 4, column c): one per invocation t < 128.
         let r = g0 + t / CW;
-        if (r < P.k && col < P.n) {
+        if (t < RG * CW && r < P.k && col < P.n) {
             var sum = 0.0;
             for (var l = 0u; l < LANES; l++) {
                 sum += partial[((t / CW) * CW + c) * LANES + l];
@@ -110,23 +116,28 @@ fn dgrad_wgrad_update(t: u32, wid: vec3<u32>, nwg: vec3<u32>, momentum: bool) {
     // Every read of this block's columns of W above happens before the step below writes them.
     storageBarrier();
     // ---- phase 2: gW[r, col] = alpha Σ_i dz[i, r] x[i, col], then the step of W[r, col] ----
-    if (col < P.n) {
-        let steps = (P.k + PAD - 1u) / PAD * PAD;
-        for (var r = t / CW; r < P.m; r += WG_1D / CW) {
-            var acc = 0.0;
-            for (var i = 0u; i < steps; i++) {
-                var a = 0.0;
-                var b = 0.0;
-                if (i < P.k) {
-                    a = e_in[i * P.m + r];
-                    b = x_in[i * P.n + col];
+    // Invocation t: column c, rows t / 4 + 64 j, 8 of them (j < 8) per pass of 512 rows, each
+    // one fma chain over i in order; the chain's padding to a multiple of 8 adds fma(0, 0, acc).
+    let pad = (P.k + PAD - 1u) / PAD * PAD - P.k;
+    for (var r0 = t / CW; r0 < P.m; r0 += WG_1D / CW * 8u) {
+        var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        let rows = min(8u, (P.m - r0 + WG_1D / CW - 1u) / (WG_1D / CW));
+        if (col < P.n) {
+            for (var i = 0u; i < P.k; i++) {
+                let xv = x_in[i * P.n + col];
+                for (var j = 0u; j < rows; j++) {
+                    acc[j] = fma(e_in[i * P.m + r0 + j * (WG_1D / CW)], xv, acc[j]);
                 }
-                acc = fma(a, b, acc);
             }
-            let o = r * P.n + col;
-            let g = scaled(acc);
-            grad_w[o] = g;
-            step_param(o, g, false, momentum);
+            for (var j = 0u; j < rows; j++) {
+                for (var i = 0u; i < pad; i++) {
+                    acc[j] = fma(0.0, 0.0, acc[j]);
+                }
+                let o = (r0 + j * (WG_1D / CW)) * P.n + col;
+                let g = scaled(acc[j]);
+                grad_w[o] = g;
+                step_param(o, g, false, momentum);
+            }
         }
     }
     // The bias: rows t, t + 256, .. by the first column block's workgroup.

@@ -23,7 +23,7 @@ use crate::backend::layer_step::{self, dgrad_gemm, Dgrad};
 use crate::backend::{check_len, BackendError, Gemm, LayerStep, ParamUpdate, Result, UpdateRule};
 
 /// Columns of W per workgroup (`CW` in the shader).
-const COLUMNS: usize = 8;
+const COLUMNS: usize = 4;
 
 /// Mirrors `struct Params` in dgrad_wgrad_update.wgsl.
 #[repr(C)]
