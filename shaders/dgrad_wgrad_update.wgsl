@@ -27,18 +27,7 @@
 // .. (8 at a time, one x load per depth for the 8); the first block's workgroup also does gb
 // and the bias's step.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    alpha: f32,
-    lr: f32,
-    mu: f32,
-    wd: f32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
+// Params, the uniform P and scaled(): shaders/include/step_param.wgsl.
 // dz [k, m], named as col_sum_of reads it.
 @group(0) @binding(1) var<storage, read> e_in: array<f32>;
 @group(0) @binding(2) var<storage, read> x_in: array<f32>;       // [k, n]
@@ -65,11 +54,6 @@ const PAD: u32 = 8u; // the tiled kernels' slice depth: gW's fma chain is padded
 
 // Phase 1's partial sums of one group of rows: [row][column][lane] (RG * CW * LANES).
 var<workgroup> partial: array<f32, 1024>;
-
-// alpha * x, with alpha == 1 exactly x (include/epilogue.wgsl's alpha_times).
-fn scaled(x: f32) -> f32 {
-    return select(P.alpha * x, x, P.alpha == 1.0);
-}
 
 fn dgrad_wgrad_update(t: u32, wid: vec3<u32>, nwg: vec3<u32>, momentum: bool) {
     let col0 = (wid.x + wid.y * nwg.x) * CW;

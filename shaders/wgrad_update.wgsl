@@ -20,18 +20,7 @@
 // blocks, y (+ z * num_workgroups.y past the per-dimension limit) row blocks. The workgroups of
 // the first column block also compute and apply gb for their 64 rows.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    alpha: f32,
-    lr: f32,
-    mu: f32,
-    wd: f32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
+// Params, the uniform P and scaled(): shaders/include/step_param.wgsl.
 // dz [k, m], named as col_sum_of reads it.
 @group(0) @binding(1) var<storage, read> e_in: array<f32>;
 @group(0) @binding(2) var<storage, read> x_in: array<f32>;
@@ -51,11 +40,6 @@ const PAD: u32 = 8u; // the tiled kernels' slice depth: the fma chain is padded 
 // [KC][BLOCK] each: dz's columns row0 .. row0 + 64 and x's columns col0 .. col0 + 64 of one chunk.
 var<workgroup> dz_t: array<f32, 2048>;
 var<workgroup> x_t: array<f32, 2048>;
-
-// alpha * x, with alpha == 1 exactly x (shaders/include/epilogue.wgsl's alpha_times).
-fn scaled(x: f32) -> f32 {
-    return select(P.alpha * x, x, P.alpha == 1.0);
-}
 
 // step_param (the optimizer step of one element of W or b): shaders/include/step_param.wgsl.
 

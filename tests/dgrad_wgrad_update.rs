@@ -11,12 +11,9 @@ use batchscope::backend::gpu::MatmulVariant;
 use batchscope::backend::{
     layer_step, Activation, Backend, Dgrad, Gemm, LayerStep, MomentumStep, ParamState, UpdateRule,
 };
-use batchscope::model::{LossKind, Mlp, MlpSpec, Targets};
-use batchscope::train::{Clip, Optimizer, TrainState};
-use common::{assert_close, indices, uniform};
-
-/// Every output of one call, named: dz_prev, gW, gb, W, b and (momentum) vW, vb.
-type Outputs = Vec<(&'static str, Vec<f32>)>;
+use batchscope::train::Optimizer;
+use common::steps::{assert_bitwise, four_steps_bits, mlp_run, Outputs, RULES};
+use common::{assert_close, uniform};
 
 /// `dz_prev [k, n] = (dz [k, m] · W [m, n]) ⊙ φ'(z)`, then `gW = alpha · dzᵀ · x`, `gb = Σ dz`
 /// and `rule` on W and b (seeded): by `Backend::dgrad_wgrad_update`, or (`unfused`) by the
@@ -66,23 +63,6 @@ fn dgrad_wgrad_on<B: Backend>(
     }
     out
 }
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
-fn assert_bitwise(case: &str, f: &Outputs, u: &Outputs) {
-    assert_eq!(f.len(), u.len());
-    for ((name, fv), (_, uv)) in f.iter().zip(u) {
-        assert_eq!(bits(fv), bits(uv), "{case}: {name}, fused vs unfused on the GPU");
-    }
-}
-
-const RULES: [UpdateRule; 3] = [
-    UpdateRule::Sgd { lr: 0.1, weight_decay: 0.01 },
-    UpdateRule::Sgd { lr: 0.05, weight_decay: 0.0 },
-    UpdateRule::Momentum(MomentumStep { lr: 0.05, mu: 0.9, weight_decay: 0.001 }),
-];
 
 const ACTS: [Activation; 3] = [Activation::Relu, Activation::Tanh, Activation::Identity];
 
@@ -228,30 +208,10 @@ fn bad_operands_are_errors_on_gpu_fused_and_unfused() {
     }
 }
 
-/// Everything a training run keeps after 4 steps: parameters, velocity, gradients, and each
-/// step's metrics (loss, error, gradient norm) as bits.
+/// The bits of 4 training steps of an MLP 20-70-33-10 with `act` at `rows` rows.
 fn train_bits<B: Backend>(b: &B, rows: usize, act: Activation, opt: &Optimizer) -> Vec<Vec<u32>> {
-    let spec = MlpSpec { sizes: vec![20, 70, 33, 10], activation: act, loss: LossKind::SoftmaxXent };
-    let mlp = Mlp::new(spec).unwrap();
-    let p = mlp.init(b, 3).unwrap();
-    let mut st = TrainState::new(b, mlp, p, rows, opt).unwrap();
-    st.measure_grad_norm = true;
-    let x = b.upload(&uniform(80, rows * 20, 1.0)).unwrap();
-    let y = b.upload_idx(&indices(81, rows, 10)).unwrap();
-    let mut out = Vec::new();
-    for step in 0..4 {
-        let lr = 0.05 / (1 + step) as f32;
-        st.record_step(b, &x, &Targets::Classes(&y), opt, lr, &Clip::default()).unwrap();
-        let m = st.read_metrics(b).unwrap();
-        let f64_bits = |v: f64| [v.to_bits() as u32, (v.to_bits() >> 32) as u32];
-        out.push([m.loss, m.error, m.grad_norm].into_iter().flat_map(f64_bits).collect());
-    }
-    out.push(bits(&st.params.to_flat(b).unwrap()));
-    out.push(bits(&st.grads.to_flat(b).unwrap()));
-    if let Some(v) = &st.velocity {
-        out.push(bits(&v.to_flat(b).unwrap()));
-    }
-    out
+    let (mut st, x, y) = mlp_run(b, &[20, 70, 33, 10], act, rows, opt);
+    four_steps_bits(b, &mut st, (&x, &y), opt)
 }
 
 /// Training with the fused layer backward equals training without it bit for bit on the GPU

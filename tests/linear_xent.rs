@@ -10,12 +10,9 @@ mod common;
 use batchscope::backend::gpu::linear_xent::fuses_shape;
 use batchscope::backend::gpu::MatmulVariant;
 use batchscope::backend::{linear_xent, Activation, Backend, Gemm, StepSums, XentOutputs};
-use batchscope::model::{LossKind, Mlp, MlpSpec, Targets};
-use batchscope::train::{Clip, Optimizer, TrainState};
+use batchscope::train::Optimizer;
+use common::steps::{assert_bitwise, four_steps_bits, mlp_run, Outputs};
 use common::{assert_close, indices, uniform};
-
-/// Every output of one call, named: logits, loss, correct, d logits and the sums' buffer.
-type Outputs = Vec<(&'static str, Vec<f32>)>;
 
 /// What one call of the op is given: its shape, its loss slots, and whether row 1 has an
 /// out-of-range label (its loss and the loss sum NaN on the GPU).
@@ -68,17 +65,6 @@ fn linear_xent_on<B: Backend>(b: &B, c: Case, unfused: bool) -> Outputs {
         ("dlogits", b.read(&dlogits).unwrap()),
         ("sums", b.read(&out).unwrap()),
     ]
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
-fn assert_bitwise(case: &str, f: &Outputs, u: &Outputs) {
-    assert_eq!(f.len(), u.len());
-    for ((name, fv), (_, uv)) in f.iter().zip(u) {
-        assert_eq!(bits(fv), bits(uv), "{case}: {name}, fused vs unfused on the GPU");
-    }
 }
 
 /// Shapes `(rows, classes, k)`: one element; the skinny kernel's row blocks (1, 4 and 8 rows;
@@ -244,34 +230,13 @@ fn bad_operands_are_errors_on_gpu_fused_and_unfused() {
     }
 }
 
-/// Everything a training run keeps after 4 steps: parameters, velocity, gradients, and each
-/// step's metrics (loss, error, gradient norm) as bits. `layers` of 1 is softmax regression
-/// (the head reads the minibatch itself).
+/// The bits of 4 momentum steps of an MLP of `sizes` (tanh; `[in, out]` is softmax regression,
+/// whose head reads the minibatch itself) at `rows` rows, the update fused or not.
 fn train_bits<B: Backend>(b: &B, rows: usize, sizes: &[usize], fuse_update: bool) -> Vec<Vec<u32>> {
-    let spec =
-        MlpSpec { sizes: sizes.to_vec(), activation: Activation::Tanh, loss: LossKind::SoftmaxXent };
-    let mlp = Mlp::new(spec).unwrap();
-    let p = mlp.init(b, 3).unwrap();
     let opt = Optimizer::Momentum { mu: 0.9, weight_decay: 1e-4 };
-    let mut st = TrainState::new(b, mlp, p, rows, &opt).unwrap();
+    let (mut st, x, y) = mlp_run(b, sizes, Activation::Tanh, rows, &opt);
     st.fuse_update = fuse_update;
-    st.measure_grad_norm = true;
-    let x = b.upload(&uniform(80, rows * sizes[0], 1.0)).unwrap();
-    let y = b.upload_idx(&indices(81, rows, *sizes.last().unwrap() as u32)).unwrap();
-    let mut out = Vec::new();
-    for step in 0..4 {
-        let lr = 0.05 / (1 + step) as f32;
-        st.record_step(b, &x, &Targets::Classes(&y), &opt, lr, &Clip::default()).unwrap();
-        let m = st.read_metrics(b).unwrap();
-        let f64_bits = |v: f64| [v.to_bits() as u32, (v.to_bits() >> 32) as u32];
-        out.push([m.loss, m.error, m.grad_norm].into_iter().flat_map(f64_bits).collect());
-    }
-    out.push(bits(&st.params.to_flat(b).unwrap()));
-    out.push(bits(&st.grads.to_flat(b).unwrap()));
-    if let Some(v) = &st.velocity {
-        out.push(bits(&v.to_flat(b).unwrap()));
-    }
-    out
+    four_steps_bits(b, &mut st, (&x, &y), &opt)
 }
 
 /// Training with the fused head equals training without it bit for bit on the GPU (metrics,

@@ -11,12 +11,9 @@ use batchscope::backend::gpu::wgrad_update::{fuses, WGRAD_UPDATE_MAX_K};
 use batchscope::backend::{
     layer_step, Activation, Backend, Gemm, LayerStep, MomentumStep, ParamState, UpdateRule,
 };
-use batchscope::model::{LossKind, Mlp, MlpSpec, Targets};
-use batchscope::train::{Clip, Optimizer, TrainState};
-use common::{assert_close, indices, uniform};
-
-/// Every output of one `wgrad_update` call, named: gW, gb, W, b and (momentum) vW, vb.
-type Outputs = Vec<(&'static str, Vec<f32>)>;
+use batchscope::train::{Clip, Optimizer};
+use common::steps::{bits, four_steps_bits, mlp_run, Outputs, RULES};
+use common::{assert_close, uniform};
 
 /// `gW [m, n] = alpha · dzᵀ · x` over k rows, `gb = Σ dz`, then `rule` on W and b (seeded):
 /// by `Backend::wgrad_update`, or (`unfused`) by the default every implementation must equal.
@@ -69,16 +66,6 @@ fn wgrad_update_case<B: Backend>(
 ) -> Outputs {
     wgrad_update_on(b, shape, alpha, rule, false)
 }
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
-const RULES: [UpdateRule; 3] = [
-    UpdateRule::Sgd { lr: 0.1, weight_decay: 0.01 },
-    UpdateRule::Sgd { lr: 0.05, weight_decay: 0.0 },
-    UpdateRule::Momentum(MomentumStep { lr: 0.05, mu: 0.9, weight_decay: 0.001 }),
-];
 
 /// Shapes `(m, n, k)`: one element, ragged edges of the 64x64 blocks and of the 4x4 per
 /// invocation, depths 1, 7, 8, 31 and 32 (the last of one dispatch; 33 and 64 take the unfused
@@ -269,36 +256,12 @@ fn bad_operands_are_errors_on_gpu_fused_and_unfused() {
     }
 }
 
-/// Everything a training run keeps after `steps` steps: parameters, velocity, gradients, and
-/// each step's metrics (loss, error, gradient norm) as bits.
+/// The bits of 4 steps of an MLP 20-70-33-10 (tanh) at `rows` rows, the update fused or not.
 fn train_bits<B: Backend>(b: &B, rows: usize, opt: &Optimizer, fuse: bool) -> Vec<Vec<u32>> {
-    let spec = MlpSpec {
-        sizes: vec![20, 70, 33, 10],
-        activation: Activation::Tanh,
-        loss: LossKind::SoftmaxXent,
-    };
-    let mlp = Mlp::new(spec).unwrap();
-    let p = mlp.init(b, 3).unwrap();
-    let mut st = TrainState::new(b, mlp, p, rows, opt).unwrap();
+    let (mut st, x, y) = mlp_run(b, &[20, 70, 33, 10], Activation::Tanh, rows, opt);
     st.fuse_update = fuse;
-    st.measure_grad_norm = true;
     assert_eq!(st.fuses_update(&Clip::default()), fuse);
-    let x = b.upload(&uniform(80, rows * 20, 1.0)).unwrap();
-    let y = b.upload_idx(&indices(81, rows, 10)).unwrap();
-    let mut out = Vec::new();
-    for step in 0..4 {
-        let lr = 0.05 / (1 + step) as f32;
-        st.record_step(b, &x, &Targets::Classes(&y), opt, lr, &Clip::default()).unwrap();
-        let m = st.read_metrics(b).unwrap();
-        let f64_bits = |v: f64| [v.to_bits() as u32, (v.to_bits() >> 32) as u32];
-        out.push([m.loss, m.error, m.grad_norm].into_iter().flat_map(f64_bits).collect());
-    }
-    out.push(bits(&st.params.to_flat(b).unwrap()));
-    out.push(bits(&st.grads.to_flat(b).unwrap()));
-    if let Some(v) = &st.velocity {
-        out.push(bits(&v.to_flat(b).unwrap()));
-    }
-    out
+    four_steps_bits(b, &mut st, (&x, &y), opt)
 }
 
 /// The fused step (each layer's update right after its gradient, inside the backward pass)

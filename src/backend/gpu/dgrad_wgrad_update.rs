@@ -13,31 +13,14 @@
 //! [`Backend::dgrad_wgrad_update`]: crate::backend::Backend::dgrad_wgrad_update
 //! [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
 
-use bytemuck::{Pod, Zeroable};
-
-use super::device::RawBuf;
 use super::kernels::{Kernel, DGRAD_WGRAD_UPDATE_MOMENTUM, DGRAD_WGRAD_UPDATE_SGD};
 use super::matmul::{self, grid_2d};
 use super::{update, AdapterSummary, GpuBackend, GpuBuf};
 use crate::backend::layer_step::{self, dgrad_gemm, Dgrad};
-use crate::backend::{check_len, BackendError, Gemm, LayerStep, ParamUpdate, Result, UpdateRule};
+use crate::backend::{check_len, BackendError, Gemm, LayerStep, Result};
 
 /// Columns of W per workgroup (`CW` in the shader).
 const COLUMNS: usize = 4;
-
-/// Mirrors `struct Params` in dgrad_wgrad_update.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    alpha: f32,
-    lr: f32,
-    mu: f32,
-    wd: f32,
-    _pad: u32,
-}
 
 /// Whether [`GpuBackend::dgrad_wgrad_step`] fuses on this adapter unless told otherwise:
 /// `BATCHSCOPE_FUSED_BACKWARD=1` or `0` in the environment decides (A/B timing on a device),
@@ -122,27 +105,10 @@ impl GpuBackend {
         check_len(op, "dz_prev", dgrad.dz_prev.0.len, k * n)?;
         check_len(op, "gw", gw.0.len, m * n)?;
         check_len(op, "gb", gb.0.len, m)?;
-        check_len(op, "weight", step.weight.param.0.len, m * n)?;
-        check_len(op, "bias", step.bias.param.0.len, m)?;
-        let (lr, mu, wd, base) = match step.rule {
-            UpdateRule::Sgd { lr, weight_decay } => (lr, 0.0, weight_decay, DGRAD_WGRAD_UPDATE_SGD),
-            UpdateRule::Momentum(s) => (s.lr, s.mu, s.weight_decay, DGRAD_WGRAD_UPDATE_MOMENTUM),
-        };
+        let s = self.step_binding(op, g, &step)?;
+        let base = if s.momentum { DGRAD_WGRAD_UPDATE_MOMENTUM } else { DGRAD_WGRAD_UPDATE_SGD };
         // The φ' epilogue's pipeline constants, as matmul.wgsl's (EPI 3, ACT).
         let kernel = Kernel { spec: 3 * 4 + dgrad.act.code(), ..base };
-        let (spare_w, spare_b) = (self.dev.epilogue_placeholder()?, self.dev.second_placeholder()?);
-        let (vw, vb): (&RawBuf, &RawBuf) = match (&step.rule, &step.weight.velocity, &step.bias.velocity)
-        {
-            (UpdateRule::Momentum(_), Some(vw), Some(vb)) => {
-                check_len(op, "weight velocity", vw.0.len, m * n)?;
-                check_len(op, "bias velocity", vb.0.len, m)?;
-                (&vw.0, &vb.0)
-            }
-            (UpdateRule::Momentum(_), ..) => return Err(ParamUpdate::<GpuBuf>::no_velocity()),
-            (UpdateRule::Sgd { .. }, ..) => (&spare_w, &spare_b),
-        };
-        let params =
-            Params { m: m as u32, n: n as u32, k: k as u32, alpha: g.alpha, lr, mu, wd, _pad: 0 };
         let grid = self.dgrad_wgrad_grid(g)?;
         let bufs = [
             &dz.0,
@@ -152,10 +118,10 @@ impl GpuBackend {
             &gw.0,
             &gb.0,
             &step.weight.param.0,
-            vw,
+            &s.vw,
             &step.bias.param.0,
-            vb,
+            &s.vb,
         ];
-        self.dev.dispatch(&kernel, &params, &bufs, grid)
+        self.dev.dispatch(&kernel, &s.params, &bufs, grid)
     }
 }

@@ -35,10 +35,11 @@ pub const WGRAD_UPDATE_MAX_K: usize = super::matmul::BIAS_GRAD_FUSE_MAX_K;
 /// Rows and columns of gW per workgroup (`BLOCK` in the shader).
 const BLOCK: usize = 64;
 
-/// Mirrors `struct Params` in wgrad_update.wgsl.
+/// Mirrors `struct Params` in shaders/include/step_param.wgsl (wgrad_update.wgsl and
+/// dgrad_wgrad_update.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(super) struct Params {
     m: u32,
     n: u32,
     k: u32,
@@ -155,27 +156,51 @@ impl GpuBackend {
         check_len(op, "x", x.0.len, k * n)?;
         check_len(op, "gw", gw.0.len, m * n)?;
         check_len(op, "gb", gb.0.len, m)?;
+        let s = self.step_binding(op, g, &step)?;
+        let kernel = if s.momentum { WGRAD_UPDATE_MOMENTUM } else { WGRAD_UPDATE_SGD };
+        let grid = self.wgrad_update_grid(g)?;
+        let bufs = [&dz.0, &x.0, &gw.0, &gb.0, &step.weight.param.0, &s.vw, &step.bias.param.0, &s.vb];
+        self.dev.dispatch(&kernel, &s.params, &bufs, grid)
+    }
+
+    /// What a fused layer kernel binds for `step` of the layer of weight gradient `g` (both
+    /// kernels' `struct Params` and velocity bindings): the parameter block, whether the rule
+    /// is momentum, and the velocities (placeholders under SGD), the lengths checked.
+    pub(super) fn step_binding(
+        &self,
+        op: &'static str,
+        g: &Gemm,
+        step: &LayerStep<'_, GpuBuf>,
+    ) -> Result<StepBinding> {
+        let (m, n) = (g.m, g.n);
         check_len(op, "weight", step.weight.param.0.len, m * n)?;
         check_len(op, "bias", step.bias.param.0.len, m)?;
-        let (lr, mu, wd, kernel) = match step.rule {
-            UpdateRule::Sgd { lr, weight_decay } => (lr, 0.0, weight_decay, WGRAD_UPDATE_SGD),
-            UpdateRule::Momentum(s) => (s.lr, s.mu, s.weight_decay, WGRAD_UPDATE_MOMENTUM),
+        let (lr, mu, wd) = match step.rule {
+            UpdateRule::Sgd { lr, weight_decay } => (lr, 0.0, weight_decay),
+            UpdateRule::Momentum(s) => (s.lr, s.mu, s.weight_decay),
         };
-        let (spare_w, spare_b) = (self.dev.epilogue_placeholder()?, self.dev.second_placeholder()?);
-        let (vw, vb): (&RawBuf, &RawBuf) = match (&step.rule, &step.weight.velocity, &step.bias.velocity)
-        {
+        let (vw, vb) = match (&step.rule, &step.weight.velocity, &step.bias.velocity) {
             (UpdateRule::Momentum(_), Some(vw), Some(vb)) => {
                 check_len(op, "weight velocity", vw.0.len, m * n)?;
                 check_len(op, "bias velocity", vb.0.len, m)?;
-                (&vw.0, &vb.0)
+                (vw.0.clone(), vb.0.clone())
             }
             (UpdateRule::Momentum(_), ..) => return Err(ParamUpdate::<GpuBuf>::no_velocity()),
-            (UpdateRule::Sgd { .. }, ..) => (&spare_w, &spare_b),
+            (UpdateRule::Sgd { .. }, ..) => {
+                (self.dev.epilogue_placeholder()?, self.dev.second_placeholder()?)
+            }
         };
-        let params =
-            Params { m: m as u32, n: n as u32, k: k as u32, alpha: g.alpha, lr, mu, wd, _pad: 0 };
-        let grid = self.wgrad_update_grid(g)?;
-        let bufs = [&dz.0, &x.0, &gw.0, &gb.0, &step.weight.param.0, vw, &step.bias.param.0, vb];
-        self.dev.dispatch(&kernel, &params, &bufs, grid)
+        let (m, n, k) = (m as u32, n as u32, g.k as u32);
+        let params = Params { m, n, k, alpha: g.alpha, lr, mu, wd, _pad: 0 };
+        let momentum = matches!(step.rule, UpdateRule::Momentum(_));
+        Ok(StepBinding { params, momentum, vw, vb })
     }
+}
+
+/// See [`GpuBackend::step_binding`].
+pub(super) struct StepBinding {
+    pub params: Params,
+    pub momentum: bool,
+    pub vw: RawBuf,
+    pub vb: RawBuf,
 }
