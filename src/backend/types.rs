@@ -120,8 +120,8 @@ pub fn gemm_lens(g: &Gemm) -> (usize, usize, usize) {
     (g.m * g.k, g.k * g.n, g.m * g.n)
 }
 
-/// The hyperparameters of one [`Backend::momentum_update`]: `v = mu * v + (g + weight_decay *
-/// p)`, then `p -= lr * v`.
+/// The hyperparameters of one [`super::Backend::momentum_update`]:
+/// `v = mu * v + (g + weight_decay * p)`, then `p -= lr * v`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MomentumStep {
     pub lr: f32,
