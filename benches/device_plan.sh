@@ -61,7 +61,7 @@ for line in lines:
 open(run, "w").writelines(out)
 PY
 rm -f "$extra"
-# The carry is limited to 64 MiB in all: the prepared tests.tgz holds ~40 stripped test
+# The carry is limited to 64 MiB in all: the prepared tests.tgz holds 32 stripped test
 # binaries (170 MB) in 71 MB, gzip's 32 KiB window seeing one binary at a time. One xz stream
 # with a window over all of them shares what they have in common (std, wgpu, naga): 14 MB. The device unpacks it with Python's
 # tarfile (xz-utils may be missing there; python3 is not, the peers need it).
