@@ -364,9 +364,10 @@ impl Mlp {
         }
         for l in (0..self.layers()).rev() {
             b.scope(Scope::Backward(l));
-            // With `keep_da` the dgrad writes `da` too: its own op, then the weight's.
+            // The dgrad and the step as one op, unless the dgrad must write `da` too (`keep_da`):
+            // then its own op first, and the weight's after.
             let fused_dgrad = l > 0 && !ws.keep_da;
-            if l > 0 && !fused_dgrad {
+            if l > 0 && ws.keep_da {
                 self.dgrad(b, p, l, ws)?;
             }
             let g = self.wgrad_gemm(l, ws.rows);
