@@ -105,6 +105,7 @@ const BN: u32 = 128u; // columns of the C tile
 const BK: u32 = 8u; // depth of one A/B slice
 const BM4: u32 = 32u; // BM / 4
 const SLICE4: u32 = 256u; // BK * BM / 4 = BK * BN / 4: vec4s of one slice
+const SA: u32 = SLICE4; // as matmul_tile.wgsl names it (include/epilogue.wgsl reads As by it)
 
 // Slices stored k-major, [buffer][p][row/4] and [buffer][p][col/4], so that one invocation
 // reads its 4+4 rows (and columns) of step p as two vec4s; 2 * 2 * 8 KiB = 16 KiB.
@@ -340,6 +341,7 @@ fn matmul_tiled(
     let slices = (tile.k1 - tile.k0 + BK - 1u) / BK;
 
     var acc = zero_acc();
+    var lanes: array<f32, 8>; // epilogue 5's column sums (include/epilogue.wgsl)
     var ra = load_a_s(tile.row0, tile.k0, tile.k1, t, ta);
     var rb = load_b_s(tile.col0, tile.k0, tile.k1, t, tb);
     store_a(0u, t, ta, ra);
@@ -354,6 +356,7 @@ fn matmul_tiled(
             rb = load_b_s(tile.col0, tile.k0 + (s + 1u) * BK, tile.k1, t, tb);
         }
         acc = mma_slice(cur, tx, ty, acc);
+        lanes = bias_lanes_add(lanes, cur, t, tile.col0);
         if (more) {
             store_a(1u - cur, t, ta, ra);
             store_b(1u - cur, t, tb, rb);
@@ -381,6 +384,7 @@ fn matmul_tiled(
     write_c_s(tile.c_off, r0 + acc_row(ty, 7u), c0, acc.c70);
     write_c_s(tile.c_off, r0 + acc_row(ty, 7u), c1, acc.c71);
     bias_grad_block(tile.row0, BM, tile.col0, t, 256u);
+    bias_lanes_store(tile.row0, tile.col0, t, lanes);
 }
 
 // ---- vec4 tiled: aligned operands, transposes fixed per entry point ----------------------
@@ -445,6 +449,7 @@ fn tiled_v4(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     let slices = (tile.k1 - tile.k0 + BK - 1u) / BK;
 
     var acc = zero_acc();
+    var lanes: array<f32, 8>; // epilogue 5's column sums (include/epilogue.wgsl)
     var ra = load_a_v(tile.row0, tile.k0, tile.k1, t, ta);
     var rb = load_b_v(tile.col0, tile.k0, tile.k1, t, tb);
     store_a(0u, t, ta, ra);
@@ -458,6 +463,7 @@ fn tiled_v4(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
             rb = load_b_v(tile.col0, tile.k0 + (s + 1u) * BK, tile.k1, t, tb);
         }
         acc = mma_slice(cur, tx, ty, acc);
+        lanes = bias_lanes_add(lanes, cur, t, tile.col0);
         if (more) {
             store_a(1u - cur, t, ta, ra);
             store_b(1u - cur, t, tb, rb);
@@ -485,6 +491,7 @@ fn tiled_v4(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     write_c_v(tile.c_off, r0 + acc_row(ty, 7u), c0, acc.c70);
     write_c_v(tile.c_off, r0 + acc_row(ty, 7u), c1, acc.c71);
     bias_grad_block(tile.row0, BM, tile.col0, t, 256u);
+    bias_lanes_store(tile.row0, tile.col0, t, lanes);
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -531,8 +538,8 @@ fn matmul_tiled_tt4(
 @group(0) @binding(3) var<storage, read> r_in: array<f32>;
 @group(0) @binding(4) var<storage, read_write> r_out: array<f32>;
 
-// epilogue() over the reduce's bindings (the bias-gradient epilogue 4 is not fused here: the
-// host records the reduce without it, then col_sum).
+// epilogue() over the reduce's bindings. The bias-gradient epilogue 4 leaves C as summed and
+// puts col_sum into the same dispatch: workgroups past the reduce's sum G (splitk_col_sum).
 fn reduce_epilogue(o: u32, col: u32, v: f32) -> f32 {
     switch EPI {
         case 1u: { return v + r_in[col]; }
@@ -546,16 +553,52 @@ fn reduce_epilogue(o: u32, col: u32, v: f32) -> f32 {
     }
 }
 
+// reduce.wgsl's col_sum of S = r_in [k, m] into G = r_out [m] (alpha 1, beta 0) for columns
+// 32 cb .. 32 cb + 32, with its float operations in its order: invocation t is column t % 32
+// and row lane t / 32 (lane l sums rows ≡ l (mod 8) in order from 0), then the tree 4, 2, 1 in
+// workgroup memory. Called by every invocation of the workgroup (it has barriers).
+var<workgroup> col_tree: array<f32, WG_1D>;
+
+fn splitk_col_sum(cb: u32, t: u32) {
+    let c = cb * 32u + t % 32u;
+    let lane = t / 32u;
+    var acc = 0.0;
+    if (c < P.m) {
+        for (var r = lane; r < P.k; r = r + 8u) {
+            acc = acc + r_in[r * P.m + c];
+        }
+    }
+    col_tree[t] = acc;
+    workgroupBarrier();
+    for (var s = 4u; s > 0u; s = s >> 1u) {
+        if (lane < s) {
+            col_tree[t] = col_tree[t] + col_tree[t + s * 32u];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && c < P.m) {
+        r_out[c] = col_tree[t];
+    }
+}
+
 // C[o] = sum over s = 0, 1, .. of Partial[s, o] (fixed order: deterministic) + beta * C[o],
-// then the epilogue; beta == 0 never reads C. One invocation per element, 1-D grid folded
-// into y.
+// then the epilogue; beta == 0 never reads C. One invocation per element, the workgroups in a
+// 1-D grid folded into y; with epilogue 4, ceil(m / 32) more workgroups after the
+// ceil(m n / WG_1D) of the sum run splitk_col_sum (the host sizes the grid for both).
 @compute @workgroup_size(WG_1D, 1, 1)
 fn matmul_splitk_reduce(
-    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let o = lin(gid, nwg);
     let mn = P.m * P.n;
+    let group = wid.x + wid.y * nwg.x;
+    let sum_groups = (mn + WG_1D - 1u) / WG_1D;
+    if (EPI == 4u && group >= sum_groups) {
+        splitk_col_sum(group - sum_groups, t); // uniform over the workgroup
+        return;
+    }
+    let o = group * WG_1D + t;
     if (o >= mn) {
         return;
     }

@@ -301,6 +301,7 @@ fn tiled_s(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     let slices = (tile.k1 - tile.k0 + BK - 1u) / BK;
 
     var acc = zero_acc();
+    var lanes: array<f32, 8>; // epilogue 5's column sums (include/epilogue.wgsl)
     var ra: array<vec4<f32>, LA>;
     var rb: array<vec4<f32>, LB>;
     for (var i = 0u; i < LA; i++) {
@@ -324,6 +325,7 @@ fn tiled_s(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
             }
         }
         acc = mma_slice(cur, tx, ty, acc);
+        lanes = bias_lanes_add(lanes, cur, t, tile.col0);
         if (more) {
             for (var i = 0u; i < LA; i++) {
                 store_a(1u - cur, t + i * NT, ta, ra[i]);
@@ -356,6 +358,7 @@ fn tiled_s(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     write_c_s(o, r0 + acc_row(ty, 7u), c0, acc.c70);
     write_c_s(o, r0 + acc_row(ty, 7u), c1, acc.c71);
     bias_grad_block(tile.row0, BM, tile.col0, t, NT);
+    bias_lanes_store(tile.row0, tile.col0, t, lanes);
 }
 
 // vec4 loads and stores: aligned operands (see the header), transposes per entry point.
@@ -369,6 +372,7 @@ fn tiled_v(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     let slices = (tile.k1 - tile.k0 + BK - 1u) / BK;
 
     var acc = zero_acc();
+    var lanes: array<f32, 8>; // epilogue 5's column sums (include/epilogue.wgsl)
     var ra: array<vec4<f32>, LA>;
     var rb: array<vec4<f32>, LB>;
     for (var i = 0u; i < LA; i++) {
@@ -392,6 +396,7 @@ fn tiled_v(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
             }
         }
         acc = mma_slice(cur, tx, ty, acc);
+        lanes = bias_lanes_add(lanes, cur, t, tile.col0);
         if (more) {
             for (var i = 0u; i < LA; i++) {
                 store_a(1u - cur, t + i * NT, ta, ra[i]);
@@ -424,6 +429,7 @@ fn tiled_v(t: u32, wid: vec3<u32>, nwg: vec3<u32>, ta: bool, tb: bool) {
     write_c_v(o, r0 + acc_row(ty, 7u), c0, acc.c70);
     write_c_v(o, r0 + acc_row(ty, 7u), c1, acc.c71);
     bias_grad_block(tile.row0, BM, tile.col0, t, NT);
+    bias_lanes_store(tile.row0, tile.col0, t, lanes);
 }
 
 @compute @workgroup_size(WG_TILE, 1, 1)

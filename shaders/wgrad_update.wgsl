@@ -10,8 +10,9 @@
 // Bit for bit the unfused path (tiled product with the bias-gradient epilogue, then
 // update.wgsl): every gW element is one fma chain over k from 0 in order, padded with zero
 // products to a multiple of 8 as the tiled kernels' BK = 8 slices are, then alpha_times; gb is
-// col_sum's 8-lane order (shaders/include/col_sum_of.wgsl); the update is
-// shaders/include/update_rule.wgsl. gW and gb are stored too: the step's gradient norm and
+// col_sum's order (8 lanes, lane l adding the depths ≡ l (mod 8) in order from 0, then the tree
+// 4, 2, 1), its lanes added from the staged chunks of dz as the product passes them; the update
+// is shaders/include/update_rule.wgsl. gW and gb are stored too: the step's gradient norm and
 // anything else that reads the gradients after the step see the same buffers.
 //
 // Launch: 256 invocations per workgroup own a 64 x 64 block of gW, 4 x 4 elements each (rows
@@ -21,7 +22,7 @@
 // the first column block also compute and apply gb for their 64 rows.
 
 // Params, the uniform P and scaled(): shaders/include/step_param.wgsl.
-// dz [k, m], named as col_sum_of reads it.
+// dz [k, m].
 @group(0) @binding(1) var<storage, read> e_in: array<f32>;
 @group(0) @binding(2) var<storage, read> x_in: array<f32>;
 @group(0) @binding(3) var<storage, read_write> grad_w: array<f32>;
@@ -57,6 +58,8 @@ fn wgrad_update(t: u32, wid: vec3<u32>, nwg: vec3<u32>, momentum: bool) {
     var acc1 = vec4(0.0);
     var acc2 = vec4(0.0);
     var acc3 = vec4(0.0);
+    // The first column block's invocations t < 64: col_sum's 8 lanes of gb's row row0 + t.
+    var lanes: array<f32, 8>;
     for (var k0 = 0u; k0 < P.k; k0 += KC) {
         let kn = min(KC, P.k - k0);
         // The last chunk runs to a multiple of PAD: fma(0, 0, acc) as the tiled kernels do.
@@ -79,6 +82,12 @@ fn wgrad_update(t: u32, wid: vec3<u32>, nwg: vec3<u32>, momentum: bool) {
             x_t[e] = b;
         }
         workgroupBarrier();
+        if (col0 == 0u && t < BLOCK) {
+            // gb's lanes for row row0 + t: depth k0 + i is lane i % 8 (k0 is a multiple of 8).
+            for (var i = 0u; i < kn; i++) {
+                lanes[i & 7u] = lanes[i & 7u] + dz_t[i * BLOCK + t];
+            }
+        }
         for (var i = 0u; i < steps; i++) {
             let o = i * BLOCK;
             let xv = vec4(x_t[o + tx], x_t[o + tx + 16u], x_t[o + tx + 32u], x_t[o + tx + 48u]);
@@ -93,10 +102,16 @@ fn wgrad_update(t: u32, wid: vec3<u32>, nwg: vec3<u32>, momentum: bool) {
     store_row(row0 + ty + 16u, col0 + tx, acc1, momentum);
     store_row(row0 + ty + 32u, col0 + tx, acc2, momentum);
     store_row(row0 + ty + 48u, col0 + tx, acc3, momentum);
-    // The bias: one row per invocation of the first column block's workgroups.
+    // The bias: one row per invocation of the first column block's workgroups, its lanes
+    // added by col_sum's tree (4, 2, 1).
     if (col0 == 0u && t < BLOCK && row0 + t < P.m) {
         let r = row0 + t;
-        let g = col_sum_of(r);
+        for (var s = 4u; s > 0u; s = s >> 1u) {
+            for (var l = 0u; l < s; l++) {
+                lanes[l] = lanes[l] + lanes[l + s];
+            }
+        }
+        let g = lanes[0];
         grad_b[r] = g;
         step_param(r, g, true, momentum);
     }

@@ -139,10 +139,12 @@ fn analytic_counts_equal_hand_computed_values() {
 /// fused update); without the fused head (and past B = 32) the output layer's product and the
 /// loss are 2 dispatches; past B = 32 (and without the fused update) each layer's step is its
 /// wgrad product, then the paired update (a layer's weight and bias per dispatch; one per tensor
-/// where the adapter runs on the CPU, see `GpuBackend::set_update_pairs`); past B = 32 the bias
-/// gradients are 3 col_sum dispatches, past B = 256 the sums two dispatches of their own. (27
+/// where the adapter runs on the CPU, see `GpuBackend::set_update_pairs`); past B = 256 the sums
+/// are two dispatches of their own. The bias gradients are in the wgrad products' dispatches at
+/// every B (summed from the staged slices of dz; with split-k, in the reduce's dispatch). (27
 /// before the epilogue fusions, 20 before the fused bias gradients and sums and the paired
-/// updates, 12 before the fused update, 9 before the fused head, 8 before the fused backward.)
+/// updates, 12 before the fused update, 9 before the fused head, 8 before the fused backward;
+/// past B = 32, 3 more before the bias gradients at every depth.)
 #[test]
 fn gpu_step_dispatches_passes_and_submits() {
     let b = common::gpu();
@@ -171,12 +173,10 @@ fn gpu_step_dispatches_passes_and_submits() {
             let head_split = if head && batch <= 32 { 0.0 } else { 1.0 };
             // The 2 dgrad products in their layers' fused wgrad and step up to B = 32.
             let dgrads = if backward && fused && batch <= 32 { 0.0 } else { 2.0 };
-            // The bias gradients in the wgrad products' store up to B = 32, 3 col_sum past it.
-            let col_sums = if batch <= 32 { 0.0 } else { 3.0 };
             // The sums in the loss's dispatch up to B = 256, two passes of their own past it.
             let sums = if batch <= 256 { 0.0 } else { 2.0 };
             let p = profile_batch(&b, &config(&[]), batch).expect("profile");
-            let want = 6.0 + dgrads + head_split + col_sums + sums + updates;
+            let want = 6.0 + dgrads + head_split + sums + updates;
             let case = format!(
                 "B = {batch}, fused head {head}, update {fused}, backward {backward}, pairs {pairs}"
             );
@@ -186,13 +186,13 @@ fn gpu_step_dispatches_passes_and_submits() {
         }
     }
     // Fused past the default depth (`set_fused_update_max_k`, for A/B timing on a device): the
-    // product, its col_sum and the update of each layer are one dispatch up to B = 256.
+    // product with its bias gradient and the update of each layer are one dispatch up to B = 256.
     // (The dgrads stay on their own past B = 32: the tiled kernel's, not the skinny one's.)
     b.set_fused_head(true);
     b.set_fused_backward(true);
     b.set_fused_update_max_k(256);
     b.set_update_pairs(true);
-    for (batch, want) in [(33usize, 9.0), (256, 9.0), (257, 9.0 + 3.0 + 2.0 + 3.0)] {
+    for (batch, want) in [(33usize, 9.0), (256, 9.0), (257, 9.0 + 3.0 + 2.0)] {
         let p = profile_batch(&b, &config(&[]), batch).expect("profile");
         assert_eq!(p.dispatches_per_step, want, "B = {batch}, fused up to k = 256");
     }

@@ -53,8 +53,11 @@ impl GpuBackend {
         check_len("matmul", "c", c.0.len, lc)?;
         epi.check(g)?;
         let launch = self.launch_for(g)?;
-        let bias_grad = matches!(epi, Epilogue::BiasGrad { .. });
-        if !fuses(&launch) || (bias_grad && !fuses_bias_grad(g)) {
+        let bias_grad_fuses = match &epi {
+            Epilogue::BiasGrad { s, .. } => fuses_bias_grad(&launch, g, s.0.id == a.0.id),
+            _ => true,
+        };
+        if !fuses(&launch) || !bias_grad_fuses {
             return epilogue::unfused(self, g, a, b, c, epi);
         }
         let store = match &epi {

@@ -116,7 +116,7 @@ impl GpuBackend {
     }
 
     /// Whether `Backend::matmul_half_epilogue` fuses for `g` (else it records the unfused ops);
-    /// the bias gradient also needs [`super::matmul::fuses_bias_grad`].
+    /// the bias gradient also needs [`super::matmul::fuses_serial_bias_grad`].
     pub fn fuses_half_epilogue(&self, g: &Gemm) -> Result<bool> {
         Ok(matmul_f16::fuses(self.half_kernel(g)?))
     }
@@ -134,7 +134,7 @@ impl GpuBackend {
         epi.check(g)?;
         let kernel = self.half_kernel(g)?;
         let bias_grad = matches!(epi, Epilogue::BiasGrad { .. });
-        if !matmul_f16::fuses(kernel) || (bias_grad && !super::matmul::fuses_bias_grad(g)) {
+        if !matmul_f16::fuses(kernel) || (bias_grad && !super::matmul::fuses_serial_bias_grad(g)) {
             return half_epilogue::unfused(self, g, ab, c, epi, half);
         }
         if let Some(h) = &half {

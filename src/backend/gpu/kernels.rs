@@ -148,7 +148,7 @@ impl Shader {
             Shader::MatmulF16 | Shader::MatmulCoop => &[ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF],
             Shader::Amp => &[F16_BITS, UPDATE_RULE],
             Shader::Update => &[UPDATE_RULE],
-            Shader::WgradUpdate => &[COL_SUM_OF, UPDATE_RULE, STEP_PARAM],
+            Shader::WgradUpdate => &[UPDATE_RULE, STEP_PARAM],
             Shader::DgradWgradUpdate => &[ACTIVATION, COL_SUM_OF, UPDATE_RULE, STEP_PARAM],
             Shader::Xent | Shader::LinearXent => &[XENT_ROW],
             _ => &[],

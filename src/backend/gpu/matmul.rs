@@ -30,6 +30,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::device::{GpuDevice, RawBuf};
+use super::kernels::WG_1D;
 use super::kernels::{
     Kernel, MATMUL_NAIVE, MATMUL_SKINNY1, MATMUL_SKINNY4, MATMUL_SKINNY8, MATMUL_SPLITK_REDUCE,
     MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4, MATMUL_TILED_TN4, MATMUL_TILED_TT4,
@@ -290,16 +291,35 @@ impl Epilogue<'_> {
     }
 }
 
-/// The largest depth k (the minibatch rows of a weight-gradient product) at which the bias
-/// gradient is fused into the product's store: there each invocation of the first column block's
-/// workgroups sums one column of k values alone; past a few dozen that serial sum would outlast
-/// the tile, and the separate col_sum (one dispatch, every column in parallel) is the better deal.
+/// The largest depth k (the minibatch rows of a weight-gradient product) at which a kernel
+/// that cannot stage the column sums fuses the bias gradient into its store (the skinny kernel,
+/// a bias gradient of an operand other than A, the f16 kernels): there each invocation of the
+/// first column block's workgroups sums one column of k values alone; past a few dozen that
+/// serial sum would outlast the tile, and the separate col_sum (one dispatch, every column in
+/// parallel) is the better deal. The tiled kernels fuse the bias gradient of A itself at any k
+/// ([`fuses_bias_grad`]).
 pub const BIAS_GRAD_FUSE_MAX_K: usize = 32;
 
-/// Whether a product `g` fuses the bias gradient into its store (`k ≤ BIAS_GRAD_FUSE_MAX_K`, and
-/// `n > 0`: an empty C records no dispatch, while the bias gradient still has its m sums).
-pub fn fuses_bias_grad(g: &Gemm) -> bool {
+/// Whether a product `g` run by `launch` fuses the bias gradient `Σ_i s[i, ·]` into its
+/// dispatches (else `col_sum` runs after it). `s_is_a`: `s` is the product's A (the weight
+/// gradient `dzᵀ·x`). Any k where the tiled kernels sum A's staged slices (epilogue 5 of
+/// `shaders/include/epilogue.wgsl`; with split-k, the reduce dispatch runs col_sum's workgroups
+/// too), else up to [`BIAS_GRAD_FUSE_MAX_K`]. `n > 0`: an empty C records no dispatch, while
+/// the bias gradient still has its m sums.
+pub fn fuses_bias_grad(launch: &Launch, g: &Gemm, s_is_a: bool) -> bool {
+    fuses_serial_bias_grad(g) || (g.n > 0 && sums_staged_a(launch, g, s_is_a))
+}
+
+/// Whether a kernel that sums the bias gradient serially per column (the f16 kernels, the
+/// skinny one) fuses it for `g`: `k ≤` [`BIAS_GRAD_FUSE_MAX_K`] and `n > 0`.
+pub fn fuses_serial_bias_grad(g: &Gemm) -> bool {
     g.k <= BIAS_GRAD_FUSE_MAX_K && g.n > 0
+}
+
+/// Whether `launch` can sum the bias gradient of `g`'s A from its staged slices: a tiled
+/// kernel (base or family), A transposed (stored `[k, m]`, as s is) and s the same buffer.
+fn sums_staged_a(launch: &Launch, g: &Gemm, s_is_a: bool) -> bool {
+    s_is_a && g.trans_a && fuses(launch) && !is_skinny(launch)
 }
 
 /// Whether `launch` can fuse an epilogue into its store (every kernel but the naive one).
@@ -336,7 +356,7 @@ pub fn record_epi(
     check_len("matmul", "b", b.len(), lb)?;
     check_len("matmul", "c", c.len(), lc)?;
     epi.check(g)?;
-    let (epi_code, act) = epi.codes();
+    let (mut epi_code, act) = epi.codes();
     if epi_code != 0 && !fuses(launch) {
         return Err(BackendError::Invalid {
             op: "matmul",
@@ -385,31 +405,30 @@ pub fn record_epi(
             let split_grid = [grid[0], grid[1], grid[2] * splits as u32];
             let spare = dev.epilogue_placeholder()?;
             dev.dispatch(&kernel, &plain, &[a, b, &partials, a, &spare], split_grid)?;
-            // The reduce adds beta * C and applies the epilogue (the bias gradient after it:
-            // the reduce has no column sum).
+            // The reduce adds beta * C and applies the epilogue; the bias gradient's col_sum
+            // runs as more workgroups of the same dispatch, after the sum's.
             params.splits = splits as u32;
             params.kc = kc as u32;
-            let (reduce_epi, bias_grad) = match epi {
-                Epilogue::BiasGrad(s, gb) => (Epilogue::None, Some((s, gb))),
-                other => (other, None),
-            };
-            let (epi_code, act) = reduce_epi.codes();
-            params.epi = epi_code;
-            let (e_in, e_out) = reduce_epi.bindings(dev, &partials)?;
+            let sum_groups = (g.m * g.n).div_ceil(WG_1D as usize);
+            let col_groups = if epi_code == 4 { g.m.div_ceil(32) } else { 0 };
+            let (e_in, e_out) = epi.bindings(dev, &partials)?;
             dev.dispatch(
                 &Kernel { spec: epi_code * 4 + act, ..MATMUL_SPLITK_REDUCE },
                 &params,
                 &[&partials, c, &e_in, &e_out],
-                grid_1d(g.m * g.n, max),
+                grid_1d((sum_groups + col_groups) * WG_1D as usize, max),
             )?;
-            if let Some((s, gb)) = bias_grad {
-                super::reduce::col_sum(dev, g.k, g.m, 1.0, s, 0.0, gb)?;
-            }
             return Ok(());
         }
     }
     if kernel.bindings.len() == 3 {
         return dev.dispatch(&kernel, &params, &[a, b, c], grid);
+    }
+    if let Epilogue::BiasGrad(s, _) = epi {
+        if sums_staged_a(launch, g, s.id == a.id) {
+            epi_code = 5;
+            params.epi = epi_code;
+        }
     }
     let (e_in, e_out) = epi.bindings(dev, a)?;
     let kernel = Kernel { spec: epi_code * 4 + act, ..kernel };

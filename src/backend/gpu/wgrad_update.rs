@@ -1,8 +1,8 @@
 //! Host side of `shaders/wgrad_update.wgsl`: [`Backend::wgrad_update`] in one dispatch, a
 //! layer's weight gradient, bias gradient and optimizer step, for the small-batch products
 //! (`k ≤` [`WGRAD_UPDATE_MAX_K`] rows). Elsewhere (larger k, or `BATCHSCOPE_FUSED_UPDATE=0`)
-//! the unfused default runs: the tiled product with its bias-gradient epilogue (a column sum
-//! past k = 32), then the paired update.
+//! the unfused default runs: the tiled product with its bias-gradient epilogue, then the
+//! paired update.
 //!
 //! Why a kernel of its own rather than one more matmul epilogue: at k ≤ 32 the weight gradient
 //! is a rank-k update, bound by memory and occupancy, not arithmetic; the tiled kernel's 128x128
@@ -23,14 +23,17 @@ use crate::backend::{
 };
 
 /// Depth (the minibatch rows of the weight gradient) up to which [`Backend::wgrad_update`] is
-/// one dispatch by default on a GPU: where the tiled product also fuses the bias gradient, so
-/// the unfused path it replaces is the product plus one update dispatch. Past it the unfused
-/// path is three dispatches (product, `col_sum`, update); the kernel is exact at any depth, and
-/// [`GpuBackend::set_fused_update_max_k`] (or `BATCHSCOPE_FUSED_UPDATE=<max k>`) moves the limit
-/// for A/B timing on a device.
+/// one dispatch by default on a GPU, where the unfused path it replaces is two (the product
+/// with its bias gradient, then the paired update). Up to 32 rows the weight gradient is a
+/// rank-k update bound by memory and occupancy, where this kernel's 64x64 blocks (4x more
+/// workgroups than the 128x128 tiles) and the gradient never read back win; past it the tiled
+/// kernel's 8x8 outputs per invocation do more arithmetic per load, and which wins is the
+/// device's to say: the kernel is exact at any depth, and [`GpuBackend::set_fused_update_max_k`]
+/// (or `BATCHSCOPE_FUSED_UPDATE=<max k>`) moves the limit for A/B timing
+/// (`benches/device_plan.sh` profiles k = 256 both ways).
 ///
 /// [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
-pub const WGRAD_UPDATE_MAX_K: usize = super::matmul::BIAS_GRAD_FUSE_MAX_K;
+pub const WGRAD_UPDATE_MAX_K: usize = 32;
 
 /// Rows and columns of gW per workgroup (`BLOCK` in the shader).
 const BLOCK: usize = 64;
@@ -97,8 +100,9 @@ impl GpuBackend {
     }
 
     /// [`GpuBackend::set_fused_update`] up to depth `max_k` (0: off): past
-    /// [`WGRAD_UPDATE_MAX_K`] the fused dispatch replaces three (product, `col_sum`, update),
-    /// whether it pays there is the device's to say. The same bits at every depth.
+    /// [`WGRAD_UPDATE_MAX_K`] the fused dispatch replaces two (the product with its bias
+    /// gradient, the update); whether it pays there is the device's to say. The same bits at
+    /// every depth.
     pub fn set_fused_update_max_k(&self, max_k: usize) {
         self.choices.fused_update_max_k.set(max_k);
     }

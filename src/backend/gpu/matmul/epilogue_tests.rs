@@ -19,6 +19,9 @@ enum Kind {
     BiasAct(Activation),
     ActGrad(Activation),
     BiasGrad,
+    /// The bias gradient of A itself (`s` = A's buffer: `gW = dzᵀ·x`), which the tiled kernels
+    /// sum from their staged slices of A at any k (epilogue 5) when A is transposed.
+    BiasGradOfA,
 }
 
 const ACTS: [Activation; 3] = [Activation::Identity, Activation::Relu, Activation::Tanh];
@@ -28,6 +31,7 @@ fn kinds() -> Vec<Kind> {
     out.extend(ACTS.map(Kind::BiasAct));
     out.extend(ACTS.map(Kind::ActGrad));
     out.push(Kind::BiasGrad);
+    out.push(Kind::BiasGradOfA);
     out
 }
 
@@ -85,6 +89,7 @@ fn run_gpu(
 ) -> [Vec<u32>; 2] {
     let up = |v: &[f32]| be.upload(v).expect("upload").0;
     let (a, b, c, bias, z, s) = (up(&d.a), up(&d.b), up(&d.c), up(&d.bias), up(&d.z), up(&d.s));
+    let s = if matches!(kind, Kind::BiasGradOfA) { a.clone() } else { s };
     // y [m, n], or the bias gradient [m] in its first m elements.
     let y = up(&vec![f32::NAN; g.m * g.n]);
     let scratch = up(&vec![0.0; g.m * g.n]);
@@ -95,7 +100,7 @@ fn run_gpu(
             Kind::Bias => Epilogue::Bias(&bias),
             Kind::BiasAct(f) => Epilogue::BiasAct(f, &bias, &y),
             Kind::ActGrad(f) => Epilogue::ActGrad(f, &z),
-            Kind::BiasGrad => Epilogue::BiasGrad(&s, &y),
+            Kind::BiasGrad | Kind::BiasGradOfA => Epilogue::BiasGrad(&s, &y),
         };
         record_epi(dev, launch, g, &a, &b, &c, store)
     } else {
@@ -106,7 +111,7 @@ fn run_gpu(
                 .and_then(|()| act::bias_act(dev, f, rows, cols, &bias, &c, &y)),
             Kind::ActGrad(f) => record(dev, launch, g, &a, &b, &scratch)
                 .and_then(|()| act::act_backward(dev, f, rows * cols, &z, &scratch, &c)),
-            Kind::BiasGrad => record(dev, launch, g, &a, &b, &c)
+            Kind::BiasGrad | Kind::BiasGradOfA => record(dev, launch, g, &a, &b, &c)
                 .and_then(|()| crate::backend::gpu::reduce::col_sum(dev, g.k, g.m, 1.0, &s, 0.0, &y)),
         }
     };
@@ -169,8 +174,14 @@ fn fused_epilogues_of_the_tile_family_equal_the_unfused_ops_bitwise() {
     let shapes = [(65, 129, 17), SPLIT[0]];
     for cfg in TILES.into_iter().filter(|t| t.fits(&be.dev.ctx.limits)) {
         let launch = |g: &Gemm| tile_launch(cfg, g).expect("in the family");
-        // The step's transposes (forward NT, dgrad NN) with every epilogue.
-        let cases: Vec<_> = cases(&shapes).into_iter().filter(|(g, _)| !g.trans_a).collect();
+        // The step's transposes (forward NT, dgrad NN) with every epilogue, and the bias
+        // gradients under every transpose (the weight gradient is TN: its A's staged slices).
+        let step =
+            |(g, kind): &(Gemm, Kind)| !g.trans_a || matches!(kind, Kind::BiasGrad | Kind::BiasGradOfA);
+        let mut cases: Vec<_> = cases(&shapes).into_iter().filter(step).collect();
+        // A depth long enough that the summation order shows in the bits, without split-k.
+        let bias_grads = |(_, kind): &(Gemm, Kind)| matches!(kind, Kind::BiasGrad | Kind::BiasGradOfA);
+        cases.extend(self::cases(&[(33, 70, 300)]).into_iter().filter(bias_grads));
         failures.extend(bitwise(&be, &cfg.name(), &cases, &launch));
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
@@ -187,6 +198,7 @@ fn through_trait<B: Backend>(be: &B, g: &Gemm, kind: Kind, d: &Data) -> [Vec<f32
         Kind::BiasAct(f) => Epi::BiasAct(f, &bias, &mut y),
         Kind::ActGrad(f) => Epi::ActGrad { act: f, z: &z, scratch: &mut scratch },
         Kind::BiasGrad => Epi::BiasGrad { s: &s, bias_grad: &mut y },
+        Kind::BiasGradOfA => Epi::BiasGrad { s: &a, bias_grad: &mut y },
     };
     be.matmul_epilogue(g, &a, &b, &mut c, epi).expect("matmul_epilogue");
     [be.read(&c).expect("read"), be.read(&y).expect("read")]
@@ -196,8 +208,9 @@ fn through_trait<B: Backend>(be: &B, g: &Gemm, kind: Kind, d: &Data) -> [Vec<f32
 fn matmul_epilogue_matches_the_cpu_twin() {
     let (gpu, cpu) = (backend(), CpuBackend::new());
     let mut failures = Vec::new();
-    // (40, 65, 19) and (5, 7, 32) fuse the bias gradient (k ≤ BIAS_GRAD_FUSE_MAX_K); the others
-    // record it unfused.
+    // (40, 65, 19) and (5, 7, 32) fuse the bias gradient of any s (k ≤ BIAS_GRAD_FUSE_MAX_K);
+    // past that the bias gradient of A transposed fuses (the tiled kernel's staged slices, the
+    // split-k reduce for SPLIT[0]) and that of another s records col_sum after the product.
     let shapes = [(3, 33, 70), (40, 65, 19), (5, 7, 32), SPLIT[0]];
     for (i, (g, kind)) in cases(&shapes).iter().enumerate() {
         let d = data(g, 9000 + i as u64);
