@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A run that failed before writing anything of its own leaves no directory.
+            batchscope::report::claimed::discard_unused();
             eprintln!("error: {}", one_line(&e));
             ExitCode::from(2)
         }
@@ -45,7 +47,8 @@ fn one_line(e: &anyhow::Error) -> String {
             out.push_str(&c);
         }
     }
-    out
+    // One line whatever the messages hold (a parser's diagram, a library's multi-line text).
+    out.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

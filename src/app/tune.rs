@@ -10,6 +10,7 @@ use anyhow::Context;
 use super::backend::open_gpu;
 use super::output::write_json;
 use super::RunArgs;
+use crate::backend::gpu::autotune::cache::{default_path, foreign, AutotuneError};
 use crate::backend::gpu::autotune::shapes::mlp_step_gemms;
 use crate::backend::gpu::autotune::{AutotuneMode, TuneResult};
 use crate::backend::gpu::GpuBackend;
@@ -32,6 +33,12 @@ pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
     let batches = if batches.is_empty() { DEFAULT_BATCHES.to_vec() } else { batches.to_vec() };
     if let Some(b) = batches.iter().find(|&&b| b == 0) {
         anyhow::bail!("--batch-sizes {b}: a batch size must be ≥ 1");
+    }
+    // A cache path that names somebody else's file is refused before any timing.
+    if let Some(path) = default_path() {
+        if let Some(why) = foreign(&path) {
+            return Err(AutotuneError::Foreign { path, why }.into());
+        }
     }
     let gpu = open_gpu(args.adapter.as_deref())?;
     // Keep the other shapes' entries: load the existing cache (a corrupt one warns, rebuilt).

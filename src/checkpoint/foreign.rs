@@ -92,7 +92,7 @@ fn sequential(name: &str) -> Option<(u64, &str)> {
 }
 
 /// `i` of `layers.{i}.weight|bias`.
-fn layer_index(name: &str) -> Option<u64> {
+pub(super) fn layer_index(name: &str) -> Option<u64> {
     let rest = name.strip_prefix("layers.")?;
     let (i, suffix) = rest.split_once('.')?;
     (matches!(suffix, "weight" | "bias") && i.bytes().all(|c| c.is_ascii_digit()))

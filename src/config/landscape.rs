@@ -20,6 +20,9 @@ pub enum Normalize {
 
 /// The most contour levels a plane heatmap draws (each is a marching-squares pass and a path).
 pub const MAX_CONTOURS: usize = 1000;
+/// The largest `landscape.range` and `landscape.margin`: coefficients α of `θ + α d` far past
+/// it leave f32 (the parameters) and the plots' f64 axes (2 · range) behind.
+pub const MAX_COEFFICIENT: f64 = 1e15;
 
 /// The embedded default of `batchscope landscape`.
 pub const LANDSCAPE_DEFAULT_TOML: &str = include_str!("../../configs/landscape.toml");
@@ -168,8 +171,11 @@ impl LandscapeConfig {
                 format!("needs exactly two directions, got {}", self.plane_directions.len()),
             ));
         }
-        if !(self.range.is_finite() && self.range > 0.0) {
-            return Err(bad("landscape.range", format!("must be positive, got {}", self.range)));
+        if !(self.range > 0.0 && self.range <= MAX_COEFFICIENT) {
+            return Err(bad(
+                "landscape.range",
+                format!("must be in (0, {MAX_COEFFICIENT:e}], got {}", self.range),
+            ));
         }
         if !(3..=10_001).contains(&self.points) {
             return Err(bad("landscape.points", format!("must be in 3..=10001, got {}", self.points)));
@@ -177,8 +183,11 @@ impl LandscapeConfig {
         if !(3..=201).contains(&self.grid) {
             return Err(bad("landscape.grid", format!("must be in 3..=201, got {}", self.grid)));
         }
-        if !(self.margin.is_finite() && self.margin >= 0.0) {
-            return Err(bad("landscape.margin", format!("must be ≥ 0, got {}", self.margin)));
+        if !(self.margin >= 0.0 && self.margin <= MAX_COEFFICIENT) {
+            return Err(bad(
+                "landscape.margin",
+                format!("must be in [0, {MAX_COEFFICIENT:e}], got {}", self.margin),
+            ));
         }
         if self.contours > MAX_CONTOURS {
             return Err(bad(

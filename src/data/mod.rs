@@ -245,8 +245,7 @@ pub fn load_npy_split(cfg: &DataConfig, outputs: usize) -> Result<(Dataset, Data
             message: format!("{n} rows are more than the {} a dataset may hold", u32::MAX),
         });
     }
-    let frac = if cfg.val_fraction.is_finite() { cfg.val_fraction.clamp(0.0, 1.0) as f64 } else { 0.0 };
-    let n_val = ((n as f64 * frac).round() as usize).min(n.saturating_sub(1));
+    let n_val = resolve::npy_val_rows(n, cfg.val_fraction);
     let perm = rng::Stream::new(cfg.seed, rng::STREAM_SPLIT, 0).permutation(n);
     let mut is_val = vec![false; n];
     for &i in &perm[n - n_val..] {

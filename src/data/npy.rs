@@ -42,7 +42,9 @@ impl Opened {
                     expected: None,
                     found: file_len,
                 },
-                _ => DataError::Format { path: path.to_path_buf(), message: e.to_string() },
+                _ => {
+                    DataError::Format { path: path.to_path_buf(), message: header_error(&e.to_string()) }
+                }
             })?;
         let opened = Opened { path: path.to_path_buf(), header, reader };
         // The data must be all there before we read any of it.
@@ -326,4 +328,54 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), D
 pub fn write_npy_labels(path: &Path, labels: &[u32]) -> Result<(), DataError> {
     let v: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
     write_npy(path, &[v.len()], &v)
+}
+
+/// The header parser's error in one line: a parse error comes as a diagram (` --> 1:40`, the
+/// header line echoed, a caret, `= expected ...`), which is cut to its position and what was
+/// expected; any message is cut to 300 characters.
+fn header_error(message: &str) -> String {
+    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // `<lead> --> <line:column>` on one line, `= <what was expected>` on another.
+    let at = lines.iter().find_map(|l| {
+        let i = l.find("-->")?;
+        let lead = l[..i].trim().trim_end_matches(':').trim();
+        Some((if lead.is_empty() { "syntax error" } else { lead }, l[i + 3..].trim()))
+    });
+    let why = lines.iter().find_map(|l| l.strip_prefix("= ")).map(str::trim);
+    let text = match (at, why) {
+        (Some((lead, at)), Some(why)) => {
+            format!("the header dict does not parse ({lead} at {at}): {why}")
+        }
+        (Some((lead, at)), None) => format!("the header dict does not parse ({lead} at {at})"),
+        _ => lines.join("; "),
+    };
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod header_error_tests {
+    use super::header_error;
+
+    #[test]
+    fn a_parse_diagram_becomes_one_line() {
+        let diagram = " --> 1:36\n  |\n1 | {'descr': '<f4', 'fortran_order': Flase, }\n  |  \
+                       ^---\n  |\n  = expected value";
+        let one = header_error(diagram);
+        assert_eq!(one, "the header dict does not parse (syntax error at 1:36): expected value");
+        let deep = format!(
+            "could not parse Python expression: syntax error:  --> 1:2\n  |\n1 | {}\n  |\n  = stack limit reached",
+            "[".repeat(30_000)
+        );
+        assert_eq!(
+            header_error(&deep),
+            "the header dict does not parse (could not parse Python expression: syntax error at 1:2): \
+             stack limit reached"
+        );
+        let long = header_error(&"x".repeat(1000));
+        assert!(long.chars().count() <= 301 && !long.contains('\n'));
+        assert_eq!(header_error("two\nlines"), "two; lines");
+    }
 }

@@ -40,9 +40,19 @@ pub fn resolve_npy(cfg: &mut Config, classes_given: bool, origin: &str) -> Resul
     if cfg.data.classes == 0 && cfg.model.loss == LossKind::SoftmaxXent {
         return Err(bad("data.classes", "must be ≥ 1".into()));
     }
-    let frac = cfg.data.val_fraction.clamp(0.0, 1.0) as f64;
-    let n_val = ((n as f64 * frac).round() as usize).min(n.saturating_sub(1));
+    let n_val = npy_val_rows(n, cfg.data.val_fraction);
     let dup = cfg.data.duplicates.max(1);
+    // Rows are numbered in u32 (the split and shuffle permutations), repeats included.
+    if (n - n_val).checked_mul(dup).is_none_or(|rows| u32::try_from(rows).is_err()) {
+        return Err(bad(
+            "data.duplicates",
+            format!(
+                "{dup} repeats of {} training rows are more than the {} a dataset may hold",
+                n - n_val,
+                u32::MAX
+            ),
+        ));
+    }
     let dups = if dup > 1 { format!(" (each repeated {dup}×)") } else { String::new() };
     eprintln!(
         "data: {n} rows from {} → {} train{dups} / {n_val} validation (data.val_fraction = {})",
@@ -51,4 +61,12 @@ pub fn resolve_npy(cfg: &mut Config, classes_given: bool, origin: &str) -> Resul
         cfg.data.val_fraction
     );
     Ok(())
+}
+
+/// Validation rows of an `.npy` dataset of `n` rows: `round(n · data.val_fraction)`, at most
+/// `n - 1` (a non-finite fraction: none). The training set is the other rows, each repeated
+/// `data.duplicates` times.
+pub fn npy_val_rows(n: usize, val_fraction: f32) -> usize {
+    let frac = if val_fraction.is_finite() { val_fraction.clamp(0.0, 1.0) as f64 } else { 0.0 };
+    ((n as f64 * frac).round() as usize).min(n.saturating_sub(1))
 }

@@ -26,9 +26,12 @@ impl<'a, B: Backend> GradProbe<'a, B> {
         GradProbe { b, model, params, data, slots: HashMap::new() }
     }
 
-    /// Make sure buffers for batches of `rows` exist.
+    /// Make sure buffers for batches of `rows` exist. Those of other sizes are dropped first:
+    /// the experiment draws every batch of one size before the next (n = 1, 2, 4, ..), so the
+    /// probe holds one size's buffers at a time, not the sum over all sizes.
     fn slot(&mut self, rows: usize) -> Result<()> {
         if !self.slots.contains_key(&rows) {
+            self.slots.clear();
             let s = Slot {
                 ws: self.model.workspace(self.b, rows)?,
                 bt: BatchBuffers::new(self.b, rows, self.model.inputs(), self.model.outputs())?,

@@ -2,6 +2,7 @@
 //! and SVG plots. Every error names the file or directory it is about.
 
 pub mod atomic;
+pub mod claimed;
 pub mod csv;
 pub mod events;
 pub mod heatmap;

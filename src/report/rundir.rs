@@ -3,8 +3,10 @@
 //!
 //! Nothing here deletes or overwrites a file it did not create: a run directory that already
 //! holds files is never reused for a new run; a suffixed sibling (`-1`, `-2`, ...) is made instead.
-//! The one deletion: resuming a run removes the temporary files (`.<name>.tmp-<pid>-<nanos>-<n>`)
-//! that [`write_atomic`] left there when its process was killed mid-write.
+//! The deletions: resuming a run removes the temporary files (`.<name>.tmp-<pid>-<nanos>-<n>`)
+//! that [`write_atomic`] left there when its process was killed mid-write; a command that fails
+//! before its run wrote more than `config.toml` takes back the directory it claimed
+//! ([`super::claimed::discard_unused`]).
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -14,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(crate) use super::atomic::create_new;
 pub use super::atomic::write_atomic;
 use super::atomic::{parent_dir, temporary_writer, unique_suffix};
-use super::ReportError;
+use super::{claimed, ReportError};
 
 /// Where the default run directories go, relative to the working directory.
 pub const RUNS_ROOT: &str = "runs";
@@ -47,6 +49,7 @@ pub fn create_run_dir_in(root: &Path, command: &str, now: SystemTime) -> Result<
         match fs::create_dir(&dir) {
             Ok(()) => {
                 probe_writable(&dir)?;
+                claimed::record(&dir, true);
                 return Ok(dir);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -135,6 +138,7 @@ fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             ensure_dir_all(out)?;
             probe_writable(out)?;
+            claimed::record(out, true);
             return Ok(out.to_path_buf());
         }
         Err(e) => return Err(ReportError::io("inspect output directory", out, e)),
@@ -147,6 +151,7 @@ fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
         .is_none();
     if empty {
         probe_writable(out)?;
+        claimed::record(out, false);
         return Ok(out.to_path_buf());
     }
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
@@ -156,6 +161,7 @@ fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
         match fs::create_dir(&dir) {
             Ok(()) => {
                 probe_writable(&dir)?;
+                claimed::record(&dir, true);
                 log::warn!(
                     "output directory {} already holds files; writing this run to {}",
                     out.display(),

@@ -3,6 +3,8 @@
 //! against [`host_limit`] before anything is allocated.
 
 use crate::config::{Config, ConfigError, DataKind, DataMode, OptimizerKind};
+use crate::data::npy;
+use crate::data::resolve::npy_val_rows;
 use crate::model::LossKind;
 
 use super::host_memory::{bytes_of, check_host, host_limit, step_bytes, sum_bytes, HostMemoryError};
@@ -22,7 +24,20 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
     };
     let val = per_row("the validation set", d.n_val as u64)?;
     let train = match (d.kind, d.mode) {
-        (DataKind::Npy, _) => 0, // the file's rows, checked when read (its size is on disk)
+        // The file's rows as read, then the training rows each repeated data.duplicates times.
+        (DataKind::Npy, _) => match d.features.as_deref().map(npy::features_shape) {
+            Some(Ok((n, _))) => {
+                let n_val = npy_val_rows(n, d.val_fraction);
+                let repeats = ((n - n_val) as u64).checked_mul(d.duplicates.max(1) as u64);
+                let repeats = repeats
+                    .ok_or_else(|| HostMemoryError::Overflow { what: "the training set".to_string() })?;
+                sum_bytes(
+                    "the training set",
+                    &[per_row("the data file", n as u64)?, per_row("the training set", repeats)?],
+                )?
+            }
+            _ => 0, // no file yet, or a bad one: reading it is the error
+        },
         (_, DataMode::Stream) => 0,
         (_, DataMode::Resident) => per_row("the training set", d.n_train)?,
     };

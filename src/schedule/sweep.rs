@@ -206,6 +206,7 @@ fn measure_batch<B: Timed>(
     limits: &DeviceLimits,
     peak: f64,
     monitor: &mut UtilMonitor,
+    deadline: Option<Instant>,
 ) -> Result<SweepRow, BackendError> {
     let spec = cfg.mlp_spec();
     let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
@@ -258,8 +259,19 @@ fn measure_batch<B: Timed>(
     // A tiny learning rate keeps the parameters (and so the work) steady across timed steps.
     let lr = 1e-6;
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
-    for _ in 0..cfg.sweep.warmup_steps.max(1) {
+    // The time budget bounds a batch size's own steps too: past the deadline the warm-up
+    // stops (after one step) and so do the timed steps (after one), so that no step count
+    // holds a budgeted sweep past its budget by more than a few steps.
+    let past = || deadline.is_some_and(|d| Instant::now() >= d);
+    for i in 0..cfg.sweep.warmup_steps.max(1) {
         st.record_step(b, &x, &t, &opt, lr, &clip)?;
+        // Recording runs ahead of the device: wait for it now and then, so the clock is its.
+        if deadline.is_some() && i % 16 == 15 {
+            b.sync()?;
+            if past() {
+                break;
+            }
+        }
     }
     b.sync()?;
     let mut ms = Vec::new();
@@ -271,6 +283,14 @@ fn measure_batch<B: Timed>(
         ms.push(m);
         host.push(h);
         device_timed &= dev;
+        if past() {
+            log::warn!(
+                "sweep.time_budget_s reached at B = {batch}: {} of {} timed steps",
+                ms.len(),
+                cfg.sweep.timed_steps
+            );
+            break;
+        }
     }
     row.util = monitor.end();
     let med = median(&mut ms.clone());
@@ -340,7 +360,11 @@ pub fn run_sweep_at_peak<B: Timed>(
                 continue;
             }
         }
-        let row = measure_batch(b, cfg, batch, &limits, peak, monitor)?;
+        let budget = cfg.sweep.time_budget_s;
+        let deadline = (budget > 0.0)
+            .then(|| start.checked_add(std::time::Duration::try_from_secs_f64(budget).ok()?))
+            .flatten();
+        let row = measure_batch(b, cfg, batch, &limits, peak, monitor, deadline)?;
         b.release_caches();
         on_row(&row);
         rows.push(row);

@@ -1,6 +1,7 @@
 //! The evaluator: mean loss and 0-1 error over a whole dataset (the validation set, and with
-//! `train.eval_train` the training set), in chunks of [`EVAL_CHUNK`] rows with their own
-//! workspaces, one read back per evaluation.
+//! `train.eval_train` the training set), in chunks of [`EVAL_CHUNK`] rows that share one
+//! workspace (and one more for a shorter last chunk), one read back per evaluation: the
+//! evaluation's working memory is that of two chunks, however large the set.
 
 use crate::backend::Backend;
 use crate::data::{Dataset, Labels};
@@ -11,12 +12,16 @@ use super::TrainError;
 /// Rows per evaluation chunk.
 pub const EVAL_CHUNK: usize = 1024;
 
-/// A dataset on the device, in chunks with their own workspaces.
+/// A dataset on the device, in chunks that share their workspaces.
 pub struct EvalSet<B: Backend> {
     chunks: Vec<EvalChunk<B>>,
     n: usize,
     /// `[2 * chunks]`: loss sum and correct sum per chunk.
     stats: B::Buf,
+    /// The workspace of every chunk of [`EVAL_CHUNK`] rows (`None` when the set is shorter).
+    full: Option<Workspace<B>>,
+    /// The workspace of a last chunk of fewer rows (`None` when the set divides evenly).
+    tail: Option<Workspace<B>>,
 }
 
 struct EvalChunk<B: Backend> {
@@ -26,7 +31,7 @@ struct EvalChunk<B: Backend> {
     labels: B::IdxBuf,
     /// `[rows, outputs]` regression targets, else `[1]` unused.
     targets: B::Buf,
-    ws: Workspace<B>,
+    rows: usize,
 }
 
 impl<B: Backend> EvalSet<B> {
@@ -48,26 +53,36 @@ impl<B: Backend> EvalSet<B> {
                     (b.upload_idx(&[0])?, b.upload(&targets[start * outputs..(start + rows) * outputs])?)
                 }
             };
-            chunks.push(EvalChunk { x, labels, targets, ws: model.workspace(b, rows)? });
+            chunks.push(EvalChunk { x, labels, targets, rows });
             start += rows;
         }
         let stats = b.zeros(2 * chunks.len())?;
-        Ok(Some(EvalSet { chunks, n: d.n, stats }))
+        let full = if d.n >= EVAL_CHUNK { Some(model.workspace(b, EVAL_CHUNK)?) } else { None };
+        let rest = d.n % EVAL_CHUNK;
+        let tail = if rest > 0 { Some(model.workspace(b, rest)?) } else { None };
+        Ok(Some(EvalSet { chunks, n: d.n, stats, full, tail }))
     }
 
     /// Mean loss and 0-1 error at `p` (one read back).
     pub fn evaluate(&mut self, b: &B, model: &Mlp, p: &ParamSet<B>) -> Result<(f64, f64), TrainError> {
-        for (i, c) in self.chunks.iter_mut().enumerate() {
-            model.forward(b, p, &c.x, &mut c.ws)?;
+        for (i, c) in self.chunks.iter().enumerate() {
+            let ws = if c.rows == EVAL_CHUNK { self.full.as_mut() } else { self.tail.as_mut() };
+            let Some(ws) = ws else {
+                return Err(crate::backend::BackendError::Invalid {
+                    op: "evaluate",
+                    message: format!("no workspace for a chunk of {} rows", c.rows),
+                }
+                .into());
+            };
+            model.forward(b, p, &c.x, ws)?;
             let t = if model.spec.loss == LossKind::SoftmaxXent {
                 Targets::Classes(&c.labels)
             } else {
                 Targets::Values(&c.targets)
             };
-            model.loss(b, &t, &mut c.ws)?;
-            let rows = c.ws.rows;
-            b.sum(rows, &c.ws.loss, &mut self.stats, 2 * i)?;
-            b.sum(rows, &c.ws.correct, &mut self.stats, 2 * i + 1)?;
+            model.loss(b, &t, ws)?;
+            b.sum(c.rows, &ws.loss, &mut self.stats, 2 * i)?;
+            b.sum(c.rows, &ws.correct, &mut self.stats, 2 * i + 1)?;
         }
         let s = b.read(&self.stats)?;
         let loss: f64 = s.iter().step_by(2).map(|&x| x as f64).sum();

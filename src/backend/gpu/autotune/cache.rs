@@ -28,6 +28,10 @@ pub enum AutotuneError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("no autotune cache location: set {CACHE_ENV}, XDG_CACHE_HOME or HOME")]
     NoLocation,
+    #[error(
+        "refusing to overwrite {path}: {why} (point {CACHE_ENV} at a new file or an autotune cache)"
+    )]
+    Foreign { path: PathBuf, why: String },
 }
 
 /// The adapter a choice was measured on: a new driver or another device re-tunes.
@@ -126,6 +130,31 @@ pub struct TuneCache {
 pub struct Loaded {
     pub cache: TuneCache,
     pub warning: Option<String>,
+    /// Why the file at the path is not a cache this build may replace ([`foreign`]), if so.
+    pub foreign: Option<String>,
+}
+
+/// Why the file at `path` must not be replaced by a cache, or `None` when it may be: it is
+/// missing, or a regular file that begins as every cache file does (`{"version"`), whole or
+/// truncated, of this version or another. Anything else (a checkpoint, a metrics file, a
+/// directory, a device) is somebody else's file, and a cache path that names it is a mistake.
+pub fn foreign(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(format!("cannot inspect it: {e}")),
+        Ok(m) if !m.is_file() => Some("not a regular file".to_string()),
+        Ok(_) => match std::fs::read(path) {
+            Err(e) => Some(format!("cannot read it: {e}")),
+            Ok(bytes) if looks_like_cache(&bytes) => None,
+            Ok(_) => Some("not an autotune cache file".to_string()),
+        },
+    }
+}
+
+/// Whether `bytes` begin as a cache file (`{` then the key `"version"`, whitespace aside).
+fn looks_like_cache(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]);
+    text.trim_start().strip_prefix('{').is_some_and(|rest| rest.trim_start().starts_with("\"version\""))
 }
 
 impl TuneCache {
@@ -152,29 +181,37 @@ impl TuneCache {
         text
     }
 
-    /// Read `path`: a missing file is an empty cache; an unreadable, corrupt or stale one is an
-    /// empty cache with a warning (the next save rebuilds the file).
+    /// Read `path`: a missing file is an empty cache; a corrupt or stale cache file is an empty
+    /// cache with a warning (the next save rebuilds the file); a file that is no cache at all
+    /// ([`foreign`]) is an empty cache with a warning, and left as it is.
     pub fn load(path: &Path) -> Loaded {
+        let empty =
+            |warning: Option<String>, foreign| Loaded { cache: TuneCache::default(), warning, foreign };
+        if let Some(why) = foreign(path) {
+            let w = format!(
+                "{} is {why}: left as it is, the choices hold for this run only",
+                path.display()
+            );
+            return empty(Some(w), Some(why));
+        }
         match std::fs::read_to_string(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Loaded { cache: TuneCache::default(), warning: None }
-            }
-            Err(e) => Loaded {
-                cache: TuneCache::default(),
-                warning: Some(format!("cannot read {}: {e}; rebuilding it", path.display())),
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => empty(None, None),
+            Err(e) => empty(Some(format!("cannot read {}: {e}; rebuilding it", path.display())), None),
             Ok(text) => match TuneCache::from_json(&text) {
-                Ok(cache) => Loaded { cache, warning: None },
-                Err(why) => Loaded {
-                    cache: TuneCache::default(),
-                    warning: Some(format!("ignoring {} ({why}); rebuilding it", path.display())),
-                },
+                Ok(cache) => Loaded { cache, warning: None, foreign: None },
+                Err(why) => {
+                    empty(Some(format!("ignoring {} ({why}); rebuilding it", path.display())), None)
+                }
             },
         }
     }
 
-    /// Write the cache to `path` atomically (creating its directory).
+    /// Write the cache to `path` atomically (creating its directory), unless a file that is no
+    /// cache is there ([`foreign`]): that is an error, and the file is left as it is.
     pub fn save(&self, path: &Path) -> Result<(), AutotuneError> {
+        if let Some(why) = foreign(path) {
+            return Err(AutotuneError::Foreign { path: path.to_path_buf(), why });
+        }
         let err = |source| AutotuneError::Write { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;

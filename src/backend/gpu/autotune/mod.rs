@@ -290,17 +290,21 @@ impl GpuBackend {
     /// for `cached` and `on`; a corrupt or stale one gives one warning and is rebuilt.
     pub fn set_autotune_at(&self, mode: AutotuneMode, path: Option<PathBuf>) {
         let mut cache = TuneCache::default();
+        // A path naming a file that is no cache: warned once here, never written.
+        let mut warned_save = false;
         if mode != AutotuneMode::Off {
             if let Some(p) = &path {
                 let loaded = TuneCache::load(p);
                 if let Some(w) = loaded.warning {
                     log::warn!("autotune cache: {w}");
                 }
+                warned_save = loaded.foreign.is_some();
                 cache = loaded.cache;
             }
         }
         let device = Some(DeviceKey::of(&self.dev.ctx.summary));
-        *self.tuner.borrow_mut() = Autotuner { mode, path, cache, device, ..Autotuner::default() };
+        *self.tuner.borrow_mut() =
+            Autotuner { mode, path, cache, device, warned_save, ..Autotuner::default() };
     }
 
     pub fn autotune_mode(&self) -> AutotuneMode {

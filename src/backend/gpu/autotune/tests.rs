@@ -116,6 +116,37 @@ fn the_file_round_trips_byte_for_byte() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A cache path that names somebody else's file (a checkpoint, a metrics file, a directory):
+/// loading warns, and saving is an error that leaves the file as it was.
+#[test]
+fn a_file_that_is_no_cache_is_never_overwritten() {
+    let path = tmp("foreign");
+    let dir = path.parent().expect("parent").to_path_buf();
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut cache = TuneCache::default();
+    cache.insert(entry(&device("x"), &Gemm::nn(1, 2, 3), "skinny"));
+    let checkpoint: &[u8] = b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}\xff\xfe";
+    for bytes in [checkpoint, b"[]", b"{\"step\": 1, \"loss\": 0.5}\n", b"\x00\x01garbage"] {
+        std::fs::write(&path, bytes).expect("write");
+        let loaded = TuneCache::load(&path);
+        assert!(loaded.cache.is_empty());
+        let why = loaded.foreign.expect("foreign");
+        assert!(why.contains("not an autotune cache"), "{why}");
+        let w = loaded.warning.expect("one warning");
+        assert!(w.contains("left as it is"), "{w}");
+        let err = cache.save(&path).expect_err("refused").to_string();
+        assert!(err.contains("refusing to overwrite") && !err.contains('\n'), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), bytes, "the file is unchanged");
+    }
+    // A directory at the path.
+    std::fs::remove_file(&path).expect("rm");
+    std::fs::create_dir_all(&path).expect("mkdir");
+    assert!(TuneCache::load(&path).foreign.expect("foreign").contains("not a regular file"));
+    assert!(cache.save(&path).is_err());
+    assert!(path.is_dir());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn corrupt_stale_and_missing_files_are_rebuilt_without_error() {
     let path = tmp("corrupt");
@@ -124,13 +155,12 @@ fn corrupt_stale_and_missing_files_are_rebuilt_without_error() {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     for (text, why) in [
         ("{\"version\": 1, \"entries\": [", "not a cache file"),
-        ("\u{0}\u{1}garbage", "not a cache file"),
+        ("  {\n  \"version\": 1, \"entries\": [{]}", "not a cache file"),
         ("{\"version\": 0, \"entries\": []}", "version 0"),
-        ("[]", "not a cache file"),
     ] {
         std::fs::write(&path, text).expect("write");
         let loaded = TuneCache::load(&path);
-        assert!(loaded.cache.is_empty());
+        assert!(loaded.cache.is_empty() && loaded.foreign.is_none());
         let w = loaded.warning.expect("one warning");
         assert!(w.contains(why) && w.contains("rebuilding"), "{w}");
     }

@@ -1,0 +1,83 @@
+//! The run directories this process claimed, so that a command that fails before its run
+//! wrote anything of its own leaves no stray directory behind: [`discard_unused`] removes a
+//! claimed directory's `config.toml` (written first, from the already-parsed config) when that
+//! is all it holds, and the directory itself when this process created it. Anything else in
+//! it (metrics, checkpoints, plots: the run got going) keeps the directory as it is.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Files a run writes before its first real output; a directory holding only these is unused.
+const PRELUDE: &[&str] = &["config.toml"];
+
+/// `(directory, created by this process)` for every run directory claimed.
+static CLAIMED: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
+
+/// Remember `dir` as this process's run directory (`created`: it did not exist before).
+pub(super) fn record(dir: &Path, created: bool) {
+    if let Ok(mut v) = CLAIMED.lock() {
+        v.push((dir.to_path_buf(), created));
+    }
+}
+
+/// After a failed command: every claimed directory that holds nothing but [`PRELUDE`] files
+/// loses them, and is removed if this process created it. Best effort, silent: the command's
+/// error is the message. Returns the directories removed or emptied.
+pub fn discard_unused() -> Vec<PathBuf> {
+    let claimed = match CLAIMED.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        Err(_) => return Vec::new(),
+    };
+    claimed.into_iter().filter(|(dir, created)| discard(dir, *created)).map(|(d, _)| d).collect()
+}
+
+fn discard(dir: &Path, created: bool) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else { return false };
+    let mut names = Vec::new();
+    for e in entries {
+        let Ok(e) = e else { return false };
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        if !is_file || !PRELUDE.contains(&name.as_str()) {
+            return false;
+        }
+        names.push(name);
+    }
+    for name in &names {
+        if fs::remove_file(dir.join(name)).is_err() {
+            return false;
+        }
+    }
+    if created {
+        let _ = fs::remove_dir(dir);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_directory_with_nothing_but_its_config_is_discarded() {
+        let root = std::env::temp_dir().join(format!("batchscope-claimed-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let (fresh, given, used) = (root.join("fresh"), root.join("given"), root.join("used"));
+        for d in [&fresh, &given, &used] {
+            fs::create_dir_all(d).expect("mkdir");
+            fs::write(d.join("config.toml"), "x = 1\n").expect("write");
+        }
+        fs::write(used.join("metrics.jsonl"), "{}\n").expect("write");
+        record(&fresh, true);
+        record(&given, false);
+        record(&used, true);
+        let gone = discard_unused();
+        assert_eq!(gone, vec![fresh.clone(), given.clone()]);
+        assert!(!fresh.exists(), "created and unused: removed");
+        assert!(given.is_dir() && fs::read_dir(&given).expect("dir").next().is_none(), "kept, emptied");
+        assert!(used.join("config.toml").is_file() && used.join("metrics.jsonl").is_file());
+        assert!(discard_unused().is_empty(), "each claim is discarded once");
+        let _ = fs::remove_dir_all(&root);
+    }
+}

@@ -1,0 +1,292 @@
+//! Crafted inputs found by an audit of the binary (2026-12-02), each once a panic, an abort, an
+//! overwritten file, a stray directory or an unbounded run: now exit 2 with one `error:` line
+//! (or a bounded run), and nothing that existed is changed.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cli::{assert_clean_error, npy_bytes, snapshot, stderr};
+use common::tmpdir;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
+    c.env("RUST_LOG", "error");
+    let xdg = std::env::temp_dir().join("batchscope-crafted-xdg");
+    let _ = std::fs::create_dir_all(&xdg);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700));
+    }
+    c.env("XDG_RUNTIME_DIR", &xdg);
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run batchscope")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A finished tiny CPU run in `dir/run` and its config at `dir/tiny.toml`.
+fn finished_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let tiny = dir.join("tiny.toml");
+    std::fs::write(&tiny, common::tiny_config(1, 16, 1)).expect("config");
+    let run_dir = dir.join("run");
+    let o = run(&["train", "--backend", "cpu", "--quiet", "--config", s(&tiny), "--out", s(&run_dir)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (tiny, run_dir)
+}
+
+/// `BATCHSCOPE_AUTOTUNE_CACHE` naming a checkpoint (or any file that is no cache) is refused
+/// before any timing, and the file is left byte for byte; `tune` used to replace it with JSON.
+#[test]
+fn an_autotune_cache_path_naming_a_checkpoint_never_overwrites_it() {
+    let d = tmpdir("cache-over-checkpoint");
+    let (tiny, run_dir) = finished_run(&d);
+    let before = snapshot(&run_dir);
+    for victim in ["last.safetensors", "metrics.jsonl"] {
+        let o = bin()
+            .env("BATCHSCOPE_AUTOTUNE_CACHE", run_dir.join(victim))
+            .args(["tune", "--quiet", "--config", s(&tiny), "--batch-sizes", "1"])
+            .output()
+            .expect("run");
+        assert_clean_error(&o, &["refusing to overwrite", victim, "not an autotune cache"]);
+    }
+    let o = bin()
+        .env("BATCHSCOPE_AUTOTUNE_CACHE", &run_dir)
+        .args(["tune", "--quiet", "--config", s(&tiny), "--batch-sizes", "1"])
+        .output()
+        .expect("run");
+    assert_clean_error(&o, &["refusing to overwrite", "not a regular file"]);
+    assert!(snapshot(&run_dir) == before, "the run directory changed");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A 40-row `.npy` dataset: features [40, 3] f32, labels [40] i64 in 0..3.
+fn write_npy_pair(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let x: Vec<u8> = (0..120).flat_map(|i| (((i * 37 % 11) as f32 - 5.0) / 5.0).to_le_bytes()).collect();
+    let y: Vec<u8> = (0..40i64).flat_map(|i| (i % 3).to_le_bytes()).collect();
+    let (xp, yp) = (dir.join("x.npy"), dir.join("y.npy"));
+    std::fs::write(&xp, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (40, 3), }", &x))
+        .expect("x");
+    std::fs::write(&yp, npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (40,), }", &y))
+        .expect("y");
+    (xp, yp)
+}
+
+fn npy_config(dir: &Path, x: &Path, y: &Path, extra: &str) -> std::path::PathBuf {
+    let cfg = dir.join("npy.toml");
+    let text = format!(
+        "[model]\nhidden = [4]\n[data]\nkind = \"npy\"\ndim = 0\nfeatures = \"{}\"\nlabels = \"{}\"\n{extra}[train]\nbatch_size = 2\nsteps = 2\n",
+        s(x),
+        s(y)
+    );
+    std::fs::write(&cfg, text).expect("config");
+    cfg
+}
+
+/// `data.duplicates` of an `.npy` dataset counts against the host's memory and the u32 row
+/// numbering; 10¹² repeats used to abort on an 8 TB allocation.
+#[test]
+fn npy_duplicates_past_the_host_or_the_row_numbering_are_config_errors() {
+    let d = tmpdir("npy-duplicates");
+    let (x, y) = write_npy_pair(&d);
+    for (dup, needle) in [("1000000000000", "data.duplicates"), ("100000000", "")] {
+        let cfg = npy_config(&d, &x, &y, &format!("duplicates = {dup}\n"));
+        let out = d.join(format!("out-{dup}"));
+        let o = run(&["train", "--backend", "cpu", "--quiet", "--config", s(&cfg), "--out", s(&out)]);
+        assert_clean_error(&o, &[needle]);
+        assert!(!out.exists(), "duplicates = {dup}: a failed run left its directory");
+    }
+    // A modest repeat count still trains.
+    let cfg = npy_config(&d, &x, &y, "duplicates = 3\n");
+    let out = d.join("out-3");
+    let o = run(&["train", "--backend", "cpu", "--quiet", "--config", s(&cfg), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A header dict that does not parse is one short line, not the parser's diagram (a nested
+/// one used to print 87 KB).
+#[test]
+fn a_malformed_npy_header_is_one_short_error_line() {
+    let d = tmpdir("npy-header");
+    let (_, y) = write_npy_pair(&d);
+    let data = vec![0u8; 480];
+    let deep = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {}}}", "(".repeat(30_000));
+    for (name, dict) in [
+        ("typo", "{'descr': '<f4', 'fortran_order': Flase, 'shape': (40, 3), }".to_string()),
+        ("deep", deep),
+    ] {
+        let x = d.join(format!("x-{name}.npy"));
+        std::fs::write(&x, npy_bytes(&dict, &data)).expect("x");
+        let cfg = npy_config(&d, &x, &y, "");
+        let o = run(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--config",
+            s(&cfg),
+            "--out",
+            s(&d.join(name)),
+        ]);
+        assert_clean_error(&o, &["x-", "header"]);
+        let err = stderr(&o);
+        let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+        assert!(line.len() < 600, "{name}: {} bytes: {line}", line.len());
+        assert!(!err.contains("-->") && !err.contains("^---"), "{name}: a parser diagram: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `landscape.range` and `margin` are bounded (2 · range used to overflow f64 in the plane's
+/// heatmap axes and panic in the plotting library).
+#[test]
+fn landscape_coefficients_past_f32_are_config_errors() {
+    let d = tmpdir("landscape-range");
+    for set in ["landscape.range=1e308", "landscape.margin=1e300", "landscape.range=1e16"] {
+        let key = set.split('=').next().unwrap_or_default();
+        let out = d.join(key);
+        let o = run(&["landscape", "--backend", "cpu", "--quiet", "--set", set, "--out", s(&out)]);
+        assert_clean_error(&o, &[key]);
+        assert!(!out.exists(), "{set}: a failed run left its directory");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Errors found after the run directory was claimed (the batch size against the data, a
+/// validation split that leaves no training rows) leave no directory holding only
+/// `config.toml`; an `--out` directory that existed empty is kept, empty.
+#[test]
+fn a_run_that_fails_before_its_first_output_leaves_no_directory() {
+    let d = tmpdir("stray-dir");
+    let tiny = d.join("tiny.toml");
+    std::fs::write(&tiny, common::tiny_config(1, 16, 1)).expect("config");
+    let fresh = d.join("fresh");
+    let o = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        s(&tiny),
+        "--set",
+        "train.batch_size=1000",
+        "--out",
+        s(&fresh),
+    ]);
+    assert_clean_error(&o, &["batch"]);
+    assert!(!fresh.exists(), "the failed run left {}", fresh.display());
+    let given = d.join("given");
+    std::fs::create_dir_all(&given).expect("mkdir");
+    let o = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        s(&tiny),
+        "--set",
+        "train.batch_size=1000",
+        "--out",
+        s(&given),
+    ]);
+    assert_clean_error(&o, &["batch"]);
+    assert!(given.is_dir(), "a directory the user made is kept");
+    assert_eq!(std::fs::read_dir(&given).expect("dir").count(), 0, "and left empty");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A checkpoint with layer tensors the model has no parameter for is refused by name
+/// (`--init` used to load the layers it knew and ignore `layers.7.weight`).
+#[test]
+fn a_checkpoint_with_layers_the_model_lacks_is_refused_by_name() {
+    let d = tmpdir("extra-layers");
+    let (tiny, run_dir) = finished_run(&d);
+    let ck = std::fs::read(run_dir.join("last.safetensors")).expect("checkpoint");
+    let loaded = safetensors::SafeTensors::deserialize(&ck).expect("parse");
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        loaded.tensors().into_iter().filter(|(n, _)| n.starts_with("layers.")).collect();
+    let extra_bytes = vec![0u8; 4 * 3];
+    let extra =
+        safetensors::tensor::TensorView::new(safetensors::tensor::Dtype::F32, vec![3], &extra_bytes)
+            .expect("view");
+    tensors.push(("layers.7.bias".to_string(), extra));
+    let deeper = d.join("deeper.safetensors");
+    std::fs::write(
+        &deeper,
+        safetensors::serialize(tensors, None::<std::collections::HashMap<String, String>>)
+            .expect("serialize"),
+    )
+    .expect("write");
+    let out = d.join("init");
+    let o = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        s(&tiny),
+        "--init",
+        s(&deeper),
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_error(&o, &["layers.7.bias"]);
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `sweep.time_budget_s` bounds a batch size's own warm-up and timed steps: a step count
+/// near u64::MAX with a one-second budget used to run until killed. (A bound on termination,
+/// not a timing: the generous limit only catches the hang.)
+#[test]
+fn the_sweep_budget_bounds_the_steps_of_a_batch_size() {
+    let d = tmpdir("sweep-budget");
+    let tiny = d.join("tiny.toml");
+    std::fs::write(&tiny, common::tiny_config(1, 2, 1)).expect("config");
+    let mut child = bin()
+        .args([
+            "sweep",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--config",
+            s(&tiny),
+            "--set",
+            "sweep.warmup_steps=9223372036854775807",
+            "--set",
+            "sweep.timed_steps=9223372036854775807",
+            "--set",
+            "sweep.time_budget_s=1",
+            "--out",
+            s(&d.join("sweep")),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let status = status.expect("the budgeted sweep did not stop on its own");
+    assert!(status.success(), "{status:?}");
+    assert!(d.join("sweep").join("sweep.csv").is_file());
+    let _ = std::fs::remove_dir_all(&d);
+}
