@@ -15,7 +15,7 @@
 #      BATCHSCOPE_FUSED_HEAD=0 (7: the output layer's product, then the loss with its sums) and
 #      BATCHSCOPE_FUSED_BACKWARD=0 (8: the dgrads on their own) for what each of those fusions
 #      is worth; and B = 64,
-#      128, 256 with the fusion extended to k = 256 (BATCHSCOPE_FUSED_UPDATE=256: 15 -> 9
+#      128, 256 with the fusion extended to k = 256 (BATCHSCOPE_FUSED_UPDATE=256: 12 -> 9
 #      dispatches) beside the default there: whether WGRAD_UPDATE_MAX_K should grow;
 #   2. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
 #      at 1024, 2048 and 4096 (every dispatch named and timed: which one doubles);

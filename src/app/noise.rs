@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 
 use super::output::write_config;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::backend::BackendKind;
 use crate::config::Config;
 use crate::noise::{measure_with, NoiseArgs, NoiseSummary};
 use crate::profile::Profilable;
@@ -13,6 +14,7 @@ use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
 use crate::schedule::admit;
+use crate::schedule::run_memory::check_cpu_step;
 use crate::train::checkpoint;
 
 /// `batchscope noise`.
@@ -42,6 +44,14 @@ impl BackendTask for Noise<'_> {
     type Output = (NoiseSummary, std::path::PathBuf);
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
+        if b.kind() == BackendKind::Cpu {
+            // The probe's buffers at its largest minibatch (or the full gradient's chunks of
+            // 1024) live in host memory: checked before the run directory or the data.
+            let n_train = usize::try_from(self.cfg.data.n_train).unwrap_or(usize::MAX);
+            let cap = self.noise.max_n.min(n_train).max(1);
+            let largest = 1usize << cap.ilog2();
+            check_cpu_step(self.cfg, largest.max(n_train.min(1024)))?;
+        }
         let dir = create_run_dir(self.args.out.as_deref(), "noise")?;
         write_config(&dir, &self.cfg.to_toml())?;
         Ok((measure_with(b, self.cfg, self.noise, self.args.progress)?, dir))
