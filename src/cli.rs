@@ -106,6 +106,13 @@ impl Common {
     /// `--precision` checked: no value twice, and a list only where `list_ok` (the sweep).
     pub fn precisions(&self, command: &str, list_ok: bool) -> Result<&[String], String> {
         let p = &self.precision;
+        if command == "rnn" && !p.is_empty() {
+            return Err(format!(
+                "--precision {}: `rnn` trains its recurrent network in f32 only (its config has no \
+                 model.precision)",
+                p.join(",")
+            ));
+        }
         if let Some(i) = (1..p.len()).find(|&i| p[..i].contains(&p[i])) {
             return Err(format!("--precision {} names {} twice", p.join(","), p[i]));
         }

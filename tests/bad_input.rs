@@ -350,6 +350,11 @@ fn bad_flag_values_are_errors() {
             "takes one precision",
         ),
         case(
+            "rnn --precision f16",
+            with(base("rnn"), &["--precision", "f16", "--out", &out("p6")]),
+            "f32 only",
+        ),
+        case(
             "sweep --precision f32,f16 --workers 1,2",
             with(
                 base("sweep"),
