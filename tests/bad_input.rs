@@ -24,18 +24,7 @@ const MLP_COMMANDS: [&str; 7] =
 const OWN_CONFIG_COMMANDS: [&str; 3] = ["rnn", "depth", "landscape"];
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
-    c.env("RUST_LOG", "error");
-    // The Vulkan loader prints its own `error:` line without a runtime dir.
-    let xdg = std::env::temp_dir().join("batchscope-bad-input-xdg");
-    let _ = std::fs::create_dir_all(&xdg);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700));
-    }
-    c.env("XDG_RUNTIME_DIR", &xdg);
-    c
+    common::cli::batchscope("bad-input")
 }
 
 fn run(args: &[String]) -> Output {

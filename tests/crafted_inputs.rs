@@ -12,21 +12,18 @@ use common::cli::{assert_clean_error, npy_bytes, snapshot, stderr};
 use common::tmpdir;
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
-    c.env("RUST_LOG", "error");
-    let xdg = std::env::temp_dir().join("batchscope-crafted-xdg");
-    let _ = std::fs::create_dir_all(&xdg);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700));
-    }
-    c.env("XDG_RUNTIME_DIR", &xdg);
-    c
+    common::cli::batchscope("crafted")
 }
 
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run batchscope")
+}
+
+/// `train --backend cpu --quiet --config CONFIG` and `extra`.
+fn train_cpu(config: &Path, extra: &[&str]) -> Output {
+    let mut a = vec!["train", "--backend", "cpu", "--quiet", "--config", s(config)];
+    a.extend_from_slice(extra);
+    run(&a)
 }
 
 fn s(p: &Path) -> &str {
@@ -38,7 +35,7 @@ fn finished_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let tiny = dir.join("tiny.toml");
     std::fs::write(&tiny, common::tiny_config(1, 16, 1)).expect("config");
     let run_dir = dir.join("run");
-    let o = run(&["train", "--backend", "cpu", "--quiet", "--config", s(&tiny), "--out", s(&run_dir)]);
+    let o = train_cpu(&tiny, &["--out", s(&run_dir)]);
     assert!(o.status.success(), "{}", stderr(&o));
     (tiny, run_dir)
 }
@@ -100,14 +97,14 @@ fn npy_duplicates_past_the_host_or_the_row_numbering_are_config_errors() {
     for (dup, needle) in [("1000000000000", "data.duplicates"), ("100000000", "")] {
         let cfg = npy_config(&d, &x, &y, &format!("duplicates = {dup}\n"));
         let out = d.join(format!("out-{dup}"));
-        let o = run(&["train", "--backend", "cpu", "--quiet", "--config", s(&cfg), "--out", s(&out)]);
+        let o = train_cpu(&cfg, &["--out", s(&out)]);
         assert_clean_error(&o, &[needle]);
         assert!(!out.exists(), "duplicates = {dup}: a failed run left its directory");
     }
     // A modest repeat count still trains.
     let cfg = npy_config(&d, &x, &y, "duplicates = 3\n");
     let out = d.join("out-3");
-    let o = run(&["train", "--backend", "cpu", "--quiet", "--config", s(&cfg), "--out", s(&out)]);
+    let o = train_cpu(&cfg, &["--out", s(&out)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -127,16 +124,7 @@ fn a_malformed_npy_header_is_one_short_error_line() {
         let x = d.join(format!("x-{name}.npy"));
         std::fs::write(&x, npy_bytes(&dict, &data)).expect("x");
         let cfg = npy_config(&d, &x, &y, "");
-        let o = run(&[
-            "train",
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--config",
-            s(&cfg),
-            "--out",
-            s(&d.join(name)),
-        ]);
+        let o = train_cpu(&cfg, &["--out", s(&d.join(name))]);
         assert_clean_error(&o, &["x-", "header"]);
         let err = stderr(&o);
         let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
@@ -170,34 +158,12 @@ fn a_run_that_fails_before_its_first_output_leaves_no_directory() {
     let tiny = d.join("tiny.toml");
     std::fs::write(&tiny, common::tiny_config(1, 16, 1)).expect("config");
     let fresh = d.join("fresh");
-    let o = run(&[
-        "train",
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--config",
-        s(&tiny),
-        "--set",
-        "train.batch_size=1000",
-        "--out",
-        s(&fresh),
-    ]);
+    let o = train_cpu(&tiny, &["--set", "train.batch_size=1000", "--out", s(&fresh)]);
     assert_clean_error(&o, &["batch"]);
     assert!(!fresh.exists(), "the failed run left {}", fresh.display());
     let given = d.join("given");
     std::fs::create_dir_all(&given).expect("mkdir");
-    let o = run(&[
-        "train",
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--config",
-        s(&tiny),
-        "--set",
-        "train.batch_size=1000",
-        "--out",
-        s(&given),
-    ]);
+    let o = train_cpu(&tiny, &["--set", "train.batch_size=1000", "--out", s(&given)]);
     assert_clean_error(&o, &["batch"]);
     assert!(given.is_dir(), "a directory the user made is kept");
     assert_eq!(std::fs::read_dir(&given).expect("dir").count(), 0, "and left empty");
@@ -227,18 +193,7 @@ fn a_checkpoint_with_layers_the_model_lacks_is_refused_by_name() {
     )
     .expect("write");
     let out = d.join("init");
-    let o = run(&[
-        "train",
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--config",
-        s(&tiny),
-        "--init",
-        s(&deeper),
-        "--out",
-        s(&out),
-    ]);
+    let o = train_cpu(&tiny, &["--init", s(&deeper), "--out", s(&out)]);
     assert_clean_error(&o, &["layers.7.bias"]);
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&d);

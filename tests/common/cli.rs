@@ -5,6 +5,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+/// The binary, with `RUST_LOG=error` and an XDG runtime directory of its own under the temp
+/// dir named by `tag` (the Vulkan loader prints its own `error:` line without one).
+pub fn batchscope(tag: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_batchscope"));
+    c.env("RUST_LOG", "error");
+    let xdg = std::env::temp_dir().join(format!("batchscope-{tag}-xdg"));
+    let _ = std::fs::create_dir_all(&xdg);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700));
+    }
+    c.env("XDG_RUNTIME_DIR", &xdg);
+    c
+}
+
 /// The child's stderr as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
