@@ -310,19 +310,31 @@ pub fn load_into<B: Backend>(
     checkpoint::load_into(b, ck, path, prefix, params)
 }
 
-/// Drop metrics lines after `step` (a resumed run rewrites what came after its checkpoint).
+/// Drop metrics lines after `step` (a resumed run rewrites what came after its checkpoint), and
+/// lines that are no metrics record (a line cut short when the run was killed mid-write), with a
+/// warning that counts those.
 fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| TrainError::Setup(format!("cannot read {} to resume: {e}", path.display())))?;
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                .is_some_and(|s| s <= step)
-        })
-        .collect();
+    let step_of = |l: &str| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .ok()
+            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+    };
+    let (mut kept, mut malformed) = (Vec::new(), 0usize);
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        match step_of(l) {
+            Some(s) if s <= step => kept.push(l),
+            Some(_) => {}
+            None => malformed += 1,
+        }
+    }
+    if malformed > 0 {
+        log::warn!(
+            "{}: {malformed} line(s) that are no metrics record (cut short by a kill?) dropped on resume",
+            path.display()
+        );
+    }
     let mut out = kept.join("\n");
     if !out.is_empty() {
         out.push('\n');
