@@ -233,9 +233,10 @@ impl Op {
                     Fusion::Bias => g.n,
                     Fusion::BiasAct(_) => g.n + g.m * g.n,
                     Fusion::ActGrad(_) => g.m * g.n,
-                    // gb written; its input dz is the product's operand A, already counted (an
-                    // f16 step reads dz's f32 copy too, and past k = 32 a separate col_sum
-                    // reads it again: this is the fused f32 step's compulsory traffic).
+                    // gb written; its input dz is the product's operand A, already counted (the
+                    // f32 tiled kernels sum it from their staged slices; an f16 step reads dz's
+                    // f32 copy too, and past k = 32 a separate col_sum reads it again: this is
+                    // the f32 step's compulsory traffic).
                     Fusion::BiasGrad => g.m,
                     // gb written, then the parameters (and velocities) read and written; the
                     // gradients are not read back (the unfused fallback past k = 32 reads them).
