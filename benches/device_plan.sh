@@ -16,7 +16,9 @@
 #      BATCHSCOPE_FUSED_BACKWARD=0 (8: the dgrads on their own) for what each of those fusions
 #      is worth; and B = 64,
 #      128, 256 with the fusion extended to k = 256 (BATCHSCOPE_FUSED_UPDATE=256: 12 -> 9
-#      dispatches) beside the default there: whether WGRAD_UPDATE_MAX_K should grow;
+#      dispatches) beside the default there: whether WGRAD_UPDATE_MAX_K should grow; and B = 64,
+#      256 with BATCHSCOPE_STAGED_BIAS_GRAD=0 (the bias gradients as 3 col_sum dispatches: 15
+#      instead of 12), what summing them in the products is worth;
 #   2. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
 #      at 1024, 2048 and 4096 (every dispatch named and timed: which one doubles);
 #   3. mixed precision: the tensor-core parity tests, plain and with the fused epilogues (ignored
@@ -24,7 +26,7 @@
 #      precisions in one table (PyTorch AMP is in the peers stage's mlp_torch_amp rows).
 # It also repacks the test binaries into one long-window xz stream (71 MB as the prepared
 # tests.tgz, 14 MB so; the carry holds 64 MiB in all) and refuses a carry over the limit.
-# Every stage is bounded by `timeout` (these add at most 490 s, typically about 150); the prepared
+# Every stage is bounded by `timeout` (these add at most 520 s, typically about 160); the prepared
 # part takes about 3 minutes, so the run fits the 480 s limit.
 set -euo pipefail
 root=$(git rev-parse --show-toplevel); cd "$root"
@@ -42,6 +44,7 @@ t unfused_head_profile; timeout 25 env BATCHSCOPE_FUSED_HEAD=0 $B profile --batc
 t unfused_backward_profile; timeout 25 env BATCHSCOPE_FUSED_BACKWARD=0 $B profile --batch 1 --batch 32 --out $R/profile_unfused_backward 2>&1 | tail -30
 t fused_depth_profile; timeout 40 env BATCHSCOPE_FUSED_UPDATE=256 $B profile --batch 64 --batch 128 --batch 256 --out $R/profile_fused256 2>&1 | tail -30
 t default_depth_profile; timeout 40 $B profile --batch 64 --batch 128 --batch 256 --out $R/profile_fused32 2>&1 | tail -30
+t unstaged_bias_profile; timeout 30 env BATCHSCOPE_STAGED_BIAS_GRAD=0 $B profile --batch 64 --batch 256 --out $R/profile_unstaged_bias 2>&1 | tail -20
 t wide_sweep; timeout 45 $B sweep --set 'model.hidden=[4096, 4096]' --min-batch 256 --max-batch 16384 --set data.n_train=16384 --out $R/sweep_wide 2>&1 | tail -16
 t wide_profile; timeout 40 $B profile --set 'model.hidden=[4096, 4096]' --batch 1024 --batch 2048 --batch 4096 --out $R/profile_wide 2>&1 | tail -60
 t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20; timeout 40 /tmp/tests/f16_epilogue --ignored --nocapture 2>&1 | tail -12)

@@ -185,6 +185,18 @@ fn gpu_step_dispatches_passes_and_submits() {
             assert_eq!(p.submits_per_step, 1.0, "{case}");
         }
     }
+    // The bias gradients in `col_sum` dispatches of their own past B = 32 (for A/B timing on a
+    // device): 3 more.
+    b.set_fused_head(true);
+    b.set_fused_update(true);
+    b.set_fused_backward(true);
+    b.set_update_pairs(true);
+    b.set_staged_bias_grad(false);
+    for (batch, want) in [(32usize, 6.0), (33, 15.0), (256, 15.0), (257, 17.0)] {
+        let p = profile_batch(&b, &config(&[]), batch).expect("profile");
+        assert_eq!(p.dispatches_per_step, want, "B = {batch}, bias gradients unstaged");
+    }
+    b.set_staged_bias_grad(true);
     // Fused past the default depth (`set_fused_update_max_k`, for A/B timing on a device): the
     // product with its bias gradient and the update of each layer are one dispatch up to B = 256.
     // (The dgrads stay on their own past B = 32: the tiled kernel's, not the skinny one's.)

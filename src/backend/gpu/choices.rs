@@ -17,6 +17,9 @@ pub(super) struct KernelChoices {
     pub fused_head: Cell<bool>,
     /// A hidden-input layer's backward and step in one dispatch (`set_fused_backward`).
     pub fused_backward: Cell<bool>,
+    /// The bias gradient of a weight-gradient product in its dispatches past k = 32
+    /// (`set_staged_bias_grad`).
+    pub staged_bias_grad: Cell<bool>,
 }
 
 impl KernelChoices {
@@ -27,6 +30,20 @@ impl KernelChoices {
             fused_update_max_k: Cell::new(wgrad_update::fused_default(adapter)),
             fused_head: Cell::new(linear_xent::fused_default(adapter)),
             fused_backward: Cell::new(dgrad_wgrad_update::fused_default(adapter)),
+            staged_bias_grad: Cell::new(switch("BATCHSCOPE_STAGED_BIAS_GRAD", true)),
         }
+    }
+}
+
+/// `var=1` or `0` in the environment, else `default` (anything else warns and is ignored).
+fn switch(var: &str, default: bool) -> bool {
+    match std::env::var(var).as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        Ok(other) => {
+            log::warn!("{var}={other:?} is neither 0 nor 1: ignored");
+            default
+        }
+        Err(_) => default,
     }
 }

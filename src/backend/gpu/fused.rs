@@ -54,7 +54,10 @@ impl GpuBackend {
         epi.check(g)?;
         let launch = self.launch_for(g)?;
         let bias_grad_fuses = match &epi {
-            Epilogue::BiasGrad { s, .. } => fuses_bias_grad(&launch, g, s.0.id == a.0.id),
+            Epilogue::BiasGrad { s, .. } => {
+                let staged = self.choices.staged_bias_grad.get() && s.0.id == a.0.id;
+                fuses_bias_grad(&launch, g, staged)
+            }
             _ => true,
         };
         if !fuses(&launch) || !bias_grad_fuses {
@@ -67,6 +70,15 @@ impl GpuBackend {
             Epilogue::BiasGrad { s, bias_grad } => Store::BiasGrad(&s.0, &bias_grad.0),
         };
         record_epi(&self.dev, &launch, g, &a.0, &b.0, &c.0, store)
+    }
+
+    /// Sum the bias gradient of a weight-gradient product inside its dispatches at every depth
+    /// (`true`, the default everywhere: the tiled kernels from their staged slices of dz, split-k
+    /// in its reduce) or, past k = 32, in a `col_sum` dispatch of its own (`false`, the layout
+    /// before; `BATCHSCOPE_STAGED_BIAS_GRAD=0|1` for A/B timing on a device). The same bits
+    /// either way.
+    pub fn set_staged_bias_grad(&self, on: bool) {
+        self.choices.staged_bias_grad.set(on);
     }
 
     /// Whether `Backend::matmul_epilogue` fuses for `g` (else it records the unfused ops); the
