@@ -113,6 +113,12 @@ impl Common {
                 p.join(",")
             ));
         }
+        if command == "depth" && p.iter().any(|x| x != "f32") {
+            return Err(format!(
+                "--precision {}: `depth` measures the per-layer norms of the f32 step only",
+                p.join(",")
+            ));
+        }
         if let Some(i) = (1..p.len()).find(|&i| p[..i].contains(&p[i])) {
             return Err(format!("--precision {} names {} twice", p.join(","), p[i]));
         }

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod bounded_read;
 pub mod checkpoint;
 pub mod config;
 pub mod curvature;

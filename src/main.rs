@@ -25,7 +25,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match run(cli) {
+    let result = run(cli);
+    batchscope::report::claimed::release_locks();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A run that failed before writing anything of its own leaves no directory.

@@ -245,3 +245,129 @@ fn the_sweep_budget_bounds_the_steps_of_a_batch_size() {
     assert!(d.join("sweep").join("sweep.csv").is_file());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Inputs that are devices (a link to `/dev/zero`) are read up to a bound, then refused: a
+/// config, an `--init` checkpoint, a run's files on resume, `overlay`'s metrics (each used to
+/// be read until memory ran out).
+#[cfg(unix)]
+#[test]
+fn device_files_as_inputs_are_bounded_reads_and_refused() {
+    let d = tmpdir("dev-zero");
+    let (tiny, run_dir) = finished_run(&d);
+    let zero = d.join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+    let o = train_cpu(&zero, &["--out", s(&d.join("a"))]);
+    assert_clean_error(&o, &["zero.toml", "larger than"]);
+    let o = train_cpu(&tiny, &["--init", "/dev/zero", "--out", s(&d.join("b"))]);
+    assert_clean_error(&o, &["/dev/zero", "larger than"]);
+    for file in ["config.toml", "metrics.jsonl", "last.safetensors"] {
+        let copy = d.join(format!("resume-{file}"));
+        std::fs::create_dir_all(&copy).expect("mkdir");
+        for e in std::fs::read_dir(&run_dir).expect("run").flatten() {
+            std::fs::copy(e.path(), copy.join(e.file_name())).expect("copy");
+        }
+        std::fs::remove_file(copy.join(file)).expect("rm");
+        std::os::unix::fs::symlink("/dev/zero", copy.join(file)).expect("symlink");
+        let o = run(&[
+            "train",
+            "--resume",
+            s(&copy),
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--set",
+            "train.epochs=2",
+        ]);
+        assert_clean_error(&o, &[file, "larger than"]);
+    }
+    let o = run(&[
+        "overlay",
+        s(&d.join("resume-metrics.jsonl")),
+        "--field",
+        "val_error",
+        "--out",
+        s(&d.join("o.svg")),
+    ]);
+    assert_clean_error(&o, &["metrics.jsonl", "larger than"]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A resume's `--set` may not change what the checkpoint holds: the optimizer (SGD drops the
+/// velocities, and the next resume could not load the run) or the precision.
+#[test]
+fn a_resume_keeps_its_optimizer_and_precision() {
+    let d = tmpdir("resume-optimizer");
+    let (_, run_dir) = finished_run(&d);
+    let before = snapshot(&run_dir);
+    for set in ["train.optimizer=\"sgd\"", "model.precision=\"f16\""] {
+        let key = set.split('=').next().unwrap_or_default();
+        let o = run(&[
+            "train",
+            "--resume",
+            s(&run_dir),
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--set",
+            set,
+            "--set",
+            "train.epochs=2",
+        ]);
+        assert_clean_error(&o, &[key, "resumed run keeps"]);
+    }
+    assert!(snapshot(&run_dir) == before, "the refused resumes changed the run");
+    let o = run(&[
+        "train",
+        "--resume",
+        s(&run_dir),
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--set",
+        "train.epochs=2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A `model.hidden` list past the layer limit is a config error of one short line (5 million
+/// layers passed the memory check and were killed by the kernel's OOM killer; a refused deep
+/// model's message printed every width).
+#[test]
+fn a_model_past_the_layer_limit_is_one_short_error() {
+    let d = tmpdir("deep-model");
+    let widths = vec!["8"; 100_001].join(",");
+    let cfg = d.join("deep.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n",
+            common::tiny_config(1, 16, 1).replace("hidden = [8]", &format!("hidden = [{widths}]"))
+        ),
+    )
+    .expect("config");
+    let o = train_cpu(&cfg, &["--out", s(&d.join("out"))]);
+    assert_clean_error(&o, &["model.hidden", "100001 hidden layers"]);
+    assert!(stderr(&o).len() < 1000, "{} bytes of stderr", stderr(&o).len());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `depth` builds its layers from `[depth]` and measures the f32 step of one worker: settings
+/// it would ignore are errors, not silently dropped.
+#[test]
+fn depth_refuses_settings_it_would_ignore() {
+    let d = tmpdir("depth-settings");
+    for (flags, needle) in [
+        (vec!["--precision", "f16"], "f32 step only"),
+        (vec!["--set", "model.precision=\"f16\""], "f32 step of one worker"),
+        (vec!["--set", "train.workers=2"], "f32 step of one worker"),
+        (vec!["--set", "model.hidden=[4]"], "depth.layers = 0"),
+    ] {
+        let out = d.join("out");
+        let mut a = vec!["depth", "--backend", "cpu", "--quiet", "--out", s(&out)];
+        a.extend(flags.iter().copied());
+        assert_clean_error(&run(&a), &[needle]);
+        assert!(!out.exists());
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

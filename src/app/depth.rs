@@ -34,6 +34,14 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let resolved = text.table.clone();
     let mut cfgs = Vec::new();
     for (name, mut t) in text.variants("run")? {
+        let given = t.get("model").and_then(|m| m.get("hidden")).is_some();
+        if given && dc.hidden().is_some() {
+            anyhow::bail!(
+                "{origin} [[variant]] {name}: model.hidden is set, but depth.layers = {} builds the \
+                 layers (depth.width wide); set depth.layers = 0 to use model.hidden",
+                dc.layers
+            );
+        }
         if let Some(hidden) = dc.hidden() {
             let model = t.entry("model").or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if let toml::Value::Table(m) = model {
@@ -43,7 +51,15 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
                 );
             }
         }
-        cfgs.push((name.clone(), admit::config_from_table(t, &format!("{origin} [[variant]] {name}"))?));
+        let cfg = admit::config_from_table(t, &format!("{origin} [[variant]] {name}"))?;
+        // The per-layer norms are those of one f32 step on one worker.
+        if !cfg.model.precision.is_f32() || cfg.train.workers > 1 || cfg.train.accumulate > 1 {
+            anyhow::bail!(
+                "{origin} [[variant]] {name}: depth measures the f32 step of one worker \
+                 (model.precision = \"f32\", train.workers = 1, train.accumulate = 1)"
+            );
+        }
+        cfgs.push((name.clone(), cfg));
     }
     let dir = create_run_dir(args.out.as_deref(), "depth")?;
     let mut all = resolved;

@@ -177,6 +177,10 @@ mod rank {
     /// The config of a `--resume` run directory (plus `--set`), read on every rank.
     fn resume_config(run: &Path, set: &[String], root: bool) -> anyhow::Result<Config> {
         let dir = open_resume_dir(run)?;
+        if root {
+            // One job at a time resumes a run; rank 0 writes it.
+            crate::report::claimed::lock_run(&dir)?;
+        }
         let cfg_path = dir.join("config.toml");
         if !cfg_path.exists() {
             bail!(

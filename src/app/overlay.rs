@@ -28,8 +28,8 @@ pub fn overlay(
     let mut series = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let path = run.join("metrics.jsonl");
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = crate::bounded_read::read_to_string(&path, crate::report::jsonl::MAX_JSONL_BYTES)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let mut points = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let v: serde_json::Value = serde_json::from_str(line)

@@ -38,6 +38,8 @@ pub fn train(
     let (cfg, dir) = match &resume {
         Some(run) => {
             let dir = open_resume_dir(run)?;
+            // One process at a time resumes a run (its checkpoints and metrics are rewritten).
+            crate::report::claimed::lock_run(&dir)?;
             let cfg_path = dir.join("config.toml");
             if !cfg_path.exists() {
                 bail!("--resume {}: no config.toml there (is it a train run directory?)", dir.display());
@@ -45,7 +47,9 @@ pub fn train(
             if !dir.join("last.safetensors").exists() {
                 bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
             }
-            (admit::load_config(Some(&cfg_path), &args.set)?, dir)
+            let cfg = admit::load_config(Some(&cfg_path), &args.set)?;
+            keeps_checkpoint_layout(&admit::load_config(Some(&cfg_path), &[])?, &cfg, &dir)?;
+            (cfg, dir)
         }
         None => {
             let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
@@ -209,4 +213,27 @@ pub(super) fn print_summary(summary: &TrainSummary, dir: &Path) {
         }
     }
     println!("wrote:           {}", dir.display());
+}
+
+/// A resume's `--set` may change how the run goes on (epochs, learning rate, ...), not what its
+/// checkpoint holds: the optimizer's state (SGD has no velocities) and the precision (f16 keeps
+/// the loss scale). Changing them would write a checkpoint the run's config.toml does not
+/// describe, which the next resume could not load.
+fn keeps_checkpoint_layout(saved: &Config, now: &Config, dir: &std::path::Path) -> anyhow::Result<()> {
+    let differs = |key: &str, was: String, is: String| {
+        anyhow::anyhow!(
+            "--resume {}: {key} = {is} differs from the run's {was}; a resumed run keeps what its \
+             checkpoint was made with (start a new run, with --init for its weights)",
+            dir.display()
+        )
+    };
+    if saved.train.optimizer != now.train.optimizer {
+        let name = |c: &Config| format!("{:?}", c.train.optimizer).to_lowercase();
+        return Err(differs("train.optimizer", name(saved), name(now)));
+    }
+    if saved.model.precision != now.model.precision {
+        let name = |c: &Config| format!("{:?}", c.model.precision).to_lowercase();
+        return Err(differs("model.precision", name(saved), name(now)));
+    }
+    Ok(())
 }

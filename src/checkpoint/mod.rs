@@ -277,6 +277,10 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), CheckpointError> {
     })
 }
 
+/// The largest checkpoint read: a regular file is read whole when memory can hold it; a device
+/// or a pipe stops at [`crate::bounded_read::NON_REGULAR_MAX`].
+pub const MAX_CHECKPOINT_BYTES: u64 = u64::MAX;
+
 /// Reads a checkpoint and verifies it: safetensors structure, the format tag and the checksum
 /// when the file has them, finite values everywhere. Tensors come back sorted by name; the
 /// reserved metadata keys are removed.
@@ -286,7 +290,7 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), CheckpointError> {
 /// F64 tensors are converted to f32, PyTorch `nn.Sequential` names are mapped to
 /// `layers.{i}.*` and tensors that are no MLP parameters are refused by name ([`foreign`]).
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let buf = std::fs::read(path).map_err(|e| match e.kind() {
+    let buf = crate::bounded_read::read(path, MAX_CHECKPOINT_BYTES).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => CheckpointError::NotFound { path: path.to_path_buf() },
         _ => CheckpointError::Read { path: path.to_path_buf(), source: e },
     })?;

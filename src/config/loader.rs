@@ -17,6 +17,9 @@ pub struct ConfigText {
     pub origin: String,
 }
 
+/// The largest config file read (a TOML config is kilobytes; a device or a huge file is refused).
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
 impl ConfigText {
     /// Read `path` (or `default_toml`, named `"{default_origin} (embedded)"`) and apply
     /// `overrides`.
@@ -28,7 +31,7 @@ impl ConfigText {
     ) -> Result<Self, ConfigError> {
         let (text, origin) = match path {
             Some(p) => (
-                std::fs::read_to_string(p)
+                crate::bounded_read::read_to_string(p, MAX_CONFIG_BYTES)
                     .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
                 p.display().to_string(),
             ),

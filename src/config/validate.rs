@@ -3,6 +3,11 @@
 use super::{BatchSize, Config, ConfigError, DataKind, DataMode, LrSchedule, Shuffle};
 use crate::model::LossKind;
 
+/// The most hidden layers of an MLP: every layer costs host bookkeeping that the memory
+/// check does not weigh, and far past the depths chapter 8 studies (tens) a config this long is
+/// a mistake.
+pub const MAX_HIDDEN_LAYERS: usize = 100_000;
+
 impl Config {
     pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let check = Check(origin);
@@ -12,6 +17,15 @@ impl Config {
         let s = &self.sweep;
         if self.model.hidden.contains(&0) {
             return Err(bad("model.hidden", "must hold positive widths".into()));
+        }
+        if self.model.hidden.len() > MAX_HIDDEN_LAYERS {
+            return Err(bad(
+                "model.hidden",
+                format!(
+                    "{} hidden layers are more than the {MAX_HIDDEN_LAYERS} a model may have",
+                    self.model.hidden.len()
+                ),
+            ));
         }
         check.non_negative("model.init_scale", self.model.init_scale, "must be finite and ≥ 0")?;
         if d.dim == 0 && d.kind != DataKind::Npy {

@@ -14,6 +14,74 @@ const PRELUDE: &[&str] = &["config.toml"];
 /// `(directory, created by this process)` for every run directory claimed.
 static CLAIMED: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
 
+/// The lock files this process holds (see [`lock_run`]).
+static LOCKS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The lock a resumed run holds in its directory: the resuming process's id.
+pub const LOCK_FILE: &str = ".batchscope.lock";
+
+/// Take `dir`'s lock for this process (a resume): two processes resuming one run would each
+/// rewrite its checkpoints and metrics, and one's results would be lost without a word. A lock
+/// whose process is gone (killed) is taken over; this process's own is taken again. Released by
+/// [`release_locks`] when the command ends.
+pub fn lock_run(dir: &Path) -> Result<(), super::ReportError> {
+    use std::io::Write;
+    let path = dir.join(LOCK_FILE);
+    let me = std::process::id();
+    for _ in 0..3 {
+        match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                let _ = writeln!(f, "{me}");
+                if let Ok(mut v) = LOCKS.lock() {
+                    v.push(path);
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u32>().ok());
+                match holder {
+                    Some(pid) if pid == me => return Ok(()),
+                    Some(pid) if alive(pid) => {
+                        return Err(super::ReportError::Invalid {
+                            path: dir.to_path_buf(),
+                            message: format!(
+                                "another batchscope (process {pid}) is running this run; wait for \
+                                 it, or remove {LOCK_FILE} if that process is not batchscope"
+                            ),
+                        })
+                    }
+                    // Stale (its process is gone) or unreadable: take it over.
+                    _ => {
+                        let _ = fs::remove_file(&path);
+                    }
+                }
+            }
+            Err(e) => return Err(super::ReportError::io("create the lock in", dir, e)),
+        }
+    }
+    Err(super::ReportError::Invalid {
+        path: dir.to_path_buf(),
+        message: format!("cannot take {LOCK_FILE}: another process keeps taking it"),
+    })
+}
+
+/// Whether process `pid` is alive (where `/proc` says; elsewhere assumed alive).
+fn alive(pid: u32) -> bool {
+    let proc_dir = Path::new("/proc");
+    !proc_dir.is_dir() || proc_dir.join(pid.to_string()).exists()
+}
+
+/// Remove the lock files this process took. Called when a command ends, however it ends.
+pub fn release_locks() {
+    let locks = match LOCKS.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        Err(_) => return,
+    };
+    for p in locks {
+        let _ = fs::remove_file(p);
+    }
+}
+
 /// Remember `dir` as this process's run directory (`created`: it did not exist before).
 pub(super) fn record(dir: &Path, created: bool) {
     if let Ok(mut v) = CLAIMED.lock() {
@@ -58,6 +126,28 @@ fn discard(dir: &Path, created: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_lock_refuses_a_second_holder_and_a_stale_one_is_taken_over() {
+        let dir = std::env::temp_dir().join(format!("batchscope-lock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("mkdir");
+        let lock = dir.join(LOCK_FILE);
+        // Process 1 (init) is alive wherever /proc exists.
+        fs::write(&lock, "1\n").expect("write");
+        if Path::new("/proc/1").exists() {
+            let e = lock_run(&dir).expect_err("held").to_string();
+            assert!(e.contains("process 1") && !e.contains('\n'), "{e}");
+        }
+        // A process id that cannot exist: stale, taken over.
+        fs::write(&lock, "4294967295\n").expect("write");
+        lock_run(&dir).expect("stale lock taken over");
+        assert_eq!(fs::read_to_string(&lock).expect("read").trim(), std::process::id().to_string());
+        lock_run(&dir).expect("our own lock");
+        release_locks();
+        assert!(!lock.exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn only_a_directory_with_nothing_but_its_config_is_discarded() {

@@ -18,6 +18,27 @@ pub struct JsonlWriter {
     line: Vec<u8>,
 }
 
+/// The largest metrics file read back (resume, plots, `overlay`): a long run's is megabytes.
+pub const MAX_JSONL_BYTES: u64 = 4 << 30;
+
+/// The last byte of a regular file (`None` when empty); a file that is no regular file is an
+/// error (appending to a device is no run's metrics).
+fn last_byte(path: &Path) -> io::Result<Option<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() == 0 {
+        return Ok(None);
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b)?;
+    Ok(Some(b[0]))
+}
+
 impl JsonlWriter {
     /// Creates `path`; an existing file is an error, never truncated.
     pub fn create(path: &Path) -> Result<Self, ReportError> {
@@ -27,8 +48,8 @@ impl JsonlWriter {
     /// Opens `path` for appending (`--resume`), creating it if missing. A last line cut short by
     /// a crash is ended with a newline first, so the next record starts on its own line.
     pub fn append(path: &Path) -> Result<Self, ReportError> {
-        let needs_newline = match std::fs::read(path) {
-            Ok(bytes) => bytes.last().is_some_and(|&b| b != b'\n'),
+        let needs_newline = match last_byte(path) {
+            Ok(last) => last.is_some_and(|b| b != b'\n'),
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(ReportError::io("read", path, e)),
         };

@@ -96,9 +96,9 @@ pub fn step_bytes(
 ) -> Result<u64, HostMemoryError> {
     match estimate(sizes, momentum, curvature, batch) {
         Ok(e) => Ok(e.total_bytes),
-        Err(MemoryError::Overflow { .. }) => {
-            Err(HostMemoryError::Overflow { what: format!("model {sizes:?} at batch {batch}") })
-        }
+        Err(MemoryError::Overflow { .. }) => Err(HostMemoryError::Overflow {
+            what: format!("model {} at batch {batch}", sizes_text(sizes)),
+        }),
         Err(e) => Err(e.into()),
     }
 }
@@ -114,6 +114,17 @@ pub fn check_host(what: &str, bytes: u64, limit: Option<HostLimit>) -> Result<()
         }),
         _ => Ok(()),
     }
+}
+
+/// Layer widths as `[784, 1024, 1024, 10]`, or for a deep model the first and last few with
+/// the count (`[784, 8, 8, 8, … 8, 10] (100002 widths)`): one readable error line.
+pub fn sizes_text(sizes: &[usize]) -> String {
+    if sizes.len() <= 8 {
+        return format!("{sizes:?}");
+    }
+    let head: Vec<String> = sizes[..4].iter().map(|w| w.to_string()).collect();
+    let tail: Vec<String> = sizes[sizes.len() - 2..].iter().map(|w| w.to_string()).collect();
+    format!("[{}, … {}] ({} widths)", head.join(", "), tail.join(", "), sizes.len())
 }
 
 #[cfg(test)]

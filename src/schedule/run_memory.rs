@@ -7,7 +7,9 @@ use crate::data::npy;
 use crate::data::resolve::npy_val_rows;
 use crate::model::LossKind;
 
-use super::host_memory::{bytes_of, check_host, host_limit, step_bytes, sum_bytes, HostMemoryError};
+use super::host_memory::{
+    bytes_of, check_host, host_limit, sizes_text, step_bytes, sum_bytes, HostMemoryError,
+};
 
 /// Host bytes of the model's parameter-shaped sets (built on the host by every backend) and
 /// of the resident data, checked arithmetic throughout: `(description, bytes)`.
@@ -53,11 +55,20 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
         )?,
         DataKind::Npy => 0,
     };
-    let total = sum_bytes("model and data", &[model, val, train, tables])?;
+    // The evaluation's working buffers: one chunk of validation rows through every layer
+    // (with many classes the logits alone are large).
+    let eval_rows = (d.n_val as usize).min(crate::train::EVAL_CHUNK);
+    let eval = if eval_rows == 0 {
+        0
+    } else {
+        let at = |rows| step_bytes(&spec.sizes, false, false, rows);
+        at(eval_rows)?.saturating_sub(at(1)?)
+    };
+    let total = sum_bytes("model and data", &[model, val, train, tables, eval])?;
     let what = format!(
-        "model {:?} ({model} bytes of parameters, gradients and optimizer state) with data.dim = {}, \
+        "model {} ({model} bytes of parameters, gradients and optimizer state) with data.dim = {}, \
          {} resident examples ({} bytes of data)",
-        spec.sizes,
+        sizes_text(&spec.sizes),
         d.dim,
         if d.mode == DataMode::Resident && d.kind != DataKind::Npy {
             d.n_train + d.n_val as u64
@@ -95,14 +106,16 @@ pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostM
     let workers = cfg.train.workers.max(1);
     if workers == 1 {
         let bytes = step_bytes(&spec.sizes, momentum, curvature, batch)?;
-        let what =
-            format!("a CPU training step of model {:?} at train.batch_size = {batch}", spec.sizes);
+        let what = format!(
+            "a CPU training step of model {} at train.batch_size = {batch}",
+            sizes_text(&spec.sizes)
+        );
         return Ok((what, bytes));
     }
     let what = format!(
-        "a CPU training step of model {:?} at train.batch_size = {batch} on train.workers = {workers} \
+        "a CPU training step of model {} at train.batch_size = {batch} on train.workers = {workers} \
          replicas (each with its own state and copy of the data)",
-        spec.sizes
+        sizes_text(&spec.sizes)
     );
     let replica = step_bytes(&spec.sizes, momentum, curvature, (batch / workers).max(1))?;
     let (_, copy) = host_bytes(cfg)?;

@@ -119,6 +119,18 @@ impl<B: Backend> Checkpointer<B> {
             let mut bp = st.params.zeros_like(b)?;
             load_into(b, &bk, &self.best_path, "", &mut bp)?;
             self.best = Some(bp);
+        } else if let Some(step) = prog.best_step {
+            // The best weights are gone: early stopping could not restore them. Track the best
+            // anew from here, so the run ends with a best.safetensors that matches its summary.
+            log::warn!(
+                "{} is missing: the best weights (step {step}) cannot be restored; the best is \
+                 tracked anew from step {}",
+                self.best_path.display(),
+                prog.step
+            );
+            prog.best_val_error = None;
+            prog.best_step = None;
+            prog.evals_since_best = 0;
         }
         self.last_good = Some(self.last_path.clone());
         Ok(())
@@ -314,7 +326,7 @@ pub fn load_into<B: Backend>(
 /// lines that are no metrics record (a line cut short when the run was killed mid-write), with a
 /// warning that counts those.
 fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::bounded_read::read_to_string(path, crate::report::jsonl::MAX_JSONL_BYTES)
         .map_err(|e| TrainError::Setup(format!("cannot read {} to resume: {e}", path.display())))?;
     let step_of = |l: &str| {
         serde_json::from_str::<serde_json::Value>(l)

@@ -170,7 +170,11 @@ pub fn peak_rss_mib() -> Option<f64> {
 
 /// Read metrics.jsonl back (all of a resumed run's lines) and plot loss and 0-1 error.
 pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
-    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap_or_default();
+    let text = crate::bounded_read::read_to_string(
+        &run_dir.join("metrics.jsonl"),
+        crate::report::jsonl::MAX_JSONL_BYTES,
+    )
+    .unwrap_or_default();
     let lines: Vec<MetricsLine> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let pts = |f: &dyn Fn(&MetricsLine) -> Option<f64>| -> Vec<(f64, f64)> {
         lines.iter().filter_map(|l| f(l).map(|y| (l.examples_seen as f64, y))).collect()

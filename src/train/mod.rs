@@ -11,6 +11,7 @@ mod checkpointer;
 pub mod diagnostics;
 mod error;
 mod eval;
+pub use eval::EVAL_CHUNK;
 mod guard;
 mod metrics;
 mod monitors;

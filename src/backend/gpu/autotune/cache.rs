@@ -103,6 +103,9 @@ pub struct CandidateTime {
     pub ms: f64,
 }
 
+/// The largest cache file read (entries are a few hundred bytes each).
+const MAX_CACHE_BYTES: u64 = 64 << 20;
+
 /// The choice for one (device, shape).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -143,7 +146,7 @@ pub fn foreign(path: &Path) -> Option<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => Some(format!("cannot inspect it: {e}")),
         Ok(m) if !m.is_file() => Some("not a regular file".to_string()),
-        Ok(_) => match std::fs::read(path) {
+        Ok(_) => match crate::bounded_read::read(path, MAX_CACHE_BYTES) {
             Err(e) => Some(format!("cannot read it: {e}")),
             Ok(bytes) if looks_like_cache(&bytes) => None,
             Ok(_) => Some("not an autotune cache file".to_string()),
@@ -194,7 +197,7 @@ impl TuneCache {
             );
             return empty(Some(w), Some(why));
         }
-        match std::fs::read_to_string(path) {
+        match crate::bounded_read::read_to_string(path, MAX_CACHE_BYTES) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => empty(None, None),
             Err(e) => empty(Some(format!("cannot read {}: {e}; rebuilding it", path.display())), None),
             Ok(text) => match TuneCache::from_json(&text) {
