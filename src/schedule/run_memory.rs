@@ -57,7 +57,7 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
     };
     // The evaluation's working buffers: one chunk of validation rows through every layer
     // (with many classes the logits alone are large).
-    let eval_rows = (d.n_val as usize).min(crate::train::EVAL_CHUNK);
+    let eval_rows = d.n_val.min(crate::train::EVAL_CHUNK);
     let eval = if eval_rows == 0 {
         0
     } else {
