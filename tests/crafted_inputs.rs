@@ -30,10 +30,16 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `common::tiny_config(1, max_batch, 1)` written to `dir/tiny.toml`.
+fn tiny_at(dir: &Path, max_batch: usize) -> std::path::PathBuf {
+    let tiny = dir.join("tiny.toml");
+    std::fs::write(&tiny, common::tiny_config(1, max_batch, 1)).expect("config");
+    tiny
+}
+
 /// A finished tiny CPU run in `dir/run` and its config at `dir/tiny.toml`.
 fn finished_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let tiny = dir.join("tiny.toml");
-    std::fs::write(&tiny, common::tiny_config(1, 16, 1)).expect("config");
+    let tiny = tiny_at(dir, 16);
     let run_dir = dir.join("run");
     let o = train_cpu(&tiny, &["--out", s(&run_dir)]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -155,8 +161,7 @@ fn landscape_coefficients_past_f32_are_config_errors() {
 #[test]
 fn a_run_that_fails_before_its_first_output_leaves_no_directory() {
     let d = tmpdir("stray-dir");
-    let tiny = d.join("tiny.toml");
-    std::fs::write(&tiny, common::tiny_config(1, 16, 1)).expect("config");
+    let tiny = tiny_at(&d, 16);
     let fresh = d.join("fresh");
     let o = train_cpu(&tiny, &["--set", "train.batch_size=1000", "--out", s(&fresh)]);
     assert_clean_error(&o, &["batch"]);
@@ -205,8 +210,7 @@ fn a_checkpoint_with_layers_the_model_lacks_is_refused_by_name() {
 #[test]
 fn the_sweep_budget_bounds_the_steps_of_a_batch_size() {
     let d = tmpdir("sweep-budget");
-    let tiny = d.join("tiny.toml");
-    std::fs::write(&tiny, common::tiny_config(1, 2, 1)).expect("config");
+    let tiny = tiny_at(&d, 2);
     let mut child = bin()
         .args([
             "sweep",
@@ -299,33 +303,18 @@ fn a_resume_keeps_its_optimizer_and_precision() {
     let d = tmpdir("resume-optimizer");
     let (_, run_dir) = finished_run(&d);
     let before = snapshot(&run_dir);
+    let resume = |set: &[&str]| {
+        let mut a = vec!["train", "--resume", s(&run_dir), "--backend", "cpu", "--quiet"];
+        a.extend_from_slice(set);
+        run(&a)
+    };
     for set in ["train.optimizer=\"sgd\"", "model.precision=\"f16\""] {
         let key = set.split('=').next().unwrap_or_default();
-        let o = run(&[
-            "train",
-            "--resume",
-            s(&run_dir),
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--set",
-            set,
-            "--set",
-            "train.epochs=2",
-        ]);
+        let o = resume(&["--set", set, "--set", "train.epochs=2"]);
         assert_clean_error(&o, &[key, "resumed run keeps"]);
     }
     assert!(snapshot(&run_dir) == before, "the refused resumes changed the run");
-    let o = run(&[
-        "train",
-        "--resume",
-        s(&run_dir),
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--set",
-        "train.epochs=2",
-    ]);
+    let o = resume(&["--set", "train.epochs=2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
