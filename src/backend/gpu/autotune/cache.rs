@@ -146,7 +146,7 @@ pub fn foreign(path: &Path) -> Option<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => Some(format!("cannot inspect it: {e}")),
         Ok(m) if !m.is_file() => Some("not a regular file".to_string()),
-        Ok(_) => match crate::bounded_read::read(path, MAX_CACHE_BYTES) {
+        Ok(_) => match head(path) {
             Err(e) => Some(format!("cannot read it: {e}")),
             Ok(bytes) if looks_like_cache(&bytes) => None,
             Ok(_) => Some("not an autotune cache file".to_string()),
@@ -154,9 +154,17 @@ pub fn foreign(path: &Path) -> Option<String> {
     }
 }
 
+/// The first 64 bytes of `path` (all that [`looks_like_cache`] reads).
+fn head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(64);
+    std::fs::File::open(path)?.take(64).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Whether `bytes` begin as a cache file (`{` then the key `"version"`, whitespace aside).
 fn looks_like_cache(bytes: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]);
+    let text = String::from_utf8_lossy(bytes);
     text.trim_start().strip_prefix('{').is_some_and(|rest| rest.trim_start().starts_with("\"version\""))
 }
 
