@@ -9,6 +9,8 @@
 // WGSL lets compilers assume floats are finite); amp_sgd / amp_momentum are update.wgsl's
 // updates that do nothing when S[1] != 0; amp_update_scale halves the scale on overflow (and
 // counts a skipped step) or doubles it after `interval` clean steps, then clears S[1].
+// amp_col_sum_unscale is reduce.wgsl's col_sum (alpha 1, beta 0) with amp_unscale on each
+// total: the bias gradient of a weight gradient whose product unscaled its own store.
 // Nothing is read back: the flag never leaves the device.
 
 struct Amp {
@@ -172,5 +174,37 @@ fn amp_unscale2(
         if (i < p2.n_b) {
             u_x_b[i] = unscale_one(u_x_b[i]);
         }
+    }
+}
+
+// ---- the bias gradient, unscaled: out[c] = Σ_r x[r, c] × 1 / S[0] ---------------------------
+// reduce.wgsl's col_sum with alpha 1 and beta 0 (the same workgroup layout, lanes and tree, so
+// the same total), then unscale_one of the total: the float operations of col_sum followed by
+// amp_unscale, in one dispatch.
+
+struct Cols {
+    rows: u32,
+    cols: u32,
+    _pad: vec2<u32>,
+}
+
+@group(0) @binding(0) var<uniform> pc: Cols;
+// amp_col_sum_unscale: [S, x [rows, cols], out [cols]]
+@group(0) @binding(2) var<storage, read> cs_x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> cs_out: array<f32>;
+
+@compute @workgroup_size(32, 8)
+fn amp_col_sum_unscale(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let c = wid.x * 32u + lid.x;
+    let lane = lid.y;
+    var acc = 0.0;
+    if (c < pc.cols) {
+        for (var r = lane; r < pc.rows; r = r + 8u) {
+            acc = acc + cs_x[r * pc.cols + c];
+        }
+    }
+    let total = col_tree_sum(lane * 32u + lid.x, acc);
+    if (lane == 0u && c < pc.cols) {
+        cs_out[c] = unscale_one(total);
     }
 }

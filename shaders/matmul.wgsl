@@ -556,9 +556,8 @@ fn reduce_epilogue(o: u32, col: u32, v: f32) -> f32 {
 // reduce.wgsl's col_sum of S = r_in [k, m] into G = r_out [m] (alpha 1, beta 0) for columns
 // 32 cb .. 32 cb + 32, with its float operations in its order: invocation t is column t % 32
 // and row lane t / 32 (lane l sums rows ≡ l (mod 8) in order from 0), then the tree 4, 2, 1 in
-// workgroup memory. Called by every invocation of the workgroup (it has barriers).
-var<workgroup> col_tree: array<f32, WG_1D>;
-
+// workgroup memory (include/col_tree.wgsl). Called by every invocation of the workgroup (it has
+// barriers).
 fn splitk_col_sum(cb: u32, t: u32) {
     let c = cb * 32u + t % 32u;
     let lane = t / 32u;
@@ -568,16 +567,9 @@ fn splitk_col_sum(cb: u32, t: u32) {
             acc = acc + r_in[r * P.m + c];
         }
     }
-    col_tree[t] = acc;
-    workgroupBarrier();
-    for (var s = 4u; s > 0u; s = s >> 1u) {
-        if (lane < s) {
-            col_tree[t] = col_tree[t] + col_tree[t + s * 32u];
-        }
-        workgroupBarrier();
-    }
+    let total = col_tree_sum(t, acc);
     if (lane == 0u && c < P.m) {
-        r_out[c] = col_tree[t];
+        r_out[c] = total;
     }
 }
 

@@ -34,14 +34,14 @@ struct Params {
     epi: u32,
     act: u32,
     half_out: u32,
-    _pad: u32,
+    unscale: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> a: array<f16>;
 @group(0) @binding(2) var<storage, read> b: array<f16>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-// Bindings 4 (e_in), 5 (e_out), 6 (h_out), f16_bits and the fused epilogue: shaders/include/epilogue_f16.wgsl.
+// Bindings 4 (e_in), 5 (e_out), 6 (h_out), 7 (the loss scaler's state), f16_bits and the fused epilogue: shaders/include/epilogue_f16.wgsl.
 
 // op(A) tile at rows i, depths p: A stored [m,k] (row-major) or [k,m] (transposed).
 fn a_n(i: u32, p: u32) -> coop_mat16x16<f16, A> {
@@ -69,13 +69,13 @@ fn store(acc: coop_mat16x16<f32, C>, i: u32, j: u32) {
 // clamped tile row or column, i1 == i0 or j1 == j0, is visited once). Invocation t walks column
 // t of the block, rows in order. The barrier is in uniform control flow (P is uniform).
 fn finish(o: vec4<u32>, t: u32) {
-    if (P.epi == 0u && P.half_out == 0u) {
+    if (P.epi == 0u && P.half_out == 0u && P.unscale == 0u) {
         return;
     }
     // The block's rows are [i0, i0 + 32) within m (i1 = i0 + 16, or i0 when clamped); the bias
-    // gradient reads dz only, and leaves C as stored.
+    // gradient reads dz only, and leaves C as stored unless C is unscaled too.
     bias_grad_block(o.x, 32u, o.z, t, 32u);
-    if (P.epi == 4u && P.half_out == 0u) {
+    if (P.epi == 4u && P.half_out == 0u && P.unscale == 0u) {
         return;
     }
     storageBarrier();

@@ -17,7 +17,9 @@
 //   widened to f32 in workgroup memory (8 KiB). Any shape; beta == 0 never reads C. The store
 //   runs the fused epilogue below (P.epi, P.half_out).
 //
-// Grid of matmul_f16: x walks column blocks, y (+ z * num_workgroups.y) row blocks.
+// Grid of matmul_f16: x walks column blocks, y (+ z * num_workgroups.y) row blocks; with the
+// bias-gradient epilogue 5, the row blocks past ceil(m / 64) are ceil(m / 32) col_sum workgroups
+// (x fastest), the rest of their row idle.
 
 struct Params {
     m: u32,
@@ -30,13 +32,14 @@ struct Params {
     // to_half: number of f32 elements.
     len: u32,
     // matmul_f16's fused epilogue (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z),
-    // 4 bias gradient (shaders/include/epilogue*.wgsl).
+    // 4 bias gradient, 5 the same by col_sum workgroups (shaders/include/epilogue*.wgsl).
     epi: u32,
     // φ of epilogues 2 and 3: 0 identity, 1 relu, 2 tanh (act.wgsl's codes).
     act: u32,
     // 1: the epilogue's result (Y for epilogue 2, else C) is also rounded to f16 into H.
     half_out: u32,
-    _pad: u32,
+    // 1: C (and G) times 1 / S of the loss scaler at binding 7, flagging inf and NaN.
+    unscale: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -117,9 +120,17 @@ fn matmul_f16(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let row0 = (wid.y + wid.z * nwg.y) * TM;
+    let block = wid.y + wid.z * nwg.y;
+    let row0 = block * TM;
     let col0 = wid.x * TN;
     if (row0 >= P.m) {
+        // Epilogue 5: the workgroups past the product's row blocks sum the bias gradient, 32
+        // columns of S each (the host sizes the grid for ceil(m / 32) of them).
+        let blocks = (P.m + TM - 1u) / TM;
+        let cb = (block - blocks) * nwg.x + wid.x;
+        if (P.epi == 5u && cb < (P.m + 31u) / 32u) {
+            bias_grad_cols(cb, lidx); // uniform over the workgroup
+        }
         return; // the whole workgroup: uniform
     }
     // Invocation (tx, ty) owns rows ty + 16 r and columns tx + 16 c of the tile, r, c < 4.

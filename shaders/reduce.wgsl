@@ -46,8 +46,7 @@ const NO_SLOT: u32 = 0xffffffffu;
 @group(0) @binding(3) var<storage, read_write> sums_out: array<f32>;
 
 var<workgroup> tree: array<f32, WG_1D>;
-// col_sum: one slot per invocation of its 32 x 8 workgroup.
-var<workgroup> col_tree: array<f32, 256>;
+// col_sum: the lanes' tree is include/col_tree.wgsl's col_tree_sum.
 
 fn term(i: u32) -> f32 {
     switch p.op {
@@ -157,15 +156,8 @@ fn col_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
             acc = acc + pin[r * cols + c];
         }
     }
-    let t = lid.y * 32u + lid.x;
-    col_tree[t] = acc;
-    workgroupBarrier();
-    for (var s = 4u; s > 0u; s = s >> 1u) {
-        if (lane < s) { col_tree[t] = col_tree[t] + col_tree[t + s * 32u]; }
-        workgroupBarrier();
-    }
+    let total = col_tree_sum(lid.y * 32u + lid.x, acc);
     if (lane == 0u && c < cols) {
-        let total = col_tree[lid.x];
         if (p.beta == 0.0) {
             out[c] = p.alpha * total;
         } else {

@@ -10,7 +10,7 @@ mod common;
 
 use batchscope::backend::cpu::CpuBackend;
 use batchscope::backend::gpu::GpuBackend;
-use batchscope::backend::half::{HalfBuf, HalfOps};
+use batchscope::backend::half::{scaler, HalfBuf, HalfOps};
 use batchscope::backend::{half_epilogue, Activation, Backend, Epilogue, Gemm};
 use common::{cpu, gpu, uniform};
 
@@ -33,8 +33,11 @@ fn kinds() -> Vec<Kind> {
 }
 
 /// Ragged shapes (m, n, k): odd and even n, not multiples of the 64x64 tile; the bias gradient
-/// is fused where k ≤ 32 (the second and third).
-const SHAPES: [(usize, usize, usize); 4] = [(1, 37, 67), (5, 130, 31), (63, 65, 17), (70, 129, 100)];
+/// is summed serially per invocation where k ≤ 32 (the second and third), else by col_sum
+/// workgroups after the product's (one row of them, or several when m/32 exceeds the column
+/// blocks: the last).
+const SHAPES: [(usize, usize, usize); 5] =
+    [(1, 37, 67), (5, 130, 31), (63, 65, 17), (70, 129, 100), (130, 37, 45)];
 
 /// Every transpose of every shape with every epilogue, with and without the f16 copy; scaling
 /// alternates between (1, 0) and (0.5, 0.25) (beta = 0 for the activation gradient).
@@ -131,8 +134,8 @@ fn fused_f16_epilogues_equal_the_unfused_ops_bitwise() {
     let be = gpu();
     let mut failures = Vec::new();
     for (i, (g, kind, with_half)) in cases().into_iter().enumerate() {
-        // (The bias gradient fuses only at k ≤ 32: shapes 2 and 3; the others check its fallback.)
         assert!(be.fuses_half_epilogue(&g).expect("kernel choice"), "{g:?}: the packed kernel fuses");
+        assert!(be.fuses_half_bias_grad(&g).expect("kernel choice"), "{g:?}: at every k");
         let d = data(&g, 100 * i as u64);
         let fused = run(&be, &g, kind, with_half, &d, true);
         let plain = run(&be, &g, kind, with_half, &d, false);
@@ -227,6 +230,176 @@ fn fused_f16_epilogues_match_the_cpu_twin() {
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     println!("parity ok: {compared} fused f16 epilogue cases (exact epilogue, f16-tolerant products)");
+}
+
+/// The weight gradient of a single-replica f16 step, unscaled in its product's store
+/// (`Backend::matmul_half_bias_grad_unscaled`): `[gW, gb, scaler state]` of one case on `b`,
+/// fused or by the unfused default (the product with its bias gradient, then `amp_unscale`).
+/// `poison`: 0 none, 1 an inf in A (so gW overflows), 2 a NaN in s (so gb is NaN).
+fn run_unscaled<B: Backend>(
+    b: &B,
+    g: &Gemm,
+    d: &Data,
+    scale: f32,
+    poison: u8,
+    fused: bool,
+) -> [Vec<f32>; 3] {
+    let (mut a, mut s) = (d.a.clone(), d.s.clone());
+    let (mid, last) = (a.len() / 2, s.len() - 1);
+    match poison {
+        1 => a[mid] = f32::INFINITY,
+        2 => s[last] = f32::NAN,
+        _ => {}
+    }
+    let (ha, hb) = (half_of(b, &a), half_of(b, &d.b));
+    let up = |v: &[f32]| b.upload(v).expect("upload");
+    let (mut c, s, mut gb) = (up(&d.c), up(&s), up(&vec![7.0; g.m]));
+    let mut state = vec![0.0; scaler::LEN];
+    state[scaler::SCALE] = scale;
+    let mut st = up(&state);
+    let r = match fused {
+        true => b.matmul_half_bias_grad_unscaled(g, [&ha, &hb], &mut c, &s, &mut gb, &mut st),
+        false => half_epilogue::unfused_unscaled(b, g, [&ha, &hb], &mut c, &s, &mut gb, &mut st),
+    };
+    r.unwrap_or_else(|e| panic!("{g:?}: {e}"));
+    [b.read(&c).expect("read"), b.read(&gb).expect("read"), b.read(&st).expect("read")]
+}
+
+/// Weight-gradient shapes (m = out, n = in, k = rows; A = dz stored [k, m]): k ≤ 32 (the bias
+/// gradient summed per invocation) and past it (col_sum workgroups), ragged, m past one tile.
+const WGRAD_SHAPES: [(usize, usize, usize); 6] =
+    [(10, 37, 1), (70, 129, 31), (130, 37, 45), (5, 200, 300), (128, 64, 64), (10, 128, 64)];
+
+/// Every case: each shape as a weight gradient (A transposed) and once untransposed, a
+/// power-of-two scale and one whose reciprocal rounds, clean and with an inf or a NaN.
+fn unscaled_cases() -> Vec<(Gemm, f32, u8)> {
+    let mut out = Vec::new();
+    for (i, &(m, n, k)) in WGRAD_SHAPES.iter().enumerate() {
+        for (j, scale) in [65536.0, 3.0].into_iter().enumerate() {
+            for poison in 0..3u8 {
+                let trans = (i + j + poison as usize) % 4 != 3;
+                out.push((Gemm::nn(m, n, k).trans(trans, false), scale, poison));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn unscaled_weight_gradients_equal_the_unfused_ops_bitwise() {
+    let be = gpu();
+    let mut failures = Vec::new();
+    for (i, (g, scale, poison)) in unscaled_cases().into_iter().enumerate() {
+        assert!(be.fuses_half_bias_grad(&g).expect("kernel choice"), "{g:?}: the packed kernel fuses");
+        let d = data(&g, 300 + 10 * i as u64);
+        let fused = run_unscaled(&be, &g, &d, scale, poison, true);
+        let plain = run_unscaled(&be, &g, &d, scale, poison, false);
+        for (what, f, p) in
+            [("gW", &fused[0], &plain[0]), ("gb", &fused[1], &plain[1]), ("state", &fused[2], &plain[2])]
+        {
+            if let Some(at) = bits(f).iter().zip(bits(p)).position(|(x, y)| *x != y) {
+                failures.push(format!(
+                    "{g:?} S {scale} poison {poison}: {what}[{at}] fused {} unfused {}",
+                    f[at], p[at]
+                ));
+            }
+        }
+        // The flag is up exactly when something overflowed, and the scale is untouched.
+        let flag = fused[2][scaler::FOUND_INF];
+        assert_eq!(flag, if poison == 0 { 0.0 } else { 1.0 }, "{g:?} poison {poison}: flag");
+        assert_eq!(fused[2][scaler::SCALE], scale, "{g:?}");
+    }
+    // Unfused by the switch: the same path as the default.
+    be.set_fused_unscale(false);
+    let (g, scale, poison) = unscaled_cases()[1];
+    let d = data(&g, 99);
+    let off = run_unscaled(&be, &g, &d, scale, poison, true);
+    be.set_fused_unscale(true);
+    let on = run_unscaled(&be, &g, &d, scale, poison, true);
+    for (o, n) in off.iter().zip(&on) {
+        assert_eq!(bits(o), bits(n), "set_fused_unscale(false) computes the same bits");
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn unscaled_weight_gradients_match_the_cpu_twin() {
+    let (gp, cp) = (gpu(), cpu());
+    let mut failures = Vec::new();
+    for (i, (g, scale, poison)) in unscaled_cases().into_iter().enumerate() {
+        let d = data(&g, 500 + 10 * i as u64);
+        let got = run_unscaled(&gp, &g, &d, scale, poison, true);
+        let want = run_unscaled(&cp, &g, &d, scale, poison, true);
+        // The state (scale, flag) exactly; the gradients within the products' summation-order
+        // tolerance (the column sums too: f32 sums of the same values in another order).
+        if bits(&got[2]) != bits(&want[2]) {
+            failures.push(format!(
+                "{g:?} S {scale} poison {poison}: state gpu {:?} cpu {:?}",
+                got[2], want[2]
+            ));
+        }
+        let tol = 1e-4 * (g.k as f32).sqrt() / scale;
+        for (what, o, w) in [("gW", &got[0], &want[0]), ("gb", &got[1], &want[1])] {
+            let far = |(o, w): (&f32, &f32)| match o.is_finite() || w.is_finite() {
+                true => (o - w).abs().is_nan() || (o - w).abs() > tol + 1e-4 * w.abs(),
+                // inf and NaN where the CPU has them (the sign of an inf as well)
+                false => o.is_nan() != w.is_nan() || (o.is_infinite() && o != w),
+            };
+            if let Some(at) = o.iter().zip(w.iter()).position(far) {
+                failures.push(format!(
+                    "{g:?} S {scale} poison {poison}: {what}[{at}] gpu {} cpu {}",
+                    o[at], w[at]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// `amp_col_sum_unscale` (the bias gradient of a cooperative product past k = 32, whose product
+/// unscales its own store) equals `col_sum` then `amp_unscale` bit for bit, flag included, on
+/// ragged shapes (no rows, one, a partial lane, many; column blocks partial and several), clean
+/// and with an inf or a NaN in a column.
+#[test]
+fn col_sum_unscale_equals_col_sum_then_unscale_bitwise() {
+    use batchscope::backend::gpu::amp::amp_col_sum_unscale;
+    let be = gpu();
+    for (i, &(rows, cols)) in
+        [(0, 5), (1, 1), (7, 31), (33, 33), (300, 100), (64, 1024)].iter().enumerate()
+    {
+        for (poison, scale) in [(0u8, 65536.0f32), (1, 3.0), (2, 65536.0)] {
+            let mut x = uniform(700 + i as u64, rows * cols, 1.0);
+            match poison {
+                1 if rows > 0 => x[rows * cols / 2] = f32::NEG_INFINITY,
+                2 if rows > 0 => x[0] = f32::NAN,
+                _ => {}
+            }
+            let mut state = vec![0.0; scaler::LEN];
+            state[scaler::SCALE] = scale;
+            let xb = be.upload(&x).expect("x");
+            let (mut want, mut want_state) =
+                (be.zeros(cols).expect("zeros"), be.upload(&state).expect("state"));
+            be.col_sum(rows, cols, 1.0, &xb, 0.0, &mut want).expect("col_sum");
+            ops(&be).amp_unscale(cols, &mut want_state, &mut want).expect("amp_unscale");
+            let (got, got_state) =
+                (be.upload(&vec![7.0; cols]).expect("got"), be.upload(&state).expect("state"));
+            amp_col_sum_unscale(&be.dev, rows, cols, &got_state.0, &xb.0, &got.0)
+                .expect("col_sum_unscale");
+            let case = format!("{rows} x {cols}, poison {poison}, S {scale}");
+            assert_eq!(
+                bits(&be.read(&got).expect("read")),
+                bits(&be.read(&want).expect("read")),
+                "{case}"
+            );
+            let got_state = be.read(&got_state).expect("read");
+            assert_eq!(bits(&got_state), bits(&be.read(&want_state).expect("read")), "{case}: state");
+            assert_eq!(
+                got_state[scaler::FOUND_INF],
+                if poison > 0 && rows > 0 { 1.0 } else { 0.0 },
+                "{case}"
+            );
+        }
+    }
 }
 
 /// The cooperative-matrix kernel's fused epilogue against its own product followed by the CPU

@@ -217,3 +217,46 @@ fn paired_gpu_updates_train_bitwise_like_one_tensor_updates() {
         }
     }
 }
+
+/// The GPU's f16 step with the weight gradients unscaled in their products' stores trains bit
+/// for bit like the step with unscale dispatches after the backward pass, through overflows
+/// and growths, at a batch whose bias gradients are summed per invocation (16) and one whose
+/// bias gradients run in col_sum workgroups of the product's dispatch (64).
+#[test]
+fn fused_unscale_trains_bitwise_like_unscale_dispatches() {
+    for batch in [16, 64] {
+        let sets: Vec<String> = vec![
+            "model.precision=\"f16\"".into(),
+            format!("train.batch_size={batch}"),
+            "train.epochs=0".into(),
+            "train.steps=40".into(),
+            "train.eval_every=20".into(),
+            "train.log_every=5".into(),
+            "train.loss_scale=16777216".into(),
+            "train.loss_scale_growth_interval=3".into(),
+        ];
+        let cfg = Config::load(Some(&quickstart()), &sets).expect("config");
+        let mut runs = Vec::new();
+        for fused in [true, false] {
+            let b = common::gpu();
+            b.set_fused_unscale(fused);
+            let dir = tmpdir(&format!("fused-unscale-{batch}-{fused}"));
+            run_train(&b, &cfg, &TrainOptions::default(), &dir).expect("train");
+            b.set_fused_unscale(true);
+            let ck = batchscope::checkpoint::load(&dir.join("last.safetensors")).expect("checkpoint");
+            let tensors: Vec<(String, Vec<u32>)> = ck
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.data.iter().map(|v| v.to_bits()).collect()))
+                .collect();
+            runs.push((stripped(&dir), tensors));
+        }
+        assert_eq!(runs[0].0, runs[1].0, "B = {batch}: metrics differ, fused unscale against unfused");
+        assert!(
+            runs[0].1 == runs[1].1,
+            "B = {batch}: checkpoints differ, fused unscale against unfused"
+        );
+        let skipped = runs[0].0.last().and_then(|l| l["skipped_steps"].as_u64()).expect("skipped");
+        assert!(skipped > 0, "the initial scale overflows");
+    }
+}

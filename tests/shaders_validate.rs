@@ -72,6 +72,7 @@ const NOT_1D: &[&str] = &[
     "matmul_tiled_tn4",
     "matmul_tiled_tt4",
     "col_sum",
+    "amp_col_sum_unscale",
     "matmul_f16",
     "matmul_coop_nn",
     "matmul_coop_nt",

@@ -12,14 +12,34 @@
 //   3: C = v * φ'(Z[o])                          (act.wgsl act_backward, φ = P.act)
 //   4: C = v; G[r] = Σ_{i<k} S[i, r] for row r    (reduce.wgsl col_sum; S [k, m] f32, read;
 //      bias_grad_block below, once per workgroup of the first column block)
+//   5: C = v; G as epilogue 4, summed by ceil(m / 32) col_sum workgroups of the same dispatch
+//      after the product's (matmul_f16 only; bias_grad_cols below)
 // and with P.half_out = 1, H = f16(Y) (epilogue 2) or f16(C) (others), as to_half rounds.
+// With P.unscale = 1 (epilogues 0, 4 and 5, no f16 copy: a weight gradient of the f16 step),
+// C and G are then multiplied by 1 / S with the loss scaler's found-inf flag raised on an inf or
+// NaN element: amp.wgsl's amp_unscale on each stored value, the same float operations.
 // Bindings 4 (bias [n] or Z [m, n], read), 5 (Y [m, n]) and 6 (H, packed halves); the host binds
 // placeholders where the epilogue does not read or write them. Two neighbouring halves share a
 // word of H and may belong to different invocations (or workgroups, when n is odd), so each
-// store clears and sets only its own 16 bits, atomically.
+// store clears and sets only its own 16 bits, atomically. Binding 7 is the loss scaler's state
+// [scale, found-inf flag, ...] (amp.wgsl), read and flagged atomically.
 @group(0) @binding(4) var<storage, read> e_in: array<f32>;
 @group(0) @binding(5) var<storage, read_write> e_out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> h_out: array<atomic<u32>>;
+@group(0) @binding(7) var<storage, read_write> amp_state: array<atomic<u32>>;
+
+// v, or with P.unscale v * (1 / S) raising the found-inf flag when v is inf or NaN (tested on
+// the bits): amp.wgsl's unscale_one.
+fn unscaled(v: f32) -> f32 {
+    if (P.unscale == 0u) {
+        return v;
+    }
+    if ((bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u) {
+        atomicOr(&amp_state[1], 0x3f800000u); // 1.0f
+    }
+    let inv = 1.0 / bitcast<f32>(atomicLoad(&amp_state[0]));
+    return v * inv;
+}
 
 // alpha * x, with alpha == 1 exactly x: a later `+ bias` is never contracted with the product.
 fn alpha_times(x: f32) -> f32 {
@@ -42,7 +62,24 @@ fn bias_grad_block(row0: u32, rows: u32, col0: u32, t: u32, threads: u32) {
     }
     let end = min(row0 + rows, P.m);
     for (var r = row0 + t; r < end; r += threads) {
-        e_out[r] = col_sum_of(r);
+        e_out[r] = unscaled(col_sum_of(r));
+    }
+}
+
+// Epilogue 5: G[c] for the 32 rows c of col_sum workgroup cb of the dispatch (invocation t of
+// 256: column c = 32 cb + t % 32, lane t / 32), in col_sum's order (include/col_tree.wgsl).
+fn bias_grad_cols(cb: u32, t: u32) {
+    let c = cb * 32u + t % 32u;
+    let lane = t / 32u;
+    var acc = 0.0;
+    if (c < P.m) {
+        for (var i = lane; i < P.k; i = i + 8u) {
+            acc = acc + e_in[i * P.m + c];
+        }
+    }
+    let total = col_tree_sum(t, acc);
+    if (lane == 0u && c < P.m) {
+        e_out[c] = unscaled(total);
     }
 }
 
@@ -63,5 +100,5 @@ fn epilogue(o: u32, col: u32, v: f32) -> f32 {
     if (P.half_out != 0u) {
         store_half(o, rounded);
     }
-    return out;
+    return unscaled(out);
 }

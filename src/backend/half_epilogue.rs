@@ -6,7 +6,7 @@
 //!
 //! [`HalfOps::to_half`]: super::half::HalfOps::to_half
 
-use super::half::HalfBuf;
+use super::half::{HalfBuf, HalfOps};
 use super::{check_len, Backend, BackendError, Epilogue, Gemm, Result};
 
 /// The default of [`Backend::matmul_half_epilogue`]: `C [m, n] = alpha * op(A) op(B) + beta * C`
@@ -21,10 +21,7 @@ pub fn unfused<B: Backend + ?Sized>(
     half: Option<&mut HalfBuf<B::Buf>>,
 ) -> Result<()> {
     epi.check(g)?;
-    let h = b.half_ops().ok_or_else(|| BackendError::Invalid {
-        op: "matmul_half_epilogue",
-        message: format!("the {:?} backend has no f16 ops", b.kind()),
-    })?;
+    let h = half_ops_of(b, "matmul_half_epilogue")?;
     let n = g.m * g.n;
     let y = match epi {
         Epilogue::Bias(bias) => {
@@ -54,4 +51,33 @@ pub fn unfused<B: Backend + ?Sized>(
         (Some(out), None) => h.to_half(n, c, out),
         (None, _) => Ok(()),
     }
+}
+
+/// The default of [`Backend::matmul_half_bias_grad_unscaled`]: [`unfused`] with
+/// `Epilogue::BiasGrad { s, bias_grad }`, then `c [m, n]` and `bias_grad [m]` unscaled by the
+/// loss scaler `state` ([`HalfOps::amp_unscale_all`]).
+#[allow(clippy::too_many_arguments)]
+pub fn unfused_unscaled<B: Backend + ?Sized>(
+    b: &B,
+    g: &Gemm,
+    ab: [&HalfBuf<B::Buf>; 2],
+    c: &mut B::Buf,
+    s: &B::Buf,
+    bias_grad: &mut B::Buf,
+    state: &mut B::Buf,
+) -> Result<()> {
+    let h = half_ops_of(b, "matmul_half_bias_grad_unscaled")?;
+    let epi = Epilogue::BiasGrad { s, bias_grad: &mut *bias_grad };
+    b.matmul_half_epilogue(g, ab, c, epi, None)?;
+    h.amp_unscale_all(state, &mut [(g.m * g.n, c), (g.m, bias_grad)])
+}
+
+fn half_ops_of<'b, B: Backend + ?Sized>(
+    b: &'b B,
+    op: &'static str,
+) -> Result<&'b dyn HalfOps<Buf = B::Buf>> {
+    b.half_ops().ok_or_else(|| BackendError::Invalid {
+        op,
+        message: format!("the {:?} backend has no f16 ops", b.kind()),
+    })
 }

@@ -115,6 +115,24 @@ pub trait Backend {
     ) -> Result<()> {
         half_epilogue::unfused(self, g, ab, c, epi, half)
     }
+    /// The weight gradient of an f16 step with its bias gradient, unscaled:
+    /// [`Backend::matmul_half_epilogue`] with `Epilogue::BiasGrad { s, bias_grad }`, then
+    /// [`half::HalfOps::amp_unscale_all`] of `c [m, n]` and `bias_grad [m]` with the loss
+    /// scaler `state` ([`half_epilogue::unfused_unscaled`], the default); a backend may unscale
+    /// in the product's store when every element sees the same float operations and the same
+    /// elements raise the found-inf flag.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_half_bias_grad_unscaled(
+        &self,
+        g: &Gemm,
+        ab: [&half::HalfBuf<Self::Buf>; 2],
+        c: &mut Self::Buf,
+        s: &Self::Buf,
+        bias_grad: &mut Self::Buf,
+        state: &mut Self::Buf,
+    ) -> Result<()> {
+        half_epilogue::unfused_unscaled(self, g, ab, c, s, bias_grad, state)
+    }
     /// `x[r, c] += bias[c]` for `x: [rows, cols]`, `bias: [cols]`.
     fn add_bias(&self, rows: usize, cols: usize, x: &mut Self::Buf, bias: &Self::Buf) -> Result<()>;
     /// `out[c] = alpha * sum_r x[r, c] + beta * out[c]` for `x: [rows, cols]`, `out: [cols]`.

@@ -38,6 +38,16 @@ impl Precision {
     }
 }
 
+/// The loss scaler of [`Mlp::loss_and_grad_half`]: its state buffer (`backend::half::scaler`),
+/// and whether the backward pass unscales the gradients.
+pub enum LossScale<'a, Buf> {
+    /// d logits × S; the gradients stay times S (the caller unscales their reduction).
+    Scaled(&'a Buf),
+    /// d logits × S; every gradient times 1 / S in the backward pass, the found-inf flag
+    /// raised on inf or NaN ([`crate::backend::half::HalfOps::amp_unscale`]'s bits).
+    Unscaled(&'a mut Buf),
+}
+
 /// The f16 copies of a mixed-precision step for batches of `rows` examples.
 pub struct HalfWorkspace<B: Backend> {
     /// `W_l [out_l, in_l]` in f16, refreshed from the master weights each forward.
@@ -107,15 +117,19 @@ impl Mlp {
     }
 
     /// [`Mlp::backward`] with f16 operands, from `ws.dz[last]` (already times the loss scale)
-    /// and its f16 copy `hw.dz[last]`: gradients of the scaled mean loss into `grads` (f32).
-    /// Needs [`Mlp::forward_half`]'s f16 copies of the same minibatch; the other layers' f16
-    /// dz come from the store of each dgrad product.
+    /// and its f16 copy `hw.dz[last]`: gradients of the scaled mean loss into `grads` (f32),
+    /// or with `unscale` (the loss scaler's state) those gradients times 1 / S with the
+    /// found-inf flag raised on inf or NaN, in each weight-gradient product's store where the
+    /// backend fuses it ([`Backend::matmul_half_bias_grad_unscaled`]). Needs
+    /// [`Mlp::forward_half`]'s f16 copies of the same minibatch; the other layers' f16 dz come
+    /// from the store of each dgrad product.
     pub(crate) fn backward_half<B: Backend>(
         &self,
         b: &B,
         ws: &mut Workspace<B>,
         hw: &mut HalfWorkspace<B>,
         grads: &mut ParamSet<B>,
+        mut unscale: Option<&mut B::Buf>,
     ) -> Result<()> {
         let h = half_ops(b)?;
         let rows = ws.rows;
@@ -128,8 +142,14 @@ impl Mlp {
             let input = if l == 0 { &hw.x } else { &hw.a[l - 1] };
             // and gb [out] = Σ_rows dz (f32) in its store where the backend fuses it
             let (gw, gb) = weight_and_bias(&mut grads.tensors, l);
-            let epi = Epilogue::BiasGrad { s: &ws.dz[l], bias_grad: gb };
-            b.matmul_half_epilogue(&g, [&hw.dz[l], input], gw, epi, None)?;
+            let ab = [&hw.dz[l], input];
+            match unscale.as_deref_mut() {
+                Some(state) => b.matmul_half_bias_grad_unscaled(&g, ab, gw, &ws.dz[l], gb, state)?,
+                None => {
+                    let epi = Epilogue::BiasGrad { s: &ws.dz[l], bias_grad: gb };
+                    b.matmul_half_epilogue(&g, ab, gw, epi, None)?
+                }
+            }
             if l > 0 {
                 // da [rows, in] = dz [rows, out] · W [out, in]; dz_{l-1} = da ⊙ φ'(z_{l-1})
                 let g = Gemm::nn(rows, fan_in, fan_out);
@@ -153,9 +173,11 @@ impl Mlp {
         Ok(())
     }
 
-    /// Forward, loss (d logits times the loss scale `state[SCALE]`) and backward of one
+    /// Forward, loss (d logits times the loss scale S of `scaler`) and backward of one
     /// minibatch in mixed precision, with the step's minibatch sums when given (see
-    /// [`Mlp::loss_into`]); the gradients stay scaled (see `train::amp`).
+    /// [`Mlp::loss_into`]): the gradients times S ([`LossScale::Scaled`]: a micro-batch or
+    /// replica, unscaled after the reduction) or unscaled in the backward pass
+    /// ([`LossScale::Unscaled`]: a whole step; see `train::amp`).
     #[allow(clippy::too_many_arguments)]
     pub fn loss_and_grad_half<B: Backend>(
         &self,
@@ -165,7 +187,7 @@ impl Mlp {
         targets: &Targets<'_, B>,
         ws: &mut Workspace<B>,
         hw: &mut HalfWorkspace<B>,
-        scaler: &B::Buf,
+        scaler: LossScale<'_, B::Buf>,
         grads: &mut ParamSet<B>,
         sums: Option<&mut StepSums<'_, B::Buf>>,
     ) -> Result<()> {
@@ -174,7 +196,15 @@ impl Mlp {
         let last = self.layers() - 1;
         // d logits × S, and their f16 copy (the last wgrad's operand), in one op.
         let n = ws.rows * self.outputs();
-        half_ops(b)?.amp_scale_to_half(n, scaler, &mut ws.dz[last], &mut hw.dz[last])?;
-        self.backward_half(b, ws, hw, grads)
+        let state: &B::Buf = match &scaler {
+            LossScale::Scaled(state) => state,
+            LossScale::Unscaled(state) => state,
+        };
+        half_ops(b)?.amp_scale_to_half(n, state, &mut ws.dz[last], &mut hw.dz[last])?;
+        let unscale = match scaler {
+            LossScale::Scaled(_) => None,
+            LossScale::Unscaled(state) => Some(state),
+        };
+        self.backward_half(b, ws, hw, grads, unscale)
     }
 }

@@ -8,7 +8,7 @@ pub mod rnn;
 pub mod rop;
 
 pub use mlp::{LossKind, Mlp, MlpSpec, Targets, Workspace};
-pub use mlp_f16::{HalfWorkspace, Precision};
+pub use mlp_f16::{HalfWorkspace, LossScale, Precision};
 pub use params::ParamSet;
 pub use rnn::{Rnn, RnnInit, RnnSpec, RnnWorkspace, WInit};
 pub use rop::{hvp, RopWorkspace};

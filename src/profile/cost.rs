@@ -25,6 +25,9 @@ pub enum Fusion {
     /// The weight gradient's product with the bias gradient (the column sums of its `[k, m]`
     /// operand dz) in its store.
     BiasGrad,
+    /// [`Fusion::BiasGrad`] of an f16 step, then the weight and bias gradients times 1 / S of
+    /// the loss scaler ([`crate::backend::Backend::matmul_half_bias_grad_unscaled`]).
+    BiasGradUnscale,
     /// [`Fusion::BiasGrad`], then the optimizer step of the layer's weight and bias with the
     /// two gradients ([`crate::backend::Backend::wgrad_update`]): heavy-ball momentum or SGD.
     BiasGradStep {
@@ -48,7 +51,13 @@ pub enum Fusion {
 impl Fusion {
     /// Whether the fused op computes the bias gradient.
     fn bias_grad(self) -> bool {
-        matches!(self, Fusion::BiasGrad | Fusion::BiasGradStep { .. } | Fusion::DgradBiasGradStep { .. })
+        matches!(
+            self,
+            Fusion::BiasGrad
+                | Fusion::BiasGradUnscale
+                | Fusion::BiasGradStep { .. }
+                | Fusion::DgradBiasGradStep { .. }
+        )
     }
 }
 
@@ -164,7 +173,10 @@ impl Op {
             // The product, then + bias (and φ), or · φ'(z), per output element.
             Op::MatmulFused(g, fusion) => {
                 let per = match fusion {
-                    Fusion::Bias | Fusion::ActGrad(_) | Fusion::BiasXentSums { .. } => 1,
+                    Fusion::Bias
+                    | Fusion::ActGrad(_)
+                    | Fusion::BiasXentSums { .. }
+                    | Fusion::BiasGradUnscale => 1,
                     Fusion::BiasAct(_) => 2,
                     Fusion::BiasGrad
                     | Fusion::BiasGradStep { .. }
@@ -178,6 +190,8 @@ impl Op {
                     | Fusion::DgradBiasGradStep { momentum: true, .. } => 6 * (g.m * g.n + g.m),
                     Fusion::BiasGradStep { momentum: false }
                     | Fusion::DgradBiasGradStep { momentum: false, .. } => 4 * (g.m * g.n + g.m),
+                    // The bias gradient's m totals times 1 / S.
+                    Fusion::BiasGradUnscale => g.m,
                     _ => 0,
                 };
                 Op::Matmul(g).flops() + f(g.m * g.n * per + bias_grad + step) + fusion_loss(g, fusion).0
@@ -237,7 +251,7 @@ impl Op {
                     // f32 tiled kernels sum it from their staged slices; an f16 step reads dz's
                     // f32 copy too, and past k = 32 a separate col_sum reads it again: this is
                     // the f32 step's compulsory traffic).
-                    Fusion::BiasGrad => g.m,
+                    Fusion::BiasGrad | Fusion::BiasGradUnscale => g.m,
                     // gb written, then the parameters (and velocities) read and written; the
                     // gradients are not read back (the unfused fallback past k = 32 reads them).
                     Fusion::BiasGradStep { momentum } | Fusion::DgradBiasGradStep { momentum, .. } => {
@@ -302,6 +316,7 @@ impl Op {
                     Fusion::BiasAct(act) => format!("matmul+bias+{}", act.name()),
                     Fusion::ActGrad(act) => format!("matmul+{}'", act.name()),
                     Fusion::BiasGrad => "matmul+bias grad".to_string(),
+                    Fusion::BiasGradUnscale => "matmul+bias grad+unscale".to_string(),
                     Fusion::BiasGradStep { momentum: true } => "matmul+bias grad+momentum".to_string(),
                     Fusion::BiasGradStep { momentum: false } => "matmul+bias grad+sgd".to_string(),
                     Fusion::BiasXentSums { .. } => "matmul+bias+xent+dlogits+sums".to_string(),

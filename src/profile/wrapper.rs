@@ -177,6 +177,18 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
         let op = Op::MatmulFused(*g, fusion);
         self.op(op, || self.inner.matmul_half_epilogue(g, ab, c, epi.cast(), half))
     }
+    fn matmul_half_bias_grad_unscaled(
+        &self,
+        g: &Gemm,
+        ab: [&HalfBuf<B::Buf>; 2],
+        c: &mut B::Buf,
+        s: &B::Buf,
+        bias_grad: &mut B::Buf,
+        state: &mut B::Buf,
+    ) -> Result<()> {
+        let op = Op::MatmulFused(*g, Fusion::BiasGradUnscale);
+        self.op(op, || self.inner.matmul_half_bias_grad_unscaled(g, ab, c, s, bias_grad, state))
+    }
     fn add_bias(&self, rows: usize, cols: usize, x: &mut B::Buf, bias: &B::Buf) -> Result<()> {
         self.op(Op::AddBias { rows, cols }, || self.inner.add_bias(rows, cols, x, bias))
     }

@@ -2,8 +2,8 @@
 //! dynamic loss scaling with GradScaler's semantics, all on the device.
 //!
 //! A step: the mixed forward/backward of [`Mlp::loss_and_grad_half`] with d logits times the
-//! scale S; every gradient unscaled (×1/S) while a non-finite element raises the found-inf flag
-//! of the scaler state; the optimizer update of every tensor skipped when the flag is up; then
+//! scale S; every gradient unscaled (×1/S, in its product's store on the GPU) while a
+//! non-finite element raises the found-inf flag of the scaler state; the optimizer update of every tensor skipped when the flag is up; then
 //! S halves (overflow: a skipped step) or doubles after `train.loss_scale_growth_interval` clean
 //! steps, and the flag clears. The flag and S never leave the device during a step; the scale and
 //! the skipped-step count are read with the step metrics and written to metrics.jsonl (only by
@@ -21,7 +21,7 @@ use crate::backend::half::{scaler, ScaleGrowth};
 use crate::backend::{Backend, Result, StepSums};
 use crate::config::Config;
 use crate::model::mlp_f16::half_ops;
-use crate::model::{HalfWorkspace, Mlp, ParamSet, Precision, Targets};
+use crate::model::{HalfWorkspace, LossScale, Mlp, ParamSet, Precision, Targets};
 
 /// The f16 buffers and the loss-scaler state of a mixed-precision [`TrainState`].
 pub struct MixedState<B: Backend> {
@@ -96,8 +96,9 @@ impl<B: Backend> MixedState<B> {
     }
 }
 
-/// Forward, loss (and the step's minibatch sums), backward in mixed precision, then every
-/// gradient unscaled and checked.
+/// Forward, loss (and the step's minibatch sums), backward in mixed precision with every
+/// gradient unscaled and checked in the backward pass ([`LossScale::Unscaled`]: in each weight
+/// gradient's store where the backend fuses it; the same bits as [`unscale`] after it).
 #[allow(clippy::too_many_arguments)]
 pub fn record_gradient<B: Backend>(
     b: &B,
@@ -110,9 +111,8 @@ pub fn record_gradient<B: Backend>(
     grads: &mut ParamSet<B>,
     sums: &mut StepSums<'_, B::Buf>,
 ) -> Result<()> {
-    let (hw, scaler) = (&mut m.hw, &m.scaler);
-    model.loss_and_grad_half(b, params, x, targets, ws, hw, scaler, grads, Some(sums))?;
-    unscale(b, m, grads)
+    let (hw, scaler) = (&mut m.hw, LossScale::Unscaled(&mut m.scaler));
+    model.loss_and_grad_half(b, params, x, targets, ws, hw, scaler, grads, Some(sums))
 }
 
 /// Every gradient × 1/S, raising the found-inf flag on an inf or NaN element. Data-parallel

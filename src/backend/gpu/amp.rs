@@ -120,6 +120,38 @@ pub fn amp_momentum(
     launch_1d(dev, &k::AMP_MOMENTUM, n, &p, &[state, grad, vel, param])
 }
 
+/// Mirrors `struct Cols` in amp.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ColsParams {
+    rows: u32,
+    cols: u32,
+    _pad: [u32; 2],
+}
+
+/// `out[c] = (Σ_r x[r, c]) × 1 / S` for `x: [rows, cols]`, `out: [cols]`: `col_sum` (alpha 1,
+/// beta 0) then [`amp_unscale`] of `out`, the same bits and flag, in one dispatch.
+pub fn amp_col_sum_unscale(
+    dev: &GpuDevice,
+    rows: usize,
+    cols: usize,
+    state: &RawBuf,
+    x: &RawBuf,
+    out: &RawBuf,
+) -> Result<()> {
+    let op = "amp_col_sum_unscale";
+    check_len(op, "state", state.len(), scaler::LEN)?;
+    check_len(op, "x", x.len(), rows * cols)?;
+    check_len(op, "out", out.len(), cols)?;
+    if cols == 0 {
+        return Ok(());
+    }
+    let p =
+        ColsParams { rows: u32_of(op, "rows", rows)?, cols: u32_of(op, "cols", cols)?, _pad: [0; 2] };
+    let gx = u32_of(op, "column blocks", cols.div_ceil(32))?;
+    dev.dispatch(&k::AMP_COL_SUM_UNSCALE, &p, &[state, x, out], [gx, 1, 1])
+}
+
 /// The end-of-step scale update (one invocation).
 pub fn amp_update_scale(dev: &GpuDevice, growth: &ScaleGrowth, state: &RawBuf) -> Result<()> {
     let p = AmpParams {

@@ -20,6 +20,8 @@ pub(super) struct KernelChoices {
     /// The bias gradient of a weight-gradient product in its dispatches past k = 32
     /// (`set_staged_bias_grad`).
     pub staged_bias_grad: Cell<bool>,
+    /// The f16 step's weight gradients unscaled in their products' stores (`set_fused_unscale`).
+    pub fused_unscale: Cell<bool>,
 }
 
 impl KernelChoices {
@@ -31,6 +33,7 @@ impl KernelChoices {
             fused_head: Cell::new(linear_xent::fused_default(adapter)),
             fused_backward: Cell::new(dgrad_wgrad_update::fused_default(adapter)),
             staged_bias_grad: Cell::new(switch("BATCHSCOPE_STAGED_BIAS_GRAD", true)),
+            fused_unscale: Cell::new(switch("BATCHSCOPE_FUSED_UNSCALE", true)),
         }
     }
 }

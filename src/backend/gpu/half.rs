@@ -2,7 +2,8 @@
 
 use super::autotune::Candidate;
 use super::device::RawBuf;
-use super::matmul::Epilogue as Store;
+use super::matmul::{fuses_serial_bias_grad, Epilogue as Store};
+use super::matmul_f16::{HalfKernel, HalfStore};
 use super::{amp, matmul_f16, update, GpuBackend, GpuBuf};
 use crate::backend::half::{half_words, HalfBuf, HalfOps, ScaleGrowth};
 use crate::backend::{
@@ -116,13 +117,33 @@ impl GpuBackend {
     }
 
     /// Whether `Backend::matmul_half_epilogue` fuses for `g` (else it records the unfused ops);
-    /// the bias gradient also needs [`super::matmul::fuses_serial_bias_grad`].
+    /// the bias gradient also needs [`GpuBackend::fuses_half_bias_grad`].
     pub fn fuses_half_epilogue(&self, g: &Gemm) -> Result<bool> {
         Ok(matmul_f16::fuses(self.half_kernel(g)?))
     }
 
+    /// Whether the kernel chosen for `g` sums the bias gradient in the product's dispatch: the
+    /// packed kernel at every k (serially per invocation up to k = 32, then in col_sum
+    /// workgroups after the product's), the cooperative one up to k = 32; `n > 0` either way.
+    pub fn fuses_half_bias_grad(&self, g: &Gemm) -> Result<bool> {
+        Ok(g.n > 0
+            && match self.half_kernel(g)? {
+                HalfKernel::Packed => true,
+                HalfKernel::Coop => fuses_serial_bias_grad(g),
+            })
+    }
+
+    /// Unscale the weight gradients of a single-replica f16 step in their products' stores
+    /// (`true`, the default; `BATCHSCOPE_FUSED_UNSCALE=0|1` for A/B timing on a device) or in
+    /// unscale dispatches after the product (`false`, the layout before). The same bits and the
+    /// same found-inf flag either way.
+    pub fn set_fused_unscale(&self, on: bool) {
+        self.choices.fused_unscale.set(on);
+    }
+
     /// `Backend::matmul_half_epilogue`: one `matmul_f16` dispatch with the epilogue and the f16
-    /// rounding in its store, where the chosen kernel [`matmul_f16::fuses`]; else unfused.
+    /// rounding in its store, where the chosen kernel [`matmul_f16::fuses`] (and, for the bias
+    /// gradient, [`GpuBackend::fuses_half_bias_grad`]); else unfused.
     pub(super) fn matmul_half_fused(
         &self,
         g: &Gemm,
@@ -134,7 +155,7 @@ impl GpuBackend {
         epi.check(g)?;
         let kernel = self.half_kernel(g)?;
         let bias_grad = matches!(epi, Epilogue::BiasGrad { .. });
-        if !matmul_f16::fuses(kernel) || (bias_grad && !super::matmul::fuses_serial_bias_grad(g)) {
+        if !matmul_f16::fuses(kernel) || (bias_grad && !self.fuses_half_bias_grad(g)?) {
             return half_epilogue::unfused(self, g, ab, c, epi, half);
         }
         if let Some(h) = &half {
@@ -148,9 +169,42 @@ impl GpuBackend {
                 Epilogue::BiasGrad { s, bias_grad } => Store::BiasGrad(&s.0, &bias_grad.0),
             },
             half: half.as_ref().map(|h| &h.words.0),
+            unscale: None,
         };
         let [a, b] = ab;
         let ops = [(&a.words.0, a.len), (&b.words.0, b.len)];
         matmul_f16::matmul_half_store(&self.dev, kernel, g, ops, &c.0, store)
+    }
+
+    /// `Backend::matmul_half_bias_grad_unscaled`: the weight gradient and its bias gradient
+    /// unscaled in the product's store, one dispatch where the kernel sums the bias gradient
+    /// ([`GpuBackend::fuses_half_bias_grad`]), else the product unscaled in its store and
+    /// `amp_col_sum_unscale`; unfused after `set_fused_unscale(false)`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn matmul_half_bias_grad_unscaled_fused(
+        &self,
+        g: &Gemm,
+        ab: [&HalfBuf<GpuBuf>; 2],
+        c: &mut GpuBuf,
+        s: &GpuBuf,
+        bias_grad: &mut GpuBuf,
+        state: &mut GpuBuf,
+    ) -> Result<()> {
+        let kernel = self.half_kernel(g)?;
+        if !self.choices.fused_unscale.get() || !matmul_f16::fuses(kernel) {
+            return half_epilogue::unfused_unscaled(self, g, ab, c, s, bias_grad, state);
+        }
+        let [a, b] = ab;
+        let ops = [(&a.words.0, a.len), (&b.words.0, b.len)];
+        let unscale = Some(&state.0);
+        if self.fuses_half_bias_grad(g)? {
+            let store = HalfStore { epi: Store::BiasGrad(&s.0, &bias_grad.0), half: None, unscale };
+            return matmul_f16::matmul_half_store(&self.dev, kernel, g, ops, &c.0, store);
+        }
+        check_len("matmul_half_bias_grad_unscaled", "s", s.0.len, g.k * g.m)?;
+        check_len("matmul_half_bias_grad_unscaled", "bias_grad", bias_grad.0.len, g.m)?;
+        let store = HalfStore { epi: Store::None, half: None, unscale };
+        matmul_f16::matmul_half_store(&self.dev, kernel, g, ops, &c.0, store)?;
+        amp::amp_col_sum_unscale(&self.dev, g.k, g.m, &state.0, &s.0, &bias_grad.0)
     }
 }

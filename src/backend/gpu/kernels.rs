@@ -143,10 +143,15 @@ impl Shader {
         const UPDATE_RULE: &str = include_str!("../../../shaders/include/update_rule.wgsl");
         const XENT_ROW: &str = include_str!("../../../shaders/include/xent_row.wgsl");
         const STEP_PARAM: &str = include_str!("../../../shaders/include/step_param.wgsl");
+        const COL_TREE: &str = include_str!("../../../shaders/include/col_tree.wgsl");
         match self {
-            Shader::Matmul | Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE, COL_SUM_OF],
-            Shader::MatmulF16 | Shader::MatmulCoop => &[ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF],
-            Shader::Amp => &[F16_BITS, UPDATE_RULE],
+            Shader::Matmul => &[ACTIVATION, EPILOGUE, COL_SUM_OF, COL_TREE],
+            Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE, COL_SUM_OF],
+            Shader::MatmulF16 | Shader::MatmulCoop => {
+                &[ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF, COL_TREE]
+            }
+            Shader::Amp => &[F16_BITS, UPDATE_RULE, COL_TREE],
+            Shader::Reduce => &[COL_TREE],
             Shader::Update => &[UPDATE_RULE],
             Shader::WgradUpdate => &[UPDATE_RULE, STEP_PARAM],
             Shader::DgradWgradUpdate => &[ACTIVATION, COL_SUM_OF, UPDATE_RULE, STEP_PARAM],
@@ -286,7 +291,7 @@ kernel!(GENERATE_LINEAR_TARGETS, Datagen, "generate_linear_targets", [R, R, W]);
 
 // matmul_f16.wgsl: f32 -> packed f16 (x, words); C = alpha op(A) op(B) + beta C, A and B half
 kernel!(TO_HALF, MatmulF16, "to_half", [R, W]);
-kernel!(MATMUL_F16, MatmulF16, "matmul_f16", [R, R, W, R, W, W]);
+kernel!(MATMUL_F16, MatmulF16, "matmul_f16", [R, R, W, R, W, W, W]);
 // amp.wgsl: loss scaling (scaler state first)
 kernel!(AMP_SCALE, Amp, "amp_scale", [R, W]);
 kernel!(AMP_SCALE_HALF, Amp, "amp_scale_half", [R, W, W]);
@@ -295,11 +300,12 @@ kernel!(AMP_SGD, Amp, "amp_sgd", [R, R, W]);
 kernel!(AMP_MOMENTUM, Amp, "amp_momentum", [R, R, W, W]);
 kernel!(AMP_UPDATE_SCALE, Amp, "amp_update_scale", [W]);
 kernel!(AMP_UNSCALE2, Amp, "amp_unscale2", [W, W, W]);
+kernel!(AMP_COL_SUM_UNSCALE, Amp, "amp_col_sum_unscale", [W, R, W]);
 // matmul_coop.wgsl: C = op(A) op(B) on cooperative matrices (needs adapter features)
-kernel!(MATMUL_COOP_NN, MatmulCoop, "matmul_coop_nn", [R, R, W, R, W, W]);
-kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W, R, W, W]);
-kernel!(MATMUL_COOP_TN, MatmulCoop, "matmul_coop_tn", [R, R, W, R, W, W]);
-kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W, R, W, W]);
+kernel!(MATMUL_COOP_NN, MatmulCoop, "matmul_coop_nn", [R, R, W, R, W, W, W]);
+kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W, R, W, W, W]);
+kernel!(MATMUL_COOP_TN, MatmulCoop, "matmul_coop_tn", [R, R, W, R, W, W, W]);
+kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W, R, W, W, W]);
 
 /// The mixed-precision kernels (no adapter feature needed; compiled on first use, so f32 runs
 /// and their warm-up are unchanged).
@@ -313,6 +319,7 @@ pub const MIXED_KERNELS: &[Kernel] = &[
     AMP_MOMENTUM,
     AMP_UPDATE_SCALE,
     AMP_UNSCALE2,
+    AMP_COL_SUM_UNSCALE,
 ];
 
 /// The cooperative-matrix kernels: only where `matmul_coop::available` says so.

@@ -74,15 +74,15 @@ pub fn kernel_for(g: &Gemm) -> Kernel {
     }
 }
 
-/// Record the cooperative product with its fused epilogue (`p.epi`, `p.half_out`; `epi`: the
-/// bindings 4..6 of matmul_f16.wgsl's epilogue). The caller checked lengths; this checks
+/// Record the cooperative product with its fused epilogue (`p.epi`, `p.half_out`, `p.unscale`;
+/// `epi`: the bindings 4..7 of the f16 epilogue, include/epilogue_f16.wgsl). The caller checked lengths; this checks
 /// eligibility.
 pub(super) fn dispatch(
     dev: &GpuDevice,
     g: &Gemm,
     p: &HalfParams,
     [a, b, c]: [&RawBuf; 3],
-    epi: &[RawBuf; 3],
+    epi: &[RawBuf; 4],
 ) -> Result<()> {
     if let Some(why) = unavailable_reason(&dev.ctx) {
         return Err(BackendError::Invalid { op: "matmul_coop", message: why });
@@ -97,6 +97,6 @@ pub(super) fn dispatch(
         });
     }
     let grid = [g.n.div_ceil(BLOCK) as u32, g.m.div_ceil(BLOCK) as u32, 1];
-    let [e_in, e_out, h] = epi;
-    dev.dispatch(&kernel_for(g), p, &[a, b, c, e_in, e_out, h], grid)
+    let [e_in, e_out, h, state] = epi;
+    dev.dispatch(&kernel_for(g), p, &[a, b, c, e_in, e_out, h, state], grid)
 }

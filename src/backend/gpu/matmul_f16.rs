@@ -13,9 +13,9 @@ use bytemuck::{Pod, Zeroable};
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{MATMUL_F16, TO_HALF};
 use super::launch::{launch_1d, u32_of};
-use super::matmul::{grid_2d, Epilogue as Store};
+use super::matmul::{fuses_serial_bias_grad, grid_2d, Epilogue as Store};
 use super::matmul_coop;
-use crate::backend::half::half_words;
+use crate::backend::half::{half_words, scaler};
 use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
 
 /// Mirrors `struct Params` in matmul_f16.wgsl and matmul_coop.wgsl (48 bytes).
@@ -37,34 +37,41 @@ pub(super) struct HalfParams {
     pub act: u32,
     /// 1: the epilogue's result is also rounded to f16 (see [`HalfStore`]).
     pub half_out: u32,
-    pub _pad: u32,
+    /// 1: C (and the bias gradient) times 1 / S of the loss scaler (see [`HalfStore`]).
+    pub unscale: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<HalfParams>() == 48);
 
 /// The fused store of `matmul_f16` (the epilogue section of matmul_f16.wgsl): the f32
 /// epilogue `epi` of the GPU's f32 kernels, then, with `half`, the f16 rounding of its result
-/// (`y` of a bias + φ epilogue, else C) into `half` (packed halves, `[m, n]`).
+/// (`y` of a bias + φ epilogue, else C) into `half` (packed halves, `[m, n]`); or, with
+/// `unscale` (the loss scaler's state; `epi` none or the bias gradient, no `half`), C and the
+/// bias gradient times 1 / S with the found-inf flag raised on inf or NaN, as `amp_unscale`.
 #[derive(Clone, Copy)]
 pub struct HalfStore<'a> {
     pub epi: Store<'a>,
     pub half: Option<&'a RawBuf>,
+    pub unscale: Option<&'a RawBuf>,
 }
 
 impl HalfStore<'_> {
     /// The plain product: no epilogue, no f16 copy.
-    pub const NONE: HalfStore<'static> = HalfStore { epi: Store::None, half: None };
+    pub const NONE: HalfStore<'static> = HalfStore { epi: Store::None, half: None, unscale: None };
 
-    /// `(epi, act, half_out)` of the parameter block.
-    fn codes(&self) -> (u32, u32, u32) {
+    /// `(epi, act, half_out, unscale)` of the parameter block for `g`: the bias gradient is
+    /// epilogue 4 (a serial column sum per invocation) up to k = 32, else 5 (col_sum
+    /// workgroups after the product's; the packed kernel only).
+    fn codes(&self, g: &Gemm) -> [u32; 4] {
         let (epi, act) = match self.epi {
             Store::None => (0, 0),
             Store::Bias(_) => (1, 0),
             Store::BiasAct(act, ..) => (2, act.code()),
             Store::ActGrad(act, _) => (3, act.code()),
-            Store::BiasGrad(..) => (4, 0),
+            Store::BiasGrad(..) if fuses_serial_bias_grad(g) => (4, 0),
+            Store::BiasGrad(..) => (5, 0),
         };
-        (epi, act, self.half.is_some() as u32)
+        [epi, act, self.half.is_some() as u32, self.unscale.is_some() as u32]
     }
 
     /// Check the operands against `g`'s output `[m, n]`.
@@ -83,14 +90,25 @@ impl HalfStore<'_> {
                 check_len(op, "bias_grad", bias_grad.len(), g.m)?;
             }
         }
+        if let Some(state) = self.unscale {
+            check_len(op, "loss scaler state", state.len(), scaler::LEN)?;
+            let plain = matches!(self.epi, Store::None | Store::BiasGrad(..));
+            if !plain || self.half.is_some() {
+                return Err(BackendError::Invalid {
+                    op,
+                    message: "unscaling is for a product or a weight gradient without an f16 copy"
+                        .into(),
+                });
+            }
+        }
         match self.half {
             Some(h) => check_len(op, "half words", h.len(), half_words(g.m * g.n)),
             None => Ok(()),
         }
     }
 
-    /// Bindings 4, 5 and 6 of `matmul_f16`; `read` and the placeholder stand in for unused ones.
-    fn bindings(&self, dev: &GpuDevice, read: &RawBuf) -> Result<[RawBuf; 3]> {
+    /// Bindings 4 to 7 of `matmul_f16`; `read` and the placeholders stand in for unused ones.
+    fn bindings(&self, dev: &GpuDevice, read: &RawBuf) -> Result<[RawBuf; 4]> {
         let spare = dev.epilogue_placeholder()?;
         let (e_in, e_out) = match self.epi {
             Store::None => (read.clone(), spare.clone()),
@@ -99,7 +117,11 @@ impl HalfStore<'_> {
             Store::ActGrad(_, z) => (z.clone(), spare.clone()),
             Store::BiasGrad(s, bias_grad) => (s.clone(), bias_grad.clone()),
         };
-        Ok([e_in, e_out, self.half.cloned().unwrap_or(spare)])
+        let state = match self.unscale {
+            Some(state) => state.clone(),
+            None => dev.second_placeholder()?,
+        };
+        Ok([e_in, e_out, self.half.cloned().unwrap_or(spare), state])
     }
 }
 
@@ -205,14 +227,23 @@ pub fn matmul_half_store(
         return Ok(());
     }
     store.check(g)?;
-    let (epi, act, half_out) = store.codes();
-    let p = HalfParams { epi, act, half_out, ..params_of(g)? };
+    let [epi, act, half_out, unscale] = store.codes(g);
+    let p = HalfParams { epi, act, half_out, unscale, ..params_of(g)? };
     let epi_bindings = store.bindings(dev, a)?;
     if kernel == HalfKernel::Coop {
+        if epi == 5 {
+            return Err(BackendError::Invalid {
+                op: "matmul_coop",
+                message: format!("the bias gradient is fused up to k = 32, not {}", g.k),
+            });
+        }
         return matmul_coop::dispatch(dev, g, &p, [a, b, c], &epi_bindings);
     }
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
-    let grid = grid_2d(g.n.div_ceil(TILE) as u64, g.m.div_ceil(TILE) as u64, max)?;
-    let [e_in, e_out, h] = &epi_bindings;
-    dev.dispatch(&MATMUL_F16, &p, &[a, b, c, e_in, e_out, h], grid)
+    let (col_blocks, row_blocks) = (g.n.div_ceil(TILE), g.m.div_ceil(TILE));
+    // Epilogue 5: ceil(m / 32) col_sum workgroups in the row blocks after the product's.
+    let sum_rows = if epi == 5 { g.m.div_ceil(32).div_ceil(col_blocks) } else { 0 };
+    let grid = grid_2d(col_blocks as u64, (row_blocks + sum_rows) as u64, max)?;
+    let [e_in, e_out, h, state] = &epi_bindings;
+    dev.dispatch(&MATMUL_F16, &p, &[a, b, c, e_in, e_out, h, state], grid)
 }

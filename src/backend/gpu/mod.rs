@@ -175,6 +175,18 @@ impl Backend for GpuBackend {
         self.matmul_half_fused(g, ab, c, epi, half)
     }
 
+    fn matmul_half_bias_grad_unscaled(
+        &self,
+        g: &Gemm,
+        ab: [&HalfBuf<GpuBuf>; 2],
+        c: &mut GpuBuf,
+        s: &GpuBuf,
+        bias_grad: &mut GpuBuf,
+        state: &mut GpuBuf,
+    ) -> Result<()> {
+        self.matmul_half_bias_grad_unscaled_fused(g, ab, c, s, bias_grad, state)
+    }
+
     fn add_bias(&self, rows: usize, cols: usize, x: &mut GpuBuf, bias: &GpuBuf) -> Result<()> {
         check_len("add_bias", "x", x.0.len, rows * cols)?;
         check_len("add_bias", "bias", bias.0.len, cols)?;

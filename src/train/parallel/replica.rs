@@ -5,7 +5,7 @@
 use crate::backend::half::scaler;
 use crate::backend::Backend;
 use crate::data::device::BatchBuffers;
-use crate::model::{Mlp, ParamSet, Targets, Workspace};
+use crate::model::{LossScale, Mlp, ParamSet, Targets, Workspace};
 use crate::train::amp::{self, MixedState};
 use crate::train::batches::BatchSource;
 use crate::train::optimizer::{Clip, Optimizer};
@@ -229,6 +229,7 @@ fn micro_gradient<B: Backend>(
     match mixed {
         None => model.loss_and_grad(b, params, x, targets, ws, out)?,
         Some((m, ms)) => {
+            let ms = LossScale::Scaled(ms);
             model.loss_and_grad_half(b, params, x, targets, ws, &mut m.hw, ms, out, None)?
         }
     }
