@@ -11,6 +11,8 @@
 // Entry points (host: src/backend/gpu/matmul_f16.rs):
 // - to_half: words[w] = f16(x[2w]) | f16(x[2w + 1]) << 16 for 2w < n (the upper half of the last
 //   word is 0 when n is odd). One invocation per word: no two invocations share a word.
+// - to_half4: the same for up to four tensors in one dispatch (the minibatch and the weights of
+//   an f16 forward pass).
 // - matmul_f16: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C[m,n] with A, B half and C
 //   f32; A stored [m,k] (or [k,m] when trans_a), B stored [k,n] (or [n,k] when trans_b). 64x64
 //   tile of C per 256-invocation workgroup, 4x4 outputs per invocation, BK = 16 slices of A and B
@@ -61,6 +63,60 @@ fn to_half(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         hi = f16_bits(th_x[i + 1u]);
     }
     th_words[w] = f16_bits(th_x[i]) | (hi << 16u);
+}
+
+// ---- f32 -> f16 of up to four tensors in one dispatch (to_half4) -------------------------
+// Tensor i (n[i] elements, 0 for an unused slot) owns the workgroups [ends[i - 1], ends[i]) of
+// a 1-D grid (folded into y like lin()), one invocation per word as in to_half: the same bits.
+
+struct Half4 {
+    n: vec4<u32>,
+    ends: vec4<u32>,
+}
+
+@group(0) @binding(0) var<uniform> h4: Half4;
+@group(0) @binding(1) var<storage, read> h4_x0: array<f32>;
+@group(0) @binding(2) var<storage, read_write> h4_w0: array<u32>;
+@group(0) @binding(3) var<storage, read> h4_x1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> h4_w1: array<u32>;
+@group(0) @binding(5) var<storage, read> h4_x2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> h4_w2: array<u32>;
+@group(0) @binding(7) var<storage, read> h4_x3: array<f32>;
+@group(0) @binding(8) var<storage, read_write> h4_w3: array<u32>;
+
+// f16(lo) | f16(hi) << 16, the upper half 0 without hi (to_half's word).
+fn half_word(lo: f32, hi: f32, has_hi: bool) -> u32 {
+    return f16_bits(lo) | (select(0u, f16_bits(hi), has_hi) << 16u);
+}
+
+@compute @workgroup_size(WG_1D)
+fn to_half4(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let g = wid.x + wid.y * nwg.x;
+    // The tensor of this workgroup (uniform over it) and its first word.
+    var k = 0u;
+    var start = 0u;
+    for (var s = 0u; s < 3u && g >= h4.ends[s]; s++) {
+        k = s + 1u;
+        start = h4.ends[s];
+    }
+    let w = (g - start) * WG_1D + t;
+    let i = 2u * w;
+    let n = h4.n[k];
+    if (g >= h4.ends[3] || i >= n) {
+        return;
+    }
+    let j = min(i + 1u, n - 1u); // x[i + 1], clamped inside the tensor
+    let has_hi = i + 1u < n;
+    switch k {
+        case 0u: { h4_w0[w] = half_word(h4_x0[i], h4_x0[j], has_hi); }
+        case 1u: { h4_w1[w] = half_word(h4_x1[i], h4_x1[j], has_hi); }
+        case 2u: { h4_w2[w] = half_word(h4_x2[i], h4_x2[j], has_hi); }
+        default: { h4_w3[w] = half_word(h4_x3[i], h4_x3[j], has_hi); }
+    }
 }
 
 // ---- matmul -----------------------------------------------------------------------------

@@ -74,6 +74,52 @@ fn to_half_matches_cpu() {
     println!("parity ok: to_half, {} values bit for bit", x.len());
 }
 
+/// `to_half_all` (four tensors per `to_half4` dispatch on the GPU, a last one alone by
+/// `to_half`; one `to_half` each on the CPU) writes every tensor's words bit for bit as
+/// `to_half` does, for 1 to 9 tensors of odd, even and one-element lengths, some past one
+/// workgroup of words, with f16 specials (overflow, subnormals, NaN); the words past each
+/// tensor's copy are untouched.
+#[test]
+fn to_half_all_equals_to_half_per_tensor() {
+    let g = gpu();
+    let lens = [1usize, 600, 7, 2, 1025, 33, 4, 513, 3];
+    let values: Vec<Vec<f32>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let mut v = uniform(40 + i as u64, n, 70000.0);
+            for (j, special) in [f32::NAN, 1e-6, -65520.0].into_iter().enumerate() {
+                if n / 2 + j < n {
+                    v[n / 2 + j] = special;
+                }
+            }
+            v
+        })
+        .collect();
+    for count in 1..=lens.len() {
+        let xs: Vec<_> = values[..count].iter().map(|v| g.upload(v).expect("upload")).collect();
+        // One word more than each copy needs, pre-filled, to catch a stray write.
+        let mut outs: Vec<HalfBuf<_>> = values[..count]
+            .iter()
+            .map(|v| HalfBuf {
+                words: g
+                    .upload(&vec![f32::from_bits(0xdead_beef); v.len().div_ceil(2) + 1])
+                    .expect("upload"),
+                len: v.len(),
+            })
+            .collect();
+        let mut items: Vec<_> = xs.iter().zip(outs.iter_mut()).map(|(x, o)| (o.len, x, o)).collect();
+        ops(&g).to_half_all(&mut items).expect("to_half_all");
+        for (i, (v, out)) in values.iter().zip(&outs).enumerate() {
+            let want = half_of(&g, v);
+            let got = bits(&g.read(&out.words).expect("read"));
+            let want = bits(&g.read(&want.words).expect("read"));
+            assert_eq!(got[..want.len()], want[..], "{count} tensors: tensor {i} ({} values)", v.len());
+            assert_eq!(got[want.len()], 0xdead_beef, "{count} tensors: tensor {i} wrote past its words");
+        }
+    }
+}
+
 /// `amp_scale_to_half` (one fused kernel on the GPU; `amp_scale` then `to_half` on the CPU):
 /// the scaled vector and its packed halves, bit for bit on both backends, for odd and even
 /// lengths, with scales that overflow f16 (65504 · 2 = inf) and push values into subnormals.

@@ -65,6 +65,14 @@ pub trait HalfOps {
     fn zeros_half(&self, len: usize) -> Result<HalfBuf<Self::Buf>>;
     /// `out[i] = f16(x[i])` for `x: [n]`, `out: [n]` (see the module doc for the rounding).
     fn to_half(&self, n: usize, x: &Self::Buf, out: &mut HalfBuf<Self::Buf>) -> Result<()>;
+    /// [`HalfOps::to_half`] of every `(n, x, out)` of `items` (an f16 forward pass's minibatch
+    /// and weights; the GPU records four tensors per dispatch).
+    fn to_half_all(&self, items: &mut [(usize, &Self::Buf, &mut HalfBuf<Self::Buf>)]) -> Result<()> {
+        for (n, x, out) in items.iter_mut() {
+            self.to_half(*n, x, out)?;
+        }
+        Ok(())
+    }
     /// The `len` values of `src`, widened (a synchronisation point on the GPU).
     fn read_half(&self, src: &HalfBuf<Self::Buf>) -> Result<Vec<f32>>;
     /// [`Gemm`] with half operands and an f32 result: `C[m,n] = alpha * op(A) op(B) + beta * C`,

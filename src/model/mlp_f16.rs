@@ -50,7 +50,8 @@ pub enum LossScale<'a, Buf> {
 
 /// The f16 copies of a mixed-precision step for batches of `rows` examples.
 pub struct HalfWorkspace<B: Backend> {
-    /// `W_l [out_l, in_l]` in f16, refreshed from the master weights each forward.
+    /// `W_l [out_l, in_l]` in f16, refreshed from the master weights each forward (with the
+    /// minibatch's copy, in one op).
     pub w: Vec<HalfBuf<B::Buf>>,
     /// The minibatch `[rows, inputs]` in f16.
     pub x: HalfBuf<B::Buf>,
@@ -91,13 +92,16 @@ impl Mlp {
         ws: &mut Workspace<B>,
         hw: &mut HalfWorkspace<B>,
     ) -> Result<()> {
-        let h = half_ops(b)?;
         let rows = ws.rows;
-        h.to_half(rows * self.inputs(), x, &mut hw.x)?;
+        b.scope(Scope::Forward(0));
+        // f16 copies of the minibatch and of every weight matrix, in one op.
+        let mut copies = vec![(rows * self.inputs(), x, &mut hw.x)];
+        let weights = hw.w.iter_mut().enumerate();
+        copies.extend(weights.map(|(l, w)| (w.len, &p.tensors[2 * l], w)));
+        half_ops(b)?.to_half_all(&mut copies)?;
         for l in 0..self.layers() {
             let (fan_in, fan_out) = (self.spec.sizes[l], self.spec.sizes[l + 1]);
             b.scope(Scope::Forward(l));
-            h.to_half(fan_in * fan_out, &p.tensors[2 * l], &mut hw.w[l])?;
             // z [rows, out] = input [rows, in] · Wᵀ ([out, in] stored), summed in f32
             let g = Gemm::nn(rows, fan_out, fan_in).trans(false, true);
             let bias = &p.tensors[2 * l + 1];

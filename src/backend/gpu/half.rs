@@ -22,6 +22,15 @@ impl HalfOps for GpuBackend {
         matmul_f16::to_half(&self.dev, n, &x.0, &out.words.0)
     }
 
+    fn to_half_all(&self, items: &mut [(usize, &GpuBuf, &mut HalfBuf<GpuBuf>)]) -> Result<()> {
+        for (n, _, out) in items.iter() {
+            check_len("to_half", "out", out.len, *n)?;
+        }
+        let raw: Vec<(usize, &RawBuf, &RawBuf)> =
+            items.iter().map(|(n, x, out)| (*n, &x.0, &out.words.0)).collect();
+        matmul_f16::to_half_many(&self.dev, &raw)
+    }
+
     fn read_half(&self, src: &HalfBuf<GpuBuf>) -> Result<Vec<f32>> {
         let bytes = self.dev.read_bytes(&src.words.0)?;
         let mut out: Vec<f32> = bytes

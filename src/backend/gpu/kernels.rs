@@ -291,6 +291,7 @@ kernel!(GENERATE_LINEAR_TARGETS, Datagen, "generate_linear_targets", [R, R, W]);
 
 // matmul_f16.wgsl: f32 -> packed f16 (x, words); C = alpha op(A) op(B) + beta C, A and B half
 kernel!(TO_HALF, MatmulF16, "to_half", [R, W]);
+kernel!(TO_HALF4, MatmulF16, "to_half4", [R, W, R, W, R, W, R, W]);
 kernel!(MATMUL_F16, MatmulF16, "matmul_f16", [R, R, W, R, W, W, W]);
 // amp.wgsl: loss scaling (scaler state first)
 kernel!(AMP_SCALE, Amp, "amp_scale", [R, W]);
@@ -311,6 +312,7 @@ kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W, R, W, W, W]);
 /// and their warm-up are unchanged).
 pub const MIXED_KERNELS: &[Kernel] = &[
     TO_HALF,
+    TO_HALF4,
     MATMUL_F16,
     AMP_SCALE,
     AMP_SCALE_HALF,

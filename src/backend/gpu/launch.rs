@@ -1,5 +1,5 @@
-//! Launch helpers shared by the host wrappers: 1-D grids of [`WG_1D`] invocations and the
-//! 32-bit range checks of kernel parameters.
+//! Launch helpers shared by the host wrappers: 1-D grids of [`WG_1D`] invocations, the
+//! 32-bit range checks of kernel parameters, and typed uploads and reads of 4-byte elements.
 
 use bytemuck::Pod;
 
@@ -56,4 +56,17 @@ mod tests {
             assert!(g[0] <= 65535 && g[1] <= 65535);
         }
     }
+}
+
+/// A new buffer holding `data` (`what` names it in errors): 4-byte elements (f32, u32).
+pub fn upload_pod<T: Pod>(dev: &GpuDevice, what: &'static str, data: &[T]) -> Result<RawBuf> {
+    let b = dev.alloc(what, data.len())?;
+    dev.write_bytes(&b, bytemuck::cast_slice(data))?;
+    Ok(b)
+}
+
+/// The 4-byte elements (f32, u32) of `src`, read back (a synchronisation point).
+pub fn read_pod<T: Pod>(dev: &GpuDevice, src: &RawBuf) -> Result<Vec<T>> {
+    let bytes = dev.read_bytes(src)?;
+    Ok(bytes.chunks_exact(4).map(bytemuck::pod_read_unaligned).collect())
 }

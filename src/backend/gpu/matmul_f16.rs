@@ -11,8 +11,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::device::{GpuDevice, RawBuf};
-use super::kernels::{MATMUL_F16, TO_HALF};
-use super::launch::{launch_1d, u32_of};
+use super::kernels::{MATMUL_F16, TO_HALF, TO_HALF4, WG_1D};
+use super::launch::{grid_1d, launch_1d, u32_of};
 use super::matmul::{fuses_serial_bias_grad, grid_2d, Epilogue as Store};
 use super::matmul_coop;
 use crate::backend::half::{half_words, scaler};
@@ -134,6 +134,50 @@ pub fn to_half(dev: &GpuDevice, n: usize, x: &RawBuf, words: &RawBuf) -> Result<
     check_len("to_half", "out", words.len(), half_words(n))?;
     let p = HalfParams { len: u32_of("to_half", "n", n)?, ..HalfParams::zeroed() };
     launch_1d(dev, &TO_HALF, half_words(n), &p, &[x, words])
+}
+
+/// Mirrors `struct Half4` in matmul_f16.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Half4Params {
+    n: [u32; 4],
+    /// Cumulative workgroup counts: tensor i owns the workgroups `[ends[i - 1], ends[i])`.
+    ends: [u32; 4],
+}
+
+/// Record `words = f16(x[..n])` for every `(n, x, words)` of `items`, four tensors per dispatch
+/// (`to_half4`; a last tensor alone by [`to_half`]): each with the bits of [`to_half`].
+pub fn to_half_many(dev: &GpuDevice, items: &[(usize, &RawBuf, &RawBuf)]) -> Result<()> {
+    for &(n, x, words) in items {
+        check_len("to_half", "x", x.len(), n)?;
+        check_len("to_half", "out", words.len(), half_words(n))?;
+    }
+    for chunk in items.chunks(4) {
+        if let [(n, x, words)] = chunk {
+            to_half(dev, *n, x, words)?;
+            continue;
+        }
+        // Unused slots: no elements, the first tensor read again, and a placeholder each to write
+        // (at most two: chunks of one go to to_half).
+        let spare = [dev.epilogue_placeholder()?, dev.second_placeholder()?];
+        let mut p = Half4Params::zeroed();
+        let mut groups = 0usize;
+        let mut bufs: Vec<&RawBuf> = Vec::with_capacity(8);
+        for slot in 0..4 {
+            match chunk.get(slot) {
+                Some(&(n, x, words)) => {
+                    p.n[slot] = u32_of("to_half4", "n", n)?;
+                    groups += half_words(n).div_ceil(WG_1D as usize);
+                    bufs.extend([x, words]);
+                }
+                None => bufs.extend([chunk[0].1, &spare[slot - chunk.len()]]),
+            }
+            p.ends[slot] = u32_of("to_half4", "workgroups", groups)?;
+        }
+        let grid = grid_1d(groups * WG_1D as usize, dev.ctx.limits.max_compute_workgroups_per_dimension);
+        dev.dispatch(&TO_HALF4, &p, &bufs, grid)?;
+    }
+    Ok(())
 }
 
 /// The parameter block of `g`, after the 32-bit range checks.

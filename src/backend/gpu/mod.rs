@@ -88,15 +88,11 @@ impl Backend for GpuBackend {
     }
 
     fn upload(&self, data: &[f32]) -> Result<GpuBuf> {
-        let b = self.dev.alloc("f32 buffer", data.len())?;
-        self.dev.write_bytes(&b, bytemuck::cast_slice(data))?;
-        Ok(GpuBuf(b))
+        launch::upload_pod(&self.dev, "f32 buffer", data).map(GpuBuf)
     }
 
     fn upload_idx(&self, data: &[u32]) -> Result<GpuIdxBuf> {
-        let b = self.dev.alloc("u32 buffer", data.len())?;
-        self.dev.write_bytes(&b, bytemuck::cast_slice(data))?;
-        Ok(GpuIdxBuf(b))
+        launch::upload_pod(&self.dev, "u32 buffer", data).map(GpuIdxBuf)
     }
 
     fn write(&self, dst: &mut GpuBuf, data: &[f32]) -> Result<()> {
@@ -110,13 +106,11 @@ impl Backend for GpuBackend {
     }
 
     fn read(&self, src: &GpuBuf) -> Result<Vec<f32>> {
-        let bytes = self.dev.read_bytes(&src.0)?;
-        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        launch::read_pod(&self.dev, &src.0)
     }
 
     fn read_idx(&self, src: &GpuIdxBuf) -> Result<Vec<u32>> {
-        let bytes = self.dev.read_bytes(&src.0)?;
-        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        launch::read_pod(&self.dev, &src.0)
     }
 
     fn len(&self, buf: &GpuBuf) -> usize {
