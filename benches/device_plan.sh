@@ -22,11 +22,13 @@
 #   2. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
 #      at 1024, 2048 and 4096 (every dispatch named and timed: which one doubles);
 #   3. mixed precision: the tensor-core parity tests, plain and with the fused epilogues (ignored
-#      on lavapipe), and a sweep of both
-#      precisions in one table (PyTorch AMP is in the peers stage's mlp_torch_amp rows).
+#      on lavapipe), a sweep of both precisions in one table (PyTorch AMP is in the peers stage's
+#      mlp_torch_amp rows), and the f16 step's profile at B = 32 and 4096 beside the same with
+#      BATCHSCOPE_FUSED_UNSCALE=0 (the gradients unscaled by 3 dispatches after the backward pass:
+#      18 instead of 15), what unscaling in the weight-gradient products is worth.
 # It also repacks the test binaries into one long-window xz stream (71 MB as the prepared
 # tests.tgz, 14 MB so; the carry holds 64 MiB in all) and refuses a carry over the limit.
-# Every stage is bounded by `timeout` (these add at most 520 s, typically about 160); the prepared
+# Every stage is bounded by `timeout` (these add at most 580 s, typically about 180); the prepared
 # part takes about 3 minutes, so the run fits the 480 s limit.
 set -euo pipefail
 root=$(git rev-parse --show-toplevel); cd "$root"
@@ -49,6 +51,8 @@ t wide_sweep; timeout 45 $B sweep --set 'model.hidden=[4096, 4096]' --min-batch 
 t wide_profile; timeout 40 $B profile --set 'model.hidden=[4096, 4096]' --batch 1024 --batch 2048 --batch 4096 --out $R/profile_wide 2>&1 | tail -60
 t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20; timeout 40 /tmp/tests/f16_epilogue --ignored --nocapture 2>&1 | tail -12)
 t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision 2>&1 | tail -40
+t f16_profile; timeout 30 $B profile --precision f16 --batch 32 --batch 4096 --out $R/profile_f16 2>&1 | tail -30
+t f16_unfused_unscale_profile; timeout 30 env BATCHSCOPE_FUSED_UNSCALE=0 $B profile --precision f16 --batch 32 --batch 4096 --out $R/profile_f16_unfused_unscale 2>&1 | tail -30
 EXTRA
 python3 - "$run" "$extra" <<'PY'
 import sys
