@@ -113,11 +113,15 @@ impl Common {
                 p.join(",")
             ));
         }
-        if command == "depth" && p.iter().any(|x| x != "f32") {
-            return Err(format!(
-                "--precision {}: `depth` measures the per-layer norms of the f32 step only",
-                p.join(",")
-            ));
+        let f32_only = match command {
+            "depth" => Some("measures the per-layer norms of the f32 step only"),
+            "curvature" => Some("measures the Hessian of the f32 loss only"),
+            "noise" => Some("measures gradient noise of the f32 loss only"),
+            "landscape" => Some("evaluates the f32 loss only"),
+            _ => None,
+        };
+        if let Some(why) = f32_only.filter(|_| p.iter().any(|x| x != "f32")) {
+            return Err(format!("--precision {}: `{command}` {why}", p.join(",")));
         }
         if let Some(i) = (1..p.len()).find(|&i| p[..i].contains(&p[i])) {
             return Err(format!("--precision {} names {} twice", p.join(","), p[i]));

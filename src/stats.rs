@@ -53,6 +53,44 @@ pub fn std_dev(v: &[f64]) -> f64 {
     (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
 }
 
+/// Mean and sample standard deviation of a stream, in constant memory: the mean is the sum
+/// over the count (the same bits as [`mean`] of the values in push order), the deviation by
+/// Welford's update (equal to [`std_dev`] to rounding).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Running {
+    count: u64,
+    sum: f64,
+    welford_mean: f64,
+    m2: f64,
+}
+
+impl Running {
+    pub fn push(&mut self, x: f64) {
+        self.count += 1;
+        self.sum += x;
+        let delta = x - self.welford_mean;
+        self.welford_mean += delta / self.count as f64;
+        self.m2 += delta * (x - self.welford_mean);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// `0` when empty.
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count.max(1) as f64
+    }
+
+    /// `n − 1` in the denominator; `0` with fewer than two values.
+    pub fn sample_sd(&self) -> f64 {
+        match self.count {
+            0 | 1 => 0.0,
+            n => (self.m2.max(0.0) / (n - 1) as f64).sqrt(),
+        }
+    }
+}
+
 /// Least-squares slope and intercept of `ys` against `xs` (pairs with a non-finite coordinate
 /// skipped); `None` with fewer than two usable points or when all usable `xs` are equal.
 pub fn fit_line(xs: &[f64], ys: &[f64]) -> Option<(f64, f64)> {
@@ -90,6 +128,20 @@ pub fn loglog_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_statistics_equal_the_slice_ones() {
+        let v: Vec<f64> = (0..1000).map(|i| 1e6 + ((i * 7919) % 113) as f64 * 0.25).collect();
+        let mut r = Running::default();
+        v.iter().for_each(|&x| r.push(x));
+        assert_eq!(r.count(), 1000);
+        assert_eq!(r.mean().to_bits(), mean(&v).to_bits(), "the same sum, the same bits");
+        assert!((r.sample_sd() - std_dev(&v)).abs() <= 1e-9 * std_dev(&v), "{} {}", r.sample_sd(), std_dev(&v));
+        let mut one = Running::default();
+        assert_eq!((one.mean(), one.sample_sd()), (0.0, 0.0));
+        one.push(3.0);
+        assert_eq!((one.mean(), one.sample_sd()), (3.0, 0.0));
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {

@@ -68,6 +68,35 @@ fn an_autotune_cache_path_naming_a_checkpoint_never_overwrites_it() {
         .expect("run");
     assert_clean_error(&o, &["refusing to overwrite", "not a regular file"]);
     assert!(snapshot(&run_dir) == before, "the run directory changed");
+    // Files that begin as a cache does (`{"version"`) but are none, or a newer build's cache:
+    // these were once overwritten on the strength of their first bytes.
+    for (name, text, why) in [
+        ("launch.json", "{\"version\": \"0.2.0\", \"configurations\": []}\n", "not an autotune cache"),
+        ("record.json", "{\"version\":7,\"name\":\"x\"}", "not an autotune cache"),
+        ("newer.json", "{\"version\": 999, \"entries\": []}", "version 999"),
+    ] {
+        let victim = d.join(name);
+        std::fs::write(&victim, text).expect("victim");
+        let o = bin()
+            .env("BATCHSCOPE_AUTOTUNE_CACHE", &victim)
+            .args(["tune", "--quiet", "--config", s(&tiny), "--batch-sizes", "1"])
+            .output()
+            .expect("run");
+        assert_clean_error(&o, &["refusing to overwrite", name, why]);
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), text, "{name} changed");
+    }
+    // Batch sizes whose operands overflow a byte count: one error naming the shape and the
+    // limit, and no cache entry (they once wrapped, "tuned" and were cached with exit 0).
+    let cache = d.join("cache.json");
+    for batch in ["4611686018427387904", "18446744073709551615"] {
+        let o = bin()
+            .env("BATCHSCOPE_AUTOTUNE_CACHE", &cache)
+            .args(["tune", "--quiet", "--config", s(&tiny), "--batch-sizes", batch])
+            .output()
+            .expect("run");
+        assert_clean_error(&o, &["tuning", batch, "max_buffer_size"]);
+        assert!(!cache.exists(), "a refused tune wrote a cache");
+    }
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -140,12 +169,15 @@ fn a_malformed_npy_header_is_one_short_error_line() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// `landscape.range` and `margin` are bounded (2 · range used to overflow f64 in the plane's
-/// heatmap axes and panic in the plotting library).
+/// `landscape.range`, `margin` and `rescale` are bounded (2 · range used to overflow f64 in the
+/// plane's heatmap axes and panic in the plotting library).
 #[test]
 fn landscape_coefficients_past_f32_are_config_errors() {
     let d = tmpdir("landscape-range");
-    for set in ["landscape.range=1e308", "landscape.margin=1e300", "landscape.range=1e16"] {
+    // A twin rescaled by up to 10^30 per unit filled the landscape's files with NaN.
+    for set in
+        ["landscape.range=1e308", "landscape.margin=1e300", "landscape.range=1e16", "landscape.rescale=1e30"]
+    {
         let key = set.split('=').next().unwrap_or_default();
         let out = d.join(key);
         let o = run(&["landscape", "--backend", "cpu", "--quiet", "--set", set, "--out", s(&out)]);
@@ -296,8 +328,9 @@ fn device_files_as_inputs_are_bounded_reads_and_refused() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// A resume's `--set` may not change what the checkpoint holds: the optimizer (SGD drops the
-/// velocities, and the next resume could not load the run) or the precision.
+/// A resume's `--set` may not change what the checkpoint holds (the optimizer: SGD drops the
+/// velocities, and the next resume could not load the run; the precision; the model) or what
+/// its steps are drawn from (the data, the batch size, the shuffle and its seed).
 #[test]
 fn a_resume_keeps_its_optimizer_and_precision() {
     let d = tmpdir("resume-optimizer");
@@ -308,14 +341,29 @@ fn a_resume_keeps_its_optimizer_and_precision() {
         a.extend_from_slice(set);
         run(&a)
     };
-    for set in ["train.optimizer=\"sgd\"", "model.precision=\"f16\""] {
+    // What the checkpoint holds, and what its steps were drawn from (these once resumed under a
+    // config.toml that no longer described the run).
+    for set in [
+        "train.optimizer=\"sgd\"",
+        "model.precision=\"f16\"",
+        "model.hidden=[4]",
+        "data.n_train=128",
+        "data.separation=1.0",
+        "train.batch_size=8",
+        "train.seed=9",
+        "train.shuffle=\"none\"",
+    ] {
         let key = set.split('=').next().unwrap_or_default();
         let o = resume(&["--set", set, "--set", "train.epochs=2"]);
         assert_clean_error(&o, &[key, "resumed run keeps"]);
     }
     assert!(snapshot(&run_dir) == before, "the refused resumes changed the run");
-    let o = resume(&["--set", "train.epochs=2"]);
+    // How the run goes on may change, and config.toml then says so (a plain resume after an
+    // interruption goes on the same way).
+    let o = resume(&["--set", "train.epochs=2", "--set", "train.log_every=3"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let config = std::fs::read_to_string(run_dir.join("config.toml")).expect("config");
+    assert!(config.contains("epochs = 2") && config.contains("log_every = 3"), "{config}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -358,5 +406,97 @@ fn depth_refuses_settings_it_would_ignore() {
         assert_clean_error(&run(&a), &[needle]);
         assert!(!out.exists());
     }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A loss scale whose reciprocal overflows (below 2^-126) is a config error, not a run that
+/// reports divergence; a checkpoint whose scaler state was edited (a zero, negative or
+/// subnormal scale, counts that are negative, fractional or past 2^24) is refused by key name,
+/// not resumed under a misleading "written before it was saved" notice; the run is untouched.
+#[test]
+fn loss_scales_out_of_range_are_refused_by_key() {
+    let d = tmpdir("loss-scale-range");
+    let tiny = tiny_at(&d, 16);
+    let f16 = "model.precision=\"f16\"";
+    for scale in ["1e-39", "0", "-2", "1e39"] {
+        let o = train_cpu(&tiny, &["--set", f16, "--set", &format!("train.loss_scale={scale}")]);
+        assert_clean_error(&o, &["train.loss_scale", "2^-126"]);
+    }
+    let run_dir = d.join("run");
+    let o = train_cpu(&tiny, &["--set", f16, "--out", s(&run_dir)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = run_dir.join("last.safetensors");
+    let original = batchscope::checkpoint::load(&last).expect("checkpoint");
+    for key in ["amp.loss_scale", "amp.clean_steps", "amp.skipped_steps"] {
+        assert!(original.metadata.contains_key(key), "an f16 checkpoint saves {key}");
+    }
+    let resume = || {
+        run(&["train", "--resume", s(&run_dir), "--backend", "cpu", "--quiet", "--set", "train.epochs=2"])
+    };
+    for (key, value) in [
+        ("amp.loss_scale", "0"),
+        ("amp.loss_scale", "-1"),
+        ("amp.loss_scale", "1e-45"),
+        ("amp.loss_scale", "inf"),
+        ("amp.loss_scale", "many"),
+        ("amp.clean_steps", "-3"),
+        ("amp.clean_steps", "2.5"),
+        ("amp.skipped_steps", "1e30"),
+        ("amp.skipped_steps", "NaN"),
+    ] {
+        let mut ck = original.clone();
+        ck.metadata.insert(key.to_string(), value.to_string());
+        batchscope::checkpoint::save(&last, &ck).expect("tampered checkpoint");
+        let before = snapshot(&run_dir);
+        assert_clean_error(&resume(), &[key, "last.safetensors"]);
+        assert!(snapshot(&run_dir) == before, "the refused resume ({key} = {value}) changed the run");
+    }
+    // One key of three removed: not a checkpoint from before the state was saved.
+    let mut ck = original.clone();
+    ck.metadata.remove("amp.clean_steps");
+    batchscope::checkpoint::save(&last, &ck).expect("checkpoint");
+    assert_clean_error(&resume(), &["amp.clean_steps", "missing"]);
+    batchscope::checkpoint::save(&last, &original).expect("checkpoint");
+    let o = resume();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `--precision f16` on a command that measures the f32 loss only is refused, not ignored (the
+/// results would have been f32 figures labelled as asked).
+#[test]
+fn f32_only_commands_refuse_f16() {
+    for cmd in ["curvature", "noise", "landscape", "depth"] {
+        let o = run(&[cmd, "--backend", "cpu", "--quiet", "--precision", "f16"]);
+        assert_clean_error(&o, &["--precision f16", cmd, "f32"]);
+    }
+}
+
+/// `time-to-target` times and trains only batch sizes the training set can fill: a sweep past
+/// `data.n_train` is cut there (it used to time sizes it would never train), and a sweep that
+/// starts past it is one error line before any work.
+#[test]
+fn time_to_target_stops_at_the_training_set() {
+    let d = tmpdir("ttt-n-train");
+    let tiny = tiny_at(&d, 16);
+    let ttt = |set: &[&str], out: &Path| {
+        let mut a = vec!["time-to-target", "--backend", "cpu", "--quiet", "--config", s(&tiny)];
+        for kv in ["train.target_val_error=0.5", "data.n_train=64"].iter().chain(set) {
+            a.extend_from_slice(&["--set", kv]);
+        }
+        a.extend_from_slice(&["--out", s(out)]);
+        run(&a)
+    };
+    let refused = d.join("refused");
+    let o = ttt(&["sweep.min_batch=128", "sweep.max_batch=256"], &refused);
+    assert_clean_error(&o, &["sweep.min_batch", "data.n_train = 64"]);
+    assert!(!refused.exists(), "a refused run left its directory");
+    let cut = d.join("cut");
+    let o = ttt(&["sweep.min_batch=32", "sweep.max_batch=1024"], &cut);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = common::read_csv(&cut.join("time_to_target.csv"));
+    let col = header.iter().position(|h| h == "batch").expect("batch column");
+    let batches: Vec<&str> = rows.iter().map(|r| r[col].as_str()).collect();
+    assert_eq!(batches, ["32", "64"], "only sizes ≤ n_train are timed and trained");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -141,8 +141,8 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
             for l in 0..r.layers {
                 rows.push(vec![
                     Cell::Text(r.name.clone()),
-                    Cell::Int(p.step as i64),
-                    Cell::Int(l as i64 + 1),
+                    Cell::from(p.step),
+                    Cell::from(l + 1),
                     Cell::Num(p.norms.weight[l]),
                     Cell::Num(p.norms.delta[l]),
                     Cell::Num(p.loss),

@@ -82,7 +82,7 @@ fn write_outputs(s: &NoiseSummary, dir: &std::path::Path) -> anyhow::Result<()> 
                 r.relative_cost,
                 r.error_reduction,
             ];
-            [Cell::Int(r.n as i64), Cell::Int(r.draws as i64)]
+            [Cell::from(r.n), Cell::from(r.draws)]
                 .into_iter()
                 .chain(nums.map(Cell::Num))
                 .collect()

@@ -262,7 +262,7 @@ pub(super) fn row_cells(r: &SweepRow) -> Vec<Cell> {
     let num = |v: f64| if v.is_finite() { Cell::Num(v) } else { Cell::Empty };
     vec![
         Cell::Text(r.backend.clone()),
-        Cell::Int(r.batch as i64),
+        Cell::from(r.batch),
         num(r.ms_per_step_median),
         num(r.ms_min),
         num(r.ms_max),
@@ -270,7 +270,7 @@ pub(super) fn row_cells(r: &SweepRow) -> Vec<Cell> {
         num(r.gflops),
         num(r.fraction_of_peak),
         num(r.host_overhead_ms),
-        Cell::Int(r.bytes_predicted as i64),
+        Cell::from(r.bytes_predicted),
         Cell::Text(r.timing.into()),
         Cell::Text(r.skipped.clone().unwrap_or_default()),
     ]

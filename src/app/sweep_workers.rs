@@ -138,9 +138,9 @@ fn write_outputs(r: &ScalingReport, dir: &Path) -> anyhow::Result<()> {
                 .iter()
                 .any(|b| b.workers == p.workers && b.per_worker_batch == p.per_worker_batch);
             vec![
-                Cell::Int(p.workers as i64),
-                Cell::Int(p.per_worker_batch as i64),
-                Cell::Int(p.global_batch as i64),
+                Cell::from(p.workers),
+                Cell::from(p.per_worker_batch),
+                Cell::from(p.global_batch),
                 Cell::Num(p.ms_per_step_median),
                 Cell::Num(p.examples_per_s),
                 opt(row.speedup),

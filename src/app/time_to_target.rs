@@ -132,11 +132,20 @@ fn experiment<B: Profilable>(
 /// `batchscope time-to-target`.
 pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let (path, set) = (args.config.as_deref(), &args.set);
-    let cfg =
+    let mut cfg =
         admit::load_config_or(path, set, TIME_TO_TARGET_DEFAULT_TOML, "configs/time_to_target.toml")?;
     if cfg.train.target_val_error <= 0.0 {
         bail!("time-to-target needs train.target_val_error > 0 (see configs/time_to_target.toml)");
     }
+    // A batch larger than the training set is never trained on: it is not timed either.
+    let n_train = usize::try_from(cfg.data.n_train).unwrap_or(usize::MAX);
+    if cfg.sweep.min_batch > n_train {
+        bail!(
+            "sweep.min_batch = {} is larger than the training set (data.n_train = {n_train}): no batch size to time",
+            cfg.sweep.min_batch
+        );
+    }
+    cfg.sweep.max_batch = cfg.sweep.max_batch.min(n_train);
     let Outcome { b_noise: bn, eps_max: em, rows, chosen, device, dir } =
         with_backend(backend, args.adapter.as_deref(), Experiment { cfg: &cfg, args })?;
     let header = [
@@ -154,11 +163,11 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         .iter()
         .map(|r| {
             vec![
-                Cell::Int(r.batch as i64),
+                Cell::from(r.batch),
                 Cell::Num(r.ms_per_step),
                 Cell::Num(r.lr),
                 Cell::Num(r.predicted_rel),
-                r.steps.map(|s| Cell::Int(s as i64)).unwrap_or(Cell::Empty),
+                r.steps.map(|s| Cell::from(s)).unwrap_or(Cell::Empty),
                 r.seconds.map(Cell::Num).unwrap_or(Cell::Empty),
                 Cell::Text(r.reached.to_string()),
                 r.measured_rel.map(Cell::Num).unwrap_or(Cell::Empty),

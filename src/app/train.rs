@@ -148,6 +148,7 @@ pub(super) fn prepare<B: Profilable>(
         if let (BackendKind::Cpu, BatchSize::Fixed(batch)) = (b.kind(), cfg.train.batch_size) {
             run_memory::check_cpu_step(cfg, batch)?;
         }
+        // A resume's config.toml is rewritten by the run once its checkpoint is restored.
         if !opts.resume {
             write_config(dir, &cfg.to_toml())?;
         }
@@ -215,25 +216,32 @@ pub(super) fn print_summary(summary: &TrainSummary, dir: &Path) {
     println!("wrote:           {}", dir.display());
 }
 
-/// A resume's `--set` may change how the run goes on (epochs, learning rate, ...), not what its
-/// checkpoint holds: the optimizer's state (SGD has no velocities) and the precision (f16 keeps
-/// the loss scale). Changing them would write a checkpoint the run's config.toml does not
-/// describe, which the next resume could not load.
+/// What a resume's `--set` may not change: what its checkpoint holds (the model, its precision,
+/// the optimizer's state: SGD has no velocities) and what its steps were drawn from (the data,
+/// the batch size, the shuffle and its seed). Changing them would train a run that its
+/// config.toml does not describe, and write a checkpoint the next resume could not load.
+const FIXED_ON_RESUME: [&str; 7] = [
+    "model.",
+    "data.",
+    "train.batch_size",
+    "train.optimizer",
+    "train.shuffle",
+    "train.sorted_by_label",
+    "train.seed",
+];
+
+/// A resume's `--set` may change how the run goes on (epochs, learning rate, logging, ...),
+/// never what [`FIXED_ON_RESUME`] names.
 fn keeps_checkpoint_layout(saved: &Config, now: &Config, dir: &std::path::Path) -> anyhow::Result<()> {
-    let differs = |key: &str, was: String, is: String| {
-        anyhow::anyhow!(
-            "--resume {}: {key} = {is} differs from the run's {was}; a resumed run keeps what its \
-             checkpoint was made with (start a new run, with --init for its weights)",
-            dir.display()
-        )
+    let fixed = |key: &str| {
+        FIXED_ON_RESUME.iter().any(|f| if f.ends_with('.') { key.starts_with(f) } else { key == *f })
     };
-    if saved.train.optimizer != now.train.optimizer {
-        let name = |c: &Config| format!("{:?}", c.train.optimizer).to_lowercase();
-        return Err(differs("train.optimizer", name(saved), name(now)));
-    }
-    if saved.model.precision != now.model.precision {
-        let name = |c: &Config| format!("{:?}", c.model.precision).to_lowercase();
-        return Err(differs("model.precision", name(saved), name(now)));
+    if let Some((key, was, is)) = saved.differences(now).into_iter().find(|(k, _, _)| fixed(k)) {
+        bail!(
+            "--resume {}: {key} = {is} differs from the run's {was}; a resumed run keeps what its \
+             checkpoint was made with and its data (start a new run, with --init for its weights)",
+            dir.display()
+        );
     }
     Ok(())
 }

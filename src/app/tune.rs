@@ -10,7 +10,7 @@ use anyhow::Context;
 use super::backend::open_gpu;
 use super::output::write_json;
 use super::RunArgs;
-use crate::backend::gpu::autotune::cache::{default_path, foreign, AutotuneError};
+use crate::backend::gpu::autotune::cache::{default_path, foreign, AutotuneError, ShapeKey};
 use crate::backend::gpu::autotune::shapes::mlp_step_gemms;
 use crate::backend::gpu::autotune::{AutotuneMode, TuneResult};
 use crate::backend::gpu::GpuBackend;
@@ -52,7 +52,7 @@ pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
     );
     let mut results = Vec::with_capacity(shapes.len());
     for g in &shapes {
-        let r = gpu.tune_shape(g).with_context(|| format!("tuning {g:?}"))?;
+        let r = gpu.tune_shape(g).with_context(|| format!("tuning {}", ShapeKey::of(g).label()))?;
         print!("{}", table(&r));
         results.push(r);
     }

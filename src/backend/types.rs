@@ -115,9 +115,11 @@ pub fn check_len(op: &'static str, operand: &'static str, have: usize, need: usi
     Ok(())
 }
 
-/// Elements of the stored operands of a [`Gemm`]: `(len A, len B, len C)`.
+/// Elements of the stored operands of a [`Gemm`]: `(len A, len B, len C)`, `usize::MAX` for
+/// one that overflows (no buffer holds it: [`check_len`] and allocation refuse it).
 pub fn gemm_lens(g: &Gemm) -> (usize, usize, usize) {
-    (g.m * g.k, g.k * g.n, g.m * g.n)
+    let len = |a: usize, b: usize| a.checked_mul(b).unwrap_or(usize::MAX);
+    (len(g.m, g.k), len(g.k, g.n), len(g.m, g.n))
 }
 
 /// The hyperparameters of one [`super::Backend::momentum_update`]:

@@ -80,6 +80,12 @@ impl DirSpec {
     }
 }
 
+/// The largest twin rescale: a unit scaled by c and its outgoing weights by 1/c compute the same
+/// function in exact arithmetic, but in f32 the loss of a twin scaled past 10^4 per layer is no
+/// longer the same to rounding (the scales compound across layers), and past ~10^19 it overflows
+/// to NaN.
+pub const MAX_RESCALE: f64 = 1e4;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LandscapeConfig {
@@ -111,7 +117,8 @@ pub struct LandscapeConfig {
     pub contours: usize,
     /// Twin: permute the hidden units.
     pub permute: bool,
-    /// Twin: per-unit scales log-uniform in [1/rescale, rescale] (1 = off; ReLU, identity).
+    /// Twin: per-unit scales log-uniform in [1/rescale, rescale] (1 = off; ReLU, identity; at
+    /// most [`MAX_RESCALE`]).
     pub rescale: f64,
     /// Twin: flip the sign of a random half of the units (tanh, identity).
     pub sign_flips: bool,
@@ -198,10 +205,10 @@ impl LandscapeConfig {
         if self.chunk == 0 {
             return Err(bad("landscape.chunk", "must be ≥ 1".into()));
         }
-        if !(self.rescale.is_finite() && self.rescale >= 1.0) {
+        if !(self.rescale >= 1.0 && self.rescale <= MAX_RESCALE) {
             return Err(bad(
                 "landscape.rescale",
-                format!("must be ≥ 1 (1 = off), got {}", self.rescale),
+                format!("must be in [1, {MAX_RESCALE}] (1 = off), got {}", self.rescale),
             ));
         }
         Ok(())

@@ -36,7 +36,9 @@ pub use rnn::{
     DEPTH_DEFAULT_TOML, RNN_DEFAULT_TOML,
 };
 pub use sweep::{SweepConfig, SweepPolicy};
-pub use train::{BatchSize, LrSchedule, MonitorConfig, OptimizerKind, Shuffle, TrainConfig};
+pub use train::{
+    loss_scale_problem, BatchSize, LrSchedule, MonitorConfig, OptimizerKind, Shuffle, TrainConfig,
+};
 
 /// The embedded default: `batchscope sweep` with no config runs this.
 pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
@@ -128,6 +130,33 @@ impl Config {
     /// The resolved config as TOML (written to every run directory).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialise config: {e}\n"))
+    }
+
+    /// The dotted keys (`section.key`) whose values differ between `self` and `other`, with
+    /// each one's value in `self` and in `other` as TOML text (`-` where a key is absent).
+    pub fn differences(&self, other: &Config) -> Vec<(String, String, String)> {
+        let table = |c: &Config| toml::Table::try_from(c).unwrap_or_default();
+        let (a, b) = (table(self), table(other));
+        let show = |v: Option<&toml::Value>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let mut out = Vec::new();
+        let sections: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for section in sections {
+            let (sa, sb) = (a.get(section), b.get(section));
+            match (sa.and_then(|v| v.as_table()), sb.and_then(|v| v.as_table())) {
+                (Some(ta), Some(tb)) => {
+                    let keys: std::collections::BTreeSet<&String> = ta.keys().chain(tb.keys()).collect();
+                    for key in keys {
+                        let (va, vb) = (ta.get(key), tb.get(key));
+                        if va != vb {
+                            out.push((format!("{section}.{key}"), show(va), show(vb)));
+                        }
+                    }
+                }
+                _ if sa != sb => out.push((section.clone(), show(sa), show(sb))),
+                _ => {}
+            }
+        }
+        out
     }
 
     /// Layer sizes of the model: data inputs, hidden widths, data outputs.

@@ -123,6 +123,15 @@ pub struct TrainConfig {
 pub const DEFAULT_LOSS_SCALE: f32 = 65536.0;
 pub const DEFAULT_GROWTH_INTERVAL: u32 = 2000;
 
+/// Why `s` cannot be a loss scale, or `None` when it can: it must be a normal f32, at least
+/// 2^-126 (f32's smallest normal), so that 1/S, which unscales every gradient, is finite too.
+pub fn loss_scale_problem(s: f32) -> Option<String> {
+    match s.is_finite() && s >= f32::MIN_POSITIVE && (1.0 / s).is_finite() {
+        true => None,
+        false => Some(format!("must be finite and ≥ 2^-126 ({:e}), got {s}", f32::MIN_POSITIVE)),
+    }
+}
+
 fn is_default_loss_scale(v: &f32) -> bool {
     *v == DEFAULT_LOSS_SCALE
 }

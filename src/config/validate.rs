@@ -126,11 +126,8 @@ impl Config {
         }
         check.non_negative("train.clip_norm", t.clip_norm, "must be ≥ 0 (0 = off)")?;
         check.non_negative("train.clip_value", t.clip_value, "must be ≥ 0 (0 = off)")?;
-        if !(t.loss_scale.is_finite() && t.loss_scale > 0.0) {
-            return Err(bad(
-                "train.loss_scale",
-                format!("must be finite and > 0, got {}", t.loss_scale),
-            ));
+        if let Some(why) = super::train::loss_scale_problem(t.loss_scale) {
+            return Err(bad("train.loss_scale", why));
         }
         check.at_least_one("train.loss_scale_growth_interval", t.loss_scale_growth_interval)?;
         if !(0.0..1.0).contains(&t.target_val_error) {

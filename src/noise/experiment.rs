@@ -17,6 +17,7 @@ use crate::curvature::budget::{budget_examples, budget_note, HESSIAN_WORK_BUDGET
 use crate::curvature::CurvatureError;
 use crate::data::device::DeviceDataset;
 use crate::error::domain_error;
+use crate::stats::Running;
 use crate::model::Mlp;
 
 domain_error! {
@@ -180,7 +181,7 @@ pub fn measure_with<B: Backend>(
     let mut r = ChaCha8Rng::seed_from_u64(args.seed);
     let mut rows = Vec::new();
     // dᵀHd over the single-example draws (tr(HΣ) estimate).
-    let mut dhd = Vec::new();
+    let mut dhd = Running::default();
     let mut apply_h = |v: &[f64]| -> Result<Option<f64>, CurvatureError> {
         use crate::curvature::SymOp;
         match hess.as_mut() {
@@ -198,8 +199,8 @@ pub fn measure_with<B: Backend>(
     let mut n = 1;
     while n <= cap(args, n_total) as usize {
         bar.set_message(format!("minibatch size n = {n}, {} draws", args.draws));
-        // Grown as the draws come (a huge `--draws` runs long; it must not reserve up front).
-        let (mut errs, mut norms) = (Vec::new(), Vec::new());
+        // Running statistics: memory stays flat however many draws (`--draws` is any usize).
+        let (mut errs, mut norms) = (Running::default(), Running::default());
         for _ in 0..args.draws {
             // With replacement: the i.i.d. minibatch of the theory.
             let idx: Vec<u32> = (0..n).map(|_| r.random_range(0..n_total as u32)).collect();
@@ -215,16 +216,14 @@ pub fn measure_with<B: Backend>(
             bar.inc(n as u64 + GRAD_OVERHEAD);
             norms.push(gn.iter().map(|v| v * v).sum::<f64>());
         }
-        let k = errs.len() as f64;
-        let mean = errs.iter().sum::<f64>() / k;
-        let sd = (errs.iter().map(|e| (e - mean) * (e - mean)).sum::<f64>() / (k - 1.0).max(1.0)).sqrt();
+        let (mean, sd) = (errs.mean(), errs.sample_sd());
         rows.push(NoiseRow {
             n,
             draws: args.draws,
             mean_sq_error: mean,
             sd_sq_error: sd,
             std_error: mean.sqrt(),
-            mean_sq_norm: norms.iter().sum::<f64>() / k,
+            mean_sq_norm: norms.mean(),
             relative_cost: n as f64,
             error_reduction: 0.0,
         });
@@ -248,7 +247,7 @@ pub fn measure_with<B: Backend>(
         }
         _ => None,
     };
-    let trace_h_sigma = (!dhd.is_empty()).then(|| dhd.iter().sum::<f64>() / dhd.len() as f64);
+    let trace_h_sigma = (dhd.count() > 0).then(|| dhd.mean());
     let b_noise = match (trace_h_sigma, g_h_g) {
         (Some(t), Some(ghg)) if ghg > 0.0 => Some(t / ghg),
         _ => None,

@@ -46,7 +46,7 @@ pub fn csv_rows(backend: &str, p: &BatchProfile, peaks: &Peaks) -> Vec<Vec<Cell>
         .map(|g| {
             vec![
                 Cell::Text(backend.into()),
-                Cell::Int(p.batch as i64),
+                Cell::from(p.batch),
                 Cell::Text(g.group.clone()),
                 Cell::Num(g.calls_per_step),
                 Cell::Num(g.us_per_step),

@@ -152,6 +152,16 @@ mod tests {
     use super::*;
     use crate::report::TestDir;
 
+    /// Counts past i64 (a batch size of 2^63 from a crafted flag) print as what they are, not
+    /// as the negative numbers an `as i64` cast made of them.
+    #[test]
+    fn counts_past_i64_keep_their_value() {
+        for v in [u64::MAX, 1 << 63, (1 << 63) - 1, 0] {
+            assert_eq!(Cell::from(v).field(), v.to_string());
+            assert_eq!(Cell::from(v as usize).field(), v.to_string());
+        }
+    }
+
     #[test]
     fn quoting_follows_rfc4180() {
         let rows = vec![

@@ -78,22 +78,62 @@ impl<B: Backend> MixedState<B> {
         Ok(())
     }
 
-    /// Restore the scaler state from checkpoint metadata. `false` (state untouched, the scale
-    /// fresh from the config) when the checkpoint predates the saved state or any key is
-    /// malformed.
-    pub fn load_meta(&mut self, b: &B, meta: &BTreeMap<String, String>) -> Result<bool> {
-        let parsed: Option<Vec<f32>> = META_KEYS
-            .iter()
-            .map(|k| meta.get(*k).and_then(|v| v.parse::<f32>().ok()).filter(|v| v.is_finite()))
-            .collect();
-        let Some(v) = parsed else { return Ok(false) };
+    /// Restore the scaler state from checkpoint metadata: `Ok(false)` (state untouched, the
+    /// scale fresh from the config) when the checkpoint predates the saved state (no key of
+    /// [`META_KEYS`]); a key that is there but malformed or out of range is an error naming it.
+    pub fn load_meta(
+        &mut self,
+        b: &B,
+        meta: &BTreeMap<String, String>,
+    ) -> std::result::Result<bool, MetaError> {
+        let Some([scale, clean, skipped]) = parse_meta(meta)? else { return Ok(false) };
         let mut state = vec![0.0; scaler::LEN];
-        state[scaler::SCALE] = v[0];
-        state[scaler::CLEAN] = v[1];
-        state[scaler::SKIPPED] = v[2];
-        b.write(&mut self.scaler, &state)?;
+        state[scaler::SCALE] = scale;
+        state[scaler::CLEAN] = clean;
+        state[scaler::SKIPPED] = skipped;
+        b.write(&mut self.scaler, &state).map_err(MetaError::Backend)?;
         Ok(true)
     }
+}
+
+/// Why a checkpoint's scaler state cannot be restored.
+#[derive(Debug)]
+pub enum MetaError {
+    /// A key of [`META_KEYS`] that is missing (when others are there), malformed or out of range.
+    Bad { key: &'static str, why: String },
+    Backend(crate::backend::BackendError),
+}
+
+/// The most a step count held in the f32 scaler state counts exactly (2^24).
+const MAX_COUNT: f32 = 16_777_216.0;
+
+/// The scaler state of checkpoint metadata: `None` when it holds none of [`META_KEYS`], else
+/// `[scale, clean steps, skipped steps]`, each checked (the scale as `train.loss_scale` is,
+/// the counts whole numbers in [0, 2^24]).
+pub fn parse_meta(
+    meta: &BTreeMap<String, String>,
+) -> std::result::Result<Option<[f32; 3]>, MetaError> {
+    if META_KEYS.iter().all(|k| !meta.contains_key(*k)) {
+        return Ok(None);
+    }
+    let mut out = [0.0f32; 3];
+    for (slot, &key) in out.iter_mut().zip(META_KEYS.iter()) {
+        let bad = |why: String| MetaError::Bad { key, why };
+        let text = meta.get(key).ok_or_else(|| bad("missing while the other scaler keys are there".into()))?;
+        let v: f32 = text.trim().parse().map_err(|_| bad(format!("not a number: {text:?}")))?;
+        let problem = match key {
+            "amp.loss_scale" => crate::config::loss_scale_problem(v),
+            _ if !(v.is_finite() && v >= 0.0 && v <= MAX_COUNT && v.fract() == 0.0) => {
+                Some(format!("must be a whole number in [0, 2^24], got {text}"))
+            }
+            _ => None,
+        };
+        if let Some(why) = problem {
+            return Err(bad(why));
+        }
+        *slot = v;
+    }
+    Ok(Some(out))
 }
 
 /// Forward, loss (and the step's minibatch sums), backward in mixed precision with every

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::amp::MetaError;
 use super::checkpoint::{self, Checkpoint, NamedTensor};
 use super::step::TrainState;
 use super::{TrainError, TrainOptions};
@@ -98,7 +99,14 @@ impl<B: Backend> Checkpointer<B> {
             load_into(b, &ck, path, "optimizer.velocity.", v)?;
         }
         if let Some(m) = st.mixed.as_mut() {
-            if !m.load_meta(b, &ck.metadata)? {
+            let restored = m.load_meta(b, &ck.metadata).map_err(|e| match e {
+                MetaError::Bad { key, why } => TrainError::Setup(format!(
+                    "checkpoint {}: metadata `{key}` {why}",
+                    path.display()
+                )),
+                MetaError::Backend(e) => e.into(),
+            })?;
+            if !restored {
                 log::warn!(
                     "notice: {} holds no loss-scaler state (written before it was saved); the f16 run resumes with a fresh scale (train.loss_scale)",
                     path.display()
@@ -133,6 +141,20 @@ impl<B: Backend> Checkpointer<B> {
             prog.evals_since_best = 0;
         }
         self.last_good = Some(self.last_path.clone());
+        Ok(())
+    }
+
+    /// On a resume that goes on (its checkpoint restored, steps left): rewrite the run's
+    /// config.toml when the resume's `--set` changed how the run goes on (more epochs, say), so
+    /// that the file describes the run being continued and a plain `--resume` after an
+    /// interruption goes on the same way. What the checkpoint holds cannot differ (the command
+    /// refused that before).
+    pub fn describe_continuation(&self, cfg: &Config) -> Result<(), TrainError> {
+        let Some(dir) = self.last_path.parent() else { return Ok(()) };
+        let (path, text) = (dir.join("config.toml"), cfg.to_toml());
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            crate::report::atomic::write_atomic(&path, text.as_bytes())?;
+        }
         Ok(())
     }
 

@@ -117,6 +117,9 @@ pub fn run_train_ranks<'a, B: Backend>(
     if opts.resume && !plan.has_steps_after(&prog) {
         return Err(TrainError::AlreadyComplete { step: prog.step, reason: plan.end_reason(&prog) });
     }
+    if root && opts.resume {
+        ckpt.describe_continuation(cfg)?;
+    }
     let metrics = if root { Some(ckpt.open_metrics(opts, &prog)?) } else { None };
     // Minibatch buffers and monitors.
     let bt = BatchBuffers::new(b, split.rows(), model.inputs(), cfg.data_outputs())?;

@@ -126,7 +126,11 @@ impl GpuDevice {
 
     /// A zeroed storage buffer of `len` 4-byte elements.
     pub fn alloc(&self, what: &str, len: usize) -> Result<RawBuf> {
-        let bytes = ((len.max(1) * 4) as u64).next_multiple_of(16);
+        // A length whose bytes overflow is larger than any limit (refused just below).
+        let bytes = (len.max(1) as u64)
+            .checked_mul(4)
+            .and_then(|b| b.checked_next_multiple_of(16))
+            .unwrap_or(u64::MAX);
         self.ctx.check_buffer_size(what, bytes)?;
         let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {

@@ -1,7 +1,8 @@
 //! The autotune cache file: the chosen matmul candidate per (adapter, driver, backend, shape),
 //! with the timings that chose it. JSON, version-stamped, written atomically (a temporary file
-//! renamed over the old one). A corrupt or stale file is reported once and rebuilt, never an
-//! error: tuning only ever changes which kernel runs.
+//! renamed over the old one). A cache file with corrupt or older entries is reported once and
+//! rebuilt, never an error: tuning only ever changes which kernel runs. A file at the path that
+//! does not parse whole as a cache (or is a newer build's cache) is never overwritten.
 //!
 //! Location: `$BATCHSCOPE_AUTOTUNE_CACHE`, else `$XDG_CACHE_HOME/batchscope/autotune.json`, else
 //! `~/.cache/batchscope/autotune.json` (`%LOCALAPPDATA%` on Windows).
@@ -104,7 +105,7 @@ pub struct CandidateTime {
 }
 
 /// The largest cache file read (entries are a few hundred bytes each).
-const MAX_CACHE_BYTES: u64 = 64 << 20;
+pub(super) const MAX_CACHE_BYTES: u64 = 64 << 20;
 
 /// The choice for one (device, shape).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,35 +138,73 @@ pub struct Loaded {
     pub foreign: Option<String>,
 }
 
+/// What is at a cache path.
+enum AtPath {
+    /// Nothing: the first save creates it.
+    Missing,
+    /// A file that is no cache this build may replace, and why.
+    Foreign(String),
+    /// A cache file (this version's or an older one's), with its text.
+    Cache(String),
+}
+
 /// Why the file at `path` must not be replaced by a cache, or `None` when it may be: it is
-/// missing, or a regular file that begins as every cache file does (`{"version"`), whole or
-/// truncated, of this version or another. Anything else (a checkpoint, a metrics file, a
-/// directory, a device) is somebody else's file, and a cache path that names it is a mistake.
+/// missing, or it parses whole as a cache file — a JSON object with exactly the keys `version`
+/// (this build's or older) and `entries` (a list). Anything else is somebody else's file (a
+/// checkpoint, an editor's `launch.json`, a directory) or a newer batchscope's cache, and a
+/// cache path that names it is a mistake: it is refused, never rebuilt.
 pub fn foreign(path: &Path) -> Option<String> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => Some(format!("cannot inspect it: {e}")),
-        Ok(m) if !m.is_file() => Some("not a regular file".to_string()),
-        Ok(_) => match head(path) {
-            Err(e) => Some(format!("cannot read it: {e}")),
-            Ok(bytes) if looks_like_cache(&bytes) => None,
-            Ok(_) => Some("not an autotune cache file".to_string()),
-        },
+    match inspect(path) {
+        AtPath::Foreign(why) => Some(why),
+        AtPath::Missing | AtPath::Cache(_) => None,
     }
 }
 
-/// The first 64 bytes of `path` (all that [`looks_like_cache`] reads).
-fn head(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::with_capacity(64);
-    std::fs::File::open(path)?.take(64).read_to_end(&mut bytes)?;
-    Ok(bytes)
+fn inspect(path: &Path) -> AtPath {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return AtPath::Missing,
+        Err(e) => return AtPath::Foreign(format!("cannot inspect it: {e}")),
+        Ok(m) if !m.is_file() => return AtPath::Foreign("not a regular file".to_string()),
+        Ok(_) => {}
+    }
+    let text = match crate::bounded_read::read_to_string(path, MAX_CACHE_BYTES) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return AtPath::Missing,
+        Err(e) => return AtPath::Foreign(format!("not an autotune cache file ({e})")),
+    };
+    match cache_shape(&text) {
+        Ok(()) => AtPath::Cache(text),
+        Err(why) => AtPath::Foreign(why),
+    }
 }
 
-/// Whether `bytes` begin as a cache file (`{` then the key `"version"`, whitespace aside).
-fn looks_like_cache(bytes: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(bytes);
-    text.trim_start().strip_prefix('{').is_some_and(|rest| rest.trim_start().starts_with("\"version\""))
+/// `Ok` when `text` is shaped as a cache file of this version or an older one (its entries are
+/// checked by [`TuneCache::from_json`]); `Err` says what it is instead.
+fn cache_shape(text: &str) -> Result<(), String> {
+    let not_cache = |what: &str| Err(format!("not an autotune cache file ({what})"));
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => return not_cache("not JSON"),
+    };
+    let Some(object) = value.as_object() else {
+        return not_cache("not a JSON object");
+    };
+    if let Some(key) = object.keys().find(|k| !matches!(k.as_str(), "version" | "entries")) {
+        return not_cache(&format!("a key `{key}`"));
+    }
+    let version = match object.get("version").map(|v| v.as_u64()) {
+        Some(Some(v)) => v,
+        _ => return not_cache("no whole-number `version`"),
+    };
+    if !object.get("entries").is_some_and(|e| e.is_array()) {
+        return not_cache("no `entries` list");
+    }
+    if version > u64::from(CACHE_VERSION) {
+        return Err(format!(
+            "an autotune cache of version {version}, newer than this build's {CACHE_VERSION}"
+        ));
+    }
+    Ok(())
 }
 
 impl TuneCache {
@@ -192,23 +231,23 @@ impl TuneCache {
         text
     }
 
-    /// Read `path`: a missing file is an empty cache; a corrupt or stale cache file is an empty
-    /// cache with a warning (the next save rebuilds the file); a file that is no cache at all
-    /// ([`foreign`]) is an empty cache with a warning, and left as it is.
+    /// Read `path`: a missing file is an empty cache; a cache file whose entries are corrupt or
+    /// of an older version is an empty cache with a warning (the next save rebuilds the file); a
+    /// file that is no cache of this build's ([`foreign`]) is an empty cache with a warning, and
+    /// left as it is.
     pub fn load(path: &Path) -> Loaded {
         let empty =
             |warning: Option<String>, foreign| Loaded { cache: TuneCache::default(), warning, foreign };
-        if let Some(why) = foreign(path) {
-            let w = format!(
-                "{} is {why}: left as it is, the choices hold for this run only",
-                path.display()
-            );
-            return empty(Some(w), Some(why));
-        }
-        match crate::bounded_read::read_to_string(path, MAX_CACHE_BYTES) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => empty(None, None),
-            Err(e) => empty(Some(format!("cannot read {}: {e}; rebuilding it", path.display())), None),
-            Ok(text) => match TuneCache::from_json(&text) {
+        match inspect(path) {
+            AtPath::Missing => empty(None, None),
+            AtPath::Foreign(why) => {
+                let w = format!(
+                    "{} is {why}: left as it is, the choices hold for this run only",
+                    path.display()
+                );
+                empty(Some(w), Some(why))
+            }
+            AtPath::Cache(text) => match TuneCache::from_json(&text) {
                 Ok(cache) => Loaded { cache, warning: None, foreign: None },
                 Err(why) => {
                     empty(Some(format!("ignoring {} ({why}); rebuilding it", path.display())), None)

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::matmul::{choose, launch_of, tile_launch, Launch, MatmulVariant, SKINNY_MAX_K};
 use super::tile::{TileCfg, TILES};
 use super::{GpuBackend, GpuDevice};
-use crate::backend::{Gemm, Result};
+use crate::backend::{BackendError, Gemm, Result};
 pub use cache::{default_path, AutotuneError, CandidateTime, DeviceKey, Entry, ShapeKey, TuneCache};
 
 /// How the GPU backend picks matmul kernels (`gpu.autotune`).
@@ -252,7 +252,13 @@ impl Autotuner {
             true => cands.first().copied().unwrap_or(Candidate::HalfPacked),
             false => Candidate::default_for(g),
         };
-        let choice = pick(default, &times).unwrap_or(default);
+        // No candidate ran: nothing was measured, so nothing is cached.
+        let Some(choice) = pick(default, &times) else {
+            return Err(BackendError::Invalid {
+                op: "autotune",
+                message: format!("no candidate ran the product {}", shape.label()),
+            });
+        };
         let timings = times
             .iter()
             .filter_map(|&(c, t)| t.map(|ms| CandidateTime { candidate: c.name(), ms }))

@@ -126,18 +126,45 @@ fn a_file_that_is_no_cache_is_never_overwritten() {
     let mut cache = TuneCache::default();
     cache.insert(entry(&device("x"), &Gemm::nn(1, 2, 3), "skinny"));
     let checkpoint: &[u8] = b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}\xff\xfe";
-    for bytes in [checkpoint, b"[]", b"{\"step\": 1, \"loss\": 0.5}\n", b"\x00\x01garbage"] {
+    // Files that begin as a cache does but are none: an editor's launch.json, a record with a
+    // `version` key, a cache cut short (caches are written whole, by rename), a newer build's.
+    let launch: &[u8] = b"{\n  \"version\": \"0.2.0\",\n  \"configurations\": []\n}\n";
+    let versioned: &[u8] = b"{\"version\":7,\"name\":\"x\"}";
+    let cut: &[u8] = b"{\"version\": 1, \"entries\": [";
+    let newer: &[u8] = b"{\"version\": 999, \"entries\": []}";
+    let no_entries: &[u8] = b"{\"version\": 1}";
+    let cases: [(&[u8], &str); 9] = [
+        (checkpoint, "not an autotune cache"),
+        (b"[]", "not an autotune cache"),
+        (b"{\"step\": 1, \"loss\": 0.5}\n", "not an autotune cache"),
+        (b"\x00\x01garbage", "not an autotune cache"),
+        (launch, "not an autotune cache"),
+        (versioned, "not an autotune cache"),
+        (cut, "not an autotune cache"),
+        (newer, "version 999, newer than"),
+        (no_entries, "not an autotune cache"),
+    ];
+    for (bytes, expected) in cases {
         std::fs::write(&path, bytes).expect("write");
         let loaded = TuneCache::load(&path);
         assert!(loaded.cache.is_empty());
         let why = loaded.foreign.expect("foreign");
-        assert!(why.contains("not an autotune cache"), "{why}");
+        assert!(why.contains(expected), "{why}");
         let w = loaded.warning.expect("one warning");
         assert!(w.contains("left as it is"), "{w}");
         let err = cache.save(&path).expect_err("refused").to_string();
         assert!(err.contains("refusing to overwrite") && !err.contains('\n'), "{err}");
         assert_eq!(std::fs::read(&path).expect("read"), bytes, "the file is unchanged");
     }
+    // A file larger than any cache (sparse: no disk is used), even one that begins as a cache.
+    std::fs::write(&path, b"{\"version\": 1, \"entries\": []}").expect("write");
+    let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+    file.set_len(cache::MAX_CACHE_BYTES + 1).expect("grow");
+    drop(file);
+    let why = TuneCache::load(&path).foreign.expect("foreign");
+    assert!(why.contains("larger than"), "{why}");
+    assert!(cache.save(&path).is_err());
+    assert_eq!(std::fs::metadata(&path).expect("stat").len(), cache::MAX_CACHE_BYTES + 1);
     // A directory at the path.
     std::fs::remove_file(&path).expect("rm");
     std::fs::create_dir_all(&path).expect("mkdir");
@@ -154,8 +181,8 @@ fn corrupt_stale_and_missing_files_are_rebuilt_without_error() {
     assert!(missing.cache.is_empty() && missing.warning.is_none(), "a missing file is no news");
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     for (text, why) in [
-        ("{\"version\": 1, \"entries\": [", "not a cache file"),
-        ("  {\n  \"version\": 1, \"entries\": [{]}", "not a cache file"),
+        ("{\"version\": 1, \"entries\": [{\"choice\": 3}]}", "not a cache file"),
+        ("  {\n  \"entries\": [1, 2],  \"version\": 1}", "not a cache file"),
         ("{\"version\": 0, \"entries\": []}", "version 0"),
     ] {
         std::fs::write(&path, text).expect("write");
