@@ -136,7 +136,12 @@ mod tests {
         v.iter().for_each(|&x| r.push(x));
         assert_eq!(r.count(), 1000);
         assert_eq!(r.mean().to_bits(), mean(&v).to_bits(), "the same sum, the same bits");
-        assert!((r.sample_sd() - std_dev(&v)).abs() <= 1e-9 * std_dev(&v), "{} {}", r.sample_sd(), std_dev(&v));
+        assert!(
+            (r.sample_sd() - std_dev(&v)).abs() <= 1e-9 * std_dev(&v),
+            "{} {}",
+            r.sample_sd(),
+            std_dev(&v)
+        );
         let mut one = Running::default();
         assert_eq!((one.mean(), one.sample_sd()), (0.0, 0.0));
         one.push(3.0);

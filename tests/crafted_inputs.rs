@@ -175,9 +175,12 @@ fn a_malformed_npy_header_is_one_short_error_line() {
 fn landscape_coefficients_past_f32_are_config_errors() {
     let d = tmpdir("landscape-range");
     // A twin rescaled by up to 10^30 per unit filled the landscape's files with NaN.
-    for set in
-        ["landscape.range=1e308", "landscape.margin=1e300", "landscape.range=1e16", "landscape.rescale=1e30"]
-    {
+    for set in [
+        "landscape.range=1e308",
+        "landscape.margin=1e300",
+        "landscape.range=1e16",
+        "landscape.rescale=1e30",
+    ] {
         let key = set.split('=').next().unwrap_or_default();
         let out = d.join(key);
         let o = run(&["landscape", "--backend", "cpu", "--quiet", "--set", set, "--out", s(&out)]);
@@ -431,7 +434,16 @@ fn loss_scales_out_of_range_are_refused_by_key() {
         assert!(original.metadata.contains_key(key), "an f16 checkpoint saves {key}");
     }
     let resume = || {
-        run(&["train", "--resume", s(&run_dir), "--backend", "cpu", "--quiet", "--set", "train.epochs=2"])
+        run(&[
+            "train",
+            "--resume",
+            s(&run_dir),
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--set",
+            "train.epochs=2",
+        ])
     };
     for (key, value) in [
         ("amp.loss_scale", "0"),

@@ -82,10 +82,7 @@ fn write_outputs(s: &NoiseSummary, dir: &std::path::Path) -> anyhow::Result<()> 
                 r.relative_cost,
                 r.error_reduction,
             ];
-            [Cell::from(r.n), Cell::from(r.draws)]
-                .into_iter()
-                .chain(nums.map(Cell::Num))
-                .collect()
+            [Cell::from(r.n), Cell::from(r.draws)].into_iter().chain(nums.map(Cell::Num)).collect()
         })
         .collect();
     write_csv(&dir.join("noise.csv"), &header, &rows)?;

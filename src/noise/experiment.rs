@@ -17,8 +17,8 @@ use crate::curvature::budget::{budget_examples, budget_note, HESSIAN_WORK_BUDGET
 use crate::curvature::CurvatureError;
 use crate::data::device::DeviceDataset;
 use crate::error::domain_error;
-use crate::stats::Running;
 use crate::model::Mlp;
+use crate::stats::Running;
 
 domain_error! {
     /// Why the noise experiment could not run (and the shared `Backend`, `Data`,

@@ -100,7 +100,10 @@ impl<B: Backend> MixedState<B> {
 #[derive(Debug)]
 pub enum MetaError {
     /// A key of [`META_KEYS`] that is missing (when others are there), malformed or out of range.
-    Bad { key: &'static str, why: String },
+    Bad {
+        key: &'static str,
+        why: String,
+    },
     Backend(crate::backend::BackendError),
 }
 
@@ -110,16 +113,15 @@ const MAX_COUNT: f32 = 16_777_216.0;
 /// The scaler state of checkpoint metadata: `None` when it holds none of [`META_KEYS`], else
 /// `[scale, clean steps, skipped steps]`, each checked (the scale as `train.loss_scale` is,
 /// the counts whole numbers in [0, 2^24]).
-pub fn parse_meta(
-    meta: &BTreeMap<String, String>,
-) -> std::result::Result<Option<[f32; 3]>, MetaError> {
+pub fn parse_meta(meta: &BTreeMap<String, String>) -> std::result::Result<Option<[f32; 3]>, MetaError> {
     if META_KEYS.iter().all(|k| !meta.contains_key(*k)) {
         return Ok(None);
     }
     let mut out = [0.0f32; 3];
     for (slot, &key) in out.iter_mut().zip(META_KEYS.iter()) {
         let bad = |why: String| MetaError::Bad { key, why };
-        let text = meta.get(key).ok_or_else(|| bad("missing while the other scaler keys are there".into()))?;
+        let text =
+            meta.get(key).ok_or_else(|| bad("missing while the other scaler keys are there".into()))?;
         let v: f32 = text.trim().parse().map_err(|_| bad(format!("not a number: {text:?}")))?;
         let problem = match key {
             "amp.loss_scale" => crate::config::loss_scale_problem(v),

@@ -100,10 +100,9 @@ impl<B: Backend> Checkpointer<B> {
         }
         if let Some(m) = st.mixed.as_mut() {
             let restored = m.load_meta(b, &ck.metadata).map_err(|e| match e {
-                MetaError::Bad { key, why } => TrainError::Setup(format!(
-                    "checkpoint {}: metadata `{key}` {why}",
-                    path.display()
-                )),
+                MetaError::Bad { key, why } => {
+                    TrainError::Setup(format!("checkpoint {}: metadata `{key}` {why}", path.display()))
+                }
                 MetaError::Backend(e) => e.into(),
             })?;
             if !restored {
