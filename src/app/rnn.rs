@@ -250,7 +250,7 @@ pub fn report(
             Cell::Num(s.grad_threshold),
             Cell::from(s.large_grad_steps),
             Cell::from(s.spikes_after_large_grad),
-            s.diverged_at.map_or(Cell::Empty, |v| Cell::from(v)),
+            s.diverged_at.map_or(Cell::Empty, Cell::from),
             Cell::Num(s.steps_per_s),
         ]);
         table.row([

@@ -167,7 +167,7 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
                 Cell::Num(r.ms_per_step),
                 Cell::Num(r.lr),
                 Cell::Num(r.predicted_rel),
-                r.steps.map(|s| Cell::from(s)).unwrap_or(Cell::Empty),
+                r.steps.map_or(Cell::Empty, Cell::from),
                 r.seconds.map(Cell::Num).unwrap_or(Cell::Empty),
                 Cell::Text(r.reached.to_string()),
                 r.measured_rel.map(Cell::Num).unwrap_or(Cell::Empty),

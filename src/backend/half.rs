@@ -26,6 +26,9 @@ pub fn half_words(len: usize) -> usize {
     len.div_ceil(2)
 }
 
+/// One tensor of [`HalfOps::to_half_all`]: `(n, x: [n] f32, out: [n] half)`.
+pub type ToHalf<'a, B> = (usize, &'a B, &'a mut HalfBuf<B>);
+
 /// Slots of the loss-scaler state buffer.
 pub mod scaler {
     /// The current loss scale S.
@@ -67,7 +70,7 @@ pub trait HalfOps {
     fn to_half(&self, n: usize, x: &Self::Buf, out: &mut HalfBuf<Self::Buf>) -> Result<()>;
     /// [`HalfOps::to_half`] of every `(n, x, out)` of `items` (an f16 forward pass's minibatch
     /// and weights; the GPU records four tensors per dispatch).
-    fn to_half_all(&self, items: &mut [(usize, &Self::Buf, &mut HalfBuf<Self::Buf>)]) -> Result<()> {
+    fn to_half_all(&self, items: &mut [ToHalf<'_, Self::Buf>]) -> Result<()> {
         for (n, x, out) in items.iter_mut() {
             self.to_half(*n, x, out)?;
         }

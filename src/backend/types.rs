@@ -118,7 +118,7 @@ pub fn check_len(op: &'static str, operand: &'static str, have: usize, need: usi
 /// Elements of the stored operands of a [`Gemm`]: `(len A, len B, len C)`, `usize::MAX` for
 /// one that overflows (no buffer holds it: [`check_len`] and allocation refuse it).
 pub fn gemm_lens(g: &Gemm) -> (usize, usize, usize) {
-    let len = |a: usize, b: usize| a.checked_mul(b).unwrap_or(usize::MAX);
+    let len = |a: usize, b: usize| a.saturating_mul(b);
     (len(g.m, g.k), len(g.k, g.n), len(g.m, g.n))
 }
 

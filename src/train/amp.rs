@@ -125,7 +125,7 @@ pub fn parse_meta(meta: &BTreeMap<String, String>) -> std::result::Result<Option
         let v: f32 = text.trim().parse().map_err(|_| bad(format!("not a number: {text:?}")))?;
         let problem = match key {
             "amp.loss_scale" => crate::config::loss_scale_problem(v),
-            _ if !(v.is_finite() && v >= 0.0 && v <= MAX_COUNT && v.fract() == 0.0) => {
+            _ if !((0.0..=MAX_COUNT).contains(&v) && v.fract() == 0.0) => {
                 Some(format!("must be a whole number in [0, 2^24], got {text}"))
             }
             _ => None,

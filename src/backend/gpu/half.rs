@@ -5,7 +5,7 @@ use super::device::RawBuf;
 use super::matmul::{fuses_serial_bias_grad, Epilogue as Store};
 use super::matmul_f16::{HalfKernel, HalfStore};
 use super::{amp, matmul_f16, update, GpuBackend, GpuBuf};
-use crate::backend::half::{half_words, HalfBuf, HalfOps, ScaleGrowth};
+use crate::backend::half::{half_words, HalfBuf, HalfOps, ScaleGrowth, ToHalf};
 use crate::backend::{
     check_len, half_epilogue, Epilogue, Gemm, MomentumStep, ParamUpdate, Result, UpdateRule,
 };
@@ -22,7 +22,7 @@ impl HalfOps for GpuBackend {
         matmul_f16::to_half(&self.dev, n, &x.0, &out.words.0)
     }
 
-    fn to_half_all(&self, items: &mut [(usize, &GpuBuf, &mut HalfBuf<GpuBuf>)]) -> Result<()> {
+    fn to_half_all(&self, items: &mut [ToHalf<'_, GpuBuf>]) -> Result<()> {
         for (n, _, out) in items.iter() {
             check_len("to_half", "out", out.len, *n)?;
         }

@@ -43,6 +43,19 @@ pub fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
     })
 }
 
+/// A new buffer holding `data` (`what` names it in errors): 4-byte elements (f32, u32).
+pub fn upload_pod<T: Pod>(dev: &GpuDevice, what: &'static str, data: &[T]) -> Result<RawBuf> {
+    let b = dev.alloc(what, data.len())?;
+    dev.write_bytes(&b, bytemuck::cast_slice(data))?;
+    Ok(b)
+}
+
+/// The 4-byte elements (f32, u32) of `src`, read back (a synchronisation point).
+pub fn read_pod<T: Pod>(dev: &GpuDevice, src: &RawBuf) -> Result<Vec<T>> {
+    let bytes = dev.read_bytes(src)?;
+    Ok(bytes.chunks_exact(4).map(bytemuck::pod_read_unaligned).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,17 +69,4 @@ mod tests {
             assert!(g[0] <= 65535 && g[1] <= 65535);
         }
     }
-}
-
-/// A new buffer holding `data` (`what` names it in errors): 4-byte elements (f32, u32).
-pub fn upload_pod<T: Pod>(dev: &GpuDevice, what: &'static str, data: &[T]) -> Result<RawBuf> {
-    let b = dev.alloc(what, data.len())?;
-    dev.write_bytes(&b, bytemuck::cast_slice(data))?;
-    Ok(b)
-}
-
-/// The 4-byte elements (f32, u32) of `src`, read back (a synchronisation point).
-pub fn read_pod<T: Pod>(dev: &GpuDevice, src: &RawBuf) -> Result<Vec<T>> {
-    let bytes = dev.read_bytes(src)?;
-    Ok(bytes.chunks_exact(4).map(bytemuck::pod_read_unaligned).collect())
 }
