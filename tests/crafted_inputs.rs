@@ -512,3 +512,95 @@ fn time_to_target_stops_at_the_training_set() {
     assert_eq!(batches, ["32", "64"], "only sizes ≤ n_train are timed and trained");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `profile` keeps `sweep.time_budget_s` as a sweep does: a million timed steps under a budget
+/// of a millisecond take one timed step per batch size (it once ran them all).
+#[test]
+fn the_profile_keeps_the_sweep_time_budget() {
+    let d = tmpdir("profile-budget");
+    let tiny = tiny_at(&d, 16);
+    let out = d.join("p");
+    let o = run(&[
+        "profile",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        s(&tiny),
+        "--batch",
+        "1",
+        "--batch",
+        "8",
+        "--set",
+        "sweep.timed_steps=1000000",
+        "--set",
+        "sweep.warmup_steps=1000000",
+        "--set",
+        "sweep.time_budget_s=0.001",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    let steps: Vec<u64> = summary["batches"]
+        .as_array()
+        .expect("batches")
+        .iter()
+        .map(|p| p["steps"].as_u64().expect("steps"))
+        .collect();
+    assert_eq!(steps, [1, 1], "one timed step per batch size past the budget");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A `file:` direction or `landscape.start` that does not load is one error line, naming the
+/// file once, before the config's model is trained (it came after the training, its cause
+/// repeated).
+#[test]
+fn a_landscape_direction_file_is_checked_before_training() {
+    let d = tmpdir("landscape-file");
+    let missing = d.join("missing.safetensors");
+    let garbage = d.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a checkpoint").expect("garbage");
+    let dirs = |p: &Path| format!("landscape.line_directions=[\"gradient\", \"file:{}\"]", s(p));
+    let start = |p: &Path| format!("landscape.start=\"{}\"", s(p));
+    for (i, set) in [dirs(&missing), dirs(&garbage), start(&missing)].into_iter().enumerate() {
+        let out = d.join(format!("out{i}"));
+        let o = run(&["landscape", "--backend", "cpu", "--quiet", "--set", &set, "--out", s(&out)]);
+        let name = if set.contains("garbage") { "garbage.safetensors" } else { "missing.safetensors" };
+        assert_clean_error(&o, &[name]);
+        let err = stderr(&o);
+        let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+        assert_eq!(line.matches(name).count(), 1, "the cause is said once: {line}");
+        assert!(!err.contains("trained"), "it trained first: {err}");
+        assert!(!out.exists(), "a refused run left its directory");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `RAYON_NUM_THREADS` of a million (or past 32 per core) is one error line at once; the run
+/// used to spawn the threads and stall for good. Values within the bound still run.
+#[test]
+fn a_thread_count_that_would_stall_is_refused() {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let d = tmpdir("rayon-threads");
+    let tiny = tiny_at(&d, 16);
+    for n in [1_000_000, 32 * cores + 1] {
+        let o = bin()
+            .env("RAYON_NUM_THREADS", n.to_string())
+            .args(["train", "--backend", "cpu", "--quiet", "--config", s(&tiny)])
+            .args(["--out", s(&d.join("refused"))])
+            .output()
+            .expect("run");
+        assert_clean_error(&o, &["RAYON_NUM_THREADS", &n.to_string(), "at most"]);
+        assert!(!d.join("refused").exists());
+    }
+    let o = bin()
+        .env("RAYON_NUM_THREADS", "3")
+        .args(["train", "--backend", "cpu", "--quiet", "--config", s(&tiny), "--out", s(&d.join("ok"))])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -2,6 +2,7 @@
 //! sizes: terminal tables, `profile.csv`, `profile.svg`, `summary.json`.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -11,7 +12,7 @@ use crate::profile::peaks::resolve;
 use crate::profile::probe::{measure_peaks, precision_peaks, RoofKind};
 use crate::profile::report::{csv_rows, peaks_line_of, stacked_bars, table, CSV_HEADER};
 use crate::profile::telemetry::{open_nvml, Telemetry};
-use crate::profile::{profile_batch, BatchProfile, Peaks, Profilable};
+use crate::profile::{profile_batch_until, BatchProfile, Peaks, Profilable};
 use crate::report::csv::write_csv;
 use crate::report::progress::batch_work;
 use crate::report::rundir::{create_run_dir, write_atomic};
@@ -99,9 +100,16 @@ fn profile_on<B: Profilable>(
     let mut rows = Vec::new();
     let work = batches.iter().fold(0u64, |w, &s| w.saturating_add(batch_work(s)));
     let bar = crate::report::progress::work_bar(progress, work, "profile");
+    // `sweep.time_budget_s` bounds the whole profile, as it bounds a sweep: past it, each batch
+    // size left gets one warm-up and one timed step.
+    let budget = cfg.sweep.time_budget_s;
+    let deadline = (budget > 0.0)
+        .then(|| Instant::now().checked_add(Duration::try_from_secs_f64(budget).ok()?))
+        .flatten();
     for &batch in batches {
         bar.set_message(format!("B = {batch}"));
-        let p = profile_batch(b, cfg, batch).with_context(|| format!("profiling B = {batch}"))?;
+        let p = profile_batch_until(b, cfg, batch, deadline)
+            .with_context(|| format!("profiling B = {batch}"))?;
         b.release_caches();
         bar.inc(batch_work(batch));
         bar.suspend(|| print!("{}", table(&p, &peaks)));

@@ -18,14 +18,21 @@ use crate::model::{Mlp, ParamSet};
 /// Why a direction (or the tensors of a checkpoint) could not be made.
 #[derive(Debug, Error)]
 pub enum LandscapeError {
+    /// Not a `source`: the message carries the checkpoint error, once.
     #[error("{0} (is it a checkpoint of this config's model?)")]
-    Checkpoint(#[from] CheckpointError),
+    Checkpoint(CheckpointError),
     #[error("landscape: the \"hessian\" direction needs Hessian-vector products, which exist for the MLP only")]
     NoHessian,
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
     Curvature(#[from] CurvatureError),
+}
+
+impl From<CheckpointError> for LandscapeError {
+    fn from(e: CheckpointError) -> Self {
+        LandscapeError::Checkpoint(e)
+    }
 }
 
 /// What a direction came with: `‖g‖` of the gradient; `λ` of the Hessian eigenvector, with the

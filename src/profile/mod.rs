@@ -19,5 +19,5 @@ pub mod wrapper;
 
 pub use hooks::{Profilable, TimingMethod};
 pub use peaks::{Bound, Peak, PeakSource, Peaks};
-pub use run::{profile_batch, BatchProfile, GroupStats};
+pub use run::{profile_batch, profile_batch_until, BatchProfile, GroupStats};
 pub use wrapper::Profiled;

@@ -133,12 +133,25 @@ fn accumulate(groups: &mut Vec<GroupStats>, calls: &[OpCall], times: &[(f64, f64
     }
 }
 
-/// Profile the training step of `cfg`'s model at `batch` on `b`.
+/// Profile the training step of `cfg`'s model at `batch` on `b`: `sweep.warmup_steps`, then
+/// `sweep.timed_steps` steps each run plain and profiled.
 pub fn profile_batch<B: Profilable>(
     b: &B,
     cfg: &Config,
     batch: usize,
 ) -> Result<BatchProfile, BackendError> {
+    profile_batch_until(b, cfg, batch, None)
+}
+
+/// [`profile_batch`] that stops warming up and timing once `deadline` is past (after one
+/// warm-up and one timed step at least; `steps` in the profile says how many were timed).
+pub fn profile_batch_until<B: Profilable>(
+    b: &B,
+    cfg: &Config,
+    batch: usize,
+    deadline: Option<std::time::Instant>,
+) -> Result<BatchProfile, BackendError> {
+    let past = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
     let p = Profiled::new(b);
     let spec = cfg.mlp_spec();
     let opt = Optimizer::of(&cfg.train);
@@ -160,17 +173,26 @@ pub fn profile_batch<B: Profilable>(
     };
     st.measure_grad_norm = false;
     let (lr, clip) = (1e-6, Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value });
-    for _ in 0..cfg.sweep.warmup_steps.max(1) {
+    for i in 0..cfg.sweep.warmup_steps.max(1) {
         st.record_step(&p, &x, &t, &opt, lr, &clip)?;
+        // Recording runs ahead of the device: wait for it now and then, so the clock is its.
+        if deadline.is_some() && i % 16 == 15 {
+            p.sync()?;
+            if past() {
+                break;
+            }
+        }
     }
     p.sync()?;
 
-    let steps = cfg.sweep.timed_steps.max(1);
+    let planned = cfg.sweep.timed_steps.max(1);
+    let mut steps = 0;
     let (mut plain, mut profiled, mut host) = (Vec::new(), Vec::new(), Vec::new());
     let (mut counts, mut ops_ns, mut untimed, mut op_calls) = ([0.0; 5], 0.0, 0, 0);
     let mut groups = Vec::new();
     let mut device_timed = true;
-    for _ in 0..steps {
+    while steps < planned {
+        steps += 1;
         let c0 = b.counters();
         let (ms, host_ms, dev, c1) =
             time_once(b, &mut || st.record_step(&p, &x, &t, &opt, lr, &clip), || b.counters())?;
@@ -194,6 +216,10 @@ pub fn profile_batch<B: Profilable>(
         ops_ns += times.iter().map(|t| t.1).sum::<f64>();
         accumulate(&mut groups, &calls, &times);
         profiled.push(ms);
+        if steps < planned && past() {
+            log::warn!("sweep.time_budget_s reached at B = {batch}: {steps} of {planned} timed steps");
+            break;
+        }
     }
     let n = steps as f64;
     for g in &mut groups {

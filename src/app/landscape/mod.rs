@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::backend::Backend;
-use crate::config::{Config, ConfigText, DataKind, LandscapeConfig, RnnConfig, LANDSCAPE_DEFAULT_TOML};
+use crate::config::{
+    Config, ConfigText, DataKind, DirSpec, LandscapeConfig, RnnConfig, LANDSCAPE_DEFAULT_TOML,
+};
 use crate::landscape::direction;
 use crate::landscape::objective::{MlpObjective, Objective, RnnObjective};
 use crate::landscape::symmetry::{mlp_twin, rnn_twin, TwinError, TwinSpec};
@@ -132,6 +134,19 @@ impl BackendTask for Landscape<'_> {
     }
 }
 
+/// Every file the slices read (`file:` directions, `landscape.start`) loads with the model's
+/// tensors: checked before any training, so a wrong path fails at once, not after it.
+fn check_files(lc: &LandscapeConfig, names: &[String], shapes: &[Vec<usize>]) -> anyhow::Result<()> {
+    let files = lc.line_dirs().into_iter().chain(lc.plane_dirs()).filter_map(|d| match d {
+        DirSpec::File(p) => Some(p),
+        _ => None,
+    });
+    for p in files.chain(lc.start.clone()) {
+        load_tensors(&p, names, shapes)?;
+    }
+    Ok(())
+}
+
 fn prepare<'a, B: Backend>(
     b: &'a B,
     model: &ModelCfg,
@@ -144,6 +159,7 @@ fn prepare<'a, B: Backend>(
         ModelCfg::Mlp(cfg) => {
             let mlp = Mlp::new(cfg.mlp_spec())?;
             let (names, shapes) = mlp.param_layout();
+            check_files(lc, &names, &shapes)?;
             let (end, origin) = match ckpt {
                 Some(p) => (load_tensors(p, &names, &shapes)?, format!("checkpoint {}", p.display())),
                 None => {
@@ -179,6 +195,7 @@ fn prepare<'a, B: Backend>(
         ModelCfg::Rnn(cfg) => {
             let rnn = Rnn::new(cfg.rnn_spec())?;
             let (names, shapes) = rnn.param_layout();
+            check_files(lc, &names, &shapes)?;
             let (end, origin) = match ckpt {
                 Some(p) => (load_tensors(p, &names, &shapes)?, format!("checkpoint {}", p.display())),
                 None => {
