@@ -150,7 +150,7 @@ enum AtPath {
 
 /// Why the file at `path` must not be replaced by a cache, or `None` when it may be: it is
 /// missing, or it parses whole as a cache file — a JSON object with exactly the keys `version`
-/// (this build's or older) and `entries` (a list). Anything else is somebody else's file (a
+/// (this build's or older) and `entries` (a list) — or is one cut short ([`cut_cache`]). Anything else is somebody else's file (a
 /// checkpoint, an editor's `launch.json`, a directory) or a newer batchscope's cache, and a
 /// cache path that names it is a mistake: it is refused, never rebuilt.
 pub fn foreign(path: &Path) -> Option<String> {
@@ -184,6 +184,8 @@ fn cache_shape(text: &str) -> Result<(), String> {
     let not_cache = |what: &str| Err(format!("not an autotune cache file ({what})"));
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
+        // A cache cut short (copied in part, a full disk): rebuilt, as a corrupt cache is.
+        Err(_) if cut_cache(text) => return Ok(()),
         Err(_) => return not_cache("not JSON"),
     };
     let Some(object) = value.as_object() else {
@@ -205,6 +207,22 @@ fn cache_shape(text: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Whether `text` begins as a cache file of this version or an older one does, to its entries
+/// list: `{"version": N, "entries": [` (whitespace aside), the order [`TuneCache::to_json`]
+/// writes. An editor's `launch.json` (`"version": "0.2.0"`) or a record with other keys is not.
+fn cut_cache(text: &str) -> bool {
+    let rest = text.trim_start().strip_prefix('{').map(str::trim_start);
+    let rest = rest.and_then(|r| r.strip_prefix("\"version\"")).map(str::trim_start);
+    let rest = rest.and_then(|r| r.strip_prefix(':')).map(str::trim_start);
+    let Some(rest) = rest else { return false };
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let version_ok = rest[..digits].parse::<u32>().is_ok_and(|v| v <= CACHE_VERSION);
+    let rest = rest[digits..].trim_start().strip_prefix(',').map(str::trim_start);
+    let rest = rest.and_then(|r| r.strip_prefix("\"entries\"")).map(str::trim_start);
+    let rest = rest.and_then(|r| r.strip_prefix(':')).map(str::trim_start);
+    version_ok && rest.is_some_and(|r| r.starts_with('['))
 }
 
 impl TuneCache {

@@ -127,10 +127,10 @@ fn a_file_that_is_no_cache_is_never_overwritten() {
     cache.insert(entry(&device("x"), &Gemm::nn(1, 2, 3), "skinny"));
     let checkpoint: &[u8] = b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}\xff\xfe";
     // Files that begin as a cache does but are none: an editor's launch.json, a record with a
-    // `version` key, a cache cut short (caches are written whole, by rename), a newer build's.
+    // `version` key, a cut JSON file whose version is no number, a newer build's.
     let launch: &[u8] = b"{\n  \"version\": \"0.2.0\",\n  \"configurations\": []\n}\n";
     let versioned: &[u8] = b"{\"version\":7,\"name\":\"x\"}";
-    let cut: &[u8] = b"{\"version\": 1, \"entries\": [";
+    let cut: &[u8] = b"{\"version\": \"1\", \"entries\": [";
     let newer: &[u8] = b"{\"version\": 999, \"entries\": []}";
     let no_entries: &[u8] = b"{\"version\": 1}";
     let cases: [(&[u8], &str); 9] = [
@@ -181,6 +181,8 @@ fn corrupt_stale_and_missing_files_are_rebuilt_without_error() {
     assert!(missing.cache.is_empty() && missing.warning.is_none(), "a missing file is no news");
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     for (text, why) in [
+        ("{\"version\": 1, \"entries\": [", "not a cache file"),
+        ("  {\n  \"version\": 1, \"entries\": [{]}", "not a cache file"),
         ("{\"version\": 1, \"entries\": [{\"choice\": 3}]}", "not a cache file"),
         ("  {\n  \"entries\": [1, 2],  \"version\": 1}", "not a cache file"),
         ("{\"version\": 0, \"entries\": []}", "version 0"),
