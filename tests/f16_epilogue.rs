@@ -12,7 +12,15 @@ use batchscope::backend::cpu::CpuBackend;
 use batchscope::backend::gpu::GpuBackend;
 use batchscope::backend::half::{scaler, HalfBuf, HalfOps};
 use batchscope::backend::{half_epilogue, Activation, Backend, Epilogue, Gemm};
-use common::{cpu, gpu, uniform};
+use common::{cpu, uniform};
+
+/// The GPU backend with the packed kernel's col_sum workgroups on (off by default on a CPU
+/// adapter such as lavapipe, where CI runs): the kernel is tested on every adapter.
+fn gpu() -> GpuBackend {
+    let g = common::gpu();
+    g.set_col_sum_workgroups(true);
+    g
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -319,6 +327,27 @@ fn unscaled_weight_gradients_equal_the_unfused_ops_bitwise() {
     for (o, n) in off.iter().zip(&on) {
         assert_eq!(bits(o), bits(n), "set_fused_unscale(false) computes the same bits");
     }
+    // The bias gradient in a dispatch after the product (`amp_col_sum_unscale`) past k = 32,
+    // as CPU adapters run it: the same bits as the col_sum workgroups, every shape and poison.
+    be.set_col_sum_workgroups(false);
+    for (i, (g, scale, poison)) in unscaled_cases().into_iter().enumerate() {
+        let d = data(&g, 700 + i as u64);
+        let after = run_unscaled(&be, &g, &d, scale, poison, true);
+        be.set_col_sum_workgroups(true);
+        let within = run_unscaled(&be, &g, &d, scale, poison, true);
+        be.set_col_sum_workgroups(false);
+        for (what, a, w) in [
+            ("gW", &after[0], &within[0]),
+            ("gb", &after[1], &within[1]),
+            ("state", &after[2], &within[2]),
+        ] {
+            if bits(a) != bits(w) {
+                failures
+                    .push(format!("{g:?} S {scale} poison {poison}: {what}: col_sum after ≠ within"));
+            }
+        }
+    }
+    be.set_col_sum_workgroups(true);
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 

@@ -219,7 +219,8 @@ fn paired_gpu_updates_train_bitwise_like_one_tensor_updates() {
 }
 
 /// The GPU's f16 step with the weight gradients unscaled in their products' stores trains bit
-/// for bit like the step with unscale dispatches after the backward pass, through overflows
+/// for bit like the step with unscale dispatches after the backward pass (and bias-gradient
+/// dispatches after the products), through overflows
 /// and growths, at a batch whose bias gradients are summed per invocation (16) and one whose
 /// bias gradients run in col_sum workgroups of the product's dispatch (64).
 #[test]
@@ -240,6 +241,8 @@ fn fused_unscale_trains_bitwise_like_unscale_dispatches() {
         for fused in [true, false] {
             let b = common::gpu();
             b.set_fused_unscale(fused);
+            // The fused run sums bias gradients past B = 32 in col_sum workgroups on any adapter.
+            b.set_col_sum_workgroups(fused);
             let dir = tmpdir(&format!("fused-unscale-{batch}-{fused}"));
             run_train(&b, &cfg, &TrainOptions::default(), &dir).expect("train");
             b.set_fused_unscale(true);

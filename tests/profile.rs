@@ -221,7 +221,8 @@ fn gpu_step_dispatches_passes_and_submits() {
 /// bias (+ φ and the f16 copy of a) fused into its store (3) + xent with the sums + 1 loss-scale
 /// with the f16 copy of the scaled d logits + 3 wgrad with the bias gradient and the unscaling
 /// (× 1/S, found-inf flag) fused into their store (past B = 32 the bias gradient's col_sum
-/// workgroups run in the product's dispatch) + 2 dgrad with φ' and the f16 copy of dz fused into
+/// workgroups run in the product's dispatch; or, the default on a CPU adapter, one dispatch
+/// after it per layer) + 2 dgrad with φ' and the f16 copy of dz fused into
 /// their store + 3 momentum updates (a layer's weight and bias per dispatch) + 1 scale update;
 /// 3 unscale dispatches more when the unscaling is not fused, and 3 + 3 more unscale and update
 /// dispatches where the adapter runs on the CPU (one tensor each). (42 before the f16 epilogue
@@ -231,16 +232,28 @@ fn gpu_step_dispatches_passes_and_submits() {
 #[test]
 fn gpu_f16_step_dispatches_passes_and_submits() {
     let b = common::gpu();
-    for (pairs, fused_unscale) in [(true, true), (false, true), (true, false), (false, false)] {
+    let combos = [
+        (true, true, true),
+        (false, true, true),
+        (true, false, true),
+        (false, false, false),
+        (true, true, false),
+    ];
+    for (pairs, fused_unscale, col_sums) in combos {
         b.set_update_pairs(pairs);
         b.set_fused_unscale(fused_unscale);
+        b.set_col_sum_workgroups(col_sums);
         // Guarded update (and unscale): a layer's weight and bias per dispatch, or one each.
         let per_layer = if pairs { 1.0 } else { 2.0 };
         let unscale = if fused_unscale { 0.0 } else { 3.0 * per_layer };
         for batch in [4usize, 256] {
             let p = profile_batch(&b, &config(&["model.precision=\"f16\""]), batch).expect("profile");
-            let want = 12.0 + 3.0 * per_layer + unscale;
-            let case = format!("B = {batch}, pairs {pairs}, fused unscale {fused_unscale}");
+            // Past k = 32 without col_sum workgroups: a bias-gradient dispatch per layer.
+            let bias_grads = if batch > 32 && !col_sums { 3.0 } else { 0.0 };
+            let want = 12.0 + 3.0 * per_layer + unscale + bias_grads;
+            let case = format!(
+                "B = {batch}, pairs {pairs}, fused unscale {fused_unscale}, col_sums {col_sums}"
+            );
             assert_eq!(p.dispatches_per_step, want, "{case}");
             assert_eq!(p.passes_per_step, 1.0, "{case}");
             assert_eq!(p.submits_per_step, 1.0, "{case}");
@@ -251,6 +264,7 @@ fn gpu_f16_step_dispatches_passes_and_submits() {
         }
     }
     b.set_fused_unscale(true);
+    b.set_col_sum_workgroups(true);
 }
 
 #[test]

@@ -22,6 +22,9 @@ pub(super) struct KernelChoices {
     pub staged_bias_grad: Cell<bool>,
     /// The f16 step's weight gradients unscaled in their products' stores (`set_fused_unscale`).
     pub fused_unscale: Cell<bool>,
+    /// The packed f16 product's bias gradient past k = 32 in col_sum workgroups of its own
+    /// dispatch (`set_col_sum_workgroups`).
+    pub col_sum_workgroups: Cell<bool>,
 }
 
 impl KernelChoices {
@@ -34,6 +37,10 @@ impl KernelChoices {
             fused_backward: Cell::new(dgrad_wgrad_update::fused_default(adapter)),
             staged_bias_grad: Cell::new(switch("BATCHSCOPE_STAGED_BIAS_GRAD", true)),
             fused_unscale: Cell::new(switch("BATCHSCOPE_FUSED_UNSCALE", true)),
+            col_sum_workgroups: Cell::new(update::on_unless_cpu(
+                "BATCHSCOPE_COL_SUM_WORKGROUPS",
+                adapter,
+            )),
         }
     }
 }

@@ -132,14 +132,27 @@ impl GpuBackend {
     }
 
     /// Whether the kernel chosen for `g` sums the bias gradient in the product's dispatch: the
-    /// packed kernel at every k (serially per invocation up to k = 32, then in col_sum
-    /// workgroups after the product's), the cooperative one up to k = 32; `n > 0` either way.
+    /// packed kernel serially per invocation up to k = 32, then in col_sum workgroups after the
+    /// product's (where [`GpuBackend::set_col_sum_workgroups`] is on), the cooperative one up
+    /// to k = 32; `n > 0` either way.
     pub fn fuses_half_bias_grad(&self, g: &Gemm) -> Result<bool> {
         Ok(g.n > 0
             && match self.half_kernel(g)? {
-                HalfKernel::Packed => true,
+                HalfKernel::Packed => self.choices.col_sum_workgroups.get() || fuses_serial_bias_grad(g),
                 HalfKernel::Coop => fuses_serial_bias_grad(g),
             })
+    }
+
+    /// Sum the packed f16 product's bias gradient past k = 32 in `ceil(m / 32)` col_sum
+    /// workgroups of the product's own dispatch (`true`), or in a dispatch after it (`false`:
+    /// `col_sum`, or `amp_col_sum_unscale` with the unscaling). The same bits either way. On
+    /// by default but on an adapter that runs on the CPU (`BATCHSCOPE_COL_SUM_WORKGROUPS=0|1`
+    /// decides): llvmpipe spends on each workgroup of the product's dispatch that returns at
+    /// once about what a product tile costs, so the extra grid rows cost 7–100 % of the
+    /// product (784-1024-1024-10 f16 at B = 512: 1975 ms/step with the dispatch after, 2195
+    /// with the workgroups), while a second dispatch costs it 0.3 ms.
+    pub fn set_col_sum_workgroups(&self, on: bool) {
+        self.choices.col_sum_workgroups.set(on);
     }
 
     /// Unscale the weight gradients of a single-replica f16 step in their products' stores
