@@ -91,20 +91,19 @@ impl<B: Backend> MixedState<B> {
         state[scaler::SCALE] = scale;
         state[scaler::CLEAN] = clean;
         state[scaler::SKIPPED] = skipped;
-        b.write(&mut self.scaler, &state).map_err(MetaError::Backend)?;
+        b.write(&mut self.scaler, &state)?;
         Ok(true)
     }
 }
 
 /// Why a checkpoint's scaler state cannot be restored.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     /// A key of [`META_KEYS`] that is missing (when others are there), malformed or out of range.
-    Bad {
-        key: &'static str,
-        why: String,
-    },
-    Backend(crate::backend::BackendError),
+    #[error("metadata `{key}` {why}")]
+    Bad { key: &'static str, why: String },
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
 }
 
 /// The most a step count held in the f32 scaler state counts exactly (2^24).
