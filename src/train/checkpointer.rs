@@ -100,8 +100,8 @@ impl<B: Backend> Checkpointer<B> {
         }
         if let Some(m) = st.mixed.as_mut() {
             let restored = m.load_meta(b, &ck.metadata).map_err(|e| match e {
-                MetaError::Bad { key, why } => {
-                    TrainError::Setup(format!("checkpoint {}: metadata `{key}` {why}", path.display()))
+                MetaError::Bad { .. } => {
+                    TrainError::Setup(format!("checkpoint {}: {e}", path.display()))
                 }
                 MetaError::Backend(e) => e.into(),
             })?;
