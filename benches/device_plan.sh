@@ -6,30 +6,36 @@
 #
 # It replaces the prepared run's `compare` and `stream` stages (lavapipe-era checks that issue 13
 # does not need) with, in order of value:
-#   1. `tune` of the default model's step shapes (cache in results), then the same sweep and
-#      profile with gpu.autotune = "cached", so one run has the off/cached pair side by side;
-#      a profile at B = 1 and 32 with BATCHSCOPE_FUSED_UPDATE=0 (each layer's dgrad, wgrad
-#      product, then its paired update: 11 dispatches) beside the prepared profile (6: the
-#      output layer with the loss, each hidden-input layer's dgrad, wgrad and step in one
-#      dispatch): what the fused optimizer step is worth on the device; the same with
-#      BATCHSCOPE_FUSED_HEAD=0 (7: the output layer's product, then the loss with its sums) and
-#      BATCHSCOPE_FUSED_BACKWARD=0 (8: the dgrads on their own) for what each of those fusions
-#      is worth; and B = 64,
-#      128, 256 with the fusion extended to k = 256 (BATCHSCOPE_FUSED_UPDATE=256: 12 -> 9
-#      dispatches) beside the default there: whether WGRAD_UPDATE_MAX_K should grow; and B = 64,
-#      256 with BATCHSCOPE_STAGED_BIAS_GRAD=0 (the bias gradients as 3 col_sum dispatches: 15
-#      instead of 12), what summing them in the products is worth;
-#   2. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
+#   1. the matmul goals: `batchscope gemm` at 4096³ and 8192³ in NN, NT and TN, f32 and f16
+#      (every candidate timed; the cooperative-matrix kernel where offered), with the ratios to
+#      cuBLAS SGEMM (TF32 off) and HGEMM from benches/peer_gemm.py in the same run;
+#   2. mixed precision: the tensor-core parity tests, plain and with the fused epilogues (ignored
+#      on lavapipe), and a sweep of both precisions in one table (PyTorch AMP is in the peers
+#      stage's mlp_torch_amp rows);
+#   3. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
 #      at 1024, 2048 and 4096 (every dispatch named and timed: which one doubles);
-#   3. mixed precision: the tensor-core parity tests, plain and with the fused epilogues (ignored
-#      on lavapipe), a sweep of both precisions in one table (PyTorch AMP is in the peers stage's
-#      mlp_torch_amp rows), and the f16 step's profile at B = 32 and 4096 beside the same with
-#      BATCHSCOPE_FUSED_UNSCALE=0 (the gradients unscaled by 3 dispatches after the backward pass:
-#      18 instead of 15), what unscaling in the weight-gradient products is worth.
+#   4. `tune` of the default model's step shapes (cache in results), then the same sweep and
+#      profile with gpu.autotune = "cached", so one run has the off/cached pair side by side;
+#   5. the f16 step's profile at B = 32 and 4096 beside the same with BATCHSCOPE_FUSED_UNSCALE=0
+#      (the gradients unscaled by 3 dispatches after the backward pass: 18 instead of 15), what
+#      unscaling in the weight-gradient products is worth;
+#   6. what each fusion is worth: a profile at B = 1 and 32 with BATCHSCOPE_FUSED_UPDATE=0 (each
+#      layer's dgrad, wgrad product, then its paired update: 11 dispatches) beside the prepared
+#      profile (6: the output layer with the loss, each hidden-input layer's dgrad, wgrad and
+#      step in one dispatch); the same with BATCHSCOPE_FUSED_HEAD=0 (7: the output layer's
+#      product, then the loss with its sums) and BATCHSCOPE_FUSED_BACKWARD=0 (8: the dgrads on
+#      their own); B = 64, 128, 256 with the fusion extended to k = 256
+#      (BATCHSCOPE_FUSED_UPDATE=256: 12 -> 9 dispatches) beside the default there: whether
+#      WGRAD_UPDATE_MAX_K should grow; and B = 64, 256 with BATCHSCOPE_STAGED_BIAS_GRAD=0 (the
+#      bias gradients as 3 col_sum dispatches: 15 instead of 12), what summing them in the
+#      products is worth.
+# The prepared peers stage runs peer_ref.py without its PyTorch-CPU and JAX rows (the CPU issue
+# is closed; JAX compiles every batch size): the GPU rows, sooner.
 # It also repacks the test binaries into one long-window xz stream (71 MB as the prepared
 # tests.tgz, 14 MB so; the carry holds 64 MiB in all) and refuses a carry over the limit.
-# Every stage is bounded by `timeout` (these add at most 580 s, typically about 180); the prepared
-# part takes about 3 minutes, so the run fits the 480 s limit.
+# Every stage is bounded by `timeout`, and an added stage that would start past 430 s is skipped
+# (typically these take about 220 s after the prepared part's 2-3 minutes), so the run ends
+# inside the 480 s limit with its results.tgz.
 set -euo pipefail
 root=$(git rev-parse --show-toplevel); cd "$root"
 run=.device/run.sh
@@ -37,23 +43,26 @@ run=.device/run.sh
 grep -q '^t done' "$run" || { echo "error: $run has no 't done' line to insert before" >&2; exit 2; }
 extra=$(mktemp)
 cat > "$extra" <<'EXTRA'
+t gemm_peers; timeout 60 python3 $D/peer_gemm.py --sizes 4096,8192 > $R/peers_gemm.csv 2> $R/peers_gemm.err; cat $R/peers_gemm.csv; tail -3 $R/peers_gemm.err
+t gemm; timeout 100 $B gemm --sizes 4096,8192 --layouts nn,nt,tn --precision f32,f16 --peers $R/peers_gemm.csv --out $R/gemm 2>&1 | tail -24
+t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20; timeout 40 /tmp/tests/f16_epilogue --ignored --nocapture 2>&1 | tail -12)
+t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision 2>&1 | tail -40
+t wide_sweep; timeout 45 $B sweep --set 'model.hidden=[4096, 4096]' --min-batch 256 --max-batch 16384 --set data.n_train=16384 --out $R/sweep_wide 2>&1 | tail -16
+t wide_profile; timeout 40 $B profile --set 'model.hidden=[4096, 4096]' --batch 1024 --batch 2048 --batch 4096 --out $R/profile_wide 2>&1 | tail -60
 export BATCHSCOPE_AUTOTUNE_CACHE=$R/autotune.json
 t tune; timeout 60 $B tune --batch-sizes 1,32,512,4096,65536 --out $R/tune 2>&1 | tail -30
 t sweep_tuned; timeout 45 $B sweep --max-batch 65536 --set data.n_train=65536 --set 'gpu.autotune="cached"' --out $R/sweep_tuned 2>&1 | tail -24
 t profile_tuned; timeout 40 $B profile --set 'gpu.autotune="cached"' --batch 1 --batch 32 --batch 4096 --out $R/profile_tuned 2>&1 | tail -40
+t f16_profile; timeout 30 $B profile --precision f16 --batch 32 --batch 4096 --out $R/profile_f16 2>&1 | tail -30
+t f16_unfused_unscale_profile; timeout 30 env BATCHSCOPE_FUSED_UNSCALE=0 $B profile --precision f16 --batch 32 --batch 4096 --out $R/profile_f16_unfused_unscale 2>&1 | tail -30
 t unfused_update_profile; timeout 30 env BATCHSCOPE_FUSED_UPDATE=0 $B profile --batch 1 --batch 32 --out $R/profile_unfused_update 2>&1 | tail -30
 t unfused_head_profile; timeout 25 env BATCHSCOPE_FUSED_HEAD=0 $B profile --batch 1 --batch 32 --out $R/profile_unfused_head 2>&1 | tail -30
 t unfused_backward_profile; timeout 25 env BATCHSCOPE_FUSED_BACKWARD=0 $B profile --batch 1 --batch 32 --out $R/profile_unfused_backward 2>&1 | tail -30
 t fused_depth_profile; timeout 40 env BATCHSCOPE_FUSED_UPDATE=256 $B profile --batch 64 --batch 128 --batch 256 --out $R/profile_fused256 2>&1 | tail -30
 t default_depth_profile; timeout 40 $B profile --batch 64 --batch 128 --batch 256 --out $R/profile_fused32 2>&1 | tail -30
 t unstaged_bias_profile; timeout 30 env BATCHSCOPE_STAGED_BIAS_GRAD=0 $B profile --batch 64 --batch 256 --out $R/profile_unstaged_bias 2>&1 | tail -20
-t wide_sweep; timeout 45 $B sweep --set 'model.hidden=[4096, 4096]' --min-batch 256 --max-batch 16384 --set data.n_train=16384 --out $R/sweep_wide 2>&1 | tail -16
-t wide_profile; timeout 40 $B profile --set 'model.hidden=[4096, 4096]' --batch 1024 --batch 2048 --batch 4096 --out $R/profile_wide 2>&1 | tail -60
-t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20; timeout 40 /tmp/tests/f16_epilogue --ignored --nocapture 2>&1 | tail -12)
-t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision 2>&1 | tail -40
-t f16_profile; timeout 30 $B profile --precision f16 --batch 32 --batch 4096 --out $R/profile_f16 2>&1 | tail -30
-t f16_unfused_unscale_profile; timeout 30 env BATCHSCOPE_FUSED_UNSCALE=0 $B profile --precision f16 --batch 32 --batch 4096 --out $R/profile_f16_unfused_unscale 2>&1 | tail -30
 EXTRA
+cp benches/peer_gemm.py .device/
 python3 - "$run" "$extra" <<'PY'
 import sys
 run, extra = sys.argv[1], open(sys.argv[2]).read()
@@ -62,8 +71,20 @@ out = []
 for line in lines:
     if line.startswith("t compare;") or line.startswith("t stream;"):
         continue
+    if line.startswith("t peers;"):
+        old = "python3 peer_ref.py --max-batch 65536"
+        if old not in line:
+            sys.exit(f"error: {run}'s peers stage does not run {old!r}")
+        line = line.replace(old, old + " --no-cpu --no-jax")
     if line.startswith("t done"):
-        out.append(extra)
+        # Stages in order of value; one that would start past 430 s is skipped (said in the
+        # log), so the run ends inside the device's 480 s and results.tgz comes back.
+        out.append("in_time() { [ $(( $(date +%s) - T0 )) -lt 430 ] || { echo \"=== skipped $1: past 430 s\"; false; }; }\n")
+        for e in extra.splitlines(keepends=True):
+            if e.startswith("t "):
+                name = e[2:].split(";")[0]
+                e = f"if in_time {name}; then {e.rstrip()}; fi\n"
+            out.append(e)
     out.append(line)
 open(run, "w").writelines(out)
 PY

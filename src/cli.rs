@@ -202,6 +202,35 @@ pub enum Command {
         #[arg(long = "batch-sizes", value_delimiter = ',', value_name = "N,N,...")]
         batch_sizes: Vec<usize>,
     },
+    /// Matrix-product throughput on the GPU, to hold against cuBLAS: square sizes (or given
+    /// shapes) in each layout and precision, every matmul kernel candidate timed (GPU
+    /// timestamps), the default and the fastest in TFLOP/s, % of the device's peak, and the
+    /// ratio to a peer's figure (--peers: peer_ref.py's or benches/peer_gemm.py's CSV).
+    Gemm {
+        /// Square sizes n, products n x n x n (default 1024,4096,8192; 256,512 on a software
+        /// adapter).
+        #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+        sizes: Vec<usize>,
+        /// A product of another shape, M x N x K (repeatable: --shape 4096x784x1024).
+        #[arg(long = "shape", value_name = "MxNxK")]
+        shapes: Vec<String>,
+        /// Layouts: nn, nt (B stored transposed), tn (A stored transposed), tt.
+        #[arg(long, value_delimiter = ',', value_name = "L,L,...", default_value = "nn,nt,tn")]
+        layouts: Vec<String>,
+        /// Precisions: f32 (fp32 products), f16 (packed halves with f32 sums; tensor cores
+        /// where the adapter offers cooperative matrices).
+        #[arg(long, value_delimiter = ',', value_name = "P[,P]", default_value = "f32")]
+        precision: Vec<String>,
+        /// Peer figures to compare with (CSV what,size_or_batch,value,unit; sgemm_tn, hgemm, ...).
+        #[arg(long, value_name = "PEERS.csv")]
+        peers: Option<PathBuf>,
+        /// Pick the GPU adapter whose name contains this (case-insensitive).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// Output directory for gemm.csv and summary.json (nothing is written without it).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Gradient noise: minibatch error vs batch size (σ/√n), the noise scale B_simple.
     Noise {
         #[command(flatten)]
@@ -290,7 +319,7 @@ impl Command {
     /// The command's name and its shared options, for the commands that run a model.
     pub fn common(&self) -> Option<(&'static str, &Common)> {
         match self {
-            Command::Devices { .. } | Command::Overlay { .. } => None,
+            Command::Devices { .. } | Command::Overlay { .. } | Command::Gemm { .. } => None,
             Command::Train { on, .. } => Some(("train", &on.common)),
             Command::Sweep { on, .. } => Some(("sweep", &on.common)),
             Command::Profile { on, .. } => Some(("profile", &on.common)),

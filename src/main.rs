@@ -90,6 +90,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             app::mpi::refuse_under_mpirun()?;
             app::train::train(&on.run_args(), on.backend(), init, resume, workers)
         }
+        Command::Gemm { sizes, shapes, layouts, precision, peers, adapter, out } => {
+            app::gemm::gemm(&app::gemm::GemmArgs {
+                sizes,
+                shapes,
+                layouts,
+                precisions: precision,
+                peers,
+                adapter,
+                out,
+            })
+        }
         Command::Tune { common, batch_sizes } => app::tune::tune(&common.run_args(), &batch_sizes),
         Command::Profile { on, batch } => app::profile::profile(&on.run_args(), on.backend(), &batch),
         Command::Sweep { on, min_batch, max_batch, policy, workers } => app::sweep::sweep(

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod curvature;
 pub mod depth;
 pub mod devices;
+pub mod gemm;
 pub mod landscape;
 pub mod mpi;
 pub mod noise;

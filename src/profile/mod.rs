@@ -9,6 +9,7 @@
 pub mod cost;
 pub mod hooks;
 pub mod peaks;
+pub mod peers;
 pub mod probe;
 pub mod report;
 pub mod run;

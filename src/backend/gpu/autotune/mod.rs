@@ -337,6 +337,30 @@ impl GpuBackend {
         self.tuner.borrow_mut().tune(&self.dev, g)
     }
 
+    /// Time every candidate of the product `g` now (f32 operands, or packed halves with
+    /// `half`), leaving the cache and the session's choices as they are (`batchscope gemm`).
+    /// The result's `choice` is the default (what `gpu.autotune = "off"` runs), first in
+    /// `times`; an error when no candidate ran.
+    pub fn time_product(&self, g: &Gemm, half: bool) -> Result<TuneResult> {
+        let dev = &self.dev;
+        let (shape, cands) = match half {
+            true => (ShapeKey::of_half(g), half_candidates(half_coop(dev, g))),
+            false => (ShapeKey::of(g), candidates(g, &dev.ctx.limits)),
+        };
+        let (times, method) = match half {
+            true => timing::time_half_candidates(dev, g, &cands)?,
+            false => timing::time_candidates(dev, g, &cands)?,
+        };
+        if !times.iter().any(|(_, t)| t.is_some_and(f64::is_finite)) {
+            return Err(BackendError::Invalid {
+                op: "gemm timing",
+                message: format!("no candidate ran the product {}", shape.label()),
+            });
+        }
+        let choice = cands.first().copied().unwrap_or(Candidate::Tiled);
+        Ok(TuneResult { shape, times, choice, method })
+    }
+
     /// Write the cache to its file; the path written, or `None` for an in-memory cache.
     pub fn save_autotune(&self) -> std::result::Result<Option<PathBuf>, AutotuneError> {
         let t = self.tuner.borrow();

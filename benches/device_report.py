@@ -1,0 +1,189 @@
+"""The figures of a device run as the README's tables, with every ratio taken inside the run.
+
+After a device `run` of .device/run.sh (benches/device_plan.sh), unpack its results.tgz and
+  python3 benches/device_report.py RESULTS_DIR > device_tables.md
+prints, in Markdown:
+  - the training step of MLP 784-1024-1024-10 against PyTorch eager and CUDA graph
+    (sweep/, sweep_tuned/, peers.csv), as issue 13's table;
+  - the GEMM table (gemm/gemm.csv, whose peer columns hold cuBLAS from peers_gemm.csv);
+  - f32 against f16 against PyTorch AMP per batch size (sweep_precision/, peers.csv);
+  - the wide model 784-4096-4096-10 per batch size (sweep_wide/), for the cliff;
+  - each goal of issues 13 and 16 with the measured figure and whether it is met.
+A file that is missing (a stage skipped or failed) gives "not measured" where it was needed."""
+import csv
+import os
+import sys
+
+
+def rows(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def num(s):
+    try:
+        v = float(s)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v and v not in (float("inf"), float("-inf")) else None
+
+
+def fmt(v, digits=None):
+    if v is None:
+        return "—"
+    if digits is not None:
+        return f"{v:.{digits}f}"
+    if v >= 1000:
+        return f"{v:,.0f}".replace(",", " ")
+    return f"{v:.3g}"
+
+
+def sweep(path, precision=None):
+    """batch -> (examples/s, ms/step) of the rows that ran (and of `precision`, if given)."""
+    out = {}
+    for r in rows(path) or []:
+        if r.get("skipped"):
+            continue
+        if precision is not None and r.get("precision", "f32") != precision:
+            continue
+        b, eps, ms = num(r.get("batch")), num(r.get("examples_per_s")), num(r.get("ms_per_step_median"))
+        if b is not None and eps is not None:
+            out[int(b)] = (eps, ms)
+    return out
+
+
+def peers(path):
+    """(what, size) -> value for every finite figure of a peer_ref.py / peer_gemm.py CSV."""
+    out = {}
+    for r in rows(path) or []:
+        v, s = num(r.get("value")), num(r.get("size_or_batch"))
+        if v is not None and s is not None:
+            out[(r["what"], int(s))] = v
+    return out
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def step_table(res, p, goals):
+    base = sweep(os.path.join(res, "sweep", "sweep.csv"))
+    tuned = sweep(os.path.join(res, "sweep_tuned", "sweep.csv"))
+    print("### Training step, MLP 784-1024-1024-10, examples/s (one device run)\n")
+    if not base:
+        print("not measured (sweep/sweep.csv missing)\n")
+        return
+    print("| B | batchscope | batchscope, autotune cached | PyTorch eager | ratio | PyTorch CUDA graph | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for b in sorted(base):
+        ours = base[b][0]
+        best = max(ours, tuned.get(b, (0, None))[0])
+        eager, graph = p.get(("mlp_torch_eager", b)), p.get(("mlp_torch_graph", b))
+        t = tuned.get(b, (None, None))[0]
+        print(f"| {b} | {fmt(ours)} | {fmt(t)} | {fmt(eager)} | {fmt(ratio(best, eager), 2)} | "
+              f"{fmt(graph)} | {fmt(ratio(best, graph), 2)} |")
+        if eager:
+            goals.append((f"step B = {b} ≥ 1.0× PyTorch eager", ratio(best, eager), 1.0))
+        if graph and b <= 32:
+            goals.append((f"step B = {b} ≥ 1.0× PyTorch CUDA graph", ratio(best, graph), 1.0))
+        elif graph and b >= 512:
+            goals.append((f"step B = {b} ≥ 0.8× PyTorch CUDA graph", ratio(best, graph), 0.8))
+    print("\n(ratios: the better of the two batchscope columns against the peer)\n")
+    cliffs(base, "default model", goals)
+
+
+def cliffs(s, what, goals):
+    """ms/step non-decreasing in B, examples/s non-decreasing within 5 %."""
+    bs = sorted(s)
+    worst_ms, worst_eps = None, None
+    for a, b in zip(bs, bs[1:]):
+        (ea, ma), (eb, mb) = s[a], s[b]
+        if ma is not None and mb is not None:
+            worst_ms = min(worst_ms if worst_ms is not None else 9e9, mb / ma)
+        worst_eps = min(worst_eps if worst_eps is not None else 9e9, eb / ea)
+    goals.append((f"{what}: ms/step non-decreasing in B (least ratio of neighbours)", worst_ms, 1.0))
+    goals.append((f"{what}: examples/s non-decreasing within 5 % (least ratio)", worst_eps, 0.95))
+
+
+def gemm_table(res, goals):
+    g = rows(os.path.join(res, "gemm", "gemm.csv"))
+    print("### GEMM, TFLOP/s against cuBLAS (TF32 off) in the same run\n")
+    if not g:
+        print("not measured (gemm/gemm.csv missing)\n")
+        return
+    print("| precision | layout | m×n×k | default kernel | TFLOP/s | fastest kernel | TFLOP/s | % peak | cuBLAS | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    products = {}
+    for r in g:
+        products.setdefault((r["precision"], r["layout"], r["m"], r["n"], r["k"]), []).append(r)
+    for (prec, layout, m, n, k), cands in products.items():
+        d = next((r for r in cands if r["default"] == "1"), None)
+        f = next((r for r in cands if r["fastest"] == "1"), None)
+        dt, ft = num(d and d["tflops"]), num(f and f["tflops"])
+        peer = num(f and f["peer_tflops"])
+        r_ = ratio(ft, peer)
+        print(f"| {prec} | {layout} | {m}×{n}×{k} | {d and d['candidate']} | {fmt(dt)} | "
+              f"{f and f['candidate']} | {fmt(ft)} | {fmt(num(f and f['pct_of_peak']), 1)} | {fmt(peer)} | {fmt(r_, 2)} |")
+        if m == n == k and int(n) in (4096, 8192):
+            if prec == "f32":
+                goals.append((f"sgemm {layout.upper()} {n}³ ≥ 0.9× cuBLAS", r_, 0.9))
+            elif int(n) == 8192 and layout == "nn":
+                goals.append((f"f16 GEMM {n}³ ≥ 0.5× cuBLAS HGEMM ({f and f['candidate']})", r_, 0.5))
+    print()
+
+
+def precision_table(res, p, goals):
+    path = os.path.join(res, "sweep_precision", "sweep.csv")
+    f32, f16 = sweep(path, "f32"), sweep(path, "f16")
+    print("### f32 against f16 (mixed precision) against PyTorch AMP, examples/s\n")
+    if not f16:
+        print("not measured (sweep_precision/sweep.csv missing)\n")
+        return
+    print("| B | batchscope f32 | batchscope f16 | f16 / f32 | PyTorch AMP | f16 / AMP |")
+    print("|---|---|---|---|---|---|")
+    for b in sorted(f16):
+        a, h = f32.get(b, (None, None))[0], f16[b][0]
+        amp = p.get(("mlp_torch_amp", b))
+        print(f"| {b} | {fmt(a)} | {fmt(h)} | {fmt(ratio(h, a), 2)} | {fmt(amp)} | {fmt(ratio(h, amp), 2)} |")
+        if b >= 4096:
+            goals.append((f"f16 step B = {b} ≥ 1.0× PyTorch AMP", ratio(h, amp), 1.0))
+            goals.append((f"f16 step B = {b} ≥ 2× batchscope f32", ratio(h, a), 2.0))
+    print()
+
+
+def wide_table(res, goals):
+    s = sweep(os.path.join(res, "sweep_wide", "sweep.csv"))
+    print("### Wide model 784-4096-4096-10 (the B = 2048 cliff)\n")
+    if not s:
+        print("not measured (sweep_wide/sweep.csv missing)\n")
+        return
+    print("| B | ms/step | examples/s |")
+    print("|---|---|---|")
+    for b in sorted(s):
+        print(f"| {b} | {fmt(s[b][1])} | {fmt(s[b][0])} |")
+    print()
+    cliffs(s, "wide model", goals)
+
+
+def main():
+    if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
+        sys.exit("usage: python3 benches/device_report.py RESULTS_DIR (results.tgz unpacked)")
+    res = sys.argv[1]
+    p = peers(os.path.join(res, "peers.csv"))
+    goals = []
+    step_table(res, p, goals)
+    gemm_table(res, goals)
+    precision_table(res, p, goals)
+    wide_table(res, goals)
+    print("### Goals (issues 13 and 16)\n")
+    print("| goal | measured | met |")
+    print("|---|---|---|")
+    for what, v, need in goals:
+        met = "—" if v is None else ("yes" if v >= need else "no")
+        print(f"| {what} | {fmt(v, 2)} | {met} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+//! Peer reference figures: the CSV that `../shared/device/peer_ref.py` and
+//! `benches/peer_gemm.py` print (`what,size_or_batch,value,unit`), read so that a batchscope
+//! figure can be put beside the peer's from the same run (`batchscope gemm --peers`).
+//!
+//! GEMM rows are named `sgemm` / `hgemm` (fp32 with TF32 off / fp16, cuBLAS through PyTorch)
+//! with an optional layout suffix: `sgemm` and `sgemm_nn` are the plain product, `sgemm_tn`
+//! one whose A is stored transposed (`x.t() @ y`), `sgemm_nt` one whose B is.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::bounded_read;
+
+/// A peers file is a few hundred short lines; past this it is no peers file.
+const MAX_PEERS_BYTES: u64 = 4 << 20;
+
+/// Why a peers file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PeersError {
+    #[error("cannot read peer figures {}: {source}", path.display())]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: std::path::PathBuf, message: String },
+}
+
+/// One GEMM figure's key: fp16 or fp32, the transposes of A and B, and the square size n
+/// (an n x n x n product).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GemmKey {
+    pub f16: bool,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub n: usize,
+}
+
+/// The GEMM figures of a peers file, TFLOP/s by key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeerGemms {
+    tflops: BTreeMap<GemmKey, f64>,
+}
+
+impl PeerGemms {
+    /// Read the GEMM rows of the peers CSV at `path`. Other rows (the MLP steps, the device
+    /// name) and rows whose value is no finite positive number (`nan` of a failed run) are
+    /// skipped; a file with no GEMM figure at all is an error, as is one that is not CSV.
+    pub fn load(path: &Path) -> Result<Self, PeersError> {
+        let text = bounded_read::read_to_string(path, MAX_PEERS_BYTES)
+            .map_err(|source| PeersError::Io { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|message| PeersError::Invalid { path: path.to_path_buf(), message })
+    }
+
+    /// [`PeerGemms::load`] of the file's text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        match lines.next() {
+            Some((_, h)) if h.trim() == "what,size_or_batch,value,unit" => {}
+            Some((_, h)) => {
+                return Err(format!(
+                    "line 1 is {:?}, not the header what,size_or_batch,value,unit",
+                    clip(h)
+                ))
+            }
+            None => return Err("empty file: no header what,size_or_batch,value,unit".into()),
+        }
+        let mut tflops = BTreeMap::new();
+        for (i, line) in lines {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let [what, size, value, unit] = fields[..] else {
+                return Err(format!("line {}: {} fields, not 4: {:?}", i + 1, fields.len(), clip(line)));
+            };
+            let Some((f16, trans_a, trans_b)) = gemm_kind(what) else { continue };
+            let n = size
+                .parse::<usize>()
+                .map_err(|_| format!("line {}: size {size:?} of {what} is not a whole number", i + 1))?;
+            // A failed measurement (`nan,error OutOfMemoryError`) is no figure.
+            let Some(v) = value.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0) else {
+                continue;
+            };
+            if unit != "TFLOP/s" {
+                return Err(format!("line {}: a {what} figure in {unit:?}, not TFLOP/s", i + 1));
+            }
+            tflops.insert(GemmKey { f16, trans_a, trans_b, n }, v);
+        }
+        if tflops.is_empty() {
+            return Err("no sgemm or hgemm figure in it".into());
+        }
+        Ok(PeerGemms { tflops })
+    }
+
+    /// The peer's TFLOP/s for `key`, if the file has it.
+    pub fn get(&self, key: GemmKey) -> Option<f64> {
+        self.tflops.get(&key).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tflops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tflops.is_empty()
+    }
+}
+
+/// `(f16, trans_a, trans_b)` of a GEMM row name, `None` for any other row.
+fn gemm_kind(what: &str) -> Option<(bool, bool, bool)> {
+    let (f16, layout) = match what.split_once('_') {
+        Some((p, l)) => (p, l),
+        None => (what, "nn"),
+    };
+    let f16 = match f16 {
+        "sgemm" => false,
+        "hgemm" => true,
+        _ => return None,
+    };
+    let (ta, tb) = match layout {
+        "nn" => (false, false),
+        "nt" => (false, true),
+        "tn" => (true, false),
+        "tt" => (true, true),
+        _ => return None,
+    };
+    Some((f16, ta, tb))
+}
+
+/// At most 60 characters of a line, for an error message.
+fn clip(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER_REF: &str = "what,size_or_batch,value,unit
+device,0,NVIDIA H200,name
+sgemm,4096,50.95,TFLOP/s
+sgemm_tn,4096,52.10,TFLOP/s
+hgemm,4096,610.3,TFLOP/s
+sgemm,8192,nan,TFLOP/s
+hgemm_nt,8192,nan,error OutOfMemoryError
+mlp_torch_eager,1,835.0,examples/s
+";
+
+    fn key(f16: bool, trans_a: bool, trans_b: bool, n: usize) -> GemmKey {
+        GemmKey { f16, trans_a, trans_b, n }
+    }
+
+    #[test]
+    fn reads_the_gemm_rows_of_peer_ref_and_skips_the_rest() {
+        let p = PeerGemms::parse(PEER_REF).expect("parses");
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.get(key(false, false, false, 4096)), Some(50.95));
+        assert_eq!(p.get(key(false, true, false, 4096)), Some(52.10));
+        assert_eq!(p.get(key(true, false, false, 4096)), Some(610.3));
+        // nan (a failed measurement) is no figure; NT was not measured.
+        assert_eq!(p.get(key(false, false, false, 8192)), None);
+        assert_eq!(p.get(key(false, false, true, 4096)), None);
+    }
+
+    #[test]
+    fn layout_suffixes_name_the_transposes() {
+        let text = "what,size_or_batch,value,unit\nsgemm_nn,64,1,TFLOP/s\nsgemm_nt,64,2,TFLOP/s\n\
+                    hgemm_tn,64,3,TFLOP/s\nhgemm_tt,64,4,TFLOP/s\n";
+        let p = PeerGemms::parse(text).expect("parses");
+        assert_eq!(p.get(key(false, false, false, 64)), Some(1.0));
+        assert_eq!(p.get(key(false, false, true, 64)), Some(2.0));
+        assert_eq!(p.get(key(true, true, false, 64)), Some(3.0));
+        assert_eq!(p.get(key(true, true, true, 64)), Some(4.0));
+    }
+
+    #[test]
+    fn malformed_files_are_one_message_each() {
+        let cases = [
+            ("", "empty file"),
+            ("a,b\n", "not the header"),
+            ("what,size_or_batch,value,unit\nsgemm,64,1\n", "3 fields"),
+            ("what,size_or_batch,value,unit\nsgemm,sixty,1,TFLOP/s\n", "not a whole number"),
+            ("what,size_or_batch,value,unit\nsgemm,64,1,GFLOP/s\n", "not TFLOP/s"),
+            ("what,size_or_batch,value,unit\nmlp_torch_eager,1,835,examples/s\n", "no sgemm"),
+        ];
+        for (text, want) in cases {
+            let e = PeerGemms::parse(text).expect_err(text);
+            assert!(e.contains(want), "{text:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("bs-peers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let bad = dir.join("peers.csv");
+        std::fs::write(&bad, "nonsense\n").expect("write");
+        let e = PeerGemms::load(&bad).expect_err("not a peers file").to_string();
+        assert!(e.contains("peers.csv") && e.contains("header"), "{e}");
+        let e = PeerGemms::load(&dir.join("missing.csv")).expect_err("missing").to_string();
+        assert!(e.contains("cannot read peer figures"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
