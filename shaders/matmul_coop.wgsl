@@ -59,7 +59,13 @@ fn b_t(p: u32, j: u32) -> coop_mat16x16<f16, B> {
 }
 
 fn store(acc: coop_mat16x16<f32, C>, i: u32, j: u32) {
-    coopStoreT(acc, &c[i * P.n + j], P.n);
+    // Every operand through a `let`: naga 30's WGSL front end emits the expressions written in
+    // a cooperative store's arguments after the store statement, and its SPIR-V writer then
+    // fails ("Expression is not cached"); bound first, they are emitted before it
+    // (tests/shaders_validate.rs translates and validates every entry point).
+    let stride = P.n;
+    let dst = &c[i * P.n + j];
+    coopStoreT(acc, dst, stride);
 }
 
 // ---- fused epilogue: a copy of matmul_f16.wgsl's (keep the two identical) ---------------

@@ -109,3 +109,105 @@ fn every_1d_kernel_runs_wg_1d_invocations() {
         assert_eq!(ep.workgroup_size, [WG_1D, 1, 1], "{}", k.name);
     }
 }
+
+/// `OpCapability VulkanMemoryModelDeviceScope` added to a module that declares the Vulkan memory
+/// model: naga 30 uses device-scope atomics under that model (the f16 epilogue's) without
+/// declaring it, and wgpu enables the matching device feature (`vulkanMemoryModelDeviceScope`)
+/// wherever it offers cooperative matrices, so drivers accept the module as written.
+fn with_device_scope_capability(words: Vec<u32>) -> Vec<u32> {
+    const OP_CAPABILITY: u32 = 17;
+    const VULKAN_MEMORY_MODEL: u32 = 5345;
+    const DEVICE_SCOPE: u32 = 5346;
+    let capability = |c: u32| [(2 << 16) | OP_CAPABILITY, c];
+    let declares = |c: u32| words.windows(2).any(|w| w == capability(c));
+    if !declares(VULKAN_MEMORY_MODEL) || declares(DEVICE_SCOPE) {
+        return words;
+    }
+    // After the 5-word header, where the capabilities begin.
+    let mut out = words[..5].to_vec();
+    out.extend(capability(DEVICE_SCOPE));
+    out.extend(&words[5..]);
+    out
+}
+
+/// The `spirv-val` binary named by `BATCHSCOPE_SPIRV_VAL`, if any. It must know
+/// SPV_KHR_cooperative_matrix (SPIRV-Tools 2024 or newer; Debian 12's 2023.1 does not):
+/// `.ci/spirv_val.sh` fetches one for CI.
+fn spirv_val() -> Option<std::path::PathBuf> {
+    std::env::var_os("BATCHSCOPE_SPIRV_VAL").filter(|p| !p.is_empty()).map(Into::into)
+}
+
+/// Every entry point of every shader translates to SPIR-V with naga's Vulkan backend, as wgpu
+/// translates it for a Vulkan 1.3 device (SPIR-V 1.6, every capability offered, restricted
+/// indexing); where `spirv-val` exists, each module also passes the Khronos validator for
+/// Vulkan 1.3 — the cooperative-matrix kernels included, which no CI adapter can run.
+#[test]
+fn every_entry_point_translates_to_valid_spirv() {
+    use naga::back::spv;
+    let val = spirv_val();
+    let mut checked = 0;
+    let tiles = batchscope::backend::gpu::tile::TILES.map(Shader::MatmulTile);
+    for shader in Shader::ALL.into_iter().chain(tiles) {
+        let (module, info) = module_of(shader);
+        for ep in &module.entry_points {
+            let options = spv::Options {
+                lang_version: (1, 6),
+                capabilities: None,
+                bounds_check_policies: naga::proc::BoundsCheckPolicies {
+                    index: naga::proc::BoundsCheckPolicy::Restrict,
+                    buffer: naga::proc::BoundsCheckPolicy::Restrict,
+                    image_load: naga::proc::BoundsCheckPolicy::Restrict,
+                    binding_array: naga::proc::BoundsCheckPolicy::Unchecked,
+                },
+                force_loop_bounding: true,
+                ..spv::Options::default()
+            };
+            let pipeline = spv::PipelineOptions {
+                shader_stage: naga::ShaderStage::Compute,
+                entry_point: ep.name.clone(),
+            };
+            // Overrides (`override EPI`) at their defaults, as a pipeline without constants.
+            let (module, info) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, &ep.name)),
+                &naga::back::PipelineConstants::default(),
+            )
+            .unwrap_or_else(|e| panic!("shaders/{} {}: overrides: {e}", shader.file_name(), ep.name));
+            let words = spv::write_vec(&module, &info, &options, Some(&pipeline)).unwrap_or_else(|e| {
+                panic!("shaders/{} entry point {}: no SPIR-V: {e}", shader.file_name(), ep.name)
+            });
+            if let Some(val) = &val {
+                let words = with_device_scope_capability(words);
+                let path = std::env::temp_dir().join(format!(
+                    "batchscope-spv-{}-{}.spv",
+                    std::process::id(),
+                    ep.name
+                ));
+                std::fs::write(&path, bytemuck::cast_slice::<u32, u8>(&words)).expect("write spv");
+                let out = std::process::Command::new(val)
+                    .args(["--target-env", "vulkan1.3"])
+                    .arg(&path)
+                    .output()
+                    .unwrap_or_else(|e| panic!("run {}: {e}", val.display()));
+                let _ = std::fs::remove_file(&path);
+                assert!(
+                    out.status.success(),
+                    "shaders/{} entry point {}: spirv-val: {}{}",
+                    shader.file_name(),
+                    ep.name,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            checked += 1;
+        }
+    }
+    match val {
+        Some(v) => println!("spirv-val ok ({}): {checked} entry points", v.display()),
+        None => println!(
+            "SPIR-V generated for {checked} entry points; not validated: BATCHSCOPE_SPIRV_VAL \
+             names no spirv-val (.ci/spirv_val.sh fetches one)"
+        ),
+    }
+}
