@@ -201,3 +201,130 @@ fn matmul_coop_tt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     store(c11, o.y, o.w);
     finish(o, t);
 }
+
+// ---- 64x64 blocks: matmul_coop64 --------------------------------------------------------------
+// One subgroup owns a 64x64 block of C: 4x4 tiles, 16 accumulators. Per step of k each A tile
+// meets 4 B tiles and each B tile 4 A tiles (2 each in the 32x32 kernels above): half the tile
+// loads per multiply-add. One entry point for the four transposes: P.trans_a and P.trans_b are
+// uniform, so the branches of load_a and load_b are too (naga's rules for cooperative ops hold)
+// and cost a compare per tile load. Tile origins past m (or n) clamp onto the last tile, as
+// above: such a tile is computed and stored again with the same values. The host picks this
+// kernel for m and n of at least 64 (src/backend/gpu/matmul_f16.rs, `choose`).
+
+fn load_a(i: u32, p: u32) -> coop_mat16x16<f16, A> {
+    if (P.trans_a == 0u) {
+        return a_n(i, p);
+    }
+    return a_t(i, p);
+}
+
+fn load_b(p: u32, j: u32) -> coop_mat16x16<f16, B> {
+    if (P.trans_b == 0u) {
+        return b_n(p, j);
+    }
+    return b_t(p, j);
+}
+
+// Origin of tile row r of the block at row i0 (of tile column q at column j0), clamped into C.
+fn row64(i0: u32, r: u32) -> u32 {
+    return min(i0 + 16u * r, P.m - 16u);
+}
+fn col64(j0: u32, q: u32) -> u32 {
+    return min(j0 + 16u * q, P.n - 16u);
+}
+
+// finish() for a 64x64 block at (i0, j0): its distinct elements are rows [i0, min(i0 + 64, m))
+// by columns [j0, min(j0 + 64, n)) (clamped tiles repeat the last tile's), each stored through
+// epilogue() once. Invocation t walks columns j0 + t and j0 + t + 32, rows in order.
+fn finish64(i0: u32, j0: u32, t: u32) {
+    if (P.epi == 0u && P.half_out == 0u && P.unscale == 0u) {
+        return;
+    }
+    bias_grad_block(i0, 64u, j0, t, 32u);
+    if (P.epi == 4u && P.half_out == 0u && P.unscale == 0u) {
+        return;
+    }
+    storageBarrier();
+    let rows = min(64u, P.m - i0);
+    let cols = min(64u, P.n - j0);
+    for (var q = t; q < cols; q = q + 32u) {
+        let j = j0 + q;
+        for (var r = 0u; r < rows; r = r + 1u) {
+            let idx = (i0 + r) * P.n + j;
+            c[idx] = epilogue(idx, j, c[idx]);
+        }
+    }
+}
+
+@compute @workgroup_size(32, 1, 1)
+fn matmul_coop64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let i0 = wid.y * 64u;
+    let j0 = wid.x * 64u;
+    let r0 = row64(i0, 0u);
+    let r1 = row64(i0, 1u);
+    let r2 = row64(i0, 2u);
+    let r3 = row64(i0, 3u);
+    let q0 = col64(j0, 0u);
+    let q1 = col64(j0, 1u);
+    let q2 = col64(j0, 2u);
+    let q3 = col64(j0, 3u);
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c02 = coop_mat16x16<f32, C>();
+    var c03 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    var c12 = coop_mat16x16<f32, C>();
+    var c13 = coop_mat16x16<f32, C>();
+    var c20 = coop_mat16x16<f32, C>();
+    var c21 = coop_mat16x16<f32, C>();
+    var c22 = coop_mat16x16<f32, C>();
+    var c23 = coop_mat16x16<f32, C>();
+    var c30 = coop_mat16x16<f32, C>();
+    var c31 = coop_mat16x16<f32, C>();
+    var c32 = coop_mat16x16<f32, C>();
+    var c33 = coop_mat16x16<f32, C>();
+    for (var p = 0u; p < P.k; p = p + 16u) {
+        let a0 = load_a(r0, p);
+        let a1 = load_a(r1, p);
+        let a2 = load_a(r2, p);
+        let a3 = load_a(r3, p);
+        let b0 = load_b(p, q0);
+        let b1 = load_b(p, q1);
+        let b2 = load_b(p, q2);
+        let b3 = load_b(p, q3);
+        c00 = coopMultiplyAdd(a0, b0, c00);
+        c01 = coopMultiplyAdd(a0, b1, c01);
+        c02 = coopMultiplyAdd(a0, b2, c02);
+        c03 = coopMultiplyAdd(a0, b3, c03);
+        c10 = coopMultiplyAdd(a1, b0, c10);
+        c11 = coopMultiplyAdd(a1, b1, c11);
+        c12 = coopMultiplyAdd(a1, b2, c12);
+        c13 = coopMultiplyAdd(a1, b3, c13);
+        c20 = coopMultiplyAdd(a2, b0, c20);
+        c21 = coopMultiplyAdd(a2, b1, c21);
+        c22 = coopMultiplyAdd(a2, b2, c22);
+        c23 = coopMultiplyAdd(a2, b3, c23);
+        c30 = coopMultiplyAdd(a3, b0, c30);
+        c31 = coopMultiplyAdd(a3, b1, c31);
+        c32 = coopMultiplyAdd(a3, b2, c32);
+        c33 = coopMultiplyAdd(a3, b3, c33);
+    }
+    store(c00, r0, q0);
+    store(c01, r0, q1);
+    store(c02, r0, q2);
+    store(c03, r0, q3);
+    store(c10, r1, q0);
+    store(c11, r1, q1);
+    store(c12, r1, q2);
+    store(c13, r1, q3);
+    store(c20, r2, q0);
+    store(c21, r2, q1);
+    store(c22, r2, q2);
+    store(c23, r2, q3);
+    store(c30, r3, q0);
+    store(c31, r3, q1);
+    store(c32, r3, q2);
+    store(c33, r3, q3);
+    finish64(i0, j0, t);
+}

@@ -442,11 +442,18 @@ fn coop_fused_f16_epilogues_match_the_cpu_twin() {
     use batchscope::backend::gpu::matmul_f16::{self, HalfKernel};
     let (gp, cp) = (gpu(), cpu());
     let mut failures = Vec::new();
-    for (i, &(m, n, k)) in [(16, 16, 16), (48, 80, 32), (96, 64, 784)].iter().enumerate() {
+    // The first two shapes run the 32x32 blocks, the others (m, n ≥ 64) the 64x64 ones, whose
+    // last blocks clamp at 80 and 144.
+    let shapes = [(16, 16, 16), (48, 80, 32), (96, 64, 784), (80, 144, 32)];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             for kind in kinds() {
                 let g = Gemm::nn(m, n, k).trans(ta, tb);
-                assert_eq!(matmul_f16::choose(&gp.dev, &g), HalfKernel::Coop, "{g:?}: coop runs here");
+                let want = match (m >= 64 && n >= 64, matmul_f16::coop64_enabled()) {
+                    (true, true) => HalfKernel::Coop64,
+                    _ => HalfKernel::Coop,
+                };
+                assert_eq!(matmul_f16::choose(&gp.dev, &g), want, "{g:?}: coop runs here");
                 let d = data(&g, 31 * i as u64 + 5);
                 let got = run(&gp, &g, kind, true, &d, true);
                 let want = cpu_epilogue_on(&gp, &cp, &g, kind, &d);

@@ -243,7 +243,7 @@ fn matmul_f16_matches_cpu() {
                     &half_gemm_case(&c, &g, &a, &bm, &c0),
                 );
                 assert_eq!(
-                    matmul_f16::choose(&gp.dev, &g) == HalfKernel::Coop,
+                    matmul_f16::choose(&gp.dev, &g).coop_block().is_some(),
                     matmul_f16::coop_enabled()
                         && matmul_coop::available(&gp.dev.ctx)
                         && matmul_coop::eligible(&g, &gp.dev)
@@ -425,14 +425,22 @@ fn cooperative_matrix_availability() {
                  f16_parity -- --ignored` for matmul_coop_matches_cpu ***\n",
                 g.adapter().name
             );
-            let want = if matmul_f16::coop_enabled() { HalfKernel::Coop } else { HalfKernel::Packed };
+            let want = match (matmul_f16::coop_enabled(), matmul_f16::coop64_enabled()) {
+                (false, _) => HalfKernel::Packed,
+                (true, true) => HalfKernel::Coop64,
+                (true, false) => HalfKernel::Coop,
+            };
             assert_eq!(matmul_f16::choose(&g.dev, &shape), want, "BATCHSCOPE_COOP=0 turns it off");
+            let narrow = Gemm::nn(48, 64, 64);
+            let want = if matmul_f16::coop_enabled() { HalfKernel::Coop } else { HalfKernel::Packed };
+            assert_eq!(matmul_f16::choose(&g.dev, &narrow), want, "m < 64: the 32x32 blocks");
         }
     }
 }
 
-/// The cooperative-matrix GEMM against the CPU twin, every transpose pair, on shapes with
-/// odd multiples of 16 (the clamped last blocks). Fails where the adapter lacks the feature.
+/// Both cooperative-matrix GEMMs (32x32 and 64x64 blocks) against the CPU twin, every
+/// transpose pair, on shapes with odd multiples of 16 and sides past a multiple of 64 (the
+/// clamped last blocks). Fails where the adapter lacks the feature.
 #[test]
 #[ignore = "needs an adapter with 16x16 f16 cooperative matrices (see cooperative_matrix_availability)"]
 fn matmul_coop_matches_cpu() {
@@ -441,23 +449,25 @@ fn matmul_coop_matches_cpu() {
         panic!("matmul_coop_matches_cpu cannot run on {}: {why}", gp.adapter().name);
     }
     let mut cases = 0;
-    for &(m, n, k) in &[(16, 16, 16), (48, 80, 32), (96, 64, 784), (256, 1024, 512)] {
+    let shapes = [(16, 16, 16), (48, 80, 32), (96, 64, 784), (80, 144, 48), (256, 1024, 512)];
+    for &(m, n, k) in &shapes {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let g = Gemm::nn(m, n, k).trans(ta, tb);
             let seed = (m + 3 * n + 7 * k) as u64;
             let (a, bm) = (uniform(seed, m * k, 1.0), uniform(seed + 1, k * n, 1.0));
             let c0 = vec![f32::NAN; m * n];
             let (ha, hb) = (half_of(&gp, &a), half_of(&gp, &bm));
-            let out = gp.upload(&c0).unwrap();
             let (wa, wb) = (&ha.words.0, &hb.words.0);
-            matmul_f16::matmul_half(&gp.dev, HalfKernel::Coop, &g, wa, ha.len, wb, hb.len, &out.0)
-                .unwrap();
-            let what = format!("coop {m}x{n}x{k} ta={ta} tb={tb}");
-            check_half_gemm(&what, &g, &a, &bm, &c0, &gp.read(&out).unwrap());
             let cpu_out = half_gemm_case(&c, &g, &a, &bm, &c0);
-            check_half_gemm(&format!("cpu {what}"), &g, &a, &bm, &c0, &cpu_out);
-            cases += 1;
+            for kernel in [HalfKernel::Coop, HalfKernel::Coop64] {
+                let out = gp.upload(&c0).unwrap();
+                matmul_f16::matmul_half(&gp.dev, kernel, &g, wa, ha.len, wb, hb.len, &out.0).unwrap();
+                let what = format!("{kernel:?} {m}x{n}x{k} ta={ta} tb={tb}");
+                check_half_gemm(&what, &g, &a, &bm, &c0, &gp.read(&out).unwrap());
+                cases += 1;
+            }
+            check_half_gemm(&format!("cpu {m}x{n}x{k} ta={ta} tb={tb}"), &g, &a, &bm, &c0, &cpu_out);
         }
     }
-    println!("parity ok: matmul_coop, {cases} cases");
+    println!("parity ok: matmul_coop and matmul_coop64, {cases} cases");
 }

@@ -78,6 +78,7 @@ const NOT_1D: &[&str] = &[
     "matmul_coop_nt",
     "matmul_coop_tn",
     "matmul_coop_tt",
+    "matmul_coop64",
     "wgrad_update_sgd",
     "wgrad_update_momentum",
 ];

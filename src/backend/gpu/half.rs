@@ -1,6 +1,6 @@
 //! [`HalfOps`] on the GPU: packed half buffers, [`super::matmul_f16`], [`super::amp`].
 
-use super::autotune::Candidate;
+use super::autotune::half_kernel_of;
 use super::device::RawBuf;
 use super::matmul::{fuses_serial_bias_grad, Epilogue as Store};
 use super::matmul_f16::{HalfKernel, HalfStore};
@@ -118,10 +118,9 @@ impl HalfOps for GpuBackend {
 impl GpuBackend {
     /// The f16 kernel for `g`: the autotuner's choice, else [`matmul_f16::choose`].
     fn half_kernel(&self, g: &Gemm) -> Result<matmul_f16::HalfKernel> {
-        Ok(match self.tuned_half(g)? {
-            Some(Candidate::HalfCoop) => matmul_f16::HalfKernel::Coop,
-            Some(Candidate::HalfPacked) => matmul_f16::HalfKernel::Packed,
-            _ => matmul_f16::choose(&self.dev, g),
+        Ok(match self.tuned_half(g)?.and_then(half_kernel_of) {
+            Some(k) => k,
+            None => matmul_f16::choose(&self.dev, g),
         })
     }
 
@@ -139,7 +138,7 @@ impl GpuBackend {
         Ok(g.n > 0
             && match self.half_kernel(g)? {
                 HalfKernel::Packed => self.choices.col_sum_workgroups.get() || fuses_serial_bias_grad(g),
-                HalfKernel::Coop => fuses_serial_bias_grad(g),
+                HalfKernel::Coop | HalfKernel::Coop64 => fuses_serial_bias_grad(g),
             })
     }
 

@@ -307,6 +307,7 @@ kernel!(MATMUL_COOP_NN, MatmulCoop, "matmul_coop_nn", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP_TN, MatmulCoop, "matmul_coop_tn", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W, R, W, W, W]);
+kernel!(MATMUL_COOP64, MatmulCoop, "matmul_coop64", [R, R, W, R, W, W, W]);
 
 /// The mixed-precision kernels (no adapter feature needed; compiled on first use, so f32 runs
 /// and their warm-up are unchanged).
@@ -325,7 +326,8 @@ pub const MIXED_KERNELS: &[Kernel] = &[
 ];
 
 /// The cooperative-matrix kernels: only where `matmul_coop::available` says so.
-pub const COOP_KERNELS: &[Kernel] = &[MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT];
+pub const COOP_KERNELS: &[Kernel] =
+    &[MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT, MATMUL_COOP64];
 
 /// Every kernel, for validation and warm-up.
 pub const ALL_KERNELS: &[Kernel] = &[

@@ -3,13 +3,35 @@
 
 use super::context::GpuContext;
 use super::device::{GpuDevice, RawBuf};
-use super::kernels::{Kernel, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT};
+use super::kernels::{
+    Kernel, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT,
+};
 use super::matmul_f16::HalfParams;
 use crate::backend::{BackendError, Gemm, Result};
 
 /// Side of one cooperative tile, and of a workgroup's block of C (2x2 tiles).
 const TILE: usize = 16;
 const BLOCK: usize = 32;
+/// Side of a `matmul_coop64` workgroup's block of C (4x4 tiles).
+pub const BLOCK64: usize = 64;
+
+/// Which block of C one subgroup (one workgroup) of the cooperative kernel owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoopBlock {
+    /// `matmul_coop_{nn,nt,tn,tt}`: 32x32, 2x2 tiles.
+    B32,
+    /// `matmul_coop64`: 64x64, 4x4 tiles (half the tile loads per multiply-add).
+    B64,
+}
+
+impl CoopBlock {
+    pub fn side(self) -> usize {
+        match self {
+            CoopBlock::B32 => BLOCK,
+            CoopBlock::B64 => BLOCK64,
+        }
+    }
+}
 
 /// The device features the kernel needs.
 pub fn features() -> wgpu::Features {
@@ -53,8 +75,8 @@ pub fn available(ctx: &GpuContext) -> bool {
     unavailable_reason(ctx).is_none()
 }
 
-/// Whether `g` fits the kernel: m, n, k multiples of 16, `alpha = 1`, `beta = 0`, and a grid
-/// within the per-dimension limit (no folding).
+/// Whether `g` fits the kernels: m, n, k multiples of 16, `alpha = 1`, `beta = 0`, and a grid
+/// within the per-dimension limit (no folding; the 64x64 grid is the smaller).
 pub fn eligible(g: &Gemm, dev: &GpuDevice) -> bool {
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension as usize;
     [g.m, g.n, g.k].iter().all(|&d| d > 0 && d.is_multiple_of(TILE))
@@ -64,8 +86,12 @@ pub fn eligible(g: &Gemm, dev: &GpuDevice) -> bool {
         && g.n.div_ceil(BLOCK) <= max
 }
 
-/// The entry point for `g`'s transposes.
-pub fn kernel_for(g: &Gemm) -> Kernel {
+/// The entry point for `g` with `block`: the 32x32 kernels have one per transpose pair, the
+/// 64x64 one reads the transposes from its parameters.
+pub fn kernel_for(g: &Gemm, block: CoopBlock) -> Kernel {
+    if block == CoopBlock::B64 {
+        return MATMUL_COOP64;
+    }
     match (g.trans_a, g.trans_b) {
         (false, false) => MATMUL_COOP_NN,
         (false, true) => MATMUL_COOP_NT,
@@ -80,6 +106,7 @@ pub fn kernel_for(g: &Gemm) -> Kernel {
 pub(super) fn dispatch(
     dev: &GpuDevice,
     g: &Gemm,
+    block: CoopBlock,
     p: &HalfParams,
     [a, b, c]: [&RawBuf; 3],
     epi: &[RawBuf; 4],
@@ -96,7 +123,8 @@ pub(super) fn dispatch(
             ),
         });
     }
-    let grid = [g.n.div_ceil(BLOCK) as u32, g.m.div_ceil(BLOCK) as u32, 1];
+    let side = block.side();
+    let grid = [g.n.div_ceil(side) as u32, g.m.div_ceil(side) as u32, 1];
     let [e_in, e_out, h, state] = epi;
-    dev.dispatch(&kernel_for(g), p, &[a, b, c, e_in, e_out, h, state], grid)
+    dev.dispatch(&kernel_for(g, block), p, &[a, b, c, e_in, e_out, h, state], grid)
 }

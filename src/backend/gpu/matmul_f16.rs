@@ -208,8 +208,21 @@ pub(super) fn params_of(g: &Gemm) -> Result<HalfParams> {
 pub enum HalfKernel {
     /// `matmul_f16`: packed loads, f32 FMA; any shape, any adapter.
     Packed,
-    /// `matmul_coop_*`: cooperative matrices (see [`matmul_coop::eligible`]).
+    /// `matmul_coop_*`: cooperative matrices, 32x32 blocks (see [`matmul_coop::eligible`]).
     Coop,
+    /// `matmul_coop64`: cooperative matrices, 64x64 blocks (the same eligibility).
+    Coop64,
+}
+
+impl HalfKernel {
+    /// The cooperative block, `None` for the packed kernel.
+    pub fn coop_block(self) -> Option<matmul_coop::CoopBlock> {
+        match self {
+            HalfKernel::Packed => None,
+            HalfKernel::Coop => Some(matmul_coop::CoopBlock::B32),
+            HalfKernel::Coop64 => Some(matmul_coop::CoopBlock::B64),
+        }
+    }
 }
 
 /// Whether the cooperative kernel may be chosen: `BATCHSCOPE_COOP=0` in the environment
@@ -219,11 +232,27 @@ pub fn coop_enabled() -> bool {
     *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP").map_or(true, |v| v != "0"))
 }
 
-/// Coop where the adapter has it, the shape fits it and `BATCHSCOPE_COOP` is not `0`, else the
-/// packed kernel.
+/// Whether the 64x64 cooperative kernel may be chosen: `BATCHSCOPE_COOP64=0` keeps every
+/// cooperative product on the 32x32 kernels (A/B timing on a device).
+pub fn coop64_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP64").map_or(true, |v| v != "0"))
+}
+
+/// The cooperative kernel for an eligible `g`: 64x64 blocks where m and n are both at least 64
+/// (a smaller side would repeat clamped tiles) and `BATCHSCOPE_COOP64` is not `0`, else 32x32.
+pub fn coop_kernel_for(g: &Gemm) -> HalfKernel {
+    match coop64_enabled() && g.m >= matmul_coop::BLOCK64 && g.n >= matmul_coop::BLOCK64 {
+        true => HalfKernel::Coop64,
+        false => HalfKernel::Coop,
+    }
+}
+
+/// A cooperative kernel ([`coop_kernel_for`]) where the adapter has it, the shape fits it and
+/// `BATCHSCOPE_COOP` is not `0`, else the packed kernel.
 pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     match coop_enabled() && matmul_coop::available(&dev.ctx) && matmul_coop::eligible(g, dev) {
-        true => HalfKernel::Coop,
+        true => coop_kernel_for(g),
         false => HalfKernel::Packed,
     }
 }
@@ -244,10 +273,10 @@ pub fn matmul_half(
     matmul_half_store(dev, kernel, g, [(a, la), (b, lb)], c, HalfStore::NONE)
 }
 
-/// Whether `kernel` runs a [`HalfStore`] in its store: both do (the cooperative kernel stores
-/// its tiles, then reads each element of its block back once through the same epilogue).
+/// Whether `kernel` runs a [`HalfStore`] in its store: all do (the cooperative kernels store
+/// their tiles, then read each element of their block back once through the same epilogue).
 pub fn fuses(kernel: HalfKernel) -> bool {
-    matches!(kernel, HalfKernel::Packed | HalfKernel::Coop)
+    matches!(kernel, HalfKernel::Packed | HalfKernel::Coop | HalfKernel::Coop64)
 }
 
 /// [`matmul_half`] with `store` fused into the store of C (`ab`: the packed operands with their
@@ -274,14 +303,14 @@ pub fn matmul_half_store(
     let [epi, act, half_out, unscale] = store.codes(g);
     let p = HalfParams { epi, act, half_out, unscale, ..params_of(g)? };
     let epi_bindings = store.bindings(dev, a)?;
-    if kernel == HalfKernel::Coop {
+    if let Some(block) = kernel.coop_block() {
         if epi == 5 {
             return Err(BackendError::Invalid {
                 op: "matmul_coop",
                 message: format!("the bias gradient is fused up to k = 32, not {}", g.k),
             });
         }
-        return matmul_coop::dispatch(dev, g, &p, [a, b, c], &epi_bindings);
+        return matmul_coop::dispatch(dev, g, block, &p, [a, b, c], &epi_bindings);
     }
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
     let (col_blocks, row_blocks) = (g.n.div_ceil(TILE), g.m.div_ceil(TILE));

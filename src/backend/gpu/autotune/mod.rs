@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::matmul::{choose, launch_of, tile_launch, Launch, MatmulVariant, SKINNY_MAX_K};
+use super::matmul_f16::{choose as choose_half, coop64_enabled, HalfKernel};
 use super::tile::{TileCfg, TILES};
 use super::{GpuBackend, GpuDevice};
 use crate::backend::{BackendError, Gemm, Result};
@@ -48,8 +49,10 @@ pub enum Candidate {
     Tile(TileCfg),
     /// f16 products: `matmul_f16.wgsl`, packed halves and f32 FMA.
     HalfPacked,
-    /// f16 products: `matmul_coop.wgsl`, cooperative matrices (tensor cores).
+    /// f16 products: `matmul_coop.wgsl`, cooperative matrices (tensor cores), 32x32 blocks.
     HalfCoop,
+    /// f16 products: `matmul_coop.wgsl`'s `matmul_coop64`, 64x64 blocks.
+    HalfCoop64,
 }
 
 /// Rows of C up to which the skinny kernel is a candidate (it computes at most 8 rows per
@@ -69,6 +72,7 @@ impl Candidate {
             Candidate::Tile(t) => t.name(),
             Candidate::HalfPacked => "f16_packed".into(),
             Candidate::HalfCoop => "f16_coop".into(),
+            Candidate::HalfCoop64 => "f16_coop64".into(),
         }
     }
 
@@ -78,6 +82,7 @@ impl Candidate {
             "skinny" => Some(Candidate::Skinny),
             "f16_packed" => Some(Candidate::HalfPacked),
             "f16_coop" => Some(Candidate::HalfCoop),
+            "f16_coop64" => Some(Candidate::HalfCoop64),
             _ => TileCfg::parse(s).map(Candidate::Tile),
         }
     }
@@ -97,7 +102,7 @@ impl Candidate {
             Candidate::Skinny => Some(launch_of(MatmulVariant::Skinny, g)),
             Candidate::Tile(t) => tile_launch(t, g),
             // f16 kernels launch through `matmul_f16::matmul_half`, not as f32 products.
-            Candidate::HalfPacked | Candidate::HalfCoop => None,
+            Candidate::HalfPacked | Candidate::HalfCoop | Candidate::HalfCoop64 => None,
         }
     }
 }
@@ -146,14 +151,36 @@ pub struct TuneResult {
     pub method: &'static str,
 }
 
-/// The candidates of an f16 product, the default first: what `gpu.autotune = off` runs
-/// ([`super::matmul_f16::choose`]: the cooperative-matrix kernel where `coop`, that is where the
-/// adapter offers it, the shape fits it and `BATCHSCOPE_COOP` is not `0`), then the other.
-/// Without `coop` the packed kernel is the only candidate and nothing is timed.
-pub fn half_candidates(coop: bool) -> Vec<Candidate> {
-    match coop {
-        true => vec![Candidate::HalfCoop, Candidate::HalfPacked],
-        false => vec![Candidate::HalfPacked],
+/// The candidates of an f16 product whose default (what `gpu.autotune = off` runs,
+/// [`super::matmul_f16::choose`]) is `default`, the default first. Where that is a cooperative
+/// kernel (the adapter offers it, the shape fits it, `BATCHSCOPE_COOP` is not `0`) both block
+/// sizes (the 64x64 one unless `coop64` is off: `BATCHSCOPE_COOP64=0`) and the packed kernel
+/// follow; otherwise the packed kernel is the only candidate and nothing is timed.
+pub fn half_candidates(default: HalfKernel, coop64: bool) -> Vec<Candidate> {
+    let of = |k: HalfKernel| match k {
+        HalfKernel::Packed => Candidate::HalfPacked,
+        HalfKernel::Coop => Candidate::HalfCoop,
+        HalfKernel::Coop64 => Candidate::HalfCoop64,
+    };
+    let mut out = vec![of(default)];
+    if default != HalfKernel::Packed {
+        let others = [HalfKernel::Coop64, HalfKernel::Coop, HalfKernel::Packed];
+        for k in others.into_iter().filter(|&k| coop64 || k != HalfKernel::Coop64) {
+            if !out.contains(&of(k)) {
+                out.push(of(k));
+            }
+        }
+    }
+    out
+}
+
+/// The kernel a timed f16 candidate runs (`None` for an f32 candidate).
+pub fn half_kernel_of(c: Candidate) -> Option<HalfKernel> {
+    match c {
+        Candidate::HalfPacked => Some(HalfKernel::Packed),
+        Candidate::HalfCoop => Some(HalfKernel::Coop),
+        Candidate::HalfCoop64 => Some(HalfKernel::Coop64),
+        _ => None,
     }
 }
 
@@ -210,7 +237,7 @@ impl Autotuner {
             return Ok(c);
         }
         let device = self.device.clone().unwrap_or_else(|| DeviceKey::of(&dev.ctx.summary));
-        let allowed = half_candidates(half_coop(dev, g));
+        let allowed = half_candidates(choose_half(dev, g), coop64_enabled());
         let mut choice = match allowed.len() {
             1 => allowed.first().copied(),
             _ => self.cache.choice(&device, shape, &allowed),
@@ -344,7 +371,7 @@ impl GpuBackend {
     pub fn time_product(&self, g: &Gemm, half: bool) -> Result<TuneResult> {
         let dev = &self.dev;
         let (shape, cands) = match half {
-            true => (ShapeKey::of_half(g), half_candidates(half_coop(dev, g))),
+            true => (ShapeKey::of_half(g), half_candidates(choose_half(dev, g), coop64_enabled())),
             false => (ShapeKey::of(g), candidates(g, &dev.ctx.limits)),
         };
         let (times, method) = match half {
@@ -374,11 +401,6 @@ impl GpuBackend {
     pub fn autotune_cache(&self) -> TuneCache {
         self.tuner.borrow().cache.clone()
     }
-}
-
-/// Whether the cooperative-matrix kernel may run the f16 product `g` here.
-fn half_coop(dev: &GpuDevice, g: &Gemm) -> bool {
-    super::matmul_f16::choose(dev, g) == super::matmul_f16::HalfKernel::Coop
 }
 
 #[cfg(test)]

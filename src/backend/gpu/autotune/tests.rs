@@ -260,18 +260,34 @@ fn mode_parses_from_the_config_spelling() {
 
 #[test]
 fn f16_candidates_are_coop_and_packed_only_where_coop_runs() {
+    use crate::backend::gpu::matmul_f16::HalfKernel;
     // lavapipe (no cooperative matrices): the packed kernel alone, nothing to time.
-    assert_eq!(half_candidates(false), vec![Candidate::HalfPacked]);
-    // Where coop runs, today's rule (coop) is the default, first.
-    assert_eq!(half_candidates(true), vec![Candidate::HalfCoop, Candidate::HalfPacked]);
-    for c in half_candidates(true) {
+    assert_eq!(half_candidates(HalfKernel::Packed, true), vec![Candidate::HalfPacked]);
+    // Where coop runs, the rule's block size is the default, first; then the other, then packed.
+    assert_eq!(
+        half_candidates(HalfKernel::Coop, true),
+        vec![Candidate::HalfCoop, Candidate::HalfCoop64, Candidate::HalfPacked]
+    );
+    assert_eq!(
+        half_candidates(HalfKernel::Coop64, true),
+        vec![Candidate::HalfCoop64, Candidate::HalfCoop, Candidate::HalfPacked]
+    );
+    // BATCHSCOPE_COOP64=0: the 64x64 kernel is no candidate.
+    assert_eq!(
+        half_candidates(HalfKernel::Coop, false),
+        vec![Candidate::HalfCoop, Candidate::HalfPacked]
+    );
+    for c in half_candidates(HalfKernel::Coop, true) {
         assert_eq!(Candidate::parse(&c.name()), Some(c));
         assert!(c.launch(&Gemm::nn(64, 64, 64)).is_none(), "no f32 launch");
+        assert!(half_kernel_of(c).is_some(), "{c:?} runs an f16 kernel");
     }
+    assert_eq!(half_kernel_of(Candidate::HalfCoop64), Some(HalfKernel::Coop64));
+    assert_eq!(half_kernel_of(Candidate::Tiled), None);
     // The f32 candidates never include an f16 kernel.
     let g = Gemm::nn(64, 128, 64);
     let f32_cands = candidates(&g, &lavapipe());
-    assert!(!f32_cands.iter().any(|c| matches!(c, Candidate::HalfPacked | Candidate::HalfCoop)));
+    assert!(!f32_cands.iter().any(|c| half_kernel_of(*c).is_some()));
     // The pick: coop is the default, so packed must beat it by the margin to be chosen.
     let t = |coop: Option<f64>, packed: Option<f64>| {
         pick(Candidate::HalfCoop, &[(Candidate::HalfCoop, coop), (Candidate::HalfPacked, packed)])
@@ -295,10 +311,12 @@ fn f16_entries_have_their_own_key_and_f32_files_are_unchanged() {
         cache.choice(&dev, ShapeKey::of(&g), &candidates(&g, &lavapipe())),
         Some(Candidate::Tiled)
     );
-    let coop = half_candidates(true);
+    use crate::backend::gpu::matmul_f16::HalfKernel;
+    let coop = half_candidates(HalfKernel::Coop64, true);
     assert_eq!(cache.choice(&dev, ShapeKey::of_half(&g), &coop), Some(Candidate::HalfCoop));
     // An adapter without coop ignores a cached coop choice.
-    assert_eq!(cache.choice(&dev, ShapeKey::of_half(&g), &half_candidates(false)), None);
+    let packed = half_candidates(HalfKernel::Packed, true);
+    assert_eq!(cache.choice(&dev, ShapeKey::of_half(&g), &packed), None);
     assert!(ShapeKey::of_half(&g).label().ends_with(" f16"));
     // f32 keys serialize as before (no `f16` field); files without it load as f32 keys.
     let f32_json = serde_json::to_string(&ShapeKey::of(&g)).expect("json");

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::Candidate;
 use crate::backend::gpu::elementwise::fill;
 use crate::backend::gpu::matmul::record;
-use crate::backend::gpu::matmul_f16::{matmul_half, HalfKernel};
+use crate::backend::gpu::matmul_f16::matmul_half;
 use crate::backend::gpu::timestamps::Timestamps;
 use crate::backend::gpu::{GpuDevice, RawBuf};
 use crate::backend::half::half_words;
@@ -115,13 +115,9 @@ fn time_all_half(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timin
     };
     let mut times = Vec::with_capacity(cands.len());
     for &cand in cands {
-        let kernel = match cand {
-            Candidate::HalfCoop => HalfKernel::Coop,
-            Candidate::HalfPacked => HalfKernel::Packed,
-            _ => {
-                times.push((cand, None));
-                continue;
-            }
+        let Some(kernel) = super::half_kernel_of(cand) else {
+            times.push((cand, None));
+            continue;
         };
         let run = || matmul_half(dev, kernel, g, &a, la, &b, lb, &c);
         let t = match time_run(dev, &clock, &run) {
