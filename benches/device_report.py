@@ -68,15 +68,24 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
+def section(title, have, missing, columns):
+    """The section's title, then its table header, or "not measured" (False) without data."""
+    print(f"### {title}\n")
+    if not have:
+        print(f"not measured ({missing} missing)\n")
+        return False
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    return True
+
+
 def step_table(res, p, goals):
     base = sweep(os.path.join(res, "sweep", "sweep.csv"))
     tuned = sweep(os.path.join(res, "sweep_tuned", "sweep.csv"))
-    print("### Training step, MLP 784-1024-1024-10, examples/s (one device run)\n")
-    if not base:
-        print("not measured (sweep/sweep.csv missing)\n")
+    if not section("Training step, MLP 784-1024-1024-10, examples/s (one device run)", base,
+                   "sweep/sweep.csv", ["B", "batchscope", "batchscope, autotune cached",
+                                       "PyTorch eager", "ratio", "PyTorch CUDA graph", "ratio"]):
         return
-    print("| B | batchscope | batchscope, autotune cached | PyTorch eager | ratio | PyTorch CUDA graph | ratio |")
-    print("|---|---|---|---|---|---|---|")
     for b in sorted(base):
         ours = base[b][0]
         best = max(ours, tuned.get(b, (0, None))[0])
@@ -109,12 +118,10 @@ def cliffs(s, what, goals):
 
 def gemm_table(res, goals):
     g = rows(os.path.join(res, "gemm", "gemm.csv"))
-    print("### GEMM, TFLOP/s against cuBLAS (TF32 off) in the same run\n")
-    if not g:
-        print("not measured (gemm/gemm.csv missing)\n")
+    if not section("GEMM, TFLOP/s against cuBLAS (TF32 off) in the same run", g, "gemm/gemm.csv",
+                   ["precision", "layout", "m×n×k", "default kernel", "TFLOP/s", "fastest kernel",
+                    "TFLOP/s", "% peak", "cuBLAS", "ratio"]):
         return
-    print("| precision | layout | m×n×k | default kernel | TFLOP/s | fastest kernel | TFLOP/s | % peak | cuBLAS | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
     products = {}
     for r in g:
         products.setdefault((r["precision"], r["layout"], r["m"], r["n"], r["k"]), []).append(r)
@@ -137,12 +144,10 @@ def gemm_table(res, goals):
 def precision_table(res, p, goals):
     path = os.path.join(res, "sweep_precision", "sweep.csv")
     f32, f16 = sweep(path, "f32"), sweep(path, "f16")
-    print("### f32 against f16 (mixed precision) against PyTorch AMP, examples/s\n")
-    if not f16:
-        print("not measured (sweep_precision/sweep.csv missing)\n")
+    if not section("f32 against f16 (mixed precision) against PyTorch AMP, examples/s", f16,
+                   "sweep_precision/sweep.csv",
+                   ["B", "batchscope f32", "batchscope f16", "f16 / f32", "PyTorch AMP", "f16 / AMP"]):
         return
-    print("| B | batchscope f32 | batchscope f16 | f16 / f32 | PyTorch AMP | f16 / AMP |")
-    print("|---|---|---|---|---|---|")
     for b in sorted(f16):
         a, h = f32.get(b, (None, None))[0], f16[b][0]
         amp = p.get(("mlp_torch_amp", b))
@@ -155,12 +160,9 @@ def precision_table(res, p, goals):
 
 def wide_table(res, goals):
     s = sweep(os.path.join(res, "sweep_wide", "sweep.csv"))
-    print("### Wide model 784-4096-4096-10 (the B = 2048 cliff)\n")
-    if not s:
-        print("not measured (sweep_wide/sweep.csv missing)\n")
+    if not section("Wide model 784-4096-4096-10 (the B = 2048 cliff)", s, "sweep_wide/sweep.csv",
+                   ["B", "ms/step", "examples/s"]):
         return
-    print("| B | ms/step | examples/s |")
-    print("|---|---|---|")
     for b in sorted(s):
         print(f"| {b} | {fmt(s[b][1])} | {fmt(s[b][0])} |")
     print()
@@ -177,9 +179,7 @@ def main():
     gemm_table(res, goals)
     precision_table(res, p, goals)
     wide_table(res, goals)
-    print("### Goals (issues 13 and 16)\n")
-    print("| goal | measured | met |")
-    print("|---|---|---|")
+    section("Goals (issues 13 and 16)", True, "", ["goal", "measured", "met"])
     for what, v, need in goals:
         met = "—" if v is None else ("yes" if v >= need else "no")
         print(f"| {what} | {fmt(v, 2)} | {met} |")

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use super::backend::open_gpu;
 use super::output::write_json;
+use super::tune::{clock_note, is_software};
 use crate::backend::gpu::autotune::TuneResult;
 use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, Gemm};
@@ -132,7 +133,7 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
         None => None,
     };
     let gpu = open_gpu(args.adapter.as_deref())?;
-    let software = gpu.adapter().device_type == format!("{:?}", wgpu::DeviceType::Cpu);
+    let software = is_software(&gpu);
     let shapes = match explicit {
         Some(s) => s,
         None if software => {
@@ -367,17 +368,6 @@ fn table(rows: &[Measured]) -> Table {
         ]);
     }
     t
-}
-
-fn clock_note(method: &str, software: bool) -> String {
-    let what = match method {
-        "gpu_timestamps" => "GPU timestamps around back-to-back products (median of 3 samples)",
-        _ => "wall clock around submit and wait (median of 3 samples)",
-    };
-    match software {
-        true => format!("{what}; a software adapter: these are CPU figures, not a GPU's"),
-        false => what.to_string(),
-    }
 }
 
 fn write_outputs(

@@ -57,7 +57,7 @@ pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
         results.push(r);
     }
     if let Some(r) = results.first() {
-        println!("timing: {}", clock_note(&gpu, r.method));
+        println!("timing: {}", clock_note(r.method, is_software(&gpu)));
     }
     match gpu.save_autotune()? {
         Some(p) => println!("cache: {}", p.display()),
@@ -107,9 +107,13 @@ fn table(r: &TuneResult) -> String {
     s
 }
 
+/// Whether `gpu` is a software adapter (llvmpipe): its timings are CPU figures.
+pub(super) fn is_software(gpu: &GpuBackend) -> bool {
+    gpu.adapter().device_type == format!("{:?}", wgpu::DeviceType::Cpu)
+}
+
 /// What the timings are: GPU timestamps or wall clock, and a warning on a software adapter.
-fn clock_note(gpu: &GpuBackend, method: &str) -> String {
-    let software = gpu.adapter().device_type == format!("{:?}", wgpu::DeviceType::Cpu);
+pub(super) fn clock_note(method: &str, software: bool) -> String {
     let what = match method {
         "gpu_timestamps" => "GPU timestamps around back-to-back products (median of 3 samples)",
         _ => "wall clock around submit and wait (median of 3 samples)",
