@@ -442,37 +442,75 @@ fn coop_fused_f16_epilogues_match_the_cpu_twin() {
     use batchscope::backend::gpu::matmul_f16::{self, HalfKernel};
     let (gp, cp) = (gpu(), cpu());
     let mut failures = Vec::new();
-    // The first two shapes run the 32x32 blocks, the others (m, n ≥ 64) the 64x64 ones, whose
-    // last blocks clamp at 80 and 144.
+    // By the rule the first two shapes run the 32x32 blocks, the others (m, n ≥ 64) the 64x64
+    // ones, whose last blocks clamp at 80 and 144; then every shape runs each cooperative kernel
+    // set by name (the staged one's 128x128 blocks clamp at all four).
     let shapes = [(16, 16, 16), (48, 80, 32), (96, 64, 784), (80, 144, 32)];
+    let forced = [None, Some(HalfKernel::Coop), Some(HalfKernel::Coop64), Some(HalfKernel::CoopStaged)];
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
-        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            for kind in kinds() {
-                let g = Gemm::nn(m, n, k).trans(ta, tb);
-                let want = match (m >= 64 && n >= 64, matmul_f16::coop64_enabled()) {
-                    (true, true) => HalfKernel::Coop64,
-                    _ => HalfKernel::Coop,
+        for (ta, tb, kind, kernel) in [(false, false), (false, true), (true, false), (true, true)]
+            .into_iter()
+            .flat_map(|(ta, tb)| kinds().into_iter().map(move |kind| (ta, tb, kind)))
+            .flat_map(|(ta, tb, kind)| forced.into_iter().map(move |f| (ta, tb, kind, f)))
+        {
+            let g = Gemm::nn(m, n, k).trans(ta, tb);
+            let want = match (m >= 64 && n >= 64, matmul_f16::coop64_enabled()) {
+                (true, true) => HalfKernel::Coop64,
+                _ => HalfKernel::Coop,
+            };
+            assert_eq!(matmul_f16::choose(&gp.dev, &g), want, "{g:?}: coop runs here");
+            if let Some(k) = kernel {
+                assert!(gp.half_kernel_runs(k, &g), "{g:?}: {k:?} runs here");
+            }
+            gp.set_half_kernel(kernel);
+            let d = data(&g, 31 * i as u64 + 5);
+            let got = run(&gp, &g, kind, true, &d, true);
+            gp.set_half_kernel(None);
+            let want = cpu_epilogue_on(&gp, &cp, &g, kind, &d);
+            let inexact =
+                matches!(kind, Kind::BiasAct(Activation::Tanh) | Kind::ActGrad(Activation::Tanh));
+            for (what, o, w) in
+                [("C", &got[0], &want[0]), ("y", &got[1], &want[1]), ("f16", &got[2], &want[2])]
+            {
+                let off = |(o, w): (&f32, &f32)| match inexact {
+                    false => o.to_bits() != w.to_bits(),
+                    true => (o - w).abs().is_nan() || (o - w).abs() > 2e-3 * w.abs() + 1e-7,
                 };
-                assert_eq!(matmul_f16::choose(&gp.dev, &g), want, "{g:?}: coop runs here");
-                let d = data(&g, 31 * i as u64 + 5);
-                let got = run(&gp, &g, kind, true, &d, true);
-                let want = cpu_epilogue_on(&gp, &cp, &g, kind, &d);
-                let inexact =
-                    matches!(kind, Kind::BiasAct(Activation::Tanh) | Kind::ActGrad(Activation::Tanh));
-                for (what, o, w) in
-                    [("C", &got[0], &want[0]), ("y", &got[1], &want[1]), ("f16", &got[2], &want[2])]
-                {
-                    let off = |(o, w): (&f32, &f32)| match inexact {
-                        false => o.to_bits() != w.to_bits(),
-                        true => (o - w).abs().is_nan() || (o - w).abs() > 2e-3 * w.abs() + 1e-7,
-                    };
-                    if let Some(at) = o.iter().zip(w.iter()).position(off) {
-                        failures
-                            .push(format!("{g:?} {kind:?}: {what}[{at}] coop {} cpu {}", o[at], w[at]));
-                    }
+                if let Some(at) = o.iter().zip(w.iter()).position(off) {
+                    failures.push(format!(
+                        "{g:?} {kind:?} {kernel:?}: {what}[{at}] coop {} cpu {}",
+                        o[at], w[at]
+                    ));
                 }
             }
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// `set_half_kernel` (`BATCHSCOPE_F16_KERNEL`) runs the named kernel where it can run the
+/// product, and the usual one where it cannot: on an adapter without cooperative matrices a
+/// named cooperative kernel changes no bit, and the packed kernel can always be named.
+#[test]
+fn a_named_f16_kernel_runs_where_it_can_and_falls_back_where_not() {
+    use batchscope::backend::gpu::matmul_f16::{self, HalfKernel};
+    let gp = gpu();
+    let g = Gemm::nn(96, 144, 80);
+    let d = data(&g, 77);
+    let kind = Kind::BiasAct(Activation::Relu);
+    let usual = matmul_f16::choose(&gp.dev, &g);
+    let default = run(&gp, &g, kind, true, &d, true);
+    for k in [HalfKernel::Packed, HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged] {
+        let runs = gp.half_kernel_runs(k, &g);
+        assert!(runs || k != HalfKernel::Packed, "the packed kernel runs everywhere");
+        gp.set_half_kernel(Some(k));
+        let got = run(&gp, &g, kind, true, &d, true);
+        gp.set_half_kernel(None);
+        // Where it cannot run, or is the usual kernel anyway, nothing changes.
+        if !runs || k == usual {
+            for (o, w) in got.iter().zip(&default) {
+                assert_eq!(bits(o), bits(w), "{k:?}: the usual kernel's bits");
+            }
+        }
+    }
 }

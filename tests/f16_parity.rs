@@ -438,9 +438,10 @@ fn cooperative_matrix_availability() {
     }
 }
 
-/// Both cooperative-matrix GEMMs (32x32 and 64x64 blocks) against the CPU twin, every
-/// transpose pair, on shapes with odd multiples of 16 and sides past a multiple of 64 (the
-/// clamped last blocks). Fails where the adapter lacks the feature.
+/// The three cooperative-matrix GEMMs (32x32 and 64x64 blocks per subgroup, and 128x128 per
+/// workgroup with staged operands) against the CPU twin, every transpose pair, on shapes with
+/// odd multiples of 16, sides past a multiple of 64 and 128 (the clamped last blocks) and k past
+/// a multiple of 32 (a half-empty staged slice). Fails where the adapter lacks the feature.
 #[test]
 #[ignore = "needs an adapter with 16x16 f16 cooperative matrices (see cooperative_matrix_availability)"]
 fn matmul_coop_matches_cpu() {
@@ -459,7 +460,7 @@ fn matmul_coop_matches_cpu() {
             let (ha, hb) = (half_of(&gp, &a), half_of(&gp, &bm));
             let (wa, wb) = (&ha.words.0, &hb.words.0);
             let cpu_out = half_gemm_case(&c, &g, &a, &bm, &c0);
-            for kernel in [HalfKernel::Coop, HalfKernel::Coop64] {
+            for kernel in [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged] {
                 let out = gp.upload(&c0).unwrap();
                 matmul_f16::matmul_half(&gp.dev, kernel, &g, wa, ha.len, wb, hb.len, &out.0).unwrap();
                 let what = format!("{kernel:?} {m}x{n}x{k} ta={ta} tb={tb}");
@@ -469,5 +470,5 @@ fn matmul_coop_matches_cpu() {
             check_half_gemm(&format!("cpu {m}x{n}x{k} ta={ta} tb={tb}"), &g, &a, &bm, &c0, &cpu_out);
         }
     }
-    println!("parity ok: matmul_coop and matmul_coop64, {cases} cases");
+    println!("parity ok: matmul_coop, matmul_coop64 and matmul_coop_staged, {cases} cases");
 }

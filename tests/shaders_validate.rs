@@ -79,6 +79,7 @@ const NOT_1D: &[&str] = &[
     "matmul_coop_tn",
     "matmul_coop_tt",
     "matmul_coop64",
+    "matmul_coop_staged",
     "wgrad_update_sgd",
     "wgrad_update_momentum",
 ];

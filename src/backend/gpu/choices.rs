@@ -5,6 +5,7 @@
 
 use std::cell::Cell;
 
+use super::matmul_f16::HalfKernel;
 use super::{dgrad_wgrad_update, linear_xent, update, wgrad_update, AdapterSummary};
 
 pub(super) struct KernelChoices {
@@ -25,6 +26,9 @@ pub(super) struct KernelChoices {
     /// The packed f16 product's bias gradient past k = 32 in col_sum workgroups of its own
     /// dispatch (`set_col_sum_workgroups`).
     pub col_sum_workgroups: Cell<bool>,
+    /// The f16 kernel of every product it can run, instead of the rule or the autotuner
+    /// (`set_half_kernel`; `BATCHSCOPE_F16_KERNEL`).
+    pub half_kernel: Cell<Option<HalfKernel>>,
 }
 
 impl KernelChoices {
@@ -41,8 +45,25 @@ impl KernelChoices {
                 "BATCHSCOPE_COL_SUM_WORKGROUPS",
                 adapter,
             )),
+            half_kernel: Cell::new(half_kernel_from_env()),
         }
     }
+}
+
+/// `BATCHSCOPE_F16_KERNEL=packed|coop|coop64|coop_staged` (the autotune candidates' names
+/// without `f16_`), else none (anything else warns and is ignored).
+fn half_kernel_from_env() -> Option<HalfKernel> {
+    let v = std::env::var("BATCHSCOPE_F16_KERNEL").ok()?;
+    let k = half_kernel_named(&v);
+    if k.is_none() {
+        log::warn!("BATCHSCOPE_F16_KERNEL={v:?} is none of packed, coop, coop64, coop_staged: ignored");
+    }
+    k
+}
+
+/// The f16 kernel named `packed`, `coop`, `coop64` or `coop_staged`.
+pub fn half_kernel_named(name: &str) -> Option<HalfKernel> {
+    super::autotune::Candidate::parse(&format!("f16_{name}")).and_then(super::autotune::half_kernel_of)
 }
 
 /// `var=1` or `0` in the environment, else `default` (anything else warns and is ignored).
@@ -55,5 +76,20 @@ fn switch(var: &str, default: bool) -> bool {
             default
         }
         Err(_) => default,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_kernels_are_named_as_their_candidates() {
+        assert_eq!(half_kernel_named("packed"), Some(HalfKernel::Packed));
+        assert_eq!(half_kernel_named("coop"), Some(HalfKernel::Coop));
+        assert_eq!(half_kernel_named("coop64"), Some(HalfKernel::Coop64));
+        assert_eq!(half_kernel_named("coop_staged"), Some(HalfKernel::CoopStaged));
+        assert_eq!(half_kernel_named("tiled"), None);
+        assert_eq!(half_kernel_named(""), None);
     }
 }

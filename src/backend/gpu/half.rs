@@ -4,7 +4,7 @@ use super::autotune::half_kernel_of;
 use super::device::RawBuf;
 use super::matmul::{fuses_serial_bias_grad, Epilogue as Store};
 use super::matmul_f16::{HalfKernel, HalfStore};
-use super::{amp, matmul_f16, update, GpuBackend, GpuBuf};
+use super::{amp, matmul_coop, matmul_f16, update, GpuBackend, GpuBuf};
 use crate::backend::half::{half_words, HalfBuf, HalfOps, ScaleGrowth, ToHalf};
 use crate::backend::{
     check_len, half_epilogue, Epilogue, Gemm, MomentumStep, ParamUpdate, Result, UpdateRule,
@@ -116,12 +116,36 @@ impl HalfOps for GpuBackend {
 }
 
 impl GpuBackend {
-    /// The f16 kernel for `g`: the autotuner's choice, else [`matmul_f16::choose`].
+    /// The f16 kernel for `g`: the one set by [`GpuBackend::set_half_kernel`] where it can run
+    /// `g`, else the autotuner's choice, else [`matmul_f16::choose`].
     fn half_kernel(&self, g: &Gemm) -> Result<matmul_f16::HalfKernel> {
+        if let Some(k) = self.choices.half_kernel.get().filter(|&k| self.half_kernel_runs(k, g)) {
+            return Ok(k);
+        }
         Ok(match self.tuned_half(g)?.and_then(half_kernel_of) {
             Some(k) => k,
             None => matmul_f16::choose(&self.dev, g),
         })
+    }
+
+    /// Whether `kernel` can run the f16 product `g` here: the packed kernel always, a
+    /// cooperative one where the adapter offers it, the shape fits it and its workgroup does.
+    pub fn half_kernel_runs(&self, kernel: HalfKernel, g: &Gemm) -> bool {
+        match kernel.coop_block() {
+            None => true,
+            Some(block) => {
+                matmul_coop::available(&self.dev.ctx)
+                    && matmul_coop::eligible(g, &self.dev)
+                    && block.fits(&self.dev.ctx.limits)
+            }
+        }
+    }
+
+    /// Run every f16 product that `kernel` can run on it (`None`: the rule, or the autotuner's
+    /// choice); `BATCHSCOPE_F16_KERNEL=packed|coop|coop64|coop_staged` sets it from the
+    /// environment, for A/B timing on a device and for the tests of each kernel.
+    pub fn set_half_kernel(&self, kernel: Option<HalfKernel>) {
+        self.choices.half_kernel.set(kernel);
     }
 
     /// Whether `Backend::matmul_half_epilogue` fuses for `g` (else it records the unfused ops);
@@ -138,7 +162,9 @@ impl GpuBackend {
         Ok(g.n > 0
             && match self.half_kernel(g)? {
                 HalfKernel::Packed => self.choices.col_sum_workgroups.get() || fuses_serial_bias_grad(g),
-                HalfKernel::Coop | HalfKernel::Coop64 => fuses_serial_bias_grad(g),
+                HalfKernel::Coop | HalfKernel::Coop64 | HalfKernel::CoopStaged => {
+                    fuses_serial_bias_grad(g)
+                }
             })
     }
 

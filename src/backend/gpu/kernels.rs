@@ -53,13 +53,15 @@ pub enum Shader {
     MatmulF16,
     Amp,
     MatmulCoop,
+    /// The cooperative-matrix GEMM with operands staged in workgroup memory.
+    MatmulCoopStaged,
     WgradUpdate,
     LinearXent,
     DgradWgradUpdate,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 16] = [
+    pub const ALL: [Shader; 17] = [
         Shader::Matmul,
         Shader::Elementwise,
         Shader::Act,
@@ -73,6 +75,7 @@ impl Shader {
         Shader::MatmulF16,
         Shader::Amp,
         Shader::MatmulCoop,
+        Shader::MatmulCoopStaged,
         Shader::WgradUpdate,
         Shader::LinearXent,
         Shader::DgradWgradUpdate,
@@ -95,6 +98,7 @@ impl Shader {
             Shader::MatmulF16 => "matmul_f16",
             Shader::Amp => "amp",
             Shader::MatmulCoop => "matmul_coop",
+            Shader::MatmulCoopStaged => "matmul_coop_staged",
             Shader::WgradUpdate => "wgrad_update",
             Shader::LinearXent => "linear_xent",
             Shader::DgradWgradUpdate => "dgrad_wgrad_update",
@@ -123,6 +127,7 @@ impl Shader {
             Shader::MatmulF16 => include_str!("../../../shaders/matmul_f16.wgsl"),
             Shader::Amp => include_str!("../../../shaders/amp.wgsl"),
             Shader::MatmulCoop => include_str!("../../../shaders/matmul_coop.wgsl"),
+            Shader::MatmulCoopStaged => include_str!("../../../shaders/matmul_coop_staged.wgsl"),
             Shader::WgradUpdate => include_str!("../../../shaders/wgrad_update.wgsl"),
             Shader::LinearXent => include_str!("../../../shaders/linear_xent.wgsl"),
             Shader::DgradWgradUpdate => include_str!("../../../shaders/dgrad_wgrad_update.wgsl"),
@@ -147,7 +152,7 @@ impl Shader {
         match self {
             Shader::Matmul => &[ACTIVATION, EPILOGUE, COL_SUM_OF, COL_TREE],
             Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE, COL_SUM_OF],
-            Shader::MatmulF16 | Shader::MatmulCoop => {
+            Shader::MatmulF16 | Shader::MatmulCoop | Shader::MatmulCoopStaged => {
                 &[ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF, COL_TREE]
             }
             Shader::Amp => &[F16_BITS, UPDATE_RULE, COL_TREE],
@@ -308,6 +313,8 @@ kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP_TN, MatmulCoop, "matmul_coop_tn", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP64, MatmulCoop, "matmul_coop64", [R, R, W, R, W, W, W]);
+// matmul_coop_staged.wgsl: the same product, operands staged in workgroup memory
+kernel!(MATMUL_COOP_STAGED, MatmulCoopStaged, "matmul_coop_staged", [R, R, W, R, W, W, W]);
 
 /// The mixed-precision kernels (no adapter feature needed; compiled on first use, so f32 runs
 /// and their warm-up are unchanged).
@@ -327,7 +334,7 @@ pub const MIXED_KERNELS: &[Kernel] = &[
 
 /// The cooperative-matrix kernels: only where `matmul_coop::available` says so.
 pub const COOP_KERNELS: &[Kernel] =
-    &[MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT, MATMUL_COOP64];
+    &[MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT, MATMUL_COOP64, MATMUL_COOP_STAGED];
 
 /// Every kernel, for validation and warm-up.
 pub const ALL_KERNELS: &[Kernel] = &[

@@ -4,7 +4,8 @@
 use super::context::GpuContext;
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{
-    Kernel, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT,
+    Kernel, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_STAGED, MATMUL_COOP_TN,
+    MATMUL_COOP_TT,
 };
 use super::matmul_f16::HalfParams;
 use crate::backend::{BackendError, Gemm, Result};
@@ -22,13 +23,33 @@ pub enum CoopBlock {
     B32,
     /// `matmul_coop64`: 64x64, 4x4 tiles (half the tile loads per multiply-add).
     B64,
+    /// `matmul_coop_staged.wgsl`: 128x128 per workgroup of 4 subgroups (64x64 each), the
+    /// operands staged through 16 KiB of workgroup memory.
+    Staged128,
 }
+
+/// Invocations and workgroup memory (bytes) of the staged kernel's workgroup.
+const STAGED_INVOCATIONS: u32 = 128;
+const STAGED_WORKGROUP_BYTES: u32 = 2 * 4096 * 2;
 
 impl CoopBlock {
     pub fn side(self) -> usize {
         match self {
             CoopBlock::B32 => BLOCK,
             CoopBlock::B64 => BLOCK64,
+            CoopBlock::Staged128 => 128,
+        }
+    }
+
+    /// Whether the adapter's limits admit this block's workgroup.
+    pub fn fits(self, limits: &wgpu::Limits) -> bool {
+        match self {
+            CoopBlock::B32 | CoopBlock::B64 => true,
+            CoopBlock::Staged128 => {
+                limits.max_compute_invocations_per_workgroup >= STAGED_INVOCATIONS
+                    && limits.max_compute_workgroup_size_x >= STAGED_INVOCATIONS
+                    && limits.max_compute_workgroup_storage_size >= STAGED_WORKGROUP_BYTES
+            }
         }
     }
 }
@@ -89,8 +110,10 @@ pub fn eligible(g: &Gemm, dev: &GpuDevice) -> bool {
 /// The entry point for `g` with `block`: the 32x32 kernels have one per transpose pair, the
 /// 64x64 one reads the transposes from its parameters.
 pub fn kernel_for(g: &Gemm, block: CoopBlock) -> Kernel {
-    if block == CoopBlock::B64 {
-        return MATMUL_COOP64;
+    match block {
+        CoopBlock::B64 => return MATMUL_COOP64,
+        CoopBlock::Staged128 => return MATMUL_COOP_STAGED,
+        CoopBlock::B32 => {}
     }
     match (g.trans_a, g.trans_b) {
         (false, false) => MATMUL_COOP_NN,
@@ -114,7 +137,7 @@ pub(super) fn dispatch(
     if let Some(why) = unavailable_reason(&dev.ctx) {
         return Err(BackendError::Invalid { op: "matmul_coop", message: why });
     }
-    if !eligible(g, dev) {
+    if !eligible(g, dev) || !block.fits(&dev.ctx.limits) {
         return Err(BackendError::Invalid {
             op: "matmul_coop",
             message: format!(
@@ -127,4 +150,26 @@ pub(super) fn dispatch(
     let grid = [g.n.div_ceil(side) as u32, g.m.div_ceil(side) as u32, 1];
     let [e_in, e_out, h, state] = epi;
     dev.dispatch(&kernel_for(g, block), p, &[a, b, c, e_in, e_out, h, state], grid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_name_their_kernels_and_the_staged_one_needs_its_workgroup() {
+        let g = Gemm::nn(64, 64, 64).trans(true, false);
+        assert_eq!(kernel_for(&g, CoopBlock::B32).entry, "matmul_coop_tn");
+        assert_eq!(kernel_for(&g, CoopBlock::B64).entry, "matmul_coop64");
+        assert_eq!(kernel_for(&g, CoopBlock::Staged128).entry, "matmul_coop_staged");
+        let sides: Vec<usize> =
+            [CoopBlock::B32, CoopBlock::B64, CoopBlock::Staged128].iter().map(|b| b.side()).collect();
+        assert_eq!(sides, [32, 64, 128]);
+        let roomy = wgpu::Limits::default();
+        assert!([CoopBlock::B32, CoopBlock::B64, CoopBlock::Staged128].iter().all(|b| b.fits(&roomy)));
+        let few = wgpu::Limits { max_compute_invocations_per_workgroup: 64, ..roomy.clone() };
+        assert!(!CoopBlock::Staged128.fits(&few) && CoopBlock::B64.fits(&few));
+        let small = wgpu::Limits { max_compute_workgroup_storage_size: 8192, ..roomy };
+        assert!(!CoopBlock::Staged128.fits(&small));
+    }
 }

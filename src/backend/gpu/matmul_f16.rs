@@ -212,6 +212,9 @@ pub enum HalfKernel {
     Coop,
     /// `matmul_coop64`: cooperative matrices, 64x64 blocks (the same eligibility).
     Coop64,
+    /// `matmul_coop_staged`: cooperative matrices, 128x128 blocks of 4 subgroups, operands
+    /// staged in workgroup memory (the same eligibility, and 128-invocation workgroups).
+    CoopStaged,
 }
 
 impl HalfKernel {
@@ -221,6 +224,7 @@ impl HalfKernel {
             HalfKernel::Packed => None,
             HalfKernel::Coop => Some(matmul_coop::CoopBlock::B32),
             HalfKernel::Coop64 => Some(matmul_coop::CoopBlock::B64),
+            HalfKernel::CoopStaged => Some(matmul_coop::CoopBlock::Staged128),
         }
     }
 }
@@ -276,7 +280,7 @@ pub fn matmul_half(
 /// Whether `kernel` runs a [`HalfStore`] in its store: all do (the cooperative kernels store
 /// their tiles, then read each element of their block back once through the same epilogue).
 pub fn fuses(kernel: HalfKernel) -> bool {
-    matches!(kernel, HalfKernel::Packed | HalfKernel::Coop | HalfKernel::Coop64)
+    matches!(kernel, HalfKernel::Packed | HalfKernel::Coop | HalfKernel::Coop64 | HalfKernel::CoopStaged)
 }
 
 /// [`matmul_half`] with `store` fused into the store of C (`ab`: the packed operands with their

@@ -53,6 +53,8 @@ pub enum Candidate {
     HalfCoop,
     /// f16 products: `matmul_coop.wgsl`'s `matmul_coop64`, 64x64 blocks.
     HalfCoop64,
+    /// f16 products: `matmul_coop_staged.wgsl`, operands staged in workgroup memory.
+    HalfCoopStaged,
 }
 
 /// Rows of C up to which the skinny kernel is a candidate (it computes at most 8 rows per
@@ -73,6 +75,7 @@ impl Candidate {
             Candidate::HalfPacked => "f16_packed".into(),
             Candidate::HalfCoop => "f16_coop".into(),
             Candidate::HalfCoop64 => "f16_coop64".into(),
+            Candidate::HalfCoopStaged => "f16_coop_staged".into(),
         }
     }
 
@@ -83,6 +86,7 @@ impl Candidate {
             "f16_packed" => Some(Candidate::HalfPacked),
             "f16_coop" => Some(Candidate::HalfCoop),
             "f16_coop64" => Some(Candidate::HalfCoop64),
+            "f16_coop_staged" => Some(Candidate::HalfCoopStaged),
             _ => TileCfg::parse(s).map(Candidate::Tile),
         }
     }
@@ -102,7 +106,10 @@ impl Candidate {
             Candidate::Skinny => Some(launch_of(MatmulVariant::Skinny, g)),
             Candidate::Tile(t) => tile_launch(t, g),
             // f16 kernels launch through `matmul_f16::matmul_half`, not as f32 products.
-            Candidate::HalfPacked | Candidate::HalfCoop | Candidate::HalfCoop64 => None,
+            Candidate::HalfPacked
+            | Candidate::HalfCoop
+            | Candidate::HalfCoop64
+            | Candidate::HalfCoopStaged => None,
         }
     }
 }
@@ -153,19 +160,26 @@ pub struct TuneResult {
 
 /// The candidates of an f16 product whose default (what `gpu.autotune = off` runs,
 /// [`super::matmul_f16::choose`]) is `default`, the default first. Where that is a cooperative
-/// kernel (the adapter offers it, the shape fits it, `BATCHSCOPE_COOP` is not `0`) both block
-/// sizes (the 64x64 one unless `coop64` is off: `BATCHSCOPE_COOP64=0`) and the packed kernel
-/// follow; otherwise the packed kernel is the only candidate and nothing is timed.
-pub fn half_candidates(default: HalfKernel, coop64: bool) -> Vec<Candidate> {
+/// kernel (the adapter offers it, the shape fits it, `BATCHSCOPE_COOP` is not `0`) the other
+/// cooperative kernels (the 64x64 one unless `coop64` is off: `BATCHSCOPE_COOP64=0`; the
+/// staged one where `staged`, the adapter's limits admitting its workgroup) and the packed
+/// kernel follow; otherwise the packed kernel is the only candidate and nothing is timed.
+pub fn half_candidates(default: HalfKernel, coop64: bool, staged: bool) -> Vec<Candidate> {
     let of = |k: HalfKernel| match k {
         HalfKernel::Packed => Candidate::HalfPacked,
         HalfKernel::Coop => Candidate::HalfCoop,
         HalfKernel::Coop64 => Candidate::HalfCoop64,
+        HalfKernel::CoopStaged => Candidate::HalfCoopStaged,
     };
     let mut out = vec![of(default)];
     if default != HalfKernel::Packed {
-        let others = [HalfKernel::Coop64, HalfKernel::Coop, HalfKernel::Packed];
-        for k in others.into_iter().filter(|&k| coop64 || k != HalfKernel::Coop64) {
+        let others = [HalfKernel::CoopStaged, HalfKernel::Coop64, HalfKernel::Coop, HalfKernel::Packed];
+        let allowed = |k: &HalfKernel| match k {
+            HalfKernel::Coop64 => coop64,
+            HalfKernel::CoopStaged => staged,
+            _ => true,
+        };
+        for k in others.into_iter().filter(allowed) {
             if !out.contains(&of(k)) {
                 out.push(of(k));
             }
@@ -180,6 +194,7 @@ pub fn half_kernel_of(c: Candidate) -> Option<HalfKernel> {
         Candidate::HalfPacked => Some(HalfKernel::Packed),
         Candidate::HalfCoop => Some(HalfKernel::Coop),
         Candidate::HalfCoop64 => Some(HalfKernel::Coop64),
+        Candidate::HalfCoopStaged => Some(HalfKernel::CoopStaged),
         _ => None,
     }
 }
@@ -237,7 +252,7 @@ impl Autotuner {
             return Ok(c);
         }
         let device = self.device.clone().unwrap_or_else(|| DeviceKey::of(&dev.ctx.summary));
-        let allowed = half_candidates(choose_half(dev, g), coop64_enabled());
+        let allowed = half_candidates_on(dev, g);
         let mut choice = match allowed.len() {
             1 => allowed.first().copied(),
             _ => self.cache.choice(&device, shape, &allowed),
@@ -371,7 +386,7 @@ impl GpuBackend {
     pub fn time_product(&self, g: &Gemm, half: bool) -> Result<TuneResult> {
         let dev = &self.dev;
         let (shape, cands) = match half {
-            true => (ShapeKey::of_half(g), half_candidates(choose_half(dev, g), coop64_enabled())),
+            true => (ShapeKey::of_half(g), half_candidates_on(dev, g)),
             false => (ShapeKey::of(g), candidates(g, &dev.ctx.limits)),
         };
         let (times, method) = match half {
@@ -401,6 +416,12 @@ impl GpuBackend {
     pub fn autotune_cache(&self) -> TuneCache {
         self.tuner.borrow().cache.clone()
     }
+}
+
+/// [`half_candidates`] of `g` on `dev`.
+fn half_candidates_on(dev: &GpuDevice, g: &Gemm) -> Vec<Candidate> {
+    let staged = super::matmul_coop::CoopBlock::Staged128.fits(&dev.ctx.limits);
+    half_candidates(choose_half(dev, g), coop64_enabled(), staged)
 }
 
 #[cfg(test)]

@@ -262,22 +262,24 @@ fn mode_parses_from_the_config_spelling() {
 fn f16_candidates_are_coop_and_packed_only_where_coop_runs() {
     use crate::backend::gpu::matmul_f16::HalfKernel;
     // lavapipe (no cooperative matrices): the packed kernel alone, nothing to time.
-    assert_eq!(half_candidates(HalfKernel::Packed, true), vec![Candidate::HalfPacked]);
+    assert_eq!(half_candidates(HalfKernel::Packed, true, true), vec![Candidate::HalfPacked]);
     // Where coop runs, the rule's block size is the default, first; then the other, then packed.
+    use Candidate::{HalfCoop, HalfCoop64, HalfCoopStaged, HalfPacked};
     assert_eq!(
-        half_candidates(HalfKernel::Coop, true),
-        vec![Candidate::HalfCoop, Candidate::HalfCoop64, Candidate::HalfPacked]
+        half_candidates(HalfKernel::Coop, true, true),
+        vec![HalfCoop, HalfCoopStaged, HalfCoop64, HalfPacked]
     );
     assert_eq!(
-        half_candidates(HalfKernel::Coop64, true),
-        vec![Candidate::HalfCoop64, Candidate::HalfCoop, Candidate::HalfPacked]
+        half_candidates(HalfKernel::Coop64, true, true),
+        vec![HalfCoop64, HalfCoopStaged, HalfCoop, HalfPacked]
     );
-    // BATCHSCOPE_COOP64=0: the 64x64 kernel is no candidate.
+    // BATCHSCOPE_COOP64=0: the 64x64 kernel is no candidate; limits too small: no staged one.
     assert_eq!(
-        half_candidates(HalfKernel::Coop, false),
-        vec![Candidate::HalfCoop, Candidate::HalfPacked]
+        half_candidates(HalfKernel::Coop, false, true),
+        vec![HalfCoop, HalfCoopStaged, HalfPacked]
     );
-    for c in half_candidates(HalfKernel::Coop, true) {
+    assert_eq!(half_candidates(HalfKernel::Coop, true, false), vec![HalfCoop, HalfCoop64, HalfPacked]);
+    for c in half_candidates(HalfKernel::Coop, true, true) {
         assert_eq!(Candidate::parse(&c.name()), Some(c));
         assert!(c.launch(&Gemm::nn(64, 64, 64)).is_none(), "no f32 launch");
         assert!(half_kernel_of(c).is_some(), "{c:?} runs an f16 kernel");
@@ -312,10 +314,10 @@ fn f16_entries_have_their_own_key_and_f32_files_are_unchanged() {
         Some(Candidate::Tiled)
     );
     use crate::backend::gpu::matmul_f16::HalfKernel;
-    let coop = half_candidates(HalfKernel::Coop64, true);
+    let coop = half_candidates(HalfKernel::Coop64, true, true);
     assert_eq!(cache.choice(&dev, ShapeKey::of_half(&g), &coop), Some(Candidate::HalfCoop));
     // An adapter without coop ignores a cached coop choice.
-    let packed = half_candidates(HalfKernel::Packed, true);
+    let packed = half_candidates(HalfKernel::Packed, true, true);
     assert_eq!(cache.choice(&dev, ShapeKey::of_half(&g), &packed), None);
     assert!(ShapeKey::of_half(&g).label().ends_with(" f16"));
     // f32 keys serialize as before (no `f16` field); files without it load as f32 keys.
