@@ -8,16 +8,17 @@ enable wgpu_cooperative_matrix;
 // A workgroup is 4 subgroups of 32 invocations (the host requires subgroup size 32) and owns a
 // 128x128 block of C; subgroup s owns the 64x64 quarter at rows 64 (s / 2), columns 64 (s % 2):
 // 4x4 tiles, 16 accumulators. Per step of 32 along k the workgroup copies the A slice
-// (128 x 32) and the B slice (32 x 128) from storage into workgroup memory (16 KiB) with
-// 16-byte loads, every invocation 4 of each, coalesced along the stored rows; each subgroup
-// then takes its 4 A and 4 B tiles per 16 of k from workgroup memory. Each element of A and B
-// is read from storage once per workgroup instead of once per tile that uses it: 8x fewer
-// storage reads than matmul_coop64.
+// (128 x 32) and the B slice (32 x 128) from storage into workgroup memory (16 KiB), 8 halves
+// per invocation and load (4 of A and 4 of B), coalesced along the stored rows; each subgroup
+// then takes its 4 A and 4 B tiles per 16 of k from workgroup memory. Each element of A is read
+// from storage once per 128 columns of C (B: per 128 rows) instead of once per 64
+// (matmul_coop64) or 32 (the 32x32 kernels): 2x and 4x fewer storage reads, all of them wide
+// coalesced loads rather than the tile loads' strided rows.
 //
 // Preconditions (the host checks, src/backend/gpu/matmul_coop.rs): m, n, k multiples of 16
 // (so every 16-byte load of 8 halves lies wholly inside or outside its matrix), alpha = 1,
 // beta = 0, subgroups of exactly 32. A and B are the packed halves of matmul_f16.wgsl read as
-// vec4<u32> (8 halves per load). Out-of-range rows, columns and depths are staged as zeros.
+// vec4<f16>. Out-of-range rows, columns and depths are staged as zeros.
 // Cooperative operations need uniform control flow, so there are no branches but on P: a
 // subgroup's tiles past m (or n) clamp onto the last tile, which is then computed and stored
 // again with the same values (as in matmul_coop.wgsl); the staged block always holds it.
@@ -38,8 +39,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f16>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 // Bindings 4 (e_in), 5 (e_out), 6 (h_out), 7 (the loss scaler's state), f16_bits and the fused
 // epilogue: shaders/include/epilogue_f16.wgsl.
@@ -64,25 +65,28 @@ fn stage(which: u32, t: u32, row0: u32, rows: u32, col0: u32, cols: u32, stride:
         let l = t + 128u * q;
         let r = l / per_row;
         let h = (l % per_row) * 8u;
-        var w = vec4<u32>(0u);
+        // 8 halves as two vec4<f16>: the bits as stored (no conversion that could flush a
+        // subnormal or change a NaN's payload).
+        var lo = vec4<f16>(0.0h);
+        var hi = vec4<f16>(0.0h);
         if (row0 + r < rows && col0 + h < cols) {
-            let at = ((row0 + r) * stride + col0 + h) / 8u;
+            let at = ((row0 + r) * stride + col0 + h) / 4u;
             if (which == 0u) {
-                w = a[at];
+                lo = a[at];
+                hi = a[at + 1u];
             } else {
-                w = b[at];
+                lo = b[at];
+                hi = b[at + 1u];
             }
         }
         let o = r * width + h;
         for (var e = 0u; e < 4u; e = e + 1u) {
-            // Widened to f32 and narrowed back: exact for every half.
-            let pair = vec2<f16>(unpack2x16float(w[e]));
             if (which == 0u) {
-                sa[o + 2u * e] = pair.x;
-                sa[o + 2u * e + 1u] = pair.y;
+                sa[o + e] = lo[e];
+                sa[o + 4u + e] = hi[e];
             } else {
-                sb[o + 2u * e] = pair.x;
-                sb[o + 2u * e + 1u] = pair.y;
+                sb[o + e] = lo[e];
+                sb[o + 4u + e] = hi[e];
             }
         }
     }
@@ -197,7 +201,10 @@ fn matmul_coop_staged(
         stage_a(t, i0, p);
         stage_b(t, j0, p);
         workgroupBarrier();
-        for (var d = 0u; d < SK; d = d + 16u) {
+        // The last slice of a k that is an odd multiple of 16 holds one tile of depth: no
+        // multiply-add of its zero half (the bound is uniform).
+        let depth = min(SK, P.k - p);
+        for (var d = 0u; d < depth; d = d + 16u) {
             let a0 = tile_a(r0, d);
             let a1 = tile_a(r1, d);
             let a2 = tile_a(r2, d);

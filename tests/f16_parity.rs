@@ -460,11 +460,19 @@ fn matmul_coop_matches_cpu() {
             let (ha, hb) = (half_of(&gp, &a), half_of(&gp, &bm));
             let (wa, wb) = (&ha.words.0, &hb.words.0);
             let cpu_out = half_gemm_case(&c, &g, &a, &bm, &c0);
+            let mut first: Option<Vec<u32>> = None;
             for kernel in [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged] {
                 let out = gp.upload(&c0).unwrap();
                 matmul_f16::matmul_half(&gp.dev, kernel, &g, wa, ha.len, wb, hb.len, &out.0).unwrap();
                 let what = format!("{kernel:?} {m}x{n}x{k} ta={ta} tb={tb}");
-                check_half_gemm(&what, &g, &a, &bm, &c0, &gp.read(&out).unwrap());
+                let got = gp.read(&out).unwrap();
+                check_half_gemm(&what, &g, &a, &bm, &c0, &got);
+                // The same multiply-adds in the same order: the same bits as the 32x32 kernel.
+                let bits: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                match &first {
+                    None => first = Some(bits),
+                    Some(want) => assert!(bits == *want, "{what}: other bits than HalfKernel::Coop"),
+                }
                 cases += 1;
             }
             check_half_gemm(&format!("cpu {m}x{n}x{k} ta={ta} tb={tb}"), &g, &a, &bm, &c0, &cpu_out);
