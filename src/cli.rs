@@ -227,7 +227,8 @@ pub enum Command {
         /// Pick the GPU adapter whose name contains this (case-insensitive).
         #[arg(long)]
         adapter: Option<String>,
-        /// Output directory for gemm.csv and summary.json (nothing is written without it).
+        /// Output directory for gemm.csv, gemm.svg and summary.json (nothing is written without
+        /// it).
         #[arg(long)]
         out: Option<PathBuf>,
     },

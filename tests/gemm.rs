@@ -89,6 +89,8 @@ fn gemm_times_every_product_and_writes_the_ratios_to_the_peers() {
             None => assert!(r[12].is_empty() && r[13].is_empty(), "{r:?}"),
         }
     }
+    let svg = std::fs::read_to_string(out.join("gemm.svg")).expect("gemm.svg");
+    assert!(svg.starts_with("<svg") && svg.contains("batchscope f32 nn") && svg.contains("peer f32 tn"));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
             .expect("json");

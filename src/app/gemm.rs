@@ -5,7 +5,8 @@
 //! the default kernel (what `gpu.autotune = "off"` runs) and the fastest, in TFLOP/s, as a
 //! share of the device's peak, and as a ratio to a peer's figure from the same run
 //! (`--peers`: the CSV of `peer_ref.py` / `benches/peer_gemm.py`). Writes `gemm.csv` (one row
-//! per product and candidate) and `summary.json` with `--out`.
+//! per product and candidate), `gemm.svg` (TFLOP/s against n of the square products, with the
+//! peer's) and `summary.json` with `--out`.
 
 use std::path::Path;
 
@@ -20,6 +21,7 @@ use crate::profile::peers::{GemmKey, PeerGemms};
 use crate::profile::telemetry::{open_nvml, Telemetry};
 use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
+use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 
@@ -402,6 +404,7 @@ fn write_outputs(
         }
     }
     write_csv(&dir.join("gemm.csv"), &CSV_HEADER, &cells)?;
+    plot(dir, gpu, rows)?;
     let products: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -428,6 +431,35 @@ fn write_outputs(
         "products": products,
     });
     write_json(&dir.join("summary.json"), &summary)
+}
+
+/// `gemm.svg`: TFLOP/s of the fastest kernel against the size n of the square products, a line
+/// per precision and layout, and the peer's beside each where the peers file has it.
+fn plot(dir: &Path, gpu: &GpuBackend, rows: &[Measured]) -> anyhow::Result<()> {
+    let mut series: Vec<Series> = Vec::new();
+    let mut push = |name: String, x: f64, y: f64| match series.iter_mut().find(|s| s.name == name) {
+        Some(s) => s.points.push((x, y)),
+        None => series.push(Series::new(name, vec![(x, y)])),
+    };
+    for r in rows.iter().filter(|r| r.gemm.m == r.gemm.n && r.gemm.n == r.gemm.k) {
+        let what = format!("{} {}", precision_name(r.f16), r.layout.name());
+        let n = r.gemm.n as f64;
+        if let Some((_, ms)) = r.fastest() {
+            push(format!("batchscope {what}"), n, r.tflops(ms));
+        }
+        if let Some(p) = r.peer_tflops {
+            push(format!("peer {what}"), n, p);
+        }
+    }
+    if series.is_empty() {
+        return Ok(());
+    }
+    for s in &mut series {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let title = format!("Matrix products n × n × n, fastest kernel — {}", gpu.device_name());
+    line_plot(&dir.join("gemm.svg"), &PlotSpec::new(title, "n", "TFLOP/s").log2_x(), &series)?;
+    Ok(())
 }
 
 #[cfg(test)]
