@@ -22,20 +22,7 @@ enable wgpu_cooperative_matrix;
 // second tile row (column) of the last block is clamped onto its first one, which is then
 // computed twice and stored twice with the same values.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    trans_a: u32,
-    trans_b: u32,
-    alpha: f32,
-    beta: f32,
-    len: u32,
-    epi: u32,
-    act: u32,
-    half_out: u32,
-    unscale: u32,
-}
+// struct Params: shaders/include/half_params.wgsl.
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> a: array<f16>;

@@ -23,20 +23,7 @@ enable wgpu_cooperative_matrix;
 // subgroup's tiles past m (or n) clamp onto the last tile, which is then computed and stored
 // again with the same values (as in matmul_coop.wgsl); the staged block always holds it.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    trans_a: u32,
-    trans_b: u32,
-    alpha: f32,
-    beta: f32,
-    len: u32,
-    epi: u32,
-    act: u32,
-    half_out: u32,
-    unscale: u32,
-}
+// struct Params: shaders/include/half_params.wgsl.
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f16>>;

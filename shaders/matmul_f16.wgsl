@@ -23,26 +23,7 @@
 // bias-gradient epilogue 5, the row blocks past ceil(m / 64) are ceil(m / 32) col_sum workgroups
 // (x fastest), the rest of their row idle.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    trans_a: u32,
-    trans_b: u32,
-    alpha: f32,
-    beta: f32,
-    // to_half: number of f32 elements.
-    len: u32,
-    // matmul_f16's fused epilogue (see below): 0 none, 1 bias, 2 bias + φ, 3 · φ'(Z),
-    // 4 bias gradient, 5 the same by col_sum workgroups (shaders/include/epilogue*.wgsl).
-    epi: u32,
-    // φ of epilogues 2 and 3: 0 identity, 1 relu, 2 tanh (act.wgsl's codes).
-    act: u32,
-    // 1: the epilogue's result (Y for epilogue 2, else C) is also rounded to f16 into H.
-    half_out: u32,
-    // 1: C (and G) times 1 / S of the loss scaler at binding 7, flagging inf and NaN.
-    unscale: u32,
-}
+// struct Params: shaders/include/half_params.wgsl.
 
 @group(0) @binding(0) var<uniform> P: Params;
 

@@ -149,11 +149,12 @@ impl Shader {
         const XENT_ROW: &str = include_str!("../../../shaders/include/xent_row.wgsl");
         const STEP_PARAM: &str = include_str!("../../../shaders/include/step_param.wgsl");
         const COL_TREE: &str = include_str!("../../../shaders/include/col_tree.wgsl");
+        const HALF_PARAMS: &str = include_str!("../../../shaders/include/half_params.wgsl");
         match self {
             Shader::Matmul => &[ACTIVATION, EPILOGUE, COL_SUM_OF, COL_TREE],
             Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE, COL_SUM_OF],
             Shader::MatmulF16 | Shader::MatmulCoop | Shader::MatmulCoopStaged => {
-                &[ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF, COL_TREE]
+                &[HALF_PARAMS, ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF, COL_TREE]
             }
             Shader::Amp => &[F16_BITS, UPDATE_RULE, COL_TREE],
             Shader::Reduce => &[COL_TREE],
