@@ -158,6 +158,9 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub faults: Arc<DeviceFaults>,
+    /// Why the cooperative-matrix kernels cannot run here (`None`: they can), found once
+    /// (`super::matmul_coop::unavailable_reason`): asked for every f16 product recorded.
+    pub coop_unavailable: std::sync::OnceLock<Option<String>>,
 }
 
 impl GpuContext {
@@ -235,7 +238,16 @@ impl GpuContext {
                 }
             });
         }
-        Ok(GpuContext { adapter, device, queue, summary, limits, features, faults })
+        Ok(GpuContext {
+            adapter,
+            device,
+            queue,
+            summary,
+            limits,
+            features,
+            faults,
+            coop_unavailable: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn has_timestamps(&self) -> bool {

@@ -72,8 +72,16 @@ pub fn has_f16_16x16(props: &[wgpu::CooperativeMatrixProperties]) -> bool {
 
 /// Why the cooperative kernel cannot run on this device, or `None` when it can: the features
 /// on the device, a 16x16 f16→f32 configuration, and subgroups of exactly 32 (one subgroup per
-/// workgroup).
+/// workgroup). Found once per device.
 pub fn unavailable_reason(ctx: &GpuContext) -> Option<String> {
+    reason(ctx).clone()
+}
+
+fn reason(ctx: &GpuContext) -> &Option<String> {
+    ctx.coop_unavailable.get_or_init(|| find_reason(ctx))
+}
+
+fn find_reason(ctx: &GpuContext) -> Option<String> {
     let missing = features() - ctx.features;
     if !missing.is_empty() {
         return Some(format!("device lacks {missing:?}"));
@@ -91,9 +99,9 @@ pub fn unavailable_reason(ctx: &GpuContext) -> Option<String> {
     None
 }
 
-/// Whether the kernel can run on this device (a feature test first, so cheap where it cannot).
+/// Whether the kernel can run on this device (asked per f16 product: no allocation).
 pub fn available(ctx: &GpuContext) -> bool {
-    unavailable_reason(ctx).is_none()
+    reason(ctx).is_none()
 }
 
 /// Whether `g` fits the kernels: m, n, k multiples of 16, `alpha = 1`, `beta = 0`, and a grid
