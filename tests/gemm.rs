@@ -116,6 +116,12 @@ fn gemm_bad_input_is_one_error_line_and_leaves_a_run_alone() {
     std::fs::write(&garbage, "what,size_or_batch,value,unit\nsgemm,16,1\n").expect("write");
     let o = run(&["--sizes", "16", "--peers", garbage.to_str().expect("utf-8")]);
     assert_clean_error(&o, &["garbage.csv", "line 2", "3 fields"]);
+    // An --out that is a file fails before any timing, and the file is left as it was.
+    let file = dir.join("a-file");
+    std::fs::write(&file, "keep me\n").expect("write");
+    let o = run(&["--sizes", "16", "--out", file.to_str().expect("utf-8")]);
+    assert_clean_error(&o, &["a-file", "not a directory"]);
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), "keep me\n");
     // An existing run directory is never touched: the results go to the next free name.
     let existing = dir.join("existing");
     std::fs::create_dir_all(&existing).expect("dir");

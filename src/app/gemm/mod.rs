@@ -90,6 +90,11 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
         None => None,
     };
     let gpu = open_gpu(args.adapter.as_deref())?;
+    // A bad --out fails now, not after the timing (a run that fails leaves no directory).
+    let dir = match args.out.is_some() {
+        true => Some(create_run_dir(args.out.as_deref(), "gemm")?),
+        false => None,
+    };
     let software = is_software(&gpu);
     let shapes = match explicit {
         Some(s) => s,
@@ -140,8 +145,7 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
     if let Some(r) = done.first() {
         println!("timing: {}", clock_note(r.result.method, software));
     }
-    if args.out.is_some() {
-        let dir = create_run_dir(args.out.as_deref(), "gemm")?;
+    if let Some(dir) = dir {
         write_outputs(&dir, &gpu, &done, &peaks, args.peers.as_deref())?;
         println!("wrote: {}", dir.display());
     }
