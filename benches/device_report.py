@@ -133,6 +133,10 @@ def gemm_table(res, goals):
         r_ = ratio(ft, peer)
         print(f"| {prec} | {layout} | {m}×{n}×{k} | {d and d['candidate']} | {fmt(dt)} | "
               f"{f and f['candidate']} | {fmt(ft)} | {fmt(num(f and f['pct_of_peak']), 1)} | {fmt(peer)} | {fmt(r_, 2)} |")
+        # Kernels whose product disagreed with the exact reference (never the fastest).
+        for r in cands:
+            if r.get("verified") == "0" and r.get("ms"):
+                print(f"| {prec} | {layout} | {m}×{n}×{k} | **{r['candidate']}: WRONG result** | | | | | | |")
         if m == n == k and int(n) in (4096, 8192):
             if prec == "f32":
                 goals.append((f"sgemm {layout.upper()} {n}³ ≥ 0.9× cuBLAS", r_, 0.9))

@@ -1,7 +1,8 @@
 //! `batchscope gemm` end to end on whatever adapter exists (lavapipe in CI): every product of
 //! the asked sizes, shapes, layouts and precisions has every candidate timed; gemm.csv holds
 //! one default and one fastest row per product, TFLOP/s that are 2mnk / ms, and ratios to the
-//! peers file; bad input is one error line. Timings on lavapipe are CPU figures: these tests
+//! peers file; every candidate's product checks out against the exact reference; bad input is
+//! one error line. Timings on lavapipe are CPU figures: these tests
 //! check the plumbing and the arithmetic of the report, not which kernel wins.
 
 mod common;
@@ -13,7 +14,7 @@ use common::{read_csv, tmpdir};
 
 /// gemm.csv's columns: the file contract other tools read.
 const HEADER: &str = "precision,layout,m,n,k,candidate,ms,tflops,default,fastest,pct_of_peak,\
-                      peak_tflops,peer_tflops,ratio_to_peer,timing";
+                      peak_tflops,peer_tflops,ratio_to_peer,timing,verified";
 
 #[test]
 fn gemm_times_every_product_and_writes_the_ratios_to_the_peers() {
@@ -38,6 +39,8 @@ fn gemm_times_every_product_and_writes_the_ratios_to_the_peers() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "stdout = {stdout}\nstderr = {}", stderr(&o));
     assert!(stdout.contains("fastest") && stdout.contains("% peak"), "{stdout}");
+    assert!(stdout.contains("kernel runs computed the exact product"), "{stdout}");
+    assert!(!stdout.contains("WRONG"), "{stdout}");
     let (header, rows) = read_csv(&out.join("gemm.csv"));
     assert_eq!(header.join(","), HEADER);
     // 2 precisions x 2 layouts x 2 shapes.
@@ -62,6 +65,7 @@ fn gemm_times_every_product_and_writes_the_ratios_to_the_peers() {
             assert!((tflops - want).abs() <= 1e-9 * want, "{r:?}: {tflops} vs {want}");
             fastest_ms = fastest_ms.min(ms);
             assert_eq!(r[14], cands[0][14], "one clock per product");
+            assert_eq!(r[15], "1", "every kernel computes the exact product on this adapter: {r:?}");
         }
         let fastest = cands.iter().find(|r| r[9] == "1").expect("fastest row");
         assert_eq!(fastest[6].parse::<f64>().expect("ms"), fastest_ms, "{key:?}");
@@ -96,6 +100,9 @@ fn gemm_times_every_product_and_writes_the_ratios_to_the_peers() {
             .expect("json");
     assert_eq!(summary["command"], "gemm");
     assert_eq!(summary["products"].as_array().map(Vec::len), Some(8));
+    for p in summary["products"].as_array().into_iter().flatten() {
+        assert_eq!(p["wrong"].as_array().map(Vec::len), Some(0), "{p}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

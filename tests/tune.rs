@@ -53,13 +53,26 @@ fn tune_writes_the_cache_a_table_and_tune_csv() {
     let (header, rows) = read_csv(&out.join("tune.csv"));
     assert_eq!(
         header,
-        ["shape", "m", "n", "k", "trans_a", "trans_b", "candidate", "ms", "gflops", "chosen"]
+        [
+            "shape",
+            "m",
+            "n",
+            "k",
+            "trans_a",
+            "trans_b",
+            "candidate",
+            "ms",
+            "gflops",
+            "chosen",
+            "verified"
+        ]
     );
     assert_eq!(rows.iter().filter(|r| r[9] == "1").count(), 10, "one choice per shape");
     for r in &rows {
         assert!(Candidate::parse(&r[6]).is_some(), "{r:?}");
         let ms: f64 = r[7].parse().expect("ms");
         assert!(ms > 0.0, "{r:?}");
+        assert_eq!(r[10], "1", "every candidate computes the exact product on lavapipe: {r:?}");
     }
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))

@@ -24,8 +24,8 @@ use crate::schedule::admit;
 pub const DEFAULT_BATCHES: [usize; 3] = [1, 64, 4096];
 
 /// Columns of `tune.csv`: one row per (shape, candidate).
-pub const CSV_HEADER: [&str; 10] =
-    ["shape", "m", "n", "k", "trans_a", "trans_b", "candidate", "ms", "gflops", "chosen"];
+pub const CSV_HEADER: [&str; 11] =
+    ["shape", "m", "n", "k", "trans_a", "trans_b", "candidate", "ms", "gflops", "chosen", "verified"];
 
 /// `batchscope tune`.
 pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
@@ -98,6 +98,9 @@ fn table(r: &TuneResult) -> String {
     for &(c, t) in &r.times {
         let mark = if c == r.choice { "  ← chosen" } else { "" };
         match t {
+            Some(_) if !r.agrees(c) => {
+                s += &format!("{:<22} {:<12} {:>10} {:>10}\n", "", c.name(), "WRONG", "-")
+            }
             Some(ms) => {
                 s += &format!("{:<22} {:<12} {:>10.4} {:>10.2}{mark}\n", "", c.name(), ms, gflops(r, ms))
             }
@@ -146,6 +149,7 @@ fn write_outputs(
                 t.map_or(Cell::Empty, Cell::Num),
                 t.map_or(Cell::Empty, |ms| Cell::Num(gflops(r, ms))),
                 Cell::from((c == r.choice) as u32),
+                Cell::from((t.is_some() && r.agrees(c)) as u32),
             ]);
         }
     }
@@ -158,6 +162,7 @@ fn write_outputs(
                 "label": r.shape.label(),
                 "choice": r.choice.name(),
                 "method": r.method,
+                "wrong": r.wrong.iter().map(|(c, m)| (c.name(), m.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
                 "ms": r.times.iter().map(|(c, t)| (c.name(), *t)).collect::<std::collections::BTreeMap<_, _>>(),
             })
         })

@@ -6,7 +6,9 @@
 //! share of the device's peak, and as a ratio to a peer's figure from the same run
 //! (`--peers`: the CSV of `peer_ref.py` / `benches/peer_gemm.py`). Writes `gemm.csv` (one row
 //! per product and candidate), `gemm.svg` (TFLOP/s against n of the square products, with the
-//! peer's) and `summary.json` with `--out`.
+//! peer's) and `summary.json` with `--out`. Every candidate's product is checked against an
+//! exact host reference (`autotune::verify`): one that disagrees is marked `WRONG`, counted in
+//! `verified = 0`, and never reported as the fastest.
 
 use super::backend::open_gpu;
 use super::tune::{clock_note, is_software};
@@ -29,7 +31,7 @@ pub const SOFTWARE_SIZES: [usize; 2] = [256, 512];
 pub const MAX_DIM: usize = 32768;
 
 /// Columns of `gemm.csv`.
-pub const CSV_HEADER: [&str; 15] = [
+pub const CSV_HEADER: [&str; 16] = [
     "precision",
     "layout",
     "m",
@@ -45,6 +47,7 @@ pub const CSV_HEADER: [&str; 15] = [
     "peer_tflops",
     "ratio_to_peer",
     "timing",
+    "verified",
 ];
 
 mod args;
@@ -72,10 +75,10 @@ impl Measured {
     fn default_ms(&self) -> Option<f64> {
         self.result.times.iter().find(|(c, _)| *c == self.result.choice).and_then(|(_, t)| *t)
     }
-    /// The fastest candidate and its ms.
+    /// The fastest candidate whose product agreed with the reference, and its ms.
     fn fastest(&self) -> Option<(String, f64)> {
         self.result
-            .times
+            .usable()
             .iter()
             .filter_map(|(c, t)| t.filter(|t| t.is_finite() && *t > 0.0).map(|t| (c.name(), t)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -145,6 +148,14 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
     if let Some(r) = done.first() {
         println!("timing: {}", clock_note(r.result.method, software));
     }
+    let ran: usize =
+        done.iter().map(|r| r.result.times.iter().filter(|(_, t)| t.is_some()).count()).sum();
+    let wrong: usize = done.iter().map(|r| r.result.wrong.len()).sum();
+    println!(
+        "check: {} of {ran} kernel runs computed the exact product (whole rows of C at the block \
+         edges against an f64 reference)",
+        ran - wrong
+    );
     if let Some(dir) = dir {
         write_outputs(&dir, &gpu, &done, &peaks, args.peers.as_deref())?;
         println!("wrote: {}", dir.display());

@@ -18,11 +18,16 @@ pub(super) fn line(r: &Measured) -> String {
     let mut s = format!("{} {} {}x{}x{}:", precision_name(r.f16), r.layout.name(), g.m, g.n, g.k);
     for (c, t) in &r.result.times {
         match t {
+            Some(_) if !r.result.agrees(*c) => s += &format!(" {} WRONG", c.name()),
             Some(ms) => s += &format!(" {} {}", c.name(), sig3(Some(r.tflops(*ms)))),
             None => s += &format!(" {} failed", c.name()),
         }
     }
-    s + " TFLOP/s"
+    s += " TFLOP/s";
+    for (c, m) in &r.result.wrong {
+        s += &format!("\n  WRONG: {} computed {m}", c.name());
+    }
+    s
 }
 
 /// `v` with three significant digits (0.00628, 5.34, 612), `-` for none: TFLOP/s of a
@@ -103,6 +108,7 @@ pub(super) fn write_outputs(
                 r.peer_tflops.map_or(Cell::Empty, Cell::Num),
                 tflops.zip(r.peer_tflops).map_or(Cell::Empty, |(f, p)| Cell::Num(f / p)),
                 Cell::Text(r.result.method.into()),
+                Cell::from((t.is_some() && r.result.agrees(*c)) as u32),
             ]);
         }
     }
@@ -122,6 +128,9 @@ pub(super) fn write_outputs(
                 "fastest_tflops": fastest.map(|(_, ms)| r.tflops(ms)),
                 "peak_tflops": r.peak_tflops,
                 "peer_tflops": r.peer_tflops,
+                "wrong": r.result.wrong.iter().map(|(c, m)| serde_json::json!({
+                    "candidate": c.name(), "row": m.row, "col": m.col, "got": m.got, "want": m.want,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();

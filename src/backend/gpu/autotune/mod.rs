@@ -1,7 +1,8 @@
 //! Matmul autotuning: for each product shape a step uses, time the candidate kernels on the
 //! device, keep the fastest, and cache the choice per adapter, driver, backend and shape
 //! ([`cache`]), like CubeCL's autotune. The choice logic is pure ([`candidates`], [`pick`]);
-//! [`timing`] measures on the device.
+//! [`timing`] measures on the device, and [`verify`] checks each candidate's product against
+//! an exact host reference: one that disagrees is reported and never chosen.
 //!
 //! Modes (`gpu.autotune` in the config): `off` (the default) runs the pure
 //! [`super::matmul::choose`], the same kernels on every machine; `cached` runs the cache's
@@ -12,6 +13,7 @@
 pub mod cache;
 pub mod shapes;
 mod timing;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ use super::tile::{TileCfg, TILES};
 use super::{GpuBackend, GpuDevice};
 use crate::backend::{BackendError, Gemm, Result};
 pub use cache::{default_path, AutotuneError, CandidateTime, DeviceKey, Entry, ShapeKey, TuneCache};
+pub use verify::Mismatch;
 
 /// How the GPU backend picks matmul kernels (`gpu.autotune`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,8 +157,38 @@ pub fn pick(default: Candidate, times: &[(Candidate, Option<f64>)]) -> Option<Ca
 pub struct TuneResult {
     pub shape: ShapeKey,
     pub times: Vec<(Candidate, Option<f64>)>,
+    /// Timed candidates whose product disagreed with the exact reference ([`verify`]): never
+    /// chosen, never reported as the fastest.
+    pub wrong: Vec<(Candidate, Mismatch)>,
     pub choice: Candidate,
     pub method: &'static str,
+}
+
+impl TuneResult {
+    /// Whether `c`'s product agreed with the reference (or `c` did not run).
+    pub fn agrees(&self, c: Candidate) -> bool {
+        !self.wrong.iter().any(|(w, _)| *w == c)
+    }
+
+    /// The timings of the candidates that may be chosen: a wrong one counts as not run.
+    pub fn usable(&self) -> Vec<(Candidate, Option<f64>)> {
+        self.times.iter().map(|&(c, t)| (c, t.filter(|_| self.agrees(c)))).collect()
+    }
+}
+
+/// Warn once per wrong candidate of `r`, loudly when it is the rule's own kernel.
+fn warn_wrong(r: &TuneResult, default: Candidate) {
+    for (c, m) in &r.wrong {
+        let what = r.shape.label();
+        match *c == default {
+            true => log::error!(
+                "the default kernel {} computed {what} wrongly on this device ({m}); please report it \
+                 with `batchscope devices`",
+                c.name()
+            ),
+            false => log::warn!("autotune: {} computed {what} wrongly ({m}); not a candidate", c.name()),
+        }
+    }
 }
 
 /// The candidates of an f16 product whose default (what `gpu.autotune = off` runs,
@@ -286,7 +319,7 @@ impl Autotuner {
     ) -> Result<TuneResult> {
         let device = DeviceKey::of(&dev.ctx.summary);
         let gs = shape.gemm().scaled(g.alpha, g.beta);
-        let (times, method) = match shape.f16 {
+        let timing::Timings { times, wrong, method } = match shape.f16 {
             true => timing::time_half_candidates(dev, &gs, cands)?,
             false => timing::time_candidates(dev, &gs, cands)?,
         };
@@ -294,14 +327,18 @@ impl Autotuner {
             true => cands.first().copied().unwrap_or(Candidate::HalfPacked),
             false => Candidate::default_for(g),
         };
-        // No candidate ran: nothing was measured, so nothing is cached.
-        let Some(choice) = pick(default, &times) else {
+        let mut result = TuneResult { shape, times, wrong, choice: default, method };
+        warn_wrong(&result, default);
+        let usable = result.usable();
+        // No candidate ran right: nothing was measured, so nothing is cached.
+        let Some(choice) = pick(default, &usable) else {
             return Err(BackendError::Invalid {
                 op: "autotune",
-                message: format!("no candidate ran the product {}", shape.label()),
+                message: format!("no candidate ran the product {} right", shape.label()),
             });
         };
-        let timings = times
+        result.choice = choice;
+        let timings = usable
             .iter()
             .filter_map(|&(c, t)| t.map(|ms| CandidateTime { candidate: c.name(), ms }))
             .collect();
@@ -314,7 +351,7 @@ impl Autotuner {
         });
         self.device = Some(device);
         self.resolved.insert(shape, Some(choice));
-        Ok(TuneResult { shape, times, choice, method })
+        Ok(result)
     }
 
     fn save_or_warn(&mut self) {
@@ -379,17 +416,17 @@ impl GpuBackend {
         self.tuner.borrow_mut().tune(&self.dev, g)
     }
 
-    /// Time every candidate of the product `g` now (f32 operands, or packed halves with
-    /// `half`), leaving the cache and the session's choices as they are (`batchscope gemm`).
-    /// The result's `choice` is the default (what `gpu.autotune = "off"` runs), first in
-    /// `times`; an error when no candidate ran.
+    /// Time and check every candidate of the product `g` now (f32 operands, or packed halves
+    /// with `half`), leaving the cache and the session's choices as they are (`batchscope
+    /// gemm`). The result's `choice` is the default (what `gpu.autotune = "off"` runs), first
+    /// in `times`; an error when no candidate ran.
     pub fn time_product(&self, g: &Gemm, half: bool) -> Result<TuneResult> {
         let dev = &self.dev;
         let (shape, cands) = match half {
             true => (ShapeKey::of_half(g), half_candidates_on(dev, g)),
             false => (ShapeKey::of(g), candidates(g, &dev.ctx.limits)),
         };
-        let (times, method) = match half {
+        let timing::Timings { times, wrong, method } = match half {
             true => timing::time_half_candidates(dev, g, &cands)?,
             false => timing::time_candidates(dev, g, &cands)?,
         };
@@ -400,7 +437,9 @@ impl GpuBackend {
             });
         }
         let choice = cands.first().copied().unwrap_or(Candidate::Tiled);
-        Ok(TuneResult { shape, times, choice, method })
+        let result = TuneResult { shape, times, wrong, choice, method };
+        warn_wrong(&result, choice);
+        Ok(result)
     }
 
     /// Write the cache to its file; the path written, or `None` for an in-memory cache.

@@ -328,3 +328,23 @@ fn f16_entries_have_their_own_key_and_f32_files_are_unchanged() {
     let text = cache.to_json();
     assert_eq!(TuneCache::from_json(&text).expect("round trip"), cache);
 }
+
+#[test]
+fn a_wrong_candidate_is_never_chosen() {
+    let g = Gemm::nn(256, 256, 256);
+    let wrong = verify::Mismatch { row: 0, col: 3, got: 1.0, want: 0.5 };
+    let fast = Candidate::Tile(TileCfg { bm: 64, bn: 64, bk: 16 });
+    let r = TuneResult {
+        shape: ShapeKey::of(&g),
+        times: vec![(Candidate::Tiled, Some(1.0)), (fast, Some(0.1)), (Candidate::Skinny, None)],
+        wrong: vec![(fast, wrong)],
+        choice: Candidate::Tiled,
+        method: "wall_clock",
+    };
+    assert!(r.agrees(Candidate::Tiled) && !r.agrees(fast) && r.agrees(Candidate::Skinny));
+    assert_eq!(pick(Candidate::Tiled, &r.times), Some(fast), "10x faster, if it were right");
+    assert_eq!(r.usable(), vec![(Candidate::Tiled, Some(1.0)), (fast, None), (Candidate::Skinny, None)]);
+    assert_eq!(pick(Candidate::Tiled, &r.usable()), Some(Candidate::Tiled));
+    let all_wrong = TuneResult { wrong: vec![(Candidate::Tiled, wrong), (fast, wrong)], ..r };
+    assert_eq!(pick(Candidate::Tiled, &all_wrong.usable()), None, "nothing right: nothing cached");
+}

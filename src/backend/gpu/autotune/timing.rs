@@ -1,11 +1,13 @@
 //! Timing the candidates of one product shape on the device: scratch operands, a warm-up run
 //! per candidate (pipeline creation), then samples of a few back-to-back products between two
 //! GPU timestamps (`TIMESTAMP_QUERY_INSIDE_ENCODERS`), or by the wall clock around submit and
-//! wait where the adapter has no timestamps. Runs alone: recorded work is submitted first and
-//! the profiler's per-dispatch timing is paused.
+//! wait where the adapter has no timestamps. Each candidate's product is then checked against
+//! an exact host reference ([`super::verify`]). Runs alone: recorded work is submitted first
+//! and the profiler's per-dispatch timing is paused.
 
 use std::time::Instant;
 
+use super::verify::{pattern, read_rows, Mismatch, Reference};
 use super::Candidate;
 use crate::backend::gpu::elementwise::fill;
 use crate::backend::gpu::matmul::record;
@@ -21,24 +23,61 @@ const SAMPLE_MS: f64 = 5.0;
 const MAX_REPS: usize = 64;
 /// Samples per candidate (the median is kept).
 const SAMPLES: usize = 3;
+/// Salts of the A and B patterns.
+const SALT_A: u64 = 1;
+const SALT_B: u64 = 2;
 
-/// Scratch operands of one shape: A and B hold 0.5, C zeros.
+/// Scratch operands of one shape (A and B: [`pattern`], as f32 or as packed halves), C, and
+/// the reference rows of their product.
 struct Operands {
     a: RawBuf,
     b: RawBuf,
     c: RawBuf,
+    reference: Reference,
 }
 
 impl Operands {
-    fn new(dev: &GpuDevice, g: &Gemm) -> Result<Self> {
+    fn new(dev: &GpuDevice, g: &Gemm, half: bool) -> Result<Self> {
         let (la, lb, lc) = gemm_lens(g);
-        let a = dev.alloc("autotune a", la)?;
-        let b = dev.alloc("autotune b", lb)?;
+        let (ha, hb) = (pattern(la, SALT_A), pattern(lb, SALT_B));
+        let reference = Reference::new(g, &ha, &hb);
+        let (a, b) = match half {
+            true => (upload_half(dev, "autotune f16 a", &ha)?, upload_half(dev, "autotune f16 b", &hb)?),
+            false => (upload(dev, "autotune a", &ha)?, upload(dev, "autotune b", &hb)?),
+        };
         let c = dev.alloc("autotune c", lc)?;
-        fill(dev, la, 0.5, &a)?;
-        fill(dev, lb, 0.5, &b)?;
-        Ok(Operands { a, b, c })
+        Ok(Operands { a, b, c, reference })
     }
+
+    /// Zero C, record the product once with `run`, and compare the rows read back with the
+    /// reference: `None` when they agree.
+    fn check(
+        &self,
+        dev: &GpuDevice,
+        g: &Gemm,
+        run: &dyn Fn() -> Result<()>,
+    ) -> Result<Option<Mismatch>> {
+        fill(dev, self.c.len(), 0.0, &self.c)?;
+        run()?;
+        let got = read_rows(dev, &self.c, &self.reference.rows, g.n)?;
+        Ok(self.reference.check(&got))
+    }
+}
+
+fn upload(dev: &GpuDevice, what: &str, x: &[f32]) -> Result<RawBuf> {
+    let buf = dev.alloc(what, x.len())?;
+    dev.write_bytes(&buf, bytemuck::cast_slice(x))?;
+    Ok(buf)
+}
+
+/// `x` (exact in f16) as packed halves: element 2w in the low bits of word w.
+fn upload_half(dev: &GpuDevice, what: &str, x: &[f32]) -> Result<RawBuf> {
+    let bits = |i: usize| x.get(i).map_or(0u32, |&v| u32::from(half::f16::from_f32(v).to_bits()));
+    let words: Vec<u32> =
+        (0..half_words(x.len())).map(|w| bits(2 * w) | bits(2 * w + 1) << 16).collect();
+    let buf = dev.alloc(what, words.len())?;
+    dev.write_bytes(&buf, bytemuck::cast_slice(&words))?;
+    Ok(buf)
 }
 
 /// The clock of one measurement.
@@ -48,6 +87,13 @@ enum Clock {
 }
 
 impl Clock {
+    fn of(dev: &GpuDevice) -> Clock {
+        match dev.ctx.has_timestamps() {
+            true => Clock::Gpu(Timestamps::new(&dev.ctx.device, "autotune timestamp", 2)),
+            false => Clock::Wall,
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Clock::Gpu(_) => "gpu_timestamps",
@@ -56,93 +102,72 @@ impl Clock {
     }
 }
 
-/// ms per product of each candidate (`None`: it failed or has no launch), and the clock's name.
-pub type Timings = (Vec<(Candidate, Option<f64>)>, &'static str);
+/// What timing the candidates of one product found.
+pub struct Timings {
+    /// ms per product of each candidate, in the order given (`None`: it failed to build or
+    /// run, or has no launch for the shape).
+    pub times: Vec<(Candidate, Option<f64>)>,
+    /// The timed candidates whose product disagreed with the reference, and where.
+    pub wrong: Vec<(Candidate, Mismatch)>,
+    /// The clock used.
+    pub method: &'static str,
+}
 
-/// ms per product of every candidate (`None` for one that failed to build or run, or has no
-/// launch for the shape), and the clock used.
+/// Time and check every candidate of the f32 product `g`.
 pub fn time_candidates(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
+    alone(dev, || time_all(dev, g, cands, false))
+}
+
+/// [`time_candidates`] for an f16 product: packed-half operands, each candidate through
+/// [`matmul_half`] with its kernel.
+pub fn time_half_candidates(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
+    alone(dev, || time_all(dev, g, cands, true))
+}
+
+/// Run `f` with recorded work submitted first and per-dispatch timing paused.
+fn alone(dev: &GpuDevice, f: impl FnOnce() -> Result<Timings>) -> Result<Timings> {
     dev.flush()?;
     let timing_was = dev.dispatch_timing_on.replace(false);
-    let out = time_all(dev, g, cands);
+    let out = f();
     dev.dispatch_timing_on.set(timing_was);
-    // The scratch operands die with `time_all`; their bind groups must not keep them alive.
+    // The scratch operands die with `f`; their bind groups must not keep them alive.
     dev.clear_bind_groups();
     out
 }
 
-fn time_all(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
-    let ops = Operands::new(dev, g)?;
-    let clock = match dev.ctx.has_timestamps() {
-        true => Clock::Gpu(Timestamps::new(&dev.ctx.device, "autotune timestamp", 2)),
-        false => Clock::Wall,
-    };
+fn time_all(dev: &GpuDevice, g: &Gemm, cands: &[Candidate], half: bool) -> Result<Timings> {
+    let ops = Operands::new(dev, g, half)?;
+    let clock = Clock::of(dev);
+    let (la, lb, _) = gemm_lens(g);
     let mut times = Vec::with_capacity(cands.len());
+    let mut wrong = Vec::new();
+    let ops = &ops;
     for &c in cands {
-        let t = match time_one(dev, &clock, c, g, &ops) {
-            Ok(t) => t,
+        let launch = if half { None } else { c.launch(g) };
+        let kernel = if half { super::half_kernel_of(c) } else { None };
+        let run: Box<dyn Fn() -> Result<()>> = match (launch, kernel) {
+            (Some(l), _) => Box::new(move || record(dev, &l, g, &ops.a, &ops.b, &ops.c)),
+            (None, Some(k)) => Box::new(move || matmul_half(dev, k, g, &ops.a, la, &ops.b, lb, &ops.c)),
+            (None, None) => {
+                times.push((c, None));
+                continue;
+            }
+        };
+        let measured = time_run(dev, &clock, &*run).and_then(|t| Ok((t, ops.check(dev, g, &*run)?)));
+        match measured {
+            Ok((t, mismatch)) => {
+                times.push((c, Some(t)));
+                if let Some(m) = mismatch {
+                    wrong.push((c, m));
+                }
+            }
             Err(e) => {
                 log::warn!("autotune: {} on {g:?} failed: {e}", c.name());
-                None
+                times.push((c, None));
             }
-        };
-        times.push((c, t));
+        }
     }
-    Ok((times, clock.name()))
-}
-
-/// [`time_candidates`] for an f16 product: scratch half operands (words of 0.5f32, finite
-/// halves), each candidate through [`matmul_half`] with its kernel.
-pub fn time_half_candidates(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
-    dev.flush()?;
-    let timing_was = dev.dispatch_timing_on.replace(false);
-    let out = time_all_half(dev, g, cands);
-    dev.dispatch_timing_on.set(timing_was);
-    dev.clear_bind_groups();
-    out
-}
-
-fn time_all_half(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
-    let (la, lb, lc) = gemm_lens(g);
-    let a = dev.alloc("autotune f16 a", half_words(la))?;
-    let b = dev.alloc("autotune f16 b", half_words(lb))?;
-    let c = dev.alloc("autotune f16 c", lc)?;
-    fill(dev, half_words(la), 0.5, &a)?;
-    fill(dev, half_words(lb), 0.5, &b)?;
-    let clock = match dev.ctx.has_timestamps() {
-        true => Clock::Gpu(Timestamps::new(&dev.ctx.device, "autotune timestamp", 2)),
-        false => Clock::Wall,
-    };
-    let mut times = Vec::with_capacity(cands.len());
-    for &cand in cands {
-        let Some(kernel) = super::half_kernel_of(cand) else {
-            times.push((cand, None));
-            continue;
-        };
-        let run = || matmul_half(dev, kernel, g, &a, la, &b, lb, &c);
-        let t = match time_run(dev, &clock, &run) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                log::warn!("autotune: {} on {g:?} failed: {e}", cand.name());
-                None
-            }
-        };
-        times.push((cand, t));
-    }
-    Ok((times, clock.name()))
-}
-
-/// Median ms per product of `c`, after a warm-up run.
-fn time_one(
-    dev: &GpuDevice,
-    clock: &Clock,
-    c: Candidate,
-    g: &Gemm,
-    ops: &Operands,
-) -> Result<Option<f64>> {
-    let Some(launch) = c.launch(g) else { return Ok(None) };
-    let run = || record(dev, &launch, g, &ops.a, &ops.b, &ops.c);
-    time_run(dev, clock, &run).map(Some)
+    Ok(Timings { times, wrong, method: clock.name() })
 }
 
 /// Median ms per call of `run` (which records one product), after a warm-up call.
@@ -188,6 +213,47 @@ fn measure(dev: &GpuDevice, clock: &Clock, reps: usize, run: &dyn Fn() -> Result
             dev.flush()?;
             dev.wait()?;
             Ok(t0.elapsed().as_secs_f64() * 1e3 / reps as f64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::gpu::matmul::{launch_of, MatmulVariant};
+    use crate::backend::gpu::matmul_f16::HalfKernel;
+
+    /// The check on the device: the right product agrees in every layout and precision; a
+    /// product read with the other transpose of B, or never recorded, is caught.
+    #[test]
+    fn the_check_catches_a_wrong_product_on_the_device() {
+        let be = match crate::backend::gpu::GpuBackend::new(None) {
+            Ok(b) => b,
+            Err(e) => panic!("the autotune check test needs a GPU adapter (CI uses lavapipe): {e}"),
+        };
+        let dev = &be.dev;
+        for half in [false, true] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                // Square in k and n so that the B of either transpose has the same length.
+                let g = Gemm::nn(130, 48, 48).trans(ta, tb);
+                let wrong = Gemm::nn(130, 48, 48).trans(ta, !tb);
+                let ops = Operands::new(dev, &g, half).expect("operands");
+                let (la, lb, _) = gemm_lens(&g);
+                let run_as = |p: Gemm| -> Result<()> {
+                    match half {
+                        true => matmul_half(dev, HalfKernel::Packed, &p, &ops.a, la, &ops.b, lb, &ops.c),
+                        false => {
+                            record(dev, &launch_of(MatmulVariant::Tiled, &p), &p, &ops.a, &ops.b, &ops.c)
+                        }
+                    }
+                };
+                let what = format!("half {half}, ({ta}, {tb})");
+                assert_eq!(ops.check(dev, &g, &|| run_as(g)).expect("check"), None, "{what}");
+                let m = ops.check(dev, &g, &|| run_as(wrong)).expect("check");
+                assert!(m.is_some(), "{what}: the other transpose of B");
+                let none = ops.check(dev, &g, &|| Ok(())).expect("check").expect("C left at zero");
+                assert_eq!(none.got, 0.0, "{what}");
+            }
         }
     }
 }

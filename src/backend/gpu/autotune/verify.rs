@@ -1,0 +1,255 @@
+//! Checking every timed candidate's product before it may be chosen: a kernel that is fast and
+//! wrong on some driver (a cooperative-matrix load from a misaligned base, a tile that clamps
+//! wrongly at a ragged edge) must never be picked by the autotuner or reported as the fastest
+//! by `batchscope gemm`.
+//!
+//! The timing operands hold a seeded pattern of multiples of 1/8 in [-1/2, 1/2] ([`pattern`]):
+//! exact in f16, their products exact in f32, and every partial sum of up to 2^16 of them a
+//! multiple of 1/64 below 2^14, also exact. So every correct kernel computes every element of
+//! C exactly, in any summation order and on tensor cores alike; only `alpha` (and split-k's
+//! sum of scaled partials) rounds. After timing, C is zeroed, the candidate runs once, and a
+//! few whole rows of C ([`check_rows`]: both sides of the 16-, 64- and 128-row block edges,
+//! the middle, the last) are read back and compared with an f64 host reference
+//! ([`Reference`]) to within [`REL_TOL`] of `|alpha| Σ|a||b|`: any misplaced, missing or
+//! repeated term of a product shows (the smallest is 1/64, far above the tolerance).
+
+use rayon::prelude::*;
+
+use crate::backend::gpu::{GpuDevice, RawBuf};
+use crate::backend::{BackendError, Gemm, Result};
+
+/// Largest accepted `|got - want|` as a fraction of `|alpha| Σ_p |a_ip b_pj|`: room for
+/// alpha's rounding over split-k's partials (a few dozen f32 roundings at most), 640x below
+/// a product's smallest term at k = 8192.
+pub const REL_TOL: f64 = 1e-5;
+
+/// Rows of C read back per check, at most.
+pub const MAX_ROWS: usize = 10;
+
+/// Element `e` of the operand with `salt`: a multiple of 1/8 in [-1/2, 1/2] from a mixed hash
+/// of the index (so a shifted or transposed index reads a different value).
+pub fn pattern_value(e: u64, salt: u64) -> f32 {
+    let mut x = e.wrapping_add(salt.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 32;
+    ((x % 9) as f32 - 4.0) * 0.125
+}
+
+/// `len` elements of [`pattern_value`] with `salt`.
+pub fn pattern(len: usize, salt: u64) -> Vec<f32> {
+    (0..len as u64).into_par_iter().map(|e| pattern_value(e, salt)).collect()
+}
+
+/// The rows of an `m`-row C that a check reads: 0, 15, 16, 63, 64, 127, 128, the middle and
+/// the last two, those below `m`, distinct and ascending, at most [`MAX_ROWS`].
+pub fn check_rows(m: usize) -> Vec<usize> {
+    let mut rows: Vec<usize> =
+        [0, 15, 16, 63, 64, 127, 128, m / 2 + 1, m.saturating_sub(2), m.saturating_sub(1)]
+            .into_iter()
+            .filter(|&r| r < m)
+            .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    rows.truncate(MAX_ROWS);
+    rows
+}
+
+/// Where a candidate's product first left the reference.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mismatch {
+    pub row: usize,
+    pub col: usize,
+    pub got: f32,
+    pub want: f64,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "C[{}, {}] = {} where {} is exact", self.row, self.col, self.got, self.want)
+    }
+}
+
+/// The exact values of some rows of `C = alpha op(A) op(B)` and their tolerances.
+#[derive(Clone, Debug)]
+pub struct Reference {
+    pub rows: Vec<usize>,
+    n: usize,
+    /// `[rows, n]`: alpha Σ_p op(A)[i,p] op(B)[p,j] in f64.
+    want: Vec<f64>,
+    /// `[rows, n]`: the largest accepted |got - want|.
+    tol: Vec<f64>,
+}
+
+impl Reference {
+    /// The reference rows [`check_rows`] of `g` with A and B as stored (`a: [m,k]` or `[k,m]`
+    /// with `g.trans_a`, `b: [k,n]` or `[n,k]` with `g.trans_b`).
+    pub fn new(g: &Gemm, a: &[f32], b: &[f32]) -> Reference {
+        let (m, n, k) = (g.m, g.n, g.k);
+        let rows = check_rows(m);
+        let alpha = g.alpha as f64;
+        let per_row: Vec<(Vec<f64>, Vec<f64>)> = rows
+            .par_iter()
+            .map(|&i| {
+                let arow: Vec<f64> =
+                    (0..k).map(|p| if g.trans_a { a[p * m + i] } else { a[i * k + p] } as f64).collect();
+                let mut want = vec![0.0f64; n];
+                let mut size = vec![0.0f64; n];
+                if g.trans_b {
+                    for (j, (w, s)) in want.iter_mut().zip(&mut size).enumerate() {
+                        for (p, &x) in arow.iter().enumerate() {
+                            let y = b[j * k + p] as f64;
+                            *w += x * y;
+                            *s += (x * y).abs();
+                        }
+                    }
+                } else {
+                    for (p, &x) in arow.iter().enumerate() {
+                        let brow = &b[p * n..(p + 1) * n];
+                        for ((w, s), &y) in want.iter_mut().zip(&mut size).zip(brow) {
+                            *w += x * y as f64;
+                            *s += (x * y as f64).abs();
+                        }
+                    }
+                }
+                let tol = size
+                    .iter()
+                    .map(|s| REL_TOL * alpha.abs() * s + f64::from(f32::MIN_POSITIVE))
+                    .collect();
+                (want.iter().map(|w| alpha * w).collect(), tol)
+            })
+            .collect();
+        let mut want = Vec::with_capacity(rows.len() * n);
+        let mut tol = Vec::with_capacity(rows.len() * n);
+        for (w, t) in per_row {
+            want.extend(w);
+            tol.extend(t);
+        }
+        Reference { rows, n, want, tol }
+    }
+
+    /// `None` when `got` (the rows [`Reference::rows`] of C, `[rows, n]`) agrees, else the
+    /// first element that does not (a NaN never agrees).
+    pub fn check(&self, got: &[f32]) -> Option<Mismatch> {
+        let bad = |e: usize| {
+            let g = got.get(e).copied().unwrap_or(f32::NAN);
+            // A NaN difference fails too.
+            let d = (g as f64 - self.want[e]).abs();
+            d.is_nan() || d > self.tol[e]
+        };
+        let e = (0..self.want.len()).find(|&e| bad(e))?;
+        Some(Mismatch {
+            row: self.rows[e / self.n.max(1)],
+            col: e % self.n.max(1),
+            got: got.get(e).copied().unwrap_or(f32::NAN),
+            want: self.want[e],
+        })
+    }
+}
+
+/// The rows `rows` of the `[_, n]` f32 matrix in `c`, concatenated (one copy per row into one
+/// staging buffer; submits and waits).
+pub fn read_rows(dev: &GpuDevice, c: &RawBuf, rows: &[usize], n: usize) -> Result<Vec<f32>> {
+    let row_bytes = (n * 4) as u64;
+    let size = row_bytes * rows.len() as u64;
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    if let Some(&last) = rows.last() {
+        if (last as u64 + 1) * row_bytes > c.bytes() {
+            return Err(BackendError::Invalid {
+                op: "autotune check",
+                message: format!("row {last} of {n} columns lies past a {}-byte buffer", c.bytes()),
+            });
+        }
+    }
+    let staging = dev.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("autotune check rows"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    dev.with_encoder(|enc| {
+        for (slot, &r) in rows.iter().enumerate() {
+            enc.copy_buffer_to_buffer(
+                &c.buffer,
+                r as u64 * row_bytes,
+                &staging,
+                slot as u64 * row_bytes,
+                row_bytes,
+            );
+        }
+    });
+    dev.flush()?;
+    let bytes = dev.map_read(&staging, size)?;
+    Ok(bytemuck::pod_collect_to_vec(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(g: &Gemm, a: &[f32], b: &[f32], i: usize, j: usize) -> f64 {
+        (0..g.k)
+            .map(|p| {
+                let x = if g.trans_a { a[p * g.m + i] } else { a[i * g.k + p] };
+                let y = if g.trans_b { b[j * g.k + p] } else { b[p * g.n + j] };
+                x as f64 * y as f64
+            })
+            .sum::<f64>()
+            * g.alpha as f64
+    }
+
+    #[test]
+    fn the_pattern_is_exact_in_f16_and_varied() {
+        let v = pattern(4096, 3);
+        for &x in &v {
+            assert_eq!(half::f16::from_f32(x).to_f32(), x);
+            assert!((-0.5..=0.5).contains(&x) && (x * 8.0).fract() == 0.0, "{x}");
+        }
+        let distinct: std::collections::BTreeSet<i32> = v.iter().map(|x| (x * 8.0) as i32).collect();
+        assert_eq!(distinct.len(), 9);
+        assert_ne!(pattern(64, 1), pattern(64, 2), "the salt changes the operand");
+        assert_eq!(pattern(64, 1), pattern(64, 1));
+    }
+
+    #[test]
+    fn check_rows_cover_the_block_edges_within_m() {
+        assert_eq!(check_rows(1), vec![0]);
+        assert_eq!(check_rows(17), vec![0, 9, 15, 16]);
+        assert_eq!(check_rows(200), vec![0, 15, 16, 63, 64, 101, 127, 128, 198, 199]);
+        assert!(check_rows(8192).len() <= MAX_ROWS);
+        assert!(check_rows(0).is_empty());
+    }
+
+    #[test]
+    fn the_reference_is_the_exact_product_in_every_layout() {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let g = Gemm::nn(70, 36, 50).trans(ta, tb).scaled(0.5, 0.0);
+            let (a, b) = (pattern(70 * 50, 1), pattern(50 * 36, 2));
+            let r = Reference::new(&g, &a, &b);
+            let mut got = Vec::new();
+            for &i in &r.rows {
+                got.extend((0..36).map(|j| naive(&g, &a, &b, i, j) as f32));
+            }
+            assert_eq!(r.check(&got), None, "({ta}, {tb})");
+            // One misplaced term (the smallest a product can be, 1/64 · alpha) is caught.
+            let mut off = got.clone();
+            off[40] += 1.0 / 128.0;
+            let bad = r.check(&off).expect("caught");
+            assert_eq!((bad.row, bad.col), (r.rows[1], 4), "({ta}, {tb})");
+            // Reading B with the other transpose is caught.
+            let swapped = Gemm::nn(70, 36, 50).trans(ta, !tb).scaled(0.5, 0.0);
+            let mut wrong = Vec::new();
+            for &i in &r.rows {
+                wrong.extend((0..36).map(|j| naive(&swapped, &a, &b, i, j) as f32));
+            }
+            assert!(r.check(&wrong).is_some(), "({ta}, {tb})");
+            let mut nan = got.clone();
+            nan[7] = f32::NAN;
+            assert_eq!(r.check(&nan).map(|m| m.col), Some(7));
+            assert!(r.check(&got[..got.len() - 1]).is_some(), "a short read never agrees");
+        }
+    }
+}
