@@ -6,8 +6,8 @@
 mod common;
 
 use batchscope::backend::cpu::f16::round_f16;
-use batchscope::backend::gpu::matmul_coop;
 use batchscope::backend::gpu::matmul_f16::{self, HalfKernel};
+use batchscope::backend::gpu::{coop_check, matmul_coop};
 use batchscope::backend::half::{scaler, HalfBuf, HalfOps, ScaleGrowth};
 use batchscope::backend::{Backend, Gemm, MomentumStep, ParamUpdate, UpdateRule};
 use common::{cpu, gpu, uniform};
@@ -425,6 +425,8 @@ fn cooperative_matrix_availability() {
                  f16_parity -- --ignored` for matmul_coop_matches_cpu ***\n",
                 g.adapter().name
             );
+            // The rule's first-use check: the 32x32 and 64x64 kernels exact on this device.
+            assert_eq!(coop_check::distrust_reason(&g.dev), None, "a wrong tensor-core product");
             let want = match (matmul_f16::coop_enabled(), matmul_f16::coop64_enabled()) {
                 (false, _) => HalfKernel::Packed,
                 (true, true) => HalfKernel::Coop64,
@@ -449,6 +451,9 @@ fn matmul_coop_matches_cpu() {
     if let Some(why) = matmul_coop::unavailable_reason(&gp.dev.ctx) {
         panic!("matmul_coop_matches_cpu cannot run on {}: {why}", gp.adapter().name);
     }
+    // Exact operands (multiples of 1/8), every kernel, every transpose pair: bit-exact rows.
+    let all = [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged];
+    assert_eq!(coop_check::check_alone(&gp.dev, &all), None);
     let mut cases = 0;
     let shapes = [(16, 16, 16), (48, 80, 32), (96, 64, 784), (80, 144, 48), (256, 1024, 512)];
     for &(m, n, k) in &shapes {

@@ -85,6 +85,7 @@ impl Profilable for GpuBackend {
     fn tensor_f16(&self) -> bool {
         crate::backend::gpu::matmul_f16::coop_enabled()
             && crate::backend::gpu::matmul_coop::available(&self.dev.ctx)
+            && crate::backend::gpu::coop_check::trusted(&self.dev)
     }
 }
 

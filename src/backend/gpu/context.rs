@@ -161,6 +161,9 @@ pub struct GpuContext {
     /// Why the cooperative-matrix kernels cannot run here (`None`: they can), found once
     /// (`super::matmul_coop::unavailable_reason`): asked for every f16 product recorded.
     pub coop_unavailable: std::sync::OnceLock<Option<String>>,
+    /// Why the shape rule does not trust the cooperative kernels here although they can run
+    /// (`None`: their products were exact), found on first use (`super::coop_check`).
+    pub coop_distrust: std::sync::OnceLock<Option<String>>,
 }
 
 impl GpuContext {
@@ -247,6 +250,7 @@ impl GpuContext {
             features,
             faults,
             coop_unavailable: std::sync::OnceLock::new(),
+            coop_distrust: std::sync::OnceLock::new(),
         })
     }
 

@@ -252,9 +252,20 @@ pub fn coop_kernel_for(g: &Gemm) -> HalfKernel {
     }
 }
 
-/// A cooperative kernel ([`coop_kernel_for`]) where the adapter has it, the shape fits it and
-/// `BATCHSCOPE_COOP` is not `0`, else the packed kernel.
+/// A cooperative kernel ([`coop_kernel_for`]) where the adapter has it, the shape fits it,
+/// `BATCHSCOPE_COOP` is not `0` and the kernels computed exact products on this device
+/// ([`super::coop_check`], run on first use), else the packed kernel.
 pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
+    match choose_capable(dev, g) {
+        HalfKernel::Packed => HalfKernel::Packed,
+        k if super::coop_check::trusted(dev) => k,
+        _ => HalfKernel::Packed,
+    }
+}
+
+/// [`choose`] without the first-use check: what the adapter's capabilities allow (the
+/// autotuner and `batchscope gemm` check every candidate themselves).
+pub fn choose_capable(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     match coop_enabled() && matmul_coop::available(&dev.ctx) && matmul_coop::eligible(g, dev) {
         true => coop_kernel_for(g),
         false => HalfKernel::Packed,

@@ -12,6 +12,7 @@ pub mod autotune;
 mod choices;
 pub mod clip;
 pub mod context;
+pub mod coop_check;
 pub mod datagen;
 pub mod device;
 pub mod dgrad_wgrad_update;

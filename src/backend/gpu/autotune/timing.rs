@@ -7,14 +7,13 @@
 
 use std::time::Instant;
 
-use super::verify::{pattern, read_rows, Mismatch, Reference};
+use super::verify::{pattern, read_rows, upload, Mismatch, Reference};
 use super::Candidate;
 use crate::backend::gpu::elementwise::fill;
 use crate::backend::gpu::matmul::record;
 use crate::backend::gpu::matmul_f16::matmul_half;
 use crate::backend::gpu::timestamps::Timestamps;
 use crate::backend::gpu::{GpuDevice, RawBuf};
-use crate::backend::half::half_words;
 use crate::backend::{gemm_lens, Gemm, Result};
 
 /// Aim for about this much device time per sample.
@@ -41,10 +40,8 @@ impl Operands {
         let (la, lb, lc) = gemm_lens(g);
         let (ha, hb) = (pattern(la, SALT_A), pattern(lb, SALT_B));
         let reference = Reference::new(g, &ha, &hb);
-        let (a, b) = match half {
-            true => (upload_half(dev, "autotune f16 a", &ha)?, upload_half(dev, "autotune f16 b", &hb)?),
-            false => (upload(dev, "autotune a", &ha)?, upload(dev, "autotune b", &hb)?),
-        };
+        let a = upload(dev, "autotune a", &ha, half)?;
+        let b = upload(dev, "autotune b", &hb, half)?;
         let c = dev.alloc("autotune c", lc)?;
         Ok(Operands { a, b, c, reference })
     }
@@ -62,22 +59,6 @@ impl Operands {
         let got = read_rows(dev, &self.c, &self.reference.rows, g.n)?;
         Ok(self.reference.check(&got))
     }
-}
-
-fn upload(dev: &GpuDevice, what: &str, x: &[f32]) -> Result<RawBuf> {
-    let buf = dev.alloc(what, x.len())?;
-    dev.write_bytes(&buf, bytemuck::cast_slice(x))?;
-    Ok(buf)
-}
-
-/// `x` (exact in f16) as packed halves: element 2w in the low bits of word w.
-fn upload_half(dev: &GpuDevice, what: &str, x: &[f32]) -> Result<RawBuf> {
-    let bits = |i: usize| x.get(i).map_or(0u32, |&v| u32::from(half::f16::from_f32(v).to_bits()));
-    let words: Vec<u32> =
-        (0..half_words(x.len())).map(|w| bits(2 * w) | bits(2 * w + 1) << 16).collect();
-    let buf = dev.alloc(what, words.len())?;
-    dev.write_bytes(&buf, bytemuck::cast_slice(&words))?;
-    Ok(buf)
 }
 
 /// The clock of one measurement.

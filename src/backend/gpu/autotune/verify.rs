@@ -16,6 +16,7 @@
 use rayon::prelude::*;
 
 use crate::backend::gpu::{GpuDevice, RawBuf};
+use crate::backend::half::half_words;
 use crate::backend::{BackendError, Gemm, Result};
 
 /// Largest accepted `|got - want|` as a fraction of `|alpha| Σ_p |a_ip b_pj|`: room for
@@ -146,6 +147,22 @@ impl Reference {
             want: self.want[e],
         })
     }
+}
+
+/// `x` on the device: as f32, or (`half`, `x` exact in f16) as packed halves, element 2w in
+/// the low bits of word w.
+pub fn upload(dev: &GpuDevice, what: &str, x: &[f32], half: bool) -> Result<RawBuf> {
+    if !half {
+        let buf = dev.alloc(what, x.len())?;
+        dev.write_bytes(&buf, bytemuck::cast_slice(x))?;
+        return Ok(buf);
+    }
+    let bits = |i: usize| x.get(i).map_or(0u32, |&v| u32::from(half::f16::from_f32(v).to_bits()));
+    let words: Vec<u32> =
+        (0..half_words(x.len())).map(|w| bits(2 * w) | bits(2 * w + 1) << 16).collect();
+    let buf = dev.alloc(what, words.len())?;
+    dev.write_bytes(&buf, bytemuck::cast_slice(&words))?;
+    Ok(buf)
 }
 
 /// The rows `rows` of the `[_, n]` f32 matrix in `c`, concatenated (one copy per row into one

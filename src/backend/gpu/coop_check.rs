@@ -1,0 +1,139 @@
+//! A first-use check of the cooperative-matrix kernels that the f16 shape rule
+//! ([`super::matmul_f16::choose`]) runs. The tensor-core path rests on an experimental wgpu
+//! feature and on drivers no CI machine has, so before the rule sends a device's first f16
+//! product to it, the 32x32 and 64x64 kernels compute small products with clamped last blocks
+//! in every transpose pair, on the autotuner's exact operands ([`super::autotune::verify`]),
+//! and whole rows of C are compared with the exact f64 reference. If a kernel disagrees or
+//! cannot be built, the rule keeps the packed f16 kernel on this device, and one error line
+//! says which kernel, where and why. Once per device, a few milliseconds; the explicit kernel
+//! choices (`BATCHSCOPE_F16_KERNEL`, the autotuner, which checks every candidate itself) and
+//! the hardware-gated parity tests do not go through it.
+
+use super::autotune::verify::{pattern, read_rows, upload, Mismatch, Reference};
+use super::device::GpuDevice;
+use super::elementwise::fill;
+use super::matmul_f16::{matmul_half, HalfKernel};
+use crate::backend::{gemm_lens, Gemm, Result};
+
+/// The checked product: 80 rows (a 64-row block and a clamped one), 144 columns (two 64-column
+/// blocks and a clamped 16), k = 48 (three 16-deep tiles: not a multiple of 32).
+pub const SHAPE: (usize, usize, usize) = (80, 144, 48);
+
+/// The kernels the rule can choose, in the order checked.
+const RULE_KERNELS: [HalfKernel; 2] = [HalfKernel::Coop, HalfKernel::Coop64];
+
+/// Whether the rule may run the cooperative kernels on `dev` (runs the check on first use).
+pub fn trusted(dev: &GpuDevice) -> bool {
+    distrust_reason(dev).is_none()
+}
+
+/// Why the rule does not run the cooperative kernels on `dev` although the adapter offers
+/// them, or `None` when their products were exact. Found once per device.
+pub fn distrust_reason(dev: &GpuDevice) -> Option<String> {
+    dev.ctx
+        .coop_distrust
+        .get_or_init(|| {
+            // Where they cannot run there is nothing to check (`matmul_coop::unavailable_reason`).
+            if !super::matmul_coop::available(&dev.ctx) {
+                return None;
+            }
+            let why = check_alone(dev, &RULE_KERNELS);
+            if let Some(w) = &why {
+                log::error!(
+                    "{w}; f16 products use the packed kernel on this device (please report it with \
+                     `batchscope devices`)"
+                );
+            }
+            why
+        })
+        .clone()
+}
+
+/// [`check`] with recorded work submitted first and per-dispatch timing paused.
+pub fn check_alone(dev: &GpuDevice, kernels: &[HalfKernel]) -> Option<String> {
+    if let Err(e) = dev.flush() {
+        return Some(format!("the cooperative-matrix check could not start: {e}"));
+    }
+    let timing_was = dev.dispatch_timing_on.replace(false);
+    let why = check(dev, kernels);
+    dev.dispatch_timing_on.set(timing_was);
+    dev.clear_bind_groups();
+    why
+}
+
+/// The first failure of `kernels` on [`SHAPE`] in the four transpose pairs, or `None`.
+fn check(dev: &GpuDevice, kernels: &[HalfKernel]) -> Option<String> {
+    let (m, n, k) = SHAPE;
+    for &kernel in kernels {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let g = Gemm::nn(m, n, k).trans(ta, tb);
+            let what = format!("{kernel:?} on {m}x{n}x{k} (A{} B{})", tr(ta), tr(tb));
+            match check_one(dev, kernel, &g) {
+                Ok(None) => {}
+                Ok(Some(bad)) => return Some(format!("the f16 kernel {what} computed {bad}")),
+                Err(e) => return Some(format!("the f16 kernel {what} failed: {e}")),
+            }
+        }
+    }
+    None
+}
+
+fn tr(t: bool) -> &'static str {
+    if t {
+        "ᵀ"
+    } else {
+        ""
+    }
+}
+
+/// `kernel`'s product `g` on the exact operands: `None` when the checked rows agree.
+pub fn check_one(dev: &GpuDevice, kernel: HalfKernel, g: &Gemm) -> Result<Option<Mismatch>> {
+    let (la, lb, lc) = gemm_lens(g);
+    let (ha, hb) = (pattern(la, 1), pattern(lb, 2));
+    let a = upload(dev, "coop check a", &ha, true)?;
+    let b = upload(dev, "coop check b", &hb, true)?;
+    let c = dev.alloc("coop check c", lc)?;
+    fill(dev, lc, f32::NAN, &c)?;
+    matmul_half(dev, kernel, g, &a, la, &b, lb, &c)?;
+    let reference = Reference::new(g, &ha, &hb);
+    let got = read_rows(dev, &c, &reference.rows, g.n)?;
+    Ok(reference.check(&got))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check's machinery on any adapter, through the packed kernel (which every adapter
+    /// with f16 runs): exact in every transpose pair, and the product of another shape caught.
+    #[test]
+    fn the_check_passes_an_exact_kernel_and_catches_a_wrong_one() {
+        let be = match crate::backend::gpu::GpuBackend::new(None) {
+            Ok(b) => b,
+            Err(e) => {
+                panic!("the cooperative-matrix check test needs a GPU adapter (CI uses lavapipe): {e}")
+            }
+        };
+        let dev = &be.dev;
+        assert_eq!(check_alone(dev, &[HalfKernel::Packed]), None);
+        // C starts as NaN: a product that never ran fails; so does one with another k.
+        let g = Gemm::nn(SHAPE.0, SHAPE.1, SHAPE.2);
+        let (la, lb, lc) = gemm_lens(&g);
+        let (ha, hb) = (pattern(la, 1), pattern(lb, 2));
+        let reference = Reference::new(&g, &ha, &hb);
+        let (a, b) = (upload(dev, "a", &ha, true).unwrap(), upload(dev, "b", &hb, true).unwrap());
+        let c = dev.alloc("c", lc).unwrap();
+        fill(dev, lc, f32::NAN, &c).unwrap();
+        let got = read_rows(dev, &c, &reference.rows, g.n).unwrap();
+        assert!(reference.check(&got).is_some_and(|m| m.got.is_nan()));
+        let short = Gemm::nn(SHAPE.0, SHAPE.1, SHAPE.2 - 16);
+        matmul_half(dev, HalfKernel::Packed, &short, &a, la, &b, lb, &c).unwrap();
+        let got = read_rows(dev, &c, &reference.rows, g.n).unwrap();
+        assert!(reference.check(&got).is_some(), "a product missing its last 16 of k");
+        if !super::super::matmul_coop::available(&dev.ctx) {
+            assert_eq!(distrust_reason(dev), None, "nothing to distrust where coop cannot run");
+        } else {
+            assert_eq!(distrust_reason(dev), None, "the rule's cooperative kernels are exact here");
+        }
+    }
+}
