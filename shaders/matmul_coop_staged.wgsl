@@ -8,12 +8,19 @@ enable wgpu_cooperative_matrix;
 // A workgroup is 4 subgroups of 32 invocations (the host requires subgroup size 32) and owns a
 // 128x128 block of C; subgroup s owns the 64x64 quarter at rows 64 (s / 2), columns 64 (s % 2):
 // 4x4 tiles, 16 accumulators. Per step of 32 along k the workgroup copies the A slice
-// (128 x 32) and the B slice (32 x 128) from storage into workgroup memory (16 KiB), 8 halves
-// per invocation and load (4 of A and 4 of B), coalesced along the stored rows; each subgroup
-// then takes its 4 A and 4 B tiles per 16 of k from workgroup memory. Each element of A is read
-// from storage once per 128 columns of C (B: per 128 rows) instead of once per 64
-// (matmul_coop64) or 32 (the 32x32 kernels): 2x and 4x fewer storage reads, all of them wide
-// coalesced loads rather than the tile loads' strided rows.
+// (128 x 32) and the B slice (32 x 128) from storage into workgroup memory, one 16-byte load
+// of 8 halves (the stored bits, no conversion) per invocation and load, 4 of A
+// and 4 of B (as two vec4<f16>), coalesced along the stored rows; each subgroup then takes its 4 A and 4 B tiles
+// per 16 of k from workgroup memory. Each element of A is read from storage once per 128
+// columns of C (B: per 128 rows) instead of once per 64 (matmul_coop64) or 32 (the 32x32
+// kernels): 2x and 4x fewer storage reads, all of them 16-byte coalesced loads.
+//
+// Workgroup memory holds the halves in rows padded by 8 halves (16 bytes: 40 halves for a
+// 32-deep row, 136 for a 128-wide one), so the 8 rows of a tile load's phase start in
+// different banks. (The tile loads must read an f16 array: naga types a cooperative load by
+// its pointer's scalar, so the halves cannot be staged as u32 pairs.)
+// Slices are double-buffered (40 KiB): the next slice's loads are issued into registers
+// before the current slice's multiply-adds and stored after them, with one barrier per slice.
 //
 // Preconditions (the host checks, src/backend/gpu/matmul_coop.rs): m, n, k multiples of 16
 // (so every 16-byte load of 8 halves lies wholly inside or outside its matrix), alpha = 1,
@@ -35,82 +42,136 @@ enable wgpu_cooperative_matrix;
 // Side of a workgroup's block of C, and the depth of one staged slice.
 const BS: u32 = 128u;
 const SK: u32 = 32u;
+// Halves per staged row: 32 + 8 of padding, or 128 + 8.
+const ROW_SK: u32 = 40u;
+const ROW_BS: u32 = 136u;
+// Halves of one staged slice (the larger layout: 128 rows of ROW_SK > 32 rows of ROW_BS).
+const SLICE: u32 = 5120u;
 
-// The staged slices: op(A) as stored, 128 rows x 32 depths (A not transposed: [row][depth]) or
-// 32 x 128 (A transposed: [depth][row]); op(B) as 32 x 128 ([depth][col]) or 128 x 32 (B
-// transposed: [col][depth]). 4096 halves each.
-var<workgroup> sa: array<f16, 4096>;
-var<workgroup> sb: array<f16, 4096>;
+// The staged slices, two buffers each ([buffer][...]): op(A) as stored, 128 rows x 32 depths
+// (A not transposed: [row][depth]) or 32 x 128 (A transposed: [depth][row]); op(B) as 32 x 128
+// ([depth][col]) or 128 x 32 (B transposed: [col][depth]).
+var<workgroup> sa: array<f16, 10240>;
+var<workgroup> sb: array<f16, 10240>;
 
-// Stage a slice stored with rows of `width` halves (32 or 128: 4 or 16 loads of 8 halves per
-// row) from matrix `which` (0: A, 1: B) whose stored rows are `stride` halves long: stored rows
-// row0 .. row0 + 4096 / width (valid below `rows`), halves col0 .. col0 + width (valid below
-// `cols`). Invocation t of 128 copies loads t, t + 128, t + 256, t + 384 of the 512.
-fn stage(which: u32, t: u32, row0: u32, rows: u32, col0: u32, cols: u32, stride: u32, width: u32) {
+// The 4 loads of one operand's slice an invocation makes (kept in registers across a slice's
+// multiply-adds).
+struct Load {
+    lo: vec4<f16>,
+    hi: vec4<f16>,
+}
+
+struct Loads {
+    v0: Load,
+    v1: Load,
+    v2: Load,
+    v3: Load,
+}
+
+// Where load q of invocation t lands in a slice stored with rows of `width` halves (32 or
+// 128: 4 or 16 loads per row): (row, first half) in the slice.
+fn slot(t: u32, q: u32, width: u32) -> vec2<u32> {
     let per_row = width / 8u;
-    for (var q = 0u; q < 4u; q = q + 1u) {
-        let l = t + 128u * q;
-        let r = l / per_row;
-        let h = (l % per_row) * 8u;
-        // 8 halves as two vec4<f16>: the bits as stored (no conversion that could flush a
-        // subnormal or change a NaN's payload).
-        var lo = vec4<f16>(0.0h);
-        var hi = vec4<f16>(0.0h);
-        if (row0 + r < rows && col0 + h < cols) {
-            let at = ((row0 + r) * stride + col0 + h) / 4u;
-            if (which == 0u) {
-                lo = a[at];
-                hi = a[at + 1u];
-            } else {
-                lo = b[at];
-                hi = b[at + 1u];
-            }
+    let l = t + 128u * q;
+    return vec2<u32>(l / per_row, (l % per_row) * 8u);
+}
+
+// Load q of a slice of matrix `which` (0: A, 1: B) whose stored rows are `stride` halves long:
+// stored rows row0.. (valid below `rows`), halves col0.. (valid below `cols`), zeros outside.
+fn load(which: u32, t: u32, q: u32, row0: u32, rows: u32, col0: u32, cols: u32, stride: u32, width: u32) -> Load {
+    let at = slot(t, q, width);
+    if (row0 + at.x < rows && col0 + at.y < cols) {
+        let i = ((row0 + at.x) * stride + col0 + at.y) / 4u;
+        if (which == 0u) {
+            return Load(a[i], a[i + 1u]);
         }
-        let o = r * width + h;
-        for (var e = 0u; e < 4u; e = e + 1u) {
-            if (which == 0u) {
-                sa[o + e] = lo[e];
-                sa[o + 4u + e] = hi[e];
-            } else {
-                sb[o + e] = lo[e];
-                sb[o + 4u + e] = hi[e];
-            }
-        }
+        return Load(b[i], b[i + 1u]);
     }
+    return Load(vec4<f16>(0.0h), vec4<f16>(0.0h));
+}
+
+fn load4(which: u32, t: u32, row0: u32, rows: u32, col0: u32, cols: u32, stride: u32, width: u32) -> Loads {
+    return Loads(
+        load(which, t, 0u, row0, rows, col0, cols, stride, width),
+        load(which, t, 1u, row0, rows, col0, cols, stride, width),
+        load(which, t, 2u, row0, rows, col0, cols, stride, width),
+        load(which, t, 3u, row0, rows, col0, cols, stride, width),
+    );
 }
 
 // The A slice at block rows i0.., depths p..p + 32.
-fn stage_a(t: u32, i0: u32, p: u32) {
+fn load_a(t: u32, i0: u32, p: u32) -> Loads {
     if (P.trans_a == 0u) {
-        stage(0u, t, i0, P.m, p, P.k, P.k, SK); // A [m, k]: rows of the block, 32 depths each
-    } else {
-        stage(0u, t, p, P.k, i0, P.m, P.m, BS); // A [k, m]: 32 depths, 128 rows each
+        return load4(0u, t, i0, P.m, p, P.k, P.k, SK); // A [m, k]: rows of the block, 32 depths each
     }
+    return load4(0u, t, p, P.k, i0, P.m, P.m, BS); // A [k, m]: 32 depths, 128 rows each
 }
 
 // The B slice at depths p..p + 32, block columns j0...
-fn stage_b(t: u32, j0: u32, p: u32) {
+fn load_b(t: u32, j0: u32, p: u32) -> Loads {
     if (P.trans_b == 0u) {
-        stage(1u, t, p, P.k, j0, P.n, P.n, BS); // B [k, n]: 32 depths, 128 columns each
-    } else {
-        stage(1u, t, j0, P.n, p, P.k, P.k, SK); // B [n, k]: block columns, 32 depths each
+        return load4(1u, t, p, P.k, j0, P.n, P.n, BS); // B [k, n]: 32 depths, 128 columns each
+    }
+    return load4(1u, t, j0, P.n, p, P.k, P.k, SK); // B [n, k]: block columns, 32 depths each
+}
+
+// Halves per staged row of an operand stored with rows of `width` halves.
+fn row_len(width: u32) -> u32 {
+    return select(ROW_BS, ROW_SK, width == SK);
+}
+
+// The 8 halves of one load at half o of a staged slice: the stored bits (no conversion that
+// could flush a subnormal or change a NaN's payload).
+fn put(which: u32, o: u32, v: Load) {
+    for (var e = 0u; e < 4u; e = e + 1u) {
+        if (which == 0u) {
+            sa[o + e] = v.lo[e];
+            sa[o + 4u + e] = v.hi[e];
+        } else {
+            sb[o + e] = v.lo[e];
+            sb[o + 4u + e] = v.hi[e];
+        }
     }
 }
 
-// The A tile at block row r, slice depth d (multiples of 16), from the staged slice.
-fn tile_a(r: u32, d: u32) -> coop_mat16x16<f16, A> {
+// Store an invocation's loads of one operand into buffer `buf` of its staged slice.
+fn stage(which: u32, buf: u32, t: u32, width: u32, v: Loads) {
+    let row = row_len(width);
+    let base = buf * SLICE;
+    var at = slot(t, 0u, width);
+    put(which, base + at.x * row + at.y, v.v0);
+    at = slot(t, 1u, width);
+    put(which, base + at.x * row + at.y, v.v1);
+    at = slot(t, 2u, width);
+    put(which, base + at.x * row + at.y, v.v2);
+    at = slot(t, 3u, width);
+    put(which, base + at.x * row + at.y, v.v3);
+}
+
+fn stage_a(buf: u32, t: u32, v: Loads) {
+    stage(0u, buf, t, select(BS, SK, P.trans_a == 0u), v);
+}
+
+fn stage_b(buf: u32, t: u32, v: Loads) {
+    stage(1u, buf, t, select(SK, BS, P.trans_b == 0u), v);
+}
+
+// The A tile at block row r, slice depth d (multiples of 16), from buffer `buf`.
+fn tile_a(buf: u32, r: u32, d: u32) -> coop_mat16x16<f16, A> {
+    let base = buf * SLICE;
     if (P.trans_a == 0u) {
-        return coopLoadT<coop_mat16x16<f16, A>>(&sa[r * SK + d], SK);
+        return coopLoadT<coop_mat16x16<f16, A>>(&sa[base + r * ROW_SK + d], ROW_SK);
     }
-    return coopLoad<coop_mat16x16<f16, A>>(&sa[d * BS + r], BS);
+    return coopLoad<coop_mat16x16<f16, A>>(&sa[base + d * ROW_BS + r], ROW_BS);
 }
 
-// The B tile at slice depth d, block column q.
-fn tile_b(d: u32, q: u32) -> coop_mat16x16<f16, B> {
+// The B tile at slice depth d, block column q, from buffer `buf`.
+fn tile_b(buf: u32, d: u32, q: u32) -> coop_mat16x16<f16, B> {
+    let base = buf * SLICE;
     if (P.trans_b == 0u) {
-        return coopLoadT<coop_mat16x16<f16, B>>(&sb[d * BS + q], BS);
+        return coopLoadT<coop_mat16x16<f16, B>>(&sb[base + d * ROW_BS + q], ROW_BS);
     }
-    return coopLoad<coop_mat16x16<f16, B>>(&sb[q * SK + d], SK);
+    return coopLoad<coop_mat16x16<f16, B>>(&sb[base + q * ROW_SK + d], ROW_SK);
 }
 
 // Block-relative origin of tile row (column) u of the quarter at `quarter` (0 or 64), clamped
@@ -184,22 +245,35 @@ fn matmul_coop_staged(
     var c31 = coop_mat16x16<f32, C>();
     var c32 = coop_mat16x16<f32, C>();
     var c33 = coop_mat16x16<f32, C>();
-    for (var p = 0u; p < P.k; p = p + SK) {
-        stage_a(t, i0, p);
-        stage_b(t, j0, p);
-        workgroupBarrier();
+    // Slice 0 into buffer 0; then per slice: issue the next slice's loads, multiply the
+    // current buffer, store the loads into the other buffer, one barrier.
+    stage_a(0u, t, load_a(t, i0, 0u));
+    stage_b(0u, t, load_b(t, j0, 0u));
+    workgroupBarrier();
+    let slices = (P.k + SK - 1u) / SK;
+    for (var sl = 0u; sl < slices; sl = sl + 1u) {
+        let cur = sl & 1u;
+        let p = sl * SK;
+        let more = sl + 1u < slices;
+        let zero = Load(vec4<f16>(0.0h), vec4<f16>(0.0h));
+        var na = Loads(zero, zero, zero, zero);
+        var nb = na;
+        if (more) {
+            na = load_a(t, i0, p + SK);
+            nb = load_b(t, j0, p + SK);
+        }
         // The last slice of a k that is an odd multiple of 16 holds one tile of depth: no
         // multiply-add of its zero half (the bound is uniform).
         let depth = min(SK, P.k - p);
         for (var d = 0u; d < depth; d = d + 16u) {
-            let a0 = tile_a(r0, d);
-            let a1 = tile_a(r1, d);
-            let a2 = tile_a(r2, d);
-            let a3 = tile_a(r3, d);
-            let b0 = tile_b(d, q0);
-            let b1 = tile_b(d, q1);
-            let b2 = tile_b(d, q2);
-            let b3 = tile_b(d, q3);
+            let a0 = tile_a(cur, r0, d);
+            let a1 = tile_a(cur, r1, d);
+            let a2 = tile_a(cur, r2, d);
+            let a3 = tile_a(cur, r3, d);
+            let b0 = tile_b(cur, d, q0);
+            let b1 = tile_b(cur, d, q1);
+            let b2 = tile_b(cur, d, q2);
+            let b3 = tile_b(cur, d, q3);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c02 = coopMultiplyAdd(a0, b2, c02);
@@ -216,6 +290,10 @@ fn matmul_coop_staged(
             c31 = coopMultiplyAdd(a3, b1, c31);
             c32 = coopMultiplyAdd(a3, b2, c32);
             c33 = coopMultiplyAdd(a3, b3, c33);
+        }
+        if (more) {
+            stage_a(1u - cur, t, na);
+            stage_b(1u - cur, t, nb);
         }
         workgroupBarrier();
     }

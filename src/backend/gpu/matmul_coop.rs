@@ -24,13 +24,13 @@ pub enum CoopBlock {
     /// `matmul_coop64`: 64x64, 4x4 tiles (half the tile loads per multiply-add).
     B64,
     /// `matmul_coop_staged.wgsl`: 128x128 per workgroup of 4 subgroups (64x64 each), the
-    /// operands staged through 16 KiB of workgroup memory.
+    /// operands staged through 40 KiB of workgroup memory (padded rows, double-buffered).
     Staged128,
 }
 
 /// Invocations and workgroup memory (bytes) of the staged kernel's workgroup.
 const STAGED_INVOCATIONS: u32 = 128;
-const STAGED_WORKGROUP_BYTES: u32 = 2 * 4096 * 2;
+const STAGED_WORKGROUP_BYTES: u32 = 2 * 10240 * 2;
 
 impl CoopBlock {
     pub fn side(self) -> usize {
@@ -173,11 +173,12 @@ mod tests {
         let sides: Vec<usize> =
             [CoopBlock::B32, CoopBlock::B64, CoopBlock::Staged128].iter().map(|b| b.side()).collect();
         assert_eq!(sides, [32, 64, 128]);
-        let roomy = wgpu::Limits::default();
+        // The H200's Vulkan adapter: 48 KiB of workgroup memory (wgpu's default is 16).
+        let roomy = wgpu::Limits { max_compute_workgroup_storage_size: 48 * 1024, ..Default::default() };
         assert!([CoopBlock::B32, CoopBlock::B64, CoopBlock::Staged128].iter().all(|b| b.fits(&roomy)));
         let few = wgpu::Limits { max_compute_invocations_per_workgroup: 64, ..roomy.clone() };
         assert!(!CoopBlock::Staged128.fits(&few) && CoopBlock::B64.fits(&few));
-        let small = wgpu::Limits { max_compute_workgroup_storage_size: 8192, ..roomy };
+        let small = wgpu::Limits { max_compute_workgroup_storage_size: 32 * 1024, ..roomy };
         assert!(!CoopBlock::Staged128.fits(&small));
     }
 }
