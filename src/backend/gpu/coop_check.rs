@@ -9,7 +9,7 @@
 //! choices (`BATCHSCOPE_F16_KERNEL`, the autotuner, which checks every candidate itself) and
 //! the hardware-gated parity tests do not go through it.
 
-use super::autotune::verify::{pattern, read_rows, upload, Mismatch, Reference};
+use super::autotune::verify::{read_rows, upload_pattern, Mismatch, Reference, SALTS};
 use super::device::GpuDevice;
 use super::elementwise::fill;
 use super::matmul_f16::{matmul_half, HalfKernel};
@@ -89,13 +89,12 @@ fn tr(t: bool) -> &'static str {
 /// `kernel`'s product `g` on the exact operands: `None` when the checked rows agree.
 pub fn check_one(dev: &GpuDevice, kernel: HalfKernel, g: &Gemm) -> Result<Option<Mismatch>> {
     let (la, lb, lc) = gemm_lens(g);
-    let (ha, hb) = (pattern(la, 1), pattern(lb, 2));
-    let a = upload(dev, "coop check a", &ha, true)?;
-    let b = upload(dev, "coop check b", &hb, true)?;
+    let a = upload_pattern(dev, "coop check a", la, SALTS.0, true)?;
+    let b = upload_pattern(dev, "coop check b", lb, SALTS.1, true)?;
     let c = dev.alloc("coop check c", lc)?;
     fill(dev, lc, f32::NAN, &c)?;
     matmul_half(dev, kernel, g, &a, la, &b, lb, &c)?;
-    let reference = Reference::new(g, &ha, &hb);
+    let reference = Reference::of_pattern(g, SALTS);
     let got = read_rows(dev, &c, &reference.rows, g.n)?;
     Ok(reference.check(&got))
 }
@@ -119,9 +118,9 @@ mod tests {
         // C starts as NaN: a product that never ran fails; so does one with another k.
         let g = Gemm::nn(SHAPE.0, SHAPE.1, SHAPE.2);
         let (la, lb, lc) = gemm_lens(&g);
-        let (ha, hb) = (pattern(la, 1), pattern(lb, 2));
-        let reference = Reference::new(&g, &ha, &hb);
-        let (a, b) = (upload(dev, "a", &ha, true).unwrap(), upload(dev, "b", &hb, true).unwrap());
+        let reference = Reference::of_pattern(&g, SALTS);
+        let a = upload_pattern(dev, "a", la, SALTS.0, true).unwrap();
+        let b = upload_pattern(dev, "b", lb, SALTS.1, true).unwrap();
         let c = dev.alloc("c", lc).unwrap();
         fill(dev, lc, f32::NAN, &c).unwrap();
         let got = read_rows(dev, &c, &reference.rows, g.n).unwrap();

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::verify::{pattern, read_rows, upload, Mismatch, Reference};
+use super::verify::{read_rows, upload_pattern, Mismatch, Reference, SALTS};
 use super::Candidate;
 use crate::backend::gpu::elementwise::fill;
 use crate::backend::gpu::matmul::record;
@@ -22,12 +22,9 @@ const SAMPLE_MS: f64 = 5.0;
 const MAX_REPS: usize = 64;
 /// Samples per candidate (the median is kept).
 const SAMPLES: usize = 3;
-/// Salts of the A and B patterns.
-const SALT_A: u64 = 1;
-const SALT_B: u64 = 2;
 
-/// Scratch operands of one shape (A and B: [`pattern`], as f32 or as packed halves), C, and
-/// the reference rows of their product.
+/// Scratch operands of one shape (A and B: `verify::pattern`, as f32 or as packed halves),
+/// C, and the reference rows of their product.
 struct Operands {
     a: RawBuf,
     b: RawBuf,
@@ -38,10 +35,9 @@ struct Operands {
 impl Operands {
     fn new(dev: &GpuDevice, g: &Gemm, half: bool) -> Result<Self> {
         let (la, lb, lc) = gemm_lens(g);
-        let (ha, hb) = (pattern(la, SALT_A), pattern(lb, SALT_B));
-        let reference = Reference::new(g, &ha, &hb);
-        let a = upload(dev, "autotune a", &ha, half)?;
-        let b = upload(dev, "autotune b", &hb, half)?;
+        let reference = Reference::of_pattern(g, SALTS);
+        let a = upload_pattern(dev, "autotune a", la, SALTS.0, half)?;
+        let b = upload_pattern(dev, "autotune b", lb, SALTS.1, half)?;
         let c = dev.alloc("autotune c", lc)?;
         Ok(Operands { a, b, c, reference })
     }
@@ -234,6 +230,33 @@ mod tests {
                 assert!(m.is_some(), "{what}: the other transpose of B");
                 let none = ops.check(dev, &g, &|| Ok(())).expect("check").expect("C left at zero");
                 assert_eq!(none.got, 0.0, "{what}");
+            }
+        }
+    }
+
+    /// Uploads in pieces: the elements on both sides of a piece's edge, f32 and packed halves.
+    #[test]
+    fn a_pattern_upload_crosses_its_pieces_intact() {
+        use super::super::verify::pattern_value;
+        let be = match crate::backend::gpu::GpuBackend::new(None) {
+            Ok(b) => b,
+            Err(e) => panic!("the upload test needs a GPU adapter (CI uses lavapipe): {e}"),
+        };
+        let dev = &be.dev;
+        let len = (1 << 22) + 5;
+        for half in [false, true] {
+            let buf = upload_pattern(dev, "pieces", len, 7, half).expect("upload");
+            let bytes = dev.read_bytes(&buf).expect("read");
+            let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+            let at = |e: usize| match half {
+                true => f32::from(half::f16::from_bits((words[e / 2] >> (16 * (e % 2))) as u16)),
+                false => f32::from_bits(words[e]),
+            };
+            for e in [0, 1, (1 << 22) - 1, 1 << 22, (1 << 22) + 1, len - 1] {
+                assert_eq!(at(e), pattern_value(e as u64, 7), "element {e}, half {half}");
+            }
+            if half {
+                assert_eq!(words[len / 2] >> 16, 0, "the odd tail's high half is zero");
             }
         }
     }

@@ -27,6 +27,15 @@ pub const REL_TOL: f64 = 1e-5;
 /// Rows of C read back per check, at most.
 pub const MAX_ROWS: usize = 10;
 
+/// Salts of the A and B operands of a check.
+pub const SALTS: (u64, u64) = (1, 2);
+
+/// Columns of C per parallel task of the reference.
+const COLS_PER_TASK: usize = 256;
+
+/// Elements generated and written per piece of an upload (16 MiB of f32).
+const UPLOAD_CHUNK: usize = 1 << 22;
+
 /// Element `e` of the operand with `salt`: a multiple of 1/8 in [-1/2, 1/2] from a mixed hash
 /// of the index (so a shifted or transposed index reads a different value).
 pub fn pattern_value(e: u64, salt: u64) -> f32 {
@@ -84,48 +93,58 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// The reference rows [`check_rows`] of `g` with A and B as stored (`a: [m,k]` or `[k,m]`
-    /// with `g.trans_a`, `b: [k,n]` or `[n,k]` with `g.trans_b`).
-    pub fn new(g: &Gemm, a: &[f32], b: &[f32]) -> Reference {
+    /// The reference rows [`check_rows`] of `g` on the [`pattern`] operands with `salts`
+    /// (A's, B's).
+    pub fn of_pattern(g: &Gemm, (salt_a, salt_b): (u64, u64)) -> Reference {
+        Reference::new(g, |e| pattern_value(e as u64, salt_a), |e| pattern_value(e as u64, salt_b))
+    }
+
+    /// The reference rows [`check_rows`] of `g` with element `e` of A and B as stored given by
+    /// `a(e)` and `b(e)` (`A: [m,k]` or `[k,m]` with `g.trans_a`, `B: [k,n]` or `[n,k]` with
+    /// `g.trans_b`). Host memory is O(rows (n + k)), never the operands: each element of B
+    /// is asked for once, columns in parallel chunks.
+    pub fn new(g: &Gemm, a: impl Fn(usize) -> f32 + Sync, b: impl Fn(usize) -> f32 + Sync) -> Reference {
         let (m, n, k) = (g.m, g.n, g.k);
         let rows = check_rows(m);
         let alpha = g.alpha as f64;
-        let per_row: Vec<(Vec<f64>, Vec<f64>)> = rows
-            .par_iter()
-            .map(|&i| {
-                let arow: Vec<f64> =
-                    (0..k).map(|p| if g.trans_a { a[p * m + i] } else { a[i * k + p] } as f64).collect();
-                let mut want = vec![0.0f64; n];
-                let mut size = vec![0.0f64; n];
-                if g.trans_b {
-                    for (j, (w, s)) in want.iter_mut().zip(&mut size).enumerate() {
-                        for (p, &x) in arow.iter().enumerate() {
-                            let y = b[j * k + p] as f64;
-                            *w += x * y;
-                            *s += (x * y).abs();
-                        }
-                    }
-                } else {
-                    for (p, &x) in arow.iter().enumerate() {
-                        let brow = &b[p * n..(p + 1) * n];
-                        for ((w, s), &y) in want.iter_mut().zip(&mut size).zip(brow) {
-                            *w += x * y as f64;
-                            *s += (x * y as f64).abs();
+        // [rows][k]: the rows of op(A) the check reads.
+        let arows: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|&i| (0..k).map(|p| a(if g.trans_a { p * m + i } else { i * k + p }) as f64).collect())
+            .collect();
+        let chunks: Vec<(Vec<f64>, Vec<f64>)> = (0..n.div_ceil(COLS_PER_TASK))
+            .into_par_iter()
+            .map(|c| {
+                let (j0, j1) = (c * COLS_PER_TASK, n.min((c + 1) * COLS_PER_TASK));
+                let w = j1 - j0;
+                // [rows][w]: Σ x y and Σ |x y| over p.
+                let mut want = vec![0.0f64; rows.len() * w];
+                let mut size = vec![0.0f64; rows.len() * w];
+                for p in 0..k {
+                    for j in j0..j1 {
+                        let y = b(if g.trans_b { j * k + p } else { p * n + j }) as f64;
+                        for (r, arow) in arows.iter().enumerate() {
+                            let xy = arow[p] * y;
+                            want[r * w + j - j0] += xy;
+                            size[r * w + j - j0] += xy.abs();
                         }
                     }
                 }
-                let tol = size
-                    .iter()
-                    .map(|s| REL_TOL * alpha.abs() * s + f64::from(f32::MIN_POSITIVE))
-                    .collect();
-                (want.iter().map(|w| alpha * w).collect(), tol)
+                (want, size)
             })
             .collect();
-        let mut want = Vec::with_capacity(rows.len() * n);
-        let mut tol = Vec::with_capacity(rows.len() * n);
-        for (w, t) in per_row {
-            want.extend(w);
-            tol.extend(t);
+        let mut want = vec![0.0f64; rows.len() * n];
+        let mut tol = vec![0.0f64; rows.len() * n];
+        for (c, (cw, cs)) in chunks.iter().enumerate() {
+            let j0 = c * COLS_PER_TASK;
+            let w = n.min(j0 + COLS_PER_TASK) - j0;
+            for r in 0..rows.len() {
+                for jj in 0..w {
+                    want[r * n + j0 + jj] = alpha * cw[r * w + jj];
+                    tol[r * n + j0 + jj] =
+                        REL_TOL * alpha.abs() * cs[r * w + jj] + f64::from(f32::MIN_POSITIVE);
+                }
+            }
         }
         Reference { rows, n, want, tol }
     }
@@ -149,19 +168,31 @@ impl Reference {
     }
 }
 
-/// `x` on the device: as f32, or (`half`, `x` exact in f16) as packed halves, element 2w in
-/// the low bits of word w.
-pub fn upload(dev: &GpuDevice, what: &str, x: &[f32], half: bool) -> Result<RawBuf> {
-    if !half {
-        let buf = dev.alloc(what, x.len())?;
-        dev.write_bytes(&buf, bytemuck::cast_slice(x))?;
-        return Ok(buf);
+/// `len` elements of [`pattern_value`] with `salt` on the device: as f32, or (`half`) as packed
+/// halves (exact), element 2w in the low bits of word w. Generated and written in pieces of
+/// [`UPLOAD_CHUNK`] elements: host memory stays bounded whatever the operand's size.
+pub fn upload_pattern(dev: &GpuDevice, what: &str, len: usize, salt: u64, half: bool) -> Result<RawBuf> {
+    let words = if half { half_words(len) } else { len };
+    let buf = dev.alloc(what, words)?;
+    // The writes land after all recorded work (it may use this arena memory).
+    dev.flush()?;
+    for start in (0..len).step_by(UPLOAD_CHUNK) {
+        let end = len.min(start + UPLOAD_CHUNK);
+        let x: Vec<f32> =
+            (start as u64..end as u64).into_par_iter().map(|e| pattern_value(e, salt)).collect();
+        let (offset, bytes) = match half {
+            // `start` is even (a multiple of the chunk): whole words.
+            true => {
+                let bits =
+                    |i: usize| x.get(i).map_or(0u32, |&v| u32::from(half::f16::from_f32(v).to_bits()));
+                let packed: Vec<u32> =
+                    (0..half_words(x.len())).map(|w| bits(2 * w) | bits(2 * w + 1) << 16).collect();
+                (start / 2 * 4, bytemuck::cast_slice::<u32, u8>(&packed).to_vec())
+            }
+            false => (start * 4, bytemuck::cast_slice::<f32, u8>(&x).to_vec()),
+        };
+        dev.ctx.queue.write_buffer(&buf.buffer, offset as u64, &bytes);
     }
-    let bits = |i: usize| x.get(i).map_or(0u32, |&v| u32::from(half::f16::from_f32(v).to_bits()));
-    let words: Vec<u32> =
-        (0..half_words(x.len())).map(|w| bits(2 * w) | bits(2 * w + 1) << 16).collect();
-    let buf = dev.alloc(what, words.len())?;
-    dev.write_bytes(&buf, bytemuck::cast_slice(&words))?;
     Ok(buf)
 }
 
@@ -245,7 +276,12 @@ mod tests {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             let g = Gemm::nn(70, 36, 50).trans(ta, tb).scaled(0.5, 0.0);
             let (a, b) = (pattern(70 * 50, 1), pattern(50 * 36, 2));
-            let r = Reference::new(&g, &a, &b);
+            let r = Reference::new(&g, |e| a[e], |e| b[e]);
+            assert_eq!(
+                Reference::of_pattern(&g, (1, 2)).want,
+                r.want,
+                "the pattern operands' reference"
+            );
             let mut got = Vec::new();
             for &i in &r.rows {
                 got.extend((0..36).map(|j| naive(&g, &a, &b, i, j) as f32));
