@@ -107,12 +107,7 @@ mod tests {
     /// with f16 runs): exact in every transpose pair, and the product of another shape caught.
     #[test]
     fn the_check_passes_an_exact_kernel_and_catches_a_wrong_one() {
-        let be = match crate::backend::gpu::GpuBackend::new(None) {
-            Ok(b) => b,
-            Err(e) => {
-                panic!("the cooperative-matrix check test needs a GPU adapter (CI uses lavapipe): {e}")
-            }
-        };
+        let be = crate::backend::gpu::matmul::tests::backend();
         let dev = &be.dev;
         assert_eq!(check_alone(dev, &[HalfKernel::Packed]), None);
         // C starts as NaN: a product that never ran fails; so does one with another k.

@@ -461,6 +461,6 @@ use split::{launch_grid, split_plan, splitk_enabled};
 #[cfg(test)]
 mod epilogue_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tile_tests;

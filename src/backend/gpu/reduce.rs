@@ -154,7 +154,6 @@ pub fn col_sum(
 
 #[cfg(test)]
 mod tests {
-    use crate::backend::gpu::GpuBackend;
     use crate::backend::Backend;
 
     /// Several sums at once give each sum the bits of its own two-pass [`Backend::sum`]: one
@@ -162,10 +161,7 @@ mod tests {
     /// past the cap on pass-1 workgroups.
     #[test]
     fn sums_equal_single_sums_bitwise() {
-        let be = match GpuBackend::new(None) {
-            Ok(b) => b,
-            Err(e) => panic!("no GPU backend: {e}"),
-        };
+        let be = crate::backend::gpu::matmul::tests::backend();
         for (i, n) in [0usize, 1, 255, 256, 257, 5000, 300_001].into_iter().enumerate() {
             // Values of mixed magnitude, so the summation order shows in the bits.
             let vals = |s: usize| -> Vec<f32> {

@@ -204,10 +204,7 @@ mod tests {
     /// product read with the other transpose of B, or never recorded, is caught.
     #[test]
     fn the_check_catches_a_wrong_product_on_the_device() {
-        let be = match crate::backend::gpu::GpuBackend::new(None) {
-            Ok(b) => b,
-            Err(e) => panic!("the autotune check test needs a GPU adapter (CI uses lavapipe): {e}"),
-        };
+        let be = crate::backend::gpu::matmul::tests::backend();
         let dev = &be.dev;
         for half in [false, true] {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
@@ -238,10 +235,7 @@ mod tests {
     #[test]
     fn a_pattern_upload_crosses_its_pieces_intact() {
         use super::super::verify::pattern_value;
-        let be = match crate::backend::gpu::GpuBackend::new(None) {
-            Ok(b) => b,
-            Err(e) => panic!("the upload test needs a GPU adapter (CI uses lavapipe): {e}"),
-        };
+        let be = crate::backend::gpu::matmul::tests::backend();
         let dev = &be.dev;
         let len = (1 << 22) + 5;
         for half in [false, true] {

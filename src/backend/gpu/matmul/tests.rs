@@ -6,10 +6,11 @@ use crate::backend::Backend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-pub(super) fn backend() -> GpuBackend {
+/// The GPU backend of the library's unit tests (lavapipe in CI); no adapter fails, naming the fix.
+pub(crate) fn backend() -> GpuBackend {
     match GpuBackend::new(None) {
         Ok(b) => b,
-        Err(e) => panic!("no GPU backend for the matmul tests: {e}"),
+        Err(e) => panic!("the GPU unit tests need a GPU adapter (CI uses lavapipe: apt-get install mesa-vulkan-drivers): {e}"),
     }
 }
 
