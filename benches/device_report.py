@@ -180,6 +180,27 @@ def wide_table(res, goals):
     cliffs(s, "wide model", goals)
 
 
+def kernel_checks(res):
+    """Every timed kernel's product against the exact reference (gemm.csv, tune.csv)."""
+    runs, wrong = 0, []
+    for sub, name in (("gemm", "gemm.csv"), ("tune", "tune.csv")):
+        for r in rows(os.path.join(res, sub, name)) or []:
+            if not r.get("ms") or "verified" not in r:
+                continue
+            runs += 1
+            if r["verified"] != "1":
+                shape = r.get("shape") or f"{r.get('precision')} {r.get('layout')} {r['m']}×{r['n']}×{r['k']}"
+                wrong.append(f"{sub}: {r['candidate']} on {shape}")
+    if not section("Kernel checks: products against the exact reference", runs, "gemm.csv and tune.csv",
+                   ["timed kernel runs", "exact", "wrong"]):
+        return
+    print(f"| {runs} | {runs - len(wrong)} | {len(wrong)} |\n")
+    for w in wrong:
+        print(f"- **WRONG**: {w}")
+    if wrong:
+        print()
+
+
 def main():
     if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
         sys.exit("usage: python3 benches/device_report.py RESULTS_DIR (results.tgz unpacked)")
@@ -190,6 +211,7 @@ def main():
     gemm_table(res, goals)
     precision_table(res, p, goals)
     wide_table(res, goals)
+    kernel_checks(res)
     section("Goals (issues 13 and 16)", True, "", ["goal", "measured", "met"])
     for what, v, need in goals:
         met = "—" if v is None else ("yes" if v >= need else "no")
