@@ -149,7 +149,7 @@ fn write_outputs(
                 t.map_or(Cell::Empty, Cell::Num),
                 t.map_or(Cell::Empty, |ms| Cell::Num(gflops(r, ms))),
                 Cell::from((c == r.choice) as u32),
-                Cell::from((t.is_some() && r.agrees(c)) as u32),
+                t.map_or(Cell::Empty, |_| Cell::from(r.agrees(c) as u32)),
             ]);
         }
     }

@@ -108,7 +108,7 @@ pub(super) fn write_outputs(
                 r.peer_tflops.map_or(Cell::Empty, Cell::Num),
                 tflops.zip(r.peer_tflops).map_or(Cell::Empty, |(f, p)| Cell::Num(f / p)),
                 Cell::Text(r.result.method.into()),
-                Cell::from((t.is_some() && r.result.agrees(*c)) as u32),
+                t.map_or(Cell::Empty, |_| Cell::from(r.result.agrees(*c) as u32)),
             ]);
         }
     }

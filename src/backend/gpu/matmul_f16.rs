@@ -263,9 +263,8 @@ pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     }
 }
 
-/// [`choose`] without the first-use check: what the adapter's capabilities allow (the
-/// autotuner and `batchscope gemm` check every candidate themselves).
-pub fn choose_capable(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
+/// [`choose`] without the first-use check: what the adapter's capabilities allow.
+fn choose_capable(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     match coop_enabled() && matmul_coop::available(&dev.ctx) && matmul_coop::eligible(g, dev) {
         true => coop_kernel_for(g),
         false => HalfKernel::Packed,

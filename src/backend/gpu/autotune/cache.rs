@@ -17,8 +17,9 @@ use super::Candidate;
 use crate::backend::gpu::context::AdapterSummary;
 use crate::backend::Gemm;
 
-/// Bumped when the meaning of an entry changes (older files are rebuilt).
-pub const CACHE_VERSION: u32 = 1;
+/// Bumped when the meaning of an entry changes (older files are rebuilt). 2: every choice's
+/// product was checked against the exact reference (`super::verify`) before it was chosen.
+pub const CACHE_VERSION: u32 = 2;
 
 /// Environment variable naming the cache file (tests point it at a temporary directory).
 pub const CACHE_ENV: &str = "BATCHSCOPE_AUTOTUNE_CACHE";

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::matmul::{choose, launch_of, tile_launch, Launch, MatmulVariant, SKINNY_MAX_K};
-use super::matmul_f16::{choose_capable as choose_half, coop64_enabled, HalfKernel};
+use super::matmul_f16::{choose as choose_half, coop64_enabled, HalfKernel};
 use super::tile::{TileCfg, TILES};
 use super::{GpuBackend, GpuDevice};
 use crate::backend::{BackendError, Gemm, Result};

@@ -35,26 +35,32 @@ struct Operands {
 impl Operands {
     fn new(dev: &GpuDevice, g: &Gemm, half: bool) -> Result<Self> {
         let (la, lb, lc) = gemm_lens(g);
-        let reference = Reference::of_pattern(g, SALTS);
+        let reference = Reference::of_pattern(&checked(g), SALTS);
         let a = upload_pattern(dev, "autotune a", la, SALTS.0, half)?;
         let b = upload_pattern(dev, "autotune b", lb, SALTS.1, half)?;
         let c = dev.alloc("autotune c", lc)?;
         Ok(Operands { a, b, c, reference })
     }
 
-    /// Zero C, record the product once with `run`, and compare the rows read back with the
-    /// reference: `None` when they agree.
+    /// Zero C, record the product [`checked`] of `g` once with `run`, and compare the rows
+    /// read back with the reference: `None` when they agree.
     fn check(
         &self,
         dev: &GpuDevice,
         g: &Gemm,
-        run: &dyn Fn() -> Result<()>,
+        run: &dyn Fn(&Gemm) -> Result<()>,
     ) -> Result<Option<Mismatch>> {
         fill(dev, self.c.len(), 0.0, &self.c)?;
-        run()?;
+        run(&checked(g))?;
         let got = read_rows(dev, &self.c, &self.reference.rows, g.n)?;
         Ok(self.reference.check(&got))
     }
+}
+
+/// The product a candidate is checked on: `g`'s shape and launch with `alpha = 1`, `beta = 0`,
+/// so that every correct kernel computes it exactly (`verify`), split-k's partials included.
+fn checked(g: &Gemm) -> Gemm {
+    g.scaled(1.0, 0.0)
 }
 
 /// The clock of one measurement.
@@ -90,6 +96,9 @@ pub struct Timings {
     pub method: &'static str,
 }
 
+/// Records one product of a candidate: the timed shape, or the checked one ([`checked`]).
+type RunProduct<'a> = dyn Fn(&Gemm) -> Result<()> + 'a;
+
 /// Time and check every candidate of the f32 product `g`.
 pub fn time_candidates(dev: &GpuDevice, g: &Gemm, cands: &[Candidate]) -> Result<Timings> {
     alone(dev, || time_all(dev, g, cands, false))
@@ -122,15 +131,18 @@ fn time_all(dev: &GpuDevice, g: &Gemm, cands: &[Candidate], half: bool) -> Resul
     for &c in cands {
         let launch = if half { None } else { c.launch(g) };
         let kernel = if half { super::half_kernel_of(c) } else { None };
-        let run: Box<dyn Fn() -> Result<()>> = match (launch, kernel) {
-            (Some(l), _) => Box::new(move || record(dev, &l, g, &ops.a, &ops.b, &ops.c)),
-            (None, Some(k)) => Box::new(move || matmul_half(dev, k, g, &ops.a, la, &ops.b, lb, &ops.c)),
+        let run: Box<RunProduct> = match (launch, kernel) {
+            (Some(l), _) => Box::new(move |p: &Gemm| record(dev, &l, p, &ops.a, &ops.b, &ops.c)),
+            (None, Some(k)) => {
+                Box::new(move |p: &Gemm| matmul_half(dev, k, p, &ops.a, la, &ops.b, lb, &ops.c))
+            }
             (None, None) => {
                 times.push((c, None));
                 continue;
             }
         };
-        let measured = time_run(dev, &clock, &*run).and_then(|t| Ok((t, ops.check(dev, g, &*run)?)));
+        let measured =
+            time_run(dev, &clock, &|| run(g)).and_then(|t| Ok((t, ops.check(dev, g, &*run)?)));
         match measured {
             Ok((t, mismatch)) => {
                 times.push((c, Some(t)));
@@ -209,7 +221,8 @@ mod tests {
         for half in [false, true] {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 // Square in k and n so that the B of either transpose has the same length.
-                let g = Gemm::nn(130, 48, 48).trans(ta, tb);
+                // Timed with alpha 0.5; checked at alpha 1 (every correct kernel exact).
+                let g = Gemm::nn(130, 48, 48).trans(ta, tb).scaled(0.5, 0.0);
                 let wrong = Gemm::nn(130, 48, 48).trans(ta, !tb);
                 let ops = Operands::new(dev, &g, half).expect("operands");
                 let (la, lb, _) = gemm_lens(&g);
@@ -222,10 +235,11 @@ mod tests {
                     }
                 };
                 let what = format!("half {half}, ({ta}, {tb})");
-                assert_eq!(ops.check(dev, &g, &|| run_as(g)).expect("check"), None, "{what}");
-                let m = ops.check(dev, &g, &|| run_as(wrong)).expect("check");
+                assert_eq!(ops.check(dev, &g, &|p: &Gemm| run_as(*p)).expect("check"), None, "{what}");
+                let m = ops.check(dev, &g, &|_: &Gemm| run_as(wrong)).expect("check");
                 assert!(m.is_some(), "{what}: the other transpose of B");
-                let none = ops.check(dev, &g, &|| Ok(())).expect("check").expect("C left at zero");
+                let none =
+                    ops.check(dev, &g, &|_: &Gemm| Ok(())).expect("check").expect("C left at zero");
                 assert_eq!(none.got, 0.0, "{what}");
             }
         }

@@ -3,15 +3,16 @@
 //! wrongly at a ragged edge) must never be picked by the autotuner or reported as the fastest
 //! by `batchscope gemm`.
 //!
-//! The timing operands hold a seeded pattern of multiples of 1/8 in [-1/2, 1/2] ([`pattern`]):
-//! exact in f16, their products exact in f32, and every partial sum of up to 2^16 of them a
-//! multiple of 1/64 below 2^14, also exact. So every correct kernel computes every element of
-//! C exactly, in any summation order and on tensor cores alike; only `alpha` (and split-k's
-//! sum of scaled partials) rounds. After timing, C is zeroed, the candidate runs once, and a
-//! few whole rows of C ([`check_rows`]: both sides of the 16-, 64- and 128-row block edges,
-//! the middle, the last) are read back and compared with an f64 host reference
-//! ([`Reference`]) to within [`REL_TOL`] of `|alpha| Σ|a||b|`: any misplaced, missing or
-//! repeated term of a product shows (the smallest is 1/64, far above the tolerance).
+//! The operands hold a seeded pattern of multiples of 1/8 in [-1/2, 1/2] ([`pattern`]): exact
+//! in f16, their products exact in f32, and every partial sum of fewer than 2^20 of them a
+//! multiple of 1/64 below 2^18, also exact. So every correct kernel computes every element of
+//! `C = op(A) op(B)` (alpha = 1, beta = 0: the caller checks the candidate's launch of that
+//! product) exactly, in any summation order, split-k and tensor cores alike. C is zeroed, the
+//! candidate runs once, and whole rows of C ([`check_rows`]: one in each 16-row tile of the
+//! first 128-row block, both sides of the 64- and 128-row block edges, the middle, the last
+//! two) are read back and compared with an f64 host reference ([`Reference`]). The tolerance,
+//! [`REL_TOL`] of `Σ|a b|`, only absorbs a rounding or two; a misplaced, missing or repeated
+//! term (at least 1/64) is above it for every k below 2^18.
 
 use rayon::prelude::*;
 
@@ -19,13 +20,13 @@ use crate::backend::gpu::{GpuDevice, RawBuf};
 use crate::backend::half::half_words;
 use crate::backend::{BackendError, Gemm, Result};
 
-/// Largest accepted `|got - want|` as a fraction of `|alpha| Σ_p |a_ip b_pj|`: room for
-/// alpha's rounding over split-k's partials (a few dozen f32 roundings at most), 640x below
-/// a product's smallest term at k = 8192.
-pub const REL_TOL: f64 = 1e-5;
+/// Largest accepted `|got - want|` as a fraction of `|alpha| Σ_p |a_ip b_pj|` (at most k/4):
+/// 2^-22, four f32 roundings of the sum's magnitude. A product's smallest term, 1/64, exceeds
+/// it for every k below 2^18.
+pub const REL_TOL: f64 = 1.0 / (1u64 << 22) as f64;
 
 /// Rows of C read back per check, at most.
-pub const MAX_ROWS: usize = 10;
+pub const MAX_ROWS: usize = 16;
 
 /// Salts of the A and B operands of a check.
 pub const SALTS: (u64, u64) = (1, 2);
@@ -52,14 +53,17 @@ pub fn pattern(len: usize, salt: u64) -> Vec<f32> {
     (0..len as u64).into_par_iter().map(|e| pattern_value(e, salt)).collect()
 }
 
-/// The rows of an `m`-row C that a check reads: 0, 15, 16, 63, 64, 127, 128, the middle and
-/// the last two, those below `m`, distinct and ascending, at most [`MAX_ROWS`].
+/// The rows of an `m`-row C that a check reads: one in each 16-row tile of the first 128-row
+/// block (0, 16, .., 112: every accumulator row of the 64x64 and 128x128 kernels), both sides
+/// of the 64- and 128-row edges (15, 63, 127, 128), the middle and the last two; those below
+/// `m`, distinct and ascending, at most [`MAX_ROWS`].
 pub fn check_rows(m: usize) -> Vec<usize> {
-    let mut rows: Vec<usize> =
-        [0, 15, 16, 63, 64, 127, 128, m / 2 + 1, m.saturating_sub(2), m.saturating_sub(1)]
-            .into_iter()
-            .filter(|&r| r < m)
-            .collect();
+    let fixed = [0, 15, 16, 32, 48, 63, 64, 80, 96, 112, 127, 128];
+    let mut rows: Vec<usize> = fixed
+        .into_iter()
+        .chain([m / 2 + 1, m.saturating_sub(2), m.saturating_sub(1)])
+        .filter(|&r| r < m)
+        .collect();
     rows.sort_unstable();
     rows.dedup();
     rows.truncate(MAX_ROWS);
@@ -169,8 +173,8 @@ impl Reference {
 }
 
 /// `len` elements of [`pattern_value`] with `salt` on the device: as f32, or (`half`) as packed
-/// halves (exact), element 2w in the low bits of word w. Generated and written in pieces of
-/// [`UPLOAD_CHUNK`] elements: host memory stays bounded whatever the operand's size.
+/// halves (exact), element 2w in the low bits of word w. Generated, written and submitted in
+/// pieces of [`UPLOAD_CHUNK`] elements: host memory stays bounded whatever the operand's size.
 pub fn upload_pattern(dev: &GpuDevice, what: &str, len: usize, salt: u64, half: bool) -> Result<RawBuf> {
     let words = if half { half_words(len) } else { len };
     let buf = dev.alloc(what, words)?;
@@ -192,6 +196,12 @@ pub fn upload_pattern(dev: &GpuDevice, what: &str, len: usize, salt: u64, half: 
             false => (start * 4, bytemuck::cast_slice::<f32, u8>(&x).to_vec()),
         };
         dev.ctx.queue.write_buffer(&buf.buffer, offset as u64, &bytes);
+        if end < len {
+            // wgpu holds each write's staging copy until a submit runs it: run this piece now,
+            // so at most one piece is staged at a time.
+            dev.ctx.queue.submit(std::iter::empty());
+            dev.wait()?;
+        }
     }
     Ok(buf)
 }
@@ -266,7 +276,13 @@ mod tests {
     fn check_rows_cover_the_block_edges_within_m() {
         assert_eq!(check_rows(1), vec![0]);
         assert_eq!(check_rows(17), vec![0, 9, 15, 16]);
-        assert_eq!(check_rows(200), vec![0, 15, 16, 63, 64, 101, 127, 128, 198, 199]);
+        assert_eq!(
+            check_rows(200),
+            vec![0, 15, 16, 32, 48, 63, 64, 80, 96, 101, 112, 127, 128, 198, 199]
+        );
+        // Every 16-row tile of a 128-row block is read, whatever m.
+        let big = check_rows(8192);
+        assert!((0..8).all(|t| big.iter().any(|r| r / 16 == t)), "{big:?}");
         assert!(check_rows(8192).len() <= MAX_ROWS);
         assert!(check_rows(0).is_empty());
     }
