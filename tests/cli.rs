@@ -261,9 +261,24 @@ fn devices_lists_the_adapter_with_limits() {
     for a in list {
         assert!(a["limits"]["max_storage_buffer_binding_size"].as_u64().unwrap_or(0) > 0);
         assert!(a["name"].as_str().is_some_and(|s| !s.is_empty()));
+        // Tensor cores: the configurations offered, and why the f16 kernels cannot use them
+        // (null where they can).
+        let configs = a["cooperative_matrices"].as_array().expect("cooperative_matrices");
+        let why = &a["tensor_f16_unavailable"];
+        assert!(why.is_null() || why.as_str().is_some_and(|w| !w.is_empty()), "{a}");
+        if why.is_null() {
+            assert!(configs
+                .iter()
+                .any(|c| c.as_str().is_some_and(|c| c.starts_with("16x16x16 f16*f16->f32"))));
+        }
     }
     let o = run(&["devices"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("max_storage_buffer_binding_size"));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("max_storage_buffer_binding_size"), "{text}");
+    assert!(
+        text.contains("cooperative matrices: ") && text.contains("f16 products on tensor cores: "),
+        "{text}"
+    );
 }
 
 #[test]

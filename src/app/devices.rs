@@ -36,6 +36,16 @@ pub fn devices(json: bool) -> anyhow::Result<()> {
         println!("    max_invocations_per_workgroup:   {:>14}", l.max_compute_invocations_per_workgroup);
         println!("    max_workgroups_per_dimension:    {:>14}", l.max_compute_workgroups_per_dimension);
         println!("    features: {}", a.features.join(", "));
+        match a.cooperative_matrices.is_empty() {
+            true => println!("    cooperative matrices: none"),
+            false => println!("    cooperative matrices: {}", a.cooperative_matrices.join(", ")),
+        }
+        match &a.tensor_f16_unavailable {
+            None => println!(
+                "    f16 products on tensor cores: yes (each device checks them for exact products on first use)"
+            ),
+            Some(why) => println!("    f16 products on tensor cores: no ({why}); the packed f16 kernel runs"),
+        }
     }
     Ok(())
 }

@@ -22,6 +22,11 @@ pub struct AdapterSummary {
     pub device: u32,
     pub limits: LimitSummary,
     pub features: Vec<String>,
+    /// The cooperative-matrix configurations the adapter offers (`16x16x16 f16*f16->f32`).
+    pub cooperative_matrices: Vec<String>,
+    /// Why batchscope's f16 products cannot run on its tensor cores (`None`: they can, after
+    /// the first-use check of their products, `super::coop_check`).
+    pub tensor_f16_unavailable: Option<String>,
     /// `device_type` is `wgpu::DeviceType::Cpu` (see [`AdapterSummary::runs_on_cpu`]).
     #[serde(skip)]
     pub on_cpu: bool,
@@ -119,6 +124,8 @@ pub fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         device: info.device,
         limits: LimitSummary::from_limits(&limits),
         features: features.iter_names().map(|(n, _)| n.to_string()).collect(),
+        cooperative_matrices: super::matmul_coop::configurations(adapter),
+        tensor_f16_unavailable: super::matmul_coop::adapter_reason(adapter),
         on_cpu: info.device_type == wgpu::DeviceType::Cpu,
     }
 }

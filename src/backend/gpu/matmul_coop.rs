@@ -84,12 +84,22 @@ fn reason(ctx: &GpuContext) -> &Option<String> {
 fn find_reason(ctx: &GpuContext) -> Option<String> {
     let missing = features() - ctx.features;
     if !missing.is_empty() {
-        return Some(format!("device lacks {missing:?}"));
+        return Some(format!("the device lacks {}", names(missing)));
     }
-    if !has_f16_16x16(&ctx.adapter.cooperative_matrix_properties()) {
+    adapter_reason(&ctx.adapter)
+}
+
+/// Why an adapter cannot run the kernels, `None` when it can (`batchscope devices` says so per
+/// adapter): the features it offers, a 16x16 f16 → f32 configuration, subgroups of exactly 32.
+pub fn adapter_reason(adapter: &wgpu::Adapter) -> Option<String> {
+    let missing = features() - adapter.features();
+    if !missing.is_empty() {
+        return Some(format!("the adapter lacks {}", names(missing)));
+    }
+    if !has_f16_16x16(&adapter.cooperative_matrix_properties()) {
         return Some("no 16x16x16 f16 x f16 -> f32 cooperative matrix configuration".into());
     }
-    let info = ctx.adapter.get_info();
+    let info = adapter.get_info();
     if (info.subgroup_min_size, info.subgroup_max_size) != (32, 32) {
         return Some(format!(
             "subgroup size {}..{} is not exactly 32",
@@ -97,6 +107,32 @@ fn find_reason(ctx: &GpuContext) -> Option<String> {
         ));
     }
     None
+}
+
+/// Feature names, `A | B`.
+fn names(f: wgpu::Features) -> String {
+    f.iter_names().map(|(n, _)| n).collect::<Vec<_>>().join(" | ")
+}
+
+/// The adapter's cooperative-matrix configurations, as `16x16x16 f16*f16->f32`.
+pub fn configurations(adapter: &wgpu::Adapter) -> Vec<String> {
+    let name = |t: wgpu::CooperativeScalarType| format!("{t:?}").to_lowercase();
+    adapter
+        .cooperative_matrix_properties()
+        .iter()
+        .map(|p| {
+            let sat = if p.saturating_accumulation { " (saturating)" } else { "" };
+            format!(
+                "{}x{}x{} {}*{}->{}{sat}",
+                p.m_size,
+                p.n_size,
+                p.k_size,
+                name(p.ab_type),
+                name(p.ab_type),
+                name(p.cr_type)
+            )
+        })
+        .collect()
 }
 
 /// Whether the kernel can run on this device (asked per f16 product: no allocation).
