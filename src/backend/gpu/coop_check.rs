@@ -3,18 +3,22 @@
 //! feature and on drivers no CI machine has, so before the rule sends a device's first f16
 //! product to it, the 32x32 and 64x64 kernels compute small products with clamped last blocks
 //! in every transpose pair, on the autotuner's exact operands ([`super::autotune::verify`]),
-//! and whole rows of C are compared with the exact f64 reference. If a kernel disagrees or
-//! cannot be built, the rule keeps the packed f16 kernel on this device, and one error line
+//! and whole rows of C are compared with the exact f64 reference; then the fused stores the f16
+//! step runs (bias + ReLU with the f16 copy, ReLU' with the f16 copy, the loss scaler's
+//! unscaling) are compared bit for bit with the packed kernel's: on exact products both run
+//! the same epilogue code on the same values. If a kernel disagrees or cannot be built, the rule keeps the packed f16 kernel on this device, and one error line
 //! says which kernel, where and why. Once per device, a few milliseconds. The autotuner and
 //! `batchscope gemm` start from the rule, so on such a device they time the packed kernel only
 //! (and check each candidate's product themselves); a kernel named explicitly
 //! (`BATCHSCOPE_F16_KERNEL`) and the hardware-gated parity tests do not go through it.
 
 use super::autotune::verify::{read_rows, upload_pattern, Mismatch, Reference, SALTS};
-use super::device::GpuDevice;
+use super::device::{GpuDevice, RawBuf};
 use super::elementwise::fill;
-use super::matmul_f16::{matmul_half, HalfKernel};
-use crate::backend::{gemm_lens, Gemm, Result};
+use super::matmul::Epilogue as Store;
+use super::matmul_f16::{matmul_half, matmul_half_store, HalfKernel, HalfStore};
+use crate::backend::half::{half_words, scaler};
+use crate::backend::{gemm_lens, Activation, Gemm, Result};
 
 /// The checked product: 80 rows (a 64-row block and a clamped one), 144 columns (two 64-column
 /// blocks and a clamped 16), k = 48 (three 16-deep tiles: not a multiple of 32).
@@ -74,6 +78,15 @@ fn check(dev: &GpuDevice, kernels: &[HalfKernel]) -> Option<String> {
                 Ok(Some(bad)) => return Some(format!("the f16 kernel {what} computed {bad}")),
                 Err(e) => return Some(format!("the f16 kernel {what} failed: {e}")),
             }
+            match check_stores(dev, kernel, &g) {
+                Ok(None) => {}
+                Ok(Some(store)) => {
+                    return Some(format!(
+                        "the f16 kernel {what} stored {store} unlike the packed kernel"
+                    ))
+                }
+                Err(e) => return Some(format!("the f16 kernel {what} failed with a fused store: {e}")),
+            }
         }
     }
     None
@@ -98,6 +111,57 @@ pub fn check_one(dev: &GpuDevice, kernel: HalfKernel, g: &Gemm) -> Result<Option
     let reference = Reference::of_pattern(g, SALTS);
     let got = read_rows(dev, &c, &reference.rows, g.n)?;
     Ok(reference.check(&got))
+}
+
+/// The fused stores of the f16 step on `g`'s exact product, by `kernel` and by the packed
+/// kernel: the name of the first whose outputs (C, and y, the f16 copy or the scaler state)
+/// differ in any bit, or `None`.
+pub fn check_stores(dev: &GpuDevice, kernel: HalfKernel, g: &Gemm) -> Result<Option<&'static str>> {
+    let (la, lb, lc) = gemm_lens(g);
+    let a = upload_pattern(dev, "coop check a", la, SALTS.0, true)?;
+    let b = upload_pattern(dev, "coop check b", lb, SALTS.1, true)?;
+    let bias = upload_pattern(dev, "coop check bias", g.n, 3, false)?;
+    let z = upload_pattern(dev, "coop check z", lc, 4, false)?;
+    for case in ["bias + ReLU with its f16 copy", "ReLU' with its f16 copy", "the unscaled product"] {
+        let mut outputs = Vec::new();
+        for k in [HalfKernel::Packed, kernel] {
+            let c = dev.alloc("coop check c", lc)?;
+            let y = dev.alloc("coop check y", lc)?;
+            let h = dev.alloc("coop check half", half_words(lc))?;
+            let state = dev.alloc("coop check scaler", scaler::LEN)?;
+            for buf in [&c, &y, &h] {
+                fill(dev, buf.len(), f32::NAN, buf)?;
+            }
+            // Scale 4 (a power of two: unscaling is exact), no overflow yet.
+            let mut s = [0.0f32; scaler::LEN];
+            s[scaler::SCALE] = 4.0;
+            dev.write_bytes(&state, bytemuck::cast_slice(&s))?;
+            let store = match case {
+                "bias + ReLU with its f16 copy" => HalfStore {
+                    epi: Store::BiasAct(Activation::Relu, &bias, &y),
+                    half: Some(&h),
+                    unscale: None,
+                },
+                "ReLU' with its f16 copy" => HalfStore {
+                    epi: Store::ActGrad(Activation::Relu, &z),
+                    half: Some(&h),
+                    unscale: None,
+                },
+                _ => HalfStore { epi: Store::None, half: None, unscale: Some(&state) },
+            };
+            matmul_half_store(dev, k, g, [(&a, la), (&b, lb)], &c, store)?;
+            outputs.push(read_all(dev, [&c, &y, &h, &state])?);
+        }
+        if outputs[0] != outputs[1] {
+            return Ok(Some(case));
+        }
+    }
+    Ok(None)
+}
+
+/// The bytes of `bufs`, in order.
+fn read_all(dev: &GpuDevice, bufs: [&RawBuf; 4]) -> Result<Vec<Vec<u8>>> {
+    bufs.iter().map(|b| dev.read_bytes(b)).collect()
 }
 
 #[cfg(test)]
