@@ -222,7 +222,9 @@ fn col64(j0: u32, q: u32) -> u32 {
 
 // finish() for a 64x64 block at (i0, j0): its distinct elements are rows [i0, min(i0 + 64, m))
 // by columns [j0, min(j0 + 64, n)) (clamped tiles repeat the last tile's), each stored through
-// epilogue() once. Invocation t walks columns j0 + t and j0 + t + 32, rows in order.
+// epilogue2() once. Invocation t walks the column pair j0 + 2t, j0 + 2t + 1, rows in order: n
+// is a multiple of 16, so both columns are in C or neither, and the pair's first element is
+// even (one word of H).
 fn finish64(i0: u32, j0: u32, t: u32) {
     if (P.epi == 0u && P.half_out == 0u && P.unscale == 0u) {
         return;
@@ -234,11 +236,14 @@ fn finish64(i0: u32, j0: u32, t: u32) {
     storageBarrier();
     let rows = min(64u, P.m - i0);
     let cols = min(64u, P.n - j0);
-    for (var q = t; q < cols; q = q + 32u) {
-        let j = j0 + q;
+    if (2u * t < cols) {
+        let j = j0 + 2u * t;
+        let inv = scale_inv();
         for (var r = 0u; r < rows; r = r + 1u) {
             let idx = (i0 + r) * P.n + j;
-            c[idx] = epilogue(idx, j, c[idx]);
+            let out = epilogue2(idx, j, vec2<f32>(c[idx], c[idx + 1u]), inv);
+            c[idx] = out.x;
+            c[idx + 1u] = out.y;
         }
     }
 }

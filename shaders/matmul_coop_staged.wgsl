@@ -188,9 +188,11 @@ fn store(acc: coop_mat16x16<f32, C>, i: u32, j: u32) {
     coopStoreT(acc, dst, stride);
 }
 
-// After every subgroup stored its tiles: C = epilogue(C) over the block's elements in C, rows
-// [i0, min(i0 + 128, m)) by columns [j0, min(j0 + 128, n)), each once. Invocation t walks
-// column j0 + t, rows in order. The barriers are in uniform control flow (P is uniform).
+// After every subgroup stored its tiles: C = epilogue2(C) over the block's elements in C, rows
+// [i0, min(i0 + 128, m)) by columns [j0, min(j0 + 128, n)), each once. Invocation t walks the
+// column pair j0 + 2 (t % 64), + 1 (n is a multiple of 16: both in C or neither, the first
+// element even, one word of H), rows t / 64, t / 64 + 2, ... The barriers are in uniform
+// control flow (P is uniform).
 fn finish(i0: u32, j0: u32, t: u32) {
     if (P.epi == 0u && P.half_out == 0u && P.unscale == 0u) {
         return;
@@ -201,11 +203,15 @@ fn finish(i0: u32, j0: u32, t: u32) {
     }
     storageBarrier();
     let rows = min(BS, P.m - i0);
-    if (t < min(BS, P.n - j0)) {
-        let j = j0 + t;
-        for (var r = 0u; r < rows; r = r + 1u) {
+    let q = 2u * (t % 64u);
+    if (q < min(BS, P.n - j0)) {
+        let j = j0 + q;
+        let inv = scale_inv();
+        for (var r = t / 64u; r < rows; r = r + 2u) {
             let idx = (i0 + r) * P.n + j;
-            c[idx] = epilogue(idx, j, c[idx]);
+            let out = epilogue2(idx, j, vec2<f32>(c[idx], c[idx + 1u]), inv);
+            c[idx] = out.x;
+            c[idx + 1u] = out.y;
         }
     }
 }

@@ -31,13 +31,26 @@
 // v, or with P.unscale v * (1 / S) raising the found-inf flag when v is inf or NaN (tested on
 // the bits): amp.wgsl's unscale_one.
 fn unscaled(v: f32) -> f32 {
+    return unscaled_by(v, scale_inv());
+}
+
+// 1 / S of the loss scaler's state (1 without P.unscale): read once per invocation by the
+// paired epilogue instead of once per element.
+fn scale_inv() -> f32 {
+    if (P.unscale == 0u) {
+        return 1.0;
+    }
+    return 1.0 / bitcast<f32>(atomicLoad(&amp_state[0]));
+}
+
+// unscaled() with inv = scale_inv() given.
+fn unscaled_by(v: f32, inv: f32) -> f32 {
     if (P.unscale == 0u) {
         return v;
     }
     if ((bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u) {
         atomicOr(&amp_state[1], 0x3f800000u); // 1.0f
     }
-    let inv = 1.0 / bitcast<f32>(atomicLoad(&amp_state[0]));
     return v * inv;
 }
 
@@ -85,6 +98,16 @@ fn bias_grad_cols(cb: u32, t: u32) {
 
 // The value stored at C[o] (column col) for v; writes Y[o] and H[o] as P says.
 fn epilogue(o: u32, col: u32, v: f32) -> f32 {
+    let e = epilogue_values(o, col, v);
+    if (P.half_out != 0u) {
+        store_half(o, e.y);
+    }
+    return unscaled(e.x);
+}
+
+// epilogue()'s value of C before unscaling (x) and the value its f16 copy rounds (y); writes
+// Y[o] for epilogue 2.
+fn epilogue_values(o: u32, col: u32, v: f32) -> vec2<f32> {
     var out = v;
     var rounded = v;
     switch P.epi {
@@ -97,8 +120,18 @@ fn epilogue(o: u32, col: u32, v: f32) -> f32 {
         case 3u: { out = v * epi_dphi(e_in[o], P.act); rounded = out; }
         default: {}
     }
+    return vec2<f32>(out, rounded);
+}
+
+// epilogue() of the neighbouring elements o and o + 1 (o even; columns col, col + 1), inv =
+// scale_inv(): the same values, but their f16 copies are one word of H that no other
+// invocation writes, stored whole by one plain (atomic) store instead of two read-modify-write
+// atomics per element.
+fn epilogue2(o: u32, col: u32, v: vec2<f32>, inv: f32) -> vec2<f32> {
+    let e0 = epilogue_values(o, col, v.x);
+    let e1 = epilogue_values(o + 1u, col + 1u, v.y);
     if (P.half_out != 0u) {
-        store_half(o, rounded);
+        atomicStore(&h_out[o >> 1u], f16_bits(e0.y) | (f16_bits(e1.y) << 16u));
     }
-    return unscaled(out);
+    return vec2<f32>(unscaled_by(e0.x, inv), unscaled_by(e1.x, inv));
 }
