@@ -170,7 +170,9 @@ fn matmul_f16(
         }
         return; // the whole workgroup: uniform
     }
-    // Invocation (tx, ty) owns rows ty + 16 r and columns tx + 16 c of the tile, r, c < 4.
+    // Invocation (tx, ty) owns rows ty + 16 r (r < 4) and the column pairs 2 tx, 2 tx + 1 and
+    // 2 tx + 32, 2 tx + 33 of the tile (acc[r][c]: column 2 tx + (c & 1) + 32 (c >> 1)), so
+    // that with n even the two halves of a word of the f16 copy are its own (epilogue2).
     let tx = lid.x;
     let ty = lid.y;
     var acc: array<vec4<f32>, 4>;
@@ -195,8 +197,8 @@ fn matmul_f16(
         }
         workgroupBarrier();
         for (var p = 0u; p < TK; p = p + 1u) {
-            let bo = p * TN + tx;
-            let bv = vec4<f32>(Bs[bo], Bs[bo + 16u], Bs[bo + 32u], Bs[bo + 48u]);
+            let bo = p * TN + 2u * tx;
+            let bv = vec4<f32>(Bs[bo], Bs[bo + 1u], Bs[bo + 32u], Bs[bo + 33u]);
             let ao = p * TM + ty;
             acc[0] = fma(vec4<f32>(As[ao]), bv, acc[0]);
             acc[1] = fma(vec4<f32>(As[ao + 16u]), bv, acc[1]);
@@ -205,22 +207,42 @@ fn matmul_f16(
         }
         workgroupBarrier();
     }
+    let inv = scale_inv();
     for (var r = 0u; r < 4u; r = r + 1u) {
         let i = row0 + ty + 16u * r;
         if (i >= P.m) {
             continue;
         }
-        for (var c = 0u; c < 4u; c = c + 1u) {
-            let j = col0 + tx + 16u * c;
+        for (var h = 0u; h < 2u; h = h + 1u) {
+            let j = col0 + 2u * tx + 32u * h;
             if (j >= P.n) {
                 continue;
             }
             let idx = i * P.n + j;
-            var v = alpha_times(acc[r][c]);
+            var v0 = alpha_times(acc[r][2u * h]);
             if (P.beta != 0.0) {
-                v = v + P.beta * c_s[idx];
+                v0 = v0 + P.beta * c_s[idx];
             }
-            c_s[idx] = epilogue(idx, j, v);
+            if (P.n % 2u == 0u) {
+                // j is even and so is n: j + 1 < n, and idx is the first half of a word of H.
+                var v1 = alpha_times(acc[r][2u * h + 1u]);
+                if (P.beta != 0.0) {
+                    v1 = v1 + P.beta * c_s[idx + 1u];
+                }
+                let out = epilogue2(idx, j, vec2<f32>(v0, v1), inv);
+                c_s[idx] = out.x;
+                c_s[idx + 1u] = out.y;
+            } else {
+                // n odd: a word of H may span two rows, hence two invocations (store_half).
+                c_s[idx] = epilogue(idx, j, v0);
+                if (j + 1u < P.n) {
+                    var v1 = alpha_times(acc[r][2u * h + 1u]);
+                    if (P.beta != 0.0) {
+                        v1 = v1 + P.beta * c_s[idx + 1u];
+                    }
+                    c_s[idx + 1u] = epilogue(idx + 1u, j + 1u, v1);
+                }
+            }
         }
     }
     bias_grad_block(row0, TM, col0, lidx, 256u);
