@@ -58,9 +58,11 @@ fn store(acc: coop_mat16x16<f32, C>, i: u32, j: u32) {
 // ---- fused epilogue: a copy of matmul_f16.wgsl's (keep the two identical) ---------------
 
 
-// After the block's tiles are stored: C = epilogue(C) over the block's distinct elements (a
-// clamped tile row or column, i1 == i0 or j1 == j0, is visited once). Invocation t walks column
-// t of the block, rows in order. The barrier is in uniform control flow (P is uniform).
+// After the block's tiles are stored: C = epilogue2(C) over the block's distinct elements (a
+// clamped tile row or column, i1 == i0 or j1 == j0, is visited once). Invocation t walks the
+// column pair p = t % 16 of the block (columns j0 + 2p, + 1 for p < 8, else j1 + 2 (p - 8),
+// + 1: n is a multiple of 16, so the pair's first element is even, one word of H) over the 16
+// rows of tile row t / 16, in order. The barrier is in uniform control flow (P is uniform).
 fn finish(o: vec4<u32>, t: u32) {
     if (P.epi == 0u && P.half_out == 0u && P.unscale == 0u) {
         return;
@@ -72,17 +74,18 @@ fn finish(o: vec4<u32>, t: u32) {
         return;
     }
     storageBarrier();
-    if (t >= 16u && o.w == o.z) {
+    let p = t % 16u;
+    if ((p >= 8u && o.w == o.z) || (t >= 16u && o.y == o.x)) {
         return;
     }
-    let j = select(o.z + t, o.w + t - 16u, t >= 16u);
-    for (var r = 0u; r < 32u; r = r + 1u) {
-        if (r >= 16u && o.y == o.x) {
-            break;
-        }
-        let i = select(o.x + r, o.y + r - 16u, r >= 16u);
-        let idx = i * P.n + j;
-        c[idx] = epilogue(idx, j, c[idx]);
+    let j = select(o.z + 2u * p, o.w + 2u * (p - 8u), p >= 8u);
+    let i = select(o.x, o.y, t >= 16u);
+    let inv = scale_inv();
+    for (var r = 0u; r < 16u; r = r + 1u) {
+        let idx = (i + r) * P.n + j;
+        let out = epilogue2(idx, j, vec2<f32>(c[idx], c[idx + 1u]), inv);
+        c[idx] = out.x;
+        c[idx + 1u] = out.y;
     }
 }
 
