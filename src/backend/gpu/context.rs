@@ -168,9 +168,8 @@ pub struct GpuContext {
     /// Why the cooperative-matrix kernels cannot run here (`None`: they can), found once
     /// (`super::matmul_coop::unavailable_reason`): asked for every f16 product recorded.
     pub coop_unavailable: std::sync::OnceLock<Option<String>>,
-    /// Why the shape rule does not trust the cooperative kernels here although they can run
-    /// (`None`: their products were exact), found on first use (`super::coop_check`).
-    pub coop_distrust: std::sync::OnceLock<Option<String>>,
+    /// The first-use check's verdict on each cooperative kernel (`super::coop_check`).
+    pub coop_verdicts: std::sync::OnceLock<Vec<super::coop_check::Verdict>>,
 }
 
 impl GpuContext {
@@ -257,7 +256,7 @@ impl GpuContext {
             features,
             faults,
             coop_unavailable: std::sync::OnceLock::new(),
-            coop_distrust: std::sync::OnceLock::new(),
+            coop_verdicts: std::sync::OnceLock::new(),
         })
     }
 

@@ -1,16 +1,17 @@
-//! A first-use check of the cooperative-matrix kernels that the f16 shape rule
-//! ([`super::matmul_f16::choose`]) runs. The tensor-core path rests on an experimental wgpu
-//! feature and on drivers no CI machine has, so before the rule sends a device's first f16
-//! product to it, the 32x32 and 64x64 kernels compute small products with clamped last blocks
-//! in every transpose pair, on the autotuner's exact operands ([`super::autotune::verify`]),
-//! and whole rows of C are compared with the exact f64 reference; then the fused stores the f16
-//! step runs (bias + ReLU with the f16 copy, ReLU' with the f16 copy, the loss scaler's
-//! unscaling) are compared bit for bit with the packed kernel's: on exact products both run
-//! the same epilogue code on the same values. If a kernel disagrees or cannot be built, the rule keeps the packed f16 kernel on this device, and one error line
-//! says which kernel, where and why. Once per device, a few milliseconds. The autotuner and
-//! `batchscope gemm` start from the rule, so on such a device they time the packed kernel only
-//! (and check each candidate's product themselves); a kernel named explicitly
-//! (`BATCHSCOPE_F16_KERNEL`) and the hardware-gated parity tests do not go through it.
+//! A first-use check of the cooperative-matrix kernels. The tensor-core path rests on an
+//! experimental wgpu feature and on drivers no CI machine has, so before a device's first f16
+//! product may run on it, each cooperative kernel (the 32x32 and 64x64 ones the shape rule
+//! [`super::matmul_f16::choose`] runs, and the staged one the autotuner may pick) computes
+//! small products with clamped last blocks in every transpose pair, on the autotuner's exact
+//! operands ([`super::autotune::verify`]), and whole rows of C are compared with the exact f64
+//! reference; then the fused stores the f16 step runs (bias + ReLU with the f16 copy, ReLU'
+//! with the f16 copy, the loss scaler's unscaling) are compared bit for bit with the packed
+//! kernel's: on exact products both run the same epilogue code on the same values. A kernel
+//! that disagrees or cannot be built is never run by the rule or offered to the autotuner on
+//! this device (the rule falls back to the 32x32 kernel, else the packed one), and one error
+//! line says which kernel, where and why. Once per device, a few milliseconds. A kernel named
+//! explicitly (`BATCHSCOPE_F16_KERNEL`) and the hardware-gated parity tests do not go through
+//! it.
 
 use super::autotune::verify::{read_rows, upload_pattern, Mismatch, Reference, SALTS};
 use super::device::{GpuDevice, RawBuf};
@@ -24,34 +25,64 @@ use crate::backend::{gemm_lens, Activation, Gemm, Result};
 /// blocks and a clamped 16), k = 48 (three 16-deep tiles: not a multiple of 32).
 pub const SHAPE: (usize, usize, usize) = (80, 144, 48);
 
-/// The kernels the rule can choose, in the order checked.
-const RULE_KERNELS: [HalfKernel; 2] = [HalfKernel::Coop, HalfKernel::Coop64];
+/// The cooperative kernels, in the order checked.
+pub const KERNELS: [HalfKernel; 3] = [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged];
 
-/// Whether the rule may run the cooperative kernels on `dev` (runs the check on first use).
-pub fn trusted(dev: &GpuDevice) -> bool {
-    distrust_reason(dev).is_none()
+/// What the first-use check found for one kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Its products and fused stores were exact.
+    Exact,
+    /// It computed a wrong value, stored unlike the packed kernel, or failed: why.
+    Failed(String),
+    /// It cannot run here (no cooperative matrices, its workgroup does not fit): why.
+    CannotRun(String),
 }
 
-/// Why the rule does not run the cooperative kernels on `dev` although the adapter offers
-/// them, or `None` when their products were exact. Found once per device.
+/// The verdict on each of [`KERNELS`] for `dev`, found on first use.
+pub fn verdicts(dev: &GpuDevice) -> &[Verdict] {
+    dev.ctx.coop_verdicts.get_or_init(|| {
+        if let Some(why) = super::matmul_coop::unavailable_reason(&dev.ctx) {
+            return KERNELS.iter().map(|_| Verdict::CannotRun(why.clone())).collect();
+        }
+        KERNELS
+            .iter()
+            .map(|&k| {
+                let fits = k.coop_block().is_some_and(|b| b.fits(&dev.ctx.limits));
+                if !fits {
+                    return Verdict::CannotRun("its workgroup exceeds the adapter's limits".into());
+                }
+                match check_alone(dev, &[k]) {
+                    None => Verdict::Exact,
+                    Some(why) => {
+                        log::error!(
+                            "{why}; it is not used on this device (please report it with `batchscope \
+                             devices`)"
+                        );
+                        Verdict::Failed(why)
+                    }
+                }
+            })
+            .collect()
+    })
+}
+
+/// Whether `kernel` (one of [`KERNELS`]) computed exact products on `dev`.
+pub fn trusted_kernel(dev: &GpuDevice, kernel: HalfKernel) -> bool {
+    KERNELS.iter().zip(verdicts(dev)).any(|(&k, v)| k == kernel && *v == Verdict::Exact)
+}
+
+/// Whether the rule may run a cooperative kernel on `dev`: the 32x32 or the 64x64 one was exact.
+pub fn trusted(dev: &GpuDevice) -> bool {
+    trusted_kernel(dev, HalfKernel::Coop) || trusted_kernel(dev, HalfKernel::Coop64)
+}
+
+/// The first failure among [`KERNELS`] on `dev` (kernels that cannot run are no failure).
 pub fn distrust_reason(dev: &GpuDevice) -> Option<String> {
-    dev.ctx
-        .coop_distrust
-        .get_or_init(|| {
-            // Where they cannot run there is nothing to check (`matmul_coop::unavailable_reason`).
-            if !super::matmul_coop::available(&dev.ctx) {
-                return None;
-            }
-            let why = check_alone(dev, &RULE_KERNELS);
-            if let Some(w) = &why {
-                log::error!(
-                    "{w}; f16 products use the packed kernel on this device (please report it with \
-                     `batchscope devices`)"
-                );
-            }
-            why
-        })
-        .clone()
+    verdicts(dev).iter().find_map(|v| match v {
+        Verdict::Failed(why) => Some(why.clone()),
+        _ => None,
+    })
 }
 
 /// [`check`] with recorded work submitted first and per-dispatch timing paused.
@@ -189,8 +220,17 @@ mod tests {
         matmul_half(dev, HalfKernel::Packed, &short, &a, la, &b, lb, &c).unwrap();
         let got = read_rows(dev, &c, &reference.rows, g.n).unwrap();
         assert!(reference.check(&got).is_some(), "a product missing its last 16 of k");
-        // Nothing to distrust where the cooperative kernels cannot run; where they can, the
-        // rule's kernels must have computed the exact products.
+        // Nothing to distrust where the cooperative kernels cannot run; where they can, every
+        // kernel must have computed the exact products (or not fit the adapter).
         assert_eq!(distrust_reason(dev), None);
+        let v = verdicts(dev);
+        assert_eq!(v.len(), KERNELS.len());
+        match super::super::matmul_coop::unavailable_reason(&dev.ctx) {
+            Some(why) => {
+                assert!(v.iter().all(|x| *x == Verdict::CannotRun(why.clone())), "{v:?}");
+                assert!(!trusted(dev) && !KERNELS.iter().any(|&k| trusted_kernel(dev, k)));
+            }
+            None => assert!(trusted(dev), "{v:?}"),
+        }
     }
 }

@@ -253,12 +253,16 @@ pub fn coop_kernel_for(g: &Gemm) -> HalfKernel {
 }
 
 /// A cooperative kernel ([`coop_kernel_for`]) where the adapter has it, the shape fits it,
-/// `BATCHSCOPE_COOP` is not `0` and the kernels computed exact products on this device
-/// ([`super::coop_check`], run on first use), else the packed kernel.
+/// `BATCHSCOPE_COOP` is not `0` and the kernel computed exact products on this device
+/// ([`super::coop_check`], run on first use; the 32x32 one if only it did), else the packed
+/// kernel.
 pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
+    use super::coop_check::trusted_kernel;
     match choose_capable(dev, g) {
         HalfKernel::Packed => HalfKernel::Packed,
-        k if super::coop_check::trusted(dev) => k,
+        k if trusted_kernel(dev, k) => k,
+        // The 32x32 blocks run every shape the 64x64 ones do.
+        HalfKernel::Coop64 if trusted_kernel(dev, HalfKernel::Coop) => HalfKernel::Coop,
         _ => HalfKernel::Packed,
     }
 }

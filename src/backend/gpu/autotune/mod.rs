@@ -457,10 +457,17 @@ impl GpuBackend {
     }
 }
 
-/// [`half_candidates`] of `g` on `dev`.
+/// [`half_candidates`] of `g` on `dev`, less the cooperative kernels the first-use check
+/// did not find exact.
 fn half_candidates_on(dev: &GpuDevice, g: &Gemm) -> Vec<Candidate> {
     let staged = super::matmul_coop::CoopBlock::Staged128.fits(&dev.ctx.limits);
-    half_candidates(choose_half(dev, g), coop64_enabled(), staged)
+    let mut out = half_candidates(choose_half(dev, g), coop64_enabled(), staged);
+    // Only the cooperative kernels the first-use check found exact (`coop_check`).
+    out.retain(|&c| match half_kernel_of(c) {
+        Some(k) if k != HalfKernel::Packed => super::coop_check::trusted_kernel(dev, k),
+        _ => true,
+    });
+    out
 }
 
 #[cfg(test)]
