@@ -12,7 +12,8 @@ enable wgpu_cooperative_matrix;
 // Preconditions (the host checks): m, n, k multiples of 16; alpha = 1, beta = 0 (C is
 // overwritten). The store runs matmul_f16.wgsl's fused epilogue (P.epi, P.half_out; the same
 // functions, copied below): the tiles are stored, then each element of the block is read back
-// once and stored through epilogue(). Transposes are free: a row-major load (coopLoadT) of a stored [m,k] A is a
+// once and stored through epilogue2() (a column pair per invocation: whole words of the f16
+// copy). Transposes are free: a row-major load (coopLoadT) of a stored [m,k] A is a
 // column-major load (coopLoad) of a stored [k,m] one. One entry point per transpose pair.
 //
 // A workgroup is one subgroup of 32 invocations (the host requires subgroup size 32) and owns

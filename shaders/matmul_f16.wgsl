@@ -147,8 +147,9 @@ fn load_b(p: u32, j: u32) -> f32 {
     return half_b(p * P.n + j);
 }
 
-// ---- f32 -> f16 rounding (f16_bits) and the fused epilogue (bindings 4, 5, 6, alpha_times,
-// store_half, epilogue): shaders/include/epilogue_f16.wgsl, added by src/backend/gpu/kernels.rs ----
+// ---- f32 -> f16 rounding (f16_bits) and the fused epilogue (bindings 4, 5, 6, 7, alpha_times,
+// store_half, epilogue, epilogue2, scale_inv, unscaled_by): shaders/include/epilogue_f16.wgsl,
+// added by src/backend/gpu/kernels.rs ----
 
 @compute @workgroup_size(16, 16, 1)
 fn matmul_f16(
@@ -233,7 +234,8 @@ fn matmul_f16(
                 c_s[idx] = out.x;
                 c_s[idx + 1u] = out.y;
             } else {
-                // n odd: a word of H may span two rows, hence two invocations (store_half).
+                // n odd: the words of H straddle invocations (in odd rows every pair starts at
+                // an odd element), rows and column blocks: each half by store_half.
                 c_s[idx] = epilogue(idx, j, v0);
                 if (j + 1u < P.n) {
                     var v1 = alpha_times(acc[r][2u * h + 1u]);

@@ -425,7 +425,7 @@ fn cooperative_matrix_availability() {
                  f16_parity -- --ignored` for matmul_coop_matches_cpu ***\n",
                 g.adapter().name
             );
-            // The rule's first-use check: the 32x32 and 64x64 kernels exact on this device.
+            // The first-use check: all three cooperative kernels exact on this device.
             assert_eq!(coop_check::distrust_reason(&g.dev), None, "a wrong tensor-core product");
             let want = match (matmul_f16::coop_enabled(), matmul_f16::coop64_enabled()) {
                 (false, _) => HalfKernel::Packed,

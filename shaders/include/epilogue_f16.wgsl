@@ -20,8 +20,10 @@
 // NaN element: amp.wgsl's amp_unscale on each stored value, the same float operations.
 // Bindings 4 (bias [n] or Z [m, n], read), 5 (Y [m, n]) and 6 (H, packed halves); the host binds
 // placeholders where the epilogue does not read or write them. Two neighbouring halves share a
-// word of H and may belong to different invocations (or workgroups, when n is odd), so each
-// store clears and sets only its own 16 bits, atomically. Binding 7 is the loss scaler's state
+// word of H: where one invocation owns both (a column pair from an even element, n even),
+// epilogue2 writes the word whole; where they may belong to different invocations (or
+// workgroups: odd n, where words straddle invocations and rows), store_half clears and sets
+// only its own 16 bits, atomically. Binding 7 is the loss scaler's state
 // [scale, found-inf flag, ...] (amp.wgsl), read and flagged atomically.
 @group(0) @binding(4) var<storage, read> e_in: array<f32>;
 @group(0) @binding(5) var<storage, read_write> e_out: array<f32>;

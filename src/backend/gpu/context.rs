@@ -168,8 +168,9 @@ pub struct GpuContext {
     /// Why the cooperative-matrix kernels cannot run here (`None`: they can), found once
     /// (`super::matmul_coop::unavailable_reason`): asked for every f16 product recorded.
     pub coop_unavailable: std::sync::OnceLock<Option<String>>,
-    /// The first-use check's verdict on each cooperative kernel (`super::coop_check`).
-    pub coop_verdicts: std::sync::OnceLock<Vec<super::coop_check::Verdict>>,
+    /// The first-use check's verdict on each cooperative kernel (`super::coop_check::KERNELS`
+    /// order), found when the kernel is first considered.
+    pub coop_verdicts: [std::sync::OnceLock<super::coop_check::Verdict>; 3],
 }
 
 impl GpuContext {
@@ -256,7 +257,7 @@ impl GpuContext {
             features,
             faults,
             coop_unavailable: std::sync::OnceLock::new(),
-            coop_verdicts: std::sync::OnceLock::new(),
+            coop_verdicts: Default::default(),
         })
     }
 

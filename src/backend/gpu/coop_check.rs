@@ -9,7 +9,10 @@
 //! kernel's: on exact products both run the same epilogue code on the same values. A kernel
 //! that disagrees or cannot be built is never run by the rule or offered to the autotuner on
 //! this device (the rule falls back to the 32x32 kernel, else the packed one), and one error
-//! line says which kernel, where and why. Once per device, a few milliseconds. A kernel named
+//! line says which kernel, where and why. Once per device and kernel, a few milliseconds, when
+//! the kernel is first considered (the staged one only by the autotuner or `gemm`; where the
+//! rule's two both fail, the staged one is not offered either: the autotuner starts from the
+//! rule's packed choice). A kernel named
 //! explicitly (`BATCHSCOPE_F16_KERNEL`) and the hardware-gated parity tests do not go through
 //! it.
 
@@ -39,48 +42,53 @@ pub enum Verdict {
     CannotRun(String),
 }
 
-/// The verdict on each of [`KERNELS`] for `dev`, found on first use.
-pub fn verdicts(dev: &GpuDevice) -> &[Verdict] {
-    dev.ctx.coop_verdicts.get_or_init(|| {
-        if let Some(why) = super::matmul_coop::unavailable_reason(&dev.ctx) {
-            return KERNELS.iter().map(|_| Verdict::CannotRun(why.clone())).collect();
+/// The verdict on `kernel` (one of [`KERNELS`]) for `dev`, found when first asked: the staged
+/// kernel, which the rule never runs, only when the autotuner or `gemm` asks for it.
+pub fn verdict(dev: &GpuDevice, kernel: HalfKernel) -> Verdict {
+    let Some(slot) = KERNELS.iter().position(|&k| k == kernel) else {
+        return Verdict::CannotRun("not a cooperative kernel".into());
+    };
+    dev.ctx.coop_verdicts[slot].get_or_init(|| find_verdict(dev, kernel)).clone()
+}
+
+fn find_verdict(dev: &GpuDevice, kernel: HalfKernel) -> Verdict {
+    if let Some(why) = super::matmul_coop::unavailable_reason(&dev.ctx) {
+        return Verdict::CannotRun(why);
+    }
+    if !kernel.coop_block().is_some_and(|b| b.fits(&dev.ctx.limits)) {
+        return Verdict::CannotRun("its workgroup exceeds the adapter's limits".into());
+    }
+    match check_alone(dev, &[kernel]) {
+        None => Verdict::Exact,
+        Some(why) => {
+            log::error!(
+                "{why}; it is not used on this device (please report it with `batchscope devices`)"
+            );
+            Verdict::Failed(why)
         }
-        KERNELS
-            .iter()
-            .map(|&k| {
-                let fits = k.coop_block().is_some_and(|b| b.fits(&dev.ctx.limits));
-                if !fits {
-                    return Verdict::CannotRun("its workgroup exceeds the adapter's limits".into());
-                }
-                match check_alone(dev, &[k]) {
-                    None => Verdict::Exact,
-                    Some(why) => {
-                        log::error!(
-                            "{why}; it is not used on this device (please report it with `batchscope \
-                             devices`)"
-                        );
-                        Verdict::Failed(why)
-                    }
-                }
-            })
-            .collect()
-    })
+    }
+}
+
+/// The verdicts on all of [`KERNELS`] (runs the checks not yet run).
+pub fn verdicts(dev: &GpuDevice) -> Vec<Verdict> {
+    KERNELS.iter().map(|&k| verdict(dev, k)).collect()
 }
 
 /// Whether `kernel` (one of [`KERNELS`]) computed exact products on `dev`.
 pub fn trusted_kernel(dev: &GpuDevice, kernel: HalfKernel) -> bool {
-    KERNELS.iter().zip(verdicts(dev)).any(|(&k, v)| k == kernel && *v == Verdict::Exact)
+    verdict(dev, kernel) == Verdict::Exact
 }
 
-/// Whether the rule may run a cooperative kernel on `dev`: the 32x32 or the 64x64 one was exact.
+/// Whether the rule may run a cooperative kernel on `dev`: the 64x64 or the 32x32 one was exact.
 pub fn trusted(dev: &GpuDevice) -> bool {
-    trusted_kernel(dev, HalfKernel::Coop) || trusted_kernel(dev, HalfKernel::Coop64)
+    trusted_kernel(dev, HalfKernel::Coop64) || trusted_kernel(dev, HalfKernel::Coop)
 }
 
-/// The first failure among [`KERNELS`] on `dev` (kernels that cannot run are no failure).
+/// The first failure among [`KERNELS`] on `dev` (kernels that cannot run are no failure);
+/// checks all three.
 pub fn distrust_reason(dev: &GpuDevice) -> Option<String> {
-    verdicts(dev).iter().find_map(|v| match v {
-        Verdict::Failed(why) => Some(why.clone()),
+    verdicts(dev).into_iter().find_map(|v| match v {
+        Verdict::Failed(why) => Some(why),
         _ => None,
     })
 }
