@@ -41,6 +41,8 @@ fn gemm_times_every_product_and_writes_the_ratios_to_the_peers() {
     assert!(stdout.contains("fastest") && stdout.contains("% peak"), "{stdout}");
     assert!(stdout.contains("kernel runs computed the exact product"), "{stdout}");
     assert!(!stdout.contains("WRONG"), "{stdout}");
+    // f16 was asked for: the tensor-core kernels' first-use verdicts (or why none runs).
+    assert!(stdout.contains("tensor cores: "), "{stdout}");
     let (header, rows) = read_csv(&out.join("gemm.csv"));
     assert_eq!(header.join(","), HEADER);
     // 2 precisions x 2 layouts x 2 shapes.
@@ -99,6 +101,7 @@ fn gemm_times_every_product_and_writes_the_ratios_to_the_peers() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
             .expect("json");
     assert_eq!(summary["command"], "gemm");
+    assert!(summary["tensor_cores"].as_str().is_some_and(|t| !t.is_empty()), "{summary}");
     assert_eq!(summary["products"].as_array().map(Vec::len), Some(8));
     for p in summary["products"].as_array().into_iter().flatten() {
         assert_eq!(p["wrong"].as_array().map(Vec::len), Some(0), "{p}");

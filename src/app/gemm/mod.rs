@@ -12,7 +12,7 @@
 
 use super::backend::open_gpu;
 use super::tune::{clock_note, is_software};
-use crate::backend::gpu::autotune::TuneResult;
+use crate::backend::gpu::autotune::{half_candidate, TuneResult};
 use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, Gemm};
 use crate::profile::peaks::{f16_tensor_lookup, table_lookup};
@@ -156,11 +156,37 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
          edges against an f64 reference)",
         ran - wrong
     );
+    let tensor = precisions.contains(&true).then(|| tensor_cores(&gpu));
+    if let Some(t) = &tensor {
+        println!("tensor cores: {t}");
+    }
     if let Some(dir) = dir {
-        write_outputs(&dir, &gpu, &done, &peaks, args.peers.as_deref())?;
+        write_outputs(&dir, &gpu, &done, &peaks, args.peers.as_deref(), tensor.as_deref())?;
         println!("wrote: {}", dir.display());
     }
     Ok(())
+}
+
+/// The first-use check's verdict on each cooperative (tensor-core) kernel, in one line:
+/// `f16_coop exact; f16_coop64 exact; ...`, or why none can run here.
+fn tensor_cores(gpu: &GpuBackend) -> String {
+    use crate::backend::gpu::coop_check::{verdicts, Verdict, KERNELS};
+    if let Some(why) = crate::backend::gpu::matmul_coop::unavailable_reason(&gpu.dev.ctx) {
+        return format!("not used ({why})");
+    }
+    let line: Vec<String> = KERNELS
+        .iter()
+        .zip(verdicts(&gpu.dev))
+        .map(|(&k, v)| {
+            let name = half_candidate(k).name();
+            match v {
+                Verdict::Exact => format!("{name} exact"),
+                Verdict::Failed(why) => format!("{name} FAILED the first-use check ({why})"),
+                Verdict::CannotRun(why) => format!("{name} cannot run ({why})"),
+            }
+        })
+        .collect();
+    line.join("; ")
 }
 
 /// The peer figure for a square product (peer files hold square sizes only).

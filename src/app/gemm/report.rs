@@ -86,6 +86,7 @@ pub(super) fn write_outputs(
     rows: &[Measured],
     peaks: &Peaks,
     peers: Option<&Path>,
+    tensor_cores: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut cells = Vec::new();
     for r in rows {
@@ -140,6 +141,7 @@ pub(super) fn write_outputs(
         "peaks": peaks.describe(),
         "peers": peers.map(|p| p.display().to_string()),
         "timing": rows.first().map(|r| r.result.method),
+        "tensor_cores": tensor_cores,
         "products": products,
     });
     write_json(&dir.join("summary.json"), &summary)

@@ -198,12 +198,7 @@ fn warn_wrong(r: &TuneResult, default: Candidate) {
 /// staged one where `staged`, the adapter's limits admitting its workgroup) and the packed
 /// kernel follow; otherwise the packed kernel is the only candidate and nothing is timed.
 pub fn half_candidates(default: HalfKernel, coop64: bool, staged: bool) -> Vec<Candidate> {
-    let of = |k: HalfKernel| match k {
-        HalfKernel::Packed => Candidate::HalfPacked,
-        HalfKernel::Coop => Candidate::HalfCoop,
-        HalfKernel::Coop64 => Candidate::HalfCoop64,
-        HalfKernel::CoopStaged => Candidate::HalfCoopStaged,
-    };
+    let of = half_candidate;
     let mut out = vec![of(default)];
     if default != HalfKernel::Packed {
         let others = [HalfKernel::CoopStaged, HalfKernel::Coop64, HalfKernel::Coop, HalfKernel::Packed];
@@ -219,6 +214,16 @@ pub fn half_candidates(default: HalfKernel, coop64: bool, staged: bool) -> Vec<C
         }
     }
     out
+}
+
+/// The candidate that runs the f16 kernel `k`.
+pub fn half_candidate(k: HalfKernel) -> Candidate {
+    match k {
+        HalfKernel::Packed => Candidate::HalfPacked,
+        HalfKernel::Coop => Candidate::HalfCoop,
+        HalfKernel::Coop64 => Candidate::HalfCoop64,
+        HalfKernel::CoopStaged => Candidate::HalfCoopStaged,
+    }
 }
 
 /// The kernel a timed f16 candidate runs (`None` for an f32 candidate).
