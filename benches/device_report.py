@@ -11,6 +11,7 @@ prints, in Markdown:
   - each goal of issues 13 and 16 with the measured figure and whether it is met.
 A file that is missing (a stage skipped or failed) gives "not measured" where it was needed."""
 import csv
+import json
 import os
 import sys
 
@@ -195,6 +196,12 @@ def kernel_checks(res):
                    ["timed kernel runs", "exact", "wrong"]):
         return
     print(f"| {runs} | {runs - len(wrong)} | {len(wrong)} |\n")
+    summary = os.path.join(res, "gemm", "summary.json")
+    if os.path.isfile(summary):
+        with open(summary) as f:
+            tensor = json.load(f).get("tensor_cores")
+        if tensor:
+            print(f"Tensor-core kernels, first-use check: {tensor}\n")
     for w in wrong:
         print(f"- **WRONG**: {w}")
     if wrong:
