@@ -30,7 +30,10 @@
 #      (BATCHSCOPE_FUSED_UPDATE=256: 12 -> 9 dispatches) beside the default there: whether
 #      WGRAD_UPDATE_MAX_K should grow; and B = 64, 256 with BATCHSCOPE_STAGED_BIAS_GRAD=0 (the
 #      bias gradients as 3 col_sum dispatches: 15 instead of 12), what summing them in the
-#      products is worth.
+#      products is worth;
+#   7. what wgpu's shader runtime checks cost (batchscope compiles trusted modules without
+#      them): the f32 GEMMs and a profile at B = 1, 32, 4096 with BATCHSCOPE_SHADER_CHECKS=1,
+#      beside the same profile without.
 # The prepared peers stage runs peer_ref.py without its PyTorch-CPU and JAX rows (the CPU issue
 # is closed; JAX compiles every batch size): the GPU rows, sooner.
 # It also repacks the test binaries into one long-window xz stream (71 MB as the prepared
@@ -64,6 +67,9 @@ t unfused_backward_profile; timeout 25 env BATCHSCOPE_FUSED_BACKWARD=0 $B profil
 t fused_depth_profile; timeout 40 env BATCHSCOPE_FUSED_UPDATE=256 $B profile --batch 64 --batch 128 --batch 256 --out $R/profile_fused256 2>&1 | tail -30
 t default_depth_profile; timeout 40 $B profile --batch 64 --batch 128 --batch 256 --out $R/profile_fused32 2>&1 | tail -30
 t unstaged_bias_profile; timeout 30 env BATCHSCOPE_STAGED_BIAS_GRAD=0 $B profile --batch 64 --batch 256 --out $R/profile_unstaged_bias 2>&1 | tail -20
+t gemm_checked; timeout 45 env BATCHSCOPE_SHADER_CHECKS=1 $B gemm --sizes 4096,8192 --layouts nn,nt,tn --precision f32 --out $R/gemm_checked 2>&1 | tail -12
+t profile_checked; timeout 30 env BATCHSCOPE_SHADER_CHECKS=1 $B profile --batch 1 --batch 32 --batch 4096 --out $R/profile_checked 2>&1 | tail -30
+t profile_trusted; timeout 30 $B profile --batch 1 --batch 32 --batch 4096 --out $R/profile_trusted 2>&1 | tail -30
 EXTRA
 cp benches/peer_gemm.py .device/
 python3 - "$run" "$extra" <<'PY'

@@ -8,6 +8,8 @@ prints, in Markdown:
   - the GEMM table (gemm/gemm.csv, whose peer columns hold cuBLAS from peers_gemm.csv);
   - f32 against f16 against PyTorch AMP per batch size (sweep_precision/, peers.csv);
   - the wide model 784-4096-4096-10 per batch size (sweep_wide/), for the cliff;
+  - the kernel checks (every timed product against the exact reference), and what wgpu's
+    shader runtime checks cost (gemm_checked/, profile_checked/ against profile_trusted/);
   - each goal of issues 13 and 16 with the measured figure and whether it is met.
 A file that is missing (a stage skipped or failed) gives "not measured" where it was needed."""
 import csv
@@ -208,6 +210,37 @@ def kernel_checks(res):
         print()
 
 
+def shader_checks(res):
+    """What wgpu's shader runtime checks cost: the default kernel's GEMMs (gemm against
+    gemm_checked) and the step (profile_trusted against profile_checked), the same run."""
+    trusted, checked = rows(os.path.join(res, "gemm", "gemm.csv")), rows(os.path.join(res, "gemm_checked", "gemm.csv"))
+    p_t, p_c = profile_ms(os.path.join(res, "profile_trusted")), profile_ms(os.path.join(res, "profile_checked"))
+    if not section("Shader runtime checks: trusted modules (the default) against wgpu's checks", checked or p_c,
+                   "gemm_checked/gemm.csv or profile_checked/summary.json",
+                   ["what", "trusted", "wgpu's checks", "speed-up of trusted modules"]):
+        return
+    def default_tflops(rs):
+        return {(r["precision"], r["layout"], r["m"]): num(r["tflops"]) for r in rs or [] if r.get("default") == "1"}
+    t, c = default_tflops(trusted), default_tflops(checked)
+    for key in sorted(c):
+        if key in t:
+            print(f"| {key[0]} {key[1]} {key[2]}³, default kernel, TFLOP/s | {fmt(t[key])} | {fmt(c[key])} | "
+                  f"{fmt(ratio(t[key], c[key]), 2)} |")
+    for b in sorted(p_c):
+        if b in p_t:
+            print(f"| step B = {b}, ms (GPU) | {fmt(p_t[b])} | {fmt(p_c[b])} | {fmt(ratio(p_c[b], p_t[b]), 2)} |")
+    print()
+
+
+def profile_ms(d):
+    """B -> median step ms without per-dispatch queries, from a profile's summary.json."""
+    path = os.path.join(d, "summary.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return {p["batch"]: p["step_ms_plain"] for p in json.load(f).get("batches", [])}
+
+
 def main():
     if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
         sys.exit("usage: python3 benches/device_report.py RESULTS_DIR (results.tgz unpacked)")
@@ -219,6 +252,7 @@ def main():
     precision_table(res, p, goals)
     wide_table(res, goals)
     kernel_checks(res)
+    shader_checks(res)
     section("Goals (issues 13 and 16)", True, "", ["goal", "measured", "met"])
     for what, v, need in goals:
         met = "—" if v is None else ("yes" if v >= need else "no")

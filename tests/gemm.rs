@@ -43,6 +43,10 @@ fn gemm_times_every_product_and_writes_the_ratios_to_the_peers() {
     assert!(!stdout.contains("WRONG"), "{stdout}");
     // f16 was asked for: the tensor-core kernels' first-use verdicts (or why none runs).
     assert!(stdout.contains("tensor cores: "), "{stdout}");
+    assert!(
+        stdout.contains("kernels: trusted modules") || stdout.contains("kernels: with wgpu"),
+        "{stdout}"
+    );
     let (header, rows) = read_csv(&out.join("gemm.csv"));
     assert_eq!(header.join(","), HEADER);
     // 2 precisions x 2 layouts x 2 shapes.
@@ -102,6 +106,9 @@ fn gemm_times_every_product_and_writes_the_ratios_to_the_peers() {
             .expect("json");
     assert_eq!(summary["command"], "gemm");
     assert!(summary["tensor_cores"].as_str().is_some_and(|t| !t.is_empty()), "{summary}");
+    // Trusted modules unless the environment asks for wgpu's shader checks.
+    let checks = std::env::var("BATCHSCOPE_SHADER_CHECKS").as_deref() == Ok("1");
+    assert_eq!(summary["shader_checks"], checks, "{summary}");
     assert_eq!(summary["products"].as_array().map(Vec::len), Some(8));
     for p in summary["products"].as_array().into_iter().flatten() {
         assert_eq!(p["wrong"].as_array().map(Vec::len), Some(0), "{p}");

@@ -59,6 +59,7 @@ pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
     if let Some(r) = results.first() {
         println!("timing: {}", clock_note(r.method, is_software(&gpu)));
     }
+    println!("kernels: {}", crate::backend::gpu::pipelines::describe_checks(gpu.shader_checks()));
     match gpu.save_autotune()? {
         Some(p) => println!("cache: {}", p.display()),
         None => eprintln!("notice: no cache location (set BATCHSCOPE_AUTOTUNE_CACHE or HOME)"),

@@ -13,6 +13,7 @@
 use super::backend::open_gpu;
 use super::tune::{clock_note, is_software};
 use crate::backend::gpu::autotune::{half_candidate, TuneResult};
+use crate::backend::gpu::pipelines::describe_checks;
 use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, Gemm};
 use crate::profile::peaks::{f16_tensor_lookup, table_lookup};
@@ -148,6 +149,7 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
     if let Some(r) = done.first() {
         println!("timing: {}", clock_note(r.result.method, software));
     }
+    println!("kernels: {}", describe_checks(gpu.shader_checks()));
     let ran: usize =
         done.iter().map(|r| r.result.times.iter().filter(|(_, t)| t.is_some()).count()).sum();
     let wrong: usize = done.iter().map(|r| r.result.wrong.len()).sum();

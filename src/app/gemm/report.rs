@@ -142,6 +142,7 @@ pub(super) fn write_outputs(
         "peers": peers.map(|p| p.display().to_string()),
         "timing": rows.first().map(|r| r.result.method),
         "tensor_cores": tensor_cores,
+        "shader_checks": gpu.shader_checks(),
         "products": products,
     });
     write_json(&dir.join("summary.json"), &summary)

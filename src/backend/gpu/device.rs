@@ -1,4 +1,4 @@
-//! `GpuDevice`: buffers, the pipeline cache, and the command recorder.
+//! `GpuDevice`: buffers, bind groups, and the command recorder (pipelines: [`super::pipelines`]).
 //!
 //! Ops are recorded into one command encoder; each dispatch's parameter block is appended to a
 //! host-side arena that is uploaded once per submit and bound with a dynamic offset, so a whole
@@ -7,7 +7,7 @@
 //! between two dispatches only where one writes what the other touches); the pass is ended
 //! only by encoder-level work (copies, timestamps, query resolves) or the submit. While the
 //! profiler times dispatches, each timed dispatch gets its own pass with begin/end timestamps.
-//! Bind groups are cached by (kernel, buffer ids); pipelines are created once per kernel.
+//! Bind groups are cached by (kernel, buffer ids).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -18,7 +18,8 @@ use bytemuck::Pod;
 
 use super::context::GpuContext;
 use super::dispatch_timing::{Counters, DispatchTiming};
-use super::kernels::{Access, Kernel, Shader, PARAM_SLOT};
+use super::kernels::{Kernel, PARAM_SLOT};
+use super::pipelines::{shader_checks_from_env, Pipeline, PipelineCache};
 use super::timestamps::Timestamps;
 use crate::backend::{BackendError, Result};
 
@@ -52,11 +53,6 @@ impl RawBuf {
     }
 }
 
-struct Pipeline {
-    pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
-}
-
 #[derive(Default)]
 struct Recorder {
     /// The open compute pass on `encoder` (declared first: it must end before the encoder
@@ -71,8 +67,7 @@ struct Recorder {
 pub struct GpuDevice {
     pub ctx: GpuContext,
     arena: wgpu::Buffer,
-    pipelines: RefCell<HashMap<(&'static str, u32), Arc<Pipeline>>>,
-    modules: RefCell<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
+    pub(super) pipelines: PipelineCache,
     bind_groups: RefCell<HashMap<BindGroupKey, wgpu::BindGroup>>,
     rec: RefCell<Recorder>,
     pub(super) timestamps: Option<Timestamps>,
@@ -101,8 +96,7 @@ impl GpuDevice {
         Ok(GpuDevice {
             ctx,
             arena,
-            pipelines: RefCell::default(),
-            modules: RefCell::default(),
+            pipelines: PipelineCache::new(shader_checks_from_env()),
             bind_groups: RefCell::default(),
             rec: RefCell::default(),
             timestamps,
@@ -260,95 +254,12 @@ impl GpuDevice {
         f(enc)
     }
 
-    fn shader_module(&self, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
-        if let Some(m) = self.modules.borrow().get(&shader) {
-            return Ok(m.clone());
-        }
-        let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let label = shader.file_name();
-        let module = self.ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(&label),
-            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(BackendError::Validation {
-                what: format!("shaders/{label}"),
-                message: e.to_string(),
-            });
-        }
-        let module = Arc::new(module);
-        self.modules.borrow_mut().insert(shader, module.clone());
-        Ok(module)
-    }
-
-    fn pipeline(&self, k: &Kernel) -> Result<Arc<Pipeline>> {
-        if let Some(p) = self.pipelines.borrow().get(&(k.name, k.spec)) {
-            return Ok(p.clone());
-        }
-        let module = self.shader_module(k.shader)?;
-        let device = &self.ctx.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut entries = vec![wgpu::BindGroupLayoutEntry {
-            binding: 0,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: true,
-                min_binding_size: None,
-            },
-            count: None,
-        }];
-        for (i, access) in k.bindings.iter().enumerate() {
-            entries.push(wgpu::BindGroupLayoutEntry {
-                binding: i as u32 + 1,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: *access == Access::Read },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            });
-        }
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(k.name),
-            entries: &entries,
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(k.name),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        // The matmul epilogue's `override EPI, ACT` (dead branches compiled out).
-        let constants = [("EPI", (k.spec >> 2) as f64), ("ACT", (k.spec & 3) as f64)];
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(k.name),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some(k.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: if k.spec == 0 { &[] } else { &constants },
-                ..Default::default()
-            },
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(BackendError::Validation {
-                what: format!("pipeline {}", k.name),
-                message: e.to_string(),
-            });
-        }
-        let p = Arc::new(Pipeline { pipeline, layout });
-        self.pipelines.borrow_mut().insert((k.name, k.spec), p.clone());
-        Ok(p)
-    }
-
     /// Create every pipeline now (so that later timings exclude compilation), but those with
     /// more storage bindings than the adapter allows, which are never dispatched there.
     pub fn warm_up(&self) -> Result<()> {
         let max = self.ctx.limits.max_storage_buffers_per_shader_stage as usize;
         for k in super::kernels::ALL_KERNELS.iter().filter(|k| k.bindings.len() <= max) {
-            self.pipeline(k)?;
+            self.pipelines.get(&self.ctx.device, k)?;
         }
         Ok(())
     }
@@ -380,7 +291,7 @@ impl GpuDevice {
         }
         let bytes = bytemuck::bytes_of(params);
         debug_assert!(bytes.len() as u64 <= PARAM_SLOT);
-        let pipeline = self.pipeline(k)?;
+        let pipeline = self.pipelines.get(&self.ctx.device, k)?;
         if self.rec.borrow().dispatches >= ARENA_SLOTS {
             self.flush()?;
         }

@@ -1,10 +1,10 @@
 //! The GPU backend: WGSL compute shaders through wgpu.
 //!
-//! [`context`] opens an adapter, [`device`] owns buffers, pipelines and the recorder,
-//! [`kernels`] lists every entry point (and the WGSL prelude), [`launch`] sizes 1-D grids, and
-//! one host wrapper per kernel family records its dispatches. A family has one name in every
-//! layer: `shaders/<family>.wgsl`, `backend/gpu/<family>.rs`, `backend/cpu/<family>.rs` and
-//! `<family>_matches_cpu` in `tests/kernel_parity.rs`.
+//! [`context`] opens an adapter, [`device`] owns buffers and the recorder, [`pipelines`] the
+//! compiled kernels, [`kernels`] lists every entry point (and the WGSL prelude), [`launch`]
+//! sizes 1-D grids, and one host wrapper per kernel family records its dispatches. A family has
+//! one name in every layer: `shaders/<family>.wgsl`, `backend/gpu/<family>.rs`,
+//! `backend/cpu/<family>.rs` and `<family>_matches_cpu` in `tests/kernel_parity.rs`.
 
 pub mod act;
 pub mod amp;
@@ -29,6 +29,7 @@ pub mod matmul_coop;
 pub mod matmul_f16;
 pub mod mse;
 mod open;
+pub mod pipelines;
 pub mod reduce;
 pub mod tile;
 mod timed;
@@ -140,8 +141,7 @@ impl Backend for GpuBackend {
     }
 
     fn sync(&self) -> Result<()> {
-        self.dev.flush()?;
-        self.dev.wait()
+        self.dev.flush().and_then(|()| self.dev.wait())
     }
 
     fn matmul(&self, g: &Gemm, a: &GpuBuf, b: &GpuBuf, c: &mut GpuBuf) -> Result<()> {

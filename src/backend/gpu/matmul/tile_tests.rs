@@ -130,3 +130,30 @@ fn autotune_on_caches_and_cached_reproduces_bitwise() {
     assert!(out4.iter().zip(&plain).all(|(x, y)| x.to_bits() == y.to_bits()), "fallback is choose");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// Every product kernel the rule or the autotuner can run (naive, tiled, skinny, the tile
+/// family; split-k and not; vec4 and scalar entry points) gives the same bits compiled as a
+/// trusted module (the default) and with wgpu's shader runtime checks (src/backend/gpu/pipelines.rs).
+#[test]
+fn every_kernel_gives_the_same_bits_with_and_without_shader_checks() {
+    let be = backend();
+    let mut shapes = every_transpose(&[(7, 65, 63), (63, 65, 17), (132, 68, 260)]);
+    shapes.extend(every_transpose(&[(64, 63, 4099)]).into_iter().step_by(3));
+    let mut runs = Vec::new();
+    for (i, (g, _)) in shapes.iter().enumerate() {
+        // The naive kernel (no tiles, one output per invocation) on the short products only.
+        let mut launches: Vec<_> =
+            (g.k < 1000).then(|| launch_of(MatmulVariant::Naive, g)).into_iter().collect();
+        launches.extend(candidates(g, &be.dev.ctx.limits).into_iter().filter_map(|c| c.launch(g)));
+        runs.extend(launches.into_iter().map(|l| (i, *g, l)));
+    }
+    be.set_shader_checks(false);
+    let trusted: Vec<_> = runs.iter().map(|(i, g, l)| product(&be, l, g, 90 + *i as u64)).collect();
+    be.set_shader_checks(true);
+    for ((i, g, l), want) in runs.iter().zip(&trusted) {
+        let got = product(&be, l, g, 90 + *i as u64);
+        let same = got.iter().zip(want).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{} on {g:?}: other bits with wgpu's shader checks", l.kernel.name);
+    }
+    assert!(runs.len() > 100, "{} products", runs.len());
+}

@@ -1,0 +1,144 @@
+//! wgpu's shader runtime checks change no result. batchscope compiles its kernels as trusted
+//! modules, without the index clamps and loop counters wgpu adds by default
+//! (src/backend/gpu/pipelines.rs); compiled with them instead, training runs in both precisions
+//! (a small batch: the skinny and fused small-batch kernels; a large one: the tiled products, the
+//! fused weight-gradient steps, gradient clipping, the f16 loss scaler through overflows) and
+//! Hessian-vector products give the same bits. Every product kernel is compared the same way in
+//! src/backend/gpu/matmul/tile_tests.rs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use batchscope::backend::{Activation, Backend};
+use batchscope::config::Config;
+use batchscope::model::{hvp, LossKind, Mlp, MlpSpec, ParamSet, Targets};
+use batchscope::train::{run_train, TrainOptions};
+use common::{indices, tmpdir, uniform};
+
+fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml")
+}
+
+/// metrics.jsonl without `elapsed_s`, and the last checkpoint's tensors as bits.
+type RunBits = (Vec<serde_json::Value>, Vec<(String, Vec<u32>)>);
+
+fn run_bits(checks: bool, cfg: &Config, name: &str) -> RunBits {
+    let b = common::gpu();
+    b.set_shader_checks(checks);
+    assert_eq!(b.shader_checks(), checks);
+    let dir = tmpdir(&format!("{name}-checks-{checks}"));
+    run_train(&b, cfg, &TrainOptions::default(), &dir).expect("train");
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("metrics line");
+            v.as_object_mut().expect("object").remove("elapsed_s");
+            v
+        })
+        .collect();
+    let ck = batchscope::checkpoint::load(&dir.join("last.safetensors")).expect("checkpoint");
+    let tensors = ck
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.data.iter().map(|v| v.to_bits()).collect()))
+        .collect();
+    (metrics, tensors)
+}
+
+#[test]
+fn training_runs_are_bitwise_the_same_with_wgpus_shader_checks() {
+    let cases = [("f32", 8, "relu"), ("f32", 160, "tanh"), ("f16", 8, "relu"), ("f16", 96, "tanh")];
+    for (precision, batch, act) in cases {
+        let sets: Vec<String> = vec![
+            format!("model.precision=\"{precision}\""),
+            format!("model.activation=\"{act}\""),
+            "model.hidden=[48, 40]".into(),
+            format!("train.batch_size={batch}"),
+            "train.epochs=0".into(),
+            "train.steps=12".into(),
+            "train.eval_every=6".into(),
+            "train.log_every=3".into(),
+            "train.weight_decay=0.001".into(),
+            "train.clip_norm=2.0".into(),
+            "train.loss_scale=16777216".into(),
+            "train.loss_scale_growth_interval=3".into(),
+        ];
+        let cfg = Config::load(Some(&quickstart()), &sets).expect("config");
+        let name = format!("{precision}-{batch}");
+        let trusted = run_bits(false, &cfg, &name);
+        let checked = run_bits(true, &cfg, &name);
+        assert_eq!(trusted.0.len(), 4, "{name}: a metrics line every 3 steps");
+        assert_eq!(trusted.0, checked.0, "{name}: metrics differ with wgpu's shader checks");
+        assert!(trusted.1 == checked.1, "{name}: checkpoints differ with wgpu's shader checks");
+        println!(
+            "{name} {act}: {} metrics lines and {} tensors, the same bits",
+            trusted.0.len(),
+            trusted.1.len()
+        );
+    }
+}
+
+#[test]
+fn hessian_vector_products_are_bitwise_the_same_with_wgpus_shader_checks() {
+    for (act, loss, rows) in
+        [(Activation::Tanh, LossKind::SoftmaxXent, 37), (Activation::Relu, LossKind::Mse, 6)]
+    {
+        let mlp = Mlp::new(MlpSpec { sizes: vec![20, 33, 17, 5], activation: act, loss }).unwrap();
+        let (names, shapes) = mlp.param_layout();
+        let sized = |seed: u64, scale: f32| -> Vec<Vec<f32>> {
+            shapes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| uniform(seed + i as u64, s.iter().product(), scale))
+                .collect()
+        };
+        let (params, v) = (sized(10, 0.4), sized(30, 1.0));
+        let x = uniform(50, rows * 20, 1.5);
+        let labels = indices(51, rows, 5);
+        let targets = uniform(52, rows * 5, 1.0);
+        let mut out_bits = Vec::new();
+        for checks in [false, true] {
+            let b = common::gpu();
+            b.set_shader_checks(checks);
+            let p = ParamSet::from_host(&b, &names, &shapes, &params).unwrap();
+            let vs = ParamSet::from_host(&b, &names, &shapes, &v).unwrap();
+            let mut out = p.zeros_like(&b).unwrap();
+            let mut ws = mlp.workspace(&b, rows).unwrap();
+            let mut rws = mlp.rop_workspace(&b, rows).unwrap();
+            let xb = b.upload(&x).unwrap();
+            let (lb, tb) = (b.upload_idx(&labels).unwrap(), b.upload(&targets).unwrap());
+            let t = match loss {
+                LossKind::SoftmaxXent => Targets::Classes(&lb),
+                LossKind::Mse => Targets::Values(&tb),
+            };
+            hvp(&b, &mlp, &p, &vs, &xb, &t, &mut ws, &mut rws, &mut out).unwrap();
+            let flat = out.to_flat(&b).unwrap();
+            assert!(flat.iter().any(|&h| h != 0.0) && flat.iter().all(|h| h.is_finite()));
+            out_bits.push(flat.iter().map(|h| h.to_bits()).collect::<Vec<u32>>());
+        }
+        assert_eq!(out_bits[0], out_bits[1], "{act:?} {loss:?}: H v differs with wgpu's shader checks");
+    }
+}
+
+/// Unless the environment asks for wgpu's checks, a backend compiles trusted modules, and
+/// switching recompiles: a kernel dispatched before and after each switch gives the same bits.
+#[test]
+fn trusted_modules_are_the_default_and_switching_recompiles() {
+    let b = common::gpu();
+    let asked = std::env::var("BATCHSCOPE_SHADER_CHECKS").as_deref() == Ok("1");
+    assert_eq!(b.shader_checks(), asked, "the default follows BATCHSCOPE_SHADER_CHECKS");
+    let x = b.upload(&uniform(7, 1000, 3.0)).unwrap();
+    let sum = |b: &batchscope::backend::gpu::GpuBackend| {
+        let mut out = b.zeros(1).unwrap();
+        b.sum(1000, &x, &mut out, 0).unwrap();
+        b.read(&out).unwrap()[0].to_bits()
+    };
+    let first = sum(&b);
+    for checks in [!asked, asked, true, false] {
+        b.set_shader_checks(checks);
+        assert_eq!(b.shader_checks(), checks);
+        assert_eq!(sum(&b), first, "checks {checks}");
+    }
+}
