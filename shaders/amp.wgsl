@@ -112,7 +112,9 @@ fn amp_update_scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     }
     let scale = s_w[0];
     if (s_w[1] != 0.0) {
-        s_w[0] = scale * p.backoff;
+        // Never below f32's smallest normal, where 1/S (the unscale factor) stays finite
+        // (src/backend/half.rs MIN_LOSS_SCALE; subnormal products are flushed or kept alike).
+        s_w[0] = max(scale * p.backoff, 0x1p-126f);
         s_w[2] = 0.0;
         s_w[3] = s_w[3] + 1.0;
     } else {

@@ -404,6 +404,35 @@ fn amp_scale_growth_after_n_clean_steps() {
     assert_eq!(*scales.last().unwrap(), 2f32.powi(127), "a grown scale that is inf is not kept");
 }
 
+/// Steps that keep overflowing halve the scale down to f32's smallest normal and no further,
+/// on both backends bit for bit, so that 1/S stays finite and the scaler's state stays one the
+/// checkpoint loader accepts.
+fn amp_scale_backoff_stops_at_the_least_normal<B: Backend>(b: &B) {
+    let h = ops(b);
+    let growth = ScaleGrowth::every(2);
+    let least = batchscope::backend::half::MIN_LOSS_SCALE;
+    assert_eq!(least, 2f32.powi(-126));
+    let mut trace = Vec::new();
+    for start in [2f32.powi(-120), 1.5 * 2f32.powi(-126)] {
+        let mut state = b.upload(&[start, 0.0, 0.0, 0.0]).unwrap();
+        for _ in 0..10 {
+            let mut s = b.read(&state).unwrap();
+            s[scaler::FOUND_INF] = 1.0;
+            b.write(&mut state, &s).unwrap();
+            h.amp_update_scale(&growth, &mut state).unwrap();
+            trace.push(b.read(&state).unwrap());
+        }
+    }
+    let scales: Vec<f32> = trace.iter().map(|s| s[scaler::SCALE]).collect();
+    assert_eq!(scales[5], least, "2^-120 halved 6 times");
+    assert!(scales[5..10].iter().all(|&s| s == least), "{scales:?}");
+    assert!(scales[10..].iter().all(|&s| s == least), "1.5·2^-126 halves below normal: {scales:?}");
+    assert!(scales.iter().all(|s| (1.0 / s).is_finite()));
+    assert_eq!(trace[9][scaler::SKIPPED], 10.0, "every step skipped");
+    assert_eq!(trace.last().unwrap()[..], [least, 0.0, 0.0, 10.0]);
+}
+both_backends!(amp_backoff_floor, amp_scale_backoff_stops_at_the_least_normal);
+
 /// Always runs: says loudly whether the cooperative-matrix parity test can run here, and checks
 /// that where it cannot, the f16 GEMM takes the packed kernel for a shape coop would take.
 #[test]

@@ -126,6 +126,10 @@ fn gemm_bad_input_is_one_error_line_and_leaves_a_run_alone() {
     assert_clean_error(&run(&["--shape", "64x64"]), &["--shape", "MxNxK"]);
     assert_clean_error(&run(&["--sizes", "16", "--layouts", "nx"]), &["--layouts", "nn, nt, tn or tt"]);
     assert_clean_error(&run(&["--sizes", "16", "--precision", "bf16"]), &["--precision", "f32 or f16"]);
+    // A product past every adapter's binding limit (4 GiB operands) is refused at once, before
+    // any upload or the host reference.
+    let o = run(&["--shape", "32768x32768x32768", "--layouts", "nn"]);
+    assert_clean_error(&o, &["no product could be timed", "needs 4294967296 bytes"]);
     let missing = dir.join("missing.csv");
     let o = run(&["--sizes", "16", "--peers", missing.to_str().expect("utf-8")]);
     assert_clean_error(&o, &["cannot read peer figures", "missing.csv"]);

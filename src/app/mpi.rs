@@ -72,18 +72,43 @@ pub fn train(
     }
 }
 
-/// `BATCHSCOPE_MPI_TIMEOUT`: seconds a collective waits for the other ranks (default 300).
+/// `BATCHSCOPE_MPI_TIMEOUT`: seconds a collective waits for the other ranks (default 300, at
+/// most [`MAX_MPI_TIMEOUT_S`]).
 #[cfg(feature = "mpi")]
 fn timeout() -> anyhow::Result<std::time::Duration> {
+    mpi_timeout(std::env::var("BATCHSCOPE_MPI_TIMEOUT").ok().as_deref())
+}
+
+/// The longest collective timeout accepted: about 31 years, far inside `Duration` and `Instant`.
+pub const MAX_MPI_TIMEOUT_S: f64 = 1e9;
+
+/// The timeout a `BATCHSCOPE_MPI_TIMEOUT` value (`None`: unset) asks for.
+pub fn mpi_timeout(value: Option<&str>) -> anyhow::Result<std::time::Duration> {
     const VAR: &str = "BATCHSCOPE_MPI_TIMEOUT";
-    let secs = match std::env::var(VAR) {
-        Ok(v) => match v.trim().parse::<f64>() {
-            Ok(s) if s > 0.0 && s.is_finite() => s,
-            _ => bail!("{VAR} = {v:?}: give the collective timeout in seconds (> 0)"),
+    let secs = match value {
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(s) if s > 0.0 && s <= MAX_MPI_TIMEOUT_S => s,
+            _ => bail!("{VAR} = {v:?}: give the collective timeout in seconds (> 0, at most 1e9)"),
         },
-        Err(_) => 300.0,
+        None => 300.0,
     };
-    Ok(std::time::Duration::from_secs_f64(secs))
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| anyhow::anyhow!("{VAR} = {secs}: {e}"))
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::mpi_timeout;
+
+    #[test]
+    fn the_mpi_timeout_is_bounded_and_never_panics() {
+        assert_eq!(mpi_timeout(None).unwrap().as_secs(), 300);
+        assert_eq!(mpi_timeout(Some(" 2.5 ")).unwrap().as_millis(), 2500);
+        assert_eq!(mpi_timeout(Some("1e9")).unwrap().as_secs(), 1_000_000_000);
+        for bad in ["0", "-1", "nan", "inf", "1e20", "2e19", "1e300", "junk", ""] {
+            let e = mpi_timeout(Some(bad)).expect_err(bad).to_string();
+            assert!(e.contains("BATCHSCOPE_MPI_TIMEOUT") && e.contains("at most 1e9"), "{bad}: {e}");
+        }
+    }
 }
 
 #[cfg(feature = "mpi")]

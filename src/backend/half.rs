@@ -43,6 +43,11 @@ pub mod scaler {
     pub const LEN: usize = 4;
 }
 
+/// The least loss scale: f32's smallest normal, 2^-126, where the unscale factor 1/S is still
+/// finite. A backoff never takes the scale below it (a run whose every step overflows keeps
+/// skipping at this scale, and its checkpoint resumes).
+pub const MIN_LOSS_SCALE: f32 = f32::MIN_POSITIVE;
+
 /// How [`HalfOps::amp_update_scale`] moves the scale (GradScaler's `growth_factor`,
 /// `backoff_factor`, `growth_interval`).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -39,6 +39,11 @@ pub struct PeerGemms {
     tflops: BTreeMap<GemmKey, f64>,
 }
 
+/// The range of a plausible GEMM figure, TFLOP/s: a kFLOP/s to an exaFLOP/s. Outside it a value
+/// is a corrupt file (a ratio to 5e-324 is infinite; one to 1e308 is zero).
+const MIN_TFLOPS: f64 = 1e-9;
+const MAX_TFLOPS: f64 = 1e6;
+
 impl PeerGemms {
     /// Read the GEMM rows of the peers CSV at `path`. Other rows (the MLP steps, the device
     /// name) and rows whose value is no finite positive number (`nan` of a failed run) are
@@ -78,6 +83,12 @@ impl PeerGemms {
             };
             if unit != "TFLOP/s" {
                 return Err(format!("line {}: a {what} figure in {unit:?}, not TFLOP/s", i + 1));
+            }
+            if !(MIN_TFLOPS..=MAX_TFLOPS).contains(&v) {
+                return Err(format!(
+                    "line {}: {what} at {v:e} TFLOP/s is no measured figure (between {MIN_TFLOPS:e} and {MAX_TFLOPS:e})",
+                    i + 1
+                ));
             }
             tflops.insert(GemmKey { f16, trans_a, trans_b, n }, v);
         }
@@ -176,6 +187,8 @@ mlp_torch_eager,1,835.0,examples/s
             ("what,size_or_batch,value,unit\nsgemm,64,1\n", "3 fields"),
             ("what,size_or_batch,value,unit\nsgemm,sixty,1,TFLOP/s\n", "not a whole number"),
             ("what,size_or_batch,value,unit\nsgemm,64,1,GFLOP/s\n", "not TFLOP/s"),
+            ("what,size_or_batch,value,unit\nsgemm,16,5e-324,TFLOP/s\n", "no measured figure"),
+            ("what,size_or_batch,value,unit\nhgemm,16,1.79e308,TFLOP/s\n", "no measured figure"),
             ("what,size_or_batch,value,unit\nmlp_torch_eager,1,835,examples/s\n", "no sgemm"),
         ];
         for (text, want) in cases {

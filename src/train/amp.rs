@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::metrics::MetricsLine;
 use super::optimizer::Optimizer;
 use super::step::TrainState;
-use crate::backend::half::{scaler, ScaleGrowth};
+use crate::backend::half::{scaler, ScaleGrowth, MIN_LOSS_SCALE};
 use crate::backend::{Backend, Result, StepSums};
 use crate::config::Config;
 use crate::model::mlp_f16::half_ops;
@@ -29,6 +29,8 @@ pub struct MixedState<B: Backend> {
     /// `[scaler::LEN]`: scale, found-inf flag, clean steps, skipped steps.
     pub scaler: B::Buf,
     pub growth: ScaleGrowth,
+    /// Whether the run was told that its scale sits at [`MIN_LOSS_SCALE`] (once).
+    floor_warned: std::cell::Cell<bool>,
 }
 
 /// What an f16 run adds to a metrics line.
@@ -49,6 +51,7 @@ impl<B: Backend> MixedState<B> {
             hw: model.half_workspace(b, rows)?,
             scaler: b.upload(&state)?,
             growth: ScaleGrowth::every(interval),
+            floor_warned: std::cell::Cell::new(false),
         })
     }
 
@@ -204,6 +207,18 @@ pub fn annotate<B: Backend>(b: &B, st: &TrainState<B>, line: &mut MetricsLine) -
         let a = m.read(b)?;
         line.loss_scale = Some(a.loss_scale);
         line.skipped_steps = Some(a.skipped_steps);
+        // Overflowing at the least scale: no scale makes these steps finite in f16.
+        if a.loss_scale <= f64::from(MIN_LOSS_SCALE)
+            && a.skipped_steps > 0
+            && !m.floor_warned.replace(true)
+        {
+            log::warn!(
+                "f16: the loss scale is at its floor 2^-126 and steps still overflow ({} skipped by step {}): \
+                 the inputs or activations exceed f16's range; train in f32 or rescale the inputs",
+                a.skipped_steps,
+                line.step
+            );
+        }
     }
     Ok(())
 }

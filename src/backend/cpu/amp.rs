@@ -45,7 +45,7 @@ pub fn amp_update_scale(growth: &ScaleGrowth, state: &mut [f32]) -> Result<()> {
     check_state("amp_update_scale", state)?;
     let scale = state[scaler::SCALE];
     if state[scaler::FOUND_INF] != 0.0 {
-        state[scaler::SCALE] = scale * growth.backoff;
+        state[scaler::SCALE] = (scale * growth.backoff).max(crate::backend::half::MIN_LOSS_SCALE);
         state[scaler::CLEAN] = 0.0;
         state[scaler::SKIPPED] += 1.0;
     } else {

@@ -35,10 +35,16 @@ struct Operands {
 impl Operands {
     fn new(dev: &GpuDevice, g: &Gemm, half: bool) -> Result<Self> {
         let (la, lb, lc) = gemm_lens(g);
-        let reference = Reference::of_pattern(&checked(g), SALTS);
+        // Every operand's size against the device's limits first: a product past them is
+        // refused at once, before any upload or the reference's host work.
+        let words = |len: usize| if half { len.div_ceil(2) } else { len };
+        for (what, len) in [("autotune a", words(la)), ("autotune b", words(lb)), ("autotune c", lc)] {
+            dev.ctx.check_buffer_size(what, (len as u64).saturating_mul(4))?;
+        }
+        let c = dev.alloc("autotune c", lc)?;
         let a = upload_pattern(dev, "autotune a", la, SALTS.0, half)?;
         let b = upload_pattern(dev, "autotune b", lb, SALTS.1, half)?;
-        let c = dev.alloc("autotune c", lc)?;
+        let reference = Reference::of_pattern(&checked(g), SALTS);
         Ok(Operands { a, b, c, reference })
     }
 
