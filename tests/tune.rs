@@ -81,6 +81,35 @@ fn tune_writes_the_cache_a_table_and_tune_csv() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--precision f16` tunes the f16 step's products as f16 products (packed halves; the
+/// cooperative kernels too where the adapter has them and they pass their first-use check).
+#[test]
+fn tune_with_f16_tunes_the_half_products() {
+    let dir = tmpdir("cli-f16");
+    let cache = dir.join("autotune.json");
+    let out = dir.join("run");
+    let o = tune(
+        &cache,
+        &["--precision", "f16", "--batch-sizes", "8", "--out", out.to_str().expect("utf-8")],
+    );
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "stdout = {stdout}\nstderr = {stderr}");
+    assert!(stdout.contains("f16 step") && stdout.contains("8x128x64 NT f16"), "{stdout}");
+    assert_eq!(stdout.matches("← chosen").count(), 5, "{stdout}");
+    let (_, rows) = read_csv(&out.join("tune.csv"));
+    assert!(!rows.is_empty() && rows.iter().all(|r| r[0].ends_with(" f16")), "{rows:?}");
+    assert!(rows.iter().all(|r| r[6].starts_with("f16_")), "only f16 kernels: {rows:?}");
+    assert!(rows.iter().any(|r| r[6] == "f16_packed" && r[10] == "1"), "{rows:?}");
+    let loaded = TuneCache::load(&cache).cache;
+    let gpu = GpuBackend::new(None).expect("GPU backend (lavapipe)");
+    let device = DeviceKey::of(gpu.adapter());
+    for g in mlp_step_gemms(&[64, 128, 10], 8) {
+        assert!(loaded.get(&device, ShapeKey::of_half(&g)).is_some(), "{g:?} tuned as f16");
+        assert!(loaded.get(&device, ShapeKey::of(&g)).is_none(), "{g:?} not as f32");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_corrupt_cache_warns_once_and_is_rebuilt() {
     let dir = tmpdir("corrupt");

@@ -44,15 +44,22 @@ pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
     // Keep the other shapes' entries: load the existing cache (a corrupt one warns, rebuilt).
     gpu.set_autotune(AutotuneMode::Cached);
     let shapes = step_shapes(&cfg, &batches);
+    // An f16 step runs every product on packed halves: its shapes are tuned as f16 products.
+    let half = !cfg.model.precision.is_f32();
     println!(
-        "{} — model {:?}, batch sizes {batches:?}: {} shapes",
+        "{} — model {:?}, {} step, batch sizes {batches:?}: {} shapes",
         gpu.device_name(),
         cfg.mlp_spec().sizes,
+        if half { "f16" } else { "f32" },
         shapes.len()
     );
     let mut results = Vec::with_capacity(shapes.len());
     for g in &shapes {
-        let r = gpu.tune_shape(g).with_context(|| format!("tuning {}", ShapeKey::of(g).label()))?;
+        let (r, key) = match half {
+            true => (gpu.tune_half_shape(g), ShapeKey::of_half(g)),
+            false => (gpu.tune_shape(g), ShapeKey::of(g)),
+        };
+        let r = r.with_context(|| format!("tuning {}", key.label()))?;
         print!("{}", table(&r));
         results.push(r);
     }

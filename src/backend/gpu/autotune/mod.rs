@@ -421,6 +421,13 @@ impl GpuBackend {
         self.tuner.borrow_mut().tune(&self.dev, g)
     }
 
+    /// [`GpuBackend::tune_shape`] of `g` as an f16 product (packed-half operands): among the
+    /// packed kernel and the cooperative ones the first-use check found exact.
+    pub fn tune_half_shape(&self, g: &Gemm) -> Result<TuneResult> {
+        let cands = half_candidates_on(&self.dev, g);
+        self.tuner.borrow_mut().tune_at(&self.dev, g, ShapeKey::of_half(g), &cands)
+    }
+
     /// Time and check every candidate of the product `g` now (f32 operands, or packed halves
     /// with `half`), leaving the cache and the session's choices as they are (`batchscope
     /// gemm`). The result's `choice` is the default (what `gpu.autotune = "off"` runs), first
