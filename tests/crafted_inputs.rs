@@ -455,6 +455,9 @@ fn loss_scales_out_of_range_are_refused_by_key() {
         ("amp.clean_steps", "2.5"),
         ("amp.skipped_steps", "1e30"),
         ("amp.skipped_steps", "NaN"),
+        // 2^24 + 1: rounds to 2^24 in f32, so it is checked before it is rounded.
+        ("amp.clean_steps", "16777217"),
+        ("amp.skipped_steps", "1.6777217e7"),
     ] {
         let mut ck = original.clone();
         ck.metadata.insert(key.to_string(), value.to_string());
@@ -476,6 +479,39 @@ fn loss_scales_out_of_range_are_refused_by_key() {
 
 /// `--precision f16` on a command that measures the f32 loss only is refused, not ignored (the
 /// results would have been f32 figures labelled as asked).
+/// Progress counters of a crafted checkpoint that no run reaches are refused by name before
+/// anything is written (a count near u64::MAX used to wrap in the resumed run's summary, and a
+/// minibatch past the epoch's last was taken).
+#[test]
+fn resumed_counters_no_run_reaches_are_refused() {
+    let d = tmpdir("counters");
+    let (_, run_dir) = finished_run(&d);
+    let last = run_dir.join("last.safetensors");
+    let original = batchscope::checkpoint::load(&last).expect("checkpoint");
+    let resume = || {
+        let dir = s(&run_dir);
+        run(&["train", "--resume", dir, "--backend", "cpu", "--quiet", "--set", "train.epochs=3"])
+    };
+    let huge = (u64::MAX - 1).to_string();
+    for (key, value, want) in [
+        ("examples_seen", huge.as_str(), "past 2^53"),
+        ("step", huge.as_str(), "past 2^53"),
+        ("epoch", "9007199254740993", "past 2^53"),
+        ("step_in_epoch", "1000", "an epoch has 8 steps"),
+    ] {
+        let mut ck = original.clone();
+        ck.metadata.insert(key.to_string(), value.to_string());
+        batchscope::checkpoint::save(&last, &ck).expect("tampered checkpoint");
+        let before = snapshot(&run_dir);
+        assert_clean_error(&resume(), &[key, want, "last.safetensors"]);
+        assert!(snapshot(&run_dir) == before, "the refused resume ({key} = {value}) changed the run");
+    }
+    batchscope::checkpoint::save(&last, &original).expect("checkpoint");
+    let o = resume();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn f32_only_commands_refuse_f16() {
     for cmd in ["curvature", "noise", "landscape", "depth"] {

@@ -124,10 +124,13 @@ pub fn parse_meta(meta: &BTreeMap<String, String>) -> std::result::Result<Option
         let bad = |why: String| MetaError::Bad { key, why };
         let text =
             meta.get(key).ok_or_else(|| bad("missing while the other scaler keys are there".into()))?;
-        let v: f32 = text.trim().parse().map_err(|_| bad(format!("not a number: {text:?}")))?;
+        let not_a_number = || bad(format!("not a number: {text:?}"));
+        let v: f32 = text.trim().parse().map_err(|_| not_a_number())?;
+        // Counts are checked in f64: 16777217 must not round to 2^24 first.
+        let wide: f64 = text.trim().parse().map_err(|_| not_a_number())?;
         let problem = match key {
             "amp.loss_scale" => crate::config::loss_scale_problem(v),
-            _ if !((0.0..=MAX_COUNT).contains(&v) && v.fract() == 0.0) => {
+            _ if !((0.0..=f64::from(MAX_COUNT)).contains(&wide) && wide.fract() == 0.0) => {
                 Some(format!("must be a whole number in [0, 2^24], got {text}"))
             }
             _ => None,

@@ -57,6 +57,38 @@ impl Plan {
         }
     }
 
+    /// Whether the counters a run starts from (a resumed checkpoint's) are a point this plan can
+    /// reach: the minibatch within its epoch exists, and no count is past 2^53 (exact in the
+    /// metrics' JSON numbers; far past any run, so a crafted count cannot wrap).
+    pub(super) fn check_start(
+        &self,
+        prog: &Progress,
+        run_dir: &std::path::Path,
+    ) -> Result<(), TrainError> {
+        const MAX_COUNT: u64 = 1 << 53;
+        let counts = [("step", prog.step), ("epoch", prog.epoch), ("examples_seen", prog.examples_seen)];
+        let problem = match counts.iter().find(|(_, v)| *v > MAX_COUNT) {
+            Some((name, v)) => Some(format!("`{name}` = {v} is past 2^53")),
+            None if self.steps_per_epoch > 0 && prog.step_in_epoch > self.steps_per_epoch => {
+                Some(format!(
+                    "`step_in_epoch` = {} but an epoch has {} steps",
+                    prog.step_in_epoch, self.steps_per_epoch
+                ))
+            }
+            None if prog.step_in_epoch > prog.step => {
+                Some(format!("`step_in_epoch` = {} is past `step` = {}", prog.step_in_epoch, prog.step))
+            }
+            None => None,
+        };
+        match problem {
+            Some(why) => Err(TrainError::Setup(format!(
+                "checkpoint {}: metadata {why}",
+                run_dir.join("last.safetensors").display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Whether a run at `prog` has steps left (a resumed run may be complete already).
     pub(super) fn has_steps_after(&self, prog: &Progress) -> bool {
         self.steps_per_epoch > 0 && prog.step < self.max_steps && prog.epoch < self.max_epochs

@@ -97,6 +97,7 @@ pub fn run_train_ranks<'a, B: Backend>(
     ckpt.ranks = size;
     if root {
         ckpt.start(b, opts, &mut st, &mut prog)?;
+        plan.check_start(&prog, run_dir)?;
     }
     if let Some(r) = ranks.as_deref_mut() {
         ranked::sync_start(r, b, &mut st, &mut prog, &mut ckpt.clip_base)?;
