@@ -281,6 +281,37 @@ fn bad_flag_values_are_errors() {
             "no-such-adapter",
         ),
         case(
+            "train --set of an unknown key names the --set",
+            with(base("train"), &["--config", t, "--set", "train.zzz=1", "--out", &out("f1")]),
+            "given by --set train.zzz",
+        ),
+        case(
+            "train --workers 2 --adapter ,,",
+            with(
+                base("train"),
+                &["--config", t, "--workers", "2", "--adapter", ",,", "--out", &out("f2")],
+            ),
+            "an empty entry",
+        ),
+        case(
+            "train --workers 2 --adapter with an index past u64",
+            args(&[
+                "train",
+                "--backend",
+                "gpu",
+                "--quiet",
+                "--workers",
+                "2",
+                "--adapter",
+                "0,18446744073709551616",
+                "--config",
+                t,
+                "--out",
+                &out("f3"),
+            ]),
+            "--adapter 18446744073709551616",
+        ),
+        case(
             "train out-of-range value",
             with(base("train"), &["--config", t, "--set", "train.lr=-0.5", "--out", &out("g")]),
             "train.lr",

@@ -145,7 +145,7 @@ mod rank {
         if let Some(n) = workers {
             args.set.push(format!("train.workers={n}"));
         }
-        let adapters = adapter_list(args.adapter.as_deref());
+        let adapters = adapter_list(args.adapter.as_deref())?;
         let cfg = match &resume {
             Some(run) => resume_config(run, &args.set, root)?,
             None => admit::load_config(args.config.as_deref(), &args.set)?,

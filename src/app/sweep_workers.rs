@@ -33,7 +33,7 @@ pub(super) fn sweep_workers(
     counts.sort_unstable();
     counts.dedup();
     let max_n = counts.last().copied().unwrap_or(1);
-    let adapters = adapter_list(args.adapter.as_deref());
+    let adapters = adapter_list(args.adapter.as_deref())?;
     let known = match policy {
         Policy::TimeToTarget { b_noise } => Some(*b_noise),
         _ => None,

@@ -30,7 +30,7 @@ pub fn train(
     workers: Option<usize>,
 ) -> anyhow::Result<()> {
     let mut args = args.clone();
-    let adapters = adapter_list(args.adapter.as_deref());
+    let adapters = adapter_list(args.adapter.as_deref())?;
     if let Some(n) = workers.or((adapters.len() > 1).then_some(adapters.len())) {
         args.set.push(format!("train.workers={n}"));
     }

@@ -15,10 +15,13 @@ pub enum Workers {
 }
 
 /// `--adapter` split at commas (one entry: the same adapter for every worker).
-pub fn adapter_list(adapter: Option<&str>) -> Vec<String> {
-    adapter
-        .map(|a| a.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default()
+pub fn adapter_list(adapter: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let Some(a) = adapter else { return Ok(Vec::new()) };
+    let list: Vec<String> = a.split(',').map(|s| s.trim().to_string()).collect();
+    if list.iter().any(String::is_empty) {
+        bail!("--adapter {a:?}: an empty entry; give adapter names or indices from `batchscope devices`, comma-separated");
+    }
+    Ok(list)
 }
 
 /// Open `n` backends per `choice` and the `--adapter` list (empty, one entry for all, or one
@@ -48,7 +51,12 @@ pub fn open_workers(choice: BackendChoice, adapters: &[String], n: usize) -> any
     for w in 0..n {
         let wanted = adapters.get(if adapters.len() > 1 { w } else { 0 });
         let g = match wanted {
-            Some(a) if a.chars().all(|c| c.is_ascii_digit()) => GpuBackend::open_index(a.parse()?)?,
+            Some(a) if a.chars().all(|c| c.is_ascii_digit()) => {
+                let index = a
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--adapter {a}: no adapter has this index"))?;
+                GpuBackend::open_index(index)?
+            }
             Some(a) => GpuBackend::new(Some(a))?,
             None => GpuBackend::new(None)?,
         };

@@ -134,6 +134,11 @@ pub fn deserialize<T: DeserializeOwned>(table: toml::Table, origin: &str) -> Res
         }
         if let Some(line) = source_map::locate(origin, &keys) {
             message.push_str(&format!(" (line {line})"));
+        } else if source_map::is_overridden(origin, &keys) {
+            message.push_str(&format!(
+                " (given by --set {})",
+                keys.iter().take(2).cloned().collect::<Vec<_>>().join(".")
+            ));
         }
         ConfigError::Parse { origin: origin.to_string(), message }
     })

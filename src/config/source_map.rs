@@ -40,13 +40,18 @@ fn source_of(origin: &str) -> Option<Rc<str>> {
     SOURCES.with(|s| s.borrow().iter().rev().find(|(o, _)| o == file).map(|(_, t)| t.clone()))
 }
 
+/// Whether `--set` gave `keys` (`["train", "lr"]`) of `origin` its value.
+pub fn is_overridden(origin: &str, keys: &[String]) -> bool {
+    let file = origin.split(" [[variant]] ").next().unwrap_or(origin);
+    let dotted = keys.iter().take(2).cloned().collect::<Vec<_>>().join(".");
+    OVERRIDDEN.with(|o| o.borrow().iter().any(|(o, k)| o == file && *k == dotted))
+}
+
 /// 1-based line of `keys` (`["train", "lr"]`, or `["train"]` for a section) in the text of
 /// `origin`; `None` when the text is not known or the key is not written in it (a `--set`
 /// override or a default).
 pub fn locate(origin: &str, keys: &[String]) -> Option<usize> {
-    let file = origin.split(" [[variant]] ").next().unwrap_or(origin);
-    let dotted = keys.iter().take(2).cloned().collect::<Vec<_>>().join(".");
-    if OVERRIDDEN.with(|o| o.borrow().iter().any(|(o, k)| o == file && *k == dotted)) {
+    if is_overridden(origin, keys) {
         return None;
     }
     let text = source_of(origin)?;
