@@ -142,3 +142,91 @@ fn trusted_modules_are_the_default_and_switching_recompiles() {
         assert_eq!(sum(&b), first, "checks {checks}");
     }
 }
+
+/// What trusted modules remove, counted in the SPIR-V naga emits for a Vulkan device (wgpu's
+/// options: restricted indexing and loop bounding when checked; storage buffers left to the
+/// device's robust access either way): every entry point of every shader has no more
+/// instructions trusted than checked, and the hot kernels lose their clamps. The counts are
+/// printed (device-independent figures; the README quotes them after `spirv-opt -O`).
+#[test]
+fn trusted_spirv_drops_the_index_clamps_and_loop_counters() {
+    use batchscope::backend::gpu::kernels::Shader;
+    use naga::back::spv;
+    let tiles = batchscope::backend::gpu::tile::TILES.map(Shader::MatmulTile);
+    let hot = ["matmul_tiled_nn4", "matmul_skinny8", "dgrad_wgrad_update_momentum", "linear_xent_sums"];
+    let mut shown = Vec::new();
+    for shader in Shader::ALL.into_iter().chain(tiles.into_iter().take(1)) {
+        let module = naga::front::wgsl::parse_str(&shader.source()).expect("parses");
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .expect("validates");
+        for ep in &module.entry_points {
+            let counts = [true, false].map(|checked| {
+                let index = match checked {
+                    true => naga::proc::BoundsCheckPolicy::Restrict,
+                    false => naga::proc::BoundsCheckPolicy::Unchecked,
+                };
+                let options = spv::Options {
+                    lang_version: (1, 6),
+                    bounds_check_policies: naga::proc::BoundsCheckPolicies {
+                        index,
+                        buffer: naga::proc::BoundsCheckPolicy::Unchecked,
+                        image_load: index,
+                        binding_array: naga::proc::BoundsCheckPolicy::Unchecked,
+                    },
+                    force_loop_bounding: checked,
+                    ..spv::Options::default()
+                };
+                let pipeline = spv::PipelineOptions {
+                    shader_stage: naga::ShaderStage::Compute,
+                    entry_point: ep.name.clone(),
+                };
+                let (module, info) = naga::back::pipeline_constants::process_overrides(
+                    &module,
+                    &info,
+                    Some((naga::ShaderStage::Compute, &ep.name)),
+                    &naga::back::PipelineConstants::default(),
+                )
+                .expect("overrides");
+                let words = spv::write_vec(&module, &info, &options, Some(&pipeline)).expect("SPIR-V");
+                spirv_counts(&words)
+            });
+            let [(ci, cu), (ti, tu)] = counts;
+            assert!(
+                ti <= ci,
+                "{} {}: {ti} instructions trusted, {ci} checked",
+                shader.file_name(),
+                ep.name
+            );
+            assert!(tu <= cu, "{} {}: {tu} clamps trusted, {cu} checked", shader.file_name(), ep.name);
+            if hot.contains(&ep.name.as_str()) && shader.file_name() != "matmul_tile.wgsl" {
+                assert!(cu >= 5 && tu * 3 <= cu, "{}: {cu} clamps checked, {tu} trusted", ep.name);
+                shown.push(format!(
+                    "{:<30} {ci:>6} -> {ti:>6} instructions, {cu:>3} -> {tu} UMin",
+                    ep.name
+                ));
+            }
+        }
+    }
+    assert_eq!(shown.len(), hot.len(), "{shown:?}");
+    println!("naga SPIR-V, wgpu's checks -> trusted:\n{}", shown.join("\n"));
+}
+
+/// Instructions of a SPIR-V module, and its `UMin`s (GLSL.std.450 extended instruction 38,
+/// naga's index clamp).
+fn spirv_counts(words: &[u32]) -> (usize, usize) {
+    let (mut at, mut n, mut umin) = (5, 0, 0);
+    while at < words.len() {
+        let (count, opcode) = ((words[at] >> 16) as usize, words[at] & 0xffff);
+        // OpExtInst: result type, result, set, instruction, operands.
+        if opcode == 12 && words.get(at + 4) == Some(&38) {
+            umin += 1;
+        }
+        n += 1;
+        at += count.max(1);
+    }
+    (n, umin)
+}
