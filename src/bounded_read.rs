@@ -13,7 +13,7 @@ pub const NON_REGULAR_MAX: u64 = 256 << 20;
 
 /// The bytes of `path`, at most `limit` of them (see the module doc).
 pub fn read(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let file = File::open(path)?;
+    let file = open(path)?;
     let meta = file.metadata()?;
     let too_large = |limit: u64| {
         io::Error::new(
@@ -42,6 +42,32 @@ pub fn read(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// `path` opened for reading. A named pipe is opened without waiting for a writer (a plain
+/// open blocks until one comes, forever if none does): then read as usual, blocking while a
+/// writer is there, and empty (end of file at once) when none is.
+#[cfg(unix)]
+pub fn open(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::io::AsRawFd;
+    if !std::fs::metadata(path)?.file_type().is_fifo() {
+        return File::open(path);
+    }
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    // SAFETY: fcntl on a descriptor this function owns, with integer arguments only.
+    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0
+        || unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+#[cfg(not(unix))]
+pub fn open(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
 /// [`read`] as UTF-8 text.
 pub fn read_to_string(path: &Path, limit: u64) -> io::Result<String> {
     String::from_utf8(read(path, limit)?)
@@ -68,6 +94,39 @@ mod tests {
         assert_eq!(read(&f, 9).expect_err("too long").kind(), io::ErrorKind::InvalidData);
         std::fs::write(&f, [0xff, 0xfe]).expect("write");
         assert_eq!(read_to_string(&f, 10).expect_err("not utf-8").kind(), io::ErrorKind::InvalidData);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A named pipe with no writer reads as empty at once (a plain open waited forever); one
+    /// with a writer is read whole.
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_without_a_writer_is_empty_not_a_hang() {
+        let dir = std::env::temp_dir().join(format!("batchscope-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let fifo = dir.join("in.toml");
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !status.is_ok_and(|s| s.success()) {
+            println!("no mkfifo here: not run");
+            return;
+        }
+        assert_eq!(read(&fifo, 1 << 20).expect("no writer: empty"), b"");
+        let path = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            // Opening for writing waits for the reader below.
+            std::fs::write(&path, b"[model]\nhidden = [8]\n").expect("write the pipe");
+        });
+        // The writer may not have opened yet: retry until its bytes come through.
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            got = read(&fifo, 1 << 20).expect("read");
+            if !got.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        writer.join().expect("writer");
+        assert_eq!(got, b"[model]\nhidden = [8]\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -708,28 +708,46 @@ fn counts_past_their_limits_are_errors() {
     }
 }
 
-/// Iteration counts that are merely huge (`noise --draws`, `curvature --slq-runs`) start and
-/// run (they reserved `draws` slots up front, an abort, or overflowed the progress total) until
-/// killed: no panic, no abort in the first seconds.
+/// Iteration counts past their bounds (`noise --draws`, `curvature --repeats`, `--slq-runs`,
+/// `--power-iters`, `--trace-samples`: hours of work, or a run until killed) are one error line
+/// before anything runs; counts at the bounds start and run (they once reserved `draws` slots
+/// up front, an abort, or overflowed the progress total) until killed: no panic, no abort in the
+/// first seconds.
 #[test]
-fn huge_iteration_counts_run_without_panicking() {
+fn huge_iteration_counts_are_bounded_and_run_without_panicking() {
     let f = fixture();
     let d = tmpdir("iterations");
-    let runs: [(&str, Vec<String>); 2] = [
-        (
+    let curvature = |flag: &str, value: &str, out: &str| {
+        with(
+            args(&["curvature", "--backend", "cpu", "--quiet", "--lanczos-steps", "4"]),
+            &["--config", &f.tiny, flag, value, "--out", &s(&d.join(out))],
+        )
+    };
+    let noise = |value: &str, out: &str| {
+        with(
+            args(&["noise", "--backend", "cpu", "--quiet", "--no-curvature", "--max-n", "2"]),
+            &["--config", &f.tiny, "--draws", value, "--out", &s(&d.join(out))],
+        )
+    };
+    check(&[
+        case(
             "noise --draws u64::MAX",
-            with(
-                args(&["noise", "--backend", "cpu", "--quiet", "--no-curvature", "--max-n", "2"]),
-                &["--config", &f.tiny, "--draws", "18446744073709551615", "--out", &s(&d.join("n"))],
-            ),
+            noise("18446744073709551615", "e1"),
+            "--draws 18446744073709551615 is past 1000000",
         ),
-        (
-            "curvature --slq-runs u64::MAX",
-            with(
-                args(&["curvature", "--backend", "cpu", "--lanczos-steps", "4", "--power-iters", "4"]),
-                &["--config", &f.tiny, "--slq-runs", "18446744073709551615", "--out", &s(&d.join("c"))],
-            ),
+        case("noise --draws 10^6 + 1", noise("1000001", "e2"), "is past 1000000"),
+        case("curvature --repeats", curvature("--repeats", "1001", "e3"), "--repeats 1001 is past 1000"),
+        case("curvature --slq-runs", curvature("--slq-runs", "1000000000000", "e4"), "--slq-runs"),
+        case("curvature --power-iters", curvature("--power-iters", "100001", "e5"), "--power-iters"),
+        case(
+            "curvature --trace-samples",
+            curvature("--trace-samples", "100001", "e6"),
+            "--trace-samples",
         ),
+    ]);
+    let runs: [(&str, Vec<String>); 2] = [
+        ("noise --draws 10^6", noise("1000000", "n")),
+        ("curvature --slq-runs 1000", curvature("--slq-runs", "1000", "c")),
     ];
     for (name, a) in runs {
         let mut child = bin()

@@ -401,9 +401,34 @@ fn new_commands_reject_bad_input_cleanly() {
         .unwrap();
     let good = dir.join("good.toml");
     std::fs::write(&good, MLP_TOML).unwrap();
+    let twice = dir.join("twice.toml");
+    std::fs::write(&twice, format!("{MLP_TOML}\n[landscape]\nmodes = [\"line\", \"line\"]\n")).unwrap();
+    let many = dir.join("many.toml");
+    let dirs = vec!["\"random\""; 65].join(", ");
+    std::fs::write(&many, format!("{MLP_TOML}\n[landscape]\nline_directions = [{dirs}]\n")).unwrap();
+    let rnn_hessian = dir.join("rnn_hessian.toml");
+    std::fs::write(
+        &rnn_hessian,
+        format!("{RNN_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"hessian\"]\n"),
+    )
+    .unwrap();
     let missing = dir.join("nope.safetensors");
     let out = dir.join("out");
-    let cases: [(Vec<&str>, &str); 4] = [
+    let cases: [(Vec<&str>, &str); 7] = [
+        (
+            vec![
+                "landscape",
+                "--backend",
+                "cpu",
+                "--config",
+                rnn_hessian.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "MLP only",
+        ),
+        (vec!["landscape", "--backend", "cpu", "--config", twice.to_str().unwrap()], "twice"),
+        (vec!["landscape", "--backend", "cpu", "--config", many.to_str().unwrap()], "at most 64"),
         (vec!["rnn", "--backend", "cpu", "--config", bad_rnn.to_str().unwrap()], "hiden"),
         (vec!["rnn", "--backend", "cpu", "--set", "train.lr=-1"], "train.lr"),
         (

@@ -21,11 +21,28 @@ use crate::report::table::{fmt_sig, Table};
 use crate::schedule::admit;
 use crate::train::checkpoint;
 
+/// The most random batches per `--batch` size and Lanczos runs for the density.
+pub const MAX_REPEATS: usize = 1000;
+pub const MAX_SLQ_RUNS: usize = 1000;
+/// The most power-iteration steps and Hutchinson probes.
+pub const MAX_ITERATIONS: usize = 100_000;
+
 /// `batchscope curvature`.
 pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions) -> anyhow::Result<()> {
     let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     if opts.repeats == 0 {
         bail!("--repeats must be ≥ 1");
+    }
+    // Counts past these are hours of Hessian-vector products, never an analysis anyone waits for.
+    for (flag, value, most) in [
+        ("--repeats", opts.repeats, MAX_REPEATS),
+        ("--slq-runs", opts.slq_runs, MAX_SLQ_RUNS),
+        ("--power-iters", opts.power_iters, MAX_ITERATIONS),
+        ("--trace-samples", opts.trace_samples, MAX_ITERATIONS),
+    ] {
+        if value > most {
+            bail!("{flag} {value} is past {most} (each is at least one Hessian-vector product)");
+        }
     }
     if opts.lanczos_steps == 0 {
         bail!("--lanczos-steps must be ≥ 1");

@@ -17,11 +17,18 @@ use crate::schedule::admit;
 use crate::schedule::run_memory::check_cpu_step;
 use crate::train::checkpoint;
 
+/// The most minibatches drawn per size (10⁵ took 3.9 s on a tiny model; 10⁶ bounds the
+/// standard error's own noise far below anything the plots show).
+pub const MAX_DRAWS: usize = 1_000_000;
+
 /// `batchscope noise`.
 pub fn noise(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyhow::Result<()> {
     let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     if noise.draws < 2 {
         bail!("--draws must be at least 2 (got {})", noise.draws);
+    }
+    if noise.draws > MAX_DRAWS {
+        bail!("--draws {} is past {MAX_DRAWS} (each draw is a gradient per batch size)", noise.draws);
     }
     if let Some(p) = &noise.checkpoint {
         checkpoint::load(p)?;

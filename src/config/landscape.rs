@@ -27,6 +27,10 @@ pub const MAX_COEFFICIENT: f64 = 1e15;
 /// The embedded default of `batchscope landscape`.
 pub const LANDSCAPE_DEFAULT_TOML: &str = include_str!("../../configs/landscape.toml");
 
+/// The most directions `landscape.line_directions` may list (each is a line of evaluations,
+/// a CSV and a plot).
+pub const MAX_LINE_DIRECTIONS: usize = 64;
+
 /// What to evaluate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -161,6 +165,18 @@ impl LandscapeConfig {
             return Err(bad(
                 "landscape.modes",
                 "needs at least one of \"line\", \"plane\", \"path\", \"symmetry\"".into(),
+            ));
+        }
+        if let Some((i, m)) = self.modes.iter().enumerate().find(|(i, m)| self.modes[..*i].contains(m)) {
+            return Err(bad("landscape.modes", format!("lists {m:?} twice (entry {})", i + 1)));
+        }
+        if self.line_directions.len() > MAX_LINE_DIRECTIONS {
+            return Err(bad(
+                "landscape.line_directions",
+                format!(
+                    "lists {} directions, at most {MAX_LINE_DIRECTIONS} (a line and its files each)",
+                    self.line_directions.len()
+                ),
             ));
         }
         for d in self.line_directions.iter().chain(&self.plane_directions) {

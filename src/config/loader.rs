@@ -87,6 +87,16 @@ impl ConfigText {
                     format!("`{}` must start with a letter or digit and hold only letters, digits, `_`, `-`, `.` (it names a directory)", v.name),
                 ));
             }
+            // A variant's directory sits beside the run's own files (summary.json, loss.svg,
+            // variants.csv, ...): a name with one of their extensions could take one's place.
+            if let Some(ext) =
+                OUTPUT_EXTENSIONS.iter().find(|e| v.name.to_ascii_lowercase().ends_with(*e))
+            {
+                return Err(self.invalid(
+                    "variant.name",
+                    format!("`{}` ends in `{ext}`, the name of the run's own output files", v.name),
+                ));
+            }
             if out.iter().any(|(n, _): &(String, toml::Table)| *n == v.name) {
                 return Err(self.invalid("variant.name", format!("`{}` is used twice", v.name)));
             }
@@ -103,6 +113,10 @@ impl ConfigText {
         ConfigError::Invalid { origin: self.origin.clone(), key: key.to_string(), message }
     }
 }
+
+/// Extensions of the files a run writes beside its variants' directories.
+const OUTPUT_EXTENSIONS: [&str; 8] =
+    [".json", ".jsonl", ".csv", ".svg", ".toml", ".safetensors", ".npy", ".lock"];
 
 /// One run of an experiment with overrides.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

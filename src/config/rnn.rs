@@ -242,9 +242,18 @@ impl RnnConfig {
             "must be ≥ 0 (0 = train.clip_norm)",
         )?;
         check.at_least_one("diagnostics.power_iters", d.power_iters)?;
+        if d.power_iters > MAX_POWER_ITERS {
+            return Err(bad(
+                "diagnostics.power_iters",
+                format!("must be at most {MAX_POWER_ITERS}, got {}", d.power_iters),
+            ));
+        }
         Ok(())
     }
 }
+
+/// The most power-iteration steps for ρ(W) (300 by default; each is a product with W).
+pub const MAX_POWER_ITERS: usize = 100_000;
 
 // ---- deep MLP ------------------------------------------------------------------------------
 
@@ -356,6 +365,7 @@ mod tests {
             ("[sequence]\ntask = \"adding\"\nlength = 1\n", "sequence.length"),
             ("[train]\nclip_norm = -1.0\n", "train.clip_norm"),
             ("[rnn]\nhiden = 3\n", "hiden"),
+            ("[diagnostics]\npower_iters = 1000000000000\n", "diagnostics.power_iters"),
         ] {
             let mut c = load(text, &[]).unwrap();
             let (_, t) = c.variants("run").unwrap().remove(0);
@@ -364,5 +374,13 @@ mod tests {
         }
         let mut c = load("[[variant]]\nname = \"a b\"\n", &[]).unwrap();
         assert!(c.variants("run").is_err());
+        // A variant's directory must not take the place of one of the run's files.
+        for name in ["summary.json", "loss.svg", "variants.CSV", "config.toml", "metrics.jsonl"] {
+            let mut c = load(&format!("[[variant]]\nname = \"{name}\"\n"), &[]).unwrap();
+            let e = c.variants("run").expect_err(name).to_string();
+            assert!(e.contains("variant.name") && e.contains("output files"), "{name}: {e}");
+        }
+        let mut c = load("[[variant]]\nname = \"w1.5\"\n", &[]).unwrap();
+        assert_eq!(c.variants("run").expect("a dotted name").len(), 1);
     }
 }

@@ -23,7 +23,7 @@ struct Opened {
 impl Opened {
     fn open(path: &Path) -> Result<Self, DataError> {
         let io_err = |source| DataError::Io { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(io_err)?;
+        let file = crate::bounded_read::open(path).map_err(io_err)?;
         let file_len = file.metadata().map_err(io_err)?.len();
         if file_len == 0 {
             return Err(DataError::Format {

@@ -25,7 +25,7 @@ pub const MAX_JSONL_BYTES: u64 = 4 << 30;
 /// error (appending to a device is no run's metrics).
 fn last_byte(path: &Path) -> io::Result<Option<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
+    let mut f = crate::bounded_read::open(path)?;
     let meta = f.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::backend::Backend;
 use crate::config::{
-    Config, ConfigText, DataKind, DirSpec, LandscapeConfig, RnnConfig, LANDSCAPE_DEFAULT_TOML,
+    Config, ConfigText, DataKind, DirSpec, LandscapeConfig, Mode, RnnConfig, LANDSCAPE_DEFAULT_TOML,
 };
 use crate::landscape::direction;
 use crate::landscape::objective::{MlpObjective, Objective, RnnObjective};
@@ -66,6 +66,15 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
     } else {
         ModelCfg::Mlp(Box::new(admit::config_from_table(table, &origin)?))
     };
+    // The Hessian direction needs Hessian-vector products, which exist for the MLP only: say so
+    // before anything trains.
+    let uses =
+        |mode: Mode, dirs: Vec<DirSpec>| lc.modes.contains(&mode) && dirs.contains(&DirSpec::Hessian);
+    if matches!(model, ModelCfg::Rnn(_))
+        && (uses(Mode::Line, lc.line_dirs()) || uses(Mode::Plane, lc.plane_dirs()))
+    {
+        bail!("landscape: the \"hessian\" direction needs Hessian-vector products, which exist for the MLP only (this config is an RNN's)");
+    }
     // Fail on a bad checkpoint before creating the run directory.
     for p in ckpt.iter().chain(lc.start.iter()) {
         checkpoint::load(p)?;
