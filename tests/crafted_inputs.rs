@@ -512,6 +512,39 @@ fn resumed_counters_no_run_reaches_are_refused() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// The sweep divides by a configured `sweep.peak_gflops` (it measured its own probe and
+/// ignored the key); a peak that is no device's (a denormal, 1e308) is refused by key.
+#[test]
+fn the_sweep_takes_a_configured_peak_and_refuses_absurd_ones() {
+    let d = tmpdir("sweep-peak");
+    let tiny = tiny_at(&d, 4);
+    let sweep = |peak: &str, out: &str| {
+        let set = format!("sweep.peak_gflops={peak}");
+        let out = d.join(out);
+        run(&[
+            "sweep",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--config",
+            s(&tiny),
+            "--set",
+            &set,
+            "--out",
+            s(&out),
+        ])
+    };
+    let o = sweep("1000", "a");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout.contains("peak 1000.0 GFLOP/s (sweep.peak_gflops)"), "{stdout}");
+    for bad in ["5e-324", "1e308"] {
+        assert_clean_error(&sweep(bad, "b"), &["sweep.peak_gflops", "[1e-3, 1e9]"]);
+    }
+    assert!(!d.join("b").exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn f32_only_commands_refuse_f16() {
     for cmd in ["curvature", "noise", "landscape", "depth"] {

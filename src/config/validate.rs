@@ -175,6 +175,10 @@ impl Config {
         check.at_least_one("sweep.timed_steps", s.timed_steps)?;
         for (key, v) in [("sweep.peak_gflops", s.peak_gflops), ("sweep.peak_gbps", s.peak_gbps)] {
             check.non_negative(key, v, "must be ≥ 0 (0 = look the peak up)")?;
+            // A device's peak, not a denormal or 1e308: every "% of peak" divides by it.
+            if v != 0.0 && !(1e-3..=1e9).contains(&v) {
+                return Err(bad(key, format!("must be 0 (look it up) or in [1e-3, 1e9], got {v:e}")));
+            }
         }
         if !(s.knee_fraction > 0.0 && s.knee_fraction <= 1.0) {
             return Err(bad(

@@ -336,6 +336,10 @@ pub fn run_sweep_at_peak<B: Timed>(
     let limits = step_limits(b, cfg);
     let (peak, probe) = match peak {
         Some(p) => p,
+        // The fp32 peak the config gives (`sweep.peak_gflops`), as `profile` takes it.
+        None if cfg.sweep.peak_gflops > 0.0 && cfg.model.precision == Precision::F32 => {
+            (cfg.sweep.peak_gflops, "sweep.peak_gflops".to_string())
+        }
         None => measure_precision_peak(b, cfg)?,
     };
     b.release_caches();
