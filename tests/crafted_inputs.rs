@@ -46,6 +46,28 @@ fn finished_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (tiny, run_dir)
 }
 
+/// `train --resume RUN --backend cpu --quiet --set SET`.
+fn resume_cpu(run_dir: &Path, set: &str) -> Output {
+    run(&["train", "--resume", s(run_dir), "--backend", "cpu", "--quiet", "--set", set])
+}
+
+/// `RUN/last.safetensors` rewritten as `original` with metadata `key = value`: `resume` is one
+/// error line holding `want`, and the run directory is left byte for byte.
+fn refused_with(
+    run_dir: &Path,
+    original: &batchscope::checkpoint::Checkpoint,
+    (key, value): (&str, &str),
+    resume: &dyn Fn() -> Output,
+    want: &[&str],
+) {
+    let mut ck = original.clone();
+    ck.metadata.insert(key.to_string(), value.to_string());
+    batchscope::checkpoint::save(&run_dir.join("last.safetensors"), &ck).expect("tampered checkpoint");
+    let before = snapshot(run_dir);
+    assert_clean_error(&resume(), want);
+    assert!(snapshot(run_dir) == before, "the refused resume ({key} = {value}) changed the run");
+}
+
 /// `BATCHSCOPE_AUTOTUNE_CACHE` naming a checkpoint (or any file that is no cache) is refused
 /// before any timing, and the file is left byte for byte; `tune` used to replace it with JSON.
 #[test]
@@ -433,19 +455,8 @@ fn loss_scales_out_of_range_are_refused_by_key() {
     for key in ["amp.loss_scale", "amp.clean_steps", "amp.skipped_steps"] {
         assert!(original.metadata.contains_key(key), "an f16 checkpoint saves {key}");
     }
-    let resume = || {
-        run(&[
-            "train",
-            "--resume",
-            s(&run_dir),
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--set",
-            "train.epochs=2",
-        ])
-    };
-    for (key, value) in [
+    let resume = || resume_cpu(&run_dir, "train.epochs=2");
+    let cases = [
         ("amp.loss_scale", "0"),
         ("amp.loss_scale", "-1"),
         ("amp.loss_scale", "1e-45"),
@@ -458,13 +469,9 @@ fn loss_scales_out_of_range_are_refused_by_key() {
         // 2^24 + 1: rounds to 2^24 in f32, so it is checked before it is rounded.
         ("amp.clean_steps", "16777217"),
         ("amp.skipped_steps", "1.6777217e7"),
-    ] {
-        let mut ck = original.clone();
-        ck.metadata.insert(key.to_string(), value.to_string());
-        batchscope::checkpoint::save(&last, &ck).expect("tampered checkpoint");
-        let before = snapshot(&run_dir);
-        assert_clean_error(&resume(), &[key, "last.safetensors"]);
-        assert!(snapshot(&run_dir) == before, "the refused resume ({key} = {value}) changed the run");
+    ];
+    for (key, value) in cases {
+        refused_with(&run_dir, &original, (key, value), &resume, &[key, "last.safetensors"]);
     }
     // One key of three removed: not a checkpoint from before the state was saved.
     let mut ck = original.clone();
@@ -477,8 +484,6 @@ fn loss_scales_out_of_range_are_refused_by_key() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// `--precision f16` on a command that measures the f32 loss only is refused, not ignored (the
-/// results would have been f32 figures labelled as asked).
 /// Progress counters of a crafted checkpoint that no run reaches are refused by name before
 /// anything is written (a count near u64::MAX used to wrap in the resumed run's summary, and a
 /// minibatch past the epoch's last was taken).
@@ -488,10 +493,7 @@ fn resumed_counters_no_run_reaches_are_refused() {
     let (_, run_dir) = finished_run(&d);
     let last = run_dir.join("last.safetensors");
     let original = batchscope::checkpoint::load(&last).expect("checkpoint");
-    let resume = || {
-        let dir = s(&run_dir);
-        run(&["train", "--resume", dir, "--backend", "cpu", "--quiet", "--set", "train.epochs=3"])
-    };
+    let resume = || resume_cpu(&run_dir, "train.epochs=3");
     let huge = (u64::MAX - 1).to_string();
     for (key, value, want) in [
         ("examples_seen", huge.as_str(), "past 2^53"),
@@ -499,12 +501,7 @@ fn resumed_counters_no_run_reaches_are_refused() {
         ("epoch", "9007199254740993", "past 2^53"),
         ("step_in_epoch", "1000", "an epoch has 8 steps"),
     ] {
-        let mut ck = original.clone();
-        ck.metadata.insert(key.to_string(), value.to_string());
-        batchscope::checkpoint::save(&last, &ck).expect("tampered checkpoint");
-        let before = snapshot(&run_dir);
-        assert_clean_error(&resume(), &[key, want, "last.safetensors"]);
-        assert!(snapshot(&run_dir) == before, "the refused resume ({key} = {value}) changed the run");
+        refused_with(&run_dir, &original, (key, value), &resume, &[key, want, "last.safetensors"]);
     }
     batchscope::checkpoint::save(&last, &original).expect("checkpoint");
     let o = resume();
@@ -545,6 +542,8 @@ fn the_sweep_takes_a_configured_peak_and_refuses_absurd_ones() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `--precision f16` on a command that measures the f32 loss only is refused, not ignored (the
+/// results would have been f32 figures labelled as asked).
 #[test]
 fn f32_only_commands_refuse_f16() {
     for cmd in ["curvature", "noise", "landscape", "depth"] {

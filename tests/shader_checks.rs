@@ -151,48 +151,22 @@ fn trusted_modules_are_the_default_and_switching_recompiles() {
 #[test]
 fn trusted_spirv_drops_the_index_clamps_and_loop_counters() {
     use batchscope::backend::gpu::kernels::Shader;
-    use naga::back::spv;
+    use naga::proc::BoundsCheckPolicy;
     let tiles = batchscope::backend::gpu::tile::TILES.map(Shader::MatmulTile);
     let hot = ["matmul_tiled_nn4", "matmul_skinny8", "dgrad_wgrad_update_momentum", "linear_xent_sums"];
     let mut shown = Vec::new();
     for shader in Shader::ALL.into_iter().chain(tiles.into_iter().take(1)) {
-        let module = naga::front::wgsl::parse_str(&shader.source()).expect("parses");
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .expect("validates");
+        let (module, info) = common::spirv::module_of(shader);
         for ep in &module.entry_points {
             let counts = [true, false].map(|checked| {
                 let index = match checked {
-                    true => naga::proc::BoundsCheckPolicy::Restrict,
-                    false => naga::proc::BoundsCheckPolicy::Unchecked,
+                    true => BoundsCheckPolicy::Restrict,
+                    false => BoundsCheckPolicy::Unchecked,
                 };
-                let options = spv::Options {
-                    lang_version: (1, 6),
-                    bounds_check_policies: naga::proc::BoundsCheckPolicies {
-                        index,
-                        buffer: naga::proc::BoundsCheckPolicy::Unchecked,
-                        image_load: index,
-                        binding_array: naga::proc::BoundsCheckPolicy::Unchecked,
-                    },
-                    force_loop_bounding: checked,
-                    ..spv::Options::default()
-                };
-                let pipeline = spv::PipelineOptions {
-                    shader_stage: naga::ShaderStage::Compute,
-                    entry_point: ep.name.clone(),
-                };
-                let (module, info) = naga::back::pipeline_constants::process_overrides(
-                    &module,
-                    &info,
-                    Some((naga::ShaderStage::Compute, &ep.name)),
-                    &naga::back::PipelineConstants::default(),
-                )
-                .expect("overrides");
-                let words = spv::write_vec(&module, &info, &options, Some(&pipeline)).expect("SPIR-V");
-                spirv_counts(&words)
+                let options =
+                    common::spirv::vulkan_options(index, BoundsCheckPolicy::Unchecked, checked);
+                let what = shader.file_name();
+                spirv_counts(&common::spirv::entry_spirv((&module, &info), &ep.name, &options, &what))
             });
             let [(ci, cu), (ti, tu)] = counts;
             assert!(

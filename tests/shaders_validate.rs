@@ -14,21 +14,7 @@ fn every_kernel() -> impl Iterator<Item = &'static Kernel> {
     ALL_KERNELS.iter().chain(MIXED_KERNELS).chain(COOP_KERNELS)
 }
 
-fn module_of(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    let src = &shader.source();
-    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| {
-        panic!("shaders/{} does not parse:\n{}", shader.file_name(), e.emit_to_string(src))
-    });
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| {
-        panic!("shaders/{} does not validate:\n{}", shader.file_name(), e.emit_to_string(src))
-    });
-    (module, info)
-}
+use common::spirv::module_of;
 
 #[test]
 fn every_shader_validates_with_naga() {
@@ -145,40 +131,19 @@ fn spirv_val() -> Option<std::path::PathBuf> {
 /// Vulkan 1.3 — the cooperative-matrix kernels included, which no CI adapter can run.
 #[test]
 fn every_entry_point_translates_to_valid_spirv() {
-    use naga::back::spv;
     let val = spirv_val();
     let mut checked = 0;
     let tiles = batchscope::backend::gpu::tile::TILES.map(Shader::MatmulTile);
     for shader in Shader::ALL.into_iter().chain(tiles) {
         let (module, info) = module_of(shader);
         for ep in &module.entry_points {
-            let options = spv::Options {
-                lang_version: (1, 6),
-                capabilities: None,
-                bounds_check_policies: naga::proc::BoundsCheckPolicies {
-                    index: naga::proc::BoundsCheckPolicy::Restrict,
-                    buffer: naga::proc::BoundsCheckPolicy::Restrict,
-                    image_load: naga::proc::BoundsCheckPolicy::Restrict,
-                    binding_array: naga::proc::BoundsCheckPolicy::Unchecked,
-                },
-                force_loop_bounding: true,
-                ..spv::Options::default()
-            };
-            let pipeline = spv::PipelineOptions {
-                shader_stage: naga::ShaderStage::Compute,
-                entry_point: ep.name.clone(),
-            };
-            // Overrides (`override EPI`) at their defaults, as a pipeline without constants.
-            let (module, info) = naga::back::pipeline_constants::process_overrides(
-                &module,
-                &info,
-                Some((naga::ShaderStage::Compute, &ep.name)),
-                &naga::back::PipelineConstants::default(),
-            )
-            .unwrap_or_else(|e| panic!("shaders/{} {}: overrides: {e}", shader.file_name(), ep.name));
-            let words = spv::write_vec(&module, &info, &options, Some(&pipeline)).unwrap_or_else(|e| {
-                panic!("shaders/{} entry point {}: no SPIR-V: {e}", shader.file_name(), ep.name)
-            });
+            let options = common::spirv::vulkan_options(
+                naga::proc::BoundsCheckPolicy::Restrict,
+                naga::proc::BoundsCheckPolicy::Restrict,
+                true,
+            );
+            let what = format!("shaders/{}", shader.file_name());
+            let words = common::spirv::entry_spirv((&module, &info), &ep.name, &options, &what);
             if let Some(val) = &val {
                 let words = with_device_scope_capability(words);
                 let path = std::env::temp_dir().join(format!(

@@ -4,21 +4,10 @@
 
 mod common;
 
-use batchscope::backend::gpu::kernels::{Access, Shader};
+use batchscope::backend::gpu::kernels::Access;
 use batchscope::backend::gpu::tile::{kernels, TILES};
 
-fn module_of(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    let src = &shader.source();
-    let module = naga::front::wgsl::parse_str(src)
-        .unwrap_or_else(|e| panic!("{shader:?} does not parse:\n{}", e.emit_to_string(src)));
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{shader:?} does not validate:\n{}", e.emit_to_string(src)));
-    (module, info)
-}
+use common::spirv::module_of;
 
 #[test]
 fn every_tile_configuration_validates_with_naga() {

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 pub mod cli;
 mod close;
 pub mod naga_use;
+pub mod spirv;
 pub mod steps;
 #[allow(unused_imports)] // not every test file compares slices
 pub use close::assert_close;
