@@ -68,6 +68,17 @@ fn refused_with(
     assert!(snapshot(run_dir) == before, "the refused resume ({key} = {value}) changed the run");
 }
 
+/// With `original` written back as `RUN/last.safetensors`, `resume` succeeds.
+fn restored_resumes(
+    run_dir: &Path,
+    original: &batchscope::checkpoint::Checkpoint,
+    resume: &dyn Fn() -> Output,
+) {
+    batchscope::checkpoint::save(&run_dir.join("last.safetensors"), original).expect("checkpoint");
+    let o = resume();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// `BATCHSCOPE_AUTOTUNE_CACHE` naming a checkpoint (or any file that is no cache) is refused
 /// before any timing, and the file is left byte for byte; `tune` used to replace it with JSON.
 #[test]
@@ -478,9 +489,7 @@ fn loss_scales_out_of_range_are_refused_by_key() {
     ck.metadata.remove("amp.clean_steps");
     batchscope::checkpoint::save(&last, &ck).expect("checkpoint");
     assert_clean_error(&resume(), &["amp.clean_steps", "missing"]);
-    batchscope::checkpoint::save(&last, &original).expect("checkpoint");
-    let o = resume();
-    assert!(o.status.success(), "{}", stderr(&o));
+    restored_resumes(&run_dir, &original, &resume);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -503,9 +512,7 @@ fn resumed_counters_no_run_reaches_are_refused() {
     ] {
         refused_with(&run_dir, &original, (key, value), &resume, &[key, want, "last.safetensors"]);
     }
-    batchscope::checkpoint::save(&last, &original).expect("checkpoint");
-    let o = resume();
-    assert!(o.status.success(), "{}", stderr(&o));
+    restored_resumes(&run_dir, &original, &resume);
     let _ = std::fs::remove_dir_all(&d);
 }
 
