@@ -679,3 +679,89 @@ fn a_thread_count_that_would_stall_is_refused() {
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `train.batch_size = "auto"` sweeps only the batch sizes the run can use: with the noise
+/// monitor on, B > `monitor.noise_small_batch` (it used to pick any B and drop the monitor's
+/// readings silently); with workers and accumulation, a multiple of their product. A range that
+/// holds none, or a product no power of two divides, is one error line before anything trains.
+#[test]
+fn an_automatic_batch_size_is_one_the_monitors_and_workers_can_use() {
+    let d = tmpdir("auto-batch");
+    let tiny = tiny_at(&d, 16);
+    let auto = "train.batch_size=\"auto\"";
+    let run_dir = d.join("noise");
+    let o = train_cpu(
+        &tiny,
+        &[
+            "--set",
+            auto,
+            "--set",
+            "monitor.noise_every=1",
+            "--set",
+            "monitor.noise_small_batch=3",
+            "--out",
+            s(&run_dir),
+        ],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("sweeping 4..16 (B ≥ 4: monitor.noise_small_batch + 1)"), "{err}");
+    let cfg = batchscope::config::Config::load(Some(&run_dir.join("config.toml")), &[]).expect("config");
+    let batchscope::config::BatchSize::Fixed(b) = cfg.train.batch_size else { panic!("resolved") };
+    assert!(b >= 4, "chose B = {b}");
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics");
+    let lines: Vec<serde_json::Value> =
+        metrics.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(l["noise_trace"].is_number(), "every step has a noise reading: {l}");
+    }
+    for (sets, needles) in [
+        (
+            vec![auto, "monitor.noise_every=1", "monitor.noise_small_batch=31"],
+            vec!["B ≥ 32", "monitor.noise_small_batch", "sweep.max_batch = 16"],
+        ),
+        (vec![auto, "train.workers=3"], vec!["train.workers × train.accumulate = 3"]),
+        (vec![auto, "train.workers=8", "train.accumulate=4"], vec!["B ≥ 32", "train.workers"]),
+    ] {
+        let out = d.join("refused");
+        let mut a = vec!["--out", s(&out)];
+        for set in &sets {
+            a.extend(["--set", set]);
+        }
+        assert_clean_error(&train_cpu(&tiny, &a), &needles);
+        assert!(!out.exists(), "{sets:?}: a refused run left its directory");
+    }
+    // Workers × accumulation raise the sweep's start the same way.
+    let out = d.join("workers");
+    let o = train_cpu(
+        &tiny,
+        &["--set", auto, "--set", "train.workers=2", "--set", "train.accumulate=2", "--out", s(&out)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(B ≥ 4: train.workers × train.accumulate)"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Early stopping and a target error read the validation error: an `.npy` split that holds no
+/// validation rows (`data.val_fraction = 0`) is refused naming the setting, not a run that never
+/// stops early.
+#[test]
+fn settings_that_read_the_validation_error_need_validation_rows() {
+    let d = tmpdir("no-validation");
+    let (x, y) = write_npy_pair(&d);
+    let cfg = npy_config(&d, &x, &y, "val_fraction = 0.0\n");
+    for (set, key) in [
+        ("train.patience=2", "train.patience"),
+        ("train.target_val_error=0.2", "train.target_val_error"),
+    ] {
+        let out = d.join("out");
+        let o = train_cpu(&cfg, &["--set", set, "--out", s(&out)]);
+        assert_clean_error(&o, &[key, "data.val_fraction = 0"]);
+        assert!(!out.exists(), "{set}: a refused run left its directory");
+    }
+    // Without them, training on every row is fine.
+    let o = train_cpu(&cfg, &["--out", s(&d.join("ok"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -133,28 +133,55 @@ pub(super) fn prepare<B: Profilable>(
     opts: &TrainOptions,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    {
-        if cfg.train.batch_size == BatchSize::Auto {
-            let policy = auto_policy(&cfg.sweep.policy, cfg.sweep.knee_fraction)?;
-            eprintln!(
-                "train.batch_size = \"auto\": sweeping {}..{} with policy {policy}",
-                cfg.sweep.min_batch, cfg.sweep.max_batch
-            );
-            let report = run_sweep(b, cfg, &mut |_| {})?;
-            let choice = choose(&policy, &report.points())?;
-            eprintln!("chosen batch size {} ({})", choice.batch, choice.reason);
-            cfg.train.batch_size = BatchSize::Fixed(choice.batch);
-        }
-        if let (BackendKind::Cpu, BatchSize::Fixed(batch)) = (b.kind(), cfg.train.batch_size) {
-            run_memory::check_cpu_step(cfg, batch)?;
-        }
-        // A resume's config.toml is rewritten by the run once its checkpoint is restored.
-        if !opts.resume {
-            write_config(dir, &cfg.to_toml())?;
-        }
-        eprintln!("run directory: {}", dir.display());
-        Ok(())
+    if cfg.train.batch_size == BatchSize::Auto {
+        resolve_auto_batch(cfg, b)?;
     }
+    if let (BackendKind::Cpu, BatchSize::Fixed(batch)) = (b.kind(), cfg.train.batch_size) {
+        run_memory::check_cpu_step(cfg, batch)?;
+    }
+    // A resume's config.toml is rewritten by the run once its checkpoint is restored.
+    if !opts.resume {
+        write_config(dir, &cfg.to_toml())?;
+    }
+    eprintln!("run directory: {}", dir.display());
+    Ok(())
+}
+
+/// `train.batch_size = "auto"`: sweep the powers of two the run can use (at least the noise
+/// probe's rows + 1 and one row per micro-batch, [`Config::auto_batch_floor`]), pick one by
+/// `sweep.policy`, and validate the config again with it.
+fn resolve_auto_batch<B: Profilable>(cfg: &mut Config, b: &B) -> anyhow::Result<()> {
+    let policy = auto_policy(&cfg.sweep.policy, cfg.sweep.knee_fraction)?;
+    let split = cfg.train.workers.max(1).saturating_mul(cfg.train.accumulate.max(1));
+    if !split.is_power_of_two() {
+        bail!(
+            "train.batch_size = \"auto\" picks a power of two, which train.workers × train.accumulate = {split} does not divide; give train.batch_size a multiple of {split}"
+        );
+    }
+    let mut swept = cfg.clone();
+    let mut bound = String::new();
+    if let Some((floor, why)) = cfg.auto_batch_floor() {
+        if floor > swept.sweep.max_batch {
+            bail!(
+                "train.batch_size = \"auto\" needs B ≥ {floor} ({why}), past sweep.max_batch = {}",
+                swept.sweep.max_batch
+            );
+        }
+        if floor > swept.sweep.min_batch {
+            swept.sweep.min_batch = floor;
+            bound = format!(" (B ≥ {floor}: {why})");
+        }
+    }
+    eprintln!(
+        "train.batch_size = \"auto\": sweeping {}..{}{bound} with policy {policy}",
+        swept.sweep.min_batch, swept.sweep.max_batch
+    );
+    let report = run_sweep(b, &swept, &mut |_| {})?;
+    let choice = choose(&policy, &report.points())?;
+    eprintln!("chosen batch size {} ({})", choice.batch, choice.reason);
+    cfg.train.batch_size = BatchSize::Fixed(choice.batch);
+    cfg.validate_resolved(&format!("(train.batch_size = \"auto\" chose {})", choice.batch))?;
+    Ok(())
 }
 
 /// The policy that picks an automatic batch size: `sweep.policy`, with `knee` at

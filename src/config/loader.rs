@@ -102,7 +102,13 @@ impl ConfigText {
             }
             let mut t = self.table.clone();
             for arg in &v.set {
-                apply_override(&mut t, arg)?;
+                apply_override(&mut t, arg).map_err(|e| match e {
+                    ConfigError::Override { arg, message } => self.invalid(
+                        "variant.set",
+                        format!("of [[variant]] `{}`: entry \"{arg}\": {message}", v.name),
+                    ),
+                    other => other,
+                })?;
             }
             out.push((v.name, t));
         }

@@ -95,6 +95,25 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Validate again after a value was resolved at run time (the batch size `"auto"` picks):
+    /// the checks that need a fixed batch size run now.
+    pub fn validate_resolved(&self, origin: &str) -> Result<(), ConfigError> {
+        self.validate(origin)
+    }
+
+    /// The smallest batch size `train.batch_size = "auto"` may pick, and why: the noise
+    /// monitor's probe takes `monitor.noise_small_batch` rows (or B/4), fewer than B; every one
+    /// of `train.workers` × `train.accumulate` micro-batches holds at least one row. `None` when
+    /// nothing bounds it.
+    pub fn auto_batch_floor(&self) -> Option<(usize, &'static str)> {
+        let m = &self.monitor;
+        let noise = (m.noise_every > 0)
+            .then(|| (m.noise_small_batch.saturating_add(1).max(2), "monitor.noise_small_batch + 1"));
+        let split = self.train.workers.max(1).saturating_mul(self.train.accumulate.max(1));
+        let parallel = (split > 1).then_some((split, "train.workers × train.accumulate"));
+        [noise, parallel].into_iter().flatten().max_by_key(|&(floor, _)| floor)
+    }
+
     /// Whether the table sets `data.classes` (absent means "infer it from `.npy` labels").
     pub fn sets_classes(table: &toml::Table) -> bool {
         table.get("data").and_then(|d| d.as_table()).is_some_and(|d| d.contains_key("classes"))

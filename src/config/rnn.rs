@@ -382,5 +382,10 @@ mod tests {
         }
         let mut c = load("[[variant]]\nname = \"w1.5\"\n", &[]).unwrap();
         assert_eq!(c.variants("run").expect("a dotted name").len(), 1);
+        // A malformed `set` entry is blamed on its variant, not on a --set flag.
+        let mut c = load("[[variant]]\nname = \"a\"\nset = [\"rnn.w_scale\"]\n", &[]).unwrap();
+        let e = c.variants("run").expect_err("an entry without =").to_string();
+        assert!(e.contains("[[variant]] `a`") && e.contains("\"rnn.w_scale\""), "{e}");
+        assert!(!e.contains("--set"), "{e}");
     }
 }

@@ -22,10 +22,23 @@ fn out_of_range_values_name_the_key() {
         ("[data]\nlabel_noise = 2.0\n", "data.label_noise"),
         ("[sweep]\nmin_batch = 8\nmax_batch = 4\n", "sweep.max_batch"),
         ("[data]\nkind = \"linear_regression\"\n", "model.loss"),
+        // More repeats than examples would leave one distinct example.
+        ("[data]\nn_train = 100\nduplicates = 101\n", "data.duplicates"),
+        // Synthetic data has its own validation set; the fraction splits npy files only.
+        ("[data]\nval_fraction = 0.3\n", "data.val_fraction"),
+        // Early stopping and a target error read a validation set that n_val = 0 leaves empty.
+        ("[data]\nn_val = 0\n[train]\npatience = 3\n", "train.patience"),
+        ("[data]\nn_val = 0\n[train]\ntarget_val_error = 0.2\n", "train.target_val_error"),
     ] {
         let e = Config::from_toml(toml, "t.toml").unwrap_err().to_string();
         assert!(e.contains(key), "{toml}: {e}");
     }
+}
+
+#[test]
+fn synthetic_data_takes_as_many_repeats_as_examples() {
+    let c = Config::from_toml("[data]\nn_train = 100\nduplicates = 100\n", "t").unwrap();
+    assert_eq!((c.data.n_train, c.data.duplicates), (100, 100));
 }
 
 #[test]

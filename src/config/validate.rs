@@ -99,6 +99,32 @@ impl Config {
         check.non_negative("data.separation", d.separation, "must be finite and ≥ 0")?;
         check.non_negative("data.noise_std", d.noise_std, "must be finite and ≥ 0")?;
         check.at_least_one("data.duplicates", d.duplicates)?;
+        if d.kind != DataKind::Npy {
+            // Synthetic example i is distinct example i / duplicates: more repeats than
+            // examples would leave one distinct example, not a redundant dataset.
+            if d.duplicates as u64 > d.n_train {
+                return Err(bad(
+                    "data.duplicates",
+                    format!(
+                        "{} repeats of each distinct example are more than the {} training examples (data.n_train)",
+                        d.duplicates, d.n_train
+                    ),
+                ));
+            }
+            if let (0, Some(key)) = (d.n_val, self.validation_user()) {
+                return Err(bad(key, "needs a validation set, and data.n_val = 0 holds none".into()));
+            }
+            if d.val_fraction != super::DataConfig::default().val_fraction {
+                return Err(bad(
+                    "data.val_fraction",
+                    format!(
+                        "splits data.kind = \"npy\" files; {} data has its own validation set of data.n_val = {} examples",
+                        kind_name(d.kind),
+                        d.n_val
+                    ),
+                ));
+            }
+        }
         check.at_least_one("data.teacher_hidden", d.teacher_hidden)?;
         if let BatchSize::Fixed(b) = t.batch_size {
             if b == 0 {
@@ -190,6 +216,20 @@ impl Config {
             return Err(bad("sweep.knee_min_gain", format!("must be > 0, got {}", s.knee_min_gain)));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The key of the first setting that reads the validation error (a target error, early
+    /// stopping), if any: it needs validation examples.
+    pub fn validation_user(&self) -> Option<&'static str> {
+        if self.train.target_val_error > 0.0 {
+            Some("train.target_val_error")
+        } else if self.train.patience > 0 {
+            Some("train.patience")
+        } else {
+            None
+        }
     }
 }
 

@@ -41,6 +41,15 @@ pub fn resolve_npy(cfg: &mut Config, classes_given: bool, origin: &str) -> Resul
         return Err(bad("data.classes", "must be ≥ 1".into()));
     }
     let n_val = npy_val_rows(n, cfg.data.val_fraction);
+    if let (0, Some(key)) = (n_val, cfg.validation_user()) {
+        return Err(bad(
+            key,
+            format!(
+                "needs a validation set, and data.val_fraction = {} of {n} rows holds none",
+                cfg.data.val_fraction
+            ),
+        ));
+    }
     let dup = cfg.data.duplicates.max(1);
     // Rows are numbered in u32 (the split and shuffle permutations), repeats included.
     if (n - n_val).checked_mul(dup).is_none_or(|rows| u32::try_from(rows).is_err()) {
