@@ -765,3 +765,52 @@ fn settings_that_read_the_validation_error_need_validation_rows() {
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A resume keeps the model, data, batch size, optimizer, shuffle and seed of its checkpoint,
+/// whatever the run's config.toml (a text file) says now: each hand edit below used to resume
+/// and train on other data, another optimizer (SGD dropped the velocities) or batch size. The
+/// checkpoint's own copy of the config, under its checksum, is the reference. The run directory
+/// is left byte for byte; an edit of a key a resume may change still resumes.
+#[test]
+fn a_hand_edited_config_toml_cannot_change_what_a_resume_keeps() {
+    let d = tmpdir("edited-config");
+    let (_, run_dir) = finished_run(&d);
+    let cfg_path = run_dir.join("config.toml");
+    let original = std::fs::read_to_string(&cfg_path).expect("config.toml");
+    for (from, to, key) in [
+        ("optimizer = \"momentum\"", "optimizer = \"sgd\"", "train.optimizer"),
+        ("shuffle = \"epoch\"", "shuffle = \"none\"", "train.shuffle"),
+        ("batch_size = 32", "batch_size = 16", "train.batch_size"),
+        ("n_train = 256", "n_train = 512", "data.n_train"),
+    ] {
+        assert!(original.contains(from), "{from} in {original}");
+        std::fs::write(&cfg_path, original.replacen(from, to, 1)).expect("edit");
+        let before = snapshot(&run_dir);
+        let o = resume_cpu(&run_dir, "train.steps=20");
+        assert_clean_error(&o, &[key, "its checkpoint"]);
+        assert_eq!(snapshot(&run_dir), before, "{key}: a refused resume changed the run");
+    }
+    // The learning rate may change on a resume, by --set or in config.toml.
+    std::fs::write(&cfg_path, original.replacen("lr = 0.05", "lr = 0.02", 1)).expect("edit");
+    assert!(original.contains("lr = 0.05"));
+    let o = resume_cpu(&run_dir, "train.steps=20");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `--resume` of a directory that is not a run is refused before anything in it changes: the
+/// tidy-up of a killed writer's temporary files used to run first and delete a file that
+/// merely looked like one.
+#[test]
+fn a_refused_resume_leaves_the_directory_as_it_was() {
+    let d = tmpdir("not-a-run");
+    let dir = d.join("notes");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join(".thesis.tmp-999999-2-3"), b"draft").expect("file");
+    std::fs::write(dir.join("config.toml"), b"[train]\nsteps = 2\n").expect("file");
+    let before = snapshot(&dir);
+    let o = run(&["train", "--resume", s(&dir), "--backend", "cpu", "--quiet"]);
+    assert_clean_error(&o, &["last.safetensors"]);
+    assert_eq!(snapshot(&dir), before, "a refused resume changed the directory");
+    let _ = std::fs::remove_dir_all(&d);
+}

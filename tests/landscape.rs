@@ -414,7 +414,31 @@ fn new_commands_reject_bad_input_cleanly() {
     .unwrap();
     let missing = dir.join("nope.safetensors");
     let out = dir.join("out");
-    let cases: [(Vec<&str>, &str); 7] = [
+    // The evaluation holds its training examples in memory even when training streams them.
+    let streamed = "data.mode=\"stream\"";
+    let cases: [(Vec<&str>, &str); 9] = [
+        (
+            vec![
+                "landscape",
+                "--backend",
+                "cpu",
+                "--config",
+                good.to_str().unwrap(),
+                "--set",
+                streamed,
+                "--set",
+                "data.n_train=4000000000000",
+                "--set",
+                "landscape.eval_train=0",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "bytes",
+        ),
+        (
+            vec!["depth", "--backend", "cpu", "--set", streamed, "--out", out.to_str().unwrap()],
+            "data.mode",
+        ),
         (
             vec![
                 "landscape",

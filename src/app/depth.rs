@@ -19,6 +19,27 @@ use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
 use crate::schedule::admit;
 
+/// The first setting of `cfg` that depth's short run (fixed steps, constant learning rate, no
+/// evaluation, checkpoints or monitors, a resident training set) would ignore, if any.
+fn ignored_by_depth(cfg: &Config) -> Option<&'static str> {
+    let (t, d) = (&cfg.train, crate::config::TrainConfig::default());
+    let m = &cfg.monitor;
+    [
+        (t.one_pass != d.one_pass, "train.one_pass"),
+        (t.lr_schedule != d.lr_schedule, "train.lr_schedule"),
+        (t.patience != d.patience, "train.patience"),
+        (t.target_val_error != d.target_val_error, "train.target_val_error"),
+        (t.eval_every != d.eval_every, "train.eval_every"),
+        (t.eval_train != d.eval_train, "train.eval_train"),
+        (t.checkpoint_every != d.checkpoint_every, "train.checkpoint_every"),
+        (m.curvature_every > 0, "monitor.curvature_every"),
+        (m.noise_every > 0, "monitor.noise_every"),
+        (cfg.data.mode != crate::config::DataMode::Resident, "data.mode"),
+    ]
+    .into_iter()
+    .find_map(|(set, key)| set.then_some(key))
+}
+
 /// `batchscope depth`.
 pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let mut text = ConfigText::load(
@@ -57,6 +78,12 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
             anyhow::bail!(
                 "{origin} [[variant]] {name}: depth measures the f32 step of one worker \
                  (model.precision = \"f32\", train.workers = 1, train.accumulate = 1)"
+            );
+        }
+        if let Some(key) = ignored_by_depth(&cfg) {
+            anyhow::bail!(
+                "{origin} [[variant]] {name}: depth trains train.steps plain steps at a constant \
+                 train.lr and does not use {key}; leave it at its default"
             );
         }
         cfgs.push((name.clone(), cfg));

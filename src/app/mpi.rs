@@ -216,6 +216,9 @@ mod rank {
         if root && !dir.join("last.safetensors").exists() {
             bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
         }
+        if root {
+            crate::report::rundir::remove_stale_temporaries(&dir);
+        }
         Ok(admit::load_config(Some(&cfg_path), set)?)
     }
 

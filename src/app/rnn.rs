@@ -386,10 +386,11 @@ fn events_panel(name: &str, s: &RnnRunSummary, lines: &[RnnMetricsLine]) -> Even
         },
     ];
     if let Some(step) = s.diverged_at {
-        // The loss is not finite there: mark the step at the top of the panel.
+        // The loss is not finite there: mark the step at the top of the panel (at the chance
+        // baseline when no logged loss was finite).
         markers.push(Markers {
             name: format!("diverged (step {step})"),
-            points: vec![(step as f64, s.max_train_loss)],
+            points: vec![(step as f64, s.max_train_loss.unwrap_or(s.baseline_loss))],
             shape: MarkerShape::Triangle,
         });
     }

@@ -218,12 +218,12 @@ pub(super) fn sweep_args(
     if let Some(m) = max_batch {
         cfg.sweep.max_batch = m;
     }
-    if cfg.sweep.min_batch == 0 || cfg.sweep.max_batch < cfg.sweep.min_batch {
-        bail!(
-            "batch range {}..{} is empty (need 1 ≤ --min-batch ≤ --max-batch)",
-            cfg.sweep.min_batch,
-            cfg.sweep.max_batch
-        );
+    let (lo, hi) = (cfg.sweep.min_batch, cfg.sweep.max_batch);
+    if lo == 0 || hi < lo {
+        bail!("batch range {lo}..{hi} is empty (need 1 ≤ --min-batch ≤ --max-batch)");
+    }
+    if crate::config::sweep_range_problem(lo, hi).is_some() {
+        bail!("batch range {lo}..{hi} (--min-batch, --max-batch) holds no power of two, the batch sizes a sweep times");
     }
     if let Some(p) = policy {
         cfg.sweep.policy = p.parse().map_err(anyhow::Error::msg)?;

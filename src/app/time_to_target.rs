@@ -146,6 +146,17 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         );
     }
     cfg.sweep.max_batch = cfg.sweep.max_batch.min(n_train);
+    // Time and train only batch sizes a run can use, each checked as `train` would check it.
+    let (usable, bound) = super::train::usable_sweep(&cfg)?;
+    if !bound.is_empty() {
+        eprintln!("batch sizes {}..{}{bound}", usable.sweep.min_batch, usable.sweep.max_batch);
+    }
+    let cfg = usable;
+    for batch in crate::schedule::powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch) {
+        let mut c = cfg.clone();
+        c.train.batch_size = BatchSize::Fixed(batch);
+        c.validate_resolved(&format!("(time-to-target at B = {batch})"))?;
+    }
     let Outcome { b_noise: bn, eps_max: em, rows, chosen, device, dir } =
         with_backend(backend, args.adapter.as_deref(), Experiment { cfg: &cfg, args })?;
     let header = [

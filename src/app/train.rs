@@ -18,6 +18,7 @@ use crate::schedule::sweep::run_sweep;
 use crate::schedule::{admit, run_memory};
 use crate::schedule::{choose, Policy};
 use crate::train::parallel::{Sequential, Threads};
+use crate::train::resume_guard::keeps_checkpoint_layout;
 use crate::train::{run_train, run_train_workers, TrainError, TrainOptions, TrainSummary};
 
 /// `batchscope train`; `workers` (`--workers`) overrides `train.workers`, and an `--adapter`
@@ -38,8 +39,6 @@ pub fn train(
     let (cfg, dir) = match &resume {
         Some(run) => {
             let dir = open_resume_dir(run)?;
-            // One process at a time resumes a run (its checkpoints and metrics are rewritten).
-            crate::report::claimed::lock_run(&dir)?;
             let cfg_path = dir.join("config.toml");
             if !cfg_path.exists() {
                 bail!("--resume {}: no config.toml there (is it a train run directory?)", dir.display());
@@ -47,8 +46,12 @@ pub fn train(
             if !dir.join("last.safetensors").exists() {
                 bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
             }
+            // One process at a time resumes a run (its checkpoints and metrics are rewritten).
+            crate::report::claimed::lock_run(&dir)?;
             let cfg = admit::load_config(Some(&cfg_path), &args.set)?;
-            keeps_checkpoint_layout(&admit::load_config(Some(&cfg_path), &[])?, &cfg, &dir)?;
+            let saved = admit::load_config(Some(&cfg_path), &[])?;
+            keeps_checkpoint_layout(&saved, &cfg, &dir, "the run's config.toml")?;
+            crate::report::rundir::remove_stale_temporaries(&dir);
             (cfg, dir)
         }
         None => {
@@ -147,31 +150,11 @@ pub(super) fn prepare<B: Profilable>(
     Ok(())
 }
 
-/// `train.batch_size = "auto"`: sweep the powers of two the run can use (at least the noise
-/// probe's rows + 1 and one row per micro-batch, [`Config::auto_batch_floor`]), pick one by
-/// `sweep.policy`, and validate the config again with it.
+/// `train.batch_size = "auto"`: sweep the powers of two the run can use
+/// ([`usable_sweep`]), pick one by `sweep.policy`, and validate the config again with it.
 fn resolve_auto_batch<B: Profilable>(cfg: &mut Config, b: &B) -> anyhow::Result<()> {
     let policy = auto_policy(&cfg.sweep.policy, cfg.sweep.knee_fraction)?;
-    let split = cfg.train.workers.max(1).saturating_mul(cfg.train.accumulate.max(1));
-    if !split.is_power_of_two() {
-        bail!(
-            "train.batch_size = \"auto\" picks a power of two, which train.workers × train.accumulate = {split} does not divide; give train.batch_size a multiple of {split}"
-        );
-    }
-    let mut swept = cfg.clone();
-    let mut bound = String::new();
-    if let Some((floor, why)) = cfg.auto_batch_floor() {
-        if floor > swept.sweep.max_batch {
-            bail!(
-                "train.batch_size = \"auto\" needs B ≥ {floor} ({why}), past sweep.max_batch = {}",
-                swept.sweep.max_batch
-            );
-        }
-        if floor > swept.sweep.min_batch {
-            swept.sweep.min_batch = floor;
-            bound = format!(" (B ≥ {floor}: {why})");
-        }
-    }
+    let (swept, bound) = usable_sweep(cfg)?;
     eprintln!(
         "train.batch_size = \"auto\": sweeping {}..{}{bound} with policy {policy}",
         swept.sweep.min_batch, swept.sweep.max_batch
@@ -182,6 +165,33 @@ fn resolve_auto_batch<B: Profilable>(cfg: &mut Config, b: &B) -> anyhow::Result<
     cfg.train.batch_size = BatchSize::Fixed(choice.batch);
     cfg.validate_resolved(&format!("(train.batch_size = \"auto\" chose {})", choice.batch))?;
     Ok(())
+}
+
+/// `cfg` with its sweep range cut to the batch sizes a run of it can train at (at least the
+/// noise probe's rows + 1 and one row per micro-batch, [`Config::auto_batch_floor`]), and the
+/// note that says so (empty when nothing was cut). An error when no power of two is left.
+pub(super) fn usable_sweep(cfg: &Config) -> anyhow::Result<(Config, String)> {
+    let split = cfg.train.workers.max(1).saturating_mul(cfg.train.accumulate.max(1));
+    if !split.is_power_of_two() {
+        bail!(
+            "a swept batch size is a power of two, which train.workers × train.accumulate = {split} does not divide; give train.batch_size a multiple of {split}"
+        );
+    }
+    let mut swept = cfg.clone();
+    let mut bound = String::new();
+    if let Some((floor, why)) = cfg.auto_batch_floor() {
+        if floor > swept.sweep.max_batch {
+            bail!(
+                "this run needs a batch size B ≥ {floor} ({why}), past sweep.max_batch = {}",
+                swept.sweep.max_batch
+            );
+        }
+        if floor > swept.sweep.min_batch {
+            swept.sweep.min_batch = floor;
+            bound = format!(" (B ≥ {floor}: {why})");
+        }
+    }
+    Ok((swept, bound))
 }
 
 /// The policy that picks an automatic batch size: `sweep.policy`, with `knee` at
@@ -241,34 +251,4 @@ pub(super) fn print_summary(summary: &TrainSummary, dir: &Path) {
         }
     }
     println!("wrote:           {}", dir.display());
-}
-
-/// What a resume's `--set` may not change: what its checkpoint holds (the model, its precision,
-/// the optimizer's state: SGD has no velocities) and what its steps were drawn from (the data,
-/// the batch size, the shuffle and its seed). Changing them would train a run that its
-/// config.toml does not describe, and write a checkpoint the next resume could not load.
-const FIXED_ON_RESUME: [&str; 7] = [
-    "model.",
-    "data.",
-    "train.batch_size",
-    "train.optimizer",
-    "train.shuffle",
-    "train.sorted_by_label",
-    "train.seed",
-];
-
-/// A resume's `--set` may change how the run goes on (epochs, learning rate, logging, ...),
-/// never what [`FIXED_ON_RESUME`] names.
-fn keeps_checkpoint_layout(saved: &Config, now: &Config, dir: &std::path::Path) -> anyhow::Result<()> {
-    let fixed = |key: &str| {
-        FIXED_ON_RESUME.iter().any(|f| if f.ends_with('.') { key.starts_with(f) } else { key == *f })
-    };
-    if let Some((key, was, is)) = saved.differences(now).into_iter().find(|(k, _, _)| fixed(k)) {
-        bail!(
-            "--resume {}: {key} = {is} differs from the run's {was}; a resumed run keeps what its \
-             checkpoint was made with and its data (start a new run, with --init for its weights)",
-            dir.display()
-        );
-    }
-    Ok(())
 }

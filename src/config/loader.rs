@@ -109,6 +109,18 @@ impl ConfigText {
                     ),
                     other => other,
                 })?;
+                // The variant's value wins in its run: say so where it replaces a --set.
+                if let Some((key, _)) = arg.split_once('=') {
+                    let keys: Vec<String> = key.trim().split('.').map(str::to_string).collect();
+                    if source_map::is_overridden(&self.origin, &keys) {
+                        log::warn!(
+                            "[[variant]] `{}` sets {}, which replaces --set {} in its run",
+                            v.name,
+                            key.trim(),
+                            key.trim()
+                        );
+                    }
+                }
             }
             out.push((v.name, t));
         }

@@ -18,6 +18,7 @@ mod source_map;
 mod sweep;
 mod train;
 mod validate;
+pub use validate::sweep_range_problem;
 
 use std::path::{Path, PathBuf};
 
@@ -152,11 +153,13 @@ impl Config {
     }
 
     /// The dotted keys (`section.key`) whose values differ between `self` and `other`, with
-    /// each one's value in `self` and in `other` as TOML text (`-` where a key is absent).
+    /// each one's value in `self` and in `other` as TOML text (`its default` where a key is
+    /// absent: a default the TOML leaves out, like `model.precision = "f32"`).
     pub fn differences(&self, other: &Config) -> Vec<(String, String, String)> {
         let table = |c: &Config| toml::Table::try_from(c).unwrap_or_default();
         let (a, b) = (table(self), table(other));
-        let show = |v: Option<&toml::Value>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let show =
+            |v: Option<&toml::Value>| v.map_or_else(|| "its default".to_string(), |v| v.to_string());
         let mut out = Vec::new();
         let sections: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
         for section in sections {

@@ -28,6 +28,18 @@ fn out_of_range_values_name_the_key() {
         ("[data]\nval_fraction = 0.3\n", "data.val_fraction"),
         // Early stopping and a target error read a validation set that n_val = 0 leaves empty.
         ("[data]\nn_val = 0\n[train]\npatience = 3\n", "train.patience"),
+        // Host-side teacher labels cost data.dim × width each.
+        ("[data]\nkind = \"teacher\"\nteacher_hidden = 65537\n", "data.teacher_hidden"),
+        // With no time budget nothing else ends a batch size's timing.
+        ("[sweep]\ntimed_steps = 100001\n", "sweep.timed_steps"),
+        ("[sweep]\nwarmup_steps = 100001\n", "sweep.warmup_steps"),
+        // A range with no power of two in it would time nothing.
+        ("[sweep]\nmin_batch = 3\nmax_batch = 3\n", "sweep.max_batch"),
+        // A regression has no 0-1 error to stop on.
+        (
+            "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\n[train]\npatience = 3\n",
+            "train.patience",
+        ),
         ("[data]\nn_val = 0\n[train]\ntarget_val_error = 0.2\n", "train.target_val_error"),
     ] {
         let e = Config::from_toml(toml, "t.toml").unwrap_err().to_string();

@@ -8,6 +8,14 @@ use crate::model::LossKind;
 /// a mistake.
 pub const MAX_HIDDEN_LAYERS: usize = 100_000;
 
+/// The most warm-up or timed steps a sweep runs per batch size.
+pub const MAX_SWEEP_STEPS: usize = 100_000;
+
+/// The widest teacher MLP of `data.kind = "teacher"`: its labels are computed on the host,
+/// `data.dim × width` multiply-adds each (and 4096 calibration inputs besides); 64 × the
+/// default student's width is far past what a teacher-student experiment needs.
+pub const MAX_TEACHER_HIDDEN: usize = 65_536;
+
 impl Config {
     pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let check = Check(origin);
@@ -99,6 +107,12 @@ impl Config {
         check.non_negative("data.separation", d.separation, "must be finite and ≥ 0")?;
         check.non_negative("data.noise_std", d.noise_std, "must be finite and ≥ 0")?;
         check.at_least_one("data.duplicates", d.duplicates)?;
+        if let (LossKind::Mse, Some(key)) = (self.model.loss, self.validation_user()) {
+            return Err(bad(
+                key,
+                "reads the validation 0-1 error, which a regression (model.loss = \"mse\") does not have".into(),
+            ));
+        }
         if d.kind != DataKind::Npy {
             // Synthetic example i is distinct example i / duplicates: more repeats than
             // examples would leave one distinct example, not a redundant dataset.
@@ -126,6 +140,15 @@ impl Config {
             }
         }
         check.at_least_one("data.teacher_hidden", d.teacher_hidden)?;
+        if d.teacher_hidden > MAX_TEACHER_HIDDEN {
+            return Err(bad(
+                "data.teacher_hidden",
+                format!(
+                    "{} is wider than the {MAX_TEACHER_HIDDEN} a teacher may be (every label costs data.dim × width multiply-adds on the host)",
+                    d.teacher_hidden
+                ),
+            ));
+        }
         if let BatchSize::Fixed(b) = t.batch_size {
             if b == 0 {
                 return Err(bad("train.batch_size", "must be ≥ 1 or \"auto\"".into()));
@@ -194,11 +217,25 @@ impl Config {
         }
         self.validate_parallel(&bad)?;
         check.at_least_one("sweep.min_batch", s.min_batch)?;
-        if s.max_batch < s.min_batch {
-            return Err(bad("sweep.max_batch", format!("must be ≥ sweep.min_batch ({})", s.min_batch)));
+        if let Some(why) = sweep_range_problem(s.min_batch, s.max_batch) {
+            return Err(bad("sweep.max_batch", why));
         }
         check.non_negative("sweep.time_budget_s", s.time_budget_s, "must be ≥ 0 seconds (0 = none)")?;
         check.at_least_one("sweep.timed_steps", s.timed_steps)?;
+        // With no time budget nothing else ends a batch size's timing: bound the step counts
+        // (a median of 10⁵ steps is far past what a timing needs).
+        for (key, steps) in
+            [("sweep.warmup_steps", s.warmup_steps), ("sweep.timed_steps", s.timed_steps)]
+        {
+            if steps > MAX_SWEEP_STEPS {
+                return Err(bad(
+                    key,
+                    format!(
+                        "{steps} steps per batch size are more than the {MAX_SWEEP_STEPS} a sweep times"
+                    ),
+                ));
+            }
+        }
         for (key, v) in [("sweep.peak_gflops", s.peak_gflops), ("sweep.peak_gbps", s.peak_gbps)] {
             check.non_negative(key, v, "must be ≥ 0 (0 = look the peak up)")?;
             // A device's peak, not a denormal or 1e308: every "% of peak" divides by it.
@@ -216,6 +253,20 @@ impl Config {
             return Err(bad("sweep.knee_min_gain", format!("must be > 0, got {}", s.knee_min_gain)));
         }
         Ok(())
+    }
+}
+
+/// Why a sweep over `min_batch..=max_batch` would time nothing (it sweeps the powers of two
+/// in the range), if it would.
+pub fn sweep_range_problem(min_batch: usize, max_batch: usize) -> Option<String> {
+    if max_batch < min_batch {
+        return Some(format!("must be ≥ sweep.min_batch ({min_batch})"));
+    }
+    match min_batch.checked_next_power_of_two() {
+        Some(b) if b <= max_batch => None,
+        _ => Some(format!(
+            "{min_batch}..{max_batch} holds no power of two, the batch sizes a sweep times"
+        )),
     }
 }
 

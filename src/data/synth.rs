@@ -18,7 +18,7 @@ pub const VAL_FIRST: u64 = 1 << 48;
 
 /// Examples `CALIBRATION_FIRST ..` calibrate the teacher's class balance (never used as data).
 const CALIBRATION_FIRST: u64 = 3 << 48;
-const CALIBRATION_EXAMPLES: usize = 4096;
+pub const CALIBRATION_EXAMPLES: usize = 4096;
 const CALIBRATION_ROUNDS: usize = 40;
 
 /// Gain of the teacher's first layer: pre-activations ≈ N(0, gain²), so tanh is well nonlinear.

@@ -59,7 +59,9 @@ pub fn create_run_dir_in(root: &Path, command: &str, now: SystemTime) -> Result<
     Err(ReportError::AlreadyExists { path: root.join(format!("{stem}-{MAX_SUFFIX}")) })
 }
 
-/// Checks that `dir` is an existing, writable run directory to continue (`--resume`).
+/// Checks that `dir` is an existing, writable directory to continue (`--resume`). Changes
+/// nothing: once the caller has found its run's files there and taken its lock,
+/// [`remove_stale_temporaries`] tidies it.
 pub fn open_resume_dir(dir: &Path) -> Result<PathBuf, ReportError> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
@@ -67,14 +69,15 @@ pub fn open_resume_dir(dir: &Path) -> Result<PathBuf, ReportError> {
         Err(e) => return Err(ReportError::io("open run directory", dir, e)),
     }
     probe_writable(dir)?;
-    remove_stale_temporaries(dir);
     Ok(dir.to_path_buf())
 }
 
 /// Removes `dir`'s temporary files of [`write_atomic`] whose writer is gone (a process killed
 /// during a write leaves one behind). Best effort: a file that cannot be removed is logged.
-/// Where `/proc` exists, files of a live process other than this one are kept.
-fn remove_stale_temporaries(dir: &Path) {
+/// Where `/proc` exists, files of a live process other than this one are kept. Called on a
+/// resumed run's directory once it is known to be one (a refused `--resume` of another
+/// directory leaves it as it was).
+pub fn remove_stale_temporaries(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
@@ -385,6 +388,8 @@ mod tests {
         }
         assert_eq!(temporary_writer(".metrics.jsonl.tmp-42-17-3"), Some(42));
         open_resume_dir(&t.0).unwrap();
+        assert!(stale.exists(), "opening changes nothing");
+        remove_stale_temporaries(&t.0);
         assert!(!stale.exists(), "the stale temporary file is removed");
         for o in other {
             assert!(t.0.join(o).exists(), "{o} is kept");

@@ -38,3 +38,13 @@ pub fn config_from_table(table: toml::Table, origin: &str) -> Result<Config, Con
     check_host_memory(&cfg, origin)?;
     Ok(cfg)
 }
+
+/// For a command that builds `rows` training examples in memory whatever `data.mode` says
+/// (`depth`, `landscape`'s evaluation): check the host memory of `cfg` with that resident set
+/// (a streamed run is otherwise admitted with no training data counted).
+pub fn check_resident_rows(cfg: &Config, rows: u64, origin: &str) -> Result<(), ConfigError> {
+    let mut resident = cfg.clone();
+    resident.data.mode = crate::config::DataMode::Resident;
+    resident.data.n_train = rows;
+    check_host_memory(&resident, origin)
+}

@@ -46,11 +46,17 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
     let tables = match d.kind {
         DataKind::GaussianMixture => bytes_of("the class means", &[d.classes as u64, dim])?,
         DataKind::LinearRegression => bytes_of("the regression table", &[dim, outputs.max(dim)])?,
+        // Its weights, and the hidden layer of every calibration input (kept while the class
+        // balance is fitted).
         DataKind::Teacher => sum_bytes(
             "the teacher",
             &[
                 bytes_of("the teacher", &[dim, d.teacher_hidden as u64])?,
                 bytes_of("the teacher", &[d.teacher_hidden as u64, d.classes as u64])?,
+                bytes_of(
+                    "the teacher's calibration",
+                    &[crate::data::synth::CALIBRATION_EXAMPLES as u64, d.teacher_hidden as u64],
+                )?,
             ],
         )?,
         DataKind::Npy => 0,

@@ -19,6 +19,7 @@ pub mod optimizer;
 pub mod parallel;
 mod plan;
 mod ranked;
+pub mod resume_guard;
 pub mod rnn;
 pub mod runner;
 pub mod step;

@@ -85,7 +85,8 @@ pub struct RnnRunSummary {
     pub large_grad_steps: usize,
     /// Spikes at, or one logged step after, a large-gradient step.
     pub spikes_after_large_grad: usize,
-    pub max_train_loss: f64,
+    /// The largest finite logged training loss (`None`: no logged loss was finite).
+    pub max_train_loss: Option<f64>,
     pub w_init: String,
     pub w_scale: f32,
     pub activation: String,
@@ -301,7 +302,7 @@ pub fn run_rnn<B: Backend>(
         grad_threshold: threshold,
         large_grad_steps: large.iter().filter(|&&l| l).count(),
         spikes_after_large_grad: after_large,
-        max_train_loss: lines.iter().map(|l| l.train_loss).filter(|v| v.is_finite()).fold(0.0, f64::max),
+        max_train_loss: lines.iter().map(|l| l.train_loss).filter(|v| v.is_finite()).reduce(f64::max),
         w_init: cfg.rnn.w_init.name().to_string(),
         w_scale: cfg.rnn.w_scale,
         activation: cfg.rnn.activation.name().to_string(),

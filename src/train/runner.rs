@@ -96,7 +96,7 @@ pub fn run_train_ranks<'a, B: Backend>(
     let mut ckpt = Checkpointer::new(cfg, run_dir);
     ckpt.ranks = size;
     if root {
-        ckpt.start(b, opts, &mut st, &mut prog)?;
+        ckpt.start(b, cfg, opts, &mut st, &mut prog)?;
         plan.check_start(&prog, run_dir)?;
     }
     if let Some(r) = ranks.as_deref_mut() {

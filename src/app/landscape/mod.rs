@@ -64,7 +64,14 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
     let model = if table.contains_key("rnn") || table.contains_key("sequence") {
         ModelCfg::Rnn(Box::new(RnnConfig::from_table(table, &origin)?))
     } else {
-        ModelCfg::Mlp(Box::new(admit::config_from_table(table, &origin)?))
+        let cfg = admit::config_from_table(table, &origin)?;
+        // The evaluation holds its training examples in memory, streamed or not.
+        let rows = match lc.eval_train {
+            0 => cfg.data.n_train,
+            m => cfg.data.n_train.min(m as u64),
+        };
+        admit::check_resident_rows(&cfg, rows, &origin)?;
+        ModelCfg::Mlp(Box::new(cfg))
     };
     // The Hessian direction needs Hessian-vector products, which exist for the MLP only: say so
     // before anything trains.

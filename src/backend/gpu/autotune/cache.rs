@@ -276,11 +276,13 @@ impl TuneCache {
     }
 
     /// Write the cache to `path` atomically (creating its directory), unless a file that is no
-    /// cache is there ([`foreign`]): that is an error, and the file is left as it is.
+    /// cache is there ([`foreign`]): that is an error, and the file is left as it is. A `path`
+    /// that is a symlink stays one: the file it names is the one replaced ([`save_target`]).
     pub fn save(&self, path: &Path) -> Result<(), AutotuneError> {
         if let Some(why) = foreign(path) {
             return Err(AutotuneError::Foreign { path: path.to_path_buf(), why });
         }
+        let path = &save_target(path);
         let err = |source| AutotuneError::Write { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
@@ -325,6 +327,32 @@ impl TuneCache {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// Symlinks followed at most when resolving a cache path (the kernel's own limit is 40).
+const MAX_LINKS: usize = 40;
+
+/// The file a save to `path` replaces: `path`, or the file its symlink names (through any
+/// chain of links, even to a file not there yet). A rename onto the link itself would replace
+/// the link with a regular file and leave its target, the cache the user pointed at, as it was.
+fn save_target(path: &Path) -> PathBuf {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return path.to_path_buf();
+    }
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    // A dangling link: follow the links by hand, each relative to its own directory.
+    let mut target = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let Ok(next) = std::fs::read_link(&target) else { break };
+        target = match target.parent() {
+            Some(dir) => dir.join(next),
+            None => next,
+        };
+    }
+    target
 }
 
 /// Where the cache lives (see the module doc), or `None` when no location is known.

@@ -116,6 +116,36 @@ fn the_file_round_trips_byte_for_byte() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A cache path that is a symlink (a cache kept elsewhere, shared between checkouts): a save
+/// replaces the file it names and leaves the link a link, a dangling one included.
+#[cfg(unix)]
+#[test]
+fn a_save_through_a_symlink_updates_its_target() {
+    let path = tmp("symlink");
+    let dir = path.parent().expect("parent").to_path_buf();
+    let (real, link) = (dir.join("real").join("autotune.json"), dir.join("link.json"));
+    let mut cache = TuneCache::default();
+    cache.insert(entry(&device("x"), &Gemm::nn(1, 2, 3), "skinny"));
+    cache.save(&real).expect("save the target");
+    std::os::unix::fs::symlink(std::path::Path::new("real").join("autotune.json"), &link).expect("link");
+    cache.insert(entry(&device("x"), &Gemm::nn(4, 5, 6), "tiled"));
+    cache.save(&link).expect("save through the link");
+    assert!(std::fs::symlink_metadata(&link).expect("stat").file_type().is_symlink(), "still a link");
+    assert_eq!(TuneCache::load(&real).cache, cache, "the target holds the saved entries");
+    assert_eq!(TuneCache::load(&link).cache, cache);
+    let mut names: Vec<_> = std::fs::read_dir(dir.join("real")).expect("dir").flatten().collect();
+    assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
+    // A dangling link: the save creates the file it names.
+    let (missing, dangling) = (dir.join("new").join("autotune.json"), dir.join("dangling.json"));
+    std::os::unix::fs::symlink(&missing, &dangling).expect("link");
+    cache.save(&dangling).expect("save through a dangling link");
+    assert!(std::fs::symlink_metadata(&dangling).expect("stat").file_type().is_symlink());
+    assert_eq!(TuneCache::load(&missing).cache, cache);
+    names = std::fs::read_dir(&dir).expect("dir").flatten().collect();
+    assert_eq!(names.len(), 4, "real/, new/ and the two links: {names:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A cache path that names somebody else's file (a checkpoint, a metrics file, a directory):
 /// loading warns, and saving is an error that leaves the file as it was.
 #[test]

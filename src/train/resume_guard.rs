@@ -1,0 +1,71 @@
+//! What a resume may not change: what its checkpoint holds (the model, its precision, the
+//! optimizer's state: SGD has no velocities) and what its steps were drawn from (the data, the
+//! batch size, the shuffle and its seed). Changing them would train a run that its config.toml
+//! does not describe, and write a checkpoint the next resume could not load. Checked twice:
+//! `--set` against the run's config.toml (before anything opens), and the config the run
+//! resumes with against the one recorded inside `last.safetensors` (under its checksum), so a
+//! hand-edited config.toml cannot change them either.
+
+use std::path::Path;
+
+use super::TrainError;
+use crate::config::Config;
+
+/// Dotted keys (a trailing `.`: the whole section) a resume keeps.
+pub const FIXED_ON_RESUME: [&str; 7] = [
+    "model.",
+    "data.",
+    "train.batch_size",
+    "train.optimizer",
+    "train.shuffle",
+    "train.sorted_by_label",
+    "train.seed",
+];
+
+/// The first [`FIXED_ON_RESUME`] key whose value in `now` differs from `saved`, as
+/// `(key, saved value, new value)`.
+pub fn changed_fixed_key(saved: &Config, now: &Config) -> Option<(String, String, String)> {
+    let fixed = |key: &str| {
+        FIXED_ON_RESUME.iter().any(|f| if f.ends_with('.') { key.starts_with(f) } else { key == *f })
+    };
+    saved.differences(now).into_iter().find(|(k, _, _)| fixed(k))
+}
+
+/// A resume of the run in `dir` with config `now` (`--set` applied) may go on from a run made
+/// with `saved` (what `source` names: its config.toml, or its checkpoint).
+pub fn keeps_checkpoint_layout(
+    saved: &Config,
+    now: &Config,
+    dir: &Path,
+    source: &str,
+) -> Result<(), TrainError> {
+    match changed_fixed_key(saved, now) {
+        Some((key, was, is)) => Err(TrainError::Setup(format!(
+            "--resume {}: {key} = {is} differs from {was} in {source}; a resumed run keeps what \
+             its checkpoint was made with and its data (start a new run, with --init for its \
+             weights)",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The config recorded in a checkpoint's metadata (`config`, the TOML of the run that wrote
+/// it), or `None` for a checkpoint written before it was recorded. Parsed, not validated: only
+/// its values are compared, and a rule added since it was written must not refuse the resume.
+pub fn recorded_config(
+    metadata: &std::collections::BTreeMap<String, String>,
+    path: &Path,
+) -> Result<Option<Config>, TrainError> {
+    let Some(text) = metadata.get("config") else { return Ok(None) };
+    let origin = format!("{} (its recorded config)", path.display());
+    crate::config::loader::parse_text(text, &origin)
+        .and_then(|table| crate::config::deserialize::<Config>(table, &origin))
+        .map(Some)
+        .map_err(|e| {
+            TrainError::Setup(format!(
+                "checkpoint {}: its metadata `config` does not load: {e}",
+                path.display()
+            ))
+        })
+}
