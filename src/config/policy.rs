@@ -39,11 +39,12 @@ impl Policy {
                     expected: "in (0, 1]",
                 })
             }
-            Policy::TimeToTarget { b_noise } if !(b_noise.is_finite() && b_noise >= 0.0) => {
+            // A noise scale is a number of examples: 10^15 is past any dataset.
+            Policy::TimeToTarget { b_noise } if !(0.0..=1e15).contains(&b_noise) => {
                 Err(PolicyParseError::OutOfRange {
                     policy: "time_to_target",
                     value: b_noise,
-                    expected: "finite and >= 0 (examples)",
+                    expected: "in [0, 1e15] (examples)",
                 })
             }
             _ => Ok(()),

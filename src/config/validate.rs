@@ -95,6 +95,21 @@ impl Config {
             ));
         }
         check.at_least_one("data.n_train", d.n_train)?;
+        if d.mode == DataMode::Stream {
+            // A stream is read in its own order (example i of every pass is stream example i).
+            if t.sorted_by_label {
+                return Err(bad(
+                    "train.sorted_by_label",
+                    "orders a resident dataset; data.mode = \"stream\" reads examples in stream order".into(),
+                ));
+            }
+            if t.shuffle != super::TrainConfig::default().shuffle {
+                return Err(bad(
+                    "train.shuffle",
+                    "orders a resident dataset; data.mode = \"stream\" reads examples in stream order".into(),
+                ));
+            }
+        }
         if d.mode == DataMode::Resident && d.n_train > u32::MAX as u64 {
             return Err(bad(
                 "data.n_train",

@@ -294,6 +294,11 @@ mod tests {
             "time_to_target:inf".parse::<Policy>(),
             Err(PolicyParseError::OutOfRange { .. })
         ));
+        // A noise scale past any dataset (it printed as a 309-digit number).
+        assert!(matches!(
+            "time_to_target:1e308".parse::<Policy>(),
+            Err(PolicyParseError::OutOfRange { .. })
+        ));
         let e = "largest_fit:3".parse::<Policy>().unwrap_err();
         assert!(matches!(e, PolicyParseError::UnexpectedArgument { policy: "largest_fit", .. }));
     }
