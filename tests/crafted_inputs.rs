@@ -273,8 +273,10 @@ fn a_checkpoint_with_layers_the_model_lacks_is_refused_by_name() {
 }
 
 /// `sweep.time_budget_s` bounds a batch size's own warm-up and timed steps: a step count
-/// near u64::MAX with a one-second budget used to run until killed. (A bound on termination,
-/// not a timing: the generous limit only catches the hang.)
+/// near u64::MAX with a one-second budget used to run until killed. Step counts are now at most
+/// 10⁵ (with no budget nothing else would end them); the budget still stops a sweep at that
+/// bound within its second. (A bound on termination, not a timing: the generous limit only
+/// catches the hang.)
 #[test]
 fn the_sweep_budget_bounds_the_steps_of_a_batch_size() {
     let d = tmpdir("sweep-budget");
@@ -288,9 +290,9 @@ fn the_sweep_budget_bounds_the_steps_of_a_batch_size() {
             "--config",
             s(&tiny),
             "--set",
-            "sweep.warmup_steps=9223372036854775807",
+            "sweep.warmup_steps=100000",
             "--set",
-            "sweep.timed_steps=9223372036854775807",
+            "sweep.timed_steps=100000",
             "--set",
             "sweep.time_budget_s=1",
             "--out",
@@ -588,7 +590,7 @@ fn time_to_target_stops_at_the_training_set() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// `profile` keeps `sweep.time_budget_s` as a sweep does: a million timed steps under a budget
+/// `profile` keeps `sweep.time_budget_s` as a sweep does: 10⁵ timed steps (the most) under a budget
 /// of a millisecond take one timed step per batch size (it once ran them all).
 #[test]
 fn the_profile_keeps_the_sweep_time_budget() {
@@ -607,9 +609,9 @@ fn the_profile_keeps_the_sweep_time_budget() {
         "--batch",
         "8",
         "--set",
-        "sweep.timed_steps=1000000",
+        "sweep.timed_steps=100000",
         "--set",
-        "sweep.warmup_steps=1000000",
+        "sweep.warmup_steps=100000",
         "--set",
         "sweep.time_budget_s=0.001",
         "--out",

@@ -100,13 +100,15 @@ impl Config {
             if t.sorted_by_label {
                 return Err(bad(
                     "train.sorted_by_label",
-                    "orders a resident dataset; data.mode = \"stream\" reads examples in stream order".into(),
+                    "orders a resident dataset; data.mode = \"stream\" reads examples in stream order"
+                        .into(),
                 ));
             }
             if t.shuffle != super::TrainConfig::default().shuffle {
                 return Err(bad(
                     "train.shuffle",
-                    "orders a resident dataset; data.mode = \"stream\" reads examples in stream order".into(),
+                    "orders a resident dataset; data.mode = \"stream\" reads examples in stream order"
+                        .into(),
                 ));
             }
         }
