@@ -29,6 +29,13 @@ pub fn profile(args: &RunArgs, backend: BackendChoice, batches: &[usize]) -> any
     if let Some(b) = batches.iter().find(|&&b| b == 0) {
         anyhow::bail!("--batch {b}: a batch size must be ≥ 1");
     }
+    if cfg.train.workers > 1 || cfg.train.accumulate > 1 {
+        eprintln!(
+            "notice: profile times one whole-batch step on one device; train.workers = {} and \
+             train.accumulate = {} are not applied (`sweep --workers N` times replicated steps)",
+            cfg.train.workers, cfg.train.accumulate
+        );
+    }
     with_backend(backend, args.adapter.as_deref(), Profile { cfg: &cfg, batches: &batches, args })
 }
 

@@ -212,7 +212,14 @@ pub fn apply_override(doc: &mut toml::Table, arg: &str) -> Result<(), ConfigErro
     if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
         return Err(err("the key must be section.key, e.g. train.lr"));
     }
-    let value = parse_value(raw.trim());
+    let raw = raw.trim();
+    if is_integer_past_toml(raw) {
+        return Err(err(&format!(
+            "{raw} is past the largest integer TOML holds (2^63 - 1 = {})",
+            i64::MAX
+        )));
+    }
+    let value = parse_value(raw);
     let section =
         doc.entry(parts[0].to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     match section {
@@ -222,6 +229,15 @@ pub fn apply_override(doc: &mut toml::Table, arg: &str) -> Result<(), ConfigErro
         }
         _ => Err(err("that section is not a table")),
     }
+}
+
+/// Whether `raw` is a decimal integer that TOML's 64-bit signed integers cannot hold (it would
+/// fall back to a string, and the key's error would say "invalid type: string").
+fn is_integer_past_toml(raw: &str) -> bool {
+    let digits = raw.strip_prefix(['-', '+']).unwrap_or(raw).replace('_', "");
+    !digits.is_empty()
+        && digits.bytes().all(|c| c.is_ascii_digit())
+        && raw.replace('_', "").parse::<i64>().is_err()
 }
 
 fn parse_value(raw: &str) -> toml::Value {

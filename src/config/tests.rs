@@ -77,6 +77,15 @@ fn overrides_apply_and_are_validated() {
     assert!(Config::load(None, &["lr=0.1".into()]).is_err());
     let e = Config::load(None, &["train.nope=1".into()]).unwrap_err().to_string();
     assert!(e.contains("nope"), "{e}");
+    // An integer TOML cannot hold is said to be one (it used to read as a string).
+    for big in ["9223372036854775808", "-9_223_372_036_854_775_809"] {
+        let e = Config::load(None, &[format!("data.seed={big}")]).unwrap_err().to_string();
+        assert!(e.contains("largest integer TOML holds"), "{e}");
+    }
+    let c = Config::load(None, &["data.seed=9_223_372_036_854_775_807".into()]).unwrap();
+    assert_eq!(c.data.seed, i64::MAX as u64);
+    // A word that merely starts with digits is still a bare string.
+    assert!(Config::load(None, &["data.kind=12abc".into()]).unwrap_err().to_string().contains("12abc"));
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub enum DataError {
     Mismatch { path: PathBuf, message: String },
     #[error("data.{key}: {message}")]
     Config { key: &'static str, message: String },
-    #[error("the dataset's {what} needs {bytes} bytes, more than can be allocated; use data.mode = \"stream\" or fewer examples")]
+    #[error("the dataset's {what} needs {bytes} bytes, more than can be allocated; use fewer examples (`train` can also stream synthetic data: data.mode = \"stream\")")]
     TooLarge { what: &'static str, bytes: u128 },
     #[error("generating {what}: {source}")]
     Generate { what: &'static str, source: BackendError },

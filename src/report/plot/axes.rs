@@ -77,6 +77,10 @@ pub(crate) fn value_range(ts: impl IntoIterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// The largest magnitude an axis end takes (an eighth of f64::MAX: span, padding and tick
+/// steps stay finite).
+const AXIS_LIMIT: f64 = f64::MAX / 8.0;
+
 /// A plotted range with its tick positions (in plotted coordinates).
 #[derive(Clone, Debug)]
 pub(crate) struct Axis {
@@ -98,6 +102,9 @@ impl Axis {
         if !lo.is_finite() || !hi.is_finite() {
             (lo, hi) = (0.0, 1.0);
         }
+        // Keep the span, its padding and the ticks' arithmetic finite: data near ±f64::MAX
+        // (±1e308) sit at the axis ends instead of making the axis ±inf.
+        (lo, hi) = (lo.max(-AXIS_LIMIT), hi.min(AXIS_LIMIT));
         if hi - lo <= f64::EPSILON * (lo.abs() + hi.abs()).max(1e-300) {
             let half = match scale {
                 Scale::Linear => (lo.abs() * 0.05).max(0.5),
@@ -322,5 +329,15 @@ mod tests {
         assert_eq!(value_range([]), (0.0, 1.0));
         assert_eq!(value_range([2.0, 2.0]), (2.0, 3.0));
         assert_eq!(value_range([2.0, 5.0]), (2.0, 5.0));
+    }
+
+    #[test]
+    fn an_axis_over_values_near_the_largest_float_stays_finite() {
+        let a = Axis::fit(Scale::Linear, [-1e308, 1e308, 0.0].into_iter(), false);
+        assert!(a.lo.is_finite() && a.hi.is_finite() && a.lo < a.hi, "{a:?}");
+        assert!(!a.ticks.is_empty(), "{a:?}");
+        for &t in &a.ticks {
+            assert!(t.is_finite() && !a.label(t).contains("inf"), "{t} {}", a.label(t));
+        }
     }
 }
