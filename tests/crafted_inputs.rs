@@ -816,3 +816,21 @@ fn a_refused_resume_leaves_the_directory_as_it_was() {
     assert_eq!(snapshot(&dir), before, "a refused resume changed the directory");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `.npy` data is used as the files hold it: `data.label_noise` (which corrupts synthetic
+/// labels) is refused rather than ignored, and integer class labels under `model.loss = "mse"`
+/// say so (they were taken as one class: "label 1 is out of range for 1 classes").
+#[test]
+fn npy_settings_that_cannot_apply_are_refused_by_key() {
+    let d = tmpdir("npy-settings");
+    let (x, y) = write_npy_pair(&d);
+    let noisy = npy_config(&d, &x, &y, "label_noise = 0.1\n");
+    assert_clean_error(&train_cpu(&noisy, &["--out", s(&d.join("a"))]), &["data.label_noise"]);
+    let plain = npy_config(&d, &x, &y, "");
+    let o = train_cpu(&plain, &["--set", "model.loss=\"mse\"", "--out", s(&d.join("b"))]);
+    assert_clean_error(&o, &["data.labels", "integer class labels", "mse"]);
+    for out in ["a", "b"] {
+        assert!(!d.join(out).exists(), "{out}: a refused run left its directory");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -79,6 +79,12 @@ impl Config {
                         "\"stream\" needs a synthetic kind; npy data is resident".into(),
                     ));
                 }
+                if d.label_noise != 0.0 {
+                    return Err(bad(
+                        "data.label_noise",
+                        "corrupts synthetic labels; npy labels are used as the file holds them".into(),
+                    ));
+                }
                 if !(0.0..1.0).contains(&d.val_fraction) {
                     return Err(bad(
                         "data.val_fraction",

@@ -167,6 +167,13 @@ pub fn features_shape(path: &Path) -> Result<(usize, usize), DataError> {
     }
 }
 
+/// Whether the labels file holds integers (class labels) rather than f32 targets; reads the
+/// header only.
+pub fn labels_are_integers(path: &Path) -> Result<bool, DataError> {
+    let tc = Opened::open(path)?.plain("labels must be integers [N] or f32 [N, K]")?.0;
+    Ok(matches!(tc, TypeChar::Int | TypeChar::Uint))
+}
+
 /// Classes implied by integer labels: max + 1 (`None` for f32 regression targets or no rows).
 pub fn label_classes(path: &Path) -> Result<Option<usize>, DataError> {
     let tc = Opened::open(path)?.plain("labels must be integers [N] or f32 [N, K]")?.0;

@@ -25,6 +25,17 @@ pub fn resolve_npy(cfg: &mut Config, classes_given: bool, origin: &str) -> Resul
     if cfg.data.dim == 0 {
         cfg.data.dim = d;
     }
+    if cfg.model.loss == LossKind::Mse
+        && npy::labels_are_integers(&labels).map_err(|e| bad("data.labels", e.to_string()))?
+    {
+        return Err(bad(
+            "data.labels",
+            format!(
+                "{} holds integer class labels; model.loss = \"mse\" regresses f32 targets [N] or [N, K] (or use model.loss = \"softmax_xent\")",
+                labels.display()
+            ),
+        ));
+    }
     let infer = !classes_given || cfg.data.classes == 0;
     if infer && cfg.model.loss == LossKind::SoftmaxXent {
         match npy::label_classes(&labels).map_err(|e| bad("data.labels", e.to_string()))? {
