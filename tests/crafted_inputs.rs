@@ -834,3 +834,62 @@ fn npy_settings_that_cannot_apply_are_refused_by_key() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// What a resume still allows: a run whose config an older batchscope accepted but that a rule
+/// added since refuses for new runs (here `data.val_fraction` on synthetic data, ignored there)
+/// resumes with a warning naming the key; and `.npy` files that moved (config.toml pointed at
+/// the new place) resume, since their paths are not what the checkpoint was made with.
+#[test]
+fn resumes_of_older_runs_and_moved_data_go_on() {
+    let d = tmpdir("lenient-resume");
+    // An "older" run: val_fraction set on synthetic data, in config.toml and in the checkpoint.
+    let (_, run_dir) = finished_run(&d);
+    let cfg_path = run_dir.join("config.toml");
+    let text = std::fs::read_to_string(&cfg_path).expect("config.toml");
+    let older = text.replacen("val_fraction = 0.1", "val_fraction = 0.3", 1);
+    assert_ne!(older, text, "config.toml holds val_fraction");
+    std::fs::write(&cfg_path, &older).expect("edit");
+    let last = run_dir.join("last.safetensors");
+    let mut ck = batchscope::checkpoint::load(&last).expect("checkpoint");
+    let recorded = ck.metadata["config"].replacen("val_fraction = 0.1", "val_fraction = 0.3", 1);
+    ck.metadata.insert("config".into(), recorded);
+    batchscope::checkpoint::save(&last, &ck).expect("checkpoint");
+    let o = bin()
+        .env("RUST_LOG", "warn")
+        .args([
+            "train",
+            "--resume",
+            s(&run_dir),
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--set",
+            "train.steps=20",
+        ])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("data.val_fraction"), "a warning names the key: {}", stderr(&o));
+    // Moved .npy files: config.toml names their new place.
+    let (x, y) = write_npy_pair(&d);
+    let cfg = npy_config(&d, &x, &y, "");
+    let npy_run = d.join("npy-run");
+    let o = train_cpu(&cfg, &["--out", s(&npy_run)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let moved = d.join("moved");
+    std::fs::create_dir_all(&moved).expect("dir");
+    for f in [&x, &y] {
+        std::fs::rename(f, moved.join(f.file_name().expect("name"))).expect("move");
+    }
+    let cfg_path = npy_run.join("config.toml");
+    let text = std::fs::read_to_string(&cfg_path).expect("config.toml");
+    std::fs::write(
+        &cfg_path,
+        text.replace(s(&d.join("x.npy")), s(&moved.join("x.npy")))
+            .replace(s(&d.join("y.npy")), s(&moved.join("y.npy"))),
+    )
+    .expect("edit");
+    let o = resume_cpu(&npy_run, "train.steps=4");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}

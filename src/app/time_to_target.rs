@@ -147,7 +147,8 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
     }
     cfg.sweep.max_batch = cfg.sweep.max_batch.min(n_train);
     // Time and train only batch sizes a run can use, each checked as `train` would check it.
-    let (usable, bound) = super::train::usable_sweep(&cfg)?;
+    let (usable, bound) = super::train::usable_sweep(&cfg)
+        .map_err(|e| anyhow::anyhow!("{e}; time-to-target sweeps at most data.n_train = {n_train}"))?;
     if !bound.is_empty() {
         eprintln!("batch sizes {}..{}{bound}", usable.sweep.min_batch, usable.sweep.max_batch);
     }

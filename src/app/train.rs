@@ -48,8 +48,8 @@ pub fn train(
             }
             // One process at a time resumes a run (its checkpoints and metrics are rewritten).
             crate::report::claimed::lock_run(&dir)?;
-            let cfg = admit::load_config(Some(&cfg_path), &args.set)?;
-            let saved = admit::load_config(Some(&cfg_path), &[])?;
+            let cfg = admit::load_resumed_config(&cfg_path, &args.set)?;
+            let saved = admit::load_resumed_config(&cfg_path, &[])?;
             keeps_checkpoint_layout(&saved, &cfg, &dir, "the run's config.toml")?;
             crate::report::rundir::remove_stale_temporaries(&dir);
             (cfg, dir)
@@ -174,7 +174,7 @@ pub(super) fn usable_sweep(cfg: &Config) -> anyhow::Result<(Config, String)> {
     let split = cfg.train.workers.max(1).saturating_mul(cfg.train.accumulate.max(1));
     if !split.is_power_of_two() {
         bail!(
-            "a swept batch size is a power of two, which train.workers × train.accumulate = {split} does not divide; give train.batch_size a multiple of {split}"
+            "train.workers × train.accumulate = {split} divides no power of two, and swept batch sizes are powers of two"
         );
     }
     let mut swept = cfg.clone();
@@ -190,6 +190,10 @@ pub(super) fn usable_sweep(cfg: &Config) -> anyhow::Result<(Config, String)> {
             swept.sweep.min_batch = floor;
             bound = format!(" (B ≥ {floor}: {why})");
         }
+    }
+    let (lo, hi) = (swept.sweep.min_batch, swept.sweep.max_batch);
+    if crate::config::sweep_range_problem(lo, hi).is_some() {
+        bail!("batch sizes {lo}..{hi}{bound} hold no power of two to sweep (sweep.min_batch, sweep.max_batch)");
     }
     Ok((swept, bound))
 }

@@ -93,13 +93,26 @@ impl Config {
     pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
         let cfg: Config = deserialize(table, origin)?;
         cfg.validate(origin)?;
+        cfg.ignored_setting(origin)?;
+        Ok(cfg)
+    }
+
+    /// [`Config::from_table`] for a resumed run's config.toml: a setting the run ignores (which
+    /// an older batchscope accepted, and which a resume may not change) is a warning.
+    pub fn from_table_resumed(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = deserialize(table, origin)?;
+        cfg.validate(origin)?;
+        if let Err(e) = cfg.ignored_setting(origin) {
+            log::warn!("{e}; the resumed run goes on as it began");
+        }
         Ok(cfg)
     }
 
     /// Validate again after a value was resolved at run time (the batch size `"auto"` picks):
     /// the checks that need a fixed batch size run now.
     pub fn validate_resolved(&self, origin: &str) -> Result<(), ConfigError> {
-        self.validate(origin)
+        self.validate(origin)?;
+        self.ignored_setting(origin)
     }
 
     /// The smallest batch size `train.batch_size = "auto"` may pick, and why: the noise
@@ -153,13 +166,26 @@ impl Config {
     }
 
     /// The dotted keys (`section.key`) whose values differ between `self` and `other`, with
-    /// each one's value in `self` and in `other` as TOML text (`its default` where a key is
-    /// absent: a default the TOML leaves out, like `model.precision = "f32"`).
+    /// each one's value in `self` and in `other` as TOML text (a key the TOML leaves out, like
+    /// `model.precision = "f32"`, shows its default).
     pub fn differences(&self, other: &Config) -> Vec<(String, String, String)> {
         let table = |c: &Config| toml::Table::try_from(c).unwrap_or_default();
         let (a, b) = (table(self), table(other));
-        let show =
-            |v: Option<&toml::Value>| v.map_or_else(|| "its default".to_string(), |v| v.to_string());
+        // Every key at its default, written out (sections skip theirs when all are default).
+        let defaults = deserialize::<Config>(toml::Table::new(), "defaults")
+            .ok()
+            .and_then(|d| toml::Value::try_from(&d).ok());
+        let show = |section: &str, key: Option<&str>, v: Option<&toml::Value>| match v {
+            Some(v) => v.to_string(),
+            None => defaults
+                .as_ref()
+                .and_then(|d| d.get(section))
+                .and_then(|s| match key {
+                    Some(k) => s.get(k),
+                    None => Some(s),
+                })
+                .map_or_else(|| "the default".to_string(), |v| format!("{v} (the default)")),
+        };
         let mut out = Vec::new();
         let sections: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
         for section in sections {
@@ -170,11 +196,14 @@ impl Config {
                     for key in keys {
                         let (va, vb) = (ta.get(key), tb.get(key));
                         if va != vb {
-                            out.push((format!("{section}.{key}"), show(va), show(vb)));
+                            let shown = |v| show(section, Some(key), v);
+                            out.push((format!("{section}.{key}"), shown(va), shown(vb)));
                         }
                     }
                 }
-                _ if sa != sb => out.push((section.clone(), show(sa), show(sb))),
+                _ if sa != sb => {
+                    out.push((section.clone(), show(section, None, sa), show(section, None, sb)))
+                }
                 _ => {}
             }
         }

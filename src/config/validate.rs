@@ -79,12 +79,7 @@ impl Config {
                         "\"stream\" needs a synthetic kind; npy data is resident".into(),
                     ));
                 }
-                if d.label_noise != 0.0 {
-                    return Err(bad(
-                        "data.label_noise",
-                        "corrupts synthetic labels; npy labels are used as the file holds them".into(),
-                    ));
-                }
+
                 if !(0.0..1.0).contains(&d.val_fraction) {
                     return Err(bad(
                         "data.val_fraction",
@@ -101,23 +96,6 @@ impl Config {
             ));
         }
         check.at_least_one("data.n_train", d.n_train)?;
-        if d.mode == DataMode::Stream {
-            // A stream is read in its own order (example i of every pass is stream example i).
-            if t.sorted_by_label {
-                return Err(bad(
-                    "train.sorted_by_label",
-                    "orders a resident dataset; data.mode = \"stream\" reads examples in stream order"
-                        .into(),
-                ));
-            }
-            if t.shuffle != super::TrainConfig::default().shuffle {
-                return Err(bad(
-                    "train.shuffle",
-                    "orders a resident dataset; data.mode = \"stream\" reads examples in stream order"
-                        .into(),
-                ));
-            }
-        }
         if d.mode == DataMode::Resident && d.n_train > u32::MAX as u64 {
             return Err(bad(
                 "data.n_train",
@@ -130,38 +108,6 @@ impl Config {
         check.non_negative("data.separation", d.separation, "must be finite and ≥ 0")?;
         check.non_negative("data.noise_std", d.noise_std, "must be finite and ≥ 0")?;
         check.at_least_one("data.duplicates", d.duplicates)?;
-        if let (LossKind::Mse, Some(key)) = (self.model.loss, self.validation_user()) {
-            return Err(bad(
-                key,
-                "reads the validation 0-1 error, which a regression (model.loss = \"mse\") does not have".into(),
-            ));
-        }
-        if d.kind != DataKind::Npy {
-            // Synthetic example i is distinct example i / duplicates: more repeats than
-            // examples would leave one distinct example, not a redundant dataset.
-            if d.duplicates as u64 > d.n_train {
-                return Err(bad(
-                    "data.duplicates",
-                    format!(
-                        "{} repeats of each distinct example are more than the {} training examples (data.n_train)",
-                        d.duplicates, d.n_train
-                    ),
-                ));
-            }
-            if let (0, Some(key)) = (d.n_val, self.validation_user()) {
-                return Err(bad(key, "needs a validation set, and data.n_val = 0 holds none".into()));
-            }
-            if d.val_fraction != super::DataConfig::default().val_fraction {
-                return Err(bad(
-                    "data.val_fraction",
-                    format!(
-                        "splits data.kind = \"npy\" files; {} data has its own validation set of data.n_val = {} examples",
-                        kind_name(d.kind),
-                        d.n_val
-                    ),
-                ));
-            }
-        }
         check.at_least_one("data.teacher_hidden", d.teacher_hidden)?;
         if d.teacher_hidden > MAX_TEACHER_HIDDEN {
             return Err(bad(
@@ -240,8 +186,8 @@ impl Config {
         }
         self.validate_parallel(&bad)?;
         check.at_least_one("sweep.min_batch", s.min_batch)?;
-        if let Some(why) = sweep_range_problem(s.min_batch, s.max_batch) {
-            return Err(bad("sweep.max_batch", why));
+        if s.max_batch < s.min_batch {
+            return Err(bad("sweep.max_batch", format!("must be ≥ sweep.min_batch ({})", s.min_batch)));
         }
         check.non_negative("sweep.time_budget_s", s.time_budget_s, "must be ≥ 0 seconds (0 = none)")?;
         check.at_least_one("sweep.timed_steps", s.timed_steps)?;
@@ -294,6 +240,63 @@ pub fn sweep_range_problem(min_batch: usize, max_batch: usize) -> Option<String>
 }
 
 impl Config {
+    /// The first setting of this config that the run would ignore, as an error naming its key:
+    /// a run told to do something it then does not do is a wrong result, not a harmless one.
+    /// New runs refuse these ([`Config::from_table`]); a resumed run, whose config.toml an
+    /// older batchscope may have accepted, is only warned ([`Config::from_table_resumed`]).
+    pub(super) fn ignored_setting(&self, origin: &str) -> Result<(), ConfigError> {
+        let check = Check(origin);
+        let bad = |key: &str, message: String| check.bad(key, message);
+        let (d, t) = (&self.data, &self.train);
+        if d.mode == DataMode::Stream && t.sorted_by_label {
+            return Err(bad(
+                "train.sorted_by_label",
+                "orders a resident dataset; data.mode = \"stream\" reads examples in stream order"
+                    .into(),
+            ));
+        }
+        if let (LossKind::Mse, Some(key)) = (self.model.loss, self.validation_user()) {
+            return Err(bad(
+                key,
+                "reads the validation 0-1 error, which a regression (model.loss = \"mse\") does not have".into(),
+            ));
+        }
+        if d.kind == DataKind::Npy {
+            if d.label_noise != 0.0 {
+                return Err(bad(
+                    "data.label_noise",
+                    "corrupts synthetic labels; npy labels are used as the file holds them".into(),
+                ));
+            }
+            return Ok(());
+        }
+        // Synthetic example i is distinct example i / duplicates: with more repeats than
+        // examples no distinct example is repeated in full.
+        if d.duplicates as u64 > d.n_train {
+            return Err(bad(
+                "data.duplicates",
+                format!(
+                    "{} repeats of each distinct example are more than the {} training examples (data.n_train)",
+                    d.duplicates, d.n_train
+                ),
+            ));
+        }
+        if let (0, Some(key)) = (d.n_val, self.validation_user()) {
+            return Err(bad(key, "needs a validation set, and data.n_val = 0 holds none".into()));
+        }
+        if d.val_fraction != super::DataConfig::default().val_fraction {
+            return Err(bad(
+                "data.val_fraction",
+                format!(
+                    "splits data.kind = \"npy\" files; {} data has its own validation set of data.n_val = {} examples",
+                    kind_name(d.kind),
+                    d.n_val
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The key of the first setting that reads the validation error (a target error, early
     /// stopping), if any: it needs validation examples.
     pub fn validation_user(&self) -> Option<&'static str> {

@@ -8,8 +8,14 @@ use crate::model::LossKind;
 use super::npy;
 
 /// Fill `data.dim` / `data.classes` from `.npy` files; print the split. `classes_given`: the
-/// table set `data.classes` (a nonzero value is kept).
-pub fn resolve_npy(cfg: &mut Config, classes_given: bool, origin: &str) -> Result<(), ConfigError> {
+/// table set `data.classes` (a nonzero value is kept). `strict`: a setting the split makes
+/// useless (early stopping with no validation rows) is an error, else a warning (a resume).
+pub fn resolve_npy(
+    cfg: &mut Config,
+    classes_given: bool,
+    origin: &str,
+    strict: bool,
+) -> Result<(), ConfigError> {
     if cfg.data.kind != DataKind::Npy {
         return Ok(());
     }
@@ -53,13 +59,17 @@ pub fn resolve_npy(cfg: &mut Config, classes_given: bool, origin: &str) -> Resul
     }
     let n_val = npy_val_rows(n, cfg.data.val_fraction);
     if let (0, Some(key)) = (n_val, cfg.validation_user()) {
-        return Err(bad(
+        let e = bad(
             key,
             format!(
                 "needs a validation set, and data.val_fraction = {} of {n} rows holds none",
                 cfg.data.val_fraction
             ),
-        ));
+        );
+        match strict {
+            true => return Err(e),
+            false => log::warn!("{e}; the resumed run goes on as it began"),
+        }
     }
     let dup = cfg.data.duplicates.max(1);
     // Rows are numbered in u32 (the split and shuffle permutations), repeats included.

@@ -88,10 +88,24 @@ fn publish_lock(dir: &Path, path: &Path, me: u32) -> Result<bool, ReportError> {
     let published = write_pid(&tmp, me).and_then(|()| match fs::hard_link(&tmp, path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(ReportError::io("create the lock in", dir, e)),
+        // A file system without hard links (vfat, some network mounts): create the lock and
+        // write the id after, as before (a reader in between sees it held, for 10 s).
+        Err(_) => create_then_write(dir, path, me),
     });
     let _ = fs::remove_file(&tmp);
     published
+}
+
+/// The lock created empty, then given its id: `Ok(false)` when a lock is there.
+fn create_then_write(dir: &Path, path: &Path, me: u32) -> Result<bool, ReportError> {
+    match fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(mut f) => {
+            writeln!(f, "{me}").map_err(|e| ReportError::io("write the lock in", dir, e))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(ReportError::io("create the lock in", dir, e)),
+    }
 }
 
 /// A lock's temporary file name, unique across processes and named as [`super::atomic`] names

@@ -34,8 +34,20 @@ pub fn load_config_or(
 pub fn config_from_table(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
     let classes_given = Config::sets_classes(&table);
     let mut cfg = Config::from_table(table, origin)?;
-    resolve_npy(&mut cfg, classes_given, origin)?;
+    resolve_npy(&mut cfg, classes_given, origin, true)?;
     check_host_memory(&cfg, origin)?;
+    Ok(cfg)
+}
+
+/// [`load_config`] for a resumed run's config.toml (with the resume's `--set`): settings the
+/// run ignores are warnings ([`Config::from_table_resumed`]), since an older batchscope may
+/// have accepted them and a resume may not change them.
+pub fn load_resumed_config(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+    let text = Config::load_text(Some(path), overrides)?;
+    let classes_given = Config::sets_classes(&text.table);
+    let mut cfg = Config::from_table_resumed(text.table, &text.origin)?;
+    resolve_npy(&mut cfg, classes_given, &text.origin, false)?;
+    check_host_memory(&cfg, &text.origin)?;
     Ok(cfg)
 }
 

@@ -22,11 +22,19 @@ pub const FIXED_ON_RESUME: [&str; 7] = [
     "train.seed",
 ];
 
+/// Keys under a fixed section that may change: where `.npy` files are (data moved, or a
+/// relative path given from another directory). What they hold is held to the run by the
+/// resolved `data.dim` and `data.classes` and by the checkpoint's tensor shapes.
+const MOVABLE_ON_RESUME: [&str; 2] = ["data.features", "data.labels"];
+
 /// The first [`FIXED_ON_RESUME`] key whose value in `now` differs from `saved`, as
 /// `(key, saved value, new value)`.
 pub fn changed_fixed_key(saved: &Config, now: &Config) -> Option<(String, String, String)> {
     let fixed = |key: &str| {
-        FIXED_ON_RESUME.iter().any(|f| if f.ends_with('.') { key.starts_with(f) } else { key == *f })
+        !MOVABLE_ON_RESUME.contains(&key)
+            && FIXED_ON_RESUME
+                .iter()
+                .any(|f| if f.ends_with('.') { key.starts_with(f) } else { key == *f })
     };
     saved.differences(now).into_iter().find(|(k, _, _)| fixed(k))
 }
@@ -41,9 +49,9 @@ pub fn keeps_checkpoint_layout(
 ) -> Result<(), TrainError> {
     match changed_fixed_key(saved, now) {
         Some((key, was, is)) => Err(TrainError::Setup(format!(
-            "--resume {}: {key} = {is} differs from {was} in {source}; a resumed run keeps what \
-             its checkpoint was made with and its data (start a new run, with --init for its \
-             weights)",
+            "--resume {}: {key} would change from {was} (in {source}) to {is}; a resumed run \
+             keeps what its checkpoint was made with and its data (start a new run, with --init \
+             for its weights)",
             dir.display()
         ))),
         None => Ok(()),
@@ -52,7 +60,8 @@ pub fn keeps_checkpoint_layout(
 
 /// The config recorded in a checkpoint's metadata (`config`, the TOML of the run that wrote
 /// it), or `None` for a checkpoint written before it was recorded. Parsed, not validated: only
-/// its values are compared, and a rule added since it was written must not refuse the resume.
+/// its values are compared (the resume's own config.toml is loaded leniently too: a rule added
+/// since the run began is a warning there).
 pub fn recorded_config(
     metadata: &std::collections::BTreeMap<String, String>,
     path: &Path,

@@ -104,7 +104,7 @@ impl Axis {
         }
         // Keep the span, its padding and the ticks' arithmetic finite: data near ±f64::MAX
         // (±1e308) sit at the axis ends instead of making the axis ±inf.
-        (lo, hi) = (lo.max(-AXIS_LIMIT), hi.min(AXIS_LIMIT));
+        (lo, hi) = (lo.clamp(-AXIS_LIMIT, AXIS_LIMIT), hi.clamp(-AXIS_LIMIT, AXIS_LIMIT));
         if hi - lo <= f64::EPSILON * (lo.abs() + hi.abs()).max(1e-300) {
             let half = match scale {
                 Scale::Linear => (lo.abs() * 0.05).max(0.5),
@@ -335,6 +335,9 @@ mod tests {
     fn an_axis_over_values_near_the_largest_float_stays_finite() {
         let a = Axis::fit(Scale::Linear, [-1e308, 1e308, 0.0].into_iter(), false);
         assert!(a.lo.is_finite() && a.hi.is_finite() && a.lo < a.hi, "{a:?}");
+        // All of them past the limit: a flat range at the limit, not an inverted one.
+        let high = Axis::fit(Scale::Linear, [1e308, 1.5e308].into_iter(), false);
+        assert!(high.lo < high.hi && high.hi.is_finite(), "{high:?}");
         assert!(!a.ticks.is_empty(), "{a:?}");
         for &t in &a.ticks {
             assert!(t.is_finite() && !a.label(t).contains("inf"), "{t} {}", a.label(t));
