@@ -46,6 +46,14 @@ fn finished_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (tiny, run_dir)
 }
 
+/// [`finished_run`]'s run directory, its config.toml and that file's text.
+fn finished_run_config(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let (_, run_dir) = finished_run(dir);
+    let cfg_path = run_dir.join("config.toml");
+    let text = std::fs::read_to_string(&cfg_path).expect("config.toml");
+    (run_dir, cfg_path, text)
+}
+
 /// `train --resume RUN --backend cpu --quiet --set SET`.
 fn resume_cpu(run_dir: &Path, set: &str) -> Output {
     run(&["train", "--resume", s(run_dir), "--backend", "cpu", "--quiet", "--set", set])
@@ -776,9 +784,7 @@ fn settings_that_read_the_validation_error_need_validation_rows() {
 #[test]
 fn a_hand_edited_config_toml_cannot_change_what_a_resume_keeps() {
     let d = tmpdir("edited-config");
-    let (_, run_dir) = finished_run(&d);
-    let cfg_path = run_dir.join("config.toml");
-    let original = std::fs::read_to_string(&cfg_path).expect("config.toml");
+    let (run_dir, cfg_path, original) = finished_run_config(&d);
     for (from, to, key) in [
         ("optimizer = \"momentum\"", "optimizer = \"sgd\"", "train.optimizer"),
         ("shuffle = \"epoch\"", "shuffle = \"none\"", "train.shuffle"),
@@ -843,9 +849,7 @@ fn npy_settings_that_cannot_apply_are_refused_by_key() {
 fn resumes_of_older_runs_and_moved_data_go_on() {
     let d = tmpdir("lenient-resume");
     // An "older" run: val_fraction set on synthetic data, in config.toml and in the checkpoint.
-    let (_, run_dir) = finished_run(&d);
-    let cfg_path = run_dir.join("config.toml");
-    let text = std::fs::read_to_string(&cfg_path).expect("config.toml");
+    let (run_dir, cfg_path, text) = finished_run_config(&d);
     let older = text.replacen("val_fraction = 0.1", "val_fraction = 0.3", 1);
     assert_ne!(older, text, "config.toml holds val_fraction");
     std::fs::write(&cfg_path, &older).expect("edit");

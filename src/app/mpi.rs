@@ -219,7 +219,7 @@ mod rank {
         if root {
             crate::report::rundir::remove_stale_temporaries(&dir);
         }
-        Ok(admit::load_resumed_config(&cfg_path, set)?)
+        Ok(admit::load_resumed_config(&cfg_path, set, true)?)
     }
 
     /// Open this rank's `train.workers` backends and train.

@@ -48,8 +48,11 @@ pub fn train(
             }
             // One process at a time resumes a run (its checkpoints and metrics are rewritten).
             crate::report::claimed::lock_run(&dir)?;
-            let cfg = admit::load_resumed_config(&cfg_path, &args.set)?;
-            let saved = admit::load_resumed_config(&cfg_path, &[])?;
+            let cfg = admit::load_resumed_config(&cfg_path, &args.set, true)?;
+            let saved = match args.set.is_empty() {
+                true => cfg.clone(),
+                false => admit::load_resumed_config(&cfg_path, &[], false)?,
+            };
             keeps_checkpoint_layout(&saved, &cfg, &dir, "the run's config.toml")?;
             crate::report::rundir::remove_stale_temporaries(&dir);
             (cfg, dir)

@@ -98,11 +98,16 @@ impl Config {
     }
 
     /// [`Config::from_table`] for a resumed run's config.toml: a setting the run ignores (which
-    /// an older batchscope accepted, and which a resume may not change) is a warning.
-    pub fn from_table_resumed(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
+    /// an older batchscope accepted, and which a resume may not change) is a warning when
+    /// `warn`, else passed over (a second read of the same file).
+    pub fn from_table_resumed(
+        table: toml::Table,
+        origin: &str,
+        warn: bool,
+    ) -> Result<Self, ConfigError> {
         let cfg: Config = deserialize(table, origin)?;
         cfg.validate(origin)?;
-        if let Err(e) = cfg.ignored_setting(origin) {
+        if let (Err(e), true) = (cfg.ignored_setting(origin), warn) {
             log::warn!("{e}; the resumed run goes on as it began");
         }
         Ok(cfg)

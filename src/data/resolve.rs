@@ -7,14 +7,25 @@ use crate::model::LossKind;
 
 use super::npy;
 
+/// What [`resolve_npy`] makes of a setting the split leaves useless.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Useless {
+    /// An error (a new run).
+    Refused,
+    /// A warning (a resumed run, which an older batchscope may have started so).
+    Warned,
+    /// Nothing (a second read of a resumed run's config).
+    Passed,
+}
+
 /// Fill `data.dim` / `data.classes` from `.npy` files; print the split. `classes_given`: the
-/// table set `data.classes` (a nonzero value is kept). `strict`: a setting the split makes
-/// useless (early stopping with no validation rows) is an error, else a warning (a resume).
+/// table set `data.classes` (a nonzero value is kept). `useless`: what a setting the split
+/// makes useless (early stopping with no validation rows) is.
 pub fn resolve_npy(
     cfg: &mut Config,
     classes_given: bool,
     origin: &str,
-    strict: bool,
+    useless: Useless,
 ) -> Result<(), ConfigError> {
     if cfg.data.kind != DataKind::Npy {
         return Ok(());
@@ -66,9 +77,10 @@ pub fn resolve_npy(
                 cfg.data.val_fraction
             ),
         );
-        match strict {
-            true => return Err(e),
-            false => log::warn!("{e}; the resumed run goes on as it began"),
+        match useless {
+            Useless::Refused => return Err(e),
+            Useless::Warned => log::warn!("{e}; the resumed run goes on as it began"),
+            Useless::Passed => {}
         }
     }
     let dup = cfg.data.duplicates.max(1);

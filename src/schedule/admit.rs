@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::config::{Config, ConfigError};
-use crate::data::resolve::resolve_npy;
+use crate::data::resolve::{resolve_npy, Useless};
 
 use super::run_memory::check_host_memory;
 
@@ -34,19 +34,25 @@ pub fn load_config_or(
 pub fn config_from_table(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
     let classes_given = Config::sets_classes(&table);
     let mut cfg = Config::from_table(table, origin)?;
-    resolve_npy(&mut cfg, classes_given, origin, true)?;
+    resolve_npy(&mut cfg, classes_given, origin, Useless::Refused)?;
     check_host_memory(&cfg, origin)?;
     Ok(cfg)
 }
 
 /// [`load_config`] for a resumed run's config.toml (with the resume's `--set`): settings the
 /// run ignores are warnings ([`Config::from_table_resumed`]), since an older batchscope may
-/// have accepted them and a resume may not change them.
-pub fn load_resumed_config(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+/// have accepted them and a resume may not change them. `warn`: say so (once per resume: the
+/// run's config.toml is read twice, with and without the resume's `--set`).
+pub fn load_resumed_config(
+    path: &Path,
+    overrides: &[String],
+    warn: bool,
+) -> Result<Config, ConfigError> {
     let text = Config::load_text(Some(path), overrides)?;
     let classes_given = Config::sets_classes(&text.table);
-    let mut cfg = Config::from_table_resumed(text.table, &text.origin)?;
-    resolve_npy(&mut cfg, classes_given, &text.origin, false)?;
+    let mut cfg = Config::from_table_resumed(text.table, &text.origin, warn)?;
+    let useless = if warn { Useless::Warned } else { Useless::Passed };
+    resolve_npy(&mut cfg, classes_given, &text.origin, useless)?;
     check_host_memory(&cfg, &text.origin)?;
     Ok(cfg)
 }
