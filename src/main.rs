@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         }
     };
     let result = rayon_threads_ok().and_then(|()| run(cli));
-    batchscope::report::claimed::release_locks();
+    batchscope::report::run_lock::release_locks();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -204,7 +204,7 @@ mod rank {
         let dir = open_resume_dir(run)?;
         if root {
             // One job at a time resumes a run; rank 0 writes it.
-            crate::report::claimed::lock_run(&dir)?;
+            crate::report::run_lock::lock_run(&dir)?;
         }
         let cfg_path = dir.join("config.toml");
         if !cfg_path.exists() {

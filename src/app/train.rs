@@ -47,7 +47,7 @@ pub fn train(
                 bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
             }
             // One process at a time resumes a run (its checkpoints and metrics are rewritten).
-            crate::report::claimed::lock_run(&dir)?;
+            crate::report::run_lock::lock_run(&dir)?;
             let cfg = admit::load_resumed_config(&cfg_path, &args.set, true)?;
             let saved = match args.set.is_empty() {
                 true => cfg.clone(),

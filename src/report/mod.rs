@@ -10,6 +10,7 @@ pub mod jsonl;
 pub mod plot;
 pub mod progress;
 pub mod rundir;
+pub mod run_lock;
 pub mod table;
 
 use std::path::PathBuf;
