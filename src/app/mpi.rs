@@ -202,10 +202,6 @@ mod rank {
     /// The config of a `--resume` run directory (plus `--set`), read on every rank.
     fn resume_config(run: &Path, set: &[String], root: bool) -> anyhow::Result<Config> {
         let dir = open_resume_dir(run)?;
-        if root {
-            // One job at a time resumes a run; rank 0 writes it.
-            crate::report::run_lock::lock_run(&dir)?;
-        }
         let cfg_path = dir.join("config.toml");
         if !cfg_path.exists() {
             bail!(
@@ -217,9 +213,16 @@ mod rank {
             bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
         }
         if root {
+            // One job at a time resumes a run; rank 0 writes it.
+            crate::report::run_lock::lock_run(&dir)?;
+        }
+        let cfg = admit::load_resumed_config(&cfg_path, set, true)?;
+        if root {
+            let last = dir.join("last.safetensors");
+            crate::train::resume_guard::check_checkpoint_config(&last, &cfg)?;
             crate::report::rundir::remove_stale_temporaries(&dir);
         }
-        Ok(admit::load_resumed_config(&cfg_path, set, true)?)
+        Ok(cfg)
     }
 
     /// Open this rank's `train.workers` backends and train.

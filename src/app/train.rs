@@ -18,7 +18,7 @@ use crate::schedule::sweep::run_sweep;
 use crate::schedule::{admit, run_memory};
 use crate::schedule::{choose, Policy};
 use crate::train::parallel::{Sequential, Threads};
-use crate::train::resume_guard::keeps_checkpoint_layout;
+use crate::train::resume_guard::{check_checkpoint_config, keeps_checkpoint_layout};
 use crate::train::{run_train, run_train_workers, TrainError, TrainOptions, TrainSummary};
 
 /// `batchscope train`; `workers` (`--workers`) overrides `train.workers`, and an `--adapter`
@@ -54,6 +54,7 @@ pub fn train(
                 false => admit::load_resumed_config(&cfg_path, &[], false)?,
             };
             keeps_checkpoint_layout(&saved, &cfg, &dir, "the run's config.toml")?;
+            check_checkpoint_config(&dir.join("last.safetensors"), &cfg)?;
             crate::report::rundir::remove_stale_temporaries(&dir);
             (cfg, dir)
         }

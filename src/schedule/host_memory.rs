@@ -3,8 +3,10 @@
 //! training step) fit it. Checked before any model, dataset or workspace is allocated, so an
 //! impossible request fails with one message instead of an allocation abort.
 //!
-//! The limit is the smaller of `/proc/meminfo` MemAvailable and the cgroup v2 limit
-//! (`/sys/fs/cgroup/memory.max` less `memory.current`) where one is set.
+//! The limit is the smallest of `/proc/meminfo` MemAvailable, the cgroup v2 limit
+//! (`/sys/fs/cgroup/memory.max` less `memory.current`) where one is set, and the room under
+//! the process's own limits where one is set (`ulimit -v`, `ulimit -d`: the soft limit less
+//! the `VmSize` or `VmData` of `/proc/self/status`).
 
 use thiserror::Error;
 
@@ -62,11 +64,62 @@ pub fn combine(
 /// The host memory this process may allocate now (`None` where the OS does not say).
 pub fn host_limit() -> Option<HostLimit> {
     let read = |p: &str| std::fs::read_to_string(p).ok();
-    combine(
+    let system = combine(
         read("/proc/meminfo").as_deref().and_then(parse_meminfo),
         read("/sys/fs/cgroup/memory.max").as_deref().and_then(parse_cgroup_max),
         read("/sys/fs/cgroup/memory.current").as_deref().and_then(parse_cgroup_max),
-    )
+    );
+    let status = read("/proc/self/status").unwrap_or_default();
+    let own = [
+        (process_limit::address_space(), "VmSize:", "ulimit -v"),
+        (process_limit::data_segment(), "VmData:", "ulimit -d"),
+    ];
+    own.into_iter().fold(system, |limit, (soft, used, source)| {
+        let room = soft.map(|l| l.saturating_sub(parse_status_kib(&status, used).unwrap_or(0)));
+        tighter(limit, room.map(|bytes| HostLimit { bytes, source }))
+    })
+}
+
+/// The smaller of two limits (either may be unknown).
+pub fn tighter(a: Option<HostLimit>, b: Option<HostLimit>) -> Option<HostLimit> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.bytes < a.bytes { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A `key:` line of `/proc/self/status` (`VmSize:  123456 kB`), bytes.
+pub fn parse_status_kib(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    let kib: u64 = line[key.len()..].split_whitespace().next()?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// This process's soft resource limits on memory (`None`: unlimited, or not known here).
+mod process_limit {
+    #[cfg(unix)]
+    fn soft(resource: libc::c_int) -> Option<u64> {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes one rlimit through a valid pointer to a local.
+        let ok = unsafe { libc::getrlimit(resource as _, &mut limit) } == 0;
+        (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
+    }
+
+    /// `RLIMIT_AS` (`ulimit -v`): the address space, which every mapping counts against.
+    pub fn address_space() -> Option<u64> {
+        #[cfg(unix)]
+        return soft(libc::RLIMIT_AS as libc::c_int);
+        #[cfg(not(unix))]
+        None
+    }
+
+    /// `RLIMIT_DATA` (`ulimit -d`): the data segment, which the heap counts against.
+    pub fn data_segment() -> Option<u64> {
+        #[cfg(unix)]
+        return soft(libc::RLIMIT_DATA as libc::c_int);
+        #[cfg(not(unix))]
+        None
+    }
 }
 
 /// Bytes of `dims` 4-byte elements (product), checked.
@@ -130,6 +183,19 @@ pub fn sizes_text(sizes: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tightest_limit_wins_and_status_lines_parse() {
+        let l = |bytes, source| Some(HostLimit { bytes, source });
+        assert_eq!(tighter(l(10, "a"), l(5, "b")), l(5, "b"));
+        assert_eq!(tighter(l(5, "a"), l(10, "b")), l(5, "a"));
+        assert_eq!(tighter(None, l(10, "b")), l(10, "b"));
+        assert_eq!(tighter(l(10, "a"), None), l(10, "a"));
+        let status = "Name:\tbatchscope\nVmPeak:\t  99 kB\nVmSize:\t  2048 kB\nVmData:\t 512 kB\n";
+        assert_eq!(parse_status_kib(status, "VmSize:"), Some(2048 * 1024));
+        assert_eq!(parse_status_kib(status, "VmData:"), Some(512 * 1024));
+        assert_eq!(parse_status_kib(status, "VmSwap:"), None);
+    }
 
     #[test]
     fn parses_meminfo_and_cgroup() {

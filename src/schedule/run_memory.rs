@@ -12,7 +12,11 @@ use super::host_memory::{
 };
 
 /// Host bytes of the model's parameter-shaped sets (built on the host by every backend) and
-/// of the resident data, checked arithmetic throughout: `(description, bytes)`.
+/// of the resident data, checked arithmetic throughout: `(description, bytes)`. The data is
+/// counted twice: it is built on the host, then uploaded while that copy lives (the CPU
+/// backend's buffers are host memory, and wgpu stages a GPU upload in host-visible memory,
+/// which on lavapipe is all there is); a third time for the training set when
+/// `train.eval_train` uploads it again for its evaluations.
 pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
     let d = &cfg.data;
     let spec = cfg.mlp_spec();
@@ -25,23 +29,21 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
         sum_bytes(what, &[bytes_of(what, &[rows, dim])?, bytes_of(what, &[rows, y])?])
     };
     let val = per_row("the validation set", d.n_val as u64)?;
-    let train = match (d.kind, d.mode) {
-        // The file's rows as read, then the training rows each repeated data.duplicates times.
+    // `(the file's rows as read, the training rows)`: an .npy file's rows, then its training
+    // rows each repeated data.duplicates times.
+    let (file, train) = match (d.kind, d.mode) {
         (DataKind::Npy, _) => match d.features.as_deref().map(npy::features_shape) {
             Some(Ok((n, _))) => {
                 let n_val = npy_val_rows(n, d.val_fraction);
                 let repeats = ((n - n_val) as u64).checked_mul(d.duplicates.max(1) as u64);
                 let repeats = repeats
                     .ok_or_else(|| HostMemoryError::Overflow { what: "the training set".to_string() })?;
-                sum_bytes(
-                    "the training set",
-                    &[per_row("the data file", n as u64)?, per_row("the training set", repeats)?],
-                )?
+                (per_row("the data file", n as u64)?, per_row("the training set", repeats)?)
             }
-            _ => 0, // no file yet, or a bad one: reading it is the error
+            _ => (0, 0), // no file yet, or a bad one: reading it is the error
         },
-        (_, DataMode::Stream) => 0,
-        (_, DataMode::Resident) => per_row("the training set", d.n_train)?,
+        (_, DataMode::Stream) => (0, 0),
+        (_, DataMode::Resident) => (0, per_row("the training set", d.n_train)?),
     };
     let tables = match d.kind {
         DataKind::GaussianMixture => bytes_of("the class means", &[d.classes as u64, dim])?,
@@ -70,10 +72,15 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
         let at = |rows| step_bytes(&spec.sizes, false, false, rows);
         at(eval_rows)?.saturating_sub(at(1)?)
     };
-    let total = sum_bytes("model and data", &[model, val, train, tables, eval])?;
+    let uploaded = |what: &str, host: u64, copies: u64| {
+        host.checked_mul(copies).ok_or_else(|| HostMemoryError::Overflow { what: what.to_string() })
+    };
+    let val = uploaded("the validation set", val, 2)?;
+    let train = uploaded("the training set", train, 2 + u64::from(cfg.train.eval_train))?;
+    let total = sum_bytes("model and data", &[model, file, val, train, tables, eval])?;
     let what = format!(
         "model {} ({model} bytes of parameters, gradients and optimizer state) with data.dim = {}, \
-         {} resident examples ({} bytes of data)",
+         {} resident examples ({} bytes of data on the host and in the backend's buffers)",
         sizes_text(&spec.sizes),
         d.dim,
         if d.mode == DataMode::Resident && d.kind != DataKind::Npy {
@@ -137,6 +144,31 @@ pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostM
 mod tests {
     use super::*;
     use crate::config::BatchSize;
+
+    /// The resident data is counted with its upload: a training row twice (three times when
+    /// `train.eval_train` uploads it again), a validation row twice. Counted once, a set of
+    /// half the host's memory passed the check and the upload ran the host out of memory (the
+    /// process was killed generating 12.8 GB on a 23 GB machine).
+    #[test]
+    fn resident_data_counts_its_upload() {
+        let mut cfg = Config::embedded_default().expect("default");
+        cfg.data.mode = crate::config::DataMode::Resident;
+        let row = 4 * (cfg.data.dim as u64 + 1); // features + one label, 4 bytes each
+        let bytes = |cfg: &Config| host_bytes(cfg).expect("host bytes").1;
+        let base = bytes(&cfg);
+        let mut more = cfg.clone();
+        more.data.n_train += 1000;
+        assert_eq!(bytes(&more) - base, 2 * 1000 * row, "training rows");
+        more.train.eval_train = true;
+        let with_eval = bytes(&more);
+        cfg.train.eval_train = true;
+        assert_eq!(with_eval - bytes(&cfg), 3 * 1000 * row, "training rows evaluated too");
+        let mut val = cfg.clone();
+        val.data.n_val += 100;
+        let diff = bytes(&val) - bytes(&cfg);
+        // The evaluation's working chunk grows with n_val up to its size: at least two copies.
+        assert!(diff >= 2 * 100 * row, "{diff}");
+    }
 
     /// `train.workers = N`: N replica states at batch / N rows plus N − 1 more copies of the data
     /// (the check counted one state at the whole batch, so N replicas of a large model passed it

@@ -82,11 +82,7 @@ impl<B: Backend> Checkpointer<B> {
         }
         let path = &self.last_path;
         let ck = checkpoint::load(path)?;
-        // config.toml is a text file anyone can edit; the checkpoint's copy is under its checksum.
-        if let Some(saved) = super::resume_guard::recorded_config(&ck.metadata, path)? {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            super::resume_guard::keeps_checkpoint_layout(&saved, cfg, dir, "its checkpoint")?;
-        }
+        super::resume_guard::keeps_recorded_layout(&ck.metadata, path, cfg)?;
         let ranks: usize = ck.metadata.get("mpi_ranks").and_then(|v| v.parse().ok()).unwrap_or(1);
         if ranks != self.ranks {
             let job = |n: usize| match n {

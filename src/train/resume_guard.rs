@@ -58,6 +58,29 @@ pub fn keeps_checkpoint_layout(
     }
 }
 
+/// The config a resume goes on with, `now`, against the one recorded in the metadata of its
+/// checkpoint at `path` (the checkpoint's copy is under its checksum; config.toml is a text
+/// file anyone can edit). A checkpoint from before configs were recorded passes.
+pub fn keeps_recorded_layout(
+    metadata: &std::collections::BTreeMap<String, String>,
+    path: &Path,
+    now: &Config,
+) -> Result<(), TrainError> {
+    if let Some(saved) = recorded_config(metadata, path)? {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        keeps_checkpoint_layout(&saved, now, dir, "its checkpoint")?;
+    }
+    Ok(())
+}
+
+/// [`keeps_recorded_layout`] for the checkpoint file at `path`, read (and its checksum
+/// checked) here: called before a resume loads its data, so that a refused resume has not
+/// generated or read a dataset first.
+pub fn check_checkpoint_config(path: &Path, now: &Config) -> Result<(), TrainError> {
+    let ck = crate::checkpoint::load(path)?;
+    keeps_recorded_layout(&ck.metadata, path, now)
+}
+
 /// The config recorded in a checkpoint's metadata (`config`, the TOML of the run that wrote
 /// it), or `None` for a checkpoint written before it was recorded. Parsed, not validated: only
 /// its values are compared (the resume's own config.toml is loaded leniently too: a rule added
