@@ -835,7 +835,26 @@ fn npy_settings_that_cannot_apply_are_refused_by_key() {
     let plain = npy_config(&d, &x, &y, "");
     let o = train_cpu(&plain, &["--set", "model.loss=\"mse\"", "--out", s(&d.join("b"))]);
     assert_clean_error(&o, &["data.labels", "integer class labels", "mse"]);
-    for out in ["a", "b"] {
+    // One class, inferred or given, classifies nothing (every loss 0, exit 0, used to be the
+    // result); a negative label says so instead of naming 4294967295 classes.
+    let labels = |name: &str, values: &[i64]| {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let dict = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}", values.len());
+        let p = d.join(name);
+        std::fs::write(&p, npy_bytes(&dict, &bytes)).expect("labels");
+        p
+    };
+    let zeros = npy_config(&d, &x, &labels("zeros.npy", &[0; 40]), "");
+    let o = train_cpu(&zeros, &["--out", s(&d.join("c"))]);
+    assert_clean_error(&o, &["data.labels", "only label 0", "at least 2 classes"]);
+    let o = train_cpu(&plain, &["--set", "data.classes=1", "--out", s(&d.join("e"))]);
+    assert_clean_error(&o, &["data.classes", "≥ 2", "got 1"]);
+    let mut with_negative = [1i64; 40];
+    with_negative[7] = -1;
+    let negative = npy_config(&d, &x, &labels("negative.npy", &with_negative), "");
+    let o = train_cpu(&negative, &["--out", s(&d.join("f"))]);
+    assert_clean_error(&o, &["label -1 at index 7 is negative"]);
+    for out in ["a", "b", "c", "e", "f"] {
         assert!(!d.join(out).exists(), "{out}: a refused run left its directory");
     }
     let _ = std::fs::remove_dir_all(&d);

@@ -174,7 +174,8 @@ pub fn labels_are_integers(path: &Path) -> Result<bool, DataError> {
     Ok(matches!(tc, TypeChar::Int | TypeChar::Uint))
 }
 
-/// Classes implied by integer labels: max + 1 (`None` for f32 regression targets or no rows).
+/// Classes implied by integer labels: max + 1, 0 for no rows (`None` for f32 regression
+/// targets).
 pub fn label_classes(path: &Path) -> Result<Option<usize>, DataError> {
     let tc = Opened::open(path)?.plain("labels must be integers [N] or f32 [N, K]")?.0;
     if !matches!(tc, TypeChar::Int | TypeChar::Uint) {
@@ -182,7 +183,7 @@ pub fn label_classes(path: &Path) -> Result<Option<usize>, DataError> {
     }
     match read_labels(path, u32::MAX as usize)?.0 {
         Labels::Classes { labels, .. } => {
-            Ok(labels.iter().max().map(|&m| m as usize).and_then(|m| m.checked_add(1)))
+            Ok(Some(labels.iter().max().map_or(0, |&m| m as usize + 1)))
         }
         Labels::Values { .. } => Ok(None),
     }
@@ -246,7 +247,10 @@ pub fn read_labels(path: &Path, outputs: usize) -> Result<(Labels, usize), DataE
             };
             let mut labels = Vec::with_capacity(values.len());
             for (index, &value) in values.iter().enumerate() {
-                if value < 0 || value >= outputs as i128 {
+                if value < 0 {
+                    return Err(DataError::NegativeLabel { path: path.to_path_buf(), index, value });
+                }
+                if value >= outputs as i128 {
                     return Err(DataError::LabelOutOfRange {
                         path: path.to_path_buf(),
                         index,

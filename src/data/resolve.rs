@@ -56,6 +56,17 @@ pub fn resolve_npy(
     let infer = !classes_given || cfg.data.classes == 0;
     if infer && cfg.model.loss == LossKind::SoftmaxXent {
         match npy::label_classes(&labels).map_err(|e| bad("data.labels", e.to_string()))? {
+            // One class (every label 0) or none (no rows): nothing to classify.
+            Some(c) if c < 2 => {
+                return Err(bad(
+                    "data.labels",
+                    format!(
+                        "{} holds {}; softmax cross-entropy needs at least 2 classes (labels 0 and 1 at least, or set data.classes)",
+                        labels.display(),
+                        if c == 0 { "no labels" } else { "only label 0" }
+                    ),
+                ))
+            }
             Some(c) => cfg.data.classes = c,
             None => {
                 return Err(bad(
@@ -65,8 +76,11 @@ pub fn resolve_npy(
             }
         }
     }
-    if cfg.data.classes == 0 && cfg.model.loss == LossKind::SoftmaxXent {
-        return Err(bad("data.classes", "must be ≥ 1".into()));
+    if cfg.data.classes < 2 && cfg.model.loss == LossKind::SoftmaxXent {
+        return Err(bad(
+            "data.classes",
+            format!("must be ≥ 2 (softmax cross-entropy over one class learns nothing), got {}", cfg.data.classes),
+        ));
     }
     let n_val = npy_val_rows(n, cfg.data.val_fraction);
     if let (0, Some(key)) = (n_val, cfg.validation_user()) {
