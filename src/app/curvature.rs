@@ -44,8 +44,16 @@ pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions
             bail!("{flag} {value} is past {most} (each is at least one Hessian-vector product)");
         }
     }
-    if opts.lanczos_steps == 0 {
-        bail!("--lanczos-steps must be ≥ 1");
+    // Zero would quietly run one (two) anyway and write a result nobody asked for.
+    for (flag, value, least) in [
+        ("--lanczos-steps", opts.lanczos_steps, 1),
+        ("--slq-runs", opts.slq_runs, 1),
+        ("--power-iters", opts.power_iters, 1),
+        ("--trace-samples", opts.trace_samples, 2),
+    ] {
+        if value < least {
+            bail!("{flag} must be ≥ {least}, got {value}");
+        }
     }
     if opts.batches.contains(&0) {
         bail!("--batch must be ≥ 1");

@@ -53,7 +53,7 @@ impl ConfigText {
     }
 
     /// Remove section `[name]` and deserialize it; its defaults when the file has none.
-    pub fn take_section<T: DeserializeOwned + Default>(&mut self, name: &str) -> Result<T, ConfigError> {
+    pub fn take_section<T: DeserializeOwned + Serialize + Default>(&mut self, name: &str) -> Result<T, ConfigError> {
         match self.take(name) {
             Some(toml::Value::Table(t)) => deserialize(t, &self.origin),
             Some(_) => Err(self.invalid(name, format!("must be a table ([{name}])"))),
@@ -157,7 +157,55 @@ pub fn parse_text(text: &str, origin: &str) -> Result<toml::Table, ConfigError> 
 /// Deserialize a table into a typed config (unknown keys are rejected by the target type).
 /// A wrong type or an unknown key names its dotted key and, where the key is written in the
 /// file (not set by `--set`), its line.
-pub fn deserialize<T: DeserializeOwned>(table: toml::Table, origin: &str) -> Result<T, ConfigError> {
+pub fn deserialize<T: DeserializeOwned + Serialize>(
+    table: toml::Table,
+    origin: &str,
+) -> Result<T, ConfigError> {
+    let typed = deserialize_unchecked::<T>(table.clone(), origin)?;
+    // serde narrows a TOML float to an f32 field with `as`: 3.5e38 became inf, which the range
+    // checks then reported as "got inf". Said here by key, with the number as given.
+    if let Ok(toml::Value::Table(narrowed)) = toml::Value::try_from(&typed) {
+        if let Some((keys, value)) = overflowed_f32(&table, &narrowed, &mut Vec::new()) {
+            let mut message = format!(
+                "`{}`: {value:e} is past the largest value an f32 setting holds ({:e})",
+                keys.join("."),
+                f32::MAX
+            );
+            if let Some(line) = source_map::locate(origin, &keys) {
+                message.push_str(&format!(" (line {line})"));
+            }
+            return Err(ConfigError::Parse { origin: origin.to_string(), message });
+        }
+    }
+    Ok(typed)
+}
+
+/// The first float of `given` (by key path) that is finite there and infinite in `narrowed`
+/// (the same table after a round trip through the typed config): a value an f32 cannot hold.
+fn overflowed_f32(
+    given: &toml::Table,
+    narrowed: &toml::Table,
+    path: &mut Vec<String>,
+) -> Option<(Vec<String>, f64)> {
+    for (key, value) in given {
+        let Some(after) = narrowed.get(key) else { continue };
+        path.push(key.clone());
+        let found = match (value, after) {
+            (toml::Value::Float(x), toml::Value::Float(y)) if x.is_finite() && y.is_infinite() => {
+                Some((path.clone(), *x))
+            }
+            (toml::Value::Table(a), toml::Value::Table(b)) => overflowed_f32(a, b, path),
+            _ => None,
+        };
+        path.pop();
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+fn deserialize_unchecked<T: DeserializeOwned>(table: toml::Table, origin: &str) -> Result<T, ConfigError> {
     T::deserialize(toml::Value::Table(table)).map_err(|e: toml::de::Error| {
         let keys = error_keys(&e);
         let mut message = e.message().to_string();
@@ -219,7 +267,7 @@ pub fn apply_override(doc: &mut toml::Table, arg: &str) -> Result<(), ConfigErro
             i64::MAX
         )));
     }
-    let value = parse_value(raw);
+    let value = parse_value(raw).map_err(err)?;
     let section =
         doc.entry(parts[0].to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     match section {
@@ -240,10 +288,15 @@ fn is_integer_past_toml(raw: &str) -> bool {
         && raw.replace('_', "").parse::<i64>().is_err()
 }
 
-fn parse_value(raw: &str) -> toml::Value {
+/// `raw` as a TOML value, or as a bare string where it is none. `Err` where it is a value and
+/// more: a line break then another `key = value` (which would be dropped without a word).
+fn parse_value(raw: &str) -> Result<toml::Value, &'static str> {
     let probe = format!("v = {raw}");
     match toml::from_str::<toml::Table>(&probe) {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
-        Err(_) => toml::Value::String(raw.to_string()),
+        Ok(t) if t.len() > 1 => {
+            Err("the value holds more than one key = value (a line break in it?); give each with its own --set")
+        }
+        Ok(mut t) => Ok(t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string()))),
+        Err(_) => Ok(toml::Value::String(raw.to_string())),
     }
 }

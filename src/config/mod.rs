@@ -174,12 +174,14 @@ impl Config {
     /// each one's value in `self` and in `other` as TOML text (a key the TOML leaves out, like
     /// `model.precision = "f32"`, shows its default).
     pub fn differences(&self, other: &Config) -> Vec<(String, String, String)> {
-        let table = |c: &Config| toml::Table::try_from(c).unwrap_or_default();
+        // Through the text config.toml holds: an f32 shows as written (0.3), not widened to
+        // f64 (0.30000001192092896).
+        let table = |c: &Config| toml::from_str::<toml::Table>(&c.to_toml()).unwrap_or_default();
         let (a, b) = (table(self), table(other));
         // Every key at its default, written out (sections skip theirs when all are default).
         let defaults = deserialize::<Config>(toml::Table::new(), "defaults")
             .ok()
-            .and_then(|d| toml::Value::try_from(&d).ok());
+            .map(|d| toml::Value::Table(table(&d)));
         let show = |section: &str, key: Option<&str>, v: Option<&toml::Value>| match v {
             Some(v) => v.to_string(),
             None => defaults

@@ -216,6 +216,15 @@ impl RnnConfig {
             return Err(bad("sequence.symbols", format!("must be ≥ 2, got {}", s.symbols)));
         }
         check.at_least_one("sequence.n_train", s.n_train)?;
+        if s.n_val == 0 && t.eval_every > 0 {
+            return Err(bad(
+                "train.eval_every",
+                format!(
+                    "= {} evaluates the validation set, and sequence.n_val = 0 holds none; set train.eval_every = 0 (no evaluations)",
+                    t.eval_every
+                ),
+            ));
+        }
         if t.batch_size == 0 || t.batch_size > s.n_train {
             return Err(bad(
                 "train.batch_size",

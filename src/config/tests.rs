@@ -83,6 +83,21 @@ fn overrides_apply_and_are_validated() {
     assert_eq!(c.data.seed, i64::MAX as u64);
     // A word that merely starts with digits is still a bare string.
     assert!(Config::load(None, &["data.kind=12abc".into()]).unwrap_err().to_string().contains("12abc"));
+    // A line break then another key: refused (the second key was dropped without a word).
+    for two in ["train.lr=0.1\ntrain.epochs=1", "train.lr=0.1\n[data]\nseed=3"] {
+        let e = Config::load(None, &[two.into()]).unwrap_err().to_string();
+        assert!(e.contains("more than one key = value") && !e.contains("panicked"), "{e}");
+    }
+    let c = Config::load(None, &["train.lr=0.25 # a comment".into()]).unwrap();
+    assert_eq!(c.train.lr, 0.25);
+    // Past f32's range: said by key with the number given (it read "must be positive, got inf").
+    let e = Config::load(None, &["train.lr=3.5e38".into()]).unwrap_err().to_string();
+    assert!(e.contains("`train.lr`: 3.5e38 is past the largest value an f32"), "{e}");
+    let e = Config::from_toml("[data]\nnoise_std = -1e39\n", "t").unwrap_err().to_string();
+    assert!(e.contains("`data.noise_std`: -1e39") && e.contains("(line 2)"), "{e}");
+    // An f64 setting holds it; f32's largest value loads.
+    assert!(Config::load(None, &["sweep.time_budget_s=1e300".into()]).is_ok());
+    assert!(Config::load(None, &[format!("train.clip_norm={:e}", f32::MAX)]).is_ok());
 }
 
 #[test]

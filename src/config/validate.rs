@@ -298,12 +298,15 @@ impl Config {
     }
 
     /// The key of the first setting that reads the validation error (a target error, early
-    /// stopping), if any: it needs validation examples.
+    /// stopping, evaluations of the validation set alone), if any: it needs validation examples.
     pub fn validation_user(&self) -> Option<&'static str> {
         if self.train.target_val_error > 0.0 {
             Some("train.target_val_error")
         } else if self.train.patience > 0 {
             Some("train.patience")
+        } else if self.train.eval_every > 0 && !self.train.eval_train {
+            // Its evaluations measure the validation set alone (eval_train adds the training set).
+            Some("train.eval_every")
         } else {
             None
         }

@@ -124,6 +124,12 @@ pub fn run_curvature<B: Backend>(
     };
     let mlp = Mlp::new(cfg.mlp_spec())?;
     let data = curvature_data(cfg, opts.examples, mlp.num_params(), &note, &say)?;
+    if let Some(size) = opts.batches.iter().find(|&&size| size > data.n) {
+        return Err(CurvatureError::Setup(format!(
+            "--batch {size} exceeds the {} examples the analysis averages over (--examples N, within data.n_train, for more)",
+            data.n
+        )));
+    }
     let mut params = mlp.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
     if let Some(p) = &opts.checkpoint {
         load_params(b, p, &mut params)?;
@@ -208,10 +214,6 @@ pub fn run_curvature<B: Backend>(
     // ---- random batches ------------------------------------------------------------------------
     let mut samples = Vec::new();
     for &size in &opts.batches {
-        if size > data.n {
-            note(format!("--batch {size} skipped: only {} examples", data.n));
-            continue;
-        }
         note(format!("{} random batches of {size}", opts.repeats));
         for r in 0..opts.repeats {
             samples.push(batch_sample(

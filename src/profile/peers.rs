@@ -67,20 +67,36 @@ impl PeerGemms {
             }
             None => return Err("empty file: no header what,size_or_batch,value,unit".into()),
         }
+        // Each figure's key and the line it came from.
         let mut tflops = BTreeMap::new();
+        let mut lines_of = BTreeMap::new();
         for (i, line) in lines {
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
             let [what, size, value, unit] = fields[..] else {
                 return Err(format!("line {}: {} fields, not 4: {:?}", i + 1, fields.len(), clip(line)));
             };
-            let Some((f16, trans_a, trans_b)) = gemm_kind(what) else { continue };
+            let Some((f16, trans_a, trans_b)) = gemm_kind(what) else {
+                // A GEMM name with a layout misspelled would otherwise vanish without a word.
+                let lower = what.to_ascii_lowercase();
+                if lower.starts_with("sgemm") || lower.starts_with("hgemm") {
+                    return Err(format!(
+                        "line {}: {:?} is no GEMM name batchscope reads (sgemm or hgemm, then _nn, _nt, _tn or _tt)",
+                        i + 1,
+                        clip(what)
+                    ));
+                }
+                continue;
+            };
             let n = size
                 .parse::<usize>()
                 .map_err(|_| format!("line {}: size {size:?} of {what} is not a whole number", i + 1))?;
             // A failed measurement (`nan,error OutOfMemoryError`) is no figure.
-            let Some(v) = value.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0) else {
+            let Some(v) = value.parse::<f64>().ok().filter(|v| !v.is_nan()) else {
                 continue;
             };
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("line {}: {what} at {v} TFLOP/s is no measured figure", i + 1));
+            }
             if unit != "TFLOP/s" {
                 return Err(format!("line {}: a {what} figure in {unit:?}, not TFLOP/s", i + 1));
             }
@@ -90,7 +106,14 @@ impl PeerGemms {
                     i + 1
                 ));
             }
-            tflops.insert(GemmKey { f16, trans_a, trans_b, n }, v);
+            let key = GemmKey { f16, trans_a, trans_b, n };
+            if let Some(first) = lines_of.insert(key, i + 1) {
+                return Err(format!(
+                    "line {}: a second {what} figure for size {n} (line {first} has one): which is the peer's?",
+                    i + 1
+                ));
+            }
+            tflops.insert(key, v);
         }
         if tflops.is_empty() {
             return Err("no sgemm or hgemm figure in it".into());
@@ -190,6 +213,11 @@ mlp_torch_eager,1,835.0,examples/s
             ("what,size_or_batch,value,unit\nsgemm,16,5e-324,TFLOP/s\n", "no measured figure"),
             ("what,size_or_batch,value,unit\nhgemm,16,1.79e308,TFLOP/s\n", "no measured figure"),
             ("what,size_or_batch,value,unit\nmlp_torch_eager,1,835,examples/s\n", "no sgemm"),
+            ("what,size_or_batch,value,unit\nsgemm_NT,16,50,TFLOP/s\n", "no GEMM name"),
+            ("what,size_or_batch,value,unit\nhgemm-nn,16,50,TFLOP/s\n", "no GEMM name"),
+            ("what,size_or_batch,value,unit\nsgemm,16,-3,TFLOP/s\n", "-3 TFLOP/s is no measured"),
+            ("what,size_or_batch,value,unit\nsgemm,16,inf,TFLOP/s\n", "no measured figure"),
+            ("what,size_or_batch,value,unit\nsgemm,16,1,TFLOP/s\nsgemm_nn,16,2,TFLOP/s\n", "line 3: a second"),
         ];
         for (text, want) in cases {
             let e = PeerGemms::parse(text).expect_err(text);

@@ -145,6 +145,12 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
     if done.is_empty() {
         anyhow::bail!("no product could be timed ({})", failed.join("; "));
     }
+    if let (Some(path), true) = (&args.peers, done.iter().all(|r| r.peer_tflops.is_none())) {
+        eprintln!(
+            "notice: --peers {} has no figure for any product timed here (square sizes in the same layout and precision)",
+            path.display()
+        );
+    }
     print!("{}", table(&done).render());
     if let Some(r) = done.first() {
         println!("timing: {}", clock_note(r.result.method, software));

@@ -44,8 +44,22 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
     let origin = text.origin.clone();
     let lc: LandscapeConfig = text.take_section("landscape")?;
     lc.validate(&origin)?;
+    let has_variants = text.table.contains_key("variant");
     let variants = text.variants("base")?;
     let table = if lc.variant.is_empty() {
+        if has_variants {
+            let names: Vec<&str> = variants.iter().map(|v| v.0.as_str()).collect();
+            return Err(text
+                .invalid(
+                    "landscape.variant",
+                    format!(
+                        "the config has [[variant]] tables ({}) and landscape measures one model: name the one to use (landscape.variant = \"{}\"), or remove them",
+                        names.join(", "),
+                        names[0]
+                    ),
+                )
+                .into());
+        }
         text.table.clone()
     } else {
         let names: Vec<&str> = variants.iter().map(|v| v.0.as_str()).collect();
