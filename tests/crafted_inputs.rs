@@ -764,14 +764,31 @@ fn settings_that_read_the_validation_error_need_validation_rows() {
     for (set, key) in [
         ("train.patience=2", "train.patience"),
         ("train.target_val_error=0.2", "train.target_val_error"),
+        // Evaluations of the validation set alone (val_loss null on every line, exit 0).
+        ("train.eval_every=4", "train.eval_every"),
     ] {
         let out = d.join("out");
         let o = train_cpu(&cfg, &["--set", set, "--out", s(&out)]);
         assert_clean_error(&o, &[key, "data.val_fraction = 0"]);
         assert!(!out.exists(), "{set}: a refused run left its directory");
     }
-    // Without them, training on every row is fine.
+    // Without them, training on every row is fine, and so are evaluations of the training set.
     let o = train_cpu(&cfg, &["--out", s(&d.join("ok"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let both = ["--set", "train.eval_every=4", "--set", "train.eval_train=true"];
+    let o = train_cpu(&cfg, &[&both[..], &["--out", s(&d.join("ok2"))]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    // rnn: sequence.n_val = 0 with evaluations (its default every 100 steps) says how to stop them.
+    let rnn = d.join("rnn.toml");
+    std::fs::write(&rnn, "[rnn]\nhidden = 4\n[sequence]\nlength = 4\nn_train = 64\nn_val = 0\n[train]\nbatch_size = 8\nsteps = 4\n")
+        .expect("rnn config");
+    let o = run(&["rnn", "--backend", "cpu", "--quiet", "--config", s(&rnn), "--out", s(&d.join("r"))]);
+    assert_clean_error(&o, &["train.eval_every", "sequence.n_val = 0", "train.eval_every = 0"]);
+    let o = run(&["rnn", "--backend", "cpu", "--quiet", "--config", s(&rnn), "--set", "train.eval_every=0"]
+        .iter()
+        .copied()
+        .chain(["--out", s(&d.join("r2"))])
+        .collect::<Vec<_>>());
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -12,9 +12,9 @@ pub enum BackendError {
     AdapterNotFound { wanted: String, available: String },
     #[error("could not create a device on `{adapter}`: {reason}")]
     DeviceRequest { adapter: String, reason: String },
-    #[error("out of device memory while allocating {what} ({bytes} bytes)")]
+    #[error("out of device memory while allocating {what} ({} bytes)", byte_count(*bytes))]
     OutOfMemory { what: String, bytes: u64 },
-    #[error("{what} needs {bytes} bytes but the adapter allows at most {limit} bytes ({limit_name})")]
+    #[error("{what} needs {} bytes but the adapter allows at most {limit} bytes ({limit_name})", byte_count(*bytes))]
     ExceedsLimit { what: String, bytes: u64, limit: u64, limit_name: &'static str },
     #[error("GPU validation error in {what}: {message}")]
     Validation { what: String, message: String },
@@ -26,4 +26,13 @@ pub enum BackendError {
     Shape { op: &'static str, operand: &'static str, have: usize, need: usize },
     #[error("{op}: {message}")]
     Invalid { op: &'static str, message: String },
+}
+
+/// A byte count as said in an error: sizes are computed with saturating arithmetic, so
+/// `u64::MAX` stands for a count that overflowed.
+fn byte_count(bytes: u64) -> String {
+    match bytes {
+        u64::MAX => "more than 2^64 - 1 (a count that overflows 64 bits)".to_string(),
+        b => b.to_string(),
+    }
 }

@@ -62,7 +62,12 @@ pub(super) fn read_preamble(
     out.extend_from_slice(&len_bytes[..width]);
     out.resize(total as usize, 0);
     read_exact(r, &mut out[lead.len() + width..], path, file_len)?;
-    if let Some(shape) = scan_shape(&out[lead.len() + width..]).map_err(format)? {
+    let text = &out[lead.len() + width..];
+    if let Some(key) = repeated_key(text) {
+        // The checks here read the first, the full parser keeps the last: one of each.
+        return Err(format(format!("the header names '{key}' more than once")));
+    }
+    if let Some(shape) = scan_shape(text).map_err(format)? {
         element_count(path, &shape)?;
     }
     Ok(out)
@@ -140,6 +145,17 @@ pub(super) fn scan_shape(text: &[u8]) -> Result<Option<Vec<u64>>, String> {
     }
 }
 
+/// The first of the header's keys that `text` names more than once (either quote).
+fn repeated_key(text: &[u8]) -> Option<&'static str> {
+    ["descr", "fortran_order", "shape"].into_iter().find(|key| {
+        let count = |quote: u8| {
+            let pat: Vec<u8> = [&[quote], key.as_bytes(), &[quote]].concat();
+            text.windows(pat.len()).filter(|w| *w == pat.as_slice()).count()
+        };
+        count(b'\'') + count(b'"') > 1
+    })
+}
+
 /// Index just past `'key'` or `"key"` in `text`.
 fn find_key(text: &[u8], key: &[u8]) -> Option<usize> {
     for quote in [b'\'', b'"'] {
@@ -163,6 +179,13 @@ fn skip_ws(text: &[u8], mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_named_twice_is_found() {
+        assert_eq!(repeated_key(b"{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }"), None);
+        assert_eq!(repeated_key(b"{'shape': (1,), 'descr': '<f4', 'shape': (9, 9)}"), Some("shape"));
+        assert_eq!(repeated_key(b"{'descr': '<f4', \"descr\": '<f8'}"), Some("descr"));
+    }
 
     #[test]
     fn shapes_are_scanned_with_checked_arithmetic() {

@@ -39,6 +39,12 @@ pub fn resolve_npy(
         message,
     };
     let (n, d) = npy::features_shape(&features).map_err(|e| bad("data.features", e.to_string()))?;
+    if d == 0 {
+        return Err(bad(
+            "data.features",
+            format!("{} holds {n} rows of 0 features (shape [{n}, 0]): nothing to learn from", features.display()),
+        ));
+    }
     if cfg.data.dim == 0 {
         cfg.data.dim = d;
     }

@@ -23,6 +23,10 @@ pub enum LandscapeError {
     Checkpoint(CheckpointError),
     #[error("landscape: the \"hessian\" direction needs Hessian-vector products, which exist for the MLP only")]
     NoHessian,
+    /// A direction that is zero (or not finite) once normalised: its slice would be flat (or
+    /// NaN) by construction, and read as a measurement.
+    #[error("landscape: the {what} direction {problem}; a slice along it measures nothing")]
+    Degenerate { what: String, problem: String },
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
@@ -109,6 +113,25 @@ pub fn direction<B: Backend>(
                 .collect()
         }
     };
+    let raw_norm = global_norm(&d);
     normalize(&mut d, base_host, m.shapes, how);
+    let norm = global_norm(&d);
+    if !(norm.is_finite() && norm > 0.0) {
+        let what = match spec {
+            DirSpec::Gradient => "gradient".to_string(),
+            DirSpec::Random => "random".to_string(),
+            DirSpec::Hessian => "hessian".to_string(),
+            DirSpec::File(p) => format!("file:{}", p.display()),
+        };
+        let problem = if !raw_norm.is_finite() || !norm.is_finite() {
+            "holds values that are not finite".to_string()
+        } else if raw_norm == 0.0 {
+            "is zero".to_string()
+        } else {
+            // Filter normalisation scales each filter to the norm of the parameters' own.
+            "is zero once normalised (landscape.normalize = \"filter\" scales each filter to the parameters', which are 0 here)".to_string()
+        };
+        return Err(LandscapeError::Degenerate { what, problem });
+    }
     Ok((d, info))
 }

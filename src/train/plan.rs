@@ -99,9 +99,17 @@ impl Plan {
         if self.one_pass {
             format!("one pass over {} examples done", self.n_train)
         } else if prog.step >= self.max_steps {
-            format!("reached train.steps = {}", self.max_steps)
+            let past = if prog.step > self.max_steps { "past" } else { "reached" };
+            format!("{past} train.steps = {}", self.max_steps)
         } else {
-            format!("reached train.epochs = {}", self.max_epochs)
+            // `epoch` counts whole epochs done; a step inside one is past the last whole one.
+            let done = prog.epoch;
+            let past = if done > self.max_epochs || (done == self.max_epochs && prog.step_in_epoch > 0) {
+                "past"
+            } else {
+                "reached"
+            };
+            format!("epoch {done} of the run, {past} train.epochs = {}", self.max_epochs)
         }
     }
 
