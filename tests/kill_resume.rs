@@ -1,7 +1,8 @@
 //! `kill -9` at seeded random moments of `batchscope train --backend cpu` (checkpoints every few
 //! steps, so some kills land mid-write), then `--resume`: the final checkpoint's tensors and the
 //! metrics lines (elapsed_s aside) are bitwise those of an uninterrupted run, and no temporary
-//! file of an interrupted write is left in the run directory.
+//! file of an interrupted write is left in the run directory. Ctrl-C (SIGINT) the same way: the
+//! run stops at the step in flight, saves itself and exits 130, and its resume is bitwise too.
 
 mod common;
 use common::tmpdir;
@@ -63,6 +64,73 @@ fn temporaries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Wait (at most 30 s) until the run in `dir` has its first checkpoint, or `child` ended.
+fn wait_for_checkpoint(child: &mut std::process::Child, dir: &Path) {
+    let (last, waited) = (dir.join("last.safetensors"), Instant::now());
+    while !last.exists() && waited.elapsed() < Duration::from_secs(30) {
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The run directory `dir`, resumed to its end, equals the uninterrupted run's.
+fn resume_equals(dir: &Path, case: &str, want_metrics: &[serde_json::Value], want_tensors: &[(String, Vec<usize>, Vec<u32>)]) {
+    run_ok(train(&["--resume", dir.to_str().expect("utf-8")]));
+    assert_eq!(temporaries(dir), Vec::<String>::new(), "{case}: temporary files left after resume");
+    let got = metrics(dir);
+    assert_eq!(got.len(), want_metrics.len(), "{case}: metric lines");
+    for (i, (a, b)) in want_metrics.iter().zip(&got).enumerate() {
+        assert_eq!(a, b, "{case}: metrics line {i} differs");
+    }
+    assert!(last_tensors(dir) == want_tensors, "{case}: last.safetensors differs from the uninterrupted run");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_saves_the_run_and_its_resume_equals_the_uninterrupted_run() {
+    let d = tmpdir("sigint");
+    let cfg = d.join("config.toml");
+    // Four times the steps of CONFIG: the interrupts land well inside the run.
+    std::fs::write(&cfg, CONFIG.replace("epochs = 2", "epochs = 8")).expect("config");
+    let cs = cfg.to_str().expect("utf-8");
+    let full = d.join("full");
+    let start = Instant::now();
+    run_ok(train(&["--config", cs, "--out", full.to_str().expect("utf-8")]));
+    let full_s = start.elapsed().as_secs_f64();
+    let (want_metrics, want_tensors) = (metrics(&full), last_tensors(&full));
+    let mut r = ChaCha8Rng::seed_from_u64(0x5191);
+    let mut interrupted = 0;
+    for k in 0..4 {
+        let dir = d.join(format!("int{k}"));
+        let mut child =
+            train(&["--config", cs, "--out", dir.to_str().expect("utf-8")]).spawn().expect("spawn");
+        wait_for_checkpoint(&mut child, &dir);
+        std::thread::sleep(Duration::from_secs_f64(r.random_range(0.0..0.5) * full_s));
+        // SAFETY: kill(2) with a child's id and SIGINT.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        let o = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        let summary = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
+        match o.status.code() {
+            Some(130) => {
+                interrupted += 1;
+                assert!(summary.contains("\"stopped_reason\": \"interrupted (SIGINT)\""), "{summary}");
+                assert!(err.contains("--resume"), "it says how to go on: {err}");
+            }
+            Some(0) => assert!(!summary.contains("interrupted"), "{summary}"),
+            other => panic!("interrupt {k}: exit {other:?}: {err}"),
+        }
+        assert!(!dir.join(".batchscope.lock").exists() && temporaries(&dir).is_empty(), "interrupt {k}: left files");
+        resume_equals(&dir, &format!("interrupt {k}"), &want_metrics, &want_tensors);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert!(interrupted > 0, "no interrupt landed inside a run ({full_s:.2} s each)");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn kill_9_then_resume_equals_the_uninterrupted_run() {
     let t0 = Instant::now();
@@ -84,14 +152,7 @@ fn kill_9_then_resume_equals_the_uninterrupted_run() {
         let mut child =
             train(&["--config", cs, "--out", dir.to_str().expect("utf-8")]).spawn().expect("spawn");
         // Resuming needs a first checkpoint: wait for it, then a seeded random share of the run.
-        let last = dir.join("last.safetensors");
-        let waited = Instant::now();
-        while !last.exists() && waited.elapsed() < Duration::from_secs(30) {
-            if child.try_wait().expect("try_wait").is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_for_checkpoint(&mut child, &dir);
         std::thread::sleep(Duration::from_secs_f64(r.random_range(0.0..0.9) * full_s));
         if child.try_wait().expect("try_wait").is_some() {
             finished_first += 1;
@@ -100,21 +161,7 @@ fn kill_9_then_resume_equals_the_uninterrupted_run() {
         }
         let _ = child.wait();
         left_temporaries += temporaries(&dir).len();
-        run_ok(train(&["--resume", dir.to_str().expect("utf-8")]));
-        assert_eq!(
-            temporaries(&dir),
-            Vec::<String>::new(),
-            "kill {k}: temporary files left after resume"
-        );
-        let got = metrics(&dir);
-        assert_eq!(got.len(), want_metrics.len(), "kill {k}: metric lines");
-        for (i, (a, b)) in want_metrics.iter().zip(&got).enumerate() {
-            assert_eq!(a, b, "kill {k}: metrics line {i} differs");
-        }
-        assert!(
-            last_tensors(&dir) == want_tensors,
-            "kill {k}: last.safetensors differs from the uninterrupted run"
-        );
+        resume_equals(&dir, &format!("kill {k}"), &want_metrics, &want_tensors);
         let _ = std::fs::remove_dir_all(&dir);
     }
     println!(

@@ -105,6 +105,7 @@ impl BackendTask for Train<'_> {
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<TrainSummary> {
         let Train { mut cfg, opts, dir } = self;
         prepare(&mut cfg, b, opts, dir)?;
+        crate::train::interrupt::install();
         Ok(run_train(b, &cfg, opts, dir)?)
     }
 }
@@ -122,11 +123,13 @@ fn train_workers(
     match open_workers(choice, adapters, n)? {
         Workers::Cpu(v) => {
             prepare(&mut cfg, &v[0], opts, dir)?;
+            crate::train::interrupt::install();
             let refs: Vec<&CpuBackend> = v.iter().collect();
             Ok(run_train_workers(&refs, Box::new(Threads), &cfg, opts, dir)?)
         }
         Workers::Gpu(v) => {
             prepare(&mut cfg, &v[0], opts, dir)?;
+            crate::train::interrupt::install();
             let refs: Vec<&GpuBackend> = v.iter().collect();
             Ok(run_train_workers(&refs, Box::new(Sequential), &cfg, opts, dir)?)
         }

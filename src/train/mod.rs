@@ -13,6 +13,7 @@ mod error;
 mod eval;
 pub use eval::EVAL_CHUNK;
 mod guard;
+pub mod interrupt;
 mod metrics;
 mod monitors;
 pub mod optimizer;

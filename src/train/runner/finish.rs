@@ -1,0 +1,86 @@
+//! The end of a run: the final checkpoint, the final validation figures, summary.json and
+//! the plots.
+
+use super::*;
+
+impl<B: Backend> Run<'_, B> {
+    /// After the loop: the final checkpoint, the final validation figures, summary.json and
+    /// the plots.
+    pub(super) fn finish(mut self, stopped: Option<String>) -> Result<TrainSummary, TrainError> {
+        let b = self.b;
+        let stopped_reason = stopped.unwrap_or_else(|| self.plan.end_reason(&self.prog));
+        if self.prog.step_in_epoch >= self.plan.steps_per_epoch {
+            self.prog.epoch += 1;
+            self.prog.step_in_epoch = 0;
+        }
+        self.bar.finish_and_clear();
+        b.sync()?;
+        let train_s = (self.run_start.elapsed().as_secs_f64() - self.side_s).max(0.0);
+        let g = self.st.read_guarded(b)?;
+        self.guard(&g, false)?;
+        let clip_events = self.ckpt.clip_base + g.step.clip_events;
+        self.prog.elapsed_s = self.elapsed_before + self.run_start.elapsed().as_secs_f64();
+        let root = self.root();
+        if root {
+            let saved = self.ckpt.save_last(b, &self.st, &self.prog, clip_events);
+            self.saved(saved)?;
+        }
+        if let Some(mut w) = self.metrics.take() {
+            w.sync()?;
+        }
+        let mut data_parallel = match &self.dp {
+            Some(dp) => Some(dp.summary(b, &self.st)?),
+            None => None,
+        };
+        if let Some(r) = self.ranks.as_deref_mut() {
+            if !self.restored_best {
+                ranked::check_params_agree(r, b, &self.st)?;
+            }
+            data_parallel.iter_mut().for_each(|d| d.ranks = Some(r.size()));
+        }
+        if let Some(d) = data_parallel.as_ref().filter(|d| !d.replicas_identical) {
+            return Err(TrainError::Setup(format!(
+                "data-parallel replicas diverged: their parameters differ from replica 0's after step {} ({} workers)",
+                self.prog.step, d.workers
+            )));
+        }
+        let (final_val_loss, final_val_error) = match root {
+            true => self.eval.evaluate_val(b, &self.model, &self.st.params)?,
+            false => (None, None),
+        };
+        let (prog, plan) = (&self.prog, &self.plan);
+        let last_line = self.last_line.as_ref();
+        let summary = TrainSummary {
+            command: "train",
+            backend: format!("{:?}", b.kind()).to_lowercase(),
+            device: b.device_name(),
+            params: self.model.num_params(),
+            batch_size: plan.batch,
+            steps: prog.step,
+            epochs_completed: prog.epoch,
+            examples_seen: prog.examples_seen,
+            stopped_reason,
+            final_train_loss: last_line.map(|l| l.train_loss),
+            final_train_error: last_line.and_then(|l| l.train_error),
+            final_val_loss,
+            final_val_error,
+            best_val_error: prog.best_val_error,
+            best_step: prog.best_step,
+            restored_best: self.restored_best,
+            clip_events,
+            elapsed_s: prog.elapsed_s,
+            train_s,
+            examples_per_s: prog.examples_seen as f64 / prog.elapsed_s.max(1e-9),
+            peak_rss_mib: peak_rss_mib(),
+            data_parallel,
+        };
+        if root {
+            crate::report::rundir::write_atomic(
+                &self.run_dir.join("summary.json"),
+                serde_json::to_string_pretty(&summary).unwrap_or_default().as_bytes(),
+            )?;
+            plot_metrics(self.run_dir, self.eval.is_class)?;
+        }
+        Ok(summary)
+    }
+}
