@@ -669,10 +669,10 @@ fn bad_npy_files_give_typed_errors_naming_the_file() {
     assert_names(&e, &oor);
     let neg = dir.join("negative_y.npy");
     write_with(&neg, "<i4", &[4], false, &[0i32, -1, 1, 2]);
-    assert!(matches!(
-        read_labels(&neg, 3).unwrap_err(),
-        DataError::LabelOutOfRange { index: 1, value: -1, .. }
-    ));
+    let e = read_labels(&neg, 3).unwrap_err();
+    assert!(matches!(e, DataError::NegativeLabel { index: 1, value: -1, .. }), "{e}");
+    assert!(e.to_string().contains("label -1 at index 1 is negative"), "{e}");
+    assert_names(&e, &neg);
 
     // Row-count mismatch between features and labels.
     let short_y = dir.join("short_y.npy");

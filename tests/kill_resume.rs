@@ -76,7 +76,12 @@ fn wait_for_checkpoint(child: &mut std::process::Child, dir: &Path) {
 }
 
 /// The run directory `dir`, resumed to its end, equals the uninterrupted run's.
-fn resume_equals(dir: &Path, case: &str, want_metrics: &[serde_json::Value], want_tensors: &[(String, Vec<usize>, Vec<u32>)]) {
+fn resume_equals(
+    dir: &Path,
+    case: &str,
+    want_metrics: &[serde_json::Value],
+    want_tensors: &[(String, Vec<usize>, Vec<u32>)],
+) {
     run_ok(train(&["--resume", dir.to_str().expect("utf-8")]));
     assert_eq!(temporaries(dir), Vec::<String>::new(), "{case}: temporary files left after resume");
     let got = metrics(dir);
@@ -84,22 +89,36 @@ fn resume_equals(dir: &Path, case: &str, want_metrics: &[serde_json::Value], wan
     for (i, (a, b)) in want_metrics.iter().zip(&got).enumerate() {
         assert_eq!(a, b, "{case}: metrics line {i} differs");
     }
-    assert!(last_tensors(dir) == want_tensors, "{case}: last.safetensors differs from the uninterrupted run");
+    assert!(
+        last_tensors(dir) == want_tensors,
+        "{case}: last.safetensors differs from the uninterrupted run"
+    );
+}
+
+/// The uninterrupted run of `config` in `d`: the config's path, the run's wall time, its
+/// metrics lines and last tensors.
+fn reference_run(
+    d: &Path,
+    config: &str,
+) -> (String, f64, Vec<serde_json::Value>, Vec<(String, Vec<usize>, Vec<u32>)>) {
+    let cfg = d.join("config.toml");
+    std::fs::write(&cfg, config).expect("config");
+    let cs = cfg.to_str().expect("utf-8").to_string();
+    let full = d.join("full");
+    let start = Instant::now();
+    run_ok(train(&["--config", &cs, "--out", full.to_str().expect("utf-8")]));
+    let full_s = start.elapsed().as_secs_f64();
+    (cs, full_s, metrics(&full), last_tensors(&full))
 }
 
 #[cfg(unix)]
 #[test]
 fn ctrl_c_saves_the_run_and_its_resume_equals_the_uninterrupted_run() {
     let d = tmpdir("sigint");
-    let cfg = d.join("config.toml");
     // Four times the steps of CONFIG: the interrupts land well inside the run.
-    std::fs::write(&cfg, CONFIG.replace("epochs = 2", "epochs = 8")).expect("config");
-    let cs = cfg.to_str().expect("utf-8");
-    let full = d.join("full");
-    let start = Instant::now();
-    run_ok(train(&["--config", cs, "--out", full.to_str().expect("utf-8")]));
-    let full_s = start.elapsed().as_secs_f64();
-    let (want_metrics, want_tensors) = (metrics(&full), last_tensors(&full));
+    let (cs, full_s, want_metrics, want_tensors) =
+        reference_run(&d, &CONFIG.replace("epochs = 2", "epochs = 8"));
+    let cs = cs.as_str();
     let mut r = ChaCha8Rng::seed_from_u64(0x5191);
     let mut interrupted = 0;
     for k in 0..4 {
@@ -123,7 +142,10 @@ fn ctrl_c_saves_the_run_and_its_resume_equals_the_uninterrupted_run() {
             Some(0) => assert!(!summary.contains("interrupted"), "{summary}"),
             other => panic!("interrupt {k}: exit {other:?}: {err}"),
         }
-        assert!(!dir.join(".batchscope.lock").exists() && temporaries(&dir).is_empty(), "interrupt {k}: left files");
+        assert!(
+            !dir.join(".batchscope.lock").exists() && temporaries(&dir).is_empty(),
+            "interrupt {k}: left files"
+        );
         resume_equals(&dir, &format!("interrupt {k}"), &want_metrics, &want_tensors);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -135,14 +157,8 @@ fn ctrl_c_saves_the_run_and_its_resume_equals_the_uninterrupted_run() {
 fn kill_9_then_resume_equals_the_uninterrupted_run() {
     let t0 = Instant::now();
     let d = tmpdir("runs");
-    let cfg = d.join("config.toml");
-    std::fs::write(&cfg, CONFIG).expect("config");
-    let cs = cfg.to_str().expect("utf-8");
-    let full = d.join("full");
-    let start = Instant::now();
-    run_ok(train(&["--config", cs, "--out", full.to_str().expect("utf-8")]));
-    let full_s = start.elapsed().as_secs_f64();
-    let (want_metrics, want_tensors) = (metrics(&full), last_tensors(&full));
+    let (cs, full_s, want_metrics, want_tensors) = reference_run(&d, CONFIG);
+    let cs = cs.as_str();
     assert!(want_metrics.len() > 50, "{} metric lines", want_metrics.len());
 
     let mut r = ChaCha8Rng::seed_from_u64(0x6b11);

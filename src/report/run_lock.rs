@@ -128,7 +128,9 @@ fn take_existing(dir: &Path, path: &Path) -> Result<Attempt, ReportError> {
     // Nobody holds it: its process is gone. Remove it if it is still the file this process
     // locked (only a holder removes the file at the path, so it cannot change in between).
     if is_at(&file, path) {
-        fs::remove_file(path).or_else(not_found_is_fine).map_err(|e| ReportError::io("remove the stale lock in", dir, e))?;
+        fs::remove_file(path)
+            .or_else(not_found_is_fine)
+            .map_err(|e| ReportError::io("remove the stale lock in", dir, e))?;
     }
     Ok(Attempt::Again)
 }

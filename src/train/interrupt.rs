@@ -39,7 +39,8 @@ pub fn requested() -> bool {
 extern "C" fn on_sigint(_: libc::c_int) {
     if COUNT.fetch_add(1, Ordering::SeqCst) == 0 {
         REQUESTED.store(true, Ordering::SeqCst);
-        let line = b"\ninterrupt: stopping after this step and saving the run (Ctrl-C again to quit at once)\n";
+        let line =
+            b"\ninterrupt: stopping after this step and saving the run (Ctrl-C again to quit at once)\n";
         // SAFETY: write(2) is async-signal-safe; the buffer is a static byte string.
         unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
     } else {
