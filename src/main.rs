@@ -28,12 +28,14 @@ fn main() -> ExitCode {
     let result = rayon_threads_ok().and_then(|()| run(cli));
     batchscope::report::run_lock::release_locks();
     match result {
-        // Ctrl-C stopped a training run, which saved itself: not a finished run.
-        Ok(()) if batchscope::train::interrupt::requested() => {
-            eprintln!("interrupted: the run stopped and saved itself; `batchscope train --resume <run directory>` goes on from there");
-            ExitCode::from(batchscope::train::interrupt::EXIT_STATUS as u8)
-        }
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match batchscope::train::interrupt::stopped_by() {
+            // Ctrl-C or SIGTERM stopped a training run, which saved itself: not a finished run.
+            Some(signal) => {
+                eprintln!("interrupted: the run stopped and saved itself; `batchscope train --resume <run directory>` goes on from there");
+                ExitCode::from(batchscope::train::interrupt::exit_status(signal))
+            }
+            None => ExitCode::SUCCESS,
+        },
         Err(e) => {
             // A run that failed before writing anything of its own leaves no directory.
             batchscope::report::claimed::discard_unused();

@@ -113,7 +113,7 @@ fn reference_run(
 
 #[cfg(unix)]
 #[test]
-fn ctrl_c_saves_the_run_and_its_resume_equals_the_uninterrupted_run() {
+fn ctrl_c_or_sigterm_saves_the_run_and_its_resume_equals_the_uninterrupted_run() {
     let d = tmpdir("sigint");
     // Four times the steps of CONFIG: the interrupts land well inside the run.
     let (cs, full_s, want_metrics, want_tensors) =
@@ -127,16 +127,20 @@ fn ctrl_c_saves_the_run_and_its_resume_equals_the_uninterrupted_run() {
             train(&["--config", cs, "--out", dir.to_str().expect("utf-8")]).spawn().expect("spawn");
         wait_for_checkpoint(&mut child, &dir);
         std::thread::sleep(Duration::from_secs_f64(r.random_range(0.0..0.5) * full_s));
-        // SAFETY: kill(2) with a child's id and SIGINT.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        // Ctrl-C, or a scheduler's SIGTERM.
+        let (signal, name, status) =
+            if k % 2 == 0 { (libc::SIGINT, "SIGINT", 130) } else { (libc::SIGTERM, "SIGTERM", 143) };
+        // SAFETY: kill(2) with a child's id and a signal number.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
         let o = child.wait_with_output().expect("wait");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.contains("panicked"), "{err}");
         let summary = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
         match o.status.code() {
-            Some(130) => {
+            Some(code) if code == status => {
                 interrupted += 1;
-                assert!(summary.contains("\"stopped_reason\": \"interrupted (SIGINT)\""), "{summary}");
+                let reason = format!("\"stopped_reason\": \"interrupted ({name})\"");
+                assert!(summary.contains(&reason), "{summary}");
                 assert!(err.contains("--resume"), "it says how to go on: {err}");
             }
             Some(0) => assert!(!summary.contains("interrupted"), "{summary}"),

@@ -32,7 +32,7 @@ pub enum BackendError {
 /// `u64::MAX` stands for a count that overflowed.
 fn byte_count(bytes: u64) -> String {
     match bytes {
-        u64::MAX => "more than 2^64 - 1 (a count that overflows 64 bits)".to_string(),
+        u64::MAX => "more than 2^64 - 1".to_string(),
         b => b.to_string(),
     }
 }

@@ -41,10 +41,17 @@ fn out_of_range_values_name_the_key() {
             "train.patience",
         ),
         ("[data]\nn_val = 0\n[train]\ntarget_val_error = 0.2\n", "train.target_val_error"),
+        // Evaluations of a validation set that has no rows.
+        ("[data]\nn_val = 0\n[train]\neval_every = 4\n", "train.eval_every"),
     ] {
         let e = Config::from_toml(toml, "t.toml").unwrap_err().to_string();
         assert!(e.contains(key), "{toml}: {e}");
     }
+    // A regression's evaluations measure its validation loss: they stand.
+    let mse = "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\n[train]\neval_every = 16\n";
+    assert_eq!(Config::from_toml(mse, "t").unwrap().train.eval_every, 16);
+    let both = "[data]\nn_val = 0\n[train]\neval_every = 4\neval_train = true\n";
+    assert!(Config::from_toml(both, "t").is_ok(), "eval_train evaluates the training set");
 }
 
 #[test]

@@ -255,7 +255,7 @@ impl Config {
                     .into(),
             ));
         }
-        if let (LossKind::Mse, Some(key)) = (self.model.loss, self.validation_user()) {
+        if let (LossKind::Mse, Some(key)) = (self.model.loss, self.val_error_user()) {
             return Err(bad(
                 key,
                 "reads the validation 0-1 error, which a regression (model.loss = \"mse\") does not have".into(),
@@ -297,16 +297,23 @@ impl Config {
         Ok(())
     }
 
-    /// The key of the first setting that reads the validation error (a target error, early
+    /// The key of the first setting that reads the validation set (a target error, early
     /// stopping, evaluations of the validation set alone), if any: it needs validation examples.
     pub fn validation_user(&self) -> Option<&'static str> {
+        match self.val_error_user() {
+            // Its evaluations measure the validation set alone (eval_train adds the training set).
+            None if self.train.eval_every > 0 && !self.train.eval_train => Some("train.eval_every"),
+            user => user,
+        }
+    }
+
+    /// The key of the first setting that reads the validation 0-1 error (a target error, early
+    /// stopping), if any: a regression has none.
+    fn val_error_user(&self) -> Option<&'static str> {
         if self.train.target_val_error > 0.0 {
             Some("train.target_val_error")
         } else if self.train.patience > 0 {
             Some("train.patience")
-        } else if self.train.eval_every > 0 && !self.train.eval_train {
-            // Its evaluations measure the validation set alone (eval_train adds the training set).
-            Some("train.eval_every")
         } else {
             None
         }

@@ -177,7 +177,12 @@ fn n_train_of(cfg: &DataConfig) -> Result<usize, DataError> {
 /// `outputs` is the model's output width (`Config::data_outputs`); synthetic kinds take classes
 /// and outputs from `cfg`.
 pub fn build_resident(cfg: &DataConfig, outputs: usize) -> Result<(Dataset, Dataset), DataError> {
-    Ok((build_train(cfg, outputs)?, build_validation(cfg, outputs)?))
+    match cfg.kind {
+        // One read of the files for both sets (two held the training set and a second copy
+        // of the whole file at once).
+        DataKind::Npy => load_npy_split(cfg, outputs),
+        _ => Ok((build_train(cfg, outputs)?, build_validation(cfg, outputs)?)),
+    }
 }
 
 /// The validation set only (a streamed run keeps only this resident).

@@ -46,8 +46,9 @@ const MAX_TFLOPS: f64 = 1e6;
 
 impl PeerGemms {
     /// Read the GEMM rows of the peers CSV at `path`. Other rows (the MLP steps, the device
-    /// name) and rows whose value is no finite positive number (`nan` of a failed run) are
-    /// skipped; a file with no GEMM figure at all is an error, as is one that is not CSV.
+    /// name) and rows whose value is `nan` (a failed run) or `0.00` (rounded away) are skipped;
+    /// a negative or infinite figure, a misspelled GEMM name, a second figure for one product,
+    /// a file with no GEMM figure at all, and one that is not CSV are errors.
     pub fn load(path: &Path) -> Result<Self, PeersError> {
         let text = bounded_read::read_to_string(path, MAX_PEERS_BYTES)
             .map_err(|source| PeersError::Io { path: path.to_path_buf(), source })?;
@@ -90,8 +91,9 @@ impl PeerGemms {
             let n = size
                 .parse::<usize>()
                 .map_err(|_| format!("line {}: size {size:?} of {what} is not a whole number", i + 1))?;
-            // A failed measurement (`nan,error OutOfMemoryError`) is no figure.
-            let Some(v) = value.parse::<f64>().ok().filter(|v| !v.is_nan()) else {
+            // A failed measurement (`nan,error OutOfMemoryError`) is no figure, nor is one too
+            // small for the peer script's two decimals (`0.00`).
+            let Some(v) = value.parse::<f64>().ok().filter(|v| !v.is_nan() && *v != 0.0) else {
                 continue;
             };
             if !(v.is_finite() && v > 0.0) {
@@ -216,6 +218,7 @@ mlp_torch_eager,1,835.0,examples/s
             ("what,size_or_batch,value,unit\nsgemm_NT,16,50,TFLOP/s\n", "no GEMM name"),
             ("what,size_or_batch,value,unit\nhgemm-nn,16,50,TFLOP/s\n", "no GEMM name"),
             ("what,size_or_batch,value,unit\nsgemm,16,-3,TFLOP/s\n", "-3 TFLOP/s is no measured"),
+            ("what,size_or_batch,value,unit\nsgemm,16,0.00,TFLOP/s\n", "no sgemm"),
             ("what,size_or_batch,value,unit\nsgemm,16,inf,TFLOP/s\n", "no measured figure"),
             ("what,size_or_batch,value,unit\nsgemm,16,1,TFLOP/s\nsgemm_nn,16,2,TFLOP/s\n", "line 3: a second"),
         ];

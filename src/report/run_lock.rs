@@ -41,15 +41,13 @@ static HELD: Mutex<Vec<(PathBuf, File)>> = Mutex::new(Vec::new());
 /// [`release_locks`] when the command ends (or by the kernel, if it never gets there).
 pub fn lock_run(dir: &Path) -> Result<(), ReportError> {
     let path = dir.join(LOCK_FILE);
-    if HELD.lock().is_ok_and(|held| held.iter().any(|(p, _)| *p == path)) {
+    if held().iter().any(|(p, _)| *p == path) {
         return Ok(());
     }
     for _ in 0..ATTEMPTS {
         match attempt(dir, &path)? {
             Attempt::Taken(file) => {
-                if let Ok(mut held) = HELD.lock() {
-                    held.push((path, file));
-                }
+                held().push((path, file));
                 return Ok(());
             }
             Attempt::Held(pid) => return Err(held_by(dir, pid)),
@@ -57,6 +55,11 @@ pub fn lock_run(dir: &Path) -> Result<(), ReportError> {
         }
     }
     Err(invalid(dir, format!("cannot take {LOCK_FILE}: other processes keep replacing it")))
+}
+
+/// The locks held, whatever a panicking thread left: a handle dropped here would let its lock go.
+fn held() -> std::sync::MutexGuard<'static, Vec<(PathBuf, File)>> {
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What one try at the lock found.
@@ -98,23 +101,23 @@ fn take_created(dir: &Path, path: &Path, mut file: File) -> Result<Attempt, Repo
 /// A lock file already at `path`: held by its process, or left by one that is gone (then
 /// removed by name, for the next try to create).
 fn take_existing(dir: &Path, path: &Path) -> Result<Attempt, ReportError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_file() => {}
-        Ok(_) => {
-            return Err(invalid(
-                dir,
-                format!("{LOCK_FILE} is not a regular file (batchscope never makes one so); remove it"),
-            ))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Attempt::Again),
-        Err(e) => return Err(ReportError::io("inspect the lock in", dir, e)),
-    }
-    let file = match File::open(path) {
+    let not_regular = || {
+        invalid(dir, format!("{LOCK_FILE} is not a regular file (batchscope never makes one so); remove it"))
+    };
+    let file = match open_existing(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Attempt::Again),
+        // A symbolic link (refused by O_NOFOLLOW).
+        Err(_) if fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file()) => {
+            return Err(not_regular())
+        }
         Err(e) => return Err(ReportError::io("open the lock in", dir, e)),
     };
-    let pid = written_pid(path);
+    // What was opened, not what the name says now: a directory, a FIFO, a device.
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(not_regular());
+    }
+    let pid = written_pid(&file);
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Ok(Attempt::Held(pid)),
@@ -122,6 +125,10 @@ fn take_existing(dir: &Path, path: &Path) -> Result<Attempt, ReportError> {
             warn_no_locks(dir, &e);
             if let Some(pid) = pid.filter(|&p| p != std::process::id() && alive(p)) {
                 return Ok(Attempt::Held(Some(pid)));
+            }
+            // No id yet: its creator may still be writing it.
+            if pid.is_none() && !written_long_ago(&file) {
+                return Ok(Attempt::Held(None));
             }
         }
     }
@@ -133,6 +140,23 @@ fn take_existing(dir: &Path, path: &Path) -> Result<Attempt, ReportError> {
             .map_err(|e| ReportError::io("remove the stale lock in", dir, e))?;
     }
     Ok(Attempt::Again)
+}
+
+/// The lock file at `path` opened for reading, never through a link, and without waiting on
+/// whatever is there (a FIFO put in its place would block an open).
+fn open_existing(path: &Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    options.open(path)
+}
+
+/// Whether `file` was last written long enough ago (10 s) that nobody is still writing it.
+fn written_long_ago(file: &File) -> bool {
+    file.metadata()
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(10)))
 }
 
 fn not_found_is_fine(e: io::Error) -> io::Result<()> {
@@ -152,17 +176,17 @@ fn is_at(file: &File, path: &Path) -> bool {
     }
 }
 
-/// Whether `file` is the file at `path` now (where file identities are not compared: whether
-/// a file is there).
+/// Whether `file` is the file at `path` now. Where file identities are not compared (not Unix),
+/// whether a file is there: a lock file removed and created again in between goes unseen, so two
+/// resumes started at the same instant may both run there.
 #[cfg(not(unix))]
 fn is_at(_file: &File, path: &Path) -> bool {
     path.is_file()
 }
 
-/// The process id the lock file at `path` holds, if it holds one.
-fn written_pid(path: &Path) -> Option<u32> {
+/// The process id the lock `file` holds, if it holds one.
+fn written_pid(file: &File) -> Option<u32> {
     let mut text = String::new();
-    let file = File::open(path).ok()?;
     io::Read::read_to_string(&mut io::Read::take(file, 64), &mut text).ok()?;
     text.trim().parse().ok()
 }
@@ -196,11 +220,8 @@ fn invalid(dir: &Path, message: String) -> ReportError {
 /// Let go of the locks this process took, removing their files first (see the module's
 /// protocol). Called when a command ends, however it ends.
 pub fn release_locks() {
-    let held = match HELD.lock() {
-        Ok(mut v) => std::mem::take(&mut *v),
-        Err(_) => return,
-    };
-    for (path, file) in held {
+    let taken = std::mem::take(&mut *held());
+    for (path, file) in taken {
         if is_at(&file, &path) {
             let _ = fs::remove_file(&path);
         }

@@ -105,6 +105,17 @@ fn a_lock_file_that_links_elsewhere_is_never_written() {
         assert!(fs::symlink_metadata(&lock).expect("meta").file_type().is_symlink());
         fs::remove_file(&lock).expect("remove link");
     }
+    // A FIFO: refused at once (an open would wait for a writer).
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(lock.as_os_str().as_bytes()).expect("path");
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let e = lock_run(&dir.0).expect_err("a FIFO").to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        fs::remove_file(&lock).expect("remove FIFO");
+    }
     fs::create_dir(&lock).expect("mkdir");
     let e = lock_run(&dir.0).expect_err("a directory").to_string();
     assert!(e.contains("not a regular file"), "{e}");

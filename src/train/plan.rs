@@ -102,14 +102,17 @@ impl Plan {
             let past = if prog.step > self.max_steps { "past" } else { "reached" };
             format!("{past} train.steps = {}", self.max_steps)
         } else {
-            // `epoch` counts whole epochs done; a step inside one is past the last whole one.
-            let done = prog.epoch;
-            let past = if done > self.max_epochs || (done == self.max_epochs && prog.step_in_epoch > 0) {
-                "past"
-            } else {
-                "reached"
+            // Whole epochs done and steps into the next (a checkpoint at an epoch's last step
+            // has not counted that epoch yet).
+            let (whole, steps) = match prog.step_in_epoch >= self.steps_per_epoch {
+                true => (prog.epoch + 1, 0),
+                false => (prog.epoch, prog.step_in_epoch),
             };
-            format!("epoch {done} of the run, {past} train.epochs = {}", self.max_epochs)
+            match (whole == self.max_epochs, steps) {
+                (true, 0) => format!("reached train.epochs = {}", self.max_epochs),
+                (_, 0) => format!("{whole} epochs done, past train.epochs = {}", self.max_epochs),
+                _ => format!("{whole} epochs and {steps} steps done, past train.epochs = {}", self.max_epochs),
+            }
         }
     }
 

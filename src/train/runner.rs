@@ -208,8 +208,9 @@ impl<B: Backend> Run<'_, B> {
         'outer: while self.prog.epoch < self.plan.max_epochs {
             let lr = lr_at(&self.cfg.train, self.prog.epoch);
             while self.prog.step_in_epoch < self.plan.steps_per_epoch {
-                if super::interrupt::requested() {
-                    stopped = Some(super::interrupt::STOPPED_REASON.to_string());
+                if let Some(signal) = super::interrupt::requested() {
+                    super::interrupt::mark_stopped(signal);
+                    stopped = Some(super::interrupt::stopped_reason(signal));
                     break 'outer;
                 }
                 if self.prog.step >= self.plan.max_steps {
