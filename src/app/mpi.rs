@@ -182,6 +182,8 @@ mod rank {
             init: init.filter(|_| root),
             resume: resume.is_some(),
             progress: args.progress && root,
+            // The ranks stop together or not at all (SIGTERM: train::parallel::mpi).
+            stop_on_signal: false,
         };
         let summary = match run(m, cfg, &opts, &dir, choice, &adapters) {
             Ok(s) => s,

@@ -68,7 +68,8 @@ pub fn train(
             (cfg, dir)
         }
     };
-    let opts = TrainOptions { init, resume: resume.is_some(), progress: args.progress };
+    let opts =
+        TrainOptions { init, resume: resume.is_some(), progress: args.progress, stop_on_signal: true };
     let parallel = cfg.train.workers > 1 || adapters.len() > 1;
     let result = if parallel {
         train_workers(cfg, &opts, &dir, backend, &adapters)
@@ -105,7 +106,6 @@ impl BackendTask for Train<'_> {
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<TrainSummary> {
         let Train { mut cfg, opts, dir } = self;
         prepare(&mut cfg, b, opts, dir)?;
-        crate::train::interrupt::install();
         Ok(run_train(b, &cfg, opts, dir)?)
     }
 }
@@ -123,13 +123,11 @@ fn train_workers(
     match open_workers(choice, adapters, n)? {
         Workers::Cpu(v) => {
             prepare(&mut cfg, &v[0], opts, dir)?;
-            crate::train::interrupt::install();
             let refs: Vec<&CpuBackend> = v.iter().collect();
             Ok(run_train_workers(&refs, Box::new(Threads), &cfg, opts, dir)?)
         }
         Workers::Gpu(v) => {
             prepare(&mut cfg, &v[0], opts, dir)?;
-            crate::train::interrupt::install();
             let refs: Vec<&GpuBackend> = v.iter().collect();
             Ok(run_train_workers(&refs, Box::new(Sequential), &cfg, opts, dir)?)
         }

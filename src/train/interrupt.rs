@@ -19,8 +19,10 @@ static COUNT: AtomicU32 = AtomicU32::new(0);
 static STOPPED: AtomicI32 = AtomicI32::new(0);
 
 /// Route SIGINT and SIGTERM to [`requested`] for the rest of the process (Unix; elsewhere they
-/// end the process as before). For a process that runs one training run (the `train`
-/// command), not for MPI ranks, which must stop together (theirs is `train::parallel::mpi`).
+/// end the process as before). Called when a run with `TrainOptions::stop_on_signal` starts
+/// its steps (before, during the data's load, a signal ends the process as usual): for a
+/// process that runs one training run (the `train` command), not for MPI ranks, which must
+/// stop together (theirs is `train::parallel::mpi`).
 pub fn install() {
     #[cfg(unix)]
     {

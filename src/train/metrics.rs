@@ -21,6 +21,9 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// From the first step on, SIGINT and SIGTERM stop the run before its next step and it
+    /// saves itself ([`super::interrupt`]): for a process that runs this one training run.
+    pub stop_on_signal: bool,
 }
 
 /// One line of metrics.jsonl.

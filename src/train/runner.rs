@@ -156,6 +156,9 @@ pub fn run_train_ranks<'a, B: Backend>(
         dp,
         ranks,
     };
+    if opts.stop_on_signal {
+        super::interrupt::install();
+    }
     let summary = run.run_to_end()?;
     log::info!("train finished in {:.1}s", t0.elapsed().as_secs_f64());
     Ok(summary)
