@@ -1,8 +1,9 @@
 //! `kill -9` at seeded random moments of `batchscope train --backend cpu` (checkpoints every few
 //! steps, so some kills land mid-write), then `--resume`: the final checkpoint's tensors and the
 //! metrics lines (elapsed_s aside) are bitwise those of an uninterrupted run, and no temporary
-//! file of an interrupted write is left in the run directory. Ctrl-C (SIGINT) the same way: the
-//! run stops at the step in flight, saves itself and exits 130, and its resume is bitwise too.
+//! file of an interrupted write is left in the run directory. Ctrl-C (SIGINT) or SIGTERM on both
+//! backends (on the GPU the signal lands while the host waits on the device): the run stops at
+//! the step in flight, saves itself and exits 130 (143), and its resume is bitwise too.
 
 mod common;
 use common::tmpdir;
@@ -20,8 +21,13 @@ const CONFIG: &str = "[model]\nhidden = [24]\nactivation = \"tanh\"\n[data]\nkin
 const KILLS: usize = 10;
 
 fn train(args: &[&str]) -> Command {
+    train_on("cpu", args)
+}
+
+/// `batchscope train --backend <backend>` (a GPU run without an adapter fails with the fix).
+fn train_on(backend: &str, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
-    c.args(["train", "--backend", "cpu", "--quiet"]).args(args).env("RUST_LOG", "error");
+    c.args(["train", "--backend", backend, "--quiet"]).args(args).env("RUST_LOG", "error");
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     c
 }
@@ -75,14 +81,15 @@ fn wait_for_checkpoint(child: &mut std::process::Child, dir: &Path) {
     }
 }
 
-/// The run directory `dir`, resumed to its end, equals the uninterrupted run's.
+/// The run directory `dir`, resumed to its end on `backend`, equals the uninterrupted run's.
 fn resume_equals(
+    backend: &str,
     dir: &Path,
     case: &str,
     want_metrics: &[serde_json::Value],
     want_tensors: &[(String, Vec<usize>, Vec<u32>)],
 ) {
-    run_ok(train(&["--resume", dir.to_str().expect("utf-8")]));
+    run_ok(train_on(backend, &["--resume", dir.to_str().expect("utf-8")]));
     assert_eq!(temporaries(dir), Vec::<String>::new(), "{case}: temporary files left after resume");
     let got = metrics(dir);
     assert_eq!(got.len(), want_metrics.len(), "{case}: metric lines");
@@ -95,9 +102,10 @@ fn resume_equals(
     );
 }
 
-/// The uninterrupted run of `config` in `d`: the config's path, the run's wall time, its
-/// metrics lines and last tensors.
+/// The uninterrupted run of `config` on `backend` in `d`: the config's path, the run's wall
+/// time, its metrics lines and last tensors.
 fn reference_run(
+    backend: &str,
     d: &Path,
     config: &str,
 ) -> (String, f64, Vec<serde_json::Value>, Vec<(String, Vec<usize>, Vec<u32>)>) {
@@ -106,7 +114,7 @@ fn reference_run(
     let cs = cfg.to_str().expect("utf-8").to_string();
     let full = d.join("full");
     let start = Instant::now();
-    run_ok(train(&["--config", &cs, "--out", full.to_str().expect("utf-8")]));
+    run_ok(train_on(backend, &["--config", &cs, "--out", full.to_str().expect("utf-8")]));
     let full_s = start.elapsed().as_secs_f64();
     (cs, full_s, metrics(&full), last_tensors(&full))
 }
@@ -114,17 +122,27 @@ fn reference_run(
 #[cfg(unix)]
 #[test]
 fn ctrl_c_or_sigterm_saves_the_run_and_its_resume_equals_the_uninterrupted_run() {
-    let d = tmpdir("sigint");
+    for backend in ["cpu", "gpu"] {
+        interrupts_then_resume(backend);
+    }
+}
+
+/// Four interrupts (SIGINT, SIGTERM alternately) at seeded moments of runs on `backend`.
+#[cfg(unix)]
+fn interrupts_then_resume(backend: &str) {
+    let d = tmpdir(&format!("sigint_{backend}"));
     // Four times the steps of CONFIG: the interrupts land well inside the run.
     let (cs, full_s, want_metrics, want_tensors) =
-        reference_run(&d, &CONFIG.replace("epochs = 2", "epochs = 8"));
+        reference_run(backend, &d, &CONFIG.replace("epochs = 2", "epochs = 8"));
     let cs = cs.as_str();
     let mut r = ChaCha8Rng::seed_from_u64(0x5191);
     let mut interrupted = 0;
     for k in 0..4 {
+        let case = format!("{backend}: interrupt {k}");
         let dir = d.join(format!("int{k}"));
-        let mut child =
-            train(&["--config", cs, "--out", dir.to_str().expect("utf-8")]).spawn().expect("spawn");
+        let mut child = train_on(backend, &["--config", cs, "--out", dir.to_str().expect("utf-8")])
+            .spawn()
+            .expect("spawn");
         wait_for_checkpoint(&mut child, &dir);
         std::thread::sleep(Duration::from_secs_f64(r.random_range(0.0..0.5) * full_s));
         // Ctrl-C, or a scheduler's SIGTERM.
@@ -134,26 +152,27 @@ fn ctrl_c_or_sigterm_saves_the_run_and_its_resume_equals_the_uninterrupted_run()
         unsafe { libc::kill(child.id() as libc::pid_t, signal) };
         let o = child.wait_with_output().expect("wait");
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!err.contains("panicked"), "{err}");
-        let summary = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
+        assert!(!err.contains("panicked"), "{case}: {err}");
+        let summary = std::fs::read_to_string(dir.join("summary.json"))
+            .unwrap_or_else(|e| panic!("{case}: summary.json: {e}: {err}"));
         match o.status.code() {
             Some(code) if code == status => {
                 interrupted += 1;
                 let reason = format!("\"stopped_reason\": \"interrupted ({name})\"");
-                assert!(summary.contains(&reason), "{summary}");
-                assert!(err.contains("--resume"), "it says how to go on: {err}");
+                assert!(summary.contains(&reason), "{case}: {summary}");
+                assert!(err.contains("--resume"), "{case}: it says how to go on: {err}");
             }
-            Some(0) => assert!(!summary.contains("interrupted"), "{summary}"),
-            other => panic!("interrupt {k}: exit {other:?}: {err}"),
+            Some(0) => assert!(!summary.contains("interrupted"), "{case}: {summary}"),
+            other => panic!("{case}: exit {other:?}: {err}"),
         }
         assert!(
             !dir.join(".batchscope.lock").exists() && temporaries(&dir).is_empty(),
-            "interrupt {k}: left files"
+            "{case}: left files"
         );
-        resume_equals(&dir, &format!("interrupt {k}"), &want_metrics, &want_tensors);
+        resume_equals(backend, &dir, &case, &want_metrics, &want_tensors);
         let _ = std::fs::remove_dir_all(&dir);
     }
-    assert!(interrupted > 0, "no interrupt landed inside a run ({full_s:.2} s each)");
+    assert!(interrupted > 0, "{backend}: no interrupt landed inside a run ({full_s:.2} s each)");
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -161,7 +180,7 @@ fn ctrl_c_or_sigterm_saves_the_run_and_its_resume_equals_the_uninterrupted_run()
 fn kill_9_then_resume_equals_the_uninterrupted_run() {
     let t0 = Instant::now();
     let d = tmpdir("runs");
-    let (cs, full_s, want_metrics, want_tensors) = reference_run(&d, CONFIG);
+    let (cs, full_s, want_metrics, want_tensors) = reference_run("cpu", &d, CONFIG);
     let cs = cs.as_str();
     assert!(want_metrics.len() > 50, "{} metric lines", want_metrics.len());
 
@@ -181,7 +200,7 @@ fn kill_9_then_resume_equals_the_uninterrupted_run() {
         }
         let _ = child.wait();
         left_temporaries += temporaries(&dir).len();
-        resume_equals(&dir, &format!("kill {k}"), &want_metrics, &want_tensors);
+        resume_equals("cpu", &dir, &format!("kill {k}"), &want_metrics, &want_tensors);
         let _ = std::fs::remove_dir_all(&dir);
     }
     println!(
