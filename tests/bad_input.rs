@@ -745,11 +745,19 @@ fn huge_iteration_counts_are_bounded_and_run_without_panicking() {
             "--trace-samples",
         ),
         // Counts below what the estimates need ran one (two) anyway and wrote the result.
-        case("curvature --power-iters 0", curvature("--power-iters", "0", "e7"), "--power-iters must be ≥ 1"),
+        case(
+            "curvature --power-iters 0",
+            curvature("--power-iters", "0", "e7"),
+            "--power-iters must be ≥ 1",
+        ),
         case("curvature --slq-runs 0", curvature("--slq-runs", "0", "e8"), "--slq-runs must be ≥ 1"),
         case("curvature --trace-samples 1", curvature("--trace-samples", "1", "e9"), "must be ≥ 2"),
         // A batch larger than the examples was skipped with a note only --quiet hid.
-        case("curvature --batch past n", curvature("--batch", "100000", "e10"), "--batch 100000 exceeds"),
+        case(
+            "curvature --batch past n",
+            curvature("--batch", "100000", "e10"),
+            "--batch 100000 exceeds",
+        ),
     ]);
     let runs: [(&str, Vec<String>); 2] = [
         ("noise --draws 10^6", noise("1000000", "n")),

@@ -464,9 +464,12 @@ fn loss_scales_out_of_range_are_refused_by_key() {
     let d = tmpdir("loss-scale-range");
     let tiny = tiny_at(&d, 16);
     let f16 = "model.precision=\"f16\"";
-    for (scale, rule) in
-        [("1e-39", "2^-126"), ("0", "2^-126"), ("-2", "2^-126"), ("1e39", "past the largest value an f32")]
-    {
+    for (scale, rule) in [
+        ("1e-39", "2^-126"),
+        ("0", "2^-126"),
+        ("-2", "2^-126"),
+        ("1e39", "past the largest value an f32"),
+    ] {
         let o = train_cpu(&tiny, &["--set", f16, "--set", &format!("train.loss_scale={scale}")]);
         assert_clean_error(&o, &["train.loss_scale", rule]);
     }
@@ -786,11 +789,12 @@ fn settings_that_read_the_validation_error_need_validation_rows() {
         .expect("rnn config");
     let o = run(&["rnn", "--backend", "cpu", "--quiet", "--config", s(&rnn), "--out", s(&d.join("r"))]);
     assert_clean_error(&o, &["train.eval_every", "sequence.n_val = 0", "train.eval_every = 0"]);
-    let o = run(&["rnn", "--backend", "cpu", "--quiet", "--config", s(&rnn), "--set", "train.eval_every=0"]
-        .iter()
-        .copied()
-        .chain(["--out", s(&d.join("r2"))])
-        .collect::<Vec<_>>());
+    let o =
+        run(&["rnn", "--backend", "cpu", "--quiet", "--config", s(&rnn), "--set", "train.eval_every=0"]
+            .iter()
+            .copied()
+            .chain(["--out", s(&d.join("r2"))])
+            .collect::<Vec<_>>());
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }

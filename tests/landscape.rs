@@ -222,7 +222,8 @@ fn landscape_command_trains_then_slices_an_mlp() {
         "{MLP_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"random\", \"file:{}\"]\nnormalize = \"none\"\npoints = 3\neval_train = 128\n",
         ck.display()
     );
-    batchscope::app::landscape::landscape(&args(&dir2, &text2), BackendChoice::Cpu, Some(ck.clone())).unwrap();
+    batchscope::app::landscape::landscape(&args(&dir2, &text2), BackendChoice::Cpu, Some(ck.clone()))
+        .unwrap();
     let s2 = summary(&dir2);
     assert!(rel(l0, s2["train_loss"].as_f64().unwrap()) < 1e-6);
     let file_line = &s2["lines"][1];
@@ -243,18 +244,27 @@ fn landscape_command_trains_then_slices_an_mlp() {
             "{MLP_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"file:{}\"]\nnormalize = \"{normalize}\"\npoints = 3\neval_train = 128\n",
             zero_path.display()
         );
-        let e = batchscope::app::landscape::landscape(&args(&dir3, &text3), BackendChoice::Cpu, Some(ck.clone()))
-            .expect_err("a zero direction")
-            .to_string();
+        let e = batchscope::app::landscape::landscape(
+            &args(&dir3, &text3),
+            BackendChoice::Cpu,
+            Some(ck.clone()),
+        )
+        .expect_err("a zero direction")
+        .to_string();
         assert!(e.contains("zeros.safetensors direction is zero"), "{normalize}: {e}");
     }
     // [[variant]] tables that landscape.variant does not choose from are refused, not ignored.
     let text4 = format!("{MLP_TOML}\n[[variant]]\nname = \"fast\"\nset = [\"train.lr=0.5\"]\n");
-    let e = batchscope::app::landscape::landscape(&args(&dir3, &text4), BackendChoice::Cpu, Some(ck.clone()))
-        .expect_err("variants it would ignore")
-        .to_string();
+    let e = batchscope::app::landscape::landscape(
+        &args(&dir3, &text4),
+        BackendChoice::Cpu,
+        Some(ck.clone()),
+    )
+    .expect_err("variants it would ignore")
+    .to_string();
     assert!(e.contains("landscape.variant") && e.contains("fast"), "{e}");
-    let _ = (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&dir2), std::fs::remove_dir_all(&dir3));
+    let _ =
+        (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&dir2), std::fs::remove_dir_all(&dir3));
 }
 
 /// With unit directions, the slope of the line along −g at θ is −‖g‖ and the curvature along

@@ -53,7 +53,10 @@ impl ConfigText {
     }
 
     /// Remove section `[name]` and deserialize it; its defaults when the file has none.
-    pub fn take_section<T: DeserializeOwned + Serialize + Default>(&mut self, name: &str) -> Result<T, ConfigError> {
+    pub fn take_section<T: DeserializeOwned + Serialize + Default>(
+        &mut self,
+        name: &str,
+    ) -> Result<T, ConfigError> {
         match self.take(name) {
             Some(toml::Value::Table(t)) => deserialize(t, &self.origin),
             Some(_) => Err(self.invalid(name, format!("must be a table ([{name}])"))),
@@ -205,7 +208,10 @@ fn overflowed_f32(
     None
 }
 
-fn deserialize_unchecked<T: DeserializeOwned>(table: toml::Table, origin: &str) -> Result<T, ConfigError> {
+fn deserialize_unchecked<T: DeserializeOwned>(
+    table: toml::Table,
+    origin: &str,
+) -> Result<T, ConfigError> {
     T::deserialize(toml::Value::Table(table)).map_err(|e: toml::de::Error| {
         let keys = error_keys(&e);
         let mut message = e.message().to_string();

@@ -48,7 +48,8 @@ fn out_of_range_values_name_the_key() {
         assert!(e.contains(key), "{toml}: {e}");
     }
     // A regression's evaluations measure its validation loss: they stand.
-    let mse = "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\n[train]\neval_every = 16\n";
+    let mse =
+        "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\n[train]\neval_every = 16\n";
     assert_eq!(Config::from_toml(mse, "t").unwrap().train.eval_every, 16);
     let both = "[data]\nn_val = 0\n[train]\neval_every = 4\neval_train = true\n";
     assert!(Config::from_toml(both, "t").is_ok(), "eval_train evaluates the training set");

@@ -182,9 +182,7 @@ pub fn label_classes(path: &Path) -> Result<Option<usize>, DataError> {
         return Ok(None);
     }
     match read_labels(path, u32::MAX as usize)?.0 {
-        Labels::Classes { labels, .. } => {
-            Ok(Some(labels.iter().max().map_or(0, |&m| m as usize + 1)))
-        }
+        Labels::Classes { labels, .. } => Ok(Some(labels.iter().max().map_or(0, |&m| m as usize + 1))),
         Labels::Values { .. } => Ok(None),
     }
 }

@@ -42,7 +42,10 @@ pub fn resolve_npy(
     if d == 0 {
         return Err(bad(
             "data.features",
-            format!("{} holds {n} rows of 0 features (shape [{n}, 0]): nothing to learn from", features.display()),
+            format!(
+                "{} holds {n} rows of 0 features (shape [{n}, 0]): nothing to learn from",
+                features.display()
+            ),
         ));
     }
     if cfg.data.dim == 0 {
@@ -85,7 +88,10 @@ pub fn resolve_npy(
     if cfg.data.classes < 2 && cfg.model.loss == LossKind::SoftmaxXent {
         return Err(bad(
             "data.classes",
-            format!("must be ≥ 2 (softmax cross-entropy over one class learns nothing), got {}", cfg.data.classes),
+            format!(
+                "must be ≥ 2 (softmax cross-entropy over one class learns nothing), got {}",
+                cfg.data.classes
+            ),
         ));
     }
     let n_val = npy_val_rows(n, cfg.data.val_fraction);

@@ -220,7 +220,10 @@ mlp_torch_eager,1,835.0,examples/s
             ("what,size_or_batch,value,unit\nsgemm,16,-3,TFLOP/s\n", "-3 TFLOP/s is no measured"),
             ("what,size_or_batch,value,unit\nsgemm,16,0.00,TFLOP/s\n", "no sgemm"),
             ("what,size_or_batch,value,unit\nsgemm,16,inf,TFLOP/s\n", "no measured figure"),
-            ("what,size_or_batch,value,unit\nsgemm,16,1,TFLOP/s\nsgemm_nn,16,2,TFLOP/s\n", "line 3: a second"),
+            (
+                "what,size_or_batch,value,unit\nsgemm,16,1,TFLOP/s\nsgemm_nn,16,2,TFLOP/s\n",
+                "line 3: a second",
+            ),
         ];
         for (text, want) in cases {
             let e = PeerGemms::parse(text).expect_err(text);

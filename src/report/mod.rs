@@ -9,8 +9,8 @@ pub mod heatmap;
 pub mod jsonl;
 pub mod plot;
 pub mod progress;
-pub mod rundir;
 pub mod run_lock;
+pub mod rundir;
 pub mod table;
 
 use std::path::PathBuf;

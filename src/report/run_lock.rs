@@ -102,7 +102,10 @@ fn take_created(dir: &Path, path: &Path, mut file: File) -> Result<Attempt, Repo
 /// removed by name, for the next try to create).
 fn take_existing(dir: &Path, path: &Path) -> Result<Attempt, ReportError> {
     let not_regular = || {
-        invalid(dir, format!("{LOCK_FILE} is not a regular file (batchscope never makes one so); remove it"))
+        invalid(
+            dir,
+            format!("{LOCK_FILE} is not a regular file (batchscope never makes one so); remove it"),
+        )
     };
     let file = match open_existing(path) {
         Ok(f) => f,

@@ -79,8 +79,14 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
     let on_device = 1 + u64::from(cfg.train.eval_train); // device copies of the training set
     let phases = [
         sum_bytes("the data as read", &[file, train, val])?,
-        sum_bytes("the training set's upload", &[times("the training set", train, 1 + on_device)?, val])?,
-        sum_bytes("the validation set's upload", &[times("the training set", train, on_device)?, times("the validation set", val, 2)?])?,
+        sum_bytes(
+            "the training set's upload",
+            &[times("the training set", train, 1 + on_device)?, val],
+        )?,
+        sum_bytes(
+            "the validation set's upload",
+            &[times("the training set", train, on_device)?, times("the validation set", val, 2)?],
+        )?,
     ];
     let data = phases.into_iter().max().unwrap_or(0);
     let total = sum_bytes("model and data", &[model, data, tables, eval])?;

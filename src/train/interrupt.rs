@@ -76,7 +76,8 @@ extern "C" fn on_signal(signal: libc::c_int) {
     let saved = unsafe { *libc::__errno_location() };
     if COUNT.fetch_add(1, Ordering::SeqCst) == 0 {
         REQUESTED.store(signal, Ordering::SeqCst);
-        let line = b"\ninterrupt: stopping before the next step and saving the run (again to quit at once)\n";
+        let line =
+            b"\ninterrupt: stopping before the next step and saving the run (again to quit at once)\n";
         // SAFETY: write(2) is async-signal-safe; the buffer is a static byte string.
         unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
     } else {

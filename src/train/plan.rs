@@ -111,7 +111,10 @@ impl Plan {
             match (whole == self.max_epochs, steps) {
                 (true, 0) => format!("reached train.epochs = {}", self.max_epochs),
                 (_, 0) => format!("{whole} epochs done, past train.epochs = {}", self.max_epochs),
-                _ => format!("{whole} epochs and {steps} steps done, past train.epochs = {}", self.max_epochs),
+                _ => format!(
+                    "{whole} epochs and {steps} steps done, past train.epochs = {}",
+                    self.max_epochs
+                ),
             }
         }
     }

@@ -80,10 +80,12 @@ impl Backend for CpuBackend {
         Some(self)
     }
 
-    /// `"CPU (N threads, <model>)"`, or `"CPU (N threads)"` when the model is unknown.
+    /// `"CPU (N threads, <model>)"`, or `"CPU (N threads)"` when the model is unknown, with the
+    /// OpenBLAS core where it is loaded (and why the shape table leaves it out, where it does).
     fn device_name(&self) -> String {
         let blas = match matmul::openblas::get() {
-            Some(b) => format!(", OpenBLAS {}", b.core),
+            Some(b) if b.as_wide_as_gemm() => format!(", OpenBLAS {}", b.core),
+            Some(b) => format!(", OpenBLAS {} unused: narrower than gemm's AVX-512", b.core),
             None => String::new(),
         };
         match &self.model {

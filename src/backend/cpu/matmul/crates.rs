@@ -15,15 +15,32 @@ pub(super) fn strides(g: &Gemm) -> ((usize, usize), (usize, usize)) {
 
 /// `gemm` 0.19 on rayon's pool (all its threads when there is more than one).
 ///
-/// `a`, `b`, `c` hold exactly `m*k`, `k*n`, `m*n` elements; `m, n, k > 0`.
+/// `a`, `b`, `c` hold exactly `m*k`, `k*n`, `m*n` elements; `m, n, k > 0`. Where the columns of
+/// `op(B)` alias in L1 ([`super::pad::wanted`]) `gemm` reads them from a padded copy.
 pub(super) fn gemm_crate(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
-    let ((rsa, csa), (rsb, csb)) = strides(g);
+    if super::pad::wanted(g) {
+        super::pad::with_padded_rows(b, g.n, g.k, |b, ldb| gemm_strided(g, a, b, ldb, c));
+    } else {
+        let ldb = if g.trans_b { g.k } else { g.n };
+        gemm_strided(g, a, b, ldb, c);
+    }
+}
+
+/// [`gemm_crate`] with `B`'s rows `ldb` floats apart (`ldb >= k` with `trans_b`, else `>= n`).
+///
+/// `b` holds the rows of `B` (`n` of them with `trans_b`, else `k`) at that stride: at least
+/// `(rows - 1) * ldb + row length` elements.
+pub(super) fn gemm_strided(g: &Gemm, a: &[f32], b: &[f32], ldb: usize, c: &mut [f32]) {
+    let ((rsa, csa), _) = strides(g);
+    let (rsb, csb) = if g.trans_b { (1, ldb) } else { (ldb, 1) };
+    let (rows, len) = if g.trans_b { (g.n, g.k) } else { (g.k, g.n) };
+    assert!(ldb >= len && b.len() >= (rows - 1) * ldb + len, "gemm_strided: B is too short");
     let threads = rayon::current_num_threads();
     let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the slices hold exactly the elements the strides address:
-    // A (i,p) at i*rsa + p*csa < m*k, B (p,j) at p*rsb + j*csb < k*n, C (i,j) at i*n + j < m*n;
-    // C does not alias A or B (distinct borrows). `gemm` computes
-    // dst = alpha_g * dst + beta_g * lhs * rhs, and reads dst only when `read_dst`.
+    // SAFETY: the slices hold every element the strides address:
+    // A (i,p) at i*rsa + p*csa < m*k, B (p,j) at p*rsb + j*csb <= (rows-1)*ldb + len - 1 (checked
+    // above), C (i,j) at i*n + j < m*n; C does not alias A or B (distinct borrows). `gemm`
+    // computes dst = alpha_g * dst + beta_g * lhs * rhs, and reads dst only when `read_dst`.
     unsafe {
         gemm::gemm(
             g.m,

@@ -15,9 +15,12 @@
 //!   the input gradient `dY · W` at 17..=64 rows, where it measured 1.2–1.8× `gemm`;
 //! * [`Kernel::Gemm`] (the `gemm` crate with its AVX-512 kernels, packed, on rayon's pool)
 //!   for everything else, including batch 1 (its matrix-vector path), and for the OpenBLAS rows
-//!   where no `libopenblas.so.0` is installed (or `BATCHSCOPE_BLAS=builtin`).
+//!   where no `libopenblas.so.0` is installed (or `BATCHSCOPE_BLAS=builtin`), or where its
+//!   kernels are narrower than `gemm`'s (AVX2 OpenBLAS on an AVX-512 CPU: AMD Zen 5 with
+//!   OpenBLAS 0.3.21). Where `B`'s columns are rows of a weight matrix whose length is a multiple
+//!   of 512 (`A · Bᵀ` with `k = 1024`), `gemm` reads them from a padded copy ([`pad`]).
 //!
-//! Transposes are expressed as strides, never copied. Every kernel stays callable through
+//! Transposes are expressed as strides, never copied (the padded copy keeps the layout). Every kernel stays callable through
 //! [`sgemm_with`] for benches and cross-checks. [`matmul_naive`] is the plain triple loop in f64,
 //! the reference for tests only.
 
@@ -25,6 +28,7 @@ mod blas_blocks;
 mod crates;
 mod dot;
 pub mod openblas;
+mod pad;
 mod rows;
 mod tasks;
 
@@ -91,9 +95,10 @@ pub const BLAS_NT_ROWS: std::ops::RangeInclusive<usize> = (DOT_MAX_M + 1)..=256;
 pub const BLAS_NN_ROWS: std::ops::RangeInclusive<usize> = 17..=64;
 
 /// The kernel [`matmul`] runs for `g`: a pure function of the shape and layout, and of whether
-/// OpenBLAS is loaded ([`openblas::get`]); without it the OpenBLAS rows fall back to `gemm`.
+/// OpenBLAS is loaded ([`openblas::get`]) with kernels as wide as `gemm`'s
+/// ([`openblas::OpenBlas::as_wide_as_gemm`]); otherwise the OpenBLAS rows fall back to `gemm`.
 pub fn choose(g: &Gemm) -> Kernel {
-    choose_with(g, openblas::get().is_some())
+    choose_with(g, openblas::get().is_some_and(|b| b.as_wide_as_gemm()))
 }
 
 /// [`choose`] with OpenBLAS's presence given (`blas`), for tests of both tables.

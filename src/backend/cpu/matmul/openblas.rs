@@ -105,6 +105,24 @@ fn load(name: &str) -> Result<OpenBlas, libloading::Error> {
     }
 }
 
+/// Whether OpenBLAS's core `name` runs AVX-512 kernels.
+pub fn core_has_avx512(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    AVX512_CORES.iter().any(|c| name == *c)
+}
+
+/// Whether this CPU has AVX-512F, which the `gemm` crate's kernels use where present.
+fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// One `cblas_sgemm` call on row-major operands.
 #[derive(Clone, Copy, Debug)]
 pub struct Call {
@@ -120,7 +138,18 @@ pub struct Call {
     pub ldc: usize,
 }
 
+/// OpenBLAS core names (`openblas_get_corename()`) whose SGEMM kernels use AVX-512.
+const AVX512_CORES: [&str; 4] = ["skylakex", "cooperlake", "sapphirerapids", "zen4"];
+
 impl OpenBlas {
+    /// Whether its kernels are at least as wide as the `gemm` crate's on this CPU: always on a
+    /// CPU without AVX-512 (both run AVX2), and on one with AVX-512 only where OpenBLAS picked an
+    /// AVX-512 core. OpenBLAS 0.3.21 (Debian 12) does not know AMD Zen 5 and runs its `Haswell`
+    /// kernels there, at half `gemm`'s rate on every product of the MLP step (`docs/CPU_PERF.md`).
+    pub fn as_wide_as_gemm(&self) -> bool {
+        !cpu_has_avx512() || core_has_avx512(&self.core)
+    }
+
     /// `C[m,n] (ldc) = alpha · op(A) · op(B) + beta · C`, single-threaded.
     ///
     /// # Safety
