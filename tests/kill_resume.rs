@@ -51,8 +51,11 @@ fn metrics(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Each tensor of a checkpoint: name, shape, and values as bits.
+type Tensors = Vec<(String, Vec<usize>, Vec<u32>)>;
+
 /// `(name, shape, bits)` of every tensor of `dir/last.safetensors`.
-fn last_tensors(dir: &Path) -> Vec<(String, Vec<usize>, Vec<u32>)> {
+fn last_tensors(dir: &Path) -> Tensors {
     checkpoint::load(&dir.join("last.safetensors"))
         .expect("last.safetensors")
         .tensors
@@ -108,7 +111,7 @@ fn reference_run(
     backend: &str,
     d: &Path,
     config: &str,
-) -> (String, f64, Vec<serde_json::Value>, Vec<(String, Vec<usize>, Vec<u32>)>) {
+) -> (String, f64, Vec<serde_json::Value>, Tensors) {
     let cfg = d.join("config.toml");
     std::fs::write(&cfg, config).expect("config");
     let cs = cfg.to_str().expect("utf-8").to_string();

@@ -102,7 +102,7 @@ mod process_limit {
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes one rlimit through a valid pointer to a local.
         let ok = unsafe { libc::getrlimit(resource as _, &mut limit) } == 0;
-        (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
+        (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
     }
 
     /// `RLIMIT_AS` (`ulimit -v`): the address space, which every mapping counts against.

@@ -27,7 +27,7 @@ const ROWS_PER_TASK: usize = 64;
 
 /// Whether `gemm` should read `B` from a padded copy for `g`.
 pub(super) fn wanted(g: &Gemm) -> bool {
-    g.trans_b && g.k % ALIASING_K == 0 && g.m >= MIN_M && g.n >= MIN_N
+    g.trans_b && g.k.is_multiple_of(ALIASING_K) && g.m >= MIN_M && g.n >= MIN_N
 }
 
 thread_local! {
