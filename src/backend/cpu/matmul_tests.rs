@@ -1,7 +1,11 @@
 //! Unit tests of the matmul family: every kernel against the f64 triple loop, the shape table,
 //! and thread-count independence of the hand-written kernels.
 
-use super::matmul::{choose_with, matmul_naive, openblas, sgemm_with, Kernel};
+use super::matmul::{choose_with, matmul_naive, openblas, sgemm_with, Kernel, Machine};
+
+const PLAIN: Machine = Machine { blas: false, wide_dot: false };
+const BLAS: Machine = Machine { blas: true, wide_dot: false };
+const WIDE_DOT: Machine = Machine { blas: false, wide_dot: true };
 use super::tests::{assert_close, rand_vec, transpose, with_threads};
 use super::CpuBackend;
 use crate::backend::{Backend, BackendError, Gemm};
@@ -103,9 +107,9 @@ fn matmul_kernel_rejects_unsupported_layout() {
 /// The shape table on the products of an MLP 784-1024-1024-10 train step, without OpenBLAS.
 #[test]
 fn matmul_table_picks_thin_kernels_for_thin_products() {
-    let fwd = |b: usize, o: usize, i: usize| choose_with(&Gemm::nn(b, o, i).trans(false, true), false);
-    let dw = |b: usize, o: usize, i: usize| choose_with(&Gemm::nn(o, i, b).trans(true, false), false);
-    let dx = |b: usize, o: usize, i: usize| choose_with(&Gemm::nn(b, i, o), false);
+    let fwd = |b: usize, o: usize, i: usize| choose_with(&Gemm::nn(b, o, i).trans(false, true), PLAIN);
+    let dw = |b: usize, o: usize, i: usize| choose_with(&Gemm::nn(o, i, b).trans(true, false), PLAIN);
+    let dx = |b: usize, o: usize, i: usize| choose_with(&Gemm::nn(b, i, o), PLAIN);
     for b in [2, 8, 32] {
         assert_eq!(fwd(b, 1024, 784), Kernel::Dot, "fwd B={b}");
         assert_eq!(dx(b, 1024, 1024), Kernel::Gemm, "dX B={b}");
@@ -128,9 +132,9 @@ fn matmul_table_picks_thin_kernels_for_thin_products() {
 /// With OpenBLAS loaded, the mid-batch batch-row products move to it; the rest stay.
 #[test]
 fn matmul_table_with_openblas_takes_mid_batch_row_products() {
-    let fwd = |b: usize| choose_with(&Gemm::nn(b, 1024, 784).trans(false, true), true);
-    let dw = |b: usize| choose_with(&Gemm::nn(1024, 784, b).trans(true, false), true);
-    let dx = |b: usize| choose_with(&Gemm::nn(b, 1024, 1024), true);
+    let fwd = |b: usize| choose_with(&Gemm::nn(b, 1024, 784).trans(false, true), BLAS);
+    let dw = |b: usize| choose_with(&Gemm::nn(1024, 784, b).trans(true, false), BLAS);
+    let dx = |b: usize| choose_with(&Gemm::nn(b, 1024, 1024), BLAS);
     for b in [64, 128, 256] {
         assert_eq!(fwd(b), Kernel::OpenBlas, "fwd B={b}");
     }
@@ -147,7 +151,26 @@ fn matmul_table_with_openblas_takes_mid_batch_row_products() {
         assert_ne!(dw(b), Kernel::OpenBlas, "dW B={b}");
     }
     // The narrow output layer stays on the dot kernel.
-    assert_eq!(choose_with(&Gemm::nn(64, 10, 1024).trans(false, true), true), Kernel::Dot);
+    assert_eq!(choose_with(&Gemm::nn(64, 10, 1024).trans(false, true), BLAS), Kernel::Dot);
+}
+
+/// With the dot kernel's AVX-512 path and no OpenBLAS, the forward product stays on the dot
+/// kernel up to 128 rows; with OpenBLAS in the table, its measured rows stand.
+#[test]
+fn matmul_table_with_the_wide_dot_takes_forward_products_to_128_rows() {
+    let fwd = |b: usize, on: Machine| choose_with(&Gemm::nn(b, 1024, 784).trans(false, true), on);
+    for b in [2, 32, 64, 128] {
+        assert_eq!(fwd(b, WIDE_DOT), Kernel::Dot, "fwd B={b}");
+    }
+    for b in [1, 256, 4096] {
+        assert_eq!(fwd(b, WIDE_DOT), Kernel::Gemm, "fwd B={b}");
+    }
+    let both = Machine { blas: true, wide_dot: true };
+    assert_eq!(fwd(64, both), Kernel::OpenBlas);
+    assert_eq!(fwd(32, both), Kernel::Dot);
+    // Input and weight gradients are not dot products of rows.
+    assert_eq!(choose_with(&Gemm::nn(64, 1024, 1024), WIDE_DOT), Kernel::Gemm);
+    assert_eq!(choose_with(&Gemm::nn(1024, 784, 64).trans(true, false), WIDE_DOT), Kernel::Gemm);
 }
 
 /// OpenBLAS takes part in the table only with kernels as wide as `gemm`'s: its AVX-512 cores are

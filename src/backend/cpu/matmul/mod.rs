@@ -27,6 +27,7 @@
 mod blas_blocks;
 mod crates;
 mod dot;
+mod dot_avx512;
 pub mod openblas;
 mod pad;
 mod rows;
@@ -81,6 +82,11 @@ pub const DOT_MAX_M: usize = 32;
 /// ...and for at most this many columns from [`DOT_MAX_M`] rows up (a narrow output layer at
 /// larger batch; below that, `gemm` is faster on the bench).
 pub const DOT_MAX_N: usize = 16;
+/// With the dot kernel's AVX-512 path ([`Machine::wide_dot`]) and no OpenBLAS in the table, the
+/// forward product runs on [`Kernel::Dot`] up to this many rows (AMD Zen 5, 2 threads: 270–350
+/// GFLOP/s at B = 64 against `gemm`'s 200–280; level with it at 256). Where OpenBLAS is in the
+/// table (measured on an Intel Xeon, before the AVX-512 path) its rows stand.
+pub const WIDE_DOT_MAX_M: usize = 128;
 /// [`Kernel::Rows`] for `op(A)ᵀ · B` with `1 ..= ROWS_MAX_K` inner length and at least
 /// [`ROWS_MIN_M`] rows: the weight gradient `dYᵀ · X` at a tiny batch (where the CPU also fuses
 /// the optimizer step into it, `cpu::layer_step`).
@@ -94,16 +100,38 @@ pub const BLAS_NT_ROWS: std::ops::RangeInclusive<usize> = (DOT_MAX_M + 1)..=256;
 /// Rows of `C` for which the input gradient `dY · W` (no transposes) runs on OpenBLAS.
 pub const BLAS_NN_ROWS: std::ops::RangeInclusive<usize> = 17..=64;
 
-/// The kernel [`matmul`] runs for `g`: a pure function of the shape and layout, and of whether
-/// OpenBLAS is loaded ([`openblas::get`]) with kernels as wide as `gemm`'s
-/// ([`openblas::OpenBlas::as_wide_as_gemm`]); otherwise the OpenBLAS rows fall back to `gemm`.
+/// The kernel [`matmul`] runs for `g`: a pure function of the shape and layout and of the
+/// [`Machine`]: whether OpenBLAS is loaded with kernels as wide as `gemm`'s (otherwise the
+/// OpenBLAS rows fall back to `gemm`), and whether the dot kernel has its AVX-512 path.
 pub fn choose(g: &Gemm) -> Kernel {
-    choose_with(g, openblas::get().is_some_and(|b| b.as_wide_as_gemm()))
+    choose_with(g, Machine::this())
 }
 
-/// [`choose`] with OpenBLAS's presence given (`blas`), for tests of both tables.
-pub fn choose_with(g: &Gemm, blas: bool) -> Kernel {
-    let dot = (2..=DOT_MAX_M).contains(&g.m) || (g.n <= DOT_MAX_N && g.m >= DOT_MAX_M);
+/// What of the machine the shape table depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// OpenBLAS is loaded with kernels as wide as `gemm`'s
+    /// ([`openblas::OpenBlas::as_wide_as_gemm`]).
+    pub blas: bool,
+    /// The dot kernel runs its AVX-512 path.
+    pub wide_dot: bool,
+}
+
+impl Machine {
+    /// This process's machine (both probes are made once).
+    pub fn this() -> Self {
+        Machine {
+            blas: openblas::get().is_some_and(|b| b.as_wide_as_gemm()),
+            wide_dot: dot_avx512::available(),
+        }
+    }
+}
+
+/// [`choose`] on the machine `on`, for tests of every table.
+pub fn choose_with(g: &Gemm, on: Machine) -> Kernel {
+    let Machine { blas, wide_dot } = on;
+    let dot_max_m = if wide_dot && !blas { WIDE_DOT_MAX_M } else { DOT_MAX_M };
+    let dot = (2..=dot_max_m).contains(&g.m) || (g.n <= DOT_MAX_N && g.m >= DOT_MAX_M);
     let rows = g.trans_a && (1..=ROWS_MAX_K).contains(&g.k) && g.m >= ROWS_MIN_M;
     let blas_rows = match (g.trans_a, g.trans_b) {
         (false, true) => BLAS_NT_ROWS.contains(&g.m),

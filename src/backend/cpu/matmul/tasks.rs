@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 /// Below this many multiply-adds a product runs on the calling thread (waking the pool costs
 /// more than the work).
-const PAR_FMAS: usize = 1 << 16;
+const PAR_FMAS: usize = 1 << 19;
 /// Rectangles per pool thread, for load balance.
 const TASKS_PER_THREAD: usize = 4;
 
