@@ -2,6 +2,8 @@
 //! the host by every backend), the resident data, and on the CPU backend the whole step, checked
 //! against [`host_limit`] before anything is allocated.
 
+use crate::backend::cpu::matmul;
+use crate::backend::Gemm;
 use crate::config::{Config, ConfigError, DataKind, DataMode, OptimizerKind};
 use crate::data::npy;
 use crate::data::resolve::npy_val_rows;
@@ -123,6 +125,16 @@ pub fn check_cpu_step(cfg: &Config, batch: usize) -> Result<(), HostMemoryError>
     check_host(&what, bytes, host_limit())
 }
 
+/// Host bytes the CPU's products keep besides their operands at `rows` rows: the largest
+/// forward product's workspace ([`matmul::workspace_bytes`], one per thread that runs a step).
+fn matmul_workspace(sizes: &[usize], rows: usize) -> u64 {
+    sizes
+        .windows(2)
+        .map(|w| matmul::workspace_bytes(&Gemm::nn(rows, w[1], w[0]).trans(false, true)))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Host bytes of the CPU training step at `batch` with its replicas: `(description, bytes)`.
 pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostMemoryError> {
     let spec = cfg.mlp_spec();
@@ -130,11 +142,12 @@ pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostM
     let curvature = cfg.monitor.curvature_every > 0;
     let workers = cfg.train.workers.max(1);
     if workers == 1 {
-        let bytes = step_bytes(&spec.sizes, momentum, curvature, batch)?;
+        let step = step_bytes(&spec.sizes, momentum, curvature, batch)?;
         let what = format!(
             "a CPU training step of model {} at train.batch_size = {batch}",
             sizes_text(&spec.sizes)
         );
+        let bytes = sum_bytes(&what, &[step, matmul_workspace(&spec.sizes, batch)])?;
         return Ok((what, bytes));
     }
     let what = format!(
@@ -142,7 +155,11 @@ pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostM
          replicas (each with its own state and copy of the data)",
         sizes_text(&spec.sizes)
     );
-    let replica = step_bytes(&spec.sizes, momentum, curvature, (batch / workers).max(1))?;
+    let rows = (batch / workers).max(1);
+    let replica = sum_bytes(
+        &what,
+        &[step_bytes(&spec.sizes, momentum, curvature, rows)?, matmul_workspace(&spec.sizes, rows)],
+    )?;
     let (_, copy) = host_bytes(cfg)?;
     let w = workers as u64;
     let overflow = || HostMemoryError::Overflow { what: what.clone() };

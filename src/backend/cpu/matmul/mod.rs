@@ -149,6 +149,16 @@ pub fn choose_with(g: &Gemm, on: Machine) -> Kernel {
     }
 }
 
+/// Host bytes [`matmul`] allocates for `g` besides its operands: the padded copy of `B` where
+/// `gemm` reads one ([`pad`]), kept per calling thread for its next product; 0 otherwise.
+pub fn workspace_bytes(g: &Gemm) -> u64 {
+    if choose(g) == Kernel::Gemm && pad::wanted(g) {
+        (g.n as u64).saturating_mul(g.k as u64 + pad::PAD as u64).saturating_mul(4)
+    } else {
+        0
+    }
+}
+
 /// Checks the operand lengths of `g`: `a >= m*k`, `b >= k*n`, `c >= m*n`.
 pub fn check_gemm(g: &Gemm, a: usize, b: usize, c: usize) -> Result<()> {
     let (la, lb, lc) = gemm_lens(g);
