@@ -2,13 +2,14 @@
 //! and thread-count independence of the hand-written kernels.
 
 use super::matmul::{choose_with, matmul_naive, openblas, sgemm_with, Kernel, Machine};
-
-const PLAIN: Machine = Machine { blas: false, wide_dot: false };
-const BLAS: Machine = Machine { blas: true, wide_dot: false };
-const WIDE_DOT: Machine = Machine { blas: false, wide_dot: true };
 use super::tests::{assert_close, rand_vec, transpose, with_threads};
 use super::CpuBackend;
 use crate::backend::{Backend, BackendError, Gemm};
+
+/// The machines the shape table tells apart.
+const PLAIN: Machine = Machine { blas: false, wide_dot: false };
+const BLAS: Machine = Machine { blas: true, wide_dot: false };
+const WIDE_DOT: Machine = Machine { blas: false, wide_dot: true };
 
 #[test]
 fn matmul_2x3_every_transpose() {

@@ -125,16 +125,7 @@ mod x86 {
 mod tests {
     use super::super::tasks::RawC;
     use super::*;
-
-    fn operand(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::backend::cpu::tests::rand_vec;
 
     /// Every path of the dot kernel writes the same bits, on ragged shapes (edges in rows,
     /// columns and `k % 8`), with `beta` both 0 and not.
@@ -150,8 +141,8 @@ mod tests {
         for (m, n, k, beta) in
             [(4, 8, 8, 0.0), (7, 19, 13, 0.0), (9, 17, 1030, 0.5), (32, 1024, 784, 0.0), (3, 5, 3, 1.0)]
         {
-            let (a, b) = (operand(m * k, 1), operand(n * k, 2));
-            let c0 = operand(m * n, 3);
+            let (a, b) = (rand_vec(m * k, 1), rand_vec(n * k, 2));
+            let c0 = rand_vec(m * n, 3);
             let run = |path: usize| {
                 let mut c = c0.clone();
                 let dot = Dot {

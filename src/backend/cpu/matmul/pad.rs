@@ -64,21 +64,12 @@ pub(super) fn with_padded_rows<R>(
 mod tests {
     use super::*;
     use crate::backend::cpu::matmul::{matmul_naive, sgemm_with, Kernel};
-
-    fn operand(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::backend::cpu::tests::rand_vec;
 
     #[test]
     fn padded_rows_hold_the_rows() {
         let (n, k) = (131, 37); // ragged: n not a multiple of ROWS_PER_TASK
-        let b = operand(n * k, 3);
+        let b = rand_vec(n * k, 3);
         let copied = with_padded_rows(&b, n, k, |c, stride| {
             assert_eq!(stride, k + PAD);
             (0..n).all(|j| c[j * stride..j * stride + k] == b[j * k..(j + 1) * k])
@@ -93,7 +84,7 @@ mod tests {
         for (m, n, k) in [(8, 32, 512), (37, 129, 1024), (64, 1024, 1024)] {
             let g = Gemm::nn(m, n, k).trans(false, true);
             assert!(wanted(&g), "{g:?}");
-            let (a, b) = (operand(m * k, 1), operand(n * k, 2));
+            let (a, b) = (rand_vec(m * k, 1), rand_vec(n * k, 2));
             let mut padded = vec![0.0; m * n];
             sgemm_with(Kernel::Gemm, &g, &a, &b, &mut padded).unwrap();
             let mut plain = vec![0.0; m * n];
