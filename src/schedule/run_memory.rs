@@ -3,7 +3,6 @@
 //! against [`host_limit`] before anything is allocated.
 
 use crate::backend::cpu::matmul;
-use crate::backend::Gemm;
 use crate::config::{Config, ConfigError, DataKind, DataMode, OptimizerKind};
 use crate::data::npy;
 use crate::data::resolve::npy_val_rows;
@@ -125,14 +124,10 @@ pub fn check_cpu_step(cfg: &Config, batch: usize) -> Result<(), HostMemoryError>
     check_host(&what, bytes, host_limit())
 }
 
-/// Host bytes the CPU's products keep besides their operands at `rows` rows: the largest
-/// forward product's workspace ([`matmul::workspace_bytes`], one per thread that runs a step).
-fn matmul_workspace(sizes: &[usize], rows: usize) -> u64 {
-    sizes
-        .windows(2)
-        .map(|w| matmul::workspace_bytes(&Gemm::nn(rows, w[1], w[0]).trans(false, true)))
-        .max()
-        .unwrap_or(0)
+/// Host bytes the CPU's products keep besides their operands: the largest forward product's
+/// workspace ([`matmul::workspace_bytes`], one per thread that runs a step).
+fn matmul_workspace(sizes: &[usize]) -> u64 {
+    sizes.windows(2).map(|w| matmul::workspace_bytes(w[1], w[0])).max().unwrap_or(0)
 }
 
 /// Host bytes of the CPU training step at `batch` with its replicas: `(description, bytes)`.
@@ -147,7 +142,7 @@ pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostM
             "a CPU training step of model {} at train.batch_size = {batch}",
             sizes_text(&spec.sizes)
         );
-        let bytes = sum_bytes(&what, &[step, matmul_workspace(&spec.sizes, batch)])?;
+        let bytes = sum_bytes(&what, &[step, matmul_workspace(&spec.sizes)])?;
         return Ok((what, bytes));
     }
     let what = format!(
@@ -158,7 +153,7 @@ pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostM
     let rows = (batch / workers).max(1);
     let replica = sum_bytes(
         &what,
-        &[step_bytes(&spec.sizes, momentum, curvature, rows)?, matmul_workspace(&spec.sizes, rows)],
+        &[step_bytes(&spec.sizes, momentum, curvature, rows)?, matmul_workspace(&spec.sizes)],
     )?;
     let (_, copy) = host_bytes(cfg)?;
     let w = workers as u64;
@@ -220,7 +215,11 @@ mod tests {
         assert!(what.contains("train.workers = 256"), "{what}");
         let spec = cfg.mlp_spec();
         let replica = step_bytes(&spec.sizes, true, false, 1).expect("replica");
-        assert_eq!(many, 256 * replica + 255 * data);
+        // Each replica's thread keeps the padded copy of the 1024 × 1024 weight (rows of 1040).
+        let workspace = matmul_workspace(&spec.sizes);
+        assert_eq!(workspace, 1024 * 1040 * 4);
+        assert_eq!(one, step_bytes(&spec.sizes, true, false, 256).expect("step") + workspace);
+        assert_eq!(many, 256 * (replica + workspace) + 255 * data);
         assert!(many > 100 * one, "{many} vs {one}");
         cfg.train.workers = 1024;
         cfg.model.hidden = vec![1 << 44];

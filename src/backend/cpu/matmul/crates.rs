@@ -34,7 +34,16 @@ pub(super) fn gemm_strided(g: &Gemm, a: &[f32], b: &[f32], ldb: usize, c: &mut [
     let ((rsa, csa), _) = strides(g);
     let (rsb, csb) = if g.trans_b { (1, ldb) } else { (ldb, 1) };
     let (rows, len) = if g.trans_b { (g.n, g.k) } else { (g.k, g.n) };
-    assert!(ldb >= len && b.len() >= (rows - 1) * ldb + len, "gemm_strided: B is too short");
+    // What the safety argument below rests on, checked whatever the caller (`m, n, k > 0`).
+    let b_needed = rows.checked_sub(1).and_then(|r| r.checked_mul(ldb)).and_then(|x| x.checked_add(len));
+    assert!(
+        g.m > 0
+            && ldb >= len
+            && b_needed.is_some_and(|need| b.len() >= need)
+            && g.m.checked_mul(g.k).is_some_and(|need| a.len() >= need)
+            && g.m.checked_mul(g.n).is_some_and(|need| c.len() >= need),
+        "gemm_strided: operands shorter than {g:?} with ldb = {ldb}"
+    );
     let threads = rayon::current_num_threads();
     let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the slices hold every element the strides address:

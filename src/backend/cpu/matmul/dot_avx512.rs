@@ -138,9 +138,15 @@ mod tests {
         if !available() {
             eprintln!("dot_paths_write_the_same_bits: NOT RUN for AVX-512 — this CPU has no AVX-512F");
         }
-        for (m, n, k, beta) in
-            [(4, 8, 8, 0.0), (7, 19, 13, 0.0), (9, 17, 1030, 0.5), (32, 1024, 784, 0.0), (3, 5, 3, 1.0)]
-        {
+        let shapes = [
+            (4, 8, 8, 0.0),
+            (4, 8, 5, 0.0),
+            (7, 19, 13, 0.0),
+            (9, 17, 1030, 0.5),
+            (32, 1024, 784, 0.0),
+            (3, 5, 3, 1.0),
+        ];
+        for (m, n, k, beta) in shapes {
             let (a, b) = (rand_vec(m * k, 1), rand_vec(n * k, 2));
             let c0 = rand_vec(m * n, 3);
             let run = |path: usize| {
@@ -163,7 +169,17 @@ mod tests {
                         #[cfg(target_arch = "x86_64")]
                         1 => dot.block_avx2(0, m, 0, n),
                         #[cfg(target_arch = "x86_64")]
-                        _ => dot.block_avx512(0, m, 0, n),
+                        2 => dot.block_avx512(0, m, 0, n),
+                        #[cfg(target_arch = "x86_64")]
+                        _ => {
+                            // Rectangles that start off the tile grid, as a task split makes.
+                            let (mi, nj) = (m / 3, n / 3);
+                            for (i0, i1) in [(0, mi), (mi, m)] {
+                                for (j0, j1) in [(0, nj), (nj, n)] {
+                                    dot.block_avx512(i0, i1, j0, j1);
+                                }
+                            }
+                        }
                         #[cfg(not(target_arch = "x86_64"))]
                         _ => unreachable!(),
                     }
@@ -177,6 +193,7 @@ mod tests {
             }
             if available() {
                 assert!(same(&run(2)), "AVX-512 path differs from the scalar one at {m}x{n}x{k}");
+                assert!(same(&run(3)), "AVX-512 path on split rectangles differs at {m}x{n}x{k}");
             }
         }
     }

@@ -2,7 +2,10 @@
 //!
 //! [`matmul`] picks one [`Kernel`] per shape from a fixed table ([`choose`]), never by timing at
 //! run time, so a given shape always runs the same code and the CPU results are bitwise
-//! reproducible for a given thread count (the hand-written kernels do not even depend on it).
+//! reproducible for a given thread count (the hand-written kernels do not even depend on it) on
+//! a given machine. The table also reads the machine ([`Machine`]: OpenBLAS's width, the dot
+//! kernel's AVX-512 path), so at some shapes (the forward product at B = 33–128) an AVX-512 and
+//! an AVX2 CPU run different kernels and their bits differ, as `gemm`'s own kernels already do.
 //! The table was set on `cargo bench --bench cpu_gemm` (the MLP's products at every power-of-two
 //! batch; numbers in `docs/CPU_PERF.md`):
 //!
@@ -149,11 +152,13 @@ pub fn choose_with(g: &Gemm, on: Machine) -> Kernel {
     }
 }
 
-/// Host bytes [`matmul`] allocates for `g` besides its operands: the padded copy of `B` where
-/// `gemm` reads one ([`pad`]), kept per calling thread for its next product; 0 otherwise.
-pub fn workspace_bytes(g: &Gemm) -> u64 {
-    if choose(g) == Kernel::Gemm && pad::wanted(g) {
-        (g.n as u64).saturating_mul(g.k as u64 + pad::PAD as u64).saturating_mul(4)
+/// Host bytes [`matmul`] may keep besides its operands for `X · Wᵀ` with `W: [n, k]`: the padded
+/// copy of `W` ([`pad`]), kept per calling thread for its next product; 0 where no product of
+/// that weight is padded. Whatever the batch: an evaluation or curvature chunk (1024 rows) runs
+/// on `gemm` even where the training step's rows run on another kernel.
+pub fn workspace_bytes(n: usize, k: usize) -> u64 {
+    if pad::wanted(&Gemm::nn(pad::MIN_M.max(1024), n, k).trans(false, true)) {
+        (n as u64).saturating_mul(k as u64 + pad::PAD as u64).saturating_mul(4)
     } else {
         0
     }

@@ -4,7 +4,9 @@
 //! dependency: where `libopenblas.so.0` is missing (or `BATCHSCOPE_BLAS=builtin`), the shape
 //! table ([`super::choose`]) never picks [`super::Kernel::OpenBlas`] and the `gemm` crate runs
 //! instead. Debian's and Ubuntu's `libopenblas0` are built with `DYNAMIC_ARCH`, so one library
-//! picks its kernels (Haswell, SkylakeX, Zen, ...) for the CPU it finds.
+//! picks its kernels (Haswell, SkylakeX, Zen, ...) for the CPU it finds. The table uses it only
+//! where those kernels are as wide as `gemm`'s ([`OpenBlas::as_wide_as_gemm`]): an AVX2 core on an
+//! AVX-512 CPU (0.3.21's `Haswell` on AMD Zen 5) is loaded but left out.
 //!
 //! Threads: OpenBLAS is told to run on the calling thread only (`openblas_set_num_threads(1)`),
 //! and a product is split into column or row blocks of `C` that run on rayon's one pool
@@ -138,7 +140,8 @@ pub struct Call {
     pub ldc: usize,
 }
 
-/// OpenBLAS core names (`openblas_get_corename()`) whose SGEMM kernels use AVX-512.
+/// OpenBLAS core names (`openblas_get_corename()`) whose SGEMM kernels use AVX-512 (`zen4` in
+/// case a build names it so; 0.3.21 reports Zen 4 as `SkylakeX` or `Cooperlake`).
 const AVX512_CORES: [&str; 4] = ["skylakex", "cooperlake", "sapphirerapids", "zen4"];
 
 impl OpenBlas {

@@ -24,6 +24,9 @@ pub(super) const MIN_M: usize = 8;
 pub(super) const MIN_N: usize = 32;
 /// Rows of `W` copied by one rayon task.
 const ROWS_PER_TASK: usize = 64;
+/// Largest copy kept for the thread's next product (larger ones are freed after use, so a wide
+/// layer's copy does not stay allocated for the life of the thread).
+const KEEP_BYTES: usize = 64 << 20;
 
 /// Whether `gemm` should read `B` from a padded copy for `g`.
 pub(super) fn wanted(g: &Gemm) -> bool {
@@ -56,7 +59,9 @@ pub(super) fn with_padded_rows<R>(
         },
     );
     let out = f(&copy, stride);
-    SCRATCH.with(|s| s.set(copy));
+    if copy.capacity() * 4 <= KEEP_BYTES {
+        SCRATCH.with(|s| s.set(copy));
+    }
     out
 }
 
@@ -75,6 +80,20 @@ mod tests {
             (0..n).all(|j| c[j * stride..j * stride + k] == b[j * k..(j + 1) * k])
         });
         assert!(copied);
+    }
+
+    /// A product started inside another's use of the copy (rayon work stealing runs one on the
+    /// same thread) gets storage of its own: neither copy is overwritten.
+    #[test]
+    fn nested_copies_do_not_share_storage() {
+        let (outer, inner) = (rand_vec(40 * 8, 1), rand_vec(33 * 5, 2));
+        let held = with_padded_rows(&outer, 40, 8, |c, stride| {
+            let nested = with_padded_rows(&inner, 33, 5, |d, s| {
+                (0..33).all(|j| d[j * s..j * s + 5] == inner[j * 5..j * 5 + 5])
+            });
+            nested && (0..40).all(|j| c[j * stride..j * stride + 8] == outer[j * 8..j * 8 + 8])
+        });
+        assert!(held);
     }
 
     /// The padded product against `gemm` on the unpadded operand (strided call) bit for bit, and
