@@ -141,7 +141,7 @@ pub struct Call {
 }
 
 /// OpenBLAS core names (`openblas_get_corename()`) whose SGEMM kernels use AVX-512 (`zen4` in
-/// case a build names it so; 0.3.21 reports Zen 4 as `SkylakeX` or `Cooperlake`).
+/// case a build names its AVX-512 AMD target so; unverified, and harmless where none does).
 const AVX512_CORES: [&str; 4] = ["skylakex", "cooperlake", "sapphirerapids", "zen4"];
 
 impl OpenBlas {
