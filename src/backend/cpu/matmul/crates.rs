@@ -1,4 +1,5 @@
-//! Calls into the two SGEMM crates, with transposes expressed as strides (nothing is transposed; `gemm` may read an aliasing `W` from a padded copy, [`super::pad`]).
+//! Calls into the two SGEMM crates, with transposes expressed as strides (nothing is transposed;
+//! `gemm` may read an aliasing `W` from a padded copy, [`super::pad`]).
 
 use crate::backend::Gemm;
 

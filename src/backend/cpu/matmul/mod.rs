@@ -23,8 +23,8 @@
 //!   OpenBLAS 0.3.21). Where `B`'s columns are rows of a weight matrix whose length is a multiple
 //!   of 512 (`A · Bᵀ` with `k = 1024`), `gemm` reads them from a padded copy ([`pad`]).
 //!
-//! Transposes are expressed as strides, never copied (the padded copy keeps the layout). Every kernel stays callable through
-//! [`sgemm_with`] for benches and cross-checks. [`matmul_naive`] is the plain triple loop in f64,
+//! Transposes are expressed as strides, never copied (the padded copy keeps the layout). Every
+//! kernel stays callable through [`sgemm_with`] for benches and cross-checks. [`matmul_naive`] is the plain triple loop in f64,
 //! the reference for tests only.
 
 mod blas_blocks;
@@ -157,7 +157,7 @@ pub fn choose_with(g: &Gemm, on: Machine) -> Kernel {
 /// that weight is padded. Whatever the batch: an evaluation or curvature chunk (1024 rows) runs
 /// on `gemm` even where the training step's rows run on another kernel.
 pub fn workspace_bytes(n: usize, k: usize) -> u64 {
-    if pad::wanted(&Gemm::nn(pad::MIN_M.max(1024), n, k).trans(false, true)) {
+    if pad::wanted(&Gemm::nn(1024, n, k).trans(false, true)) {
         (n as u64).saturating_mul(k as u64 + pad::PAD as u64).saturating_mul(4)
     } else {
         0
