@@ -10,8 +10,9 @@
 //! batch; numbers in `docs/CPU_PERF.md`):
 //!
 //! * [`Kernel::Dot`] for `A · Bᵀ` with 2..=32 rows — a layer's forward product at small batch,
-//!   where `gemm`'s packing of the whole weight matrix for a few rows dominates — and for the
-//!   10-class output layer's forward product from batch 32 up;
+//!   where `gemm`'s packing of the whole weight matrix for a few rows dominates (up to 128 rows
+//!   with the kernel's AVX-512 path and no OpenBLAS in the table, [`WIDE_DOT_MAX_M`]) — and for
+//!   the 10-class output layer's forward product from batch 32 up;
 //! * [`Kernel::Rows`] for the weight gradient `dYᵀ · X` at batch 2..=4;
 //! * [`Kernel::OpenBlas`] (the system's OpenBLAS, loaded at run time, split over rayon's pool by
 //!   shape) for the batch-row products at mid batch: the forward `X · Wᵀ` at 33..=256 rows and
@@ -24,8 +25,8 @@
 //!   of 512 (`A · Bᵀ` with `k = 1024`), `gemm` reads them from a padded copy ([`pad`]).
 //!
 //! Transposes are expressed as strides, never copied (the padded copy keeps the layout). Every
-//! kernel stays callable through [`sgemm_with`] for benches and cross-checks. [`matmul_naive`] is the plain triple loop in f64,
-//! the reference for tests only.
+//! kernel stays callable through [`sgemm_with`] for benches and cross-checks. [`matmul_naive`]
+//! is the plain triple loop in f64, the reference for tests only.
 
 mod blas_blocks;
 mod crates;
