@@ -22,7 +22,7 @@
 //!   where no `libopenblas.so.0` is installed (or `BATCHSCOPE_BLAS=builtin`), or where its
 //!   kernels are narrower than `gemm`'s (AVX2 OpenBLAS on an AVX-512 CPU: AMD Zen 5 with
 //!   OpenBLAS 0.3.21). Where `B`'s columns are rows of a weight matrix whose length is a multiple
-//!   of 512 (`A · Bᵀ` with `k = 1024`), `gemm` reads them from a padded copy ([`pad`]).
+//!   of 512 (`A · Bᵀ` with `k = 1024`), `gemm` reads them from a padded copy (`matmul/pad.rs`).
 //!
 //! Transposes are expressed as strides, never copied (the padded copy keeps the layout). Every
 //! kernel stays callable through [`sgemm_with`] for benches and cross-checks. [`matmul_naive`]
@@ -154,7 +154,7 @@ pub fn choose_with(g: &Gemm, on: Machine) -> Kernel {
 }
 
 /// Host bytes [`matmul`] may keep besides its operands for `X · Wᵀ` with `W: [n, k]`: the padded
-/// copy of `W` ([`pad`]), kept per calling thread for its next product; 0 where no product of
+/// copy of `W` (`matmul/pad.rs`), kept per calling thread for its next product; 0 where no product of
 /// that weight is padded. Whatever the batch: an evaluation or curvature chunk (1024 rows) runs
 /// on `gemm` even where the training step's rows run on another kernel.
 pub fn workspace_bytes(n: usize, k: usize) -> u64 {
