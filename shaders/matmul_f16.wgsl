@@ -18,6 +18,9 @@
 //   tile of C per 256-invocation workgroup, 4x4 outputs per invocation, BK = 16 slices of A and B
 //   widened to f32 in workgroup memory (8 KiB). Any shape; beta == 0 never reads C. The store
 //   runs the fused epilogue below (P.epi, P.half_out).
+// - matmul_f16_skinny: the same product and store for a side of C too short for a tile (few
+//   rows or few columns): 8 rows x 256 / P.k_lanes columns per workgroup, k walked by lanes
+//   (host: src/backend/gpu/matmul_f16/skinny.rs; see its section at the end).
 //
 // Grid of matmul_f16: x walks column blocks, y (+ z * num_workgroups.y) row blocks; with the
 // bias-gradient epilogue 5, the row blocks past ceil(m / 64) are ceil(m / 32) col_sum workgroups
@@ -248,4 +251,118 @@ fn matmul_f16(
         }
     }
     bias_grad_block(row0, TM, col0, lidx, 256u);
+}
+
+// ---- matmul_f16_skinny: a side of C too short for a tile --------------------------------
+//
+// The product and store of matmul_f16 (any shape, alpha, beta, every epilogue P.epi and
+// P.half_out, P.unscale) for products with few rows or few columns of C, where a 64x64 tile (or
+// a 16x16 cooperative one) would be mostly empty and the grid a handful of workgroups: the
+// output layer's z [B, classes] = a · Wᵀ and its weight gradient [classes, in] = dzᵀ · a, and
+// the products of a batch of a few examples (host: src/backend/gpu/matmul_f16/skinny.rs).
+//
+// A workgroup of WG_1D invocations owns SK_RM = 8 rows x cw = WG_1D / P.k_lanes columns of C.
+// Column j's k is walked by P.k_lanes lanes (lane l sums p ≡ l mod k_lanes in order, f32 FMA
+// of the widened halves); the lanes' sums are then added by a tree in workgroup memory (s =
+// k_lanes / 2, ..., 1: a fixed order). Lanes are the fastest invocation index where B is
+// stored [n, k] (trans_b: k contiguous), columns where it is stored [k, n], so neighbouring
+// invocations read neighbouring halves. Rows past m repeat row m - 1 (a constant trip count
+// keeps acc in registers) and are never stored. The store runs the epilogue element by element
+// (epilogue(); store_half for the f16 copy, whose words may straddle workgroups); epilogue 4 by
+// bias_grad_block in the first column block's workgroups; epilogue 5 by ceil(m / 32) col_sum
+// workgroups in the row blocks past ceil(m / 8), x fastest, as in matmul_f16's grid.
+
+const SK_RM: u32 = 8u;
+
+// The invocations' partial sums per row of the block: [SK_RM, WG_1D].
+var<workgroup> sk_part: array<f32, 2048>;
+
+@compute @workgroup_size(WG_1D)
+fn matmul_f16_skinny(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let block = wid.y + wid.z * nwg.y;
+    let row0 = block * SK_RM;
+    if (row0 >= P.m) {
+        let blocks = (P.m + SK_RM - 1u) / SK_RM;
+        let cb = (block - blocks) * nwg.x + wid.x;
+        if (P.epi == 5u && cb < (P.m + 31u) / 32u) {
+            bias_grad_cols(cb, t); // uniform over the workgroup
+        }
+        return; // the whole workgroup: uniform
+    }
+    let kl = P.k_lanes;
+    let cw = WG_1D / kl;
+    let tb = P.trans_b != 0u;
+    // Invocation t: lane `lane` of column `cl`; the next lane is `lane_step` invocations on.
+    var lane = t / cw;
+    var cl = t % cw;
+    var lane_step = cw;
+    if (tb) {
+        lane = t % kl;
+        cl = t / kl;
+        lane_step = 1u;
+    }
+    let col0 = wid.x * cw;
+    let col = col0 + cl;
+    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    if (col < P.n) {
+        // op(A)[r, p] at a_at[i] + p * a_step for the block's rows r (clamped to m - 1).
+        var a_at = array<u32, 8>(0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u);
+        var a_step = 1u;
+        if (P.trans_a != 0u) {
+            a_step = P.m;
+        }
+        for (var i = 0u; i < SK_RM; i++) {
+            let r = min(row0 + i, P.m - 1u);
+            a_at[i] = select(r * P.k, r, P.trans_a != 0u);
+        }
+        // op(B)[p, col] at b_at + p * b_step.
+        var b_at = col;
+        var b_step = P.n;
+        if (tb) {
+            b_at = col * P.k;
+            b_step = 1u;
+        }
+        for (var p = lane; p < P.k; p += kl) {
+            let bv = half_b(b_at + p * b_step);
+            for (var i = 0u; i < SK_RM; i++) {
+                acc[i] = fma(half_a(a_at[i] + p * a_step), bv, acc[i]);
+            }
+        }
+    }
+    for (var i = 0u; i < SK_RM; i++) {
+        sk_part[i * WG_1D + t] = acc[i];
+    }
+    workgroupBarrier();
+    // Lane l += lane l + s, s = kl / 2, ..., 1: lane 0 of each column ends with its sum.
+    for (var s = kl / 2u; s > 0u; s = s >> 1u) {
+        if (lane < s) {
+            let other = t + s * lane_step;
+            for (var i = 0u; i < SK_RM; i++) {
+                sk_part[i * WG_1D + t] = sk_part[i * WG_1D + t] + sk_part[i * WG_1D + other];
+            }
+        }
+        workgroupBarrier();
+    }
+    bias_grad_block(row0, SK_RM, col0, t, WG_1D);
+    // Output (row i, column c) of the block: invocation t < SK_RM * cw (cw ≤ 32).
+    if (t >= SK_RM * cw) {
+        return;
+    }
+    let i = t / cw;
+    let c = t % cw;
+    let row = row0 + i;
+    let oc = col0 + c;
+    if (row >= P.m || oc >= P.n) {
+        return;
+    }
+    let o = row * P.n + oc;
+    var v = alpha_times(sk_part[i * WG_1D + select(c, c * kl, tb)]);
+    if (P.beta != 0.0) {
+        v = v + P.beta * c_s[o];
+    }
+    c_s[o] = epilogue(o, oc, v);
 }

@@ -7,6 +7,7 @@
 
 mod common;
 
+use batchscope::backend::gpu::auto_rule::AutoRule;
 use batchscope::backend::gpu::MatmulVariant;
 use batchscope::backend::{
     layer_step, Activation, Backend, Dgrad, Gemm, LayerStep, MomentumStep, ParamState, UpdateRule,
@@ -130,6 +131,11 @@ fn dgrad_wgrad_update_falls_back_with_the_same_bits() {
     let (fused, unfused) = (common::gpu(), common::gpu());
     fused.set_fused_backward(true);
     unfused.set_fused_backward(false);
+    // Shapes past the skinny kernel's rows under the rule these cases were written against
+    // (32 rows, no column reach): the product the fused kernel repeats is not skinny there.
+    let old = AutoRule { skinny_max_m: 32, skinny_max_n: 0, small_grid_tile: None };
+    fused.set_auto_rule(old);
+    unfused.set_auto_rule(old);
     let rule = &RULES[2];
     // (shape, fused update max depth, variant)
     let cases = [

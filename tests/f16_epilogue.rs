@@ -293,25 +293,30 @@ fn unscaled_cases() -> Vec<(Gemm, f32, u8)> {
     out
 }
 
+/// The first element of `[gW, gb, state]` where `fused` and `plain` differ in bits, as a
+/// failure line naming `case`.
+fn first_difference(case: &str, fused: &[Vec<f32>; 3], plain: &[Vec<f32>; 3]) -> Option<String> {
+    ["gW", "gb", "state"].iter().zip(fused.iter().zip(plain)).find_map(|(what, (f, p))| {
+        let at = bits(f).iter().zip(bits(p)).position(|(x, y)| *x != y)?;
+        Some(format!("{case}: {what}[{at}] fused {} unfused {}", f[at], p[at]))
+    })
+}
+
 #[test]
 fn unscaled_weight_gradients_equal_the_unfused_ops_bitwise() {
+    use batchscope::backend::gpu::matmul_f16::{self, HalfKernel};
     let be = gpu();
+    // The packed kernel on every adapter: it fuses the bias gradient at every k (a cooperative
+    // kernel, the rule's choice for the shapes that are multiples of 16 where the adapter has
+    // cooperative matrices, fuses it only up to k = 32; see the rule's pass at the end).
+    be.set_half_kernel(Some(HalfKernel::Packed));
     let mut failures = Vec::new();
     for (i, (g, scale, poison)) in unscaled_cases().into_iter().enumerate() {
         assert!(be.fuses_half_bias_grad(&g).expect("kernel choice"), "{g:?}: the packed kernel fuses");
         let d = data(&g, 300 + 10 * i as u64);
         let fused = run_unscaled(&be, &g, &d, scale, poison, true);
         let plain = run_unscaled(&be, &g, &d, scale, poison, false);
-        for (what, f, p) in
-            [("gW", &fused[0], &plain[0]), ("gb", &fused[1], &plain[1]), ("state", &fused[2], &plain[2])]
-        {
-            if let Some(at) = bits(f).iter().zip(bits(p)).position(|(x, y)| *x != y) {
-                failures.push(format!(
-                    "{g:?} S {scale} poison {poison}: {what}[{at}] fused {} unfused {}",
-                    f[at], p[at]
-                ));
-            }
-        }
+        failures.extend(first_difference(&format!("{g:?} S {scale} poison {poison}"), &fused, &plain));
         // The flag is up exactly when something overflowed, and the scale is untouched.
         let flag = fused[2][scaler::FOUND_INF];
         assert_eq!(flag, if poison == 0 { 0.0 } else { 1.0 }, "{g:?} poison {poison}: flag");
@@ -348,6 +353,22 @@ fn unscaled_weight_gradients_equal_the_unfused_ops_bitwise() {
         }
     }
     be.set_col_sum_workgroups(true);
+    // The rule's kernel where it is a cooperative one (none on an adapter without cooperative
+    // matrices): the bias gradient fused up to k = 32, else `amp_col_sum_unscale` after the
+    // product; the same bits as unfused.
+    be.set_half_kernel(None);
+    for (i, (g, scale, poison)) in unscaled_cases().into_iter().enumerate() {
+        if matmul_f16::choose(&be.dev, &g).coop_block().is_none() {
+            continue;
+        }
+        let fuses = be.fuses_half_bias_grad(&g).expect("kernel choice");
+        assert_eq!(fuses, g.k <= 32, "{g:?}: a cooperative kernel fuses the bias gradient up to k = 32");
+        let d = data(&g, 900 + i as u64);
+        let fused = run_unscaled(&be, &g, &d, scale, poison, true);
+        let plain = run_unscaled(&be, &g, &d, scale, poison, false);
+        let case = format!("{g:?} S {scale} poison {poison}, the rule's cooperative kernel");
+        failures.extend(first_difference(&case, &fused, &plain));
+    }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -454,10 +475,7 @@ fn coop_fused_f16_epilogues_match_the_cpu_twin() {
             .flat_map(|(ta, tb, kind)| forced.into_iter().map(move |f| (ta, tb, kind, f)))
         {
             let g = Gemm::nn(m, n, k).trans(ta, tb);
-            let want = match (m >= 64 && n >= 64, matmul_f16::coop64_enabled()) {
-                (true, true) => HalfKernel::Coop64,
-                _ => HalfKernel::Coop,
-            };
+            let want = matmul_f16::coop_kernel_for(&g);
             assert_eq!(matmul_f16::choose(&gp.dev, &g), want, "{g:?}: coop runs here");
             if let Some(k) = kernel {
                 assert!(gp.half_kernel_runs(k, &g), "{g:?}: {k:?} runs here");

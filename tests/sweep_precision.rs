@@ -1,7 +1,9 @@
 //! `batchscope sweep --precision f32,f16` on both backends: one sweep.csv with a `precision`
 //! column and the peak each row is divided by (f32 rows against the fp32 probe, f16 rows
-//! against the f16 peak), one table and one throughput plot with a series per precision; a
-//! single-precision sweep keeps today's columns and plot series.
+//! against the f16 peak: the tensor-core figure where the adapter runs f16 products on
+//! cooperative matrices and the table knows it, else the f16 product probe), one table and one
+//! throughput plot with a series per precision; a single-precision sweep keeps today's columns
+//! and plot series.
 
 mod common;
 
@@ -55,7 +57,23 @@ fn num(s: &str) -> f64 {
     s.parse().unwrap_or(f64::NAN)
 }
 
+/// The f16 roof a sweep on `backend` divides by where it is a hardware figure: (GFLOP/s, its
+/// source) of the tensor-core table where the binary's adapter runs f16 products on cooperative
+/// matrices and the table knows it, with the adapter's name; `None` where the sweep measures
+/// the f16 product probe instead ("f16 matmul": the CPU backend, lavapipe).
+fn f16_tensor_roof(backend: &str) -> Option<(f64, String, String)> {
+    use batchscope::backend::Backend;
+    use batchscope::model::Precision;
+    use batchscope::profile::sweep_util::tensor_peak;
+    if backend != "gpu" {
+        return None;
+    }
+    let g = common::binary_gpu();
+    tensor_peak(&g, Precision::F16).map(|(gflops, what)| (gflops, what, g.device_name()))
+}
+
 fn both_precisions(backend: &str) {
+    let tensor = f16_tensor_roof(backend);
     let d = tmpdir(&format!("sweep-precision-{backend}"));
     let config = d.join("tiny.toml");
     std::fs::write(&config, common::tiny_config(1, 4, 2)).expect("write config");
@@ -84,6 +102,11 @@ fn both_precisions(backend: &str) {
     assert!(f32_rows.iter().all(|r| r[col("peak_source")] == source(&f32_rows)));
     assert!(source(&f16_rows).contains("f16"), "{}", source(&f16_rows));
     assert!(!source(&f32_rows).contains("f16"), "{}", source(&f32_rows));
+    if let Some((gflops, what, _)) = &tensor {
+        for r in &f16_rows {
+            assert_eq!((num(&r[col("peak_gflops")]), &r[col("peak_source")]), (*gflops, what), "{r:?}");
+        }
+    }
     // One table, a row per (B, precision), and each precision's peak line.
     assert!(stdout.contains("precision") && stdout.contains("% peak"), "{stdout}");
     assert!(stdout.contains("f16 peak") && stdout.contains("f32 peak"), "{stdout}");
@@ -105,7 +128,18 @@ fn both_precisions(backend: &str) {
         let svg = std::fs::read_to_string(one.join("throughput.svg")).expect("throughput.svg");
         assert!(!svg.contains("f32 examples/s") && !svg.contains("f16 examples/s"), "{p}");
         let s = std::fs::read_to_string(one.join("summary.json")).expect("summary");
-        assert_eq!(s.contains("f16 matmul"), p == "f16", "{p}'s peak probe: {s}");
+        let json: serde_json::Value = serde_json::from_str(&s).expect("json");
+        match (p, &tensor) {
+            // The tensor-core figure where the f16 products run on cooperative matrices.
+            ("f16", Some((gflops, what, device))) => {
+                assert_eq!(json["device"].as_str(), Some(device.as_str()), "the adapter asked: {s}");
+                assert_eq!(json["peak_probe"].as_str(), Some(what.as_str()), "{s}");
+                assert_eq!(json["peak_gflops"].as_f64(), Some(*gflops), "{s}");
+                assert!(!s.contains("f16 matmul"), "{p}'s peak is no probe: {s}");
+            }
+            // Else f16 measures the f16 product's probe, and f32 the fp32 one.
+            _ => assert_eq!(s.contains("f16 matmul"), p == "f16", "{p}'s peak probe: {s}"),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 // Included by src/backend/gpu/kernels.rs into matmul_f16.wgsl, matmul_coop.wgsl and
 // matmul_coop_staged.wgsl: the parameter block of the f16 products (mirrored by `HalfParams` in
-// src/backend/gpu/matmul_f16.rs, 48 bytes), bound by each file as `P` at binding 0.
+// src/backend/gpu/matmul_f16.rs, 64 bytes), bound by each file as `P` at binding 0.
 struct Params {
     m: u32,
     n: u32,
@@ -20,4 +20,10 @@ struct Params {
     half_out: u32,
     // 1: C (and G) times 1 / S of the loss scaler at binding 7, flagging inf and NaN.
     unscale: u32,
+    // matmul_f16_skinny: k lanes per column (a power of two, 1 to 256; 256 / k_lanes columns
+    // per workgroup).
+    k_lanes: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }

@@ -87,6 +87,9 @@ pub fn sweep(
     );
     print!("{}", sweep_table(&report));
     print!("{}", sweep_util::util_table(&report.rows));
+    if let Some(note) = sweep_util::throttle_note(&report.rows) {
+        println!("{note}");
+    }
     if let Some(k) = knee_b {
         println!(
             "diminishing returns from B = {k} (doubling past it gains < {:.0}% throughput)",

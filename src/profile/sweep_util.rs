@@ -91,6 +91,30 @@ pub fn util_table(rows: &[SweepRow]) -> String {
     t.render()
 }
 
+/// One line naming the rows timed below [`THROTTLED_BELOW`] of the maximum SM clock in every
+/// attempt, with their clocks (`None` when there are none): their figures are the device's
+/// clock, not the step's.
+///
+/// [`THROTTLED_BELOW`]: super::sampler::THROTTLED_BELOW
+pub fn throttle_note(rows: &[SweepRow]) -> Option<String> {
+    let hit: Vec<String> = rows
+        .iter()
+        .filter(|r| r.throttled)
+        .filter_map(|r| {
+            let u = r.util?;
+            Some(format!("B = {} ({:.0} of {:.0} MHz)", r.batch, u.sm_clock_mhz, u.max_sm_clock_mhz))
+        })
+        .collect();
+    (!hit.is_empty()).then(|| {
+        format!(
+            "warning: SM clock throttled while timed, in each of {} attempts: {}; those rows are the \
+             clock's figures, not the step's (sweep again, or read summary.json's throttled flags)",
+            crate::schedule::sweep::THROTTLE_ATTEMPTS,
+            hit.join(", ")
+        )
+    })
+}
+
 /// `gpu_utilization.svg`: NVML utilization, SM clock and power against batch size (written
 /// only when some row has readings).
 pub fn util_plot(path: &Path, device: &str, rows: &[SweepRow]) -> Result<bool, ReportError> {
@@ -136,7 +160,26 @@ mod tests {
             timing: "gpu_timestamps",
             skipped: None,
             util,
+            throttled: false,
         }
+    }
+
+    #[test]
+    fn throttled_rows_are_named_with_their_clocks() {
+        let u = UtilSummary {
+            samples: 3,
+            gpu_util_pct: 50.0,
+            sm_clock_mhz: 488.0,
+            power_w: 104.0,
+            mem_used_mib: 162.0,
+            max_sm_clock_mhz: 1980.0,
+        };
+        let mut rows = vec![row(Some(u)), row(Some(u))];
+        assert_eq!(throttle_note(&rows), None, "no row flagged");
+        rows[1].throttled = true;
+        rows[1].batch = 4096;
+        let note = throttle_note(&rows).expect("a note");
+        assert!(note.contains("B = 4096 (488 of 1980 MHz)") && !note.contains("B = 64 "), "{note}");
     }
 
     #[test]
@@ -161,6 +204,7 @@ mod tests {
             sm_clock_mhz: 1980.0,
             power_w: 410.0,
             mem_used_mib: f64::NAN,
+            max_sm_clock_mhz: 1980.0,
         };
         let cells = util_cells(&row(Some(u)));
         assert_eq!(&cells[..3], &[Cell::Num(87.0), Cell::Num(1980.0), Cell::Num(410.0)]);

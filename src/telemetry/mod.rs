@@ -52,6 +52,11 @@ pub trait Telemetry: Send {
     fn peaks(&self) -> Option<NvmlPeaks>;
     /// One reading now (`None` when the source could not read the device).
     fn sample(&mut self) -> Option<UtilSample>;
+    /// The SM clock the device runs at unthrottled, MHz (`None` when the source does not say):
+    /// what a window's mean clock is held against to tell a throttled measurement.
+    fn max_sm_clock_mhz(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// A PCI address, `domain:bus:device.function`.
@@ -148,6 +153,11 @@ impl Telemetry for NvmlTelemetry {
             dev.memory_bus_width().ok()?,
             dev.max_clock_info(Clock::Memory).ok()?,
         ))
+    }
+
+    fn max_sm_clock_mhz(&self) -> Option<f64> {
+        let dev = self.nvml.device_by_index(self.index).ok()?;
+        dev.max_clock_info(Clock::SM).ok().map(|c| c as f64)
     }
 
     fn sample(&mut self) -> Option<UtilSample> {

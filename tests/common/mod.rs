@@ -75,6 +75,16 @@ pub fn gpu() -> GpuBackend {
     }
 }
 
+/// The adapter the binary opens without `--adapter` (the best one; `BATCHSCOPE_ADAPTER` is the
+/// test helpers' alone), for tests that run the binary and expect what that adapter offers.
+/// Without an adapter this fails with the fix in the message, as [`gpu`] does.
+pub fn binary_gpu() -> GpuBackend {
+    match GpuBackend::new(None) {
+        Ok(g) => g,
+        Err(e) => panic!("GPU tests need a GPU adapter (CI uses lavapipe): {e}"),
+    }
+}
+
 pub fn cpu() -> CpuBackend {
     CpuBackend::new()
 }

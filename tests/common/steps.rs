@@ -73,3 +73,21 @@ pub fn four_steps_bits<B: Backend>(
     }
     out
 }
+
+/// The loss of each of `steps` training steps of `st` on the minibatch `x`, `y` (learning rate
+/// 0.05 / step), as read back after each.
+pub fn losses<B: Backend>(
+    b: &B,
+    st: &mut TrainState<B>,
+    (x, y): (&B::Buf, &B::IdxBuf),
+    opt: &Optimizer,
+    steps: usize,
+) -> Vec<f32> {
+    (0..steps)
+        .map(|step| {
+            let lr = 0.05 / (1 + step) as f32;
+            st.record_step(b, x, &Targets::Classes(y), opt, lr, &Clip::default()).unwrap();
+            st.read_metrics(b).unwrap().loss as f32
+        })
+        .collect()
+}

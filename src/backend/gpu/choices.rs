@@ -1,10 +1,11 @@
 //! [`KernelChoices`]: the per-adapter switches between kernels that compute the same bits (a
-//! fused kernel or its unfused pieces), with their defaults: on a GPU the fused kernels, where
-//! the adapter runs on the CPU (lavapipe) the ones llvmpipe runs faster; each can be set from
+//! fused kernel or its unfused pieces), with their defaults: the ones measured faster (on an
+//! NVIDIA H200 and on lavapipe; each default says where it was measured); each can be set from
 //! the environment for A/B timing on a device, and from code (`GpuBackend::set_*`).
 
 use std::cell::Cell;
 
+use super::auto_rule::AutoRule;
 use super::matmul_f16::HalfKernel;
 use super::{dgrad_wgrad_update, linear_xent, update, wgrad_update, AdapterSummary};
 
@@ -29,6 +30,8 @@ pub(super) struct KernelChoices {
     /// The f16 kernel of every product it can run, instead of the rule or the autotuner
     /// (`set_half_kernel`; `BATCHSCOPE_F16_KERNEL`).
     pub half_kernel: Cell<Option<HalfKernel>>,
+    /// What `MatmulVariant::Auto` runs where the autotuner has no choice (`set_auto_rule`).
+    pub auto_rule: Cell<AutoRule>,
 }
 
 impl KernelChoices {
@@ -37,8 +40,8 @@ impl KernelChoices {
         KernelChoices {
             update_pairs: Cell::new(update::pairs_default(adapter)),
             fused_update_max_k: Cell::new(wgrad_update::fused_default(adapter)),
-            fused_head: Cell::new(linear_xent::fused_default(adapter)),
-            fused_backward: Cell::new(dgrad_wgrad_update::fused_default(adapter)),
+            fused_head: Cell::new(linear_xent::fused_default()),
+            fused_backward: Cell::new(dgrad_wgrad_update::fused_default()),
             staged_bias_grad: Cell::new(switch("BATCHSCOPE_STAGED_BIAS_GRAD", true)),
             fused_unscale: Cell::new(switch("BATCHSCOPE_FUSED_UNSCALE", true)),
             col_sum_workgroups: Cell::new(update::on_unless_cpu(
@@ -46,17 +49,20 @@ impl KernelChoices {
                 adapter,
             )),
             half_kernel: Cell::new(half_kernel_from_env()),
+            auto_rule: Cell::new(AutoRule::from_env()),
         }
     }
 }
 
-/// `BATCHSCOPE_F16_KERNEL=packed|coop|coop64|coop_staged` (the autotune candidates' names
+/// `BATCHSCOPE_F16_KERNEL=packed|skinny|coop|coop64|coop_staged` (the autotune candidates' names
 /// without `f16_`), else none (anything else warns and is ignored).
 fn half_kernel_from_env() -> Option<HalfKernel> {
     let v = std::env::var("BATCHSCOPE_F16_KERNEL").ok()?;
     let k = half_kernel_named(&v);
     if k.is_none() {
-        log::warn!("BATCHSCOPE_F16_KERNEL={v:?} is none of packed, coop, coop64, coop_staged: ignored");
+        log::warn!(
+            "BATCHSCOPE_F16_KERNEL={v:?} is none of packed, skinny, coop, coop64, coop_staged: ignored"
+        );
     }
     k
 }
@@ -67,7 +73,7 @@ pub fn half_kernel_named(name: &str) -> Option<HalfKernel> {
 }
 
 /// `var=1` or `0` in the environment, else `default` (anything else warns and is ignored).
-fn switch(var: &str, default: bool) -> bool {
+pub(super) fn switch(var: &str, default: bool) -> bool {
     match std::env::var(var).as_deref() {
         Ok("1") => true,
         Ok("0") => false,

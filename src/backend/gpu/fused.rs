@@ -18,11 +18,10 @@ impl GpuBackend {
         if let Some(launch) = self.tuned_launch(g)? {
             return Ok(launch);
         }
-        let v = match self.matmul_variant() {
-            MatmulVariant::Auto => matmul::choose(g),
-            v => v,
-        };
-        Ok(launch_of(v, g))
+        Ok(match self.matmul_variant() {
+            MatmulVariant::Auto => self.choices.auto_rule.get().launch(g, &self.dev.ctx.limits),
+            v => launch_of(v, g),
+        })
     }
 
     /// `C = alpha * op(a) * op(b) + beta * C` ([`crate::backend::Backend::matmul`]): the
@@ -32,10 +31,7 @@ impl GpuBackend {
         check_len("matmul", "a", a.0.len, la)?;
         check_len("matmul", "b", b.0.len, lb)?;
         check_len("matmul", "c", c.0.len, lc)?;
-        if let Some(launch) = self.tuned_launch(g)? {
-            return matmul::record(&self.dev, &launch, g, &a.0, &b.0, &c.0);
-        }
-        matmul::matmul(&self.dev, self.matmul_variant(), g, &a.0, &b.0, &c.0)
+        matmul::record(&self.dev, &self.launch_for(g)?, g, &a.0, &b.0, &c.0)
     }
 
     /// `C = alpha * op(a) * op(b) + beta * C`, then `epi`, fused where the launch can.

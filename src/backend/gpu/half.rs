@@ -128,7 +128,7 @@ impl GpuBackend {
         })
     }
 
-    /// Whether `kernel` can run the f16 product `g` here: the packed kernel always, a
+    /// Whether `kernel` can run the f16 product `g` here: the packed and skinny kernels always, a
     /// cooperative one where the adapter offers it, the shape fits it and its workgroup does.
     pub fn half_kernel_runs(&self, kernel: HalfKernel, g: &Gemm) -> bool {
         match kernel.coop_block() {
@@ -142,7 +142,7 @@ impl GpuBackend {
     }
 
     /// Run every f16 product that `kernel` can run on it (`None`: the rule, or the autotuner's
-    /// choice); `BATCHSCOPE_F16_KERNEL=packed|coop|coop64|coop_staged` sets it from the
+    /// choice); `BATCHSCOPE_F16_KERNEL=packed|skinny|coop|coop64|coop_staged` sets it from the
     /// environment, for A/B timing on a device and for the tests of each kernel.
     pub fn set_half_kernel(&self, kernel: Option<HalfKernel>) {
         self.choices.half_kernel.set(kernel);
@@ -155,13 +155,15 @@ impl GpuBackend {
     }
 
     /// Whether the kernel chosen for `g` sums the bias gradient in the product's dispatch: the
-    /// packed kernel serially per invocation up to k = 32, then in col_sum workgroups after the
-    /// product's (where [`GpuBackend::set_col_sum_workgroups`] is on), the cooperative one up
-    /// to k = 32; `n > 0` either way.
+    /// packed and skinny kernels serially per invocation up to k = 32, then in col_sum
+    /// workgroups after the product's (where [`GpuBackend::set_col_sum_workgroups`] is on),
+    /// the cooperative ones up to k = 32; `n > 0` either way.
     pub fn fuses_half_bias_grad(&self, g: &Gemm) -> Result<bool> {
         Ok(g.n > 0
             && match self.half_kernel(g)? {
-                HalfKernel::Packed => self.choices.col_sum_workgroups.get() || fuses_serial_bias_grad(g),
+                HalfKernel::Packed | HalfKernel::Skinny => {
+                    self.choices.col_sum_workgroups.get() || fuses_serial_bias_grad(g)
+                }
                 HalfKernel::Coop | HalfKernel::Coop64 | HalfKernel::CoopStaged => {
                     fuses_serial_bias_grad(g)
                 }

@@ -299,6 +299,7 @@ kernel!(GENERATE_LINEAR_TARGETS, Datagen, "generate_linear_targets", [R, R, W]);
 kernel!(TO_HALF, MatmulF16, "to_half", [R, W]);
 kernel!(TO_HALF4, MatmulF16, "to_half4", [R, W, R, W, R, W, R, W]);
 kernel!(MATMUL_F16, MatmulF16, "matmul_f16", [R, R, W, R, W, W, W]);
+kernel!(MATMUL_F16_SKINNY, MatmulF16, "matmul_f16_skinny", [R, R, W, R, W, W, W]);
 // amp.wgsl: loss scaling (scaler state first)
 kernel!(AMP_SCALE, Amp, "amp_scale", [R, W]);
 kernel!(AMP_SCALE_HALF, Amp, "amp_scale_half", [R, W, W]);
@@ -323,6 +324,7 @@ pub const MIXED_KERNELS: &[Kernel] = &[
     TO_HALF,
     TO_HALF4,
     MATMUL_F16,
+    MATMUL_F16_SKINNY,
     AMP_SCALE,
     AMP_SCALE_HALF,
     AMP_UNSCALE,

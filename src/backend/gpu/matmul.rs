@@ -64,23 +64,28 @@ impl MatmulVariant {
     }
 }
 
-/// Rows of C up to which [`choose`] takes the skinny kernel (a batch of at most 32 examples).
-pub const SKINNY_MAX_M: usize = 32;
+/// Rows of C up to which [`choose`] takes the skinny kernel (a batch of at most 128 examples).
+/// 32 until the H200 measured the step at B = 64 and 128 (2026-12-04, GPU timestamps): 0.278 and
+/// 0.317 ms with the 128x128 tiles (16 and 32 workgroups with split-k), 0.160 and 0.235 ms with
+/// the skinny kernel's 1024 and 2048 workgroups; no batch size was slower.
+pub const SKINNY_MAX_M: usize = 128;
+/// Columns of C up to which [`choose`] takes the skinny kernel whatever the rows: the output
+/// layer's forward product `X·Wᵀ` (n = classes), which 128x128 tiles run as one column of
+/// mostly empty tiles (2 workgroups at B = 256, 8 split-k chunks of them).
+pub const SKINNY_MAX_N: usize = 16;
 /// Depth up to which [`choose`] takes the skinny kernel (8 lanes walk at most 8192 steps).
 pub const SKINNY_MAX_K: usize = 65536;
 
-/// The kernel [`MatmulVariant::Auto`] runs for `g`: Skinny for few rows of C (m ≤ 32) of a
-/// plain A (the batch-row products `X·Wᵀ` and `dZ·W`) and a depth one workgroup can walk, else
-/// Tiled. Transposed-A products are the weight gradients `dZᵀ·X`, whose m is a layer width and
-/// whose k is the batch: they stay on the tiled kernel (with split-k), so a run at a batch above
-/// 32 computes the same bits as before the skinny path existed. A pure function of the shape:
-/// a run is deterministic and the same on every device.
+/// The kernel [`MatmulVariant::Auto`] runs for `g` by the default [`AutoRule`]: Skinny for few
+/// rows of C (m ≤ [`SKINNY_MAX_M`]) or few columns (n ≤ [`SKINNY_MAX_N`]) of a plain A (the
+/// batch-row products `X·Wᵀ` and `dZ·W`, the output layer's `X·Wᵀ`) and a depth one workgroup
+/// can walk, else Tiled. Transposed-A products are the weight gradients `dZᵀ·X`, whose m is a
+/// layer width and whose k is the batch: they stay on the tiled kernel (with split-k). A pure
+/// function of the shape: a run is deterministic and the same on every device.
+///
+/// [`AutoRule`]: super::auto_rule::AutoRule
 pub fn choose(g: &Gemm) -> MatmulVariant {
-    if g.m <= SKINNY_MAX_M && !g.trans_a && g.k <= SKINNY_MAX_K {
-        MatmulVariant::Skinny
-    } else {
-        MatmulVariant::Tiled
-    }
+    super::auto_rule::AutoRule::default().variant(g)
 }
 
 /// The skinny entry point for `m` rows of C and its rows per workgroup (`rm` in the shader):

@@ -1,6 +1,6 @@
 //! Host side of `shaders/matmul_f16.wgsl`: f32 → packed f16 (`to_half`) and the f16 GEMM with
-//! f32 accumulation (`matmul_f16`), plus the choice between it and the cooperative-matrix
-//! kernel ([`super::matmul_coop`]).
+//! f32 accumulation (`matmul_f16`, and [`skinny`] for a side of C too short for a tile), plus
+//! the choice between them and the cooperative-matrix kernels ([`super::matmul_coop`]).
 //!
 //! Storage: halves packed two per u32 word, read with `unpack2x16float`. Products are summed in
 //! f32 either way, so f16 *arithmetic* (`enable f16;`, `SHADER_F16`) would buy nothing on this
@@ -18,7 +18,9 @@ use super::matmul_coop;
 use crate::backend::half::{half_words, scaler};
 use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
 
-/// Mirrors `struct Params` in matmul_f16.wgsl and matmul_coop.wgsl (48 bytes).
+pub mod skinny;
+
+/// Mirrors `struct Params` in include/half_params.wgsl (64 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub(super) struct HalfParams {
@@ -39,9 +41,12 @@ pub(super) struct HalfParams {
     pub half_out: u32,
     /// 1: C (and the bias gradient) times 1 / S of the loss scaler (see [`HalfStore`]).
     pub unscale: u32,
+    /// `matmul_f16_skinny`: lanes per column of C ([`skinny::k_lanes`]); 0 elsewhere.
+    pub k_lanes: u32,
+    pub _pad: [u32; 3],
 }
 
-const _: () = assert!(std::mem::size_of::<HalfParams>() == 48);
+const _: () = assert!(std::mem::size_of::<HalfParams>() == 64);
 
 /// The fused store of `matmul_f16` (the epilogue section of matmul_f16.wgsl): the f32
 /// epilogue `epi` of the GPU's f32 kernels, then, with `half`, the f16 rounding of its result
@@ -208,6 +213,9 @@ pub(super) fn params_of(g: &Gemm) -> Result<HalfParams> {
 pub enum HalfKernel {
     /// `matmul_f16`: packed loads, f32 FMA; any shape, any adapter.
     Packed,
+    /// `matmul_f16_skinny`: packed loads, f32 FMA, 8 rows of C per workgroup and k walked by
+    /// lanes; any shape, any adapter, made for a side of C too short for a tile ([`skinny`]).
+    Skinny,
     /// `matmul_coop_*`: cooperative matrices, 32x32 blocks (see [`matmul_coop::eligible`]).
     Coop,
     /// `matmul_coop64`: cooperative matrices, 64x64 blocks (the same eligibility).
@@ -218,10 +226,10 @@ pub enum HalfKernel {
 }
 
 impl HalfKernel {
-    /// The cooperative block, `None` for the packed kernel.
+    /// The cooperative block, `None` for the packed and skinny kernels.
     pub fn coop_block(self) -> Option<matmul_coop::CoopBlock> {
         match self {
-            HalfKernel::Packed => None,
+            HalfKernel::Packed | HalfKernel::Skinny => None,
             HalfKernel::Coop => Some(matmul_coop::CoopBlock::B32),
             HalfKernel::Coop64 => Some(matmul_coop::CoopBlock::B64),
             HalfKernel::CoopStaged => Some(matmul_coop::CoopBlock::Staged128),
@@ -236,34 +244,75 @@ pub fn coop_enabled() -> bool {
     *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP").map_or(true, |v| v != "0"))
 }
 
-/// Whether the 64x64 cooperative kernel may be chosen: `BATCHSCOPE_COOP64=0` keeps every
-/// cooperative product on the 32x32 kernels (A/B timing on a device).
+/// Whether the 64x64 cooperative kernel is an autotune candidate: `BATCHSCOPE_COOP64=0` leaves
+/// it out (A/B timing on a device; `force` makes it the rule's choice, see
+/// [`coop_kernel_for`]).
 pub fn coop64_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP64").map_or(true, |v| v != "0"))
 }
 
-/// The cooperative kernel for an eligible `g`: 64x64 blocks where m and n are both at least 64
-/// (a smaller side would repeat clamped tiles) and `BATCHSCOPE_COOP64` is not `0`, else 32x32.
+/// Rows of C from which, with a depth of at least [`STAGED_MIN_K`], [`coop_kernel_for`] takes
+/// the staged 128x128 kernel.
+pub const STAGED_MIN_M: usize = 2048;
+/// See [`STAGED_MIN_M`].
+pub const STAGED_MIN_K: usize = 1024;
+
+/// The cooperative kernel for an eligible `g`, by what an NVIDIA H200 measured for every
+/// product of the default model's f16 step at B = 16..65536 (autotune "on", 2026-12-04): the
+/// staged 128x128 kernel for at least [`STAGED_MIN_M`] rows and [`STAGED_MIN_K`] of depth
+/// (4096x1024x1024: 0.158 ms against 0.290 for 32x32 and 0.204 for 64x64), else the 32x32
+/// kernel, which beat the 64x64 one at every other shape but the depth-16 weight gradients
+/// (1024x1024x4096 TN: 0.18 against 0.63 ms; 128x1024x1024: 0.040 against 0.165 ms).
+/// `BATCHSCOPE_COOP64=force` takes the 64x64 kernel wherever m and n are both at least 64 (A/B
+/// timing on a device). Where the staged kernel does not fit the adapter or was not found
+/// exact, [`choose`] runs the 32x32 one.
 pub fn coop_kernel_for(g: &Gemm) -> HalfKernel {
-    match coop64_enabled() && g.m >= matmul_coop::BLOCK64 && g.n >= matmul_coop::BLOCK64 {
-        true => HalfKernel::Coop64,
+    if coop64_forced() && g.m >= matmul_coop::BLOCK64 && g.n >= matmul_coop::BLOCK64 {
+        return HalfKernel::Coop64;
+    }
+    match g.m >= STAGED_MIN_M && g.k >= STAGED_MIN_K {
+        true => HalfKernel::CoopStaged,
         false => HalfKernel::Coop,
     }
 }
 
+/// `BATCHSCOPE_COOP64=force`: [`coop_kernel_for`] takes the 64x64 kernel where it can.
+fn coop64_forced() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP64").is_ok_and(|v| v == "force"))
+}
+
 /// A cooperative kernel ([`coop_kernel_for`]) where the adapter has it, the shape fits it,
 /// `BATCHSCOPE_COOP` is not `0` and the kernel computed exact products on this device
-/// ([`super::coop_check`], run on first use; the 32x32 one if only it did), else the packed
-/// kernel.
+/// ([`super::coop_check`], run on first use; the 32x32 one if only it did), else
+/// [`fallback_for`]: the skinny kernel for a side of C of at most 32, the packed one otherwise.
 pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     use super::coop_check::trusted_kernel;
     match choose_capable(dev, g) {
-        HalfKernel::Packed => HalfKernel::Packed,
+        k @ (HalfKernel::Packed | HalfKernel::Skinny) => k,
+        HalfKernel::CoopStaged
+            if !matmul_coop::CoopBlock::Staged128.fits(&dev.ctx.limits)
+                && trusted_kernel(dev, HalfKernel::Coop) =>
+        {
+            HalfKernel::Coop
+        }
         k if trusted_kernel(dev, k) => k,
-        // The 32x32 blocks run every shape the 64x64 ones do.
-        HalfKernel::Coop64 if trusted_kernel(dev, HalfKernel::Coop) => HalfKernel::Coop,
-        _ => HalfKernel::Packed,
+        // The 32x32 blocks run every shape the 64x64 and staged ones do.
+        HalfKernel::Coop64 | HalfKernel::CoopStaged if trusted_kernel(dev, HalfKernel::Coop) => {
+            HalfKernel::Coop
+        }
+        _ => fallback_for(g),
+    }
+}
+
+/// The kernel of `g` where no cooperative one runs it: [`HalfKernel::Skinny`] where a side of C
+/// is at most [`skinny::MAX_SIDE`] (the output layer's products, a batch of a few examples),
+/// else [`HalfKernel::Packed`]. A pure function of the shape.
+pub fn fallback_for(g: &Gemm) -> HalfKernel {
+    match skinny::suits(g) {
+        true => HalfKernel::Skinny,
+        false => HalfKernel::Packed,
     }
 }
 
@@ -271,7 +320,7 @@ pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
 fn choose_capable(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     match coop_enabled() && matmul_coop::available(&dev.ctx) && matmul_coop::eligible(g, dev) {
         true => coop_kernel_for(g),
-        false => HalfKernel::Packed,
+        false => fallback_for(g),
     }
 }
 
@@ -292,9 +341,17 @@ pub fn matmul_half(
 }
 
 /// Whether `kernel` runs a [`HalfStore`] in its store: all do (the cooperative kernels store
-/// their tiles, then read each element of their block back once through the same epilogue).
+/// their tiles, then read each element of their block back once through the same epilogue;
+/// the skinny one stores element by element).
 pub fn fuses(kernel: HalfKernel) -> bool {
-    matches!(kernel, HalfKernel::Packed | HalfKernel::Coop | HalfKernel::Coop64 | HalfKernel::CoopStaged)
+    matches!(
+        kernel,
+        HalfKernel::Packed
+            | HalfKernel::Skinny
+            | HalfKernel::Coop
+            | HalfKernel::Coop64
+            | HalfKernel::CoopStaged
+    )
 }
 
 /// [`matmul_half`] with `store` fused into the store of C (`ab`: the packed operands with their
@@ -329,6 +386,9 @@ pub fn matmul_half_store(
             });
         }
         return matmul_coop::dispatch(dev, g, block, &p, [a, b, c], &epi_bindings);
+    }
+    if kernel == HalfKernel::Skinny {
+        return skinny::dispatch(dev, g, &p, [a, b, c], &epi_bindings);
     }
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension;
     let (col_blocks, row_blocks) = (g.n.div_ceil(TILE), g.m.div_ceil(TILE));

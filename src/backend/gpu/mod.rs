@@ -1,13 +1,14 @@
 //! The GPU backend: WGSL compute shaders through wgpu.
 //!
 //! [`context`] opens an adapter, [`device`] owns buffers and the recorder, [`pipelines`] the
-//! compiled kernels, [`kernels`] lists every entry point (and the WGSL prelude), [`launch`]
-//! sizes 1-D grids, and one host wrapper per kernel family records its dispatches. A family has
-//! one name in every layer: `shaders/<family>.wgsl`, `backend/gpu/<family>.rs`,
-//! `backend/cpu/<family>.rs` and `<family>_matches_cpu` in `tests/kernel_parity.rs`.
+//! compiled kernels, [`kernels`] lists every entry point (and the WGSL prelude), [`launch`] sizes
+//! 1-D grids, and one host wrapper per kernel family records its dispatches. A family has one name
+//! in every layer: `shaders/<family>.wgsl`, `backend/gpu/<family>.rs`, `backend/cpu/<family>.rs`
+//! and `<family>_matches_cpu` in `tests/kernel_parity.rs`.
 
 pub mod act;
 pub mod amp;
+pub mod auto_rule;
 pub mod autotune;
 mod choices;
 pub mod clip;
@@ -38,13 +39,12 @@ pub mod update;
 pub mod wgrad_update;
 pub mod xent;
 
-use std::cell::{Cell, RefCell};
-
 pub use autotune::AutotuneMode;
 pub use context::{list_adapters, AdapterSummary, GpuContext};
 pub use device::{GpuDevice, RawBuf};
 pub use dispatch_timing::{DeviceCounters, DispatchTime};
 pub use matmul::MatmulVariant;
+use std::cell::{Cell, RefCell};
 
 use crate::backend::half::HalfBuf;
 use crate::backend::{

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::matmul::{choose, launch_of, tile_launch, Launch, MatmulVariant, SKINNY_MAX_K};
-use super::matmul_f16::{choose as choose_half, coop64_enabled, HalfKernel};
+use super::matmul_f16::{choose as choose_half, coop64_enabled, skinny, HalfKernel};
 use super::tile::{TileCfg, TILES};
 use super::{GpuBackend, GpuDevice};
 use crate::backend::{BackendError, Gemm, Result};
@@ -52,6 +52,8 @@ pub enum Candidate {
     Tile(TileCfg),
     /// f16 products: `matmul_f16.wgsl`, packed halves and f32 FMA.
     HalfPacked,
+    /// f16 products: `matmul_f16.wgsl`'s `matmul_f16_skinny`, k walked by lanes (a short side).
+    HalfSkinny,
     /// f16 products: `matmul_coop.wgsl`, cooperative matrices (tensor cores), 32x32 blocks.
     HalfCoop,
     /// f16 products: `matmul_coop.wgsl`'s `matmul_coop64`, 64x64 blocks.
@@ -76,6 +78,7 @@ impl Candidate {
             Candidate::Skinny => "skinny".into(),
             Candidate::Tile(t) => t.name(),
             Candidate::HalfPacked => "f16_packed".into(),
+            Candidate::HalfSkinny => "f16_skinny".into(),
             Candidate::HalfCoop => "f16_coop".into(),
             Candidate::HalfCoop64 => "f16_coop64".into(),
             Candidate::HalfCoopStaged => "f16_coop_staged".into(),
@@ -87,6 +90,7 @@ impl Candidate {
             "tiled" => Some(Candidate::Tiled),
             "skinny" => Some(Candidate::Skinny),
             "f16_packed" => Some(Candidate::HalfPacked),
+            "f16_skinny" => Some(Candidate::HalfSkinny),
             "f16_coop" => Some(Candidate::HalfCoop),
             "f16_coop64" => Some(Candidate::HalfCoop64),
             "f16_coop_staged" => Some(Candidate::HalfCoopStaged),
@@ -110,6 +114,7 @@ impl Candidate {
             Candidate::Tile(t) => tile_launch(t, g),
             // f16 kernels launch through `matmul_f16::matmul_half`, not as f32 products.
             Candidate::HalfPacked
+            | Candidate::HalfSkinny
             | Candidate::HalfCoop
             | Candidate::HalfCoop64
             | Candidate::HalfCoopStaged => None,
@@ -196,11 +201,14 @@ fn warn_wrong(r: &TuneResult, default: Candidate) {
 /// kernel (the adapter offers it, the shape fits it, `BATCHSCOPE_COOP` is not `0`) the other
 /// cooperative kernels (the 64x64 one unless `coop64` is off: `BATCHSCOPE_COOP64=0`; the
 /// staged one where `staged`, the adapter's limits admitting its workgroup) and the packed
-/// kernel follow; otherwise the packed kernel is the only candidate and nothing is timed.
+/// kernel follow; where it is the skinny kernel the packed one follows; otherwise the packed
+/// kernel is the only candidate here ([`half_candidates_on`] adds the skinny one by shape).
 pub fn half_candidates(default: HalfKernel, coop64: bool, staged: bool) -> Vec<Candidate> {
     let of = half_candidate;
     let mut out = vec![of(default)];
-    if default != HalfKernel::Packed {
+    if default == HalfKernel::Skinny {
+        out.push(of(HalfKernel::Packed));
+    } else if default != HalfKernel::Packed {
         let others = [HalfKernel::CoopStaged, HalfKernel::Coop64, HalfKernel::Coop, HalfKernel::Packed];
         let allowed = |k: &HalfKernel| match k {
             HalfKernel::Coop64 => coop64,
@@ -220,6 +228,7 @@ pub fn half_candidates(default: HalfKernel, coop64: bool, staged: bool) -> Vec<C
 pub fn half_candidate(k: HalfKernel) -> Candidate {
     match k {
         HalfKernel::Packed => Candidate::HalfPacked,
+        HalfKernel::Skinny => Candidate::HalfSkinny,
         HalfKernel::Coop => Candidate::HalfCoop,
         HalfKernel::Coop64 => Candidate::HalfCoop64,
         HalfKernel::CoopStaged => Candidate::HalfCoopStaged,
@@ -230,6 +239,7 @@ pub fn half_candidate(k: HalfKernel) -> Candidate {
 pub fn half_kernel_of(c: Candidate) -> Option<HalfKernel> {
     match c {
         Candidate::HalfPacked => Some(HalfKernel::Packed),
+        Candidate::HalfSkinny => Some(HalfKernel::Skinny),
         Candidate::HalfCoop => Some(HalfKernel::Coop),
         Candidate::HalfCoop64 => Some(HalfKernel::Coop64),
         Candidate::HalfCoopStaged => Some(HalfKernel::CoopStaged),
@@ -470,15 +480,19 @@ impl GpuBackend {
 }
 
 /// [`half_candidates`] of `g` on `dev`, less the cooperative kernels the first-use check
-/// did not find exact.
+/// did not find exact, and the skinny kernel last where a side of C is at most
+/// [`skinny::TUNE_MAX_SIDE`] (the output layer's products, small batches).
 fn half_candidates_on(dev: &GpuDevice, g: &Gemm) -> Vec<Candidate> {
     let staged = super::matmul_coop::CoopBlock::Staged128.fits(&dev.ctx.limits);
     let mut out = half_candidates(choose_half(dev, g), coop64_enabled(), staged);
     // Only the cooperative kernels the first-use check found exact (`coop_check`).
     out.retain(|&c| match half_kernel_of(c) {
-        Some(k) if k != HalfKernel::Packed => super::coop_check::trusted_kernel(dev, k),
+        Some(k) if k.coop_block().is_some() => super::coop_check::trusted_kernel(dev, k),
         _ => true,
     });
+    if g.m.min(g.n) <= skinny::TUNE_MAX_SIDE && !out.contains(&Candidate::HalfSkinny) {
+        out.push(Candidate::HalfSkinny);
+    }
     out
 }
 

@@ -317,6 +317,11 @@ fn f16_candidates_are_coop_and_packed_only_where_coop_runs() {
         assert!(half_kernel_of(c).is_some(), "{c:?} runs an f16 kernel");
     }
     assert_eq!(half_kernel_of(Candidate::HalfCoop64), Some(HalfKernel::Coop64));
+    // No cooperative kernel for a short side of C: the skinny kernel, then the packed one.
+    assert_eq!(half_candidates(HalfKernel::Skinny, true, true), vec![Candidate::HalfSkinny, HalfPacked]);
+    assert_eq!(Candidate::parse("f16_skinny"), Some(Candidate::HalfSkinny));
+    assert_eq!(half_kernel_of(Candidate::HalfSkinny), Some(HalfKernel::Skinny));
+    assert!(Candidate::HalfSkinny.launch(&Gemm::nn(8, 10, 64)).is_none(), "no f32 launch");
     assert_eq!(half_kernel_of(Candidate::Tiled), None);
     // The f32 candidates never include an f16 kernel.
     let g = Gemm::nn(64, 128, 64);

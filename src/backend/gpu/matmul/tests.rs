@@ -191,8 +191,10 @@ fn skinny_matches_f64_reference_on_step_shapes() {
 fn auto_chooses_skinny_for_few_rows() {
     // The small-batch products of 784-1024-1024-10: forward X·Wᵀ and data gradient dZ·W.
     assert_eq!(choose(&Gemm::nn(1, 1024, 784).trans(false, true)), MatmulVariant::Skinny);
-    assert_eq!(choose(&Gemm::nn(32, 1024, 1024)), MatmulVariant::Skinny);
-    assert_eq!(choose(&Gemm::nn(33, 1024, 1024)), MatmulVariant::Tiled);
+    assert_eq!(choose(&Gemm::nn(128, 1024, 1024)), MatmulVariant::Skinny);
+    assert_eq!(choose(&Gemm::nn(129, 1024, 1024)), MatmulVariant::Tiled);
+    // The output layer's forward product X·Wᵀ (n = 10 classes) at any batch.
+    assert_eq!(choose(&Gemm::nn(4096, 10, 1024).trans(false, true)), MatmulVariant::Skinny);
     // Weight gradients dZᵀ·X have m = fan-out rows: tiled (k = batch is short).
     assert_eq!(choose(&Gemm::nn(1024, 784, 8).trans(true, false)), MatmulVariant::Tiled);
     // ... also for a 10-class output layer (m = 10): its bits do not depend on the batch path.
@@ -202,7 +204,7 @@ fn auto_chooses_skinny_for_few_rows() {
     assert_eq!(kernel_for(MatmulVariant::Auto, &Gemm::nn(1, 64, 64)).name, MATMUL_SKINNY1.name);
     assert_eq!(kernel_for(MatmulVariant::Auto, &Gemm::nn(4, 64, 64)).name, MATMUL_SKINNY4.name);
     assert_eq!(kernel_for(MatmulVariant::Auto, &Gemm::nn(5, 64, 64)).name, MATMUL_SKINNY8.name);
-    assert_eq!(kernel_for(MatmulVariant::Auto, &Gemm::nn(64, 128, 32)).name, MATMUL_TILED_NN4.name);
+    assert_eq!(kernel_for(MatmulVariant::Auto, &Gemm::nn(256, 128, 32)).name, MATMUL_TILED_NN4.name);
 }
 
 /// Every output's float operations are the same whatever the rows per workgroup: the three
