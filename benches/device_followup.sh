@@ -11,9 +11,10 @@
 #      both precisions in one sweep;
 #   2. the default step's profile at every power of two from 1 to 1024 and at 4096;
 #   3. peer_ref.py's GPU rows (PyTorch eager, CUDA graph, AMP) in the same run;
-#   4. the A/B of the matmul rule for batch rows past 32 (GpuBackend::set_auto_rule): sweeps
-#      32..4096 and profiles at 64, 256, 1024 with the skinny kernel to 64 and 128 rows and with
-#      the 64x64 / 64x128 tiles for grids short of 128 workgroups, and both;
+#   4. the A/B of the matmul rule (GpuBackend::set_auto_rule, backend/gpu/auto_rule.rs): sweeps
+#      32..4096 and profiles at 64, 256, 1024 with the rule before the H200 runs (skinny to 32
+#      rows, no column reach), the skinny kernel to 64 rows, without the output layer's
+#      column reach, and with the 64x64 / 64x128 tiles for grids short of 128 workgroups;
 #   5. the fused head and backward switched back on (the first run's A/B, again in this run);
 #   6. the f16 step's profile at 32 and 4096.
 # Every stage is bounded by `timeout`; a stage that would start past 280 s is skipped.
@@ -32,7 +33,7 @@ t sweep; timeout 60 $B sweep --max-batch 65536 --set data.n_train=65536 --out $R
 t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision 2>&1 | tail -24
 t profile; timeout 60 $B profile --batch 1 --batch 2 --batch 4 --batch 8 --batch 16 --batch 32 --batch 64 --batch 128 --batch 256 --batch 512 --batch 1024 --batch 4096 --out $R/profile 2>&1 | grep -E "^B = |per step" 
 t peers; timeout 90 python3 peer_ref.py --max-batch 65536 --no-cpu --no-jax > $R/peers.csv 2> $R/peers.err; grep -E "mlp_torch_(eager|graph)" $R/peers.csv | tr '\n' ' '; echo; tail -2 $R/peers.err
-for ab in "SKINNY_MAX_M=64" "SKINNY_MAX_M=128" "SMALL_GRID_TILE=t64x64k8" "SMALL_GRID_TILE=t64x128k8" "SKINNY_MAX_M=128 BATCHSCOPE_SMALL_GRID_TILE=t64x64k8"; do
+for ab in "SKINNY_MAX_M=32 BATCHSCOPE_SKINNY_MAX_N=0" "SKINNY_MAX_M=64" "SKINNY_MAX_N=0" "SMALL_GRID_TILE=t64x64k8" "SMALL_GRID_TILE=t64x128k8"; do
   name=$(echo "$ab" | tr -c 'A-Za-z0-9\n' '_' | tr -s '_')
   if in_time "ab_$name"; then
     t "ab $ab"

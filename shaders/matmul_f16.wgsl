@@ -154,6 +154,21 @@ fn load_b(p: u32, j: u32) -> f32 {
 // store_half, epilogue, epilogue2, scale_inv, unscaled_by): shaders/include/epilogue_f16.wgsl,
 // added by src/backend/gpu/kernels.rs ----
 
+// Epilogue 5's tail: a workgroup past the product's blocks of `rows` rows of C sums the bias
+// gradient, 32 columns of S each (the host sizes the grid for ceil(m / 32) of them). True for
+// such a workgroup, which has done its part and returns; the arguments are uniform over it.
+fn bias_grad_tail(block: u32, rows: u32, wid_x: u32, nwg_x: u32, lidx: u32) -> bool {
+    if (block * rows < P.m) {
+        return false;
+    }
+    let blocks = (P.m + rows - 1u) / rows;
+    let cb = (block - blocks) * nwg_x + wid_x;
+    if (P.epi == 5u && cb < (P.m + 31u) / 32u) {
+        bias_grad_cols(cb, lidx);
+    }
+    return true;
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn matmul_f16(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -164,14 +179,7 @@ fn matmul_f16(
     let block = wid.y + wid.z * nwg.y;
     let row0 = block * TM;
     let col0 = wid.x * TN;
-    if (row0 >= P.m) {
-        // Epilogue 5: the workgroups past the product's row blocks sum the bias gradient, 32
-        // columns of S each (the host sizes the grid for ceil(m / 32) of them).
-        let blocks = (P.m + TM - 1u) / TM;
-        let cb = (block - blocks) * nwg.x + wid.x;
-        if (P.epi == 5u && cb < (P.m + 31u) / 32u) {
-            bias_grad_cols(cb, lidx); // uniform over the workgroup
-        }
+    if (bias_grad_tail(block, TM, wid.x, nwg.x, lidx)) {
         return; // the whole workgroup: uniform
     }
     // Invocation (tx, ty) owns rows ty + 16 r (r < 4) and the column pairs 2 tx, 2 tx + 1 and
@@ -285,12 +293,7 @@ fn matmul_f16_skinny(
 ) {
     let block = wid.y + wid.z * nwg.y;
     let row0 = block * SK_RM;
-    if (row0 >= P.m) {
-        let blocks = (P.m + SK_RM - 1u) / SK_RM;
-        let cb = (block - blocks) * nwg.x + wid.x;
-        if (P.epi == 5u && cb < (P.m + 31u) / 32u) {
-            bias_grad_cols(cb, t); // uniform over the workgroup
-        }
+    if (bias_grad_tail(block, SK_RM, wid.x, nwg.x, t)) {
         return; // the whole workgroup: uniform
     }
     let kl = P.k_lanes;

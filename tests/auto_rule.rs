@@ -6,7 +6,7 @@
 
 mod common;
 
-use batchscope::backend::gpu::auto_rule::AutoRule;
+use batchscope::backend::gpu::auto_rule::{AutoRule, SMALL_GRID_TILES};
 use batchscope::backend::gpu::tile::TileCfg;
 use batchscope::backend::{Activation, Backend, Epilogue, Gemm};
 use batchscope::config::OptimizerKind;
@@ -74,6 +74,14 @@ fn every_rule_computes_the_cpu_products() {
         {
             for (ta, tb) in [(false, true), (false, false), (true, false)] {
                 let gm = Gemm::nn(m, n, k).trans(ta, tb);
+                // The rule is what runs: skinny where it says so, the small-grid tile's module
+                // where it applies, else matmul.wgsl's tiled kernel.
+                let name = g.matmul_kernel_name(&gm).expect("kernel");
+                let skinny = !ta && (m <= rule.skinny_max_m || n <= rule.skinny_max_n);
+                assert_eq!(name.contains("skinny"), skinny, "{rule:?} {gm:?}: {name}");
+                let short_grid = m.div_ceil(128) * n.div_ceil(128) < SMALL_GRID_TILES;
+                let tile = !skinny && short_grid && rule.small_grid_tile.is_some();
+                assert_eq!(!skinny && !name.starts_with("Matmul::"), tile, "{rule:?} {gm:?}: {name}");
                 let want = product(&c, &gm, 40 + i as u64);
                 let got = product(&g, &gm, 40 + i as u64);
                 let tol = 1e-5 * (gm.k.max(gm.m) as f32).sqrt() * 4.0;

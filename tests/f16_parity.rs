@@ -8,8 +8,9 @@ mod common;
 use batchscope::backend::cpu::f16::round_f16;
 use batchscope::backend::gpu::matmul_f16::{self, HalfKernel};
 use batchscope::backend::gpu::{coop_check, matmul_coop};
-use batchscope::backend::half::{scaler, HalfBuf, HalfOps, ScaleGrowth};
+use batchscope::backend::half::{scaler, HalfBuf, ScaleGrowth};
 use batchscope::backend::{Backend, Gemm, MomentumStep, ParamUpdate, UpdateRule};
+use common::half::{half_of, ops};
 use common::{cpu, gpu, uniform};
 
 /// Ragged sizes: not multiples of any tile.
@@ -18,18 +19,6 @@ const SIZES: [usize; 6] = [1, 3, 17, 63, 65, 130];
 /// Unit roundoff of f16 and f32.
 const U16: f64 = 1.0 / 2048.0;
 const U32: f64 = 1.0 / 16_777_216.0;
-
-fn ops<B: Backend>(b: &B) -> &dyn HalfOps<Buf = B::Buf> {
-    b.half_ops().expect("this backend has mixed-precision ops")
-}
-
-/// `x` stored as half on `b`.
-fn half_of<B: Backend>(b: &B, x: &[f32]) -> HalfBuf<B::Buf> {
-    let h = ops(b);
-    let mut out = h.zeros_half(x.len()).unwrap();
-    h.to_half(x.len(), &b.upload(x).unwrap(), &mut out).unwrap();
-    out
-}
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
@@ -493,9 +482,15 @@ fn cooperative_matrix_availability() {
                 true => matmul_f16::coop_kernel_for(&shape),
             };
             assert_eq!(matmul_f16::choose(&g.dev, &shape), want, "BATCHSCOPE_COOP=0 turns it off");
+            // Tall and deep: the staged kernel where its workgroup fits the adapter, else 32x32.
             let tall = Gemm::nn(matmul_f16::STAGED_MIN_M, 64, matmul_f16::STAGED_MIN_K);
-            let want =
-                if matmul_f16::coop_enabled() { HalfKernel::CoopStaged } else { HalfKernel::Packed };
+            let staged_fits =
+                batchscope::backend::gpu::matmul_coop::CoopBlock::Staged128.fits(&g.dev.ctx.limits);
+            let want = match (matmul_f16::coop_enabled(), staged_fits) {
+                (false, _) => HalfKernel::Packed,
+                (true, true) => matmul_f16::coop_kernel_for(&tall),
+                (true, false) => HalfKernel::Coop,
+            };
             assert_eq!(matmul_f16::choose(&g.dev, &tall), want, "tall and deep: the staged kernel");
             let narrow = Gemm::nn(48, 64, 64);
             let want = if matmul_f16::coop_enabled() { HalfKernel::Coop } else { HalfKernel::Packed };

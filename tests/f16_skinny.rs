@@ -10,8 +10,9 @@ mod common;
 use batchscope::backend::gpu::kernels::{Access, Shader, WG_1D};
 use batchscope::backend::gpu::matmul_f16::{self, HalfKernel};
 use batchscope::backend::gpu::GpuBackend;
-use batchscope::backend::half::{scaler, HalfBuf, HalfOps};
-use batchscope::backend::{half_epilogue, Activation, Backend, Epilogue, Gemm};
+use batchscope::backend::half::scaler;
+use batchscope::backend::{half_epilogue, Activation, Backend, Gemm};
+use common::half::{data, half_of, ops, run, Kind};
 use common::{cpu, gpu, uniform};
 
 /// Unit roundoff of f32.
@@ -34,16 +35,6 @@ const SHAPES: [(usize, usize, usize); 12] = [
     (130, 10, 70),
     (10, 65, 2500),
 ];
-
-fn ops<B: Backend>(b: &B) -> &dyn HalfOps<Buf = B::Buf> {
-    b.half_ops().expect("mixed-precision ops")
-}
-
-fn half_of<B: Backend>(b: &B, x: &[f32]) -> HalfBuf<B::Buf> {
-    let mut out = ops(b).zeros_half(x.len()).expect("zeros_half");
-    ops(b).to_half(x.len(), &b.upload(x).expect("upload"), &mut out).expect("to_half");
-    out
-}
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
@@ -126,41 +117,10 @@ fn skinny_matches_the_cpu_twin_on_ragged_shapes() {
     println!("parity ok: matmul_f16_skinny, {cases} ragged cases, tolerant and exact");
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Bias,
-    BiasAct(Activation),
-    ActGrad(Activation),
-    BiasGrad,
-}
-
 /// `[C, y (or the bias gradient in its first m), f16 copy widened]` of one case on `b`: the
 /// fused op through the trait, or the unfused default.
 fn epilogue_case<B: Backend>(b: &B, g: &Gemm, kind: Kind, seed: u64, fused: bool) -> [Vec<f32>; 3] {
-    let (m, n, k) = (g.m, g.n, g.k);
-    let up = |v: &[f32]| b.upload(v).expect("upload");
-    let (ha, hb) = (half_of(b, &uniform(seed, m * k, 1.0)), half_of(b, &uniform(seed + 1, k * n, 1.0)));
-    let mut z = uniform(seed + 4, m * n, 2.0);
-    z.iter_mut().step_by(5).for_each(|v| *v = 0.0);
-    let (bias, z, s) = (up(&uniform(seed + 3, n, 1.0)), up(&z), up(&uniform(seed + 5, k * m, 1.0)));
-    let mut c = up(&uniform(seed + 2, m * n, 1.0));
-    let (mut y, mut scratch) = (up(&vec![0.0; m * n]), up(&vec![0.0; m * n]));
-    let mut half = ops(b).zeros_half(m * n).expect("zeros_half");
-    let with_half = !matches!(kind, Kind::BiasGrad);
-    let epi = match kind {
-        Kind::Bias => Epilogue::Bias(&bias),
-        Kind::BiasAct(f) => Epilogue::BiasAct(f, &bias, &mut y),
-        Kind::ActGrad(f) => Epilogue::ActGrad { act: f, z: &z, scratch: &mut scratch },
-        Kind::BiasGrad => Epilogue::BiasGrad { s: &s, bias_grad: &mut y },
-    };
-    let h = with_half.then_some(&mut half);
-    let r = match fused {
-        true => b.matmul_half_epilogue(g, [&ha, &hb], &mut c, epi, h),
-        false => half_epilogue::unfused(b, g, [&ha, &hb], &mut c, epi, h),
-    };
-    r.unwrap_or_else(|e| panic!("{g:?} {kind:?}: {e}"));
-    let copy = if with_half { ops(b).read_half(&half).expect("read_half") } else { Vec::new() };
-    [b.read(&c).expect("read"), b.read(&y).expect("read"), copy]
+    run(b, g, kind, !matches!(kind, Kind::BiasGrad), &data(g, seed), fused)
 }
 
 /// The epilogues the f16 step fuses into the skinny kernel's store (the output layer's bias,

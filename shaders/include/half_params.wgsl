@@ -20,7 +20,7 @@ struct Params {
     half_out: u32,
     // 1: C (and G) times 1 / S of the loss scaler at binding 7, flagging inf and NaN.
     unscale: u32,
-    // matmul_f16_skinny: k lanes per column (a power of two, 1 to 256; 256 / k_lanes columns
+    // matmul_f16_skinny: k lanes per column (a power of two, 8 to 256; 256 / k_lanes columns
     // per workgroup).
     k_lanes: u32,
     pad0: u32,

@@ -91,9 +91,9 @@ pub fn util_table(rows: &[SweepRow]) -> String {
     t.render()
 }
 
-/// One line naming the rows timed below [`THROTTLED_BELOW`] of the maximum SM clock in every
-/// attempt, with their clocks (`None` when there are none): their figures are the device's
-/// clock, not the step's.
+/// One line naming the rows whose kept window ran below [`THROTTLED_BELOW`] of the maximum SM
+/// clock, with their clocks (`None` when there are none): their figures are the device's clock,
+/// not the step's.
 ///
 /// [`THROTTLED_BELOW`]: super::sampler::THROTTLED_BELOW
 pub fn throttle_note(rows: &[SweepRow]) -> Option<String> {
@@ -107,8 +107,9 @@ pub fn throttle_note(rows: &[SweepRow]) -> Option<String> {
         .collect();
     (!hit.is_empty()).then(|| {
         format!(
-            "warning: SM clock throttled while timed, in each of {} attempts: {}; those rows are the \
-             clock's figures, not the step's (sweep again, or read summary.json's throttled flags)",
+            "warning: SM clock throttled while timed, in every attempt (up to {}): {}; those rows \
+             are the clock's figures, not the step's (sweep again, or read summary.json's \
+             throttled flags)",
             crate::schedule::sweep::THROTTLE_ATTEMPTS,
             hit.join(", ")
         )

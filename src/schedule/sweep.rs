@@ -292,8 +292,14 @@ fn measure_batch<B: Timed>(
     let mut best: Option<TimedWindow> = None;
     for attempt in 0..THROTTLE_ATTEMPTS {
         if attempt > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(THROTTLE_PAUSES_MS[attempt - 1]));
-            for _ in 0..cfg.sweep.warmup_steps.clamp(1, 4) {
+            let pause = std::time::Duration::from_millis(THROTTLE_PAUSES_MS[attempt - 1]);
+            // No retry the time budget cannot hold.
+            if deadline.is_some_and(|d| Instant::now() + pause >= d) {
+                break;
+            }
+            std::thread::sleep(pause);
+            // The whole warm-up again: after a pause the clock ramps up with the work.
+            for _ in 0..cfg.sweep.warmup_steps.max(1) {
                 st.record_step(b, &x, &t, &opt, lr, &clip)?;
             }
             b.sync()?;
@@ -316,9 +322,14 @@ fn measure_batch<B: Timed>(
             }
         }
         let util = monitor.end();
-        let clock = |u: &Option<UtilSummary>| u.and_then(|u| u.clock_fraction()).unwrap_or(1.0);
+        let clock = |u: &Option<UtilSummary>| u.and_then(|u| u.clock_fraction());
         let throttled = util.is_some_and(|u| u.throttled());
-        if best.as_ref().is_none_or(|b| clock(&util) > clock(&b.3)) {
+        // A retry replaces the window kept only with a whole one whose clock was read higher.
+        let whole = ms.len() == cfg.sweep.timed_steps;
+        let better = |kept: &TimedWindow| {
+            whole && clock(&util).zip(clock(&kept.3)).is_some_and(|(now, then)| now > then)
+        };
+        if best.as_ref().is_none_or(better) {
             best = Some((ms, host, device_timed, util));
         }
         if !throttled || past() {
@@ -326,7 +337,7 @@ fn measure_batch<B: Timed>(
         }
         log::warn!(
             "B = {batch}: SM clock {:.0} % of its maximum while timed (below {:.0} %): timing again",
-            clock(&util) * 100.0,
+            clock(&util).unwrap_or(1.0) * 100.0,
             THROTTLED_BELOW * 100.0
         );
     }

@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 pub mod cli;
 mod close;
+pub mod half;
 pub mod naga_use;
 pub mod spirv;
 pub mod steps;

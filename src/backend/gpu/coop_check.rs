@@ -1,18 +1,17 @@
 //! A first-use check of the cooperative-matrix kernels. The tensor-core path rests on an
 //! experimental wgpu feature and on drivers no CI machine has, so before a device's first f16
-//! product may run on it, each cooperative kernel (the 32x32 and 64x64 ones the shape rule
-//! [`super::matmul_f16::choose`] runs, and the staged one the autotuner may pick) computes
+//! product may run on it, each cooperative kernel (the 32x32 and staged ones the shape rule
+//! [`super::matmul_f16::choose`] runs, and the 64x64 one the autotuner may pick) computes
 //! small products with clamped last blocks in every transpose pair, on the autotuner's exact
 //! operands ([`super::autotune::verify`]), and whole rows of C are compared with the exact f64
 //! reference; then the fused stores the f16 step runs (bias + ReLU with the f16 copy, ReLU'
 //! with the f16 copy, the loss scaler's unscaling) are compared bit for bit with the packed
 //! kernel's: on exact products both run the same epilogue code on the same values. A kernel
 //! that disagrees or cannot be built is never run by the rule or offered to the autotuner on
-//! this device (the rule falls back to the 32x32 kernel, else the packed one), and one error
-//! line says which kernel, where and why. Once per device and kernel, a few milliseconds, when
-//! the kernel is first considered (the staged one only by the autotuner or `gemm`; where the
-//! rule's two both fail, the staged one is not offered either: the autotuner starts from the
-//! rule's packed choice). A kernel named
+//! this device (the rule falls back to the 32x32 kernel, else the packed or skinny one), and one
+//! error line says which kernel, where and why. Once per device and kernel, a few milliseconds,
+//! when the kernel is first considered (the 64x64 one only by the autotuner, `gemm` or
+//! `BATCHSCOPE_COOP64=force`). A kernel named
 //! explicitly (`BATCHSCOPE_F16_KERNEL`) and the hardware-gated parity tests do not go through
 //! it.
 
@@ -42,8 +41,8 @@ pub enum Verdict {
     CannotRun(String),
 }
 
-/// The verdict on `kernel` (one of [`KERNELS`]) for `dev`, found when first asked: the staged
-/// kernel, which the rule never runs, only when the autotuner or `gemm` asks for it.
+/// The verdict on `kernel` (one of [`KERNELS`]) for `dev`, found when first asked: the 64x64
+/// kernel, which the rule runs only when forced, when the autotuner or `gemm` asks for it.
 pub fn verdict(dev: &GpuDevice, kernel: HalfKernel) -> Verdict {
     let Some(slot) = KERNELS.iter().position(|&k| k == kernel) else {
         return Verdict::CannotRun("not a cooperative kernel".into());
@@ -79,9 +78,10 @@ pub fn trusted_kernel(dev: &GpuDevice, kernel: HalfKernel) -> bool {
     verdict(dev, kernel) == Verdict::Exact
 }
 
-/// Whether the rule may run a cooperative kernel on `dev`: the 64x64 or the 32x32 one was exact.
+/// Whether the rule runs cooperative kernels on `dev`: the 32x32 one, which the rule takes or
+/// falls back to for every eligible product, was exact.
 pub fn trusted(dev: &GpuDevice) -> bool {
-    trusted_kernel(dev, HalfKernel::Coop64) || trusted_kernel(dev, HalfKernel::Coop)
+    trusted_kernel(dev, HalfKernel::Coop)
 }
 
 /// The first failure among [`KERNELS`] on `dev` (kernels that cannot run are no failure);

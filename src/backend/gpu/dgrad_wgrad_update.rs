@@ -1,9 +1,9 @@
 //! Host side of `shaders/dgrad_wgrad_update.wgsl`: [`Backend::dgrad_wgrad_update`] in one
 //! dispatch, a hidden-input layer's dgrad product with φ', its weight and bias gradients and the
 //! optimizer step, where both unfused halves are one dispatch each with float operations the
-//! kernel repeats: the dgrad product on the skinny kernel (B ≤ 32) and the weight gradient on
-//! the one-dispatch `wgrad_update` ([`GpuBackend::fuses_wgrad_update`]). Elsewhere the unfused
-//! default runs (the dgrad product, then [`Backend::wgrad_update`]).
+//! kernel repeats: the dgrad product on the skinny kernel and the weight gradient on the
+//! one-dispatch `wgrad_update` (B ≤ 32, [`GpuBackend::fuses_wgrad_update`]). Elsewhere the
+//! unfused default runs (the dgrad product, then [`Backend::wgrad_update`]).
 //!
 //! Why the two products can share a dispatch: a workgroup that owns a block of W's columns
 //! reads only those columns for its block of `dz_prev` and updates only those columns, so the

@@ -24,6 +24,13 @@ impl GpuBackend {
         })
     }
 
+    /// The entry point [`crate::backend::Backend::matmul`] runs for `g` here (the autotuner's
+    /// choice, else the backend's variant and [`super::auto_rule::AutoRule`]), for reports and
+    /// tests.
+    pub fn matmul_kernel_name(&self, g: &Gemm) -> Result<&'static str> {
+        Ok(self.launch_for(g)?.kernel.name)
+    }
+
     /// `C = alpha * op(a) * op(b) + beta * C` ([`crate::backend::Backend::matmul`]): the
     /// autotuner's launch where it has one, else the backend's variant.
     pub(super) fn matmul_plain(&self, g: &Gemm, a: &GpuBuf, b: &GpuBuf, c: &GpuBuf) -> Result<()> {

@@ -302,15 +302,16 @@ pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
         HalfKernel::Coop64 | HalfKernel::CoopStaged if trusted_kernel(dev, HalfKernel::Coop) => {
             HalfKernel::Coop
         }
-        _ => fallback_for(g),
+        _ => fallback_for(dev, g),
     }
 }
 
 /// The kernel of `g` where no cooperative one runs it: [`HalfKernel::Skinny`] where a side of C
-/// is at most [`skinny::MAX_SIDE`] (the output layer's products, a batch of a few examples),
-/// else [`HalfKernel::Packed`]. A pure function of the shape.
-pub fn fallback_for(g: &Gemm) -> HalfKernel {
-    match skinny::suits(g) {
+/// is at most [`skinny::MAX_SIDE`] (the output layer's products, a batch of a few examples) and
+/// its grid fits the adapter, else [`HalfKernel::Packed`]. A function of the shape and the
+/// adapter's grid limit.
+pub fn fallback_for(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
+    match skinny::suits(g, dev.ctx.limits.max_compute_workgroups_per_dimension) {
         true => HalfKernel::Skinny,
         false => HalfKernel::Packed,
     }
@@ -320,7 +321,7 @@ pub fn fallback_for(g: &Gemm) -> HalfKernel {
 fn choose_capable(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     match coop_enabled() && matmul_coop::available(&dev.ctx) && matmul_coop::eligible(g, dev) {
         true => coop_kernel_for(g),
-        false => fallback_for(g),
+        false => fallback_for(dev, g),
     }
 }
 

@@ -62,9 +62,9 @@ pub enum Candidate {
     HalfCoopStaged,
 }
 
-/// Rows of C up to which the skinny kernel is a candidate (it computes at most 8 rows per
-/// workgroup with k walked by lanes: past a few dozen rows a tile wins).
-pub const SKINNY_TUNE_MAX_M: usize = 64;
+/// Rows of C up to which the skinny kernel is a candidate: the default rule's reach
+/// ([`super::matmul::SKINNY_MAX_M`]; the H200 ran it faster than the tiles up to 128 rows).
+pub const SKINNY_TUNE_MAX_M: usize = super::matmul::SKINNY_MAX_M;
 
 /// A candidate must beat the shape's default ([`Candidate::default_for`]) by this fraction to
 /// be chosen: timing noise alone does not move a shape off the default.

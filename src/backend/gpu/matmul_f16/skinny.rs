@@ -19,8 +19,8 @@ use crate::backend::{Gemm, Result};
 pub const ROWS: usize = 8;
 
 /// The shorter side of C up to which [`super::choose`] takes this kernel where no cooperative
-/// one runs: a batch of up to 32 examples (as the f32 skinny kernel), or an output layer of up
-/// to 32 classes.
+/// one runs: a batch of up to 32 examples, or an output layer of up to 32 classes (the f32
+/// skinny kernel reaches 128 rows; this one has not been timed past 32 on a GPU).
 pub const MAX_SIDE: usize = 32;
 
 /// The shorter side of C up to which the autotuner times this kernel as well.
@@ -29,9 +29,11 @@ pub const TUNE_MAX_SIDE: usize = 128;
 /// Workgroups below which [`k_lanes`] cuts k finer: about two per multiprocessor of a large GPU.
 const FEW_WORKGROUPS: usize = 256;
 
-/// Whether the rule takes this kernel for `g` (where no cooperative kernel runs it).
-pub fn suits(g: &Gemm) -> bool {
-    g.m.min(g.n) <= MAX_SIDE
+/// Whether the rule takes this kernel for `g` (where no cooperative kernel runs it): a short
+/// side, and a grid within `max_per_dim` workgroups per dimension (about 500 000 columns of a
+/// `[n, k]` B at 8 per workgroup; the packed kernel, 64 per workgroup, runs wider ones).
+pub fn suits(g: &Gemm, max_per_dim: u32) -> bool {
+    g.m.min(g.n) <= MAX_SIDE && grid(g, 5, max_per_dim).is_ok()
 }
 
 /// The lanes per column of C for `g` (8 to 256, a power of two; `256 / k_lanes` columns per
