@@ -10,7 +10,8 @@
 #   1. the default sweep to B = 65 536 (NVML sampled; throttled windows are timed again) and
 #      both precisions in one sweep;
 #   2. the default step's profile at every power of two from 1 to 1024 and at 4096;
-#   3. peer_ref.py's GPU rows (PyTorch eager, CUDA graph, AMP) in the same run;
+#   3. `gemm --ceilings` at 8192³ (f32 and f16): the loops' ceilings beside the products;
+#   3b. peer_ref.py's GPU rows (PyTorch eager, CUDA graph, AMP) in the same run;
 #   4. the A/B of the matmul rule (GpuBackend::set_auto_rule, backend/gpu/auto_rule.rs): sweeps
 #      32..4096 and profiles at 64, 256, 1024 with the rule before the H200 runs (skinny to 32
 #      rows, no column reach), the skinny kernel to 64 rows, without the output layer's
@@ -32,6 +33,7 @@ SMI=$!
 t sweep; timeout 60 $B sweep --max-batch 65536 --set data.n_train=65536 --out $R/sweep 2>&1 | tail -26
 t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision 2>&1 | tail -24
 t profile; timeout 60 $B profile --batch 1 --batch 2 --batch 4 --batch 8 --batch 16 --batch 32 --batch 64 --batch 128 --batch 256 --batch 512 --batch 1024 --batch 4096 --out $R/profile 2>&1 | grep -E "^B = |per step" 
+t ceilings; timeout 45 $B gemm --sizes 8192 --layouts nn --precision f32,f16 --ceilings --out $R/gemm_ceilings 2>&1 | tail -16
 t peers; timeout 90 python3 peer_ref.py --max-batch 65536 --no-cpu --no-jax > $R/peers.csv 2> $R/peers.err; grep -E "mlp_torch_(eager|graph)" $R/peers.csv | tr '\n' ' '; echo; tail -2 $R/peers.err
 for ab in "SKINNY_MAX_M=32 BATCHSCOPE_SKINNY_MAX_N=0" "SKINNY_MAX_M=64" "SKINNY_MAX_N=0" "SMALL_GRID_TILE=t64x64k8" "SMALL_GRID_TILE=t64x128k8"; do
   name=$(echo "$ab" | tr -c 'A-Za-z0-9\n' '_' | tr -s '_')

@@ -8,7 +8,10 @@
 # does not need) with, in order of value:
 #   1. the matmul goals: `batchscope gemm` at 4096³ and 8192³ in NN, NT and TN, f32 and f16
 #      (every candidate timed; the cooperative-matrix kernel where offered), with the ratios to
-#      cuBLAS SGEMM (TF32 off) and HGEMM from benches/peer_gemm.py in the same run;
+#      cuBLAS SGEMM (TF32 off) and HGEMM from benches/peer_gemm.py in the same run; then
+#      `gemm --ceilings` at 8192³: what the tiled kernels' inner loop, the fp32 FMA and the
+#      tensor-core loops (from registers and from workgroup memory) reach with no memory
+#      traffic, each product held against its loop's ceiling;
 #   2. mixed precision: the tensor-core parity tests of the three cooperative kernels, plain and
 #      with the fused epilogues (ignored on lavapipe), and a sweep of both precisions in one
 #      table (PyTorch AMP is in the peers stage's mlp_torch_amp rows), by the default rule and
@@ -50,6 +53,7 @@ extra=$(mktemp)
 cat > "$extra" <<'EXTRA'
 t gemm_peers; timeout 60 python3 $D/peer_gemm.py --sizes 4096,8192 > $R/peers_gemm.csv 2> $R/peers_gemm.err; cat $R/peers_gemm.csv; tail -3 $R/peers_gemm.err
 t gemm; timeout 100 $B gemm --sizes 4096,8192 --layouts nn,nt,tn --precision f32,f16 --peers $R/peers_gemm.csv --out $R/gemm 2>&1 | tail -24
+t ceilings; timeout 45 $B gemm --sizes 8192 --layouts nn --precision f32,f16 --ceilings --out $R/gemm_ceilings 2>&1 | tail -16
 t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20; timeout 40 /tmp/tests/f16_epilogue --ignored --nocapture 2>&1 | tail -12)
 t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision 2>&1 | tail -40
 t precision_sweep_tuned; timeout 90 env BATCHSCOPE_AUTOTUNE_CACHE=$R/autotune_precision.json $B sweep --precision f32,f16 --set 'gpu.autotune="on"' --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision_tuned 2>&1 | tail -40

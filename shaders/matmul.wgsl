@@ -722,3 +722,35 @@ fn matmul_skinny1(
 ) {
     skinny(t, wid, nwg, 1u);
 }
+
+// ---- ceiling: the tiled kernels' inner loop alone -----------------------------------------
+//
+// What the 128x128 kernels' inner loop (mma_slice: per depth two vec4 reads of A and two of B
+// from workgroup memory, 64 FMAs) reaches on this device with no storage traffic: both slice
+// buffers are filled once, As from a_v[0..512) and Bs from b_v[0..512); then mma_slice runs
+// P.k times over buffer s & 1 with one barrier per slice, as in the kernels; invocation t of
+// workgroup w stores the sum of its 16 accumulator vec4s at c_v[w * 256 + t]. The gap between
+// this and the kernel's TFLOP/s is what the storage loads, slice stores and epilogue cost
+// (src/backend/gpu/ceilings.rs; its CPU twin computes the same sums).
+@compute @workgroup_size(256, 1, 1)
+fn matmul_inner_ceiling(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    As[t] = a_v[t];
+    As[t + 256u] = a_v[t + 256u];
+    Bs[t] = b_v[t];
+    Bs[t + 256u] = b_v[t + 256u];
+    workgroupBarrier();
+    let tx = t & 15u;
+    let ty = t >> 4u;
+    var acc = zero_acc();
+    for (var s = 0u; s < P.k; s++) {
+        acc = mma_slice(s & 1u, tx, ty, acc);
+        workgroupBarrier();
+    }
+    let sum = acc.c00 + acc.c01 + acc.c10 + acc.c11 + acc.c20 + acc.c21 + acc.c30 + acc.c31
+        + acc.c40 + acc.c41 + acc.c50 + acc.c51 + acc.c60 + acc.c61 + acc.c70 + acc.c71;
+    c_v[(wid.x + wid.y * nwg.x) * 256u + t] = sum;
+}

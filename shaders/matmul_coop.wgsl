@@ -324,3 +324,103 @@ fn matmul_coop64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     store(c33, r3, q3);
     finish64(i0, j0, t);
 }
+
+// ---- ceilings: multiply-adds from registers --------------------------------------------------
+// What the tensor cores reach through WGSL on this device with no memory traffic in the loop
+// (`batchscope gemm --ceilings`, src/backend/gpu/ceilings.rs; CPU twin
+// src/backend/cpu/ceilings.rs). A is [64, 16] (4 tiles down, P.k = 16) and B [16, 64] (4 tiles
+// across, P.n = 64); each subgroup loads its tiles once, then runs P.len steps of 4 (2x2 tiles,
+// the 32x32 kernels' loop) or 16 (4x4, the 64x64 and staged kernels' loop) multiply-adds into
+// as many accumulators, and stores them row-major at c[(w * 16 + tile) * 256] (w: the
+// workgroup). With small integer operands every sum is exact, so the twin compares bits. 4
+// against 16 accumulators tells whether the accumulators stay in registers.
+
+fn store_ceiling(acc: coop_mat16x16<f32, C>, w: u32, tile: u32) {
+    let stride = 16u;
+    let dst = &c[(w * 16u + tile) * 256u];
+    coopStoreT(acc, dst, stride);
+}
+
+@compute @workgroup_size(32, 1, 1)
+fn coop_ceiling4(@builtin(workgroup_id) wid: vec3<u32>) {
+    let a0 = a_n(0u, 0u);
+    let a1 = a_n(16u, 0u);
+    let b0 = b_n(0u, 0u);
+    let b1 = b_n(0u, 16u);
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    for (var s = 0u; s < P.len; s = s + 1u) {
+        c00 = coopMultiplyAdd(a0, b0, c00);
+        c01 = coopMultiplyAdd(a0, b1, c01);
+        c10 = coopMultiplyAdd(a1, b0, c10);
+        c11 = coopMultiplyAdd(a1, b1, c11);
+    }
+    store_ceiling(c00, wid.x, 0u);
+    store_ceiling(c01, wid.x, 1u);
+    store_ceiling(c10, wid.x, 4u);
+    store_ceiling(c11, wid.x, 5u);
+}
+
+@compute @workgroup_size(32, 1, 1)
+fn coop_ceiling16(@builtin(workgroup_id) wid: vec3<u32>) {
+    let a0 = a_n(0u, 0u);
+    let a1 = a_n(16u, 0u);
+    let a2 = a_n(32u, 0u);
+    let a3 = a_n(48u, 0u);
+    let b0 = b_n(0u, 0u);
+    let b1 = b_n(0u, 16u);
+    let b2 = b_n(0u, 32u);
+    let b3 = b_n(0u, 48u);
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c02 = coop_mat16x16<f32, C>();
+    var c03 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    var c12 = coop_mat16x16<f32, C>();
+    var c13 = coop_mat16x16<f32, C>();
+    var c20 = coop_mat16x16<f32, C>();
+    var c21 = coop_mat16x16<f32, C>();
+    var c22 = coop_mat16x16<f32, C>();
+    var c23 = coop_mat16x16<f32, C>();
+    var c30 = coop_mat16x16<f32, C>();
+    var c31 = coop_mat16x16<f32, C>();
+    var c32 = coop_mat16x16<f32, C>();
+    var c33 = coop_mat16x16<f32, C>();
+    for (var s = 0u; s < P.len; s = s + 1u) {
+        c00 = coopMultiplyAdd(a0, b0, c00);
+        c01 = coopMultiplyAdd(a0, b1, c01);
+        c02 = coopMultiplyAdd(a0, b2, c02);
+        c03 = coopMultiplyAdd(a0, b3, c03);
+        c10 = coopMultiplyAdd(a1, b0, c10);
+        c11 = coopMultiplyAdd(a1, b1, c11);
+        c12 = coopMultiplyAdd(a1, b2, c12);
+        c13 = coopMultiplyAdd(a1, b3, c13);
+        c20 = coopMultiplyAdd(a2, b0, c20);
+        c21 = coopMultiplyAdd(a2, b1, c21);
+        c22 = coopMultiplyAdd(a2, b2, c22);
+        c23 = coopMultiplyAdd(a2, b3, c23);
+        c30 = coopMultiplyAdd(a3, b0, c30);
+        c31 = coopMultiplyAdd(a3, b1, c31);
+        c32 = coopMultiplyAdd(a3, b2, c32);
+        c33 = coopMultiplyAdd(a3, b3, c33);
+    }
+    store_ceiling(c00, wid.x, 0u);
+    store_ceiling(c01, wid.x, 1u);
+    store_ceiling(c02, wid.x, 2u);
+    store_ceiling(c03, wid.x, 3u);
+    store_ceiling(c10, wid.x, 4u);
+    store_ceiling(c11, wid.x, 5u);
+    store_ceiling(c12, wid.x, 6u);
+    store_ceiling(c13, wid.x, 7u);
+    store_ceiling(c20, wid.x, 8u);
+    store_ceiling(c21, wid.x, 9u);
+    store_ceiling(c22, wid.x, 10u);
+    store_ceiling(c23, wid.x, 11u);
+    store_ceiling(c30, wid.x, 12u);
+    store_ceiling(c31, wid.x, 13u);
+    store_ceiling(c32, wid.x, 14u);
+    store_ceiling(c33, wid.x, 15u);
+}

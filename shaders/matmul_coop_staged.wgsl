@@ -321,3 +321,101 @@ fn matmul_coop_staged(
     store(c33, i0 + r3, j0 + q3);
     finish(i0, j0, t);
 }
+
+// ---- ceiling: the staged kernel's multiply-adds from workgroup memory ------------------------
+// The loop above without storage traffic (`batchscope gemm --ceilings`,
+// src/backend/gpu/ceilings.rs; CPU twin src/backend/cpu/ceilings.rs): both staged buffers of
+// sa and sb are filled once with the halves a[0..10240) and b[0..10240) as stored (P.m = P.n =
+// 128, untransposed: the slice layouts [row][depth] and [depth][col]); then P.len slices each
+// take every subgroup's 8 tile loads per 16 of depth from buffer sl & 1 and its 16 multiply-adds,
+// with the kernel's one barrier per slice. Subgroup w of workgroup g stores its accumulators
+// row-major at c[((g * 4 + w) * 16 + tile) * 256]. Against `coop_ceiling16` (the same
+// multiply-adds from registers) it prices the tile loads from workgroup memory.
+
+fn store_ceiling(acc: coop_mat16x16<f32, C>, w: u32, tile: u32) {
+    let stride = 16u;
+    let dst = &c[(w * 16u + tile) * 256u];
+    coopStoreT(acc, dst, stride);
+}
+
+@compute @workgroup_size(128, 1, 1)
+fn coop_staged_ceiling(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+    @builtin(subgroup_id) s: u32,
+) {
+    for (var v = t; v < 2560u; v = v + 128u) {
+        let x = a[v];
+        let y = b[v];
+        for (var e = 0u; e < 4u; e = e + 1u) {
+            sa[4u * v + e] = x[e];
+            sb[4u * v + e] = y[e];
+        }
+    }
+    workgroupBarrier();
+    let qr = 64u * (s / 2u);
+    let qc = 64u * (s % 2u);
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c02 = coop_mat16x16<f32, C>();
+    var c03 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    var c12 = coop_mat16x16<f32, C>();
+    var c13 = coop_mat16x16<f32, C>();
+    var c20 = coop_mat16x16<f32, C>();
+    var c21 = coop_mat16x16<f32, C>();
+    var c22 = coop_mat16x16<f32, C>();
+    var c23 = coop_mat16x16<f32, C>();
+    var c30 = coop_mat16x16<f32, C>();
+    var c31 = coop_mat16x16<f32, C>();
+    var c32 = coop_mat16x16<f32, C>();
+    var c33 = coop_mat16x16<f32, C>();
+    for (var sl = 0u; sl < P.len; sl = sl + 1u) {
+        let cur = sl & 1u;
+        for (var d = 0u; d < SK; d = d + 16u) {
+            let a0 = tile_a(cur, qr, d);
+            let a1 = tile_a(cur, qr + 16u, d);
+            let a2 = tile_a(cur, qr + 32u, d);
+            let a3 = tile_a(cur, qr + 48u, d);
+            let b0 = tile_b(cur, d, qc);
+            let b1 = tile_b(cur, d, qc + 16u);
+            let b2 = tile_b(cur, d, qc + 32u);
+            let b3 = tile_b(cur, d, qc + 48u);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c02 = coopMultiplyAdd(a0, b2, c02);
+            c03 = coopMultiplyAdd(a0, b3, c03);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+            c12 = coopMultiplyAdd(a1, b2, c12);
+            c13 = coopMultiplyAdd(a1, b3, c13);
+            c20 = coopMultiplyAdd(a2, b0, c20);
+            c21 = coopMultiplyAdd(a2, b1, c21);
+            c22 = coopMultiplyAdd(a2, b2, c22);
+            c23 = coopMultiplyAdd(a2, b3, c23);
+            c30 = coopMultiplyAdd(a3, b0, c30);
+            c31 = coopMultiplyAdd(a3, b1, c31);
+            c32 = coopMultiplyAdd(a3, b2, c32);
+            c33 = coopMultiplyAdd(a3, b3, c33);
+        }
+        workgroupBarrier();
+    }
+    let w = wid.x * 4u + s;
+    store_ceiling(c00, w, 0u);
+    store_ceiling(c01, w, 1u);
+    store_ceiling(c02, w, 2u);
+    store_ceiling(c03, w, 3u);
+    store_ceiling(c10, w, 4u);
+    store_ceiling(c11, w, 5u);
+    store_ceiling(c12, w, 6u);
+    store_ceiling(c13, w, 7u);
+    store_ceiling(c20, w, 8u);
+    store_ceiling(c21, w, 9u);
+    store_ceiling(c22, w, 10u);
+    store_ceiling(c23, w, 11u);
+    store_ceiling(c30, w, 12u);
+    store_ceiling(c31, w, 13u);
+    store_ceiling(c32, w, 14u);
+    store_ceiling(c33, w, 15u);
+}

@@ -231,6 +231,10 @@ pub enum Command {
         /// it).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also time the arithmetic ceilings: the fp32 FMA, the tiled kernels' inner loop and
+        /// the tensor-core loops with no memory traffic (ceilings.csv with --out).
+        #[arg(long)]
+        ceilings: bool,
     },
     /// Gradient noise: minibatch error vs batch size (σ/√n), the noise scale B_simple.
     Noise {

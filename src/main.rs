@@ -97,7 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             app::mpi::refuse_under_mpirun()?;
             app::train::train(&on.run_args(), on.backend(), init, resume, workers)
         }
-        Command::Gemm { sizes, shapes, layouts, precision, peers, adapter, out } => {
+        Command::Gemm { sizes, shapes, layouts, precision, peers, adapter, out, ceilings } => {
             app::gemm::gemm(&app::gemm::GemmArgs {
                 sizes,
                 shapes,
@@ -106,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 peers,
                 adapter,
                 out,
+                ceilings,
             })
         }
         Command::Tune { common, batch_sizes } => app::tune::tune(&common.run_args(), &batch_sizes),

@@ -154,3 +154,44 @@ fn gemm_bad_input_is_one_error_line_and_leaves_a_run_alone() {
     assert!(dir.join("existing-1").join("gemm.csv").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--ceilings`: every ceiling timed or said why not, each checked against its CPU twin;
+/// ceilings.csv and summary.json carry them, and each product is held against its loop's
+/// ceiling in one line.
+#[test]
+fn gemm_ceilings_are_exact_and_written() {
+    let _ = common::gpu();
+    let dir = tmpdir("ceilings");
+    let out = dir.join("run");
+    let o = batchscope("gemm-ceilings")
+        .args(["gemm", "--sizes", "32", "--layouts", "nn", "--ceilings", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run batchscope gemm --ceilings");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "stdout = {stdout}\nstderr = {}", stderr(&o));
+    assert!(!stdout.contains("WRONG"), "{stdout}");
+    assert!(stdout.contains("% of the tiled_inner ceiling"), "{stdout}");
+    let (header, rows) = read_csv(&out.join("ceilings.csv"));
+    assert_eq!(
+        header.join(","),
+        "ceiling,workgroups,iterations,ms,tflops,peak_tflops,pct_of_peak,exact,note"
+    );
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, ["fp32_fma", "tiled_inner", "coop_regs_2x2", "coop_regs_4x4", "coop_staged"]);
+    for r in &rows {
+        match r[7].as_str() {
+            // Ran: exact, and TFLOP/s = flops / ms.
+            "1" => assert!(r[4].parse::<f64>().is_ok_and(|t| t > 0.0) && r[8].is_empty(), "{r:?}"),
+            // Did not run (the tensor-core ones without cooperative matrices): why.
+            "" => assert!(r[0].starts_with("coop") && r[8].starts_with("not run: "), "{r:?}"),
+            _ => panic!("a ceiling whose output was not its CPU twin's: {r:?}"),
+        }
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["ceilings"].as_array().map(Vec::len), Some(5), "{summary}");
+    assert_eq!(summary["ceilings"][0]["exact"], true, "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -540,3 +540,43 @@ fn gather_window_matches_cpu_and_covers_every_row() {
         }
     }
 }
+
+/// The ceilings (`batchscope gemm --ceilings`) equal their CPU twin bit for bit: the fp32 ones
+/// on every adapter, over ragged workgroup counts and iteration counts of both parities (the
+/// slice buffers alternate), up to the exact range's end; the tensor-core ones where the
+/// adapter offers cooperative matrices (f16_parity's `cooperative_matrix_availability` says
+/// loudly where it does not), else each says why it cannot run.
+#[test]
+fn ceilings_matches_cpu() {
+    use batchscope::backend::ceiling::Ceiling;
+    use batchscope::backend::gpu::ceilings::{measure, outputs, unavailable};
+    let g = gpu();
+    let mut ran = 0;
+    for ceiling in Ceiling::ALL {
+        if let Some(why) = unavailable(&g.dev, ceiling) {
+            assert!(ceiling.is_coop(), "{}: {why}", ceiling.name());
+            let err = outputs(&g.dev, ceiling, 1, 1).expect_err("a ceiling that cannot run");
+            assert!(err.to_string().contains("cannot run here"), "{err}");
+            println!("ceiling {} not run here: {why}", ceiling.name());
+            continue;
+        }
+        for (workgroups, iters) in [(1, 1), (3, 2), (5, 7)] {
+            let (got, want) = outputs(&g.dev, ceiling, workgroups, iters).unwrap();
+            assert_eq!(got.len(), want.len(), "{}", ceiling.name());
+            for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+                assert!(x.to_bits() == y.to_bits(), "{} {workgroups}x{iters} [{i}]: {x} vs {y}", ceiling.name());
+            }
+        }
+        // The end of the exact range, where a lost low bit would show, on one workgroup; timed.
+        let run = measure(&g.dev, ceiling, 1, ceiling.max_iters()).unwrap();
+        assert!(run.exact && run.ms > 0.0 && run.tflops > 0.0, "{run:?}");
+        ran += 1;
+    }
+    assert!(ran >= 2, "the fp32 ceilings run on every adapter");
+    // Out of range: one clear error each, nothing run.
+    for (w, i) in [(0, 1), (1, 0), (1, Ceiling::Fp32Fma.max_iters() + 1)] {
+        let err = outputs(&g.dev, Ceiling::Fp32Fma, w, i).expect_err("out of range");
+        assert!(err.to_string().contains("ceiling"), "{err}");
+    }
+    println!("parity ok: ceilings ({ran} of {} run here)", Ceiling::ALL.len());
+}

@@ -5,13 +5,19 @@
 mod common;
 
 use batchscope::backend::gpu::kernels::{
-    Kernel, Shader, ALL_KERNELS, COOP_KERNELS, MIXED_KERNELS, WG_1D,
+    Kernel, Shader, ALL_KERNELS, CEILING_KERNELS, COOP_CEILING_KERNELS, COOP_KERNELS,
+    MIXED_KERNELS, WG_1D,
 };
 
-/// Every registered kernel: the f32 ones, the mixed-precision ones and the cooperative-matrix
-/// ones (validated here even where no adapter could run them).
+/// Every registered kernel: the f32 ones, the mixed-precision ones, the cooperative-matrix
+/// ones (validated here even where no adapter could run them) and the ceilings.
 fn every_kernel() -> impl Iterator<Item = &'static Kernel> {
-    ALL_KERNELS.iter().chain(MIXED_KERNELS).chain(COOP_KERNELS)
+    ALL_KERNELS
+        .iter()
+        .chain(MIXED_KERNELS)
+        .chain(COOP_KERNELS)
+        .chain(CEILING_KERNELS)
+        .chain(COOP_CEILING_KERNELS)
 }
 
 use common::spirv::module_of;
@@ -66,6 +72,10 @@ const NOT_1D: &[&str] = &[
     "matmul_coop_tt",
     "matmul_coop64",
     "matmul_coop_staged",
+    "matmul_inner_ceiling",
+    "coop_ceiling4",
+    "coop_ceiling16",
+    "coop_staged_ceiling",
     "wgrad_update_sgd",
     "wgrad_update_momentum",
 ];

@@ -12,6 +12,7 @@
 //! - Reductions write their result into a device buffer slot (`out[slot]`) so a whole training
 //!   step, norms included, stays on the device; they are deterministic (tree + second pass).
 
+pub mod ceiling;
 pub mod cpu;
 pub mod epilogue;
 pub mod error;

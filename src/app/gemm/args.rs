@@ -46,6 +46,8 @@ pub struct GemmArgs {
     pub peers: Option<std::path::PathBuf>,
     pub adapter: Option<String>,
     pub out: Option<std::path::PathBuf>,
+    /// Also time the arithmetic ceilings (`super::ceilings`).
+    pub ceilings: bool,
 }
 
 /// Layouts, precisions (true: f16) and the explicit shapes (`None`: the defaults), each

@@ -52,6 +52,7 @@ pub const CSV_HEADER: [&str; 16] = [
 ];
 
 mod args;
+pub mod ceilings;
 mod report;
 
 use args::{check_args, precision_name};
@@ -168,8 +169,30 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
     if let Some(t) = &tensor {
         println!("tensor cores: {t}");
     }
+    let ceilings = match args.ceilings {
+        true => {
+            let peaks = (peaks.fp32_tflops, peaks.f16_tensor.as_ref().map(|(t, _)| *t));
+            let rows = ceilings::measure_all(&gpu, software, peaks);
+            print!("{}", ceilings::table(&rows).render());
+            for r in &done {
+                let fastest = r.fastest().map(|(c, ms)| (c, r.tflops(ms)));
+                if let (Some((c, t)), Some((name, ceil))) = (fastest, ceilings::ceiling_for(&rows, r.f16)) {
+                    let g = &r.gemm;
+                    let what = format!("{} {} {}x{}x{}", precision_name(r.f16), r.layout.name(), g.m, g.n, g.k);
+                    println!("{what}: {c} at {:.0} % of the {name} ceiling", 100.0 * t / ceil);
+                }
+            }
+            rows
+        }
+        false => Vec::new(),
+    };
     if let Some(dir) = dir {
-        write_outputs(&dir, &gpu, &done, &peaks, args.peers.as_deref(), tensor.as_deref())?;
+        let ceilings = match args.ceilings {
+            true => Some(ceilings::write(&dir, &ceilings)?),
+            false => None,
+        };
+        let extra = report::Extra { tensor_cores: tensor.as_deref(), ceilings };
+        write_outputs(&dir, &gpu, &done, &peaks, args.peers.as_deref(), extra)?;
         println!("wrote: {}", dir.display());
     }
     Ok(())

@@ -32,7 +32,7 @@ pub(super) fn line(r: &Measured) -> String {
 
 /// `v` with three significant digits (0.00628, 5.34, 612), `-` for none: TFLOP/s of a
 /// software adapter and of an H200 in one format.
-fn sig3(v: Option<f64>) -> String {
+pub(super) fn sig3(v: Option<f64>) -> String {
     match v {
         Some(v) if v.is_finite() && v > 0.0 => {
             let digits = (2 - v.log10().floor() as i32).clamp(0, 9) as usize;
@@ -80,13 +80,20 @@ pub(super) fn table(rows: &[Measured]) -> Table {
     t
 }
 
+/// What summary.json holds beside the products: the tensor-core kernels' verdicts (with f16)
+/// and the ceilings (with `--ceilings`).
+pub(super) struct Extra<'a> {
+    pub tensor_cores: Option<&'a str>,
+    pub ceilings: Option<serde_json::Value>,
+}
+
 pub(super) fn write_outputs(
     dir: &Path,
     gpu: &GpuBackend,
     rows: &[Measured],
     peaks: &Peaks,
     peers: Option<&Path>,
-    tensor_cores: Option<&str>,
+    extra: Extra,
 ) -> anyhow::Result<()> {
     let mut cells = Vec::new();
     for r in rows {
@@ -141,9 +148,10 @@ pub(super) fn write_outputs(
         "peaks": peaks.describe(),
         "peers": peers.map(|p| p.display().to_string()),
         "timing": rows.first().map(|r| r.result.method),
-        "tensor_cores": tensor_cores,
+        "tensor_cores": extra.tensor_cores,
         "shader_checks": gpu.shader_checks(),
         "products": products,
+        "ceilings": extra.ceilings,
     });
     write_json(&dir.join("summary.json"), &summary)
 }

@@ -9,6 +9,7 @@
 
 pub mod act;
 pub mod amp;
+pub mod ceilings;
 pub mod clip;
 pub mod datagen;
 pub mod elementwise;

@@ -58,10 +58,13 @@ pub enum Shader {
     WgradUpdate,
     LinearXent,
     DgradWgradUpdate,
+    /// The fp32 arithmetic ceiling (`batchscope gemm --ceilings`; the matmul and cooperative
+    /// ceilings live beside the loops they bound, in matmul*.wgsl).
+    Ceilings,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 17] = [
+    pub const ALL: [Shader; 18] = [
         Shader::Matmul,
         Shader::Elementwise,
         Shader::Act,
@@ -79,6 +82,7 @@ impl Shader {
         Shader::WgradUpdate,
         Shader::LinearXent,
         Shader::DgradWgradUpdate,
+        Shader::Ceilings,
     ];
 
     /// The family name: `matmul`, `elementwise`, `act`, ...
@@ -102,6 +106,7 @@ impl Shader {
             Shader::WgradUpdate => "wgrad_update",
             Shader::LinearXent => "linear_xent",
             Shader::DgradWgradUpdate => "dgrad_wgrad_update",
+            Shader::Ceilings => "ceilings",
         }
     }
 
@@ -131,6 +136,7 @@ impl Shader {
             Shader::WgradUpdate => include_str!("../../../shaders/wgrad_update.wgsl"),
             Shader::LinearXent => include_str!("../../../shaders/linear_xent.wgsl"),
             Shader::DgradWgradUpdate => include_str!("../../../shaders/dgrad_wgrad_update.wgsl"),
+            Shader::Ceilings => include_str!("../../../shaders/ceilings.wgsl"),
         }
     }
 
@@ -318,6 +324,20 @@ kernel!(MATMUL_COOP64, MatmulCoop, "matmul_coop64", [R, R, W, R, W, W, W]);
 // matmul_coop_staged.wgsl: the same product, operands staged in workgroup memory
 kernel!(MATMUL_COOP_STAGED, MatmulCoopStaged, "matmul_coop_staged", [R, R, W, R, W, W, W]);
 
+// The ceilings (`batchscope gemm --ceilings`, super::ceilings): what the arithmetic reaches
+// with no storage traffic in its loop.
+kernel!(CEILING_FMA, Ceilings, "ceiling_fma", [W]);
+kernel!(MATMUL_INNER_CEILING, Matmul, "matmul_inner_ceiling", [R, R, W]);
+kernel!(COOP_CEILING4, MatmulCoop, "coop_ceiling4", [R, R, W]);
+kernel!(COOP_CEILING16, MatmulCoop, "coop_ceiling16", [R, R, W]);
+kernel!(COOP_STAGED_CEILING, MatmulCoopStaged, "coop_staged_ceiling", [R, R, W]);
+
+/// The fp32 ceilings (compiled on first use: a run that never asks pays nothing).
+pub const CEILING_KERNELS: &[Kernel] = &[CEILING_FMA, MATMUL_INNER_CEILING];
+
+/// The tensor-core ceilings: only where `matmul_coop::available` says so.
+pub const COOP_CEILING_KERNELS: &[Kernel] = &[COOP_CEILING4, COOP_CEILING16, COOP_STAGED_CEILING];
+
 /// The mixed-precision kernels (no adapter feature needed; compiled on first use, so f32 runs
 /// and their warm-up are unchanged).
 pub const MIXED_KERNELS: &[Kernel] = &[
@@ -395,7 +415,12 @@ mod tests {
 
     #[test]
     fn kernel_names_are_unique() {
-        let all = ALL_KERNELS.iter().chain(MIXED_KERNELS).chain(COOP_KERNELS);
+        let all = ALL_KERNELS
+            .iter()
+            .chain(MIXED_KERNELS)
+            .chain(COOP_KERNELS)
+            .chain(CEILING_KERNELS)
+            .chain(COOP_CEILING_KERNELS);
         let mut names: Vec<_> = all.map(|k| k.name).collect();
         names.sort();
         let before = names.len();

@@ -10,6 +10,7 @@ pub mod act;
 pub mod amp;
 pub mod auto_rule;
 pub mod autotune;
+pub mod ceilings;
 mod choices;
 pub mod clip;
 pub mod context;
@@ -55,8 +56,7 @@ use crate::backend::{
 /// A GPU buffer of `f32`.
 #[derive(Clone, Debug)]
 pub struct GpuBuf(pub RawBuf);
-/// A GPU buffer of `u32`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug)] // A GPU buffer of `u32`.
 pub struct GpuIdxBuf(pub RawBuf);
 
 pub struct GpuBackend {

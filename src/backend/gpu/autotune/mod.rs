@@ -12,7 +12,7 @@
 
 pub mod cache;
 pub mod shapes;
-mod timing;
+pub(crate) mod timing;
 pub mod verify;
 
 use std::collections::HashMap;

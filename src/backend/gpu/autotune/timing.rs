@@ -165,6 +165,18 @@ fn time_all(dev: &GpuDevice, g: &Gemm, cands: &[Candidate], half: bool) -> Resul
     Ok(Timings { times, wrong, method: clock.name() })
 }
 
+/// Median ms per call of `run` (which records some work) and the clock's name, timed alone
+/// like a candidate (recorded work submitted first, per-dispatch timing paused): the
+/// ceilings' clock (`super::super::ceilings`).
+pub fn time_recorded(dev: &GpuDevice, run: &dyn Fn() -> Result<()>) -> Result<(f64, &'static str)> {
+    dev.flush()?;
+    let timing_was = dev.dispatch_timing_on.replace(false);
+    let clock = Clock::of(dev);
+    let out = time_run(dev, &clock, run).map(|ms| (ms, clock.name()));
+    dev.dispatch_timing_on.set(timing_was);
+    out
+}
+
 /// Median ms per call of `run` (which records one product), after a warm-up call.
 fn time_run(dev: &GpuDevice, clock: &Clock, run: &dyn Fn() -> Result<()>) -> Result<f64> {
     run()?;
