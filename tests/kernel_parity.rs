@@ -564,7 +564,11 @@ fn ceilings_matches_cpu() {
             let (got, want) = outputs(&g.dev, ceiling, workgroups, iters).unwrap();
             assert_eq!(got.len(), want.len(), "{}", ceiling.name());
             for (i, (x, y)) in got.iter().zip(&want).enumerate() {
-                assert!(x.to_bits() == y.to_bits(), "{} {workgroups}x{iters} [{i}]: {x} vs {y}", ceiling.name());
+                assert!(
+                    x.to_bits() == y.to_bits(),
+                    "{} {workgroups}x{iters} [{i}]: {x} vs {y}",
+                    ceiling.name()
+                );
             }
         }
         // The end of the exact range, where a lost low bit would show, on one workgroup; timed.

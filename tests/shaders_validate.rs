@@ -5,8 +5,8 @@
 mod common;
 
 use batchscope::backend::gpu::kernels::{
-    Kernel, Shader, ALL_KERNELS, CEILING_KERNELS, COOP_CEILING_KERNELS, COOP_KERNELS,
-    MIXED_KERNELS, WG_1D,
+    Kernel, Shader, ALL_KERNELS, CEILING_KERNELS, COOP_CEILING_KERNELS, COOP_KERNELS, MIXED_KERNELS,
+    WG_1D,
 };
 
 /// Every registered kernel: the f32 ones, the mixed-precision ones, the cooperative-matrix

@@ -48,20 +48,32 @@ impl CeilingRow {
 }
 
 /// Time every ceiling that can run on `gpu`, printing a line each.
-pub fn measure_all(gpu: &GpuBackend, software: bool, peaks: (Option<f64>, Option<f64>)) -> Vec<CeilingRow> {
+pub fn measure_all(
+    gpu: &GpuBackend,
+    software: bool,
+    peaks: (Option<f64>, Option<f64>),
+) -> Vec<CeilingRow> {
     Ceiling::ALL
         .iter()
         .map(|&ceiling| {
             let (workgroups, iters) = sizing(ceiling, software);
             let run = match unavailable(&gpu.dev, ceiling) {
                 Some(why) => Err(format!("not run: {why}")),
-                None => measure(&gpu.dev, ceiling, workgroups, iters).map_err(|e| format!("failed: {e}")),
+                None => {
+                    measure(&gpu.dev, ceiling, workgroups, iters).map_err(|e| format!("failed: {e}"))
+                }
             };
             let peak_tflops = if ceiling.is_coop() { peaks.1 } else { peaks.0 };
             let row = CeilingRow { ceiling, run, peak_tflops };
             match &row.run {
-                Ok(r) if !r.exact => println!("ceiling {}: WRONG output (not the CPU twin's)", ceiling.name()),
-                Ok(r) => println!("ceiling {}: {} TFLOP/s", ceiling.name(), super::report::sig3(Some(r.tflops))),
+                Ok(r) if !r.exact => {
+                    println!("ceiling {}: WRONG output (not the CPU twin's)", ceiling.name())
+                }
+                Ok(r) => println!(
+                    "ceiling {}: {} TFLOP/s",
+                    ceiling.name(),
+                    super::report::sig3(Some(r.tflops))
+                ),
                 Err(why) => println!("ceiling {}: {why}", ceiling.name()),
             }
             row
@@ -97,7 +109,9 @@ pub fn table(rows: &[CeilingRow]) -> Table {
 /// tiled kernels' inner loop for f32, the staged tensor-core loop for f16 where it ran, else
 /// the fp32 FMA chains (the packed f16 kernels multiply in f32).
 pub fn ceiling_for(rows: &[CeilingRow], f16: bool) -> Option<(&'static str, f64)> {
-    let of = |c: Ceiling| rows.iter().find(|r| r.ceiling == c).and_then(|r| r.tflops()).map(|t| (c.name(), t));
+    let of = |c: Ceiling| {
+        rows.iter().find(|r| r.ceiling == c).and_then(|r| r.tflops()).map(|t| (c.name(), t))
+    };
     match f16 {
         false => of(Ceiling::TiledInner),
         true => of(Ceiling::CoopStaged).or_else(|| of(Ceiling::Fp32Fma)),
@@ -105,8 +119,17 @@ pub fn ceiling_for(rows: &[CeilingRow], f16: bool) -> Option<(&'static str, f64)
 }
 
 /// Columns of `ceilings.csv`.
-pub const CSV_HEADER: [&str; 9] =
-    ["ceiling", "workgroups", "iterations", "ms", "tflops", "peak_tflops", "pct_of_peak", "exact", "note"];
+pub const CSV_HEADER: [&str; 9] = [
+    "ceiling",
+    "workgroups",
+    "iterations",
+    "ms",
+    "tflops",
+    "peak_tflops",
+    "pct_of_peak",
+    "exact",
+    "note",
+];
 
 /// `ceilings.csv` in `dir`, and the rows as JSON for summary.json.
 pub fn write(dir: &Path, rows: &[CeilingRow]) -> anyhow::Result<serde_json::Value> {
@@ -155,7 +178,10 @@ mod tests {
         for c in Ceiling::ALL {
             for software in [false, true] {
                 let (w, i) = sizing(c, software);
-                assert!(w >= 1 && w <= 65535 && i >= 1 && i <= c.max_iters(), "{c:?} {software}");
+                assert!(
+                    (1..=65535).contains(&w) && (1..=c.max_iters()).contains(&i),
+                    "{c:?} {software}"
+                );
             }
             // A GPU dispatch is at least a TFLOP: milliseconds even at an H200's tensor peak.
             let (w, i) = sizing(c, false);

@@ -8,7 +8,13 @@ use crate::backend::ceiling::Ceiling;
 /// B = `b` (f32 values; the tensor-core ceilings read them as halves, which they are exactly).
 /// Elements a kernel leaves unwritten (the 2x2 ceiling's 12 other tiles) are 0, as the caller
 /// zeroes the output first.
-pub fn ceiling_output(ceiling: Ceiling, workgroups: usize, iters: u32, a: &[f32], b: &[f32]) -> Vec<f32> {
+pub fn ceiling_output(
+    ceiling: Ceiling,
+    workgroups: usize,
+    iters: u32,
+    a: &[f32],
+    b: &[f32],
+) -> Vec<f32> {
     let one = match ceiling {
         Ceiling::Fp32Fma => return fma_output(workgroups, iters),
         Ceiling::TiledInner => tiled_inner(iters, a, b),

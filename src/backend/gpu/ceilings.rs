@@ -88,7 +88,13 @@ fn operands(dev: &GpuDevice, ceiling: Ceiling, workgroups: usize) -> Result<Oper
 }
 
 /// Record one dispatch of `workgroups` workgroups of `ceiling`, `iters` iterations each.
-fn record(dev: &GpuDevice, ceiling: Ceiling, ops: &Operands, workgroups: usize, iters: u32) -> Result<()> {
+fn record(
+    dev: &GpuDevice,
+    ceiling: Ceiling,
+    ops: &Operands,
+    workgroups: usize,
+    iters: u32,
+) -> Result<()> {
     let grid = [workgroups as u32, 1, 1];
     let io = [&ops.a, &ops.b, &ops.out];
     let half = |m: u32, k: u32| HalfParams { m, n: m, k, len: iters, ..Zeroable::zeroed() };
@@ -129,7 +135,13 @@ fn check(dev: &GpuDevice, ceiling: Ceiling, workgroups: usize, iters: u32) -> Re
 }
 
 /// Run `ceiling` once on zeroed output and read the output back.
-fn output(dev: &GpuDevice, ceiling: Ceiling, ops: &Operands, workgroups: usize, iters: u32) -> Result<Vec<f32>> {
+fn output(
+    dev: &GpuDevice,
+    ceiling: Ceiling,
+    ops: &Operands,
+    workgroups: usize,
+    iters: u32,
+) -> Result<Vec<f32>> {
     fill(dev, ops.out.len(), 0.0, &ops.out)?;
     record(dev, ceiling, ops, workgroups, iters)?;
     dev.flush()?;
@@ -137,7 +149,12 @@ fn output(dev: &GpuDevice, ceiling: Ceiling, ops: &Operands, workgroups: usize, 
 }
 
 /// The output of `ceiling` on the device, and the CPU twin's (for the parity tests).
-pub fn outputs(dev: &GpuDevice, ceiling: Ceiling, workgroups: usize, iters: u32) -> Result<(Vec<f32>, Vec<f32>)> {
+pub fn outputs(
+    dev: &GpuDevice,
+    ceiling: Ceiling,
+    workgroups: usize,
+    iters: u32,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     check(dev, ceiling, workgroups, iters)?;
     let ops = operands(dev, ceiling, workgroups)?;
     let got = output(dev, ceiling, &ops, workgroups, iters)?;
@@ -153,7 +170,8 @@ pub fn measure(dev: &GpuDevice, ceiling: Ceiling, workgroups: usize, iters: u32)
     let got = output(dev, ceiling, &ops, workgroups, iters)?;
     let (a, b) = &ops.host;
     let want = cpu_twin(ceiling, workgroups, iters, a, b);
-    let exact = got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits());
+    let exact =
+        got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits());
     dev.clear_bind_groups();
     let tflops = ceiling.tflops(workgroups, iters, ms);
     Ok(CeilingRun { ceiling, workgroups, iters, ms, tflops, method, exact })
