@@ -13,9 +13,10 @@
 #   3. `gemm --ceilings` at 8192³ (f32 and f16): the loops' ceilings beside the products;
 #   3b. peer_ref.py's GPU rows (PyTorch eager, CUDA graph, AMP) in the same run;
 #   4. the A/B of the matmul rule (GpuBackend::set_auto_rule, backend/gpu/auto_rule.rs): sweeps
-#      32..4096 and profiles at 64, 256, 1024 with the rule before the H200 runs (skinny to 32
-#      rows, no column reach), the skinny kernel to 64 rows, without the output layer's
-#      column reach, and with the 64x64 / 64x128 tiles for grids short of 128 workgroups;
+#      32..4096 and profiles at 64, 256, 1024 beside the default sweep of stage 1: the output
+#      layer's backward on the skinny kernel (its dZ·W, k = 10: SKINNY_MAX_K; its dZᵀ·H,
+#      m = 10: SKINNY_TA_MAX_M), each alone and both, the 64x64 tiles for grids short of 128
+#      workgroups (B = 256's winner on 2026-12-04), and all three;
 #   5. the fused head and backward switched back on (the first run's A/B, again in this run);
 #   6. the f16 step's profile at 32 and 4096.
 # Every stage is bounded by `timeout`; a stage that would start past 280 s is skipped.
@@ -35,7 +36,7 @@ t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --s
 t profile; timeout 60 $B profile --batch 1 --batch 2 --batch 4 --batch 8 --batch 16 --batch 32 --batch 64 --batch 128 --batch 256 --batch 512 --batch 1024 --batch 4096 --out $R/profile 2>&1 | grep -E "^B = |per step" 
 t ceilings; timeout 45 $B gemm --sizes 8192 --layouts nn --precision f32,f16 --ceilings --out $R/gemm_ceilings 2>&1 | tail -16
 t peers; timeout 90 python3 peer_ref.py --max-batch 65536 --no-cpu --no-jax > $R/peers.csv 2> $R/peers.err; grep -E "mlp_torch_(eager|graph)" $R/peers.csv | tr '\n' ' '; echo; tail -2 $R/peers.err
-for ab in "SKINNY_MAX_M=32 BATCHSCOPE_SKINNY_MAX_N=0" "SKINNY_MAX_M=64" "SKINNY_MAX_N=0" "SMALL_GRID_TILE=t64x64k8" "SMALL_GRID_TILE=t64x128k8"; do
+for ab in "SKINNY_MAX_K=16 BATCHSCOPE_SKINNY_TA_MAX_M=16" "SKINNY_MAX_K=16" "SKINNY_TA_MAX_M=16" "SMALL_GRID_TILE=t64x64k8" "SKINNY_MAX_K=16 BATCHSCOPE_SKINNY_TA_MAX_M=16 BATCHSCOPE_SMALL_GRID_TILE=t64x64k8"; do
   name=$(echo "$ab" | tr -c 'A-Za-z0-9\n' '_' | tr -s '_')
   if in_time "ab_$name"; then
     t "ab $ab"

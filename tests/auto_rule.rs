@@ -15,14 +15,17 @@ use common::steps::mlp_run;
 use common::{assert_close, cpu, gpu, uniform};
 
 /// The default (the skinny kernel to 128 rows or 16 columns), the rule before it (32 rows), the
-/// 64x64 tile for short grids, and both.
-fn rules() -> [AutoRule; 4] {
+/// 64x64 tile for short grids, both, and the skinny kernel for shallow products and small
+/// weight gradients (the output layer's backward).
+fn rules() -> [AutoRule; 5] {
     let t64 = Some(TileCfg { bm: 64, bn: 64, bk: 8 });
+    let old = AutoRule { skinny_max_m: 32, skinny_max_n: 0, ..AutoRule::default() };
     [
         AutoRule::default(),
-        AutoRule { skinny_max_m: 32, skinny_max_n: 0, small_grid_tile: None },
-        AutoRule { skinny_max_m: 32, skinny_max_n: 0, small_grid_tile: t64 },
-        AutoRule { skinny_max_m: 128, skinny_max_n: 16, small_grid_tile: t64 },
+        old,
+        AutoRule { small_grid_tile: t64, ..old },
+        AutoRule { small_grid_tile: t64, ..AutoRule::default() },
+        AutoRule { skinny_max_k: 40, skinny_ta_max_m: 16, ..AutoRule::default() },
     ]
 }
 
@@ -68,6 +71,7 @@ fn every_rule_computes_the_cpu_products() {
             (128, 129, 64),
             (129, 96, 33),
             (300, 520, 100),
+            (10, 300, 517),
         ]
         .iter()
         .enumerate()
@@ -77,7 +81,8 @@ fn every_rule_computes_the_cpu_products() {
                 // The rule is what runs: skinny where it says so, the small-grid tile's module
                 // where it applies, else matmul.wgsl's tiled kernel.
                 let name = g.matmul_kernel_name(&gm).expect("kernel");
-                let skinny = !ta && (m <= rule.skinny_max_m || n <= rule.skinny_max_n);
+                let plain = m <= rule.skinny_max_m || n <= rule.skinny_max_n || k <= rule.skinny_max_k;
+                let skinny = if ta { m <= rule.skinny_ta_max_m } else { plain };
                 assert_eq!(name.contains("skinny"), skinny, "{rule:?} {gm:?}: {name}");
                 let short_grid = m.div_ceil(128) * n.div_ceil(128) < SMALL_GRID_TILES;
                 let tile = !skinny && short_grid && rule.small_grid_tile.is_some();
@@ -92,7 +97,7 @@ fn every_rule_computes_the_cpu_products() {
             }
         }
     }
-    assert_eq!(cases, 4 * 6 * 3);
+    assert_eq!(cases, 5 * 7 * 3);
 }
 
 #[test]

@@ -133,7 +133,7 @@ fn dgrad_wgrad_update_falls_back_with_the_same_bits() {
     unfused.set_fused_backward(false);
     // Shapes past the skinny kernel's rows under the rule these cases were written against
     // (32 rows, no column reach): the product the fused kernel repeats is not skinny there.
-    let old = AutoRule { skinny_max_m: 32, skinny_max_n: 0, small_grid_tile: None };
+    let old = AutoRule { skinny_max_m: 32, skinny_max_n: 0, ..AutoRule::default() };
     fused.set_auto_rule(old);
     unfused.set_auto_rule(old);
     let rule = &RULES[2];

@@ -173,7 +173,7 @@ fn gpu_step_dispatches_passes_and_submits() {
     // The counts below under the rule the fusions were written against: the skinny kernel up to
     // 32 rows only. The default rule's reach (128 rows, or 16 columns at any rows) is checked
     // after them.
-    b.set_auto_rule(AutoRule { skinny_max_m: 32, skinny_max_n: 0, small_grid_tile: None });
+    b.set_auto_rule(AutoRule { skinny_max_m: 32, skinny_max_n: 0, ..AutoRule::default() });
     // (head, update, backward, pairs)
     let settings = [
         (true, true, true, true),

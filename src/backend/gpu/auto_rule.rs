@@ -1,8 +1,8 @@
 //! [`AutoRule`]: how [`MatmulVariant::Auto`] picks a product's launch on one backend when the
 //! autotuner has no choice for its shape. A pure function of the shape and three constants, so
 //! a run is deterministic; the constants are the backend's (`GpuBackend::set_auto_rule`, or
-//! `BATCHSCOPE_SKINNY_MAX_M`, `BATCHSCOPE_SKINNY_MAX_N` and `BATCHSCOPE_SMALL_GRID_TILE` for
-//! A/B timing on a device).
+//! `BATCHSCOPE_SKINNY_MAX_M`, `BATCHSCOPE_SKINNY_MAX_N`, `BATCHSCOPE_SKINNY_MAX_K`,
+//! `BATCHSCOPE_SKINNY_TA_MAX_M` and `BATCHSCOPE_SMALL_GRID_TILE` for A/B timing on a device).
 //!
 //! Why a rule with knobs rather than [`matmul::choose`] alone: with 128x128 tiles the batch-row
 //! products of a batch of 64..1024 examples (`X·Wᵀ`, `dZ·W`: m = B, n = a layer width ≤ 1024)
@@ -35,6 +35,14 @@ pub struct AutoRule {
     pub skinny_max_m: usize,
     /// Columns of C up to which a plain-A product runs the skinny kernel at any row count.
     pub skinny_max_n: usize,
+    /// Depth up to which a plain-A product runs the skinny kernel at any row count: the
+    /// output layer's `dZ·W` (k = classes), which 128x128 tiles run as a few workgroups of
+    /// 2 slices each (16 at B = 256). 0: off.
+    pub skinny_max_k: usize,
+    /// Rows of C up to which a transposed-A product (a weight gradient `dZᵀ·X`, k = the batch)
+    /// runs the skinny kernel: the output layer's (m = classes), which 128x128 tiles compute
+    /// as one row of tiles 10 rows deep. 0: off.
+    pub skinny_ta_max_m: usize,
     /// The tile of the autotuner's family for a tiled product of fewer than
     /// [`SMALL_GRID_TILES`] 128x128 tiles (`None`: the 128x128 kernel everywhere).
     pub small_grid_tile: Option<TileCfg>,
@@ -47,6 +55,8 @@ impl Default for AutoRule {
         AutoRule {
             skinny_max_m: matmul::SKINNY_MAX_M,
             skinny_max_n: matmul::SKINNY_MAX_N,
+            skinny_max_k: 0,
+            skinny_ta_max_m: 0,
             small_grid_tile: None,
         }
     }
@@ -61,6 +71,8 @@ impl AutoRule {
         for (var, field) in [
             ("BATCHSCOPE_SKINNY_MAX_M", &mut rule.skinny_max_m),
             ("BATCHSCOPE_SKINNY_MAX_N", &mut rule.skinny_max_n),
+            ("BATCHSCOPE_SKINNY_MAX_K", &mut rule.skinny_max_k),
+            ("BATCHSCOPE_SKINNY_TA_MAX_M", &mut rule.skinny_ta_max_m),
         ] {
             if let Ok(v) = std::env::var(var) {
                 match v.parse::<usize>() {
@@ -81,11 +93,14 @@ impl AutoRule {
         rule
     }
 
-    /// The variant of `g` by this rule: skinny for at most `skinny_max_m` rows or
-    /// `skinny_max_n` columns of a plain A and a depth one workgroup can walk, else tiled.
+    /// The variant of `g` by this rule: skinny for at most `skinny_max_m` rows,
+    /// `skinny_max_n` columns or a depth of `skinny_max_k` of a plain A, or at most
+    /// `skinny_ta_max_m` rows of a transposed A, and a depth one workgroup can walk; else tiled.
     pub fn variant(&self, g: &Gemm) -> MatmulVariant {
-        let short = g.m <= self.skinny_max_m || g.n <= self.skinny_max_n;
-        if short && !g.trans_a && g.k <= SKINNY_MAX_K {
+        let plain = !g.trans_a
+            && (g.m <= self.skinny_max_m || g.n <= self.skinny_max_n || g.k <= self.skinny_max_k);
+        let weight_gradient = g.trans_a && g.m <= self.skinny_ta_max_m;
+        if (plain || weight_gradient) && g.k <= SKINNY_MAX_K {
             MatmulVariant::Skinny
         } else {
             MatmulVariant::Tiled
@@ -154,7 +169,7 @@ mod tests {
 
     #[test]
     fn skinny_reaches_its_rows_and_never_takes_weight_gradients() {
-        let rule = AutoRule { skinny_max_m: 128, skinny_max_n: 16, small_grid_tile: None };
+        let rule = AutoRule { skinny_max_m: 128, skinny_max_n: 16, ..AutoRule::default() };
         assert_eq!(rule.variant(&Gemm::nn(128, 1024, 784).trans(false, true)), MatmulVariant::Skinny);
         assert_eq!(rule.variant(&Gemm::nn(129, 1024, 784).trans(false, true)), MatmulVariant::Tiled);
         // The output layer's forward product at any batch; not its weight gradient.
@@ -166,8 +181,25 @@ mod tests {
     }
 
     #[test]
+    fn shallow_products_and_the_output_layers_weight_gradient_go_skinny_when_asked() {
+        let off = AutoRule::default();
+        let on = AutoRule { skinny_max_k: 16, skinny_ta_max_m: 16, ..off };
+        // dZ·W of the output layer: k = 10 classes, any batch.
+        let dgrad = Gemm::nn(4096, 1024, 10);
+        assert_eq!((off.variant(&dgrad), on.variant(&dgrad)), (MatmulVariant::Tiled, MatmulVariant::Skinny));
+        assert_eq!(on.variant(&Gemm::nn(4096, 1024, 17)), MatmulVariant::Tiled);
+        // dZᵀ·X of the output layer: m = 10 classes, k = the batch; not a hidden layer's.
+        let wgrad = Gemm::nn(10, 1024, 4096).trans(true, false);
+        assert_eq!((off.variant(&wgrad), on.variant(&wgrad)), (MatmulVariant::Tiled, MatmulVariant::Skinny));
+        assert_eq!(on.variant(&Gemm::nn(1024, 784, 4096).trans(true, false)), MatmulVariant::Tiled);
+        assert_eq!(on.variant(&Gemm::nn(10, 1024, SKINNY_MAX_K + 1).trans(true, false)), MatmulVariant::Tiled);
+        // A shallow transposed-A product is a weight gradient of a tiny batch: the m rule only.
+        assert_eq!(on.variant(&Gemm::nn(1024, 784, 8).trans(true, false)), MatmulVariant::Tiled);
+    }
+
+    #[test]
     fn the_small_grid_tile_runs_only_short_grids_it_fits() {
-        let rule = AutoRule { skinny_max_m: 32, skinny_max_n: 16, small_grid_tile: Some(t64()) };
+        let rule = AutoRule { skinny_max_m: 32, small_grid_tile: Some(t64()), ..AutoRule::default() };
         let limits = wgpu::Limits::default();
         // 512 x 1024: 32 tiles of 128x128, short of 128.
         let short = Gemm::nn(512, 1024, 784).trans(false, true);

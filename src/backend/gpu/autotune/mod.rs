@@ -122,9 +122,9 @@ impl Candidate {
     }
 }
 
-/// The candidates for `g` on an adapter with `limits`, the default first: the base tiled
-/// kernel, the skinny kernel for few rows (m ≤ [`SKINNY_TUNE_MAX_M`]), and every tile of the
-/// family the adapter can run ([`TileCfg::fits`]).
+/// The candidates for `g` on an adapter with `limits`, the default first: the base tiled kernel,
+/// the skinny one for few rows (m ≤ [`SKINNY_TUNE_MAX_M`]) or a plain A's 16 columns or depth,
+/// and every tile of the family the adapter can run ([`TileCfg::fits`]).
 pub fn candidates(g: &Gemm, limits: &wgpu::Limits) -> Vec<Candidate> {
     let mut out = vec![Candidate::default_for(g)];
     let mut push = |c: Candidate| {
@@ -133,7 +133,7 @@ pub fn candidates(g: &Gemm, limits: &wgpu::Limits) -> Vec<Candidate> {
         }
     };
     push(Candidate::Tiled);
-    if g.m <= SKINNY_TUNE_MAX_M && g.k <= SKINNY_MAX_K {
+    if (g.m <= SKINNY_TUNE_MAX_M || (!g.trans_a && g.k.min(g.n) <= 16)) && g.k <= SKINNY_MAX_K {
         push(Candidate::Skinny);
     }
     for t in TILES.into_iter().filter(|t| t.fits(limits)) {

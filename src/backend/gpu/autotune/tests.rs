@@ -51,6 +51,10 @@ fn candidates_start_with_the_default_and_respect_the_limits() {
     let c = candidates(&wgrad, &lavapipe());
     assert_eq!(c[0], Candidate::Tiled);
     assert!(!c.contains(&Candidate::Skinny), "m = 1024 is not skinny");
+    // The output layer's dZ·W (k = 10) and X·Wᵀ (n = 10) at a large batch: skinny is timed.
+    for g in [Gemm::nn(4096, 1024, 10), Gemm::nn(4096, 10, 1024).trans(false, true)] {
+        assert!(candidates(&g, &lavapipe()).contains(&Candidate::Skinny), "{g:?}");
+    }
     let tight = wgpu::Limits { max_compute_workgroup_storage_size: 16 * 1024, ..lavapipe() };
     let c = candidates(&wgrad, &tight);
     assert!(!c.contains(&Candidate::Tile(TileCfg { bm: 128, bn: 128, bk: 16 })), "32 KiB > 16 KiB");
