@@ -332,8 +332,8 @@ fn matmul_coop64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 // across, P.n = 64); each subgroup loads its tiles once, then runs P.len steps of 4 (2x2 tiles,
 // the 32x32 kernels' loop) or 16 (4x4, the 64x64 and staged kernels' loop) multiply-adds into
 // as many accumulators, and stores them row-major at c[(w * 16 + tile) * 256] (w: the
-// workgroup). With small integer operands every sum is exact, so the twin compares bits. 4
-// against 16 accumulators tells whether the accumulators stay in registers.
+// workgroup). With operands that are multiples of 1/8 every sum is exact, so the twin compares
+// bits. 4 against 16 accumulators tells whether the accumulators stay in registers.
 
 fn store_ceiling(acc: coop_mat16x16<f32, C>, w: u32, tile: u32) {
     let stride = 16u;

@@ -72,6 +72,7 @@ fn every_rule_computes_the_cpu_products() {
             (129, 96, 33),
             (300, 520, 100),
             (10, 300, 517),
+            (10, 300, 24),
         ]
         .iter()
         .enumerate()
@@ -97,7 +98,7 @@ fn every_rule_computes_the_cpu_products() {
             }
         }
     }
-    assert_eq!(cases, 5 * 7 * 3);
+    assert_eq!(cases, 5 * 8 * 3);
 }
 
 #[test]

@@ -65,15 +65,6 @@ impl Ceiling {
         matches!(self, Ceiling::CoopRegs2x2 | Ceiling::CoopRegs4x4 | Ceiling::CoopStaged)
     }
 
-    /// Invocations per workgroup.
-    pub fn invocations(self) -> usize {
-        match self {
-            Ceiling::Fp32Fma | Ceiling::TiledInner => 256,
-            Ceiling::CoopRegs2x2 | Ceiling::CoopRegs4x4 => 32,
-            Ceiling::CoopStaged => 128,
-        }
-    }
-
     /// Floating-point operations (a multiply-add is two) per workgroup and iteration.
     pub fn flops_per_iter(self) -> f64 {
         let tile = 2.0 * 16.0 * 16.0 * 16.0;
@@ -87,9 +78,13 @@ impl Ceiling {
     }
 
     /// Iterations up to which every sum of the output is exact in f32 (terms of at least 1/64,
-    /// products of multiples of 1/8, and at most 1/4: [`SALTS`]' pattern; fewer than 2^20 of
-    /// them per output element; integers below 2^24 for the FMA chains), and below llvmpipe's
-    /// 65535 iterations per loop (its shaders leave a loop there, whatever the bound says).
+    /// products of multiples of 1/8, and at most 1/4: [`SALTS`]' pattern; at most 2^20 of them
+    /// per output element, so every partial sum is a multiple of 1/64 below 2^18; integers
+    /// below 2^24 for the FMA chains), and below llvmpipe's 65535 iterations per loop (its
+    /// shaders leave a loop there, whatever the bound says). A tensor core that rounds its
+    /// sums more coarsely than IEEE f32 (aligning every term to the largest exponent) keeps a
+    /// few bits of margin at these magnitudes; a `WRONG` coop ceiling is worth reading with
+    /// that in mind before the indexing is suspected.
     pub fn max_iters(self) -> u32 {
         match self {
             // 16 accumulators x 8 depths per slice summed into each output.

@@ -15,19 +15,20 @@ use crate::backend::gpu::GpuBackend;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::table::Table;
 
-/// Workgroups and iterations of each ceiling: on a GPU, enough workgroups to fill any device
-/// (several per SM of an H200) and about 1 to 5 TFLOP per dispatch; on a software adapter, a
-/// few milliseconds.
+/// Workgroups and iterations of each ceiling: on a GPU, about 1 to 5 TFLOP per dispatch on
+/// workgroup counts that are multiples of the H200's 132 SMs (whole waves where the occupancy
+/// divides them: a partial last wave would understate a ceiling by up to 1 / waves), the
+/// tensor-core outputs within a 128 MiB binding; on a software adapter, a few milliseconds.
 pub fn sizing(ceiling: Ceiling, software: bool) -> (usize, u32) {
     if software {
         return (2, 64);
     }
     match ceiling {
-        Ceiling::Fp32Fma => (4096, 16384),
-        Ceiling::TiledInner => (2048, 2048),
-        Ceiling::CoopRegs2x2 => (8192, 8192),
-        Ceiling::CoopRegs4x4 => (8192, 4096),
-        Ceiling::CoopStaged => (1024, 2048),
+        Ceiling::Fp32Fma => (132 * 32, 16384),
+        Ceiling::TiledInner => (132 * 16, 2048),
+        Ceiling::CoopRegs2x2 => (132 * 62, 8192),
+        Ceiling::CoopRegs4x4 => (132 * 62, 4096),
+        Ceiling::CoopStaged => (132 * 8, 2048),
     }
 }
 
@@ -105,21 +106,29 @@ pub fn table(rows: &[CeilingRow]) -> Table {
     t
 }
 
-/// The ceiling a product of `f16` (else f32) operands is held against, with its TFLOP/s: the
-/// tiled kernels' inner loop for f32, the staged tensor-core loop for f16 where it ran, else
-/// the fp32 FMA chains (the packed f16 kernels multiply in f32).
-pub fn ceiling_for(rows: &[CeilingRow], f16: bool) -> Option<(&'static str, f64)> {
-    let of = |c: Ceiling| {
-        rows.iter().find(|r| r.ceiling == c).and_then(|r| r.tflops()).map(|t| (c.name(), t))
-    };
-    match f16 {
-        false => of(Ceiling::TiledInner),
-        true => of(Ceiling::CoopStaged).or_else(|| of(Ceiling::Fp32Fma)),
+/// The ceiling of the loop closest to a kernel candidate's (by its name, as `gemm` prints it):
+/// each tensor-core kernel's own loop; the fp32 FMA chains for the skinny and packed kernels
+/// (k walked in lanes, no tiles in workgroup memory); the base tiled loop (BK = 8) for the
+/// tiled kernel and the tile family (whose other tiles and depths change its barriers per FMA:
+/// they may pass it).
+pub fn ceiling_of(candidate: &str) -> Ceiling {
+    match candidate {
+        "f16_coop" => Ceiling::CoopRegs2x2,
+        "f16_coop64" => Ceiling::CoopRegs4x4,
+        "f16_coop_staged" => Ceiling::CoopStaged,
+        "skinny" | "f16_skinny" | "f16_packed" => Ceiling::Fp32Fma,
+        _ => Ceiling::TiledInner,
     }
 }
 
+/// [`ceiling_of`] `candidate` with its TFLOP/s, where it ran and was exact.
+pub fn ceiling_for(rows: &[CeilingRow], candidate: &str) -> Option<(&'static str, f64)> {
+    let c = ceiling_of(candidate);
+    rows.iter().find(|r| r.ceiling == c).and_then(|r| r.tflops()).map(|t| (c.name(), t))
+}
+
 /// Columns of `ceilings.csv`.
-pub const CSV_HEADER: [&str; 9] = [
+pub const CSV_HEADER: [&str; 10] = [
     "ceiling",
     "workgroups",
     "iterations",
@@ -128,6 +137,7 @@ pub const CSV_HEADER: [&str; 9] = [
     "peak_tflops",
     "pct_of_peak",
     "exact",
+    "timing",
     "note",
 ];
 
@@ -150,6 +160,7 @@ pub fn write(dir: &Path, rows: &[CeilingRow]) -> anyhow::Result<serde_json::Valu
             r.peak_tflops.map_or(Cell::Empty, Cell::Num),
             pct.map_or(Cell::Empty, Cell::Num),
             run.map_or(Cell::Empty, |x| Cell::from(x.exact as u32)),
+            run.map_or(Cell::Empty, |x| Cell::Text(x.method.into())),
             Cell::Text(note.clone()),
         ]);
         json.push(serde_json::json!({
@@ -160,6 +171,7 @@ pub fn write(dir: &Path, rows: &[CeilingRow]) -> anyhow::Result<serde_json::Valu
             "ms": run.map(|x| x.ms),
             "tflops": r.tflops(),
             "peak_tflops": r.peak_tflops,
+            "pct_of_peak": pct,
             "exact": run.map(|x| x.exact),
             "timing": run.map(|x| x.method),
             "note": (!note.is_empty()).then_some(note),
@@ -174,6 +186,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_kernel_is_held_against_its_loop() {
+        let pairs = [
+            ("f16_coop", "coop_regs_2x2"),
+            ("f16_coop64", "coop_regs_4x4"),
+            ("f16_coop_staged", "coop_staged"),
+            ("f16_packed", "fp32_fma"),
+            ("skinny", "fp32_fma"),
+            ("tiled", "tiled_inner"),
+            ("t128x64k16", "tiled_inner"),
+        ];
+        for (kernel, ceiling) in pairs {
+            assert_eq!(ceiling_of(kernel).name(), ceiling, "{kernel}");
+        }
+    }
+
+    #[test]
     fn every_sizing_stays_in_the_exact_range() {
         for c in Ceiling::ALL {
             for software in [false, true] {
@@ -186,6 +214,7 @@ mod tests {
             // A GPU dispatch is at least a TFLOP: milliseconds even at an H200's tensor peak.
             let (w, i) = sizing(c, false);
             assert!(c.flops_per_iter() * w as f64 * f64::from(i) >= 1e12, "{c:?}");
+            assert!(w % 132 == 0 && 4 * c.out_len(w) <= 128 << 20, "{c:?}");
         }
     }
 }

@@ -176,13 +176,14 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
             print!("{}", ceilings::table(&rows).render());
             for r in &done {
                 let fastest = r.fastest().map(|(c, ms)| (c, r.tflops(ms)));
-                if let (Some((c, t)), Some((name, ceil))) =
-                    (fastest, ceilings::ceiling_for(&rows, r.f16))
-                {
+                if let (Some((c, t)), Some((name, ceil))) = (
+                    fastest.as_ref(),
+                    fastest.as_ref().and_then(|(c, _)| ceilings::ceiling_for(&rows, c)),
+                ) {
                     let g = &r.gemm;
                     let what =
                         format!("{} {} {}x{}x{}", precision_name(r.f16), r.layout.name(), g.m, g.n, g.k);
-                    println!("{what}: {c} at {:.0} % of the {name} ceiling", 100.0 * t / ceil);
+                    println!("{what}: {c} at {:.0} % of the {name} ceiling", 100.0 * *t / ceil);
                 }
             }
             rows

@@ -1,5 +1,5 @@
 //! [`AutoRule`]: how [`MatmulVariant::Auto`] picks a product's launch on one backend when the
-//! autotuner has no choice for its shape. A pure function of the shape and three constants, so
+//! autotuner has no choice for its shape. A pure function of the shape and five constants, so
 //! a run is deterministic; the constants are the backend's (`GpuBackend::set_auto_rule`, or
 //! `BATCHSCOPE_SKINNY_MAX_M`, `BATCHSCOPE_SKINNY_MAX_N`, `BATCHSCOPE_SKINNY_MAX_K`,
 //! `BATCHSCOPE_SKINNY_TA_MAX_M` and `BATCHSCOPE_SMALL_GRID_TILE` for A/B timing on a device).
@@ -64,7 +64,8 @@ impl Default for AutoRule {
 
 impl AutoRule {
     /// The default, with what the environment says: `BATCHSCOPE_SKINNY_MAX_M=<rows>`,
-    /// `BATCHSCOPE_SKINNY_MAX_N=<columns>` and `BATCHSCOPE_SMALL_GRID_TILE=<t{bm}x{bn}k{bk}>|off`
+    /// `BATCHSCOPE_SKINNY_MAX_N=<columns>`, `BATCHSCOPE_SKINNY_MAX_K=<depth>`,
+    /// `BATCHSCOPE_SKINNY_TA_MAX_M=<rows>` and `BATCHSCOPE_SMALL_GRID_TILE=<t{bm}x{bn}k{bk}>|off`
     /// (anything else warns and is ignored).
     pub fn from_env() -> Self {
         let mut rule = AutoRule::default();
@@ -186,13 +187,22 @@ mod tests {
         let on = AutoRule { skinny_max_k: 16, skinny_ta_max_m: 16, ..off };
         // dZ·W of the output layer: k = 10 classes, any batch.
         let dgrad = Gemm::nn(4096, 1024, 10);
-        assert_eq!((off.variant(&dgrad), on.variant(&dgrad)), (MatmulVariant::Tiled, MatmulVariant::Skinny));
+        assert_eq!(
+            (off.variant(&dgrad), on.variant(&dgrad)),
+            (MatmulVariant::Tiled, MatmulVariant::Skinny)
+        );
         assert_eq!(on.variant(&Gemm::nn(4096, 1024, 17)), MatmulVariant::Tiled);
         // dZᵀ·X of the output layer: m = 10 classes, k = the batch; not a hidden layer's.
         let wgrad = Gemm::nn(10, 1024, 4096).trans(true, false);
-        assert_eq!((off.variant(&wgrad), on.variant(&wgrad)), (MatmulVariant::Tiled, MatmulVariant::Skinny));
+        assert_eq!(
+            (off.variant(&wgrad), on.variant(&wgrad)),
+            (MatmulVariant::Tiled, MatmulVariant::Skinny)
+        );
         assert_eq!(on.variant(&Gemm::nn(1024, 784, 4096).trans(true, false)), MatmulVariant::Tiled);
-        assert_eq!(on.variant(&Gemm::nn(10, 1024, SKINNY_MAX_K + 1).trans(true, false)), MatmulVariant::Tiled);
+        assert_eq!(
+            on.variant(&Gemm::nn(10, 1024, SKINNY_MAX_K + 1).trans(true, false)),
+            MatmulVariant::Tiled
+        );
         // A shallow transposed-A product is a weight gradient of a tiny batch: the m rule only.
         assert_eq!(on.variant(&Gemm::nn(1024, 784, 8).trans(true, false)), MatmulVariant::Tiled);
     }

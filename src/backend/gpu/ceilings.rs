@@ -167,6 +167,12 @@ pub fn measure(dev: &GpuDevice, ceiling: Ceiling, workgroups: usize, iters: u32)
     check(dev, ceiling, workgroups, iters)?;
     let ops = operands(dev, ceiling, workgroups)?;
     let (ms, method) = time_recorded(dev, &|| record(dev, ceiling, &ops, workgroups, iters))?;
+    if !(ms.is_finite() && ms > 0.0) {
+        return Err(BackendError::Invalid {
+            op: "ceiling",
+            message: format!("{}: the clock measured {ms} ms", ceiling.name()),
+        });
+    }
     let got = output(dev, ceiling, &ops, workgroups, iters)?;
     let (a, b) = &ops.host;
     let want = cpu_twin(ceiling, workgroups, iters, a, b);
