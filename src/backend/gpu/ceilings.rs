@@ -76,7 +76,7 @@ struct Operands {
 }
 
 fn operands(dev: &GpuDevice, ceiling: Ceiling, workgroups: usize) -> Result<Operands> {
-    // At least one word: a ceiling that reads nothing still binds nothing, but keep RawBufs real.
+    // The FMA chains read no operands: two elements stand in (no buffer is empty).
     let len = ceiling.operand_len().max(2);
     let half = ceiling.is_coop();
     Ok(Operands {

@@ -40,6 +40,11 @@ pub mod update;
 pub mod wgrad_update;
 pub mod xent;
 
+use crate::backend::half::HalfBuf;
+use crate::backend::{
+    check_len, Activation, Backend, BackendError, BackendKind, Dgrad, Epilogue, Gemm, GenSpec,
+    GlobalNorm, LayerStep, MomentumStep, ParamUpdate, Result, StepSums, UpdateRule, XentOutputs,
+};
 pub use autotune::AutotuneMode;
 pub use context::{list_adapters, AdapterSummary, GpuContext};
 pub use device::{GpuDevice, RawBuf};
@@ -47,16 +52,11 @@ pub use dispatch_timing::{DeviceCounters, DispatchTime};
 pub use matmul::MatmulVariant;
 use std::cell::{Cell, RefCell};
 
-use crate::backend::half::HalfBuf;
-use crate::backend::{
-    check_len, Activation, Backend, BackendError, BackendKind, Dgrad, Epilogue, Gemm, GenSpec,
-    GlobalNorm, LayerStep, MomentumStep, ParamUpdate, Result, StepSums, UpdateRule, XentOutputs,
-};
-
 /// A GPU buffer of `f32`.
 #[derive(Clone, Debug)]
 pub struct GpuBuf(pub RawBuf);
-#[derive(Clone, Debug)] // A GPU buffer of `u32`.
+/// A GPU buffer of `u32`.
+#[derive(Clone, Debug)]
 pub struct GpuIdxBuf(pub RawBuf);
 
 pub struct GpuBackend {
