@@ -13,10 +13,11 @@
 #      tensor-core loops (from registers and from workgroup memory) reach with no memory
 #      traffic, each product held against its loop's ceiling;
 #   2. mixed precision: the tensor-core parity tests of the three cooperative kernels, plain and
-#      with the fused epilogues (ignored on lavapipe), and a sweep of both precisions in one
+#      with the fused epilogues (ignored on lavapipe), and of the staged kernel with both
+#      staging stores at 16x16 (tests/coop_staged.rs), and a sweep of both precisions in one
 #      table (PyTorch AMP is in the peers stage's mlp_torch_amp rows), by the default rule and
 #      with gpu.autotune = "on" (each product's fastest kernel, the f16 ones among packed,
-#      coop 32x32, coop 64x64 and coop staged);
+#      coop 32x32, coop 64x64 and coop staged with f16 or vec4<f16> staging stores);
 #   3. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
 #      at 1024, 2048 and 4096 (every dispatch named and timed: which one doubles);
 #   4. `tune` of the default model's step shapes (cache in results), then the same sweep and
@@ -54,7 +55,7 @@ cat > "$extra" <<'EXTRA'
 t gemm_peers; timeout 60 python3 $D/peer_gemm.py --sizes 4096,8192 > $R/peers_gemm.csv 2> $R/peers_gemm.err; cat $R/peers_gemm.csv; tail -3 $R/peers_gemm.err
 t gemm; timeout 100 $B gemm --sizes 4096,8192 --layouts nn,nt,tn --precision f32,f16 --peers $R/peers_gemm.csv --out $R/gemm 2>&1 | tail -24
 t ceilings; timeout 45 $B gemm --sizes 8192 --layouts nn --precision f32,f16 --ceilings --out $R/gemm_ceilings 2>&1 | tail -16
-t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20; timeout 40 /tmp/tests/f16_epilogue --ignored --nocapture 2>&1 | tail -12)
+t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20; timeout 40 /tmp/tests/f16_epilogue --ignored --nocapture 2>&1 | tail -12; timeout 30 /tmp/tests/coop_staged --ignored --nocapture 2>&1 | tail -6)
 t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision 2>&1 | tail -40
 t precision_sweep_tuned; timeout 90 env BATCHSCOPE_AUTOTUNE_CACHE=$R/autotune_precision.json $B sweep --precision f32,f16 --set 'gpu.autotune="on"' --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision_tuned 2>&1 | tail -40
 t wide_sweep; timeout 45 $B sweep --set 'model.hidden=[4096, 4096]' --min-batch 256 --max-batch 16384 --set data.n_train=16384 --out $R/sweep_wide 2>&1 | tail -16

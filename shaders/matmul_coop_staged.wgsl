@@ -3,29 +3,45 @@ enable wgpu_cooperative_matrix;
 
 // matmul_coop_staged.wgsl: C[m,n] = op(A)[m,k] * op(B)[k,n] on cooperative matrices (tensor
 // cores), with the operands staged through workgroup memory: matmul_coop.wgsl's arithmetic
-// (16x16 f16 tiles, f32 accumulators, f32 C, the same fused epilogue) for large products.
+// (f16 tiles, f32 accumulators, f32 C, the same fused epilogue) for large products.
 //
-// A workgroup is 4 subgroups of 32 invocations (the host requires subgroup size 32) and owns a
-// 128x128 block of C; subgroup s owns the 64x64 quarter at rows 64 (s / 2), columns 64 (s % 2):
-// 4x4 tiles, 16 accumulators. Per step of 32 along k the workgroup copies the A slice
-// (128 x 32) and the B slice (32 x 128) from storage into workgroup memory, one 16-byte load
-// of 8 halves (the stored bits, no conversion) per invocation and load, 4 of A
-// and 4 of B (as two vec4<f16>), coalesced along the stored rows; each subgroup then takes its 4 A and 4 B tiles
+// One module per configuration of the family (src/backend/gpu/staged.rs), which the host
+// prepends, after the prelude, as:
+//   TileA, TileB, Acc   aliases of coop_matTxT<f16, A>, <f16, B>, <f32, C>
+//   T                   the tile side (16 on GPUs; 8 where only 8x8 exists: Mesa's lavapipe)
+//   NI                  invocations of a workgroup: 4 subgroups of the adapter's one size
+//   BS = 8 T, SK = 2 T  side of a workgroup's block of C, depth of one staged slice
+//   ROW_SK, ROW_BS      halves per staged row: SK + 8 and BS + 8 (padding of 16 bytes)
+//   SLICE               halves of one staged slice (the larger of its two layouts)
+//   SW, Staged          halves per element of workgroup memory, and its type: 1 and f16
+//                       (`halves`), or 4 and vec4<f16> (`vec4`: 2 stores per load, not 8)
+//   sa, sb              the staged slices, 2 SLICE halves each, and put(), which stores one
+//                       load of 8 halves into them
+// At T = 16 with subgroups of 32 (the H200) a workgroup is 128 invocations and owns a 128x128
+// block of C; subgroup s owns the 64x64 quarter at rows 64 (s / 2), columns 64 (s % 2): 4x4
+// tiles, 16 accumulators. Per step of 32 along k the workgroup copies the A slice (128 x 32)
+// and the B slice (32 x 128) from storage into workgroup memory, one 16-byte load of 8 halves
+// (the stored bits, no conversion) per invocation and load, 4 of A and 4 of B (as two
+// vec4<f16>), coalesced along the stored rows; each subgroup then takes its 4 A and 4 B tiles
 // per 16 of k from workgroup memory. Each element of A is read from storage once per 128
 // columns of C (B: per 128 rows) instead of once per 64 (matmul_coop64) or 32 (the 32x32
-// kernels): 2x and 4x fewer storage reads, all of them 16-byte coalesced loads.
+// kernels): 2x and 4x fewer storage reads, all of them 16-byte coalesced loads. At T = 8 with
+// subgroups of 8 (lavapipe) every length halves and a workgroup is 32 invocations: still 4
+// loads of each operand per invocation and slice (the host checks BS SK / 8 = 4 NI).
 //
 // Workgroup memory holds the halves in rows padded by 8 halves (16 bytes: 40 halves for a
 // 32-deep row, 136 for a 128-wide one), so the 8 rows of a tile load's phase start in
-// different banks. (The tile loads must read an f16 array: naga types a cooperative load by
-// its pointer's scalar, so the halves cannot be staged as u32 pairs.)
-// Slices are double-buffered (40 KiB): the next slice's loads are issued into registers
-// before the current slice's multiply-adds and stored after them, with one barrier per slice.
+// different banks. A tile load reads f16 (`halves`) or vec4<f16> (`vec4`) elements, its
+// stride counted in elements: naga types a cooperative load by its pointer's scalar, so the
+// halves cannot be staged as u32 pairs, but a vector of f16 is allowed.
+// Slices are double-buffered (40 KiB at T = 16): the next slice's loads are issued into
+// registers before the current slice's multiply-adds and stored after them, with one barrier
+// per slice.
 //
-// Preconditions (the host checks, src/backend/gpu/matmul_coop.rs): m, n, k multiples of 16
+// Preconditions (the host checks, src/backend/gpu/matmul_coop.rs): m, n, k multiples of T
 // (so every 16-byte load of 8 halves lies wholly inside or outside its matrix), alpha = 1,
-// beta = 0, subgroups of exactly 32. A and B are the packed halves of matmul_f16.wgsl read as
-// vec4<f16>. Out-of-range rows, columns and depths are staged as zeros.
+// beta = 0, subgroups of exactly NI / 4. A and B are the packed halves of matmul_f16.wgsl read
+// as vec4<f16>. Out-of-range rows, columns and depths are staged as zeros.
 // Cooperative operations need uniform control flow, so there are no branches but on P: a
 // subgroup's tiles past m (or n) clamp onto the last tile, which is then computed and stored
 // again with the same values (as in matmul_coop.wgsl); the staged block always holds it.
@@ -38,21 +54,6 @@ enable wgpu_cooperative_matrix;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 // Bindings 4 (e_in), 5 (e_out), 6 (h_out), 7 (the loss scaler's state), f16_bits and the fused
 // epilogue: shaders/include/epilogue_f16.wgsl.
-
-// Side of a workgroup's block of C, and the depth of one staged slice.
-const BS: u32 = 128u;
-const SK: u32 = 32u;
-// Halves per staged row: 32 + 8 of padding, or 128 + 8.
-const ROW_SK: u32 = 40u;
-const ROW_BS: u32 = 136u;
-// Halves of one staged slice (the larger layout: 128 rows of ROW_SK > 32 rows of ROW_BS).
-const SLICE: u32 = 5120u;
-
-// The staged slices, two buffers each ([buffer][...]): op(A) as stored, 128 rows x 32 depths
-// (A not transposed: [row][depth]) or 32 x 128 (A transposed: [depth][row]); op(B) as 32 x 128
-// ([depth][col]) or 128 x 32 (B transposed: [col][depth]).
-var<workgroup> sa: array<f16, 10240>;
-var<workgroup> sb: array<f16, 10240>;
 
 // The 4 loads of one operand's slice an invocation makes (kept in registers across a slice's
 // multiply-adds).
@@ -68,11 +69,11 @@ struct Loads {
     v3: Load,
 }
 
-// Where load q of invocation t lands in a slice stored with rows of `width` halves (32 or
-// 128: 4 or 16 loads per row): (row, first half) in the slice.
+// Where load q of invocation t lands in a slice stored with rows of `width` halves (SK or
+// BS: 4 or 16 loads per row at T = 16): (row, first half) in the slice.
 fn slot(t: u32, q: u32, width: u32) -> vec2<u32> {
     let per_row = width / 8u;
-    let l = t + 128u * q;
+    let l = t + NI * q;
     return vec2<u32>(l / per_row, (l % per_row) * 8u);
 }
 
@@ -99,39 +100,25 @@ fn load4(which: u32, t: u32, row0: u32, rows: u32, col0: u32, cols: u32, stride:
     );
 }
 
-// The A slice at block rows i0.., depths p..p + 32.
+// The A slice at block rows i0.., depths p..p + SK.
 fn load_a(t: u32, i0: u32, p: u32) -> Loads {
     if (P.trans_a == 0u) {
-        return load4(0u, t, i0, P.m, p, P.k, P.k, SK); // A [m, k]: rows of the block, 32 depths each
+        return load4(0u, t, i0, P.m, p, P.k, P.k, SK); // A [m, k]: rows of the block, SK depths each
     }
-    return load4(0u, t, p, P.k, i0, P.m, P.m, BS); // A [k, m]: 32 depths, 128 rows each
+    return load4(0u, t, p, P.k, i0, P.m, P.m, BS); // A [k, m]: SK depths, BS rows each
 }
 
-// The B slice at depths p..p + 32, block columns j0...
+// The B slice at depths p..p + SK, block columns j0...
 fn load_b(t: u32, j0: u32, p: u32) -> Loads {
     if (P.trans_b == 0u) {
-        return load4(1u, t, p, P.k, j0, P.n, P.n, BS); // B [k, n]: 32 depths, 128 columns each
+        return load4(1u, t, p, P.k, j0, P.n, P.n, BS); // B [k, n]: SK depths, BS columns each
     }
-    return load4(1u, t, j0, P.n, p, P.k, P.k, SK); // B [n, k]: block columns, 32 depths each
+    return load4(1u, t, j0, P.n, p, P.k, P.k, SK); // B [n, k]: block columns, SK depths each
 }
 
 // Halves per staged row of an operand stored with rows of `width` halves.
 fn row_len(width: u32) -> u32 {
     return select(ROW_BS, ROW_SK, width == SK);
-}
-
-// The 8 halves of one load at half o of a staged slice: the stored bits (no conversion that
-// could flush a subnormal or change a NaN's payload).
-fn put(which: u32, o: u32, v: Load) {
-    for (var e = 0u; e < 4u; e = e + 1u) {
-        if (which == 0u) {
-            sa[o + e] = v.lo[e];
-            sa[o + 4u + e] = v.hi[e];
-        } else {
-            sb[o + e] = v.lo[e];
-            sb[o + 4u + e] = v.hi[e];
-        }
-    }
 }
 
 // Store an invocation's loads of one operand into buffer `buf` of its staged slice.
@@ -156,31 +143,33 @@ fn stage_b(buf: u32, t: u32, v: Loads) {
     stage(1u, buf, t, select(SK, BS, P.trans_b == 0u), v);
 }
 
-// The A tile at block row r, slice depth d (multiples of 16), from buffer `buf`.
-fn tile_a(buf: u32, r: u32, d: u32) -> coop_mat16x16<f16, A> {
+// The A tile at block row r, slice depth d (multiples of T), from buffer `buf`. Offsets and
+// strides are in halves, multiples of 8, and divided by SW for the element type.
+fn tile_a(buf: u32, r: u32, d: u32) -> TileA {
     let base = buf * SLICE;
     if (P.trans_a == 0u) {
-        return coopLoadT<coop_mat16x16<f16, A>>(&sa[base + r * ROW_SK + d], ROW_SK);
+        return coopLoadT<TileA>(&sa[(base + r * ROW_SK + d) / SW], ROW_SK / SW);
     }
-    return coopLoad<coop_mat16x16<f16, A>>(&sa[base + d * ROW_BS + r], ROW_BS);
+    return coopLoad<TileA>(&sa[(base + d * ROW_BS + r) / SW], ROW_BS / SW);
 }
 
 // The B tile at slice depth d, block column q, from buffer `buf`.
-fn tile_b(buf: u32, d: u32, q: u32) -> coop_mat16x16<f16, B> {
+fn tile_b(buf: u32, d: u32, q: u32) -> TileB {
     let base = buf * SLICE;
     if (P.trans_b == 0u) {
-        return coopLoadT<coop_mat16x16<f16, B>>(&sb[base + d * ROW_BS + q], ROW_BS);
+        return coopLoadT<TileB>(&sb[(base + d * ROW_BS + q) / SW], ROW_BS / SW);
     }
-    return coopLoad<coop_mat16x16<f16, B>>(&sb[base + q * ROW_SK + d], ROW_SK);
+    return coopLoad<TileB>(&sb[(base + q * ROW_SK + d) / SW], ROW_SK / SW);
 }
 
-// Block-relative origin of tile row (column) u of the quarter at `quarter` (0 or 64), clamped
-// so that the tile lies inside C: `start` is the block's first row (column) in C, `size` m (n).
+// Block-relative origin of tile row (column) u of the quarter at `quarter` (0 or BS / 2),
+// clamped so that the tile lies inside C: `start` is the block's first row (column) in C,
+// `size` m (n).
 fn origin(start: u32, quarter: u32, u: u32, size: u32) -> u32 {
-    return min(start + quarter + 16u * u, size - 16u) - start;
+    return min(start + quarter + T * u, size - T) - start;
 }
 
-fn store(acc: coop_mat16x16<f32, C>, i: u32, j: u32) {
+fn store(acc: Acc, i: u32, j: u32) {
     // Operands through `let`: naga 30 emits a cooperative store's argument expressions after
     // the statement otherwise (see matmul_coop.wgsl).
     let stride = P.n;
@@ -189,25 +178,26 @@ fn store(acc: coop_mat16x16<f32, C>, i: u32, j: u32) {
 }
 
 // After every subgroup stored its tiles: C = epilogue2(C) over the block's elements in C, rows
-// [i0, min(i0 + 128, m)) by columns [j0, min(j0 + 128, n)), each once. Invocation t walks the
-// column pair j0 + 2 (t % 64), + 1 (n is a multiple of 16: both in C or neither, the first
-// element even, one word of H), rows t / 64, t / 64 + 2, ... The barriers are in uniform
-// control flow (P is uniform).
+// [i0, min(i0 + BS, m)) by columns [j0, min(j0 + BS, n)), each once. Invocation t walks the
+// column pair j0 + 2 (t % (BS / 2)), + 1 (n is a multiple of T: both in C or neither, the
+// first element even, one word of H), rows t / (BS / 2), then every NI / (BS / 2) (2 at
+// T = 16, 1 at T = 8). The barriers are in uniform control flow (P is uniform).
 fn finish(i0: u32, j0: u32, t: u32) {
     if (P.epi == 0u && P.half_out == 0u && P.unscale == 0u) {
         return;
     }
-    bias_grad_block(i0, BS, j0, t, 128u);
+    bias_grad_block(i0, BS, j0, t, NI);
     if (P.epi == 4u && P.half_out == 0u && P.unscale == 0u) {
         return;
     }
     storageBarrier();
     let rows = min(BS, P.m - i0);
-    let q = 2u * (t % 64u);
+    let pairs = BS / 2u;
+    let q = 2u * (t % pairs);
     if (q < min(BS, P.n - j0)) {
         let j = j0 + q;
         let inv = scale_inv();
-        for (var r = t / 64u; r < rows; r = r + 2u) {
+        for (var r = t / pairs; r < rows; r = r + NI / pairs) {
             let idx = (i0 + r) * P.n + j;
             let out = epilogue2(idx, j, vec2<f32>(c[idx], c[idx + 1u]), inv);
             c[idx] = out.x;
@@ -216,7 +206,7 @@ fn finish(i0: u32, j0: u32, t: u32) {
     }
 }
 
-@compute @workgroup_size(128, 1, 1)
+@compute @workgroup_size(NI, 1, 1)
 fn matmul_coop_staged(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
@@ -225,8 +215,8 @@ fn matmul_coop_staged(
     let i0 = wid.y * BS;
     let j0 = wid.x * BS;
     // This subgroup's tile origins in the block (rows r*, columns q*).
-    let qr = 64u * (s / 2u);
-    let qc = 64u * (s % 2u);
+    let qr = (BS / 2u) * (s / 2u);
+    let qc = (BS / 2u) * (s % 2u);
     let r0 = origin(i0, qr, 0u, P.m);
     let r1 = origin(i0, qr, 1u, P.m);
     let r2 = origin(i0, qr, 2u, P.m);
@@ -235,22 +225,22 @@ fn matmul_coop_staged(
     let q1 = origin(j0, qc, 1u, P.n);
     let q2 = origin(j0, qc, 2u, P.n);
     let q3 = origin(j0, qc, 3u, P.n);
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c02 = coop_mat16x16<f32, C>();
-    var c03 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    var c12 = coop_mat16x16<f32, C>();
-    var c13 = coop_mat16x16<f32, C>();
-    var c20 = coop_mat16x16<f32, C>();
-    var c21 = coop_mat16x16<f32, C>();
-    var c22 = coop_mat16x16<f32, C>();
-    var c23 = coop_mat16x16<f32, C>();
-    var c30 = coop_mat16x16<f32, C>();
-    var c31 = coop_mat16x16<f32, C>();
-    var c32 = coop_mat16x16<f32, C>();
-    var c33 = coop_mat16x16<f32, C>();
+    var c00 = Acc();
+    var c01 = Acc();
+    var c02 = Acc();
+    var c03 = Acc();
+    var c10 = Acc();
+    var c11 = Acc();
+    var c12 = Acc();
+    var c13 = Acc();
+    var c20 = Acc();
+    var c21 = Acc();
+    var c22 = Acc();
+    var c23 = Acc();
+    var c30 = Acc();
+    var c31 = Acc();
+    var c32 = Acc();
+    var c33 = Acc();
     // Slice 0 into buffer 0; then per slice: issue the next slice's loads, multiply the
     // current buffer, store the loads into the other buffer, one barrier.
     stage_a(0u, t, load_a(t, i0, 0u));
@@ -268,10 +258,10 @@ fn matmul_coop_staged(
             na = load_a(t, i0, p + SK);
             nb = load_b(t, j0, p + SK);
         }
-        // The last slice of a k that is an odd multiple of 16 holds one tile of depth: no
+        // The last slice of a k that is an odd multiple of T holds one tile of depth: no
         // multiply-add of its zero half (the bound is uniform).
         let depth = min(SK, P.k - p);
-        for (var d = 0u; d < depth; d = d + 16u) {
+        for (var d = 0u; d < depth; d = d + T) {
             let a0 = tile_a(cur, r0, d);
             let a1 = tile_a(cur, r1, d);
             let a2 = tile_a(cur, r2, d);
@@ -324,64 +314,62 @@ fn matmul_coop_staged(
 
 // ---- ceiling: the staged kernel's multiply-adds from workgroup memory ------------------------
 // The loop above without storage traffic (`batchscope gemm --ceilings`,
-// src/backend/gpu/ceilings.rs; CPU twin src/backend/cpu/ceilings.rs): both staged buffers of
-// sa and sb are filled once with the halves a[0..10240) and b[0..10240) as stored (P.m = P.n =
-// 128, untransposed: the slice layouts [row][depth] and [depth][col]); then P.len slices each
-// take every subgroup's 8 tile loads per 16 of depth from buffer sl & 1 and its 16 multiply-adds,
-// with the kernel's one barrier per slice. Subgroup w of workgroup g stores its accumulators
-// row-major at c[((g * 4 + w) * 16 + tile) * 256]. Against `coop_ceiling16` (the same
-// multiply-adds from registers) it prices the tile loads from workgroup memory.
+// src/backend/gpu/ceilings.rs; CPU twin src/backend/cpu/ceilings.rs; run at T = 16): both
+// staged buffers of sa and sb are filled once with the halves a[0..2 SLICE) and b[0..2 SLICE)
+// as stored (P.m = P.n = BS, untransposed: the slice layouts [row][depth] and [depth][col]);
+// then P.len slices each take every subgroup's 8 tile loads per T of depth from buffer sl & 1
+// and its 16 multiply-adds, with the kernel's one barrier per slice. Subgroup w of workgroup g
+// stores its accumulators row-major at c[((g * 4 + w) * 16 + tile) * T * T]. Against
+// `coop_ceiling16` (the same multiply-adds from registers) it prices the tile loads from
+// workgroup memory.
 
-fn store_ceiling(acc: coop_mat16x16<f32, C>, w: u32, tile: u32) {
-    let stride = 16u;
-    let dst = &c[(w * 16u + tile) * 256u];
+fn store_ceiling(acc: Acc, w: u32, tile: u32) {
+    let stride = T;
+    let dst = &c[(w * 16u + tile) * T * T];
     coopStoreT(acc, dst, stride);
 }
 
-@compute @workgroup_size(128, 1, 1)
+@compute @workgroup_size(NI, 1, 1)
 fn coop_staged_ceiling(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
     @builtin(subgroup_id) s: u32,
 ) {
-    for (var v = t; v < 2560u; v = v + 128u) {
-        let x = a[v];
-        let y = b[v];
-        for (var e = 0u; e < 4u; e = e + 1u) {
-            sa[4u * v + e] = x[e];
-            sb[4u * v + e] = y[e];
-        }
+    // Load v: the 8 halves from half 8 v, into both buffers.
+    for (var v = t; v < SLICE / 4u; v = v + NI) {
+        put(0u, 8u * v, Load(a[2u * v], a[2u * v + 1u]));
+        put(1u, 8u * v, Load(b[2u * v], b[2u * v + 1u]));
     }
     workgroupBarrier();
-    let qr = 64u * (s / 2u);
-    let qc = 64u * (s % 2u);
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c02 = coop_mat16x16<f32, C>();
-    var c03 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    var c12 = coop_mat16x16<f32, C>();
-    var c13 = coop_mat16x16<f32, C>();
-    var c20 = coop_mat16x16<f32, C>();
-    var c21 = coop_mat16x16<f32, C>();
-    var c22 = coop_mat16x16<f32, C>();
-    var c23 = coop_mat16x16<f32, C>();
-    var c30 = coop_mat16x16<f32, C>();
-    var c31 = coop_mat16x16<f32, C>();
-    var c32 = coop_mat16x16<f32, C>();
-    var c33 = coop_mat16x16<f32, C>();
+    let qr = (BS / 2u) * (s / 2u);
+    let qc = (BS / 2u) * (s % 2u);
+    var c00 = Acc();
+    var c01 = Acc();
+    var c02 = Acc();
+    var c03 = Acc();
+    var c10 = Acc();
+    var c11 = Acc();
+    var c12 = Acc();
+    var c13 = Acc();
+    var c20 = Acc();
+    var c21 = Acc();
+    var c22 = Acc();
+    var c23 = Acc();
+    var c30 = Acc();
+    var c31 = Acc();
+    var c32 = Acc();
+    var c33 = Acc();
     for (var sl = 0u; sl < P.len; sl = sl + 1u) {
         let cur = sl & 1u;
-        for (var d = 0u; d < SK; d = d + 16u) {
+        for (var d = 0u; d < SK; d = d + T) {
             let a0 = tile_a(cur, qr, d);
-            let a1 = tile_a(cur, qr + 16u, d);
-            let a2 = tile_a(cur, qr + 32u, d);
-            let a3 = tile_a(cur, qr + 48u, d);
+            let a1 = tile_a(cur, qr + T, d);
+            let a2 = tile_a(cur, qr + 2u * T, d);
+            let a3 = tile_a(cur, qr + 3u * T, d);
             let b0 = tile_b(cur, d, qc);
-            let b1 = tile_b(cur, d, qc + 16u);
-            let b2 = tile_b(cur, d, qc + 32u);
-            let b3 = tile_b(cur, d, qc + 48u);
+            let b1 = tile_b(cur, d, qc + T);
+            let b2 = tile_b(cur, d, qc + 2u * T);
+            let b3 = tile_b(cur, d, qc + 3u * T);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c02 = coopMultiplyAdd(a0, b2, c02);

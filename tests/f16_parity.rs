@@ -484,8 +484,10 @@ fn cooperative_matrix_availability() {
             assert_eq!(matmul_f16::choose(&g.dev, &shape), want, "BATCHSCOPE_COOP=0 turns it off");
             // Tall and deep: the staged kernel where its workgroup fits the adapter, else 32x32.
             let tall = Gemm::nn(matmul_f16::STAGED_MIN_M, 64, matmul_f16::STAGED_MIN_K);
-            let staged_fits =
-                batchscope::backend::gpu::matmul_coop::CoopBlock::Staged128.fits(&g.dev.ctx.limits);
+            let staged_fits = batchscope::backend::gpu::matmul_coop::CoopBlock::Staged128(
+                batchscope::backend::gpu::staged::Staging::Halves,
+            )
+            .fits(&g.dev.ctx.limits);
             let want = match (matmul_f16::coop_enabled(), staged_fits) {
                 (false, _) => HalfKernel::Packed,
                 (true, true) => matmul_f16::coop_kernel_for(&tall),

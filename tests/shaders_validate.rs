@@ -22,9 +22,15 @@ fn every_kernel() -> impl Iterator<Item = &'static Kernel> {
 
 use common::spirv::module_of;
 
+/// The staged cooperative kernel's family beside `Shader::ALL`'s configuration: 16x16 and 8x8
+/// tiles, f16 and vec4<f16> staging.
+fn staged_family() -> impl Iterator<Item = Shader> {
+    batchscope::backend::gpu::staged::FAMILY.into_iter().map(Shader::MatmulCoopStaged)
+}
+
 #[test]
 fn every_shader_validates_with_naga() {
-    for shader in Shader::ALL {
+    for shader in Shader::ALL.into_iter().chain(staged_family()) {
         let (module, _) = module_of(shader);
         assert!(!module.entry_points.is_empty(), "shaders/{} has no entry point", shader.file_name());
         println!("naga ok: shaders/{} ({} entry points)", shader.file_name(), module.entry_points.len());
@@ -33,7 +39,11 @@ fn every_shader_validates_with_naga() {
 
 #[test]
 fn every_kernel_entry_point_exists_with_its_bindings() {
-    for k in every_kernel() {
+    let staged = batchscope::backend::gpu::staged::FAMILY
+        .into_iter()
+        .flat_map(|c| [c.kernel(), c.ceiling_kernel()])
+        .map(|k| k.expect("a configuration of the family"));
+    for k in every_kernel().copied().chain(staged) {
         let (module, info) = module_of(k.shader);
         let (idx, ep) = module
             .entry_points
@@ -144,7 +154,7 @@ fn every_entry_point_translates_to_valid_spirv() {
     let val = spirv_val();
     let mut checked = 0;
     let tiles = batchscope::backend::gpu::tile::TILES.map(Shader::MatmulTile);
-    for shader in Shader::ALL.into_iter().chain(tiles) {
+    for shader in Shader::ALL.into_iter().chain(tiles).chain(staged_family()) {
         let (module, info) = module_of(shader);
         for ep in &module.entry_points {
             let options = common::spirv::vulkan_options(
@@ -157,7 +167,7 @@ fn every_entry_point_translates_to_valid_spirv() {
             if let Some(val) = &val {
                 let words = with_device_scope_capability(words);
                 let path = std::env::temp_dir().join(format!(
-                    "batchscope-spv-{}-{}.spv",
+                    "batchscope-spv-{}-{}-{checked}.spv",
                     std::process::id(),
                     ep.name
                 ));

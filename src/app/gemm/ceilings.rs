@@ -115,7 +115,7 @@ pub fn ceiling_of(candidate: &str) -> Ceiling {
     match candidate {
         "f16_coop" => Ceiling::CoopRegs2x2,
         "f16_coop64" => Ceiling::CoopRegs4x4,
-        "f16_coop_staged" => Ceiling::CoopStaged,
+        "f16_coop_staged" | "f16_coop_staged_v4" => Ceiling::CoopStaged,
         "skinny" | "f16_skinny" | "f16_packed" => Ceiling::Fp32Fma,
         _ => Ceiling::TiledInner,
     }
@@ -191,6 +191,7 @@ mod tests {
             ("f16_coop", "coop_regs_2x2"),
             ("f16_coop64", "coop_regs_4x4"),
             ("f16_coop_staged", "coop_staged"),
+            ("f16_coop_staged_v4", "coop_staged"),
             ("f16_packed", "fp32_fma"),
             ("skinny", "fp32_fma"),
             ("tiled", "tiled_inner"),

@@ -16,6 +16,7 @@ use super::kernels::{
 };
 use super::matmul_coop::{self, CoopBlock};
 use super::matmul_f16::HalfParams;
+use super::staged::Staging;
 use crate::backend::ceiling::{Ceiling, SALTS};
 use crate::backend::cpu::ceilings::ceiling_output as cpu_twin;
 use crate::backend::{BackendError, Result};
@@ -61,7 +62,8 @@ pub fn unavailable(dev: &GpuDevice, ceiling: Ceiling) -> Option<String> {
     if let Some(why) = matmul_coop::unavailable_reason(&dev.ctx) {
         return Some(why);
     }
-    match ceiling == Ceiling::CoopStaged && !CoopBlock::Staged128.fits(&dev.ctx.limits) {
+    match ceiling == Ceiling::CoopStaged && !CoopBlock::Staged128(Staging::Halves).fits(&dev.ctx.limits)
+    {
         true => Some("the staged workgroup exceeds the adapter's limits".into()),
         false => None,
     }

@@ -95,6 +95,7 @@ mod tests {
         assert_eq!(half_kernel_named("coop"), Some(HalfKernel::Coop));
         assert_eq!(half_kernel_named("coop64"), Some(HalfKernel::Coop64));
         assert_eq!(half_kernel_named("coop_staged"), Some(HalfKernel::CoopStaged));
+        assert_eq!(half_kernel_named("coop_staged_v4"), Some(HalfKernel::CoopStagedV4));
         assert_eq!(half_kernel_named("tiled"), None);
         assert_eq!(half_kernel_named(""), None);
     }

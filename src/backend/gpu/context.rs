@@ -168,9 +168,11 @@ pub struct GpuContext {
     /// Why the cooperative-matrix kernels cannot run here (`None`: they can), found once
     /// (`super::matmul_coop::unavailable_reason`): asked for every f16 product recorded.
     pub coop_unavailable: std::sync::OnceLock<Option<String>>,
+    /// The tile shape the staged cooperative kernels run at (`super::matmul_coop::staged_shape`).
+    pub coop_staged_shape: std::sync::OnceLock<Option<super::staged::CoopShape>>,
     /// The first-use check's verdict on each cooperative kernel (`super::coop_check::KERNELS`
     /// order), found when the kernel is first considered.
-    pub coop_verdicts: [std::sync::OnceLock<super::coop_check::Verdict>; 3],
+    pub coop_verdicts: [std::sync::OnceLock<super::coop_check::Verdict>; 4],
 }
 
 impl GpuContext {
@@ -257,6 +259,7 @@ impl GpuContext {
             features,
             faults,
             coop_unavailable: std::sync::OnceLock::new(),
+            coop_staged_shape: std::sync::OnceLock::new(),
             coop_verdicts: Default::default(),
         })
     }

@@ -28,7 +28,8 @@ use crate::backend::{gemm_lens, Activation, Gemm, Result};
 pub const SHAPE: (usize, usize, usize) = (80, 144, 48);
 
 /// The cooperative kernels, in the order checked.
-pub const KERNELS: [HalfKernel; 3] = [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged];
+pub const KERNELS: [HalfKernel; 4] =
+    [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged, HalfKernel::CoopStagedV4];
 
 /// What the first-use check found for one kernel.
 #[derive(Clone, Debug, PartialEq)]

@@ -164,9 +164,10 @@ impl GpuBackend {
                 HalfKernel::Packed | HalfKernel::Skinny => {
                     self.choices.col_sum_workgroups.get() || fuses_serial_bias_grad(g)
                 }
-                HalfKernel::Coop | HalfKernel::Coop64 | HalfKernel::CoopStaged => {
-                    fuses_serial_bias_grad(g)
-                }
+                HalfKernel::Coop
+                | HalfKernel::Coop64
+                | HalfKernel::CoopStaged
+                | HalfKernel::CoopStagedV4 => fuses_serial_bias_grad(g),
             })
     }
 

@@ -53,8 +53,10 @@ pub enum Shader {
     MatmulF16,
     Amp,
     MatmulCoop,
-    /// The cooperative-matrix GEMM with operands staged in workgroup memory.
-    MatmulCoopStaged,
+    /// The cooperative-matrix GEMM with operands staged in workgroup memory, for one
+    /// configuration of its family (`matmul_coop_staged.wgsl` with the configuration's
+    /// constants; see `super::staged`).
+    MatmulCoopStaged(super::staged::StagedCfg),
     WgradUpdate,
     LinearXent,
     DgradWgradUpdate,
@@ -78,7 +80,7 @@ impl Shader {
         Shader::MatmulF16,
         Shader::Amp,
         Shader::MatmulCoop,
-        Shader::MatmulCoopStaged,
+        Shader::MatmulCoopStaged(super::staged::StagedCfg::DEFAULT),
         Shader::WgradUpdate,
         Shader::LinearXent,
         Shader::DgradWgradUpdate,
@@ -102,7 +104,7 @@ impl Shader {
             Shader::MatmulF16 => "matmul_f16",
             Shader::Amp => "amp",
             Shader::MatmulCoop => "matmul_coop",
-            Shader::MatmulCoopStaged => "matmul_coop_staged",
+            Shader::MatmulCoopStaged(_) => "matmul_coop_staged",
             Shader::WgradUpdate => "wgrad_update",
             Shader::LinearXent => "linear_xent",
             Shader::DgradWgradUpdate => "dgrad_wgrad_update",
@@ -132,7 +134,7 @@ impl Shader {
             Shader::MatmulF16 => include_str!("../../../shaders/matmul_f16.wgsl"),
             Shader::Amp => include_str!("../../../shaders/amp.wgsl"),
             Shader::MatmulCoop => include_str!("../../../shaders/matmul_coop.wgsl"),
-            Shader::MatmulCoopStaged => include_str!("../../../shaders/matmul_coop_staged.wgsl"),
+            Shader::MatmulCoopStaged(_) => include_str!("../../../shaders/matmul_coop_staged.wgsl"),
             Shader::WgradUpdate => include_str!("../../../shaders/wgrad_update.wgsl"),
             Shader::LinearXent => include_str!("../../../shaders/linear_xent.wgsl"),
             Shader::DgradWgradUpdate => include_str!("../../../shaders/dgrad_wgrad_update.wgsl"),
@@ -159,7 +161,7 @@ impl Shader {
         match self {
             Shader::Matmul => &[ACTIVATION, EPILOGUE, COL_SUM_OF, COL_TREE],
             Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE, COL_SUM_OF],
-            Shader::MatmulF16 | Shader::MatmulCoop | Shader::MatmulCoopStaged => {
+            Shader::MatmulF16 | Shader::MatmulCoop | Shader::MatmulCoopStaged(_) => {
                 &[HALF_PARAMS, ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF, COL_TREE]
             }
             Shader::Amp => &[F16_BITS, UPDATE_RULE, COL_TREE],
@@ -187,6 +189,7 @@ impl Shader {
         let (enables, rest) = body.split_at(split);
         let constants = match self {
             Shader::MatmulTile(cfg) => cfg.constants(),
+            Shader::MatmulCoopStaged(cfg) => cfg.constants(),
             _ => String::new(),
         };
         let included = self.includes().concat();
@@ -321,8 +324,15 @@ kernel!(MATMUL_COOP_NT, MatmulCoop, "matmul_coop_nt", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP_TN, MatmulCoop, "matmul_coop_tn", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP_TT, MatmulCoop, "matmul_coop_tt", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP64, MatmulCoop, "matmul_coop64", [R, R, W, R, W, W, W]);
-// matmul_coop_staged.wgsl: the same product, operands staged in workgroup memory
-kernel!(MATMUL_COOP_STAGED, MatmulCoopStaged, "matmul_coop_staged", [R, R, W, R, W, W, W]);
+// matmul_coop_staged.wgsl: the same product, operands staged in workgroup memory (the
+// H200's configuration; the family's other modules: super::staged)
+pub const MATMUL_COOP_STAGED: Kernel = Kernel {
+    name: "MatmulCoopStaged::matmul_coop_staged",
+    shader: Shader::MatmulCoopStaged(super::staged::StagedCfg::DEFAULT),
+    entry: "matmul_coop_staged",
+    bindings: &[R, R, W, R, W, W, W],
+    spec: 0,
+};
 
 // The ceilings (`batchscope gemm --ceilings`, super::ceilings): what the arithmetic reaches
 // with no storage traffic in its loop.
@@ -330,7 +340,13 @@ kernel!(CEILING_FMA, Ceilings, "ceiling_fma", [W]);
 kernel!(MATMUL_INNER_CEILING, Matmul, "matmul_inner_ceiling", [R, R, W]);
 kernel!(COOP_CEILING4, MatmulCoop, "coop_ceiling4", [R, R, W]);
 kernel!(COOP_CEILING16, MatmulCoop, "coop_ceiling16", [R, R, W]);
-kernel!(COOP_STAGED_CEILING, MatmulCoopStaged, "coop_staged_ceiling", [R, R, W]);
+pub const COOP_STAGED_CEILING: Kernel = Kernel {
+    name: "MatmulCoopStaged::coop_staged_ceiling",
+    shader: Shader::MatmulCoopStaged(super::staged::StagedCfg::DEFAULT),
+    entry: "coop_staged_ceiling",
+    bindings: &[R, R, W],
+    spec: 0,
+};
 
 /// The fp32 ceilings (compiled on first use: a run that never asks pays nothing).
 pub const CEILING_KERNELS: &[Kernel] = &[CEILING_FMA, MATMUL_INNER_CEILING];

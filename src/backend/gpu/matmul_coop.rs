@@ -4,10 +4,10 @@
 use super::context::GpuContext;
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{
-    Kernel, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_STAGED, MATMUL_COOP_TN,
-    MATMUL_COOP_TT,
+    Kernel, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT,
 };
 use super::matmul_f16::HalfParams;
+use super::staged::{CoopShape, StagedCfg, Staging, SHAPE_16, SHAPE_8};
 use crate::backend::{BackendError, Gemm, Result};
 
 /// Side of one cooperative tile, and of a workgroup's block of C (2x2 tiles).
@@ -24,32 +24,26 @@ pub enum CoopBlock {
     /// `matmul_coop64`: 64x64, 4x4 tiles (half the tile loads per multiply-add).
     B64,
     /// `matmul_coop_staged.wgsl`: 128x128 per workgroup of 4 subgroups (64x64 each), the
-    /// operands staged through 40 KiB of workgroup memory (padded rows, double-buffered).
-    Staged128,
+    /// operands staged through 40 KiB of workgroup memory (padded rows, double-buffered), with
+    /// `staging` stores (see [`super::staged`]).
+    Staged128(Staging),
 }
 
-/// Invocations and workgroup memory (bytes) of the staged kernel's workgroup.
-const STAGED_INVOCATIONS: u32 = 128;
-const STAGED_WORKGROUP_BYTES: u32 = 2 * 10240 * 2;
-
 impl CoopBlock {
+    /// Side of the block at 16x16 tiles.
     pub fn side(self) -> usize {
         match self {
             CoopBlock::B32 => BLOCK,
             CoopBlock::B64 => BLOCK64,
-            CoopBlock::Staged128 => 128,
+            CoopBlock::Staged128(staging) => StagedCfg { shape: SHAPE_16, staging }.block() as usize,
         }
     }
 
-    /// Whether the adapter's limits admit this block's workgroup.
+    /// Whether the adapter's limits admit this block's workgroup at 16x16 tiles.
     pub fn fits(self, limits: &wgpu::Limits) -> bool {
         match self {
             CoopBlock::B32 | CoopBlock::B64 => true,
-            CoopBlock::Staged128 => {
-                limits.max_compute_invocations_per_workgroup >= STAGED_INVOCATIONS
-                    && limits.max_compute_workgroup_size_x >= STAGED_INVOCATIONS
-                    && limits.max_compute_workgroup_storage_size >= STAGED_WORKGROUP_BYTES
-            }
+            CoopBlock::Staged128(staging) => StagedCfg { shape: SHAPE_16, staging }.fits(limits),
         }
     }
 }
@@ -140,15 +134,40 @@ pub fn available(ctx: &GpuContext) -> bool {
     reason(ctx).is_none()
 }
 
+/// The shape the staged kernels run at on this device: 16x16 where the other cooperative
+/// kernels run ([`available`]); else 8x8 where the device has the features and the adapter
+/// offers 8x8x8 f16 x f16 → f32 on subgroups of exactly 8 (Mesa's lavapipe), so that their
+/// code runs and is checked on a CPU; else `None`. Found once per device.
+pub fn staged_shape(ctx: &GpuContext) -> Option<CoopShape> {
+    *ctx.coop_staged_shape.get_or_init(|| {
+        if available(ctx) {
+            return Some(SHAPE_16);
+        }
+        let has_8 = ctx.adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (8, 8, 8)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        });
+        let info = ctx.adapter.get_info();
+        let exact_8 = (info.subgroup_min_size, info.subgroup_max_size) == (8, 8);
+        (ctx.features.contains(features()) && has_8 && exact_8).then_some(SHAPE_8)
+    })
+}
+
 /// Whether `g` fits the kernels: m, n, k multiples of 16, `alpha = 1`, `beta = 0`, and a grid
 /// within the per-dimension limit (no folding; the 64x64 grid is the smaller).
 pub fn eligible(g: &Gemm, dev: &GpuDevice) -> bool {
+    fits_tiles(g, dev, TILE, BLOCK)
+}
+
+/// `g` in tiles of `tile`, on a grid of `block`-sided blocks within the per-dimension limit.
+fn fits_tiles(g: &Gemm, dev: &GpuDevice, tile: usize, block: usize) -> bool {
     let max = dev.ctx.limits.max_compute_workgroups_per_dimension as usize;
-    [g.m, g.n, g.k].iter().all(|&d| d > 0 && d.is_multiple_of(TILE))
+    [g.m, g.n, g.k].iter().all(|&d| d > 0 && d.is_multiple_of(tile))
         && g.alpha == 1.0
         && g.beta == 0.0
-        && g.m.div_ceil(BLOCK) <= max
-        && g.n.div_ceil(BLOCK) <= max
+        && g.m.div_ceil(block) <= max
+        && g.n.div_ceil(block) <= max
 }
 
 /// The entry point for `g` with `block`: the 32x32 kernels have one per transpose pair, the
@@ -156,7 +175,11 @@ pub fn eligible(g: &Gemm, dev: &GpuDevice) -> bool {
 pub fn kernel_for(g: &Gemm, block: CoopBlock) -> Kernel {
     match block {
         CoopBlock::B64 => return MATMUL_COOP64,
-        CoopBlock::Staged128 => return MATMUL_COOP_STAGED,
+        CoopBlock::Staged128(staging) => {
+            return StagedCfg { shape: SHAPE_16, staging }
+                .kernel()
+                .unwrap_or(super::kernels::MATMUL_COOP_STAGED)
+        }
         CoopBlock::B32 => {}
     }
     match (g.trans_a, g.trans_b) {
@@ -178,6 +201,9 @@ pub(super) fn dispatch(
     [a, b, c]: [&RawBuf; 3],
     epi: &[RawBuf; 4],
 ) -> Result<()> {
+    if let CoopBlock::Staged128(staging) = block {
+        return dispatch_staged(dev, g, staging, p, [a, b, c], epi);
+    }
     if let Some(why) = unavailable_reason(&dev.ctx) {
         return Err(BackendError::Invalid { op: "matmul_coop", message: why });
     }
@@ -196,6 +222,35 @@ pub(super) fn dispatch(
     dev.dispatch(&kernel_for(g, block), p, &[a, b, c, e_in, e_out, h, state], grid)
 }
 
+/// The staged kernel at the device's [`staged_shape`]: 128x128 blocks at 16x16 tiles, 64x64 at
+/// 8x8 (m, n, k multiples of the tile side).
+fn dispatch_staged(
+    dev: &GpuDevice,
+    g: &Gemm,
+    staging: Staging,
+    p: &HalfParams,
+    [a, b, c]: [&RawBuf; 3],
+    epi: &[RawBuf; 4],
+) -> Result<()> {
+    let invalid = |message: String| BackendError::Invalid { op: "matmul_coop_staged", message };
+    let Some(shape) = staged_shape(&dev.ctx) else {
+        let why = unavailable_reason(&dev.ctx).unwrap_or_default();
+        return Err(invalid(format!("{why}, and no 8x8 f16 configuration on subgroups of 8")));
+    };
+    let cfg = StagedCfg { shape, staging };
+    let side = cfg.block() as usize;
+    if !fits_tiles(g, dev, shape.tile as usize, side) || !cfg.fits(&dev.ctx.limits) {
+        return Err(invalid(format!(
+            "{}x{}x{} (alpha {}, beta {}) does not fit {}x{} tiles",
+            g.m, g.n, g.k, g.alpha, g.beta, shape.tile, shape.tile
+        )));
+    }
+    let kernel = cfg.kernel().ok_or_else(|| invalid(format!("{cfg:?} is not in the family")))?;
+    let grid = [g.n.div_ceil(side) as u32, g.m.div_ceil(side) as u32, 1];
+    let [e_in, e_out, h, state] = epi;
+    dev.dispatch(&kernel, p, &[a, b, c, e_in, e_out, h, state], grid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,16 +260,20 @@ mod tests {
         let g = Gemm::nn(64, 64, 64).trans(true, false);
         assert_eq!(kernel_for(&g, CoopBlock::B32).entry, "matmul_coop_tn");
         assert_eq!(kernel_for(&g, CoopBlock::B64).entry, "matmul_coop64");
-        assert_eq!(kernel_for(&g, CoopBlock::Staged128).entry, "matmul_coop_staged");
+        let staged = CoopBlock::Staged128(Staging::Halves);
+        let staged4 = CoopBlock::Staged128(Staging::Vec4);
+        assert_eq!(kernel_for(&g, staged).entry, "matmul_coop_staged");
+        assert_eq!(kernel_for(&g, staged).name, "MatmulCoopStaged::matmul_coop_staged");
+        assert_eq!(kernel_for(&g, staged4).name, "MatmulCoopStaged::matmul_coop_staged_v4");
         let sides: Vec<usize> =
-            [CoopBlock::B32, CoopBlock::B64, CoopBlock::Staged128].iter().map(|b| b.side()).collect();
-        assert_eq!(sides, [32, 64, 128]);
+            [CoopBlock::B32, CoopBlock::B64, staged, staged4].iter().map(|b| b.side()).collect();
+        assert_eq!(sides, [32, 64, 128, 128]);
         // The H200's Vulkan adapter: 48 KiB of workgroup memory (wgpu's default is 16).
         let roomy = wgpu::Limits { max_compute_workgroup_storage_size: 48 * 1024, ..Default::default() };
-        assert!([CoopBlock::B32, CoopBlock::B64, CoopBlock::Staged128].iter().all(|b| b.fits(&roomy)));
+        assert!([CoopBlock::B32, CoopBlock::B64, staged, staged4].iter().all(|b| b.fits(&roomy)));
         let few = wgpu::Limits { max_compute_invocations_per_workgroup: 64, ..roomy.clone() };
-        assert!(!CoopBlock::Staged128.fits(&few) && CoopBlock::B64.fits(&few));
+        assert!(!staged.fits(&few) && !staged4.fits(&few) && CoopBlock::B64.fits(&few));
         let small = wgpu::Limits { max_compute_workgroup_storage_size: 32 * 1024, ..roomy };
-        assert!(!CoopBlock::Staged128.fits(&small));
+        assert!(!staged.fits(&small) && !staged4.fits(&small));
     }
 }

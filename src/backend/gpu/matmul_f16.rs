@@ -15,6 +15,7 @@ use super::kernels::{MATMUL_F16, TO_HALF, TO_HALF4, WG_1D};
 use super::launch::{grid_1d, launch_1d, u32_of};
 use super::matmul::{fuses_serial_bias_grad, grid_2d, Epilogue as Store};
 use super::matmul_coop;
+use super::staged::Staging;
 use crate::backend::half::{half_words, scaler};
 use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
 
@@ -223,6 +224,10 @@ pub enum HalfKernel {
     /// `matmul_coop_staged`: cooperative matrices, 128x128 blocks of 4 subgroups, operands
     /// staged in workgroup memory (the same eligibility, and 128-invocation workgroups).
     CoopStaged,
+    /// The staged kernel with vec4<f16> staging stores (2 per load of 8 halves, not 8; see
+    /// [`super::staged`]): an autotune candidate, and the rule's staged kernel with
+    /// `BATCHSCOPE_COOP_STAGING=vec4`.
+    CoopStagedV4,
 }
 
 impl HalfKernel {
@@ -232,7 +237,8 @@ impl HalfKernel {
             HalfKernel::Packed | HalfKernel::Skinny => None,
             HalfKernel::Coop => Some(matmul_coop::CoopBlock::B32),
             HalfKernel::Coop64 => Some(matmul_coop::CoopBlock::B64),
-            HalfKernel::CoopStaged => Some(matmul_coop::CoopBlock::Staged128),
+            HalfKernel::CoopStaged => Some(matmul_coop::CoopBlock::Staged128(Staging::Halves)),
+            HalfKernel::CoopStagedV4 => Some(matmul_coop::CoopBlock::Staged128(Staging::Vec4)),
         }
     }
 }
@@ -271,10 +277,25 @@ pub fn coop_kernel_for(g: &Gemm) -> HalfKernel {
     if coop64_forced() && g.m >= matmul_coop::BLOCK64 && g.n >= matmul_coop::BLOCK64 {
         return HalfKernel::Coop64;
     }
-    match g.m >= STAGED_MIN_M && g.k >= STAGED_MIN_K {
-        true => HalfKernel::CoopStaged,
-        false => HalfKernel::Coop,
+    match (g.m >= STAGED_MIN_M && g.k >= STAGED_MIN_K, staging_vec4()) {
+        (true, false) => HalfKernel::CoopStaged,
+        (true, true) => HalfKernel::CoopStagedV4,
+        (false, _) => HalfKernel::Coop,
     }
+}
+
+/// `BATCHSCOPE_COOP_STAGING=vec4`: [`coop_kernel_for`] takes the staged kernel with vec4
+/// staging stores (A/B timing on a device; `halves`, the default, is what the H200 measured).
+fn staging_vec4() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| match std::env::var("BATCHSCOPE_COOP_STAGING").as_deref() {
+        Ok("vec4") => true,
+        Ok("halves") | Err(_) => false,
+        Ok(other) => {
+            log::warn!("BATCHSCOPE_COOP_STAGING={other:?} is neither halves nor vec4: ignored");
+            false
+        }
+    })
 }
 
 /// `BATCHSCOPE_COOP64=force`: [`coop_kernel_for`] takes the 64x64 kernel where it can.
@@ -291,15 +312,17 @@ pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     use super::coop_check::trusted_kernel;
     match choose_capable(dev, g) {
         k @ (HalfKernel::Packed | HalfKernel::Skinny) => k,
-        HalfKernel::CoopStaged
-            if !matmul_coop::CoopBlock::Staged128.fits(&dev.ctx.limits)
+        k @ (HalfKernel::CoopStaged | HalfKernel::CoopStagedV4)
+            if !k.coop_block().is_some_and(|b| b.fits(&dev.ctx.limits))
                 && trusted_kernel(dev, HalfKernel::Coop) =>
         {
             HalfKernel::Coop
         }
         k if trusted_kernel(dev, k) => k,
         // The 32x32 blocks run every shape the 64x64 and staged ones do.
-        HalfKernel::Coop64 | HalfKernel::CoopStaged if trusted_kernel(dev, HalfKernel::Coop) => {
+        HalfKernel::Coop64 | HalfKernel::CoopStaged | HalfKernel::CoopStagedV4
+            if trusted_kernel(dev, HalfKernel::Coop) =>
+        {
             HalfKernel::Coop
         }
         _ => fallback_for(dev, g),
@@ -352,6 +375,7 @@ pub fn fuses(kernel: HalfKernel) -> bool {
             | HalfKernel::Coop
             | HalfKernel::Coop64
             | HalfKernel::CoopStaged
+            | HalfKernel::CoopStagedV4
     )
 }
 

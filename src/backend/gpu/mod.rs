@@ -2,9 +2,8 @@
 //!
 //! [`context`] opens an adapter, [`device`] owns buffers and the recorder, [`pipelines`] the
 //! compiled kernels, [`kernels`] lists every entry point (and the WGSL prelude), [`launch`] sizes
-//! 1-D grids, and one host wrapper per kernel family records its dispatches. A family has one name
-//! in every layer: `shaders/<family>.wgsl`, `backend/gpu/<family>.rs`, `backend/cpu/<family>.rs`
-//! and `<family>_matches_cpu` in `tests/kernel_parity.rs`.
+//! 1-D grids, and one host wrapper per kernel family records its dispatches. A family has one
+//! name in every layer: `shaders/<family>.wgsl`, `backend/gpu/<family>.rs`, its CPU twin and test.
 
 pub mod act;
 pub mod amp;
@@ -33,6 +32,7 @@ pub mod mse;
 mod open;
 pub mod pipelines;
 pub mod reduce;
+pub mod staged;
 pub mod tile;
 mod timed;
 pub mod timestamps;

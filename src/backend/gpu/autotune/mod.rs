@@ -11,6 +11,7 @@
 //! cache. Given the cache file, the kernels and so the bits of a run are fixed.
 
 pub mod cache;
+mod half;
 pub mod shapes;
 pub(crate) mod timing;
 pub mod verify;
@@ -21,11 +22,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::matmul::{choose, launch_of, tile_launch, Launch, MatmulVariant, SKINNY_MAX_K};
-use super::matmul_f16::{choose as choose_half, coop64_enabled, skinny, HalfKernel};
 use super::tile::{TileCfg, TILES};
 use super::{GpuBackend, GpuDevice};
 use crate::backend::{BackendError, Gemm, Result};
 pub use cache::{default_path, AutotuneError, CandidateTime, DeviceKey, Entry, ShapeKey, TuneCache};
+use half::half_candidates_on;
+pub use half::{half_candidate, half_candidates, half_kernel_of};
 pub use verify::Mismatch;
 
 /// How the GPU backend picks matmul kernels (`gpu.autotune`).
@@ -60,6 +62,8 @@ pub enum Candidate {
     HalfCoop64,
     /// f16 products: `matmul_coop_staged.wgsl`, operands staged in workgroup memory.
     HalfCoopStaged,
+    /// The same with vec4<f16> staging stores (`super::staged`).
+    HalfCoopStagedV4,
 }
 
 /// Rows of C up to which the skinny kernel is a candidate: the default rule's reach
@@ -82,6 +86,7 @@ impl Candidate {
             Candidate::HalfCoop => "f16_coop".into(),
             Candidate::HalfCoop64 => "f16_coop64".into(),
             Candidate::HalfCoopStaged => "f16_coop_staged".into(),
+            Candidate::HalfCoopStagedV4 => "f16_coop_staged_v4".into(),
         }
     }
 
@@ -94,6 +99,7 @@ impl Candidate {
             "f16_coop" => Some(Candidate::HalfCoop),
             "f16_coop64" => Some(Candidate::HalfCoop64),
             "f16_coop_staged" => Some(Candidate::HalfCoopStaged),
+            "f16_coop_staged_v4" => Some(Candidate::HalfCoopStagedV4),
             _ => TileCfg::parse(s).map(Candidate::Tile),
         }
     }
@@ -117,7 +123,8 @@ impl Candidate {
             | Candidate::HalfSkinny
             | Candidate::HalfCoop
             | Candidate::HalfCoop64
-            | Candidate::HalfCoopStaged => None,
+            | Candidate::HalfCoopStaged
+            | Candidate::HalfCoopStagedV4 => None,
         }
     }
 }
@@ -193,57 +200,6 @@ fn warn_wrong(r: &TuneResult, default: Candidate) {
             ),
             false => log::warn!("autotune: {} computed {what} wrongly ({m}); not a candidate", c.name()),
         }
-    }
-}
-
-/// The candidates of an f16 product whose default (what `gpu.autotune = off` runs,
-/// [`super::matmul_f16::choose`]) is `default`, the default first. Where that is a cooperative
-/// kernel (the adapter offers it, the shape fits it, `BATCHSCOPE_COOP` is not `0`) the other
-/// cooperative kernels (the 64x64 one unless `coop64` is off: `BATCHSCOPE_COOP64=0`; the
-/// staged one where `staged`, the adapter's limits admitting its workgroup) and the packed
-/// kernel follow; where it is the skinny kernel the packed one follows; otherwise the packed
-/// kernel is the only candidate here ([`half_candidates_on`] adds the skinny one by shape).
-pub fn half_candidates(default: HalfKernel, coop64: bool, staged: bool) -> Vec<Candidate> {
-    let of = half_candidate;
-    let mut out = vec![of(default)];
-    if default == HalfKernel::Skinny {
-        out.push(of(HalfKernel::Packed));
-    } else if default != HalfKernel::Packed {
-        let others = [HalfKernel::CoopStaged, HalfKernel::Coop64, HalfKernel::Coop, HalfKernel::Packed];
-        let allowed = |k: &HalfKernel| match k {
-            HalfKernel::Coop64 => coop64,
-            HalfKernel::CoopStaged => staged,
-            _ => true,
-        };
-        for k in others.into_iter().filter(allowed) {
-            if !out.contains(&of(k)) {
-                out.push(of(k));
-            }
-        }
-    }
-    out
-}
-
-/// The candidate that runs the f16 kernel `k`.
-pub fn half_candidate(k: HalfKernel) -> Candidate {
-    match k {
-        HalfKernel::Packed => Candidate::HalfPacked,
-        HalfKernel::Skinny => Candidate::HalfSkinny,
-        HalfKernel::Coop => Candidate::HalfCoop,
-        HalfKernel::Coop64 => Candidate::HalfCoop64,
-        HalfKernel::CoopStaged => Candidate::HalfCoopStaged,
-    }
-}
-
-/// The kernel a timed f16 candidate runs (`None` for an f32 candidate).
-pub fn half_kernel_of(c: Candidate) -> Option<HalfKernel> {
-    match c {
-        Candidate::HalfPacked => Some(HalfKernel::Packed),
-        Candidate::HalfSkinny => Some(HalfKernel::Skinny),
-        Candidate::HalfCoop => Some(HalfKernel::Coop),
-        Candidate::HalfCoop64 => Some(HalfKernel::Coop64),
-        Candidate::HalfCoopStaged => Some(HalfKernel::CoopStaged),
-        _ => None,
     }
 }
 
@@ -477,23 +433,6 @@ impl GpuBackend {
     pub fn autotune_cache(&self) -> TuneCache {
         self.tuner.borrow().cache.clone()
     }
-}
-
-/// [`half_candidates`] of `g` on `dev`, less the cooperative kernels the first-use check
-/// did not find exact, and the skinny kernel last where a side of C is at most
-/// [`skinny::TUNE_MAX_SIDE`] (the output layer's products, small batches).
-fn half_candidates_on(dev: &GpuDevice, g: &Gemm) -> Vec<Candidate> {
-    let staged = super::matmul_coop::CoopBlock::Staged128.fits(&dev.ctx.limits);
-    let mut out = half_candidates(choose_half(dev, g), coop64_enabled(), staged);
-    // Only the cooperative kernels the first-use check found exact (`coop_check`).
-    out.retain(|&c| match half_kernel_of(c) {
-        Some(k) if k.coop_block().is_some() => super::coop_check::trusted_kernel(dev, k),
-        _ => true,
-    });
-    if g.m.min(g.n) <= skinny::TUNE_MAX_SIDE && !out.contains(&Candidate::HalfSkinny) {
-        out.push(Candidate::HalfSkinny);
-    }
-    out
 }
 
 #[cfg(test)]

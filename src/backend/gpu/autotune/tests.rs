@@ -300,19 +300,26 @@ fn f16_candidates_are_coop_and_packed_only_where_coop_runs() {
     // lavapipe (no cooperative matrices): the packed kernel alone, nothing to time.
     assert_eq!(half_candidates(HalfKernel::Packed, true, true), vec![Candidate::HalfPacked]);
     // Where coop runs, the rule's block size is the default, first; then the other, then packed.
-    use Candidate::{HalfCoop, HalfCoop64, HalfCoopStaged, HalfPacked};
+    use Candidate::{HalfCoop, HalfCoop64, HalfCoopStaged, HalfCoopStagedV4 as V4, HalfPacked};
     assert_eq!(
         half_candidates(HalfKernel::Coop, true, true),
-        vec![HalfCoop, HalfCoopStaged, HalfCoop64, HalfPacked]
+        vec![HalfCoop, HalfCoopStaged, V4, HalfCoop64, HalfPacked]
     );
     assert_eq!(
         half_candidates(HalfKernel::Coop64, true, true),
-        vec![HalfCoop64, HalfCoopStaged, HalfCoop, HalfPacked]
+        vec![HalfCoop64, HalfCoopStaged, V4, HalfCoop, HalfPacked]
     );
+    // The rule's staged kernel with vec4 staging (BATCHSCOPE_COOP_STAGING=vec4) first.
+    assert_eq!(
+        half_candidates(HalfKernel::CoopStagedV4, true, true),
+        vec![V4, HalfCoopStaged, HalfCoop64, HalfCoop, HalfPacked]
+    );
+    assert_eq!(Candidate::parse("f16_coop_staged_v4"), Some(V4));
+    assert_eq!(half_kernel_of(V4), Some(HalfKernel::CoopStagedV4));
     // BATCHSCOPE_COOP64=0: the 64x64 kernel is no candidate; limits too small: no staged one.
     assert_eq!(
         half_candidates(HalfKernel::Coop, false, true),
-        vec![HalfCoop, HalfCoopStaged, HalfPacked]
+        vec![HalfCoop, HalfCoopStaged, V4, HalfPacked]
     );
     assert_eq!(half_candidates(HalfKernel::Coop, true, false), vec![HalfCoop, HalfCoop64, HalfPacked]);
     for c in half_candidates(HalfKernel::Coop, true, true) {

@@ -1,0 +1,256 @@
+//! The staged cooperative kernel's family (`shaders/matmul_coop_staged.wgsl`): one WGSL module
+//! per [`StagedCfg`], the configuration prepended as constants, aliases and the staging store
+//! (as [`super::tile`] does for the fp32 tiles).
+//!
+//! Two things vary:
+//! - **The adapter's cooperative shape** ([`CoopShape`]): 16x16 tiles on subgroups of 32 (the
+//!   H200, and what the rule and the autotuner run), or 8x8 tiles on subgroups of 8, which is
+//!   all Mesa's lavapipe offers (26.x). Every length of the kernel scales with the tile side, so
+//!   the same code, indexing, clamping, staging and epilogues, runs at 8x8 on a CPU and can be
+//!   held to the CPU twin there (`tests/coop_staged.rs`, `.ci/coop_lavapipe.sh`).
+//! - **The staging store** ([`Staging`]): each invocation's 16-byte load of 8 halves goes to
+//!   workgroup memory as 8 stores of one f16 (`halves`: the form the H200 measured on
+//!   2026-12-04), or as 2 stores of a vec4<f16> into workgroup memory typed as such (`vec4`),
+//!   with the tile loads reading vec4 elements and strides counted in them. The autotuner times
+//!   both; the rule keeps `halves` until a device has measured `vec4`.
+
+use super::kernels::{Access, Kernel, Shader};
+
+/// A cooperative-matrix configuration the staged kernel can run on: square f16 x f16 → f32
+/// tiles of side `tile`, on subgroups of exactly `subgroup` invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopShape {
+    pub tile: u32,
+    pub subgroup: u32,
+}
+
+/// 16x16 tiles on subgroups of 32: NVIDIA's, and what the step's kernels need.
+pub const SHAPE_16: CoopShape = CoopShape { tile: 16, subgroup: 32 };
+/// 8x8 tiles on subgroups of 8: Mesa's lavapipe (26.x, 256-bit vectors).
+pub const SHAPE_8: CoopShape = CoopShape { tile: 8, subgroup: 8 };
+
+/// How a load of 8 halves is stored into workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Staging {
+    /// 8 stores of one f16; tile loads read f16 elements.
+    Halves,
+    /// 2 stores of a vec4<f16>; tile loads read vec4<f16> elements.
+    Vec4,
+}
+
+/// One module of the family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StagedCfg {
+    pub shape: CoopShape,
+    pub staging: Staging,
+}
+
+/// The family, in [`NAMES`] order.
+pub const FAMILY: [StagedCfg; 4] = [
+    StagedCfg { shape: SHAPE_16, staging: Staging::Halves },
+    StagedCfg { shape: SHAPE_16, staging: Staging::Vec4 },
+    StagedCfg { shape: SHAPE_8, staging: Staging::Halves },
+    StagedCfg { shape: SHAPE_8, staging: Staging::Vec4 },
+];
+
+/// Kernel names must be `&'static str` (pipelines are cached by name): (product, ceiling) per
+/// configuration, in [`FAMILY`] order.
+const NAMES: [(&str, &str); 4] = [
+    ("MatmulCoopStaged::matmul_coop_staged", "MatmulCoopStaged::coop_staged_ceiling"),
+    ("MatmulCoopStaged::matmul_coop_staged_v4", "MatmulCoopStaged::coop_staged_ceiling_v4"),
+    ("MatmulCoopStaged::matmul_coop_staged_t8", "MatmulCoopStaged::coop_staged_ceiling_t8"),
+    ("MatmulCoopStaged::matmul_coop_staged_t8_v4", "MatmulCoopStaged::coop_staged_ceiling_t8_v4"),
+];
+
+/// Loads of 8 halves per invocation, operand and slice: the kernel holds exactly 4.
+const LOADS: u32 = 4;
+
+impl StagedCfg {
+    /// The H200's measured configuration: 16x16 tiles, f16 stores.
+    pub const DEFAULT: StagedCfg = FAMILY[0];
+
+    /// Side of a workgroup's block of C: 8 tiles (128 at 16x16).
+    pub fn block(self) -> u32 {
+        8 * self.shape.tile
+    }
+
+    /// Depth of one staged slice: 2 tiles.
+    pub fn slice_depth(self) -> u32 {
+        2 * self.shape.tile
+    }
+
+    /// Invocations per workgroup: 4 subgroups.
+    pub fn invocations(self) -> u32 {
+        4 * self.shape.subgroup
+    }
+
+    /// Halves of one staged slice: the larger of BS rows of SK + 8 and SK rows of BS + 8.
+    fn slice_halves(self) -> u32 {
+        let (bs, sk) = (self.block(), self.slice_depth());
+        (bs * (sk + 8)).max(sk * (bs + 8))
+    }
+
+    /// Workgroup memory: two operands, two buffers of a slice each, 2 bytes a half (40 KiB at
+    /// 16x16).
+    pub fn workgroup_bytes(self) -> u32 {
+        2 * 2 * self.slice_halves() * 2
+    }
+
+    /// Whether the kernel's fixed 4 loads per invocation cover a slice exactly.
+    pub fn loads_fit(self) -> bool {
+        self.block() * self.slice_depth() / 8 == LOADS * self.invocations()
+    }
+
+    /// Whether an adapter with these limits can run the kernel.
+    pub fn fits(self, limits: &wgpu::Limits) -> bool {
+        self.loads_fit()
+            && limits.max_compute_invocations_per_workgroup >= self.invocations()
+            && limits.max_compute_workgroup_size_x >= self.invocations()
+            && limits.max_compute_workgroup_storage_size >= self.workgroup_bytes()
+    }
+
+    /// `halves` or `vec4`: the staging's name in kernel names and reports.
+    pub fn staging_name(self) -> &'static str {
+        match self.staging {
+            Staging::Halves => "halves",
+            Staging::Vec4 => "vec4",
+        }
+    }
+
+    /// The WGSL the shader's header names, as literals.
+    pub fn constants(self) -> String {
+        let t = self.shape.tile;
+        let (bs, sk) = (self.block(), self.slice_depth());
+        let slice = self.slice_halves();
+        let (sw, elem) = match self.staging {
+            Staging::Halves => (1, "f16"),
+            Staging::Vec4 => (4, "vec4<f16>"),
+        };
+        let put = match self.staging {
+            Staging::Halves => PUT_HALVES,
+            Staging::Vec4 => PUT_VEC4,
+        };
+        format!(
+            "// ---- staged configuration {t}x{t}, subgroups of {sg}, {staging} \
+             (src/backend/gpu/staged.rs) ----\n\
+             alias TileA = coop_mat{t}x{t}<f16, A>;\nalias TileB = coop_mat{t}x{t}<f16, B>;\n\
+             alias Acc = coop_mat{t}x{t}<f32, C>;\n\
+             const T: u32 = {t}u;\nconst NI: u32 = {ni}u;\nconst BS: u32 = {bs}u;\n\
+             const SK: u32 = {sk}u;\nconst ROW_SK: u32 = {row_sk}u;\nconst ROW_BS: u32 = {row_bs}u;\n\
+             const SLICE: u32 = {slice}u;\nconst SW: u32 = {sw}u;\nalias Staged = {elem};\n\
+             var<workgroup> sa: array<Staged, {len}>;\nvar<workgroup> sb: array<Staged, {len}>;\n\
+             {put}\
+             // ---- end of staged configuration ----\n",
+            sg = self.shape.subgroup,
+            staging = self.staging_name(),
+            ni = self.invocations(),
+            row_sk = sk + 8,
+            row_bs = bs + 8,
+            len = 2 * slice / sw,
+        )
+    }
+
+    /// Index of this configuration in [`FAMILY`].
+    fn index(self) -> Option<usize> {
+        FAMILY.iter().position(|&c| c == self)
+    }
+
+    /// The product's kernel (`matmul_coop_staged`, bindings as `matmul_coop.wgsl`'s); `None`
+    /// outside [`FAMILY`].
+    pub fn kernel(self) -> Option<Kernel> {
+        Some(Kernel {
+            name: NAMES[self.index()?].0,
+            shader: Shader::MatmulCoopStaged(self),
+            entry: "matmul_coop_staged",
+            bindings: &[R, R, W, R, W, W, W],
+            spec: 0,
+        })
+    }
+
+    /// The ceiling's kernel (`coop_staged_ceiling`: a, b, c); `None` outside [`FAMILY`].
+    pub fn ceiling_kernel(self) -> Option<Kernel> {
+        Some(Kernel {
+            name: NAMES[self.index()?].1,
+            shader: Shader::MatmulCoopStaged(self),
+            entry: "coop_staged_ceiling",
+            bindings: &[R, R, W],
+            spec: 0,
+        })
+    }
+}
+
+use Access::{Read as R, ReadWrite as W};
+
+/// put() for `halves`: the 8 halves of load v at half o of a staged slice, one store each (the
+/// stored bits, no conversion that could flush a subnormal or change a NaN's payload).
+const PUT_HALVES: &str = "fn put(which: u32, o: u32, v: Load) {
+    for (var e = 0u; e < 4u; e = e + 1u) {
+        if (which == 0u) {
+            sa[o + e] = v.lo[e];
+            sa[o + 4u + e] = v.hi[e];
+        } else {
+            sb[o + e] = v.lo[e];
+            sb[o + 4u + e] = v.hi[e];
+        }
+    }
+}
+";
+
+/// put() for `vec4`: the same 8 halves as two vec4<f16> stores (o is a multiple of 8).
+const PUT_VEC4: &str = "fn put(which: u32, o: u32, v: Load) {
+    let i = o / 4u;
+    if (which == 0u) {
+        sa[i] = v.lo;
+        sa[i + 1u] = v.hi;
+    } else {
+        sb[i] = v.lo;
+        sb[i + 1u] = v.hi;
+    }
+}
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_h200_configuration_keeps_its_lengths() {
+        let c = StagedCfg::DEFAULT;
+        assert_eq!((c.block(), c.slice_depth(), c.invocations()), (128, 32, 128));
+        assert_eq!(c.workgroup_bytes(), 2 * 10240 * 2, "40 KiB");
+        assert!(c.constants().contains("const SLICE: u32 = 5120u;"));
+        assert!(c.constants().contains("var<workgroup> sa: array<Staged, 10240>;"));
+        let k = c.kernel().expect("in the family");
+        assert_eq!(k.name, super::super::kernels::MATMUL_COOP_STAGED.name);
+        assert_eq!(
+            c.ceiling_kernel().map(|k| k.name),
+            Some(super::super::kernels::COOP_STAGED_CEILING.name)
+        );
+    }
+
+    #[test]
+    fn every_configuration_loads_whole_slices_and_has_its_own_names() {
+        let lavapipe = wgpu::Limits {
+            max_compute_workgroup_storage_size: 32 * 1024,
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_size_x: 1024,
+            ..wgpu::Limits::default()
+        };
+        for c in FAMILY {
+            assert!(c.loads_fit(), "{c:?}");
+            let fits_lavapipe = c.shape == SHAPE_8;
+            assert_eq!(c.fits(&lavapipe), fits_lavapipe, "{c:?}: {} bytes", c.workgroup_bytes());
+        }
+        let mut names: Vec<&str> = FAMILY
+            .iter()
+            .flat_map(|c| [c.kernel(), c.ceiling_kernel()])
+            .map(|k| k.expect("in the family").name)
+            .collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 2 * FAMILY.len());
+        // 16x16 on subgroups of 8 would need 16 loads per invocation: not in the family.
+        let odd = StagedCfg { shape: CoopShape { tile: 16, subgroup: 8 }, staging: Staging::Halves };
+        assert!(!odd.loads_fit() && odd.kernel().is_none());
+    }
+}
