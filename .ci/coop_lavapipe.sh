@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The staged cooperative-matrix kernel's parity test (tests/coop_staged.rs) on Mesa's lavapipe
-# from Debian sid, whose Mesa 26 offers VK_KHR_cooperative_matrix at 8x8x8 f16 on subgroups of 8.
-# Debian 12's Mesa (the CI machine's) has no cooperative matrices, so the test binary built
-# here runs inside a minimal sid chroot (debootstrap, about 30 s and 600 MB) that has only the
-# loader and Mesa's Vulkan drivers; a binary linked against Debian 12's glibc runs on sid's.
+# The cooperative-matrix (tensor-core) kernels' parity tests, ignored elsewhere, on Mesa's
+# lavapipe from Debian sid, whose Mesa 26 offers VK_KHR_cooperative_matrix at 8x8x8 f16 on
+# subgroups of 8: the kernels run there in 8x8 tiles (src/backend/gpu/coop_shape.rs), the same
+# code the H200 runs in 16x16 ones. Debian 12's Mesa (the CI machine's) has no cooperative
+# matrices, so the test binaries built here run inside a minimal sid chroot (debootstrap, about
+# 30 s and 600 MB) that has only the loader and Mesa's Vulkan drivers; binaries linked against
+# Debian 12's glibc run on sid's. The tests: tests/coop_staged.rs (the staged kernel, both
+# staging stores), f16_parity's matmul_coop_matches_cpu (the three kernels, every transpose
+# pair, clamped blocks) and f16_epilogue's coop_fused_f16_epilogues_match_the_cpu_twin.
 #
-#   .ci/coop_lavapipe.sh            build the test, the chroot if missing, and run the test there
+#   .ci/coop_lavapipe.sh            build the tests, the chroot if missing, and run them there
 #   BATCHSCOPE_SID_ROOT=<dir>       where the chroot lives (default /tmp/batchscope-sid)
 #
 # Outcomes:
@@ -18,7 +22,7 @@ cd "$(dirname "$0")/.."
 root="${BATCHSCOPE_SID_ROOT:-/tmp/batchscope-sid}"
 
 not_run() {
-  echo "ci: *** STAGED COOPERATIVE PARITY AT 8x8 NOT RUN: $1 (it is not a pass) ***"
+  echo "ci: *** COOPERATIVE-MATRIX PARITY AT 8x8 NOT RUN: $1 (it is not a pass) ***"
   exit 0
 }
 
@@ -28,9 +32,13 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
 
-exe=$(cargo test --release --locked --test coop_staged --no-run 2>&1 \
-  | grep -o 'target/release/deps/coop_staged-[0-9a-f]*' | head -1)
-[ -n "$exe" ] && [ -x "$exe" ] || { echo "ci: could not build tests/coop_staged.rs" >&2; exit 1; }
+tests=(coop_staged f16_parity f16_epilogue)
+built=$(cargo test --release --locked --no-run --test coop_staged --test f16_parity --test f16_epilogue 2>&1)
+declare -A exe
+for t in "${tests[@]}"; do
+  exe[$t]=$(grep -o "target/release/deps/$t-[0-9a-f]*" <<< "$built" | head -1)
+  [ -n "${exe[$t]}" ] && [ -x "${exe[$t]}" ] || { echo "$built" >&2; echo "ci: could not build tests/$t.rs" >&2; exit 1; }
+done
 
 if [ ! -e "$root/usr/share/vulkan/icd.d/lvp_icd.json" ]; then
   if ! command -v debootstrap > /dev/null; then
@@ -57,15 +65,18 @@ mountpoint -q "$root/proc" || $SUDO mount -t proc proc "$root/proc"
 mountpoint -q "$root/dev" || $SUDO mount --bind /dev "$root/dev"
 $SUDO mkdir -p "$root/work" "$root/tmp/xdg"
 $SUDO chmod 700 "$root/tmp/xdg"
-$SUDO cp "$exe" "$root/work/coop_staged"
+for t in "${tests[@]}"; do $SUDO cp "${exe[$t]}" "$root/work/$t"; done
 
 in_chroot() {
-  $SUDO chroot "$root" env XDG_RUNTIME_DIR=/tmp/xdg RUST_BACKTRACE=1 /work/coop_staged "$@"
+  local t=$1; shift
+  $SUDO chroot "$root" sh -c 'cd /work && exec env XDG_RUNTIME_DIR=/tmp/xdg RUST_BACKTRACE=1 "$0" "$@"' "/work/$t" "$@"
 }
-where=$(in_chroot staged_kernels_say_where_they_run --exact --nocapture 2>&1) \
-  || { echo "$where"; echo "ci: the staged kernels' availability test failed in the chroot" >&2; exit 1; }
+where=$(in_chroot coop_staged staged_kernels_say_where_they_run --exact --nocapture 2>&1) \
+  || { echo "$where"; echo "ci: the cooperative kernels' availability test failed in the chroot" >&2; exit 1; }
 if ! grep -q "staged cooperative kernels run on" <<< "$where"; then
   not_run "sid's lavapipe (mesa-vulkan-drivers $mesa) offers no 8x8 f16 configuration"
 fi
-echo "ci: staged cooperative parity on sid's lavapipe (mesa-vulkan-drivers $mesa)"
-in_chroot --ignored --nocapture
+echo "ci: cooperative-matrix parity at 8x8 on sid's lavapipe (mesa-vulkan-drivers $mesa)"
+for t in "${tests[@]}"; do
+  in_chroot "$t" --ignored --nocapture
+done

@@ -2,22 +2,26 @@ enable f16;
 enable wgpu_cooperative_matrix;
 
 // matmul_coop.wgsl: C[m,n] = op(A)[m,k] * op(B)[k,n] on cooperative matrices (tensor cores):
-// 16x16 f16 tiles of A and B, f32 accumulators, f32 C.
+// TxT f16 tiles of A and B, f32 accumulators, f32 C.
 //
+// The host prepends the tile: the aliases TileA, TileB, Acc of coop_matTxT<f16, A>, <f16, B>,
+// <f32, C>, the side T and the subgroup size SG (src/backend/gpu/coop_shape.rs): T = 16 on
+// subgroups of 32 on GPUs (the H200), T = 8 on subgroups of 8 on Mesa's lavapipe, where CI
+// runs these kernels (.ci/coop_lavapipe.sh); every length below is at T = 16.
 // Needs wgpu's EXPERIMENTAL_COOPERATIVE_MATRIX and SHADER_F16 and an adapter whose
-// cooperative_matrix_properties() list 16x16x16 f16 x f16 -> f32 (src/backend/gpu/matmul_coop.rs
-// checks; lavapipe has none, so this file is only validated by naga in CI). The same packed half
-// buffers as matmul_f16.wgsl are read here as `array<f16>` (the same bytes).
+// cooperative_matrix_properties() list TxTxT f16 x f16 -> f32 (src/backend/gpu/matmul_coop.rs
+// checks). The same packed half buffers as matmul_f16.wgsl are read here as `array<f16>` (the
+// same bytes).
 //
-// Preconditions (the host checks): m, n, k multiples of 16; alpha = 1, beta = 0 (C is
+// Preconditions (the host checks): m, n, k multiples of T; alpha = 1, beta = 0 (C is
 // overwritten). The store runs matmul_f16.wgsl's fused epilogue (P.epi, P.half_out; the same
 // functions, copied below): the tiles are stored, then each element of the block is read back
 // once and stored through epilogue2() (a column pair per invocation: whole words of the f16
 // copy). Transposes are free: a row-major load (coopLoadT) of a stored [m,k] A is a
 // column-major load (coopLoad) of a stored [k,m] one. One entry point per transpose pair.
 //
-// A workgroup is one subgroup of 32 invocations (the host requires subgroup size 32) and owns
-// a 32x32 block of C: 2x2 tiles. Control flow may not depend on the workgroup id (naga's
+// A workgroup is one subgroup of SG invocations (the host requires exactly SG) and owns a 32x32
+// block of C: 2x2 tiles. Control flow may not depend on the workgroup id (naga's
 // uniformity rules for cooperative ops), so there are no bounds branches: the grid is exactly
 // ceil(m/32) x ceil(n/32) (no folding into z), and when m (or n) is an odd multiple of 16 the
 // second tile row (column) of the last block is clamped onto its first one, which is then
@@ -32,21 +36,21 @@ enable wgpu_cooperative_matrix;
 // Bindings 4 (e_in), 5 (e_out), 6 (h_out), 7 (the loss scaler's state), f16_bits and the fused epilogue: shaders/include/epilogue_f16.wgsl.
 
 // op(A) tile at rows i, depths p: A stored [m,k] (row-major) or [k,m] (transposed).
-fn a_n(i: u32, p: u32) -> coop_mat16x16<f16, A> {
-    return coopLoadT<coop_mat16x16<f16, A>>(&a[i * P.k + p], P.k);
+fn a_n(i: u32, p: u32) -> TileA {
+    return coopLoadT<TileA>(&a[i * P.k + p], P.k);
 }
-fn a_t(i: u32, p: u32) -> coop_mat16x16<f16, A> {
-    return coopLoad<coop_mat16x16<f16, A>>(&a[p * P.m + i], P.m);
+fn a_t(i: u32, p: u32) -> TileA {
+    return coopLoad<TileA>(&a[p * P.m + i], P.m);
 }
 // op(B) tile at depths p, columns j: B stored [k,n] or [n,k] (transposed).
-fn b_n(p: u32, j: u32) -> coop_mat16x16<f16, B> {
-    return coopLoadT<coop_mat16x16<f16, B>>(&b[p * P.n + j], P.n);
+fn b_n(p: u32, j: u32) -> TileB {
+    return coopLoadT<TileB>(&b[p * P.n + j], P.n);
 }
-fn b_t(p: u32, j: u32) -> coop_mat16x16<f16, B> {
-    return coopLoad<coop_mat16x16<f16, B>>(&b[j * P.k + p], P.k);
+fn b_t(p: u32, j: u32) -> TileB {
+    return coopLoad<TileB>(&b[j * P.k + p], P.k);
 }
 
-fn store(acc: coop_mat16x16<f32, C>, i: u32, j: u32) {
+fn store(acc: Acc, i: u32, j: u32) {
     // Every operand through a `let`: naga 30's WGSL front end emits the expressions written in
     // a cooperative store's arguments after the store statement, and its SPIR-V writer then
     // fails ("Expression is not cached"); bound first, they are emitted before it
@@ -61,50 +65,57 @@ fn store(acc: coop_mat16x16<f32, C>, i: u32, j: u32) {
 
 // After the block's tiles are stored: C = epilogue2(C) over the block's distinct elements (a
 // clamped tile row or column, i1 == i0 or j1 == j0, is visited once). Invocation t walks the
-// column pair p = t % 16 of the block (columns j0 + 2p, + 1 for p < 8, else j1 + 2 (p - 8),
-// + 1: n is a multiple of 16, so the pair's first element is even, one word of H) over the 16
-// rows of tile row t / 16, in order. The barrier is in uniform control flow (P is uniform).
+// column pair p = t % T of the block (columns j0 + 2p, + 1 for p < T / 2, else j1 + 2 (p - T / 2),
+// + 1: n is a multiple of T, so the pair's first element is even, one word of H) over the T
+// rows of tile row t / T, in order (and of tile row 1 too where SG = T, at 8x8). The barrier is
+// in uniform control flow (P is uniform).
 fn finish(o: vec4<u32>, t: u32) {
     if (P.epi == 0u && P.half_out == 0u && P.unscale == 0u) {
         return;
     }
-    // The block's rows are [i0, i0 + 32) within m (i1 = i0 + 16, or i0 when clamped); the bias
+    // The block's rows are [i0, i0 + 2T) within m (i1 = i0 + T, or i0 when clamped); the bias
     // gradient reads dz only, and leaves C as stored unless C is unscaled too.
-    bias_grad_block(o.x, 32u, o.z, t, 32u);
+    bias_grad_block(o.x, 2u * T, o.z, t, SG);
     if (P.epi == 4u && P.half_out == 0u && P.unscale == 0u) {
         return;
     }
     storageBarrier();
-    let p = t % 16u;
-    if ((p >= 8u && o.w == o.z) || (t >= 16u && o.y == o.x)) {
+    let p = t % T;
+    let half = T / 2u;
+    if (p >= half && o.w == o.z) {
         return;
     }
-    let j = select(o.z + 2u * p, o.w + 2u * (p - 8u), p >= 8u);
-    let i = select(o.x, o.y, t >= 16u);
+    let j = select(o.z + 2u * p, o.w + 2u * (p - half), p >= half);
     let inv = scale_inv();
-    for (var r = 0u; r < 16u; r = r + 1u) {
-        let idx = (i + r) * P.n + j;
-        let out = epilogue2(idx, j, vec2<f32>(c[idx], c[idx + 1u]), inv);
-        c[idx] = out.x;
-        c[idx + 1u] = out.y;
+    for (var u = t / T; u < 2u; u = u + SG / T) {
+        if (u == 1u && o.y == o.x) {
+            return;
+        }
+        let i = select(o.x, o.y, u == 1u);
+        for (var r = 0u; r < T; r = r + 1u) {
+            let idx = (i + r) * P.n + j;
+            let out = epilogue2(idx, j, vec2<f32>(c[idx], c[idx + 1u]), inv);
+            c[idx] = out.x;
+            c[idx + 1u] = out.y;
+        }
     }
 }
 
 // The block's tile origins: rows i0, i1 and columns j0, j1 (i1 == i0 on a clamped last block).
 fn origins(wid: vec3<u32>) -> vec4<u32> {
-    let i0 = wid.y * 32u;
-    let j0 = wid.x * 32u;
-    return vec4<u32>(i0, min(i0 + 16u, P.m - 16u), j0, min(j0 + 16u, P.n - 16u));
+    let i0 = wid.y * 2u * T;
+    let j0 = wid.x * 2u * T;
+    return vec4<u32>(i0, min(i0 + T, P.m - T), j0, min(j0 + T, P.n - T));
 }
 
-@compute @workgroup_size(32, 1, 1)
+@compute @workgroup_size(SG, 1, 1)
 fn matmul_coop_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let o = origins(wid);
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    for (var p = 0u; p < P.k; p = p + 16u) {
+    var c00 = Acc();
+    var c01 = Acc();
+    var c10 = Acc();
+    var c11 = Acc();
+    for (var p = 0u; p < P.k; p = p + T) {
         let a0 = a_n(o.x, p);
         let a1 = a_n(o.y, p);
         let b0 = b_n(p, o.z);
@@ -121,14 +132,14 @@ fn matmul_coop_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     finish(o, t);
 }
 
-@compute @workgroup_size(32, 1, 1)
+@compute @workgroup_size(SG, 1, 1)
 fn matmul_coop_nt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let o = origins(wid);
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    for (var p = 0u; p < P.k; p = p + 16u) {
+    var c00 = Acc();
+    var c01 = Acc();
+    var c10 = Acc();
+    var c11 = Acc();
+    for (var p = 0u; p < P.k; p = p + T) {
         let a0 = a_n(o.x, p);
         let a1 = a_n(o.y, p);
         let b0 = b_t(p, o.z);
@@ -145,14 +156,14 @@ fn matmul_coop_nt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     finish(o, t);
 }
 
-@compute @workgroup_size(32, 1, 1)
+@compute @workgroup_size(SG, 1, 1)
 fn matmul_coop_tn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let o = origins(wid);
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    for (var p = 0u; p < P.k; p = p + 16u) {
+    var c00 = Acc();
+    var c01 = Acc();
+    var c10 = Acc();
+    var c11 = Acc();
+    for (var p = 0u; p < P.k; p = p + T) {
         let a0 = a_t(o.x, p);
         let a1 = a_t(o.y, p);
         let b0 = b_n(p, o.z);
@@ -169,14 +180,14 @@ fn matmul_coop_tn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     finish(o, t);
 }
 
-@compute @workgroup_size(32, 1, 1)
+@compute @workgroup_size(SG, 1, 1)
 fn matmul_coop_tt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let o = origins(wid);
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    for (var p = 0u; p < P.k; p = p + 16u) {
+    var c00 = Acc();
+    var c01 = Acc();
+    var c10 = Acc();
+    var c11 = Acc();
+    for (var p = 0u; p < P.k; p = p + T) {
         let a0 = a_t(o.x, p);
         let a1 = a_t(o.y, p);
         let b0 = b_t(p, o.z);
@@ -202,14 +213,14 @@ fn matmul_coop_tt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 // above: such a tile is computed and stored again with the same values. The host picks this
 // kernel for m and n of at least 64 (src/backend/gpu/matmul_f16.rs, `choose`).
 
-fn load_a(i: u32, p: u32) -> coop_mat16x16<f16, A> {
+fn load_a(i: u32, p: u32) -> TileA {
     if (P.trans_a == 0u) {
         return a_n(i, p);
     }
     return a_t(i, p);
 }
 
-fn load_b(p: u32, j: u32) -> coop_mat16x16<f16, B> {
+fn load_b(p: u32, j: u32) -> TileB {
     if (P.trans_b == 0u) {
         return b_n(p, j);
     }
@@ -218,31 +229,31 @@ fn load_b(p: u32, j: u32) -> coop_mat16x16<f16, B> {
 
 // Origin of tile row r of the block at row i0 (of tile column q at column j0), clamped into C.
 fn row64(i0: u32, r: u32) -> u32 {
-    return min(i0 + 16u * r, P.m - 16u);
+    return min(i0 + T * r, P.m - T);
 }
 fn col64(j0: u32, q: u32) -> u32 {
-    return min(j0 + 16u * q, P.n - 16u);
+    return min(j0 + T * q, P.n - T);
 }
 
 // finish() for a 64x64 block at (i0, j0): its distinct elements are rows [i0, min(i0 + 64, m))
 // by columns [j0, min(j0 + 64, n)) (clamped tiles repeat the last tile's), each stored through
-// epilogue2() once. Invocation t walks the column pair j0 + 2t, j0 + 2t + 1, rows in order: n
-// is a multiple of 16, so both columns are in C or neither, and the pair's first element is
-// even (one word of H).
+// epilogue2() once. Invocation t walks the column pairs j0 + 2q, j0 + 2q + 1 for q = t, t + SG,
+// ... (one pair at 16x16: 2T pairs, SG = 2T; two at 8x8), rows in order: n is a multiple of T,
+// so both columns are in C or neither, and the pair's first element is even (one word of H).
 fn finish64(i0: u32, j0: u32, t: u32) {
     if (P.epi == 0u && P.half_out == 0u && P.unscale == 0u) {
         return;
     }
-    bias_grad_block(i0, 64u, j0, t, 32u);
+    bias_grad_block(i0, 4u * T, j0, t, SG);
     if (P.epi == 4u && P.half_out == 0u && P.unscale == 0u) {
         return;
     }
     storageBarrier();
-    let rows = min(64u, P.m - i0);
-    let cols = min(64u, P.n - j0);
-    if (2u * t < cols) {
-        let j = j0 + 2u * t;
-        let inv = scale_inv();
+    let rows = min(4u * T, P.m - i0);
+    let cols = min(4u * T, P.n - j0);
+    let inv = scale_inv();
+    for (var q = t; 2u * q < cols; q = q + SG) {
+        let j = j0 + 2u * q;
         for (var r = 0u; r < rows; r = r + 1u) {
             let idx = (i0 + r) * P.n + j;
             let out = epilogue2(idx, j, vec2<f32>(c[idx], c[idx + 1u]), inv);
@@ -252,10 +263,10 @@ fn finish64(i0: u32, j0: u32, t: u32) {
     }
 }
 
-@compute @workgroup_size(32, 1, 1)
+@compute @workgroup_size(SG, 1, 1)
 fn matmul_coop64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let i0 = wid.y * 64u;
-    let j0 = wid.x * 64u;
+    let i0 = wid.y * 4u * T;
+    let j0 = wid.x * 4u * T;
     let r0 = row64(i0, 0u);
     let r1 = row64(i0, 1u);
     let r2 = row64(i0, 2u);
@@ -264,23 +275,23 @@ fn matmul_coop64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let q1 = col64(j0, 1u);
     let q2 = col64(j0, 2u);
     let q3 = col64(j0, 3u);
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c02 = coop_mat16x16<f32, C>();
-    var c03 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    var c12 = coop_mat16x16<f32, C>();
-    var c13 = coop_mat16x16<f32, C>();
-    var c20 = coop_mat16x16<f32, C>();
-    var c21 = coop_mat16x16<f32, C>();
-    var c22 = coop_mat16x16<f32, C>();
-    var c23 = coop_mat16x16<f32, C>();
-    var c30 = coop_mat16x16<f32, C>();
-    var c31 = coop_mat16x16<f32, C>();
-    var c32 = coop_mat16x16<f32, C>();
-    var c33 = coop_mat16x16<f32, C>();
-    for (var p = 0u; p < P.k; p = p + 16u) {
+    var c00 = Acc();
+    var c01 = Acc();
+    var c02 = Acc();
+    var c03 = Acc();
+    var c10 = Acc();
+    var c11 = Acc();
+    var c12 = Acc();
+    var c13 = Acc();
+    var c20 = Acc();
+    var c21 = Acc();
+    var c22 = Acc();
+    var c23 = Acc();
+    var c30 = Acc();
+    var c31 = Acc();
+    var c32 = Acc();
+    var c33 = Acc();
+    for (var p = 0u; p < P.k; p = p + T) {
         let a0 = load_a(r0, p);
         let a1 = load_a(r1, p);
         let a2 = load_a(r2, p);
@@ -328,29 +339,29 @@ fn matmul_coop64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 // ---- ceilings: multiply-adds from registers --------------------------------------------------
 // What the tensor cores reach through WGSL on this device with no memory traffic in the loop
 // (`batchscope gemm --ceilings`, src/backend/gpu/ceilings.rs; CPU twin
-// src/backend/cpu/ceilings.rs). A is [64, 16] (4 tiles down, P.k = 16) and B [16, 64] (4 tiles
+// src/backend/cpu/ceilings.rs; run at T = 16). A is [64, 16] (4 tiles down, P.k = 16) and B [16, 64] (4 tiles
 // across, P.n = 64); each subgroup loads its tiles once, then runs P.len steps of 4 (2x2 tiles,
 // the 32x32 kernels' loop) or 16 (4x4, the 64x64 and staged kernels' loop) multiply-adds into
 // as many accumulators, and stores them row-major at c[(w * 16 + tile) * 256] (w: the
 // workgroup). With operands that are multiples of 1/8 every sum is exact, so the twin compares
 // bits. 4 against 16 accumulators tells whether the accumulators stay in registers.
 
-fn store_ceiling(acc: coop_mat16x16<f32, C>, w: u32, tile: u32) {
-    let stride = 16u;
-    let dst = &c[(w * 16u + tile) * 256u];
+fn store_ceiling(acc: Acc, w: u32, tile: u32) {
+    let stride = T;
+    let dst = &c[(w * 16u + tile) * T * T];
     coopStoreT(acc, dst, stride);
 }
 
-@compute @workgroup_size(32, 1, 1)
+@compute @workgroup_size(SG, 1, 1)
 fn coop_ceiling4(@builtin(workgroup_id) wid: vec3<u32>) {
     let a0 = a_n(0u, 0u);
-    let a1 = a_n(16u, 0u);
+    let a1 = a_n(T, 0u);
     let b0 = b_n(0u, 0u);
-    let b1 = b_n(0u, 16u);
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
+    let b1 = b_n(0u, T);
+    var c00 = Acc();
+    var c01 = Acc();
+    var c10 = Acc();
+    var c11 = Acc();
     for (var s = 0u; s < P.len; s = s + 1u) {
         c00 = coopMultiplyAdd(a0, b0, c00);
         c01 = coopMultiplyAdd(a0, b1, c01);
@@ -363,32 +374,32 @@ fn coop_ceiling4(@builtin(workgroup_id) wid: vec3<u32>) {
     store_ceiling(c11, wid.x, 5u);
 }
 
-@compute @workgroup_size(32, 1, 1)
+@compute @workgroup_size(SG, 1, 1)
 fn coop_ceiling16(@builtin(workgroup_id) wid: vec3<u32>) {
     let a0 = a_n(0u, 0u);
-    let a1 = a_n(16u, 0u);
-    let a2 = a_n(32u, 0u);
-    let a3 = a_n(48u, 0u);
+    let a1 = a_n(T, 0u);
+    let a2 = a_n(2u * T, 0u);
+    let a3 = a_n(3u * T, 0u);
     let b0 = b_n(0u, 0u);
-    let b1 = b_n(0u, 16u);
-    let b2 = b_n(0u, 32u);
-    let b3 = b_n(0u, 48u);
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c02 = coop_mat16x16<f32, C>();
-    var c03 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    var c12 = coop_mat16x16<f32, C>();
-    var c13 = coop_mat16x16<f32, C>();
-    var c20 = coop_mat16x16<f32, C>();
-    var c21 = coop_mat16x16<f32, C>();
-    var c22 = coop_mat16x16<f32, C>();
-    var c23 = coop_mat16x16<f32, C>();
-    var c30 = coop_mat16x16<f32, C>();
-    var c31 = coop_mat16x16<f32, C>();
-    var c32 = coop_mat16x16<f32, C>();
-    var c33 = coop_mat16x16<f32, C>();
+    let b1 = b_n(0u, T);
+    let b2 = b_n(0u, 2u * T);
+    let b3 = b_n(0u, 3u * T);
+    var c00 = Acc();
+    var c01 = Acc();
+    var c02 = Acc();
+    var c03 = Acc();
+    var c10 = Acc();
+    var c11 = Acc();
+    var c12 = Acc();
+    var c13 = Acc();
+    var c20 = Acc();
+    var c21 = Acc();
+    var c22 = Acc();
+    var c23 = Acc();
+    var c30 = Acc();
+    var c31 = Acc();
+    var c32 = Acc();
+    var c33 = Acc();
     for (var s = 0u; s < P.len; s = s + 1u) {
         c00 = coopMultiplyAdd(a0, b0, c00);
         c01 = coopMultiplyAdd(a0, b1, c01);

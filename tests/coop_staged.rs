@@ -67,13 +67,13 @@ fn bits(v: &[f32]) -> Vec<u32> {
 fn staged_kernels_say_where_they_run() {
     let gp = gpu();
     let name = gp.dev.ctx.summary.name.clone();
-    match matmul_coop::staged_shape(&gp.dev.ctx) {
+    match matmul_coop::coop_shape(&gp.dev.ctx) {
         None => {
+            let why = matmul_coop::unavailable_reason(&gp.dev.ctx).expect("a reason");
             println!(
-                "\n*** STAGED COOPERATIVE-MATRIX PARITY NOT RUN on {name}: no 16x16 (subgroups of \
-                 32) or 8x8 (subgroups of 8) f16 configuration. `staged_kernels_match_cpu_at_the_\
-                 adapters_tile` is ignored here; it is NOT a pass (.ci/coop_lavapipe.sh runs it on \
-                 Mesa's lavapipe). ***\n"
+                "\n*** STAGED COOPERATIVE-MATRIX PARITY NOT RUN on {name}: {why}. \
+                 `staged_kernels_match_cpu_at_the_adapters_tile` is ignored here; it is NOT a pass \
+                 (.ci/coop_lavapipe.sh runs it on Mesa's lavapipe). ***\n"
             );
             for kernel in STAGED {
                 let g = Gemm::nn(64, 64, 64);
@@ -91,7 +91,7 @@ fn staged_kernels_say_where_they_run() {
                     &out.0,
                 )
                 .expect_err("no staged kernel here");
-                assert!(err.to_string().contains("8x8"), "{kernel:?}: {err}");
+                assert!(err.to_string().contains(&why), "{kernel:?}: {err}");
             }
         }
         Some(s) => println!(
@@ -113,7 +113,7 @@ fn staged_kernels_say_where_they_run() {
 #[ignore = "needs 16x16 (subgroups of 32) or 8x8 (subgroups of 8) f16 cooperative matrices: see staged_kernels_say_where_they_run"]
 fn staged_kernels_match_cpu_at_the_adapters_tile() {
     let gp = gpu();
-    let Some(shape) = matmul_coop::staged_shape(&gp.dev.ctx) else {
+    let Some(shape) = matmul_coop::coop_shape(&gp.dev.ctx) else {
         panic!("no staged cooperative configuration on {}", gp.dev.ctx.summary.name);
     };
     let t = shape.tile as usize;

@@ -384,7 +384,7 @@ fn col_sum_unscale_equals_col_sum_then_unscale_bitwise() {
 /// `f16_parity`'s `matmul_coop_matches_cpu`: it fails where the adapter lacks the feature, and
 /// `cooperative_matrix_availability` there says loudly that it did not run.
 #[test]
-#[ignore = "needs an adapter with 16x16 f16 cooperative matrices (see f16_parity's cooperative_matrix_availability)"]
+#[ignore = "needs 16x16 (subgroups of 32) or 8x8 (subgroups of 8) f16 cooperative matrices: see f16_parity's cooperative_matrix_availability; .ci/coop_lavapipe.sh runs it"]
 fn coop_fused_f16_epilogues_match_the_cpu_twin() {
     use batchscope::backend::gpu::matmul_f16::{self, HalfKernel};
     let (gp, cp) = (gpu(), cpu());
@@ -392,8 +392,24 @@ fn coop_fused_f16_epilogues_match_the_cpu_twin() {
     // By the rule the first two shapes run the 32x32 blocks, the others (m, n ≥ 64) the 64x64
     // ones, whose last blocks clamp at 80 and 144; then every shape runs each cooperative kernel
     // set by name (the staged one's 128x128 blocks clamp at all four).
-    let shapes = [(16, 16, 16), (48, 80, 32), (96, 64, 784), (80, 144, 32)];
-    let forced = [None, Some(HalfKernel::Coop), Some(HalfKernel::Coop64), Some(HalfKernel::CoopStaged)];
+    // And odd tile counts in the adapter's tiles (8x8 on lavapipe: the clamps above are even).
+    let t =
+        batchscope::backend::gpu::matmul_coop::coop_shape(&gp.dev.ctx).map_or(16, |s| s.tile as usize);
+    let shapes = [
+        (16, 16, 16),
+        (48, 80, 32),
+        (96, 64, 784),
+        (80, 144, 32),
+        (3 * t, 5 * t, 3 * t),
+        (9 * t, 3 * t, t),
+    ];
+    let forced = [
+        None,
+        Some(HalfKernel::Coop),
+        Some(HalfKernel::Coop64),
+        Some(HalfKernel::CoopStaged),
+        Some(HalfKernel::CoopStagedV4),
+    ];
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for (ta, tb, kind, kernel) in [(false, false), (false, true), (true, false), (true, true)]
             .into_iter()
@@ -444,7 +460,13 @@ fn a_named_f16_kernel_runs_where_it_can_and_falls_back_where_not() {
     let kind = Kind::BiasAct(Activation::Relu);
     let usual = matmul_f16::choose(&gp.dev, &g);
     let default = run(&gp, &g, kind, true, &d, true);
-    for k in [HalfKernel::Packed, HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged] {
+    for k in [
+        HalfKernel::Packed,
+        HalfKernel::Coop,
+        HalfKernel::Coop64,
+        HalfKernel::CoopStaged,
+        HalfKernel::CoopStagedV4,
+    ] {
         let runs = gp.half_kernel_runs(k, &g);
         assert!(runs || k != HalfKernel::Packed, "the packed kernel runs everywhere");
         gp.set_half_kernel(Some(k));

@@ -1,7 +1,8 @@
 //! Mixed-precision kernels equal their CPU twins: `to_half` bit for bit (specials included), the
 //! f16 GEMM within tolerances derived from f16 and f32 epsilon and k on ragged shapes, and the
 //! loss-scaling kernels bit for bit over a run with an injected inf gradient. The
-//! cooperative-matrix GEMM has its own hardware-gated test (see `matmul_coop_matches_cpu`).
+//! cooperative-matrix GEMM has its own hardware-gated test (see `matmul_coop_matches_cpu`): 16x16
+//! tiles on GPUs, 8x8 on Mesa 26's lavapipe, where `.ci/coop_lavapipe.sh` runs it in CI.
 
 mod common;
 
@@ -487,7 +488,7 @@ fn cooperative_matrix_availability() {
             let staged_fits = batchscope::backend::gpu::matmul_coop::CoopBlock::Staged128(
                 batchscope::backend::gpu::staged::Staging::Halves,
             )
-            .fits(&g.dev.ctx.limits);
+            .fits_on(&g.dev.ctx);
             let want = match (matmul_f16::coop_enabled(), staged_fits) {
                 (false, _) => HalfKernel::Packed,
                 (true, true) => matmul_f16::coop_kernel_for(&tall),
@@ -504,19 +505,29 @@ fn cooperative_matrix_availability() {
 /// The three cooperative-matrix GEMMs (32x32 and 64x64 blocks per subgroup, and 128x128 per
 /// workgroup with staged operands) against the CPU twin, every transpose pair, on shapes with
 /// odd multiples of 16, sides past a multiple of 64 and 128 (the clamped last blocks) and k past
-/// a multiple of 32 (a half-empty staged slice). Fails where the adapter lacks the feature.
+/// a multiple of 32 (a half-empty staged slice), and the same in tiles of the adapter's side
+/// (odd counts of 8x8 tiles on lavapipe). Fails where the adapter lacks the feature.
 #[test]
-#[ignore = "needs an adapter with 16x16 f16 cooperative matrices (see cooperative_matrix_availability)"]
+#[ignore = "needs 16x16 (subgroups of 32) or 8x8 (subgroups of 8) f16 cooperative matrices: see cooperative_matrix_availability; .ci/coop_lavapipe.sh runs it"]
 fn matmul_coop_matches_cpu() {
     let (c, gp) = (cpu(), gpu());
     if let Some(why) = matmul_coop::unavailable_reason(&gp.dev.ctx) {
         panic!("matmul_coop_matches_cpu cannot run on {}: {why}", gp.adapter().name);
     }
     // Exact operands (multiples of 1/8), every kernel, every transpose pair: bit-exact rows.
-    let all = [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged];
+    let all = [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged, HalfKernel::CoopStagedV4];
     assert_eq!(coop_check::check_alone(&gp.dev, &all), None);
     let mut cases = 0;
-    let shapes = [(16, 16, 16), (48, 80, 32), (96, 64, 784), (80, 144, 48), (256, 1024, 512)];
+    let t = matmul_coop::coop_shape(&gp.dev.ctx).map_or(16, |s| s.tile as usize);
+    let shapes = [
+        (16, 16, 16),
+        (48, 80, 32),
+        (96, 64, 784),
+        (80, 144, 48),
+        (256, 1024, 512),
+        (3 * t, 5 * t, 3 * t),
+        (9 * t, 17 * t, 7 * t),
+    ];
     for &(m, n, k) in &shapes {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let g = Gemm::nn(m, n, k).trans(ta, tb);
@@ -527,7 +538,7 @@ fn matmul_coop_matches_cpu() {
             let (wa, wb) = (&ha.words.0, &hb.words.0);
             let cpu_out = half_gemm_case(&c, &g, &a, &bm, &c0);
             let mut first: Option<Vec<u32>> = None;
-            for kernel in [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged] {
+            for kernel in all {
                 let out = gp.upload(&c0).unwrap();
                 matmul_f16::matmul_half(&gp.dev, kernel, &g, wa, ha.len, wb, hb.len, &out.0).unwrap();
                 let what = format!("{kernel:?} {m}x{n}x{k} ta={ta} tb={tb}");
@@ -544,5 +555,7 @@ fn matmul_coop_matches_cpu() {
             check_half_gemm(&format!("cpu {m}x{n}x{k} ta={ta} tb={tb}"), &g, &a, &bm, &c0, &cpu_out);
         }
     }
-    println!("parity ok: matmul_coop, matmul_coop64 and matmul_coop_staged, {cases} cases");
+    println!(
+        "parity ok: matmul_coop, matmul_coop64 and matmul_coop_staged in {t}x{t} tiles, {cases} cases"
+    );
 }

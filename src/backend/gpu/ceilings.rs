@@ -9,6 +9,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::autotune::timing::time_recorded;
 use super::autotune::verify::{pattern, upload_pattern};
+use super::coop_shape::SHAPE_16;
 use super::device::{GpuDevice, RawBuf};
 use super::elementwise::fill;
 use super::kernels::{
@@ -61,6 +62,9 @@ pub fn unavailable(dev: &GpuDevice, ceiling: Ceiling) -> Option<String> {
     }
     if let Some(why) = matmul_coop::unavailable_reason(&dev.ctx) {
         return Some(why);
+    }
+    if let Some(shape) = matmul_coop::coop_shape(&dev.ctx).filter(|&s| s != SHAPE_16) {
+        return Some(format!("the ceilings are for 16x16 tiles; this device's are {0}x{0}", shape.tile));
     }
     match ceiling == Ceiling::CoopStaged && !CoopBlock::Staged128(Staging::Halves).fits(&dev.ctx.limits)
     {

@@ -165,11 +165,9 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pub faults: Arc<DeviceFaults>,
-    /// Why the cooperative-matrix kernels cannot run here (`None`: they can), found once
-    /// (`super::matmul_coop::unavailable_reason`): asked for every f16 product recorded.
-    pub coop_unavailable: std::sync::OnceLock<Option<String>>,
-    /// The tile shape the staged cooperative kernels run at (`super::matmul_coop::staged_shape`).
-    pub coop_staged_shape: std::sync::OnceLock<Option<super::staged::CoopShape>>,
+    /// The tile the cooperative-matrix kernels run in here, or why they cannot, found once
+    /// (`super::matmul_coop::coop_shape`): asked for every f16 product recorded.
+    pub coop_shape: std::sync::OnceLock<std::result::Result<super::coop_shape::CoopShape, String>>,
     /// The first-use check's verdict on each cooperative kernel (`super::coop_check::KERNELS`
     /// order), found when the kernel is first considered.
     pub coop_verdicts: [std::sync::OnceLock<super::coop_check::Verdict>; 4],
@@ -258,8 +256,7 @@ impl GpuContext {
             limits,
             features,
             faults,
-            coop_unavailable: std::sync::OnceLock::new(),
-            coop_staged_shape: std::sync::OnceLock::new(),
+            coop_shape: std::sync::OnceLock::new(),
             coop_verdicts: Default::default(),
         })
     }

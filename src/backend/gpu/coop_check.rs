@@ -55,7 +55,7 @@ fn find_verdict(dev: &GpuDevice, kernel: HalfKernel) -> Verdict {
     if let Some(why) = super::matmul_coop::unavailable_reason(&dev.ctx) {
         return Verdict::CannotRun(why);
     }
-    if !kernel.coop_block().is_some_and(|b| b.fits(&dev.ctx.limits)) {
+    if !kernel.coop_block().is_some_and(|b| b.fits_on(&dev.ctx)) {
         return Verdict::CannotRun("its workgroup exceeds the adapter's limits".into());
     }
     match check_alone(dev, &[kernel]) {

@@ -136,7 +136,7 @@ impl GpuBackend {
             Some(block) => {
                 matmul_coop::available(&self.dev.ctx)
                     && matmul_coop::eligible(g, &self.dev)
-                    && block.fits(&self.dev.ctx.limits)
+                    && block.fits_on(&self.dev.ctx)
             }
         }
     }

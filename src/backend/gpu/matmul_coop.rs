@@ -1,111 +1,97 @@
 //! Host side of `shaders/matmul_coop.wgsl`: the f16 GEMM on cooperative matrices (tensor
 //! cores), used by [`super::matmul_f16::matmul_half`] where [`available`] and [`eligible`].
+//! The kernels run in the tile the device offers ([`coop_shape`]): 16x16 on the H200, 8x8 on
+//! Mesa's lavapipe (see [`super::coop_shape`]); sides below are at 16x16 unless they say not.
 
 use super::context::GpuContext;
+use super::coop_shape::{adapter_shape, features, CoopShape, SHAPE_16, SHAPE_8};
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{
-    Kernel, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT,
+    Kernel, Shader, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT,
 };
 use super::matmul_f16::HalfParams;
-use super::staged::{CoopShape, StagedCfg, Staging, SHAPE_16, SHAPE_8};
+use super::staged::{StagedCfg, Staging};
 use crate::backend::{BackendError, Gemm, Result};
 
-/// Side of one cooperative tile, and of a workgroup's block of C (2x2 tiles).
-const TILE: usize = 16;
-const BLOCK: usize = 32;
-/// Side of a `matmul_coop64` workgroup's block of C (4x4 tiles).
+/// Side of a `matmul_coop64` workgroup's block of C at 16x16 tiles (4x4 tiles).
 pub const BLOCK64: usize = 64;
 
 /// Which block of C one subgroup (one workgroup) of the cooperative kernel owns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CoopBlock {
-    /// `matmul_coop_{nn,nt,tn,tt}`: 32x32, 2x2 tiles.
+    /// `matmul_coop_{nn,nt,tn,tt}`: 2x2 tiles (32x32).
     B32,
-    /// `matmul_coop64`: 64x64, 4x4 tiles (half the tile loads per multiply-add).
+    /// `matmul_coop64`: 4x4 tiles (64x64; half the tile loads per multiply-add).
     B64,
-    /// `matmul_coop_staged.wgsl`: 128x128 per workgroup of 4 subgroups (64x64 each), the
-    /// operands staged through 40 KiB of workgroup memory (padded rows, double-buffered), with
-    /// `staging` stores (see [`super::staged`]).
+    /// `matmul_coop_staged.wgsl`: 8x8 tiles (128x128) per workgroup of 4 subgroups (4x4 tiles
+    /// each), the operands staged through 40 KiB of workgroup memory (padded rows,
+    /// double-buffered), with `staging` stores (see [`super::staged`]).
     Staged128(Staging),
 }
 
 impl CoopBlock {
     /// Side of the block at 16x16 tiles.
     pub fn side(self) -> usize {
-        match self {
-            CoopBlock::B32 => BLOCK,
-            CoopBlock::B64 => BLOCK64,
-            CoopBlock::Staged128(staging) => StagedCfg { shape: SHAPE_16, staging }.block() as usize,
-        }
+        self.side_at(SHAPE_16)
+    }
+
+    /// Side of the block in tiles of `shape`: 2, 4 or 8 tiles.
+    pub fn side_at(self, shape: CoopShape) -> usize {
+        let tiles = match self {
+            CoopBlock::B32 => 2,
+            CoopBlock::B64 => 4,
+            CoopBlock::Staged128(_) => 8,
+        };
+        tiles * shape.tile as usize
     }
 
     /// Whether the adapter's limits admit this block's workgroup at 16x16 tiles.
     pub fn fits(self, limits: &wgpu::Limits) -> bool {
+        self.fits_at(SHAPE_16, limits)
+    }
+
+    /// Whether `limits` admit this block's workgroup in the tiles of `shape`.
+    pub fn fits_at(self, shape: CoopShape, limits: &wgpu::Limits) -> bool {
         match self {
             CoopBlock::B32 | CoopBlock::B64 => true,
-            CoopBlock::Staged128(staging) => StagedCfg { shape: SHAPE_16, staging }.fits(limits),
+            CoopBlock::Staged128(staging) => StagedCfg { shape, staging }.fits(limits),
         }
+    }
+
+    /// Whether this device's limits admit the block's workgroup in its tiles ([`coop_shape`];
+    /// 16x16 where it has none).
+    pub fn fits_on(self, ctx: &GpuContext) -> bool {
+        self.fits_at(coop_shape(ctx).unwrap_or(SHAPE_16), &ctx.limits)
     }
 }
 
-/// The device features the kernel needs.
-pub fn features() -> wgpu::Features {
-    wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-        | wgpu::Features::SHADER_F16
-        | wgpu::Features::SUBGROUP
+/// Why the cooperative kernels cannot run on this device, or `None` when they can: the
+/// features on the device, then [`adapter_shape`]. Found once per device.
+pub fn unavailable_reason(ctx: &GpuContext) -> Option<String> {
+    found(ctx).as_ref().err().cloned()
 }
 
-/// Whether `props` hold the configuration the kernel uses: 16x16x16, f16 x f16 → f32.
-pub fn has_f16_16x16(props: &[wgpu::CooperativeMatrixProperties]) -> bool {
-    props.iter().any(|p| {
-        (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
-            && p.ab_type == wgpu::CooperativeScalarType::F16
-            && p.cr_type == wgpu::CooperativeScalarType::F32
+/// The tile the cooperative kernels run in on this device ([`super::coop_shape`]), `None`
+/// where they cannot run.
+pub fn coop_shape(ctx: &GpuContext) -> Option<CoopShape> {
+    found(ctx).as_ref().ok().copied()
+}
+
+fn found(ctx: &GpuContext) -> &std::result::Result<CoopShape, String> {
+    ctx.coop_shape.get_or_init(|| {
+        let missing = features() - ctx.features;
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter_names().map(|(n, _)| n).collect();
+            return Err(format!("the device lacks {}", names.join(" | ")));
+        }
+        adapter_shape(&ctx.adapter)
     })
 }
 
-/// Why the cooperative kernel cannot run on this device, or `None` when it can: the features
-/// on the device, a 16x16 f16→f32 configuration, and subgroups of exactly 32 (one subgroup per
-/// workgroup). Found once per device.
-pub fn unavailable_reason(ctx: &GpuContext) -> Option<String> {
-    reason(ctx).clone()
-}
-
-fn reason(ctx: &GpuContext) -> &Option<String> {
-    ctx.coop_unavailable.get_or_init(|| find_reason(ctx))
-}
-
-fn find_reason(ctx: &GpuContext) -> Option<String> {
-    let missing = features() - ctx.features;
-    if !missing.is_empty() {
-        return Some(format!("the device lacks {}", names(missing)));
-    }
-    adapter_reason(&ctx.adapter)
-}
-
 /// Why an adapter cannot run the kernels, `None` when it can (`batchscope devices` says so per
-/// adapter): the features it offers, a 16x16 f16 → f32 configuration, subgroups of exactly 32.
+/// adapter).
 pub fn adapter_reason(adapter: &wgpu::Adapter) -> Option<String> {
-    let missing = features() - adapter.features();
-    if !missing.is_empty() {
-        return Some(format!("the adapter lacks {}", names(missing)));
-    }
-    if !has_f16_16x16(&adapter.cooperative_matrix_properties()) {
-        return Some("no 16x16x16 f16 x f16 -> f32 cooperative matrix configuration".into());
-    }
-    let info = adapter.get_info();
-    if (info.subgroup_min_size, info.subgroup_max_size) != (32, 32) {
-        return Some(format!(
-            "subgroup size {}..{} is not exactly 32",
-            info.subgroup_min_size, info.subgroup_max_size
-        ));
-    }
-    None
-}
-
-/// Feature names, `A | B`.
-fn names(f: wgpu::Features) -> String {
-    f.iter_names().map(|(n, _)| n).collect::<Vec<_>>().join(" | ")
+    adapter_shape(adapter).err()
 }
 
 /// The adapter's cooperative-matrix configurations, as `16x16x16 f16*f16->f32`.
@@ -129,35 +115,17 @@ pub fn configurations(adapter: &wgpu::Adapter) -> Vec<String> {
         .collect()
 }
 
-/// Whether the kernel can run on this device (asked per f16 product: no allocation).
+/// Whether the kernels can run on this device (asked per f16 product: no allocation).
 pub fn available(ctx: &GpuContext) -> bool {
-    reason(ctx).is_none()
+    found(ctx).is_ok()
 }
 
-/// The shape the staged kernels run at on this device: 16x16 where the other cooperative
-/// kernels run ([`available`]); else 8x8 where the device has the features and the adapter
-/// offers 8x8x8 f16 x f16 → f32 on subgroups of exactly 8 (Mesa's lavapipe), so that their
-/// code runs and is checked on a CPU; else `None`. Found once per device.
-pub fn staged_shape(ctx: &GpuContext) -> Option<CoopShape> {
-    *ctx.coop_staged_shape.get_or_init(|| {
-        if available(ctx) {
-            return Some(SHAPE_16);
-        }
-        let has_8 = ctx.adapter.cooperative_matrix_properties().iter().any(|p| {
-            (p.m_size, p.n_size, p.k_size) == (8, 8, 8)
-                && p.ab_type == wgpu::CooperativeScalarType::F16
-                && p.cr_type == wgpu::CooperativeScalarType::F32
-        });
-        let info = ctx.adapter.get_info();
-        let exact_8 = (info.subgroup_min_size, info.subgroup_max_size) == (8, 8);
-        (ctx.features.contains(features()) && has_8 && exact_8).then_some(SHAPE_8)
-    })
-}
-
-/// Whether `g` fits the kernels: m, n, k multiples of 16, `alpha = 1`, `beta = 0`, and a grid
-/// within the per-dimension limit (no folding; the 64x64 grid is the smaller).
+/// Whether `g` fits the kernels: m, n, k multiples of the device's tile side (16 where it has
+/// none), `alpha = 1`, `beta = 0`, and a grid within the per-dimension limit (no folding; the
+/// 2x2-tile grid is the largest).
 pub fn eligible(g: &Gemm, dev: &GpuDevice) -> bool {
-    fits_tiles(g, dev, TILE, BLOCK)
+    let shape = coop_shape(&dev.ctx).unwrap_or(SHAPE_16);
+    fits_tiles(g, dev, shape.tile as usize, CoopBlock::B32.side_at(shape))
 }
 
 /// `g` in tiles of `tile`, on a grid of `block`-sided blocks within the per-dimension limit.
@@ -170,8 +138,8 @@ fn fits_tiles(g: &Gemm, dev: &GpuDevice, tile: usize, block: usize) -> bool {
         && g.n.div_ceil(block) <= max
 }
 
-/// The entry point for `g` with `block`: the 32x32 kernels have one per transpose pair, the
-/// 64x64 one reads the transposes from its parameters.
+/// The entry point for `g` with `block` at 16x16 tiles: the 2x2-tile kernels have one per
+/// transpose pair, the 4x4-tile one reads the transposes from its parameters.
 pub fn kernel_for(g: &Gemm, block: CoopBlock) -> Kernel {
     match block {
         CoopBlock::B64 => return MATMUL_COOP64,
@@ -190,9 +158,41 @@ pub fn kernel_for(g: &Gemm, block: CoopBlock) -> Kernel {
     }
 }
 
+/// `matmul_coop.wgsl`'s kernels at 8x8 tiles, by entry point (pipelines are cached by name).
+const NAMES_8: [(&str, &str); 7] = [
+    ("matmul_coop_nn", "MatmulCoop::matmul_coop_nn_t8"),
+    ("matmul_coop_nt", "MatmulCoop::matmul_coop_nt_t8"),
+    ("matmul_coop_tn", "MatmulCoop::matmul_coop_tn_t8"),
+    ("matmul_coop_tt", "MatmulCoop::matmul_coop_tt_t8"),
+    ("matmul_coop64", "MatmulCoop::matmul_coop64_t8"),
+    ("coop_ceiling4", "MatmulCoop::coop_ceiling4_t8"),
+    ("coop_ceiling16", "MatmulCoop::coop_ceiling16_t8"),
+];
+
+/// `k` (a kernel of `matmul_coop.wgsl` at 16x16 tiles) compiled for `shape`; `None` for a
+/// shape or kernel outside the family.
+pub fn at_shape(k: Kernel, shape: CoopShape) -> Option<Kernel> {
+    match shape {
+        SHAPE_16 => Some(k),
+        SHAPE_8 => {
+            let (_, name) = NAMES_8.iter().find(|(entry, _)| *entry == k.entry)?;
+            Some(Kernel { name, shader: Shader::MatmulCoop(SHAPE_8), ..k })
+        }
+        _ => None,
+    }
+}
+
+/// The kernel of `g` with `block` in the tiles of `shape`.
+pub fn kernel_in(g: &Gemm, block: CoopBlock, shape: CoopShape) -> Option<Kernel> {
+    match block {
+        CoopBlock::Staged128(staging) => StagedCfg { shape, staging }.kernel(),
+        _ => at_shape(kernel_for(g, block), shape),
+    }
+}
+
 /// Record the cooperative product with its fused epilogue (`p.epi`, `p.half_out`, `p.unscale`;
-/// `epi`: the bindings 4..7 of the f16 epilogue, include/epilogue_f16.wgsl). The caller checked lengths; this checks
-/// eligibility.
+/// `epi`: the bindings 4..7 of the f16 epilogue, include/epilogue_f16.wgsl) in the device's
+/// tiles ([`coop_shape`]). The caller checked lengths; this checks eligibility.
 pub(super) fn dispatch(
     dev: &GpuDevice,
     g: &Gemm,
@@ -201,51 +201,18 @@ pub(super) fn dispatch(
     [a, b, c]: [&RawBuf; 3],
     epi: &[RawBuf; 4],
 ) -> Result<()> {
-    if let CoopBlock::Staged128(staging) = block {
-        return dispatch_staged(dev, g, staging, p, [a, b, c], epi);
-    }
-    if let Some(why) = unavailable_reason(&dev.ctx) {
-        return Err(BackendError::Invalid { op: "matmul_coop", message: why });
-    }
-    if !eligible(g, dev) || !block.fits(&dev.ctx.limits) {
-        return Err(BackendError::Invalid {
-            op: "matmul_coop",
-            message: format!(
-                "{}x{}x{} (alpha {}, beta {}) does not fit",
-                g.m, g.n, g.k, g.alpha, g.beta
-            ),
-        });
-    }
-    let side = block.side();
-    let grid = [g.n.div_ceil(side) as u32, g.m.div_ceil(side) as u32, 1];
-    let [e_in, e_out, h, state] = epi;
-    dev.dispatch(&kernel_for(g, block), p, &[a, b, c, e_in, e_out, h, state], grid)
-}
-
-/// The staged kernel at the device's [`staged_shape`]: 128x128 blocks at 16x16 tiles, 64x64 at
-/// 8x8 (m, n, k multiples of the tile side).
-fn dispatch_staged(
-    dev: &GpuDevice,
-    g: &Gemm,
-    staging: Staging,
-    p: &HalfParams,
-    [a, b, c]: [&RawBuf; 3],
-    epi: &[RawBuf; 4],
-) -> Result<()> {
-    let invalid = |message: String| BackendError::Invalid { op: "matmul_coop_staged", message };
-    let Some(shape) = staged_shape(&dev.ctx) else {
-        let why = unavailable_reason(&dev.ctx).unwrap_or_default();
-        return Err(invalid(format!("{why}, and no 8x8 f16 configuration on subgroups of 8")));
-    };
-    let cfg = StagedCfg { shape, staging };
-    let side = cfg.block() as usize;
-    if !fits_tiles(g, dev, shape.tile as usize, side) || !cfg.fits(&dev.ctx.limits) {
+    let invalid = |message: String| BackendError::Invalid { op: "matmul_coop", message };
+    let shape =
+        coop_shape(&dev.ctx).ok_or_else(|| invalid(unavailable_reason(&dev.ctx).unwrap_or_default()))?;
+    let side = block.side_at(shape);
+    if !fits_tiles(g, dev, shape.tile as usize, side) || !block.fits_at(shape, &dev.ctx.limits) {
         return Err(invalid(format!(
-            "{}x{}x{} (alpha {}, beta {}) does not fit {}x{} tiles",
-            g.m, g.n, g.k, g.alpha, g.beta, shape.tile, shape.tile
+            "{}x{}x{} (alpha {}, beta {}) does not fit {:?} in {}x{} tiles",
+            g.m, g.n, g.k, g.alpha, g.beta, block, shape.tile, shape.tile
         )));
     }
-    let kernel = cfg.kernel().ok_or_else(|| invalid(format!("{cfg:?} is not in the family")))?;
+    let kernel = kernel_in(g, block, shape)
+        .ok_or_else(|| invalid(format!("no {block:?} kernel for {shape:?}")))?;
     let grid = [g.n.div_ceil(side) as u32, g.m.div_ceil(side) as u32, 1];
     let [e_in, e_out, h, state] = epi;
     dev.dispatch(&kernel, p, &[a, b, c, e_in, e_out, h, state], grid)
@@ -275,5 +242,30 @@ mod tests {
         assert!(!staged.fits(&few) && !staged4.fits(&few) && CoopBlock::B64.fits(&few));
         let small = wgpu::Limits { max_compute_workgroup_storage_size: 32 * 1024, ..roomy };
         assert!(!staged.fits(&small) && !staged4.fits(&small));
+    }
+
+    #[test]
+    fn every_kernel_has_an_8x8_twin_of_its_own_name() {
+        let g = Gemm::nn(64, 64, 64);
+        let mut names = Vec::new();
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let g = g.trans(ta, tb);
+            for block in [CoopBlock::B32, CoopBlock::B64, CoopBlock::Staged128(Staging::Halves)] {
+                let k16 = kernel_in(&g, block, SHAPE_16).expect("16x16");
+                let k8 = kernel_in(&g, block, SHAPE_8).expect("8x8");
+                assert_eq!((k16.entry, k16.bindings), (k8.entry, k8.bindings));
+                assert_ne!(k16.name, k8.name);
+                assert_eq!(block.side_at(SHAPE_8) * 2, block.side());
+                names.extend([k16.name, k8.name]);
+            }
+        }
+        for k in [super::super::kernels::COOP_CEILING4, super::super::kernels::COOP_CEILING16] {
+            names.push(at_shape(k, SHAPE_8).expect("8x8 ceiling").name);
+        }
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 2 * (4 + 1 + 1) + 2, "{names:?}");
+        let odd = CoopShape { tile: 16, subgroup: 64 };
+        assert!(kernel_in(&g, CoopBlock::B32, odd).is_none());
     }
 }

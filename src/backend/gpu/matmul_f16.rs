@@ -313,7 +313,7 @@ pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     match choose_capable(dev, g) {
         k @ (HalfKernel::Packed | HalfKernel::Skinny) => k,
         k @ (HalfKernel::CoopStaged | HalfKernel::CoopStagedV4)
-            if !k.coop_block().is_some_and(|b| b.fits(&dev.ctx.limits))
+            if !k.coop_block().is_some_and(|b| b.fits_on(&dev.ctx))
                 && trusted_kernel(dev, HalfKernel::Coop) =>
         {
             HalfKernel::Coop

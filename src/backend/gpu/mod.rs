@@ -1,9 +1,8 @@
-//! The GPU backend: WGSL compute shaders through wgpu.
-//!
-//! [`context`] opens an adapter, [`device`] owns buffers and the recorder, [`pipelines`] the
-//! compiled kernels, [`kernels`] lists every entry point (and the WGSL prelude), [`launch`] sizes
-//! 1-D grids, and one host wrapper per kernel family records its dispatches. A family has one
-//! name in every layer: `shaders/<family>.wgsl`, `backend/gpu/<family>.rs`, its CPU twin and test.
+//! The GPU backend: WGSL compute shaders through wgpu. [`context`] opens an adapter, [`device`]
+//! owns buffers and the recorder, [`pipelines`] the compiled kernels, [`kernels`] lists every
+//! entry point (and the WGSL prelude), [`launch`] sizes 1-D grids, and one host wrapper per
+//! kernel family records its dispatches. A family has one name in every layer:
+//! `shaders/<family>.wgsl`, `backend/gpu/<family>.rs`, its CPU twin and its parity test.
 
 pub mod act;
 pub mod amp;
@@ -14,6 +13,7 @@ mod choices;
 pub mod clip;
 pub mod context;
 pub mod coop_check;
+pub mod coop_shape;
 pub mod datagen;
 pub mod device;
 pub mod dgrad_wgrad_update;

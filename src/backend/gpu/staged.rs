@@ -3,31 +3,19 @@
 //! (as [`super::tile`] does for the fp32 tiles).
 //!
 //! Two things vary:
-//! - **The adapter's cooperative shape** ([`CoopShape`]): 16x16 tiles on subgroups of 32 (the
-//!   H200, and what the rule and the autotuner run), or 8x8 tiles on subgroups of 8, which is
-//!   all Mesa's lavapipe offers (26.x). Every length of the kernel scales with the tile side, so
-//!   the same code, indexing, clamping, staging and epilogues, runs at 8x8 on a CPU and can be
-//!   held to the CPU twin there (`tests/coop_staged.rs`, `.ci/coop_lavapipe.sh`).
+//! - **The adapter's cooperative shape** ([`CoopShape`], [`super::coop_shape`]): 16x16 tiles on
+//!   subgroups of 32 (the H200), or 8x8 tiles on subgroups of 8, which is all Mesa's lavapipe
+//!   offers (26.x). Every length of the kernel scales with the tile side, so the same code,
+//!   indexing, clamping, staging and epilogues, runs at 8x8 on a CPU and can be held to the CPU
+//!   twin there (`tests/coop_staged.rs`, `.ci/coop_lavapipe.sh`).
 //! - **The staging store** ([`Staging`]): each invocation's 16-byte load of 8 halves goes to
 //!   workgroup memory as 8 stores of one f16 (`halves`: the form the H200 measured on
 //!   2026-12-04), or as 2 stores of a vec4<f16> into workgroup memory typed as such (`vec4`),
 //!   with the tile loads reading vec4 elements and strides counted in them. The autotuner times
 //!   both; the rule keeps `halves` until a device has measured `vec4`.
 
+use super::coop_shape::{self, CoopShape, SHAPE_16, SHAPE_8};
 use super::kernels::{Access, Kernel, Shader};
-
-/// A cooperative-matrix configuration the staged kernel can run on: square f16 x f16 → f32
-/// tiles of side `tile`, on subgroups of exactly `subgroup` invocations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CoopShape {
-    pub tile: u32,
-    pub subgroup: u32,
-}
-
-/// 16x16 tiles on subgroups of 32: NVIDIA's, and what the step's kernels need.
-pub const SHAPE_16: CoopShape = CoopShape { tile: 16, subgroup: 32 };
-/// 8x8 tiles on subgroups of 8: Mesa's lavapipe (26.x, 256-bit vectors).
-pub const SHAPE_8: CoopShape = CoopShape { tile: 8, subgroup: 8 };
 
 /// How a load of 8 halves is stored into workgroup memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -131,16 +119,15 @@ impl StagedCfg {
             Staging::Vec4 => PUT_VEC4,
         };
         format!(
-            "// ---- staged configuration {t}x{t}, subgroups of {sg}, {staging} \
+            "{shape}// ---- staged configuration {t}x{t}, subgroups of {sg}, {staging} \
              (src/backend/gpu/staged.rs) ----\n\
-             alias TileA = coop_mat{t}x{t}<f16, A>;\nalias TileB = coop_mat{t}x{t}<f16, B>;\n\
-             alias Acc = coop_mat{t}x{t}<f32, C>;\n\
-             const T: u32 = {t}u;\nconst NI: u32 = {ni}u;\nconst BS: u32 = {bs}u;\n\
+             const NI: u32 = {ni}u;\nconst BS: u32 = {bs}u;\n\
              const SK: u32 = {sk}u;\nconst ROW_SK: u32 = {row_sk}u;\nconst ROW_BS: u32 = {row_bs}u;\n\
              const SLICE: u32 = {slice}u;\nconst SW: u32 = {sw}u;\nalias Staged = {elem};\n\
              var<workgroup> sa: array<Staged, {len}>;\nvar<workgroup> sb: array<Staged, {len}>;\n\
              {put}\
              // ---- end of staged configuration ----\n",
+            shape = coop_shape::constants(self.shape),
             sg = self.shape.subgroup,
             staging = self.staging_name(),
             ni = self.invocations(),

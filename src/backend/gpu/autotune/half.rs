@@ -71,7 +71,7 @@ pub fn half_kernel_of(c: Candidate) -> Option<HalfKernel> {
 /// did not find exact, and the skinny kernel last where a side of C is at most
 /// [`skinny::TUNE_MAX_SIDE`] (the output layer's products, small batches).
 pub(super) fn half_candidates_on(dev: &GpuDevice, g: &Gemm) -> Vec<Candidate> {
-    let staged = CoopBlock::Staged128(Staging::Halves).fits(&dev.ctx.limits);
+    let staged = CoopBlock::Staged128(Staging::Halves).fits_on(&dev.ctx);
     let mut out = half_candidates(choose_half(dev, g), coop64_enabled(), staged);
     // Only the cooperative kernels the first-use check found exact (`coop_check`).
     out.retain(|&c| match half_kernel_of(c) {

@@ -1,0 +1,127 @@
+//! Which cooperative-matrix tile an adapter offers the f16 kernels, and the WGSL that names it.
+//!
+//! Every cooperative kernel (`shaders/matmul_coop.wgsl`, `shaders/matmul_coop_staged.wgsl`) is
+//! written in tiles of side `T` on subgroups of `SG` invocations, which the host prepends with
+//! the tile types' aliases ([`constants`]). Two shapes are in use:
+//! - [`SHAPE_16`]: 16x16x16 f16 x f16 → f32 on subgroups of exactly 32: NVIDIA's (the H200), the
+//!   tensor cores the step runs on;
+//! - [`SHAPE_8`]: 8x8x8 on subgroups of exactly 8: all Mesa's lavapipe offers (26.x, 256-bit
+//!   vectors). The same kernels run there with every length halved, so their indexing,
+//!   clamping, staging and fused epilogues are held to the CPU twin on a CPU
+//!   (`.ci/coop_lavapipe.sh`); the arithmetic ceilings are 16x16 only.
+
+/// Square f16 x f16 → f32 tiles of side `tile` on subgroups of exactly `subgroup` invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopShape {
+    pub tile: u32,
+    pub subgroup: u32,
+}
+
+/// 16x16 tiles on subgroups of 32.
+pub const SHAPE_16: CoopShape = CoopShape { tile: 16, subgroup: 32 };
+/// 8x8 tiles on subgroups of 8.
+pub const SHAPE_8: CoopShape = CoopShape { tile: 8, subgroup: 8 };
+
+/// The shapes the kernels are written for, preferred first.
+pub const SHAPES: [CoopShape; 2] = [SHAPE_16, SHAPE_8];
+
+/// The device features every cooperative kernel needs.
+pub fn features() -> wgpu::Features {
+    wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        | wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP
+}
+
+/// Whether `props` hold `side`x`side`x`side`, f16 x f16 → f32.
+pub fn has_f16_square(props: &[wgpu::CooperativeMatrixProperties], side: u32) -> bool {
+    props.iter().any(|p| {
+        (p.m_size, p.n_size, p.k_size) == (side, side, side)
+            && p.ab_type == wgpu::CooperativeScalarType::F16
+            && p.cr_type == wgpu::CooperativeScalarType::F32
+    })
+}
+
+/// The first of [`SHAPES`] that `offered` features, `props` and subgroup sizes `(min, max)`
+/// admit, or why none does (one line, naming what is missing).
+pub fn shape_of(
+    offered: wgpu::Features,
+    props: &[wgpu::CooperativeMatrixProperties],
+    subgroups: (u32, u32),
+) -> Result<CoopShape, String> {
+    let missing = features() - offered;
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter_names().map(|(n, _)| n).collect();
+        return Err(format!("the adapter lacks {}", names.join(" | ")));
+    }
+    if let Some(s) = SHAPES
+        .into_iter()
+        .find(|s| has_f16_square(props, s.tile) && subgroups == (s.subgroup, s.subgroup))
+    {
+        return Ok(s);
+    }
+    if !SHAPES.iter().any(|s| has_f16_square(props, s.tile)) {
+        return Err("no 16x16x16 (or 8x8x8) f16 x f16 -> f32 cooperative matrix configuration".into());
+    }
+    Err(format!(
+        "subgroup size {}..{} is not exactly 32 (16x16 tiles) or 8 (8x8 tiles)",
+        subgroups.0, subgroups.1
+    ))
+}
+
+/// The shape `adapter` offers the kernels, or why none.
+pub fn adapter_shape(adapter: &wgpu::Adapter) -> Result<CoopShape, String> {
+    let info = adapter.get_info();
+    shape_of(
+        adapter.features(),
+        &adapter.cooperative_matrix_properties(),
+        (info.subgroup_min_size, info.subgroup_max_size),
+    )
+}
+
+/// The WGSL every cooperative module starts with: the tile types and the two lengths.
+pub fn constants(shape: CoopShape) -> String {
+    let (t, sg) = (shape.tile, shape.subgroup);
+    format!(
+        "// ---- cooperative tiles {t}x{t} on subgroups of {sg} (src/backend/gpu/coop_shape.rs) ----\n\
+         alias TileA = coop_mat{t}x{t}<f16, A>;\nalias TileB = coop_mat{t}x{t}<f16, B>;\n\
+         alias Acc = coop_mat{t}x{t}<f32, C>;\nconst T: u32 = {t}u;\nconst SG: u32 = {sg}u;\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prop(side: u32) -> wgpu::CooperativeMatrixProperties {
+        wgpu::CooperativeMatrixProperties {
+            m_size: side,
+            n_size: side,
+            k_size: side,
+            ab_type: wgpu::CooperativeScalarType::F16,
+            cr_type: wgpu::CooperativeScalarType::F32,
+            saturating_accumulation: false,
+        }
+    }
+
+    #[test]
+    fn the_first_admitted_shape_wins_and_refusals_say_why() {
+        let all = features();
+        let (p16, p8) = (prop(16), prop(8));
+        assert_eq!(shape_of(all, &[p8, p16], (32, 32)), Ok(SHAPE_16), "NVIDIA");
+        assert_eq!(shape_of(all, &[p8], (8, 8)), Ok(SHAPE_8), "Mesa 26's lavapipe");
+        assert_eq!(shape_of(all, &[p16, p8], (8, 8)), Ok(SHAPE_8));
+        let why = shape_of(all, &[p16], (16, 64)).unwrap_err();
+        assert!(why.contains("16..64 is not exactly 32"), "{why}");
+        let why = shape_of(all, &[], (32, 32)).unwrap_err();
+        assert!(why.contains("no 16x16x16 (or 8x8x8)"), "{why}");
+        let why = shape_of(wgpu::Features::SHADER_F16, &[p16], (32, 32)).unwrap_err();
+        assert!(why.contains("lacks") && why.contains("SUBGROUP"), "{why}");
+    }
+
+    #[test]
+    fn constants_name_the_tile_types() {
+        let c = constants(SHAPE_8);
+        assert!(c.contains("alias TileA = coop_mat8x8<f16, A>;") && c.contains("const SG: u32 = 8u;"));
+        assert!(constants(SHAPE_16).contains("alias Acc = coop_mat16x16<f32, C>;"));
+    }
+}
