@@ -40,11 +40,13 @@ fn phi(v: f32) -> f32 {
     }
 }
 
-fn dphi(v: f32) -> f32 {
+// g φ'(v): ReLU's as a select, so that the masked gradient is +0 whatever g is on every
+// compiler (see include/activation.wgsl's epi_dgrad, the fused stores' twin).
+fn dgrad(g: f32, v: f32) -> f32 {
     switch p.act {
-        case 1u: { return select(0.0, 1.0, v > 0.0); }
-        case 2u: { let t = stable_tanh(v); return 1.0 - t * t; }
-        default: { return 1.0; }
+        case 1u: { return select(0.0, g, v > 0.0); }
+        case 2u: { let t = stable_tanh(v); return g * (1.0 - t * t); }
+        default: { return g; }
     }
 }
 
@@ -65,7 +67,7 @@ fn act_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(WG_1D)
 fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = lin(gid, nwg);
-    if (i < p.n) { dz[i] = dy[i] * dphi(z[i]); }
+    if (i < p.n) { dz[i] = dgrad(dy[i], z[i]); }
 }
 
 @compute @workgroup_size(WG_1D)

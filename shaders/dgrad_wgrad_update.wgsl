@@ -93,7 +93,7 @@ fn dgrad_wgrad_update(t: u32, wid: vec3<u32>, nwg: vec3<u32>, momentum: bool) {
                 sum += partial[((t / CW) * CW + c) * LANES + l];
             }
             let o = r * P.n + col;
-            dz_prev[o] = sum * epi_dphi(z_prev[o], ACT);
+            dz_prev[o] = epi_dgrad(sum, z_prev[o], ACT);
         }
         workgroupBarrier();
     }

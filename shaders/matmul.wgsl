@@ -548,7 +548,7 @@ fn reduce_epilogue(o: u32, col: u32, v: f32) -> f32 {
             r_out[o] = epi_phi(z, ACT);
             return z;
         }
-        case 3u: { return v * epi_dphi(r_in[o], ACT); }
+        case 3u: { return epi_dgrad(v, r_in[o], ACT); }
         default: { return v; }
     }
 }

@@ -22,10 +22,12 @@ fn every_kernel() -> impl Iterator<Item = &'static Kernel> {
 
 use common::spirv::module_of;
 
-/// The staged cooperative kernel's family beside `Shader::ALL`'s configuration: 16x16 and 8x8
-/// tiles, f16 and vec4<f16> staging.
+/// The cooperative modules beside `Shader::ALL`'s 16x16 ones: `matmul_coop.wgsl` in 8x8 tiles,
+/// and the staged kernel's family (16x16 and 8x8 tiles, f16 and vec4<f16> staging).
 fn staged_family() -> impl Iterator<Item = Shader> {
-    batchscope::backend::gpu::staged::FAMILY.into_iter().map(Shader::MatmulCoopStaged)
+    use batchscope::backend::gpu::coop_shape::SHAPE_8;
+    let staged = batchscope::backend::gpu::staged::FAMILY.into_iter().map(Shader::MatmulCoopStaged);
+    std::iter::once(Shader::MatmulCoop(SHAPE_8)).chain(staged)
 }
 
 #[test]
@@ -39,11 +41,17 @@ fn every_shader_validates_with_naga() {
 
 #[test]
 fn every_kernel_entry_point_exists_with_its_bindings() {
+    use batchscope::backend::gpu::{coop_shape::SHAPE_8, matmul_coop::at_shape};
     let staged = batchscope::backend::gpu::staged::FAMILY
         .into_iter()
         .flat_map(|c| [c.kernel(), c.ceiling_kernel()])
         .map(|k| k.expect("a configuration of the family"));
-    for k in every_kernel().copied().chain(staged) {
+    let coop8 = COOP_KERNELS
+        .iter()
+        .chain(COOP_CEILING_KERNELS)
+        .filter(|k| matches!(k.shader, Shader::MatmulCoop(_)))
+        .map(|&k| at_shape(k, SHAPE_8).expect("an 8x8 twin"));
+    for k in every_kernel().copied().chain(staged).chain(coop8) {
         let (module, info) = module_of(k.shader);
         let (idx, ep) = module
             .entry_points

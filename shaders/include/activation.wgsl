@@ -17,10 +17,15 @@ fn epi_phi(v: f32, act: u32) -> f32 {
     }
 }
 
-fn epi_dphi(v: f32, act: u32) -> f32 {
+// g φ'(v), as act.wgsl's `dgrad`. ReLU's is a select, not g times a 0/1 factor: a compiler may
+// fold that product into a select where it assumes no signed zeros and no NaNs (Mesa 26's
+// lavapipe does in specialised pipelines), and then a fused and an unfused store differ in the
+// sign of a masked zero or in a masked NaN. As a select the masked gradient is +0 whatever g
+// is, on every compiler (PyTorch's threshold_backward).
+fn epi_dgrad(g: f32, v: f32, act: u32) -> f32 {
     switch act {
-        case 1u: { return select(0.0, 1.0, v > 0.0); }
-        case 2u: { let t = epi_tanh(v); return 1.0 - t * t; }
-        default: { return 1.0; }
+        case 1u: { return select(0.0, g, v > 0.0); }
+        case 2u: { let t = epi_tanh(v); return g * (1.0 - t * t); }
+        default: { return g; }
     }
 }

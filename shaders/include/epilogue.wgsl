@@ -45,7 +45,7 @@ fn epilogue(o: u32, col: u32, v: f32) -> f32 {
             e_out[o] = epi_phi(z, ACT);
             return z;
         }
-        case 3u: { return v * epi_dphi(e_in[o], ACT); }
+        case 3u: { return epi_dgrad(v, e_in[o], ACT); }
         default: { return v; }
     }
 }

@@ -119,7 +119,7 @@ fn epilogue_values(o: u32, col: u32, v: f32) -> vec2<f32> {
             rounded = epi_phi(out, P.act);
             e_out[o] = rounded;
         }
-        case 3u: { out = v * epi_dphi(e_in[o], P.act); rounded = out; }
+        case 3u: { out = epi_dgrad(v, e_in[o], P.act); rounded = out; }
         default: {}
     }
     return vec2<f32>(out, rounded);

@@ -111,23 +111,41 @@ pub fn add_bias_act(
     Ok(())
 }
 
-/// `dz[i] = dy[i] * φ'(z[i])` for `z, dy, dz: [n]`.
+/// `g φ'(z)`: ReLU's as a select, `g` where `z > 0` and +0 elsewhere whatever `g` is (a
+/// negative `g` gives +0, not -0; an inf or NaN `g` is masked, as PyTorch's threshold_backward):
+/// the twin of the kernels' `dgrad` / `epi_dgrad`, which no compiler's algebra can change.
+#[inline]
+pub fn act_dgrad(act: Activation, g: f32, z: f32) -> f32 {
+    match act {
+        Activation::Relu => {
+            if z > 0.0 {
+                g
+            } else {
+                0.0
+            }
+        }
+        Activation::Identity => g,
+        Activation::Tanh => g * act_deriv(Activation::Tanh, z),
+    }
+}
+
+/// `dz[i] = dy[i] φ'(z[i])` ([`act_dgrad`]) for `z, dy, dz: [n]`.
 pub fn act_backward(a: Activation, n: usize, z: &[f32], dy: &[f32], dz: &mut [f32]) -> Result<()> {
     check_len("act_backward", "z", z.len(), n)?;
     check_len("act_backward", "dy", dy.len(), n)?;
     check_len("act_backward", "dz", dz.len(), n)?;
-    fn each(z: &[f32], dy: &[f32], dzs: &mut [f32], f: impl Fn(f32) -> f32) {
+    fn each(z: &[f32], dy: &[f32], dzs: &mut [f32], f: impl Fn(f32, f32) -> f32) {
         for ((d, &z), &g) in dzs.iter_mut().zip(z).zip(dy) {
-            *d = g * f(z);
+            *d = f(g, z);
         }
     }
     for_chunks(&mut dz[..n], |off, dzs| {
         let (z, dy) = (&z[off..off + dzs.len()], &dy[off..off + dzs.len()]);
         // The match outside the loop, so that each arm's loop vectorises.
         match a {
-            Activation::Identity => each(z, dy, dzs, |z| act_deriv(Activation::Identity, z)),
-            Activation::Relu => each(z, dy, dzs, |z| act_deriv(Activation::Relu, z)),
-            Activation::Tanh => each(z, dy, dzs, |z| act_deriv(Activation::Tanh, z)),
+            Activation::Identity => each(z, dy, dzs, |g, z| act_dgrad(Activation::Identity, g, z)),
+            Activation::Relu => each(z, dy, dzs, |g, z| act_dgrad(Activation::Relu, g, z)),
+            Activation::Tanh => each(z, dy, dzs, |g, z| act_dgrad(Activation::Tanh, g, z)),
         }
     });
     Ok(())
