@@ -13,10 +13,9 @@
 #   3. `gemm --ceilings` at 8192³ (f32 and f16): the loops' ceilings beside the products;
 #   3b. peer_ref.py's GPU rows (PyTorch eager, CUDA graph, AMP) in the same run;
 #   3c. the staged tensor-core kernel with vec4<f16> staging stores (2 per load, not 8:
-#      backend/gpu/staged.rs): its parity at 16x16 (both stagings), `gemm` of the f16 products
-#      at 4096³ and 8192³ (f16_coop_staged against f16_coop_staged_v4, every other candidate
-#      beside them), and the f16 sweep from B = 2048 with BATCHSCOPE_COOP_STAGING=vec4 beside
-#      stage 1's f16 rows;
+#      backend/gpu/staged.rs): its parity at 16x16 (both stagings) and the f16 sweep from
+#      B = 2048 with BATCHSCOPE_COOP_STAGING=vec4 beside stage 1's f16 rows (device_plan.sh's
+#      `gemm` times f16_coop_staged_v4 beside every other f16 candidate);
 #   4. the A/B of the matmul rule (GpuBackend::set_auto_rule, backend/gpu/auto_rule.rs): sweeps
 #      32..4096 and profiles at 64, 256, 1024 beside the default sweep of stage 1: the output
 #      layer's backward on the skinny kernel (its dZ·W, k = 10: SKINNY_MAX_K; its dZᵀ·H,
@@ -44,7 +43,6 @@ t peers; timeout 90 python3 peer_ref.py --max-batch 65536 --no-cpu --no-jax > $R
 if in_time staging_vec4; then
   t staging_vec4
   (cd /tmp/proj && timeout 30 /tmp/tests/coop_staged --ignored --nocapture 2>&1 | tail -4)
-  timeout 60 $B gemm --sizes 4096,8192 --layouts nn,nt,tn --precision f16 --out $R/gemm_f16_staging 2>&1 | tail -14
   timeout 40 env BATCHSCOPE_COOP_STAGING=vec4 $B sweep --precision f16 --min-batch 2048 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_f16_vec4 2>&1 | grep -E "^ *[0-9]+ +[0-9.]+ " | head -8
 fi
 for ab in "SKINNY_MAX_K=16 BATCHSCOPE_SKINNY_TA_MAX_M=16" "SKINNY_MAX_K=16" "SKINNY_TA_MAX_M=16" "SMALL_GRID_TILE=t64x64k8" "SKINNY_MAX_K=16 BATCHSCOPE_SKINNY_TA_MAX_M=16 BATCHSCOPE_SMALL_GRID_TILE=t64x64k8"; do
