@@ -1,7 +1,8 @@
 //! A first-use check of the cooperative-matrix kernels. The tensor-core path rests on an
 //! experimental wgpu feature and on drivers no CI machine has, so before a device's first f16
 //! product may run on it, each cooperative kernel (the 32x32 and staged ones the shape rule
-//! [`super::matmul_f16::choose`] runs, and the 64x64 one the autotuner may pick) computes
+//! [`super::matmul_f16::choose`] runs, and the 64x64 one and the staged one's vec4 staging the
+//! autotuner may pick) computes
 //! small products with clamped last blocks in every transpose pair, on the autotuner's exact
 //! operands ([`super::autotune::verify`]), and whole rows of C are compared with the exact f64
 //! reference; then the fused stores the f16 step runs (bias + ReLU with the f16 copy, ReLU'
@@ -86,7 +87,7 @@ pub fn trusted(dev: &GpuDevice) -> bool {
 }
 
 /// The first failure among [`KERNELS`] on `dev` (kernels that cannot run are no failure);
-/// checks all three.
+/// checks all of them.
 pub fn distrust_reason(dev: &GpuDevice) -> Option<String> {
     verdicts(dev).into_iter().find_map(|v| match v {
         Verdict::Failed(why) => Some(why),
