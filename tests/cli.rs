@@ -267,10 +267,12 @@ fn devices_lists_the_adapter_with_limits() {
         let why = &a["tensor_f16_unavailable"];
         assert!(why.is_null() || why.as_str().is_some_and(|w| !w.is_empty()), "{a}");
         // 16x16 tiles on GPUs, 8x8 on Mesa 26's lavapipe (backend/gpu/coop_shape.rs).
-        if why.is_null() {
-            let tile =
-                |c: &str| c.starts_with("16x16x16 f16*f16->f32") || c.starts_with("8x8x8 f16*f16->f32");
-            assert!(configs.iter().any(|c| c.as_str().is_some_and(tile)), "{a}");
+        let side = a["tensor_f16_tile"].as_u64();
+        assert_eq!(why.is_null(), side.is_some(), "a tile side exactly where they can run: {a}");
+        if let Some(t) = side {
+            let config = format!("{t}x{t}x{t} f16*f16->f32");
+            assert!([8, 16].contains(&t), "{a}");
+            assert!(configs.iter().any(|c| c.as_str().is_some_and(|c| c.starts_with(&config))), "{a}");
         }
     }
     let o = run(&["devices"]);

@@ -27,6 +27,9 @@ pub struct AdapterSummary {
     /// Why batchscope's f16 products cannot run on its tensor cores (`None`: they can, after
     /// the first-use check of their products, `super::coop_check`).
     pub tensor_f16_unavailable: Option<String>,
+    /// The side of the square tiles they run in where they can (16, or 8 on Mesa's lavapipe;
+    /// `super::coop_shape`).
+    pub tensor_f16_tile: Option<u32>,
     /// `device_type` is `wgpu::DeviceType::Cpu` (see [`AdapterSummary::runs_on_cpu`]).
     #[serde(skip)]
     pub on_cpu: bool,
@@ -126,6 +129,7 @@ pub fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         features: features.iter_names().map(|(n, _)| n.to_string()).collect(),
         cooperative_matrices: super::matmul_coop::configurations(adapter),
         tensor_f16_unavailable: super::matmul_coop::adapter_reason(adapter),
+        tensor_f16_tile: super::coop_shape::adapter_shape(adapter).ok().map(|s| s.tile),
         on_cpu: info.device_type == wgpu::DeviceType::Cpu,
     }
 }
