@@ -82,11 +82,12 @@ if ! mountpoint -q "$root$repo"; then
   $SUDO mount -o remount,bind,ro "$root$repo"
 fi
 
-# Run the test binary at `path` (relative to the checkout) with arguments, in the chroot.
+# Run the test binary at `path` (relative to the checkout) with arguments, in the chroot, in a
+# clean environment (the host's paths, such as BATCHSCOPE_SPIRV_VAL's, do not exist there).
 in_chroot() {
   local path=$1; shift
-  $SUDO chroot "$root" sh -c 'cd "$0" && exec env XDG_RUNTIME_DIR=/tmp/xdg RUST_BACKTRACE=1 "$@"' \
-    "$repo" "$repo/$path" "$@"
+  $SUDO chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp \
+    XDG_RUNTIME_DIR=/tmp/xdg RUST_BACKTRACE=1 sh -c 'cd "$0" && exec "$@"' "$repo" "$repo/$path" "$@"
 }
 where=$(in_chroot "${exe[coop_staged]}" staged_kernels_say_where_they_run --exact --nocapture 2>&1) \
   || { echo "$where"; echo "ci: the cooperative kernels' availability test failed in the chroot" >&2; exit 1; }
