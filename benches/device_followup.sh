@@ -12,10 +12,11 @@
 #   2. the default step's profile at every power of two from 1 to 1024 and at 4096;
 #   3. `gemm --ceilings` at 8192³ (f32 and f16): the loops' ceilings beside the products;
 #   3b. peer_ref.py's GPU rows (PyTorch eager, CUDA graph, AMP) in the same run;
-#   3c. the staged tensor-core kernel with vec4<f16> staging stores (2 per load, not 8:
-#      backend/gpu/staged.rs): its parity at 16x16 (both stagings) and the f16 sweep from
-#      B = 2048 with BATCHSCOPE_COOP_STAGING=vec4 beside stage 1's f16 rows (device_plan.sh's
-#      `gemm` times f16_coop_staged_v4 beside every other f16 candidate);
+#   3c. the tensor-core kernels with vec4<f16> tile loads (LoadWidth, backend/gpu/coop_shape.rs;
+#      the staged one also stores 2 vec4s per load of 8 halves, not 8 f16s): their parity at
+#      16x16 (all six kernels, both widths) and the f16 sweep from B = 2048 with
+#      BATCHSCOPE_COOP_LOADS=vec4 beside stage 1's f16 rows (device_plan.sh's `gemm` times
+#      f16_coop_v4, f16_coop64_v4 and f16_coop_staged_v4 beside every other f16 candidate);
 #   4. the A/B of the matmul rule (GpuBackend::set_auto_rule, backend/gpu/auto_rule.rs): sweeps
 #      32..4096 and profiles at 64, 256, 1024 beside the default sweep of stage 1: the output
 #      layer's backward on the skinny kernel (its dZ·W, k = 10: SKINNY_MAX_K; its dZᵀ·H,
@@ -40,10 +41,11 @@ t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --s
 t profile; timeout 60 $B profile --batch 1 --batch 2 --batch 4 --batch 8 --batch 16 --batch 32 --batch 64 --batch 128 --batch 256 --batch 512 --batch 1024 --batch 4096 --out $R/profile 2>&1 | grep -E "^B = |per step" 
 t ceilings; timeout 45 $B gemm --sizes 8192 --layouts nn --precision f32,f16 --ceilings --out $R/gemm_ceilings 2>&1 | tail -16
 t peers; timeout 90 python3 peer_ref.py --max-batch 65536 --no-cpu --no-jax > $R/peers.csv 2> $R/peers.err; grep -E "mlp_torch_(eager|graph)" $R/peers.csv | tr '\n' ' '; echo; tail -2 $R/peers.err
-if in_time staging_vec4; then
-  t staging_vec4
+if in_time loads_vec4; then
+  t loads_vec4
   (cd /tmp/proj && timeout 30 /tmp/tests/coop_staged --ignored --nocapture 2>&1 | tail -4)
-  timeout 40 env BATCHSCOPE_COOP_STAGING=vec4 $B sweep --precision f16 --min-batch 2048 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_f16_vec4 2>&1 | grep -E "^ *[0-9]+ +[0-9.]+ " | head -8
+  (cd /tmp/proj && timeout 30 /tmp/tests/f16_parity matmul_coop_matches_cpu --ignored --nocapture 2>&1 | grep -E "parity ok|panicked|test result")
+  timeout 40 env BATCHSCOPE_COOP_LOADS=vec4 $B sweep --precision f16 --min-batch 2048 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_f16_vec4 2>&1 | grep -E "^ *[0-9]+ +[0-9.]+ " | head -8
 fi
 for ab in "SKINNY_MAX_K=16 BATCHSCOPE_SKINNY_TA_MAX_M=16" "SKINNY_MAX_K=16" "SKINNY_TA_MAX_M=16" "SMALL_GRID_TILE=t64x64k8" "SKINNY_MAX_K=16 BATCHSCOPE_SKINNY_TA_MAX_M=16 BATCHSCOPE_SMALL_GRID_TILE=t64x64k8"; do
   name=$(echo "$ab" | tr -c 'A-Za-z0-9\n' '_' | tr -s '_')

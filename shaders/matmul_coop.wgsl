@@ -8,9 +8,12 @@ enable wgpu_cooperative_matrix;
 // <f32, C>, the side T and the subgroup size SG (src/backend/gpu/coop_shape.rs): T = 16 on
 // subgroups of 32 on GPUs (the H200), T = 8 on subgroups of 8 on Mesa's lavapipe, where CI
 // runs these kernels (.ci/coop_lavapipe.sh); every length below is at T = 16.
+// It also prepends the element the tile loads read, `Half` of `HW` halves: f16 (HW = 1) or
+// vec4<f16> (HW = 4, the `_v4` kernels: a quarter of the load instructions where the driver
+// goes by the pointer's element; every tile origin and stride is a multiple of T, so of 4).
 // Needs wgpu's EXPERIMENTAL_COOPERATIVE_MATRIX and SHADER_F16 and an adapter whose
 // cooperative_matrix_properties() list TxTxT f16 x f16 -> f32 (src/backend/gpu/matmul_coop.rs
-// checks). The same packed half buffers as matmul_f16.wgsl are read here as `array<f16>` (the
+// checks). The same packed half buffers as matmul_f16.wgsl are read here as `array<Half>` (the
 // same bytes).
 //
 // Preconditions (the host checks): m, n, k multiples of T; alpha = 1, beta = 0 (C is
@@ -30,24 +33,25 @@ enable wgpu_cooperative_matrix;
 // struct Params: shaders/include/half_params.wgsl.
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> a: array<f16>;
-@group(0) @binding(2) var<storage, read> b: array<f16>;
+@group(0) @binding(1) var<storage, read> a: array<Half>;
+@group(0) @binding(2) var<storage, read> b: array<Half>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 // Bindings 4 (e_in), 5 (e_out), 6 (h_out), 7 (the loss scaler's state), f16_bits and the fused epilogue: shaders/include/epilogue_f16.wgsl.
 
-// op(A) tile at rows i, depths p: A stored [m,k] (row-major) or [k,m] (transposed).
+// op(A) tile at rows i, depths p: A stored [m,k] (row-major) or [k,m] (transposed). Offsets
+// and strides in halves, divided by HW for the element.
 fn a_n(i: u32, p: u32) -> TileA {
-    return coopLoadT<TileA>(&a[i * P.k + p], P.k);
+    return coopLoadT<TileA>(&a[(i * P.k + p) / HW], P.k / HW);
 }
 fn a_t(i: u32, p: u32) -> TileA {
-    return coopLoad<TileA>(&a[p * P.m + i], P.m);
+    return coopLoad<TileA>(&a[(p * P.m + i) / HW], P.m / HW);
 }
 // op(B) tile at depths p, columns j: B stored [k,n] or [n,k] (transposed).
 fn b_n(p: u32, j: u32) -> TileB {
-    return coopLoadT<TileB>(&b[p * P.n + j], P.n);
+    return coopLoadT<TileB>(&b[(p * P.n + j) / HW], P.n / HW);
 }
 fn b_t(p: u32, j: u32) -> TileB {
-    return coopLoad<TileB>(&b[j * P.k + p], P.k);
+    return coopLoad<TileB>(&b[(j * P.k + p) / HW], P.k / HW);
 }
 
 fn store(acc: Acc, i: u32, j: u32) {

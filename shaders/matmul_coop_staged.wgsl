@@ -8,13 +8,14 @@ enable wgpu_cooperative_matrix;
 // One module per configuration of the family (src/backend/gpu/staged.rs), which the host
 // prepends, after the prelude, as:
 //   TileA, TileB, Acc   aliases of coop_matTxT<f16, A>, <f16, B>, <f32, C>
+//   Half, HW            the element workgroup memory holds and the tile loads read, and its
+//                       halves: f16 and 1 (`halves`), or vec4<f16> and 4 (`vec4`: 2 stores
+//                       per load of 8 halves, not 8; src/backend/gpu/coop_shape.rs)
 //   T                   the tile side (16 on GPUs; 8 where only 8x8 exists: Mesa's lavapipe)
 //   NI                  invocations of a workgroup: 4 subgroups of the adapter's one size
 //   BS = 8 T, SK = 2 T  side of a workgroup's block of C, depth of one staged slice
 //   ROW_SK, ROW_BS      halves per staged row: SK + 8 and BS + 8 (padding of 16 bytes)
 //   SLICE               halves of one staged slice (the larger of its two layouts)
-//   SW, Staged          halves per element of workgroup memory, and its type: 1 and f16
-//                       (`halves`), or 4 and vec4<f16> (`vec4`: 2 stores per load, not 8)
 //   sa, sb              the staged slices, 2 SLICE halves each, and put(), which stores one
 //                       load of 8 halves into them
 // At T = 16 with subgroups of 32 (the H200) a workgroup is 128 invocations and owns a 128x128
@@ -144,22 +145,22 @@ fn stage_b(buf: u32, t: u32, v: Loads) {
 }
 
 // The A tile at block row r, slice depth d (multiples of T), from buffer `buf`. Offsets and
-// strides are in halves, multiples of 8, and divided by SW for the element type.
+// strides are in halves, multiples of 8, and divided by HW for the element type.
 fn tile_a(buf: u32, r: u32, d: u32) -> TileA {
     let base = buf * SLICE;
     if (P.trans_a == 0u) {
-        return coopLoadT<TileA>(&sa[(base + r * ROW_SK + d) / SW], ROW_SK / SW);
+        return coopLoadT<TileA>(&sa[(base + r * ROW_SK + d) / HW], ROW_SK / HW);
     }
-    return coopLoad<TileA>(&sa[(base + d * ROW_BS + r) / SW], ROW_BS / SW);
+    return coopLoad<TileA>(&sa[(base + d * ROW_BS + r) / HW], ROW_BS / HW);
 }
 
 // The B tile at slice depth d, block column q, from buffer `buf`.
 fn tile_b(buf: u32, d: u32, q: u32) -> TileB {
     let base = buf * SLICE;
     if (P.trans_b == 0u) {
-        return coopLoadT<TileB>(&sb[(base + d * ROW_BS + q) / SW], ROW_BS / SW);
+        return coopLoadT<TileB>(&sb[(base + d * ROW_BS + q) / HW], ROW_BS / HW);
     }
-    return coopLoad<TileB>(&sb[(base + q * ROW_SK + d) / SW], ROW_SK / SW);
+    return coopLoad<TileB>(&sb[(base + q * ROW_SK + d) / HW], ROW_SK / HW);
 }
 
 // Block-relative origin of tile row (column) u of the quarter at `quarter` (0 or BS / 2),

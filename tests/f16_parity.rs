@@ -475,7 +475,7 @@ fn cooperative_matrix_availability() {
                  f16_parity -- --ignored` for matmul_coop_matches_cpu ***\n",
                 g.adapter().name
             );
-            // The first-use check: all three cooperative kernels exact on this device.
+            // The first-use check: every cooperative kernel exact on this device.
             assert_eq!(coop_check::distrust_reason(&g.dev), None, "a wrong tensor-core product");
             // The rule's kernel (`coop_kernel_for`: the 32x32 blocks below 2048 rows).
             let want = match matmul_f16::coop_enabled() {
@@ -486,7 +486,7 @@ fn cooperative_matrix_availability() {
             // Tall and deep: the staged kernel where its workgroup fits the adapter, else 32x32.
             let tall = Gemm::nn(matmul_f16::STAGED_MIN_M, 64, matmul_f16::STAGED_MIN_K);
             let staged_fits = batchscope::backend::gpu::matmul_coop::CoopBlock::Staged128(
-                batchscope::backend::gpu::staged::Staging::Halves,
+                batchscope::backend::gpu::coop_shape::LoadWidth::Halves,
             )
             .fits_on(&g.dev.ctx);
             let want = match (matmul_f16::coop_enabled(), staged_fits) {
@@ -502,8 +502,9 @@ fn cooperative_matrix_availability() {
     }
 }
 
-/// The three cooperative-matrix GEMMs (32x32 and 64x64 blocks per subgroup, and 128x128 per
-/// workgroup with staged operands) against the CPU twin, every transpose pair, on shapes with
+/// The cooperative-matrix GEMMs (32x32 and 64x64 blocks per subgroup, and 128x128 per
+/// workgroup with staged operands; each with f16 and with vec4<f16> tile loads) against the
+/// CPU twin, every transpose pair, on shapes with
 /// odd multiples of 16, sides past a multiple of 64 and 128 (the clamped last blocks) and k past
 /// a multiple of 32 (a half-empty staged slice), and the same in tiles of the adapter's side
 /// (odd counts of 8x8 tiles on lavapipe). Fails where the adapter lacks the feature.
@@ -515,7 +516,7 @@ fn matmul_coop_matches_cpu() {
         panic!("matmul_coop_matches_cpu cannot run on {}: {why}", gp.adapter().name);
     }
     // Exact operands (multiples of 1/8), every kernel, every transpose pair: bit-exact rows.
-    let all = [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged, HalfKernel::CoopStagedV4];
+    let all = coop_check::KERNELS;
     assert_eq!(coop_check::check_alone(&gp.dev, &all), None);
     let mut cases = 0;
     let t = matmul_coop::coop_shape(&gp.dev.ctx).map_or(16, |s| s.tile as usize);
@@ -556,6 +557,7 @@ fn matmul_coop_matches_cpu() {
         }
     }
     println!(
-        "parity ok: matmul_coop, matmul_coop64 and matmul_coop_staged in {t}x{t} tiles, {cases} cases"
+        "parity ok: matmul_coop, matmul_coop64 and matmul_coop_staged, f16 and vec4 loads, in \
+         {t}x{t} tiles, {cases} cases"
     );
 }

@@ -22,12 +22,14 @@ fn every_kernel() -> impl Iterator<Item = &'static Kernel> {
 
 use common::spirv::module_of;
 
-/// The cooperative modules beside `Shader::ALL`'s 16x16 ones: `matmul_coop.wgsl` in 8x8 tiles,
-/// and the staged kernel's family (16x16 and 8x8 tiles, f16 and vec4<f16> staging).
+/// The cooperative modules beside `Shader::ALL`'s 16x16 ones with f16 loads: `matmul_coop.wgsl`
+/// in the other tile and load width, and the staged kernel's family (16x16 and 8x8 tiles, f16
+/// and vec4<f16> staging).
 fn staged_family() -> impl Iterator<Item = Shader> {
-    use batchscope::backend::gpu::coop_shape::SHAPE_8;
+    use batchscope::backend::gpu::coop_shape::{LoadWidth::*, SHAPE_16, SHAPE_8};
     let staged = batchscope::backend::gpu::staged::FAMILY.into_iter().map(Shader::MatmulCoopStaged);
-    std::iter::once(Shader::MatmulCoop(SHAPE_8)).chain(staged)
+    let plain = [(SHAPE_16, Vec4), (SHAPE_8, Halves), (SHAPE_8, Vec4)];
+    plain.into_iter().map(|(shape, width)| Shader::MatmulCoop(shape, width)).chain(staged)
 }
 
 #[test]
@@ -41,7 +43,8 @@ fn every_shader_validates_with_naga() {
 
 #[test]
 fn every_kernel_entry_point_exists_with_its_bindings() {
-    use batchscope::backend::gpu::{coop_shape::SHAPE_8, matmul_coop::at_shape};
+    use batchscope::backend::gpu::coop_shape::{LoadWidth, SHAPE_16, SHAPE_8};
+    use batchscope::backend::gpu::matmul_coop::at;
     let staged = batchscope::backend::gpu::staged::FAMILY
         .into_iter()
         .flat_map(|c| [c.kernel(), c.ceiling_kernel()])
@@ -49,8 +52,12 @@ fn every_kernel_entry_point_exists_with_its_bindings() {
     let coop8 = COOP_KERNELS
         .iter()
         .chain(COOP_CEILING_KERNELS)
-        .filter(|k| matches!(k.shader, Shader::MatmulCoop(_)))
-        .map(|&k| at_shape(k, SHAPE_8).expect("an 8x8 twin"));
+        .filter(|k| matches!(k.shader, Shader::MatmulCoop(..)))
+        .flat_map(|&k| {
+            let twins =
+                [(SHAPE_16, LoadWidth::Vec4), (SHAPE_8, LoadWidth::Halves), (SHAPE_8, LoadWidth::Vec4)];
+            twins.map(|(shape, width)| at(k, shape, width).expect("a twin in each tile and width"))
+        });
     for k in every_kernel().copied().chain(staged).chain(coop8) {
         let (module, info) = module_of(k.shader);
         let (idx, ep) = module

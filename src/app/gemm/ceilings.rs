@@ -113,8 +113,8 @@ pub fn table(rows: &[CeilingRow]) -> Table {
 /// they may pass it).
 pub fn ceiling_of(candidate: &str) -> Ceiling {
     match candidate {
-        "f16_coop" => Ceiling::CoopRegs2x2,
-        "f16_coop64" => Ceiling::CoopRegs4x4,
+        "f16_coop" | "f16_coop_v4" => Ceiling::CoopRegs2x2,
+        "f16_coop64" | "f16_coop64_v4" => Ceiling::CoopRegs4x4,
         "f16_coop_staged" | "f16_coop_staged_v4" => Ceiling::CoopStaged,
         "skinny" | "f16_skinny" | "f16_packed" => Ceiling::Fp32Fma,
         _ => Ceiling::TiledInner,
@@ -190,6 +190,8 @@ mod tests {
         let pairs = [
             ("f16_coop", "coop_regs_2x2"),
             ("f16_coop64", "coop_regs_4x4"),
+            ("f16_coop_v4", "coop_regs_2x2"),
+            ("f16_coop64_v4", "coop_regs_4x4"),
             ("f16_coop_staged", "coop_staged"),
             ("f16_coop_staged_v4", "coop_staged"),
             ("f16_packed", "fp32_fma"),

@@ -9,6 +9,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::autotune::timing::time_recorded;
 use super::autotune::verify::{pattern, upload_pattern};
+use super::coop_shape::LoadWidth;
 use super::coop_shape::SHAPE_16;
 use super::device::{GpuDevice, RawBuf};
 use super::elementwise::fill;
@@ -17,7 +18,6 @@ use super::kernels::{
 };
 use super::matmul_coop::{self, CoopBlock};
 use super::matmul_f16::HalfParams;
-use super::staged::Staging;
 use crate::backend::ceiling::{Ceiling, SALTS};
 use crate::backend::cpu::ceilings::ceiling_output as cpu_twin;
 use crate::backend::{BackendError, Result};
@@ -66,7 +66,8 @@ pub fn unavailable(dev: &GpuDevice, ceiling: Ceiling) -> Option<String> {
     if let Some(shape) = matmul_coop::coop_shape(&dev.ctx).filter(|&s| s != SHAPE_16) {
         return Some(format!("the ceilings are for 16x16 tiles; this device's are {0}x{0}", shape.tile));
     }
-    match ceiling == Ceiling::CoopStaged && !CoopBlock::Staged128(Staging::Halves).fits(&dev.ctx.limits)
+    match ceiling == Ceiling::CoopStaged
+        && !CoopBlock::Staged128(LoadWidth::Halves).fits(&dev.ctx.limits)
     {
         true => Some("the staged workgroup exceeds the adapter's limits".into()),
         false => None,

@@ -174,7 +174,8 @@ pub struct GpuContext {
     pub coop_shape: std::sync::OnceLock<std::result::Result<super::coop_shape::CoopShape, String>>,
     /// The first-use check's verdict on each cooperative kernel (`super::coop_check::KERNELS`
     /// order), found when the kernel is first considered.
-    pub coop_verdicts: [std::sync::OnceLock<super::coop_check::Verdict>; 4],
+    pub coop_verdicts:
+        [std::sync::OnceLock<super::coop_check::Verdict>; super::coop_check::KERNELS.len()],
 }
 
 impl GpuContext {

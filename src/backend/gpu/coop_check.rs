@@ -1,8 +1,8 @@
 //! A first-use check of the cooperative-matrix kernels. The tensor-core path rests on an
 //! experimental wgpu feature and on drivers no CI machine has, so before a device's first f16
 //! product may run on it, each cooperative kernel (the 32x32 and staged ones the shape rule
-//! [`super::matmul_f16::choose`] runs, and the 64x64 one and the staged one's vec4 staging the
-//! autotuner may pick) computes
+//! [`super::matmul_f16::choose`] runs, the 64x64 one, and each of them with vec4<f16> tile
+//! loads, which the autotuner may pick or `BATCHSCOPE_COOP_LOADS=vec4` asks for) computes
 //! small products with clamped last blocks in every transpose pair, on the autotuner's exact
 //! operands ([`super::autotune::verify`]), and whole rows of C are compared with the exact f64
 //! reference; then the fused stores the f16 step runs (bias + ReLU with the f16 copy, ReLU'
@@ -29,8 +29,14 @@ use crate::backend::{gemm_lens, Activation, Gemm, Result};
 pub const SHAPE: (usize, usize, usize) = (80, 144, 48);
 
 /// The cooperative kernels, in the order checked.
-pub const KERNELS: [HalfKernel; 4] =
-    [HalfKernel::Coop, HalfKernel::Coop64, HalfKernel::CoopStaged, HalfKernel::CoopStagedV4];
+pub const KERNELS: [HalfKernel; 6] = [
+    HalfKernel::Coop,
+    HalfKernel::Coop64,
+    HalfKernel::CoopStaged,
+    HalfKernel::CoopV4,
+    HalfKernel::Coop64V4,
+    HalfKernel::CoopStagedV4,
+];
 
 /// What the first-use check found for one kernel.
 #[derive(Clone, Debug, PartialEq)]

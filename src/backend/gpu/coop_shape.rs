@@ -9,6 +9,13 @@
 //!   vectors). The same kernels run there with every length halved, so their indexing,
 //!   clamping, staging and fused epilogues are held to the CPU twin on a CPU
 //!   (`.ci/coop_lavapipe.sh`); the arithmetic ceilings are 16x16 only.
+//!
+//! Every kernel also comes in two [`LoadWidth`]s: its tile loads (`coopLoad`) read `f16`
+//! elements, or `vec4<f16>` elements with indices and strides counted in them. A cooperative
+//! load's SPIR-V pointer is typed by that element, so the driver knows the vec4 loads 8-byte
+//! aligned and may issue a quarter of the load instructions (NVIDIA's own cooperative-matrix
+//! sample loads through 16-byte `uvec4` elements, which naga does not allow for an f16 matrix:
+//! it types the loaded matrix by the pointer's scalar).
 
 /// Square f16 x f16 → f32 tiles of side `tile` on subgroups of exactly `subgroup` invocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,6 +28,45 @@ pub struct CoopShape {
 pub const SHAPE_16: CoopShape = CoopShape { tile: 16, subgroup: 32 };
 /// 8x8 tiles on subgroups of 8.
 pub const SHAPE_8: CoopShape = CoopShape { tile: 8, subgroup: 8 };
+
+/// The element a kernel's cooperative tile loads read (the WGSL alias `Half`, `HW` halves each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LoadWidth {
+    /// `f16`: the form the H200 measured on 2026-12-04.
+    Halves,
+    /// `vec4<f16>`: indices and strides in units of 4 halves (every tile origin and stride is a
+    /// multiple of the tile side, so of 4).
+    Vec4,
+}
+
+impl LoadWidth {
+    /// Both widths, the measured one first.
+    pub const ALL: [LoadWidth; 2] = [LoadWidth::Halves, LoadWidth::Vec4];
+
+    /// `halves` or `vec4`: the width's name in reports and `BATCHSCOPE_COOP_LOADS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadWidth::Halves => "halves",
+            LoadWidth::Vec4 => "vec4",
+        }
+    }
+
+    /// Halves per element.
+    pub fn halves(self) -> u32 {
+        match self {
+            LoadWidth::Halves => 1,
+            LoadWidth::Vec4 => 4,
+        }
+    }
+
+    /// The WGSL type of one element.
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            LoadWidth::Halves => "f16",
+            LoadWidth::Vec4 => "vec4<f16>",
+        }
+    }
+}
 
 /// The shapes the kernels are written for, preferred first.
 pub const SHAPES: [CoopShape; 2] = [SHAPE_16, SHAPE_8];
@@ -78,13 +124,19 @@ pub fn adapter_shape(adapter: &wgpu::Adapter) -> Result<CoopShape, String> {
     )
 }
 
-/// The WGSL every cooperative module starts with: the tile types and the two lengths.
-pub fn constants(shape: CoopShape) -> String {
+/// The WGSL every cooperative module starts with: the tile types, the two lengths and the
+/// element its tile loads read (`Half`, of `HW` halves).
+pub fn constants(shape: CoopShape, width: LoadWidth) -> String {
     let (t, sg) = (shape.tile, shape.subgroup);
     format!(
-        "// ---- cooperative tiles {t}x{t} on subgroups of {sg} (src/backend/gpu/coop_shape.rs) ----\n\
+        "// ---- cooperative tiles {t}x{t} on subgroups of {sg}, {name} loads \
+         (src/backend/gpu/coop_shape.rs) ----\n\
          alias TileA = coop_mat{t}x{t}<f16, A>;\nalias TileB = coop_mat{t}x{t}<f16, B>;\n\
-         alias Acc = coop_mat{t}x{t}<f32, C>;\nconst T: u32 = {t}u;\nconst SG: u32 = {sg}u;\n"
+         alias Acc = coop_mat{t}x{t}<f32, C>;\nconst T: u32 = {t}u;\nconst SG: u32 = {sg}u;\n\
+         alias Half = {elem};\nconst HW: u32 = {hw}u;\n",
+        name = width.name(),
+        elem = width.wgsl(),
+        hw = width.halves(),
     )
 }
 
@@ -120,8 +172,11 @@ mod tests {
 
     #[test]
     fn constants_name_the_tile_types() {
-        let c = constants(SHAPE_8);
+        let c = constants(SHAPE_8, LoadWidth::Halves);
         assert!(c.contains("alias TileA = coop_mat8x8<f16, A>;") && c.contains("const SG: u32 = 8u;"));
-        assert!(constants(SHAPE_16).contains("alias Acc = coop_mat16x16<f32, C>;"));
+        assert!(c.contains("alias Half = f16;") && c.contains("const HW: u32 = 1u;"));
+        let c = constants(SHAPE_16, LoadWidth::Vec4);
+        assert!(c.contains("alias Acc = coop_mat16x16<f32, C>;"));
+        assert!(c.contains("alias Half = vec4<f16>;") && c.contains("const HW: u32 = 4u;"));
     }
 }

@@ -142,8 +142,8 @@ impl GpuBackend {
     }
 
     /// Run every f16 product that `kernel` can run on it (`None`: the rule, or the autotuner's
-    /// choice); `BATCHSCOPE_F16_KERNEL=packed|skinny|coop|coop64|coop_staged` sets it from the
-    /// environment, for A/B timing on a device and for the tests of each kernel.
+    /// choice); `BATCHSCOPE_F16_KERNEL=packed|skinny|coop|coop64|coop_staged` (the cooperative
+    /// ones also with `_v4`) sets it from the environment, for A/B timing on a device and for the tests of each kernel.
     pub fn set_half_kernel(&self, kernel: Option<HalfKernel>) {
         self.choices.half_kernel.set(kernel);
     }
@@ -167,6 +167,8 @@ impl GpuBackend {
                 HalfKernel::Coop
                 | HalfKernel::Coop64
                 | HalfKernel::CoopStaged
+                | HalfKernel::CoopV4
+                | HalfKernel::Coop64V4
                 | HalfKernel::CoopStagedV4 => fuses_serial_bias_grad(g),
             })
     }

@@ -52,9 +52,10 @@ pub enum Shader {
     MatmulTile(super::tile::TileCfg),
     MatmulF16,
     Amp,
-    /// The cooperative-matrix GEMMs in the tiles of one shape (`matmul_coop.wgsl` with the
-    /// shape's aliases and constants; see `super::coop_shape`).
-    MatmulCoop(super::coop_shape::CoopShape),
+    /// The cooperative-matrix GEMMs in the tiles of one shape, their tile loads reading
+    /// elements of one width (`matmul_coop.wgsl` with the shape's aliases and constants; see
+    /// `super::coop_shape`).
+    MatmulCoop(super::coop_shape::CoopShape, super::coop_shape::LoadWidth),
     /// The cooperative-matrix GEMM with operands staged in workgroup memory, for one
     /// configuration of its family (`matmul_coop_staged.wgsl` with the configuration's
     /// constants; see `super::staged`).
@@ -81,7 +82,7 @@ impl Shader {
         Shader::Datagen,
         Shader::MatmulF16,
         Shader::Amp,
-        Shader::MatmulCoop(super::coop_shape::SHAPE_16),
+        Shader::MatmulCoop(super::coop_shape::SHAPE_16, super::coop_shape::LoadWidth::Halves),
         Shader::MatmulCoopStaged(super::staged::StagedCfg::DEFAULT),
         Shader::WgradUpdate,
         Shader::LinearXent,
@@ -105,7 +106,7 @@ impl Shader {
             Shader::MatmulTile(_) => "matmul_tile",
             Shader::MatmulF16 => "matmul_f16",
             Shader::Amp => "amp",
-            Shader::MatmulCoop(_) => "matmul_coop",
+            Shader::MatmulCoop(..) => "matmul_coop",
             Shader::MatmulCoopStaged(_) => "matmul_coop_staged",
             Shader::WgradUpdate => "wgrad_update",
             Shader::LinearXent => "linear_xent",
@@ -135,7 +136,7 @@ impl Shader {
             Shader::MatmulTile(_) => include_str!("../../../shaders/matmul_tile.wgsl"),
             Shader::MatmulF16 => include_str!("../../../shaders/matmul_f16.wgsl"),
             Shader::Amp => include_str!("../../../shaders/amp.wgsl"),
-            Shader::MatmulCoop(_) => include_str!("../../../shaders/matmul_coop.wgsl"),
+            Shader::MatmulCoop(..) => include_str!("../../../shaders/matmul_coop.wgsl"),
             Shader::MatmulCoopStaged(_) => include_str!("../../../shaders/matmul_coop_staged.wgsl"),
             Shader::WgradUpdate => include_str!("../../../shaders/wgrad_update.wgsl"),
             Shader::LinearXent => include_str!("../../../shaders/linear_xent.wgsl"),
@@ -163,7 +164,7 @@ impl Shader {
         match self {
             Shader::Matmul => &[ACTIVATION, EPILOGUE, COL_SUM_OF, COL_TREE],
             Shader::MatmulTile(_) => &[ACTIVATION, EPILOGUE, COL_SUM_OF],
-            Shader::MatmulF16 | Shader::MatmulCoop(_) | Shader::MatmulCoopStaged(_) => {
+            Shader::MatmulF16 | Shader::MatmulCoop(..) | Shader::MatmulCoopStaged(_) => {
                 &[HALF_PARAMS, ACTIVATION, EPILOGUE_F16, F16_BITS, COL_SUM_OF, COL_TREE]
             }
             Shader::Amp => &[F16_BITS, UPDATE_RULE, COL_TREE],
@@ -191,7 +192,7 @@ impl Shader {
         let (enables, rest) = body.split_at(split);
         let constants = match self {
             Shader::MatmulTile(cfg) => cfg.constants(),
-            Shader::MatmulCoop(shape) => super::coop_shape::constants(shape),
+            Shader::MatmulCoop(shape, width) => super::coop_shape::constants(shape, width),
             Shader::MatmulCoopStaged(cfg) => cfg.constants(),
             _ => String::new(),
         };
@@ -215,10 +216,10 @@ pub struct Kernel {
 use Access::{Read as R, ReadWrite as W};
 
 macro_rules! kernel {
-    ($const:ident, $shader:ident($cfg:expr), $entry:literal, [$($acc:ident),*]) => {
+    ($const:ident, $shader:ident($($cfg:expr),+), $entry:literal, [$($acc:ident),*]) => {
         pub const $const: Kernel = Kernel {
             name: concat!(stringify!($shader), "::", $entry),
-            shader: Shader::$shader($cfg),
+            shader: Shader::$shader($($cfg),+),
             entry: $entry,
             bindings: &[$($acc),*],
             spec: 0,
@@ -331,13 +332,13 @@ kernel!(AMP_UPDATE_SCALE, Amp, "amp_update_scale", [W]);
 kernel!(AMP_UNSCALE2, Amp, "amp_unscale2", [W, W, W]);
 kernel!(AMP_COL_SUM_UNSCALE, Amp, "amp_col_sum_unscale", [W, R, W]);
 // matmul_coop.wgsl: C = op(A) op(B) on cooperative matrices (needs adapter features), at
-// 16x16 tiles (8x8: super::matmul_coop::at_shape)
-use super::coop_shape::SHAPE_16;
-kernel!(MATMUL_COOP_NN, MatmulCoop(SHAPE_16), "matmul_coop_nn", [R, R, W, R, W, W, W]);
-kernel!(MATMUL_COOP_NT, MatmulCoop(SHAPE_16), "matmul_coop_nt", [R, R, W, R, W, W, W]);
-kernel!(MATMUL_COOP_TN, MatmulCoop(SHAPE_16), "matmul_coop_tn", [R, R, W, R, W, W, W]);
-kernel!(MATMUL_COOP_TT, MatmulCoop(SHAPE_16), "matmul_coop_tt", [R, R, W, R, W, W, W]);
-kernel!(MATMUL_COOP64, MatmulCoop(SHAPE_16), "matmul_coop64", [R, R, W, R, W, W, W]);
+// 16x16 tiles with f16 loads (8x8, vec4 loads: super::matmul_coop::at_shape)
+use super::coop_shape::{LoadWidth::Halves as HALVES, SHAPE_16};
+kernel!(MATMUL_COOP_NN, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_nn", [R, R, W, R, W, W, W]);
+kernel!(MATMUL_COOP_NT, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_nt", [R, R, W, R, W, W, W]);
+kernel!(MATMUL_COOP_TN, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_tn", [R, R, W, R, W, W, W]);
+kernel!(MATMUL_COOP_TT, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_tt", [R, R, W, R, W, W, W]);
+kernel!(MATMUL_COOP64, MatmulCoop(SHAPE_16, HALVES), "matmul_coop64", [R, R, W, R, W, W, W]);
 // matmul_coop_staged.wgsl: the same product, operands staged in workgroup memory (the
 // H200's configuration; the family's other modules: super::staged)
 pub const MATMUL_COOP_STAGED: Kernel = Kernel {
@@ -352,8 +353,8 @@ pub const MATMUL_COOP_STAGED: Kernel = Kernel {
 // with no storage traffic in its loop.
 kernel!(CEILING_FMA, Ceilings, "ceiling_fma", [W]);
 kernel!(MATMUL_INNER_CEILING, Matmul, "matmul_inner_ceiling", [R, R, W]);
-kernel!(COOP_CEILING4, MatmulCoop(SHAPE_16), "coop_ceiling4", [R, R, W]);
-kernel!(COOP_CEILING16, MatmulCoop(SHAPE_16), "coop_ceiling16", [R, R, W]);
+kernel!(COOP_CEILING4, MatmulCoop(SHAPE_16, HALVES), "coop_ceiling4", [R, R, W]);
+kernel!(COOP_CEILING16, MatmulCoop(SHAPE_16, HALVES), "coop_ceiling16", [R, R, W]);
 pub const COOP_STAGED_CEILING: Kernel = Kernel {
     name: "MatmulCoopStaged::coop_staged_ceiling",
     shader: Shader::MatmulCoopStaged(super::staged::StagedCfg::DEFAULT),

@@ -4,32 +4,41 @@
 //! Mesa's lavapipe (see [`super::coop_shape`]); sides below are at 16x16 unless they say not.
 
 use super::context::GpuContext;
-use super::coop_shape::{adapter_shape, features, CoopShape, SHAPE_16, SHAPE_8};
+use super::coop_shape::{adapter_shape, features, CoopShape, LoadWidth, SHAPE_16, SHAPE_8};
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{
     Kernel, Shader, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT,
 };
 use super::matmul_f16::HalfParams;
-use super::staged::{StagedCfg, Staging};
+use super::staged::StagedCfg;
 use crate::backend::{BackendError, Gemm, Result};
 
 /// Side of a `matmul_coop64` workgroup's block of C at 16x16 tiles (4x4 tiles).
 pub const BLOCK64: usize = 64;
 
-/// Which block of C one subgroup (one workgroup) of the cooperative kernel owns.
+/// Which block of C one subgroup (one workgroup) of the cooperative kernel owns, and the
+/// element its tile loads read ([`LoadWidth`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CoopBlock {
-    /// `matmul_coop_{nn,nt,tn,tt}`: 2x2 tiles (32x32).
-    B32,
-    /// `matmul_coop64`: 4x4 tiles (64x64; half the tile loads per multiply-add).
-    B64,
+    /// `matmul_coop_{nn,nt,tn,tt}`: 2x2 tiles (32x32), loaded from storage.
+    B32(LoadWidth),
+    /// `matmul_coop64`: 4x4 tiles (64x64; half the tile loads per multiply-add), loaded from
+    /// storage.
+    B64(LoadWidth),
     /// `matmul_coop_staged.wgsl`: 8x8 tiles (128x128) per workgroup of 4 subgroups (4x4 tiles
     /// each), the operands staged through 40 KiB of workgroup memory (padded rows,
-    /// double-buffered), with `staging` stores (see [`super::staged`]).
-    Staged128(Staging),
+    /// double-buffered) of elements of the width (see [`super::staged`]).
+    Staged128(LoadWidth),
 }
 
 impl CoopBlock {
+    /// The element its tile loads read.
+    pub fn width(self) -> LoadWidth {
+        match self {
+            CoopBlock::B32(w) | CoopBlock::B64(w) | CoopBlock::Staged128(w) => w,
+        }
+    }
+
     /// Side of the block at 16x16 tiles.
     pub fn side(self) -> usize {
         self.side_at(SHAPE_16)
@@ -38,8 +47,8 @@ impl CoopBlock {
     /// Side of the block in tiles of `shape`: 2, 4 or 8 tiles.
     pub fn side_at(self, shape: CoopShape) -> usize {
         let tiles = match self {
-            CoopBlock::B32 => 2,
-            CoopBlock::B64 => 4,
+            CoopBlock::B32(_) => 2,
+            CoopBlock::B64(_) => 4,
             CoopBlock::Staged128(_) => 8,
         };
         tiles * shape.tile as usize
@@ -53,8 +62,8 @@ impl CoopBlock {
     /// Whether `limits` admit this block's workgroup in the tiles of `shape`.
     pub fn fits_at(self, shape: CoopShape, limits: &wgpu::Limits) -> bool {
         match self {
-            CoopBlock::B32 | CoopBlock::B64 => true,
-            CoopBlock::Staged128(staging) => StagedCfg { shape, staging }.fits(limits),
+            CoopBlock::B32(_) | CoopBlock::B64(_) => true,
+            CoopBlock::Staged128(width) => StagedCfg { shape, width }.fits(limits),
         }
     }
 
@@ -125,7 +134,7 @@ pub fn available(ctx: &GpuContext) -> bool {
 /// 2x2-tile grid is the largest).
 pub fn eligible(g: &Gemm, dev: &GpuDevice) -> bool {
     let shape = coop_shape(&dev.ctx).unwrap_or(SHAPE_16);
-    fits_tiles(g, dev, shape.tile as usize, CoopBlock::B32.side_at(shape))
+    fits_tiles(g, dev, shape.tile as usize, CoopBlock::B32(LoadWidth::Halves).side_at(shape))
 }
 
 /// `g` in tiles of `tile`, on a grid of `block`-sided blocks within the per-dimension limit.
@@ -138,56 +147,79 @@ fn fits_tiles(g: &Gemm, dev: &GpuDevice, tile: usize, block: usize) -> bool {
         && g.n.div_ceil(block) <= max
 }
 
-/// The entry point for `g` with `block` at 16x16 tiles: the 2x2-tile kernels have one per
-/// transpose pair, the 4x4-tile one reads the transposes from its parameters.
+/// The kernel of `g` with `block` at 16x16 tiles: the 2x2-tile kernels have one entry point
+/// per transpose pair, the 4x4-tile one reads the transposes from its parameters.
 pub fn kernel_for(g: &Gemm, block: CoopBlock) -> Kernel {
-    match block {
-        CoopBlock::B64 => return MATMUL_COOP64,
-        CoopBlock::Staged128(staging) => {
-            return StagedCfg { shape: SHAPE_16, staging }
-                .kernel()
-                .unwrap_or(super::kernels::MATMUL_COOP_STAGED)
-        }
-        CoopBlock::B32 => {}
-    }
-    match (g.trans_a, g.trans_b) {
-        (false, false) => MATMUL_COOP_NN,
-        (false, true) => MATMUL_COOP_NT,
-        (true, false) => MATMUL_COOP_TN,
-        (true, true) => MATMUL_COOP_TT,
-    }
+    let found = kernel_in(g, block, SHAPE_16);
+    found.unwrap_or_else(|| halves_kernel(g, block))
 }
 
-/// `matmul_coop.wgsl`'s kernels at 8x8 tiles, by entry point (pipelines are cached by name).
-const NAMES_8: [(&str, &str); 7] = [
-    ("matmul_coop_nn", "MatmulCoop::matmul_coop_nn_t8"),
-    ("matmul_coop_nt", "MatmulCoop::matmul_coop_nt_t8"),
-    ("matmul_coop_tn", "MatmulCoop::matmul_coop_tn_t8"),
-    ("matmul_coop_tt", "MatmulCoop::matmul_coop_tt_t8"),
-    ("matmul_coop64", "MatmulCoop::matmul_coop64_t8"),
-    ("coop_ceiling4", "MatmulCoop::coop_ceiling4_t8"),
-    ("coop_ceiling16", "MatmulCoop::coop_ceiling16_t8"),
-];
-
-/// `k` (a kernel of `matmul_coop.wgsl` at 16x16 tiles) compiled for `shape`; `None` for a
-/// shape or kernel outside the family.
-pub fn at_shape(k: Kernel, shape: CoopShape) -> Option<Kernel> {
-    match shape {
-        SHAPE_16 => Some(k),
-        SHAPE_8 => {
-            let (_, name) = NAMES_8.iter().find(|(entry, _)| *entry == k.entry)?;
-            Some(Kernel { name, shader: Shader::MatmulCoop(SHAPE_8), ..k })
-        }
-        _ => None,
-    }
-}
-
-/// The kernel of `g` with `block` in the tiles of `shape`.
+/// The kernel of `g` with `block` in the tiles of `shape`; `None` outside the families.
 pub fn kernel_in(g: &Gemm, block: CoopBlock, shape: CoopShape) -> Option<Kernel> {
     match block {
-        CoopBlock::Staged128(staging) => StagedCfg { shape, staging }.kernel(),
-        _ => at_shape(kernel_for(g, block), shape),
+        CoopBlock::Staged128(width) => StagedCfg { shape, width }.kernel(),
+        _ => at(halves_kernel(g, block), shape, block.width()),
     }
+}
+
+/// The 16x16 kernel with f16 loads of `g` with `block`'s size.
+fn halves_kernel(g: &Gemm, block: CoopBlock) -> Kernel {
+    match block {
+        CoopBlock::B64(_) => MATMUL_COOP64,
+        CoopBlock::Staged128(_) => super::kernels::MATMUL_COOP_STAGED,
+        CoopBlock::B32(_) => match (g.trans_a, g.trans_b) {
+            (false, false) => MATMUL_COOP_NN,
+            (false, true) => MATMUL_COOP_NT,
+            (true, false) => MATMUL_COOP_TN,
+            (true, true) => MATMUL_COOP_TT,
+        },
+    }
+}
+
+/// The names of `matmul_coop.wgsl`'s kernel `entry` outside 16x16 tiles with f16 loads: 16x16
+/// with vec4 loads, 8x8 with f16 loads, 8x8 with vec4 loads.
+macro_rules! names {
+    ($entry:literal) => {
+        (
+            $entry,
+            [
+                concat!("MatmulCoop::", $entry, "_v4"),
+                concat!("MatmulCoop::", $entry, "_t8"),
+                concat!("MatmulCoop::", $entry, "_t8_v4"),
+            ],
+        )
+    };
+}
+
+/// Kernel names must be `&'static str` (pipelines are cached by name): [`names!`] by entry
+/// point.
+const NAMES: [(&str, [&str; 3]); 7] = [
+    names!("matmul_coop_nn"),
+    names!("matmul_coop_nt"),
+    names!("matmul_coop_tn"),
+    names!("matmul_coop_tt"),
+    names!("matmul_coop64"),
+    names!("coop_ceiling4"),
+    names!("coop_ceiling16"),
+];
+
+/// `k` (a kernel of `matmul_coop.wgsl` at 16x16 tiles with f16 loads) compiled for `shape` and
+/// `width`; `None` for a shape or kernel outside the family.
+pub fn at(k: Kernel, shape: CoopShape, width: LoadWidth) -> Option<Kernel> {
+    let slot = match (shape, width) {
+        (SHAPE_16, LoadWidth::Halves) => return Some(k),
+        (SHAPE_16, LoadWidth::Vec4) => 0,
+        (SHAPE_8, LoadWidth::Halves) => 1,
+        (SHAPE_8, LoadWidth::Vec4) => 2,
+        _ => return None,
+    };
+    let (_, names) = NAMES.iter().find(|(entry, _)| *entry == k.entry)?;
+    Some(Kernel { name: names[slot], shader: Shader::MatmulCoop(shape, width), ..k })
+}
+
+/// `k` (as [`at`]) in the tiles of `shape` with f16 loads.
+pub fn at_shape(k: Kernel, shape: CoopShape) -> Option<Kernel> {
+    at(k, shape, LoadWidth::Halves)
 }
 
 /// Record the cooperative product with its fused epilogue (`p.epi`, `p.half_out`, `p.unscale`;
@@ -225,47 +257,66 @@ mod tests {
     #[test]
     fn blocks_name_their_kernels_and_the_staged_one_needs_its_workgroup() {
         let g = Gemm::nn(64, 64, 64).trans(true, false);
-        assert_eq!(kernel_for(&g, CoopBlock::B32).entry, "matmul_coop_tn");
-        assert_eq!(kernel_for(&g, CoopBlock::B64).entry, "matmul_coop64");
-        let staged = CoopBlock::Staged128(Staging::Halves);
-        let staged4 = CoopBlock::Staged128(Staging::Vec4);
+        let (b32, b64) = (CoopBlock::B32(LoadWidth::Halves), CoopBlock::B64(LoadWidth::Halves));
+        assert_eq!(kernel_for(&g, b32).entry, "matmul_coop_tn");
+        assert_eq!(kernel_for(&g, b32).name, "MatmulCoop::matmul_coop_tn");
+        assert_eq!(
+            kernel_for(&g, CoopBlock::B32(LoadWidth::Vec4)).name,
+            "MatmulCoop::matmul_coop_tn_v4"
+        );
+        assert_eq!(kernel_for(&g, b64).entry, "matmul_coop64");
+        assert_eq!(kernel_for(&g, CoopBlock::B64(LoadWidth::Vec4)).name, "MatmulCoop::matmul_coop64_v4");
+        let staged = CoopBlock::Staged128(LoadWidth::Halves);
+        let staged4 = CoopBlock::Staged128(LoadWidth::Vec4);
         assert_eq!(kernel_for(&g, staged).entry, "matmul_coop_staged");
         assert_eq!(kernel_for(&g, staged).name, "MatmulCoopStaged::matmul_coop_staged");
         assert_eq!(kernel_for(&g, staged4).name, "MatmulCoopStaged::matmul_coop_staged_v4");
-        let sides: Vec<usize> =
-            [CoopBlock::B32, CoopBlock::B64, staged, staged4].iter().map(|b| b.side()).collect();
+        let sides: Vec<usize> = [b32, b64, staged, staged4].iter().map(|b| b.side()).collect();
         assert_eq!(sides, [32, 64, 128, 128]);
         // The H200's Vulkan adapter: 48 KiB of workgroup memory (wgpu's default is 16).
         let roomy = wgpu::Limits { max_compute_workgroup_storage_size: 48 * 1024, ..Default::default() };
-        assert!([CoopBlock::B32, CoopBlock::B64, staged, staged4].iter().all(|b| b.fits(&roomy)));
+        assert!([b32, b64, staged, staged4].iter().all(|b| b.fits(&roomy)));
         let few = wgpu::Limits { max_compute_invocations_per_workgroup: 64, ..roomy.clone() };
-        assert!(!staged.fits(&few) && !staged4.fits(&few) && CoopBlock::B64.fits(&few));
+        assert!(!staged.fits(&few) && !staged4.fits(&few) && b64.fits(&few));
         let small = wgpu::Limits { max_compute_workgroup_storage_size: 32 * 1024, ..roomy };
         assert!(!staged.fits(&small) && !staged4.fits(&small));
     }
 
     #[test]
-    fn every_kernel_has_an_8x8_twin_of_its_own_name() {
+    fn every_kernel_has_a_twin_of_its_own_name_in_each_tile_and_width() {
         let g = Gemm::nn(64, 64, 64);
         let mut names = Vec::new();
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             let g = g.trans(ta, tb);
-            for block in [CoopBlock::B32, CoopBlock::B64, CoopBlock::Staged128(Staging::Halves)] {
-                let k16 = kernel_in(&g, block, SHAPE_16).expect("16x16");
-                let k8 = kernel_in(&g, block, SHAPE_8).expect("8x8");
-                assert_eq!((k16.entry, k16.bindings), (k8.entry, k8.bindings));
-                assert_ne!(k16.name, k8.name);
-                assert_eq!(block.side_at(SHAPE_8) * 2, block.side());
-                names.extend([k16.name, k8.name]);
+            for width in LoadWidth::ALL {
+                for block in [CoopBlock::B32(width), CoopBlock::B64(width), CoopBlock::Staged128(width)]
+                {
+                    let k16 = kernel_in(&g, block, SHAPE_16).expect("16x16");
+                    let k8 = kernel_in(&g, block, SHAPE_8).expect("8x8");
+                    assert_eq!(
+                        (k16.name, k16.shader),
+                        (kernel_for(&g, block).name, kernel_for(&g, block).shader)
+                    );
+                    assert_eq!((k16.entry, k16.bindings), (k8.entry, k8.bindings));
+                    assert_ne!(k16.name, k8.name);
+                    assert_eq!(block.side_at(SHAPE_8) * 2, block.side());
+                    assert_eq!(block.width(), width);
+                    names.extend([k16.name, k8.name]);
+                }
             }
         }
         for k in [super::super::kernels::COOP_CEILING4, super::super::kernels::COOP_CEILING16] {
-            names.push(at_shape(k, SHAPE_8).expect("8x8 ceiling").name);
+            for width in LoadWidth::ALL {
+                names.push(at(k, SHAPE_8, width).expect("8x8 ceiling").name);
+                names.push(at(k, SHAPE_16, width).expect("16x16 ceiling").name);
+            }
         }
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 2 * (4 + 1 + 1) + 2, "{names:?}");
+        // 4 + 1 + 1 products (2x2 per transpose pair, 4x4, staged) and 2 ceilings, in 2 tiles
+        // and 2 widths.
+        assert_eq!(names.len(), 4 * (4 + 1 + 1 + 2), "{names:?}");
         let odd = CoopShape { tile: 16, subgroup: 64 };
-        assert!(kernel_in(&g, CoopBlock::B32, odd).is_none());
+        assert!(kernel_in(&g, CoopBlock::B32(LoadWidth::Halves), odd).is_none());
     }
 }

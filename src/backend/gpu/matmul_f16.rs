@@ -10,12 +10,12 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::coop_shape::LoadWidth;
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{MATMUL_F16, TO_HALF, TO_HALF4, WG_1D};
 use super::launch::{grid_1d, launch_1d, u32_of};
 use super::matmul::{fuses_serial_bias_grad, grid_2d, Epilogue as Store};
 use super::matmul_coop;
-use super::staged::Staging;
 use crate::backend::half::{half_words, scaler};
 use crate::backend::{check_len, gemm_lens, BackendError, Gemm, Result};
 
@@ -224,21 +224,44 @@ pub enum HalfKernel {
     /// `matmul_coop_staged`: cooperative matrices, 128x128 blocks of 4 subgroups, operands
     /// staged in workgroup memory (the same eligibility, and 128-invocation workgroups).
     CoopStaged,
-    /// The staged kernel with vec4<f16> staging stores (2 per load of 8 halves, not 8; see
-    /// [`super::staged`]): an autotune candidate, and the rule's staged kernel with
-    /// `BATCHSCOPE_COOP_STAGING=vec4`.
+    /// [`HalfKernel::Coop`] with vec4<f16> tile loads ([`LoadWidth::Vec4`]): an autotune
+    /// candidate, and the rule's 32x32 kernel with `BATCHSCOPE_COOP_LOADS=vec4`.
+    CoopV4,
+    /// [`HalfKernel::Coop64`] with vec4<f16> tile loads: an autotune candidate.
+    Coop64V4,
+    /// The staged kernel with vec4<f16> staging stores (2 per load of 8 halves, not 8) and tile
+    /// loads (see [`super::staged`]): an autotune candidate, and the rule's staged kernel with
+    /// `BATCHSCOPE_COOP_LOADS=vec4`.
     CoopStagedV4,
 }
 
 impl HalfKernel {
     /// The cooperative block, `None` for the packed and skinny kernels.
     pub fn coop_block(self) -> Option<matmul_coop::CoopBlock> {
+        use matmul_coop::CoopBlock::{Staged128, B32, B64};
+        use LoadWidth::{Halves, Vec4};
         match self {
             HalfKernel::Packed | HalfKernel::Skinny => None,
-            HalfKernel::Coop => Some(matmul_coop::CoopBlock::B32),
-            HalfKernel::Coop64 => Some(matmul_coop::CoopBlock::B64),
-            HalfKernel::CoopStaged => Some(matmul_coop::CoopBlock::Staged128(Staging::Halves)),
-            HalfKernel::CoopStagedV4 => Some(matmul_coop::CoopBlock::Staged128(Staging::Vec4)),
+            HalfKernel::Coop => Some(B32(Halves)),
+            HalfKernel::Coop64 => Some(B64(Halves)),
+            HalfKernel::CoopStaged => Some(Staged128(Halves)),
+            HalfKernel::CoopV4 => Some(B32(Vec4)),
+            HalfKernel::Coop64V4 => Some(B64(Vec4)),
+            HalfKernel::CoopStagedV4 => Some(Staged128(Vec4)),
+        }
+    }
+
+    /// The same block with tile loads of `width` (the packed and skinny kernels unchanged).
+    pub fn with_width(self, width: LoadWidth) -> HalfKernel {
+        use HalfKernel::*;
+        match (self, width) {
+            (Coop | CoopV4, LoadWidth::Halves) => Coop,
+            (Coop64 | Coop64V4, LoadWidth::Halves) => Coop64,
+            (CoopStaged | CoopStagedV4, LoadWidth::Halves) => CoopStaged,
+            (Coop | CoopV4, LoadWidth::Vec4) => CoopV4,
+            (Coop64 | Coop64V4, LoadWidth::Vec4) => Coop64V4,
+            (CoopStaged | CoopStagedV4, LoadWidth::Vec4) => CoopStagedV4,
+            (k @ (Packed | Skinny), _) => k,
         }
     }
 }
@@ -274,26 +297,26 @@ pub const STAGED_MIN_K: usize = 1024;
 /// timing on a device). Where the staged kernel does not fit the adapter or was not found
 /// exact, [`choose`] runs the 32x32 one.
 pub fn coop_kernel_for(g: &Gemm) -> HalfKernel {
-    if coop64_forced() && g.m >= matmul_coop::BLOCK64 && g.n >= matmul_coop::BLOCK64 {
-        return HalfKernel::Coop64;
-    }
-    match (g.m >= STAGED_MIN_M && g.k >= STAGED_MIN_K, staging_vec4()) {
-        (true, false) => HalfKernel::CoopStaged,
-        (true, true) => HalfKernel::CoopStagedV4,
-        (false, _) => HalfKernel::Coop,
-    }
+    let block = if coop64_forced() && g.m >= matmul_coop::BLOCK64 && g.n >= matmul_coop::BLOCK64 {
+        HalfKernel::Coop64
+    } else if g.m >= STAGED_MIN_M && g.k >= STAGED_MIN_K {
+        HalfKernel::CoopStaged
+    } else {
+        HalfKernel::Coop
+    };
+    block.with_width(rule_width())
 }
 
-/// `BATCHSCOPE_COOP_STAGING=vec4`: [`coop_kernel_for`] takes the staged kernel with vec4
-/// staging stores (A/B timing on a device; `halves`, the default, is what the H200 measured).
-fn staging_vec4() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| match std::env::var("BATCHSCOPE_COOP_STAGING").as_deref() {
-        Ok("vec4") => true,
-        Ok("halves") | Err(_) => false,
+/// `BATCHSCOPE_COOP_LOADS=vec4`: [`coop_kernel_for`] takes its kernels with vec4<f16> tile
+/// loads (A/B timing on a device; `halves`, the default, is what the H200 measured).
+fn rule_width() -> LoadWidth {
+    static WIDTH: std::sync::OnceLock<LoadWidth> = std::sync::OnceLock::new();
+    *WIDTH.get_or_init(|| match std::env::var("BATCHSCOPE_COOP_LOADS").as_deref() {
+        Ok("vec4") => LoadWidth::Vec4,
+        Ok("halves") | Err(_) => LoadWidth::Halves,
         Ok(other) => {
-            log::warn!("BATCHSCOPE_COOP_STAGING={other:?} is neither halves nor vec4: ignored");
-            false
+            log::warn!("BATCHSCOPE_COOP_LOADS={other:?} is neither halves nor vec4: ignored");
+            LoadWidth::Halves
         }
     })
 }
@@ -310,23 +333,14 @@ fn coop64_forced() -> bool {
 /// [`fallback_for`]: the skinny kernel for a side of C of at most 32, the packed one otherwise.
 pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     use super::coop_check::trusted_kernel;
-    match choose_capable(dev, g) {
-        k @ (HalfKernel::Packed | HalfKernel::Skinny) => k,
-        k @ (HalfKernel::CoopStaged | HalfKernel::CoopStagedV4)
-            if !k.coop_block().is_some_and(|b| b.fits_on(&dev.ctx))
-                && trusted_kernel(dev, HalfKernel::Coop) =>
-        {
-            HalfKernel::Coop
-        }
-        k if trusted_kernel(dev, k) => k,
-        // The 32x32 blocks run every shape the 64x64 and staged ones do.
-        HalfKernel::Coop64 | HalfKernel::CoopStaged | HalfKernel::CoopStagedV4
-            if trusted_kernel(dev, HalfKernel::Coop) =>
-        {
-            HalfKernel::Coop
-        }
-        _ => fallback_for(dev, g),
-    }
+    let k = choose_capable(dev, g);
+    let Some(block) = k.coop_block() else { return k };
+    // The 32x32 blocks run every shape the 64x64 and staged ones do: of the same width, then
+    // with f16 loads (the form the H200 measured).
+    let runs =
+        |k: &HalfKernel| k.coop_block().is_some_and(|b| b.fits_on(&dev.ctx)) && trusted_kernel(dev, *k);
+    let coop = HalfKernel::Coop.with_width(block.width());
+    [k, coop, HalfKernel::Coop].into_iter().find(runs).unwrap_or_else(|| fallback_for(dev, g))
 }
 
 /// The kernel of `g` where no cooperative one runs it: [`HalfKernel::Skinny`] where a side of C
@@ -375,6 +389,8 @@ pub fn fuses(kernel: HalfKernel) -> bool {
             | HalfKernel::Coop
             | HalfKernel::Coop64
             | HalfKernel::CoopStaged
+            | HalfKernel::CoopV4
+            | HalfKernel::Coop64V4
             | HalfKernel::CoopStagedV4
     )
 }

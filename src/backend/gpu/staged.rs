@@ -8,37 +8,30 @@
 //!   offers (26.x). Every length of the kernel scales with the tile side, so the same code,
 //!   indexing, clamping, staging and epilogues, runs at 8x8 on a CPU and can be held to the CPU
 //!   twin there (`tests/coop_staged.rs`, `.ci/coop_lavapipe.sh`).
-//! - **The staging store** ([`Staging`]): each invocation's 16-byte load of 8 halves goes to
+//! - **The load width** ([`LoadWidth`]): each invocation's 16-byte load of 8 halves goes to
 //!   workgroup memory as 8 stores of one f16 (`halves`: the form the H200 measured on
 //!   2026-12-04), or as 2 stores of a vec4<f16> into workgroup memory typed as such (`vec4`),
 //!   with the tile loads reading vec4 elements and strides counted in them. The autotuner times
 //!   both; the rule keeps `halves` until a device has measured `vec4`.
 
-use super::coop_shape::{self, CoopShape, SHAPE_16, SHAPE_8};
+use super::coop_shape::{self, CoopShape, LoadWidth, SHAPE_16, SHAPE_8};
 use super::kernels::{Access, Kernel, Shader};
-
-/// How a load of 8 halves is stored into workgroup memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Staging {
-    /// 8 stores of one f16; tile loads read f16 elements.
-    Halves,
-    /// 2 stores of a vec4<f16>; tile loads read vec4<f16> elements.
-    Vec4,
-}
 
 /// One module of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StagedCfg {
     pub shape: CoopShape,
-    pub staging: Staging,
+    /// The element of workgroup memory: how a load of 8 halves is stored (8 f16 stores, or 2
+    /// vec4<f16> ones) and what the tile loads read.
+    pub width: LoadWidth,
 }
 
 /// The family, in [`NAMES`] order.
 pub const FAMILY: [StagedCfg; 4] = [
-    StagedCfg { shape: SHAPE_16, staging: Staging::Halves },
-    StagedCfg { shape: SHAPE_16, staging: Staging::Vec4 },
-    StagedCfg { shape: SHAPE_8, staging: Staging::Halves },
-    StagedCfg { shape: SHAPE_8, staging: Staging::Vec4 },
+    StagedCfg { shape: SHAPE_16, width: LoadWidth::Halves },
+    StagedCfg { shape: SHAPE_16, width: LoadWidth::Vec4 },
+    StagedCfg { shape: SHAPE_8, width: LoadWidth::Halves },
+    StagedCfg { shape: SHAPE_8, width: LoadWidth::Vec4 },
 ];
 
 /// Kernel names must be `&'static str` (pipelines are cached by name): (product, ceiling) per
@@ -97,43 +90,31 @@ impl StagedCfg {
             && limits.max_compute_workgroup_storage_size >= self.workgroup_bytes()
     }
 
-    /// `halves` or `vec4`: the staging's name in kernel names and reports.
-    pub fn staging_name(self) -> &'static str {
-        match self.staging {
-            Staging::Halves => "halves",
-            Staging::Vec4 => "vec4",
-        }
-    }
-
     /// The WGSL the shader's header names, as literals.
     pub fn constants(self) -> String {
         let t = self.shape.tile;
         let (bs, sk) = (self.block(), self.slice_depth());
         let slice = self.slice_halves();
-        let (sw, elem) = match self.staging {
-            Staging::Halves => (1, "f16"),
-            Staging::Vec4 => (4, "vec4<f16>"),
-        };
-        let put = match self.staging {
-            Staging::Halves => PUT_HALVES,
-            Staging::Vec4 => PUT_VEC4,
+        let put = match self.width {
+            LoadWidth::Halves => PUT_HALVES,
+            LoadWidth::Vec4 => PUT_VEC4,
         };
         format!(
-            "{shape}// ---- staged configuration {t}x{t}, subgroups of {sg}, {staging} \
+            "{shape}// ---- staged configuration {t}x{t}, subgroups of {sg}, {width} \
              (src/backend/gpu/staged.rs) ----\n\
              const NI: u32 = {ni}u;\nconst BS: u32 = {bs}u;\n\
              const SK: u32 = {sk}u;\nconst ROW_SK: u32 = {row_sk}u;\nconst ROW_BS: u32 = {row_bs}u;\n\
-             const SLICE: u32 = {slice}u;\nconst SW: u32 = {sw}u;\nalias Staged = {elem};\n\
-             var<workgroup> sa: array<Staged, {len}>;\nvar<workgroup> sb: array<Staged, {len}>;\n\
+             const SLICE: u32 = {slice}u;\n\
+             var<workgroup> sa: array<Half, {len}>;\nvar<workgroup> sb: array<Half, {len}>;\n\
              {put}\
              // ---- end of staged configuration ----\n",
-            shape = coop_shape::constants(self.shape),
+            shape = coop_shape::constants(self.shape, self.width),
             sg = self.shape.subgroup,
-            staging = self.staging_name(),
+            width = self.width.name(),
             ni = self.invocations(),
             row_sk = sk + 8,
             row_bs = bs + 8,
-            len = 2 * slice / sw,
+            len = 2 * slice / self.width.halves(),
         )
     }
 
@@ -206,7 +187,7 @@ mod tests {
         assert_eq!((c.block(), c.slice_depth(), c.invocations()), (128, 32, 128));
         assert_eq!(c.workgroup_bytes(), 2 * 10240 * 2, "40 KiB");
         assert!(c.constants().contains("const SLICE: u32 = 5120u;"));
-        assert!(c.constants().contains("var<workgroup> sa: array<Staged, 10240>;"));
+        assert!(c.constants().contains("var<workgroup> sa: array<Half, 10240>;"));
         let k = c.kernel().expect("in the family");
         assert_eq!(k.name, super::super::kernels::MATMUL_COOP_STAGED.name);
         assert_eq!(
@@ -237,7 +218,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), 2 * FAMILY.len());
         // 16x16 on subgroups of 8 would need 16 loads per invocation: not in the family.
-        let odd = StagedCfg { shape: CoopShape { tile: 16, subgroup: 8 }, staging: Staging::Halves };
+        let odd = StagedCfg { shape: CoopShape { tile: 16, subgroup: 8 }, width: LoadWidth::Halves };
         assert!(!odd.loads_fit() && odd.kernel().is_none());
     }
 }

@@ -2,18 +2,18 @@
 //! kernel each candidate runs.
 
 use super::Candidate;
+use crate::backend::gpu::coop_shape::LoadWidth;
 use crate::backend::gpu::matmul_coop::CoopBlock;
 use crate::backend::gpu::matmul_f16::{choose as choose_half, coop64_enabled, skinny, HalfKernel};
-use crate::backend::gpu::staged::Staging;
 use crate::backend::gpu::GpuDevice;
 use crate::backend::Gemm;
 
 /// The candidates of an f16 product whose default (what `gpu.autotune = off` runs,
 /// [`super::matmul_f16::choose`]) is `default`, the default first. Where that is a cooperative
 /// kernel (the adapter offers it, the shape fits it, `BATCHSCOPE_COOP` is not `0`) the other
-/// cooperative kernels (the 64x64 one unless `coop64` is off: `BATCHSCOPE_COOP64=0`; the
-/// staged ones, both stagings, where `staged`, the adapter's limits admitting its workgroup) and the packed
-/// kernel follow; where it is the skinny kernel the packed one follows; otherwise the packed
+/// cooperative kernels, each with f16 and with vec4<f16> tile loads (the 64x64 ones unless
+/// `coop64` is off: `BATCHSCOPE_COOP64=0`; the staged ones where `staged`, the adapter's limits
+/// admitting their workgroup) and the packed kernel follow; where it is the skinny kernel the packed one follows; otherwise the packed
 /// kernel is the only candidate here ([`half_candidates_on`] adds the skinny one by shape).
 pub fn half_candidates(default: HalfKernel, coop64: bool, staged: bool) -> Vec<Candidate> {
     let of = half_candidate;
@@ -25,11 +25,13 @@ pub fn half_candidates(default: HalfKernel, coop64: bool, staged: bool) -> Vec<C
             HalfKernel::CoopStaged,
             HalfKernel::CoopStagedV4,
             HalfKernel::Coop64,
+            HalfKernel::Coop64V4,
             HalfKernel::Coop,
+            HalfKernel::CoopV4,
             HalfKernel::Packed,
         ];
         let allowed = |k: &HalfKernel| match k {
-            HalfKernel::Coop64 => coop64,
+            HalfKernel::Coop64 | HalfKernel::Coop64V4 => coop64,
             HalfKernel::CoopStaged | HalfKernel::CoopStagedV4 => staged,
             _ => true,
         };
@@ -50,6 +52,8 @@ pub fn half_candidate(k: HalfKernel) -> Candidate {
         HalfKernel::Coop => Candidate::HalfCoop,
         HalfKernel::Coop64 => Candidate::HalfCoop64,
         HalfKernel::CoopStaged => Candidate::HalfCoopStaged,
+        HalfKernel::CoopV4 => Candidate::HalfCoopV4,
+        HalfKernel::Coop64V4 => Candidate::HalfCoop64V4,
         HalfKernel::CoopStagedV4 => Candidate::HalfCoopStagedV4,
     }
 }
@@ -62,6 +66,8 @@ pub fn half_kernel_of(c: Candidate) -> Option<HalfKernel> {
         Candidate::HalfCoop => Some(HalfKernel::Coop),
         Candidate::HalfCoop64 => Some(HalfKernel::Coop64),
         Candidate::HalfCoopStaged => Some(HalfKernel::CoopStaged),
+        Candidate::HalfCoopV4 => Some(HalfKernel::CoopV4),
+        Candidate::HalfCoop64V4 => Some(HalfKernel::Coop64V4),
         Candidate::HalfCoopStagedV4 => Some(HalfKernel::CoopStagedV4),
         _ => None,
     }
@@ -71,7 +77,7 @@ pub fn half_kernel_of(c: Candidate) -> Option<HalfKernel> {
 /// did not find exact, and the skinny kernel last where a side of C is at most
 /// [`skinny::TUNE_MAX_SIDE`] (the output layer's products, small batches).
 pub(super) fn half_candidates_on(dev: &GpuDevice, g: &Gemm) -> Vec<Candidate> {
-    let staged = CoopBlock::Staged128(Staging::Halves).fits_on(&dev.ctx);
+    let staged = CoopBlock::Staged128(LoadWidth::Halves).fits_on(&dev.ctx);
     let mut out = half_candidates(choose_half(dev, g), coop64_enabled(), staged);
     // Only the cooperative kernels the first-use check found exact (`coop_check`).
     out.retain(|&c| match half_kernel_of(c) {

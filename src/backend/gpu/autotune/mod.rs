@@ -62,7 +62,11 @@ pub enum Candidate {
     HalfCoop64,
     /// f16 products: `matmul_coop_staged.wgsl`, operands staged in workgroup memory.
     HalfCoopStaged,
-    /// The same with vec4<f16> staging stores (`super::staged`).
+    /// `HalfCoop` with vec4<f16> tile loads (`super::coop_shape::LoadWidth`).
+    HalfCoopV4,
+    /// `HalfCoop64` with vec4<f16> tile loads.
+    HalfCoop64V4,
+    /// `HalfCoopStaged` with vec4<f16> staging stores and tile loads (`super::staged`).
     HalfCoopStagedV4,
 }
 
@@ -86,6 +90,8 @@ impl Candidate {
             Candidate::HalfCoop => "f16_coop".into(),
             Candidate::HalfCoop64 => "f16_coop64".into(),
             Candidate::HalfCoopStaged => "f16_coop_staged".into(),
+            Candidate::HalfCoopV4 => "f16_coop_v4".into(),
+            Candidate::HalfCoop64V4 => "f16_coop64_v4".into(),
             Candidate::HalfCoopStagedV4 => "f16_coop_staged_v4".into(),
         }
     }
@@ -99,6 +105,8 @@ impl Candidate {
             "f16_coop" => Some(Candidate::HalfCoop),
             "f16_coop64" => Some(Candidate::HalfCoop64),
             "f16_coop_staged" => Some(Candidate::HalfCoopStaged),
+            "f16_coop_v4" => Some(Candidate::HalfCoopV4),
+            "f16_coop64_v4" => Some(Candidate::HalfCoop64V4),
             "f16_coop_staged_v4" => Some(Candidate::HalfCoopStagedV4),
             _ => TileCfg::parse(s).map(Candidate::Tile),
         }
@@ -124,6 +132,8 @@ impl Candidate {
             | Candidate::HalfCoop
             | Candidate::HalfCoop64
             | Candidate::HalfCoopStaged
+            | Candidate::HalfCoopV4
+            | Candidate::HalfCoop64V4
             | Candidate::HalfCoopStagedV4 => None,
         }
     }

@@ -301,27 +301,41 @@ fn f16_candidates_are_coop_and_packed_only_where_coop_runs() {
     assert_eq!(half_candidates(HalfKernel::Packed, true, true), vec![Candidate::HalfPacked]);
     // Where coop runs, the rule's block size is the default, first; then the other, then packed.
     use Candidate::{HalfCoop, HalfCoop64, HalfCoopStaged, HalfCoopStagedV4 as V4, HalfPacked};
+    use Candidate::{HalfCoop64V4 as C64V4, HalfCoopV4 as CV4};
     assert_eq!(
         half_candidates(HalfKernel::Coop, true, true),
-        vec![HalfCoop, HalfCoopStaged, V4, HalfCoop64, HalfPacked]
+        vec![HalfCoop, HalfCoopStaged, V4, HalfCoop64, C64V4, CV4, HalfPacked]
     );
     assert_eq!(
         half_candidates(HalfKernel::Coop64, true, true),
-        vec![HalfCoop64, HalfCoopStaged, V4, HalfCoop, HalfPacked]
+        vec![HalfCoop64, HalfCoopStaged, V4, C64V4, HalfCoop, CV4, HalfPacked]
     );
-    // The rule's staged kernel with vec4 staging (BATCHSCOPE_COOP_STAGING=vec4) first.
+    // The rule's kernels with vec4 loads (BATCHSCOPE_COOP_LOADS=vec4) first.
     assert_eq!(
         half_candidates(HalfKernel::CoopStagedV4, true, true),
-        vec![V4, HalfCoopStaged, HalfCoop64, HalfCoop, HalfPacked]
+        vec![V4, HalfCoopStaged, HalfCoop64, C64V4, HalfCoop, CV4, HalfPacked]
     );
-    assert_eq!(Candidate::parse("f16_coop_staged_v4"), Some(V4));
-    assert_eq!(half_kernel_of(V4), Some(HalfKernel::CoopStagedV4));
-    // BATCHSCOPE_COOP64=0: the 64x64 kernel is no candidate; limits too small: no staged one.
+    assert_eq!(
+        half_candidates(HalfKernel::CoopV4, true, true),
+        vec![CV4, HalfCoopStaged, V4, HalfCoop64, C64V4, HalfCoop, HalfPacked]
+    );
+    for (name, c, k) in [
+        ("f16_coop_staged_v4", V4, HalfKernel::CoopStagedV4),
+        ("f16_coop_v4", CV4, HalfKernel::CoopV4),
+        ("f16_coop64_v4", C64V4, HalfKernel::Coop64V4),
+    ] {
+        assert_eq!(Candidate::parse(name), Some(c));
+        assert_eq!(half_kernel_of(c), Some(k));
+    }
+    // BATCHSCOPE_COOP64=0: the 64x64 kernels are no candidates; limits too small: no staged one.
     assert_eq!(
         half_candidates(HalfKernel::Coop, false, true),
-        vec![HalfCoop, HalfCoopStaged, V4, HalfPacked]
+        vec![HalfCoop, HalfCoopStaged, V4, CV4, HalfPacked]
     );
-    assert_eq!(half_candidates(HalfKernel::Coop, true, false), vec![HalfCoop, HalfCoop64, HalfPacked]);
+    assert_eq!(
+        half_candidates(HalfKernel::Coop, true, false),
+        vec![HalfCoop, HalfCoop64, C64V4, CV4, HalfPacked]
+    );
     for c in half_candidates(HalfKernel::Coop, true, true) {
         assert_eq!(Candidate::parse(&c.name()), Some(c));
         assert!(c.launch(&Gemm::nn(64, 64, 64)).is_none(), "no f32 launch");
