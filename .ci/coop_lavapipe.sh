@@ -5,8 +5,8 @@
 # (the CI machine's) has no cooperative matrices, so the test binaries built here run inside a
 # minimal sid chroot (debootstrap, about 30 s and 600 MB: the loader and Mesa's Vulkan drivers);
 # binaries linked against Debian 12's glibc run on sid's. In order:
-#   1. the ignored tensor-core parity tests: tests/coop_staged.rs (the staged kernel, both
-#      load widths), f16_parity's matmul_coop_matches_cpu (the six kernels, every transpose
+#   1. the ignored tensor-core parity tests: tests/coop_staged.rs (the staged kernel, three
+#      load widths), f16_parity's matmul_coop_matches_cpu (the nine kernels, every transpose
 #      pair, clamped blocks) and f16_epilogue's coop_fused_f16_epilogues_match_the_cpu_twin;
 #   2. every test binary, as `cargo test --release` runs them (about 7 minutes on 2 cores): the
 #      f16 step takes the tensor-core kernels there by the rule, and every kernel meets another

@@ -12,11 +12,11 @@
 #   2. the default step's profile at every power of two from 1 to 1024 and at 4096;
 #   3. `gemm --ceilings` at 8192³ (f32 and f16): the loops' ceilings beside the products;
 #   3b. peer_ref.py's GPU rows (PyTorch eager, CUDA graph, AMP) in the same run;
-#   3c. the tensor-core kernels with vec4<f16> tile loads (LoadWidth, backend/gpu/coop_shape.rs;
-#      the staged one also stores 2 vec4s per load of 8 halves, not 8 f16s): their parity at
-#      16x16 (all six kernels, both widths) and the f16 sweep from B = 2048 with
-#      BATCHSCOPE_COOP_LOADS=vec4 beside stage 1's f16 rows (device_plan.sh's `gemm` times
-#      f16_coop_v4, f16_coop64_v4 and f16_coop_staged_v4 beside every other f16 candidate);
+#   3c. the tensor-core kernels with 8- and 16-byte tile loads (LoadWidth,
+#      backend/gpu/coop_shape.rs; the 16-byte ones through retyped SPIR-V, backend/gpu/retype.rs):
+#      their parity at 16x16 (all nine kernels) and the f16 sweep from B = 2048 with
+#      BATCHSCOPE_COOP_LOADS=vec8 and =vec4 beside stage 1's f16 rows (device_plan.sh's `gemm`
+#      times every f16 candidate, the _v4 and _v8 ones included);
 #   4. the A/B of the matmul rule (GpuBackend::set_auto_rule, backend/gpu/auto_rule.rs): sweeps
 #      32..4096 and profiles at 64, 256, 1024 beside the default sweep of stage 1: the output
 #      layer's backward on the skinny kernel (its dZ·W, k = 10: SKINNY_MAX_K; its dZᵀ·H,
@@ -45,7 +45,9 @@ if in_time loads_vec4; then
   t loads_vec4
   (cd /tmp/proj && timeout 30 /tmp/tests/coop_staged --ignored --nocapture 2>&1 | tail -4)
   (cd /tmp/proj && timeout 30 /tmp/tests/f16_parity matmul_coop_matches_cpu --ignored --nocapture 2>&1 | grep -E "parity ok|panicked|test result")
-  timeout 40 env BATCHSCOPE_COOP_LOADS=vec4 $B sweep --precision f16 --min-batch 2048 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_f16_vec4 2>&1 | grep -E "^ *[0-9]+ +[0-9.]+ " | head -8
+  for w in vec8 vec4; do
+    timeout 30 env BATCHSCOPE_COOP_LOADS=$w $B sweep --precision f16 --min-batch 2048 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_f16_$w 2>&1 | grep -E "^ *[0-9]+ +[0-9.]+ " | head -8
+  done
 fi
 for ab in "SKINNY_MAX_K=16 BATCHSCOPE_SKINNY_TA_MAX_M=16" "SKINNY_MAX_K=16" "SKINNY_TA_MAX_M=16" "SMALL_GRID_TILE=t64x64k8" "SKINNY_MAX_K=16 BATCHSCOPE_SKINNY_TA_MAX_M=16 BATCHSCOPE_SMALL_GRID_TILE=t64x64k8"; do
   name=$(echo "$ab" | tr -c 'A-Za-z0-9\n' '_' | tr -s '_')

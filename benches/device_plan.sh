@@ -12,12 +12,12 @@
 #      `gemm --ceilings` at 8192³: what the tiled kernels' inner loop, the fp32 FMA and the
 #      tensor-core loops (from registers and from workgroup memory) reach with no memory
 #      traffic, each product held against its loop's ceiling;
-#   2. mixed precision: the tensor-core parity tests of the six cooperative kernels (32x32,
-#      64x64 and staged blocks, each with f16 and vec4<f16> tile loads), plain and with the
+#   2. mixed precision: the tensor-core parity tests of the nine cooperative kernels (32x32,
+#      64x64 and staged blocks, each with f16, vec4<f16> and 16-byte tile loads), plain and with the
 #      fused epilogues (ignored on lavapipe), and of the staged kernel at 16x16
 #      (tests/coop_staged.rs), and a sweep of both precisions in one table (PyTorch AMP is in
 #      the peers stage's mlp_torch_amp rows), by the default rule and with gpu.autotune = "on"
-#      (each product's fastest kernel, the f16 ones among packed and the six cooperative ones);
+#      (each product's fastest kernel, the f16 ones among packed and the nine cooperative ones);
 #   3. the wide model 784-4096-4096-10 (the B = 2048 cliff): a sweep 256..16384 and a profile
 #      at 1024, 2048 and 4096 (every dispatch named and timed: which one doubles);
 #   4. `tune` of the default model's step shapes (cache in results), then the same sweep and

@@ -16,8 +16,11 @@ enable wgpu_cooperative_matrix;
 //   BS = 8 T, SK = 2 T  side of a workgroup's block of C, depth of one staged slice
 //   ROW_SK, ROW_BS      halves per staged row: SK + 8 and BS + 8 (padding of 16 bytes)
 //   SLICE               halves of one staged slice (the larger of its two layouts)
-//   sa, sb              the staged slices, 2 SLICE halves each, and put(), which stores one
-//                       load of 8 halves into them
+//   sa, sb              the staged slices, 2 SLICE halves each
+//   Stored, Load        the element A and B are read through from storage, and one load of 8
+//                       halves in registers: two vec4<f16> (`halves`, `vec4`), or one
+//                       vec4<u32> (`vec8`: one 16-byte load, the bits moved untouched)
+//   fetch(), put()      load 8 halves at a half offset of A or B; store one load into sa or sb
 // At T = 16 with subgroups of 32 (the H200) a workgroup is 128 invocations and owns a 128x128
 // block of C; subgroup s owns the 64x64 quarter at rows 64 (s / 2), columns 64 (s % 2): 4x4
 // tiles, 16 accumulators. Per step of 32 along k the workgroup copies the A slice (128 x 32)
@@ -50,19 +53,14 @@ enable wgpu_cooperative_matrix;
 // struct Params: shaders/include/half_params.wgsl.
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> a: array<Stored>;
+@group(0) @binding(2) var<storage, read> b: array<Stored>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 // Bindings 4 (e_in), 5 (e_out), 6 (h_out), 7 (the loss scaler's state), f16_bits and the fused
 // epilogue: shaders/include/epilogue_f16.wgsl.
 
 // The 4 loads of one operand's slice an invocation makes (kept in registers across a slice's
-// multiply-adds).
-struct Load {
-    lo: vec4<f16>,
-    hi: vec4<f16>,
-}
-
+// multiply-adds); `Load` holds one load of 8 halves (prepended with fetch() and put()).
 struct Loads {
     v0: Load,
     v1: Load,
@@ -83,13 +81,9 @@ fn slot(t: u32, q: u32, width: u32) -> vec2<u32> {
 fn load(which: u32, t: u32, q: u32, row0: u32, rows: u32, col0: u32, cols: u32, stride: u32, width: u32) -> Load {
     let at = slot(t, q, width);
     if (row0 + at.x < rows && col0 + at.y < cols) {
-        let i = ((row0 + at.x) * stride + col0 + at.y) / 4u;
-        if (which == 0u) {
-            return Load(a[i], a[i + 1u]);
-        }
-        return Load(b[i], b[i + 1u]);
+        return fetch(which, (row0 + at.x) * stride + col0 + at.y);
     }
-    return Load(vec4<f16>(0.0h), vec4<f16>(0.0h));
+    return Load();
 }
 
 fn load4(which: u32, t: u32, row0: u32, rows: u32, col0: u32, cols: u32, stride: u32, width: u32) -> Loads {
@@ -252,7 +246,7 @@ fn matmul_coop_staged(
         let cur = sl & 1u;
         let p = sl * SK;
         let more = sl + 1u < slices;
-        let zero = Load(vec4<f16>(0.0h), vec4<f16>(0.0h));
+        let zero = Load();
         var na = Loads(zero, zero, zero, zero);
         var nb = na;
         if (more) {
@@ -338,8 +332,8 @@ fn coop_staged_ceiling(
 ) {
     // Load v: the 8 halves from half 8 v, into both buffers.
     for (var v = t; v < SLICE / 4u; v = v + NI) {
-        put(0u, 8u * v, Load(a[2u * v], a[2u * v + 1u]));
-        put(1u, 8u * v, Load(b[2u * v], b[2u * v + 1u]));
+        put(0u, 8u * v, fetch(0u, 8u * v));
+        put(1u, 8u * v, fetch(1u, 8u * v));
     }
     workgroupBarrier();
     let qr = (BS / 2u) * (s / 2u);

@@ -1,5 +1,5 @@
-//! The staged cooperative-matrix kernel (`shaders/matmul_coop_staged.wgsl`) in both load widths
-//! (workgroup memory of f16 or vec4<f16> elements, `backend/gpu/staged.rs`) against the CPU twin, at the tile side
+//! The staged cooperative-matrix kernel (`shaders/matmul_coop_staged.wgsl`) in its three load widths
+//! (workgroup memory of f16, vec4<f16> or 16-byte elements, `backend/gpu/staged.rs`) against the CPU twin, at the tile side
 //! the adapter offers: 16x16 on subgroups of 32 (NVIDIA), or 8x8 on subgroups of 8 (Mesa's
 //! lavapipe from 26.x; `.ci/coop_lavapipe.sh` runs this file there). Every length of the
 //! kernel scales with the tile side, so at 8x8 a CPU runs the same indexing, clamping,
@@ -19,8 +19,9 @@ use batchscope::backend::{Backend, Gemm};
 use common::half::{half_of, ops};
 use common::{cpu, gpu, uniform};
 
-/// The staged kernel in both load widths.
-const STAGED: [HalfKernel; 2] = [HalfKernel::CoopStaged, HalfKernel::CoopStagedV4];
+/// The staged kernel in its three load widths.
+const STAGED: [HalfKernel; 3] =
+    [HalfKernel::CoopStaged, HalfKernel::CoopStagedV4, HalfKernel::CoopStagedV8];
 
 /// Shapes in tiles (m, n, k): one tile; ragged within one block; a deep k (784 at 16x16) of 49
 /// tiles, an odd count (a half-empty last slice); two and three blocks with clamped last
@@ -103,10 +104,10 @@ fn staged_kernels_say_where_they_run() {
     }
 }
 
-/// Both load widths against the CPU twin at the adapter's tile side, every transpose pair:
+/// Every load width against the CPU twin at the adapter's tile side, every transpose pair:
 /// - exact operands (multiples of 1/8: every sum exact in f32): the CPU's bits;
-/// - uniform operands: within `2 (k + 2) u32 Σ|a b|` of the CPU, and the same bits for both
-///   widths (the same multiply-adds in the same order);
+/// - uniform operands: within `2 (k + 2) u32 Σ|a b|` of the CPU, and the same bits for every
+///   width (the same multiply-adds in the same order);
 /// - the first-use check's product and fused stores (bias + ReLU with the f16 copy, ReLU', the
 ///   loss scaler's unscaling) on its 80x144x48 shape, against the packed kernel bit for bit.
 #[test]

@@ -403,18 +403,14 @@ fn coop_fused_f16_epilogues_match_the_cpu_twin() {
         (3 * t, 5 * t, 3 * t),
         (9 * t, 3 * t, t),
     ];
-    let forced = [
-        None,
-        Some(HalfKernel::Coop),
-        Some(HalfKernel::Coop64),
-        Some(HalfKernel::CoopStaged),
-        Some(HalfKernel::CoopStagedV4),
-    ];
+    // The rule's kernel, then each cooperative kernel by name (every block and load width).
+    let forced: Vec<Option<HalfKernel>> =
+        std::iter::once(None).chain(batchscope::backend::gpu::coop_check::KERNELS.map(Some)).collect();
     for (i, &(m, n, k)) in shapes.iter().enumerate() {
         for (ta, tb, kind, kernel) in [(false, false), (false, true), (true, false), (true, true)]
             .into_iter()
             .flat_map(|(ta, tb)| kinds().into_iter().map(move |kind| (ta, tb, kind)))
-            .flat_map(|(ta, tb, kind)| forced.into_iter().map(move |f| (ta, tb, kind, f)))
+            .flat_map(|(ta, tb, kind)| forced.iter().map(move |&f| (ta, tb, kind, f)))
         {
             let g = Gemm::nn(m, n, k).trans(ta, tb);
             let want = matmul_f16::coop_kernel_for(&g);
@@ -460,13 +456,8 @@ fn a_named_f16_kernel_runs_where_it_can_and_falls_back_where_not() {
     let kind = Kind::BiasAct(Activation::Relu);
     let usual = matmul_f16::choose(&gp.dev, &g);
     let default = run(&gp, &g, kind, true, &d, true);
-    for k in [
-        HalfKernel::Packed,
-        HalfKernel::Coop,
-        HalfKernel::Coop64,
-        HalfKernel::CoopStaged,
-        HalfKernel::CoopStagedV4,
-    ] {
+    let coop = batchscope::backend::gpu::coop_check::KERNELS;
+    for k in std::iter::once(HalfKernel::Packed).chain(coop) {
         let runs = gp.half_kernel_runs(k, &g);
         assert!(runs || k != HalfKernel::Packed, "the packed kernel runs everywhere");
         gp.set_half_kernel(Some(k));

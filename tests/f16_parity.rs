@@ -503,8 +503,8 @@ fn cooperative_matrix_availability() {
 }
 
 /// The cooperative-matrix GEMMs (32x32 and 64x64 blocks per subgroup, and 128x128 per
-/// workgroup with staged operands; each with f16 and with vec4<f16> tile loads) against the
-/// CPU twin, every transpose pair, on shapes with
+/// workgroup with staged operands; each with f16, vec4<f16> and 16-byte tile loads) against
+/// the CPU twin, every transpose pair, on shapes with
 /// odd multiples of 16, sides past a multiple of 64 and 128 (the clamped last blocks) and k past
 /// a multiple of 32 (a half-empty staged slice), and the same in tiles of the adapter's side
 /// (odd counts of 8x8 tiles on lavapipe). Fails where the adapter lacks the feature.
@@ -557,7 +557,7 @@ fn matmul_coop_matches_cpu() {
         }
     }
     println!(
-        "parity ok: matmul_coop, matmul_coop64 and matmul_coop_staged, f16 and vec4 loads, in \
+        "parity ok: matmul_coop, matmul_coop64 and matmul_coop_staged, f16, vec4 and vec8 loads, in \
          {t}x{t} tiles, {cases} cases"
     );
 }

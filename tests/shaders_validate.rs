@@ -28,7 +28,8 @@ use common::spirv::module_of;
 fn staged_family() -> impl Iterator<Item = Shader> {
     use batchscope::backend::gpu::coop_shape::{LoadWidth::*, SHAPE_16, SHAPE_8};
     let staged = batchscope::backend::gpu::staged::FAMILY.into_iter().map(Shader::MatmulCoopStaged);
-    let plain = [(SHAPE_16, Vec4), (SHAPE_8, Halves), (SHAPE_8, Vec4)];
+    let plain =
+        [(SHAPE_16, Vec4), (SHAPE_16, Vec8), (SHAPE_8, Halves), (SHAPE_8, Vec4), (SHAPE_8, Vec8)];
     plain.into_iter().map(|(shape, width)| Shader::MatmulCoop(shape, width)).chain(staged)
 }
 
@@ -180,27 +181,7 @@ fn every_entry_point_translates_to_valid_spirv() {
             let what = format!("shaders/{}", shader.file_name());
             let words = common::spirv::entry_spirv((&module, &info), &ep.name, &options, &what);
             if let Some(val) = &val {
-                let words = with_device_scope_capability(words);
-                let path = std::env::temp_dir().join(format!(
-                    "batchscope-spv-{}-{}-{checked}.spv",
-                    std::process::id(),
-                    ep.name
-                ));
-                std::fs::write(&path, bytemuck::cast_slice::<u32, u8>(&words)).expect("write spv");
-                let out = std::process::Command::new(val)
-                    .args(["--target-env", "vulkan1.3"])
-                    .arg(&path)
-                    .output()
-                    .unwrap_or_else(|e| panic!("run {}: {e}", val.display()));
-                let _ = std::fs::remove_file(&path);
-                assert!(
-                    out.status.success(),
-                    "shaders/{} entry point {}: spirv-val: {}{}",
-                    shader.file_name(),
-                    ep.name,
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                validate(val, words, &format!("{what} entry point {}", ep.name), checked);
             }
             checked += 1;
         }
@@ -211,5 +192,77 @@ fn every_entry_point_translates_to_valid_spirv() {
             "SPIR-V generated for {checked} entry points; not validated: BATCHSCOPE_SPIRV_VAL \
              names no spirv-val (.ci/spirv_val.sh fetches one)"
         ),
+    }
+}
+
+/// `words` pass `spirv-val` for Vulkan 1.3 (`what` names them in the failure; `n` keeps the
+/// temporary files of one test apart).
+fn validate(val: &std::path::Path, words: Vec<u32>, what: &str, n: usize) {
+    let words = with_device_scope_capability(words);
+    let path = std::env::temp_dir().join(format!("batchscope-spv-{}-{n}.spv", std::process::id()));
+    std::fs::write(&path, bytemuck::cast_slice::<u32, u8>(&words)).expect("write spv");
+    let out = std::process::Command::new(val)
+        .args(["--target-env", "vulkan1.3"])
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", val.display()));
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "{what}: spirv-val: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The cooperative modules with 16-byte tile loads as the device gets them (naga's SPIR-V with
+/// the A and B tiles retyped to f16, `backend/gpu/retype.rs`), with and without wgpu's runtime
+/// checks: every A and B matrix type is f16, every accumulator f32, each entry point is in the
+/// module, and where `spirv-val` exists the module passes it (a cooperative load through a
+/// 16-byte f32 element into an f16 matrix is valid SPIR-V, as in NVIDIA's sample).
+#[test]
+fn retyped_modules_have_f16_tiles_and_are_valid_spirv() {
+    const OP_TYPE_FLOAT: u32 = 22;
+    const OP_TYPE_COOPERATIVE_MATRIX_KHR: u32 = 4456;
+    let val = spirv_val();
+    let mut checked = 0;
+    for shader in staged_family().filter(|s| s.retyped()) {
+        for checks in [false, true] {
+            let what = format!("shaders/{} ({shader:?}, checks {checks})", shader.file_name());
+            let compiled = batchscope::backend::gpu::retype::compile(&shader.source(), checks)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let words = &compiled.words;
+            // (opcode, operands) of every instruction after the header.
+            let mut instrs = Vec::new();
+            let mut at = 5;
+            while at < words.len() {
+                let len = (words[at] >> 16) as usize;
+                instrs.push((words[at] & 0xffff, &words[at + 1..at + len]));
+                at += len;
+            }
+            let float = |width: u32| {
+                instrs.iter().find(|(op, o)| *op == OP_TYPE_FLOAT && o[1] == width).map(|(_, o)| o[0])
+            };
+            let (f16, f32) = (float(16).expect("an f16 type"), float(32).expect("an f32 type"));
+            let coop: Vec<u32> = instrs
+                .iter()
+                .filter(|(op, _)| *op == OP_TYPE_COOPERATIVE_MATRIX_KHR)
+                .map(|(_, o)| o[1])
+                .collect();
+            assert_eq!(coop.iter().filter(|&&c| c == f16).count(), 2, "{what}: A and B f16: {coop:?}");
+            assert!(coop.iter().filter(|&&c| c != f16).all(|&c| c == f32), "{what}: C f32: {coop:?}");
+            let (module, _) = module_of(shader);
+            let names: Vec<&str> = compiled.entry_points.iter().map(|(n, _)| n.as_str()).collect();
+            assert!(module.entry_points.iter().all(|ep| names.contains(&ep.name.as_str())), "{what}");
+            if let Some(val) = &val {
+                validate(val, compiled.words, &what, checked);
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * 4, "matmul_coop and the staged kernel, 16x16 and 8x8, checks on and off");
+    match val {
+        Some(v) => println!("spirv-val ok ({}): {checked} retyped modules", v.display()),
+        None => println!("{checked} retyped modules generated; not validated: no BATCHSCOPE_SPIRV_VAL"),
     }
 }

@@ -42,8 +42,9 @@ pub fn devices(json: bool) -> anyhow::Result<()> {
         }
         match &a.tensor_f16_unavailable {
             None => println!(
-                "    f16 products on tensor cores: yes, in {t}x{t} tiles (each device checks them for exact products on first use)",
-                t = a.tensor_f16_tile.unwrap_or(16)
+                "    f16 products on tensor cores: yes, in {t}x{t} tiles, tile loads {loads} (each device checks them for exact products on first use)",
+                t = a.tensor_f16_tile.unwrap_or(16),
+                loads = a.tensor_f16_loads.join(", ")
             ),
             Some(why) => println!("    f16 products on tensor cores: no ({why}); the packed f16 kernel runs"),
         }

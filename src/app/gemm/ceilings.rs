@@ -113,9 +113,9 @@ pub fn table(rows: &[CeilingRow]) -> Table {
 /// they may pass it).
 pub fn ceiling_of(candidate: &str) -> Ceiling {
     match candidate {
-        "f16_coop" | "f16_coop_v4" => Ceiling::CoopRegs2x2,
-        "f16_coop64" | "f16_coop64_v4" => Ceiling::CoopRegs4x4,
-        "f16_coop_staged" | "f16_coop_staged_v4" => Ceiling::CoopStaged,
+        "f16_coop" | "f16_coop_v4" | "f16_coop_v8" => Ceiling::CoopRegs2x2,
+        "f16_coop64" | "f16_coop64_v4" | "f16_coop64_v8" => Ceiling::CoopRegs4x4,
+        "f16_coop_staged" | "f16_coop_staged_v4" | "f16_coop_staged_v8" => Ceiling::CoopStaged,
         "skinny" | "f16_skinny" | "f16_packed" => Ceiling::Fp32Fma,
         _ => Ceiling::TiledInner,
     }
@@ -192,6 +192,8 @@ mod tests {
             ("f16_coop64", "coop_regs_4x4"),
             ("f16_coop_v4", "coop_regs_2x2"),
             ("f16_coop64_v4", "coop_regs_4x4"),
+            ("f16_coop_v8", "coop_regs_2x2"),
+            ("f16_coop_staged_v8", "coop_staged"),
             ("f16_coop_staged", "coop_staged"),
             ("f16_coop_staged_v4", "coop_staged"),
             ("f16_packed", "fp32_fma"),

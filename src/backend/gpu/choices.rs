@@ -55,21 +55,21 @@ impl KernelChoices {
 }
 
 /// `BATCHSCOPE_F16_KERNEL=packed|skinny|coop|coop64|coop_staged`, each cooperative one also with
-/// `_v4` (the autotune candidates' names without `f16_`), else none (anything else warns and is ignored).
+/// `_v4` or `_v8` (the autotune candidates' names without `f16_`), else none (anything else warns and is ignored).
 fn half_kernel_from_env() -> Option<HalfKernel> {
     let v = std::env::var("BATCHSCOPE_F16_KERNEL").ok()?;
     let k = half_kernel_named(&v);
     if k.is_none() {
         log::warn!(
             "BATCHSCOPE_F16_KERNEL={v:?} is none of packed, skinny, coop, coop64, coop_staged (each \
-             cooperative one also with _v4): ignored"
+             cooperative one also with _v4 or _v8): ignored"
         );
     }
     k
 }
 
 /// The f16 kernel named `packed`, `skinny`, `coop`, `coop64` or `coop_staged` (the cooperative
-/// ones also with `_v4`).
+/// ones also with `_v4` or `_v8`).
 pub fn half_kernel_named(name: &str) -> Option<HalfKernel> {
     super::autotune::Candidate::parse(&format!("f16_{name}")).and_then(super::autotune::half_kernel_of)
 }
@@ -100,6 +100,7 @@ mod tests {
         assert_eq!(half_kernel_named("coop_staged_v4"), Some(HalfKernel::CoopStagedV4));
         assert_eq!(half_kernel_named("coop_v4"), Some(HalfKernel::CoopV4));
         assert_eq!(half_kernel_named("coop64_v4"), Some(HalfKernel::Coop64V4));
+        assert_eq!(half_kernel_named("coop_staged_v8"), Some(HalfKernel::CoopStagedV8));
         assert_eq!(half_kernel_named("tiled"), None);
         assert_eq!(half_kernel_named(""), None);
     }

@@ -30,6 +30,9 @@ pub struct AdapterSummary {
     /// The side of the square tiles they run in where they can (16, or 8 on Mesa's lavapipe;
     /// `super::coop_shape`).
     pub tensor_f16_tile: Option<u32>,
+    /// The tile-load widths they can run with there (`halves`, `vec4`, and `vec8` where the
+    /// adapter offers `PASSTHROUGH_SHADERS`; `super::coop_shape::LoadWidth`); empty where none.
+    pub tensor_f16_loads: Vec<String>,
     /// `device_type` is `wgpu::DeviceType::Cpu` (see [`AdapterSummary::runs_on_cpu`]).
     #[serde(skip)]
     pub on_cpu: bool,
@@ -96,6 +99,8 @@ pub fn wanted_features() -> wgpu::Features {
         | wgpu::Features::SUBGROUP
         | wgpu::Features::SHADER_F16
         | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        // The cooperative kernels with 16-byte tile loads (backend/gpu/retype.rs).
+        | wgpu::Features::PASSTHROUGH_SHADERS
 }
 
 pub fn new_instance() -> wgpu::Instance {
@@ -130,6 +135,14 @@ pub fn summarize(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
         cooperative_matrices: super::matmul_coop::configurations(adapter),
         tensor_f16_unavailable: super::matmul_coop::adapter_reason(adapter),
         tensor_f16_tile: super::coop_shape::adapter_shape(adapter).ok().map(|s| s.tile),
+        tensor_f16_loads: match super::coop_shape::adapter_shape(adapter) {
+            Ok(_) => super::coop_shape::LoadWidth::ALL
+                .into_iter()
+                .filter(|w| features.contains(w.features()))
+                .map(|w| w.name().to_string())
+                .collect(),
+            Err(_) => Vec::new(),
+        },
         on_cpu: info.device_type == wgpu::DeviceType::Cpu,
     }
 }

@@ -1,8 +1,8 @@
 //! A first-use check of the cooperative-matrix kernels. The tensor-core path rests on an
 //! experimental wgpu feature and on drivers no CI machine has, so before a device's first f16
 //! product may run on it, each cooperative kernel (the 32x32 and staged ones the shape rule
-//! [`super::matmul_f16::choose`] runs, the 64x64 one, and each of them with vec4<f16> tile
-//! loads, which the autotuner may pick or `BATCHSCOPE_COOP_LOADS=vec4` asks for) computes
+//! [`super::matmul_f16::choose`] runs, the 64x64 one, and each of them with 8- and 16-byte tile
+//! loads, which the autotuner may pick or `BATCHSCOPE_COOP_LOADS=vec4|vec8` asks for) computes
 //! small products with clamped last blocks in every transpose pair, on the autotuner's exact
 //! operands ([`super::autotune::verify`]), and whole rows of C are compared with the exact f64
 //! reference; then the fused stores the f16 step runs (bias + ReLU with the f16 copy, ReLU'
@@ -29,13 +29,16 @@ use crate::backend::{gemm_lens, Activation, Gemm, Result};
 pub const SHAPE: (usize, usize, usize) = (80, 144, 48);
 
 /// The cooperative kernels, in the order checked.
-pub const KERNELS: [HalfKernel; 6] = [
+pub const KERNELS: [HalfKernel; 9] = [
     HalfKernel::Coop,
     HalfKernel::Coop64,
     HalfKernel::CoopStaged,
     HalfKernel::CoopV4,
     HalfKernel::Coop64V4,
     HalfKernel::CoopStagedV4,
+    HalfKernel::CoopV8,
+    HalfKernel::Coop64V8,
+    HalfKernel::CoopStagedV8,
 ];
 
 /// What the first-use check found for one kernel.
@@ -62,7 +65,17 @@ fn find_verdict(dev: &GpuDevice, kernel: HalfKernel) -> Verdict {
     if let Some(why) = super::matmul_coop::unavailable_reason(&dev.ctx) {
         return Verdict::CannotRun(why);
     }
-    if !kernel.coop_block().is_some_and(|b| b.fits_on(&dev.ctx)) {
+    let Some(block) = kernel.coop_block() else {
+        return Verdict::CannotRun("not a cooperative kernel".into());
+    };
+    let missing = block.width().features() - dev.ctx.features;
+    if !missing.is_empty() {
+        return Verdict::CannotRun(format!(
+            "its {} loads need the device feature {missing:?}",
+            block.width().name()
+        ));
+    }
+    if !block.fits_on(&dev.ctx) {
         return Verdict::CannotRun("its workgroup exceeds the adapter's limits".into());
     }
     match check_alone(dev, &[kernel]) {

@@ -10,12 +10,19 @@
 //!   clamping, staging and fused epilogues are held to the CPU twin on a CPU
 //!   (`.ci/coop_lavapipe.sh`); the arithmetic ceilings are 16x16 only.
 //!
-//! Every kernel also comes in two [`LoadWidth`]s: its tile loads (`coopLoad`) read `f16`
-//! elements, or `vec4<f16>` elements with indices and strides counted in them. A cooperative
-//! load's SPIR-V pointer is typed by that element, so the driver knows the vec4 loads 8-byte
-//! aligned and may issue a quarter of the load instructions (NVIDIA's own cooperative-matrix
-//! sample loads through 16-byte `uvec4` elements, which naga does not allow for an f16 matrix:
-//! it types the loaded matrix by the pointer's scalar).
+//! Every kernel also comes in three [`LoadWidth`]s: its tile loads (`coopLoad`) read `f16`
+//! elements, `vec4<f16>` elements (8 bytes), or 16-byte elements of 8 halves, with indices and
+//! strides counted in them. A cooperative load's SPIR-V pointer is typed by that element, so the
+//! driver knows the wider loads 8- or 16-byte aligned and may issue a quarter or an eighth of
+//! the load instructions. NVIDIA's own cooperative-matrix sample (`vk_cooperative_matrix_perf`)
+//! loads its f16 tiles through 16-byte `uvec4` elements, which SPIR-V allows (the pointer's
+//! element need not be the matrix's component type) but naga does not: it types the loaded
+//! matrix by the pointer's scalar, and its matrices must be of floats. So the 16-byte kernels
+//! are written with `vec4<f32>` elements and `f32` A and B tiles, and their SPIR-V is retyped
+//! before the driver sees it: the A and B matrix types' component becomes f16 (see
+//! [`super::retype`]), which makes every tile load an f16 load through a 16-byte element and
+//! every multiply-add an f16 one. They run where the device offers wgpu's
+//! `PASSTHROUGH_SHADERS`.
 
 /// Square f16 x f16 → f32 tiles of side `tile` on subgroups of exactly `subgroup` invocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,18 +44,28 @@ pub enum LoadWidth {
     /// `vec4<f16>`: indices and strides in units of 4 halves (every tile origin and stride is a
     /// multiple of the tile side, so of 4).
     Vec4,
+    /// 8 halves, 16 bytes: `vec4<f32>` in the WGSL, with `f32` A and B tiles that the SPIR-V
+    /// retype makes f16 ([`super::retype`]); indices and strides in units of 8 halves (tile
+    /// sides of 8 and 16 are multiples of 8). Needs `PASSTHROUGH_SHADERS`.
+    Vec8,
 }
 
 impl LoadWidth {
-    /// Both widths, the measured one first.
-    pub const ALL: [LoadWidth; 2] = [LoadWidth::Halves, LoadWidth::Vec4];
+    /// Every width, the measured one first.
+    pub const ALL: [LoadWidth; 3] = [LoadWidth::Halves, LoadWidth::Vec4, LoadWidth::Vec8];
 
-    /// `halves` or `vec4`: the width's name in reports and `BATCHSCOPE_COOP_LOADS`.
+    /// `halves`, `vec4` or `vec8`: the width's name in reports and `BATCHSCOPE_COOP_LOADS`.
     pub fn name(self) -> &'static str {
         match self {
             LoadWidth::Halves => "halves",
             LoadWidth::Vec4 => "vec4",
+            LoadWidth::Vec8 => "vec8",
         }
+    }
+
+    /// The width named `name` ([`LoadWidth::name`]).
+    pub fn parse(name: &str) -> Option<LoadWidth> {
+        LoadWidth::ALL.into_iter().find(|w| w.name() == name)
     }
 
     /// Halves per element.
@@ -56,6 +73,7 @@ impl LoadWidth {
         match self {
             LoadWidth::Halves => 1,
             LoadWidth::Vec4 => 4,
+            LoadWidth::Vec8 => 8,
         }
     }
 
@@ -64,6 +82,29 @@ impl LoadWidth {
         match self {
             LoadWidth::Halves => "f16",
             LoadWidth::Vec4 => "vec4<f16>",
+            LoadWidth::Vec8 => "vec4<f32>",
+        }
+    }
+
+    /// The WGSL scalar of the A and B tiles: `f32` where the SPIR-V is retyped to f16.
+    fn tile_scalar(self) -> &'static str {
+        match self {
+            LoadWidth::Vec8 => "f32",
+            LoadWidth::Halves | LoadWidth::Vec4 => "f16",
+        }
+    }
+
+    /// Whether the module's SPIR-V has its A and B tiles retyped to f16 ([`super::retype`]) and
+    /// goes to the driver as a passthrough module.
+    pub fn retyped(self) -> bool {
+        self == LoadWidth::Vec8
+    }
+
+    /// The device features the width needs beyond [`features`].
+    pub fn features(self) -> wgpu::Features {
+        match self.retyped() {
+            true => wgpu::Features::PASSTHROUGH_SHADERS,
+            false => wgpu::Features::empty(),
         }
     }
 }
@@ -128,13 +169,20 @@ pub fn adapter_shape(adapter: &wgpu::Adapter) -> Result<CoopShape, String> {
 /// element its tile loads read (`Half`, of `HW` halves).
 pub fn constants(shape: CoopShape, width: LoadWidth) -> String {
     let (t, sg) = (shape.tile, shape.subgroup);
+    let retyped = match width.retyped() {
+        true => {
+            "// TileA and TileB are f16 tiles: their SPIR-V is retyped (src/backend/gpu/retype.rs)\n"
+        }
+        false => "",
+    };
     format!(
         "// ---- cooperative tiles {t}x{t} on subgroups of {sg}, {name} loads \
-         (src/backend/gpu/coop_shape.rs) ----\n\
-         alias TileA = coop_mat{t}x{t}<f16, A>;\nalias TileB = coop_mat{t}x{t}<f16, B>;\n\
+         (src/backend/gpu/coop_shape.rs) ----\n{retyped}\
+         alias TileA = coop_mat{t}x{t}<{ab}, A>;\nalias TileB = coop_mat{t}x{t}<{ab}, B>;\n\
          alias Acc = coop_mat{t}x{t}<f32, C>;\nconst T: u32 = {t}u;\nconst SG: u32 = {sg}u;\n\
          alias Half = {elem};\nconst HW: u32 = {hw}u;\n",
         name = width.name(),
+        ab = width.tile_scalar(),
         elem = width.wgsl(),
         hw = width.halves(),
     )
@@ -178,5 +226,9 @@ mod tests {
         let c = constants(SHAPE_16, LoadWidth::Vec4);
         assert!(c.contains("alias Acc = coop_mat16x16<f32, C>;"));
         assert!(c.contains("alias Half = vec4<f16>;") && c.contains("const HW: u32 = 4u;"));
+        let c = constants(SHAPE_16, LoadWidth::Vec8);
+        assert!(c.contains("alias TileA = coop_mat16x16<f32, A>;") && c.contains("retype.rs"));
+        assert!(c.contains("alias Half = vec4<f32>;") && c.contains("const HW: u32 = 8u;"));
+        assert_eq!(LoadWidth::ALL.map(|w| LoadWidth::parse(w.name())), LoadWidth::ALL.map(Some));
     }
 }

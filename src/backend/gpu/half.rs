@@ -143,7 +143,7 @@ impl GpuBackend {
 
     /// Run every f16 product that `kernel` can run on it (`None`: the rule, or the autotuner's
     /// choice); `BATCHSCOPE_F16_KERNEL=packed|skinny|coop|coop64|coop_staged` (the cooperative
-    /// ones also with `_v4`) sets it from the environment, for A/B timing on a device and for the tests of each kernel.
+    /// ones also with `_v4` or `_v8`) sets it from the environment, for A/B timing on a device and for the tests of each kernel.
     pub fn set_half_kernel(&self, kernel: Option<HalfKernel>) {
         self.choices.half_kernel.set(kernel);
     }
@@ -169,7 +169,10 @@ impl GpuBackend {
                 | HalfKernel::CoopStaged
                 | HalfKernel::CoopV4
                 | HalfKernel::Coop64V4
-                | HalfKernel::CoopStagedV4 => fuses_serial_bias_grad(g),
+                | HalfKernel::CoopStagedV4
+                | HalfKernel::CoopV8
+                | HalfKernel::Coop64V8
+                | HalfKernel::CoopStagedV8 => fuses_serial_bias_grad(g),
             })
     }
 

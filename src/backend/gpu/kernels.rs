@@ -90,6 +90,16 @@ impl Shader {
         Shader::Ceilings,
     ];
 
+    /// Whether the module's SPIR-V is retyped (`super::retype`: the 16-byte tile loads) and
+    /// goes to the driver as a passthrough module rather than through wgpu's compiler.
+    pub fn retyped(self) -> bool {
+        match self {
+            Shader::MatmulCoop(_, width) => width.retyped(),
+            Shader::MatmulCoopStaged(cfg) => cfg.width.retyped(),
+            _ => false,
+        }
+    }
+
     /// The family name: `matmul`, `elementwise`, `act`, ...
     pub fn family(self) -> &'static str {
         match self {

@@ -68,9 +68,10 @@ impl CoopBlock {
     }
 
     /// Whether this device's limits admit the block's workgroup in its tiles ([`coop_shape`];
-    /// 16x16 where it has none).
+    /// 16x16 where it has none) and it has the features of the block's load width.
     pub fn fits_on(self, ctx: &GpuContext) -> bool {
         self.fits_at(coop_shape(ctx).unwrap_or(SHAPE_16), &ctx.limits)
+            && ctx.features.contains(self.width().features())
     }
 }
 
@@ -177,15 +178,17 @@ fn halves_kernel(g: &Gemm, block: CoopBlock) -> Kernel {
 }
 
 /// The names of `matmul_coop.wgsl`'s kernel `entry` outside 16x16 tiles with f16 loads: 16x16
-/// with vec4 loads, 8x8 with f16 loads, 8x8 with vec4 loads.
+/// with vec4 and vec8 loads, then 8x8 with f16, vec4 and vec8 loads.
 macro_rules! names {
     ($entry:literal) => {
         (
             $entry,
             [
                 concat!("MatmulCoop::", $entry, "_v4"),
+                concat!("MatmulCoop::", $entry, "_v8"),
                 concat!("MatmulCoop::", $entry, "_t8"),
                 concat!("MatmulCoop::", $entry, "_t8_v4"),
+                concat!("MatmulCoop::", $entry, "_t8_v8"),
             ],
         )
     };
@@ -193,7 +196,7 @@ macro_rules! names {
 
 /// Kernel names must be `&'static str` (pipelines are cached by name): [`names!`] by entry
 /// point.
-const NAMES: [(&str, [&str; 3]); 7] = [
+const NAMES: [(&str, [&str; 5]); 7] = [
     names!("matmul_coop_nn"),
     names!("matmul_coop_nt"),
     names!("matmul_coop_tn"),
@@ -209,8 +212,10 @@ pub fn at(k: Kernel, shape: CoopShape, width: LoadWidth) -> Option<Kernel> {
     let slot = match (shape, width) {
         (SHAPE_16, LoadWidth::Halves) => return Some(k),
         (SHAPE_16, LoadWidth::Vec4) => 0,
-        (SHAPE_8, LoadWidth::Halves) => 1,
-        (SHAPE_8, LoadWidth::Vec4) => 2,
+        (SHAPE_16, LoadWidth::Vec8) => 1,
+        (SHAPE_8, LoadWidth::Halves) => 2,
+        (SHAPE_8, LoadWidth::Vec4) => 3,
+        (SHAPE_8, LoadWidth::Vec8) => 4,
         _ => return None,
     };
     let (_, names) = NAMES.iter().find(|(entry, _)| *entry == k.entry)?;
@@ -314,8 +319,8 @@ mod tests {
         names.sort();
         names.dedup();
         // 4 + 1 + 1 products (2x2 per transpose pair, 4x4, staged) and 2 ceilings, in 2 tiles
-        // and 2 widths.
-        assert_eq!(names.len(), 4 * (4 + 1 + 1 + 2), "{names:?}");
+        // and 3 widths.
+        assert_eq!(names.len(), 6 * (4 + 1 + 1 + 2), "{names:?}");
         let odd = CoopShape { tile: 16, subgroup: 64 };
         assert!(kernel_in(&g, CoopBlock::B32(LoadWidth::Halves), odd).is_none());
     }

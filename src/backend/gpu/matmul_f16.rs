@@ -233,13 +233,22 @@ pub enum HalfKernel {
     /// loads (see [`super::staged`]): an autotune candidate, and the rule's staged kernel with
     /// `BATCHSCOPE_COOP_LOADS=vec4`.
     CoopStagedV4,
+    /// [`HalfKernel::Coop`] with 16-byte tile loads ([`LoadWidth::Vec8`], where the device has
+    /// `PASSTHROUGH_SHADERS`): an autotune candidate, and the rule's 32x32 kernel with
+    /// `BATCHSCOPE_COOP_LOADS=vec8`.
+    CoopV8,
+    /// [`HalfKernel::Coop64`] with 16-byte tile loads: an autotune candidate.
+    Coop64V8,
+    /// The staged kernel with 16-byte staging stores and tile loads: an autotune candidate, and
+    /// the rule's staged kernel with `BATCHSCOPE_COOP_LOADS=vec8`.
+    CoopStagedV8,
 }
 
 impl HalfKernel {
     /// The cooperative block, `None` for the packed and skinny kernels.
     pub fn coop_block(self) -> Option<matmul_coop::CoopBlock> {
         use matmul_coop::CoopBlock::{Staged128, B32, B64};
-        use LoadWidth::{Halves, Vec4};
+        use LoadWidth::{Halves, Vec4, Vec8};
         match self {
             HalfKernel::Packed | HalfKernel::Skinny => None,
             HalfKernel::Coop => Some(B32(Halves)),
@@ -248,20 +257,25 @@ impl HalfKernel {
             HalfKernel::CoopV4 => Some(B32(Vec4)),
             HalfKernel::Coop64V4 => Some(B64(Vec4)),
             HalfKernel::CoopStagedV4 => Some(Staged128(Vec4)),
+            HalfKernel::CoopV8 => Some(B32(Vec8)),
+            HalfKernel::Coop64V8 => Some(B64(Vec8)),
+            HalfKernel::CoopStagedV8 => Some(Staged128(Vec8)),
         }
     }
 
     /// The same block with tile loads of `width` (the packed and skinny kernels unchanged).
     pub fn with_width(self, width: LoadWidth) -> HalfKernel {
         use HalfKernel::*;
-        match (self, width) {
-            (Coop | CoopV4, LoadWidth::Halves) => Coop,
-            (Coop64 | Coop64V4, LoadWidth::Halves) => Coop64,
-            (CoopStaged | CoopStagedV4, LoadWidth::Halves) => CoopStaged,
-            (Coop | CoopV4, LoadWidth::Vec4) => CoopV4,
-            (Coop64 | Coop64V4, LoadWidth::Vec4) => Coop64V4,
-            (CoopStaged | CoopStagedV4, LoadWidth::Vec4) => CoopStagedV4,
-            (k @ (Packed | Skinny), _) => k,
+        let block = match self {
+            Packed | Skinny => return self,
+            Coop | CoopV4 | CoopV8 => [Coop, CoopV4, CoopV8],
+            Coop64 | Coop64V4 | Coop64V8 => [Coop64, Coop64V4, Coop64V8],
+            CoopStaged | CoopStagedV4 | CoopStagedV8 => [CoopStaged, CoopStagedV4, CoopStagedV8],
+        };
+        match width {
+            LoadWidth::Halves => block[0],
+            LoadWidth::Vec4 => block[1],
+            LoadWidth::Vec8 => block[2],
         }
     }
 }
@@ -307,17 +321,16 @@ pub fn coop_kernel_for(g: &Gemm) -> HalfKernel {
     block.with_width(rule_width())
 }
 
-/// `BATCHSCOPE_COOP_LOADS=vec4`: [`coop_kernel_for`] takes its kernels with vec4<f16> tile
-/// loads (A/B timing on a device; `halves`, the default, is what the H200 measured).
+/// `BATCHSCOPE_COOP_LOADS=vec4|vec8`: [`coop_kernel_for`] takes its kernels with 8- or 16-byte
+/// tile loads (A/B timing on a device; `halves`, the default, is what the H200 measured).
 fn rule_width() -> LoadWidth {
     static WIDTH: std::sync::OnceLock<LoadWidth> = std::sync::OnceLock::new();
-    *WIDTH.get_or_init(|| match std::env::var("BATCHSCOPE_COOP_LOADS").as_deref() {
-        Ok("vec4") => LoadWidth::Vec4,
-        Ok("halves") | Err(_) => LoadWidth::Halves,
-        Ok(other) => {
-            log::warn!("BATCHSCOPE_COOP_LOADS={other:?} is neither halves nor vec4: ignored");
+    *WIDTH.get_or_init(|| match std::env::var("BATCHSCOPE_COOP_LOADS") {
+        Err(_) => LoadWidth::Halves,
+        Ok(v) => LoadWidth::parse(&v).unwrap_or_else(|| {
+            log::warn!("BATCHSCOPE_COOP_LOADS={v:?} is none of halves, vec4, vec8: ignored");
             LoadWidth::Halves
-        }
+        }),
     })
 }
 
@@ -392,6 +405,9 @@ pub fn fuses(kernel: HalfKernel) -> bool {
             | HalfKernel::CoopV4
             | HalfKernel::Coop64V4
             | HalfKernel::CoopStagedV4
+            | HalfKernel::CoopV8
+            | HalfKernel::Coop64V8
+            | HalfKernel::CoopStagedV8
     )
 }
 

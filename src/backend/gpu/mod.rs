@@ -1,8 +1,7 @@
 //! The GPU backend: WGSL compute shaders through wgpu. [`context`] opens an adapter, [`device`]
-//! owns buffers and the recorder, [`pipelines`] the compiled kernels, [`kernels`] lists every
-//! entry point (and the WGSL prelude), [`launch`] sizes 1-D grids, and one host wrapper per
-//! kernel family records its dispatches. A family has one name in every layer:
-//! `shaders/<family>.wgsl`, `backend/gpu/<family>.rs`, its CPU twin and its parity test.
+//! owns buffers and the recorder, [`pipelines`] the compiled kernels, [`kernels`] every entry
+//! point and the prelude, [`launch`] 1-D grids; a host wrapper per kernel family records its
+//! dispatches, one family name in every layer (shader, wrapper, CPU twin, parity test).
 
 pub mod act;
 pub mod amp;
@@ -32,6 +31,7 @@ pub mod mse;
 mod open;
 pub mod pipelines;
 pub mod reduce;
+pub mod retype;
 pub mod staged;
 pub mod tile;
 mod timed;

@@ -146,12 +146,15 @@ impl PipelineCache {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(shader.source().into()),
         };
-        let module = match self.checks.get() {
-            true => device.create_shader_module(desc),
+        let module = match (shader.retyped(), self.checks.get()) {
+            (true, checks) => retyped_module(device, &label, &shader.source(), checks)?,
+            (false, true) => device.create_shader_module(desc),
             // SAFETY: batchscope's kernels index workgroup and private arrays in bounds and
             // bound every loop by their parameter blocks (module header); storage accesses stay
             // bounded by the device's robust buffer access. Integer-division guards are kept.
-            false => unsafe { device.create_shader_module_trusted(desc, runtime_checks(false)) },
+            (false, false) => unsafe {
+                device.create_shader_module_trusted(desc, runtime_checks(false))
+            },
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(BackendError::Validation {
@@ -163,6 +166,43 @@ impl PipelineCache {
         self.modules.borrow_mut().insert(shader, module.clone());
         Ok(module)
     }
+}
+
+/// A module whose SPIR-V is retyped (`super::retype`), compiled by naga here as wgpu would
+/// (with or without its runtime `checks`) and handed to the driver as a passthrough module.
+fn retyped_module(
+    device: &wgpu::Device,
+    label: &str,
+    source: &str,
+    checks: bool,
+) -> Result<wgpu::ShaderModule> {
+    let invalid =
+        |message: String| BackendError::Validation { what: format!("shaders/{label}"), message };
+    if !device.features().contains(wgpu::Features::PASSTHROUGH_SHADERS) {
+        return Err(invalid(
+            "its 16-byte tile loads need the device feature PASSTHROUGH_SHADERS".into(),
+        ));
+    }
+    let compiled = super::retype::compile(source, checks).map_err(invalid)?;
+    let entry_points: Vec<wgpu::PassthroughShaderEntryPoint> = compiled
+        .entry_points
+        .iter()
+        .map(|(name, [x, y, z])| wgpu::PassthroughShaderEntryPoint {
+            name: name.as_str().into(),
+            workgroup_size: (*x, *y, *z),
+        })
+        .collect();
+    let desc = wgpu::ShaderModuleDescriptorPassthrough {
+        label: Some(label),
+        entry_points: entry_points.into(),
+        spirv: Some(compiled.words.as_slice().into()),
+        ..Default::default()
+    };
+    // SAFETY: the words are naga's translation of a module that parsed and validated, with one
+    // operand changed per A and B matrix type (f32 to f16: the types the WGSL means; see
+    // `super::retype`); spirv-val accepts them (tests/shaders_validate.rs), and each kernel
+    // passes the first-use check (`super::coop_check`) before the rule or the autotuner runs it.
+    Ok(unsafe { device.create_shader_module_passthrough(desc) })
 }
 
 /// Binding 0: the dynamic-offset parameter block; then `k`'s storage buffers in order.

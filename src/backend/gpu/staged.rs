@@ -11,8 +11,10 @@
 //! - **The load width** ([`LoadWidth`]): each invocation's 16-byte load of 8 halves goes to
 //!   workgroup memory as 8 stores of one f16 (`halves`: the form the H200 measured on
 //!   2026-12-04), or as 2 stores of a vec4<f16> into workgroup memory typed as such (`vec4`),
-//!   with the tile loads reading vec4 elements and strides counted in them. The autotuner times
-//!   both; the rule keeps `halves` until a device has measured `vec4`.
+//!   with the tile loads reading vec4 elements and strides counted in them, or as one store of
+//!   16 bytes into workgroup memory of 16-byte elements (`vec8`: NVIDIA's own form, `vec4<f32>`
+//!   in the WGSL and retyped in the SPIR-V, see [`super::retype`]). The autotuner times all
+//!   three; the rule keeps `halves` until a device has measured the others.
 
 use super::coop_shape::{self, CoopShape, LoadWidth, SHAPE_16, SHAPE_8};
 use super::kernels::{Access, Kernel, Shader};
@@ -27,20 +29,24 @@ pub struct StagedCfg {
 }
 
 /// The family, in [`NAMES`] order.
-pub const FAMILY: [StagedCfg; 4] = [
+pub const FAMILY: [StagedCfg; 6] = [
     StagedCfg { shape: SHAPE_16, width: LoadWidth::Halves },
     StagedCfg { shape: SHAPE_16, width: LoadWidth::Vec4 },
     StagedCfg { shape: SHAPE_8, width: LoadWidth::Halves },
     StagedCfg { shape: SHAPE_8, width: LoadWidth::Vec4 },
+    StagedCfg { shape: SHAPE_16, width: LoadWidth::Vec8 },
+    StagedCfg { shape: SHAPE_8, width: LoadWidth::Vec8 },
 ];
 
 /// Kernel names must be `&'static str` (pipelines are cached by name): (product, ceiling) per
 /// configuration, in [`FAMILY`] order.
-const NAMES: [(&str, &str); 4] = [
+const NAMES: [(&str, &str); 6] = [
     ("MatmulCoopStaged::matmul_coop_staged", "MatmulCoopStaged::coop_staged_ceiling"),
     ("MatmulCoopStaged::matmul_coop_staged_v4", "MatmulCoopStaged::coop_staged_ceiling_v4"),
     ("MatmulCoopStaged::matmul_coop_staged_t8", "MatmulCoopStaged::coop_staged_ceiling_t8"),
     ("MatmulCoopStaged::matmul_coop_staged_t8_v4", "MatmulCoopStaged::coop_staged_ceiling_t8_v4"),
+    ("MatmulCoopStaged::matmul_coop_staged_v8", "MatmulCoopStaged::coop_staged_ceiling_v8"),
+    ("MatmulCoopStaged::matmul_coop_staged_t8_v8", "MatmulCoopStaged::coop_staged_ceiling_t8_v8"),
 ];
 
 /// Loads of 8 halves per invocation, operand and slice: the kernel holds exactly 4.
@@ -95,9 +101,10 @@ impl StagedCfg {
         let t = self.shape.tile;
         let (bs, sk) = (self.block(), self.slice_depth());
         let slice = self.slice_halves();
-        let put = match self.width {
-            LoadWidth::Halves => PUT_HALVES,
-            LoadWidth::Vec4 => PUT_VEC4,
+        let (fetch, put) = match self.width {
+            LoadWidth::Halves => (FETCH_PAIR, PUT_HALVES),
+            LoadWidth::Vec4 => (FETCH_PAIR, PUT_VEC4),
+            LoadWidth::Vec8 => (FETCH_QUAD, PUT_VEC8),
         };
         format!(
             "{shape}// ---- staged configuration {t}x{t}, subgroups of {sg}, {width} \
@@ -106,7 +113,7 @@ impl StagedCfg {
              const SK: u32 = {sk}u;\nconst ROW_SK: u32 = {row_sk}u;\nconst ROW_BS: u32 = {row_bs}u;\n\
              const SLICE: u32 = {slice}u;\n\
              var<workgroup> sa: array<Half, {len}>;\nvar<workgroup> sb: array<Half, {len}>;\n\
-             {put}\
+             {fetch}{put}\
              // ---- end of staged configuration ----\n",
             shape = coop_shape::constants(self.shape, self.width),
             sg = self.shape.subgroup,
@@ -149,6 +156,36 @@ impl StagedCfg {
 
 use Access::{Read as R, ReadWrite as W};
 
+/// `Load` and fetch() for `halves` and `vec4`: two vec4<f16> from storage read as such.
+const FETCH_PAIR: &str = "alias Stored = vec4<f16>;
+struct Load {
+    lo: vec4<f16>,
+    hi: vec4<f16>,
+}
+fn fetch(which: u32, o: u32) -> Load {
+    let i = o / 4u;
+    if (which == 0u) {
+        return Load(a[i], a[i + 1u]);
+    }
+    return Load(b[i], b[i + 1u]);
+}
+";
+
+/// `Load` and fetch() for `vec8`: one 16-byte load of storage read as vec4<u32> (o is a
+/// multiple of 8).
+const FETCH_QUAD: &str = "alias Stored = vec4<u32>;
+struct Load {
+    q: vec4<u32>,
+}
+fn fetch(which: u32, o: u32) -> Load {
+    let i = o / 8u;
+    if (which == 0u) {
+        return Load(a[i]);
+    }
+    return Load(b[i]);
+}
+";
+
 /// put() for `halves`: the 8 halves of load v at half o of a staged slice, one store each (the
 /// stored bits, no conversion that could flush a subnormal or change a NaN's payload).
 const PUT_HALVES: &str = "fn put(which: u32, o: u32, v: Load) {
@@ -173,6 +210,18 @@ const PUT_VEC4: &str = "fn put(which: u32, o: u32, v: Load) {
     } else {
         sb[i] = v.lo;
         sb[i + 1u] = v.hi;
+    }
+}
+";
+
+/// put() for `vec8`: the 8 halves as one 16-byte store (o is a multiple of 8), their bits
+/// carried in a vec4<f32>, the element the tile loads read (see [`super::retype`]).
+const PUT_VEC8: &str = "fn put(which: u32, o: u32, v: Load) {
+    let q = bitcast<vec4<f32>>(v.q);
+    if (which == 0u) {
+        sa[o / 8u] = q;
+    } else {
+        sb[o / 8u] = q;
     }
 }
 ";

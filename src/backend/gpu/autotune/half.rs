@@ -11,7 +11,7 @@ use crate::backend::Gemm;
 /// The candidates of an f16 product whose default (what `gpu.autotune = off` runs,
 /// [`super::matmul_f16::choose`]) is `default`, the default first. Where that is a cooperative
 /// kernel (the adapter offers it, the shape fits it, `BATCHSCOPE_COOP` is not `0`) the other
-/// cooperative kernels, each with f16 and with vec4<f16> tile loads (the 64x64 ones unless
+/// cooperative kernels, each with f16, vec4<f16> and 16-byte tile loads (the 64x64 ones unless
 /// `coop64` is off: `BATCHSCOPE_COOP64=0`; the staged ones where `staged`, the adapter's limits
 /// admitting their workgroup) and the packed kernel follow; where it is the skinny kernel the packed one follows; otherwise the packed
 /// kernel is the only candidate here ([`half_candidates_on`] adds the skinny one by shape).
@@ -21,18 +21,22 @@ pub fn half_candidates(default: HalfKernel, coop64: bool, staged: bool) -> Vec<C
     if default == HalfKernel::Skinny {
         out.push(of(HalfKernel::Packed));
     } else if default != HalfKernel::Packed {
+        use HalfKernel::*;
         let others = [
-            HalfKernel::CoopStaged,
-            HalfKernel::CoopStagedV4,
-            HalfKernel::Coop64,
-            HalfKernel::Coop64V4,
-            HalfKernel::Coop,
-            HalfKernel::CoopV4,
-            HalfKernel::Packed,
+            CoopStaged,
+            CoopStagedV4,
+            CoopStagedV8,
+            Coop64,
+            Coop64V4,
+            Coop64V8,
+            Coop,
+            CoopV4,
+            CoopV8,
+            Packed,
         ];
         let allowed = |k: &HalfKernel| match k {
-            HalfKernel::Coop64 | HalfKernel::Coop64V4 => coop64,
-            HalfKernel::CoopStaged | HalfKernel::CoopStagedV4 => staged,
+            Coop64 | Coop64V4 | Coop64V8 => coop64,
+            CoopStaged | CoopStagedV4 | CoopStagedV8 => staged,
             _ => true,
         };
         for k in others.into_iter().filter(allowed) {
@@ -55,6 +59,9 @@ pub fn half_candidate(k: HalfKernel) -> Candidate {
         HalfKernel::CoopV4 => Candidate::HalfCoopV4,
         HalfKernel::Coop64V4 => Candidate::HalfCoop64V4,
         HalfKernel::CoopStagedV4 => Candidate::HalfCoopStagedV4,
+        HalfKernel::CoopV8 => Candidate::HalfCoopV8,
+        HalfKernel::Coop64V8 => Candidate::HalfCoop64V8,
+        HalfKernel::CoopStagedV8 => Candidate::HalfCoopStagedV8,
     }
 }
 
@@ -69,6 +76,9 @@ pub fn half_kernel_of(c: Candidate) -> Option<HalfKernel> {
         Candidate::HalfCoopV4 => Some(HalfKernel::CoopV4),
         Candidate::HalfCoop64V4 => Some(HalfKernel::Coop64V4),
         Candidate::HalfCoopStagedV4 => Some(HalfKernel::CoopStagedV4),
+        Candidate::HalfCoopV8 => Some(HalfKernel::CoopV8),
+        Candidate::HalfCoop64V8 => Some(HalfKernel::Coop64V8),
+        Candidate::HalfCoopStagedV8 => Some(HalfKernel::CoopStagedV8),
         _ => None,
     }
 }

@@ -68,6 +68,12 @@ pub enum Candidate {
     HalfCoop64V4,
     /// `HalfCoopStaged` with vec4<f16> staging stores and tile loads (`super::staged`).
     HalfCoopStagedV4,
+    /// `HalfCoop` with 16-byte tile loads (retyped SPIR-V, `super::retype`).
+    HalfCoopV8,
+    /// `HalfCoop64` with 16-byte tile loads.
+    HalfCoop64V8,
+    /// `HalfCoopStaged` with 16-byte staging stores and tile loads.
+    HalfCoopStagedV8,
 }
 
 /// Rows of C up to which the skinny kernel is a candidate: the default rule's reach
@@ -93,6 +99,9 @@ impl Candidate {
             Candidate::HalfCoopV4 => "f16_coop_v4".into(),
             Candidate::HalfCoop64V4 => "f16_coop64_v4".into(),
             Candidate::HalfCoopStagedV4 => "f16_coop_staged_v4".into(),
+            Candidate::HalfCoopV8 => "f16_coop_v8".into(),
+            Candidate::HalfCoop64V8 => "f16_coop64_v8".into(),
+            Candidate::HalfCoopStagedV8 => "f16_coop_staged_v8".into(),
         }
     }
 
@@ -108,6 +117,9 @@ impl Candidate {
             "f16_coop_v4" => Some(Candidate::HalfCoopV4),
             "f16_coop64_v4" => Some(Candidate::HalfCoop64V4),
             "f16_coop_staged_v4" => Some(Candidate::HalfCoopStagedV4),
+            "f16_coop_v8" => Some(Candidate::HalfCoopV8),
+            "f16_coop64_v8" => Some(Candidate::HalfCoop64V8),
+            "f16_coop_staged_v8" => Some(Candidate::HalfCoopStagedV8),
             _ => TileCfg::parse(s).map(Candidate::Tile),
         }
     }
@@ -134,7 +146,10 @@ impl Candidate {
             | Candidate::HalfCoopStaged
             | Candidate::HalfCoopV4
             | Candidate::HalfCoop64V4
-            | Candidate::HalfCoopStagedV4 => None,
+            | Candidate::HalfCoopStagedV4
+            | Candidate::HalfCoopV8
+            | Candidate::HalfCoop64V8
+            | Candidate::HalfCoopStagedV8 => None,
         }
     }
 }

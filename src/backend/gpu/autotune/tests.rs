@@ -301,40 +301,45 @@ fn f16_candidates_are_coop_and_packed_only_where_coop_runs() {
     assert_eq!(half_candidates(HalfKernel::Packed, true, true), vec![Candidate::HalfPacked]);
     // Where coop runs, the rule's block size is the default, first; then the other, then packed.
     use Candidate::{HalfCoop, HalfCoop64, HalfCoopStaged, HalfCoopStagedV4 as V4, HalfPacked};
-    use Candidate::{HalfCoop64V4 as C64V4, HalfCoopV4 as CV4};
+    use Candidate::{HalfCoop64V4 as C64V4, HalfCoop64V8 as C64V8, HalfCoopStagedV8 as V8};
+    use Candidate::{HalfCoopV4 as CV4, HalfCoopV8 as CV8};
     assert_eq!(
         half_candidates(HalfKernel::Coop, true, true),
-        vec![HalfCoop, HalfCoopStaged, V4, HalfCoop64, C64V4, CV4, HalfPacked]
+        vec![HalfCoop, HalfCoopStaged, V4, V8, HalfCoop64, C64V4, C64V8, CV4, CV8, HalfPacked]
     );
     assert_eq!(
         half_candidates(HalfKernel::Coop64, true, true),
-        vec![HalfCoop64, HalfCoopStaged, V4, C64V4, HalfCoop, CV4, HalfPacked]
+        vec![HalfCoop64, HalfCoopStaged, V4, V8, C64V4, C64V8, HalfCoop, CV4, CV8, HalfPacked]
     );
-    // The rule's kernels with vec4 loads (BATCHSCOPE_COOP_LOADS=vec4) first.
+    // The rule's kernels with wider loads (BATCHSCOPE_COOP_LOADS=vec4|vec8) first.
     assert_eq!(
         half_candidates(HalfKernel::CoopStagedV4, true, true),
-        vec![V4, HalfCoopStaged, HalfCoop64, C64V4, HalfCoop, CV4, HalfPacked]
+        vec![V4, HalfCoopStaged, V8, HalfCoop64, C64V4, C64V8, HalfCoop, CV4, CV8, HalfPacked]
     );
     assert_eq!(
-        half_candidates(HalfKernel::CoopV4, true, true),
-        vec![CV4, HalfCoopStaged, V4, HalfCoop64, C64V4, HalfCoop, HalfPacked]
+        half_candidates(HalfKernel::CoopV8, true, true),
+        vec![CV8, HalfCoopStaged, V4, V8, HalfCoop64, C64V4, C64V8, HalfCoop, CV4, HalfPacked]
     );
     for (name, c, k) in [
         ("f16_coop_staged_v4", V4, HalfKernel::CoopStagedV4),
         ("f16_coop_v4", CV4, HalfKernel::CoopV4),
         ("f16_coop64_v4", C64V4, HalfKernel::Coop64V4),
+        ("f16_coop_staged_v8", V8, HalfKernel::CoopStagedV8),
+        ("f16_coop_v8", CV8, HalfKernel::CoopV8),
+        ("f16_coop64_v8", C64V8, HalfKernel::Coop64V8),
     ] {
         assert_eq!(Candidate::parse(name), Some(c));
         assert_eq!(half_kernel_of(c), Some(k));
+        assert_eq!(c.name(), name);
     }
     // BATCHSCOPE_COOP64=0: the 64x64 kernels are no candidates; limits too small: no staged one.
     assert_eq!(
         half_candidates(HalfKernel::Coop, false, true),
-        vec![HalfCoop, HalfCoopStaged, V4, CV4, HalfPacked]
+        vec![HalfCoop, HalfCoopStaged, V4, V8, CV4, CV8, HalfPacked]
     );
     assert_eq!(
         half_candidates(HalfKernel::Coop, true, false),
-        vec![HalfCoop, HalfCoop64, C64V4, CV4, HalfPacked]
+        vec![HalfCoop, HalfCoop64, C64V4, C64V8, CV4, CV8, HalfPacked]
     );
     for c in half_candidates(HalfKernel::Coop, true, true) {
         assert_eq!(Candidate::parse(&c.name()), Some(c));

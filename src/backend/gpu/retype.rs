@@ -1,0 +1,258 @@
+//! SPIR-V for the cooperative kernels with 16-byte tile loads
+//! ([`super::coop_shape::LoadWidth::Vec8`]).
+//!
+//! NVIDIA's cooperative-matrix sample loads f16 tiles through `uvec4` elements: 16-byte
+//! accesses that the driver can turn into its widest shared- and global-memory loads. SPIR-V
+//! allows it (`OpCooperativeMatrixLoadKHR` reads through a pointer to any scalar or vector; the
+//! stride counts its elements), but naga types a loaded matrix by its pointer's scalar and
+//! wants matrices of floats, so WGSL cannot say "an f16 tile from 16-byte elements". The
+//! `Vec8` modules therefore say "an f32 tile from `vec4<f32>` elements": TileA and TileB are
+//! `coop_matTxT<f32, A|B>` in the WGSL, every index and stride counted in 8 halves. This module
+//! compiles such a module with naga as wgpu would for a trusted module, then [`retype_ab_to_f16`]
+//! changes one operand of each A and B matrix type declaration, its component type, from f32 to
+//! f16. Every tile load then reads an f16 tile through a 16-byte pointer and every multiply-add
+//! is f16 x f16 + f32: the kernel the WGSL means. The accumulators (use C) stay f32. The words go
+//! to the driver through wgpu's `create_shader_module_passthrough` (`PASSTHROUGH_SHADERS`).
+//!
+//! Tested: tests/shaders_validate.rs validates the retyped modules with spirv-val (which knows
+//! SPV_KHR_cooperative_matrix), and the cooperative parity tests run them against the CPU twin
+//! wherever an adapter has cooperative matrices (Mesa 26's lavapipe in CI, `.ci/coop_lavapipe.sh`).
+
+/// SPIR-V opcodes read or written here.
+const OP_CAPABILITY: u32 = 17;
+const OP_TYPE_INT: u32 = 21;
+const OP_TYPE_FLOAT: u32 = 22;
+const OP_CONSTANT: u32 = 43;
+const OP_TYPE_COOPERATIVE_MATRIX_KHR: u32 = 4456;
+/// `Float16`, the capability an f16 type needs.
+const CAPABILITY_FLOAT16: u32 = 9;
+/// `MatrixAKHR`, `MatrixBKHR`: the uses whose component is retyped.
+const USE_A: u32 = 0;
+const USE_B: u32 = 1;
+/// Words of the module header before the first instruction.
+const HEADER: usize = 5;
+
+/// A compiled module: its SPIR-V words and each entry point's name and workgroup size.
+pub struct Compiled {
+    pub words: Vec<u32>,
+    pub entry_points: Vec<(String, [u32; 3])>,
+}
+
+/// The SPIR-V of WGSL `source` (a [`LoadWidth::Vec8`] module) with its A and B tiles retyped to
+/// f16, compiled with wgpu's index clamps and loop counters (`checks`) or without them (a
+/// trusted module), integer-division guards kept; every entry point in one module, as wgpu's
+/// Vulkan backend writes a module without overrides. `Err` says why, in one line.
+pub fn compile(source: &str, checks: bool) -> Result<Compiled, String> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| e.emit_to_string(source))?;
+    let policy = match checks {
+        true => naga::proc::BoundsCheckPolicy::Restrict,
+        false => naga::proc::BoundsCheckPolicy::Unchecked,
+    };
+    let options = naga::back::spv::Options {
+        // SPIR-V 1.5: Vulkan 1.2 and later, which every driver with VK_KHR_cooperative_matrix
+        // that batchscope runs on is.
+        lang_version: (1, 5),
+        flags: naga::back::spv::WriterFlags::empty(),
+        bounds_check_policies: naga::proc::BoundsCheckPolicies {
+            index: policy,
+            // Storage accesses stay bounded by the device's robust buffer access.
+            buffer: naga::proc::BoundsCheckPolicy::Unchecked,
+            image_load: policy,
+            binding_array: naga::proc::BoundsCheckPolicy::Unchecked,
+        },
+        force_loop_bounding: checks,
+        ..naga::back::spv::Options::default()
+    };
+    let mut words =
+        naga::back::spv::write_vec(&module, &info, &options, None).map_err(|e| e.to_string())?;
+    retype_ab_to_f16(&mut words)?;
+    let entry_points =
+        module.entry_points.iter().map(|ep| (ep.name.clone(), ep.workgroup_size)).collect();
+    Ok(Compiled { words, entry_points })
+}
+
+/// One instruction: where it starts in the words, its opcode and its word count.
+#[derive(Clone, Copy)]
+struct Instruction {
+    at: usize,
+    op: u32,
+    len: usize,
+}
+
+/// The module's instructions, or why the words are no SPIR-V module.
+fn instructions(words: &[u32]) -> Result<Vec<Instruction>, String> {
+    if words.len() < HEADER || words[0] != 0x0723_0203 {
+        return Err("not a SPIR-V module (magic number)".into());
+    }
+    let mut out = Vec::new();
+    let mut at = HEADER;
+    while at < words.len() {
+        let (len, op) = ((words[at] >> 16) as usize, words[at] & 0xffff);
+        if len == 0 || at + len > words.len() {
+            return Err(format!("SPIR-V instruction at word {at} has a bad length {len}"));
+        }
+        out.push(Instruction { at, op, len });
+        at += len;
+    }
+    Ok(out)
+}
+
+/// Retype every cooperative matrix type of use A or B whose component is f32 to f16, declaring
+/// the f16 type (and its capability) if the module has none and moving its declaration before
+/// the first cooperative matrix type if it comes later. Returns how many types changed; a module
+/// with none is an error (it was not written for the retype).
+pub fn retype_ab_to_f16(words: &mut Vec<u32>) -> Result<usize, String> {
+    let instrs = instructions(words)?;
+    let float_of = |width: u32| {
+        instrs.iter().find(|i| i.op == OP_TYPE_FLOAT && i.len >= 3 && words[i.at + 2] == width)
+    };
+    let f32_id = float_of(32).map(|i| words[i.at + 1]).ok_or("the module declares no f32 type")?;
+    let f16 = float_of(16).copied();
+    let u32_types: Vec<u32> = instrs
+        .iter()
+        .filter(|i| i.op == OP_TYPE_INT && i.len == 4 && words[i.at + 2] == 32)
+        .map(|i| words[i.at + 1])
+        .collect();
+    let constant = |id: u32| {
+        instrs
+            .iter()
+            .find(|i| {
+                i.op == OP_CONSTANT
+                    && i.len == 4
+                    && words[i.at + 2] == id
+                    && u32_types.contains(&words[i.at + 1])
+            })
+            .map(|i| words[i.at + 3])
+    };
+    let targets: Vec<usize> = instrs
+        .iter()
+        .filter(|i| i.op == OP_TYPE_COOPERATIVE_MATRIX_KHR && i.len == 7)
+        .filter(|i| {
+            words[i.at + 2] == f32_id && matches!(constant(words[i.at + 6]), Some(USE_A | USE_B))
+        })
+        .map(|i| i.at)
+        .collect();
+    let first_coop = instrs
+        .iter()
+        .find(|i| i.op == OP_TYPE_COOPERATIVE_MATRIX_KHR)
+        .map(|i| i.at)
+        .ok_or("the module declares no cooperative matrix type")?;
+    if targets.is_empty() {
+        return Err("the module declares no f32 A or B cooperative matrix type to retype".into());
+    }
+    // The f16 type's id, its declaration placed before `first_coop`.
+    let (f16_id, shift) = match f16 {
+        Some(i) if i.at < first_coop => (words[i.at + 1], None),
+        Some(i) => {
+            let decl: Vec<u32> = words.drain(i.at..i.at + i.len).collect();
+            words.splice(first_coop..first_coop, decl.iter().copied());
+            (decl[1], Some((first_coop, i.at, i.len)))
+        }
+        None => {
+            let id = words[3];
+            words[3] += 1; // the id bound
+            words.splice(first_coop..first_coop, [(3 << 16) | OP_TYPE_FLOAT, id, 16]);
+            (id, Some((first_coop, usize::MAX, 3)))
+        }
+    };
+    for &at in &targets {
+        // Instructions in [first_coop, moved-from) moved right by the inserted declaration.
+        let at = match shift {
+            Some((insert, from, len)) if at >= insert && at < from => at + len,
+            _ => at,
+        };
+        words[at + 2] = f16_id;
+    }
+    if f16.is_none() {
+        ensure_capability(words, CAPABILITY_FLOAT16)?;
+    }
+    Ok(targets.len())
+}
+
+/// Declare `capability` after the module's first capability unless it is declared.
+fn ensure_capability(words: &mut Vec<u32>, capability: u32) -> Result<(), String> {
+    let instrs = instructions(words)?;
+    let caps: Vec<&Instruction> = instrs.iter().filter(|i| i.op == OP_CAPABILITY).collect();
+    if caps.iter().any(|i| words[i.at + 1] == capability) {
+        return Ok(());
+    }
+    let after = caps.first().map(|i| i.at + i.len).ok_or("the module declares no capability")?;
+    words.splice(after..after, [(2 << 16) | OP_CAPABILITY, capability]);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module with f32 A and B tiles read from `vec4<f32>` elements, `extra` added.
+    fn module(extra: &str) -> String {
+        format!(
+            "enable f16;\nenable wgpu_cooperative_matrix;\n{extra}\n\
+             @group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;\n\
+             @group(0) @binding(1) var<storage, read_write> c: array<f32>;\n\
+             @compute @workgroup_size(32)\nfn main() {{\n\
+             let x = coopLoadT<coop_mat16x16<f32, A>>(&a[0], 2u);\n\
+             let y = coopLoadT<coop_mat16x16<f32, B>>(&a[4], 2u);\n\
+             var acc = coop_mat16x16<f32, C>();\nacc = coopMultiplyAdd(x, y, acc);\n\
+             let dst = &c[0];\ncoopStoreT(acc, dst, 16u);\n}}\n"
+        )
+    }
+
+    /// The component type of each cooperative matrix type, by use, and the f16 type's id.
+    fn coop_components(words: &[u32]) -> (Vec<(u32, u32)>, Option<u32>) {
+        let instrs = instructions(words).expect("a module");
+        let f16 = instrs
+            .iter()
+            .find(|i| i.op == OP_TYPE_FLOAT && words[i.at + 2] == 16)
+            .map(|i| words[i.at + 1]);
+        let coop = instrs
+            .iter()
+            .filter(|i| i.op == OP_TYPE_COOPERATIVE_MATRIX_KHR)
+            .map(|i| (words[i.at + 2], words[i.at + 6]))
+            .collect();
+        (coop, f16)
+    }
+
+    #[test]
+    fn a_and_b_tiles_become_f16_and_accumulators_stay_f32() {
+        // With and without an f16 type declared by the WGSL (`h` makes naga declare one).
+        for extra in
+            ["", "const H: f16 = 1.0h;\n@group(0) @binding(2) var<storage, read_write> h: array<f16>;"]
+        {
+            let src = module(extra);
+            let compiled = compile(&src, false).expect("compiles");
+            let words = &compiled.words;
+            let (coop, f16) = coop_components(words);
+            let f16 = f16.expect("an f16 type after the retype");
+            assert_eq!(coop.len(), 3, "A, B and C types: {coop:?}");
+            let instrs = instructions(words).unwrap();
+            let pos = |id: u32| {
+                instrs.iter().position(|i| i.op != OP_CAPABILITY && i.len > 1 && words[i.at + 1] == id)
+            };
+            let first_coop = instrs.iter().position(|i| i.op == OP_TYPE_COOPERATIVE_MATRIX_KHR).unwrap();
+            assert!(pos(f16).unwrap() < first_coop, "f16 declared before its first use");
+            let retyped = coop.iter().filter(|(c, _)| *c == f16).count();
+            assert_eq!(retyped, 2, "{coop:?}");
+            assert!(instrs
+                .iter()
+                .any(|i| i.op == OP_CAPABILITY && words[i.at + 1] == CAPABILITY_FLOAT16));
+            assert_eq!(compiled.entry_points, vec![("main".to_string(), [32, 1, 1])]);
+        }
+    }
+
+    #[test]
+    fn modules_without_f32_tiles_are_refused() {
+        let src = module("").replace("<f32, A>", "<f16, A>").replace("<f32, B>", "<f16, B>");
+        let src = src.replace("array<vec4<f32>>", "array<vec4<f16>>");
+        let why = compile(&src, false).err().expect("nothing to retype");
+        assert!(why.contains("no f32 A or B cooperative matrix type"), "{why}");
+        assert!(retype_ab_to_f16(&mut vec![1, 2, 3]).unwrap_err().contains("not a SPIR-V module"));
+    }
+}
