@@ -247,6 +247,66 @@ mod tests {
         }
     }
 
+    /// A hand-made module: header (bound 20), Shader and (optionally) Float16 capabilities,
+    /// u32 and f32 types, the constants 0, 1, 2, 3, 16, coop types of use A, B and C, then an f16
+    /// type declared after them (id 19) where `late_f16`.
+    fn hand_made(late_f16: bool, float16_cap: bool) -> Vec<u32> {
+        let inst = |op: u32, operands: &[u32]| {
+            let mut v = vec![((operands.len() as u32 + 1) << 16) | op];
+            v.extend_from_slice(operands);
+            v
+        };
+        let mut w = vec![0x0723_0203, 0x0001_0500, 0, 20, 0];
+        w.extend(inst(OP_CAPABILITY, &[1]));
+        if float16_cap {
+            w.extend(inst(OP_CAPABILITY, &[CAPABILITY_FLOAT16]));
+        }
+        w.extend(inst(OP_TYPE_INT, &[1, 32, 0]));
+        w.extend(inst(OP_TYPE_FLOAT, &[2, 32]));
+        for (id, value) in [(3, 0), (4, 1), (5, 2), (6, 3), (7, 16)] {
+            w.extend(inst(OP_CONSTANT, &[1, id, value]));
+        }
+        for (id, usage) in [(10, 3), (11, 4), (12, 5)] {
+            // OpTypeCooperativeMatrixKHR %id %f32 scope(3: subgroup) rows cols use
+            w.extend(inst(OP_TYPE_COOPERATIVE_MATRIX_KHR, &[id, 2, 6, 7, 7, usage]));
+        }
+        if late_f16 {
+            w.extend(inst(OP_TYPE_FLOAT, &[19, 16]));
+        }
+        w
+    }
+
+    #[test]
+    fn the_f16_type_is_declared_or_moved_before_the_tiles_that_use_it() {
+        for (late_f16, cap) in [(true, true), (false, false)] {
+            let mut w = hand_made(late_f16, cap);
+            assert_eq!(retype_ab_to_f16(&mut w), Ok(2));
+            let instrs = instructions(&w).expect("still a module");
+            let f16 =
+                instrs.iter().position(|i| i.op == OP_TYPE_FLOAT && w[i.at + 2] == 16).expect("f16");
+            let f16_id = w[instrs[f16].at + 1];
+            assert_eq!(f16_id, if late_f16 { 19 } else { 20 }, "moved, or a new id");
+            assert_eq!(w[3], if late_f16 { 20 } else { 21 }, "the id bound");
+            let coop: Vec<(usize, u32, u32)> = instrs
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.op == OP_TYPE_COOPERATIVE_MATRIX_KHR)
+                .map(|(n, i)| (n, w[i.at + 1], w[i.at + 2]))
+                .collect();
+            assert!(coop.iter().all(|&(n, ..)| n > f16), "f16 declared first");
+            assert_eq!(
+                coop.iter().map(|&(_, id, c)| (id, c)).collect::<Vec<_>>(),
+                [(10, f16_id), (11, f16_id), (12, 2)]
+            );
+            let caps = instrs
+                .iter()
+                .filter(|i| i.op == OP_CAPABILITY && w[i.at + 1] == CAPABILITY_FLOAT16)
+                .count();
+            assert_eq!(caps, 1, "Float16 declared once");
+            assert_eq!(instrs.iter().map(|i| i.len).sum::<usize>() + HEADER, w.len());
+        }
+    }
+
     #[test]
     fn modules_without_f32_tiles_are_refused() {
         let src = module("").replace("<f32, A>", "<f16, A>").replace("<f32, B>", "<f16, B>");
