@@ -8,9 +8,11 @@ enable wgpu_cooperative_matrix;
 // <f32, C>, the side T and the subgroup size SG (src/backend/gpu/coop_shape.rs): T = 16 on
 // subgroups of 32 on GPUs (the H200), T = 8 on subgroups of 8 on Mesa's lavapipe, where CI
 // runs these kernels (.ci/coop_lavapipe.sh); every length below is at T = 16.
-// It also prepends the element the tile loads read, `Half` of `HW` halves: f16 (HW = 1) or
-// vec4<f16> (HW = 4, the `_v4` kernels: a quarter of the load instructions where the driver
-// goes by the pointer's element; every tile origin and stride is a multiple of T, so of 4).
+// It also prepends the element the tile loads read, `Half` of `HW` halves: f16 (HW = 1),
+// vec4<f16> (HW = 4, the `_v4` kernels) or vec4<f32> (HW = 8, the `_v8` kernels: 16 bytes, with
+// TileA and TileB <f32> in the WGSL and retyped to f16 in the SPIR-V, src/backend/gpu/retype.rs);
+// a quarter or an eighth of the load instructions where the driver goes by the pointer's
+// element. Every tile origin and stride is a multiple of T, so of 8.
 // Needs wgpu's EXPERIMENTAL_COOPERATIVE_MATRIX and SHADER_F16 and an adapter whose
 // cooperative_matrix_properties() list TxTxT f16 x f16 -> f32 (src/backend/gpu/matmul_coop.rs
 // checks). The same packed half buffers as matmul_f16.wgsl are read here as `array<Half>` (the

@@ -7,10 +7,13 @@ enable wgpu_cooperative_matrix;
 //
 // One module per configuration of the family (src/backend/gpu/staged.rs), which the host
 // prepends, after the prelude, as:
-//   TileA, TileB, Acc   aliases of coop_matTxT<f16, A>, <f16, B>, <f32, C>
+//   TileA, TileB, Acc   aliases of coop_matTxT<f16, A>, <f16, B>, <f32, C> (for `vec8`,
+//                       <f32, A>, <f32, B> in the WGSL, retyped to f16 in the SPIR-V:
+//                       src/backend/gpu/retype.rs)
 //   Half, HW            the element workgroup memory holds and the tile loads read, and its
-//                       halves: f16 and 1 (`halves`), or vec4<f16> and 4 (`vec4`: 2 stores
-//                       per load of 8 halves, not 8; src/backend/gpu/coop_shape.rs)
+//                       halves: f16 and 1 (`halves`), vec4<f16> and 4 (`vec4`: 2 stores per
+//                       load of 8 halves, not 8), or vec4<f32> and 8 (`vec8`: one 16-byte
+//                       store; src/backend/gpu/coop_shape.rs)
 //   T                   the tile side (16 on GPUs; 8 where only 8x8 exists: Mesa's lavapipe)
 //   NI                  invocations of a workgroup: 4 subgroups of the adapter's one size
 //   BS = 8 T, SK = 2 T  side of a workgroup's block of C, depth of one staged slice
@@ -35,9 +38,10 @@ enable wgpu_cooperative_matrix;
 //
 // Workgroup memory holds the halves in rows padded by 8 halves (16 bytes: 40 halves for a
 // 32-deep row, 136 for a 128-wide one), so the 8 rows of a tile load's phase start in
-// different banks. A tile load reads f16 (`halves`) or vec4<f16> (`vec4`) elements, its
-// stride counted in elements: naga types a cooperative load by its pointer's scalar, so the
-// halves cannot be staged as u32 pairs, but a vector of f16 is allowed.
+// different banks. A tile load reads f16 (`halves`), vec4<f16> (`vec4`) or 16-byte (`vec8`)
+// elements, its offset and stride counted in elements (all multiples of 8 halves): naga types
+// a cooperative load by its pointer's scalar and wants float matrices, so 16-byte elements are
+// vec4<f32> here and the tiles f32 until the SPIR-V retype makes them f16.
 // Slices are double-buffered (40 KiB at T = 16): the next slice's loads are issued into
 // registers before the current slice's multiply-adds and stored after them, with one barrier
 // per slice.
@@ -45,7 +49,7 @@ enable wgpu_cooperative_matrix;
 // Preconditions (the host checks, src/backend/gpu/matmul_coop.rs): m, n, k multiples of T
 // (so every 16-byte load of 8 halves lies wholly inside or outside its matrix), alpha = 1,
 // beta = 0, subgroups of exactly NI / 4. A and B are the packed halves of matmul_f16.wgsl read
-// as vec4<f16>. Out-of-range rows, columns and depths are staged as zeros.
+// as `Stored` elements (vec4<f16>, or vec4<u32> for `vec8`: the bits, untouched). Out-of-range rows, columns and depths are staged as zeros.
 // Cooperative operations need uniform control flow, so there are no branches but on P: a
 // subgroup's tiles past m (or n) clamp onto the last tile, which is then computed and stored
 // again with the same values (as in matmul_coop.wgsl); the staged block always holds it.

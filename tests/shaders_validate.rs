@@ -215,52 +215,71 @@ fn validate(val: &std::path::Path, words: Vec<u32>, what: &str, n: usize) {
     );
 }
 
-/// The cooperative modules with 16-byte tile loads as the device gets them (naga's SPIR-V with
-/// the A and B tiles retyped to f16, `backend/gpu/retype.rs`), with and without wgpu's runtime
-/// checks: every A and B matrix type is f16, every accumulator f32, each entry point is in the
-/// module, and where `spirv-val` exists the module passes it (a cooperative load through a
-/// 16-byte f32 element into an f16 matrix is valid SPIR-V, as in NVIDIA's sample).
+/// The cooperative modules with 16-byte tile loads as the device gets them (naga's SPIR-V of
+/// each entry point with the A and B tiles retyped to f16, `backend/gpu/retype.rs`), with and
+/// without wgpu's runtime checks: every A and B matrix type is f16, every accumulator f32, the
+/// module holds its one entry point, and where `spirv-val` exists the module passes it (a
+/// cooperative load through a 16-byte f32 element into an f16 matrix is valid SPIR-V, as in
+/// NVIDIA's sample).
 #[test]
 fn retyped_modules_have_f16_tiles_and_are_valid_spirv() {
+    use batchscope::backend::gpu::retype::{compile, Options};
+    const OP_ENTRY_POINT: u32 = 15;
     const OP_TYPE_FLOAT: u32 = 22;
     const OP_TYPE_COOPERATIVE_MATRIX_KHR: u32 = 4456;
     let val = spirv_val();
     let mut checked = 0;
     for shader in staged_family().filter(|s| s.retyped()) {
-        for checks in [false, true] {
-            let what = format!("shaders/{} ({shader:?}, checks {checks})", shader.file_name());
-            let compiled = batchscope::backend::gpu::retype::compile(&shader.source(), checks)
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let words = &compiled.words;
-            // (opcode, operands) of every instruction after the header.
-            let mut instrs = Vec::new();
-            let mut at = 5;
-            while at < words.len() {
-                let len = (words[at] >> 16) as usize;
-                instrs.push((words[at] & 0xffff, &words[at + 1..at + len]));
-                at += len;
+        let (module, _) = module_of(shader);
+        for ep in &module.entry_points {
+            for checks in [false, true] {
+                let what =
+                    format!("shaders/{} ({shader:?}) {}, checks {checks}", shader.file_name(), ep.name);
+                let opts = Options { checks, zero_init_workgroup: checks };
+                let compiled =
+                    compile(&shader.source(), &ep.name, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(compiled.workgroup_size, ep.workgroup_size, "{what}");
+                let words = &compiled.words;
+                // (opcode, operands) of every instruction after the header.
+                let mut instrs = Vec::new();
+                let mut at = 5;
+                while at < words.len() {
+                    let len = (words[at] >> 16) as usize;
+                    instrs.push((words[at] & 0xffff, &words[at + 1..at + len]));
+                    at += len;
+                }
+                let float = |width: u32| {
+                    instrs
+                        .iter()
+                        .find(|(op, o)| *op == OP_TYPE_FLOAT && o[1] == width)
+                        .map(|(_, o)| o[0])
+                };
+                let (f16, f32) = (float(16).expect("an f16 type"), float(32).expect("an f32 type"));
+                let coop: Vec<u32> = instrs
+                    .iter()
+                    .filter(|(op, _)| *op == OP_TYPE_COOPERATIVE_MATRIX_KHR)
+                    .map(|(_, o)| o[1])
+                    .collect();
+                assert_eq!(
+                    coop.iter().filter(|&&c| c == f16).count(),
+                    2,
+                    "{what}: A and B f16: {coop:?}"
+                );
+                assert!(
+                    coop.iter().filter(|&&c| c != f16).all(|&c| c == f32),
+                    "{what}: C f32: {coop:?}"
+                );
+                let entries = instrs.iter().filter(|(op, _)| *op == OP_ENTRY_POINT).count();
+                assert_eq!(entries, 1, "{what}: one entry point per module, as wgpu writes them");
+                if let Some(val) = &val {
+                    validate(val, compiled.words, &what, checked);
+                }
+                checked += 1;
             }
-            let float = |width: u32| {
-                instrs.iter().find(|(op, o)| *op == OP_TYPE_FLOAT && o[1] == width).map(|(_, o)| o[0])
-            };
-            let (f16, f32) = (float(16).expect("an f16 type"), float(32).expect("an f32 type"));
-            let coop: Vec<u32> = instrs
-                .iter()
-                .filter(|(op, _)| *op == OP_TYPE_COOPERATIVE_MATRIX_KHR)
-                .map(|(_, o)| o[1])
-                .collect();
-            assert_eq!(coop.iter().filter(|&&c| c == f16).count(), 2, "{what}: A and B f16: {coop:?}");
-            assert!(coop.iter().filter(|&&c| c != f16).all(|&c| c == f32), "{what}: C f32: {coop:?}");
-            let (module, _) = module_of(shader);
-            let names: Vec<&str> = compiled.entry_points.iter().map(|(n, _)| n.as_str()).collect();
-            assert!(module.entry_points.iter().all(|ep| names.contains(&ep.name.as_str())), "{what}");
-            if let Some(val) = &val {
-                validate(val, compiled.words, &what, checked);
-            }
-            checked += 1;
         }
     }
-    assert_eq!(checked, 2 * 4, "matmul_coop and the staged kernel, 16x16 and 8x8, checks on and off");
+    // matmul_coop.wgsl's 7 entry points and the staged kernel's 2, in 16x16 and 8x8 tiles.
+    assert_eq!(checked, 2 * 2 * (7 + 2), "entry points, tiles, checks on and off");
     match val {
         Some(v) => println!("spirv-val ok ({}): {checked} retyped modules", v.display()),
         None => println!("{checked} retyped modules generated; not validated: no BATCHSCOPE_SPIRV_VAL"),

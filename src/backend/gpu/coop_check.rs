@@ -68,12 +68,15 @@ fn find_verdict(dev: &GpuDevice, kernel: HalfKernel) -> Verdict {
     let Some(block) = kernel.coop_block() else {
         return Verdict::CannotRun("not a cooperative kernel".into());
     };
-    let missing = block.width().features() - dev.ctx.features;
+    let width = block.width();
+    let missing: Vec<&str> =
+        (width.features() - dev.ctx.features).iter_names().map(|(n, _)| n).collect();
     if !missing.is_empty() {
-        return Verdict::CannotRun(format!(
-            "its {} loads need the device feature {missing:?}",
-            block.width().name()
-        ));
+        let (name, missing) = (width.name(), missing.join(" | "));
+        return Verdict::CannotRun(format!("its {name} loads need the device feature {missing}"));
+    }
+    if width.retyped() && dev.ctx.summary.backend != "Vulkan" {
+        return Verdict::CannotRun(format!("its {} loads are SPIR-V: Vulkan only", width.name()));
     }
     if !block.fits_on(&dev.ctx) {
         return Verdict::CannotRun("its workgroup exceeds the adapter's limits".into());

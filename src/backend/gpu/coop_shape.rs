@@ -41,8 +41,8 @@ pub const SHAPE_8: CoopShape = CoopShape { tile: 8, subgroup: 8 };
 pub enum LoadWidth {
     /// `f16`: the form the H200 measured on 2026-12-04.
     Halves,
-    /// `vec4<f16>`: indices and strides in units of 4 halves (every tile origin and stride is a
-    /// multiple of the tile side, so of 4).
+    /// `vec4<f16>`: indices and strides in units of 4 halves (every tile origin and stride, the
+    /// staged kernel's padded rows included, is a multiple of 8 halves).
     Vec4,
     /// 8 halves, 16 bytes: `vec4<f32>` in the WGSL, with `f32` A and B tiles that the SPIR-V
     /// retype makes f16 ([`super::retype`]); indices and strides in units of 8 halves (tile

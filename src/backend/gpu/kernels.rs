@@ -100,6 +100,15 @@ impl Shader {
         }
     }
 
+    /// Whether every workgroup-memory element the module's kernels read was written by the
+    /// workgroup first (or it has none), so that WGSL's zero-initialisation is skipped: the
+    /// cooperative kernels (the staged one stages every non-padding element of a slice, zeros
+    /// past the matrix included, before the barrier that precedes its tile loads, and never
+    /// reads the rows' padding; `StagedCfg::loads_fit`).
+    pub fn writes_workgroup_memory_before_reading(self) -> bool {
+        matches!(self, Shader::MatmulCoop(..) | Shader::MatmulCoopStaged(_))
+    }
+
     /// The family name: `matmul`, `elementwise`, `act`, ...
     pub fn family(self) -> &'static str {
         match self {

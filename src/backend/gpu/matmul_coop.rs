@@ -68,10 +68,13 @@ impl CoopBlock {
     }
 
     /// Whether this device's limits admit the block's workgroup in its tiles ([`coop_shape`];
-    /// 16x16 where it has none) and it has the features of the block's load width.
+    /// 16x16 where it has none) and it has the features of the block's load width (the
+    /// retyped 16-byte loads are SPIR-V: Vulkan only).
     pub fn fits_on(self, ctx: &GpuContext) -> bool {
+        let width = self.width();
         self.fits_at(coop_shape(ctx).unwrap_or(SHAPE_16), &ctx.limits)
-            && ctx.features.contains(self.width().features())
+            && ctx.features.contains(width.features())
+            && (!width.retyped() || ctx.summary.backend == "Vulkan")
     }
 }
 

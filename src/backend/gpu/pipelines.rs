@@ -12,7 +12,13 @@
 //! depth; every loop of every kernel is bounded by its parameter block.
 //!
 //! batchscope compiles its own kernels as **trusted modules** (`create_shader_module_trusted`)
-//! without the index clamps and loop counters, keeping the integer-division guards. Every kernel
+//! without the index clamps and loop counters, keeping the integer-division guards. The
+//! tensor-core kernels with 16-byte tile loads are compiled by naga here with the same choices,
+//! their SPIR-V retyped and passed through to the driver (`super::retype`).
+//!
+//! **Workgroup memory** is zero-initialised at each workgroup's start (WGSL's rule) but in the
+//! kernels that write every element they read first ([`Shader::writes_workgroup_memory_before_reading`]:
+//! the cooperative ones), where it would only cost time. Every kernel
 //! is tested in that form against its CPU twin on ragged shapes, and tests/shader_checks.rs runs
 //! the training steps, the products and the curvature kernels with and without the checks and
 //! requires the same bits. `BATCHSCOPE_SHADER_CHECKS=1` (or [`GpuBackend::set_shader_checks`])
@@ -34,7 +40,9 @@ pub(super) struct Pipeline {
 
 /// Modules and pipelines, created once each on first use.
 pub(super) struct PipelineCache {
-    modules: RefCell<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
+    /// By shader and, for a retyped one (compiled per entry point, as wgpu compiles every
+    /// module on Vulkan), its entry point; `""` for the others.
+    modules: RefCell<HashMap<(Shader, &'static str), Arc<wgpu::ShaderModule>>>,
     pipelines: RefCell<HashMap<(&'static str, u32), Arc<Pipeline>>>,
     /// Whether modules are compiled with wgpu's runtime checks (see the module header).
     checks: Cell<bool>,
@@ -101,7 +109,7 @@ impl PipelineCache {
         if let Some(p) = self.pipelines.borrow().get(&(k.name, k.spec)) {
             return Ok(p.clone());
         }
-        let module = self.module(device, k.shader)?;
+        let module = self.module(device, k.shader, k.entry)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(k.name),
@@ -121,7 +129,7 @@ impl PipelineCache {
             entry_point: Some(k.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants: if k.spec == 0 { &[] } else { &constants },
-                ..Default::default()
+                zero_initialize_workgroup_memory: !k.shader.writes_workgroup_memory_before_reading(),
             },
             cache: None,
         });
@@ -136,8 +144,14 @@ impl PipelineCache {
         Ok(p)
     }
 
-    fn module(&self, device: &wgpu::Device, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
-        if let Some(m) = self.modules.borrow().get(&shader) {
+    fn module(
+        &self,
+        device: &wgpu::Device,
+        shader: Shader,
+        entry: &'static str,
+    ) -> Result<Arc<wgpu::ShaderModule>> {
+        let key = (shader, if shader.retyped() { entry } else { "" });
+        if let Some(m) = self.modules.borrow().get(&key) {
             return Ok(m.clone());
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -147,7 +161,7 @@ impl PipelineCache {
             source: wgpu::ShaderSource::Wgsl(shader.source().into()),
         };
         let module = match (shader.retyped(), self.checks.get()) {
-            (true, checks) => retyped_module(device, &label, &shader.source(), checks)?,
+            (true, checks) => retyped_module(device, &label, shader, entry, checks)?,
             (false, true) => device.create_shader_module(desc),
             // SAFETY: batchscope's kernels index workgroup and private arrays in bounds and
             // bound every loop by their parameter blocks (module header); storage accesses stay
@@ -163,38 +177,44 @@ impl PipelineCache {
             });
         }
         let module = Arc::new(module);
-        self.modules.borrow_mut().insert(shader, module.clone());
+        self.modules.borrow_mut().insert(key, module.clone());
         Ok(module)
     }
 }
 
-/// A module whose SPIR-V is retyped (`super::retype`), compiled by naga here as wgpu would
-/// (with or without its runtime `checks`) and handed to the driver as a passthrough module.
+/// The module of `shader`'s entry point `entry` with its SPIR-V retyped (`super::retype`),
+/// compiled by naga here as wgpu compiles a module on Vulkan (one entry point per module, with
+/// or without its runtime `checks`) and handed to the driver as a passthrough module.
 fn retyped_module(
     device: &wgpu::Device,
     label: &str,
-    source: &str,
+    shader: Shader,
+    entry: &str,
     checks: bool,
 ) -> Result<wgpu::ShaderModule> {
     let invalid =
-        |message: String| BackendError::Validation { what: format!("shaders/{label}"), message };
+        |message: String| BackendError::Validation { what: format!("shaders/{label} {entry}"), message };
     if !device.features().contains(wgpu::Features::PASSTHROUGH_SHADERS) {
         return Err(invalid(
             "its 16-byte tile loads need the device feature PASSTHROUGH_SHADERS".into(),
         ));
     }
-    let compiled = super::retype::compile(source, checks).map_err(invalid)?;
-    let entry_points: Vec<wgpu::PassthroughShaderEntryPoint> = compiled
-        .entry_points
-        .iter()
-        .map(|(name, [x, y, z])| wgpu::PassthroughShaderEntryPoint {
-            name: name.as_str().into(),
-            workgroup_size: (*x, *y, *z),
-        })
-        .collect();
+    let options = super::retype::Options {
+        checks,
+        zero_init_workgroup: !shader.writes_workgroup_memory_before_reading(),
+    };
+    let compiled = super::retype::compile(&shader.source(), entry, options).map_err(invalid)?;
+    let entry_points = [wgpu::PassthroughShaderEntryPoint {
+        name: entry.into(),
+        workgroup_size: (
+            compiled.workgroup_size[0],
+            compiled.workgroup_size[1],
+            compiled.workgroup_size[2],
+        ),
+    }];
     let desc = wgpu::ShaderModuleDescriptorPassthrough {
         label: Some(label),
-        entry_points: entry_points.into(),
+        entry_points: entry_points.as_slice().into(),
         spirv: Some(compiled.words.as_slice().into()),
         ..Default::default()
     };

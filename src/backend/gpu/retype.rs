@@ -8,7 +8,8 @@
 //! wants matrices of floats, so WGSL cannot say "an f16 tile from 16-byte elements". The
 //! `Vec8` modules therefore say "an f32 tile from `vec4<f32>` elements": TileA and TileB are
 //! `coop_matTxT<f32, A|B>` in the WGSL, every index and stride counted in 8 halves. This module
-//! compiles such a module with naga as wgpu would for a trusted module, then [`retype_ab_to_f16`]
+//! compiles each entry point of such a module with naga as wgpu's Vulkan backend would (one entry
+//! point per module, a trusted module's checks unless asked), then [`retype_ab_to_f16`]
 //! changes one operand of each A and B matrix type declaration, its component type, from f32 to
 //! f16. Every tile load then reads an f16 tile through a 16-byte pointer and every multiply-add
 //! is f16 x f16 + f32: the kernel the WGSL means. The accumulators (use C) stay f32. The words go
@@ -32,17 +33,29 @@ const USE_B: u32 = 1;
 /// Words of the module header before the first instruction.
 const HEADER: usize = 5;
 
-/// A compiled module: its SPIR-V words and each entry point's name and workgroup size.
-pub struct Compiled {
-    pub words: Vec<u32>,
-    pub entry_points: Vec<(String, [u32; 3])>,
+/// How a module is compiled.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// wgpu's runtime checks (index clamps, loop counters, storage clamps) as
+    /// `BATCHSCOPE_SHADER_CHECKS=1` asks; otherwise a trusted module's choices.
+    pub checks: bool,
+    /// Zero-initialise workgroup memory at the workgroup's start (WGSL's rule; off where the
+    /// kernels write every element they read first, as for the other modules' pipelines).
+    pub zero_init_workgroup: bool,
 }
 
-/// The SPIR-V of WGSL `source` (a [`LoadWidth::Vec8`] module) with its A and B tiles retyped to
-/// f16, compiled with wgpu's index clamps and loop counters (`checks`) or without them (a
-/// trusted module), integer-division guards kept; every entry point in one module, as wgpu's
-/// Vulkan backend writes a module without overrides. `Err` says why, in one line.
-pub fn compile(source: &str, checks: bool) -> Result<Compiled, String> {
+/// One entry point's module: its SPIR-V words and its workgroup size.
+pub struct Compiled {
+    pub words: Vec<u32>,
+    pub workgroup_size: [u32; 3],
+}
+
+/// The SPIR-V of entry point `entry` of WGSL `source` (a `LoadWidth::Vec8` module) with its A
+/// and B tiles retyped to f16. One entry point per module, as wgpu's Vulkan backend writes every
+/// module; integer-division guards kept. `Err` says why, in one line.
+pub fn compile(source: &str, entry: &str, opts: Options) -> Result<Compiled, String> {
+    use naga::back::spv;
+    use naga::proc::BoundsCheckPolicy::{Restrict, Unchecked};
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
@@ -50,31 +63,41 @@ pub fn compile(source: &str, checks: bool) -> Result<Compiled, String> {
     )
     .validate(&module)
     .map_err(|e| e.emit_to_string(source))?;
-    let policy = match checks {
-        true => naga::proc::BoundsCheckPolicy::Restrict,
-        false => naga::proc::BoundsCheckPolicy::Unchecked,
-    };
-    let options = naga::back::spv::Options {
+    let workgroup_size = module
+        .entry_points
+        .iter()
+        .find(|ep| ep.name == entry && ep.stage == naga::ShaderStage::Compute)
+        .map(|ep| ep.workgroup_size)
+        .ok_or_else(|| format!("no compute entry point `{entry}`"))?;
+    // wgpu's choices: index clamps with the checks, none in a trusted module; storage clamps with
+    // the checks (wgpu drops them only where robustBufferAccess2 bounds storage accesses).
+    let policy = if opts.checks { Restrict } else { Unchecked };
+    let options = spv::Options {
         // SPIR-V 1.5: Vulkan 1.2 and later, which every driver with VK_KHR_cooperative_matrix
-        // that batchscope runs on is.
+        // that batchscope runs on is (wgpu writes 1.6 for Vulkan 1.3; nothing here differs).
         lang_version: (1, 5),
-        flags: naga::back::spv::WriterFlags::empty(),
+        flags: spv::WriterFlags::empty(),
         bounds_check_policies: naga::proc::BoundsCheckPolicies {
             index: policy,
-            // Storage accesses stay bounded by the device's robust buffer access.
-            buffer: naga::proc::BoundsCheckPolicy::Unchecked,
+            buffer: policy,
             image_load: policy,
-            binding_array: naga::proc::BoundsCheckPolicy::Unchecked,
+            binding_array: Unchecked,
         },
-        force_loop_bounding: checks,
-        ..naga::back::spv::Options::default()
+        zero_initialize_workgroup_memory: match opts.zero_init_workgroup {
+            true => spv::ZeroInitializeWorkgroupMemoryMode::Polyfill,
+            false => spv::ZeroInitializeWorkgroupMemoryMode::None,
+        },
+        force_loop_bounding: opts.checks,
+        ..spv::Options::default()
+    };
+    let pipeline = spv::PipelineOptions {
+        shader_stage: naga::ShaderStage::Compute,
+        entry_point: entry.to_string(),
     };
     let mut words =
-        naga::back::spv::write_vec(&module, &info, &options, None).map_err(|e| e.to_string())?;
+        spv::write_vec(&module, &info, &options, Some(&pipeline)).map_err(|e| e.to_string())?;
     retype_ab_to_f16(&mut words)?;
-    let entry_points =
-        module.entry_points.iter().map(|ep| (ep.name.clone(), ep.workgroup_size)).collect();
-    Ok(Compiled { words, entry_points })
+    Ok(Compiled { words, workgroup_size })
 }
 
 /// One instruction: where it starts in the words, its opcode and its word count.
@@ -110,7 +133,7 @@ fn instructions(words: &[u32]) -> Result<Vec<Instruction>, String> {
 pub fn retype_ab_to_f16(words: &mut Vec<u32>) -> Result<usize, String> {
     let instrs = instructions(words)?;
     let float_of = |width: u32| {
-        instrs.iter().find(|i| i.op == OP_TYPE_FLOAT && i.len >= 3 && words[i.at + 2] == width)
+        instrs.iter().find(|i| i.op == OP_TYPE_FLOAT && i.len == 3 && words[i.at + 2] == width)
     };
     let f32_id = float_of(32).map(|i| words[i.at + 1]).ok_or("the module declares no f32 type")?;
     let f16 = float_of(16).copied();
@@ -130,14 +153,34 @@ pub fn retype_ab_to_f16(words: &mut Vec<u32>) -> Result<usize, String> {
             })
             .map(|i| words[i.at + 3])
     };
-    let targets: Vec<usize> = instrs
-        .iter()
-        .filter(|i| i.op == OP_TYPE_COOPERATIVE_MATRIX_KHR && i.len == 7)
-        .filter(|i| {
-            words[i.at + 2] == f32_id && matches!(constant(words[i.at + 6]), Some(USE_A | USE_B))
-        })
-        .map(|i| i.at)
-        .collect();
+    // The A and B types of f32 (a use that is no constant is an error: it cannot be told), and
+    // no f16 type of the same scope, shape and use already (it would be declared twice).
+    let coop: Vec<&Instruction> =
+        instrs.iter().filter(|i| i.op == OP_TYPE_COOPERATIVE_MATRIX_KHR && i.len == 7).collect();
+    let values = |i: &Instruction| (3..7).map(|k| constant(words[i.at + k])).collect::<Vec<_>>();
+    let mut targets = Vec::new();
+    for i in coop.iter().filter(|i| words[i.at + 2] == f32_id) {
+        match constant(words[i.at + 6]) {
+            Some(USE_A | USE_B) => targets.push(i.at),
+            Some(_) => {}
+            None => {
+                return Err(format!(
+                    "cooperative matrix type %{}: its use is no constant",
+                    words[i.at + 1]
+                ))
+            }
+        }
+    }
+    if let Some(f16_id) = f16.map(|i| words[i.at + 1]) {
+        let taken: Vec<Vec<Option<u32>>> =
+            coop.iter().filter(|i| words[i.at + 2] == f16_id).map(|i| values(i)).collect();
+        let twice = coop.iter().filter(|i| targets.contains(&i.at)).any(|i| taken.contains(&values(i)));
+        if twice {
+            return Err(
+                "the module already declares an f16 tile of a retyped tile's shape and use".into()
+            );
+        }
+    }
     let first_coop = instrs
         .iter()
         .find(|i| i.op == OP_TYPE_COOPERATIVE_MATRIX_KHR)
@@ -227,7 +270,8 @@ mod tests {
             ["", "const H: f16 = 1.0h;\n@group(0) @binding(2) var<storage, read_write> h: array<f16>;"]
         {
             let src = module(extra);
-            let compiled = compile(&src, false).expect("compiles");
+            let opts = Options { checks: false, zero_init_workgroup: true };
+            let compiled = compile(&src, "main", opts).expect("compiles");
             let words = &compiled.words;
             let (coop, f16) = coop_components(words);
             let f16 = f16.expect("an f16 type after the retype");
@@ -243,7 +287,7 @@ mod tests {
             assert!(instrs
                 .iter()
                 .any(|i| i.op == OP_CAPABILITY && words[i.at + 1] == CAPABILITY_FLOAT16));
-            assert_eq!(compiled.entry_points, vec![("main".to_string(), [32, 1, 1])]);
+            assert_eq!(compiled.workgroup_size, [32, 1, 1]);
         }
     }
 
@@ -311,8 +355,30 @@ mod tests {
     fn modules_without_f32_tiles_are_refused() {
         let src = module("").replace("<f32, A>", "<f16, A>").replace("<f32, B>", "<f16, B>");
         let src = src.replace("array<vec4<f32>>", "array<vec4<f16>>");
-        let why = compile(&src, false).err().expect("nothing to retype");
+        let opts = Options { checks: false, zero_init_workgroup: false };
+        let why = compile(&src, "main", opts).err().expect("nothing to retype");
         assert!(why.contains("no f32 A or B cooperative matrix type"), "{why}");
+        assert!(compile(&module(""), "other", opts).err().expect("no such entry").contains("`other`"));
         assert!(retype_ab_to_f16(&mut vec![1, 2, 3]).unwrap_err().contains("not a SPIR-V module"));
+    }
+
+    #[test]
+    fn tiles_that_cannot_be_told_or_would_be_declared_twice_are_refused() {
+        // A use that is no constant.
+        let mut w = hand_made(false, true);
+        let at = instructions(&w)
+            .unwrap()
+            .iter()
+            .find(|i| i.op == OP_TYPE_COOPERATIVE_MATRIX_KHR)
+            .unwrap()
+            .at;
+        w[at + 6] = 99;
+        let why = retype_ab_to_f16(&mut w).unwrap_err();
+        assert!(why.contains("%10: its use is no constant"), "{why}");
+        // An f16 A tile of the same shape declared already: after the retype it would be twice.
+        let mut w = hand_made(true, true);
+        w.extend([(7 << 16) | OP_TYPE_COOPERATIVE_MATRIX_KHR, 13, 19, 6, 7, 7, 3]);
+        let why = retype_ab_to_f16(&mut w).unwrap_err();
+        assert!(why.contains("already declares an f16 tile"), "{why}");
     }
 }

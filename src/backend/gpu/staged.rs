@@ -23,8 +23,8 @@ use super::kernels::{Access, Kernel, Shader};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StagedCfg {
     pub shape: CoopShape,
-    /// The element of workgroup memory: how a load of 8 halves is stored (8 f16 stores, or 2
-    /// vec4<f16> ones) and what the tile loads read.
+    /// The element of workgroup memory: how a load of 8 halves is stored (8 f16 stores, 2
+    /// vec4<f16> ones, or one of 16 bytes) and what the tile loads read.
     pub width: LoadWidth,
 }
 
