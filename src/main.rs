@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let result = rayon_threads_ok().and_then(|()| run(cli));
+    let result = rayon_threads_ok().and_then(|()| knobs_ok()).and_then(|()| run(cli));
     batchscope::report::run_lock::release_locks();
     match result {
         Ok(()) => match batchscope::train::interrupt::stopped_by() {
@@ -77,6 +77,19 @@ fn rayon_threads_ok() -> anyhow::Result<()> {
         anyhow::bail!(
             "RAYON_NUM_THREADS={n}: more than {MAX_THREADS_PER_CORE} threads per core stalls the CPU backend ({cores} cores here: give at most {max}, or unset it for one per core)"
         );
+    }
+    Ok(())
+}
+
+/// Every `BATCHSCOPE_*` variable known and well-formed (`backend::knobs`): a misspelled A/B
+/// switch used to be ignored, and the run timed the default. The set ones are named on stderr,
+/// so a log says what it measured.
+fn knobs_ok() -> anyhow::Result<()> {
+    batchscope::backend::knobs::check_environment()?;
+    let set = batchscope::backend::knobs::set_knobs();
+    if !set.is_empty() {
+        let list: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        eprintln!("environment: {}", list.join(" "));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `batchscope compare`: the same sweep on the GPU and the CPU backend, side by side, with the
 //! speedup and the crossover batch size.
 
-use super::output::{write_config, write_json};
+use super::output::{write_config, write_summary};
 use super::sweep::{row_cells, series_of, sweep_args, sweep_on, SWEEP_HEADER};
 use super::RunArgs;
 use crate::backend::cpu::CpuBackend;
@@ -96,7 +96,7 @@ pub fn compare(
         "gpu_rows": g.rows,
         "cpu_rows": c.rows,
     });
-    write_json(&dir.join("summary.json"), &summary)?;
+    write_summary(&dir, summary)?;
     line_plot(
         &dir.join("compare.svg"),
         &PlotSpec::new("GPU vs CPU throughput", "batch size", "examples/s").log2_x().log_y(),

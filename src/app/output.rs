@@ -18,3 +18,17 @@ pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, v: &T) -> anyhow::R
     write_atomic(path, text.as_bytes())?;
     Ok(())
 }
+
+/// Write a measuring command's `summary` (a JSON object) to `dir/summary.json`, with the
+/// batchscope variables of the environment that chose its kernels under `"environment"` (an
+/// empty object when none is set): the figures say what they measured.
+pub fn write_summary(dir: &Path, mut summary: serde_json::Value) -> anyhow::Result<()> {
+    if let Some(obj) = summary.as_object_mut() {
+        let env: serde_json::Map<String, serde_json::Value> = crate::backend::knobs::set_knobs()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect();
+        obj.insert("environment".into(), env.into());
+    }
+    write_json(&dir.join("summary.json"), &summary)
+}

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::output::write_summary;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::Config;
 use crate::profile::peaks::resolve;
@@ -146,8 +147,7 @@ fn profile_on<B: Profilable>(
         summary["precision"] = "f16".into();
         summary["peak_gflops_roof"] = roof.name().into();
     }
-    let text = serde_json::to_string_pretty(&summary).context("serialising summary")?;
-    write_atomic(&dir.join("summary.json"), text.as_bytes())?;
+    write_summary(dir, summary)?;
     println!("wrote: {}", dir.display());
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
-use super::output::{write_config, write_json};
+use super::output::{write_config, write_summary};
 use super::sweep_workers::{print_workers, sweep_workers};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::{check_worker_counts, Config};
@@ -79,7 +79,7 @@ pub fn sweep(
     if let (Some(s), Some(obj)) = (&scaling, summary.as_object_mut()) {
         obj.insert("data_parallel".into(), serde_json::to_value(s)?);
     }
-    write_json(&dir.join("summary.json"), &summary)?;
+    write_summary(&dir, summary)?;
     plots(&report, &points, policy, &dir)?;
     println!(
         "{} — model {:?}, peak {:.1} GFLOP/s ({})",

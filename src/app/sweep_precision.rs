@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::output::{write_config, write_json};
+use super::output::{write_config, write_summary};
 use super::sweep::{resolve_policy, row_cells, series_of, sweep_args, sweep_on, SWEEP_HEADER};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::Config;
@@ -61,9 +61,9 @@ pub(super) fn sweep_precisions(
         }));
     }
     let first = swept[0].1;
-    write_json(
-        &dir.join("summary.json"),
-        &serde_json::json!({
+    write_summary(
+        &dir,
+        serde_json::json!({
             "command": "sweep",
             "backend": first.backend,
             "device": first.device,

@@ -6,7 +6,7 @@
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::output::{write_config, write_json};
+use super::output::{write_config, write_summary};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::TIME_TO_TARGET_DEFAULT_TOML;
 use crate::config::{BatchSize, Config};
@@ -203,7 +203,7 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         "measured_best_batch": best_measured,
         "rows": rows,
     });
-    write_json(&dir.join("summary.json"), &summary)?;
+    write_summary(&dir, summary)?;
     line_plot(
         &dir.join("time_to_target.svg"),
         &PlotSpec::new(

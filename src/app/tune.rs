@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::backend::open_gpu;
-use super::output::write_json;
+use super::output::write_summary;
 use super::RunArgs;
 use crate::backend::gpu::autotune::cache::{default_path, foreign, AutotuneError, ShapeKey};
 use crate::backend::gpu::autotune::shapes::mlp_step_gemms;
@@ -182,5 +182,5 @@ fn write_outputs(
         "batches": batches,
         "shapes": shapes,
     });
-    write_json(&dir.join("summary.json"), &summary)
+    write_summary(dir, summary)
 }

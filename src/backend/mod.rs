@@ -20,6 +20,7 @@ pub mod global_norm;
 pub mod gpu;
 pub mod half;
 pub mod half_epilogue;
+pub mod knobs;
 pub mod layer_step;
 pub mod linear_xent;
 pub mod rng;

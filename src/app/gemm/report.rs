@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::args::precision_name;
 use super::{Measured, Peaks, CSV_HEADER};
-use crate::app::output::write_json;
+use crate::app::output::write_summary;
 use crate::backend::gpu::GpuBackend;
 use crate::backend::Backend;
 use crate::report::csv::{write_csv, Cell};
@@ -153,7 +153,7 @@ pub(super) fn write_outputs(
         "products": products,
         "ceilings": extra.ceilings,
     });
-    write_json(&dir.join("summary.json"), &summary)
+    write_summary(dir, summary)
 }
 
 /// `gemm.svg`: TFLOP/s of the fastest kernel against the size n of the square products, a line

@@ -284,7 +284,7 @@ impl HalfKernel {
 /// keeps every product on the packed kernel (A/B timing, or a device where coop misbehaves).
 pub fn coop_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP").map_or(true, |v| v != "0"))
+    *ON.get_or_init(|| super::choices::switch("BATCHSCOPE_COOP", true))
 }
 
 /// Whether the 64x64 cooperative kernel is an autotune candidate: `BATCHSCOPE_COOP64=0` leaves
@@ -292,7 +292,7 @@ pub fn coop_enabled() -> bool {
 /// [`coop_kernel_for`]).
 pub fn coop64_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP64").map_or(true, |v| v != "0"))
+    *ON.get_or_init(|| !matches!(std::env::var("BATCHSCOPE_COOP64").as_deref(), Ok("0")))
 }
 
 /// Rows of C from which, with a depth of at least [`STAGED_MIN_K`], [`coop_kernel_for`] takes

@@ -48,7 +48,7 @@ pub fn split_count(
 
 pub(super) fn splitk_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("BATCHSCOPE_SPLITK").map_or(true, |v| v != "0"))
+    *ON.get_or_init(|| super::super::choices::switch("BATCHSCOPE_SPLITK", true))
 }
 
 /// The grid of `launch` for `g` (column blocks, row blocks folded into y and z).
