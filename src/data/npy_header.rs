@@ -63,6 +63,15 @@ pub(super) fn read_preamble(
     out.resize(total as usize, 0);
     read_exact(r, &mut out[lead.len() + width..], path, file_len)?;
     let text = &out[lead.len() + width..];
+    let depth = nesting_depth(text);
+    if depth > MAX_NESTING {
+        // npyz's parser of the Python literal takes time exponential in the nesting (20 levels
+        // of `[` in a 150-byte header: 13 s; 24: over a minute).
+        return Err(format(format!(
+            "the header nests brackets {depth} deep (at most {MAX_NESTING}; an array's header \
+             nests 2, a structured dtype's 4)"
+        )));
+    }
     if let Some(key) = repeated_key(text) {
         // The checks here read the first, the full parser keeps the last: one of each.
         return Err(format(format!("the header names '{key}' more than once")));
@@ -145,6 +154,39 @@ pub(super) fn scan_shape(text: &[u8]) -> Result<Option<Vec<u64>>, String> {
     }
 }
 
+/// The deepest nesting of brackets a header may have: the dict and the shape tuple nest 2, a
+/// structured dtype's list of fields with a subarray shape 4, one nested structured field 6.
+const MAX_NESTING: usize = 6;
+
+/// How deep `(`, `[` and `{` nest in `text`, outside quoted strings (either quote; a backslash
+/// escapes the next character in a string). Unbalanced closers are left to the full parser.
+fn nesting_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut quote, mut escaped) = (0usize, 0usize, None, false);
+    for &c in text {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == b'\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'(' | b'[' | b'{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    deepest
+}
+
 /// The first of the header's keys that `text` names more than once (either quote).
 fn repeated_key(text: &[u8]) -> Option<&'static str> {
     ["descr", "fortran_order", "shape"].into_iter().find(|key| {
@@ -185,6 +227,17 @@ mod tests {
         assert_eq!(repeated_key(b"{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }"), None);
         assert_eq!(repeated_key(b"{'shape': (1,), 'descr': '<f4', 'shape': (9, 9)}"), Some("shape"));
         assert_eq!(repeated_key(b"{'descr': '<f4', \"descr\": '<f8'}"), Some("descr"));
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings() {
+        let d = |t: &str| nesting_depth(t.as_bytes());
+        assert_eq!(d("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }"), 2);
+        assert_eq!(d("{'descr': [('a', '<f4', (2,))], 'shape': (3,)}"), 4);
+        assert_eq!(d("{'descr': '((((([[[[', 'shape': (3,)}"), 2, "inside a string");
+        assert_eq!(d("{'descr': 'it\\'s ((((', 'shape': (3,)}"), 2, "an escaped quote");
+        assert_eq!(d(&format!("{{'x': {}{}}}", "[".repeat(24), "]".repeat(24))), 25);
+        assert_eq!(d("}}}{"), 1);
     }
 
     #[test]
