@@ -286,6 +286,31 @@ fn a_checkpoint_with_layers_the_model_lacks_is_refused_by_name() {
     let o = train_cpu(&tiny, &["--init", s(&deeper), "--out", s(&out)]);
     assert_clean_error(&o, &["layers.7.bias"]);
     assert!(!out.exists());
+    // Any other tensor a batchscope checkpoint (checksum and all) holds beside the model's and
+    // their optimizer state is refused by name too, by every command that loads one (these were
+    // ignored: only `layers.<i>.weight|bias` names were checked).
+    let original = batchscope::checkpoint::load(&run_dir.join("last.safetensors")).expect("load");
+    for name in [
+        "zzz",
+        "layers.0.extra",
+        "layers.x.weight",
+        "layers.18446744073709551616.weight",
+        "optimizer.velocity.layers.9.weight",
+        "optimizer..layers.0.weight",
+    ] {
+        let mut ck = original.clone();
+        ck.push(name, vec![3], vec![0.0; 3]);
+        let crafted = d.join("crafted.safetensors");
+        batchscope::checkpoint::save(&crafted, &ck).expect("save");
+        let out = d.join("crafted-init");
+        assert_clean_error(&train_cpu(&tiny, &["--init", s(&crafted), "--out", s(&out)]), &[name]);
+        assert!(!out.exists(), "{name}: a refused --init left its directory");
+        let out = d.join("crafted-curvature");
+        let args = ["curvature", "--backend", "cpu", "--quiet", "--config", s(&tiny)];
+        let o = run(&[&args[..], &["--checkpoint", s(&crafted), "--out", s(&out)]].concat());
+        assert_clean_error(&o, &[name]);
+        assert!(!out.exists(), "{name}: a refused curvature left its directory");
+    }
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -527,12 +552,25 @@ fn resumed_counters_no_run_reaches_are_refused() {
     let last = run_dir.join("last.safetensors");
     let original = batchscope::checkpoint::load(&last).expect("checkpoint");
     let resume = || resume_cpu(&run_dir, "train.epochs=3");
+    for key in ["best_val_error", "best_step"] {
+        assert!(original.metadata.contains_key(key), "the tiny run evaluated: {key} recorded");
+    }
     let huge = (u64::MAX - 1).to_string();
     for (key, value, want) in [
         ("examples_seen", huge.as_str(), "past 2^53"),
         ("step", huge.as_str(), "past 2^53"),
         ("epoch", "9007199254740993", "past 2^53"),
         ("step_in_epoch", "1000", "an epoch has 8 steps"),
+        // The best and the clock: a crafted -1 or NaN best used to be kept (no evaluation beat
+        // it, best.safetensors stayed at its step), a malformed one dropped silently.
+        ("best_val_error", "-1", "no 0-1 error"),
+        ("best_val_error", "NaN", "no 0-1 error"),
+        ("best_val_error", "2", "no 0-1 error"),
+        ("best_val_error", "abc", "malformed"),
+        ("best_step", "abc", "malformed"),
+        ("best_step", "1000", "past `step`"),
+        ("elapsed_s", "NaN", "no duration"),
+        ("elapsed_s", "-1", "no duration"),
     ] {
         refused_with(&run_dir, &original, (key, value), &resume, &[key, want, "last.safetensors"]);
     }
@@ -946,5 +984,35 @@ fn resumes_of_older_runs_and_moved_data_go_on() {
     .expect("edit");
     let o = resume_cpu(&npy_run, "train.steps=4");
     assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `curvature --examples N` on streamed data is checked against the host's memory before the
+/// examples are generated (only the config's resident rows were: 10⁹ examples grew past 16 GB,
+/// and under `ulimit -v` aborted on a failed allocation); the refusal names the flag and leaves
+/// no directory.
+#[test]
+fn curvature_examples_past_the_host_are_refused_before_generating() {
+    let d = tmpdir("curvature-examples");
+    let tiny = tiny_at(&d, 16);
+    let out = d.join("out");
+    let o = run(&[
+        "curvature",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        s(&tiny),
+        "--set",
+        "data.mode=\"stream\"",
+        "--set",
+        "data.n_train=1000000000000",
+        "--examples",
+        "100000000000",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_error(&o, &["100000000000 examples", "host memory", "--examples"]);
+    assert!(!out.exists(), "a refused analysis left its directory");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -10,8 +10,8 @@ use super::output::write_config;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::Config;
 use crate::curvature::{
-    run_curvature, BatchSample, BatchSpread, CurvatureOptions, CurvatureReport, CurvatureSummary,
-    Density,
+    check_examples_fit, run_curvature, BatchSample, BatchSpread, CurvatureOptions, CurvatureReport,
+    CurvatureSummary, Density,
 };
 use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
@@ -63,6 +63,10 @@ pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions
     }
     if opts.examples == Some(0) {
         bail!("--examples must be ≥ 1");
+    }
+    if let Some(n) = opts.examples {
+        // Before the run directory: a request past the host's memory is the flag's error.
+        check_examples_fit(&cfg, n)?;
     }
     if let Some(p) = &opts.checkpoint {
         // Fail on a bad checkpoint before creating the run directory.

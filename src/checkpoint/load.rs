@@ -2,16 +2,17 @@
 
 use std::path::Path;
 
-use super::foreign::layer_index;
 use super::{Checkpoint, CheckpointError};
 use crate::backend::{Backend, BackendError};
 use crate::model::ParamSet;
 
 /// Overwrite `params` from a checkpoint's `prefix + name` tensors (shapes checked). `path` names
 /// the file the checkpoint came from; the error type is the caller's (`train::load_into` gives
-/// `TrainError`). Layer tensors under `prefix` that the model has no parameter for (a deeper
-/// model's `layers.7.weight`) are refused by name, like any other unexpected tensor: loading
-/// part of a checkpoint is never silent.
+/// `TrainError`). Tensors under `prefix` that the model has no parameter for (a deeper model's
+/// `layers.7.weight`, a `layers.0.extra`, a `zzz`) are refused by name, like any other
+/// unexpected tensor: loading part of a checkpoint is never silent. With no prefix, optimizer
+/// state (`optimizer.<state>.<parameter name>`, loaded under its own prefix or not at all) is
+/// the one other kind of tensor a checkpoint may hold.
 pub fn load_into<B: Backend, E: From<CheckpointError> + From<BackendError>>(
     b: &B,
     ck: &Checkpoint,
@@ -19,21 +20,44 @@ pub fn load_into<B: Backend, E: From<CheckpointError> + From<BackendError>>(
     prefix: &str,
     params: &mut ParamSet<B>,
 ) -> Result<(), E> {
-    let extra: Vec<String> = ck
-        .tensors
-        .iter()
-        .filter_map(|t| t.name.strip_prefix(prefix).map(|rest| (t, rest)))
-        .filter(|(_, rest)| layer_index(rest).is_some() && !params.names.iter().any(|n| n == rest))
-        .map(|(t, _)| t.name.clone())
-        .collect();
-    if !extra.is_empty() {
-        return Err(CheckpointError::Unexpected { path: path.to_path_buf(), names: extra }.into());
-    }
+    refuse_unexpected(ck, path, prefix, &params.names)?;
     for i in 0..params.tensors.len() {
         let name = format!("{prefix}{}", params.names[i]);
         let t = ck.expect_shape(&name, &params.shapes[i])?;
         b.write(&mut params.tensors[i], &t.data)?;
     }
-    let _ = path;
     Ok(())
+}
+
+/// Fails, naming them, when `ck` holds tensors under `prefix` that are none of `names` (the
+/// model's parameters), or with no prefix, optimizer state (`optimizer.<state>.<name>`) of
+/// none of them. Tensors under another prefix are left to the load of that prefix.
+pub fn refuse_unexpected(
+    ck: &Checkpoint,
+    path: &Path,
+    prefix: &str,
+    names: &[String],
+) -> Result<(), CheckpointError> {
+    let known = |name: &str| names.iter().any(|n| n == name);
+    let expected = |name: &str| match name.strip_prefix(prefix) {
+        Some(rest) if prefix.is_empty() && rest.starts_with("optimizer.") => {
+            optimizer_state(rest).is_some_and(known)
+        }
+        Some(rest) => known(rest),
+        None => true,
+    };
+    let extra: Vec<String> =
+        ck.tensors.iter().filter(|t| !expected(&t.name)).map(|t| t.name.clone()).collect();
+    match extra.is_empty() {
+        true => Ok(()),
+        false => Err(CheckpointError::Unexpected { path: path.to_path_buf(), names: extra }),
+    }
+}
+
+/// The parameter name of optimizer state `optimizer.<state>.<parameter name>` (a state name of
+/// letters, digits and `_`).
+fn optimizer_state(name: &str) -> Option<&str> {
+    let (state, param) = name.strip_prefix("optimizer.")?.split_once('.')?;
+    let word = !state.is_empty() && state.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    word.then_some(param)
 }

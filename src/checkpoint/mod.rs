@@ -33,7 +33,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use thiserror::Error;
 
 use crate::report::atomic::write_atomic_io;
-pub use load::load_into;
+pub use load::{load_into, refuse_unexpected};
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "batchscope-checkpoint-v1";

@@ -65,6 +65,7 @@ pub fn load_tensors(
     shapes: &[Vec<usize>],
 ) -> Result<Vec<Vec<f32>>, LandscapeError> {
     let ck = checkpoint::load(path)?;
+    checkpoint::refuse_unexpected(&ck, path, "", names)?;
     Ok(names
         .iter()
         .zip(shapes)

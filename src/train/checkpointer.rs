@@ -120,8 +120,8 @@ impl<B: Backend> Checkpointer<B> {
         prog.examples_seen = meta(&ck, "examples_seen", path)?;
         prog.evals_since_best = meta(&ck, "evals_since_best", path)?;
         prog.elapsed_s = meta(&ck, "elapsed_s", path)?;
-        prog.best_val_error = ck.metadata.get("best_val_error").and_then(|v| v.parse().ok());
-        prog.best_step = ck.metadata.get("best_step").and_then(|v| v.parse().ok());
+        prog.best_val_error = optional_meta(&ck, "best_val_error", path)?;
+        prog.best_step = optional_meta(&ck, "best_step", path)?;
         self.clip_base = meta(&ck, "clip_events", path)?;
         if self.best_path.exists() {
             let bk = checkpoint::load(&self.best_path)?;
@@ -332,6 +332,19 @@ fn meta<T: std::str::FromStr>(ck: &Checkpoint, key: &str, path: &Path) -> Result
             path.display()
         ))
     })
+}
+
+/// A metadata value a checkpoint may lack (a run with no evaluation yet has no best), but
+/// never holds malformed.
+fn optional_meta<T: std::str::FromStr>(
+    ck: &Checkpoint,
+    key: &str,
+    path: &Path,
+) -> Result<Option<T>, TrainError> {
+    match ck.metadata.get(key) {
+        None => Ok(None),
+        Some(_) => meta(ck, key, path).map(Some),
+    }
 }
 
 /// Overwrite `params` from a checkpoint's `prefix + name` tensors (shapes checked).

@@ -78,7 +78,7 @@ impl Plan {
             None if prog.step_in_epoch > prog.step => {
                 Some(format!("`step_in_epoch` = {} is past `step` = {}", prog.step_in_epoch, prog.step))
             }
-            None => None,
+            None => best_and_clock_problem(prog),
         };
         match problem {
             Some(why) => Err(TrainError::Setup(format!(
@@ -190,4 +190,24 @@ pub(super) fn stop_after_eval(
         return Some((reason, true));
     }
     None
+}
+
+/// What is wrong with a resumed checkpoint's best and clock, if anything: the best validation
+/// error is a 0-1 error, recorded with its step, at or before the checkpoint's step (a crafted
+/// -1 or NaN used to be kept, and no later evaluation beat it); the elapsed time a duration.
+fn best_and_clock_problem(prog: &Progress) -> Option<String> {
+    if !(prog.elapsed_s.is_finite() && prog.elapsed_s >= 0.0) {
+        return Some(format!("`elapsed_s` = {} is no duration in seconds", prog.elapsed_s));
+    }
+    match (prog.best_val_error, prog.best_step) {
+        (Some(e), _) if !(0.0..=1.0).contains(&e) => {
+            Some(format!("`best_val_error` = {e} is no 0-1 error (0 to 1)"))
+        }
+        (Some(_), Some(s)) if s > prog.step => {
+            Some(format!("`best_step` = {s} is past `step` = {}", prog.step))
+        }
+        (Some(_), None) => Some("`best_val_error` is recorded without `best_step`".to_string()),
+        (None, Some(_)) => Some("`best_step` is recorded without `best_val_error`".to_string()),
+        _ => None,
+    }
 }
