@@ -1016,3 +1016,18 @@ fn curvature_examples_past_the_host_are_refused_before_generating() {
     assert!(!out.exists(), "a refused analysis left its directory");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `noise` fits its slope over two sizes or more: `--max-n 1` is
+/// refused where its summary said `slope NaN`.
+#[test]
+fn noise_needs_two_minibatch_sizes() {
+    let d = tmpdir("noise-max-n");
+    let tiny = tiny_at(&d, 16);
+    let out = d.join("out");
+    let args = ["noise", "--backend", "cpu", "--quiet", "--config", s(&tiny), "--out", s(&out)];
+    assert_clean_error(&run(&[&args[..], &["--max-n", "1"]].concat()), &["--max-n", "at least 2"]);
+    assert!(!out.exists());
+    let o = run(&[&args[..], &["--max-n", "2", "--draws", "2"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -8,17 +8,21 @@ use anyhow::{bail, Context};
 
 use super::output::write_config;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
+use crate::backend::GenKind;
 use crate::config::Config;
+use crate::curvature::analysis::CHUNK_BUDGET_BYTES;
 use crate::curvature::{
-    check_examples_fit, run_curvature, BatchSample, BatchSpread, CurvatureOptions, CurvatureReport,
-    CurvatureSummary, Density,
+    run_curvature, BatchSample, BatchSpread, CurvatureOptions, CurvatureReport, CurvatureSummary,
+    Density,
 };
+use crate::data;
 use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, panels_plot, Panel, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::{fmt_sig, Table};
 use crate::schedule::admit;
+use crate::schedule::host_memory::{check_host, host_limit};
 use crate::train::checkpoint;
 
 /// The most random batches per `--batch` size and Lanczos runs for the density.
@@ -78,6 +82,26 @@ pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions
     print!("{}", terminal_summary(&s));
     println!("wrote:           {}", dir.display());
     Ok(())
+}
+
+/// Fails when `n` generated examples of `cfg`'s data cannot fit the host: they are generated
+/// on the host, then uploaded whole in chunks while the host copy lives (the CPU backend's
+/// buffers are host memory, and wgpu stages an upload there), with one chunk's workspace beside
+/// them. A streamed dataset's training rows are not checked when its run is configured:
+/// `--examples` is the analysis's own. (Files and resident data are checked with the config.)
+fn check_examples_fit(cfg: &Config, n: usize) -> anyhow::Result<()> {
+    let Some(spec) = data::gen_spec(&cfg.data) else {
+        return Ok(());
+    };
+    let label = if spec.kind == GenKind::LinearRegression { cfg.data_outputs() } else { 1 };
+    let words = (n as u128) * (spec.dim as u128 + label as u128);
+    let bytes = words * 4 * 2 + u128::from(CHUNK_BUDGET_BYTES);
+    let what = format!(
+        "the Hessian's {n} examples of {} features (on the host and in the backend's buffers)",
+        spec.dim
+    );
+    let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+    check_host(&what, bytes, host_limit()).map_err(|e| anyhow::anyhow!("{e} (--examples N for fewer)"))
 }
 
 /// The run directory, the analysis and its files.

@@ -30,6 +30,13 @@ pub fn noise(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyho
     if noise.draws > MAX_DRAWS {
         bail!("--draws {} is past {MAX_DRAWS} (each draw is a gradient per batch size)", noise.draws);
     }
+    if noise.max_n < 2 {
+        // One size gives no slope (it was NaN in the summary).
+        bail!(
+            "--max-n must be at least 2 (got {}): the slope is fit over sizes 1, 2, 4, …",
+            noise.max_n
+        );
+    }
     if let Some(p) = &noise.checkpoint {
         checkpoint::load(p)?;
     }

@@ -17,18 +17,17 @@ use super::{
     time_hvp_vs_grad, Counted, CurvatureError, Density, HutchinsonOptions, HvpOperator, PowerOptions,
     Result, Shifted, SlqOptions, SymOp,
 };
-use crate::backend::{Backend, GenKind};
+use crate::backend::Backend;
 use crate::checkpoint;
 use crate::config::{BatchSize, Config, DataMode};
 use crate::data::{self, Dataset};
 use crate::model::{Mlp, ParamSet};
 use crate::report::progress;
-use crate::schedule::host_memory::{check_host, host_limit};
 
 /// Without `--examples`, a streamed dataset is analysed on this many examples.
 const STREAM_DEFAULT_EXAMPLES: usize = 65_536;
 /// Device memory for one chunk's forward and R workspaces.
-pub(super) const CHUNK_BUDGET_BYTES: u64 = 64 << 20;
+pub const CHUNK_BUDGET_BYTES: u64 = 64 << 20;
 /// Grid points of the density.
 const DENSITY_POINTS: usize = 400;
 /// Gaussian width of the density, as a fraction of the spectrum's span.
@@ -303,27 +302,6 @@ pub fn run_curvature<B: Backend>(
 
 /// The examples the Hessian averages over: the first N training examples (`--examples`, or all
 /// of them within the work budget of `budget_examples`, said in one line when it applies).
-/// Fails when `n` generated examples of `cfg`'s data cannot fit the host: they are generated
-/// on the host, then uploaded whole in chunks while the host copy lives (the CPU backend's
-/// buffers are host memory, and wgpu stages an upload there), with one chunk's workspace beside
-/// them. A streamed dataset's training rows are not checked when its run is configured:
-/// `--examples` is the analysis's own. (Files and resident data are checked with the config.)
-pub fn check_examples_fit(cfg: &Config, n: usize) -> Result<()> {
-    let Some(spec) = data::gen_spec(&cfg.data) else {
-        return Ok(());
-    };
-    let label = if spec.kind == GenKind::LinearRegression { cfg.data_outputs() } else { 1 };
-    let words = (n as u128) * (spec.dim as u128 + label as u128);
-    let bytes = words * 4 * 2 + u128::from(CHUNK_BUDGET_BYTES);
-    let what = format!(
-        "the Hessian's {n} examples of {} features (on the host and in the backend's buffers)",
-        spec.dim
-    );
-    let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
-    check_host(&what, bytes, host_limit())
-        .map_err(|e| CurvatureError::Setup(format!("{e} (--examples N for fewer)")))
-}
-
 fn curvature_data(
     cfg: &Config,
     examples: Option<usize>,
@@ -355,7 +333,6 @@ fn curvature_data(
                 }
                 None => budget(n_train),
             };
-            check_examples_fit(cfg, n)?;
             Ok(data::synth::generate_dataset(&spec, &data::gen_table(&cfg.data), 0, n)?)
         }
         None => {

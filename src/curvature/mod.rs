@@ -33,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::domain_error;
 
 pub use crate::stats::{dot, norm};
-pub use analysis::{check_examples_fit, run_curvature, CurvatureOptions, CurvatureReport};
+pub use analysis::{run_curvature, CurvatureOptions, CurvatureReport};
 pub use batches::{BatchSample, BatchSpread};
 
 pub use cg::{conjugate_gradient, CgResult};
