@@ -377,6 +377,14 @@ pub fn run_sweep_monitored<B: Timed>(
     run_sweep_at_peak(b, cfg, on_row, monitor, None)
 }
 
+/// Seconds that `steps` steps at `batch` are predicted to take from the last measured row: a
+/// step at 2B takes at most about twice as long as at B, so 2^j B past it predicts 2^j its
+/// slowest step (every skipped batch size after it is priced from it, not from its neighbour).
+fn predicted_seconds(last: &SweepRow, batch: usize, steps: f64) -> f64 {
+    let growth = batch as f64 / last.batch.max(1) as f64;
+    growth * last.ms_max * 1e-3 * steps
+}
+
 /// [`run_sweep_monitored`] against `peak` (GFLOP/s, where it came from) when given, else
 /// against [`measure_precision_peak`].
 pub fn run_sweep_at_peak<B: Timed>(
@@ -400,11 +408,10 @@ pub fn run_sweep_at_peak<B: Timed>(
     let start = Instant::now();
     let steps = (cfg.sweep.warmup_steps.max(1) + cfg.sweep.timed_steps) as f64;
     for batch in powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch) {
-        // A step at 2B takes at most about twice as long as at B: skip what would overrun.
-        let last_ms = rows.iter().rev().find(|r| r.skipped.is_none()).map(|r| r.ms_max);
+        let last = rows.iter().rev().find(|r| r.skipped.is_none());
         let budget = cfg.sweep.time_budget_s;
-        if let (true, Some(ms)) = (budget > 0.0, last_ms) {
-            let predicted = 2.0 * ms * 1e-3 * steps;
+        if let (true, Some(last)) = (budget > 0.0, last) {
+            let predicted = predicted_seconds(last, batch, steps);
             let left = budget - start.elapsed().as_secs_f64();
             if predicted > left {
                 let mut row = unmeasured_row(b, batch);
@@ -475,5 +482,18 @@ mod tests {
         }
         let full = sweep_at(1990.0);
         assert!(full.rows.iter().all(|r| !r.throttled));
+    }
+
+    /// Every batch size skipped past the budget is priced from the last measured one: 4 ms
+    /// steps at B = 64, 10 steps, predict 0.08 s at 128 and 0.32 s at 512 (each skipped row
+    /// said 0.08 s, whatever its B).
+    #[test]
+    fn skipped_batch_sizes_are_priced_by_their_distance_from_the_last_measured() {
+        let mut last = unmeasured_row(&CpuBackend::new(), 64);
+        last.ms_max = 4.0;
+        let at = |batch| predicted_seconds(&last, batch, 10.0);
+        assert!((at(128) - 0.08).abs() < 1e-12, "{}", at(128));
+        assert!((at(512) - 0.32).abs() < 1e-12, "{}", at(512));
+        assert!(at(1 << 40) > 1e8);
     }
 }
