@@ -1031,3 +1031,34 @@ fn noise_needs_two_minibatch_sizes() {
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `overlay` of a run killed while it wrote a record: its last line is cut short (no newline).
+/// The records before it are plotted and the line is named in a warning; blank lines are
+/// passed over; a malformed line anywhere else stays one error naming its line.
+#[test]
+fn overlay_plots_a_killed_runs_records_before_its_cut_line() {
+    let d = tmpdir("overlay-cut");
+    let run_dir = d.join("killed");
+    std::fs::create_dir_all(&run_dir).expect("mkdir");
+    let record =
+        |step: u64| format!("{{\"step\":{step},\"examples_seen\":{},\"val_error\":0.5}}\n", step * 64);
+    let whole = format!("{}\n{}", record(1), record(2));
+    let metrics = run_dir.join("metrics.jsonl");
+    std::fs::write(&metrics, format!("{whole}{{\"step\":3,\"exam")).expect("metrics");
+    let svg = d.join("cut.svg");
+    let o = bin().env("RUST_LOG", "warn").args(["overlay", s(&run_dir), "--out", s(&svg)]).output();
+    let o = o.expect("run batchscope");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("metrics.jsonl:4") && stderr(&o).contains("cut short"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(svg.is_file());
+    // The same line inside the file (followed by a newline and more records) is no cut.
+    std::fs::write(&metrics, format!("{whole}{{\"step\":3,\"exam\n{}", record(4))).expect("metrics");
+    let o = run(&["overlay", s(&run_dir), "--out", s(&d.join("mid.svg"))]);
+    assert_clean_error(&o, &["metrics.jsonl:4", "not JSON"]);
+    assert!(!d.join("mid.svg").exists());
+    let _ = std::fs::remove_dir_all(&d);
+}

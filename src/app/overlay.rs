@@ -31,9 +31,25 @@ pub fn overlay(
         let text = crate::bounded_read::read_to_string(&path, crate::report::jsonl::MAX_JSONL_BYTES)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let mut points = Vec::new();
+        let last = text.lines().count();
         for (n, line) in text.lines().enumerate() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value = match serde_json::from_str(line) {
+                Ok(v) => v,
+                // A run killed while it wrote a record leaves its last line cut short (no
+                // newline): the records before it are the run's, so they are plotted.
+                Err(_) if n + 1 == last && !text.ends_with('\n') => {
+                    log::warn!(
+                        "{}:{}: a last line cut short (killed while writing?) is left out",
+                        path.display(),
+                        n + 1
+                    );
+                    continue;
+                }
+                Err(e) => bail!("{}:{}: not JSON: {e}", path.display(), n + 1),
+            };
             let x = v.get("examples_seen").and_then(|x| x.as_f64());
             let y = v.get(field).and_then(|y| y.as_f64());
             if let (Some(x), Some(y)) = (x, y) {
