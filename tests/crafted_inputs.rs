@@ -19,11 +19,16 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run batchscope")
 }
 
-/// `train --backend cpu --quiet --config CONFIG` and `extra`.
-fn train_cpu(config: &Path, extra: &[&str]) -> Output {
-    let mut a = vec!["train", "--backend", "cpu", "--quiet", "--config", s(config)];
+/// `COMMAND --backend cpu --quiet --config CONFIG` and `extra`.
+fn on_cpu(command: &str, config: &Path, extra: &[&str]) -> Output {
+    let mut a = vec![command, "--backend", "cpu", "--quiet", "--config", s(config)];
     a.extend_from_slice(extra);
     run(&a)
+}
+
+/// `train --backend cpu --quiet --config CONFIG` and `extra`.
+fn train_cpu(config: &Path, extra: &[&str]) -> Output {
+    on_cpu("train", config, extra)
 }
 
 fn s(p: &Path) -> &str {
@@ -996,22 +1001,9 @@ fn curvature_examples_past_the_host_are_refused_before_generating() {
     let d = tmpdir("curvature-examples");
     let tiny = tiny_at(&d, 16);
     let out = d.join("out");
-    let o = run(&[
-        "curvature",
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--config",
-        s(&tiny),
-        "--set",
-        "data.mode=\"stream\"",
-        "--set",
-        "data.n_train=1000000000000",
-        "--examples",
-        "100000000000",
-        "--out",
-        s(&out),
-    ]);
+    let streamed = ["--set", "data.mode=\"stream\"", "--set", "data.n_train=1000000000000"];
+    let extra = [&streamed[..], &["--examples", "100000000000", "--out", s(&out)]].concat();
+    let o = on_cpu("curvature", &tiny, &extra);
     assert_clean_error(&o, &["100000000000 examples", "host memory", "--examples"]);
     assert!(!out.exists(), "a refused analysis left its directory");
     let _ = std::fs::remove_dir_all(&d);
@@ -1024,10 +1016,10 @@ fn noise_needs_two_minibatch_sizes() {
     let d = tmpdir("noise-max-n");
     let tiny = tiny_at(&d, 16);
     let out = d.join("out");
-    let args = ["noise", "--backend", "cpu", "--quiet", "--config", s(&tiny), "--out", s(&out)];
-    assert_clean_error(&run(&[&args[..], &["--max-n", "1"]].concat()), &["--max-n", "at least 2"]);
+    let o = on_cpu("noise", &tiny, &["--out", s(&out), "--max-n", "1"]);
+    assert_clean_error(&o, &["--max-n", "at least 2"]);
     assert!(!out.exists());
-    let o = run(&[&args[..], &["--max-n", "2", "--draws", "2"]].concat());
+    let o = on_cpu("noise", &tiny, &["--out", s(&out), "--max-n", "2", "--draws", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
