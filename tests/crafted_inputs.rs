@@ -1054,3 +1054,23 @@ fn overlay_plots_a_killed_runs_records_before_its_cut_line() {
     assert!(!d.join("mid.svg").exists());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// An out-of-range value is blamed on where it came from: the config file names the file,
+/// `--set` or a flag that sets the key (`--workers`) names the command line; it used to name
+/// the file for both, which holds no such line.
+#[test]
+fn an_invalid_value_names_the_file_or_the_command_line_that_gave_it() {
+    let d = tmpdir("invalid-origin");
+    let tiny = tiny_at(&d, 16);
+    let text = std::fs::read_to_string(&tiny).expect("config");
+    let negative = d.join("negative.toml");
+    std::fs::write(&negative, text.replacen("[train]\n", "[train]\nlr = -1.0\n", 1)).expect("config");
+    let o = train_cpu(&negative, &["--out", s(&d.join("a"))]);
+    assert_clean_error(&o, &["config", "negative.toml", "`train.lr`", "got -1"]);
+    let o = train_cpu(&tiny, &["--set", "train.lr=-1", "--out", s(&d.join("b"))]);
+    assert_clean_error(&o, &["`train.lr` set on the command line", "got -1"]);
+    assert!(!stderr(&o).contains("tiny.toml"), "{}", stderr(&o));
+    let o = train_cpu(&tiny, &["--workers", "0", "--out", s(&d.join("c"))]);
+    assert_clean_error(&o, &["`train.workers` set on the command line", "got 0"]);
+    let _ = std::fs::remove_dir_all(&d);
+}

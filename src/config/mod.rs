@@ -54,12 +54,27 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config {origin}: {message}")]
     Parse { origin: String, message: String },
-    #[error("config {origin}: `{key}` {message}")]
+    /// Named by where the value came from: the file, or the command line (`--set`, or a flag
+    /// that sets the key) when that gave the key its value.
+    #[error("{}", invalid_text(origin, key, message))]
     Invalid { origin: String, key: String, message: String },
     #[error("--set {arg}: {message}")]
     Override { arg: String, message: String },
     #[error("config {origin}: {message}")]
     TooLarge { origin: String, message: String },
+}
+
+/// The text of [`ConfigError::Invalid`]: `config FILE: `key` …` for a value the file holds,
+/// `` `key` set on the command line … `` for one `--set` (or a flag) gave, which no line of the
+/// file can fix. (Which keys were set is known on the thread that loaded the config, where its
+/// errors are reported; elsewhere the file is named.)
+fn invalid_text(origin: &str, key: &str, message: &str) -> String {
+    let keys: Vec<String> = key.split('.').map(str::to_string).collect();
+    if key.contains('.') && source_map::is_overridden(origin, &keys) {
+        format!("`{key}` set on the command line {message}")
+    } else {
+        format!("config {origin}: `{key}` {message}")
+    }
 }
 
 /// The config of `train`, `sweep`, `compare`, `noise`, `curvature`, `time-to-target` (and the
