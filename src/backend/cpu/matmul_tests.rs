@@ -1,15 +1,25 @@
 //! Unit tests of the matmul family: every kernel against the f64 triple loop, the shape table,
 //! and thread-count independence of the hand-written kernels.
 
-use super::matmul::{choose_with, matmul_naive, openblas, sgemm_with, Kernel, Machine};
+use super::matmul::{choose_with, matmul_naive, mkl, openblas, sgemm_with, Kernel, Machine};
 use super::tests::{assert_close, rand_vec, transpose, with_threads};
 use super::CpuBackend;
 use crate::backend::{Backend, BackendError, Gemm};
 
 /// The machines the shape table tells apart.
-const PLAIN: Machine = Machine { blas: false, wide_dot: false };
-const BLAS: Machine = Machine { blas: true, wide_dot: false };
-const WIDE_DOT: Machine = Machine { blas: false, wide_dot: true };
+const PLAIN: Machine = Machine::PLAIN;
+const BLAS: Machine = Machine { blas: true, ..Machine::PLAIN };
+const WIDE_DOT: Machine = Machine { wide_dot: true, ..Machine::PLAIN };
+const MKL: Machine = Machine { mkl: true, ..Machine::PLAIN };
+
+/// Whether `which` can run here (the two system libraries are loaded only where installed).
+fn loaded(which: Kernel) -> bool {
+    match which {
+        Kernel::OpenBlas => openblas::get().is_some(),
+        Kernel::Mkl => mkl::get().is_some(),
+        _ => true,
+    }
+}
 
 #[test]
 fn matmul_2x3_every_transpose() {
@@ -71,8 +81,7 @@ fn layout_for(which: Kernel, g: Gemm) -> Gemm {
 
 #[test]
 fn matmul_beta_zero_ignores_nan_and_empty_dims() {
-    for which in Kernel::ALL.into_iter().filter(|&w| w != Kernel::OpenBlas || openblas::get().is_some())
-    {
+    for which in Kernel::ALL.into_iter().filter(|&w| loaded(w)) {
         let (m, n, k) = (17, 65, 3);
         let g = layout_for(which, Gemm::nn(m, n, k));
         let (a, b) = (rand_vec(m * k, 1), rand_vec(k * n, 2));
@@ -166,12 +175,98 @@ fn matmul_table_with_the_wide_dot_takes_forward_products_to_128_rows() {
     for b in [1, 256, 4096] {
         assert_eq!(fwd(b, WIDE_DOT), Kernel::Gemm, "fwd B={b}");
     }
-    let both = Machine { blas: true, wide_dot: true };
+    let both = Machine { blas: true, wide_dot: true, mkl: false };
     assert_eq!(fwd(64, both), Kernel::OpenBlas);
     assert_eq!(fwd(32, both), Kernel::Dot);
     // Input and weight gradients are not dot products of rows.
     assert_eq!(choose_with(&Gemm::nn(64, 1024, 1024), WIDE_DOT), Kernel::Gemm);
     assert_eq!(choose_with(&Gemm::nn(1024, 784, 64).trans(true, false), WIDE_DOT), Kernel::Gemm);
+}
+
+/// With MKL every product of the MLP step moves to it but the tiny-batch weight gradients
+/// (the rows kernel, fused with the step) and the narrow output layer's forward product (dot).
+#[test]
+fn matmul_table_with_mkl_takes_every_product_but_the_fused_and_narrow_ones() {
+    for on in [MKL, Machine { blas: true, wide_dot: true, mkl: true }] {
+        let fwd = |b: usize| choose_with(&Gemm::nn(b, 1024, 784).trans(false, true), on);
+        let dw = |b: usize| choose_with(&Gemm::nn(1024, 784, b).trans(true, false), on);
+        let dx = |b: usize| choose_with(&Gemm::nn(b, 1024, 1024), on);
+        for b in [1, 2, 32, 64, 256, 4096] {
+            assert_eq!(fwd(b), Kernel::Mkl, "fwd B={b}");
+            assert_eq!(dx(b), Kernel::Mkl, "dX B={b}");
+        }
+        for b in [1, 4] {
+            assert_eq!(dw(b), Kernel::Rows, "dW B={b}");
+        }
+        for b in [5, 64, 4096] {
+            assert_eq!(dw(b), Kernel::Mkl, "dW B={b}");
+        }
+        for b in [32, 4096] {
+            assert_eq!(choose_with(&Gemm::nn(b, 10, 1024).trans(false, true), on), Kernel::Dot);
+        }
+        // The output layer's own weight gradient and input gradient go to MKL.
+        assert_eq!(choose_with(&Gemm::nn(10, 1024, 64).trans(true, false), on), Kernel::Mkl);
+        assert_eq!(choose_with(&Gemm::nn(64, 1024, 10), on), Kernel::Mkl);
+    }
+}
+
+/// MKL's pieces that need no library: `BATCHSCOPE_BLAS` values naming MKL, its version string,
+/// and which of its code paths are AVX-512.
+#[test]
+fn mkl_paths_versions_and_branches_are_read() {
+    assert!(mkl::is_mkl_path("/opt/intel/oneapi/mkl/latest/lib/libmkl_rt.so.2"));
+    assert!(mkl::is_mkl_path("libmkl_rt.so"));
+    for not in ["/usr/lib/x86_64-linux-gnu/libopenblas.so.0", "mkl", "/opt/mkl/libblas.so", ""] {
+        assert!(!mkl::is_mkl_path(not), "{not}");
+    }
+    let full = "Intel(R) oneAPI Math Kernel Library Version 2026.2-Product Build 20260915 for Intel(R) 64 architecture applications";
+    assert_eq!(mkl::short_version(full), "oneMKL 2026.2");
+    assert_eq!(
+        mkl::short_version("Intel(R) Math Kernel Library Version 2019.0.5 Product Build"),
+        "oneMKL 2019.0.5"
+    );
+    assert_eq!(mkl::short_version("something else"), "oneMKL");
+    for b in [12, 14, 15] {
+        assert!(mkl::branch_is_avx512(b), "{b}");
+    }
+    for b in [0, 2, 4, 8, 10, 11, 13] {
+        assert!(!mkl::branch_is_avx512(b), "{b}");
+    }
+}
+
+/// Where `BATCHSCOPE_BLAS` names MKL (CI points it at the `mkl` wheel's libmkl_rt), it loads and
+/// its kernel runs the tests above; its products are the same bits call after call (the
+/// reproducibility mode it is loaded with), and its table takes the MLP's large products.
+#[test]
+fn mkl_loads_where_named_and_repeats_its_bits() {
+    let named =
+        std::env::var(openblas::ENV).is_ok_and(|v| v.trim() == "mkl" || mkl::is_mkl_path(v.trim()));
+    if !named {
+        eprintln!("mkl_loads_where_named_and_repeats_its_bits: {} names no MKL; the MKL kernel is not tested here", openblas::ENV);
+        return;
+    }
+    let lib = mkl::get().unwrap_or_else(|| {
+        panic!("{} names MKL but it did not load: {:?}", openblas::ENV, mkl::unused())
+    });
+    assert!(lib.version.starts_with("oneMKL"), "{}", lib.version);
+    for g in [Gemm::nn(300, 1000, 784).trans(false, true), Gemm::nn(1000, 784, 300).trans(true, false)] {
+        let (a, b) = (rand_vec(g.m * g.k, 1), rand_vec(g.k * g.n, 2));
+        let run = || {
+            let mut c = vec![0.0; g.m * g.n];
+            sgemm_with(Kernel::Mkl, &g, &a, &b, &mut c).unwrap();
+            c
+        };
+        let first = run();
+        for _ in 0..3 {
+            assert_eq!(first, run(), "{g:?}");
+        }
+        let mut want = vec![0.0; g.m * g.n];
+        matmul_naive(&g, &a, &b, &mut want).unwrap();
+        assert_close(&first, &want, 1e-5 * g.k as f32, 1e-5, "mkl");
+    }
+    if lib.as_wide_as_gemm() {
+        assert_eq!(super::matmul::choose(&Gemm::nn(512, 1024, 1024).trans(false, true)), Kernel::Mkl);
+    }
 }
 
 /// The padded copy is the one workspace a product keeps: a weight with aliasing rows, counted
@@ -205,7 +300,9 @@ fn openblas_loads_where_installed() {
         ["/usr/lib/x86_64-linux-gnu/libopenblas.so.0", "/usr/lib/aarch64-linux-gnu/libopenblas.so.0"]
             .iter()
             .any(|p| std::path::Path::new(p).exists());
-    let switched_off = matches!(std::env::var(openblas::ENV).as_deref(), Ok("builtin" | "off" | "none"));
+    let switched_off = std::env::var(openblas::ENV).is_ok_and(|v| {
+        matches!(v.trim(), "builtin" | "off" | "none" | "mkl") || mkl::is_mkl_path(v.trim())
+    });
     if installed && !switched_off {
         let blas = openblas::get().expect("libopenblas.so.0 is installed but did not load");
         assert!(!blas.core.is_empty(), "openblas_get_corename() gave nothing");

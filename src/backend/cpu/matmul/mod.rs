@@ -3,9 +3,10 @@
 //! [`matmul`] picks one [`Kernel`] per shape from a fixed table ([`choose`]), never by timing at
 //! run time, so a given shape always runs the same code and the CPU results are bitwise
 //! reproducible for a given thread count (the hand-written kernels do not even depend on it) on
-//! a given machine. The table also reads the machine ([`Machine`]: OpenBLAS's width, the dot
-//! kernel's AVX-512 path), so at some shapes (the forward product at B = 33–128) an AVX-512 and
-//! an AVX2 CPU run different kernels and their bits differ, as `gemm`'s own kernels already do.
+//! a given machine. The table also reads the machine ([`Machine`]: whether MKL is loaded,
+//! OpenBLAS's width, the dot kernel's AVX-512 path), so at some shapes (the forward product at
+//! B = 33–128) an AVX-512 and an AVX2 CPU run different kernels and their bits differ, as
+//! `gemm`'s own kernels already do.
 //! The table was set on `cargo bench --bench cpu_gemm` (the MLP's products at every power-of-two
 //! batch; numbers in `docs/CPU_PERF.md`):
 //!
@@ -24,6 +25,10 @@
 //!   OpenBLAS 0.3.21). Where `B`'s columns are rows of a weight matrix whose length is a multiple
 //!   of 512 (`A · Bᵀ` with `k = 1024`), `gemm` reads them from a padded copy (`matmul/pad.rs`).
 //!
+//! * [`Kernel::Mkl`] (oneMKL, loaded at run time where installed, its AVX-512 path on an
+//!   AVX-512 CPU) for every product but the tiny-batch weight gradients and the narrow output
+//!   layer's forward product, whose hand-written kernels stay: see [`choose_with`].
+//!
 //! Transposes are expressed as strides, never copied (the padded copy keeps the layout). Every
 //! kernel stays callable through [`sgemm_with`] for benches and cross-checks. [`matmul_naive`]
 //! is the plain triple loop in f64, the reference for tests only.
@@ -32,6 +37,7 @@ mod blas_blocks;
 mod crates;
 mod dot;
 mod dot_avx512;
+pub mod mkl;
 pub mod openblas;
 mod pad;
 mod rows;
@@ -48,6 +54,9 @@ pub enum Kernel {
     MatrixMultiply,
     /// OpenBLAS's `cblas_sgemm` (loaded at run time), split over rayon's pool by shape.
     OpenBlas,
+    /// oneMKL's `cblas_sgemm` (loaded at run time), whole, on its own threads (as many as
+    /// rayon's pool).
+    Mkl,
     /// Unpacked row combinations `C[i,:] = Σ_p op(A)[i,p] B[p,:]`; needs `!trans_b`.
     Rows,
     /// Unpacked dot products of rows `C[i,j] = A[i,:] · B[j,:]`; needs `!trans_a && trans_b`.
@@ -56,14 +65,15 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for benches and tests.
-    pub const ALL: [Kernel; 5] =
-        [Kernel::Gemm, Kernel::OpenBlas, Kernel::MatrixMultiply, Kernel::Rows, Kernel::Dot];
+    pub const ALL: [Kernel; 6] =
+        [Kernel::Gemm, Kernel::OpenBlas, Kernel::Mkl, Kernel::MatrixMultiply, Kernel::Rows, Kernel::Dot];
 
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Gemm => "gemm",
             Kernel::MatrixMultiply => "matrixmultiply",
             Kernel::OpenBlas => "openblas",
+            Kernel::Mkl => "mkl",
             Kernel::Rows => "rows",
             Kernel::Dot => "dot",
         }
@@ -73,11 +83,17 @@ impl Kernel {
     pub fn supports(self, g: &Gemm) -> bool {
         match self {
             Kernel::Gemm | Kernel::MatrixMultiply => true,
-            Kernel::OpenBlas => openblas::get().is_some() && g.m.max(g.n).max(g.k) <= i32::MAX as usize,
+            Kernel::OpenBlas => openblas::get().is_some() && fits_int(g),
+            Kernel::Mkl => mkl::get().is_some() && fits_int(g),
             Kernel::Rows => !g.trans_b,
             Kernel::Dot => !g.trans_a && g.trans_b,
         }
     }
+}
+
+/// Whether every dimension of `g` fits in a C `int` (the CBLAS interface's).
+fn fits_int(g: &Gemm) -> bool {
+    g.m.max(g.n).max(g.k) <= i32::MAX as usize
 }
 
 /// [`Kernel::Dot`] for `A · Bᵀ` with `2 ..= DOT_MAX_M` rows (a forward product at small batch;
@@ -105,8 +121,8 @@ pub const BLAS_NT_ROWS: std::ops::RangeInclusive<usize> = (DOT_MAX_M + 1)..=256;
 pub const BLAS_NN_ROWS: std::ops::RangeInclusive<usize> = 17..=64;
 
 /// The kernel [`matmul`] runs for `g`: a pure function of the shape and layout and of the
-/// [`Machine`]: whether OpenBLAS is loaded with kernels as wide as `gemm`'s (otherwise the
-/// OpenBLAS rows fall back to `gemm`), and whether the dot kernel has its AVX-512 path.
+/// [`Machine`]: whether MKL or OpenBLAS is loaded with kernels as wide as `gemm`'s (otherwise
+/// their rows fall back to `gemm`), and whether the dot kernel has its AVX-512 path.
 pub fn choose(g: &Gemm) -> Kernel {
     choose_with(g, Machine::this())
 }
@@ -119,24 +135,47 @@ pub struct Machine {
     pub blas: bool,
     /// The dot kernel runs its AVX-512 path.
     pub wide_dot: bool,
+    /// oneMKL is loaded with kernels as wide as `gemm`'s ([`mkl::Mkl::as_wide_as_gemm`]).
+    pub mkl: bool,
 }
 
 impl Machine {
-    /// This process's machine (both probes are made once).
+    /// A machine with none of the optional kernels: `gemm` and the hand-written AVX2 ones.
+    pub const PLAIN: Machine = Machine { blas: false, wide_dot: false, mkl: false };
+
+    /// This process's machine (the probes are made once).
     pub fn this() -> Self {
         Machine {
             blas: openblas::get().is_some_and(|b| b.as_wide_as_gemm()),
             wide_dot: dot_avx512::available(),
+            mkl: mkl::get().is_some_and(|m| m.as_wide_as_gemm()),
         }
     }
 }
 
 /// [`choose`] on the machine `on`, for tests of every table.
+///
+/// With MKL every product runs on it but two kinds, which keep their hand-written kernels:
+/// the weight gradient at batch 1–4 ([`Kernel::Rows`], which the CPU fuses with the optimizer
+/// step, `cpu::layer_step`) and the narrow output layer's forward product ([`Kernel::Dot`]).
+/// On an Intel Xeon (Sapphire Rapids, 2 threads, oneMKL 2026.2) MKL ran every other product of
+/// the MLP step faster than `gemm`, OpenBLAS and the dot kernel at every batch from 1 to 4096
+/// (`cargo bench --bench cpu_gemm`, `docs/CPU_PERF.md`).
 pub fn choose_with(g: &Gemm, on: Machine) -> Kernel {
-    let Machine { blas, wide_dot } = on;
-    let dot_max_m = if wide_dot && !blas { WIDE_DOT_MAX_M } else { DOT_MAX_M };
-    let dot = (2..=dot_max_m).contains(&g.m) || (g.n <= DOT_MAX_N && g.m >= DOT_MAX_M);
+    let Machine { blas, wide_dot, mkl } = on;
+    let narrow = g.n <= DOT_MAX_N && g.m >= DOT_MAX_M;
     let rows = g.trans_a && (1..=ROWS_MAX_K).contains(&g.k) && g.m >= ROWS_MIN_M;
+    if mkl && fits_int(g) {
+        return if Kernel::Dot.supports(g) && narrow {
+            Kernel::Dot
+        } else if Kernel::Rows.supports(g) && rows {
+            Kernel::Rows
+        } else {
+            Kernel::Mkl
+        };
+    }
+    let dot_max_m = if wide_dot && !blas { WIDE_DOT_MAX_M } else { DOT_MAX_M };
+    let dot = (2..=dot_max_m).contains(&g.m) || narrow;
     let blas_rows = match (g.trans_a, g.trans_b) {
         (false, true) => BLAS_NT_ROWS.contains(&g.m),
         (false, false) => BLAS_NN_ROWS.contains(&g.m),
@@ -146,7 +185,7 @@ pub fn choose_with(g: &Gemm, on: Machine) -> Kernel {
         Kernel::Dot
     } else if Kernel::Rows.supports(g) && rows {
         Kernel::Rows
-    } else if blas && blas_rows && g.m.max(g.n).max(g.k) <= i32::MAX as usize {
+    } else if blas && blas_rows && fits_int(g) {
         Kernel::OpenBlas
     } else {
         Kernel::Gemm
@@ -209,6 +248,15 @@ pub fn sgemm_with(which: Kernel, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) 
     match which {
         Kernel::Gemm => crates::gemm_crate(g, a, b, c),
         Kernel::MatrixMultiply => crates::matrixmultiply_crate(g, a, b, c),
+        Kernel::Mkl => match mkl::get() {
+            Some(lib) => mkl::run(lib, g, a, b, c),
+            None => {
+                return Err(BackendError::Invalid {
+                    op: "matmul",
+                    message: "kernel `mkl`: libmkl_rt is not loaded".into(),
+                })
+            }
+        },
         Kernel::OpenBlas => match openblas::get() {
             Some(blas) => blas_blocks::run(blas, g, a, b, c),
             None => {

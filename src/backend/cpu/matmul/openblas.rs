@@ -24,7 +24,7 @@ const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
 
 /// `cblas_sgemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)`.
-type SgemmFn = unsafe extern "C" fn(
+pub(super) type SgemmFn = unsafe extern "C" fn(
     c_int,
     c_int,
     c_int,
@@ -57,7 +57,9 @@ pub struct OpenBlas {
 /// File names tried in order.
 const NAMES: [&str; 3] = ["libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"];
 
-/// Environment switch: `builtin` (or `off`) never loads OpenBLAS; a path loads that file.
+/// Environment switch: `builtin` (or `off`) loads no BLAS; `openblas` or `mkl` only that one;
+/// `auto` (the default) both where found; a path loads that file (MKL where its name starts
+/// with `libmkl`, [`super::mkl::is_mkl_path`]; OpenBLAS otherwise).
 pub const ENV: &str = "BATCHSCOPE_BLAS";
 
 /// The process's OpenBLAS, loaded on first use; `None` where it is absent or switched off.
@@ -65,8 +67,9 @@ pub fn get() -> Option<&'static OpenBlas> {
     static BLAS: OnceLock<Option<OpenBlas>> = OnceLock::new();
     BLAS.get_or_init(|| {
         let choice = std::env::var(ENV).unwrap_or_default();
-        match choice.as_str() {
-            "builtin" | "off" | "none" => None,
+        match choice.trim() {
+            "builtin" | "off" | "none" | "mkl" => None,
+            path if super::mkl::is_mkl_path(path) => None,
             "" | "auto" | "openblas" => NAMES.iter().find_map(|name| load(name).ok()),
             path => match load(path) {
                 Ok(blas) => Some(blas),
@@ -114,7 +117,7 @@ pub fn core_has_avx512(name: &str) -> bool {
 }
 
 /// Whether this CPU has AVX-512F, which the `gemm` crate's kernels use where present.
-fn cpu_has_avx512() -> bool {
+pub(super) fn cpu_has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -159,22 +162,30 @@ impl OpenBlas {
     /// `a`, `b`, `c` address every element the call reads or writes with the given leading
     /// dimensions; `c` does not alias `a` or `b`; every dimension fits in a C `int`.
     pub unsafe fn sgemm(&self, call: Call, a: *const f32, b: *const f32, c: *mut f32) {
-        let t = |x: bool| if x { TRANS } else { NO_TRANS };
-        (self.sgemm)(
-            ROW_MAJOR,
-            t(call.trans_a),
-            t(call.trans_b),
-            call.m as c_int,
-            call.n as c_int,
-            call.k as c_int,
-            call.alpha,
-            a,
-            call.lda as c_int,
-            b,
-            call.ldb as c_int,
-            call.beta,
-            c,
-            call.ldc as c_int,
-        );
+        cblas(self.sgemm, call, a, b, c);
     }
+}
+
+/// One row-major `cblas_sgemm` call through `sgemm` (OpenBLAS's or MKL's).
+///
+/// # Safety
+/// As [`OpenBlas::sgemm`].
+pub(super) unsafe fn cblas(sgemm: SgemmFn, call: Call, a: *const f32, b: *const f32, c: *mut f32) {
+    let t = |x: bool| if x { TRANS } else { NO_TRANS };
+    sgemm(
+        ROW_MAJOR,
+        t(call.trans_a),
+        t(call.trans_b),
+        call.m as c_int,
+        call.n as c_int,
+        call.k as c_int,
+        call.alpha,
+        a,
+        call.lda as c_int,
+        b,
+        call.ldb as c_int,
+        call.beta,
+        c,
+        call.ldc as c_int,
+    );
 }
