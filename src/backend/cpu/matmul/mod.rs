@@ -248,24 +248,11 @@ pub fn sgemm_with(which: Kernel, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) 
     match which {
         Kernel::Gemm => crates::gemm_crate(g, a, b, c),
         Kernel::MatrixMultiply => crates::matrixmultiply_crate(g, a, b, c),
-        Kernel::Mkl => match mkl::get() {
-            Some(lib) => mkl::run(lib, g, a, b, c),
-            None => {
-                return Err(BackendError::Invalid {
-                    op: "matmul",
-                    message: "kernel `mkl`: libmkl_rt is not loaded".into(),
-                })
-            }
-        },
-        Kernel::OpenBlas => match openblas::get() {
-            Some(blas) => blas_blocks::run(blas, g, a, b, c),
-            None => {
-                return Err(BackendError::Invalid {
-                    op: "matmul",
-                    message: "kernel `openblas`: libopenblas is not loaded".into(),
-                })
-            }
-        },
+        Kernel::Mkl => mkl::run(mkl::get().ok_or_else(|| not_loaded(which, "libmkl_rt"))?, g, a, b, c),
+        Kernel::OpenBlas => {
+            let blas = openblas::get().ok_or_else(|| not_loaded(which, "libopenblas"))?;
+            blas_blocks::run(blas, g, a, b, c)
+        }
         Kernel::Rows => {
             let ((rsa, csa), _) = crates::strides(g);
             let (a, b) = (a.as_ptr(), b.as_ptr());
@@ -281,6 +268,14 @@ pub fn sgemm_with(which: Kernel, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) 
         }
     }
     Ok(())
+}
+
+/// The error of a system-library kernel whose library is not loaded.
+fn not_loaded(which: Kernel, library: &str) -> BackendError {
+    BackendError::Invalid {
+        op: "matmul",
+        message: format!("kernel `{}`: {library} is not loaded", which.name()),
+    }
 }
 
 /// Rows `i0 .. i0 + out.len() / n` of the weight gradient `C [m, n] = alpha · dzᵀ · x` (`g`
