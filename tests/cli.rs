@@ -282,6 +282,9 @@ fn devices_lists_the_adapter_with_limits() {
         text.contains("cooperative matrices: ") && text.contains("f16 products on tensor cores: "),
         "{text}"
     );
+    // The CPU backend last, with its threads (and the system BLAS, where one is loaded).
+    let cpu = text.lines().last().unwrap_or_default();
+    assert!(cpu.starts_with("[cpu] CPU (") && cpu.contains(" threads"), "{text}");
 }
 
 #[test]

@@ -1,6 +1,9 @@
-//! `batchscope devices`: every GPU adapter wgpu sees, with the limits that bound batch size.
+//! `batchscope devices`: every GPU adapter wgpu sees, with the limits that bound batch size,
+//! then the CPU backend with its threads and the system BLAS its products run on.
 
+use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::list_adapters;
+use crate::backend::Backend;
 
 /// `batchscope devices`.
 pub fn devices(json: bool) -> anyhow::Result<()> {
@@ -13,7 +16,6 @@ pub fn devices(json: bool) -> anyhow::Result<()> {
         println!(
             "no GPU adapter found. Install a Vulkan driver (Debian/Ubuntu: apt-get install -y mesa-vulkan-drivers) or use --backend cpu."
         );
-        return Ok(());
     }
     for a in &adapters {
         let l = &a.limits;
@@ -49,5 +51,6 @@ pub fn devices(json: bool) -> anyhow::Result<()> {
             Some(why) => println!("    f16 products on tensor cores: no ({why}); the packed f16 kernel runs"),
         }
     }
+    println!("[cpu] {}  (--backend cpu)", CpuBackend::new().device_name());
     Ok(())
 }
