@@ -59,36 +59,6 @@ impl Default for CpuBackend {
     }
 }
 
-/// `", oneMKL 2026.2"`, `", OpenBLAS SkylakeX"`, or why a loaded one is left out; empty without
-/// either.
-fn blas_name() -> String {
-    use matmul::{mkl, openblas};
-    match mkl::get() {
-        Some(m) if m.as_wide_as_gemm() => return format!(", {}", m.version),
-        Some(m) => {
-            let why = format!(
-                ", {} unused: its code path (CBWR branch {}) is narrower than gemm's AVX-512",
-                m.version, m.branch
-            );
-            return why + &openblas_name(openblas::get());
-        }
-        None => {
-            if let Some(why) = mkl::unused() {
-                return format!(", oneMKL unused: {}", why.0) + &openblas_name(openblas::get());
-            }
-        }
-    }
-    openblas_name(openblas::get())
-}
-
-fn openblas_name(blas: Option<&matmul::openblas::OpenBlas>) -> String {
-    match blas {
-        Some(b) if b.as_wide_as_gemm() => format!(", OpenBLAS {}", b.core),
-        Some(b) => format!(", OpenBLAS {} unused: narrower than gemm's AVX-512", b.core),
-        None => String::new(),
-    }
-}
-
 /// The `model name` line of `/proc/cpuinfo` (Linux), if any.
 fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
@@ -115,7 +85,7 @@ impl Backend for CpuBackend {
     /// system BLAS the shape table uses (oneMKL, else the OpenBLAS core), and why it leaves one
     /// out where it does.
     fn device_name(&self) -> String {
-        let blas = blas_name();
+        let blas = matmul::blas_name();
         match &self.model {
             Some(m) => format!("CPU ({} threads, {m}{blas})", self.threads()),
             None => format!("CPU ({} threads{blas})", self.threads()),

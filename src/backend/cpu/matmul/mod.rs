@@ -153,6 +153,26 @@ impl Machine {
     }
 }
 
+/// The system BLAS of the device name: `", oneMKL 2026.2"` or `", OpenBLAS SkylakeX"` where the
+/// table uses one, and why one that was found is left out; empty without either.
+pub fn blas_name() -> String {
+    let mkl = match (mkl::get(), mkl::unused()) {
+        (Some(m), _) if m.as_wide_as_gemm() => return format!(", {}", m.version),
+        (Some(m), _) => format!(
+            ", {} unused: its code path (CBWR branch {}) is narrower than gemm's AVX-512",
+            m.version, m.branch
+        ),
+        (None, Some(why)) => format!(", oneMKL unused: {}", why.0),
+        (None, None) => String::new(),
+    };
+    let blas = match openblas::get() {
+        Some(b) if b.as_wide_as_gemm() => format!(", OpenBLAS {}", b.core),
+        Some(b) => format!(", OpenBLAS {} unused: narrower than gemm's AVX-512", b.core),
+        None => String::new(),
+    };
+    mkl + &blas
+}
+
 /// [`choose`] on the machine `on`, for tests of every table.
 ///
 /// With MKL every product runs on it but two kinds, which keep their hand-written kernels:
