@@ -95,7 +95,7 @@ fn load_width(v: &str) -> bool {
 /// Every variable batchscope, its tests, benches and CI scripts read.
 pub const KNOBS: &[Knob] = &[
     knob("BATCHSCOPE_AUTOTUNE_CACHE", Accepts::Path, "the autotune cache file (default: the user's cache directory)"),
-    knob("BATCHSCOPE_BLAS", Accepts::Path, "the CPU backend's system BLAS: `auto` (default): oneMKL where found (loader path, $MKLROOT, $CONDA_PREFIX, $VIRTUAL_ENV) and the system's OpenBLAS; `mkl` or `openblas`: only that one; `builtin`/`off`/`none`: neither; another value: that library file (MKL where its name starts with libmkl)"),
+    knob("BATCHSCOPE_BLAS", Accepts::Path, "the CPU backend's system BLAS: `auto` (default): oneMKL where found (loader path, $MKLROOT, $CONDA_PREFIX, $VIRTUAL_ENV, ~/.local/lib, /usr/local/lib) and the system's OpenBLAS; `mkl` or `openblas`: only that one; `builtin`/`off`/`none`: neither; another value: that library file (MKL where its name starts with libmkl)"),
     knob("BATCHSCOPE_MPI_TIMEOUT", Accepts::Seconds(1e9), "seconds an MPI collective waits for the other ranks (default 300)"),
     knob("BATCHSCOPE_SHADER_CHECKS", Accepts::Switch, "1: compile the kernels with wgpu's runtime checks (index clamps, loop counters); default 0, trusted modules"),
     knob("BATCHSCOPE_SPLITK", Accepts::Switch, "0: no split-k for the tiled f32 products (default 1)"),

@@ -2,7 +2,7 @@
 //!
 //! As with OpenBLAS ([`super::openblas`]) nothing is linked: the default build runs everywhere,
 //! and where MKL is found (the loader's path, `$MKLROOT/lib`, `$CONDA_PREFIX/lib`,
-//! `$VIRTUAL_ENV/lib`, or the file `BATCHSCOPE_BLAS` names) the shape table ([`super::choose`])
+//! `$VIRTUAL_ENV/lib`, `~/.local/lib`, `/usr/local/lib`, or the file `BATCHSCOPE_BLAS` names) the shape table ([`super::choose`])
 //! gives it every product but the fused tiny-batch weight gradients and the narrow output layer. On
 //! an Intel Xeon (Sapphire Rapids, 2 threads) its AVX-512 SGEMM ran the MLP step's products at
 //! 307–356 GFLOP/s where the `gemm` crate ran 251–329 (`docs/CPU_PERF.md`).
@@ -121,7 +121,8 @@ fn state() -> &'static Result<Mkl, Option<Unused>> {
 }
 
 /// Where `libmkl_rt` may be: the loader's names, then `$MKLROOT` (oneAPI), `$CONDA_PREFIX` and
-/// `$VIRTUAL_ENV` (the `mkl` package of conda or pip).
+/// `$VIRTUAL_ENV` (the `mkl` package of conda or pip), `~/.local/lib` (`pip install --user`)
+/// and `/usr/local/lib` (pip as root, where the loader's cache does not list it yet).
 fn candidates() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = NAMES.iter().map(PathBuf::from).collect();
     let dirs = [
@@ -129,11 +130,17 @@ fn candidates() -> Vec<PathBuf> {
         ("MKLROOT", "lib/intel64"),
         ("CONDA_PREFIX", "lib"),
         ("VIRTUAL_ENV", "lib"),
+        ("HOME", ".local/lib"),
     ];
-    for (var, sub) in dirs {
-        if let Some(root) = std::env::var_os(var).filter(|r| !r.is_empty()) {
-            out.extend(NAMES.iter().map(|n| Path::new(&root).join(sub).join(n)));
-        }
+    let mut roots: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|(var, sub)| {
+            std::env::var_os(var).filter(|r| !r.is_empty()).map(|r| Path::new(&r).join(sub))
+        })
+        .collect();
+    roots.push(PathBuf::from("/usr/local/lib"));
+    for dir in roots {
+        out.extend(NAMES.iter().map(|n| dir.join(n)));
     }
     out
 }
