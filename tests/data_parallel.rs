@@ -70,6 +70,11 @@ fn run<B: Backend>(
 
 /// `|a - b| <= 1e-6 |a|` for the loss of every step and the final validation loss.
 fn assert_same_trajectory(what: &str, reference: &[MetricsLine], out: &[MetricsLine]) {
+    assert_trajectory_within(what, reference, out, 1e-6);
+}
+
+/// `|a - b| <= tol |a|` for the loss of every step and the final validation loss.
+fn assert_trajectory_within(what: &str, reference: &[MetricsLine], out: &[MetricsLine], tol: f64) {
     assert_eq!(reference.len(), out.len(), "{what}: number of steps");
     assert!(reference.len() >= 100, "{what}: 100 steps logged");
     let mut worst = 0.0f64;
@@ -79,7 +84,7 @@ fn assert_same_trajectory(what: &str, reference: &[MetricsLine], out: &[MetricsL
         for (x, y) in [(r.train_loss, o.train_loss)].into_iter().chain(r.val_loss.zip(o.val_loss)) {
             let rel = (x - y).abs() / x.abs().max(1e-30);
             worst = worst.max(rel);
-            assert!(rel <= 1e-6, "{what}: step {} loss {x} vs {y} (relative {rel:.2e})", r.step);
+            assert!(rel <= tol, "{what}: step {} loss {x} vs {y} (relative {rel:.2e})", r.step);
         }
     }
     println!("{what}: {} steps within {worst:.2e} relative", reference.len());
@@ -143,7 +148,11 @@ fn resume<B: Backend>(k: Kind<B>) {
 /// scale halving until the f16 gradients are finite) and growth every 4 clean steps, so the
 /// scaler moves all run long. Each micro-batch's loss is scaled by S/(N·k), so its f16 ∂L/∂z
 /// rounds as the one-worker step's rows do, and one found-inf flag over the reduced gradient
-/// skips a step everywhere: the skipped steps and scales are equal, the losses within 1e-6.
+/// skips a step everywhere: the skipped steps and scales are equal, the losses within 1e-5.
+/// (1e-5, not f32's 1e-6: where the product of a half-size micro-batch differs from the whole
+/// batch's in its last bit, as oneMKL's may, an activation can round to the neighbouring f16,
+/// 2^-11 apart. With oneMKL one such flip puts every split 1.1e-6 from the one-worker loss;
+/// with `gemm` and on the GPU the splits stay within 2.2e-7.)
 fn f16_split<B: Backend>(k: Kind<B>) {
     let f16 = [
         "model.precision=\"f16\"",
@@ -159,7 +168,7 @@ fn f16_split<B: Backend>(k: Kind<B>) {
         sets.extend(f16);
         let (m, s, _) = run(&k, &format!("f16-w{n}a{acc}"), &sets, &TrainOptions::default(), None);
         let what = format!("{} f16 workers {n} accumulate {acc}", k.name);
-        assert_same_trajectory(&what, &one, &m);
+        assert_trajectory_within(&what, &one, &m, 1e-5);
         for (a, b) in one.iter().zip(&m) {
             assert_eq!((a.skipped_steps, a.loss_scale), (b.skipped_steps, b.loss_scale), "{what}");
         }

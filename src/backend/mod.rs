@@ -72,6 +72,14 @@ pub trait Backend {
     fn write_idx(&self, dst: &mut Self::IdxBuf, data: &[u32]) -> Result<()>;
     /// Copy the whole buffer to the host. A synchronisation point on the GPU.
     fn read(&self, src: &Self::Buf) -> Result<Vec<f32>>;
+    /// Copy the first `out.len()` elements of `src` into `out` (a host buffer the caller keeps
+    /// from step to step). A synchronisation point on the GPU.
+    fn read_into(&self, src: &Self::Buf, out: &mut [f32]) -> Result<()> {
+        check_len("read_into", "src", self.len(src), out.len())?;
+        let all = self.read(src)?;
+        out.copy_from_slice(&all[..out.len()]);
+        Ok(())
+    }
     /// Copy the whole index buffer to the host. A synchronisation point on the GPU.
     fn read_idx(&self, src: &Self::IdxBuf) -> Result<Vec<u32>>;
     /// Number of elements of a buffer.

@@ -65,7 +65,22 @@ impl<B: Backend> ParamSet<B> {
 
     /// All tensors concatenated on the host.
     pub fn to_flat(&self, b: &B) -> Result<Vec<f32>> {
-        Ok(self.to_host(b)?.concat())
+        let mut flat = Vec::new();
+        self.to_flat_into(b, &mut flat)?;
+        Ok(flat)
+    }
+
+    /// All tensors concatenated into `flat` (resized to [`Self::numel`]; its allocation is
+    /// reused, so a buffer kept from step to step costs one copy and no page faults).
+    pub fn to_flat_into(&self, b: &B, flat: &mut Vec<f32>) -> Result<()> {
+        flat.resize(self.numel(), 0.0);
+        let mut off = 0;
+        for (i, t) in self.tensors.iter().enumerate() {
+            let n = self.numel_of(i);
+            b.read_into(t, &mut flat[off..off + n])?;
+            off += n;
+        }
+        Ok(())
     }
 
     /// Overwrite from one flat host vector (the concatenation order of `to_flat`).

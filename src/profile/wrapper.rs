@@ -114,6 +114,9 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
     fn read(&self, src: &B::Buf) -> Result<Vec<f32>> {
         self.inner.read(src)
     }
+    fn read_into(&self, src: &B::Buf, out: &mut [f32]) -> Result<()> {
+        self.inner.read_into(src, out)
+    }
     fn read_idx(&self, src: &B::IdxBuf) -> Result<Vec<u32>> {
         self.inner.read_idx(src)
     }

@@ -20,6 +20,7 @@ pub mod matmul;
 pub mod mse;
 mod par;
 pub mod reduce;
+pub mod share;
 mod timed;
 pub mod update;
 pub mod xent;
@@ -126,6 +127,12 @@ impl Backend for CpuBackend {
     /// A copy of the whole buffer.
     fn read(&self, src: &Vec<f32>) -> Result<Vec<f32>> {
         Ok(src.clone())
+    }
+
+    fn read_into(&self, src: &Vec<f32>, out: &mut [f32]) -> Result<()> {
+        check_len("read_into", "src", src.len(), out.len())?;
+        out.copy_from_slice(&src[..out.len()]);
+        Ok(())
     }
 
     /// A copy of the whole index buffer.

@@ -4,6 +4,7 @@
 //! compute eagerly).
 
 use super::replica::ReplicaMut;
+use crate::backend::cpu::share::as_one_of;
 use crate::backend::Backend;
 use crate::train::TrainError;
 
@@ -54,10 +55,14 @@ where
         reps: &mut [ReplicaMut<'r, B>],
         f: &ReplicaFn<'_, 'r, B>,
     ) -> Result<(), TrainError> {
+        let parts = reps.len();
         let Some((first, rest)) = reps.split_first_mut() else { return Ok(()) };
+        // Each replica's products take their share of the cores, not all of them (a library
+        // with threads of its own, MKL, would otherwise start one full team per replica).
+        let run = |r: &mut ReplicaMut<'r, B>| as_one_of(parts, || f(r));
         std::thread::scope(|s| {
-            let handles: Vec<_> = rest.iter_mut().map(|r| s.spawn(move || f(r))).collect();
-            let mut out = f(first);
+            let handles: Vec<_> = rest.iter_mut().map(|r| s.spawn(move || run(r))).collect();
+            let mut out = run(first);
             for (i, h) in handles.into_iter().enumerate() {
                 let res = h.join().unwrap_or_else(|_| {
                     Err(TrainError::Setup(format!("data-parallel worker {} panicked", i + 1)))

@@ -7,7 +7,13 @@
 //! `((p₀ + p₁) + p₂) + …`, so the result is bitwise the same on every run and every replica.
 //! No float atomics, no order that depends on timing.
 
+use rayon::prelude::*;
 use thiserror::Error;
+
+/// Above this many values the fold is split over rayon's pool.
+const PAR_MIN: usize = 1 << 16;
+/// Values per rayon task.
+const CHUNK: usize = 1 << 14;
 
 /// Why a reduction failed.
 #[derive(Debug, Error)]
@@ -34,15 +40,25 @@ pub struct HostReducer;
 impl GradientReducer for HostReducer {
     fn all_reduce(&mut self, parts: &[&[f32]], out: &mut Vec<f32>) -> Result<(), ReduceError> {
         let (first, rest) = parts.split_first().ok_or(ReduceError::Empty)?;
-        out.clear();
-        out.extend_from_slice(first);
-        for (r, p) in rest.iter().enumerate() {
-            if p.len() != out.len() {
-                return Err(ReduceError::Length { replica: r + 1, have: p.len(), want: out.len() });
+        if let Some((r, p)) = rest.iter().enumerate().find(|(_, p)| p.len() != first.len()) {
+            return Err(ReduceError::Length { replica: r + 1, have: p.len(), want: first.len() });
+        }
+        out.resize(first.len(), 0.0);
+        // Each element is folded in replica order whatever the chunking, so the chunks may run
+        // on rayon's pool (a CPU run's replicas share its cores) and the bits do not change.
+        let fold = |at: usize, chunk: &mut [f32]| {
+            let span = at..at + chunk.len();
+            chunk.copy_from_slice(&first[span.clone()]);
+            for p in rest {
+                for (o, v) in chunk.iter_mut().zip(&p[span.clone()]) {
+                    *o += *v;
+                }
             }
-            for (o, v) in out.iter_mut().zip(p.iter()) {
-                *o += *v;
-            }
+        };
+        if out.len() > PAR_MIN {
+            out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, ch)| fold(i * CHUNK, ch));
+        } else {
+            fold(0, out);
         }
         Ok(())
     }
@@ -71,5 +87,28 @@ mod tests {
         let e = HostReducer.all_reduce(&[&[1.0, 2.0], &[1.0]], &mut out).unwrap_err();
         assert!(matches!(e, ReduceError::Length { replica: 1, have: 1, want: 2 }));
         assert!(matches!(HostReducer.all_reduce(&[], &mut out), Err(ReduceError::Empty)));
+    }
+
+    #[test]
+    fn long_buffers_split_over_the_pool_give_the_serial_fold_bit_for_bit() {
+        // Three replicas of a buffer long enough to be split, values spread over many exponents
+        // so that any reordering of a sum would show in the bits.
+        let n = PAR_MIN * 3 + 17;
+        let part = |r: u32| -> Vec<f32> {
+            (0..n as u32)
+                .map(|i| {
+                    let h = (i.wrapping_mul(2654435761) ^ r.wrapping_mul(40503)).rotate_left(r + 3);
+                    f32::from_bits(0x3000_0000 + (h % 0x1800_0000)) * if h & 1 == 0 { 1.0 } else { -1.0 }
+                })
+                .collect()
+        };
+        let parts = [part(0), part(1), part(2)];
+        let mut out = vec![7.0; 3]; // a reused buffer of another length
+        HostReducer.all_reduce(&[&parts[0], &parts[1], &parts[2]], &mut out).unwrap();
+        assert_eq!(out.len(), n);
+        for i in 0..n {
+            let serial = (parts[0][i] + parts[1][i]) + parts[2][i];
+            assert_eq!(out[i].to_bits(), serial.to_bits(), "element {i}");
+        }
     }
 }

@@ -164,7 +164,7 @@ impl<B: Backend> ReplicaMut<'_, B> {
     pub fn to_host(&mut self) -> Result<(), TrainError> {
         let b = self.b;
         let host = &mut self.acc.host;
-        *host = self.st.grads.to_flat(b)?;
+        self.st.grads.to_flat_into(b, host)?;
         // Micro-batch sums in micro-batch order.
         let sum = |v: Vec<f32>| v.iter().fold(0.0f32, |a, &x| a + x);
         host.push(sum(b.read(&self.acc.loss)?));

@@ -280,7 +280,8 @@ impl Mkl {
     }
 }
 
-/// The product `g` on MKL, whole, on as many threads as rayon's pool has; `a`, `b`, `c` hold
+/// The product `g` on MKL, whole, on this caller's share of rayon's pool
+/// ([`crate::backend::cpu::share`]: the whole pool but for data-parallel replicas); `a`, `b`, `c` hold
 /// exactly `m·k`, `k·n`, `m·n` elements.
 pub(super) fn run(mkl: &Mkl, g: &crate::backend::Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
     let call = Call {
@@ -295,7 +296,8 @@ pub(super) fn run(mkl: &Mkl, g: &crate::backend::Gemm, a: &[f32], b: &[f32], c: 
         beta: g.beta,
         ldc: g.n,
     };
+    let threads = crate::backend::cpu::share::threads_for_caller();
     // SAFETY: the slices hold exactly the operands of `g` with these leading dimensions, `c` is
     // a distinct borrow, and the caller checked that every dimension fits in an int.
-    unsafe { mkl.sgemm(call, rayon::current_num_threads(), a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) };
+    unsafe { mkl.sgemm(call, threads, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) };
 }
