@@ -1,7 +1,11 @@
 //! How the replicas' per-step work runs: one after another on the calling thread
 //! ([`Sequential`]: GPU replicas, whose work is recorded here and runs on their devices
-//! concurrently once submitted), or one OS thread per replica ([`Threads`]: CPU replicas, which
-//! compute eagerly).
+//! concurrently once submitted), or one task per replica on rayon's pool ([`Threads`]: CPU
+//! replicas, which compute eagerly).
+
+use std::panic::AssertUnwindSafe;
+
+use rayon::prelude::*;
 
 use super::replica::ReplicaMut;
 use crate::backend::cpu::share::as_one_of;
@@ -40,7 +44,9 @@ impl<B: Backend> ReplicaExec<B> for Sequential {
     }
 }
 
-/// Replica 0 on the calling thread, every other replica on its own scoped thread.
+/// Every replica as a task on rayon's pool, the pool the CPU backend's own kernels split over:
+/// no thread is started per phase, and replicas and their kernels share the cores without
+/// oversubscribing them (a replica's product splits into tasks that idle threads steal).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Threads;
 
@@ -56,23 +62,19 @@ where
         f: &ReplicaFn<'_, 'r, B>,
     ) -> Result<(), TrainError> {
         let parts = reps.len();
-        let Some((first, rest)) = reps.split_first_mut() else { return Ok(()) };
         // Each replica's products take their share of the cores, not all of them (a library
         // with threads of its own, MKL, would otherwise start one full team per replica).
-        let run = |r: &mut ReplicaMut<'r, B>| as_one_of(parts, || f(r));
-        std::thread::scope(|s| {
-            let handles: Vec<_> = rest.iter_mut().map(|r| s.spawn(move || run(r))).collect();
-            let mut out = run(first);
-            for (i, h) in handles.into_iter().enumerate() {
-                let res = h.join().unwrap_or_else(|_| {
-                    Err(TrainError::Setup(format!("data-parallel worker {} panicked", i + 1)))
-                });
-                if out.is_ok() {
-                    out = res;
-                }
-            }
-            out
-        })
+        let results: Vec<Result<(), TrainError>> = reps
+            .par_iter_mut()
+            .enumerate()
+            .map(|(i, r)| {
+                let run = AssertUnwindSafe(|| as_one_of(parts, || f(r)));
+                std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                    Err(TrainError::Setup(format!("data-parallel replica {i} panicked")))
+                })
+            })
+            .collect();
+        results.into_iter().collect()
     }
 
     fn name(&self) -> &'static str {
