@@ -55,7 +55,7 @@ pub enum Kernel {
     /// OpenBLAS's `cblas_sgemm` (loaded at run time), split over rayon's pool by shape.
     OpenBlas,
     /// oneMKL's `cblas_sgemm` (loaded at run time), whole, on its own threads (as many as
-    /// rayon's pool).
+    /// rayon's pool, or a data-parallel replica's share of it).
     Mkl,
     /// Unpacked row combinations `C[i,:] = Σ_p op(A)[i,p] B[p,:]`; needs `!trans_b`.
     Rows,
