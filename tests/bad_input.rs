@@ -443,6 +443,8 @@ fn bad_configs_npy_and_checkpoints_are_errors() {
     write_npy_f32(&short, &[9, 3], &[0.5; 27]).expect("x9");
     let f8 = d.join("x64.npy");
     common::cli::write_f64_npy(&f8);
+    let targets = d.join("t.npy");
+    write_npy_f32(&targets, &[10, 3], &[0.25; 30]).expect("t");
     let npy_cfg = |name: &str, x: &Path, y: &Path| {
         let p = d.join(name);
         std::fs::write(
@@ -535,8 +537,53 @@ fn bad_configs_npy_and_checkpoints_are_errors() {
             "afile",
         ),
         case("--resume of a file", train(&["--resume", &s(&afile)]), "afile"),
+        // Refused before a run directory exists (each used to fail once the run had started,
+        // leaving config.toml and metrics.jsonl behind, or after training, for the landscape).
+        case(
+            "npy f32 targets with softmax_xent (train)",
+            train(&["--config", &npy_cfg("t.toml", &feats, &targets), "--out", &out("k")]),
+            "needs integer class labels",
+        ),
+        case(
+            "npy f32 targets with softmax_xent (sweep)",
+            with(
+                base("sweep"),
+                &["--config", &npy_cfg("t2.toml", &feats, &targets), "--out", &out("l")],
+            ),
+            "needs integer class labels",
+        ),
+        case(
+            "sign flips of ReLU units",
+            with(
+                base("landscape"),
+                &["--set", "landscape.sign_flips=true", "--set", "data.n_train=64", "--out", &out("m")],
+            ),
+            "ReLU is not odd",
+        ),
+        case(
+            "sweep starting past the training set",
+            with(
+                base("sweep"),
+                &["--config", t, "--min-batch", "512", "--max-batch", "1024", "--out", &out("n")],
+            ),
+            "data.n_train = 256",
+        ),
+        case(
+            "npy file named for generated data",
+            train(&["--config", t, "--set", "data.features=\"x.npy\"", "--out", &out("o")]),
+            "data.features",
+        ),
+        case("negative batch size", train(&["--config", t, "--set", "train.batch_size=-1"]), "got -1"),
+        case(
+            "fractional batch size",
+            train(&["--config", t, "--set", "train.batch_size=0.5"]),
+            "got 0.5",
+        ),
     ];
     check(&cases);
+    for gone in ["k", "l", "m", "n", "o"] {
+        assert!(!d.join(gone).exists(), "--out {gone}: a refused command left its run directory");
+    }
 }
 
 #[test]

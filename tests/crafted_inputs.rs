@@ -548,8 +548,8 @@ fn loss_scales_out_of_range_are_refused_by_key() {
 }
 
 /// Progress counters of a crafted checkpoint that no run reaches are refused by name before
-/// anything is written (a count near u64::MAX used to wrap in the resumed run's summary, and a
-/// minibatch past the epoch's last was taken).
+/// anything is written (a count near u64::MAX used to wrap in the resumed run's summary, a
+/// minibatch past the epoch's last was taken, and a malformed rank count was read as 1).
 #[test]
 fn resumed_counters_no_run_reaches_are_refused() {
     let d = tmpdir("counters");
@@ -566,6 +566,11 @@ fn resumed_counters_no_run_reaches_are_refused() {
         ("step", huge.as_str(), "past 2^53"),
         ("epoch", "9007199254740993", "past 2^53"),
         ("step_in_epoch", "1000", "an epoch has 8 steps"),
+        // One past the last minibatch: a checkpoint at an epoch's end holds the next epoch's 0.
+        ("step_in_epoch", "8", "an epoch has 8 steps"),
+        ("evals_since_best", huge.as_str(), "past 2^53"),
+        ("clip_events", huge.as_str(), "past 2^53"),
+        ("mpi_ranks", "abc", "malformed"),
         // The best and the clock: a crafted -1 or NaN best used to be kept (no evaluation beat
         // it, best.safetensors stayed at its step), a malformed one dropped silently.
         ("best_val_error", "-1", "no 0-1 error"),
@@ -580,6 +585,53 @@ fn resumed_counters_no_run_reaches_are_refused() {
         refused_with(&run_dir, &original, (key, value), &resume, &[key, want, "last.safetensors"]);
     }
     restored_resumes(&run_dir, &original, &resume);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A resume refused for its metrics file (gone, a directory) leaves the run as it was: the
+/// `--set` that would have continued it reaches config.toml only once the run can go on.
+#[test]
+fn a_resume_refused_for_its_metrics_leaves_config_toml_as_it_was() {
+    let d = tmpdir("resume-metrics");
+    let (_, run_dir) = finished_run(&d);
+    let metrics = run_dir.join("metrics.jsonl");
+    std::fs::remove_file(&metrics).expect("remove metrics.jsonl");
+    let before = snapshot(&run_dir);
+    assert_clean_error(&resume_cpu(&run_dir, "train.epochs=3"), &["metrics.jsonl", "to resume"]);
+    assert!(snapshot(&run_dir) == before, "the refused resume rewrote the run directory");
+    std::fs::create_dir(&metrics).expect("metrics.jsonl as a directory");
+    let before = snapshot(&run_dir);
+    assert_clean_error(&resume_cpu(&run_dir, "train.epochs=3"), &["metrics.jsonl"]);
+    assert!(snapshot(&run_dir) == before, "the refused resume rewrote the run directory");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A sweep does not time, nor pick, a batch larger than the training set (no run can train at
+/// it): the range stops at `data.n_train` with a notice, and a range wholly past it is refused.
+#[test]
+fn the_sweep_stops_at_the_training_set() {
+    let d = tmpdir("sweep-n-train");
+    let tiny = tiny_at(&d, 16);
+    let out = d.join("s");
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        s(&tiny),
+        "--min-batch",
+        "64",
+        "--max-batch",
+        "9223372036854775807",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("past data.n_train = 256 are not timed"), "{}", stderr(&o));
+    let (_, rows) = common::read_csv(&out.join("sweep.csv"));
+    let batches: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(batches, ["64", "128", "256"]);
     let _ = std::fs::remove_dir_all(&d);
 }
 

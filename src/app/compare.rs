@@ -45,7 +45,9 @@ pub fn compare(
     max_batch: Option<usize>,
 ) -> anyhow::Result<()> {
     let mut cfg = admit::load_config(args.config.as_deref(), &args.set)?;
-    sweep_args(&mut cfg, min_batch, max_batch, None)?;
+    if let Some(n) = sweep_args(&mut cfg, min_batch, max_batch, None)? {
+        eprintln!("{n}");
+    }
     // Both backends by construction: this command is the one that does not pick one.
     let gpu = GpuBackend::new(args.adapter.as_deref())?;
     let cpu = CpuBackend::new();

@@ -37,8 +37,9 @@ pub fn sweep(
         return super::sweep_precision::sweep_precisions(args, backend, range, policy, precisions);
     }
     let mut cfg = admit::load_config(args.config.as_deref(), &args.set)?;
-    sweep_args(&mut cfg, min_batch, max_batch, policy)?;
+    let notice = sweep_args(&mut cfg, min_batch, max_batch, policy)?;
     check_worker_counts(workers).map_err(anyhow::Error::msg)?;
+    notice.iter().for_each(|n| eprintln!("{n}"));
     let (report, policy, dir) =
         with_backend(backend, args.adapter.as_deref(), Sweep { cfg: &cfg, args })?;
     let points = report.points();
@@ -208,13 +209,15 @@ fn plots(
     Ok(())
 }
 
-/// Apply `--min-batch`, `--max-batch` and `--policy` to the config.
+/// Apply `--min-batch`, `--max-batch` and `--policy` to the config, and cut the range at the
+/// training set (a run cannot train at a batch larger than `data.n_train`, so the sweep neither
+/// times nor picks one). Returns the notice that says so when the range was cut.
 pub(super) fn sweep_args(
     cfg: &mut Config,
     min_batch: Option<usize>,
     max_batch: Option<usize>,
     policy: Option<&str>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     if let Some(m) = min_batch {
         cfg.sweep.min_batch = m;
     }
@@ -225,13 +228,27 @@ pub(super) fn sweep_args(
     if lo == 0 || hi < lo {
         bail!("batch range {lo}..{hi} is empty (need 1 ≤ --min-batch ≤ --max-batch)");
     }
+    let n_train = usize::try_from(cfg.data.n_train).unwrap_or(usize::MAX);
+    if lo > n_train {
+        bail!(
+            "--min-batch / sweep.min_batch = {lo} is larger than the training set (data.n_train = {n_train}): no batch size a run can train at"
+        );
+    }
+    let mut notice = None;
+    if hi > n_train {
+        cfg.sweep.max_batch = n_train;
+        notice = Some(format!(
+            "batch sizes past data.n_train = {n_train} are not timed: a run cannot train at them (--set data.n_train=N times up to N)"
+        ));
+    }
+    let (lo, hi) = (cfg.sweep.min_batch, cfg.sweep.max_batch);
     if crate::config::sweep_range_problem(lo, hi).is_some() {
         bail!("batch range {lo}..{hi} (--min-batch, --max-batch) holds no power of two, the batch sizes a sweep times");
     }
     if let Some(p) = policy {
         cfg.sweep.policy = p.parse().map_err(anyhow::Error::msg)?;
     }
-    Ok(())
+    Ok(notice)
 }
 
 /// The sweep with a progress bar.

@@ -32,7 +32,9 @@ pub(super) fn sweep_precisions(
     precisions: &[String],
 ) -> anyhow::Result<()> {
     let mut base = admit::load_config(args.config.as_deref(), &args.set)?;
-    sweep_args(&mut base, min_batch, max_batch, policy)?;
+    if let Some(n) = sweep_args(&mut base, min_batch, max_batch, policy)? {
+        eprintln!("{n}");
+    }
     let mut cfgs = Vec::new();
     for p in precisions {
         let mut set = args.set.clone();

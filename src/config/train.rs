@@ -46,19 +46,36 @@ impl Serialize for BatchSize {
 
 impl<'de> Deserialize<'de> for BatchSize {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
+        use serde::de::{Error, Visitor};
+        struct Expect;
+        const WANT: &str = "a positive integer or \"auto\"";
+        impl Visitor<'_> for Expect {
+            type Value = BatchSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(WANT)
+            }
+            fn visit_u64<E: Error>(self, n: u64) -> Result<BatchSize, E> {
+                usize::try_from(n).map(BatchSize::Fixed).map_err(|_| {
+                    E::custom(format!("expected {WANT}, got {n}, past this machine's range"))
+                })
+            }
+            fn visit_i64<E: Error>(self, n: i64) -> Result<BatchSize, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("expected {WANT}, got {n}"))),
+                }
+            }
+            fn visit_f64<E: Error>(self, x: f64) -> Result<BatchSize, E> {
+                Err(E::custom(format!("expected {WANT}, got {x}")))
+            }
+            fn visit_str<E: Error>(self, s: &str) -> Result<BatchSize, E> {
+                match s {
+                    "auto" => Ok(BatchSize::Auto),
+                    _ => Err(E::custom(format!("expected {WANT}, got \"{s}\""))),
+                }
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(BatchSize::Fixed(n as usize)),
-            Raw::S(s) if s == "auto" => Ok(BatchSize::Auto),
-            Raw::S(s) => Err(serde::de::Error::custom(format!(
-                "expected a positive integer or \"auto\", got \"{s}\""
-            ))),
-        }
+        d.deserialize_any(Expect)
     }
 }
 

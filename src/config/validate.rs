@@ -99,7 +99,7 @@ impl Config {
         if d.mode == DataMode::Resident && d.n_train > u32::MAX as u64 {
             return Err(bad(
                 "data.n_train",
-                "a resident dataset holds at most 2^32-1 examples; use mode = \"stream\"".into(),
+                format!("= {} is past the 2^32-1 examples a resident dataset holds; use data.mode = \"stream\"", d.n_train),
             ));
         }
         if !(0.0..=1.0).contains(&d.label_noise) {
@@ -283,6 +283,15 @@ impl Config {
         }
         if let (0, Some(key)) = (d.n_val, self.validation_user()) {
             return Err(bad(key, "needs a validation set, and data.n_val = 0 holds none".into()));
+        }
+        for (key, set) in [("data.features", d.features.is_some()), ("data.labels", d.labels.is_some())]
+        {
+            if set {
+                return Err(bad(
+                    key,
+                    format!("is read for data.kind = \"npy\"; {} data is generated", kind_name(d.kind)),
+                ));
+            }
         }
         if d.val_fraction != super::DataConfig::default().val_fraction {
             return Err(bad(

@@ -62,6 +62,17 @@ pub fn resolve_npy(
             ),
         ));
     }
+    if cfg.model.loss == LossKind::SoftmaxXent
+        && !npy::labels_are_integers(&labels).map_err(|e| bad("data.labels", e.to_string()))?
+    {
+        return Err(bad(
+            "data.labels",
+            format!(
+                "{} holds f32 targets; model.loss = \"softmax_xent\" needs integer class labels [N] (or use model.loss = \"mse\")",
+                labels.display()
+            ),
+        ));
+    }
     let infer = !classes_given || cfg.data.classes == 0;
     if infer && cfg.model.loss == LossKind::SoftmaxXent {
         match npy::label_classes(&labels).map_err(|e| bad("data.labels", e.to_string()))? {

@@ -42,6 +42,18 @@ pub enum TwinError {
     Shape(String),
 }
 
+/// Whether hidden units of activation `act` have the symmetries `spec` asks for (checked
+/// before a run trains, and again by every twin).
+pub fn check_twin(spec: &TwinSpec, act: Activation) -> Result<(), TwinError> {
+    if spec.rescale > 1.0 && act == Activation::Tanh {
+        return Err(TwinError::Rescale { act: "tanh" });
+    }
+    if spec.sign_flips && act == Activation::Relu {
+        return Err(TwinError::SignFlip);
+    }
+    Ok(())
+}
+
 /// Permutation and scales of `n` units for layer `layer`.
 fn unit_map(
     spec: &TwinSpec,
@@ -49,12 +61,7 @@ fn unit_map(
     layer: u64,
     n: usize,
 ) -> Result<(Vec<usize>, Vec<f32>), TwinError> {
-    if spec.rescale > 1.0 && act == Activation::Tanh {
-        return Err(TwinError::Rescale { act: "tanh" });
-    }
-    if spec.sign_flips && act == Activation::Relu {
-        return Err(TwinError::SignFlip);
-    }
+    check_twin(spec, act)?;
     let mut s = Stream::new(spec.seed, STREAM_TWIN, layer);
     let perm: Vec<usize> = if spec.permute {
         s.permutation(n).into_iter().map(|i| i as usize).collect()

@@ -1,7 +1,8 @@
 //! The run directories this process claimed, so that a command that fails before its run
 //! wrote anything of its own leaves no stray directory behind: [`discard_unused`] removes a
-//! claimed directory's `config.toml` (written first, from the already-parsed config) when that
-//! is all it holds, and the directory itself when this process created it. Anything else in
+//! claimed directory's `config.toml` (written first, from the already-parsed config) and a
+//! still-empty `metrics.jsonl` when that is all it holds, and the directory itself when this
+//! process created it. Anything else in
 //! it (metrics, checkpoints, plots: the run got going) keeps the directory as it is.
 
 use std::fs;
@@ -10,6 +11,16 @@ use std::sync::Mutex;
 
 /// Files a run writes before its first real output; a directory holding only these is unused.
 const PRELUDE: &[&str] = &["config.toml"];
+/// Files a run opens before its first real output, unused while they are still empty.
+const PRELUDE_IF_EMPTY: &[&str] = &["metrics.jsonl"];
+
+/// Whether a directory entry is one a failed run may leave before its first output.
+fn is_prelude(e: &fs::DirEntry) -> bool {
+    let name = e.file_name();
+    let Some(name) = name.to_str() else { return false };
+    let Ok(meta) = e.metadata() else { return false };
+    meta.is_file() && (PRELUDE.contains(&name) || (PRELUDE_IF_EMPTY.contains(&name) && meta.len() == 0))
+}
 
 /// `(directory, created by this process)` for every run directory claimed.
 static CLAIMED: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
@@ -37,12 +48,10 @@ fn discard(dir: &Path, created: bool) -> bool {
     let mut names = Vec::new();
     for e in entries {
         let Ok(e) = e else { return false };
-        let name = e.file_name().to_string_lossy().into_owned();
-        let is_file = e.file_type().is_ok_and(|t| t.is_file());
-        if !is_file || !PRELUDE.contains(&name.as_str()) {
+        if !is_prelude(&e) {
             return false;
         }
-        names.push(name);
+        names.push(e.file_name());
     }
     for name in &names {
         if fs::remove_file(dir.join(name)).is_err() {
@@ -60,21 +69,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_directory_with_nothing_but_its_config_is_discarded() {
+    fn only_a_directory_with_nothing_but_its_config_and_empty_metrics_is_discarded() {
         let root = std::env::temp_dir().join(format!("batchscope-claimed-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let (fresh, given, used) = (root.join("fresh"), root.join("given"), root.join("used"));
-        for d in [&fresh, &given, &used] {
+        let opened = root.join("opened");
+        for d in [&fresh, &given, &used, &opened] {
             fs::create_dir_all(d).expect("mkdir");
             fs::write(d.join("config.toml"), "x = 1\n").expect("write");
         }
         fs::write(used.join("metrics.jsonl"), "{}\n").expect("write");
+        // Failed after opening its metrics file and before its first line.
+        fs::write(opened.join("metrics.jsonl"), "").expect("write");
         record(&fresh, true);
         record(&given, false);
         record(&used, true);
+        record(&opened, true);
         let gone = discard_unused();
-        assert_eq!(gone, vec![fresh.clone(), given.clone()]);
+        assert_eq!(gone, vec![fresh.clone(), given.clone(), opened.clone()]);
         assert!(!fresh.exists(), "created and unused: removed");
+        assert!(!opened.exists(), "an empty metrics.jsonl is no output: removed");
         assert!(given.is_dir() && fs::read_dir(&given).expect("dir").next().is_none(), "kept, emptied");
         assert!(used.join("config.toml").is_file() && used.join("metrics.jsonl").is_file());
         assert!(discard_unused().is_empty(), "each claim is discarded once");

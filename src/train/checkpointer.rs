@@ -83,7 +83,7 @@ impl<B: Backend> Checkpointer<B> {
         let path = &self.last_path;
         let ck = checkpoint::load(path)?;
         super::resume_guard::keeps_recorded_layout(&ck.metadata, path, cfg)?;
-        let ranks: usize = ck.metadata.get("mpi_ranks").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let ranks: usize = optional_meta(&ck, "mpi_ranks", path)?.unwrap_or(1);
         if ranks != self.ranks {
             let job = |n: usize| match n {
                 1 => "one process (no --mpi)".to_string(),
@@ -123,6 +123,13 @@ impl<B: Backend> Checkpointer<B> {
         prog.best_val_error = optional_meta(&ck, "best_val_error", path)?;
         prog.best_step = optional_meta(&ck, "best_step", path)?;
         self.clip_base = meta(&ck, "clip_events", path)?;
+        if self.clip_base > super::plan::MAX_COUNT {
+            return Err(TrainError::Setup(format!(
+                "checkpoint {}: metadata `clip_events` = {} is past 2^53",
+                path.display(),
+                self.clip_base
+            )));
+        }
         if self.best_path.exists() {
             let bk = checkpoint::load(&self.best_path)?;
             let mut bp = st.params.zeros_like(b)?;

@@ -28,6 +28,10 @@ pub(super) struct Plan {
     pub(super) ring: usize,
 }
 
+/// Largest count a resumed checkpoint may hold: 2^53, exact in the metrics' JSON numbers and
+/// far past any run, so a crafted count cannot wrap when the run adds to it.
+pub(super) const MAX_COUNT: u64 = 1 << 53;
+
 impl Plan {
     pub(super) fn new(cfg: &Config, batch: usize, n_train: u64, has_val: bool) -> Self {
         let t = &cfg.train;
@@ -58,20 +62,25 @@ impl Plan {
     }
 
     /// Whether the counters a run starts from (a resumed checkpoint's) are a point this plan can
-    /// reach: the minibatch within its epoch exists, and no count is past 2^53 (exact in the
-    /// metrics' JSON numbers; far past any run, so a crafted count cannot wrap).
+    /// reach: the minibatch within its epoch exists, and no count is past [`MAX_COUNT`].
     pub(super) fn check_start(
         &self,
         prog: &Progress,
         run_dir: &std::path::Path,
     ) -> Result<(), TrainError> {
-        const MAX_COUNT: u64 = 1 << 53;
-        let counts = [("step", prog.step), ("epoch", prog.epoch), ("examples_seen", prog.examples_seen)];
+        let counts = [
+            ("step", prog.step),
+            ("epoch", prog.epoch),
+            ("examples_seen", prog.examples_seen),
+            ("evals_since_best", prog.evals_since_best),
+        ];
         let problem = match counts.iter().find(|(_, v)| *v > MAX_COUNT) {
             Some((name, v)) => Some(format!("`{name}` = {v} is past 2^53")),
-            None if self.steps_per_epoch > 0 && prog.step_in_epoch > self.steps_per_epoch => {
+            // Checkpoints taken at an epoch's last step hold the next epoch's counters (step 0 of
+            // it), so `step_in_epoch` is always below the epoch's step count.
+            None if self.steps_per_epoch > 0 && prog.step_in_epoch >= self.steps_per_epoch => {
                 Some(format!(
-                    "`step_in_epoch` = {} but an epoch has {} steps",
+                    "`step_in_epoch` = {} but an epoch has {} steps, numbered from 0",
                     prog.step_in_epoch, self.steps_per_epoch
                 ))
             }

@@ -120,10 +120,12 @@ pub fn run_train_ranks<'a, B: Backend>(
     if opts.resume && !plan.has_steps_after(&prog) {
         return Err(TrainError::AlreadyComplete { step: prog.step, reason: plan.end_reason(&prog) });
     }
+    // The metrics file first: a resume refused for an unreadable metrics.jsonl leaves the run's
+    // config.toml as it was.
+    let metrics = if root { Some(ckpt.open_metrics(opts, &prog)?) } else { None };
     if root && opts.resume {
         ckpt.describe_continuation(cfg)?;
     }
-    let metrics = if root { Some(ckpt.open_metrics(opts, &prog)?) } else { None };
     // Minibatch buffers and monitors.
     let bt = BatchBuffers::new(b, split.rows(), model.inputs(), cfg.data_outputs())?;
     let monitors = Monitors::new(b, cfg, &model, &st.params, batch)?;

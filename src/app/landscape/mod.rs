@@ -16,7 +16,7 @@ use crate::config::{
 };
 use crate::landscape::direction;
 use crate::landscape::objective::{MlpObjective, Objective, RnnObjective};
-use crate::landscape::symmetry::{mlp_twin, rnn_twin, TwinError, TwinSpec};
+use crate::landscape::symmetry::{check_twin, mlp_twin, rnn_twin, TwinError, TwinSpec};
 use crate::model::{Mlp, Rnn};
 use crate::profile::Profilable;
 use crate::report::rundir::{create_run_dir, write_atomic};
@@ -95,6 +95,23 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
         && (uses(Mode::Line, lc.line_dirs()) || uses(Mode::Plane, lc.plane_dirs()))
     {
         bail!("landscape: the \"hessian\" direction needs Hessian-vector products, which exist for the MLP only (this config is an RNN's)");
+    }
+    // A twin the hidden units cannot have (sign flips of ReLU, rescaled tanh): say so before
+    // anything trains.
+    if lc.modes.contains(&Mode::Symmetry) {
+        let hidden_act = match &model {
+            ModelCfg::Mlp(c) => (!c.model.hidden.is_empty()).then(|| c.mlp_spec().activation),
+            ModelCfg::Rnn(c) => Some(c.rnn_spec().activation),
+        };
+        let ts = TwinSpec {
+            seed: lc.seed,
+            permute: lc.permute,
+            rescale: lc.rescale,
+            sign_flips: lc.sign_flips,
+        };
+        if let Some(act) = hidden_act {
+            check_twin(&ts, act).map_err(|e| anyhow::anyhow!("landscape symmetry: {e}"))?;
+        }
     }
     // Fail on a bad checkpoint before creating the run directory.
     for p in ckpt.iter().chain(lc.start.iter()) {
