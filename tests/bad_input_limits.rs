@@ -122,7 +122,10 @@ fn cpu_sweep_skips_batches_past_host_memory() {
     let o = bin()
         .args(["sweep", "--backend", "cpu", "--quiet", "--config"])
         .arg(&cfg)
-        .args(["--max-batch", "1099511627776", "--set", "sweep.time_budget_s=2", "--out"])
+        .args(["--max-batch", "1099511627776", "--set", "sweep.time_budget_s=2"])
+        // A streamed training set of 2^40 examples: every batch size up to it is trainable, so
+        // the sweep goes there (it stops at the training set) and must skip, not allocate.
+        .args(["--set", "data.mode=\"stream\"", "--set", "data.n_train=1099511627776", "--out"])
         .arg(&out)
         .output()
         .expect("sweep");

@@ -628,10 +628,33 @@ fn the_sweep_stops_at_the_training_set() {
         s(&out),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("past data.n_train = 256 are not timed"), "{}", stderr(&o));
+    let notice = "past the training set (data.n_train = 256) are not timed";
+    assert!(stderr(&o).contains(notice), "{}", stderr(&o));
     let (_, rows) = common::read_csv(&out.join("sweep.csv"));
     let batches: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
     assert_eq!(batches, ["64", "128", "256"]);
+    // `train.batch_size = "auto"` sweeps the same way: it used to pick B = 4096 by throughput
+    // and then refuse to train at it.
+    let auto = d.join("auto");
+    let o = train_cpu(
+        &tiny,
+        &[
+            "--set",
+            "train.batch_size=\"auto\"",
+            "--set",
+            "sweep.max_batch=4096",
+            "--set",
+            "sweep.policy=\"max_throughput\"",
+            "--out",
+            s(&auto),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(B ≤ data.n_train = 256)"), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(auto.join("summary.json")).expect("summary.json");
+    let v: serde_json::Value = serde_json::from_str(&summary).expect("json");
+    let b = v["batch_size"].as_u64().expect("batch_size");
+    assert!(b <= 256 && b.is_power_of_two(), "auto chose {b}");
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -228,17 +228,19 @@ pub(super) fn sweep_args(
     if lo == 0 || hi < lo {
         bail!("batch range {lo}..{hi} is empty (need 1 ≤ --min-batch ≤ --max-batch)");
     }
-    let n_train = usize::try_from(cfg.data.n_train).unwrap_or(usize::MAX);
+    let rows = crate::data::resolve::training_rows(cfg)?;
+    let n_train = usize::try_from(rows).unwrap_or(usize::MAX);
+    let set = training_set(cfg, rows);
     if lo > n_train {
         bail!(
-            "--min-batch / sweep.min_batch = {lo} is larger than the training set (data.n_train = {n_train}): no batch size a run can train at"
+            "--min-batch / sweep.min_batch = {lo} is larger than the training set ({set}): no batch size a run can train at"
         );
     }
     let mut notice = None;
     if hi > n_train {
         cfg.sweep.max_batch = n_train;
         notice = Some(format!(
-            "batch sizes past data.n_train = {n_train} are not timed: a run cannot train at them (--set data.n_train=N times up to N)"
+            "batch sizes past the training set ({set}) are not timed: a run cannot train at them"
         ));
     }
     let (lo, hi) = (cfg.sweep.min_batch, cfg.sweep.max_batch);
@@ -249,6 +251,14 @@ pub(super) fn sweep_args(
         cfg.sweep.policy = p.parse().map_err(anyhow::Error::msg)?;
     }
     Ok(notice)
+}
+
+/// The training set of `cfg` as a user sets it: `data.n_train = N`, or the rows of its files.
+pub(super) fn training_set(cfg: &Config, rows: u64) -> String {
+    match cfg.data.kind {
+        crate::config::DataKind::Npy => format!("{rows} training rows of data.features"),
+        _ => format!("data.n_train = {rows}"),
+    }
 }
 
 /// The sweep with a progress bar.

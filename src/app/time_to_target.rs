@@ -138,7 +138,7 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         bail!("time-to-target needs train.target_val_error > 0 (see configs/time_to_target.toml)");
     }
     // A batch larger than the training set is never trained on: it is not timed either.
-    let n_train = usize::try_from(cfg.data.n_train).unwrap_or(usize::MAX);
+    let n_train = usize::try_from(crate::data::resolve::training_rows(&cfg)?).unwrap_or(usize::MAX);
     if cfg.sweep.min_batch > n_train {
         bail!(
             "sweep.min_batch = {} is larger than the training set (data.n_train = {n_train}): no batch size to time",

@@ -196,6 +196,12 @@ pub(super) fn usable_sweep(cfg: &Config) -> anyhow::Result<(Config, String)> {
             bound = format!(" (B ≥ {floor}: {why})");
         }
     }
+    // No run trains at a batch larger than its training set: the sweep stops there.
+    let rows = crate::data::resolve::training_rows(cfg)?;
+    if usize::try_from(rows).is_ok_and(|n| n < swept.sweep.max_batch) {
+        swept.sweep.max_batch = rows as usize;
+        bound.push_str(&format!(" (B ≤ {})", super::sweep::training_set(cfg, rows)));
+    }
     let (lo, hi) = (swept.sweep.min_batch, swept.sweep.max_batch);
     if crate::config::sweep_range_problem(lo, hi).is_some() {
         bail!("batch sizes {lo}..{hi}{bound} hold no power of two to sweep (sweep.min_batch, sweep.max_batch)");

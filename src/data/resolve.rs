@@ -50,6 +50,15 @@ pub fn resolve_npy(
     }
     if cfg.data.dim == 0 {
         cfg.data.dim = d;
+    } else if cfg.data.dim != d {
+        return Err(bad(
+            "data.dim",
+            format!(
+                "= {} but {} holds {d} features per row (set data.dim = {d}, or 0 to take it from the file)",
+                cfg.data.dim,
+                features.display()
+            ),
+        ));
     }
     if cfg.model.loss == LossKind::Mse
         && npy::labels_are_integers(&labels).map_err(|e| bad("data.labels", e.to_string()))?
@@ -148,4 +157,20 @@ pub fn resolve_npy(
 pub fn npy_val_rows(n: usize, val_fraction: f32) -> usize {
     let frac = if val_fraction.is_finite() { val_fraction.clamp(0.0, 1.0) as f64 } else { 0.0 };
     ((n as f64 * frac).round() as usize).min(n.saturating_sub(1))
+}
+
+/// Training examples a run of `cfg` draws its batches from: `data.n_train` for generated data,
+/// the `.npy` rows outside the validation split (each repeated `data.duplicates` times) for
+/// files. The largest batch size a run can train at.
+pub fn training_rows(cfg: &Config) -> Result<u64, ConfigError> {
+    let Some(features) = cfg.data.features.as_ref().filter(|_| cfg.data.kind == DataKind::Npy) else {
+        return Ok(cfg.data.n_train);
+    };
+    let (n, _) = npy::features_shape(features).map_err(|e| ConfigError::Invalid {
+        origin: features.display().to_string(),
+        key: "data.features".into(),
+        message: e.to_string(),
+    })?;
+    let rows = (n - npy_val_rows(n, cfg.data.val_fraction)) as u64;
+    Ok(rows.saturating_mul(cfg.data.duplicates.max(1) as u64))
 }
