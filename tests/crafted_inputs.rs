@@ -613,20 +613,8 @@ fn the_sweep_stops_at_the_training_set() {
     let d = tmpdir("sweep-n-train");
     let tiny = tiny_at(&d, 16);
     let out = d.join("s");
-    let o = run(&[
-        "sweep",
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--config",
-        s(&tiny),
-        "--min-batch",
-        "64",
-        "--max-batch",
-        "9223372036854775807",
-        "--out",
-        s(&out),
-    ]);
+    let range = ["--min-batch", "64", "--max-batch", "9223372036854775807", "--out", s(&out)];
+    let o = on_cpu("sweep", &tiny, &range);
     assert!(o.status.success(), "{}", stderr(&o));
     let notice = "past the training set (data.n_train = 256) are not timed";
     assert!(stderr(&o).contains(notice), "{}", stderr(&o));
