@@ -285,6 +285,27 @@ fn bad_flag_values_are_errors() {
             with(base("train"), &["--config", t, "--set", "train.zzz=1", "--out", &out("f1")]),
             "given by --set train.zzz",
         ),
+        // Keys of the experiments' own sections name the section and the --set that gave them.
+        case(
+            "landscape --set of an unknown key",
+            with(base("landscape"), &["--set", "landscape.zzz=1", "--out", &out("f4")]),
+            "`landscape.zzz`: unknown field `zzz`",
+        ),
+        case(
+            "landscape --set of a wrong type names the --set",
+            with(base("landscape"), &["--set", "landscape.points=\"a\"", "--out", &out("f5")]),
+            "(given by --set landscape.points)",
+        ),
+        case(
+            "depth --set of an unknown key names the --set",
+            with(base("depth"), &["--set", "depth.zzz=0", "--out", &out("f6")]),
+            "`depth.zzz`: unknown field `zzz`, expected `layers` or `width` (given by --set depth.zzz)",
+        ),
+        case(
+            "rnn --set of an unknown key blames the command line, not a [[variant]]",
+            with(base("rnn"), &["--set", "rnn.zzz=0", "--out", &out("f7")]),
+            "long_term.toml (embedded): `rnn.zzz`",
+        ),
         case(
             "train --workers 2 --adapter ,,",
             with(
@@ -587,24 +608,39 @@ fn bad_configs_npy_and_checkpoints_are_errors() {
 }
 
 #[test]
-fn out_through_a_missing_dir_and_dotdot_never_writes_into_the_run() {
+fn out_that_holds_a_run_is_refused_by_name_and_left_as_it_was() {
     let f = fixture();
-    let before = snapshot(&f.run);
+    let mut cases = Vec::new();
+    // The run itself, and the run reached through a missing directory and `..`.
+    for cmd in MLP_COMMANDS.iter().chain(&OWN_CONFIG_COMMANDS) {
+        let tiny: Vec<&str> =
+            if MLP_COMMANDS.contains(cmd) { vec!["--config", &f.tiny] } else { vec![] };
+        cases.push(case(
+            format!("{cmd} --out RUN"),
+            with(with(base(cmd), &tiny), &["--out", &s(&f.run)]),
+            "already holds files",
+        ));
+    }
     for (cmd, sub) in [("train", "sub"), ("sweep", "sub2")] {
         let out = format!("{}/{sub}/..", s(&f.run));
-        let o = run(&with(base(cmd), &["--config", &f.tiny, "--out", &out]));
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{cmd}: {err}");
-        assert!(snapshot(&f.run) == before, "{cmd} --out RUN/{sub}/.. changed the run");
-        assert!(!f.run.join(sub).exists(), "{cmd}: made {sub} inside the run");
+        cases.push(case(
+            format!("{cmd} --out RUN/{sub}/.."),
+            with(base(cmd), &["--config", &f.tiny, "--out", &out]),
+            "already holds files",
+        ));
     }
-    // The runs went beside it, each to a fresh suffixed directory.
-    let siblings = std::fs::read_dir(&f.dir)
+    check(&cases);
+    for sub in ["sub", "sub2"] {
+        assert!(!f.run.join(sub).exists(), "made {sub} inside the run");
+    }
+    // No sibling was made in its place: the results never go somewhere the caller did not name.
+    let siblings: Vec<String> = std::fs::read_dir(&f.dir)
         .expect("read")
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("run-"))
-        .count();
-    assert!(siblings >= 2, "expected run-1 and run-2 beside the run");
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("run-"))
+        .collect();
+    assert!(siblings.is_empty(), "refused runs made {siblings:?} beside the run");
     // A resume still trains the original config (it was not replaced).
     assert!(std::fs::read_to_string(f.run.join("config.toml"))
         .expect("config")

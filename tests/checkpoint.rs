@@ -259,6 +259,25 @@ fn wrong_dtype_missing_checksum_and_foreign_format_are_errors() {
     let ck = checkpoint::load_unverified(&q).unwrap();
     assert_eq!(ck.expect_shape("layers.0.bias", &[2]).unwrap().data, vec![0.25, -1.0]);
 
+    // PyTorch's and Hugging Face's tag (`save_file(..., metadata={"format": "pt"})`) marks
+    // another tool's file, not an unknown batchscope version: converted and renamed like one
+    // without a tag.
+    let f16_bytes = |v: &[f32]| -> Vec<u8> {
+        v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect()
+    };
+    let (w, b) = (f16_bytes(&[0.5, 2.0]), f16_bytes(&[0.25]));
+    let w = safetensors::tensor::TensorView::new(Dtype::F16, vec![1, 2], &w).unwrap();
+    let b = safetensors::tensor::TensorView::new(Dtype::F16, vec![1], &b).unwrap();
+    let meta: std::collections::HashMap<String, String> =
+        [("format".to_string(), "pt".to_string())].into();
+    let pt = s.path("pt.safetensors");
+    fs::write(&pt, safetensors::serialize([("0.weight", w), ("0.bias", b)], Some(meta)).unwrap())
+        .unwrap();
+    let ck = checkpoint::load(&pt).unwrap();
+    assert_eq!(ck.expect_shape("layers.0.weight", &[1, 2]).unwrap().data, vec![0.5, 2.0]);
+    assert_eq!(ck.expect_shape("layers.0.bias", &[1]).unwrap().data, vec![0.25]);
+    assert!(!ck.metadata.contains_key("format"));
+
     // A future format tag is refused rather than misread.
     let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![2], &f).unwrap();
     let meta: std::collections::HashMap<String, String> =

@@ -253,7 +253,13 @@ fn devices_lists_the_adapter_with_limits() {
     let o = run(&["devices", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let list = v.as_array().expect("array");
+    let list = v["adapters"].as_array().expect("adapters array");
+    // The CPU backend too, with its threads.
+    assert!(v["cpu"]["name"].as_str().is_some_and(|n| n.starts_with("CPU (")), "{v}");
+    assert!(v["cpu"]["threads"].as_u64().is_some_and(|t| t >= 1), "{v}");
+    for (i, a) in list.iter().enumerate() {
+        assert_eq!(a["index"].as_u64(), Some(i as u64), "indices are --adapter's: {a}");
+    }
     assert!(
         !list.is_empty(),
         "no GPU adapter: install a Vulkan driver (apt-get install -y mesa-vulkan-drivers)"
@@ -285,6 +291,65 @@ fn devices_lists_the_adapter_with_limits() {
     // The CPU backend last, with its threads (and the system BLAS, where one is loaded).
     let cpu = text.lines().last().unwrap_or_default();
     assert!(cpu.starts_with("[cpu] CPU (") && cpu.contains(" threads"), "{text}");
+}
+
+/// `--adapter` with digits only is an index of `batchscope devices` (never a name substring: "1"
+/// is in "LLVM 15.0.6"), for one worker as for a `--workers` list; and it is refused, not
+/// ignored, next to `--backend cpu`.
+#[test]
+fn adapter_digits_are_indices_and_cpu_refuses_an_adapter() {
+    let d = tmpdir("adapter-index");
+    let c = write(&d, "tiny.toml", &tiny());
+    let c = c.to_str().expect("utf-8");
+    let o = run(&["devices", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let n = v["adapters"].as_array().map_or(0, Vec::len);
+    assert!(n > 0, "no GPU adapter: install a Vulkan driver (apt-get install -y mesa-vulkan-drivers)");
+    let past = n.to_string();
+    let out = d.join("past");
+    let o = run(&[
+        "train",
+        "--backend",
+        "gpu",
+        "--quiet",
+        "--config",
+        c,
+        "--adapter",
+        &past,
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_clean_error(&o, &format!("no adapter matches `--adapter {n}`"));
+    assert!(stderr(&o).contains("0: "), "the error lists the indices: {}", stderr(&o));
+    let out = d.join("first");
+    let o = run(&[
+        "train",
+        "--backend",
+        "gpu",
+        "--quiet",
+        "--config",
+        c,
+        "--adapter",
+        "0",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "--adapter 0: {}", stderr(&o));
+    let out = d.join("cpu");
+    let o = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--config",
+        c,
+        "--adapter",
+        "0",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_clean_error(&o, "--backend is cpu");
+    assert!(!out.exists(), "a refused run leaves no directory");
 }
 
 #[test]

@@ -190,6 +190,44 @@ fn npy_duplicates_past_the_host_or_the_row_numbering_are_config_errors() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `.npy` data needs neither `data.dim` nor, for regression, `data.outputs`: a config that
+/// leaves them out takes D and K from the files (config.toml says what was used); a value
+/// written that the files contradict is one error naming the key and the value to write.
+#[test]
+fn npy_dim_and_outputs_come_from_the_files_when_left_out() {
+    let d = tmpdir("npy-infer");
+    let (x, _) = write_npy_pair(&d);
+    let t: Vec<u8> = (0..80).flat_map(|i| ((i % 7) as f32 / 7.0).to_le_bytes()).collect();
+    let yp = d.join("t.npy");
+    std::fs::write(&yp, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (40, 2), }", &t))
+        .expect("t");
+    let cfg = |extra: &str| {
+        let c = d.join("mse.toml");
+        let text = format!(
+            "[model]\nhidden = [4]\nloss = \"mse\"\n[data]\nkind = \"npy\"\nfeatures = \"{}\"\nlabels = \"{}\"\n{extra}[train]\nbatch_size = 2\nsteps = 2\n",
+            s(&x),
+            s(&yp)
+        );
+        std::fs::write(&c, text).expect("config");
+        c
+    };
+    let out = d.join("inferred");
+    let o = train_cpu(&cfg(""), &["--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let written = std::fs::read_to_string(out.join("config.toml")).expect("config.toml");
+    assert!(written.contains("dim = 3") && written.contains("outputs = 2"), "{written}");
+    for (extra, needles) in [
+        ("dim = 5\n", ["data.dim", "= 5", "holds 3 features"]),
+        ("outputs = 3\n", ["data.outputs", "= 3", "holds 2 target columns"]),
+    ] {
+        let out = d.join("refused");
+        let o = train_cpu(&cfg(extra), &["--out", s(&out)]);
+        assert_clean_error(&o, &needles);
+        assert!(!out.exists(), "{extra}: a refused run left its directory");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// A header dict that does not parse is one short line, not the parser's diagram (a nested
 /// one used to print 87 KB); one nested 24 deep in a key of its own, 150 bytes, used to take
 /// the parser over a minute (its time doubles with each level).

@@ -143,15 +143,15 @@ fn gemm_bad_input_is_one_error_line_and_leaves_a_run_alone() {
     let o = run(&["--sizes", "16", "--out", file.to_str().expect("utf-8")]);
     assert_clean_error(&o, &["a-file", "not a directory"]);
     assert_eq!(std::fs::read_to_string(&file).expect("read"), "keep me\n");
-    // An existing run directory is never touched: the results go to the next free name.
+    // An existing run directory is refused by name before any timing, and never touched.
     let existing = dir.join("existing");
     std::fs::create_dir_all(&existing).expect("dir");
     std::fs::write(existing.join("gemm.csv"), "earlier results\n").expect("write");
     let before = snapshot(&existing);
     let o = run(&["--sizes", "16", "--layouts", "nn", "--out", existing.to_str().expect("utf-8")]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_clean_error(&o, &["existing", "already holds files", "gemm.csv"]);
     assert_eq!(snapshot(&existing), before);
-    assert!(dir.join("existing-1").join("gemm.csv").is_file());
+    assert!(!dir.join("existing-1").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -449,3 +449,31 @@ fn f16_profile_roof_is_the_tensor_peak_or_the_f16_product_probe() {
     assert_eq!(kind, RoofKind::Config);
     assert_eq!(p.gflops, Peak { value: 1234.0, source: PeakSource::Config("sweep.peak_gflops") });
 }
+
+/// profile.svg: one batch-size label under each bar, centred on it (an axis of plotters' own
+/// ticks put two labels under three bars, at their left edges).
+#[test]
+fn profile_svg_labels_every_bar_at_its_centre() {
+    let b = common::cpu();
+    let cfg = config(&[]);
+    let profiles: Vec<BatchProfile> =
+        [1, 4, 16].iter().map(|&n| profile_batch(&b, &cfg, n).expect("profile")).collect();
+    let dir = common::tmpdir("profile-svg");
+    let path = dir.join("profile.svg");
+    batchscope::profile::report::stacked_bars(&path, "t", &profiles).expect("svg");
+    let svg = std::fs::read_to_string(&path).expect("read");
+    // Each label once, and their x positions evenly spaced (bar centres).
+    let xs: Vec<f64> = ["B=1", "B=4", "B=16"]
+        .iter()
+        .map(|label| {
+            let hits: Vec<&str> =
+                svg.match_indices(&format!(">{label}<")).map(|(i, _)| &svg[..i]).collect();
+            assert_eq!(hits.len(), 1, "{label} drawn {} times", hits.len());
+            let tag = &hits[0][hits[0].rfind("<text").expect("a text element")..];
+            let x = tag.split("x=\"").nth(1).and_then(|r| r.split('"').next()).expect("x");
+            x.parse().expect("a number")
+        })
+        .collect();
+    let (d1, d2) = (xs[1] - xs[0], xs[2] - xs[1]);
+    assert!(d1 > 50.0 && (d1 - d2).abs() <= 2.0, "labels at {xs:?}");
+}

@@ -209,3 +209,37 @@ fn monitor_predicts_delta_loss<B: Backend>(b: &B) {
     assert!(dir.join("curvature.svg").exists());
 }
 both_backends!(curvature_monitor_predicts_the_loss_change_on_a_quadratic, monitor_predicts_delta_loss);
+
+/// A run that ends between evaluations (here `train.steps` short of `eval_every`, as a short
+/// one-pass stream is) still has a best: the final evaluation counts, and best.safetensors
+/// holds the final parameters; the metrics keep their schedule.
+fn final_evaluation_counts_for_the_best<B: Backend>(b: &B) {
+    let dir = tmpdir(&format!("final-best-{:?}", b.kind()));
+    let c = cfg(&["train.epochs=0", "train.steps=20", "train.eval_every=1000", "train.log_every=5"]);
+    let s = run_train(b, &c, &TrainOptions::default(), &dir).expect("train");
+    let fin = s.final_val_error.expect("a final validation error");
+    assert_eq!(s.best_val_error, Some(fin), "the final evaluation is the only one, so the best");
+    assert_eq!(s.best_step, Some(20));
+    assert!(dir.join("best.safetensors").exists(), "best.safetensors holds the final parameters");
+    let m = metrics(&dir);
+    assert!(m.iter().all(|l| l.val_error.is_none()), "no scheduled evaluation in 20 steps");
+    // With evaluations on schedule, a final one that does not beat them leaves the best alone.
+    let dir = tmpdir(&format!("final-best2-{:?}", b.kind()));
+    let c = cfg(&["train.epochs=0", "train.steps=23", "train.eval_every=10", "train.log_every=5"]);
+    let s = run_train(b, &c, &TrainOptions::default(), &dir).expect("train");
+    let evals: Vec<(u64, f64)> =
+        metrics(&dir).iter().filter_map(|l| l.val_error.map(|e| (l.step, e))).collect();
+    assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), vec![10, 20]);
+    let (fin, best) = (s.final_val_error.expect("final"), s.best_val_error.expect("best"));
+    let scheduled = evals.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
+    assert_eq!(best, scheduled.min(fin), "best of the scheduled and the final evaluations");
+    assert_eq!(
+        s.best_step,
+        Some(if fin < scheduled {
+            23
+        } else {
+            evals.iter().find(|e| e.1 == scheduled).map_or(0, |e| e.0)
+        })
+    );
+}
+both_backends!(the_final_evaluation_counts_for_the_best, final_evaluation_counts_for_the_best);

@@ -47,6 +47,9 @@ pub fn with_backend<T: BackendTask>(
     task: T,
 ) -> anyhow::Result<T::Output> {
     let gpu = match choice {
+        BackendChoice::Cpu if adapter.is_some() => {
+            anyhow::bail!("--adapter names a GPU adapter but --backend is cpu; drop one of them")
+        }
         BackendChoice::Cpu => None,
         BackendChoice::Gpu => Some(GpuBackend::new(adapter)?),
         BackendChoice::Auto if adapter.is_none() && only_software_adapters() => {

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::create_run_dir;
-use crate::report::table::Table;
+use crate::report::table::{Align, Table};
 use crate::schedule::admit;
 use crate::schedule::sweep::SweepRow;
 
@@ -60,7 +60,12 @@ pub fn compare(
     rows.extend(c.rows.iter().map(row_cells));
     write_csv(&dir.join("sweep.csv"), &SWEEP_HEADER, &rows)?;
 
-    let mut t = Table::new(["B", "GPU ex/s", "CPU ex/s", "speedup", "GPU ms", "CPU ms"]);
+    // Right-aligned throughout: a "skipped" cell must not flip its column to the left.
+    let mut t = (0..6)
+        .fold(Table::new(["B", "GPU ex/s", "CPU ex/s", "speedup", "GPU ms", "CPU ms"]), |t, c| {
+            t.align(c, Align::Right)
+        });
+    let mut skips = Vec::new();
     let mut speedups = Vec::new();
     let mut crossover = None;
     for (gr, cr) in g.rows.iter().zip(&c.rows) {
@@ -79,11 +84,16 @@ pub fn compare(
                 "skipped".into()
             }
         };
+        for (side, r) in [("GPU", gr), ("CPU", cr)] {
+            if let Some(why) = &r.skipped {
+                skips.push(format!("B = {} skipped on the {side}: {why}", r.batch));
+            }
+        }
         t.row([
             gr.batch.to_string(),
             fmt(gr, &|r| format!("{:.0}", r.examples_per_s)),
             fmt(cr, &|r| format!("{:.0}", r.examples_per_s)),
-            if ok { format!("{s:.2}x") } else { "-".into() },
+            if ok { speedup_text(s) } else { "-".into() },
             fmt(gr, &|r| format!("{:.3}", r.ms_per_step_median)),
             fmt(cr, &|r| format!("{:.3}", r.ms_per_step_median)),
         ]);
@@ -115,10 +125,38 @@ pub fn compare(
     )?;
     println!("GPU: {} | CPU: {} | model {:?}", g.device, c.device, g.model);
     print!("{}", t.render());
+    for line in &skips {
+        println!("{line}");
+    }
     match crossover {
         Some(b) => println!("crossover: the GPU is faster from B = {b}"),
         None => println!("crossover: the GPU is not faster than the CPU at any measured B"),
     }
     println!("wrote: {}", dir.display());
     Ok(())
+}
+
+/// A GPU/CPU ratio with three significant digits (`0.0123x`, `0.512x`, `1.23x`, `12.3x`): two
+/// decimals said `0.01x` for a GPU 80x slower.
+fn speedup_text(s: f64) -> String {
+    let decimals = if s >= 10.0 {
+        1
+    } else if s >= 1.0 {
+        2
+    } else if s >= 0.1 {
+        3
+    } else {
+        4
+    };
+    format!("{s:.decimals$}x")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn speedups_keep_three_significant_digits() {
+        let shown: Vec<String> =
+            [0.012345, 0.5123, 1.234, 12.34].iter().map(|&s| super::speedup_text(s)).collect();
+        assert_eq!(shown, ["0.0123x", "0.512x", "1.23x", "12.3x"]);
+    }
 }

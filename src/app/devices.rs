@@ -5,11 +5,17 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::list_adapters;
 use crate::backend::Backend;
 
-/// `batchscope devices`.
+/// `batchscope devices`. With `--json`: `{"adapters": [...], "cpu": {"name", "threads"}}`, the
+/// GPU adapters in `--adapter` index order and the CPU backend that `--backend cpu` runs on.
 pub fn devices(json: bool) -> anyhow::Result<()> {
     let adapters = list_adapters();
     if json {
-        println!("{}", serde_json::to_string_pretty(&adapters)?);
+        let cpu = CpuBackend::new();
+        let v = serde_json::json!({
+            "adapters": adapters,
+            "cpu": { "name": cpu.device_name(), "threads": cpu.threads() },
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     if adapters.is_empty() {

@@ -42,6 +42,16 @@ pub fn noise(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyho
     }
     let (s, dir) = with_backend(backend, args.adapter.as_deref(), Noise { cfg: &cfg, noise, args })?;
     write_outputs(&s, &dir)?;
+    if noise.max_n > s.examples {
+        // The sizes stop at the data (as `curvature --examples` past it is an error, this one
+        // only bounds a range, so it is said rather than refused).
+        eprintln!(
+            "notice: --max-n {} is past the {} training examples: minibatch sizes stop at {}",
+            noise.max_n,
+            s.examples,
+            1usize << s.examples.max(1).ilog2()
+        );
+    }
     print_summary(&s);
     println!("wrote: {}", dir.display());
     Ok(())

@@ -224,8 +224,11 @@ fn auto_policy(p: &SweepPolicy, knee_fraction: f64) -> anyhow::Result<Policy> {
 pub(super) fn print_summary(summary: &TrainSummary, dir: &Path) {
     println!("device:          {}", summary.device);
     println!(
-        "steps:           {} ({} examples, {} epochs)",
-        summary.steps, summary.examples_seen, summary.epochs_completed
+        "steps:           {} ({} examples, {} epoch{})",
+        summary.steps,
+        summary.examples_seen,
+        summary.epochs_completed,
+        if summary.epochs_completed == 1 { "" } else { "s" }
     );
     println!("stopped:         {}", summary.stopped_reason);
     if let Some(l) = summary.final_train_loss {
@@ -244,8 +247,9 @@ pub(super) fn print_summary(summary: &TrainSummary, dir: &Path) {
         );
     }
     println!(
-        "throughput:      {:.0} examples/s over {:.1} s",
-        summary.examples_per_s, summary.elapsed_s
+        "throughput:      {:.0} examples/s over {}",
+        summary.examples_per_s,
+        seconds(summary.elapsed_s)
     );
     if let Some(d) = &summary.data_parallel {
         println!(
@@ -266,4 +270,13 @@ pub(super) fn print_summary(summary: &TrainSummary, dir: &Path) {
         }
     }
     println!("wrote:           {}", dir.display());
+}
+
+/// `12.3 s`, or `45 ms` under a tenth of a second (where `0.0 s` would say nothing).
+fn seconds(s: f64) -> String {
+    if s < 0.1 {
+        format!("{:.0} ms", 1000.0 * s)
+    } else {
+        format!("{s:.1} s")
+    }
 }

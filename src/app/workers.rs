@@ -50,17 +50,25 @@ pub fn open_workers(choice: BackendChoice, adapters: &[String], n: usize) -> any
     let mut out = Vec::with_capacity(n);
     for w in 0..n {
         let wanted = adapters.get(if adapters.len() > 1 { w } else { 0 });
-        let g = match wanted {
-            Some(a) if a.chars().all(|c| c.is_ascii_digit()) => {
-                let index = a
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--adapter {a}: no adapter has this index"))?;
-                GpuBackend::open_index(index)?
-            }
-            Some(a) => GpuBackend::new(Some(a))?,
-            None => GpuBackend::new(None)?,
-        };
+        let g = GpuBackend::new(wanted.map(String::as_str))?;
         out.push(g);
     }
+    warn_mixed_speeds(&out);
     Ok(Workers::Gpu(out))
+}
+
+/// Replicas wait for each other every step: one on a software adapter (llvmpipe / lavapipe) next
+/// to a hardware one runs the whole job at the software adapter's pace, so say so.
+fn warn_mixed_speeds(replicas: &[GpuBackend]) {
+    let hardware = replicas.iter().position(|g| !g.adapter().on_cpu);
+    let software = replicas.iter().position(|g| g.adapter().on_cpu);
+    if let (Some(h), Some(s)) = (hardware, software) {
+        eprintln!(
+            "notice: replica {s} runs on {}, a software adapter, and replica {h} on {}; every step \
+             waits for the slowest replica, so the run goes at the software adapter's pace \
+             (list hardware adapters only in --adapter)",
+            replicas[s].adapter().name,
+            replicas[h].adapter().name
+        );
+    }
 }

@@ -39,6 +39,9 @@ pub use load::{load_into, refuse_unexpected};
 pub const FORMAT: &str = "batchscope-checkpoint-v1";
 /// Metadata key of the format tag.
 pub const FORMAT_KEY: &str = "format";
+
+/// The prefix of every batchscope format tag ([`FORMAT`] and its future versions).
+const FORMAT_FAMILY: &str = "batchscope-checkpoint-";
 /// Metadata key of the checksum.
 pub const CHECKSUM_KEY: &str = "checksum";
 
@@ -286,7 +289,8 @@ pub const MAX_CHECKPOINT_BYTES: u64 = u64::MAX;
 /// reserved metadata keys are removed.
 ///
 /// A file without a `checksum` (written by another tool) is loaded unverified, with a notice
-/// the first time it is read in this process; when it has no `format` tag either, F16 / BF16 /
+/// the first time it is read in this process; when it has no batchscope `format` tag either
+/// (none, or another tool's such as PyTorch's `"pt"`), F16 / BF16 /
 /// F64 tensors are converted to f32, PyTorch `nn.Sequential` names are mapped to
 /// `layers.{i}.*` and tensors that are no MLP parameters are refused by name ([`foreign`]).
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
@@ -302,8 +306,11 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         .as_ref()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    // Neither tag: written by another tool (batchscope writes both).
-    let foreign = !metadata.contains_key(FORMAT_KEY) && !metadata.contains_key(CHECKSUM_KEY);
+    // Written by another tool: no checksum, and no format tag or another tool's
+    // (`safetensors.torch.save_file(..., metadata={"format": "pt"})`, Hugging Face's "pt", "np",
+    // "flax", "tf", "mlx"). A batchscope tag of another version is refused below.
+    let ours = |f: &String| f.starts_with(FORMAT_FAMILY);
+    let foreign = !metadata.get(FORMAT_KEY).is_some_and(ours) && !metadata.contains_key(CHECKSUM_KEY);
 
     let mut names: Vec<&str> = st.names();
     names.sort_unstable();
@@ -321,7 +328,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         views.push((name, v));
     }
 
-    if let Some(found) = metadata.get(FORMAT_KEY) {
+    if let Some(found) = metadata.get(FORMAT_KEY).filter(|_| !foreign) {
         if found != FORMAT {
             return Err(CheckpointError::UnsupportedFormat {
                 path: path.to_path_buf(),

@@ -58,7 +58,7 @@ impl ConfigText {
         name: &str,
     ) -> Result<T, ConfigError> {
         match self.take(name) {
-            Some(toml::Value::Table(t)) => deserialize(t, &self.origin),
+            Some(toml::Value::Table(t)) => deserialize_at(t, &self.origin, name),
             Some(_) => Err(self.invalid(name, format!("must be a table ([{name}])"))),
             None => Ok(T::default()),
         }
@@ -164,11 +164,22 @@ pub fn deserialize<T: DeserializeOwned + Serialize>(
     table: toml::Table,
     origin: &str,
 ) -> Result<T, ConfigError> {
-    let typed = deserialize_unchecked::<T>(table.clone(), origin)?;
+    deserialize_at(table, origin, "")
+}
+
+/// [`deserialize`] of section `section` of the file (`""`: the whole file), so that errors
+/// name `section.key` and find its line or its `--set`.
+fn deserialize_at<T: DeserializeOwned + Serialize>(
+    table: toml::Table,
+    origin: &str,
+    section: &str,
+) -> Result<T, ConfigError> {
+    let typed = deserialize_unchecked::<T>(table.clone(), origin, section)?;
     // serde narrows a TOML float to an f32 field with `as`: 3.5e38 became inf, which the range
     // checks then reported as "got inf". Said here by key, with the number as given.
     if let Ok(toml::Value::Table(narrowed)) = toml::Value::try_from(&typed) {
-        if let Some((keys, value)) = overflowed_f32(&table, &narrowed, &mut Vec::new()) {
+        let mut path: Vec<String> = section_path(section);
+        if let Some((keys, value)) = overflowed_f32(&table, &narrowed, &mut path) {
             let mut message = format!(
                 "`{}`: {value:e} is past the largest value an f32 setting holds ({:e})",
                 keys.join("."),
@@ -208,16 +219,24 @@ fn overflowed_f32(
     None
 }
 
+/// `"landscape"` → `["landscape"]`, `""` → `[]`.
+fn section_path(section: &str) -> Vec<String> {
+    section.split('.').filter(|k| !k.is_empty()).map(str::to_string).collect()
+}
+
 fn deserialize_unchecked<T: DeserializeOwned>(
     table: toml::Table,
     origin: &str,
+    section: &str,
 ) -> Result<T, ConfigError> {
     T::deserialize(toml::Value::Table(table)).map_err(|e: toml::de::Error| {
-        let keys = error_keys(&e);
+        let mut keys = section_path(section);
+        keys.extend(error_keys(&e));
         let mut message = e.message().to_string();
         if !keys.is_empty() {
             message = format!("`{}`: {message}", keys.join("."));
         }
+        let mut origin = origin;
         if let Some(line) = source_map::locate(origin, &keys) {
             message.push_str(&format!(" (line {line})"));
         } else if source_map::is_overridden(origin, &keys) {
@@ -225,6 +244,8 @@ fn deserialize_unchecked<T: DeserializeOwned>(
                 " (given by --set {})",
                 keys.iter().take(2).cloned().collect::<Vec<_>>().join(".")
             ));
+            // The command line gave it, not a `[[variant]]` of the file: name the file only.
+            origin = origin.split(" [[variant]] ").next().unwrap_or(origin);
         }
         ConfigError::Parse { origin: origin.to_string(), message }
     })

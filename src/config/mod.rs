@@ -150,7 +150,13 @@ impl Config {
 
     /// Whether the table sets `data.classes` (absent means "infer it from `.npy` labels").
     pub fn sets_classes(table: &toml::Table) -> bool {
-        table.get("data").and_then(|d| d.as_table()).is_some_and(|d| d.contains_key("classes"))
+        Self::sets_data_key(table, "classes")
+    }
+
+    /// Whether `table` (a file with its overrides) writes `data.{key}` (else it is the default,
+    /// which `.npy` data replaces by what its files hold).
+    pub fn sets_data_key(table: &toml::Table, key: &str) -> bool {
+        table.get("data").and_then(|d| d.as_table()).is_some_and(|d| d.contains_key(key))
     }
 
     /// The embedded default config.

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::policy::Policy;
+use super::policy::{Policy, PolicyParseError};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -104,6 +104,16 @@ impl std::str::FromStr for SweepPolicy {
             Self::TIME_TO_TARGET_AUTO => Ok(SweepPolicy::TimeToTargetAuto),
             _ => match s.parse::<Policy>() {
                 Ok(policy) => Ok(SweepPolicy::Fixed { policy, text: s.to_string() }),
+                // A sweep also measures B_noise itself: say so where the policies are listed.
+                Err(PolicyParseError::Unknown { input }) => Err(format!(
+                    "sweep.policy: unknown batch-size policy `{input}`; expected max_throughput, knee, \
+                     knee:<fraction>, largest_fit, time_to_target:<b_noise> or time_to_target:auto"
+                )),
+                Err(PolicyParseError::MissingNoiseScale) => {
+                    Err("sweep.policy: `time_to_target` needs the gradient noise scale in examples \
+                     (time_to_target:<b_noise>), or time_to_target:auto to measure it first"
+                        .to_string())
+                }
                 Err(e) => Err(format!("sweep.policy: {e}")),
             },
         }

@@ -133,6 +133,9 @@ fn sweep_policy_is_parsed_at_load_and_written_back_as_given() {
     }
     let e = Config::load(None, &["sweep.policy=fastest".into()]).unwrap_err().to_string();
     assert!(e.contains("sweep.policy") && e.contains("fastest"), "{e}");
+    assert!(e.contains("time_to_target:auto"), "the sweep's own policy is listed: {e}");
+    let e = Config::load(None, &["sweep.policy=\"time_to_target\"".into()]).unwrap_err().to_string();
+    assert!(e.contains("time_to_target:auto"), "{e}");
 }
 
 #[test]

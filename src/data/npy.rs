@@ -187,6 +187,20 @@ pub fn label_classes(path: &Path) -> Result<Option<usize>, DataError> {
     }
 }
 
+/// The columns K of f32 regression targets `[N, K]` (1 for `[N]`), from the header only.
+pub fn target_columns(path: &Path) -> Result<usize, DataError> {
+    let f = Opened::open(path)?;
+    match f.shape().as_slice() {
+        [_] => Ok(1),
+        [_, k] => usize_of(path, *k),
+        _ => Err(DataError::Rank {
+            path: path.to_path_buf(),
+            shape: f.shape(),
+            expected: "regression targets must be f32 [N, K]",
+        }),
+    }
+}
+
 /// Features f32 `[N, D]`: `(x [N * D], N, D)`.
 pub fn read_features(path: &Path) -> Result<(Vec<f32>, usize, usize), DataError> {
     let f = Opened::open(path)?;

@@ -1,5 +1,6 @@
-//! What `.npy` data implies for a loaded config (`data.dim = 0`: D from the features file;
-//! `data.classes` absent or 0: max label + 1), and the train/validation split line. Called by
+//! What `.npy` data implies for a loaded config (`data.dim` absent or 0: D from the features
+//! file; `data.classes` absent or 0: max label + 1; `data.outputs` absent or 0 with
+//! `model.loss = "mse"`: the targets' K), and the train/validation split line. Called by
 //! [`crate::schedule::admit`] after the config is parsed, before anything is allocated.
 
 use crate::config::{Config, ConfigError, DataKind};
@@ -18,12 +19,32 @@ pub enum Useless {
     Passed,
 }
 
-/// Fill `data.dim` / `data.classes` from `.npy` files; print the split. `classes_given`: the
-/// table set `data.classes` (a nonzero value is kept). `useless`: what a setting the split
-/// makes useless (early stopping with no validation rows) is.
+/// Which of the keys `.npy` files can imply the config wrote (a nonzero written value is kept
+/// and checked against the files; an unwritten one, or 0, is taken from them).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NpyGiven {
+    pub dim: bool,
+    pub classes: bool,
+    pub outputs: bool,
+}
+
+impl NpyGiven {
+    /// What `table` (a file with its overrides applied) writes.
+    pub fn of(table: &toml::Table) -> Self {
+        NpyGiven {
+            dim: Config::sets_data_key(table, "dim"),
+            classes: Config::sets_data_key(table, "classes"),
+            outputs: Config::sets_data_key(table, "outputs"),
+        }
+    }
+}
+
+/// Fill `data.dim`, `data.classes` (classification) or `data.outputs` (regression) from `.npy`
+/// files where the config did not write them ([`NpyGiven`]); print the split. `useless`: what a
+/// setting the split makes useless (early stopping with no validation rows) is.
 pub fn resolve_npy(
     cfg: &mut Config,
-    classes_given: bool,
+    given: NpyGiven,
     origin: &str,
     useless: Useless,
 ) -> Result<(), ConfigError> {
@@ -48,13 +69,13 @@ pub fn resolve_npy(
             ),
         ));
     }
-    if cfg.data.dim == 0 {
+    if !given.dim || cfg.data.dim == 0 {
         cfg.data.dim = d;
     } else if cfg.data.dim != d {
         return Err(bad(
             "data.dim",
             format!(
-                "= {} but {} holds {d} features per row (set data.dim = {d}, or 0 to take it from the file)",
+                "= {} but {} holds {d} features per row (set data.dim = {d}, or leave it out to take it from the file)",
                 cfg.data.dim,
                 features.display()
             ),
@@ -82,7 +103,22 @@ pub fn resolve_npy(
             ),
         ));
     }
-    let infer = !classes_given || cfg.data.classes == 0;
+    if cfg.model.loss == LossKind::Mse {
+        let k = npy::target_columns(&labels).map_err(|e| bad("data.labels", e.to_string()))?;
+        if !given.outputs || cfg.data.outputs == 0 {
+            cfg.data.outputs = k;
+        } else if cfg.data.outputs != k {
+            return Err(bad(
+                "data.outputs",
+                format!(
+                    "= {} but {} holds {k} target columns per row (set data.outputs = {k}, or leave it out to take it from the file)",
+                    cfg.data.outputs,
+                    labels.display()
+                ),
+            ));
+        }
+    }
+    let infer = !given.classes || cfg.data.classes == 0;
     if infer && cfg.model.loss == LossKind::SoftmaxXent {
         match npy::label_classes(&labels).map_err(|e| bad("data.labels", e.to_string()))? {
             // One class (every label 0) or none (no rows): nothing to classify.

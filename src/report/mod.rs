@@ -36,6 +36,9 @@ pub enum ReportError {
     NotADirectory { path: PathBuf },
     #[error("{} already exists; refusing to overwrite it", path.display())]
     AlreadyExists { path: PathBuf },
+    /// `--out DIR` names a directory that holds files (`example` is one of them).
+    #[error("output directory {} already holds files ({example}, ...); give --out a new or empty directory (a train run is continued with --resume {})", path.display(), path.display())]
+    OutDirInUse { path: PathBuf, example: String },
     #[error("cannot serialize a record for {}: {source}", path.display())]
     Json { path: PathBuf, source: serde_json::Error },
     #[error("cannot draw plot {}: {message}", path.display())]

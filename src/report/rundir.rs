@@ -2,7 +2,8 @@
 //! file writes (temp file in the same directory, fsync, rename).
 //!
 //! Nothing here deletes or overwrites a file it did not create: a run directory that already
-//! holds files is never reused for a new run; a suffixed sibling (`-1`, `-2`, ...) is made instead.
+//! holds files is never reused for a new run (a default directory gets a suffixed sibling, `-1`,
+//! `-2`, ...; an `--out DIR` that holds files is an error).
 //! The deletions: resuming a run removes the temporary files (`.<name>.tmp-<pid>-<nanos>-<n>`)
 //! that [`write_atomic`] left there when its process was killed mid-write; a command that fails
 //! before its run wrote more than `config.toml` takes back the directory it claimed
@@ -15,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) use super::atomic::create_new;
 pub use super::atomic::write_atomic;
-use super::atomic::{parent_dir, temporary_writer, unique_suffix};
+use super::atomic::{temporary_writer, unique_suffix};
 use super::{claimed, ReportError};
 
 /// Where the default run directories go, relative to the working directory.
@@ -29,10 +30,11 @@ const MAX_SUFFIX: usize = 999;
 /// - `base = None`: `runs/<command>-<YYYYmmdd-HHMMSS>` (UTC), a `-1`, `-2`, ... suffix if that
 ///   name is taken (two runs in the same second).
 /// - `base = Some(DIR)` (`--out DIR`): DIR itself when it does not exist or is an empty
-///   directory; when it already holds files, `DIR-1`, `DIR-2`, ... (first free name), with a
-///   warning in the log. Existing files are never touched.
+///   directory. A DIR that already holds files is refused ([`ReportError::OutDirInUse`]): the
+///   caller asked for its results *there*, and a script that reads `DIR/summary.json` next must
+///   not find an earlier run's file while this run went elsewhere. Nothing in it is touched.
 ///
-/// Errors name the directory: not writable, or a path that exists and is not a directory.
+/// Errors name the directory: in use, not writable, or a path that is not a directory.
 pub fn create_run_dir(base: Option<&Path>, command: &str) -> Result<PathBuf, ReportError> {
     match base {
         None => create_run_dir_in(Path::new(RUNS_ROOT), command, SystemTime::now()),
@@ -157,26 +159,20 @@ fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
         claimed::record(out, false);
         return Ok(out.to_path_buf());
     }
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let parent = parent_dir(out);
-    for k in 1..=MAX_SUFFIX {
-        let dir = parent.join(suffixed(&name, k));
-        match fs::create_dir(&dir) {
-            Ok(()) => {
-                probe_writable(&dir)?;
-                claimed::record(&dir, true);
-                log::warn!(
-                    "output directory {} already holds files; writing this run to {}",
-                    out.display(),
-                    dir.display()
-                );
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(dir_error(&parent, e, "create directory in")),
-        }
-    }
-    Err(ReportError::AlreadyExists { path: parent.join(suffixed(&name, MAX_SUFFIX)) })
+    Err(ReportError::OutDirInUse { path: out.to_path_buf(), example: first_entry(out) })
+}
+
+/// The name of one entry of `dir` (a regular file first), for the error that refuses it.
+fn first_entry(dir: &Path) -> String {
+    let Ok(entries) = fs::read_dir(dir) else { return String::new() };
+    let mut names: Vec<(bool, String)> = entries
+        .flatten()
+        .map(|e| {
+            (!e.file_type().is_ok_and(|t| t.is_file()), e.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    names.into_iter().next().map(|(_, n)| n).unwrap_or_default()
 }
 
 fn suffixed(stem: &str, k: usize) -> String {
@@ -298,19 +294,25 @@ mod tests {
     }
 
     #[test]
-    fn out_dir_is_used_when_new_or_empty_and_suffixed_when_not() {
+    fn out_dir_is_used_when_new_or_empty_and_refused_when_it_holds_files() {
         let t = TestDir::new("rundir-out");
         let out = t.0.join("deep/er/out");
         assert_eq!(create_run_dir(Some(&out), "train").unwrap(), out);
         assert!(out.is_dir());
         // Empty: reused.
         assert_eq!(create_run_dir(Some(&out), "train").unwrap(), out);
-        // Holding a file: never clobbered, a sibling is made instead.
+        // Holding a file: refused by name, never clobbered, no sibling made.
         fs::write(out.join("metrics.jsonl"), b"{}\n").unwrap();
-        let next = create_run_dir(Some(&out), "train").unwrap();
-        assert_eq!(next, t.0.join("deep/er/out-1"));
-        fs::write(next.join("x"), b"x").unwrap();
-        assert_eq!(create_run_dir(Some(&out), "train").unwrap(), t.0.join("deep/er/out-2"));
+        let err = create_run_dir(Some(&out), "train").unwrap_err();
+        assert!(
+            matches!(&err, ReportError::OutDirInUse { path, example } if path == &out && example == "metrics.jsonl")
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("already holds") && msg.contains("metrics.jsonl") && msg.contains("--resume"),
+            "{msg}"
+        );
+        assert!(!t.0.join("deep/er/out-1").exists());
         assert_eq!(fs::read(out.join("metrics.jsonl")).unwrap(), b"{}\n");
     }
 
@@ -320,8 +322,8 @@ mod tests {
         let run = t.0.join("run");
         fs::create_dir(&run).unwrap();
         fs::write(run.join("config.toml"), b"keep").unwrap();
-        let got = create_run_dir(Some(&run.join("sub/..")), "train").unwrap();
-        assert_eq!(got.file_name().unwrap(), "run-1", "{}", got.display());
+        let err = create_run_dir(Some(&run.join("sub/..")), "train").unwrap_err();
+        assert!(matches!(&err, ReportError::OutDirInUse { .. }), "{err}");
         assert!(!run.join("sub").exists(), "no stray directory inside the existing run");
         assert_eq!(fs::read(run.join("config.toml")).unwrap(), b"keep");
         assert_eq!(

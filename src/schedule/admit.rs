@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::config::{Config, ConfigError};
-use crate::data::resolve::{resolve_npy, Useless};
+use crate::data::resolve::{resolve_npy, NpyGiven, Useless};
 
 use super::run_memory::check_host_memory;
 
@@ -32,9 +32,9 @@ pub fn load_config_or(
 /// Parse and validate a table (a file with its overrides applied, or one `[[variant]]`), resolve
 /// it against its data files and check it against host memory.
 pub fn config_from_table(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
-    let classes_given = Config::sets_classes(&table);
+    let given = NpyGiven::of(&table);
     let mut cfg = Config::from_table(table, origin)?;
-    resolve_npy(&mut cfg, classes_given, origin, Useless::Refused)?;
+    resolve_npy(&mut cfg, given, origin, Useless::Refused)?;
     check_host_memory(&cfg, origin)?;
     Ok(cfg)
 }
@@ -49,10 +49,10 @@ pub fn load_resumed_config(
     warn: bool,
 ) -> Result<Config, ConfigError> {
     let text = Config::load_text(Some(path), overrides)?;
-    let classes_given = Config::sets_classes(&text.table);
+    let given = NpyGiven::of(&text.table);
     let mut cfg = Config::from_table_resumed(text.table, &text.origin, warn)?;
     let useless = if warn { Useless::Warned } else { Useless::Passed };
-    resolve_npy(&mut cfg, classes_given, &text.origin, useless)?;
+    resolve_npy(&mut cfg, given, &text.origin, useless)?;
     check_host_memory(&cfg, &text.origin)?;
     Ok(cfg)
 }

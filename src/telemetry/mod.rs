@@ -115,7 +115,14 @@ pub fn open_nvml_from(
     pci_bus_id: &str,
     adapter_name: &str,
 ) -> Result<NvmlTelemetry, TelemetryError> {
-    let unavailable = |e: nvml_wrapper::error::NvmlError| TelemetryError::Unavailable(e.to_string());
+    let unavailable = |e: nvml_wrapper::error::NvmlError| {
+        TelemetryError::Unavailable(match e {
+            // "a libloading error occurred: libnvidia-ml.so: cannot open ...": the library's own
+            // words say it all (no NVIDIA driver on this machine).
+            nvml_wrapper::error::NvmlError::LibloadingError(l) => l.to_string(),
+            e => e.to_string(),
+        })
+    };
     let nvml = Nvml::builder().lib_path(lib).init().map_err(unavailable)?;
     let want = parse_pci_bus_id(pci_bus_id);
     let count = nvml.device_count().map_err(unavailable)?;

@@ -202,6 +202,20 @@ impl<B: Backend> Checkpointer<B> {
         Ok(true)
     }
 
+    /// `best.safetensors` now, with the parameters [`Self::track_best`] kept.
+    pub fn save_best(
+        &mut self,
+        b: &B,
+        st: &TrainState<B>,
+        prog: &Progress,
+        clip_events: u64,
+    ) -> Result<(), TrainError> {
+        let params = self.best.as_ref().unwrap_or(&st.params);
+        let ck = to_checkpoint(b, st, params, prog, clip_events, &self.cfg_toml, self.ranks)?;
+        checkpoint::save(&self.best_path, &ck)?;
+        Ok(())
+    }
+
     /// The saves after a logged step: `best` when it `improved`; `last` every `checkpoint_every`
     /// steps, or at each epoch's end by default (then with the counters of the next epoch).
     pub fn save_after_log(
@@ -214,9 +228,7 @@ impl<B: Backend> Checkpointer<B> {
         epoch_end: bool,
     ) -> Result<(), TrainError> {
         if improved {
-            let params = self.best.as_ref().unwrap_or(&st.params);
-            let ck = to_checkpoint(b, st, params, prog, clip_events, &self.cfg_toml, self.ranks)?;
-            checkpoint::save(&self.best_path, &ck)?;
+            self.save_best(b, st, prog, clip_events)?;
         }
         if checkpoint_due(self.every, prog.step, epoch_end) {
             if epoch_end {

@@ -106,7 +106,14 @@ impl Plan {
     /// Why a run that made its last step stopped (no early stop).
     pub(super) fn end_reason(&self, prog: &Progress) -> String {
         if self.one_pass {
-            format!("one pass over {} examples done", self.n_train)
+            let used = self.steps_per_epoch.saturating_mul(self.batch as u64);
+            match self.n_train.saturating_sub(used) {
+                0 => format!("one pass over {} examples done", self.n_train),
+                left => format!(
+                    "one pass over {used} of {} examples done (the last {left} make no full batch of {})",
+                    self.n_train, self.batch
+                ),
+            }
         } else if prog.step >= self.max_steps {
             let past = if prog.step > self.max_steps { "past" } else { "reached" };
             format!("{past} train.steps = {}", self.max_steps)

@@ -155,6 +155,7 @@ pub fn run_train_ranks<'a, B: Backend>(
         side_s: 0.0,
         last_line: None,
         restored_best: false,
+        last_eval_step: None,
         dp,
         ranks,
     };
@@ -199,6 +200,9 @@ struct Run<'a, B: Backend> {
     restored_best: bool,
     /// The step of the last metrics read (the guard checks the steps after it).
     last_read: u64,
+    /// The step of the last validation evaluation (`finish` evaluates once more when it is not
+    /// the final step).
+    last_eval_step: Option<u64>,
 }
 
 impl<B: Backend> Run<'_, B> {
@@ -313,6 +317,9 @@ impl<B: Backend> Run<'_, B> {
         } else {
             Evaluation::default()
         };
+        if ev.val_error.is_some() || ev.val_loss.is_some() {
+            self.last_eval_step = Some(self.prog.step);
+        }
         let improved = root && self.ckpt.track_best(b, &self.st.params, &mut self.prog, ev.val_error)?;
         let clip_events = self.ckpt.clip_base + m.clip_events;
         let mut line =

@@ -212,9 +212,10 @@ impl GpuContext {
                         wanted: w.to_string(),
                         available: adapters
                             .iter()
-                            .map(|a| {
+                            .enumerate()
+                            .map(|(k, a)| {
                                 let i = a.get_info();
-                                format!("{} ({:?})", i.name, i.backend)
+                                format!("{k}: {} ({:?})", i.name, i.backend)
                             })
                             .collect::<Vec<_>>()
                             .join(", "),

@@ -8,9 +8,49 @@ use super::{context, GpuBackend, GpuContext, GpuDevice, MatmulVariant};
 use crate::backend::{BackendError, Result};
 
 impl GpuBackend {
-    /// Open the best adapter, or the first whose name contains `adapter`.
+    /// Open the best adapter, or the one `adapter` names: an index of `batchscope devices`
+    /// when it is all digits, else the first whose name contains it (case-insensitive).
     pub fn new(adapter: Option<&str>) -> Result<Self> {
-        let ctx = GpuContext::open(adapter)?;
+        match adapter.map(str::trim) {
+            Some(a) if !a.is_empty() && a.chars().all(|c| c.is_ascii_digit()) => match a.parse() {
+                Ok(index) => Self::open_index(index),
+                // A number too large for usize is no adapter's index either.
+                Err(_) => Err(BackendError::AdapterNotFound {
+                    wanted: format!("--adapter {a}"),
+                    available: Self::adapter_names(&context::enumerate(&context::new_instance())),
+                }),
+            },
+            _ => Self::from_context(GpuContext::open(adapter)?),
+        }
+    }
+
+    /// Open adapter `index` of `batchscope devices` (best first), so that two adapters with the
+    /// same name can both be opened (data-parallel workers).
+    pub fn open_index(index: usize) -> Result<Self> {
+        let adapters = context::enumerate(&context::new_instance());
+        let available = Self::adapter_names(&adapters);
+        let adapter = adapters
+            .into_iter()
+            .nth(index)
+            .ok_or(BackendError::AdapterNotFound { wanted: format!("--adapter {index}"), available })?;
+        Self::from_context(GpuContext::from_adapter(index, adapter)?)
+    }
+
+    /// `0: name, 1: name, ...` (the indices `--adapter` takes), or `no adapters`.
+    fn adapter_names(adapters: &[wgpu::Adapter]) -> String {
+        let names: Vec<String> =
+            adapters.iter().enumerate().map(|(i, a)| format!("{i}: {}", a.get_info().name)).collect();
+        if names.is_empty() {
+            "no adapters".to_string()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// The backend on an opened device, with the kernel choices for its adapter; every way of
+    /// opening one ends here, so a replica opened by index runs the same kernels as one opened
+    /// by name.
+    fn from_context(ctx: GpuContext) -> Result<Self> {
         log::info!(
             "GPU backend on {} ({}, {})",
             ctx.summary.name,
@@ -21,28 +61,6 @@ impl GpuBackend {
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Auto),
-            tuner: RefCell::default(),
-            choices,
-        })
-    }
-
-    /// Open adapter `index` of `batchscope devices` (best first), so that two adapters with the
-    /// same name can both be opened (data-parallel workers).
-    pub fn open_index(index: usize) -> Result<Self> {
-        let adapters = context::enumerate(&context::new_instance());
-        let n = adapters.len();
-        let adapter = adapters.into_iter().nth(index).ok_or_else(|| BackendError::AdapterNotFound {
-            wanted: format!("adapter index {index}"),
-            available: match n {
-                0 => "no adapters".to_string(),
-                _ => format!("{n} adapters, indices 0 to {}", n - 1),
-            },
-        })?;
-        let ctx = GpuContext::from_adapter(index, adapter)?;
-        let choices = KernelChoices::for_adapter(&ctx.summary);
-        Ok(GpuBackend {
-            dev: GpuDevice::new(ctx)?,
-            matmul_variant: Cell::new(MatmulVariant::Tiled),
             tuner: RefCell::default(),
             choices,
         })

@@ -21,6 +21,26 @@ impl<B: Backend> Run<'_, B> {
         let clip_events = self.ckpt.clip_base + g.step.clip_events;
         self.prog.elapsed_s = self.elapsed_before + self.run_start.elapsed().as_secs_f64();
         let root = self.root();
+        let (final_val_loss, final_val_error) = match root {
+            true => self.eval.evaluate_val(b, &self.model, &self.st.params)?,
+            false => (None, None),
+        };
+        // A run that ends between evaluations (Ctrl-C, train.steps, a one-pass stream shorter
+        // than eval_every) ends on parameters no evaluation saw: the final evaluation counts
+        // for the best like any other (best.safetensors holds them when they beat it), without
+        // spending early stopping's patience. metrics.jsonl keeps its schedule (a resumed run's
+        // lines equal an uninterrupted run's); summary.json holds the final figures.
+        if root && !self.restored_best && self.last_eval_step != Some(self.prog.step) {
+            let prog = &mut self.prog;
+            let evals_since_best = prog.evals_since_best;
+            if self.ckpt.track_best(b, &self.st.params, prog, final_val_error)? {
+                let saved = self.ckpt.save_best(b, &self.st, prog, clip_events);
+                self.saved(saved)?;
+            } else {
+                // Not a scheduled evaluation: early stopping's patience is not spent on it.
+                self.prog.evals_since_best = evals_since_best;
+            }
+        }
         if root {
             let saved = self.ckpt.save_last(b, &self.st, &self.prog, clip_events);
             self.saved(saved)?;
@@ -44,10 +64,6 @@ impl<B: Backend> Run<'_, B> {
                 self.prog.step, d.workers
             )));
         }
-        let (final_val_loss, final_val_error) = match root {
-            true => self.eval.evaluate_val(b, &self.model, &self.st.params)?,
-            false => (None, None),
-        };
         let (prog, plan) = (&self.prog, &self.plan);
         let last_line = self.last_line.as_ref();
         let summary = TrainSummary {

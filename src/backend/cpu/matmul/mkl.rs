@@ -99,14 +99,17 @@ fn state() -> &'static Result<Mkl, Option<Unused>> {
             "mkl" => match candidates().into_iter().find_map(|c| open(&c).ok()) {
                 Some(lib) => Some(lib),
                 None => {
-                    log::warn!("{}=mkl: no libmkl_rt found; using the built-in kernels", openblas::ENV);
+                    eprintln!(
+                        "notice: {}=mkl: no libmkl_rt found; using the built-in kernels",
+                        openblas::ENV
+                    );
                     None
                 }
             },
             path if is_mkl_path(path) => match open(Path::new(path)) {
                 Ok(lib) => Some(lib),
                 Err(e) => {
-                    log::warn!("{}={path}: {e}; using the built-in kernels", openblas::ENV);
+                    eprintln!("notice: {}={path}: {e}; using the built-in kernels", openblas::ENV);
                     None
                 }
             },

@@ -70,11 +70,21 @@ pub fn get() -> Option<&'static OpenBlas> {
         match choice.trim() {
             "builtin" | "off" | "none" | "mkl" => None,
             path if super::mkl::is_mkl_path(path) => None,
-            "" | "auto" | "openblas" => NAMES.iter().find_map(|name| load(name).ok()),
+            "" | "auto" => NAMES.iter().find_map(|name| load(name).ok()),
+            // Asked for by name: its absence is said (once per process, on stderr).
+            "openblas" => {
+                let found = NAMES.iter().find_map(|name| load(name).ok());
+                if found.is_none() {
+                    eprintln!(
+                        "notice: {ENV}=openblas: no libopenblas found; using the built-in gemm kernels"
+                    );
+                }
+                found
+            }
             path => match load(path) {
                 Ok(blas) => Some(blas),
                 Err(e) => {
-                    log::warn!("{ENV}={path}: {e}; using the built-in gemm kernels");
+                    eprintln!("notice: {ENV}={path}: {e}; using the built-in gemm kernels");
                     None
                 }
             },
