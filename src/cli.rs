@@ -47,7 +47,7 @@ pub struct Common {
     /// Override a config value: `--set train.lr=0.1` (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub set: Vec<String>,
-    /// Pick the GPU adapter whose name contains this (case-insensitive).
+    /// The GPU adapter: its index in `batchscope devices`, or a part of its name (case-insensitive).
     #[arg(long)]
     pub adapter: Option<String>,
     /// Output directory (default runs/<command>-<UTC time>).
@@ -224,7 +224,7 @@ pub enum Command {
         /// Peer figures to compare with (CSV what,size_or_batch,value,unit; sgemm_tn, hgemm, ...).
         #[arg(long, value_name = "PEERS.csv")]
         peers: Option<PathBuf>,
-        /// Pick the GPU adapter whose name contains this (case-insensitive).
+        /// The GPU adapter: its index in `batchscope devices`, or a part of its name (case-insensitive).
         #[arg(long)]
         adapter: Option<String>,
         /// Output directory for gemm.csv, gemm.svg and summary.json (nothing is written without

@@ -38,8 +38,15 @@ fn main() -> ExitCode {
         },
         Err(e) => {
             // A run that failed before writing anything of its own leaves no directory.
-            batchscope::report::claimed::discard_unused();
+            let discarded = batchscope::report::claimed::discard_unused();
             eprintln!("error: {}", one_line(&e));
+            // A "run directory:" line may have named it: say it is gone.
+            for dir in discarded.iter().filter(|d| !d.exists()) {
+                eprintln!(
+                    "note: removed {}, which the failed run had written nothing to",
+                    dir.display()
+                );
+            }
             ExitCode::from(2)
         }
     }

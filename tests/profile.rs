@@ -467,7 +467,7 @@ fn profile_svg_labels_every_bar_at_its_centre() {
         .iter()
         .map(|label| {
             let hits: Vec<&str> =
-                svg.match_indices(&format!(">{label}<")).map(|(i, _)| &svg[..i]).collect();
+                svg.match_indices(&format!(">\n{label}\n</text>")).map(|(i, _)| &svg[..i]).collect();
             assert_eq!(hits.len(), 1, "{label} drawn {} times", hits.len());
             let tag = &hits[0][hits[0].rfind("<text").expect("a text element")..];
             let x = tag.split("x=\"").nth(1).and_then(|r| r.split('"').next()).expect("x");
