@@ -133,6 +133,21 @@ fn cpu_profile_adds_up_and_names_every_op() {
     assert!(p.groups.iter().all(|g| g.us_per_step > 0.0));
 }
 
+/// The f16 step on the CPU backend: its f16 copies, loss scaling and guarded update are timed
+/// ops too, so the per-op times add up to the step as the f32 step's do (a quarter of the step
+/// used to be in no op, and the update in no group).
+#[test]
+fn cpu_f16_profile_adds_up_and_names_the_mixed_precision_ops() {
+    let b = common::cpu();
+    let cfg = config(&["model.hidden=[256, 256]", "data.dim=256", "model.precision=\"f16\""]);
+    let p = profile_adding_up(|| profile_batch(&b, &cfg, 256).expect("profile"), 0.10, 0.0);
+    let names: Vec<&str> = p.groups.iter().map(|g| g.group.as_str()).collect();
+    for want in ["to f16", "loss scale", "momentum update", "loss scale update"] {
+        assert!(names.contains(&want), "no group {want}: {names:?}");
+    }
+    assert!(names.iter().all(|n| *n != "other"), "{names:?}");
+}
+
 #[test]
 fn analytic_counts_equal_hand_computed_values() {
     // MLP 16-32-24-5, B = 8, momentum.

@@ -5,6 +5,7 @@
 //! result element written once, 4 bytes each (f32 and u32). Real kernels move more (tiles
 //! re-read from cache, two-pass reductions), so achieved GB/s from these counts is a lower bound.
 
+pub use super::cost_half::HalfOp;
 use crate::backend::{Activation, Gemm, Scope};
 
 /// Which reduction ([`crate::backend::Backend::sum`] and friends).
@@ -156,6 +157,8 @@ pub enum Op {
     GatherIdx {
         rows: usize,
     },
+    /// A mixed-precision op ([`crate::backend::half::HalfOps`]).
+    Half(HalfOp),
 }
 
 const F32: f64 = 4.0;
@@ -226,6 +229,7 @@ impl Op {
             Op::Sgd { n } => f(4 * n),
             // g + wd·p (2), v = μv + (…) (2), p -= lr·v (2).
             Op::Momentum { n } => f(6 * n),
+            Op::Half(h) => h.flops(),
             // Σ of the norm slots, √, min, then one multiply per element.
             Op::ClipNorm { n, count } => f(n + count + 2),
             // Counter-based normals: counted as data movement only.
@@ -289,6 +293,7 @@ impl Op {
             Op::Sgd { n } => b(3 * n),
             // grad, velocity, param in; velocity, param out.
             Op::Momentum { n } => b(5 * n),
+            Op::Half(h) => h.bytes(),
             Op::ClipNorm { n, count } => b(2 * n + count),
             // x and labels (or targets) out, the table read once per example's class.
             Op::Generate { rows, dim } => b(rows * dim + rows),
@@ -352,6 +357,7 @@ impl Op {
             (Op::Reduce { .. } | Op::Sums { .. }, _) => "reduce".into(),
             (Op::Sgd { .. }, _) => "sgd update".into(),
             (Op::Momentum { .. }, _) => "momentum update".into(),
+            (Op::Half(h), _) => h.group(scope),
             (Op::ClipNorm { .. }, _) => "clip norm".into(),
             (Op::ClipByValue { .. }, _) => "clip value".into(),
             (Op::Axpy { .. }, _) => layer("axpy"),

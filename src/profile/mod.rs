@@ -7,6 +7,7 @@
 //! [`peaks`] finds the peaks; [`telemetry`] and [`sampler`] read NVML where it exists.
 
 pub mod cost;
+mod cost_half;
 pub mod hooks;
 pub mod peaks;
 pub mod peers;
@@ -17,6 +18,7 @@ pub use crate::telemetry::sampler;
 pub mod sweep_util;
 pub use crate::telemetry;
 pub mod wrapper;
+mod wrapper_half;
 
 pub use hooks::{Profilable, TimingMethod};
 pub use peaks::{Bound, Peak, PeakSource, Peaks};

@@ -57,7 +57,7 @@ impl<'a, B: Profilable> Profiled<'a, B> {
         std::mem::take(&mut *self.calls.borrow_mut())
     }
 
-    fn op<T>(&self, op: Op, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(super) fn op<T>(&self, op: Op, f: impl FnOnce() -> Result<T>) -> Result<T> {
         if !self.on.get() {
             return f();
         }
@@ -94,7 +94,8 @@ impl<B: Profilable> Backend for Profiled<'_, B> {
         self.scope.set(scope);
     }
     fn half_ops(&self) -> Option<&dyn crate::backend::half::HalfOps<Buf = B::Buf>> {
-        self.inner.half_ops()
+        // Its own, which time each op of the wrapped backend's (`super::wrapper_half`).
+        self.inner.half_ops().map(|_| self as &dyn crate::backend::half::HalfOps<Buf = B::Buf>)
     }
     fn zeros(&self, len: usize) -> Result<B::Buf> {
         self.inner.zeros(len)
