@@ -300,54 +300,33 @@ fn devices_lists_the_adapter_with_limits() {
 fn adapter_digits_are_indices_and_cpu_refuses_an_adapter() {
     let d = tmpdir("adapter-index");
     let c = write(&d, "tiny.toml", &tiny());
-    let c = c.to_str().expect("utf-8");
+    // `train --backend BACKEND --adapter ADAPTER` of the tiny config into `d/NAME`.
+    let train = |backend: &str, adapter: &str, name: &str| {
+        let out = d.join(name);
+        let o = run(&[
+            "train",
+            "--backend",
+            backend,
+            "--quiet",
+            "--config",
+            c.to_str().expect("utf-8"),
+            "--adapter",
+            adapter,
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        (o, out)
+    };
     let o = run(&["devices", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let n = v["adapters"].as_array().map_or(0, Vec::len);
     assert!(n > 0, "no GPU adapter: install a Vulkan driver (apt-get install -y mesa-vulkan-drivers)");
-    let past = n.to_string();
-    let out = d.join("past");
-    let o = run(&[
-        "train",
-        "--backend",
-        "gpu",
-        "--quiet",
-        "--config",
-        c,
-        "--adapter",
-        &past,
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
+    let (o, _) = train("gpu", &n.to_string(), "past");
     assert_clean_error(&o, &format!("no adapter matches `--adapter {n}`"));
     assert!(stderr(&o).contains("0: "), "the error lists the indices: {}", stderr(&o));
-    let out = d.join("first");
-    let o = run(&[
-        "train",
-        "--backend",
-        "gpu",
-        "--quiet",
-        "--config",
-        c,
-        "--adapter",
-        "0",
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
+    let (o, _) = train("gpu", "0", "first");
     assert!(o.status.success(), "--adapter 0: {}", stderr(&o));
-    let out = d.join("cpu");
-    let o = run(&[
-        "train",
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--config",
-        c,
-        "--adapter",
-        "0",
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
+    let (o, out) = train("cpu", "0", "cpu");
     assert_clean_error(&o, "--backend is cpu");
     assert!(!out.exists(), "a refused run leaves no directory");
 }
