@@ -238,8 +238,10 @@ fn landscape_command_trains_then_slices_an_mlp() {
     zeros.tensors.iter_mut().for_each(|t| t.data.iter_mut().for_each(|v| *v = 0.0));
     let zero_path = dir.join("zeros.safetensors");
     batchscope::checkpoint::save(&zero_path, &zeros).unwrap();
-    let dir3 = tmpdir("mlp-zero-direction");
     for normalize in ["none", "filter", "unit"] {
+        // One directory each: a refused run's claimed --out keeps its config.toml until the
+        // binary's error path takes it back, which a library call does not reach.
+        let dir3 = tmpdir(&format!("mlp-zero-direction-{normalize}"));
         let text3 = format!(
             "{MLP_TOML}\n[landscape]\nmodes = [\"line\"]\nline_directions = [\"file:{}\"]\nnormalize = \"{normalize}\"\npoints = 3\neval_train = 128\n",
             zero_path.display()
@@ -255,8 +257,9 @@ fn landscape_command_trains_then_slices_an_mlp() {
     }
     // [[variant]] tables that landscape.variant does not choose from are refused, not ignored.
     let text4 = format!("{MLP_TOML}\n[[variant]]\nname = \"fast\"\nset = [\"train.lr=0.5\"]\n");
+    let dir4 = tmpdir("mlp-unchosen-variants");
     let e = batchscope::app::landscape::landscape(
-        &args(&dir3, &text4),
+        &args(&dir4, &text4),
         BackendChoice::Cpu,
         Some(ck.clone()),
     )
@@ -264,7 +267,7 @@ fn landscape_command_trains_then_slices_an_mlp() {
     .to_string();
     assert!(e.contains("landscape.variant") && e.contains("fast"), "{e}");
     let _ =
-        (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&dir2), std::fs::remove_dir_all(&dir3));
+        (std::fs::remove_dir_all(&dir), std::fs::remove_dir_all(&dir2), std::fs::remove_dir_all(&dir4));
 }
 
 /// With unit directions, the slope of the line along −g at θ is −‖g‖ and the curvature along
