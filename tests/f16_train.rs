@@ -140,6 +140,14 @@ fn f16_resume_is_bitwise<B: Backend>(b: &B) {
     let resume = TrainOptions { resume: true, ..Default::default() };
     c.train.steps = 100;
     run_train(b, &c, &TrainOptions::default(), &full).expect("uninterrupted");
+    // summary.json says the run was f16 and where its loss scale ended (as the last line does).
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(full.join("summary.json")).expect("summary"))
+            .expect("json");
+    let last = lines(&full).pop().expect("metrics");
+    assert_eq!(summary["precision"], "f16", "{summary}");
+    assert_eq!(summary["loss_scale"], last["loss_scale"], "{summary}");
+    assert_eq!(summary["skipped_steps"], last["skipped_steps"], "{summary}");
     c.train.steps = 45;
     run_train(b, &c, &TrainOptions::default(), &part).expect("first part");
     run_train(b, &c, &TrainOptions::default(), &old).expect("first part, old format");

@@ -161,6 +161,13 @@ pub struct TrainSummary {
     /// `train.accumulate` above 1 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_parallel: Option<super::parallel::DataParallelSummary>,
+    /// `"f16"` for a mixed-precision run (f32 summaries omit it and the next two).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<&'static str>,
+    /// f16: the loss scale after the last step, and the steps skipped for a non-finite
+    /// gradient (this session).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub mixed_precision: Option<super::amp::AmpMetrics>,
 }
 
 /// Peak resident set size of this process (Linux), MiB.

@@ -89,6 +89,11 @@ impl<B: Backend> Run<'_, B> {
             examples_per_s: prog.examples_seen as f64 / prog.elapsed_s.max(1e-9),
             peak_rss_mib: peak_rss_mib(),
             data_parallel,
+            precision: self.st.mixed.is_some().then_some("f16"),
+            mixed_precision: match self.st.mixed.as_ref() {
+                Some(m) => Some(m.read(b)?),
+                None => None,
+            },
         };
         if root {
             crate::report::rundir::write_atomic(
