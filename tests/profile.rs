@@ -131,6 +131,19 @@ fn cpu_profile_adds_up_and_names_every_op() {
     assert_eq!(names.len(), 6, "{names:?}");
     assert!(names.iter().all(|n| *n != "other"));
     assert!(p.groups.iter().all(|g| g.us_per_step > 0.0));
+    // An eager backend has no dispatches, passes or submits: the table says so, not "0".
+    let counts = per_step_line(&p);
+    assert!(counts.contains("6 ops, run as they are called"), "{counts}");
+    assert!(!counts.contains("0 dispatches"), "{counts}");
+}
+
+/// The "per step:" line of the profile table of `p`.
+fn per_step_line(p: &BatchProfile) -> String {
+    use batchscope::profile::{Peak, PeakSource, Peaks};
+    let peak = |value| Peak { value, source: PeakSource::Config("test") };
+    let peaks = Peaks { gflops: peak(100.0), gbps: peak(10.0) };
+    let table = batchscope::profile::report::table(p, &peaks);
+    table.lines().find(|l| l.trim_start().starts_with("per step:")).unwrap_or_default().to_string()
 }
 
 /// The f16 step on the CPU backend: its f16 copies, loss scaling and guarded update are timed
@@ -409,6 +422,8 @@ fn gpu_profile_adds_up_and_times_every_dispatch() {
     assert_eq!(p.passes_per_step, 1.0, "a plain step records all its dispatches in one pass");
     assert!(p.bytes_uploaded_per_step > 0.0, "the parameter arena");
     assert_eq!(p.bytes_read_back_per_step, 0.0);
+    let counts = per_step_line(&p);
+    assert!(counts.contains(" dispatches, 1 compute passes, 1 submits"), "{counts}");
     // Small model: names in order, as on the CPU.
     let p = profile_batch(&b, &config(&[]), 8).expect("profile");
     check_names(&p);
@@ -422,13 +437,13 @@ fn gpu_profile_adds_up_and_times_every_dispatch() {
 #[test]
 fn f16_profile_roof_is_the_tensor_peak_or_the_f16_product_probe() {
     use batchscope::model::Precision;
-    use batchscope::profile::peaks::{f16_tensor_lookup, resolve};
+    use batchscope::profile::peaks::{f16_tensor_lookup, resolve, Probed};
     use batchscope::profile::probe::{precision_peaks, RoofKind};
     use batchscope::profile::{Peak, PeakSource, Peaks, Profilable};
     let b = common::gpu();
     let fp32 = |config: f64| -> Peaks {
         resolve(config, 0.0, None, "no such adapter", || -> Result<_, ()> {
-            Ok((7.0, 9.0, "stub".into()))
+            Ok(Probed { gflops: 7.0, gflops_probe: "stub".into(), gbps: 9.0, gbps_probe: "stub".into() })
         })
         .expect("peaks")
     };

@@ -9,6 +9,7 @@ use super::output::{write_config, write_summary};
 use super::sweep_workers::{print_workers, sweep_workers};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::{check_worker_counts, Config};
+use crate::profile::sampler::UtilMonitor;
 use crate::profile::{sweep_util, Profilable};
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
@@ -267,11 +268,25 @@ pub(super) fn sweep_on<B: Profilable>(
     cfg: &Config,
     progress: bool,
 ) -> anyhow::Result<SweepReport> {
-    // NVML utilization columns: one notice line where NVML is absent.
-    let (mut monitor, notice) = sweep_util::open_monitor(b);
+    sweep_with(b, cfg, progress, &mut monitor_of(b))
+}
+
+/// The NVML monitor of `b`'s utilization columns, with one notice line where NVML is absent.
+pub(super) fn monitor_of<B: Profilable>(b: &B) -> UtilMonitor {
+    let (monitor, notice) = sweep_util::open_monitor(b);
     if let Some(n) = notice {
         eprintln!("{n}");
     }
+    monitor
+}
+
+/// [`sweep_on`] with a monitor already open (one per command, however many sweeps it runs).
+pub(super) fn sweep_with<B: Profilable>(
+    b: &B,
+    cfg: &Config,
+    progress: bool,
+    monitor: &mut UtilMonitor,
+) -> anyhow::Result<SweepReport> {
     let sizes = crate::schedule::powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch);
     let (work, prefix) = (sizes.iter().map(|&s| batch_work(s)).sum(), format!("sweep {:?}", b.kind()));
     let bar = crate::report::progress::work_bar(progress, work, &prefix.to_lowercase());
@@ -283,7 +298,7 @@ pub(super) fn sweep_on<B: Profilable>(
         }
     };
     let peak = sweep_util::tensor_peak(b, cfg.model.precision);
-    let report = run_sweep_at_peak(b, cfg, &mut on_row, &mut monitor, peak)?;
+    let report = run_sweep_at_peak(b, cfg, &mut on_row, monitor, peak)?;
     bar.finish_and_clear();
     Ok(report)
 }

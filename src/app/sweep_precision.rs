@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use super::output::{write_config, write_summary};
-use super::sweep::{resolve_policy, row_cells, series_of, sweep_args, sweep_on, SWEEP_HEADER};
+use super::sweep::{
+    monitor_of, resolve_policy, row_cells, series_of, sweep_args, sweep_with, SWEEP_HEADER,
+};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::Config;
 use crate::profile::{sweep_util, Profilable};
@@ -114,9 +116,10 @@ impl BackendTask for Sweeps<'_> {
         let dir = create_run_dir(self.args.out.as_deref(), "sweep")?;
         write_config(&dir, &self.base.to_toml())?;
         let mut reports = Vec::new();
+        let mut monitor = monitor_of(b);
         for (p, cfg) in self.cfgs {
             eprintln!("sweep at {p}");
-            reports.push(sweep_on(b, cfg, self.args.progress)?);
+            reports.push(sweep_with(b, cfg, self.args.progress, &mut monitor)?);
         }
         Ok((reports, policy, dir))
     }

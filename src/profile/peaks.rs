@@ -177,14 +177,25 @@ pub fn table_lookup(adapter: &str) -> Option<&'static TableEntry> {
     TABLE.iter().find(|e| matches_words(adapter, e.key))
 }
 
-/// Pick each peak from the first source that has it; `probe` (gflops, gbps, what) runs only
-/// when a peak is found nowhere else.
+/// What the last-resort probes measured, each figure with what ran for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probed {
+    pub gflops: f64,
+    /// What ran for the FLOP/s figure (`matmul 2048x2048x2048`).
+    pub gflops_probe: String,
+    pub gbps: f64,
+    /// What ran for the bandwidth figure (`axpy over 2 × 16 MiB`).
+    pub gbps_probe: String,
+}
+
+/// Pick each peak from the first source that has it; `probe` runs only when a peak is found
+/// nowhere else.
 pub fn resolve<E>(
     config_gflops: f64,
     config_gbps: f64,
     nvml: Option<NvmlPeaks>,
     adapter: &str,
-    probe: impl FnOnce() -> Result<(f64, f64, String), E>,
+    probe: impl FnOnce() -> Result<Probed, E>,
 ) -> Result<Peaks, E> {
     let table = table_lookup(adapter);
     let lookup = |config: f64, key: &'static str, nv: Option<f64>, tab: Option<f64>| {
@@ -205,14 +216,11 @@ pub fn resolve<E>(
     match (flops, bw) {
         (Some(gflops), Some(gbps)) => Ok(Peaks { gflops, gbps }),
         (flops, bw) => {
-            let (pf, pb, what) = probe()?;
-            let measured = |v: f64, kind: &str| Peak {
-                value: v,
-                source: PeakSource::Measured(format!("{kind} ({what})")),
-            };
+            let p = probe()?;
             Ok(Peaks {
-                gflops: flops.unwrap_or_else(|| measured(pf, "matmul")),
-                gbps: bw.unwrap_or_else(|| measured(pb, "axpy")),
+                gflops: flops
+                    .unwrap_or(Peak { value: p.gflops, source: PeakSource::Measured(p.gflops_probe) }),
+                gbps: bw.unwrap_or(Peak { value: p.gbps, source: PeakSource::Measured(p.gbps_probe) }),
             })
         }
     }
@@ -222,8 +230,17 @@ pub fn resolve<E>(
 mod tests {
     use super::*;
 
-    fn no_probe() -> Result<(f64, f64, String), String> {
+    fn no_probe() -> Result<Probed, String> {
         Err("the probe must not run".into())
+    }
+
+    fn probed(gflops: f64, gbps: f64) -> Result<Probed, String> {
+        Ok(Probed {
+            gflops,
+            gflops_probe: "matmul 1024x1024x1024".into(),
+            gbps,
+            gbps_probe: "axpy over 2 × 16 MiB".into(),
+        })
     }
 
     #[test]
@@ -270,14 +287,13 @@ mod tests {
         assert!((nv.gbps - 3_352.32).abs() < 1e-6);
         let p = resolve(0.0, 0.0, Some(nv), "NVIDIA H100 80GB HBM3", no_probe).unwrap();
         assert_eq!(p.gbps.source, PeakSource::Nvml);
-        let p = resolve(0.0, 0.0, None, "llvmpipe", || Ok::<_, String>((50.0, 8.0, "1024³".into())))
-            .unwrap();
+        let p = resolve(0.0, 0.0, None, "llvmpipe", || probed(50.0, 8.0)).unwrap();
         assert_eq!(p.gflops.value, 50.0);
-        assert_eq!(p.gflops.source, PeakSource::Measured("matmul (1024³)".into()));
-        assert!(p.gbps.source.to_string().starts_with("measured probe: axpy"));
+        assert_eq!(p.gflops.source, PeakSource::Measured("matmul 1024x1024x1024".into()));
+        // Each figure names its own probe only.
+        assert_eq!(p.gbps.source.to_string(), "measured probe: axpy over 2 × 16 MiB");
         // One figure from the config, the other from the probe.
-        let p =
-            resolve(0.0, 20.0, None, "llvmpipe", || Ok::<_, String>((50.0, 8.0, "x".into()))).unwrap();
+        let p = resolve(0.0, 20.0, None, "llvmpipe", || probed(50.0, 8.0)).unwrap();
         assert_eq!((p.gflops.value, p.gbps.value), (50.0, 20.0));
         // Ridge 2.5 FLOP/byte.
         assert_eq!(p.bound(1.0, 1.0), Bound::Memory);

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::hooks::Profilable;
-use super::peaks::{Peak, PeakSource, Peaks};
+use super::peaks::{Peak, PeakSource, Peaks, Probed};
 use crate::backend::BackendError;
 use crate::model::Precision;
 use crate::schedule::sweep::{measure_peak, measure_peak_f16, Timed};
@@ -33,12 +33,14 @@ pub fn measure_bandwidth<B: Timed>(b: &B, n: usize) -> Result<f64, BackendError>
     Ok(12.0 * n as f64 / best / 1e9)
 }
 
-/// (GFLOP/s, GB/s, what ran) of the probes.
-pub fn measure_peaks<B: Timed>(b: &B) -> Result<(f64, f64, String), BackendError> {
-    let (gflops, what) = measure_peak(b)?;
+/// GFLOP/s and GB/s of the probes, each with what ran for it.
+pub fn measure_peaks<B: Timed>(b: &B) -> Result<Probed, BackendError> {
+    let (gflops, gflops_probe) = measure_peak(b)?;
     let n = 4 << 20;
     let gbps = measure_bandwidth(b, n)?;
-    Ok((gflops, gbps, format!("{what}; axpy over 2 × {} MiB", (4 * n) >> 20)))
+    Ok(Probed {
+        gflops, gflops_probe, gbps, gbps_probe: format!("axpy over 2 × {} MiB", (4 * n) >> 20)
+    })
 }
 
 /// Which FLOP/s roof a profile in some precision divides by.

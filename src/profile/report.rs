@@ -7,6 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::hooks::TimingMethod;
 use super::peaks::Peaks;
 use super::run::{BatchProfile, GroupStats};
 use crate::report::csv::Cell;
@@ -84,17 +85,7 @@ pub fn table(p: &BatchProfile, peaks: &Peaks) -> String {
         p.step_timing,
         p.op_timing
     );
-    let _ = writeln!(
-        s,
-        "  per step: {:.0} ops, {:.0} dispatches, {:.0} compute passes, {:.0} submits, {:.0} B uploaded, {:.0} B read back, {:.1} µs host to record and submit",
-        p.ops_per_step,
-        p.dispatches_per_step,
-        p.passes_per_step,
-        p.submits_per_step,
-        p.bytes_uploaded_per_step,
-        p.bytes_read_back_per_step,
-        p.host_record_submit_us
-    );
+    let _ = writeln!(s, "  per step: {}", per_step_counts(p));
     // The group column as wide as its longest name (fused ops: `fwd L0 (matmul+bias+relu)`).
     let w = p.groups.iter().map(|g| g.group.chars().count()).max().unwrap_or(0).max(18);
     let _ = writeln!(
@@ -119,6 +110,27 @@ pub fn table(p: &BatchProfile, peaks: &Peaks) -> String {
         );
     }
     s
+}
+
+/// The device-independent counts of a step. An eager backend (the CPU) runs each op as it is
+/// called: it has no dispatches, passes or submits to count, and its host time is the step.
+fn per_step_counts(p: &BatchProfile) -> String {
+    match p.timing {
+        TimingMethod::HostTimers => format!(
+            "{:.0} ops, run as they are called (no dispatches, passes or submits); {:.1} µs on the host",
+            p.ops_per_step, p.host_record_submit_us
+        ),
+        TimingMethod::PassTimestamps | TimingMethod::HostTimersSynced => format!(
+            "{:.0} ops, {:.0} dispatches, {:.0} compute passes, {:.0} submits, {:.0} B uploaded, {:.0} B read back, {:.1} µs host to record and submit",
+            p.ops_per_step,
+            p.dispatches_per_step,
+            p.passes_per_step,
+            p.submits_per_step,
+            p.bytes_uploaded_per_step,
+            p.bytes_read_back_per_step,
+            p.host_record_submit_us
+        ),
+    }
 }
 
 /// What the "% roof" and "bound" columns divide by.

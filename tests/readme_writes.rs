@@ -1,0 +1,224 @@
+//! The README's Commands table is the contract of what each command writes. For every command
+//! that writes a run directory, one run through the binary checks both ways: each file of the
+//! row's first code span is written, and each entry the run writes is named in the row (a
+//! `<name>` part of a pattern stands for any text, a trailing `/` names a directory).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::cli::{batchscope, stderr};
+use common::tmpdir;
+
+fn readme() -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    std::fs::read_to_string(&p).expect("read README.md")
+}
+
+/// The cells of a Markdown table row (`\|` inside a cell is not a separator).
+fn cells(row: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = row.trim().trim_start_matches('|').chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                out.last_mut().expect("a cell").push('|');
+                chars.next();
+            }
+            '|' => out.push(String::new()),
+            c => out.last_mut().expect("a cell").push(c),
+        }
+    }
+    out.into_iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+}
+
+/// The "writes" cell of the Commands row of `command`.
+fn writes_cell(text: &str, command: &str) -> String {
+    let head = format!("| `batchscope {command}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&head) && matches!(l[head.len()..].chars().next(), Some(' ' | '`')))
+        .unwrap_or_else(|| panic!("no Commands row for `batchscope {command}` in README.md"));
+    let cells = cells(row);
+    assert_eq!(cells.len(), 3, "the row of {command} has 3 cells: {row}");
+    cells[2].clone()
+}
+
+/// The code spans of a cell, in order.
+fn code_spans(cell: &str) -> Vec<&str> {
+    cell.split('`').skip(1).step_by(2).collect()
+}
+
+/// A name of the table: literal text, or a prefix and suffix around one `<...>` part.
+struct Pattern {
+    prefix: String,
+    suffix: String,
+    wild: bool,
+}
+
+impl Pattern {
+    fn new(token: &str) -> Pattern {
+        match (token.find('<'), token.find('>')) {
+            (Some(a), Some(b)) if a < b => {
+                Pattern { prefix: token[..a].into(), suffix: token[b + 1..].into(), wild: true }
+            }
+            _ => Pattern { prefix: token.into(), suffix: String::new(), wild: false },
+        }
+    }
+    fn matches(&self, name: &str) -> bool {
+        match self.wild {
+            false => name == self.prefix,
+            true => {
+                name.len() > self.prefix.len() + self.suffix.len()
+                    && name.starts_with(&self.prefix)
+                    && name.ends_with(&self.suffix)
+            }
+        }
+    }
+}
+
+/// The entries of a run directory: files by name, directories with a trailing `/`.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read the run directory")
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                format!("{name}/")
+            } else {
+                name
+            }
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Run `batchscope command args... --out DIR` and hold DIR against the README row of `command`.
+fn check(command: &str, args: &[&str], env: &[(&str, &Path)]) {
+    let scratch = tmpdir(command);
+    let out = scratch.join("run");
+    let mut c = batchscope(&format!("writes-{command}"));
+    c.arg(command).args(args).arg("--out").arg(&out);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().expect("run batchscope");
+    assert!(o.status.success(), "batchscope {command} {args:?}: {}", stderr(&o));
+
+    let cell = writes_cell(&readme(), command);
+    let spans = code_spans(&cell);
+    let required: Vec<&str> = spans.first().map(|s| s.split_whitespace().collect()).unwrap_or_default();
+    let named: Vec<Pattern> =
+        spans.iter().flat_map(|s| s.split_whitespace()).map(Pattern::new).collect();
+    let written = entries(&out);
+    let missing: Vec<&&str> = required.iter().filter(|r| !written.iter().any(|w| w == *r)).collect();
+    assert!(
+        missing.is_empty(),
+        "{command}: the README says it writes {missing:?}; it wrote {written:?}"
+    );
+    let unnamed: Vec<&String> = written.iter().filter(|w| !named.iter().any(|p| p.matches(w))).collect();
+    assert!(
+        unnamed.is_empty(),
+        "{command} wrote {unnamed:?}, which its README row does not name: {cell}"
+    );
+}
+
+fn config(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(name).display().to_string()
+}
+
+/// The tiny MLP config, written once per test.
+fn tiny(tag: &str) -> String {
+    let d = tmpdir(&format!("{tag}-config"));
+    let p: PathBuf = d.join("tiny.toml");
+    std::fs::write(&p, common::tiny_config(1, 4, 1)).expect("write config");
+    p.display().to_string()
+}
+
+#[test]
+fn the_pattern_and_row_readers_read_the_table() {
+    let row = "| `batchscope x --backend auto\\|cpu` | what | `a.csv b_<k>.svg`, and `<v>/` |";
+    let row = cells(row);
+    assert_eq!(row.len(), 3);
+    let spans = code_spans(&row[2]);
+    assert_eq!(spans, ["a.csv b_<k>.svg", "<v>/"]);
+    assert!(Pattern::new("b_<k>.svg").matches("b_f16.svg"));
+    assert!(!Pattern::new("b_<k>.svg").matches("b_.svg"));
+    assert!(!Pattern::new("b_<k>.svg").matches("b_f16.csv"));
+    assert!(Pattern::new("<v>/").matches("tanh_1.0/"));
+    assert!(!Pattern::new("<v>/").matches("tanh_1.0"));
+    assert!(Pattern::new("a.csv").matches("a.csv") && !Pattern::new("a.csv").matches("a.csvx"));
+}
+
+#[test]
+fn train_writes_what_the_readme_says() {
+    check("train", &["--config", &tiny("train"), "--backend", "cpu", "--quiet"], &[]);
+}
+
+#[test]
+fn sweep_writes_what_the_readme_says() {
+    check("sweep", &["--config", &tiny("sweep"), "--backend", "cpu", "--quiet"], &[]);
+}
+
+#[test]
+fn profile_writes_what_the_readme_says() {
+    check(
+        "profile",
+        &["--config", &tiny("profile"), "--backend", "cpu", "--batch", "4", "--quiet"],
+        &[],
+    );
+}
+
+#[test]
+fn compare_writes_what_the_readme_says() {
+    check("compare", &["--config", &tiny("compare"), "--max-batch", "2", "--quiet"], &[]);
+}
+
+#[test]
+fn curvature_writes_what_the_readme_says() {
+    check("curvature", &["--config", &tiny("curvature"), "--backend", "cpu", "--quiet"], &[]);
+}
+
+#[test]
+fn noise_writes_what_the_readme_says() {
+    let args = ["--config", &tiny("noise"), "--backend", "cpu", "--max-n", "64", "--quiet"];
+    check("noise", &args, &[]);
+}
+
+#[test]
+fn rnn_writes_what_the_readme_says() {
+    check("rnn", &["--config", &config("long_term.toml"), "--backend", "cpu", "--quiet"], &[]);
+}
+
+#[test]
+fn depth_writes_what_the_readme_says() {
+    check("depth", &["--config", &config("deep_tanh.toml"), "--backend", "cpu", "--quiet"], &[]);
+}
+
+#[test]
+fn landscape_writes_what_the_readme_says() {
+    check("landscape", &["--config", &config("landscape.toml"), "--backend", "cpu", "--quiet"], &[]);
+}
+
+#[test]
+fn time_to_target_writes_what_the_readme_says() {
+    let args = ["--config", &config("time_to_target.toml"), "--backend", "cpu", "--quiet"];
+    check("time-to-target", &args, &[]);
+}
+
+#[test]
+fn gemm_writes_what_the_readme_says() {
+    check("gemm", &["--sizes", "32"], &[]);
+}
+
+#[test]
+fn tune_writes_what_the_readme_says() {
+    let cache = tmpdir("tune-cache").join("autotune.json");
+    check(
+        "tune",
+        &["--config", &tiny("tune"), "--batch-sizes", "4"],
+        &[("BATCHSCOPE_AUTOTUNE_CACHE", &cache)],
+    );
+}
