@@ -607,6 +607,36 @@ fn bad_configs_npy_and_checkpoints_are_errors() {
     }
 }
 
+/// A fixed batch size past the training set is a config error naming where it was given (the
+/// file or the command line), before any run directory exists; a sweep picks its own sizes.
+#[test]
+fn batch_size_past_the_training_set_names_where_it_was_given() {
+    let f = fixture();
+    let d = tmpdir("batch-past-data");
+    let big = d.join("big.toml");
+    std::fs::write(&big, tiny_toml().replace("batch_size = 32", "batch_size = 4096")).expect("write");
+    let out = |n: &str| s(&d.join(n));
+    let train = |cfg: &str, more: &[&str], o: &str| {
+        with(with(base("train"), &["--config", cfg, "--out", &out(o)]), more)
+    };
+    check(&[
+        case("--set", train(&f.tiny, &["--set", "train.batch_size=4096"], "a"), "`train.batch_size` set on the command line is 4096, more than the 256 training examples (data.n_train)"),
+        case("file", train(&s(&big), &[], "b"), "big.toml: `train.batch_size` is 4096"),
+        case("data.n_train", train(&f.tiny, &["--set", "data.n_train=16"], "c"), "is 32, more than the 16 training examples"),
+        case(
+            "landscape",
+            with(base("landscape"), &["--set", "train.batch_size=100000", "--out", &out("d")]),
+            "`train.batch_size` set on the command line is 100000",
+        ),
+    ]);
+    for o in ["a", "b", "c", "d"] {
+        assert!(!d.join(o).exists(), "a refused run made {o}");
+    }
+    // The sweep does not train at train.batch_size: the same config sweeps.
+    let o = run(&with(base("sweep"), &["--config", &s(&big), "--out", &out("sweep")]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn out_that_holds_a_run_is_refused_by_name_and_left_as_it_was() {
     let f = fixture();

@@ -148,7 +148,7 @@ mod rank {
         let adapters = adapter_list(args.adapter.as_deref())?;
         let cfg = match &resume {
             Some(run) => resume_config(run, &args.set, root)?,
-            None => admit::load_config(args.config.as_deref(), &args.set)?,
+            None => admit::load_train_config(args.config.as_deref(), &args.set)?,
         };
         if cfg.train.batch_size == BatchSize::Auto {
             bail!("--mpi needs a fixed train.batch_size, not \"auto\": pick one with `batchscope sweep` first");

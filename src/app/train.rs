@@ -59,7 +59,7 @@ pub fn train(
             (cfg, dir)
         }
         None => {
-            let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
+            let cfg = admit::load_train_config(args.config.as_deref(), &args.set)?;
             if let Some(p) = &init {
                 // Fail on a bad --init before creating the run directory.
                 crate::train::checkpoint::load(p)?;

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use crate::config::{Config, ConfigError};
-use crate::data::resolve::{resolve_npy, NpyGiven, Useless};
+use crate::config::{BatchSize, Config, ConfigError};
+use crate::data::resolve::{resolve_npy, training_rows, NpyGiven, Useless};
 
 use super::run_memory::check_host_memory;
 
@@ -15,6 +15,15 @@ use super::run_memory::check_host_memory;
 pub fn load_config(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
     let text = Config::load_text(path, overrides)?;
     config_from_table(text.table, &text.origin)
+}
+
+/// [`load_config`] for a command that trains at `train.batch_size` (`train`, `train --mpi`):
+/// also [`check_batch_fits`].
+pub fn load_train_config(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+    let text = Config::load_text(path, overrides)?;
+    let cfg = config_from_table(text.table, &text.origin)?;
+    check_batch_fits(&cfg, &text.origin)?;
+    Ok(cfg)
 }
 
 /// [`load_config`] with another embedded default for `path = None` (`default_toml`, named
@@ -54,7 +63,29 @@ pub fn load_resumed_config(
     let useless = if warn { Useless::Warned } else { Useless::Passed };
     resolve_npy(&mut cfg, given, &text.origin, useless)?;
     check_host_memory(&cfg, &text.origin)?;
+    check_batch_fits(&cfg, &text.origin)?;
     Ok(cfg)
+}
+
+/// A fixed `train.batch_size` larger than the training set (`data.n_train`, or the `.npy` rows
+/// outside the validation split): one error naming where the batch size was given, before any
+/// run directory exists. Commands that train at `train.batch_size` call it; a sweep picks its
+/// own sizes.
+pub fn check_batch_fits(cfg: &Config, origin: &str) -> Result<(), ConfigError> {
+    let BatchSize::Fixed(batch) = cfg.train.batch_size else { return Ok(()) };
+    let rows = training_rows(cfg)?;
+    if batch as u64 <= rows {
+        return Ok(());
+    }
+    let set = match cfg.data.kind {
+        crate::config::DataKind::Npy => "the rows of data.features outside the validation split",
+        _ => "data.n_train",
+    };
+    Err(ConfigError::Invalid {
+        origin: origin.into(),
+        key: "train.batch_size".into(),
+        message: format!("is {batch}, more than the {rows} training examples ({set})"),
+    })
 }
 
 /// For a command that builds `rows` training examples in memory whatever `data.mode` says

@@ -79,6 +79,9 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
         ModelCfg::Rnn(Box::new(RnnConfig::from_table(table, &origin)?))
     } else {
         let cfg = admit::config_from_table(table, &origin)?;
+        if ckpt.is_none() {
+            admit::check_batch_fits(&cfg, &origin)?; // it trains the model first
+        }
         // The evaluation holds its training examples in memory, streamed or not.
         let rows = match lc.eval_train {
             0 => cfg.data.n_train,
