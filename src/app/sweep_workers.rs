@@ -198,6 +198,9 @@ fn write_outputs(r: &ScalingReport, dir: &Path) -> anyhow::Result<()> {
 
 /// The terminal table and the answer.
 pub(super) fn print_workers(r: &ScalingReport) {
+    println!(
+        "workers: wall time of a training step as `train` runs it (minibatch, step, all-reduce, sync; one worker: the one-worker step), median"
+    );
     let mut t = Table::new([
         "workers",
         "b/worker",

@@ -11,7 +11,7 @@ use super::{HostReducer, Parallel, ReduceCost, ReplicaExec, Split, StepCtx};
 use crate::backend::Backend;
 use crate::config::{BatchSize, Config};
 use crate::data::device::BatchBuffers;
-use crate::model::Mlp;
+use crate::model::{Mlp, Targets};
 use crate::train::batches::TrainData;
 use crate::train::optimizer::{Clip, Optimizer};
 use crate::train::step::TrainState;
@@ -34,7 +34,8 @@ pub struct ScalingPoint {
 }
 
 /// Time `warmup + timed` steps of `backends.len()` replicas at `per_worker` rows each on the
-/// data and model of `cfg` (monitors, evaluations and outputs off).
+/// data and model of `cfg` (monitors, evaluations and outputs off): wall time of the minibatch,
+/// the step and a sync, as `train` runs them. One worker runs `train`'s one-worker step.
 pub fn time_point<'a, B: Backend>(
     backends: &[&'a B],
     exec: Box<dyn ReplicaExec<B> + 'a>,
@@ -83,8 +84,18 @@ pub fn time_point<'a, B: Backend>(
             clip: &clip,
         };
         let t = Instant::now();
-        dp.step(b0, &mut st, &mut bt, &mut source, &ctx)?;
-        dp.sync_all(b0)?;
+        if n == 1 {
+            // The baseline is the step `train` runs with one worker (the fused step, which
+            // keeps no gradient), not the data-parallel path at N = 1.
+            source.fill(b0, &mut bt, ctx.epoch, ctx.step_in_epoch)?;
+            let targets =
+                if is_class { Targets::Classes(&bt.labels) } else { Targets::Values(&bt.targets) };
+            st.record_step(b0, &bt.x, &targets, &opt, c.train.lr, &clip)?;
+            b0.sync()?;
+        } else {
+            dp.step(b0, &mut st, &mut bt, &mut source, &ctx)?;
+            dp.sync_all(b0)?;
+        }
         if s >= warmup as u64 {
             times.push(t.elapsed().as_secs_f64());
         }
