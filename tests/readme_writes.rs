@@ -1,7 +1,12 @@
-//! The README's Commands table is the contract of what each command writes. For every command
-//! that writes a run directory, one run through the binary checks both ways: each file of the
-//! row's first code span is written, and each entry the run writes is named in the row (a
-//! `<name>` part of a pattern stands for any text, a trailing `/` names a directory).
+//! The README's Commands table is the contract of what each command writes, and its "Output
+//! files" tables the contract of what is in them. For every command that writes a run
+//! directory, one run through the binary checks:
+//! - both ways, the entries: each file of the row's first code span is written, and each entry
+//!   the run writes is named in the row (a `<name>` part of a pattern stands for any text, a
+//!   trailing `/` names a directory);
+//! - every CSV it writes: its header is the README's columns for that file, in order;
+//! - every `metrics.jsonl` in it or its subdirectories: each line's keys are the README's fields,
+//!   in order, the first group always and the later groups only as a whole.
 
 mod common;
 
@@ -97,7 +102,10 @@ fn entries(dir: &Path) -> Vec<String> {
 
 /// Run `batchscope command args... --out DIR` and hold DIR against the README row of `command`.
 fn check(command: &str, args: &[&str], env: &[(&str, &Path)]) {
-    let scratch = tmpdir(command);
+    // One scratch directory per call: tests of one command run side by side.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = tmpdir(&format!("{command}-{call}"));
     let out = scratch.join("run");
     let mut c = batchscope(&format!("writes-{command}"));
     c.arg(command).args(args).arg("--out").arg(&out);
@@ -123,6 +131,135 @@ fn check(command: &str, args: &[&str], env: &[(&str, &Path)]) {
         unnamed.is_empty(),
         "{command} wrote {unnamed:?}, which its README row does not name: {cell}"
     );
+    for name in written.iter().filter(|w| w.ends_with(".csv")) {
+        check_csv_header(&out.join(name), name);
+    }
+    let kind = if command == "rnn" { "rnn" } else { "train" };
+    for jsonl in metrics_files(&out) {
+        check_metrics_keys(&jsonl, kind);
+    }
+}
+
+/// The row of the README table that starts `| file | columns |` (or `| run | fields |`) whose
+/// first cell names `name` in a code span.
+fn output_row(text: &str, head: &str, name: &str) -> Vec<String> {
+    let start = text.find(head).unwrap_or_else(|| panic!("no table `{head}` in README.md"));
+    text[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(cells)
+        .find(|c| {
+            code_spans(&c[0]).iter().any(|s| Pattern::new(s).matches(name)) || c[0].starts_with(name)
+        })
+        .unwrap_or_else(|| panic!("the README's `{head}` table has no row for {name}"))
+}
+
+/// A CSV's header against the README's columns for its file: the first code span, or it and
+/// the second (the columns an option adds).
+fn check_csv_header(path: &Path, name: &str) {
+    let text = std::fs::read_to_string(path).expect("read csv");
+    let header: Vec<&str> = text.lines().next().unwrap_or_default().split(',').collect();
+    let row = output_row(&readme(), "| file | columns |", name);
+    let spans = code_spans(&row[1]);
+    let base: Vec<&str> = spans.first().map(|s| s.split_whitespace().collect()).unwrap_or_default();
+    let mut with_extra = base.clone();
+    if let Some(extra) = spans.get(1) {
+        with_extra.extend(extra.split_whitespace());
+    }
+    assert!(
+        header == base || header == with_extra,
+        "{name}: header {header:?}, the README says {base:?} (or then {:?})",
+        &with_extra[base.len()..]
+    );
+}
+
+/// Every `metrics.jsonl` under `dir`.
+fn metrics_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "metrics.jsonl") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The top-level keys of a JSON object, in the order written.
+fn keys_in_order(line: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+    assert!(v.is_object(), "not an object: {line}");
+    let (mut keys, mut depth, mut in_str, mut esc, mut cur) =
+        (Vec::new(), 0, false, false, String::new());
+    let after_key = |depth: i32, cur: &str, rest: &str| {
+        depth == 1 && !cur.is_empty() && rest.trim_start().starts_with(':')
+    };
+    let b = line.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => {
+                    in_str = false;
+                    if after_key(depth, &cur, &line[i + 1..]) {
+                        keys.push(std::mem::take(&mut cur));
+                    }
+                    cur.clear();
+                }
+                (false, _) => cur.push(c as char),
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth -= 1,
+            _ => {}
+        }
+    }
+    keys
+}
+
+/// Each line of a metrics.jsonl against the README's fields of `kind` (`train` or `rnn`): the
+/// first code span in order, then whole later spans, in their order.
+fn check_metrics_keys(path: &Path, kind: &str) {
+    let row = output_row(&readme(), "| run | fields |", kind);
+    let spans: Vec<Vec<String>> = code_spans(&row[1])
+        .iter()
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        // Spans that name a setting (`train.workers`, `model.precision = "f16"`) are no fields.
+        .filter(|v: &Vec<String>| !v.iter().any(|k| k.contains('.') || k.contains('=')))
+        .collect();
+    let text = std::fs::read_to_string(path).expect("read metrics.jsonl");
+    assert!(!text.is_empty(), "{} is empty", path.display());
+    for line in text.lines() {
+        let keys = keys_in_order(line);
+        let mut rest: &[String] = &keys;
+        let base = &spans[0];
+        assert!(
+            rest.starts_with(base),
+            "{}: keys {keys:?} do not start with the README's {base:?}",
+            path.display()
+        );
+        rest = &rest[base.len()..];
+        for group in &spans[1..] {
+            if rest.starts_with(group) {
+                rest = &rest[group.len()..];
+            }
+        }
+        assert!(
+            rest.is_empty(),
+            "{}: keys {rest:?} of a line are not README fields in order: {line}",
+            path.display()
+        );
+    }
 }
 
 fn config(name: &str) -> String {
@@ -170,6 +307,16 @@ fn train_writes_what_the_readme_says() {
 #[test]
 fn sweep_writes_what_the_readme_says() {
     check("sweep", &["--config", &tiny("sweep"), "--backend", "cpu", "--quiet"], &[]);
+}
+
+#[test]
+fn sweep_with_workers_and_precisions_writes_what_the_readme_says() {
+    let workers =
+        ["--config", &tiny("sweep-workers"), "--backend", "cpu", "--workers", "1,2", "--quiet"];
+    check("sweep", &workers, &[]);
+    let precisions =
+        ["--config", &tiny("sweep-precision"), "--backend", "cpu", "--precision", "f32,f16", "--quiet"];
+    check("sweep", &precisions, &[]);
 }
 
 #[test]
