@@ -221,6 +221,11 @@ fn cpu_train_batch_past_host_memory_is_refused() {
         cfg.to_str().unwrap_or_default(),
         "--set",
         "train.batch_size=1000000000000",
+        // A streamed training set as large as the batch: the batch fits the data, not the host.
+        "--set",
+        "data.mode=\"stream\"",
+        "--set",
+        "data.n_train=2000000000000",
         "--out",
         out.to_str().unwrap_or_default(),
     ]);
