@@ -6,7 +6,8 @@
 //!   trailing `/` names a directory);
 //! - every CSV it writes: its header is the README's columns for that file, in order;
 //! - every `metrics.jsonl` in it or its subdirectories: each line's keys are the README's fields,
-//!   in order, the first group always and the later groups only as a whole.
+//!   in order, the first group always and the later groups only as a whole;
+//! - its summary.json: the top-level keys of the README's row, the same way (in any order).
 
 mod common;
 
@@ -138,6 +139,44 @@ fn check(command: &str, args: &[&str], env: &[(&str, &Path)]) {
     for jsonl in metrics_files(&out) {
         check_metrics_keys(&jsonl, kind);
     }
+    let row = match args.contains(&"--precision") {
+        true => format!("{command} --precision"),
+        false => command.to_string(),
+    };
+    check_summary_keys(&out.join("summary.json"), &row);
+}
+
+/// The top-level keys of a summary.json against the README's row `row` of the summary table:
+/// every key of the first group, and the others only as whole groups.
+fn check_summary_keys(path: &Path, row: &str) {
+    let text = readme();
+    let start = text.find("| command | keys |").expect("the summary.json table in README.md");
+    let cells = text[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(cells)
+        .find(|c| c[0] == row)
+        .unwrap_or_else(|| panic!("the README's summary.json table has no row `{row}`"));
+    let groups: Vec<Vec<&str>> = code_spans(&cells[1])
+        .into_iter()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>())
+        // Spans that name a setting or a flag (`train.workers`, `--mpi`) are no keys.
+        .filter(|g| !g.iter().any(|k| k.starts_with("--") || k.contains('.') || k.contains('=')))
+        .collect();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read summary.json")).expect("JSON");
+    let mut keys: Vec<&str> = v.as_object().expect("an object").keys().map(String::as_str).collect();
+    let always = &groups[0];
+    let missing: Vec<&&str> = always.iter().filter(|k| !keys.contains(k)).collect();
+    assert!(missing.is_empty(), "{row}: summary.json lacks {missing:?} of the README's keys");
+    keys.retain(|k| !always.contains(k));
+    for g in &groups[1..] {
+        let present = g.iter().filter(|k| keys.contains(k)).count();
+        assert!(present == 0 || present == g.len(), "{row}: summary.json has part of the group {g:?}");
+        keys.retain(|k| !g.contains(k));
+    }
+    assert!(keys.is_empty(), "{row}: summary.json keys {keys:?} are not in the README's row");
 }
 
 /// The row of the README table that starts `| file | columns |` (or `| run | fields |`) whose
@@ -176,19 +215,8 @@ fn check_csv_header(path: &Path, name: &str) {
 
 /// Every `metrics.jsonl` under `dir`.
 fn metrics_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "metrics.jsonl") {
-                out.push(p);
-            }
-        }
-    }
-    out
+    let files = common::cli::snapshot(dir).into_keys();
+    files.filter(|p| p.file_name().is_some_and(|n| n == "metrics.jsonl")).collect()
 }
 
 /// The top-level keys of a JSON object, in the order written.
