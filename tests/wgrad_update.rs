@@ -116,13 +116,16 @@ fn fused_wgrad_update_matches_unfused_and_cpu_on_ragged_shapes() {
     println!("parity ok: wgrad_update, {} shapes x {} rules x 2 alphas", SHAPES.len(), RULES.len());
 }
 
-/// The CPU fuses where its weight gradient runs on the rows kernel (k = 1 to 4, at least 16
-/// rows): each block of gW's rows and the step of the same rows of W in one task. Bit for bit
-/// the unfused default, serial and parallel (past 65 536 elements), every rule and alpha.
+/// The CPU fuses where its weight gradient runs on the rows kernel (k = 1 to 16, 1 to 8 where
+/// oneMKL is in the table; at least 16 rows): each block of gW's rows and the step of the same
+/// rows of W in one task. Bit for bit the unfused default, serial and parallel (past 65 536
+/// elements), every rule and alpha.
 #[test]
 fn cpu_fused_wgrad_update_equals_unfused() {
     use batchscope::backend::cpu::layer_step::fuses as cpu_fuses;
     let cpu = common::cpu();
+    use batchscope::backend::cpu::matmul::{Machine, ROWS_MAX_K, ROWS_MAX_K_MKL};
+    let max_k = if Machine::this().mkl { ROWS_MAX_K_MKL } else { ROWS_MAX_K };
     let shapes = [
         (16, 3, 2),
         (37, 50, 3),
@@ -132,8 +135,12 @@ fn cpu_fused_wgrad_update_equals_unfused() {
         (33, 1, 2),
         (50, 40, 1),
         (1024, 1024, 1),
+        (129, 70, 7),
+        (1024, 784, 8),
+        (45, 333, 13),
+        (1024, 1024, 16),
     ];
-    for shape in shapes {
+    for shape in shapes.into_iter().filter(|s| s.2 <= max_k) {
         let (m, n, k) = shape;
         assert!(cpu_fuses(&Gemm::nn(m, n, k).trans(true, false)), "{shape:?}");
         for rule in &RULES {
@@ -147,8 +154,8 @@ fn cpu_fused_wgrad_update_equals_unfused() {
             }
         }
     }
-    // k = 5 and fewer than 16 rows run the unfused path (gemm).
-    for (m, n, k) in [(64, 64, 5), (15, 64, 3)] {
+    // k past the table's limit and fewer than 16 rows run the unfused path.
+    for (m, n, k) in [(64, 64, max_k + 1), (15, 64, 3)] {
         assert!(!cpu_fuses(&Gemm::nn(m, n, k).trans(true, false)), "{:?}", (m, n, k));
     }
 }

@@ -1,5 +1,6 @@
 //! The CPU's [`Backend::wgrad_update`] at tiny batches: where the weight gradient runs on the
-//! rows kernel ([`Kernel::Rows`]: `k = B` of 1 to 4, at least 16 rows), each block of rows of gW is computed and
+//! rows kernel ([`Kernel::Rows`]: `k = B` of 1 to 16, 1 to 8 with MKL, at least 16 rows), each
+//! block of rows of gW is computed and
 //! the optimizer step applied to the same rows of W (and its velocity) while they are still in
 //! cache, one rayon task per block. The unfused path writes all of gW, then reads it back from
 //! memory for the update: at these batches the update is most of the step's traffic, so skipping

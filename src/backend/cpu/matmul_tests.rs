@@ -124,9 +124,10 @@ fn matmul_table_picks_thin_kernels_for_thin_products() {
         assert_eq!(fwd(b, 1024, 784), Kernel::Dot, "fwd B={b}");
         assert_eq!(dx(b, 1024, 1024), Kernel::Gemm, "dX B={b}");
     }
-    for b in [1, 2, 4] {
+    for b in [1, 2, 4, 8, 16] {
         assert_eq!(dw(b, 1024, 784), Kernel::Rows, "dW B={b}");
     }
+    assert_eq!(dw(17, 1024, 784), Kernel::Gemm, "dW B=17");
     for b in [32, 512, 4096] {
         assert_eq!(fwd(b, 10, 1024), Kernel::Dot, "output layer fwd B={b}");
     }
@@ -195,10 +196,10 @@ fn matmul_table_with_mkl_takes_every_product_but_the_fused_and_narrow_ones() {
             assert_eq!(fwd(b), Kernel::Mkl, "fwd B={b}");
             assert_eq!(dx(b), Kernel::Mkl, "dX B={b}");
         }
-        for b in [1, 4] {
+        for b in [1, 4, 8] {
             assert_eq!(dw(b), Kernel::Rows, "dW B={b}");
         }
-        for b in [5, 64, 4096] {
+        for b in [9, 16, 64, 4096] {
             assert_eq!(dw(b), Kernel::Mkl, "dW B={b}");
         }
         for b in [32, 4096] {

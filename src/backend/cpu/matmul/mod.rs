@@ -14,7 +14,7 @@
 //!   where `gemm`'s packing of the whole weight matrix for a few rows dominates (up to 128 rows
 //!   with the kernel's AVX-512 path and no OpenBLAS in the table, [`WIDE_DOT_MAX_M`]) — and for
 //!   the 10-class output layer's forward product from batch 32 up;
-//! * [`Kernel::Rows`] for the weight gradient `dYᵀ · X` at batch 2..=4;
+//! * [`Kernel::Rows`] for the weight gradient `dYᵀ · X` at batch 1..=16 (1..=8 with MKL);
 //! * [`Kernel::OpenBlas`] (the system's OpenBLAS, loaded at run time, split over rayon's pool by
 //!   shape) for the batch-row products at mid batch: the forward `X · Wᵀ` at 33..=256 rows and
 //!   the input gradient `dY · W` at 17..=64 rows, where it measured 1.2–1.8× `gemm`;
@@ -108,9 +108,19 @@ pub const DOT_MAX_N: usize = 16;
 /// table (measured on an Intel Xeon, before the AVX-512 path) its rows stand.
 pub const WIDE_DOT_MAX_M: usize = 128;
 /// [`Kernel::Rows`] for `op(A)ᵀ · B` with `1 ..= ROWS_MAX_K` inner length and at least
-/// [`ROWS_MIN_M`] rows: the weight gradient `dYᵀ · X` at a tiny batch (where the CPU also fuses
-/// the optimizer step into it, `cpu::layer_step`).
-pub const ROWS_MAX_K: usize = 4;
+/// [`ROWS_MIN_M`] rows: the weight gradient `dYᵀ · X` at a small batch, where the CPU also fuses
+/// the optimizer step into it (`cpu::layer_step`). Up to k = 16 the fused rank-k update stays
+/// memory-bound (2k FLOP per 16 bytes of W and its velocity, under the ridge), and skipping the
+/// re-read of a whole gW beats `gemm`'s packed product plus a separate update: on an Intel Xeon
+/// (2 threads, OpenBLAS in the table; 3 interleaved runs) the step of 784-1024-1024-10 went
+/// from 2.12–2.32 to 1.61–1.78 ms at B = 8 and from 2.50–2.69 to 2.28–2.59 at B = 16; k = 32
+/// gained nothing (3.16–3.47 against 3.39–3.58 ms).
+pub const ROWS_MAX_K: usize = 16;
+/// [`ROWS_MAX_K`] where oneMKL is in the table: MKL's weight gradient at k = 16 beat the fused
+/// rows kernel there (B = 16: 2.25–3.59 ms per step on MKL, 3.57–4.15 on rows), while at k = 8
+/// the fused one still won in 7 of 9 runs (1.26–1.45 against 1.75–2.19 ms; MKL's spin-waiting
+/// threads put the other two at 2.54 and 2.79).
+pub const ROWS_MAX_K_MKL: usize = 8;
 /// See [`ROWS_MAX_K`].
 pub const ROWS_MIN_M: usize = 16;
 
@@ -176,7 +186,7 @@ pub fn blas_name() -> String {
 /// [`choose`] on the machine `on`, for tests of every table.
 ///
 /// With MKL every product runs on it but two kinds, which keep their hand-written kernels:
-/// the weight gradient at batch 1–4 ([`Kernel::Rows`], which the CPU fuses with the optimizer
+/// the weight gradient at batch 1–8 ([`Kernel::Rows`], which the CPU fuses with the optimizer
 /// step, `cpu::layer_step`) and the narrow output layer's forward product ([`Kernel::Dot`]).
 /// On an Intel Xeon (Sapphire Rapids, 2 threads, oneMKL 2026.2) MKL ran every other product of
 /// the MLP step faster than `gemm`, OpenBLAS and the dot kernel at every batch from 1 to 4096
@@ -184,7 +194,8 @@ pub fn blas_name() -> String {
 pub fn choose_with(g: &Gemm, on: Machine) -> Kernel {
     let Machine { blas, wide_dot, mkl } = on;
     let narrow = g.n <= DOT_MAX_N && g.m >= DOT_MAX_M;
-    let rows = g.trans_a && (1..=ROWS_MAX_K).contains(&g.k) && g.m >= ROWS_MIN_M;
+    let rows_max_k = if mkl { ROWS_MAX_K_MKL } else { ROWS_MAX_K };
+    let rows = g.trans_a && (1..=rows_max_k).contains(&g.k) && g.m >= ROWS_MIN_M;
     if mkl && fits_int(g) {
         return if Kernel::Dot.supports(g) && narrow {
             Kernel::Dot
