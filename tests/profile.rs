@@ -423,7 +423,7 @@ fn gpu_profile_adds_up_and_times_every_dispatch() {
     assert!(p.bytes_uploaded_per_step > 0.0, "the parameter arena");
     assert_eq!(p.bytes_read_back_per_step, 0.0);
     let counts = per_step_line(&p);
-    assert!(counts.contains(" dispatches, 1 compute passes, 1 submits"), "{counts}");
+    assert!(counts.contains(" dispatches, 1 compute pass, 1 submit, "), "{counts}");
     // Small model: names in order, as on the CPU.
     let p = profile_batch(&b, &config(&[]), 8).expect("profile");
     check_names(&p);

@@ -117,19 +117,30 @@ pub fn table(p: &BatchProfile, peaks: &Peaks) -> String {
 fn per_step_counts(p: &BatchProfile) -> String {
     match p.timing {
         TimingMethod::HostTimers => format!(
-            "{:.0} ops, run as they are called (no dispatches, passes or submits); {:.1} µs on the host",
-            p.ops_per_step, p.host_record_submit_us
+            "{}, run as they are called (no dispatches, passes or submits); {:.1} µs on the host",
+            count(p.ops_per_step, "op", "ops"),
+            p.host_record_submit_us
         ),
         TimingMethod::PassTimestamps | TimingMethod::HostTimersSynced => format!(
-            "{:.0} ops, {:.0} dispatches, {:.0} compute passes, {:.0} submits, {:.0} B uploaded, {:.0} B read back, {:.1} µs host to record and submit",
-            p.ops_per_step,
-            p.dispatches_per_step,
-            p.passes_per_step,
-            p.submits_per_step,
+            "{}, {}, {}, {}, {:.0} B uploaded, {:.0} B read back, {:.1} µs host to record and submit",
+            count(p.ops_per_step, "op", "ops"),
+            count(p.dispatches_per_step, "dispatch", "dispatches"),
+            count(p.passes_per_step, "compute pass", "compute passes"),
+            count(p.submits_per_step, "submit", "submits"),
             p.bytes_uploaded_per_step,
             p.bytes_read_back_per_step,
             p.host_record_submit_us
         ),
+    }
+}
+
+/// A per-step count with its noun: `1 compute pass`, `15 dispatches`, `1.5 submits` (a mean
+/// that is not whole keeps one decimal).
+fn count(v: f64, one: &str, many: &str) -> String {
+    match v {
+        v if v == 1.0 => format!("1 {one}"),
+        v if v.fract() == 0.0 => format!("{v:.0} {many}"),
+        v => format!("{v:.1} {many}"),
     }
 }
 
