@@ -57,10 +57,15 @@ fn every_key_of_every_section_is_in_the_table_and_no_other() {
             keys.insert(format!("{s}.{k}"));
         }
     }
-    let missing: Vec<&String> = keys.difference(&in_table).collect();
-    let unknown: Vec<&String> = in_table.difference(&keys).collect();
-    assert!(missing.is_empty(), "keys the README's config reference lacks: {missing:?}");
-    assert!(unknown.is_empty(), "README config keys the parser does not know: {unknown:?}");
+    assert_same_keys(&in_table, &keys, "config reference (MLP commands)");
+}
+
+/// The keys of a README table against the keys the parser knows, both ways.
+fn assert_same_keys(in_table: &BTreeSet<String>, parsed: &BTreeSet<String>, table: &str) {
+    let missing: Vec<&String> = parsed.difference(in_table).collect();
+    let unknown: Vec<&String> = in_table.difference(parsed).collect();
+    assert!(missing.is_empty(), "keys the README's {table} lacks: {missing:?}");
+    assert!(unknown.is_empty(), "keys of the README's {table} the parser does not know: {unknown:?}");
 }
 
 #[test]
@@ -115,10 +120,7 @@ fn every_rnn_depth_and_landscape_key_is_in_their_table_and_no_other() {
     keys.extend(names_in(&depth).into_iter().map(|k| format!("depth.{k}")));
     let landscape = section::<LandscapeConfig>("zzz_unknown = 1").expect_err("unknown");
     keys.extend(names_in(&landscape).into_iter().map(|k| format!("landscape.{k}")));
-    let missing: Vec<&String> = keys.difference(&in_table).collect();
-    let unknown: Vec<&String> = in_table.difference(&keys).collect();
-    assert!(missing.is_empty(), "keys the README's rnn/depth/landscape reference lacks: {missing:?}");
-    assert!(unknown.is_empty(), "README keys the parsers do not know: {unknown:?}");
+    assert_same_keys(&in_table, &keys, "config reference (rnn, depth, landscape)");
 }
 
 #[test]
