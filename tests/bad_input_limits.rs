@@ -231,6 +231,10 @@ fn cpu_train_batch_past_host_memory_is_refused() {
     ]);
     assert_clean_error(&o, &["1000000000000", "bytes"]);
     assert!(peak < MAX_RSS_KIB, "peak RSS {peak} KiB");
+    // `--backend cpu` named: refused before the run directory exists.
+    assert!(!out.exists(), "{} was created", out.display());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("removed"), "the run directory was made, then removed: {err}");
 }
 
 #[test]

@@ -64,6 +64,11 @@ pub fn train(
                 // Fail on a bad --init before creating the run directory.
                 crate::train::checkpoint::load(p)?;
             }
+            // On the CPU backend the step itself lives in host memory: check it before the run
+            // directory exists (`auto` resolves its backend later, and checks in `prepare`).
+            if let (BackendChoice::Cpu, BatchSize::Fixed(batch)) = (backend, cfg.train.batch_size) {
+                run_memory::check_cpu_step(&cfg, batch)?;
+            }
             let dir = create_run_dir(args.out.as_deref(), "train")?;
             (cfg, dir)
         }
