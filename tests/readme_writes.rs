@@ -7,7 +7,8 @@
 //! - every CSV it writes: its header is the README's columns for that file, in order;
 //! - every `metrics.jsonl` in it or its subdirectories: each line's keys are the README's fields,
 //!   in order, the first group always and the later groups only as a whole;
-//! - its summary.json: the top-level keys of the README's row, the same way (in any order).
+//! - its summary.json: the top-level keys of the README's row, the same way (in any order), and
+//!   every object inside it (at any depth) against the README's nested-objects table.
 
 mod common;
 
@@ -139,55 +140,95 @@ fn check(command: &str, args: &[&str], env: &[(&str, &Path)]) {
     for jsonl in metrics_files(&out) {
         check_metrics_keys(&jsonl, kind);
     }
-    let row = match args.contains(&"--precision") {
+    // A sweep of several precisions writes another summary (the `sweep --precision` row).
+    let row = match command == "sweep" && args.contains(&"--precision") {
         true => format!("{command} --precision"),
         false => command.to_string(),
     };
     check_summary_keys(&out.join("summary.json"), &row);
 }
 
-/// The top-level keys of a summary.json against the README's row `row` of the summary table:
-/// every key of the first group, and the others only as whole groups.
+/// The top-level keys of a summary.json against the README's row `row` of the summary table,
+/// then every object inside it against the nested-objects table ([`check_nested`]).
 fn check_summary_keys(path: &Path, row: &str) {
     let text = readme();
-    let start = text.find("| command | keys |").expect("the summary.json table in README.md");
-    let cells = text[start..]
-        .lines()
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(cells)
+    let cells = table_rows(&text, "| command | keys |")
+        .into_iter()
         .find(|c| c[0] == row)
         .unwrap_or_else(|| panic!("the README's summary.json table has no row `{row}`"));
-    let groups: Vec<Vec<&str>> = code_spans(&cells[1])
-        .into_iter()
-        .map(|s| s.split_whitespace().collect::<Vec<_>>())
-        // Spans that name a setting or a flag (`train.workers`, `--mpi`) are no keys.
-        .filter(|g| !g.iter().any(|k| k.starts_with("--") || k.contains('.') || k.contains('=')))
-        .collect();
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("read summary.json")).expect("JSON");
-    let mut keys: Vec<&str> = v.as_object().expect("an object").keys().map(String::as_str).collect();
+    let keys: Vec<&str> = v.as_object().expect("an object").keys().map(String::as_str).collect();
+    check_key_groups(&keys, &cells[1], row);
+    let nested = table_rows(&text, "| object | keys |");
+    check_nested(&v, "", row, &nested);
+}
+
+/// The body rows of the README table whose header row is `head`, as cells.
+fn table_rows(text: &str, head: &str) -> Vec<Vec<String>> {
+    let start = text.find(head).unwrap_or_else(|| panic!("no table `{head}` in README.md"));
+    text[start..].lines().skip(2).take_while(|l| l.starts_with('|')).map(cells).collect()
+}
+
+/// An object's keys against a README cell of key groups: every key of the first code span, and
+/// the later spans only whole. Spans that name a setting or a flag (`train.workers`, `--mpi`)
+/// are no keys.
+fn check_key_groups(keys: &[&str], cell: &str, what: &str) {
+    let groups: Vec<Vec<&str>> = code_spans(cell)
+        .into_iter()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>())
+        .filter(|g| !g.iter().any(|k| k.starts_with("--") || k.contains('.') || k.contains('=')))
+        .collect();
+    let mut keys = keys.to_vec();
     let always = &groups[0];
     let missing: Vec<&&str> = always.iter().filter(|k| !keys.contains(k)).collect();
-    assert!(missing.is_empty(), "{row}: summary.json lacks {missing:?} of the README's keys");
+    assert!(missing.is_empty(), "{what}: summary.json lacks {missing:?} of the README's keys");
     keys.retain(|k| !always.contains(k));
     for g in &groups[1..] {
         let present = g.iter().filter(|k| keys.contains(k)).count();
-        assert!(present == 0 || present == g.len(), "{row}: summary.json has part of the group {g:?}");
+        assert!(present == 0 || present == g.len(), "{what}: summary.json has part of the group {g:?}");
         keys.retain(|k| !g.contains(k));
     }
-    assert!(keys.is_empty(), "{row}: summary.json keys {keys:?} are not in the README's row");
+    assert!(keys.is_empty(), "{what}: summary.json keys {keys:?} are not in the README's row");
+}
+
+/// Every object inside `v` (reached by `path`: `.key`, `[]` for each array element) against the
+/// README row of the nested-objects table that names `<row> <path>`: its key groups, or nothing
+/// below it where the row says "a map" (its keys are data).
+fn check_nested(v: &serde_json::Value, path: &str, row: &str, table: &[Vec<String>]) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if !path.is_empty() {
+                let name = format!("{row} {path}");
+                let cells = table
+                    .iter()
+                    .find(|c| code_spans(&c[0]).contains(&name.as_str()))
+                    .unwrap_or_else(|| panic!("summary.json has `{name}`, which the README's nested-objects table does not name"));
+                if cells[1].starts_with("a map") {
+                    return;
+                }
+                let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+                check_key_groups(&keys, &cells[1], &name);
+            }
+            for (k, x) in map {
+                let inner = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                check_nested(x, &inner, row, table);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for x in items {
+                check_nested(x, &format!("{path}[]"), row, table);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The row of the README table that starts `| file | columns |` (or `| run | fields |`) whose
 /// first cell names `name` in a code span.
 fn output_row(text: &str, head: &str, name: &str) -> Vec<String> {
-    let start = text.find(head).unwrap_or_else(|| panic!("no table `{head}` in README.md"));
-    text[start..]
-        .lines()
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(cells)
+    table_rows(text, head)
+        .into_iter()
         .find(|c| {
             code_spans(&c[0]).iter().any(|s| Pattern::new(s).matches(name)) || c[0].starts_with(name)
         })
@@ -330,6 +371,19 @@ fn train_writes_what_the_readme_says() {
         "--quiet",
     ];
     check("train", &args, &[]);
+    // Two workers in f16: the data_parallel object and the loss scaler's keys.
+    let args = [
+        "--config",
+        &tiny("train-workers"),
+        "--workers",
+        "2",
+        "--set",
+        "model.precision=\"f16\"",
+        "--backend",
+        "cpu",
+        "--quiet",
+    ];
+    check("train", &args, &[]);
 }
 
 #[test]
@@ -395,7 +449,8 @@ fn time_to_target_writes_what_the_readme_says() {
 
 #[test]
 fn gemm_writes_what_the_readme_says() {
-    check("gemm", &["--sizes", "32"], &[]);
+    // Both precisions and the ceilings: every object gemm's summary can hold on any adapter.
+    check("gemm", &["--sizes", "32", "--precision", "f32,f16", "--ceilings"], &[]);
 }
 
 #[test]
