@@ -507,3 +507,40 @@ fn profile_svg_labels_every_bar_at_its_centre() {
     let (d1, d2) = (xs[1] - xs[0], xs[2] - xs[1]);
     assert!(d1 > 50.0 && (d1 - d2).abs() <= 2.0, "labels at {xs:?}");
 }
+
+/// `sweep --workers` times its one-worker rows on the step `train` runs with one worker (the
+/// fused step, which keeps no gradient), not the data-parallel path at N = 1 (a gradient kept,
+/// then a separate update): per timed step, `time_point` at N = 1 records the profiled train
+/// step's dispatches and submit, plus the minibatch's gather; and like `train`'s steps that log
+/// nothing (and the sweep's, and the replicas' at N > 1) it measures no gradient norm: it did
+/// until this test (29 dispatches per step against 17). Counted device-independently as the
+/// difference between 3 timed steps and 1.
+#[test]
+fn one_worker_scaling_rows_time_the_train_step() {
+    use batchscope::profile::Profilable;
+    use batchscope::train::parallel::{scaling::time_point, Sequential};
+    let b = common::gpu();
+    let cfg = config(&[]);
+    let batch = 4;
+    let counted = |timed: usize| {
+        let before = b.counters();
+        time_point(&[&b], Box::new(Sequential), &cfg, batch, 0, timed).expect("time_point");
+        let after = b.counters();
+        (after.dispatches - before.dispatches, after.submits - before.submits)
+    };
+    let (d1, s1) = counted(1);
+    let (d3, s3) = counted(3);
+    let per_step = ((d3 - d1) as f64 / 2.0, (s3 - s1) as f64 / 2.0);
+    let p = profile_batch(&b, &cfg, batch).expect("profile");
+    // The minibatch: the resident rows gathered, x and labels (2 dispatches), recorded into the
+    // step's submit.
+    let (gather_dispatches, gather_submits) = (2.0, 0.0);
+    assert_eq!(
+        per_step,
+        (p.dispatches_per_step + gather_dispatches, p.submits_per_step + gather_submits),
+        "time_point at N = 1 per step (dispatches, submits) against the profiled train step \
+         ({} dispatches, {} submit) and a gather",
+        p.dispatches_per_step,
+        p.submits_per_step
+    );
+}

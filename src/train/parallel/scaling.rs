@@ -61,6 +61,8 @@ pub fn time_point<'a, B: Backend>(
     let params = model.init_scaled(b0, c.model.init_seed, c.model.init_scale)?;
     let mut st = TrainState::new(b0, model.clone(), params, split.rows(), &opt)?;
     st.batch = batch;
+    // As `train` runs a step that logs nothing (and as the replicas' steps below): no norm.
+    st.measure_grad_norm = false;
     let mut bt = BatchBuffers::new(b0, split.rows(), model.inputs(), c.data_outputs())?;
     let reducer = Box::new(HostReducer);
     let mut dp = Parallel::new(backends, &c, &model, &opt, split, 0, &st, exec, reducer)?;
