@@ -1,6 +1,6 @@
-//! Every command line the README shows parses with the binary's own parser (src/cli.rs), and
-//! every flag of the Commands table's synopses is a flag of that command: a renamed or removed
-//! flag fails here, not in a user's shell.
+//! Every command line the README and the prepared device scripts show parses with the binary's
+//! own parser (src/cli.rs), and every flag of the Commands table's synopses is a flag of that
+//! command: a renamed or removed flag fails here, not in a user's shell or a device run.
 
 use std::path::Path;
 
@@ -138,4 +138,61 @@ fn every_flag_of_the_commands_table_exists() {
     }
     assert!(rows >= 13, "only {rows} Commands rows found");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The `$B …` invocations of a device script (`$B` the binary), each cut before its redirection,
+/// pipe or `;`, shell variables replaced by a word (`$R/x` is then a path).
+fn script_invocations(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in script.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        for part in line.split("$B ").skip(1) {
+            let end = [" 2>", " >", "|", ";", ")"].iter().filter_map(|s| part.find(s)).min();
+            let words = part[..end.unwrap_or(part.len())].trim();
+            let words = words.replace("$R", "results").replace("$w", "v").replace("$name", "v");
+            out.push(format!("batchscope {words}"));
+        }
+    }
+    out
+}
+
+/// The next device session has minutes, not hours: every command line of the prepared device
+/// scripts (benches/device_plan.sh, benches/device_followup.sh) parses, and its `--set`
+/// overrides make a valid config, here and now rather than on the lent GPU.
+#[test]
+fn every_device_script_command_line_parses() {
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for name in ["device_plan.sh", "device_followup.sh"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches").join(name);
+        let text = std::fs::read_to_string(&p).expect("read the device script");
+        for line in script_invocations(&text) {
+            count += 1;
+            let words = shell_words(&line);
+            if let Err(e) = cli::Cli::try_parse_from(&words) {
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                failures.push(format!("{name}: {line}\n    {first}"));
+                continue;
+            }
+            let sets: Vec<String> =
+                words.windows(2).filter(|w| w[0] == "--set").map(|w| w[1].clone()).collect();
+            if let Err(e) = batchscope::config::Config::load(None, &sets) {
+                failures.push(format!("{name}: {line}\n    {e}"));
+            }
+        }
+    }
+    assert!(count >= 25, "only {count} command lines found in the device scripts");
+    assert!(failures.is_empty(), "device script lines refused:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn script_invocations_cut_redirections_and_replace_variables() {
+    let text = "t x; timeout 9 $B sweep --set 'model.hidden=[8, 8]' --out $R/s_$w 2>&1 | tail -3\n\
+                # $B not a command\n(cd $W && $B tune --batch-sizes 1)";
+    assert_eq!(
+        script_invocations(text),
+        [
+            "batchscope sweep --set 'model.hidden=[8, 8]' --out results/s_v",
+            "batchscope tune --batch-sizes 1"
+        ]
+    );
 }
