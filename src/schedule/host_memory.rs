@@ -10,7 +10,8 @@
 
 use thiserror::Error;
 
-use super::memory::{estimate, MemoryError, BYTES_PER_ELEMENT};
+use super::memory::{estimate_step, MemoryError, BYTES_PER_ELEMENT};
+use crate::model::Precision;
 
 /// Memory this process may still allocate, and where the number came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +148,18 @@ pub fn step_bytes(
     curvature: bool,
     batch: usize,
 ) -> Result<u64, HostMemoryError> {
-    match estimate(sizes, momentum, curvature, batch) {
+    step_bytes_in(sizes, momentum, curvature, Precision::F32, batch)
+}
+
+/// [`step_bytes`] of a step in `precision` (an f16 step adds its f16 operands).
+pub fn step_bytes_in(
+    sizes: &[usize],
+    momentum: bool,
+    curvature: bool,
+    precision: Precision,
+    batch: usize,
+) -> Result<u64, HostMemoryError> {
+    match estimate_step(sizes, momentum, curvature, precision, batch) {
         Ok(e) => Ok(e.total_bytes),
         Err(MemoryError::Overflow { .. }) => Err(HostMemoryError::Overflow {
             what: format!("model {} at batch {batch}", sizes_text(sizes)),

@@ -6,11 +6,16 @@
 //! Activation buffers mirror `model::Workspace`: for layer l with width `out_l`,
 //! `z_l, dz_l [B, out_l]` for every layer and `a_l, da_l [B, out_l]` for hidden layers.
 //!
+//! An f16 step adds its operands in f16 ([`estimate_step`]: `HalfBuf`s, two halves per word).
+//!
 //! Not modelled: a dataset kept resident on the device (independent of B, add it to the budget),
 //! the few-hundred-byte metrics and uniform buffers, and the driver's own overhead.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::config::{Config, OptimizerKind};
+use crate::model::Precision;
 
 /// Bytes per element of every buffer (f32 and u32).
 pub const BYTES_PER_ELEMENT: u64 = 4;
@@ -34,6 +39,9 @@ pub enum BufferKind {
     PerExample,
     /// R-op buffers (R z, R a, R dz, R da per layer) and the HVP result and direction.
     Curvature,
+    /// The f16 step's operands (`model.precision = "f16"`): every weight, the minibatch, every
+    /// hidden activation and every layer's ∂L/∂z in f16, two halves per 4-byte word.
+    HalfCopies,
 }
 
 /// One device buffer.
@@ -116,14 +124,49 @@ struct Builder {
 impl Builder {
     /// Add a buffer of `dims` elements (product), 4 bytes each.
     fn push(&mut self, name: String, kind: BufferKind, dims: &[usize]) -> Result<(), MemoryError> {
-        let overflow = || MemoryError::Overflow { what: name.clone(), batch: self.batch };
+        let elements = self.elements(&name, dims)?;
+        let bytes = elements.checked_mul(BYTES_PER_ELEMENT).ok_or_else(|| self.overflow(&name))?;
+        self.buffers.push(BufferEstimate { name, kind, bytes });
+        Ok(())
+    }
+
+    /// Add a buffer of `dims` halves (product), packed two per 4-byte word as `HalfBuf` holds
+    /// them (`ceil(n / 2)` words).
+    fn push_halves(&mut self, name: String, dims: &[usize]) -> Result<(), MemoryError> {
+        let words = self.elements(&name, dims)?.div_ceil(2);
+        let bytes = words.checked_mul(BYTES_PER_ELEMENT).ok_or_else(|| self.overflow(&name))?;
+        self.buffers.push(BufferEstimate { name, kind: BufferKind::HalfCopies, bytes });
+        Ok(())
+    }
+
+    fn elements(&self, name: &str, dims: &[usize]) -> Result<u64, MemoryError> {
         let mut elements: u64 = 1;
         for &d in dims {
-            let d = u64::try_from(d).map_err(|_| overflow())?;
-            elements = elements.checked_mul(d).ok_or_else(overflow)?;
+            let d = u64::try_from(d).map_err(|_| self.overflow(name))?;
+            elements = elements.checked_mul(d).ok_or_else(|| self.overflow(name))?;
         }
-        let bytes = elements.checked_mul(BYTES_PER_ELEMENT).ok_or_else(overflow)?;
-        self.buffers.push(BufferEstimate { name, kind, bytes });
+        Ok(elements)
+    }
+
+    fn overflow(&self, name: &str) -> MemoryError {
+        MemoryError::Overflow { what: name.to_string(), batch: self.batch }
+    }
+
+    /// The f16 step's buffers (`Mlp::half_workspace`): `half.w.{l} [out_l, in_l]`, `half.x
+    /// [B, in]`, `half.a.{l} [B, out_l]` for hidden layers, `half.dz.{l} [B, out_l]` for every
+    /// layer.
+    fn push_half_workspace(&mut self, sizes: &[usize]) -> Result<(), MemoryError> {
+        for (l, w) in sizes.windows(2).enumerate() {
+            self.push_halves(format!("half.w.{l}"), &[w[1], w[0]])?;
+        }
+        self.push_halves("half.x".into(), &[self.batch, sizes[0]])?;
+        let widths = &sizes[1..];
+        for (l, &out) in widths[..widths.len() - 1].iter().enumerate() {
+            self.push_halves(format!("half.a.{l}"), &[self.batch, out])?;
+        }
+        for (l, &out) in widths.iter().enumerate() {
+            self.push_halves(format!("half.dz.{l}"), &[self.batch, out])?;
+        }
         Ok(())
     }
 
@@ -200,6 +243,28 @@ pub fn estimate(
     curvature: bool,
     batch: usize,
 ) -> Result<MemoryEstimate, MemoryError> {
+    estimate_step(sizes, momentum, curvature, Precision::F32, batch)
+}
+
+/// The device memory of `cfg`'s MLP training step at `batch`: its optimizer, its curvature
+/// monitor and its precision.
+pub fn estimate_for(cfg: &Config, batch: usize) -> Result<MemoryEstimate, MemoryError> {
+    let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
+    let curvature = cfg.monitor.curvature_every > 0;
+    estimate_step(&cfg.mlp_spec().sizes, momentum, curvature, cfg.model.precision, batch)
+}
+
+/// [`estimate`] of a step in `precision`: an f16 step (`model.precision = "f16"`) keeps every
+/// f32 buffer and adds its f16 operands ([`BufferKind::HalfCopies`]), about half the
+/// parameters' bytes and 3/4 of the activations' more (the loss scaler's few bytes, like the
+/// metrics buffer, are not modelled).
+pub fn estimate_step(
+    sizes: &[usize],
+    momentum: bool,
+    curvature: bool,
+    precision: Precision,
+    batch: usize,
+) -> Result<MemoryEstimate, MemoryError> {
     if sizes.len() < 2 {
         return Err(MemoryError::TooFewLayers { sizes: sizes.to_vec() });
     }
@@ -232,6 +297,9 @@ pub fn estimate(
         b.push_per_layer("rop.rda", Curvature, sizes, true)?;
         b.push_param_set("hvp", Curvature, sizes)?;
         b.push_param_set("direction", Curvature, sizes)?;
+    }
+    if precision == Precision::F16 {
+        b.push_half_workspace(sizes)?;
     }
     b.finish()
 }
@@ -302,151 +370,5 @@ pub fn largest_fitting_batch(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn find(est: &MemoryEstimate, name: &str) -> u64 {
-        est.buffers
-            .iter()
-            .find(|b| b.name == name)
-            .map(|b| b.bytes)
-            .unwrap_or_else(|| panic!("no buffer {name}"))
-    }
-
-    // MLP [2, 3, 1] at B = 4, all sizes in bytes (4 per element).
-    // Parameters: W0 [3,2] = 6, b0 [3] = 3, W1 [1,3] = 3, b1 [1] = 1 → 13 elements = 52 bytes.
-    // Gradients: the same, 52. Velocity (momentum only): 52.
-    // Activations: z0 [4,3] = 48, z1 [4,1] = 16, a0 [4,3] = 48, dz0 48, dz1 16, da0 48 → 224.
-    // Per example: loss, correct, indices, labels [4] = 16 each → 64; inputs [4,2] = 32 → 96.
-    // Plain SGD: 52 + 52 + 224 + 96 = 424; largest buffer 48 (act.z.0).
-    // Curvature: rz0 48, rz1 16, ra0 48, rdz0 48, rdz1 16, rda0 48 → 224; hvp 52, direction 52 → 328.
-    #[test]
-    fn tiny_mlp_plain_sgd() {
-        let est = estimate(&[2, 3, 1], false, false, 4).unwrap();
-        assert_eq!(est.bytes_of(BufferKind::Parameters), 52);
-        assert_eq!(est.bytes_of(BufferKind::Gradients), 52);
-        assert_eq!(est.bytes_of(BufferKind::OptimizerState), 0);
-        assert_eq!(est.bytes_of(BufferKind::Activations), 224);
-        assert_eq!(est.bytes_of(BufferKind::PerExample), 96);
-        assert_eq!(est.bytes_of(BufferKind::Curvature), 0);
-        assert_eq!(est.total_bytes, 424);
-        assert_eq!(est.largest_buffer_bytes, 48);
-        assert_eq!(est.largest_buffer, "act.z.0");
-        assert_eq!(find(&est, "params.layers.0.weight"), 24);
-        assert_eq!(find(&est, "params.layers.1.bias"), 4);
-        assert_eq!(find(&est, "act.dz.1"), 16);
-        assert_eq!(find(&est, "batch.inputs"), 32);
-        assert!(est.buffers.iter().all(|b| !b.name.starts_with("act.a.1")), "output layer has no a");
-        assert_eq!(est.buffers.len(), 4 + 4 + 6 + 5);
-    }
-
-    #[test]
-    fn tiny_mlp_momentum_and_curvature() {
-        let est = estimate(&[2, 3, 1], true, false, 4).unwrap();
-        assert_eq!(est.bytes_of(BufferKind::OptimizerState), 52);
-        assert_eq!(est.total_bytes, 424 + 52);
-
-        let est = estimate(&[2, 3, 1], true, true, 4).unwrap();
-        assert_eq!(est.bytes_of(BufferKind::Curvature), 328);
-        assert_eq!(find(&est, "rop.rdz.1"), 16);
-        assert_eq!(find(&est, "direction.layers.0.weight"), 24);
-        assert_eq!(est.total_bytes, 424 + 52 + 328);
-    }
-
-    #[test]
-    fn matches_closed_form_and_workspace() {
-        // [784, 1024, 1024, 10] at B = 256, momentum on, curvature off.
-        let sizes = [784, 1024, 1024, 10];
-        let b = 256u64;
-        let p: u64 = 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10;
-        let o: u64 = 1024 + 1024 + 10;
-        let h: u64 = 1024 + 1024;
-        let want = 4 * (3 * p + b * (2 * o + 2 * h) + b * (4 + 784));
-        let est = estimate(&sizes, true, false, 256).unwrap();
-        assert_eq!(est.total_bytes, want);
-        // model::Mlp::workspace_bytes counts the activations plus loss and correct.
-        assert_eq!(est.bytes_of(BufferKind::Activations) + 4 * 2 * b, 4 * b * (2 * o + 2 * h + 2));
-        // B = 256: W1 [1024, 1024] (4 MiB) beats z0 [256, 1024] (1 MiB).
-        assert_eq!(est.largest_buffer, "params.layers.1.weight");
-        // B = 4096: z0 [4096, 1024] (16 MiB) is the first of the [B, 1024] buffers.
-        let big = estimate(&sizes, true, false, 4096).unwrap();
-        assert_eq!(big.largest_buffer, "act.z.0");
-        assert_eq!(big.largest_buffer_bytes, 4 * 4096 * 1024);
-    }
-
-    #[test]
-    fn invalid_descriptions() {
-        assert!(matches!(estimate(&[5], false, false, 1), Err(MemoryError::TooFewLayers { .. })));
-        assert!(matches!(estimate(&[5, 0, 1], false, false, 1), Err(MemoryError::ZeroLayerSize { .. })));
-        assert_eq!(estimate(&[5, 1], false, false, 0), Err(MemoryError::ZeroBatch));
-        assert!(matches!(
-            estimate(&[usize::MAX, 2], false, false, usize::MAX),
-            Err(MemoryError::Overflow { .. })
-        ));
-    }
-
-    fn roomy() -> DeviceLimits {
-        DeviceLimits {
-            max_buffer_size: 1 << 30,
-            max_storage_buffer_binding_size: 1 << 30,
-            max_workgroups_per_dim: 65535,
-            memory_budget: Some(1 << 30),
-        }
-    }
-
-    #[test]
-    fn skip_reasons() {
-        let est = estimate(&[2, 3, 1], false, false, 4).unwrap(); // largest 48, total 424
-        assert_eq!(check_fit(&est, &roomy()), Ok(()));
-        assert_eq!(check_fit(&est, &DeviceLimits::unlimited()), Ok(()));
-
-        let limits = DeviceLimits { max_buffer_size: 47, ..roomy() };
-        let r = check_fit(&est, &limits).unwrap_err();
-        assert_eq!(r, SkipReason::MaxBufferSize { buffer: "act.z.0".into(), bytes: 48, limit: 47 });
-        assert!(r.to_string().contains("max_buffer_size"), "{r}");
-
-        let limits = DeviceLimits { max_storage_buffer_binding_size: 40, ..roomy() };
-        let r = check_fit(&est, &limits).unwrap_err();
-        assert!(matches!(r, SkipReason::MaxStorageBinding { bytes: 48, limit: 40, .. }));
-        assert!(r.to_string().contains("max_storage_buffer_binding_size"), "{r}");
-
-        let limits = DeviceLimits { memory_budget: Some(423), ..roomy() };
-        let r = check_fit(&est, &limits).unwrap_err();
-        assert_eq!(r, SkipReason::MemoryBudget { total: 424, budget: 423 });
-        assert!(r.to_string().contains("memory budget"), "{r}");
-        assert_eq!(check_fit(&est, &DeviceLimits { memory_budget: Some(424), ..roomy() }), Ok(()));
-
-        // Largest buffer 48 bytes = 12 elements → 1 workgroup; 0 per dimension allows none.
-        let limits = DeviceLimits { max_workgroups_per_dim: 0, ..roomy() };
-        let r = check_fit(&est, &limits).unwrap_err();
-        assert!(matches!(r, SkipReason::Workgroups { elements: 12, workgroups: 1, limit: 0, .. }));
-        assert!(r.to_string().contains("max_compute_workgroups_per_dimension"), "{r}");
-
-        // [1, 1024] at B = 2048: z0 is 2048·1024 = 2^21 elements = 8192 workgroups of 256;
-        // 90 per dimension allows 8100, 91 allows 8281.
-        let est = estimate(&[1, 1024], false, false, 2048).unwrap();
-        let r = check_fit(&est, &DeviceLimits { max_workgroups_per_dim: 90, ..roomy() }).unwrap_err();
-        assert!(matches!(r, SkipReason::Workgroups { workgroups: 8192, limit: 8100, .. }), "{r}");
-        assert_eq!(check_fit(&est, &DeviceLimits { max_workgroups_per_dim: 91, ..roomy() }), Ok(()));
-    }
-
-    #[test]
-    fn largest_fit() {
-        // [2, 3, 1], plain SGD: total(B) = 104 (params + grads) + B·(56 + 24) = 104 + 80·B.
-        // B = 4 → 424 (checked above); budget 1000 → B ≤ 11.2 → largest power of two 8.
-        let limits = DeviceLimits { memory_budget: Some(1000), ..roomy() };
-        assert_eq!(largest_fitting_batch(&[2, 3, 1], false, false, &limits, 1 << 20), Ok(Some(8)));
-        assert_eq!(largest_fitting_batch(&[2, 3, 1], false, false, &limits, 5), Ok(Some(4)));
-        assert_eq!(largest_fitting_batch(&[2, 3, 1], false, false, &limits, 0), Ok(None));
-        let tiny = DeviceLimits { memory_budget: Some(100), ..roomy() };
-        assert_eq!(largest_fitting_batch(&[2, 3, 1], false, false, &tiny, 64), Ok(None));
-        // Per-buffer limit: z0 = 12·B bytes ≤ 200 → B ≤ 16.
-        let bind = DeviceLimits { max_storage_buffer_binding_size: 200, ..roomy() };
-        assert_eq!(largest_fitting_batch(&[2, 3, 1], false, false, &bind, 1 << 20), Ok(Some(16)));
-        // Unlimited: capped by max_batch, and no overflow panic near usize::MAX.
-        let all = DeviceLimits::unlimited();
-        assert_eq!(largest_fitting_batch(&[2, 3, 1], false, false, &all, 1000), Ok(Some(512)));
-        assert!(largest_fitting_batch(&[2, 3, 1], false, false, &all, usize::MAX).unwrap().is_some());
-        assert!(largest_fitting_batch(&[2], false, false, &all, 8).is_err());
-    }
-}
+#[path = "memory_tests.rs"]
+mod tests;

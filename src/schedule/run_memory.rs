@@ -6,10 +6,10 @@ use crate::backend::cpu::matmul;
 use crate::config::{Config, ConfigError, DataKind, DataMode, OptimizerKind};
 use crate::data::npy;
 use crate::data::resolve::npy_val_rows;
-use crate::model::LossKind;
+use crate::model::{LossKind, Precision};
 
 use super::host_memory::{
-    bytes_of, check_host, host_limit, sizes_text, step_bytes, sum_bytes, HostMemoryError,
+    bytes_of, check_host, host_limit, sizes_text, step_bytes, step_bytes_in, sum_bytes, HostMemoryError,
 };
 
 /// Host bytes of the model's parameter-shaped sets (built on the host by every backend) and
@@ -130,19 +130,48 @@ fn matmul_workspace(sizes: &[usize]) -> u64 {
     sizes.windows(2).map(|w| matmul::workspace_bytes(w[1], w[0])).max().unwrap_or(0)
 }
 
+/// Host bytes of the f32 operands the CPU's f16 products widen their halves into
+/// ([`crate::backend::cpu::f16::matmul_half`]), for the largest of a step's products at `rows`:
+/// per layer `X·Wᵀ` (`rows·in + out·in`), `dZ·W` (`rows·out + out·in`) and `dZᵀ·A`
+/// (`rows·out + rows·in`).
+fn widened_operands(sizes: &[usize], rows: usize) -> Result<u64, HostMemoryError> {
+    let what = "the f16 products' widened operands";
+    let mut most = 0;
+    for w in sizes.windows(2) {
+        let (fan_in, fan_out) = (w[0], w[1]);
+        let x = bytes_of(what, &[rows as u64, fan_in as u64])?;
+        let dz = bytes_of(what, &[rows as u64, fan_out as u64])?;
+        let weight = bytes_of(what, &[fan_out as u64, fan_in as u64])?;
+        for pair in [[x, weight], [dz, weight], [dz, x]] {
+            most = most.max(sum_bytes(what, &pair)?);
+        }
+    }
+    Ok(most)
+}
+
 /// Host bytes of the CPU training step at `batch` with its replicas: `(description, bytes)`.
 pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostMemoryError> {
     let spec = cfg.mlp_spec();
     let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
     let curvature = cfg.monitor.curvature_every > 0;
     let workers = cfg.train.workers.max(1);
+    let precision = cfg.model.precision;
+    // One replica's step at `rows`: its buffers, the products' workspace and, in f16, the
+    // widened operands of its largest product.
+    let replica = |what: &str, rows: usize| -> Result<u64, HostMemoryError> {
+        let step = step_bytes_in(&spec.sizes, momentum, curvature, precision, rows)?;
+        let widened = match precision {
+            Precision::F16 => widened_operands(&spec.sizes, rows)?,
+            Precision::F32 => 0,
+        };
+        sum_bytes(what, &[step, matmul_workspace(&spec.sizes), widened])
+    };
     if workers == 1 {
-        let step = step_bytes(&spec.sizes, momentum, curvature, batch)?;
         let what = format!(
             "a CPU training step of model {} at train.batch_size = {batch}",
             sizes_text(&spec.sizes)
         );
-        let bytes = sum_bytes(&what, &[step, matmul_workspace(&spec.sizes)])?;
+        let bytes = replica(&what, batch)?;
         return Ok((what, bytes));
     }
     let what = format!(
@@ -151,10 +180,7 @@ pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostM
         sizes_text(&spec.sizes)
     );
     let rows = (batch / workers).max(1);
-    let replica = sum_bytes(
-        &what,
-        &[step_bytes(&spec.sizes, momentum, curvature, rows)?, matmul_workspace(&spec.sizes)],
-    )?;
+    let replica = replica(&what, rows)?;
     let (_, copy) = host_bytes(cfg)?;
     let w = workers as u64;
     let overflow = || HostMemoryError::Overflow { what: what.clone() };
@@ -224,5 +250,22 @@ mod tests {
         cfg.train.workers = 1024;
         cfg.model.hidden = vec![1 << 44];
         assert!(matches!(cpu_step_bytes(&cfg, 1024), Err(HostMemoryError::Overflow { .. })));
+    }
+
+    /// An f16 CPU step holds the f32 step, its f16 operands, and the f32 copies its largest
+    /// product widens them into: at B = 4096 of the default model, the hidden layer's weight
+    /// gradient `dZᵀ·A` (2 · 4096·1024 elements) is the largest pair.
+    #[test]
+    fn cpu_f16_step_counts_its_halves_and_widened_operands() {
+        let mut cfg = Config::embedded_default().expect("default");
+        let (_, f32_step) = cpu_step_bytes(&cfg, 4096).expect("f32");
+        cfg.model.precision = Precision::F16;
+        let (_, f16_step) = cpu_step_bytes(&cfg, 4096).expect("f16");
+        let sizes = cfg.mlp_spec().sizes;
+        let est = crate::schedule::memory::estimate_step(&sizes, true, false, Precision::F16, 4096)
+            .expect("estimate");
+        let halves = est.bytes_of(crate::schedule::BufferKind::HalfCopies);
+        let widened = 4 * 2 * 4096 * 1024;
+        assert_eq!(f16_step, f32_step + halves + widened);
     }
 }

@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use super::host_memory::host_limit;
 use super::knee::SweepPoint;
-use super::memory::{check_fit, estimate, DeviceLimits};
+use super::memory::{check_fit, estimate_for, DeviceLimits};
 use super::powers_of_two;
 use crate::backend::{BackendError, BackendKind, Gemm};
-use crate::config::{Config, OptimizerKind};
+use crate::config::Config;
 use crate::model::{LossKind, Mlp, Precision, Targets};
 use crate::stats::median;
 use crate::telemetry::sampler::{UtilMonitor, UtilSummary, THROTTLED_BELOW};
@@ -204,11 +204,8 @@ pub struct BatchDoesNotFit {
 /// `Ok` when the training step of `cfg`'s model at `batch` is predicted to fit `b`
 /// ([`step_limits`]); checked before anything of that size is allocated.
 pub fn check_step_fits<B: Timed>(b: &B, cfg: &Config, batch: usize) -> Result<(), BatchDoesNotFit> {
-    let spec = cfg.mlp_spec();
-    let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
     let fail = |reason: String| BatchDoesNotFit { batch, reason };
-    let est = estimate(&spec.sizes, momentum, cfg.monitor.curvature_every > 0, batch)
-        .map_err(|e| fail(e.to_string()))?;
+    let est = estimate_for(cfg, batch).map_err(|e| fail(e.to_string()))?;
     check_fit(&est, &step_limits(b, cfg)).map_err(|e| fail(e.to_string()))
 }
 
@@ -223,9 +220,8 @@ fn measure_batch<B: Timed>(
     deadline: Option<Instant>,
 ) -> Result<SweepRow, BackendError> {
     let spec = cfg.mlp_spec();
-    let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
     let mut row = unmeasured_row(b, batch);
-    let est = match estimate(&spec.sizes, momentum, cfg.monitor.curvature_every > 0, batch) {
+    let est = match estimate_for(cfg, batch) {
         Ok(e) => e,
         Err(e) => {
             row.skipped = Some(e.to_string());
