@@ -130,23 +130,20 @@ fn matmul_workspace(sizes: &[usize]) -> u64 {
     sizes.windows(2).map(|w| matmul::workspace_bytes(w[1], w[0])).max().unwrap_or(0)
 }
 
-/// Host bytes of the f32 operands the CPU's f16 products widen their halves into
-/// ([`crate::backend::cpu::f16::matmul_half`]), for the largest of a step's products at `rows`:
-/// per layer `X·Wᵀ` (`rows·in + out·in`), `dZ·W` (`rows·out + out·in`) and `dZᵀ·A`
-/// (`rows·out + rows·in`).
+/// Host bytes of the f32 buffers the CPU's f16 products widen their halves into
+/// ([`crate::backend::cpu::f16::matmul_half`]): two per product running, which are kept and
+/// reused for either operand, so each grows to the longest operand of the step at `rows` (per
+/// layer `X [rows, in]`, `dZ [rows, out]`, `W [out, in]`).
 fn widened_operands(sizes: &[usize], rows: usize) -> Result<u64, HostMemoryError> {
     let what = "the f16 products' widened operands";
-    let mut most = 0;
+    let mut longest = 0;
     for w in sizes.windows(2) {
-        let (fan_in, fan_out) = (w[0], w[1]);
-        let x = bytes_of(what, &[rows as u64, fan_in as u64])?;
-        let dz = bytes_of(what, &[rows as u64, fan_out as u64])?;
-        let weight = bytes_of(what, &[fan_out as u64, fan_in as u64])?;
-        for pair in [[x, weight], [dz, weight], [dz, x]] {
-            most = most.max(sum_bytes(what, &pair)?);
+        let (fan_in, fan_out) = (w[0] as u64, w[1] as u64);
+        for dims in [[rows as u64, fan_in], [rows as u64, fan_out], [fan_out, fan_in]] {
+            longest = longest.max(bytes_of(what, &dims)?);
         }
     }
-    Ok(most)
+    sum_bytes(what, &[longest, longest])
 }
 
 /// Host bytes of the CPU training step at `batch` with its replicas: `(description, bytes)`.
@@ -252,9 +249,9 @@ mod tests {
         assert!(matches!(cpu_step_bytes(&cfg, 1024), Err(HostMemoryError::Overflow { .. })));
     }
 
-    /// An f16 CPU step holds the f32 step, its f16 operands, and the f32 copies its largest
-    /// product widens them into: at B = 4096 of the default model, the hidden layer's weight
-    /// gradient `dZᵀ·A` (2 · 4096·1024 elements) is the largest pair.
+    /// An f16 CPU step holds the f32 step, its f16 operands, and the two f32 buffers its
+    /// products widen them into, each as long as the longest operand: at B = 4096 of the
+    /// default model, a hidden layer's `[4096, 1024]`.
     #[test]
     fn cpu_f16_step_counts_its_halves_and_widened_operands() {
         let mut cfg = Config::embedded_default().expect("default");
