@@ -11,6 +11,7 @@ use batchscope::noise::NoiseArgs;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    quiet_device_select();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if std::env::args_os().len() <= 1 {
         eprintln!("{}", Cli::command().render_usage());
@@ -49,6 +50,21 @@ fn main() -> ExitCode {
             }
             ExitCode::from(2)
         }
+    }
+}
+
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` (installed with Mesa's drivers,
+/// lavapipe's among them) connects to the Wayland display at instance creation to find the
+/// session's default GPU, and where no session exists (a server over SSH, a container, CI) the
+/// Wayland library prints `error: XDG_RUNTIME_DIR is invalid or not set in the environment.`
+/// twice on every command that looks for adapters, though nothing failed. batchscope picks
+/// its adapters itself (`--adapter`, discrete first; the layer only reorders them), so it
+/// turns the layer off for itself with Mesa's own switch, `NODEVICE_SELECT` (any value; left
+/// as it is when already set). Called first in `main`, before any thread exists (setting the environment is not
+/// thread-safe).
+fn quiet_device_select() {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
     }
 }
 

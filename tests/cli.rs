@@ -248,6 +248,22 @@ fn bad_checkpoints_and_dirs_are_one_line_errors() {
     assert!(o.status.success(), "resume: {}", stderr(&o));
 }
 
+/// Where no desktop session exists (SSH, containers, CI) Mesa's device-select layer made the
+/// Wayland library print `error: XDG_RUNTIME_DIR is invalid or not set in the environment.`
+/// twice on every command that looks for adapters; batchscope turns that layer off for itself.
+#[test]
+fn no_desktop_session_prints_no_spurious_error() {
+    let o = common::cli::batchscope("no-session")
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .expect("run batchscope devices");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(!err.lines().any(|l| l.starts_with("error")), "stderr of `devices`: {err}");
+}
+
 #[test]
 fn devices_lists_the_adapter_with_limits() {
     let o = run(&["devices", "--json"]);
