@@ -513,8 +513,9 @@ fn profile_svg_labels_every_bar_at_its_centre() {
 /// then a separate update): per timed step, `time_point` at N = 1 records the profiled train
 /// step's dispatches and submit, plus the minibatch's gather; and like `train`'s steps that log
 /// nothing (and the sweep's, and the replicas' at N > 1) it measures no gradient norm: it did
-/// until this test (29 dispatches per step against 17). Counted device-independently as the
-/// difference between 3 timed steps and 1.
+/// until this test (29 dispatches per step against 17); and like `train` it submits each step
+/// without waiting for the device (it waited every step before). Counted device-independently
+/// as the difference between 3 timed steps and 1.
 #[test]
 fn one_worker_scaling_rows_time_the_train_step() {
     use batchscope::profile::Profilable;
@@ -526,11 +527,14 @@ fn one_worker_scaling_rows_time_the_train_step() {
         let before = b.counters();
         time_point(&[&b], Box::new(Sequential), &cfg, batch, 0, timed).expect("time_point");
         let after = b.counters();
-        (after.dispatches - before.dispatches, after.submits - before.submits)
+        let c = |f: fn(&batchscope::backend::gpu::DeviceCounters) -> u64| f(&after) - f(&before);
+        (c(|x| x.dispatches), c(|x| x.submits), c(|x| x.waits))
     };
-    let (d1, s1) = counted(1);
-    let (d3, s3) = counted(3);
+    let (d1, s1, w1) = counted(1);
+    let (d3, s3, w3) = counted(3);
     let per_step = ((d3 - d1) as f64 / 2.0, (s3 - s1) as f64 / 2.0);
+    // As `train`, no wait for the device per step: the host records the next step meanwhile.
+    assert_eq!(w3, w1, "time_point at N = 1 waited for the device inside its timed window");
     let p = profile_batch(&b, &cfg, batch).expect("profile");
     // The minibatch: the resident rows gathered, x and labels (2 dispatches), recorded into the
     // step's submit.

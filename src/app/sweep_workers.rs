@@ -114,7 +114,7 @@ const HEADER: [&str; 13] = [
     "workers",
     "per_worker_batch",
     "global_batch",
-    "ms_per_step_median",
+    "ms_per_step",
     "examples_per_s",
     "speedup",
     "efficiency",
@@ -141,7 +141,7 @@ fn write_outputs(r: &ScalingReport, dir: &Path) -> anyhow::Result<()> {
                 Cell::from(p.workers),
                 Cell::from(p.per_worker_batch),
                 Cell::from(p.global_batch),
-                Cell::Num(p.ms_per_step_median),
+                Cell::Num(p.ms_per_step),
                 Cell::Num(p.examples_per_s),
                 opt(row.speedup),
                 opt(row.efficiency),
@@ -199,7 +199,7 @@ fn write_outputs(r: &ScalingReport, dir: &Path) -> anyhow::Result<()> {
 /// The terminal table and the answer.
 pub(super) fn print_workers(r: &ScalingReport) {
     println!(
-        "workers: wall time of a training step as `train` runs it (minibatch, step, all-reduce, sync; one worker: the one-worker step), median"
+        "workers: wall time of the timed steps as `train` runs them, over their count (minibatch and step; with several workers the all-reduce and its sync each step; one worker: the one-worker step, submitted without a wait)"
     );
     let mut t = Table::new([
         "workers",
@@ -220,7 +220,7 @@ pub(super) fn print_workers(r: &ScalingReport) {
             p.workers.to_string(),
             p.per_worker_batch.to_string(),
             p.global_batch.to_string(),
-            format!("{:.3}", p.ms_per_step_median),
+            format!("{:.3}", p.ms_per_step),
             format!("{:.0}", p.examples_per_s),
             f(row.speedup, 2),
             f(row.efficiency, 2),

@@ -400,6 +400,7 @@ impl GpuDevice {
 
     /// Wait for all submitted work.
     pub fn wait(&self) -> Result<()> {
+        self.counters.waits.fetch_add(1, Ordering::Relaxed);
         self.ctx
             .device
             .poll(wgpu::PollType::wait_indefinitely())

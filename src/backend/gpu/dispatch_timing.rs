@@ -22,6 +22,7 @@ pub(crate) struct Counters {
     pub(crate) passes: AtomicU64,
     pub(crate) bytes_uploaded: AtomicU64,
     pub(crate) bytes_read_back: AtomicU64,
+    pub(crate) waits: AtomicU64,
 }
 
 /// A snapshot of the device's counters.
@@ -35,6 +36,8 @@ pub struct DeviceCounters {
     pub bytes_uploaded: u64,
     /// Device → host bytes (readbacks, timestamps included).
     pub bytes_read_back: u64,
+    /// Times the host waited for the device to go idle ([`GpuDevice::wait`]: a sync).
+    pub waits: u64,
 }
 
 /// How long one dispatch ran on the GPU.
@@ -89,6 +92,7 @@ impl GpuDevice {
             submits: self.submit_count(),
             bytes_uploaded: self.counters.bytes_uploaded.load(Ordering::Relaxed),
             bytes_read_back: self.counters.bytes_read_back.load(Ordering::Relaxed),
+            waits: self.counters.waits.load(Ordering::Relaxed),
         }
     }
 

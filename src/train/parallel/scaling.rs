@@ -23,9 +23,10 @@ pub struct ScalingPoint {
     pub workers: usize,
     pub per_worker_batch: usize,
     pub global_batch: usize,
-    /// Median wall time of a step (all replicas, reduction and update included), ms.
-    pub ms_per_step_median: f64,
-    /// Global examples per second at the median step.
+    /// Wall time of the timed window over its steps (all replicas, reduction and update
+    /// included; the device idle at both ends), ms.
+    pub ms_per_step: f64,
+    /// Global examples per second over the window.
     pub examples_per_s: f64,
     /// Share of the step spent staging and summing gradients (0 with one worker).
     pub reduce_share: f64,
@@ -34,8 +35,11 @@ pub struct ScalingPoint {
 }
 
 /// Time `warmup + timed` steps of `backends.len()` replicas at `per_worker` rows each on the
-/// data and model of `cfg` (monitors, evaluations and outputs off): wall time of the minibatch,
-/// the step and a sync, as `train` runs them. One worker runs `train`'s one-worker step.
+/// data and model of `cfg` (monitors, evaluations and outputs off), as `train` runs them: the
+/// wall time of the `timed` steps after the warm-up, each the minibatch and the step, over their
+/// count. With several workers every step ends in its all-reduce (a sync); one worker runs
+/// `train`'s one-worker step, submitted without a wait, so the host records a step while the
+/// device runs the one before.
 pub fn time_point<'a, B: Backend>(
     backends: &[&'a B],
     exec: Box<dyn ReplicaExec<B> + 'a>,
@@ -67,10 +71,14 @@ pub fn time_point<'a, B: Backend>(
     let reducer = Box::new(HostReducer);
     let mut dp = Parallel::new(backends, &c, &model, &opt, split, 0, &st, exec, reducer)?;
     let clip = Clip { norm: c.train.clip_norm, value: c.train.clip_value };
-    let mut times = Vec::new();
-    for s in 0..(warmup + timed.max(1)) as u64 {
+    let timed = timed.max(1);
+    let mut window = Instant::now();
+    for s in 0..(warmup + timed) as u64 {
         if s == warmup as u64 {
+            // The window starts on an idle device: no warm-up work runs into it.
+            b0.sync()?;
             dp.cost = ReduceCost::default();
+            window = Instant::now();
         }
         let ctx = StepCtx {
             epoch: s / steps_per_epoch,
@@ -85,32 +93,31 @@ pub fn time_point<'a, B: Backend>(
             lr: c.train.lr,
             clip: &clip,
         };
-        let t = Instant::now();
         if n == 1 {
             // The baseline is the step `train` runs with one worker (the fused step, which
-            // keeps no gradient), not the data-parallel path at N = 1.
+            // keeps no gradient), not the data-parallel path at N = 1; and, as `train` does,
+            // each step is submitted without waiting for it: the host records step s + 1 while
+            // the device runs step s.
             source.fill(b0, &mut bt, ctx.epoch, ctx.step_in_epoch)?;
             let targets =
                 if is_class { Targets::Classes(&bt.labels) } else { Targets::Values(&bt.targets) };
             st.record_step(b0, &bt.x, &targets, &opt, c.train.lr, &clip)?;
-            b0.sync()?;
+            b0.flush()?;
         } else {
+            // Each step ends in the host all-reduce, which waits for every replica.
             dp.step(b0, &mut st, &mut bt, &mut source, &ctx)?;
             dp.sync_all(b0)?;
         }
-        if s >= warmup as u64 {
-            times.push(t.elapsed().as_secs_f64());
-        }
     }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    b0.sync()?;
+    let per_step = window.elapsed().as_secs_f64() / timed as f64;
     let cost = dp.cost;
     Ok(ScalingPoint {
         workers: n,
         per_worker_batch: per_worker,
         global_batch: batch,
-        ms_per_step_median: 1e3 * median,
-        examples_per_s: batch as f64 / median.max(1e-12),
+        ms_per_step: 1e3 * per_step,
+        examples_per_s: batch as f64 / per_step.max(1e-12),
         reduce_share: if n > 1 { cost.share() } else { 0.0 },
         reduce_us_per_step: cost.reduce_us_per_step(),
         reduce_bytes_per_step: cost.bytes_per_step(),
@@ -158,7 +165,7 @@ pub fn analyse(points: Vec<ScalingPoint>, b_noise: Option<f64>, min_gain: f64) -
     let base = |b: usize| points.iter().find(|p| p.workers == 1 && p.per_worker_batch == b);
     let raw: Vec<Option<f64>> = points
         .iter()
-        .map(|p| b_noise.map(|bn| (1.0 + bn / p.global_batch as f64) * p.ms_per_step_median))
+        .map(|p| b_noise.map(|bn| (1.0 + bn / p.global_batch as f64) * p.ms_per_step))
         .collect();
     let min = raw.iter().flatten().copied().fold(f64::INFINITY, f64::min);
     let rows: Vec<ScalingRow> = points
@@ -205,7 +212,7 @@ mod tests {
             workers,
             per_worker_batch: b,
             global_batch,
-            ms_per_step_median: ms,
+            ms_per_step: ms,
             examples_per_s: global_batch as f64 / (ms / 1e3),
             ..Default::default()
         }
