@@ -49,10 +49,17 @@ enable wgpu_cooperative_matrix;
 // Preconditions (the host checks, src/backend/gpu/matmul_coop.rs): m, n, k multiples of T
 // (so every 16-byte load of 8 halves lies wholly inside or outside its matrix), alpha = 1,
 // beta = 0, subgroups of exactly NI / 4. A and B are the packed halves of matmul_f16.wgsl read
-// as `Stored` elements (vec4<f16>, or vec4<u32> for `vec8`: the bits, untouched). Out-of-range rows, columns and depths are staged as zeros.
-// Cooperative operations need uniform control flow, so there are no branches but on P: a
-// subgroup's tiles past m (or n) clamp onto the last tile, which is then computed and stored
-// again with the same values (as in matmul_coop.wgsl); the staged block always holds it.
+// as `Stored` elements (vec4<f16>, or vec4<u32> for `vec8`: the bits, untouched).
+// Out-of-range rows, columns and depths are staged as zeros.
+// The transpose pair is the module's: TA and TB (A stored [k, m], B stored [n, k]) are
+// constants the host prepends (src/backend/gpu/staged.rs, one module per pair, as the fp32 tiles
+// have an entry point per pair), so every layout branch folds away and the depth loop has a
+// constant trip count (SK / T) the driver unrolls: no branch between a slice's tile loads and
+// its multiply-adds. coop_staged_ceiling runs in the untransposed module.
+// Cooperative operations need uniform control flow, so there are no branches but on P and the
+// module's constants: a subgroup's tiles past m (or n) clamp onto the last tile, which is
+// then computed and stored again with the same values (as in matmul_coop.wgsl); the staged
+// block always holds it.
 
 // struct Params: shaders/include/half_params.wgsl.
 
@@ -99,17 +106,17 @@ fn load4(which: u32, t: u32, row0: u32, rows: u32, col0: u32, cols: u32, stride:
     );
 }
 
-// The A slice at block rows i0.., depths p..p + SK.
+// The A slice at block rows i0.., depths p..p + SK (TA: A stored [k, m]).
 fn load_a(t: u32, i0: u32, p: u32) -> Loads {
-    if (P.trans_a == 0u) {
+    if (!TA) {
         return load4(0u, t, i0, P.m, p, P.k, P.k, SK); // A [m, k]: rows of the block, SK depths each
     }
     return load4(0u, t, p, P.k, i0, P.m, P.m, BS); // A [k, m]: SK depths, BS rows each
 }
 
-// The B slice at depths p..p + SK, block columns j0...
+// The B slice at depths p..p + SK, block columns j0.. (TB: B stored [n, k]).
 fn load_b(t: u32, j0: u32, p: u32) -> Loads {
-    if (P.trans_b == 0u) {
+    if (!TB) {
         return load4(1u, t, p, P.k, j0, P.n, P.n, BS); // B [k, n]: SK depths, BS columns each
     }
     return load4(1u, t, j0, P.n, p, P.k, P.k, SK); // B [n, k]: block columns, SK depths each
@@ -135,18 +142,18 @@ fn stage(which: u32, buf: u32, t: u32, width: u32, v: Loads) {
 }
 
 fn stage_a(buf: u32, t: u32, v: Loads) {
-    stage(0u, buf, t, select(BS, SK, P.trans_a == 0u), v);
+    stage(0u, buf, t, select(SK, BS, TA), v);
 }
 
 fn stage_b(buf: u32, t: u32, v: Loads) {
-    stage(1u, buf, t, select(SK, BS, P.trans_b == 0u), v);
+    stage(1u, buf, t, select(BS, SK, TB), v);
 }
 
 // The A tile at block row r, slice depth d (multiples of T), from buffer `buf`. Offsets and
 // strides are in halves, multiples of 8, and divided by HW for the element type.
 fn tile_a(buf: u32, r: u32, d: u32) -> TileA {
     let base = buf * SLICE;
-    if (P.trans_a == 0u) {
+    if (!TA) {
         return coopLoadT<TileA>(&sa[(base + r * ROW_SK + d) / HW], ROW_SK / HW);
     }
     return coopLoad<TileA>(&sa[(base + d * ROW_BS + r) / HW], ROW_BS / HW);
@@ -155,7 +162,7 @@ fn tile_a(buf: u32, r: u32, d: u32) -> TileA {
 // The B tile at slice depth d, block column q, from buffer `buf`.
 fn tile_b(buf: u32, d: u32, q: u32) -> TileB {
     let base = buf * SLICE;
-    if (P.trans_b == 0u) {
+    if (!TB) {
         return coopLoadT<TileB>(&sb[(base + d * ROW_BS + q) / HW], ROW_BS / HW);
     }
     return coopLoad<TileB>(&sb[(base + q * ROW_SK + d) / HW], ROW_SK / HW);
@@ -257,10 +264,12 @@ fn matmul_coop_staged(
             na = load_a(t, i0, p + SK);
             nb = load_b(t, j0, p + SK);
         }
-        // The last slice of a k that is an odd multiple of T holds one tile of depth: no
-        // multiply-add of its zero half (the bound is uniform).
-        let depth = min(SK, P.k - p);
-        for (var d = 0u; d < depth; d = d + T) {
+        // Every slice takes its full depth. The last slice of a k that is an odd multiple of T
+        // holds one tile of depth and a zero half (staged zeros in both operands): its
+        // multiply-adds add exact zeros to accumulators that start at +0, which changes no bit,
+        // and cost one tile of depth in k / T (2 % at k = 784), where a bound on the depth
+        // would make the loop's trip count dynamic.
+        for (var d = 0u; d < SK; d = d + T) {
             let a0 = tile_a(cur, r0, d);
             let a1 = tile_a(cur, r1, d);
             let a2 = tile_a(cur, r2, d);

@@ -59,7 +59,7 @@ pub enum Shader {
     /// The cooperative-matrix GEMM with operands staged in workgroup memory, for one
     /// configuration of its family (`matmul_coop_staged.wgsl` with the configuration's
     /// constants; see `super::staged`).
-    MatmulCoopStaged(super::staged::StagedCfg),
+    MatmulCoopStaged(super::staged::StagedModule),
     WgradUpdate,
     LinearXent,
     DgradWgradUpdate,
@@ -83,7 +83,7 @@ impl Shader {
         Shader::MatmulF16,
         Shader::Amp,
         Shader::MatmulCoop(super::coop_shape::SHAPE_16, super::coop_shape::LoadWidth::Halves),
-        Shader::MatmulCoopStaged(super::staged::StagedCfg::DEFAULT),
+        Shader::MatmulCoopStaged(super::staged::StagedModule::DEFAULT),
         Shader::WgradUpdate,
         Shader::LinearXent,
         Shader::DgradWgradUpdate,
@@ -95,7 +95,7 @@ impl Shader {
     pub fn retyped(self) -> bool {
         match self {
             Shader::MatmulCoop(_, width) => width.retyped(),
-            Shader::MatmulCoopStaged(cfg) => cfg.width.retyped(),
+            Shader::MatmulCoopStaged(module) => module.retyped(),
             _ => false,
         }
     }
@@ -212,7 +212,7 @@ impl Shader {
         let constants = match self {
             Shader::MatmulTile(cfg) => cfg.constants(),
             Shader::MatmulCoop(shape, width) => super::coop_shape::constants(shape, width),
-            Shader::MatmulCoopStaged(cfg) => cfg.constants(),
+            Shader::MatmulCoopStaged(module) => module.constants(),
             _ => String::new(),
         };
         let included = self.includes().concat();
@@ -358,14 +358,10 @@ kernel!(MATMUL_COOP_NT, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_nt", [R, R, W
 kernel!(MATMUL_COOP_TN, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_tn", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP_TT, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_tt", [R, R, W, R, W, W, W]);
 kernel!(MATMUL_COOP64, MatmulCoop(SHAPE_16, HALVES), "matmul_coop64", [R, R, W, R, W, W, W]);
-// matmul_coop_staged.wgsl: the same product, operands staged in workgroup memory (the
-// H200's configuration; the family's other modules: super::staged)
-pub const MATMUL_COOP_STAGED: Kernel = Kernel {
-    name: "MatmulCoopStaged::matmul_coop_staged",
-    shader: Shader::MatmulCoopStaged(super::staged::StagedCfg::DEFAULT),
-    entry: "matmul_coop_staged",
-    bindings: &[R, R, W, R, W, W, W],
-    spec: 0,
+// matmul_coop_staged.wgsl: the same product, operands staged in workgroup memory, in the H200's
+// configuration, one module per transpose pair (the family: super::staged)
+pub use super::staged::{
+    MATMUL_COOP_STAGED_NN, MATMUL_COOP_STAGED_NT, MATMUL_COOP_STAGED_TN, MATMUL_COOP_STAGED_TT,
 };
 
 // The ceilings (`batchscope gemm --ceilings`, super::ceilings): what the arithmetic reaches
@@ -376,7 +372,7 @@ kernel!(COOP_CEILING4, MatmulCoop(SHAPE_16, HALVES), "coop_ceiling4", [R, R, W])
 kernel!(COOP_CEILING16, MatmulCoop(SHAPE_16, HALVES), "coop_ceiling16", [R, R, W]);
 pub const COOP_STAGED_CEILING: Kernel = Kernel {
     name: "MatmulCoopStaged::coop_staged_ceiling",
-    shader: Shader::MatmulCoopStaged(super::staged::StagedCfg::DEFAULT),
+    shader: Shader::MatmulCoopStaged(super::staged::StagedModule::DEFAULT),
     entry: "coop_staged_ceiling",
     bindings: &[R, R, W],
     spec: 0,
@@ -406,8 +402,17 @@ pub const MIXED_KERNELS: &[Kernel] = &[
 ];
 
 /// The cooperative-matrix kernels: only where `matmul_coop::available` says so.
-pub const COOP_KERNELS: &[Kernel] =
-    &[MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT, MATMUL_COOP64, MATMUL_COOP_STAGED];
+pub const COOP_KERNELS: &[Kernel] = &[
+    MATMUL_COOP_NN,
+    MATMUL_COOP_NT,
+    MATMUL_COOP_TN,
+    MATMUL_COOP_TT,
+    MATMUL_COOP64,
+    MATMUL_COOP_STAGED_NN,
+    MATMUL_COOP_STAGED_NT,
+    MATMUL_COOP_STAGED_TN,
+    MATMUL_COOP_STAGED_TT,
+];
 
 /// Every kernel, for validation and warm-up.
 pub const ALL_KERNELS: &[Kernel] = &[

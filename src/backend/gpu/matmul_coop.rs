@@ -7,7 +7,8 @@ use super::context::GpuContext;
 use super::coop_shape::{adapter_shape, features, CoopShape, LoadWidth, SHAPE_16, SHAPE_8};
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{
-    Kernel, Shader, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT,
+    Kernel, Shader, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_STAGED_NN,
+    MATMUL_COOP_STAGED_NT, MATMUL_COOP_STAGED_TN, MATMUL_COOP_STAGED_TT, MATMUL_COOP_TN, MATMUL_COOP_TT,
 };
 use super::matmul_f16::HalfParams;
 use super::staged::StagedCfg;
@@ -151,8 +152,8 @@ fn fits_tiles(g: &Gemm, dev: &GpuDevice, tile: usize, block: usize) -> bool {
         && g.n.div_ceil(block) <= max
 }
 
-/// The kernel of `g` with `block` at 16x16 tiles: the 2x2-tile kernels have one entry point
-/// per transpose pair, the 4x4-tile one reads the transposes from its parameters.
+/// The kernel of `g` with `block` at 16x16 tiles: the 2x2-tile and staged kernels have one
+/// entry point per transpose pair, the 4x4-tile one reads the transposes from its parameters.
 pub fn kernel_for(g: &Gemm, block: CoopBlock) -> Kernel {
     let found = kernel_in(g, block, SHAPE_16);
     found.unwrap_or_else(|| halves_kernel(g, block))
@@ -161,7 +162,7 @@ pub fn kernel_for(g: &Gemm, block: CoopBlock) -> Kernel {
 /// The kernel of `g` with `block` in the tiles of `shape`; `None` outside the families.
 pub fn kernel_in(g: &Gemm, block: CoopBlock, shape: CoopShape) -> Option<Kernel> {
     match block {
-        CoopBlock::Staged128(width) => StagedCfg { shape, width }.kernel(),
+        CoopBlock::Staged128(width) => StagedCfg { shape, width }.kernel(g.trans_a, g.trans_b),
         _ => at(halves_kernel(g, block), shape, block.width()),
     }
 }
@@ -170,7 +171,12 @@ pub fn kernel_in(g: &Gemm, block: CoopBlock, shape: CoopShape) -> Option<Kernel>
 fn halves_kernel(g: &Gemm, block: CoopBlock) -> Kernel {
     match block {
         CoopBlock::B64(_) => MATMUL_COOP64,
-        CoopBlock::Staged128(_) => super::kernels::MATMUL_COOP_STAGED,
+        CoopBlock::Staged128(_) => match (g.trans_a, g.trans_b) {
+            (false, false) => MATMUL_COOP_STAGED_NN,
+            (false, true) => MATMUL_COOP_STAGED_NT,
+            (true, false) => MATMUL_COOP_STAGED_TN,
+            (true, true) => MATMUL_COOP_STAGED_TT,
+        },
         CoopBlock::B32(_) => match (g.trans_a, g.trans_b) {
             (false, false) => MATMUL_COOP_NN,
             (false, true) => MATMUL_COOP_NT,
@@ -277,8 +283,14 @@ mod tests {
         let staged = CoopBlock::Staged128(LoadWidth::Halves);
         let staged4 = CoopBlock::Staged128(LoadWidth::Vec4);
         assert_eq!(kernel_for(&g, staged).entry, "matmul_coop_staged");
-        assert_eq!(kernel_for(&g, staged).name, "MatmulCoopStaged::matmul_coop_staged");
-        assert_eq!(kernel_for(&g, staged4).name, "MatmulCoopStaged::matmul_coop_staged_v4");
+        assert_eq!(kernel_for(&g, staged).name, "MatmulCoopStaged::matmul_coop_staged_tn");
+        assert_eq!(kernel_for(&g, staged4).name, "MatmulCoopStaged::matmul_coop_staged_tn_v4");
+        let nt = Gemm::nn(64, 64, 64).trans(false, true);
+        assert_eq!(kernel_for(&nt, staged).name, "MatmulCoopStaged::matmul_coop_staged_nt");
+        assert_eq!(
+            kernel_in(&nt, CoopBlock::Staged128(LoadWidth::Vec8), SHAPE_8).map(|k| k.name),
+            Some("MatmulCoopStaged::matmul_coop_staged_nt_t8_v8")
+        );
         let sides: Vec<usize> = [b32, b64, staged, staged4].iter().map(|b| b.side()).collect();
         assert_eq!(sides, [32, 64, 128, 128]);
         // The H200's Vulkan adapter: 48 KiB of workgroup memory (wgpu's default is 16).
@@ -321,9 +333,9 @@ mod tests {
         }
         names.sort();
         names.dedup();
-        // 4 + 1 + 1 products (2x2 per transpose pair, 4x4, staged) and 2 ceilings, in 2 tiles
-        // and 3 widths.
-        assert_eq!(names.len(), 6 * (4 + 1 + 1 + 2), "{names:?}");
+        // 4 + 1 + 4 products (2x2 per transpose pair, 4x4, staged per transpose pair) and 2
+        // ceilings, in 2 tiles and 3 widths.
+        assert_eq!(names.len(), 6 * (4 + 1 + 4 + 2), "{names:?}");
         let odd = CoopShape { tile: 16, subgroup: 64 };
         assert!(kernel_in(&g, CoopBlock::B32(LoadWidth::Halves), odd).is_none());
     }

@@ -19,7 +19,7 @@
 use super::coop_shape::{self, CoopShape, LoadWidth, SHAPE_16, SHAPE_8};
 use super::kernels::{Access, Kernel, Shader};
 
-/// One module of the family.
+/// One configuration of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StagedCfg {
     pub shape: CoopShape,
@@ -38,16 +38,24 @@ pub const FAMILY: [StagedCfg; 6] = [
     StagedCfg { shape: SHAPE_8, width: LoadWidth::Vec8 },
 ];
 
-/// Kernel names must be `&'static str` (pipelines are cached by name): (product, ceiling) per
+/// The names of one configuration's kernels: the product per transpose pair (nn, nt, tn, tt),
+/// then the ceiling.
+macro_rules! names {
+    ($suffix:literal) => {
+        [
+            concat!("MatmulCoopStaged::matmul_coop_staged_nn", $suffix),
+            concat!("MatmulCoopStaged::matmul_coop_staged_nt", $suffix),
+            concat!("MatmulCoopStaged::matmul_coop_staged_tn", $suffix),
+            concat!("MatmulCoopStaged::matmul_coop_staged_tt", $suffix),
+            concat!("MatmulCoopStaged::coop_staged_ceiling", $suffix),
+        ]
+    };
+}
+
+/// Kernel names must be `&'static str` (pipelines are cached by name): [`names!`] per
 /// configuration, in [`FAMILY`] order.
-const NAMES: [(&str, &str); 6] = [
-    ("MatmulCoopStaged::matmul_coop_staged", "MatmulCoopStaged::coop_staged_ceiling"),
-    ("MatmulCoopStaged::matmul_coop_staged_v4", "MatmulCoopStaged::coop_staged_ceiling_v4"),
-    ("MatmulCoopStaged::matmul_coop_staged_t8", "MatmulCoopStaged::coop_staged_ceiling_t8"),
-    ("MatmulCoopStaged::matmul_coop_staged_t8_v4", "MatmulCoopStaged::coop_staged_ceiling_t8_v4"),
-    ("MatmulCoopStaged::matmul_coop_staged_v8", "MatmulCoopStaged::coop_staged_ceiling_v8"),
-    ("MatmulCoopStaged::matmul_coop_staged_t8_v8", "MatmulCoopStaged::coop_staged_ceiling_t8_v8"),
-];
+const NAMES: [[&str; 5]; 6] =
+    [names!(""), names!("_v4"), names!("_t8"), names!("_t8_v4"), names!("_v8"), names!("_t8_v8")];
 
 /// Loads of 8 halves per invocation, operand and slice: the kernel holds exactly 4.
 const LOADS: u32 = 4;
@@ -130,23 +138,30 @@ impl StagedCfg {
         FAMILY.iter().position(|&c| c == self)
     }
 
-    /// The product's kernel (`matmul_coop_staged`, bindings as `matmul_coop.wgsl`'s); `None`
-    /// outside [`FAMILY`].
-    pub fn kernel(self) -> Option<Kernel> {
+    /// The product's kernel for the transpose pair (`matmul_coop_staged` of the pair's
+    /// module, bindings as `matmul_coop.wgsl`'s); `None` outside [`FAMILY`].
+    pub fn kernel(self, trans_a: bool, trans_b: bool) -> Option<Kernel> {
+        let module = StagedModule { cfg: self, trans_a, trans_b };
         Some(Kernel {
-            name: NAMES[self.index()?].0,
-            shader: Shader::MatmulCoopStaged(self),
+            name: NAMES[self.index()?][module.pair()],
+            shader: Shader::MatmulCoopStaged(module),
             entry: "matmul_coop_staged",
             bindings: &[R, R, W, R, W, W, W],
             spec: 0,
         })
     }
 
+    /// The product's kernels of every transpose pair (nn, nt, tn, tt); empty outside
+    /// [`FAMILY`].
+    pub fn kernels(self) -> Vec<Kernel> {
+        PAIRS.into_iter().filter_map(|(ta, tb)| self.kernel(ta, tb)).collect()
+    }
+
     /// The ceiling's kernel (`coop_staged_ceiling`: a, b, c); `None` outside [`FAMILY`].
     pub fn ceiling_kernel(self) -> Option<Kernel> {
         Some(Kernel {
-            name: NAMES[self.index()?].1,
-            shader: Shader::MatmulCoopStaged(self),
+            name: NAMES[self.index()?][4],
+            shader: Shader::MatmulCoopStaged(StagedModule { cfg: self, trans_a: false, trans_b: false }),
             entry: "coop_staged_ceiling",
             bindings: &[R, R, W],
             spec: 0,
@@ -155,6 +170,77 @@ impl StagedCfg {
 }
 
 use Access::{Read as R, ReadWrite as W};
+
+/// The transpose pairs (A stored [k, m], B stored [n, k]) in kernel-name order: nn, nt, tn, tt.
+const PAIRS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
+
+/// One WGSL module of the family: a configuration and the transpose pair it is compiled for.
+/// The pair is a constant of the module (`TA`, `TB`), not a parameter: naga's uniformity
+/// analysis takes a helper function's argument for non-uniform, so a layout branch on one
+/// would put the cooperative loads in non-uniform control flow; as constants the driver folds
+/// the branches away and the depth loop keeps a constant trip count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StagedModule {
+    pub cfg: StagedCfg,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+impl StagedModule {
+    /// The H200's configuration, untransposed (also the module of the ceiling).
+    pub const DEFAULT: StagedModule =
+        StagedModule { cfg: StagedCfg::DEFAULT, trans_a: false, trans_b: false };
+
+    /// Index of the pair in [`PAIRS`].
+    fn pair(self) -> usize {
+        2 * usize::from(self.trans_a) + usize::from(self.trans_b)
+    }
+
+    /// The WGSL the shader's header names: the configuration's constants, then the pair's.
+    pub fn constants(self) -> String {
+        format!(
+            "{}const TA: bool = {};\nconst TB: bool = {};\n",
+            self.cfg.constants(),
+            self.trans_a,
+            self.trans_b
+        )
+    }
+
+    /// The retyped 16-byte loads (SPIR-V: Vulkan only), as the configuration's width says.
+    pub fn retyped(self) -> bool {
+        self.cfg.width.retyped()
+    }
+}
+
+/// The staged product in the H200's configuration ([`StagedCfg::DEFAULT`]) per transpose pair
+/// (the kernels [`StagedCfg::kernel`] returns for it).
+macro_rules! staged_kernel {
+    ($name:ident, $suffix:literal, $ta:literal, $tb:literal) => {
+        pub const $name: Kernel = Kernel {
+            name: concat!("MatmulCoopStaged::matmul_coop_staged_", $suffix),
+            shader: Shader::MatmulCoopStaged(StagedModule {
+                cfg: StagedCfg::DEFAULT,
+                trans_a: $ta,
+                trans_b: $tb,
+            }),
+            entry: "matmul_coop_staged",
+            bindings: &[R, R, W, R, W, W, W],
+            spec: 0,
+        };
+    };
+}
+staged_kernel!(MATMUL_COOP_STAGED_NN, "nn", false, false);
+staged_kernel!(MATMUL_COOP_STAGED_NT, "nt", false, true);
+staged_kernel!(MATMUL_COOP_STAGED_TN, "tn", true, false);
+staged_kernel!(MATMUL_COOP_STAGED_TT, "tt", true, true);
+
+/// Every module of the family: each configuration in each transpose pair.
+pub fn modules() -> Vec<StagedModule> {
+    FAMILY
+        .iter()
+        .flat_map(|&cfg| PAIRS.map(|(trans_a, trans_b)| StagedModule { cfg, trans_a, trans_b }))
+        .collect()
+}
 
 /// `Load` and fetch() for `halves` and `vec4`: two vec4<f16> from storage read as such.
 const FETCH_PAIR: &str = "alias Stored = vec4<f16>;
@@ -237,8 +323,17 @@ mod tests {
         assert_eq!(c.workgroup_bytes(), 2 * 10240 * 2, "40 KiB");
         assert!(c.constants().contains("const SLICE: u32 = 5120u;"));
         assert!(c.constants().contains("var<workgroup> sa: array<Half, 10240>;"));
-        let k = c.kernel().expect("in the family");
-        assert_eq!(k.name, super::super::kernels::MATMUL_COOP_STAGED.name);
+        let k = c.kernel(false, true).expect("in the family");
+        assert_eq!(k.name, super::super::kernels::MATMUL_COOP_STAGED_NT.name);
+        assert_eq!(k.entry, "matmul_coop_staged");
+        let tn = StagedModule { cfg: c, trans_a: true, trans_b: false };
+        assert_eq!(c.kernel(true, false).map(|k| k.shader), Some(Shader::MatmulCoopStaged(tn)));
+        assert!(tn.constants().ends_with("const TA: bool = true;\nconst TB: bool = false;\n"));
+        let consts =
+            [MATMUL_COOP_STAGED_NN, MATMUL_COOP_STAGED_NT, MATMUL_COOP_STAGED_TN, MATMUL_COOP_STAGED_TT];
+        let by_pair: Vec<_> = c.kernels().iter().map(|k| (k.name, k.shader, k.entry)).collect();
+        assert_eq!(by_pair, consts.map(|k| (k.name, k.shader, k.entry)));
+        assert_eq!(modules().len(), 4 * FAMILY.len());
         assert_eq!(
             c.ceiling_kernel().map(|k| k.name),
             Some(super::super::kernels::COOP_STAGED_CEILING.name)
@@ -260,14 +355,14 @@ mod tests {
         }
         let mut names: Vec<&str> = FAMILY
             .iter()
-            .flat_map(|c| [c.kernel(), c.ceiling_kernel()])
-            .map(|k| k.expect("in the family").name)
+            .flat_map(|c| c.kernels().into_iter().chain(c.ceiling_kernel()))
+            .map(|k| k.name)
             .collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 2 * FAMILY.len());
+        assert_eq!(names.len(), 5 * FAMILY.len());
         // 16x16 on subgroups of 8 would need 16 loads per invocation: not in the family.
         let odd = StagedCfg { shape: CoopShape { tile: 16, subgroup: 8 }, width: LoadWidth::Halves };
-        assert!(!odd.loads_fit() && odd.kernel().is_none());
+        assert!(!odd.loads_fit() && odd.kernel(false, false).is_none() && odd.kernels().is_empty());
     }
 }
