@@ -31,8 +31,14 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 
 /// Run to completion, polling the child's peak RSS: `(output, peak KiB seen)`.
 fn run_measured(args: &[&str]) -> (Output, u64) {
+    run_measured_with(args, &[])
+}
+
+/// [`run_measured`] with environment variables set.
+fn run_measured_with(args: &[&str], env: &[(&str, &str)]) -> (Output, u64) {
     let mut child = bin()
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -208,33 +214,52 @@ fn npy_labels_past_given_classes_still_fail_cleanly() {
 
 #[test]
 fn cpu_train_batch_past_host_memory_is_refused() {
-    let d = tmpdir("big-batch");
-    let cfg = d.join("tiny.toml");
-    std::fs::write(&cfg, tiny()).expect("write config");
-    let out = d.join("run");
-    let (o, peak) = run_measured(&[
-        "train",
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--config",
-        cfg.to_str().unwrap_or_default(),
-        "--set",
-        "train.batch_size=1000000000000",
-        // A streamed training set as large as the batch: the batch fits the data, not the host.
-        "--set",
-        "data.mode=\"stream\"",
-        "--set",
-        "data.n_train=2000000000000",
-        "--out",
-        out.to_str().unwrap_or_default(),
-    ]);
-    assert_clean_error(&o, &["1000000000000", "bytes"]);
-    assert!(peak < MAX_RSS_KIB, "peak RSS {peak} KiB");
-    // `--backend cpu` named: refused before the run directory exists.
-    assert!(!out.exists(), "{} was created", out.display());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!err.contains("removed"), "the run directory was made, then removed: {err}");
+    // `--backend cpu`, and `auto` where no GPU adapter is found (the Vulkan loader pointed at no
+    // driver, on any machine): both refuse the step before the run directory exists; `auto`
+    // once it has resolved to the CPU, as the notice says.
+    let no_gpu = [
+        ("WGPU_BACKEND", "vulkan"),
+        ("VK_ICD_FILENAMES", "/nonexistent"),
+        ("VK_DRIVER_FILES", "/nonexistent"),
+    ];
+    for (backend, env) in [("cpu", &[][..]), ("auto", &no_gpu[..])] {
+        let d = tmpdir(&format!("big-batch-{backend}"));
+        let cfg = d.join("tiny.toml");
+        std::fs::write(&cfg, tiny()).expect("write config");
+        let out = d.join("run");
+        let (o, peak) = run_measured_with(
+            &[
+                "train",
+                "--backend",
+                backend,
+                "--quiet",
+                "--config",
+                cfg.to_str().unwrap_or_default(),
+                "--set",
+                "train.batch_size=1000000000000",
+                // A streamed training set as large as the batch: the batch fits the data, not
+                // the host.
+                "--set",
+                "data.mode=\"stream\"",
+                "--set",
+                "data.n_train=2000000000000",
+                "--out",
+                out.to_str().unwrap_or_default(),
+            ],
+            env,
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        if backend == "auto" {
+            assert!(
+                err.contains("running on the CPU backend"),
+                "auto did not resolve to the CPU: {err}"
+            );
+        }
+        assert_clean_error(&o, &["1000000000000", "bytes"]);
+        assert!(peak < MAX_RSS_KIB, "{backend}: peak RSS {peak} KiB");
+        assert!(!out.exists(), "{backend}: {} was created", out.display());
+        assert!(!err.contains("removed"), "{backend}: the run directory was made, then removed: {err}");
+    }
 }
 
 #[test]

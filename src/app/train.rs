@@ -36,7 +36,7 @@ pub fn train(
         args.set.push(format!("train.workers={n}"));
     }
     let args = &args;
-    let (cfg, dir) = match &resume {
+    let (cfg, run_dir) = match &resume {
         Some(run) => {
             let dir = open_resume_dir(run)?;
             let cfg_path = dir.join("config.toml");
@@ -56,7 +56,7 @@ pub fn train(
             keeps_checkpoint_layout(&saved, &cfg, &dir, "the run's config.toml")?;
             check_checkpoint_config(&dir.join("last.safetensors"), &cfg)?;
             crate::report::rundir::remove_stale_temporaries(&dir);
-            (cfg, dir)
+            (cfg, RunDir::Resumed(dir))
         }
         None => {
             let cfg = admit::load_train_config(args.config.as_deref(), &args.set)?;
@@ -64,28 +64,28 @@ pub fn train(
                 // Fail on a bad --init before creating the run directory.
                 crate::train::checkpoint::load(p)?;
             }
-            // On the CPU backend the step itself lives in host memory: check it before the run
-            // directory exists (`auto` resolves its backend later, and checks in `prepare`).
+            // On the CPU backend the step itself lives in host memory: check it before the
+            // backend opens (`auto` checks once it has resolved its backend, in `prepare`; the
+            // directory is made after that in either case).
             if let (BackendChoice::Cpu, BatchSize::Fixed(batch)) = (backend, cfg.train.batch_size) {
                 run_memory::check_cpu_step(&cfg, batch)?;
             }
-            let dir = create_run_dir(args.out.as_deref(), "train")?;
-            (cfg, dir)
+            (cfg, RunDir::New(args.out.clone()))
         }
     };
     let opts =
         TrainOptions { init, resume: resume.is_some(), progress: args.progress, stop_on_signal: true };
     let parallel = cfg.train.workers > 1 || adapters.len() > 1;
     let result = if parallel {
-        train_workers(cfg, &opts, &dir, backend, &adapters)
+        train_workers(cfg, &opts, &run_dir, backend, &adapters)
     } else {
-        with_backend(backend, args.adapter.as_deref(), Train { cfg, opts: &opts, dir: &dir })
+        with_backend(backend, args.adapter.as_deref(), Train { cfg, opts: &opts, run_dir: &run_dir })
     };
-    let summary = match result {
+    let (summary, dir) = match result {
         Ok(s) => s,
         // A resume with no steps left changes nothing (summary.json stays as it is).
         Err(e) if matches!(e.downcast_ref(), Some(TrainError::AlreadyComplete { .. })) => {
-            eprintln!("{}: {e}", dir.display());
+            eprintln!("{}: {e}", run_dir.shown());
             return Ok(());
         }
         Err(e) => return Err(e),
@@ -94,24 +94,51 @@ pub fn train(
     Ok(())
 }
 
-/// Auto batch size (a sweep), config.toml, then the training run.
+/// Where a training run writes: the directory of a run it resumes, or a new one (`--out`, else
+/// under `runs/`) that [`prepare`] makes once the backend is open and the step is known to fit
+/// it, so that a run refused before then (`--backend auto` resolved to a CPU without the
+/// memory, an automatic batch size that found none) leaves no directory to clean up.
+pub(super) enum RunDir {
+    Resumed(PathBuf),
+    New(Option<PathBuf>),
+}
+
+impl RunDir {
+    /// The directory, made now for a new run.
+    fn open(&self) -> anyhow::Result<PathBuf> {
+        match self {
+            RunDir::Resumed(dir) => Ok(dir.clone()),
+            RunDir::New(out) => Ok(create_run_dir(out.as_deref(), "train")?),
+        }
+    }
+
+    /// The directory as messages name it.
+    fn shown(&self) -> String {
+        match self {
+            RunDir::Resumed(dir) | RunDir::New(Some(dir)) => dir.display().to_string(),
+            RunDir::New(None) => "train".into(),
+        }
+    }
+}
+
+/// Auto batch size (a sweep), the run directory, config.toml, then the training run.
 struct Train<'a> {
     cfg: Config,
     opts: &'a TrainOptions,
-    dir: &'a Path,
+    run_dir: &'a RunDir,
 }
 
 impl BackendTask for Train<'_> {
-    type Output = TrainSummary;
+    type Output = (TrainSummary, PathBuf);
 
     fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
         self.cfg.gpu.autotune
     }
 
-    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<TrainSummary> {
-        let Train { mut cfg, opts, dir } = self;
-        prepare(&mut cfg, b, opts, dir)?;
-        Ok(run_train(b, &cfg, opts, dir)?)
+    fn run<B: Profilable>(self, b: &B) -> anyhow::Result<(TrainSummary, PathBuf)> {
+        let Train { mut cfg, opts, run_dir } = self;
+        let dir = prepare_run(&mut cfg, b, opts, run_dir)?;
+        Ok((run_train(b, &cfg, opts, &dir)?, dir))
     }
 }
 
@@ -120,39 +147,65 @@ impl BackendTask for Train<'_> {
 fn train_workers(
     mut cfg: Config,
     opts: &TrainOptions,
-    dir: &Path,
+    run_dir: &RunDir,
     choice: BackendChoice,
     adapters: &[String],
-) -> anyhow::Result<TrainSummary> {
+) -> anyhow::Result<(TrainSummary, PathBuf)> {
     let n = cfg.train.workers.max(1);
     match open_workers(choice, adapters, n)? {
         Workers::Cpu(v) => {
-            prepare(&mut cfg, &v[0], opts, dir)?;
+            let dir = prepare_run(&mut cfg, &v[0], opts, run_dir)?;
             let refs: Vec<&CpuBackend> = v.iter().collect();
-            Ok(run_train_workers(&refs, Box::new(Threads), &cfg, opts, dir)?)
+            Ok((run_train_workers(&refs, Box::new(Threads), &cfg, opts, &dir)?, dir))
         }
         Workers::Gpu(v) => {
-            prepare(&mut cfg, &v[0], opts, dir)?;
+            let dir = prepare_run(&mut cfg, &v[0], opts, run_dir)?;
             let refs: Vec<&GpuBackend> = v.iter().collect();
-            Ok(run_train_workers(&refs, Box::new(Sequential), &cfg, opts, dir)?)
+            Ok((run_train_workers(&refs, Box::new(Sequential), &cfg, opts, &dir)?, dir))
         }
     }
 }
 
-/// Before training: the automatic batch size (a sweep), the CPU memory check, config.toml.
+/// [`prepare`] of a run whose directory is made (or, resumed, found) once the checks pass.
+fn prepare_run<B: Profilable>(
+    cfg: &mut Config,
+    b: &B,
+    opts: &TrainOptions,
+    run_dir: &RunDir,
+) -> anyhow::Result<PathBuf> {
+    check_step(cfg, b)?;
+    let dir = run_dir.open()?;
+    write_prelude(cfg, opts, &dir)?;
+    Ok(dir)
+}
+
+/// Before training in an existing directory (an MPI rank's): the automatic batch size (a
+/// sweep), the CPU memory check, config.toml.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub(super) fn prepare<B: Profilable>(
     cfg: &mut Config,
     b: &B,
     opts: &TrainOptions,
     dir: &Path,
 ) -> anyhow::Result<()> {
+    check_step(cfg, b)?;
+    write_prelude(cfg, opts, dir)
+}
+
+/// The automatic batch size (a sweep), then the CPU step's memory against the host's.
+fn check_step<B: Profilable>(cfg: &mut Config, b: &B) -> anyhow::Result<()> {
     if cfg.train.batch_size == BatchSize::Auto {
         resolve_auto_batch(cfg, b)?;
     }
     if let (BackendKind::Cpu, BatchSize::Fixed(batch)) = (b.kind(), cfg.train.batch_size) {
         run_memory::check_cpu_step(cfg, batch)?;
     }
-    // A resume's config.toml is rewritten by the run once its checkpoint is restored.
+    Ok(())
+}
+
+/// config.toml (a resume's is rewritten by the run once its checkpoint is restored), and the
+/// run directory's name on stderr.
+fn write_prelude(cfg: &Config, opts: &TrainOptions, dir: &Path) -> anyhow::Result<()> {
     if !opts.resume {
         write_config(dir, &cfg.to_toml())?;
     }
