@@ -184,7 +184,18 @@ fn gemm_ceilings_are_exact_and_written() {
         "ceiling,workgroups,iterations,ms,tflops,peak_tflops,pct_of_peak,exact,timing,note"
     );
     let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
-    assert_eq!(names, ["fp32_fma", "tiled_inner", "coop_regs_2x2", "coop_regs_4x4", "coop_staged"]);
+    assert_eq!(
+        names,
+        [
+            "fp32_fma",
+            "tiled_inner",
+            "coop_regs_2x2",
+            "coop_regs_4x4",
+            "coop_staged",
+            "coop_staged_v4",
+            "coop_staged_v8"
+        ]
+    );
     for r in &rows {
         match r[7].as_str() {
             // Ran: exact, and TFLOP/s = flops / ms.
@@ -197,7 +208,7 @@ fn gemm_ceilings_are_exact_and_written() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
             .expect("json");
-    assert_eq!(summary["ceilings"].as_array().map(Vec::len), Some(5), "{summary}");
+    assert_eq!(summary["ceilings"].as_array().map(Vec::len), Some(7), "{summary}");
     assert_eq!(summary["ceilings"][0]["exact"], true, "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
 }

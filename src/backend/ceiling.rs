@@ -14,6 +14,7 @@
 //! | `coop_regs_2x2` | 4 cooperative multiply-adds into 4 accumulators | the 32x32 tensor-core kernels |
 //! | `coop_regs_4x4` | 16 multiply-adds into 16 accumulators | the 64x64 and staged ones |
 //! | `coop_staged` | the staged kernel's tile loads from workgroup memory and 16 multiply-adds | the staged kernel |
+//! | `coop_staged_v4`, `coop_staged_v8` | the same loop, tiles loaded as 8- and 16-byte elements | the staged kernel with those loads |
 //!
 //! [`pattern_value`]: crate::backend::gpu::autotune::verify::pattern_value
 
@@ -25,18 +26,25 @@ pub enum Ceiling {
     CoopRegs2x2,
     CoopRegs4x4,
     CoopStaged,
+    /// [`Ceiling::CoopStaged`]'s loop with its tile loads reading `vec4<f16>` elements.
+    CoopStagedV4,
+    /// [`Ceiling::CoopStaged`]'s loop with its tile loads reading 16-byte elements (the
+    /// retyped module, as NVIDIA's sample loads its tiles).
+    CoopStagedV8,
 }
 
 /// Salts of the A and B operands of the ceilings that read any.
 pub const SALTS: (u64, u64) = (7, 11);
 
 impl Ceiling {
-    pub const ALL: [Ceiling; 5] = [
+    pub const ALL: [Ceiling; 7] = [
         Ceiling::Fp32Fma,
         Ceiling::TiledInner,
         Ceiling::CoopRegs2x2,
         Ceiling::CoopRegs4x4,
         Ceiling::CoopStaged,
+        Ceiling::CoopStagedV4,
+        Ceiling::CoopStagedV8,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +54,8 @@ impl Ceiling {
             Ceiling::CoopRegs2x2 => "coop_regs_2x2",
             Ceiling::CoopRegs4x4 => "coop_regs_4x4",
             Ceiling::CoopStaged => "coop_staged",
+            Ceiling::CoopStagedV4 => "coop_staged_v4",
+            Ceiling::CoopStagedV8 => "coop_staged_v8",
         }
     }
 
@@ -57,12 +67,25 @@ impl Ceiling {
             Ceiling::CoopRegs2x2 => "tensor cores, 2x2 tiles per warp, registers",
             Ceiling::CoopRegs4x4 => "tensor cores, 4x4 tiles per warp, registers",
             Ceiling::CoopStaged => "staged kernel's loop, workgroup memory",
+            Ceiling::CoopStagedV4 => "staged kernel's loop, workgroup memory, 8-byte tile loads",
+            Ceiling::CoopStagedV8 => "staged kernel's loop, workgroup memory, 16-byte tile loads",
         }
     }
 
     /// Whether it runs on cooperative matrices (f16 operands, f32 sums).
     pub fn is_coop(self) -> bool {
-        matches!(self, Ceiling::CoopRegs2x2 | Ceiling::CoopRegs4x4 | Ceiling::CoopStaged)
+        matches!(self, Ceiling::CoopRegs2x2 | Ceiling::CoopRegs4x4) || self.staged_width().is_some()
+    }
+
+    /// The tile loads' element of a staged ceiling, `None` for the others.
+    pub fn staged_width(self) -> Option<crate::backend::gpu::coop_shape::LoadWidth> {
+        use crate::backend::gpu::coop_shape::LoadWidth;
+        match self {
+            Ceiling::CoopStaged => Some(LoadWidth::Halves),
+            Ceiling::CoopStagedV4 => Some(LoadWidth::Vec4),
+            Ceiling::CoopStagedV8 => Some(LoadWidth::Vec8),
+            _ => None,
+        }
     }
 
     /// Floating-point operations (a multiply-add is two) per workgroup and iteration.
@@ -73,7 +96,9 @@ impl Ceiling {
             Ceiling::TiledInner => 256.0 * 8.0 * 64.0 * 2.0,
             Ceiling::CoopRegs2x2 => 4.0 * tile,
             Ceiling::CoopRegs4x4 => 16.0 * tile,
-            Ceiling::CoopStaged => 4.0 * 2.0 * 16.0 * tile,
+            Ceiling::CoopStaged | Ceiling::CoopStagedV4 | Ceiling::CoopStagedV8 => {
+                4.0 * 2.0 * 16.0 * tile
+            }
         }
     }
 
@@ -101,7 +126,7 @@ impl Ceiling {
             Ceiling::Fp32Fma => 0,
             Ceiling::TiledInner => 2 * 256 * 4,
             Ceiling::CoopRegs2x2 | Ceiling::CoopRegs4x4 => 64 * 16,
-            Ceiling::CoopStaged => 2 * 5120,
+            Ceiling::CoopStaged | Ceiling::CoopStagedV4 | Ceiling::CoopStagedV8 => 2 * 5120,
         }
     }
 
@@ -111,7 +136,7 @@ impl Ceiling {
             * match self {
                 Ceiling::Fp32Fma | Ceiling::TiledInner => 256 * 4,
                 Ceiling::CoopRegs2x2 | Ceiling::CoopRegs4x4 => 16 * 256,
-                Ceiling::CoopStaged => 4 * 16 * 256,
+                Ceiling::CoopStaged | Ceiling::CoopStagedV4 | Ceiling::CoopStagedV8 => 4 * 16 * 256,
             }
     }
 

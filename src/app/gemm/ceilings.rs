@@ -28,7 +28,7 @@ pub fn sizing(ceiling: Ceiling, software: bool) -> (usize, u32) {
         Ceiling::TiledInner => (132 * 16, 2048),
         Ceiling::CoopRegs2x2 => (132 * 62, 8192),
         Ceiling::CoopRegs4x4 => (132 * 62, 4096),
-        Ceiling::CoopStaged => (132 * 8, 2048),
+        Ceiling::CoopStaged | Ceiling::CoopStagedV4 | Ceiling::CoopStagedV8 => (132 * 8, 2048),
     }
 }
 
@@ -107,7 +107,7 @@ pub fn table(rows: &[CeilingRow]) -> Table {
 }
 
 /// The ceiling of the loop closest to a kernel candidate's (by its name, as `gemm` prints it):
-/// each tensor-core kernel's own loop; the fp32 FMA chains for the skinny and packed kernels
+/// each tensor-core kernel's own loop (the staged kernel's with its tile loads' width); the fp32 FMA chains for the skinny and packed kernels
 /// (k walked in lanes, no tiles in workgroup memory); the base tiled loop (BK = 8) for the
 /// tiled kernel and the tile family (whose other tiles and depths change its barriers per FMA:
 /// they may pass it).
@@ -115,7 +115,9 @@ pub fn ceiling_of(candidate: &str) -> Ceiling {
     match candidate {
         "f16_coop" | "f16_coop_v4" | "f16_coop_v8" => Ceiling::CoopRegs2x2,
         "f16_coop64" | "f16_coop64_v4" | "f16_coop64_v8" => Ceiling::CoopRegs4x4,
-        "f16_coop_staged" | "f16_coop_staged_v4" | "f16_coop_staged_v8" => Ceiling::CoopStaged,
+        "f16_coop_staged" => Ceiling::CoopStaged,
+        "f16_coop_staged_v4" => Ceiling::CoopStagedV4,
+        "f16_coop_staged_v8" => Ceiling::CoopStagedV8,
         "skinny" | "f16_skinny" | "f16_packed" => Ceiling::Fp32Fma,
         _ => Ceiling::TiledInner,
     }
@@ -193,9 +195,9 @@ mod tests {
             ("f16_coop_v4", "coop_regs_2x2"),
             ("f16_coop64_v4", "coop_regs_4x4"),
             ("f16_coop_v8", "coop_regs_2x2"),
-            ("f16_coop_staged_v8", "coop_staged"),
+            ("f16_coop_staged_v8", "coop_staged_v8"),
             ("f16_coop_staged", "coop_staged"),
-            ("f16_coop_staged_v4", "coop_staged"),
+            ("f16_coop_staged_v4", "coop_staged_v4"),
             ("f16_packed", "fp32_fma"),
             ("skinny", "fp32_fma"),
             ("tiled", "tiled_inner"),

@@ -20,7 +20,8 @@ pub fn ceiling_output(
         Ceiling::TiledInner => tiled_inner(iters, a, b),
         Ceiling::CoopRegs2x2 => coop_regs(2, iters, a, b),
         Ceiling::CoopRegs4x4 => coop_regs(4, iters, a, b),
-        Ceiling::CoopStaged => coop_staged(iters, a, b),
+        // The load width changes how the tiles are read, not what they hold.
+        Ceiling::CoopStaged | Ceiling::CoopStagedV4 | Ceiling::CoopStagedV8 => coop_staged(iters, a, b),
     };
     // Every workgroup computes the same values.
     one.iter().copied().cycle().take(one.len() * workgroups).collect()

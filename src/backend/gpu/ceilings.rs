@@ -18,6 +18,7 @@ use super::kernels::{
 };
 use super::matmul_coop::{self, CoopBlock};
 use super::matmul_f16::HalfParams;
+use super::staged::StagedCfg;
 use crate::backend::ceiling::{Ceiling, SALTS};
 use crate::backend::cpu::ceilings::ceiling_output as cpu_twin;
 use crate::backend::{BackendError, Result};
@@ -66,11 +67,17 @@ pub fn unavailable(dev: &GpuDevice, ceiling: Ceiling) -> Option<String> {
     if let Some(shape) = matmul_coop::coop_shape(&dev.ctx).filter(|&s| s != SHAPE_16) {
         return Some(format!("the ceilings are for 16x16 tiles; this device's are {0}x{0}", shape.tile));
     }
-    match ceiling == Ceiling::CoopStaged
-        && !CoopBlock::Staged128(LoadWidth::Halves).fits(&dev.ctx.limits)
-    {
-        true => Some("the staged workgroup exceeds the adapter's limits".into()),
-        false => None,
+    let width = ceiling.staged_width()?;
+    if !CoopBlock::Staged128(width).fits(&dev.ctx.limits) {
+        return Some("the staged workgroup exceeds the adapter's limits".into());
+    }
+    match CoopBlock::Staged128(width).fits_on(&dev.ctx) {
+        true => None,
+        false => Some(format!(
+            "{} tile loads need {:?} on Vulkan (the retyped SPIR-V module)",
+            width.name(),
+            width.features()
+        )),
     }
 }
 
@@ -115,7 +122,12 @@ fn record(
         Ceiling::CoopRegs2x2 => dev.dispatch(&COOP_CEILING4, &half(64, 16), &io, grid),
         Ceiling::CoopRegs4x4 => dev.dispatch(&COOP_CEILING16, &half(64, 16), &io, grid),
         // One 128x128 block, 32-deep slices.
-        Ceiling::CoopStaged => dev.dispatch(&COOP_STAGED_CEILING, &half(128, 32), &io, grid),
+        Ceiling::CoopStaged | Ceiling::CoopStagedV4 | Ceiling::CoopStagedV8 => {
+            let width = ceiling.staged_width().unwrap_or(LoadWidth::Halves);
+            let kernel =
+                StagedCfg { shape: SHAPE_16, width }.ceiling_kernel().unwrap_or(COOP_STAGED_CEILING);
+            dev.dispatch(&kernel, &half(128, 32), &io, grid)
+        }
     }
 }
 
