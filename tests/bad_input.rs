@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::cli::snapshot;
+use common::cli::{assert_clean_error, snapshot};
 use common::tmpdir;
 
 fn tiny_toml() -> String {
@@ -663,6 +663,18 @@ fn out_that_holds_a_run_is_refused_by_name_and_left_as_it_was() {
     for sub in ["sub", "sub2"] {
         assert!(!f.run.join(sub).exists(), "made {sub} inside the run");
     }
+    // train makes its directory after the backend opens and an automatic batch size is swept:
+    // a reused --out is refused before either.
+    let o = run(&with(
+        base("train"),
+        &["--config", &f.tiny, "--set", "train.batch_size=\"auto\"", "--out", &s(&f.run)],
+    ));
+    assert_clean_error(&o, &["already holds files"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("sweeping") && !err.contains("notice"),
+        "refused after opening a backend: {err}"
+    );
     // No sibling was made in its place: the results never go somewhere the caller did not name.
     let siblings: Vec<String> = std::fs::read_dir(&f.dir)
         .expect("read")

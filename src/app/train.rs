@@ -13,7 +13,7 @@ use crate::backend::gpu::GpuBackend;
 use crate::backend::BackendKind;
 use crate::config::{BatchSize, Config, SweepPolicy};
 use crate::profile::Profilable;
-use crate::report::rundir::{create_run_dir, open_resume_dir};
+use crate::report::rundir::{check_out_dir, create_run_dir, open_resume_dir};
 use crate::schedule::sweep::run_sweep;
 use crate::schedule::{admit, run_memory};
 use crate::schedule::{choose, Policy};
@@ -69,6 +69,10 @@ pub fn train(
             // directory is made after that in either case).
             if let (BackendChoice::Cpu, BatchSize::Fixed(batch)) = (backend, cfg.train.batch_size) {
                 run_memory::check_cpu_step(&cfg, batch)?;
+            }
+            // A `--out` that will be refused is refused now, before the backend opens.
+            if let Some(out) = &args.out {
+                check_out_dir(out)?;
             }
             (cfg, RunDir::New(args.out.clone()))
         }

@@ -130,6 +130,37 @@ pub fn resolve_path(path: &Path) -> Result<PathBuf, ReportError> {
     Ok(cur)
 }
 
+/// The refusals [`create_run_dir`] would make of `--out DIR` now, making nothing: DIR (or the
+/// nearest of its parents that exists) is not a directory, or DIR holds files. A command that
+/// opens a backend (and may sweep batch sizes) before it makes its directory checks this first,
+/// so that a mistyped or reused `--out` is one error at once, not after that work. Whether DIR
+/// is writable is still found when it is made.
+pub fn check_out_dir(out: &Path) -> Result<(), ReportError> {
+    let out = match out.components().any(|c| c == std::path::Component::ParentDir) {
+        true => resolve_path(out)?,
+        false => out.to_path_buf(),
+    };
+    match fs::metadata(&out) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let existing = out.ancestors().skip(1).find(|a| fs::metadata(a).is_ok());
+            match existing.map(|a| fs::metadata(a).map(|m| m.is_dir())) {
+                Some(Ok(false)) => Err(ReportError::NotADirectory { path: out.clone() }),
+                _ => Ok(()),
+            }
+        }
+        Err(e) => Err(ReportError::io("inspect output directory", &out, e)),
+        Ok(m) if !m.is_dir() => Err(ReportError::NotADirectory { path: out.clone() }),
+        Ok(_) => {
+            let mut entries =
+                fs::read_dir(&out).map_err(|e| ReportError::io("read output directory", &out, e))?;
+            match entries.next().is_none() {
+                true => Ok(()),
+                false => Err(ReportError::OutDirInUse { example: first_entry(&out), path: out }),
+            }
+        }
+    }
+}
+
 fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
     // `..` through a missing component must not let a new run land in an existing one.
     let resolved;
@@ -347,6 +378,39 @@ mod tests {
         assert!(open_resume_dir(&f).is_err());
         assert!(open_resume_dir(&t.0.join("missing")).unwrap_err().to_string().contains("missing"));
         assert_eq!(open_resume_dir(&t.0).unwrap(), t.0);
+    }
+
+    #[test]
+    fn checking_out_makes_nothing_and_refuses_what_claiming_it_refuses() {
+        let t = TestDir::new("rundir-check");
+        let file = t.0.join("occupied");
+        fs::write(&file, b"keep").unwrap();
+        let used = t.0.join("used");
+        fs::create_dir(&used).unwrap();
+        fs::write(used.join("metrics.jsonl"), b"{}\n").unwrap();
+        let empty = t.0.join("empty");
+        fs::create_dir(&empty).unwrap();
+        let cases = [
+            (t.0.join("new/deeper"), true),
+            (empty.clone(), true),
+            (file.clone(), false),
+            (file.join("sub"), false),
+            (used.clone(), false),
+            (used.join("sub/.."), false),
+        ];
+        for (out, ok) in cases {
+            let existed = (out.exists(), t.0.join("new").exists());
+            let checked = check_out_dir(&out);
+            assert_eq!(checked.is_ok(), ok, "{}: {checked:?}", out.display());
+            assert_eq!((out.exists(), t.0.join("new").exists()), existed, "checking made a directory");
+            let claimed = create_run_dir(Some(&out), "train");
+            assert_eq!(claimed.is_ok(), ok, "{}: {claimed:?}", out.display());
+            if let (Err(a), Err(b)) = (checked, claimed) {
+                assert_eq!(a.to_string(), b.to_string(), "the same refusal");
+            }
+        }
+        assert_eq!(fs::read(&file).unwrap(), b"keep");
+        assert_eq!(fs::read(used.join("metrics.jsonl")).unwrap(), b"{}\n");
     }
 
     #[cfg(unix)]
