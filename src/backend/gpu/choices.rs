@@ -104,4 +104,17 @@ mod tests {
         assert_eq!(half_kernel_named("tiled"), None);
         assert_eq!(half_kernel_named(""), None);
     }
+
+    #[test]
+    fn a_cooperative_kernel_falls_back_to_its_own_block_before_a_smaller_one() {
+        use super::super::matmul_f16::coop_chain;
+        use HalfKernel::*;
+        // The staged block with 16-byte loads where the retyped module cannot run (off Vulkan):
+        // the staged block with f16 loads comes before the 32x32 ones.
+        assert_eq!(coop_chain(CoopStagedV8), [CoopStagedV8, CoopStaged, CoopV8, Coop]);
+        assert_eq!(coop_chain(Coop64V4), [Coop64V4, Coop64, CoopV4, Coop]);
+        // The rule's default: each entry once tried, in the same order as before.
+        assert_eq!(coop_chain(CoopStaged), [CoopStaged, CoopStaged, Coop, Coop]);
+        assert_eq!(coop_chain(Coop), [Coop; 4]);
+    }
 }

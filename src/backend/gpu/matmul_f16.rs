@@ -347,13 +347,21 @@ fn coop64_forced() -> bool {
 pub fn choose(dev: &GpuDevice, g: &Gemm) -> HalfKernel {
     use super::coop_check::trusted_kernel;
     let k = choose_capable(dev, g);
-    let Some(block) = k.coop_block() else { return k };
-    // The 32x32 blocks run every shape the 64x64 and staged ones do: of the same width, then
-    // with f16 loads (the form the H200 measured).
+    if k.coop_block().is_none() {
+        return k;
+    }
     let runs =
         |k: &HalfKernel| k.coop_block().is_some_and(|b| b.fits_on(&dev.ctx)) && trusted_kernel(dev, *k);
-    let coop = HalfKernel::Coop.with_width(block.width());
-    [k, coop, HalfKernel::Coop].into_iter().find(runs).unwrap_or_else(|| fallback_for(dev, g))
+    coop_chain(k).into_iter().find(runs).unwrap_or_else(|| fallback_for(dev, g))
+}
+
+/// The cooperative kernels [`choose`] tries for the rule's `k`, in order: `k`; its block with
+/// f16 loads (a width the device lacks, such as the retyped 16-byte loads off Vulkan, keeps
+/// the block); the 32x32 block, which runs every shape the 64x64 and staged ones do, of `k`'s
+/// width, then with f16 loads (the form the H200 measured).
+pub(super) fn coop_chain(k: HalfKernel) -> [HalfKernel; 4] {
+    let width = k.coop_block().map_or(LoadWidth::Halves, |b| b.width());
+    [k, k.with_width(LoadWidth::Halves), HalfKernel::Coop.with_width(width), HalfKernel::Coop]
 }
 
 /// The kernel of `g` where no cooperative one runs it: [`HalfKernel::Skinny`] where a side of C
