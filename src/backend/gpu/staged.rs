@@ -1,8 +1,8 @@
 //! The staged cooperative kernel's family (`shaders/matmul_coop_staged.wgsl`): one WGSL module
-//! per [`StagedCfg`], the configuration prepended as constants, aliases and the staging store
-//! (as [`super::tile`] does for the fp32 tiles).
+//! per [`StagedModule`] (a [`StagedCfg`] and a transpose pair), the configuration prepended as
+//! constants, aliases and the staging store (as [`super::tile`] does for the fp32 tiles).
 //!
-//! Two things vary:
+//! Three things vary:
 //! - **The adapter's cooperative shape** ([`CoopShape`], [`super::coop_shape`]): 16x16 tiles on
 //!   subgroups of 32 (the H200), or 8x8 tiles on subgroups of 8, which is all Mesa's lavapipe
 //!   offers (26.x). Every length of the kernel scales with the tile side, so the same code,
@@ -15,6 +15,8 @@
 //!   16 bytes into workgroup memory of 16-byte elements (`vec8`: NVIDIA's own form, `vec4<f32>`
 //!   in the WGSL and retyped in the SPIR-V, see [`super::retype`]). The autotuner times all
 //!   three; the rule keeps `halves` until a device has measured the others.
+//! - **The transpose pair** of the product (A stored [k, m], B stored [n, k]): constants of the
+//!   module, so that the inner loop holds no layout branch ([`StagedModule`]).
 
 use super::coop_shape::{self, CoopShape, LoadWidth, SHAPE_16, SHAPE_8};
 use super::kernels::{Access, Kernel, Shader};
