@@ -7,7 +7,8 @@
 # binaries linked against Debian 12's glibc run on sid's. In order:
 #   1. the ignored tensor-core parity tests: tests/coop_staged.rs (the staged kernel, three
 #      load widths), f16_parity's matmul_coop_matches_cpu (the nine kernels, every transpose
-#      pair, clamped blocks) and f16_epilogue's coop_fused_f16_epilogues_match_the_cpu_twin;
+#      pair, clamped blocks; again with BATCHSCOPE_COOP_PREFETCH=1, the 32x32 kernels' loop
+#      pipelined) and f16_epilogue's coop_fused_f16_epilogues_match_the_cpu_twin;
 #   2. every test binary, as `cargo test --release` runs them (about 7 minutes on 2 cores): the
 #      f16 step takes the tensor-core kernels there by the rule, and every kernel meets another
 #      LLVM (this found ReLU' folded differently in fused and unfused stores).
@@ -83,11 +84,14 @@ if ! mountpoint -q "$root$repo"; then
 fi
 
 # Run the test binary at `path` (relative to the checkout) with arguments, in the chroot, in a
-# clean environment (the host's paths, such as BATCHSCOPE_SPIRV_VAL's, do not exist there).
+# clean environment (the host's paths, such as BATCHSCOPE_SPIRV_VAL's, do not exist there) plus
+# the NAME=VALUE words of EXTRA_ENV.
 in_chroot() {
   local path=$1; shift
+  # shellcheck disable=SC2086 # EXTRA_ENV is a list of words
   $SUDO chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp \
-    XDG_RUNTIME_DIR=/tmp/xdg RUST_BACKTRACE=1 sh -c 'cd "$0" && exec "$@"' "$repo" "$repo/$path" "$@"
+    XDG_RUNTIME_DIR=/tmp/xdg RUST_BACKTRACE=1 ${EXTRA_ENV:-} \
+    sh -c 'cd "$0" && exec "$@"' "$repo" "$repo/$path" "$@"
 }
 where=$(in_chroot "${exe[coop_staged]}" staged_kernels_say_where_they_run --exact --nocapture 2>&1) \
   || { echo "$where"; echo "ci: the cooperative kernels' availability test failed in the chroot" >&2; exit 1; }
@@ -98,6 +102,8 @@ echo "ci: tensor-core parity at 8x8 on sid's lavapipe (mesa-vulkan-drivers $mesa
 for t in coop_staged f16_parity f16_epilogue; do
   in_chroot "${exe[$t]}" --ignored --nocapture
 done
+echo "ci: the 32x32 tensor-core kernels with their loop pipelined (BATCHSCOPE_COOP_PREFETCH=1)"
+EXTRA_ENV=BATCHSCOPE_COOP_PREFETCH=1 in_chroot "${exe[f16_parity]}" matmul_coop_matches_cpu --ignored --exact --nocapture
 $coop_only && exit 0
 
 echo "ci: every test binary on sid's lavapipe (mesa-vulkan-drivers $mesa)"

@@ -17,6 +17,8 @@
 #      their parity at 16x16 (all nine kernels) and the f16 sweep from B = 2048 with
 #      BATCHSCOPE_COOP_LOADS=vec8 and =vec4 beside stage 1's f16 rows (device_plan.sh's `gemm`
 #      times every f16 candidate, the _v4 and _v8 ones included);
+#   3d. the 32x32 tensor-core kernels with their loop pipelined (BATCHSCOPE_COOP_PREFETCH=1):
+#      parity at 16x16, and the f16 sweep from B = 256 beside stage 1's f16 rows;
 #   4. the A/B of the matmul rule (GpuBackend::set_auto_rule, backend/gpu/auto_rule.rs): sweeps
 #      32..4096 and profiles at 64, 256, 1024 beside the default sweep of stage 1: the output
 #      layer's backward on the skinny kernel (its dZ·W, k = 10: SKINNY_MAX_K; its dZᵀ·H,
@@ -48,6 +50,11 @@ if in_time loads_vec4; then
   for w in vec8 vec4; do
     timeout 30 env BATCHSCOPE_COOP_LOADS=$w $B sweep --precision f16 --min-batch 2048 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_f16_$w 2>&1 | grep -E "^ *[0-9]+ +[0-9.]+ " | head -8
   done
+fi
+if in_time prefetch; then
+  t prefetch
+  (cd /tmp/proj && timeout 30 env BATCHSCOPE_COOP_PREFETCH=1 /tmp/tests/f16_parity matmul_coop_matches_cpu --ignored --nocapture 2>&1 | grep -E "parity ok|panicked|test result")
+  timeout 30 env BATCHSCOPE_COOP_PREFETCH=1 $B sweep --precision f16 --min-batch 256 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_f16_prefetch 2>&1 | grep -E "^ *[0-9]+ +[0-9.]+ " | head -10
 fi
 for ab in "SKINNY_MAX_K=16 BATCHSCOPE_SKINNY_TA_MAX_M=16" "SKINNY_MAX_K=16" "SKINNY_TA_MAX_M=16" "SMALL_GRID_TILE=t64x64k8" "SKINNY_MAX_K=16 BATCHSCOPE_SKINNY_TA_MAX_M=16 BATCHSCOPE_SMALL_GRID_TILE=t64x64k8"; do
   name=$(echo "$ab" | tr -c 'A-Za-z0-9\n' '_' | tr -s '_')

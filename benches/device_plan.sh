@@ -11,7 +11,9 @@
 #      cuBLAS SGEMM (TF32 off) and HGEMM from benches/peer_gemm.py in the same run; then
 #      `gemm --ceilings` at 8192³: what the tiled kernels' inner loop, the fp32 FMA and the
 #      tensor-core loops (from registers and from workgroup memory) reach with no memory
-#      traffic, each product held against its loop's ceiling;
+#      traffic, each product held against its loop's ceiling (the staged loop in all three tile-load
+#      widths); then the f16 `gemm` again with BATCHSCOPE_COOP_PREFETCH=1 (the 32x32 kernels'
+#      loop pipelined in registers) beside the first's f16 rows;
 #   2. mixed precision: the tensor-core parity tests of the nine cooperative kernels (32x32,
 #      64x64 and staged blocks, each with f16, vec4<f16> and 16-byte tile loads), plain and with the
 #      fused epilogues (ignored on lavapipe), and of the staged kernel at 16x16
@@ -55,6 +57,7 @@ cat > "$extra" <<'EXTRA'
 t gemm_peers; timeout 60 python3 $D/peer_gemm.py --sizes 4096,8192 > $R/peers_gemm.csv 2> $R/peers_gemm.err; cat $R/peers_gemm.csv; tail -3 $R/peers_gemm.err
 t gemm; timeout 140 $B gemm --sizes 4096,8192 --layouts nn,nt,tn --precision f32,f16 --peers $R/peers_gemm.csv --out $R/gemm 2>&1 | tail -24
 t ceilings; timeout 45 $B gemm --sizes 8192 --layouts nn --precision f32,f16 --ceilings --out $R/gemm_ceilings 2>&1 | tail -22
+t gemm_f16_prefetch; timeout 60 env BATCHSCOPE_COOP_PREFETCH=1 $B gemm --sizes 4096,8192 --layouts nn,nt,tn --precision f16 --peers $R/peers_gemm.csv --out $R/gemm_f16_prefetch 2>&1 | tail -14
 t coop_parity; (cd $W && timeout 40 /tmp/tests/f16_parity --ignored --nocapture 2>&1 | tail -20; timeout 40 /tmp/tests/f16_epilogue --ignored --nocapture 2>&1 | tail -12; timeout 30 /tmp/tests/coop_staged --ignored --nocapture 2>&1 | tail -6)
 t precision_sweep; timeout 60 $B sweep --precision f32,f16 --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision 2>&1 | tail -40
 t precision_sweep_tuned; timeout 90 env BATCHSCOPE_AUTOTUNE_CACHE=$R/autotune_precision.json $B sweep --precision f32,f16 --set 'gpu.autotune="on"' --max-batch 65536 --set data.n_train=65536 --out $R/sweep_precision_tuned 2>&1 | tail -40

@@ -31,6 +31,11 @@ enable wgpu_cooperative_matrix;
 // ceil(m/32) x ceil(n/32) (no folding into z), and when m (or n) is an odd multiple of 16 the
 // second tile row (column) of the last block is clamped onto its first one, which is then
 // computed twice and stored twice with the same values.
+//
+// PREFETCH (a module constant the host prepends: BATCHSCOPE_COOP_PREFETCH=1, for A/B timing on
+// a device) pipelines the 32x32 kernels' loop in registers: the next depth's four tiles are
+// loaded before the current depth's four multiply-adds. The same multiply-adds in the same
+// order: the same bits.
 
 // struct Params: shaders/include/half_params.wgsl.
 
@@ -121,15 +126,39 @@ fn matmul_coop_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     var c01 = Acc();
     var c10 = Acc();
     var c11 = Acc();
-    for (var p = 0u; p < P.k; p = p + T) {
-        let a0 = a_n(o.x, p);
-        let a1 = a_n(o.y, p);
-        let b0 = b_n(p, o.z);
-        let b1 = b_n(p, o.w);
-        c00 = coopMultiplyAdd(a0, b0, c00);
-        c01 = coopMultiplyAdd(a0, b1, c01);
-        c10 = coopMultiplyAdd(a1, b0, c10);
-        c11 = coopMultiplyAdd(a1, b1, c11);
+    if (PREFETCH) {
+        // Depth p + T's tiles are loaded before depth p's multiply-adds, so that their loads
+        // are in flight while the tensor cores work (the last depth loads itself again).
+        var a0 = a_n(o.x, 0u);
+        var a1 = a_n(o.y, 0u);
+        var b0 = b_n(0u, o.z);
+        var b1 = b_n(0u, o.w);
+        for (var p = 0u; p < P.k; p = p + T) {
+            let q = min(p + T, P.k - T);
+            let na0 = a_n(o.x, q);
+            let na1 = a_n(o.y, q);
+            let nb0 = b_n(q, o.z);
+            let nb1 = b_n(q, o.w);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+            a0 = na0;
+            a1 = na1;
+            b0 = nb0;
+            b1 = nb1;
+        }
+    } else {
+        for (var p = 0u; p < P.k; p = p + T) {
+            let a0 = a_n(o.x, p);
+            let a1 = a_n(o.y, p);
+            let b0 = b_n(p, o.z);
+            let b1 = b_n(p, o.w);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+        }
     }
     store(c00, o.x, o.z);
     store(c01, o.x, o.w);
@@ -145,15 +174,39 @@ fn matmul_coop_nt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     var c01 = Acc();
     var c10 = Acc();
     var c11 = Acc();
-    for (var p = 0u; p < P.k; p = p + T) {
-        let a0 = a_n(o.x, p);
-        let a1 = a_n(o.y, p);
-        let b0 = b_t(p, o.z);
-        let b1 = b_t(p, o.w);
-        c00 = coopMultiplyAdd(a0, b0, c00);
-        c01 = coopMultiplyAdd(a0, b1, c01);
-        c10 = coopMultiplyAdd(a1, b0, c10);
-        c11 = coopMultiplyAdd(a1, b1, c11);
+    if (PREFETCH) {
+        // Depth p + T's tiles are loaded before depth p's multiply-adds, so that their loads
+        // are in flight while the tensor cores work (the last depth loads itself again).
+        var a0 = a_n(o.x, 0u);
+        var a1 = a_n(o.y, 0u);
+        var b0 = b_t(0u, o.z);
+        var b1 = b_t(0u, o.w);
+        for (var p = 0u; p < P.k; p = p + T) {
+            let q = min(p + T, P.k - T);
+            let na0 = a_n(o.x, q);
+            let na1 = a_n(o.y, q);
+            let nb0 = b_t(q, o.z);
+            let nb1 = b_t(q, o.w);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+            a0 = na0;
+            a1 = na1;
+            b0 = nb0;
+            b1 = nb1;
+        }
+    } else {
+        for (var p = 0u; p < P.k; p = p + T) {
+            let a0 = a_n(o.x, p);
+            let a1 = a_n(o.y, p);
+            let b0 = b_t(p, o.z);
+            let b1 = b_t(p, o.w);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+        }
     }
     store(c00, o.x, o.z);
     store(c01, o.x, o.w);
@@ -169,15 +222,39 @@ fn matmul_coop_tn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     var c01 = Acc();
     var c10 = Acc();
     var c11 = Acc();
-    for (var p = 0u; p < P.k; p = p + T) {
-        let a0 = a_t(o.x, p);
-        let a1 = a_t(o.y, p);
-        let b0 = b_n(p, o.z);
-        let b1 = b_n(p, o.w);
-        c00 = coopMultiplyAdd(a0, b0, c00);
-        c01 = coopMultiplyAdd(a0, b1, c01);
-        c10 = coopMultiplyAdd(a1, b0, c10);
-        c11 = coopMultiplyAdd(a1, b1, c11);
+    if (PREFETCH) {
+        // Depth p + T's tiles are loaded before depth p's multiply-adds, so that their loads
+        // are in flight while the tensor cores work (the last depth loads itself again).
+        var a0 = a_t(o.x, 0u);
+        var a1 = a_t(o.y, 0u);
+        var b0 = b_n(0u, o.z);
+        var b1 = b_n(0u, o.w);
+        for (var p = 0u; p < P.k; p = p + T) {
+            let q = min(p + T, P.k - T);
+            let na0 = a_t(o.x, q);
+            let na1 = a_t(o.y, q);
+            let nb0 = b_n(q, o.z);
+            let nb1 = b_n(q, o.w);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+            a0 = na0;
+            a1 = na1;
+            b0 = nb0;
+            b1 = nb1;
+        }
+    } else {
+        for (var p = 0u; p < P.k; p = p + T) {
+            let a0 = a_t(o.x, p);
+            let a1 = a_t(o.y, p);
+            let b0 = b_n(p, o.z);
+            let b1 = b_n(p, o.w);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+        }
     }
     store(c00, o.x, o.z);
     store(c01, o.x, o.w);
@@ -193,15 +270,39 @@ fn matmul_coop_tt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     var c01 = Acc();
     var c10 = Acc();
     var c11 = Acc();
-    for (var p = 0u; p < P.k; p = p + T) {
-        let a0 = a_t(o.x, p);
-        let a1 = a_t(o.y, p);
-        let b0 = b_t(p, o.z);
-        let b1 = b_t(p, o.w);
-        c00 = coopMultiplyAdd(a0, b0, c00);
-        c01 = coopMultiplyAdd(a0, b1, c01);
-        c10 = coopMultiplyAdd(a1, b0, c10);
-        c11 = coopMultiplyAdd(a1, b1, c11);
+    if (PREFETCH) {
+        // Depth p + T's tiles are loaded before depth p's multiply-adds, so that their loads
+        // are in flight while the tensor cores work (the last depth loads itself again).
+        var a0 = a_t(o.x, 0u);
+        var a1 = a_t(o.y, 0u);
+        var b0 = b_t(0u, o.z);
+        var b1 = b_t(0u, o.w);
+        for (var p = 0u; p < P.k; p = p + T) {
+            let q = min(p + T, P.k - T);
+            let na0 = a_t(o.x, q);
+            let na1 = a_t(o.y, q);
+            let nb0 = b_t(q, o.z);
+            let nb1 = b_t(q, o.w);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+            a0 = na0;
+            a1 = na1;
+            b0 = nb0;
+            b1 = nb1;
+        }
+    } else {
+        for (var p = 0u; p < P.k; p = p + T) {
+            let a0 = a_t(o.x, p);
+            let a1 = a_t(o.y, p);
+            let b0 = b_t(p, o.z);
+            let b1 = b_t(p, o.w);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+        }
     }
     store(c00, o.x, o.z);
     store(c01, o.x, o.w);

@@ -556,8 +556,12 @@ fn matmul_coop_matches_cpu() {
             check_half_gemm(&format!("cpu {m}x{n}x{k} ta={ta} tb={tb}"), &g, &a, &bm, &c0, &cpu_out);
         }
     }
+    let loop_32 = match batchscope::backend::gpu::matmul_coop::prefetch() {
+        true => "pipelined (BATCHSCOPE_COOP_PREFETCH=1)",
+        false => "plain",
+    };
     println!(
         "parity ok: matmul_coop, matmul_coop64 and matmul_coop_staged, f16, vec4 and vec8 loads, in \
-         {t}x{t} tiles, {cases} cases"
+         {t}x{t} tiles, {cases} cases; the 32x32 kernels' loop {loop_32}"
     );
 }

@@ -115,6 +115,7 @@ pub const KNOBS: &[Knob] = &[
     knob("BATCHSCOPE_COOP", Accepts::Switch, "0: no cooperative-matrix (tensor-core) f16 kernels (default 1)"),
     knob("BATCHSCOPE_COOP64", Accepts::Words(&["0", "1", "force"]), "0: the 64x64 cooperative kernel is no autotune candidate; force: the rule's choice wherever it fits"),
     knob("BATCHSCOPE_COOP_LOADS", Accepts::Named("halves, vec4 or vec8", load_width), "the tile-load width of the rule's cooperative kernels (default halves)"),
+    knob("BATCHSCOPE_COOP_PREFETCH", Accepts::Switch, "1: the 32x32 tensor-core kernels load the next depth's tiles before the current depth's multiply-adds (A/B timing; default 0)"),
     knob("BATCHSCOPE_ADAPTER", Accepts::Tooling, "tests: the adapter under test, a name substring (the binary takes --adapter)"),
     knob("BATCHSCOPE_SPIRV_VAL", Accepts::Tooling, "tests: the spirv-val binary that validates the generated SPIR-V"),
     knob("BATCHSCOPE_SID_ROOT", Accepts::Tooling, "CI: where .ci/coop_lavapipe.sh keeps its Mesa 26 chroot"),

@@ -211,7 +211,11 @@ impl Shader {
         let (enables, rest) = body.split_at(split);
         let constants = match self {
             Shader::MatmulTile(cfg) => cfg.constants(),
-            Shader::MatmulCoop(shape, width) => super::coop_shape::constants(shape, width),
+            Shader::MatmulCoop(shape, width) => format!(
+                "{}const PREFETCH: bool = {};\n",
+                super::coop_shape::constants(shape, width),
+                super::matmul_coop::prefetch()
+            ),
             Shader::MatmulCoopStaged(module) => module.constants(),
             _ => String::new(),
         };

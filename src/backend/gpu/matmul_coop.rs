@@ -79,6 +79,15 @@ impl CoopBlock {
     }
 }
 
+/// `BATCHSCOPE_COOP_PREFETCH=1`: the 32x32 kernels pipeline their loop in registers (the next
+/// depth's tiles loaded before the current depth's multiply-adds; `PREFETCH` in
+/// matmul_coop.wgsl), for A/B timing on a device. Read once: every module of a process is
+/// compiled the same way.
+pub fn prefetch() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP_PREFETCH").is_ok_and(|v| v == "1"))
+}
+
 /// Why the cooperative kernels cannot run on this device, or `None` when they can: the
 /// features on the device, then [`adapter_shape`]. Found once per device.
 pub fn unavailable_reason(ctx: &GpuContext) -> Option<String> {
