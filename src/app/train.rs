@@ -99,10 +99,10 @@ pub fn train(
 }
 
 /// Where a training run writes: the directory of a run it resumes, or a new one (`--out`, else
-/// under `runs/`) that [`prepare`] makes once the backend is open and the step is known to fit
-/// it, so that a run refused before then (`--backend auto` resolved to a CPU without the
+/// under `runs/`) that [`prepare_run`] makes once the backend is open and the step is known to
+/// fit it, so that a run refused before then (`--backend auto` resolved to a CPU without the
 /// memory, an automatic batch size that found none) leaves no directory to clean up.
-pub(super) enum RunDir {
+enum RunDir {
     Resumed(PathBuf),
     New(Option<PathBuf>),
 }
@@ -116,7 +116,8 @@ impl RunDir {
         }
     }
 
-    /// The directory as messages name it.
+    /// The directory as messages name it (a new run's before it is made: its `--out`, or the
+    /// command).
     fn shown(&self) -> String {
         match self {
             RunDir::Resumed(dir) | RunDir::New(Some(dir)) => dir.display().to_string(),
