@@ -23,7 +23,11 @@ enable wgpu_cooperative_matrix;
 // functions, copied below): the tiles are stored, then each element of the block is read back
 // once and stored through epilogue2() (a column pair per invocation: whole words of the f16
 // copy). Transposes are free: a row-major load (coopLoadT) of a stored [m,k] A is a
-// column-major load (coopLoad) of a stored [k,m] one. One entry point per transpose pair.
+// column-major load (coopLoad) of a stored [k,m] one. The transpose pair is the module's: the
+// host prepends TA and TB (A stored [k,m], B stored [n,k]; src/backend/gpu/matmul_coop.rs,
+// `CoopModule`), so the layout branches of load_a and load_b fold away and every kernel here
+// has one loop for all four pairs. (Constants, not parameters: naga's uniformity analysis takes
+// a helper's argument for non-uniform, and cooperative loads must be in uniform control flow.)
 //
 // A workgroup is one subgroup of SG invocations (the host requires exactly SG) and owns a 32x32
 // block of C: 2x2 tiles. Control flow may not depend on the workgroup id (naga's
@@ -33,7 +37,7 @@ enable wgpu_cooperative_matrix;
 // computed twice and stored twice with the same values.
 //
 // PREFETCH (a module constant the host prepends: BATCHSCOPE_COOP_PREFETCH=1, for A/B timing on
-// a device) pipelines the 32x32 kernels' loop in registers: the next depth's four tiles are
+// a device) pipelines the 32x32 kernel's loop in registers: the next depth's four tiles are
 // loaded before the current depth's four multiply-adds. The same multiply-adds in the same
 // order: the same bits.
 
@@ -45,20 +49,20 @@ enable wgpu_cooperative_matrix;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 // Bindings 4 (e_in), 5 (e_out), 6 (h_out), 7 (the loss scaler's state), f16_bits and the fused epilogue: shaders/include/epilogue_f16.wgsl.
 
-// op(A) tile at rows i, depths p: A stored [m,k] (row-major) or [k,m] (transposed). Offsets
-// and strides in halves, divided by HW for the element.
-fn a_n(i: u32, p: u32) -> TileA {
+// op(A) tile at rows i, depths p: A stored [m,k] (row-major) or, with TA, [k,m]. Offsets and
+// strides in halves, divided by HW for the element.
+fn load_a(i: u32, p: u32) -> TileA {
+    if (TA) {
+        return coopLoad<TileA>(&a[(p * P.m + i) / HW], P.m / HW);
+    }
     return coopLoadT<TileA>(&a[(i * P.k + p) / HW], P.k / HW);
 }
-fn a_t(i: u32, p: u32) -> TileA {
-    return coopLoad<TileA>(&a[(p * P.m + i) / HW], P.m / HW);
-}
-// op(B) tile at depths p, columns j: B stored [k,n] or [n,k] (transposed).
-fn b_n(p: u32, j: u32) -> TileB {
+// op(B) tile at depths p, columns j: B stored [k,n] or, with TB, [n,k].
+fn load_b(p: u32, j: u32) -> TileB {
+    if (TB) {
+        return coopLoad<TileB>(&b[(j * P.k + p) / HW], P.k / HW);
+    }
     return coopLoadT<TileB>(&b[(p * P.n + j) / HW], P.n / HW);
-}
-fn b_t(p: u32, j: u32) -> TileB {
-    return coopLoad<TileB>(&b[(j * P.k + p) / HW], P.k / HW);
 }
 
 fn store(acc: Acc, i: u32, j: u32) {
@@ -120,7 +124,7 @@ fn origins(wid: vec3<u32>) -> vec4<u32> {
 }
 
 @compute @workgroup_size(SG, 1, 1)
-fn matmul_coop_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+fn matmul_coop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let o = origins(wid);
     var c00 = Acc();
     var c01 = Acc();
@@ -129,16 +133,16 @@ fn matmul_coop_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     if (PREFETCH) {
         // Depth p + T's tiles are loaded before depth p's multiply-adds, so that their loads
         // are in flight while the tensor cores work (the last depth loads itself again).
-        var a0 = a_n(o.x, 0u);
-        var a1 = a_n(o.y, 0u);
-        var b0 = b_n(0u, o.z);
-        var b1 = b_n(0u, o.w);
+        var a0 = load_a(o.x, 0u);
+        var a1 = load_a(o.y, 0u);
+        var b0 = load_b(0u, o.z);
+        var b1 = load_b(0u, o.w);
         for (var p = 0u; p < P.k; p = p + T) {
             let q = min(p + T, P.k - T);
-            let na0 = a_n(o.x, q);
-            let na1 = a_n(o.y, q);
-            let nb0 = b_n(q, o.z);
-            let nb1 = b_n(q, o.w);
+            let na0 = load_a(o.x, q);
+            let na1 = load_a(o.y, q);
+            let nb0 = load_b(q, o.z);
+            let nb1 = load_b(q, o.w);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c10 = coopMultiplyAdd(a1, b0, c10);
@@ -150,154 +154,10 @@ fn matmul_coop_nn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         }
     } else {
         for (var p = 0u; p < P.k; p = p + T) {
-            let a0 = a_n(o.x, p);
-            let a1 = a_n(o.y, p);
-            let b0 = b_n(p, o.z);
-            let b1 = b_n(p, o.w);
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            c01 = coopMultiplyAdd(a0, b1, c01);
-            c10 = coopMultiplyAdd(a1, b0, c10);
-            c11 = coopMultiplyAdd(a1, b1, c11);
-        }
-    }
-    store(c00, o.x, o.z);
-    store(c01, o.x, o.w);
-    store(c10, o.y, o.z);
-    store(c11, o.y, o.w);
-    finish(o, t);
-}
-
-@compute @workgroup_size(SG, 1, 1)
-fn matmul_coop_nt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let o = origins(wid);
-    var c00 = Acc();
-    var c01 = Acc();
-    var c10 = Acc();
-    var c11 = Acc();
-    if (PREFETCH) {
-        // Depth p + T's tiles are loaded before depth p's multiply-adds, so that their loads
-        // are in flight while the tensor cores work (the last depth loads itself again).
-        var a0 = a_n(o.x, 0u);
-        var a1 = a_n(o.y, 0u);
-        var b0 = b_t(0u, o.z);
-        var b1 = b_t(0u, o.w);
-        for (var p = 0u; p < P.k; p = p + T) {
-            let q = min(p + T, P.k - T);
-            let na0 = a_n(o.x, q);
-            let na1 = a_n(o.y, q);
-            let nb0 = b_t(q, o.z);
-            let nb1 = b_t(q, o.w);
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            c01 = coopMultiplyAdd(a0, b1, c01);
-            c10 = coopMultiplyAdd(a1, b0, c10);
-            c11 = coopMultiplyAdd(a1, b1, c11);
-            a0 = na0;
-            a1 = na1;
-            b0 = nb0;
-            b1 = nb1;
-        }
-    } else {
-        for (var p = 0u; p < P.k; p = p + T) {
-            let a0 = a_n(o.x, p);
-            let a1 = a_n(o.y, p);
-            let b0 = b_t(p, o.z);
-            let b1 = b_t(p, o.w);
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            c01 = coopMultiplyAdd(a0, b1, c01);
-            c10 = coopMultiplyAdd(a1, b0, c10);
-            c11 = coopMultiplyAdd(a1, b1, c11);
-        }
-    }
-    store(c00, o.x, o.z);
-    store(c01, o.x, o.w);
-    store(c10, o.y, o.z);
-    store(c11, o.y, o.w);
-    finish(o, t);
-}
-
-@compute @workgroup_size(SG, 1, 1)
-fn matmul_coop_tn(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let o = origins(wid);
-    var c00 = Acc();
-    var c01 = Acc();
-    var c10 = Acc();
-    var c11 = Acc();
-    if (PREFETCH) {
-        // Depth p + T's tiles are loaded before depth p's multiply-adds, so that their loads
-        // are in flight while the tensor cores work (the last depth loads itself again).
-        var a0 = a_t(o.x, 0u);
-        var a1 = a_t(o.y, 0u);
-        var b0 = b_n(0u, o.z);
-        var b1 = b_n(0u, o.w);
-        for (var p = 0u; p < P.k; p = p + T) {
-            let q = min(p + T, P.k - T);
-            let na0 = a_t(o.x, q);
-            let na1 = a_t(o.y, q);
-            let nb0 = b_n(q, o.z);
-            let nb1 = b_n(q, o.w);
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            c01 = coopMultiplyAdd(a0, b1, c01);
-            c10 = coopMultiplyAdd(a1, b0, c10);
-            c11 = coopMultiplyAdd(a1, b1, c11);
-            a0 = na0;
-            a1 = na1;
-            b0 = nb0;
-            b1 = nb1;
-        }
-    } else {
-        for (var p = 0u; p < P.k; p = p + T) {
-            let a0 = a_t(o.x, p);
-            let a1 = a_t(o.y, p);
-            let b0 = b_n(p, o.z);
-            let b1 = b_n(p, o.w);
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            c01 = coopMultiplyAdd(a0, b1, c01);
-            c10 = coopMultiplyAdd(a1, b0, c10);
-            c11 = coopMultiplyAdd(a1, b1, c11);
-        }
-    }
-    store(c00, o.x, o.z);
-    store(c01, o.x, o.w);
-    store(c10, o.y, o.z);
-    store(c11, o.y, o.w);
-    finish(o, t);
-}
-
-@compute @workgroup_size(SG, 1, 1)
-fn matmul_coop_tt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let o = origins(wid);
-    var c00 = Acc();
-    var c01 = Acc();
-    var c10 = Acc();
-    var c11 = Acc();
-    if (PREFETCH) {
-        // Depth p + T's tiles are loaded before depth p's multiply-adds, so that their loads
-        // are in flight while the tensor cores work (the last depth loads itself again).
-        var a0 = a_t(o.x, 0u);
-        var a1 = a_t(o.y, 0u);
-        var b0 = b_t(0u, o.z);
-        var b1 = b_t(0u, o.w);
-        for (var p = 0u; p < P.k; p = p + T) {
-            let q = min(p + T, P.k - T);
-            let na0 = a_t(o.x, q);
-            let na1 = a_t(o.y, q);
-            let nb0 = b_t(q, o.z);
-            let nb1 = b_t(q, o.w);
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            c01 = coopMultiplyAdd(a0, b1, c01);
-            c10 = coopMultiplyAdd(a1, b0, c10);
-            c11 = coopMultiplyAdd(a1, b1, c11);
-            a0 = na0;
-            a1 = na1;
-            b0 = nb0;
-            b1 = nb1;
-        }
-    } else {
-        for (var p = 0u; p < P.k; p = p + T) {
-            let a0 = a_t(o.x, p);
-            let a1 = a_t(o.y, p);
-            let b0 = b_t(p, o.z);
-            let b1 = b_t(p, o.w);
+            let a0 = load_a(o.x, p);
+            let a1 = load_a(o.y, p);
+            let b0 = load_b(p, o.z);
+            let b1 = load_b(p, o.w);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c10 = coopMultiplyAdd(a1, b0, c10);
@@ -314,25 +174,9 @@ fn matmul_coop_tt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 // ---- 64x64 blocks: matmul_coop64 --------------------------------------------------------------
 // One subgroup owns a 64x64 block of C: 4x4 tiles, 16 accumulators. Per step of k each A tile
 // meets 4 B tiles and each B tile 4 A tiles (2 each in the 32x32 kernels above): half the tile
-// loads per multiply-add. One entry point for the four transposes: P.trans_a and P.trans_b are
-// uniform, so the branches of load_a and load_b are too (naga's rules for cooperative ops hold)
-// and cost a compare per tile load. Tile origins past m (or n) clamp onto the last tile, as
-// above: such a tile is computed and stored again with the same values. The host picks this
-// kernel for m and n of at least 64 (src/backend/gpu/matmul_f16.rs, `choose`).
-
-fn load_a(i: u32, p: u32) -> TileA {
-    if (P.trans_a == 0u) {
-        return a_n(i, p);
-    }
-    return a_t(i, p);
-}
-
-fn load_b(p: u32, j: u32) -> TileB {
-    if (P.trans_b == 0u) {
-        return b_n(p, j);
-    }
-    return b_t(p, j);
-}
+// loads per multiply-add. Tile origins past m (or n) clamp onto the last tile, as above: such
+// a tile is computed and stored again with the same values. The host picks this kernel for m
+// and n of at least 64 (src/backend/gpu/matmul_f16.rs, `choose`).
 
 // Origin of tile row r of the block at row i0 (of tile column q at column j0), clamped into C.
 fn row64(i0: u32, r: u32) -> u32 {
@@ -451,7 +295,8 @@ fn matmul_coop64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 // the 32x32 kernels' loop) or 16 (4x4, the 64x64 and staged kernels' loop) multiply-adds into
 // as many accumulators, and stores them row-major at c[(w * 16 + tile) * 256] (w: the
 // workgroup). With operands that are multiples of 1/8 every sum is exact, so the twin compares
-// bits. 4 against 16 accumulators tells whether the accumulators stay in registers.
+// bits. 4 against 16 accumulators tells whether the accumulators stay in registers. They are
+// compiled in the untransposed module (TA = TB = false).
 
 fn store_ceiling(acc: Acc, w: u32, tile: u32) {
     let stride = T;
@@ -461,10 +306,10 @@ fn store_ceiling(acc: Acc, w: u32, tile: u32) {
 
 @compute @workgroup_size(SG, 1, 1)
 fn coop_ceiling4(@builtin(workgroup_id) wid: vec3<u32>) {
-    let a0 = a_n(0u, 0u);
-    let a1 = a_n(T, 0u);
-    let b0 = b_n(0u, 0u);
-    let b1 = b_n(0u, T);
+    let a0 = load_a(0u, 0u);
+    let a1 = load_a(T, 0u);
+    let b0 = load_b(0u, 0u);
+    let b1 = load_b(0u, T);
     var c00 = Acc();
     var c01 = Acc();
     var c10 = Acc();
@@ -483,14 +328,14 @@ fn coop_ceiling4(@builtin(workgroup_id) wid: vec3<u32>) {
 
 @compute @workgroup_size(SG, 1, 1)
 fn coop_ceiling16(@builtin(workgroup_id) wid: vec3<u32>) {
-    let a0 = a_n(0u, 0u);
-    let a1 = a_n(T, 0u);
-    let a2 = a_n(2u * T, 0u);
-    let a3 = a_n(3u * T, 0u);
-    let b0 = b_n(0u, 0u);
-    let b1 = b_n(0u, T);
-    let b2 = b_n(0u, 2u * T);
-    let b3 = b_n(0u, 3u * T);
+    let a0 = load_a(0u, 0u);
+    let a1 = load_a(T, 0u);
+    let a2 = load_a(2u * T, 0u);
+    let a3 = load_a(3u * T, 0u);
+    let b0 = load_b(0u, 0u);
+    let b1 = load_b(0u, T);
+    let b2 = load_b(0u, 2u * T);
+    let b3 = load_b(0u, 3u * T);
     var c00 = Acc();
     var c01 = Acc();
     var c02 = Acc();

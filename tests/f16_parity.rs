@@ -562,6 +562,6 @@ fn matmul_coop_matches_cpu() {
     };
     println!(
         "parity ok: matmul_coop, matmul_coop64 and matmul_coop_staged, f16, vec4 and vec8 loads, in \
-         {t}x{t} tiles, {cases} cases; the 32x32 kernels' loop {loop_32}"
+         {t}x{t} tiles, {cases} cases; the 32x32 kernel's loop {loop_32}"
     );
 }

@@ -22,15 +22,14 @@ fn every_kernel() -> impl Iterator<Item = &'static Kernel> {
 
 use common::spirv::module_of;
 
-/// The cooperative modules beside `Shader::ALL`'s 16x16 ones with f16 loads: `matmul_coop.wgsl`
-/// in the other tile and load width, and the staged kernel's family (16x16 and 8x8 tiles, f16,
-/// vec4<f16> and 16-byte staging, each in the four transpose pairs).
+/// The cooperative modules beside `Shader::ALL`'s untransposed 16x16 ones with f16 loads:
+/// `matmul_coop.wgsl`'s family and the staged kernel's (16x16 and 8x8 tiles, f16, vec4<f16> and
+/// 16-byte loads, each in the four transpose pairs).
 fn staged_family() -> impl Iterator<Item = Shader> {
-    use batchscope::backend::gpu::coop_shape::{LoadWidth::*, SHAPE_16, SHAPE_8};
-    let staged = batchscope::backend::gpu::staged::modules().into_iter().map(Shader::MatmulCoopStaged);
-    let plain =
-        [(SHAPE_16, Vec4), (SHAPE_16, Vec8), (SHAPE_8, Halves), (SHAPE_8, Vec4), (SHAPE_8, Vec8)];
-    plain.into_iter().map(|(shape, width)| Shader::MatmulCoop(shape, width)).chain(staged)
+    use batchscope::backend::gpu::{coop_module, staged};
+    let plain = coop_module::modules().into_iter().filter(|&m| m != coop_module::CoopModule::DEFAULT);
+    let staged = staged::modules().into_iter().filter(|&m| m != staged::StagedModule::DEFAULT);
+    plain.map(Shader::MatmulCoop).chain(staged.map(Shader::MatmulCoopStaged))
 }
 
 #[test]
@@ -44,23 +43,13 @@ fn every_shader_validates_with_naga() {
 
 #[test]
 fn every_kernel_entry_point_exists_with_its_bindings() {
-    use batchscope::backend::gpu::coop_shape::{LoadWidth, SHAPE_16, SHAPE_8};
-    use batchscope::backend::gpu::matmul_coop::at;
     let staged = batchscope::backend::gpu::staged::FAMILY.into_iter().flat_map(|c| {
         let products = c.kernels();
         assert_eq!(products.len(), 4, "{c:?}: a product per transpose pair");
         products.into_iter().chain(Some(c.ceiling_kernel().expect("a configuration of the family")))
     });
-    let coop8 = COOP_KERNELS
-        .iter()
-        .chain(COOP_CEILING_KERNELS)
-        .filter(|k| matches!(k.shader, Shader::MatmulCoop(..)))
-        .flat_map(|&k| {
-            let twins =
-                [(SHAPE_16, LoadWidth::Vec4), (SHAPE_8, LoadWidth::Halves), (SHAPE_8, LoadWidth::Vec4)];
-            twins.map(|(shape, width)| at(k, shape, width).expect("a twin in each tile and width"))
-        });
-    for k in every_kernel().copied().chain(staged).chain(coop8) {
+    let coop = batchscope::backend::gpu::coop_module::kernels();
+    for k in every_kernel().copied().chain(staged).chain(coop) {
         let (module, info) = module_of(k.shader);
         let (idx, ep) = module
             .entry_points
@@ -93,10 +82,7 @@ const NOT_1D: &[&str] = &[
     "col_sum",
     "amp_col_sum_unscale",
     "matmul_f16",
-    "matmul_coop_nn",
-    "matmul_coop_nt",
-    "matmul_coop_tn",
-    "matmul_coop_tt",
+    "matmul_coop",
     "matmul_coop64",
     "matmul_coop_staged",
     "matmul_inner_ceiling",
@@ -279,9 +265,9 @@ fn retyped_modules_have_f16_tiles_and_are_valid_spirv() {
             }
         }
     }
-    // matmul_coop.wgsl's 7 entry points and the staged kernel's 2 in each of its 4 transpose
+    // matmul_coop.wgsl's 4 entry points and the staged kernel's 2, each in its 4 transpose
     // pairs' modules, in 16x16 and 8x8 tiles.
-    assert_eq!(checked, 2 * 2 * (7 + 4 * 2), "entry points, tiles, checks on and off");
+    assert_eq!(checked, 2 * 2 * 4 * (4 + 2), "entry points, pairs, tiles, checks on and off");
     match val {
         Some(v) => println!("spirv-val ok ({}): {checked} retyped modules", v.display()),
         None => println!("{checked} retyped modules generated; not validated: no BATCHSCOPE_SPIRV_VAL"),

@@ -53,9 +53,9 @@ pub enum Shader {
     MatmulF16,
     Amp,
     /// The cooperative-matrix GEMMs in the tiles of one shape, their tile loads reading
-    /// elements of one width (`matmul_coop.wgsl` with the shape's aliases and constants; see
-    /// `super::coop_shape`).
-    MatmulCoop(super::coop_shape::CoopShape, super::coop_shape::LoadWidth),
+    /// elements of one width, for one transpose pair (`matmul_coop.wgsl` with the module's
+    /// constants; see `super::coop_module`).
+    MatmulCoop(super::coop_module::CoopModule),
     /// The cooperative-matrix GEMM with operands staged in workgroup memory, for one
     /// configuration of its family (`matmul_coop_staged.wgsl` with the configuration's
     /// constants; see `super::staged`).
@@ -82,7 +82,7 @@ impl Shader {
         Shader::Datagen,
         Shader::MatmulF16,
         Shader::Amp,
-        Shader::MatmulCoop(super::coop_shape::SHAPE_16, super::coop_shape::LoadWidth::Halves),
+        Shader::MatmulCoop(super::coop_module::CoopModule::DEFAULT),
         Shader::MatmulCoopStaged(super::staged::StagedModule::DEFAULT),
         Shader::WgradUpdate,
         Shader::LinearXent,
@@ -94,7 +94,7 @@ impl Shader {
     /// goes to the driver as a passthrough module rather than through wgpu's compiler.
     pub fn retyped(self) -> bool {
         match self {
-            Shader::MatmulCoop(_, width) => width.retyped(),
+            Shader::MatmulCoop(module) => module.retyped(),
             Shader::MatmulCoopStaged(module) => module.retyped(),
             _ => false,
         }
@@ -211,11 +211,7 @@ impl Shader {
         let (enables, rest) = body.split_at(split);
         let constants = match self {
             Shader::MatmulTile(cfg) => cfg.constants(),
-            Shader::MatmulCoop(shape, width) => format!(
-                "{}const PREFETCH: bool = {};\n",
-                super::coop_shape::constants(shape, width),
-                super::matmul_coop::prefetch()
-            ),
+            Shader::MatmulCoop(module) => module.constants(),
             Shader::MatmulCoopStaged(module) => module.constants(),
             _ => String::new(),
         };
@@ -239,15 +235,6 @@ pub struct Kernel {
 use Access::{Read as R, ReadWrite as W};
 
 macro_rules! kernel {
-    ($const:ident, $shader:ident($($cfg:expr),+), $entry:literal, [$($acc:ident),*]) => {
-        pub const $const: Kernel = Kernel {
-            name: concat!(stringify!($shader), "::", $entry),
-            shader: Shader::$shader($($cfg),+),
-            entry: $entry,
-            bindings: &[$($acc),*],
-            spec: 0,
-        };
-    };
     ($const:ident, $shader:ident, $entry:literal, [$($acc:ident),*]) => {
         pub const $const: Kernel = Kernel {
             name: concat!(stringify!($shader), "::", $entry),
@@ -355,13 +342,12 @@ kernel!(AMP_UPDATE_SCALE, Amp, "amp_update_scale", [W]);
 kernel!(AMP_UNSCALE2, Amp, "amp_unscale2", [W, W, W]);
 kernel!(AMP_COL_SUM_UNSCALE, Amp, "amp_col_sum_unscale", [W, R, W]);
 // matmul_coop.wgsl: C = op(A) op(B) on cooperative matrices (needs adapter features), at
-// 16x16 tiles with f16 loads (8x8, vec4 loads: super::matmul_coop::at_shape)
-use super::coop_shape::{LoadWidth::Halves as HALVES, SHAPE_16};
-kernel!(MATMUL_COOP_NN, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_nn", [R, R, W, R, W, W, W]);
-kernel!(MATMUL_COOP_NT, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_nt", [R, R, W, R, W, W, W]);
-kernel!(MATMUL_COOP_TN, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_tn", [R, R, W, R, W, W, W]);
-kernel!(MATMUL_COOP_TT, MatmulCoop(SHAPE_16, HALVES), "matmul_coop_tt", [R, R, W, R, W, W, W]);
-kernel!(MATMUL_COOP64, MatmulCoop(SHAPE_16, HALVES), "matmul_coop64", [R, R, W, R, W, W, W]);
+// 16x16 tiles with f16 loads, one module per transpose pair (the family, 8x8 tiles and wider
+// loads included: super::coop_module), and its register ceilings
+pub use super::coop_module::{
+    COOP_CEILING16, COOP_CEILING4, MATMUL_COOP64_NN, MATMUL_COOP64_NT, MATMUL_COOP64_TN,
+    MATMUL_COOP64_TT, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_TN, MATMUL_COOP_TT,
+};
 // matmul_coop_staged.wgsl: the same product, operands staged in workgroup memory, in the H200's
 // configuration, one module per transpose pair (the family: super::staged)
 pub use super::staged::{
@@ -372,8 +358,6 @@ pub use super::staged::{
 // with no storage traffic in its loop.
 kernel!(CEILING_FMA, Ceilings, "ceiling_fma", [W]);
 kernel!(MATMUL_INNER_CEILING, Matmul, "matmul_inner_ceiling", [R, R, W]);
-kernel!(COOP_CEILING4, MatmulCoop(SHAPE_16, HALVES), "coop_ceiling4", [R, R, W]);
-kernel!(COOP_CEILING16, MatmulCoop(SHAPE_16, HALVES), "coop_ceiling16", [R, R, W]);
 pub const COOP_STAGED_CEILING: Kernel = Kernel {
     name: "MatmulCoopStaged::coop_staged_ceiling",
     shader: Shader::MatmulCoopStaged(super::staged::StagedModule::DEFAULT),
@@ -411,7 +395,10 @@ pub const COOP_KERNELS: &[Kernel] = &[
     MATMUL_COOP_NT,
     MATMUL_COOP_TN,
     MATMUL_COOP_TT,
-    MATMUL_COOP64,
+    MATMUL_COOP64_NN,
+    MATMUL_COOP64_NT,
+    MATMUL_COOP64_TN,
+    MATMUL_COOP64_TT,
     MATMUL_COOP_STAGED_NN,
     MATMUL_COOP_STAGED_NT,
     MATMUL_COOP_STAGED_TN,

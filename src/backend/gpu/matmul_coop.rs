@@ -4,12 +4,10 @@
 //! Mesa's lavapipe (see [`super::coop_shape`]); sides below are at 16x16 unless they say not.
 
 use super::context::GpuContext;
-use super::coop_shape::{adapter_shape, features, CoopShape, LoadWidth, SHAPE_16, SHAPE_8};
+use super::coop_module::{CoopEntry, CoopModule};
+use super::coop_shape::{adapter_shape, features, CoopShape, LoadWidth, SHAPE_16};
 use super::device::{GpuDevice, RawBuf};
-use super::kernels::{
-    Kernel, Shader, MATMUL_COOP64, MATMUL_COOP_NN, MATMUL_COOP_NT, MATMUL_COOP_STAGED_NN,
-    MATMUL_COOP_STAGED_NT, MATMUL_COOP_STAGED_TN, MATMUL_COOP_STAGED_TT, MATMUL_COOP_TN, MATMUL_COOP_TT,
-};
+use super::kernels::Kernel;
 use super::matmul_f16::HalfParams;
 use super::staged::StagedCfg;
 use crate::backend::{BackendError, Gemm, Result};
@@ -21,7 +19,7 @@ pub const BLOCK64: usize = 64;
 /// element its tile loads read ([`LoadWidth`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CoopBlock {
-    /// `matmul_coop_{nn,nt,tn,tt}`: 2x2 tiles (32x32), loaded from storage.
+    /// `matmul_coop`: 2x2 tiles (32x32), loaded from storage.
     B32(LoadWidth),
     /// `matmul_coop64`: 4x4 tiles (64x64; half the tile loads per multiply-add), loaded from
     /// storage.
@@ -79,14 +77,7 @@ impl CoopBlock {
     }
 }
 
-/// `BATCHSCOPE_COOP_PREFETCH=1`: the 32x32 kernels pipeline their loop in registers (the next
-/// depth's tiles loaded before the current depth's multiply-adds; `PREFETCH` in
-/// matmul_coop.wgsl), for A/B timing on a device. Read once: every module of a process is
-/// compiled the same way.
-pub fn prefetch() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP_PREFETCH").is_ok_and(|v| v == "1"))
-}
+pub use super::coop_module::prefetch;
 
 /// Why the cooperative kernels cannot run on this device, or `None` when they can: the
 /// features on the device, then [`adapter_shape`]. Found once per device.
@@ -161,88 +152,15 @@ fn fits_tiles(g: &Gemm, dev: &GpuDevice, tile: usize, block: usize) -> bool {
         && g.n.div_ceil(block) <= max
 }
 
-/// The kernel of `g` with `block` at 16x16 tiles: the 2x2-tile and staged kernels have one
-/// entry point per transpose pair, the 4x4-tile one reads the transposes from its parameters.
-pub fn kernel_for(g: &Gemm, block: CoopBlock) -> Kernel {
-    let found = kernel_in(g, block, SHAPE_16);
-    found.unwrap_or_else(|| halves_kernel(g, block))
-}
-
-/// The kernel of `g` with `block` in the tiles of `shape`; `None` outside the families.
+/// The kernel of `g` with `block` in the tiles of `shape`: every block has one module per
+/// transpose pair ([`super::coop_module`], [`super::staged`]); `None` outside the families.
 pub fn kernel_in(g: &Gemm, block: CoopBlock, shape: CoopShape) -> Option<Kernel> {
+    let (trans_a, trans_b, width) = (g.trans_a, g.trans_b, block.width());
     match block {
-        CoopBlock::Staged128(width) => StagedCfg { shape, width }.kernel(g.trans_a, g.trans_b),
-        _ => at(halves_kernel(g, block), shape, block.width()),
+        CoopBlock::Staged128(_) => StagedCfg { shape, width }.kernel(trans_a, trans_b),
+        CoopBlock::B32(_) => CoopModule { shape, width, trans_a, trans_b }.kernel(CoopEntry::Block32),
+        CoopBlock::B64(_) => CoopModule { shape, width, trans_a, trans_b }.kernel(CoopEntry::Block64),
     }
-}
-
-/// The 16x16 kernel with f16 loads of `g` with `block`'s size.
-fn halves_kernel(g: &Gemm, block: CoopBlock) -> Kernel {
-    match block {
-        CoopBlock::B64(_) => MATMUL_COOP64,
-        CoopBlock::Staged128(_) => match (g.trans_a, g.trans_b) {
-            (false, false) => MATMUL_COOP_STAGED_NN,
-            (false, true) => MATMUL_COOP_STAGED_NT,
-            (true, false) => MATMUL_COOP_STAGED_TN,
-            (true, true) => MATMUL_COOP_STAGED_TT,
-        },
-        CoopBlock::B32(_) => match (g.trans_a, g.trans_b) {
-            (false, false) => MATMUL_COOP_NN,
-            (false, true) => MATMUL_COOP_NT,
-            (true, false) => MATMUL_COOP_TN,
-            (true, true) => MATMUL_COOP_TT,
-        },
-    }
-}
-
-/// The names of `matmul_coop.wgsl`'s kernel `entry` outside 16x16 tiles with f16 loads: 16x16
-/// with vec4 and vec8 loads, then 8x8 with f16, vec4 and vec8 loads.
-macro_rules! names {
-    ($entry:literal) => {
-        (
-            $entry,
-            [
-                concat!("MatmulCoop::", $entry, "_v4"),
-                concat!("MatmulCoop::", $entry, "_v8"),
-                concat!("MatmulCoop::", $entry, "_t8"),
-                concat!("MatmulCoop::", $entry, "_t8_v4"),
-                concat!("MatmulCoop::", $entry, "_t8_v8"),
-            ],
-        )
-    };
-}
-
-/// Kernel names must be `&'static str` (pipelines are cached by name): [`names!`] by entry
-/// point.
-const NAMES: [(&str, [&str; 5]); 7] = [
-    names!("matmul_coop_nn"),
-    names!("matmul_coop_nt"),
-    names!("matmul_coop_tn"),
-    names!("matmul_coop_tt"),
-    names!("matmul_coop64"),
-    names!("coop_ceiling4"),
-    names!("coop_ceiling16"),
-];
-
-/// `k` (a kernel of `matmul_coop.wgsl` at 16x16 tiles with f16 loads) compiled for `shape` and
-/// `width`; `None` for a shape or kernel outside the family.
-pub fn at(k: Kernel, shape: CoopShape, width: LoadWidth) -> Option<Kernel> {
-    let slot = match (shape, width) {
-        (SHAPE_16, LoadWidth::Halves) => return Some(k),
-        (SHAPE_16, LoadWidth::Vec4) => 0,
-        (SHAPE_16, LoadWidth::Vec8) => 1,
-        (SHAPE_8, LoadWidth::Halves) => 2,
-        (SHAPE_8, LoadWidth::Vec4) => 3,
-        (SHAPE_8, LoadWidth::Vec8) => 4,
-        _ => return None,
-    };
-    let (_, names) = NAMES.iter().find(|(entry, _)| *entry == k.entry)?;
-    Some(Kernel { name: names[slot], shader: Shader::MatmulCoop(shape, width), ..k })
-}
-
-/// `k` (as [`at`]) in the tiles of `shape` with f16 loads.
-pub fn at_shape(k: Kernel, shape: CoopShape) -> Option<Kernel> {
-    at(k, shape, LoadWidth::Halves)
 }
 
 /// Record the cooperative product with its fused epilogue (`p.epi`, `p.half_out`, `p.unscale`;
@@ -275,27 +193,34 @@ pub(super) fn dispatch(
 
 #[cfg(test)]
 mod tests {
+    use super::super::coop_shape::SHAPE_8;
     use super::*;
+
+    /// The kernel of `g` with `block` at 16x16 tiles.
+    fn kernel16(g: &Gemm, block: CoopBlock) -> Kernel {
+        kernel_in(g, block, SHAPE_16).expect("every block has 16x16 kernels")
+    }
 
     #[test]
     fn blocks_name_their_kernels_and_the_staged_one_needs_its_workgroup() {
         let g = Gemm::nn(64, 64, 64).trans(true, false);
         let (b32, b64) = (CoopBlock::B32(LoadWidth::Halves), CoopBlock::B64(LoadWidth::Halves));
-        assert_eq!(kernel_for(&g, b32).entry, "matmul_coop_tn");
-        assert_eq!(kernel_for(&g, b32).name, "MatmulCoop::matmul_coop_tn");
+        assert_eq!(kernel16(&g, b32).entry, "matmul_coop");
+        assert_eq!(kernel16(&g, b32).name, "MatmulCoop::matmul_coop_tn");
+        assert_eq!(kernel16(&g, CoopBlock::B32(LoadWidth::Vec4)).name, "MatmulCoop::matmul_coop_tn_v4");
+        assert_eq!(kernel16(&g, b64).entry, "matmul_coop64");
         assert_eq!(
-            kernel_for(&g, CoopBlock::B32(LoadWidth::Vec4)).name,
-            "MatmulCoop::matmul_coop_tn_v4"
+            kernel16(&g, CoopBlock::B64(LoadWidth::Vec4)).name,
+            "MatmulCoop::matmul_coop64_tn_v4"
         );
-        assert_eq!(kernel_for(&g, b64).entry, "matmul_coop64");
-        assert_eq!(kernel_for(&g, CoopBlock::B64(LoadWidth::Vec4)).name, "MatmulCoop::matmul_coop64_v4");
         let staged = CoopBlock::Staged128(LoadWidth::Halves);
         let staged4 = CoopBlock::Staged128(LoadWidth::Vec4);
-        assert_eq!(kernel_for(&g, staged).entry, "matmul_coop_staged");
-        assert_eq!(kernel_for(&g, staged).name, "MatmulCoopStaged::matmul_coop_staged_tn");
-        assert_eq!(kernel_for(&g, staged4).name, "MatmulCoopStaged::matmul_coop_staged_tn_v4");
+        assert_eq!(kernel16(&g, staged).entry, "matmul_coop_staged");
+        assert_eq!(kernel16(&g, staged).name, "MatmulCoopStaged::matmul_coop_staged_tn");
+        assert_eq!(kernel16(&g, staged4).name, "MatmulCoopStaged::matmul_coop_staged_tn_v4");
         let nt = Gemm::nn(64, 64, 64).trans(false, true);
-        assert_eq!(kernel_for(&nt, staged).name, "MatmulCoopStaged::matmul_coop_staged_nt");
+        assert_eq!(kernel16(&nt, staged).name, "MatmulCoopStaged::matmul_coop_staged_nt");
+        assert_eq!(kernel16(&nt, b64).name, "MatmulCoop::matmul_coop64_nt");
         assert_eq!(
             kernel_in(&nt, CoopBlock::Staged128(LoadWidth::Vec8), SHAPE_8).map(|k| k.name),
             Some("MatmulCoopStaged::matmul_coop_staged_nt_t8_v8")
@@ -312,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn every_kernel_has_a_twin_of_its_own_name_in_each_tile_and_width() {
+    fn every_block_has_a_kernel_of_its_own_per_pair_tile_and_width() {
         let g = Gemm::nn(64, 64, 64);
         let mut names = Vec::new();
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
@@ -320,31 +245,21 @@ mod tests {
             for width in LoadWidth::ALL {
                 for block in [CoopBlock::B32(width), CoopBlock::B64(width), CoopBlock::Staged128(width)]
                 {
-                    let k16 = kernel_in(&g, block, SHAPE_16).expect("16x16");
+                    let k16 = kernel16(&g, block);
                     let k8 = kernel_in(&g, block, SHAPE_8).expect("8x8");
-                    assert_eq!(
-                        (k16.name, k16.shader),
-                        (kernel_for(&g, block).name, kernel_for(&g, block).shader)
-                    );
                     assert_eq!((k16.entry, k16.bindings), (k8.entry, k8.bindings));
                     assert_ne!(k16.name, k8.name);
+                    assert_ne!(k16.shader, k8.shader);
                     assert_eq!(block.side_at(SHAPE_8) * 2, block.side());
                     assert_eq!(block.width(), width);
                     names.extend([k16.name, k8.name]);
                 }
             }
         }
-        for k in [super::super::kernels::COOP_CEILING4, super::super::kernels::COOP_CEILING16] {
-            for width in LoadWidth::ALL {
-                names.push(at(k, SHAPE_8, width).expect("8x8 ceiling").name);
-                names.push(at(k, SHAPE_16, width).expect("16x16 ceiling").name);
-            }
-        }
         names.sort();
         names.dedup();
-        // 4 + 1 + 4 products (2x2 per transpose pair, 4x4, staged per transpose pair) and 2
-        // ceilings, in 2 tiles and 3 widths.
-        assert_eq!(names.len(), 6 * (4 + 1 + 4 + 2), "{names:?}");
+        // 3 blocks in 4 transpose pairs, 2 tiles and 3 widths.
+        assert_eq!(names.len(), 3 * 4 * 2 * 3, "{names:?}");
         let odd = CoopShape { tile: 16, subgroup: 64 };
         assert!(kernel_in(&g, CoopBlock::B32(LoadWidth::Halves), odd).is_none());
     }

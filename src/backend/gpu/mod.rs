@@ -1,7 +1,6 @@
-//! The GPU backend: WGSL compute shaders through wgpu. [`context`] opens an adapter, [`device`]
-//! owns buffers and the recorder, [`pipelines`] the compiled kernels, [`kernels`] every entry
-//! point and the prelude, [`launch`] 1-D grids; a host wrapper per kernel family records its
-//! dispatches, one family name in every layer (shader, wrapper, CPU twin, parity test).
+//! The GPU backend: WGSL through wgpu. [`context`] opens an adapter, [`device`] owns buffers and
+//! the recorder, [`pipelines`] the kernels, [`kernels`] every entry point and the prelude; a host
+//! wrapper per kernel family records its dispatches (one name in shader, wrapper, twin, test).
 
 pub mod act;
 pub mod amp;
@@ -12,6 +11,7 @@ mod choices;
 pub mod clip;
 pub mod context;
 pub mod coop_check;
+pub mod coop_module;
 pub mod coop_shape;
 pub mod datagen;
 pub mod device;
