@@ -184,43 +184,30 @@ pub fn prefetch() -> bool {
     *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP_PREFETCH").is_ok_and(|v| v == "1"))
 }
 
-/// The family's kernels at 16x16 tiles with f16 loads (the H200's measured form), per
-/// transpose pair: the kernels [`CoopModule::kernel`] returns for them.
+/// The family's kernels at 16x16 tiles with f16 loads (the H200's measured form): the kernels
+/// [`CoopModule::kernel`] returns for them, the products per transpose pair.
 macro_rules! coop_kernel {
-    ($name:ident, $entry:literal, $pair:literal, $ta:literal, $tb:literal) => {
+    ($name:ident, $entry:literal, $kernel:literal, $ta:literal, $tb:literal, [$($acc:ident),*]) => {
         pub const $name: Kernel = Kernel {
-            name: concat!("MatmulCoop::", $entry, "_", $pair),
+            name: concat!("MatmulCoop::", $kernel),
             shader: Shader::MatmulCoop(CoopModule { trans_a: $ta, trans_b: $tb, ..CoopModule::DEFAULT }),
             entry: $entry,
-            bindings: &[R, R, W, R, W, W, W],
+            bindings: &[$($acc),*],
             spec: 0,
         };
     };
 }
-coop_kernel!(MATMUL_COOP_NN, "matmul_coop", "nn", false, false);
-coop_kernel!(MATMUL_COOP_NT, "matmul_coop", "nt", false, true);
-coop_kernel!(MATMUL_COOP_TN, "matmul_coop", "tn", true, false);
-coop_kernel!(MATMUL_COOP_TT, "matmul_coop", "tt", true, true);
-coop_kernel!(MATMUL_COOP64_NN, "matmul_coop64", "nn", false, false);
-coop_kernel!(MATMUL_COOP64_NT, "matmul_coop64", "nt", false, true);
-coop_kernel!(MATMUL_COOP64_TN, "matmul_coop64", "tn", true, false);
-coop_kernel!(MATMUL_COOP64_TT, "matmul_coop64", "tt", true, true);
-
-/// The register ceilings at 16x16 tiles with f16 loads (`batchscope gemm --ceilings`).
-pub const COOP_CEILING4: Kernel = Kernel {
-    name: "MatmulCoop::coop_ceiling4",
-    shader: Shader::MatmulCoop(CoopModule::DEFAULT),
-    entry: "coop_ceiling4",
-    bindings: &[R, R, W],
-    spec: 0,
-};
-pub const COOP_CEILING16: Kernel = Kernel {
-    name: "MatmulCoop::coop_ceiling16",
-    shader: Shader::MatmulCoop(CoopModule::DEFAULT),
-    entry: "coop_ceiling16",
-    bindings: &[R, R, W],
-    spec: 0,
-};
+coop_kernel!(MATMUL_COOP_NN, "matmul_coop", "matmul_coop_nn", false, false, [R, R, W, R, W, W, W]);
+coop_kernel!(MATMUL_COOP_NT, "matmul_coop", "matmul_coop_nt", false, true, [R, R, W, R, W, W, W]);
+coop_kernel!(MATMUL_COOP_TN, "matmul_coop", "matmul_coop_tn", true, false, [R, R, W, R, W, W, W]);
+coop_kernel!(MATMUL_COOP_TT, "matmul_coop", "matmul_coop_tt", true, true, [R, R, W, R, W, W, W]);
+coop_kernel!(MATMUL_COOP64_NN, "matmul_coop64", "matmul_coop64_nn", false, false, [R, R, W, R, W, W, W]);
+coop_kernel!(MATMUL_COOP64_NT, "matmul_coop64", "matmul_coop64_nt", false, true, [R, R, W, R, W, W, W]);
+coop_kernel!(MATMUL_COOP64_TN, "matmul_coop64", "matmul_coop64_tn", true, false, [R, R, W, R, W, W, W]);
+coop_kernel!(MATMUL_COOP64_TT, "matmul_coop64", "matmul_coop64_tt", true, true, [R, R, W, R, W, W, W]);
+// The register ceilings (`batchscope gemm --ceilings`), in the untransposed module.
+coop_kernel!(COOP_CEILING4, "coop_ceiling4", "coop_ceiling4", false, false, [R, R, W]);
+coop_kernel!(COOP_CEILING16, "coop_ceiling16", "coop_ceiling16", false, false, [R, R, W]);
 
 #[cfg(test)]
 mod tests {
