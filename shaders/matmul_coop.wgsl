@@ -173,7 +173,7 @@ fn matmul_coop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 
 // ---- 64x64 blocks: matmul_coop64 --------------------------------------------------------------
 // One subgroup owns a 64x64 block of C: 4x4 tiles, 16 accumulators. Per step of k each A tile
-// meets 4 B tiles and each B tile 4 A tiles (2 each in the 32x32 kernels above): half the tile
+// meets 4 B tiles and each B tile 4 A tiles (2 each in the 32x32 kernel above): half the tile
 // loads per multiply-add. Tile origins past m (or n) clamp onto the last tile, as above: such
 // a tile is computed and stored again with the same values. The host picks this kernel for m
 // and n of at least 64 (src/backend/gpu/matmul_f16.rs, `choose`).
