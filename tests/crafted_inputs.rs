@@ -644,6 +644,35 @@ fn a_resume_refused_for_its_metrics_leaves_config_toml_as_it_was() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// A resume that diverges before it saves a checkpoint leaves the run's checkpoints,
+/// config.toml and summary.json as it found them. Its `--set` used to reach config.toml at
+/// once, so that a plain resume diverged again, and the finished run's summary.json was
+/// replaced by the failed continuation's.
+#[test]
+fn a_resume_that_diverges_before_its_first_checkpoint_leaves_the_run_as_it_was() {
+    let d = tmpdir("resume-diverges");
+    let (_, run_dir) = finished_run(&d);
+    let kept = ["config.toml", "summary.json", "last.safetensors", "best.safetensors"];
+    let read = |f: &str| std::fs::read(run_dir.join(f)).expect("a file of the finished run");
+    let before: Vec<Vec<u8>> = kept.iter().map(|f| read(f)).collect();
+    let mut args = vec!["train", "--resume", s(&run_dir), "--backend", "cpu", "--quiet"];
+    args.extend(["--set", "train.epochs=3", "--set", "train.lr=1e30"]);
+    let o = run(&args);
+    assert_clean_error(&o, &["diverged", "last.safetensors", "left as they were"]);
+    for (f, was) in kept.iter().zip(&before) {
+        assert!(read(f) == *was, "the diverged resume rewrote {f}");
+    }
+    // The run goes on from its checkpoint as before; config.toml then says how.
+    let o = resume_cpu(&run_dir, "train.epochs=2");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = String::from_utf8(read("config.toml")).expect("utf-8");
+    assert!(config.contains("epochs = 2") && config.contains("lr = 0.05"), "{config}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&read("summary.json")).expect("summary.json");
+    assert_eq!(summary["steps"], 16, "{summary}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// A sweep does not time, nor pick, a batch larger than the training set (no run can train at
 /// it): the range stops at `data.n_train` with a notice, and a range wholly past it is refused.
 #[test]

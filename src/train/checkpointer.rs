@@ -45,6 +45,12 @@ pub struct Checkpointer<B: Backend> {
     /// MPI ranks of the run: recorded in its checkpoints (`mpi_ranks`, when more than one) and
     /// required to match at `--resume`.
     pub ranks: usize,
+    /// A resume's config.toml, when its `--set` changed how the run goes on: written with the
+    /// continuation's first `last.safetensors` (until then the file describes the checkpoint).
+    continuation: Option<String>,
+    /// Whether this session resumed a run and has not saved `last.safetensors` yet: the run
+    /// directory is then as the resume found it (but for metrics.jsonl's new lines).
+    resumed_unsaved: bool,
 }
 
 impl<B: Backend> Checkpointer<B> {
@@ -59,6 +65,8 @@ impl<B: Backend> Checkpointer<B> {
             clip_base: 0,
             last_good: None,
             ranks: 1,
+            continuation: None,
+            resumed_unsaved: false,
         }
     }
 
@@ -80,6 +88,7 @@ impl<B: Backend> Checkpointer<B> {
         if !opts.resume {
             return Ok(());
         }
+        self.resumed_unsaved = true;
         let path = &self.last_path;
         let ck = checkpoint::load(path)?;
         super::resume_guard::keeps_recorded_layout(&ck.metadata, path, cfg)?;
@@ -152,18 +161,26 @@ impl<B: Backend> Checkpointer<B> {
         Ok(())
     }
 
-    /// On a resume that goes on (its checkpoint restored, steps left): rewrite the run's
-    /// config.toml when the resume's `--set` changed how the run goes on (more epochs, say), so
-    /// that the file describes the run being continued and a plain `--resume` after an
-    /// interruption goes on the same way. What the checkpoint holds cannot differ (the command
-    /// refused that before).
-    pub fn describe_continuation(&self, cfg: &Config) -> Result<(), TrainError> {
-        let Some(dir) = self.last_path.parent() else { return Ok(()) };
-        let (path, text) = (dir.join("config.toml"), cfg.to_toml());
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            crate::report::atomic::write_atomic(&path, text.as_bytes())?;
-        }
-        Ok(())
+    /// On a resume that goes on (its checkpoint restored, steps left): when the resume's
+    /// `--set` changed how the run goes on (more epochs, say), the run's config.toml is
+    /// rewritten with the continuation's first `last.safetensors`, so that the file describes
+    /// the checkpoint beside it and a plain `--resume` after an interruption goes on the same
+    /// way; a resume that fails before then (it diverged, say) leaves the file as it was. What
+    /// the checkpoint holds cannot differ (the command refused that before).
+    pub fn describe_continuation(&mut self, cfg: &Config) {
+        let text = cfg.to_toml();
+        let on_disk = std::fs::read_to_string(self.config_path()).ok();
+        self.continuation = (on_disk.as_deref() != Some(text.as_str())).then_some(text);
+    }
+
+    /// Whether this session resumed a run and has saved no `last.safetensors` since: its
+    /// checkpoint, config.toml and summary.json are those the resume found.
+    pub fn resumed_unsaved(&self) -> bool {
+        self.resumed_unsaved
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.last_path.with_file_name("config.toml")
     }
 
     /// The metrics writer: a new metrics.jsonl, or on resume the existing one cut back to the
@@ -240,21 +257,27 @@ impl<B: Backend> Checkpointer<B> {
             } else {
                 self.save_last(b, st, prog, clip_events)?;
             }
-            self.last_good = Some(self.last_path.clone());
         }
         Ok(())
     }
 
-    /// Write `last.safetensors`: `st`'s parameters and optimizer state with `prog`.
+    /// Write `last.safetensors`: `st`'s parameters and optimizer state with `prog`; then a
+    /// resume's changed config.toml ([`Self::describe_continuation`]).
     pub fn save_last(
-        &self,
+        &mut self,
         b: &B,
         st: &TrainState<B>,
         prog: &Progress,
         clip_events: u64,
     ) -> Result<(), TrainError> {
         let ck = to_checkpoint(b, st, &st.params, prog, clip_events, &self.cfg_toml, self.ranks)?;
-        Ok(checkpoint::save(&self.last_path, &ck)?)
+        checkpoint::save(&self.last_path, &ck)?;
+        self.last_good = Some(self.last_path.clone());
+        self.resumed_unsaved = false;
+        if let Some(text) = self.continuation.take() {
+            crate::report::atomic::write_atomic(&self.config_path(), text.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// Put the best parameters back into `st` (early stopping). Returns whether there were any.

@@ -120,11 +120,9 @@ pub fn run_train_ranks<'a, B: Backend>(
     if opts.resume && !plan.has_steps_after(&prog) {
         return Err(TrainError::AlreadyComplete { step: prog.step, reason: plan.end_reason(&prog) });
     }
-    // The metrics file first: a resume refused for an unreadable metrics.jsonl leaves the run's
-    // config.toml as it was.
     let metrics = if root { Some(ckpt.open_metrics(opts, &prog)?) } else { None };
     if root && opts.resume {
-        ckpt.describe_continuation(cfg)?;
+        ckpt.describe_continuation(cfg);
     }
     // Minibatch buffers and monitors.
     let bt = BatchBuffers::new(b, split.rows(), model.inputs(), cfg.data_outputs())?;
@@ -409,6 +407,16 @@ impl<B: Backend> Run<'_, B> {
         let last_good = self.ckpt.last_good.clone();
         if !self.root() {
             let last_good = "rank 0's".to_string();
+            return TrainError::Diverged { step, what, last_good };
+        }
+        if let (true, Some(path)) = (self.ckpt.resumed_unsaved(), &last_good) {
+            // The resume saved nothing: the run directory keeps the summary and config.toml of
+            // the checkpoint it resumed (metrics.jsonl shows the steps that diverged; the next
+            // resume cuts them).
+            let last_good = format!(
+                "{}, the one this resume started from (its config.toml and summary.json are left as they were)",
+                path.display()
+            );
             return TrainError::Diverged { step, what, last_good };
         }
         guard::diverged(
