@@ -18,7 +18,7 @@ mod source_map;
 mod sweep;
 mod train;
 mod validate;
-pub use validate::sweep_range_problem;
+pub use validate::{sweep_range_problem, TEACHER_CALIBRATION_INPUTS};
 
 use std::path::{Path, PathBuf};
 

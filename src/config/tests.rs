@@ -30,6 +30,14 @@ fn out_of_range_values_name_the_key() {
         ("[data]\nn_val = 0\n[train]\npatience = 3\n", "train.patience"),
         // Host-side teacher labels cost data.dim × width each.
         ("[data]\nkind = \"teacher\"\nteacher_hidden = 65537\n", "data.teacher_hidden"),
+        // ... and (n_train + n_val + 4096) × width × (dim + classes) in all: 2^36 at most (the
+        // documented widest teacher on 784 inputs ran for minutes before the first step).
+        (
+            "[data]\nkind = \"teacher\"\ndim = 784\nn_train = 256\nn_val = 64\nteacher_hidden = 65536\n",
+            "past the 6.9e10 a run may spend",
+        ),
+        // A teacher's biases are balanced on 4096 inputs: 4 a class at least.
+        ("[data]\nkind = \"teacher\"\nclasses = 1025\n", "1024 classes a teacher labels"),
         // With no time budget nothing else ends a batch size's timing.
         ("[sweep]\ntimed_steps = 100001\n", "sweep.timed_steps"),
         ("[sweep]\nwarmup_steps = 100001\n", "sweep.warmup_steps"),

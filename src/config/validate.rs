@@ -16,6 +16,17 @@ pub const MAX_SWEEP_STEPS: usize = 100_000;
 /// default student's width is far past what a teacher-student experiment needs.
 pub const MAX_TEACHER_HIDDEN: usize = 65_536;
 
+/// Held-out inputs on which a teacher's biases are balanced (`data::synth`).
+pub const TEACHER_CALIBRATION_INPUTS: usize = 4096;
+
+/// The most classes a teacher labels: at least 4 calibration inputs a class on average (with
+/// more, the balance it fits is noise, and the fit's logits grow as inputs × classes).
+pub const MAX_TEACHER_CLASSES: usize = TEACHER_CALIBRATION_INPUTS / 4;
+
+/// The most multiply-adds a teacher's labels may cost on the host (2^36, about 14 s on one
+/// 2-core development VM): `(n_train + n_val + calibration inputs) × width × (dim + classes)`.
+pub const MAX_TEACHER_WORK: f64 = (1u64 << 36) as f64;
+
 impl Config {
     pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let check = Check(origin);
@@ -117,6 +128,9 @@ impl Config {
                     d.teacher_hidden
                 ),
             ));
+        }
+        if d.kind == DataKind::Teacher {
+            teacher_fits(d, &bad)?;
         }
         if let BatchSize::Fixed(b) = t.batch_size {
             if b == 0 {
@@ -327,6 +341,36 @@ impl Config {
             None
         }
     }
+}
+
+/// A teacher whose labels the host can compute: at most [`MAX_TEACHER_CLASSES`] classes and
+/// [`MAX_TEACHER_WORK`] multiply-adds (a wide teacher on many inputs ran for minutes before the
+/// first step, printing nothing).
+fn teacher_fits(
+    d: &super::DataConfig,
+    bad: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if d.classes > MAX_TEACHER_CLASSES {
+        return Err(bad(
+            "data.classes",
+            format!(
+                "= {} is past the {MAX_TEACHER_CLASSES} classes a teacher labels (its biases are balanced on {TEACHER_CALIBRATION_INPUTS} held-out inputs, at least 4 a class)",
+                d.classes
+            ),
+        ));
+    }
+    let inputs = d.n_train as f64 + d.n_val as f64 + TEACHER_CALIBRATION_INPUTS as f64;
+    let work = inputs * d.teacher_hidden as f64 * (d.dim as f64 + d.classes as f64);
+    if work > MAX_TEACHER_WORK {
+        return Err(bad(
+            "data.teacher_hidden",
+            format!(
+                "= {}: the teacher's labels would cost {work:.1e} multiply-adds on the host ((n_train + n_val + {TEACHER_CALIBRATION_INPUTS}) × teacher_hidden × (dim + classes)), past the {MAX_TEACHER_WORK:.1e} a run may spend; use a narrower teacher or fewer examples",
+                d.teacher_hidden
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn kind_name(k: DataKind) -> &'static str {

@@ -18,7 +18,7 @@ pub const VAL_FIRST: u64 = 1 << 48;
 
 /// Examples `CALIBRATION_FIRST ..` calibrate the teacher's class balance (never used as data).
 const CALIBRATION_FIRST: u64 = 3 << 48;
-pub const CALIBRATION_EXAMPLES: usize = 4096;
+pub const CALIBRATION_EXAMPLES: usize = crate::config::TEACHER_CALIBRATION_INPUTS;
 const CALIBRATION_ROUNDS: usize = 40;
 
 /// Gain of the teacher's first layer: pre-activations ≈ N(0, gain²), so tanh is well nonlinear.
@@ -193,17 +193,33 @@ impl Teacher {
                 self.hidden_of(&x)
             })
             .collect();
+        // w2 h of every calibration input [CALIBRATION_EXAMPLES, classes], once: each round
+        // then adds its biases as `label_of_hidden` does (`dot(w, h) + b`, the same bits).
+        let w2 = &self.w2;
+        let zs: Vec<Vec<f32>> =
+            hs.par_iter().map(|h| w2.chunks(self.hidden.max(1)).map(|w| dot(w, h)).collect()).collect();
         let target = CALIBRATION_EXAMPLES as f32 / self.classes as f32;
         for _ in 0..CALIBRATION_ROUNDS {
             let mut counts = vec![0usize; self.classes];
-            for h in &hs {
-                counts[self.label_of_hidden(h) as usize] += 1;
+            for z in &zs {
+                counts[first_argmax(z, &self.b2)] += 1;
             }
             for (b, &c) in self.b2.iter_mut().zip(&counts) {
                 *b -= 0.5 * ((c as f32 + 1.0) / (target + 1.0)).ln();
             }
         }
     }
+}
+
+/// The first argmax of `z + b` (as [`Teacher::label_of_hidden`] breaks ties).
+fn first_argmax(z: &[f32], b: &[f32]) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (c, (z, b)) in z.iter().zip(b).enumerate() {
+        if z + b > best.1 {
+            best = (c, z + b);
+        }
+    }
+    best.0
 }
 
 /// `Σ a[i] b[i]` in eight lanes (vectorizes; host-only, so no GPU twin to match).

@@ -50,19 +50,20 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
     let tables = match d.kind {
         DataKind::GaussianMixture => bytes_of("the class means", &[d.classes as u64, dim])?,
         DataKind::LinearRegression => bytes_of("the regression table", &[dim, outputs.max(dim)])?,
-        // Its weights, and the hidden layer of every calibration input (kept while the class
-        // balance is fitted).
-        DataKind::Teacher => sum_bytes(
-            "the teacher",
-            &[
-                bytes_of("the teacher", &[dim, d.teacher_hidden as u64])?,
-                bytes_of("the teacher", &[d.teacher_hidden as u64, d.classes as u64])?,
-                bytes_of(
-                    "the teacher's calibration",
-                    &[crate::data::synth::CALIBRATION_EXAMPLES as u64, d.teacher_hidden as u64],
-                )?,
-            ],
-        )?,
+        // Its weights, and the hidden layer and logits of every calibration input (kept while
+        // the class balance is fitted).
+        DataKind::Teacher => {
+            let calibration = crate::data::synth::CALIBRATION_EXAMPLES as u64;
+            sum_bytes(
+                "the teacher",
+                &[
+                    bytes_of("the teacher", &[dim, d.teacher_hidden as u64])?,
+                    bytes_of("the teacher", &[d.teacher_hidden as u64, d.classes as u64])?,
+                    bytes_of("the teacher's calibration", &[calibration, d.teacher_hidden as u64])?,
+                    bytes_of("the teacher's calibration", &[calibration, d.classes as u64])?,
+                ],
+            )?
+        }
         DataKind::Npy => 0,
     };
     // The evaluation's working buffers: one chunk of validation rows through every layer
