@@ -834,7 +834,8 @@ fn counts_past_their_limits_are_errors() {
 }
 
 /// Iteration counts past their bounds (`noise --draws`, `curvature --repeats`, `--slq-runs`,
-/// `--power-iters`, `--trace-samples`: hours of work, or a run until killed) are one error line
+/// `--lanczos-steps`, `--power-iters`, `--trace-samples`: hours of work, or a run until killed,
+/// and a Lanczos basis past the host's memory) are one error line
 /// before anything runs; counts at the bounds start and run (they once reserved `draws` slots
 /// up front, an abort, or overflowed the progress total) until killed: no panic, no abort in the
 /// first seconds.
@@ -864,6 +865,24 @@ fn huge_iteration_counts_are_bounded_and_run_without_panicking() {
         case("curvature --repeats", curvature("--repeats", "1001", "e3"), "--repeats 1001 is past 1000"),
         case("curvature --slq-runs", curvature("--slq-runs", "1000000000000", "e4"), "--slq-runs"),
         case("curvature --power-iters", curvature("--power-iters", "100001", "e5"), "--power-iters"),
+        // 10^9 ran for minutes: clamped to the parameters, each step reorthogonalised.
+        case(
+            "curvature --lanczos-steps",
+            with(
+                args(&["curvature", "--backend", "cpu", "--quiet", "--lanczos-steps", "1000000000"]),
+                &["--config", &f.tiny, "--out", &s(&d.join("e5l"))],
+            ),
+            "--lanczos-steps 1000000000 is past 10000",
+        ),
+        // The basis of a wide model's 10^4 steps: 10^4 × 1.7·10^7 parameters × 4 bytes.
+        case(
+            "curvature --lanczos-steps past the host's memory",
+            with(
+                args(&["curvature", "--backend", "cpu", "--quiet", "--set", "model.hidden=[4096,4096]"]),
+                &["--config", &f.tiny, "--lanczos-steps", "10000", "--out", &s(&d.join("e5m"))],
+            ),
+            "the Lanczos basis (10000 vectors of",
+        ),
         case(
             "curvature --trace-samples",
             curvature("--trace-samples", "100001", "e6"),

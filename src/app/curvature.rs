@@ -30,6 +30,10 @@ pub const MAX_REPEATS: usize = 1000;
 pub const MAX_SLQ_RUNS: usize = 1000;
 /// The most power-iteration steps and Hutchinson probes.
 pub const MAX_ITERATIONS: usize = 100_000;
+/// The most Lanczos steps: each is a Hessian-vector product and, with full
+/// reorthogonalisation, two passes over every earlier basis vector (PyHessian's density uses
+/// about 100).
+pub const MAX_LANCZOS_STEPS: usize = 10_000;
 
 /// `batchscope curvature`.
 pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions) -> anyhow::Result<()> {
@@ -40,6 +44,7 @@ pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions
     // Counts past these are hours of Hessian-vector products, never an analysis anyone waits for.
     for (flag, value, most) in [
         ("--repeats", opts.repeats, MAX_REPEATS),
+        ("--lanczos-steps", opts.lanczos_steps, MAX_LANCZOS_STEPS),
         ("--slq-runs", opts.slq_runs, MAX_SLQ_RUNS),
         ("--power-iters", opts.power_iters, MAX_ITERATIONS),
         ("--trace-samples", opts.trace_samples, MAX_ITERATIONS),
@@ -72,6 +77,7 @@ pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions
         // Before the run directory: a request past the host's memory is the flag's error.
         check_examples_fit(&cfg, n)?;
     }
+    check_lanczos_fits(&cfg, opts.lanczos_steps)?;
     if let Some(p) = &opts.checkpoint {
         // Fail on a bad checkpoint before creating the run directory.
         checkpoint::load(p)?;
@@ -102,6 +108,17 @@ fn check_examples_fit(cfg: &Config, n: usize) -> anyhow::Result<()> {
     );
     let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
     check_host(&what, bytes, host_limit()).map_err(|e| anyhow::anyhow!("{e} (--examples N for fewer)"))
+}
+
+/// The Lanczos basis (`min(steps, parameters)` vectors of every parameter, f32) against the
+/// host's memory.
+fn check_lanczos_fits(cfg: &Config, steps: usize) -> anyhow::Result<()> {
+    let params = crate::model::Mlp::new(cfg.mlp_spec())?.num_params();
+    let bytes = (steps.min(params) as u128) * (params as u128) * 4;
+    let what = format!("the Lanczos basis ({} vectors of {params} parameters)", steps.min(params));
+    let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+    check_host(&what, bytes, host_limit())
+        .map_err(|e| anyhow::anyhow!("{e} (--lanczos-steps N for fewer)"))
 }
 
 /// The run directory, the analysis and its files.
