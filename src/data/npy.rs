@@ -225,7 +225,26 @@ pub fn read_features(path: &Path) -> Result<(Vec<f32>, usize, usize), DataError>
             message: format!("shape {shape:?} holds no examples"),
         });
     }
-    Ok((f.read_vec::<f32>()?, n, d))
+    let x = f.read_vec::<f32>()?;
+    all_finite(path, &x, d, "features")?;
+    Ok((x, n, d))
+}
+
+/// Every value of `data` (rows of `cols`) finite: one inf or NaN makes every loss and gradient
+/// of its minibatches NaN, and a run trained on it ended "successfully" with a NaN loss.
+fn all_finite(path: &Path, data: &[f32], cols: usize, what: &str) -> Result<(), DataError> {
+    match data.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(DataError::Format {
+            path: path.to_path_buf(),
+            message: format!(
+                "element [{}, {}] is {}: {what} must be finite",
+                i / cols.max(1),
+                i % cols.max(1),
+                data[i]
+            ),
+        }),
+    }
 }
 
 /// Labels: integers `[N]` (any of i8/i16/i32/i64/u8/u16/u32/u64; every value `< classes`) give
@@ -293,7 +312,9 @@ pub fn read_labels(path: &Path, outputs: usize) -> Result<(Labels, usize), DataE
                     message: format!("targets have K = {k} columns but the model has {outputs} outputs (data.outputs)"),
                 });
             }
-            Ok((Labels::Values { targets: f.read_vec::<f32>()?, outputs: k }, n))
+            let targets = f.read_vec::<f32>()?;
+            all_finite(path, &targets, k, "regression targets")?;
+            Ok((Labels::Values { targets, outputs: k }, n))
         }
         _ => Err(f.dtype_error(EXPECTED)),
     }
@@ -400,5 +421,31 @@ mod header_error_tests {
         let long = header_error(&"x".repeat(1000));
         assert!(long.chars().count() <= 301 && !long.contains('\n'));
         assert_eq!(header_error("two\nlines"), "two; lines");
+    }
+}
+
+#[cfg(test)]
+mod finite_tests {
+    use super::*;
+
+    #[test]
+    fn features_and_targets_must_be_finite_and_the_error_names_the_element() {
+        let d = std::env::temp_dir().join(format!("batchscope-npy-finite-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        let x = d.join("x.npy");
+        let mut data = vec![0.5f32; 3 * 4];
+        write_npy_f32(&x, &[3, 4], &data).expect("write");
+        assert!(read_features(&x).is_ok());
+        for (bad, shown) in [(f32::INFINITY, "inf"), (f32::NAN, "NaN"), (f32::NEG_INFINITY, "-inf")] {
+            data[6] = bad;
+            write_npy_f32(&x, &[3, 4], &data).expect("write");
+            let e = read_features(&x).expect_err("a non-finite feature").to_string();
+            assert!(e.contains(&format!("element [1, 2] is {shown}: features must be finite")), "{e}");
+        }
+        let y = d.join("y.npy");
+        write_npy_f32(&y, &[2, 2], &[1.0, 2.0, f32::NAN, 0.0]).expect("write");
+        let e = read_labels(&y, 2).expect_err("a NaN target").to_string();
+        assert!(e.contains("element [1, 0] is NaN: regression targets must be finite"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
