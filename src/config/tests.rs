@@ -43,6 +43,15 @@ fn out_of_range_values_name_the_key() {
         ("[sweep]\nwarmup_steps = 100001\n", "sweep.warmup_steps"),
         // A stream is read in its own order.
         ("[data]\nmode = \"stream\"\n[train]\nsorted_by_label = true\n", "train.sorted_by_label"),
+        ("[data]\nmode = \"stream\"\n[train]\nshuffle = \"once\"\n", "train.shuffle"),
+        // Keys of one synthetic kind set for another changed nothing.
+        ("[data]\nnoise_std = 1e38\n", "data.noise_std"),
+        ("[data]\nkind = \"teacher\"\nseparation = 1.0\n", "data.separation"),
+        ("[data]\nteacher_hidden = 32\n", "data.teacher_hidden"),
+        (
+            "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\nseparation = 2.0\n",
+            "does not read it",
+        ),
         // A regression has no 0-1 error to stop on.
         (
             "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\n[train]\npatience = 3\n",

@@ -269,6 +269,38 @@ impl Config {
                     .into(),
             ));
         }
+        // A stream is read in stream order: `none` is that order, and `epoch` (the default)
+        // has nothing to reshuffle; one permutation kept for the run would not be drawn.
+        if d.mode == DataMode::Stream && t.shuffle == Shuffle::Once {
+            return Err(bad(
+                "train.shuffle",
+                "= \"once\" permutes a resident dataset; data.mode = \"stream\" reads examples in stream order (each an i.i.d. draw)"
+                    .into(),
+            ));
+        }
+        // Keys that shape one synthetic kind's data: set for another kind they changed nothing.
+        let def = super::DataConfig::default();
+        for (key, set, kind) in [
+            ("data.separation", d.separation != def.separation, DataKind::GaussianMixture),
+            ("data.noise_std", d.noise_std != def.noise_std, DataKind::LinearRegression),
+            (
+                "data.condition_number",
+                d.condition_number != def.condition_number,
+                DataKind::LinearRegression,
+            ),
+            ("data.teacher_hidden", d.teacher_hidden != def.teacher_hidden, DataKind::Teacher),
+        ] {
+            if set && d.kind != kind {
+                return Err(bad(
+                    key,
+                    format!(
+                        "shapes data.kind = \"{}\" data; data.kind = \"{}\" does not read it",
+                        kind_name(kind),
+                        kind_name(d.kind)
+                    ),
+                ));
+            }
+        }
         if let (LossKind::Mse, Some(key)) = (self.model.loss, self.val_error_user()) {
             return Err(bad(
                 key,
