@@ -782,6 +782,17 @@ fn time_to_target_stops_at_the_training_set() {
     let col = header.iter().position(|h| h == "batch").expect("batch column");
     let batches: Vec<&str> = rows.iter().map(|r| r[col].as_str()).collect();
     assert_eq!(batches, ["32", "64"], "only sizes ≤ n_train are timed and trained");
+    // What the command sets itself is said (the tiny config names a batch size; it used to be
+    // dropped silently, and so were a learning rate and a policy).
+    let err = stderr(&o);
+    assert!(err.contains("notice: train.batch_size is not used: it trains every power of two"), "{err}");
+    assert!(!err.contains("notice: train.lr"), "{err}");
+    let noted = d.join("noted");
+    let o = ttt(&["sweep.min_batch=16", "train.lr=0.3", "sweep.policy=\"max_throughput\""], &noted);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("notice: train.lr is not used: each run's learning rate is ε_opt(B)"), "{err}");
+    assert!(err.contains("notice: sweep.policy is not used"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 }
 

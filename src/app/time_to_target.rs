@@ -129,6 +129,30 @@ fn experiment<B: Profilable>(
     Ok((bn, em, rows, chosen))
 }
 
+/// The settings of `cfg` (those off their defaults) that time-to-target sets itself (a run per
+/// power of two of the sweep range, each at ε_opt(B), chosen by the measured policy), with
+/// what it uses instead.
+fn set_by_time_to_target(cfg: &Config) -> Vec<(&'static str, &'static str)> {
+    let (t, s) = (&cfg.train, &cfg.sweep);
+    let (dt, ds) = (crate::config::TrainConfig::default(), crate::config::SweepConfig::default());
+    [
+        (
+            t.batch_size != dt.batch_size,
+            "train.batch_size",
+            "it trains every power of two of sweep.min_batch..sweep.max_batch",
+        ),
+        (
+            t.lr != dt.lr,
+            "train.lr",
+            "each run's learning rate is ε_opt(B) = ε_max / (1 + B_noise / B), measured",
+        ),
+        (s.policy != ds.policy, "sweep.policy", "it picks by time_to_target with the measured B_noise"),
+    ]
+    .into_iter()
+    .filter_map(|(set, key, why)| set.then_some((key, why)))
+    .collect()
+}
+
 /// `batchscope time-to-target`.
 pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let (path, set) = (args.config.as_deref(), &args.set);
@@ -136,6 +160,11 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         admit::load_config_or(path, set, TIME_TO_TARGET_DEFAULT_TOML, "configs/time_to_target.toml")?;
     if cfg.train.target_val_error <= 0.0 {
         bail!("time-to-target needs train.target_val_error > 0 (see configs/time_to_target.toml)");
+    }
+    // A config written for `train` or `sweep` runs here too; what this command sets itself is
+    // said, not silently dropped.
+    for (key, why) in set_by_time_to_target(&cfg) {
+        eprintln!("notice: {key} is not used: {why}");
     }
     // A batch larger than the training set is never trained on: it is not timed either.
     let n_train = usize::try_from(crate::data::resolve::training_rows(&cfg)?).unwrap_or(usize::MAX);
