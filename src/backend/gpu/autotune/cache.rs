@@ -228,17 +228,27 @@ fn cut_cache(text: &str) -> bool {
 
 impl TuneCache {
     /// Parse a cache file's text; `Err` says why it cannot be used (rebuild it).
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        let file: CacheFile =
-            serde_json::from_str(text).map_err(|e| format!("not a cache file: {e}"))?;
+    pub fn from_json(text: &str) -> Result<(Self, usize), String> {
+        /// The file with its entries unparsed: one malformed entry (a field missing, a number
+        /// past its type) is dropped alone, and the others are kept.
+        #[derive(Deserialize)]
+        struct RawFile {
+            version: u32,
+            entries: Vec<serde_json::Value>,
+        }
+        let file: RawFile = serde_json::from_str(text).map_err(|e| format!("not a cache file: {e}"))?;
         if file.version != CACHE_VERSION {
             return Err(format!("version {} (this build writes {CACHE_VERSION})", file.version));
         }
         let mut cache = TuneCache::default();
-        for e in file.entries {
-            cache.insert(e);
+        let mut dropped = 0;
+        for value in file.entries {
+            match serde_json::from_value::<Entry>(value) {
+                Ok(e) => cache.insert(e),
+                Err(_) => dropped += 1,
+            }
         }
-        Ok(cache)
+        Ok((cache, dropped))
     }
 
     /// The file text: entries sorted by device and shape (the same cache, the same bytes).
@@ -267,7 +277,17 @@ impl TuneCache {
                 empty(Some(w), Some(why))
             }
             AtPath::Cache(text) => match TuneCache::from_json(&text) {
-                Ok(cache) => Loaded { cache, warning: None, foreign: None },
+                Ok((cache, 0)) => Loaded { cache, warning: None, foreign: None },
+                Ok((cache, dropped)) => {
+                    let w = format!(
+                        "ignoring {dropped} malformed entr{} of {} (the next save drops {}); the other {} kept",
+                        if dropped == 1 { "y" } else { "ies" },
+                        path.display(),
+                        if dropped == 1 { "it" } else { "them" },
+                        cache.len()
+                    );
+                    Loaded { cache, warning: Some(w), foreign: None }
+                }
                 Err(why) => {
                     empty(Some(format!("ignoring {} ({why}); rebuilding it", path.display())), None)
                 }

@@ -120,6 +120,34 @@ fn the_file_round_trips_byte_for_byte() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// One malformed entry (a field missing, a number past its type) is dropped with a warning and
+/// the others kept: it used to empty the whole cache.
+#[test]
+fn a_malformed_entry_is_dropped_alone() {
+    let path = tmp("malformed-entry");
+    let mut cache = TuneCache::default();
+    let d = device("Mesa 22.3.6");
+    for g in mlp_step_gemms(&[64, 128, 10], 64) {
+        cache.insert(entry(&d, &g, "tiled"));
+    }
+    let n = cache.len();
+    let mut file: serde_json::Value = serde_json::from_str(&cache.to_json()).expect("json");
+    let entries = file["entries"].as_array_mut().expect("entries");
+    entries[0].as_object_mut().expect("an entry").remove("device");
+    entries[1]["shape"]["m"] = serde_json::json!(-1);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, file.to_string()).expect("write");
+    let loaded = TuneCache::load(&path);
+    assert_eq!(loaded.cache.len(), n - 2);
+    let w = loaded.warning.expect("a warning");
+    assert!(
+        w.contains("ignoring 2 malformed entries") && w.contains(&format!("the other {} kept", n - 2)),
+        "{w}"
+    );
+    assert!(loaded.foreign.is_none());
+    let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+}
+
 /// A cache path that is a symlink (a cache kept elsewhere, shared between checkouts): a save
 /// replaces the file it names and leaves the link a link, a dangling one included.
 #[cfg(unix)]
@@ -217,8 +245,9 @@ fn corrupt_stale_and_missing_files_are_rebuilt_without_error() {
     for (text, why) in [
         ("{\"version\": 1, \"entries\": [", "not a cache file"),
         ("  {\n  \"version\": 1, \"entries\": [{]}", "not a cache file"),
-        ("{\"version\": 1, \"entries\": [{\"choice\": 3}]}", "not a cache file"),
-        ("  {\n  \"entries\": [1, 2],  \"version\": 1}", "not a cache file"),
+        // Entries are read one by one, after the version (a_malformed_entry_is_dropped_alone).
+        ("{\"version\": 1, \"entries\": [{\"choice\": 3}]}", "version 1"),
+        ("  {\n  \"entries\": [1, 2],  \"version\": 1}", "version 1"),
         ("{\"version\": 0, \"entries\": []}", "version 0"),
         // Version 1's choices were never checked against the exact product.
         ("{\"version\": 1, \"entries\": []}", "version 1"),
@@ -255,7 +284,7 @@ fn unknown_or_unrunnable_choices_are_ignored() {
     );
     // An entry of a file written by a newer build with unknown fields still parses.
     let text = cache.to_json().replace("\"method\"", "\"extra\": 1, \"method\"");
-    assert_eq!(TuneCache::from_json(&text).map(|c| c.len()), Ok(1));
+    assert_eq!(TuneCache::from_json(&text).map(|(c, dropped)| (c.len(), dropped)), Ok((1, 0)));
 }
 
 #[test]
@@ -393,7 +422,7 @@ fn f16_entries_have_their_own_key_and_f32_files_are_unchanged() {
     let back: ShapeKey = serde_json::from_str(&f32_json).expect("parse");
     assert_eq!(back, ShapeKey::of(&g));
     let text = cache.to_json();
-    assert_eq!(TuneCache::from_json(&text).expect("round trip"), cache);
+    assert_eq!(TuneCache::from_json(&text).expect("round trip"), (cache, 0));
 }
 
 #[test]
