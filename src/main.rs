@@ -14,16 +14,20 @@ fn main() -> ExitCode {
     quiet_device_select();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if std::env::args_os().len() <= 1 {
-        eprintln!("{}", Cli::command().render_usage());
         eprintln!("error: no command given; try 'batchscope --help'");
         return ExitCode::from(2);
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        // A usage error is one line, as every other error is; help and version print as clap
+        // writes them.
+        Err(e) if e.use_stderr() => {
+            eprintln!("{}", clap_one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
         }
     };
     let result = rayon_threads_ok().and_then(|()| knobs_ok()).and_then(|()| run_on_pool(cli));
@@ -66,6 +70,39 @@ fn quiet_device_select() {
     if std::env::var_os("NODEVICE_SELECT").is_none() {
         std::env::set_var("NODEVICE_SELECT", "1");
     }
+}
+
+/// clap's usage error (`error: ...`, then tips, a usage block and a pointer to `--help` on
+/// lines of their own) as one line: the error, its tips and possible values in parentheses,
+/// and the command's `--help`.
+fn clap_one_line(rendered: &str) -> String {
+    let mut head = String::new();
+    let mut notes = Vec::new();
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            continue;
+        }
+        match head.is_empty() {
+            true => head = line.to_string(),
+            false => {
+                let note = line.trim_start_matches("tip: ");
+                notes.push(note.trim_start_matches('[').trim_end_matches(']').to_string())
+            }
+        }
+    }
+    if !head.starts_with("error:") {
+        head = format!("error: {head}");
+    }
+    if !notes.is_empty() {
+        head = format!("{head} ({})", notes.join("; "));
+    }
+    // The subcommand the arguments name, if any: its own --help lists its flags.
+    let sub = std::env::args().nth(1).filter(|a| Cli::command().find_subcommand(a).is_some());
+    let command = match sub {
+        Some(sub) => format!("batchscope {sub}"),
+        None => "batchscope".to_string(),
+    };
+    format!("{head}; try '{command} --help'")
 }
 
 /// The error and its causes joined by `: ` (as `{:#}` does), without repeating a cause that

@@ -42,6 +42,34 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// A usage error (an unknown flag or subcommand, a flag's bad value, a negative count) is one
+/// `error:` line naming the command's `--help`, with clap's hints in it: clap printed it over
+/// five lines with a usage block. Help still prints in full and exits 0.
+#[test]
+fn usage_errors_are_one_line() {
+    for (argv, needles) in [
+        (&["curvature", "--examples", "-1"][..], &["'-1'", "try 'batchscope curvature --help'"][..]),
+        (&["train", "--precison", "f16"], &["similar argument exists: '--precision'", "train --help"]),
+        (&["train", "--precision", "f64"], &["(possible values: f32, f16)", "train --help"]),
+        (&["trian"], &["similar subcommand exists: 'train'", "try 'batchscope --help'"]),
+        (&["sweep", "--min-batch", "x"], &["--min-batch", "sweep --help"]),
+        (&[], &["no command given", "try 'batchscope --help'"]),
+    ] {
+        let o = run(argv);
+        assert_eq!(o.status.code(), Some(2), "{argv:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{argv:?}: {err}");
+        assert!(err.starts_with("error: "), "{argv:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{argv:?}: `{err}` does not name {n}");
+        }
+    }
+    let o = run(&["train", "--help"]);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Usage: batchscope train")
+    );
+}
+
 #[test]
 fn bad_configs_are_one_line_errors() {
     let d = tmpdir("configs");
