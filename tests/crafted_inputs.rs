@@ -169,6 +169,48 @@ fn npy_config(dir: &Path, x: &Path, y: &Path, extra: &str) -> std::path::PathBuf
     cfg
 }
 
+/// Messages say what they mean: an empty checkpoint path is named as such (it read "checkpoint
+/// does not exist" with a double space), a huge policy argument is short (10^308 printed 309
+/// digits), an `--out` in use names `--resume` only when it holds a train run, and an `.npy`
+/// file's trailing bytes are warned about once (it was three times).
+#[test]
+fn messages_say_what_they_mean() {
+    let d = tmpdir("messages");
+    let tiny = tiny_at(&d, 16);
+    let o = on_cpu("landscape", &tiny, &["--set", "landscape.start=\"\"", "--out", s(&d.join("l"))]);
+    assert_clean_error(&o, &["the checkpoint path is empty"]);
+    let o = on_cpu("sweep", &tiny, &["--policy", "time_to_target:1e308", "--out", s(&d.join("p"))]);
+    assert_clean_error(&o, &["1e308 must be"]);
+    assert!(stderr(&o).len() < 300, "{}", stderr(&o));
+    let other = d.join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("notes.txt"), "mine").expect("write");
+    let o = train_cpu(&tiny, &["--out", s(&other)]);
+    assert_clean_error(&o, &["already holds files"]);
+    assert!(!stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let (_, run_dir) = finished_run(&d);
+    let o = train_cpu(&tiny, &["--out", s(&run_dir)]);
+    assert_clean_error(&o, &["it holds a train run", "train --resume"]);
+    let (x, y) = write_npy_pair(&d);
+    let mut bytes = std::fs::read(&x).expect("x");
+    bytes.extend_from_slice(&[0; 12]);
+    std::fs::write(&x, bytes).expect("x with trailing bytes");
+    let cfg = npy_config(&d, &x, &y, "");
+    let o = bin()
+        .env("RUST_LOG", "warn")
+        .args(["train", "--backend", "cpu", "--quiet", "--config", s(&cfg), "--out", s(&d.join("n"))])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("bytes after the array data are ignored").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// `data.duplicates` of an `.npy` dataset counts against the host's memory and the u32 row
 /// numbering; 10¹² repeats used to abort on an 8 TB allocation.
 #[test]

@@ -48,7 +48,10 @@ pub const CHECKSUM_KEY: &str = "checksum";
 /// Checkpoint errors; every message names the file and the problem.
 #[derive(Debug, Error)]
 pub enum CheckpointError {
-    #[error("checkpoint {} does not exist", path.display())]
+    #[error("{}", match path.as_os_str().is_empty() {
+        true => "the checkpoint path is empty".to_string(),
+        false => format!("checkpoint {} does not exist", path.display()),
+    })]
     NotFound { path: PathBuf },
     #[error("cannot read checkpoint {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },

@@ -88,7 +88,7 @@ pub enum PolicyParseError {
     MissingNoiseScale,
     #[error("policy `{policy}`: `{value}` is not a number")]
     BadNumber { policy: &'static str, value: String },
-    #[error("policy `{policy}`: {value} must be {expected}")]
+    #[error("policy `{policy}`: {} must be {expected}", short_number(*value))]
     OutOfRange { policy: &'static str, value: f64, expected: &'static str },
 }
 
@@ -140,5 +140,14 @@ impl TryFrom<String> for Policy {
 impl From<Policy> for String {
     fn from(p: Policy) -> String {
         p.to_string()
+    }
+}
+
+/// `value` as written for a person: plain up to a million, else in scientific notation (10^308
+/// printed 309 digits).
+fn short_number(value: f64) -> String {
+    match value.abs() < 1e6 {
+        true => value.to_string(),
+        false => format!("{value:e}"),
     }
 }

@@ -63,7 +63,7 @@ impl Opened {
                 found: have,
             });
         }
-        if have > need {
+        if have > need && first_warning(path) {
             log::warn!("{}: {} bytes after the array data are ignored", path.display(), have - need);
         }
         Ok(opened)
@@ -228,6 +228,18 @@ pub fn read_features(path: &Path) -> Result<(Vec<f32>, usize, usize), DataError>
     let x = f.read_vec::<f32>()?;
     all_finite(path, &x, d, "features")?;
     Ok((x, n, d))
+}
+
+/// Whether this is the first warning about `path` in this process: a file is opened more than
+/// once in a run (its shape, then its data), and its warning said three times is noise.
+fn first_warning(path: &Path) -> bool {
+    static WARNED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut warned) = WARNED.lock() else { return true };
+    if warned.iter().any(|p| p == path) {
+        return false;
+    }
+    warned.push(path.to_path_buf());
+    true
 }
 
 /// Every value of `data` (rows of `cols`) finite: one inf or NaN makes every loss and gradient

@@ -37,7 +37,7 @@ pub enum ReportError {
     #[error("{} already exists; refusing to overwrite it", path.display())]
     AlreadyExists { path: PathBuf },
     /// `--out DIR` names a directory that holds files (`example` is one of them).
-    #[error("output directory {} already holds files ({example}, ...); give --out a new or empty directory (a train run is continued with --resume {})", path.display(), path.display())]
+    #[error("output directory {} already holds files ({example}, ...); give --out a new or empty directory{}", path.display(), resume_hint(path))]
     OutDirInUse { path: PathBuf, example: String },
     #[error("cannot serialize a record for {}: {source}", path.display())]
     Json { path: PathBuf, source: serde_json::Error },
@@ -71,5 +71,17 @@ impl TestDir {
 impl Drop for TestDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// For an `--out` that holds a train run (its config.toml and last.safetensors): how to
+/// continue it instead.
+fn resume_hint(dir: &std::path::Path) -> String {
+    match dir.join("config.toml").is_file() && dir.join("last.safetensors").is_file() {
+        true => format!(
+            " (it holds a train run: continue it with `batchscope train --resume {}`)",
+            dir.display()
+        ),
+        false => String::new(),
     }
 }

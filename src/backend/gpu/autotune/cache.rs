@@ -164,7 +164,7 @@ pub fn foreign(path: &Path) -> Option<String> {
 fn inspect(path: &Path) -> AtPath {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return AtPath::Missing,
-        Err(e) => return AtPath::Foreign(format!("cannot inspect it: {e}")),
+        Err(e) => return AtPath::Foreign(format!("unreadable ({e})")),
         Ok(m) if !m.is_file() => return AtPath::Foreign("not a regular file".to_string()),
         Ok(_) => {}
     }
