@@ -59,11 +59,14 @@ pub(crate) fn write_atomic_io(path: &Path, bytes: &[u8]) -> Result<(), AtomicWri
     let parent = parent_dir(path);
     let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), unique_suffix()));
 
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| fail("create a temporary file", &tmp, e))?;
+    let mut file =
+        OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| match e.kind() {
+            // The error a person can act on names the file they asked for, not our temporary.
+            io::ErrorKind::NotFound => {
+                fail("write", path, io::Error::new(e.kind(), "its directory does not exist"))
+            }
+            _ => fail("create a temporary file", &tmp, e),
+        })?;
     let written = file.write_all(bytes).and_then(|()| file.sync_all());
     drop(file);
     if let Err(e) = written {
@@ -115,4 +118,18 @@ pub(crate) fn temporary_writer(file_name: &str) -> Option<u32> {
         return None;
     }
     parts[0].parse().ok()
+}
+
+#[cfg(test)]
+mod missing_dir_tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_directory_is_named_by_the_file_asked_for() {
+        let dir = std::env::temp_dir().join(format!("batchscope-atomic-nodir-{}", std::process::id()));
+        let path = dir.join("a.svg");
+        let e = write_atomic(&path, b"x").expect_err("no directory").to_string();
+        assert_eq!(e, format!("cannot write {}: its directory does not exist", path.display()));
+        assert!(!dir.exists());
+    }
 }
