@@ -339,10 +339,13 @@ mod tests {
             matches!(&err, ReportError::OutDirInUse { path, example } if path == &out && example == "metrics.jsonl")
         );
         let msg = err.to_string();
-        assert!(
-            msg.contains("already holds") && msg.contains("metrics.jsonl") && msg.contains("--resume"),
-            "{msg}"
-        );
+        assert!(msg.contains("already holds") && msg.contains("metrics.jsonl"), "{msg}");
+        // `--resume` is suggested only for a directory that holds a train run.
+        assert!(!msg.contains("--resume"), "{msg}");
+        fs::write(out.join("config.toml"), b"").unwrap();
+        fs::write(out.join("last.safetensors"), b"").unwrap();
+        let msg = create_run_dir(Some(&out), "train").unwrap_err().to_string();
+        assert!(msg.contains("it holds a train run") && msg.contains("--resume"), "{msg}");
         assert!(!t.0.join("deep/er/out-1").exists());
         assert_eq!(fs::read(out.join("metrics.jsonl")).unwrap(), b"{}\n");
     }
