@@ -294,6 +294,9 @@ pub fn apply_override(doc: &mut toml::Table, arg: &str) -> Result<(), ConfigErro
             i64::MAX
         )));
     }
+    if is_float_past_toml(raw) {
+        return Err(err(&format!("{raw} is past the largest number TOML holds (f64, {:e})", f64::MAX)));
+    }
     let value = parse_value(raw).map_err(err)?;
     let section =
         doc.entry(parts[0].to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -313,6 +316,13 @@ fn is_integer_past_toml(raw: &str) -> bool {
     !digits.is_empty()
         && digits.bytes().all(|c| c.is_ascii_digit())
         && raw.replace('_', "").parse::<i64>().is_err()
+}
+
+/// Whether `raw` is a number past f64's range (`1e400`): TOML refuses it, and it would fall
+/// back to a string as an integer past i64 would ([`is_integer_past_toml`]). `inf` is TOML.
+fn is_float_past_toml(raw: &str) -> bool {
+    let unsigned = raw.strip_prefix(['-', '+']).unwrap_or(raw);
+    unsigned != "inf" && raw.replace('_', "").parse::<f64>().is_ok_and(f64::is_infinite)
 }
 
 /// `raw` as a TOML value, or as a bare string where it is none. `Err` where it is a value and

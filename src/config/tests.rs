@@ -120,6 +120,13 @@ fn overrides_apply_and_are_validated() {
     assert!(e.contains("`train.lr`: 3.5e38 is past the largest value an f32"), "{e}");
     let e = Config::from_toml("[data]\nnoise_std = -1e39\n", "t").unwrap_err().to_string();
     assert!(e.contains("`data.noise_std`: -1e39") && e.contains("(line 2)"), "{e}");
+    // Past f64's range: TOML refuses it, and it read "invalid type: string" (inf is TOML).
+    for huge in ["1e400", "-1_0e400"] {
+        let e = Config::load(None, &[format!("train.lr={huge}")]).unwrap_err().to_string();
+        assert!(e.contains(&format!("{huge} is past the largest number TOML holds")), "{e}");
+    }
+    let e = Config::load(None, &["train.lr=inf".into()]).unwrap_err().to_string();
+    assert!(!e.contains("largest number TOML"), "{e}");
     // An f64 setting holds it; f32's largest value loads.
     assert!(Config::load(None, &["sweep.time_budget_s=1e300".into()]).is_ok());
     assert!(Config::load(None, &[format!("train.clip_norm={:e}", f32::MAX)]).is_ok());
