@@ -581,6 +581,27 @@ fn bad_configs_npy_and_checkpoints_are_errors() {
             ),
             "ReLU is not odd",
         ),
+        // The hint names the setting to change, whichever the config already has (it said
+        // "use sign_flips" to a config that set it, and whose rescale was the cause).
+        case(
+            "rescaled tanh units",
+            with(
+                base("landscape"),
+                &[
+                    "--set",
+                    "landscape.sign_flips=true",
+                    "--set",
+                    "model.activation=\"tanh\"",
+                    "--set",
+                    "landscape.rescale=2.0",
+                    "--set",
+                    "data.n_train=64",
+                    "--out",
+                    &out("m2"),
+                ],
+            ),
+            "set landscape.rescale = 1",
+        ),
         case(
             "sweep starting past the training set",
             with(

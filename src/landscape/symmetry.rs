@@ -34,9 +34,9 @@ pub struct TwinSpec {
 /// Why a twin cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TwinError {
-    #[error("{act} units are not positively homogeneous: rescaling changes the function (use sign_flips for tanh)")]
+    #[error("{act} units are not positively homogeneous: rescaling changes the function (set landscape.rescale = 1; a {act} twin may flip signs, landscape.sign_flips)")]
     Rescale { act: &'static str },
-    #[error("ReLU is not odd: flipping signs changes the function (use rescale)")]
+    #[error("ReLU is not odd: flipping signs changes the function (set landscape.sign_flips = false; a ReLU twin may rescale, landscape.rescale)")]
     SignFlip,
     #[error("parameters do not match the model: {0}")]
     Shape(String),
