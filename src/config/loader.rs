@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{source_map, ConfigError};
+use super::{source_map, type_hints, ConfigError};
 
 /// A TOML file (or embedded default) with `--set` overrides applied, and its name for errors.
 #[derive(Clone, Debug)]
@@ -229,26 +229,38 @@ fn deserialize_unchecked<T: DeserializeOwned>(
     origin: &str,
     section: &str,
 ) -> Result<T, ConfigError> {
-    T::deserialize(toml::Value::Table(table)).map_err(|e: toml::de::Error| {
-        let mut keys = section_path(section);
-        keys.extend(error_keys(&e));
-        let mut message = e.message().to_string();
-        if !keys.is_empty() {
-            message = format!("`{}`: {message}", keys.join("."));
-        }
-        let mut origin = origin;
-        if let Some(line) = source_map::locate(origin, &keys) {
-            message.push_str(&format!(" (line {line})"));
-        } else if source_map::is_overridden(origin, &keys) {
-            message.push_str(&format!(
-                " (given by --set {})",
-                keys.iter().take(2).cloned().collect::<Vec<_>>().join(".")
-            ));
-            // The command line gave it, not a `[[variant]]` of the file: name the file only.
-            origin = origin.split(" [[variant]] ").next().unwrap_or(origin);
-        }
-        ConfigError::Parse { origin: origin.to_string(), message }
+    if let Some((keys, message)) = type_hints::array_for_table::<T>(&table) {
+        return Err(located(origin, section, keys, message));
+    }
+    T::deserialize(toml::Value::Table(table.clone())).map_err(|e: toml::de::Error| {
+        let keys = error_keys(&e);
+        let message = type_hints::value_for_table(&table, &keys, e.message())
+            .or_else(|| type_hints::enum_words::<T>(&table, &keys, e.message()))
+            .unwrap_or_else(|| e.message().to_string());
+        located(origin, section, keys, message)
     })
+}
+
+/// A config error at `section.keys`, named by its dotted key and by its line in the file or
+/// the `--set` that gave it.
+fn located(origin: &str, section: &str, local: Vec<String>, mut message: String) -> ConfigError {
+    let mut keys = section_path(section);
+    keys.extend(local);
+    if !keys.is_empty() {
+        message = format!("`{}`: {message}", keys.join("."));
+    }
+    let mut origin = origin;
+    if let Some(line) = source_map::locate(origin, &keys) {
+        message.push_str(&format!(" (line {line})"));
+    } else if source_map::is_overridden(origin, &keys) {
+        message.push_str(&format!(
+            " (given by --set {})",
+            keys.iter().take(2).cloned().collect::<Vec<_>>().join(".")
+        ));
+        // The command line gave it, not a `[[variant]]` of the file: name the file only.
+        origin = origin.split(" [[variant]] ").next().unwrap_or(origin);
+    }
+    ConfigError::Parse { origin: origin.to_string(), message }
 }
 
 /// The dotted key an error is about: the path the deserializer was in (its display ends with

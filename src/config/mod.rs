@@ -17,6 +17,7 @@ pub mod sequences;
 mod source_map;
 mod sweep;
 mod train;
+mod type_hints;
 mod validate;
 pub use validate::{sweep_range_problem, TEACHER_CALIBRATION_INPUTS};
 

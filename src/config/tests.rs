@@ -188,3 +188,53 @@ fn type_errors_and_overrides_from_one_loader() {
     let c = Config::from_table(text.table, &text.origin).unwrap();
     assert_eq!((c.train.lr, c.train.steps), (0.5, 9));
 }
+
+#[test]
+fn a_section_written_as_an_array_or_a_value_is_named_as_such() {
+    // `[[train]]` read as a tuple of [train]'s fields: the error named the batch size's type.
+    let e = Config::from_toml("[[train]]\nepochs = 1\n", "a.toml").unwrap_err().to_string();
+    assert!(e.contains("`train`: is one table, [train]; the file writes [[train]]"), "{e}");
+    assert!(e.contains("(line 1)") && !e.contains("batch"), "{e}");
+    let e = Config::from_toml("[model]\nhidden = [8]\n[[data]]\n", "b.toml").unwrap_err().to_string();
+    assert!(e.contains("`data`: is one table") && e.contains("(line 3)"), "{e}");
+    let e = Config::from_toml("gpu = 3\n", "c.toml").unwrap_err().to_string();
+    assert!(e.contains("`gpu`: must be a table ([gpu]), got integer"), "{e}");
+    // An empty array, or one of a table's values, was taken without a word.
+    for (text, key) in [("train = []\n", "train"), ("[gpu]\n", ""), ("gpu = [\"on\"]\n", "gpu")] {
+        let r = Config::from_toml(text, "d.toml");
+        if key.is_empty() {
+            assert!(r.is_ok(), "{text}");
+            continue;
+        }
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains(&format!("`{key}`: must be a table ([{key}]), got array")), "{e}");
+    }
+    // An array that is one (model.hidden) is no table.
+    assert_eq!(Config::from_toml("[model]\nhidden = [8]\n", "h").unwrap().model.hidden, vec![8]);
+    // A section of another command's file is its own (DepthConfig has no [train]).
+    let mut text = ConfigText::load(None, "[[depth]]\nlayers = 3\n", "x", &[]).unwrap();
+    let e = text.take_section::<DepthConfig>("depth").unwrap_err().to_string();
+    assert!(e.contains("must be a table ([depth])"), "{e}");
+}
+
+#[test]
+fn a_setting_of_fixed_words_given_another_type_lists_the_words() {
+    // It read "invalid type: unit variant, expected string only".
+    for (set, words) in [
+        ("gpu.autotune=true", "expected one of `off`, `cached`, `on`, got true"),
+        ("model.activation=3", "expected one of `identity`, `relu`, `tanh`, got 3"),
+        ("model.activation=[1]", "got [1]"),
+        ("model.activation={a=1}", "got { a = 1 }"),
+        ("model.precision=16", "expected `f32` or `f16`, got 16"),
+    ] {
+        let e = Config::load(None, &[set.into()]).unwrap_err().to_string();
+        let key = set.split('=').next().unwrap();
+        assert!(e.contains(&format!("`{key}`: expected ")), "{set}: {e}");
+        assert!(e.contains(words) && !e.contains("variant"), "{set}: {e}");
+    }
+    let e = Config::from_toml("[model]\nactivation = 1.5\n", "f.toml").unwrap_err().to_string();
+    assert!(e.contains("`model.activation`: expected one of") && e.contains("(line 2)"), "{e}");
+    // A word that is not one still says so as serde does.
+    let e = Config::load(None, &["model.activation=gelu".into()]).unwrap_err().to_string();
+    assert!(e.contains("unknown variant `gelu`"), "{e}");
+}
