@@ -49,6 +49,8 @@ pub enum DataError {
     RowMismatch { features: PathBuf, labels: PathBuf, n_features: usize, n_labels: usize },
     #[error("{}: label {value} at index {index} is out of range for {classes} classes (labels must be in 0..{classes})", path.display())]
     LabelOutOfRange { path: PathBuf, index: usize, value: i128, classes: usize },
+    #[error("{}: label {value} at index {index} is past the largest class label batchscope holds ({})", path.display(), u32::MAX - 1)]
+    LabelTooLarge { path: PathBuf, index: usize, value: i128 },
     #[error("{}: label {value} at index {index} is negative (class labels are 0, 1, 2, …)", path.display())]
     NegativeLabel { path: PathBuf, index: usize, value: i128 },
     #[error("{}: {message}", path.display())]

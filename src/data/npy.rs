@@ -135,15 +135,61 @@ impl Opened {
     fn read_vec<T: npyz::Deserialize>(self) -> Result<Vec<T>, DataError> {
         let path = self.path;
         let file = NpyFile::with_header(self.header, self.reader);
-        file.into_vec::<T>().map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => DataError::Truncated {
-                path: path.clone(),
-                what: "the data".into(),
-                expected: None,
-                found: 0,
-            },
-            _ => DataError::Format { path: path.clone(), message: e.to_string() },
-        })
+        file.into_vec::<T>().map_err(|e| read_error(&path, e))
+    }
+
+    /// Every integer label in order, checked (`0 <= label < classes`) and passed to `each` as
+    /// read: nothing is held but what `each` keeps (a labels file was widened whole to i128,
+    /// 16 bytes a row, before its rows were counted: 2^31 rows aborted the process).
+    fn scan_labels(self, classes: usize, each: &mut impl FnMut(u32)) -> Result<(), DataError> {
+        const EXPECTED: &str = "labels must be integers [N] (classification) or f32 [N, K] (regression)";
+        match self.plain(EXPECTED)? {
+            (TypeChar::Int, 1) => self.scan::<i8>(classes, each),
+            (TypeChar::Int, 2) => self.scan::<i16>(classes, each),
+            (TypeChar::Int, 4) => self.scan::<i32>(classes, each),
+            (TypeChar::Int, 8) => self.scan::<i64>(classes, each),
+            (TypeChar::Uint, 1) => self.scan::<u8>(classes, each),
+            (TypeChar::Uint, 2) => self.scan::<u16>(classes, each),
+            (TypeChar::Uint, 4) => self.scan::<u32>(classes, each),
+            (TypeChar::Uint, 8) => self.scan::<u64>(classes, each),
+            _ => Err(self.dtype_error(EXPECTED)),
+        }
+    }
+
+    fn scan<T: npyz::Deserialize + Into<i128>>(
+        self,
+        classes: usize,
+        each: &mut impl FnMut(u32),
+    ) -> Result<(), DataError> {
+        let path = self.path;
+        let file = NpyFile::with_header(self.header, self.reader);
+        let values = file
+            .data::<T>()
+            .map_err(|e| DataError::Format { path: path.clone(), message: e.to_string() })?;
+        for (index, value) in values.enumerate() {
+            let value: i128 = value.map_err(|e| read_error(&path, e))?.into();
+            if value < 0 {
+                return Err(DataError::NegativeLabel { path, index, value });
+            }
+            if value >= classes as i128 {
+                return Err(DataError::LabelOutOfRange { path, index, value, classes });
+            }
+            each(value as u32);
+        }
+        Ok(())
+    }
+}
+
+/// A read of the data that failed: cut short, or not what the header says.
+fn read_error(path: &Path, e: io::Error) -> DataError {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => DataError::Truncated {
+            path: path.to_path_buf(),
+            what: "the data".into(),
+            expected: None,
+            found: 0,
+        },
+        _ => DataError::Format { path: path.to_path_buf(), message: e.to_string() },
     }
 }
 
@@ -168,23 +214,58 @@ pub fn features_shape(path: &Path) -> Result<(usize, usize), DataError> {
 }
 
 /// Whether the labels file holds integers (class labels) rather than f32 targets; reads the
-/// header only.
+/// header only. Any other dtype (f64, bool, ...) is refused here, by name, so that neither loss
+/// is offered for it.
 pub fn labels_are_integers(path: &Path) -> Result<bool, DataError> {
-    let tc = Opened::open(path)?.plain("labels must be integers [N] or f32 [N, K]")?.0;
-    Ok(matches!(tc, TypeChar::Int | TypeChar::Uint))
+    const EXPECTED: &str = "labels must be integers [N] (classification) or f32 [N, K] (regression); \
+                            numpy: y.astype('int64') or y.astype('float32')";
+    let f = Opened::open(path)?;
+    match f.plain(EXPECTED)? {
+        (TypeChar::Int | TypeChar::Uint, 1 | 2 | 4 | 8) => Ok(true),
+        (TypeChar::Float, 4) => Ok(false),
+        _ => Err(f.dtype_error(EXPECTED)),
+    }
+}
+
+/// The rows N of a labels file (`[N]` or `[N, K]`), from its header only.
+pub fn label_rows(path: &Path) -> Result<usize, DataError> {
+    let f = Opened::open(path)?;
+    match f.shape().as_slice() {
+        [n] | [n, _] => usize_of(path, *n),
+        _ => Err(DataError::Rank {
+            path: path.to_path_buf(),
+            shape: f.shape(),
+            expected: "labels must be integers [N] or f32 [N, K]",
+        }),
+    }
 }
 
 /// Classes implied by integer labels: max + 1, 0 for no rows (`None` for f32 regression
-/// targets).
+/// targets). Streams the file; holds nothing.
 pub fn label_classes(path: &Path) -> Result<Option<usize>, DataError> {
-    let tc = Opened::open(path)?.plain("labels must be integers [N] or f32 [N, K]")?.0;
+    let f = Opened::open(path)?;
+    let tc = f.plain("labels must be integers [N] or f32 [N, K]")?.0;
     if !matches!(tc, TypeChar::Int | TypeChar::Uint) {
         return Ok(None);
     }
-    match read_labels(path, u32::MAX as usize)?.0 {
-        Labels::Classes { labels, .. } => Ok(Some(labels.iter().max().map_or(0, |&m| m as usize + 1))),
-        Labels::Values { .. } => Ok(None),
+    if f.shape().len() != 1 {
+        return Err(DataError::Rank {
+            path: path.to_path_buf(),
+            shape: f.shape(),
+            expected: "integer labels must be [N]",
+        });
     }
+    let mut classes = 0usize;
+    // Labels are u32 on every backend; u32::MAX itself would make u32::MAX + 1 classes.
+    f.scan_labels(u32::MAX as usize, &mut |label| classes = classes.max(label as usize + 1)).map_err(
+        |e| match e {
+            DataError::LabelOutOfRange { path, index, value, .. } => {
+                DataError::LabelTooLarge { path, index, value }
+            }
+            other => other,
+        },
+    )?;
+    Ok(Some(classes))
 }
 
 /// The columns K of f32 regression targets `[N, K]` (1 for `[N]`), from the header only.
@@ -277,32 +358,12 @@ pub fn read_labels(path: &Path, outputs: usize) -> Result<(Labels, usize), DataE
                 });
             }
             let n = usize_of(path, shape[0])?;
-            let values: Vec<i128> = match (tc, size) {
-                (TypeChar::Int, 1) => f.read_vec::<i8>()?.into_iter().map(i128::from).collect(),
-                (TypeChar::Int, 2) => f.read_vec::<i16>()?.into_iter().map(i128::from).collect(),
-                (TypeChar::Int, 4) => f.read_vec::<i32>()?.into_iter().map(i128::from).collect(),
-                (TypeChar::Int, 8) => f.read_vec::<i64>()?.into_iter().map(i128::from).collect(),
-                (TypeChar::Uint, 1) => f.read_vec::<u8>()?.into_iter().map(i128::from).collect(),
-                (TypeChar::Uint, 2) => f.read_vec::<u16>()?.into_iter().map(i128::from).collect(),
-                (TypeChar::Uint, 4) => f.read_vec::<u32>()?.into_iter().map(i128::from).collect(),
-                (TypeChar::Uint, 8) => f.read_vec::<u64>()?.into_iter().map(i128::from).collect(),
-                _ => return Err(f.dtype_error(EXPECTED)),
-            };
-            let mut labels = Vec::with_capacity(values.len());
-            for (index, &value) in values.iter().enumerate() {
-                if value < 0 {
-                    return Err(DataError::NegativeLabel { path: path.to_path_buf(), index, value });
-                }
-                if value >= outputs as i128 {
-                    return Err(DataError::LabelOutOfRange {
-                        path: path.to_path_buf(),
-                        index,
-                        value,
-                        classes: outputs,
-                    });
-                }
-                labels.push(value as u32);
-            }
+            let mut labels = Vec::new();
+            labels.try_reserve_exact(n).map_err(|_| DataError::TooLarge {
+                what: "labels",
+                bytes: n as u128 * std::mem::size_of::<u32>() as u128,
+            })?;
+            f.scan_labels(outputs, &mut |label| labels.push(label))?;
             Ok((Labels::Classes { labels, classes: outputs }, n))
         }
         TypeChar::Float if size == 4 => {

@@ -59,12 +59,31 @@ pub fn resolve_npy(
         key: key.to_string(),
         message,
     };
-    let (n, d) = npy::features_shape(&features).map_err(|e| bad("data.features", e.to_string()))?;
+    let (n, d) = npy::features_shape(&features).map_err(|e| bad("data.features", refused(e)))?;
     if d == 0 {
         return Err(bad(
             "data.features",
             format!(
                 "{} holds {n} rows of 0 features (shape [{n}, 0]): nothing to learn from",
+                features.display()
+            ),
+        ));
+    }
+    if n == 0 {
+        return Err(bad(
+            "data.features",
+            format!("{} holds no rows (shape [0, {d}]): nothing to learn from", features.display()),
+        ));
+    }
+    // Rows agree before either file's data is read (the labels are streamed below to find the
+    // classes, which for a file of the wrong length was work before a certain error).
+    let n_labels = npy::label_rows(&labels).map_err(|e| bad("data.labels", refused(e)))?;
+    if n_labels != n {
+        return Err(bad(
+            "data.labels",
+            format!(
+                "holds {n_labels} rows ({}) but data.features holds {n} ({}): a row of each per example",
+                labels.display(),
                 features.display()
             ),
         ));
@@ -82,7 +101,7 @@ pub fn resolve_npy(
         ));
     }
     if cfg.model.loss == LossKind::Mse
-        && npy::labels_are_integers(&labels).map_err(|e| bad("data.labels", e.to_string()))?
+        && npy::labels_are_integers(&labels).map_err(|e| bad("data.labels", refused(e)))?
     {
         return Err(bad(
             "data.labels",
@@ -93,7 +112,7 @@ pub fn resolve_npy(
         ));
     }
     if cfg.model.loss == LossKind::SoftmaxXent
-        && !npy::labels_are_integers(&labels).map_err(|e| bad("data.labels", e.to_string()))?
+        && !npy::labels_are_integers(&labels).map_err(|e| bad("data.labels", refused(e)))?
     {
         return Err(bad(
             "data.labels",
@@ -104,7 +123,7 @@ pub fn resolve_npy(
         ));
     }
     if cfg.model.loss == LossKind::Mse {
-        let k = npy::target_columns(&labels).map_err(|e| bad("data.labels", e.to_string()))?;
+        let k = npy::target_columns(&labels).map_err(|e| bad("data.labels", refused(e)))?;
         if !given.outputs || cfg.data.outputs == 0 {
             cfg.data.outputs = k;
         } else if cfg.data.outputs != k {
@@ -120,7 +139,7 @@ pub fn resolve_npy(
     }
     let infer = !given.classes || cfg.data.classes == 0;
     if infer && cfg.model.loss == LossKind::SoftmaxXent {
-        match npy::label_classes(&labels).map_err(|e| bad("data.labels", e.to_string()))? {
+        match npy::label_classes(&labels).map_err(|e| bad("data.labels", refused(e)))? {
             // One class (every label 0) or none (no rows): nothing to classify.
             Some(c) if c < 2 => {
                 return Err(bad(
@@ -185,6 +204,12 @@ pub fn resolve_npy(
         cfg.data.val_fraction
     );
     Ok(())
+}
+
+/// A file's error as the message of the key that names it: "`data.labels` is refused: y.npy: …"
+/// (the file's message begins with its path, which read as the key's value).
+fn refused(e: super::DataError) -> String {
+    format!("is refused: {e}")
 }
 
 /// Validation rows of an `.npy` dataset of `n` rows: `round(n · data.val_fraction)`, at most

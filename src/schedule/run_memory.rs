@@ -30,22 +30,28 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
         let y = if cfg.model.loss == LossKind::Mse { outputs } else { 1 };
         sum_bytes(what, &[bytes_of(what, &[rows, dim])?, bytes_of(what, &[rows, y])?])
     };
-    let val = per_row("the validation set", d.n_val as u64)?;
+    // An .npy file's rows split by data.val_fraction (data.n_val is a generator's setting).
+    let npy_rows = match (d.kind, d.features.as_deref().map(npy::features_shape)) {
+        (DataKind::Npy, Some(Ok((n, _)))) => Some((n, npy_val_rows(n, d.val_fraction))),
+        _ => None, // generated data, or no file yet, or a bad one: reading it is the error
+    };
+    let val_rows = match (d.kind, npy_rows) {
+        (DataKind::Npy, Some((_, n_val))) => n_val,
+        (DataKind::Npy, None) => 0,
+        _ => d.n_val,
+    };
+    let val = per_row("the validation set", val_rows as u64)?;
     // `(the file's rows as read, the training rows)`: an .npy file's rows, then its training
     // rows each repeated data.duplicates times.
-    let (file, train) = match (d.kind, d.mode) {
-        (DataKind::Npy, _) => match d.features.as_deref().map(npy::features_shape) {
-            Some(Ok((n, _))) => {
-                let n_val = npy_val_rows(n, d.val_fraction);
-                let repeats = ((n - n_val) as u64).checked_mul(d.duplicates.max(1) as u64);
-                let repeats = repeats
-                    .ok_or_else(|| HostMemoryError::Overflow { what: "the training set".to_string() })?;
-                (per_row("the data file", n as u64)?, per_row("the training set", repeats)?)
-            }
-            _ => (0, 0), // no file yet, or a bad one: reading it is the error
-        },
-        (_, DataMode::Stream) => (0, 0),
-        (_, DataMode::Resident) => (0, per_row("the training set", d.n_train)?),
+    let (file, train) = match (d.kind, d.mode, npy_rows) {
+        (DataKind::Npy, _, Some((n, n_val))) => {
+            let repeats = ((n - n_val) as u64).checked_mul(d.duplicates.max(1) as u64);
+            let repeats = repeats
+                .ok_or_else(|| HostMemoryError::Overflow { what: "the training set".to_string() })?;
+            (per_row("the data file", n as u64)?, per_row("the training set", repeats)?)
+        }
+        (DataKind::Npy, _, None) | (_, DataMode::Stream, _) => (0, 0),
+        (_, DataMode::Resident, _) => (0, per_row("the training set", d.n_train)?),
     };
     let tables = match d.kind {
         DataKind::GaussianMixture => bytes_of("the class means", &[d.classes as u64, dim])?,
@@ -68,7 +74,7 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
     };
     // The evaluation's working buffers: one chunk of validation rows through every layer
     // (with many classes the logits alone are large).
-    let eval_rows = d.n_val.min(crate::train::EVAL_CHUNK);
+    let eval_rows = val_rows.min(crate::train::EVAL_CHUNK);
     let eval = if eval_rows == 0 {
         0
     } else {
@@ -97,10 +103,11 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
          {} resident examples ({} bytes of data on the host and in the backend's buffers)",
         sizes_text(&spec.sizes),
         d.dim,
-        if d.mode == DataMode::Resident && d.kind != DataKind::Npy {
-            d.n_train + d.n_val as u64
-        } else {
-            d.n_val as u64
+        match (d.kind, d.mode, npy_rows) {
+            (DataKind::Npy, _, Some((n, _))) => n as u64,
+            (DataKind::Npy, _, None) => 0,
+            (_, DataMode::Resident, _) => d.n_train + d.n_val as u64,
+            (_, DataMode::Stream, _) => d.n_val as u64,
         },
         total - model
     );

@@ -1,0 +1,123 @@
+//! Crafted input files found by the audit of 2026-12-07 (labels, run directories, checkpoints,
+//! the autotune cache), each once an abort, lost work or a silent change: now exit 2 with one
+//! `error:` line naming the file, before any work, and nothing that existed is changed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::cli::{assert_clean_error, npy_bytes, snapshot, stderr};
+use common::tmpdir;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn train_cpu(config: &Path, extra: &[&str]) -> Output {
+    let mut a = vec!["train", "--backend", "cpu", "--quiet", "--config", s(config)];
+    a.extend_from_slice(extra);
+    common::cli::batchscope("audit-files").args(&a).output().expect("run batchscope")
+}
+
+/// 40 rows of 3 features, and `npy.toml` training on them with labels `labels`.
+fn npy_run(dir: &Path, labels: &Path) -> PathBuf {
+    let x: Vec<u8> = (0..120).flat_map(|i| (((i * 37 % 11) as f32 - 5.0) / 5.0).to_le_bytes()).collect();
+    let xp = dir.join("x.npy");
+    std::fs::write(&xp, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (40, 3), }", &x))
+        .expect("x");
+    let cfg = dir.join("npy.toml");
+    let text = format!(
+        "[model]\nhidden = [4]\n[data]\nkind = \"npy\"\nfeatures = \"{}\"\nlabels = \"{}\"\n[train]\nbatch_size = 2\nsteps = 2\n",
+        s(&xp),
+        s(labels)
+    );
+    std::fs::write(&cfg, text).expect("config");
+    cfg
+}
+
+fn labels_file(dir: &Path, name: &str, descr: &str, rows: u64, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows},), }}");
+    std::fs::write(&p, npy_bytes(&dict, data)).expect("labels");
+    p
+}
+
+/// A labels file of 2^31 rows (a sparse 2 GiB file) beside 40 rows of features: every label
+/// was widened to i128 (32 GiB) to find the classes before the rows were compared, and the
+/// allocation aborted the process (exit 134), after the run directory was made.
+#[test]
+fn a_labels_file_of_the_wrong_length_is_refused_from_its_header() {
+    let dir = tmpdir("long-labels");
+    let y = labels_file(&dir, "y.npy", "|u1", 1 << 31, &[1]);
+    let file = std::fs::OpenOptions::new().write(true).open(&y).expect("open");
+    file.set_len(std::fs::metadata(&y).expect("len").len() + (1 << 31) - 1).expect("sparse");
+    let cfg = npy_run(&dir, &y);
+    let out = dir.join("run");
+    let started = std::time::Instant::now();
+    let o = train_cpu(&cfg, &["--out", s(&out)]);
+    assert_clean_error(&o, &["`data.labels`", "holds 2147483648 rows", "data.features holds 40"]);
+    assert!(started.elapsed().as_secs() < 20, "read the file: {:?}", started.elapsed());
+    assert!(!out.exists(), "no run directory");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Labels of a dtype neither loss takes are named by dtype the first time (f64 labels were
+/// told they held f32 targets and to use mse, which then refused '<f8').
+#[test]
+fn labels_of_an_unsupported_dtype_are_named_by_dtype() {
+    let dir = tmpdir("label-dtypes");
+    let f8: Vec<u8> = (0..40).flat_map(|i| ((i % 3) as f64).to_le_bytes()).collect();
+    let y = labels_file(&dir, "y8.npy", "<f8", 40, &f8);
+    let cfg = npy_run(&dir, &y);
+    for loss in ["softmax_xent", "mse"] {
+        let o =
+            train_cpu(&cfg, &["--set", &format!("model.loss=\"{loss}\""), "--out", s(&dir.join(loss))]);
+        assert_clean_error(&o, &["`data.labels`", "dtype '<f8' is not supported", "astype"]);
+        assert!(!stderr(&o).contains("holds f32 targets"), "{}", stderr(&o));
+    }
+    let b1 = labels_file(&dir, "yb.npy", "|b1", 40, &[1u8; 40]);
+    let o = train_cpu(&npy_run(&dir, &b1), &["--out", s(&dir.join("b1"))]);
+    assert_clean_error(&o, &["dtype '|b1' is not supported"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A label past u32 (the labels' type on every backend) is named as such (it read "out of
+/// range for 4294967295 classes" with data.classes never set); a label just below it makes a
+/// model past the host, and the refusal counts the file's rows (it counted data.n_val, a
+/// generator's setting: "2048 resident examples").
+#[test]
+fn huge_labels_name_the_limit_and_the_file_rows() {
+    let dir = tmpdir("huge-labels");
+    let max: Vec<u8> =
+        (0..40u64).flat_map(|i| if i == 7 { u64::MAX } else { i % 3 }.to_le_bytes()).collect();
+    let y = labels_file(&dir, "ymax.npy", "<u8", 40, &max);
+    let o = train_cpu(&npy_run(&dir, &y), &["--out", s(&dir.join("a"))]);
+    assert_clean_error(
+        &o,
+        &["label 18446744073709551615 at index 7", "largest class label batchscope holds (4294967294)"],
+    );
+    let near: Vec<u8> =
+        (0..40u32).flat_map(|i| if i == 0 { u32::MAX - 1 } else { i % 3 }.to_le_bytes()).collect();
+    let y = labels_file(&dir, "ynear.npy", "<u4", 40, &near);
+    let o = train_cpu(&npy_run(&dir, &y), &["--out", s(&dir.join("b"))]);
+    assert_clean_error(&o, &["4294967295]", "40 resident examples", "host memory"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Features of no rows are said to hold none (it read "train.batch_size is 2, more than the 0
+/// training examples").
+#[test]
+fn features_of_no_rows_are_said_to_hold_none() {
+    let dir = tmpdir("no-rows");
+    let y = labels_file(&dir, "y.npy", "<i8", 0, &[]);
+    let cfg = npy_run(&dir, &y);
+    let x = dir.join("x.npy");
+    std::fs::write(&x, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }", &[]))
+        .expect("x");
+    let before = snapshot(&dir);
+    let o = train_cpu(&cfg, &["--out", s(&dir.join("run"))]);
+    assert_clean_error(&o, &["`data.features`", "holds no rows (shape [0, 3])"]);
+    assert_eq!(snapshot(&dir), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
