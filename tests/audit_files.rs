@@ -121,3 +121,43 @@ fn features_of_no_rows_are_said_to_hold_none() {
     assert_eq!(snapshot(&dir), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A finished tiny CPU run in `dir/run` (its config at `dir/tiny.toml`).
+fn finished_run(dir: &Path) -> PathBuf {
+    let tiny = dir.join("tiny.toml");
+    std::fs::write(&tiny, common::tiny_config(1, 16, 1)).expect("config");
+    let run = dir.join("run");
+    let o = train_cpu(&tiny, &["--out", s(&run)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    run
+}
+
+fn resume_cpu(run: &Path, extra: &[&str]) -> Output {
+    let mut a = vec!["train", "--backend", "cpu", "--quiet", "--resume", s(run)];
+    a.extend_from_slice(extra);
+    common::cli::batchscope("audit-files").args(&a).output().expect("run batchscope")
+}
+
+/// A directory where the run writes `summary.json` (or a plot) failed that write only after
+/// the resumed steps had moved the checkpoints and metrics on; the run, complete, could never
+/// write its summary again. Refused now before any step, the run as it was.
+#[test]
+fn a_resume_whose_output_names_are_taken_is_refused_before_a_step() {
+    let dir = tmpdir("resume-names");
+    let run = finished_run(&dir);
+    for name in ["summary.json", "loss.svg"] {
+        let p = run.join(name);
+        let _ = std::fs::remove_file(&p);
+        std::fs::create_dir(&p).expect("dir");
+        std::fs::write(p.join("keep"), b"mine").expect("keep");
+        let before = snapshot(&run);
+        let o = resume_cpu(&run, &["--set", "train.epochs=3"]);
+        assert_clean_error(&o, &[name, "is a directory", "move it aside"]);
+        assert_eq!(snapshot(&run), before, "{name}: the run is as it was");
+        std::fs::remove_dir_all(&p).expect("rm");
+    }
+    let o = resume_cpu(&run, &["--set", "train.epochs=3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(run.join("summary.json").is_file() && run.join("loss.svg").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}

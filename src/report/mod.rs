@@ -9,6 +9,7 @@ pub mod heatmap;
 pub mod jsonl;
 pub mod plot;
 pub mod progress;
+pub mod run_files;
 pub mod run_lock;
 pub mod rundir;
 pub mod table;

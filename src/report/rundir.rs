@@ -71,6 +71,7 @@ pub fn open_resume_dir(dir: &Path) -> Result<PathBuf, ReportError> {
         Err(e) => return Err(ReportError::io("open run directory", dir, e)),
     }
     probe_writable(dir)?;
+    super::run_files::check_run_files(dir)?;
     Ok(dir.to_path_buf())
 }
 
