@@ -161,3 +161,46 @@ fn a_resume_whose_output_names_are_taken_is_refused_before_a_step() {
     assert!(run.join("summary.json").is_file() && run.join("loss.svg").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `tune --out` in use was refused only after every candidate was timed and the cache was
+/// written: a failed command had changed the cache. Refused now before the GPU opens.
+#[test]
+fn tune_refuses_its_out_before_timing_or_writing_the_cache() {
+    let dir = tmpdir("tune-out");
+    let run = finished_run(&dir);
+    let cache = dir.join("cache.json");
+    let before = snapshot(&run);
+    let o = common::cli::batchscope("audit-files")
+        .env("BATCHSCOPE_AUTOTUNE_CACHE", &cache)
+        .args(["tune", "--config", s(&dir.join("tiny.toml")), "--batch-sizes", "1", "--out", s(&run)])
+        .output()
+        .expect("run");
+    assert_clean_error(&o, &["already holds files"]);
+    assert!(!stderr(&o).contains("cache:") && !cache.exists(), "the cache was written");
+    assert_eq!(snapshot(&run), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An `--out` that is a link to nothing said "cannot create directory: File exists"; overlay's
+/// `--out` that is a directory said "the file exists".
+#[cfg(unix)]
+#[test]
+fn outputs_that_are_dangling_links_or_directories_are_named_as_such() {
+    let dir = tmpdir("out-kinds");
+    let run = finished_run(&dir);
+    let link = dir.join("dangle");
+    std::os::unix::fs::symlink(dir.join("nowhere"), &link).expect("link");
+    let o = train_cpu(&dir.join("tiny.toml"), &["--out", s(&link)]);
+    assert_clean_error(&o, &["dangle", "symbolic link to nothing"]);
+    assert!(!dir.join("nowhere").exists());
+    let overlay = |out: &Path| {
+        common::cli::batchscope("audit-files")
+            .args(["overlay", s(&run), "--out", s(out)])
+            .output()
+            .expect("run")
+    };
+    assert_clean_error(&overlay(&run), &["is a directory", "overlay.svg"]);
+    assert_clean_error(&overlay(&link), &["symbolic link to nothing"]);
+    assert!(!dir.join("nowhere").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

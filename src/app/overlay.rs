@@ -22,8 +22,23 @@ pub fn overlay(
         bail!("--label given {} times for {} runs", labels.len(), runs.len());
     }
     // Never write over a file: `--out RUN/metrics.jsonl` would replace a run's metrics.
-    if std::fs::symlink_metadata(out).is_ok() {
-        bail!("--out {}: the file exists; refusing to overwrite it (choose a new name)", out.display());
+    match std::fs::symlink_metadata(out) {
+        Ok(m) if m.is_dir() => bail!(
+            "--out {}: is a directory; overlay writes one SVG file (e.g. --out {})",
+            out.display(),
+            out.join("overlay.svg").display()
+        ),
+        Ok(m) if m.file_type().is_symlink() && std::fs::metadata(out).is_err() => bail!(
+            "--out {}: is a symbolic link to nothing; refusing to write through it (choose a new name)",
+            out.display()
+        ),
+        Ok(_) => {
+            bail!(
+                "--out {}: the file exists; refusing to overwrite it (choose a new name)",
+                out.display()
+            )
+        }
+        Err(_) => {}
     }
     let mut series = Vec::new();
     for (i, run) in runs.iter().enumerate() {

@@ -17,7 +17,7 @@ use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, Gemm};
 use crate::config::Config;
 use crate::report::csv::{write_csv, Cell};
-use crate::report::rundir::create_run_dir;
+use crate::report::rundir::{check_out_dir, create_run_dir};
 use crate::schedule::admit;
 
 /// Batch sizes tuned when none is given (those `batchscope profile` measures).
@@ -39,6 +39,10 @@ pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
         if let Some(why) = foreign(&path) {
             return Err(AutotuneError::Foreign { path, why }.into());
         }
+    }
+    // A bad --out fails now, not after the timing has rewritten the cache.
+    if let Some(out) = &args.out {
+        check_out_dir(out)?;
     }
     let gpu = open_gpu(args.adapter.as_deref())?;
     // Keep the other shapes' entries: load the existing cache (a corrupt one warns, rebuilt).

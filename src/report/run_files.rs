@@ -38,6 +38,19 @@ pub fn check_run_files(dir: &Path) -> Result<(), ReportError> {
     Ok(())
 }
 
+/// Refuse an output path that is a symbolic link to nothing (it read "cannot create directory
+/// OUT: File exists"): the run would make its directory where the link points, elsewhere.
+pub fn refuse_dangling_link(out: &Path) -> Result<(), ReportError> {
+    match fs::symlink_metadata(out) {
+        Ok(m) if m.file_type().is_symlink() => Err(ReportError::Invalid {
+            path: out.to_path_buf(),
+            message: "is a symbolic link to nothing; give --out a new directory (or remove the link)"
+                .into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,6 +143,7 @@ pub fn check_out_dir(out: &Path) -> Result<(), ReportError> {
     };
     match fs::metadata(&out) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            super::run_files::refuse_dangling_link(&out)?;
             let existing = out.ancestors().skip(1).find(|a| fs::metadata(a).is_ok());
             match existing.map(|a| fs::metadata(a).map(|m| m.is_dir())) {
                 Some(Ok(false)) => Err(ReportError::NotADirectory { path: out.clone() }),
@@ -173,6 +174,7 @@ fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
     };
     match fs::metadata(out) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            super::run_files::refuse_dangling_link(out)?;
             ensure_dir_all(out)?;
             probe_writable(out)?;
             claimed::record(out, true);

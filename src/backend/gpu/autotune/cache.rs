@@ -173,6 +173,10 @@ fn inspect(path: &Path) -> AtPath {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return AtPath::Missing,
         Err(e) => return AtPath::Foreign(format!("not an autotune cache file ({e})")),
     };
+    // An empty file holds nothing to lose (`touch`ed, or emptied): the first save fills it.
+    if text.trim().is_empty() {
+        return AtPath::Missing;
+    }
     match cache_shape(&text) {
         Ok(()) => AtPath::Cache(text),
         Err(why) => AtPath::Foreign(why),
@@ -186,6 +190,9 @@ fn cache_shape(text: &str) -> Result<(), String> {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
         // A cache cut short (copied in part, a full disk): rebuilt, as a corrupt cache is.
+        // A whole JSON value with more after it (notes, a second copy) is somebody's edit,
+        // not a cut: it was rebuilt, and the notes and entries were lost.
+        Err(_) if followed_by_more(text) => return not_cache("a JSON value followed by more text"),
         Err(_) if cut_cache(text) => return Ok(()),
         Err(_) => return not_cache("not JSON"),
     };
@@ -208,6 +215,12 @@ fn cache_shape(text: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Whether `text` begins with one whole JSON value (then something that is not whitespace).
+fn followed_by_more(text: &str) -> bool {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    matches!(values.next(), Some(Ok(_)))
 }
 
 /// Whether `text` begins as a cache file of this version or an older one does, to its entries

@@ -444,3 +444,31 @@ fn a_wrong_candidate_is_never_chosen() {
     let all_wrong = TuneResult { wrong: vec![(Candidate::Tiled, wrong), (fast, wrong)], ..r };
     assert_eq!(pick(Candidate::Tiled, &all_wrong.usable()), None, "nothing right: nothing cached");
 }
+
+#[test]
+fn a_cache_with_text_after_it_is_left_as_it_is_and_an_empty_file_is_filled() {
+    let path = tmp("trailing");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let mut cache = TuneCache::default();
+    cache.insert(entry(&device("x"), &Gemm::nn(1, 2, 3), "skinny"));
+    // Notes after a whole cache, or two copies of one: somebody's edit, not a cut. It was
+    // rebuilt from this run's entries alone, and the notes and the other entries were lost.
+    for extra in ["\nMY NOTES: keep these\n".to_string(), cache.to_json()] {
+        let text = cache.to_json() + &extra;
+        std::fs::write(&path, &text).expect("write");
+        let loaded = TuneCache::load(&path);
+        let why = loaded.foreign.expect("foreign");
+        assert!(why.contains("followed by more text"), "{why}");
+        assert!(cache.save(&path).is_err());
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text, "left as it is");
+    }
+    // An empty file holds nothing to lose: no warning, and the save fills it (it was refused).
+    for empty in ["", "  \n"] {
+        std::fs::write(&path, empty).expect("write");
+        let loaded = TuneCache::load(&path);
+        assert!(loaded.foreign.is_none() && loaded.warning.is_none() && loaded.cache.is_empty());
+        cache.save(&path).expect("save");
+        assert_eq!(TuneCache::load(&path).cache, cache);
+    }
+    let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+}
