@@ -431,3 +431,62 @@ fn save_into_read_only_directory_fails_and_keeps_the_old_checkpoint() {
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "temporary file left behind");
     let _: BTreeMap<String, String> = checkpoint::load(&p).unwrap().metadata;
 }
+
+/// A file padded past its data was read whole (2.5 GB of RSS for a 2 KB header) before the
+/// parser refused it; now the header is read first. A tensor named twice in the header was
+/// loaded as the last of the two without a word.
+#[test]
+fn padding_and_a_name_given_twice_are_refused_from_the_header() {
+    let s = Scratch::new("header-scan");
+    let p = s.path("ck.safetensors");
+    checkpoint::save(&p, &sample()).unwrap();
+    let full = fs::read(&p).unwrap();
+    let padded = s.path("padded.safetensors");
+    fs::write(&padded, &full).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&padded)
+        .unwrap()
+        .set_len(full.len() as u64 + (1 << 30))
+        .unwrap();
+    let e = expect_err(checkpoint::load(&padded)).to_string();
+    assert!(
+        e.contains("padded.safetensors") && e.contains("the header describes") && e.contains("holds"),
+        "{e}"
+    );
+    // The header's text with `layers.1.bias` given again (the same length: `layers.0.bias`
+    // renamed), the file otherwise as saved.
+    let n = u64::from_le_bytes(full[..8].try_into().unwrap()) as usize;
+    let text = String::from_utf8(full[8..8 + n].to_vec()).unwrap();
+    assert!(text.contains("\"layers.0.bias\""));
+    let twice = text.replace("\"layers.0.bias\"", "\"layers.1.bias\"");
+    let mut bytes = full[..8].to_vec();
+    bytes.extend_from_slice(twice.as_bytes());
+    bytes.extend_from_slice(&full[8 + n..]);
+    let q = s.path("twice.safetensors");
+    fs::write(&q, bytes).unwrap();
+    let e = expect_err(checkpoint::load(&q)).to_string();
+    assert!(e.contains("names tensor `layers.1.bias` twice"), "{e}");
+}
+
+/// Optimizer state other than momentum's velocity (another tool's `optimizer.adam_m.*`) was
+/// taken and dropped without a word; it is refused by name as any unexpected tensor is. A
+/// missing velocity is named as a momentum run's state, not with the layers' naming hint.
+#[test]
+fn optimizer_state_other_than_velocity_is_refused_by_name() {
+    let names: Vec<String> =
+        ["layers.0.weight", "layers.0.bias"].iter().map(|s| s.to_string()).collect();
+    let base = Checkpoint::new().with_tensor("layers.0.weight", vec![1, 1], vec![0.5]).with_tensor(
+        "layers.0.bias",
+        vec![1],
+        vec![0.0],
+    );
+    let path = Path::new("ck.safetensors");
+    let velocity = base.clone().with_tensor("optimizer.velocity.layers.0.bias", vec![1], vec![0.1]);
+    assert!(checkpoint::refuse_unexpected(&velocity, path, "", &names).is_ok());
+    let adam = base.clone().with_tensor("optimizer.adam_m.layers.0.bias", vec![1], vec![0.1]);
+    let e = checkpoint::refuse_unexpected(&adam, path, "", &names).unwrap_err().to_string();
+    assert!(e.contains("`optimizer.adam_m.layers.0.bias`") && e.contains("optimizer.velocity"), "{e}");
+    let e = base.expect_shape("optimizer.velocity.layers.0.bias", &[1]).unwrap_err().to_string();
+    assert!(e.contains("train.optimizer = \"momentum\"") && !e.contains("nn.Sequential"), "{e}");
+}

@@ -54,10 +54,13 @@ pub fn refuse_unexpected(
     }
 }
 
-/// The parameter name of optimizer state `optimizer.<state>.<parameter name>` (a state name of
-/// letters, digits and `_`).
+/// The optimizer state a checkpoint may hold: momentum's velocity. Another (an
+/// `optimizer.adam_m.*` of another tool) was taken and dropped without a word.
+pub const OPTIMIZER_STATES: [&str; 1] = ["velocity"];
+
+/// The parameter name of optimizer state `optimizer.<state>.<parameter name>` of a state in
+/// [`OPTIMIZER_STATES`].
 fn optimizer_state(name: &str) -> Option<&str> {
     let (state, param) = name.strip_prefix("optimizer.")?.split_once('.')?;
-    let word = !state.is_empty() && state.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
-    word.then_some(param)
+    OPTIMIZER_STATES.contains(&state).then_some(param)
 }

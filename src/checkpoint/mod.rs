@@ -21,6 +21,7 @@
 //! tensor loaded must be finite: NaN or infinite values are refused, naming the tensor.
 
 mod foreign;
+mod header_scan;
 mod load;
 
 use std::borrow::Cow;
@@ -67,7 +68,7 @@ pub enum CheckpointError {
     MissingChecksum { path: PathBuf },
     #[error("checkpoint {} is corrupted: checksum mismatch (stored {stored}, computed {computed})", path.display())]
     ChecksumMismatch { path: PathBuf, stored: String, computed: String },
-    #[error("checkpoint {}: no tensor `{name}` (expected `layers.{{i}}.weight` [out, in] and `layers.{{i}}.bias` [out] per layer, or PyTorch nn.Sequential `{{k}}.weight` / `{{k}}.bias`; the file holds: {holds})", path_or_memory(.path))]
+    #[error("checkpoint {}: no tensor `{name}` ({}; the file holds: {holds})", path_or_memory(.path), expected_names(name))]
     MissingTensor { path: Option<PathBuf>, name: String, holds: String },
     #[error("checkpoint {}: tensor `{name}` has shape {found:?}, expected {expected:?}", path_or_memory(.path))]
     Shape { path: Option<PathBuf>, name: String, expected: Vec<usize>, found: Vec<usize> },
@@ -77,8 +78,17 @@ pub enum CheckpointError {
     NonFinite { path: PathBuf, name: String, count: usize, total: usize },
     #[error("checkpoint {}: tensor `{name}` ({dtype}) cannot be converted to f32: {problem}", path.display())]
     Conversion { path: PathBuf, name: String, dtype: String, problem: String },
-    #[error("checkpoint {}: unexpected tensor(s) {}: an MLP checkpoint holds `layers.{{i}}.weight` [out, in] and `layers.{{i}}.bias` [out] (or PyTorch nn.Sequential `{{k}}.weight` / `{{k}}.bias` of Linear layers), and optionally `optimizer.*` state; save only the Linear layers' parameters", path.display(), quoted(names))]
+    #[error("checkpoint {}: unexpected tensor(s) {}: an MLP checkpoint holds `layers.{{i}}.weight` [out, in] and `layers.{{i}}.bias` [out] (or PyTorch nn.Sequential `{{k}}.weight` / `{{k}}.bias` of Linear layers), and optionally `optimizer.velocity.*` (momentum's) state; save only the Linear layers' parameters", path.display(), quoted(names))]
     Unexpected { path: PathBuf, names: Vec<String> },
+}
+
+/// What a checkpoint holds where tensor `name` is missing: the layers' parameters, or a momentum
+/// run's optimizer state (which the nn.Sequential names say nothing of).
+fn expected_names(name: &str) -> &'static str {
+    match name.starts_with("optimizer.") {
+        true => "a run with train.optimizer = \"momentum\" saves `optimizer.velocity.{parameter}` for each parameter; resume it with the optimizer it was trained with",
+        false => "expected `layers.{i}.weight` [out, in] and `layers.{i}.bias` [out] per layer, or PyTorch nn.Sequential `{k}.weight` / `{k}.bias`",
+    }
 }
 
 fn quoted(names: &[String]) -> String {
@@ -297,6 +307,7 @@ pub const MAX_CHECKPOINT_BYTES: u64 = u64::MAX;
 /// F64 tensors are converted to f32, PyTorch `nn.Sequential` names are mapped to
 /// `layers.{i}.*` and tensors that are no MLP parameters are refused by name ([`foreign`]).
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    header_scan::check(path)?;
     let buf = crate::bounded_read::read(path, MAX_CHECKPOINT_BYTES).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => CheckpointError::NotFound { path: path.to_path_buf() },
         _ => CheckpointError::Read { path: path.to_path_buf(), source: e },
