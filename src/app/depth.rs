@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
-use crate::config::{Config, ConfigText, DepthConfig, DEPTH_DEFAULT_TOML};
+use crate::config::{Config, ConfigText, DepthConfig, LandscapeConfig, DEPTH_DEFAULT_TOML};
 use crate::experiments::depth::{run_depth, DepthRun};
 use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
@@ -51,7 +51,11 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let origin = text.origin.clone();
     let dc: DepthConfig = text.take_section("depth")?;
     dc.validate(&origin)?;
-    text.take("landscape");
+    // A [landscape] section belongs to `batchscope landscape` (one file serves both); it is
+    // checked as that command checks it (an unknown key or a NaN range passed without a word),
+    // then set aside.
+    let landscape: LandscapeConfig = text.take_section("landscape")?;
+    landscape.validate(&origin)?;
     let resolved = text.table.clone();
     let mut cfgs = Vec::new();
     for (name, mut t) in text.variants("run")? {

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::sequences::SeqTask;
-use crate::config::{ConfigText, OptimizerKind, RnnConfig, RNN_DEFAULT_TOML};
+use crate::config::{ConfigText, LandscapeConfig, OptimizerKind, RnnConfig, RNN_DEFAULT_TOML};
 use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::heatmap::{event_plot, EventPanel, MarkerShape, Markers};
@@ -33,8 +33,11 @@ use crate::train::rnn::{run_rnn, RnnMetricsLine, RnnRunSummary};
 pub fn rnn(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let mut text =
         ConfigText::load(args.config.as_deref(), RNN_DEFAULT_TOML, "configs/long_term.toml", &args.set)?;
-    // A [landscape] section belongs to `batchscope landscape`.
-    let landscape = text.take("landscape");
+    // A [landscape] section belongs to `batchscope landscape`: checked as that command checks
+    // it (an unknown key passed without a word), then written back into config.toml as given.
+    let landscape = text.table.get("landscape").cloned();
+    let checked: LandscapeConfig = text.take_section("landscape")?;
+    checked.validate(&text.origin)?;
     let resolved = text.table.clone();
     let variants = text.variants("run")?;
     let cfgs: Vec<(String, RnnConfig)> = variants

@@ -74,7 +74,13 @@ impl ConfigText {
         let variants: Vec<Variant> =
             list.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
                 origin: self.origin.clone(),
-                message: format!("[[variant]]: {}", e.message()),
+                message: match e.message() {
+                    // `set = "rnn.w_scale=0.9"`: said which key, and what it takes.
+                    m if m.contains("expected a sequence") && m.contains("string") => format!(
+                        "[[variant]]: `set` is a list of \"section.key=value\" strings, e.g. set = [\"rnn.w_scale=0.9\"] ({m})"
+                    ),
+                    m => format!("[[variant]]: {m}"),
+                },
             })?;
         if variants.is_empty() {
             return Err(
@@ -82,6 +88,10 @@ impl ConfigText {
             );
         }
         let mut out = Vec::new();
+        // How many variants replace each `--set` key (one that all replace has no effect).
+        let mut replaced: Vec<(String, Vec<String>)> = Vec::new();
+        let mut warnings = Vec::new();
+        let runs = variants.len();
         for v in variants {
             let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
             if !v.name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !v.name.chars().all(ok_char) {
@@ -115,17 +125,37 @@ impl ConfigText {
                 // The variant's value wins in its run: say so where it replaces a --set.
                 if let Some((key, _)) = arg.split_once('=') {
                     let keys: Vec<String> = key.trim().split('.').map(str::to_string).collect();
+                    source_map::variant_set(&format!("{} [[variant]] {}", self.origin, v.name), key);
                     if source_map::is_overridden(&self.origin, &keys) {
-                        log::warn!(
+                        match replaced.iter_mut().find(|(k, _)| k == key.trim()) {
+                            Some((_, names)) if names.contains(&v.name) => {}
+                            Some((_, names)) => names.push(v.name.clone()),
+                            None => replaced.push((key.trim().to_string(), vec![v.name.clone()])),
+                        }
+                        warnings.push(format!(
                             "[[variant]] `{}` sets {}, which replaces --set {} in its run",
                             v.name,
                             key.trim(),
                             key.trim()
-                        );
+                        ));
                     }
                 }
             }
             out.push((v.name, t));
+        }
+        // Every run replaces it: the --set changes nothing but the run's top config.toml, where
+        // it was never checked (a `--set rnn.w_scale=nan` was written there as given).
+        if let Some((key, _)) = replaced.iter().find(|(_, names)| names.len() == runs) {
+            return Err(ConfigError::Override {
+                arg: key.clone(),
+                message: format!(
+                    "every [[variant]] of {} sets {key} in its `set` list, so this --set changes no run; give it in the variants, or leave it out",
+                    self.origin
+                ),
+            });
+        }
+        for w in warnings {
+            log::warn!("{w}");
         }
         Ok(out)
     }
@@ -153,7 +183,7 @@ pub fn parse_text(text: &str, origin: &str) -> Result<toml::Table, ConfigError> 
     source_map::remember(origin, text);
     toml::from_str(text).map_err(|e| ConfigError::Parse {
         origin: origin.to_string(),
-        message: e.message().to_string() + &span_note(text, e.span()),
+        message: type_hints::parse_message(text, e.message(), e.span()) + &span_note(text, e.span()),
     })
 }
 
@@ -236,6 +266,7 @@ fn deserialize_unchecked<T: DeserializeOwned>(
         let keys = error_keys(&e);
         let message = type_hints::value_for_table(&table, &keys, e.message())
             .or_else(|| type_hints::enum_words::<T>(&table, &keys, e.message()))
+            .or_else(|| type_hints::number_spelling(e.message()))
             .unwrap_or_else(|| e.message().to_string());
         located(origin, section, keys, message)
     })
@@ -250,7 +281,9 @@ fn located(origin: &str, section: &str, local: Vec<String>, mut message: String)
         message = format!("`{}`: {message}", keys.join("."));
     }
     let mut origin = origin;
-    if let Some(line) = source_map::locate(origin, &keys) {
+    if source_map::is_variant_set(origin, &keys) {
+        message.push_str(" (given by its `set` list)");
+    } else if let Some(line) = source_map::locate(origin, &keys) {
         message.push_str(&format!(" (line {line})"));
     } else if source_map::is_overridden(origin, &keys) {
         message.push_str(&format!(
@@ -309,7 +342,7 @@ pub fn apply_override(doc: &mut toml::Table, arg: &str) -> Result<(), ConfigErro
     if is_float_past_toml(raw) {
         return Err(err(&format!("{raw} is past the largest number TOML holds (f64, {:e})", f64::MAX)));
     }
-    let value = parse_value(raw).map_err(err)?;
+    let value = parse_value(raw).map_err(|m| err(&m))?;
     let section =
         doc.entry(parts[0].to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     match section {
@@ -333,19 +366,28 @@ fn is_integer_past_toml(raw: &str) -> bool {
 /// Whether `raw` is a number past f64's range (`1e400`): TOML refuses it, and it would fall
 /// back to a string as an integer past i64 would ([`is_integer_past_toml`]). `inf` is TOML.
 fn is_float_past_toml(raw: &str) -> bool {
-    let unsigned = raw.strip_prefix(['-', '+']).unwrap_or(raw);
-    unsigned != "inf" && raw.replace('_', "").parse::<f64>().is_ok_and(f64::is_infinite)
+    // Rust's parser reads `inf`, `Infinity` and `infinity` as infinite: no digits, no number.
+    raw.bytes().any(|c| c.is_ascii_digit())
+        && raw.replace('_', "").parse::<f64>().is_ok_and(f64::is_infinite)
 }
 
 /// `raw` as a TOML value, or as a bare string where it is none. `Err` where it is a value and
 /// more: a line break then another `key = value` (which would be dropped without a word).
-fn parse_value(raw: &str) -> Result<toml::Value, &'static str> {
+fn parse_value(raw: &str) -> Result<toml::Value, String> {
     let probe = format!("v = {raw}");
     match toml::from_str::<toml::Table>(&probe) {
-        Ok(t) if t.len() > 1 => {
-            Err("the value holds more than one key = value (a line break in it?); give each with its own --set")
-        }
+        Ok(t) if t.len() > 1 => Err(
+            "the value holds more than one key = value (a line break in it?); give each with its own --set".into(),
+        ),
         Ok(mut t) => Ok(t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string()))),
+        // A list, table or quoted string that does not parse is no bare word: said as such
+        // (`[18446744073709551616]` read as the string "[1844...]", "expected a sequence").
+        Err(e) if raw.starts_with(['[', '{', '"', '\'']) => Err(match e.message() {
+            m if m.contains("as i128") => {
+                format!("an integer in the value is past the largest TOML holds (2^63 - 1 = {})", i64::MAX)
+            }
+            m => format!("the value does not parse as TOML: {m}"),
+        }),
         Err(_) => Ok(toml::Value::String(raw.to_string())),
     }
 }

@@ -107,8 +107,9 @@ impl Config {
     /// Deserialize and validate a table (a file with its overrides applied). Pure: what data
     /// files imply and the host memory check come after, in [`crate::schedule::admit`].
     pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
+        let given = table.clone();
         let cfg: Config = deserialize(table, origin)?;
-        cfg.validate(origin)?;
+        cfg.validate(origin).map_err(|e| type_hints::rounding_note(e, &given))?;
         cfg.ignored_setting(origin)?;
         Ok(cfg)
     }
@@ -121,8 +122,9 @@ impl Config {
         origin: &str,
         warn: bool,
     ) -> Result<Self, ConfigError> {
+        let given = table.clone();
         let cfg: Config = deserialize(table, origin)?;
-        cfg.validate(origin)?;
+        cfg.validate(origin).map_err(|e| type_hints::rounding_note(e, &given))?;
         if let (Err(e), true) = (cfg.ignored_setting(origin), warn) {
             log::warn!("{e}; the resumed run goes on as it began");
         }

@@ -13,6 +13,20 @@ thread_local! {
     static SOURCES: RefCell<Vec<(String, Rc<str>)>> = const { RefCell::new(Vec::new()) };
     /// `(origin, "section.key")` set by `--set`: their values are not in the text.
     static OVERRIDDEN: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+    /// `("{file} [[variant]] {name}", "section.key")` set by a variant's `set` list: their
+    /// values are not on the file's `key = ...` line either.
+    static VARIANT_SET: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Remember that variant origin `origin`'s `set` list gave `key` (`section.key`) its value.
+pub(super) fn variant_set(origin: &str, key: &str) {
+    VARIANT_SET.with(|o| o.borrow_mut().push((origin.to_string(), key.trim().to_string())));
+}
+
+/// Whether a `[[variant]]`'s `set` list gave `keys` of variant origin `origin` its value.
+pub fn is_variant_set(origin: &str, keys: &[String]) -> bool {
+    let dotted = keys.iter().take(2).cloned().collect::<Vec<_>>().join(".");
+    VARIANT_SET.with(|o| o.borrow().iter().any(|(o, k)| o == origin && *k == dotted))
 }
 
 /// Remember `text` as the source of `origin` on this thread.
@@ -51,7 +65,7 @@ pub fn is_overridden(origin: &str, keys: &[String]) -> bool {
 /// `origin`; `None` when the text is not known or the key is not written in it (a `--set`
 /// override or a default).
 pub fn locate(origin: &str, keys: &[String]) -> Option<usize> {
-    if is_overridden(origin, keys) {
+    if is_overridden(origin, keys) || is_variant_set(origin, keys) {
         return None;
     }
     let text = source_of(origin)?;

@@ -238,3 +238,98 @@ fn a_setting_of_fixed_words_given_another_type_lists_the_words() {
     let e = Config::load(None, &["model.activation=gelu".into()]).unwrap_err().to_string();
     assert!(e.contains("unknown variant `gelu`"), "{e}");
 }
+
+#[test]
+fn parse_errors_name_their_key() {
+    for (text, said) in [
+        ("[model]\nhidden = [8]\n[model]\n", "`model` is given twice (line 3)"),
+        ("[train]\nbatch_size = 2\nbatch_size = 3\n", "`train.batch_size` is given twice (line 3)"),
+        ("model = 3\n[model]\n", "`model` is given twice (line 2)"),
+        (
+            "[train]\nseed = 18446744073709551616\n",
+            "`train.seed`: the integer is past the largest TOML holds",
+        ),
+        ("[train]\nlr = 1e400\n", "`train.lr`: the number is past the largest TOML holds"),
+        ("[train]\nlr = = 1\n", "`train.lr`: "),
+    ] {
+        let e = Config::from_toml(text, "p.toml").unwrap_err().to_string();
+        assert!(e.contains(said), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn set_values_are_named_in_toml_terms() {
+    let set = |v: &str| Config::load(None, &[v.into()]).unwrap_err().to_string();
+    // Spellings of numbers TOML does not have read as strings: "invalid type: string".
+    for v in ["NaN", ".1", "1.", "Infinity"] {
+        let e = set(&format!("train.lr={v}"));
+        assert!(e.contains(&format!("got \"{v}\", which is no TOML number")), "{v}: {e}");
+    }
+    // Infinity was said to be "past the largest number TOML holds".
+    assert!(!set("train.lr=Infinity").contains("past the largest"));
+    let e = set("train.batch_size=1e3");
+    assert!(e.contains("got 1000 as a float"), "{e}");
+    // A list that does not parse was a string: "expected a sequence".
+    let e = set("model.hidden=[18446744073709551616]");
+    assert!(e.contains("an integer in the value is past the largest TOML holds"), "{e}");
+    let e = set("model.hidden=[8");
+    assert!(e.contains("does not parse as TOML") && !e.contains("sequence"), "{e}");
+    // A bare word is still a string (an enum's word).
+    assert_eq!(
+        Config::load(None, &["model.activation=tanh".into()]).unwrap().model.activation,
+        crate::backend::Activation::Tanh
+    );
+}
+
+#[test]
+fn a_float_that_rounds_to_a_refused_f32_is_shown_as_written() {
+    let e = Config::load(None, &["train.momentum=0.99999999".into()]).unwrap_err().to_string();
+    assert!(e.contains("got 1 (0.99999999 as written, which an f32 setting holds as 1)"), "{e}");
+    let e = Config::from_toml("[train]\nlr = 1e-50\n", "r.toml").unwrap_err().to_string();
+    assert!(e.contains("(1e-50 as written, which an f32 setting holds as 0)"), "{e}");
+    let e = Config::load(None, &["train.momentum=1.5".into()]).unwrap_err().to_string();
+    assert!(!e.contains("as written"), "{e}");
+}
+
+#[test]
+fn the_key_the_command_line_set_is_the_one_blamed() {
+    let e = Config::from_toml("[train]\nepochs = 0\nsteps = 0\n", "s.toml").unwrap_err().to_string();
+    assert!(e.contains("`train.epochs` = 0, and train.epochs, train.steps and train.one_pass"), "{e}");
+    let e =
+        Config::load(None, &["train.epochs=0".into(), "train.steps=0".into()]).unwrap_err().to_string();
+    assert!(e.contains("`train.steps` set on the command line = 0"), "{e}");
+    let e = Config::load(None, &["sweep.min_batch=8192".into()]).unwrap_err().to_string();
+    assert!(e.contains("`sweep.min_batch` set on the command line must be ≤ sweep.max_batch"), "{e}");
+}
+
+#[test]
+fn a_set_that_every_variant_replaces_is_refused_and_variant_errors_name_their_set() {
+    let file = "[rnn]\nw_scale = 1.0\n[[variant]]\nname = \"a\"\nset = [\"rnn.w_scale=0.9\"]\n[[variant]]\nname = \"b\"\nset = [\"rnn.w_scale=1.1\", \"rnn.w_scale=1.2\"]\n";
+    let mut text = ConfigText::load(None, file, "v", &["rnn.w_scale=nan".into()]).unwrap();
+    let e = text.variants("run").unwrap_err().to_string();
+    assert!(
+        e.contains("--set rnn.w_scale")
+            && e.contains("every [[variant]]")
+            && e.contains("changes no run"),
+        "{e}"
+    );
+    // One variant keeps the --set: it runs, and is checked there.
+    let some = file.replace("set = [\"rnn.w_scale=0.9\"]", "set = []");
+    let mut text = ConfigText::load(None, &some, "v", &["rnn.w_scale=0.95".into()]).unwrap();
+    assert_eq!(text.variants("run").unwrap().len(), 2);
+    // `set` given as one string: named, with what it takes.
+    let one = "[[variant]]\nname = \"a\"\nset = \"rnn.w_scale=0.9\"\n";
+    let e = ConfigText::load(None, one, "s", &[]).unwrap().variants("run").unwrap_err().to_string();
+    assert!(e.contains("`set` is a list of \"section.key=value\" strings"), "{e}");
+    // A variant's bad value is said to come from its `set` list, not from the base file's line.
+    let typed = "[train]\nlr = 0.1\n[[variant]]\nname = \"v\"\nset = [\"train.lr=\\\"fast\\\"\"]\n";
+    let mut text = ConfigText::load(None, typed, "t", &[]).unwrap();
+    let (name, table) = text.variants("run").unwrap().remove(0);
+    let e = Config::from_table(table, &format!("{} [[variant]] {name}", text.origin))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`train.lr`") && e.contains("given by its `set` list") && !e.contains("line 2"),
+        "{e}"
+    );
+}

@@ -66,7 +66,10 @@ impl<'de> Deserialize<'de> for BatchSize {
                 }
             }
             fn visit_f64<E: Error>(self, x: f64) -> Result<BatchSize, E> {
-                Err(E::custom(format!("expected {WANT}, got {x}")))
+                // `1e3` is a float in TOML: "got 1000" read as a valid value.
+                Err(E::custom(format!(
+                    "expected {WANT}, got {x} as a float (a batch size is written without a point or exponent)"
+                )))
             }
             fn visit_str<E: Error>(self, s: &str) -> Result<BatchSize, E> {
                 match s {

@@ -1,9 +1,12 @@
-//! Plain words for two type errors serde words in its own terms: a section written as an array
+//! Plain words for errors the TOML parser and serde word in their own terms: a parse error
+//! named by the key on its line ("duplicate key" said which), and two type errors: a section written as an array
 //! of tables (`[[train]]` read as a tuple of `[train]`'s fields, so the error named the first
 //! field's type) and a setting of fixed words given a number, bool or list ("invalid type: unit
 //! variant, expected string only").
 
 use serde::de::DeserializeOwned;
+
+use super::ConfigError;
 
 /// A sentinel no enum has as a variant: the "unknown variant" error it draws lists the variants.
 const PROBE: &str = "\u{1}batchscope-probe";
@@ -96,4 +99,81 @@ fn lookup_mut<'a>(table: &'a mut toml::Table, keys: &[String]) -> Option<&'a mut
         t = t.get_mut(k)?.as_table_mut()?;
     }
     t.get_mut(last)
+}
+
+/// A TOML parse error's message with the dotted key of the line it points at, where it has one:
+/// "`train.batch_size` is given twice" (it read "duplicate key"), "`train.seed`: ... is past the
+/// largest integer TOML holds" (it read "invalid type: integer `...` as i128, expected any valid
+/// TOML value").
+pub fn parse_message(text: &str, message: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(key) = span.and_then(|r| key_at(text, r.start)) else { return message.to_string() };
+    if message == "duplicate key" {
+        return format!("`{key}` is given twice");
+    }
+    if message.starts_with("invalid type: integer") && message.contains("as i128") {
+        return format!("`{key}`: the integer is past the largest TOML holds (2^63 - 1 = {})", i64::MAX);
+    }
+    if message == "floating-point number overflowed" {
+        return format!("`{key}`: the number is past the largest TOML holds (f64, {:e})", f64::MAX);
+    }
+    format!("`{key}`: {message}")
+}
+
+/// The dotted key written on the line of byte `at`: a `[section]` header's name, or the
+/// `key = ...` of the line under the nearest header above it.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?.trim();
+    let header = |l: &str| {
+        let name = l.strip_prefix('[')?.split(']').next()?.trim_start_matches('[').trim();
+        (!name.is_empty()).then(|| name.to_string())
+    };
+    if line.starts_with('[') {
+        return header(line);
+    }
+    let key = line.split('=').next()?.trim().trim_matches('"');
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return None;
+    }
+    let section =
+        text[..start].lines().rev().map(str::trim).find(|l| l.starts_with('[')).and_then(header);
+    Some(match section {
+        Some(s) => format!("{s}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// For a string where a number was due that reads as one in other spellings (`NaN`, `.1`, `1.`,
+/// `Infinity`; a `--set` value that is no TOML falls back to a string): how TOML writes it.
+pub fn number_spelling(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("invalid type: string \"")?;
+    let (given, want) = rest.split_once("\", expected ")?;
+    let numeric = ["f32", "f64", "u32", "u64", "usize", "i64", "a positive integer"];
+    if !numeric.iter().any(|n| want.starts_with(n)) || given.trim().parse::<f64>().is_err() {
+        return None;
+    }
+    Some(format!(
+        "expected {want}, got \"{given}\", which is no TOML number (TOML writes 0.1, 1.0, 1e-3, nan, inf)"
+    ))
+}
+
+/// A validation error about a float key whose value as written is not the f32 it became: the
+/// value as written and what it rounds to ("must be in [0, 1), got 1" for 0.99999999, "must be
+/// a positive number, got 0" for 1e-50).
+pub fn rounding_note(e: ConfigError, given: &toml::Table) -> ConfigError {
+    let ConfigError::Invalid { origin, key, mut message } = e else { return e };
+    let keys: Vec<String> = key.split('.').map(str::to_string).collect();
+    if let Some(toml::Value::Float(x)) = lookup(given, &keys) {
+        let narrowed = *x as f32;
+        if x.is_finite() && f64::from(narrowed) != *x && !message.contains("as written") {
+            let written = match x.abs() {
+                a if a != 0.0 && !(1e-4..1e16).contains(&a) => format!("{x:e}"),
+                _ => format!("{x}"),
+            };
+            message
+                .push_str(&format!(" ({written} as written, which an f32 setting holds as {narrowed})"));
+        }
+    }
+    ConfigError::Invalid { origin, key, message }
 }

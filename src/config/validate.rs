@@ -151,9 +151,16 @@ impl Config {
             return Err(bad("train.lr_step_epochs", "must be ≥ 1 with lr_schedule = \"step\"".into()));
         }
         if t.epochs == 0 && t.steps == 0 && !t.one_pass {
+            // Named by the key the command line turned off, where it did (it blamed
+            // train.epochs, and the file, for a --set train.steps=0).
+            let stops = ["train.steps", "train.epochs", "train.one_pass"];
+            let set = stops.into_iter().find(|k| check.overridden(k)).unwrap_or("train.epochs");
+            let value = if set == "train.one_pass" { "false" } else { "0" };
             return Err(bad(
-                "train.epochs",
-                "epochs, steps and one_pass are all off: training would never stop".into(),
+                set,
+                format!(
+                    "= {value}, and train.epochs, train.steps and train.one_pass are all off: training would never stop"
+                ),
             ));
         }
         check.non_negative("train.clip_norm", t.clip_norm, "must be ≥ 0 (0 = off)")?;
@@ -201,7 +208,18 @@ impl Config {
         self.validate_parallel(&bad)?;
         check.at_least_one("sweep.min_batch", s.min_batch)?;
         if s.max_batch < s.min_batch {
-            return Err(bad("sweep.max_batch", format!("must be ≥ sweep.min_batch ({})", s.min_batch)));
+            // The key the command line set is the one named (a --set sweep.min_batch=128 read
+            // "`sweep.max_batch` must be ≥ ...", blaming the file).
+            return Err(
+                match check.overridden("sweep.min_batch") && !check.overridden("sweep.max_batch") {
+                    true => {
+                        bad("sweep.min_batch", format!("must be ≤ sweep.max_batch ({})", s.max_batch))
+                    }
+                    false => {
+                        bad("sweep.max_batch", format!("must be ≥ sweep.min_batch ({})", s.min_batch))
+                    }
+                },
+            );
         }
         check.non_negative("sweep.time_budget_s", s.time_budget_s, "must be ≥ 0 seconds (0 = none)")?;
         check.at_least_one("sweep.timed_steps", s.timed_steps)?;
@@ -420,6 +438,12 @@ pub(super) struct Check<'a>(pub &'a str);
 impl Check<'_> {
     pub fn bad(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Invalid { origin: self.0.to_string(), key: key.to_string(), message }
+    }
+
+    /// Whether `--set` (or a flag) gave dotted `key` its value.
+    pub fn overridden(&self, key: &str) -> bool {
+        let keys: Vec<String> = key.split('.').map(str::to_string).collect();
+        super::source_map::is_overridden(self.0, &keys)
     }
 
     /// A count that must be ≥ 1.

@@ -24,7 +24,7 @@ domain_error! {
     /// Why the noise experiment could not run (and the shared `Backend`, `Data`,
     /// `Checkpoint` and `Report` sources).
     pub enum NoiseError {
-        #[error("noise needs resident data (data.mode = \"resident\"): the full-data gradient is computed over the training set")]
+        #[error("measuring gradient noise (noise, time-to-target, the policy time_to_target:auto) needs resident data (data.mode = \"resident\"): the full-data gradient is computed over the training set")]
         NotResident,
         #[error("no minibatch size to measure (max_n = {max_n}, {examples} examples)")]
         NoSizes { max_n: usize, examples: usize },

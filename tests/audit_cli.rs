@@ -1,0 +1,74 @@
+//! Config and flag inputs found by the audit of 2026-12-07, each once taken without a word or
+//! refused in misleading words: now one `error:` line naming the key and what it takes.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::cli::{assert_clean_error, stderr};
+use common::tmpdir;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn run(args: &[&str]) -> Output {
+    common::cli::batchscope("audit-cli").args(args).output().expect("run batchscope")
+}
+
+/// `depth` and `rnn` read a file a `[landscape]` section may share with `landscape`: the
+/// section was set aside unchecked (`--set landscape.bogus=1`, a NaN range: exit 0).
+#[test]
+fn depth_and_rnn_check_a_shared_landscape_section() {
+    let dir = tmpdir("shared-landscape");
+    for (command, config) in [("depth", "configs/deep_tanh.toml"), ("rnn", "configs/long_term.toml")] {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join(config);
+        for (set, needle) in [("landscape.bogus=1", "bogus"), ("landscape.range=nan", "landscape.range")]
+        {
+            let out = dir.join(format!("{command}-{}", set.len()));
+            let o = run(&[
+                command,
+                "--backend",
+                "cpu",
+                "--config",
+                s(&config),
+                "--set",
+                set,
+                "--out",
+                s(&out),
+            ]);
+            assert_clean_error(&o, &[needle]);
+            assert!(!out.exists(), "{command} {set}: no run directory");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `--set` every `[[variant]]` replaces changed no run and was written unchecked into the
+/// run's config.toml (`--set rnn.w_scale=nan`: exit 0).
+#[test]
+fn a_set_every_variant_replaces_is_refused() {
+    let dir = tmpdir("variant-set");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/deep_tanh.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let key = "model.init_scale";
+    let variants = text.lines().filter(|l| l.trim() == "[[variant]]").count();
+    let setting = text.lines().filter(|l| l.contains(&format!("\"{key}="))).count();
+    assert!(variants > 1 && setting == variants, "every variant of deep_tanh.toml sets {key}");
+    let out = dir.join("run");
+    let o = run(&[
+        "depth",
+        "--backend",
+        "cpu",
+        "--config",
+        s(&config),
+        "--set",
+        &format!("{key}=nan"),
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_error(&o, &[key, "every [[variant]]", "changes no run"]);
+    assert!(!out.exists() && !stderr(&o).contains("WARN"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
