@@ -204,3 +204,45 @@ fn outputs_that_are_dangling_links_or_directories_are_named_as_such() {
     assert!(!dir.join("nowhere").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A resume of `.npy` files rewritten with other rows (or the same rows, other values) trained
+/// on without a word, on a new training and validation set. The files may move; what they hold
+/// may not change.
+#[test]
+fn a_resume_keeps_what_its_npy_files_hold() {
+    let dir = tmpdir("resume-npy");
+    let y: Vec<u8> = (0..40i64).flat_map(|i| (i % 3).to_le_bytes()).collect();
+    let labels = labels_file(&dir, "y.npy", "<i8", 40, &y);
+    let cfg = npy_run(&dir, &labels);
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .expect("cfg")
+            .replace("steps = 2", "steps = 4\ncheckpoint_every = 2"),
+    )
+    .expect("cfg");
+    let run = dir.join("run");
+    let o = train_cpu(&cfg, &["--out", s(&run), "--set", "train.steps=2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let x = dir.join("x.npy");
+    let original = std::fs::read(&x).expect("x");
+    // The same shape, one value changed.
+    let mut other = original.clone();
+    let last = other.len() - 1;
+    other[last] ^= 0x01;
+    std::fs::write(&x, &other).expect("x");
+    let before = snapshot(&run);
+    let o = resume_cpu(&run, &["--set", "train.steps=4"]);
+    assert_clean_error(&o, &["the .npy data is not what the run was trained on", "crc32:"]);
+    assert_eq!(snapshot(&run), before, "the run is as it was");
+    // Moved, and named by --set: the same bytes resume.
+    let moved = dir.join("moved");
+    std::fs::create_dir(&moved).expect("dir");
+    std::fs::write(moved.join("x.npy"), &original).expect("x");
+    std::fs::rename(&labels, moved.join("y.npy")).expect("y");
+    let features = format!("data.features=\"{}\"", s(&moved.join("x.npy")));
+    let labels = format!("data.labels=\"{}\"", s(&moved.join("y.npy")));
+    let o = resume_cpu(&run, &["--set", "train.steps=4", "--set", &features, "--set", &labels]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

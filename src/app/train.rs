@@ -18,7 +18,7 @@ use crate::schedule::sweep::run_sweep;
 use crate::schedule::{admit, run_memory};
 use crate::schedule::{choose, Policy};
 use crate::train::parallel::{Sequential, Threads};
-use crate::train::resume_guard::{check_checkpoint_config, keeps_checkpoint_layout};
+use crate::train::resume_guard::{check_checkpoint_config, keeps_checkpoint_layout, movable_overrides};
 use crate::train::{run_train, run_train_workers, TrainError, TrainOptions, TrainSummary};
 
 /// `batchscope train`; `workers` (`--workers`) overrides `train.workers`, and an `--adapter`
@@ -51,7 +51,8 @@ pub fn train(
             let cfg = admit::load_resumed_config(&cfg_path, &args.set, true)?;
             let saved = match args.set.is_empty() {
                 true => cfg.clone(),
-                false => admit::load_resumed_config(&cfg_path, &[], false)?,
+                // The files moved (a --set of their paths): the saved config reads them there.
+                false => admit::load_resumed_config(&cfg_path, &movable_overrides(&args.set), false)?,
             };
             keeps_checkpoint_layout(&saved, &cfg, &dir, "the run's config.toml")?;
             check_checkpoint_config(&dir.join("last.safetensors"), &cfg)?;

@@ -12,6 +12,7 @@
 //! examples `VAL_FIRST + k` (disjoint from training), with clean labels.
 
 pub mod device;
+pub mod fingerprint;
 pub mod npy;
 mod npy_header;
 pub mod order;

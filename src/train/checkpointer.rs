@@ -51,6 +51,9 @@ pub struct Checkpointer<B: Backend> {
     /// Whether this session resumed a run and has not saved `last.safetensors` yet: the run
     /// directory is then as the resume found it (but for metrics.jsonl's new lines).
     resumed_unsaved: bool,
+    /// What the run's `.npy` files hold ([`crate::data::fingerprint`]), recorded in every
+    /// checkpoint and held to at `--resume`.
+    pub data_fingerprint: Option<String>,
 }
 
 impl<B: Backend> Checkpointer<B> {
@@ -67,6 +70,7 @@ impl<B: Backend> Checkpointer<B> {
             ranks: 1,
             continuation: None,
             resumed_unsaved: false,
+            data_fingerprint: None,
         }
     }
 
@@ -228,7 +232,7 @@ impl<B: Backend> Checkpointer<B> {
         clip_events: u64,
     ) -> Result<(), TrainError> {
         let params = self.best.as_ref().unwrap_or(&st.params);
-        let ck = to_checkpoint(b, st, params, prog, clip_events, &self.cfg_toml, self.ranks)?;
+        let ck = to_checkpoint(b, st, params, prog, clip_events, &self.recorded())?;
         checkpoint::save(&self.best_path, &ck)?;
         Ok(())
     }
@@ -270,7 +274,7 @@ impl<B: Backend> Checkpointer<B> {
         prog: &Progress,
         clip_events: u64,
     ) -> Result<(), TrainError> {
-        let ck = to_checkpoint(b, st, &st.params, prog, clip_events, &self.cfg_toml, self.ranks)?;
+        let ck = to_checkpoint(b, st, &st.params, prog, clip_events, &self.recorded())?;
         checkpoint::save(&self.last_path, &ck)?;
         self.last_good = Some(self.last_path.clone());
         self.resumed_unsaved = false;
@@ -304,15 +308,34 @@ pub fn checkpoint_due(every: u64, step: u64, epoch_end: bool) -> bool {
 
 /// Tensors and counters of a checkpoint; [`TrainError::NonFinite`] (nothing saved) when a
 /// parameter or optimizer value is not finite, so every checkpoint on disk is a good one.
+/// What every checkpoint of a run records besides its state: its config, its MPI ranks and
+/// what its `.npy` data holds.
+#[derive(Clone, Copy)]
+struct Recorded<'a> {
+    cfg_toml: &'a str,
+    ranks: usize,
+    data_fingerprint: Option<&'a str>,
+}
+
+impl<B: Backend> Checkpointer<B> {
+    fn recorded(&self) -> Recorded<'_> {
+        Recorded {
+            cfg_toml: &self.cfg_toml,
+            ranks: self.ranks,
+            data_fingerprint: self.data_fingerprint.as_deref(),
+        }
+    }
+}
+
 fn to_checkpoint<B: Backend>(
     b: &B,
     st: &TrainState<B>,
     params: &ParamSet<B>,
     prog: &Progress,
     clip_events: u64,
-    cfg_toml: &str,
-    ranks: usize,
+    recorded: &Recorded<'_>,
 ) -> Result<Checkpoint, TrainError> {
+    let Recorded { cfg_toml, ranks, data_fingerprint } = *recorded;
     let mut tensors = Vec::new();
     let finite = |name: &str, data: &[f32]| match data.iter().find(|v| !v.is_finite()) {
         Some(v) => Err(TrainError::NonFinite { step: prog.step, what: format!("{name} holds {v}") }),
@@ -356,6 +379,9 @@ fn to_checkpoint<B: Backend>(
         "order = permutation(train.seed, epoch); stream = philox(data.seed, example)".into(),
     );
     m.insert("config".into(), cfg_toml.to_string());
+    if let Some(f) = data_fingerprint {
+        m.insert(crate::data::fingerprint::KEY.into(), f.to_string());
+    }
     if ranks > 1 {
         m.insert("mpi_ranks".into(), ranks.to_string());
     }

@@ -27,6 +27,15 @@ pub const FIXED_ON_RESUME: [&str; 7] = [
 /// resolved `data.dim` and `data.classes` and by the checkpoint's tensor shapes.
 const MOVABLE_ON_RESUME: [&str; 2] = ["data.features", "data.labels"];
 
+/// The `--set` entries of `overrides` that move `.npy` files ([`MOVABLE_ON_RESUME`]): the run's
+/// own config.toml is read with them to be compared (its recorded paths may no longer exist).
+pub fn movable_overrides(overrides: &[String]) -> Vec<String> {
+    let moves = |arg: &&String| {
+        arg.split_once('=').is_some_and(|(key, _)| MOVABLE_ON_RESUME.contains(&key.trim()))
+    };
+    overrides.iter().filter(moves).cloned().collect()
+}
+
 /// The first [`FIXED_ON_RESUME`] key whose value in `now` differs from `saved`, as
 /// `(key, saved value, new value)`.
 pub fn changed_fixed_key(saved: &Config, now: &Config) -> Option<(String, String, String)> {
@@ -78,7 +87,29 @@ pub fn keeps_recorded_layout(
 /// generated or read a dataset first.
 pub fn check_checkpoint_config(path: &Path, now: &Config) -> Result<(), TrainError> {
     let ck = crate::checkpoint::load(path)?;
-    keeps_recorded_layout(&ck.metadata, path, now)
+    keeps_recorded_layout(&ck.metadata, path, now)?;
+    keeps_recorded_data(&ck.metadata, path, now)
+}
+
+/// The `.npy` files a resume reads hold what the run was trained on: their fingerprint
+/// ([`crate::data::fingerprint`]) against the one its checkpoint recorded. A checkpoint from
+/// before fingerprints were recorded, or of synthetic data, passes.
+pub fn keeps_recorded_data(
+    metadata: &std::collections::BTreeMap<String, String>,
+    path: &Path,
+    now: &Config,
+) -> Result<(), TrainError> {
+    use crate::data::fingerprint;
+    let Some(recorded) = metadata.get(fingerprint::KEY) else { return Ok(()) };
+    let current = fingerprint::fingerprint(&now.data)?.unwrap_or_else(|| "no .npy files".into());
+    if *recorded == current {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    Err(TrainError::Setup(format!(
+        "--resume {}: the .npy data is not what the run was trained on (its checkpoint records {recorded}; the files now hold {current}); a resumed run keeps its data (start a new run, with --init for its weights)",
+        dir.display()
+    )))
 }
 
 /// The config recorded in a checkpoint's metadata (`config`, the TOML of the run that wrote

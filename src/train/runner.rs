@@ -98,6 +98,7 @@ pub fn run_train_ranks<'a, B: Backend>(
     let mut ckpt = Checkpointer::new(cfg, run_dir);
     ckpt.ranks = size;
     if root {
+        ckpt.data_fingerprint = crate::data::fingerprint::fingerprint(&cfg.data)?;
         ckpt.start(b, cfg, opts, &mut st, &mut prog)?;
         plan.check_start(&prog, run_dir)?;
     }
