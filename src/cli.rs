@@ -338,6 +338,36 @@ impl Command {
             Command::Compare { common, .. } => Some(("compare", common)),
         }
     }
+
+    /// A flag and a `--set` of the config key it stands for, both given: refused (the flag
+    /// won, or the last `--set`, without a word).
+    pub fn flag_and_set_agree(&self) -> Result<(), String> {
+        let Some((_, common)) = self.common() else { return Ok(()) };
+        let mut flags: Vec<(&str, &str)> = Vec::new();
+        if !common.precision.is_empty() {
+            flags.push(("--precision", "model.precision"));
+        }
+        match self {
+            Command::Train { workers: Some(_), .. } => flags.push(("--workers", "train.workers")),
+            Command::Sweep { min_batch, max_batch, policy, .. } => {
+                flags.extend(min_batch.map(|_| ("--min-batch", "sweep.min_batch")));
+                flags.extend(max_batch.map(|_| ("--max-batch", "sweep.max_batch")));
+                flags.extend(policy.as_ref().map(|_| ("--policy", "sweep.policy")));
+            }
+            Command::Compare { min_batch, max_batch, .. } => {
+                flags.extend(min_batch.map(|_| ("--min-batch", "sweep.min_batch")));
+                flags.extend(max_batch.map(|_| ("--max-batch", "sweep.max_batch")));
+            }
+            _ => {}
+        }
+        for (flag, key) in flags {
+            let set_here = |arg: &&String| arg.split_once('=').is_some_and(|(k, _)| k.trim() == key);
+            if let Some(arg) = common.set.iter().find(set_here) {
+                return Err(format!("{flag} and --set {arg} both set {key}: give one"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Options of `batchscope curvature`.

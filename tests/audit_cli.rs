@@ -72,3 +72,62 @@ fn a_set_every_variant_replaces_is_refused() {
     assert!(!out.exists() && !stderr(&o).contains("WARN"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A flag and a `--set` of the key it stands for: the flag won (or, for `--workers`, the
+/// flag's own `--set`) without a word.
+#[test]
+fn a_flag_and_a_set_of_its_key_are_refused() {
+    let dir = tmpdir("flag-and-set");
+    let out = dir.join("run");
+    let cases: [(&[&str], &str); 4] = [
+        (&["sweep", "--min-batch", "8", "--set", "sweep.min_batch=16"], "sweep.min_batch"),
+        (&["sweep", "--policy", "knee", "--set", "sweep.policy=\"largest_fit\""], "sweep.policy"),
+        (&["train", "--workers", "2", "--set", "train.workers=4"], "train.workers"),
+        (&["train", "--precision", "f16", "--set", "model.precision=\"f32\""], "model.precision"),
+    ];
+    for (args, key) in cases {
+        let mut argv = args.to_vec();
+        argv.extend(["--backend", "cpu", "--out", s(&out)]);
+        let o = run(&argv);
+        assert_clean_error(&o, &[args[1], key, "give one"]);
+        assert!(!out.exists(), "{args:?}: no run directory");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One training example is its own full-data gradient: `noise` wrote a table of one size, a
+/// NaN slope and B_noise = 0, and exited 0.
+#[test]
+fn noise_over_one_example_is_refused() {
+    let dir = tmpdir("noise-one");
+    let out = dir.join("run");
+    let o = run(&["noise", "--backend", "cpu", "--set", "data.n_train=1", "--out", s(&out)]);
+    assert_clean_error(&o, &["at least 2 training examples", "has 1"]);
+    assert!(!out.exists(), "no run directory");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sweep that timed no batch size (each predicted not to fit) said "no batch size chosen"
+/// and exited 0: scripts took it for a choice. It fails now, its table and files kept.
+#[test]
+fn a_sweep_that_times_no_batch_size_fails() {
+    let dir = tmpdir("sweep-none");
+    let out = dir.join("run");
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "gpu",
+        "--set",
+        "model.hidden=[65536]",
+        "--min-batch",
+        "1024",
+        "--max-batch",
+        "2048",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_error(&o, &["no batch size chosen", "2 skipped"]);
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).expect("sweep.csv is kept");
+    assert_eq!(csv.matches("predicted not to fit").count(), 2, "{csv}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -70,6 +70,7 @@ pub fn with_backend<T: BackendTask>(
     };
     match gpu {
         Some(g) => {
+            slow_adapter_notice(&g);
             g.set_autotune(task.autotune());
             task.run(&g)
         }
@@ -81,6 +82,21 @@ pub fn with_backend<T: BackendTask>(
 /// whose name contains `adapter`.
 pub fn open_gpu(adapter: Option<&str>) -> anyhow::Result<GpuBackend> {
     Ok(GpuBackend::new(adapter)?)
+}
+
+/// A software rasteriser behind wgpu's GL backend (llvmpipe's OpenGL) runs compute shaders on
+/// one thread, and compiles the tiled kernels for minutes: the quickstart trained at 40
+/// examples/s there, against thousands on lavapipe (Vulkan) or the CPU backend. Said once.
+fn slow_adapter_notice(g: &GpuBackend) {
+    let s = &g.dev.ctx.summary;
+    let software = s.device_type == format!("{:?}", wgpu::DeviceType::Cpu);
+    if software && s.backend == format!("{:?}", wgpu::Backend::Gl) {
+        eprintln!(
+            "notice: {} (Gl) runs compute shaders through OpenGL on the CPU, far slower than \
+             lavapipe (Vulkan: Mesa's mesa-vulkan-drivers) or --backend cpu",
+            s.name
+        );
+    }
 }
 
 /// Adapters exist but every one is a software rasteriser (llvmpipe / lavapipe, wgpu

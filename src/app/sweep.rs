@@ -98,15 +98,18 @@ pub fn sweep(
             100.0 * cfg.sweep.knee_min_gain
         );
     }
-    match choice {
-        Ok(c) => println!("chosen batch size ({policy}): {} — {}", c.batch, c.reason),
-        Err(e) => println!("no batch size chosen: {e}"),
+    if let Ok(c) = &choice {
+        println!("chosen batch size ({policy}): {} — {}", c.batch, c.reason);
     }
     if let Some(s) = &scaling {
         print_workers(s);
     }
     println!("wrote: {}", dir.display());
-    Ok(())
+    // A sweep that measured no batch size exits non-zero (its files say why each was skipped).
+    match choice {
+        Ok(_) => Ok(()),
+        Err(e) => bail!("no batch size chosen: {e}; the table above and {} say why", dir.display()),
+    }
 }
 
 /// B_noise for `time_to_target:auto`, the run directory, and the sweep.

@@ -5,6 +5,7 @@
 //! adapter runs f16 products on cooperative matrices (a named datasheet table), else against a
 //! probe of the f16 product the step runs.
 
+use anyhow::bail;
 use std::path::{Path, PathBuf};
 
 use super::output::{write_config, write_summary};
@@ -83,6 +84,7 @@ pub(super) fn sweep_precisions(
         println!("{p} peak {:.1} GFLOP/s ({})", r.peak_gflops, r.peak_probe);
     }
     print!("{}", table(&swept));
+    let mut unchosen = Vec::new();
     for (p, r) in &swept {
         let points = r.points();
         if let Some(k) = knee(&points, base.sweep.knee_min_gain) {
@@ -90,11 +92,19 @@ pub(super) fn sweep_precisions(
         }
         match choose(&policy, &points) {
             Ok(c) => println!("{p}: chosen batch size ({policy}): {} — {}", c.batch, c.reason),
-            Err(e) => println!("{p}: no batch size chosen: {e}"),
+            Err(e) => unchosen.push(format!("{p}: {e}")),
         }
     }
     println!("wrote: {}", dir.display());
-    Ok(())
+    // A precision that measured no batch size makes the sweep exit non-zero (files kept).
+    match unchosen.is_empty() {
+        true => Ok(()),
+        false => bail!(
+            "no batch size chosen ({}); the table above and {} say why",
+            unchosen.join("; "),
+            dir.display()
+        ),
+    }
 }
 
 /// One policy, one run directory, one sweep per precision on the same backend.

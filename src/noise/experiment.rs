@@ -28,6 +28,8 @@ domain_error! {
         NotResident,
         #[error("no minibatch size to measure (max_n = {max_n}, {examples} examples)")]
         NoSizes { max_n: usize, examples: usize },
+        #[error("measuring gradient noise needs at least 2 training examples (the data has {examples}): one example is its own full-data gradient, so there is no noise and no slope over minibatch sizes")]
+        OneExample { examples: usize },
     }
     also_from { Curvature(CurvatureError) }
 }
@@ -126,6 +128,10 @@ pub fn measure_with<B: Backend>(
     let model = Mlp::new(cfg.mlp_spec())?;
     let (train, _) = crate::data::build_resident(&cfg.data, cfg.data_outputs())?;
     let n_total = train.n;
+    if n_total < 2 {
+        // Size 1 alone: an error of exactly 0, a NaN slope and B_noise = 0 (exit 0).
+        return Err(NoiseError::OneExample { examples: n_total });
+    }
     let mut params = model.init(b, cfg.model.init_seed)?;
     if let Some(p) = &args.checkpoint {
         let ck = checkpoint::load(p)?;
