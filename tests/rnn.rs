@@ -303,3 +303,19 @@ fn training_loop_logs_diagnostics_and_gpu_follows_cpu() {
     }
     let _ = (std::fs::remove_dir_all(&dc), std::fs::remove_dir_all(&dg));
 }
+
+/// A variant that diverges stops where its loss becomes non-finite and leaves no checkpoint of
+/// its non-finite parameters (one was written, which batchscope then refused to load).
+#[test]
+fn a_diverged_run_writes_no_non_finite_checkpoint() {
+    let text = "[rnn]\nhidden = 16\nactivation = \"identity\"\nw_scale = 3.0\n[sequence]\ntask = \"adding\"\nlength = 60\nn_train = 256\nn_val = 64\n\
+                [train]\nbatch_size = 32\nlr = 1.0\nsteps = 40\nlog_every = 1\n";
+    let cfg = RnnConfig::from_table(toml::from_str(text).unwrap(), "test").unwrap();
+    let dir = tmpdir("diverged");
+    let (summary, lines) = run_rnn(&cpu(), &cfg, "boom", &dir, false).unwrap();
+    let at = summary.diverged_at.expect("w_scale = 3 over 60 steps diverges");
+    assert_eq!(lines.last().map(|l| l.step), Some(at));
+    assert!(dir.join("init.safetensors").exists() && dir.join("summary.json").exists());
+    assert!(!dir.join("last.safetensors").exists(), "no checkpoint of non-finite parameters");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -169,6 +169,14 @@ fn nan_guard<B: Backend>(b: &B) {
     let summary = std::fs::read_to_string(dir.join("summary.json")).expect("summary");
     assert!(summary.contains("diverged"));
     assert!(!dir.join("last.safetensors").exists(), "no checkpoint of diverged parameters");
+    // The keys of a finished run's summary (it held 7 of them), and the plots up to there.
+    let s: serde_json::Value = serde_json::from_str(&summary).expect("json");
+    for key in
+        ["backend", "epochs_completed", "final_val_error", "best_step", "elapsed_s", "examples_per_s"]
+    {
+        assert!(s.get(key).is_some(), "summary.json lacks {key}: {summary}");
+    }
+    assert!(dir.join("loss.svg").exists(), "the loss plot up to the divergence");
 }
 both_backends!(nan_guard_stops_with_a_clear_error, nan_guard);
 

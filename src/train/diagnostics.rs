@@ -145,7 +145,11 @@ pub fn record_layer_norms<B: Backend>(
 
 /// [`LayerNorms`] from the slots [`record_layer_norms`] wrote.
 pub fn finish_layer_norms(layers: usize, stats: &[f32], slot0: usize) -> LayerNorms {
-    let sq = |i: usize| (stats[slot0 + i] as f64).max(0.0).sqrt();
+    // A NaN sum (a diverged step) stays NaN: `f64::max` would have made it a norm of 0.
+    let sq = |i: usize| match stats[slot0 + i] as f64 {
+        v if v.is_nan() => f64::NAN,
+        v => v.max(0.0).sqrt(),
+    };
     LayerNorms {
         weight: (0..layers).map(sq).collect(),
         delta: (0..layers).map(|l| sq(layers + l)).collect(),
@@ -188,6 +192,15 @@ mod tests {
             w[j * h + j] = s * th.cos();
         }
         w
+    }
+
+    /// A diverged step's NaN sums of squares were written as norms of 0 (`f64::max`).
+    #[test]
+    fn a_nan_sum_of_squares_is_a_nan_norm_not_zero() {
+        let n = finish_layer_norms(2, &[4.0, f32::NAN, f32::NAN, 9.0], 0);
+        assert_eq!(n.weight[0], 2.0);
+        assert!(n.weight[1].is_nan() && n.delta[0].is_nan(), "{n:?}");
+        assert_eq!(n.delta[1], 3.0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The divergence guard: a step whose loss (or, on a logged step, gradient norm) is not finite
-//! ends the run with [`TrainError::Diverged`], naming the last checkpoint that is finite, and a
-//! summary.json that says where it stopped.
+//! ends the run with [`TrainError::Diverged`], naming the last checkpoint that is finite; the
+//! runner writes a summary.json that says where it stopped, and the plots up to there.
 //!
 //! Every step sums its minibatch loss into its own slot of a ring on the device (see
 //! [`super::step::TrainState::guard_ring`]); the ring is read with the metrics at the next read
@@ -9,10 +9,6 @@
 
 use std::path::Path;
 
-use crate::backend::Backend;
-use crate::model::Mlp;
-
-use super::checkpointer::Progress;
 use super::step::StepMetrics;
 use super::TrainError;
 
@@ -45,32 +41,11 @@ pub fn first_non_finite(ring: &[f32], from: u64, to: u64) -> Option<u64> {
     (from..=to).find(|&s| !ring[((s - 1) % ring.len() as u64) as usize].is_finite())
 }
 
-/// Write the summary.json of a run that diverged at `prog.step` (`what` is not finite) and
-/// return the error that ends it.
-pub fn diverged<B: Backend>(
-    run_dir: &Path,
-    b: &B,
-    model: &Mlp,
-    batch: usize,
-    prog: &Progress,
-    what: String,
-    last_good: Option<&Path>,
-) -> TrainError {
-    let s = serde_json::json!({
-        "command": "train",
-        "device": b.device_name(),
-        "params": model.num_params(),
-        "batch_size": batch,
-        "steps": prog.step,
-        "examples_seen": prog.examples_seen,
-        "stopped_reason": format!("diverged: {what}"),
-    });
-    let path = run_dir.join("summary.json");
-    if let Err(e) = crate::report::rundir::write_atomic(&path, s.to_string().as_bytes()) {
-        return e.into();
-    }
+/// The error of a run whose step `step` is the first non-finite one (`what` is), with the
+/// last finite checkpoint it left.
+pub fn diverged(step: u64, what: String, last_good: Option<&Path>) -> TrainError {
     TrainError::Diverged {
-        step: prog.step,
+        step,
         what,
         last_good: last_good
             .map(|p| p.display().to_string())

@@ -256,7 +256,15 @@ pub fn run_rnn<B: Backend>(
     b.sync()?;
     let w_end = w_of(&st)?;
     let last_meta = [("step", step.to_string()), ("config", cfg_toml), ("model", "rnn".to_string())];
-    checkpoint::save(&run_dir.join("last.safetensors"), &params_checkpoint(b, &st.params, &last_meta)?)?;
+    let last_ck = params_checkpoint(b, &st.params, &last_meta)?;
+    // A diverged variant's parameters are not finite: no checkpoint of them (batchscope
+    // refuses to load one); its init.safetensors and metrics.jsonl hold the run.
+    match last_ck.tensors.iter().find(|t| t.data.iter().any(|v| !v.is_finite())) {
+        None => checkpoint::save(&run_dir.join("last.safetensors"), &last_ck)?,
+        Some(t) => {
+            log::info!("rnn run {name}: {} is not finite at step {step}; no last.safetensors", t.name)
+        }
+    }
     let (final_val_loss, final_val_error) = match (diverged_at, val_set.as_mut()) {
         (None, Some(v)) => {
             let (l, e) = v.evaluate(b, &model, &st.params)?;

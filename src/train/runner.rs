@@ -420,15 +420,10 @@ impl<B: Backend> Run<'_, B> {
             );
             return TrainError::Diverged { step, what, last_good };
         }
-        guard::diverged(
-            self.run_dir,
-            self.b,
-            &self.model,
-            self.plan.batch,
-            &at,
-            what,
-            last_good.as_deref(),
-        )
+        if let Err(e) = self.write_diverged(&at, &what) {
+            return e;
+        }
+        guard::diverged(at.step, what, last_good.as_deref())
     }
 
     /// Whether to stop after an evaluation with validation 0-1 error `val_error`: the target

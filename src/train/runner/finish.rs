@@ -104,4 +104,45 @@ impl<B: Backend> Run<'_, B> {
         }
         Ok(summary)
     }
+
+    /// summary.json of a run stopped at its first non-finite step `at` (the same keys as a
+    /// finished run's, `null` where there is no value: the parameters are not finite, so there
+    /// is no final evaluation), and its plots up to there.
+    pub(super) fn write_diverged(&mut self, at: &Progress, what: &str) -> Result<(), TrainError> {
+        if let Some(mut w) = self.metrics.take() {
+            w.sync()?;
+        }
+        let b = self.b;
+        let elapsed_s = self.elapsed_before + self.run_start.elapsed().as_secs_f64();
+        let last_line = self.last_line.as_ref().filter(|l| l.step <= at.step);
+        let summary = TrainSummary {
+            command: "train",
+            backend: format!("{:?}", b.kind()).to_lowercase(),
+            device: b.device_name(),
+            params: self.model.num_params(),
+            batch_size: self.plan.batch,
+            steps: at.step,
+            epochs_completed: at.epoch,
+            examples_seen: at.examples_seen,
+            stopped_reason: format!("diverged: {what}"),
+            final_train_loss: last_line.map(|l| l.train_loss).filter(|v| v.is_finite()),
+            final_train_error: last_line.and_then(|l| l.train_error),
+            final_val_loss: None,
+            final_val_error: None,
+            best_val_error: at.best_val_error,
+            best_step: at.best_step,
+            restored_best: false,
+            clip_events: last_line.map_or(self.ckpt.clip_base, |l| l.clip_events),
+            elapsed_s,
+            train_s: (self.run_start.elapsed().as_secs_f64() - self.side_s).max(0.0),
+            examples_per_s: at.examples_seen as f64 / elapsed_s.max(1e-9),
+            peak_rss_mib: peak_rss_mib(),
+            data_parallel: None,
+            precision: self.st.mixed.is_some().then_some("f16"),
+            mixed_precision: None,
+        };
+        let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+        crate::report::rundir::write_atomic(&self.run_dir.join("summary.json"), text.as_bytes())?;
+        plot_metrics(self.run_dir, self.eval.is_class)
+    }
 }
