@@ -96,13 +96,31 @@ fn a_flag_and_a_set_of_its_key_are_refused() {
 }
 
 /// One training example is its own full-data gradient: `noise` wrote a table of one size, a
-/// NaN slope and B_noise = 0, and exited 0.
+/// NaN slope and B_noise = 0, and exited 0; so did one example repeated, and a gradient that is
+/// not finite.
 #[test]
 fn noise_over_one_example_is_refused() {
     let dir = tmpdir("noise-one");
     let out = dir.join("run");
     let o = run(&["noise", "--backend", "cpu", "--set", "data.n_train=1", "--out", s(&out)]);
-    assert_clean_error(&o, &["at least 2 training examples", "has 1"]);
+    assert_clean_error(&o, &["at least 2 distinct training examples", "has 1"]);
+    assert!(!out.exists(), "no run directory");
+    // 64 copies of one example: an infinite error reduction and a meaningless slope.
+    let o = run(&[
+        "noise",
+        "--backend",
+        "cpu",
+        "--set",
+        "data.n_train=64",
+        "--set",
+        "data.duplicates=64",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_error(&o, &["2 distinct training examples", "data.duplicates = 64"]);
+    // Weights whose gradient overflows: every figure was NaN, with exit 0.
+    let o = run(&["noise", "--backend", "cpu", "--set", "model.init_scale=1e30", "--out", s(&out)]);
+    assert_clean_error(&o, &["full-data gradient", "not finite"]);
     assert!(!out.exists(), "no run directory");
     let _ = std::fs::remove_dir_all(&dir);
 }

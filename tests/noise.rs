@@ -131,3 +131,39 @@ fn noise_scale_during_training<B: Backend>(b: &B) {
     assert!(last.is_finite());
 }
 both_backends!(noise_scale_is_estimated_during_training, noise_scale_during_training);
+
+/// The experiment measures at the configured initialization: it drew the weights at scale 1
+/// whatever `model.init_scale` said (|G|² and B_noise were those of another point).
+fn noise_at_the_configured_init_scale<B: Backend>(b: &B) {
+    let at = |scale: &str| {
+        let cfg = Config::load(
+            None,
+            &[
+                "model.hidden=[16]".into(),
+                "data.dim=8".into(),
+                "data.classes=3".into(),
+                "data.n_train=512".into(),
+                "data.n_val=16".into(),
+                format!("model.init_scale={scale}"),
+            ],
+        )
+        .expect("config");
+        let args = NoiseArgs { checkpoint: None, max_n: 4, draws: 2, seed: 3, curvature: false };
+        let s = measure(b, &cfg, &args).expect("noise");
+        let model = Mlp::new(cfg.mlp_spec()).expect("model");
+        let params = model.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale).expect("init");
+        let (train, _) = batchscope::data::build_resident(&cfg.data, cfg.data_outputs()).expect("data");
+        let data = DeviceDataset::upload(b, &train).expect("upload");
+        let g = GradProbe::new(b, model, params, data).full_grad(1024).expect("G");
+        let g2: f64 = g.iter().map(|v| v * v).sum();
+        assert!(
+            (s.full_grad_norm_sq - g2).abs() <= 1e-9 * g2,
+            "{scale}: {} vs {g2}",
+            s.full_grad_norm_sq
+        );
+        g2
+    };
+    let (small, unit) = (at("0.01"), at("1.0"));
+    assert!(small < 0.5 * unit, "|G|² at init_scale 0.01 ({small}) is not that at 1 ({unit})");
+}
+both_backends!(noise_is_measured_at_the_configured_init_scale, noise_at_the_configured_init_scale);

@@ -28,8 +28,10 @@ domain_error! {
         NotResident,
         #[error("no minibatch size to measure (max_n = {max_n}, {examples} examples)")]
         NoSizes { max_n: usize, examples: usize },
-        #[error("measuring gradient noise needs at least 2 training examples (the data has {examples}): one example is its own full-data gradient, so there is no noise and no slope over minibatch sizes")]
-        OneExample { examples: usize },
+        #[error("measuring gradient noise needs at least 2 distinct training examples (the data has {examples}): one example is its own full-data gradient, so there is no noise and no slope over minibatch sizes")]
+        OneExample { examples: String },
+        #[error("the full-data gradient at {at} is not finite (‖G‖² = {norm_sq}): gradient noise is measured around a finite gradient")]
+        NonFiniteGradient { at: String, norm_sq: f64 },
     }
     also_from { Curvature(CurvatureError) }
 }
@@ -128,11 +130,21 @@ pub fn measure_with<B: Backend>(
     let model = Mlp::new(cfg.mlp_spec())?;
     let (train, _) = crate::data::build_resident(&cfg.data, cfg.data_outputs())?;
     let n_total = train.n;
-    if n_total < 2 {
-        // Size 1 alone: an error of exactly 0, a NaN slope and B_noise = 0 (exit 0).
-        return Err(NoiseError::OneExample { examples: n_total });
+    // Synthetic example i is distinct example i / duplicates.
+    let distinct = match cfg.data.kind {
+        crate::config::DataKind::Npy => n_total,
+        _ => n_total.div_ceil(cfg.data.duplicates.max(1)),
+    };
+    if distinct < 2 {
+        // Size 1 alone (or one example repeated): errors of exactly 0, a NaN slope, an
+        // infinite error reduction and B_noise = 0, with exit 0.
+        let examples = match distinct == n_total {
+            true => n_total.to_string(),
+            false => format!("{n_total}, all copies of one: data.duplicates = {}", cfg.data.duplicates),
+        };
+        return Err(NoiseError::OneExample { examples });
     }
-    let mut params = model.init(b, cfg.model.init_seed)?;
+    let mut params = model.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
     if let Some(p) = &args.checkpoint {
         let ck = checkpoint::load(p)?;
         checkpoint::load_into::<B, NoiseError>(b, &ck, p, "", &mut params)?;
@@ -184,6 +196,14 @@ pub fn measure_with<B: Backend>(
     bar.inc(n_total as u64);
     bar.set_message("GᵀHG");
     let g2: f64 = g.iter().map(|v| v * v).sum();
+    if !g2.is_finite() {
+        bar.finish_and_clear();
+        let at = match &args.checkpoint {
+            Some(p) => format!("--checkpoint {}", p.display()),
+            None => "the initialization (model.init_scale, model.init_seed)".to_string(),
+        };
+        return Err(NoiseError::NonFiniteGradient { at, norm_sq: g2 });
+    }
     let mut r = ChaCha8Rng::seed_from_u64(args.seed);
     let mut rows = Vec::new();
     // dᵀHd over the single-example draws (tr(HΣ) estimate).

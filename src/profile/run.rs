@@ -159,7 +159,7 @@ pub fn profile_batch_until<B: Profilable>(
     // The sweep's inputs: the same seed, the same draws.
     let mut r = ChaCha8Rng::seed_from_u64(batch as u64);
     let (inputs, outputs) = (model.inputs(), model.outputs());
-    let params = model.init(&p, cfg.model.init_seed)?;
+    let params = model.init_scaled(&p, cfg.model.init_seed, cfg.model.init_scale)?;
     let mut st = TrainState::new(&p, model, params, batch, &opt)?;
     crate::train::amp::for_config(&p, cfg, &mut st)?;
     let x = p.upload(&(0..batch * inputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;

@@ -240,7 +240,7 @@ fn measure_batch<B: Timed>(
     let inputs = model.inputs();
     let outputs = model.outputs();
     let alloc = (|| -> Result<_, BackendError> {
-        let params = model.init(b, cfg.model.init_seed)?;
+        let params = model.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
         let mut st = TrainState::new(b, model.clone(), params, batch, &opt)?;
         crate::train::amp::for_config(b, cfg, &mut st)?;
         let x =
