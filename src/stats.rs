@@ -39,6 +39,12 @@ pub fn global_norm(v: &[Vec<f32>]) -> f64 {
     v.iter().flatten().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt()
 }
 
+/// The f64 nearest the decimal an f32 setting is written as (`0.05f32` → `0.05`, where
+/// `as f64` gives 0.05000000074505806): output files then hold the value config.toml shows.
+pub fn f32_as_written(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}
+
 /// Arithmetic mean; `0` when empty.
 pub fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
@@ -128,6 +134,17 @@ pub fn loglog_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_f32_setting_widens_to_the_decimal_it_is_written_as() {
+        assert_eq!(f32_as_written(0.05), 0.05);
+        assert_eq!(f32_as_written(0.9), 0.9);
+        assert_eq!(100.0 * f32_as_written(0.001), 0.1);
+        assert_eq!(f32_as_written(1e-7), 1e-7);
+        assert!(f32_as_written(f32::NAN).is_nan());
+        assert_eq!(f32_as_written(f32::INFINITY), f64::INFINITY);
+        assert_eq!(f32_as_written(f32::MAX) as f32, f32::MAX);
+    }
 
     #[test]
     fn running_statistics_equal_the_slice_ones() {

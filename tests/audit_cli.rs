@@ -149,3 +149,47 @@ fn a_sweep_that_times_no_batch_size_fails() {
     assert_eq!(csv.matches("predicted not to fit").count(), 2, "{csv}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `compare` with every batch size skipped on both backends printed "the GPU is not faster
+/// than the CPU at any measured B" and exited 0.
+#[test]
+fn a_compare_that_times_nothing_fails() {
+    let dir = tmpdir("compare-none");
+    let out = dir.join("run");
+    let o = run(&[
+        "compare",
+        "--max-batch",
+        "8",
+        "--set",
+        "sweep.memory_budget_mib=1",
+        "--set",
+        "model.hidden=[1024,1024]",
+        "--set",
+        "data.dim=512",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_error(&o, &["no batch size was timed on both backends"]);
+    assert!(out.join("summary.json").exists(), "its files are kept");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A time-to-target whose sweep timed one batch size (the others skipped by the time budget)
+/// trained it alone, left the others out of its table unsaid, and exited 0.
+#[test]
+fn a_time_to_target_of_one_timed_batch_size_is_refused() {
+    let dir = tmpdir("ttt-one");
+    let cfg = dir.join("ttt.toml");
+    std::fs::write(
+        &cfg,
+        "[model]\nhidden = [8]\n[data]\nkind = \"gaussian_mixture\"\nn_train = 64\nn_val = 16\ndim = 4\nclasses = 3\n\
+         [train]\noptimizer = \"sgd\"\nepochs = 0\nsteps = 50\ntarget_val_error = 0.3\neval_every = 4\n\
+         [sweep]\nmin_batch = 1\nmax_batch = 16\nwarmup_steps = 1\ntimed_steps = 2\ntime_budget_s = 1e-9\n",
+    )
+    .expect("config");
+    let out = dir.join("run");
+    let o = run(&["time-to-target", "--backend", "cpu", "--config", s(&cfg), "--out", s(&out)]);
+    assert_clean_error(&o, &["timed 1 of 5 batch sizes", "sweep.time_budget_s", "at least 2"]);
+    assert!(!out.join("B00001").exists(), "nothing trained");
+    let _ = std::fs::remove_dir_all(&dir);
+}

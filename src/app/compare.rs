@@ -128,6 +128,15 @@ pub fn compare(
     for line in &skips {
         println!("{line}");
     }
+    if speedups.is_empty() {
+        // No batch size was timed on both backends: there is nothing to compare (it printed
+        // "the GPU is not faster than the CPU at any measured B" and exited 0).
+        println!("wrote: {}", dir.display());
+        anyhow::bail!(
+            "no batch size was timed on both backends; the table above and {} say why each was skipped",
+            dir.display()
+        );
+    }
     match crossover {
         Some(b) => println!("crossover: the GPU is faster from B = {b}"),
         None => println!("crossover: the GPU is not faster than the CPU at any measured B"),

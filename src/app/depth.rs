@@ -185,7 +185,7 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
             r.name.clone(),
             r.layers.to_string(),
             format!("{:.3e}", r.first_over_last_init),
-            format!("{:+.4}", (r.init_scale as f64).ln()),
+            format!("{:+.4}", r.init_scale.ln()),
             r.delta_growth_init.map_or("-".into(), |g| format!("{g:+.4}")),
             r.weight_growth_init.map_or("-".into(), |g| format!("{g:+.4}")),
             format!("{:.4}", init.loss),

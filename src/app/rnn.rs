@@ -234,7 +234,7 @@ pub fn report(
             Cell::Text(name.clone()),
             Cell::Text(cfg.rnn.activation.name().into()),
             Cell::Text(cfg.rnn.w_init.name().into()),
-            Cell::Num(cfg.rnn.w_scale as f64),
+            Cell::from(cfg.rnn.w_scale),
             Cell::from(cfg.sequence.length),
             Cell::Num(s.spectral_radius_init),
             Cell::Num(s.top_singular_init),

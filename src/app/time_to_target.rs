@@ -24,10 +24,11 @@ use crate::train::{run_train, TrainError, TrainOptions};
 #[derive(Clone, Debug, Serialize)]
 pub struct TttRow {
     pub batch: usize,
-    pub ms_per_step: f64,
+    /// `None` for a batch size the sweep skipped (its reason in `note`).
+    pub ms_per_step: Option<f64>,
     pub lr: f64,
-    /// Predicted wall time relative to the predicted best.
-    pub predicted_rel: f64,
+    /// Predicted wall time relative to the predicted best (`None` where skipped).
+    pub predicted_rel: Option<f64>,
     pub steps: Option<u64>,
     pub seconds: Option<f64>,
     pub reached: bool,
@@ -80,6 +81,20 @@ fn experiment<B: Profilable>(
     let points = report.points();
     let chosen = choose(&Policy::TimeToTarget { b_noise: bn }, &points)?.batch;
     let curve = predicted_time_curve(&points, bn);
+    if curve.len() < 2 {
+        // One batch size compares with nothing: refused before any training run.
+        let why = match points.iter().find(|p| !p.is_usable()) {
+            Some(p) => {
+                format!(" (B = {}: {})", p.batch, p.skipped.as_deref().unwrap_or("no usable time"))
+            }
+            None => String::new(),
+        };
+        bail!(
+            "the sweep timed {} of {} batch sizes{why}: time-to-target compares at least 2",
+            curve.len(),
+            points.len()
+        );
+    }
     let mut rows = Vec::new();
     for (batch, pred) in curve {
         let ms =
@@ -93,9 +108,9 @@ fn experiment<B: Profilable>(
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         let mut row = TttRow {
             batch,
-            ms_per_step: ms,
+            ms_per_step: Some(ms),
             lr,
-            predicted_rel: pred,
+            predicted_rel: Some(pred),
             steps: None,
             seconds: None,
             reached: false,
@@ -120,6 +135,25 @@ fn experiment<B: Profilable>(
         eprintln!("B = {batch}: {}", row.note);
         rows.push(row);
     }
+    // The batch sizes the sweep did not time, with its reason (they were left out unsaid).
+    let run: Vec<usize> = rows.iter().map(|r| r.batch).collect();
+    for p in points.iter().filter(|p| !p.is_usable() && !run.contains(&p.batch)) {
+        rows.push(TttRow {
+            batch: p.batch,
+            ms_per_step: None,
+            lr: eps_opt(em, bn, p.batch as f64),
+            predicted_rel: None,
+            steps: None,
+            seconds: None,
+            reached: false,
+            measured_rel: None,
+            note: format!(
+                "not timed by the sweep: {}",
+                p.skipped.as_deref().unwrap_or("no usable time")
+            ),
+        });
+    }
+    rows.sort_by_key(|r| r.batch);
     let best = rows.iter().filter(|r| r.reached).filter_map(|r| r.seconds).fold(f64::INFINITY, f64::min);
     for r in &mut rows {
         if r.reached {
@@ -205,9 +239,9 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         .map(|r| {
             vec![
                 Cell::from(r.batch),
-                Cell::Num(r.ms_per_step),
+                Cell::from(r.ms_per_step),
                 Cell::Num(r.lr),
-                Cell::Num(r.predicted_rel),
+                Cell::from(r.predicted_rel),
                 r.steps.map_or(Cell::Empty, Cell::from),
                 r.seconds.map(Cell::Num).unwrap_or(Cell::Empty),
                 Cell::Text(r.reached.to_string()),
@@ -227,7 +261,7 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         "device": device,
         "b_noise": bn,
         "eps_max": em,
-        "target_val_error": cfg.train.target_val_error,
+        "target_val_error": crate::stats::f32_as_written(cfg.train.target_val_error),
         "predicted_best_batch": chosen,
         "measured_best_batch": best_measured,
         "rows": rows,
@@ -236,9 +270,10 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
     line_plot(
         &dir.join("time_to_target.svg"),
         &PlotSpec::new(
+            // The percentage as the config writes it (0.001 was "0 %").
             format!(
-                "Time to {:.0} % validation error: measured vs predicted",
-                100.0 * cfg.train.target_val_error
+                "Time to {} % validation error: measured vs predicted",
+                100.0 * crate::stats::f32_as_written(cfg.train.target_val_error)
             ),
             "batch size",
             "wall time / best",
@@ -248,7 +283,10 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         &[
             Series {
                 name: format!("predicted (1 + {bn:.1}/B)·t(B)"),
-                points: rows.iter().map(|r| (r.batch as f64, r.predicted_rel)).collect(),
+                points: rows
+                    .iter()
+                    .filter_map(|r| r.predicted_rel.map(|p| (r.batch as f64, p)))
+                    .collect(),
             },
             Series {
                 name: "measured".into(),
@@ -264,9 +302,9 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
     for r in &rows {
         t.row([
             r.batch.to_string(),
-            format!("{:.3}", r.ms_per_step),
+            r.ms_per_step.map(|m| format!("{m:.3}")).unwrap_or_else(|| "-".into()),
             format!("{:.4}", r.lr),
-            format!("{:.2}", r.predicted_rel),
+            r.predicted_rel.map(|p| format!("{p:.2}")).unwrap_or_else(|| "-".into()),
             r.steps.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
             r.seconds.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
             r.measured_rel.map(|m| format!("{m:.2}")).unwrap_or_else(|| {

@@ -44,7 +44,8 @@ pub struct DepthPoint {
 pub struct DepthRun {
     pub name: String,
     pub activation: String,
-    pub init_scale: f32,
+    /// `model.init_scale` as the config writes it.
+    pub init_scale: f64,
     pub layers: usize,
     pub points: Vec<DepthPoint>,
     pub diverged_at: Option<u64>,
@@ -158,7 +159,7 @@ pub fn run_depth<B: Backend>(b: &B, cfg: &Config, name: &str) -> Result<DepthRun
     Ok(DepthRun {
         name: name.to_string(),
         activation: cfg.model.activation.name().to_string(),
-        init_scale: cfg.model.init_scale,
+        init_scale: crate::stats::f32_as_written(cfg.model.init_scale),
         layers,
         delta_growth_init: growth(&init.delta),
         weight_growth_init: growth(&init.weight),

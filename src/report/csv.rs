@@ -31,7 +31,13 @@ macro_rules! cell_from_lossless {
         })+
     };
 }
-cell_from_lossless!(Num(f64): f64, f32);
+cell_from_lossless!(Num(f64): f64);
+impl From<f32> for Cell {
+    /// As the decimal the f32 is written as (`0.9`, not 0.8999999761581421).
+    fn from(v: f32) -> Self {
+        Cell::Num(crate::stats::f32_as_written(v))
+    }
+}
 cell_from_lossless!(Int(i64): i64, i32, u32);
 cell_from_lossless!(Text(String): &str, String);
 

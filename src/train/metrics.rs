@@ -113,7 +113,7 @@ impl MetricsLine {
             train_full_loss: ev.train_full_loss,
             train_full_error: ev.train_full_error,
             grad_norm: m.grad_norm,
-            lr: lr as f64,
+            lr: crate::stats::f32_as_written(lr),
             clip_events,
             elapsed_s,
             gtg: None,

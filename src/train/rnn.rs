@@ -228,7 +228,7 @@ pub fn run_rnn<B: Backend>(
             val_loss,
             val_error,
             grad_norm: m.grad_norm,
-            lr: lr as f64,
+            lr: crate::stats::f32_as_written(lr),
             clip_events: m.clip_events,
             clipped_since_last: m.clip_events - last_clip_events.min(m.clip_events),
             loss_spike: spikes.push(m.loss),
