@@ -193,3 +193,24 @@ fn a_time_to_target_of_one_timed_batch_size_is_refused() {
     assert!(!out.join("B00001").exists(), "nothing trained");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `overlay --log-y` left out values ≤ 0 unsaid (a validation error reaching 0), and drew an
+/// empty plot when all were; a label with a control character made an SVG XML parsers refuse.
+#[test]
+fn overlay_says_what_a_log_axis_leaves_out_and_writes_xml() {
+    let dir = tmpdir("overlay-log");
+    let run_dir = dir.join("run");
+    std::fs::create_dir_all(&run_dir).expect("dir");
+    let line = |x: u32, e: f64| format!("{{\"examples_seen\":{x},\"val_error\":{e},\"neg\":{}}}\n", -e);
+    let text: String = [(64, 0.5), (128, 0.0), (192, 0.25)].iter().map(|&(x, e)| line(x, e)).collect();
+    std::fs::write(run_dir.join("metrics.jsonl"), text).expect("metrics");
+    let svg = dir.join("o.svg");
+    let o = run(&["overlay", s(&run_dir), "--log-y", "--label", "a\u{1}b", "--out", s(&svg)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("leaves out 1 value(s) of `val_error` ≤ 0"), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&svg).expect("svg");
+    assert!(!text.contains('\u{1}') && text.contains("a\u{FFFD}b"), "control character in the SVG");
+    let o = run(&["overlay", s(&run_dir), "--log-y", "--field", "neg", "--out", s(&dir.join("n.svg"))]);
+    assert_clean_error(&o, &["every value of `neg` is ≤ 0"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -72,13 +72,28 @@ pub fn overlay(
             }
         }
         if points.is_empty() {
-            bail!("{}: no values of `{field}`", path.display());
+            let has_x = text.lines().any(|l| l.contains("\"examples_seen\""));
+            match has_x {
+                true => bail!("{}: no values of `{field}`", path.display()),
+                false => bail!("{}: no `examples_seen` (the x axis) in its records", path.display()),
+            }
         }
         let name = labels.get(i).cloned().unwrap_or_else(|| run.display().to_string());
         series.push(Series { name, points });
     }
     let mut spec = PlotSpec::new(field.replace('_', " "), "examples seen", field);
     if log_y {
+        // A log axis cannot show values ≤ 0 (a validation error that reaches 0): said, not
+        // left out unsaid; a plot of none is refused.
+        let dropped: usize = series.iter().map(|s| s.points.iter().filter(|p| p.1 <= 0.0).count()).sum();
+        if dropped == series.iter().map(|s| s.points.len()).sum::<usize>() {
+            bail!(
+                "--log-y: every value of `{field}` is ≤ 0, which a log axis cannot show; drop --log-y"
+            );
+        }
+        if dropped > 0 {
+            eprintln!("notice: --log-y leaves out {dropped} value(s) of `{field}` ≤ 0, which a log axis cannot show");
+        }
         spec = spec.log_y();
     }
     line_plot(out, &spec, &series)?;

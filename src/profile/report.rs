@@ -165,7 +165,7 @@ pub fn peaks_line_of(peaks: &Peaks, what: &str) -> String {
 pub fn stacked_bars(path: &Path, title: &str, profiles: &[BatchProfile]) -> Result<(), ReportError> {
     let svg = render_bars(title, profiles)
         .map_err(|message| ReportError::Plot { path: path.to_path_buf(), message })?;
-    write_atomic(path, svg.as_bytes())
+    write_atomic(path, crate::report::plot::xml_chars(svg).as_bytes())
 }
 
 fn render_bars(title: &str, profiles: &[BatchProfile]) -> Result<String, String> {

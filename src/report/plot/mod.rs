@@ -133,5 +133,18 @@ pub fn histogram_plot(path: &Path, spec: &PlotSpec, hists: &[HistSeries]) -> Res
 /// [`ReportError::Plot`] naming the file.
 pub(crate) fn write_svg(path: &Path, svg: Result<String, String>) -> Result<(), ReportError> {
     let svg = svg.map_err(|message| ReportError::Plot { path: path.to_path_buf(), message })?;
-    write_atomic(path, svg.as_bytes())
+    write_atomic(path, xml_chars(svg).as_bytes())
+}
+
+/// `svg` with every character XML 1.0 forbids (control characters other than tab, line feed
+/// and carriage return; U+FFFE, U+FFFF) replaced by U+FFFD. plotters escapes `<`, `&` and `"`
+/// in text but passes these through, and a label holding one (an overlay `--label`, a run
+/// directory's name) made a file XML parsers refuse. The markup itself holds none.
+pub(crate) fn xml_chars(svg: String) -> String {
+    let forbidden =
+        |c: char| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}');
+    match svg.contains(forbidden) {
+        false => svg,
+        true => svg.chars().map(|c| if forbidden(c) { '\u{FFFD}' } else { c }).collect(),
+    }
 }

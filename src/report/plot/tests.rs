@@ -130,3 +130,20 @@ impl NegExp for f64 {
         (-self).exp()
     }
 }
+
+/// A label holding a control character (an overlay `--label`, a run directory's name) was
+/// written raw, and XML parsers refused the file.
+#[test]
+fn control_characters_in_labels_do_not_break_the_xml() {
+    let dir = std::env::temp_dir().join(format!("batchscope-plot-ctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("ctl.svg");
+    let series = Series::new("x\u{b}y\u{1}z\tw", vec![(1.0, 1.0), (2.0, 2.0)]);
+    line_plot(&p, &PlotSpec::new("t\u{0}itle", "x", "y"), &[series]).unwrap();
+    let svg = std::fs::read_to_string(&p).unwrap();
+    assert!(!svg.chars().any(|c| c < ' ' && !matches!(c, '\t' | '\n' | '\r')), "{svg}");
+    let texts = text_elements(&svg);
+    assert!(texts.iter().any(|t| t == "x\u{FFFD}y\u{FFFD}z\tw"), "{texts:?}");
+    assert_eq!(xml_chars("a\u{FFFE}b".into()), "a\u{FFFD}b");
+    let _ = std::fs::remove_dir_all(&dir);
+}
