@@ -214,3 +214,25 @@ fn overlay_says_what_a_log_axis_leaves_out_and_writes_xml() {
     assert_clean_error(&o, &["every value of `neg` is ≤ 0"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `profile` timed batch sizes a run cannot train at (`--batch 100000000` on 64 examples ran
+/// for minutes); the defaults past the training set are said and left out.
+#[test]
+fn profile_stops_at_the_training_set() {
+    let dir = tmpdir("profile-set");
+    let out = dir.join("run");
+    let o = run(&[
+        "profile",
+        "--backend",
+        "cpu",
+        "--set",
+        "data.n_train=64",
+        "--batch",
+        "100000000",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_error(&o, &["--batch 100000000", "data.n_train = 64"]);
+    assert!(!out.exists(), "no run directory");
+    let _ = std::fs::remove_dir_all(&dir);
+}

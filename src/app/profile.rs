@@ -26,9 +26,26 @@ pub const DEFAULT_BATCHES: [usize; 3] = [1, 64, 4096];
 /// `batchscope profile`.
 pub fn profile(args: &RunArgs, backend: BackendChoice, batches: &[usize]) -> anyhow::Result<()> {
     let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
-    let batches = if batches.is_empty() { DEFAULT_BATCHES.to_vec() } else { batches.to_vec() };
     if let Some(b) = batches.iter().find(|&&b| b == 0) {
         anyhow::bail!("--batch {b}: a batch size must be ≥ 1");
+    }
+    // A run cannot train at a batch past the training set: profiled as the sweep times, not
+    // at all (`--batch 100000000` on 64 examples ran for minutes).
+    let rows = crate::data::resolve::training_rows(&cfg)?;
+    let set = super::sweep::training_set(&cfg, rows);
+    if let Some(b) = batches.iter().find(|&&b| b as u64 > rows) {
+        anyhow::bail!("--batch {b} is larger than the training set ({set}): a run cannot train at it");
+    }
+    let defaulted = batches.is_empty();
+    let batches: Vec<usize> = match defaulted {
+        true => DEFAULT_BATCHES.iter().copied().filter(|&b| b as u64 <= rows).collect(),
+        false => batches.to_vec(),
+    };
+    if defaulted && batches.len() < DEFAULT_BATCHES.len() {
+        let cut = &DEFAULT_BATCHES[batches.len()..];
+        eprintln!(
+            "notice: the default batch sizes {cut:?} are past the training set ({set}): not profiled"
+        );
     }
     if cfg.train.workers > 1 || cfg.train.accumulate > 1 {
         eprintln!(
