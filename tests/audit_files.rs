@@ -246,3 +246,45 @@ fn a_resume_keeps_what_its_npy_files_hold() {
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `landscape`'s weight files: a `file:` direction of zeros was found after the training (the
+/// run left `train/` and half its slices), and a path start whose loss overflows wrote a path
+/// of NaN and inf with exit 0.
+#[test]
+fn landscape_refuses_a_zero_direction_file_and_a_start_past_f32_before_any_slice() {
+    let dir = tmpdir("landscape-files");
+    let model = "[model]\nhidden = [8]\n[data]\nkind = \"teacher\"\nn_train = 64\nn_val = 16\ndim = 4\nclasses = 3\n\
+                 teacher_hidden = 8\n[train]\nbatch_size = 8\nlr = 0.05\nepochs = 1\n";
+    let (train_cfg, cfg) = (dir.join("train.toml"), dir.join("ls.toml"));
+    std::fs::write(&train_cfg, model).expect("config");
+    let slices =
+        "[landscape]\nmodes = [\"line\", \"path\"]\nline_directions = [\"random\"]\npoints = 5\n";
+    std::fs::write(&cfg, format!("{model}{slices}")).expect("config");
+    let trained = dir.join("trained");
+    assert!(train_cpu(&train_cfg, &["--out", s(&trained)]).status.success());
+    let last = trained.join("last.safetensors");
+    let mut ck = batchscope::checkpoint::load(&last).expect("checkpoint");
+    ck.tensors.iter_mut().for_each(|t| t.data.iter_mut().for_each(|v| *v = 0.0));
+    let zero = dir.join("zero.safetensors");
+    batchscope::checkpoint::save(&zero, &ck).expect("zero");
+    let mut ck = batchscope::checkpoint::load(&last).expect("checkpoint");
+    ck.tensors.iter_mut().for_each(|t| t.data.iter_mut().for_each(|v| *v *= 1e20));
+    let big = dir.join("big.safetensors");
+    batchscope::checkpoint::save(&big, &ck).expect("big");
+    let landscape = |set: &str, out: &Path, extra: &[&str]| {
+        let mut args =
+            vec!["landscape", "--backend", "cpu", "--quiet", "--config", s(&cfg), "--set", set];
+        args.extend(extra);
+        args.extend(["--out", s(out)]);
+        common::cli::batchscope("audit-files").args(&args).output().expect("run")
+    };
+    let out = dir.join("zero-dir");
+    let o = landscape(&format!("landscape.line_directions=[\"file:{}\"]", s(&zero)), &out, &[]);
+    assert_clean_error(&o, &["zero.safetensors", "is zero"]);
+    assert!(!out.exists(), "refused before the training");
+    let out = dir.join("big-start");
+    let o = landscape(&format!("landscape.start=\"{}\"", s(&big)), &out, &["--checkpoint", s(&last)]);
+    assert_clean_error(&o, &["path's start", "big.safetensors", "not finite"]);
+    assert!(!out.join("line.svg").exists(), "refused before any slice");
+    let _ = std::fs::remove_dir_all(&dir);
+}

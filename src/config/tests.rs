@@ -333,3 +333,21 @@ fn a_set_that_every_variant_replaces_is_refused_and_variant_errors_name_their_se
         "{e}"
     );
 }
+
+/// A section another command reads (`[landscape]` in a `train` config) was "unknown field
+/// `landscape`", as if a key were misspelt: now it names the command that reads it.
+#[test]
+fn a_section_of_another_command_names_that_command() {
+    for (text, section, owner) in [
+        ("[landscape]\npoints = 5\n", "[landscape]", "batchscope landscape"),
+        ("[[variant]]\nname = \"a\"\n", "[[variant]]", "batchscope rnn` and `batchscope depth"),
+        ("[rnn]\nhidden = 4\n", "[rnn]", "batchscope rnn"),
+    ] {
+        let e = Config::from_toml(text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains(&format!("a {section} section is read by `{owner}")), "{e}");
+        assert!(e.contains("`model`, `data`, `train`"), "{e}");
+    }
+    // A misspelt key of this command's is still unknown.
+    let e = Config::from_toml("[bogus]\nx = 1\n", "t.toml").unwrap_err().to_string();
+    assert!(e.contains("unknown field `bogus`"), "{e}");
+}

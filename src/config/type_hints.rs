@@ -57,6 +57,33 @@ pub fn value_for_table(given: &toml::Table, keys: &[String], message: &str) -> O
         .then(|| format!("must be a table ([{}]), got {}", keys.join("."), value.type_str()))
 }
 
+/// The commands that read a section (a `[landscape]` in a `train` config was "unknown field
+/// `landscape`", as if it were a misspelt key).
+const SECTION_OWNERS: [(&str, &str); 6] = [
+    ("landscape", "`batchscope landscape`"),
+    ("rnn", "`batchscope rnn` (and `landscape` of an RNN)"),
+    ("sequence", "`batchscope rnn` (and `landscape` of an RNN)"),
+    ("diagnostics", "`batchscope rnn`"),
+    ("depth", "`batchscope depth`"),
+    ("variant", "`batchscope rnn` and `batchscope depth`"),
+];
+
+/// For "unknown field `x`" at the top of a config, where `x` is a section another command
+/// reads: which command that is, and the sections this one takes.
+pub fn foreign_section(given: &toml::Table, keys: &[String], message: &str) -> Option<String> {
+    let [key] = keys else { return None };
+    let expected = message.strip_prefix(&format!("unknown field `{key}`, expected "))?;
+    let value = given.get(key)?;
+    let is_section =
+        value.is_table() || value.as_array().is_some_and(|a| a.iter().all(|v| v.is_table()));
+    let (_, owner) = SECTION_OWNERS.iter().find(|(name, _)| name == key).filter(|_| is_section)?;
+    let brackets = if value.is_array() { format!("[[{key}]]") } else { format!("[{key}]") };
+    Some(format!(
+        "a {brackets} section is read by {owner}, not by this command (its sections: {})",
+        expected.replace("one of ", "")
+    ))
+}
+
 /// Whether serde's error is at the dotted key `keys` (its display ends "in `a.b`").
 fn error_at(err: &toml::de::Error, keys: &[String]) -> bool {
     err.to_string().lines().any(|l| l == format!("in `{}`", keys.join(".")))

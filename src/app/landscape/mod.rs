@@ -186,13 +186,20 @@ impl BackendTask for Landscape<'_> {
 
 /// Every file the slices read (`file:` directions, `landscape.start`) loads with the model's
 /// tensors: checked before any training, so a wrong path fails at once, not after it.
+/// A direction file of zeros is refused here too (it was found after the training).
 fn check_files(lc: &LandscapeConfig, names: &[String], shapes: &[Vec<usize>]) -> anyhow::Result<()> {
     let files = lc.line_dirs().into_iter().chain(lc.plane_dirs()).filter_map(|d| match d {
         DirSpec::File(p) => Some(p),
         _ => None,
     });
-    for p in files.chain(lc.start.clone()) {
-        load_tensors(&p, names, shapes)?;
+    for p in files {
+        if crate::stats::global_norm(&load_tensors(&p, names, shapes)?) == 0.0 {
+            let what = format!("file:{}", p.display());
+            Err(direction::LandscapeError::Degenerate { what, problem: "is zero".into() })?;
+        }
+    }
+    if let Some(p) = &lc.start {
+        load_tensors(p, names, shapes)?;
     }
     Ok(())
 }

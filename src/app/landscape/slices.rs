@@ -53,6 +53,24 @@ pub(super) fn run<B: Backend>(
     out.insert("train_error".into(), json!(class.then_some(e0)));
     out.insert("val_loss".into(), json!(val0.map(|v| v.0)));
     out.insert("val_error".into(), json!(val0.and_then(|v| class.then_some(v.1))));
+    if !l0.is_finite() {
+        return Err(anyhow!(
+            "the training loss at θ ({}) is not finite ({l0}): no slice through it means anything",
+            p.origin
+        ));
+    }
+    if lc.modes.contains(&Mode::Path) {
+        // The path's start: its loss NaN or inf made the path's figures null and its plot empty.
+        let start = ParamSet::from_host(b, &names, &shapes, &p.start)?;
+        let (ls, _) = p.obj.evaluate(b, &start, Split::Train)?;
+        if !ls.is_finite() {
+            let from = match &lc.start {
+                Some(f) => format!("landscape.start = {}", f.display()),
+                None => "the initialization (model.init_scale, model.init_seed)".into(),
+            };
+            return Err(anyhow!("the training loss at the path's start, {from}, is not finite ({ls}): the path from it cannot be drawn"));
+        }
+    }
     let loss_label = if class { "loss (NLL)" } else { "loss (½ squared error)" };
     let at = At { b, lc, dir, names, shapes, theta, theta_host, l0, theta_norm, loss_label };
     let mut rec = Record { table, out };
@@ -205,15 +223,19 @@ fn plane<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) 
 
 /// The straight path from the start to θ: path.csv, path.svg.
 fn path<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) -> anyhow::Result<()> {
-    let At { b, lc, dir, loss_label, theta_norm, ref names, ref shapes, ref theta, .. } = *at;
+    let At { b, lc, dir, loss_label, theta_norm, ref theta, .. } = *at;
     let Record { table, out } = rec;
     let d = difference(&p.start, &p.end);
     let dist = global_norm(&d);
-    let start = ParamSet::from_host(b, names, shapes, &p.start)?;
     let dp = upload_like(b, theta, &d)?;
     let alphas = path_coords(lc.margin, lc.points);
-    let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a]).collect();
-    let res = evaluate_points(b, p.obj.as_mut(), &start, &[&dp], &pts)?;
+    // Evaluated as θ + (α − 1)(θ − start): α = 1 is θ itself. From the start, start + 1·Δ
+    // rounds away from θ in f32 when the start is far (the path's end lost 0.88 → 1.10).
+    let pts: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a - 1.0]).collect();
+    let mut res = evaluate_points(b, p.obj.as_mut(), theta, &[&dp], &pts)?;
+    for (r, &a) in res.iter_mut().zip(&alphas) {
+        r.coords = vec![a];
+    }
     write_csv(&dir.join("path.csv"), &header(&["alpha"]), &rows(&res))?;
     let mut plot = vec![series("train", &alphas, &res, false)];
     if res.iter().any(|r| r.val_loss.is_some()) {
