@@ -236,3 +236,34 @@ fn profile_stops_at_the_training_set() {
     assert!(!out.exists(), "no run directory");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A size skipped by the sweep's time budget kept no memory prediction (0 bytes, though the
+/// model costs nothing to evaluate), and summary.json ended without a line feed.
+#[test]
+fn a_time_budget_skip_keeps_its_memory_prediction() {
+    let dir = tmpdir("budget-bytes");
+    let out = dir.join("run");
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "cpu",
+        "--max-batch",
+        "64",
+        "--set",
+        "sweep.time_budget_s=1e-9",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = common::read_csv(&out.join("sweep.csv"));
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let (note, bytes) = (col("skipped"), col("bytes_predicted"));
+    let skipped: Vec<_> = rows.iter().filter(|r| r[note].contains("sweep.time_budget_s")).collect();
+    assert!(!skipped.is_empty(), "the budget skips sizes");
+    for r in skipped {
+        assert!(r[bytes].parse::<u64>().expect("bytes") > 0, "{r:?}");
+    }
+    let summary = std::fs::read_to_string(out.join("summary.json")).expect("summary");
+    assert!(summary.ends_with("}\n"), "summary.json ends with a line feed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -278,6 +278,16 @@ fn landscape_refuses_a_zero_direction_file_and_a_start_past_f32_before_any_slice
         args.extend(["--out", s(out)]);
         common::cli::batchscope("audit-files").args(&args).output().expect("run")
     };
+    // Without --checkpoint it trains first, into train/: a train run directory `train
+    // --resume` takes (it had no config.toml).
+    let out = dir.join("trains");
+    let o = landscape("landscape.points=3", &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let train_dir = out.join("train");
+    let resume =
+        ["train", "--backend", "cpu", "--quiet", "--resume", s(&train_dir), "--set", "train.epochs=2"];
+    let o = common::cli::batchscope("audit-files").args(resume).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
     let out = dir.join("zero-dir");
     let o = landscape(&format!("landscape.line_directions=[\"file:{}\"]", s(&zero)), &out, &[]);
     assert_clean_error(&o, &["zero.safetensors", "is zero"]);

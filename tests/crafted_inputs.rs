@@ -824,6 +824,8 @@ fn time_to_target_stops_at_the_training_set() {
     let col = header.iter().position(|h| h == "batch").expect("batch column");
     let batches: Vec<&str> = rows.iter().map(|r| r[col].as_str()).collect();
     assert_eq!(batches, ["32", "64"], "only sizes ≤ n_train are timed and trained");
+    // Each is a train run directory, config.toml and all (`train --resume` found none).
+    assert!(cut.join("B00032/config.toml").exists() && cut.join("B00064/config.toml").exists());
     // What the command sets itself is said (the tiny config names a batch size; it used to be
     // dropped silently, and so were a learning rate and a policy).
     let err = stderr(&o);

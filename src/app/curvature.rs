@@ -19,7 +19,7 @@ use crate::data;
 use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, panels_plot, Panel, PlotSpec, Series};
-use crate::report::rundir::{create_run_dir, write_atomic};
+use crate::report::rundir::create_run_dir;
 use crate::report::table::{fmt_sig, Table};
 use crate::schedule::admit;
 use crate::schedule::host_memory::{check_host, host_limit};
@@ -150,8 +150,7 @@ fn write_outputs(
     density: &Density,
     samples: &[BatchSample],
 ) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(s).context("serialising summary.json")?;
-    write_atomic(&dir.join("summary.json"), text.as_bytes())?;
+    crate::report::jsonl::write_pretty(&dir.join("summary.json"), s)?;
     let rows: Vec<Vec<Cell>> = density
         .grid
         .iter()

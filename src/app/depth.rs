@@ -215,10 +215,7 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
         &delta_init,
     )?;
     let summary = json!({ "command": "depth", "device": device, "variants": runs });
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary).context("serialising summary")?.as_bytes(),
-    )?;
+    crate::report::jsonl::write_pretty(&dir.join("summary.json"), &summary)?;
     println!("{device} — growth per layer = −d ln‖·‖/dl over the hidden layers (identity MLP theory for δ: ln g)");
     print!("{}", table.render());
     Ok(())

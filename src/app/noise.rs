@@ -1,7 +1,7 @@
 //! `batchscope noise`: run the gradient-noise experiment and write its CSV, summary, plot and
 //! terminal table.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use super::output::write_config;
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
@@ -11,7 +11,7 @@ use crate::noise::{measure_with, NoiseArgs, NoiseSummary};
 use crate::profile::Profilable;
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
-use crate::report::rundir::{create_run_dir, write_atomic};
+use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 use crate::schedule::admit;
 use crate::schedule::run_memory::check_cpu_step;
@@ -110,10 +110,7 @@ fn write_outputs(s: &NoiseSummary, dir: &std::path::Path) -> anyhow::Result<()> 
         })
         .collect();
     write_csv(&dir.join("noise.csv"), &header, &rows)?;
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(s).context("summary")?.as_bytes(),
-    )?;
+    crate::report::jsonl::write_pretty(&dir.join("summary.json"), s)?;
     let theory: Vec<(f64, f64)> =
         s.rows.iter().map(|r| (r.n as f64, s.trace_sigma / r.n as f64)).collect();
     line_plot(

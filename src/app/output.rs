@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
-
 use crate::report::rundir::write_atomic;
 
 /// Write `text` to `dir/config.toml`.
@@ -14,9 +12,7 @@ pub fn write_config(dir: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Write `v` as pretty JSON to `path`.
 pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, v: &T) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(v).context("serialising summary")?;
-    write_atomic(path, text.as_bytes())?;
-    Ok(())
+    Ok(crate::report::jsonl::write_pretty(path, v)?)
 }
 
 /// Write a measuring command's `summary` (a JSON object) to `dir/summary.json`, with the

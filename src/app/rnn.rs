@@ -346,10 +346,7 @@ pub fn report(
         "device": runs.first().map(|r| r.0.device.clone()),
         "variants": runs.iter().map(|r| &r.0).collect::<Vec<_>>(),
     });
-    write_atomic(
-        &dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary).context("serialising summary")?.as_bytes(),
-    )?;
+    crate::report::jsonl::write_pretty(&dir.join("summary.json"), &summary)?;
     if let Some(r) = runs.first() {
         println!(
             "{} — growth per step = −d ln‖∂L/∂h_t‖/dt (theory for an identity RNN: ln ρ(W))",

@@ -81,8 +81,9 @@ fn experiment<B: Profilable>(
     let points = report.points();
     let chosen = choose(&Policy::TimeToTarget { b_noise: bn }, &points)?.batch;
     let curve = predicted_time_curve(&points, bn);
-    if curve.len() < 2 {
-        // One batch size compares with nothing: refused before any training run.
+    if curve.len() < 2 && points.len() >= 2 {
+        // The sweep skipped all but one: it compares with nothing (refused before any training;
+        // a range of one size is the config's own choice).
         let why = match points.iter().find(|p| !p.is_usable()) {
             Some(p) => {
                 format!(" (B = {}: {})", p.batch, p.skipped.as_deref().unwrap_or("no usable time"))
@@ -122,6 +123,8 @@ fn experiment<B: Profilable>(
             rows.push(row);
             continue;
         }
+        // Its config.toml, as `train` writes one: the run resumes with `train --resume`.
+        super::output::write_config(&run_dir, &c.to_toml())?;
         match run_train(b, &c, &TrainOptions { progress, ..Default::default() }, &run_dir) {
             Ok(s) => {
                 row.steps = Some(s.steps);
@@ -244,7 +247,7 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
                 Cell::from(r.predicted_rel),
                 r.steps.map_or(Cell::Empty, Cell::from),
                 r.seconds.map(Cell::Num).unwrap_or(Cell::Empty),
-                Cell::Text(r.reached.to_string()),
+                Cell::from(r.reached),
                 r.measured_rel.map(Cell::Num).unwrap_or(Cell::Empty),
                 Cell::Text(r.note.clone()),
             ]

@@ -71,10 +71,17 @@ pub enum ConfigError {
 /// errors are reported; elsewhere the file is named.)
 fn invalid_text(origin: &str, key: &str, message: &str) -> String {
     let keys: Vec<String> = key.split('.').map(str::to_string).collect();
+    // A predicate reads on from the key ("`train.steps` must be ≥ 1"); a sentence of its own
+    // ("the adding problem needs length ≥ 2") is set off by a colon.
+    const PREDICATES: [&str; 8] = ["must", "=", "is ", "are ", "needs ", "lists ", "cannot ", "has "];
+    let sep = match PREDICATES.iter().any(|p| message.starts_with(p)) {
+        true => " ",
+        false => ": ",
+    };
     if key.contains('.') && source_map::is_overridden(origin, &keys) {
-        format!("`{key}` set on the command line {message}")
+        format!("`{key}` set on the command line{sep}{message}")
     } else {
-        format!("config {origin}: `{key}` {message}")
+        format!("config {origin}: `{key}`{sep}{message}")
     }
 }
 

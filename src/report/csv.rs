@@ -52,8 +52,9 @@ impl From<usize> for Cell {
     }
 }
 impl From<bool> for Cell {
+    /// `1` or `0`, as every flag column is written (`default`, `fastest`, `verified`, ...).
     fn from(v: bool) -> Self {
-        Cell::Text(if v { "true" } else { "false" }.into())
+        Cell::Int(i64::from(v))
     }
 }
 impl<T: Into<Cell>> From<Option<T>> for Cell {

@@ -1,6 +1,7 @@
 //! JSON Lines: one JSON object per line, each line written whole and flushed to the OS before
 //! `write` returns, so the metrics logged so far survive a crash of the process.
-//! Non-finite floats are written as `null` (JSON has no NaN).
+//! Non-finite floats are written as `null` (JSON has no NaN). Also [`write_pretty`], the
+//! indented JSON of a `summary.json`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -10,6 +11,15 @@ use serde::Serialize;
 
 use super::rundir::create_new;
 use super::ReportError;
+
+/// `value` as indented JSON ending in a line feed (like every other text file a run writes),
+/// written atomically to `path`.
+pub fn write_pretty<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), ReportError> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|source| ReportError::Json { path: path.to_path_buf(), source })?;
+    text.push('\n');
+    super::rundir::write_atomic(path, text.as_bytes())
+}
 
 pub struct JsonlWriter {
     file: File,

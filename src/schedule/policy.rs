@@ -94,10 +94,19 @@ pub fn choose(policy: &Policy, points: &[SweepPoint]) -> Result<Choice, PolicyEr
         }
         Policy::LargestFit => {
             let p = pts.last().copied().unwrap_or(best);
+            // A larger size skipped for another reason than memory (the time budget) is said:
+            // "the largest that fits" would be a claim the sweep did not test.
+            let larger = points.iter().find(|q| q.batch > p.batch && q.skipped.is_some());
+            let why = match larger.and_then(|q| q.skipped.as_deref().map(|s| (q.batch, s))) {
+                Some((b, s)) if s.starts_with("sweep.time_budget_s") => {
+                    format!(" the sweep ran (B={b} was skipped: {s})")
+                }
+                _ => " that fits".to_string(),
+            };
             choice(
                 p,
                 format!(
-                    "largest_fit: B={} is the largest batch that fits ({:.0} examples/s, {:.0} % of the best)",
+                    "largest_fit: B={} is the largest batch{why} ({:.0} examples/s, {:.0} % of the best)",
                     p.batch,
                     p.examples_per_s,
                     100.0 * p.examples_per_s / best.examples_per_s
@@ -176,7 +185,16 @@ mod tests {
         // 128 was skipped: 64 is the largest that ran, though slower than 32.
         let c = choose(&Policy::LargestFit, &sweep()).unwrap();
         assert_eq!(c.batch, 64);
-        assert!(c.reason.contains("largest_fit"), "{}", c.reason);
+        assert!(c.reason.contains("largest_fit") && c.reason.contains("that fits"), "{}", c.reason);
+        // Past the time budget, what fits was not tried: the reason says so.
+        let mut pts = curve(&[(1, 100.0), (2, 200.0)]);
+        pts.push(SweepPoint::skipped(4, "sweep.time_budget_s = 1 s: predicted 2.0 s, 0.5 s left"));
+        let c = choose(&Policy::LargestFit, &pts).unwrap();
+        assert!(
+            c.reason.contains("largest batch the sweep ran (B=4 was skipped: sweep.time_budget_s"),
+            "{}",
+            c.reason
+        );
     }
 
     /// Step time t(B) = a + c·B ms with a = 1, c = 1/64, and B_noise = 64:

@@ -411,6 +411,8 @@ pub fn run_sweep_at_peak<B: Timed>(
             let left = budget - start.elapsed().as_secs_f64();
             if predicted > left {
                 let mut row = unmeasured_row(b, batch);
+                // The memory model costs nothing: the row keeps its prediction (it read 0).
+                row.bytes_predicted = estimate_for(cfg, batch).map_or(0, |e| e.total_bytes);
                 row.skipped = Some(format!(
                     "sweep.time_budget_s = {budget} s: predicted {predicted:.1} s, {:.1} s left",
                     left.max(0.0)

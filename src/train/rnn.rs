@@ -326,9 +326,7 @@ pub fn run_rnn<B: Backend>(
         elapsed_s: elapsed,
         steps_per_s: step as f64 / elapsed.max(1e-9),
     };
-    let text = serde_json::to_string_pretty(&summary)
-        .map_err(|e| TrainError::Setup(format!("serialising the summary: {e}")))?;
-    crate::report::rundir::write_atomic(&run_dir.join("summary.json"), text.as_bytes())?;
+    crate::report::jsonl::write_pretty(&run_dir.join("summary.json"), &summary)?;
     log::info!("rnn run {name} finished in {:.1}s", t0.elapsed().as_secs_f64());
     Ok((summary, lines))
 }

@@ -136,8 +136,7 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
     let task =
         Landscape { model: &model, lc: &lc, ckpt: ckpt.as_deref(), dir: &dir, progress: args.progress };
     let summary = with_backend(backend, args.adapter.as_deref(), task)?;
-    let text = serde_json::to_string_pretty(&summary).context("serialising summary")?;
-    write_atomic(&dir.join("summary.json"), text.as_bytes())?;
+    crate::report::jsonl::write_pretty(&dir.join("summary.json"), &summary)?;
     println!("wrote: {}", dir.display());
     Ok(())
 }
@@ -224,6 +223,8 @@ fn prepare<'a, B: Backend>(
                     std::fs::create_dir_all(&tdir)
                         .with_context(|| format!("creating {}", tdir.display()))?;
                     eprintln!("no --checkpoint: training the config's model first ({})", tdir.display());
+                    // A train run directory like `train`'s: config.toml makes it resumable.
+                    super::output::write_config(&tdir, &cfg.to_toml())?;
                     let s = run_train(b, cfg, &TrainOptions { progress, ..Default::default() }, &tdir)?;
                     eprintln!("trained {} steps: {}", s.steps, s.stopped_reason);
                     let last = tdir.join("last.safetensors");

@@ -96,10 +96,7 @@ impl<B: Backend> Run<'_, B> {
             },
         };
         if root {
-            crate::report::rundir::write_atomic(
-                &self.run_dir.join("summary.json"),
-                serde_json::to_string_pretty(&summary).unwrap_or_default().as_bytes(),
-            )?;
+            crate::report::jsonl::write_pretty(&self.run_dir.join("summary.json"), &summary)?;
             plot_metrics(self.run_dir, self.eval.is_class)?;
         }
         Ok(summary)
@@ -141,8 +138,7 @@ impl<B: Backend> Run<'_, B> {
             precision: self.st.mixed.is_some().then_some("f16"),
             mixed_precision: None,
         };
-        let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
-        crate::report::rundir::write_atomic(&self.run_dir.join("summary.json"), text.as_bytes())?;
+        crate::report::jsonl::write_pretty(&self.run_dir.join("summary.json"), &summary)?;
         plot_metrics(self.run_dir, self.eval.is_class)
     }
 }
