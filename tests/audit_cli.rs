@@ -267,3 +267,30 @@ fn a_time_budget_skip_keeps_its_memory_prediction() {
     assert!(summary.ends_with("}\n"), "summary.json ends with a line feed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `curvature --examples` past the training set was named a host-memory problem (2^64 − 1
+/// examples "cannot fit the host").
+#[test]
+fn curvature_examples_past_the_training_set_say_so() {
+    let dir = tmpdir("curvature-set");
+    let out = dir.join("run");
+    for n in ["65", "18446744073709551615"] {
+        let o = run(&[
+            "curvature",
+            "--backend",
+            "cpu",
+            "--set",
+            "data.n_train=64",
+            "--examples",
+            n,
+            "--out",
+            s(&out),
+        ]);
+        assert_clean_error(
+            &o,
+            &[&format!("--examples {n} exceeds the training set (data.n_train = 64)")],
+        );
+        assert!(!out.exists(), "no run directory");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

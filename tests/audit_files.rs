@@ -296,5 +296,17 @@ fn landscape_refuses_a_zero_direction_file_and_a_start_past_f32_before_any_slice
     let o = landscape(&format!("landscape.start=\"{}\"", s(&big)), &out, &["--checkpoint", s(&last)]);
     assert_clean_error(&o, &["path's start", "big.safetensors", "not finite"]);
     assert!(!out.join("line.svg").exists(), "refused before any slice");
+    // A start that is θ's own weights: a path of length 0 (it wrote one, `monotone`).
+    let out = dir.join("same-start");
+    let o = landscape(&format!("landscape.start=\"{}\"", s(&last)), &out, &["--checkpoint", s(&last)]);
+    assert_clean_error(&o, &["path's start is θ itself"]);
+    // The gradient twice spans a line, not a plane (its cosine was 1).
+    let out = dir.join("line-plane");
+    let o = landscape(
+        "landscape.plane_directions=[\"gradient\", \"gradient\"]",
+        &out,
+        &["--set", "landscape.modes=[\"plane\"]"],
+    );
+    assert_clean_error(&o, &["landscape.plane_directions", "twice"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

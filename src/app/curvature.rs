@@ -74,7 +74,13 @@ pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions
         bail!("--examples must be ≥ 1");
     }
     if let Some(n) = opts.examples {
-        // Before the run directory: a request past the host's memory is the flag's error.
+        // Past the training set first (a request of 2^64 examples was named a host-memory
+        // problem), then past the host's memory: both the flag's errors, before the run directory.
+        let rows = crate::data::resolve::training_rows(&cfg)?;
+        if n as u64 > rows {
+            let set = super::sweep::training_set(&cfg, rows);
+            bail!("--examples {n} exceeds the training set ({set})");
+        }
         check_examples_fit(&cfg, n)?;
     }
     check_lanczos_fits(&cfg, opts.lanczos_steps)?;

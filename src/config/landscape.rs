@@ -194,6 +194,20 @@ impl LandscapeConfig {
                 format!("needs exactly two directions, got {}", self.plane_directions.len()),
             ));
         }
+        // The same deterministic direction twice spans a line, not a plane (`random` draws a
+        // new direction per entry).
+        let (a, b) =
+            (DirSpec::parse(&self.plane_directions[0]), DirSpec::parse(&self.plane_directions[1]));
+        if self.modes.contains(&Mode::Plane) && a == b && a.as_ref().is_ok_and(|d| *d != DirSpec::Random)
+        {
+            return Err(bad(
+                "landscape.plane_directions",
+                format!(
+                    "lists {:?} twice: the two directions of a plane must differ",
+                    self.plane_directions[0]
+                ),
+            ));
+        }
         if !(self.range > 0.0 && self.range <= MAX_COEFFICIENT) {
             return Err(bad(
                 "landscape.range",

@@ -178,6 +178,14 @@ fn plane<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) 
     let (d1, _) = dir_of(b, p, theta, theta_host, &ds[0], lc.seed + 100, lc.normalize)?;
     let (d2, _) = dir_of(b, p, theta, theta_host, &ds[1], lc.seed + 101, lc.normalize)?;
     let cos = cosine(&d1, &d2);
+    if cos.abs() > 1.0 - 1e-6 {
+        // A file direction equal to the gradient, say: the "plane" was a line.
+        return Err(anyhow!(
+            "the plane's directions {} and {} are parallel (cos = {cos:.6}): they span a line, not a plane",
+            ds[0].label(),
+            ds[1].label()
+        ));
+    }
     let (p1, p2) = (upload_like(b, theta, &d1)?, upload_like(b, theta, &d2)?);
     let axis = coords(-lc.range, lc.range, lc.grid);
     let pts: Vec<Vec<f64>> = axis.iter().flat_map(|&y| axis.iter().map(move |&x| vec![x, y])).collect();
@@ -227,6 +235,11 @@ fn path<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) -
     let Record { table, out } = rec;
     let d = difference(&p.start, &p.end);
     let dist = global_norm(&d);
+    if dist == 0.0 {
+        return Err(anyhow!(
+            "the path's start is θ itself (distance 0): there is no path to draw (landscape.start names θ's own weights?)"
+        ));
+    }
     let dp = upload_like(b, theta, &d)?;
     let alphas = path_coords(lc.margin, lc.points);
     // Evaluated as θ + (α − 1)(θ − start): α = 1 is θ itself. From the start, start + 1·Δ
@@ -268,7 +281,8 @@ fn path<B: Backend>(at: &At<'_, B>, p: &mut Prepared<'_, B>, rec: &mut Record) -
     out.insert(
         "path".into(),
         json!({
-            "distance": dist, "relative_distance": dist / theta_norm.max(1e-30),
+            // Relative to ‖θ‖, none when θ = 0 (it read 4.4e30).
+            "distance": dist, "relative_distance": (theta_norm > 0.0).then(|| dist / theta_norm),
             "loss_start": ls, "loss_end": le, "max_loss_on_path": max_inside,
             "monotone": rises == 0, "rises": rises, "points": res,
         }),
@@ -328,7 +342,7 @@ fn symmetry<B: Backend>(
         json!({
             "twin": what, "loss_model": l0, "loss_twin": lt, "abs_difference": (lt - l0).abs(),
             "relative_difference": rel, "barrier": barrier, "distance": dist,
-            "relative_distance": dist / theta_norm.max(1e-30), "points": res,
+            "relative_distance": (theta_norm > 0.0).then(|| dist / theta_norm), "points": res,
         }),
     );
     Ok(())
