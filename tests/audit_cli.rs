@@ -294,3 +294,44 @@ fn curvature_examples_past_the_training_set_say_so() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `depth` over fewer than 3 hidden layers fit no growth (null) and exited 0; `curvature` with
+/// few Lanczos steps reported Ritz values as the spectrum's ends unsaid.
+#[test]
+fn depth_needs_three_hidden_layers_and_few_lanczos_steps_are_said() {
+    let dir = tmpdir("depth-few");
+    let out = dir.join("run");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/deep_tanh.toml");
+    let o = run(&[
+        "depth",
+        "--backend",
+        "cpu",
+        "--config",
+        s(&config),
+        "--set",
+        "depth.layers=2",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_error(&o, &["needs at least 3, got 2"]);
+    assert!(!out.exists(), "no run directory");
+    let o = run(&[
+        "curvature",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--set",
+        "data.n_train=64",
+        "--lanczos-steps",
+        "2",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("--top-k 5 is past the 2 Ritz values") && err.contains("λmin from above"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -35,6 +35,9 @@ pub const MAX_ITERATIONS: usize = 100_000;
 /// about 100).
 pub const MAX_LANCZOS_STEPS: usize = 10_000;
 
+/// Lanczos steps below which the Ritz values are said to be bounds, not the spectrum's ends.
+const FEW_LANCZOS_STEPS: usize = 16;
+
 /// `batchscope curvature`.
 pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions) -> anyhow::Result<()> {
     let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
@@ -63,6 +66,22 @@ pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions
         if value < least {
             bail!("{flag} must be ≥ {least}, got {value}");
         }
+    }
+    // The top eigenvalues are Ritz values of the Lanczos run: a list past its steps held every
+    // Ritz value, the negative ones included, without a word.
+    if opts.top_k > opts.lanczos_steps {
+        eprintln!(
+            "notice: --top-k {} is past the {} Ritz values of --lanczos-steps {}: the list holds them all, the smallest included",
+            opts.top_k, opts.lanczos_steps, opts.lanczos_steps
+        );
+    }
+    if opts.lanczos_steps < FEW_LANCZOS_STEPS {
+        eprintln!(
+            "notice: --lanczos-steps {}: λmin, the top eigenvalues and the spectral density are \
+             Ritz values of so few steps that they bound the spectrum's ends from inside (λmin from \
+             above), not resolve them",
+            opts.lanczos_steps
+        );
     }
     if opts.batches.contains(&0) {
         bail!("--batch must be ≥ 1");

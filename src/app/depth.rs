@@ -84,6 +84,16 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
                  (model.precision = \"f32\", train.workers = 1, train.accumulate = 1)"
             );
         }
+        // The growth per layer is fit over the hidden layers past the first: fewer than 3
+        // give no fit (a run of 1 wrote null growth and exited 0).
+        if cfg.model.hidden.len() < MIN_HIDDEN_LAYERS {
+            anyhow::bail!(
+                "{origin} [[variant]] {name}: depth fits the growth of the per-layer norms over the \
+                 hidden layers and needs at least {MIN_HIDDEN_LAYERS}, got {} (depth.layers, or \
+                 model.hidden with depth.layers = 0)",
+                cfg.model.hidden.len()
+            );
+        }
         if let Some(key) = ignored_by_depth(&cfg) {
             anyhow::bail!(
                 "{origin} [[variant]] {name}: depth trains train.steps plain steps at a constant \
@@ -105,6 +115,10 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     println!("wrote: {}", dir.display());
     Ok(())
 }
+
+/// The fewest hidden layers whose norms a growth per layer is fit to (the first and last
+/// layers have other shapes; a line needs two of the rest).
+const MIN_HIDDEN_LAYERS: usize = 3;
 
 /// One depth run per variant, and the device's name.
 struct DepthRuns<'a> {
