@@ -234,7 +234,7 @@ fn bad_flag_values_are_errors() {
         case(
             "sweep --min-batch 0",
             with(base("sweep"), &["--config", t, "--min-batch", "0", "--out", &out("a")]),
-            "batch range",
+            "must be ≥ 1, got 0",
         ),
         case(
             "sweep --max-batch < min",
@@ -252,7 +252,7 @@ fn bad_flag_values_are_errors() {
         case(
             "compare --min-batch 0",
             with(base("compare"), &["--config", t, "--min-batch", "0", "--out", &out("d")]),
-            "batch range",
+            "must be ≥ 1, got 0",
         ),
         case(
             "profile --batch 0",

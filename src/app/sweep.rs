@@ -229,7 +229,10 @@ pub(super) fn sweep_args(
         cfg.sweep.max_batch = m;
     }
     let (lo, hi) = (cfg.sweep.min_batch, cfg.sweep.max_batch);
-    if lo == 0 || hi < lo {
+    if lo == 0 {
+        bail!("--min-batch / sweep.min_batch must be ≥ 1, got 0");
+    }
+    if hi < lo {
         bail!("batch range {lo}..{hi} is empty (need 1 ≤ --min-batch ≤ --max-batch)");
     }
     let rows = crate::data::resolve::training_rows(cfg)?;

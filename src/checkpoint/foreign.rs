@@ -142,7 +142,8 @@ pub(super) fn normalise(
         })
         .collect();
     if !unexpected.is_empty() {
-        return Err(CheckpointError::Unexpected { path: path.to_path_buf(), names: unexpected });
+        let model = Vec::new(); // an MLP's: the layout foreign names are mapped onto
+        return Err(CheckpointError::Unexpected { path: path.to_path_buf(), names: unexpected, model });
     }
     Ok(renames)
 }

@@ -50,7 +50,11 @@ pub fn refuse_unexpected(
         ck.tensors.iter().filter(|t| !expected(&t.name)).map(|t| t.name.clone()).collect();
     match extra.is_empty() {
         true => Ok(()),
-        false => Err(CheckpointError::Unexpected { path: path.to_path_buf(), names: extra }),
+        false => Err(CheckpointError::Unexpected {
+            path: path.to_path_buf(),
+            names: extra,
+            model: names.iter().map(|n| format!("{prefix}{n}")).collect(),
+        }),
     }
 }
 
@@ -63,4 +67,28 @@ pub const OPTIMIZER_STATES: [&str; 1] = ["velocity"];
 fn optimizer_state(name: &str) -> Option<&str> {
     let (state, param) = name.strip_prefix("optimizer.")?.split_once('.')?;
     OPTIMIZER_STATES.contains(&state).then_some(param)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An MLP's checkpoint given to an RNN was told what an MLP checkpoint holds (which it
+    /// is); the RNN's own tensors are named now, and an MLP keeps its layout hint.
+    #[test]
+    fn unexpected_tensors_are_answered_with_the_loading_models_names() {
+        let mut ck = Checkpoint::new();
+        ck.push("layers.0.weight", vec![1, 1], vec![0.5]);
+        let rnn: Vec<String> = ["rnn.W", "rnn.U"].map(String::from).to_vec();
+        let e = refuse_unexpected(&ck, Path::new("m.safetensors"), "", &rnn).unwrap_err().to_string();
+        assert!(
+            e.contains("`layers.0.weight`") && e.contains("this model's tensors are `rnn.W`, `rnn.U`"),
+            "{e}"
+        );
+        let mut ck = Checkpoint::new();
+        ck.push("zzz", vec![1], vec![0.5]);
+        let mlp: Vec<String> = ["layers.0.weight", "layers.0.bias"].map(String::from).to_vec();
+        let e = refuse_unexpected(&ck, Path::new("m.safetensors"), "", &mlp).unwrap_err().to_string();
+        assert!(e.contains("an MLP checkpoint holds `layers.{i}.weight`"), "{e}");
+    }
 }

@@ -78,8 +78,8 @@ pub enum CheckpointError {
     NonFinite { path: PathBuf, name: String, count: usize, total: usize },
     #[error("checkpoint {}: tensor `{name}` ({dtype}) cannot be converted to f32: {problem}", path.display())]
     Conversion { path: PathBuf, name: String, dtype: String, problem: String },
-    #[error("checkpoint {}: unexpected tensor(s) {}: an MLP checkpoint holds `layers.{{i}}.weight` [out, in] and `layers.{{i}}.bias` [out] (or PyTorch nn.Sequential `{{k}}.weight` / `{{k}}.bias` of Linear layers), and optionally `optimizer.velocity.*` (momentum's) state; save only the Linear layers' parameters", path.display(), quoted(names))]
-    Unexpected { path: PathBuf, names: Vec<String> },
+    #[error("checkpoint {}: unexpected tensor(s) {}: {}", path.display(), quoted(names), unexpected_hint(model))]
+    Unexpected { path: PathBuf, names: Vec<String>, model: Vec<String> },
 }
 
 /// What a checkpoint holds where tensor `name` is missing: the layers' parameters, or a momentum
@@ -88,6 +88,16 @@ fn expected_names(name: &str) -> &'static str {
     match name.starts_with("optimizer.") {
         true => "a run with train.optimizer = \"momentum\" saves `optimizer.velocity.{parameter}` for each parameter; resume it with the optimizer it was trained with",
         false => "expected `layers.{i}.weight` [out, in] and `layers.{i}.bias` [out] per layer, or PyTorch nn.Sequential `{k}.weight` / `{k}.bias`",
+    }
+}
+
+/// What the model loading a checkpoint holds, for one with tensors it has none of: an MLP's
+/// layout (and how PyTorch's maps onto it), or another model's own names (an MLP's checkpoint
+/// given to an RNN was told what an MLP checkpoint holds, which it already was).
+fn unexpected_hint(model: &[String]) -> String {
+    match model.iter().all(|n| n.starts_with("layers.")) {
+        true => "an MLP checkpoint holds `layers.{i}.weight` [out, in] and `layers.{i}.bias` [out] (or PyTorch nn.Sequential `{k}.weight` / `{k}.bias` of Linear layers), and optionally `optimizer.velocity.*` (momentum's) state; save only the Linear layers' parameters".into(),
+        false => format!("this model's tensors are {}: a checkpoint of another model does not load into it", quoted(model)),
     }
 }
 
