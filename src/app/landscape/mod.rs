@@ -261,7 +261,13 @@ fn prepare<'a, B: Backend>(
                     eprintln!("no --checkpoint: training the config's RNN first ({})", tdir.display());
                     let (s, _) = run_rnn(b, cfg, "train", &tdir, progress)?;
                     if let Some(step) = s.diverged_at {
-                        bail!("training diverged at step {step}: there is no finite θ to slice through (lower train.lr or enable train.clip_norm)");
+                        let hint = match cfg.train.clip_norm > 0.0 {
+                            true => {
+                                format!("lower train.lr or train.clip_norm = {}", cfg.train.clip_norm)
+                            }
+                            false => "lower train.lr or enable train.clip_norm".to_string(),
+                        };
+                        bail!("training diverged at step {step}: there is no finite θ to slice through ({hint})");
                     }
                     let last = tdir.join("last.safetensors");
                     (load_tensors(&last, &names, &shapes)?, format!("trained here ({})", last.display()))
