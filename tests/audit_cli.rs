@@ -17,6 +17,18 @@ fn run(args: &[&str]) -> Output {
     common::cli::batchscope("audit-cli").args(args).output().expect("run batchscope")
 }
 
+/// `args` with `--out` a new directory: one `error:` line naming each of `needles`, exit 2, and
+/// no run directory left.
+fn refused(name: &str, args: &[&str], needles: &[&str]) {
+    let dir = tmpdir(name);
+    let out = dir.join("run");
+    let mut argv = args.to_vec();
+    argv.extend(["--out", s(&out)]);
+    assert_clean_error(&run(&argv), needles);
+    assert!(!out.exists(), "{args:?}: no run directory");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `depth` and `rnn` read a file a `[landscape]` section may share with `landscape`: the
 /// section was set aside unchecked (`--set landscape.bogus=1`, a NaN range: exit 0).
 #[test]
@@ -77,8 +89,6 @@ fn a_set_every_variant_replaces_is_refused() {
 /// flag's own `--set`) without a word.
 #[test]
 fn a_flag_and_a_set_of_its_key_are_refused() {
-    let dir = tmpdir("flag-and-set");
-    let out = dir.join("run");
     let cases: [(&[&str], &str); 4] = [
         (&["sweep", "--min-batch", "8", "--set", "sweep.min_batch=16"], "sweep.min_batch"),
         (&["sweep", "--policy", "knee", "--set", "sweep.policy=\"largest_fit\""], "sweep.policy"),
@@ -86,13 +96,9 @@ fn a_flag_and_a_set_of_its_key_are_refused() {
         (&["train", "--precision", "f16", "--set", "model.precision=\"f32\""], "model.precision"),
     ];
     for (args, key) in cases {
-        let mut argv = args.to_vec();
-        argv.extend(["--backend", "cpu", "--out", s(&out)]);
-        let o = run(&argv);
-        assert_clean_error(&o, &[args[1], key, "give one"]);
-        assert!(!out.exists(), "{args:?}: no run directory");
+        let argv = [args, &["--backend", "cpu"]].concat();
+        refused("flag-and-set", &argv, &[args[1], key, "give one"]);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One training example is its own full-data gradient: `noise` wrote a table of one size, a
@@ -100,29 +106,14 @@ fn a_flag_and_a_set_of_its_key_are_refused() {
 /// not finite.
 #[test]
 fn noise_over_one_example_is_refused() {
-    let dir = tmpdir("noise-one");
-    let out = dir.join("run");
-    let o = run(&["noise", "--backend", "cpu", "--set", "data.n_train=1", "--out", s(&out)]);
-    assert_clean_error(&o, &["at least 2 distinct training examples", "has 1"]);
-    assert!(!out.exists(), "no run directory");
+    let noise = ["noise", "--backend", "cpu", "--set"];
+    refused("noise-one", &[&noise[..], &["data.n_train=1"]].concat(), &["at least 2 distinct", "has 1"]);
     // 64 copies of one example: an infinite error reduction and a meaningless slope.
-    let o = run(&[
-        "noise",
-        "--backend",
-        "cpu",
-        "--set",
-        "data.n_train=64",
-        "--set",
-        "data.duplicates=64",
-        "--out",
-        s(&out),
-    ]);
-    assert_clean_error(&o, &["2 distinct training examples", "data.duplicates = 64"]);
+    let copies = [&noise[..], &["data.n_train=64", "--set", "data.duplicates=64"]].concat();
+    refused("noise-copies", &copies, &["2 distinct training examples", "data.duplicates = 64"]);
     // Weights whose gradient overflows: every figure was NaN, with exit 0.
-    let o = run(&["noise", "--backend", "cpu", "--set", "model.init_scale=1e30", "--out", s(&out)]);
-    assert_clean_error(&o, &["full-data gradient", "not finite"]);
-    assert!(!out.exists(), "no run directory");
-    let _ = std::fs::remove_dir_all(&dir);
+    let overflow = [&noise[..], &["model.init_scale=1e30"]].concat();
+    refused("noise-overflow", &overflow, &["full-data gradient", "not finite"]);
 }
 
 /// A sweep that timed no batch size (each predicted not to fit) said "no batch size chosen"
@@ -219,22 +210,8 @@ fn overlay_says_what_a_log_axis_leaves_out_and_writes_xml() {
 /// for minutes); the defaults past the training set are said and left out.
 #[test]
 fn profile_stops_at_the_training_set() {
-    let dir = tmpdir("profile-set");
-    let out = dir.join("run");
-    let o = run(&[
-        "profile",
-        "--backend",
-        "cpu",
-        "--set",
-        "data.n_train=64",
-        "--batch",
-        "100000000",
-        "--out",
-        s(&out),
-    ]);
-    assert_clean_error(&o, &["--batch 100000000", "data.n_train = 64"]);
-    assert!(!out.exists(), "no run directory");
-    let _ = std::fs::remove_dir_all(&dir);
+    let args = ["profile", "--backend", "cpu", "--set", "data.n_train=64", "--batch", "100000000"];
+    refused("profile-set", &args, &["--batch 100000000", "data.n_train = 64"]);
 }
 
 /// A size skipped by the sweep's time budget kept no memory prediction (0 bytes, though the
@@ -272,27 +249,11 @@ fn a_time_budget_skip_keeps_its_memory_prediction() {
 /// examples "cannot fit the host").
 #[test]
 fn curvature_examples_past_the_training_set_say_so() {
-    let dir = tmpdir("curvature-set");
-    let out = dir.join("run");
     for n in ["65", "18446744073709551615"] {
-        let o = run(&[
-            "curvature",
-            "--backend",
-            "cpu",
-            "--set",
-            "data.n_train=64",
-            "--examples",
-            n,
-            "--out",
-            s(&out),
-        ]);
-        assert_clean_error(
-            &o,
-            &[&format!("--examples {n} exceeds the training set (data.n_train = 64)")],
-        );
-        assert!(!out.exists(), "no run directory");
+        let args = ["curvature", "--backend", "cpu", "--set", "data.n_train=64", "--examples", n];
+        let needle = format!("--examples {n} exceeds the training set (data.n_train = 64)");
+        refused("curvature-set", &args, &[&needle]);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `depth` over fewer than 3 hidden layers fit no growth (null) and exited 0; `curvature` with
