@@ -81,13 +81,15 @@ pub fn with_backend<T: BackendTask>(
 /// Open a GPU adapter for a GPU-only command (`batchscope tune`): the best one, or the first
 /// whose name contains `adapter`.
 pub fn open_gpu(adapter: Option<&str>) -> anyhow::Result<GpuBackend> {
-    Ok(GpuBackend::new(adapter)?)
+    let g = GpuBackend::new(adapter)?;
+    slow_adapter_notice(&g);
+    Ok(g)
 }
 
 /// A software rasteriser behind wgpu's GL backend (llvmpipe's OpenGL) runs compute shaders on
 /// one thread, and compiles the tiled kernels for minutes: the quickstart trained at 40
 /// examples/s there, against thousands on lavapipe (Vulkan) or the CPU backend. Said once.
-fn slow_adapter_notice(g: &GpuBackend) {
+pub(super) fn slow_adapter_notice(g: &GpuBackend) {
     let s = &g.dev.ctx.summary;
     let software = s.device_type == format!("{:?}", wgpu::DeviceType::Cpu);
     if software && s.backend == format!("{:?}", wgpu::Backend::Gl) {

@@ -51,6 +51,7 @@ pub fn open_workers(choice: BackendChoice, adapters: &[String], n: usize) -> any
     for w in 0..n {
         let wanted = adapters.get(if adapters.len() > 1 { w } else { 0 });
         let g = GpuBackend::new(wanted.map(String::as_str))?;
+        super::backend::slow_adapter_notice(&g);
         out.push(g);
     }
     warn_mixed_speeds(&out);
