@@ -296,3 +296,33 @@ fn depth_needs_three_hidden_layers_and_few_lanczos_steps_are_said() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `sweep --workers` timed every batch size past `sweep.time_budget_s` that the sweep itself
+/// skipped; now each worker count's smallest batch is timed and the rest are said skipped.
+#[test]
+fn the_worker_scaling_keeps_the_sweep_time_budget() {
+    let dir = tmpdir("workers-budget");
+    let out = dir.join("run");
+    let o = run(&[
+        "sweep",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--max-batch",
+        "64",
+        "--workers",
+        "1,2",
+        "--set",
+        "sweep.time_budget_s=1e-9",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = common::read_csv(&out.join("workers.csv"));
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let points: Vec<(&str, &str)> =
+        rows.iter().map(|r| (r[col("workers")].as_str(), r[col("per_worker_batch")].as_str())).collect();
+    assert_eq!(points, [("1", "1"), ("2", "1")], "one point per worker count within the budget");
+    assert!(stderr(&o).contains("skipped (sweep.time_budget_s"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -81,8 +81,16 @@ fn time_all<'a, B: Backend>(
 ) -> Vec<ScalingPoint> {
     let (warmup, timed) = (cfg.sweep.warmup_steps, cfg.sweep.timed_steps);
     let mut out = Vec::new();
+    // `sweep.time_budget_s` bounds the scaling measurement as it bounds the sweep (it timed
+    // every point the sweep had skipped past the budget); each worker count's smallest batch
+    // is timed whatever the budget, so that the counts still compare.
+    let (start, budget) = (std::time::Instant::now(), cfg.sweep.time_budget_s);
     for &n in counts {
-        for b in powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch) {
+        for (k, b) in powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch).into_iter().enumerate() {
+            if k > 0 && budget > 0.0 && start.elapsed().as_secs_f64() > budget {
+                eprintln!("workers {n}, per-worker batch {b}: skipped (sweep.time_budget_s = {budget} s reached)");
+                continue;
+            }
             // CPU replicas live in host memory: skip what cannot fit before allocating it.
             if let Err(e) = cpu_replicas_fit(backends[0], cfg, n, b) {
                 eprintln!("workers {n}, per-worker batch {b}: skipped ({e})");
