@@ -326,3 +326,51 @@ fn the_worker_scaling_keeps_the_sweep_time_budget() {
     assert!(stderr(&o).contains("skipped (sweep.time_budget_s"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `train.max_seconds` (Lightning's `max_time`): a budget in wall time, not steps. The run
+/// stops at the first step past it, says so, and a resume of it is complete until the budget
+/// grows; it bounds a run with no other stop, and is refused under `--mpi` (tests/mpi.rs).
+#[test]
+fn train_max_seconds_stops_a_run_in_time() {
+    let dir = tmpdir("max-seconds");
+    let out = dir.join("run");
+    let o = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--set",
+        "train.epochs=0",
+        "--set",
+        "train.max_seconds=1e-6",
+        "--set",
+        "data.n_train=512",
+        "--set",
+        "train.batch_size=32",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["steps"], 1, "{summary}");
+    let reason = summary["stopped_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("reached train.max_seconds = 0.000001"), "{reason}");
+    assert!(out.join("last.safetensors").exists());
+    let resume =
+        |set: &str| run(&["train", "--backend", "cpu", "--quiet", "--resume", s(&out), "--set", set]);
+    // A complete run's resume says so (exit 0) and trains nothing.
+    let o = resume("train.max_seconds=1e-6");
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(
+        o.status.success() && said.contains("already complete at step 1 (reached train.max_seconds"),
+        "{said}"
+    );
+    refused(
+        "max-seconds-bad",
+        &["train", "--backend", "cpu", "--set", "train.max_seconds=-1"],
+        &["train.max_seconds"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

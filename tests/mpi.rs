@@ -279,6 +279,25 @@ fn a_rank_whose_device_fails_ends_every_rank_with_one_line() {
     assert!(r0[0].contains("rank 1 failed"), "{}", r0[0]);
 }
 
+/// `train.max_seconds` under MPI: each rank's clock would stop it at another step and the
+/// others would wait on its gradients for ever, so every rank refuses it.
+#[test]
+fn max_seconds_is_refused_on_every_rank() {
+    let d = tmpdir("max-seconds");
+    let c = config(&d, SMALL);
+    let out = d.join("run");
+    let args = ["--config", &c, "--set", "train.max_seconds=10", "--out", out.to_str().expect("utf-8")];
+    let o = two_ranks(&args).output().expect("mpirun");
+    let out_text = text(&o);
+    assert!(!o.status.success(), "{out_text}");
+    for r in 0..2 {
+        let lines = error_lines(&out_text, r);
+        assert_eq!(lines.len(), 1, "rank {r}: one error line:\n{out_text}");
+        assert!(lines[0].contains("--mpi does not take train.max_seconds"), "{}", lines[0]);
+    }
+    assert!(!out.exists(), "a run directory was created");
+}
+
 #[test]
 fn a_plain_train_started_by_mpirun_is_refused() {
     let d = tmpdir("plain");

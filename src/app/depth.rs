@@ -26,6 +26,7 @@ fn ignored_by_depth(cfg: &Config) -> Option<&'static str> {
     let m = &cfg.monitor;
     [
         (t.one_pass != d.one_pass, "train.one_pass"),
+        (t.max_seconds != d.max_seconds, "train.max_seconds"),
         (t.lr_schedule != d.lr_schedule, "train.lr_schedule"),
         (t.patience != d.patience, "train.patience"),
         (t.target_val_error != d.target_val_error, "train.target_val_error"),

@@ -153,6 +153,11 @@ mod rank {
         if cfg.train.batch_size == BatchSize::Auto {
             bail!("--mpi needs a fixed train.batch_size, not \"auto\": pick one with `batchscope sweep` first");
         }
+        if cfg.train.max_seconds > 0.0 {
+            // Each rank's clock would stop it at another step, and the others would wait on
+            // its gradients for ever.
+            bail!("--mpi does not take train.max_seconds (each rank's clock would stop it at another step); bound the run with train.steps");
+        }
         let params = Mlp::new(cfg.mlp_spec())?.num_params() as u64;
         let setup = [
             (

@@ -99,6 +99,9 @@ pub struct TrainConfig {
     pub steps: u64,
     /// Use every training example exactly once (the online case), then stop.
     pub one_pass: bool,
+    /// Stop once the run has trained this many seconds of wall time, its resumed sessions
+    /// included (0 = off): PyTorch Lightning's `max_time`, for a budget in time, not steps.
+    pub max_seconds: f64,
     pub shuffle: Shuffle,
     /// With `shuffle = "none"`: order the training set by label (correlated minibatches).
     pub sorted_by_label: bool,
@@ -178,6 +181,7 @@ impl Default for TrainConfig {
             epochs: 3,
             steps: 0,
             one_pass: false,
+            max_seconds: 0.0,
             shuffle: Shuffle::Epoch,
             sorted_by_label: false,
             clip_norm: 0.0,

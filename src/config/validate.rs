@@ -150,7 +150,12 @@ impl Config {
         if t.lr_schedule == LrSchedule::Step && t.lr_step_epochs == 0 {
             return Err(bad("train.lr_step_epochs", "must be ≥ 1 with lr_schedule = \"step\"".into()));
         }
-        if t.epochs == 0 && t.steps == 0 && !t.one_pass {
+        check.non_negative(
+            "train.max_seconds",
+            t.max_seconds,
+            "must be a number of seconds ≥ 0 (0 = off)",
+        )?;
+        if t.epochs == 0 && t.steps == 0 && !t.one_pass && t.max_seconds == 0.0 {
             // Named by the key the command line turned off, where it did (it blamed
             // train.epochs, and the file, for a --set train.steps=0).
             let stops = ["train.steps", "train.epochs", "train.one_pass"];
@@ -159,7 +164,7 @@ impl Config {
             return Err(bad(
                 set,
                 format!(
-                    "= {value}, and train.epochs, train.steps and train.one_pass are all off: training would never stop"
+                    "= {value}, and train.epochs, train.steps, train.one_pass and train.max_seconds are all off: training would never stop"
                 ),
             ));
         }

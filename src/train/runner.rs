@@ -121,6 +121,11 @@ pub fn run_train_ranks<'a, B: Backend>(
     if opts.resume && !plan.has_steps_after(&prog) {
         return Err(TrainError::AlreadyComplete { step: prog.step, reason: plan.end_reason(&prog) });
     }
+    let most = cfg.train.max_seconds;
+    if opts.resume && most > 0.0 && prog.elapsed_s >= most {
+        let reason = format!("reached train.max_seconds = {most} ({:.3} s trained)", prog.elapsed_s);
+        return Err(TrainError::AlreadyComplete { step: prog.step, reason });
+    }
     let metrics = if root { Some(ckpt.open_metrics(opts, &prog)?) } else { None };
     if root && opts.resume {
         ckpt.describe_continuation(cfg);
@@ -144,6 +149,7 @@ pub fn run_train_ranks<'a, B: Backend>(
         bt,
         st,
         elapsed_before: prog.elapsed_s,
+        first_step: prog.step,
         prog,
         ckpt,
         monitors,
@@ -193,6 +199,8 @@ struct Run<'a, B: Backend> {
     run_start: Instant,
     /// Run time before this session (resume).
     elapsed_before: f64,
+    /// The step this session started from (0, or the resumed checkpoint's).
+    first_step: u64,
     /// Time spent evaluating and checkpointing, excluded from `train_s`.
     side_s: f64,
     last_line: Option<MetricsLine>,
@@ -225,6 +233,10 @@ impl<B: Backend> Run<'_, B> {
                     stopped = Some(format!("reached train.steps = {}", self.plan.max_steps));
                     break 'outer;
                 }
+                if let Some(reason) = self.out_of_time() {
+                    stopped = Some(reason);
+                    break 'outer;
+                }
                 let sp = self.step(lr)?;
                 if sp.log {
                     stopped = self.log(lr, &sp)?;
@@ -239,6 +251,16 @@ impl<B: Backend> Run<'_, B> {
             self.prog.step_in_epoch = 0;
         }
         self.finish(stopped)
+    }
+
+    /// `train.max_seconds` of wall time trained (this session's and those it resumed), after
+    /// this session's first step: the reason to stop, or `None`.
+    fn out_of_time(&self) -> Option<String> {
+        let most = self.cfg.train.max_seconds;
+        let trained = self.elapsed_before + self.run_start.elapsed().as_secs_f64();
+        let stepped = self.prog.step > self.first_step;
+        (most > 0.0 && stepped && trained >= most)
+            .then(|| format!("reached train.max_seconds = {most} ({trained:.3} s trained)"))
     }
 
     /// One step at learning rate `lr`: the noise probe if due, the minibatch, the update
