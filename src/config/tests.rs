@@ -294,7 +294,12 @@ fn a_float_that_rounds_to_a_refused_f32_is_shown_as_written() {
 #[test]
 fn the_key_the_command_line_set_is_the_one_blamed() {
     let e = Config::from_toml("[train]\nepochs = 0\nsteps = 0\n", "s.toml").unwrap_err().to_string();
-    assert!(e.contains("`train.epochs` = 0, and train.epochs, train.steps and train.one_pass"), "{e}");
+    assert!(
+        e.contains(
+            "`train.epochs` = 0, and train.epochs, train.steps, train.one_pass and train.max_seconds"
+        ),
+        "{e}"
+    );
     let e =
         Config::load(None, &["train.epochs=0".into(), "train.steps=0".into()]).unwrap_err().to_string();
     assert!(e.contains("`train.steps` set on the command line = 0"), "{e}");
