@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::cli::{assert_clean_error, stderr};
@@ -20,13 +20,20 @@ fn run(args: &[&str]) -> Output {
 /// `args` with `--out` a new directory: one `error:` line naming each of `needles`, exit 2, and
 /// no run directory left.
 fn refused(name: &str, args: &[&str], needles: &[&str]) {
+    let (dir, out, o) = run_out(name, args);
+    assert_clean_error(&o, needles);
+    assert!(!out.exists(), "{args:?}: no run directory");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `args` with `--out` a new directory: the scratch directory, the run directory, the output.
+fn run_out(name: &str, args: &[&str]) -> (PathBuf, PathBuf, Output) {
     let dir = tmpdir(name);
     let out = dir.join("run");
     let mut argv = args.to_vec();
     argv.extend(["--out", s(&out)]);
-    assert_clean_error(&run(&argv), needles);
-    assert!(!out.exists(), "{args:?}: no run directory");
-    let _ = std::fs::remove_dir_all(&dir);
+    let o = run(&argv);
+    (dir, out, o)
 }
 
 /// `depth` and `rnn` read a file a `[landscape]` section may share with `landscape`: the
@@ -120,21 +127,20 @@ fn noise_over_one_example_is_refused() {
 /// and exited 0: scripts took it for a choice. It fails now, its table and files kept.
 #[test]
 fn a_sweep_that_times_no_batch_size_fails() {
-    let dir = tmpdir("sweep-none");
-    let out = dir.join("run");
-    let o = run(&[
-        "sweep",
-        "--backend",
-        "gpu",
-        "--set",
-        "model.hidden=[65536]",
-        "--min-batch",
-        "1024",
-        "--max-batch",
-        "2048",
-        "--out",
-        s(&out),
-    ]);
+    let (dir, out, o) = run_out(
+        "sweep-none",
+        &[
+            "sweep",
+            "--backend",
+            "gpu",
+            "--set",
+            "model.hidden=[65536]",
+            "--min-batch",
+            "1024",
+            "--max-batch",
+            "2048",
+        ],
+    );
     assert_clean_error(&o, &["no batch size chosen", "2 skipped"]);
     let csv = std::fs::read_to_string(out.join("sweep.csv")).expect("sweep.csv is kept");
     assert_eq!(csv.matches("predicted not to fit").count(), 2, "{csv}");
@@ -145,21 +151,20 @@ fn a_sweep_that_times_no_batch_size_fails() {
 /// than the CPU at any measured B" and exited 0.
 #[test]
 fn a_compare_that_times_nothing_fails() {
-    let dir = tmpdir("compare-none");
-    let out = dir.join("run");
-    let o = run(&[
-        "compare",
-        "--max-batch",
-        "8",
-        "--set",
-        "sweep.memory_budget_mib=1",
-        "--set",
-        "model.hidden=[1024,1024]",
-        "--set",
-        "data.dim=512",
-        "--out",
-        s(&out),
-    ]);
+    let (dir, out, o) = run_out(
+        "compare-none",
+        &[
+            "compare",
+            "--max-batch",
+            "8",
+            "--set",
+            "sweep.memory_budget_mib=1",
+            "--set",
+            "model.hidden=[1024,1024]",
+            "--set",
+            "data.dim=512",
+        ],
+    );
     assert_clean_error(&o, &["no batch size was timed on both backends"]);
     assert!(out.join("summary.json").exists(), "its files are kept");
     let _ = std::fs::remove_dir_all(&dir);
@@ -218,19 +223,10 @@ fn profile_stops_at_the_training_set() {
 /// model costs nothing to evaluate), and summary.json ended without a line feed.
 #[test]
 fn a_time_budget_skip_keeps_its_memory_prediction() {
-    let dir = tmpdir("budget-bytes");
-    let out = dir.join("run");
-    let o = run(&[
-        "sweep",
-        "--backend",
-        "cpu",
-        "--max-batch",
-        "64",
-        "--set",
-        "sweep.time_budget_s=1e-9",
-        "--out",
-        s(&out),
-    ]);
+    let (dir, out, o) = run_out(
+        "budget-bytes",
+        &["sweep", "--backend", "cpu", "--max-batch", "64", "--set", "sweep.time_budget_s=1e-9"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let (header, rows) = common::read_csv(&out.join("sweep.csv"));
     let col = |name: &str| header.iter().position(|h| h == name).expect(name);
@@ -301,22 +297,21 @@ fn depth_needs_three_hidden_layers_and_few_lanczos_steps_are_said() {
 /// skipped; now each worker count's smallest batch is timed and the rest are said skipped.
 #[test]
 fn the_worker_scaling_keeps_the_sweep_time_budget() {
-    let dir = tmpdir("workers-budget");
-    let out = dir.join("run");
-    let o = run(&[
-        "sweep",
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--max-batch",
-        "64",
-        "--workers",
-        "1,2",
-        "--set",
-        "sweep.time_budget_s=1e-9",
-        "--out",
-        s(&out),
-    ]);
+    let (dir, out, o) = run_out(
+        "workers-budget",
+        &[
+            "sweep",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--max-batch",
+            "64",
+            "--workers",
+            "1,2",
+            "--set",
+            "sweep.time_budget_s=1e-9",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let (header, rows) = common::read_csv(&out.join("workers.csv"));
     let col = |name: &str| header.iter().position(|h| h == name).expect(name);
@@ -332,24 +327,23 @@ fn the_worker_scaling_keeps_the_sweep_time_budget() {
 /// grows; it bounds a run with no other stop, and is refused under `--mpi` (tests/mpi.rs).
 #[test]
 fn train_max_seconds_stops_a_run_in_time() {
-    let dir = tmpdir("max-seconds");
-    let out = dir.join("run");
-    let o = run(&[
-        "train",
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--set",
-        "train.epochs=0",
-        "--set",
-        "train.max_seconds=1e-6",
-        "--set",
-        "data.n_train=512",
-        "--set",
-        "train.batch_size=32",
-        "--out",
-        s(&out),
-    ]);
+    let (dir, out, o) = run_out(
+        "max-seconds",
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--set",
+            "train.epochs=0",
+            "--set",
+            "train.max_seconds=1e-6",
+            "--set",
+            "data.n_train=512",
+            "--set",
+            "train.batch_size=32",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
