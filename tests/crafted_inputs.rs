@@ -668,6 +668,29 @@ fn resumed_counters_no_run_reaches_are_refused() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// A regression records its best validation loss (`best_val_loss`): a crafted negative or
+/// non-finite one is refused by name, like a 0-1 error past [0, 1].
+#[test]
+fn a_regressions_recorded_best_loss_is_checked_at_resume() {
+    let d = tmpdir("best-loss");
+    let cfg = d.join("mse.toml");
+    let text = "[model]\nhidden = [8]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\nn_train = 256\nn_val = 64\ndim = 4\n[train]\nbatch_size = 32\nepochs = 1\nlog_every = 2\npatience = 3\n";
+    std::fs::write(&cfg, text).expect("config");
+    let run_dir = d.join("run");
+    let o = train_cpu(&cfg, &["--out", s(&run_dir)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = run_dir.join("last.safetensors");
+    let original = batchscope::checkpoint::load(&last).expect("checkpoint");
+    assert!(original.metadata.contains_key("best_val_loss"), "{:?}", original.metadata.keys());
+    let resume = || resume_cpu(&run_dir, "train.epochs=3");
+    for value in ["-1", "NaN", "inf"] {
+        let want = ["best_val_loss", "no squared-error loss", "last.safetensors"];
+        refused_with(&run_dir, &original, ("best_val_loss", value), &resume, &want);
+    }
+    restored_resumes(&run_dir, &original, &resume);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// A resume refused for its metrics file (gone, a directory) leaves the run as it was: the
 /// `--set` that would have continued it reaches config.toml only once the run can go on.
 #[test]

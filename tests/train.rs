@@ -90,6 +90,79 @@ fn early_stopping_restores_best<B: Backend>(b: &B) {
 }
 both_backends!(early_stopping_restores_the_best_parameters, early_stopping_restores_best);
 
+/// A regression: 64 examples of 48 inputs with noisy targets, which it overfits, so the
+/// validation loss turns up.
+const REGRESSION: &str = r#"
+[model]
+hidden = [32]
+activation = "relu"
+loss = "mse"
+[data]
+kind = "linear_regression"
+n_train = 64
+n_val = 256
+dim = 48
+noise_std = 1.0
+seed = 5
+[train]
+batch_size = 16
+optimizer = "sgd"
+lr = 0.05
+epochs = 400
+log_every = 8
+eval_every = 8
+patience = 5
+"#;
+
+fn regression_cfg(extra: &[&str]) -> Config {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = tmpdir(&format!("regression-cfg{k}")).join("c.toml");
+    std::fs::write(&p, REGRESSION).expect("write config");
+    let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    Config::load(Some(&p), &sets).expect("config")
+}
+
+/// A regression has no 0-1 error: its best parameters and early stopping follow the validation
+/// loss (Lightning's `monitor="val_loss"`), best.safetensors holds them, its checkpoints record
+/// `best_val_loss`, and a run resumed part way stops where the uninterrupted one does, on the
+/// same bits.
+fn regression_early_stopping<B: Backend>(b: &B) {
+    let dir = tmpdir(&format!("es-mse-{:?}", b.kind()));
+    let s = run_train(b, &regression_cfg(&[]), &TrainOptions::default(), &dir).expect("train");
+    assert!(s.stopped_reason.starts_with("early stopping: validation loss"), "{}", s.stopped_reason);
+    assert!(s.restored_best && dir.join("best.safetensors").exists());
+    assert_eq!(s.best_val_error, None, "a regression has no 0-1 error");
+    let best = s.best_val_loss.expect("the best validation loss");
+    assert_eq!(s.final_val_loss, Some(best), "the restored parameters give the best loss");
+    let losses: Vec<(u64, f64)> =
+        metrics(&dir).iter().filter_map(|l| Some((l.step, l.val_loss?))).collect();
+    let lowest = losses.iter().map(|&(_, v)| v).fold(f64::INFINITY, f64::min);
+    assert_eq!(lowest, best, "the best is the lowest logged validation loss");
+    assert_eq!(losses.iter().find(|&&(_, v)| v == best).map(|&(st, _)| st), s.best_step);
+    let (_, last) = losses.last().copied().expect("evaluations");
+    assert!(last > best, "the run stopped on a loss that had turned up: {last} vs {best}");
+    let ck = batchscope::checkpoint::load(&dir.join("best.safetensors")).expect("best checkpoint");
+    assert!(ck.metadata.contains_key("best_val_loss") && !ck.metadata.contains_key("best_val_error"));
+
+    // Stopped part way, then resumed: the same evaluations, the same stop.
+    let part = tmpdir(&format!("es-mse-part-{:?}", b.kind()));
+    let steps = s.best_step.expect("best step") + 8;
+    let first = run_train(
+        b,
+        &regression_cfg(&[&format!("train.steps={steps}")]),
+        &TrainOptions::default(),
+        &part,
+    )
+    .expect("first part");
+    assert!(first.stopped_reason.contains("train.steps"), "{}", first.stopped_reason);
+    let resumed = TrainOptions { resume: true, ..Default::default() };
+    let r = run_train(b, &regression_cfg(&[]), &resumed, &part).expect("resumed");
+    assert_eq!((r.steps, r.best_step, r.best_val_loss), (s.steps, s.best_step, s.best_val_loss));
+    assert_eq!(strip(metrics(&dir)), strip(metrics(&part)), "the resumed run differs");
+}
+both_backends!(a_regression_stops_early_on_its_validation_loss, regression_early_stopping);
+
 fn strip(m: Vec<MetricsLine>) -> Vec<String> {
     m.into_iter()
         .map(|mut l| {

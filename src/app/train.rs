@@ -303,12 +303,11 @@ pub(super) fn print_summary(summary: &TrainSummary, dir: &Path) {
     } else if let Some(l) = summary.final_val_loss {
         println!("validation:      loss {l:.5}");
     }
+    let restored = if summary.restored_best { " (restored)" } else { "" };
     if let (Some(e), Some(s)) = (summary.best_val_error, summary.best_step) {
-        println!(
-            "best val error:  {:.2}% at step {s}{}",
-            100.0 * e,
-            if summary.restored_best { " (restored)" } else { "" }
-        );
+        println!("best val error:  {:.2}% at step {s}{restored}", 100.0 * e);
+    } else if let (Some(l), Some(s)) = (summary.best_val_loss, summary.best_step) {
+        println!("best val loss:   {l:.5} at step {s}{restored}");
     }
     println!(
         "throughput:      {:.0} examples/s over {}",

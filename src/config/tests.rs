@@ -52,9 +52,14 @@ fn out_of_range_values_name_the_key() {
             "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\nseparation = 2.0\n",
             "does not read it",
         ),
-        // A regression has no 0-1 error to stop on.
+        // A regression has no 0-1 error to reach.
         (
-            "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\n[train]\npatience = 3\n",
+            "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\n[train]\ntarget_val_error = 0.1\n",
+            "train.target_val_error",
+        ),
+        // ... and its early stopping reads a validation set too.
+        (
+            "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\nn_val = 0\n[train]\npatience = 3\n",
             "train.patience",
         ),
         ("[data]\nn_val = 0\n[train]\ntarget_val_error = 0.2\n", "train.target_val_error"),
@@ -68,6 +73,10 @@ fn out_of_range_values_name_the_key() {
     let mse =
         "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\n[train]\neval_every = 16\n";
     assert_eq!(Config::from_toml(mse, "t").unwrap().train.eval_every, 16);
+    // ... and its early stopping follows that loss.
+    let mse_patience =
+        "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\n[train]\npatience = 3\n";
+    assert_eq!(Config::from_toml(mse_patience, "t").unwrap().train.patience, 3);
     let both = "[data]\nn_val = 0\n[train]\neval_every = 4\neval_train = true\n";
     assert!(Config::from_toml(both, "t").is_ok(), "eval_train evaluates the training set");
 }

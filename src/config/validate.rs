@@ -379,22 +379,18 @@ impl Config {
     /// stopping, evaluations of the validation set alone), if any: it needs validation examples.
     pub fn validation_user(&self) -> Option<&'static str> {
         match self.val_error_user() {
+            // Early stopping follows the validation 0-1 error, or a regression's loss.
+            None if self.train.patience > 0 => Some("train.patience"),
             // Its evaluations measure the validation set alone (eval_train adds the training set).
             None if self.train.eval_every > 0 && !self.train.eval_train => Some("train.eval_every"),
             user => user,
         }
     }
 
-    /// The key of the first setting that reads the validation 0-1 error (a target error, early
-    /// stopping), if any: a regression has none.
+    /// The key of the setting that reads the validation 0-1 error (a target error), if any: a
+    /// regression has none.
     fn val_error_user(&self) -> Option<&'static str> {
-        if self.train.target_val_error > 0.0 {
-            Some("train.target_val_error")
-        } else if self.train.patience > 0 {
-            Some("train.patience")
-        } else {
-            None
-        }
+        (self.train.target_val_error > 0.0).then_some("train.target_val_error")
     }
 }
 

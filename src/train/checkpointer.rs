@@ -1,12 +1,14 @@
 //! The checkpointer: where a run starts from (`--init` weights, `--resume` from
 //! `last.safetensors` with its counters, best parameters and metrics.jsonl cut back to the
-//! checkpoint), the best parameters so far by validation 0-1 error, and when to save
+//! checkpoint), the best parameters so far by the [`Monitor`]'s validation figure (0-1 error,
+//! or a regression's loss), and when to save
 //! `last.safetensors` / `best.safetensors`. The file format is [`super::checkpoint`]'s.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::amp::MetaError;
+use super::best::Monitor;
 use super::checkpoint::{self, Checkpoint, NamedTensor};
 use super::step::TrainState;
 use super::{TrainError, TrainOptions};
@@ -22,7 +24,8 @@ pub struct Progress {
     pub epoch: u64,
     pub step_in_epoch: u64,
     pub examples_seen: u64,
-    pub best_val_error: Option<f64>,
+    /// The best figure so far of the run's [`Monitor`] (validation 0-1 error, or loss).
+    pub best_val: Option<f64>,
     pub best_step: Option<u64>,
     pub evals_since_best: u64,
     pub elapsed_s: f64,
@@ -36,8 +39,10 @@ pub struct Checkpointer<B: Backend> {
     cfg_toml: String,
     /// Save `last` every this many steps (0 = at each epoch's end).
     every: u64,
-    /// A copy of the parameters of the best validation 0-1 error so far.
+    /// A copy of the parameters of the best validation figure so far.
     pub best: Option<ParamSet<B>>,
+    /// The validation figure "best" means.
+    pub monitor: Monitor,
     /// Clip events of the run before this session (resume).
     pub clip_base: u64,
     /// The last checkpoint written (or resumed from), named in a divergence error.
@@ -65,6 +70,7 @@ impl<B: Backend> Checkpointer<B> {
             cfg_toml: cfg.to_toml(),
             every: cfg.train.checkpoint_every,
             best: None,
+            monitor: Monitor::of(cfg),
             clip_base: 0,
             last_good: None,
             ranks: 1,
@@ -133,7 +139,7 @@ impl<B: Backend> Checkpointer<B> {
         prog.examples_seen = meta(&ck, "examples_seen", path)?;
         prog.evals_since_best = meta(&ck, "evals_since_best", path)?;
         prog.elapsed_s = meta(&ck, "elapsed_s", path)?;
-        prog.best_val_error = optional_meta(&ck, "best_val_error", path)?;
+        prog.best_val = optional_meta(&ck, self.monitor.key(), path)?;
         prog.best_step = optional_meta(&ck, "best_step", path)?;
         self.clip_base = meta(&ck, "clip_events", path)?;
         if self.clip_base > super::plan::MAX_COUNT {
@@ -157,7 +163,7 @@ impl<B: Backend> Checkpointer<B> {
                 self.best_path.display(),
                 prog.step
             );
-            prog.best_val_error = None;
+            prog.best_val = None;
             prog.best_step = None;
             prog.evals_since_best = 0;
         }
@@ -197,21 +203,23 @@ impl<B: Backend> Checkpointer<B> {
         Ok(JsonlWriter::append(&self.metrics_path)?)
     }
 
-    /// After an evaluation with validation 0-1 error `val_error`: on a new best, keep a copy of
-    /// `params` and reset the patience count. Returns whether it improved.
+    /// After an evaluation with validation loss `val_loss` and 0-1 error `val_error`: on a new
+    /// best of the monitored figure, keep a copy of `params` and reset the patience count.
+    /// Returns whether it improved.
     pub fn track_best(
         &mut self,
         b: &B,
         params: &ParamSet<B>,
         prog: &mut Progress,
+        val_loss: Option<f64>,
         val_error: Option<f64>,
     ) -> Result<bool, TrainError> {
-        let Some(e) = val_error else { return Ok(false) };
-        if !prog.best_val_error.is_none_or(|best| e < best) {
+        let Some(v) = self.monitor.pick(val_loss, val_error) else { return Ok(false) };
+        if !Monitor::improves(v, prog.best_val) {
             prog.evals_since_best += 1;
             return Ok(false);
         }
-        prog.best_val_error = Some(e);
+        prog.best_val = Some(v);
         prog.best_step = Some(prog.step);
         prog.evals_since_best = 0;
         let mut bp = match self.best.take() {
@@ -313,6 +321,7 @@ pub fn checkpoint_due(every: u64, step: u64, epoch_end: bool) -> bool {
 #[derive(Clone, Copy)]
 struct Recorded<'a> {
     cfg_toml: &'a str,
+    monitor: Monitor,
     ranks: usize,
     data_fingerprint: Option<&'a str>,
 }
@@ -321,6 +330,7 @@ impl<B: Backend> Checkpointer<B> {
     fn recorded(&self) -> Recorded<'_> {
         Recorded {
             cfg_toml: &self.cfg_toml,
+            monitor: self.monitor,
             ranks: self.ranks,
             data_fingerprint: self.data_fingerprint.as_deref(),
         }
@@ -335,7 +345,7 @@ fn to_checkpoint<B: Backend>(
     clip_events: u64,
     recorded: &Recorded<'_>,
 ) -> Result<Checkpoint, TrainError> {
-    let Recorded { cfg_toml, ranks, data_fingerprint } = *recorded;
+    let Recorded { cfg_toml, monitor, ranks, data_fingerprint } = *recorded;
     let mut tensors = Vec::new();
     let finite = |name: &str, data: &[f32]| match data.iter().find(|v| !v.is_finite()) {
         Some(v) => Err(TrainError::NonFinite { step: prog.step, what: format!("{name} holds {v}") }),
@@ -367,8 +377,8 @@ fn to_checkpoint<B: Backend>(
     m.insert("evals_since_best".into(), prog.evals_since_best.to_string());
     m.insert("elapsed_s".into(), format!("{:.6}", prog.elapsed_s));
     m.insert("clip_events".into(), clip_events.to_string());
-    if let Some(e) = prog.best_val_error {
-        m.insert("best_val_error".into(), format!("{e:e}"));
+    if let Some(e) = prog.best_val {
+        m.insert(monitor.key().into(), format!("{e:e}"));
     }
     if let Some(s) = prog.best_step {
         m.insert("best_step".into(), s.to_string());

@@ -148,7 +148,11 @@ pub struct TrainSummary {
     pub final_train_error: Option<f64>,
     pub final_val_loss: Option<f64>,
     pub final_val_error: Option<f64>,
+    /// The lowest validation 0-1 error of the run (classification; `best.safetensors` holds
+    /// its parameters).
     pub best_val_error: Option<f64>,
+    /// The lowest validation loss of the run (regression, which has no 0-1 error).
+    pub best_val_loss: Option<f64>,
     pub best_step: Option<u64>,
     pub restored_best: bool,
     pub clip_events: u64,

@@ -6,6 +6,7 @@
 
 pub mod amp;
 mod batches;
+mod best;
 pub use crate::checkpoint;
 mod checkpointer;
 pub mod diagnostics;

@@ -1,6 +1,7 @@
 //! The run's plan: its length, and what each step does besides the update (log, evaluate,
 //! read back, monitors due).
 
+use super::best::Monitor;
 use super::checkpointer::{checkpoint_due, Progress};
 use super::guard;
 use super::monitors::{Due, Monitors};
@@ -26,6 +27,8 @@ pub(super) struct Plan {
     pub(super) checkpoint_every: u64,
     /// Slots of the divergence guard's ring; the metrics are read at least this often.
     pub(super) ring: usize,
+    /// The validation figure of the best parameters and of early stopping.
+    pub(super) monitor: Monitor,
 }
 
 /// Largest count a resumed checkpoint may hold: 2^53, exact in the metrics' JSON numbers and
@@ -58,6 +61,7 @@ impl Plan {
             n_train,
             checkpoint_every: t.checkpoint_every,
             ring: guard::ring_len(t.log_every),
+            monitor: Monitor::of(cfg),
         }
     }
 
@@ -87,7 +91,7 @@ impl Plan {
             None if prog.step_in_epoch > prog.step => {
                 Some(format!("`step_in_epoch` = {} is past `step` = {}", prog.step_in_epoch, prog.step))
             }
-            None => best_and_clock_problem(prog),
+            None => best_and_clock_problem(prog, self.monitor),
         };
         match problem {
             Some(why) => Err(TrainError::Setup(format!(
@@ -179,11 +183,12 @@ pub fn fixed_batch_size(cfg: &Config) -> Result<usize, TrainError> {
 }
 
 /// Why a run stops after an evaluation with validation 0-1 error `val_error`, if it does: the
-/// target error is reached, or early stopping (`true`: restore the best parameters).
+/// target error is reached, or early stopping on the `monitor`ed figure (`true`: restore the
+/// best parameters).
 pub(super) fn stop_after_eval(
     cfg: &Config,
     prog: &Progress,
-    is_class: bool,
+    monitor: Monitor,
     val_error: Option<f64>,
 ) -> Option<(String, bool)> {
     let t = &cfg.train;
@@ -196,11 +201,12 @@ pub(super) fn stop_after_eval(
             return Some((why, false));
         }
     }
-    if t.patience > 0 && is_class && prog.evals_since_best >= t.patience as u64 {
+    if t.patience > 0 && prog.evals_since_best >= t.patience as u64 {
         let reason = format!(
-            "early stopping: validation 0-1 error did not improve in {} evaluations (best {:.4} at step {})",
+            "early stopping: {} did not improve in {} evaluations (best {:.4} at step {})",
+            monitor.describe(),
             t.patience,
-            prog.best_val_error.unwrap_or(f64::NAN),
+            prog.best_val.unwrap_or(f64::NAN),
             prog.best_step.unwrap_or(0)
         );
         return Some((reason, true));
@@ -209,21 +215,21 @@ pub(super) fn stop_after_eval(
 }
 
 /// What is wrong with a resumed checkpoint's best and clock, if anything: the best validation
-/// error is a 0-1 error, recorded with its step, at or before the checkpoint's step (a crafted
-/// -1 or NaN used to be kept, and no later evaluation beat it); the elapsed time a duration.
-fn best_and_clock_problem(prog: &Progress) -> Option<String> {
+/// figure is one the `monitor` can take (a 0-1 error, or a loss), recorded with its step, at or
+/// before the checkpoint's step (a crafted -1 or NaN used to be kept, and no later evaluation
+/// beat it); the elapsed time a duration.
+fn best_and_clock_problem(prog: &Progress, monitor: Monitor) -> Option<String> {
     if !(prog.elapsed_s.is_finite() && prog.elapsed_s >= 0.0) {
         return Some(format!("`elapsed_s` = {} is no duration in seconds", prog.elapsed_s));
     }
-    match (prog.best_val_error, prog.best_step) {
-        (Some(e), _) if !(0.0..=1.0).contains(&e) => {
-            Some(format!("`best_val_error` = {e} is no 0-1 error (0 to 1)"))
-        }
+    let key = monitor.key();
+    match (prog.best_val, prog.best_step) {
+        (Some(v), _) if monitor.problem(v).is_some() => monitor.problem(v),
         (Some(_), Some(s)) if s > prog.step => {
             Some(format!("`best_step` = {s} is past `step` = {}", prog.step))
         }
-        (Some(_), None) => Some("`best_val_error` is recorded without `best_step`".to_string()),
-        (None, Some(_)) => Some("`best_step` is recorded without `best_val_error`".to_string()),
+        (Some(_), None) => Some(format!("`{key}` is recorded without `best_step`")),
+        (None, Some(_)) => Some(format!("`best_step` is recorded without `{key}`")),
         _ => None,
     }
 }

@@ -35,7 +35,7 @@ pub fn sync_start<B: Backend>(
         prog.evals_since_best,
         *clip_base,
         prog.best_step.unwrap_or(NONE),
-        prog.best_val_error.map_or(NONE, f64::to_bits),
+        prog.best_val.map_or(NONE, f64::to_bits),
         prog.elapsed_s.to_bits(),
     ];
     r.broadcast_u64(&mut c);
@@ -46,7 +46,7 @@ pub fn sync_start<B: Backend>(
         epoch,
         step_in_epoch,
         examples_seen,
-        best_val_error: (best_err != NONE).then(|| f64::from_bits(best_err)),
+        best_val: (best_err != NONE).then(|| f64::from_bits(best_err)),
         best_step: (best_step != NONE).then_some(best_step),
         evals_since_best,
         elapsed_s: f64::from_bits(elapsed),

@@ -341,7 +341,8 @@ impl<B: Backend> Run<'_, B> {
         if ev.val_error.is_some() || ev.val_loss.is_some() {
             self.last_eval_step = Some(self.prog.step);
         }
-        let improved = root && self.ckpt.track_best(b, &self.st.params, &mut self.prog, ev.val_error)?;
+        let improved = root
+            && self.ckpt.track_best(b, &self.st.params, &mut self.prog, ev.val_loss, ev.val_error)?;
         let clip_events = self.ckpt.clip_base + m.clip_events;
         let mut line =
             MetricsLine::new(&self.prog, &m, self.eval.is_class, &ev, lr, clip_events, elapsed);
@@ -451,8 +452,8 @@ impl<B: Backend> Run<'_, B> {
     /// Whether to stop after an evaluation with validation 0-1 error `val_error`: the target
     /// error is reached, or early stopping (then the best parameters are restored).
     fn stop_reason(&mut self, val_error: Option<f64>) -> Result<Option<String>, TrainError> {
-        let is_class = self.eval.is_class;
-        let Some((reason, restore)) = stop_after_eval(self.cfg, &self.prog, is_class, val_error) else {
+        let monitor = self.plan.monitor;
+        let Some((reason, restore)) = stop_after_eval(self.cfg, &self.prog, monitor, val_error) else {
             return Ok(None);
         };
         if restore {

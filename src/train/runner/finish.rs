@@ -33,7 +33,7 @@ impl<B: Backend> Run<'_, B> {
         if root && !self.restored_best && self.last_eval_step != Some(self.prog.step) {
             let prog = &mut self.prog;
             let evals_since_best = prog.evals_since_best;
-            if self.ckpt.track_best(b, &self.st.params, prog, final_val_error)? {
+            if self.ckpt.track_best(b, &self.st.params, prog, final_val_loss, final_val_error)? {
                 let saved = self.ckpt.save_best(b, &self.st, prog, clip_events);
                 self.saved(saved)?;
             } else {
@@ -80,7 +80,8 @@ impl<B: Backend> Run<'_, B> {
             final_train_error: last_line.and_then(|l| l.train_error),
             final_val_loss,
             final_val_error,
-            best_val_error: prog.best_val_error,
+            best_val_error: plan.monitor.split(prog.best_val).0,
+            best_val_loss: plan.monitor.split(prog.best_val).1,
             best_step: prog.best_step,
             restored_best: self.restored_best,
             clip_events,
@@ -126,7 +127,8 @@ impl<B: Backend> Run<'_, B> {
             final_train_error: last_line.and_then(|l| l.train_error),
             final_val_loss: None,
             final_val_error: None,
-            best_val_error: at.best_val_error,
+            best_val_error: self.plan.monitor.split(at.best_val).0,
+            best_val_loss: self.plan.monitor.split(at.best_val).1,
             best_step: at.best_step,
             restored_best: false,
             clip_events: last_line.map_or(self.ckpt.clip_base, |l| l.clip_events),
