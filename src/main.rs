@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         // A usage error is one line, as every other error is; help and version print as clap
         // writes them.
         Err(e) if e.use_stderr() => {
-            eprintln!("{}", clap_one_line(&e.render().to_string()));
+            eprintln!("{}", elide_long_words(&clap_one_line(&e.render().to_string())));
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // A run that failed before writing anything of its own leaves no directory.
             let discarded = batchscope::report::claimed::discard_unused();
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", elide_long_words(&one_line(&e)));
             // A "run directory:" line may have named it: say it is gone.
             for dir in discarded.iter().filter(|d| !d.exists()) {
                 eprintln!(
@@ -118,6 +118,34 @@ fn one_line(e: &anyhow::Error) -> String {
     }
     // One line whatever the messages hold (a parser's diagram, a library's multi-line text).
     out.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+/// Longest word (a run of characters without white space) an error line shows whole.
+const MAX_WORD_CHARS: usize = 240;
+
+/// `line` with the middle of every word past [`MAX_WORD_CHARS`] elided, its head and tail kept:
+/// an error echoes the value, flag or path it refuses, and a 100 kB `--set` value or path made
+/// a 100 kB error line.
+fn elide_long_words(line: &str) -> String {
+    let (head, tail) = (MAX_WORD_CHARS / 2, MAX_WORD_CHARS / 4);
+    let mut out = String::with_capacity(line.len().min(4096));
+    let mut rest = line;
+    while !rest.is_empty() {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(end);
+        let n = word.chars().count();
+        if n > MAX_WORD_CHARS {
+            let first: String = word.chars().take(head).collect();
+            let last: String = word.chars().skip(n - tail).collect();
+            out.push_str(&format!("{first}…[{} characters elided]…{last}", n - head - tail));
+        } else {
+            out.push_str(word);
+        }
+        let spaces = after.find(|c: char| !c.is_whitespace()).unwrap_or(after.len());
+        out.push_str(&after[..spaces]);
+        rest = &after[spaces..];
+    }
+    out
 }
 
 /// The most CPU-backend threads per core: past it rayon's workers outnumber the cores so far

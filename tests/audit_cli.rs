@@ -368,3 +368,25 @@ fn train_max_seconds_stops_a_run_in_time() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An error echoes what it refuses: a 100 kB `--set` value, config path or flag value made a
+/// 100 kB error line. Words past 240 characters now show their head and tail only.
+#[test]
+fn an_error_line_elides_the_middle_of_a_huge_value() {
+    let huge = "x".repeat(100_000);
+    let lr = format!("train.lr={huge}");
+    let activation = format!("model.activation=\"{huge}\"");
+    let config = format!("/nonexistent/{huge}.toml");
+    for args in [
+        vec!["train", "--backend", "cpu", "--set", lr.as_str()],
+        vec!["train", "--backend", "cpu", "--set", activation.as_str()],
+        vec!["train", "--backend", "cpu", "--config", config.as_str()],
+        vec!["sweep", "--min-batch", huge.as_str()],
+    ] {
+        let o = run(&args);
+        let err = stderr(&o);
+        assert_clean_error(&o, &["characters elided"]);
+        assert!(err.len() < 2_000, "{} bytes of error", err.len());
+        assert!(err.contains("xxxxxxxxxx…["), "the head of the value is kept: {err}");
+    }
+}
