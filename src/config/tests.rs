@@ -62,6 +62,9 @@ fn out_of_range_values_name_the_key() {
             "[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\nn_val = 0\n[train]\npatience = 3\n",
             "train.patience",
         ),
+        // The other kind's output count.
+        ("[data]\noutputs = 3\n", "data.outputs"),
+        ("[model]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\nclasses = 3\n", "data.classes"),
         ("[data]\nn_val = 0\n[train]\ntarget_val_error = 0.2\n", "train.target_val_error"),
         // Evaluations of a validation set that has no rows.
         ("[data]\nn_val = 0\n[train]\neval_every = 4\n", "train.eval_every"),

@@ -324,6 +324,25 @@ impl Config {
                 ));
             }
         }
+        // Classes shape a classification's labels and outputs, outputs a regression's targets:
+        // the other count changed nothing.
+        match self.model.loss {
+            LossKind::SoftmaxXent if d.outputs != def.outputs => {
+                return Err(bad(
+                    "data.outputs",
+                    "counts a regression's targets; a classification (model.loss = \"softmax_xent\") has data.classes outputs"
+                        .into(),
+                ));
+            }
+            LossKind::Mse if d.classes != def.classes => {
+                return Err(bad(
+                    "data.classes",
+                    "counts a classification's classes; a regression (model.loss = \"mse\") has data.outputs outputs"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
         if let (LossKind::Mse, Some(key)) = (self.model.loss, self.val_error_user()) {
             return Err(bad(
                 key,
