@@ -186,6 +186,34 @@ fn f16_split<B: Backend>(k: Kind<B>) {
     assert_eq!(strip(&full), strip(&again), "resumed 2-worker f16 run differs");
 }
 
+/// Early stopping restores the best parameters on every replica: N workers stop where one
+/// does, on the same best, with replicas identical (the restore reached replica 0 alone, and
+/// every such run ended in "data-parallel replicas diverged").
+fn early_stopping<B: Backend>(k: Kind<B>) {
+    let stop = [
+        "data.label_noise=0.4",
+        "train.lr=0.3",
+        "train.steps=0",
+        "train.epochs=30",
+        "train.log_every=8",
+        "train.eval_every=8",
+        "train.patience=2",
+    ];
+    let (_, one, _) = run(&k, "es-w1", &stop, &TrainOptions::default(), None);
+    assert!(one.stopped_reason.starts_with("early stopping"), "{}", one.stopped_reason);
+    for n in ["train.workers=2", "train.workers=4"] {
+        let sets = [&stop[..], &[n]].concat();
+        let (_, s, dir) = run(&k, &format!("es-{n}"), &sets, &TrainOptions::default(), None);
+        assert_eq!((s.steps, s.best_step), (one.steps, one.best_step), "{n}: {}", s.stopped_reason);
+        assert!(s.restored_best, "{n}");
+        let dp = s.data_parallel.expect("data_parallel summary");
+        assert!(dp.replicas_identical, "{n}: replicas' parameters differ");
+        let (a, b) = (one.final_val_error.expect("val"), s.final_val_error.expect("val"));
+        assert!((a - b).abs() <= 1.0 / 256.0, "{n}: final validation error {b} vs one worker's {a}");
+        assert!(dir.join("summary.json").exists() && dir.join("best.safetensors").exists());
+    }
+}
+
 fn cpu_kind() -> Kind<batchscope::backend::cpu::CpuBackend> {
     Kind { open: common::cpu, exec: || Box::new(Threads), name: "cpu" }
 }
@@ -213,6 +241,7 @@ both!(accumulation_equals_one_full_batch_step, accumulation);
 both!(workers_equal_one_worker, workers);
 both!(resume_with_workers_is_bitwise, resume);
 both!(f16_workers_and_accumulation_equal_one_worker, f16_split);
+both!(early_stopping_with_workers_restores_every_replica, early_stopping);
 
 /// `batchscope sweep --workers 1,2` on the CPU: workers.csv with its columns, the plots, and
 /// summary.json's `data_parallel` answer next to the unchanged sweep keys.

@@ -458,6 +458,11 @@ impl<B: Backend> Run<'_, B> {
         };
         if restore {
             self.restored_best = self.ckpt.restore_best(self.b, &mut self.st)?;
+            // Every replica ends on the best parameters, not replica 0 alone (the run's end
+            // holds them to replica 0's, and a resume broadcasts replica 0's anyway).
+            if let Some(dp) = self.dp.as_mut().filter(|_| self.restored_best) {
+                dp.broadcast(self.b, &self.st)?;
+            }
         }
         self.prog.step_in_epoch = self.plan.steps_per_epoch;
         Ok(Some(reason))
