@@ -333,3 +333,36 @@ fn profile_batches_that_cannot_fit_are_refused_before_allocating() {
         }
     }
 }
+
+/// Replicas on a software adapter (lavapipe) each hold the data in host memory, as CPU replicas
+/// do: `--workers 4` of 3.1 GB each under a 12 GB address-space limit is refused before the run
+/// directory on both backends (on lavapipe it was admitted, and lost its device to an
+/// out-of-memory error 39 s in). A hardware adapter keeps them in its own memory.
+#[test]
+fn software_adapter_replicas_count_their_data_copies_against_host_memory() {
+    use batchscope::backend::Backend;
+    let gpu_on_host = common::gpu().buffers_in_host_memory();
+    let d = tmpdir("replica-copies");
+    for backend in ["cpu", "gpu"] {
+        if backend == "gpu" && !gpu_on_host {
+            println!("the GPU adapter keeps its buffers in its own memory: only the CPU case applies");
+            continue;
+        }
+        let out = d.join(backend);
+        let o = Command::new("sh")
+            .args(["-c", "ulimit -v 12000000 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_batchscope")])
+            .args(["train", "--backend", backend, "--quiet", "--workers", "4"])
+            .args(["--set", "data.n_train=1000000", "--set", "data.dim=784"])
+            .args(["--set", "train.batch_size=64", "--out", out.to_str().expect("utf-8")])
+            .env("RUST_LOG", "error")
+            .env("XDG_RUNTIME_DIR", &d)
+            .output()
+            .expect("run batchscope under ulimit");
+        assert_clean_error(&o, &["train.workers = 4 replicas", "host memory"]);
+        assert!(!out.exists(), "{backend}: a refused run left its directory");
+        if backend == "gpu" {
+            assert!(stderr(&o).contains("whose buffers are host memory"), "{}", stderr(&o));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

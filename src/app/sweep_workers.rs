@@ -8,7 +8,7 @@ use std::path::Path;
 use super::workers::{adapter_list, open_workers, Workers};
 use super::{BackendChoice, RunArgs};
 use crate::backend::timed::Timed;
-use crate::backend::{Backend, BackendKind};
+use crate::backend::Backend;
 use crate::config::{check_worker_counts, BatchSize, Config};
 use crate::report::csv::{write_csv, Cell};
 use crate::report::plot::{line_plot, PlotSpec, Series};
@@ -105,9 +105,10 @@ fn time_all<'a, B: Backend>(
     out
 }
 
-/// On the CPU backend, whether `n` replicas at `per_worker` rows each fit host memory.
+/// Where the buffers are host memory (the CPU backend, a software adapter), whether `n`
+/// replicas at `per_worker` rows each fit it.
 fn cpu_replicas_fit<B: Backend>(b: &B, cfg: &Config, n: usize, per_worker: usize) -> anyhow::Result<()> {
-    if b.kind() != BackendKind::Cpu {
+    if !b.buffers_in_host_memory() {
         return Ok(());
     }
     let batch =

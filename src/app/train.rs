@@ -198,13 +198,22 @@ pub(super) fn prepare<B: Profilable>(
     write_prelude(cfg, opts, dir)
 }
 
-/// The automatic batch size (a sweep), then the CPU step's memory against the host's.
+/// The automatic batch size (a sweep), then the step's memory against the host's where the
+/// backend's buffers are host memory: the CPU backend, or a software adapter (lavapipe), whose
+/// replicas each hold a copy of the data there too (4 replicas of 3.1 GB were admitted on
+/// lavapipe and lost the device to an out-of-memory error 39 s in).
 fn check_step<B: Profilable>(cfg: &mut Config, b: &B) -> anyhow::Result<()> {
     if cfg.train.batch_size == BatchSize::Auto {
         resolve_auto_batch(cfg, b)?;
     }
-    if let (BackendKind::Cpu, BatchSize::Fixed(batch)) = (b.kind(), cfg.train.batch_size) {
-        run_memory::check_cpu_step(cfg, batch)?;
+    if let (true, BatchSize::Fixed(batch)) = (b.buffers_in_host_memory(), cfg.train.batch_size) {
+        match b.kind() {
+            BackendKind::Cpu => run_memory::check_cpu_step(cfg, batch)?,
+            BackendKind::Gpu => {
+                let device = format!("{}, whose buffers are host memory,", b.device_name());
+                run_memory::check_step_in_host_memory(cfg, batch, &device)?
+            }
+        }
     }
     Ok(())
 }

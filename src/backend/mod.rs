@@ -52,6 +52,11 @@ pub trait Backend {
     fn kind(&self) -> BackendKind;
     /// Human-readable device name (adapter name, or CPU model and thread count).
     fn device_name(&self) -> String;
+    /// Whether this device's buffers are host memory (the CPU backend; a software adapter such
+    /// as lavapipe): a run's buffers on it count against the host's memory.
+    fn buffers_in_host_memory(&self) -> bool {
+        self.kind() == BackendKind::Cpu
+    }
     /// Name the model context of the ops recorded next (read by profilers; a no-op otherwise).
     fn scope(&self, _scope: Scope) {}
     /// The mixed-precision ops ([`half::HalfOps`]), when this backend has them.

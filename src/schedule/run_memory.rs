@@ -128,7 +128,17 @@ pub fn check_host_memory(cfg: &Config, origin: &str) -> Result<(), ConfigError> 
 /// it cannot fit (checked before the dataset or workspace is allocated). With `train.workers`
 /// = N > 1 every replica holds its own state at `batch / N` rows and its own copy of the data.
 pub fn check_cpu_step(cfg: &Config, batch: usize) -> Result<(), HostMemoryError> {
-    let (what, bytes) = cpu_step_bytes(cfg, batch)?;
+    check_step_in_host_memory(cfg, batch, "the CPU")
+}
+
+/// [`check_cpu_step`] for a step on `device`, whose buffers are host memory (a software
+/// adapter such as lavapipe: its replicas' data copies live there too).
+pub fn check_step_in_host_memory(
+    cfg: &Config,
+    batch: usize,
+    device: &str,
+) -> Result<(), HostMemoryError> {
+    let (what, bytes) = cpu_step_bytes(cfg, batch, device)?;
     check_host(&what, bytes, host_limit())
 }
 
@@ -154,8 +164,13 @@ fn widened_operands(sizes: &[usize], rows: usize) -> Result<u64, HostMemoryError
     sum_bytes(what, &[longest, longest])
 }
 
-/// Host bytes of the CPU training step at `batch` with its replicas: `(description, bytes)`.
-pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostMemoryError> {
+/// Host bytes of the CPU training step at `batch` with its replicas: `(description, bytes)`,
+/// the step said to run on `device`.
+pub fn cpu_step_bytes(
+    cfg: &Config,
+    batch: usize,
+    device: &str,
+) -> Result<(String, u64), HostMemoryError> {
     let spec = cfg.mlp_spec();
     let momentum = cfg.train.optimizer == OptimizerKind::Momentum;
     let curvature = cfg.monitor.curvature_every > 0;
@@ -173,14 +188,14 @@ pub fn cpu_step_bytes(cfg: &Config, batch: usize) -> Result<(String, u64), HostM
     };
     if workers == 1 {
         let what = format!(
-            "a CPU training step of model {} at train.batch_size = {batch}",
+            "a training step on {device} of model {} at train.batch_size = {batch}",
             sizes_text(&spec.sizes)
         );
         let bytes = replica(&what, batch)?;
         return Ok((what, bytes));
     }
     let what = format!(
-        "a CPU training step of model {} at train.batch_size = {batch} on train.workers = {workers} \
+        "a training step on {device} of model {} at train.batch_size = {batch} on train.workers = {workers} \
          replicas (each with its own state and copy of the data)",
         sizes_text(&spec.sizes)
     );
@@ -239,10 +254,10 @@ mod tests {
     fn cpu_step_counts_every_replica() {
         let mut cfg = Config::embedded_default().expect("default");
         cfg.train.batch_size = BatchSize::Fixed(256);
-        let (_, one) = cpu_step_bytes(&cfg, 256).expect("one worker");
+        let (_, one) = cpu_step_bytes(&cfg, 256, "the CPU").expect("one worker");
         let (_, data) = host_bytes(&cfg).expect("host bytes");
         cfg.train.workers = 256;
-        let (what, many) = cpu_step_bytes(&cfg, 256).expect("256 workers");
+        let (what, many) = cpu_step_bytes(&cfg, 256, "the CPU").expect("256 workers");
         assert!(what.contains("train.workers = 256"), "{what}");
         let spec = cfg.mlp_spec();
         let replica = step_bytes(&spec.sizes, true, false, 1).expect("replica");
@@ -254,7 +269,7 @@ mod tests {
         assert!(many > 100 * one, "{many} vs {one}");
         cfg.train.workers = 1024;
         cfg.model.hidden = vec![1 << 44];
-        assert!(matches!(cpu_step_bytes(&cfg, 1024), Err(HostMemoryError::Overflow { .. })));
+        assert!(matches!(cpu_step_bytes(&cfg, 1024, "the CPU"), Err(HostMemoryError::Overflow { .. })));
     }
 
     /// An f16 CPU step holds the f32 step, its f16 operands, and the two f32 buffers its
@@ -263,9 +278,9 @@ mod tests {
     #[test]
     fn cpu_f16_step_counts_its_halves_and_widened_operands() {
         let mut cfg = Config::embedded_default().expect("default");
-        let (_, f32_step) = cpu_step_bytes(&cfg, 4096).expect("f32");
+        let (_, f32_step) = cpu_step_bytes(&cfg, 4096, "the CPU").expect("f32");
         cfg.model.precision = Precision::F16;
-        let (_, f16_step) = cpu_step_bytes(&cfg, 4096).expect("f16");
+        let (_, f16_step) = cpu_step_bytes(&cfg, 4096, "the CPU").expect("f16");
         let sizes = cfg.mlp_spec().sizes;
         let est = crate::schedule::memory::estimate_step(&sizes, true, false, Precision::F16, 4096)
             .expect("estimate");

@@ -80,6 +80,10 @@ impl Backend for GpuBackend {
         Some(self)
     }
 
+    fn buffers_in_host_memory(&self) -> bool {
+        self.dev.ctx.summary.runs_on_cpu()
+    }
+
     fn device_name(&self) -> String {
         let s = &self.dev.ctx.summary;
         format!("{} ({}, {})", s.name, s.device_type, s.backend)
