@@ -113,6 +113,11 @@ fn a_misspelled_variable_or_a_malformed_value_stops_the_command_before_it_runs()
         (("BATCHSCOPE_SKINNY_MAX_K", "ten"), &["BATCHSCOPE_SKINNY_MAX_K", "a whole number"][..]),
         (("BATCHSCOPE_F16_KERNEL", "coop_v16"), &["BATCHSCOPE_F16_KERNEL", "coop_staged"][..]),
         (("BATCHSCOPE_MPI_TIMEOUT", "1e20"), &["BATCHSCOPE_MPI_TIMEOUT", "at most 1e9"][..]),
+        // A misspelt BLAS, or a file that is no library, ran on the built-in kernels.
+        (("BATCHSCOPE_BLAS", "openblsa"), &["BATCHSCOPE_BLAS=\"openblsa\"", "a shared library"][..]),
+        (("BATCHSCOPE_BLAS", "MKL"), &["BATCHSCOPE_BLAS", "auto, mkl, openblas"][..]),
+        (("BATCHSCOPE_BLAS", "/etc/passwd"), &["BATCHSCOPE_BLAS", "a path that exists"][..]),
+        (("BATCHSCOPE_BLAS", "/nonexistent/libmkl_rt.so.2"), &["BATCHSCOPE_BLAS"][..]),
     ] {
         let o = sweep_cpu(&d, &[env]);
         assert_clean_error(&o, needles);

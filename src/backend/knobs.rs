@@ -92,10 +92,22 @@ fn load_width(v: &str) -> bool {
     LoadWidth::parse(v).is_some()
 }
 
+/// `BATCHSCOPE_BLAS`: one of its words, or a shared library, by name (`libopenblas.so.0`, for
+/// the loader's search path) or by a path that exists. A misspelt word (`openblsa`, `MKL`) or
+/// a file that is no library used to be tried as a library, said in a notice, and the run went
+/// on with the built-in kernels.
+fn blas_choice(v: &str) -> bool {
+    let v = v.trim();
+    let word = matches!(v, "" | "auto" | "mkl" | "openblas" | "builtin" | "off" | "none");
+    let name = std::path::Path::new(v).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let library = name.contains(".so") || name.ends_with(".dylib") || name.ends_with(".dll");
+    word || (library && (!v.contains('/') || std::path::Path::new(v).is_file()))
+}
+
 /// Every variable batchscope, its tests, benches and CI scripts read.
 pub const KNOBS: &[Knob] = &[
     knob("BATCHSCOPE_AUTOTUNE_CACHE", Accepts::Path, "the autotune cache file (default: the user's cache directory)"),
-    knob("BATCHSCOPE_BLAS", Accepts::Path, "the CPU backend's system BLAS: `auto` (default): oneMKL where found (loader path, $MKLROOT, $CONDA_PREFIX, $VIRTUAL_ENV, ~/.local/lib, /usr/local/lib) and the system's OpenBLAS; `mkl` or `openblas`: only that one; `builtin`/`off`/`none`: neither; another value: that library file (MKL where its name starts with libmkl)"),
+    knob("BATCHSCOPE_BLAS", Accepts::Named("auto, mkl, openblas, builtin, off, none, or a shared library (a name for the loader, or a path that exists)", blas_choice), "the CPU backend's system BLAS: `auto` (default): oneMKL where found (loader path, $MKLROOT, $CONDA_PREFIX, $VIRTUAL_ENV, ~/.local/lib, /usr/local/lib) and the system's OpenBLAS; `mkl` or `openblas`: only that one; `builtin`/`off`/`none`: neither; another value: that library file (MKL where its name starts with libmkl)"),
     knob("BATCHSCOPE_MPI_TIMEOUT", Accepts::Seconds(1e9), "seconds an MPI collective waits for the other ranks (default 300)"),
     knob("BATCHSCOPE_SHADER_CHECKS", Accepts::Switch, "1: compile the kernels with wgpu's runtime checks (index clamps, loop counters); default 0, trusted modules"),
     knob("BATCHSCOPE_SPLITK", Accepts::Switch, "0: no split-k for the tiled f32 products (default 1)"),
