@@ -20,7 +20,8 @@ pub struct Cli {
 /// Which backend runs the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
-    /// The best GPU adapter, or the CPU backend (with a notice) when none exists.
+    /// The best hardware GPU adapter; the CPU backend (with a notice) when none exists, or when
+    /// the only adapters are software rasterisers (lavapipe / llvmpipe), which it outruns.
     Auto,
     /// A GPU adapter through wgpu; an error when none exists.
     Gpu,
@@ -50,7 +51,8 @@ pub struct Common {
     /// The GPU adapter: its index in `batchscope devices`, or a part of its name (case-insensitive).
     #[arg(long)]
     pub adapter: Option<String>,
-    /// Output directory (default runs/<command>-<UTC time>).
+    /// Output directory (default runs/<command>-<UTC time>; `tune` writes its table files only
+    /// when given one, and the autotune cache in every case).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Hide the progress bar.

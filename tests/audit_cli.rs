@@ -390,3 +390,35 @@ fn an_error_line_elides_the_middle_of_a_huge_value() {
         assert!(err.contains("xxxxxxxxxx…["), "the head of the value is kept: {err}");
     }
 }
+
+/// The one-adapter commands refuse an empty `--adapter` by name (every adapter's name contains
+/// the empty string: adapter 0 ran without a word), as `train` does.
+#[test]
+fn an_empty_adapter_name_is_refused_by_every_command() {
+    for command in ["gemm", "tune", "sweep"] {
+        for empty in ["", "  "] {
+            let (dir, out, o) =
+                run_out(&format!("empty-adapter-{command}"), &[command, "--adapter", empty]);
+            assert_clean_error(&o, &["--adapter", "an empty name"]);
+            assert!(!out.exists(), "{command}: a refused run left its directory");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// `tune --out D` with the autotune cache inside D is refused before any timing: the cache
+/// was rewritten into D, and the run then refused D for holding it.
+#[test]
+fn tune_refuses_an_out_directory_that_would_hold_the_autotune_cache() {
+    let dir = tmpdir("tune-cache-inside-out");
+    let out = dir.join("run");
+    let cache = out.join("cache.json");
+    let o = common::cli::batchscope("audit-cli")
+        .args(["tune", "--batch-sizes", "1", "--out", s(&out)])
+        .env("BATCHSCOPE_AUTOTUNE_CACHE", &cache)
+        .output()
+        .expect("run batchscope");
+    assert_clean_error(&o, &["--out", "autotune cache", "lies inside it"]);
+    assert!(!out.exists(), "the refused tune wrote into --out");
+    let _ = std::fs::remove_dir_all(&dir);
+}

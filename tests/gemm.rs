@@ -130,6 +130,30 @@ fn gemm_bad_input_is_one_error_line_and_leaves_a_run_alone() {
     // any upload or the host reference.
     let o = run(&["--shape", "32768x32768x32768", "--layouts", "nn"]);
     assert_clean_error(&o, &["no product could be timed", "needs 4294967296 bytes"]);
+    // Beside a product that runs, it is skipped, and summary.json says so; a product asked
+    // for twice is timed once.
+    let out = dir.join("partial");
+    let o = run(&[
+        "--sizes",
+        "16,16",
+        "--shape",
+        "32768x32768x32768",
+        "--layouts",
+        "nn",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["products"].as_array().map(Vec::len), Some(1), "16³ once");
+    let skipped = summary["skipped"].as_array().expect("skipped");
+    assert_eq!(skipped.len(), 1);
+    assert!(
+        skipped[0].as_str().is_some_and(|s| s.starts_with("f32 32768x32768x32768 nn: ")),
+        "{skipped:?}"
+    );
     let missing = dir.join("missing.csv");
     let o = run(&["--sizes", "16", "--peers", missing.to_str().expect("utf-8")]);
     assert_clean_error(&o, &["cannot read peer figures", "missing.csv"]);

@@ -11,7 +11,8 @@ use crate::profile::Profilable;
 /// Which backend to run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// The best GPU adapter, or the CPU backend (with a notice) when none exists.
+    /// The best hardware GPU adapter; the CPU backend (with a notice) when none exists, or when
+    /// the only adapters are software rasterisers (lavapipe / llvmpipe), which it outruns.
     Auto,
     /// A GPU adapter through wgpu; an error when none exists.
     Gpu,

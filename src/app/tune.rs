@@ -40,9 +40,18 @@ pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
             return Err(AutotuneError::Foreign { path, why }.into());
         }
     }
-    // A bad --out fails now, not after the timing has rewritten the cache.
+    // A bad --out fails now, not after the timing has rewritten the cache; so does an --out
+    // that the cache would be written into (it then held files, and was refused after timing).
     if let Some(out) = &args.out {
         check_out_dir(out)?;
+        let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if let Some(cache) = default_path().filter(|c| absolute(c).starts_with(absolute(out))) {
+            anyhow::bail!(
+                "--out {}: the autotune cache {} (BATCHSCOPE_AUTOTUNE_CACHE) lies inside it, and a run directory must be new; keep the cache elsewhere",
+                out.display(),
+                cache.display()
+            );
+        }
     }
     let gpu = open_gpu(args.adapter.as_deref())?;
     // Keep the other shapes' entries: load the existing cache (a corrupt one warns, rebuilt).

@@ -80,9 +80,16 @@ pub(super) fn check_args(args: &GemmArgs) -> anyhow::Result<Checked> {
             precisions.push(f16);
         }
     }
+    // Each product once, in the order first asked for (as the layouts and precisions): `--sizes
+    // 64,64 --shape 64x64x64` timed and reported the same product three times.
     let mut shapes = Vec::new();
+    let mut add = |shape| {
+        if !shapes.contains(&shape) {
+            shapes.push(shape);
+        }
+    };
     for &n in &args.sizes {
-        shapes.push(check_shape(&format!("--sizes {n}"), (n, n, n))?);
+        add(check_shape(&format!("--sizes {n}"), (n, n, n))?);
     }
     for s in &args.shapes {
         let dims: Vec<Option<usize>> = s.split(['x', 'X']).map(|d| d.trim().parse().ok()).collect();
@@ -90,7 +97,7 @@ pub(super) fn check_args(args: &GemmArgs) -> anyhow::Result<Checked> {
             [Some(m), Some(n), Some(k)] => (m, n, k),
             _ => anyhow::bail!("--shape {s:?}: give MxNxK, three whole numbers (1024x784x4096)"),
         };
-        shapes.push(check_shape(&format!("--shape {s}"), shape)?);
+        add(check_shape(&format!("--shape {s}"), shape)?);
     }
     let explicit = (!shapes.is_empty()).then_some(shapes);
     Ok((layouts, precisions, explicit))
@@ -114,6 +121,17 @@ pub(super) fn precision_name(f16: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_product_asked_for_twice_is_timed_once() {
+        let args = GemmArgs {
+            sizes: vec![64, 128, 64],
+            shapes: vec!["64x64x64".into(), "8x16x32".into(), "8X16X32".into()],
+            ..Default::default()
+        };
+        let (_, _, shapes) = check_args(&args).expect("valid arguments");
+        assert_eq!(shapes, Some(vec![(64, 64, 64), (128, 128, 128), (8, 16, 32)]));
+    }
 
     #[test]
     fn layouts_parse_both_cases_and_name_themselves() {

@@ -157,6 +157,9 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
         println!("timing: {}", clock_note(r.result.method, software));
     }
     println!("kernels: {}", describe_checks(gpu.shader_checks()));
+    if !failed.is_empty() {
+        println!("skipped: {}", failed.join("; "));
+    }
     let ran: usize =
         done.iter().map(|r| r.result.times.iter().filter(|(_, t)| t.is_some()).count()).sum();
     let wrong: usize = done.iter().map(|r| r.result.wrong.len()).sum();
@@ -195,7 +198,7 @@ pub fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
             true => Some(ceilings::write(&dir, &ceilings)?),
             false => None,
         };
-        let extra = report::Extra { tensor_cores: tensor.as_deref(), ceilings };
+        let extra = report::Extra { tensor_cores: tensor.as_deref(), ceilings, skipped: &failed };
         write_outputs(&dir, &gpu, &done, &peaks, args.peers.as_deref(), extra)?;
         println!("wrote: {}", dir.display());
     }

@@ -85,6 +85,9 @@ pub(super) fn table(rows: &[Measured]) -> Table {
 pub(super) struct Extra<'a> {
     pub tensor_cores: Option<&'a str>,
     pub ceilings: Option<serde_json::Value>,
+    /// The products asked for that could not be timed, each with why (`precision MxNxK
+    /// layout: reason`).
+    pub skipped: &'a [String],
 }
 
 pub(super) fn write_outputs(
@@ -151,6 +154,7 @@ pub(super) fn write_outputs(
         "tensor_cores": extra.tensor_cores,
         "shader_checks": gpu.shader_checks(),
         "products": products,
+        "skipped": extra.skipped,
         "ceilings": extra.ceilings,
     });
     write_summary(dir, summary)

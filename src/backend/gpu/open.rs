@@ -12,6 +12,11 @@ impl GpuBackend {
     /// when it is all digits, else the first whose name contains it (case-insensitive).
     pub fn new(adapter: Option<&str>) -> Result<Self> {
         match adapter.map(str::trim) {
+            // Every name contains the empty string: it picked adapter 0 without a word.
+            Some("") => Err(BackendError::AdapterNotFound {
+                wanted: format!("--adapter {:?} (an empty name)", adapter.unwrap_or_default()),
+                available: Self::adapter_names(&context::enumerate(&context::new_instance())),
+            }),
             Some(a) if !a.is_empty() && a.chars().all(|c| c.is_ascii_digit()) => match a.parse() {
                 Ok(index) => Self::open_index(index),
                 // A number too large for usize is no adapter's index either.
