@@ -42,7 +42,8 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     print("what,size_or_batch,value,unit")
-    print(f"device,0,{torch.cuda.get_device_name(0)},name", flush=True)
+    # One CSV field: a comma in the device's name would split it.
+    print(f"device,0,{torch.cuda.get_device_name(0).replace(',', ' ')},name", flush=True)
     for n in [int(s) for s in a.sizes.split(",")]:
         for layout in a.layouts.split(","):
             for name, dtype in (("sgemm", torch.float32), ("hgemm", torch.float16)):

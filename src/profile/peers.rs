@@ -73,9 +73,7 @@ impl PeerGemms {
         let mut lines_of = BTreeMap::new();
         for (i, line) in lines {
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-            let [what, size, value, unit] = fields[..] else {
-                return Err(format!("line {}: {} fields, not 4: {:?}", i + 1, fields.len(), clip(line)));
-            };
+            let what = fields[0];
             let Some((f16, trans_a, trans_b)) = gemm_kind(what) else {
                 // A GEMM name with a layout misspelled would otherwise vanish without a word.
                 let lower = what.to_ascii_lowercase();
@@ -88,14 +86,21 @@ impl PeerGemms {
                 }
                 continue;
             };
+            // Other rows are skipped whatever they hold (a device name with a comma in it).
+            let [_, size, value, unit] = fields[..] else {
+                return Err(format!("line {}: {} fields, not 4: {:?}", i + 1, fields.len(), clip(line)));
+            };
             let n = size
                 .parse::<usize>()
                 .map_err(|_| format!("line {}: size {size:?} of {what} is not a whole number", i + 1))?;
             // A failed measurement (`nan,error OutOfMemoryError`) is no figure, nor is one too
             // small for the peer script's two decimals (`0.00`).
-            let Some(v) = value.parse::<f64>().ok().filter(|v| !v.is_nan() && *v != 0.0) else {
+            let v = value.parse::<f64>().map_err(|_| {
+                format!("line {}: value {:?} of {what} at size {n} is not a number", i + 1, clip(value))
+            })?;
+            if v.is_nan() || v == 0.0 {
                 continue;
-            };
+            }
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("line {}: {what} at {v} TFLOP/s is no measured figure", i + 1));
             }
@@ -194,6 +199,15 @@ mlp_torch_eager,1,835.0,examples/s
     }
 
     #[test]
+    fn other_rows_are_skipped_whatever_they_hold() {
+        // peer_gemm.py wrote the device's name unquoted: a comma in it made 5 fields.
+        let text =
+            "what,size_or_batch,value,unit\ndevice,0,NVIDIA H200, 141 GB,name\nsgemm_nn,64,1,TFLOP/s\n";
+        let p = PeerGemms::parse(text).expect("parses");
+        assert_eq!(p.get(key(false, false, false, 64)), Some(1.0));
+    }
+
+    #[test]
     fn layout_suffixes_name_the_transposes() {
         let text = "what,size_or_batch,value,unit\nsgemm_nn,64,1,TFLOP/s\nsgemm_nt,64,2,TFLOP/s\n\
                     hgemm_tn,64,3,TFLOP/s\nhgemm_tt,64,4,TFLOP/s\n";
@@ -220,6 +234,12 @@ mlp_torch_eager,1,835.0,examples/s
             ("what,size_or_batch,value,unit\nsgemm,16,-3,TFLOP/s\n", "-3 TFLOP/s is no measured"),
             ("what,size_or_batch,value,unit\nsgemm,16,0.00,TFLOP/s\n", "no sgemm"),
             ("what,size_or_batch,value,unit\nsgemm,16,inf,TFLOP/s\n", "no measured figure"),
+            // A value that is no number was skipped like a failed run's `nan`.
+            (
+                "what,size_or_batch,value,unit\nsgemm,16,abc,TFLOP/s\n",
+                "value \"abc\" of sgemm at size 16 is not a number",
+            ),
+            ("what,size_or_batch,value,unit\nsgemm,16,0x10,TFLOP/s\n", "not a number"),
             (
                 "what,size_or_batch,value,unit\nsgemm,16,1,TFLOP/s\nsgemm_nn,16,2,TFLOP/s\n",
                 "line 3: a second",
