@@ -16,6 +16,10 @@ pub const MAX_SWEEP_STEPS: usize = 100_000;
 /// default student's width is far past what a teacher-student experiment needs.
 pub const MAX_TEACHER_HIDDEN: usize = 65_536;
 
+/// Most repeats of one distinct example (`data.duplicates`): the GPU generator indexes them,
+/// plus a minibatch's rows, in 32 bits.
+pub const MAX_DUPLICATES: u64 = 1 << 31;
+
 /// Held-out inputs on which a teacher's biases are balanced (`data::synth`).
 pub const TEACHER_CALIBRATION_INPUTS: usize = 4096;
 
@@ -119,6 +123,14 @@ impl Config {
         check.non_negative("data.separation", d.separation, "must be finite and ≥ 0")?;
         check.non_negative("data.noise_std", d.noise_std, "must be finite and ≥ 0")?;
         check.at_least_one("data.duplicates", d.duplicates)?;
+        // The GPU's generator indexes a distinct example's repeats in 32 bits, with a minibatch's
+        // rows on top: past 2^31 a stream ran on the CPU and failed at the GPU's first batch.
+        if d.duplicates as u64 > MAX_DUPLICATES {
+            return Err(bad(
+                "data.duplicates",
+                format!("= {} repeats are more than the 2^31 = {MAX_DUPLICATES} the data generators index", d.duplicates),
+            ));
+        }
         check.at_least_one("data.teacher_hidden", d.teacher_hidden)?;
         if d.teacher_hidden > MAX_TEACHER_HIDDEN {
             return Err(bad(
