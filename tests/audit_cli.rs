@@ -422,3 +422,18 @@ fn tune_refuses_an_out_directory_that_would_hold_the_autotune_cache() {
     assert!(!out.exists(), "the refused tune wrote into --out");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `--workers` past the limit is named as the flag (it was blamed on a `--set
+/// train.workers=…` never typed), and a one-adapter command given a list says it takes one.
+#[test]
+fn worker_and_adapter_errors_name_what_was_typed() {
+    refused(
+        "huge-workers",
+        &["train", "--backend", "cpu", "--workers", "18446744073709551615"],
+        &["--workers", "1..=1024"],
+    );
+    let (dir, _, o) = run_out("huge-workers-text", &["train", "--backend", "cpu", "--workers", "5000"]);
+    assert!(!stderr(&o).contains("--set"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+    refused("adapter-list", &["gemm", "--adapter", "0,0", "--sizes", "8"], &["opens one adapter"]);
+}

@@ -143,6 +143,8 @@ mod rank {
         let root = m.rank() == 0;
         let mut args = args.clone();
         if let Some(n) = workers {
+            // Checked as the flag, not as the `--set` it becomes.
+            crate::config::check_worker_counts(&[n]).map_err(anyhow::Error::msg)?;
             args.set.push(format!("train.workers={n}"));
         }
         let adapters = adapter_list(args.adapter.as_deref())?;

@@ -33,6 +33,8 @@ pub fn train(
     let mut args = args.clone();
     let adapters = adapter_list(args.adapter.as_deref())?;
     if let Some(n) = workers.or((adapters.len() > 1).then_some(adapters.len())) {
+        // Checked as the flag, not as the `--set` it becomes.
+        crate::config::check_worker_counts(&[n]).map_err(anyhow::Error::msg)?;
         args.set.push(format!("train.workers={n}"));
     }
     let args = &args;

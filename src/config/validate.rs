@@ -128,7 +128,10 @@ impl Config {
         if d.duplicates as u64 > MAX_DUPLICATES {
             return Err(bad(
                 "data.duplicates",
-                format!("= {} repeats are more than the 2^31 = {MAX_DUPLICATES} the data generators index", d.duplicates),
+                format!(
+                    "= {} repeats are more than the 2^31 = {MAX_DUPLICATES} the data generators index",
+                    d.duplicates
+                ),
             ));
         }
         check.at_least_one("data.teacher_hidden", d.teacher_hidden)?;

@@ -218,7 +218,12 @@ impl GpuContext {
                                 format!("{k}: {} ({:?})", i.name, i.backend)
                             })
                             .collect::<Vec<_>>()
-                            .join(", "),
+                            .join(", ")
+                            + if w.contains(',') {
+                                " (this command opens one adapter; a list of them is for `train --workers`)"
+                            } else {
+                                ""
+                            },
                     })?
             }
         };
