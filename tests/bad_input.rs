@@ -355,7 +355,7 @@ fn bad_flag_values_are_errors() {
         case(
             "train --workers 0",
             with(base("train"), &["--config", t, "--workers", "0", "--out", &out("dp3")]),
-            "train.workers",
+            "--workers: worker counts must be in 1..=1024",
         ),
         case(
             "train --workers not dividing the batch",
@@ -820,7 +820,7 @@ fn counts_past_their_limits_are_errors() {
                     &out("c"),
                 ],
             ),
-            "train.workers",
+            "--workers: worker counts must be in 1..=1024",
         ),
         case(
             "train --workers past the limit with an automatic batch",
@@ -837,7 +837,7 @@ fn counts_past_their_limits_are_errors() {
                     &out("d"),
                 ],
             ),
-            "train.workers",
+            "--workers: worker counts must be in 1..=1024",
         ),
         case(
             "landscape.contours huge",

@@ -32,13 +32,18 @@ log_every = 8
 "#;
 
 fn cfg(extra: &[&str]) -> Config {
+    config_of(SMALL, extra)
+}
+
+/// `toml` written to a file of its own, loaded with `extra` as `--set`s.
+fn config_of(toml: &str, extra: &[&str]) -> Config {
     // One directory per call: the tests run in parallel threads.
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let dir = tmpdir(&format!("cfg{k}"));
     let p = dir.join("c.toml");
-    std::fs::write(&p, SMALL).expect("write config");
+    std::fs::write(&p, toml).expect("write config");
     Config::load(Some(&p), &sets).expect("config")
 }
 
@@ -115,12 +120,7 @@ patience = 5
 "#;
 
 fn regression_cfg(extra: &[&str]) -> Config {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let p = tmpdir(&format!("regression-cfg{k}")).join("c.toml");
-    std::fs::write(&p, REGRESSION).expect("write config");
-    let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    Config::load(Some(&p), &sets).expect("config")
+    config_of(REGRESSION, extra)
 }
 
 /// A regression has no 0-1 error: its best parameters and early stopping follow the validation
@@ -291,36 +291,73 @@ fn monitor_predicts_delta_loss<B: Backend>(b: &B) {
 }
 both_backends!(curvature_monitor_predicts_the_loss_change_on_a_quadratic, monitor_predicts_delta_loss);
 
-/// A run that ends between evaluations (here `train.steps` short of `eval_every`, as a short
-/// one-pass stream is) still has a best: the final evaluation counts, and best.safetensors
-/// holds the final parameters; the metrics keep their schedule.
-fn final_evaluation_counts_for_the_best<B: Backend>(b: &B) {
+/// Only scheduled evaluations count for the best: a run that ends between them (here
+/// `train.steps` short of `eval_every`) reports its final evaluation, but has no best from it.
+/// (The final evaluation used to count, and a run stopped between evaluations and resumed then
+/// kept a best, and an early-stopping count, that the uninterrupted run never had.)
+fn only_scheduled_evaluations_count<B: Backend>(b: &B) {
     let dir = tmpdir(&format!("final-best-{:?}", b.kind()));
     let c = cfg(&["train.epochs=0", "train.steps=20", "train.eval_every=1000", "train.log_every=5"]);
     let s = run_train(b, &c, &TrainOptions::default(), &dir).expect("train");
-    let fin = s.final_val_error.expect("a final validation error");
-    assert_eq!(s.best_val_error, Some(fin), "the final evaluation is the only one, so the best");
-    assert_eq!(s.best_step, Some(20));
-    assert!(dir.join("best.safetensors").exists(), "best.safetensors holds the final parameters");
-    let m = metrics(&dir);
-    assert!(m.iter().all(|l| l.val_error.is_none()), "no scheduled evaluation in 20 steps");
-    // With evaluations on schedule, a final one that does not beat them leaves the best alone.
+    assert!(s.final_val_error.is_some(), "the final parameters are evaluated");
+    assert_eq!((s.best_val_error, s.best_step), (None, None), "no scheduled evaluation, no best");
+    assert!(!dir.join("best.safetensors").exists());
+    // With evaluations on schedule, the best is theirs, at one of their steps.
     let dir = tmpdir(&format!("final-best2-{:?}", b.kind()));
     let c = cfg(&["train.epochs=0", "train.steps=23", "train.eval_every=10", "train.log_every=5"]);
     let s = run_train(b, &c, &TrainOptions::default(), &dir).expect("train");
     let evals: Vec<(u64, f64)> =
         metrics(&dir).iter().filter_map(|l| l.val_error.map(|e| (l.step, e))).collect();
     assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), vec![10, 20]);
-    let (fin, best) = (s.final_val_error.expect("final"), s.best_val_error.expect("best"));
     let scheduled = evals.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
-    assert_eq!(best, scheduled.min(fin), "best of the scheduled and the final evaluations");
-    assert_eq!(
-        s.best_step,
-        Some(if fin < scheduled {
-            23
-        } else {
-            evals.iter().find(|e| e.1 == scheduled).map_or(0, |e| e.0)
-        })
-    );
+    assert_eq!(s.best_val_error, Some(scheduled));
+    assert_eq!(s.best_step, evals.iter().find(|e| e.1 == scheduled).map(|e| e.0));
 }
-both_backends!(the_final_evaluation_counts_for_the_best, final_evaluation_counts_for_the_best);
+both_backends!(only_scheduled_evaluations_count_for_the_best, only_scheduled_evaluations_count);
+
+/// A run that stops mid-epoch (early stopping, or its target reached) stops where it is: the
+/// summary counts the epochs it completed, and its checkpoint holds that step, so a resume
+/// that asks for more (no target) goes on exactly as the uninterrupted run (it skipped to the
+/// next epoch, and from there took other minibatches). Likewise a run stopped between
+/// evaluations by `train.steps` and resumed equals the uninterrupted one, its best and
+/// early-stopping step included.
+fn mid_epoch_stops_resume_exactly<B: Backend>(b: &B) {
+    let base = [
+        "train.epochs=30",
+        "train.log_every=4",
+        "train.eval_every=4",
+        "data.label_noise=0.4",
+        "train.lr=0.3",
+    ];
+    let with = |extra: &[&str]| cfg(&[&base[..], extra].concat());
+    // 4096 / 64 = 64 steps an epoch; evaluations every 4 steps.
+    let full = tmpdir(&format!("mid-full-{:?}", b.kind()));
+    let s = run_train(b, &with(&["train.patience=6"]), &TrainOptions::default(), &full).expect("train");
+    assert!(s.stopped_reason.starts_with("early stopping"), "{}", s.stopped_reason);
+    assert_eq!(s.epochs_completed, s.steps / 64, "epochs completed of {} steps", s.steps);
+    let last = batchscope::checkpoint::load(&full.join("last.safetensors")).expect("checkpoint");
+    let meta = |k: &str| last.metadata.get(k).and_then(|v| v.parse::<u64>().ok());
+    assert_eq!((meta("epoch"), meta("step_in_epoch")), (Some(s.steps / 64), Some(s.steps % 64)));
+    // Stopped mid-epoch by a target error reached at the first evaluation (step 4), then
+    // resumed without it: the uninterrupted run, step for step.
+    let first_eval = metrics(&full).iter().find_map(|l| l.val_error).expect("an evaluation");
+    let target = format!("train.target_val_error={}", first_eval + 1e-4);
+    let part = tmpdir(&format!("mid-part-{:?}", b.kind()));
+    let first = run_train(b, &with(&["train.patience=6", &target]), &TrainOptions::default(), &part)
+        .expect("first");
+    assert_eq!((first.steps, first.epochs_completed), (4, 0), "{}", first.stopped_reason);
+    let resumed = TrainOptions { resume: true, ..Default::default() };
+    let r = run_train(b, &with(&["train.patience=6"]), &resumed, &part).expect("resumed");
+    assert_eq!((r.steps, r.best_step, r.best_val_error), (s.steps, s.best_step, s.best_val_error));
+    assert_eq!(strip(metrics(&full)), strip(metrics(&part)), "the resumed run differs");
+    // Stopped by train.steps between evaluations (step 30: evaluations at 28 and 32).
+    let cut = tmpdir(&format!("mid-cut-{:?}", b.kind()));
+    run_train(b, &with(&["train.patience=6", "train.steps=30"]), &TrainOptions::default(), &cut)
+        .expect("cut");
+    let r = run_train(b, &with(&["train.patience=6"]), &resumed, &cut).expect("resumed");
+    assert_eq!((r.steps, r.best_step, r.best_val_error), (s.steps, s.best_step, s.best_val_error));
+    // The cut run logged its last step, 30, off the schedule; every other line is the same.
+    let scheduled: Vec<MetricsLine> = metrics(&cut).into_iter().filter(|l| l.step != 30).collect();
+    assert_eq!(strip(metrics(&full)), strip(scheduled), "the run resumed after train.steps differs");
+}
+both_backends!(a_mid_epoch_stop_resumes_exactly, mid_epoch_stops_resume_exactly);

@@ -98,15 +98,13 @@ fn write_outputs(s: &NoiseSummary, dir: &std::path::Path) -> anyhow::Result<()> 
         .rows
         .iter()
         .map(|r| {
-            let nums = [
-                r.mean_sq_error,
-                r.sd_sq_error,
-                r.std_error,
-                r.mean_sq_norm,
-                r.relative_cost,
-                r.error_reduction,
-            ];
-            [Cell::from(r.n), Cell::from(r.draws)].into_iter().chain(nums.map(Cell::Num)).collect()
+            let nums = [r.mean_sq_error, r.sd_sq_error, r.std_error, r.mean_sq_norm, r.relative_cost];
+            let reduction = r.error_reduction.map_or(Cell::Empty, Cell::Num);
+            [Cell::from(r.n), Cell::from(r.draws)]
+                .into_iter()
+                .chain(nums.map(Cell::Num))
+                .chain([reduction])
+                .collect()
         })
         .collect();
     write_csv(&dir.join("noise.csv"), &header, &rows)?;
@@ -137,7 +135,7 @@ fn print_summary(s: &NoiseSummary) {
             format!("{:.4e}", r.mean_sq_error),
             format!("{:.4e}", r.std_error),
             format!("{:.0}", r.relative_cost),
-            format!("{:.2}", r.error_reduction),
+            r.error_reduction.map_or("—".to_string(), |v| format!("{v:.2}")),
         ]);
     }
     println!(

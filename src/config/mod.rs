@@ -6,6 +6,7 @@
 //! (`rnn::RnnConfig`, `rnn::DepthConfig`) and the `[landscape]` section
 //! (`landscape::LandscapeConfig`), with `[[variant]]` tables for experiments run several times.
 
+mod foreign_keys;
 mod gpu;
 pub mod landscape;
 pub mod loader;

@@ -316,48 +316,7 @@ impl Config {
                     .into(),
             ));
         }
-        // Keys that shape one synthetic kind's data: set for another kind they changed nothing.
-        let def = super::DataConfig::default();
-        for (key, set, kind) in [
-            ("data.separation", d.separation != def.separation, DataKind::GaussianMixture),
-            ("data.noise_std", d.noise_std != def.noise_std, DataKind::LinearRegression),
-            (
-                "data.condition_number",
-                d.condition_number != def.condition_number,
-                DataKind::LinearRegression,
-            ),
-            ("data.teacher_hidden", d.teacher_hidden != def.teacher_hidden, DataKind::Teacher),
-        ] {
-            if set && d.kind != kind {
-                return Err(bad(
-                    key,
-                    format!(
-                        "shapes data.kind = \"{}\" data; data.kind = \"{}\" does not read it",
-                        kind_name(kind),
-                        kind_name(d.kind)
-                    ),
-                ));
-            }
-        }
-        // Classes shape a classification's labels and outputs, outputs a regression's targets:
-        // the other count changed nothing.
-        match self.model.loss {
-            LossKind::SoftmaxXent if d.outputs != def.outputs => {
-                return Err(bad(
-                    "data.outputs",
-                    "counts a regression's targets; a classification (model.loss = \"softmax_xent\") has data.classes outputs"
-                        .into(),
-                ));
-            }
-            LossKind::Mse if d.classes != def.classes => {
-                return Err(bad(
-                    "data.classes",
-                    "counts a classification's classes; a regression (model.loss = \"mse\") has data.outputs outputs"
-                        .into(),
-                ));
-            }
-            _ => {}
-        }
+        self.data_key_of_another_kind(&bad)?;
         if let (LossKind::Mse, Some(key)) = (self.model.loss, self.val_error_user()) {
             return Err(bad(
                 key,
@@ -458,7 +417,7 @@ fn teacher_fits(
     Ok(())
 }
 
-fn kind_name(k: DataKind) -> &'static str {
+pub(super) fn kind_name(k: DataKind) -> &'static str {
     match k {
         DataKind::GaussianMixture => "gaussian_mixture",
         DataKind::Teacher => "teacher",

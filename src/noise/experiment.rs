@@ -64,8 +64,9 @@ pub struct NoiseRow {
     pub mean_sq_norm: f64,
     /// Examples per gradient relative to n = 1.
     pub relative_cost: f64,
-    /// Standard error at n = 1 over this one.
-    pub error_reduction: f64,
+    /// Standard error at n = 1 over this one (`None` where this one is 0: every draw at this
+    /// n equalled G, so the ratio is no figure; it was `inf`, `null` in JSON).
+    pub error_reduction: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -100,6 +101,15 @@ pub struct NoiseSummary {
 /// The largest minibatch size measured: `max_n`, at most the number of examples.
 fn cap(args: &NoiseArgs, n_total: usize) -> u64 {
     args.max_n.min(n_total) as u64
+}
+
+/// Each row's standard error at n = 1 over its own; none where its own is 0 (every draw at
+/// that n equalled G: the ratio is no figure).
+fn set_error_reductions(rows: &mut [NoiseRow]) {
+    let Some(se1) = rows.first().map(|r| r.std_error) else { return };
+    for row in rows {
+        row.error_reduction = (row.std_error > 0.0).then(|| se1 / row.std_error);
+    }
 }
 
 fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
@@ -251,7 +261,7 @@ pub fn measure_with<B: Backend>(
             std_error: mean.sqrt(),
             mean_sq_norm: norms.mean(),
             relative_cost: n as f64,
-            error_reduction: 0.0,
+            error_reduction: None,
         });
         n *= 2;
     }
@@ -259,10 +269,7 @@ pub fn measure_with<B: Backend>(
     if rows.is_empty() {
         return Err(NoiseError::NoSizes { max_n: args.max_n, examples: n_total });
     }
-    let se1 = rows[0].std_error;
-    for row in &mut rows {
-        row.error_reduction = se1 / row.std_error;
-    }
+    set_error_reductions(&mut rows);
     let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.n as f64, r.mean_sq_error)).collect();
     let (slope, _) = loglog_fit(&pts).unwrap_or((f64::NAN, f64::NAN));
     let trace_sigma = rows.iter().map(|r| r.n as f64 * r.mean_sq_error).sum::<f64>() / rows.len() as f64;
@@ -303,4 +310,27 @@ pub fn measure_with<B: Backend>(
         b_simple_two_batch: two,
         rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_size_whose_draws_all_equal_the_full_gradient_has_no_error_reduction() {
+        let row = |n: usize, std_error: f64| NoiseRow {
+            n,
+            draws: 4,
+            mean_sq_error: std_error * std_error,
+            sd_sq_error: 0.0,
+            std_error,
+            mean_sq_norm: 1.0,
+            relative_cost: n as f64,
+            error_reduction: None,
+        };
+        let mut rows = vec![row(1, 2.0), row(2, 1.0), row(4, 0.0)];
+        set_error_reductions(&mut rows);
+        let got: Vec<Option<f64>> = rows.iter().map(|r| r.error_reduction).collect();
+        assert_eq!(got, [Some(1.0), Some(2.0), None]);
+    }
 }

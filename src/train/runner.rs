@@ -160,7 +160,6 @@ pub fn run_train_ranks<'a, B: Backend>(
         side_s: 0.0,
         last_line: None,
         restored_best: false,
-        last_eval_step: None,
         dp,
         ranks,
     };
@@ -207,9 +206,6 @@ struct Run<'a, B: Backend> {
     restored_best: bool,
     /// The step of the last metrics read (the guard checks the steps after it).
     last_read: u64,
-    /// The step of the last validation evaluation (`finish` evaluates once more when it is not
-    /// the final step).
-    last_eval_step: Option<u64>,
 }
 
 impl<B: Backend> Run<'_, B> {
@@ -338,9 +334,6 @@ impl<B: Backend> Run<'_, B> {
         } else {
             Evaluation::default()
         };
-        if ev.val_error.is_some() || ev.val_loss.is_some() {
-            self.last_eval_step = Some(self.prog.step);
-        }
         let improved = root
             && self.ckpt.track_best(b, &self.st.params, &mut self.prog, ev.val_loss, ev.val_error)?;
         let clip_events = self.ckpt.clip_base + m.clip_events;
@@ -373,9 +366,6 @@ impl<B: Backend> Run<'_, B> {
         let stop = self.stop_reason(ev.val_error)?;
         let Some(r) = self.ranks.as_deref_mut() else { return Ok(stop) };
         let (stop, restored) = ranked::stop_decision(r, stop, self.restored_best);
-        if stop.is_some() {
-            self.prog.step_in_epoch = self.plan.steps_per_epoch;
-        }
         self.restored_best = restored;
         Ok(stop)
     }
@@ -464,7 +454,8 @@ impl<B: Backend> Run<'_, B> {
                 dp.broadcast(self.b, &self.st)?;
             }
         }
-        self.prog.step_in_epoch = self.plan.steps_per_epoch;
+        // The run stops where it is: mid-epoch, its counters (the summary's epochs_completed,
+        // the checkpoint a resume goes on from) are that step's, not the epoch's end.
         Ok(Some(reason))
     }
 }

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::device::{GpuDevice, RawBuf};
 use super::kernels as k;
 use super::launch::{launch_1d, u32_of};
-use crate::backend::Result;
+use crate::backend::{BackendError, Result};
 
 /// Mirrors `struct Gather` in gather.wgsl.
 #[repr(C)]
@@ -54,6 +54,12 @@ pub fn gather_idx(
     idx: &RawBuf,
     dst: &RawBuf,
 ) -> Result<()> {
+    if rows == 0 {
+        return Ok(());
+    }
+    if src_len == 0 {
+        return Err(BackendError::Invalid { op: "gather_idx", message: "empty source".into() });
+    }
     let p = GatherParams::new("gather_idx", rows, 1, src_len, 0)?;
     launch_1d(dev, &k::GATHER_IDX, rows, &p, &[src, idx, dst])
 }

@@ -445,12 +445,6 @@ impl Backend for GpuBackend {
     ) -> Result<()> {
         check_len("gather_idx", "idx", idx.0.len, rows)?;
         check_len("gather_idx", "dst", dst.0.len, rows)?;
-        if rows == 0 {
-            return Ok(());
-        }
-        if src.0.len == 0 {
-            return Err(BackendError::Invalid { op: "gather_idx", message: "empty source".into() });
-        }
         gather::gather_idx(&self.dev, rows, src.0.len, &src.0, &idx.0, &dst.0)
     }
 

@@ -25,22 +25,11 @@ impl<B: Backend> Run<'_, B> {
             true => self.eval.evaluate_val(b, &self.model, &self.st.params)?,
             false => (None, None),
         };
-        // A run that ends between evaluations (Ctrl-C, train.steps, a one-pass stream shorter
-        // than eval_every) ends on parameters no evaluation saw: the final evaluation counts
-        // for the best like any other (best.safetensors holds them when they beat it), without
-        // spending early stopping's patience. metrics.jsonl keeps its schedule (a resumed run's
-        // lines equal an uninterrupted run's); summary.json holds the final figures.
-        if root && !self.restored_best && self.last_eval_step != Some(self.prog.step) {
-            let prog = &mut self.prog;
-            let evals_since_best = prog.evals_since_best;
-            if self.ckpt.track_best(b, &self.st.params, prog, final_val_loss, final_val_error)? {
-                let saved = self.ckpt.save_best(b, &self.st, prog, clip_events);
-                self.saved(saved)?;
-            } else {
-                // Not a scheduled evaluation: early stopping's patience is not spent on it.
-                self.prog.evals_since_best = evals_since_best;
-            }
-        }
+        // The final evaluation reports the final parameters; only scheduled evaluations count
+        // for the best and for early stopping's patience, so that a run stopped between them
+        // (Ctrl-C, train.steps) and resumed keeps the best and stops where an uninterrupted
+        // run does (a final evaluation that counted gave the resumed run a best the
+        // uninterrupted one never had).
         if root {
             let saved = self.ckpt.save_last(b, &self.st, &self.prog, clip_events);
             self.saved(saved)?;
