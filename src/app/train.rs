@@ -41,6 +41,9 @@ pub fn train(
     let (cfg, run_dir) = match &resume {
         Some(run) => {
             let dir = open_resume_dir(run)?;
+            // One process at a time writes a run (its checkpoints and metrics are rewritten):
+            // a run still training, even before its first checkpoint, is refused as such.
+            crate::report::run_lock::lock_run(&dir)?;
             let cfg_path = dir.join("config.toml");
             if !cfg_path.exists() {
                 bail!("--resume {}: no config.toml there (is it a train run directory?)", dir.display());
@@ -48,8 +51,6 @@ pub fn train(
             if !dir.join("last.safetensors").exists() {
                 bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
             }
-            // One process at a time resumes a run (its checkpoints and metrics are rewritten).
-            crate::report::run_lock::lock_run(&dir)?;
             let cfg = admit::load_resumed_config(&cfg_path, &args.set, true)?;
             let saved = match args.set.is_empty() {
                 true => cfg.clone(),

@@ -13,6 +13,7 @@ pub mod run_files;
 pub mod run_lock;
 pub mod rundir;
 pub mod table;
+mod utc_stamp;
 
 use std::path::PathBuf;
 

@@ -12,11 +12,12 @@
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 pub(crate) use super::atomic::create_new;
 pub use super::atomic::write_atomic;
 use super::atomic::{temporary_writer, unique_suffix};
+pub use super::utc_stamp::utc_stamp;
 use super::{claimed, ReportError};
 
 /// Where the default run directories go, relative to the working directory.
@@ -52,6 +53,7 @@ pub fn create_run_dir_in(root: &Path, command: &str, now: SystemTime) -> Result<
             Ok(()) => {
                 probe_writable(&dir)?;
                 claimed::record(&dir, true);
+                super::run_lock::lock_run(&dir)?;
                 return Ok(dir);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -172,28 +174,47 @@ fn claim_out_dir(out: &Path) -> Result<PathBuf, ReportError> {
     } else {
         out
     };
-    match fs::metadata(out) {
+    let created = match fs::metadata(out) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             super::run_files::refuse_dangling_link(out)?;
-            ensure_dir_all(out)?;
-            probe_writable(out)?;
-            claimed::record(out, true);
-            return Ok(out.to_path_buf());
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                ensure_dir_all(parent)?;
+            }
+            // One process creates it; another that raced it here finds it made (and empty, or
+            // held by the first: the lock below settles which one runs there).
+            match fs::create_dir(out) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(dir_error(out, e, "create directory")),
+            }
         }
         Err(e) => return Err(ReportError::io("inspect output directory", out, e)),
         Ok(m) if !m.is_dir() => return Err(ReportError::NotADirectory { path: out.to_path_buf() }),
-        Ok(_) => {}
+        Ok(_) => false,
+    };
+    if !created {
+        holds_nothing(out)?;
     }
-    let empty = fs::read_dir(out)
-        .map_err(|e| ReportError::io("read output directory", out, e))?
-        .next()
-        .is_none();
-    if empty {
-        probe_writable(out)?;
-        claimed::record(out, false);
-        return Ok(out.to_path_buf());
+    probe_writable(out)?;
+    // The directory is this process's while it runs: a second command into the same `--out`,
+    // or a `--resume` of the run, is refused by the lock (two `train`s into one new `--out`
+    // used to both pass the check above, then one's clean-up deleted the other's files). The
+    // check is made again under the lock: a process that took the directory first and has
+    // written into it since is refused here.
+    super::run_lock::lock_run(out)?;
+    holds_nothing(out)?;
+    claimed::record(out, created);
+    Ok(out.to_path_buf())
+}
+
+/// Refuses `dir` when it holds anything but this process's lock file.
+fn holds_nothing(dir: &Path) -> Result<(), ReportError> {
+    let mut entries = fs::read_dir(dir).map_err(|e| ReportError::io("read output directory", dir, e))?;
+    let in_use = entries.any(|e| e.map_or(true, |e| e.file_name() != super::run_lock::LOCK_FILE));
+    match in_use {
+        false => Ok(()),
+        true => Err(ReportError::OutDirInUse { path: dir.to_path_buf(), example: first_entry(dir) }),
     }
-    Err(ReportError::OutDirInUse { path: out.to_path_buf(), example: first_entry(out) })
 }
 
 /// The name of one entry of `dir` (a regular file first), for the error that refuses it.
@@ -201,6 +222,7 @@ fn first_entry(dir: &Path) -> String {
     let Ok(entries) = fs::read_dir(dir) else { return String::new() };
     let mut names: Vec<(bool, String)> = entries
         .flatten()
+        .filter(|e| e.file_name() != super::run_lock::LOCK_FILE)
         .map(|e| {
             (!e.file_type().is_ok_and(|t| t.is_file()), e.file_name().to_string_lossy().into_owned())
         })
@@ -265,47 +287,15 @@ fn sanitize(command: &str) -> String {
     }
 }
 
-/// `YYYYmmdd-HHMMSS` in UTC (times before 1970 clamp to the epoch).
-pub fn utc_stamp(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Proleptic Gregorian date of `z` days since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::TestDir;
     use std::fs::File;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
-    }
-
-    #[test]
-    fn utc_stamps_of_known_instants() {
-        assert_eq!(utc_stamp(at(0)), "19700101-000000");
-        assert_eq!(utc_stamp(at(951_782_400)), "20000229-000000"); // leap day
-        assert_eq!(utc_stamp(at(1_700_000_000)), "20231114-221320");
-        assert_eq!(utc_stamp(at(4_107_542_399)), "21000228-235959"); // 2100 is no leap year
-        assert_eq!(utc_stamp(at(4_107_542_400)), "21000301-000000");
-        assert_eq!(utc_stamp(UNIX_EPOCH - Duration::from_secs(5)), "19700101-000000");
     }
 
     #[test]
@@ -323,8 +313,9 @@ mod tests {
         assert_eq!(c, root.join("sweep-20231114-221320-2"));
         let d = create_run_dir_in(&root, "a b/c", now).unwrap();
         assert_eq!(d.file_name().unwrap(), "a_b_c-20231114-221320");
-        // No probe files are left behind.
-        assert_eq!(fs::read_dir(&a).unwrap().count(), 0);
+        // No probe files are left behind: only this process's lock, until it ends.
+        let names: Vec<_> = fs::read_dir(&a).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [crate::report::run_lock::LOCK_FILE]);
     }
 
     #[test]
