@@ -691,6 +691,34 @@ fn a_regressions_recorded_best_loss_is_checked_at_resume() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// metrics.jsonl on resume: a last line cut short (a kill mid-write) is dropped with a warning;
+/// a line inside that is no record is refused by number, the run left as it was (it was dropped
+/// like a cut last line, and the resumed file silently lacked that step).
+#[test]
+fn a_resume_drops_only_a_cut_last_metrics_line() {
+    let d = tmpdir("metrics-lines");
+    let (_, run_dir) = finished_run(&d);
+    let metrics = run_dir.join("metrics.jsonl");
+    let original = std::fs::read_to_string(&metrics).expect("metrics.jsonl");
+    let lines: Vec<&str> = original.lines().collect();
+    assert!(lines.len() >= 3, "{original}");
+    let mut inside = lines.clone();
+    inside[1] = &lines[1][..lines[1].len() / 2];
+    std::fs::write(&metrics, inside.join("\n") + "\n").expect("write");
+    let before = snapshot(&run_dir);
+    assert_clean_error(
+        &resume_cpu(&run_dir, "train.epochs=2"),
+        &["metrics.jsonl", "line 2", "no metrics record"],
+    );
+    assert!(snapshot(&run_dir) == before, "the refused resume changed the run");
+    // The same cut on the last line: a kill's, dropped.
+    let cut = format!("{}\n{}", original.trim_end(), &lines[1][..lines[1].len() / 2]);
+    std::fs::write(&metrics, cut).expect("write");
+    let o = resume_cpu(&run_dir, "train.epochs=2");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// A resume refused for its metrics file (gone, a directory) leaves the run as it was: the
 /// `--set` that would have continued it reaches config.toml only once the run can go on.
 #[test]

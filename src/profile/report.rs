@@ -197,7 +197,7 @@ fn render_bars(title: &str, profiles: &[BatchProfile]) -> Result<String, String>
             // plotters' own ticks fall where its float axis likes (two labels under three bars,
             // at their left edges): the batch sizes are drawn below, one centred under each bar.
             .x_label_formatter(&|_| String::new())
-            .x_desc("batch size (bar label: ms per step)")
+            .x_desc("batch size (bar label: the ops' ms per step, summed)")
             .y_desc("% of per-op time")
             .draw()
             .map_err(|e| e.to_string())?;

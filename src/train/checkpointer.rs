@@ -447,19 +447,28 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
             .ok()
             .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
     };
-    let (mut kept, mut malformed) = (Vec::new(), 0usize);
-    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+    let lines: Vec<(usize, &str)> =
+        text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    let mut kept = Vec::new();
+    for (k, &(i, l)) in lines.iter().enumerate() {
         match step_of(l) {
             Some(s) if s <= step => kept.push(l),
             Some(_) => {}
-            None => malformed += 1,
+            // The last line, cut short by a kill mid-write: dropped, said.
+            None if k + 1 == lines.len() => log::warn!(
+                "{}: its last line (line {}) is no metrics record (cut short by a kill?); dropped on resume",
+                path.display(),
+                i + 1
+            ),
+            // Any other is no kill's doing: the resume would drop a record of the run.
+            None => {
+                return Err(TrainError::Setup(format!(
+                    "{}: line {} is no metrics record (only a last line cut short by a kill is dropped on resume); repair or remove it, then resume",
+                    path.display(),
+                    i + 1
+                )))
+            }
         }
-    }
-    if malformed > 0 {
-        log::warn!(
-            "{}: {malformed} line(s) that are no metrics record (cut short by a kill?) dropped on resume",
-            path.display()
-        );
     }
     let mut out = kept.join("\n");
     if !out.is_empty() {
