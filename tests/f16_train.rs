@@ -271,3 +271,62 @@ fn fused_unscale_trains_bitwise_like_unscale_dispatches() {
         assert!(skipped > 0, "the initial scale overflows");
     }
 }
+
+/// The monitors of an f16 run measure in f32 whatever the loss scale: gᵀHg and the actual ΔL
+/// equal the f32 run's (gᵀHg grew with the scale S, since the R-operator read ∂L/∂z and ∂L/∂a
+/// times S, and ΔL compared an f16 loss with an f32 one); a step the scaler skipped measured
+/// nothing, so its monitor fields are absent (its norm, reported as 0, gave the noise monitor
+/// |G|² below 0).
+fn f16_monitors_measure_in_f32<B: Backend>(b: &B) {
+    let run = |tag: &str, sets: &[&str]| {
+        let dir = tmpdir(&format!("mon-{tag}-{:?}", b.kind()));
+        let mut all = vec![
+            "train.epochs=0",
+            "train.steps=5",
+            "train.log_every=1",
+            "monitor.curvature_every=5",
+            "train.loss_scale_growth_interval=100000",
+        ];
+        all.extend_from_slice(sets);
+        let sets: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        let cfg = Config::load(Some(&quickstart()), &sets).expect("config");
+        run_train(b, &cfg, &TrainOptions::default(), &dir).expect("train");
+        lines(&dir)[4].clone()
+    };
+    let f32_line = run("f32", &[]);
+    let field = |l: &serde_json::Value, k: &str| l[k].as_f64().unwrap_or_else(|| panic!("{k}: {l}"));
+    for scale in ["1", "1024", "65536"] {
+        let l = run(
+            &format!("s{scale}"),
+            &["model.precision=\"f16\"", &format!("train.loss_scale={scale}")],
+        );
+        assert_eq!(l["skipped_steps"].as_u64(), Some(0), "{l}");
+        for (k, tol) in [("gTHg", 1e-3), ("gTg", 1e-3), ("actual_delta_loss", 1e-3)] {
+            let (a, want) = (field(&l, k), field(&f32_line, k));
+            assert!((a - want).abs() <= tol * want.abs(), "S = {scale}: {k} {a} against f32's {want}");
+        }
+    }
+    // Every step overflows at 2^100 at first: the skipped steps carry no monitor fields.
+    let dir = tmpdir(&format!("mon-skipped-{:?}", b.kind()));
+    let sets: Vec<String> = [
+        "model.precision=\"f16\"",
+        "train.loss_scale=1.2676506e30",
+        "train.epochs=0",
+        "train.steps=3",
+        "train.log_every=1",
+        "monitor.curvature_every=1",
+        "monitor.noise_every=1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let cfg = Config::load(Some(&quickstart()), &sets).expect("config");
+    run_train(b, &cfg, &TrainOptions::default(), &dir).expect("train");
+    for l in lines(&dir) {
+        assert_eq!(l["skipped_steps"].as_u64(), Some(l["step"].as_u64().unwrap_or(0)), "{l}");
+        for k in ["gTg", "gTHg", "actual_delta_loss", "noise_g2", "noise_trace", "b_simple"] {
+            assert!(l.get(k).is_none(), "a skipped step measured {k}: {l}");
+        }
+    }
+}
+both_backends!(f16_monitors_measure_in_f32_at_any_loss_scale, f16_monitors_measure_in_f32);

@@ -104,6 +104,12 @@ impl<B: Backend> Monitors<B> {
         lr: f32,
         line: &mut MetricsLine,
     ) -> Result<(), TrainError> {
+        // A step the f16 loss scaler skipped measured nothing (its gradient overflowed): its
+        // monitor fields stay null, and the noise scale's average leaves it out (its norm,
+        // reported as 0, gave |G|² estimates below 0).
+        if m.skipped {
+            return Ok(());
+        }
         if due.curvature {
             let c = st.read_curvature(b)?;
             let eps = lr as f64;
@@ -111,7 +117,7 @@ impl<B: Backend> Monitors<B> {
             line.gthg = Some(c.gthg);
             line.eps_star = Some(c.gtg / c.gthg);
             line.predicted_delta_loss = Some(-eps * c.gtg + 0.5 * eps * eps * c.gthg);
-            line.actual_delta_loss = Some(c.loss_after - m.loss);
+            line.actual_delta_loss = Some(c.loss_after - c.loss_before.unwrap_or(m.loss));
             line.step_too_large = Some(0.5 * eps * eps * c.gthg > eps * c.gtg);
         }
         if let (true, Some(np)) = (due.noise, self.noise.as_mut()) {

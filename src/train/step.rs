@@ -27,9 +27,14 @@ pub mod slot {
     pub fn loss_after(tensors: usize) -> usize {
         GRAD_SQ0 + 2 * tensors
     }
+    /// Σ of the minibatch loss before the update in f32 (monitored f16 steps: the step's own
+    /// loss is the f16 forward pass's, and ΔL compares two f32 losses).
+    pub fn loss_before(tensors: usize) -> usize {
+        GRAD_SQ0 + 2 * tensors + 1
+    }
     /// Slots of the metrics buffer (without the divergence guard's ring, which follows them).
     pub fn len(tensors: usize) -> usize {
-        GRAD_SQ0 + 2 * tensors + 1
+        GRAD_SQ0 + 2 * tensors + 2
     }
     /// The guard ring's slot of step `step` (1-based): `len(tensors) + (step - 1) % ring`.
     pub fn guard(tensors: usize, ring: usize, step: u64) -> usize {
@@ -46,6 +51,8 @@ pub struct CurvatureMetrics {
     pub gthg: f64,
     /// Mean minibatch loss after the update, same minibatch.
     pub loss_after: f64,
+    /// Mean minibatch loss before the update in f32 (f16 steps; an f32 step's is its loss).
+    pub loss_before: Option<f64>,
 }
 
 /// Minibatch figures read back from the metrics buffer.
@@ -59,6 +66,9 @@ pub struct StepMetrics {
     pub grad_norm: f64,
     /// Steps clipped by global norm since this state was made.
     pub clip_events: u64,
+    /// An f16 step whose gradient overflowed: the loss scaler skipped it (no update), and
+    /// `grad_norm` is reported as 0.
+    pub skipped: bool,
 }
 
 /// Buffers of the curvature monitor, made on first use.
@@ -243,6 +253,19 @@ impl<B: Backend> TrainState<B> {
         let recorded = self.record_gradient(b, x, targets, true);
         self.ws.keep_da = false;
         recorded?;
+        if let Some(m) = self.mixed.as_mut() {
+            // f16: the backward pass left ∂L/∂z and ∂L/∂a times the loss scale S, which the
+            // R-operator's second-order terms read (gᵀHg grew as S did); unscaled to the f32
+            // step's, and the loss before the update taken in f32, as ΔL's after is.
+            let h = crate::model::mlp_f16::half_ops(b)?;
+            let layers = self.ws.dz.len();
+            let mut xs: Vec<(usize, &mut B::Buf)> = Vec::with_capacity(2 * layers);
+            for buf in self.ws.dz.iter_mut().chain(self.ws.da.iter_mut().take(layers - 1)) {
+                let n = b.len(buf);
+                xs.push((n, buf));
+            }
+            h.amp_unscale_all(&mut m.scaler, &mut xs)?;
+        }
         if self.monitor.is_none() {
             self.monitor = Some(Monitor {
                 rws: self.model.rop_workspace(b, rows)?,
@@ -252,6 +275,11 @@ impl<B: Backend> TrainState<B> {
         if let Some(m) = self.monitor.as_mut() {
             self.model.hvp_prepared(b, &self.params, &self.grads, x, &self.ws, &mut m.rws, &mut m.hg)?;
             self.grads.dot_into(b, &m.hg, &mut self.metrics, slot::gthg0(tensors))?;
+        }
+        if self.mixed.is_some() {
+            self.model.forward(b, &self.params, x, &mut self.ws)?;
+            self.model.loss(b, targets, &mut self.ws)?;
+            b.sum(rows, &self.ws.loss, &mut self.metrics, slot::loss_before(tensors))?;
         }
         self.clip(b, clip)?;
         self.apply_update(b, opt, lr)?;
@@ -269,6 +297,10 @@ impl<B: Backend> TrainState<B> {
             gtg: sum(slot::GRAD_SQ0),
             gthg: sum(slot::gthg0(t)),
             loss_after: m[slot::loss_after(t)] as f64 / self.ws.rows.max(1) as f64,
+            loss_before: self
+                .mixed
+                .is_some()
+                .then(|| m[slot::loss_before(t)] as f64 / self.ws.rows.max(1) as f64),
         })
     }
 
@@ -306,15 +338,14 @@ impl<B: Backend> TrainState<B> {
         let grad_sq: f64 = m[slot::GRAD_SQ0..slot::GRAD_SQ0 + t].iter().map(|&v| v as f64).sum();
         // f16: a non-finite gradient is an overflow the loss scaler skipped, not a divergence;
         // its norm is reported as 0 (metrics.jsonl counts it in `skipped_steps`).
-        let grad_norm = match self.mixed.is_some() && !grad_sq.is_finite() {
-            true => 0.0,
-            false => grad_sq.sqrt(),
-        };
+        let skipped = self.mixed.is_some() && !grad_sq.is_finite();
+        let grad_norm = if skipped { 0.0 } else { grad_sq.sqrt() };
         StepMetrics {
             loss: m[slot::LOSS_SUM] as f64 / rows,
             error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
             grad_norm,
             clip_events: m[slot::CLIP_EVENTS].max(0.0) as u64,
+            skipped,
         }
     }
 }
