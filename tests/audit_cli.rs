@@ -437,3 +437,27 @@ fn worker_and_adapter_errors_name_what_was_typed() {
     let _ = std::fs::remove_dir_all(&dir);
     refused("adapter-list", &["gemm", "--adapter", "0,0", "--sizes", "8"], &["opens one adapter"]);
 }
+
+/// The commands that measure the f32 loss refuse f16 from a `--set` or a config file as they
+/// refuse `--precision f16` (they measured f32 and wrote f16 in their config.toml; landscape
+/// trained its model in f16).
+#[test]
+fn f32_only_commands_refuse_f16_from_the_config() {
+    let dir = tmpdir("f32-only");
+    let config = dir.join("f16.toml");
+    std::fs::write(&config, "[model]\nhidden = [8]\nprecision = \"f16\"\n[data]\nn_train = 256\nn_val = 64\ndim = 4\nclasses = 3\n").expect("config");
+    for command in ["curvature", "noise", "landscape"] {
+        let set = ["--set", "model.precision=\"f16\""];
+        refused(
+            &format!("{command}-set"),
+            &[&[command, "--backend", "cpu"][..], &set].concat(),
+            &["model.precision", command],
+        );
+        refused(
+            &format!("{command}-file"),
+            &[command, "--backend", "cpu", "--config", s(&config)],
+            &["model.precision", command],
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

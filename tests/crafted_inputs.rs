@@ -691,6 +691,18 @@ fn a_regressions_recorded_best_loss_is_checked_at_resume() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// A resume refuses a new `train.loss_scale`: the checkpoint's scaler state goes on (the value
+/// was written to config.toml and ignored), and the run is left as it was.
+#[test]
+fn a_resume_refuses_a_new_starting_loss_scale() {
+    let d = tmpdir("resume-loss-scale");
+    let (_, run_dir) = finished_run(&d);
+    let before = snapshot(&run_dir);
+    assert_clean_error(&resume_cpu(&run_dir, "train.loss_scale=8"), &["train.loss_scale", "--resume"]);
+    assert!(snapshot(&run_dir) == before, "the refused resume changed the run");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// metrics.jsonl on resume: a last line cut short (a kill mid-write) is dropped with a warning;
 /// a line inside that is no record is refused by number, the run left as it was (it was dropped
 /// like a cut last line, and the resumed file silently lacked that step).

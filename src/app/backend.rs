@@ -87,6 +87,22 @@ pub fn open_gpu(adapter: Option<&str>) -> anyhow::Result<GpuBackend> {
     Ok(g)
 }
 
+/// A command that measures the f32 loss only refuses a config whose `model.precision` is f16:
+/// the CLI refuses `--precision f16` for it, and the same setting from the config file or a
+/// `--set` was taken without a word (the run measured f32 and wrote f16 in its config.toml).
+pub(super) fn refuse_f16(
+    cfg: &crate::config::Config,
+    command: &str,
+    measures: &str,
+) -> anyhow::Result<()> {
+    if !cfg.model.precision.is_f32() {
+        anyhow::bail!(
+            "model.precision = \"f16\": `{command}` {measures} only; set model.precision = \"f32\" (or leave it out)"
+        );
+    }
+    Ok(())
+}
+
 /// A software rasteriser behind wgpu's GL backend (llvmpipe's OpenGL) runs compute shaders on
 /// one thread, and compiles the tiled kernels for minutes: the quickstart trained at 40
 /// examples/s there, against thousands on lavapipe (Vulkan) or the CPU backend. Said once.

@@ -41,6 +41,7 @@ const FEW_LANCZOS_STEPS: usize = 16;
 /// `batchscope curvature`.
 pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions) -> anyhow::Result<()> {
     let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
+    super::backend::refuse_f16(&cfg, "curvature", "measures the Hessian of the f32 loss")?;
     if opts.repeats == 0 {
         bail!("--repeats must be ≥ 1");
     }

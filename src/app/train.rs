@@ -51,6 +51,13 @@ pub fn train(
             if !dir.join("last.safetensors").exists() {
                 bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
             }
+            // The checkpoint's loss-scaler state goes on: a new starting scale would be written
+            // to config.toml and never used.
+            if args.set.iter().any(|s| s.split('=').next().map(str::trim) == Some("train.loss_scale")) {
+                bail!(
+                    "--set train.loss_scale on --resume: the run goes on from the loss scale its checkpoint holds (train.loss_scale is the scale a new run starts at)"
+                );
+            }
             let cfg = admit::load_resumed_config(&cfg_path, &args.set, true)?;
             let saved = match args.set.is_empty() {
                 true => cfg.clone(),

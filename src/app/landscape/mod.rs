@@ -79,6 +79,7 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
         ModelCfg::Rnn(Box::new(RnnConfig::from_table(table, &origin)?))
     } else {
         let cfg = admit::config_from_table(table, &origin)?;
+        super::backend::refuse_f16(&cfg, "landscape", "evaluates the f32 loss")?;
         if ckpt.is_none() {
             admit::check_batch_fits(&cfg, &origin)?; // it trains the model first
         }
