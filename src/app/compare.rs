@@ -104,6 +104,8 @@ pub fn compare(
         "gpu": {"device": g.device, "peak_gflops": g.peak_gflops},
         "cpu": {"device": c.device, "peak_gflops": c.peak_gflops},
         "model": g.model,
+        // What was timed: f32, or f16 (`--precision f16`; % of peak is then the f16 peak's).
+        "precision": cfg.model.precision.name(),
         "crossover_batch": crossover,
         "speedup": speedups.iter().map(|&(b, s)| serde_json::json!({"batch": b as usize, "gpu_over_cpu": s})).collect::<Vec<_>>(),
         "gpu_rows": g.rows,
@@ -124,7 +126,8 @@ pub fn compare(
             .log2_x(),
         &[Series { name: "speedup".into(), points: speedups.clone() }],
     )?;
-    println!("GPU: {} | CPU: {} | model {:?}", g.device, c.device, g.model);
+    let precision = cfg.model.precision.name();
+    println!("GPU: {} | CPU: {} | model {:?} | {precision}", g.device, c.device, g.model);
     print!("{}", t.render());
     for line in &skips {
         println!("{line}");

@@ -24,6 +24,8 @@ fn out_of_range_values_name_the_key() {
         ("[data]\nkind = \"linear_regression\"\n", "model.loss"),
         // More repeats than examples would leave one distinct example.
         ("[data]\nn_train = 100\nduplicates = 101\n", "data.duplicates"),
+        // The device counts clean f16 steps in an f32, exact to 2^24.
+        ("[train]\nloss_scale_growth_interval = 16777217\n", "2^24"),
         // The GPU generator indexes repeats in 32 bits: a stream passed on the CPU only.
         ("[data]\nmode = \"stream\"\nn_train = 9000000000000\nduplicates = 5000000000\n", "2^31"),
         // Synthetic data has its own validation set; the fraction splits npy files only.

@@ -189,6 +189,17 @@ impl Config {
             return Err(bad("train.loss_scale", why));
         }
         check.at_least_one("train.loss_scale_growth_interval", t.loss_scale_growth_interval)?;
+        // The clean-step count is an f32 on the device, exact to 2^24: past it the scale would
+        // grow late or never.
+        if t.loss_scale_growth_interval > 1 << 24 {
+            return Err(bad(
+                "train.loss_scale_growth_interval",
+                format!(
+                    "= {} is past 2^24 = 16777216, the clean steps the device's f32 counter counts exactly",
+                    t.loss_scale_growth_interval
+                ),
+            ));
+        }
         if !(0.0..1.0).contains(&t.target_val_error) {
             return Err(bad(
                 "train.target_val_error",

@@ -217,7 +217,7 @@ pub fn annotate<B: Backend>(b: &B, st: &TrainState<B>, line: &mut MetricsLine) -
         {
             log::warn!(
                 "f16: the loss scale is at its floor 2^-126 and steps still overflow ({} skipped by step {}): \
-                 the inputs or activations exceed f16's range; train in f32 or rescale the inputs",
+                 the gradients exceed f16's range at any scale; train in f32 or rescale the inputs",
                 a.skipped_steps,
                 line.step
             );
