@@ -38,7 +38,10 @@ pub fn assert_clean_error(o: &Output, needles: &[&str]) {
     }
 }
 
-/// Every file under `dir` with its bytes (to assert a run directory is left byte-identical).
+/// Every file under `dir` with its bytes (to assert a run directory is left byte-identical),
+/// but the run lock's `.batchscope.lock`: process state, not the run's (a process killed while
+/// it held the directory leaves the file, and the next command that takes the lock removes it
+/// when it ends).
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -47,7 +50,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if e.file_name() != ".batchscope.lock" {
                 out.insert(p.clone(), std::fs::read(&p).expect("read file"));
             }
         }
