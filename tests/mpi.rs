@@ -426,4 +426,10 @@ fn f16_resume_with_2_ranks_is_bitwise() {
     assert_eq!(metrics(&part), metrics(&full), "resumed f16 metrics differ");
     assert_eq!(last_tensors(&part), last_tensors(&full), "resumed f16 parameters differ");
     assert_eq!(scaler_meta(&part), scaler_meta(&full), "resumed f16 scaler state differs");
+    // A new starting scale on resume is refused on every rank (it was written and ignored).
+    let before = common::cli::snapshot(&part);
+    let resume = ["--resume", part.to_str().expect("utf-8"), "--set", "train.loss_scale=8"];
+    let o = two_ranks(&resume).output().expect("mpirun");
+    assert!(!o.status.success() && text(&o).contains("train.loss_scale on --resume"), "{}", text(&o));
+    assert_eq!(before, common::cli::snapshot(&part), "a refused resume changed the run directory");
 }

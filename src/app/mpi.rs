@@ -221,6 +221,7 @@ mod rank {
         if root && !dir.join("last.safetensors").exists() {
             bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
         }
+        crate::app::train::refuse_new_loss_scale(set)?;
         if root {
             // One job at a time resumes a run; rank 0 writes it.
             crate::report::run_lock::lock_run(&dir)?;

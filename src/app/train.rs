@@ -51,13 +51,7 @@ pub fn train(
             if !dir.join("last.safetensors").exists() {
                 bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
             }
-            // The checkpoint's loss-scaler state goes on: a new starting scale would be written
-            // to config.toml and never used.
-            if args.set.iter().any(|s| s.split('=').next().map(str::trim) == Some("train.loss_scale")) {
-                bail!(
-                    "--set train.loss_scale on --resume: the run goes on from the loss scale its checkpoint holds (train.loss_scale is the scale a new run starts at)"
-                );
-            }
+            refuse_new_loss_scale(&args.set)?;
             let cfg = admit::load_resumed_config(&cfg_path, &args.set, true)?;
             let saved = match args.set.is_empty() {
                 true => cfg.clone(),
@@ -193,6 +187,17 @@ fn prepare_run<B: Profilable>(
     let dir = run_dir.open()?;
     write_prelude(cfg, opts, &dir)?;
     Ok(dir)
+}
+
+/// A resume's `--set train.loss_scale`, refused: the checkpoint's loss-scaler state goes on,
+/// and a new starting scale was written to config.toml and never used.
+pub(super) fn refuse_new_loss_scale(set: &[String]) -> anyhow::Result<()> {
+    if set.iter().any(|s| s.split('=').next().map(str::trim) == Some("train.loss_scale")) {
+        bail!(
+            "--set train.loss_scale on --resume: the run goes on from the loss scale its checkpoint holds (train.loss_scale is the scale a new run starts at)"
+        );
+    }
+    Ok(())
 }
 
 /// Before training in an existing directory (an MPI rank's): the automatic batch size (a
