@@ -1322,3 +1322,27 @@ fn an_invalid_value_names_the_file_or_the_command_line_that_gave_it() {
     assert_clean_error(&o, &["--workers", "1..=1024", "got 0"]);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A run killed before its first checkpoint (config.toml and an empty metrics.jsonl) cannot be
+/// resumed: `--resume` and `--out` on it say so and how to start it again, the command they
+/// suggest runs, and the directory is left as it was.
+#[test]
+fn a_run_killed_before_its_first_checkpoint_says_how_to_start_again() {
+    let d = tmpdir("killed-early");
+    let (_, cfg_path, text) = finished_run_config(&d);
+    let killed = d.join("killed");
+    std::fs::create_dir(&killed).expect("dir");
+    std::fs::write(killed.join("config.toml"), &text).expect("config");
+    std::fs::write(killed.join("metrics.jsonl"), "").expect("metrics");
+    let before = snapshot(&killed);
+    let again = format!("batchscope train --config {}", s(&killed.join("config.toml")));
+    let o = run(&["train", "--resume", s(&killed), "--backend", "cpu", "--quiet"]);
+    assert_clean_error(&o, &["no last.safetensors", "stopped before its first checkpoint", &again]);
+    let o = train_cpu(&cfg_path, &["--out", s(&killed)]);
+    assert_clean_error(&o, &["already holds files", "stopped before its first checkpoint", &again]);
+    assert!(snapshot(&killed) == before, "a refused command changed the killed run");
+    let o = train_cpu(&killed.join("config.toml"), &["--out", s(&d.join("again"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("again/last.safetensors").is_file());
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -219,7 +219,11 @@ mod rank {
             );
         }
         if root && !dir.join("last.safetensors").exists() {
-            bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
+            bail!(
+                "--resume {}: no last.safetensors checkpoint there{}",
+                dir.display(),
+                crate::app::train::no_checkpoint_hint(&dir)
+            );
         }
         crate::app::train::refuse_new_loss_scale(set)?;
         if root {

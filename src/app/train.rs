@@ -49,7 +49,11 @@ pub fn train(
                 bail!("--resume {}: no config.toml there (is it a train run directory?)", dir.display());
             }
             if !dir.join("last.safetensors").exists() {
-                bail!("--resume {}: no last.safetensors checkpoint there", dir.display());
+                bail!(
+                    "--resume {}: no last.safetensors checkpoint there{}",
+                    dir.display(),
+                    crate::app::train::no_checkpoint_hint(&dir)
+                );
             }
             refuse_new_loss_scale(&args.set)?;
             let cfg = admit::load_resumed_config(&cfg_path, &args.set, true)?;
@@ -187,6 +191,15 @@ fn prepare_run<B: Profilable>(
     let dir = run_dir.open()?;
     write_prelude(cfg, opts, &dir)?;
     Ok(dir)
+}
+
+/// Why a `--resume` directory with no checkpoint has none, when it is a run killed before its
+/// first one (empty otherwise).
+pub(super) fn no_checkpoint_hint(dir: &Path) -> String {
+    match crate::report::stopped_before_first_checkpoint(dir) {
+        true => format!(": {}", crate::report::restart_hint(dir)),
+        false => String::new(),
+    }
 }
 
 /// A resume's `--set train.loss_scale`, refused: the checkpoint's loss-scaler state goes on,

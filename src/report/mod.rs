@@ -77,13 +77,35 @@ impl Drop for TestDir {
 }
 
 /// For an `--out` that holds a train run (its config.toml and last.safetensors): how to
-/// continue it instead.
+/// continue it instead; for one stopped before its first checkpoint, how to start it again.
 fn resume_hint(dir: &std::path::Path) -> String {
-    match dir.join("config.toml").is_file() && dir.join("last.safetensors").is_file() {
-        true => format!(
+    if dir.join("config.toml").is_file() && dir.join("last.safetensors").is_file() {
+        format!(
             " (it holds a train run: continue it with `batchscope train --resume {}`)",
             dir.display()
-        ),
-        false => String::new(),
+        )
+    } else if stopped_before_first_checkpoint(dir) {
+        format!(" ({})", restart_hint(dir))
+    } else {
+        String::new()
     }
+}
+
+/// Whether `dir` holds a train run that stopped (killed) before it wrote its first checkpoint:
+/// its config.toml and metrics.jsonl, no last.safetensors and no summary.json. Nothing in it
+/// can be resumed.
+pub fn stopped_before_first_checkpoint(dir: &std::path::Path) -> bool {
+    dir.join("config.toml").is_file()
+        && dir.join("metrics.jsonl").is_file()
+        && !dir.join("last.safetensors").exists()
+        && !dir.join("summary.json").exists()
+}
+
+/// What to do with a run directory that [`stopped_before_first_checkpoint`].
+pub fn restart_hint(dir: &std::path::Path) -> String {
+    format!(
+        "it holds a train run stopped before its first checkpoint, which cannot be resumed: start it again with `batchscope train --config {} --out NEW_DIR`, or remove {} and rerun",
+        dir.join("config.toml").display(),
+        dir.display()
+    )
 }
