@@ -420,6 +420,18 @@ fn curvature_writes_what_the_readme_says() {
     check("curvature", &["--config", &tiny("curvature"), "--backend", "cpu", "--quiet"], &[]);
 }
 
+/// With `--batch`, on a linear regression: batches.csv, batch_spread.svg and the summary's
+/// `batches[]` and `reference` objects, which the README did not name.
+#[test]
+fn curvature_on_batches_of_a_linear_model_writes_what_the_readme_says() {
+    let d = tmpdir("curvature-linear-config");
+    let p = d.join("linear.toml");
+    let text = "[model]\nhidden = []\nactivation = \"identity\"\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\nn_train = 128\nn_val = 16\ndim = 4\noutputs = 1\n";
+    std::fs::write(&p, text).expect("write config");
+    let args = ["--config", p.to_str().expect("path"), "--backend", "cpu", "--batch", "16", "--quiet"];
+    check("curvature", &args, &[]);
+}
+
 #[test]
 fn noise_writes_what_the_readme_says() {
     let args = ["--config", &tiny("noise"), "--backend", "cpu", "--max-n", "64", "--quiet"];

@@ -246,7 +246,7 @@ pub fn report(
             opt(s.final_val_loss),
             opt(s.final_val_error),
             Cell::Num(s.baseline_loss),
-            Cell::Num(s.clip_norm as f64),
+            Cell::Num(s.clip_norm),
             Cell::from(s.clip_events),
             Cell::from(s.spikes.len()),
             Cell::from(s.spikes_near_clip),
@@ -411,7 +411,7 @@ fn grad_panel(s: &RnnRunSummary, lines: &[RnnMetricsLine]) -> EventPanel {
         .collect();
     let mut hlines = Vec::new();
     if s.clip_norm > 0.0 {
-        hlines.push((format!("clip_norm = {}", s.clip_norm), s.clip_norm as f64));
+        hlines.push((format!("clip_norm = {}", s.clip_norm), s.clip_norm));
     } else if s.grad_threshold > 0.0 {
         hlines.push((format!("threshold {} (not clipped)", s.grad_threshold), s.grad_threshold));
     }

@@ -100,7 +100,9 @@ fn experiment<B: Profilable>(
     for (batch, pred) in curve {
         let ms =
             points.iter().find(|p| p.batch == batch).map(|p| p.ms_per_step_median).unwrap_or(f64::NAN);
-        let lr = eps_opt(em, bn, batch as f64);
+        // The run trains at ε_opt(B) rounded to f32; its row says that rate, as config.toml
+        // writes it, so that the row joins its run's config.toml and metrics.jsonl.
+        let lr = crate::stats::f32_as_written(eps_opt(em, bn, batch as f64) as f32);
         let mut c = cfg.clone();
         c.train.batch_size = BatchSize::Fixed(batch);
         c.train.lr = lr as f32;
@@ -144,7 +146,7 @@ fn experiment<B: Profilable>(
         rows.push(TttRow {
             batch: p.batch,
             ms_per_step: None,
-            lr: eps_opt(em, bn, p.batch as f64),
+            lr: crate::stats::f32_as_written(eps_opt(em, bn, p.batch as f64) as f32),
             predicted_rel: None,
             steps: None,
             seconds: None,

@@ -232,10 +232,10 @@ impl Builder {
 /// `sizes`: layer widths, input first (`[784, 1024, 1024, 10]`). `momentum`: the optimizer keeps a
 /// velocity shaped like the parameters. `curvature`: curvature monitors are on, which adds the
 /// R-op twins of the activation buffers (R z, R dz every layer; R a, R da hidden layers), an HVP
-/// result and a direction vector, each shaped like the parameters.
+/// result, the step taken, and θ and g before the update, each shaped like the parameters.
 ///
 /// With P = Σ_l (in_l·out_l + out_l) parameters, H = Σ_hidden out_l, O = Σ_all out_l:
-/// bytes = 4·( P·(2 + momentum + 2·curvature) + B·(2·O + 2·H) + B·(4 + in)
+/// bytes = 4·( P·(2 + momentum + 4·curvature) + B·(2·O + 2·H) + B·(4 + in)
 ///             + curvature·B·(2·O + 2·H) ).
 pub fn estimate(
     sizes: &[usize],
@@ -297,6 +297,8 @@ pub fn estimate_step(
         b.push_per_layer("rop.rda", Curvature, sizes, true)?;
         b.push_param_set("hvp", Curvature, sizes)?;
         b.push_param_set("direction", Curvature, sizes)?;
+        b.push_param_set("theta_before", Curvature, sizes)?;
+        b.push_param_set("grad_before", Curvature, sizes)?;
     }
     if precision == Precision::F16 {
         b.push_half_workspace(sizes)?;

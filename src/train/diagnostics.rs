@@ -23,8 +23,10 @@ pub fn spectral_radius(w: &[f32], h: usize, iters: usize) -> f64 {
     for k in 0..iters {
         let wv = matvec(w, h, &v);
         let n = norm(&wv);
+        // A zero W has ρ = 0; an infinite entry makes ρ infinite and a NaN one undefined
+        // (NaN, not ∞: a diverged matrix is not measured as exploding).
         if n == 0.0 || !n.is_finite() {
-            return if n == 0.0 { 0.0 } else { f64::INFINITY };
+            return if n == 0.0 { 0.0 } else { n };
         }
         if k >= iters / 2 {
             log_growth += n.ln();
@@ -201,6 +203,19 @@ mod tests {
         assert_eq!(n.weight[0], 2.0);
         assert!(n.weight[1].is_nan() && n.delta[0].is_nan(), "{n:?}");
         assert_eq!(n.delta[1], 3.0);
+    }
+
+    /// A diverged recurrent matrix (NaN entries) has no spectral radius: it was reported as ∞,
+    /// an exploding matrix, in variants.csv beside a `null` in summary.json.
+    #[test]
+    fn a_nan_matrix_has_a_nan_radius_and_an_infinite_one_an_infinite_radius() {
+        let mut w = scaled_rotations(4, 1.0);
+        w[5] = f32::NAN;
+        assert!(spectral_radius(&w, 4, 20).is_nan());
+        assert!(top_singular_value(&w, 4, 20).is_nan());
+        w[5] = f32::INFINITY;
+        assert_eq!(spectral_radius(&w, 4, 20), f64::INFINITY);
+        assert_eq!(spectral_radius(&[0.0; 4], 2, 20), 0.0);
     }
 
     #[test]

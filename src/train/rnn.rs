@@ -74,7 +74,8 @@ pub struct RnnRunSummary {
     pub final_val_error: Option<f64>,
     /// Loss of the best input-blind predictor (1/12 adding, ln K copy).
     pub baseline_loss: f64,
-    pub clip_norm: f32,
+    /// `train.clip_norm` as config.toml writes it (`0.3`, not its f32's 0.30000001192092896).
+    pub clip_norm: f64,
     pub clip_events: u64,
     pub spikes: Vec<u64>,
     /// Spikes at a logged step that was clipped, or within `log_every` steps after one.
@@ -88,7 +89,8 @@ pub struct RnnRunSummary {
     /// The largest finite logged training loss (`None`: no logged loss was finite).
     pub max_train_loss: Option<f64>,
     pub w_init: String,
-    pub w_scale: f32,
+    /// `rnn.w_scale` as config.toml writes it.
+    pub w_scale: f64,
     pub activation: String,
     pub spectral_radius_init: f64,
     pub top_singular_init: f64,
@@ -284,7 +286,7 @@ pub fn run_rnn<B: Backend>(
     let threshold = if cfg.diagnostics.grad_threshold > 0.0 {
         cfg.diagnostics.grad_threshold
     } else {
-        cfg.train.clip_norm as f64
+        crate::stats::f32_as_written(cfg.train.clip_norm)
     };
     let large: Vec<bool> = lines.iter().map(|l| threshold > 0.0 && l.grad_norm > threshold).collect();
     let after_large = (0..lines.len())
@@ -303,7 +305,7 @@ pub fn run_rnn<B: Backend>(
         final_val_loss,
         final_val_error,
         baseline_loss: seq.baseline_loss(),
-        clip_norm: cfg.train.clip_norm,
+        clip_norm: crate::stats::f32_as_written(cfg.train.clip_norm),
         clip_events: lines.last().map_or(0, |l| l.clip_events),
         spikes: spike_steps,
         spikes_near_clip: near,
@@ -312,7 +314,7 @@ pub fn run_rnn<B: Backend>(
         spikes_after_large_grad: after_large,
         max_train_loss: lines.iter().map(|l| l.train_loss).filter(|v| v.is_finite()).reduce(f64::max),
         w_init: cfg.rnn.w_init.name().to_string(),
-        w_scale: cfg.rnn.w_scale,
+        w_scale: crate::stats::f32_as_written(cfg.rnn.w_scale),
         activation: cfg.rnn.activation.name().to_string(),
         spectral_radius_init: rho0,
         top_singular_init: sigma0,

@@ -339,7 +339,7 @@ impl<B: Backend> Run<'_, B> {
         let clip_events = self.ckpt.clip_base + m.clip_events;
         let mut line =
             MetricsLine::new(&self.prog, &m, self.eval.is_class, &ev, lr, clip_events, elapsed);
-        self.monitors.read(b, sp.due, &self.st, &m, lr, &mut line)?;
+        self.monitors.read(b, sp.due, &self.st, &m, &mut line)?;
         super::amp::annotate(b, &self.st, &mut line)?;
         if let Some(dp) = self.dp.as_mut() {
             dp.annotate(&mut line);

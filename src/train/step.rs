@@ -32,9 +32,18 @@ pub mod slot {
     pub fn loss_before(tensors: usize) -> usize {
         GRAD_SQ0 + 2 * tensors + 1
     }
+    /// First of the per-tensor gᵀd terms, d = θ_after − θ_before the step taken (monitored
+    /// steps).
+    pub fn gtd0(tensors: usize) -> usize {
+        GRAD_SQ0 + 2 * tensors + 2
+    }
+    /// First of the per-tensor dᵀHd terms (monitored steps).
+    pub fn dthd0(tensors: usize) -> usize {
+        GRAD_SQ0 + 3 * tensors + 2
+    }
     /// Slots of the metrics buffer (without the divergence guard's ring, which follows them).
     pub fn len(tensors: usize) -> usize {
-        GRAD_SQ0 + 2 * tensors + 2
+        GRAD_SQ0 + 4 * tensors + 2
     }
     /// The guard ring's slot of step `step` (1-based): `len(tensors) + (step - 1) % ring`.
     pub fn guard(tensors: usize, ring: usize, step: u64) -> usize {
@@ -49,6 +58,11 @@ pub struct CurvatureMetrics {
     pub gtg: f64,
     /// gᵀHg: the curvature along the gradient (exact Hessian of the minibatch loss).
     pub gthg: f64,
+    /// gᵀd for the step taken, d = θ_after − θ_before (−lr·g for plain SGD; momentum's
+    /// velocity, clipping and weight decay make it another vector), g unclipped.
+    pub gtd: f64,
+    /// dᵀHd: the curvature along the step taken.
+    pub dthd: f64,
     /// Mean minibatch loss after the update, same minibatch.
     pub loss_after: f64,
     /// Mean minibatch loss before the update in f32 (f16 steps; an f32 step's is its loss).
@@ -74,8 +88,12 @@ pub struct StepMetrics {
 /// Buffers of the curvature monitor, made on first use.
 pub struct Monitor<B: Backend> {
     pub rws: RopWorkspace<B>,
-    /// `H g`.
+    /// `H g`, then `H d`.
     pub hg: ParamSet<B>,
+    /// θ and g before the update (clipping rescales g in place), and the step taken d.
+    pub theta_before: ParamSet<B>,
+    pub grad_before: ParamSet<B>,
+    pub step: ParamSet<B>,
 }
 
 /// Parameters, gradients, optimizer state and activations of a model at one batch size.
@@ -169,6 +187,27 @@ impl<B: Backend> TrainState<B> {
         self.apply_update(b, opt, lr)
     }
 
+    /// [`TrainState::record_step`] on its unfused path with `observe` called between the
+    /// backward pass and the clipping: it sees this step's workspace and unclipped gradients
+    /// (`depth` reads each layer's ‖∂L/∂W‖ there, which clipping rescales in place).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_step_observed(
+        &mut self,
+        b: &B,
+        x: &B::Buf,
+        targets: &Targets<'_, B>,
+        opt: &Optimizer,
+        lr: f32,
+        clip: &Clip,
+        observe: &mut dyn FnMut(&Workspace<B>, &ParamSet<B>) -> Result<()>,
+    ) -> Result<()> {
+        let norm = self.measure_grad_norm || clip.norm > 0.0;
+        self.record_gradient(b, x, targets, norm)?;
+        observe(&self.ws, &self.grads)?;
+        self.clip(b, clip)?;
+        self.apply_update(b, opt, lr)
+    }
+
     /// Whether [`TrainState::record_step`] fuses the update into the backward pass: f32, and no
     /// clipping (which needs every gradient before any update).
     pub fn fuses_update(&self, clip: &Clip) -> bool {
@@ -236,7 +275,10 @@ impl<B: Backend> TrainState<B> {
 
     /// [`TrainState::record_step`] with the curvature monitor: before the update, `H g` by the
     /// R-operator on this minibatch (its forward pass is reused) and gᵀHg per tensor into the
-    /// metrics buffer; after the update, the same minibatch's loss again (the actual ΔL).
+    /// metrics buffer; after the update, the step taken d = θ_after − θ_before (exact in f32:
+    /// the two are close), gᵀd and dᵀHd at θ_before (eq. 8.10 for the step the optimizer took:
+    /// momentum, clipping and weight decay included), and the same minibatch's loss again (the
+    /// actual ΔL).
     pub fn record_step_monitored(
         &mut self,
         b: &B,
@@ -270,11 +312,16 @@ impl<B: Backend> TrainState<B> {
             self.monitor = Some(Monitor {
                 rws: self.model.rop_workspace(b, rows)?,
                 hg: self.params.zeros_like(b)?,
+                theta_before: self.params.zeros_like(b)?,
+                grad_before: self.params.zeros_like(b)?,
+                step: self.params.zeros_like(b)?,
             });
         }
         if let Some(m) = self.monitor.as_mut() {
             self.model.hvp_prepared(b, &self.params, &self.grads, x, &self.ws, &mut m.rws, &mut m.hg)?;
             self.grads.dot_into(b, &m.hg, &mut self.metrics, slot::gthg0(tensors))?;
+            m.theta_before.copy_from(b, &self.params)?;
+            m.grad_before.copy_from(b, &self.grads)?;
         }
         if self.mixed.is_some() {
             self.model.forward(b, &self.params, x, &mut self.ws)?;
@@ -283,6 +330,15 @@ impl<B: Backend> TrainState<B> {
         }
         self.clip(b, clip)?;
         self.apply_update(b, opt, lr)?;
+        if let Some(m) = self.monitor.as_mut() {
+            // The activations in `ws` are still θ_before's: the R-operator along d reuses them.
+            m.step.copy_from(b, &self.params)?;
+            m.step.axpy(b, -1.0, &m.theta_before)?;
+            let (theta, d) = (&m.theta_before, &m.step);
+            self.model.hvp_prepared(b, theta, d, x, &self.ws, &mut m.rws, &mut m.hg)?;
+            m.grad_before.dot_into(b, d, &mut self.metrics, slot::gtd0(tensors))?;
+            d.dot_into(b, &m.hg, &mut self.metrics, slot::dthd0(tensors))?;
+        }
         self.model.forward(b, &self.params, x, &mut self.ws)?;
         self.model.loss(b, targets, &mut self.ws)?;
         b.sum(rows, &self.ws.loss, &mut self.metrics, slot::loss_after(tensors))
@@ -296,6 +352,8 @@ impl<B: Backend> TrainState<B> {
         Ok(CurvatureMetrics {
             gtg: sum(slot::GRAD_SQ0),
             gthg: sum(slot::gthg0(t)),
+            gtd: sum(slot::gtd0(t)),
+            dthd: sum(slot::dthd0(t)),
             loss_after: m[slot::loss_after(t)] as f64 / self.ws.rows.max(1) as f64,
             loss_before: self
                 .mixed

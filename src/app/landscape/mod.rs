@@ -260,6 +260,10 @@ fn prepare<'a, B: Backend>(
                 None => {
                     let tdir = dir.join("train");
                     eprintln!("no --checkpoint: training the config's RNN first ({})", tdir.display());
+                    std::fs::create_dir_all(&tdir)
+                        .with_context(|| format!("creating {}", tdir.display()))?;
+                    // The trained run says what it trained, as the MLP's does.
+                    super::output::write_config(&tdir, &cfg.to_toml())?;
                     let (s, _) = run_rnn(b, cfg, "train", &tdir, progress)?;
                     if let Some(step) = s.diverged_at {
                         let hint = match cfg.train.clip_norm > 0.0 {
