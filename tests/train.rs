@@ -64,6 +64,7 @@ fn reaches_95_percent<B: Backend>(b: &B) {
     for f in ["metrics.jsonl", "summary.json", "last.safetensors", "loss.svg", "error.svg"] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
+    assert!(std::fs::read_to_string(dir.join("loss.svg")).expect("loss.svg").contains("NLL"));
     let m = metrics(&dir);
     assert!(m.iter().all(|l| l.train_loss.is_finite() && l.grad_norm.is_finite()));
     assert!(m.iter().any(|l| l.val_error.is_some()));
@@ -144,6 +145,8 @@ fn regression_early_stopping<B: Backend>(b: &B) {
     assert!(last > best, "the run stopped on a loss that had turned up: {last} vs {best}");
     let ck = batchscope::checkpoint::load(&dir.join("best.safetensors")).expect("best checkpoint");
     assert!(ck.metadata.contains_key("best_val_loss") && !ck.metadata.contains_key("best_val_error"));
+    let plot = std::fs::read_to_string(dir.join("loss.svg")).expect("loss.svg");
+    assert!(plot.contains("squared error") && !plot.contains("NLL"), "loss.svg names the loss it plots");
 
     // Stopped part way, then resumed: the same evaluations, the same stop.
     let part = tmpdir(&format!("es-mse-part-{:?}", b.kind()));
@@ -253,41 +256,74 @@ fn nan_guard<B: Backend>(b: &B) {
 }
 both_backends!(nan_guard_stops_with_a_clear_error, nan_guard);
 
-/// On a quadratic (linear model, squared error) eq. 8.10 is exact: the monitor's predicted
-/// ΔL̂ = −ε gᵀg + ½ε² gᵀHg equals the actual change of the minibatch loss under an SGD step.
+/// On a quadratic (linear model, squared error) eq. 8.10 is exact for any step d: the
+/// monitor's predicted ΔL̂ = gᵀd + ½ dᵀHd equals the actual change of the minibatch loss, for
+/// an SGD step (d = −ε g) and for the step momentum, weight decay and clipping take (the
+/// prediction used to be −ε gᵀg + ½ε² gᵀHg whatever the optimizer, and missed a momentum step
+/// that raised the loss).
 fn monitor_predicts_delta_loss<B: Backend>(b: &B) {
-    let dir = tmpdir(&format!("mon-{:?}", b.kind()));
-    let sets: Vec<String> = [
-        "model.hidden=[]",
-        "model.loss=\"mse\"",
-        "data.kind=\"linear_regression\"",
-        "data.dim=8",
-        "data.outputs=2",
-        "data.condition_number=50",
-        "data.n_train=1024",
-        "data.n_val=64",
-        "train.optimizer=\"sgd\"",
-        "train.lr=0.01",
-        "train.epochs=0",
-        "train.steps=30",
-        "monitor.curvature_every=3",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let cfg = Config::load(None, &sets).expect("config");
-    run_train(b, &cfg, &TrainOptions::default(), &dir).expect("train");
-    let m = metrics(&dir);
-    let monitored: Vec<&MetricsLine> = m.iter().filter(|l| l.gthg.is_some()).collect();
-    assert_eq!(monitored.len(), 10, "every 3rd of 30 steps");
-    for l in monitored {
-        let (p, a) =
-            (l.predicted_delta_loss.unwrap_or(f64::NAN), l.actual_delta_loss.unwrap_or(f64::NAN));
-        assert!(l.gthg.unwrap_or(-1.0) > 0.0, "a quadratic with positive definite Hessian");
-        assert!((p - a).abs() <= 2e-3 * p.abs() + 1e-6, "step {}: predicted {p} vs actual {a}", l.step);
-        assert_eq!(l.step_too_large, Some(false));
+    let optimizers: [&[&str]; 4] = [
+        &["train.optimizer=\"sgd\"", "train.lr=0.01"],
+        &[
+            "train.optimizer=\"momentum\"",
+            "train.momentum=0.9",
+            "train.lr=0.01",
+            "train.weight_decay=0.01",
+        ],
+        &["train.optimizer=\"momentum\"", "train.momentum=0.9", "train.lr=0.05", "train.clip_norm=0.5"],
+        // Momentum at a rate that overshoots: some steps raise the loss, and say so.
+        &["train.optimizer=\"momentum\"", "train.momentum=0.9", "train.lr=0.3"],
+    ];
+    let mut too_large = 0;
+    for (run, optimizer) in optimizers.iter().enumerate() {
+        let dir = tmpdir(&format!("mon-{:?}-{run}", b.kind()));
+        let mut sets: Vec<String> = [
+            "model.hidden=[]",
+            "model.loss=\"mse\"",
+            "data.kind=\"linear_regression\"",
+            "data.dim=8",
+            "data.outputs=2",
+            "data.condition_number=50",
+            "data.n_train=1024",
+            "data.n_val=64",
+            "train.epochs=0",
+            "train.steps=30",
+            "monitor.curvature_every=3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        sets.extend(optimizer.iter().map(|s| s.to_string()));
+        let cfg = Config::load(None, &sets).expect("config");
+        let s = run_train(b, &cfg, &TrainOptions::default(), &dir).expect("train");
+        if run == 2 {
+            assert!(s.clip_events > 0, "the clipped run clipped");
+        }
+        let m = metrics(&dir);
+        let monitored: Vec<&MetricsLine> = m.iter().filter(|l| l.gthg.is_some()).collect();
+        assert_eq!(monitored.len(), 10, "every 3rd of 30 steps");
+        for l in monitored {
+            let p = l.predicted_delta_loss.flatten().unwrap_or(f64::NAN);
+            let a = l.actual_delta_loss.flatten().unwrap_or(f64::NAN);
+            assert!(
+                l.gthg.flatten().unwrap_or(-1.0) > 0.0,
+                "a quadratic with positive definite Hessian"
+            );
+            assert!(
+                (p - a).abs() <= 2e-3 * p.abs() + 1e-6,
+                "{optimizer:?} step {}: predicted {p} vs actual {a}",
+                l.step
+            );
+            assert_eq!(l.step_too_large, Some(Some(p > 0.0)), "{optimizer:?} step {}: ΔL̂ {p}", l.step);
+            too_large += usize::from(p > 0.0);
+            if run == 0 {
+                assert_eq!(l.step_too_large, Some(Some(false)), "an SGD step of ε < 2/λmax");
+            }
+        }
+        assert!(dir.join("curvature.svg").exists());
     }
-    assert!(dir.join("curvature.svg").exists());
+    println!("{}: {too_large} monitored steps predicted to raise the loss", b.device_name());
+    assert!(too_large > 0, "the overshooting momentum run has steps that raise the loss");
 }
 both_backends!(curvature_monitor_predicts_the_loss_change_on_a_quadratic, monitor_predicts_delta_loss);
 

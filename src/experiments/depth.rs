@@ -127,10 +127,12 @@ pub fn run_depth<B: Backend>(b: &B, cfg: &Config, name: &str) -> Result<DepthRun
         let log_now = step.is_multiple_of(cfg.train.log_every) || step == steps;
         // ‖g‖ is read only on logged steps.
         st.measure_grad_norm = log_now;
-        st.record_step(b, &x, &t, &opt, cfg.train.lr, &clip)?;
         if log_now {
-            // The workspace and gradients still hold this step's backward pass.
-            record_layer_norms(b, &mlp, &st.ws, &st.grads, &mut stats, 0)?;
+            // Each layer's ‖∂L/∂W‖ before clipping rescales the gradients in place (the norms
+            // after it hid the exploding gradients this experiment shows).
+            st.record_step_observed(b, &x, &t, &opt, cfg.train.lr, &clip, &mut |ws, grads| {
+                record_layer_norms(b, &mlp, ws, grads, &mut stats, 0)
+            })?;
             let m = st.read_metrics(b)?;
             let s = b.read(&stats)?;
             let finite = m.loss.is_finite() && m.grad_norm.is_finite();
@@ -140,6 +142,7 @@ pub fn run_depth<B: Backend>(b: &B, cfg: &Config, name: &str) -> Result<DepthRun
                 break;
             }
         } else {
+            st.record_step(b, &x, &t, &opt, cfg.train.lr, &clip)?;
             b.flush()?;
         }
     }

@@ -26,6 +26,20 @@ pub struct TrainOptions {
     pub stop_on_signal: bool,
 }
 
+/// A monitor's value on a metrics line: `None` at a step the monitor did not run (the key is
+/// left out), `Some(None)` where it ran and measured nothing (`null`: a skipped f16 step, a
+/// noise scale whose smoothed |G|² is not positive yet), `Some(Some(v))` its value.
+pub type Monitored<T> = Option<Option<T>>;
+
+/// Reads a present key, `null` included, as `Some` (serde reads a `null` as a missing key).
+fn present<'de, D, T>(d: D) -> Result<Monitored<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// One line of metrics.jsonl.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct MetricsLine {
@@ -50,32 +64,44 @@ pub struct MetricsLine {
     pub clip_events: u64,
     pub elapsed_s: f64,
     /// Curvature monitor (every `monitor.curvature_every` steps): gᵀg of the minibatch gradient.
-    #[serde(default, rename = "gTg", skip_serializing_if = "Option::is_none")]
-    pub gtg: Option<f64>,
+    #[serde(
+        default,
+        rename = "gTg",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub gtg: Monitored<f64>,
     /// gᵀHg, the curvature along the gradient (exact Hessian, R-operator).
-    #[serde(default, rename = "gTHg", skip_serializing_if = "Option::is_none")]
-    pub gthg: Option<f64>,
+    #[serde(
+        default,
+        rename = "gTHg",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub gthg: Monitored<f64>,
     /// ε* = gᵀg / gᵀHg: the step size that minimises the quadratic model along −g.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eps_star: Option<f64>,
-    /// Eq. 8.10 for the step −lr·g: ΔL̂ = −lr gᵀg + ½ lr² gᵀHg.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predicted_delta_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub eps_star: Monitored<f64>,
+    /// Eq. 8.10 for the step taken d = θ_after − θ_before: ΔL̂ = gᵀd + ½ dᵀHd (−lr gᵀg +
+    /// ½ lr² gᵀHg for a plain SGD step).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub predicted_delta_loss: Monitored<f64>,
     /// The minibatch loss after the update minus before (same minibatch; the step taken).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actual_delta_loss: Option<f64>,
-    /// ½ lr² gᵀHg > lr gᵀg: the step is too large for the curvature (it would raise the loss).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_too_large: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub actual_delta_loss: Monitored<f64>,
+    /// ½ dᵀHd > −gᵀd: the step is too large for the curvature (the quadratic model says it
+    /// raises the loss).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub step_too_large: Monitored<bool>,
     /// Noise monitor: B_simple = tr Σ / |G|² from EMAs of the unbiased two-batch estimators.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub b_simple: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub b_simple: Monitored<f64>,
     /// This step's unbiased |G|² estimate (before smoothing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub noise_g2: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub noise_g2: Monitored<f64>,
     /// This step's unbiased tr Σ estimate (before smoothing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub noise_trace: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub noise_trace: Monitored<f64>,
     /// Data parallel (`train.workers` > 1): bytes staged per step for the gradient all-reduce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allreduce_bytes: Option<u64>,
@@ -182,6 +208,14 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The title of loss.svg: the loss the run minimises.
+fn loss_title(is_class: bool) -> &'static str {
+    match is_class {
+        true => "Surrogate loss (NLL)",
+        false => "Loss (½ squared error)",
+    }
+}
+
 /// Read metrics.jsonl back (all of a resumed run's lines) and plot loss and 0-1 error.
 pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
     let text = crate::bounded_read::read_to_string(
@@ -203,10 +237,10 @@ pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
     }
     line_plot(
         &run_dir.join("loss.svg"),
-        &PlotSpec::new("Surrogate loss (NLL)", "examples seen", "loss").log_y(),
+        &PlotSpec::new(loss_title(is_class), "examples seen", "loss").log_y(),
         &loss,
     )?;
-    let gthg = pts(&|l| l.gthg);
+    let gthg = pts(&|l| l.gthg.flatten());
     if !gthg.is_empty() {
         line_plot(
             &run_dir.join("curvature.svg"),
@@ -217,7 +251,7 @@ pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
             )
             .log_y(),
             &[
-                Series { name: "gᵀg".into(), points: pts(&|l| l.gtg) },
+                Series { name: "gᵀg".into(), points: pts(&|l| l.gtg.flatten()) },
                 Series { name: "gᵀHg".into(), points: gthg },
             ],
         )?;

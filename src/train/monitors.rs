@@ -93,32 +93,45 @@ impl<B: Backend> Monitors<B> {
         Ok(())
     }
 
-    /// After the step: the readings of the monitors that were `due` into `line` (taken at
-    /// learning rate `lr`, minibatch figures `m`).
+    /// After the step: the readings of the monitors that were `due` into `line` (minibatch
+    /// figures `m`).
     pub fn read(
         &mut self,
         b: &B,
         due: Due,
         st: &TrainState<B>,
         m: &StepMetrics,
-        lr: f32,
         line: &mut MetricsLine,
     ) -> Result<(), TrainError> {
         // A step the f16 loss scaler skipped measured nothing (its gradient overflowed): its
-        // monitor fields stay null, and the noise scale's average leaves it out (its norm,
+        // monitor fields are null, and the noise scale's average leaves it out (its norm,
         // reported as 0, gave |G|² estimates below 0).
+        if due.curvature {
+            line.gtg = Some(None);
+            line.gthg = Some(None);
+            line.eps_star = Some(None);
+            line.predicted_delta_loss = Some(None);
+            line.actual_delta_loss = Some(None);
+            line.step_too_large = Some(None);
+        }
+        if due.noise && self.noise.is_some() {
+            line.b_simple = Some(None);
+            line.noise_g2 = Some(None);
+            line.noise_trace = Some(None);
+        }
         if m.skipped {
             return Ok(());
         }
         if due.curvature {
             let c = st.read_curvature(b)?;
-            let eps = lr as f64;
-            line.gtg = Some(c.gtg);
-            line.gthg = Some(c.gthg);
-            line.eps_star = Some(c.gtg / c.gthg);
-            line.predicted_delta_loss = Some(-eps * c.gtg + 0.5 * eps * eps * c.gthg);
-            line.actual_delta_loss = Some(c.loss_after - c.loss_before.unwrap_or(m.loss));
-            line.step_too_large = Some(0.5 * eps * eps * c.gthg > eps * c.gtg);
+            line.gtg = Some(Some(c.gtg));
+            line.gthg = Some(Some(c.gthg));
+            line.eps_star = Some(Some(c.gtg / c.gthg));
+            // Eq. 8.10 for the step taken d (−ε g for plain SGD): ΔL̂ = gᵀd + ½ dᵀHd, too large
+            // when the quadratic term outweighs the first-order decrease.
+            line.predicted_delta_loss = Some(Some(c.gtd + 0.5 * c.dthd));
+            line.actual_delta_loss = Some(Some(c.loss_after - c.loss_before.unwrap_or(m.loss)));
+            line.step_too_large = Some(Some(0.5 * c.dthd > -c.gtd));
         }
         if let (true, Some(np)) = (due.noise, self.noise.as_mut()) {
             let g2s: f64 = b.read(&np.stats)?.iter().map(|&v| v as f64).sum();
@@ -126,9 +139,9 @@ impl<B: Backend> Monitors<B> {
             if let Some((g2, tr)) =
                 crate::noise::two_batch_estimates(np.bt.rows as f64, g2s, self.batch as f64, g2b)
             {
-                line.noise_g2 = Some(g2);
-                line.noise_trace = Some(tr);
-                line.b_simple = np.ema.update(g2, tr);
+                line.noise_g2 = Some(Some(g2));
+                line.noise_trace = Some(Some(tr));
+                line.b_simple = Some(np.ema.update(g2, tr));
             }
         }
         Ok(())
