@@ -40,7 +40,8 @@ fn time_to_target_rows_carry_the_learning_rate_their_runs_used() {
     )
     .expect("config");
     let out = d.join("ttt");
-    let o = run(&["time-to-target", "--config", s(&cfg), "--backend", "cpu", "--quiet", "--out", s(&out)]);
+    let o =
+        run(&["time-to-target", "--config", s(&cfg), "--backend", "cpu", "--quiet", "--out", s(&out)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = out.join("time_to_target.csv");
     let (batches, lrs) = (column(&csv, "batch"), column(&csv, "lr"));

@@ -231,3 +231,52 @@ fn f16_products_tune_only_where_there_is_a_choice() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every command that runs the training step's products on the GPU honours `gpu.autotune`:
+/// with `on` and no cache yet, each tunes the shapes it runs and saves them. `compare`,
+/// `time-to-target`, `noise`, `curvature` and data-parallel `train` recorded the setting in
+/// their config.toml and ran the shape rule (no cache file was written).
+#[test]
+fn every_gpu_command_honours_gpu_autotune() {
+    let d = tmpdir("autotune-everywhere");
+    let cfg = d.join("tiny.toml");
+    std::fs::write(&cfg, common::tiny_config(1, 2, 1)).expect("config");
+    let c = cfg.to_str().expect("path");
+    let on = ["--set", "gpu.autotune=\"on\"", "--quiet"];
+    let runs: [(&str, &[&str]); 5] = [
+        ("compare", &["compare", "--config", c, "--max-batch", "2"]),
+        (
+            "time-to-target",
+            &[
+                "time-to-target",
+                "--config",
+                c,
+                "--backend",
+                "gpu",
+                "--set",
+                "train.steps=2",
+                "--set",
+                "train.epochs=0",
+                "--set",
+                "train.target_val_error=0.5",
+            ],
+        ),
+        ("noise", &["noise", "--config", c, "--backend", "gpu", "--max-n", "4", "--draws", "2"]),
+        ("curvature", &["curvature", "--config", c, "--backend", "gpu", "--examples", "32"]),
+        (
+            "train --workers",
+            &["train", "--config", c, "--backend", "gpu", "--workers", "2", "--set", "train.steps=2"],
+        ),
+    ];
+    for (i, (name, args)) in runs.iter().enumerate() {
+        let cache = d.join(format!("cache{i}.json"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_batchscope"));
+        cmd.env("BATCHSCOPE_AUTOTUNE_CACHE", &cache).args(*args).args(on);
+        let out = d.join(format!("out{i}"));
+        let o = cmd.arg("--out").arg(&out).output().expect("run batchscope");
+        assert!(o.status.success(), "{name}: {}", text(&o.stderr));
+        let loaded = TuneCache::load(&cache);
+        assert!(!loaded.cache.is_empty(), "{name} with gpu.autotune = \"on\" tuned nothing");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -155,6 +155,10 @@ struct Curvature<'a> {
 }
 
 impl BackendTask for Curvature<'_> {
+    fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
+        self.cfg.gpu.autotune
+    }
+
     type Output = (CurvatureSummary, PathBuf);
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {

@@ -127,6 +127,10 @@ struct DepthRuns<'a> {
 }
 
 impl BackendTask for DepthRuns<'_> {
+    fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
+        self.cfgs.first().map_or(Default::default(), |(_, c)| c.gpu.autotune)
+    }
+
     type Output = (Vec<DepthRun>, String);
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {

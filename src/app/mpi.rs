@@ -251,7 +251,7 @@ mod rank {
         let n = cfg.train.workers.max(1);
         let root = m.rank() == 0;
         let ranks: Option<Box<dyn Ranks>> = Some(Box::new(m));
-        match open_workers(choice, adapters, n)? {
+        match open_workers(choice, adapters, n, cfg.gpu.autotune)? {
             Workers::Cpu(v) => {
                 if root {
                     prepare(&mut cfg, &v[0], opts, dir)?;

@@ -66,6 +66,10 @@ struct Noise<'a> {
 }
 
 impl BackendTask for Noise<'_> {
+    fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
+        self.cfg.gpu.autotune
+    }
+
     type Output = (NoiseSummary, std::path::PathBuf);
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {

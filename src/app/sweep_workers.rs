@@ -38,7 +38,7 @@ pub(super) fn sweep_workers(
         Policy::TimeToTarget { b_noise } => Some(*b_noise),
         _ => None,
     };
-    let (points, b_noise) = match open_workers(choice, &adapters, max_n)? {
+    let (points, b_noise) = match open_workers(choice, &adapters, max_n, cfg.gpu.autotune)? {
         Workers::Cpu(v) => {
             let refs: Vec<_> = v.iter().collect();
             let bn = known.or_else(|| b_noise_of(refs[0], cfg));

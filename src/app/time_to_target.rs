@@ -54,6 +54,10 @@ struct Experiment<'a> {
 }
 
 impl BackendTask for Experiment<'_> {
+    fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
+        self.cfg.gpu.autotune
+    }
+
     type Output = Outcome;
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Outcome> {

@@ -166,7 +166,7 @@ fn train_workers(
     adapters: &[String],
 ) -> anyhow::Result<(TrainSummary, PathBuf)> {
     let n = cfg.train.workers.max(1);
-    match open_workers(choice, adapters, n)? {
+    match open_workers(choice, adapters, n, cfg.gpu.autotune)? {
         Workers::Cpu(v) => {
             let dir = prepare_run(&mut cfg, &v[0], opts, run_dir)?;
             let refs: Vec<&CpuBackend> = v.iter().collect();

@@ -26,8 +26,14 @@ pub fn adapter_list(adapter: Option<&str>) -> anyhow::Result<Vec<String>> {
 
 /// Open `n` backends per `choice` and the `--adapter` list (empty, one entry for all, or one
 /// per worker). `auto` runs on the CPU when no adapter or only software adapters exist and no
-/// adapter is named, as the single-worker commands do.
-pub fn open_workers(choice: BackendChoice, adapters: &[String], n: usize) -> anyhow::Result<Workers> {
+/// adapter is named, as the single-worker commands do. Every GPU replica runs the kernels of
+/// `autotune` (`gpu.autotune`), as a single-worker run does.
+pub fn open_workers(
+    choice: BackendChoice,
+    adapters: &[String],
+    n: usize,
+    autotune: crate::backend::gpu::AutotuneMode,
+) -> anyhow::Result<Workers> {
     if adapters.len() > 1 && adapters.len() != n {
         bail!("--adapter lists {} adapters but --workers is {n}", adapters.len());
     }
@@ -52,6 +58,7 @@ pub fn open_workers(choice: BackendChoice, adapters: &[String], n: usize) -> any
         let wanted = adapters.get(if adapters.len() > 1 { w } else { 0 });
         let g = GpuBackend::new(wanted.map(String::as_str))?;
         super::backend::slow_adapter_notice(&g);
+        g.set_autotune(autotune);
         out.push(g);
     }
     warn_mixed_speeds(&out);

@@ -176,6 +176,13 @@ struct Landscape<'a> {
 }
 
 impl BackendTask for Landscape<'_> {
+    fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
+        match self.model {
+            ModelCfg::Mlp(c) => c.gpu.autotune,
+            ModelCfg::Rnn(_) => Default::default(),
+        }
+    }
+
     type Output = serde_json::Value;
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<serde_json::Value> {

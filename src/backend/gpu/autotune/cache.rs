@@ -311,19 +311,36 @@ impl TuneCache {
     /// Write the cache to `path` atomically (creating its directory), unless a file that is no
     /// cache is there ([`foreign`]): that is an error, and the file is left as it is. A `path`
     /// that is a symlink stays one: the file it names is the one replaced ([`save_target`]).
+    ///
+    /// The save merges: under an exclusive lock on the file's directory, the entries the file
+    /// holds now are read again and this cache's written over them, so that processes tuning
+    /// other shapes at the same time (two `tune`s, a `tune` beside a run with `gpu.autotune =
+    /// "on"`) keep each other's entries; the last one saved lost the others'.
     pub fn save(&self, path: &Path) -> Result<(), AutotuneError> {
         if let Some(why) = foreign(path) {
             return Err(AutotuneError::Foreign { path: path.to_path_buf(), why });
         }
         let path = &save_target(path);
         let err = |source| AutotuneError::Write { path: path.to_path_buf(), source };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
             std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let _lock = lock_dir(dir.unwrap_or(Path::new("."))).map_err(err)?;
+        let mut merged = match inspect(path) {
+            AtPath::Foreign(why) => {
+                return Err(AutotuneError::Foreign { path: path.to_path_buf(), why })
+            }
+            AtPath::Cache(text) => TuneCache::from_json(&text).map(|(c, _)| c).unwrap_or_default(),
+            AtPath::Missing => TuneCache::default(),
+        };
+        for e in self.entries.values() {
+            merged.insert(e.clone());
         }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".tmp{}", std::process::id()));
         let tmp = PathBuf::from(tmp);
-        if let Err(e) = std::fs::write(&tmp, self.to_json()) {
+        if let Err(e) = std::fs::write(&tmp, merged.to_json()) {
             let _ = std::fs::remove_file(&tmp);
             return Err(err(e));
         }
@@ -359,6 +376,27 @@ impl TuneCache {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// An exclusive lock on directory `dir` (`flock` on its handle; released when the handle is
+/// dropped, or by the kernel if the process dies): saves of caches in one directory take turns.
+/// It adds no file beside the cache. Where directories cannot be opened or locked (Windows, a
+/// file system without locks) saves go unlocked, as they did before.
+fn lock_dir(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
+    #[cfg(unix)]
+    {
+        let Ok(handle) = std::fs::File::open(dir) else { return Ok(None) };
+        match handle.lock() {
+            Ok(()) => Ok(Some(handle)),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(None)
     }
 }
 

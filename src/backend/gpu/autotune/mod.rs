@@ -461,4 +461,6 @@ impl GpuBackend {
 }
 
 #[cfg(test)]
+mod cache_tests;
+#[cfg(test)]
 mod tests;

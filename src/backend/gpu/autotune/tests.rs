@@ -13,7 +13,7 @@ fn lavapipe() -> wgpu::Limits {
     }
 }
 
-fn device(driver_info: &str) -> DeviceKey {
+pub(super) fn device(driver_info: &str) -> DeviceKey {
     DeviceKey {
         name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
         vendor: 0x10005,
@@ -24,7 +24,7 @@ fn device(driver_info: &str) -> DeviceKey {
     }
 }
 
-fn entry(dev: &DeviceKey, g: &Gemm, choice: &str) -> Entry {
+pub(super) fn entry(dev: &DeviceKey, g: &Gemm, choice: &str) -> Entry {
     Entry {
         device: dev.clone(),
         shape: ShapeKey::of(g),
@@ -34,7 +34,7 @@ fn entry(dev: &DeviceKey, g: &Gemm, choice: &str) -> Entry {
     }
 }
 
-fn tmp(name: &str) -> PathBuf {
+pub(super) fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("batchscope-autotune-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d.join("autotune.json")

@@ -1,0 +1,44 @@
+//! The autotune cache file shared by processes: saves merge under a lock.
+
+use super::tests::{device, entry, tmp};
+use super::*;
+
+/// Saves merge: two processes that loaded the cache before either saved (two `tune`s of other
+/// shapes, a `tune` beside a run with `gpu.autotune = "on"`) keep each other's entries; each
+/// wrote what it had loaded plus its own, and the last one lost the other's. Eight threads
+/// saving at once stand in for the processes (each takes the directory's lock on its own
+/// handle, as a process does).
+#[test]
+fn concurrent_saves_keep_every_entry() {
+    let path = tmp("merge");
+    let d = device("Mesa 22.3.6");
+    let mut first = TuneCache::default();
+    first.insert(entry(&d, &Gemm::nn(1, 2, 3), "skinny"));
+    first.save(&path).expect("save");
+    // Both loaded `first`, then each tuned another shape.
+    let (mut a, mut b) = (first.clone(), first.clone());
+    a.insert(entry(&d, &Gemm::nn(4, 5, 6), "tiled"));
+    b.insert(entry(&d, &Gemm::nn(7, 8, 9), "tiled"));
+    a.save(&path).expect("save a");
+    b.save(&path).expect("save b");
+    assert_eq!(TuneCache::load(&path).cache.len(), 3, "a's entry survives b's save");
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let (path, d) = (path.clone(), d.clone());
+            std::thread::spawn(move || {
+                let mut c = TuneCache::default();
+                c.insert(entry(&d, &Gemm::nn(100 + i, 2, 3), "tiled"));
+                c.save(&path).expect("save");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let loaded = TuneCache::load(&path);
+    assert!(loaded.warning.is_none(), "{:?}", loaded.warning);
+    assert_eq!(loaded.cache.len(), 3 + 8);
+    let dir = path.parent().expect("parent");
+    assert_eq!(std::fs::read_dir(dir).expect("dir").count(), 1, "no lock or temporary file is left");
+    let _ = std::fs::remove_dir_all(dir);
+}
