@@ -57,6 +57,26 @@ fn time_to_target_rows_carry_the_learning_rate_their_runs_used() {
         assert!(first.contains(&format!("\"lr\":{lr},")), "B = {batch}: lr {lr} not in metrics.jsonl");
         assert_eq!(summary["rows"][i]["lr"].to_string(), *lr, "summary.json's row {i}");
     }
+    // With momentum μ each rate is ε_opt(B)·(1 − μ), the momentum rate whose steady step is
+    // the SGD step ε_opt(B) (ε_opt(B) itself made every step 10× the optimum at μ = 0.9).
+    let out = d.join("ttt-momentum");
+    let set = ["--set", "train.optimizer=\"momentum\"", "--set", "train.momentum=0.9"];
+    let mut args =
+        vec!["time-to-target", "--config", s(&cfg), "--backend", "cpu", "--quiet", "--out", s(&out)];
+    args.extend_from_slice(&set);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ε_opt(B) · (1 − μ)"), "the rule is said: {}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    let (b_noise, eps_max) = (summary["b_noise"].as_f64(), summary["eps_max"].as_f64());
+    let (b_noise, eps_max) = (b_noise.expect("b_noise"), eps_max.expect("eps_max"));
+    for row in summary["rows"].as_array().expect("rows") {
+        let (batch, lr) = (row["batch"].as_f64().expect("batch"), row["lr"].as_f64().expect("lr"));
+        let want = eps_max / (1.0 + b_noise / batch) * (1.0 - 0.9f32 as f64);
+        assert!((lr - want).abs() <= 1e-6 * want, "B = {batch}: lr {lr}, ε_opt(B)·(1 − μ) = {want}");
+    }
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -103,6 +123,49 @@ fn rnn_settings_are_written_as_config_toml_writes_them() {
         "NaN" => assert!(json_radius.is_null()),
         "inf" => assert!(json_radius.is_null()),
         other => panic!("a diverged W's radius is not finite: {other}"),
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// sweep's `by_policy` gives each policy at the run's settings: its knee at
+/// `sweep.knee_fraction` is the run's own pick (it said knee:0.9 whatever the fraction, beside a
+/// `chosen_batch` of the configured knee), and a `--policy Knee` spelling is that knee too.
+#[test]
+fn sweep_by_policy_agrees_with_the_chosen_batch() {
+    let d = tmpdir("by-policy");
+    let cfg = d.join("tiny.toml");
+    std::fs::write(&cfg, common::tiny_config(1, 16, 2)).expect("config");
+    for (i, policy) in ["knee", "Knee"].iter().enumerate() {
+        let out = d.join(format!("sweep{i}"));
+        let args = [
+            "sweep",
+            "--config",
+            s(&cfg),
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--policy",
+            policy,
+            "--set",
+            "sweep.knee_fraction=0.5",
+            "--out",
+            s(&out),
+        ];
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+                .expect("json");
+        assert_eq!(summary["policy"], "knee:0.5", "--policy {policy}");
+        let knee = summary["by_policy"]
+            .as_array()
+            .expect("by_policy")
+            .iter()
+            .find(|p| p["policy"].as_str().is_some_and(|p| p.starts_with("knee")))
+            .expect("a knee row")
+            .clone();
+        assert_eq!(knee["policy"], "knee:0.5");
+        assert_eq!(knee["batch"], summary["chosen_batch"], "{summary}");
     }
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -48,12 +48,22 @@ pub fn sweep(
     let knee_b = knee(&points, cfg.sweep.knee_min_gain);
     let rows: Vec<Vec<Cell>> = report.rows.iter().map(row_cells).collect();
     write_csv(&dir.join("sweep.csv"), &SWEEP_HEADER, &rows)?;
-    let by_policy: Vec<serde_json::Value> = ["max_throughput", "knee", "largest_fit"]
+    // Each policy at this run's settings (`knee` at `sweep.knee_fraction`, as the run's own
+    // `knee` is; it said 0.9 whatever the fraction), and the run's policy when it is another
+    // (`time_to_target:B`, a `knee:F` of its own).
+    let mut policies = vec![
+        Policy::MaxThroughput,
+        Policy::Knee { fraction: cfg.sweep.knee_fraction },
+        Policy::LargestFit,
+    ];
+    if !policies.iter().any(|p| p.to_string() == policy.to_string()) {
+        policies.push(policy.clone());
+    }
+    let by_policy: Vec<serde_json::Value> = policies
         .iter()
-        .filter_map(|p| {
-            let pol: Policy = p.parse().ok()?;
-            let c = choose(&pol, &points).ok()?;
-            Some(serde_json::json!({"policy": p, "batch": c.batch, "examples_per_s": c.examples_per_s, "reason": c.reason}))
+        .filter_map(|pol| {
+            let c = choose(pol, &points).ok()?;
+            Some(serde_json::json!({"policy": pol.to_string(), "batch": c.batch, "examples_per_s": c.examples_per_s, "reason": c.reason}))
         })
         .collect();
     let summary = serde_json::json!({

@@ -98,8 +98,15 @@ impl SweepPolicy {
 impl std::str::FromStr for SweepPolicy {
     type Err = String;
 
+    /// Spelled as [`Policy`] reads names (case, `-` for `_` and spaces around the parts
+    /// ignored): `Knee` is `sweep.knee_fraction`'s knee as `knee` is (it was knee:0.9).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
+        let name = |n: &str| n.trim().to_ascii_lowercase().replace('-', "_");
+        let key = match s.split_once(':') {
+            Some((n, a)) => format!("{}:{}", name(n), a.trim().to_ascii_lowercase()),
+            None => name(s),
+        };
+        match key.as_str() {
             "knee" => Ok(SweepPolicy::Knee),
             Self::TIME_TO_TARGET_AUTO => Ok(SweepPolicy::TimeToTargetAuto),
             _ => match s.parse::<Policy>() {

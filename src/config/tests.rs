@@ -171,6 +171,14 @@ fn sweep_policy_is_parsed_at_load_and_written_back_as_given() {
         assert!(c.to_toml().contains(&format!("policy = \"{text}\"")), "{text}: {}", c.to_toml());
         assert_eq!(Config::from_toml(&c.to_toml(), "again").unwrap(), c);
     }
+    // Any spelling Policy reads is the same policy: `Knee` was knee:0.9 whatever the fraction.
+    for (text, resolved) in
+        [("Knee", Some(Policy::Knee { fraction: 0.75 })), (" Time-To-Target : AUTO", None)]
+    {
+        let toml = format!("[sweep]\npolicy = \"{text}\"\nknee_fraction = 0.75\n");
+        let c = Config::from_toml(&toml, "t").unwrap();
+        assert_eq!(c.sweep.policy.resolve(c.sweep.knee_fraction), resolved, "{text}");
+    }
     let e = Config::load(None, &["sweep.policy=fastest".into()]).unwrap_err().to_string();
     assert!(e.contains("sweep.policy") && e.contains("fastest"), "{e}");
     assert!(e.contains("time_to_target:auto"), "the sweep's own policy is listed: {e}");

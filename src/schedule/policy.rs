@@ -82,13 +82,14 @@ pub fn choose(policy: &Policy, points: &[SweepPoint]) -> Result<Choice, PolicyEr
             choice(
                 p,
                 format!(
-                    "knee: B={} is the smallest batch reaching {:.0} % of the best throughput \
-                     ({:.0} of {:.0} examples/s at B={})",
+                    "knee: B={} is the smallest batch reaching {} % of the best throughput \
+                     ({:.0} of {:.0} examples/s at B={}: {:.2} %)",
                     p.batch,
-                    fraction * 100.0,
+                    percent_as_given(fraction),
                     p.examples_per_s,
                     best.examples_per_s,
-                    best.batch
+                    best.batch,
+                    100.0 * p.examples_per_s / best.examples_per_s
                 ),
             )
         }
@@ -139,6 +140,12 @@ pub fn choose(policy: &Policy, points: &[SweepPoint]) -> Result<Choice, PolicyEr
     })
 }
 
+/// `fraction` as a percent with the digits it was given (0.996 is 99.6, not a rounded 100).
+fn percent_as_given(fraction: f64) -> String {
+    let text = format!("{:.6}", fraction * 100.0);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +185,11 @@ mod tests {
         assert_eq!(choose(&Policy::Knee { fraction: 0.7 }, &pts).unwrap().batch, 8);
         assert_eq!(choose(&Policy::Knee { fraction: 1.0 }, &pts).unwrap().batch, 32);
         assert_eq!(choose(&Policy::Knee { fraction: 0.95 }, &pts).unwrap().batch, 32);
+        // The rule as given, and what the pick reached: 0.945 said "reaching 94 %" (rounded),
+        // and 0.9999 "reaching 100 %" of a pick at 99.8 %.
+        let c = choose(&Policy::Knee { fraction: 0.945 }, &pts).unwrap();
+        assert_eq!(c.batch, 16);
+        assert!(c.reason.contains("reaching 94.5 %") && c.reason.contains("94.74 %"), "{}", c.reason);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::powers_of_two;
 use crate::backend::{BackendError, BackendKind, Gemm};
 use crate::config::Config;
 use crate::model::{LossKind, Mlp, Precision, Targets};
+use crate::report::table::fmt_sig;
 use crate::stats::median;
 use crate::telemetry::sampler::{UtilMonitor, UtilSummary, THROTTLED_BELOW};
 use crate::train::{Clip, Optimizer, TrainState};
@@ -375,10 +376,11 @@ pub fn run_sweep_monitored<B: Timed>(
 
 /// Seconds that `steps` steps at `batch` are predicted to take from the last measured row: a
 /// step at 2B takes at most about twice as long as at B, so 2^j B past it predicts 2^j its
-/// slowest step (every skipped batch size after it is priced from it, not from its neighbour).
+/// median step (each skipped size after it is priced from it); the slowest step, preempted by
+/// another process (700× the median), priced every later size past the budget.
 fn predicted_seconds(last: &SweepRow, batch: usize, steps: f64) -> f64 {
     let growth = batch as f64 / last.batch.max(1) as f64;
-    growth * last.ms_max * 1e-3 * steps
+    growth * last.ms_per_step_median * 1e-3 * steps
 }
 
 /// [`run_sweep_monitored`] against `peak` (GFLOP/s, where it came from) when given, else
@@ -414,8 +416,9 @@ pub fn run_sweep_at_peak<B: Timed>(
                 // The memory model costs nothing: the row keeps its prediction (it read 0).
                 row.bytes_predicted = estimate_for(cfg, batch).map_or(0, |e| e.total_bytes);
                 row.skipped = Some(format!(
-                    "sweep.time_budget_s = {budget} s: predicted {predicted:.1} s, {:.1} s left",
-                    left.max(0.0)
+                    "sweep.time_budget_s = {budget} s: predicted {} s, {} s left",
+                    fmt_sig(predicted, 2),
+                    fmt_sig(left.max(0.0), 2)
                 ));
                 on_row(&row);
                 rows.push(row);
@@ -482,13 +485,13 @@ mod tests {
         assert!(full.rows.iter().all(|r| !r.throttled));
     }
 
-    /// Every batch size skipped past the budget is priced from the last measured one: 4 ms
-    /// steps at B = 64, 10 steps, predict 0.08 s at 128 and 0.32 s at 512 (each skipped row
-    /// said 0.08 s, whatever its B).
+    /// Every batch size skipped past the budget is priced from the last measured one's median:
+    /// 4 ms steps at B = 64 (one preempted at 2.8 s), 10 steps, predict 0.08 s at 128 and 0.32 s
+    /// at 512 (each skipped row said 0.08 s, whatever its B; then the slowest step priced them).
     #[test]
     fn skipped_batch_sizes_are_priced_by_their_distance_from_the_last_measured() {
         let mut last = unmeasured_row(&CpuBackend::new(), 64);
-        last.ms_max = 4.0;
+        (last.ms_per_step_median, last.ms_max) = (4.0, 2800.0);
         let at = |batch| predicted_seconds(&last, batch, 10.0);
         assert!((at(128) - 0.08).abs() < 1e-12, "{}", at(128));
         assert!((at(512) - 0.32).abs() < 1e-12, "{}", at(512));
