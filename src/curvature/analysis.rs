@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::batches::{batch_sample, batch_spreads, BatchSample};
+use super::batches::{batch_sample, batch_spreads, BatchSample, WholeSet};
 use super::budget::{budget_examples, budget_note, CURVATURE_WORK_BUDGET};
 use super::hvp::HvpOptions;
 use super::linear_reference::linear_reference;
@@ -213,19 +213,16 @@ pub fn run_curvature<B: Backend>(
 
     // ---- random batches ------------------------------------------------------------------------
     let mut samples = Vec::new();
+    let whole = WholeSet {
+        grad: &g,
+        newton: newton.as_deref(),
+        trace_seed: hopts.seed,
+        trace_samples: trace.samples,
+    };
     for &size in &opts.batches {
         note(format!("{} random batches of {size}", opts.repeats));
         for r in 0..opts.repeats {
-            samples.push(batch_sample(
-                b,
-                &mlp,
-                op.params(),
-                &data,
-                (&g, newton.as_deref()),
-                size,
-                r,
-                opts,
-            )?);
+            samples.push(batch_sample(b, &mlp, op.params(), &data, &whole, size, r, opts)?);
         }
     }
     let spreads = batch_spreads(&samples, lambda_max, trace.trace);

@@ -33,6 +33,19 @@ pub struct BatchSample {
     pub newton_rel_error: Option<f64>,
 }
 
+/// What the batches are held against: the whole set's gradient, its Newton direction (positive
+/// definite Hessians only), and the probes its Hutchinson trace used.
+pub(super) struct WholeSet<'a> {
+    pub grad: &'a [f32],
+    pub newton: Option<&'a [f32]>,
+    /// Seed and count of the whole set's trace probes: a batch's trace uses the same probes
+    /// (common random numbers), so that its difference from the whole set's is the batch's,
+    /// not two estimators' noise (independent probes put a floor of several % under it: a batch
+    /// of every example differed by 6 %).
+    pub trace_seed: u64,
+    pub trace_samples: usize,
+}
+
 /// Spread of the estimates over the random batches of one size.
 #[derive(Clone, Debug, Serialize)]
 pub struct BatchSpread {
@@ -61,7 +74,7 @@ pub(super) fn batch_sample<B: Backend>(
     mlp: &Mlp,
     params: &ParamSet<B>,
     data: &Dataset,
-    (g_full, newton_full): (&[f32], Option<&[f32]>),
+    whole: &WholeSet<'_>,
     size: usize,
     repeat: usize,
     opts: &CurvatureOptions,
@@ -77,6 +90,7 @@ pub(super) fn batch_sample<B: Backend>(
     let mut op =
         HvpOperator::new(b, mlp.clone(), p, &sub, HvpOptions::for_budget(mlp, CHUNK_BUDGET_BYTES))?;
     let (_, g) = op.gradient()?;
+    let (g_full, newton_full) = (whole.grad, whole.newton);
     let diff: Vec<f32> = g.iter().zip(g_full).map(|(a, c)| a - c).collect();
     // λmax: a short Lanczos run brackets the spectrum, the power iteration shifted by its λmin
     // refines the top (as for the whole set).
@@ -88,10 +102,10 @@ pub(super) fn batch_sample<B: Backend>(
     let p = max_by_power(&mut op, lo, &popts)?;
     let lambda_max = if p.converged { p.eigenvalue.max(hi) } else { hi };
     let hopts = HutchinsonOptions {
-        min_samples: 8,
-        max_samples: opts.trace_samples.max(2),
-        rel_tol: opts.trace_tol,
-        seed: seed.wrapping_add(2),
+        min_samples: whole.trace_samples,
+        max_samples: whole.trace_samples,
+        rel_tol: 0.0,
+        seed: whole.trace_seed,
     };
     let trace = hutchinson_trace(&mut op, &hopts)?;
     let newton_rel_error = match newton_full {

@@ -95,8 +95,10 @@ fn render_events(title: &str, x_label: &str, panels: &[EventPanel]) -> Result<St
                 .build_cartesian_2d(x0..x1, y0..y1)
                 .map_err(err)?;
             let log = p.log_y;
-            let fy = move |v: &f64| SHORT.format(if log { 10f64.powf(*v) } else { *v });
-            let fx = |v: &f64| SHORT.format(*v);
+            let yf = short_for(log, y0, y1);
+            let fy = move |v: &f64| yf.format(if log { 10f64.powf(*v) } else { *v });
+            let xf = SHORT.for_range(x0, x1);
+            let fx = move |v: &f64| xf.format(*v);
             chart
                 .configure_mesh()
                 .x_desc(x_label)
@@ -173,6 +175,20 @@ fn render_events(title: &str, x_label: &str, panels: &[EventPanel]) -> Result<St
 }
 
 /// A dashed horizontal line at `y` from `x0` to `x1` as 60 segments.
+/// SHORT tick labels with the digits that tell apart ticks over `[lo, hi]` (plotted
+/// coordinates: log10 of the values when `log`): a gradient norm of 6.7e8 ± 0.1 % had ten
+/// ticks all written `6.7e8`.
+pub(crate) fn short_for(log: bool, lo: f64, hi: f64) -> TickFormat {
+    match log {
+        false => SHORT.for_range(lo, hi),
+        true => {
+            let values: Vec<f64> =
+                (0..=10).map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / 10.0)).collect();
+            SHORT.to_tell_apart(&values)
+        }
+    }
+}
+
 fn dashes(x0: f64, x1: f64, y: f64) -> Vec<Vec<(f64, f64)>> {
     let n = 60;
     (0..n)

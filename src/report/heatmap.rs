@@ -176,14 +176,19 @@ fn render_heatmap(
             .y_label_area_size(72)
             .build_cartesian_2d(ex[0]..ex[ex.len() - 1], ey[0]..ey[ey.len() - 1])
             .map_err(err)?;
-        let fmt = |v: &f64| TickFormat::SHORT.format(*v);
+        let (xf, yf) = (
+            TickFormat::SHORT.for_range(ex[0], ex[ex.len() - 1]),
+            TickFormat::SHORT.for_range(ey[0], ey[ey.len() - 1]),
+        );
+        let fmt = move |v: &f64| xf.format(*v);
+        let fmt_y = move |v: &f64| yf.format(*v);
         chart
             .configure_mesh()
             .disable_mesh()
             .x_desc(spec.x_label.as_str())
             .y_desc(spec.y_label.as_str())
             .x_label_formatter(&fmt)
-            .y_label_formatter(&fmt)
+            .y_label_formatter(&fmt_y)
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 16))
             .draw()
@@ -240,7 +245,8 @@ fn draw_colorbar(
         .build_cartesian_2d(0.0..1.0, lo..hi)
         .map_err(err)?;
     let log = spec.log_z;
-    let fy = move |v: &f64| TickFormat::SHORT.format(if log { 10f64.powf(*v) } else { *v });
+    let zf = crate::report::events::short_for(log, lo, hi);
+    let fy = move |v: &f64| zf.format(if log { 10f64.powf(*v) } else { *v });
     chart
         .configure_mesh()
         .disable_mesh()

@@ -161,7 +161,7 @@ fn unmeasured_row<B: Timed>(b: &B, batch: usize) -> SweepRow {
         fraction_of_peak: f64::NAN,
         host_overhead_ms: f64::NAN,
         bytes_predicted: 0,
-        timing: "host",
+        timing: "none",
         skipped: None,
         util: None,
         throttled: false,

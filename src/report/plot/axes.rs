@@ -89,6 +89,8 @@ pub(crate) struct Axis {
     pub(crate) hi: f64,
     ticks: Vec<f64>,
     minor: Vec<f64>,
+    /// Tick labels with the digits that tell this axis's ticks apart.
+    format: TickFormat,
 }
 
 impl Axis {
@@ -106,12 +108,20 @@ impl Axis {
         // (±1e308) sit at the axis ends instead of making the axis ±inf.
         (lo, hi) = (lo.clamp(-AXIS_LIMIT, AXIS_LIMIT), hi.clamp(-AXIS_LIMIT, AXIS_LIMIT));
         if hi - lo <= f64::EPSILON * (lo.abs() + hi.abs()).max(1e-300) {
-            let half = match scale {
-                Scale::Linear => (lo.abs() * 0.05).max(0.5),
-                _ => 0.5,
-            };
-            lo -= half;
-            hi += half;
+            // One value: 5 % either side of it (0 to 1 for a zero), not ±0.5, which drew a
+            // single 0-1 error of 0.1 on an axis from −0.4 to 0.6.
+            match scale {
+                Scale::Linear if lo == 0.0 => hi = 1.0,
+                Scale::Linear => {
+                    let half = lo.abs() * 0.05;
+                    lo -= half;
+                    hi += half;
+                }
+                _ => {
+                    lo -= 0.5;
+                    hi += 0.5;
+                }
+            }
         }
         let pad = match scale {
             Scale::Linear => 0.04 * (hi - lo),
@@ -124,13 +134,21 @@ impl Axis {
             (lo - pad, hi + pad)
         };
         let (ticks, minor) = ticks(scale, lo, hi);
-        Axis { scale, lo, hi, ticks, minor }
+        let format = match scale {
+            Scale::Linear => TickFormat::FINE.to_tell_apart(&ticks),
+            Scale::Log10 => {
+                let values: Vec<f64> = ticks.iter().map(|t| 10f64.powf(*t)).collect();
+                TickFormat::FINE.to_tell_apart(&values)
+            }
+            Scale::Log2 => TickFormat::FINE,
+        };
+        Axis { scale, lo, hi, ticks, minor, format }
     }
 
     pub(crate) fn label(&self, t: f64) -> String {
         match self.scale {
-            Scale::Linear => TickFormat::FINE.format(t),
-            Scale::Log10 => TickFormat::FINE.format(10f64.powf(t)),
+            Scale::Linear => self.format.format(t),
+            Scale::Log10 => self.format.format(10f64.powf(t)),
             Scale::Log2 => fmt_pow2(t),
         }
     }
@@ -232,6 +250,32 @@ impl TickFormat {
     pub(crate) const SHORT: TickFormat =
         TickFormat { fixed_digits: 3, fixed_below: 1e5, exp_decimals: 1, zero_below: 1e-12 };
 
+    /// This format with more digits where it writes two of `values` alike (ticks 6.7001e8 and
+    /// 6.7002e8 were both `6.7e8`), up to 15 significant digits.
+    pub(crate) fn to_tell_apart(self, values: &[f64]) -> TickFormat {
+        let mut f = self;
+        while f.fixed_digits < 15 {
+            let labels: Vec<String> = values.iter().map(|&v| f.format(v)).collect();
+            if labels.windows(2).all(|w| w[0] != w[1]) {
+                break;
+            }
+            f.fixed_digits += 1;
+            f.exp_decimals += 1;
+        }
+        f
+    }
+
+    /// [`TickFormat::to_tell_apart`] for ticks about a tenth of `[lo, hi]` apart (the axes
+    /// plotters ticks itself).
+    pub(crate) fn for_range(self, lo: f64, hi: f64) -> TickFormat {
+        let step = (hi - lo) / 10.0;
+        if !(step.is_finite() && step > 0.0) {
+            return self;
+        }
+        let values: Vec<f64> = (0..=10).map(|i| lo + step * i as f64).collect();
+        self.to_tell_apart(&values)
+    }
+
     pub(crate) fn format(self, v: f64) -> String {
         if !v.is_finite() {
             return format!("{v}");
@@ -320,6 +364,22 @@ mod tests {
         assert_eq!(f(1e8), "1e8");
         assert_eq!(f(-3e-13), "0");
         assert_eq!(f(f64::NAN), "NaN");
+    }
+
+    /// Ticks of a narrow range far from zero get the digits that tell them apart (a gradient
+    /// norm axis of 6.7e8 ± 0.01 % had ten ticks all `6.7e8`), and a single value sits in
+    /// the middle of an axis 5 % either side of it (a 0-1 error of 0.1 spanned −0.4 to 0.6).
+    #[test]
+    fn narrow_axes_tell_their_ticks_apart_and_one_value_is_not_padded_past_its_sign() {
+        let a = Axis::fit(Scale::Linear, [6.7e8, 6.7001e8].into_iter(), false);
+        let labels: Vec<String> = a.ticks.iter().map(|&t| a.label(t)).collect();
+        assert!(labels.len() > 2 && labels.windows(2).all(|w| w[0] != w[1]), "{labels:?}");
+        let events = TickFormat::SHORT.for_range(2.99, 3.01);
+        assert_ne!(events.format(2.996), events.format(3.0));
+        let one = Axis::fit(Scale::Linear, [0.1].into_iter(), false);
+        assert!(one.lo > 0.09 && one.hi < 0.11, "{one:?}");
+        let zero = Axis::fit(Scale::Linear, [0.0].into_iter(), true);
+        assert_eq!((zero.lo, zero.hi > 1.0), (0.0, true), "{zero:?}");
     }
 
     #[test]
