@@ -1346,3 +1346,54 @@ fn a_run_killed_before_its_first_checkpoint_says_how_to_start_again() {
     assert!(d.join("again/last.safetensors").is_file());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Settings that changed nothing, found by the data audit of 2026-12-07, refused by key: a
+/// count of generated examples for npy data (the files' rows are the data), label noise and
+/// label order for a regression (it has targets), and a `depth` minibatch order (its batches
+/// are a new permutation each epoch); `noise` on npy data counts copies as one example.
+#[test]
+fn data_settings_a_run_would_ignore_are_refused() {
+    let d = tmpdir("ignored-data");
+    let (x, y) = write_npy_pair(&d);
+    let npy = npy_config(&d, &x, &y, "");
+    for (set, key) in [("data.n_train=5", "data.n_train"), ("data.n_val=3", "data.n_val")] {
+        let o = train_cpu(&npy, &["--set", set, "--out", s(&d.join("a"))]);
+        assert_clean_error(&o, &[key, "npy", "data.val_fraction"]);
+    }
+    // 40 rows, 39 of them validation: one training row, repeated, is one example.
+    let o = on_cpu("noise", &npy, &["--set", "data.val_fraction=0.975", "--set", "data.duplicates=4"]);
+    assert_clean_error(&o, &["data.duplicates = 4"]);
+    let tiny = d.join("regression.toml");
+    let text = "[model]\nhidden = [4]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\nn_train = 64\nn_val = 16\ndim = 4\n[train]\nbatch_size = 8\nsteps = 2\n";
+    std::fs::write(&tiny, text).expect("config");
+    let out_b = d.join("b");
+    let sorted = ["--set", "train.sorted_by_label=true", "--set", "train.shuffle=\"none\""];
+    for (sets, key) in [
+        (&["--set", "data.label_noise=0.2"][..], "data.label_noise"),
+        (&sorted[..], "train.sorted_by_label"),
+    ] {
+        let o = train_cpu(&tiny, &[sets, &["--out", s(&out_b)]].concat());
+        assert_clean_error(&o, &[key, "regression"]);
+    }
+    for set in ["train.shuffle=\"none\"", "train.shuffle=\"once\""] {
+        let o = run(&["depth", "--backend", "cpu", "--quiet", "--set", set, "--out", s(&d.join("c"))]);
+        assert_clean_error(&o, &["train.shuffle"]);
+    }
+    assert!(!d.join("a").exists() && !d.join("b").exists() && !d.join("c").exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A finished one-pass run cannot be extended by more steps or epochs (it ends with its pass):
+/// its resume says how it can be (it advised train.steps and train.epochs, which did nothing).
+#[test]
+fn a_finished_one_pass_run_says_how_to_extend_it() {
+    let d = tmpdir("one-pass-done");
+    let tiny = tiny_at(&d, 16);
+    let run_dir = d.join("run");
+    let o = train_cpu(&tiny, &["--set", "train.one_pass=true", "--out", s(&run_dir)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = resume_cpu(&run_dir, "train.epochs=5");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("train.one_pass=false"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -36,6 +36,9 @@ fn ignored_by_depth(cfg: &Config) -> Option<&'static str> {
         (m.curvature_every > 0, "monitor.curvature_every"),
         (m.noise_every > 0, "monitor.noise_every"),
         (cfg.data.mode != crate::config::DataMode::Resident, "data.mode"),
+        // Its minibatches are a new permutation each epoch, whatever these say.
+        (t.shuffle != d.shuffle, "train.shuffle"),
+        (t.sorted_by_label != d.sorted_by_label, "train.sorted_by_label"),
     ]
     .into_iter()
     .find_map(|(set, key)| set.then_some(key))

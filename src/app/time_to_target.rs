@@ -101,6 +101,8 @@ fn experiment<B: Profilable>(
         );
     }
     let mut rows = Vec::new();
+    // The rows a run trains on (an npy file's split, not data.n_train, which npy data ignores).
+    let training_rows = crate::data::resolve::training_rows(cfg)?;
     for (batch, pred) in curve {
         let ms =
             points.iter().find(|p| p.batch == batch).map(|p| p.ms_per_step_median).unwrap_or(f64::NAN);
@@ -124,7 +126,7 @@ fn experiment<B: Profilable>(
             measured_rel: None,
             note: String::new(),
         };
-        if (batch as u64) > c.data.n_train {
+        if (batch as u64) > training_rows {
             row.note = "batch larger than the training set".into();
             rows.push(row);
             continue;

@@ -328,6 +328,21 @@ impl Config {
             ));
         }
         self.data_key_of_another_kind(&bad)?;
+        // A regression has targets, not labels: nothing for these to corrupt or sort by.
+        if self.model.loss == LossKind::Mse {
+            if d.label_noise != 0.0 {
+                return Err(bad(
+                    "data.label_noise",
+                    "replaces class labels; a regression (model.loss = \"mse\") has targets, which it leaves as they are".into(),
+                ));
+            }
+            if t.sorted_by_label {
+                return Err(bad(
+                    "train.sorted_by_label",
+                    "orders examples by class label; a regression (model.loss = \"mse\") has none, and kept the data's order".into(),
+                ));
+            }
+        }
         if let (LossKind::Mse, Some(key)) = (self.model.loss, self.val_error_user()) {
             return Err(bad(
                 key,
@@ -340,6 +355,18 @@ impl Config {
                     "data.label_noise",
                     "corrupts synthetic labels; npy labels are used as the file holds them".into(),
                 ));
+            }
+            // The files' rows are the data, split by data.val_fraction: a count changed nothing.
+            let def = super::DataConfig::default();
+            for (key, set) in
+                [("data.n_train", d.n_train != def.n_train), ("data.n_val", d.n_val != def.n_val)]
+            {
+                if set {
+                    return Err(bad(
+                        key,
+                        "counts generated examples; data.kind = \"npy\" trains on the files' rows, split by data.val_fraction".into(),
+                    ));
+                }
             }
             return Ok(());
         }

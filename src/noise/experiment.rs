@@ -140,11 +140,10 @@ pub fn measure_with<B: Backend>(
     let model = Mlp::new(cfg.mlp_spec())?;
     let (train, _) = crate::data::build_resident(&cfg.data, cfg.data_outputs())?;
     let n_total = train.n;
-    // Synthetic example i is distinct example i / duplicates.
-    let distinct = match cfg.data.kind {
-        crate::config::DataKind::Npy => n_total,
-        _ => n_total.div_ceil(cfg.data.duplicates.max(1)),
-    };
+    // Example i is distinct example i / duplicates (synthetic and .npy rows alike: each npy
+    // training row is repeated data.duplicates times; copies counted as distinct let a file of
+    // one training row through, to a noise scale of 0).
+    let distinct = n_total.div_ceil(cfg.data.duplicates.max(1));
     if distinct < 2 {
         // Size 1 alone (or one example repeated): errors of exactly 0, a NaN slope, an
         // infinite error reduction and B_noise = 0, with exit 0.

@@ -14,7 +14,7 @@ domain_error! {
         #[error("training diverged: after step {step} {what}")]
         NonFinite { step: u64, what: String },
         /// `--resume` of a run that has no steps left under its config.
-        #[error("the run is already complete at step {step} ({reason}); give more train.steps, train.epochs or train.max_seconds with --set to extend it")]
-        AlreadyComplete { step: u64, reason: String },
+        #[error("the run is already complete at step {step} ({reason}); {remedy}")]
+        AlreadyComplete { step: u64, reason: String, remedy: String },
     }
 }

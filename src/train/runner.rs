@@ -118,13 +118,19 @@ pub fn run_train_ranks<'a, B: Backend>(
             Some(dp)
         }
     };
+    // A one-pass run ends with its pass whatever its steps, epochs and time say.
+    let remedy = match cfg.train.one_pass {
+        true => "a one-pass run ends with its pass: --set train.one_pass=false (and train.epochs) trains it on over the same data",
+        false => "give more train.steps, train.epochs or train.max_seconds with --set to extend it",
+    };
     if opts.resume && !plan.has_steps_after(&prog) {
-        return Err(TrainError::AlreadyComplete { step: prog.step, reason: plan.end_reason(&prog) });
+        let reason = plan.end_reason(&prog);
+        return Err(TrainError::AlreadyComplete { step: prog.step, reason, remedy: remedy.into() });
     }
     let most = cfg.train.max_seconds;
     if opts.resume && most > 0.0 && prog.elapsed_s >= most {
         let reason = format!("reached train.max_seconds = {most} ({:.3} s trained)", prog.elapsed_s);
-        return Err(TrainError::AlreadyComplete { step: prog.step, reason });
+        return Err(TrainError::AlreadyComplete { step: prog.step, reason, remedy: remedy.into() });
     }
     let metrics = if root { Some(ckpt.open_metrics(opts, &prog)?) } else { None };
     if root && opts.resume {
