@@ -42,7 +42,9 @@ impl From<BackendChoice> for Choice {
 /// Options shared by the commands that run a model.
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// TOML config (the embedded configs/default.toml when omitted).
+    /// TOML config (when omitted, the command's embedded default: configs/default.toml; rnn
+    /// configs/long_term.toml, depth configs/deep_tanh.toml, landscape configs/landscape.toml,
+    /// time-to-target configs/time_to_target.toml).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Override a config value: `--set train.lr=0.1` (repeatable).
@@ -108,14 +110,8 @@ impl Common {
     /// `--precision` checked: no value twice, and a list only where `list_ok` (the sweep).
     pub fn precisions(&self, command: &str, list_ok: bool) -> Result<&[String], String> {
         let p = &self.precision;
-        if command == "rnn" && !p.is_empty() {
-            return Err(format!(
-                "--precision {}: `rnn` trains its recurrent network in f32 only (its config has no \
-                 model.precision)",
-                p.join(",")
-            ));
-        }
         let f32_only = match command {
+            "rnn" => Some("trains its recurrent network in f32 only"),
             "depth" => Some("measures the per-layer norms of the f32 step only"),
             "curvature" => Some("measures the Hessian of the f32 loss only"),
             "noise" => Some("measures gradient noise of the f32 loss only"),
@@ -200,7 +196,8 @@ pub enum Command {
     Tune {
         #[command(flatten)]
         common: Common,
-        /// Batch sizes whose step shapes are tuned (default 1,64,4096).
+        /// Batch sizes whose step shapes are tuned (default 1,64,4096; 1,64 on a software
+        /// adapter).
         #[arg(long = "batch-sizes", value_delimiter = ',', value_name = "N,N,...")]
         batch_sizes: Vec<usize>,
     },
@@ -378,7 +375,8 @@ pub struct CurvatureArgs {
     /// Analyse these weights (safetensors) instead of the config's initialization.
     #[arg(long, value_name = "CKPT.safetensors")]
     pub checkpoint: Option<PathBuf>,
-    /// Average the loss over the first N training examples (default: all of them).
+    /// Average the loss over the first N training examples (default: as many as a work budget
+    /// of 2^28 parameters × examples per Hessian-vector product allows, at most all of them).
     #[arg(long, value_name = "N")]
     pub examples: Option<usize>,
     /// Also estimate λmax, the trace and the gradient on random batches of N examples and report

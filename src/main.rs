@@ -257,7 +257,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Curvature { on, args } => {
             app::curvature::curvature(&on.run_args(), on.backend(), &args.options(!on.common.quiet))
         }
-        Command::Rnn { on } => app::rnn::rnn(&on.run_args(), on.backend()),
+        Command::Rnn { on } => {
+            // `--precision f32` is what rnn runs (checked above); its config has no
+            // model.precision to set.
+            let mut args = on.run_args();
+            args.set.retain(|s| !(on.common.precision.len() == 1 && *s == "model.precision=\"f32\""));
+            app::rnn::rnn(&args, on.backend())
+        }
         Command::Depth { on } => app::depth::depth(&on.run_args(), on.backend()),
         Command::Landscape { on, checkpoint } => {
             app::landscape::landscape(&on.run_args(), on.backend(), checkpoint)

@@ -1397,3 +1397,21 @@ fn a_finished_one_pass_run_says_how_to_extend_it() {
     assert!(stderr(&o).contains("train.one_pass=false"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Found by the README audit of 2026-12-07: an f32 setting past f32's range given by `--set`
+/// names the `--set` (it was blamed on the config file, the embedded default included), and
+/// `rnn --precision f32`, what rnn runs, is taken (every value was refused).
+#[test]
+fn an_f32_overflow_names_its_set_and_rnn_takes_precision_f32() {
+    let d = tmpdir("overflow-set");
+    let tiny = tiny_at(&d, 16);
+    let o = train_cpu(&tiny, &["--set", "train.lr=1e39", "--out", s(&d.join("a"))]);
+    assert_clean_error(&o, &["`train.lr`", "1e39", "given by --set train.lr"]);
+    let args = ["rnn", "--backend", "cpu", "--quiet", "--precision", "f32", "--set", "train.steps=2"];
+    let o = run(&[&args[..], &["--out", s(&d.join("rnn"))]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o =
+        run(&["rnn", "--backend", "cpu", "--quiet", "--precision", "f16", "--out", s(&d.join("r16"))]);
+    assert_clean_error(&o, &["--precision f16", "f32 only"]);
+    let _ = std::fs::remove_dir_all(&d);
+}

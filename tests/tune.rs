@@ -280,3 +280,30 @@ fn every_gpu_command_honours_gpu_autotune() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// On a software adapter (lavapipe here) `tune` with no `--batch-sizes` tunes 1 and 64, and
+/// says so: 4096's shapes took it past five minutes on two cores, and a tune stopped then kept
+/// nothing (the cache is now saved shape by shape).
+#[test]
+fn tune_defaults_on_a_software_adapter_are_small() {
+    let d = tmpdir("tune-software-defaults");
+    let cfg = d.join("tiny.toml");
+    std::fs::write(&cfg, common::tiny_config(1, 2, 1)).expect("config");
+    let cache = d.join("cache.json");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_batchscope"));
+    c.env("BATCHSCOPE_AUTOTUNE_CACHE", &cache).args(["tune", "--quiet", "--config"]).arg(&cfg);
+    let o = c.output().expect("run batchscope tune");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    let gpu = GpuBackend::new(None).expect("a GPU adapter (lavapipe in CI)");
+    let software = gpu.adapter().device_type == format!("{:?}", wgpu::DeviceType::Cpu);
+    drop(gpu);
+    if software {
+        assert!(err.contains("software adapter") && err.contains("1,64"), "{err}");
+        assert!(out.contains("batch sizes [1, 64]"), "{out}");
+    } else {
+        assert!(out.contains("batch sizes [1, 64, 4096]"), "a hardware adapter's defaults: {out}");
+    }
+    assert!(!TuneCache::load(&cache).cache.is_empty());
+    let _ = std::fs::remove_dir_all(&d);
+}

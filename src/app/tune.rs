@@ -23,6 +23,10 @@ use crate::schedule::admit;
 /// Batch sizes tuned when none is given (those `batchscope profile` measures).
 pub const DEFAULT_BATCHES: [usize; 3] = [1, 64, 4096];
 
+/// Batch sizes tuned when none is given on a software adapter (lavapipe), where B = 4096's
+/// shapes take minutes each: the defaults took past 5 minutes on two cores.
+pub const SOFTWARE_DEFAULT_BATCHES: [usize; 2] = [1, 64];
+
 /// Columns of `tune.csv`: one row per (shape, candidate).
 pub const CSV_HEADER: [&str; 11] =
     ["shape", "m", "n", "k", "trans_a", "trans_b", "candidate", "ms", "gflops", "chosen", "verified"];
@@ -30,7 +34,6 @@ pub const CSV_HEADER: [&str; 11] =
 /// `batchscope tune`.
 pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
     let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
-    let batches = if batches.is_empty() { DEFAULT_BATCHES.to_vec() } else { batches.to_vec() };
     if let Some(b) = batches.iter().find(|&&b| b == 0) {
         anyhow::bail!("--batch-sizes {b}: a batch size must be ≥ 1");
     }
@@ -54,6 +57,17 @@ pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
         }
     }
     let gpu = open_gpu(args.adapter.as_deref())?;
+    let batches = match (batches.is_empty(), is_software(&gpu)) {
+        (false, _) => batches.to_vec(),
+        (true, false) => DEFAULT_BATCHES.to_vec(),
+        (true, true) => {
+            eprintln!(
+                "notice: {} is a software adapter: tuning batch sizes 1,64 (4096's shapes take minutes each here; --batch-sizes to choose)",
+                gpu.device_name()
+            );
+            SOFTWARE_DEFAULT_BATCHES.to_vec()
+        }
+    };
     // Keep the other shapes' entries: load the existing cache (a corrupt one warns, rebuilt).
     gpu.set_autotune(AutotuneMode::Cached);
     let shapes = step_shapes(&cfg, &batches);
@@ -75,6 +89,8 @@ pub fn tune(args: &RunArgs, batches: &[usize]) -> anyhow::Result<()> {
         let r = r.with_context(|| format!("tuning {}", key.label()))?;
         print!("{}", table(&r));
         results.push(r);
+        // Saved (merged) shape by shape: a tune stopped part way keeps what it measured.
+        gpu.save_autotune()?;
     }
     if let Some(r) = results.first() {
         println!("timing: {}", clock_note(r.method, is_software(&gpu)));

@@ -210,15 +210,10 @@ fn deserialize_at<T: DeserializeOwned + Serialize>(
     if let Ok(toml::Value::Table(narrowed)) = toml::Value::try_from(&typed) {
         let mut path: Vec<String> = section_path(section);
         if let Some((keys, value)) = overflowed_f32(&table, &narrowed, &mut path) {
-            let mut message = format!(
-                "`{}`: {value:e} is past the largest value an f32 setting holds ({:e})",
-                keys.join("."),
-                f32::MAX
-            );
-            if let Some(line) = source_map::locate(origin, &keys) {
-                message.push_str(&format!(" (line {line})"));
-            }
-            return Err(ConfigError::Parse { origin: origin.to_string(), message });
+            // Named by its line, or by the --set that gave it (it was blamed on the file).
+            let message =
+                format!("{value:e} is past the largest value an f32 setting holds ({:e})", f32::MAX);
+            return Err(located(origin, "", keys, message));
         }
     }
     Ok(typed)
