@@ -1415,3 +1415,17 @@ fn an_f32_overflow_names_its_set_and_rnn_takes_precision_f32() {
     assert_clean_error(&o, &["--precision f16", "f32 only"]);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `depth` runs every variant on one backend in one autotune mode: a variant's own
+/// `gpu.autotune` was written to config.toml and never applied (review of 2026-12-07).
+#[test]
+fn depth_refuses_a_variant_autotune_mode() {
+    let d = tmpdir("depth-variant-autotune");
+    let cfg = d.join("depth.toml");
+    let text = "[depth]\nlayers = 3\nwidth = 4\n[data]\nn_train = 64\nn_val = 16\ndim = 4\nclasses = 3\n[train]\nbatch_size = 16\nsteps = 2\n[[variant]]\nname = \"a\"\nset = []\n[[variant]]\nname = \"b\"\nset = [\"gpu.autotune=\\\"on\\\"\"]\n";
+    std::fs::write(&cfg, text).expect("config");
+    let o = on_cpu("depth", &cfg, &["--out", s(&d.join("run"))]);
+    assert_clean_error(&o, &["[[variant]] b", "gpu.autotune", "outside [[variant]]"]);
+    assert!(!d.join("run").exists());
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -298,6 +298,26 @@ fn max_seconds_is_refused_on_every_rank() {
     assert!(!out.exists(), "a run directory was created");
 }
 
+/// The curvature monitor's R-operator pass is whole-batch, one process's: with ranks it never
+/// ran, and every monitored line said gᵀHg = 0 and a predicted ΔL of 0.
+#[test]
+fn the_curvature_monitor_is_refused_with_ranks() {
+    let d = tmpdir("monitor-ranks");
+    let c = config(&d, SMALL);
+    let out = d.join("run");
+    let args =
+        ["--config", &c, "--set", "monitor.curvature_every=2", "--out", out.to_str().expect("utf-8")];
+    let o = two_ranks(&args).output().expect("mpirun");
+    let out_text = text(&o);
+    assert!(!o.status.success(), "{out_text}");
+    for r in 0..2 {
+        let lines = error_lines(&out_text, r);
+        assert_eq!(lines.len(), 1, "rank {r}: one error line:\n{out_text}");
+        assert!(lines[0].contains("monitor.curvature_every"), "{}", lines[0]);
+    }
+    assert!(!out.exists(), "a run directory was created");
+}
+
 #[test]
 fn a_plain_train_started_by_mpirun_is_refused() {
     let d = tmpdir("plain");

@@ -69,13 +69,9 @@ pub fn compare(
         });
     let mut skips = Vec::new();
     let mut speedups = Vec::new();
-    let mut crossover = None;
     for (gr, cr) in g.rows.iter().zip(&c.rows) {
         let ok = gr.skipped.is_none() && cr.skipped.is_none();
         let s = if ok { gr.examples_per_s / cr.examples_per_s } else { f64::NAN };
-        if ok && s > 1.0 && crossover.is_none() {
-            crossover = Some(gr.batch);
-        }
         if ok {
             speedups.push((gr.batch as f64, s));
         }
@@ -100,6 +96,7 @@ pub fn compare(
             fmt(cr, &|r| format!("{:.3}", r.ms_per_step_median)),
         ]);
     }
+    let crossover = crossover(&speedups);
     let summary = serde_json::json!({
         "command": "compare",
         "gpu": {"device": g.device, "peak_gflops": g.peak_gflops},
@@ -143,7 +140,7 @@ pub fn compare(
         );
     }
     match crossover {
-        Some(b) => println!("crossover: the GPU is faster from B = {b}"),
+        Some(b) => println!("crossover: the GPU is faster from B = {b} (at every measured B ≥ {b})"),
         None => println!("crossover: the GPU is not faster than the CPU at any measured B"),
     }
     println!("wrote: {}", dir.display());
@@ -165,12 +162,30 @@ fn speedup_text(s: f64) -> String {
     format!("{s:.decimals$}x")
 }
 
+/// The smallest measured B from which the GPU is faster at every larger measured B (the GPU
+/// over CPU speedups `(B, speedup)` in order of B); `None` when it is not faster at the
+/// largest. A win at one small B followed by losses was reported as the crossover.
+fn crossover(speedups: &[(f64, f64)]) -> Option<usize> {
+    let tail = speedups.iter().rev().take_while(|&&(_, s)| s > 1.0).count();
+    (tail > 0).then(|| speedups[speedups.len() - tail].0 as usize)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::crossover;
+
     #[test]
     fn speedups_keep_three_significant_digits() {
         let shown: Vec<String> =
             [0.012345, 0.5123, 1.234, 12.34].iter().map(|&s| super::speedup_text(s)).collect();
         assert_eq!(shown, ["0.0123x", "0.512x", "1.23x", "12.3x"]);
+    }
+
+    #[test]
+    fn the_crossover_is_where_the_gpu_stays_faster() {
+        assert_eq!(crossover(&[(1.0, 0.5), (2.0, 1.2), (4.0, 1.5)]), Some(2));
+        assert_eq!(crossover(&[(1.0, 1.1), (2.0, 0.9), (4.0, 1.5), (8.0, 2.0)]), Some(4));
+        assert_eq!(crossover(&[(1.0, 1.1), (2.0, 0.9)]), None, "faster at 1 only");
+        assert_eq!(crossover(&[]), None);
     }
 }

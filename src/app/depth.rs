@@ -61,7 +61,7 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let landscape: LandscapeConfig = text.take_section("landscape")?;
     landscape.validate(&origin)?;
     let resolved = text.table.clone();
-    let mut cfgs = Vec::new();
+    let mut cfgs: Vec<(String, Config)> = Vec::new();
     for (name, mut t) in text.variants("run")? {
         let given = t.get("model").and_then(|m| m.get("hidden")).is_some();
         if given && dc.hidden().is_some() {
@@ -102,6 +102,14 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
             anyhow::bail!(
                 "{origin} [[variant]] {name}: depth trains train.steps plain steps at a constant \
                  train.lr and does not use {key}; leave it at its default"
+            );
+        }
+        // Every variant runs on the one backend, which runs one autotune mode.
+        if let Some((first, c)) = cfgs.first().filter(|(_, c)| c.gpu.autotune != cfg.gpu.autotune) {
+            anyhow::bail!(
+                "{origin} [[variant]] {name}: gpu.autotune = {} differs from variant {first}'s {}; the variants run on one backend: set gpu.autotune outside [[variant]]",
+                serde_json::json!(cfg.gpu.autotune),
+                serde_json::json!(c.gpu.autotune)
             );
         }
         cfgs.push((name.clone(), cfg));

@@ -160,6 +160,14 @@ mod rank {
             // its gradients for ever.
             bail!("--mpi does not take train.max_seconds (each rank's clock would stop it at another step); bound the run with train.steps");
         }
+        if m.size() > 1 && cfg.monitor.curvature_every > 0 {
+            // The ranks' data-parallel step never runs the monitor's R-operator pass: its
+            // figures were zeros (gᵀHg 0, a predicted ΔL of 0).
+            bail!(
+                "--mpi with {} ranks does not take monitor.curvature_every (the R-operator pass is whole-batch, one process's); run the monitor in one process",
+                m.size()
+            );
+        }
         let params = Mlp::new(cfg.mlp_spec())?.num_params() as u64;
         let setup = [
             (

@@ -126,9 +126,20 @@ struct CacheFile {
 }
 
 /// The entries of a cache file, by (device, shape).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct TuneCache {
     entries: BTreeMap<(DeviceKey, ShapeKey), Entry>,
+    /// The keys this process set ([`TuneCache::insert`]), which a save writes over the file's
+    /// entries; the others it only read, and a save keeps the file's (another process may have
+    /// re-timed them since this one loaded the file).
+    touched: std::collections::BTreeSet<(DeviceKey, ShapeKey)>,
+}
+
+/// Caches are equal when their entries are, whoever set them.
+impl PartialEq for TuneCache {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
 }
 
 /// A loaded cache and, when the file was unreadable, corrupt or stale, why it was dropped.
@@ -257,7 +268,9 @@ impl TuneCache {
         let mut dropped = 0;
         for value in file.entries {
             match serde_json::from_value::<Entry>(value) {
-                Ok(e) => cache.insert(e),
+                Ok(e) => {
+                    cache.entries.insert((e.device.clone(), e.shape), e);
+                }
                 Err(_) => dropped += 1,
             }
         }
@@ -327,15 +340,20 @@ impl TuneCache {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let _lock = lock_dir(dir.unwrap_or(Path::new("."))).map_err(err)?;
-        let mut merged = match inspect(path) {
+        let on_file = match inspect(path) {
             AtPath::Foreign(why) => {
                 return Err(AutotuneError::Foreign { path: path.to_path_buf(), why })
             }
-            AtPath::Cache(text) => TuneCache::from_json(&text).map(|(c, _)| c).unwrap_or_default(),
-            AtPath::Missing => TuneCache::default(),
+            AtPath::Cache(text) => TuneCache::from_json(&text).map(|(c, _)| c).ok(),
+            AtPath::Missing => None,
         };
-        for e in self.entries.values() {
-            merged.insert(e.clone());
+        // This process's choices over the file's entries; where there is no file (or one to
+        // rebuild), every entry this cache holds.
+        let mut merged = on_file.unwrap_or_else(|| self.clone());
+        for key in &self.touched {
+            if let Some(e) = self.entries.get(key) {
+                merged.entries.insert(key.clone(), e.clone());
+            }
         }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".tmp{}", std::process::id()));
@@ -350,8 +368,12 @@ impl TuneCache {
         })
     }
 
+    /// Set the entry of `e`'s (device, shape): a choice of this process, which its saves
+    /// write over the file's.
     pub fn insert(&mut self, e: Entry) {
-        self.entries.insert((e.device.clone(), e.shape), e);
+        let key = (e.device.clone(), e.shape);
+        self.touched.insert(key.clone());
+        self.entries.insert(key, e);
     }
 
     pub fn get(&self, device: &DeviceKey, shape: ShapeKey) -> Option<&Entry> {

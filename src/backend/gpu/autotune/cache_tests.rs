@@ -42,3 +42,27 @@ fn concurrent_saves_keep_every_entry() {
     assert_eq!(std::fs::read_dir(dir).expect("dir").count(), 1, "no lock or temporary file is left");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A save writes only this process's choices over the file: an entry it merely loaded, which
+/// another process re-timed since, keeps the other's choice (every loaded entry was written
+/// back, and reverted it).
+#[test]
+fn a_save_keeps_what_another_process_re_timed() {
+    let path = tmp("retimed");
+    let d = device("Mesa 22.3.6");
+    let (x, y) = (Gemm::nn(1, 2, 3), Gemm::nn(4, 5, 6));
+    let mut first = TuneCache::default();
+    first.insert(entry(&d, &x, "skinny"));
+    first.save(&path).expect("save");
+    let mut a = TuneCache::load(&path).cache;
+    let mut b = TuneCache::load(&path).cache;
+    b.insert(entry(&d, &x, "tiled"));
+    b.save(&path).expect("save b");
+    a.insert(entry(&d, &y, "tiled"));
+    a.save(&path).expect("save a");
+    let all = [Candidate::Skinny, Candidate::Tiled];
+    let file = TuneCache::load(&path).cache;
+    assert_eq!(file.choice(&d, ShapeKey::of(&x), &all), Some(Candidate::Tiled), "b's re-timed choice");
+    assert_eq!(file.choice(&d, ShapeKey::of(&y), &all), Some(Candidate::Tiled));
+    let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
+}
