@@ -281,41 +281,38 @@ fn a_rank_whose_device_fails_ends_every_rank_with_one_line() {
 
 /// `train.max_seconds` under MPI: each rank's clock would stop it at another step and the
 /// others would wait on its gradients for ever, so every rank refuses it.
-#[test]
-fn max_seconds_is_refused_on_every_rank() {
-    let d = tmpdir("max-seconds");
+/// Two ranks training SMALL with `--set SET`: refused with one error line per rank holding
+/// `want`, and no run directory.
+fn refused_on_every_rank(tag: &str, set: &str, want: &str) {
+    let d = tmpdir(tag);
     let c = config(&d, SMALL);
     let out = d.join("run");
-    let args = ["--config", &c, "--set", "train.max_seconds=10", "--out", out.to_str().expect("utf-8")];
+    let args = ["--config", &c, "--set", set, "--out", out.to_str().expect("utf-8")];
     let o = two_ranks(&args).output().expect("mpirun");
     let out_text = text(&o);
     assert!(!o.status.success(), "{out_text}");
     for r in 0..2 {
         let lines = error_lines(&out_text, r);
         assert_eq!(lines.len(), 1, "rank {r}: one error line:\n{out_text}");
-        assert!(lines[0].contains("--mpi does not take train.max_seconds"), "{}", lines[0]);
+        assert!(lines[0].contains(want), "{}", lines[0]);
     }
     assert!(!out.exists(), "a run directory was created");
+}
+
+#[test]
+fn max_seconds_is_refused_on_every_rank() {
+    refused_on_every_rank(
+        "max-seconds",
+        "train.max_seconds=10",
+        "--mpi does not take train.max_seconds",
+    );
 }
 
 /// The curvature monitor's R-operator pass is whole-batch, one process's: with ranks it never
 /// ran, and every monitored line said gᵀHg = 0 and a predicted ΔL of 0.
 #[test]
 fn the_curvature_monitor_is_refused_with_ranks() {
-    let d = tmpdir("monitor-ranks");
-    let c = config(&d, SMALL);
-    let out = d.join("run");
-    let args =
-        ["--config", &c, "--set", "monitor.curvature_every=2", "--out", out.to_str().expect("utf-8")];
-    let o = two_ranks(&args).output().expect("mpirun");
-    let out_text = text(&o);
-    assert!(!o.status.success(), "{out_text}");
-    for r in 0..2 {
-        let lines = error_lines(&out_text, r);
-        assert_eq!(lines.len(), 1, "rank {r}: one error line:\n{out_text}");
-        assert!(lines[0].contains("monitor.curvature_every"), "{}", lines[0]);
-    }
-    assert!(!out.exists(), "a run directory was created");
+    refused_on_every_rank("monitor-ranks", "monitor.curvature_every=2", "monitor.curvature_every");
 }
 
 #[test]

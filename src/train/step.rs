@@ -182,9 +182,7 @@ impl<B: Backend> TrainState<B> {
         if self.fuses_update(clip) {
             return self.record_fused_step(b, x, targets, opt, lr, norm);
         }
-        self.record_gradient(b, x, targets, norm)?;
-        self.clip(b, clip)?;
-        self.apply_update(b, opt, lr)
+        self.record_step_observed(b, x, targets, opt, lr, clip, &mut |_, _| Ok(()))
     }
 
     /// [`TrainState::record_step`] on its unfused path with `observe` called between the
