@@ -55,8 +55,15 @@ pub fn coords(lo: f64, hi: f64, points: usize) -> Vec<f64> {
         return vec![0.0f64.clamp(lo, hi)];
     }
     let m = (points - 1) as f64;
-    // lo + (hi - lo) i / m written so that the i with lo·m + (hi − lo)·i = 0 gives exactly 0.
-    (0..points).map(|i| (lo * (m - i as f64) + hi * i as f64) / m).collect()
+    // lo + (hi - lo) i / m written so that the i with lo·m + (hi − lo)·i = 0 gives exactly 0,
+    // then rounded to 15 significant digits: −0.15 of a ±0.3 grid, not −0.14999999999999997
+    // (a CSV's α then joins what a reader types; the change is below 1e-15 relative).
+    (0..points).map(|i| snap((lo * (m - i as f64) + hi * i as f64) / m)).collect()
+}
+
+/// `v` rounded to 15 significant digits (its shortest decimal when it is one of those).
+fn snap(v: f64) -> f64 {
+    format!("{v:.14e}").parse().unwrap_or(v)
 }
 
 /// Coefficients of a path slice: `points` evenly spaced over `[−margin, 1 + margin]`, with the
@@ -102,5 +109,8 @@ mod tests {
         let q = path_coords(0.25, 9);
         assert_eq!(q.len(), 11);
         assert!(q.contains(&0.0) && q.contains(&1.0) && q.windows(2).all(|w| w[0] < w[1]), "{q:?}");
+        assert_eq!(coords(-0.3, 0.3, 5), [-0.3, -0.15, 0.0, 0.15, 0.3], "the decimals a reader types");
+        let tiny = coords(-3e-9, 3e-9, 5);
+        assert_eq!(tiny[1], -1.5e-9, "relative rounding keeps small ranges");
     }
 }
