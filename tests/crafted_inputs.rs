@@ -1361,8 +1361,9 @@ fn data_settings_a_run_would_ignore_are_refused() {
         assert_clean_error(&o, &[key, "npy", "data.val_fraction"]);
     }
     // 40 rows, 39 of them validation: one training row, repeated, is one example.
-    let o = on_cpu("noise", &npy, &["--set", "data.val_fraction=0.975", "--set", "data.duplicates=4"]);
-    assert_clean_error(&o, &["data.duplicates = 4"]);
+    let out_n = d.join("n");
+    let dup = ["--set", "data.val_fraction=0.975", "--set", "data.duplicates=4", "--out", s(&out_n)];
+    assert_clean_error(&on_cpu("noise", &npy, &dup), &["data.duplicates = 4"]);
     let tiny = d.join("regression.toml");
     let text = "[model]\nhidden = [4]\nloss = \"mse\"\n[data]\nkind = \"linear_regression\"\nn_train = 64\nn_val = 16\ndim = 4\n[train]\nbatch_size = 8\nsteps = 2\n";
     std::fs::write(&tiny, text).expect("config");
@@ -1379,7 +1380,9 @@ fn data_settings_a_run_would_ignore_are_refused() {
         let o = run(&["depth", "--backend", "cpu", "--quiet", "--set", set, "--out", s(&d.join("c"))]);
         assert_clean_error(&o, &["train.shuffle"]);
     }
-    assert!(!d.join("a").exists() && !d.join("b").exists() && !d.join("c").exists());
+    for out in ["a", "b", "c", "n"] {
+        assert!(!d.join(out).exists(), "a refused run left {out}");
+    }
     let _ = std::fs::remove_dir_all(&d);
 }
 
