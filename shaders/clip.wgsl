@@ -2,7 +2,9 @@
 
 // Global-norm clipping. stats[first .. first+count] hold squared norms of the gradient's
 // tensors; x *= min(1, max_norm / sqrt(Σ stats)). When count_slot != 0xffffffff, invocation 0
-// adds 1 to stats[count_slot] if the step was clipped (count_slot lies outside the norms).
+// counts a clipped step in stats[count_slot] (count mod 2²⁴) and stats[count_slot + 1]
+// (count / 2²⁴): f32 holds every integer below 2²⁴ exactly, one slot alone stopped at
+// 16 777 216 (both slots lie outside the norms).
 struct ClipP {
     n: u32,
     max_norm: f32,
@@ -28,7 +30,13 @@ fn clip_by_global_norm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     let f = select(1.0, cp.max_norm / norm, clipped);
     if (i < cp.n) { cx[i] = cx[i] * f; }
     if (i == 0u && clipped && cp.count_slot != 0xffffffffu) {
-        stats[cp.count_slot] = stats[cp.count_slot] + 1.0;
+        let low = stats[cp.count_slot] + 1.0;
+        if (low >= 16777216.0) {
+            stats[cp.count_slot] = 0.0;
+            stats[cp.count_slot + 1u] = stats[cp.count_slot + 1u] + 1.0;
+        } else {
+            stats[cp.count_slot] = low;
+        }
     }
 }
 

@@ -219,6 +219,37 @@ fn profile_stops_at_the_training_set() {
     refused("profile-set", &args, &["--batch 100000000", "data.n_train = 64"]);
 }
 
+/// A batch size given twice is profiled once (every row of profile.csv and summary.json was
+/// doubled), in the order first given.
+#[test]
+fn profile_times_a_repeated_batch_size_once() {
+    let args = [
+        "profile",
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--set",
+        "data.n_train=64",
+        "--set",
+        "model.hidden=[8]",
+    ];
+    let (dir, out, o) = run_out(
+        "profile-twice",
+        &[&args[..], &["--batch", "3", "--batch", "2", "--batch", "3"]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = common::read_csv(&out.join("profile.csv"));
+    let batch = header.iter().position(|h| h == "batch").expect("batch column");
+    let mut order: Vec<&str> = rows.iter().map(|r| r[batch].as_str()).collect();
+    order.dedup();
+    assert_eq!(order, ["3", "2"], "each size once, in the order given");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["batches"].as_array().map(Vec::len), Some(2), "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A size skipped by the sweep's time budget kept no memory prediction (0 bytes, though the
 /// model costs nothing to evaluate), and summary.json ended without a line feed.
 #[test]

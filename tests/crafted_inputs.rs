@@ -267,6 +267,23 @@ fn npy_dim_and_outputs_come_from_the_files_when_left_out() {
         assert_clean_error(&o, &needles);
         assert!(!out.exists(), "{extra}: a refused run left its directory");
     }
+    // Targets of no columns name the labels file (it read "memory model: layer sizes must be
+    // positive, got [4, 8, 0]").
+    let empty = d.join("t0.npy");
+    std::fs::write(
+        &empty,
+        npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (40, 0), }", &[]),
+    )
+    .expect("t0");
+    std::fs::write(
+        d.join("mse0.toml"),
+        std::fs::read_to_string(cfg("")).expect("config").replace(s(&yp), s(&empty)),
+    )
+    .expect("config");
+    let out = d.join("no-targets");
+    let o = train_cpu(&d.join("mse0.toml"), &["--out", s(&out)]);
+    assert_clean_error(&o, &["data.labels", "t0.npy", "0 target columns"]);
+    assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -305,7 +322,8 @@ fn a_malformed_npy_header_is_one_short_error_line() {
 }
 
 /// `landscape.range`, `margin` and `rescale` are bounded (2 · range used to overflow f64 in the
-/// plane's heatmap axes and panic in the plotting library).
+/// plane's heatmap axes and panic in the plotting library); grid counts are odd; the model it
+/// trains has a fixed batch size.
 #[test]
 fn landscape_coefficients_past_f32_are_config_errors() {
     let d = tmpdir("landscape-range");
@@ -315,6 +333,12 @@ fn landscape_coefficients_past_f32_are_config_errors() {
         "landscape.margin=1e300",
         "landscape.range=1e16",
         "landscape.rescale=1e30",
+        // An even count has no α = 0: "loss at θ" was read at α = 1/3.
+        "landscape.points=4",
+        "landscape.grid=20",
+        // `landscape` trains at one batch size: "auto" read "must be resolved by a sweep before
+        // training (the CLI does this)" and left config.toml and an empty train/.
+        "train.batch_size=\"auto\"",
     ] {
         let key = set.split('=').next().unwrap_or_default();
         let out = d.join(key);
@@ -342,6 +366,17 @@ fn a_run_that_fails_before_its_first_output_leaves_no_directory() {
     assert_clean_error(&o, &["batch"]);
     assert!(given.is_dir(), "a directory the user made is kept");
     assert_eq!(std::fs::read_dir(&given).expect("dir").count(), 0, "and left empty");
+    // The parents it made for `--out`, and the default `runs/` in the working directory, go too.
+    let nested = d.join("made").join("for").join("it");
+    let o = train_cpu(&tiny, &["--set", "train.batch_size=1000", "--out", s(&nested)]);
+    assert_clean_error(&o, &["batch"]);
+    assert!(!d.join("made").exists(), "the failed run left the parents it made for --out");
+    let cwd = d.join("cwd");
+    std::fs::create_dir_all(&cwd).expect("mkdir");
+    let args = ["train", "--backend", "cpu", "--quiet", "--config", s(&tiny)];
+    let o = bin().args(args).args(["--set", "train.batch_size=1000"]).current_dir(&cwd).output();
+    assert_clean_error(&o.expect("run batchscope"), &["batch"]);
+    assert_eq!(std::fs::read_dir(&cwd).expect("dir").count(), 0, "the failed run left runs/");
     let _ = std::fs::remove_dir_all(&d);
 }
 

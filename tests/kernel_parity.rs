@@ -285,6 +285,90 @@ fn xent_matches_cpu() {
     }
 }
 
+/// Confident right answers, the rows of a converged classifier: t = Σ_{c≠y} exp(z_c − z_y) far
+/// below f32's rounding of 1. Their loss log(1 + t) ≈ t and their label's gradient −t/(1 + t)
+/// are small, not 0: the GPU computed m + log(s) − z_y and q_y − 1, exact zeros below
+/// t ≈ 6e-8 (a converged run's minibatch loss read 0.0, its full-batch loss 13 % low). Both
+/// backends, plain and with the step's sums, against f64.
+#[test]
+fn xent_keeps_the_small_loss_and_gradient_of_confident_rows() {
+    let (rows, classes) = (37usize, 10usize);
+    let labels: Vec<u32> = (0..rows as u32).map(|r| (r * 7) % classes as u32).collect();
+    let mut logits = uniform(40, rows * classes, 1.0);
+    for (r, &y) in labels.iter().enumerate() {
+        // Margins 2 .. 38: t from about 1e0 down to 1e-16.
+        logits[r * classes + y as usize] = 2.0 + r as f32;
+    }
+    let scale = 0.25f32;
+    let case = |b: &dyn Fn(bool) -> (Vec<f32>, Vec<f32>), what: &str| {
+        for fused in [false, true] {
+            let (loss, dl) = b(fused);
+            for (r, &y) in labels.iter().enumerate() {
+                let z = &logits[r * classes..(r + 1) * classes];
+                let zy = z[y as usize] as f64;
+                let t: f64 =
+                    (0..classes).filter(|&c| c != y as usize).map(|c| (z[c] as f64 - zy).exp()).sum();
+                let close = |got: f32, want: f64, name: &str| {
+                    let err = (got as f64 - want).abs() / want.abs().max(1e-37);
+                    assert!(
+                        err < 1e-4,
+                        "{what} fused={fused} row {r} (t = {t:e}): {name} {got:e}, f64 {want:e}"
+                    );
+                };
+                close(loss[r], t.ln_1p(), "loss");
+                close(
+                    dl[r * classes + y as usize],
+                    -(scale as f64) * t / (1.0 + t),
+                    "dlogit of the label",
+                );
+                let c = (y as usize + 1) % classes;
+                close(
+                    dl[r * classes + c],
+                    scale as f64 * (z[c] as f64 - zy).exp() / (1.0 + t),
+                    "another dlogit",
+                );
+            }
+        }
+    };
+    fn run<B: Backend>(
+        b: &B,
+        rows: usize,
+        classes: usize,
+        logits: &[f32],
+        labels: &[u32],
+        scale: f32,
+        fused: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let z = b.upload(logits).unwrap();
+        let y = b.upload_idx(labels).unwrap();
+        let (mut loss, mut correct) = (b.zeros(rows).unwrap(), b.zeros(rows).unwrap());
+        let mut dl = b.zeros(rows * classes).unwrap();
+        if fused {
+            let mut out = b.zeros(3).unwrap();
+            let mut sums = StepSums { out: &mut out, loss_slots: &[0], correct_slot: 1 };
+            b.softmax_xent_sums(
+                rows,
+                classes,
+                &z,
+                &y,
+                scale,
+                &mut loss,
+                &mut correct,
+                &mut dl,
+                &mut sums,
+            )
+            .unwrap();
+        } else {
+            b.softmax_xent(rows, classes, &z, &y, scale, &mut loss, &mut correct, &mut dl).unwrap();
+        }
+        assert!(b.read(&correct).unwrap().iter().all(|&c| c == 1.0));
+        (b.read(&loss).unwrap(), b.read(&dl).unwrap())
+    }
+    let (c, g) = (cpu(), gpu());
+    case(&|f| run(&c, rows, classes, &logits, &labels, scale, f), "cpu");
+    case(&|f| run(&g, rows, classes, &logits, &labels, scale, f), "gpu");
+}
+
 #[test]
 fn mse_matches_cpu() {
     for &rows in &SIZES {
@@ -482,10 +566,10 @@ fn gather_matches_cpu_exactly() {
 }
 
 fn clip_case<B: Backend>(b: &B, n: usize) -> Outputs {
-    // Norm slots 1..4 hold squared norms; slot 0 counts clip events.
-    let mut stats = b.upload(&[0.0, 0.5, 2.0, 1.5, 0.0]).unwrap();
+    // Norm slots 2..6 hold squared norms; slots 0 and 1 count clip events (mod 2²⁴, / 2²⁴).
+    let mut stats = b.upload(&[0.0, 0.0, 0.5, 2.0, 1.5, 0.0]).unwrap();
     let mut x = b.upload(&uniform(90, n, 3.0)).unwrap();
-    let norm = |max_norm| GlobalNorm { max_norm, first: 1, count: 4, count_slot: Some(0) };
+    let norm = |max_norm| GlobalNorm { max_norm, first: 2, count: 4, count_slot: Some(0) };
     b.clip_by_global_norm(n, &norm(1.0), &mut stats, &mut x).unwrap();
     let clipped = b.read(&x).unwrap();
     let mut y = b.upload(&uniform(91, n, 3.0)).unwrap();
@@ -505,6 +589,37 @@ fn clip_matches_cpu() {
     for &n in &[1usize, 3, 257, 70_001] {
         compare!(format!("clip n={n}"), 1e-6, 1e-6, clip_case, n);
     }
+}
+
+/// The clip-event count carries into its second slot at 2²⁴ (one f32 slot stopped counting at
+/// 16 777 216 clipped steps, 2 hours of small-batch steps on a GPU), on both backends.
+#[test]
+fn clip_events_count_past_f32_integers() {
+    fn count<B: Backend>(b: &B, low: f32, high: f32) -> (Vec<f32>, u64) {
+        let mut stats = b.upload(&[9.0, low, high, 4.0]).unwrap();
+        let mut x = b.upload(&[1.0, -2.0, 3.0]).unwrap();
+        let norm = GlobalNorm { max_norm: 1.0, first: 3, count: 1, count_slot: Some(1) };
+        b.clip_by_global_norm(3, &norm, &mut stats, &mut x).unwrap();
+        let s = b.read(&stats).unwrap();
+        let events = GlobalNorm::count_events(&s, 1);
+        (s, events)
+    }
+    let (c, g) = (cpu(), gpu());
+    for (low, high, want) in
+        [(16_777_215.0, 0.0, 1u64 << 24), (16_777_215.0, 7.0, 8 << 24), (41.0, 3.0, (3 << 24) + 42)]
+    {
+        for (name, (s, events)) in [("cpu", count(&c, low, high)), ("gpu", count(&g, low, high))] {
+            assert_eq!(events, want, "{name}: {low} + {high}·2²⁴ + 1 read {s:?}");
+            assert_eq!((s[0], s[3]), (9.0, 4.0), "{name}: only the counter's slots change");
+        }
+    }
+    let overlapping = GlobalNorm { max_norm: 1.0, first: 2, count: 2, count_slot: Some(1) };
+    let mut stats = c.upload(&[0.0; 4]).unwrap();
+    let mut x = c.upload(&[1.0]).unwrap();
+    assert!(
+        c.clip_by_global_norm(1, &overlapping, &mut stats, &mut x).is_err(),
+        "the high slot overlaps a norm"
+    );
 }
 
 fn gather_window_case<B: Backend>(b: &B, n: usize, window: usize, rows: usize, cols: usize) -> Outputs {

@@ -39,7 +39,14 @@ pub fn profile(args: &RunArgs, backend: BackendChoice, batches: &[usize]) -> any
     let defaulted = batches.is_empty();
     let batches: Vec<usize> = match defaulted {
         true => DEFAULT_BATCHES.iter().copied().filter(|&b| b as u64 <= rows).collect(),
-        false => batches.to_vec(),
+        // Each batch size once, in the order given (a repeat profiled it twice: every row of
+        // profile.csv and summary.json doubled).
+        false => batches
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| !batches[..*i].contains(b))
+            .map(|(_, &b)| b)
+            .collect(),
     };
     if defaulted && batches.len() < DEFAULT_BATCHES.len() {
         let cut = &DEFAULT_BATCHES[batches.len()..];

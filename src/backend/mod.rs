@@ -375,7 +375,7 @@ pub trait Backend {
     // ---- clipping -----------------------------------------------------------------------
     /// Global-norm clipping without a host round trip: with `s = Σ_{i<count} stats[first + i]`
     /// (squared norms of all gradient tensors, see [`GlobalNorm`]), `x[..n] *= min(1,
-    /// max_norm / √s)`. When `count_slot` is given and the step is clipped, `stats[count_slot] += 1`.
+    /// max_norm / √s)`. When `count_slot` is given and the step is clipped, it is counted in `stats[count_slot..count_slot + 2]` ([`GlobalNorm::count_events`]).
     fn clip_by_global_norm(
         &self,
         n: usize,

@@ -220,6 +220,19 @@ impl LandscapeConfig {
         if !(3..=201).contains(&self.grid) {
             return Err(bad("landscape.grid", format!("must be in 3..=201, got {}", self.grid)));
         }
+        // Lines and the plane are symmetric grids over [−range, range]: only an odd count puts
+        // θ itself (α = 0) on them, where `loss_at_theta` and the slope at θ are read.
+        for (key, n) in [("landscape.points", self.points), ("landscape.grid", self.grid)] {
+            if n % 2 == 0 {
+                return Err(bad(
+                    key,
+                    format!(
+                        "must be odd, so that θ itself (α = 0) is a grid point; got {n} (try {})",
+                        n + 1
+                    ),
+                ));
+            }
+        }
         if !(self.margin >= 0.0 && self.margin <= MAX_COEFFICIENT) {
             return Err(bad(
                 "landscape.margin",

@@ -124,6 +124,12 @@ pub fn resolve_npy(
     }
     if cfg.model.loss == LossKind::Mse {
         let k = npy::target_columns(&labels).map_err(|e| bad("data.labels", refused(e)))?;
+        if k == 0 {
+            return Err(bad(
+                "data.labels",
+                format!("{} holds 0 target columns per row: nothing to regress", labels.display()),
+            ));
+        }
         if !given.outputs || cfg.data.outputs == 0 {
             cfg.data.outputs = k;
         } else if cfg.data.outputs != k {

@@ -1,9 +1,9 @@
 //! The run directories this process claimed, so that a command that fails before its run
 //! wrote anything of its own leaves no stray directory behind: [`discard_unused`] removes a
-//! claimed directory's `config.toml` (written first, from the already-parsed config) and a
-//! still-empty `metrics.jsonl` when that is all it holds, and the directory itself when this
-//! process created it. Anything else in
-//! it (metrics, checkpoints, plots: the run got going) keeps the directory as it is.
+//! claimed directory's `config.toml` (written first, from the already-parsed config), a
+//! still-empty `metrics.jsonl` and empty subdirectories when that is all it holds, and the
+//! directory itself when this process created it. Anything else in it (metrics, checkpoints,
+//! plots: the run got going) keeps the directory as it is.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,11 +19,27 @@ fn is_prelude(e: &fs::DirEntry) -> bool {
     let name = e.file_name();
     let Some(name) = name.to_str() else { return false };
     let Ok(meta) = e.metadata() else { return false };
+    if meta.is_dir() {
+        // A subdirectory a command made for its first output (`landscape`'s `train/`) and
+        // failed before filling.
+        return fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_none());
+    }
     meta.is_file() && (PRELUDE.contains(&name) || (PRELUDE_IF_EMPTY.contains(&name) && meta.len() == 0))
 }
 
 /// `(directory, created by this process)` for every run directory claimed.
 static CLAIMED: Mutex<Vec<(PathBuf, bool)>> = Mutex::new(Vec::new());
+
+/// Directories this process created to hold its run directories (`runs/`, `--out`'s missing
+/// parents), deepest first: removed after a failed command when they are empty again.
+static CREATED_PARENTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Remember `dirs` (deepest first) as parents this process created for its run directories.
+pub(super) fn record_parents(dirs: Vec<PathBuf>) {
+    if let Ok(mut v) = CREATED_PARENTS.lock() {
+        v.extend(dirs);
+    }
+}
 
 /// Remember `dir` as this process's run directory (`created`: it did not exist before).
 pub(super) fn record(dir: &Path, created: bool) {
@@ -40,7 +56,14 @@ pub fn discard_unused() -> Vec<PathBuf> {
         Ok(mut v) => std::mem::take(&mut *v),
         Err(_) => return Vec::new(),
     };
-    claimed.into_iter().filter(|(dir, created)| discard(dir, *created)).map(|(d, _)| d).collect()
+    let gone =
+        claimed.into_iter().filter(|(dir, created)| discard(dir, *created)).map(|(d, _)| d).collect();
+    let parents = CREATED_PARENTS.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    for parent in parents {
+        // Only an empty directory goes: another run may have been made in it meanwhile.
+        let _ = fs::remove_dir(parent);
+    }
+    gone
 }
 
 fn discard(dir: &Path, created: bool) -> bool {
@@ -54,7 +77,9 @@ fn discard(dir: &Path, created: bool) -> bool {
         names.push(e.file_name());
     }
     for name in &names {
-        if fs::remove_file(dir.join(name)).is_err() {
+        let path = dir.join(name);
+        let removed = if path.is_dir() { fs::remove_dir(&path) } else { fs::remove_file(&path) };
+        if removed.is_err() {
             return false;
         }
     }
@@ -81,6 +106,8 @@ mod tests {
         fs::write(used.join("metrics.jsonl"), "{}\n").expect("write");
         // Failed after opening its metrics file and before its first line.
         fs::write(opened.join("metrics.jsonl"), "").expect("write");
+        // ... and after making an empty subdirectory for its first output.
+        fs::create_dir(opened.join("train")).expect("mkdir");
         record(&fresh, true);
         record(&given, false);
         record(&used, true);

@@ -239,7 +239,9 @@ fn suffixed(stem: &str, k: usize) -> String {
     }
 }
 
-/// `create_dir_all` with errors that name the directory.
+/// `create_dir_all` with errors that name the directory. The directories it creates are
+/// recorded ([`claimed::record_parents`]), so that a command that fails before its run wrote
+/// anything leaves no empty `runs/` (or `--out` parents) behind.
 fn ensure_dir_all(dir: &Path) -> Result<(), ReportError> {
     if let Ok(m) = fs::metadata(dir) {
         return if m.is_dir() {
@@ -248,7 +250,15 @@ fn ensure_dir_all(dir: &Path) -> Result<(), ReportError> {
             Err(ReportError::NotADirectory { path: dir.to_path_buf() })
         };
     }
-    fs::create_dir_all(dir).map_err(|e| dir_error(dir, e, "create directory"))
+    // The missing ancestors, deepest first: `dir`, its parent, ... up to the first that exists.
+    let missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && fs::symlink_metadata(a).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    fs::create_dir_all(dir).map_err(|e| dir_error(dir, e, "create directory"))?;
+    claimed::record_parents(missing);
+    Ok(())
 }
 
 fn dir_error(dir: &Path, e: io::Error, action: &'static str) -> ReportError {

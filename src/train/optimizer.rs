@@ -57,7 +57,8 @@ impl Clip {
 }
 
 /// Clip `grads` in place: by global norm from the per-tensor squared norms in
-/// `stats[sq0 .. sq0 + tensors]` (a clipped step adds one to `stats[count_slot]`), then by value.
+/// `stats[sq0 .. sq0 + tensors]` (a clipped step is counted in `stats[count_slot..count_slot + 2]`,
+/// [`GlobalNorm::count_events`]), then by value.
 pub fn clip_grads<B: Backend>(
     b: &B,
     grads: &mut ParamSet<B>,

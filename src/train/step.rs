@@ -15,10 +15,11 @@ pub mod slot {
     pub const LOSS_SUM: usize = 0;
     /// Σ over the minibatch of correctness (1 - 0-1 loss).
     pub const CORRECT_SUM: usize = 1;
-    /// Steps whose gradient norm was clipped, accumulated over the run.
+    /// Steps whose gradient norm was clipped, accumulated over the run: this slot and the
+    /// next (`GlobalNorm::count_events`).
     pub const CLIP_EVENTS: usize = 2;
     /// First of the per-tensor squared gradient norms.
-    pub const GRAD_SQ0: usize = 3;
+    pub const GRAD_SQ0: usize = 4;
     /// First of the per-tensor gᵀHg terms (monitored steps), after the `tensors` norm slots.
     pub fn gthg0(tensors: usize) -> usize {
         GRAD_SQ0 + tensors
@@ -400,7 +401,7 @@ impl<B: Backend> TrainState<B> {
             loss: m[slot::LOSS_SUM] as f64 / rows,
             error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
             grad_norm,
-            clip_events: m[slot::CLIP_EVENTS].max(0.0) as u64,
+            clip_events: crate::backend::GlobalNorm::count_events(m, slot::CLIP_EVENTS),
             skipped,
         }
     }

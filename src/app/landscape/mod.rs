@@ -81,7 +81,16 @@ pub fn landscape(args: &RunArgs, backend: BackendChoice, ckpt: Option<PathBuf>) 
         let cfg = admit::config_from_table(table, &origin)?;
         super::backend::refuse_f16(&cfg, "landscape", "evaluates the f32 loss")?;
         if ckpt.is_none() {
-            admit::check_batch_fits(&cfg, &origin)?; // it trains the model first
+            // It trains the model first, at one fixed batch size.
+            if cfg.train.batch_size == crate::config::BatchSize::Auto {
+                return Err(text
+                    .invalid(
+                        "train.batch_size",
+                        "= \"auto\" is not supported by `landscape`, which trains the model first: give a number, or --checkpoint a trained model".into(),
+                    )
+                    .into());
+            }
+            admit::check_batch_fits(&cfg, &origin)?;
         }
         // The evaluation holds its training examples in memory, streamed or not.
         let rows = match lc.eval_train {

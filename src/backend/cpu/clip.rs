@@ -3,8 +3,8 @@
 use crate::backend::{check_len, GlobalNorm, Result};
 
 /// Global-norm clipping: `x[..n] *= min(1, max_norm / √s)` with `s = Σ stats[first..first+count]`
-/// (f32 accumulation in slot order, as the GPU kernel); a clipped step adds 1 to
-/// `stats[count_slot]` when given (it must lie outside the norm slots).
+/// (f32 accumulation in slot order, as the GPU kernel); a clipped step is counted in
+/// `stats[count_slot..count_slot + 2]` when given ([`GlobalNorm::count_events`]).
 pub fn clip_by_global_norm(n: usize, norm: &GlobalNorm, stats: &mut [f32], x: &mut [f32]) -> Result<()> {
     norm.check(x.len(), n, stats.len())?;
     let GlobalNorm { max_norm, first, count, count_slot } = *norm;
@@ -17,7 +17,13 @@ pub fn clip_by_global_norm(n: usize, norm: &GlobalNorm, stats: &mut [f32], x: &m
     let f = if clipped { max_norm / norm } else { 1.0 };
     x[..n].iter_mut().for_each(|v| *v *= f);
     if let (Some(slot), true) = (count_slot, clipped) {
-        stats[slot] += 1.0;
+        let low = stats[slot] + 1.0;
+        if low >= GlobalNorm::COUNT_RADIX {
+            stats[slot] = 0.0;
+            stats[slot + 1] += 1.0;
+        } else {
+            stats[slot] = low;
+        }
     }
     Ok(())
 }

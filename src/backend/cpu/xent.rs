@@ -66,11 +66,27 @@ pub fn softmax_xent(
         let z = &logits[r * classes..(r + 1) * classes];
         let label = labels[r] as usize;
         let lse = softmax_row(z, p);
-        *loss = (lse - z[label] as f64) as f32;
-        *correct = if first_argmax(z) == label { 1.0 } else { 0.0 };
+        let arg = first_argmax(z);
+        *correct = if arg == label { 1.0 } else { 0.0 };
         for (c, (d, &pc)) in d.iter_mut().zip(p.iter()).enumerate() {
             let onehot = if c == label { 1.0 } else { 0.0 };
             *d = (grad_scale as f64 * (pc - onehot)) as f32;
+        }
+        if arg == label {
+            // A confident right answer: loss = log(1 + t) and p_y − 1 = −t/(1 + t) with
+            // t = Σ_{c ≠ arg} exp(z_c − max), which `lse − z_y` and `p_y − 1` lose to
+            // cancellation once t is below the rounding of 1 (as the GPU twin does).
+            let max = z[arg] as f64;
+            let t: f64 = z
+                .iter()
+                .enumerate()
+                .filter(|&(c, _)| c != arg)
+                .map(|(_, &v)| (v as f64 - max).exp())
+                .sum();
+            *loss = t.ln_1p() as f32;
+            d[label] = (grad_scale as f64 * (-t / (1.0 + t))) as f32;
+        } else {
+            *loss = (lse - z[label] as f64) as f32;
         }
     };
     let (loss, correct, dlogits) =

@@ -13,12 +13,13 @@ pub mod slot {
     pub const LOSS_SUM: usize = 0;
     /// Σ over the minibatch of correctness.
     pub const CORRECT_SUM: usize = 1;
-    /// Steps whose gradient was clipped by global norm, accumulated.
+    /// Steps whose gradient was clipped by global norm, accumulated: this slot and the next
+    /// (`GlobalNorm::count_events`).
     pub const CLIP_EVENTS: usize = 2;
     /// Per-tensor squared gradient norms, 5 tensors (W, U, b, V, c).
-    pub const GRAD_SQ0: usize = 3;
+    pub const GRAD_SQ0: usize = 4;
     /// `‖∂L/∂h_t‖²`, t = 1..T.
-    pub const DH_SQ0: usize = 8;
+    pub const DH_SQ0: usize = 9;
 }
 
 /// Minibatch figures read back from the metrics buffer.
@@ -91,7 +92,7 @@ impl<B: Backend> RnnTrainState<B> {
             loss: m[slot::LOSS_SUM] as f64 / rows,
             error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
             grad_norm: grad_sq.sqrt(),
-            clip_events: m[slot::CLIP_EVENTS].max(0.0) as u64,
+            clip_events: crate::backend::GlobalNorm::count_events(&m, slot::CLIP_EVENTS),
             dh_norms: m[slot::DH_SQ0..slot::DH_SQ0 + steps].iter().map(|&v| (v as f64).sqrt()).collect(),
         })
     }
