@@ -11,6 +11,7 @@ use batchscope::noise::NoiseArgs;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     quiet_device_select();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if std::env::args_os().len() <= 1 {
@@ -268,5 +269,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Landscape { on, checkpoint } => {
             app::landscape::landscape(&on.run_args(), on.backend(), checkpoint)
         }
+    }
+}
+
+/// A write past `ulimit -f` fails with EFBIG ("File too large"), reported as any other write
+/// error, instead of SIGXFSZ killing the process with no word (exit 153).
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread starts installs no
+    // handler and touches no memory of this process.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }

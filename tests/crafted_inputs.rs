@@ -1467,3 +1467,29 @@ fn depth_refuses_a_variant_autotune_mode() {
     assert!(!d.join("run").exists());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A write past `ulimit -f` is one error line naming the file, exit 2: SIGXFSZ killed the
+/// process with no word (exit 153).
+#[cfg(unix)]
+#[test]
+fn a_write_past_the_file_size_limit_is_an_error_line() {
+    use std::os::unix::process::CommandExt;
+    let d = tmpdir("fsize");
+    let tiny = tiny_at(&d, 16);
+    let out = d.join("run");
+    let mut c = bin();
+    c.args(["train", "--backend", "cpu", "--quiet", "--config", s(&tiny), "--out", s(&out)]);
+    // SAFETY: between fork and exec the child only calls setrlimit, which is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 512, rlim_max: 512 };
+            match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let o = c.output().expect("run batchscope");
+    assert_clean_error(&o, &["File too large"]);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -369,6 +369,78 @@ fn xent_keeps_the_small_loss_and_gradient_of_confident_rows() {
     case(&|f| run(&g, rows, classes, &logits, &labels, scale, f), "gpu");
 }
 
+/// Many classes: up to the loop budget of the adapter the same as the CPU's; past it (on
+/// llvmpipe, which stops an invocation after 65 535 loop iterations: a 32 768-class row's
+/// softmax wrote 1 of its gradients) an error naming the classes, not a wrong result.
+#[test]
+fn xent_matches_cpu_or_refuses_past_the_loop_budget() {
+    let g = gpu();
+    let limit = g.adapter().loop_iteration_limit();
+    for &(rows, classes) in &[(3usize, 16_384usize), (3, 32_768), (2, 100_000)] {
+        if limit.is_some_and(|l| 4 * classes as u64 > l) {
+            let logits = g.upload(&uniform(30, rows * classes, 6.0)).unwrap();
+            let labels = g.upload_idx(&indices(31, rows, classes as u32)).unwrap();
+            let (mut loss, mut correct) = (g.zeros(rows).unwrap(), g.zeros(rows).unwrap());
+            let mut dl = g.zeros(rows * classes).unwrap();
+            let mut rop = g.zeros(rows * classes).unwrap();
+            let e = g
+                .softmax_xent_rop(rows, classes, &logits, &logits, 1.0, &mut rop)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("{classes} classes")) && e.contains("--backend cpu"), "{e}");
+            if 3 * classes as u64 > limit.unwrap_or(u64::MAX) {
+                let e = g.softmax_xent(
+                    rows,
+                    classes,
+                    &logits,
+                    &labels,
+                    1.0,
+                    &mut loss,
+                    &mut correct,
+                    &mut dl,
+                );
+                assert!(e.unwrap_err().to_string().contains(&format!("{classes} classes")));
+            }
+            continue;
+        }
+        compare!(format!("xent rows={rows} classes={classes}"), 2e-5, 2e-5, xent_case, rows, classes);
+        compare!(
+            format!("xent sums rows={rows} classes={classes}"),
+            2e-5,
+            2e-5,
+            xent_sums_case_wide,
+            rows,
+            classes
+        );
+    }
+}
+
+fn xent_sums_case_wide<B: Backend>(b: &B, rows: usize, classes: usize) -> Outputs {
+    let logits = b.upload(&uniform(30, rows * classes, 6.0)).unwrap();
+    let labels = b.upload_idx(&indices(31, rows, classes as u32)).unwrap();
+    let (mut loss, mut correct) = (b.zeros(rows).unwrap(), b.zeros(rows).unwrap());
+    let mut dl = b.zeros(rows * classes).unwrap();
+    let mut out = b.zeros(3).unwrap();
+    let mut sums = StepSums { out: &mut out, loss_slots: &[0], correct_slot: 1 };
+    b.softmax_xent_sums(
+        rows,
+        classes,
+        &logits,
+        &labels,
+        1.0,
+        &mut loss,
+        &mut correct,
+        &mut dl,
+        &mut sums,
+    )
+    .unwrap();
+    vec![
+        ("loss", b.read(&loss).unwrap()),
+        ("dlogits", b.read(&dl).unwrap()),
+        ("sums", b.read(&out).unwrap()),
+    ]
+}
+
 #[test]
 fn mse_matches_cpu() {
     for &rows in &SIZES {

@@ -136,12 +136,18 @@ fn check_examples_fit(cfg: &Config, n: usize) -> anyhow::Result<()> {
     check_host(&what, bytes, host_limit()).map_err(|e| anyhow::anyhow!("{e} (--examples N for fewer)"))
 }
 
-/// The Lanczos basis (`min(steps, parameters)` vectors of every parameter, f32) against the
-/// host's memory.
+/// The Lanczos basis (`min(steps, parameters)` vectors of every parameter, f32) with the
+/// operator's working vectors (parameters, gradient, the R-passes' sets and the f64 Lanczos
+/// vectors: the model itself was not counted, and a 0.9 G-parameter model aborted the
+/// process) against the host's memory.
 fn check_lanczos_fits(cfg: &Config, steps: usize) -> anyhow::Result<()> {
     let params = crate::model::Mlp::new(cfg.mlp_spec())?.num_params();
-    let bytes = (steps.min(params) as u128) * (params as u128) * 4;
-    let what = format!("the Lanczos basis ({} vectors of {params} parameters)", steps.min(params));
+    let working = crate::schedule::run_memory::param_vectors_bytes(cfg, 6, 4)?;
+    let bytes = (steps.min(params) as u128) * (params as u128) * 4 + u128::from(working);
+    let what = format!(
+        "the Lanczos basis ({} vectors of {params} parameters) and the Hessian-vector product's working vectors",
+        steps.min(params)
+    );
     let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
     check_host(&what, bytes, host_limit())
         .map_err(|e| anyhow::anyhow!("{e} (--lanczos-steps N for fewer)"))

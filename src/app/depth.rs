@@ -145,6 +145,12 @@ impl BackendTask for DepthRuns<'_> {
     type Output = (Vec<DepthRun>, String);
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
+        // Every variant's step against the host's memory before the first trains (a deep
+        // variant at a large batch aborted the process where `train` refused it).
+        for (name, cfg) in self.cfgs {
+            super::train::check_step_memory(cfg, b)
+                .map_err(|e| anyhow::anyhow!("[[variant]] {name}: {e}"))?;
+        }
         let mut runs = Vec::new();
         for (name, cfg) in self.cfgs {
             eprintln!(

@@ -14,7 +14,8 @@ use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 use crate::schedule::admit;
-use crate::schedule::run_memory::check_cpu_step;
+use crate::schedule::host_memory::{check_host, host_limit};
+use crate::schedule::run_memory::{check_cpu_step, cpu_step_bytes, host_bytes, param_vectors_bytes};
 use crate::train::checkpoint;
 
 /// The most minibatches drawn per size (10⁵ took 3.9 s on a tiny model; 10⁶ bounds the
@@ -73,14 +74,25 @@ impl BackendTask for Noise<'_> {
     type Output = (NoiseSummary, std::path::PathBuf);
 
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Self::Output> {
+        // The probe's buffers at its largest minibatch (or the full gradient's chunks of 1024)
+        // where the backend's buffers are host memory, and its flat vectors on the host
+        // whatever the backend: G, a minibatch's g_n and g_n − G in f64, the f32 read of each
+        // gradient, and with curvature the HVP's vectors. Checked before the run directory or
+        // the data.
+        let n_train = usize::try_from(self.cfg.data.n_train).unwrap_or(usize::MAX);
+        let cap = self.noise.max_n.min(n_train).max(1);
+        let largest = (1usize << cap.ilog2()).max(n_train.min(1024));
         if b.kind() == BackendKind::Cpu {
-            // The probe's buffers at its largest minibatch (or the full gradient's chunks of
-            // 1024) live in host memory: checked before the run directory or the data.
-            let n_train = usize::try_from(self.cfg.data.n_train).unwrap_or(usize::MAX);
-            let cap = self.noise.max_n.min(n_train).max(1);
-            let largest = 1usize << cap.ilog2();
-            check_cpu_step(self.cfg, largest.max(n_train.min(1024)))?;
+            check_cpu_step(self.cfg, largest)?;
         }
+        let curvature = u64::from(self.noise.curvature);
+        let flat = param_vectors_bytes(self.cfg, 1 + 6 * curvature, 3)?;
+        let (what, base) = match b.buffers_in_host_memory() {
+            true => cpu_step_bytes(self.cfg, largest, "the backend")?,
+            false => host_bytes(self.cfg)?,
+        };
+        let what = format!("{what}, with the probe's flat gradients ({flat} bytes)");
+        check_host(&what, base.saturating_add(flat), host_limit())?;
         let dir = create_run_dir(self.args.out.as_deref(), "noise")?;
         write_config(&dir, &self.cfg.to_toml())?;
         Ok((measure_with(b, self.cfg, self.noise, self.args.progress)?, dir))

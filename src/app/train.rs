@@ -234,6 +234,12 @@ fn check_step<B: Profilable>(cfg: &mut Config, b: &B) -> anyhow::Result<()> {
     if cfg.train.batch_size == BatchSize::Auto {
         resolve_auto_batch(cfg, b)?;
     }
+    check_step_memory(cfg, b)
+}
+
+/// The step at `cfg`'s fixed batch size against the host's memory where the backend's buffers
+/// are host memory (see [`check_step`]); nothing to check on a GPU's own memory here.
+pub(crate) fn check_step_memory<B: Profilable>(cfg: &Config, b: &B) -> anyhow::Result<()> {
     if let (true, BatchSize::Fixed(batch)) = (b.buffers_in_host_memory(), cfg.train.batch_size) {
         match b.kind() {
             BackendKind::Cpu => run_memory::check_cpu_step(cfg, batch)?,

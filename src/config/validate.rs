@@ -31,6 +31,15 @@ pub const MAX_TEACHER_CLASSES: usize = TEACHER_CALIBRATION_INPUTS / 4;
 /// 2-core development VM): `(n_train + n_val + calibration inputs) × width × (dim + classes)`.
 pub const MAX_TEACHER_WORK: f64 = (1u64 << 36) as f64;
 
+/// The most values of a synthetic stream's fixed table (`classes × dim` class means,
+/// `outputs × dim` of W*): 2^28, 1 GiB of f32 and about 30 s of host work on a 2-core VM
+/// (1M classes of 784 inputs ran past 2 minutes before the first step, printing nothing).
+pub const MAX_TABLE_VALUES: u64 = 1 << 28;
+
+/// A stream's training examples are distinct examples below 2^48 (validation examples are
+/// `crate::data::synth::VAL_FIRST + k`): a longer stream would train on them.
+pub const MAX_STREAM_EXAMPLES: u64 = 1 << 48;
+
 impl Config {
     pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let check = Check(origin);
@@ -116,6 +125,31 @@ impl Config {
                 "data.n_train",
                 format!("= {} is past the 2^32-1 examples a resident dataset holds; use data.mode = \"stream\"", d.n_train),
             ));
+        }
+        if d.n_train > MAX_STREAM_EXAMPLES {
+            return Err(bad(
+                "data.n_train",
+                format!(
+                    "= {} is past the 2^48 training examples a stream holds (the validation examples follow them)",
+                    d.n_train
+                ),
+            ));
+        }
+        let table = match d.kind {
+            DataKind::GaussianMixture => Some(("data.classes", d.classes, "class means")),
+            DataKind::LinearRegression => Some(("data.outputs", d.outputs, "W*")),
+            DataKind::Teacher | DataKind::Npy => None,
+        };
+        if let Some((key, rows, name)) = table {
+            let values = (rows as u64).saturating_mul(d.dim as u64);
+            if values > MAX_TABLE_VALUES {
+                return Err(bad(
+                    key,
+                    format!(
+                        "= {rows}: the {name} table ({key} × data.dim = {values} values) is past the 2^28 a synthetic dataset generates on the host"
+                    ),
+                ));
+            }
         }
         if !(0.0..=1.0).contains(&d.label_noise) {
             return Err(bad("data.label_noise", format!("must be in [0, 1], got {}", d.label_noise)));

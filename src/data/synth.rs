@@ -71,7 +71,8 @@ pub fn class_means(seed: u64, classes: usize, dim: usize, separation: f32) -> Ve
     let key = rng::key_of(seed);
     let scale = separation / (dim.max(1) as f32).sqrt();
     (0..classes)
-        .flat_map(|c| (0..dim).map(move |j| scale * normal_at(key, STREAM_MEANS, c as u64, j)))
+        .into_par_iter()
+        .flat_map_iter(|c| (0..dim).map(move |j| scale * normal_at(key, STREAM_MEANS, c as u64, j)))
         .collect()
 }
 
@@ -80,7 +81,8 @@ pub fn w_star(seed: u64, outputs: usize, dim: usize) -> Vec<f32> {
     let key = rng::key_of(seed);
     let scale = 1.0 / (dim.max(1) as f32).sqrt();
     (0..outputs)
-        .flat_map(|k| (0..dim).map(move |j| scale * normal_at(key, STREAM_WSTAR, k as u64, j)))
+        .into_par_iter()
+        .flat_map_iter(|k| (0..dim).map(move |j| scale * normal_at(key, STREAM_WSTAR, k as u64, j)))
         .collect()
 }
 

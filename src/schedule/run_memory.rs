@@ -114,14 +114,40 @@ pub fn host_bytes(cfg: &Config) -> Result<(String, u64), HostMemoryError> {
     Ok((what, total))
 }
 
-/// Fail when the model and data cannot fit the host's memory.
+/// Host bytes of `f32_sets` f32 and `f64_sets` f64 vectors of every parameter of `cfg`'s
+/// model: the flat copies a command keeps beside its step (a checkpoint's, a probe's).
+pub fn param_vectors_bytes(cfg: &Config, f32_sets: u64, f64_sets: u64) -> Result<u64, HostMemoryError> {
+    let sizes = &cfg.mlp_spec().sizes;
+    let what = format!("the flat parameter vectors of model {}", sizes_text(sizes));
+    let overflow = || HostMemoryError::Overflow { what: what.clone() };
+    let params = sizes.windows(2).try_fold(0u64, |n, w| {
+        let (fan_in, fan_out) = (w[0] as u64, w[1] as u64);
+        fan_in.checked_add(1)?.checked_mul(fan_out)?.checked_add(n)
+    });
+    let per_param = 4 * f32_sets + 8 * f64_sets;
+    params.and_then(|p| p.checked_mul(per_param)).ok_or_else(overflow)
+}
+
+/// Host bytes of a checkpoint as it is written: the host copies of the parameters and the
+/// optimizer's velocity, and the serialized file beside them (a 0.9 G-parameter model trained
+/// for minutes, then aborted writing its checkpoint).
+pub fn checkpoint_bytes(cfg: &Config) -> Result<u64, HostMemoryError> {
+    let sets = 1 + u64::from(cfg.train.optimizer == OptimizerKind::Momentum);
+    param_vectors_bytes(cfg, 2 * sets, 0)
+}
+
+/// Fail when the model and data, and a checkpoint written beside them, cannot fit the host's
+/// memory.
 pub fn check_host_memory(cfg: &Config, origin: &str) -> Result<(), ConfigError> {
     let fail = |e: HostMemoryError| ConfigError::TooLarge {
         origin: origin.to_string(),
         message: e.to_string(),
     };
     let (what, bytes) = host_bytes(cfg).map_err(fail)?;
-    check_host(&what, bytes, host_limit()).map_err(fail)
+    let with_checkpoint =
+        sum_bytes(&what, &[bytes, checkpoint_bytes(cfg).map_err(fail)?]).map_err(fail)?;
+    check_host(&format!("{what}, and its checkpoint's host copies"), with_checkpoint, host_limit())
+        .map_err(fail)
 }
 
 /// On the CPU backend the whole training step at `batch` lives in host memory: fail when
@@ -191,7 +217,7 @@ pub fn cpu_step_bytes(
             "a training step on {device} of model {} at train.batch_size = {batch}",
             sizes_text(&spec.sizes)
         );
-        let bytes = replica(&what, batch)?;
+        let bytes = sum_bytes(&what, &[replica(&what, batch)?, checkpoint_bytes(cfg)?])?;
         return Ok((what, bytes));
     }
     let what = format!(
@@ -206,7 +232,7 @@ pub fn cpu_step_bytes(
     let overflow = || HostMemoryError::Overflow { what: what.clone() };
     let states = replica.checked_mul(w).ok_or_else(overflow)?;
     let copies = copy.checked_mul(w - 1).ok_or_else(overflow)?;
-    let bytes = sum_bytes(&what, &[states, copies])?;
+    let bytes = sum_bytes(&what, &[states, copies, checkpoint_bytes(cfg)?])?;
     Ok((what, bytes))
 }
 

@@ -283,12 +283,15 @@ impl<B: Backend> Checkpointer<B> {
         clip_events: u64,
     ) -> Result<(), TrainError> {
         let ck = to_checkpoint(b, st, &st.params, prog, clip_events, &self.recorded())?;
-        checkpoint::save(&self.last_path, &ck)?;
-        self.last_good = Some(self.last_path.clone());
-        self.resumed_unsaved = false;
+        // The continuation's config.toml before the checkpoint past the old one's end: the
+        // other order, stopped between the two, left a checkpoint a plain --resume called
+        // "already complete" under the old settings, and the continuation was lost.
         if let Some(text) = self.continuation.take() {
             crate::report::atomic::write_atomic(&self.config_path(), text.as_bytes())?;
         }
+        checkpoint::save(&self.last_path, &ck)?;
+        self.last_good = Some(self.last_path.clone());
+        self.resumed_unsaved = false;
         Ok(())
     }
 
@@ -463,7 +466,7 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
             // Any other is no kill's doing: the resume would drop a record of the run.
             None => {
                 return Err(TrainError::Setup(format!(
-                    "{}: line {} is no metrics record (only a last line cut short by a kill is dropped on resume); repair or remove it, then resume",
+                    "{}: line {} is no metrics record (only a last line cut short by a kill is dropped on resume); repair that line or delete it, then resume",
                     path.display(),
                     i + 1
                 )))

@@ -96,12 +96,13 @@ impl AutoRule {
 
     /// The variant of `g` by this rule: skinny for at most `skinny_max_m` rows,
     /// `skinny_max_n` columns or a depth of `skinny_max_k` of a plain A, or at most
-    /// `skinny_ta_max_m` rows of a transposed A, and a depth one workgroup can walk; else tiled.
+    /// `skinny_ta_max_m` rows of a transposed A, and a depth one workgroup can walk and columns
+    /// one grid row holds ([`matmul::skinny_grid_fits`]); else tiled.
     pub fn variant(&self, g: &Gemm) -> MatmulVariant {
         let plain = !g.trans_a
             && (g.m <= self.skinny_max_m || g.n <= self.skinny_max_n || g.k <= self.skinny_max_k);
         let weight_gradient = g.trans_a && g.m <= self.skinny_ta_max_m;
-        if (plain || weight_gradient) && g.k <= SKINNY_MAX_K {
+        if (plain || weight_gradient) && g.k <= SKINNY_MAX_K && matmul::skinny_grid_fits(g) {
             MatmulVariant::Skinny
         } else {
             MatmulVariant::Tiled

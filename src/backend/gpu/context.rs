@@ -44,6 +44,14 @@ impl AdapterSummary {
     pub fn runs_on_cpu(&self) -> bool {
         self.on_cpu
     }
+
+    /// The loop iterations one invocation may run here, where the driver caps them: Mesa's
+    /// llvmpipe (lavapipe) stops every shader invocation after 65 535 iterations of its loops
+    /// together (gallivm's loop limiter, `LP_MAX_TGSI_LOOP_ITERATIONS`), silently: the
+    /// softmax of a 32 768-class row ran its first two loops and wrote 1 of its gradients.
+    pub fn loop_iteration_limit(&self) -> Option<u64> {
+        self.name.to_ascii_lowercase().contains("llvmpipe").then_some(65_535)
+    }
 }
 
 /// The limits that bound batch size and kernel launch shapes.

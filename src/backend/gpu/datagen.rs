@@ -103,6 +103,9 @@ pub fn generate(
             p.threads = u32_of("rows * ceil(dim / 4)", rows as u64 * quads)?;
             launch(dev, &k::GENERATE_LINEAR_X, &p, &[table, x])?;
             p.threads = u32_of("rows * outputs", (rows * k_out) as u64)?;
+            // Each target walks its row's `dim` inputs.
+            let what = format!("a regression target of data.dim = {dim} inputs");
+            super::launch::check_loop_budget(dev, OP, dim as u64, &what)?;
             launch(dev, &k::GENERATE_LINEAR_TARGETS, &p, &[table, x, targets])
         }
     }

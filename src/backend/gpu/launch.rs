@@ -20,6 +20,22 @@ pub fn grid_1d(n: usize, max_per_dim: u32) -> [u32; 3] {
     }
 }
 
+/// Refuses a kernel whose invocations run `iterations` loop iterations on an adapter that stops
+/// them short ([`super::context::AdapterSummary::loop_iteration_limit`]): a wrong result
+/// becomes an error naming the shape (`what`) and the way out.
+pub fn check_loop_budget(dev: &GpuDevice, op: &'static str, iterations: u64, what: &str) -> Result<()> {
+    match dev.ctx.summary.loop_iteration_limit() {
+        Some(limit) if iterations > limit => Err(BackendError::Invalid {
+            op,
+            message: format!(
+                "{what} takes {iterations} loop iterations per invocation, and {} stops each invocation after {limit} (its results would be wrong); use --backend cpu",
+                dev.ctx.summary.name
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Record one dispatch of `kern` over `n` invocations (nothing when `n == 0`).
 pub fn launch_1d<P: Pod>(
     dev: &GpuDevice,

@@ -57,6 +57,18 @@ pub fn fuses_shape(g: &Gemm) -> bool {
         && [g.m * g.k, g.n * g.k, g.m * g.n].iter().all(|&len| len < limit)
 }
 
+/// Whether one invocation of `linear_xent_sums` on `g` (rows m, classes n, depth k) stays
+/// within the adapter's loop budget ([`super::AdapterSummary::loop_iteration_limit`]):
+/// ⌈m/8⌉·⌈n/8⌉ blocks of ⌈k/32⌉ steps (and 32 lane sums, counted in case they are not
+/// unrolled), then the softmax's 3n. Past it the unfused pair runs (its own checks apply).
+fn within_loop_budget(dev: &super::device::GpuDevice, g: &Gemm) -> bool {
+    let Some(limit) = dev.ctx.summary.loop_iteration_limit() else { return true };
+    let (m, n, k) = (g.m as u64, g.n as u64, g.k as u64);
+    let blocks = m.div_ceil(8).saturating_mul(n.div_ceil(8));
+    let iterations = blocks.saturating_mul(k.div_ceil(32) + 34).saturating_add(3 * n);
+    iterations <= limit
+}
+
 impl GpuBackend {
     /// Record [`Backend::linear_xent_sums`] as one dispatch where the shape allows (`true`: the
     /// small-batch step loses a dispatch and a barrier) or as the product and the loss
@@ -84,6 +96,7 @@ impl GpuBackend {
         let bindings = self.dev.ctx.limits.max_storage_buffers_per_shader_stage as usize;
         Ok(self.choices.fused_head.get()
             && fuses_shape(g)
+            && within_loop_budget(&self.dev, g)
             && (1..=2).contains(&loss_slots)
             && LINEAR_XENT_SUMS.bindings.len() <= bindings
             && matmul::is_skinny(&self.launch_for(g)?))

@@ -104,6 +104,14 @@ pub fn is_skinny(launch: &Launch) -> bool {
     [MATMUL_SKINNY8, MATMUL_SKINNY4, MATMUL_SKINNY1].iter().any(|k| k.name == launch.kernel.name)
 }
 
+/// Whether the skinny kernel's column groups of `g` fit one grid dimension on every adapter
+/// (WebGPU's least `max_compute_workgroups_per_dimension`, 65 535): 8 columns a group cap n at
+/// 524 280 (a layer of 600 000 units failed "grid of 75000x1 workgroups"), where the tiled
+/// kernel's 128 go 16× further. A pure function of the shape, as [`choose`] is.
+pub fn skinny_grid_fits(g: &Gemm) -> bool {
+    g.n.div_ceil(skinny_cols(g) as usize) <= 65_535
+}
+
 /// Columns of C per skinny workgroup: 32 when B is stored [k,n], 8 when stored [n,k]
 /// (`cw` in the shader).
 fn skinny_cols(g: &Gemm) -> u32 {

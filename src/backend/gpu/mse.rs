@@ -3,7 +3,7 @@
 
 use super::device::{GpuDevice, RawBuf};
 use super::kernels as k;
-use super::launch::launch_1d;
+use super::launch::{check_loop_budget, launch_1d};
 use super::xent::LossParams;
 use crate::backend::Result;
 
@@ -19,6 +19,7 @@ pub fn mse(
     loss: &RawBuf,
     dpred: &RawBuf,
 ) -> Result<()> {
+    check_loop_budget(dev, "mse", cols as u64, &format!("a squared error over {cols} outputs"))?;
     let p = LossParams::new("mse", rows, cols, grad_scale)?;
     launch_1d(dev, &k::MSE, rows, &p, &[pred, target, loss, dpred])
 }

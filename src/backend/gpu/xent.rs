@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::device::{GpuDevice, RawBuf};
 use super::kernels::{self as k, WG_1D};
-use super::launch::{launch_1d, u32_of};
+use super::launch::{check_loop_budget, launch_1d, u32_of};
 use super::{GpuBackend, GpuBuf, GpuIdxBuf};
 use crate::backend::{check_len, Backend, BackendError, Result, StepSums};
 
@@ -77,6 +77,13 @@ pub(super) fn check(rows: usize, classes: usize, bufs: [&RawBuf; 5]) -> Result<(
     Ok(())
 }
 
+/// One invocation walks its row's `classes` logits `passes` times (max, Σ exp, the gradient;
+/// the R-operator's q·r besides).
+fn xent_loop_budget(dev: &GpuDevice, op: &'static str, classes: usize, passes: u64) -> Result<()> {
+    let what = format!("a softmax over {classes} classes");
+    check_loop_budget(dev, op, (classes as u64).saturating_mul(passes), &what)
+}
+
 /// Softmax cross-entropy per row of `logits [rows, classes]`; see `Backend::softmax_xent`.
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_xent(
@@ -91,6 +98,7 @@ pub fn softmax_xent(
     dlogits: &RawBuf,
 ) -> Result<()> {
     check(rows, classes, [logits, labels, loss, correct, dlogits])?;
+    xent_loop_budget(dev, "softmax_xent", classes, 3)?;
     let p = LossParams::new("softmax_xent", rows, classes, grad_scale)?;
     launch_1d(dev, &k::SOFTMAX_XENT, rows, &p, &[logits, labels, loss, correct, dlogits])
 }
@@ -118,6 +126,7 @@ impl GpuBackend {
         }
         let bufs = [&logits.0, &labels.0, &loss.0, &correct.0, &dlogits.0];
         check(rows, classes, bufs)?;
+        xent_loop_budget(&self.dev, "softmax_xent_sums", classes, 3)?;
         let p = LossSumsParams {
             loss: LossParams::new("softmax_xent_sums", rows, classes, grad_scale)?,
             slots: step_slots("softmax_xent_sums", sums)?,
@@ -137,6 +146,7 @@ pub fn softmax_xent_rop(
     grad_scale: f32,
     out: &RawBuf,
 ) -> Result<()> {
+    xent_loop_budget(dev, "softmax_xent_rop", classes, 4)?;
     let p = LossParams::new("softmax_xent_rop", rows, classes, grad_scale)?;
     launch_1d(dev, &k::SOFTMAX_XENT_ROP, rows, &p, &[logits, rlogits, out])
 }

@@ -355,17 +355,10 @@ impl TuneCache {
                 merged.entries.insert(key.clone(), e.clone());
             }
         }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".tmp{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        if let Err(e) = std::fs::write(&tmp, merged.to_json()) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(err(e));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            err(e)
-        })
+        // A new temporary (created, never opened through a link planted at its name), synced,
+        // renamed over the cache: the report's atomic write.
+        crate::report::atomic::write_atomic_io(path, merged.to_json().as_bytes())
+            .map_err(|e| err(e.source))
     }
 
     /// Set the entry of `e`'s (device, shape): a choice of this process, which its saves

@@ -66,3 +66,27 @@ fn a_save_keeps_what_another_process_re_timed() {
     assert_eq!(file.choice(&d, ShapeKey::of(&y), &all), Some(Candidate::Tiled));
     let _ = std::fs::remove_dir_all(path.parent().expect("parent"));
 }
+
+/// A link planted at the temporary's old name (`<cache>.tmp<pid>`, predictable) is not
+/// followed: its target is untouched and the cache stays a regular file (the save wrote the
+/// target and renamed the link over the cache, so later saves went there too).
+#[cfg(unix)]
+#[test]
+fn a_save_follows_no_link_at_its_temporary() {
+    let path = tmp("planted");
+    let dir = path.parent().expect("parent").to_path_buf();
+    let victim = dir.join("victim.txt");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(&victim, "keep me\n").expect("victim");
+    let mut planted = path.as_os_str().to_owned();
+    planted.push(format!(".tmp{}", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &planted).expect("symlink");
+    let d = device("Mesa 22.3.6");
+    let mut c = TuneCache::default();
+    c.insert(entry(&d, &Gemm::nn(1, 2, 3), "skinny"));
+    c.save(&path).expect("save");
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep me\n");
+    assert!(std::fs::symlink_metadata(&path).expect("cache").file_type().is_file());
+    assert_eq!(TuneCache::load(&path).cache.len(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
