@@ -710,6 +710,60 @@ fn out_that_holds_a_run_is_refused_by_name_and_left_as_it_was() {
         .contains("hidden = [8]"));
 }
 
+/// A run stopped after its last checkpoint and before its summary (killed, disk full) has no
+/// summary.json, or an earlier session's: its resume writes it without training (every resume
+/// said "already complete", exit 0, and nothing could rebuild it); then it is complete.
+#[test]
+fn resume_of_a_finished_run_without_its_summary_writes_it() {
+    let f = fixture();
+    let d = tmpdir("resume-summary");
+    let r = d.join("run");
+    let o = run(&with(base("train"), &["--config", &f.tiny, "--out", &s(&r)]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(r.join("summary.json")).expect("summary")).expect("json")
+    };
+    let finished = read();
+    let last = std::fs::read(r.join("last.safetensors")).expect("checkpoint");
+    for (what, damage) in [
+        ("missing", None),
+        (
+            "an earlier session's",
+            Some(finished.to_string().replacen("\"steps\":", "\"steps\":0,\"was\":", 1)),
+        ),
+    ] {
+        match &damage {
+            None => std::fs::remove_file(r.join("summary.json")).expect("rm"),
+            Some(text) => std::fs::write(r.join("summary.json"), text).expect("write"),
+        }
+        let o = run(&with(base("train"), &["--resume", &s(&r)]));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && err.contains("writing it"), "{what}: {err}");
+        let summary = read();
+        for key in [
+            "steps",
+            "epochs_completed",
+            "examples_seen",
+            "final_val_loss",
+            "final_train_loss",
+            "stopped_reason",
+        ] {
+            assert_eq!(summary[key], finished[key], "{what}: {key}");
+        }
+        assert_eq!(
+            std::fs::read(r.join("last.safetensors")).expect("checkpoint"),
+            last,
+            "{what}: no step taken"
+        );
+        let o = run(&with(base("train"), &["--resume", &s(&r)]));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("already complete"),
+            "{what}: then complete"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn resume_of_a_finished_run_changes_nothing() {
     let f = fixture();

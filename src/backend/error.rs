@@ -36,3 +36,19 @@ fn byte_count(bytes: u64) -> String {
         b => b.to_string(),
     }
 }
+
+impl BackendError {
+    /// A buffer's size error said of `what` (the data it holds and the keys that size it), not
+    /// of "f32 buffer": the one line then says what to change. Other errors are kept.
+    pub fn of_buffer(self, what: &str) -> Self {
+        match self {
+            BackendError::ExceedsLimit { bytes, limit, limit_name, .. } => {
+                BackendError::ExceedsLimit { what: what.to_string(), bytes, limit, limit_name }
+            }
+            BackendError::OutOfMemory { bytes, .. } => {
+                BackendError::OutOfMemory { what: what.to_string(), bytes }
+            }
+            other => other,
+        }
+    }
+}

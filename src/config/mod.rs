@@ -6,6 +6,7 @@
 //! (`rnn::RnnConfig`, `rnn::DepthConfig`) and the `[landscape]` section
 //! (`landscape::LandscapeConfig`), with `[[variant]]` tables for experiments run several times.
 
+mod data_limits;
 mod foreign_keys;
 mod gpu;
 pub mod landscape;

@@ -31,15 +31,6 @@ pub const MAX_TEACHER_CLASSES: usize = TEACHER_CALIBRATION_INPUTS / 4;
 /// 2-core development VM): `(n_train + n_val + calibration inputs) × width × (dim + classes)`.
 pub const MAX_TEACHER_WORK: f64 = (1u64 << 36) as f64;
 
-/// The most values of a synthetic stream's fixed table (`classes × dim` class means,
-/// `outputs × dim` of W*): 2^28, 1 GiB of f32 and about 30 s of host work on a 2-core VM
-/// (1M classes of 784 inputs ran past 2 minutes before the first step, printing nothing).
-pub const MAX_TABLE_VALUES: u64 = 1 << 28;
-
-/// A stream's training examples are distinct examples below 2^48 (validation examples are
-/// `crate::data::synth::VAL_FIRST + k`): a longer stream would train on them.
-pub const MAX_STREAM_EXAMPLES: u64 = 1 << 48;
-
 impl Config {
     pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let check = Check(origin);
@@ -126,31 +117,7 @@ impl Config {
                 format!("= {} is past the 2^32-1 examples a resident dataset holds; use data.mode = \"stream\"", d.n_train),
             ));
         }
-        if d.n_train > MAX_STREAM_EXAMPLES {
-            return Err(bad(
-                "data.n_train",
-                format!(
-                    "= {} is past the 2^48 training examples a stream holds (the validation examples follow them)",
-                    d.n_train
-                ),
-            ));
-        }
-        let table = match d.kind {
-            DataKind::GaussianMixture => Some(("data.classes", d.classes, "class means")),
-            DataKind::LinearRegression => Some(("data.outputs", d.outputs, "W*")),
-            DataKind::Teacher | DataKind::Npy => None,
-        };
-        if let Some((key, rows, name)) = table {
-            let values = (rows as u64).saturating_mul(d.dim as u64);
-            if values > MAX_TABLE_VALUES {
-                return Err(bad(
-                    key,
-                    format!(
-                        "= {rows}: the {name} table ({key} × data.dim = {values} values) is past the 2^28 a synthetic dataset generates on the host"
-                    ),
-                ));
-            }
-        }
+        super::data_limits::check(d, &bad)?;
         if !(0.0..=1.0).contains(&d.label_noise) {
             return Err(bad("data.label_noise", format!("must be in [0, 1], got {}", d.label_noise)));
         }
@@ -179,7 +146,7 @@ impl Config {
             ));
         }
         if d.kind == DataKind::Teacher {
-            teacher_fits(d, &bad)?;
+            super::data_limits::teacher_fits(d, &bad)?;
         }
         if let BatchSize::Fixed(b) = t.batch_size {
             if b == 0 {
@@ -457,36 +424,6 @@ impl Config {
     fn val_error_user(&self) -> Option<&'static str> {
         (self.train.target_val_error > 0.0).then_some("train.target_val_error")
     }
-}
-
-/// A teacher whose labels the host can compute: at most [`MAX_TEACHER_CLASSES`] classes and
-/// [`MAX_TEACHER_WORK`] multiply-adds (a wide teacher on many inputs ran for minutes before the
-/// first step, printing nothing).
-fn teacher_fits(
-    d: &super::DataConfig,
-    bad: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<(), ConfigError> {
-    if d.classes > MAX_TEACHER_CLASSES {
-        return Err(bad(
-            "data.classes",
-            format!(
-                "= {} is past the {MAX_TEACHER_CLASSES} classes a teacher labels (its biases are balanced on {TEACHER_CALIBRATION_INPUTS} held-out inputs, at least 4 a class)",
-                d.classes
-            ),
-        ));
-    }
-    let inputs = d.n_train as f64 + d.n_val as f64 + TEACHER_CALIBRATION_INPUTS as f64;
-    let work = inputs * d.teacher_hidden as f64 * (d.dim as f64 + d.classes as f64);
-    if work > MAX_TEACHER_WORK {
-        return Err(bad(
-            "data.teacher_hidden",
-            format!(
-                "= {}: the teacher's labels would cost {work:.1e} multiply-adds on the host ((n_train + n_val + {TEACHER_CALIBRATION_INPUTS}) × teacher_hidden × (dim + classes)), past the {MAX_TEACHER_WORK:.1e} a run may spend; use a narrower teacher or fewer examples",
-                d.teacher_hidden
-            ),
-        ));
-    }
-    Ok(())
 }
 
 pub(super) fn kind_name(k: DataKind) -> &'static str {

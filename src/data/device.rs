@@ -58,8 +58,15 @@ impl<B: Backend> DeviceDataset<B> {
             first += rows;
         }
         let targets = match &d.targets {
-            Labels::Classes { labels, .. } => DeviceTargets::Classes(b.upload_idx(labels)?),
-            Labels::Values { targets, outputs } => DeviceTargets::Values(b.upload(targets)?, *outputs),
+            Labels::Classes { labels, .. } => DeviceTargets::Classes(
+                b.upload_idx(labels).map_err(|e| e.of_buffer(&format!("the labels of {} examples (data.n_train or data.n_val)", d.n)))?,
+            ),
+            Labels::Values { targets, outputs } => DeviceTargets::Values(
+                b.upload(targets).map_err(|e| {
+                    e.of_buffer(&format!("the targets of {} examples × {outputs} outputs (data.n_train or data.n_val, data.outputs)", d.n))
+                })?,
+                *outputs,
+            ),
         };
         Ok(DeviceDataset { windows, targets, n: d.n, dim: d.dim })
     }

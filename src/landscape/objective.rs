@@ -54,7 +54,7 @@ fn finish_pairs(chunks: usize, n: usize, stats: &[f32], slot0: usize) -> (f64, f
     let loss: f64 = (0..chunks).map(|i| stats[slot0 + 2 * i] as f64).sum();
     let correct: f64 = (0..chunks).map(|i| stats[slot0 + 2 * i + 1] as f64).sum();
     let n = n.max(1) as f64;
-    (loss / n, 1.0 - correct / n)
+    (loss / n, (n - correct) / n)
 }
 
 /// `p = 0` (not `0 · p`, which keeps NaN).

@@ -290,8 +290,15 @@ mod tests {
         // Each replica's thread keeps the padded copy of the 1024 × 1024 weight (rows of 1040).
         let workspace = matmul_workspace(&spec.sizes);
         assert_eq!(workspace, 1024 * 1040 * 4);
-        assert_eq!(one, step_bytes(&spec.sizes, true, false, 256).expect("step") + workspace);
-        assert_eq!(many, 256 * (replica + workspace) + 255 * data);
+        // And the checkpoint as it is written: parameters and velocity, host copies and file.
+        let params: u64 = spec.sizes.windows(2).map(|w| (w[0] as u64 + 1) * w[1] as u64).sum();
+        let checkpoint = checkpoint_bytes(&cfg).expect("checkpoint");
+        assert_eq!(checkpoint, params * 2 * 2 * 4);
+        assert_eq!(
+            one,
+            step_bytes(&spec.sizes, true, false, 256).expect("step") + workspace + checkpoint
+        );
+        assert_eq!(many, 256 * (replica + workspace) + 255 * data + checkpoint);
         assert!(many > 100 * one, "{many} vs {one}");
         cfg.train.workers = 1024;
         cfg.model.hidden = vec![1 << 44];

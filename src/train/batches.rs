@@ -63,7 +63,9 @@ impl<B: Backend> TrainData<B> {
                 let spec = data::gen_spec(&cfg.data).ok_or_else(|| {
                     TrainError::Setup("data.mode = \"stream\" needs a synthetic data.kind".into())
                 })?;
-                let table = b.upload(&data::gen_table(&cfg.data))?;
+                let table = b.upload(&data::gen_table(&cfg.data)).map_err(|e| {
+                    e.of_buffer("the stream's table (data.classes × data.dim class means, or data.outputs × data.dim of W*)")
+                })?;
                 let val = data::build_validation(&cfg.data, outputs)?;
                 let is_class = cfg.model.loss == LossKind::SoftmaxXent;
                 let n = cfg.data.n_train;

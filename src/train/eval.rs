@@ -87,7 +87,7 @@ impl<B: Backend> EvalSet<B> {
         let s = b.read(&self.stats)?;
         let loss: f64 = s.iter().step_by(2).map(|&x| x as f64).sum();
         let correct: f64 = s.iter().skip(1).step_by(2).map(|&x| x as f64).sum();
-        Ok((loss / self.n as f64, 1.0 - correct / self.n as f64))
+        Ok((loss / self.n as f64, (self.n as f64 - correct) / self.n as f64))
     }
 }
 

@@ -123,13 +123,20 @@ pub fn run_train_ranks<'a, B: Backend>(
         true => "a one-pass run ends with its pass: --set train.one_pass=false (and train.epochs) trains it on over the same data",
         false => "give more train.steps, train.epochs or train.max_seconds with --set to extend it",
     };
-    if opts.resume && !plan.has_steps_after(&prog) {
-        let reason = plan.end_reason(&prog);
-        return Err(TrainError::AlreadyComplete { step: prog.step, reason, remedy: remedy.into() });
-    }
+    // A complete run is refused as such, unless its summary.json is missing or an earlier
+    // session's (it stopped after its last checkpoint and before its summary: killed, disk
+    // full): then it is finished now, without a step (every later resume said "complete").
+    let summary_due = || ranks.is_none() && finish::summary_behind(run_dir, prog.step);
     let most = cfg.train.max_seconds;
-    if opts.resume && most > 0.0 && prog.elapsed_s >= most {
-        let reason = format!("reached train.max_seconds = {most} ({:.3} s trained)", prog.elapsed_s);
+    let complete = match () {
+        _ if !opts.resume => None,
+        _ if !plan.has_steps_after(&prog) => Some(plan.end_reason(&prog)),
+        _ if most > 0.0 && prog.elapsed_s >= most => {
+            Some(format!("reached train.max_seconds = {most} ({:.3} s trained)", prog.elapsed_s))
+        }
+        _ => None,
+    };
+    if let Some(reason) = complete.clone().filter(|_| !summary_due()) {
         return Err(TrainError::AlreadyComplete { step: prog.step, reason, remedy: remedy.into() });
     }
     let metrics = if root { Some(ckpt.open_metrics(opts, &prog)?) } else { None };
@@ -166,9 +173,21 @@ pub fn run_train_ranks<'a, B: Backend>(
         side_s: 0.0,
         last_line: None,
         restored_best: false,
+        summary_only: false,
         dp,
         ranks,
     };
+    if let Some(reason) = complete {
+        eprintln!(
+            "{}: complete at step {}, but its summary.json was missing or an earlier session's: writing it",
+            run_dir.display(),
+            run.prog.step
+        );
+        let mut run = run;
+        run.last_line = finish::last_metrics_line(&run_dir.join("metrics.jsonl"), run.prog.step);
+        run.summary_only = true;
+        return run.finish(Some(reason));
+    }
     if opts.stop_on_signal {
         super::interrupt::install();
     }
@@ -210,6 +229,8 @@ struct Run<'a, B: Backend> {
     side_s: f64,
     last_line: Option<MetricsLine>,
     restored_best: bool,
+    /// A complete run resumed for its missing summary: no step, and its checkpoint kept.
+    summary_only: bool,
     /// The step of the last metrics read (the guard checks the steps after it).
     last_read: u64,
 }

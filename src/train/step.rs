@@ -399,7 +399,7 @@ impl<B: Backend> TrainState<B> {
         let grad_norm = if skipped { 0.0 } else { grad_sq.sqrt() };
         StepMetrics {
             loss: m[slot::LOSS_SUM] as f64 / rows,
-            error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
+            error: (rows - m[slot::CORRECT_SUM] as f64) / rows,
             grad_norm,
             clip_events: crate::backend::GlobalNorm::count_events(m, slot::CLIP_EVENTS),
             skipped,

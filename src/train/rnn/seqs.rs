@@ -87,7 +87,7 @@ impl<B: Backend> RnnEvalSet<B> {
         let loss: f64 = (0..k).map(|i| stats[slot0 + 2 * i] as f64).sum();
         let correct: f64 = (0..k).map(|i| stats[slot0 + 2 * i + 1] as f64).sum();
         let n = self.n.max(1) as f64;
-        (loss / n, 1.0 - correct / n)
+        (loss / n, (n - correct) / n)
     }
 
     /// Mean loss and 0-1 error at `p` (one read back).

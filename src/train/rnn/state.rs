@@ -90,7 +90,7 @@ impl<B: Backend> RnnTrainState<B> {
         let steps = self.model.spec.steps;
         Ok(RnnStepMetrics {
             loss: m[slot::LOSS_SUM] as f64 / rows,
-            error: 1.0 - m[slot::CORRECT_SUM] as f64 / rows,
+            error: (rows - m[slot::CORRECT_SUM] as f64) / rows,
             grad_norm: grad_sq.sqrt(),
             clip_events: crate::backend::GlobalNorm::count_events(&m, slot::CLIP_EVENTS),
             dh_norms: m[slot::DH_SQ0..slot::DH_SQ0 + steps].iter().map(|&v| (v as f64).sqrt()).collect(),

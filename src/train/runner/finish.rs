@@ -30,7 +30,7 @@ impl<B: Backend> Run<'_, B> {
         // (Ctrl-C, train.steps) and resumed keeps the best and stops where an uninterrupted
         // run does (a final evaluation that counted gave the resumed run a best the
         // uninterrupted one never had).
-        if root {
+        if root && !self.summary_only {
             let saved = self.ckpt.save_last(b, &self.st, &self.prog, clip_events);
             self.saved(saved)?;
         }
@@ -132,4 +132,22 @@ impl<B: Backend> Run<'_, B> {
         crate::report::jsonl::write_pretty(&self.run_dir.join("summary.json"), &summary)?;
         plot_metrics(self.run_dir, self.eval.is_class)
     }
+}
+
+/// Whether `run_dir`'s summary.json is not that of the run at `step`: none, one that does not
+/// parse, or an earlier session's.
+pub(super) fn summary_behind(run_dir: &Path, step: u64) -> bool {
+    let path = run_dir.join("summary.json");
+    let text = crate::bounded_read::read_to_string(&path, crate::report::jsonl::MAX_JSONL_BYTES);
+    let steps = text
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()?.get("steps")?.as_u64());
+    steps != Some(step)
+}
+
+/// The record of `step` in metrics.jsonl at `path`, when its last line is that step's.
+pub(super) fn last_metrics_line(path: &Path, step: u64) -> Option<MetricsLine> {
+    let text = crate::bounded_read::read_to_string(path, crate::report::jsonl::MAX_JSONL_BYTES).ok()?;
+    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    serde_json::from_str::<MetricsLine>(last).ok().filter(|l| l.step == step)
 }
