@@ -1493,3 +1493,23 @@ fn a_write_past_the_file_size_limit_is_an_error_line() {
     assert_clean_error(&o, &["File too large"]);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A damaged best.safetensors is one error line that says the way on (a missing one only
+/// warns and tracks the best anew; a damaged one blocked the resume with no word of that):
+/// moved aside, the run resumes.
+#[test]
+fn a_damaged_best_checkpoint_names_the_way_on() {
+    let d = tmpdir("damaged-best");
+    let (_, run_dir) = finished_run(&d);
+    let best = run_dir.join("best.safetensors");
+    let bytes = std::fs::read(&best).expect("best.safetensors");
+    std::fs::write(&best, &bytes[..bytes.len() / 2]).expect("truncate");
+    let before = snapshot(&run_dir);
+    assert_clean_error(&resume_cpu(&run_dir, "train.epochs=2"), &["best.safetensors", "move it aside"]);
+    assert!(snapshot(&run_dir) == before, "the refused resume changed the run");
+    std::fs::rename(&best, d.join("damaged.safetensors")).expect("move aside");
+    let o = resume_cpu(&run_dir, "train.epochs=2");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(best.is_file(), "the best is tracked anew");
+    let _ = std::fs::remove_dir_all(&d);
+}

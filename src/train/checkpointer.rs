@@ -150,7 +150,12 @@ impl<B: Backend> Checkpointer<B> {
             )));
         }
         if self.best_path.exists() {
-            let bk = checkpoint::load(&self.best_path)?;
+            let bk = checkpoint::load(&self.best_path).map_err(|e| {
+                TrainError::Setup(format!(
+                    "{e}; move it aside to resume (the best is then tracked anew from step {})",
+                    prog.step
+                ))
+            })?;
             let mut bp = st.params.zeros_like(b)?;
             load_into(b, &bk, &self.best_path, "", &mut bp)?;
             self.best = Some(bp);
@@ -199,7 +204,7 @@ impl<B: Backend> Checkpointer<B> {
         if !opts.resume {
             return Ok(JsonlWriter::create(&self.metrics_path)?);
         }
-        truncate_metrics(&self.metrics_path, prog.step)?;
+        super::metrics::truncate_metrics(&self.metrics_path, prog.step)?;
         Ok(JsonlWriter::append(&self.metrics_path)?)
     }
 
@@ -437,48 +442,6 @@ pub fn load_into<B: Backend>(
     params: &mut ParamSet<B>,
 ) -> Result<(), TrainError> {
     checkpoint::load_into(b, ck, path, prefix, params)
-}
-
-/// Drop metrics lines after `step` (a resumed run rewrites what came after its checkpoint), and
-/// lines that are no metrics record (a line cut short when the run was killed mid-write), with a
-/// warning that counts those.
-fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
-    let text = crate::bounded_read::read_to_string(path, crate::report::jsonl::MAX_JSONL_BYTES)
-        .map_err(|e| TrainError::Setup(format!("cannot read {} to resume: {e}", path.display())))?;
-    let step_of = |l: &str| {
-        serde_json::from_str::<serde_json::Value>(l)
-            .ok()
-            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-    };
-    let lines: Vec<(usize, &str)> =
-        text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
-    let mut kept = Vec::new();
-    for (k, &(i, l)) in lines.iter().enumerate() {
-        match step_of(l) {
-            Some(s) if s <= step => kept.push(l),
-            Some(_) => {}
-            // The last line, cut short by a kill mid-write: dropped, said.
-            None if k + 1 == lines.len() => log::warn!(
-                "{}: its last line (line {}) is no metrics record (cut short by a kill?); dropped on resume",
-                path.display(),
-                i + 1
-            ),
-            // Any other is no kill's doing: the resume would drop a record of the run.
-            None => {
-                return Err(TrainError::Setup(format!(
-                    "{}: line {} is no metrics record (only a last line cut short by a kill is dropped on resume); repair that line or delete it, then resume",
-                    path.display(),
-                    i + 1
-                )))
-            }
-        }
-    }
-    let mut out = kept.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    crate::report::rundir::write_atomic(path, out.as_bytes())?;
-    Ok(())
 }
 
 #[cfg(test)]

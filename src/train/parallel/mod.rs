@@ -119,7 +119,9 @@ impl ReduceCost {
     pub fn compute_us_per_step(&self) -> f64 {
         1e6 * self.compute_s / self.steps.max(1) as f64
     }
-    /// Share of the step's wall time spent in the reduction.
+    /// Share of the step's two timed phases, the replicas' compute and the reduction, spent in
+    /// the reduction: `reduce / (reduce + compute)`, not of `ms_per_step`, which also holds
+    /// the host's other work (batches, the update).
     pub fn share(&self) -> f64 {
         self.reduce_s / (self.reduce_s + self.compute_s).max(1e-12)
     }
