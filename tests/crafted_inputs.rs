@@ -1491,6 +1491,8 @@ fn a_write_past_the_file_size_limit_is_an_error_line() {
     }
     let o = c.output().expect("run batchscope");
     assert_clean_error(&o, &["File too large"]);
+    // It names the file asked for, not the hidden temporary it was written through.
+    assert!(!stderr(&o).contains(".tmp-"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
 

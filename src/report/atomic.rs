@@ -65,13 +65,15 @@ pub(crate) fn write_atomic_io(path: &Path, bytes: &[u8]) -> Result<(), AtomicWri
             io::ErrorKind::NotFound => {
                 fail("write", path, io::Error::new(e.kind(), "its directory does not exist"))
             }
-            _ => fail("create a temporary file", &tmp, e),
+            // The file asked for, not the temporary (removed, or never made): "cannot write
+            // RUN/summary.json: No space left on device".
+            _ => fail("write", path, e),
         })?;
     let written = file.write_all(bytes).and_then(|()| file.sync_all());
     drop(file);
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
-        return Err(fail("write", &tmp, e));
+        return Err(fail("write", path, e));
     }
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);
