@@ -369,13 +369,30 @@ fn xent_keeps_the_small_loss_and_gradient_of_confident_rows() {
     case(&|f| run(&g, rows, classes, &logits, &labels, scale, f), "gpu");
 }
 
+/// The loop cap the probe reports is the one a long kernel meets: a naive 1×1×140 000 product of
+/// ones (one invocation walking k) reads 140 000 where nothing caps loops (sid's Mesa 26) and
+/// the cap where the driver stops it (Debian 12's llvmpipe: 65 535).
+#[test]
+fn the_loop_probe_reports_the_cap_a_long_kernel_meets() {
+    let g = gpu();
+    let limit = g.loop_iteration_limit().expect("loop probe");
+    g.set_matmul_variant(batchscope::backend::gpu::MatmulVariant::Naive);
+    let k = 140_000;
+    let ones = g.upload(&vec![1.0; k]).unwrap();
+    let mut c = g.zeros(1).unwrap();
+    g.matmul(&Gemm::nn(1, 1, k), &ones, &ones, &mut c).unwrap();
+    let got = g.read(&c).unwrap()[0] as u64;
+    assert_eq!(got, limit.unwrap_or(k as u64), "{} (probe: {limit:?})", g.adapter().name);
+}
+
 /// Many classes: up to the loop budget of the adapter the same as the CPU's; past it (on
 /// llvmpipe, which stops an invocation after 65 535 loop iterations: a 32 768-class row's
 /// softmax wrote 1 of its gradients) an error naming the classes, not a wrong result.
 #[test]
 fn xent_matches_cpu_or_refuses_past_the_loop_budget() {
     let g = gpu();
-    let limit = g.adapter().loop_iteration_limit();
+    let limit = g.loop_iteration_limit().expect("loop probe");
+    println!("loop iterations per invocation: {limit:?} on {}", g.adapter().name);
     for &(rows, classes) in &[(3usize, 16_384usize), (3, 32_768), (2, 100_000)] {
         if limit.is_some_and(|l| 4 * classes as u64 > l) {
             let logits = g.upload(&uniform(30, rows * classes, 6.0)).unwrap();

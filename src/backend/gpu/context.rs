@@ -45,10 +45,11 @@ impl AdapterSummary {
         self.on_cpu
     }
 
-    /// The loop iterations one invocation may run here, where the driver caps them: Mesa's
-    /// llvmpipe (lavapipe) stops every shader invocation after 65 535 iterations of its loops
-    /// together (gallivm's loop limiter, `LP_MAX_TGSI_LOOP_ITERATIONS`), silently: the
-    /// softmax of a 32 768-class row ran its first two loops and wrote 1 of its gradients.
+    /// The loop iterations one invocation may run here where the driver may cap them: Mesa's
+    /// llvmpipe (lavapipe) of Debian 12 (Mesa 22.3) stops every shader invocation after 65 535
+    /// iterations of its loops together (gallivm's loop limiter), silently: the softmax of a
+    /// 32 768-class row ran its first two loops and wrote 1 of its gradients. Mesa 26's has no
+    /// such cap: [`super::launch::check_loop_budget`] measures whether this one does.
     pub fn loop_iteration_limit(&self) -> Option<u64> {
         self.name.to_ascii_lowercase().contains("llvmpipe").then_some(65_535)
     }

@@ -21,10 +21,15 @@ pub fn grid_1d(n: usize, max_per_dim: u32) -> [u32; 3] {
 }
 
 /// Refuses a kernel whose invocations run `iterations` loop iterations on an adapter that stops
-/// them short ([`super::context::AdapterSummary::loop_iteration_limit`]): a wrong result
-/// becomes an error naming the shape (`what`) and the way out.
+/// them short ([`super::context::AdapterSummary::loop_iteration_limit`], confirmed by
+/// [`measured_loop_limit`]): a wrong result becomes an error naming the shape (`what`) and the
+/// way out.
 pub fn check_loop_budget(dev: &GpuDevice, op: &'static str, iterations: u64, what: &str) -> Result<()> {
-    match dev.ctx.summary.loop_iteration_limit() {
+    let candidate = dev.ctx.summary.loop_iteration_limit();
+    if candidate.is_none_or(|l| iterations <= l) {
+        return Ok(());
+    }
+    match measured_loop_limit(dev)? {
         Some(limit) if iterations > limit => Err(BackendError::Invalid {
             op,
             message: format!(
@@ -34,6 +39,33 @@ pub fn check_loop_budget(dev: &GpuDevice, op: &'static str, iterations: u64, wha
         }),
         _ => Ok(()),
     }
+}
+
+/// The adapter's loop cap where it has one, measured once per driver in a process: a naive
+/// 1×1×(cap + 2) product of ones, one invocation walking k, reads cap + 2 in full and cap where
+/// the driver stops it (Debian 12's llvmpipe: 65 535; sid's Mesa 26: 70 000 of 70 000).
+pub fn measured_loop_limit(dev: &GpuDevice) -> Result<Option<u64>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static MEASURED: OnceLock<Mutex<HashMap<String, Option<u64>>>> = OnceLock::new();
+    let Some(cap) = dev.ctx.summary.loop_iteration_limit() else { return Ok(None) };
+    let key = format!("{} {}", dev.ctx.summary.name, dev.ctx.summary.driver_info);
+    let cache = MEASURED.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(&known) = cache.lock().ok().and_then(|m| m.get(&key).copied()).as_ref() {
+        return Ok(known);
+    }
+    let k = cap as usize + 2;
+    let ones = upload_pod(dev, "the loop probe's operand", &vec![1.0f32; k])?;
+    let out = upload_pod(dev, "the loop probe's result", &[0.0f32])?;
+    let g = crate::backend::Gemm::nn(1, 1, k);
+    super::matmul::matmul(dev, super::matmul::MatmulVariant::Naive, &g, &ones, &ones, &out)?;
+    let got: Vec<f32> = read_pod(dev, &out)?;
+    let limited = got.first().is_none_or(|&v| (v as u64) < k as u64);
+    let measured = limited.then_some(cap);
+    if let Ok(mut m) = cache.lock() {
+        m.insert(key, measured);
+    }
+    Ok(measured)
 }
 
 /// Record one dispatch of `kern` over `n` invocations (nothing when `n == 0`).

@@ -463,6 +463,12 @@ impl super::GpuBackend {
     pub fn adapter(&self) -> &super::AdapterSummary {
         &self.dev.ctx.summary
     }
+
+    /// The loop iterations an invocation may run on this adapter, `None` where nothing caps
+    /// them (measured where the driver may: [`super::launch::measured_loop_limit`]).
+    pub fn loop_iteration_limit(&self) -> Result<Option<u64>> {
+        super::launch::measured_loop_limit(&self.dev)
+    }
 }
 
 mod split;
