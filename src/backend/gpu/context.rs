@@ -51,7 +51,8 @@ impl AdapterSummary {
     /// 32 768-class row ran its first two loops and wrote 1 of its gradients. Mesa 26's has no
     /// such cap: [`super::launch::check_loop_budget`] measures whether this one does.
     pub fn loop_iteration_limit(&self) -> Option<u64> {
-        self.name.to_ascii_lowercase().contains("llvmpipe").then_some(65_535)
+        // `on_cpu` first: nothing to look at (or allocate) on a real GPU, every step.
+        (self.on_cpu && self.name.to_ascii_lowercase().contains("llvmpipe")).then_some(65_535)
     }
 }
 
