@@ -246,3 +246,27 @@ fn training_with_the_fused_backward_equals_training_without() {
         }
     }
 }
+
+/// A layer whose fused kernels would walk more loop iterations per invocation than the adapter
+/// may allow (llvmpipe on Debian 12 stops each after 65 535) runs unfused there, the same bits
+/// as fused, rather than cut short: a 60 000-output layer's fused backward at 32 rows, and a
+/// fused update raised to 30 000 rows.
+#[test]
+fn the_fused_kernels_decline_past_the_loop_budget() {
+    let g = common::gpu();
+    g.set_fused_update(true);
+    g.set_fused_backward(true);
+    let small = Gemm::nn(20, 40, 16).trans(true, false);
+    assert!(g.fuses_dgrad_wgrad_update(&small).unwrap());
+    let capped = g.adapter().loop_iteration_limit().is_some();
+    println!("{}: loop cap possible: {capped}", g.adapter().name);
+    let wide = Gemm::nn(60_000, 4, 32).trans(true, false);
+    println!("60 000 outputs fuse: {}", g.fuses_dgrad_wgrad_update(&wide).unwrap());
+    assert!(!(capped && g.fuses_dgrad_wgrad_update(&wide).unwrap()));
+    g.set_fused_update_max_k(30_000);
+    let deep = Gemm::nn(4096, 4096, 30_000).trans(true, false);
+    println!("30 000 rows fuse: {}", g.fuses_wgrad_update(&deep).unwrap());
+    assert!(!(capped && g.fuses_wgrad_update(&deep).unwrap()));
+    let shallow = Gemm::nn(64, 64, 32).trans(true, false);
+    assert!(g.fuses_wgrad_update(&shallow).unwrap());
+}

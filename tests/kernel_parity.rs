@@ -6,7 +6,7 @@
 mod common;
 
 use batchscope::backend::{
-    Activation, Backend, Gemm, GlobalNorm, MomentumStep, ParamUpdate, StepSums, UpdateRule,
+    Activation, Backend, Epilogue, Gemm, GlobalNorm, MomentumStep, ParamUpdate, StepSums, UpdateRule,
 };
 use common::{assert_close, cpu, gpu, indices, uniform};
 
@@ -370,19 +370,78 @@ fn xent_keeps_the_small_loss_and_gradient_of_confident_rows() {
 }
 
 /// The loop cap the probe reports is the one a long kernel meets: a naive 1×1×140 000 product of
-/// ones (one invocation walking k) reads 140 000 where nothing caps loops (sid's Mesa 26) and
-/// the cap where the driver stops it (Debian 12's llvmpipe: 65 535).
+/// ones (one invocation walking k) reads 140 000 where nothing caps loops (sid's Mesa 26); where
+/// the driver stops it (Debian 12's llvmpipe: 65 535) the product is refused, naming its depth,
+/// rather than cut short to the cap.
 #[test]
-fn the_loop_probe_reports_the_cap_a_long_kernel_meets() {
+fn the_naive_product_past_the_loop_cap_is_refused_not_cut_short() {
     let g = gpu();
     let limit = g.loop_iteration_limit().expect("loop probe");
     g.set_matmul_variant(batchscope::backend::gpu::MatmulVariant::Naive);
     let k = 140_000;
     let ones = g.upload(&vec![1.0; k]).unwrap();
     let mut c = g.zeros(1).unwrap();
-    g.matmul(&Gemm::nn(1, 1, k), &ones, &ones, &mut c).unwrap();
-    let got = g.read(&c).unwrap()[0] as u64;
-    assert_eq!(got, limit.unwrap_or(k as u64), "{} (probe: {limit:?})", g.adapter().name);
+    let done = g.matmul(&Gemm::nn(1, 1, k), &ones, &ones, &mut c);
+    match limit {
+        Some(cap) => {
+            let e = done.unwrap_err().to_string();
+            assert!(e.contains("depth 140000") && e.contains(&format!("after {cap}")), "{e}");
+            assert!(e.contains("--backend cpu"), "{e}");
+        }
+        None => {
+            done.unwrap();
+            assert_eq!(g.read(&c).unwrap()[0], k as f32, "{}", g.adapter().name);
+        }
+    }
+}
+
+/// A weight gradient `dzᵀ·x` of a `rows`-row batch with its bias gradient `Σ_rows dz`
+/// (`Epilogue::BiasGrad`): at 600 000 rows the split-k reduce runs the column sums.
+fn bias_grad_case<B: Backend>(b: &B, rows: usize, cols: usize) -> Outputs {
+    let inputs = 5;
+    let dz = b.upload(&uniform(42, rows * cols, 1.0)).unwrap();
+    let x = b.upload(&uniform(43, rows * inputs, 1.0)).unwrap();
+    let g = Gemm { trans_a: true, ..Gemm::nn(cols, inputs, rows) };
+    let (mut gw, mut gb) = (b.zeros(cols * inputs).unwrap(), b.zeros(cols).unwrap());
+    b.matmul_epilogue(&g, &dz, &x, &mut gw, Epilogue::BiasGrad { s: &dz, bias_grad: &mut gb }).unwrap();
+    vec![("gW", b.read(&gw).unwrap()), ("gb", b.read(&gb).unwrap())]
+}
+
+/// Column sums longer than a lane may walk on llvmpipe (8 rows a step, 65 535 steps): the CPU's
+/// sums where nothing caps loops; where the driver does, an error naming the rows, for col_sum
+/// and for the bias gradient fused into a product, never a sum cut short (a 600 000-row
+/// batch's bias gradient summed 524 280 of its rows).
+#[test]
+fn long_column_sums_match_cpu_or_refuse_past_the_loop_budget() {
+    let g = gpu();
+    let limit = g.loop_iteration_limit().expect("loop probe");
+    let (rows, cols) = (600_000, 3);
+    if limit.is_none_or(|l| (rows as u64).div_ceil(8) + 5 <= l) {
+        compare!(
+            format!("col_sum {rows}x{cols}"),
+            1e-5 * (rows as f32).sqrt() * 4.0,
+            1e-5,
+            col_sum_case,
+            rows,
+            cols
+        );
+        compare!(format!("bias gradient of {rows} rows"), 2e-2, 1e-4, bias_grad_case, rows, cols);
+        return;
+    }
+    let expect_refusal = |e: String| {
+        assert!(
+            e.contains(&format!("column sum over {rows} rows")) && e.contains("--backend cpu"),
+            "{e}"
+        );
+    };
+    let x = g.upload(&uniform(40, rows * cols, 1.0)).unwrap();
+    let mut out = g.zeros(cols).unwrap();
+    expect_refusal(g.col_sum(rows, cols, 1.0, &x, 0.0, &mut out).unwrap_err().to_string());
+    let xs = g.upload(&uniform(43, rows * 5, 1.0)).unwrap();
+    let gemm = Gemm { trans_a: true, ..Gemm::nn(cols, 5, rows) };
+    let (mut gw, mut gb) = (g.zeros(cols * 5).unwrap(), g.zeros(cols).unwrap());
+    let e = g.matmul_epilogue(&gemm, &x, &xs, &mut gw, Epilogue::BiasGrad { s: &x, bias_grad: &mut gb });
+    expect_refusal(e.unwrap_err().to_string());
 }
 
 /// Many classes: up to the loop budget of the adapter the same as the CPU's; past it (on

@@ -146,6 +146,7 @@ pub fn amp_col_sum_unscale(
     if cols == 0 {
         return Ok(());
     }
+    super::launch::check_col_sum_budget(dev, op, rows)?;
     let p =
         ColsParams { rows: u32_of(op, "rows", rows)?, cols: u32_of(op, "cols", cols)?, _pad: [0; 2] };
     let gx = u32_of(op, "column blocks", cols.div_ceil(32))?;

@@ -34,6 +34,19 @@ pub(super) fn fused_default() -> bool {
     super::choices::switch("BATCHSCOPE_FUSED_BACKWARD", false)
 }
 
+/// Loop iterations of the busiest invocation of `dgrad_wgrad_update` on the weight gradient `g`
+/// (dz `[k, m]`, W `[m, n]`; each loop counted with its final test): phase 1 walks ⌈k/32⌉ row
+/// groups, each ⌈m/8⌉ steps of up to 4 rows; phase 2 ⌈m/512⌉ passes of k steps of up to 8
+/// rows and the chain's padding; the first column block adds ⌈m/256⌉ bias column sums. Past an
+/// adapter's loop cap the unfused kernels run (the same bits).
+pub fn loop_iterations(g: &Gemm) -> u64 {
+    let (m, k) = (g.m as u64, g.k as u64);
+    let phase1 = k.div_ceil(32).saturating_mul(6 * m.div_ceil(8) + 21);
+    let phase2 = m.div_ceil(512).saturating_mul(10 * k + 75);
+    let bias = m.div_ceil(256).saturating_mul(8 * k.div_ceil(8) + 33);
+    phase1.saturating_add(phase2).saturating_add(bias).saturating_add(2)
+}
+
 impl GpuBackend {
     /// Record [`Backend::dgrad_wgrad_update`] as one dispatch where both halves would be one
     /// dispatch each (`true`: a dispatch and a barrier fewer per hidden layer) or as the two
@@ -63,6 +76,7 @@ impl GpuBackend {
         let dgrad = dgrad_gemm(g);
         Ok(self.choices.fused_backward.get()
             && DGRAD_WGRAD_UPDATE_SGD.bindings.len() <= bindings
+            && super::launch::within_loop_budget(&self.dev, loop_iterations(g))
             && g.k.checked_mul(g.m.max(g.n)).is_some_and(|len| len < index_limit)
             && self.dgrad_wgrad_grid(g).is_ok()
             && self.fuses_wgrad_update(g)?

@@ -41,6 +41,26 @@ pub fn check_loop_budget(dev: &GpuDevice, op: &'static str, iterations: u64, wha
     }
 }
 
+/// Whether `iterations` per invocation stay within the cap the adapter may have, without
+/// measuring it: the choice between a fused kernel and the unfused ones of the same bits (past
+/// a possible cap the unfused ones run, which costs only speed where the cap is not real).
+pub fn within_loop_budget(dev: &GpuDevice, iterations: u64) -> bool {
+    dev.ctx.summary.loop_iteration_limit().is_none_or(|l| iterations <= l)
+}
+
+/// Loop iterations of one invocation of a column sum over `rows` rows in col_sum's order
+/// (`shaders/include/col_tree.wgsl`): its lane walks every 8th row, then the tree's 3 levels,
+/// each loop counted with its final test.
+pub fn col_sum_iterations(rows: usize) -> u64 {
+    (rows as u64).div_ceil(8) + 1 + 4
+}
+
+/// [`check_loop_budget`] of a column sum over `rows` rows (col_sum and the kernels that run its
+/// workgroups).
+pub fn check_col_sum_budget(dev: &GpuDevice, op: &'static str, rows: usize) -> Result<()> {
+    check_loop_budget(dev, op, col_sum_iterations(rows), &format!("a column sum over {rows} rows"))
+}
+
 /// The adapter's loop cap where it has one, measured once per driver in a process: a naive
 /// 1×1×(cap + 2) product of ones, one invocation walking k, reads cap + 2 in full and cap where
 /// the driver stops it (Debian 12's llvmpipe: 65 535; sid's Mesa 26: 70 000 of 70 000).
@@ -58,7 +78,7 @@ pub fn measured_loop_limit(dev: &GpuDevice) -> Result<Option<u64>> {
     let ones = upload_pod(dev, "the loop probe's operand", &vec![1.0f32; k])?;
     let out = upload_pod(dev, "the loop probe's result", &[0.0f32])?;
     let g = crate::backend::Gemm::nn(1, 1, k);
-    super::matmul::matmul(dev, super::matmul::MatmulVariant::Naive, &g, &ones, &ones, &out)?;
+    super::matmul::record_probe(dev, &g, &ones, &ones, &out)?;
     let got: Vec<f32> = read_pod(dev, &out)?;
     let limited = got.first().is_none_or(|&v| (v as u64) < k as u64);
     let measured = limited.then_some(cap);

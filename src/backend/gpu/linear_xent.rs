@@ -62,11 +62,10 @@ pub fn fuses_shape(g: &Gemm) -> bool {
 /// ⌈m/8⌉·⌈n/8⌉ blocks of ⌈k/32⌉ steps (and 32 lane sums, counted in case they are not
 /// unrolled), then the softmax's 3n. Past it the unfused pair runs (its own checks apply).
 fn within_loop_budget(dev: &super::device::GpuDevice, g: &Gemm) -> bool {
-    let Some(limit) = dev.ctx.summary.loop_iteration_limit() else { return true };
     let (m, n, k) = (g.m as u64, g.n as u64, g.k as u64);
     let blocks = m.div_ceil(8).saturating_mul(n.div_ceil(8));
     let iterations = blocks.saturating_mul(k.div_ceil(32) + 34).saturating_add(3 * n);
-    iterations <= limit
+    super::launch::within_loop_budget(dev, iterations)
 }
 
 impl GpuBackend {

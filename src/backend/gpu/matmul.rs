@@ -35,7 +35,7 @@ use super::kernels::{
     Kernel, MATMUL_NAIVE, MATMUL_SKINNY1, MATMUL_SKINNY4, MATMUL_SKINNY8, MATMUL_SPLITK_REDUCE,
     MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4, MATMUL_TILED_TN4, MATMUL_TILED_TT4,
 };
-use super::launch::grid_1d;
+use super::launch::{check_loop_budget, col_sum_iterations, grid_1d};
 use super::tile::TileCfg;
 use crate::backend::{check_len, gemm_lens, Activation, BackendError, Gemm, Result};
 
@@ -354,8 +354,32 @@ pub fn record(
 }
 
 /// [`record`] with `epi` fused into the store of C (into the split-k reduce when split-k
-/// runs). The naive kernel has no epilogue: `epi` must then be [`Epilogue::None`].
+/// runs). The naive kernel has no epilogue: `epi` must then be [`Epilogue::None`]. Its one
+/// invocation per element walks all of k, so past an adapter's loop cap (Debian 12's
+/// llvmpipe) it is refused rather than cut short.
 pub fn record_epi(
+    dev: &GpuDevice,
+    launch: &Launch,
+    g: &Gemm,
+    a: &RawBuf,
+    b: &RawBuf,
+    c: &RawBuf,
+    epi: Epilogue<'_>,
+) -> Result<()> {
+    if launch.kernel.name == MATMUL_NAIVE.name && g.m > 0 && g.n > 0 {
+        let what = format!("the naive product {}x{}x{} (depth {})", g.m, g.n, g.k, g.k);
+        check_loop_budget(dev, "matmul", g.k as u64 + 1, &what)?;
+    }
+    record_epi_unchecked(dev, launch, g, a, b, c, epi)
+}
+
+/// The naive product `g` without the loop-budget check: the loop probe
+/// ([`super::launch::measured_loop_limit`]) runs it past the cap on purpose.
+pub(super) fn record_probe(dev: &GpuDevice, g: &Gemm, a: &RawBuf, b: &RawBuf, c: &RawBuf) -> Result<()> {
+    record_epi_unchecked(dev, &launch_of(MatmulVariant::Naive, g), g, a, b, c, Epilogue::None)
+}
+
+fn record_epi_unchecked(
     dev: &GpuDevice,
     launch: &Launch,
     g: &Gemm,
@@ -406,6 +430,11 @@ pub fn record_epi(
     let grid = launch_grid(dev, launch, g)?;
     if launch.splitk && splitk_enabled() {
         if let Some((splits, kc)) = split_plan(dev, launch, g, grid) {
+            if epi_code == 4 {
+                // The reduce's col_sum workgroups walk all k rows of S (splitk_col_sum).
+                let what = format!("the bias gradient's column sum over {} rows", g.k);
+                check_loop_budget(dev, "matmul", col_sum_iterations(g.k), &what)?;
+            }
             let partials = dev.splitk_scratch(splits * g.m * g.n)?;
             let plain = MatmulParams {
                 splits: splits as u32,

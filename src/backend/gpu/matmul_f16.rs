@@ -452,6 +452,10 @@ pub fn matmul_half_store(
         }
         return matmul_coop::dispatch(dev, g, block, &p, [a, b, c], &epi_bindings);
     }
+    if epi == 5 {
+        // The col_sum workgroups walk all k rows of S (the skinny kernel's too).
+        super::launch::check_col_sum_budget(dev, "matmul_f16", g.k)?;
+    }
     if kernel == HalfKernel::Skinny {
         return skinny::dispatch(dev, g, &p, [a, b, c], &epi_bindings);
     }

@@ -139,6 +139,7 @@ pub fn col_sum(
     if cols == 0 {
         return Ok(());
     }
+    super::launch::check_col_sum_budget(dev, "col_sum", rows)?;
     let p = RedParams {
         n: u32_of("col_sum", "rows", rows)?,
         op: 0,

@@ -53,6 +53,14 @@ pub(super) struct Params {
     _pad: u32,
 }
 
+/// Loop iterations of the busiest invocation of the fused kernel on `g` (each loop counted
+/// with its final test): per chunk of `KC` = 32 rows, the staging loop (⌈32·64/256⌉ + 1), the
+/// bias lanes' (33), the fma chain's (33) and the chunk loop's own; then the bias tree. Past an
+/// adapter's loop cap the unfused pair runs (the same bits).
+pub fn loop_iterations(g: &Gemm) -> u64 {
+    (g.k as u64).div_ceil(32).saturating_mul(9 + 33 + 33 + 1).saturating_add(14)
+}
+
 /// Whether `g` runs as one dispatch with depths up to `max_k` fused: a weight gradient
 /// (`trans_a`, not `trans_b`) that overwrites its output (`beta = 0`), `1 ≤ k ≤ max_k`, a
 /// non-empty output, and indices that fit 32 bits.
@@ -123,6 +131,7 @@ impl GpuBackend {
     /// [`Backend::wgrad_update`]: crate::backend::Backend::wgrad_update
     pub fn fuses_wgrad_update(&self, g: &Gemm) -> Result<bool> {
         Ok(fuses(g, self.choices.fused_update_max_k.get())
+            && super::launch::within_loop_budget(&self.dev, loop_iterations(g))
             && self.wgrad_update_grid(g).is_ok()
             && matmul::is_whole_tiled(&self.dev, &self.launch_for(g)?, g))
     }
