@@ -1115,9 +1115,22 @@ fn settings_that_read_the_validation_error_need_validation_rows() {
     // Without them, training on every row is fine, and so are evaluations of the training set.
     let o = train_cpu(&cfg, &["--out", s(&d.join("ok"))]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let both = ["--set", "train.eval_every=4", "--set", "train.eval_train=true"];
+    let both = ["--set", "train.eval_every=1", "--set", "train.eval_train=true"];
     let o = train_cpu(&cfg, &[&both[..], &["--out", s(&d.join("ok2"))]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
+    // ... and they happen: every step logs the training set's loss and 0-1 error (a run
+    // without validation rows used to log nulls there).
+    let metrics = std::fs::read_to_string(d.join("ok2/metrics.jsonl")).expect("metrics");
+    let evals: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .collect();
+    assert!(!evals.is_empty(), "{metrics}");
+    for v in &evals {
+        assert!(v["train_full_loss"].as_f64().is_some_and(f64::is_finite), "{v}");
+        assert!(v["train_full_error"].as_f64().is_some_and(|e| (0.0..=1.0).contains(&e)), "{v}");
+        assert!(v["val_loss"].is_null(), "{v}");
+    }
     // rnn: sequence.n_val = 0 with evaluations (its default every 100 steps) says how to stop them.
     let rnn = d.join("rnn.toml");
     std::fs::write(&rnn, "[rnn]\nhidden = 4\n[sequence]\nlength = 4\nn_train = 64\nn_val = 0\n[train]\nbatch_size = 8\nsteps = 4\n")

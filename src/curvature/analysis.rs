@@ -10,12 +10,12 @@ use super::batches::{batch_sample, batch_spreads, BatchSample, WholeSet};
 use super::budget::{budget_examples, budget_note, CURVATURE_WORK_BUDGET};
 use super::hvp::HvpOptions;
 use super::linear_reference::linear_reference;
+use super::power::max_by_power;
 use super::slq::NEGATIVE_TOL;
 use super::summary::{CurvatureSummary, LanczosSummary, PowerSummary, SlqSummary};
 use super::{
-    conjugate_gradient, hutchinson_trace, lanczos, norm, power_iteration, random_unit, slq,
-    time_hvp_vs_grad, Counted, CurvatureError, Density, HutchinsonOptions, HvpOperator, PowerOptions,
-    Result, Shifted, SlqOptions, SymOp,
+    conjugate_gradient, hutchinson_trace, lanczos, norm, random_unit, slq, time_hvp_vs_grad, Counted,
+    CurvatureError, Density, HutchinsonOptions, HvpOperator, PowerOptions, Result, SlqOptions, SymOp,
 };
 use crate::backend::Backend;
 use crate::checkpoint;
@@ -348,21 +348,6 @@ fn curvature_data(
             }
         }
     }
-}
-
-/// λmax by power iteration: on `H` when `lower ≥ 0` (λmax dominates), else on `H − lower·I`
-/// (all eigenvalues ≥ ~0, λmax − lower dominant). The result is shifted back.
-pub(super) fn max_by_power<O: SymOp + ?Sized>(
-    op: &mut O,
-    lower: f64,
-    opts: &PowerOptions,
-) -> Result<super::PowerResult> {
-    if lower >= 0.0 || !lower.is_finite() {
-        return power_iteration(op, opts);
-    }
-    let mut r = power_iteration(&mut Shifted { op, shift: lower }, opts)?;
-    r.eigenvalue += lower;
-    Ok(r)
 }
 
 /// Overwrite `params` from a checkpoint's `layers.{i}.weight/bias` (shapes checked).

@@ -6,10 +6,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::analysis::{
-    max_by_power, CurvatureOptions, BATCH_LANCZOS_STEPS, CG_MAX_ITERS, CG_TOL, CHUNK_BUDGET_BYTES,
-};
+use super::analysis::{CurvatureOptions, BATCH_LANCZOS_STEPS, CG_MAX_ITERS, CG_TOL, CHUNK_BUDGET_BYTES};
 use super::hvp::HvpOptions;
+use super::power::max_by_power;
 use super::{
     conjugate_gradient, hutchinson_trace, lanczos, norm, random_unit, HutchinsonOptions, HvpOperator,
     PowerOptions, Result, SymOp,

@@ -41,7 +41,10 @@ pub use hutchinson::{hutchinson_trace, HutchinsonOptions, TraceEstimate};
 pub use hvp::{time_hvp_vs_grad, HvpOperator, HvpOptions, HvpTiming};
 pub use lanczos::{lanczos, LanczosRun, Ritz};
 pub use linear_reference::{empirical_second_moment, linear_reference, LinearReference};
-pub use power::{extreme_eigenvalues, power_iteration, top_k_deflation, PowerOptions, PowerResult};
+pub use power::{
+    extreme_eigenvalues, max_by_power, power_iteration, top_eigenpair, top_k_deflation, PowerOptions,
+    PowerResult,
+};
 pub use slq::{density_on_grid, slq, Density, SlqOptions, SlqResult};
 pub use summary::{CurvatureSummary, LanczosSummary, PowerSummary, SlqSummary};
 

@@ -118,6 +118,36 @@ pub fn extreme_eigenvalues<O: SymOp + ?Sized>(
     Ok(if dom.eigenvalue >= other.eigenvalue { (dom, other) } else { (other, dom) })
 }
 
+/// λmax by power iteration: on `H` when `lower ≥ 0` (λmax dominates), else on `H − lower·I`
+/// (all eigenvalues ≥ ~0, λmax − lower dominant). The result is shifted back.
+pub fn max_by_power<O: SymOp + ?Sized>(
+    op: &mut O,
+    lower: f64,
+    opts: &PowerOptions,
+) -> Result<PowerResult> {
+    if lower >= 0.0 || !lower.is_finite() {
+        return power_iteration(op, opts);
+    }
+    let mut r = power_iteration(&mut Shifted { op, shift: lower }, opts)?;
+    r.eigenvalue += lower;
+    Ok(r)
+}
+
+/// The eigenpair of λmax (the largest eigenvalue, not the largest |λ|) without a known lower
+/// bound: power iteration finds the dominant eigenvalue; where it is negative (a saddle whose
+/// negative curvature outweighs the positive), it is λmin, and a second iteration on
+/// `H − λmin·I` finds λmax ([`max_by_power`]).
+pub fn top_eigenpair<O: SymOp + ?Sized>(op: &mut O, opts: &PowerOptions) -> Result<PowerResult> {
+    let dominant = power_iteration(op, opts)?;
+    if dominant.eigenvalue >= 0.0 || !dominant.eigenvalue.is_finite() {
+        return Ok(dominant);
+    }
+    let mut top = max_by_power(op, dominant.eigenvalue, opts)?;
+    top.iterations += dominant.iterations;
+    top.converged &= dominant.converged;
+    Ok(top)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::DenseSym;
@@ -140,6 +170,21 @@ mod tests {
         let (hi, lo) = extreme_eigenvalues(&mut m, &o).unwrap();
         assert!((hi.eigenvalue - 2.0).abs() < 1e-4, "{hi:?}");
         assert!((lo.eigenvalue + 4.0).abs() < 1e-4, "{lo:?}");
+    }
+
+    #[test]
+    fn the_top_eigenpair_at_a_saddle_is_lambda_max_not_the_largest_magnitude() {
+        // |λmin| = 3.2 > λmax = 1.2: plain power iteration finds −3.2.
+        let mut m = DenseSym::diag(&[0.5, -3.2, 1.2, 0.1]);
+        let o = PowerOptions { max_iters: 2000, tol: 1e-10, seed: 3 };
+        let r = top_eigenpair(&mut m, &o).unwrap();
+        assert!(r.converged && (r.eigenvalue - 1.2).abs() < 1e-6, "{r:?}");
+        assert!(r.vector[2].abs() > 0.999, "{r:?}");
+        // Where λmax dominates, one iteration: the same as power_iteration.
+        let mut p = DenseSym::diag(&[0.5, -0.2, 1.2, 0.1]);
+        let plain = power_iteration(&mut p, &o).unwrap();
+        let top = top_eigenpair(&mut p, &o).unwrap();
+        assert_eq!((top.eigenvalue, top.iterations), (plain.eigenvalue, plain.iterations));
     }
 
     #[test]

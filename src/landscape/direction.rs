@@ -11,7 +11,7 @@ use super::Objective;
 use crate::backend::{Backend, BackendError};
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::DirSpec;
-use crate::curvature::{power_iteration, CurvatureError, HvpOperator, HvpOptions, PowerOptions};
+use crate::curvature::{top_eigenpair, CurvatureError, HvpOperator, HvpOptions, PowerOptions};
 use crate::data::Dataset;
 use crate::model::{Mlp, ParamSet};
 
@@ -99,7 +99,8 @@ pub fn direction<B: Backend>(
             let params = ParamSet::from_host(b, m.names, m.shapes, base_host)?;
             let mut op =
                 HvpOperator::new(b, mlp.clone(), params, data, HvpOptions::for_budget(mlp, 256 << 20))?;
-            let r = power_iteration(&mut op, &PowerOptions { max_iters: 100, tol: 1e-4, seed })?;
+            // λmax's eigenvector, not the largest |λ|'s: at a saddle the two differ.
+            let r = top_eigenpair(&mut op, &PowerOptions { max_iters: 300, tol: 1e-6, seed })?;
             info.eigenvalue = Some(r.eigenvalue);
             info.hvp_iterations = r.iterations;
             info.converged = r.converged;

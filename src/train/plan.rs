@@ -20,7 +20,9 @@ pub(super) struct Plan {
     pub(super) log_every: u64,
     /// Evaluate every this many steps (0 = at each epoch's end).
     pub(super) eval_every: u64,
-    pub(super) has_val: bool,
+    /// The run has a set to evaluate (validation rows, or the training set with
+    /// `train.eval_train`).
+    pub(super) has_eval: bool,
     pub(super) one_pass: bool,
     pub(super) n_train: u64,
     /// Save `last.safetensors` every this many steps (0 = at each epoch's end).
@@ -36,7 +38,7 @@ pub(super) struct Plan {
 pub(super) const MAX_COUNT: u64 = 1 << 53;
 
 impl Plan {
-    pub(super) fn new(cfg: &Config, batch: usize, n_train: u64, has_val: bool) -> Self {
+    pub(super) fn new(cfg: &Config, batch: usize, n_train: u64, has_eval: bool) -> Self {
         let t = &cfg.train;
         let steps_per_epoch = n_train / batch as u64;
         let max_steps = if t.steps > 0 { t.steps } else { u64::MAX };
@@ -56,7 +58,7 @@ impl Plan {
             total_steps,
             log_every: t.log_every,
             eval_every: t.eval_every,
-            has_val,
+            has_eval,
             one_pass: t.one_pass,
             n_train,
             checkpoint_every: t.checkpoint_every,
@@ -144,7 +146,7 @@ impl Plan {
         let next = prog.step + 1;
         let due = monitors.due(next);
         let epoch_end = prog.step_in_epoch + 1 == self.steps_per_epoch;
-        let eval = self.has_val
+        let eval = self.has_eval
             && if self.eval_every > 0 { next.is_multiple_of(self.eval_every) } else { epoch_end };
         // A logged step's metrics are read back (then its gradient norm is needed).
         let log = next.is_multiple_of(self.log_every)
