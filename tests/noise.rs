@@ -36,6 +36,16 @@ fn slope_is_minus_one<B: Backend>(b: &B) {
     println!("B_noise {bn:.2}, ε_max {em:.4}");
     assert!(bn.is_finite() && bn > 0.0 && em.is_finite() && em > 0.0);
     assert!(s.eps_opt.windows(2).all(|w| w[1].1 >= w[0].1), "ε_opt(B) grows with B");
+    // Each estimate has its standard error over the draws: positive, and a fraction of it.
+    let se = s.b_noise_se.expect("B_noise's standard error");
+    assert!(se > 0.0 && se < bn, "B_noise {bn} ± {se}");
+    assert!(
+        s.b_simple_se > 0.0 && s.b_simple_se < s.b_simple,
+        "B_simple {} ± {}",
+        s.b_simple,
+        s.b_simple_se
+    );
+    assert!((s.trace_sigma_se / s.b_simple_se - s.full_grad_norm_sq).abs() < 1e-9 * s.full_grad_norm_sq);
 }
 both_backends!(minibatch_error_falls_as_one_over_n, slope_is_minus_one);
 
@@ -93,6 +103,16 @@ fn b_simple_closed_form<B: Backend>(b: &B) {
     assert!((g2 - g2_cf).abs() < 0.1 * g2_cf, "|G|²");
     assert!((tr - tr_cf).abs() < 0.1 * tr_cf, "tr Σ");
     assert!((bs - bs_cf).abs() < 0.15 * bs_cf, "B_simple {bs} vs closed form {bs_cf}");
+    // The experiment's tr Σ (at W ≈ 0: init_scale 10⁻⁶) lies within 4 of its standard errors
+    // of the closed form.
+    let mut at_zero = cfg.clone();
+    at_zero.model.init_scale = 1e-6;
+    let args = NoiseArgs { checkpoint: None, max_n: 16, draws: 64, seed: 5, curvature: false };
+    let m = measure(b, &at_zero, &args).expect("noise");
+    let z = (m.trace_sigma - tr_cf) / m.trace_sigma_se;
+    println!("tr Σ {:.4} ± {:.4} (closed form {tr_cf:.4}, z = {z:.2})", m.trace_sigma, m.trace_sigma_se);
+    assert!(z.abs() < 4.0, "tr Σ {} ± {} vs {tr_cf}", m.trace_sigma, m.trace_sigma_se);
+    assert!(m.trace_sigma_se < 0.2 * tr_cf);
 }
 both_backends!(b_simple_matches_closed_form_on_linear_regression, b_simple_closed_form);
 

@@ -324,7 +324,12 @@ pub fn terminal_summary(s: &CurvatureSummary) -> String {
         "negative mass".to_string(),
         f(s.negative_mass),
         format!(
-            "eigenvalues below −{} = −1e-4·max|λ| (Ritz nodes within 10× that of 0 count as 0)",
+            "{}eigenvalues below −{} = −1e-4·max|λ| (Ritz nodes within 10× that of 0 count as 0)",
+            s.negative_mass_se.map_or(String::new(), |se| format!(
+                "± {} over {} SLQ runs; ",
+                fmt_sig(se, 2),
+                s.slq.runs
+            )),
             fmt_sig(s.negative_threshold, 2)
         ),
     ]);

@@ -165,15 +165,16 @@ fn print_summary(s: &NoiseSummary) {
         s.variance_slope
     );
     println!(
-        "|G|² = {:.4e}, tr Σ = {:.4e}, B_simple = tr Σ/|G|² = {:.1}",
-        s.full_grad_norm_sq, s.trace_sigma, s.b_simple
+        "|G|² = {:.4e}, tr Σ = {:.4e} ± {:.1e}, B_simple = tr Σ/|G|² = {:.1} ± {:.1} (standard errors over the draws)",
+        s.full_grad_norm_sq, s.trace_sigma, s.trace_sigma_se, s.b_simple, s.b_simple_se
     );
     if let Some(bs) = s.b_simple_two_batch {
         println!("B_simple from the unbiased two-batch estimators: {bs:.1}");
     }
     if let (Some(ghg), Some(ths), Some(bn), Some(em)) = (s.g_h_g, s.trace_h_sigma, s.b_noise, s.eps_max)
     {
-        println!("GᵀHG = {ghg:.4e}, tr(HΣ) = {ths:.4e}, B_noise = tr(HΣ)/GᵀHG = {bn:.1}, ε_max = GᵀG/GᵀHG = {em:.4}");
+        let se = s.b_noise_se.map_or(String::new(), |se| format!(" ± {se:.1}"));
+        println!("GᵀHG = {ghg:.4e}, tr(HΣ) = {ths:.4e}, B_noise = tr(HΣ)/GᵀHG = {bn:.1}{se}, ε_max = GᵀG/GᵀHG = {em:.4}");
         println!("time_to_target policy: batchscope sweep --policy time_to_target:{bn:.1}");
     }
 }

@@ -29,17 +29,31 @@ pub struct TttRow {
     pub lr: f64,
     /// Predicted wall time relative to the predicted best (`None` where skipped).
     pub predicted_rel: Option<f64>,
+    /// Predicted steps to the target relative to the largest B's, `(1 + B_noise/B) / (1 +
+    /// B_noise/B_max)`: the step model alone, without t(B).
+    pub predicted_steps_rel: Option<f64>,
+    /// Steps the run took to reach the target (known to its evaluation cadence,
+    /// `step_resolution` in summary.json).
     pub steps: Option<u64>,
+    /// Measured steps relative to those of the largest B that reached the target.
+    pub measured_steps_rel: Option<f64>,
+    /// The run's training wall time (`train_s`: the steps, without evaluations).
     pub seconds: Option<f64>,
     pub reached: bool,
-    /// Measured wall time relative to the best measured run that reached the target.
+    /// Measured time to the target, `steps × ms_per_step` (the run's deterministic step count
+    /// at the sweep's median time per step: the clock of the prediction), relative to the best
+    /// run that reached the target.
     pub measured_rel: Option<f64>,
+    /// `seconds` relative to the best run's: the runs' own wall clocks, which at milliseconds
+    /// a run are start-up and timer jitter more than steps.
+    pub wall_rel: Option<f64>,
     pub note: String,
 }
 
 /// The experiment's results: B_noise, ε_max, the rows, the predicted best B and the device.
 struct Outcome {
     b_noise: f64,
+    b_noise_se: Option<f64>,
     eps_max: f64,
     rows: Vec<TttRow>,
     chosen: usize,
@@ -63,24 +77,40 @@ impl BackendTask for Experiment<'_> {
     fn run<B: Profilable>(self, b: &B) -> anyhow::Result<Outcome> {
         let dir = create_run_dir(self.args.out.as_deref(), "time-to-target")?;
         write_config(&dir, &self.cfg.to_toml())?;
-        let (b_noise, eps_max, rows, chosen) = experiment(b, self.cfg, &dir, self.args.progress)?;
-        Ok(Outcome { b_noise, eps_max, rows, chosen, device: b.device_name(), dir })
+        let (noise, rows, chosen) = experiment(b, self.cfg, &dir, self.args.progress)?;
+        let (b_noise, b_noise_se, eps_max) = noise;
+        Ok(Outcome { b_noise, b_noise_se, eps_max, rows, chosen, device: b.device_name(), dir })
     }
 }
+
+/// Single-example draws of the B_noise measurement at initialisation: tr(HΣ) is their mean, so
+/// B_noise's standard error is about 5 % here (32, `noise`'s default, left ±10 %, and with seed
+/// 1 fixed every run took the same, lowest, of the estimates other seeds give).
+const NOISE_DRAWS: usize = 128;
+
+/// B_noise (and its standard error) and ε_max at initialisation.
+type NoiseAtInit = (f64, Option<f64>, f64);
 
 fn experiment<B: Profilable>(
     b: &B,
     cfg: &Config,
     dir: &std::path::Path,
     progress: bool,
-) -> anyhow::Result<(f64, f64, Vec<TttRow>, usize)> {
-    let args = NoiseArgs { checkpoint: None, max_n: 1, draws: 32, seed: 1, curvature: true };
+) -> anyhow::Result<(NoiseAtInit, Vec<TttRow>, usize)> {
+    let args = NoiseArgs {
+        checkpoint: None,
+        max_n: 1,
+        draws: NOISE_DRAWS,
+        seed: cfg.train.seed,
+        curvature: true,
+    };
     let noise = measure_with(b, cfg, &args, progress)?;
     let (bn, em) = match (noise.b_noise, noise.eps_max) {
         (Some(bn), Some(em)) => (bn, em),
         _ => bail!("B_noise and ε_max could not be measured at initialisation (GᵀHG ≤ 0)"),
     };
-    eprintln!("B_noise = {bn:.1}, ε_max = {em:.4}");
+    let se = noise.b_noise_se.map_or(String::new(), |se| format!(" ± {se:.1}"));
+    eprintln!("B_noise = {bn:.1}{se} ({NOISE_DRAWS} draws), ε_max = {em:.4}");
     let report = run_sweep(b, cfg, &mut |_| {})?;
     let points = report.points();
     let chosen = choose(&Policy::TimeToTarget { b_noise: bn }, &points)?.batch;
@@ -120,10 +150,13 @@ fn experiment<B: Profilable>(
             ms_per_step: Some(ms),
             lr,
             predicted_rel: Some(pred),
+            predicted_steps_rel: Some(steps_model(bn, batch)),
             steps: None,
+            measured_steps_rel: None,
             seconds: None,
             reached: false,
             measured_rel: None,
+            wall_rel: None,
             note: String::new(),
         };
         if (batch as u64) > training_rows {
@@ -154,10 +187,13 @@ fn experiment<B: Profilable>(
             ms_per_step: None,
             lr: crate::stats::f32_as_written(run_rate(cfg, eps_opt(em, bn, p.batch as f64)) as f32),
             predicted_rel: None,
+            predicted_steps_rel: None,
             steps: None,
+            measured_steps_rel: None,
             seconds: None,
             reached: false,
             measured_rel: None,
+            wall_rel: None,
             note: format!(
                 "not timed by the sweep: {}",
                 p.skipped.as_deref().unwrap_or("no usable time")
@@ -165,13 +201,41 @@ fn experiment<B: Profilable>(
         });
     }
     rows.sort_by_key(|r| r.batch);
-    let best = rows.iter().filter(|r| r.reached).filter_map(|r| r.seconds).fold(f64::INFINITY, f64::min);
-    for r in &mut rows {
+    relate_to_best(&mut rows);
+    Ok(((bn, noise.b_noise_se, em), rows, chosen))
+}
+
+/// The step model `S(B) ∝ 1 + B_noise/B` relative to its value at the largest B swept.
+fn steps_model(b_noise: f64, batch: usize) -> f64 {
+    1.0 + b_noise / batch as f64
+}
+
+/// Fill the measured columns of `rows` (sorted by batch): the time to the target as
+/// `steps × ms_per_step` and the wall time, each over the best run that reached the target,
+/// and the steps over the largest B's that did; the predicted steps over the same largest B.
+fn relate_to_best(rows: &mut [TttRow]) {
+    let reached = |r: &&TttRow| r.reached;
+    let time = |r: &TttRow| Some(r.steps? as f64 * r.ms_per_step?).filter(|t| t.is_finite() && *t > 0.0);
+    let best_time = rows.iter().filter(reached).filter_map(time).fold(f64::INFINITY, f64::min);
+    let best_wall = rows.iter().filter(reached).filter_map(|r| r.seconds).fold(f64::INFINITY, f64::min);
+    let largest = rows.iter().filter(reached).filter(|r| r.steps.is_some()).max_by_key(|r| r.batch);
+    let (big_steps, big_model) = match largest {
+        Some(r) => (r.steps.map(|s| s as f64), r.predicted_steps_rel),
+        None => (None, None),
+    };
+    for r in rows.iter_mut() {
+        if let (Some(p), Some(m)) = (r.predicted_steps_rel.as_mut(), big_model) {
+            *p /= m;
+        }
         if r.reached {
-            r.measured_rel = r.seconds.map(|s| s / best);
+            r.measured_rel = time(r).map(|t| t / best_time);
+            r.wall_rel = r.seconds.map(|s| s / best_wall);
+            r.measured_steps_rel = match (r.steps, big_steps) {
+                (Some(s), Some(big)) => Some(s as f64 / big),
+                _ => None,
+            };
         }
     }
-    Ok((bn, em, rows, chosen))
 }
 
 /// The learning rate of a run whose SGD step is to be `step` (ε_opt(B), a plain-SGD step):
@@ -249,17 +313,20 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         c.train.batch_size = BatchSize::Fixed(batch);
         c.validate_resolved(&format!("(time-to-target at B = {batch})"))?;
     }
-    let Outcome { b_noise: bn, eps_max: em, rows, chosen, device, dir } =
+    let Outcome { b_noise: bn, b_noise_se: bn_se, eps_max: em, rows, chosen, device, dir } =
         with_backend(backend, args.adapter.as_deref(), Experiment { cfg: &cfg, args })?;
     let header = [
         "batch",
         "ms_per_step",
         "lr",
         "predicted_rel",
+        "predicted_steps_rel",
         "steps",
+        "measured_steps_rel",
         "seconds",
         "reached",
         "measured_rel",
+        "wall_rel",
         "note",
     ];
     let cells: Vec<Vec<Cell>> = rows
@@ -270,10 +337,13 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
                 Cell::from(r.ms_per_step),
                 Cell::Num(r.lr),
                 Cell::from(r.predicted_rel),
+                Cell::from(r.predicted_steps_rel),
                 r.steps.map_or(Cell::Empty, Cell::from),
+                Cell::from(r.measured_steps_rel),
                 r.seconds.map(Cell::Num).unwrap_or(Cell::Empty),
                 Cell::from(r.reached),
                 r.measured_rel.map(Cell::Num).unwrap_or(Cell::Empty),
+                r.wall_rel.map(Cell::Num).unwrap_or(Cell::Empty),
                 Cell::Text(r.note.clone()),
             ]
         })
@@ -281,14 +351,24 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
     write_csv(&dir.join("time_to_target.csv"), &header, &cells)?;
     let best_measured = rows
         .iter()
-        .filter(|r| r.reached)
-        .min_by(|a, c| a.seconds.unwrap_or(f64::INFINITY).total_cmp(&c.seconds.unwrap_or(f64::INFINITY)))
+        .filter(|r| r.measured_rel.is_some())
+        .min_by(|a, c| {
+            a.measured_rel.unwrap_or(f64::INFINITY).total_cmp(&c.measured_rel.unwrap_or(f64::INFINITY))
+        })
         .map(|r| r.batch);
+    // The target is checked at evaluations: a run's steps are known to that cadence.
+    let step_resolution = match cfg.train.eval_every {
+        0 => "each epoch's end".to_string(),
+        k => format!("{k} steps (train.eval_every)"),
+    };
     let summary = serde_json::json!({
         "command": "time-to-target",
         "device": device,
         "b_noise": bn,
+        "b_noise_se": bn_se,
+        "b_noise_draws": NOISE_DRAWS,
         "eps_max": em,
+        "step_resolution": step_resolution,
         "target_val_error": crate::stats::f32_as_written(cfg.train.target_val_error),
         "predicted_best_batch": chosen,
         "measured_best_batch": best_measured,
@@ -317,7 +397,7 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
                     .collect(),
             },
             Series {
-                name: "measured".into(),
+                name: "measured: steps to target × t(B)".into(),
                 points: rows
                     .iter()
                     .filter_map(|r| r.measured_rel.map(|m| (r.batch as f64, m)))
@@ -325,7 +405,8 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
             },
         ],
     )?;
-    let mut t = Table::new(["B", "ms/step", "lr", "predicted", "steps", "seconds", "measured"]);
+    let mut t =
+        Table::new(["B", "ms/step", "lr", "predicted", "steps", "steps rel", "seconds", "measured"]);
     for r in &rows {
         t.row([
             r.batch.to_string(),
@@ -333,6 +414,10 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
             format!("{:.4}", r.lr),
             r.predicted_rel.map(|p| format!("{p:.2}")).unwrap_or_else(|| "-".into()),
             r.steps.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            match (r.measured_steps_rel, r.predicted_steps_rel) {
+                (Some(m), Some(p)) => format!("{m:.2} (model {p:.2})"),
+                _ => "-".into(),
+            },
             r.seconds.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
             // A run that stopped short of the target says so before why it stopped (its note
             // alone, "reached train.steps = N", read as reached under `measured`).
@@ -343,15 +428,67 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
             }),
         ]);
     }
+    let se = bn_se.map_or(String::new(), |se| format!(" ± {se:.1}"));
     println!(
-        "{device} — B_noise {bn:.1}, ε_max {em:.4}, target validation 0-1 error {}",
+        "{device} — B_noise {bn:.1}{se}, ε_max {em:.4}, target validation 0-1 error {}",
         cfg.train.target_val_error
     );
     print!("{}", t.render());
+    println!(
+        "measured = steps × ms/step over the best (steps known to {step_resolution}); steps rel: over the largest B's"
+    );
     println!(
         "predicted best B: {chosen}; measured best B: {}",
         best_measured.map(|b| b.to_string()).unwrap_or_else(|| "none reached the target".into())
     );
     println!("wrote: {}", dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(batch: usize, ms: f64, steps: Option<u64>, seconds: f64, reached: bool) -> TttRow {
+        TttRow {
+            batch,
+            ms_per_step: Some(ms),
+            lr: 0.1,
+            predicted_rel: Some(1.0),
+            predicted_steps_rel: Some(steps_model(8.0, batch)),
+            steps,
+            measured_steps_rel: None,
+            seconds: Some(seconds),
+            reached,
+            measured_rel: None,
+            wall_rel: None,
+            note: String::new(),
+        }
+    }
+
+    /// The measured time is steps × the sweep's ms/step, whatever the runs' wall clocks say
+    /// (B = 4's 0.5 s of start-up would have made B = 8 the best); steps and the step model
+    /// are over the largest B that reached the target; a run short of it gets no measured
+    /// figure.
+    #[test]
+    fn measured_columns_are_steps_times_t_over_the_best() {
+        let mut rows = vec![
+            row(2, 1.0, Some(400), 0.4, true),
+            row(4, 1.5, Some(200), 0.5, true),
+            row(8, 3.0, Some(120), 0.36, true),
+            row(16, 6.0, Some(100), 0.6, true),
+            row(32, 12.0, Some(500), 6.0, false),
+        ];
+        relate_to_best(&mut rows);
+        let measured: Vec<Option<f64>> = rows.iter().map(|r| r.measured_rel).collect();
+        assert_eq!(measured, [Some(400.0 / 300.0), Some(1.0), Some(360.0 / 300.0), Some(2.0), None]);
+        assert_eq!(rows[2].wall_rel, Some(1.0));
+        assert_eq!(rows[0].measured_steps_rel, Some(4.0));
+        assert_eq!(rows[4].measured_steps_rel, None);
+        let model = |b: f64| (1.0 + 8.0 / b) / (1.0 + 8.0 / 16.0);
+        for r in &rows {
+            let got = r.predicted_steps_rel.unwrap();
+            assert!((got - model(r.batch as f64)).abs() < 1e-12, "{} {got}", r.batch);
+        }
+    }
 }

@@ -187,6 +187,7 @@ pub fn run_curvature<B: Backend>(
     let scale = lambda_max.abs().max(lambda_min.abs());
     let negative_threshold = NEGATIVE_TOL * scale;
     let negative_mass = sq.mass_below(negative_threshold);
+    let negative_mass_se = sq.mass_below_se(negative_threshold);
     let density = super::density_on_grid(&sq.nodes, &sq.weights, DENSITY_POINTS, DENSITY_SIGMA);
 
     // ---- trace -------------------------------------------------------------------------------
@@ -264,6 +265,7 @@ pub fn run_curvature<B: Backend>(
         epsilon_star: (g_t_h_g > 0.0).then(|| g_norm_sq / g_t_h_g),
         lr_stable_max: (lambda_max > 0.0).then(|| 2.0 / lambda_max),
         negative_mass,
+        negative_mass_se,
         negative_threshold,
         condition_estimate: super::slq::condition_estimate(
             &ritz.values,

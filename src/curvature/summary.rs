@@ -69,6 +69,9 @@ pub struct CurvatureSummary {
     pub lr_stable_max: Option<f64>,
     /// Fraction of the spectral density below `−negative_threshold` (SLQ).
     pub negative_mass: f64,
+    /// Standard error of `negative_mass` over the SLQ runs (`None` with one run): the spread
+    /// of the random starts, not the bias of too few Lanczos steps.
+    pub negative_mass_se: Option<f64>,
     pub negative_threshold: f64,
     /// `λmax / |θ|` for the Ritz value θ of smallest magnitude found; `None` (printed ∞) when
     /// the Hessian is singular within `negative_threshold` ([`super::slq::condition_estimate`]).

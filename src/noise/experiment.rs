@@ -81,8 +81,13 @@ pub struct NoiseSummary {
     pub variance_slope: f64,
     /// tr Σ of the per-example gradient, from `n · E‖g_n − G‖²` averaged over n.
     pub trace_sigma: f64,
+    /// Standard error of `trace_sigma` over the draws (each size's mean of `n‖g_n − G‖²` has
+    /// its own; the sizes are independent).
+    pub trace_sigma_se: f64,
     /// `tr Σ / |G|²` with the measured G.
     pub b_simple: f64,
+    /// Standard error of `b_simple` (`trace_sigma_se / |G|²`: G is exact).
+    pub b_simple_se: f64,
     /// The same from the unbiased two-batch estimators at the smallest and largest n.
     pub b_simple_two_batch: Option<f64>,
     /// GᵀHG with the full-data Hessian (R-operator).
@@ -91,6 +96,9 @@ pub struct NoiseSummary {
     pub trace_h_sigma: Option<f64>,
     /// `B_noise = tr(HΣ) / GᵀHG` (McCandlish et al. 2018).
     pub b_noise: Option<f64>,
+    /// Standard error of `b_noise` over the single-example draws (GᵀHG is exact): with the
+    /// default 32 draws about ±10 %; `--draws` shrinks it as 1/√draws.
+    pub b_noise_se: Option<f64>,
     /// `ε_max = GᵀG / GᵀHG`: the best step size with the exact gradient.
     pub eps_max: Option<f64>,
     /// `ε_opt(B) = ε_max / (1 + B_noise/B)` at powers of two.
@@ -272,6 +280,12 @@ pub fn measure_with<B: Backend>(
     let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.n as f64, r.mean_sq_error)).collect();
     let (slope, _) = loglog_fit(&pts).unwrap_or((f64::NAN, f64::NAN));
     let trace_sigma = rows.iter().map(|r| r.n as f64 * r.mean_sq_error).sum::<f64>() / rows.len() as f64;
+    let trace_sigma_se = rows
+        .iter()
+        .map(|r| (r.n as f64 * r.sd_sq_error).powi(2) / r.draws.max(1) as f64)
+        .sum::<f64>()
+        .sqrt()
+        / rows.len() as f64;
     let two = match (rows.first(), rows.last()) {
         (Some(s), Some(l)) if l.n > s.n => {
             two_batch_estimates(s.n as f64, s.mean_sq_norm, l.n as f64, l.mean_sq_norm)
@@ -282,6 +296,12 @@ pub fn measure_with<B: Backend>(
     let trace_h_sigma = (dhd.count() > 0).then(|| dhd.mean());
     let b_noise = match (trace_h_sigma, g_h_g) {
         (Some(t), Some(ghg)) if ghg > 0.0 => Some(t / ghg),
+        _ => None,
+    };
+    let b_noise_se = match (b_noise, g_h_g) {
+        (Some(_), Some(ghg)) if dhd.count() > 1 => {
+            Some(dhd.sample_sd() / (dhd.count() as f64).sqrt() / ghg)
+        }
         _ => None,
     };
     let eps_max = g_h_g.filter(|&ghg| ghg > 0.0).map(|ghg| g2 / ghg);
@@ -305,7 +325,10 @@ pub fn measure_with<B: Backend>(
         full_grad_norm_sq: g2,
         variance_slope: slope,
         trace_sigma,
+        trace_sigma_se,
         b_simple: trace_sigma / g2,
+        b_simple_se: trace_sigma_se / g2,
+        b_noise_se,
         b_simple_two_batch: two,
         rows,
     })
