@@ -191,6 +191,27 @@ fn xent_case<B: Backend>(b: &B, rows: usize, classes: usize) -> Outputs {
     ]
 }
 
+/// Rows whose largest logit is tied: the first of the tied classes is the prediction (the CPU's
+/// `first_argmax`), so a label on a later one is wrong. Zero logits (a zero-initialised head),
+/// a pair of 3s with the label on either, and a tie of the last two classes.
+fn xent_ties_case<B: Backend>(b: &B) -> Outputs {
+    let logits_h = [0.0, 0.0, 0.0, 0.0, 1.0, 3.0, 0.0, 3.0, 1.0, 3.0, 0.0, 3.0, 2.0, -1.0, 5.0, 5.0];
+    let (rows, classes) = (4, 4);
+    let logits = b.upload(&logits_h).unwrap();
+    let labels = b.upload_idx(&[0, 3, 1, 3]).unwrap();
+    let (mut loss, mut correct) = (b.zeros(rows).unwrap(), b.zeros(rows).unwrap());
+    let mut dl = b.zeros(rows * classes).unwrap();
+    b.softmax_xent(rows, classes, &logits, &labels, 1.0, &mut loss, &mut correct, &mut dl).unwrap();
+    let got = b.read(&correct).unwrap();
+    assert_eq!(got, [1.0, 0.0, 1.0, 0.0], "the first of tied logits is the prediction");
+    vec![("ties loss", b.read(&loss).unwrap()), ("ties correct", got)]
+}
+
+#[test]
+fn xent_ties_predict_the_first_class_on_both_backends() {
+    compare!("xent ties", 1e-6, 1e-6, xent_ties_case);
+}
+
 /// `softmax_xent_sums` (fused or not) on `b`, or with `fused == false` its definition:
 /// `softmax_xent`, then `sums` of the losses into `slots[..n_loss]` and of the 0-1 values into
 /// the last slot. With `poison`, row 1 has an out-of-range label (its loss is NaN, and so is
