@@ -87,6 +87,29 @@ pub(super) fn switch(var: &str, default: bool) -> bool {
     }
 }
 
+impl super::GpuBackend {
+    /// Choose the matmul kernel used by [`Backend::matmul`] (benches compare them).
+    ///
+    /// [`Backend::matmul`]: crate::backend::Backend::matmul
+    pub fn set_matmul_variant(&self, v: super::matmul::MatmulVariant) {
+        self.matmul_variant.set(v);
+    }
+
+    pub fn matmul_variant(&self) -> super::matmul::MatmulVariant {
+        self.matmul_variant.get()
+    }
+
+    pub fn adapter(&self) -> &super::AdapterSummary {
+        &self.dev.ctx.summary
+    }
+
+    /// The loop iterations an invocation may run on this adapter, `None` where nothing caps
+    /// them (measured where the driver may: [`super::launch::measured_loop_limit`]).
+    pub fn loop_iteration_limit(&self) -> crate::backend::Result<Option<u64>> {
+        super::launch::measured_loop_limit(&self.dev)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use bytemuck::Pod;
 
 use super::context::GpuContext;
 use super::dispatch_timing::{Counters, DispatchTiming};
+use super::graveyard::{Graveyard, TrackedBuffer, Yard, DEAD_BUFFERS_MAX, DEAD_BYTES_MAX};
 use super::kernels::{Kernel, PARAM_SLOT};
 use super::pipelines::{shader_checks_from_env, Pipeline, PipelineCache};
 use super::timestamps::Timestamps;
@@ -36,7 +37,7 @@ type BindGroupKey = (&'static str, u32, Vec<u64>);
 /// A storage buffer with its element count. Cloning shares the same GPU memory.
 #[derive(Clone, Debug)]
 pub struct RawBuf {
-    pub(crate) buffer: Arc<wgpu::Buffer>,
+    pub(crate) buffer: Arc<TrackedBuffer>,
     pub(crate) id: u64,
     pub(crate) len: usize,
 }
@@ -69,6 +70,7 @@ pub struct GpuDevice {
     arena: wgpu::Buffer,
     pub(super) pipelines: PipelineCache,
     bind_groups: RefCell<HashMap<BindGroupKey, wgpu::BindGroup>>,
+    graveyard: Graveyard,
     rec: RefCell<Recorder>,
     pub(super) timestamps: Option<Timestamps>,
     submits: AtomicU64,
@@ -98,6 +100,7 @@ impl GpuDevice {
             arena,
             pipelines: PipelineCache::new(shader_checks_from_env()),
             bind_groups: RefCell::default(),
+            graveyard: Graveyard::default(),
             rec: RefCell::default(),
             timestamps,
             submits: AtomicU64::new(0),
@@ -139,7 +142,9 @@ impl GpuDevice {
             log::warn!("allocation of {what} failed: {e}");
             return Err(BackendError::OutOfMemory { what: what.to_string(), bytes });
         }
-        Ok(RawBuf { buffer: Arc::new(buffer), id: NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed), len })
+        let id = NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed);
+        let tracked = TrackedBuffer { buffer, id, graveyard: self.graveyard.clone() };
+        Ok(RawBuf { buffer: Arc::new(tracked), id, len })
     }
 
     /// The reduction scratch buffer of at least `len` elements (made once, grown rarely).
@@ -340,7 +345,28 @@ impl GpuDevice {
         Ok(())
     }
 
+    /// Forget the cached bind groups of dropped buffers once those hold more than
+    /// [`DEAD_BYTES_MAX`] or number more than [`DEAD_BUFFERS_MAX`] (one pass over the cache per
+    /// such batch of drops).
+    fn bury_dead_buffers(&self) {
+        let dead: std::collections::HashSet<u64> = {
+            let Ok(mut yard) = self.graveyard.lock() else { return };
+            if yard.bytes <= DEAD_BYTES_MAX && yard.ids.len() <= DEAD_BUFFERS_MAX {
+                return;
+            }
+            yard.bytes = 0;
+            yard.ids.drain(..).collect()
+        };
+        self.bind_groups.borrow_mut().retain(|(_, _, ids), _| !ids.iter().any(|id| dead.contains(id)));
+    }
+
+    /// Cached bind groups (tests watch dropped buffers leave the cache).
+    pub fn cached_bind_groups(&self) -> usize {
+        self.bind_groups.borrow().len()
+    }
+
     fn bind_group(&self, k: &Kernel, pipeline: &Pipeline, bufs: &[&RawBuf]) -> wgpu::BindGroup {
+        self.bury_dead_buffers();
         let key = (k.name, k.spec, bufs.iter().map(|b| b.id).collect::<Vec<_>>());
         if let Some(bg) = self.bind_groups.borrow().get(&key) {
             return bg.clone();
@@ -375,6 +401,9 @@ impl GpuDevice {
     /// Drop cached bind groups (and with them the last references to freed buffers).
     pub fn clear_bind_groups(&self) {
         self.bind_groups.borrow_mut().clear();
+        if let Ok(mut yard) = self.graveyard.lock() {
+            *yard = Yard::default();
+        }
     }
 
     /// Submit everything recorded; returns without waiting.

@@ -477,29 +477,6 @@ fn record_epi_unchecked(
     dev.dispatch(&kernel, &params, &[a, b, c, &e_in, &e_out], grid)
 }
 
-impl super::GpuBackend {
-    /// Choose the matmul kernel used by [`Backend::matmul`] (benches compare them).
-    ///
-    /// [`Backend::matmul`]: crate::backend::Backend::matmul
-    pub fn set_matmul_variant(&self, v: MatmulVariant) {
-        self.matmul_variant.set(v);
-    }
-
-    pub fn matmul_variant(&self) -> MatmulVariant {
-        self.matmul_variant.get()
-    }
-
-    pub fn adapter(&self) -> &super::AdapterSummary {
-        &self.dev.ctx.summary
-    }
-
-    /// The loop iterations an invocation may run on this adapter, `None` where nothing caps
-    /// them (measured where the driver may: [`super::launch::measured_loop_limit`]).
-    pub fn loop_iteration_limit(&self) -> Result<Option<u64>> {
-        super::launch::measured_loop_limit(&self.dev)
-    }
-}
-
 mod split;
 #[cfg(test)]
 use split::SPLITK_MIN_CHUNK;

@@ -20,6 +20,7 @@ pub mod dispatch_timing;
 pub mod elementwise;
 mod fused;
 pub mod gather;
+mod graveyard;
 mod half;
 pub mod kernels;
 pub mod launch;
