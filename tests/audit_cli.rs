@@ -303,6 +303,20 @@ fn depth_needs_three_hidden_layers_and_few_lanczos_steps_are_said() {
     ]);
     assert_clean_error(&o, &["needs at least 3, got 2"]);
     assert!(!out.exists(), "no run directory");
+    // It trains train.steps whatever train.epochs says (5 epochs or 1 trained the same 60 steps).
+    let o = run(&[
+        "depth",
+        "--backend",
+        "cpu",
+        "--config",
+        s(&config),
+        "--set",
+        "train.epochs=5",
+        "--out",
+        s(&out),
+    ]);
+    assert_clean_error(&o, &["does not use train.epochs"]);
+    assert!(!out.exists(), "no run directory");
     let o = run(&[
         "curvature",
         "--backend",

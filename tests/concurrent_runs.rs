@@ -57,7 +57,16 @@ fn a_running_run_refuses_a_second_train_and_a_resume_into_its_directory() {
     let second = train(&config, &["--set", "train.lr=0.01", "--out", s(&out)]).output().expect("run");
     assert_clean_error(&second, &[s(&out)]);
     let mut resume = common::cli::batchscope("concurrent");
-    resume.args(["train", "--resume", s(&out), "--backend", "cpu", "--quiet", "--set", "train.lr=0.01"]);
+    resume.args([
+        "train",
+        "--resume",
+        s(&out),
+        "--backend",
+        "cpu",
+        "--quiet",
+        "--set",
+        "train.log_every=7",
+    ]);
     let resumed = resume.output().expect("run the resume");
     assert_clean_error(&resumed, &["another batchscope", "is running this run"]);
     let o = finish(first);

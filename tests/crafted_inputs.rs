@@ -787,29 +787,29 @@ fn a_resume_refused_for_its_metrics_leaves_config_toml_as_it_was() {
 /// A resume that diverges before it saves a checkpoint leaves the run's checkpoints,
 /// config.toml and summary.json as it found them. Its `--set` used to reach config.toml at
 /// once, so that a plain resume diverged again, and the finished run's summary.json was
-/// replaced by the failed continuation's.
+/// replaced by the failed continuation's. (A rate of 50 trains its first epoch, 8 steps, and
+/// diverges at step 12 of a longer run; a resume may not change the rate.)
 #[test]
 fn a_resume_that_diverges_before_its_first_checkpoint_leaves_the_run_as_it_was() {
     let d = tmpdir("resume-diverges");
-    let (_, run_dir) = finished_run(&d);
+    let tiny = tiny_at(&d, 16);
+    let run_dir = d.join("run");
+    let o = train_cpu(&tiny, &["--set", "train.lr=50", "--out", s(&run_dir)]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let kept = ["config.toml", "summary.json", "last.safetensors", "best.safetensors"];
     let read = |f: &str| std::fs::read(run_dir.join(f)).expect("a file of the finished run");
     let before: Vec<Vec<u8>> = kept.iter().map(|f| read(f)).collect();
-    let mut args = vec!["train", "--resume", s(&run_dir), "--backend", "cpu", "--quiet"];
-    args.extend(["--set", "train.epochs=3", "--set", "train.lr=1e30"]);
-    let o = run(&args);
-    assert_clean_error(&o, &["diverged", "last.safetensors", "left as they were"]);
+    let o = resume_cpu(&run_dir, "train.epochs=3");
+    assert_clean_error(&o, &["diverged at step 12", "last.safetensors", "left as they were"]);
     for (f, was) in kept.iter().zip(&before) {
         assert!(read(f) == *was, "the diverged resume rewrote {f}");
     }
-    // The run goes on from its checkpoint as before; config.toml then says how.
-    let o = resume_cpu(&run_dir, "train.epochs=2");
-    assert!(o.status.success(), "{}", stderr(&o));
+    // config.toml still describes the run that finished (1 epoch, 8 steps).
     let config = String::from_utf8(read("config.toml")).expect("utf-8");
-    assert!(config.contains("epochs = 2") && config.contains("lr = 0.05"), "{config}");
+    assert!(config.contains("epochs = 1") && config.contains("lr = 50"), "{config}");
     let summary: serde_json::Value =
         serde_json::from_slice(&read("summary.json")).expect("summary.json");
-    assert_eq!(summary["steps"], 16, "{summary}");
+    assert_eq!(summary["steps"], 8, "{summary}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -1147,8 +1147,8 @@ fn settings_that_read_the_validation_error_need_validation_rows() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// A resume keeps the model, data, batch size, optimizer, shuffle and seed of its checkpoint,
-/// whatever the run's config.toml (a text file) says now: each hand edit below used to resume
+/// A resume keeps the model, data, batch size, optimizer, shuffle, seed and update rule of its
+/// checkpoint, whatever the run's config.toml (a text file) says now: each hand edit below used to resume
 /// and train on other data, another optimizer (SGD dropped the velocities) or batch size. The
 /// checkpoint's own copy of the config, under its checksum, is the reference. The run directory
 /// is left byte for byte; an edit of a key a resume may change still resumes.
@@ -1161,6 +1161,9 @@ fn a_hand_edited_config_toml_cannot_change_what_a_resume_keeps() {
         ("shuffle = \"epoch\"", "shuffle = \"none\"", "train.shuffle"),
         ("batch_size = 32", "batch_size = 16", "train.batch_size"),
         ("n_train = 256", "n_train = 512", "data.n_train"),
+        // The update rule too: a resume at another rate rewrote config.toml as if the whole run
+        // had used it (and the file no longer reproduced the run).
+        ("lr = 0.05", "lr = 0.02", "train.lr"),
     ] {
         assert!(original.contains(from), "{from} in {original}");
         std::fs::write(&cfg_path, original.replacen(from, to, 1)).expect("edit");
@@ -1169,9 +1172,11 @@ fn a_hand_edited_config_toml_cannot_change_what_a_resume_keeps() {
         assert_clean_error(&o, &[key, "its checkpoint"]);
         assert_eq!(snapshot(&run_dir), before, "{key}: a refused resume changed the run");
     }
-    // The learning rate may change on a resume, by --set or in config.toml.
-    std::fs::write(&cfg_path, original.replacen("lr = 0.05", "lr = 0.02", 1)).expect("edit");
-    assert!(original.contains("lr = 0.05"));
+    // How often it logs may change on a resume, by --set or in config.toml; the rate may not.
+    let o = resume_cpu(&run_dir, "train.lr=0.02");
+    assert_clean_error(&o, &["train.lr", "update rule"]);
+    std::fs::write(&cfg_path, original.replacen("log_every = 2", "log_every = 4", 1)).expect("edit");
+    assert!(original.contains("log_every = 2"), "{original}");
     let o = resume_cpu(&run_dir, "train.steps=20");
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);

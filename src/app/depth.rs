@@ -25,6 +25,8 @@ fn ignored_by_depth(cfg: &Config) -> Option<&'static str> {
     let (t, d) = (&cfg.train, crate::config::TrainConfig::default());
     let m = &cfg.monitor;
     [
+        // It trains train.steps steps, however many epochs they make.
+        (t.epochs != d.epochs, "train.epochs"),
         (t.one_pass != d.one_pass, "train.one_pass"),
         (t.max_seconds != d.max_seconds, "train.max_seconds"),
         (t.lr_schedule != d.lr_schedule, "train.lr_schedule"),

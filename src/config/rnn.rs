@@ -250,6 +250,13 @@ impl RnnConfig {
             d.grad_threshold,
             "must be ≥ 0 (0 = train.clip_norm)",
         )?;
+        if d.spike_window < 3 {
+            // The median of fewer than 3 losses flags nothing: the detector waits for 3.
+            return Err(bad(
+                "diagnostics.spike_window",
+                format!("must be at least 3 (a median of 3 recent losses), got {}", d.spike_window),
+            ));
+        }
         check.at_least_one("diagnostics.power_iters", d.power_iters)?;
         if d.power_iters > MAX_POWER_ITERS {
             return Err(bad(
@@ -375,6 +382,7 @@ mod tests {
             ("[train]\nclip_norm = -1.0\n", "train.clip_norm"),
             ("[rnn]\nhiden = 3\n", "hiden"),
             ("[diagnostics]\npower_iters = 1000000000000\n", "diagnostics.power_iters"),
+            ("[diagnostics]\nspike_window = 2\n", "diagnostics.spike_window"),
         ] {
             let mut c = load(text, &[]).unwrap();
             let (_, t) = c.variants("run").unwrap().remove(0);

@@ -1,7 +1,10 @@
 //! What a resume may not change: what its checkpoint holds (the model, its precision, the
-//! optimizer's state: SGD has no velocities) and what its steps were drawn from (the data, the
-//! batch size, the shuffle and its seed). Changing them would train a run that its config.toml
-//! does not describe, and write a checkpoint the next resume could not load. Checked twice:
+//! optimizer's state: SGD has no velocities), what its steps were drawn from (the data, the
+//! batch size, the shuffle and its seed) and the update rule its steps took (the learning rate
+//! and its schedule, momentum, weight decay, clipping). Changing them would train a run that
+//! its config.toml does not describe (a resume with another `train.lr` rewrote config.toml as
+//! if the whole run had used it, and that file no longer reproduced the run), and the first
+//! ones would write a checkpoint the next resume could not load. Checked twice:
 //! `--set` against the run's config.toml (before anything opens), and the config the run
 //! resumes with against the one recorded inside `last.safetensors` (under its checksum), so a
 //! hand-edited config.toml cannot change them either.
@@ -12,7 +15,7 @@ use super::TrainError;
 use crate::config::Config;
 
 /// Dotted keys (a trailing `.`: the whole section) a resume keeps.
-pub const FIXED_ON_RESUME: [&str; 7] = [
+pub const FIXED_ON_RESUME: [&str; 15] = [
     "model.",
     "data.",
     "train.batch_size",
@@ -20,6 +23,14 @@ pub const FIXED_ON_RESUME: [&str; 7] = [
     "train.shuffle",
     "train.sorted_by_label",
     "train.seed",
+    "train.lr",
+    "train.lr_schedule",
+    "train.lr_decay",
+    "train.lr_step_epochs",
+    "train.momentum",
+    "train.weight_decay",
+    "train.clip_norm",
+    "train.clip_value",
 ];
 
 /// Keys under a fixed section that may change: where `.npy` files are (data moved, or a
@@ -59,8 +70,8 @@ pub fn keeps_checkpoint_layout(
     match changed_fixed_key(saved, now) {
         Some((key, was, is)) => Err(TrainError::Setup(format!(
             "--resume {}: {key} would change from {was} (in {source}) to {is}; a resumed run \
-             keeps what its checkpoint was made with and its data (start a new run, with --init \
-             for its weights)",
+             keeps what its checkpoint was made with, its data and its update rule (start a new \
+             run, with --init for its weights)",
             dir.display()
         ))),
         None => Ok(()),
