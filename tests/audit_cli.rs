@@ -506,3 +506,29 @@ fn f32_only_commands_refuse_f16_from_the_config() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `curvature` and `noise` measure the loss alone: with `train.weight_decay` set they say so
+/// (λmax, 2/λmax, ε_max and B_noise were the same bits with and without it, unsaid).
+#[test]
+fn measurements_of_the_loss_alone_name_the_weight_decay_they_leave_out() {
+    let dir = tmpdir("weight-decay-notice");
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, common::tiny_config(1, 2, 1)).expect("config");
+    for (command, extra) in [
+        ("noise", &["--max-n", "4", "--draws", "4"][..]),
+        (
+            "curvature",
+            &["--examples", "32", "--lanczos-steps", "4", "--slq-runs", "1", "--power-iters", "4"][..],
+        ),
+    ] {
+        let out = dir.join(command);
+        let mut args = vec![command, "--backend", "cpu", "--quiet", "--config", s(&config)];
+        args.extend(extra);
+        args.extend(["--set", "train.weight_decay=0.1", "--out", s(&out)]);
+        let o = run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{command}: {err}");
+        assert!(err.contains("notice: train.weight_decay = 0.1 is not in"), "{command}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -42,6 +42,7 @@ const FEW_LANCZOS_STEPS: usize = 16;
 pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions) -> anyhow::Result<()> {
     let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     super::backend::refuse_f16(&cfg, "curvature", "measures the Hessian of the f32 loss")?;
+    super::output::notice_weight_decay(&cfg, "these curvature figures");
     if opts.repeats == 0 {
         bail!("--repeats must be ≥ 1");
     }

@@ -26,6 +26,7 @@ pub const MAX_DRAWS: usize = 1_000_000;
 pub fn noise(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyhow::Result<()> {
     let cfg = admit::load_config(args.config.as_deref(), &args.set)?;
     super::backend::refuse_f16(&cfg, "noise", "measures gradient noise of the f32 loss")?;
+    super::output::notice_weight_decay(&cfg, "the noise figures");
     if noise.draws < 2 {
         bail!("--draws must be at least 2 (got {})", noise.draws);
     }

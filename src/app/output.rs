@@ -28,3 +28,16 @@ pub fn write_summary(dir: &Path, mut summary: serde_json::Value) -> anyhow::Resu
     }
     write_json(&dir.join("summary.json"), &summary)
 }
+
+/// The notice of a measurement of the loss alone (`what`) run with `train.weight_decay` set:
+/// the objective a run with that decay minimises has the Hessian H + wd·I (every eigenvalue,
+/// and so λmax and 2/λmax, moved by wd) and the gradient g + wd·θ; the figures here are of the
+/// loss without it (they were the same bits with and without it, unsaid).
+pub fn notice_weight_decay(cfg: &crate::config::Config, what: &str) {
+    let wd = cfg.train.weight_decay;
+    if wd > 0.0 {
+        eprintln!(
+            "notice: train.weight_decay = {wd} is not in {what}: they are of the loss alone (the objective with the decay has the Hessian H + {wd}·I and the gradient g + {wd}·θ)"
+        );
+    }
+}

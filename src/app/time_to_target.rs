@@ -286,6 +286,7 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
     for (key, why) in set_by_time_to_target(&cfg) {
         eprintln!("notice: {key} is not used: {why}");
     }
+    super::output::notice_weight_decay(&cfg, "B_noise and ε_max (the runs train with it)");
     if cfg.train.optimizer == OptimizerKind::Momentum {
         eprintln!(
             "notice: train.optimizer = \"momentum\" (μ = {}): each run's rate is ε_opt(B) · (1 − μ), so that its steady step lr / (1 − μ) is the SGD step ε_opt(B)",
