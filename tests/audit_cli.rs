@@ -290,32 +290,13 @@ fn depth_needs_three_hidden_layers_and_few_lanczos_steps_are_said() {
     let dir = tmpdir("depth-few");
     let out = dir.join("run");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/deep_tanh.toml");
-    let o = run(&[
-        "depth",
-        "--backend",
-        "cpu",
-        "--config",
-        s(&config),
-        "--set",
-        "depth.layers=2",
-        "--out",
-        s(&out),
-    ]);
-    assert_clean_error(&o, &["needs at least 3, got 2"]);
+    let depth_with = |set: &str| {
+        run(&["depth", "--backend", "cpu", "--config", s(&config), "--set", set, "--out", s(&out)])
+    };
+    assert_clean_error(&depth_with("depth.layers=2"), &["needs at least 3, got 2"]);
     assert!(!out.exists(), "no run directory");
     // It trains train.steps whatever train.epochs says (5 epochs or 1 trained the same 60 steps).
-    let o = run(&[
-        "depth",
-        "--backend",
-        "cpu",
-        "--config",
-        s(&config),
-        "--set",
-        "train.epochs=5",
-        "--out",
-        s(&out),
-    ]);
-    assert_clean_error(&o, &["does not use train.epochs"]);
+    assert_clean_error(&depth_with("train.epochs=5"), &["does not use train.epochs"]);
     assert!(!out.exists(), "no run directory");
     let o = run(&[
         "curvature",
