@@ -1533,3 +1533,44 @@ fn a_damaged_best_checkpoint_names_the_way_on() {
     assert!(best.is_file(), "the best is tracked anew");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// The `init` metadata of the safetensors checkpoint at `path` (its JSON header's
+/// `__metadata__`).
+fn checkpoint_init(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).expect("checkpoint");
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).expect("header JSON");
+    header["__metadata__"]["init"].as_str().map(str::to_string)
+}
+
+/// A run started from `--init` says which weights: its summary.json and every checkpoint name
+/// the file with its size and CRC-32, and a resume carries that on (the run directory once held
+/// no trace of where its weights came from).
+#[test]
+fn a_run_started_from_init_records_its_weights_through_resume() {
+    let d = tmpdir("init-recorded");
+    let (tiny, first) = finished_run(&d);
+    let start = first.join("last.safetensors");
+    let ckpt_bytes = std::fs::metadata(&start).expect("checkpoint").len();
+    let summary = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary"))
+            .expect("JSON")
+    };
+    assert!(summary(&first).get("init").is_none(), "a run from its own init names no --init");
+    assert_eq!(checkpoint_init(&start), None);
+    let second = d.join("second");
+    let o = train_cpu(&tiny, &["--init", s(&start), "--out", s(&second)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recorded = summary(&second)["init"].as_str().expect("summary.json names --init").to_string();
+    let want = format!("{} ({ckpt_bytes} bytes crc32:", start.display());
+    assert!(recorded.starts_with(&want) && recorded.ends_with(')'), "{recorded} vs {want}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&recorded), "the printed summary names it");
+    assert_eq!(checkpoint_init(&second.join("last.safetensors")).as_deref(), Some(recorded.as_str()));
+    // The first run's file changes: the second run's record still says what it started from.
+    std::fs::remove_dir_all(&first).expect("remove the first run");
+    let o = resume_cpu(&second, "train.epochs=2");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&second)["init"].as_str(), Some(recorded.as_str()));
+    assert_eq!(checkpoint_init(&second.join("last.safetensors")).as_deref(), Some(recorded.as_str()));
+    let _ = std::fs::remove_dir_all(&d);
+}

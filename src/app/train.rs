@@ -338,6 +338,9 @@ pub(super) fn print_summary(summary: &TrainSummary, dir: &Path) {
         if summary.epochs_completed == 1 { "" } else { "s" }
     );
     println!("stopped:         {}", summary.stopped_reason);
+    if let Some(init) = &summary.init {
+        println!("started from:    {init}");
+    }
     if let Some(l) = summary.final_train_loss {
         println!("train loss:      {l:.4} (last logged minibatch)");
     }

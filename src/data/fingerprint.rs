@@ -23,8 +23,9 @@ pub fn fingerprint(cfg: &DataConfig) -> Result<Option<String>, DataError> {
     Ok(Some(format!("features {}; labels {}", of_file(features)?, of_file(labels)?)))
 }
 
-/// `N bytes crc32:xxxxxxxx` of the file at `path`.
-fn of_file(path: &Path) -> Result<String, DataError> {
+/// `N bytes crc32:xxxxxxxx` of the file at `path` (also what a run records of its `--init`
+/// weights).
+pub fn of_file(path: &Path) -> Result<String, DataError> {
     let io = |source| DataError::Io { path: path.to_path_buf(), source };
     let mut file = crate::bounded_read::open(path).map_err(io)?;
     let mut hasher = crc32fast::Hasher::new();

@@ -17,6 +17,9 @@ use crate::config::Config;
 use crate::model::ParamSet;
 use crate::report::jsonl::JsonlWriter;
 
+/// The metadata key of the `--init` weights a run started from.
+pub const INIT_KEY: &str = "init";
+
 /// Counters that a checkpoint carries so a resumed run continues exactly.
 #[derive(Clone, Debug, Default)]
 pub struct Progress {
@@ -59,6 +62,9 @@ pub struct Checkpointer<B: Backend> {
     /// What the run's `.npy` files hold ([`crate::data::fingerprint`]), recorded in every
     /// checkpoint and held to at `--resume`.
     pub data_fingerprint: Option<String>,
+    /// The `--init` weights the run started from (`PATH (N bytes crc32:xxxxxxxx)`): recorded
+    /// in every checkpoint (`init`), carried through `--resume`, and named in summary.json.
+    pub init: Option<String>,
 }
 
 impl<B: Backend> Checkpointer<B> {
@@ -77,6 +83,7 @@ impl<B: Backend> Checkpointer<B> {
             continuation: None,
             resumed_unsaved: false,
             data_fingerprint: None,
+            init: None,
         }
     }
 
@@ -94,6 +101,8 @@ impl<B: Backend> Checkpointer<B> {
         if let Some(init) = &opts.init {
             let ck = checkpoint::load(init)?;
             load_into(b, &ck, init, "", &mut st.params)?;
+            let bytes = crate::data::fingerprint::of_file(init)?;
+            self.init = Some(format!("{} ({bytes})", init.display()));
         }
         if !opts.resume {
             return Ok(());
@@ -102,6 +111,7 @@ impl<B: Backend> Checkpointer<B> {
         let path = &self.last_path;
         let ck = checkpoint::load(path)?;
         super::resume_guard::keeps_recorded_layout(&ck.metadata, path, cfg)?;
+        self.init = ck.metadata.get(INIT_KEY).cloned();
         let ranks: usize = optional_meta(&ck, "mpi_ranks", path)?.unwrap_or(1);
         if ranks != self.ranks {
             let job = |n: usize| match n {
@@ -332,6 +342,7 @@ struct Recorded<'a> {
     monitor: Monitor,
     ranks: usize,
     data_fingerprint: Option<&'a str>,
+    init: Option<&'a str>,
 }
 
 impl<B: Backend> Checkpointer<B> {
@@ -341,6 +352,7 @@ impl<B: Backend> Checkpointer<B> {
             monitor: self.monitor,
             ranks: self.ranks,
             data_fingerprint: self.data_fingerprint.as_deref(),
+            init: self.init.as_deref(),
         }
     }
 }
@@ -353,7 +365,7 @@ fn to_checkpoint<B: Backend>(
     clip_events: u64,
     recorded: &Recorded<'_>,
 ) -> Result<Checkpoint, TrainError> {
-    let Recorded { cfg_toml, monitor, ranks, data_fingerprint } = *recorded;
+    let Recorded { cfg_toml, monitor, ranks, data_fingerprint, init } = *recorded;
     let mut tensors = Vec::new();
     let finite = |name: &str, data: &[f32]| match data.iter().find(|v| !v.is_finite()) {
         Some(v) => Err(TrainError::NonFinite { step: prog.step, what: format!("{name} holds {v}") }),
@@ -399,6 +411,9 @@ fn to_checkpoint<B: Backend>(
     m.insert("config".into(), cfg_toml.to_string());
     if let Some(f) = data_fingerprint {
         m.insert(crate::data::fingerprint::KEY.into(), f.to_string());
+    }
+    if let Some(init) = init {
+        m.insert(INIT_KEY.into(), init.to_string());
     }
     if ranks > 1 {
         m.insert("mpi_ranks".into(), ranks.to_string());

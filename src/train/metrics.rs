@@ -187,6 +187,10 @@ pub struct TrainSummary {
     pub train_s: f64,
     pub examples_per_s: f64,
     pub peak_rss_mib: Option<f64>,
+    /// The `--init` weights the run started from: `PATH (N bytes crc32:xxxxxxxx)` (runs
+    /// started from `--init` only, and their resumes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
     /// Replicas, accumulation and the reduction's cost (runs with `train.workers` or
     /// `train.accumulate` above 1 only).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -88,6 +88,7 @@ impl<B: Backend> Run<'_, B> {
             train_s,
             examples_per_s: prog.examples_seen as f64 / prog.elapsed_s.max(1e-9),
             peak_rss_mib: peak_rss_mib(),
+            init: self.ckpt.init.clone(),
             data_parallel,
             precision: self.st.mixed.is_some().then_some("f16"),
             mixed_precision: match self.st.mixed.as_ref() {
@@ -135,6 +136,7 @@ impl<B: Backend> Run<'_, B> {
             train_s: (self.run_start.elapsed().as_secs_f64() - self.side_s).max(0.0),
             examples_per_s: at.examples_seen as f64 / elapsed_s.max(1e-9),
             peak_rss_mib: peak_rss_mib(),
+            init: self.ckpt.init.clone(),
             data_parallel: None,
             precision: self.st.mixed.is_some().then_some("f16"),
             mixed_precision: None,
