@@ -420,6 +420,10 @@ set = ["model.init_scale=1.4"]
     let diff = growth[1] - growth[0];
     assert!((diff - 2f64.ln()).abs() < 0.06, "growth(1.4) − growth(0.7) = {diff}, want ln 2");
     assert!(dir.join("out").join("layer_norms_init.svg").exists());
+    // Every logged step's norms, streamed: 2 variants × 3 points × 13 layers, and the header.
+    let csv = std::fs::read_to_string(dir.join("out").join("layer_norms.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 3 * 13, "{csv}");
+    assert!(csv.lines().nth(1).unwrap().starts_with("g0.7,0,1,"), "{csv}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

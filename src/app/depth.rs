@@ -7,13 +7,13 @@
 use std::path::Path;
 
 use anyhow::Context;
-use serde_json::json;
+use serde::Serialize;
 
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::{Config, ConfigText, DepthConfig, LandscapeConfig, DEPTH_DEFAULT_TOML};
-use crate::experiments::depth::{run_depth, DepthRun};
+use crate::experiments::depth::{run_depth, DepthPoint, DepthRun};
 use crate::profile::Profilable;
-use crate::report::csv::{write_csv, Cell};
+use crate::report::csv::{Cell, CsvWriter};
 use crate::report::plot::{line_plot, PlotSpec, Series};
 use crate::report::rundir::{create_run_dir, write_atomic};
 use crate::report::table::Table;
@@ -124,7 +124,13 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
         toml::to_string_pretty(&all).context("serialising the config")?.as_bytes(),
     )?;
     eprintln!("run directory: {}", dir.display());
-    let (runs, device) = with_backend(backend, args.adapter.as_deref(), DepthRuns { cfgs: &cfgs })?;
+    // Every logged step's norms, written as they are measured.
+    let mut csv = CsvWriter::create(
+        &dir.join("layer_norms.csv"),
+        &["variant", "step", "layer", "weight_grad_norm", "delta_norm", "loss"],
+    )?;
+    let (runs, device) =
+        with_backend(backend, args.adapter.as_deref(), DepthRuns { cfgs: &cfgs, csv: &mut csv })?;
     report(&dir, &runs, device)?;
     println!("wrote: {}", dir.display());
     Ok(())
@@ -137,6 +143,23 @@ const MIN_HIDDEN_LAYERS: usize = 3;
 /// One depth run per variant, and the device's name.
 struct DepthRuns<'a> {
     cfgs: &'a [(String, Config)],
+    csv: &'a mut CsvWriter,
+}
+
+/// A point's `layer_norms.csv` rows, one per layer.
+fn csv_rows(name: &str, p: &DepthPoint) -> Vec<Vec<Cell>> {
+    (0..p.norms.weight.len())
+        .map(|l| {
+            vec![
+                Cell::Text(name.to_string()),
+                Cell::from(p.step),
+                Cell::from(l + 1),
+                Cell::Num(p.norms.weight[l]),
+                Cell::Num(p.norms.delta[l]),
+                Cell::Num(p.loss),
+            ]
+        })
+        .collect()
 }
 
 impl BackendTask for DepthRuns<'_> {
@@ -161,7 +184,8 @@ impl BackendTask for DepthRuns<'_> {
                 cfg.model.activation.name(),
                 cfg.model.init_scale
             );
-            runs.push(run_depth(b, cfg, name)?);
+            let csv = &mut *self.csv;
+            runs.push(run_depth(b, cfg, name, &mut |p| Ok(csv.write_rows(&csv_rows(name, p))?))?);
         }
         Ok((runs, b.device_name()))
     }
@@ -171,7 +195,6 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
     let per_layer = |v: &[f64]| -> Vec<(f64, f64)> {
         v.iter().enumerate().map(|(l, &n)| ((l + 1) as f64, n)).collect()
     };
-    let mut rows = Vec::new();
     let mut weight_init = Vec::new();
     let mut delta_init = Vec::new();
     let mut table = Table::new([
@@ -189,9 +212,7 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
         let init = &r.points[0];
         weight_init.push(Series::new(r.name.clone(), per_layer(&init.norms.weight)));
         delta_init.push(Series::new(r.name.clone(), per_layer(&init.norms.delta)));
-        let curves: Vec<Series> = r
-            .points
-            .iter()
+        let curves: Vec<Series> = plotted(&r.points)
             .map(|p| Series::new(format!("step {}", p.step), per_layer(&p.norms.weight)))
             .collect();
         std::fs::create_dir_all(dir.join(&r.name))
@@ -206,18 +227,6 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
             .log_y(),
             &curves,
         )?;
-        for p in &r.points {
-            for l in 0..r.layers {
-                rows.push(vec![
-                    Cell::Text(r.name.clone()),
-                    Cell::from(p.step),
-                    Cell::from(l + 1),
-                    Cell::Num(p.norms.weight[l]),
-                    Cell::Num(p.norms.delta[l]),
-                    Cell::Num(p.loss),
-                ]);
-            }
-        }
         let last = r.points.last().map_or(f64::NAN, |p| p.loss);
         table.row([
             r.name.clone(),
@@ -231,11 +240,6 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
             r.diverged_at.map_or("no".into(), |s| format!("step {s}")),
         ]);
     }
-    write_csv(
-        &dir.join("layer_norms.csv"),
-        &["variant", "step", "layer", "weight_grad_norm", "delta_norm", "loss"],
-        &rows,
-    )?;
     line_plot(
         &dir.join("layer_norms_init.svg"),
         &PlotSpec::new("‖∂L/∂W_l‖ by layer at initialisation", "layer l (1 = input)", "‖∂L/∂W_l‖")
@@ -252,9 +256,31 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
         .log_y(),
         &delta_init,
     )?;
-    let summary = json!({ "command": "depth", "device": device, "variants": runs });
+    let summary = DepthSummary { command: "depth", device: &device, variants: runs };
     crate::report::jsonl::write_pretty(&dir.join("summary.json"), &summary)?;
     println!("{device} — growth per layer = −d ln‖·‖/dl over the hidden layers (identity MLP theory for δ: ln g)");
     print!("{}", table.render());
     Ok(())
+}
+
+/// summary.json of `depth`.
+#[derive(Serialize)]
+struct DepthSummary<'a> {
+    command: &'static str,
+    device: &'a str,
+    variants: &'a [DepthRun],
+}
+
+/// The most steps a variant's `layer_norms.svg` draws a curve for.
+const PLOTTED_STEPS: usize = 9;
+
+/// Of a variant's kept points, the [`PLOTTED_STEPS`] its `layer_norms.svg` draws: evenly
+/// spaced, the first and last included.
+fn plotted(points: &[DepthPoint]) -> impl Iterator<Item = &DepthPoint> {
+    let n = points.len();
+    let picks = n.min(PLOTTED_STEPS);
+    (0..picks).map(move |i| match picks {
+        1 => &points[0],
+        _ => &points[i * (n - 1) / (picks - 1)],
+    })
 }

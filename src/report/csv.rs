@@ -149,6 +149,14 @@ impl CsvWriter {
         self.w.flush().map_err(|e| ReportError::io("write", &self.path, e))
     }
 
+    /// Several rows, flushed once (a long run's many rows at a time).
+    pub fn write_rows(&mut self, rows: &[Vec<Cell>]) -> Result<(), ReportError> {
+        for row in rows {
+            write_row(&mut self.w, &self.path, self.width, row)?;
+        }
+        self.w.flush().map_err(|e| ReportError::io("write", &self.path, e))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
