@@ -214,7 +214,7 @@ impl<B: Backend> Checkpointer<B> {
         if !opts.resume {
             return Ok(JsonlWriter::create(&self.metrics_path)?);
         }
-        super::metrics::truncate_metrics(&self.metrics_path, prog.step)?;
+        super::metrics_file::truncate_metrics(&self.metrics_path, prog.step)?;
         Ok(JsonlWriter::append(&self.metrics_path)?)
     }
 

@@ -220,19 +220,18 @@ fn loss_title(is_class: bool) -> &'static str {
     }
 }
 
-/// Read metrics.jsonl back (all of a resumed run's lines) and plot loss and 0-1 error.
+/// Read metrics.jsonl back (all of a resumed run's lines, record by record) and plot loss and
+/// 0-1 error.
 pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
-    let text = crate::bounded_read::read_to_string(
-        &run_dir.join("metrics.jsonl"),
-        crate::report::jsonl::MAX_JSONL_BYTES,
-    )
-    .unwrap_or_default();
-    let lines: Vec<MetricsLine> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let pts = |f: &dyn Fn(&MetricsLine) -> Option<f64>| -> Vec<(f64, f64)> {
-        lines.iter().filter_map(|l| f(l).map(|y| (l.examples_seen as f64, y))).collect()
+    let mut lines = PlottedLines::default();
+    super::metrics_file::for_each_record(&run_dir.join("metrics.jsonl"), |l: MetricsLine| {
+        lines.push(&l)
+    });
+    let pts = |f: &dyn Fn(&PlottedLine) -> Option<f64>| -> Vec<(f64, f64)> {
+        lines.0.iter().filter_map(|l| f(l).map(|y| (l.examples_seen, y))).collect()
     };
     let mut loss = vec![
-        Series { name: "train (minibatch)".into(), points: pts(&|l| Some(l.train_loss)) },
+        Series { name: "train (minibatch)".into(), points: pts(&|l| l.train_loss) },
         Series { name: "validation".into(), points: pts(&|l| l.val_loss) },
     ];
     let full_loss = pts(&|l| l.train_full_loss);
@@ -244,7 +243,7 @@ pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
         &PlotSpec::new(loss_title(is_class), "examples seen", "loss").log_y(),
         &loss,
     )?;
-    let gthg = pts(&|l| l.gthg.flatten());
+    let gthg = pts(&|l| l.gthg);
     if !gthg.is_empty() {
         line_plot(
             &run_dir.join("curvature.svg"),
@@ -255,7 +254,7 @@ pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
             )
             .log_y(),
             &[
-                Series { name: "gᵀg".into(), points: pts(&|l| l.gtg.flatten()) },
+                Series { name: "gᵀg".into(), points: pts(&|l| l.gtg) },
                 Series { name: "gᵀHg".into(), points: gthg },
             ],
         )?;
@@ -293,44 +292,35 @@ pub fn progress_bar(show: bool, total: u64, pos: u64) -> ProgressBar {
     bar
 }
 
-/// Drop metrics lines after `step` (a resumed run rewrites what came after its checkpoint), and
-/// lines that are no metrics record (a line cut short when the run was killed mid-write), with a
-/// warning that counts those.
-pub(super) fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
-    let text = crate::bounded_read::read_to_string(path, crate::report::jsonl::MAX_JSONL_BYTES)
-        .map_err(|e| TrainError::Setup(format!("cannot read {} to resume: {e}", path.display())))?;
-    let step_of = |l: &str| {
-        serde_json::from_str::<serde_json::Value>(l)
-            .ok()
-            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-    };
-    let lines: Vec<(usize, &str)> =
-        text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
-    let mut kept = Vec::new();
-    for (k, &(i, l)) in lines.iter().enumerate() {
-        match step_of(l) {
-            Some(s) if s <= step => kept.push(l),
-            Some(_) => {}
-            // The last line, cut short by a kill mid-write: dropped, said.
-            None if k + 1 == lines.len() => log::warn!(
-                "{}: its last line (line {}) is no metrics record (cut short by a kill?); dropped on resume",
-                path.display(),
-                i + 1
-            ),
-            // Any other is no kill's doing: the resume would drop a record of the run.
-            None => {
-                return Err(TrainError::Setup(format!(
-                    "{}: line {} is no metrics record (only a last line cut short by a kill is dropped on resume); repair that line or delete it, then resume",
-                    path.display(),
-                    i + 1
-                )))
-            }
-        }
+/// The fields of a metrics record the plots draw.
+struct PlottedLine {
+    examples_seen: f64,
+    train_loss: Option<f64>,
+    val_loss: Option<f64>,
+    train_full_loss: Option<f64>,
+    train_error: Option<f64>,
+    val_error: Option<f64>,
+    train_full_error: Option<f64>,
+    gtg: Option<f64>,
+    gthg: Option<f64>,
+}
+
+/// The plotted fields of every record, in file order.
+#[derive(Default)]
+struct PlottedLines(Vec<PlottedLine>);
+
+impl PlottedLines {
+    fn push(&mut self, l: &MetricsLine) {
+        self.0.push(PlottedLine {
+            examples_seen: l.examples_seen as f64,
+            train_loss: Some(l.train_loss),
+            val_loss: l.val_loss,
+            train_full_loss: l.train_full_loss,
+            train_error: l.train_error,
+            val_error: l.val_error,
+            train_full_error: l.train_full_error,
+            gtg: l.gtg.flatten(),
+            gthg: l.gthg.flatten(),
+        });
     }
-    let mut out = kept.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    crate::report::rundir::write_atomic(path, out.as_bytes())?;
-    Ok(())
 }

@@ -16,6 +16,7 @@ pub use eval::EVAL_CHUNK;
 mod guard;
 pub mod interrupt;
 mod metrics;
+mod metrics_file;
 mod monitors;
 pub mod optimizer;
 pub mod parallel;

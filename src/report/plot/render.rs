@@ -30,6 +30,47 @@ fn runs(points: &[(f64, f64)], xs: Scale, ys: Scale) -> Vec<Vec<(f64, f64)>> {
     out
 }
 
+/// Points of a run past which it is drawn thinned ([`thin`]).
+const THIN_ABOVE: usize = 8192;
+
+/// Columns of its x span a thinned run is bucketed into (a panel is some hundreds of pixels).
+const THIN_COLUMNS: usize = 2048;
+
+/// A run of many points in increasing x drawn as its first, lowest, highest and last point in
+/// each of [`THIN_COLUMNS`] columns of its x span, in x order: the line passes through the same
+/// extremes in every column, so a spike stays where it was, and the SVG of a 5·10⁶-step run
+/// is kilobytes where it held every point. A run whose x is not increasing (a path) is drawn
+/// whole.
+pub(super) fn thin(run: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    let (Some(&(x0, _)), Some(&(x1, _))) = (run.first(), run.last()) else { return run };
+    let width = (x1 - x0) / THIN_COLUMNS as f64;
+    if run.len() <= THIN_ABOVE || width <= 0.0 || !run.windows(2).all(|w| w[0].0 <= w[1].0) {
+        return run;
+    }
+    let column = |x: f64| (((x - x0) / width) as usize).min(THIN_COLUMNS - 1);
+    let mut out = Vec::with_capacity(4 * THIN_COLUMNS);
+    let mut start = 0;
+    while start < run.len() {
+        let col = column(run[start].0);
+        let end = start + run[start..].iter().take_while(|p| column(p.0) == col).count();
+        let bucket = &run[start..end];
+        let by_y = |a: &(usize, &(f64, f64)), b: &(usize, &(f64, f64))| a.1 .1.total_cmp(&b.1 .1);
+        let lowest = bucket.iter().enumerate().min_by(by_y).map_or(0, |(i, _)| i);
+        let highest = bucket.iter().enumerate().max_by(by_y).map_or(0, |(i, _)| i);
+        let mut picks = [0, lowest, highest, bucket.len() - 1];
+        picks.sort_unstable();
+        let mut last = None;
+        for i in picks {
+            if last != Some(i) {
+                out.push(bucket[i]);
+                last = Some(i);
+            }
+        }
+        start = end;
+    }
+    out
+}
+
 /// Line panels side by side, each `size` px.
 pub(super) fn render_panels(panels: &[Panel], size: (u32, u32)) -> Result<String, String> {
     let mut svg = String::new();
@@ -52,7 +93,8 @@ fn draw_lines(
     series: &[Series],
 ) -> Result<(), String> {
     let (xs, ys) = (Scale::x(spec), Scale::y(spec));
-    let shown: Vec<Vec<Vec<(f64, f64)>>> = series.iter().map(|s| runs(&s.points, xs, ys)).collect();
+    let shown: Vec<Vec<Vec<(f64, f64)>>> =
+        series.iter().map(|s| runs(&s.points, xs, ys).into_iter().map(thin).collect()).collect();
     let all: Vec<(f64, f64)> = shown.iter().flatten().flatten().copied().collect();
     let x = Axis::fit(xs, all.iter().map(|p| p.0), false);
     let y = Axis::fit(ys, all.iter().map(|p| p.1), false);

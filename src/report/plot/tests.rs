@@ -147,3 +147,29 @@ fn control_characters_in_labels_do_not_break_the_xml() {
     assert_eq!(xml_chars("a\u{FFFE}b".into()), "a\u{FFFD}b");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A run of a million points is drawn through each column's first, lowest, highest and last
+/// point: the spike and both ends stay, the order too, and the SVG is small.
+#[test]
+fn long_runs_are_thinned_to_their_extremes_per_column() {
+    let n = 1_000_000;
+    let mut pts: Vec<(f64, f64)> = (0..n).map(|i| (i as f64, (i as f64 * 0.001).sin())).collect();
+    pts[123_457].1 = 100.0;
+    pts[765_431].1 = -50.0;
+    let thinned = render::thin(pts.clone());
+    assert!(thinned.len() <= 4 * 2048 && thinned.len() >= 2048, "{}", thinned.len());
+    for must in [pts[0], pts[123_457], pts[765_431], pts[n - 1]] {
+        assert!(thinned.contains(&must), "{must:?} was thinned away");
+    }
+    assert!(thinned.windows(2).all(|w| w[0].0 < w[1].0), "x order kept, no point twice");
+    // Short runs and runs whose x goes back (a path) are drawn whole.
+    assert_eq!(render::thin(pts[..8192].to_vec()).len(), 8192);
+    let mut path = pts[..10_000].to_vec();
+    path[5000].0 = -1.0;
+    assert_eq!(render::thin(path.clone()), path);
+    let t = TestDir::new("plot-thin");
+    let p = t.0.join("long.svg");
+    line_plot(&p, &PlotSpec::new("long", "step", "loss"), &[Series::new("train", pts)]).unwrap();
+    let bytes = std::fs::metadata(&p).unwrap().len();
+    assert!(bytes < 400_000, "{bytes} bytes of SVG for a thinned run");
+}
