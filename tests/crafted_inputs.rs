@@ -258,6 +258,14 @@ fn npy_dim_and_outputs_come_from_the_files_when_left_out() {
     assert!(o.status.success(), "{}", stderr(&o));
     let written = std::fs::read_to_string(out.join("config.toml")).expect("config.toml");
     assert!(written.contains("dim = 3") && written.contains("outputs = 2"), "{written}");
+    // Nor does it name counts and shapes of data it never generated (it said n_train = 16384
+    // and separation = 3.0 of 40 rows from files), and a resume reads it back as it was.
+    for unread in ["n_train", "n_val", "separation", "noise_std", "teacher_hidden", "classes"] {
+        assert!(!written.contains(&format!("\n{unread} = ")), "{unread} in {written}");
+    }
+    let o =
+        run(&["train", "--resume", s(&out), "--backend", "cpu", "--quiet", "--set", "train.steps=3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     for (extra, needles) in [
         ("dim = 5\n", ["data.dim", "= 5", "holds 3 features"]),
         ("outputs = 3\n", ["data.outputs", "= 3", "holds 2 target columns"]),

@@ -198,9 +198,27 @@ impl Config {
         Self::from_table(text.table, &text.origin)
     }
 
-    /// The resolved config as TOML (written to every run directory).
+    /// The resolved config as TOML (written to every run directory), without the data keys
+    /// its data kind and loss do not read ([`Config::unread_data_keys`]): an `.npy` run's file
+    /// said `n_train = 16384` and `separation = 3.0` of data it never generated.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialise config: {e}\n"))
+        let text = match toml::to_string_pretty(self) {
+            Ok(text) => text,
+            Err(e) => return format!("# could not serialise config: {e}\n"),
+        };
+        let unread = self.unread_data_keys();
+        let mut section = "";
+        let mut out = String::with_capacity(text.len());
+        for line in text.split_inclusive('\n') {
+            if line.starts_with('[') {
+                section = line.trim_end();
+            }
+            let key = line.split(" = ").next().unwrap_or_default();
+            if !(section == "[data]" && unread.contains(&key)) {
+                out.push_str(line);
+            }
+        }
+        out
     }
 
     /// The dotted keys (`section.key`) whose values differ between `self` and `other`, with
