@@ -513,3 +513,53 @@ fn measurements_of_the_loss_alone_name_the_weight_decay_they_leave_out() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An A/B knob that changes nothing on the adapter says so: summary.json's `environment`
+/// records every knob, so an A/B table once said it timed a cooperative-matrix kernel on an
+/// adapter with none, or a fused backward whose fused update was off. Each notice is given
+/// where it holds (on an adapter with cooperative matrices, or a GPU that fuses the update by
+/// default, the knob does act, and nothing is said).
+#[test]
+fn inert_kernel_knobs_are_said_to_change_nothing() {
+    let devices = run(&["devices", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&devices.stdout).expect("devices --json");
+    let adapter = &v["adapters"][0];
+    let coop = adapter["cooperative_matrices"].as_array().is_some_and(|c| !c.is_empty());
+    let cpu_adapter = adapter["device_type"] == "Cpu";
+    let dir = tmpdir("inert-knobs");
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, common::tiny_config(1, 8, 1)).expect("config");
+    for (var, value, notice, said) in [
+        (
+            "BATCHSCOPE_F16_KERNEL",
+            "coop",
+            "BATCHSCOPE_F16_KERNEL asks for a cooperative-matrix kernel",
+            !coop,
+        ),
+        ("BATCHSCOPE_COOP64", "force", "BATCHSCOPE_COOP64=force asks for", !coop),
+        ("BATCHSCOPE_FUSED_BACKWARD", "1", "BATCHSCOPE_FUSED_BACKWARD=1 extends the fused", cpu_adapter),
+        ("BATCHSCOPE_FUSED_UPDATE", "0", "notice: BATCHSCOPE", false),
+    ] {
+        let out = dir.join(format!("{var}-{value}"));
+        let o = common::cli::batchscope("audit-cli")
+            .env("RUST_LOG", "warn")
+            .env(var, value)
+            .args([
+                "profile",
+                "--backend",
+                "gpu",
+                "--config",
+                s(&config),
+                "--batch",
+                "8",
+                "--out",
+                s(&out),
+            ])
+            .output()
+            .expect("run batchscope");
+        assert!(o.status.success(), "{var}={value}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.matches(notice).count(), usize::from(said), "{var}={value}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -335,7 +335,7 @@ fn rule_width() -> LoadWidth {
 }
 
 /// `BATCHSCOPE_COOP64=force`: [`coop_kernel_for`] takes the 64x64 kernel where it can.
-fn coop64_forced() -> bool {
+pub(super) fn coop64_forced() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("BATCHSCOPE_COOP64").is_ok_and(|v| v == "force"))
 }

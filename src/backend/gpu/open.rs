@@ -63,11 +63,46 @@ impl GpuBackend {
             ctx.summary.backend
         );
         let choices = KernelChoices::for_adapter(&ctx.summary);
+        say_inert_knobs(&ctx, &choices);
         Ok(GpuBackend {
             dev: GpuDevice::new(ctx)?,
             matmul_variant: Cell::new(MatmulVariant::Auto),
             tuner: RefCell::default(),
             choices,
         })
+    }
+}
+
+/// A notice, once per process, for each A/B knob of the environment that changes nothing on
+/// this adapter (summary.json's `environment` still records it, so an A/B table would say it
+/// timed a kernel that never ran): a cooperative-matrix kernel asked for where the adapter has
+/// none, and the fused backward without the fused update it extends.
+fn say_inert_knobs(ctx: &GpuContext, choices: &KernelChoices) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    let adapter = &ctx.summary.name;
+    let mut inert = Vec::new();
+    if !super::matmul_coop::available(ctx) {
+        if let Some(k) = choices.half_kernel.get().filter(|k| k.coop_block().is_some()) {
+            inert.push(format!(
+                "BATCHSCOPE_F16_KERNEL asks for a cooperative-matrix kernel ({k:?}), which {adapter} does not offer: its f16 products run the rule's kernel"
+            ));
+        }
+        if super::matmul_f16::coop64_forced() {
+            inert.push(format!(
+                "BATCHSCOPE_COOP64=force asks for the 64x64 cooperative-matrix kernel, which {adapter} does not offer"
+            ));
+        }
+    }
+    if choices.fused_backward.get() && choices.fused_update_max_k.get() == 0 {
+        inert.push(
+            "BATCHSCOPE_FUSED_BACKWARD=1 extends the fused weight-gradient update, which is off here (BATCHSCOPE_FUSED_UPDATE; off by default on CPU adapters): it changes nothing"
+                .to_string(),
+        );
+    }
+    if !inert.is_empty() && !SAID.swap(true, Ordering::Relaxed) {
+        for line in inert {
+            log::warn!("notice: {line}");
+        }
     }
 }
