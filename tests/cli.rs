@@ -454,6 +454,8 @@ fn tiny_memory_budget_skips_large_batches_with_a_reason() {
     assert!(rows[0][skipped].is_empty(), "B = 1 fits");
 }
 
+/// Both backends' rows; `sweep.peak_gflops` is the GPU's peak, and the CPU's "% of peak" is
+/// against its own measured one (one given peak was applied to both devices).
 #[test]
 fn compare_runs_both_backends() {
     let d = tmpdir("compare");
@@ -466,10 +468,19 @@ fn compare_runs_both_backends() {
         c.to_str().unwrap_or_default(),
         "--max-batch",
         "16",
+        "--set",
+        "sweep.peak_gflops=12345",
         "--out",
         out.to_str().unwrap_or_default(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sweep.peak_gflops = 12345 is the GPU's peak"), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("JSON");
+    assert_eq!(summary["gpu"]["peak_gflops"], 12345.0);
+    let cpu_peak = summary["cpu"]["peak_gflops"].as_f64().expect("the CPU's peak");
+    assert!(cpu_peak > 0.0 && cpu_peak != 12345.0, "{cpu_peak}");
     let (header, rows) = read_csv(&out.join("sweep.csv"));
     let b = header.iter().position(|h| h == "backend").expect("backend column");
     assert!(rows.iter().any(|r| r[b] == "gpu") && rows.iter().any(|r| r[b] == "cpu"));

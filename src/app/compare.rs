@@ -38,6 +38,21 @@ fn software_budget(gpu: &GpuBackend, cfg: &Config, args: &RunArgs) -> Config {
     c
 }
 
+/// The config of the CPU sweep: `sweep.peak_gflops` is the GPU's peak (a config names one
+/// device's, and `compare` is about the GPU), so the CPU's "% of peak" is against its own
+/// measured peak, not the GPU's (it was against the one given, for both devices).
+fn cpu_config(cfg: &Config) -> Config {
+    let mut c = cfg.clone();
+    if c.sweep.peak_gflops > 0.0 {
+        eprintln!(
+            "notice: sweep.peak_gflops = {} is the GPU's peak; the CPU's is measured",
+            c.sweep.peak_gflops
+        );
+        c.sweep.peak_gflops = 0.0;
+    }
+    c
+}
+
 /// `batchscope compare`: the same sweep on the GPU and the CPU backend, side by side.
 pub fn compare(
     args: &RunArgs,
@@ -57,7 +72,7 @@ pub fn compare(
     write_config(&dir, &cfg.to_toml())?;
     let g = sweep_on(&gpu, &software_budget(&gpu, &cfg, args), args.progress)?;
     drop(gpu);
-    let c = sweep_on(&cpu, &cfg, args.progress)?;
+    let c = sweep_on(&cpu, &cpu_config(&cfg), args.progress)?;
     let mut rows: Vec<Vec<Cell>> = g.rows.iter().map(row_cells).collect();
     rows.extend(c.rows.iter().map(row_cells));
     write_csv(&dir.join("sweep.csv"), &SWEEP_HEADER, &rows)?;
