@@ -410,6 +410,15 @@ set = ["model.init_scale=1.4"]
     for (run, gain) in v.iter().zip([0.7f64, 1.4]) {
         assert_eq!(run["layers"], 13);
         assert_eq!(run["points"].as_array().unwrap().len(), 3, "init, step 2, step 4");
+        // The 16 validation rows, before the first step and after the last: a 0-1 error in
+        // sixteenths, and a loss that is not the minibatch's.
+        for key in ["val_error_init", "val_error_final"] {
+            let e = run[key].as_f64().unwrap_or_else(|| panic!("{key}: {}", run[key]));
+            assert!((0.0..=1.0).contains(&e) && (e * 16.0).fract() == 0.0, "{key} = {e}");
+        }
+        let (v0, l0) =
+            (run["val_loss_init"].as_f64().unwrap(), run["points"][0]["loss"].as_f64().unwrap());
+        assert!(v0.is_finite() && v0 > 0.0 && v0 != l0, "val {v0} vs minibatch {l0}");
         // Back-propagated signal: about ln g per layer (random square layers of gain g; a width
         // of 16 leaves ±0.15 of sampling noise and a −O(1/width) bias).
         let g = run["delta_growth_init"].as_f64().unwrap();

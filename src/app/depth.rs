@@ -206,6 +206,7 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
         "W growth/layer",
         "loss init",
         "loss end",
+        "val init → end",
         "diverged",
     ]);
     for r in runs {
@@ -237,6 +238,7 @@ fn report(dir: &Path, runs: &[DepthRun], device: String) -> anyhow::Result<()> {
             r.weight_growth_init.map_or("-".into(), |g| format!("{g:+.4}")),
             format!("{:.4}", init.loss),
             format!("{last:.4}"),
+            validation_change(r),
             r.diverged_at.map_or("no".into(), |s| format!("step {s}")),
         ]);
     }
@@ -283,4 +285,19 @@ fn plotted(points: &[DepthPoint]) -> impl Iterator<Item = &DepthPoint> {
         1 => &points[0],
         _ => &points[i * (n - 1) / (picks - 1)],
     })
+}
+
+/// The validation figure at initialisation and after the last step: the 0-1 error of a
+/// classification, a regression's loss; `-` without validation rows or past a divergence.
+fn validation_change(r: &DepthRun) -> String {
+    let show = |loss: Option<f64>, error: Option<f64>| match (error, loss) {
+        (Some(e), _) => format!("{:.1}%", 100.0 * e),
+        (None, Some(l)) => format!("{l:.4}"),
+        (None, None) => "-".into(),
+    };
+    format!(
+        "{} → {}",
+        show(r.val_loss_init, r.val_error_init),
+        show(r.val_loss_final, r.val_error_final)
+    )
 }

@@ -17,7 +17,7 @@ use crate::model::{Mlp, Targets};
 use crate::train::diagnostics::{
     finish_layer_norms, fit_line, layer_norms, record_layer_norms, LayerNorms,
 };
-use crate::train::{Clip, Optimizer, TrainState};
+use crate::train::{Clip, EvalSet, Optimizer, TrainState};
 
 /// Why a depth run could not run.
 #[derive(Debug, Error)]
@@ -30,6 +30,8 @@ pub enum DepthError {
     Data(#[from] DataError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    Eval(#[from] crate::train::TrainError),
 }
 
 /// The most logged points a [`DepthRun`] keeps (evenly spaced, the first and last included);
@@ -64,6 +66,13 @@ pub struct DepthRun {
     pub weight_growth_init: Option<f64>,
     /// `‖∂L/∂W_1‖ / ‖∂L/∂W_L‖` at init.
     pub first_over_last_init: f64,
+    /// Loss and 0-1 error on the validation set (`data.n_val` examples) at initialisation and
+    /// after the last step: `null` without validation rows, after a divergence (final), and
+    /// for a regression's error.
+    pub val_loss_init: Option<f64>,
+    pub val_error_init: Option<f64>,
+    pub val_loss_final: Option<f64>,
+    pub val_error_final: Option<f64>,
 }
 
 /// Measure per-layer norms at init, then train `train.steps` steps logging every `log_every`;
@@ -84,7 +93,9 @@ pub fn run_depth<B: Backend>(
             ))
         }
     };
-    let train = crate::data::build_train(&cfg.data, cfg.data_outputs())?;
+    let (train, val) = crate::data::build_resident(&cfg.data, cfg.data_outputs())?;
+    let mut val_set = EvalSet::new(b, &mlp, &val)?;
+    drop(val);
     if batch > train.n {
         return Err(DepthError::Setup(format!(
             "train.batch_size = {batch} exceeds the {} training examples",
@@ -106,6 +117,18 @@ pub fn run_depth<B: Backend>(
     };
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
     let params = mlp.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
+    let class_error = |e: f64| matches!(train.targets, Labels::Classes { .. }).then_some(e);
+    let mut validate =
+        |p: &crate::model::ParamSet<B>| -> Result<(Option<f64>, Option<f64>), DepthError> {
+            Ok(match val_set.as_mut() {
+                Some(v) => {
+                    let (loss, error) = v.evaluate(b, &mlp, p)?;
+                    (Some(loss), class_error(error))
+                }
+                None => (None, None),
+            })
+        };
+    let (val_loss_init, val_error_init) = validate(&params)?;
     let mut st = TrainState::new(b, mlp.clone(), params, batch, &opt)?;
     let mut order = BatchOrder::new(Shuffle::Epoch, false, cfg.train.seed, train.n, None);
     let spe = (train.n / batch).max(1) as u64;
@@ -163,6 +186,10 @@ pub fn run_depth<B: Backend>(
         }
     }
     let points = points.finish();
+    let (val_loss_final, val_error_final) = match diverged_at {
+        None => validate(&st.params)?,
+        Some(_) => (None, None),
+    };
     let init = &points[0].norms;
     let growth = |v: &[f64]| -> Option<f64> {
         // Hidden layers only (the first and last layers have other shapes).
@@ -187,6 +214,10 @@ pub fn run_depth<B: Backend>(
             / init.weight.last().copied().unwrap_or(f64::NAN),
         points,
         diverged_at,
+        val_loss_init,
+        val_error_init,
+        val_loss_final,
+        val_error_final,
     })
 }
 

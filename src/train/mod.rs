@@ -12,7 +12,7 @@ mod checkpointer;
 pub mod diagnostics;
 mod error;
 mod eval;
-pub use eval::EVAL_CHUNK;
+pub use eval::{EvalSet, EVAL_CHUNK};
 mod guard;
 pub mod interrupt;
 mod metrics;
