@@ -565,3 +565,50 @@ fn matmul_coop_matches_cpu() {
          {t}x{t} tiles, {cases} cases; the 32x32 kernel's loop {loop_32}"
     );
 }
+
+/// The packed and skinny f16 kernels walk all of k in each invocation: past the loop cap
+/// (Debian 12's llvmpipe) a product is refused, naming its depth, not cut short; where nothing
+/// caps loops it is the product of the rounded operands.
+#[test]
+fn one_pass_half_products_past_the_loop_cap_are_refused_not_cut_short() {
+    let gp = gpu();
+    let limit = gp.loop_iteration_limit().expect("loop probe");
+    let (m, n, k) = (4, 8, 600_000);
+    let g = Gemm::nn(m, n, k);
+    let (a, bm) = (uniform(71, m * k, 1.0), uniform(72, k * n, 1.0));
+    let c0 = vec![0.0; m * n];
+    let (ha, hb) = (half_of(&gp, &a), half_of(&gp, &bm));
+    for kernel in [HalfKernel::Packed, HalfKernel::Skinny] {
+        let out = gp.upload(&c0).unwrap();
+        let done = matmul_f16::matmul_half(
+            &gp.dev,
+            kernel,
+            &g,
+            &ha.words.0,
+            ha.len,
+            &hb.words.0,
+            hb.len,
+            &out.0,
+        );
+        match limit.filter(|&cap| (k as u64).div_ceil(8) + 1 > cap) {
+            Some(cap) => {
+                let e = done.unwrap_err().to_string();
+                assert!(
+                    e.contains("depth 600000 in one pass") && e.contains(&format!("after {cap}")),
+                    "{kernel:?}: {e}"
+                );
+            }
+            None => {
+                done.unwrap();
+                check_half_gemm(
+                    &format!("{kernel:?} {m}x{n}x{k}"),
+                    &g,
+                    &a,
+                    &bm,
+                    &c0,
+                    &gp.read(&out).unwrap(),
+                );
+            }
+        }
+    }
+}

@@ -48,6 +48,24 @@ pub fn within_loop_budget(dev: &GpuDevice, iterations: u64) -> bool {
     dev.ctx.summary.loop_iteration_limit().is_none_or(|l| iterations <= l)
 }
 
+/// Loop iterations of an invocation that walks a product's depth `k` in one pass, at least 8
+/// of it a step (the tiled kernels' slices of 8 or 16, the skinny ones' 8 or 32 k-lanes, the
+/// packed f16 kernel's 16: counted at 8, the fewest), with the loop's final test.
+pub fn depth_walk_iterations(k: usize) -> u64 {
+    (k as u64).div_ceil(8) + 1
+}
+
+/// [`check_loop_budget`] of a product that walks depth `k` in one pass ([`depth_walk_iterations`]).
+pub fn check_depth_walk(
+    dev: &GpuDevice,
+    op: &'static str,
+    g: &crate::backend::Gemm,
+    k: usize,
+) -> Result<()> {
+    let what = format!("the product {}x{}x{} (depth {k} in one pass)", g.m, g.n, g.k);
+    check_loop_budget(dev, op, depth_walk_iterations(k), &what)
+}
+
 /// Loop iterations of one invocation of a column sum over `rows` rows in col_sum's order
 /// (`shaders/include/col_tree.wgsl`): its lane walks every 8th row, then the tree's 3 levels,
 /// each loop counted with its final test.

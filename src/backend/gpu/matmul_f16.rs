@@ -456,6 +456,8 @@ pub fn matmul_half_store(
         // The col_sum workgroups walk all k rows of S (the skinny kernel's too).
         super::launch::check_col_sum_budget(dev, "matmul_f16", g.k)?;
     }
+    // The packed and skinny kernels walk all of k in each invocation.
+    super::launch::check_depth_walk(dev, "matmul_f16", g, g.k)?;
     if kernel == HalfKernel::Skinny {
         return skinny::dispatch(dev, g, &p, [a, b, c], &epi_bindings);
     }
