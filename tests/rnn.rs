@@ -319,3 +319,23 @@ fn a_diverged_run_writes_no_non_finite_checkpoint() {
     assert!(!dir.join("last.safetensors").exists(), "no checkpoint of non-finite parameters");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A long run returns per-t norms for a bounded few of its logged lines, evenly spaced, the
+/// first and last included (it held every line's, 800 MB at 10⁶ logged steps of T = 100);
+/// metrics.jsonl keeps every line's, and the summary's final norms are the last line's.
+#[test]
+fn long_runs_keep_per_step_norms_of_a_bounded_few_lines() {
+    let mut cfg = tiny_config("copy", "");
+    (cfg.train.steps, cfg.train.log_every) = (600, 1);
+    let d = tmpdir("rnn-kept-norms");
+    let (summary, lines) = run_rnn(&cpu(), &cfg, "long", &d, false).unwrap();
+    assert_eq!(lines.len(), 600);
+    let kept: Vec<u64> = lines.iter().filter(|l| !l.dh_norms.is_empty()).map(|l| l.step).collect();
+    assert!(kept.len() <= batchscope::train::rnn::KEPT_DH_NORMS as usize + 2, "{kept:?}");
+    assert!(kept.len() >= 32, "{kept:?}");
+    assert_eq!((kept[0], kept.last().copied()), (1, Some(600)));
+    assert_eq!(summary.dh_norms_final, lines[599].dh_norms);
+    let logged = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    let with_norms = logged.lines().filter(|l| l.contains("\"dh_norms\":[")).count();
+    assert_eq!(with_norms, 600, "metrics.jsonl keeps every line's norms");
+}

@@ -196,10 +196,12 @@ pub fn report(
         )?;
         clip_panels.push(panel);
         // ‖∂L/∂h_t‖ at up to five logged steps, first and last included.
-        let picks: Vec<&RnnMetricsLine> = if lines.len() <= 5 {
-            lines.iter().collect()
+        // (Of the lines that kept them: run_rnn keeps a bounded few.)
+        let with: Vec<&RnnMetricsLine> = lines.iter().filter(|l| !l.dh_norms.is_empty()).collect();
+        let picks: Vec<&RnnMetricsLine> = if with.len() <= 5 {
+            with
         } else {
-            (0..5).map(|k| &lines[k * (lines.len() - 1) / 4]).collect()
+            (0..5).map(|k| with[k * (with.len() - 1) / 4]).collect()
         };
         let curves: Vec<Series> = picks
             .iter()

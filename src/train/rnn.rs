@@ -123,9 +123,15 @@ pub fn params_checkpoint<B: Backend>(
     Ok(ck)
 }
 
+/// The most logged lines [`run_rnn`] returns with their per-t norms (`dh_norms`; the others'
+/// are empty): a run of 10⁶ logged steps of 100 time steps held 800 MB of them.
+pub const KEPT_DH_NORMS: u64 = 64;
+
 /// Train the RNN of `cfg` into `run_dir` (metrics.jsonl, init/last checkpoints, summary.json).
 /// A run whose loss becomes non-finite stops there and says so in the summary (`diverged_at`):
-/// that is a result of the cliff experiment, not an error. Returns the summary and the lines.
+/// that is a result of the cliff experiment, not an error. Returns the summary and the lines
+/// (per-t norms in about [`KEPT_DH_NORMS`] of them, evenly spaced: the first, the last and
+/// the last finite one included).
 pub fn run_rnn<B: Backend>(
     b: &B,
     cfg: &RnnConfig,
@@ -178,6 +184,8 @@ pub fn run_rnn<B: Backend>(
 
     let mut metrics = JsonlWriter::create(&run_dir.join("metrics.jsonl"))?;
     let mut lines: Vec<RnnMetricsLine> = Vec::new();
+    let logged = cfg.train.steps / cfg.train.log_every.max(1) + 2;
+    let dh_stride = logged.div_ceil(KEPT_DH_NORMS).max(1);
     let mut spikes = SpikeDetector::new(cfg.diagnostics.spike_factor, cfg.diagnostics.spike_window);
     let mut last_clip_events = 0u64;
     let mut diverged_at = None;
@@ -246,7 +254,14 @@ pub fn run_rnn<B: Backend>(
             line.train_loss, line.grad_norm, line.clip_events
         ));
         metrics.write(&line)?;
+        let finite_now = line.train_loss.is_finite();
         lines.push(line);
+        // Per-t norms of a bounded few lines (metrics.jsonl has every one): every
+        // `dh_stride`-th, and the newest; the last finite line keeps them on a divergence.
+        let n = lines.len();
+        if n >= 2 && finite_now && !((n - 2) as u64).is_multiple_of(dh_stride) {
+            lines[n - 2].dh_norms = Vec::new();
+        }
         if !finite {
             diverged_at = Some(step);
             break;
