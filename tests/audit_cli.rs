@@ -297,6 +297,7 @@ fn depth_needs_three_hidden_layers_and_few_lanczos_steps_are_said() {
     assert!(!out.exists(), "no run directory");
     // It trains train.steps whatever train.epochs says (5 epochs or 1 trained the same 60 steps).
     assert_clean_error(&depth_with("train.epochs=5"), &["does not use train.epochs"]);
+    assert_clean_error(&depth_with("sweep.max_batch=64"), &["does not use the [sweep] section"]);
     assert!(!out.exists(), "no run directory");
     let o = run(&[
         "curvature",

@@ -38,6 +38,8 @@ fn ignored_by_depth(cfg: &Config) -> Option<&'static str> {
         (m.curvature_every > 0, "monitor.curvature_every"),
         (m.noise_every > 0, "monitor.noise_every"),
         (cfg.data.mode != crate::config::DataMode::Resident, "data.mode"),
+        // It times nothing: a batch-size sweep's settings are another command's.
+        (cfg.sweep != crate::config::SweepConfig::default(), "the [sweep] section"),
         // Its minibatches are a new permutation each epoch, whatever these say.
         (t.shuffle != d.shuffle, "train.shuffle"),
         (t.sorted_by_label != d.sorted_by_label, "train.sorted_by_label"),
