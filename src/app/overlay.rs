@@ -43,36 +43,8 @@ pub fn overlay(
     let mut series = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let path = run.join("metrics.jsonl");
-        let text = crate::bounded_read::read_to_string(&path, crate::report::jsonl::MAX_JSONL_BYTES)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut points = Vec::new();
-        let last = text.lines().count();
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v: serde_json::Value = match serde_json::from_str(line) {
-                Ok(v) => v,
-                // A run killed while it wrote a record leaves its last line cut short (no
-                // newline): the records before it are the run's, so they are plotted.
-                Err(_) if n + 1 == last && !text.ends_with('\n') => {
-                    log::warn!(
-                        "{}:{}: a last line cut short (killed while writing?) is left out",
-                        path.display(),
-                        n + 1
-                    );
-                    continue;
-                }
-                Err(e) => bail!("{}:{}: not JSON: {e}", path.display(), n + 1),
-            };
-            let x = v.get("examples_seen").and_then(|x| x.as_f64());
-            let y = v.get(field).and_then(|y| y.as_f64());
-            if let (Some(x), Some(y)) = (x, y) {
-                points.push((x, y));
-            }
-        }
+        let (points, has_x) = field_points(&path, field)?;
         if points.is_empty() {
-            let has_x = text.lines().any(|l| l.contains("\"examples_seen\""));
             match has_x {
                 true => bail!("{}: no values of `{field}`", path.display()),
                 false => bail!("{}: no `examples_seen` (the x axis) in its records", path.display()),
@@ -99,4 +71,53 @@ pub fn overlay(
     line_plot(out, &spec, &series)?;
     println!("wrote: {}", out.display());
     Ok(())
+}
+
+/// `(examples_seen, field)` of each record of the metrics file at `path` that has both, read
+/// line by line (a long run's file is hundreds of megabytes: it was read whole, 137 MB of
+/// memory and 4.9 s for 133 MB), and whether any record has `examples_seen`. A line that is no
+/// JSON is an error, but for a last line cut short (no newline: killed while writing), which
+/// is left out with a warning. A file that is no regular file is read within the metrics bound.
+fn field_points(path: &Path, field: &str) -> anyhow::Result<(Vec<(f64, f64)>, bool)> {
+    use std::io::{BufRead, BufReader, Read};
+    let cannot = || format!("cannot read {}", path.display());
+    let file = crate::bounded_read::open(path).with_context(cannot)?;
+    let regular = file.metadata().with_context(cannot)?.is_file();
+    let limit = crate::report::jsonl::MAX_JSONL_BYTES;
+    let mut reader =
+        BufReader::with_capacity(1 << 20, file.take(if regular { u64::MAX } else { limit + 1 }));
+    let (mut points, mut has_x) = (Vec::new(), false);
+    let (mut line, mut next) = (Vec::new(), Vec::new());
+    let (mut number, mut bytes) = (0usize, 0u64);
+    let mut more = reader.read_until(b'\n', &mut line).with_context(cannot)? > 0;
+    while more {
+        number += 1;
+        bytes += line.len() as u64;
+        if bytes > limit && !regular {
+            bail!("{}: larger than {limit} bytes, the most a metrics file is read", path.display());
+        }
+        next.clear();
+        more = reader.read_until(b'\n', &mut next).with_context(cannot)? > 0;
+        let body = line.trim_ascii();
+        if !body.is_empty() {
+            match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(v) => {
+                    let x = v.get("examples_seen").and_then(|x| x.as_f64());
+                    has_x |= x.is_some();
+                    if let (Some(x), Some(y)) = (x, v.get(field).and_then(|y| y.as_f64())) {
+                        points.push((x, y));
+                    }
+                }
+                // A run killed while it wrote a record leaves its last line cut short (no
+                // newline): the records before it are the run's, so they are plotted.
+                Err(_) if !more && !line.ends_with(b"\n") => log::warn!(
+                    "{}:{number}: a last line cut short (killed while writing?) is left out",
+                    path.display()
+                ),
+                Err(e) => bail!("{}:{number}: not JSON: {e}", path.display()),
+            }
+        }
+        std::mem::swap(&mut line, &mut next);
+    }
+    Ok((points, has_x))
 }

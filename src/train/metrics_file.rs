@@ -54,6 +54,27 @@ pub(super) fn for_each_record<T: for<'de> Deserialize<'de>>(path: &Path, mut f: 
     );
 }
 
+/// The last line of `path` that is not blank, read from the end (a window that doubles until
+/// it holds the line whole), not the whole file: `None` when there is none or it cannot be read.
+pub(super) fn last_line(path: &Path) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok().filter(|m| m.is_file())?.len();
+    let mut window = len.min(64 << 10);
+    loop {
+        file.seek(SeekFrom::Start(len - window)).ok()?;
+        let mut tail = Vec::with_capacity(window as usize);
+        (&mut file).take(window).read_to_end(&mut tail).ok()?;
+        let body = tail.trim_ascii_end();
+        let start = body.iter().rposition(|&b| b == b'\n').map(|i| i + 1);
+        match start {
+            Some(i) => return Some(body[i..].to_vec()).filter(|l| !l.trim_ascii().is_empty()),
+            None if window == len => return Some(body.to_vec()).filter(|l| !l.trim_ascii().is_empty()),
+            None => window = len.min(window * 2),
+        }
+    }
+}
+
 /// Drop metrics lines after `step` (a resumed run rewrites what came after its checkpoint), and
 /// a last line that is no metrics record (cut short when the run was killed mid-write), with a
 /// warning; any other line that is no record is an error (the resume would drop a record of
@@ -183,6 +204,27 @@ mod tests {
             cut("{\"step\":1}\n{\"step\":5}\n{\"step\":2}\n", 2).as_deref(),
             Ok("{\"step\":1}\n{\"step\":2}\n")
         );
+    }
+
+    #[test]
+    fn the_last_line_is_read_from_the_end() {
+        let d = crate::report::TestDir::new("metrics-last");
+        let p = d.0.join("metrics.jsonl");
+        let long = format!("{{\"step\":2,\"x\":\"{}\"}}", "y".repeat(200_000));
+        for (text, want) in [
+            ("{\"step\":1}\n{\"step\":2}\n".to_string(), Some("{\"step\":2}")),
+            ("{\"step\":1}\n{\"step\":2}\n\n  \n".to_string(), Some("{\"step\":2}")),
+            ("{\"step\":1}\n{\"step\":2}".to_string(), Some("{\"step\":2}")),
+            ("{\"step\":1}".to_string(), Some("{\"step\":1}")),
+            ("\n\n".to_string(), None),
+            (String::new(), None),
+            (format!("{{\"step\":1}}\n{long}\n"), Some(long.as_str())),
+            (long.clone(), Some(long.as_str())),
+        ] {
+            std::fs::write(&p, &text).expect("write");
+            let got = last_line(&p).map(|l| String::from_utf8(l).expect("utf-8"));
+            assert_eq!(got.as_deref(), want, "{}", &text[..text.len().min(40)]);
+        }
     }
 
     #[test]

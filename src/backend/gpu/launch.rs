@@ -48,22 +48,45 @@ pub fn within_loop_budget(dev: &GpuDevice, iterations: u64) -> bool {
     dev.ctx.summary.loop_iteration_limit().is_none_or(|l| iterations <= l)
 }
 
-/// Loop iterations of an invocation that walks a product's depth `k` in one pass, at least 8
-/// of it a step (the tiled kernels' slices of 8 or 16, the skinny ones' 8 or 32 k-lanes, the
-/// packed f16 kernel's 16: counted at 8, the fewest), with the loop's final test.
-pub fn depth_walk_iterations(k: usize) -> u64 {
-    (k as u64).div_ceil(8) + 1
+/// Loop iterations, on Debian 12's llvmpipe, of an invocation that walks a product's depth
+/// `k` in one pass, by kernel (each measured there: the first `k` each cuts short is that of
+/// the count past 65 535): the tiled f32 kernels ⌈k/8⌉ + 1 (524 272 whole, 524 288 cut); a
+/// skinny kernel of `lanes` k-lanes ⌈k/lanes⌉ + lanes + 8 (its lane sum and row loops; f32 with
+/// 8 lanes: 524 000 whole, 524 272 cut; with 32: 2 090 000 whole, 2 100 000 cut); the packed
+/// f16 kernel 18 per 16 of k (its tile loads and multiply-adds count: 58 240 whole, 58 256
+/// cut). Past the cap the product is refused, never cut short.
+#[derive(Clone, Copy, Debug)]
+pub enum DepthWalk {
+    Tiled,
+    Skinny { lanes: usize },
+    PackedHalf,
 }
 
-/// [`check_loop_budget`] of a product that walks depth `k` in one pass ([`depth_walk_iterations`]).
+impl DepthWalk {
+    pub fn iterations(self, k: usize) -> u64 {
+        let k = k as u64;
+        match self {
+            DepthWalk::Tiled => k.div_ceil(8) + 1,
+            DepthWalk::Skinny { lanes } => {
+                let lanes = lanes.max(1) as u64;
+                k.div_ceil(lanes) + lanes + 8
+            }
+            DepthWalk::PackedHalf => 18 * k.div_ceil(16) + 1,
+        }
+    }
+}
+
+/// [`check_loop_budget`] of `g` walked `walk`'s way over depth `k` (all of g.k, or a split-k
+/// chunk of it) in each invocation.
 pub fn check_depth_walk(
     dev: &GpuDevice,
     op: &'static str,
     g: &crate::backend::Gemm,
     k: usize,
+    walk: DepthWalk,
 ) -> Result<()> {
     let what = format!("the product {}x{}x{} (depth {k} in one pass)", g.m, g.n, g.k);
-    check_loop_budget(dev, op, depth_walk_iterations(k), &what)
+    check_loop_budget(dev, op, walk.iterations(k), &what)
 }
 
 /// Loop iterations of one invocation of a column sum over `rows` rows in col_sum's order

@@ -457,7 +457,11 @@ pub fn matmul_half_store(
         super::launch::check_col_sum_budget(dev, "matmul_f16", g.k)?;
     }
     // The packed and skinny kernels walk all of k in each invocation.
-    super::launch::check_depth_walk(dev, "matmul_f16", g, g.k)?;
+    let walk = match kernel {
+        HalfKernel::Skinny => super::launch::DepthWalk::Skinny { lanes: skinny::k_lanes(g) },
+        _ => super::launch::DepthWalk::PackedHalf,
+    };
+    super::launch::check_depth_walk(dev, "matmul_f16", g, g.k, walk)?;
     if kernel == HalfKernel::Skinny {
         return skinny::dispatch(dev, g, &p, [a, b, c], &epi_bindings);
     }

@@ -159,7 +159,6 @@ pub(super) fn summary_behind(run_dir: &Path, step: u64) -> bool {
 
 /// The record of `step` in metrics.jsonl at `path`, when its last line is that step's.
 pub(super) fn last_metrics_line(path: &Path, step: u64) -> Option<MetricsLine> {
-    let text = crate::bounded_read::read_to_string(path, crate::report::jsonl::MAX_JSONL_BYTES).ok()?;
-    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
-    serde_json::from_str::<MetricsLine>(last).ok().filter(|l| l.step == step)
+    let last = super::super::metrics_file::last_line(path)?;
+    serde_json::from_slice::<MetricsLine>(last.trim_ascii()).ok().filter(|l| l.step == step)
 }
