@@ -334,6 +334,8 @@ fn long_runs_keep_per_step_norms_of_a_bounded_few_lines() {
     assert!(kept.len() <= batchscope::train::rnn::KEPT_DH_NORMS as usize + 2, "{kept:?}");
     assert!(kept.len() >= 32, "{kept:?}");
     assert_eq!((kept[0], kept.last().copied()), (1, Some(600)));
+    let gaps: Vec<u64> = kept.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[..gaps.len() - 1].iter().all(|&g| g == gaps[0]), "evenly spaced: {gaps:?}");
     assert_eq!(summary.dh_norms_final, lines[599].dh_norms);
     let logged = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
     let with_norms = logged.lines().filter(|l| l.contains("\"dh_norms\":[")).count();

@@ -129,6 +129,10 @@ mod tests {
         ] {
             assert_eq!(k.contains(&key.to_string()), want, "linear_regression: {key} in {k:?}");
         }
+        // What config.toml leaves out is no difference: only the keys that differ are named.
+        let teacher = load(&["data.kind=\"teacher\""]);
+        let keys: Vec<String> = mixture.differences(&teacher).into_iter().map(|d| d.0).collect();
+        assert_eq!(keys, ["data.kind"]);
         for c in [mixture, regression] {
             let back: Config = toml::from_str(&c.to_toml()).expect("reads back");
             assert_eq!(back, c);

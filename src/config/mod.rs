@@ -227,7 +227,14 @@ impl Config {
     pub fn differences(&self, other: &Config) -> Vec<(String, String, String)> {
         // Through the text config.toml holds: an f32 shows as written (0.3), not widened to
         // f64 (0.30000001192092896).
-        let table = |c: &Config| toml::from_str::<toml::Table>(&c.to_toml()).unwrap_or_default();
+        // Every key, those the data kind does not read too (config.toml leaves them out, and a
+        // key present on one side only is no difference).
+        let table = |c: &Config| {
+            toml::to_string_pretty(c)
+                .ok()
+                .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+                .unwrap_or_default()
+        };
         let (a, b) = (table(self), table(other));
         // Every key at its default, written out (sections skip theirs when all are default).
         let defaults = deserialize::<Config>(toml::Table::new(), "defaults")

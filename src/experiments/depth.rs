@@ -138,7 +138,7 @@ pub fn run_depth<B: Backend>(
     let mut values = b.zeros(batch * k)?;
     let mut stats = b.zeros(2 * layers)?;
     let steps = cfg.train.steps;
-    let mut points = KeptPoints::new(logged_points(steps, cfg.train.log_every));
+    let mut points = KeptPoints::default();
     let mut diverged_at = None;
     for step in 0..=steps {
         let batch_idx = order
@@ -221,15 +221,11 @@ pub fn run_depth<B: Backend>(
     })
 }
 
-/// Logged points of a run of `steps` steps logging every `log_every`: initialisation, each
-/// multiple of `log_every`, and the last step.
-fn logged_points(steps: u64, log_every: u64) -> u64 {
-    let every = log_every.max(1);
-    1 + steps / every + u64::from(!steps.is_multiple_of(every))
-}
-
-/// Every `stride`-th logged point (from the first), and the newest one, so that a run keeps at
-/// most [`KEPT_POINTS`] + 1 of them evenly spaced whatever its length.
+/// Every `stride`-th logged point (from the first), and the newest one: when [`KEPT_POINTS`]
+/// are kept, every other one is dropped and the stride doubles, so that a run keeps fewer than
+/// [`KEPT_POINTS`] + 1 evenly spaced points whatever its length, and however early it stops (a
+/// run that diverged at step 900 of 60 000 planned kept its first and last point only when the
+/// spacing was fixed from the planned steps).
 struct KeptPoints {
     stride: u64,
     seen: u64,
@@ -237,26 +233,31 @@ struct KeptPoints {
     newest: Option<DepthPoint>,
 }
 
-impl KeptPoints {
-    fn new(logged: u64) -> Self {
-        let gaps = (KEPT_POINTS - 1) as u64;
-        KeptPoints {
-            stride: logged.saturating_sub(1).div_ceil(gaps).max(1),
-            seen: 0,
-            kept: Vec::new(),
-            newest: None,
-        }
+impl Default for KeptPoints {
+    fn default() -> Self {
+        KeptPoints { stride: 1, seen: 0, kept: Vec::new(), newest: None }
     }
+}
 
+impl KeptPoints {
     fn push(
         &mut self,
         point: DepthPoint,
         sink: &mut dyn FnMut(&DepthPoint) -> Result<(), DepthError>,
     ) -> Result<(), DepthError> {
         sink(&point)?;
-        let keep = self.seen.is_multiple_of(self.stride);
+        let ordinal = self.seen;
         self.seen += 1;
-        match keep {
+        if ordinal.is_multiple_of(self.stride) && self.kept.len() + 1 == KEPT_POINTS {
+            // Full: every other kept point goes (those at odd multiples of the stride).
+            let mut i = 0;
+            self.kept.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride *= 2;
+        }
+        match ordinal.is_multiple_of(self.stride) {
             true => {
                 self.kept.push(point);
                 self.newest = None;
@@ -283,33 +284,27 @@ mod tests {
 
     #[test]
     fn kept_points_are_evenly_spaced_bounded_and_end_with_the_newest() {
-        for (steps, every) in
-            [(0, 1), (5, 1), (62, 1), (63, 1), (64, 1), (1000, 7), (60_000, 1), (99, 100)]
-        {
-            let logged = logged_points(steps, every);
+        for logged in [1u64, 2, 5, 63, 64, 65, 127, 128, 129, 901, 1000, 60_001] {
             let mut seen = Vec::new();
-            let mut kept = KeptPoints::new(logged);
-            let mut step = 0;
-            for i in 0..logged {
+            let mut kept = KeptPoints::default();
+            for step in 0..logged {
                 kept.push(point(step), &mut |p| {
                     seen.push(p.step);
                     Ok(())
                 })
                 .expect("sink");
-                step = ((i + 1) * every).min(steps);
             }
             let kept: Vec<u64> = kept.finish().iter().map(|p| p.step).collect();
             assert_eq!(seen.len() as u64, logged, "the sink sees every point");
-            assert_eq!(seen.last(), Some(&steps));
-            assert!(kept.len() <= KEPT_POINTS, "{steps}/{every}: kept {}", kept.len());
-            // Every point up to the bound, and past it never fewer than half the bound.
-            let least = match logged <= KEPT_POINTS as u64 {
-                true => logged as usize,
-                false => KEPT_POINTS / 2,
-            };
-            assert!(kept.len() >= least, "{steps}/{every}: kept {}", kept.len());
-            assert_eq!((kept[0], kept.last().copied()), (0, Some(steps)));
-            assert!(kept.windows(2).all(|w| w[0] < w[1]) || logged == 1);
+            assert!(kept.len() <= KEPT_POINTS, "{logged}: kept {}", kept.len());
+            // Every point below the bound, and past it never fewer than half the bound.
+            let least = if logged < KEPT_POINTS as u64 { logged as usize } else { KEPT_POINTS / 2 };
+            assert!(kept.len() >= least, "{logged}: kept {}", kept.len());
+            assert_eq!((kept[0], kept.last().copied()), (0, Some(logged - 1)));
+            let gaps: Vec<u64> = kept.windows(2).map(|w| w[1] - w[0]).collect();
+            if let Some((last, even)) = gaps.split_last() {
+                assert!(even.iter().all(|&g| g == gaps[0]) && *last <= gaps[0], "{logged}: {gaps:?}");
+            }
         }
     }
 }

@@ -84,8 +84,7 @@ pub(super) fn last_line(path: &Path) -> Option<Vec<u8>> {
 pub(super) fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
     let cannot =
         |e: std::io::Error| TrainError::Setup(format!("cannot read {} to resume: {e}", path.display()));
-    if !std::fs::metadata(path).map_err(cannot)?.is_file() {
-        // No regular file (a device, a pipe): read within the bound, rewritten as a file.
+    if !cut_in_place(&std::fs::metadata(path).map_err(cannot)?) {
         return rewrite_kept(path, step);
     }
     let (mut kept_end, mut dropped, mut in_order) = (0u64, false, true);
@@ -131,6 +130,18 @@ pub(super) fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError>
         }
         (true, false) => rewrite_kept(path, step),
     }
+}
+
+/// Whether a metrics file may be cut and appended to in place: a regular file that this run
+/// alone names and may write. Any other is rewritten whole as a new file ([`rewrite_kept`]): a
+/// device or a pipe, a read-only file, and a hard link (a run copied with `cp -al`, whose
+/// original would otherwise lose its lines and gain the copy's).
+fn cut_in_place(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    let alone = std::os::unix::fs::MetadataExt::nlink(meta) == 1;
+    #[cfg(not(unix))]
+    let alone = true;
+    meta.is_file() && alone && !meta.permissions().readonly()
 }
 
 /// The error of a line `number` of `path` that is no metrics record and not the last.
@@ -204,6 +215,29 @@ mod tests {
             cut("{\"step\":1}\n{\"step\":5}\n{\"step\":2}\n", 2).as_deref(),
             Ok("{\"step\":1}\n{\"step\":2}\n")
         );
+    }
+
+    /// A hard-linked metrics file (a run copied with `cp -al`) is rewritten as a new file,
+    /// whether or not lines are dropped: the other name keeps its lines, and the appends that
+    /// follow go to the new file only.
+    #[cfg(unix)]
+    #[test]
+    fn a_hard_linked_metrics_file_is_rewritten_not_cut() {
+        use std::os::unix::fs::MetadataExt;
+        let d = crate::report::TestDir::new("metrics-linked");
+        let (p, original) = (d.0.join("metrics.jsonl"), d.0.join("original.jsonl"));
+        let text = "{\"step\":1}\n{\"step\":2}\n";
+        for step in [1, 2] {
+            let _ = std::fs::remove_file(&original);
+            std::fs::write(&p, text).expect("write");
+            std::fs::hard_link(&p, &original).expect("link");
+            truncate_metrics(&p, step).expect("cut");
+            assert_eq!(std::fs::read_to_string(&original).expect("read"), text, "step {step}");
+            let (a, b) = (std::fs::metadata(&p).expect("p"), std::fs::metadata(&original).expect("o"));
+            assert_ne!(a.ino(), b.ino(), "step {step}: a new file");
+            let want = if step == 1 { "{\"step\":1}\n" } else { text };
+            assert_eq!(std::fs::read_to_string(&p).expect("read"), want);
+        }
     }
 
     #[test]

@@ -124,7 +124,8 @@ pub fn params_checkpoint<B: Backend>(
 }
 
 /// The most logged lines [`run_rnn`] returns with their per-t norms (`dh_norms`; the others'
-/// are empty): a run of 10⁶ logged steps of 100 time steps held 800 MB of them.
+/// are empty), the newest besides: a run of 10⁶ logged steps of 100 time steps held 800 MB of
+/// them.
 pub const KEPT_DH_NORMS: u64 = 64;
 
 /// Train the RNN of `cfg` into `run_dir` (metrics.jsonl, init/last checkpoints, summary.json).
@@ -184,8 +185,10 @@ pub fn run_rnn<B: Backend>(
 
     let mut metrics = JsonlWriter::create(&run_dir.join("metrics.jsonl"))?;
     let mut lines: Vec<RnnMetricsLine> = Vec::new();
-    let logged = cfg.train.steps / cfg.train.log_every.max(1) + 2;
-    let dh_stride = logged.div_ceil(KEPT_DH_NORMS).max(1);
+    // Lines at multiples of `dh_stride` keep their per-t norms (`dh_kept` of them, the newest
+    // not counted), and the newest; at KEPT_DH_NORMS every other one's go and the stride
+    // doubles, whatever the run's length and wherever it stops.
+    let (mut dh_stride, mut dh_kept) = (1usize, 0u64);
     let mut spikes = SpikeDetector::new(cfg.diagnostics.spike_factor, cfg.diagnostics.spike_window);
     let mut last_clip_events = 0u64;
     let mut diverged_at = None;
@@ -259,8 +262,18 @@ pub fn run_rnn<B: Backend>(
         // Per-t norms of a bounded few lines (metrics.jsonl has every one): every
         // `dh_stride`-th, and the newest; the last finite line keeps them on a divergence.
         let n = lines.len();
-        if n >= 2 && finite_now && !((n - 2) as u64).is_multiple_of(dh_stride) {
-            lines[n - 2].dh_norms = Vec::new();
+        if n >= 2 && finite_now {
+            match (n - 2).is_multiple_of(dh_stride) {
+                true => dh_kept += 1,
+                false => lines[n - 2].dh_norms = Vec::new(),
+            }
+            if dh_kept >= KEPT_DH_NORMS {
+                for i in (dh_stride..n - 1).step_by(2 * dh_stride) {
+                    lines[i].dh_norms = Vec::new();
+                }
+                dh_stride *= 2;
+                dh_kept = ((n - 2) / dh_stride + 1) as u64;
+            }
         }
         if !finite {
             diverged_at = Some(step);
