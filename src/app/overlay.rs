@@ -89,15 +89,24 @@ fn field_points(path: &Path, field: &str) -> anyhow::Result<(Vec<(f64, f64)>, bo
     let (mut points, mut has_x) = (Vec::new(), false);
     let (mut line, mut next) = (Vec::new(), Vec::new());
     let (mut number, mut bytes) = (0usize, 0u64);
-    let mut more = reader.read_until(b'\n', &mut line).with_context(cannot)? > 0;
+    // A record is a few hundred bytes: a file of no newline is not read whole into memory.
+    const MAX_LINE: u64 = 64 << 20;
+    let mut read_line = |buf: &mut Vec<u8>| (&mut reader).take(MAX_LINE).read_until(b'\n', buf);
+    let mut more = read_line(&mut line).with_context(cannot)? > 0;
     while more {
         number += 1;
         bytes += line.len() as u64;
         if bytes > limit && !regular {
             bail!("{}: larger than {limit} bytes, the most a metrics file is read", path.display());
         }
+        if line.len() as u64 == MAX_LINE && line.last() != Some(&b'\n') {
+            bail!(
+                "{}:{number}: a line longer than {MAX_LINE} bytes is no metrics record",
+                path.display()
+            );
+        }
         next.clear();
-        more = reader.read_until(b'\n', &mut next).with_context(cannot)? > 0;
+        more = read_line(&mut next).with_context(cannot)? > 0;
         let body = line.trim_ascii();
         if !body.is_empty() {
             match serde_json::from_slice::<serde_json::Value>(body) {

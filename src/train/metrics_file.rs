@@ -19,8 +19,12 @@ struct StepOf {
     step: u64,
 }
 
+/// The longest line read back (a record is a few hundred bytes): a file of no newline is no
+/// metrics file, and is not read whole into memory.
+const MAX_LINE_BYTES: u64 = 64 << 20;
+
 /// Each line of `path` (its bytes, the newline included) with its 1-based number, through `f`;
-/// `Err` from `f` stops the read.
+/// `Err` from `f` stops the read, and so does a line longer than [`MAX_LINE_BYTES`].
 fn each_line<E>(
     path: &Path,
     mut f: impl FnMut(usize, &[u8]) -> Result<(), E>,
@@ -31,10 +35,16 @@ fn each_line<E>(
     let mut number = 0;
     loop {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(&io)? == 0 {
+        use std::io::Read;
+        if (&mut reader).take(MAX_LINE_BYTES).read_until(b'\n', &mut buf).map_err(&io)? == 0 {
             return Ok(());
         }
         number += 1;
+        if buf.len() as u64 == MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+            let message =
+                format!("line {number} is longer than {MAX_LINE_BYTES} bytes (no metrics record)");
+            return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidData, message)));
+        }
         f(number, &buf)?;
     }
 }
@@ -61,6 +71,7 @@ pub(super) fn last_line(path: &Path) -> Option<Vec<u8>> {
     let mut file = File::open(path).ok()?;
     let len = file.metadata().ok().filter(|m| m.is_file())?.len();
     let mut window = len.min(64 << 10);
+    let most = len.min(MAX_LINE_BYTES);
     loop {
         file.seek(SeekFrom::Start(len - window)).ok()?;
         let mut tail = Vec::with_capacity(window as usize);
@@ -70,7 +81,9 @@ pub(super) fn last_line(path: &Path) -> Option<Vec<u8>> {
         match start {
             Some(i) => return Some(body[i..].to_vec()).filter(|l| !l.trim_ascii().is_empty()),
             None if window == len => return Some(body.to_vec()).filter(|l| !l.trim_ascii().is_empty()),
-            None => window = len.min(window * 2),
+            // No line of a metrics record is that long.
+            None if window >= most => return None,
+            None => window = most.min(window * 2),
         }
     }
 }
@@ -84,7 +97,7 @@ pub(super) fn last_line(path: &Path) -> Option<Vec<u8>> {
 pub(super) fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
     let cannot =
         |e: std::io::Error| TrainError::Setup(format!("cannot read {} to resume: {e}", path.display()));
-    if !cut_in_place(&std::fs::metadata(path).map_err(cannot)?) {
+    if !cut_in_place(&std::fs::symlink_metadata(path).map_err(cannot)?) {
         return rewrite_kept(path, step);
     }
     let (mut kept_end, mut dropped, mut in_order) = (0u64, false, true);
@@ -100,7 +113,11 @@ pub(super) fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError>
             if let Some(earlier) = cut_short {
                 return Err(not_a_record(path, earlier));
             }
-            match serde_json::from_slice::<StepOf>(body) {
+            match serde_json::from_slice::<StepOf>(body)
+                .ok()
+                .filter(|_| body.starts_with(b"{"))
+                .ok_or(())
+            {
                 Ok(r) if r.step <= step => {
                     in_order &= !dropped;
                     kept_end = offset;
@@ -132,10 +149,11 @@ pub(super) fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError>
     }
 }
 
-/// Whether a metrics file may be cut and appended to in place: a regular file that this run
-/// alone names and may write. Any other is rewritten whole as a new file ([`rewrite_kept`]): a
-/// device or a pipe, a read-only file, and a hard link (a run copied with `cp -al`, whose
-/// original would otherwise lose its lines and gain the copy's).
+/// Whether a metrics file (its own metadata, a link not followed) may be cut and appended to in
+/// place: a regular file that this run alone names and may write. Any other is rewritten whole
+/// as a new file ([`rewrite_kept`]): a device or a pipe, a read-only file, a symbolic link and
+/// a hard link (a run copied with `cp -rs` or `cp -al`, whose original would otherwise lose its
+/// lines and gain the copy's).
 fn cut_in_place(meta: &std::fs::Metadata) -> bool {
     #[cfg(unix)]
     let alone = std::os::unix::fs::MetadataExt::nlink(meta) == 1;
@@ -157,7 +175,10 @@ fn not_a_record(path: &Path, number: usize) -> TrainError {
 fn rewrite_kept(path: &Path, step: u64) -> Result<(), TrainError> {
     let text = crate::bounded_read::read_to_string(path, crate::report::jsonl::MAX_JSONL_BYTES)
         .map_err(|e| TrainError::Setup(format!("cannot read {} to resume: {e}", path.display())))?;
-    let step_of = |l: &str| serde_json::from_str::<StepOf>(l.trim()).ok().map(|r| r.step);
+    let step_of = |l: &str| {
+        let l = l.trim();
+        serde_json::from_str::<StepOf>(l).ok().filter(|_| l.starts_with('{')).map(|r| r.step)
+    };
     let lines: Vec<(usize, &str)> =
         text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
     let mut kept = Vec::new();
@@ -186,7 +207,9 @@ mod tests {
     use super::*;
 
     fn cut(text: &str, step: u64) -> Result<String, String> {
-        let d = crate::report::TestDir::new("metrics-cut");
+        static CUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = crate::report::TestDir::new(&format!("metrics-cut-{n}"));
         let p = d.0.join("metrics.jsonl");
         std::fs::write(&p, text).expect("write");
         truncate_metrics(&p, step).map_err(|e| e.to_string())?;
@@ -238,6 +261,28 @@ mod tests {
             let want = if step == 1 { "{\"step\":1}\n" } else { text };
             assert_eq!(std::fs::read_to_string(&p).expect("read"), want);
         }
+        // A symbolic link (a run copied with `cp -rs`): replaced by a file, its target kept.
+        std::fs::remove_file(&p).expect("remove");
+        std::os::unix::fs::symlink(&original, &p).expect("symlink");
+        truncate_metrics(&p, 1).expect("cut");
+        assert_eq!(std::fs::read_to_string(&original).expect("read"), text);
+        assert!(std::fs::symlink_metadata(&p).expect("p").is_file());
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "{\"step\":1}\n");
+    }
+
+    /// A line that is no JSON object (`[5]`) is no record, and a file of no newline is not
+    /// read whole: the last line is looked for within the line bound.
+    #[test]
+    fn odd_lines_are_no_records() {
+        assert_eq!(cut("{\"step\":1}\n[5]", 9).as_deref(), Ok("{\"step\":1}\n"));
+        assert!(cut("[5]\n{\"step\":1}\n", 9).is_err());
+        let d = crate::report::TestDir::new("metrics-no-newline");
+        let p = d.0.join("metrics.jsonl");
+        let f = std::fs::File::create(&p).expect("create");
+        f.set_len(MAX_LINE_BYTES + 10).expect("sparse");
+        assert_eq!(last_line(&p), None);
+        let e = truncate_metrics(&p, 1).expect_err("no record").to_string();
+        assert!(e.contains("longer than"), "{e}");
     }
 
     #[test]
