@@ -54,10 +54,13 @@ pub fn within_loop_budget(dev: &GpuDevice, iterations: u64) -> bool {
 /// skinny kernel of `lanes` k-lanes ⌈k/lanes⌉ + lanes + 8 (its lane sum and row loops; f32 with
 /// 8 lanes: 524 000 whole, 524 272 cut; with 32: 2 090 000 whole, 2 100 000 cut); the packed
 /// f16 kernel 18 per 16 of k (its tile loads and multiply-adds count: 58 240 whole, 58 256
-/// cut). Past the cap the product is refused, never cut short.
+/// cut); a kernel of the tile family (`matmul_tile.wgsl`, slices of `bk`) bk + 2 per bk of k
+/// (bk 8: 52 424 whole, 52 432 cut; bk 16: 58 240 and 58 256). Past the cap the product is
+/// refused, never cut short.
 #[derive(Clone, Copy, Debug)]
 pub enum DepthWalk {
     Tiled,
+    FamilyTile { bk: u32 },
     Skinny { lanes: usize },
     PackedHalf,
 }
@@ -67,6 +70,10 @@ impl DepthWalk {
         let k = k as u64;
         match self {
             DepthWalk::Tiled => k.div_ceil(8) + 1,
+            DepthWalk::FamilyTile { bk } => {
+                let bk = u64::from(bk.max(1));
+                (bk + 2) * k.div_ceil(bk) + 1
+            }
             DepthWalk::Skinny { lanes } => {
                 let lanes = lanes.max(1) as u64;
                 k.div_ceil(lanes) + lanes + 8

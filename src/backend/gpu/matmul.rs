@@ -35,7 +35,7 @@ use super::kernels::{
     Kernel, MATMUL_NAIVE, MATMUL_SKINNY1, MATMUL_SKINNY4, MATMUL_SKINNY8, MATMUL_SPLITK_REDUCE,
     MATMUL_TILED, MATMUL_TILED_NN4, MATMUL_TILED_NT4, MATMUL_TILED_TN4, MATMUL_TILED_TT4,
 };
-use super::launch::{check_depth_walk, check_loop_budget, col_sum_iterations, grid_1d, DepthWalk};
+use super::launch::{check_depth_walk, check_loop_budget, col_sum_iterations, grid_1d};
 use super::tile::TileCfg;
 use crate::backend::{check_len, gemm_lens, Activation, BackendError, Gemm, Result};
 
@@ -435,7 +435,7 @@ fn record_epi_unchecked(
                 let what = format!("the bias gradient's column sum over {} rows", g.k);
                 check_loop_budget(dev, "matmul", col_sum_iterations(g.k), &what)?;
             }
-            check_depth_walk(dev, "matmul", g, kc, DepthWalk::Tiled)?;
+            check_depth_walk(dev, "matmul", g, kc, depth_walk(launch, g))?;
             let partials = dev.splitk_scratch(splits * g.m * g.n)?;
             let plain = MatmulParams {
                 splits: splits as u32,
@@ -466,11 +466,7 @@ fn record_epi_unchecked(
     }
     // Every invocation walks all of k (the naive kernel was checked in `record_epi`).
     if kernel.name != MATMUL_NAIVE.name {
-        let walk = match is_skinny(launch) {
-            true => DepthWalk::Skinny { lanes: if g.trans_b { 32 } else { 8 } },
-            false => DepthWalk::Tiled,
-        };
-        check_depth_walk(dev, "matmul", g, g.k, walk)?;
+        check_depth_walk(dev, "matmul", g, g.k, depth_walk(launch, g))?;
     }
     if kernel.bindings.len() == 3 {
         return dev.dispatch(&kernel, &params, &[a, b, c], grid);
@@ -489,8 +485,8 @@ fn record_epi_unchecked(
 mod split;
 #[cfg(test)]
 use split::SPLITK_MIN_CHUNK;
+use split::{depth_walk, launch_grid, split_plan, splitk_enabled};
 pub use split::{is_whole_tiled, split_count};
-use split::{launch_grid, split_plan, splitk_enabled};
 
 #[cfg(test)]
 mod epilogue_tests;

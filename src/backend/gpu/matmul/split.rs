@@ -1,6 +1,7 @@
 //! Split-k planning of the tiled products (how many chunks of k, and whether to split at all),
 //! and the test the fused weight-gradient step uses to know a product is summed whole.
 
+use super::super::launch::DepthWalk;
 use super::{grid_2d, tiled_kernel, GpuDevice, Launch, TILE_K, TILE_N};
 use crate::backend::{Gemm, Result};
 
@@ -86,5 +87,16 @@ pub fn is_whole_tiled(dev: &GpuDevice, launch: &Launch, g: &Gemm) -> bool {
     match launch_grid(dev, launch, g) {
         Ok(grid) => !(launch.splitk && splitk_enabled()) || split_plan(dev, launch, g, grid).is_none(),
         Err(_) => false,
+    }
+}
+
+/// How an invocation of `launch` walks the depth of `g` ([`DepthWalk`]: what the loop cap
+/// counts): the skinny kernels by k-lanes (32 with B transposed, else 8), the tile family's by
+/// its slices, the base tiled kernels 8 of k a step.
+pub(super) fn depth_walk(launch: &Launch, g: &Gemm) -> DepthWalk {
+    match launch.kernel.shader {
+        _ if super::is_skinny(launch) => DepthWalk::Skinny { lanes: if g.trans_b { 32 } else { 8 } },
+        super::super::kernels::Shader::MatmulTile(cfg) => DepthWalk::FamilyTile { bk: cfg.bk },
+        _ => DepthWalk::Tiled,
     }
 }
