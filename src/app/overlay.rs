@@ -101,7 +101,7 @@ fn field_points(path: &Path, field: &str) -> anyhow::Result<(Vec<(f64, f64)>, bo
         }
         if line.len() as u64 == MAX_LINE && line.last() != Some(&b'\n') {
             bail!(
-                "{}:{number}: a line longer than {MAX_LINE} bytes is no metrics record",
+                "{}:{number}: a line larger than {MAX_LINE} bytes is no metrics record",
                 path.display()
             );
         }

@@ -42,7 +42,7 @@ fn each_line<E>(
         number += 1;
         if buf.len() as u64 == MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
             let message =
-                format!("line {number} is longer than {MAX_LINE_BYTES} bytes (no metrics record)");
+                format!("line {number} is larger than {MAX_LINE_BYTES} bytes (no metrics record)");
             return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidData, message)));
         }
         f(number, &buf)?;
@@ -282,7 +282,7 @@ mod tests {
         f.set_len(MAX_LINE_BYTES + 10).expect("sparse");
         assert_eq!(last_line(&p), None);
         let e = truncate_metrics(&p, 1).expect_err("no record").to_string();
-        assert!(e.contains("longer than"), "{e}");
+        assert!(e.contains("larger than"), "{e}");
     }
 
     #[test]
