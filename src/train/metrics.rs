@@ -223,28 +223,19 @@ fn loss_title(is_class: bool) -> &'static str {
 /// Read metrics.jsonl back (all of a resumed run's lines, record by record) and plot loss and
 /// 0-1 error.
 pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
-    let mut lines = PlottedLines::default();
-    super::metrics_file::for_each_record(&run_dir.join("metrics.jsonl"), |l: MetricsLine| {
-        lines.push(&l)
-    });
-    let pts = |f: &dyn Fn(&PlottedLine) -> Option<f64>| -> Vec<(f64, f64)> {
-        lines.0.iter().filter_map(|l| f(l).map(|y| (l.examples_seen, y))).collect()
-    };
-    let mut loss = vec![
-        Series { name: "train (minibatch)".into(), points: pts(&|l| l.train_loss) },
-        Series { name: "validation".into(), points: pts(&|l| l.val_loss) },
-    ];
-    let full_loss = pts(&|l| l.train_full_loss);
-    if !full_loss.is_empty() {
-        loss.push(Series { name: "train (whole set)".into(), points: full_loss });
+    let mut p = PlottedSeries::default();
+    super::metrics_file::for_each_record(&run_dir.join("metrics.jsonl"), |l: MetricsLine| p.push(&l));
+    let series = |name: &str, points| Series { name: name.into(), points };
+    let mut loss = vec![series("train (minibatch)", p.train_loss), series("validation", p.val_loss)];
+    if !p.train_full_loss.is_empty() {
+        loss.push(series("train (whole set)", p.train_full_loss));
     }
     line_plot(
         &run_dir.join("loss.svg"),
         &PlotSpec::new(loss_title(is_class), "examples seen", "loss").log_y(),
         &loss,
     )?;
-    let gthg = pts(&|l| l.gthg);
-    if !gthg.is_empty() {
+    if !p.gthg.is_empty() {
         line_plot(
             &run_dir.join("curvature.svg"),
             &PlotSpec::new(
@@ -253,20 +244,14 @@ pub fn plot_metrics(run_dir: &Path, is_class: bool) -> Result<(), TrainError> {
                 "value",
             )
             .log_y(),
-            &[
-                Series { name: "gᵀg".into(), points: pts(&|l| l.gtg) },
-                Series { name: "gᵀHg".into(), points: gthg },
-            ],
+            &[series("gᵀg", p.gtg), series("gᵀHg", p.gthg)],
         )?;
     }
     if is_class {
-        let mut err = vec![
-            Series { name: "train 0-1 (minibatch)".into(), points: pts(&|l| l.train_error) },
-            Series { name: "validation 0-1".into(), points: pts(&|l| l.val_error) },
-        ];
-        let full_err = pts(&|l| l.train_full_error);
-        if !full_err.is_empty() {
-            err.push(Series { name: "train 0-1 (whole set)".into(), points: full_err });
+        let mut err =
+            vec![series("train 0-1 (minibatch)", p.train_error), series("validation 0-1", p.val_error)];
+        if !p.train_full_error.is_empty() {
+            err.push(series("train 0-1 (whole set)", p.train_full_error));
         }
         line_plot(
             &run_dir.join("error.svg"),
@@ -292,35 +277,34 @@ pub fn progress_bar(show: bool, total: u64, pos: u64) -> ProgressBar {
     bar
 }
 
-/// The fields of a metrics record the plots draw.
-struct PlottedLine {
-    examples_seen: f64,
-    train_loss: Option<f64>,
-    val_loss: Option<f64>,
-    train_full_loss: Option<f64>,
-    train_error: Option<f64>,
-    val_error: Option<f64>,
-    train_full_error: Option<f64>,
-    gtg: Option<f64>,
-    gthg: Option<f64>,
+/// The points of each plotted field against examples seen, in file order (only the values a
+/// record has: a long run's plots held every record's fields, 133 MB at 600 000 lines).
+#[derive(Default)]
+struct PlottedSeries {
+    train_loss: Vec<(f64, f64)>,
+    val_loss: Vec<(f64, f64)>,
+    train_full_loss: Vec<(f64, f64)>,
+    train_error: Vec<(f64, f64)>,
+    val_error: Vec<(f64, f64)>,
+    train_full_error: Vec<(f64, f64)>,
+    gtg: Vec<(f64, f64)>,
+    gthg: Vec<(f64, f64)>,
 }
 
-/// The plotted fields of every record, in file order.
-#[derive(Default)]
-struct PlottedLines(Vec<PlottedLine>);
-
-impl PlottedLines {
+impl PlottedSeries {
     fn push(&mut self, l: &MetricsLine) {
-        self.0.push(PlottedLine {
-            examples_seen: l.examples_seen as f64,
-            train_loss: Some(l.train_loss),
-            val_loss: l.val_loss,
-            train_full_loss: l.train_full_loss,
-            train_error: l.train_error,
-            val_error: l.val_error,
-            train_full_error: l.train_full_error,
-            gtg: l.gtg.flatten(),
-            gthg: l.gthg.flatten(),
-        });
+        let x = l.examples_seen as f64;
+        for (to, y) in [
+            (&mut self.train_loss, Some(l.train_loss)),
+            (&mut self.val_loss, l.val_loss),
+            (&mut self.train_full_loss, l.train_full_loss),
+            (&mut self.train_error, l.train_error),
+            (&mut self.val_error, l.val_error),
+            (&mut self.train_full_error, l.train_full_error),
+            (&mut self.gtg, l.gtg.flatten()),
+            (&mut self.gthg, l.gthg.flatten()),
+        ] {
+            to.extend(y.map(|y| (x, y)));
+        }
     }
 }
