@@ -7,7 +7,6 @@
 
 mod common;
 
-use batchscope::backend::gpu::auto_rule::AutoRule;
 use batchscope::backend::gpu::tile::TILES;
 use batchscope::backend::gpu::MatmulVariant;
 use batchscope::backend::{Backend, Gemm};
@@ -20,14 +19,7 @@ fn family_tiles_run_to_the_loop_cap_and_are_refused_past_it() {
     gpu.set_matmul_variant(MatmulVariant::Auto);
     let mut ran = 0;
     for tile in TILES {
-        let rule = AutoRule {
-            skinny_max_m: 0,
-            skinny_max_n: 0,
-            skinny_max_k: 0,
-            skinny_ta_max_m: 0,
-            small_grid_tile: Some(tile),
-        };
-        gpu.set_auto_rule(rule);
+        gpu.set_auto_rule(common::family_rule(tile));
         let (whole, cut) = match tile.bk {
             8 => (52_424, 52_432),
             _ => (58_240, 58_256),

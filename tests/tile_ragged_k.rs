@@ -5,7 +5,6 @@
 
 mod common;
 
-use batchscope::backend::gpu::auto_rule::AutoRule;
 use batchscope::backend::gpu::tile::TILES;
 use batchscope::backend::gpu::MatmulVariant;
 use batchscope::backend::{Backend, Gemm};
@@ -39,14 +38,7 @@ fn tile_kernels_read_nothing_past_a_ragged_k() {
     gpu.set_matmul_variant(MatmulVariant::Auto);
     let mut ran = 0;
     for tile in TILES {
-        let rule = AutoRule {
-            skinny_max_m: 0,
-            skinny_max_n: 0,
-            skinny_max_k: 0,
-            skinny_ta_max_m: 0,
-            small_grid_tile: Some(tile),
-        };
-        gpu.set_auto_rule(rule);
+        gpu.set_auto_rule(common::family_rule(tile));
         let kernel = gpu.matmul_kernel_name(&g).expect("kernel");
         if !kernel.contains(&tile.name()) {
             println!("{}: not run here ({kernel})", tile.name());
@@ -67,6 +59,6 @@ fn tile_kernels_read_nothing_past_a_ragged_k() {
         println!("{kernel}: rows before a NaN row finite and equal to the CPU's");
         ran += 1;
     }
-    gpu.set_auto_rule(AutoRule::default());
+    gpu.set_auto_rule(batchscope::backend::gpu::auto_rule::AutoRule::default());
     assert!(ran > 0, "no tile of the family runs on this adapter");
 }

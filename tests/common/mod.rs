@@ -202,3 +202,18 @@ timed_steps = {timed_steps}
 "#
     )
 }
+
+/// The auto rule that runs every product on the tile family's `tile` (the small-grid tile,
+/// skinny kernels off): how tests reach each family kernel.
+#[allow(dead_code)]
+pub fn family_rule(
+    tile: batchscope::backend::gpu::tile::TileCfg,
+) -> batchscope::backend::gpu::auto_rule::AutoRule {
+    batchscope::backend::gpu::auto_rule::AutoRule {
+        skinny_max_m: 0,
+        skinny_max_n: 0,
+        skinny_max_k: 0,
+        skinny_ta_max_m: 0,
+        small_grid_tile: Some(tile),
+    }
+}
