@@ -14,8 +14,9 @@ use super::power::max_by_power;
 use super::slq::NEGATIVE_TOL;
 use super::summary::{CurvatureSummary, LanczosSummary, PowerSummary, SlqSummary};
 use super::{
-    conjugate_gradient, hutchinson_trace, lanczos, norm, random_unit, slq, time_hvp_vs_grad, Counted,
-    CurvatureError, Density, HutchinsonOptions, HvpOperator, PowerOptions, Result, SlqOptions, SymOp,
+    conjugate_gradient, hutchinson_trace, lanczos, norm, random_unit, slq, stream_seed,
+    time_hvp_vs_grad, Counted, CurvatureError, Density, HutchinsonOptions, HvpOperator, PowerOptions,
+    Result, SlqOptions, Stream, SymOp,
 };
 use crate::backend::Backend;
 use crate::checkpoint;
@@ -156,7 +157,7 @@ pub fn run_curvature<B: Backend>(
     // ---- Lanczos: top-k, λmin ----------------------------------------------------------------
     let steps = opts.lanczos_steps.min(n_params);
     note(format!("Lanczos, {steps} steps with full reorthogonalization"));
-    let start = random_unit(opts.seed.wrapping_add(17), n_params);
+    let start = random_unit(stream_seed(opts.seed, Stream::LanczosStart, 0), n_params);
     let run = lanczos(&mut Counted { op: &mut op, tick: &tick }, &start, steps)?;
     end_of(0);
     let ritz = run.ritz()?;
@@ -196,7 +197,7 @@ pub fn run_curvature<B: Backend>(
         min_samples: 8,
         max_samples: opts.trace_samples.max(2),
         rel_tol: opts.trace_tol,
-        seed: opts.seed.wrapping_add(29),
+        seed: stream_seed(opts.seed, Stream::TraceProbes, 0),
     };
     let trace = hutchinson_trace(&mut Counted { op: &mut op, tick: &tick }, &hopts)?;
     end_of(3);

@@ -10,8 +10,8 @@ use super::analysis::{CurvatureOptions, BATCH_LANCZOS_STEPS, CG_MAX_ITERS, CG_TO
 use super::hvp::HvpOptions;
 use super::power::max_by_power;
 use super::{
-    conjugate_gradient, hutchinson_trace, lanczos, norm, random_unit, HutchinsonOptions, HvpOperator,
-    PowerOptions, Result, SymOp,
+    conjugate_gradient, hutchinson_trace, lanczos, norm, random_unit, stream_seed, HutchinsonOptions,
+    HvpOperator, PowerOptions, Result, Stream, SymOp,
 };
 use crate::backend::Backend;
 use crate::data::Dataset;
@@ -78,9 +78,12 @@ pub(super) fn batch_sample<B: Backend>(
     repeat: usize,
     opts: &CurvatureOptions,
 ) -> Result<BatchSample> {
-    let seed = opts.seed
-        ^ (size as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (repeat as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    // One stream per (size, repeat): the batch's examples, then its Lanczos and power starts.
+    let seed = stream_seed(
+        stream_seed(opts.seed, Stream::BatchDraw, size as u64),
+        Stream::BatchDraw,
+        repeat as u64,
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let idx = rand::seq::index::sample(&mut rng, data.n, size).into_vec();
     let sub = data.select(&idx);
@@ -93,11 +96,15 @@ pub(super) fn batch_sample<B: Backend>(
     let diff: Vec<f32> = g.iter().zip(g_full).map(|(a, c)| a - c).collect();
     // λmax: a short Lanczos run brackets the spectrum, the power iteration shifted by its λmin
     // refines the top (as for the whole set).
-    let start = random_unit(seed.wrapping_add(3), op.dim());
+    let start = random_unit(stream_seed(seed, Stream::BatchLanczos, 0), op.dim());
     let short = lanczos(&mut op, &start, BATCH_LANCZOS_STEPS)?.ritz()?;
     let lo = short.values.first().copied().unwrap_or(0.0);
     let hi = short.values.last().copied().unwrap_or(0.0);
-    let popts = PowerOptions { max_iters: opts.power_iters, tol: 1e-4, seed: seed.wrapping_add(1) };
+    let popts = PowerOptions {
+        max_iters: opts.power_iters,
+        tol: 1e-4,
+        seed: stream_seed(seed, Stream::BatchPower, 0),
+    };
     let p = max_by_power(&mut op, lo, &popts)?;
     let lambda_max = if p.converged { p.eigenvalue.max(hi) } else { hi };
     let hopts = HutchinsonOptions {

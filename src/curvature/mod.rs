@@ -219,6 +219,41 @@ pub fn rademacher(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect()
 }
 
+/// What a seeded random draw of an analysis is for. With the user's seed and an index it names
+/// one random stream ([`stream_seed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// The k-th eigenvector's start in top-k by deflation.
+    Deflation = 1,
+    /// The second power iteration of [`extreme_eigenvalues`] (on the shifted operator).
+    OtherEnd,
+    /// The start of the Lanczos run whose Ritz values give λmin, the top-k and SLQ's first run.
+    LanczosStart,
+    /// The start of SLQ's run k (after the Lanczos run it reuses).
+    SlqStart,
+    /// Hutchinson's Rademacher probes (one stream, drawn in order).
+    TraceProbes,
+    /// The examples of random batch (size, repeat), and that batch's Lanczos and power starts.
+    BatchDraw,
+    BatchLanczos,
+    BatchPower,
+}
+
+/// SplitMix64's finaliser: a bijection of `u64` that sends neighbouring inputs far apart.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The seed of draw `index` of `stream` under the user's `seed`. Different seeds, streams or
+/// indices give unrelated seeds. Offsets added to the seed did not: SLQ's run k + 1 under seed s
+/// was its run k under seed s + 1, so "independent" repeats with seeds 0, 1, 2, ... shared all but
+/// one of their probes.
+pub fn stream_seed(seed: u64, stream: Stream, index: u64) -> u64 {
+    mix64(mix64(mix64(seed) ^ stream as u64) ^ index)
+}
+
 /// A seeded random unit vector (a Rademacher vector over `√n`).
 pub fn random_unit(seed: u64, n: usize) -> Vec<f32> {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
@@ -272,5 +307,32 @@ mod tests {
         assert!((norm(&a) - 1.0).abs() < 1e-6);
         assert_eq!(a, random_unit(3, 101));
         assert_ne!(a, random_unit(4, 101));
+    }
+
+    #[test]
+    fn stream_seeds_of_nearby_seeds_streams_and_indices_are_all_distinct() {
+        use std::collections::HashSet;
+        let streams = [
+            Stream::Deflation,
+            Stream::OtherEnd,
+            Stream::LanczosStart,
+            Stream::SlqStart,
+            Stream::TraceProbes,
+            Stream::BatchDraw,
+            Stream::BatchLanczos,
+            Stream::BatchPower,
+        ];
+        let mut seen = HashSet::new();
+        for seed in 0..64u64 {
+            for &stream in &streams {
+                for index in 0..64u64 {
+                    let s = stream_seed(seed, stream, index);
+                    assert!(seen.insert(s), "{seed} {stream:?} {index} repeats a seed");
+                    // Not an offset of the user's seed (seed + k was the old scheme).
+                    assert!(s.wrapping_sub(seed) > 1 << 40, "{seed} {stream:?} {index}: {s}");
+                }
+            }
+        }
+        assert_eq!(stream_seed(5, Stream::SlqStart, 3), stream_seed(5, Stream::SlqStart, 3));
     }
 }

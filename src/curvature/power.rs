@@ -7,7 +7,7 @@
 //! - [`extreme_eigenvalues`]: λmax and λmin (most negative), the second from the power iteration
 //!   on `A − λ_dom I`, whose dominant eigenvalue is the other end of the spectrum minus `λ_dom`.
 
-use super::{dot, norm, random_unit, Deflated, Result, Shifted, SymOp};
+use super::{dot, norm, random_unit, stream_seed, Deflated, Result, Shifted, Stream, SymOp};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PowerOptions {
@@ -95,7 +95,7 @@ pub fn top_k_deflation<O: SymOp + ?Sized>(
     let mut pairs: Vec<(f64, Vec<f32>)> = Vec::new();
     let mut out = Vec::new();
     for i in 0..k.min(op.dim()) {
-        let o = PowerOptions { seed: opts.seed.wrapping_add(i as u64), ..*opts };
+        let o = PowerOptions { seed: stream_seed(opts.seed, Stream::Deflation, i as u64), ..*opts };
         let r = power_iteration(&mut Deflated { op: &mut *op, pairs: &pairs }, &o)?;
         pairs.push((r.eigenvalue, r.vector.clone()));
         out.push(r);
@@ -112,7 +112,7 @@ pub fn extreme_eigenvalues<O: SymOp + ?Sized>(
 ) -> Result<(PowerResult, PowerResult)> {
     let dom = power_iteration(op, opts)?;
     let shift = dom.eigenvalue;
-    let o = PowerOptions { seed: opts.seed.wrapping_add(1_000_003), ..*opts };
+    let o = PowerOptions { seed: stream_seed(opts.seed, Stream::OtherEnd, 0), ..*opts };
     let mut other = power_iteration(&mut Shifted { op: &mut *op, shift }, &o)?;
     other.eigenvalue += shift;
     Ok(if dom.eigenvalue >= other.eigenvalue { (dom, other) } else { (other, dom) })

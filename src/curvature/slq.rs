@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::lanczos::{lanczos, LanczosRun, Ritz};
-use super::{random_unit, Result, SymOp};
+use super::{random_unit, stream_seed, Result, Stream, SymOp};
 
 /// Eigenvalues below `−NEGATIVE_TOL · max|λ|` count as negative eigen-mass, and a Ritz value
 /// whose residual interval reaches within `NEGATIVE_TOL · max|λ|` of 0 makes the Hessian
@@ -176,7 +176,7 @@ pub fn slq<O: SymOp + ?Sized>(op: &mut O, opts: &SlqOptions, first: Option<&Ritz
     }
     let mut k = 0u64;
     while out.runs < opts.runs.max(1) {
-        let start = random_unit(opts.seed.wrapping_add(0x5151_0000 + k), op.dim());
+        let start = random_unit(stream_seed(opts.seed, Stream::SlqStart, k), op.dim());
         out.push_run(&lanczos(op, &start, opts.steps)?)?;
         k += 1;
     }
@@ -216,6 +216,42 @@ pub fn density_on_grid(nodes: &[f64], weights: &[f64], points: usize, sigma_frac
 mod tests {
     use super::super::DenseSym;
     use super::*;
+
+    /// Keeps the random starts among the vectors it is applied to (Rademacher / √n: every entry
+    /// ±1/√n, which no later Lanczos vector of a dense spectrum is).
+    struct StartRecorder {
+        m: DenseSym,
+        starts: Vec<Vec<f32>>,
+    }
+
+    impl SymOp for StartRecorder {
+        fn dim(&self) -> usize {
+            self.m.dim()
+        }
+        fn apply(&mut self, v: &[f32], out: &mut [f32]) -> Result<()> {
+            let s = 1.0 / (v.len() as f32).sqrt();
+            if v.iter().all(|x| x.abs() == s) {
+                self.starts.push(v.to_vec());
+            }
+            self.m.apply(v, out)
+        }
+    }
+
+    #[test]
+    fn runs_under_neighbouring_seeds_share_no_start() {
+        let d: Vec<f64> = (0..40).map(|i| 0.5 + i as f64 * 0.37).collect();
+        let starts = |seed| {
+            let mut rec = StartRecorder { m: DenseSym::diag(&d), starts: Vec::new() };
+            slq(&mut rec, &SlqOptions { runs: 6, steps: 5, seed }, None).unwrap();
+            rec.starts
+        };
+        let (a, b) = (starts(0), starts(1));
+        assert_eq!((a.len(), b.len()), (6, 6), "one random start per run");
+        for (i, x) in a.iter().enumerate() {
+            assert!(a[i + 1..].iter().all(|y| y != x), "seed 0 repeats a start");
+            assert!(b.iter().all(|y| y != x), "seeds 0 and 1 share SLQ start {i}");
+        }
+    }
 
     #[test]
     fn slq_moments_match_the_spectrum() {
