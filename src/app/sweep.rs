@@ -57,7 +57,7 @@ pub fn sweep(
         Policy::LargestFit,
     ];
     if !policies.iter().any(|p| p.to_string() == policy.to_string()) {
-        policies.push(policy.clone());
+        policies.push(policy);
     }
     let by_policy: Vec<serde_json::Value> = policies
         .iter()

@@ -137,10 +137,12 @@ fn per_step_counts(p: &BatchProfile) -> String {
 /// A per-step count with its noun: `1 compute pass`, `15 dispatches`, `1.5 submits` (a mean
 /// that is not whole keeps one decimal).
 fn count(v: f64, one: &str, many: &str) -> String {
-    match v {
-        v if v == 1.0 => format!("1 {one}"),
-        v if v.fract() == 0.0 => format!("{v:.0} {many}"),
-        v => format!("{v:.1} {many}"),
+    if v == 1.0 {
+        format!("1 {one}")
+    } else if v.fract() == 0.0 {
+        format!("{v:.0} {many}")
+    } else {
+        format!("{v:.1} {many}")
     }
 }
 

@@ -132,6 +132,10 @@ pub struct GuardedMetrics {
     pub ring: Vec<f32>,
 }
 
+/// Called between the gradient and the update of an observed step, with the workspace (the
+/// forward pass's activations) and the gradients (`experiments::depth` reads both).
+pub type StepObserver<'a, B> = dyn FnMut(&Workspace<B>, &ParamSet<B>) -> Result<()> + 'a;
+
 impl<B: Backend> TrainState<B> {
     pub fn new(b: &B, model: Mlp, params: ParamSet<B>, rows: usize, opt: &Optimizer) -> Result<Self> {
         let grads = params.zeros_like(b)?;
@@ -198,7 +202,7 @@ impl<B: Backend> TrainState<B> {
         opt: &Optimizer,
         lr: f32,
         clip: &Clip,
-        observe: &mut dyn FnMut(&Workspace<B>, &ParamSet<B>) -> Result<()>,
+        observe: &mut StepObserver<'_, B>,
     ) -> Result<()> {
         let norm = self.measure_grad_norm || clip.norm > 0.0;
         self.record_gradient(b, x, targets, norm)?;
