@@ -247,6 +247,47 @@ fn a_resume_keeps_what_its_npy_files_hold() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Relative `.npy` paths are read from the current directory, and the run's config.toml names
+/// the files absolute: a run started next to its data resumes from anywhere (the relative
+/// path was read again from the resuming process's directory, and the resume was refused).
+#[test]
+fn relative_npy_paths_are_recorded_absolute_and_resume_from_anywhere() {
+    let dir = tmpdir("relative-npy");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let y: Vec<u8> = (0..40i64).flat_map(|i| (i % 3).to_le_bytes()).collect();
+    labels_file(&data, "y.npy", "<i8", 40, &y);
+    npy_run(&data, &data.join("y.npy"));
+    let text = "[model]\nhidden = [4]\n[data]\nkind = \"npy\"\nfeatures = \"data/x.npy\"\n\
+                labels = \"data/y.npy\"\n[train]\nbatch_size = 2\nsteps = 4\ncheckpoint_every = 2\n";
+    std::fs::write(dir.join("rel.toml"), text).expect("config");
+    let run = dir.join("run");
+    let args =
+        ["train", "--backend", "cpu", "--quiet", "--config", "rel.toml", "--set", "train.steps=2"];
+    let o = common::cli::batchscope("audit-files")
+        .current_dir(&dir)
+        .args(args)
+        .args(["--out", s(&run)])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recorded = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
+    let features = format!("features = \"{}\"", s(&dir.join("data").join("x.npy")));
+    assert!(recorded.contains(&features), "{features} in\n{recorded}");
+    // From another directory, where data/x.npy is nothing.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let o = common::cli::batchscope("audit-files")
+        .current_dir(&elsewhere)
+        .args(["train", "--backend", "cpu", "--quiet", "--resume", s(&run), "--set", "train.steps=4"])
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(run.join("summary.json")).expect("summary");
+    assert!(summary.contains("\"steps\": 4") || summary.contains("\"steps\":4"), "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `landscape`'s weight files: a `file:` direction of zeros was found after the training (the
 /// run left `train/` and half its slices), and a path start whose loss overflows wrote a path
 /// of NaN and inf with exit 0.

@@ -117,7 +117,8 @@ impl Config {
     /// files imply and the host memory check come after, in [`crate::schedule::admit`].
     pub fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
         let given = table.clone();
-        let cfg: Config = deserialize(table, origin)?;
+        let mut cfg: Config = deserialize(table, origin)?;
+        cfg.make_data_paths_absolute();
         cfg.validate(origin).map_err(|e| type_hints::rounding_note(e, &given))?;
         cfg.ignored_setting(origin)?;
         Ok(cfg)
@@ -132,12 +133,27 @@ impl Config {
         warn: bool,
     ) -> Result<Self, ConfigError> {
         let given = table.clone();
-        let cfg: Config = deserialize(table, origin)?;
+        let mut cfg: Config = deserialize(table, origin)?;
+        cfg.make_data_paths_absolute();
         cfg.validate(origin).map_err(|e| type_hints::rounding_note(e, &given))?;
         if let (Err(e), true) = (cfg.ignored_setting(origin), warn) {
             log::warn!("{e}; the resumed run goes on as it began");
         }
         Ok(cfg)
+    }
+
+    /// `.npy` paths, relative ones taken from the current directory, made absolute (without
+    /// following links): the run's config.toml then names the files it read wherever a later
+    /// `--resume` runs from (a relative path was read from the resuming process's directory, and
+    /// a run could not be resumed from anywhere else).
+    fn make_data_paths_absolute(&mut self) {
+        for path in [&mut self.data.features, &mut self.data.labels].into_iter().flatten() {
+            if path.is_relative() && !path.as_os_str().is_empty() {
+                if let Ok(absolute) = std::path::absolute(&*path) {
+                    *path = absolute;
+                }
+            }
+        }
     }
 
     /// Validate again after a value was resolved at run time (the batch size `"auto"` picks):
