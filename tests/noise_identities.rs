@@ -174,6 +174,51 @@ fn curvature_monitor_eps_star_is_gtg_over_gthg() {
     assert_eq!(monitored, 24, "every step monitored");
 }
 
+/// Near a saddle (a tanh net at 1/1000 of the usual scale, `configs/saddle.toml`) the minibatch
+/// gradient meets negative curvature on some steps: there ε* is null (the quadratic model has no
+/// minimum along −g; it was logged as gᵀg/gᵀHg < 0), and elsewhere it is gᵀg/gᵀHg.
+#[test]
+fn curvature_monitor_eps_star_is_null_where_the_gradient_meets_negative_curvature() {
+    let b = common::cpu();
+    let cfg = load(&[
+        "model.hidden=[16]",
+        "model.activation=\"tanh\"",
+        "model.init_scale=0.001",
+        "model.init_seed=5",
+        "data.kind=\"gaussian_mixture\"",
+        "data.n_train=4096",
+        "data.n_val=64",
+        "data.dim=20",
+        "data.classes=4",
+        "data.separation=3.0",
+        "data.seed=8",
+        "train.batch_size=64",
+        "train.optimizer=\"sgd\"",
+        "train.lr=0.1",
+        "train.epochs=0",
+        "train.steps=128",
+        "monitor.curvature_every=1",
+    ]);
+    let dir = common::tmpdir("eps-star-saddle");
+    run_train(&b, &cfg, &TrainOptions::default(), &dir).expect("train");
+    let (mut negative, mut positive) = (0, 0);
+    for l in metrics(&dir) {
+        let (Some(Some(gtg)), Some(Some(gthg)), Some(eps)) = (l.gtg, l.gthg, l.eps_star) else {
+            continue;
+        };
+        if gthg > 0.0 {
+            let eps = eps.unwrap_or_else(|| panic!("step {}: no ε* at gᵀHg = {gthg} > 0", l.step));
+            assert!((eps - gtg / gthg).abs() <= 1e-9 * eps.abs(), "step {}: ε* {eps}", l.step);
+            positive += 1;
+        } else {
+            assert_eq!(eps, None, "step {}: gᵀHg = {gthg}", l.step);
+            negative += 1;
+        }
+    }
+    println!("{negative} of {} monitored steps with gᵀHg ≤ 0", negative + positive);
+    assert!(negative > 0 && positive > 0, "{negative} steps with gᵀHg ≤ 0, {positive} above");
+}
+
 /// `batchscope noise`'s summary figures are the ratios of its measured parts: tr Σ the mean of
 /// n·E‖g_n − G‖² over the sizes, B_simple = tr Σ / |G|², the two-batch B_simple = tr Σ / |G|²
 /// from the smallest and largest sizes' E‖g_n‖², B_noise = tr(HΣ) / GᵀHG, ε_max = |G|² / GᵀHG,

@@ -213,6 +213,12 @@ fn analytic_counts_equal_hand_computed_values() {
     let products = 2.0 * b * (h1 * d + h2 * h1 + k * h2) + b * (h1 + h2 + k);
     let dgrads = 2.0 * b * (h1 * h2 + h2 * k) + b * (h1 + h2);
     assert_eq!(backward_flops - products - dgrads, 6.0 * n);
+    // The sweep's GFLOP/s counts the products that run: forward and weight gradient of every
+    // layer, the input gradient of all but the first (6·Σ in·out counted ∂L/∂X too).
+    let mlp = batchscope::model::Mlp::new(config(&[]).mlp_spec()).expect("mlp");
+    let forward = 2.0 * (h1 * d + h2 * h1 + k * h2);
+    let dgrad = 2.0 * (h1 * h2 + h2 * k);
+    assert_eq!(mlp.train_flops_per_example(), 2.0 * forward + dgrad);
 }
 
 /// What a GPU step records, device-independently: dispatches, passes and submits per step of

@@ -16,6 +16,16 @@ pub fn two_batch_estimates(b_small: f64, g2_small: f64, b_big: f64, g2_big: f64)
     Some((g2, tr))
 }
 
+/// [`two_batch_estimates`] corrected for batches drawn without replacement from a training set
+/// of `n` rows (an epoch's minibatches, the small batch the first rows of the big one). Then
+/// `E|g_B|² = |G|² + tr Σ·(n − B)/(B(n − 1))`, Σ the covariance over the n rows, so the i.i.d.
+/// estimates `(g2, tr)` are unbiased for `|G|² − tr Σ/(n − 1)` and `tr Σ·n/(n − 1)`: this returns
+/// `(g2 + tr/n, tr·(n − 1)/n)`, unbiased for `(|G|², tr Σ)`. Uncorrected, B_simple read
+/// 1/(1 − B_simple/n) too high, and its |G|² fell below 0 on average once B_simple ≳ n.
+pub fn without_replacement(g2: f64, tr: f64, n: f64) -> (f64, f64) {
+    (g2 + tr / n, tr * (n - 1.0) / n)
+}
+
 /// `B_simple = tr Σ / |G|²`, smoothed by separate EMAs of numerator and denominator (a ratio of
 /// noisy estimates is biased; the EMAs average first).
 #[derive(Clone, Debug)]
@@ -95,6 +105,47 @@ mod tests {
         assert!((g2 - g2_true).abs() < 0.1 * g2_true, "|G|² {g2} vs {g2_true}");
         assert!((tr - tr_true).abs() < 0.05 * tr_true, "tr Σ {tr} vs {tr_true}");
         assert!(ema.b_simple().is_some());
+    }
+
+    /// Exact expectations over every batch a training set of 7 rows can give: the mean of
+    /// |g_B|² over all B-subsets (each epoch's minibatch is a uniform one), B = 4 and b = 2.
+    #[test]
+    fn corrected_estimates_are_unbiased_without_replacement() {
+        let rows: [[f64; 2]; 7] =
+            [[1.0, -0.5], [0.3, 2.0], [-1.2, 0.7], [2.5, 0.1], [0.0, -1.9], [0.9, 0.4], [-0.6, 1.1]];
+        let n = rows.len();
+        let mean_of = |idx: &[usize]| {
+            let mut m = [0.0; 2];
+            for &i in idx {
+                m[0] += rows[i][0] / idx.len() as f64;
+                m[1] += rows[i][1] / idx.len() as f64;
+            }
+            m[0] * m[0] + m[1] * m[1]
+        };
+        let expected_sq_norm = |size: usize| {
+            let subsets: Vec<Vec<usize>> = (0u32..1 << n)
+                .filter(|m| m.count_ones() as usize == size)
+                .map(|m| (0..n).filter(|i| m >> i & 1 == 1).collect())
+                .collect();
+            subsets.iter().map(|s| mean_of(s)).sum::<f64>() / subsets.len() as f64
+        };
+        let all: Vec<usize> = (0..n).collect();
+        let g2_true = mean_of(&all);
+        let tr_true: f64 = rows
+            .iter()
+            .map(|r| {
+                let d0 = r[0] - all.iter().map(|&i| rows[i][0]).sum::<f64>() / n as f64;
+                let d1 = r[1] - all.iter().map(|&i| rows[i][1]).sum::<f64>() / n as f64;
+                d0 * d0 + d1 * d1
+            })
+            .sum::<f64>()
+            / n as f64;
+        let (g2, tr) = two_batch_estimates(2.0, expected_sq_norm(2), 4.0, expected_sq_norm(4)).unwrap();
+        // The i.i.d. formulas are off by −tr Σ/(n − 1) and a factor n/(n − 1).
+        assert!((g2 - (g2_true - tr_true / (n as f64 - 1.0))).abs() < 1e-12, "{g2}");
+        let (g2, tr) = without_replacement(g2, tr, n as f64);
+        assert!((g2 - g2_true).abs() < 1e-12, "|G|² {g2} vs {g2_true}");
+        assert!((tr - tr_true).abs() < 1e-12, "tr Σ {tr} vs {tr_true}");
     }
 
     #[test]

@@ -83,6 +83,15 @@ impl<B: Backend> TrainData<B> {
 }
 
 impl<B: Backend> BatchSource<B> {
+    /// The rows minibatches are drawn from without replacement (a resident set), or `None`
+    /// where every example is a fresh i.i.d. draw (a stream).
+    pub fn finite_population(&self) -> Option<u64> {
+        match self {
+            BatchSource::Resident { data, .. } => Some(data.n as u64),
+            BatchSource::Stream { .. } => None,
+        }
+    }
+
     /// Load minibatch `step_in_epoch` of `epoch` (`bt.rows` examples) into `bt`.
     pub fn fill(
         &mut self,

@@ -39,6 +39,9 @@ pub struct Monitors<B: Backend> {
     noise: Option<NoiseProbe<B>>,
     /// Rows of the full minibatch.
     batch: usize,
+    /// Rows of a resident training set, which minibatches are drawn from without replacement
+    /// (the noise estimates are corrected for it); `None` for a stream.
+    population: Option<u64>,
 }
 
 impl<B: Backend> Monitors<B> {
@@ -48,6 +51,7 @@ impl<B: Backend> Monitors<B> {
         model: &Mlp,
         params: &ParamSet<B>,
         batch: usize,
+        population: Option<u64>,
     ) -> Result<Self, TrainError> {
         let m = &cfg.monitor;
         let noise = if m.noise_every > 0 {
@@ -62,7 +66,8 @@ impl<B: Backend> Monitors<B> {
         } else {
             None
         };
-        Ok(Monitors { curvature_every: m.curvature_every, noise_every: m.noise_every, noise, batch })
+        let (curvature_every, noise_every) = (m.curvature_every, m.noise_every);
+        Ok(Monitors { curvature_every, noise_every, noise, batch, population })
     }
 
     /// The monitors due on the step that makes `next` steps.
@@ -126,7 +131,9 @@ impl<B: Backend> Monitors<B> {
             let c = st.read_curvature(b)?;
             line.gtg = Some(Some(c.gtg));
             line.gthg = Some(Some(c.gthg));
-            line.eps_star = Some(Some(c.gtg / c.gthg));
+            // ε* minimises the quadratic model along −g only where it curves up (gᵀHg > 0);
+            // elsewhere the model has no minimum that way (it logged ε* < 0 near saddles).
+            line.eps_star = Some((c.gthg > 0.0).then(|| c.gtg / c.gthg));
             // Eq. 8.10 for the step taken d (−ε g for plain SGD): ΔL̂ = gᵀd + ½ dᵀHd, too large
             // when the quadratic term outweighs the first-order decrease.
             line.predicted_delta_loss = Some(Some(c.gtd + 0.5 * c.dthd));
@@ -136,9 +143,12 @@ impl<B: Backend> Monitors<B> {
         if let (true, Some(np)) = (due.noise, self.noise.as_mut()) {
             let g2s: f64 = b.read(&np.stats)?.iter().map(|&v| v as f64).sum();
             let g2b = m.grad_norm * m.grad_norm;
-            if let Some((g2, tr)) =
-                crate::noise::two_batch_estimates(np.bt.rows as f64, g2s, self.batch as f64, g2b)
-            {
+            let iid = crate::noise::two_batch_estimates(np.bt.rows as f64, g2s, self.batch as f64, g2b);
+            let estimates = match self.population {
+                Some(n) => iid.map(|(g2, tr)| crate::noise::without_replacement(g2, tr, n as f64)),
+                None => iid,
+            };
+            if let Some((g2, tr)) = estimates {
                 line.noise_g2 = Some(Some(g2));
                 line.noise_trace = Some(Some(tr));
                 line.b_simple = Some(np.ema.update(g2, tr));

@@ -145,7 +145,7 @@ pub fn run_train_ranks<'a, B: Backend>(
     }
     // Minibatch buffers and monitors.
     let bt = BatchBuffers::new(b, split.rows(), model.inputs(), cfg.data_outputs())?;
-    let monitors = Monitors::new(b, cfg, &model, &st.params, batch)?;
+    let monitors = Monitors::new(b, cfg, &model, &st.params, batch, source.finite_population())?;
     let bar = progress_bar(opts.progress && root, plan.total_steps, prog.step);
     let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
     let last_read = prog.step;
