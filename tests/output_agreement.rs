@@ -166,6 +166,8 @@ fn sweep_by_policy_agrees_with_the_chosen_batch() {
             .clone();
         assert_eq!(knee["policy"], "knee:0.5");
         assert_eq!(knee["batch"], summary["chosen_batch"], "{summary}");
+        // `knee_batch` is the README's legacy alias of `diminishing_returns_batch`, not the pick.
+        assert_eq!(summary["knee_batch"], summary["diminishing_returns_batch"], "{summary}");
     }
     let _ = std::fs::remove_dir_all(&d);
 }
