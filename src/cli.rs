@@ -72,6 +72,7 @@ pub struct Common {
 pub struct OnBackend {
     #[command(flatten)]
     pub common: Common,
+    /// Which backend runs the model.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
 }
@@ -284,8 +285,10 @@ pub enum Command {
     Compare {
         #[command(flatten)]
         common: Common,
+        /// Smallest batch size (rounded up to a power of two).
         #[arg(long)]
         min_batch: Option<usize>,
+        /// Largest batch size.
         #[arg(long)]
         max_batch: Option<usize>,
     },
@@ -425,5 +428,27 @@ impl CurvatureArgs {
             seed: self.seed,
             progress,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag of every command says what it does in `--help` (compare's `--min-batch` and
+    /// `--max-batch` had no text).
+    #[test]
+    fn every_flag_has_help_text() {
+        let cli = super::Cli::command();
+        let mut bare = Vec::new();
+        for cmd in cli.get_subcommands() {
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+                    bare.push(format!("{} --{}", cmd.get_name(), arg.get_long().unwrap_or(id)));
+                }
+            }
+        }
+        assert!(bare.is_empty(), "flags without help text: {bare:?}");
     }
 }
