@@ -211,6 +211,38 @@ fn overlay_says_what_a_log_axis_leaves_out_and_writes_xml() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `overlay --field` with a field no record has listed nothing ("no values of `val_erorr`"): it
+/// names the closest field and the numeric fields the file has (by name, at most 20); a
+/// `--label` count that does not match the runs said "given 1 times".
+#[test]
+fn overlay_lists_the_fields_a_file_has() {
+    let dir = tmpdir("overlay-fields");
+    let run_dir = dir.join("run");
+    std::fs::create_dir_all(&run_dir).expect("dir");
+    let line = |x: u32| format!("{{\"examples_seen\":{x},\"val_error\":0.5,\"note\":\"text\"}}\n");
+    std::fs::write(run_dir.join("metrics.jsonl"), line(64) + &line(128)).expect("metrics");
+    let out = |n: &str| dir.join(n).display().to_string();
+    let o = run(&["overlay", s(&run_dir), "--field", "val_erorr", "--out", &out("a.svg")]);
+    assert_clean_error(
+        &o,
+        &["no values of `val_erorr`", "did you mean `val_error`?", "examples_seen, val_error"],
+    );
+    assert!(!stderr(&o).contains("note"), "a text field is no plottable one: {}", stderr(&o));
+    // Many fields: the first 20, then how many more.
+    let wide = dir.join("wide");
+    std::fs::create_dir_all(&wide).expect("dir");
+    let fields: String = (0..25).map(|i| format!(",\"f{i}\":{i}")).collect();
+    std::fs::write(wide.join("metrics.jsonl"), format!("{{\"examples_seen\":1{fields}}}\n"))
+        .expect("metrics");
+    let o = run(&["overlay", s(&wide), "--field", "zzz", "--out", &out("b.svg")]);
+    assert_clean_error(&o, &["no values of `zzz`", "f24, f3 and 6 more"]);
+    assert!(!stderr(&o).contains("did you mean"), "{}", stderr(&o));
+    let o = run(&["overlay", s(&run_dir), s(&wide), "--label", "one", "--out", &out("c.svg")]);
+    assert_clean_error(&o, &["--label given 1 time for 2 runs"]);
+    assert!(!dir.join("a.svg").exists() && !dir.join("c.svg").exists(), "a refused overlay wrote");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `profile` timed batch sizes a run cannot train at (`--batch 100000000` on 64 examples ran
 /// for minutes); the defaults past the training set are said and left out.
 #[test]
