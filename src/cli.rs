@@ -50,7 +50,8 @@ pub struct Common {
     /// Override a config value: `--set train.lr=0.1` (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub set: Vec<String>,
-    /// The GPU adapter: its index in `batchscope devices`, or a part of its name (case-insensitive).
+    /// The GPU adapter: its index in `batchscope devices`, or a part of its name
+    /// (case-insensitive) that only it has, or its whole name.
     #[arg(long)]
     pub adapter: Option<String>,
     /// Output directory (default runs/<command>-<UTC time>; `tune` writes its table files only
@@ -224,7 +225,8 @@ pub enum Command {
         /// Peer figures to compare with (CSV what,size_or_batch,value,unit; sgemm_tn, hgemm, ...).
         #[arg(long, value_name = "PEERS.csv")]
         peers: Option<PathBuf>,
-        /// The GPU adapter: its index in `batchscope devices`, or a part of its name (case-insensitive).
+        /// The GPU adapter: its index in `batchscope devices`, or a part of its name
+        /// (case-insensitive) that only it has, or its whole name.
         #[arg(long)]
         adapter: Option<String>,
         /// Output directory for gemm.csv, gemm.svg and summary.json (nothing is written without

@@ -405,6 +405,28 @@ fn adapter_digits_are_indices_and_cpu_refuses_an_adapter() {
     assert!(stderr(&o).contains("0: "), "the error lists the indices: {}", stderr(&o));
     let (o, _) = train("gpu", "0", "first");
     assert!(o.status.success(), "--adapter 0: {}", stderr(&o));
+    // A part of a name that two adapters hold is refused with the matches (it took the first):
+    // here lavapipe (Vulkan) and llvmpipe (GL) are both `llvmpipe (…)`.
+    let names: Vec<String> = v["adapters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a["name"].as_str().unwrap_or_default().to_lowercase())
+        .collect();
+    let shared: String = match names.as_slice() {
+        [a, b, ..] => {
+            a.chars().zip(b.chars()).take_while(|(x, y)| x == y).map(|p| p.0).take(4).collect()
+        }
+        _ => String::new(),
+    };
+    if !shared.is_empty() && !names.contains(&shared) {
+        let (o, out) = train("gpu", &shared, "shared");
+        assert_clean_error(&o, &format!("`--adapter {shared}` matches"));
+        assert!(stderr(&o).contains("0: ") && stderr(&o).contains("1: "), "{}", stderr(&o));
+        assert!(!out.exists(), "a refused run leaves no directory");
+    } else {
+        eprintln!("one adapter, or no shared name: the ambiguous --adapter case is not run");
+    }
     let (o, out) = train("cpu", "0", "cpu");
     assert_clean_error(&o, "--backend is cpu");
     assert!(!out.exists(), "a refused run leaves no directory");

@@ -41,7 +41,7 @@ pub trait BackendTask {
 }
 
 /// Open the backend `choice` names and run `task` on it. `auto` falls back to the CPU with a
-/// notice when no GPU is usable (but not when `--adapter` names one that does not exist).
+/// notice when no GPU is usable (but not when `--adapter` names none, or several).
 pub fn with_backend<T: BackendTask>(
     choice: BackendChoice,
     adapter: Option<&str>,
@@ -62,7 +62,9 @@ pub fn with_backend<T: BackendTask>(
         }
         BackendChoice::Auto => match GpuBackend::new(adapter) {
             Ok(g) => Some(g),
-            Err(e @ BackendError::AdapterNotFound { .. }) => return Err(e.into()),
+            Err(e @ (BackendError::AdapterNotFound { .. } | BackendError::AdapterAmbiguous { .. })) => {
+                return Err(e.into())
+            }
             Err(e) => {
                 eprintln!("notice: no usable GPU ({e}); running on the CPU backend");
                 None
