@@ -347,20 +347,28 @@ impl Command {
     /// won, or the last `--set`, without a word).
     pub fn flag_and_set_agree(&self) -> Result<(), String> {
         let Some((_, common)) = self.common() else { return Ok(()) };
-        let mut flags: Vec<(&str, &str)> = Vec::new();
-        if !common.precision.is_empty() {
-            flags.push(("--precision", "model.precision"));
-        }
+        let mut flags: Vec<(String, &str)> = Vec::new();
+        let mut given = |on: bool, flag: &str, key: &'static str| {
+            if on {
+                flags.push((flag.to_string(), key));
+            }
+        };
+        given(!common.precision.is_empty(), "--precision", "model.precision");
         match self {
-            Command::Train { workers: Some(_), .. } => flags.push(("--workers", "train.workers")),
+            Command::Train { workers, .. } => given(workers.is_some(), "--workers", "train.workers"),
             Command::Sweep { min_batch, max_batch, policy, .. } => {
-                flags.extend(min_batch.map(|_| ("--min-batch", "sweep.min_batch")));
-                flags.extend(max_batch.map(|_| ("--max-batch", "sweep.max_batch")));
-                flags.extend(policy.as_ref().map(|_| ("--policy", "sweep.policy")));
+                given(min_batch.is_some(), "--min-batch", "sweep.min_batch");
+                given(max_batch.is_some(), "--max-batch", "sweep.max_batch");
+                given(policy.is_some(), "--policy", "sweep.policy");
+                // `knee:F` sets the knee's fraction, as `sweep.knee_fraction` does (the policy
+                // won unsaid); a bare `knee` takes the key's fraction.
+                if let Some(p) = policy.as_deref().filter(|p| knee_with_fraction(p)) {
+                    given(true, &format!("--policy {p}"), "sweep.knee_fraction");
+                }
             }
             Command::Compare { min_batch, max_batch, .. } => {
-                flags.extend(min_batch.map(|_| ("--min-batch", "sweep.min_batch")));
-                flags.extend(max_batch.map(|_| ("--max-batch", "sweep.max_batch")));
+                given(min_batch.is_some(), "--min-batch", "sweep.min_batch");
+                given(max_batch.is_some(), "--max-batch", "sweep.max_batch");
             }
             _ => {}
         }
@@ -372,6 +380,12 @@ impl Command {
         }
         Ok(())
     }
+}
+
+/// Whether a `--policy` is `knee:F`, a knee with its own fraction (the name's case ignored, as
+/// the policy parser ignores it).
+fn knee_with_fraction(policy: &str) -> bool {
+    policy.split_once(':').is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("knee"))
 }
 
 /// Options of `batchscope curvature`.

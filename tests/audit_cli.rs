@@ -96,8 +96,10 @@ fn a_set_every_variant_replaces_is_refused() {
 /// flag's own `--set`) without a word.
 #[test]
 fn a_flag_and_a_set_of_its_key_are_refused() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["sweep", "--min-batch", "8", "--set", "sweep.min_batch=16"], "sweep.min_batch"),
+        // knee:F's fraction won over the key's unsaid (a bare `knee` takes the key's).
+        (&["sweep", "--policy", "Knee:0.8", "--set", "sweep.knee_fraction=0.5"], "sweep.knee_fraction"),
         (&["sweep", "--policy", "knee", "--set", "sweep.policy=\"largest_fit\""], "sweep.policy"),
         (&["train", "--workers", "2", "--set", "train.workers=4"], "train.workers"),
         (&["train", "--precision", "f16", "--set", "model.precision=\"f32\""], "model.precision"),
