@@ -50,7 +50,8 @@ pub struct Common {
     /// Override a config value: `--set train.lr=0.1` (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub set: Vec<String>,
-    /// The GPU adapter: its index in `batchscope devices`, or a part of its name (case-insensitive).
+    /// The GPU adapter: its index in `batchscope devices`, or a part of its name
+    /// (case-insensitive) that only it has, or its whole name.
     #[arg(long)]
     pub adapter: Option<String>,
     /// Output directory (default runs/<command>-<UTC time>; `tune` writes its table files only
@@ -72,6 +73,7 @@ pub struct Common {
 pub struct OnBackend {
     #[command(flatten)]
     pub common: Common,
+    /// Which backend runs the model.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
 }
@@ -223,7 +225,8 @@ pub enum Command {
         /// Peer figures to compare with (CSV what,size_or_batch,value,unit; sgemm_tn, hgemm, ...).
         #[arg(long, value_name = "PEERS.csv")]
         peers: Option<PathBuf>,
-        /// The GPU adapter: its index in `batchscope devices`, or a part of its name (case-insensitive).
+        /// The GPU adapter: its index in `batchscope devices`, or a part of its name
+        /// (case-insensitive) that only it has, or its whole name.
         #[arg(long)]
         adapter: Option<String>,
         /// Output directory for gemm.csv, gemm.svg and summary.json (nothing is written without
@@ -284,8 +287,10 @@ pub enum Command {
     Compare {
         #[command(flatten)]
         common: Common,
+        /// Smallest batch size (rounded up to a power of two).
         #[arg(long)]
         min_batch: Option<usize>,
+        /// Largest batch size.
         #[arg(long)]
         max_batch: Option<usize>,
     },
@@ -342,20 +347,28 @@ impl Command {
     /// won, or the last `--set`, without a word).
     pub fn flag_and_set_agree(&self) -> Result<(), String> {
         let Some((_, common)) = self.common() else { return Ok(()) };
-        let mut flags: Vec<(&str, &str)> = Vec::new();
-        if !common.precision.is_empty() {
-            flags.push(("--precision", "model.precision"));
-        }
+        let mut flags: Vec<(String, &str)> = Vec::new();
+        let mut given = |on: bool, flag: &str, key: &'static str| {
+            if on {
+                flags.push((flag.to_string(), key));
+            }
+        };
+        given(!common.precision.is_empty(), "--precision", "model.precision");
         match self {
-            Command::Train { workers: Some(_), .. } => flags.push(("--workers", "train.workers")),
+            Command::Train { workers, .. } => given(workers.is_some(), "--workers", "train.workers"),
             Command::Sweep { min_batch, max_batch, policy, .. } => {
-                flags.extend(min_batch.map(|_| ("--min-batch", "sweep.min_batch")));
-                flags.extend(max_batch.map(|_| ("--max-batch", "sweep.max_batch")));
-                flags.extend(policy.as_ref().map(|_| ("--policy", "sweep.policy")));
+                given(min_batch.is_some(), "--min-batch", "sweep.min_batch");
+                given(max_batch.is_some(), "--max-batch", "sweep.max_batch");
+                given(policy.is_some(), "--policy", "sweep.policy");
+                // `knee:F` sets the knee's fraction, as `sweep.knee_fraction` does (the policy
+                // won unsaid); a bare `knee` takes the key's fraction.
+                if let Some(p) = policy.as_deref().filter(|p| knee_with_fraction(p)) {
+                    given(true, &format!("--policy {p}"), "sweep.knee_fraction");
+                }
             }
             Command::Compare { min_batch, max_batch, .. } => {
-                flags.extend(min_batch.map(|_| ("--min-batch", "sweep.min_batch")));
-                flags.extend(max_batch.map(|_| ("--max-batch", "sweep.max_batch")));
+                given(min_batch.is_some(), "--min-batch", "sweep.min_batch");
+                given(max_batch.is_some(), "--max-batch", "sweep.max_batch");
             }
             _ => {}
         }
@@ -367,6 +380,12 @@ impl Command {
         }
         Ok(())
     }
+}
+
+/// Whether a `--policy` is `knee:F`, a knee with its own fraction (the name's case ignored, as
+/// the policy parser ignores it).
+fn knee_with_fraction(policy: &str) -> bool {
+    policy.split_once(':').is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("knee"))
 }
 
 /// Options of `batchscope curvature`.
@@ -425,5 +444,27 @@ impl CurvatureArgs {
             seed: self.seed,
             progress,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag of every command says what it does in `--help` (compare's `--min-batch` and
+    /// `--max-batch` had no text).
+    #[test]
+    fn every_flag_has_help_text() {
+        let cli = super::Cli::command();
+        let mut bare = Vec::new();
+        for cmd in cli.get_subcommands() {
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+                    bare.push(format!("{} --{}", cmd.get_name(), arg.get_long().unwrap_or(id)));
+                }
+            }
+        }
+        assert!(bare.is_empty(), "flags without help text: {bare:?}");
     }
 }

@@ -96,8 +96,10 @@ fn a_set_every_variant_replaces_is_refused() {
 /// flag's own `--set`) without a word.
 #[test]
 fn a_flag_and_a_set_of_its_key_are_refused() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["sweep", "--min-batch", "8", "--set", "sweep.min_batch=16"], "sweep.min_batch"),
+        // knee:F's fraction won over the key's unsaid (a bare `knee` takes the key's).
+        (&["sweep", "--policy", "Knee:0.8", "--set", "sweep.knee_fraction=0.5"], "sweep.knee_fraction"),
         (&["sweep", "--policy", "knee", "--set", "sweep.policy=\"largest_fit\""], "sweep.policy"),
         (&["train", "--workers", "2", "--set", "train.workers=4"], "train.workers"),
         (&["train", "--precision", "f16", "--set", "model.precision=\"f32\""], "model.precision"),
@@ -208,6 +210,38 @@ fn overlay_says_what_a_log_axis_leaves_out_and_writes_xml() {
     assert!(!text.contains('\u{1}') && text.contains("a\u{FFFD}b"), "control character in the SVG");
     let o = run(&["overlay", s(&run_dir), "--log-y", "--field", "neg", "--out", s(&dir.join("n.svg"))]);
     assert_clean_error(&o, &["every value of `neg` is ≤ 0"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `overlay --field` with a field no record has listed nothing ("no values of `val_erorr`"): it
+/// names the closest field and the numeric fields the file has (by name, at most 20); a
+/// `--label` count that does not match the runs said "given 1 times".
+#[test]
+fn overlay_lists_the_fields_a_file_has() {
+    let dir = tmpdir("overlay-fields");
+    let run_dir = dir.join("run");
+    std::fs::create_dir_all(&run_dir).expect("dir");
+    let line = |x: u32| format!("{{\"examples_seen\":{x},\"val_error\":0.5,\"note\":\"text\"}}\n");
+    std::fs::write(run_dir.join("metrics.jsonl"), line(64) + &line(128)).expect("metrics");
+    let out = |n: &str| dir.join(n).display().to_string();
+    let o = run(&["overlay", s(&run_dir), "--field", "val_erorr", "--out", &out("a.svg")]);
+    assert_clean_error(
+        &o,
+        &["no values of `val_erorr`", "did you mean `val_error`?", "examples_seen, val_error"],
+    );
+    assert!(!stderr(&o).contains("note"), "a text field is no plottable one: {}", stderr(&o));
+    // Many fields: the first 20, then how many more.
+    let wide = dir.join("wide");
+    std::fs::create_dir_all(&wide).expect("dir");
+    let fields: String = (0..25).map(|i| format!(",\"f{i}\":{i}")).collect();
+    std::fs::write(wide.join("metrics.jsonl"), format!("{{\"examples_seen\":1{fields}}}\n"))
+        .expect("metrics");
+    let o = run(&["overlay", s(&wide), "--field", "zzz", "--out", &out("b.svg")]);
+    assert_clean_error(&o, &["no values of `zzz`", "f24, f3 and 6 more"]);
+    assert!(!stderr(&o).contains("did you mean"), "{}", stderr(&o));
+    let o = run(&["overlay", s(&run_dir), s(&wide), "--label", "one", "--out", &out("c.svg")]);
+    assert_clean_error(&o, &["--label given 1 time for 2 runs"]);
+    assert!(!dir.join("a.svg").exists() && !dir.join("c.svg").exists(), "a refused overlay wrote");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -971,6 +971,8 @@ fn huge_iteration_counts_are_bounded_and_run_without_panicking() {
         ),
         case("curvature --slq-runs 0", curvature("--slq-runs", "0", "e8"), "--slq-runs must be ≥ 1"),
         case("curvature --trace-samples 1", curvature("--trace-samples", "1", "e9"), "must be ≥ 2"),
+        // An empty list of top eigenvalues, "Lanczos top -", was written as a result.
+        case("curvature --top-k 0", curvature("--top-k", "0", "e9k"), "--top-k must be ≥ 1"),
         // A batch larger than the examples was skipped with a note only --quiet hid.
         case(
             "curvature --batch past n",

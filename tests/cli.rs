@@ -160,6 +160,41 @@ fn bad_npy_files_are_one_line_errors() {
     );
 }
 
+/// An f64 features file is refused when the config is resolved, as a wrong labels dtype is:
+/// one line naming the file and `data.features`, before the data line and the run directory
+/// (it printed both, then made and removed the directory).
+#[test]
+fn wrong_dtype_features_are_refused_before_the_run_directory() {
+    use batchscope::data::npy::write_npy_labels;
+    let d = tmpdir("npy-f64-features");
+    let x64 = d.join("x64.npy");
+    common::cli::write_f64_npy(&x64);
+    let labels = d.join("y.npy");
+    write_npy_labels(&labels, &[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]).expect("y");
+    let cfg = write(
+        &d,
+        "f64.toml",
+        &format!(
+            "[model]\nhidden = [4]\n[data]\nkind = \"npy\"\nclasses = 3\nfeatures = \"{}\"\nlabels = \"{}\"\n[train]\nbatch_size = 2\nepochs = 1\n",
+            x64.display(),
+            labels.display()
+        ),
+    );
+    let out = d.join("out");
+    let o = common::cli::batchscope("npy-f64")
+        .args(["train", "--backend", "cpu", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run batchscope");
+    common::cli::assert_clean_error(&o, &["x64.npy", "data.features", "f32"]);
+    let err = stderr(&o);
+    assert!(!err.contains("run directory") && !err.contains("data: "), "too late: {err}");
+    assert!(!out.exists(), "the refused run made its directory");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn bad_checkpoints_and_dirs_are_one_line_errors() {
     let d = tmpdir("ckpt");
@@ -370,6 +405,28 @@ fn adapter_digits_are_indices_and_cpu_refuses_an_adapter() {
     assert!(stderr(&o).contains("0: "), "the error lists the indices: {}", stderr(&o));
     let (o, _) = train("gpu", "0", "first");
     assert!(o.status.success(), "--adapter 0: {}", stderr(&o));
+    // A part of a name that two adapters hold is refused with the matches (it took the first):
+    // here lavapipe (Vulkan) and llvmpipe (GL) are both `llvmpipe (…)`.
+    let names: Vec<String> = v["adapters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a["name"].as_str().unwrap_or_default().to_lowercase())
+        .collect();
+    let shared: String = match names.as_slice() {
+        [a, b, ..] => {
+            a.chars().zip(b.chars()).take_while(|(x, y)| x == y).map(|p| p.0).take(4).collect()
+        }
+        _ => String::new(),
+    };
+    if !shared.is_empty() && !names.contains(&shared) {
+        let (o, out) = train("gpu", &shared, "shared");
+        assert_clean_error(&o, &format!("`--adapter {shared}` matches"));
+        assert!(stderr(&o).contains("0: ") && stderr(&o).contains("1: "), "{}", stderr(&o));
+        assert!(!out.exists(), "a refused run leaves no directory");
+    } else {
+        eprintln!("one adapter, or no shared name: the ambiguous --adapter case is not run");
+    }
     let (o, out) = train("cpu", "0", "cpu");
     assert_clean_error(&o, "--backend is cpu");
     assert!(!out.exists(), "a refused run leaves no directory");

@@ -166,6 +166,43 @@ fn sweep_by_policy_agrees_with_the_chosen_batch() {
             .clone();
         assert_eq!(knee["policy"], "knee:0.5");
         assert_eq!(knee["batch"], summary["chosen_batch"], "{summary}");
+        // `knee_batch` is the README's legacy alias of `diminishing_returns_batch`, not the pick.
+        assert_eq!(summary["knee_batch"], summary["diminishing_returns_batch"], "{summary}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A `--policy` spelled with dashes or capitals is written to config.toml as summary.json's
+/// `policy` says it (`max-throughput` was kept as typed beside a summary's `max_throughput`).
+#[test]
+fn sweep_policy_spelling_is_canonical_in_config_toml() {
+    let d = tmpdir("policy-spelling");
+    let cfg = d.join("tiny.toml");
+    std::fs::write(&cfg, common::tiny_config(1, 4, 1)).expect("config");
+    for (i, (typed, canonical)) in
+        [("max-throughput", "max_throughput"), ("Largest-Fit", "largest_fit")].iter().enumerate()
+    {
+        let out = d.join(format!("sweep{i}"));
+        let args = [
+            "sweep",
+            "--config",
+            s(&cfg),
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--policy",
+            typed,
+            "--out",
+            s(&out),
+        ];
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+                .expect("json");
+        assert_eq!(summary["policy"], *canonical, "--policy {typed}");
+        let toml = std::fs::read_to_string(out.join("config.toml")).expect("config.toml");
+        assert!(toml.contains(&format!("policy = \"{canonical}\"")), "--policy {typed}: {toml}");
     }
     let _ = std::fs::remove_dir_all(&d);
 }

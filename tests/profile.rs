@@ -135,15 +135,28 @@ fn cpu_profile_adds_up_and_names_every_op() {
     let counts = per_step_line(&p);
     assert!(counts.contains("6 ops, run as they are called"), "{counts}");
     assert!(!counts.contains("0 dispatches"), "{counts}");
+    // The CPU backend times with host timers: the head line said "without queries".
+    let head = head_line(&p);
+    assert!(head.contains("without per-op host timers") && !head.contains("quer"), "{head}");
+}
+
+/// The profile table of `p`.
+fn table_of(p: &BatchProfile) -> String {
+    use batchscope::profile::{Peak, PeakSource, Peaks};
+    let peak = |value| Peak { value, source: PeakSource::Config("test") };
+    let peaks = Peaks { gflops: peak(100.0), gbps: peak(10.0) };
+    batchscope::profile::report::table(p, &peaks)
 }
 
 /// The "per step:" line of the profile table of `p`.
 fn per_step_line(p: &BatchProfile) -> String {
-    use batchscope::profile::{Peak, PeakSource, Peaks};
-    let peak = |value| Peak { value, source: PeakSource::Config("test") };
-    let peaks = Peaks { gflops: peak(100.0), gbps: peak(10.0) };
-    let table = batchscope::profile::report::table(p, &peaks);
+    let table = table_of(p);
     table.lines().find(|l| l.trim_start().starts_with("per step:")).unwrap_or_default().to_string()
+}
+
+/// The first line of the profile table of `p` ("B = …: step … ms without …, … ms with them").
+fn head_line(p: &BatchProfile) -> String {
+    table_of(p).lines().next().unwrap_or_default().to_string()
 }
 
 /// The f16 step on the CPU backend: its f16 copies, loss scaling and guarded update are timed
@@ -430,6 +443,8 @@ fn gpu_profile_adds_up_and_times_every_dispatch() {
     assert_eq!(p.bytes_read_back_per_step, 0.0);
     let counts = per_step_line(&p);
     assert!(counts.contains(" dispatches, 1 compute pass, 1 submit, "), "{counts}");
+    let head = head_line(&p);
+    assert!(head.contains("without per-dispatch queries"), "{head}");
     // Small model: names in order, as on the CPU.
     let p = profile_batch(&b, &config(&[]), 8).expect("profile");
     check_names(&p);

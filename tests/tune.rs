@@ -281,6 +281,48 @@ fn every_gpu_command_honours_gpu_autotune() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `gpu.autotune` where it changes nothing is one notice, not silence and not an error:
+/// `cached` with no cache file (the default kernels run, as with `off`), and `cached` / `on` on
+/// the CPU backend; `off` and a cache that exists say nothing.
+#[test]
+fn gpu_autotune_that_changes_nothing_is_said() {
+    let d = tmpdir("autotune-inert");
+    let cfg = d.join("tiny.toml");
+    std::fs::write(&cfg, common::tiny_config(1, 2, 1)).expect("config");
+    let c = cfg.to_str().expect("path");
+    let missing = d.join("none").join("cache.json");
+    let train = |backend: &str, mode: &str, cache: &Path, out: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_batchscope"))
+            .env("RUST_LOG", "warn")
+            .env("BATCHSCOPE_AUTOTUNE_CACHE", cache)
+            .args(["train", "--config", c, "--backend", backend, "--quiet", "--set", "train.steps=2"])
+            .args(["--set", &format!("gpu.autotune=\"{mode}\""), "--out"])
+            .arg(d.join(out))
+            .output()
+            .expect("run batchscope");
+        assert!(o.status.success(), "{backend} {mode}: {}", text(&o.stderr));
+        text(&o.stderr)
+    };
+    let e = train("gpu", "cached", &missing, "a");
+    assert_eq!(e.matches("notice: gpu.autotune = \"cached\"").count(), 1, "{e}");
+    assert!(e.contains(&format!("no autotune cache at {}", missing.display())), "{e}");
+    assert!(!missing.exists(), "cached wrote a cache");
+    for mode in ["cached", "on"] {
+        let e = train("cpu", mode, &missing, &format!("cpu-{mode}"));
+        assert!(e.contains(&format!("gpu.autotune = \"{mode}\" picks GPU matmul kernels")), "{e}");
+        assert!(e.contains("CPU backend, where it changes nothing"), "{e}");
+    }
+    let e = train("cpu", "off", &missing, "cpu-off");
+    assert!(!e.contains("gpu.autotune"), "off is no notice: {e}");
+    // With a cache there (written by "on"), cached says nothing.
+    let cache = d.join("cache.json");
+    train("gpu", "on", &cache, "on");
+    assert!(cache.exists(), "on saved no cache");
+    let e = train("gpu", "cached", &cache, "cached");
+    assert!(!e.contains("gpu.autotune"), "a cache there is no notice: {e}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// On a software adapter (lavapipe here) `tune` with no `--batch-sizes` tunes 1 and 64, and
 /// says so: 4096's shapes took it past five minutes on two cores, and a tune stopped then kept
 /// nothing (the cache is now saved shape by shape).

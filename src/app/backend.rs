@@ -41,7 +41,7 @@ pub trait BackendTask {
 }
 
 /// Open the backend `choice` names and run `task` on it. `auto` falls back to the CPU with a
-/// notice when no GPU is usable (but not when `--adapter` names one that does not exist).
+/// notice when no GPU is usable (but not when `--adapter` names none, or several).
 pub fn with_backend<T: BackendTask>(
     choice: BackendChoice,
     adapter: Option<&str>,
@@ -62,7 +62,9 @@ pub fn with_backend<T: BackendTask>(
         }
         BackendChoice::Auto => match GpuBackend::new(adapter) {
             Ok(g) => Some(g),
-            Err(e @ BackendError::AdapterNotFound { .. }) => return Err(e.into()),
+            Err(e @ (BackendError::AdapterNotFound { .. } | BackendError::AdapterAmbiguous { .. })) => {
+                return Err(e.into())
+            }
             Err(e) => {
                 eprintln!("notice: no usable GPU ({e}); running on the CPU backend");
                 None
@@ -72,10 +74,69 @@ pub fn with_backend<T: BackendTask>(
     match gpu {
         Some(g) => {
             slow_adapter_notice(&g);
-            g.set_autotune(task.autotune());
+            set_autotune(&g, task.autotune());
             task.run(&g)
         }
-        None => task.run(&CpuBackend::new()),
+        None => {
+            autotune_on_cpu_notice(task.autotune());
+            task.run(&CpuBackend::new())
+        }
+    }
+}
+
+/// `gpu.autotune` as the config writes it.
+fn mode_name(mode: AutotuneMode) -> &'static str {
+    match mode {
+        AutotuneMode::Off => "off",
+        AutotuneMode::Cached => "cached",
+        AutotuneMode::On => "on",
+    }
+}
+
+/// Print `notice` once per process (a command that opens several backends, or workers, would
+/// say it once for each).
+fn notice_once(said: &std::sync::atomic::AtomicBool, notice: &str) {
+    if !said.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("notice: {notice}");
+    }
+}
+
+/// Set `g`'s `gpu.autotune` mode, and say when it changes nothing: `cached` with no cache file
+/// at its path runs the shape rule every product, as `off` does (it did so without a word).
+pub(super) fn set_autotune(g: &GpuBackend, mode: AutotuneMode) {
+    use std::sync::atomic::AtomicBool;
+    static SAID: AtomicBool = AtomicBool::new(false);
+    g.set_autotune(mode);
+    if mode != AutotuneMode::Cached {
+        return;
+    }
+    let missing = match crate::backend::gpu::autotune::cache::default_path() {
+        None => "there is no cache path (neither BATCHSCOPE_AUTOTUNE_CACHE nor HOME is set)".to_string(),
+        Some(p) if !p.exists() => format!("there is no autotune cache at {}", p.display()),
+        Some(_) => return,
+    };
+    notice_once(
+        &SAID,
+        &format!(
+            "gpu.autotune = \"cached\": {missing}, so every product runs the default kernel, as with \"off\" (`batchscope tune` writes the cache; \"on\" tunes as it runs)"
+        ),
+    );
+}
+
+/// `gpu.autotune` other than `off` on the CPU backend (`--backend cpu`, or `auto` without a
+/// usable GPU): it picks GPU matmul kernels, so it changes nothing here. Said, not refused (a
+/// config shared by GPU and CPU runs keeps it).
+pub(super) fn autotune_on_cpu_notice(mode: AutotuneMode) {
+    use std::sync::atomic::AtomicBool;
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if mode != AutotuneMode::Off {
+        notice_once(
+            &SAID,
+            &format!(
+                "gpu.autotune = \"{}\" picks GPU matmul kernels; this run is on the CPU backend, where it changes nothing",
+                mode_name(mode)
+            ),
+        );
     }
 }
 

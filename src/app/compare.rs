@@ -66,7 +66,7 @@ pub fn compare(
     // Both backends by construction: this command is the one that does not pick one.
     let gpu = GpuBackend::new(args.adapter.as_deref())?;
     super::backend::slow_adapter_notice(&gpu);
-    gpu.set_autotune(cfg.gpu.autotune);
+    super::backend::set_autotune(&gpu, cfg.gpu.autotune);
     let cpu = CpuBackend::new();
     let dir = create_run_dir(args.out.as_deref(), "compare")?;
     write_config(&dir, &cfg.to_toml())?;

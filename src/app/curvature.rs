@@ -58,12 +58,14 @@ pub fn curvature(args: &RunArgs, backend: BackendChoice, opts: &CurvatureOptions
             bail!("{flag} {value} is past {most} (each is at least one Hessian-vector product)");
         }
     }
-    // Zero would quietly run one (two) anyway and write a result nobody asked for.
+    // Zero would quietly run one (two) anyway and write a result nobody asked for (a --top-k 0
+    // wrote an empty list of top eigenvalues).
     for (flag, value, least) in [
         ("--lanczos-steps", opts.lanczos_steps, 1),
         ("--slq-runs", opts.slq_runs, 1),
         ("--power-iters", opts.power_iters, 1),
         ("--trace-samples", opts.trace_samples, 2),
+        ("--top-k", opts.top_k, 1),
     ] {
         if value < least {
             bail!("{flag} must be ≥ {least}, got {value}");

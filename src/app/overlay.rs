@@ -19,7 +19,7 @@ pub fn overlay(
         bail!("overlay needs at least one run directory");
     }
     if !labels.is_empty() && labels.len() != runs.len() {
-        bail!("--label given {} times for {} runs", labels.len(), runs.len());
+        bail!("--label given {} for {}", times(labels.len(), "time"), times(runs.len(), "run"));
     }
     // Never write over a file: `--out RUN/metrics.jsonl` would replace a run's metrics.
     match std::fs::symlink_metadata(out) {
@@ -43,10 +43,12 @@ pub fn overlay(
     let mut series = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let path = run.join("metrics.jsonl");
-        let (points, has_x) = field_points(&path, field)?;
+        let Fields { points, has_x, numeric } = field_points(&path, field)?;
         if points.is_empty() {
             match has_x {
-                true => bail!("{}: no values of `{field}`", path.display()),
+                true => {
+                    bail!("{}: no values of `{field}`{}", path.display(), fields_hint(field, &numeric))
+                }
                 false => bail!("{}: no `examples_seen` (the x axis) in its records", path.display()),
             }
         }
@@ -73,12 +75,54 @@ pub fn overlay(
     Ok(())
 }
 
+/// `n` and `what`, plural past one: "1 time", "2 runs".
+fn times(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        _ => format!("{n} {what}s"),
+    }
+}
+
+/// The most field names an error lists.
+const MAX_LISTED: usize = 20;
+
+/// What a user who asked for `field` may have meant: the closest numeric field (at least 70 %
+/// alike) and the numeric fields the records hold (the first [`MAX_LISTED`]), or why there are
+/// none.
+fn fields_hint(field: &str, numeric: &std::collections::BTreeSet<String>) -> String {
+    if numeric.is_empty() {
+        return "; its records hold no numeric field".to_string();
+    }
+    let meant = numeric
+        .iter()
+        .map(|n| (strsim::normalized_damerau_levenshtein(field, n), n))
+        .filter(|(alike, _)| *alike >= 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| format!(" (did you mean `{n}`?)"))
+        .unwrap_or_default();
+    let mut listed = numeric.iter().take(MAX_LISTED).cloned().collect::<Vec<_>>().join(", ");
+    if numeric.len() > MAX_LISTED {
+        listed.push_str(&format!(" and {} more", numeric.len() - MAX_LISTED));
+    }
+    format!("{meant}; its records have numeric values of: {listed}")
+}
+
+/// What [`field_points`] found in a metrics file.
+struct Fields {
+    /// `(examples_seen, field)` of each record that has both.
+    points: Vec<(f64, f64)>,
+    /// Whether any record has `examples_seen`.
+    has_x: bool,
+    /// The fields with a number in some record, by name.
+    numeric: std::collections::BTreeSet<String>,
+}
+
 /// `(examples_seen, field)` of each record of the metrics file at `path` that has both, read
 /// line by line (a long run's file is hundreds of megabytes: it was read whole, 137 MB of
 /// memory and 4.9 s for 133 MB), and whether any record has `examples_seen`. A line that is no
 /// JSON is an error, but for a last line cut short (no newline: killed while writing), which
 /// is left out with a warning. A file that is no regular file is read within the metrics bound.
-fn field_points(path: &Path, field: &str) -> anyhow::Result<(Vec<(f64, f64)>, bool)> {
+fn field_points(path: &Path, field: &str) -> anyhow::Result<Fields> {
     use std::io::{BufRead, BufReader, Read};
     let cannot = || format!("cannot read {}", path.display());
     let file = crate::bounded_read::open(path).with_context(cannot)?;
@@ -86,7 +130,7 @@ fn field_points(path: &Path, field: &str) -> anyhow::Result<(Vec<(f64, f64)>, bo
     let limit = crate::report::jsonl::MAX_JSONL_BYTES;
     let mut reader =
         BufReader::with_capacity(1 << 20, file.take(if regular { u64::MAX } else { limit + 1 }));
-    let (mut points, mut has_x) = (Vec::new(), false);
+    let (mut points, mut has_x, mut numeric) = (Vec::new(), false, std::collections::BTreeSet::new());
     let (mut line, mut next) = (Vec::new(), Vec::new());
     let (mut number, mut bytes) = (0usize, 0u64);
     // A record is a few hundred bytes: a file of no newline is not read whole into memory.
@@ -116,6 +160,8 @@ fn field_points(path: &Path, field: &str) -> anyhow::Result<(Vec<(f64, f64)>, bo
                     if let (Some(x), Some(y)) = (x, v.get(field).and_then(|y| y.as_f64())) {
                         points.push((x, y));
                     }
+                    let numbers = v.as_object().into_iter().flatten().filter(|(_, v)| v.is_number());
+                    numeric.extend(numbers.map(|(k, _)| k.clone()));
                 }
                 // A run killed while it wrote a record leaves its last line cut short (no
                 // newline): the records before it are the run's, so they are plotted.
@@ -128,5 +174,5 @@ fn field_points(path: &Path, field: &str) -> anyhow::Result<(Vec<(f64, f64)>, bo
         }
         std::mem::swap(&mut line, &mut next);
     }
-    Ok((points, has_x))
+    Ok(Fields { points, has_x, numeric })
 }

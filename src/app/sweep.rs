@@ -76,7 +76,8 @@ pub fn sweep(
         "policy": policy.to_string(),
         "chosen_batch": choice.as_ref().ok().map(|c| c.batch),
         "chosen_reason": choice.as_ref().map(|c| c.reason.clone()).unwrap_or_else(|e| e.to_string()),
-        // `knee_batch` is the old name of `diminishing_returns_batch` (kept for readers of v1).
+        // `knee_batch` is the old name of `diminishing_returns_batch` (kept for readers of v1); it is
+        // not the `knee` policy's pick (README says so).
         "knee_batch": knee_b,
         "diminishing_returns_batch": knee_b,
         "knee_min_gain": cfg.sweep.knee_min_gain,

@@ -51,6 +51,7 @@ pub fn open_workers(
         if !adapters.is_empty() && choice == BackendChoice::Cpu {
             bail!("--adapter names GPU adapters; drop it or use --backend gpu");
         }
+        super::backend::autotune_on_cpu_notice(autotune);
         return Ok(Workers::Cpu((0..n).map(|_| CpuBackend::new()).collect()));
     }
     let mut out = Vec::with_capacity(n);
@@ -58,7 +59,7 @@ pub fn open_workers(
         let wanted = adapters.get(if adapters.len() > 1 { w } else { 0 });
         let g = GpuBackend::new(wanted.map(String::as_str))?;
         super::backend::slow_adapter_notice(&g);
-        g.set_autotune(autotune);
+        super::backend::set_autotune(&g, autotune);
         out.push(g);
     }
     warn_mixed_speeds(&out);

@@ -10,6 +10,10 @@ pub enum BackendError {
     NoAdapter { detail: String },
     #[error("no adapter matches `{wanted}`; available: {available}")]
     AdapterNotFound { wanted: String, available: String },
+    #[error(
+        "`--adapter {wanted}` matches {count} adapters: {matches}; give the index of the one you mean (as `batchscope devices` lists them) or a name only it has"
+    )]
+    AdapterAmbiguous { wanted: String, count: usize, matches: String },
     #[error("could not create a device on `{adapter}`: {reason}")]
     DeviceRequest { adapter: String, reason: String },
     #[error("out of device memory while allocating {what} ({} bytes)", byte_count(*bytes))]

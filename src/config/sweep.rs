@@ -58,15 +58,16 @@ impl Default for SweepConfig {
     }
 }
 
-/// `sweep.policy`, parsed when the config is loaded. It serialises back to the text it was read
-/// from, so the config.toml of a run directory is the file's own spelling.
+/// `sweep.policy`, parsed when the config is loaded. It serialises to the canonical spelling
+/// (`max_throughput` for `max-throughput` or `Max_Throughput`, `knee` for `Knee`), the text
+/// summary.json's `policy` uses, so the config.toml of a run directory says what was run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum SweepPolicy {
     /// `knee` without a fraction: the knee at `sweep.knee_fraction`.
     Knee,
-    /// Any other policy of `schedule::Policy`, with its text as written.
-    Fixed { policy: Policy, text: String },
+    /// Any other policy of `schedule::Policy`.
+    Fixed { policy: Policy },
     /// `time_to_target:auto`: B_noise is measured at the initialisation (as by `noise`) before
     /// the sweep.
     TimeToTargetAuto,
@@ -80,17 +81,8 @@ impl SweepPolicy {
     pub fn resolve(&self, knee_fraction: f64) -> Option<Policy> {
         match self {
             SweepPolicy::Knee => Some(Policy::Knee { fraction: knee_fraction }),
-            SweepPolicy::Fixed { policy, .. } => Some(*policy),
+            SweepPolicy::Fixed { policy } => Some(*policy),
             SweepPolicy::TimeToTargetAuto => None,
-        }
-    }
-
-    /// The text as written in the config or on the command line.
-    pub fn as_str(&self) -> &str {
-        match self {
-            SweepPolicy::Knee => "knee",
-            SweepPolicy::Fixed { text, .. } => text,
-            SweepPolicy::TimeToTargetAuto => Self::TIME_TO_TARGET_AUTO,
         }
     }
 }
@@ -110,7 +102,7 @@ impl std::str::FromStr for SweepPolicy {
             "knee" => Ok(SweepPolicy::Knee),
             Self::TIME_TO_TARGET_AUTO => Ok(SweepPolicy::TimeToTargetAuto),
             _ => match s.parse::<Policy>() {
-                Ok(policy) => Ok(SweepPolicy::Fixed { policy, text: s.to_string() }),
+                Ok(policy) => Ok(SweepPolicy::Fixed { policy }),
                 // A sweep also measures B_noise itself: say so where the policies are listed.
                 Err(PolicyParseError::Unknown { input }) => Err(format!(
                     "sweep.policy: unknown batch-size policy `{input}`; expected max_throughput, knee, \
@@ -136,12 +128,17 @@ impl TryFrom<String> for SweepPolicy {
 
 impl From<SweepPolicy> for String {
     fn from(p: SweepPolicy) -> String {
-        p.as_str().to_string()
+        p.to_string()
     }
 }
 
 impl fmt::Display for SweepPolicy {
+    /// The canonical spelling: `knee`, `time_to_target:auto`, or [`Policy`]'s own form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            SweepPolicy::Knee => f.write_str("knee"),
+            SweepPolicy::Fixed { policy } => write!(f, "{policy}"),
+            SweepPolicy::TimeToTargetAuto => f.write_str(Self::TIME_TO_TARGET_AUTO),
+        }
     }
 }

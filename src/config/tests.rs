@@ -156,28 +156,27 @@ fn resolved_config_round_trips() {
 }
 
 #[test]
-fn sweep_policy_is_parsed_at_load_and_written_back_as_given() {
+fn sweep_policy_is_parsed_at_load_and_written_back_canonical() {
     use crate::config::policy::Policy;
-    for (text, resolved) in [
-        ("knee", Some(Policy::Knee { fraction: 0.75 })),
-        ("knee:0.80", Some(Policy::Knee { fraction: 0.8 })),
-        ("max_throughput", Some(Policy::MaxThroughput)),
-        ("time_to_target:12.5", Some(Policy::TimeToTarget { b_noise: 12.5 })),
-        ("time_to_target:auto", None),
+    // Any spelling Policy reads is the same policy, and config.toml says it as summary.json's
+    // `policy` does: `Knee` was knee:0.9 whatever the fraction, `max-throughput` was kept.
+    for (text, canonical, resolved) in [
+        ("knee", "knee", Some(Policy::Knee { fraction: 0.75 })),
+        ("Knee", "knee", Some(Policy::Knee { fraction: 0.75 })),
+        ("knee:0.80", "knee:0.8", Some(Policy::Knee { fraction: 0.8 })),
+        ("max_throughput", "max_throughput", Some(Policy::MaxThroughput)),
+        ("max-throughput", "max_throughput", Some(Policy::MaxThroughput)),
+        ("Largest-Fit", "largest_fit", Some(Policy::LargestFit)),
+        ("time_to_target:12.5", "time_to_target:12.5", Some(Policy::TimeToTarget { b_noise: 12.5 })),
+        ("time_to_target:auto", "time_to_target:auto", None),
+        (" Time-To-Target : AUTO", "time_to_target:auto", None),
     ] {
         let toml = format!("[sweep]\npolicy = \"{text}\"\nknee_fraction = 0.75\n");
         let c = Config::from_toml(&toml, "t").unwrap();
         assert_eq!(c.sweep.policy.resolve(c.sweep.knee_fraction), resolved, "{text}");
-        assert!(c.to_toml().contains(&format!("policy = \"{text}\"")), "{text}: {}", c.to_toml());
-        assert_eq!(Config::from_toml(&c.to_toml(), "again").unwrap(), c);
-    }
-    // Any spelling Policy reads is the same policy: `Knee` was knee:0.9 whatever the fraction.
-    for (text, resolved) in
-        [("Knee", Some(Policy::Knee { fraction: 0.75 })), (" Time-To-Target : AUTO", None)]
-    {
-        let toml = format!("[sweep]\npolicy = \"{text}\"\nknee_fraction = 0.75\n");
-        let c = Config::from_toml(&toml, "t").unwrap();
-        assert_eq!(c.sweep.policy.resolve(c.sweep.knee_fraction), resolved, "{text}");
+        let written = c.to_toml();
+        assert!(written.contains(&format!("policy = \"{canonical}\"")), "{text}: {written}");
+        assert_eq!(Config::from_toml(&written, "again").unwrap(), c);
     }
     let e = Config::load(None, &["sweep.policy=fastest".into()]).unwrap_err().to_string();
     assert!(e.contains("sweep.policy") && e.contains("fastest"), "{e}");

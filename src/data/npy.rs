@@ -200,9 +200,23 @@ fn usize_of(path: &Path, v: u64) -> Result<usize, DataError> {
     })
 }
 
-/// The shape `(N, D)` of a features file, from its header only (nothing else is read).
+/// What a features file must hold.
+const FEATURES: &str = "features must be f32 [N, D] ('<f4')";
+
+/// A features file's dtype is f32, from its header.
+fn check_features_dtype(f: &Opened) -> Result<(), DataError> {
+    match f.plain(FEATURES)? {
+        (TypeChar::Float, 4) => Ok(()),
+        _ => Err(f.dtype_error(FEATURES)),
+    }
+}
+
+/// The shape `(N, D)` of a features file, from its header only (nothing else is read). Its dtype
+/// is checked here too, so that an f64 file is refused when the config is resolved, before a
+/// run directory is made (as the labels file's dtype is), not when the data is read.
 pub fn features_shape(path: &Path) -> Result<(usize, usize), DataError> {
     let f = Opened::open(path)?;
+    check_features_dtype(&f)?;
     match f.shape().as_slice() {
         &[n, d] => Ok((usize_of(path, n)?, usize_of(path, d)?)),
         _ => Err(DataError::Rank {
@@ -286,11 +300,7 @@ pub fn target_columns(path: &Path) -> Result<usize, DataError> {
 pub fn read_features(path: &Path) -> Result<(Vec<f32>, usize, usize), DataError> {
     let f = Opened::open(path)?;
     let shape = f.shape();
-    const EXPECTED: &str = "features must be f32 [N, D] ('<f4')";
-    let (tc, size) = f.plain(EXPECTED)?;
-    if tc != TypeChar::Float || size != 4 {
-        return Err(f.dtype_error(EXPECTED));
-    }
+    check_features_dtype(&f)?;
     if shape.len() != 2 {
         return Err(DataError::Rank {
             path: path.to_path_buf(),

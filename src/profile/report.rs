@@ -73,9 +73,15 @@ pub fn csv_rows(backend: &str, p: &BatchProfile, peaks: &Peaks) -> Vec<Vec<Cell>
 pub fn table(p: &BatchProfile, peaks: &Peaks) -> String {
     let mut s = String::new();
     let step_us = p.ops_ms * 1e3;
+    // GPU timestamp queries per dispatch, or host timers around each op (the CPU backend, and
+    // an adapter without timestamps): what the step is timed with and without.
+    let probes = match p.timing {
+        TimingMethod::PassTimestamps => "per-dispatch queries",
+        TimingMethod::HostTimers | TimingMethod::HostTimersSynced => "per-op host timers",
+    };
     let _ = writeln!(
         s,
-        "B = {}: step {:.3} ms without queries, {:.3} ms with them ({:+.1} %; medians); per-op sum {:.3} of {:.3} ms (means) ({} timing; {})",
+        "B = {}: step {:.3} ms without {probes}, {:.3} ms with them ({:+.1} %; medians); per-op sum {:.3} of {:.3} ms (means) ({} timing; {})",
         p.batch,
         p.step_ms_plain,
         p.step_ms_profiled,

@@ -212,29 +212,8 @@ impl GpuContext {
         let (index, adapter) = match wanted {
             None => (0, adapters[0].clone()),
             Some(w) => {
-                let needle = w.to_lowercase();
-                adapters
-                    .iter()
-                    .enumerate()
-                    .find(|(_, a)| a.get_info().name.to_lowercase().contains(&needle))
-                    .map(|(i, a)| (i, a.clone()))
-                    .ok_or_else(|| BackendError::AdapterNotFound {
-                        wanted: w.to_string(),
-                        available: adapters
-                            .iter()
-                            .enumerate()
-                            .map(|(k, a)| {
-                                let i = a.get_info();
-                                format!("{k}: {} ({:?})", i.name, i.backend)
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                            + if w.contains(',') {
-                                " (this command opens one adapter; a list of them is for `train --workers`)"
-                            } else {
-                                ""
-                            },
-                    })?
+                let index = pick_by_name(&adapters, w)?;
+                (index, adapters[index].clone())
             }
         };
         Self::from_adapter(index, adapter)
@@ -319,5 +298,73 @@ impl GpuContext {
             });
         }
         Ok(())
+    }
+}
+
+/// `index: name (backend)` of each adapter of `which`.
+fn listing(adapters: &[wgpu::Adapter], which: impl Iterator<Item = usize>) -> String {
+    which
+        .map(|k| {
+            let i = adapters[k].get_info();
+            format!("{k}: {} ({:?})", i.name, i.backend)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The adapters whose name `wanted` picks (case-insensitive): the one whose name contains it,
+/// or, where several do, the one whose whole name it is. `[]` for none; several indices when
+/// the pick is ambiguous (it took the first: `llvm` names lavapipe on Vulkan and llvmpipe on GL).
+fn matching(names: &[String], wanted: &str) -> Vec<usize> {
+    let needle = wanted.to_lowercase();
+    let name = |k: usize| names[k].to_lowercase();
+    let matches: Vec<usize> = (0..names.len()).filter(|&k| name(k).contains(&needle)).collect();
+    let exact: Vec<usize> = matches.iter().copied().filter(|&k| name(k) == needle).collect();
+    match exact.len() {
+        1 if matches.len() > 1 => exact,
+        _ => matches,
+    }
+}
+
+/// The index of the adapter `wanted` names ([`matching`]); none, or several, is an error that
+/// lists them.
+fn pick_by_name(adapters: &[wgpu::Adapter], wanted: &str) -> Result<usize> {
+    let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+    match matching(&names, wanted).as_slice() {
+        [one] => Ok(*one),
+        [] => Err(BackendError::AdapterNotFound {
+            wanted: wanted.to_string(),
+            available: listing(adapters, 0..adapters.len())
+                + if wanted.contains(',') {
+                    " (this command opens one adapter; a list of them is for `train --workers`)"
+                } else {
+                    ""
+                },
+        }),
+        several => Err(BackendError::AdapterAmbiguous {
+            wanted: wanted.to_string(),
+            count: several.len(),
+            matches: listing(adapters, several.iter().copied()),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matching;
+
+    /// `--adapter` by name: a part one name has, a part several have (refused: it took the
+    /// first), the whole name of one of them (selects), a whole name two adapters share
+    /// (lavapipe and llvmpipe's GL are both `llvmpipe (LLVM 15.0.6, 256 bits)`: refused).
+    #[test]
+    fn a_name_picks_one_adapter_or_says_which_it_matches() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let three = names(&["NVIDIA H100", "llvmpipe (LLVM 15)", "llvmpipe"]);
+        assert_eq!(matching(&three, "h100"), [0]);
+        assert_eq!(matching(&three, "LLVM"), [1, 2]);
+        assert_eq!(matching(&three, "Llvmpipe"), [2], "the whole name selects");
+        assert_eq!(matching(&three, "amd"), [] as [usize; 0]);
+        let twins = names(&["llvmpipe (LLVM 15)", "llvmpipe (LLVM 15)"]);
+        assert_eq!(matching(&twins, "llvmpipe (llvm 15)"), [0, 1]);
     }
 }

@@ -9,7 +9,8 @@ use crate::backend::{BackendError, Result};
 
 impl GpuBackend {
     /// Open the best adapter, or the one `adapter` names: an index of `batchscope devices`
-    /// when it is all digits, else the first whose name contains it (case-insensitive).
+    /// when it is all digits, else the one whose name contains it (case-insensitive), or is it
+    /// where several contain it; several and no exact name is an error listing them.
     pub fn new(adapter: Option<&str>) -> Result<Self> {
         match adapter.map(str::trim) {
             // Every name contains the empty string: it picked adapter 0 without a word.
