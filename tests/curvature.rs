@@ -490,6 +490,7 @@ fn check_ill_conditioned_summary(s: &serde_json::Value, dir: &std::path::Path) {
     assert!((rf("closed_form_lambda_min") - 1e-3).abs() < 1e-9);
     assert!((f("lr_stable_max") - 2.0 / f("lambda_max")).abs() < 1e-9);
     assert_eq!(f("negative_mass"), 0.0);
+    assert_eq!(s["condition_status"], "converged", "51 Lanczos steps on 51 parameters");
     assert!(
         f("condition_estimate") > 500.0 && f("condition_estimate") < 2000.0,
         "κ ≈ 1000: {}",

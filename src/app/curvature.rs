@@ -11,6 +11,7 @@ use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::backend::GenKind;
 use crate::config::Config;
 use crate::curvature::analysis::CHUNK_BUDGET_BYTES;
+use crate::curvature::slq::ConditionStatus;
 use crate::curvature::{
     run_curvature, BatchSample, BatchSpread, CurvatureOptions, CurvatureReport, CurvatureSummary,
     Density,
@@ -287,6 +288,33 @@ fn write_outputs(
     Ok(())
 }
 
+/// The `condition` row: the number (or its lower bound) and the Ritz value that decided it.
+fn condition_row(s: &CurvatureSummary, f: &dyn Fn(f64) -> String) -> [String; 3] {
+    let ritz =
+        format!("{} ± {}", fmt_sig(s.condition_ritz_value, 4), fmt_sig(s.condition_ritz_residual, 2));
+    let (value, note) = match (s.condition_status, s.condition_estimate) {
+        (ConditionStatus::Converged, Some(k)) => {
+            (f(k), format!("λmax / |θ|, θ = {ritz} the Ritz value of smallest magnitude, converged"))
+        }
+        (ConditionStatus::LowerBound, Some(k)) => (
+            format!("≥ {}", f(k)),
+            format!("λmax / |θ|, θ = {ritz} not converged: κ is at least this (more --lanczos-steps)"),
+        ),
+        (ConditionStatus::Singular, _) => (
+            "∞ (singular within tolerance)".to_string(),
+            format!(
+                "a converged Ritz value θ = {ritz} within {} of 0",
+                fmt_sig(s.negative_threshold, 2)
+            ),
+        ),
+        _ => (
+            "unresolved".to_string(),
+            format!("θ = {ritz} may hide an eigenvalue at 0, or not (more --lanczos-steps)"),
+        ),
+    };
+    ["condition".to_string(), value, note]
+}
+
 /// The terminal summary.
 pub fn terminal_summary(s: &CurvatureSummary) -> String {
     let f = |v: f64| fmt_sig(v, 4);
@@ -309,7 +337,12 @@ pub fn terminal_summary(s: &CurvatureSummary) -> String {
             opt(s.top_eigenvalues.first().copied())
         ),
     ]);
-    t.row(["λmin".to_string(), f(s.lambda_min), "smallest Ritz value".to_string()]);
+    let lambda_min_residual = s.lanczos.ritz_residuals.first().copied().unwrap_or(f64::NAN);
+    t.row([
+        "λmin".to_string(),
+        f(s.lambda_min),
+        format!("smallest Ritz value (± {})", fmt_sig(lambda_min_residual, 2)),
+    ]);
     t.row([
         "top eigenvalues".to_string(),
         s.top_eigenvalues.iter().map(|&v| f(v)).collect::<Vec<_>>().join(" "),
@@ -336,11 +369,7 @@ pub fn terminal_summary(s: &CurvatureSummary) -> String {
             fmt_sig(s.negative_threshold, 2)
         ),
     ]);
-    t.row([
-        "condition".to_string(),
-        s.condition_estimate.map_or_else(|| "∞ (singular within tolerance)".to_string(), f),
-        "λmax / |λ| of smallest magnitude found".to_string(),
-    ]);
+    t.row(condition_row(s, &f));
     t.row([
         "HVP / gradient".to_string(),
         format!("{:.2}×", s.hvp_over_grad_time),

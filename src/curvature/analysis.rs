@@ -187,6 +187,8 @@ pub fn run_curvature<B: Backend>(
     end_of(2);
     let scale = lambda_max.abs().max(lambda_min.abs());
     let negative_threshold = NEGATIVE_TOL * scale;
+    let conditioning =
+        super::slq::conditioning(&ritz.values, &ritz.residuals, lambda_max, negative_threshold);
     let negative_mass = sq.mass_below(negative_threshold);
     let negative_mass_se = sq.mass_below_se(negative_threshold);
     let density = super::density_on_grid(&sq.nodes, &sq.weights, DENSITY_POINTS, DENSITY_SIGMA);
@@ -268,12 +270,10 @@ pub fn run_curvature<B: Backend>(
         negative_mass,
         negative_mass_se,
         negative_threshold,
-        condition_estimate: super::slq::condition_estimate(
-            &ritz.values,
-            &ritz.residuals,
-            lambda_max,
-            negative_threshold,
-        ),
+        condition_estimate: conditioning.estimate,
+        condition_status: conditioning.status,
+        condition_ritz_value: conditioning.theta,
+        condition_ritz_residual: conditioning.residual,
         power: PowerSummary {
             lambda_max: power.eigenvalue,
             iterations: power.iterations,

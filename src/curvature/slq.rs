@@ -16,20 +16,69 @@ pub const NEGATIVE_TOL: f64 = 1e-4;
 /// Nodes within this many thresholds of 0 stand for the near-null cluster ([`SlqResult::mass_below`]).
 pub const ZERO_BAND_FACTOR: f64 = 10.0;
 
-/// `λmax / min|θ|` over the Ritz `values` (with their `residuals` `‖A y − θ y‖`), or `None`
-/// when the Hessian is singular within `tol`: some `θ` has `|θ| − r ≤ tol`, i.e. an eigenvalue
-/// within `tol` of 0 cannot be ruled out (`[θ − r, θ + r]` holds an eigenvalue), so the
-/// condition number is unbounded as far as Lanczos resolved it.
-pub fn condition_estimate(values: &[f64], residuals: &[f64], lambda_max: f64, tol: f64) -> Option<f64> {
-    let mut min_abs = f64::INFINITY;
-    for (i, &v) in values.iter().enumerate() {
-        let r = residuals.get(i).copied().unwrap_or(0.0);
-        if v.abs() - r <= tol {
-            return None;
-        }
-        min_abs = min_abs.min(v.abs());
+/// A Ritz value has converged when its residual is at most this fraction of its magnitude.
+pub const CONVERGED_REL: f64 = 1e-3;
+
+/// What the Ritz values of a Lanczos run say of the condition number κ = λmax / min|λ|.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionStatus {
+    /// The Ritz value of smallest magnitude has converged: κ = λmax / |θ|.
+    Converged,
+    /// Every Ritz interval `[θ − r, θ + r]` stays clear of 0, but the smallest `|θ|` has not
+    /// converged: Ritz values lie inside the spectrum (θ ≥ λmin for a positive definite
+    /// Hessian), so κ ≥ λmax / |θ|, and more Lanczos steps can only raise it.
+    LowerBound,
+    /// A converged Ritz value lies within the tolerance of 0: an eigenvalue within twice the
+    /// tolerance of 0, κ = ∞ as far as the tolerance resolves.
+    Singular,
+    /// A Ritz interval reaches within the tolerance of 0 without its value converging: the run
+    /// has not resolved the bottom of the spectrum, and neither ∞ nor a number can be said.
+    /// (This was printed "singular" for a positive definite Hessian of 301 parameters whose
+    /// smallest Ritz value, 9.9e-4 ± 1.0e-3, had not converged.)
+    Unresolved,
+}
+
+/// [`conditioning`]'s answer: the status, `λmax / |θ|` where it is a number (converged or a
+/// lower bound), and the Ritz value θ with its residual r that decided it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conditioning {
+    pub status: ConditionStatus,
+    pub estimate: Option<f64>,
+    pub theta: f64,
+    pub residual: f64,
+}
+
+/// The condition number as far as the Ritz `values` (with their `residuals` `‖A y − θ y‖`: an
+/// eigenvalue lies in `[θ − r, θ + r]`) resolve it, with `tol` the width of "0".
+pub fn conditioning(values: &[f64], residuals: &[f64], lambda_max: f64, tol: f64) -> Conditioning {
+    let pairs = values.iter().enumerate().map(|(i, &v)| (v, residuals.get(i).copied().unwrap_or(0.0)));
+    let at = |status, (theta, residual): (f64, f64), estimate| Conditioning {
+        status,
+        estimate,
+        theta,
+        residual,
+    };
+    let by_magnitude = |a: &(f64, f64), b: &(f64, f64)| a.0.abs().total_cmp(&b.0.abs());
+    if let Some(p) = pairs.clone().filter(|&(v, r)| v.abs() <= tol && r <= tol).min_by(by_magnitude) {
+        return at(ConditionStatus::Singular, p, None);
     }
-    (min_abs.is_finite() && lambda_max.is_finite()).then(|| lambda_max / min_abs)
+    let reach = |&(v, r): &(f64, f64)| v.abs() - r;
+    if let Some(p) =
+        pairs.clone().filter(|p| reach(p) <= tol).min_by(|a, b| reach(a).total_cmp(&reach(b)))
+    {
+        return at(ConditionStatus::Unresolved, p, None);
+    }
+    let Some(p) = pairs.min_by(by_magnitude) else {
+        return at(ConditionStatus::Unresolved, (f64::NAN, f64::NAN), None);
+    };
+    let estimate = (lambda_max.is_finite() && p.0 != 0.0).then(|| lambda_max / p.0.abs());
+    let status = if p.1 <= CONVERGED_REL * p.0.abs() {
+        ConditionStatus::Converged
+    } else {
+        ConditionStatus::LowerBound
+    };
+    at(status, p, estimate)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -312,12 +361,40 @@ mod tests {
     }
 
     #[test]
-    fn condition_is_infinite_when_an_eigenvalue_may_be_zero() {
+    fn conditioning_tells_converged_bounded_singular_and_unresolved_apart() {
+        let c = |v: &[f64], r: &[f64]| conditioning(v, r, 1.0, 1e-4);
         // Converged Ritz values 1e-3 .. 1: κ = 1000.
-        assert_eq!(condition_estimate(&[1e-3, 0.5, 1.0], &[1e-9; 3], 1.0, 1e-4), Some(1000.0));
-        // A Ritz value 2e-3 ± 5e-3 may hide an eigenvalue at 0.
-        assert_eq!(condition_estimate(&[2e-3, 0.5, 1.0], &[5e-3, 0.0, 0.0], 1.0, 1e-4), None);
-        assert_eq!(condition_estimate(&[-5e-5, 1.0], &[0.0, 0.0], 1.0, 1e-4), None);
+        let k = c(&[1e-3, 0.5, 1.0], &[1e-9; 3]);
+        assert_eq!((k.status, k.estimate), (ConditionStatus::Converged, Some(1000.0)));
+        // The smallest, 2e-3 ± 1e-4, is clear of 0 but not converged: κ ≥ 500.
+        let k = c(&[2e-3, 0.5, 1.0], &[1e-4, 0.0, 0.0]);
+        assert_eq!((k.status, k.estimate), (ConditionStatus::LowerBound, Some(500.0)));
+        // 2e-3 ± 5e-3 may hide an eigenvalue at 0, or not: unresolved, not singular.
+        let k = c(&[2e-3, 0.5, 1.0], &[5e-3, 0.0, 0.0]);
+        assert_eq!((k.status, k.estimate, k.theta), (ConditionStatus::Unresolved, None, 2e-3));
+        // A converged Ritz value within the tolerance of 0: singular.
+        let k = c(&[-5e-5, 1.0], &[0.0, 0.0]);
+        assert_eq!((k.status, k.estimate), (ConditionStatus::Singular, None));
+        // Singular wins over an unresolved interval elsewhere.
+        assert_eq!(c(&[-5e-5, 2e-3, 1.0], &[0.0, 5e-3, 0.0]).status, ConditionStatus::Singular);
+        assert_eq!(c(&[], &[]).status, ConditionStatus::Unresolved);
+    }
+
+    #[test]
+    fn a_short_run_bounds_the_condition_number_from_below() {
+        // Eigenvalues log-spaced in [1e-2, 1] over 200 dimensions: κ = 100.
+        let d: Vec<f64> = (0..200).map(|i| 10f64.powf(-2.0 + 2.0 * i as f64 / 199.0)).collect();
+        let mut m = DenseSym::diag(&d);
+        let start = random_unit(7, 200);
+        let short = lanczos(&mut m, &start, 12).unwrap().ritz().unwrap();
+        let k = conditioning(&short.values, &short.residuals, 1.0, 1e-4);
+        let bound = k.estimate.unwrap_or_else(|| panic!("{k:?}"));
+        assert_eq!(k.status, ConditionStatus::LowerBound, "{k:?}");
+        assert!(bound < 100.0, "a lower bound: {bound}");
+        let full = lanczos(&mut m, &start, 200).unwrap().ritz().unwrap();
+        let k = conditioning(&full.values, &full.residuals, 1.0, 1e-4);
+        assert_eq!(k.status, ConditionStatus::Converged, "{k:?}");
+        assert!((k.estimate.unwrap_or(0.0) - 100.0).abs() < 0.01, "{k:?}");
     }
 
     #[test]

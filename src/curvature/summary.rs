@@ -73,9 +73,14 @@ pub struct CurvatureSummary {
     /// of the random starts, not the bias of too few Lanczos steps.
     pub negative_mass_se: Option<f64>,
     pub negative_threshold: f64,
-    /// `λmax / |θ|` for the Ritz value θ of smallest magnitude found; `None` (printed ∞) when
-    /// the Hessian is singular within `negative_threshold` ([`super::slq::condition_estimate`]).
+    /// `λmax / |θ|` for the Ritz value θ of smallest magnitude found, exact or a lower bound as
+    /// `condition_status` says; `None` when singular or unresolved ([`super::slq::conditioning`]).
     pub condition_estimate: Option<f64>,
+    /// `converged`, `lower_bound`, `singular` or `unresolved` ([`super::slq::ConditionStatus`]).
+    pub condition_status: super::slq::ConditionStatus,
+    /// The Ritz value that decided `condition_status`, and its residual ‖H y − θ y‖.
+    pub condition_ritz_value: f64,
+    pub condition_ritz_residual: f64,
     pub power: PowerSummary,
     pub lanczos: LanczosSummary,
     pub slq: SlqSummary,
