@@ -58,9 +58,10 @@ pub(super) fn sweep_workers(
 /// B_noise measured at initialisation (a notice and none when it cannot be).
 fn b_noise_of<B: Timed>(b: &B, cfg: &Config) -> Option<f64> {
     match super::sweep::measure_b_noise(b, cfg) {
-        Ok(bn) => {
+        Ok((bn, se)) => {
             eprintln!(
-                "measured B_noise = {bn:.1} at initialisation (for the time to target per worker count)"
+                "measured B_noise = {bn:.1}{} at initialisation (for the time to target per worker count)",
+                super::sweep::with_se(se)
             );
             Some(bn)
         }

@@ -83,11 +83,6 @@ impl BackendTask for Experiment<'_> {
     }
 }
 
-/// Single-example draws of the B_noise measurement at initialisation: tr(HΣ) is their mean, so
-/// B_noise's standard error is about 5 % here (32, `noise`'s default, left ±10 %, and with seed
-/// 1 fixed every run took the same, lowest, of the estimates other seeds give).
-const NOISE_DRAWS: usize = 128;
-
 /// B_noise (and its standard error) and ε_max at initialisation.
 type NoiseAtInit = (f64, Option<f64>, f64);
 
@@ -100,7 +95,7 @@ fn experiment<B: Profilable>(
     let args = NoiseArgs {
         checkpoint: None,
         max_n: 1,
-        draws: NOISE_DRAWS,
+        draws: crate::noise::INIT_DRAWS,
         seed: cfg.train.seed,
         curvature: true,
     };
@@ -110,7 +105,7 @@ fn experiment<B: Profilable>(
         _ => bail!("B_noise and ε_max could not be measured at initialisation (GᵀHG ≤ 0)"),
     };
     let se = noise.b_noise_se.map_or(String::new(), |se| format!(" ± {se:.1}"));
-    eprintln!("B_noise = {bn:.1}{se} ({NOISE_DRAWS} draws), ε_max = {em:.4}");
+    eprintln!("B_noise = {bn:.1}{se} ({} draws), ε_max = {em:.4}", crate::noise::INIT_DRAWS);
     let report = run_sweep(b, cfg, &mut |_| {})?;
     let points = report.points();
     let chosen = choose(&Policy::TimeToTarget { b_noise: bn }, &points)?.batch;
@@ -367,7 +362,7 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         "device": device,
         "b_noise": bn,
         "b_noise_se": bn_se,
-        "b_noise_draws": NOISE_DRAWS,
+        "b_noise_draws": crate::noise::INIT_DRAWS,
         "eps_max": em,
         "step_resolution": step_resolution,
         "target_val_error": crate::stats::f32_as_written(cfg.train.target_val_error),

@@ -129,6 +129,12 @@ pub fn measure<B: Backend>(b: &B, cfg: &Config, args: &NoiseArgs) -> Result<Nois
     measure_with(b, cfg, args, false)
 }
 
+/// Single-example draws of a B_noise measured at initialisation to choose a batch size
+/// (`time-to-target`, `sweep --policy time_to_target:auto`, `sweep --workers`): tr(HΣ) is
+/// their mean, so B_noise's standard error is about 5 % (32, `noise`'s default, left ±10 %, and
+/// with seed 1 fixed every run took the same, lowest, of the estimates other seeds give).
+pub const INIT_DRAWS: usize = 128;
+
 /// Fixed cost of one minibatch gradient (dispatch and read-back), in examples, for the bar.
 const GRAD_OVERHEAD: u64 = 8;
 /// One Hessian-vector product costs about this many gradients per example (R-op), for the bar.

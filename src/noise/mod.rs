@@ -6,5 +6,5 @@ pub mod experiment;
 pub mod probe;
 
 pub use estimators::{eps_opt, loglog_fit, two_batch_estimates, without_replacement, NoiseScaleEma};
-pub use experiment::{measure, measure_with, NoiseArgs, NoiseError, NoiseRow, NoiseSummary};
+pub use experiment::{measure, measure_with, NoiseArgs, NoiseError, NoiseRow, NoiseSummary, INIT_DRAWS};
 pub use probe::GradProbe;
