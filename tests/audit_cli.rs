@@ -653,3 +653,40 @@ fn time_to_target_auto_measures_b_noise_with_its_standard_error() {
     assert!(line.contains(&format!("B_noise = {bn:.1} ± ")), "{line} vs noise's {bn}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An epoch is ⌊N/B⌋ full minibatches: with one kept order (`train.shuffle = "once"` or
+/// `"none"`) the same N mod B rows are left out of every epoch, which was not said.
+#[test]
+fn rows_a_kept_order_never_trains_on_are_said() {
+    let dir = tmpdir("never-trained");
+    let cfg = dir.join("t.toml");
+    std::fs::write(
+        &cfg,
+        "[model]\nhidden = [4]\n[data]\nkind = \"gaussian_mixture\"\nn_train = 100\nn_val = 16\ndim = 4\nclasses = 3\n\
+         [train]\nbatch_size = 32\nepochs = 1\n",
+    )
+    .expect("config");
+    let train = |name: &str, set: &[&str]| {
+        let mut args = vec!["train", "--backend", "cpu", "--config", s(&cfg), "--out"];
+        let out = dir.join(name);
+        args.push(s(&out));
+        for kv in set {
+            args.extend(["--set", kv]);
+        }
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+            .lines()
+            .filter(|l| l.contains("never trained on"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    for shuffle in ["once", "none"] {
+        let said = train(shuffle, &[&format!("train.shuffle=\"{shuffle}\"")]);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("the same 4 of the 100 training rows (4.0 %)"), "{}", said[0]);
+    }
+    assert!(train("epoch", &[]).is_empty(), "each epoch leaves out other rows");
+    assert!(train("divides", &["train.shuffle=\"once\"", "train.batch_size=25"]).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -38,6 +38,31 @@ pub(super) struct Plan {
 pub(super) const MAX_COUNT: u64 = 1 << 53;
 
 impl Plan {
+    /// A notice when the permutation is kept (`train.shuffle = "once"` or `"none"`, resident
+    /// data) and B does not divide N: each epoch is ⌊N/B⌋ full minibatches, so the same N mod B
+    /// rows are left out of every epoch and never trained on (with `"epoch"` each epoch leaves
+    /// out other rows).
+    pub(super) fn rows_never_trained(cfg: &Config, batch: usize, n_train: u64) -> Option<String> {
+        use crate::config::Shuffle;
+        let left = n_train % batch as u64;
+        let name = match cfg.train.shuffle {
+            Shuffle::Epoch => "epoch",
+            Shuffle::Once => "once",
+            Shuffle::None => "none",
+        };
+        let kept = cfg.train.shuffle != Shuffle::Epoch;
+        (kept && left > 0 && cfg.data.mode == crate::config::DataMode::Resident).then(|| {
+            format!(
+                "notice: train.shuffle = \"{}\" keeps one order and an epoch is {} minibatches of {batch}: \
+                 the same {left} of the {n_train} training rows ({:.1} %) are never trained on \
+                 (shuffle = \"epoch\", or a batch size dividing {n_train}, uses them)",
+                name,
+                n_train / batch as u64,
+                100.0 * left as f64 / n_train as f64
+            )
+        })
+    }
+
     pub(super) fn new(cfg: &Config, batch: usize, n_train: u64, has_eval: bool) -> Self {
         let t = &cfg.train;
         let steps_per_epoch = n_train / batch as u64;

@@ -88,6 +88,10 @@ pub fn run_train_ranks<'a, B: Backend>(
     // Batch source and evaluator.
     let TrainData { source, eval, n_train } = TrainData::load(b, cfg, &model, batch)?;
     let plan = Plan::new(cfg, batch, n_train, eval.val.is_some() || eval.train.is_some());
+    if let Some(notice) = Plan::rows_never_trained(cfg, batch, n_train).filter(|_| root && !opts.resume)
+    {
+        eprintln!("{notice}");
+    }
     // Model state, then where it starts from (--init weights, --resume from last.safetensors).
     let params = model.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
     let mut st = TrainState::new(b, model.clone(), params, split.rows(), &opt)?;
