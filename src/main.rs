@@ -37,7 +37,9 @@ fn main() -> ExitCode {
         Ok(()) => match batchscope::train::interrupt::stopped_by() {
             // Ctrl-C or SIGTERM stopped a training run, which saved itself: not a finished run.
             Some(signal) => {
-                eprintln!("interrupted: the run stopped and saved itself; `batchscope train --resume <run directory>` goes on from there");
+                let run = batchscope::train::interrupt::stopped_run()
+                    .map_or_else(|| "RUN".to_string(), |d| d.display().to_string());
+                eprintln!("interrupted: the run stopped and saved itself; `batchscope train --resume {run}` goes on from there");
                 ExitCode::from(batchscope::train::interrupt::exit_status(signal))
             }
             None => ExitCode::SUCCESS,

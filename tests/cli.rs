@@ -568,3 +568,47 @@ fn sweep_time_budget_skips_what_would_overrun() {
     assert!(rows[0][skipped].is_empty(), "the first batch size is always measured");
     assert!(rows[1..].iter().all(|r| r[skipped].contains("time_budget_s")), "{rows:?}");
 }
+
+/// `--resume` on `--backend auto` goes on where the run was trained: a run on the (software)
+/// GPU adapter went on on the CPU backend, which `auto` prefers to a software adapter, without
+/// a word, and was no longer the run it began as, bit for bit.
+#[test]
+fn a_resume_goes_on_on_the_backend_the_run_was_trained_on() {
+    let d = tmpdir("resume-backend");
+    let cfg = write(&d, "c.toml", &tiny());
+    let (cs, gpu_run, cpu_run) = (cfg.to_str().unwrap_or_default(), d.join("gpu"), d.join("cpu"));
+    for (backend, dir) in [("gpu", &gpu_run), ("cpu", &cpu_run)] {
+        let o = run(&[
+            "train",
+            "--backend",
+            backend,
+            "--quiet",
+            "--config",
+            cs,
+            "--set",
+            "train.epochs=1",
+            "--out",
+            dir.to_str().unwrap_or_default(),
+        ]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+    }
+    let device = |dir: &Path| {
+        let s = std::fs::read_to_string(dir.join("summary.json")).expect("summary");
+        let v: serde_json::Value = serde_json::from_str(&s).expect("json");
+        v["backend"].as_str().map(str::to_string).expect("backend")
+    };
+    let trained = (device(&gpu_run), device(&cpu_run));
+    for dir in [&gpu_run, &cpu_run] {
+        let o = run(&[
+            "train",
+            "--quiet",
+            "--resume",
+            dir.to_str().unwrap_or_default(),
+            "--set",
+            "train.epochs=2",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!((device(&gpu_run), device(&cpu_run)), trained, "each went on where it began");
+    let _ = std::fs::remove_dir_all(&d);
+}

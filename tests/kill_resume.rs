@@ -163,7 +163,8 @@ fn interrupts_then_resume(backend: &str) {
                 interrupted += 1;
                 let reason = format!("\"stopped_reason\": \"interrupted ({name})\"");
                 assert!(summary.contains(&reason), "{case}: {summary}");
-                assert!(err.contains("--resume"), "{case}: it says how to go on: {err}");
+                let how = format!("batchscope train --resume {}", dir.display());
+                assert!(err.contains(&how), "{case}: it says how to go on, naming the run: {err}");
             }
             Some(0) => assert!(!summary.contains("interrupted"), "{case}: {summary}"),
             other => panic!("{case}: exit {other:?}: {err}"),

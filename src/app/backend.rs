@@ -186,3 +186,44 @@ fn only_software_adapters() -> bool {
     !adapters.is_empty()
         && adapters.iter().all(|a| a.device_type == format!("{:?}", wgpu::DeviceType::Cpu))
 }
+
+/// The backend a `--resume` runs on. `auto` goes on where the run was trained, so that it
+/// goes on bit for bit: on the CPU backend for a CPU run, and on the GPU for a GPU run when the
+/// adapter it trained on is here (a run trained on lavapipe went on on the CPU backend without
+/// a word, because `auto` prefers the CPU to a software adapter) or a hardware one is. An
+/// explicit `--backend`, or a checkpoint that does not say, keeps `choice`.
+pub fn resume_backend(
+    choice: BackendChoice,
+    trained: Option<&crate::train::resume_guard::TrainedOn>,
+) -> BackendChoice {
+    use crate::backend::BackendKind;
+    let Some(t) = trained.filter(|_| choice == BackendChoice::Auto) else { return choice };
+    let adapters = crate::backend::gpu::list_adapters();
+    let hardware = adapters.iter().any(|a| a.device_type != format!("{:?}", wgpu::DeviceType::Cpu));
+    let same_adapter = adapters.iter().any(|a| t.device.starts_with(&format!("{} (", a.name)));
+    match t.kind {
+        BackendKind::Gpu if same_adapter || hardware => {
+            if !hardware {
+                eprintln!(
+                    "notice: resuming on {}, the software adapter the run was trained on \
+                     (--backend cpu moves it to the CPU backend, not bit for bit)",
+                    t.device
+                );
+            }
+            BackendChoice::Gpu
+        }
+        BackendKind::Cpu => {
+            if hardware {
+                eprintln!(
+                    "notice: resuming on the CPU backend, which the run was trained on \
+                     (--backend gpu moves it to the GPU, not bit for bit)"
+                );
+            }
+            BackendChoice::Cpu
+        }
+        BackendKind::Gpu => {
+            eprintln!("notice: the run was trained on {}, which is not here", t.device);
+            BackendChoice::Auto
+        }
+    }
+}

@@ -38,7 +38,7 @@ pub fn train(
         args.set.push(format!("train.workers={n}"));
     }
     let args = &args;
-    let (cfg, run_dir) = match &resume {
+    let (cfg, run_dir, trained) = match &resume {
         Some(run) => {
             let dir = open_resume_dir(run)?;
             // One process at a time writes a run (its checkpoints and metrics are rewritten):
@@ -63,9 +63,9 @@ pub fn train(
                 false => admit::load_resumed_config(&cfg_path, &movable_overrides(&args.set), false)?,
             };
             keeps_checkpoint_layout(&saved, &cfg, &dir, "the run's config.toml")?;
-            check_checkpoint_config(&dir.join("last.safetensors"), &cfg)?;
+            let trained = check_checkpoint_config(&dir.join("last.safetensors"), &cfg)?;
             crate::report::rundir::remove_stale_temporaries(&dir);
-            (cfg, RunDir::Resumed(dir))
+            (cfg, RunDir::Resumed(dir), trained)
         }
         None => {
             let cfg = admit::load_train_config(args.config.as_deref(), &args.set)?;
@@ -83,8 +83,12 @@ pub fn train(
             if let Some(out) = &args.out {
                 check_out_dir(out)?;
             }
-            (cfg, RunDir::New(args.out.clone()))
+            (cfg, RunDir::New(args.out.clone()), None)
         }
+    };
+    let backend = match &resume {
+        Some(_) => super::backend::resume_backend(backend, trained.as_ref()),
+        None => backend,
     };
     let opts =
         TrainOptions { init, resume: resume.is_some(), progress: args.progress, stop_on_signal: true };

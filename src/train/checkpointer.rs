@@ -68,6 +68,11 @@ pub struct Checkpointer<B: Backend> {
 }
 
 impl<B: Backend> Checkpointer<B> {
+    /// The run directory (where `last.safetensors` is written).
+    pub fn run_dir(&self) -> PathBuf {
+        self.last_path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    }
+
     pub fn new(cfg: &Config, run_dir: &Path) -> Self {
         Checkpointer {
             last_path: run_dir.join("last.safetensors"),
@@ -419,6 +424,11 @@ fn to_checkpoint<B: Backend>(
         m.insert("mpi_ranks".into(), ranks.to_string());
     }
     m.insert("backend".into(), b.device_name());
+    let kind = match b.kind() {
+        crate::backend::BackendKind::Cpu => "cpu",
+        crate::backend::BackendKind::Gpu => "gpu",
+    };
+    m.insert(super::resume_guard::BACKEND_KIND_KEY.into(), kind.into());
     if let Some(mx) = &st.mixed {
         mx.save_meta(b, &mut m)?;
     }

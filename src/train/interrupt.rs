@@ -9,7 +9,9 @@
 //! loop polls [`requested`] between steps and, when it stops for it, says so with
 //! [`mark_stopped`], which the command's exit status reads ([`stopped_by`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::Mutex;
 
 /// The first signal received after [`install`] (0: none).
 static REQUESTED: AtomicI32 = AtomicI32::new(0);
@@ -17,6 +19,8 @@ static REQUESTED: AtomicI32 = AtomicI32::new(0);
 static COUNT: AtomicU32 = AtomicU32::new(0);
 /// The signal a run stopped for (0: none did).
 static STOPPED: AtomicI32 = AtomicI32::new(0);
+/// The directory of the run that stopped for it.
+static STOPPED_RUN: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Route SIGINT and SIGTERM to [`requested`] for the rest of the process (Unix; elsewhere they
 /// end the process as before). Called when a run with `TrainOptions::stop_on_signal` starts
@@ -39,9 +43,19 @@ pub fn requested() -> Option<i32> {
     Some(REQUESTED.load(Ordering::SeqCst)).filter(|&s| s != 0)
 }
 
-/// Record that the run stopped for `signal` (the loop broke on it, and finishes as planned).
-pub fn mark_stopped(signal: i32) {
+/// Record that the run in `run_dir` stopped for `signal` (the loop broke on it, and finishes
+/// as planned).
+pub fn mark_stopped(signal: i32, run_dir: &Path) {
     STOPPED.store(signal, Ordering::SeqCst);
+    if let Ok(mut run) = STOPPED_RUN.lock() {
+        *run = Some(run_dir.to_path_buf());
+    }
+}
+
+/// The directory of the run that stopped for a signal ([`mark_stopped`]), for the command to
+/// name in its `--resume` line.
+pub fn stopped_run() -> Option<PathBuf> {
+    STOPPED_RUN.lock().ok().and_then(|run| run.clone())
 }
 
 /// The signal a run stopped for: its command exits with [`exit_status`] (a signal that came

@@ -12,6 +12,7 @@
 use std::path::Path;
 
 use super::TrainError;
+use crate::backend::BackendKind;
 use crate::config::Config;
 
 /// Dotted keys (a trailing `.`: the whole section) a resume keeps.
@@ -96,10 +97,37 @@ pub fn keeps_recorded_layout(
 /// [`keeps_recorded_layout`] for the checkpoint file at `path`, read (and its checksum
 /// checked) here: called before a resume loads its data, so that a refused resume has not
 /// generated or read a dataset first.
-pub fn check_checkpoint_config(path: &Path, now: &Config) -> Result<(), TrainError> {
+pub fn check_checkpoint_config(path: &Path, now: &Config) -> Result<Option<TrainedOn>, TrainError> {
     let ck = crate::checkpoint::load(path)?;
     keeps_recorded_layout(&ck.metadata, path, now)?;
-    keeps_recorded_data(&ck.metadata, path, now)
+    keeps_recorded_data(&ck.metadata, path, now)?;
+    Ok(trained_on(&ck.metadata))
+}
+
+/// What a run's checkpoint says it was trained on: the backend kind and the device's name as
+/// `Backend::device_name` wrote it (`llvmpipe (…) (Cpu, Vulkan)`, `CPU (2 threads, …)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrainedOn {
+    pub kind: BackendKind,
+    pub device: String,
+}
+
+/// Metadata key of the backend kind a checkpoint was written on (`cpu` or `gpu`).
+pub const BACKEND_KIND_KEY: &str = "backend_kind";
+
+/// [`TrainedOn`] from a checkpoint's metadata: `backend_kind` and `backend` (the device), or,
+/// written before the kind was recorded, the kind the device's name implies (the CPU
+/// backend's begins `CPU (`); `None` without a device.
+pub fn trained_on(metadata: &std::collections::BTreeMap<String, String>) -> Option<TrainedOn> {
+    let device = metadata.get("backend")?.clone();
+    let kind = match metadata.get(BACKEND_KIND_KEY).map(String::as_str) {
+        Some("cpu") => BackendKind::Cpu,
+        Some("gpu") => BackendKind::Gpu,
+        Some(_) => return None,
+        None if device.starts_with("CPU (") => BackendKind::Cpu,
+        None => BackendKind::Gpu,
+    };
+    Some(TrainedOn { kind, device })
 }
 
 /// The `.npy` files a resume reads hold what the run was trained on: their fingerprint
@@ -142,4 +170,25 @@ pub fn recorded_config(
                 path.display()
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trained_on_reads_the_kind_or_infers_it_from_an_older_checkpoints_device() {
+        let meta = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let lavapipe = "llvmpipe (LLVM 15.0.6, 256 bits) (Cpu, Vulkan)";
+        let gpu = trained_on(&meta(&[("backend", lavapipe), (BACKEND_KIND_KEY, "gpu")]));
+        assert_eq!(gpu, Some(TrainedOn { kind: BackendKind::Gpu, device: lavapipe.into() }));
+        // Before `backend_kind`: the CPU backend's name says it, any other is an adapter's.
+        let cpu = trained_on(&meta(&[("backend", "CPU (2 threads, AMD EPYC)")]));
+        assert_eq!(cpu.map(|t| t.kind), Some(BackendKind::Cpu));
+        assert_eq!(trained_on(&meta(&[("backend", lavapipe)])).map(|t| t.kind), Some(BackendKind::Gpu));
+        assert_eq!(trained_on(&meta(&[("backend", "x"), (BACKEND_KIND_KEY, "tpu")])), None);
+        assert_eq!(trained_on(&meta(&[])), None);
+    }
 }

@@ -252,7 +252,8 @@ impl<B: Backend> Run<'_, B> {
             let lr = lr_at(&self.cfg.train, self.prog.epoch);
             while self.prog.step_in_epoch < self.plan.steps_per_epoch {
                 if let Some(signal) = super::interrupt::requested() {
-                    super::interrupt::mark_stopped(signal);
+                    let run_dir = self.ckpt.run_dir();
+                    super::interrupt::mark_stopped(signal, &run_dir);
                     stopped = Some(super::interrupt::stopped_reason(signal));
                     break 'outer;
                 }
