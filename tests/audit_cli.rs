@@ -650,6 +650,8 @@ fn time_to_target_auto_measures_b_noise_with_its_standard_error() {
         serde_json::from_str(&std::fs::read_to_string(noise.join("summary.json")).expect("summary"))
             .expect("json");
     let bn = summary["b_noise"].as_f64().expect("b_noise");
+    // A model this small takes its Hessian over every example, and says so.
+    assert_eq!(summary["hessian_examples"], summary["examples"], "{summary}");
     assert!(line.contains(&format!("B_noise = {bn:.1} ± ")), "{line} vs noise's {bn}");
     let _ = std::fs::remove_dir_all(&dir);
 }

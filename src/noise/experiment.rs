@@ -92,6 +92,10 @@ pub struct NoiseSummary {
     pub b_simple_two_batch: Option<f64>,
     /// GᵀHG with the full-data Hessian (R-operator).
     pub g_h_g: Option<f64>,
+    /// The examples the Hessian of `g_h_g`, `trace_h_sigma` and `eps_max` is taken over: the
+    /// first of them within the work budget (G, Σ and the draws use all `examples`); `None`
+    /// without curvature. It was said on stderr alone.
+    pub hessian_examples: Option<usize>,
     /// tr(HΣ), from per-example deviations `dᵀHd`, `d = g_1 − G`.
     pub trace_h_sigma: Option<f64>,
     /// `B_noise = tr(HΣ) / GᵀHG` (McCandlish et al. 2018).
@@ -173,6 +177,9 @@ pub fn measure_with<B: Backend>(
         checkpoint::load_into::<B, NoiseError>(b, &ck, p, "", &mut params)?;
     }
     let data = DeviceDataset::upload(b, &train)?;
+    let hessian_examples = args
+        .curvature
+        .then(|| budget_examples(model.num_params(), train.n, HESSIAN_WORK_BUDGET).min(train.n));
     let mut hess = if args.curvature {
         let mut hp = params.zeros_like(b)?;
         hp.copy_from(b, &params)?;
@@ -319,6 +326,7 @@ pub fn measure_with<B: Backend>(
     };
     Ok(NoiseSummary {
         g_h_g,
+        hessian_examples,
         trace_h_sigma,
         b_noise,
         eps_max,
