@@ -1,0 +1,48 @@
+//! Messages found by the audit of report 76 that sent the user the wrong way: a follow-up
+//! command that dropped the config, errors that blamed the file or a variant for a `--set`,
+//! and hints that did not fit their case.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::cli::stderr;
+use common::tmpdir;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `args` with `--out` under a new scratch directory `name`: the scratch directory and the output.
+fn run_out(name: &str, args: &[&str]) -> (PathBuf, Output) {
+    let dir = tmpdir(name);
+    let out = dir.join("run");
+    let mut argv = args.to_vec();
+    argv.extend(["--out", s(&out)]);
+    let o = common::cli::batchscope("audit-hints").args(&argv).output().expect("run batchscope");
+    (dir, o)
+}
+
+/// `noise` printed `batchscope sweep --policy time_to_target:B` alone: pasted, it swept the
+/// embedded default model with the B_noise of another. It repeats the config, each `--set`
+/// (shell-quoted) and the backend.
+#[test]
+fn noise_prints_a_sweep_of_the_same_model() {
+    let dir = tmpdir("noise-next");
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, common::tiny_config(1, 2, 1)).expect("config");
+    let args = ["noise", "--backend", "cpu", "--quiet", "--max-n", "4", "--draws", "4"];
+    let set = ["--config", s(&config), "--set", "model.hidden=[6]", "--set", "data.seed=3"];
+    let (scratch, o) = run_out("noise-next-run", &[&args[..], &set].concat());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = out.lines().find(|l| l.starts_with("time_to_target policy:")).expect("the policy line");
+    let want = format!(
+        "batchscope sweep --config {} --set 'model.hidden=[6]' --set data.seed=3 --backend cpu --policy time_to_target:",
+        s(&config)
+    );
+    assert!(line.contains(&want), "`{line}` should contain `{want}`");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
