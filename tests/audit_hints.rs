@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::cli::stderr;
+use common::cli::{assert_clean_error, stderr};
 use common::tmpdir;
 
 fn s(p: &Path) -> &str {
@@ -45,4 +45,19 @@ fn noise_prints_a_sweep_of_the_same_model() {
     assert!(line.contains(&want), "`{line}` should contain `{want}`");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// An unknown section given by `--set` was blamed on the config file ("config
+/// configs/default.toml (embedded): `trian`: unknown field"), where an unknown key named its
+/// `--set`: it names the `--set` too, with the embedded default and with a file.
+#[test]
+fn an_unknown_section_from_set_names_the_set() {
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml");
+    for config in [&[][..], &["--config", s(&quickstart)]] {
+        let args = [&["train", "--backend", "cpu", "--set", "trian.lr=0.1"][..], config].concat();
+        let (dir, o) = run_out("unknown-section-set", &args);
+        assert_clean_error(&o, &["`trian`", "(given by --set trian.lr)"]);
+        assert!(!dir.join("run").exists(), "{args:?}: no run directory");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

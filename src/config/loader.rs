@@ -281,11 +281,8 @@ fn located(origin: &str, section: &str, local: Vec<String>, mut message: String)
         message.push_str(" (given by its `set` list)");
     } else if let Some(line) = source_map::locate(origin, &keys) {
         message.push_str(&format!(" (line {line})"));
-    } else if source_map::is_overridden(origin, &keys) {
-        message.push_str(&format!(
-            " (given by --set {})",
-            keys.iter().take(2).cloned().collect::<Vec<_>>().join(".")
-        ));
+    } else if let Some(set) = source_map::given_by_set(origin, &keys) {
+        message.push_str(&format!(" (given by --set {set})"));
         // The command line gave it, not a `[[variant]]` of the file: name the file only.
         origin = origin.split(" [[variant]] ").next().unwrap_or(origin);
     }
