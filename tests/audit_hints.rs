@@ -49,15 +49,29 @@ fn noise_prints_a_sweep_of_the_same_model() {
 
 /// An unknown section given by `--set` was blamed on the config file ("config
 /// configs/default.toml (embedded): `trian`: unknown field"), where an unknown key named its
-/// `--set`: it names the `--set` too, with the embedded default and with a file.
+/// `--set`: it names the `--set` too, with the embedded default and with a file, and the
+/// section it is closest to.
 #[test]
 fn an_unknown_section_from_set_names_the_set() {
     let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml");
     for config in [&[][..], &["--config", s(&quickstart)]] {
         let args = [&["train", "--backend", "cpu", "--set", "trian.lr=0.1"][..], config].concat();
         let (dir, o) = run_out("unknown-section-set", &args);
-        assert_clean_error(&o, &["`trian`", "(given by --set trian.lr)"]);
+        assert_clean_error(&o, &["`trian`", "(given by --set trian.lr)", "did you mean `train`?"]);
         assert!(!dir.join("run").exists(), "{args:?}: no run directory");
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// An unknown section written in a config file: its line and the section it is closest to.
+#[test]
+fn an_unknown_section_in_a_file_gets_a_suggestion() {
+    let dir = tmpdir("unknown-section-file");
+    let config = dir.join("typo.toml");
+    std::fs::write(&config, "[model]\nhidden = [8]\n[swep]\nmin_batch = 2\n").expect("config");
+    let (scratch, o) =
+        run_out("unknown-section-file-run", &["train", "--backend", "cpu", "--config", s(&config)]);
+    assert_clean_error(&o, &["`swep`", "(line 3)", "did you mean `sweep`?"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -261,6 +261,7 @@ fn deserialize_unchecked<T: DeserializeOwned>(
         let keys = error_keys(&e);
         let message = type_hints::value_for_table(&table, &keys, e.message())
             .or_else(|| type_hints::foreign_section(&table, &keys, e.message()))
+            .or_else(|| type_hints::unknown_field_meant(e.message()))
             .or_else(|| type_hints::enum_words::<T>(&table, &keys, e.message()))
             .or_else(|| type_hints::number_spelling(e.message()))
             .unwrap_or_else(|| e.message().to_string());

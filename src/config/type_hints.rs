@@ -84,6 +84,18 @@ pub fn foreign_section(given: &toml::Table, keys: &[String], message: &str) -> O
     ))
 }
 
+/// For serde's "unknown field `trian`, expected one of `model`, `data`, `train`, …" (a section
+/// or a key): the expected name closest to the unknown one, where one is close ("unknown field
+/// `trian` (did you mean `train`?), expected one of …").
+pub fn unknown_field_meant(message: &str) -> Option<String> {
+    let (field, expected) = message.strip_prefix("unknown field `")?.split_once("`, expected ")?;
+    // serde writes "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, `c`".
+    let names = expected.strip_prefix("one of ").unwrap_or(expected);
+    let names = names.split(", ").flat_map(|n| n.split(" or ")).map(|n| n.trim_matches('`'));
+    let meant = crate::suggest::closest(field, names)?;
+    Some(format!("unknown field `{field}` (did you mean `{meant}`?), expected {expected}"))
+}
+
 /// Whether serde's error is at the dotted key `keys` (its display ends "in `a.b`").
 fn error_at(err: &toml::de::Error, keys: &[String]) -> bool {
     err.to_string().lines().any(|l| l == format!("in `{}`", keys.join(".")))
