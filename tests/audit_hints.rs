@@ -75,3 +75,18 @@ fn an_unknown_section_in_a_file_gets_a_suggestion() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// A `file:` direction that does not exist was "checkpoint … does not exist (is it a checkpoint
+/// of this config's model?)": it names the key and the direction, without the model hint.
+#[test]
+fn a_missing_direction_file_names_its_key() {
+    let set = "landscape.line_directions=[\"gradient\",\"file:/nonexist.safetensors\"]";
+    let (dir, o) =
+        run_out("missing-direction", &["landscape", "--backend", "cpu", "--quiet", "--set", set]);
+    assert_clean_error(
+        &o,
+        &["`landscape.line_directions`: a file: direction", "/nonexist.safetensors does not exist"],
+    );
+    assert!(!stderr(&o).contains("this config's model"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
