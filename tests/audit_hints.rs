@@ -90,3 +90,25 @@ fn a_missing_direction_file_names_its_key() {
     assert!(!stderr(&o).contains("this config's model"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An MLP config given to `rnn` was "[[variant]] run: `data`: unknown field", of a file with no
+/// `[[variant]]` ("run" is the name of its one run): it says which commands read `[data]`, as
+/// an RNN section given to `train` does, and names no variant. A file without variants names
+/// none in its value errors either.
+#[test]
+fn rnn_of_an_mlp_config_names_who_reads_the_section() {
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml");
+    let (dir, o) = run_out("rnn-mlp-config", &["rnn", "--backend", "cpu", "--config", s(&quickstart)]);
+    assert_clean_error(&o, &["a [data] section is read by the MLP commands", "`train`", "(line 9)"]);
+    assert!(!stderr(&o).contains("[[variant]]"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tmpdir("rnn-no-variant");
+    let config = dir.join("rnn.toml");
+    std::fs::write(&config, "[rnn]\nhidden = 0\n").expect("config");
+    let (scratch, o) =
+        run_out("rnn-no-variant-run", &["rnn", "--backend", "cpu", "--config", s(&config)]);
+    assert_clean_error(&o, &["`rnn.hidden`", "must be ≥ 1"]);
+    assert!(!stderr(&o).contains("[[variant]]"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&scratch);
+}

@@ -15,6 +15,8 @@ use super::{source_map, type_hints, ConfigError};
 pub struct ConfigText {
     pub table: toml::Table,
     pub origin: String,
+    /// Whether the file wrote `[[variant]]` tables (known once [`ConfigText::variants`] took them).
+    has_variants: bool,
 }
 
 /// The largest config file read (a TOML config is kilobytes; a device or a huge file is refused).
@@ -44,7 +46,7 @@ impl ConfigText {
                 source_map::overridden(&origin, key);
             }
         }
-        Ok(ConfigText { table, origin })
+        Ok(ConfigText { table, origin, has_variants: false })
     }
 
     /// Remove and return section `name`.
@@ -71,6 +73,7 @@ impl ConfigText {
             None => return Ok(vec![(default_name.to_string(), self.table.clone())]),
             Some(v) => v,
         };
+        self.has_variants = true;
         let variants: Vec<Variant> =
             list.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
                 origin: self.origin.clone(),
@@ -158,6 +161,16 @@ impl ConfigText {
             log::warn!("{w}");
         }
         Ok(out)
+    }
+
+    /// What the errors of variant `name` (of [`ConfigText::variants`]) call its config: the file
+    /// and the variant, or the file alone where it has no `[[variant]]` (its one run's name is
+    /// made up, and named a table the file does not have).
+    pub fn variant_origin(&self, name: &str) -> String {
+        match self.has_variants {
+            true => format!("{} [[variant]] {name}", self.origin),
+            false => self.origin.clone(),
+        }
     }
 
     pub fn invalid(&self, key: &str, message: String) -> ConfigError {

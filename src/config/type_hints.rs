@@ -57,9 +57,17 @@ pub fn value_for_table(given: &toml::Table, keys: &[String], message: &str) -> O
         .then(|| format!("must be a table ([{}]), got {}", keys.join("."), value.type_str()))
 }
 
+/// The commands whose config is an MLP's ([`super::Config`]).
+const MLP_COMMANDS: &str = "the MLP commands (`train`, `sweep`, `compare`, `profile`, `noise`, `curvature`, `time-to-target`, `tune`, `depth`, `landscape`)";
+
 /// The commands that read a section (a `[landscape]` in a `train` config was "unknown field
 /// `landscape`", as if it were a misspelt key).
-const SECTION_OWNERS: [(&str, &str); 6] = [
+const SECTION_OWNERS: [(&str, &str); 11] = [
+    ("model", MLP_COMMANDS),
+    ("data", MLP_COMMANDS),
+    ("sweep", MLP_COMMANDS),
+    ("monitor", MLP_COMMANDS),
+    ("gpu", MLP_COMMANDS),
     ("landscape", "`batchscope landscape`"),
     ("rnn", "`batchscope rnn` (and `landscape` of an RNN)"),
     ("sequence", "`batchscope rnn` (and `landscape` of an RNN)"),
