@@ -112,3 +112,28 @@ fn rnn_of_an_mlp_config_names_who_reads_the_section() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// `depth --set depth.layers=2` blamed the embedded file's first `[[variant]]`
+/// (`tanh_gain_1.0`) for the user's own `--set`: it names the `--set`. Where `model.hidden`
+/// gives the layers, the error names what gave it: a variant's `set` list, which wins over a
+/// `--set` of the key in its run.
+#[test]
+fn depth_names_what_set_too_few_layers() {
+    let (dir, o) =
+        run_out("depth-layers-set", &["depth", "--backend", "cpu", "--set", "depth.layers=2"]);
+    assert_clean_error(&o, &["`depth.layers` set on the command line", "at least 3, got 2"]);
+    assert!(!stderr(&o).contains("[[variant]]"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tmpdir("depth-variant-hidden");
+    let config = dir.join("depth.toml");
+    let text = "[depth]\nlayers = 0\n[model]\nhidden = [4, 4, 4]\n\
+                [[variant]]\nname = \"a\"\nset = [\"model.hidden=[4]\"]\n\
+                [[variant]]\nname = \"b\"\nset = [\"model.activation=\\\"relu\\\"\"]\n";
+    std::fs::write(&config, text).expect("config");
+    let args = ["depth", "--backend", "cpu", "--config", s(&config), "--set", "model.hidden=[5,5,5]"];
+    let (scratch, o) = run_out("depth-variant-hidden-run", &args);
+    assert_clean_error(&o, &["[[variant]] a: `model.hidden` has 1 hidden layer,", "at least 3"]);
+    assert!(!stderr(&o).contains("set on the command line"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
