@@ -137,3 +137,48 @@ fn depth_names_what_set_too_few_layers() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// A `data.dim` the `.npy` features contradict said "or leave it out to take it from the
+/// file", which the embedded default (it writes `dim = 784`) makes impossible: the hint is
+/// `data.dim = 0`, and following it runs.
+#[test]
+fn a_wrong_npy_dim_hints_a_way_that_works() {
+    let dir = tmpdir("npy-dim-hint");
+    let x: Vec<u8> = (0..120).flat_map(|i| ((i % 11) as f32 / 11.0).to_le_bytes()).collect();
+    let y: Vec<u8> = (0..40i64).flat_map(|i| (i % 3).to_le_bytes()).collect();
+    let (xp, yp) = (dir.join("x.npy"), dir.join("y.npy"));
+    let npy = common::cli::npy_bytes;
+    std::fs::write(&xp, npy("{'descr': '<f4', 'fortran_order': False, 'shape': (40, 3), }", &x))
+        .expect("x");
+    std::fs::write(&yp, npy("{'descr': '<i8', 'fortran_order': False, 'shape': (40,), }", &y))
+        .expect("y");
+    let (features, labels) =
+        (format!("data.features=\"{}\"", s(&xp)), format!("data.labels=\"{}\"", s(&yp)));
+    let train = [
+        &["train", "--backend", "cpu", "--quiet", "--set", "data.kind=\"npy\""][..],
+        &[
+            "--set",
+            &features,
+            "--set",
+            &labels,
+            "--set",
+            "model.hidden=[4]",
+            "--set",
+            "train.steps=2",
+            "--set",
+            "train.batch_size=8",
+        ],
+    ]
+    .concat();
+    let (scratch, o) = run_out("npy-dim-hint-refused", &train);
+    assert_clean_error(
+        &o,
+        &["`data.dim`", "= 784", "holds 3 features", "or data.dim = 0 to take it from the file"],
+    );
+    assert!(!stderr(&o).contains("leave it out"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let (scratch, o) = run_out("npy-dim-hint-run", &[&train[..], &["--set", "data.dim=0"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let _ = std::fs::remove_dir_all(&dir);
+}
