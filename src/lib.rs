@@ -18,5 +18,6 @@ pub mod profile;
 pub mod report;
 pub mod schedule;
 pub mod stats;
+pub mod suggest;
 pub mod telemetry;
 pub mod train;

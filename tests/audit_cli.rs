@@ -327,7 +327,7 @@ fn depth_needs_three_hidden_layers_and_few_lanczos_steps_are_said() {
     let depth_with = |set: &str| {
         run(&["depth", "--backend", "cpu", "--config", s(&config), "--set", set, "--out", s(&out)])
     };
-    assert_clean_error(&depth_with("depth.layers=2"), &["needs at least 3, got 2"]);
+    assert_clean_error(&depth_with("depth.layers=2"), &["at least 3, got 2"]);
     assert!(!out.exists(), "no run directory");
     // It trains train.steps whatever train.epochs says (5 epochs or 1 trained the same 60 steps).
     assert_clean_error(&depth_with("train.epochs=5"), &["does not use train.epochs"]);

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
-use crate::config::{Config, ConfigText, DepthConfig, LandscapeConfig, DEPTH_DEFAULT_TOML};
+use crate::config::{Config, ConfigError, ConfigText, DepthConfig, LandscapeConfig, DEPTH_DEFAULT_TOML};
 use crate::experiments::depth::{run_depth, DepthPoint, DepthRun};
 use crate::profile::Profilable;
 use crate::report::csv::{Cell, CsvWriter};
@@ -59,6 +59,18 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let origin = text.origin.clone();
     let dc: DepthConfig = text.take_section("depth")?;
     dc.validate(&origin)?;
+    // The growth per layer is fit over the hidden layers past the first: fewer than 3 give no
+    // fit (a run of 1 wrote null growth and exited 0). Said of depth.layers, where it is set.
+    if (1..MIN_HIDDEN_LAYERS).contains(&dc.layers) {
+        Err(text.invalid(
+            "depth.layers",
+            format!(
+                "must be 0 (model.hidden gives the layers) or at least {MIN_HIDDEN_LAYERS}, got {}: \
+                 depth fits the growth of the per-layer norms over the hidden layers",
+                dc.layers
+            ),
+        ))?;
+    }
     // A [landscape] section belongs to `batchscope landscape` (one file serves both); it is
     // checked as that command checks it (an unknown key or a NaN range passed without a word),
     // then set aside.
@@ -67,10 +79,11 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let resolved = text.table.clone();
     let mut cfgs: Vec<(String, Config)> = Vec::new();
     for (name, mut t) in text.variants("run")? {
+        let at = text.variant_origin(&name);
         let given = t.get("model").and_then(|m| m.get("hidden")).is_some();
         if given && dc.hidden().is_some() {
             anyhow::bail!(
-                "{origin} [[variant]] {name}: model.hidden is set, but depth.layers = {} builds the \
+                "{at}: model.hidden is set, but depth.layers = {} builds the \
                  layers (depth.width wide); set depth.layers = 0 to use model.hidden",
                 dc.layers
             );
@@ -84,34 +97,39 @@ pub fn depth(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
                 );
             }
         }
-        let cfg = admit::config_from_table(t, &format!("{origin} [[variant]] {name}"))?;
+        let cfg = admit::config_from_table(t, &at)?;
         // The per-layer norms are those of one f32 step on one worker.
         if !cfg.model.precision.is_f32() || cfg.train.workers > 1 || cfg.train.accumulate > 1 {
             anyhow::bail!(
-                "{origin} [[variant]] {name}: depth measures the f32 step of one worker \
+                "{at}: depth measures the f32 step of one worker \
                  (model.precision = \"f32\", train.workers = 1, train.accumulate = 1)"
             );
         }
-        // The growth per layer is fit over the hidden layers past the first: fewer than 3
-        // give no fit (a run of 1 wrote null growth and exited 0).
-        if cfg.model.hidden.len() < MIN_HIDDEN_LAYERS {
-            anyhow::bail!(
-                "{origin} [[variant]] {name}: depth fits the growth of the per-layer norms over the \
-                 hidden layers and needs at least {MIN_HIDDEN_LAYERS}, got {} (depth.layers, or \
-                 model.hidden with depth.layers = 0)",
-                cfg.model.hidden.len()
-            );
+        // depth.layers = 0: model.hidden gives the layers, from the file, a --set or the
+        // variant's `set` list (the error names which).
+        let n = cfg.model.hidden.len();
+        if n < MIN_HIDDEN_LAYERS {
+            Err(ConfigError::Invalid {
+                origin: at.clone(),
+                key: "model.hidden".into(),
+                message: format!(
+                    "has {n} hidden layer{}, where depth needs at least {MIN_HIDDEN_LAYERS}: it \
+                     fits the growth of the per-layer norms over them (depth.layers = 0 takes \
+                     the layers from model.hidden)",
+                    if n == 1 { "" } else { "s" }
+                ),
+            })?;
         }
         if let Some(key) = ignored_by_depth(&cfg) {
             anyhow::bail!(
-                "{origin} [[variant]] {name}: depth trains train.steps plain steps at a constant \
+                "{at}: depth trains train.steps plain steps at a constant \
                  train.lr and does not use {key}; leave it at its default"
             );
         }
         // Every variant runs on the one backend, which runs one autotune mode.
         if let Some((first, c)) = cfgs.first().filter(|(_, c)| c.gpu.autotune != cfg.gpu.autotune) {
             anyhow::bail!(
-                "{origin} [[variant]] {name}: gpu.autotune = {} differs from variant {first}'s {}; the variants run on one backend: set gpu.autotune outside [[variant]]",
+                "{at}: gpu.autotune = {} differs from variant {first}'s {}; the variants run on one backend: set gpu.autotune outside [[variant]]",
                 serde_json::json!(cfg.gpu.autotune),
                 serde_json::json!(c.gpu.autotune)
             );

@@ -55,7 +55,7 @@ pub fn noise(args: &RunArgs, backend: BackendChoice, noise: &NoiseArgs) -> anyho
             1usize << s.examples.max(1).ilog2()
         );
     }
-    print_summary(&s);
+    print_summary(&s, args, backend);
     println!("wrote: {}", dir.display());
     Ok(())
 }
@@ -145,7 +145,7 @@ fn write_outputs(s: &NoiseSummary, dir: &std::path::Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn print_summary(s: &NoiseSummary) {
+fn print_summary(s: &NoiseSummary, args: &RunArgs, backend: BackendChoice) {
     let mut t = Table::new(["n", "E‖g_n−G‖²", "std error", "cost ×", "error ÷"]);
     for r in &s.rows {
         t.row([
@@ -176,6 +176,68 @@ fn print_summary(s: &NoiseSummary) {
     {
         let se = s.b_noise_se.map_or(String::new(), |se| format!(" ± {se:.1}"));
         println!("GᵀHG = {ghg:.4e}, tr(HΣ) = {ths:.4e}, B_noise = tr(HΣ)/GᵀHG = {bn:.1}{se}, ε_max = GᵀG/GᵀHG = {em:.4}");
-        println!("time_to_target policy: batchscope sweep --policy time_to_target:{bn:.1}");
+        let policy = format!("time_to_target:{bn:.1}");
+        println!("time_to_target policy: {}", sweep_command(args, backend, &policy));
+    }
+}
+
+/// The `batchscope sweep` that applies `policy` to the model and data this run measured: its
+/// `--config`, `--set`s (but a `sweep.policy`, which `--policy` replaces), `--backend` and
+/// `--adapter`, each shell-quoted where needed.
+fn sweep_command(args: &RunArgs, backend: BackendChoice, policy: &str) -> String {
+    let mut words = vec!["batchscope".to_string(), "sweep".to_string()];
+    if let Some(c) = &args.config {
+        words.extend(["--config".to_string(), shell_word(&c.to_string_lossy())]);
+    }
+    let policy_key = |s: &&String| s.split_once('=').is_some_and(|(k, _)| k.trim() == "sweep.policy");
+    for s in args.set.iter().filter(|s| !policy_key(s)) {
+        words.extend(["--set".to_string(), shell_word(s)]);
+    }
+    match backend {
+        BackendChoice::Auto => {}
+        BackendChoice::Gpu => words.extend(["--backend".into(), "gpu".into()]),
+        BackendChoice::Cpu => words.extend(["--backend".into(), "cpu".into()]),
+    }
+    if let Some(a) = &args.adapter {
+        words.extend(["--adapter".to_string(), shell_word(a)]);
+    }
+    words.extend(["--policy".to_string(), shell_word(policy)]);
+    words.join(" ")
+}
+
+/// `s` as one POSIX shell word: as it is when every character is plain, else single-quoted
+/// (a `'` inside written `'\''`).
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_command_repeats_the_model_and_data() {
+        let args = RunArgs {
+            config: Some("my configs/q.toml".into()),
+            set: vec![
+                "model.hidden=[64]".into(),
+                "data.n_train=512".into(),
+                "sweep.policy=\"knee\"".into(),
+                "data.name=\"it's\"".into(),
+            ],
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            sweep_command(&args, BackendChoice::Cpu, "time_to_target:7.5"),
+            "batchscope sweep --config 'my configs/q.toml' --set 'model.hidden=[64]' \
+             --set data.n_train=512 --set 'data.name=\"it'\\''s\"' --backend cpu \
+             --policy time_to_target:7.5"
+        );
+        let bare = sweep_command(&RunArgs::default(), BackendChoice::Auto, "time_to_target:2.0");
+        assert_eq!(bare, "batchscope sweep --policy time_to_target:2.0");
     }
 }

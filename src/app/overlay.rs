@@ -93,12 +93,8 @@ fn fields_hint(field: &str, numeric: &std::collections::BTreeSet<String>) -> Str
     if numeric.is_empty() {
         return "; its records hold no numeric field".to_string();
     }
-    let meant = numeric
-        .iter()
-        .map(|n| (strsim::normalized_damerau_levenshtein(field, n), n))
-        .filter(|(alike, _)| *alike >= 0.7)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| format!(" (did you mean `{n}`?)"))
+    let meant = crate::suggest::closest(field, numeric.iter().map(String::as_str))
+        .map(|n| format!(" (did you mean `{n}`?)"))
         .unwrap_or_default();
     let mut listed = numeric.iter().take(MAX_LISTED).cloned().collect::<Vec<_>>().join(", ");
     if numeric.len() > MAX_LISTED {

@@ -42,9 +42,7 @@ pub fn rnn(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<()> {
     let variants = text.variants("run")?;
     let cfgs: Vec<(String, RnnConfig)> = variants
         .into_iter()
-        .map(|(name, t)| {
-            Ok((name.clone(), RnnConfig::from_table(t, &format!("{} [[variant]] {name}", text.origin))?))
-        })
+        .map(|(name, t)| Ok((name.clone(), RnnConfig::from_table(t, &text.variant_origin(&name))?)))
         .collect::<anyhow::Result<_>>()?;
     check_memory(&cfgs, backend)?;
     let dir = create_run_dir(args.out.as_deref(), "rnn")?;

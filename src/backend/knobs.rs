@@ -158,14 +158,10 @@ pub enum KnobError {
 /// The known name closest to `name`, if it is a likely misspelling of it: the parts after the
 /// prefix at least 70 % alike (`COOP_LOAD` for `COOP_LOADS`; not `FOO` for `COOP`).
 fn meant(name: &str) -> Option<&'static str> {
-    let tail = |n: &str| n.strip_prefix(PREFIX).unwrap_or(n).to_string();
-    let wanted = tail(name);
-    KNOBS
-        .iter()
-        .map(|k| (strsim::normalized_damerau_levenshtein(&wanted, &tail(k.name)), k.name))
-        .filter(|(alike, _)| *alike >= 0.7)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n)
+    let tail = |n: &'static str| n.strip_prefix(PREFIX).unwrap_or(n);
+    let wanted = name.strip_prefix(PREFIX).unwrap_or(name);
+    let meant = crate::suggest::closest(wanted, KNOBS.iter().map(|k| tail(k.name)))?;
+    KNOBS.iter().map(|k| k.name).find(|n| tail(n) == meant)
 }
 
 /// Check one variable of the environment (any name: those without [`PREFIX`] pass).

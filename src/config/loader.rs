@@ -15,6 +15,8 @@ use super::{source_map, type_hints, ConfigError};
 pub struct ConfigText {
     pub table: toml::Table,
     pub origin: String,
+    /// Whether the file wrote `[[variant]]` tables (known once [`ConfigText::variants`] took them).
+    has_variants: bool,
 }
 
 /// The largest config file read (a TOML config is kilobytes; a device or a huge file is refused).
@@ -44,7 +46,7 @@ impl ConfigText {
                 source_map::overridden(&origin, key);
             }
         }
-        Ok(ConfigText { table, origin })
+        Ok(ConfigText { table, origin, has_variants: false })
     }
 
     /// Remove and return section `name`.
@@ -71,6 +73,7 @@ impl ConfigText {
             None => return Ok(vec![(default_name.to_string(), self.table.clone())]),
             Some(v) => v,
         };
+        self.has_variants = true;
         let variants: Vec<Variant> =
             list.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
                 origin: self.origin.clone(),
@@ -158,6 +161,16 @@ impl ConfigText {
             log::warn!("{w}");
         }
         Ok(out)
+    }
+
+    /// What the errors of variant `name` (of [`ConfigText::variants`]) call its config: the file
+    /// and the variant, or the file alone where it has no `[[variant]]` (its one run's name is
+    /// made up, and named a table the file does not have).
+    pub fn variant_origin(&self, name: &str) -> String {
+        match self.has_variants {
+            true => format!("{} [[variant]] {name}", self.origin),
+            false => self.origin.clone(),
+        }
     }
 
     pub fn invalid(&self, key: &str, message: String) -> ConfigError {
@@ -261,6 +274,7 @@ fn deserialize_unchecked<T: DeserializeOwned>(
         let keys = error_keys(&e);
         let message = type_hints::value_for_table(&table, &keys, e.message())
             .or_else(|| type_hints::foreign_section(&table, &keys, e.message()))
+            .or_else(|| type_hints::unknown_field_meant(e.message()))
             .or_else(|| type_hints::enum_words::<T>(&table, &keys, e.message()))
             .or_else(|| type_hints::number_spelling(e.message()))
             .unwrap_or_else(|| e.message().to_string());
@@ -281,11 +295,8 @@ fn located(origin: &str, section: &str, local: Vec<String>, mut message: String)
         message.push_str(" (given by its `set` list)");
     } else if let Some(line) = source_map::locate(origin, &keys) {
         message.push_str(&format!(" (line {line})"));
-    } else if source_map::is_overridden(origin, &keys) {
-        message.push_str(&format!(
-            " (given by --set {})",
-            keys.iter().take(2).cloned().collect::<Vec<_>>().join(".")
-        ));
+    } else if let Some(set) = source_map::given_by_set(origin, &keys) {
+        message.push_str(&format!(" (given by --set {set})"));
         // The command line gave it, not a `[[variant]]` of the file: name the file only.
         origin = origin.split(" [[variant]] ").next().unwrap_or(origin);
     }

@@ -80,7 +80,9 @@ fn invalid_text(origin: &str, key: &str, message: &str) -> String {
         true => " ",
         false => ": ",
     };
-    if key.contains('.') && source_map::is_overridden(origin, &keys) {
+    // A variant's `set` list wins over a --set of the key in its run: then the variant gave it.
+    let by_set = !source_map::is_variant_set(origin, &keys) && source_map::is_overridden(origin, &keys);
+    if key.contains('.') && by_set {
         format!("`{key}` set on the command line{sep}{message}")
     } else {
         format!("config {origin}: `{key}`{sep}{message}")

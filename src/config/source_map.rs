@@ -61,6 +61,19 @@ pub fn is_overridden(origin: &str, keys: &[String]) -> bool {
     OVERRIDDEN.with(|o| o.borrow().iter().any(|(o, k)| o == file && *k == dotted))
 }
 
+/// The `section.key` of the `--set` that gave `keys` of `origin`: `keys` itself (`["train",
+/// "lr"]`), or for a section alone (`["trian"]`, an unknown section) the first `--set` into it.
+pub fn given_by_set(origin: &str, keys: &[String]) -> Option<String> {
+    if is_overridden(origin, keys) {
+        return Some(keys.iter().take(2).cloned().collect::<Vec<_>>().join("."));
+    }
+    let [section] = keys else { return None };
+    let file = origin.split(" [[variant]] ").next().unwrap_or(origin);
+    let in_section = |k: &String| k.split_once('.').is_some_and(|(s, _)| s == section);
+    OVERRIDDEN
+        .with(|o| o.borrow().iter().find(|(o, k)| o == file && in_section(k)).map(|(_, k)| k.clone()))
+}
+
 /// 1-based line of `keys` (`["train", "lr"]`, or `["train"]` for a section) in the text of
 /// `origin`; `None` when the text is not known or the key is not written in it (a `--set`
 /// override or a default).

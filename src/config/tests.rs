@@ -379,3 +379,17 @@ fn a_section_of_another_command_names_that_command() {
     let e = Config::from_toml("[bogus]\nx = 1\n", "t.toml").unwrap_err().to_string();
     assert!(e.contains("unknown field `bogus`"), "{e}");
 }
+
+#[test]
+fn an_unknown_name_gets_the_closest_expected_one() {
+    use super::type_hints::unknown_field_meant;
+    let one_of = "unknown field `trian`, expected one of `model`, `data`, `train`";
+    let meant = unknown_field_meant(one_of).expect("a suggestion");
+    assert_eq!(
+        meant,
+        "unknown field `trian` (did you mean `train`?), expected one of `model`, `data`, `train`"
+    );
+    let two = "unknown field `widht`, expected `layers` or `width`";
+    assert!(unknown_field_meant(two).is_some_and(|m| m.contains("did you mean `width`?")));
+    assert_eq!(unknown_field_meant("unknown field `zzz`, expected `layers` or `width`"), None);
+}

@@ -57,9 +57,17 @@ pub fn value_for_table(given: &toml::Table, keys: &[String], message: &str) -> O
         .then(|| format!("must be a table ([{}]), got {}", keys.join("."), value.type_str()))
 }
 
+/// The commands whose config is an MLP's ([`super::Config`]).
+const MLP_COMMANDS: &str = "the MLP commands (`train`, `sweep`, `compare`, `profile`, `noise`, `curvature`, `time-to-target`, `tune`, `depth`, `landscape`)";
+
 /// The commands that read a section (a `[landscape]` in a `train` config was "unknown field
 /// `landscape`", as if it were a misspelt key).
-const SECTION_OWNERS: [(&str, &str); 6] = [
+const SECTION_OWNERS: [(&str, &str); 11] = [
+    ("model", MLP_COMMANDS),
+    ("data", MLP_COMMANDS),
+    ("sweep", MLP_COMMANDS),
+    ("monitor", MLP_COMMANDS),
+    ("gpu", MLP_COMMANDS),
     ("landscape", "`batchscope landscape`"),
     ("rnn", "`batchscope rnn` (and `landscape` of an RNN)"),
     ("sequence", "`batchscope rnn` (and `landscape` of an RNN)"),
@@ -82,6 +90,18 @@ pub fn foreign_section(given: &toml::Table, keys: &[String], message: &str) -> O
         "a {brackets} section is read by {owner}, not by this command (its sections: {})",
         expected.replace("one of ", "")
     ))
+}
+
+/// For serde's "unknown field `trian`, expected one of `model`, `data`, `train`, …" (a section
+/// or a key): the expected name closest to the unknown one, where one is close ("unknown field
+/// `trian` (did you mean `train`?), expected one of …").
+pub fn unknown_field_meant(message: &str) -> Option<String> {
+    let (field, expected) = message.strip_prefix("unknown field `")?.split_once("`, expected ")?;
+    // serde writes "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, `c`".
+    let names = expected.strip_prefix("one of ").unwrap_or(expected);
+    let names = names.split(", ").flat_map(|n| n.split(" or ")).map(|n| n.trim_matches('`'));
+    let meant = crate::suggest::closest(field, names)?;
+    Some(format!("unknown field `{field}` (did you mean `{meant}`?), expected {expected}"))
 }
 
 /// Whether serde's error is at the dotted key `keys` (its display ends "in `a.b`").

@@ -94,7 +94,7 @@ pub fn resolve_npy(
         return Err(bad(
             "data.dim",
             format!(
-                "= {} but {} holds {d} features per row (set data.dim = {d}, or leave it out to take it from the file)",
+                "= {} but {} holds {d} features per row (set data.dim = {d}, or data.dim = 0 to take it from the file)",
                 cfg.data.dim,
                 features.display()
             ),
@@ -136,7 +136,7 @@ pub fn resolve_npy(
             return Err(bad(
                 "data.outputs",
                 format!(
-                    "= {} but {} holds {k} target columns per row (set data.outputs = {k}, or leave it out to take it from the file)",
+                    "= {} but {} holds {k} target columns per row (set data.outputs = {k}, or data.outputs = 0 to take it from the file)",
                     cfg.data.outputs,
                     labels.display()
                 ),

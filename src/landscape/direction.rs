@@ -19,8 +19,12 @@ use crate::model::{Mlp, ParamSet};
 #[derive(Debug, Error)]
 pub enum LandscapeError {
     /// Not a `source`: the message carries the checkpoint error, once.
-    #[error("{0} (is it a checkpoint of this config's model?)")]
+    #[error("{}{}", .0, model_hint(.0))]
     Checkpoint(CheckpointError),
+    /// A file a `[landscape]` key names (`what`: a `file:` direction, or the start point) that
+    /// did not load.
+    #[error("`{key}`: {what}: {error}{}", model_hint(.error))]
+    KeyFile { key: &'static str, what: &'static str, error: Box<CheckpointError> },
     #[error("landscape: the \"hessian\" direction needs Hessian-vector products, which exist for the MLP only")]
     NoHessian,
     /// A direction that is zero (or not finite) once normalised: its slice would be flat (or
@@ -31,6 +35,27 @@ pub enum LandscapeError {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Curvature(#[from] CurvatureError),
+}
+
+/// The hint for a checkpoint that loaded but whose tensors are not the model's: a missing
+/// tensor or one of another shape (a file that is missing or unreadable gets none).
+fn model_hint(e: &CheckpointError) -> &'static str {
+    match e {
+        CheckpointError::MissingTensor { .. } | CheckpointError::Shape { .. } => {
+            " (is it a checkpoint of this config's model?)"
+        }
+        _ => "",
+    }
+}
+
+impl LandscapeError {
+    /// This error, where it is a file's, as the error of the file `key` names (`what`).
+    pub fn of_key(self, key: &'static str, what: &'static str) -> Self {
+        match self {
+            LandscapeError::Checkpoint(e) => LandscapeError::KeyFile { key, what, error: Box::new(e) },
+            other => other,
+        }
+    }
 }
 
 impl From<CheckpointError> for LandscapeError {
@@ -136,4 +161,28 @@ pub fn direction<B: Backend>(
         return Err(LandscapeError::Degenerate { what, problem });
     }
     Ok((d, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_checkpoint_of_other_tensors_is_asked_about_its_model() {
+        let missing = LandscapeError::from(CheckpointError::NotFound { path: "/no.safetensors".into() });
+        assert_eq!(missing.to_string(), "checkpoint /no.safetensors does not exist");
+        let keyed = missing.of_key("landscape.start", "the start point").to_string();
+        assert_eq!(
+            keyed,
+            "`landscape.start`: the start point: checkpoint /no.safetensors does not exist"
+        );
+        let shape = CheckpointError::Shape {
+            path: Some("a.safetensors".into()),
+            name: "layers.0.weight".into(),
+            expected: vec![4, 2],
+            found: vec![3, 2],
+        };
+        let shape = LandscapeError::from(shape).to_string();
+        assert!(shape.ends_with("(is it a checkpoint of this config's model?)"), "{shape}");
+    }
 }

@@ -204,18 +204,24 @@ impl BackendTask for Landscape<'_> {
 /// tensors: checked before any training, so a wrong path fails at once, not after it.
 /// A direction file of zeros is refused here too (it was found after the training).
 fn check_files(lc: &LandscapeConfig, names: &[String], shapes: &[Vec<usize>]) -> anyhow::Result<()> {
-    let files = lc.line_dirs().into_iter().chain(lc.plane_dirs()).filter_map(|d| match d {
-        DirSpec::File(p) => Some(p),
+    let line = lc.line_dirs().into_iter().map(|d| ("landscape.line_directions", d));
+    let plane = lc.plane_dirs().into_iter().map(|d| ("landscape.plane_directions", d));
+    let files = line.chain(plane).filter_map(|(key, d)| match d {
+        DirSpec::File(p) => Some((key, p)),
         _ => None,
     });
-    for p in files {
-        if crate::stats::global_norm(&load_tensors(&p, names, shapes)?) == 0.0 {
+    for (key, p) in files {
+        // The checkpoint error names the file (once).
+        let tensors = direction::load_tensors(&p, names, shapes)
+            .map_err(|e| e.of_key(key, "a file: direction"))?;
+        if crate::stats::global_norm(&tensors) == 0.0 {
             let what = format!("file:{}", p.display());
             Err(direction::LandscapeError::Degenerate { what, problem: "is zero".into() })?;
         }
     }
     if let Some(p) = &lc.start {
-        load_tensors(p, names, shapes)?;
+        direction::load_tensors(p, names, shapes)
+            .map_err(|e| e.of_key("landscape.start", "the start point"))?;
     }
     Ok(())
 }
