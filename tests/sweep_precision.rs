@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use common::{read_csv, tmpdir};
 
 /// The columns of a single-precision sweep.csv (unchanged by the two-precision sweep).
-const SINGLE: [&str; 17] = [
+const SINGLE: [&str; 21] = [
     "backend",
     "batch",
     "ms_per_step_median",
@@ -31,6 +31,10 @@ const SINGLE: [&str; 17] = [
     "power_w",
     "mem_used_mib",
     "mem_predicted_mib",
+    "rounds",
+    "ms_ci_low",
+    "ms_ci_high",
+    "ms_ci_coverage",
 ];
 
 fn sweep(backend: &str, config: &Path, out: &Path, precision: &str) -> Output {

@@ -50,3 +50,63 @@ fn sweep_throughput_is_the_batch_over_the_median_step() {
         assert!((f("examples_per_s") - want).abs() <= 1e-6 * want, "summary row {r}");
     }
 }
+
+/// `sweep.rounds = 3` times every batch size three times (the second round descending): each
+/// row holds its three rounds of timed steps, its median is the pooled steps' median, its
+/// interval holds that median at ≥ 95 % coverage, and the pick comes with how often 1000
+/// resamples of the steps make it again, in summary.json and on stdout.
+#[test]
+fn rounds_pool_their_steps_and_the_pick_says_how_firm_it_is() {
+    let d = tmpdir("sweep-rounds");
+    let c = d.join("tiny.toml");
+    std::fs::write(&c, tiny_config(1, 8, 6)).expect("write config");
+    let out = d.join("s");
+    let o = common::cli::batchscope("sweep-rounds")
+        .args(["sweep", "--backend", "cpu", "--quiet", "--set", "sweep.rounds=3", "--config"])
+        .arg(&c)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run batchscope");
+    assert!(o.status.success(), "{}", common::cli::stderr(&o));
+    let (header, rows) = read_csv(&out.join("sweep.csv"));
+    let col =
+        |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("column {name}"));
+    assert_eq!(rows.len(), 4, "B = 1, 2, 4, 8");
+    assert!(rows.iter().all(|r| r[col("rounds")] == "3"), "{rows:?}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    for r in s["rows"].as_array().expect("summary rows") {
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+        let rounds = r["step_ms"].as_array().expect("step_ms");
+        assert_eq!(rounds.len(), 3, "{r}");
+        let mut all: Vec<f64> = rounds
+            .iter()
+            .flat_map(|round| round.as_array().expect("a round").iter().map(|v| v.as_f64().expect("ms")))
+            .collect();
+        assert_eq!(all.len(), 18, "6 timed steps in each of 3 rounds: {r}");
+        all.sort_by(f64::total_cmp);
+        let median = (all[8] + all[9]) / 2.0;
+        assert!((f("ms_per_step_median") - median).abs() <= 1e-12 * median, "{r}");
+        assert_eq!((f("ms_min"), f("ms_max")), (all[0], all[17]), "{r}");
+        // n = 18: [x₅, x₁₄] covers 1 − 2·P(Bin(18, ½) ≤ 4) = 96.9 %.
+        assert_eq!((f("ms_ci_low"), f("ms_ci_high")), (all[4], all[13]), "{r}");
+        assert!((f("ms_ci_coverage") - 0.969).abs() < 1e-3, "{r}");
+    }
+    let st = &s["choice_stability"];
+    assert_eq!(st["batch"], s["chosen_batch"], "{st}");
+    assert_eq!(st["resamples"], 1000, "{st}");
+    let others: f64 = st["alternatives"]
+        .as_array()
+        .expect("alternatives")
+        .iter()
+        .map(|a| a["fraction"].as_f64().expect("fraction"))
+        .sum();
+    let agreement = st["agreement"].as_f64().expect("agreement");
+    assert!((agreement + others - 1.0).abs() < 1e-9, "{st}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let said = format!("of 1000 resamples of the timed steps pick B = {} again", st["batch"]);
+    assert!(stdout.contains(&said), "{stdout}");
+    let _ = std::fs::remove_dir_all(&d);
+}

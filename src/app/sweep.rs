@@ -18,6 +18,9 @@ use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 use crate::schedule::admit;
 use crate::schedule::sweep::{run_sweep_at_peak, SweepReport, SweepRow, Timed};
+use crate::schedule::timing_stats::{
+    choice_stability, stability_line, Stability, STABILITY_RESAMPLES, UNSETTLED_BELOW,
+};
 use crate::schedule::{choose, knee, predicted_time_curve, Policy};
 
 /// `batchscope sweep`.
@@ -45,6 +48,8 @@ pub fn sweep(
         with_backend(backend, args.adapter.as_deref(), Sweep { cfg: &cfg, args })?;
     let points = report.points();
     let choice = choose(&policy, &points);
+    let stability =
+        choice_stability(&policy, &report.timed_points(), STABILITY_RESAMPLES, cfg.train.seed);
     let knee_b = knee(&points, cfg.sweep.knee_min_gain);
     let rows: Vec<Vec<Cell>> = report.rows.iter().map(row_cells).collect();
     write_csv(&dir.join("sweep.csv"), &SWEEP_HEADER, &rows)?;
@@ -82,6 +87,7 @@ pub fn sweep(
         "diminishing_returns_batch": knee_b,
         "knee_min_gain": cfg.sweep.knee_min_gain,
         "by_policy": by_policy,
+        "choice_stability": stability,
         "rows": report.rows,
     });
     let scaling = match workers.is_empty() {
@@ -112,6 +118,9 @@ pub fn sweep(
     if let Ok(c) = &choice {
         println!("chosen batch size ({policy}): {} — {}", c.batch, c.reason);
     }
+    if let Some(s) = &stability {
+        println!("{}", stability_note(s, &cfg));
+    }
     if let Some(s) = &scaling {
         print_workers(s);
     }
@@ -120,6 +129,20 @@ pub fn sweep(
     match choice {
         Ok(_) => Ok(()),
         Err(e) => bail!("no batch size chosen: {e}; the table above and {} say why", dir.display()),
+    }
+}
+
+/// How firmly the timed steps support the pick, with what would firm it up where they do not.
+pub(super) fn stability_note(s: &Stability, cfg: &Config) -> String {
+    let line = stability_line(s);
+    match s.agreement < UNSETTLED_BELOW {
+        false => line,
+        true => format!(
+            "{line}: the timings do not settle the pick; time more steps or rounds \
+             (--set sweep.timed_steps={} or --set sweep.rounds={})",
+            (cfg.sweep.timed_steps * 4).min(crate::config::MAX_SWEEP_STEPS),
+            cfg.sweep.rounds.max(1) * 2 + 1
+        ),
     }
 }
 
@@ -320,7 +343,9 @@ pub(super) fn sweep_with<B: Profilable>(
     monitor: &mut UtilMonitor,
 ) -> anyhow::Result<SweepReport> {
     let sizes = crate::schedule::powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch);
-    let (work, prefix) = (sizes.iter().map(|&s| batch_work(s)).sum(), format!("sweep {:?}", b.kind()));
+    let rounds = cfg.sweep.rounds.max(1) as u64;
+    let work = sizes.iter().map(|&s| batch_work(s)).sum::<u64>() * rounds;
+    let prefix = format!("sweep {:?}", b.kind());
     let bar = crate::report::progress::work_bar(progress, work, &prefix.to_lowercase());
     let mut on_row = |row: &SweepRow| {
         bar.inc(batch_work(row.batch));
@@ -353,10 +378,11 @@ pub(super) fn row_cells(r: &SweepRow) -> Vec<Cell> {
     ]
     .into_iter()
     .chain(sweep_util::util_cells(r))
+    .chain([Cell::from(r.rounds), num(r.ms_ci_low), num(r.ms_ci_high), num(r.ms_ci_coverage)])
     .collect()
 }
 
-pub(super) const SWEEP_HEADER: [&str; 17] = [
+pub(super) const SWEEP_HEADER: [&str; 21] = [
     "backend",
     "batch",
     "ms_per_step_median",
@@ -375,6 +401,10 @@ pub(super) const SWEEP_HEADER: [&str; 17] = [
     "power_w",
     "mem_used_mib",
     "mem_predicted_mib",
+    "rounds",
+    "ms_ci_low",
+    "ms_ci_high",
+    "ms_ci_coverage",
 ];
 
 fn sweep_table(r: &SweepReport) -> String {

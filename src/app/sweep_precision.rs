@@ -21,6 +21,7 @@ use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 use crate::schedule::admit;
 use crate::schedule::sweep::SweepReport;
+use crate::schedule::timing_stats::{choice_stability, STABILITY_RESAMPLES};
 use crate::schedule::{choose, knee, predicted_time_curve, Policy};
 
 /// Columns `sweep.csv` adds after [`SWEEP_HEADER`] when more than one precision is swept.
@@ -55,6 +56,8 @@ pub(super) fn sweep_precisions(
     for (p, r) in &swept {
         let points = r.points();
         let c = choose(&policy, &points);
+        let stability =
+            choice_stability(&policy, &r.timed_points(), STABILITY_RESAMPLES, base.train.seed);
         per.push(serde_json::json!({
             "precision": p,
             "peak_gflops": r.peak_gflops,
@@ -62,6 +65,7 @@ pub(super) fn sweep_precisions(
             "chosen_batch": c.as_ref().ok().map(|c| c.batch),
             "chosen_reason": c.as_ref().map(|c| c.reason.clone()).unwrap_or_else(|e| e.to_string()),
             "diminishing_returns_batch": knee(&points, base.sweep.knee_min_gain),
+            "choice_stability": stability,
             "rows": r.rows,
         }));
     }
@@ -91,7 +95,14 @@ pub(super) fn sweep_precisions(
             println!("{p}: diminishing returns from B = {k}");
         }
         match choose(&policy, &points) {
-            Ok(c) => println!("{p}: chosen batch size ({policy}): {} — {}", c.batch, c.reason),
+            Ok(c) => {
+                println!("{p}: chosen batch size ({policy}): {} — {}", c.batch, c.reason);
+                let resampled =
+                    choice_stability(&policy, &r.timed_points(), STABILITY_RESAMPLES, base.train.seed);
+                if let Some(s) = resampled {
+                    println!("{p}: {}", super::sweep::stability_note(&s, &base));
+                }
+            }
             Err(e) => unchosen.push(format!("{p}: {e}")),
         }
     }

@@ -15,6 +15,7 @@ use crate::config::{BatchSize, Config, SweepPolicy};
 use crate::profile::Profilable;
 use crate::report::rundir::{check_out_dir, create_run_dir, open_resume_dir};
 use crate::schedule::sweep::run_sweep;
+use crate::schedule::timing_stats::{choice_stability, STABILITY_RESAMPLES};
 use crate::schedule::{admit, run_memory};
 use crate::schedule::{choose, Policy};
 use crate::train::parallel::{Sequential, Threads};
@@ -278,6 +279,11 @@ fn resolve_auto_batch<B: Profilable>(cfg: &mut Config, b: &B) -> anyhow::Result<
     let report = run_sweep(b, &swept, &mut |_| {})?;
     let choice = choose(&policy, &report.points())?;
     eprintln!("chosen batch size {} ({})", choice.batch, choice.reason);
+    let resampled =
+        choice_stability(&policy, &report.timed_points(), STABILITY_RESAMPLES, cfg.train.seed);
+    if let Some(s) = resampled {
+        eprintln!("{}", super::sweep::stability_note(&s, &swept));
+    }
     cfg.train.batch_size = BatchSize::Fixed(choice.batch);
     cfg.validate_resolved(&format!("(train.batch_size = \"auto\" chose {})", choice.batch))?;
     Ok(())

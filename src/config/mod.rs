@@ -21,7 +21,7 @@ mod sweep;
 mod train;
 mod type_hints;
 mod validate;
-pub use validate::{sweep_range_problem, TEACHER_CALIBRATION_INPUTS};
+pub use validate::{sweep_range_problem, MAX_SWEEP_STEPS, TEACHER_CALIBRATION_INPUTS};
 
 use std::path::{Path, PathBuf};
 

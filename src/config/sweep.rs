@@ -15,6 +15,9 @@ pub struct SweepConfig {
     pub warmup_steps: usize,
     /// Timed steps per batch size.
     pub timed_steps: usize,
+    /// Times every batch size is timed (warm-up and timed steps each time), in alternating
+    /// order after the first, so that drift over the sweep lands on every size.
+    pub rounds: usize,
     /// `max_throughput`, `knee`, `knee:F`, `largest_fit`, `time_to_target:B_NOISE`,
     /// `time_to_target:auto`.
     pub policy: SweepPolicy,
@@ -47,6 +50,7 @@ impl Default for SweepConfig {
             max_batch: 4096,
             warmup_steps: 2,
             timed_steps: 8,
+            rounds: 1,
             policy: SweepPolicy::Knee,
             knee_fraction: 0.9,
             knee_min_gain: 0.1,

@@ -45,6 +45,8 @@ fn out_of_range_values_name_the_key() {
         // With no time budget nothing else ends a batch size's timing.
         ("[sweep]\ntimed_steps = 100001\n", "sweep.timed_steps"),
         ("[sweep]\nwarmup_steps = 100001\n", "sweep.warmup_steps"),
+        ("[sweep]\nrounds = 0\n", "sweep.rounds"),
+        ("[sweep]\nrounds = 101\n", "the 100 a sweep runs"),
         // A stream is read in its own order.
         ("[data]\nmode = \"stream\"\n[train]\nsorted_by_label = true\n", "train.sorted_by_label"),
         ("[data]\nmode = \"stream\"\n[train]\nshuffle = \"once\"\n", "train.shuffle"),

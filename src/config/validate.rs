@@ -10,6 +10,8 @@ pub const MAX_HIDDEN_LAYERS: usize = 100_000;
 
 /// The most warm-up or timed steps a sweep runs per batch size.
 pub const MAX_SWEEP_STEPS: usize = 100_000;
+/// The most `sweep.rounds` a sweep runs (each times every batch size again).
+pub const MAX_SWEEP_ROUNDS: usize = 100;
 
 /// The widest teacher MLP of `data.kind = "teacher"`: its labels are computed on the host,
 /// `data.dim × width` multiply-adds each (and 4096 calibration inputs besides); 64 × the
@@ -255,6 +257,13 @@ impl Config {
         }
         check.non_negative("sweep.time_budget_s", s.time_budget_s, "must be ≥ 0 seconds (0 = none)")?;
         check.at_least_one("sweep.timed_steps", s.timed_steps)?;
+        check.at_least_one("sweep.rounds", s.rounds)?;
+        if s.rounds > MAX_SWEEP_ROUNDS {
+            return Err(bad(
+                "sweep.rounds",
+                format!("{} rounds are more than the {MAX_SWEEP_ROUNDS} a sweep runs", s.rounds),
+            ));
+        }
         // With no time budget nothing else ends a batch size's timing: bound the step counts
         // (a median of 10⁵ steps is far past what a timing needs).
         for (key, steps) in

@@ -162,6 +162,12 @@ mod tests {
             skipped: None,
             util,
             throttled: false,
+            rounds: 1,
+            ms_ci_low: 1.0,
+            ms_ci_high: 1.0,
+            ms_ci_coverage: 0.99,
+            step_ms: vec![vec![1.0; 8]],
+            host_ms: vec![0.1; 8],
         }
     }
 

@@ -11,6 +11,8 @@ pub mod policy;
 pub mod rnn_memory;
 pub mod run_memory;
 pub mod sweep;
+pub mod sweep_step;
+pub mod timing_stats;
 
 pub use knee::{knee, usable_points, SweepPoint};
 pub use memory::{

@@ -13,14 +13,16 @@ use super::host_memory::host_limit;
 use super::knee::SweepPoint;
 use super::memory::{check_fit, estimate_for, DeviceLimits};
 use super::powers_of_two;
+use super::sweep_step::{absorb, measure_batch, unmeasured_row};
+use super::timing_stats::TimedPoint;
 use crate::backend::{BackendError, BackendKind, Gemm};
 use crate::config::Config;
-use crate::model::{LossKind, Mlp, Precision, Targets};
+use crate::model::{Mlp, Precision};
 use crate::report::table::fmt_sig;
-use crate::stats::median;
-use crate::telemetry::sampler::{UtilMonitor, UtilSummary, THROTTLED_BELOW};
-use crate::train::{Clip, Optimizer, TrainState};
+use crate::telemetry::sampler::{UtilMonitor, UtilSummary};
 
+pub(crate) use super::sweep_step::time_once;
+pub use super::sweep_step::THROTTLE_ATTEMPTS;
 pub use crate::backend::timed::Timed;
 
 /// One row of sweep.csv.
@@ -43,9 +45,23 @@ pub struct SweepRow {
     pub skipped: Option<String>,
     /// NVML readings while the timed steps ran (`None` without NVML or when skipped).
     pub util: Option<UtilSummary>,
-    /// Whether the timed steps ran below [`THROTTLED_BELOW`] of the maximum SM clock in every
-    /// attempt ([`THROTTLE_ATTEMPTS`]): the row is the device's clock, not the step's.
+    /// Whether the timed steps ran below [`THROTTLED_BELOW`](crate::telemetry::sampler::THROTTLED_BELOW)
+    /// of the maximum SM clock in every attempt ([`THROTTLE_ATTEMPTS`]) of some round: the row is
+    /// the device's clock, not the step's.
     pub throttled: bool,
+    /// Rounds that timed this batch size (`sweep.rounds`; fewer where the time budget ran out;
+    /// 0 when skipped).
+    pub rounds: usize,
+    /// An interval of the timed steps that holds the median step time with probability
+    /// `ms_ci_coverage` ([`median_interval`](super::timing_stats::median_interval)), ms.
+    pub ms_ci_low: f64,
+    pub ms_ci_high: f64,
+    pub ms_ci_coverage: f64,
+    /// Every timed step, ms, one list per round.
+    pub step_ms: Vec<Vec<f64>>,
+    /// Host record-and-submit time of every timed step, ms (its median is `host_overhead_ms`).
+    #[serde(skip)]
+    pub host_ms: Vec<f64>,
 }
 
 impl SweepRow {
@@ -72,28 +88,10 @@ impl SweepReport {
     pub fn points(&self) -> Vec<SweepPoint> {
         self.rows.iter().map(SweepRow::point).collect()
     }
-}
 
-/// Time `f` (which records work and may sync) as GPU ns between marks 0 and 1 when available,
-/// else host time through `sync`; `after_submit` runs between the submit and the sync. Returns
-/// (device-or-host ms, host record+submit ms, device-timed, what `after_submit` returned).
-pub(crate) fn time_once<B: Timed, T>(
-    b: &B,
-    f: &mut dyn FnMut() -> Result<(), BackendError>,
-    after_submit: impl FnOnce() -> T,
-) -> Result<(f64, f64, bool, T), BackendError> {
-    let t0 = Instant::now();
-    b.mark(0);
-    f()?;
-    b.mark(1);
-    b.flush()?;
-    let host_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let after = after_submit();
-    b.sync()?;
-    let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
-    match b.read_marks(2)? {
-        Some(ns) if ns.len() == 2 && ns[1] > ns[0] => Ok(((ns[1] - ns[0]) * 1e-6, host_ms, true, after)),
-        _ => Ok((wall_ms, host_ms, false, after)),
+    /// The points with their timed steps, for [`choice_stability`](super::timing_stats::choice_stability).
+    pub fn timed_points(&self) -> Vec<TimedPoint<'_>> {
+        self.rows.iter().map(|r| TimedPoint { point: r.point(), rounds: &r.step_ms }).collect()
     }
 }
 
@@ -148,36 +146,6 @@ pub fn measure_precision_peak<B: Timed>(b: &B, cfg: &Config) -> Result<(f64, Str
     }
 }
 
-/// A row for a batch size that was not measured (the caller fills `skipped`).
-fn unmeasured_row<B: Timed>(b: &B, batch: usize) -> SweepRow {
-    SweepRow {
-        backend: format!("{:?}", b.kind()).to_lowercase(),
-        batch,
-        ms_per_step_median: f64::NAN,
-        ms_min: f64::NAN,
-        ms_max: f64::NAN,
-        examples_per_s: f64::NAN,
-        gflops: f64::NAN,
-        fraction_of_peak: f64::NAN,
-        host_overhead_ms: f64::NAN,
-        bytes_predicted: 0,
-        timing: "none",
-        skipped: None,
-        util: None,
-        throttled: false,
-    }
-}
-
-/// One run of a batch size's timed steps: step ms, host ms, whether every step was device-timed,
-/// and NVML's readings of the window.
-type TimedWindow = (Vec<f64>, Vec<f64>, bool, Option<UtilSummary>);
-
-/// Times a batch size's timed steps are run when NVML says the SM clock was throttled in the
-/// window (the best-clocked attempt is kept), and the pause before each retry: longer each
-/// time, since the H200's episodes lasted seconds (2026-12-04: 345-488 MHz for 2-4 s).
-pub const THROTTLE_ATTEMPTS: usize = 4;
-const THROTTLE_PAUSES_MS: [u64; THROTTLE_ATTEMPTS - 1] = [250, 1000, 2000];
-
 /// The limits a training step on `b` is checked against: the adapter's, `sweep.memory_budget_mib`
 /// and, on the CPU backend (whose buffers are host memory), what the OS lets us allocate.
 pub fn step_limits<B: Timed>(b: &B, cfg: &Config) -> DeviceLimits {
@@ -210,151 +178,6 @@ pub fn check_step_fits<B: Timed>(b: &B, cfg: &Config, batch: usize) -> Result<()
     check_fit(&est, &step_limits(b, cfg)).map_err(|e| fail(e.to_string()))
 }
 
-/// Measure one batch size: `Ok(row)` with timings, or a row with the reason it was skipped.
-fn measure_batch<B: Timed>(
-    b: &B,
-    cfg: &Config,
-    batch: usize,
-    limits: &DeviceLimits,
-    peak: f64,
-    monitor: &mut UtilMonitor,
-    deadline: Option<Instant>,
-) -> Result<SweepRow, BackendError> {
-    let spec = cfg.mlp_spec();
-    let mut row = unmeasured_row(b, batch);
-    let est = match estimate_for(cfg, batch) {
-        Ok(e) => e,
-        Err(e) => {
-            row.skipped = Some(e.to_string());
-            return Ok(row);
-        }
-    };
-    row.bytes_predicted = est.total_bytes;
-    if let Err(reason) = check_fit(&est, limits) {
-        row.skipped = Some(format!("predicted not to fit: {reason}"));
-        return Ok(row);
-    }
-    let opt = Optimizer::of(&cfg.train);
-    let model = Mlp::new(spec.clone())?;
-    let flops = model.train_flops_per_example() * batch as f64;
-    let mut r = ChaCha8Rng::seed_from_u64(batch as u64);
-    let inputs = model.inputs();
-    let outputs = model.outputs();
-    let alloc = (|| -> Result<_, BackendError> {
-        let params = model.init_scaled(b, cfg.model.init_seed, cfg.model.init_scale)?;
-        let mut st = TrainState::new(b, model.clone(), params, batch, &opt)?;
-        crate::train::amp::for_config(b, cfg, &mut st)?;
-        let x =
-            b.upload(&(0..batch * inputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;
-        let labels =
-            b.upload_idx(&(0..batch).map(|_| r.random_range(0..outputs as u32)).collect::<Vec<_>>())?;
-        let targets =
-            b.upload(&(0..batch * outputs).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<_>>())?;
-        Ok((st, x, labels, targets))
-    })();
-    let (mut st, x, labels, targets) = match alloc {
-        Ok(v) => v,
-        Err(e @ (BackendError::OutOfMemory { .. } | BackendError::ExceedsLimit { .. })) => {
-            row.skipped = Some(format!("allocation failed: {e}"));
-            return Ok(row);
-        }
-        Err(e) => return Err(e),
-    };
-    let t = if spec.loss == LossKind::SoftmaxXent {
-        Targets::Classes(&labels)
-    } else {
-        Targets::Values(&targets)
-    };
-    // As in training between log steps: no gradient-norm reduction unless clipping needs it.
-    st.measure_grad_norm = false;
-    // A tiny learning rate keeps the parameters (and so the work) steady across timed steps.
-    let lr = 1e-6;
-    let clip = Clip { norm: cfg.train.clip_norm, value: cfg.train.clip_value };
-    // The time budget bounds a batch size's own steps too: past the deadline the warm-up
-    // stops (after one step) and so do the timed steps (after one), so that no step count
-    // holds a budgeted sweep past its budget by more than a few steps.
-    let past = || deadline.is_some_and(|d| Instant::now() >= d);
-    for i in 0..cfg.sweep.warmup_steps.max(1) {
-        st.record_step(b, &x, &t, &opt, lr, &clip)?;
-        // Recording runs ahead of the device: wait for it now and then, so the clock is its.
-        if deadline.is_some() && i % 16 == 15 {
-            b.sync()?;
-            if past() {
-                break;
-            }
-        }
-    }
-    b.sync()?;
-    // The timed steps, again where NVML saw a throttled clock (the best-clocked window kept).
-    let mut best: Option<TimedWindow> = None;
-    for attempt in 0..THROTTLE_ATTEMPTS {
-        if attempt > 0 {
-            let pause = std::time::Duration::from_millis(THROTTLE_PAUSES_MS[attempt - 1]);
-            // No retry the time budget cannot hold.
-            if deadline.is_some_and(|d| Instant::now() + pause >= d) {
-                break;
-            }
-            std::thread::sleep(pause);
-            // The whole warm-up again: after a pause the clock ramps up with the work.
-            for _ in 0..cfg.sweep.warmup_steps.max(1) {
-                st.record_step(b, &x, &t, &opt, lr, &clip)?;
-            }
-            b.sync()?;
-        }
-        let (mut ms, mut host, mut device_timed) = (Vec::new(), Vec::new(), true);
-        monitor.begin();
-        for _ in 0..cfg.sweep.timed_steps {
-            let (m, h, dev, ()) =
-                time_once(b, &mut || st.record_step(b, &x, &t, &opt, lr, &clip), || ())?;
-            ms.push(m);
-            host.push(h);
-            device_timed &= dev;
-            if past() {
-                log::warn!(
-                    "sweep.time_budget_s reached at B = {batch}: {} of {} timed steps",
-                    ms.len(),
-                    cfg.sweep.timed_steps
-                );
-                break;
-            }
-        }
-        let util = monitor.end();
-        let clock = |u: &Option<UtilSummary>| u.and_then(|u| u.clock_fraction());
-        let throttled = util.is_some_and(|u| u.throttled());
-        // A retry replaces the window kept only with a whole one whose clock was read higher.
-        let whole = ms.len() == cfg.sweep.timed_steps;
-        let better = |kept: &TimedWindow| {
-            whole && clock(&util).zip(clock(&kept.3)).is_some_and(|(now, then)| now > then)
-        };
-        if best.as_ref().is_none_or(better) {
-            best = Some((ms, host, device_timed, util));
-        }
-        if !throttled || past() {
-            break;
-        }
-        log::warn!(
-            "B = {batch}: SM clock {:.0} % of its maximum while timed (below {:.0} %): timing again",
-            clock(&util).unwrap_or(1.0) * 100.0,
-            THROTTLED_BELOW * 100.0
-        );
-    }
-    let Some((ms, mut host, device_timed, util)) = best else {
-        return Err(BackendError::Invalid { op: "sweep", message: "no timed window".into() });
-    };
-    row.util = util;
-    row.throttled = util.is_some_and(|u| u.throttled());
-    let med = median(&mut ms.clone());
-    row.ms_min = ms.iter().cloned().fold(f64::INFINITY, f64::min);
-    row.ms_max = ms.iter().cloned().fold(0.0, f64::max);
-    row.ms_per_step_median = med;
-    row.examples_per_s = batch as f64 / (med * 1e-3);
-    row.gflops = flops / (med * 1e-3) / 1e9;
-    row.fraction_of_peak = row.gflops / peak;
-    row.host_overhead_ms = median(&mut host);
-    row.timing = if device_timed { "gpu_timestamps" } else { "host" };
-    Ok(row)
-}
-
 /// Sweep every power of two in `[min_batch, max_batch]` on `b`.
 pub fn run_sweep<B: Timed>(
     b: &B,
@@ -383,6 +206,46 @@ fn predicted_seconds(last: &SweepRow, batch: usize, steps: f64) -> f64 {
     growth * last.ms_per_step_median * 1e-3 * steps
 }
 
+/// Rounds 2..=`sweep.rounds`: every batch size round 1 measured, timed again (allocation and
+/// warm-up anew) in alternating order, descending then ascending, so that a drift of the device's
+/// state over the sweep (clocks, heat, another process) lands on every size rather than on the
+/// last ones; each round's steps join the row as a round of their own.
+fn more_rounds<B: Timed>(
+    b: &B,
+    cfg: &Config,
+    rows: &mut [SweepRow],
+    (limits, peak, flops_per_example): (&DeviceLimits, f64, f64),
+    monitor: &mut UtilMonitor,
+    deadline: Option<Instant>,
+    on_row: &mut dyn FnMut(&SweepRow),
+) -> Result<(), BackendError> {
+    let measured: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].skipped.is_none()).collect();
+    for round in 1..cfg.sweep.rounds.max(1) {
+        let order: Vec<usize> = match round % 2 {
+            1 => measured.iter().rev().copied().collect(),
+            _ => measured.clone(),
+        };
+        for i in order {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                log::warn!(
+                    "sweep.time_budget_s reached in round {} of {}: the rows say how many rounds timed them",
+                    round + 1,
+                    cfg.sweep.rounds
+                );
+                return Ok(());
+            }
+            let again = measure_batch(b, cfg, rows[i].batch, limits, peak, monitor, deadline)?;
+            b.release_caches();
+            // A size that does not allocate this time keeps the rounds it has.
+            if again.skipped.is_none() {
+                absorb(&mut rows[i], again, flops_per_example, peak);
+            }
+            on_row(&rows[i]);
+        }
+    }
+    Ok(())
+}
+
 /// [`run_sweep_monitored`] against `peak` (GFLOP/s, where it came from) when given, else
 /// against [`measure_precision_peak`].
 pub fn run_sweep_at_peak<B: Timed>(
@@ -404,10 +267,15 @@ pub fn run_sweep_at_peak<B: Timed>(
     b.release_caches();
     let mut rows: Vec<SweepRow> = Vec::new();
     let start = Instant::now();
-    let steps = (cfg.sweep.warmup_steps.max(1) + cfg.sweep.timed_steps) as f64;
+    let rounds = cfg.sweep.rounds.max(1);
+    // Every round of a batch size is priced: each warms up and times anew.
+    let steps = ((cfg.sweep.warmup_steps.max(1) + cfg.sweep.timed_steps) * rounds) as f64;
+    let budget = cfg.sweep.time_budget_s;
+    let deadline = (budget > 0.0)
+        .then(|| start.checked_add(std::time::Duration::try_from_secs_f64(budget).ok()?))
+        .flatten();
     for batch in powers_of_two(cfg.sweep.min_batch, cfg.sweep.max_batch) {
         let last = rows.iter().rev().find(|r| r.skipped.is_none());
-        let budget = cfg.sweep.time_budget_s;
         if let (true, Some(last)) = (budget > 0.0, last) {
             let predicted = predicted_seconds(last, batch, steps);
             let left = budget - start.elapsed().as_secs_f64();
@@ -425,15 +293,13 @@ pub fn run_sweep_at_peak<B: Timed>(
                 continue;
             }
         }
-        let budget = cfg.sweep.time_budget_s;
-        let deadline = (budget > 0.0)
-            .then(|| start.checked_add(std::time::Duration::try_from_secs_f64(budget).ok()?))
-            .flatten();
         let row = measure_batch(b, cfg, batch, &limits, peak, monitor, deadline)?;
         b.release_caches();
         on_row(&row);
         rows.push(row);
     }
+    let flops_per_example = Mlp::new(cfg.mlp_spec())?.train_flops_per_example();
+    more_rounds(b, cfg, &mut rows, (&limits, peak, flops_per_example), monitor, deadline, on_row)?;
     // A probe taken while the machine was busy can undershoot what the steps achieved: the
     // peak is the better of the two, so the fraction of peak never exceeds 1.
     let (mut peak, mut probe) = (peak, probe);
