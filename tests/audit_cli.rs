@@ -629,6 +629,18 @@ fn time_to_target_auto_measures_b_noise_with_its_standard_error() {
     let line = stderr(&o).lines().find(|l| l.starts_with("measured B_noise")).map(str::to_string);
     let line = line.unwrap_or_else(|| panic!("no B_noise line: {}", stderr(&o)));
     assert!(line.contains(" ± ") && line.contains("(128 draws)"), "{line}");
+    // The pick's resampling draws B_noise with that standard error, and says so.
+    let swept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sweep.join("summary.json")).expect("summary"))
+            .expect("json");
+    let se = swept["choice_stability"]["b_noise_se"].as_f64().expect("b_noise_se");
+    assert!(line.contains(&format!(" ± {se:.1} ")), "{line} vs choice_stability's {se}");
+    let said = format!("of B_noise (SE {se:.2}) pick B = {} again", swept["chosen_batch"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&said),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let noise = dir.join("noise");
     let o = run(&[
         "noise",

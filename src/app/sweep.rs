@@ -19,7 +19,7 @@ use crate::report::table::Table;
 use crate::schedule::admit;
 use crate::schedule::sweep::{run_sweep_at_peak, SweepReport, SweepRow, Timed};
 use crate::schedule::timing_stats::{
-    choice_stability, stability_line, Stability, STABILITY_RESAMPLES, UNSETTLED_BELOW,
+    choice_stability, stability_line, Resampling, Stability, UNSETTLED_BELOW,
 };
 use crate::schedule::{choose, knee, predicted_time_curve, Policy};
 
@@ -44,12 +44,12 @@ pub fn sweep(
     let notice = sweep_args(&mut cfg, min_batch, max_batch, policy)?;
     check_worker_counts(workers).map_err(anyhow::Error::msg)?;
     notice.iter().for_each(|n| eprintln!("{n}"));
-    let (report, policy, dir) =
+    let (report, (policy, b_noise_se), dir) =
         with_backend(backend, args.adapter.as_deref(), Sweep { cfg: &cfg, args })?;
     let points = report.points();
     let choice = choose(&policy, &points);
-    let stability =
-        choice_stability(&policy, &report.timed_points(), STABILITY_RESAMPLES, cfg.train.seed);
+    let resampling = Resampling::seeded(cfg.train.seed).with_b_noise_se(b_noise_se);
+    let stability = choice_stability(&policy, &report.timed_points(), &resampling);
     let knee_b = knee(&points, cfg.sweep.knee_min_gain);
     let rows: Vec<Vec<Cell>> = report.rows.iter().map(row_cells).collect();
     write_csv(&dir.join("sweep.csv"), &SWEEP_HEADER, &rows)?;
@@ -153,7 +153,7 @@ struct Sweep<'a> {
 }
 
 impl BackendTask for Sweep<'_> {
-    type Output = (SweepReport, Policy, PathBuf);
+    type Output = (SweepReport, (Policy, Option<f64>), PathBuf);
 
     fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
         self.cfg.gpu.autotune
@@ -169,14 +169,15 @@ impl BackendTask for Sweep<'_> {
     }
 }
 
-/// The config's policy, with `time_to_target:auto`'s B_noise measured on `b`.
-pub(super) fn resolve_policy<B: Timed>(b: &B, cfg: &Config) -> anyhow::Result<Policy> {
+/// The config's policy, with `time_to_target:auto`'s B_noise measured on `b` (and that
+/// measurement's standard error, which the pick's resampling draws B_noise with).
+pub(super) fn resolve_policy<B: Timed>(b: &B, cfg: &Config) -> anyhow::Result<(Policy, Option<f64>)> {
     Ok(match cfg.sweep.policy.resolve(cfg.sweep.knee_fraction) {
-        Some(p) => p,
+        Some(p) => (p, None),
         None => {
             let (bn, se) = measure_b_noise(b, cfg)?;
             eprintln!("measured B_noise = {bn:.1}{} at initialisation", with_se(se));
-            Policy::TimeToTarget { b_noise: bn }
+            (Policy::TimeToTarget { b_noise: bn }, se)
         }
     })
 }

@@ -21,7 +21,7 @@ use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 use crate::schedule::admit;
 use crate::schedule::sweep::SweepReport;
-use crate::schedule::timing_stats::{choice_stability, STABILITY_RESAMPLES};
+use crate::schedule::timing_stats::{choice_stability, Resampling};
 use crate::schedule::{choose, knee, predicted_time_curve, Policy};
 
 /// Columns `sweep.csv` adds after [`SWEEP_HEADER`] when more than one precision is swept.
@@ -48,7 +48,8 @@ pub(super) fn sweep_precisions(
         cfgs.push((p.clone(), c));
     }
     let task = Sweeps { base: &base, cfgs: &cfgs, args };
-    let (reports, policy, dir) = with_backend(backend, args.adapter.as_deref(), task)?;
+    let (reports, (policy, b_noise_se), dir) = with_backend(backend, args.adapter.as_deref(), task)?;
+    let resampling = Resampling::seeded(base.train.seed).with_b_noise_se(b_noise_se);
     let swept: Vec<(&str, &SweepReport)> =
         precisions.iter().map(String::as_str).zip(reports.iter()).collect();
     write_csv(&dir.join("sweep.csv"), &header(), &csv_rows(&swept))?;
@@ -56,8 +57,7 @@ pub(super) fn sweep_precisions(
     for (p, r) in &swept {
         let points = r.points();
         let c = choose(&policy, &points);
-        let stability =
-            choice_stability(&policy, &r.timed_points(), STABILITY_RESAMPLES, base.train.seed);
+        let stability = choice_stability(&policy, &r.timed_points(), &resampling);
         per.push(serde_json::json!({
             "precision": p,
             "peak_gflops": r.peak_gflops,
@@ -97,8 +97,7 @@ pub(super) fn sweep_precisions(
         match choose(&policy, &points) {
             Ok(c) => {
                 println!("{p}: chosen batch size ({policy}): {} — {}", c.batch, c.reason);
-                let resampled =
-                    choice_stability(&policy, &r.timed_points(), STABILITY_RESAMPLES, base.train.seed);
+                let resampled = choice_stability(&policy, &r.timed_points(), &resampling);
                 if let Some(s) = resampled {
                     println!("{p}: {}", super::sweep::stability_note(&s, &base));
                 }
@@ -126,7 +125,7 @@ struct Sweeps<'a> {
 }
 
 impl BackendTask for Sweeps<'_> {
-    type Output = (Vec<SweepReport>, Policy, PathBuf);
+    type Output = (Vec<SweepReport>, (Policy, Option<f64>), PathBuf);
 
     fn autotune(&self) -> crate::backend::gpu::AutotuneMode {
         self.base.gpu.autotune

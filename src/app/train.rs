@@ -15,7 +15,7 @@ use crate::config::{BatchSize, Config, SweepPolicy};
 use crate::profile::Profilable;
 use crate::report::rundir::{check_out_dir, create_run_dir, open_resume_dir};
 use crate::schedule::sweep::run_sweep;
-use crate::schedule::timing_stats::{choice_stability, STABILITY_RESAMPLES};
+use crate::schedule::timing_stats::{choice_stability, Resampling};
 use crate::schedule::{admit, run_memory};
 use crate::schedule::{choose, Policy};
 use crate::train::parallel::{Sequential, Threads};
@@ -280,7 +280,7 @@ fn resolve_auto_batch<B: Profilable>(cfg: &mut Config, b: &B) -> anyhow::Result<
     let choice = choose(&policy, &report.points())?;
     eprintln!("chosen batch size {} ({})", choice.batch, choice.reason);
     let resampled =
-        choice_stability(&policy, &report.timed_points(), STABILITY_RESAMPLES, cfg.train.seed);
+        choice_stability(&policy, &report.timed_points(), &Resampling::seeded(cfg.train.seed));
     if let Some(s) = resampled {
         eprintln!("{}", super::sweep::stability_note(&s, &swept));
     }

@@ -68,6 +68,28 @@ pub struct Alternative {
     pub fraction: f64,
 }
 
+/// How the pick is resampled: how many copies, from which seed, and B_noise's standard error
+/// where a `time_to_target` policy took a measured B_noise (each copy then draws B_noise from
+/// N(B_noise, se²), cut at 0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Resampling {
+    pub resamples: usize,
+    pub seed: u64,
+    pub b_noise_se: Option<f64>,
+}
+
+impl Resampling {
+    /// [`STABILITY_RESAMPLES`] copies from `seed`, B_noise taken as exact.
+    pub fn seeded(seed: u64) -> Self {
+        Resampling { resamples: STABILITY_RESAMPLES, seed, b_noise_se: None }
+    }
+
+    /// The same, drawing a `time_to_target` policy's B_noise with standard error `se`.
+    pub fn with_b_noise_se(self, se: Option<f64>) -> Self {
+        Resampling { b_noise_se: se.filter(|s| s.is_finite() && *s > 0.0), ..self }
+    }
+}
+
 /// How often the policy's pick survives resampling the timed steps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stability {
@@ -75,6 +97,8 @@ pub struct Stability {
     /// The batch size the measured medians gave.
     pub batch: usize,
     pub resamples: usize,
+    /// B_noise's standard error where each copy drew B_noise too (`time_to_target:auto`).
+    pub b_noise_se: Option<f64>,
     /// Fraction of the resamples whose medians made the policy pick `batch` again.
     pub agreement: f64,
     /// The other picks, most frequent first.
@@ -100,18 +124,37 @@ fn resampled_median(rounds: &[Vec<f64>], r: &mut ChaCha8Rng, pool: &mut Vec<f64>
     median(pool)
 }
 
-/// Run `policy` on `resamples` bootstrap copies of `points` (each measured point's median from
-/// its resampled steps; unmeasured points as they are) and count how often it picks what it picks
-/// on the measured medians. `None` where the policy picks nothing on the measured medians.
+/// A standard normal draw (Box–Muller).
+fn standard_normal(r: &mut ChaCha8Rng) -> f64 {
+    let u1 = 1.0 - r.random::<f64>(); // (0, 1]
+    let u2 = r.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// The policy a copy runs: `time_to_target` with B_noise drawn around its estimate where its
+/// standard error is known, else the policy itself.
+fn drawn_policy(policy: &Policy, b_noise_se: Option<f64>, r: &mut ChaCha8Rng) -> Policy {
+    match (policy, b_noise_se) {
+        (Policy::TimeToTarget { b_noise }, Some(se)) => {
+            Policy::TimeToTarget { b_noise: (b_noise + se * standard_normal(r)).max(0.0) }
+        }
+        _ => policy.clone(),
+    }
+}
+
+/// Run `policy` on `how.resamples` bootstrap copies of `points` (each measured point's median
+/// from its resampled steps; unmeasured points as they are) and count how often it picks what it
+/// picks on the measured medians. `None` where the policy picks nothing on the measured medians.
 pub fn choice_stability(
     policy: &Policy,
     points: &[TimedPoint<'_>],
-    resamples: usize,
-    seed: u64,
+    how: &Resampling,
 ) -> Option<Stability> {
     let measured: Vec<SweepPoint> = points.iter().map(|p| p.point.clone()).collect();
     let batch = choose(policy, &measured).ok()?.batch;
-    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let (resamples, b_noise_se) = (how.resamples, how.b_noise_se);
+    let b_noise_se = b_noise_se.filter(|_| matches!(policy, Policy::TimeToTarget { .. }));
+    let mut r = ChaCha8Rng::seed_from_u64(how.seed);
     let mut pool = Vec::new();
     let mut counts: Vec<(usize, usize)> = Vec::new();
     for _ in 0..resamples {
@@ -127,7 +170,7 @@ pub fn choice_stability(
                 false => p.point.clone(),
             })
             .collect();
-        if let Ok(c) = choose(policy, &copy) {
+        if let Ok(c) = choose(&drawn_policy(policy, b_noise_se, &mut r), &copy) {
             match counts.iter_mut().find(|(b, _)| *b == c.batch) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((c.batch, 1)),
@@ -142,6 +185,7 @@ pub fn choice_stability(
         policy: policy.to_string(),
         batch,
         resamples,
+        b_noise_se,
         agreement,
         alternatives: counts
             .into_iter()
@@ -163,8 +207,12 @@ pub fn stability_line(s: &Stability) -> String {
         true => String::new(),
         false => format!(" ({})", others.join(", ")),
     };
+    let what = match s.b_noise_se {
+        Some(se) => format!("the timed steps and of B_noise (SE {se:.2})"),
+        None => "the timed steps".to_string(),
+    };
     format!(
-        "{:.0} % of {} resamples of the timed steps pick B = {} again{tail}",
+        "{:.0} % of {} resamples of {what} pick B = {} again{tail}",
         100.0 * s.agreement,
         s.resamples,
         s.batch
@@ -228,6 +276,10 @@ mod tests {
         assert!(rate > stated - 0.012, "held {rate}, stated {stated}");
     }
 
+    fn how(resamples: usize, seed: u64) -> Resampling {
+        Resampling { resamples, seed, b_noise_se: None }
+    }
+
     fn timed(batch: usize, rounds: &[Vec<f64>]) -> SweepPoint {
         let mut all: Vec<f64> = rounds.concat();
         SweepPoint::measured(batch, median(&mut all), 0.0, 0.0)
@@ -242,7 +294,7 @@ mod tests {
             .into_iter()
             .map(|(b, r)| TimedPoint { point: timed(b, r), rounds: r })
             .collect();
-        let s = choice_stability(&Policy::MaxThroughput, &pts, 500, 1).expect("pick");
+        let s = choice_stability(&Policy::MaxThroughput, &pts, &how(500, 1)).expect("pick");
         assert_eq!((s.batch, s.agreement), (64, 1.0));
         assert!(s.alternatives.is_empty());
 
@@ -255,12 +307,12 @@ mod tests {
             .into_iter()
             .map(|(b, r)| TimedPoint { point: timed(b, r), rounds: r })
             .collect();
-        let s = choice_stability(&Policy::MaxThroughput, &pts, 500, 1).expect("pick");
+        let s = choice_stability(&Policy::MaxThroughput, &pts, &how(500, 1)).expect("pick");
         assert!(s.agreement > 0.1 && s.agreement < 0.9, "{s:?}");
         assert_eq!(s.alternatives.len(), 1);
         assert!((s.agreement + s.alternatives[0].fraction - 1.0).abs() < 1e-12);
         // The same seed gives the same figures.
-        assert_eq!(choice_stability(&Policy::MaxThroughput, &pts, 500, 1), Some(s.clone()));
+        assert_eq!(choice_stability(&Policy::MaxThroughput, &pts, &how(500, 1)), Some(s.clone()));
         assert!(
             stability_line(&s).contains("resamples of the timed steps pick B ="),
             "{}",
@@ -281,7 +333,7 @@ mod tests {
                 TimedPoint { point: timed(64, &one), rounds: &one },
                 TimedPoint { point: timed(128, rounds), rounds },
             ];
-            let s = choice_stability(&Policy::MaxThroughput, &pts, 2000, 2).expect("pick");
+            let s = choice_stability(&Policy::MaxThroughput, &pts, &how(2000, 2)).expect("pick");
             assert_eq!(s.batch, 128);
             s.agreement
         };
@@ -289,5 +341,32 @@ mod tests {
         // Two or three slow rounds drawn: 7/27 = 26 % of resamples; one slow round of 24 steps
         // draws 12 or more slow steps 7 % of the time.
         assert!(split < 0.8 && as_one > 0.88, "by round {split}, pooled {as_one}");
+    }
+
+    /// time_to_target's pick moves with B_noise: with 1 ms steps at B = 64 and 1.5 ms at 128,
+    /// (1 + B_noise/64)·1 and (1 + B_noise/128)·1.5 meet at B_noise = 128. A B_noise of 100 taken
+    /// as exact picks 64 every time (2.56 < 2.67); with an SE of 60 the copies that draw B_noise
+    /// past 128 pick 128.
+    #[test]
+    fn a_measured_b_noise_carries_its_error_into_the_pick() {
+        let (a, b) = (vec![vec![1.0; 8]], vec![vec![1.5; 8]]);
+        let pts = [
+            TimedPoint { point: timed(64, &a), rounds: &a },
+            TimedPoint { point: timed(128, &b), rounds: &b },
+        ];
+        let policy = Policy::TimeToTarget { b_noise: 100.0 };
+        let exact = choice_stability(&policy, &pts, &how(1000, 4)).expect("pick");
+        assert_eq!((exact.batch, exact.agreement, exact.b_noise_se), (64, 1.0, None));
+        let drawn =
+            choice_stability(&policy, &pts, &how(1000, 4).with_b_noise_se(Some(60.0))).expect("pick");
+        // P(B_noise > 128) = P(z > 28/60) = 32 %.
+        assert!((drawn.agreement - 0.68).abs() < 0.05, "{drawn:?}");
+        assert_eq!(drawn.alternatives[0].batch, 128);
+        assert_eq!(drawn.b_noise_se, Some(60.0));
+        assert!(stability_line(&drawn).contains("of B_noise (SE 60.00)"), "{}", stability_line(&drawn));
+        // Another policy ignores the SE.
+        let knee =
+            choice_stability(&Policy::MaxThroughput, &pts, &how(100, 4).with_b_noise_se(Some(60.0)));
+        assert_eq!(knee.map(|s| s.b_noise_se), Some(None));
     }
 }
