@@ -138,7 +138,7 @@ fn drawn_policy(policy: &Policy, b_noise_se: Option<f64>, r: &mut ChaCha8Rng) ->
         (Policy::TimeToTarget { b_noise }, Some(se)) => {
             Policy::TimeToTarget { b_noise: (b_noise + se * standard_normal(r)).max(0.0) }
         }
-        _ => policy.clone(),
+        _ => *policy,
     }
 }
 
