@@ -110,6 +110,50 @@ fn a_flag_and_a_set_of_its_key_are_refused() {
     }
 }
 
+/// Two `--set`s of one key with different values: the last won without a word. The same value
+/// twice changes nothing and runs.
+#[test]
+fn two_sets_of_one_key_are_refused_unless_they_agree() {
+    let argv = [
+        "train",
+        "--backend",
+        "cpu",
+        "--set",
+        "train.lr=0.1",
+        "--set",
+        "train.steps=2",
+        "--set",
+        " train.lr=0.2",
+    ];
+    refused(
+        "set-twice",
+        &argv,
+        &["--set train.lr=0.1", "--set train.lr=0.2", "both set train.lr", "give one"],
+    );
+    let dir = tmpdir("set-twice-agree");
+    let out = dir.join("run");
+    let o = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--set",
+        "model.hidden=[4]",
+        "--set",
+        "data.n_train=64",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.n_train=64",
+        "--quiet",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// One training example is its own full-data gradient: `noise` wrote a table of one size, a
 /// NaN slope and B_noise = 0, and exited 0; so did one example repeated, and a gradient that is
 /// not finite.
