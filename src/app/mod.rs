@@ -19,6 +19,7 @@ mod sweep_precision;
 mod sweep_workers;
 pub mod time_to_target;
 pub mod train;
+mod ttt_rows;
 pub mod tune;
 pub mod workers;
 

@@ -4,9 +4,9 @@
 //! validation 0-1 error reaches `train.target_val_error`, and plots measured against predicted.
 
 use anyhow::{bail, Context};
-use serde::Serialize;
 
 use super::output::{write_config, write_summary};
+use super::ttt_rows::{relate_to_best, steps_model, TttRow};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::TIME_TO_TARGET_DEFAULT_TOML;
 use crate::config::{BatchSize, Config, OptimizerKind};
@@ -18,37 +18,9 @@ use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 use crate::schedule::admit;
 use crate::schedule::sweep::run_sweep;
+use crate::schedule::timing_stats::{choice_stability, stability_line, Resampling, Stability};
 use crate::schedule::{choose, predicted_time_curve, Policy};
 use crate::train::{run_train, TrainError, TrainOptions};
-
-#[derive(Clone, Debug, Serialize)]
-pub struct TttRow {
-    pub batch: usize,
-    /// `None` for a batch size the sweep skipped (its reason in `note`).
-    pub ms_per_step: Option<f64>,
-    pub lr: f64,
-    /// Predicted wall time relative to the predicted best (`None` where skipped).
-    pub predicted_rel: Option<f64>,
-    /// Predicted steps to the target relative to the largest B's, `(1 + B_noise/B) / (1 +
-    /// B_noise/B_max)`: the step model alone, without t(B).
-    pub predicted_steps_rel: Option<f64>,
-    /// Steps the run took to reach the target (known to its evaluation cadence,
-    /// `step_resolution` in summary.json).
-    pub steps: Option<u64>,
-    /// Measured steps relative to those of the largest B that reached the target.
-    pub measured_steps_rel: Option<f64>,
-    /// The run's training wall time (`train_s`: the steps, without evaluations).
-    pub seconds: Option<f64>,
-    pub reached: bool,
-    /// Measured time to the target, `steps × ms_per_step` (the run's deterministic step count
-    /// at the sweep's median time per step: the clock of the prediction), relative to the best
-    /// run that reached the target.
-    pub measured_rel: Option<f64>,
-    /// `seconds` relative to the best run's: the runs' own wall clocks, which at milliseconds
-    /// a run are start-up and timer jitter more than steps.
-    pub wall_rel: Option<f64>,
-    pub note: String,
-}
 
 /// The experiment's results: B_noise, ε_max, the rows, the predicted best B and the device.
 struct Outcome {
@@ -56,7 +28,8 @@ struct Outcome {
     b_noise_se: Option<f64>,
     eps_max: f64,
     rows: Vec<TttRow>,
-    chosen: usize,
+    /// The predicted best B, and how often resampling the sweep and B_noise predicts it again.
+    chosen: (usize, Option<Stability>),
     device: String,
     dir: std::path::PathBuf,
 }
@@ -91,7 +64,7 @@ fn experiment<B: Profilable>(
     cfg: &Config,
     dir: &std::path::Path,
     progress: bool,
-) -> anyhow::Result<(NoiseAtInit, Vec<TttRow>, usize)> {
+) -> anyhow::Result<(NoiseAtInit, Vec<TttRow>, (usize, Option<Stability>))> {
     let args = NoiseArgs {
         checkpoint: None,
         max_n: 1,
@@ -108,7 +81,10 @@ fn experiment<B: Profilable>(
     eprintln!("B_noise = {bn:.1}{se} ({} draws), ε_max = {em:.4}", crate::noise::INIT_DRAWS);
     let report = run_sweep(b, cfg, &mut |_| {})?;
     let points = report.points();
-    let chosen = choose(&Policy::TimeToTarget { b_noise: bn }, &points)?.batch;
+    let policy = Policy::TimeToTarget { b_noise: bn };
+    let chosen = choose(&policy, &points)?.batch;
+    let resampling = Resampling::seeded(cfg.train.seed).with_b_noise_se(noise.b_noise_se);
+    let stability = choice_stability(&policy, &report.timed_points(), &resampling);
     let curve = predicted_time_curve(&points, bn);
     if curve.len() < 2 && points.len() >= 2 {
         // The sweep skipped all but one: it compares with nothing (refused before any training;
@@ -197,40 +173,7 @@ fn experiment<B: Profilable>(
     }
     rows.sort_by_key(|r| r.batch);
     relate_to_best(&mut rows);
-    Ok(((bn, noise.b_noise_se, em), rows, chosen))
-}
-
-/// The step model `S(B) ∝ 1 + B_noise/B` relative to its value at the largest B swept.
-fn steps_model(b_noise: f64, batch: usize) -> f64 {
-    1.0 + b_noise / batch as f64
-}
-
-/// Fill the measured columns of `rows` (sorted by batch): the time to the target as
-/// `steps × ms_per_step` and the wall time, each over the best run that reached the target,
-/// and the steps over the largest B's that did; the predicted steps over the same largest B.
-fn relate_to_best(rows: &mut [TttRow]) {
-    let reached = |r: &&TttRow| r.reached;
-    let time = |r: &TttRow| Some(r.steps? as f64 * r.ms_per_step?).filter(|t| t.is_finite() && *t > 0.0);
-    let best_time = rows.iter().filter(reached).filter_map(time).fold(f64::INFINITY, f64::min);
-    let best_wall = rows.iter().filter(reached).filter_map(|r| r.seconds).fold(f64::INFINITY, f64::min);
-    let largest = rows.iter().filter(reached).filter(|r| r.steps.is_some()).max_by_key(|r| r.batch);
-    let (big_steps, big_model) = match largest {
-        Some(r) => (r.steps.map(|s| s as f64), r.predicted_steps_rel),
-        None => (None, None),
-    };
-    for r in rows.iter_mut() {
-        if let (Some(p), Some(m)) = (r.predicted_steps_rel.as_mut(), big_model) {
-            *p /= m;
-        }
-        if r.reached {
-            r.measured_rel = time(r).map(|t| t / best_time);
-            r.wall_rel = r.seconds.map(|s| s / best_wall);
-            r.measured_steps_rel = match (r.steps, big_steps) {
-                (Some(s), Some(big)) => Some(s as f64 / big),
-                _ => None,
-            };
-        }
-    }
+    Ok(((bn, noise.b_noise_se, em), rows, (chosen, stability)))
 }
 
 /// The learning rate of a run whose SGD step is to be `step` (ε_opt(B), a plain-SGD step):
@@ -309,8 +252,15 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         c.train.batch_size = BatchSize::Fixed(batch);
         c.validate_resolved(&format!("(time-to-target at B = {batch})"))?;
     }
-    let Outcome { b_noise: bn, b_noise_se: bn_se, eps_max: em, rows, chosen, device, dir } =
-        with_backend(backend, args.adapter.as_deref(), Experiment { cfg: &cfg, args })?;
+    let Outcome {
+        b_noise: bn,
+        b_noise_se: bn_se,
+        eps_max: em,
+        rows,
+        chosen: (chosen, stability),
+        device,
+        dir,
+    } = with_backend(backend, args.adapter.as_deref(), Experiment { cfg: &cfg, args })?;
     let header = [
         "batch",
         "ms_per_step",
@@ -367,6 +317,7 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         "step_resolution": step_resolution,
         "target_val_error": crate::stats::f32_as_written(cfg.train.target_val_error),
         "predicted_best_batch": chosen,
+        "predicted_best_stability": stability,
         "measured_best_batch": best_measured,
         "rows": rows,
     });
@@ -437,54 +388,9 @@ pub fn time_to_target(args: &RunArgs, backend: BackendChoice) -> anyhow::Result<
         "predicted best B: {chosen}; measured best B: {}",
         best_measured.map(|b| b.to_string()).unwrap_or_else(|| "none reached the target".into())
     );
+    if let Some(s) = &stability {
+        println!("predicted: {}", stability_line(s));
+    }
     println!("wrote: {}", dir.display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(batch: usize, ms: f64, steps: Option<u64>, seconds: f64, reached: bool) -> TttRow {
-        TttRow {
-            batch,
-            ms_per_step: Some(ms),
-            lr: 0.1,
-            predicted_rel: Some(1.0),
-            predicted_steps_rel: Some(steps_model(8.0, batch)),
-            steps,
-            measured_steps_rel: None,
-            seconds: Some(seconds),
-            reached,
-            measured_rel: None,
-            wall_rel: None,
-            note: String::new(),
-        }
-    }
-
-    /// The measured time is steps × the sweep's ms/step, whatever the runs' wall clocks say
-    /// (B = 4's 0.5 s of start-up would have made B = 8 the best); steps and the step model
-    /// are over the largest B that reached the target; a run short of it gets no measured
-    /// figure.
-    #[test]
-    fn measured_columns_are_steps_times_t_over_the_best() {
-        let mut rows = vec![
-            row(2, 1.0, Some(400), 0.4, true),
-            row(4, 1.5, Some(200), 0.5, true),
-            row(8, 3.0, Some(120), 0.36, true),
-            row(16, 6.0, Some(100), 0.6, true),
-            row(32, 12.0, Some(500), 6.0, false),
-        ];
-        relate_to_best(&mut rows);
-        let measured: Vec<Option<f64>> = rows.iter().map(|r| r.measured_rel).collect();
-        assert_eq!(measured, [Some(400.0 / 300.0), Some(1.0), Some(360.0 / 300.0), Some(2.0), None]);
-        assert_eq!(rows[2].wall_rel, Some(1.0));
-        assert_eq!(rows[0].measured_steps_rel, Some(4.0));
-        assert_eq!(rows[4].measured_steps_rel, None);
-        let model = |b: f64| (1.0 + 8.0 / b) / (1.0 + 8.0 / 16.0);
-        for r in &rows {
-            let got = r.predicted_steps_rel.unwrap();
-            assert!((got - model(r.batch as f64)).abs() < 1e-12, "{} {got}", r.batch);
-        }
-    }
 }
