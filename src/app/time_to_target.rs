@@ -29,7 +29,7 @@ struct Outcome {
     eps_max: f64,
     rows: Vec<TttRow>,
     /// The predicted best B, and how often resampling the sweep and B_noise predicts it again.
-    chosen: (usize, Option<Stability>),
+    chosen: PredictedBest,
     device: String,
     dir: std::path::PathBuf,
 }
@@ -59,12 +59,15 @@ impl BackendTask for Experiment<'_> {
 /// B_noise (and its standard error) and ε_max at initialisation.
 type NoiseAtInit = (f64, Option<f64>, f64);
 
+/// The predicted best B and how firmly resampling supports it.
+type PredictedBest = (usize, Option<Stability>);
+
 fn experiment<B: Profilable>(
     b: &B,
     cfg: &Config,
     dir: &std::path::Path,
     progress: bool,
-) -> anyhow::Result<(NoiseAtInit, Vec<TttRow>, (usize, Option<Stability>))> {
+) -> anyhow::Result<(NoiseAtInit, Vec<TttRow>, PredictedBest)> {
     let args = NoiseArgs {
         checkpoint: None,
         max_n: 1,
