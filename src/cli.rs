@@ -344,22 +344,10 @@ impl Command {
     }
 
     /// A flag and a `--set` of the config key it stands for, both given: refused (the flag
-    /// won, or the last `--set`, without a word).
-    /// Two `--set`s of one key with different values are refused too (the last won without a
-    /// word); the same value twice is harmless.
+    /// won, or the last `--set`, without a word). Two `--set`s of one key are checked by
+    /// [`conflicting_sets`](batchscope::config::conflicting_sets).
     pub fn flag_and_set_agree(&self) -> Result<(), String> {
         let Some((_, common)) = self.common() else { return Ok(()) };
-        let key_value = |arg: &String| {
-            arg.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        };
-        let sets: Vec<(String, String)> = common.set.iter().filter_map(key_value).collect();
-        for (i, (key, value)) in sets.iter().enumerate() {
-            if let Some((_, other)) = sets[i + 1..].iter().find(|(k, v)| k == key && v != value) {
-                return Err(format!(
-                    "--set {key}={value} and --set {key}={other} both set {key}: give one"
-                ));
-            }
-        }
         let mut flags: Vec<(String, &str)> = Vec::new();
         let mut given = |on: bool, flag: &str, key: &'static str| {
             if on {

@@ -206,6 +206,11 @@ fn run_on_pool(cli: Cli) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     cli.command.flag_and_set_agree().map_err(anyhow::Error::msg)?;
+    if let Some(conflict) =
+        cli.command.common().and_then(|(_, c)| batchscope::config::conflicting_sets(&c.set))
+    {
+        anyhow::bail!(conflict);
+    }
     let precisions = match cli.command.common() {
         Some((name, common)) => {
             common.precisions(name, name == "sweep").map_err(anyhow::Error::msg)?.to_vec()

@@ -111,7 +111,7 @@ fn a_flag_and_a_set_of_its_key_are_refused() {
 }
 
 /// Two `--set`s of one key with different values: the last won without a word. The same value
-/// twice changes nothing and runs.
+/// twice (as written, or as the loader reads it) changes nothing and runs.
 #[test]
 fn two_sets_of_one_key_are_refused_unless_they_agree() {
     let argv = [
@@ -146,6 +146,11 @@ fn two_sets_of_one_key_are_refused_unless_they_agree() {
         "train.epochs=1",
         "--set",
         "data.n_train=64",
+        // The same value written another way.
+        "--set",
+        "data.kind=gaussian_mixture",
+        "--set",
+        "data.kind=\"gaussian_mixture\"",
         "--quiet",
         "--out",
         s(&out),

@@ -46,6 +46,13 @@ fn slope_is_minus_one<B: Backend>(b: &B) {
         s.b_simple_se
     );
     assert!((s.trace_sigma_se / s.b_simple_se - s.full_grad_norm_sq).abs() < 1e-9 * s.full_grad_norm_sq);
+    // The two-batch estimate (n = 1 and 128 alone, G estimated too) has its own, larger error,
+    // and agrees with B_simple within it.
+    let (two, two_se) =
+        (s.b_simple_two_batch.expect("two-batch"), s.b_simple_two_batch_se.expect("its SE"));
+    println!("two-batch B_simple {two:.1} ± {two_se:.1}");
+    assert!(two_se > s.b_simple_se, "two-batch ± {two_se}, B_simple ± {}", s.b_simple_se);
+    assert!((two - s.b_simple).abs() < 4.0 * two_se, "two-batch {two} ± {two_se} vs {}", s.b_simple);
 }
 both_backends!(minibatch_error_falls_as_one_over_n, slope_is_minus_one);
 

@@ -73,7 +73,8 @@ fn full_gradient_weights_a_short_last_chunk_by_its_rows() {
 
 /// The noise monitor (`monitor.noise_every = 1`) at parameters a learning rate of 10⁻⁹ leaves
 /// fixed: on every line its two-batch estimates give back the minibatch's squared gradient norm,
-/// noise_g2 + noise_trace / B = grad_norm² (the estimators' identity, exact), and over 320 steps
+/// noise_g2 + noise_trace·(N − B)/(B(N − 1)) = grad_norm² (the estimators' identity for batches
+/// drawn without replacement from N rows, exact), and over 320 steps
 /// the mean noise_g2 is the full-data |G|² and the mean noise_trace is tr Σ from the per-example
 /// gradients (±20 %).
 #[test]
@@ -103,7 +104,9 @@ fn noise_monitor_estimates_g2_and_trace_sigma() {
     for l in &lines {
         let (Some(Some(g2)), Some(Some(tr))) = (l.noise_g2, l.noise_trace) else { continue };
         let want = l.grad_norm * l.grad_norm;
-        let got = g2 + tr / batch;
+        // An epoch's minibatches are drawn without replacement from the 2048 rows.
+        let rows = 2048.0;
+        let got = g2 + tr * (rows - batch) / (batch * (rows - 1.0));
         let scale = g2.abs() + tr.abs() / batch + want;
         assert!(
             (got - want).abs() <= 1e-9 * scale,

@@ -14,6 +14,7 @@ pub mod noise;
 pub mod overlay;
 pub mod profile;
 pub mod rnn;
+mod stability_note;
 pub mod sweep;
 mod sweep_precision;
 mod sweep_workers;

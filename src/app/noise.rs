@@ -170,7 +170,10 @@ fn print_summary(s: &NoiseSummary, args: &RunArgs, backend: BackendChoice) {
         s.full_grad_norm_sq, s.trace_sigma, s.trace_sigma_se, s.b_simple, s.b_simple_se
     );
     if let Some(bs) = s.b_simple_two_batch {
-        println!("B_simple from the unbiased two-batch estimators: {bs:.1}");
+        let se = s.b_simple_two_batch_se.map_or(String::new(), |se| format!(" ± {se:.1}"));
+        println!(
+            "B_simple from the unbiased two-batch estimators (smallest and largest n): {bs:.1}{se}"
+        );
     }
     if let (Some(ghg), Some(ths), Some(bn), Some(em)) = (s.g_h_g, s.trace_h_sigma, s.b_noise, s.eps_max)
     {

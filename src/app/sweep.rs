@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 
 use super::output::{write_config, write_summary};
+pub(super) use super::stability_note::stability_note;
 use super::sweep_workers::{print_workers, sweep_workers};
 use super::{with_backend, BackendChoice, BackendTask, RunArgs};
 use crate::config::{check_worker_counts, Config};
@@ -18,9 +19,7 @@ use crate::report::rundir::create_run_dir;
 use crate::report::table::Table;
 use crate::schedule::admit;
 use crate::schedule::sweep::{run_sweep_at_peak, SweepReport, SweepRow, Timed};
-use crate::schedule::timing_stats::{
-    choice_stability, stability_line, Resampling, Stability, UNSETTLED_BELOW,
-};
+use crate::schedule::timing_stats::{choice_stability, Resampling};
 use crate::schedule::{choose, knee, predicted_time_curve, Policy};
 
 /// `batchscope sweep`.
@@ -129,20 +128,6 @@ pub fn sweep(
     match choice {
         Ok(_) => Ok(()),
         Err(e) => bail!("no batch size chosen: {e}; the table above and {} say why", dir.display()),
-    }
-}
-
-/// How firmly the timed steps support the pick, with what would firm it up where they do not.
-pub(super) fn stability_note(s: &Stability, cfg: &Config) -> String {
-    let line = stability_line(s);
-    match s.agreement < UNSETTLED_BELOW {
-        false => line,
-        true => format!(
-            "{line}: the timings do not settle the pick; time more steps or rounds \
-             (--set sweep.timed_steps={} or --set sweep.rounds={})",
-            (cfg.sweep.timed_steps * 4).min(crate::config::MAX_SWEEP_STEPS),
-            cfg.sweep.rounds.max(1) * 2 + 1
-        ),
     }
 }
 
@@ -349,7 +334,9 @@ pub(super) fn sweep_with<B: Profilable>(
     let prefix = format!("sweep {:?}", b.kind());
     let bar = crate::report::progress::work_bar(progress, work, &prefix.to_lowercase());
     let mut on_row = |row: &SweepRow| {
-        bar.inc(batch_work(row.batch));
+        // A size skipped in round 1 is not timed again: its later rounds' work goes with it.
+        let times = if row.skipped.is_some() { rounds } else { 1 };
+        bar.inc(batch_work(row.batch) * times);
         match &row.skipped {
             None => bar.set_message(format!("B={} {:.0} ex/s", row.batch, row.examples_per_s)),
             Some(_) => bar.set_message(format!("B={} skipped", row.batch)),

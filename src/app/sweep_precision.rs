@@ -53,11 +53,12 @@ pub(super) fn sweep_precisions(
     let swept: Vec<(&str, &SweepReport)> =
         precisions.iter().map(String::as_str).zip(reports.iter()).collect();
     write_csv(&dir.join("sweep.csv"), &header(), &csv_rows(&swept))?;
+    let stabilities: Vec<_> =
+        swept.iter().map(|(_, r)| choice_stability(&policy, &r.timed_points(), &resampling)).collect();
     let mut per = Vec::new();
-    for (p, r) in &swept {
+    for ((p, r), stability) in swept.iter().zip(&stabilities) {
         let points = r.points();
         let c = choose(&policy, &points);
-        let stability = choice_stability(&policy, &r.timed_points(), &resampling);
         per.push(serde_json::json!({
             "precision": p,
             "peak_gflops": r.peak_gflops,
@@ -89,7 +90,7 @@ pub(super) fn sweep_precisions(
     }
     print!("{}", table(&swept));
     let mut unchosen = Vec::new();
-    for (p, r) in &swept {
+    for ((p, r), stability) in swept.iter().zip(&stabilities) {
         let points = r.points();
         if let Some(k) = knee(&points, base.sweep.knee_min_gain) {
             println!("{p}: diminishing returns from B = {k}");
@@ -97,9 +98,8 @@ pub(super) fn sweep_precisions(
         match choose(&policy, &points) {
             Ok(c) => {
                 println!("{p}: chosen batch size ({policy}): {} — {}", c.batch, c.reason);
-                let resampled = choice_stability(&policy, &r.timed_points(), &resampling);
-                if let Some(s) = resampled {
-                    println!("{p}: {}", super::sweep::stability_note(&s, &base));
+                if let Some(s) = stability {
+                    println!("{p}: {}", super::sweep::stability_note(s, &base));
                 }
             }
             Err(e) => unchosen.push(format!("{p}: {e}")),

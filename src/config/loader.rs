@@ -361,6 +361,25 @@ pub fn apply_override(doc: &mut toml::Table, arg: &str) -> Result<(), ConfigErro
     }
 }
 
+/// Two `--set`s of one key with different values (the last won without a word), said as the
+/// error; `None` where every key is set once, or again to the same value as the loader reads it
+/// (`kind=teacher` and `kind="teacher"` agree). A `--set` that does not parse is left to the loader.
+pub fn conflicting_sets(sets: &[String]) -> Option<String> {
+    let parsed: Vec<(String, String, toml::Table)> = sets
+        .iter()
+        .filter_map(|arg| {
+            let (key, value) = arg.split_once('=')?;
+            let mut table = toml::Table::new();
+            apply_override(&mut table, arg).ok()?;
+            Some((key.trim().to_string(), value.trim().to_string(), table))
+        })
+        .collect();
+    parsed.iter().enumerate().find_map(|(i, (key, value, table))| {
+        let (_, other, _) = parsed[i + 1..].iter().find(|(k, _, t)| k == key && t != table)?;
+        Some(format!("--set {key}={value} and --set {key}={other} both set {key}: give one"))
+    })
+}
+
 /// Whether `raw` is a decimal integer that TOML's 64-bit signed integers cannot hold (it would
 /// fall back to a string, and the key's error would say "invalid type: string").
 fn is_integer_past_toml(raw: &str) -> bool {

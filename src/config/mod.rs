@@ -21,7 +21,7 @@ mod sweep;
 mod train;
 mod type_hints;
 mod validate;
-pub use validate::{sweep_range_problem, MAX_SWEEP_STEPS, TEACHER_CALIBRATION_INPUTS};
+pub use validate::{sweep_range_problem, MAX_SWEEP_ROUNDS, MAX_SWEEP_STEPS, TEACHER_CALIBRATION_INPUTS};
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,7 @@ use crate::model::{LossKind, MlpSpec};
 
 pub use gpu::GpuConfig;
 pub use landscape::{DirSpec, LandscapeConfig, Mode, LANDSCAPE_DEFAULT_TOML};
-pub use loader::{apply_override, deserialize, ConfigText, Variant};
+pub use loader::{apply_override, conflicting_sets, deserialize, ConfigText, Variant};
 pub use model::{DataConfig, DataKind, DataMode, ModelConfig};
 pub use parallel::{check_worker_counts, MAX_WORKERS};
 pub use rnn::{

@@ -47,6 +47,7 @@ fn out_of_range_values_name_the_key() {
         ("[sweep]\nwarmup_steps = 100001\n", "sweep.warmup_steps"),
         ("[sweep]\nrounds = 0\n", "sweep.rounds"),
         ("[sweep]\nrounds = 101\n", "the 100 a sweep runs"),
+        ("[sweep]\nrounds = 20\ntimed_steps = 5001\n", "100020 timed steps per batch size"),
         // A stream is read in its own order.
         ("[data]\nmode = \"stream\"\n[train]\nsorted_by_label = true\n", "train.sorted_by_label"),
         ("[data]\nmode = \"stream\"\n[train]\nshuffle = \"once\"\n", "train.shuffle"),

@@ -264,6 +264,18 @@ impl Config {
                 format!("{} rounds are more than the {MAX_SWEEP_ROUNDS} a sweep runs", s.rounds),
             ));
         }
+        // Every timed step is kept (summary.json, the pick's resampling): bound them all.
+        if s.rounds.saturating_mul(s.timed_steps) > MAX_SWEEP_STEPS && s.timed_steps <= MAX_SWEEP_STEPS {
+            return Err(bad(
+                "sweep.rounds",
+                format!(
+                    "{} rounds of sweep.timed_steps = {} are {} timed steps per batch size, more than the {MAX_SWEEP_STEPS} a sweep times",
+                    s.rounds,
+                    s.timed_steps,
+                    s.rounds.saturating_mul(s.timed_steps)
+                ),
+            ));
+        }
         // With no time budget nothing else ends a batch size's timing: bound the step counts
         // (a median of 10⁵ steps is far past what a timing needs).
         for (key, steps) in

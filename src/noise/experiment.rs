@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::estimators::{eps_opt, loglog_fit, two_batch_estimates};
+use super::estimators::{eps_opt, loglog_fit, two_batch_b_simple_se, two_batch_estimates};
 use super::probe::GradProbe;
 use crate::backend::Backend;
 use crate::checkpoint;
@@ -90,6 +90,8 @@ pub struct NoiseSummary {
     pub b_simple_se: f64,
     /// The same from the unbiased two-batch estimators at the smallest and largest n.
     pub b_simple_two_batch: Option<f64>,
+    /// Its standard error over the draws (delta method; `None` with one draw per size).
+    pub b_simple_two_batch_se: Option<f64>,
     /// GᵀHG with the full-data Hessian (R-operator).
     pub g_h_g: Option<f64>,
     /// The examples the Hessian of `g_h_g`, `trace_h_sigma` and `eps_max` is taken over: the
@@ -236,6 +238,8 @@ pub fn measure_with<B: Backend>(
     }
     let mut r = ChaCha8Rng::seed_from_u64(args.seed);
     let mut rows = Vec::new();
+    // Each size's (n, mean |g_n|², variance of that mean): the two-batch estimate's inputs.
+    let mut sq_norms: Vec<(f64, f64, f64)> = Vec::new();
     // dᵀHd over the single-example draws (tr(HΣ) estimate).
     let mut dhd = Running::default();
     let mut apply_h = |v: &[f64]| -> Result<Option<f64>, CurvatureError> {
@@ -273,6 +277,7 @@ pub fn measure_with<B: Backend>(
             norms.push(gn.iter().map(|v| v * v).sum::<f64>());
         }
         let (mean, sd) = (errs.mean(), errs.sample_sd());
+        sq_norms.push((n as f64, norms.mean(), norms.sample_sd().powi(2) / args.draws.max(1) as f64));
         rows.push(NoiseRow {
             n,
             draws: args.draws,
@@ -299,12 +304,14 @@ pub fn measure_with<B: Backend>(
         .sum::<f64>()
         .sqrt()
         / rows.len() as f64;
-    let two = match (rows.first(), rows.last()) {
-        (Some(s), Some(l)) if l.n > s.n => {
-            two_batch_estimates(s.n as f64, s.mean_sq_norm, l.n as f64, l.mean_sq_norm)
-                .and_then(|(g2e, tr)| (g2e > 0.0).then_some(tr / g2e))
+    let (two, two_se) = match (sq_norms.first(), sq_norms.last()) {
+        (Some(&small), Some(&big)) if big.0 > small.0 => {
+            let b = two_batch_estimates(small.0, small.1, big.0, big.1)
+                .and_then(|(g2e, tr)| (g2e > 0.0).then_some(tr / g2e));
+            let se = b.and_then(|_| two_batch_b_simple_se(small, big)).filter(|_| args.draws > 1);
+            (b, se)
         }
-        _ => None,
+        _ => (None, None),
     };
     let trace_h_sigma = (dhd.count() > 0).then(|| dhd.mean());
     let b_noise = match (trace_h_sigma, g_h_g) {
@@ -344,6 +351,7 @@ pub fn measure_with<B: Backend>(
         b_simple_se: trace_sigma_se / g2,
         b_noise_se,
         b_simple_two_batch: two,
+        b_simple_two_batch_se: two_se,
         rows,
     })
 }

@@ -46,11 +46,12 @@ pub struct SweepRow {
     /// NVML readings while the timed steps ran (`None` without NVML or when skipped).
     pub util: Option<UtilSummary>,
     /// Whether the timed steps ran below [`THROTTLED_BELOW`](crate::telemetry::sampler::THROTTLED_BELOW)
-    /// of the maximum SM clock in every attempt ([`THROTTLE_ATTEMPTS`]) of some round: the row is
-    /// the device's clock, not the step's.
+    /// of the maximum SM clock in every attempt ([`THROTTLE_ATTEMPTS`]) of every round the row
+    /// pools: the row is the device's clock, not the step's.
     pub throttled: bool,
-    /// Rounds that timed this batch size (`sweep.rounds`; fewer where the time budget ran out;
-    /// 0 when skipped).
+    /// Rounds whose steps the row pools (`sweep.rounds`; fewer where a later round would have
+    /// overrun the time budget or was set aside, [`absorb`](super::sweep_step::absorb); 0 when
+    /// skipped).
     pub rounds: usize,
     /// An interval of the timed steps that holds the median step time with probability
     /// `ms_ci_coverage` ([`median_interval`](super::timing_stats::median_interval)), ms.
@@ -209,7 +210,9 @@ fn predicted_seconds(last: &SweepRow, batch: usize, steps: f64) -> f64 {
 /// Rounds 2..=`sweep.rounds`: every batch size round 1 measured, timed again (allocation and
 /// warm-up anew) in alternating order, descending then ascending, so that a drift of the device's
 /// state over the sweep (clocks, heat, another process) lands on every size rather than on the
-/// last ones; each round's steps join the row as a round of their own.
+/// last ones; each round's steps join the row as a round of their own ([`absorb`]). Under a time
+/// budget, round 1 is priced alone (as a one-round sweep is) and a later round of a size runs only
+/// where its own median predicts it ends within the budget; the rows say how many rounds they kept.
 fn more_rounds<B: Timed>(
     b: &B,
     cfg: &Config,
@@ -220,28 +223,46 @@ fn more_rounds<B: Timed>(
     on_row: &mut dyn FnMut(&SweepRow),
 ) -> Result<(), BackendError> {
     let measured: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].skipped.is_none()).collect();
+    let one_round = (cfg.sweep.warmup_steps.max(1) + cfg.sweep.timed_steps) as f64;
+    let mut over_budget = 0usize;
     for round in 1..cfg.sweep.rounds.max(1) {
         let order: Vec<usize> = match round % 2 {
             1 => measured.iter().rev().copied().collect(),
             _ => measured.clone(),
         };
         for i in order {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                log::warn!(
-                    "sweep.time_budget_s reached in round {} of {}: the rows say how many rounds timed them",
-                    round + 1,
-                    cfg.sweep.rounds
-                );
-                return Ok(());
+            let batch = rows[i].batch;
+            let predicted =
+                std::time::Duration::try_from_secs_f64(predicted_seconds(&rows[i], batch, one_round));
+            let fits = match (deadline, predicted) {
+                (None, _) => true,
+                (Some(d), Ok(p)) => Instant::now().checked_add(p).is_some_and(|end| end < d),
+                (Some(_), Err(_)) => false,
+            };
+            if !fits {
+                over_budget += 1;
+                on_row(&rows[i]);
+                continue;
             }
-            let again = measure_batch(b, cfg, rows[i].batch, limits, peak, monitor, deadline)?;
+            let again = measure_batch(b, cfg, batch, limits, peak, monitor, deadline)?;
             b.release_caches();
-            // A size that does not allocate this time keeps the rounds it has.
-            if again.skipped.is_none() {
-                absorb(&mut rows[i], again, flops_per_example, peak);
+            let set_aside = match &again.skipped {
+                // A size that does not allocate this time keeps the rounds it has.
+                Some(reason) => Err(reason.clone()),
+                None => absorb(&mut rows[i], again, cfg.sweep.timed_steps, (flops_per_example, peak)),
+            };
+            if let Err(why) = set_aside {
+                log::warn!("B = {batch}: round {} of {} set aside: {why}", round + 1, cfg.sweep.rounds);
             }
             on_row(&rows[i]);
         }
+    }
+    if over_budget > 0 {
+        log::warn!(
+            "sweep.time_budget_s = {} s: {over_budget} later round(s) of a batch size would have overrun it and did not run; \
+             the rows' `rounds` say how many timed each",
+            cfg.sweep.time_budget_s
+        );
     }
     Ok(())
 }
@@ -267,9 +288,8 @@ pub fn run_sweep_at_peak<B: Timed>(
     b.release_caches();
     let mut rows: Vec<SweepRow> = Vec::new();
     let start = Instant::now();
-    let rounds = cfg.sweep.rounds.max(1);
-    // Every round of a batch size is priced: each warms up and times anew.
-    let steps = ((cfg.sweep.warmup_steps.max(1) + cfg.sweep.timed_steps) * rounds) as f64;
+    // Round 1 is priced alone; later rounds run in what is left ([`more_rounds`]).
+    let steps = (cfg.sweep.warmup_steps.max(1) + cfg.sweep.timed_steps) as f64;
     let budget = cfg.sweep.time_budget_s;
     let deadline = (budget > 0.0)
         .then(|| start.checked_add(std::time::Duration::try_from_secs_f64(budget).ok()?))
@@ -349,6 +369,31 @@ mod tests {
         }
         let full = sweep_at(1990.0);
         assert!(full.rows.iter().all(|r| !r.throttled));
+    }
+
+    /// A later round runs only where it is predicted to end within the time budget: with a
+    /// budget past as soon as it starts, the one size of round 1 keeps its one round of three
+    /// (and its one step: the budget stops a size's own steps too); without one, all three run.
+    #[test]
+    fn later_rounds_run_only_within_the_time_budget() {
+        let sweep = |budget: &str| {
+            let sets =
+                ["model.hidden=[8]", "sweep.min_batch=2", "sweep.max_batch=2", "sweep.rounds=3", budget];
+            let cfg = Config::load(None, &sets.map(String::from)).expect("config");
+            run_sweep_at_peak(
+                &CpuBackend::new(),
+                &cfg,
+                &mut |_| {},
+                &mut UtilMonitor::new(None),
+                Some((1.0, "x".into())),
+            )
+            .expect("sweep")
+        };
+        let cut = sweep("sweep.time_budget_s=1e-9");
+        assert_eq!((cut.rows[0].rounds, cut.rows[0].step_ms.len()), (1, 1), "{:?}", cut.rows[0]);
+        let whole = sweep("sweep.time_budget_s=0");
+        assert_eq!(whole.rows[0].rounds, 3);
+        assert!(whole.rows[0].step_ms.iter().all(|r| r.len() == 8), "{:?}", whole.rows[0].step_ms);
     }
 
     /// Every batch size skipped past the budget is priced from the last measured one's median:

@@ -235,15 +235,80 @@ pub(super) fn settle(row: &mut SweepRow, flops_per_example: f64, peak: f64) {
     row.host_overhead_ms = median(&mut row.host_ms.clone());
 }
 
-/// Add another round of a batch size to its row: its timed steps as a round of their own, its
-/// host times, and the device's state (a throttled or host-timed round marks the row).
-pub(super) fn absorb(row: &mut SweepRow, again: SweepRow, flops_per_example: f64, peak: f64) {
+/// Add another round of a batch size to its row: its timed steps as a round of their own and
+/// its host times. Only like rounds are pooled: a round timed whole, on the same clock (device
+/// timestamps or host), and throttled only where every round kept was; a round unlike the kept
+/// ones is set aside (or replaces them, where it is unthrottled and they were not). `Err` with
+/// why a round was set aside.
+pub(super) fn absorb(
+    row: &mut SweepRow,
+    again: SweepRow,
+    timed_steps: usize,
+    (flops_per_example, peak): (f64, f64),
+) -> Result<(), String> {
+    let steps = again.step_ms.iter().map(Vec::len).sum::<usize>();
+    if steps < timed_steps {
+        return Err(format!("{steps} of {timed_steps} steps timed before the time budget ran out"));
+    }
+    if again.timing != row.timing {
+        return Err(format!(
+            "timed by {} where the first round was timed by {}",
+            again.timing, row.timing
+        ));
+    }
+    match (row.throttled, again.throttled) {
+        (false, true) => return Err("the SM clock was throttled (the rounds kept were not)".into()),
+        (true, false) => {
+            // The first unthrottled round replaces the throttled ones.
+            row.step_ms.clear();
+            row.host_ms.clear();
+            row.throttled = false;
+            row.util = again.util;
+        }
+        _ => {}
+    }
     row.step_ms.extend(again.step_ms);
     row.host_ms.extend(again.host_ms);
-    row.throttled |= again.throttled;
-    if again.timing == "host" {
-        row.timing = "host";
-    }
-    row.util = row.util.or(again.util);
     settle(row, flops_per_example, peak);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+
+    /// A measured row of B = 64 from `steps` (one round), timed by `timing`.
+    fn round(steps: &[f64], timing: &'static str, throttled: bool) -> SweepRow {
+        let mut row = unmeasured_row(&CpuBackend::new(), 64);
+        row.step_ms = vec![steps.to_vec()];
+        row.host_ms = vec![0.1; steps.len()];
+        row.timing = timing;
+        row.throttled = throttled;
+        settle(&mut row, 1e6, 1e3);
+        row
+    }
+
+    /// Like rounds pool; a round cut short, timed by another clock, or throttled where the kept
+    /// ones were not is set aside with the reason; an unthrottled one replaces throttled ones.
+    #[test]
+    fn only_like_rounds_are_pooled() {
+        let mut row = round(&[1.0, 2.0, 3.0], "host", false);
+        absorb(&mut row, round(&[4.0, 5.0, 6.0], "host", false), 3, (1e6, 1e3)).expect("pooled");
+        assert_eq!((row.rounds, row.ms_per_step_median, row.ms_max), (2, 3.5, 6.0));
+        let short = absorb(&mut row, round(&[9.0], "host", false), 3, (1e6, 1e3));
+        assert!(short.is_err_and(|e| e.contains("1 of 3 steps")));
+        let clock = absorb(&mut row, round(&[1.0; 3], "gpu_timestamps", false), 3, (1e6, 1e3));
+        assert!(clock.is_err_and(|e| e.contains("gpu_timestamps")));
+        let hot = absorb(&mut row, round(&[9.0; 3], "host", true), 3, (1e6, 1e3));
+        assert!(hot.is_err_and(|e| e.contains("throttled")));
+        assert_eq!(row.rounds, 2, "set-aside rounds leave the row as it was");
+
+        let mut slow = round(&[8.0; 3], "host", true);
+        absorb(&mut slow, round(&[2.0; 3], "host", false), 3, (1e6, 1e3)).expect("replaces");
+        assert_eq!((slow.rounds, slow.ms_per_step_median, slow.throttled), (1, 2.0, false));
+        // Throughput and GFLOP/s follow the pooled median: 64 examples in 2 ms, 1 MFLOP each.
+        assert!((slow.examples_per_s - 32_000.0).abs() < 1e-9);
+        assert!((slow.gflops - 32.0).abs() < 1e-9);
+    }
 }

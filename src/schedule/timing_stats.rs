@@ -101,6 +101,9 @@ pub struct Stability {
     pub b_noise_se: Option<f64>,
     /// Fraction of the resamples whose medians made the policy pick `batch` again.
     pub agreement: f64,
+    /// Where B_noise was drawn too: the agreement of the same copies with B_noise held at its
+    /// estimate (the steps' share of the uncertainty); `None` otherwise.
+    pub agreement_steps_only: Option<f64>,
     /// The other picks, most frequent first.
     pub alternatives: Vec<Alternative>,
 }
@@ -111,12 +114,12 @@ pub struct TimedPoint<'a> {
     pub rounds: &'a [Vec<f64>],
 }
 
-/// Resample `steps` (by round: pick rounds with replacement, then steps within each with
-/// replacement) and return the pooled median.
-fn resampled_median(rounds: &[Vec<f64>], r: &mut ChaCha8Rng, pool: &mut Vec<f64>) -> f64 {
+/// The pooled median of `rounds` resampled: the rounds at `picks` (drawn with replacement),
+/// then steps with replacement within each drawn round.
+fn resampled_median(rounds: &[&[f64]], picks: &[usize], r: &mut ChaCha8Rng, pool: &mut Vec<f64>) -> f64 {
     pool.clear();
-    for _ in 0..rounds.len() {
-        let round = &rounds[r.random_range(0..rounds.len())];
+    for &k in picks {
+        let round = rounds[k];
         for _ in 0..round.len() {
             pool.push(round[r.random_range(0..round.len())]);
         }
@@ -145,6 +148,12 @@ fn drawn_policy(policy: &Policy, b_noise_se: Option<f64>, r: &mut ChaCha8Rng) ->
 /// Run `policy` on `how.resamples` bootstrap copies of `points` (each measured point's median
 /// from its resampled steps; unmeasured points as they are) and count how often it picks what it
 /// picks on the measured medians. `None` where the policy picks nothing on the measured medians.
+///
+/// A copy draws round indices once, with replacement, for every point timed in as many rounds
+/// (a drift the rounds shared then moves every size alike, as it did in the sweep), then steps
+/// with replacement within each drawn round. With one round this is the ordinary bootstrap of
+/// the steps; with more, the second stage counts the within-round spread again, so `agreement`
+/// errs low (a conservative figure).
 pub fn choice_stability(
     policy: &Policy,
     points: &[TimedPoint<'_>],
@@ -154,22 +163,40 @@ pub fn choice_stability(
     let batch = choose(policy, &measured).ok()?.batch;
     let (resamples, b_noise_se) = (how.resamples, how.b_noise_se);
     let b_noise_se = b_noise_se.filter(|_| matches!(policy, Policy::TimeToTarget { .. }));
+    // Each measured point's rounds with steps, gathered once.
+    let timed: Vec<Option<Vec<&[f64]>>> = points
+        .iter()
+        .map(|p| {
+            let rounds: Vec<&[f64]> =
+                p.rounds.iter().filter(|s| !s.is_empty()).map(Vec::as_slice).collect();
+            (p.point.is_usable() && !rounds.is_empty()).then_some(rounds)
+        })
+        .collect();
+    let most = timed.iter().flatten().map(Vec::len).max().unwrap_or(0);
     let mut r = ChaCha8Rng::seed_from_u64(how.seed);
     let mut pool = Vec::new();
     let mut counts: Vec<(usize, usize)> = Vec::new();
+    let mut exact_agrees = 0usize;
     for _ in 0..resamples {
+        let shared: Vec<usize> = (0..most).map(|_| r.random_range(0..most)).collect();
         let copy: Vec<SweepPoint> = points
             .iter()
-            .map(|p| match p.point.is_usable() && p.rounds.iter().any(|s| !s.is_empty()) {
-                true => {
-                    let rounds: Vec<Vec<f64>> =
-                        p.rounds.iter().filter(|s| !s.is_empty()).cloned().collect();
-                    let med = resampled_median(&rounds, &mut r, &mut pool);
+            .zip(&timed)
+            .map(|(p, t)| match t {
+                Some(rounds) => {
+                    let picks: Vec<usize> = match rounds.len() == most {
+                        true => shared.clone(),
+                        false => (0..rounds.len()).map(|_| r.random_range(0..rounds.len())).collect(),
+                    };
+                    let med = resampled_median(rounds, &picks, &mut r, &mut pool);
                     SweepPoint::measured(p.point.batch, med, p.point.ms_min, p.point.ms_max)
                 }
-                false => p.point.clone(),
+                None => p.point.clone(),
             })
             .collect();
+        if b_noise_se.is_some() && choose(policy, &copy).is_ok_and(|c| c.batch == batch) {
+            exact_agrees += 1;
+        }
         if let Ok(c) = choose(&drawn_policy(policy, b_noise_se, &mut r), &copy) {
             match counts.iter_mut().find(|(b, _)| *b == c.batch) {
                 Some((_, n)) => *n += 1,
@@ -187,6 +214,7 @@ pub fn choice_stability(
         resamples,
         b_noise_se,
         agreement,
+        agreement_steps_only: b_noise_se.map(|_| share(exact_agrees)),
         alternatives: counts
             .into_iter()
             .map(|(b, n)| Alternative { batch: b, fraction: share(n) })
@@ -201,7 +229,7 @@ pub fn stability_line(s: &Stability) -> String {
         .alternatives
         .iter()
         .take(3)
-        .map(|a| format!("{:.0} % B = {}", 100.0 * a.fraction, a.batch))
+        .map(|a| format!("{} B = {}", percent(a.fraction), a.batch))
         .collect();
     let tail = match others.is_empty() {
         true => String::new(),
@@ -212,11 +240,20 @@ pub fn stability_line(s: &Stability) -> String {
         None => "the timed steps".to_string(),
     };
     format!(
-        "{:.0} % of {} resamples of {what} pick B = {} again{tail}",
-        100.0 * s.agreement,
+        "{} of {} resamples of {what} pick B = {} again{tail}",
+        percent(s.agreement),
         s.resamples,
         s.batch
     )
+}
+
+/// A fraction as a whole percent, never rounded to 0 % or 100 % when it is neither.
+fn percent(f: f64) -> String {
+    match f {
+        f if f > 0.0 && f < 0.005 => "<1 %".to_string(),
+        f if f < 1.0 && f > 0.995 => ">99 %".to_string(),
+        f => format!("{:.0} %", 100.0 * f),
+    }
 }
 
 /// Below this agreement the console says how to firm the pick up.
@@ -363,10 +400,38 @@ mod tests {
         assert!((drawn.agreement - 0.68).abs() < 0.05, "{drawn:?}");
         assert_eq!(drawn.alternatives[0].batch, 128);
         assert_eq!(drawn.b_noise_se, Some(60.0));
+        // The steps alone (B_noise held) never move this pick: the uncertainty is B_noise's.
+        assert_eq!(drawn.agreement_steps_only, Some(1.0));
         assert!(stability_line(&drawn).contains("of B_noise (SE 60.00)"), "{}", stability_line(&drawn));
         // Another policy ignores the SE.
         let knee =
             choice_stability(&Policy::MaxThroughput, &pts, &how(100, 4).with_b_noise_se(Some(60.0)));
         assert_eq!(knee.map(|s| s.b_noise_se), Some(None));
+    }
+
+    /// A drift the rounds shared (the second round 20 % slower for every size) moves every size
+    /// alike in a copy, since the copies draw the same rounds for all of them: B = 128, 10 %
+    /// faster per example than B = 64 in each round, is picked every time (drawn apart, a fast
+    /// round of 64 against a slow one of 128 would have picked 64).
+    #[test]
+    fn a_drift_every_size_shared_does_not_unsettle_the_pick() {
+        let small = vec![vec![1.0; 8], vec![1.2; 8]];
+        let big = vec![vec![1.8; 8], vec![2.16; 8]];
+        let pts = [
+            TimedPoint { point: timed(64, &small), rounds: &small },
+            TimedPoint { point: timed(128, &big), rounds: &big },
+        ];
+        let s = choice_stability(&Policy::MaxThroughput, &pts, &how(1000, 9)).expect("pick");
+        assert_eq!((s.batch, s.agreement), (128, 1.0), "{s:?}");
+    }
+
+    #[test]
+    fn percentages_are_never_rounded_to_all_or_nothing() {
+        assert_eq!(percent(0.004), "<1 %");
+        assert_eq!(percent(0.996), ">99 %");
+        assert_eq!(
+            (percent(0.0), percent(1.0), percent(0.5)),
+            ("0 %".into(), "100 %".into(), "50 %".into())
+        );
     }
 }
