@@ -399,8 +399,8 @@ fn sweep_table(r: &SweepReport) -> String {
     let mut t = Table::new([
         "B",
         "ms/step",
-        "min",
-        "max",
+        // The median's interval (`ms_ci_low`..`ms_ci_high`; the whole range up to 8 steps).
+        "median CI",
         "examples/s",
         "GFLOP/s",
         "% peak",
@@ -413,7 +413,7 @@ fn sweep_table(r: &SweepReport) -> String {
         match &row.skipped {
             Some(reason) => {
                 let mut cells = vec![row.batch.to_string()];
-                cells.extend(std::iter::repeat_n("-".to_string(), 7));
+                cells.extend(std::iter::repeat_n("-".to_string(), 6));
                 cells.extend([mib, format!("skipped: {reason}")]);
                 t.row(cells);
             }
@@ -421,8 +421,7 @@ fn sweep_table(r: &SweepReport) -> String {
                 t.row([
                     row.batch.to_string(),
                     format!("{:.3}", row.ms_per_step_median),
-                    format!("{:.3}", row.ms_min),
-                    format!("{:.3}", row.ms_max),
+                    format!("{:.3}–{:.3}", row.ms_ci_low, row.ms_ci_high),
                     format!("{:.0}", row.examples_per_s),
                     format!("{:.1}", row.gflops),
                     format!("{:.1}", 100.0 * row.fraction_of_peak),
