@@ -542,7 +542,16 @@ fn compare_runs_both_backends() {
     let b = header.iter().position(|h| h == "backend").expect("backend column");
     assert!(rows.iter().any(|r| r[b] == "gpu") && rows.iter().any(|r| r[b] == "cpu"));
     assert!(out.join("compare.svg").exists() && out.join("speedup.svg").exists());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("speedup"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("speedup CI"));
+    // Each speedup comes with its bootstrap interval, around it (a percentile interval need not
+    // hold its point estimate exactly: 5 % slack).
+    let speedups = summary["speedup"].as_array().expect("speedup");
+    assert!(!speedups.is_empty());
+    for s in speedups {
+        let f = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{k} in {s}"));
+        let (lo, point, hi) = (f("ci_low"), f("gpu_over_cpu"), f("ci_high"));
+        assert!(0.0 < lo && lo <= hi && lo <= 1.05 * point && 0.95 * point <= hi, "{s}");
+    }
 }
 
 #[test]

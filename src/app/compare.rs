@@ -13,6 +13,7 @@ use crate::report::rundir::create_run_dir;
 use crate::report::table::{Align, Table};
 use crate::schedule::admit;
 use crate::schedule::sweep::SweepRow;
+use crate::schedule::timing_stats::{median_ratio_interval, STABILITY_RESAMPLES};
 
 /// Wall-time budget of the GPU half of `compare` on a software rasteriser (llvmpipe runs the
 /// default sweep at 1–90 examples/s: unbounded, that half alone takes the 600 s of
@@ -78,17 +79,22 @@ pub fn compare(
     write_csv(&dir.join("sweep.csv"), &SWEEP_HEADER, &rows)?;
 
     // Right-aligned throughout: a "skipped" cell must not flip its column to the left.
-    let mut t = (0..6)
-        .fold(Table::new(["B", "GPU ex/s", "CPU ex/s", "speedup", "GPU ms", "CPU ms"]), |t, c| {
-            t.align(c, Align::Right)
-        });
+    let header = ["B", "GPU ex/s", "CPU ex/s", "speedup", "speedup CI", "GPU ms", "CPU ms"];
+    let mut t = (0..header.len()).fold(Table::new(header), |t, c| t.align(c, Align::Right));
     let mut skips = Vec::new();
     let mut speedups = Vec::new();
+    let mut intervals: Vec<Option<(f64, f64)>> = Vec::new();
+    let seed = cfg.train.seed;
     for (gr, cr) in g.rows.iter().zip(&c.rows) {
         let ok = gr.skipped.is_none() && cr.skipped.is_none();
         let s = if ok { gr.examples_per_s / cr.examples_per_s } else { f64::NAN };
+        // GPU over CPU examples/s at one B is the CPU's median step over the GPU's.
+        let ci = ok
+            .then(|| median_ratio_interval(&cr.step_ms, &gr.step_ms, STABILITY_RESAMPLES, seed))
+            .flatten();
         if ok {
             speedups.push((gr.batch as f64, s));
+            intervals.push(ci);
         }
         let fmt = |r: &SweepRow, f: &dyn Fn(&SweepRow) -> String| {
             if r.skipped.is_none() {
@@ -107,6 +113,7 @@ pub fn compare(
             fmt(gr, &|r| format!("{:.0}", r.examples_per_s)),
             fmt(cr, &|r| format!("{:.0}", r.examples_per_s)),
             if ok { speedup_text(s) } else { "-".into() },
+            ci.map_or("-".into(), |(lo, hi)| format!("{}–{}", speedup_text(lo), speedup_text(hi))),
             fmt(gr, &|r| format!("{:.3}", r.ms_per_step_median)),
             fmt(cr, &|r| format!("{:.3}", r.ms_per_step_median)),
         ]);
@@ -120,7 +127,12 @@ pub fn compare(
         // What was timed: f32, or f16 (`--precision f16`; % of peak is then the f16 peak's).
         "precision": cfg.model.precision.name(),
         "crossover_batch": crossover,
-        "speedup": speedups.iter().map(|&(b, s)| serde_json::json!({"batch": b as usize, "gpu_over_cpu": s})).collect::<Vec<_>>(),
+        "speedup": speedups.iter().zip(&intervals).map(|(&(b, s), ci)| serde_json::json!({
+            "batch": b as usize,
+            "gpu_over_cpu": s,
+            "ci_low": ci.map(|c| c.0),
+            "ci_high": ci.map(|c| c.1),
+        })).collect::<Vec<_>>(),
         "gpu_rows": g.rows,
         "cpu_rows": c.rows,
     });
@@ -155,7 +167,19 @@ pub fn compare(
         );
     }
     match crossover {
-        Some(b) => println!("crossover: the GPU is faster from B = {b} (at every measured B ≥ {b})"),
+        Some(b) => {
+            // Whether the timings resolve it: the speedup's interval at the crossover above 1.
+            let at = speedups.iter().position(|&(x, _)| x as usize == b).and_then(|i| intervals[i]);
+            let unresolved = match at {
+                Some((lo, hi)) if lo <= 1.0 => format!(
+                    "; at B = {b} the speedup's interval, {}–{}, reaches 1: more sweep.timed_steps or sweep.rounds would settle it",
+                    speedup_text(lo),
+                    speedup_text(hi)
+                ),
+                _ => String::new(),
+            };
+            println!("crossover: the GPU is faster from B = {b} (at every measured B ≥ {b}){unresolved}")
+        }
         None => println!("crossover: the GPU is not faster than the CPU at any measured B"),
     }
     println!("wrote: {}", dir.display());

@@ -222,6 +222,39 @@ pub fn choice_stability(
     })
 }
 
+/// The rounds that hold steps.
+fn non_empty(rounds: &[Vec<f64>]) -> Vec<&[f64]> {
+    rounds.iter().filter(|s| !s.is_empty()).map(Vec::as_slice).collect()
+}
+
+/// A percentile bootstrap interval (level [`CI_LEVEL`]) of `median(a) / median(b)`, each side's
+/// timed steps resampled by round, then within rounds, as one size of [`choice_stability`] is;
+/// the two sides drawn independently (two sweeps). `None` where a side has no steps.
+pub fn median_ratio_interval(
+    a: &[Vec<f64>],
+    b: &[Vec<f64>],
+    resamples: usize,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    let (a, b) = (non_empty(a), non_empty(b));
+    if a.is_empty() || b.is_empty() || resamples < 2 {
+        return None;
+    }
+    let (mut r, mut pool) = (ChaCha8Rng::seed_from_u64(seed), Vec::new());
+    let mut draw = |rounds: &[&[f64]]| {
+        let picks: Vec<usize> = (0..rounds.len()).map(|_| r.random_range(0..rounds.len())).collect();
+        resampled_median(rounds, &picks, &mut r, &mut pool)
+    };
+    let mut ratios: Vec<f64> =
+        (0..resamples).map(|_| draw(&a) / draw(&b)).filter(|q| q.is_finite()).collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let at = |p: f64| ratios[(p * (ratios.len() - 1) as f64).round() as usize];
+    Some((at((1.0 - CI_LEVEL) / 2.0), at((1.0 + CI_LEVEL) / 2.0)))
+}
+
 /// One line for the console: "94 % of 1000 resamples of the timed steps pick B = 512 again
 /// (5 % B = 1024, 1 % B = 256)".
 pub fn stability_line(s: &Stability) -> String {
@@ -433,5 +466,25 @@ mod tests {
             (percent(0.0), percent(1.0), percent(0.5)),
             ("0 %".into(), "100 %".into(), "50 %".into())
         );
+    }
+
+    /// The ratio's interval holds the ratio of the medians, and it is narrow where both sides'
+    /// steps are steady; resampling the same seed gives the same interval.
+    #[test]
+    fn the_ratio_interval_brackets_the_ratio_of_medians() {
+        let mut r = ChaCha8Rng::seed_from_u64(11);
+        let mut steps = |c: f64, spread: f64| {
+            vec![(0..16).map(|_| c * (1.0 + spread * r.random::<f64>())).collect::<Vec<f64>>()]
+        };
+        let (cpu, gpu) = (steps(4.0, 0.05), steps(1.0, 0.05));
+        let (lo, hi) = median_ratio_interval(&cpu, &gpu, 1000, 1).expect("interval");
+        let ratio = median(&mut cpu[0].clone()) / median(&mut gpu[0].clone());
+        assert!(lo <= ratio && ratio <= hi && hi - lo < 0.25, "{lo}..{hi} around {ratio}");
+        assert_eq!(median_ratio_interval(&cpu, &gpu, 1000, 1), Some((lo, hi)));
+        // Noisy steps widen it.
+        let (noisy_cpu, noisy_gpu) = (steps(4.0, 1.0), steps(1.0, 1.0));
+        let (nlo, nhi) = median_ratio_interval(&noisy_cpu, &noisy_gpu, 1000, 1).expect("interval");
+        assert!(nhi - nlo > 2.0 * (hi - lo), "{nlo}..{nhi} against {lo}..{hi}");
+        assert_eq!(median_ratio_interval(&cpu, &[], 1000, 1), None);
     }
 }
