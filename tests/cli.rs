@@ -36,6 +36,14 @@ fn tiny() -> String {
     common::tiny_config(1, 256, 2)
 }
 
+/// `batchscope train --quiet --resume dir --set train.epochs=2`, with `extra` flags.
+fn resume_to_two_epochs(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--quiet", "--resume", dir.to_str().unwrap_or_default()];
+    args.extend(["--set", "train.epochs=2"]);
+    args.extend(extra);
+    run(&args)
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
@@ -298,16 +306,7 @@ fn bad_checkpoints_and_dirs_are_one_line_errors() {
     );
     // The first run's files are untouched by all of the above.
     assert_eq!(std::fs::read(&last).expect("read").len(), n);
-    let o = run(&[
-        "train",
-        "--backend",
-        "cpu",
-        "--quiet",
-        "--resume",
-        run1.to_str().unwrap_or_default(),
-        "--set",
-        "train.epochs=2",
-    ]);
+    let o = resume_to_two_epochs(&run1, &["--backend", "cpu"]);
     assert!(o.status.success(), "resume: {}", stderr(&o));
 }
 
@@ -608,14 +607,7 @@ fn a_resume_goes_on_on_the_backend_the_run_was_trained_on() {
     };
     let trained = (device(&gpu_run), device(&cpu_run));
     for dir in [&gpu_run, &cpu_run] {
-        let o = run(&[
-            "train",
-            "--quiet",
-            "--resume",
-            dir.to_str().unwrap_or_default(),
-            "--set",
-            "train.epochs=2",
-        ]);
+        let o = resume_to_two_epochs(dir, &[]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
     assert_eq!((device(&gpu_run), device(&cpu_run)), trained, "each went on where it began");

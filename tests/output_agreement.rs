@@ -127,6 +127,20 @@ fn rnn_settings_are_written_as_config_toml_writes_them() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `batchscope sweep --backend cpu --config cfg --policy policy` (and `sets`) into `out`: its
+/// summary.json, the sweep asserted to have succeeded.
+fn sweep_with_policy(cfg: &Path, policy: &str, sets: &[&str], out: &Path) -> serde_json::Value {
+    let mut args = vec!["sweep", "--config", s(cfg), "--backend", "cpu", "--quiet", "--policy", policy];
+    for kv in sets {
+        args.extend(["--set", kv]);
+    }
+    args.extend(["--out", s(out)]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+        .expect("json")
+}
+
 /// sweep's `by_policy` gives each policy at the run's settings: its knee at
 /// `sweep.knee_fraction` is the run's own pick (it said knee:0.9 whatever the fraction, beside a
 /// `chosen_batch` of the configured knee), and a `--policy Knee` spelling is that knee too.
@@ -136,26 +150,8 @@ fn sweep_by_policy_agrees_with_the_chosen_batch() {
     let cfg = d.join("tiny.toml");
     std::fs::write(&cfg, common::tiny_config(1, 16, 2)).expect("config");
     for (i, policy) in ["knee", "Knee"].iter().enumerate() {
-        let out = d.join(format!("sweep{i}"));
-        let args = [
-            "sweep",
-            "--config",
-            s(&cfg),
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--policy",
-            policy,
-            "--set",
-            "sweep.knee_fraction=0.5",
-            "--out",
-            s(&out),
-        ];
-        let o = run(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let summary: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
-                .expect("json");
+        let summary =
+            sweep_with_policy(&cfg, policy, &["sweep.knee_fraction=0.5"], &d.join(format!("sweep{i}")));
         assert_eq!(summary["policy"], "knee:0.5", "--policy {policy}");
         let knee = summary["by_policy"]
             .as_array()
@@ -183,23 +179,7 @@ fn sweep_policy_spelling_is_canonical_in_config_toml() {
         [("max-throughput", "max_throughput"), ("Largest-Fit", "largest_fit")].iter().enumerate()
     {
         let out = d.join(format!("sweep{i}"));
-        let args = [
-            "sweep",
-            "--config",
-            s(&cfg),
-            "--backend",
-            "cpu",
-            "--quiet",
-            "--policy",
-            typed,
-            "--out",
-            s(&out),
-        ];
-        let o = run(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let summary: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
-                .expect("json");
+        let summary = sweep_with_policy(&cfg, typed, &[], &out);
         assert_eq!(summary["policy"], *canonical, "--policy {typed}");
         let toml = std::fs::read_to_string(out.join("config.toml")).expect("config.toml");
         assert!(toml.contains(&format!("policy = \"{canonical}\"")), "--policy {typed}: {toml}");

@@ -4,27 +4,40 @@
 
 mod common;
 
+use std::path::PathBuf;
+use std::process::Output;
+
 use common::{read_csv, tiny_config, tmpdir};
+
+/// `batchscope sweep --backend cpu` of a tiny model over B = 1..`max_batch` with `timed` steps,
+/// and `sets`: the run directory and the finished process (asserted to have succeeded).
+fn cpu_sweep(tag: &str, max_batch: usize, timed: usize, sets: &[&str]) -> (PathBuf, Output) {
+    let d = tmpdir(tag);
+    let c = d.join("tiny.toml");
+    std::fs::write(&c, tiny_config(1, max_batch, timed)).expect("write config");
+    let out = d.join("s");
+    let mut cmd = common::cli::batchscope(tag);
+    cmd.args(["sweep", "--backend", "cpu", "--quiet", "--config"]).arg(&c).arg("--out").arg(&out);
+    for kv in sets {
+        cmd.args(["--set", kv]);
+    }
+    let o = cmd.output().expect("run batchscope");
+    assert!(o.status.success(), "{}", common::cli::stderr(&o));
+    (out, o)
+}
+
+/// The column `name` of sweep.csv's header.
+fn column(header: &[String], name: &str) -> usize {
+    header.iter().position(|h| h == name).unwrap_or_else(|| panic!("column {name}"))
+}
 
 /// `batchscope sweep --backend cpu` at B = 1..16 with 7 timed steps: every row's
 /// examples_per_s is batch · 1000 / its median step time, in the CSV and the summary alike.
 #[test]
 fn sweep_throughput_is_the_batch_over_the_median_step() {
-    let d = tmpdir("sweep");
-    let c = d.join("tiny.toml");
-    std::fs::write(&c, tiny_config(1, 16, 7)).expect("write config");
-    let out = d.join("s");
-    let o = common::cli::batchscope("sweep-throughput")
-        .args(["sweep", "--backend", "cpu", "--quiet", "--config"])
-        .arg(&c)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run batchscope");
-    assert!(o.status.success(), "{}", common::cli::stderr(&o));
+    let (out, _) = cpu_sweep("sweep-throughput", 16, 7, &[]);
     let (header, rows) = read_csv(&out.join("sweep.csv"));
-    let col =
-        |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("column {name}"));
+    let col = |name: &str| column(&header, name);
     let num = |r: &Vec<String>, name: &str| -> f64 {
         r[col(name)].parse().unwrap_or_else(|_| panic!("{name} = {:?}", r[col(name)]))
     };
@@ -57,21 +70,9 @@ fn sweep_throughput_is_the_batch_over_the_median_step() {
 /// resamples of the steps make it again, in summary.json and on stdout.
 #[test]
 fn rounds_pool_their_steps_and_the_pick_says_how_firm_it_is() {
-    let d = tmpdir("sweep-rounds");
-    let c = d.join("tiny.toml");
-    std::fs::write(&c, tiny_config(1, 8, 6)).expect("write config");
-    let out = d.join("s");
-    let o = common::cli::batchscope("sweep-rounds")
-        .args(["sweep", "--backend", "cpu", "--quiet", "--set", "sweep.rounds=3", "--config"])
-        .arg(&c)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run batchscope");
-    assert!(o.status.success(), "{}", common::cli::stderr(&o));
+    let (out, o) = cpu_sweep("sweep-rounds", 8, 6, &["sweep.rounds=3"]);
     let (header, rows) = read_csv(&out.join("sweep.csv"));
-    let col =
-        |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("column {name}"));
+    let col = |name: &str| column(&header, name);
     assert_eq!(rows.len(), 4, "B = 1, 2, 4, 8");
     assert!(rows.iter().all(|r| r[col("rounds")] == "3"), "{rows:?}");
     let s: serde_json::Value =
@@ -108,5 +109,5 @@ fn rounds_pool_their_steps_and_the_pick_says_how_firm_it_is() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     let said = format!("of 1000 resamples of the timed steps pick B = {} again", st["batch"]);
     assert!(stdout.contains(&said), "{stdout}");
-    let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::remove_dir_all(out.parent().expect("the scratch directory"));
 }
