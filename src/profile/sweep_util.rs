@@ -107,7 +107,7 @@ pub fn throttle_note(rows: &[SweepRow]) -> Option<String> {
         .collect();
     (!hit.is_empty()).then(|| {
         format!(
-            "warning: SM clock throttled while timed, in every attempt (up to {}): {}; those rows \
+            "warning: SM clock throttled while timed, in every attempt (up to {}) of every round kept: {}; those rows \
              are the clock's figures, not the step's (sweep again, or read summary.json's \
              throttled flags)",
             crate::schedule::sweep::THROTTLE_ATTEMPTS,
